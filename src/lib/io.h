@@ -1,0 +1,18 @@
+/* Small I/O helpers: full reads/writes that retry on EINTR, fd flags, fd passing. */
+#pragma once
+#include <stddef.h>
+#include <sys/types.h>
+
+ssize_t bh_read_all(int fd, void *buf, size_t n);   /* < n only at EOF; -1 on error */
+int bh_write_all(int fd, const void *buf, size_t n); /* 0 or -1 */
+int bh_set_nonblock(int fd, int on);
+int bh_set_cloexec(int fd, int on);
+/* Sends/receives one fd with one byte of data over a Unix socket. */
+int bh_send_fd(int sock, int fd);
+int bh_recv_fd(int sock);
+/* Reads a whole small file (at most limit bytes) into a NUL-terminated malloc'd string. */
+char *bh_read_file(const char *path, size_t limit, size_t *len_out);
+/* Writes a file atomically: temp file in the same dir, fsync, rename, fsync dir. */
+int bh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* mkdir -p; existing directories are fine. */
+int bh_mkdir_p(const char *path, unsigned mode);
