@@ -1,0 +1,101 @@
+/* The driver interface: one interface, two engines (`ns` namespaces, `vm` QEMU).
+ *
+ * bulkheadd describes a qube with a bh_qube_spec (filled from the model and the storage
+ * pool) and asks its engine to start, stop, pause or inspect it. Nothing above this
+ * header knows which engine runs a qube; engines know nothing of the Admin API or the
+ * store. Calls are made from bulkheadd's single event loop, so they must not block for
+ * long: start returns once the qube's init is running and its qrexec agent socket is
+ * ready (or fails); shutdown only *requests* a clean stop — completion is seen through
+ * the pidfd from watch_fd() or a later state() call.
+ *
+ * Runtime layout (engine-owned, under spec->runtime_dir = <runtime>/qubes/<name>/):
+ *   init.pid      host PID of the qube's PID 1, written atomically after start
+ *   vchan/        the qube's libvchan-socket directory (PROTOCOLS.md §2), bind-mounted
+ *                 into the qube at /run/qubes/vchan; the agent listens on
+ *                 vchan.<qid>.0.512.sock there (server = qube, client = dom0 (0))
+ * Persistent layout (storage-owned, see storage/storage.h).
+ */
+#pragma once
+#include "err.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum bh_power_state {
+    BH_STATE_HALTED,
+    BH_STATE_TRANSIENT, /* starting */
+    BH_STATE_RUNNING,
+    BH_STATE_PAUSED,
+    BH_STATE_HALTING,
+    BH_STATE_DYING,
+    BH_STATE_CRASHED,
+    BH_STATE_NA,
+};
+/* Qubes' spelling on the wire: "Halted", "Running", ... */
+const char *bh_power_state_name(enum bh_power_state s);
+
+/* How a qube's root and volumes are put together; filled by storage for the engine. */
+struct bh_volume_layout {
+    const char *root_lower;  /* read-only lower root dir (template's root) or NULL */
+    const char *root_rw;     /* persistent root dir of a template/standalone, or NULL;
+                              * with root_lower == NULL this is the writable root */
+    bool root_throwaway;     /* app qube/disposable: root changes are discarded */
+    const char *private_img; /* ext4 image holding /rw (and /home), or NULL */
+    const char *private_dir; /* mount point on the host for private_img (engine mounts) */
+    uint64_t volatile_bytes; /* size of the throwaway scratch (tmpfs), 0 = default */
+    const char *host_usr;    /* for the `host` template: host dir bound read-only at /usr */
+};
+
+struct bh_net_config {
+    bool enabled;            /* false: no network device at all (netvm empty) */
+    const char *ip, *gateway, *netmask, *dns1, *dns2;
+    const char *netns_path;  /* netns to join, prepared by src/net; NULL = fresh empty netns */
+};
+
+struct bh_qube_spec {
+    const char *name;
+    uint32_t qid;
+    const char *klass;        /* AppVM, TemplateVM, StandaloneVM, DispVM */
+    const char *runtime_dir;  /* <runtime>/qubes/<name> */
+    const char *state_dir;    /* <root>/qubes/<name> */
+    uint64_t memory_mib;      /* initial memory; cgroup soft target */
+    uint64_t maxmem_mib;      /* hard memory limit (0 = memory_mib) */
+    uint32_t vcpus;           /* CPU quota in whole CPUs */
+    uint32_t max_pids;        /* PIDs limit; 0 = engine default */
+    uid_t uid_base;           /* first host UID of the qube's disjoint range */
+    uint32_t uid_count;       /* size of the range (65536) */
+    const char *default_user; /* "user" */
+    struct bh_volume_layout vol;
+    struct bh_net_config net;
+    bool debug;
+};
+
+struct bh_qube_stats {
+    uint64_t mem_bytes;      /* current memory use */
+    uint64_t cputime_ns;
+};
+
+struct bh_driver {
+    const char *name; /* "ns" or "vm" */
+    /* Sets up and starts the qube; returns when the agent is ready (or fails and leaves
+     * nothing behind). */
+    int (*start)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Asks init to stop cleanly; returns at once. */
+    int (*shutdown)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Stops the qube at once and cleans up everything it had (mounts, cgroups, netns). */
+    int (*kill)(const struct bh_qube_spec *spec, bh_error *err);
+    int (*pause)(const struct bh_qube_spec *spec, bh_error *err);
+    int (*unpause)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Current state from the system itself (not from a cache); stats may be NULL. */
+    enum bh_power_state (*state)(const struct bh_qube_spec *spec, struct bh_qube_stats *stats);
+    /* After a bulkheadd restart: re-attach to a qube left running. Returns 1 if it was
+     * running and is adopted, 0 if it is not running (leftovers cleaned), -1 on error. */
+    int (*adopt)(const struct bh_qube_spec *spec, bh_error *err);
+    /* A pidfd (or -1) that becomes readable when the qube's init exits; the caller owns it
+     * and must then call reap() to clean up and learn whether it crashed. */
+    int (*watch_fd)(const struct bh_qube_spec *spec);
+    int (*reap)(const struct bh_qube_spec *spec, bool *crashed, bh_error *err);
+};
+
+/* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */
+const struct bh_driver *bh_driver_get(const char *virt_mode);
