@@ -42,6 +42,11 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
     }
     if (sethostname(spec->name, strlen(spec->name)) < 0)
         return bh_fail_errno(err, "sethostname");
+    /* Every mount copied into the qube's namespace is locked, and pivot_root refuses a
+     * locked new root: bind the tree onto itself (the bind's top is ours, unlocked; the
+     * mounts under it stay locked). */
+    if (mount(p->root, p->root, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return bh_fail_errno(err, "bind the new root");
     /* pivot_root(".", "."): the old root ends up stacked under the new one and is
      * detached at once, so no path back to the host's tree remains. */
     if (chdir(p->root) < 0)

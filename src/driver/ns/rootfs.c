@@ -235,13 +235,13 @@ static int assemble_run(const struct bh_qube_spec *spec, const struct bh_ns_path
     return 0;
 }
 
-int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err)
+int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, int private_fd, bh_error *err)
 {
     const struct bh_volume_layout *v = &spec->vol;
     /* Nothing we mount from here on may propagate back to the host. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return bh_fail_errno(err, "make / private");
-    if (mount_tmpfs(p->staging, "mode=0700,size=1m", MS_NOSUID | MS_NODEV, err) < 0)
+    if (mount_tmpfs(p->staging, "mode=0711,size=1m", MS_NOSUID | MS_NODEV, err) < 0)
         return -1;
     if (mkdir(p->root, 0755) < 0)
         return bh_fail_errno(err, "mkdir %s", p->root);
@@ -255,11 +255,8 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
         char rw[4096];
         if (ensure_dir(p->root, raw, "rw", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "home", spec->uid_base, err) < 0)
             return -1;
-        _cleanup_close_ int fd = bh_ext4_image_mount(v->private_img, err);
-        if (fd < 0 || bh_mount_setattr_fd(fd, userns_fd, 0, err) < 0)
-            return bh_prefix(err, "private volume");
         JOIN(rw, p->root, "rw");
-        if (bh_attach(fd, rw, err) < 0)
+        if (bh_attach(private_fd, rw, err) < 0)
             return -1;
     }
     if (ensure_dir(p->root, raw, "proc", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "sys", spec->uid_base, err) < 0)

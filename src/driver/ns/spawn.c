@@ -119,7 +119,7 @@ fail:
 
 /* Stage 1: host root in a private mount namespace (see ns.h). */
 static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
-                                             int userns_fd, int netns_fd, int sock)
+                                             int userns_fd, int netns_fd, int private_fd, int sock)
 {
     bh_error e = { 0 };
     struct spawn_msg m;
@@ -132,7 +132,7 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
         bh_fail_errno(&e, "unshare mount ns");
         goto fail;
     }
-    if (bh_rootfs_assemble(spec, p, userns_fd, &e) < 0)
+    if (bh_rootfs_assemble(spec, p, userns_fd, private_fd, &e) < 0)
         goto fail;
     /* A network prepared by src/net is owned by the host's user namespace: the qube
      * uses it but cannot reconfigure it. */
@@ -214,6 +214,12 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     _cleanup_close_ int netns = -1;
     if (spec->net.netns_path && (netns = open(spec->net.netns_path, O_RDONLY | O_CLOEXEC)) < 0)
         return bh_fail_errno(err, "open %s", spec->net.netns_path);
+    _cleanup_close_ int priv = -1;
+    if (spec->vol.private_img) {
+        priv = bh_ext4_image_mount(spec->vol.private_img, err);
+        if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0)
+            return bh_prefix(err, "private volume");
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return bh_fail_errno(err, "socketpair");
@@ -225,7 +231,7 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     }
     if (s1 == 0) {
         close(sv[0]);
-        stage1(spec, &p, userns, netns, sv[1]);
+        stage1(spec, &p, userns, netns, priv, sv[1]);
     }
     close(sv[1]);
     pid_t init = -1;
