@@ -59,10 +59,10 @@ struct bh_ns_paths {
     char shutdown_mark[4096]; /* <runtime_dir>/shutdown-requested */
 };
 int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err);
-/* private_fd: the detached, idmapped mount of private_img (made by the daemon: the
- * loop device must be opened outside the qube's devices cgroup), or -1. */
-int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd,
-                       int private_fd, bh_error *err);
+int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err);
+/* private_fd: the detached, idmapped mount of private_img, made by the daemon (the loop
+ * device must be opened outside the qube's devices cgroup) while stage 1 assembles. */
+int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err);
 
 /* ---- inside.c (runs as the qube's root inside its namespaces, before init) ---- */
 int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err);

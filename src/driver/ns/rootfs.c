@@ -235,7 +235,7 @@ static int assemble_run(const struct bh_qube_spec *spec, const struct bh_ns_path
     return 0;
 }
 
-int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, int private_fd, bh_error *err)
+int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err)
 {
     const struct bh_volume_layout *v = &spec->vol;
     /* Nothing we mount from here on may propagate back to the host. */
@@ -251,14 +251,9 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
     const char *raw = (!v->root_lower && v->root_rw) ? v->root_rw : NULL;
     if (v->host_usr && assemble_usr(spec, p, userns_fd, raw, err) < 0)
         return -1;
-    if (v->private_img) {
-        char rw[4096];
-        if (ensure_dir(p->root, raw, "rw", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "home", spec->uid_base, err) < 0)
-            return -1;
-        JOIN(rw, p->root, "rw");
-        if (bh_attach(private_fd, rw, err) < 0)
-            return -1;
-    }
+    if (v->private_img &&
+        (ensure_dir(p->root, raw, "rw", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "home", spec->uid_base, err) < 0))
+        return -1;
     if (ensure_dir(p->root, raw, "proc", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "sys", spec->uid_base, err) < 0)
         return -1;
     if (assemble_dev(spec, p, raw, err) < 0 || assemble_run(spec, p, raw, err) < 0)
@@ -278,4 +273,11 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
     if (lfd < 0 || bh_attach(lfd, lib, err) < 0)
         return bh_prefix(err, "bulkhead programs");
     return 0;
+}
+
+int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err)
+{
+    char rw[4096];
+    JOIN(rw, p->root, "rw");
+    return bh_attach(private_fd, rw, err);
 }

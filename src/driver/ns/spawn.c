@@ -1,7 +1,8 @@
 /* The start sequence (see ns.h for the process shape).
  *
  * Handshake over one SOCK_SEQPACKET pair, every message a struct spawn_msg:
- *   daemon -> stage1  'G'  the stage is in the qube's cgroups: go on
+ *   daemon -> stage1  'G'  the stage is in the qube's cgroups: go on (with a private
+ *                          volume: one byte carrying its mount fd instead)
  *   stage1 -> daemon  'P'  pid = host PID of the qube's init
  *   any    -> daemon  'E'  err = why the start failed (then the sender exits)
  *   init   -> daemon  'R'  (one byte) the qube is ready: agent socket up, or no agent
@@ -126,21 +127,31 @@ fail:
 
 /* Stage 1: host root in a private mount namespace (see ns.h). */
 static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
-                                             int userns_fd, int netns_fd, int private_fd, int sock)
+                                             int userns_fd, int netns_fd, int sock)
 {
     bh_error e = { 0 };
     struct spawn_msg m;
     /* Whatever the daemon had open must not reach the qube. */
     (void)syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     (void)setsid(); /* no controlling terminal, no signals from the daemon's session */
-    if (recv(sock, &m, sizeof m, 0) < 1 || m.kind != 'G')
-        _exit(1);
     if (unshare(CLONE_NEWNS) < 0) {
         bh_fail_errno(&e, "unshare mount ns");
         goto fail;
     }
-    if (bh_rootfs_assemble(spec, p, userns_fd, private_fd, &e) < 0)
+    /* Assembly overlaps with the daemon moving us into the qube's cgroups (a cgroup v1
+     * migration waits for an RCU grace period) and mounting the private volume. */
+    if (bh_rootfs_assemble(spec, p, userns_fd, &e) < 0)
         goto fail;
+    if (spec->vol.private_img) {
+        int priv = bh_recv_fd(sock);
+        if (priv < 0)
+            _exit(1);
+        if (bh_rootfs_attach_private(p, priv, &e) < 0)
+            goto fail;
+        close(priv);
+    } else if (recv(sock, &m, sizeof m, 0) < 1 || m.kind != 'G') {
+        _exit(1);
+    }
     /* A network prepared by src/net is owned by the host's user namespace: the qube
      * uses it but cannot reconfigure it. */
     if (chdir(p->staging) < 0) { /* carried into the copied namespace, see inside.c */
@@ -225,12 +236,6 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     _cleanup_close_ int netns = -1;
     if (spec->net.netns_path && (netns = open(spec->net.netns_path, O_RDONLY | O_CLOEXEC)) < 0)
         return bh_fail_errno(err, "open %s", spec->net.netns_path);
-    _cleanup_close_ int priv = -1;
-    if (spec->vol.private_img) {
-        priv = bh_ext4_image_mount(spec->vol.private_img, err);
-        if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0)
-            return bh_prefix(err, "private volume");
-    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return bh_fail_errno(err, "socketpair");
@@ -242,7 +247,7 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     }
     if (s1 == 0) {
         close(sv[0]);
-        stage1(spec, &p, userns, netns, priv, sv[1]);
+        stage1(spec, &p, userns, netns, sv[1]);
     }
     close(sv[1]);
     pid_t init = -1;
@@ -250,9 +255,20 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     bool ready = false;
     int ret = -1;
     struct spawn_msg m = { .kind = 'G' };
-    if (cg->attach(tag, spec->name, s1, err) < 0 || send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
-        if (!err || !err->msg[0])
+    if (cg->attach(tag, spec->name, s1, err) < 0)
+        goto out;
+    if (spec->vol.private_img) {
+        _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
+        if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
+            bh_prefix(err, "private volume");
+            goto out;
+        }
+        if (bh_send_fd(sock, priv) < 0) {
             bh_fail_errno(err, "starting stage 1");
+            goto out;
+        }
+    } else if (send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
+        bh_fail_errno(err, "starting stage 1");
         goto out;
     }
     long deadline = now_ms() + BH_NS_START_TIMEOUT_MS;
