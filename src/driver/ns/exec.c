@@ -5,6 +5,7 @@
  * cannot ptrace or read it while it still holds host resources. */
 #include "ns.h"
 #include "cleanup.h"
+#include "io.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -27,34 +28,11 @@ static int lookup_user(const char *user, uid_t *uid, gid_t *gid, char *home, siz
         snprintf(home, homelen, "/root");
         return 0;
     }
-    FILE *f = fopen("/etc/passwd", "re");
-    if (!f)
+    size_t len = 0;
+    _cleanup_free_ char *text = bh_read_file("/etc/passwd", 1 << 20, &len);
+    if (!text)
         return -1;
-    char line[1024];
-    int found = -1;
-    for (int n = 0; n < 10000 && fgets(line, sizeof line, f); n++) {
-        char *fields[7] = { 0 };
-        char *s = line;
-        int i = 0;
-        for (; i < 7 && s; i++) {
-            fields[i] = s;
-            s = strchr(s, ':');
-            if (s)
-                *s++ = '\0';
-        }
-        if (i < 6 || strcmp(fields[0], user))
-            continue;
-        char *e1, *e2;
-        unsigned long u = strtoul(fields[2], &e1, 10), g = strtoul(fields[3], &e2, 10);
-        if (*e1 || *e2 || u > 65535 || g > 65535)
-            break;
-        *uid = (uid_t)u, *gid = (gid_t)g;
-        snprintf(home, homelen, "%s", fields[5] && *fields[5] ? fields[5] : "/");
-        found = 0;
-        break;
-    }
-    fclose(f);
-    return found;
+    return bh_passwd_find(text, len, user, uid, gid, home, homelen);
 }
 
 static __attribute__((noreturn)) void exec_child(const struct bh_qube_spec *spec, int pidfd,

@@ -102,6 +102,9 @@ struct bh_init_id {
 int bh_init_id_read_proc(pid_t pid, struct bh_init_id *id);
 int bh_pidfile_write(const char *path, const struct bh_init_id *id, bh_error *err);
 int bh_pidfile_read(const char *path, struct bh_init_id *id);
+int bh_pidfile_parse(const char *text, struct bh_init_id *id);
+/* Start time (and state letter) from the text of /proc/<pid>/stat. */
+int bh_proc_stat_parse(const char *text, uint64_t *starttime, char *state);
 /* Opens a pidfd to the recorded init after checking that PID is still that process
  * (start time, user ns) and is in the qube's cgroup; -1 if not. */
 int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id);
@@ -122,3 +125,6 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err);
 /* ---- util.c ---- */
 /* out = a "/" b; on overflow out becomes "" (every later use then fails visibly). */
 void bh_path_join(char *out, size_t n, const char *a, const char *b);
+/* Finds user in passwd(5) text (qube-controlled: strict, bounded). 0 found, -1 not
+ * found or malformed entry. */
+int bh_passwd_find(const char *text, size_t len, const char *user, uid_t *uid, gid_t *gid, char *home, size_t homelen);

@@ -14,13 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int read_starttime(pid_t pid, uint64_t *out, char *state)
+int bh_proc_stat_parse(const char *s, uint64_t *out, char *state)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    _cleanup_free_ char *s = bh_read_file(path, 4096, NULL);
-    if (!s)
-        return -1;
     /* comm may hold spaces and parentheses: fields start after the last ')'. */
     char *p = strrchr(s, ')');
     if (!p || p[1] != ' ')
@@ -34,8 +29,20 @@ static int read_starttime(pid_t pid, uint64_t *out, char *state)
             return -1;
         p++;
     }
+    if (*p < '0' || *p > '9')
+        return -1;
     *out = strtoull(p, NULL, 10);
     return 0;
+}
+
+static int read_starttime(pid_t pid, uint64_t *out, char *state)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *s = bh_read_file(path, 4096, NULL);
+    if (!s)
+        return -1;
+    return bh_proc_stat_parse(s, out, state);
 }
 
 int bh_init_id_read_proc(pid_t pid, struct bh_init_id *id)
@@ -62,8 +69,11 @@ int bh_pidfile_write(const char *path, const struct bh_init_id *id, bh_error *er
 int bh_pidfile_read(const char *path, struct bh_init_id *id)
 {
     _cleanup_free_ char *s = bh_read_file(path, 256, NULL);
-    if (!s)
-        return -1;
+    return s ? bh_pidfile_parse(s, id) : -1;
+}
+
+int bh_pidfile_parse(const char *s, struct bh_init_id *id)
+{
     int pid;
     uint64_t st, ino;
     if (sscanf(s, "%d %" SCNu64 " %" SCNu64, &pid, &st, &ino) != 3 || pid <= 1)

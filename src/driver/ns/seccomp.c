@@ -110,12 +110,12 @@ int bh_seccomp_apply(bh_error *err)
      * rarely-used protocol modules into the host kernel on first use (DCCP, X.25, AF_ALG,
      * vsock... a long CVE list). The kernel reads the family as 32 bits; any high bit
      * makes the value >= AF_PACKET+1 and so denied. */
-    struct scmp_arg_cmp hi = SCMP_A0(SCMP_CMP_GE, AF_PACKET + 1);
+    struct scmp_arg_cmp hi = { .arg = 0, .op = SCMP_CMP_GE, .datum_a = AF_PACKET + 1, .datum_b = 0 };
     if (r == 0) r = add(ctx, EAFNOSUPPORT, "socket", 1, &hi);
     for (int fam = 0; r == 0 && fam <= AF_PACKET; fam++) {
         if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK || fam == AF_PACKET)
             continue;
-        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)fam);
+        struct scmp_arg_cmp c = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)fam, .datum_b = 0 };
         r = add(ctx, EAFNOSUPPORT, "socket", 1, &c);
     }
     if (r == 0)

@@ -195,6 +195,19 @@ fail:
     _exit(1);
 }
 
+/* Stage 1 may fail before it needs the go-ahead: its message explains better than our
+ * failing send or cgroup write. */
+static void take_stage_error(int sock, bh_error *err)
+{
+    struct spawn_msg m;
+    memset(&m, 0, sizeof m);
+    struct pollfd p = { .fd = sock, .events = POLLIN };
+    if (poll(&p, 1, 1000) == 1 && recv(sock, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m && m.kind == 'E' && err) {
+        m.err.msg[sizeof m.err.msg - 1] = '\0';
+        *err = m.err;
+    }
+}
+
 static long now_ms(void)
 {
     struct timespec ts;
@@ -255,8 +268,10 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     bool ready = false;
     int ret = -1;
     struct spawn_msg m = { .kind = 'G' };
-    if (cg->attach(tag, spec->name, s1, err) < 0)
+    if (cg->attach(tag, spec->name, s1, err) < 0) {
+        take_stage_error(sock, err);
         goto out;
+    }
     if (spec->vol.private_img) {
         _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
         if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
@@ -265,10 +280,12 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
         }
         if (bh_send_fd(sock, priv) < 0) {
             bh_fail_errno(err, "starting stage 1");
+            take_stage_error(sock, err);
             goto out;
         }
     } else if (send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
         bh_fail_errno(err, "starting stage 1");
+        take_stage_error(sock, err);
         goto out;
     }
     long deadline = now_ms() + BH_NS_START_TIMEOUT_MS;

@@ -43,6 +43,36 @@ int main(void)
     unlink(path);
     rmdir(dir);
 
+    /* passwd parsing of a qube's (hostile) /etc/passwd */
+    uid_t u = 7;
+    gid_t g = 7;
+    char home[32];
+    const char *pw = "root:x:0:0::/root:/bin/sh\nuser:x:1000:1001:U:/home/user:/bin/sh\n";
+    CHECK(bh_passwd_find(pw, strlen(pw), "user", &u, &g, home, sizeof home) == 0);
+    CHECK(u == 1000 && g == 1001 && !strcmp(home, "/home/user"));
+    CHECK(bh_passwd_find(pw, strlen(pw), "nobody", &u, &g, home, sizeof home) < 0);
+    CHECK(bh_passwd_find(pw, strlen(pw), "use", &u, &g, home, sizeof home) < 0);
+    const char *hostile[] = {
+        "user:x:4294967295:0::/h:/s\n", "user:x:-1:0::/h:/s\n", "user:x:70000:0::/h:/s\n",
+        "user:x:1000:1000::relative:/s\n", "user:x:1000:1000::/this/home/path/is/much/too/long/for/the/buffer:/s\n",
+        "user:x::1000::/h:/s\n", "user:x:1000\n", "user", "",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++)
+        CHECK(bh_passwd_find(hostile[i], strlen(hostile[i]), "user", &u, &g, home, sizeof home) < 0);
+    /* a NUL inside the text is data, not an end */
+    const char nul[] = "x:x:1:1::/a:/s\nuser:x:5:5::/b\0c:/s\n";
+    CHECK(bh_passwd_find(nul, sizeof nul - 1, "user", &u, &g, home, sizeof home) < 0);
+
+    /* /proc/<pid>/stat: comm is chosen by the process */
+    uint64_t stt = 0;
+    char state = 0;
+    CHECK(bh_proc_stat_parse("1 (a) S 0 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 4242 0 0", &stt, &state) == 0);
+    CHECK(stt == 4242 && state == 'S');
+    CHECK(bh_proc_stat_parse("1 (x) R) Z 0 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 99 0 0", &stt, &state) == 0);
+    CHECK(stt == 99 && state == 'Z');
+    CHECK(bh_proc_stat_parse("1 (a) S 0 1", &stt, &state) < 0);
+    CHECK(bh_proc_stat_parse("no paren", &stt, &state) < 0);
+
     struct bh_ns_paths p;
     struct bh_qube_spec rel = { .name = "x", .runtime_dir = "relative/path" };
     CHECK(bh_ns_paths_fill(&rel, &p, NULL) < 0);
