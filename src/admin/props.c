@@ -564,7 +564,7 @@ int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop
         char *end;
         errno = 0;
         long long n = strtoll(v, &end, 10);
-        if (!*v || *end || errno || (v[0] == '0' && v[1]) || v[0] == '+')
+        if (!*v || *end || errno || (v[0] == '0' && v[1]) || !((v[0] >= '0' && v[0] <= '9') || v[0] == '-'))
             return bh_exc(e, "QubesValueError", "Invalid value for property '%s': not an integer", d->name);
         if ((d->min || d->max) && (n < d->min || n > d->max))
             return bh_exc(e, "QubesValueError", "Value of property '%s' out of range (%lld..%lld)", d->name, d->min, d->max);
