@@ -21,7 +21,7 @@ static const struct tree_dir host_dirs[] = {
     { "var", 0755 }, { "var/tmp", 01777 }, { "var/lib", 0755 }, { "var/log", 0755 }, { "var/cache", 0755 },
     { "var/spool", 0755 }, { "var/mail", 02775 }, { "run", 0755 }, { "proc", 0555 }, { "sys", 0555 },
     { "dev", 0755 }, { "rw", 0755 }, { "mnt", 0755 }, { "opt", 0755 }, { "srv", 0755 }, { "media", 0755 },
-    { "etc/skel", 0755 },
+    { "etc/skel", 0755 }, { "etc/pam.d", 0755 },
 };
 
 struct tree_link {
@@ -71,6 +71,19 @@ static const struct tree_file host_files[] = {
       "  . /etc/bash.bashrc\n"
       "fi\n"
       "umask 022\n" },
+    /* PAM, our own: root may become anyone (su/runuser to `user`); nobody becomes root
+     * by PAM (no passwords, no sudoers: a qube's root is reached through qrexec). */
+    { "etc/pam.d/other", 0644, 0,
+      "auth required pam_deny.so\naccount required pam_deny.so\npassword required pam_deny.so\n"
+      "session required pam_deny.so\n" },
+    { "etc/pam.d/su", 0644, 0,
+      "auth sufficient pam_rootok.so\nauth required pam_deny.so\naccount required pam_permit.so\n"
+      "password required pam_deny.so\nsession required pam_permit.so\n" },
+    { "etc/pam.d/su-l", 0644, 0, "@include su\n" },
+    { "etc/pam.d/runuser", 0644, 0,
+      "auth sufficient pam_rootok.so\nauth required pam_deny.so\naccount required pam_permit.so\n"
+      "session required pam_permit.so\n" },
+    { "etc/pam.d/runuser-l", 0644, 0, "@include runuser\n" },
     { "etc/fstab", 0644, 0, "# Mounts are made by bulkhead-init.\n" },
     { "etc/bulkhead-template", 0644, 0, "host\n" },
 };
