@@ -2,6 +2,7 @@
  * a Unix socket, and runs qubes through their engine. */
 #include "cleanup.h"
 #include "defaults.h"
+#include "engine_glue.h"
 #include "io.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -96,6 +97,10 @@ int main(int argc, char **argv)
     }
     if (bh_app_load(&app, store, &err) < 0) {
         bh_err("loading store: %s", err.msg);
+        return 1;
+    }
+    if (bh_glue_init(&app, &err) < 0) {
+        bh_err("storage: %s", err.msg);
         return 1;
     }
     if (fresh && defaults && bh_defaults_create(&app, &err) < 0) {
