@@ -1,0 +1,52 @@
+/* libFuzzer: a policy file's bytes through the parser, then one evaluation so that
+ * whatever parsed is also exercised by the matcher. */
+#include "policy.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct bh_sysinfo si;
+
+static void setup(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    bh_sysinfo_init(&si);
+    bh_error err;
+    if (bh_sysinfo_parse(&si,
+                         "dom0 AdminVM\n"
+                         "work AppVM state=Running tags=t1,t2 default_dispvm=dvm "
+                         "uuid=11111111-2222-3333-4444-555555555555\n"
+                         "personal AppVM tags=t2\n"
+                         "dvm AppVM template_for_dispvms=yes tags=t1\n"
+                         "disp1 DispVM template=dvm state=Running\n"
+                         "tpl TemplateVM\n",
+                         &err) < 0)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    setup();
+    bh_policy *p = bh_policy_load_buffer("fuzz.policy", data, size, NULL);
+    if (!p)
+        return 0;
+    static const char *const calls[][3] = {
+        { "work", "personal", "qubes.Filecopy" },
+        { "work", "@default", "qubes.Filecopy+x" },
+        { "disp1", "@dispvm", "qubes.OpenInVM" },
+        { "personal", "@adminvm", "qubes.GetDate" },
+        { "work", "@dispvm:dvm", "a.b+c" },
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
+        struct bh_policy_result r;
+        if (bh_policy_evaluate(p, &si, calls[i][0], calls[i][1], calls[i][2], &r) == BH_POLICY_ASK &&
+            r.n_choices)
+            bh_policy_confirm_ask(&r, &si, r.choices[0]);
+        bh_policy_result_free(&r);
+    }
+    bh_policy_free(p);
+    return 0;
+}
