@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Policy evaluation time for policies of N rules, the deciding rule last (worst case
+# for first-match), beside a plain linear strcmp scan over the same rules' service
+# names in the same run. Usage: bench/policy_eval.sh [BUILD_DIR] [N...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-${BULKHEAD_BUILD:-build}}
+shift || true
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10 100 1000 10000 100000)
+bin=$build/src/qrexec/policy/bench-policy
+[ -x "$bin" ] || ninja -C "$build" src/qrexec/policy/bench-policy >/dev/null
+echo "# qrexec policy evaluation: per-call time (deciding rule last) vs a strcmp scan"
+for n in "${sizes[@]}"; do
+  "$bin" "$n"
+done
