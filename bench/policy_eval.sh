@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Policy evaluation time for policies of N rules, the deciding rule last (worst case
-# for first-match), beside a plain linear strcmp scan over the same rules' service
-# names in the same run. Usage: bench/policy_eval.sh [BUILD_DIR] [N...]
+# for first-match), beside a plain linear strcmp scan over the same rules' "service
+# source" strings in the same run. Two shapes: "distinct" (every rule its own service:
+# the service index skips the rest) and "same" (every rule the same service, only the
+# last source matches: each rule is really matched).
+# Usage: bench/policy_eval.sh [BUILD_DIR] [N...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-${BULKHEAD_BUILD:-build}}
@@ -12,5 +15,6 @@ bin=$build/src/qrexec/policy/bench-policy
 [ -x "$bin" ] || ninja -C "$build" src/qrexec/policy/bench-policy >/dev/null
 echo "# qrexec policy evaluation: per-call time (deciding rule last) vs a strcmp scan"
 for n in "${sizes[@]}"; do
-  "$bin" "$n"
+  "$bin" "$n" distinct
+  "$bin" "$n" same
 done

@@ -1,8 +1,11 @@
-/* bench-policy N [ITER]: time to evaluate a call against a policy of N rules whose
- * last rule decides (the worst case for first-match), beside a plain linear strcmp
- * scan over the same rules' service strings — the floor any first-match evaluator
- * pays. Also the time to load the N-rule file. Prints one line of figures. */
+/* bench-policy N [same] [ITER]: time to evaluate a call against a policy of N rules
+ * whose last rule decides (the worst case for first-match), beside a plain linear
+ * strcmp scan over the same rules' service strings in the same run — what a naive
+ * first-match evaluator pays at least. With "same", every rule names the same service
+ * and only the last one's source matches, so the service index cannot help and each
+ * rule is really matched. Also the time to load the N-rule file. */
 #include "policy.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +21,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
-    size_t iters = argc > 2 ? strtoul(argv[2], NULL, 10) : 0;
+    bool same = argc > 2 && !strcmp(argv[2], "same");
+    size_t iters = argc > 3 ? strtoul(argv[3], NULL, 10) : 0;
     if (n == 0 || n > BH_POLICY_MAX_RULES - 1)
         return 2;
     if (!iters)
@@ -33,13 +37,18 @@ int main(int argc, char **argv)
     static const char *const tgts[] = { "@anyvm", "personal", "@dispvm", "@tag:t2" };
     for (size_t i = 0; i < n; i++) {
         char svc[48];
-        snprintf(svc, sizeof svc, "bench.Service%zu", i);
-        names[i] = strdup(svc);
-        len += (size_t)snprintf(text + len, cap - len, "%s * %s %s %s\n", svc, srcs[i % 4],
-                                tgts[i % 4], i % 3 ? "deny" : "allow");
+        snprintf(svc, sizeof svc, "bench.Service%zu", same ? n - 1 : i);
+        const char *src = same && i < n - 1 ? (i % 2 ? "@tag:nomatch" : "personal") /* never the caller */
+                                            : srcs[i % 4];
+        char key[96];
+        snprintf(key, sizeof key, "%s %s", svc, src);
+        names[i] = strdup(key);
+        len += (size_t)snprintf(text + len, cap - len, "%s * %s %s %s\n", svc, src, tgts[i % 4],
+                                i % 3 ? "deny" : "allow");
     }
     char last[48];
     snprintf(last, sizeof last, "bench.Service%zu", n - 1);
+    const char *lastkey = names[n - 1];
 
     struct bh_sysinfo si;
     bh_sysinfo_init(&si);
@@ -70,12 +79,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* the peer: find the first rule string equal to the service, nothing else */
+    /* the peer: find the first rule whose "service source" string equals the call's,
+     * one strcmp per rule and nothing else */
     volatile size_t found = 0;
     t0 = now();
     for (size_t k = 0; k < iters; k++) {
         for (size_t i = 0; i < n; i++) {
-            if (!strcmp(names[i], last)) {
+            if (!strcmp(names[i], lastkey)) {
                 found = i;
                 break;
             }
@@ -85,9 +95,9 @@ int main(int argc, char **argv)
     if (found != n - 1)
         return 1;
 
-    printf("rules=%-7zu decision=%-5s eval=%9.2f us  strcmp-scan=%9.2f us  ratio=%6.2fx  "
-           "load=%8.2f ms\n",
-           n, bh_policy_decision_name(d), eval * 1e6, scan * 1e6, scan > 0 ? eval / scan : 0.0,
+    printf("rules=%-7zu %-8s decision=%-5s eval=%9.2f us  strcmp-scan=%9.2f us  "
+           "eval/scan=%8.3f  load=%8.2f ms\n",
+           n, same ? "same" : "distinct", bh_policy_decision_name(d), eval * 1e6, scan * 1e6, scan > 0 ? eval / scan : 0.0,
            load * 1e3);
     bh_policy_free(p);
     bh_sysinfo_free(&si);

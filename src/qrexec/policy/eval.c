@@ -169,11 +169,12 @@ static void cand_str(const struct cand *c, char *buf, size_t n)
     }
 }
 
-static bool rule_matches_call(const struct rule *r, const char *svc, const char *arg,
-                              const struct bh_sysinfo *si, const struct bh_qube_info *src)
+/* Rules come from the cursor, which only yields `*`-service rules and rules naming
+ * the call's service: the service itself needs no second comparison. */
+static bool rule_matches_call(const struct rule *r, const char *arg, const struct bh_sysinfo *si,
+                              const struct bh_qube_info *src)
 {
-    return (!r->service || !strcmp(r->service, svc)) && (!r->argument || !strcmp(r->argument, arg)) &&
-           match_source(&r->source, si, src);
+    return (!r->argument || !strcmp(r->argument, arg)) && match_source(&r->source, si, src);
 }
 
 /* Turns an allowed target into the result: resolves @dispvm, refuses a call to the
@@ -220,6 +221,84 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int cmp_svc_ent(const void *a, const void *b)
+{
+    const struct svc_ent *x = a, *y = b;
+    int c = strcmp(x->svc, y->svc);
+    return c ? c : x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+int policy_build_index(bh_policy *p)
+{
+    size_t ns = 0, na = 0;
+    for (size_t i = 0; i < p->n_rules; i++)
+        (p->rules[i].service && !p->rules[i].barrier) ? ns++ : na++;
+    p->by_svc = malloc((ns ? ns : 1) * sizeof *p->by_svc);
+    p->always = malloc((na ? na : 1) * sizeof *p->always);
+    if (!p->by_svc || !p->always)
+        return -1;
+    for (size_t i = 0; i < p->n_rules; i++) {
+        if (p->rules[i].service && !p->rules[i].barrier)
+            p->by_svc[p->n_by_svc++] = (struct svc_ent){ p->rules[i].service, i };
+        else
+            p->always[p->n_always++] = i;
+    }
+    qsort(p->by_svc, p->n_by_svc, sizeof *p->by_svc, cmp_svc_ent);
+    return 0;
+}
+
+/* The rules a call for `svc` can match, in file order: a merge of the `*`-service
+ * rules (and barriers) with the rules naming svc. */
+struct cursor {
+    const size_t *a;
+    size_t na, ia, ja;
+    const struct svc_ent *b;
+    size_t nb, ib, jb;
+};
+
+static void cursor_init(struct cursor *c, const bh_policy *p, const char *svc)
+{
+    size_t lo = 0, hi = p->n_by_svc;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(p->by_svc[mid].svc, svc) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < p->n_by_svc && !strcmp(p->by_svc[end].svc, svc))
+        end++;
+    *c = (struct cursor){ .a = p->always, .na = p->n_always, .ja = p->n_always,
+                          .b = p->by_svc + lo, .nb = end - lo, .jb = end - lo };
+}
+
+/* Next rule position in file order; false at the end. */
+static bool cursor_next(struct cursor *c, size_t *out)
+{
+    bool ha = c->ia < c->na, hb = c->ib < c->nb;
+    if (!ha && !hb)
+        return false;
+    if (ha && (!hb || c->a[c->ia] < c->b[c->ib].idx))
+        *out = c->a[c->ia++];
+    else
+        *out = c->b[c->ib++].idx;
+    return true;
+}
+
+/* Previous rule position walking backwards from the end; false at the start. */
+static bool cursor_prev(struct cursor *c, size_t *out)
+{
+    bool ha = c->ja > 0, hb = c->jb > 0;
+    if (!ha && !hb)
+        return false;
+    if (ha && (!hb || c->a[c->ja - 1] > c->b[c->jb - 1].idx))
+        *out = c->a[--c->ja];
+    else
+        *out = c->b[--c->jb].idx;
+    return true;
+}
+
 /* Every target that a matching allow/ask rule would admit, minus what an earlier deny
  * excludes: walking the rules backwards, an earlier rule overrides a later one for
  * the targets it covers, so each target ends with the verdict of its first rule. */
@@ -231,9 +310,11 @@ static int collect_choices(const bh_policy *p, const struct bh_sysinfo *si,
     _cleanup_free_ bool *in = calloc(U, sizeof *in);
     if (!in)
         return -1;
-    for (size_t ri = p->n_rules; ri-- > 0;) {
+    struct cursor cur;
+    cursor_init(&cur, p, svc);
+    for (size_t ri; cursor_prev(&cur, &ri);) {
         const struct rule *r = &p->rules[ri];
-        if (r->barrier || !rule_matches_call(r, svc, arg, si, src))
+        if (r->barrier || !rule_matches_call(r, arg, si, src))
             continue;
         bool admit = r->action != ACT_DENY;
         if (admit && r->has_redirect) {
@@ -403,13 +484,15 @@ enum bh_policy_decision bh_policy_evaluate(const bh_policy *p, const struct bh_s
     if (intended.k == C_QUBE && intended.q == src)
         return deny(out, "a call to itself is denied (%s)", src->name);
 
-    for (size_t i = 0; i < p->n_rules; i++) {
+    struct cursor cur;
+    cursor_init(&cur, p, svc);
+    for (size_t i; cursor_next(&cur, &i);) {
         const struct rule *r = &p->rules[i];
         if (r->barrier) {
             snprintf(out->rule_file, sizeof out->rule_file, "%s", r->file);
             return deny(out, "%s", r->barrier);
         }
-        if (!rule_matches_call(r, svc, arg, si, src) || !match_target(&r->target, si, src, &intended))
+        if (!rule_matches_call(r, arg, si, src) || !match_target(&r->target, si, src, &intended))
             continue;
         snprintf(out->rule_file, sizeof out->rule_file, "%s", r->file);
         out->rule_line = r->line;

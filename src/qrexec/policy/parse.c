@@ -777,6 +777,8 @@ static bh_policy *policy_new(struct loader *L, const char *dir)
 static bh_policy *policy_finish(struct loader *L)
 {
     free(L->root);
+    if (!L->oom && policy_build_index(L->p) < 0)
+        L->oom = true;
     if (L->oom) {
         bh_policy_free(L->p);
         return NULL;
@@ -848,6 +850,8 @@ void bh_policy_free(bh_policy *p)
     for (size_t i = 0; i < p->n_rules; i++)
         rule_free(&p->rules[i]);
     free(p->rules);
+    free(p->by_svc);
+    free(p->always);
     for (size_t i = 0; i < p->n_files; i++)
         free(p->files[i]);
     free(p->files);

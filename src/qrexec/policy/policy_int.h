@@ -63,6 +63,13 @@ struct rule {
     bool notify, autostart;
 };
 
+/* Index by service name: rules naming a service, sorted by (service, position), so
+ * that a call only looks at the rules that can match it, still in file order. */
+struct svc_ent {
+    const char *svc;
+    size_t idx;
+};
+
 struct bh_policy {
     struct rule *rules;
     size_t n_rules, cap_rules;
@@ -72,8 +79,15 @@ struct bh_policy {
     size_t n_errors, cap_errors;
     size_t first_barrier; /* index of the first barrier rule, or SIZE_MAX */
     size_t files_read;
+    struct svc_ent *by_svc; /* rules with a service name */
+    size_t n_by_svc;
+    size_t *always;         /* positions of `*`-service rules and barriers */
+    size_t n_always;
     size_t bytes_read;
 };
 
 /* Characters of service names and arguments (Qubes' RPCNAME_ALLOWED_CHARSET). */
 bool policy_service_char(char c, bool allow_plus);
+
+/* Builds the service index once loading is done; -1 when memory runs out. */
+int policy_build_index(bh_policy *p);
