@@ -2,10 +2,24 @@
  * whatever parsed is also exercised by the matcher. */
 #include "policy.h"
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct bh_sysinfo si;
+static char dir[64];
+
+static void put(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        abort();
+    fputs(text, f);
+    fclose(f);
+}
 
 static void setup(void)
 {
@@ -13,6 +27,24 @@ static void setup(void)
     if (done)
         return;
     done = 1;
+    /* A small policy directory so that !include* lines reach real files: a rule
+     * file, an old-format service file, a directory of two, and one that includes
+     * itself. (Left behind in /tmp by design: libFuzzer has no teardown hook.) */
+    snprintf(dir, sizeof dir, "/tmp/fuzz-policy-XXXXXX");
+    if (!mkdtemp(dir))
+        abort();
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s/include", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/d", dir);
+    mkdir(sub, 0755);
+    put("include/a", "s * work personal allow\n!include include/b\n");
+    put("include/b", "t * @anyvm @dispvm ask default_target=@dispvm:dvm\n");
+    put("include/svc", "$anyvm $anyvm allow,user=root\n$include:include/svc2\n");
+    put("include/svc2", "work dom0 deny\n");
+    put("include/self", "!include include/self\n");
+    put("d/1.policy", "* * @tag:t1 @tag:t2 allow\n");
+    put("d/2.policy", "u +x @dispvm:dvm @anyvm deny notify=no\n");
     bh_sysinfo_init(&si);
     bh_error err;
     if (bh_sysinfo_parse(&si,
@@ -30,7 +62,7 @@ static void setup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
-    bh_policy *p = bh_policy_load_buffer("fuzz.policy", data, size, NULL);
+    bh_policy *p = bh_policy_load_buffer("fuzz.policy", data, size, dir);
     if (!p)
         return 0;
     static const char *const calls[][3] = {

@@ -259,7 +259,7 @@ static char *resolve_include(struct loader *L, const char *path, bool want_dir,
                              const char *file, unsigned line)
 {
     if (!L->root) {
-        note_error(L, file, line, "includes are not available here");
+        note_error(L, file, line, "includes are not available here (no policy directory)");
         return NULL;
     }
     if (!*path || strlen(path) >= PATH_MAX - strlen(L->root) - 2) {
@@ -756,7 +756,9 @@ static void load_unit(struct loader *L, const char *path, const char *name, cons
         push_barrier(L, path, start);
 }
 
-static bh_policy *policy_new(struct loader *L, const char *dir)
+/* dir_required: the directory is the policy (load_dir); otherwise it only resolves
+ * includes, and without it includes are refused. */
+static bh_policy *policy_new(struct loader *L, const char *dir, bool dir_required)
 {
     memset(L, 0, sizeof *L);
     bh_policy *p = calloc(1, sizeof *p);
@@ -766,7 +768,7 @@ static bh_policy *policy_new(struct loader *L, const char *dir)
     L->p = p;
     if (dir) {
         L->root = realpath(dir, NULL);
-        if (!L->root) {
+        if (!L->root && dir_required) {
             note_error(L, dir, 0, "cannot open policy directory: %s", strerror(errno));
             push_barrier(L, dir, 0);
         }
@@ -789,7 +791,7 @@ static bh_policy *policy_finish(struct loader *L)
 bh_policy *bh_policy_load_dir(const char *dir)
 {
     struct loader L;
-    bh_policy *p = policy_new(&L, dir);
+    bh_policy *p = policy_new(&L, dir, true);
     if (!p)
         return NULL;
     if (L.root) {
@@ -815,31 +817,28 @@ bh_policy *bh_policy_load_dir(const char *dir)
 bh_policy *bh_policy_load_buffer(const char *name, const void *data, size_t len, const char *dir)
 {
     struct loader L;
-    bh_policy *p = policy_new(&L, dir);
+    bh_policy *p = policy_new(&L, dir, false);
     if (!p)
         return NULL;
-    if (!dir || L.root)
-        load_unit(&L, name, NULL, data, len);
+    load_unit(&L, name, NULL, data, len);
     return policy_finish(&L);
 }
 
 bh_policy *bh_policy_load_file(const char *path, const char *dir)
 {
     struct loader L;
-    bh_policy *p = policy_new(&L, dir);
+    bh_policy *p = policy_new(&L, dir, false);
     if (!p)
         return NULL;
-    if (!dir || L.root) {
-        /* The file named on the command line need not be inside dir. */
-        char *real = realpath(path, NULL);
-        if (real)
-            parse_file(&L, real, FMT_V5, NULL, NULL, NULL, 0);
-        else
-            note_error(&L, path, 0, "cannot open: %s", strerror(errno));
-        free(real);
-        if (L.unit_failed)
-            push_barrier(&L, path, 0);
-    }
+    /* The file named on the command line need not be inside dir. */
+    char *real = realpath(path, NULL);
+    if (real)
+        parse_file(&L, real, FMT_V5, NULL, NULL, NULL, 0);
+    else
+        note_error(&L, path, 0, "cannot open: %s", strerror(errno));
+    free(real);
+    if (L.unit_failed)
+        push_barrier(&L, path, 0);
     return policy_finish(&L);
 }
 
