@@ -3,12 +3,21 @@
 #include "policy.h"
 #include <stdint.h>
 #include <stdio.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct bh_sysinfo si;
 static char dir[64];
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st; (void)flag; (void)f;
+    return remove(p);
+}
+
+static void cleanup(void) { nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS); }
 
 static void put(const char *name, const char *text)
 {
@@ -29,10 +38,11 @@ static void setup(void)
     done = 1;
     /* A small policy directory so that !include* lines reach real files: a rule
      * file, an old-format service file, a directory of two, and one that includes
-     * itself. (Left behind in /tmp by design: libFuzzer has no teardown hook.) */
+     * itself; removed at exit. */
     snprintf(dir, sizeof dir, "/tmp/fuzz-policy-XXXXXX");
     if (!mkdtemp(dir))
         abort();
+    atexit(cleanup);
     char sub[96];
     snprintf(sub, sizeof sub, "%s/include", dir);
     mkdir(sub, 0755);
