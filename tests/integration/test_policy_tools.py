@@ -221,3 +221,21 @@ def test_admin_api_unreachable_is_an_error(policy_env, tmp_path):
                        env=env)
     assert r.returncode == 125
     assert "cannot connect to bulkheadd" in r.stderr
+
+
+def test_lint_single_file_without_policy_dir(policy_env, tmp_path):
+    f = tmp_path / "x.policy"
+    f.write_text("qubes.A * work personal allow\n!include include/x\n")
+    r = subprocess.run([policy_env.tool("qrexec-policy-lint"), "--policy-dir", str(tmp_path / "none"),
+                        str(f)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert r.stdout.strip() == f"{f}:2: includes are not available here (no policy directory)"
+
+
+def test_test_tool_root_option(policy_env):
+    policy_env.write("30-user.policy", "qubes.A * work personal allow\n")
+    r = subprocess.run([policy_env.tool("qrexec-policy-test"), "--root", str(policy_env.root),
+                        "--system-info", str(policy_env.sysinfo), "work", "personal", "qubes.A"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0
+    assert f"rule: {policy_env.dir}/30-user.policy:1" in r.stdout
