@@ -8,6 +8,7 @@
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "policy_install.h"
 #include "server.h"
 #include "store.h"
 #include <errno.h>
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
         bh_err("loading store: %s", err.msg);
         return 1;
     }
+    if (bh_policy_install_defaults(app.root_dir, &err) < 0)
+        bh_warn("policy: %s; every qrexec call will be denied until %s/policy.d exists", err.msg, app.root_dir);
     if (bh_glue_init(&app, &err) < 0) {
         bh_err("storage: %s", err.msg);
         return 1;
