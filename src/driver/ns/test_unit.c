@@ -1,0 +1,52 @@
+/* Unit tests for the parts of the ns engine that need no privileges. */
+#include "ns.h"
+#include "../../../tests/unit/tap.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(void)
+{
+    CHECK(!strcmp(bh_power_state_name(BH_STATE_RUNNING), "Running"));
+    CHECK(!strcmp(bh_power_state_name(BH_STATE_HALTED), "Halted"));
+    CHECK(!strcmp(bh_power_state_name((enum bh_power_state)99), "NA"));
+    CHECK(bh_driver_get("ns") != NULL);
+    CHECK(bh_driver_get("vm") == NULL);
+    CHECK(bh_driver_get(NULL) == NULL);
+
+    struct bh_qube_spec a = { .name = "work", .runtime_dir = "/tmp/rt-a/qubes/work" };
+    struct bh_qube_spec b = { .name = "work", .runtime_dir = "/tmp/rt-b/qubes/work" };
+    char ta[64], tb[64], ta2[64];
+    bh_cgroup_tag(&a, ta, sizeof ta);
+    bh_cgroup_tag(&b, tb, sizeof tb);
+    bh_cgroup_tag(&a, ta2, sizeof ta2);
+    CHECK(strcmp(ta, tb) != 0);
+    CHECK(!strcmp(ta, ta2));
+    CHECK(!strncmp(ta, "bulkhead-", 9));
+
+    char dir[] = "/tmp/bh-pidfile-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/init.pid", dir);
+    struct bh_init_id id = { .pid = 1234, .starttime = 987654321, .userns_ino = 4026531837ull }, back;
+    CHECK(bh_pidfile_write(path, &id, NULL) == 0);
+    CHECK(bh_pidfile_read(path, &back) == 0);
+    CHECK(back.pid == 1234 && back.starttime == 987654321 && back.userns_ino == 4026531837ull);
+    /* hostile records are refused */
+    const char *bad[] = { "", "1 2 3\n", "-5 1 1\n", "abc\n", "12 x 3\n" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        CHECK(bh_pidfile_read(path, &back) < 0);
+    }
+    unlink(path);
+    rmdir(dir);
+
+    struct bh_ns_paths p;
+    struct bh_qube_spec rel = { .name = "x", .runtime_dir = "relative/path" };
+    CHECK(bh_ns_paths_fill(&rel, &p, NULL) < 0);
+    CHECK(bh_ns_paths_fill(&a, &p, NULL) == 0);
+    CHECK(!strcmp(p.pidfile, "/tmp/rt-a/qubes/work/init.pid"));
+    return tap_done();
+}
