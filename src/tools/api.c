@@ -274,9 +274,16 @@ const struct props *props_all(const char *vm)
             return &c->props;
     struct props_cache *c = qt_alloc(sizeof *c);
     c->vm = qt_strdup(key);
-    char *body = api_must(vm ? vm : "dom0",
-                          vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", NULL, NULL, 0);
-    if (!props_parse_all(body, &c->props))
+    struct reply r;
+    api_call(&r, vm ? vm : "dom0", vm ? "admin.vm.property.GetAll" : "admin.property.GetAll",
+             NULL, NULL, 0);
+    /* A qube removed since the list was read has no properties (Qubes' qvm-ls skips
+     * such rows without failing). */
+    if (!r.ok && !exc_is(&r, "QubesVMNotFoundError"))
+        cli_fail("%s", r.exc_msg);
+    if (!r.ok)
+        memset(&c->props, 0, sizeof c->props);
+    else if (!props_parse_all(r.body, &c->props))
         cli_fail("Invalid response format");
     c->next = pcache;
     pcache = c;

@@ -167,6 +167,11 @@ static bool set_elem(struct fwrule *r, enum elem e, const char *v, const char **
         r->expire = n;
         return true;
     case E_COMMENT:
+        /* One rule is one line of the Admin API payload: a newline in a comment would
+         * smuggle in another rule. */
+        for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+            if (*c < 0x20 || *c == 0x7f)
+                return fail(err, "Invalid comment: control characters are not allowed");
         r->comment = qt_strdup(v);
         return true;
     default:

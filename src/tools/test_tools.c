@@ -85,6 +85,7 @@ static void test_fwrule(void)
     CHECK(!strncmp(fw_args("accept x.org udp 5 6 7"), "ERR invalid rule description", 28));
     CHECK(!strcmp(fw_line("action=accept specialtarget=dns comment=Allow DNS and=more"),
                   "action=accept specialtarget=dns comment=Allow DNS and=more"));
+    CHECK(!strncmp(fw_line("action=accept comment=a\naction=drop"), "ERR Invalid comment", 19));
     CHECK(!strcmp(fw_line("action=drop proto=icmp icmptype=8"),
                   "action=drop proto=icmp icmptype=8"));
     CHECK(!strcmp(fw_line("action=accept dst4=0.0.0.0/0"), "action=accept"));
