@@ -2,6 +2,7 @@
  * a Unix socket, and runs qubes through their engine. */
 #include "cleanup.h"
 #include "defaults.h"
+#include "engine_glue.h"
 #include "io.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -26,6 +27,28 @@ static void usage(FILE *f)
                "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
                "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
                "  --no-default-qubes  do not create the default qubes in a new store\n");
+}
+
+/* A qube's engine assembles its root under the runtime dir as the qube's own (unprivileged
+ * host) UID before pivot_root, so every parent must be searchable by others. */
+static int check_traversable(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) < 0)
+            return -1;
+        if (!(st.st_mode & S_IXOTH)) {
+            bh_err("%s is not searchable by others (mode %o): qubes could not start; use chmod o+x or another --runtime-dir",
+                   p, st.st_mode & 07777);
+            return -1;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return 0;
+        *slash = '\0';
+    }
 }
 
 static int sigfd = -1;
@@ -78,6 +101,9 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, NULL);
 
+    chmod(runtime, 0755);
+    if (check_traversable(runtime) < 0)
+        return 1;
     bh_error err = { 0 };
     char path[4096];
     snprintf(path, sizeof path, "%s/qubes.db", root);
@@ -96,6 +122,10 @@ int main(int argc, char **argv)
     }
     if (bh_app_load(&app, store, &err) < 0) {
         bh_err("loading store: %s", err.msg);
+        return 1;
+    }
+    if (bh_glue_init(&app, &err) < 0) {
+        bh_err("storage: %s", err.msg);
         return 1;
     }
     if (fresh && defaults && bh_defaults_create(&app, &err) < 0) {
