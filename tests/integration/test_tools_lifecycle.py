@@ -1,0 +1,71 @@
+"""qvm-start/-shutdown/-kill/-pause/-unpause against a real bulkheadd.
+
+They only call admin.vm.Start/Shutdown/Kill/Pause/Unpause; whether a qube really starts
+depends on the engine compiled into the daemon, so the tests check Qubes' output and
+exit codes for both answers the daemon can give."""
+import pytest
+
+from tools_fixtures import qd, usage_error  # noqa: F401
+
+TOOLS = ["qvm-start", "qvm-shutdown", "qvm-kill", "qvm-pause", "qvm-unpause"]
+
+
+def state(qd, vm):
+    return qd.call("admin.vm.CurrentState", vm).split("power_state=")[1].split()[0]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_argument_errors(qd, tool):
+    usage_error(qd.run(tool), tool, "one of the arguments --all VMNAME is required")
+    usage_error(qd.run(tool, "nosuchqube"), tool, "no such domain: 'nosuchqube'")
+    usage_error(qd.run(tool, "--all", "work"), tool, "argument VMNAME: not allowed with argument --all")
+    usage_error(qd.run(tool, "--exclude", "work", "work"), tool, "--exclude can only be used with --all")
+
+
+def test_start_running_qube(qd):
+    r = qd.run("qvm-start", "dom0")
+    assert r.rc == 1 and r.err == "Error: domain dom0 is already running\n"
+    r = qd.run("qvm-start", "--skip-if-running", "dom0")
+    assert r.rc == 0 and r.err == ""
+
+
+def test_shutdown_wait_halted_qube(qd):
+    assert state(qd, "work") == "Halted"
+    r = qd.run("qvm-shutdown", "--wait", "--timeout", "3", "work")
+    assert r.rc == 0, r
+    usage_error(qd.run("qvm-shutdown", "--timeout", "soon", "work"), "qvm-shutdown",
+                "argument --timeout: invalid float value: 'soon'")
+
+
+def test_lifecycle(qd):
+    r = qd.run("qvm-start", "vault")
+    if r.rc != 0:
+        # No engine in this daemon: every state change is refused, and reported as Qubes does.
+        assert r.rc == 1 and r.err.startswith("Error: ") and r.out == ""
+        assert state(qd, "vault") == "Halted"
+        r = qd.run("qvm-kill", "vault")
+        assert r.rc == 1 and r.err.startswith("Error: Failed to kill 'vault': ")
+        r = qd.run("qvm-pause", "vault")
+        assert r.rc == 1 and r.err.startswith("Error: ")
+        r = qd.run("qvm-unpause", "vault")
+        assert r.rc == 1 and r.err.startswith("Error: ")
+        r = qd.run("qvm-shutdown", "vault")
+        assert r.rc == 1
+        assert r.err.startswith("vault: Shutdown error: ")
+        assert r.err.endswith("qvm-shutdown: error: Failed to shut down: vault\n")
+        return
+    assert state(qd, "vault") in ("Running", "Transient")
+    assert qd.run("qvm-check", "--running", "vault").rc == 0
+    assert qd.run("qvm-pause", "vault").rc == 0
+    assert state(qd, "vault") == "Paused"
+    assert qd.run("qvm-check", "--paused", "vault").rc == 0
+    assert qd.run("qvm-unpause", "vault").rc == 0
+    assert state(qd, "vault") == "Running"
+    r = qd.run("qvm-shutdown", "--wait", "--timeout", "30", "vault")
+    assert r.rc == 0, r
+    assert state(qd, "vault") == "Halted"
+    assert qd.run("qvm-start", "vault").rc == 0
+    assert qd.run("qvm-kill", "vault").rc == 0
+    assert state(qd, "vault") == "Halted"
+    # Killing a halted qube is not an error.
+    assert qd.run("qvm-kill", "vault").rc == 0

@@ -1,0 +1,132 @@
+"""Fixtures for the qvm-* tools' integration tests: a real bulkheadd on a private root
+(one per test module), and a helper that runs a tool against it.
+
+The daemon is started with --root/--runtime-dir in a temporary directory and ended by
+its PID at module teardown; nothing outside the temporary directory is touched."""
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
+TOOLS = BUILD / "src/tools"
+
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self):
+        return f"Result(rc={self.rc}, out={self.out!r}, err={self.err!r})"
+
+
+class ToolsDaemon:
+    """A bulkheadd of our own and the tools pointed at it through $BULKHEAD_SOCKET."""
+
+    def __init__(self, tmp, defaults=True):
+        self.tmp = pathlib.Path(tmp)
+        self.sock = str(self.tmp / "run" / "qubesd.sock")
+        self.defaults = defaults
+        self.pid = None
+        self.proc = None
+
+    def start(self):
+        args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.tmp / "root"),
+                "--runtime-dir", str(self.tmp / "run")]
+        if not self.defaults:
+            args.append("--no-default-qubes")
+        log = open(self.tmp / "bulkheadd.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        self.pid = self.proc.pid
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("bulkheadd exited: " + (self.tmp / "bulkheadd.log").read_text())
+            try:
+                self.raw(b"admin.vmclass.List+ dom0 name dom0\0")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("bulkheadd did not come up")
+
+    def stop(self):
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.pid = None
+
+    @property
+    def env(self):
+        env = dict(os.environ)
+        env["BULKHEAD_SOCKET"] = self.sock
+        env.pop("BULKHEAD_LOG", None)
+        return env
+
+    def raw(self, data):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        try:
+            s.connect(self.sock)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+        finally:
+            s.close()
+
+    def call(self, method, dest="dom0", payload=b"", arg=""):
+        """An Admin API call; returns the body or raises AssertionError with the error."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        out = self.raw(f"{method}+{arg} dom0 name {dest}".encode() + b"\0" + payload)
+        if out.startswith(b"0\0"):
+            return out[2:].decode()
+        raise AssertionError(f"{method} failed: {out!r}")
+
+    def has_method(self, method, dest="dom0", arg=""):
+        out = self.raw(f"{method}+{arg} dom0 name {dest}".encode() + b"\0")
+        return b"no such method" not in out
+
+    def run(self, tool, *args, input=None, env=None):
+        exe = TOOLS / tool
+        proc = subprocess.run([str(exe), *args], env=env or self.env, capture_output=True,
+                              text=True, input=input, timeout=120)
+        return Result(proc)
+
+
+@pytest.fixture(scope="module")
+def qd():
+    tmp = tempfile.mkdtemp(prefix="bh-tools-")
+    d = ToolsDaemon(tmp).start()
+    yield d
+    d.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def usage_error(res, tool, message):
+    """Asserts argparse's usage-error shape: usage line, "TOOL: error: MSG", exit 2."""
+    assert res.rc == 2, res
+    assert res.err.startswith(f"usage: {tool} "), res
+    assert res.err.rstrip("\n").endswith(f"{tool}: error: {message}"), res
