@@ -41,7 +41,7 @@ class ToolsDaemon:
 
     def start(self):
         args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.tmp / "root"),
-                "--runtime-dir", str(self.tmp / "run")]
+                "--runtime-dir", str(self.tmp / "run"), "--no-autostart"]
         if not self.defaults:
             args.append("--no-default-qubes")
         log = open(self.tmp / "bulkheadd.log", "ab")
@@ -62,6 +62,11 @@ class ToolsDaemon:
     def stop(self):
         if self.pid is None:
             return
+        # Kill every qube this daemon runs: tests leave nothing behind.
+        for line in self.call("admin.vm.List").splitlines():
+            name, *kv = line.split(" ")
+            if "state=Halted" not in kv and "class=AdminVM" not in kv:
+                self.raw(f"admin.vm.Kill+ dom0 name {name}".encode() + b"\0")
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -119,6 +124,7 @@ class ToolsDaemon:
 @pytest.fixture(scope="module")
 def qd():
     tmp = tempfile.mkdtemp(prefix="bh-tools-")
+    os.chmod(tmp, 0o755)  # qubes assemble their root under the runtime dir as their own UID
     d = ToolsDaemon(tmp).start()
     yield d
     d.stop()
