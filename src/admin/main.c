@@ -9,6 +9,7 @@
 #include "loop.h"
 #include "model.h"
 #include "policy_install.h"
+#include "preload.h"
 #include "server.h"
 #include "store.h"
 #include <errno.h>
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
     if (bh_glue_runtime_check(&app, &err) < 0)
         bh_warn("%s", err.msg);
     bh_lifecycle_boot(&app, autostart);
+    bh_preload_init(&app);
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
     bh_server_stop();

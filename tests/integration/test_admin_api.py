@@ -445,5 +445,5 @@ def test_second_daemon_refuses_live_socket(tmp_path, daemon):
     from admin_fixtures import BUILD
     r = subprocess.run([str(BUILD / "src/admin/bulkheadd"), "--root", str(tmp_path / "other"),
                         "--runtime-dir", str(daemon.runtime)], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and "already listening" in r.stderr
+    assert r.returncode != 0 and "already listening" in r.stderr
     assert names(daemon)

@@ -146,3 +146,38 @@ def test_netvm_with_clients_needs_force(engine_daemon):
     assert "connected" in e.value.msg
     d.call("admin.vm.Shutdown+force", "a")
     assert wait_state(d, "a", "Halted")
+
+
+def _preloaded(d):
+    out = []
+    for line in d.call("admin.vm.List").splitlines():
+        name = line.split()[0]
+        if "class=DispVM" in line and "state=Running" in line:
+            try:
+                d.call("admin.vm.feature.Get+preload-dispvm", name)
+                out.append(name)
+            except AdminError:
+                pass
+    return out
+
+
+def test_preloaded_disposables(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    ready = _preloaded(d)
+    assert len(ready) == 1
+    got = d.call("admin.vm.CreateDisposable", "a")
+    assert got == ready[0]
+    assert state_of(d, got) == "Running"       # no start to wait for
+    d.call("admin.vm.Start", got)               # qvm-run's Start is a no-op on it
+    d.call("admin.vm.Kill", got)                # one use, then destroyed
+    assert got not in d.call("admin.vm.List")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1               # and the pool is filled again
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
