@@ -69,3 +69,26 @@ def test_lifecycle(qd):
     assert state(qd, "vault") == "Halted"
     # Killing a halted qube is not an error.
     assert qd.run("qvm-kill", "vault").rc == 0
+
+
+def test_shutdown_timeout_kills_and_dry_run(qd):
+    if qd.run("qvm-start", "vault").rc != 0:
+        pytest.skip("qubes cannot start here")
+    # --dry-run changes nothing: the qube stays up and counts as not shut down.
+    r = qd.run("qvm-shutdown", "--dry-run", "--wait", "--timeout", "1", "vault")
+    assert r.rc == 1 and r.err.endswith("qvm-shutdown: error: Failed to shut down: vault\n")
+    assert state(qd, "vault") == "Running"
+    # No time to shut down cleanly: what still runs is killed.
+    r = qd.run("qvm-shutdown", "--wait", "--timeout", "0", "vault")
+    assert r.rc == 0, r
+    assert state(qd, "vault") == "Halted"
+    assert r.err in ("", "app: Killing remaining qubes: vault\n")
+
+
+def test_shutdown_all_wait(qd):
+    if qd.run("qvm-start", "vault").rc != 0:
+        pytest.skip("qubes cannot start here")
+    assert qd.run("qvm-start", "--skip-if-running", "sys-net").rc == 0
+    r = qd.run("qvm-shutdown", "--wait", "--all", "--timeout", "60")
+    assert r.rc == 0, r
+    assert qd.running() == ["dom0"]
