@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static struct bh_pool *pool;
 
@@ -141,4 +142,23 @@ int bh_glue_init(struct bh_app *app, bh_error *err)
     bh_hooks.volumes_create = hook_create;
     bh_hooks.volumes_remove = hook_remove;
     return 0;
+}
+
+int bh_glue_runtime_check(struct bh_app *app, bh_error *err)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", app->runtime_dir);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) < 0)
+            return bh_fail_errno(err, "stat %s", p);
+        if (!(st.st_mode & S_IXOTH))
+            return bh_fail(err, EACCES,
+                           "%s is not searchable by others (mode %o): qubes cannot start under it; chmod o+x it or use another --runtime-dir",
+                           p, st.st_mode & 07777);
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return 0;
+        *slash = '\0';
+    }
 }

@@ -31,3 +31,8 @@ const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube 
 /* Per-volume revisions_to_keep, kept with the qube's explicit values (not a property). */
 int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *vol);
 int bh_glue_set_revisions(struct bh_app *app, struct bh_qube *q, const char *vol, int keep, bh_error *err);
+
+/* A qube's engine assembles its root under the runtime dir as the qube's own
+ * (unprivileged host) UID before pivot_root, so every parent must be searchable by
+ * others; -1 with a clear message if not. */
+int bh_glue_runtime_check(struct bh_app *app, bh_error *err);

@@ -261,13 +261,15 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
         return bh_exc(e, "QubesException", "Cannot start %s: engine '%s' is not available on this host", q->name, vm);
     }
+    bh_error err = { 0 };
+    if (bh_glue_runtime_check(app, &err) < 0)
+        return bh_exc(e, "QubesException", "Start failed: %s", err.msg);
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
     struct bh_sq_buf b;
     bh_glue_sq(app, q, &b);
     q->rt.state = BH_STATE_TRANSIENT;
     emit(q, "domain-pre-start", NULL);
-    bh_error err = { 0 };
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = drv->start(&sb.spec, &err);
@@ -396,7 +398,7 @@ void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_st
     bh_glue_spec_free(&sb);
 }
 
-void bh_lifecycle_boot(struct bh_app *app)
+void bh_lifecycle_boot(struct bh_app *app, bool autostart)
 {
     lc_app = app;
     bh_loop_on_tick(on_tick, NULL);
@@ -425,7 +427,7 @@ void bh_lifecycle_boot(struct bh_app *app)
         bh_glue_spec_free(&sb);
     }
     /* Then autostart, as Qubes does at boot. */
-    for (size_t i = 0; i < app->nqubes; i++) {
+    for (size_t i = 0; autostart && i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];
         if (q->klass == BH_ADMINVM || bh_qube_is_running(q) || !bh_qube_prop_bool(app, q, "autostart"))
             continue;

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "policy_install.h"
 #include "server.h"
 #include "store.h"
 #include <errno.h>
@@ -23,32 +24,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes]\n"
+    fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes] [--no-autostart]\n"
                "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
                "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
-               "  --no-default-qubes  do not create the default qubes in a new store\n");
-}
-
-/* A qube's engine assembles its root under the runtime dir as the qube's own (unprivileged
- * host) UID before pivot_root, so every parent must be searchable by others. */
-static int check_traversable(const char *dir)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    for (;;) {
-        struct stat st;
-        if (stat(p, &st) < 0)
-            return -1;
-        if (!(st.st_mode & S_IXOTH)) {
-            bh_err("%s is not searchable by others (mode %o): qubes could not start; use chmod o+x or another --runtime-dir",
-                   p, st.st_mode & 07777);
-            return -1;
-        }
-        char *slash = strrchr(p, '/');
-        if (!slash || slash == p)
-            return 0;
-        *slash = '\0';
-    }
+               "  --no-default-qubes  do not create the default qubes in a new store\n"
+               "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n");
 }
 
 static int sigfd = -1;
@@ -67,11 +47,12 @@ int main(int argc, char **argv)
 {
     bh_log_init("bulkheadd");
     const char *root = "/var/lib/bulkhead", *runtime = "/run/bulkhead";
-    bool defaults = true;
+    bool defaults = true, autostart = true;
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },
         { "runtime-dir", required_argument, NULL, 'R' },
         { "no-default-qubes", no_argument, NULL, 'n' },
+        { "no-autostart", no_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -81,6 +62,7 @@ int main(int argc, char **argv)
         case 'r': root = optarg; break;
         case 'R': runtime = optarg; break;
         case 'n': defaults = false; break;
+        case 'A': autostart = false; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -102,8 +84,6 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
 
     chmod(runtime, 0755);
-    if (check_traversable(runtime) < 0)
-        return 1;
     bh_error err = { 0 };
     char path[4096];
     snprintf(path, sizeof path, "%s/qubes.db", root);
@@ -124,6 +104,8 @@ int main(int argc, char **argv)
         bh_err("loading store: %s", err.msg);
         return 1;
     }
+    if (bh_policy_install_defaults(app.root_dir, &err) < 0)
+        bh_warn("policy: %s; every qrexec call will be denied until %s/policy.d exists", err.msg, app.root_dir);
     if (bh_glue_init(&app, &err) < 0) {
         bh_err("storage: %s", err.msg);
         return 1;
@@ -142,7 +124,9 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
-    bh_lifecycle_boot(&app);
+    if (bh_glue_runtime_check(&app, &err) < 0)
+        bh_warn("%s", err.msg);
+    bh_lifecycle_boot(&app, autostart);
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
     bh_server_stop();

@@ -441,8 +441,14 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         bh_fail(err, ENOENT, "private volume of %s is missing", q->name);
         goto fail;
     }
-    if (mkdirat(qfd, "private-mnt", 0700) < 0 && errno != EEXIST) {
-        bh_fail_errno(err, "private mount point");
+    /* The engine mounts over this path: it must be our real directory, not a symlink. */
+    if ((mkdirat(qfd, "private-mnt", 0700) < 0 && errno != EEXIST) || !bh_fs_is_dir(qfd, "private-mnt")) {
+        bh_fail(err, EINVAL, "private mount point of %s is not a directory", q->name);
+        goto fail;
+    }
+    struct stat pst;
+    if (fstatat(qfd, "private.img", &pst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pst.st_mode)) {
+        bh_fail(err, EINVAL, "private volume of %s is not a regular file", q->name);
         goto fail;
     }
     out->private_img = join(qdir, "private.img", "");

@@ -122,7 +122,7 @@ def parse_reply(out):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     yield d
     kill_all(d)
     d.stop()

@@ -412,7 +412,7 @@ def test_abandoned_connection_is_dropped(daemon):
 
 
 def test_persistence_across_restart(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     d.call("admin.vm.Create.AppVM+host", payload="name=keep label=purple")
     d.call("admin.vm.property.Set+memory", "keep", "1234")
     d.call("admin.vm.tag.Set+t", "keep")

@@ -45,7 +45,7 @@ class ToolsDaemon:
 
     def start(self):
         args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.tmp / "root"),
-                "--runtime-dir", str(self.runtime)]
+                "--runtime-dir", str(self.runtime), "--no-autostart"]
         if not self.defaults:
             args.append("--no-default-qubes")
         log = open(self.tmp / "bulkheadd.log", "ab")
@@ -74,6 +74,11 @@ class ToolsDaemon:
     def stop(self):
         if self.pid is None:
             return
+        # Kill every qube this daemon runs: tests leave nothing behind.
+        for line in self.call("admin.vm.List").splitlines():
+            name, *kv = line.split(" ")
+            if "state=Halted" not in kv and "class=AdminVM" not in kv:
+                self.raw(f"admin.vm.Kill+ dom0 name {name}".encode() + b"\0")
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -196,7 +196,7 @@ static int assemble_dev(const struct bh_qube_spec *spec, const struct bh_ns_path
     };
     for (size_t i = 0; i < BH_ARRAY_SIZE(links); i++) {
         JOIN(path, dev, links[i][0]);
-        if (symlink(links[i][1], path) < 0)
+        if (symlink(links[i][1], path) < 0 || lchown(path, spec->uid_base, spec->uid_base) < 0)
             return bh_fail_errno(err, "symlink %s", path);
     }
     const char *dirs[] = { "pts", "shm" };

@@ -93,6 +93,13 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     char qid[16], ready[16];
     if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&e) < 0)
         goto fail;
+    /* The daemon's stdio must not reach the qube (and must not be held open by it);
+     * with debug, init's stderr stays the daemon's for diagnosis. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || (!spec->debug && dup2(null, 2) < 0)) {
+        bh_fail_errno(&e, "stdio");
+        goto fail;
+    }
     /* The handshake socket becomes init's readiness fd (3); every other descriptor
      * inherited from the daemon is close-on-exec. */
     if (dup2(sock, 3) < 0) {
@@ -136,6 +143,10 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
         goto fail;
     /* A network prepared by src/net is owned by the host's user namespace: the qube
      * uses it but cannot reconfigure it. */
+    if (chdir(p->staging) < 0) { /* carried into the copied namespace, see inside.c */
+        bh_fail_errno(&e, "chdir %s", p->staging);
+        goto fail;
+    }
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) {
         bh_fail_errno(&e, "join network namespace");
         goto fail;
