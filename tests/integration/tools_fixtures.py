@@ -144,7 +144,15 @@ class ToolsDaemon:
 @pytest.fixture(scope="module")
 def qd():
     tmp = tempfile.mkdtemp(prefix="bh-tools-")
-    d = ToolsDaemon(tmp).start()
+    d = ToolsDaemon(tmp)
+    try:
+        d.start()
+    except BaseException:
+        # A daemon that did not come up still leaves nothing behind.
+        d.stop()
+        shutil.rmtree(d.runtime, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     yield d
     try:
         d.kill_qubes()
