@@ -13,7 +13,8 @@ void api_call(struct reply *r, const char *dest, const char *method, const char 
     memset(r, 0, sizeof *r);
     if (bh_admin_call(method, arg ? arg : "", dest, payload ? payload : "", plen, &raw, &err) < 0) {
         bh_admin_reply_free(&raw);
-        cli_runtime_error(1, "Failed to connect to qubesd service: %s", err.msg);
+        /* Qubes' QubesDaemonCommunicationError, reported in the tool's usual style. */
+        cli_fail("Failed to connect to qubesd service: %s", err.msg);
     }
     r->ok = raw.ok;
     if (raw.ok) {

@@ -14,7 +14,7 @@ struct reply {
 };
 
 /* One Admin API call. A transport failure (no daemon, broken reply) is fatal: it is
- * reported as a runtime error and the tool exits 1. */
+ * reported in the tool's error style (cli_fail) and the tool exits 1. */
 void api_call(struct reply *r, const char *dest, const char *method, const char *arg,
               const void *payload, size_t plen);
 /* Like api_call, but a Qubes exception is fatal too (reported in the tool's style).

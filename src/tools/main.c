@@ -54,6 +54,10 @@ int main(int argc, char **argv)
     int rc = run(base, argc, argv);
     if (rc >= 0)
         return rc;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        list_tools(stdout);
+        return 0;
+    }
     if (argc >= 2) {
         /* "qvm ls" and "qvm qvm-ls" both name qvm-ls. */
         char name[64];

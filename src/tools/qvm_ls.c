@@ -656,6 +656,8 @@ int qvm_ls_main(int argc, char **argv)
     struct strv exclude = { 0 };
     cli_get_all(&a, O_EXCLUDE, &exclude);
     bool all = cli_has(&a, O_ALL);
+    if (all && a.pos.n)
+        cli_usage_error("argument VMNAME: not allowed with argument --all");
     struct vmsel sel;
     if (all) {
         /* qvm-ls --all keeps the AdminVM (unlike other tools' --all). */

@@ -77,6 +77,10 @@ def test_clone(qd):
     assert "t1" in tags and "created-by-test" not in tags
     assert qd.call("admin.vm.feature.Get", "c-dst", arg="f1") == "v1"
     assert qd.call("admin.vm.firewall.Get", "c-dst") == qd.call("admin.vm.firewall.Get", "c-src")
+    if qd.has_method("admin.vm.volume.List", "c-dst"):
+        assert "c-dst: Cloning private volume" in r.err
+        vols = qd.call("admin.vm.volume.List", "c-dst").splitlines()
+        assert "private" in vols
     # As in Qubes, the clone keeps the source's template, which a standalone cannot have.
     r = qd.run("qvm-clone", "-C", "StandaloneVM", "c-src", "c-dst2")
     assert r.rc == 1 and r.err.startswith("qvm-clone: error: ") and "c-dst2" not in names(qd)

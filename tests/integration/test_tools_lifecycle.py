@@ -69,3 +69,41 @@ def test_lifecycle(qd):
     assert state(qd, "vault") == "Halted"
     # Killing a halted qube is not an error.
     assert qd.run("qvm-kill", "vault").rc == 0
+
+
+def test_shutdown_timeout_kills_and_dry_run(qd):
+    if qd.run("qvm-start", "vault").rc != 0:
+        pytest.skip("qubes cannot start here")
+    # --dry-run changes nothing: the qube stays up and counts as not shut down.
+    r = qd.run("qvm-shutdown", "--dry-run", "--wait", "--timeout", "1", "vault")
+    assert r.rc == 1 and r.err.endswith("qvm-shutdown: error: Failed to shut down: vault\n")
+    assert state(qd, "vault") == "Running"
+    # No time to shut down cleanly: what still runs is killed.
+    r = qd.run("qvm-shutdown", "--wait", "--timeout", "0", "vault")
+    assert r.rc == 0, r
+    assert state(qd, "vault") == "Halted"
+    assert r.err in ("", "app: Killing remaining qubes: vault\n")
+
+
+def test_shutdown_rounds_and_all(qd):
+    # A network provider of our own (not sys-net, which may hold the host's uplink) and a
+    # client: the provider cannot go down while its client runs, so qvm-shutdown --wait
+    # shuts down the client first and retries the provider, as Qubes does.
+    assert qd.run("qvm-create", "-l", "green", "--prop", "provides_network=True",
+                  "--prop", "netvm=", "lc-net").rc == 0
+    assert qd.run("qvm-create", "-l", "red", "--prop", "netvm=lc-net", "lc-app").rc == 0
+    if qd.run("qvm-start", "lc-net", "lc-app").rc != 0:
+        pytest.skip("qubes cannot start here")
+    assert qd.state("lc-net") == "Running" and qd.state("lc-app") == "Running"
+    r = qd.run("qvm-shutdown", "lc-net")
+    assert r.rc == 1
+    assert r.err.startswith("lc-net: Shutdown error: ")
+    assert r.err.endswith("qvm-shutdown: error: Failed to shut down: lc-net\n")
+    r = qd.run("qvm-shutdown", "--wait", "--timeout", "60", "lc-net", "lc-app")
+    assert r.rc == 0, r
+    assert qd.state("lc-net") == "Halted" and qd.state("lc-app") == "Halted"
+    # --all implies --force and waits for everything.
+    assert qd.run("qvm-start", "lc-net", "lc-app", "vault").rc == 0
+    r = qd.run("qvm-shutdown", "--wait", "--all", "--timeout", "60")
+    assert r.rc == 0, r
+    assert qd.running() == ["dom0"]

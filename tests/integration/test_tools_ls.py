@@ -44,9 +44,15 @@ def test_fields_and_formats(qd):
     assert r.rc == 0
     assert cells(r.out.splitlines()[0]) == ["NAME", "VIRT-MODE", "MEMORY", "FLAGS"]
     row = cells(r.out.splitlines()[1])
-    # sys-net provides network (N); halted appvm: 'a' then '-'; A if autostart.
+    # sys-net: an app qube ('a'), running or not, provides network (N), autostarts (A).
     auto = qd.call("admin.vm.property.Get", "sys-net", arg="autostart").endswith("True")
-    assert row[0] == "sys-net" and row[2] == "-" and row[3] == "a--N---" + ("A" if auto else "-")
+    power = "r" if qd.state("sys-net") == "Running" else "-"
+    assert row[0] == "sys-net" and row[3] == "a" + power + "-N---" + ("A" if auto else "-")
+    if power == "-":
+        assert row[2] == "-"       # MEMORY only for running qubes
+    else:
+        mem = int(qd.call("admin.vm.CurrentState", "sys-net").split("mem=")[1].split()[0])
+        assert row[2] == str(mem // 1024)
     r = qd.run("qvm-ls", "-n", "work")
     assert cells(r.out.splitlines()[0]) == ["NAME", "STATE", "NETVM", "IP", "IPBACK", "GATEWAY"]
     ip = qd.call("admin.vm.property.Get", "work", arg="ip").split(" ", 2)[2]
@@ -63,10 +69,11 @@ def test_fields_and_formats(qd):
 def test_filters(qd):
     r = qd.run("qvm-ls", "--raw-list", "--class", "TemplateVM", "AdminVM")
     assert r.out.splitlines() == ["dom0", "host"]
+    running = qd.running()
     r = qd.run("qvm-ls", "--raw-list", "--running")
-    assert r.out.splitlines() == ["dom0"]
+    assert r.out.splitlines() == running and "dom0" in running
     r = qd.run("qvm-ls", "--raw-list", "--halted")
-    assert "dom0" not in r.out.splitlines() and "work" in r.out.splitlines()
+    assert r.out.splitlines() == [q for q in DEFAULT_QUBES if q not in running]
     r = qd.run("qvm-ls", "--raw-list", "--label", "red")
     assert r.out.splitlines() == ["default-dvm", "sys-net", "untrusted"]
     assert qd.run("qvm-tags", "personal", "add", "ls-tag").rc == 0

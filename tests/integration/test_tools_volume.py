@@ -2,6 +2,7 @@
 where the daemon does not offer them yet, only the argument handling is checked."""
 import re
 
+
 import pytest
 
 from tools_fixtures import qd, usage_error  # noqa: F401
@@ -53,3 +54,31 @@ def test_resize_refuses_shrinking(qd):
     assert r.rc == 1 and r.err.startswith("Error: For your own safety, shrinking of private is disabled")
     r = qd.run("qvm-volume", "resize", "work:private", "lots")
     assert r.rc == 1 and r.err == "Error: Invalid size: LOTS.\n"
+
+
+def test_config_resize_revert(qd):
+    needs_volumes(qd)
+    info = lambda prop: qd.run("qvm-volume", "info", "vault:private", prop).out.strip()  # noqa: E731
+    size = int(info("size"))
+    assert qd.run("qvm-volume", "resize", "vault:private", str(size + (1 << 20))).rc == 0
+    assert int(info("size")) == size + (1 << 20)
+    assert qd.run("qvm-volume", "config", "vault:private", "revisions_to_keep", "2").rc == 0
+    assert info("revisions_to_keep") == "2"
+    r = qd.run("qvm-volume", "config", "vault:private", "pool", "x")
+    assert r.rc == 1 and r.err == "Error: Invalid property: pool\n"
+    r = qd.run("qvm-volume", "revert", "vault:private")
+    if qd.run("qvm-volume", "info", "vault:private", "revisions").out.strip() == "":
+        assert r.rc == 1 and r.err == "Error: No snapshots available\n"
+    # A run of the qube leaves a revision of its private volume behind (save_on_stop).
+    if qd.run("qvm-start", "vault").rc != 0:
+        pytest.skip("qubes cannot start here")
+    assert qd.run("qvm-shutdown", "--wait", "--timeout", "30", "vault").rc == 0
+    revs = qd.run("qvm-volume", "info", "vault:private", "revisions").out.split()
+    if not revs:
+        pytest.skip("the pool keeps no revisions")
+    r = qd.run("qvm-volume", "info", "vault:private")
+    assert "List of available revisions (for revert):\n  " + revs[0] in r.out
+    listed = qd.run("qvm-volume", "list", "vault").out
+    assert any(l.split()[-1] == "Yes" for l in listed.splitlines()[1:] if " private " in l)
+    r = qd.run("qvm-volume", "revert", "vault:private")
+    assert r.rc == 0, r

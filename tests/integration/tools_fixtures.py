@@ -34,14 +34,18 @@ class ToolsDaemon:
 
     def __init__(self, tmp, defaults=True):
         self.tmp = pathlib.Path(tmp)
-        self.sock = str(self.tmp / "run" / "qubesd.sock")
+        # Qubes assemble their root under the runtime dir as their own UID, so it must be
+        # traversable (the state root stays private).
+        self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-tools-run-"))
+        os.chmod(self.runtime, 0o755)
+        self.sock = str(self.runtime / "qubesd.sock")
         self.defaults = defaults
         self.pid = None
         self.proc = None
 
     def start(self):
         args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.tmp / "root"),
-                "--runtime-dir", str(self.tmp / "run"), "--no-autostart"]
+                "--runtime-dir", str(self.runtime), "--no-autostart"]
         if not self.defaults:
             args.append("--no-default-qubes")
         log = open(self.tmp / "bulkheadd.log", "ab")
@@ -59,14 +63,24 @@ class ToolsDaemon:
                 time.sleep(0.05)
         raise RuntimeError("bulkheadd did not come up")
 
+    def kill_qubes(self):
+        """Kills every qube this daemon runs (tests leave nothing behind)."""
+        for line in self.call("admin.vm.List").splitlines():
+            name, *kv = line.split(" ")
+            props = dict(x.split("=", 1) for x in kv if "=" in x)
+            if props.get("class") != "AdminVM" and props.get("state", "Halted") != "Halted":
+                self.raw(f"admin.vm.Kill+ dom0 name {name}".encode() + b"\0")
+
     def stop(self):
         if self.pid is None:
             return
-        # Kill every qube this daemon runs: tests leave nothing behind.
-        for line in self.call("admin.vm.List").splitlines():
-            name, *kv = line.split(" ")
-            if "state=Halted" not in kv and "class=AdminVM" not in kv:
-                self.raw(f"admin.vm.Kill+ dom0 name {name}".encode() + b"\0")
+        if self.proc.poll() is not None:
+            self.pid = None     # already gone (and reaped): never signal a reused PID
+            return
+        try:
+            self.kill_qubes()
+        except (OSError, AssertionError):
+            pass
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -110,6 +124,14 @@ class ToolsDaemon:
             return out[2:].decode()
         raise AssertionError(f"{method} failed: {out!r}")
 
+    def state(self, vm):
+        return self.call("admin.vm.CurrentState", vm).split("power_state=")[1].split()[0]
+
+    def running(self):
+        """Names of the qubes that run now (dom0 included), sorted."""
+        names = [l.split(" ")[0] for l in self.call("admin.vm.List").splitlines()]
+        return sorted(n for n in names if self.state(n) == "Running")
+
     def has_method(self, method, dest="dom0", arg=""):
         out = self.raw(f"{method}+{arg} dom0 name {dest}".encode() + b"\0")
         return b"no such method" not in out
@@ -124,10 +146,18 @@ class ToolsDaemon:
 @pytest.fixture(scope="module")
 def qd():
     tmp = tempfile.mkdtemp(prefix="bh-tools-")
-    os.chmod(tmp, 0o755)  # qubes assemble their root under the runtime dir as their own UID
-    d = ToolsDaemon(tmp).start()
+    d = ToolsDaemon(tmp)
+    try:
+        d.start()
+    except BaseException:
+        # A daemon that did not come up still leaves nothing behind.
+        d.stop()
+        shutil.rmtree(d.runtime, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     yield d
     d.stop()
+    shutil.rmtree(d.runtime, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
