@@ -256,6 +256,14 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         if (!t || !*t || !bh_app_find(app, t))
             return bh_exc(e, "QubesException", "Cannot start %s: it has no template", q->name);
     }
+    /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
+    _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
+    struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
+    if (nq && !bh_qube_is_running(nq)) {
+        struct bh_exc ne = { 0 };
+        if (bh_lifecycle_start(app, nq, &ne) < 0)
+            return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
+    }
     const struct bh_driver *drv = bh_glue_driver(app, q);
     if (!drv) {
         _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
