@@ -1,0 +1,86 @@
+/* ext4 image files: a persistent volume with a size the qube cannot exceed. The image
+ * is sparse, so a new 2 GiB private volume takes a few MiB of host disk, and the
+ * filesystem inside can never grow the file beyond its size. */
+#include "internal.h"
+#include "cleanup.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int open_image(int dirfd, const char *name, int flags, bh_error *err)
+{
+    int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bh_fail_errno(err, "open image %s", name);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return bh_fail(err, EINVAL, "%s is not a regular file", name);
+    }
+    return fd;
+}
+
+int st_image_create(int dirfd, const char *name, uint64_t size, bh_error *err)
+{
+    if (size < BH_VOLUME_MIN_SIZE || size > BH_VOLUME_MAX_SIZE)
+        return bh_fail(err, EINVAL, "size %" PRIu64 " out of range", size);
+    _cleanup_close_ int fd = open_image(dirfd, name, O_RDWR | O_CREAT | O_EXCL, err);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        bh_fail_errno(err, "size image");
+        goto fail;
+    }
+    char path[64];
+    bh_fs_fd_path(path, sizeof path, fd, NULL);
+    /* Made without mounting: mkfs writes the file directly. root_owner=0:0 makes the
+     * top directory belong to UID 0 of the qube (the engine idmaps it); -m 1 keeps a
+     * small reserve for the qube's root. */
+    const char *argv[] = { "mkfs.ext4", "-q", "-F", "-m", "1", "-E", "root_owner=0:0", "--", path, NULL };
+    const int keep[] = { fd, -1 };
+    if (bh_fs_run(argv, keep, -1, err) < 0)
+        goto fail;
+    if (fsync(fd) < 0) {
+        bh_fail_errno(err, "fsync image");
+        goto fail;
+    }
+    return 0;
+fail:
+    unlinkat(dirfd, name, 0);
+    return bh_prefix(err, "create image %s", name);
+}
+
+int st_image_grow(int dirfd, const char *name, uint64_t size, bh_error *err)
+{
+    if (size > BH_VOLUME_MAX_SIZE)
+        return bh_fail(err, EINVAL, "size %" PRIu64 " too large", size);
+    _cleanup_close_ int fd = open_image(dirfd, name, O_RDWR, err);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return bh_fail_errno(err, "stat image");
+    if (size < (uint64_t)st.st_size)
+        return bh_fail(err, EINVAL, "shrinking a volume is not supported");
+    if (ftruncate(fd, (off_t)size) < 0)
+        return bh_fail_errno(err, "grow image file");
+    char path[64], sz[32];
+    bh_fs_fd_path(path, sizeof path, fd, NULL);
+    snprintf(sz, sizeof sz, "%" PRIu64 "K", size / 1024);
+    const int keep[] = { fd, -1 };
+    /* resize2fs wants a freshly checked filesystem; e2fsck -p exits 1 when it fixed
+     * something harmless, which is still a success. */
+    const char *fsck[] = { "e2fsck", "-f", "-p", "--", path, NULL };
+    int code = bh_fs_run_code(fsck, keep, -1, err);
+    if (code < 0 || code > 1)
+        return bh_prefix(err, "check image %s (e2fsck %d)", name, code);
+    const char *rs[] = { "resize2fs", "--", path, sz, NULL };
+    if (bh_fs_run(rs, keep, -1, err) < 0)
+        return bh_prefix(err, "resize image %s", name);
+    if (fsync(fd) < 0)
+        return bh_fail_errno(err, "fsync image");
+    return 0;
+}

@@ -1,0 +1,214 @@
+/* The `file` pool: opening it, its lock, name rules and crash leftovers. */
+#include "internal.h"
+#include "cleanup.h"
+#include "names.h"
+#include "io.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *const bh_volume_names[5] = { "root", "private", "volatile", "kernel", NULL };
+
+const char *bh_pool_path(const struct bh_pool *p)
+{
+    return p->path;
+}
+
+bool st_own_root(const char *klass)
+{
+    return klass && (!strcmp(klass, "TemplateVM") || !strcmp(klass, "StandaloneVM"));
+}
+
+bool st_shared_root(const char *klass)
+{
+    return klass && (!strcmp(klass, "AppVM") || !strcmp(klass, "DispVM"));
+}
+
+static int check_name(const char *what, const char *name, bh_error *err)
+{
+    const char *why;
+    if (!name)
+        return bh_fail(err, EINVAL, "%s missing", what);
+    if (!bh_qube_name_valid(name, &why))
+        return bh_fail(err, EINVAL, "invalid %s name: %s", what, why);
+    return 0;
+}
+
+int st_validate(const struct bh_storage_qube *q, bh_error *err)
+{
+    if (check_name("qube", q->name, err) < 0)
+        return -1;
+    if (!st_own_root(q->klass) && !st_shared_root(q->klass))
+        return bh_fail(err, EINVAL, "unknown qube class %s", q->klass ? q->klass : "(none)");
+    if (st_shared_root(q->klass) && check_name("template", q->template_name, err) < 0)
+        return -1;
+    if (q->template_name && check_name("template", q->template_name, err) < 0)
+        return -1;
+    if (!strcmp(q->klass, "DispVM") && check_name("disposable template", q->dispvm_template, err) < 0)
+        return -1;
+    if (q->revisions_to_keep < 0 || q->revisions_to_keep > 1000)
+        return bh_fail(err, EINVAL, "revisions_to_keep out of range");
+    return 0;
+}
+
+int st_qube_dir(struct bh_pool *p, const char *name, bh_error *err)
+{
+    if (check_name("qube", name, err) < 0)
+        return -1;
+    int fd = openat(p->qubes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return bh_fail(err, ENOENT, "qube %s has no volumes in pool %s", name, p->name);
+        return bh_fail_errno(err, "open volumes of %s", name);
+    }
+    return fd;
+}
+
+void st_tmpname(char *buf, size_t n, const char *kind, const char *what)
+{
+    snprintf(buf, n, ".%s-%d-%s", kind, (int)getpid(), what);
+}
+
+int st_lock(struct bh_pool *p, bh_error *err)
+{
+    int fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return bh_fail_errno(err, "open pool for locking");
+    while (flock(fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            close(fd);
+            return bh_fail_errno(err, "lock pool");
+        }
+    }
+    return fd;
+}
+
+/* ".tmp-<pid>-x" / ".trash-<pid>-x" whose pid is gone: a crash's leftover. */
+static bool is_dead_leftover(const char *n)
+{
+    const char *rest;
+    if (!strncmp(n, ".tmp-", 5))
+        rest = n + 5;
+    else if (!strncmp(n, ".trash-", 7))
+        rest = n + 7;
+    else
+        return false;
+    char *end;
+    long pid = strtol(rest, &end, 10);
+    if (end == rest || *end != '-' || pid <= 0)
+        return false;
+    if (pid == getpid())
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+void st_sweep(int dirfd)
+{
+    int dup = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0)
+        return;
+    _cleanup_closedir_ DIR *d = fdopendir(dup);
+    if (!d) {
+        close(dup);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (is_dead_leftover(e->d_name)) {
+            bh_error err;
+            if (bh_fs_remove_tree_at(dirfd, e->d_name, &err) < 0)
+                fprintf(stderr, "storage: leftover %s: %s\n", e->d_name, err.msg);
+        }
+    }
+    fsync(dirfd);
+}
+
+/* After a crash: temporaries in qubes/, in each qube dir and its revision dirs. */
+static void sweep_pool(struct bh_pool *p)
+{
+    st_sweep(p->qubes_fd);
+    int dup = openat(p->qubes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0)
+        return;
+    _cleanup_closedir_ DIR *d = fdopendir(dup);
+    if (!d) {
+        close(dup);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!bh_qube_name_valid(e->d_name, NULL))
+            continue;
+        _cleanup_close_ int q = bh_fs_open_dir(p->qubes_fd, e->d_name, NULL);
+        if (q < 0)
+            continue;
+        st_sweep(q);
+        _cleanup_close_ int revs = bh_fs_open_dir(q, "revisions", NULL);
+        if (revs < 0)
+            continue;
+        for (int i = 0; bh_volume_names[i]; i++) {
+            _cleanup_close_ int v = bh_fs_open_dir(revs, bh_volume_names[i], NULL);
+            if (v >= 0)
+                st_sweep(v);
+        }
+    }
+}
+
+struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
+{
+    if (!root || root[0] != '/') {
+        bh_fail(err, EINVAL, "pool root must be an absolute path");
+        return NULL;
+    }
+    if (!bh_ident_valid(name, 63) || name[0] == '.') {
+        bh_fail(err, EINVAL, "invalid pool name");
+        return NULL;
+    }
+    /* The root itself is the administrator's choice and may be a symlink; below it we
+     * create and never follow. */
+    if (bh_mkdir_p(root, 0755) < 0) {
+        bh_fail_errno(err, "create %s", root);
+        return NULL;
+    }
+    _cleanup_close_ int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        bh_fail_errno(err, "open %s", root);
+        return NULL;
+    }
+    _cleanup_close_ int pools = bh_fs_mkdir_open(rootfd, "pools", 0700, err);
+    if (pools < 0)
+        return NULL;
+    _cleanup_close_ int pfd = bh_fs_mkdir_open(pools, name, 0700, err);
+    if (pfd < 0)
+        return NULL;
+    _cleanup_close_ int qfd = bh_fs_mkdir_open(pfd, "qubes", 0700, err);
+    if (qfd < 0)
+        return NULL;
+    struct bh_pool *p = calloc(1, sizeof *p);
+    if (!p || asprintf(&p->path, "%s/pools/%s", root, name) < 0) {
+        free(p);
+        bh_fail(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->fd = steal_fd(&pfd);
+    p->qubes_fd = steal_fd(&qfd);
+    _cleanup_close_ int lock = st_lock(p, NULL);
+    if (lock >= 0)
+        sweep_pool(p);
+    return p;
+}
+
+void bh_pool_close(struct bh_pool *p)
+{
+    if (!p)
+        return;
+    close(p->fd);
+    close(p->qubes_fd);
+    free(p->path);
+    free(p);
+}
