@@ -226,3 +226,28 @@ def test_setuid_does_not_raise_beyond_qube(ns_env):
     # and the qube's root is a host nobody: its files on a host fs belong to its range
     st = os.stat(f"/proc/{q.init_pid()}")
     assert st.st_uid == q.uid_base
+
+
+def test_vchan_dir_cannot_fill_host(ns_env):
+    # The one host directory a qube can write (its qrexec socket dir) is a tiny tmpfs.
+    q = ns_env.qube("fs12", private=False)
+    q.start()
+    r = q.sh("dd if=/dev/zero of=/run/qubes/vchan/fill bs=1M count=64 2>&1; echo rc=$?; "
+             "i=0; while [ $i -lt 200 ] && touch /run/qubes/vchan/f$i 2>/dev/null; do i=$((i+1)); done; echo files=$i")
+    assert "No space left" in r.stdout, r.stdout
+    assert int(r.stdout.split("files=")[1]) < 100
+    size = sum(f.stat().st_size for f in (q.runtime_dir / "vchan").iterdir())
+    assert size <= 64 << 10
+    q.kill()
+    assert not (q.runtime_dir / "vchan").exists()
+    assert str(q.runtime_dir) not in pathlib.Path("/proc/self/mountinfo").read_text()
+
+
+def test_proc_host_state_masked(ns_env):
+    q = ns_env.qube("fs13", private=False)
+    q.start()
+    r = q.sh("for f in keys timer_list sched_debug kallsyms sysrq-trigger; do "
+             "[ -e /proc/$f ] && echo $f $(wc -c < /proc/$f); done; echo end")
+    for line in r.stdout.splitlines():
+        if line != "end":
+            assert line.split()[1] == "0", line

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,6 +58,10 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     (void)unlink(p.shutdown_mark);
     (void)rmdir(p.staging);
     clean_vchan(p.vchan);
+    /* the vchan tmpfs (stacked mounts too, from an interrupted earlier start) */
+    while (umount2(p.vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+        ;
+    (void)rmdir(p.vchan);
     return ret;
 }
 

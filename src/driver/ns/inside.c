@@ -24,6 +24,14 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
     JOIN(path, "root", "proc");
     if (mount("proc", path, "proc", safe, NULL) < 0)
         return bh_fail_errno(err, "mount proc");
+    /* Host-wide kernel state that proc would show a qube: masked as containers do. */
+    static const char *masked[] = { "kcore", "keys", "timer_list", "sched_debug", "kallsyms", "sysrq-trigger" };
+    for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+        char m[256];
+        snprintf(m, sizeof m, "root/proc/%s", masked[i]);
+        if (access(m, F_OK) == 0 && mount("root/dev/null", m, NULL, MS_BIND, NULL) < 0)
+            return bh_fail_errno(err, "masking /proc/%s", masked[i]);
+    }
     /* sysfs read-only; it shows the qube's own network devices. Some hosts hide parts
      * of /sys from namespaces (the kernel then refuses a new sysfs): not fatal. */
     JOIN(path, "root", "sys");

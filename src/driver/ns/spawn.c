@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -223,9 +224,13 @@ static int prepare_dirs(const struct bh_qube_spec *spec, const struct bh_ns_path
         return bh_fail_errno(err, "mkdir %s", p->staging);
     if (mkdir(p->vchan, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", p->vchan);
-    /* The qube's root owns its vchan directory (its agent creates sockets there). */
-    if (chown(p->vchan, spec->uid_base, spec->uid_base) < 0)
-        return bh_fail_errno(err, "chown %s", p->vchan);
+    /* The qube writes into its vchan directory (its agent makes sockets there): a tiny
+     * tmpfs of its own, so that the qube cannot fill the host's runtime filesystem. */
+    char opts[128];
+    snprintf(opts, sizeof opts, "mode=0700,size=64k,nr_inodes=64,uid=%u,gid=%u", (unsigned)spec->uid_base,
+             (unsigned)spec->uid_base);
+    if (mount("bulkhead-vchan", p->vchan, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return bh_fail_errno(err, "mount tmpfs on %s", p->vchan);
     return 0;
 }
 
