@@ -251,3 +251,54 @@ def test_proc_host_state_masked(ns_env):
     for line in r.stdout.splitlines():
         if line != "end":
             assert line.split()[1] == "0", line
+
+
+def test_symlinked_home_on_private_volume(ns_env):
+    # The qube's root plants symlinks where the engine mounts at the next start; the
+    # engine (host root) must never follow them into the host's tree.
+    marker = ns_env.base / "host-only-marker"
+    marker.write_text("HOST-ONLY\n")
+    q = ns_env.qube("fs14")
+    q.start()
+    q.sh("rm -rf /rw/home && ln -s / /rw/home && ls -la /rw", check=True)
+    q.kill()
+    r = q.start(check=False)
+    if r.returncode == 0:
+        out = q.sh("ls -a /home; cat /home%s 2>&1" % marker).stdout
+        assert "HOST-ONLY" not in out
+        assert "bh-ns" not in out
+    else:
+        assert "rw/home" in r.stderr
+        assert q.state() == "Halted"
+    # relative escapes too
+    q.kill()
+    q2 = ns_env.qube("fs15")
+    q2.start()
+    q2.sh("rm -rf /rw/home && ln -s ../../../../../../.. /rw/home", check=True)
+    q2.kill()
+    r = q2.start(check=False)
+    if r.returncode == 0:
+        assert "HOST-ONLY" not in q2.sh("cat /home%s 2>&1" % marker).stdout
+
+
+def test_symlinked_mount_points_in_template_root(ns_env):
+    # A template qube (persistent root) replaces the engine's mount points by symlinks
+    # into the host's tree; the next starts of it and of its app qubes must not create,
+    # mount or expose anything on the host.
+    root = make_root(ns_env.base / "evil-tmpl")
+    t = ns_env.qube("fs16", root_rw=root, private=False)
+    t.start()
+    t.sh("rmdir /rw /home /opt; ln -s /etc /rw; ln -s /etc/bulkhead-evil /home; ln -s / /opt", check=True)
+    t.kill()
+    before = set(os.listdir("/etc"))
+    app = ns_env.qube("fs17", private=True)
+    app.args[app.args.index("--root-lower") + 1] = str(root)
+    r = app.start(check=False)
+    assert set(os.listdir("/etc")) == before, "the engine created something in the host's /etc"
+    if r.returncode == 0:
+        out = app.sh("ls /rw /home 2>&1; cat /rw/shadow 2>&1").stdout
+        assert pathlib.Path("/etc/shadow").read_text().splitlines()[0] not in out
+    else:
+        assert "not a plain directory" in r.stderr, r.stderr
+    r = t.start(check=False)
+    assert set(os.listdir("/etc")) == before

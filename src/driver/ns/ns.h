@@ -125,6 +125,16 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err);
 /* ---- util.c ---- */
 /* out = a "/" b; on overflow out becomes "" (every later use then fails visibly). */
 void bh_path_join(char *out, size_t n, const char *a, const char *b);
+/* Paths inside a qube's tree are resolved by us as host root (stage 1) or as the
+ * qube's root before pivot_root, where an absolute or ".." symlink planted by a qube
+ * would lead into the host's tree. Every such path is opened with openat2
+ * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) from an fd of the tree, and mounts target the
+ * resulting fd through /proc/self/fd/N. A qube root with a symlink where a mount point
+ * belongs does not start. */
+int bh_open_beneath(int dirfd, const char *rel, bool dir); /* O_PATH fd or -1 */
+void bh_fd_path(int fd, char *out, size_t n);
+/* mkdirat of rel's last component in its (safely resolved) parent; EEXIST is success. */
+int bh_mkdir_beneath(int dirfd, const char *rel, unsigned mode, uid_t owner, bool set_owner, bool *created);
 /* Finds user in passwd(5) text (qube-controlled: strict, bounded). 0 found, -1 not
  * found or malformed entry. */
 int bh_passwd_find(const char *text, size_t len, const char *user, uid_t *uid, gid_t *gid, char *home, size_t homelen);

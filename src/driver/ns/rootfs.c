@@ -16,31 +16,32 @@
 
 #define JOIN(buf, a, b) bh_path_join(buf, sizeof buf, a, b)
 
-/* Makes a directory the qube will see as its root's. `raw` is a host path where a new
- * directory is stored with on-disk ID 0 (an idmapped persistent root); otherwise the
- * directory is made through the assembled tree and chowned to the qube's root. */
-static int ensure_dir(const char *root, const char *raw, const char *rel, uid_t qroot, bh_error *err)
+/* Makes sure `rel` is a real directory (no symlink on the way) in the qube's tree.
+ * rawfd >= 0: a host dir where a new directory is stored with on-disk ID 0 (an idmapped
+ * persistent root); otherwise it is made through the tree and given to the qube's root. */
+static int ensure_dir(int rootfd, int rawfd, const char *rel, uid_t qroot, bh_error *err)
 {
-    char path[4096];
-    JOIN(path, root, rel);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return bh_fail(err, ENOTDIR, "%s is not a directory in the qube's root", rel);
+    int fd = bh_open_beneath(rootfd, rel, true);
+    if (fd >= 0) {
+        close(fd);
         return 0;
     }
-    if (raw) {
-        char rp[4096];
-        JOIN(rp, raw, rel);
-        if (mkdir(rp, 0755) < 0 && errno != EEXIST)
-            return bh_fail_errno(err, "mkdir %s", rp);
-        return 0;
-    }
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
-        return bh_fail_errno(err, "mkdir %s (is the template's root missing it?)", path);
-    if (chown(path, qroot, qroot) < 0)
-        return bh_fail_errno(err, "chown %s", path);
+    if (errno != ENOENT)
+        return bh_fail_errno(err, "/%s in the qube's root is not a plain directory", rel);
+    bool raw = rawfd >= 0;
+    if (bh_mkdir_beneath(raw ? rawfd : rootfd, rel, 0755, qroot, !raw, NULL) < 0)
+        return bh_fail_errno(err, "mkdir /%s in the qube's root", rel);
     return 0;
+}
+
+/* Opens a mount point in the qube's tree and gives its /proc/self/fd path. */
+static int target(int rootfd, const char *rel, char *path, size_t n, bh_error *err)
+{
+    int fd = bh_open_beneath(rootfd, rel, true);
+    if (fd < 0)
+        return bh_fail_errno(err, "/%s in the qube's root", rel);
+    bh_fd_path(fd, path, n);
+    return fd;
 }
 
 static int mount_tmpfs(const char *path, const char *opts, unsigned long flags, bh_error *err)
@@ -50,15 +51,32 @@ static int mount_tmpfs(const char *path, const char *opts, unsigned long flags, 
     return 0;
 }
 
-static int bind_file(const char *src, const char *dst, unsigned long extra, bh_error *err)
+static int attach_at(int mfd, int rootfd, const char *rel, bh_error *err)
 {
-    _cleanup_close_ int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    _cleanup_close_ int t = bh_open_beneath(rootfd, rel, true);
+    if (t < 0)
+        return bh_fail_errno(err, "/%s in the qube's root", rel);
+    if (move_mount(mfd, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return bh_fail_errno(err, "mount on /%s", rel);
+    return 0;
+}
+
+/* A device node bound from the host into the qube's /dev tmpfs (devfd: ours). */
+static int bind_node(int devfd, const char *name, bh_error *err)
+{
+    char src[64], dst[64];
+    _cleanup_close_ int fd = openat(devfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return bh_fail_errno(err, "create %s", dst);
+        return bh_fail_errno(err, "create /dev/%s", name);
+    snprintf(src, sizeof src, "/dev/%s", name);
+    bh_fd_path(fd, dst, sizeof dst);
     if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
         return bh_fail_errno(err, "bind %s", src);
-    if (extra && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
-        return bh_fail_errno(err, "remount %s", dst);
+    /* fd is the file under the new mount: reopen to reach the bind itself. */
+    _cleanup_close_ int top = openat(devfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    bh_fd_path(top, dst, sizeof dst);
+    if (top < 0 || mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+        return bh_fail_errno(err, "remount %s", src);
     return 0;
 }
 
@@ -139,21 +157,20 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
  * When the host's /usr has no lib/bulkhead directory to mount our programs on, a tiny
  * read-only overlay adds that mount point above it. */
 static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd,
-                        const char *raw, bh_error *err)
+                        int rootfd, int rawfd, bh_error *err)
 {
     const char *usr = spec->vol.host_usr;
-    char path[4096], dst[4096];
-    if (ensure_dir(p->root, raw, "usr", spec->uid_base, err) < 0)
+    char path[4096];
+    if (ensure_dir(rootfd, rawfd, "usr", spec->uid_base, err) < 0)
         return -1;
-    JOIN(dst, p->root, "usr");
     _cleanup_close_ int fd = bh_idmapped_tree(usr, userns_fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, true, err);
     if (fd < 0)
         return bh_prefix(err, "host_usr");
     JOIN(path, usr, "lib/bulkhead");
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return bh_attach(fd, dst, err);
-    char ulow[4096], stub[4096], opts[9000];
+        return attach_at(fd, rootfd, "usr", err);
+    char ulow[4096], stub[4096], opts[9000], dst[64];
     JOIN(ulow, p->staging, "usr");
     JOIN(stub, p->staging, "usrstub/lib/bulkhead");
     if (mkdir(ulow, 0700) < 0 || bh_attach(fd, ulow, err) < 0 || bh_mkdir_p(stub, 0755) < 0)
@@ -169,69 +186,77 @@ static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_path
     if (!overlay_safe(stub) || !overlay_safe(ulow))
         return bh_fail(err, EINVAL, "runtime path unusable for overlayfs");
     snprintf(opts, sizeof opts, "lowerdir=%s:%s", stub, ulow);
+    _cleanup_close_ int t = target(rootfd, "usr", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
     if (mount("overlay", dst, "overlay", MS_RDONLY | MS_NODEV, opts) < 0)
         return bh_fail_errno(err, "mount /usr overlay");
     return 0;
 }
 
-static int assemble_dev(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, const char *raw, bh_error *err)
+static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, bh_error *err)
 {
     static const char *nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
-    char dev[4096], path[4096], src[64], o[128];
-    if (ensure_dir(p->root, raw, "dev", spec->uid_base, err) < 0)
+    char dst[64], o[128];
+    if (ensure_dir(rootfd, rawfd, "dev", spec->uid_base, err) < 0)
         return -1;
-    JOIN(dev, p->root, "dev");
-    snprintf(o, sizeof o, "mode=0755,size=64k,nr_inodes=256,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
-    if (mount_tmpfs(dev, o, MS_NOSUID | MS_NOEXEC, err) < 0)
-        return -1;
-    for (size_t i = 0; i < BH_ARRAY_SIZE(nodes); i++) {
-        snprintf(src, sizeof src, "/dev/%s", nodes[i]);
-        JOIN(path, dev, nodes[i]);
-        if (bind_file(src, path, MS_NOSUID | MS_NOEXEC, err) < 0)
+    {
+        _cleanup_close_ int t = target(rootfd, "dev", dst, sizeof dst, err);
+        snprintf(o, sizeof o, "mode=0755,size=64k,nr_inodes=256,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
+        if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NOEXEC, err) < 0)
             return -1;
     }
+    /* From here on /dev is our tmpfs: reopen it to get the new mount. */
+    _cleanup_close_ int dev = bh_open_beneath(rootfd, "dev", true);
+    _cleanup_close_ int devdir = dev < 0 ? -1 : openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (devdir < 0)
+        return bh_fail_errno(err, "open /dev");
+    for (size_t i = 0; i < BH_ARRAY_SIZE(nodes); i++)
+        if (bind_node(devdir, nodes[i], err) < 0)
+            return -1;
     static const char *links[][2] = {
         { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
         { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
     };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(links); i++) {
-        JOIN(path, dev, links[i][0]);
-        if (symlink(links[i][1], path) < 0 || lchown(path, spec->uid_base, spec->uid_base) < 0)
-            return bh_fail_errno(err, "symlink %s", path);
-    }
-    const char *dirs[] = { "pts", "shm" };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(dirs); i++) {
-        JOIN(path, dev, dirs[i]);
-        if (mkdir(path, 0755) < 0)
-            return bh_fail_errno(err, "mkdir %s", path);
-    }
-    JOIN(path, dev, "shm");
+    for (size_t i = 0; i < BH_ARRAY_SIZE(links); i++)
+        if (symlinkat(links[i][1], devdir, links[i][0]) < 0 ||
+            fchownat(devdir, links[i][0], spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0)
+            return bh_fail_errno(err, "symlink /dev/%s", links[i][0]);
+    if (mkdirat(devdir, "pts", 0755) < 0 || mkdirat(devdir, "shm", 0755) < 0)
+        return bh_fail_errno(err, "mkdir in /dev");
+    _cleanup_close_ int t = target(devdir, "shm", dst, sizeof dst, err);
     snprintf(o, sizeof o, "mode=1777,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
-    return mount_tmpfs(path, o, MS_NOSUID | MS_NODEV, err);
+    if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NODEV, err) < 0)
+        return -1;
+    return 0;
 }
 
-static int assemble_run(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, const char *raw, bh_error *err)
+static int assemble_run(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int rootfd, int rawfd, bh_error *err)
 {
-    char path[4096], o[128];
-    if (ensure_dir(p->root, raw, "tmp", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "run", spec->uid_base, err) < 0)
-        return -1;
-    JOIN(path, p->root, "tmp");
-    snprintf(o, sizeof o, "mode=1777,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
-    if (mount_tmpfs(path, o, MS_NOSUID | MS_NODEV, err) < 0)
-        return -1;
-    JOIN(path, p->root, "run");
-    snprintf(o, sizeof o, "mode=0755,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
-    if (mount_tmpfs(path, o, MS_NOSUID | MS_NODEV, err) < 0)
-        return -1;
+    char dst[64], o[128];
+    static const char *const tmpfs[][2] = { { "tmp", "mode=1777" }, { "run", "mode=0755" } };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(tmpfs); i++) {
+        if (ensure_dir(rootfd, rawfd, tmpfs[i][0], spec->uid_base, err) < 0)
+            return -1;
+        _cleanup_close_ int t = target(rootfd, tmpfs[i][0], dst, sizeof dst, err);
+        snprintf(o, sizeof o, "%s,uid=%u,gid=%u", tmpfs[i][1], (unsigned)spec->uid_base, (unsigned)spec->uid_base);
+        if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NODEV, err) < 0)
+            return -1;
+    }
+    /* /run is ours now. */
     const char *rels[] = { "run/qubes", "run/qubes/vchan" };
     for (size_t i = 0; i < BH_ARRAY_SIZE(rels); i++)
-        if (ensure_dir(p->root, NULL, rels[i], spec->uid_base, err) < 0)
+        if (ensure_dir(rootfd, -1, rels[i], spec->uid_base, err) < 0)
             return -1;
     /* The qube's libvchan-socket directory, shared with the host side of qrexec. */
-    JOIN(path, p->root, "run/qubes/vchan");
-    if (mount(p->vchan, path, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    _cleanup_close_ int t = target(rootfd, "run/qubes/vchan", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount(p->vchan, dst, NULL, MS_BIND, NULL) < 0)
         return bh_fail_errno(err, "bind %s", p->vchan);
+    _cleanup_close_ int top = target(rootfd, "run/qubes/vchan", dst, sizeof dst, err);
+    if (top < 0 || mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return bh_fail_errno(err, "remount %s", p->vchan);
     return 0;
 }
 
@@ -247,37 +272,38 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
         return bh_fail_errno(err, "mkdir %s", p->root);
     if (assemble_root(spec, p, userns_fd, err) < 0)
         return -1;
+    _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_fail_errno(err, "open %s", p->root);
     /* Missing mount points go into the raw persistent root when there is one. */
-    const char *raw = (!v->root_lower && v->root_rw) ? v->root_rw : NULL;
-    if (v->host_usr && assemble_usr(spec, p, userns_fd, raw, err) < 0)
+    _cleanup_close_ int rawfd = -1;
+    if (!v->root_lower && v->root_rw && (rawfd = open(v->root_rw, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return bh_fail_errno(err, "open %s", v->root_rw);
+    if (v->host_usr && assemble_usr(spec, p, userns_fd, rootfd, rawfd, err) < 0)
         return -1;
     if (v->private_img &&
-        (ensure_dir(p->root, raw, "rw", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "home", spec->uid_base, err) < 0))
+        (ensure_dir(rootfd, rawfd, "rw", spec->uid_base, err) < 0 || ensure_dir(rootfd, rawfd, "home", spec->uid_base, err) < 0))
         return -1;
-    if (ensure_dir(p->root, raw, "proc", spec->uid_base, err) < 0 || ensure_dir(p->root, raw, "sys", spec->uid_base, err) < 0)
+    if (ensure_dir(rootfd, rawfd, "proc", spec->uid_base, err) < 0 || ensure_dir(rootfd, rawfd, "sys", spec->uid_base, err) < 0)
         return -1;
-    if (assemble_dev(spec, p, raw, err) < 0 || assemble_run(spec, p, raw, err) < 0)
+    if (assemble_dev(spec, rootfd, rawfd, err) < 0 || assemble_run(spec, p, rootfd, rawfd, err) < 0)
         return -1;
     /* Our in-qube programs, read-only and not idmapped: host-owned, so no one in the
      * qube (not even its root) can write them. */
-    char lib[4096];
     if (!v->host_usr)
         for (const char *const *r = (const char *const[]){ "usr", "usr/lib", "usr/lib/bulkhead", NULL }; *r; r++)
-            if (ensure_dir(p->root, raw, *r, spec->uid_base, err) < 0)
+            if (ensure_dir(rootfd, rawfd, *r, spec->uid_base, err) < 0)
                 return -1;
-    JOIN(lib, p->root, "usr/lib/bulkhead");
-    struct stat st;
-    if (stat(lib, &st) < 0 || !S_ISDIR(st.st_mode))
-        return bh_fail(err, ENOENT, "no /usr/lib/bulkhead mount point in the qube's root");
     _cleanup_close_ int lfd = bh_idmapped_tree(p->libexec, -1, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
-    if (lfd < 0 || bh_attach(lfd, lib, err) < 0)
+    if (lfd < 0 || attach_at(lfd, rootfd, "usr/lib/bulkhead", err) < 0)
         return bh_prefix(err, "bulkhead programs");
     return 0;
 }
 
 int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err)
 {
-    char rw[4096];
-    JOIN(rw, p->root, "rw");
-    return bh_attach(private_fd, rw, err);
+    _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_fail_errno(err, "open %s", p->root);
+    return attach_at(private_fd, rootfd, "rw", err);
 }

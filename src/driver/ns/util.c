@@ -1,7 +1,13 @@
 /* Small helpers of the ns engine. */
 #include "ns.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 void bh_path_join(char *out, size_t n, const char *a, const char *b)
 {
@@ -65,4 +71,48 @@ int bh_passwd_find(const char *text, size_t len, const char *user, uid_t *uid, g
         pos += n + 1;
     }
     return -1;
+}
+
+int bh_open_beneath(int dirfd, const char *rel, bool dir)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC | (dir ? O_DIRECTORY : 0),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+}
+
+void bh_fd_path(int fd, char *out, size_t n)
+{
+    snprintf(out, n, "/proc/self/fd/%d", fd);
+}
+
+int bh_mkdir_beneath(int dirfd, const char *rel, unsigned mode, uid_t owner, bool set_owner, bool *created)
+{
+    char parent[4096];
+    if (created)
+        *created = false;
+    int r = snprintf(parent, sizeof parent, "%s", rel);
+    if (r < 0 || (size_t)r >= sizeof parent) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char *slash = strrchr(parent, '/');
+    const char *name = slash ? slash + 1 : parent;
+    int pfd = slash ? (*slash = '\0', bh_open_beneath(dirfd, parent, true)) : dup(dirfd);
+    if (pfd < 0)
+        return -1;
+    int ret = 0;
+    if (mkdirat(pfd, name, mode) == 0) {
+        if (created)
+            *created = true;
+        if (set_owner && fchownat(pfd, name, owner, owner, AT_SYMLINK_NOFOLLOW) < 0)
+            ret = -1;
+    } else if (errno != EEXIST) {
+        ret = -1;
+    }
+    int e = errno;
+    close(pfd);
+    errno = e;
+    return ret;
 }
