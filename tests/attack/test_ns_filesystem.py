@@ -302,3 +302,18 @@ def test_symlinked_mount_points_in_template_root(ns_env):
         assert "not a plain directory" in r.stderr, r.stderr
     r = t.start(check=False)
     assert set(os.listdir("/etc")) == before
+
+
+def test_hostile_passwd_does_not_hang_or_escape(ns_env):
+    # exec --user parses the qube's /etc/passwd: a FIFO, a huge file or garbage must
+    # make it fail fast, never hang the host-side tool or pick a host-range ID.
+    q = ns_env.qube("fs18", private=False)
+    q.start()
+    q.sh("rm /etc/passwd && mkfifo /etc/passwd", check=True)
+    r = q.exec("id", "-u", user="user", timeout=20)
+    assert r.returncode != 0
+    q.sh("rm /etc/passwd && printf 'user:x:99999999:0::/:/bin/sh\\n' > /etc/passwd", check=True)
+    assert q.exec("id", "-u", user="user", timeout=20).returncode != 0
+    q.sh("rm /etc/passwd && head -c 3000000 /dev/zero | tr '\\\\0' 'a' > /etc/passwd", check=True)
+    assert q.exec("id", "-u", user="user", timeout=20).returncode != 0
+    assert q.exec("id", "-u").stdout.strip() == "0"

@@ -3,7 +3,17 @@
  * each entry removes code that a compromised qube root could otherwise reach. Calls
  * are denied with an errno (never by killing) so programs degrade, not crash.
  * Only the native ABI is allowed: i386/x32 entry points would bypass argument checks
- * written for x86_64, so libseccomp's default bad-arch action (kill) stays. */
+ * written for x86_64, so libseccomp's default bad-arch action (kill) stays.
+ *
+ * Deliberately allowed:
+ *  - ptrace, process_vm_*, kcmp, pidfd_*: every process a qube can see is its own (PID
+ *    and user namespaces), debugging inside a qube is normal, and a host process that
+ *    joins a qube (`bulkhead-ns exec`) stays undumpable with a host-owned memory image
+ *    until it execs.
+ *  - setns, unshare of non-user namespaces: only the qube's own namespaces are reachable
+ *    and it owns them; sandboxes inside a qube (unshare -n) keep working.
+ *  - bind/move/remount mount(2) calls: they only rearrange the qube's own (locked) tree;
+ *    Landlock forbids them anyway where the kernel has it. */
 #include "ns.h"
 #include <errno.h>
 #include <sched.h>
