@@ -45,12 +45,18 @@ static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
                 return bh_fail(err, ENOENT, "cgroup v1 controller %s is not mounted", ctrls[i]);
             continue;
         }
-        cg_dir(dir, sizeof dir, ctrls[i], tag, NULL);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return bh_fail_errno(err, "mkdir %s", dir);
-        cg_dir(dir, sizeof dir, ctrls[i], tag, spec->name);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return bh_fail_errno(err, "mkdir %s", dir);
+        /* The shared parent may vanish between our two mkdirs (the daemon's last other
+         * qube being destroyed): try again. */
+        for (int attempt = 0;; attempt++) {
+            cg_dir(dir, sizeof dir, ctrls[i], tag, NULL);
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return bh_fail_errno(err, "mkdir %s", dir);
+            cg_dir(dir, sizeof dir, ctrls[i], tag, spec->name);
+            if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+                break;
+            if (errno != ENOENT || attempt == 3)
+                return bh_fail_errno(err, "mkdir %s", dir);
+        }
     }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     cg_dir(dir, sizeof dir, "memory", tag, spec->name);

@@ -45,13 +45,17 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
 {
     char dir[4096], val[64];
     enable(BASE);
-    cg_dir(dir, sizeof dir, tag, NULL);
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return bh_fail_errno(err, "mkdir %s", dir);
-    enable(dir);
-    cg_dir(dir, sizeof dir, tag, spec->name);
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return bh_fail_errno(err, "mkdir %s", dir);
+    for (int attempt = 0;; attempt++) { /* the parent may vanish between the mkdirs */
+        cg_dir(dir, sizeof dir, tag, NULL);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return bh_fail_errno(err, "mkdir %s", dir);
+        enable(dir);
+        cg_dir(dir, sizeof dir, tag, spec->name);
+        if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+            break;
+        if (errno != ENOENT || attempt == 3)
+            return bh_fail_errno(err, "mkdir %s", dir);
+    }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     if (hard) {
         snprintf(val, sizeof val, "%llu", (unsigned long long)hard << 20);
