@@ -36,6 +36,13 @@ def test_start_exec_kill(ns_env):
     assert f"Uid:\t{q.uid_base}\t" in status
     assert "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status
     assert q.sh("cat /proc/1/comm").stdout.strip() == "bulkhead-init"
+    # every namespace kind is the qube's own
+    for ns in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"):
+        assert os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino, ns
+    # an empty bounding set of host-only capabilities (module, time, boot, rawio, bpf...)
+    bnd = int(status.split("CapBnd:\t")[1].split()[0], 16)
+    for cap in (16, 25, 22, 17, 39, 38, 27):
+        assert not bnd & (1 << cap), cap
     # exit codes pass through
     assert q.sh("exit 7").returncode == 7
     q.kill()

@@ -104,7 +104,7 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     }
     /* The handshake socket becomes init's readiness fd (3); every other descriptor
      * inherited from the daemon is close-on-exec. */
-    if (dup2(sock, 3) < 0) {
+    if (sock == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(sock, 3) < 0) { /* dup2(3, 3) keeps CLOEXEC */
         bh_fail_errno(&e, "dup2");
         goto fail;
     }
