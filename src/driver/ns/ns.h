@@ -54,7 +54,7 @@ struct bh_ns_paths {
     char staging[4096];  /* <runtime_dir>/mnt: the tmpfs that holds the tree */
     char root[4096];     /* <staging>/root: the qube's future "/" */
     char vchan[4096];    /* <runtime_dir>/vchan */
-    char libexec[4096];  /* host dir with bulkhead-init & co., bound at /usr/lib/bulkhead */
+    char libexec[4096];  /* host dir with bulkhead-init & co., bound at /usr/lib/bulkhead (spawn only) */
     char pidfile[4096];  /* <runtime_dir>/init.pid */
     char shutdown_mark[4096]; /* <runtime_dir>/shutdown-requested */
 };

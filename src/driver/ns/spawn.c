@@ -76,8 +76,7 @@ int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_
     bh_path_join(p->vchan, sizeof p->vchan, spec->runtime_dir, "vchan");
     bh_path_join(p->pidfile, sizeof p->pidfile, spec->runtime_dir, "init.pid");
     bh_path_join(p->shutdown_mark, sizeof p->shutdown_mark, spec->runtime_dir, "shutdown-requested");
-    if (find_libexec(p->libexec, sizeof p->libexec) < 0)
-        p->libexec[0] = '\0';
+    p->libexec[0] = '\0'; /* looked up by bh_ns_spawn only */
     return 0;
 }
 
@@ -239,7 +238,7 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     struct bh_ns_paths p;
     if (bh_ns_paths_fill(spec, &p, err) < 0)
         return -1;
-    if (!p.libexec[0])
+    if (find_libexec(p.libexec, sizeof p.libexec) < 0)
         return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
     if (prepare_dirs(spec, &p, err) < 0)
         return -1;
