@@ -100,15 +100,14 @@ static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
     return 0;
 }
 
-static int v1_attach(const char *tag, const char *name, pid_t pid, bh_error *err)
+static int v1_attach_self(const char *tag, const char *name, bh_error *err)
 {
-    char dir[4096], val[32];
-    snprintf(val, sizeof val, "%d", (int)pid);
+    char dir[4096];
     for (size_t i = 0; i < BH_ARRAY_SIZE(ctrls); i++) {
         if (!have(ctrls[i]))
             continue;
         cg_dir(dir, sizeof dir, ctrls[i], tag, name);
-        if (bh_cg_write(dir, "cgroup.procs", val, err) < 0)
+        if (bh_cg_write(dir, "tasks", "0", err) < 0)
             return -1;
     }
     return 0;
@@ -212,5 +211,5 @@ static bool v1_contains(const char *tag, const char *name, pid_t pid)
 }
 
 const struct bh_cgroup_ops bh_cgroup_v1 = {
-    v1_create, v1_attach, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains,
+    v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains,
 };

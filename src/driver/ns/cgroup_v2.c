@@ -82,12 +82,11 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
     return 0;
 }
 
-static int v2_attach(const char *tag, const char *name, pid_t pid, bh_error *err)
+static int v2_attach_self(const char *tag, const char *name, bh_error *err)
 {
-    char dir[4096], val[32];
+    char dir[4096];
     cg_dir(dir, sizeof dir, tag, name);
-    snprintf(val, sizeof val, "%d", (int)pid);
-    return bh_cg_write(dir, "cgroup.procs", val, err);
+    return bh_cg_write(dir, "cgroup.procs", "0", err);
 }
 
 static int v2_frozen(const char *tag, const char *name)
@@ -158,5 +157,5 @@ static bool v2_contains(const char *tag, const char *name, pid_t pid)
 }
 
 const struct bh_cgroup_ops bh_cgroup_v2 = {
-    v2_create, v2_attach, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains,
+    v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains,
 };

@@ -48,7 +48,7 @@ static __attribute__((noreturn)) void exec_child(const struct bh_qube_spec *spec
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if (bh_cgroup_ops()->attach(tag, spec->name, getpid(), &e) < 0)
+    if (bh_cgroup_ops()->attach_self(tag, spec->name, &e) < 0)
         goto fail;
     int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
                 CLONE_NEWCGROUP | CLONE_NEWTIME;

@@ -1,8 +1,8 @@
 /* The start sequence (see ns.h for the process shape).
  *
  * Handshake over one SOCK_SEQPACKET pair, every message a struct spawn_msg:
- *   daemon -> stage1  'G'  the stage is in the qube's cgroups: go on (with a private
- *                          volume: one byte carrying its mount fd instead)
+ *   daemon -> stage1  'G'  go on (with a private volume: one byte carrying its mount
+ *                          fd instead, made by the daemon while stage 1 assembles)
  *   stage1 -> daemon  'P'  pid = host PID of the qube's init
  *   any    -> daemon  'E'  err = why the start failed (then the sender exits)
  *   init   -> daemon  'R'  (one byte) the qube is ready: agent socket up, or no agent
@@ -134,12 +134,15 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
     /* Whatever the daemon had open must not reach the qube. */
     (void)syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     (void)setsid(); /* no controlling terminal, no signals from the daemon's session */
+    char tag[64];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    if (bh_cgroup_ops()->attach_self(tag, spec->name, &e) < 0)
+        goto fail;
     if (unshare(CLONE_NEWNS) < 0) {
         bh_fail_errno(&e, "unshare mount ns");
         goto fail;
     }
-    /* Assembly overlaps with the daemon moving us into the qube's cgroups (a cgroup v1
-     * migration waits for an RCU grace period) and mounting the private volume. */
+    /* Assembly overlaps with the daemon mounting the private volume. */
     if (bh_rootfs_assemble(spec, p, userns_fd, &e) < 0)
         goto fail;
     if (spec->vol.private_img) {
@@ -272,10 +275,6 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     bool ready = false;
     int ret = -1;
     struct spawn_msg m = { .kind = 'G' };
-    if (cg->attach(tag, spec->name, s1, err) < 0) {
-        take_stage_error(sock, err);
-        goto out;
-    }
     if (spec->vol.private_img) {
         _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
         if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
