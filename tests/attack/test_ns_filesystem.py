@@ -3,7 +3,11 @@ import hashlib
 import os
 import pathlib
 
-from ns_attack_common import ns_env, make_root, attack, BUILD  # noqa: F401
+import pathlib as _pl
+import sys as _sys
+
+_sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
+from ns_fixtures import ns_env, make_root, attack, BUILD  # noqa: E402,F401
 
 
 def test_host_secrets_unreadable(ns_env):

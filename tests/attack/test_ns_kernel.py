@@ -3,7 +3,11 @@ must fail with the errno our seccomp filter (or the kernel's namespace checks) g
 import os
 import time
 
-from ns_attack_common import ns_env, attack  # noqa: F401
+import pathlib as _pl
+import sys as _sys
+
+_sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
+from ns_fixtures import ns_env, attack  # noqa: E402,F401
 
 EPERM, ENOSYS, EAFNOSUPPORT = 1, 38, 97
 

@@ -4,7 +4,11 @@ import signal
 import subprocess
 import time
 
-from ns_attack_common import ns_env, attack  # noqa: F401
+import pathlib as _pl
+import sys as _sys
+
+_sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
+from ns_fixtures import ns_env, attack  # noqa: E402,F401
 
 
 def test_cannot_see_or_signal_host_or_other_qubes(ns_env):

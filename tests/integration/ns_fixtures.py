@@ -175,3 +175,17 @@ def ns_env():
         shutil.rmtree(base, ignore_errors=True)
         assert not leftovers, f"cgroups left behind: {leftovers}"
         assert not loops, f"loop devices left behind: {loops}"
+
+
+# For attack tests: Python inside the qube (host /usr) runs attack code as the qube's root.
+ATTACK_PRELUDE = """
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def sc(nr, *a):
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(x) for x in a])
+    return r, ctypes.get_errno()
+"""
+
+
+def attack(q, code, **kw):
+    return q.py(ATTACK_PRELUDE + code, **kw)
