@@ -321,3 +321,19 @@ def test_hostile_passwd_does_not_hang_or_escape(ns_env):
     q.sh("rm /etc/passwd && head -c 3000000 /dev/zero | tr '\\\\0' 'a' > /etc/passwd", check=True)
     assert q.exec("id", "-u", user="user", timeout=20).returncode != 0
     assert q.exec("id", "-u").stdout.strip() == "0"
+
+
+def test_engine_state_invisible(ns_env):
+    # Nothing of the host-side runtime (pidfiles, other qubes' dirs, images, the store)
+    # is reachable from inside a qube.
+    other = ns_env.qube("fs19")
+    other.start()
+    (ns_env.base / "qubes.db").write_text("STORE-MARKER\n")
+    q = ns_env.qube("fs20")
+    q.start()
+    r = q.sh("find / -xdev \\( -path /usr -o -path /proc -o -path /sys \\) -prune -o "
+             "\\( -name init.pid -o -name qubes.db -o -name '*.img' -o -name fs19 \\) -print 2>/dev/null; "
+             "ls -a /run/qubes/vchan; echo end")
+    assert r.stdout.strip().splitlines()[-1] == "end"
+    found = [l for l in r.stdout.splitlines() if l not in (".", "..", "end")]
+    assert found == [], found

@@ -43,7 +43,7 @@ def make_root(path: pathlib.Path, host_usr=True):
 def make_image(path: pathlib.Path, mib=32):
     with open(path, "wb") as f:
         f.truncate(mib << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(path)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(path)], check=True)
     return path
 
 
