@@ -73,8 +73,17 @@ static int ns_start(const struct bh_qube_spec *spec, bh_error *err)
         close(fd);
         return bh_fail(err, EEXIST, "qube %s is already running", spec->name);
     }
-    bh_error ignored;
-    (void)bh_ns_cleanup(spec, &ignored); /* leftovers of an earlier life */
+    /* Leftovers of an earlier life (every start makes the vchan dir first). */
+    struct bh_ns_paths p;
+    if (bh_ns_paths_fill(spec, &p, err) < 0)
+        return -1;
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    if (access(p.vchan, F_OK) == 0 || access(p.pidfile, F_OK) == 0 || access(p.staging, F_OK) == 0 ||
+        bh_cgroup_ops()->frozen(tag, spec->name) >= 0 /* its cgroup exists */) {
+        bh_error ignored;
+        (void)bh_ns_cleanup(spec, &ignored);
+    }
     return bh_ns_spawn(spec, err);
 }
 
