@@ -275,3 +275,19 @@ def test_two_qubes_are_separate(ns_env):
     assert os.stat(f"/proc/{a.init_pid()}/ns/user").st_ino != os.stat(f"/proc/{b.init_pid()}/ns/user").st_ino
     a.kill()
     assert b.state() == "Running"
+
+
+def test_start_after_unreaped_crash(ns_env):
+    # init died and nobody reaped: the next start clears the leftovers itself
+    q = ns_env.qube("left1")
+    q.start()
+    q.sh("sleep 1000 >/dev/null 2>&1 &")
+    os.kill(q.init_pid(), signal.SIGKILL)
+    for _ in range(100):
+        if q.state() != "Running":
+            break
+        time.sleep(0.05)
+    assert q.state() == "Crashed"
+    q.start()
+    assert q.state() == "Running"
+    assert q.sh("pgrep -c sleep || true").stdout.strip() == "0"
