@@ -43,6 +43,11 @@ def test_start_exec_kill(ns_env):
     bnd = int(status.split("CapBnd:\t")[1].split()[0], 16)
     for cap in (16, 25, 22, 17, 39, 38, 27):
         assert not bnd & (1 << cap), cap
+    # time namespace: the qube's uptime starts near zero, the wall clock is the host's
+    up = float(q.sh("cut -d' ' -f1 /proc/uptime").stdout)
+    host_up = float(pathlib.Path("/proc/uptime").read_text().split()[0])
+    assert up < 30 and (host_up > 60 or up <= host_up)
+    assert abs(int(q.sh("date +%s").stdout) - time.time()) < 5
     # exit codes pass through
     assert q.sh("exit 7").returncode == 7
     q.kill()

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -180,6 +181,25 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
     if (unshare(flags) < 0) {
         bh_fail_errno(&e, "unshare the qube's namespaces");
         goto fail;
+    }
+    /* The qube's monotonic and boot clocks start near zero, as a fresh machine's do, and
+     * do not reveal the host's uptime. Offsets can only be set before the first process
+     * enters the time namespace; cosmetic, so a failure is not fatal. */
+    struct timespec mono, boot;
+    if (clock_gettime(CLOCK_MONOTONIC, &mono) == 0 && clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
+        char offs[96];
+        int n = snprintf(offs, sizeof offs, "monotonic %lld 0\nboottime %lld 0\n",
+                         -(long long)(mono.tv_sec > 1 ? mono.tv_sec - 1 : 0),
+                         -(long long)(boot.tv_sec > 1 ? boot.tv_sec - 1 : 0));
+        /* The UID change left us undumpable, so /proc/self belongs to the host's root;
+         * our memory image stays the host's, which no qube process can ptrace. */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!write(fd, offs, (size_t)n);
+            close(fd);
+        }
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     /* CLONE_PARENT: init becomes the daemon's child (it can wait for it), not ours. */
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
