@@ -7,7 +7,8 @@
  *   - start the qrexec agent (/usr/lib/bulkhead/qrexec-agent) if the host provides one;
  *   - tell the host the qube is ready (one byte 'R' on $BULKHEAD_READY_FD) once the
  *     agent's control socket exists, or at once when there is no agent;
- *   - reap orphans;
+ *   - reap orphans; restart the agent if it dies later (after 1 s, then every 10 s
+ *     after 5 quick restarts), since without it the qube is unreachable;
  *   - on SIGTERM (the host's shutdown request), SIGINT or SIGPWR: TERM every process,
  *     KILL what is left after a grace period, sync, exit 0. Exiting ends the PID
  *     namespace, which the host sees as the qube halting. */
@@ -33,6 +34,7 @@
 #define GRACE_MS_DEFAULT 5000
 
 static pid_t agent_pid = -1;
+static bool agent_died;
 
 static void nop(int sig) { (void)sig; }
 
@@ -103,6 +105,7 @@ static void reap_all(void)
         if (p == agent_pid) {
             bh_warn("qrexec agent exited (status %d)", st);
             agent_pid = -1;
+            agent_died = true;
         }
     }
 }
@@ -176,7 +179,22 @@ int main(void)
             inotify_add_watch(ino, VCHAN_DIR, IN_CREATE | IN_MOVED_TO);
     }
     bool ready = agent_pid <= 0 || agent_socket_ready(sock);
+    bool have_agent = agent_pid > 0;
+    long restart_at = 0;
+    int restarts = 0;
     for (;;) {
+        if (ready && have_agent && agent_died && !restart_at) {
+            agent_died = false;
+            restart_at = now_ms() + (restarts < 5 ? 1000 : 10000);
+        }
+        if (restart_at && now_ms() >= restart_at) {
+            restart_at = 0;
+            restarts++;
+            unlink(sock); /* a stale socket would look ready */
+            agent_pid = start_agent(&old);
+            if (agent_pid < 0)
+                agent_died = true;
+        }
         if (ready && ready_fd >= 0) {
             (void)!write(ready_fd, "R", 1);
             close(ready_fd);
@@ -186,7 +204,12 @@ int main(void)
         }
         struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = ino, .events = POLLIN } };
         /* inotify may miss a socket made before the watch: look again every 100ms. */
-        int r = poll(p, ino >= 0 ? 2 : 1, ready ? -1 : 100);
+        int timeout = ready ? -1 : 100;
+        if (restart_at) {
+            long left = restart_at - now_ms();
+            timeout = left < 0 ? 0 : (int)left;
+        }
+        int r = poll(p, ino >= 0 ? 2 : 1, timeout);
         if (r < 0 && errno != EINTR)
             return 1;
         if (ino >= 0 && (p[1].revents & POLLIN)) {

@@ -251,6 +251,18 @@ def test_agent_readiness(ns_env, tmp_path):
     q.kill()
     assert not (q.runtime_dir / "vchan/vchan.9.0.512.sock").exists()
 
+    # an agent that dies after it was ready is started again
+    agent.write_text("#!/usr/bin/python3\nimport os, socket, time\n"
+                     "open('/run/agent-starts', 'a').write('x')\n"
+                     "p = '/run/qubes/vchan/vchan.11.0.512.sock'\n"
+                     "s = socket.socket(socket.AF_UNIX)\ns.bind(p)\ns.listen(1)\ntime.sleep(0.2)\n")
+    q3 = ns_env.qube("agent3", extra=["--qid", "11"])
+    q3.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
+    time.sleep(3)
+    assert len(q3.sh("cat /run/agent-starts").stdout) >= 3
+    assert q3.state() == "Running"
+    q3.kill()
+
     # an agent that dies before it is ready: start fails and leaves nothing behind
     agent.write_text("#!/bin/sh\nexit 3\n")
     q2 = ns_env.qube("agent2", extra=["--qid", "10"])
