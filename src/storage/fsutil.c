@@ -258,6 +258,18 @@ int bh_fs_is_mountpoint(int dirfd, const char *name)
     return makedev(sx.stx_dev_major, sx.stx_dev_minor) != parent.st_dev;
 }
 
+void bh_fs_exec_system(const char *const argv[], char *const envp[])
+{
+    /* Only the system's own directories: never the caller's PATH. */
+    static const char *const dirs[] = { "/usr/sbin", "/usr/bin", "/sbin", "/bin" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[256];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dirs[i], argv[0]) >= sizeof path)
+            return;
+        execve(path, (char *const *)argv, envp);
+    }
+}
+
 int bh_fs_run(const char *const argv[], const int *keep, int out_fd, bh_error *err)
 {
     int code = bh_fs_run_code(argv, keep, out_fd, err);
@@ -292,7 +304,7 @@ int bh_fs_run_code(const char *const argv[], const int *keep, int out_fd, bh_err
             fcntl(*p, F_SETFD, 0);
         signal(SIGPIPE, SIG_DFL);
         char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-        execvpe(argv[0], (char *const *)argv, envp);
+        bh_fs_exec_system(argv, envp);
         _exit(127);
     }
     close(pfd[1]);

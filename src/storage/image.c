@@ -38,8 +38,11 @@ int st_image_create(int dirfd, const char *name, uint64_t size, bh_error *err)
     bh_fs_fd_path(path, sizeof path, fd, NULL);
     /* Made without mounting: mkfs writes the file directly. root_owner=0:0 makes the
      * top directory belong to UID 0 of the qube (the engine idmaps it); -m 1 keeps a
-     * small reserve for the qube's root. */
-    const char *argv[] = { "mkfs.ext4", "-q", "-F", "-m", "1", "-E", "root_owner=0:0", "--", path, NULL };
+     * small reserve for the qube's root. The file is a fresh hole, which reads as zeros:
+     * so the inode tables and the journal need no zeroing (lazy_*_init) and nothing
+     * needs discarding, and a new 2 GiB image takes ~1 MiB instead of ~66 MiB. */
+    const char *argv[] = { "mkfs.ext4", "-q", "-F", "-m", "1", "-E",
+                           "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard", "--", path, NULL };
     const int keep[] = { fd, -1 };
     if (bh_fs_run(argv, keep, -1, err) < 0)
         goto fail;

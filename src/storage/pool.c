@@ -117,14 +117,17 @@ void st_sweep(int dirfd)
         return;
     }
     struct dirent *e;
+    bool removed = false;
     while ((e = readdir(d))) {
         if (is_dead_leftover(e->d_name)) {
             bh_error err;
             if (bh_fs_remove_tree_at(dirfd, e->d_name, &err) < 0)
                 fprintf(stderr, "storage: leftover %s: %s\n", e->d_name, err.msg);
+            removed = true;
         }
     }
-    fsync(dirfd);
+    if (removed)
+        fsync(dirfd);
 }
 
 /* After a crash: temporaries in qubes/, in each qube dir and its revision dirs. */

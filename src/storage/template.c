@@ -118,7 +118,7 @@ static int run_with_progress(const char *const argv[], struct debian_ctx *c, bh_
             _exit(127);
         char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive",
                                NULL };
-        execvpe(argv[0], (char *const *)argv, envp);
+        bh_fs_exec_system(argv, envp);
         _exit(127);
     }
     close(pfd[1]);
