@@ -23,6 +23,7 @@ struct bh_pool {
     char name[64];
     int fd;       /* the pool directory */
     int qubes_fd; /* <pool>/qubes */
+    bool reflink; /* the pool's filesystem can share blocks (FICLONE) */
 };
 
 /* Takes the pool's exclusive lock (serialises every change between processes); returns

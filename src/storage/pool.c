@@ -7,7 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <inttypes.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,6 +165,40 @@ static void sweep_pool(struct bh_pool *p)
     }
 }
 
+/* Tries a reflink between two scratch files in the pool. */
+static bool probe_reflink(int pfd)
+{
+    char a[64], b[64];
+    st_tmpname(a, sizeof a, "tmp", "reflink-a");
+    st_tmpname(b, sizeof b, "tmp", "reflink-b");
+    _cleanup_close_ int fa = openat(pfd, a, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    _cleanup_close_ int fb = openat(pfd, b, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fa >= 0 && fb >= 0 && bh_write_all(fa, "x", 1) == 0 && ioctl(fb, FICLONE, fa) == 0;
+    unlinkat(pfd, a, 0);
+    unlinkat(pfd, b, 0);
+    return ok;
+}
+
+int bh_pool_default_revisions(const struct bh_pool *p)
+{
+    return p->reflink ? 1 : 0;
+}
+
+int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n)
+{
+    struct statvfs sv;
+    uint64_t size = 0, usage = 0;
+    if (fstatvfs(p->fd, &sv) == 0) {
+        size = (uint64_t)sv.f_blocks * sv.f_frsize;
+        usage = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+    }
+    int r = snprintf(buf, n,
+                     "dir_path=%s\ndriver=file\nephemeral_volatile=True\nname=%s\nrevisions_to_keep=%d\n"
+                     "size=%" PRIu64 "\nusage=%" PRIu64 "\n",
+                     p->path, p->name, bh_pool_default_revisions(p), size, usage);
+    return r < 0 || (size_t)r >= n ? -1 : r;
+}
+
 struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
 {
     if (!root || root[0] != '/') {
@@ -200,6 +238,7 @@ struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
     snprintf(p->name, sizeof p->name, "%s", name);
     p->fd = steal_fd(&pfd);
     p->qubes_fd = steal_fd(&qfd);
+    p->reflink = probe_reflink(p->fd);
     _cleanup_close_ int lock = st_lock(p, NULL);
     if (lock >= 0)
         sweep_pool(p);

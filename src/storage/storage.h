@@ -75,6 +75,13 @@ void bh_volume_layout_free(struct bh_volume_layout *l);
 int bh_volume_info_format(const struct bh_volume_info *i, char *buf, size_t n);
 /* Parses "1073741824", "512M", "2G", "1T" (binary units) into bytes. */
 int bh_size_parse(const char *s, uint64_t *out);
+/* Qubes' admin.pool.Info body for this pool (sorted key=value lines: dir_path, driver,
+ * ephemeral_volatile, name, revisions_to_keep, size, usage). -1 if buf is too small. */
+int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n);
+/* The default revisions_to_keep for volumes of this pool: 1 (Qubes' default) where the
+ * filesystem has reflinks, so that a revision costs no copy; 0 elsewhere, where each
+ * revision would be a full copy of the volume's data at every shutdown. */
+int bh_pool_default_revisions(const struct bh_pool *p);
 /* <root>/pools/<name>, for messages. */
 const char *bh_pool_path(const struct bh_pool *p);
 
