@@ -142,7 +142,9 @@ static int run_with_progress(const char *const argv[], struct debian_ctx *c, bh_
             return bh_fail_errno(err, "wait %s", argv[0]);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
-    return bh_prefix(err, "%s failed (status %d)", argv[0], status);
+    if (WIFEXITED(status))
+        return bh_prefix(err, "%s exited with %d", argv[0], WEXITSTATUS(status));
+    return bh_prefix(err, "%s killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 /* debootstrap mounts proc and sys in the target; after a failure they may stay. */

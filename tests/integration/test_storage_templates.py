@@ -128,6 +128,9 @@ def test_debian_failure_leaves_nothing(storage):
     r = subprocess.run([storage.qvm_template, "--root", str(storage.root), "build", "debian", "deb",
                         "--mirror", "http://127.0.0.1:9/debian"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "qvm-template:" in r.stderr
+    # debootstrap really ran: its progress was shown, then its error.
+    assert "[download 1]" in r.stderr and "E: Failed getting release file" in r.stderr
+    assert "debootstrap exited with 1" in r.stderr
     assert not storage.qdir("deb").exists()
     assert storage.leftovers() == []
 
