@@ -125,8 +125,32 @@ int bh_fs_copy_data(int in, int out, bh_error *err)
         if (hole < 0)
             return bh_fail_errno(err, "seek hole");
         off_t ioff = data, ooff = data;
+        bool plain = false; /* copy_file_range refused: read and write ourselves */
         while (ioff < hole) {
-            ssize_t n = copy_file_range(in, &ioff, out, &ooff, (size_t)(hole - ioff), 0);
+            ssize_t n;
+            if (!plain) {
+                n = copy_file_range(in, &ioff, out, &ooff, (size_t)(hole - ioff), 0);
+                if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
+                    plain = true;
+                    continue;
+                }
+            } else {
+                static char block[1 << 16];
+                size_t want = (size_t)(hole - ioff) < sizeof block ? (size_t)(hole - ioff) : sizeof block;
+                n = pread(in, block, want, ioff);
+                if (n > 0) {
+                    ssize_t done = 0;
+                    while (done < n) {
+                        ssize_t w = pwrite(out, block + done, (size_t)(n - done), ooff + done);
+                        if (w < 0 && errno != EINTR)
+                            return bh_fail_errno(err, "write copy");
+                        if (w > 0)
+                            done += w;
+                    }
+                    ioff += n;
+                    ooff += n;
+                }
+            }
             if (n < 0) {
                 if (errno == EINTR)
                     continue;

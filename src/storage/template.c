@@ -82,8 +82,14 @@ int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err)
     int ex = bh_fs_exists(p->qubes_fd, "host");
     if (ex < 0)
         return bh_fail_errno(err, "look for the host template");
-    if (ex == 1)
+    if (ex == 1) {
+        _cleanup_close_ int q = st_qube_dir(p, "host", err);
+        if (q < 0)
+            return -1;
+        if (!bh_fs_is_dir(q, "root"))
+            return bh_fail(err, EEXIST, "a qube named host exists but has no root of its own");
         return 0;
+    }
     if (bh_template_build_host(p, "host", err) < 0) {
         /* Someone else built it meanwhile: as good. */
         if (err && err->errnum == EEXIST)

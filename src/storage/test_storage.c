@@ -1,6 +1,7 @@
 /* Unit tests of the storage library on a scratch root (real ext4 images, real files). */
 #include "tap.h"
 #include "storage.h"
+#include "fsutil.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,28 @@ int main(void)
     CHECK(!strcmp(buf, "pool=default\nvid=qubes/w/private\nsize=5\nusage=0\nrw=True\nsource=\nsave_on_stop=False\n"
                        "snap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n"));
     CHECK(bh_volume_info_format(&vi, buf, 10) < 0);
+
+    /* Sparse copy across filesystems (tmpfs -> /tmp): no reflink, copy_file_range says
+     * EXDEV, so the plain read/write path runs; holes stay holes, data is equal. */
+    {
+        char src[] = "/dev/shm/bh-test-src-XXXXXX", dst[] = "/var/tmp/bh-test-dst-XXXXXX";
+        int in = mkstemp(src), out = mkstemp(dst);
+        CHECK(in >= 0 && out >= 0);
+        char data[8192];
+        memset(data, 0x5a, sizeof data);
+        CHECK(pwrite(in, data, sizeof data, 1 << 20) == (ssize_t)sizeof data);
+        CHECK(ftruncate(in, 8 << 20) == 0);
+        bh_error e;
+        CHECK(bh_fs_copy_data(in, out, &e) == 0);
+        struct stat st;
+        CHECK(fstat(out, &st) == 0 && st.st_size == 8 << 20 && st.st_blocks * 512 < (1 << 20));
+        char back[8192];
+        CHECK(pread(out, back, sizeof back, 1 << 20) == (ssize_t)sizeof back && !memcmp(back, data, sizeof data));
+        close(in);
+        close(out);
+        unlink(src);
+        unlink(dst);
+    }
 
     snprintf(root, sizeof root, "/tmp/bh-test-storage-XXXXXX");
     CHECK(mkdtemp(root) != NULL);
