@@ -172,9 +172,15 @@ int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
     _cleanup_close_ int lock = st_lock(p, err);
     if (lock < 0)
         return -1;
-    _cleanup_close_ int qfd = st_qube_dir(p, q->name, err);
-    if (qfd < 0)
-        return err && err->errnum == ENOENT ? 0 : -1;
+    bh_error local;
+    _cleanup_close_ int qfd = st_qube_dir(p, q->name, &local);
+    if (qfd < 0) {
+        if (local.errnum == ENOENT)
+            return 0; /* nothing to remove */
+        if (err)
+            *err = local;
+        return -1;
+    }
     if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
         return bh_fail(err, EBUSY, "private volume of %s is in use", q->name);
     char trash[64];
