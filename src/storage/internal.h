@@ -50,6 +50,8 @@ int st_publish_tmpdir(struct bh_pool *p, int tmpfd, const char *tmp, const char 
 int st_bump_gen(int qfd, bh_error *err);
 /* Fills the empty directory rootfd with the `host` template tree (template_host.c). */
 int st_build_host_tree(int rootfd, bh_error *err);
+/* Deletes every block and character device node in the tree rootfd (one filesystem). */
+int st_remove_device_nodes(int rootfd, bh_error *err);
 /* Creates qubes/<name> as a TemplateVM volume set with the given origin, its root filled
  * by fill(rootfd, rootpath, ctx); all under a temporary name, renamed at the end. */
 int st_template_create(struct bh_pool *p, const char *name, const char *origin,

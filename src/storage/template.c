@@ -158,6 +158,19 @@ static int run_with_progress(const char *const argv[], struct debian_ctx *c, bh_
     return bh_prefix(err, "%s killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+int st_remove_device_nodes(int rootfd, bh_error *err)
+{
+    /* "/proc/self/fd/N/." : find (-P) does not descend a symlink given as start, and the
+     * fd's magic link is one; "/." goes through it. */
+    char top[64];
+    bh_fs_fd_path(top, sizeof top, rootfd, ".");
+    const char *find[] = { "find", top, "-xdev", "(", "-type", "b", "-o", "-type", "c", ")", "-delete", NULL };
+    const int keep[] = { rootfd, -1 };
+    if (bh_fs_run(find, keep, -1, err) < 0)
+        return bh_prefix(err, "remove device nodes");
+    return 0;
+}
+
 /* debootstrap mounts proc and sys in the target; after a failure they may stay. */
 static void unmount_below(const char *rootpath)
 {
@@ -180,6 +193,11 @@ static int fill_debian(int rootfd, const char *rootpath, void *vctx, bh_error *e
         return r;
     }
     unmount_below(rootpath);
+    /* debootstrap made device nodes in dev/ (null, zero, tty, console...). The engine
+     * gives every qube its own minimal /dev; a template's tree on the host disk holds
+     * no device node at all. */
+    if (st_remove_device_nodes(rootfd, err) < 0)
+        return -1;
     static const char resolv[] = "nameserver 10.139.1.1\nnameserver 10.139.1.2\n";
     static const char hosts[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
     _cleanup_close_ int etc = bh_fs_open_dir(rootfd, "etc", err);

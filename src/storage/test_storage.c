@@ -2,6 +2,8 @@
 #include "tap.h"
 #include "storage.h"
 #include "fsutil.h"
+#include "internal.h"
+#include <sys/sysmacros.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,32 @@ int main(void)
         close(out);
         unlink(src);
         unlink(dst);
+    }
+
+    /* Device nodes are removed from a tree, at any depth; other files stay. */
+    {
+        char t[] = "/tmp/bh-test-dev-XXXXXX", p1[128], p2[128], p3[128];
+        CHECK(mkdtemp(t) != NULL);
+        snprintf(p1, sizeof p1, "%s/dev", t);
+        CHECK(mkdir(p1, 0755) == 0);
+        snprintf(p1, sizeof p1, "%s/dev/null", t);
+        snprintf(p2, sizeof p2, "%s/dev/sda", t);
+        snprintf(p3, sizeof p3, "%s/dev/keep", t);
+        CHECK(mknod(p1, S_IFCHR | 0666, makedev(1, 3)) == 0);
+        CHECK(mknod(p2, S_IFBLK | 0600, makedev(8, 0)) == 0);
+        int kf = open(p3, O_CREAT | O_WRONLY, 0600);
+        CHECK(kf >= 0);
+        close(kf);
+        int tfd = open(t, O_RDONLY | O_DIRECTORY);
+        bh_error e;
+        CHECK(st_remove_device_nodes(tfd, &e) == 0);
+        close(tfd);
+        struct stat st;
+        CHECK(lstat(p1, &st) < 0 && lstat(p2, &st) < 0 && lstat(p3, &st) == 0);
+        unlink(p3);
+        snprintf(p1, sizeof p1, "%s/dev", t);
+        rmdir(p1);
+        rmdir(t);
     }
 
     snprintf(root, sizeof root, "/tmp/bh-test-storage-XXXXXX");

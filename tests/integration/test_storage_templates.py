@@ -148,6 +148,10 @@ def test_debian_template_build(storage):
     assert (root / "etc/resolv.conf").read_text() == "nameserver 10.139.1.1\nnameserver 10.139.1.2\n"
     assert "sudo:" in (root / "etc/group").read_text() and ":user" in (root / "etc/group").read_text()
     assert storage.layout("deb", **{"class": "TemplateVM"})["host_usr"] == ""
+    devs = subprocess.run(["find", str(root), "-xdev", "(", "-type", "b", "-o", "-type", "c", ")"],
+                          capture_output=True, text=True, check=True).stdout
+    assert devs == "", "device nodes left in the template's tree"
+    assert "/deb/" not in open("/proc/self/mountinfo").read()  # debootstrap's mounts are gone
     out = subprocess.run([storage.qvm_template, "--root", str(storage.root), "list"],
                          capture_output=True, text=True, check=True).stdout
     assert "debian-bookworm" in out
