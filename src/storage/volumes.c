@@ -13,6 +13,7 @@
 
 int st_revisions_take(int qfd, const char *vol, int keep, bh_error *err);
 int st_revisions_prune(int qfd, const char *vol, int keep, bh_error *err);
+int st_revisions_open_newest(int qfd, const char *vol, int *dirfd, char *name, size_t n);
 
 static int write_u64(int dfd, const char *name, uint64_t v, bh_error *err)
 {
@@ -433,10 +434,23 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         _cleanup_close_ int dfd = st_qube_dir(p, q->dispvm_template, err);
         if (dfd < 0)
             goto fail;
+        /* While the disposable template runs, its private is being written: a copy
+         * could be torn. Its newest revision is a consistent state; without one, wait. */
+        _cleanup_close_ int srcdir = -1;
+        char srcname[32] = "private.img";
+        if (bh_fs_is_mountpoint(dfd, "private-mnt") == 1) {
+            if (st_revisions_open_newest(dfd, "private", &srcdir, srcname, sizeof srcname) < 0) {
+                bh_fail(err, EBUSY, "disposable template %s is running and has no revision to copy",
+                        q->dispvm_template);
+                goto fail;
+            }
+        } else {
+            srcdir = dup(dfd);
+        }
         char tmp[64];
         st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
         unlinkat(qfd, tmp, 0);
-        if (bh_fs_copy_file_at(dfd, "private.img", qfd, tmp, 0600, err) < 0)
+        if (srcdir < 0 || bh_fs_copy_file_at(srcdir, srcname, qfd, tmp, 0600, err) < 0)
             goto fail;
         if (renameat(qfd, tmp, qfd, "private.img") < 0) {
             unlinkat(qfd, tmp, 0);

@@ -248,3 +248,23 @@ def test_remove(storage):
     with loop_mounted(storage.qdir("busy") / "private.img", storage.qdir("busy") / "private-mnt"):
         assert storage.run("remove", "busy", check=False).returncode != 0
     assert storage.qdir("busy").exists()
+
+
+def test_disposable_from_running_dvm_template_uses_revision(storage):
+    """A running disposable template's private is being written: a disposable started
+    then gets its newest revision (a consistent state), or an error if it has none."""
+    make_template(storage)
+    make_app(storage, "dvm", private_size="32M", revisions=1)
+    dvm_img = storage.qdir("dvm") / "private.img"
+    opts = {"class": "DispVM", "template": "tpl", "dispvm_template": "dvm"}
+    storage.run("create", "disp1", **opts)
+    with loop_mounted(dvm_img, storage.qdir("dvm") / "private-mnt") as mnt:
+        r = storage.run("prepare", "disp1", check=False, **opts)
+        assert r.returncode != 0 and "no revision" in r.stderr
+    write_marker(dvm_img, "saved at shutdown")
+    storage.run("stopped", "dvm", template="tpl", revisions=1)
+    with loop_mounted(dvm_img, storage.qdir("dvm") / "private-mnt") as mnt:
+        (mnt / "marker").write_text("being written")
+        storage.layout("disp1", **opts)
+    assert read_marker(storage.qdir("disp1") / "private.img") == "saved at shutdown"
+    storage.run("stopped", "disp1", **opts)
