@@ -48,6 +48,9 @@ int st_new_tmpdir(struct bh_pool *p, const char *name, char *tmp, size_t n, bh_e
 int st_publish_tmpdir(struct bh_pool *p, int tmpfd, const char *tmp, const char *name, bh_error *err);
 /* Writes a new root.gen in a qube directory. */
 int st_bump_gen(int qfd, bh_error *err);
+/* Grows the ext4 image dirfd/name while mounted through a loop device: file, loop
+ * capacity, then resize2fs online. EBUSY if no loop device serves it. */
+int st_image_grow_online(int dirfd, const char *name, uint64_t size, bh_error *err);
 /* Fills the empty directory rootfd with the `host` template tree (template_host.c). */
 int st_build_host_tree(int rootfd, bh_error *err);
 /* Deletes every block and character device node in the tree rootfd (one filesystem). */

@@ -3,6 +3,7 @@
  * so a crash leaves the old state or the new one. */
 #include "internal.h"
 #include "cleanup.h"
+#include "log.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -303,6 +304,9 @@ int bh_volume_info(struct bh_pool *p, const struct bh_storage_qube *q, const cha
         if (have) {
             out->size = (uint64_t)st.st_size;
             out->usage = (uint64_t)st.st_blocks * 512;
+            uint64_t pending;
+            if (read_u64(qfd, "private.resize", &pending) == 0 && pending > out->size)
+                out->size = pending;
         }
     } else if (!strcmp(vol, "volatile")) {
         set_str(out->vid, sizeof out->vid, "qubes/%s/%s", q->name, "volatile");
@@ -317,6 +321,42 @@ int bh_volume_info(struct bh_pool *p, const struct bh_storage_qube *q, const cha
         return bh_fail(err, EINVAL, "no such volume: %s", vol);
     }
     return 0;
+}
+
+/* Grows private.img on a copy and swaps it in: resize2fs is not atomic, a rename is. */
+static int grow_private_offline(int qfd, uint64_t size, bh_error *err)
+{
+    char tmp[64];
+    st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
+    unlinkat(qfd, tmp, 0);
+    if (bh_fs_copy_file_at(qfd, "private.img", qfd, tmp, 0600, err) < 0 || st_image_grow(qfd, tmp, size, err) < 0) {
+        unlinkat(qfd, tmp, 0);
+        return -1;
+    }
+    st_failpoint("resize-before-rename");
+    if (renameat(qfd, tmp, qfd, "private.img") < 0) {
+        unlinkat(qfd, tmp, 0);
+        return bh_fail_errno(err, "replace private");
+    }
+    fsync(qfd);
+    unlinkat(qfd, "private.resize", 0);
+    return 0;
+}
+
+/* A resize asked for while the qube ran and that could not happen online. */
+static int finish_pending_resize(int qfd, bh_error *err)
+{
+    uint64_t want;
+    if (read_u64(qfd, "private.resize", &want) < 0)
+        return 0;
+    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+        return 0; /* still running */
+    struct stat st;
+    if (fstatat(qfd, "private.img", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return bh_fail(err, ENOENT, "private volume missing");
+    if (want < (uint64_t)st.st_size)
+        want = (uint64_t)st.st_size;
+    return grow_private_offline(qfd, want, err) < 0 ? bh_prefix(err, "finish resize of private") : 0;
 }
 
 int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
@@ -338,27 +378,26 @@ int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const c
         struct stat st;
         if (fstatat(qfd, "private.img", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             return bh_fail(err, ENOENT, "private volume of %s is missing", q->name);
-        if (size < (uint64_t)st.st_size)
+        uint64_t cur = (uint64_t)st.st_size, pending;
+        if (read_u64(qfd, "private.resize", &pending) == 0 && pending > cur)
+            cur = pending;
+        if (size < cur)
             return bh_fail(err, EINVAL, "For your own safety, shrinking of private is disabled");
-        if (size == (uint64_t)st.st_size)
+        if (size == cur)
             return 0;
-        if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
-            return bh_fail(err, EBUSY, "private volume of %s is in use; resize it while the qube is halted", q->name);
-        /* Grow a copy and swap it in: resize2fs is not atomic, a rename is. */
-        char tmp[64];
-        st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
-        unlinkat(qfd, tmp, 0);
-        if (bh_fs_copy_file_at(qfd, "private.img", qfd, tmp, 0600, err) < 0 || st_image_grow(qfd, tmp, size, err) < 0) {
-            unlinkat(qfd, tmp, 0);
-            return bh_prefix(err, "resize private of %s", q->name);
+        if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1) {
+            /* The qube runs: grow in place, online (as qvm-volume extend on Qubes). */
+            bh_error online;
+            if (st_image_grow_online(qfd, "private.img", size, &online) == 0)
+                return 0;
+            /* Online growth needs CAP_SYS_RESOURCE and a loop device we can find.
+             * Without them: the file is longer (harmless) or not; record the wish, and
+             * the filesystem grows offline when the qube has stopped. */
+            bh_warn("online resize of %s:private failed (%s); it completes when the qube stops", q->name,
+                    online.msg);
+            return write_u64(qfd, "private.resize", size, err);
         }
-        st_failpoint("resize-before-rename");
-        if (renameat(qfd, tmp, qfd, "private.img") < 0) {
-            unlinkat(qfd, tmp, 0);
-            return bh_fail_errno(err, "replace private of %s", q->name);
-        }
-        fsync(qfd);
-        return 0;
+        return grow_private_offline(qfd, size, err) < 0 ? bh_prefix(err, "resize private of %s", q->name) : 0;
     }
     if (!strcmp(vol, "root")) {
         if (!st_own_root(q->klass))
@@ -460,6 +499,8 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
     } else if (bh_fs_exists(qfd, "private.img") != 1) {
         bh_fail(err, ENOENT, "private volume of %s is missing", q->name);
         goto fail;
+    } else if (finish_pending_resize(qfd, err) < 0) {
+        goto fail;
     }
     /* The engine mounts over this path: it must be our real directory, not a symlink. */
     if ((mkdirat(qfd, "private-mnt", 0700) < 0 && errno != EEXIST) || !bh_fs_is_dir(qfd, "private-mnt")) {
@@ -501,6 +542,8 @@ int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_er
     if (qfd < 0)
         return -1;
     unlinkat(qfd, "running", 0);
+    if (strcmp(q->klass, "DispVM") && finish_pending_resize(qfd, err) < 0)
+        return bh_prefix(err, "%s", q->name);
     if (!strcmp(q->klass, "DispVM")) {
         /* Its private was a throwaway copy: destroyed after use. */
         if (unlinkat(qfd, "private.img", 0) < 0 && errno != ENOENT)
