@@ -153,3 +153,11 @@ int st_image_grow_online(int dirfd, const char *name, uint64_t size, bh_error *e
         return bh_prefix(err, "online resize of %s", name);
     return 0;
 }
+
+int st_image_in_use(int dirfd, const char *name)
+{
+    _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    return find_loop_for(fd) >= 0;
+}

@@ -51,6 +51,15 @@ int st_bump_gen(int qfd, bh_error *err);
 /* Grows the ext4 image dirfd/name while mounted through a loop device: file, loop
  * capacity, then resize2fs online. EBUSY if no loop device serves it. */
 int st_image_grow_online(int dirfd, const char *name, uint64_t size, bh_error *err);
+/* 1 if a loop device serves the image dirfd/name (matched by inode): the engine mounts
+ * private images through detached mounts on autoclear loop devices, so this is the
+ * system's own word on whether a qube still has it. */
+int st_image_in_use(int dirfd, const char *name);
+/* The qube's private volume is in use: a loop device serves it, or something is
+ * mounted at private-mnt. */
+bool st_private_in_use(int qfd);
+/* Waits up to ms milliseconds for st_private_in_use to become false. */
+bool st_private_wait_free(int qfd, int ms);
 /* Fills the empty directory rootfd with the `host` template tree (template_host.c). */
 int st_build_host_tree(int rootfd, bh_error *err);
 /* Deletes every block and character device node in the tree rootfd (one filesystem). */

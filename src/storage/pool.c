@@ -77,6 +77,22 @@ void st_tmpname(char *buf, size_t n, const char *kind, const char *what)
     snprintf(buf, n, ".%s-%d-%s", kind, (int)getpid(), what);
 }
 
+bool st_private_in_use(int qfd)
+{
+    return bh_fs_is_mountpoint(qfd, "private-mnt") == 1 || st_image_in_use(qfd, "private.img") == 1;
+}
+
+bool st_private_wait_free(int qfd, int ms)
+{
+    for (int waited = 0;; waited += 20) {
+        if (!st_private_in_use(qfd))
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20 * 1000);
+    }
+}
+
 int st_lock(struct bh_pool *p, bh_error *err)
 {
     int fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

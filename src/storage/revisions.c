@@ -201,7 +201,7 @@ int bh_volume_revert(struct bh_pool *p, const struct bh_storage_qube *q, const c
     _cleanup_close_ int qfd = st_qube_dir(p, q->name, err);
     if (qfd < 0)
         return -1;
-    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+    if (st_private_in_use(qfd))
         return bh_fail(err, EBUSY, "%s is running; revert while it is halted", q->name);
     _cleanup_free_ uint64_t *v = NULL;
     size_t n;

@@ -183,7 +183,7 @@ int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
             *err = local;
         return -1;
     }
-    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+    if (st_private_in_use(qfd))
         return bh_fail(err, EBUSY, "private volume of %s is in use", q->name);
     char trash[64];
     st_tmpname(trash, sizeof trash, "trash", q->name);
@@ -349,7 +349,7 @@ static int finish_pending_resize(int qfd, bh_error *err)
     uint64_t want;
     if (read_u64(qfd, "private.resize", &want) < 0)
         return 0;
-    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+    if (st_private_in_use(qfd))
         return 0; /* still running */
     struct stat st;
     if (fstatat(qfd, "private.img", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
@@ -385,7 +385,7 @@ int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const c
             return bh_fail(err, EINVAL, "For your own safety, shrinking of private is disabled");
         if (size == cur)
             return 0;
-        if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1) {
+        if (st_private_in_use(qfd)) {
             /* The qube runs: grow in place, online (as qvm-volume extend on Qubes). */
             bh_error online;
             if (st_image_grow_online(qfd, "private.img", size, &online) == 0)
@@ -477,7 +477,7 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
          * could be torn. Its newest revision is a consistent state; without one, wait. */
         _cleanup_close_ int srcdir = -1;
         char srcname[32] = "private.img";
-        if (bh_fs_is_mountpoint(dfd, "private-mnt") == 1) {
+        if (st_private_in_use(dfd)) {
             if (st_revisions_open_newest(dfd, "private", &srcdir, srcname, sizeof srcname) < 0) {
                 bh_fail(err, EBUSY, "disposable template %s is running and has no revision to copy",
                         q->dispvm_template);
@@ -542,6 +542,14 @@ int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_er
     if (qfd < 0)
         return -1;
     unlinkat(qfd, "running", 0);
+    /* The engine's mount goes with the qube's last process, and its loop device
+     * (autoclear) right after: give that a moment. A revision is never copied from an
+     * image that something still has. */
+    bool free_now = st_private_wait_free(qfd, 3000);
+    if (!free_now) {
+        bh_warn("%s: private volume still in use after stop: no revision taken", q->name);
+        return 0;
+    }
     if (strcmp(q->klass, "DispVM") && finish_pending_resize(qfd, err) < 0)
         return bh_prefix(err, "%s", q->name);
     if (!strcmp(q->klass, "DispVM")) {

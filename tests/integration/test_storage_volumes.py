@@ -277,8 +277,35 @@ def test_disposable_from_running_dvm_template_uses_revision(storage):
         assert r.returncode != 0 and "no revision" in r.stderr
     write_marker(dvm_img, "saved at shutdown")
     storage.run("stopped", "dvm", template="tpl", revisions=1)
-    with loop_mounted(dvm_img, storage.qdir("dvm") / "private-mnt") as mnt:
+    with loop_mounted(dvm_img) as mnt:  # as the engine mounts it: loop device, not in the pool
         (mnt / "marker").write_text("being written")
         storage.layout("disp1", **opts)
     assert read_marker(storage.qdir("disp1") / "private.img") == "saved at shutdown"
     storage.run("stopped", "disp1", **opts)
+
+
+def test_in_use_through_loop_device_as_the_engine_mounts(storage):
+    """The ns engine mounts a private image through a loop device and a detached mount,
+    nowhere on the host's tree. Storage sees it in use by the loop device's backing
+    inode: no remove, no revert, no revision copied from the live image; a resize waits
+    for the stop."""
+    make_template(storage)
+    make_app(storage, private_size="32M", revisions=1)
+    opts = {"template": "tpl", "revisions": 1}
+    img = storage.qdir("work") / "private.img"
+    write_marker(img, "saved")
+    storage.run("stopped", "work", **opts)
+    revs = storage.run("snapshots", "work", "private", **opts).stdout.split()
+    with loop_mounted(img) as mnt:  # mounted outside the pool, as the engine's
+        (mnt / "marker").write_text("live")
+        assert storage.run("remove", "work", check=False).returncode != 0
+        r = storage.run("revert", "work", "private", check=False, **opts)
+        assert r.returncode != 0 and "halted" in r.stderr
+        storage.run("resize", "work", "private", "64M", **opts)
+        assert storage.info("work", "private", **opts)["size"] == str(64 * MiB)
+        r = storage.run("stopped", "work", **opts)  # daemon confused: the qube still runs
+        assert "no revision taken" in r.stderr
+        assert storage.run("snapshots", "work", "private", **opts).stdout.split() == revs
+    storage.run("stopped", "work", **opts)
+    assert img.stat().st_size == 64 * MiB and read_marker(img) == "live"
+    assert subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True).returncode == 0
