@@ -284,7 +284,10 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     set_rcv_timeout(tfd, call_timeout_s);
     char line[BH_QX_MAX_SERVICE + 128];
-    int n = snprintf(line, sizeof line, "%s:QUBESRPC %s %s", d.user, service_full, qube_name);
+    /* The target as the caller asked for it, for the service's QREXEC_REQUESTED_TARGET*. */
+    int n = target[0] == '@'
+                ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
+                : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
     if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
         _exit(1);
     uint8_t rep[16];

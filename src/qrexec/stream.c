@@ -209,8 +209,11 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                 rc = p.child_done ? p.exit_code : 125;
                 goto out;
             }
-            bh_fail_errno(err, "writing to the data stream");
-            goto out;
+            /* The service may have finished without reading all its input: keep
+             * reading, its exit code is still on the way. */
+            bh_buf_reset(&p.outq);
+            p.out_done = true;
+            close_fd(&s->out_fd);
         }
         if (s->is_service && p.exit_sent && p.outq.len == 0) {
             rc = p.exit_code;
