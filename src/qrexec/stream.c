@@ -229,6 +229,9 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
             close_fd(&s->in_fd);
         if (parse_incoming(&p, err) < 0)
             goto out;
+        /* an EOF parsed just now must close in_fd now: nothing else may wake us later */
+        if (p.inq.len == 0 && p.in_eof_pending && s->in_fd >= 0)
+            close_fd(&s->in_fd);
         if (p.have_remote_exit && p.inq.len == 0) {
             /* flush what is left for the local side before reporting */
             if (s->in_fd >= 0)
