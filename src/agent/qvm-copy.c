@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     bool in_qube = (sock && *sock) || access("/run/qubes/qrexec-agent", F_OK) == 0;
     int code;
     if (in_qube) {
-        char **av = calloc((size_t)nfiles + 6, sizeof *av);
+        _cleanup_free_ char **av = calloc((size_t)nfiles + 6, sizeof *av);
         int i = 0;
         av[i++] = (char *)"qrexec-client-vm";
         av[i++] = (char *)target;
@@ -92,7 +92,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: in dom0, use qvm-copy-to-vm QUBE FILE...\n", prog);
             return 2;
         }
-        char **av = calloc((size_t)nfiles + 2, sizeof *av);
+        _cleanup_free_ char **av = calloc((size_t)nfiles + 2, sizeof *av);
         av[0] = (char *)agent;
         for (int k = first; k < argc; k++)
             av[k - first + 1] = argv[k];

@@ -150,7 +150,8 @@ static void usage(const char *prog)
 int main(int argc, char **argv)
 {
     struct opts o = { .autostart = true, .filter = -1, .gui = true };
-    o.exclude = calloc((size_t)argc + 1, sizeof *o.exclude);
+    _cleanup_free_ char **excl = calloc((size_t)argc + 1, sizeof *excl);
+    o.exclude = excl;
 #ifdef BH_QVM_CONSOLE
     o.passio = true;
     o.user = "root";

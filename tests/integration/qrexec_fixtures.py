@@ -162,7 +162,13 @@ class World:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        # a sanitizer report in any daemon/agent log fails the test (ASan CI build)
+        bad = [f.name for f in self.logs.glob("*.log")
+               if any(k in f.read_text(errors="replace") for k in ("AddressSanitizer", "runtime error:",
+                                                                      "LeakSanitizer"))]
+        reports = {n: self.log_text(n[:-4])[-3000:] for n in bad}
         shutil.rmtree(self.tmp, ignore_errors=True)
+        assert not bad, f"sanitizer reports: {reports}"
 
 
 @pytest.fixture
