@@ -21,6 +21,7 @@ struct conn {
     bh_buf in, out;
     bool request_done;  /* EOF seen and request handled */
     bool streaming;     /* admin.Events */
+    bool in_loop;       /* registered with the event loop */
     int64_t deadline;
     struct conn *prev, *next;
 };
@@ -33,7 +34,8 @@ static size_t nconns;
 
 static void conn_close(struct conn *c)
 {
-    bh_loop_del(c->fd);
+    if (c->in_loop)
+        bh_loop_del(c->fd);
     if (c->streaming)
         bh_events_unsubscribe(c);
     close(c->fd);
@@ -61,7 +63,8 @@ static void conn_rearm(struct conn *c)
         ev |= EPOLLIN;
     if (c->out.len)
         ev |= EPOLLOUT;
-    bh_loop_mod(c->fd, ev, conn_cb, c);
+    if (bh_loop_mod(c->fd, ev, conn_cb, c) == 0)
+        c->in_loop = true;
 }
 
 /* Writes what it can; returns -1 if the connection is gone. */
@@ -128,31 +131,39 @@ static void handle_request(struct conn *c)
         conn_close(c);
 }
 
+/* Reads what the client has sent; at EOF handles the request. Returns true if the
+ * connection still waits for input (c stays valid), false if it was handled or closed
+ * (c may be gone). */
+static bool conn_read(struct conn *c)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return true;
+            conn_close(c);
+            return false;
+        }
+        if (r == 0) {
+            handle_request(c);
+            return false;
+        }
+        if (bh_buf_add(&c->in, chunk, (size_t)r) < 0) {
+            bh_debug("request over the limit on fd %d: dropped", c->fd);
+            conn_close(c);
+            return false;
+        }
+    }
+}
+
 static void conn_cb(void *ctx, uint32_t ev)
 {
     struct conn *c = ctx;
     if (ev & EPOLLIN && !c->request_done) {
-        char chunk[16384];
-        for (;;) {
-            ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    break;
-                conn_close(c);
-                return;
-            }
-            if (r == 0) {
-                handle_request(c);
-                return;
-            }
-            if (bh_buf_add(&c->in, chunk, (size_t)r) < 0) {
-                bh_debug("request over the limit on fd %d: dropped", c->fd);
-                conn_close(c);
-                return;
-            }
-        }
+        conn_read(c);
         return;
     }
     if (ev & (EPOLLHUP | EPOLLERR)) {
@@ -163,11 +174,15 @@ static void conn_cb(void *ctx, uint32_t ev)
         conn_close(c);
 }
 
+/* Connections accepted per wake-up: under a constant stream of clients the loop must
+ * still come back to serve slow connections, events and the tick. */
+#define ACCEPT_BATCH 64
+
 static void on_accept(void *ctx, uint32_t ev)
 {
     (void)ctx;
     (void)ev;
-    for (;;) {
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR)
@@ -187,16 +202,20 @@ static void on_accept(void *ctx, uint32_t ev)
         bh_buf_init(&c->in, BH_REQ_MAX);
         bh_buf_init(&c->out, BH_SERVER_EVENT_QUEUE_MAX);
         c->deadline = bh_now_ms() + BH_SERVER_REQUEST_TIMEOUT_MS;
-        if (bh_loop_add(fd, EPOLLIN, conn_cb, c) < 0) {
-            close(fd);
-            free(c);
-            continue;
-        }
         c->next = conns;
         if (conns)
             conns->prev = c;
         conns = c;
         nconns++;
+        /* Qubes' clients write the whole request and half-close right after connecting,
+         * so it is usually waiting already: serve it now and spare the epoll
+         * registration. Only a client that has not finished goes to the loop. */
+        if (conn_read(c) && !c->in_loop) {
+            if (bh_loop_add(fd, EPOLLIN, conn_cb, c) < 0)
+                conn_close(c);
+            else
+                c->in_loop = true;
+        }
     }
 }
 
