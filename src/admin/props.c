@@ -483,12 +483,15 @@ const struct bh_prop_def *bh_prop_nth(const struct bh_qube *q, size_t i)
     return NULL;
 }
 
+/* One pass over the table: lookups happen many times per call (defaults inherit from
+ * other properties), so going through bh_prop_nth would make each one quadratic. */
 const struct bh_prop_def *bh_prop_find(const struct bh_qube *q, const char *name)
 {
-    const struct bh_prop_def *d;
-    for (size_t i = 0; (d = bh_prop_nth(q, i)); i++)
-        if (!strcmp(d->name, name))
-            return d;
+    const struct bh_prop_def *t = q ? qube_props : global_props;
+    size_t n = q ? BH_ARRAY_SIZE(qube_props) : BH_ARRAY_SIZE(global_props);
+    for (size_t i = 0; i < n; i++)
+        if ((!q || (t[i].classes & BH_KMASK(q->klass))) && !strcmp(t[i].name, name))
+            return &t[i];
     return NULL;
 }
 
