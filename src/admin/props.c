@@ -636,12 +636,18 @@ static int prop_write(struct bh_app *app, struct bh_qube *q, const struct bh_pro
     if (value ? bh_kv_set(l, d->name, value) < 0 : (bh_kv_del(l, d->name), false))
         return bh_exc(e, "QubesException", "out of memory");
     char ev[96];
-    snprintf(ev, sizeof ev, "property-%s:%s", value ? "set" : "del", d->name);
     if (value) {
+        snprintf(ev, sizeof ev, "property-set:%s", d->name);
         const char *kv[] = { "name", d->name, "newvalue", value, "oldvalue", old ? old : "", NULL };
         bh_events_emit(q ? q->name : NULL, ev, kv);
     } else {
+        /* As qubesd: property-reset (what Qubes' client library listens to, to drop
+         * its cached value), then the older name property-del, kept for listeners
+         * written against Qubes 4.0. */
         const char *kv[] = { "name", d->name, "oldvalue", old ? old : "", NULL };
+        snprintf(ev, sizeof ev, "property-reset:%s", d->name);
+        bh_events_emit(q ? q->name : NULL, ev, kv);
+        snprintf(ev, sizeof ev, "property-del:%s", d->name);
         bh_events_emit(q ? q->name : NULL, ev, kv);
     }
     if (q && bh_hooks.property_changed)

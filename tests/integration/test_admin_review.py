@@ -1,0 +1,37 @@
+"""Regressions found reviewing bulkheadd against qubesd's behaviour (PROTOCOLS.md §1)."""
+import resource
+import socket
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, Daemon, daemon, bare_daemon  # noqa: F401
+
+
+def _events_until(s, want, timeout=10):
+    s.settimeout(timeout)
+    buf = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline and want not in buf:
+        buf += s.recv(65536)
+    return buf
+
+
+def test_reset_emits_property_reset_then_del(daemon):
+    # Qubes' client library drops cached values on property-set:/property-reset:;
+    # property-del: is only the old name, still sent after it.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(daemon.sock)
+    s.sendall(b"admin.Events+ dom0 name dom0\0")
+    s.shutdown(socket.SHUT_WR)
+    _events_until(s, b"connection-established")
+    daemon.call("admin.vm.property.Set+memory", "work", "500")
+    daemon.call("admin.vm.property.Reset+memory", "work")
+    daemon.call("admin.property.Set+default_qrexec_timeout", payload="30")
+    daemon.call("admin.property.Reset+default_qrexec_timeout")
+    buf = _events_until(s, b"property-del:default_qrexec_timeout\0name\0default_qrexec_timeout\0oldvalue\x0030\0\0")
+    s.close()
+    reset = b"1\0work\0property-reset:memory\0name\0memory\0oldvalue\x00500\0\0"
+    dele = b"1\0work\0property-del:memory\0name\0memory\0oldvalue\x00500\0\0"
+    assert reset in buf and dele in buf and buf.index(reset) < buf.index(dele)
+    assert b"1\0\0property-reset:default_qrexec_timeout\0name\0default_qrexec_timeout\0oldvalue\x0030\0\0" in buf
