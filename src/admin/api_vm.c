@@ -75,6 +75,10 @@ CREATE_FN(createp_disp, BH_DISPVM, true)
 
 static int create_disposable(struct bh_call *c)
 {
+    bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
+    if (c->req->payload_len && !want_uuid)
+        return bh_exc(c->exc, "QubesValueError",
+                      "Invalid payload for admin.vm.CreateDisposable: expected the empty string or 'uuid'");
     struct bh_qube *base = c->dest;
     _cleanup_free_ char *dflt = NULL;
     if (base->klass == BH_ADMINVM) {
@@ -101,7 +105,7 @@ static int create_disposable(struct bh_call *c)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
-    if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
+    if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
     return bh_buf_adds(c->out, q->name);
 }

@@ -35,3 +35,13 @@ def test_reset_emits_property_reset_then_del(daemon):
     dele = b"1\0work\0property-del:memory\0name\0memory\0oldvalue\x00500\0\0"
     assert reset in buf and dele in buf and buf.index(reset) < buf.index(dele)
     assert b"1\0\0property-reset:default_qrexec_timeout\0name\0default_qrexec_timeout\0oldvalue\x0030\0\0" in buf
+
+
+def test_create_disposable_refuses_unknown_payload(daemon):
+    before = daemon.call("admin.vm.List")
+    with pytest.raises(AdminError) as e:
+        daemon.call("admin.vm.CreateDisposable", "default-dvm", "name")
+    assert e.value.exc_type == "QubesValueError"
+    assert daemon.call("admin.vm.List") == before
+    out = daemon.call("admin.vm.CreateDisposable", "default-dvm", "uuid")
+    assert out.startswith("uuid:") and len(out) == 41
