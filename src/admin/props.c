@@ -388,6 +388,10 @@ static int chk_template_for_dispvms(struct bh_app *a, struct bh_qube *q, const c
 static int chk_provides_network(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     if (q && !strcmp(v, "False")) {
+        /* Qubes whose netvm is left at its default use the global default_netvm. */
+        const char *g = bh_kv_get(&a->globals, "default_netvm");
+        if (g && !strcmp(g, q->name))
+            return bh_exc(e, "QubesValueError", "Cannot unset provides_network: %s is the global default_netvm", q->name);
         for (size_t i = 0; i < a->nqubes; i++) {
             const char *n = bh_kv_get(&a->qubes[i]->props, "netvm");
             if (n && !strcmp(n, q->name))
@@ -675,13 +679,11 @@ int bh_prop_reset(struct bh_app *app, struct bh_qube *q, const struct bh_prop_de
         return bh_exc(e, "QubesVMNotHaltedError", "Cannot change %s while qube %s is running", d->name, q->name);
     if (!explicit_value(app, q, d))
         return 0;
-    /* The default must itself be valid where it matters (e.g. resetting netvm to a
-     * default that would make a loop). */
+    /* The default must pass the same checks as a set value: resetting netvm must not
+     * make a loop, and resetting provides_network or template_for_dispvms (both
+     * default False) must not pull the ground from under the qubes that use them. */
     _cleanup_free_ char *dv = bh_prop_default(app, q, d);
-    if (d->type == BH_P_VM && dv && *dv && d->check) {
-        /* Validate as if set, without the explicit value in the way. */
-        if (d->check(app, q, dv, e) < 0)
-            return -1;
-    }
+    if (dv && d->check && d->check(app, q, dv, e) < 0)
+        return -1;
     return prop_write(app, q, d, NULL, e);
 }

@@ -45,3 +45,34 @@ def test_create_disposable_refuses_unknown_payload(daemon):
     assert daemon.call("admin.vm.List") == before
     out = daemon.call("admin.vm.CreateDisposable", "default-dvm", "uuid")
     assert out.startswith("uuid:") and len(out) == 41
+
+
+def test_reset_cannot_bypass_in_use_checks(daemon):
+    # sys-firewall uses sys-net as netvm: resetting provides_network (default False)
+    # must be refused exactly like setting it to False.
+    with pytest.raises(AdminError) as e:
+        daemon.call("admin.vm.property.Reset+provides_network", "sys-net")
+    assert e.value.exc_type == "QubesValueError"
+    assert daemon.call("admin.vm.property.Get+provides_network", "sys-net") == "default=False type=bool True"
+    disp = daemon.call("admin.vm.CreateDisposable", "default-dvm")
+    with pytest.raises(AdminError):
+        daemon.call("admin.vm.property.Reset+template_for_dispvms", "default-dvm")
+    assert daemon.call("admin.vm.property.Get+template_for_dispvms", "default-dvm").endswith(" True")
+    daemon.call("admin.vm.Remove", disp)
+    daemon.call("admin.vm.property.Reset+template_for_dispvms", "default-dvm")  # now unused: fine
+
+
+def test_default_netvm_must_keep_providing_network(bare_daemon):
+    d = bare_daemon
+    d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+    d.call("admin.vm.Create.AppVM+t", payload="name=net2 label=red")
+    d.call("admin.vm.property.Set+provides_network", "net2", "True")
+    d.call("admin.property.Set+default_netvm", payload="net2")
+    d.call("admin.vm.Create.AppVM+t", payload="name=c label=blue")  # netvm by default: net2
+    assert d.call("admin.vm.property.Get+netvm", "c") == "default=True type=vm net2"
+    for call in (("admin.vm.property.Set+provides_network", "net2", "False"),
+                 ("admin.vm.property.Reset+provides_network", "net2")):
+        with pytest.raises(AdminError) as e:
+            d.call(*call)
+        assert e.value.exc_type == "QubesValueError"
+    assert d.call("admin.vm.property.Get+provides_network", "net2").endswith(" True")
