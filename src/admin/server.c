@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,9 +29,33 @@ struct conn {
 
 static struct bh_app *srv_app;
 static int listen_fd = -1;
+static bool accept_paused; /* out of file descriptors: wait for a connection to close */
 static char *sock_path;
 static struct conn *conns;
 static size_t nconns;
+
+static void on_accept(void *ctx, uint32_t ev);
+
+/* The listening socket stays readable while connections wait in the backlog, so when
+ * accept fails for want of file descriptors we stop watching it (or the loop would
+ * spin) until a descriptor is freed. */
+static void accept_pause(void)
+{
+    static int64_t last_warn = -1;
+    if (accept_paused)
+        return;
+    if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+        bh_warn("out of file descriptors (%zu connections): not accepting until one closes", nconns);
+        last_warn = bh_now_ms();
+    }
+    accept_paused = bh_loop_mod(listen_fd, 0, on_accept, NULL) == 0;
+}
+
+static void accept_resume(void)
+{
+    if (accept_paused && listen_fd >= 0 && bh_loop_mod(listen_fd, EPOLLIN, on_accept, NULL) == 0)
+        accept_paused = false;
+}
 
 static void conn_close(struct conn *c)
 {
@@ -49,6 +74,7 @@ static void conn_close(struct conn *c)
         c->next->prev = c->prev;
     nconns--;
     free(c);
+    accept_resume();
 }
 
 static void conn_cb(void *ctx, uint32_t ev);
@@ -185,7 +211,11 @@ static void on_accept(void *ctx, uint32_t ev)
     for (int n = 0; n < ACCEPT_BATCH; n++) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause();
+            else if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            else if (errno != EAGAIN)
                 bh_warn("accept: %s", strerror(errno));
             return;
         }
@@ -223,6 +253,7 @@ static void on_accept(void *ctx, uint32_t ev)
 static void on_tick(void *ctx)
 {
     (void)ctx;
+    accept_resume(); /* descriptors may have been freed elsewhere in the daemon */
     int64_t now = bh_now_ms();
     struct conn *c = conns;
     while (c) {
@@ -238,6 +269,12 @@ static void on_tick(void *ctx)
 int bh_server_start(struct bh_app *app, const char *path, bh_error *err)
 {
     srv_app = app;
+    /* Room for every connection we allow (the usual soft limit, 1024, is below it). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < BH_SERVER_MAX_CONNS + 256 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < BH_SERVER_MAX_CONNS + 256 ? rl.rlim_max : BH_SERVER_MAX_CONNS + 256;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof sa.sun_path)
         return bh_fail(err, ENAMETOOLONG, "socket path too long: %s", path);

@@ -76,3 +76,47 @@ def test_default_netvm_must_keep_providing_network(bare_daemon):
             d.call(*call)
         assert e.value.exc_type == "QubesValueError"
     assert d.call("admin.vm.property.Get+provides_network", "net2").endswith(" True")
+
+
+def _cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path):
+    # A local client holding many idle connections exhausts a low RLIMIT_NOFILE; the
+    # listening socket stays readable, and accepting in a loop would burn a core and
+    # write a warning per try.
+    d = Daemon(tmp_path, defaults=False)
+    d.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+    d.start()
+    held = []
+    try:
+        for _ in range(80):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(d.sock)  # queued in the backlog once the daemon stops accepting
+            held.append(s)
+        time.sleep(0.3)
+        t0 = _cpu_ticks(d.proc.pid)
+        time.sleep(1.5)
+        used = _cpu_ticks(d.proc.pid) - t0
+        assert used < 40, f"bulkheadd used {used} ticks in 1.5 s while out of descriptors"
+        warnings = d.log.read_text().count("file descriptors") + d.log.read_text().count("accept:")
+        assert warnings <= 2
+        for s in held:
+            s.close()
+        held = []
+        # Descriptors come back: the daemon serves again.
+        deadline = time.time() + 10
+        while True:
+            try:
+                assert d.call("admin.vm.List").startswith("dom0 class=AdminVM")
+                break
+            except (OSError, RuntimeError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        for s in held:
+            s.close()
+        d.stop()
