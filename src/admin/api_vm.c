@@ -82,7 +82,8 @@ static int create_disposable(struct bh_call *c)
     struct bh_qube *base = c->dest;
     _cleanup_free_ char *dflt = NULL;
     if (base->klass == BH_ADMINVM) {
-        dflt = bh_global_prop(c->app, "default_dispvm");
+        /* As qubesd: the caller's default_dispvm (dom0's defaults to the global one). */
+        dflt = bh_qube_prop(c->app, c->src, "default_dispvm");
         base = dflt && *dflt ? bh_app_find(c->app, dflt) : NULL;
         if (!base)
             return bh_exc(c->exc, "QubesException", "No default disposable template set");

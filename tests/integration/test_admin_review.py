@@ -120,3 +120,19 @@ def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path):
         for s in held:
             s.close()
         d.stop()
+
+
+def test_source_must_exist_and_dispvm_follows_the_caller(daemon):
+    # qubesd resolves the source like the destination; CreateDisposable on dom0 uses
+    # the *caller's* default_dispvm (a qube calling through qrexec gets its own).
+    out = daemon.raw(b"admin.vm.List+ nosuch name dom0\0")
+    assert out == b"2\0QubesVMNotFoundError\0\0No such domain: 'nosuch'\0"
+    daemon.call("admin.vm.Create.AppVM+host", payload="name=dvm2 label=green")
+    daemon.call("admin.vm.property.Set+template_for_dispvms", "dvm2", "True")
+    daemon.call("admin.vm.property.Set+default_dispvm", "work", "dvm2")
+    out = daemon.raw(b"admin.vm.CreateDisposable+ work name dom0\0")
+    assert out.startswith(b"0\0disp")
+    name = out[2:].decode()
+    assert daemon.call("admin.vm.property.Get+template", name) == "default=False type=vm dvm2"
+    name = daemon.call("admin.vm.CreateDisposable")  # from dom0: the global default
+    assert daemon.call("admin.vm.property.Get+template", name) == "default=False type=vm default-dvm"
