@@ -136,3 +136,9 @@ def test_source_must_exist_and_dispvm_follows_the_caller(daemon):
     assert daemon.call("admin.vm.property.Get+template", name) == "default=False type=vm dvm2"
     name = daemon.call("admin.vm.CreateDisposable")  # from dom0: the global default
     assert daemon.call("admin.vm.property.Get+template", name) == "default=False type=vm default-dvm"
+
+
+def test_remove_dom0_is_in_use_error(daemon):
+    with pytest.raises(AdminError) as e:
+        daemon.call("admin.vm.Remove", "dom0")
+    assert (e.value.exc_type, e.value.msg) == ("QubesVMInUseError", "'dom0' cannot be removed")
