@@ -683,7 +683,12 @@ int bh_prop_reset(struct bh_app *app, struct bh_qube *q, const struct bh_prop_de
      * make a loop, and resetting provides_network or template_for_dispvms (both
      * default False) must not pull the ground from under the qubes that use them. */
     _cleanup_free_ char *dv = bh_prop_default(app, q, d);
-    if (dv && d->check && d->check(app, q, dv, e) < 0)
+    /* Some defaults exist only for some classes (a disposable's label is its
+     * template's): without one, a reset would leave the qube with no value at all. */
+    if (!dv)
+        return bh_exc(e, "QubesValueError", "property '%s' of %s has no default and cannot be reset", d->name,
+                      q ? q->name : "dom0");
+    if (d->check && d->check(app, q, dv, e) < 0)
         return -1;
     return prop_write(app, q, d, NULL, e);
 }
