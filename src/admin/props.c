@@ -249,6 +249,34 @@ static int chk_not_self(struct bh_qube *q, const char *v, struct bh_exc *e)
     return 0;
 }
 
+/* True if some qube's netvm chain, defaults included, never ends. */
+static bool netvm_cycle(struct bh_app *a)
+{
+    for (size_t i = 0; i < a->nqubes; i++) {
+        size_t hops = 0;
+        for (struct bh_qube *cur = qube_ref(a, a->qubes[i], "netvm"); cur; cur = qube_ref(a, cur, "netvm"))
+            if (++hops > a->nqubes)
+                return true;
+    }
+    return false;
+}
+
+/* Checks for netvm loops with key=v applied to l, then puts l back. The new value has
+ * to be in place: defaults can make a chain run through the qube being changed (a
+ * disposable's netvm is its template's, so setting the template's netvm to the
+ * disposable loops without ever reaching the template again). */
+static int chk_no_netvm_loop(struct bh_app *a, struct bh_kvlist *l, const char *key, const char *v, struct bh_exc *e)
+{
+    const char *cur = bh_kv_get(l, key);
+    _cleanup_free_ char *old = cur ? strdup(cur) : NULL;
+    if ((cur && !old) || bh_kv_set(l, key, v) < 0)
+        return bh_exc(e, "QubesException", "out of memory");
+    bool loop = netvm_cycle(a);
+    if (old ? bh_kv_set(l, key, old) < 0 : !bh_kv_del(l, key))
+        abort(); /* cannot put the model back as it was: do not serve a wrong one */
+    return loop ? bh_exc(e, "QubesValueError", "Loops in network are unsupported") : 0;
+}
+
 static int chk_netvm(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     if (!*v)
@@ -258,16 +286,7 @@ static int chk_netvm(struct bh_app *a, struct bh_qube *q, const char *v, struct 
         return -1;
     if (!bh_qube_prop_bool(a, n, "provides_network"))
         return bh_exc(e, "QubesValueError", "VM %s does not provide network (provides_network=False)", v);
-    if (q) {
-        /* Follow the chain from the new netvm: reaching q again would be a loop. */
-        struct bh_qube *cur = n;
-        for (size_t hops = 0; cur && hops <= a->nqubes; hops++) {
-            if (cur == q)
-                return bh_exc(e, "QubesValueError", "Loops in network are unsupported");
-            cur = qube_ref(a, cur, "netvm");
-        }
-    }
-    return 0;
+    return chk_no_netvm_loop(a, q ? &q->props : &a->globals, q ? "netvm" : "default_netvm", v, e);
 }
 
 static int chk_template(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
@@ -276,7 +295,7 @@ static int chk_template(struct bh_app *a, struct bh_qube *q, const char *v, stru
     if (q && q->klass == BH_DISPVM) {
         if (!bh_qube_prop_bool(a, t, "template_for_dispvms"))
             return bh_exc(e, "QubesValueError", "%s is not a disposable template (template_for_dispvms=False)", v);
-        return 0;
+        return chk_no_netvm_loop(a, &q->props, "template", v, e); /* its netvm defaults to the template's */
     }
     if (t->klass != BH_TEMPLATEVM)
         return bh_exc(e, "QubesValueError", "%s is not a TemplateVM", v);

@@ -142,3 +142,20 @@ def test_remove_dom0_is_in_use_error(daemon):
     with pytest.raises(AdminError) as e:
         daemon.call("admin.vm.Remove", "dom0")
     assert (e.value.exc_type, e.value.msg) == ("QubesVMInUseError", "'dom0' cannot be removed")
+
+
+def test_netvm_loops_through_defaults_are_refused(daemon):
+    # A disposable's netvm defaults to its template's: pointing the template (or the
+    # global default the template follows) at the disposable closes a loop that never
+    # passes through the qube being changed.
+    disp = daemon.call("admin.vm.CreateDisposable", "default-dvm")
+    daemon.call("admin.vm.property.Set+provides_network", disp, "True")
+    with pytest.raises(AdminError) as e:
+        daemon.call("admin.vm.property.Set+netvm", "default-dvm", disp)
+    assert e.value.exc_type == "QubesValueError" and "Loops" in e.value.msg
+    daemon.call("admin.vm.property.Reset+netvm", "default-dvm")  # now follows default_netvm
+    with pytest.raises(AdminError) as e:
+        daemon.call("admin.property.Set+default_netvm", payload=disp)
+    assert "Loops" in e.value.msg
+    assert daemon.call("admin.property.Get+default_netvm") == "default=False type=vm sys-firewall"
+    assert daemon.call("admin.vm.property.Get+netvm", disp) == "default=True type=vm sys-firewall"
