@@ -51,7 +51,8 @@ def snapshot(d):
 def step(d, rng, n):
     qubes = [line.split(" ")[0] for line in d.call("admin.vm.List").splitlines()]
     q = rng.choice(qubes)
-    op = rng.randrange(11)
+    other = rng.choice(qubes + [""])
+    op = rng.randrange(14)
     if op == 0:
         p = rng.choice(list(PROPS))
         d.call("admin.vm.property.Set+" + p, q, rng.choice(PROPS[p]))
@@ -87,8 +88,17 @@ def step(d, rng, n):
             d.call("admin.label.Create+" + rng.choice(["pink", "teal"]), payload=rng.choice(["0xFF00ff", "0x008080"]))
         else:
             d.call("admin.label.Remove+" + rng.choice(["pink", "teal", "red"]))
-    else:
+    elif op == 10:
         d.call("admin.vm.CreateDisposable", "default-dvm")
+    elif op == 11:  # references to any qube, valid or not
+        p = rng.choice(["template", "netvm", "default_dispvm", "management_dispvm", "guivm", "audiovm"])
+        d.call("admin.vm.property.Set+" + p, q, other)
+    elif op == 12:
+        g = rng.choice(["default_template", "management_dispvm", "default_dispvm", "default_netvm", "updatevm"])
+        d.call("admin.property.Set+" + g, payload=other)
+    else:
+        p = rng.choice(["provides_network", "template_for_dispvms", "netvm", "template", "label", "default_dispvm"])
+        d.call("admin.vm.property.Reset+" + p, q)
 
 
 def test_state_survives_restart(tmp_path):
@@ -120,8 +130,10 @@ def _value(d, method, q):
 
 def broken_invariants(d):
     """What no sequence of API calls may produce: a netvm chain through a qube that
-    does not provide network, a netvm loop, a disposable (or default_dispvm) whose
-    template is not a disposable template, a qube without an existing label."""
+    does not provide network, a netvm loop, a disposable whose template is not a
+    disposable template, a qube without an existing label, an app
+    qube (or default_template) whose template is not a TemplateVM. (A default_dispvm
+    may stop being a disposable template, as in Qubes: using it then fails.)"""
     bad = []
     labels = d.call("admin.label.List").splitlines()
     for line in d.call("admin.vm.List").splitlines():
@@ -141,19 +153,23 @@ def broken_invariants(d):
             tpl = _value(d, "admin.vm.property.Get+template", q)
             if _value(d, "admin.vm.property.Get+template_for_dispvms", tpl) != "True":
                 bad.append(("disposable template", q, tpl))
-        dvm = _value(d, "admin.vm.property.Get+default_dispvm", q)
-        if dvm and _value(d, "admin.vm.property.Get+template_for_dispvms", dvm) != "True":
-            bad.append(("default_dispvm", q, dvm))
         if _value(d, "admin.vm.property.Get+label", q) not in labels:
             bad.append(("label", q))
+        if klass == "class=AppVM":
+            tpl = _value(d, "admin.vm.property.Get+template", q)
+            if not tpl or d.call("admin.vm.List", tpl).split(" ")[1] != "class=TemplateVM":
+                bad.append(("app qube template", q, tpl))
     g = _value(d, "admin.property.Get+default_netvm", "dom0")
     if g and _value(d, "admin.vm.property.Get+provides_network", g) != "True":
         bad.append(("global default_netvm without network", g))
+    t = _value(d, "admin.property.Get+default_template", "dom0")
+    if t and d.call("admin.vm.List", t).split(" ")[1] != "class=TemplateVM":
+        bad.append(("default_template", t))
     return bad
 
 
 def test_random_walk_keeps_the_model_valid(tmp_path):
-    for seed in range(3):
+    for seed in range(4):
         d = Daemon(tmp_path / str(seed)).start()
         try:
             rng = random.Random(seed)
