@@ -10,6 +10,7 @@
 struct bh_call {
     struct bh_app *app;
     const struct bh_request *req;
+    struct bh_qube *src;    /* the calling qube (dom0 for local tools) */
     struct bh_qube *dest;   /* resolved destination qube (dom0 for global calls) */
     bh_buf *out;            /* success body */
     struct bh_exc *exc;

@@ -52,8 +52,8 @@ static int p_getall(struct bh_call *c, bool global)
     for (size_t i = 0; (d = bh_prop_nth(holder(c, global), i)); i++) {
         bool def, has;
         _cleanup_free_ char *v = bh_prop_value(c->app, holder(c, global), d, &def, &has);
-        if (bh_buf_printf(c->out, "%s default=%s type=%s ", bh_prop_name(d), def ? "True" : "False",
-                          bh_ptype_name(bh_prop_type(d))) < 0 ||
+        if (bh_buf_adds(c->out, bh_prop_name(d)) < 0 || bh_buf_adds(c->out, def ? " default=True type=" : " default=False type=") < 0 ||
+            bh_buf_adds(c->out, bh_ptype_name(bh_prop_type(d))) < 0 || bh_buf_addc(c->out, ' ') < 0 ||
             add_escaped(c->out, v ? v : "") < 0 || bh_buf_addc(c->out, '\n') < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
     }

@@ -9,10 +9,16 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* Plain appends rather than printf: admin.vm.List on dom0 writes a line per qube and
+ * is among the most frequent calls (qvm-ls, every tool's name completion). */
 static int list_one(struct bh_call *c, struct bh_qube *q)
 {
-    return bh_buf_printf(c->out, "%s class=%s state=%s uuid=%s\n", q->name, bh_klass_name(q->klass),
-                         bh_power_state_name(q->rt.state), q->uuid);
+    if (bh_buf_adds(c->out, q->name) < 0 || bh_buf_adds(c->out, " class=") < 0 ||
+        bh_buf_adds(c->out, bh_klass_name(q->klass)) < 0 || bh_buf_adds(c->out, " state=") < 0 ||
+        bh_buf_adds(c->out, bh_power_state_name(q->rt.state)) < 0 || bh_buf_adds(c->out, " uuid=") < 0 ||
+        bh_buf_adds(c->out, q->uuid) < 0)
+        return -1;
+    return bh_buf_addc(c->out, '\n');
 }
 
 static int vm_list(struct bh_call *c)
@@ -70,10 +76,15 @@ CREATE_FN(createp_disp, BH_DISPVM, true)
 
 static int create_disposable(struct bh_call *c)
 {
+    bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
+    if (c->req->payload_len && !want_uuid)
+        return bh_exc(c->exc, "QubesValueError",
+                      "Invalid payload for admin.vm.CreateDisposable: expected the empty string or 'uuid'");
     struct bh_qube *base = c->dest;
     _cleanup_free_ char *dflt = NULL;
     if (base->klass == BH_ADMINVM) {
-        dflt = bh_global_prop(c->app, "default_dispvm");
+        /* As qubesd: the caller's default_dispvm (dom0's defaults to the global one). */
+        dflt = bh_qube_prop(c->app, c->src, "default_dispvm");
         base = dflt && *dflt ? bh_app_find(c->app, dflt) : NULL;
         if (!base)
             return bh_exc(c->exc, "QubesException", "No default disposable template set");
@@ -102,7 +113,7 @@ static int create_disposable(struct bh_call *c)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
-    if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
+    if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
     return bh_buf_adds(c->out, q->name);
 }

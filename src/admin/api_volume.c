@@ -206,7 +206,11 @@ static int pool_info(struct bh_call *c)
         return -1;
     if (strcmp(c->req->arg, "default") != 0)
         return bh_exc(c->exc, "QubesException", "No such pool: %s", c->req->arg);
-    return bh_buf_printf(c->out, "driver=file\ndir_path=%s\nrevisions_to_keep=1\nephemeral_volatile=True\n", bh_pool_path(p));
+    char buf[2048];
+    int n = bh_pool_info_format(p, buf, sizeof buf);
+    if (n < 0)
+        return bh_exc(c->exc, "QubesException", "pool info too long");
+    return bh_buf_add(c->out, buf, (size_t)n);
 }
 
 static int pool_drivers(struct bh_call *c) { return bh_buf_adds(c->out, "file dir_path revisions_to_keep ephemeral_volatile\n"); }

@@ -29,6 +29,10 @@ int bh_api_need_payload_text(struct bh_call *c, char **out)
 static int run(struct bh_app *app, const struct bh_method *m, struct bh_call *c)
 {
     const struct bh_request *req = c->req;
+    /* As qubesd: the source must be a qube too (calls forwarded from qubes name it). */
+    c->src = bh_app_find(app, req->src);
+    if (!c->src)
+        return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->src);
     c->dest = bh_app_find(app, req->dest);
     if (!c->dest)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->dest);

@@ -89,7 +89,10 @@ int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *v
     char key[64];
     snprintf(key, sizeof key, "volume.%s.revisions_to_keep", vol);
     const char *v = bh_kv_get(&q->props, key);
-    return v ? atoi(v) : (!strcmp(vol, "private") || q->klass == BH_TEMPLATEVM ? 1 : 0);
+    if (v)
+        return atoi(v);
+    /* Revisions cost a full copy where the pool cannot reflink: the pool decides. */
+    return pool && (!strcmp(vol, "private") || !strcmp(vol, "root")) ? bh_pool_default_revisions(pool) : 0;
 }
 
 struct rev_txn {

@@ -493,7 +493,7 @@ static int remove_store(struct bh_store *s, void *ctx, bh_error *err)
 int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 {
     if (q->klass == BH_ADMINVM)
-        return bh_exc(e, "QubesValueError", "Cannot remove dom0");
+        return bh_exc(e, "QubesVMInUseError", "'dom0' cannot be removed");
     if (bh_qube_is_running(q))
         return bh_exc(e, "QubesVMNotHaltedError", "Domain is powered on: %s", q->name);
     char uses[400];

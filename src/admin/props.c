@@ -251,6 +251,34 @@ static int chk_not_self(struct bh_qube *q, const char *v, struct bh_exc *e)
     return 0;
 }
 
+/* True if some qube's netvm chain, defaults included, never ends. */
+static bool netvm_cycle(struct bh_app *a)
+{
+    for (size_t i = 0; i < a->nqubes; i++) {
+        size_t hops = 0;
+        for (struct bh_qube *cur = qube_ref(a, a->qubes[i], "netvm"); cur; cur = qube_ref(a, cur, "netvm"))
+            if (++hops > a->nqubes)
+                return true;
+    }
+    return false;
+}
+
+/* Checks for netvm loops with key=v applied to l, then puts l back. The new value has
+ * to be in place: defaults can make a chain run through the qube being changed (a
+ * disposable's netvm is its template's, so setting the template's netvm to the
+ * disposable loops without ever reaching the template again). */
+static int chk_no_netvm_loop(struct bh_app *a, struct bh_kvlist *l, const char *key, const char *v, struct bh_exc *e)
+{
+    const char *cur = bh_kv_get(l, key);
+    _cleanup_free_ char *old = cur ? strdup(cur) : NULL;
+    if ((cur && !old) || bh_kv_set(l, key, v) < 0)
+        return bh_exc(e, "QubesException", "out of memory");
+    bool loop = netvm_cycle(a);
+    if (old ? bh_kv_set(l, key, old) < 0 : !bh_kv_del(l, key))
+        abort(); /* cannot put the model back as it was: do not serve a wrong one */
+    return loop ? bh_exc(e, "QubesValueError", "Loops in network are unsupported") : 0;
+}
+
 static int chk_netvm(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     if (!*v)
@@ -260,16 +288,7 @@ static int chk_netvm(struct bh_app *a, struct bh_qube *q, const char *v, struct 
         return -1;
     if (!bh_qube_prop_bool(a, n, "provides_network"))
         return bh_exc(e, "QubesValueError", "VM %s does not provide network (provides_network=False)", v);
-    if (q) {
-        /* Follow the chain from the new netvm: reaching q again would be a loop. */
-        struct bh_qube *cur = n;
-        for (size_t hops = 0; cur && hops <= a->nqubes; hops++) {
-            if (cur == q)
-                return bh_exc(e, "QubesValueError", "Loops in network are unsupported");
-            cur = qube_ref(a, cur, "netvm");
-        }
-    }
-    return 0;
+    return chk_no_netvm_loop(a, q ? &q->props : &a->globals, q ? "netvm" : "default_netvm", v, e);
 }
 
 static int chk_template(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
@@ -278,7 +297,7 @@ static int chk_template(struct bh_app *a, struct bh_qube *q, const char *v, stru
     if (q && q->klass == BH_DISPVM) {
         if (!bh_qube_prop_bool(a, t, "template_for_dispvms"))
             return bh_exc(e, "QubesValueError", "%s is not a disposable template (template_for_dispvms=False)", v);
-        return 0;
+        return chk_no_netvm_loop(a, &q->props, "template", v, e); /* its netvm defaults to the template's */
     }
     if (t->klass != BH_TEMPLATEVM)
         return bh_exc(e, "QubesValueError", "%s is not a TemplateVM", v);
@@ -390,6 +409,10 @@ static int chk_template_for_dispvms(struct bh_app *a, struct bh_qube *q, const c
 static int chk_provides_network(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     if (q && !strcmp(v, "False")) {
+        /* Qubes whose netvm is left at its default use the global default_netvm. */
+        const char *g = bh_kv_get(&a->globals, "default_netvm");
+        if (g && !strcmp(g, q->name))
+            return bh_exc(e, "QubesValueError", "Cannot unset provides_network: %s is the global default_netvm", q->name);
         for (size_t i = 0; i < a->nqubes; i++) {
             const char *n = bh_kv_get(&a->qubes[i]->props, "netvm");
             if (n && !strcmp(n, q->name))
@@ -485,12 +508,15 @@ const struct bh_prop_def *bh_prop_nth(const struct bh_qube *q, size_t i)
     return NULL;
 }
 
+/* One pass over the table: lookups happen many times per call (defaults inherit from
+ * other properties), so going through bh_prop_nth would make each one quadratic. */
 const struct bh_prop_def *bh_prop_find(const struct bh_qube *q, const char *name)
 {
-    const struct bh_prop_def *d;
-    for (size_t i = 0; (d = bh_prop_nth(q, i)); i++)
-        if (!strcmp(d->name, name))
-            return d;
+    const struct bh_prop_def *t = q ? qube_props : global_props;
+    size_t n = q ? BH_ARRAY_SIZE(qube_props) : BH_ARRAY_SIZE(global_props);
+    for (size_t i = 0; i < n; i++)
+        if ((!q || (t[i].classes & BH_KMASK(q->klass))) && !strcmp(t[i].name, name))
+            return &t[i];
     return NULL;
 }
 
@@ -635,12 +661,18 @@ static int prop_write(struct bh_app *app, struct bh_qube *q, const struct bh_pro
     if (value ? bh_kv_set(l, d->name, value) < 0 : (bh_kv_del(l, d->name), false))
         return bh_exc(e, "QubesException", "out of memory");
     char ev[96];
-    snprintf(ev, sizeof ev, "property-%s:%s", value ? "set" : "del", d->name);
     if (value) {
+        snprintf(ev, sizeof ev, "property-set:%s", d->name);
         const char *kv[] = { "name", d->name, "newvalue", value, "oldvalue", old ? old : "", NULL };
         bh_events_emit(q ? q->name : NULL, ev, kv);
     } else {
+        /* As qubesd: property-reset (what Qubes' client library listens to, to drop
+         * its cached value), then the older name property-del, kept for listeners
+         * written against Qubes 4.0. */
         const char *kv[] = { "name", d->name, "oldvalue", old ? old : "", NULL };
+        snprintf(ev, sizeof ev, "property-reset:%s", d->name);
+        bh_events_emit(q ? q->name : NULL, ev, kv);
+        snprintf(ev, sizeof ev, "property-del:%s", d->name);
         bh_events_emit(q ? q->name : NULL, ev, kv);
     }
     if (q && bh_hooks.property_changed)
@@ -668,13 +700,16 @@ int bh_prop_reset(struct bh_app *app, struct bh_qube *q, const struct bh_prop_de
         return bh_exc(e, "QubesVMNotHaltedError", "Cannot change %s while qube %s is running", d->name, q->name);
     if (!explicit_value(app, q, d))
         return 0;
-    /* The default must itself be valid where it matters (e.g. resetting netvm to a
-     * default that would make a loop). */
+    /* The default must pass the same checks as a set value: resetting netvm must not
+     * make a loop, and resetting provides_network or template_for_dispvms (both
+     * default False) must not pull the ground from under the qubes that use them. */
     _cleanup_free_ char *dv = bh_prop_default(app, q, d);
-    if (d->type == BH_P_VM && dv && *dv && d->check) {
-        /* Validate as if set, without the explicit value in the way. */
-        if (d->check(app, q, dv, e) < 0)
-            return -1;
-    }
+    /* Some defaults exist only for some classes (a disposable's label is its
+     * template's): without one, a reset would leave the qube with no value at all. */
+    if (!dv)
+        return bh_exc(e, "QubesValueError", "property '%s' of %s has no default and cannot be reset", d->name,
+                      q ? q->name : "dom0");
+    if (d->check && d->check(app, q, dv, e) < 0)
+        return -1;
     return prop_write(app, q, d, NULL, e);
 }

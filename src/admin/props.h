@@ -30,7 +30,7 @@ char *bh_prop_value(struct bh_app *app, const struct bh_qube *q, const struct bh
 char *bh_prop_default(struct bh_app *app, const struct bh_qube *q, const struct bh_prop_def *d);
 /* Validates raw (from the payload) and stores it; emits property-set. */
 int bh_prop_set(struct bh_app *app, struct bh_qube *q, const struct bh_prop_def *d, const char *raw, size_t rawlen, struct bh_exc *e);
-/* Drops the explicit value; emits property-del. */
+/* Drops the explicit value; emits property-reset (and the older property-del). */
 int bh_prop_reset(struct bh_app *app, struct bh_qube *q, const struct bh_prop_def *d, struct bh_exc *e);
 /* Validation only: normalises raw into *out (malloc'd). Used by create with --prop. */
 int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop_def *d, const char *raw, size_t rawlen, char **out, struct bh_exc *e);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,19 +22,45 @@ struct conn {
     bh_buf in, out;
     bool request_done;  /* EOF seen and request handled */
     bool streaming;     /* admin.Events */
+    bool in_loop;       /* registered with the event loop */
     int64_t deadline;
     struct conn *prev, *next;
 };
 
 static struct bh_app *srv_app;
 static int listen_fd = -1;
+static bool accept_paused; /* out of file descriptors: wait for a connection to close */
 static char *sock_path;
 static struct conn *conns;
 static size_t nconns;
 
+static void on_accept(void *ctx, uint32_t ev);
+
+/* The listening socket stays readable while connections wait in the backlog, so when
+ * accept fails for want of file descriptors we stop watching it (or the loop would
+ * spin) until a descriptor is freed. */
+static void accept_pause(void)
+{
+    static int64_t last_warn = -1;
+    if (accept_paused)
+        return;
+    if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+        bh_warn("out of file descriptors (%zu connections): not accepting until one closes", nconns);
+        last_warn = bh_now_ms();
+    }
+    accept_paused = bh_loop_mod(listen_fd, 0, on_accept, NULL) == 0;
+}
+
+static void accept_resume(void)
+{
+    if (accept_paused && listen_fd >= 0 && bh_loop_mod(listen_fd, EPOLLIN, on_accept, NULL) == 0)
+        accept_paused = false;
+}
+
 static void conn_close(struct conn *c)
 {
-    bh_loop_del(c->fd);
+    if (c->in_loop)
+        bh_loop_del(c->fd);
     if (c->streaming)
         bh_events_unsubscribe(c);
     close(c->fd);
@@ -47,6 +74,7 @@ static void conn_close(struct conn *c)
         c->next->prev = c->prev;
     nconns--;
     free(c);
+    accept_resume();
 }
 
 static void conn_cb(void *ctx, uint32_t ev);
@@ -61,7 +89,8 @@ static void conn_rearm(struct conn *c)
         ev |= EPOLLIN;
     if (c->out.len)
         ev |= EPOLLOUT;
-    bh_loop_mod(c->fd, ev, conn_cb, c);
+    if (bh_loop_mod(c->fd, ev, conn_cb, c) == 0)
+        c->in_loop = true;
 }
 
 /* Writes what it can; returns -1 if the connection is gone. */
@@ -128,31 +157,39 @@ static void handle_request(struct conn *c)
         conn_close(c);
 }
 
+/* Reads what the client has sent; at EOF handles the request. Returns true if the
+ * connection still waits for input (c stays valid), false if it was handled or closed
+ * (c may be gone). */
+static bool conn_read(struct conn *c)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return true;
+            conn_close(c);
+            return false;
+        }
+        if (r == 0) {
+            handle_request(c);
+            return false;
+        }
+        if (bh_buf_add(&c->in, chunk, (size_t)r) < 0) {
+            bh_debug("request over the limit on fd %d: dropped", c->fd);
+            conn_close(c);
+            return false;
+        }
+    }
+}
+
 static void conn_cb(void *ctx, uint32_t ev)
 {
     struct conn *c = ctx;
     if (ev & EPOLLIN && !c->request_done) {
-        char chunk[16384];
-        for (;;) {
-            ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    break;
-                conn_close(c);
-                return;
-            }
-            if (r == 0) {
-                handle_request(c);
-                return;
-            }
-            if (bh_buf_add(&c->in, chunk, (size_t)r) < 0) {
-                bh_debug("request over the limit on fd %d: dropped", c->fd);
-                conn_close(c);
-                return;
-            }
-        }
+        conn_read(c);
         return;
     }
     if (ev & (EPOLLHUP | EPOLLERR)) {
@@ -163,14 +200,22 @@ static void conn_cb(void *ctx, uint32_t ev)
         conn_close(c);
 }
 
+/* Connections accepted per wake-up: under a constant stream of clients the loop must
+ * still come back to serve slow connections, events and the tick. */
+#define ACCEPT_BATCH 64
+
 static void on_accept(void *ctx, uint32_t ev)
 {
     (void)ctx;
     (void)ev;
-    for (;;) {
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause();
+            else if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            else if (errno != EAGAIN)
                 bh_warn("accept: %s", strerror(errno));
             return;
         }
@@ -187,16 +232,20 @@ static void on_accept(void *ctx, uint32_t ev)
         bh_buf_init(&c->in, BH_REQ_MAX);
         bh_buf_init(&c->out, BH_SERVER_EVENT_QUEUE_MAX);
         c->deadline = bh_now_ms() + BH_SERVER_REQUEST_TIMEOUT_MS;
-        if (bh_loop_add(fd, EPOLLIN, conn_cb, c) < 0) {
-            close(fd);
-            free(c);
-            continue;
-        }
         c->next = conns;
         if (conns)
             conns->prev = c;
         conns = c;
         nconns++;
+        /* Qubes' clients write the whole request and half-close right after connecting,
+         * so it is usually waiting already: serve it now and spare the epoll
+         * registration. Only a client that has not finished goes to the loop. */
+        if (conn_read(c) && !c->in_loop) {
+            if (bh_loop_add(fd, EPOLLIN, conn_cb, c) < 0)
+                conn_close(c);
+            else
+                c->in_loop = true;
+        }
     }
 }
 
@@ -204,6 +253,7 @@ static void on_accept(void *ctx, uint32_t ev)
 static void on_tick(void *ctx)
 {
     (void)ctx;
+    accept_resume(); /* descriptors may have been freed elsewhere in the daemon */
     int64_t now = bh_now_ms();
     struct conn *c = conns;
     while (c) {
@@ -219,6 +269,12 @@ static void on_tick(void *ctx)
 int bh_server_start(struct bh_app *app, const char *path, bh_error *err)
 {
     srv_app = app;
+    /* Room for every connection we allow (the usual soft limit, 1024, is below it). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < BH_SERVER_MAX_CONNS + 256 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < BH_SERVER_MAX_CONNS + 256 ? rl.rlim_max : BH_SERVER_MAX_CONNS + 256;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof sa.sun_path)
         return bh_fail(err, ENAMETOOLONG, "socket path too long: %s", path);

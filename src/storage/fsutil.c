@@ -125,8 +125,32 @@ int bh_fs_copy_data(int in, int out, bh_error *err)
         if (hole < 0)
             return bh_fail_errno(err, "seek hole");
         off_t ioff = data, ooff = data;
+        bool plain = false; /* copy_file_range refused: read and write ourselves */
         while (ioff < hole) {
-            ssize_t n = copy_file_range(in, &ioff, out, &ooff, (size_t)(hole - ioff), 0);
+            ssize_t n;
+            if (!plain) {
+                n = copy_file_range(in, &ioff, out, &ooff, (size_t)(hole - ioff), 0);
+                if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
+                    plain = true;
+                    continue;
+                }
+            } else {
+                static char block[1 << 16];
+                size_t want = (size_t)(hole - ioff) < sizeof block ? (size_t)(hole - ioff) : sizeof block;
+                n = pread(in, block, want, ioff);
+                if (n > 0) {
+                    ssize_t done = 0;
+                    while (done < n) {
+                        ssize_t w = pwrite(out, block + done, (size_t)(n - done), ooff + done);
+                        if (w < 0 && errno != EINTR)
+                            return bh_fail_errno(err, "write copy");
+                        if (w > 0)
+                            done += w;
+                    }
+                    ioff += n;
+                    ooff += n;
+                }
+            }
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -258,6 +282,18 @@ int bh_fs_is_mountpoint(int dirfd, const char *name)
     return makedev(sx.stx_dev_major, sx.stx_dev_minor) != parent.st_dev;
 }
 
+void bh_fs_exec_system(const char *const argv[], char *const envp[])
+{
+    /* Only the system's own directories: never the caller's PATH. */
+    static const char *const dirs[] = { "/usr/sbin", "/usr/bin", "/sbin", "/bin" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[256];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dirs[i], argv[0]) >= sizeof path)
+            return;
+        execve(path, (char *const *)argv, envp);
+    }
+}
+
 int bh_fs_run(const char *const argv[], const int *keep, int out_fd, bh_error *err)
 {
     int code = bh_fs_run_code(argv, keep, out_fd, err);
@@ -292,7 +328,7 @@ int bh_fs_run_code(const char *const argv[], const int *keep, int out_fd, bh_err
             fcntl(*p, F_SETFD, 0);
         signal(SIGPIPE, SIG_DFL);
         char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-        execvpe(argv[0], (char *const *)argv, envp);
+        bh_fs_exec_system(argv, envp);
         _exit(127);
     }
     close(pfd[1]);

@@ -47,5 +47,8 @@ int bh_fs_run(const char *const argv[], const int *keep, int out_fd, bh_error *e
 /* Like bh_fs_run but returns the exit code (err holds the output's tail), -1 if the
  * program could not run or was killed. */
 int bh_fs_run_code(const char *const argv[], const int *keep, int out_fd, bh_error *err);
+/* execve()s argv[0] from /usr/sbin, /usr/bin, /sbin or /bin (never $PATH); returns
+ * only on failure. */
+void bh_fs_exec_system(const char *const argv[], char *const envp[]);
 /* "/proc/self/fd/<fd>/<name>" into buf. */
 int bh_fs_fd_path(char *buf, size_t n, int fd, const char *name);

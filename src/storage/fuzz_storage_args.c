@@ -2,20 +2,37 @@
  * names (through the public calls, on a scratch pool). Must never crash or touch
  * anything outside the pool. */
 #include "storage.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static struct bh_pool *pool;
+static char dir[] = "/tmp/bh-fuzz-storage-XXXXXX";
+
+static void cleanup(void)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return;
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 {
     if (!pool) {
-        char dir[] = "/tmp/bh-fuzz-storage-XXXXXX";
         if (!mkdtemp(dir))
             abort();
+        atexit(cleanup);
         pool = bh_pool_open(dir, "default", NULL);
         if (!pool)
+            abort();
+        /* Real volumes to aim at: a template and an app qube with one revision. */
+        struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20 };
+        struct bh_storage_qube w = { .name = "work", .klass = "AppVM", .template_name = "tpl",
+                                     .private_size = 16 << 20, .revisions_to_keep = 1 };
+        if (bh_volumes_create(pool, &t, NULL) < 0 || bh_volumes_create(pool, &w, NULL) < 0 ||
+            bh_volumes_stopped(pool, &w, NULL) < 0)
             abort();
     }
     char s[256];

@@ -23,6 +23,7 @@ struct bh_pool {
     char name[64];
     int fd;       /* the pool directory */
     int qubes_fd; /* <pool>/qubes */
+    bool reflink; /* the pool's filesystem can share blocks (FICLONE) */
 };
 
 /* Takes the pool's exclusive lock (serialises every change between processes); returns
@@ -47,8 +48,22 @@ int st_new_tmpdir(struct bh_pool *p, const char *name, char *tmp, size_t n, bh_e
 int st_publish_tmpdir(struct bh_pool *p, int tmpfd, const char *tmp, const char *name, bh_error *err);
 /* Writes a new root.gen in a qube directory. */
 int st_bump_gen(int qfd, bh_error *err);
+/* Grows the ext4 image dirfd/name while mounted through a loop device: file, loop
+ * capacity, then resize2fs online. EBUSY if no loop device serves it. */
+int st_image_grow_online(int dirfd, const char *name, uint64_t size, bh_error *err);
+/* 1 if a loop device serves the image dirfd/name (matched by inode): the engine mounts
+ * private images through detached mounts on autoclear loop devices, so this is the
+ * system's own word on whether a qube still has it. */
+int st_image_in_use(int dirfd, const char *name);
+/* The qube's private volume is in use: a loop device serves it, or something is
+ * mounted at private-mnt. */
+bool st_private_in_use(int qfd);
+/* Waits up to ms milliseconds for st_private_in_use to become false. */
+bool st_private_wait_free(int qfd, int ms);
 /* Fills the empty directory rootfd with the `host` template tree (template_host.c). */
 int st_build_host_tree(int rootfd, bh_error *err);
+/* Deletes every block and character device node in the tree rootfd (one filesystem). */
+int st_remove_device_nodes(int rootfd, bh_error *err);
 /* Creates qubes/<name> as a TemplateVM volume set with the given origin, its root filled
  * by fill(rootfd, rootpath, ctx); all under a temporary name, renamed at the end. */
 int st_template_create(struct bh_pool *p, const char *name, const char *origin,

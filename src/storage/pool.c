@@ -7,7 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <inttypes.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,6 +77,22 @@ void st_tmpname(char *buf, size_t n, const char *kind, const char *what)
     snprintf(buf, n, ".%s-%d-%s", kind, (int)getpid(), what);
 }
 
+bool st_private_in_use(int qfd)
+{
+    return bh_fs_is_mountpoint(qfd, "private-mnt") == 1 || st_image_in_use(qfd, "private.img") == 1;
+}
+
+bool st_private_wait_free(int qfd, int ms)
+{
+    for (int waited = 0;; waited += 20) {
+        if (!st_private_in_use(qfd))
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20 * 1000);
+    }
+}
+
 int st_lock(struct bh_pool *p, bh_error *err)
 {
     int fd = openat(p->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -117,14 +137,17 @@ void st_sweep(int dirfd)
         return;
     }
     struct dirent *e;
+    bool removed = false;
     while ((e = readdir(d))) {
         if (is_dead_leftover(e->d_name)) {
             bh_error err;
             if (bh_fs_remove_tree_at(dirfd, e->d_name, &err) < 0)
                 fprintf(stderr, "storage: leftover %s: %s\n", e->d_name, err.msg);
+            removed = true;
         }
     }
-    fsync(dirfd);
+    if (removed)
+        fsync(dirfd);
 }
 
 /* After a crash: temporaries in qubes/, in each qube dir and its revision dirs. */
@@ -156,6 +179,40 @@ static void sweep_pool(struct bh_pool *p)
                 st_sweep(v);
         }
     }
+}
+
+/* Tries a reflink between two scratch files in the pool. */
+static bool probe_reflink(int pfd)
+{
+    char a[64], b[64];
+    st_tmpname(a, sizeof a, "tmp", "reflink-a");
+    st_tmpname(b, sizeof b, "tmp", "reflink-b");
+    _cleanup_close_ int fa = openat(pfd, a, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    _cleanup_close_ int fb = openat(pfd, b, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fa >= 0 && fb >= 0 && bh_write_all(fa, "x", 1) == 0 && ioctl(fb, FICLONE, fa) == 0;
+    unlinkat(pfd, a, 0);
+    unlinkat(pfd, b, 0);
+    return ok;
+}
+
+int bh_pool_default_revisions(const struct bh_pool *p)
+{
+    return p->reflink ? 1 : 0;
+}
+
+int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n)
+{
+    struct statvfs sv;
+    uint64_t size = 0, usage = 0;
+    if (fstatvfs(p->fd, &sv) == 0) {
+        size = (uint64_t)sv.f_blocks * sv.f_frsize;
+        usage = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+    }
+    int r = snprintf(buf, n,
+                     "dir_path=%s\ndriver=file\nephemeral_volatile=True\nname=%s\nrevisions_to_keep=%d\n"
+                     "size=%" PRIu64 "\nusage=%" PRIu64 "\n",
+                     p->path, p->name, bh_pool_default_revisions(p), size, usage);
+    return r < 0 || (size_t)r >= n ? -1 : r;
 }
 
 struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
@@ -197,6 +254,7 @@ struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
     snprintf(p->name, sizeof p->name, "%s", name);
     p->fd = steal_fd(&pfd);
     p->qubes_fd = steal_fd(&qfd);
+    p->reflink = probe_reflink(p->fd);
     _cleanup_close_ int lock = st_lock(p, NULL);
     if (lock >= 0)
         sweep_pool(p);

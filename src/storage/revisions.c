@@ -140,6 +140,23 @@ int st_revisions_take(int qfd, const char *vol, int keep, bh_error *err)
     return st_revisions_prune(qfd, vol, keep, err);
 }
 
+/* Opens revisions/<vol> into *dirfd and names its newest revision; -1 if none. */
+int st_revisions_open_newest(int qfd, const char *vol, int *dirfd, char *name, size_t n)
+{
+    _cleanup_free_ uint64_t *v = NULL;
+    size_t count;
+    if (list_revs(qfd, vol, &v, &count, NULL) < 0 || count == 0)
+        return -1;
+    _cleanup_close_ int revs = bh_fs_open_dir(qfd, "revisions", NULL);
+    if (revs < 0)
+        return -1;
+    *dirfd = bh_fs_open_dir(revs, vol, NULL);
+    if (*dirfd < 0)
+        return -1;
+    snprintf(name, n, "%" PRIu64, v[count - 1]);
+    return 0;
+}
+
 int bh_volume_list_snapshots(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, char **out,
                              bh_error *err)
 {
@@ -184,7 +201,7 @@ int bh_volume_revert(struct bh_pool *p, const struct bh_storage_qube *q, const c
     _cleanup_close_ int qfd = st_qube_dir(p, q->name, err);
     if (qfd < 0)
         return -1;
-    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+    if (st_private_in_use(qfd))
         return bh_fail(err, EBUSY, "%s is running; revert while it is halted", q->name);
     _cleanup_free_ uint64_t *v = NULL;
     size_t n;

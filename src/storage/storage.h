@@ -6,7 +6,12 @@
  * Volumes per qube: root, private, volatile, kernel (Qubes' names). Persistent volumes
  * have a size a qube cannot exceed (ext4 image files, loop-mounted by the engine).
  * All operations are crash-safe: a new volume is built under a temporary name and
- * renamed into place; a crash leaves either the old or the new one, never a half. */
+ * renamed into place; a crash leaves either the old or the new one, never a half.
+ *
+ * Calls are synchronous: they copy data (clone, revisions, disposable privates) and
+ * run mkfs.ext4/resize2fs/cp/rm/du as children, reaped with waitpid(pid) before they
+ * return (so SIGCHLD must not be SIG_IGN in the caller). Changes take the pool's flock.
+ * Layout, classes and on-disk format: docs/storage.md. */
 #pragma once
 #include "err.h"
 #include "driver/driver.h"
@@ -64,8 +69,12 @@ int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const c
 /* Revisions: names are timestamps; list writes them one a line into *out (malloc'd). */
 int bh_volume_list_snapshots(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, char **out, bh_error *err);
 int bh_volume_revert(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, const char *revision, bh_error *err);
-/* Called around a qube's life: prepare fills the layout for the engine; stopped takes
- * the revision snapshot (revisions_to_keep) and drops throwaway data. */
+/* Called around a qube's life: prepare fills the layout for the engine (strings are
+ * malloc'd: bh_volume_layout_free) and, for a DispVM, copies its fresh private; stopped
+ * takes the revision (the volume as saved at this shutdown; the revisions_to_keep
+ * newest stay, 0 drops all) and drops throwaway data (a DispVM's private). Remove of a
+ * qube without volumes succeeds; resize/revert/remove refuse while private-mnt is
+ * mounted (the qube runs). */
 int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struct bh_volume_layout *out, bh_error *err);
 int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);
 /* Frees the strings bh_volumes_prepare put into *l (they are malloc'd) and zeroes it. */
@@ -75,6 +84,13 @@ void bh_volume_layout_free(struct bh_volume_layout *l);
 int bh_volume_info_format(const struct bh_volume_info *i, char *buf, size_t n);
 /* Parses "1073741824", "512M", "2G", "1T" (binary units) into bytes. */
 int bh_size_parse(const char *s, uint64_t *out);
+/* Qubes' admin.pool.Info body for this pool (sorted key=value lines: dir_path, driver,
+ * ephemeral_volatile, name, revisions_to_keep, size, usage). -1 if buf is too small. */
+int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n);
+/* The default revisions_to_keep for volumes of this pool: 1 (Qubes' default) where the
+ * filesystem has reflinks, so that a revision costs no copy; 0 elsewhere, where each
+ * revision would be a full copy of the volume's data at every shutdown. */
+int bh_pool_default_revisions(const struct bh_pool *p);
 /* <root>/pools/<name>, for messages. */
 const char *bh_pool_path(const struct bh_pool *p);
 

@@ -4,7 +4,7 @@
  *   qube options: --class C --template T --dispvm-template D --revisions N --private-size S
  *   commands: create NAME | remove NAME | clone SRC DST | info NAME VOL | resize NAME VOL SIZE
  *             snapshots NAME VOL | revert NAME VOL [REV] | prepare NAME | stopped NAME
- *             ensure-host | volumes */
+ *             ensure-host | pool-info | volumes */
 #include "storage.h"
 #include "log.h"
 #include <getopt.h>
@@ -18,7 +18,7 @@ static void usage(void)
                     "         [--dispvm-template D] [--revisions N] [--private-size SIZE] COMMAND ARGS\n"
                     "commands: create NAME, remove NAME, clone SRC DST, info NAME VOL,\n"
                     "          resize NAME VOL SIZE, snapshots NAME VOL, revert NAME VOL [REV],\n"
-                    "          prepare NAME, stopped NAME, ensure-host, volumes\n");
+                    "          prepare NAME, stopped NAME, ensure-host, pool-info, volumes\n");
     exit(2);
 }
 
@@ -137,6 +137,11 @@ int main(int argc, char **argv)
         need(argc, na, 1);
         q.name = a[0];
         r = bh_volumes_stopped(p, &q, &err);
+    } else if (!strcmp(cmd, "pool-info")) {
+        char buf[1024];
+        r = bh_pool_info_format(p, buf, sizeof buf) < 0 ? -1 : 0;
+        if (r == 0)
+            fputs(buf, stdout);
     } else if (!strcmp(cmd, "ensure-host")) {
         bool created;
         r = bh_template_ensure_host(p, &created, &err);

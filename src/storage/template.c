@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,8 +83,14 @@ int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err)
     int ex = bh_fs_exists(p->qubes_fd, "host");
     if (ex < 0)
         return bh_fail_errno(err, "look for the host template");
-    if (ex == 1)
+    if (ex == 1) {
+        _cleanup_close_ int q = st_qube_dir(p, "host", err);
+        if (q < 0)
+            return -1;
+        if (!bh_fs_is_dir(q, "root"))
+            return bh_fail(err, EEXIST, "a qube named host exists but has no root of its own");
         return 0;
+    }
     if (bh_template_build_host(p, "host", err) < 0) {
         /* Someone else built it meanwhile: as good. */
         if (err && err->errnum == EEXIST)
@@ -116,9 +123,13 @@ static int run_with_progress(const char *const argv[], struct debian_ctx *c, bh_
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
             _exit(127);
+        /* debootstrap mounts proc and sys inside the target: in a mount namespace of its
+         * own they vanish with it, even if it or we are killed. */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            _exit(126);
         char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive",
                                NULL };
-        execvpe(argv[0], (char *const *)argv, envp);
+        bh_fs_exec_system(argv, envp);
         _exit(127);
     }
     close(pfd[1]);
@@ -142,7 +153,22 @@ static int run_with_progress(const char *const argv[], struct debian_ctx *c, bh_
             return bh_fail_errno(err, "wait %s", argv[0]);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
-    return bh_prefix(err, "%s failed (status %d)", argv[0], status);
+    if (WIFEXITED(status))
+        return bh_prefix(err, "%s exited with %d", argv[0], WEXITSTATUS(status));
+    return bh_prefix(err, "%s killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int st_remove_device_nodes(int rootfd, bh_error *err)
+{
+    /* "/proc/self/fd/N/." : find (-P) does not descend a symlink given as start, and the
+     * fd's magic link is one; "/." goes through it. */
+    char top[64];
+    bh_fs_fd_path(top, sizeof top, rootfd, ".");
+    const char *find[] = { "find", top, "-xdev", "(", "-type", "b", "-o", "-type", "c", ")", "-delete", NULL };
+    const int keep[] = { rootfd, -1 };
+    if (bh_fs_run(find, keep, -1, err) < 0)
+        return bh_prefix(err, "remove device nodes");
+    return 0;
 }
 
 /* debootstrap mounts proc and sys in the target; after a failure they may stay. */
@@ -167,6 +193,11 @@ static int fill_debian(int rootfd, const char *rootpath, void *vctx, bh_error *e
         return r;
     }
     unmount_below(rootpath);
+    /* debootstrap made device nodes in dev/ (null, zero, tty, console...). The engine
+     * gives every qube its own minimal /dev; a template's tree on the host disk holds
+     * no device node at all. */
+    if (st_remove_device_nodes(rootfd, err) < 0)
+        return -1;
     static const char resolv[] = "nameserver 10.139.1.1\nnameserver 10.139.1.2\n";
     static const char hosts[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
     _cleanup_close_ int etc = bh_fs_open_dir(rootfd, "etc", err);

@@ -1,6 +1,9 @@
 /* Unit tests of the storage library on a scratch root (real ext4 images, real files). */
 #include "tap.h"
 #include "storage.h"
+#include "fsutil.h"
+#include "internal.h"
+#include <sys/sysmacros.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,54 @@ int main(void)
     CHECK(!strcmp(buf, "pool=default\nvid=qubes/w/private\nsize=5\nusage=0\nrw=True\nsource=\nsave_on_stop=False\n"
                        "snap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n"));
     CHECK(bh_volume_info_format(&vi, buf, 10) < 0);
+
+    /* Sparse copy across filesystems (tmpfs -> /tmp): no reflink, copy_file_range says
+     * EXDEV, so the plain read/write path runs; holes stay holes, data is equal. */
+    {
+        char src[] = "/dev/shm/bh-test-src-XXXXXX", dst[] = "/var/tmp/bh-test-dst-XXXXXX";
+        int in = mkstemp(src), out = mkstemp(dst);
+        CHECK(in >= 0 && out >= 0);
+        char data[8192];
+        memset(data, 0x5a, sizeof data);
+        CHECK(pwrite(in, data, sizeof data, 1 << 20) == (ssize_t)sizeof data);
+        CHECK(ftruncate(in, 8 << 20) == 0);
+        bh_error e;
+        CHECK(bh_fs_copy_data(in, out, &e) == 0);
+        struct stat st;
+        CHECK(fstat(out, &st) == 0 && st.st_size == 8 << 20 && st.st_blocks * 512 < (1 << 20));
+        char back[8192];
+        CHECK(pread(out, back, sizeof back, 1 << 20) == (ssize_t)sizeof back && !memcmp(back, data, sizeof data));
+        close(in);
+        close(out);
+        unlink(src);
+        unlink(dst);
+    }
+
+    /* Device nodes are removed from a tree, at any depth; other files stay. */
+    {
+        char t[] = "/tmp/bh-test-dev-XXXXXX", p1[128], p2[128], p3[128];
+        CHECK(mkdtemp(t) != NULL);
+        snprintf(p1, sizeof p1, "%s/dev", t);
+        CHECK(mkdir(p1, 0755) == 0);
+        snprintf(p1, sizeof p1, "%s/dev/null", t);
+        snprintf(p2, sizeof p2, "%s/dev/sda", t);
+        snprintf(p3, sizeof p3, "%s/dev/keep", t);
+        CHECK(mknod(p1, S_IFCHR | 0666, makedev(1, 3)) == 0);
+        CHECK(mknod(p2, S_IFBLK | 0600, makedev(8, 0)) == 0);
+        int kf = open(p3, O_CREAT | O_WRONLY, 0600);
+        CHECK(kf >= 0);
+        close(kf);
+        int tfd = open(t, O_RDONLY | O_DIRECTORY);
+        bh_error e;
+        CHECK(st_remove_device_nodes(tfd, &e) == 0);
+        close(tfd);
+        struct stat st;
+        CHECK(lstat(p1, &st) < 0 && lstat(p2, &st) < 0 && lstat(p3, &st) == 0);
+        unlink(p3);
+        snprintf(p1, sizeof p1, "%s/dev", t);
+        rmdir(p1);
+        rmdir(t);
+    }
 
     snprintf(root, sizeof root, "/tmp/bh-test-storage-XXXXXX");
     CHECK(mkdtemp(root) != NULL);

@@ -3,6 +3,7 @@
  * so a crash leaves the old state or the new one. */
 #include "internal.h"
 #include "cleanup.h"
+#include "log.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 
 int st_revisions_take(int qfd, const char *vol, int keep, bh_error *err);
 int st_revisions_prune(int qfd, const char *vol, int keep, bh_error *err);
+int st_revisions_open_newest(int qfd, const char *vol, int *dirfd, char *name, size_t n);
 
 static int write_u64(int dfd, const char *name, uint64_t v, bh_error *err)
 {
@@ -172,10 +174,16 @@ int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
     _cleanup_close_ int lock = st_lock(p, err);
     if (lock < 0)
         return -1;
-    _cleanup_close_ int qfd = st_qube_dir(p, q->name, err);
-    if (qfd < 0)
-        return err && err->errnum == ENOENT ? 0 : -1;
-    if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
+    bh_error local;
+    _cleanup_close_ int qfd = st_qube_dir(p, q->name, &local);
+    if (qfd < 0) {
+        if (local.errnum == ENOENT)
+            return 0; /* nothing to remove */
+        if (err)
+            *err = local;
+        return -1;
+    }
+    if (st_private_in_use(qfd))
         return bh_fail(err, EBUSY, "private volume of %s is in use", q->name);
     char trash[64];
     st_tmpname(trash, sizeof trash, "trash", q->name);
@@ -296,6 +304,9 @@ int bh_volume_info(struct bh_pool *p, const struct bh_storage_qube *q, const cha
         if (have) {
             out->size = (uint64_t)st.st_size;
             out->usage = (uint64_t)st.st_blocks * 512;
+            uint64_t pending;
+            if (read_u64(qfd, "private.resize", &pending) == 0 && pending > out->size)
+                out->size = pending;
         }
     } else if (!strcmp(vol, "volatile")) {
         set_str(out->vid, sizeof out->vid, "qubes/%s/%s", q->name, "volatile");
@@ -310,6 +321,42 @@ int bh_volume_info(struct bh_pool *p, const struct bh_storage_qube *q, const cha
         return bh_fail(err, EINVAL, "no such volume: %s", vol);
     }
     return 0;
+}
+
+/* Grows private.img on a copy and swaps it in: resize2fs is not atomic, a rename is. */
+static int grow_private_offline(int qfd, uint64_t size, bh_error *err)
+{
+    char tmp[64];
+    st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
+    unlinkat(qfd, tmp, 0);
+    if (bh_fs_copy_file_at(qfd, "private.img", qfd, tmp, 0600, err) < 0 || st_image_grow(qfd, tmp, size, err) < 0) {
+        unlinkat(qfd, tmp, 0);
+        return -1;
+    }
+    st_failpoint("resize-before-rename");
+    if (renameat(qfd, tmp, qfd, "private.img") < 0) {
+        unlinkat(qfd, tmp, 0);
+        return bh_fail_errno(err, "replace private");
+    }
+    fsync(qfd);
+    unlinkat(qfd, "private.resize", 0);
+    return 0;
+}
+
+/* A resize asked for while the qube ran and that could not happen online. */
+static int finish_pending_resize(int qfd, bh_error *err)
+{
+    uint64_t want;
+    if (read_u64(qfd, "private.resize", &want) < 0)
+        return 0;
+    if (st_private_in_use(qfd))
+        return 0; /* still running */
+    struct stat st;
+    if (fstatat(qfd, "private.img", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return bh_fail(err, ENOENT, "private volume missing");
+    if (want < (uint64_t)st.st_size)
+        want = (uint64_t)st.st_size;
+    return grow_private_offline(qfd, want, err) < 0 ? bh_prefix(err, "finish resize of private") : 0;
 }
 
 int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
@@ -331,27 +378,26 @@ int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const c
         struct stat st;
         if (fstatat(qfd, "private.img", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             return bh_fail(err, ENOENT, "private volume of %s is missing", q->name);
-        if (size < (uint64_t)st.st_size)
+        uint64_t cur = (uint64_t)st.st_size, pending;
+        if (read_u64(qfd, "private.resize", &pending) == 0 && pending > cur)
+            cur = pending;
+        if (size < cur)
             return bh_fail(err, EINVAL, "For your own safety, shrinking of private is disabled");
-        if (size == (uint64_t)st.st_size)
+        if (size == cur)
             return 0;
-        if (bh_fs_is_mountpoint(qfd, "private-mnt") == 1)
-            return bh_fail(err, EBUSY, "private volume of %s is in use; resize it while the qube is halted", q->name);
-        /* Grow a copy and swap it in: resize2fs is not atomic, a rename is. */
-        char tmp[64];
-        st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
-        unlinkat(qfd, tmp, 0);
-        if (bh_fs_copy_file_at(qfd, "private.img", qfd, tmp, 0600, err) < 0 || st_image_grow(qfd, tmp, size, err) < 0) {
-            unlinkat(qfd, tmp, 0);
-            return bh_prefix(err, "resize private of %s", q->name);
+        if (st_private_in_use(qfd)) {
+            /* The qube runs: grow in place, online (as qvm-volume extend on Qubes). */
+            bh_error online;
+            if (st_image_grow_online(qfd, "private.img", size, &online) == 0)
+                return 0;
+            /* Online growth needs CAP_SYS_RESOURCE and a loop device we can find.
+             * Without them: the file is longer (harmless) or not; record the wish, and
+             * the filesystem grows offline when the qube has stopped. */
+            bh_warn("online resize of %s:private failed (%s); it completes when the qube stops", q->name,
+                    online.msg);
+            return write_u64(qfd, "private.resize", size, err);
         }
-        st_failpoint("resize-before-rename");
-        if (renameat(qfd, tmp, qfd, "private.img") < 0) {
-            unlinkat(qfd, tmp, 0);
-            return bh_fail_errno(err, "replace private of %s", q->name);
-        }
-        fsync(qfd);
-        return 0;
+        return grow_private_offline(qfd, size, err) < 0 ? bh_prefix(err, "resize private of %s", q->name) : 0;
     }
     if (!strcmp(vol, "root")) {
         if (!st_own_root(q->klass))
@@ -427,10 +473,23 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         _cleanup_close_ int dfd = st_qube_dir(p, q->dispvm_template, err);
         if (dfd < 0)
             goto fail;
+        /* While the disposable template runs, its private is being written: a copy
+         * could be torn. Its newest revision is a consistent state; without one, wait. */
+        _cleanup_close_ int srcdir = -1;
+        char srcname[32] = "private.img";
+        if (st_private_in_use(dfd)) {
+            if (st_revisions_open_newest(dfd, "private", &srcdir, srcname, sizeof srcname) < 0) {
+                bh_fail(err, EBUSY, "disposable template %s is running and has no revision to copy",
+                        q->dispvm_template);
+                goto fail;
+            }
+        } else {
+            srcdir = dup(dfd);
+        }
         char tmp[64];
         st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
         unlinkat(qfd, tmp, 0);
-        if (bh_fs_copy_file_at(dfd, "private.img", qfd, tmp, 0600, err) < 0)
+        if (srcdir < 0 || bh_fs_copy_file_at(srcdir, srcname, qfd, tmp, 0600, err) < 0)
             goto fail;
         if (renameat(qfd, tmp, qfd, "private.img") < 0) {
             unlinkat(qfd, tmp, 0);
@@ -439,6 +498,8 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         }
     } else if (bh_fs_exists(qfd, "private.img") != 1) {
         bh_fail(err, ENOENT, "private volume of %s is missing", q->name);
+        goto fail;
+    } else if (finish_pending_resize(qfd, err) < 0) {
         goto fail;
     }
     /* The engine mounts over this path: it must be our real directory, not a symlink. */
@@ -481,6 +542,16 @@ int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_er
     if (qfd < 0)
         return -1;
     unlinkat(qfd, "running", 0);
+    /* The engine's mount goes with the qube's last process, and its loop device
+     * (autoclear) right after: give that a moment. A revision is never copied from an
+     * image that something still has. */
+    bool free_now = st_private_wait_free(qfd, 3000);
+    if (!free_now) {
+        bh_warn("%s: private volume still in use after stop: no revision taken", q->name);
+        return 0;
+    }
+    if (strcmp(q->klass, "DispVM") && finish_pending_resize(qfd, err) < 0)
+        return bh_prefix(err, "%s", q->name);
     if (!strcmp(q->klass, "DispVM")) {
         /* Its private was a throwaway copy: destroyed after use. */
         if (unlinkat(qfd, "private.img", 0) < 0 && errno != ENOENT)

@@ -53,6 +53,7 @@ class Daemon:
         self.extra_args = list(extra_args)
         self.proc = None
         self.log = self.tmp / "bulkheadd.log"
+        self.preexec = None  # run in the child before exec (e.g. to lower rlimits)
 
     @property
     def env(self):
@@ -67,7 +68,8 @@ class Daemon:
         args += self.extra_args
         self.tmp.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                     preexec_fn=self.preexec)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:

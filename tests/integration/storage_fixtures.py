@@ -71,7 +71,7 @@ def storage(build_dir):
 
 
 @contextlib.contextmanager
-def loop_mounted(image, mountpoint=None):
+def loop_mounted(image, mountpoint=None, fstype="ext4"):
     """Mounts an ext4 image through an explicit loop device; always unmounts and
     detaches the loop device afterwards."""
     made = mountpoint is None
@@ -79,7 +79,7 @@ def loop_mounted(image, mountpoint=None):
     dev = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True,
                          check=True).stdout.strip()
     try:
-        subprocess.run(["mount", "-t", "ext4", dev, str(mnt)], check=True)
+        subprocess.run(["mount", "-t", fstype, dev, str(mnt)], check=True)
         try:
             yield mnt
         finally:

@@ -128,6 +128,9 @@ def test_debian_failure_leaves_nothing(storage):
     r = subprocess.run([storage.qvm_template, "--root", str(storage.root), "build", "debian", "deb",
                         "--mirror", "http://127.0.0.1:9/debian"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "qvm-template:" in r.stderr
+    # debootstrap really ran: its progress was shown, then its error.
+    assert "[download 1]" in r.stderr and "E: Failed getting release file" in r.stderr
+    assert "debootstrap exited with 1" in r.stderr
     assert not storage.qdir("deb").exists()
     assert storage.leftovers() == []
 
@@ -145,6 +148,10 @@ def test_debian_template_build(storage):
     assert (root / "etc/resolv.conf").read_text() == "nameserver 10.139.1.1\nnameserver 10.139.1.2\n"
     assert "sudo:" in (root / "etc/group").read_text() and ":user" in (root / "etc/group").read_text()
     assert storage.layout("deb", **{"class": "TemplateVM"})["host_usr"] == ""
+    devs = subprocess.run(["find", str(root), "-xdev", "(", "-type", "b", "-o", "-type", "c", ")"],
+                          capture_output=True, text=True, check=True).stdout
+    assert devs == "", "device nodes left in the template's tree"
+    assert "/deb/" not in open("/proc/self/mountinfo").read()  # debootstrap's mounts are gone
     out = subprocess.run([storage.qvm_template, "--root", str(storage.root), "list"],
                          capture_output=True, text=True, check=True).stdout
     assert "debian-bookworm" in out
