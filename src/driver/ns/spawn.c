@@ -110,13 +110,14 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     }
     snprintf(qid, sizeof qid, "%u", spec->qid);
     snprintf(ready, sizeof ready, "%d", 3);
-    char name_env[64], user_env[80], qid_env[40], ready_env[40];
+    char name_env[64], user_env[80], qid_env[40], ready_env[40], dom_env[40];
     snprintf(name_env, sizeof name_env, "BULKHEAD_QUBE=%s", spec->name);
     snprintf(user_env, sizeof user_env, "BULKHEAD_USER=%s", spec->default_user ? spec->default_user : "user");
     snprintf(qid_env, sizeof qid_env, "BULKHEAD_QID=%s", qid);
     snprintf(ready_env, sizeof ready_env, "BULKHEAD_READY_FD=%s", ready);
+    snprintf(dom_env, sizeof dom_env, "VCHAN_DOMAIN=%s", qid); /* the agent's own domain id */
     char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
-                     "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, name_env, user_env, qid_env, ready_env,
+                     "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
                      spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", NULL };
     char *argv[] = { "bulkhead-init", NULL };
     execve(BH_NS_INIT_PATH, argv, envp);
