@@ -308,3 +308,13 @@ def test_start_after_unreaped_crash(ns_env):
     q.start()
     assert q.state() == "Running"
     assert q.sh("pgrep -c sleep || true").stdout.strip() == "0"
+
+
+def test_kill_all(ns_env):
+    a, b = ns_env.qube("all-a", private=False), ns_env.qube("all-b")
+    a.start()
+    b.start()
+    r = ns_env.run("kill-all")
+    assert r.returncode == 0, r.stderr
+    assert a.state() == "Halted" and b.state() == "Halted"
+    assert not a.cgroup("pids").exists() and not b.cgroup("pids").exists()

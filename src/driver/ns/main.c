@@ -3,12 +3,14 @@
  *   bulkhead-ns [--runtime DIR] start NAME --uid-base N [volume/limit options]
  *   bulkhead-ns [--runtime DIR] exec NAME [--user U] -- CMD [ARG...]
  *   bulkhead-ns [--runtime DIR] {shutdown|kill|pause|unpause|state|adopt|reap|wait} NAME
+ *   bulkhead-ns [--runtime DIR] kill-all
  *
  * The qube's runtime dir is DIR/qubes/NAME (DIR: --runtime, $BULKHEAD_RUNTIME, or
  * /run/bulkhead). The options fill a struct bh_qube_spec exactly as bulkheadd would. */
 #include "ns.h"
 #include "log.h"
 #include "names.h"
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -20,7 +22,7 @@
 static void usage(void)
 {
     fputs("usage: bulkhead-ns [--runtime DIR] COMMAND NAME [options] [-- CMD...]\n"
-          "commands: start exec shutdown kill pause unpause state adopt reap wait\n"
+          "commands: start exec shutdown kill pause unpause state adopt reap wait; kill-all\n"
           "start options: --uid-base N --uid-count N --qid N --class C --memory MiB --maxmem MiB\n"
           "  --vcpus N --max-pids N --root-lower DIR --root-rw DIR --throwaway --private-img IMG\n"
           "  --host-usr DIR --volatile-bytes N --netns PATH --user U --debug\n"
@@ -38,6 +40,33 @@ static uint64_t num(const char *s)
         exit(2);
     }
     return v;
+}
+
+/* Kills every qube with a runtime dir under <runtime>/qubes: test teardown, and what to
+ * run when a daemon is gone for good (qubes outlive bulkheadd by design). */
+static int kill_all(const char *runtime)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/qubes", runtime);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int ret = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!bh_qube_name_valid(de->d_name, NULL))
+            continue;
+        char rd[4096 + 256];
+        snprintf(rd, sizeof rd, "%s/%s", dir, de->d_name);
+        struct bh_qube_spec s = { .name = de->d_name, .runtime_dir = rd };
+        bh_error err = { 0 };
+        if (bh_driver_get("ns")->kill(&s, &err) < 0) {
+            fprintf(stderr, "bulkhead-ns kill %s: %s\n", de->d_name, err.msg);
+            ret = 1;
+        }
+    }
+    closedir(d);
+    return ret;
 }
 
 int main(int argc, char **argv)
@@ -62,6 +91,8 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
+    if (argc - optind == 1 && !strcmp(argv[optind], "kill-all"))
+        return kill_all(runtime ? runtime : "/run/bulkhead");
     if (argc - optind < 2)
         usage();
     const char *cmd = argv[optind], *name = argv[optind + 1];
