@@ -132,3 +132,29 @@ def test_kill_init_from_inside(ns_env):
     # init ignores fatal signals from inside (PID 1): the qube stays up
     assert q.state() == "Running"
     assert q.sh("echo alive").stdout.strip() == "alive"
+
+
+def test_no_controlling_terminal_of_the_host(ns_env):
+    # Run the exec under a pty that is the *host's* terminal for it: the qube's process
+    # must not be able to open it as /dev/tty.
+    import pty
+    q = ns_env.qube("p9", private=False)
+    q.start()
+    from ns_fixtures import _bin
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["BULKHEAD_RUNTIME"] = str(ns_env.runtime)
+        os.execv(str(_bin()), [str(_bin()), "exec", "p9", "--", "/bin/sh", "-c",
+                               "(echo PWNED > /dev/tty) 2>/dev/null && echo OPENED-TTY; echo done"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    assert b"done" in out
+    assert b"OPENED-TTY" not in out and b"PWNED" not in out

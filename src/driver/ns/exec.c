@@ -74,6 +74,9 @@ static __attribute__((noreturn)) void exec_child(const struct bh_qube_spec *spec
         uid_t uid = 0;
         gid_t gid = 0;
         char home[512];
+        /* A new session: the caller's controlling terminal (through /dev/tty) is not
+         * the qube's to open. */
+        (void)setsid();
         if (bh_confine(&e) < 0)
             goto fail;
         if (lookup_user(user ? user : "root", &uid, &gid, home, sizeof home) < 0) {
