@@ -2,6 +2,7 @@
 #include "api.h"
 #include "cleanup.h"
 #include "lifecycle.h"
+#include "preload.h"
 #include "props.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,12 @@ static int create_disposable(struct bh_call *c)
     }
     if (!bh_qube_prop_bool(c->app, base, "template_for_dispvms"))
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
+    struct bh_qube *pre = bh_preload_take(c->app, base);
+    if (pre) {
+        if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
+            return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
+        return bh_buf_adds(c->out, pre->name);
+    }
     char name[32];
     for (int tries = 0;; tries++) {
         uint16_t r;

@@ -13,4 +13,4 @@ int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e
 /* Current memory/cputime of a running qube (zeros when halted). */
 void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_stats *st);
 /* Start every autostart qube, adopt running ones (daemon start). */
-void bh_lifecycle_boot(struct bh_app *app);
+void bh_lifecycle_boot(struct bh_app *app, bool autostart);

@@ -1,5 +1,5 @@
-/* Lifecycle without an engine: every request is refused with a clear error. Replaced by
- * lifecycle.c once the namespace engine is built in. */
+/* Lifecycle without engines, for the fuzz harness: state changes are refused, so that
+ * fuzzed requests can never start processes. */
 #include "lifecycle.h"
 #include <string.h>
 
@@ -14,16 +14,5 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) {
 int bh_lifecycle_pause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) { (void)app; return no_engine(q, e); }
 int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) { (void)app; return no_engine(q, e); }
 void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_stats *st) { (void)app; (void)q; memset(st, 0, sizeof *st); }
-void bh_lifecycle_boot(struct bh_app *app) { (void)app; }
+void bh_lifecycle_boot(struct bh_app *app, bool autostart) { (void)app; (void)autostart; }
 
-const char *bh_power_state_name(enum bh_power_state s)
-{
-    static const char *const n[] = { "Halted", "Transient", "Running", "Paused", "Halting", "Dying", "Crashed", "NA" };
-    return (unsigned)s < sizeof n / sizeof n[0] ? n[s] : "NA";
-}
-
-const struct bh_driver *bh_driver_get(const char *virt_mode)
-{
-    (void)virt_mode;
-    return NULL;
-}

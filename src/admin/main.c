@@ -2,11 +2,14 @@
  * a Unix socket, and runs qubes through their engine. */
 #include "cleanup.h"
 #include "defaults.h"
+#include "engine_glue.h"
 #include "io.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "policy_install.h"
+#include "preload.h"
 #include "server.h"
 #include "store.h"
 #include <errno.h>
@@ -22,10 +25,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes]\n"
+    fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes] [--no-autostart]\n"
                "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
                "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
-               "  --no-default-qubes  do not create the default qubes in a new store\n");
+               "  --no-default-qubes  do not create the default qubes in a new store\n"
+               "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n");
 }
 
 static int sigfd = -1;
@@ -44,11 +48,12 @@ int main(int argc, char **argv)
 {
     bh_log_init("bulkheadd");
     const char *root = "/var/lib/bulkhead", *runtime = "/run/bulkhead";
-    bool defaults = true;
+    bool defaults = true, autostart = true;
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },
         { "runtime-dir", required_argument, NULL, 'R' },
         { "no-default-qubes", no_argument, NULL, 'n' },
+        { "no-autostart", no_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -58,6 +63,7 @@ int main(int argc, char **argv)
         case 'r': root = optarg; break;
         case 'R': runtime = optarg; break;
         case 'n': defaults = false; break;
+        case 'A': autostart = false; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -78,6 +84,7 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, NULL);
 
+    chmod(runtime, 0755);
     bh_error err = { 0 };
     char path[4096];
     snprintf(path, sizeof path, "%s/qubes.db", root);
@@ -98,6 +105,12 @@ int main(int argc, char **argv)
         bh_err("loading store: %s", err.msg);
         return 1;
     }
+    if (bh_policy_install_defaults(app.root_dir, &err) < 0)
+        bh_warn("policy: %s; every qrexec call will be denied until %s/policy.d exists", err.msg, app.root_dir);
+    if (bh_glue_init(&app, &err) < 0) {
+        bh_err("storage: %s", err.msg);
+        return 1;
+    }
     if (fresh && defaults && bh_defaults_create(&app, &err) < 0) {
         bh_err("%s", err.msg);
         return 1;
@@ -112,7 +125,10 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
-    bh_lifecycle_boot(&app);
+    if (bh_glue_runtime_check(&app, &err) < 0)
+        bh_warn("%s", err.msg);
+    bh_lifecycle_boot(&app, autostart);
+    bh_preload_init(&app);
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
     bh_server_stop();

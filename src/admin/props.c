@@ -124,7 +124,9 @@ static char *d_netvm(struct bh_app *a, const struct bh_qube *q)
         if (t)
             return bh_qube_prop(a, t, "netvm");
     }
-    if (bh_qube_prop_bool(a, q, "provides_network"))
+    /* Templates are not on the network by default (Qubes updates them through a proxy);
+     * a qube that provides network is not itself behind one unless set. */
+    if (q->klass == BH_TEMPLATEVM || bh_qube_prop_bool(a, q, "provides_network"))
         return strdup("");
     return bh_global_prop(a, "default_netvm");
 }

@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import subprocess
+import shutil
 import tempfile
 import time
 import pathlib
@@ -43,7 +44,10 @@ class Daemon:
     def __init__(self, tmp, defaults=True, extra_args=()):
         self.tmp = pathlib.Path(tmp)
         self.root = self.tmp / "root"
-        self.runtime = self.tmp / "run"
+        # Qubes assemble their root under the runtime dir as their own UID, so it must
+        # not sit below pytest's private (0700) directory.
+        self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-run-"))
+        os.chmod(self.runtime, 0o755)
         self.sock = str(self.runtime / "qubesd.sock")
         self.defaults = defaults
         self.extra_args = list(extra_args)
@@ -87,6 +91,10 @@ class Daemon:
                 self.proc.wait()
         self.proc = None
 
+    def cleanup(self):
+        """Removes the runtime dir (after every qube is gone)."""
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
     def raw(self, data, **kw):
         return raw_call(self.sock, data, **kw)
 
@@ -116,9 +124,11 @@ def parse_reply(out):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     yield d
+    kill_all(d)
     d.stop()
+    d.cleanup()
 
 
 @pytest.fixture
@@ -126,3 +136,53 @@ def bare_daemon(tmp_path):
     d = Daemon(tmp_path, defaults=False).start()
     yield d
     d.stop()
+    d.cleanup()
+
+
+def running_qubes(d):
+    out = []
+    for line in d.call("admin.vm.List").splitlines():
+        name, *kv = line.split(" ")
+        props = dict(x.split("=", 1) for x in kv)
+        if props["class"] != "AdminVM" and props["state"] != "Halted":
+            out.append(name)
+    return out
+
+
+def kill_all(d):
+    """Kills every running qube of this daemon (tests clean up what they start)."""
+    for name in running_qubes(d):
+        try:
+            d.call("admin.vm.Kill", name)
+        except AdminError:
+            pass
+
+
+def state_of(d, name):
+    return d.call("admin.vm.CurrentState", name).split("power_state=")[1]
+
+
+def wait_state(d, name, want, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if state_of(d, name) == want:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def engine_daemon(tmp_path):
+    """A daemon with template `host` and app qubes `a` and `b`; every qube is killed and
+    the daemon stopped at the end."""
+    d = Daemon(tmp_path, defaults=False).start()
+    d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+    d.call("admin.property.Set+default_template", payload="host")
+    d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
+    d.call("admin.vm.Create.AppVM+host", payload="name=b label=blue")
+    yield d
+    if d.proc is None:
+        d.start()
+    kill_all(d)
+    d.stop()
+    d.cleanup()

@@ -412,7 +412,7 @@ def test_abandoned_connection_is_dropped(daemon):
 
 
 def test_persistence_across_restart(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     d.call("admin.vm.Create.AppVM+host", payload="name=keep label=purple")
     d.call("admin.vm.property.Set+memory", "keep", "1234")
     d.call("admin.vm.tag.Set+t", "keep")
@@ -445,5 +445,5 @@ def test_second_daemon_refuses_live_socket(tmp_path, daemon):
     from admin_fixtures import BUILD
     r = subprocess.run([str(BUILD / "src/admin/bulkheadd"), "--root", str(tmp_path / "other"),
                         "--runtime-dir", str(daemon.runtime)], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and "already listening" in r.stderr
+    assert r.returncode != 0 and "already listening" in r.stderr
     assert names(daemon)

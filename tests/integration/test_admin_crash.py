@@ -27,7 +27,7 @@ def writer(d, tag, acked, stop):
 
 
 def test_sigkill_during_writes(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     rng = random.Random(1234)
     for rnd in range(4):
         acked, stop = [], threading.Event()

@@ -1,0 +1,27 @@
+/* The one place where the qrexec daemon asks policy about a qube's call.
+ *
+ * The source is always the daemon's own qube (what the daemon knows), never a name from
+ * the message. When the policy engine (`bhpolicy`, src/qrexec/policy/) is merged, wiring
+ * it is a change to decide.c only. */
+#pragma once
+#include "err.h"
+#include <stdbool.h>
+
+enum bh_qx_verdict { BH_QX_DENY = 0, BH_QX_ALLOW = 1 };
+
+struct bh_qx_decision {
+    enum bh_qx_verdict verdict;
+    char target[64];    /* the resolved target qube ("dom0" for the admin domain) */
+    char user[64];      /* user to run as in the target; "DEFAULT" when policy says nothing */
+    bool autostart;     /* start the target if it is not running */
+    char rule[256];     /* file:line that decided, for logs */
+};
+
+struct bh_qx_policy_ctx {
+    const char *policy_dir;   /* <root>/policy.d */
+    const char *stub_allow;   /* TEST STUB ONLY, see decide.c */
+};
+
+/* 0 with *out filled (deny included), -1 on an internal error (treated as deny). */
+int bh_qx_policy_decide(const struct bh_qx_policy_ctx *ctx, const char *source, const char *target,
+                        const char *service_full, struct bh_qx_decision *out, bh_error *err);

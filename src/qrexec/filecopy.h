@@ -1,0 +1,65 @@
+/* The qubes.Filecopy stream (PROTOCOLS.md §4), byte-compatible with Qubes.
+ *
+ * Per entry a 32-byte little-endian header
+ *   {u32 namelen (with NUL); u32 mode; u64 filelen; u32 atime, atime_nsec, mtime, mtime_nsec}
+ * then the name, then for a regular file filelen bytes, for a symlink its target (no NUL),
+ * for a directory nothing (its header comes again after its contents, to set times).
+ * An all-zero header ends the stream. The receiver answers {u32 errno; u32 pad; u64 crc32}
+ * over every byte it read (zlib CRC-32), then {u32 namelen; name} of the last file.
+ *
+ * The unpacker runs inside the receiving qube, as the user, and trusts nothing: every
+ * name is checked, every path is walked from the incoming dir's fd with O_NOFOLLOW, and
+ * limits bound names, depth, entry count and bytes. */
+#pragma once
+#include "err.h"
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BH_FC_HDR_SIZE 32
+#define BH_FC_MAX_NAME 4096       /* namelen limit, NUL included */
+#define BH_FC_MAX_DEPTH 128
+#define BH_FC_DEFAULT_MAX_FILES 1000000ull
+
+struct bh_fc_hdr {
+    uint32_t namelen, mode;
+    uint64_t filelen;
+    uint32_t atime, atime_nsec, mtime, mtime_nsec;
+};
+
+void bh_fc_hdr_encode(uint8_t out[BH_FC_HDR_SIZE], const struct bh_fc_hdr *h);
+void bh_fc_hdr_decode(const uint8_t in[BH_FC_HDR_SIZE], struct bh_fc_hdr *h);
+
+/* A name as the receiver accepts it: relative, no empty, "." or ".." components, no
+ * control characters are NOT refused (Qubes allows any byte but '/' and NUL).
+ * Returns its depth (number of components) or -1. */
+int bh_fc_name_check(const char *name);
+/* A symlink target is accepted if it is relative and, resolved lexically from the link's
+ * directory, stays inside the link's top-level entry (a top-level link may not use ".."). */
+int bh_fc_symlink_check(const char *linkname, const char *target);
+
+/* Where the unpacker reads from (an fd, or memory in the fuzz harness). */
+struct bh_fc_reader {
+    ssize_t (*read)(void *ctx, void *buf, size_t n);
+    void *ctx;
+};
+
+struct bh_fc_limits {
+    uint64_t max_files;  /* entries */
+    uint64_t max_bytes;  /* file data in total; 0 = unlimited */
+};
+
+struct bh_fc_result {
+    int error;           /* errno-style; 0 = all fine */
+    uint32_t crc;
+    char last_name[BH_FC_MAX_NAME];
+    char msg[256];
+};
+
+/* Unpacks a whole stream under dirfd. Returns 0 or -1 (res->error set). */
+int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
+                 struct bh_fc_result *res);
+/* Encodes the receiver's answer into buf (at least 20 + BH_FC_MAX_NAME); returns size. */
+size_t bh_fc_result_encode(const struct bh_fc_result *res, uint8_t *buf);
+/* Parses the answer (from a receiver we do not trust): 0 ok, -1 malformed. */
+int bh_fc_result_read(int fd, struct bh_fc_result *res);

@@ -1,0 +1,615 @@
+/* qrexec-daemon: the host side of one running qube (bulkheadd spawns one per qube).
+ *
+ *  - connects to the qube's agent control socket <vchan-dir>/vchan.<qid>.0.512.sock, HELLO;
+ *  - listens on <runtime>/qubes/<name>/qrexec.sock for dom0 clients (qrexec-client, and
+ *    other daemons connecting calls to this qube); for each EXEC_CMDLINE/JUST_EXEC it
+ *    allocates a data port, answers {qid, port} and forwards the command to the agent;
+ *  - handles the qube's own calls (TRIGGER_SERVICE3): the source is this daemon's qube,
+ *    never a name from the message; policy decides (decide.c); if allowed, a child connects
+ *    the call to the target's daemon and relays the two halves of the data stream between
+ *    the two qubes' vchan dirs (each qube only ever sees its own dir).
+ *
+ * Everything from the agent is parsed by proto.c with hard limits; a malformed or
+ * stalled message ends the daemon (the qube loses qrexec, nothing else does). */
+#include "admin_client.h"
+#include "cleanup.h"
+#include "daemon_paths.h"
+#include "decide.h"
+#include "io.h"
+#include "log.h"
+#include "names.h"
+#include "proto.h"
+#include "relay.h"
+#include "service.h"
+#include "stream.h"
+#include "vchan.h"
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_PORTS 256
+#define MAX_CLIENTS 128
+#define MAX_TRIGGERS 64
+#define FIRST_DATA_PORT (BH_QX_VCHAN_BASE_PORT + 1)
+
+static const char *qube_name, *runtime, *vchan_dir, *sock_path, *default_user = "user";
+static const char *dom0_service_path;
+static uint32_t qid;
+static int ctrl = -1;
+static int call_timeout_s = 60;
+static struct bh_qx_policy_ctx policy_ctx;
+
+struct port { bool used; uint32_t domain; int client; };
+static struct port ports[MAX_PORTS];
+
+enum cstate { C_FREE, C_HELLO, C_CMD, C_RUNNING };
+struct client { int fd; enum cstate st; int port; };
+static struct client clients[MAX_CLIENTS];
+
+struct trig {
+    pid_t pid;
+    int sp;             /* child -> parent: {domain, port} when connected; EOF = refused */
+    char ident[BH_QX_IDENT_LEN];
+    int dom0_port;      /* reserved for a dom0 target */
+    bool answered, used_dom0;
+};
+static struct trig trigs[MAX_TRIGGERS];
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static uint32_t get32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+static void set_rcv_timeout(int fd, int sec)
+{
+    struct timeval tv = { .tv_sec = sec };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/* Ports are per daemon, but a qube pair (X, C) has two daemons allocating: as in Qubes,
+ * the lower qid's daemon takes even slots and the higher's odd ones, so that one side's
+ * CONNECTION_TERMINATED can never free the other side's port. dom0 calls use any slot. */
+static int port_alloc(uint32_t domain, int client)
+{
+    int start = 0, step = 1;
+    if (domain != 0) {
+        start = domain > qid ? 1 : 0;
+        step = 2;
+    }
+    for (int i = start; i < MAX_PORTS; i += step)
+        if (!ports[i].used) {
+            ports[i] = (struct port){ true, domain, client };
+            return FIRST_DATA_PORT + i;
+        }
+    return -1;
+}
+
+static void client_close(int ci)
+{
+    if (clients[ci].fd >= 0)
+        close(clients[ci].fd);
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (ports[i].used && ports[i].client == ci)
+            ports[i].client = -1;
+    clients[ci] = (struct client){ -1, C_FREE, -1 };
+}
+
+static void port_release(uint32_t domain, uint32_t port)
+{
+    if (port < FIRST_DATA_PORT || port >= FIRST_DATA_PORT + MAX_PORTS)
+        return;
+    struct port *p = &ports[port - FIRST_DATA_PORT];
+    if (!p->used || p->domain != domain)
+        return; /* the agent may lie; it can only free its own ports */
+    if (p->client >= 0)
+        client_close(p->client); /* EOF tells the client its connection ended */
+    *p = (struct port){ false, 0, -1 };
+}
+
+static void ctrl_fail(const char *what, const char *msg)
+{
+    bh_err("agent of %s: %s: %s; exiting", qube_name, what, msg);
+    unlink(sock_path);
+    exit(1);
+}
+
+static void send_refused(const char *ident)
+{
+    char id[BH_QX_IDENT_LEN];
+    memset(id, 0, sizeof id);
+    snprintf(id, sizeof id, "%s", ident);
+    if (bh_qx_send(ctrl, BH_QX_MSG_SERVICE_REFUSED, id, sizeof id) < 0)
+        ctrl_fail("send", strerror(errno));
+}
+
+/* ---- dom0 clients ------------------------------------------------------------------ */
+
+static void handle_client_cmd(int ci)
+{
+    bh_error err = { 0 };
+    struct bh_qx_hdr h;
+    _cleanup_free_ uint8_t *body = NULL;
+    int r = bh_qx_recv(clients[ci].fd, BH_QX_FROM_CLIENT, &h, &body, &err);
+    if (r != 0) {
+        if (r < 0)
+            bh_warn("client: %s", err.msg);
+        client_close(ci);
+        return;
+    }
+    if (clients[ci].st == C_HELLO) {
+        uint32_t v, use;
+        if (h.type != BH_QX_MSG_HELLO || bh_qx_parse_hello(body, h.len, &v, &err) < 0 ||
+            bh_qx_negotiate(BH_QX_VERSION, v, &use, &err) < 0) {
+            bh_warn("client HELLO refused: %s", err.msg[0] ? err.msg : "not a HELLO");
+            client_close(ci);
+            return;
+        }
+        clients[ci].st = C_CMD;
+        return;
+    }
+    if (clients[ci].st != C_CMD || (h.type != BH_QX_MSG_EXEC_CMDLINE && h.type != BH_QX_MSG_JUST_EXEC)) {
+        bh_warn("client sent %s in the wrong state", bh_qx_type_name(h.type));
+        client_close(ci);
+        return;
+    }
+    struct bh_qx_exec ex;
+    if (bh_qx_parse_exec(h.type, body, h.len, &ex, &err) < 0 || ex.connect_port != 0) {
+        bh_warn("client command refused: %s", err.msg[0] ? err.msg : "port preset");
+        client_close(ci);
+        return;
+    }
+    int port = port_alloc(ex.connect_domain, ci);
+    if (port < 0) {
+        bh_warn("no free data port for %s", qube_name);
+        client_close(ci);
+        return;
+    }
+    uint8_t rep[8];
+    put32(rep, qid);
+    put32(rep + 4, (uint32_t)port);
+    if (bh_qx_send(clients[ci].fd, h.type, rep, 8) < 0) {
+        port_release(ex.connect_domain, (uint32_t)port);
+        return;
+    }
+    clients[ci].st = C_RUNNING;
+    clients[ci].port = port;
+    /* "DEFAULT:" is the qube's default user, filled in here as Qubes' daemon does. */
+    _cleanup_free_ char *line = NULL;
+    const char *cmd = ex.cmdline;
+    if (!strncmp(cmd, "DEFAULT:", 8)) {
+        if (asprintf(&line, "%s:%s", default_user, cmd + 8) < 0)
+            ctrl_fail("asprintf", strerror(errno));
+        cmd = line;
+    }
+    bh_debug("exec for domain %u port %d: %s", ex.connect_domain, port, cmd);
+    if (bh_qx_send_exec(ctrl, h.type, ex.connect_domain, (uint32_t)port, cmd, strlen(cmd) + 1) < 0)
+        ctrl_fail("send", strerror(errno));
+}
+
+/* ---- the qube's own calls ------------------------------------------------------------ */
+
+/* Connects to a running qube's daemon (starting the qube first when allowed). */
+static int connect_target_daemon(const char *target, bool autostart, bh_error *err)
+{
+    char path[4096];
+    if (bh_qx_qube_path(path, sizeof path, runtime, target, "qrexec.sock") < 0)
+        return bh_fail_errno(err, "path");
+    int fd = bh_unix_connect(path, err);
+    if (fd >= 0 || !autostart)
+        return fd;
+    struct bh_admin_reply rep _cleanup_reply_;
+    bh_error e2 = { 0 };
+    if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
+        return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
+    long long deadline = bh_now_ms() + call_timeout_s * 1000LL;
+    while (bh_now_ms() < deadline) {
+        fd = bh_unix_connect(path, err);
+        if (fd >= 0)
+            return fd;
+        usleep(50 * 1000);
+    }
+    return bh_fail(err, ETIMEDOUT, "%s did not start qrexec in %d s", target, call_timeout_s);
+}
+
+static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, const char *service_full,
+                                         const struct bh_qx_decision *d)
+{
+    (void)ident;
+    bh_error err = { 0 };
+    uint8_t msg[8];
+    put32(msg, 0);
+    put32(msg + 4, (uint32_t)port);
+    if (bh_write_all(sp, msg, 8) < 0)
+        _exit(1);
+    close(sp);
+    int sock = bh_vchan_connect(vchan_dir, qid, 0, (uint32_t)port, call_timeout_s * 1000, &err);
+    uint32_t ver;
+    if (sock < 0 || bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
+        bh_err("call to dom0: %s", err.msg);
+        _exit(0);
+    }
+    char line[BH_QX_MAX_SERVICE + 128];
+    snprintf(line, sizeof line, "%s:QUBESRPC %s %s", strcmp(d->user, "DEFAULT") ? d->user : "root",
+             service_full, qube_name);
+    struct bh_qx_cmd cmd;
+    struct bh_qx_stream s = { .sock = sock, .is_service = true, .in_fd = -1, .out_fd = -1, .err_fd = -1,
+                              .child = -1, .fixed_exit = 127 };
+    if (bh_qx_cmd_parse(line, &cmd, &err) == 0) {
+        struct bh_qx_spawn_opts o = { .service_path = dom0_service_path ? dom0_service_path : "/etc/qubes-rpc",
+                                      .switch_user = false };
+        pid_t pid;
+        int r = bh_qx_spawn(&cmd, &o, &pid, &s.in_fd, &s.out_fd, &s.err_fd, &err);
+        if (r == 0)
+            s.child = pid;
+        else if (r < 0)
+            s.fixed_exit = 125;
+    }
+    bh_qx_stream_run(&s, &err);
+    _exit(0);
+}
+
+static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
+                                    int dom0_port)
+{
+    bh_log_init("qrexec-daemon-call");
+    bh_error err = { 0 };
+    struct bh_qx_decision d;
+    if (bh_qx_policy_decide(&policy_ctx, qube_name, target, service_full, &d, &err) < 0 || d.verdict != BH_QX_ALLOW) {
+        bh_info("call %s -> %s %s denied by %s", qube_name, target, service_full, d.rule);
+        _exit(1);
+    }
+    bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
+    if (!strcmp(d.target, "dom0"))
+        trigger_child_dom0(sp, ident, dom0_port, service_full, &d);
+    if (!bh_qube_name_valid(d.target, NULL) || !strcmp(d.target, qube_name)) {
+        bh_warn("policy resolved to an invalid target '%s'", d.target);
+        _exit(1);
+    }
+    _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &err);
+    uint32_t ver;
+    if (tfd < 0 || bh_qx_handshake(tfd, BH_QX_FROM_CLIENT, &ver, &err) < 0) {
+        bh_warn("target %s: %s", d.target, err.msg);
+        _exit(1);
+    }
+    set_rcv_timeout(tfd, call_timeout_s);
+    char line[BH_QX_MAX_SERVICE + 128];
+    /* The target as the caller asked for it, for the service's QREXEC_REQUESTED_TARGET*. */
+    int n = target[0] == '@'
+                ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
+                : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
+    if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
+        _exit(1);
+    uint8_t rep[16];
+    if (bh_read_all(tfd, rep, 16) != 16 || get32(rep) != BH_QX_MSG_EXEC_CMDLINE || get32(rep + 4) != 8) {
+        bh_warn("target daemon %s did not accept the call", d.target);
+        _exit(1);
+    }
+    uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
+    /* The target agent connects (as client) to this name in ITS dir; we stand in for the
+     * calling qube's qrexec-client-vm, which listens under the same name in OUR dir. */
+    char tdir[4096];
+    bh_qx_qube_path(tdir, sizeof tdir, runtime, d.target, "vchan");
+    _cleanup_close_ int lfd = bh_vchan_listen(tdir, qid, tqid, port, &err);
+    if (lfd < 0) {
+        bh_warn("relay: %s", err.msg);
+        _exit(1);
+    }
+    uint8_t msg[8];
+    put32(msg, tqid);
+    put32(msg + 4, port);
+    if (bh_write_all(sp, msg, 8) < 0)
+        _exit(1);
+    close(sp);
+    _cleanup_close_ int src = bh_vchan_connect(vchan_dir, qid, tqid, port, call_timeout_s * 1000, &err);
+    if (src < 0) {
+        bh_warn("relay (source side): %s", err.msg);
+        _exit(0);
+    }
+    _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
+    if (dst < 0) {
+        bh_warn("relay (target side): %s", err.msg);
+        _exit(0);
+    }
+    bh_relay(src, dst);
+    _exit(0);
+}
+
+static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
+{
+    bh_error err = { 0 };
+    struct bh_qx_trigger t;
+    if (bh_qx_parse_trigger(type, body, len, &t, &err) < 0) {
+        /* The ident may be fine even when the rest is not: refuse that call. */
+        char ident[BH_QX_IDENT_LEN];
+        bh_warn("bad call request from %s: %s", qube_name, err.msg);
+        if (len >= BH_QX_TARGET_LEN + BH_QX_IDENT_LEN &&
+            memchr(body + BH_QX_TARGET_LEN, 0, BH_QX_IDENT_LEN)) {
+            memcpy(ident, body + BH_QX_TARGET_LEN, BH_QX_IDENT_LEN);
+            send_refused(ident);
+        }
+        return;
+    }
+    int slot = -1;
+    for (int i = 0; i < MAX_TRIGGERS; i++)
+        if (!trigs[i].pid) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) { /* a flood from one qube costs that qube its own calls only */
+        bh_warn("%s: too many pending calls, refusing", qube_name);
+        send_refused(t.ident);
+        return;
+    }
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        send_refused(t.ident);
+        return;
+    }
+    int dport = port_alloc(0, -1);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sp[0]), close(sp[1]);
+        if (dport > 0)
+            port_release(0, (uint32_t)dport);
+        send_refused(t.ident);
+        return;
+    }
+    if (pid == 0) {
+        close(sp[0]);
+        close(ctrl);
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (clients[i].fd >= 0)
+                close(clients[i].fd);
+        for (int i = 0; i < MAX_TRIGGERS; i++)
+            if (trigs[i].pid)
+                close(trigs[i].sp);
+        signal(SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        trigger_child(sp[1], t.ident, t.target, t.service, dport);
+    }
+    close(sp[1]);
+    trigs[slot] = (struct trig){ .pid = pid, .sp = sp[0], .dom0_port = dport };
+    snprintf(trigs[slot].ident, sizeof trigs[slot].ident, "%s", t.ident);
+}
+
+static void handle_trig_answer(struct trig *t)
+{
+    uint8_t m[8];
+    ssize_t r = bh_read_all(t->sp, m, 8);
+    close(t->sp);
+    t->sp = -1;
+    t->answered = true;
+    if (r != 8) {
+        send_refused(t->ident);
+        return;
+    }
+    t->used_dom0 = get32(m) == 0;
+    char id[BH_QX_IDENT_LEN];
+    memset(id, 0, sizeof id);
+    snprintf(id, sizeof id, "%s", t->ident);
+    if (bh_qx_send2(ctrl, BH_QX_MSG_SERVICE_CONNECT, m, 8, id, sizeof id) < 0)
+        ctrl_fail("send", strerror(errno));
+}
+
+static void handle_agent(void)
+{
+    bh_error err = { 0 };
+    struct bh_qx_hdr h;
+    _cleanup_free_ uint8_t *body = NULL;
+    int r = bh_qx_recv(ctrl, BH_QX_FROM_AGENT, &h, &body, &err);
+    if (r == 1) {
+        bh_info("agent of %s disconnected", qube_name);
+        unlink(sock_path);
+        exit(0);
+    }
+    if (r < 0)
+        ctrl_fail("protocol error", err.msg);
+    switch (h.type) {
+    case BH_QX_MSG_TRIGGER_SERVICE3:
+        handle_trigger(body, h.len, h.type);
+        break;
+    case BH_QX_MSG_CONNECTION_TERMINATED: {
+        uint32_t dom, port;
+        if (bh_qx_parse_terminated(body, h.len, &dom, &port, &err) == 0)
+            port_release(dom, port);
+        break;
+    }
+    default:
+        ctrl_fail("unexpected message", bh_qx_type_name(h.type));
+    }
+}
+
+static void reap(void)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+        for (int i = 0; i < MAX_TRIGGERS; i++)
+            if (trigs[i].pid == pid) {
+                if (trigs[i].sp >= 0) /* died before answering */
+                    handle_trig_answer(&trigs[i]);
+                /* a dom0 call's port is freed by the agent's CONNECTION_TERMINATED */
+                if (trigs[i].dom0_port > 0 && !trigs[i].used_dom0)
+                    ports[trigs[i].dom0_port - FIRST_DATA_PORT] = (struct port){ false, 0, -1 };
+                trigs[i] = (struct trig){ 0 };
+                trigs[i].sp = -1;
+            }
+}
+
+static volatile sig_atomic_t stop;
+static void on_term(int s) { (void)s; stop = 1; }
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
+            "                     [--ready-fd N] [--startup-timeout S] [--call-timeout S]\n"
+            "                     [--default-user USER] [--dom0-service-path DIRS]\n"
+            "                     [--policy-dir DIR] [--test-allow FILE]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    bh_log_init("qrexec-daemon");
+    int ready_fd = -1, startup_timeout = 60;
+    long domid = -1;
+    static const struct option lo[] = {
+        { "name", required_argument, 0, 'n' }, { "domid", required_argument, 0, 'd' },
+        { "runtime", required_argument, 0, 'r' }, { "vchan-dir", required_argument, 0, 'v' },
+        { "socket", required_argument, 0, 's' }, { "ready-fd", required_argument, 0, 'R' },
+        { "startup-timeout", required_argument, 0, 'S' }, { "call-timeout", required_argument, 0, 'C' },
+        { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
+        { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
+        { 0, 0, 0, 0 } };
+    int o;
+    char *vd = NULL, *sp = NULL;
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (o) {
+        case 'n': qube_name = optarg; break;
+        case 'd': domid = strtol(optarg, NULL, 10); break;
+        case 'r': runtime = optarg; break;
+        case 'v': vd = optarg; break;
+        case 's': sp = optarg; break;
+        case 'R': ready_fd = atoi(optarg); break;
+        case 'S': startup_timeout = atoi(optarg); break;
+        case 'C': call_timeout_s = atoi(optarg); break;
+        case 'u': default_user = optarg; break;
+        case 'D': dom0_service_path = optarg; break;
+        case 'P': policy_ctx.policy_dir = optarg; break;
+        case 'A': policy_ctx.stub_allow = optarg; break;
+        default: usage();
+        }
+    }
+    if (!qube_name || domid <= 0 || domid > 0xffff || !bh_qube_name_valid(qube_name, NULL))
+        usage();
+    qid = (uint32_t)domid;
+    runtime = bh_qx_runtime(runtime);
+    static char vbuf[4096], sbuf[4096];
+    if (!vd) {
+        bh_qx_qube_path(vbuf, sizeof vbuf, runtime, qube_name, "vchan");
+        vd = vbuf;
+    }
+    if (!sp) {
+        bh_qx_qube_path(sbuf, sizeof sbuf, runtime, qube_name, "qrexec.sock");
+        sp = sbuf;
+    }
+    vchan_dir = vd;
+    sock_path = sp;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        clients[i] = (struct client){ -1, C_FREE, -1 };
+    for (int i = 0; i < MAX_PORTS; i++)
+        ports[i].client = -1;
+    for (int i = 0; i < MAX_TRIGGERS; i++)
+        trigs[i].sp = -1;
+    signal(SIGPIPE, SIG_IGN);
+
+    bh_error err = { 0 };
+    ctrl = bh_vchan_connect(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, startup_timeout * 1000, &err);
+    if (ctrl < 0) {
+        bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
+        return 3;
+    }
+    set_rcv_timeout(ctrl, 10); /* a qube that stalls mid-message loses its daemon */
+    uint32_t ver;
+    if (bh_qx_handshake(ctrl, BH_QX_FROM_AGENT, &ver, &err) < 0) {
+        bh_err("agent of %s: %s", qube_name, err.msg);
+        return 1;
+    }
+    _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
+    if (lfd < 0) {
+        bh_err("%s", err.msg);
+        return 1;
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    _cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    struct sigaction sa = { .sa_handler = on_term };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
+    if (ready_fd >= 0) {
+        bh_write_all(ready_fd, "1", 1);
+        close(ready_fd);
+    }
+
+    while (!stop) {
+        struct pollfd p[3 + MAX_CLIENTS + MAX_TRIGGERS];
+        int who[3 + MAX_CLIENTS + MAX_TRIGGERS];
+        int n = 0;
+        p[n] = (struct pollfd){ .fd = sfd, .events = POLLIN }; who[n++] = -1;
+        p[n] = (struct pollfd){ .fd = ctrl, .events = POLLIN }; who[n++] = -2;
+        p[n] = (struct pollfd){ .fd = lfd, .events = POLLIN }; who[n++] = -3;
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (clients[i].fd >= 0) {
+                p[n] = (struct pollfd){ .fd = clients[i].fd, .events = POLLIN };
+                who[n++] = i;
+            }
+        for (int i = 0; i < MAX_TRIGGERS; i++)
+            if (trigs[i].pid && trigs[i].sp >= 0) {
+                p[n] = (struct pollfd){ .fd = trigs[i].sp, .events = POLLIN };
+                who[n++] = 1000 + i;
+            }
+        if (poll(p, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int k = 0; k < n; k++) {
+            if (!p[k].revents)
+                continue;
+            int w = who[k];
+            if (w == -1) {
+                struct signalfd_siginfo si;
+                while (read(sfd, &si, sizeof si) > 0)
+                    ;
+                reap();
+            } else if (w == -2) {
+                handle_agent();
+            } else if (w == -3) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                    continue;
+                int ci = -1;
+                for (int i = 0; i < MAX_CLIENTS; i++)
+                    if (clients[i].fd < 0) {
+                        ci = i;
+                        break;
+                    }
+                if (ci < 0 || bh_qx_send_hello(fd) < 0) {
+                    close(fd);
+                    continue;
+                }
+                set_rcv_timeout(fd, 5);
+                clients[ci] = (struct client){ fd, C_HELLO, -1 };
+            } else if (w >= 1000) {
+                if (trigs[w - 1000].pid && trigs[w - 1000].sp == p[k].fd)
+                    handle_trig_answer(&trigs[w - 1000]);
+            } else if (clients[w].fd == p[k].fd) {
+                if (clients[w].st == C_RUNNING) {
+                    /* only EOF is expected; the port stays until the agent frees it */
+                    client_close(w);
+                } else {
+                    handle_client_cmd(w);
+                }
+            }
+        }
+    }
+    unlink(sock_path);
+    return 0;
+}

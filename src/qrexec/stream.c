@@ -1,0 +1,340 @@
+#include "stream.h"
+#include "buf.h"
+#include "cleanup.h"
+#include "io.h"
+#include "proto.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define OUTQ_HIGH (4 * (BH_QX_MAX_CHUNK + 8)) /* stop reading local fds above this */
+
+void bh_qx_filter(char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 || c > 0x7e) && c != '\t' && c != '\n' && c != '\r' && c != '\b' && c != '\a')
+            p[i] = '_';
+    }
+}
+
+int bh_wait_status_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 125;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        bh_set_nonblock(*fd, 0); /* the description may be shared (a terminal) */
+    if (*fd >= 0 && *fd > 2)
+        close(*fd);
+    else if (*fd >= 0) {
+        /* stdio of this process: keep the number taken (by /dev/null) so that later
+         * opens cannot land on 0/1/2, but tell the reader/writer that we are done. */
+        int n = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (n >= 0) {
+            dup2(n, *fd);
+            close(n);
+        }
+    }
+    *fd = -1;
+}
+
+struct pump {
+    struct bh_qx_stream *s;
+    bh_buf outq;  /* encoded messages waiting for the socket */
+    bh_buf rq;    /* bytes from the socket, not yet parsed */
+    bh_buf inq;   /* payload waiting for in_fd */
+    bool in_eof_pending; /* close in_fd once inq drains */
+    bool sock_eof;
+    bool out_done, err_done, child_done, exit_sent;
+    int exit_code, remote_exit;
+    bool have_remote_exit;
+    int pidfd;
+};
+
+static int queue_msg(struct pump *p, uint32_t type, const void *data, size_t n)
+{
+    uint8_t h[8];
+    bh_qx_hdr_encode(h, type, (uint32_t)n);
+    if (bh_buf_add(&p->outq, h, 8) < 0 || bh_buf_add(&p->outq, data, n) < 0)
+        return -1;
+    return 0;
+}
+
+/* Reads one chunk from a local fd into a message; EOF queues the empty message. */
+static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done)
+{
+    char buf[BH_QX_MAX_CHUNK];
+    ssize_t r = read(*fd, buf, sizeof buf);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (r <= 0) {
+        close_fd(fd);
+        *done = true;
+        return queue_msg(p, type, NULL, 0);
+    }
+    return queue_msg(p, type, buf, (size_t)r);
+}
+
+static int write_some(int fd, bh_buf *q)
+{
+    while (q->len) {
+        ssize_t w = write(fd, q->data, q->len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return 0;
+        if (w < 0)
+            return -1;
+        bh_buf_consume(q, (size_t)w);
+    }
+    return 0;
+}
+
+/* Handles the complete messages in rq. Stops while inq is not drained (back-pressure). */
+static int parse_incoming(struct pump *p, bh_error *err)
+{
+    struct bh_qx_stream *s = p->s;
+    while (p->inq.len == 0 && p->rq.len >= 8) {
+        struct bh_qx_hdr h;
+        bh_qx_hdr_decode((const uint8_t *)p->rq.data, &h);
+        if (bh_qx_check_header(&h, BH_QX_FROM_DATA, err) < 0)
+            return -1;
+        if (p->rq.len < 8 + (size_t)h.len)
+            return 0;
+        char *body = p->rq.data + 8;
+        uint32_t want_in = s->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
+        if (h.type == want_in) {
+            if (h.len == 0) {
+                p->in_eof_pending = true;
+            } else if (s->in_fd >= 0 && !p->in_eof_pending) {
+                if (!s->is_service && s->filter_out)
+                    bh_qx_filter(body, h.len);
+                if (bh_buf_add(&p->inq, body, h.len) < 0)
+                    return bh_fail_errno(err, "buffer");
+            }
+        } else if (!s->is_service && h.type == BH_QX_MSG_DATA_STDERR) {
+            if (s->err_fd >= 0 && h.len) {
+                if (s->filter_err)
+                    bh_qx_filter(body, h.len);
+                if (bh_write_all(s->err_fd, body, h.len) < 0)
+                    close_fd(&s->err_fd);
+            }
+        } else if (!s->is_service && h.type == BH_QX_MSG_DATA_EXIT_CODE) {
+            int32_t code;
+            if (bh_qx_parse_exit_code((const uint8_t *)body, h.len, &code, err) < 0)
+                return -1;
+            p->remote_exit = code;
+            p->have_remote_exit = true;
+        } else {
+            return bh_fail(err, EPROTO, "unexpected %s on the data stream", bh_qx_type_name(h.type));
+        }
+        bh_buf_consume(&p->rq, 8 + (size_t)h.len);
+        if (p->have_remote_exit)
+            return 0;
+    }
+    return 0;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
+{
+    struct pump p;
+    memset(&p, 0, sizeof p);
+    p.s = s;
+    p.pidfd = -1;
+    bh_buf_init(&p.outq, 0);
+    bh_buf_init(&p.rq, 8 + BH_QX_MAX_CHUNK + 65536);
+    bh_buf_init(&p.inq, 0);
+    int rc = 125;
+    signal(SIGPIPE, SIG_IGN);
+
+    bh_set_nonblock(s->sock, 1);
+    if (s->in_fd >= 0)
+        bh_set_nonblock(s->in_fd, 1);
+    if (s->out_fd >= 0)
+        bh_set_nonblock(s->out_fd, 1);
+    if (s->is_service && s->err_fd >= 0)
+        bh_set_nonblock(s->err_fd, 1);
+    if (s->out_fd < 0) {
+        p.out_done = true;
+        queue_msg(&p, s->is_service ? BH_QX_MSG_DATA_STDOUT : BH_QX_MSG_DATA_STDIN, NULL, 0);
+    }
+    if (!s->is_service || s->err_fd < 0) {
+        p.err_done = true;
+        if (s->is_service)
+            queue_msg(&p, BH_QX_MSG_DATA_STDERR, NULL, 0);
+    }
+    if (s->is_service && s->child > 0) {
+        p.pidfd = pidfd_open_(s->child);
+        if (p.pidfd < 0) {
+            bh_fail_errno(err, "pidfd_open");
+            goto out;
+        }
+    } else {
+        p.child_done = true;
+        p.exit_code = s->fixed_exit;
+    }
+
+    for (;;) {
+        if (s->is_service && p.out_done && p.err_done && p.child_done && !p.exit_sent) {
+            int32_t code = p.exit_code;
+            uint8_t v[4] = { (uint8_t)code, (uint8_t)(code >> 8), (uint8_t)(code >> 16), (uint8_t)(code >> 24) };
+            queue_msg(&p, BH_QX_MSG_DATA_EXIT_CODE, v, 4);
+            p.exit_sent = true;
+        }
+        if (write_some(s->sock, &p.outq) < 0) {
+            if (s->is_service) { /* the requester went away: nobody to tell */
+                rc = p.child_done ? p.exit_code : 125;
+                goto out;
+            }
+            /* The service may have finished without reading all its input: keep
+             * reading, its exit code is still on the way. */
+            bh_buf_reset(&p.outq);
+            p.out_done = true;
+            close_fd(&s->out_fd);
+        }
+        if (s->is_service && p.exit_sent && p.outq.len == 0) {
+            rc = p.exit_code;
+            goto out;
+        }
+        if (s->in_fd >= 0 && p.inq.len) {
+            if (write_some(s->in_fd, &p.inq) < 0) { /* reader gone: drop what it did not take */
+                bh_buf_reset(&p.inq);
+                close_fd(&s->in_fd);
+            }
+        }
+        if (p.inq.len == 0 && p.in_eof_pending && s->in_fd >= 0)
+            close_fd(&s->in_fd);
+        if (parse_incoming(&p, err) < 0)
+            goto out;
+        /* an EOF parsed just now must close in_fd now: nothing else may wake us later */
+        if (p.inq.len == 0 && p.in_eof_pending && s->in_fd >= 0)
+            close_fd(&s->in_fd);
+        if (p.have_remote_exit && p.inq.len == 0) {
+            /* flush what is left for the local side before reporting */
+            if (s->in_fd >= 0)
+                bh_set_nonblock(s->in_fd, 0);
+            rc = p.remote_exit;
+            goto out;
+        }
+        if (p.sock_eof && p.rq.len < 8 + BH_QX_MAX_CHUNK) {
+            if (!s->is_service) {
+                bh_fail(err, ECONNRESET, "the other end closed the data stream without an exit code");
+                goto out;
+            }
+            /* requester gone: stop feeding the service, let it finish */
+            if (s->in_fd >= 0 && !p.inq.len)
+                close_fd(&s->in_fd);
+        }
+
+        struct pollfd fds[5];
+        int n = 0, i_sock = -1, i_out = -1, i_err = -1, i_in = -1, i_pid = -1;
+        short sev = 0;
+        if (!p.sock_eof && p.inq.len == 0 && p.rq.len < 8 + BH_QX_MAX_CHUNK + 8)
+            sev |= POLLIN;
+        if (p.outq.len)
+            sev |= POLLOUT;
+        if (sev) {
+            i_sock = n;
+            fds[n++] = (struct pollfd){ .fd = s->sock, .events = sev };
+        }
+        if (p.outq.len < OUTQ_HIGH) {
+            if (!p.out_done && s->out_fd >= 0) {
+                i_out = n;
+                fds[n++] = (struct pollfd){ .fd = s->out_fd, .events = POLLIN };
+            }
+            if (s->is_service && !p.err_done && s->err_fd >= 0) {
+                i_err = n;
+                fds[n++] = (struct pollfd){ .fd = s->err_fd, .events = POLLIN };
+            }
+        }
+        if (s->in_fd >= 0 && p.inq.len) {
+            i_in = n;
+            fds[n++] = (struct pollfd){ .fd = s->in_fd, .events = POLLOUT };
+        }
+        if (p.pidfd >= 0 && !p.child_done) {
+            i_pid = n;
+            fds[n++] = (struct pollfd){ .fd = p.pidfd, .events = POLLIN };
+        }
+        if (n == 0) {
+            bh_fail(err, EPIPE, "data stream stalled");
+            goto out;
+        }
+        if (poll(fds, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            bh_fail_errno(err, "poll");
+            goto out;
+        }
+        (void)i_in;
+        if (i_sock >= 0 && (fds[i_sock].revents & (POLLIN | POLLHUP | POLLERR))) {
+            size_t room = p.rq.limit - p.rq.len;
+            if (room > 65536)
+                room = 65536;
+            if (room && bh_buf_reserve(&p.rq, room) == 0) {
+                ssize_t r = read(s->sock, p.rq.data + p.rq.len, room);
+                if (r > 0)
+                    p.rq.len += (size_t)r;
+                else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+                    p.sock_eof = true;
+            }
+        }
+        if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (pump_local(&p, &s->out_fd, s->is_service ? BH_QX_MSG_DATA_STDOUT : BH_QX_MSG_DATA_STDIN,
+                           &p.out_done) < 0) {
+                bh_fail_errno(err, "buffer");
+                goto out;
+            }
+        if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (pump_local(&p, &s->err_fd, BH_QX_MSG_DATA_STDERR, &p.err_done) < 0) {
+                bh_fail_errno(err, "buffer");
+                goto out;
+            }
+        if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
+            int st;
+            if (waitpid(s->child, &st, WNOHANG) == s->child) {
+                p.child_done = true;
+                p.exit_code = bh_wait_status_code(st);
+            }
+        }
+    }
+out:
+    if (p.inq.len && s->in_fd >= 0) {
+        bh_set_nonblock(s->in_fd, 0);
+        bh_write_all(s->in_fd, p.inq.data, p.inq.len);
+    }
+    if (s->in_fd >= 0)
+        close_fd(&s->in_fd);
+    if (s->out_fd >= 0)
+        close_fd(&s->out_fd);
+    if (s->is_service && s->err_fd >= 0)
+        close_fd(&s->err_fd);
+    if (p.pidfd >= 0)
+        close(p.pidfd);
+    bh_buf_free(&p.outq);
+    bh_buf_free(&p.rq);
+    bh_buf_free(&p.inq);
+    return rc;
+}

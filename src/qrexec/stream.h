@@ -1,0 +1,31 @@
+/* The data stream of one qrexec call (PROTOCOLS.md §2): after both ends' HELLO, the
+ * requesting side sends MSG_DATA_STDIN chunks (length 0 = EOF); the side running the
+ * service sends MSG_DATA_STDOUT / STDERR chunks, their EOFs, then MSG_DATA_EXIT_CODE.
+ * Chunks are at most 64 KiB. Every fd is pumped without blocking, so that neither end
+ * can wedge the other by not reading. */
+#pragma once
+#include "err.h"
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct bh_qx_stream {
+    int sock;        /* the data connection (HELLO already exchanged) */
+    bool is_service; /* true: we run the service */
+    /* service: in_fd = child's stdin, out_fd = child's stdout, err_fd = child's stderr.
+     * requester: in_fd = where remote stdout goes, out_fd = what we send as stdin,
+     * err_fd = where remote stderr goes. -1 = none. The stream takes ownership. */
+    int in_fd, out_fd, err_fd;
+    pid_t child;     /* service: the process whose exit code is sent; -1 none */
+    int fixed_exit;  /* service without child: exit code to send (JUST_EXEC: 0) */
+    bool filter_out, filter_err; /* requester: replace control characters (tty safety) */
+};
+
+/* Runs the stream to its end. Returns the exit code of the call: the service's as sent
+ * by the other end (requester), or the child's (service); 125 on a broken stream. */
+int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err);
+
+/* Qubes' rule for showing a qube's output on a terminal: everything but printable ASCII,
+ * tab, newline, carriage return, backspace and bell becomes '_'. */
+void bh_qx_filter(char *p, size_t n);
+/* Exit code of a wait status the way shells report it. */
+int bh_wait_status_code(int status);

@@ -1,0 +1,183 @@
+#include "vchan.h"
+#include "cleanup.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+long long bh_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *bh_vchan_dir(void)
+{
+    const char *d = getenv("VCHAN_SOCKET_DIR");
+    return d && *d ? d : BH_VCHAN_DEFAULT_DIR;
+}
+
+int bh_vchan_own_domain(const char *dir)
+{
+    const char *e = getenv("VCHAN_DOMAIN");
+    if (e && *e)
+        return atoi(e);
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        unsigned me, zero, port;
+        char tail[8];
+        if (sscanf(de->d_name, "vchan.%u.%u.%u.%7s", &me, &zero, &port, tail) == 4 && zero == 0 &&
+            port == 512 && !strcmp(tail, "sock"))
+            return (int)me;
+    }
+    return 0;
+}
+
+int bh_vchan_path(char *out, size_t size, const char *dir, uint32_t server, uint32_t client,
+                  uint32_t port)
+{
+    int n = snprintf(out, size, "%s/vchan.%u.%u.%u.sock", dir, server, client, port);
+    if (n < 0 || (size_t)n >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+static int fill_addr(struct sockaddr_un *sa, const char *path)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int bh_unix_listen(const char *path, unsigned mode, bh_error *err)
+{
+    struct sockaddr_un sa;
+    if (fill_addr(&sa, path) < 0)
+        return bh_fail_errno(err, "socket path %s", path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bh_fail_errno(err, "socket");
+    /* unlink never follows a symlink: it only removes the name in that dir. */
+    if (unlink(path) < 0 && errno != ENOENT)
+        return bh_fail_errno(err, "removing stale %s", path);
+    mode_t old = umask(~mode & 0777);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (r < 0)
+        return bh_fail_errno(err, "bind %s", path);
+    if (listen(fd, 64) < 0)
+        return bh_fail_errno(err, "listen %s", path);
+    return steal_fd(&fd);
+}
+
+int bh_unix_connect(const char *path, bh_error *err)
+{
+    struct sockaddr_un sa;
+    if (fill_addr(&sa, path) < 0)
+        return bh_fail_errno(err, "socket path %s", path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bh_fail_errno(err, "socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        return bh_fail_errno(err, "connect %s", path);
+    return steal_fd(&fd);
+}
+
+int bh_vchan_listen(const char *dir, uint32_t server, uint32_t client, uint32_t port, bh_error *err)
+{
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (bh_vchan_path(path, sizeof path, dir, server, client, port) < 0)
+        return bh_fail_errno(err, "vchan path in %s", dir);
+    return bh_unix_listen(path, 0666, err);
+}
+
+int bh_vchan_accept(int lfd, const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                    int timeout_ms, bh_error *err)
+{
+    struct pollfd p = { .fd = lfd, .events = POLLIN };
+    for (;;) {
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return bh_fail_errno(err, "poll");
+        if (r == 0)
+            return bh_fail(err, ETIMEDOUT, "vchan connection timeout");
+        break;
+    }
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return bh_fail_errno(err, "accept");
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (bh_vchan_path(path, sizeof path, dir, server, client, port) == 0)
+        unlink(path);
+    return fd;
+}
+
+/* One connect attempt to dirfd/name without following a symlink there: the name is
+ * opened O_PATH|O_NOFOLLOW, must be a socket, and is reached through /proc/self/fd. */
+static int connect_nofollow(int dirfd, const char *name)
+{
+    _cleanup_close_ int pfd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(pfd, &st) < 0)
+        return -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        errno = S_ISLNK(st.st_mode) ? ELOOP : ENOTSOCK;
+        return -1;
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d", pfd);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        return -1;
+    return steal_fd(&fd);
+}
+
+int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                     int timeout_ms, bh_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "vchan.%u.%u.%u.sock", server, client, port);
+    _cleanup_close_ int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return bh_fail_errno(err, "vchan dir %s", dir);
+    long long deadline = timeout_ms < 0 ? -1 : bh_now_ms() + timeout_ms;
+    int delay = 1;
+    for (;;) {
+        int fd = connect_nofollow(dirfd, name);
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT && errno != ECONNREFUSED)
+            return bh_fail_errno(err, "connect %s/%s", dir, name);
+        if (deadline >= 0 && bh_now_ms() >= deadline)
+            return bh_fail(err, ETIMEDOUT, "vchan connection timeout (%s/%s)", dir, name);
+        /* Short first waits keep a call fast; Qubes' own retry period is 100 ms. */
+        usleep((useconds_t)delay * 1000);
+        if (delay < 100)
+            delay *= 2;
+    }
+}

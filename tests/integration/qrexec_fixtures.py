@@ -1,0 +1,180 @@
+"""qrexec test world: real agents, daemons and clients as host processes.
+
+Before the ns engine runs real qubes, each "qube" here is a qrexec-agent process with its
+own vchan dir (<runtime>/qubes/<name>/vchan, the dir a real qube sees at /run/qubes/vchan),
+its own trigger socket and HOME; its daemon is the real qrexec-daemon. Everything on the
+wire is the real protocol. Processes are ended by PID; the temp dir is removed."""
+import os
+import pathlib
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
+BIN = BUILD / "src" / "qrexec"
+AGENT = BUILD / "src" / "agent"
+
+MSG = dict(STDIN=0x190, STDOUT=0x191, STDERR=0x192, EXIT=0x193, EXEC=0x200, JUST_EXEC=0x201,
+           SERVICE_CONNECT=0x202, REFUSED=0x203, TERMINATED=0x211, TRIGGER3=0x212, TRIGGER4=0x213,
+           HELLO=0x300)
+
+
+def msg(t, body=b""):
+    return struct.pack("<II", t, len(body)) + body
+
+
+def hello(version=3):
+    return msg(MSG["HELLO"], struct.pack("<I", version))
+
+
+def trigger3(target, ident, service):
+    return msg(MSG["TRIGGER3"], target.encode().ljust(64, b"\0") + ident.encode().ljust(32, b"\0")
+               + service.encode() + b"\0")
+
+
+def bin_path(name):
+    """dom0 programs are in src/qrexec, in-qube ones in src/agent (the qubes' programs dir)."""
+    for d in (BIN, BUILD / "src" / "agent"):
+        if (d / name).exists():
+            return str(d / name)
+    raise FileNotFoundError(f"{name} is not built in {BUILD}")
+
+
+class Qube:
+    def __init__(self, world, name, qid):
+        self.world, self.name, self.qid = world, name, qid
+        self.dir = world.runtime / "qubes" / name
+        self.vchan = self.dir / "vchan"
+        self.home = world.tmp / "home" / name
+        self.agent_sock = self.dir / "agent.sock"
+        self.vchan.mkdir(parents=True)
+        self.home.mkdir(parents=True)
+        self.agent = self.daemon = None
+
+    @property
+    def env(self):
+        """The environment of a process running inside this qube."""
+        e = dict(os.environ)
+        e.update(VCHAN_SOCKET_DIR=str(self.vchan), VCHAN_DOMAIN=str(self.qid),
+                 QREXEC_AGENT_SOCKET=str(self.agent_sock), HOME=str(self.home),
+                 QREXEC_SERVICE_PATH=str(self.world.rpc), PATH=f"{AGENT}:{BIN}:{os.environ.get('PATH', '')}")
+        return e
+
+    def start_agent(self):
+        self.agent = self.world.spawn(
+            [bin_path("qrexec-agent"), "--vchan-dir", str(self.vchan), "--domid", str(self.qid),
+             "--trigger-socket", str(self.agent_sock), "--service-path", str(self.world.rpc),
+             "--no-user-switch"], env=self.env, log=f"agent-{self.name}")
+        return self.agent
+
+    def start_daemon(self, timeout=10, extra=()):
+        r, w = os.pipe()
+        self.daemon = self.world.spawn(
+            [bin_path("qrexec-daemon"), "--name", self.name, "--domid", str(self.qid),
+             "--runtime", str(self.world.runtime), "--ready-fd", str(w), "--startup-timeout", str(timeout),
+             "--test-allow", str(self.world.allow), "--dom0-service-path", str(self.world.dom0_rpc), *extra],
+            pass_fds=(w,), log=f"daemon-{self.name}")
+        os.close(w)
+        ready = os.read(r, 1)
+        os.close(r)
+        if ready != b"1":
+            raise RuntimeError(f"daemon for {self.name} did not become ready: "
+                               + self.world.log_text(f"daemon-{self.name}"))
+        return self.daemon
+
+    def run(self, args, **kw):
+        """Runs a program inside this qube (its environment)."""
+        kw.setdefault("capture_output", True)
+        kw.setdefault("timeout", 30)
+        return subprocess.run(args, env=self.env, **kw)
+
+
+class World:
+    def __init__(self):
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bh-qrexec-"))
+        self.runtime = self.tmp / "rt"
+        self.rpc = self.tmp / "rpc"
+        self.dom0_rpc = self.tmp / "dom0-rpc"
+        self.logs = self.tmp / "logs"
+        for d in (self.runtime, self.rpc, self.dom0_rpc, self.logs):
+            d.mkdir(parents=True)
+        self.allow = self.tmp / "allow"
+        self.allow.write_text("")
+        self.procs = []
+        self.qubes = {}
+        self.service("qubes.Filecopy", f"#!/bin/sh\nexec {AGENT}/qfile-unpacker\n")
+
+    def service(self, name, script, dom0=False):
+        p = (self.dom0_rpc if dom0 else self.rpc) / name
+        p.write_text(script)
+        p.chmod(0o755)
+        return p
+
+    def allow_call(self, service, source, target, resolved=None):
+        with open(self.allow, "a") as f:
+            f.write(f"{service} {source} {target} {resolved or ''}\n")
+
+    def spawn(self, args, log, **kw):
+        out = open(self.logs / f"{log}.log", "ab")
+        p = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def log_text(self, log):
+        p = self.logs / f"{log}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def qube(self, name, qid, agent=True, daemon=True):
+        q = Qube(self, name, qid)
+        self.qubes[name] = q
+        if agent:
+            q.start_agent()
+        if daemon:
+            q.start_daemon()
+        return q
+
+    def client(self, qube, cmdline, input=b"", args=(), timeout=30):
+        return subprocess.run([bin_path("qrexec-client"), "--runtime", str(self.runtime), *args, "-d", qube,
+                               cmdline], input=input, capture_output=True, timeout=timeout)
+
+    def dom0_env(self):
+        e = dict(os.environ)
+        e["BULKHEAD_RUNTIME"] = str(self.runtime)
+        e.pop("QREXEC_AGENT_SOCKET", None)
+        return e
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:  # the process group we created for it: its forked call handlers too
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 5
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        # a sanitizer report in any daemon/agent log fails the test (ASan CI build)
+        bad = [f.name for f in self.logs.glob("*.log")
+               if any(k in f.read_text(errors="replace") for k in ("AddressSanitizer", "runtime error:",
+                                                                      "LeakSanitizer"))]
+        reports = {n: self.log_text(n[:-4])[-3000:] for n in bad}
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        assert not bad, f"sanitizer reports: {reports}"
+
+
+@pytest.fixture
+def world():
+    w = World()
+    yield w
+    w.close()
