@@ -17,6 +17,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT   # so that the EXIT trap runs on Ctrl-C and kill too
+trap 'exit 143' TERM
 
 BULKHEAD_LOG=warn "$build/src/admin/bulkheadd" --root "$tmp/root" --runtime-dir "$tmp/run" \
   --no-default-qubes 2>"$tmp/bulkheadd.log" &

@@ -68,6 +68,13 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
     }
     if (c.stream)
         return 1;
-    bh_reply_ok(out, body.data ? body.data : "", body.len);
+    size_t mark = out->len;
+    if (bh_reply_ok(out, body.data ? body.data : "", body.len) < 0) {
+        /* Over the connection's output limit: "0\0" with a cut or empty body would
+         * pass for a complete answer, so take it back and say so. */
+        out->len = mark;
+        bh_exc(&exc, "QubesException", "reply too large (%zu bytes)", body.len);
+        bh_reply_exc(out, &exc);
+    }
     return 0;
 }
