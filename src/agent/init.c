@@ -74,7 +74,7 @@ static void make_home(const char *user)
     fclose(f);
 }
 
-static pid_t start_agent(const sigset_t *oldmask)
+static pid_t start_agent(const sigset_t *oldmask, const char *qid)
 {
     if (access(AGENT, X_OK) != 0)
         return -1;
@@ -82,7 +82,8 @@ static pid_t start_agent(const sigset_t *oldmask)
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, oldmask, NULL);
         setsid();
-        char *argv[] = { "qrexec-agent", NULL };
+        /* The agent serves the control channel as this qube's domain id (its qid). */
+        char *argv[] = { "qrexec-agent", "--vchan-dir", VCHAN_DIR, "--domid", (char *)(qid ? qid : "0"), NULL };
         execv(AGENT, argv);
         _exit(127);
     }
@@ -172,7 +173,7 @@ int main(void)
     char sock[256];
     snprintf(sock, sizeof sock, VCHAN_DIR "/vchan.%s.0.512.sock", qid ? qid : "0");
     int ino = -1;
-    agent_pid = start_agent(&old);
+    agent_pid = start_agent(&old, qid);
     if (agent_pid > 0) {
         ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (ino >= 0)
