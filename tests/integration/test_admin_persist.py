@@ -3,7 +3,7 @@
 refused calls included), then the whole visible state is compared before and after."""
 import random
 
-from admin_fixtures import AdminError, Daemon
+from admin_fixtures import kill_all, AdminError, Daemon
 
 LABELS = ["red", "orange", "yellow", "green", "gray", "blue", "purple", "black"]
 PROPS = {
@@ -110,7 +110,7 @@ def step(d, rng, n):
 
 
 def test_state_survives_restart(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
     try:
         rng = random.Random(20261125)
         ok = 0
@@ -130,7 +130,11 @@ def test_state_survives_restart(tmp_path):
             assert after.get(key) == before[key], key
         assert set(after) == set(before)
     finally:
+        if d.proc is None:
+            d.start()
+        kill_all(d)
         d.stop()
+        d.cleanup()
 
 
 def _value(d, method, q):
@@ -179,7 +183,7 @@ def broken_invariants(d):
 
 def test_random_walk_keeps_the_model_valid(tmp_path):
     for seed in range(4):
-        d = Daemon(tmp_path / str(seed)).start()
+        d = Daemon(tmp_path / str(seed), extra_args=["--no-autostart"]).start()
         try:
             rng = random.Random(seed)
             for n in range(300):
@@ -190,4 +194,6 @@ def test_random_walk_keeps_the_model_valid(tmp_path):
                 if n % 50 == 49:
                     assert broken_invariants(d) == [], (seed, n)
         finally:
+            kill_all(d)
             d.stop()
+            d.cleanup()
