@@ -192,7 +192,7 @@ int main(void)
             restart_at = 0;
             restarts++;
             unlink(sock); /* a stale socket would look ready */
-            agent_pid = start_agent(&old);
+            agent_pid = start_agent(&old, qid);
             if (agent_pid < 0)
                 agent_died = true;
         }
