@@ -71,10 +71,13 @@ static void put32(uint8_t *p, uint32_t v)
 }
 static uint32_t get32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
+/* Bounds both directions: a peer that stops reading or stalls mid-message makes our
+ * read/write fail instead of blocking the whole daemon. */
 static void set_rcv_timeout(int fd, int sec)
 {
     struct timeval tv = { .tv_sec = sec };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 /* Ports are per daemon, but a qube pair (X, C) has two daemons allocating: as in Qubes,
@@ -375,6 +378,8 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
             if (trigs[i].pid)
                 close(trigs[i].sp);
         signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
