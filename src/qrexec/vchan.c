@@ -30,6 +30,8 @@ const char *bh_vchan_dir(void)
 int bh_vchan_own_domain(const char *dir)
 {
     const char *e = getenv("VCHAN_DOMAIN");
+    if (!e || !*e)
+        e = getenv("BULKHEAD_QID");
     if (e && *e)
         return atoi(e);
     _cleanup_closedir_ DIR *d = opendir(dir);
