@@ -4,13 +4,59 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef BH_HAVE_BHPOLICY
+#include "policy.h"
+#include "sysinfo.h"
+
+/* The policy engine: policy.d as it is now, the system as bulkheadd reports it now. */
+static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *source, const char *target,
+                           const char *service_full, struct bh_qx_decision *out, bh_error *err)
+{
+    if (!ctx->policy_dir) {
+        snprintf(out->rule, sizeof out->rule, "(no --policy-dir: deny)");
+        return 0;
+    }
+    _cleanup_policy_ bh_policy *p = bh_policy_load_dir(ctx->policy_dir);
+    if (!p) {
+        snprintf(out->rule, sizeof out->rule, "(policy %s unreadable: deny)", ctx->policy_dir);
+        return 0;
+    }
+    struct bh_sysinfo si;
+    bh_sysinfo_init(&si);
+    if (bh_sysinfo_from_admin(&si, err) < 0) {
+        bh_sysinfo_free(&si);
+        snprintf(out->rule, sizeof out->rule, "(no system information: deny)");
+        return -1;
+    }
+    struct bh_policy_result r;
+    memset(&r, 0, sizeof r);
+    enum bh_policy_decision d = bh_policy_evaluate(p, &si, source, target, service_full, &r);
+    if (r.rule_file[0])
+        snprintf(out->rule, sizeof out->rule, "%.900s:%u", r.rule_file, r.rule_line);
+    else
+        snprintf(out->rule, sizeof out->rule, "(%.900s)", r.reason);
+    /* ask needs a person: until the dom0 prompt is wired here, an ask is a deny. */
+    if (d == BH_POLICY_ALLOW &&
+        (r.target_kind == BH_TARGET_QUBE || r.target_kind == BH_TARGET_ADMINVM)) {
+        out->verdict = BH_QX_ALLOW;
+        snprintf(out->target, sizeof out->target, "%s",
+                 r.target_kind == BH_TARGET_ADMINVM ? "dom0" : r.target);
+        if (r.user[0])
+            snprintf(out->user, sizeof out->user, "%s", r.user);
+        out->autostart = r.autostart;
+    }
+    bh_policy_result_free(&r);
+    bh_sysinfo_free(&si);
+    return 0;
+}
+#endif
+
 /* ======================================================================================
- * STUB — deny by default until the policy engine (branch `policy`, library `bhpolicy`)
- * is merged. Replace the body of bh_qx_policy_decide() with the bhpolicy call.
+ * Without the policy engine (`bhpolicy`, src/qrexec/policy/, detected by meson): deny.
  *
- * The only way this stub allows anything is an explicit test file (qrexec-daemon
- * --test-allow FILE), one exact rule a line: "SERVICE+ARG SOURCE TARGET [RESOLVED]".
- * No wildcards, no defaults: a missing or unreadable file denies everything.
+ * The test stub: qrexec-daemon --test-allow FILE, one exact rule a line,
+ * "SERVICE+ARG SOURCE TARGET [RESOLVED]". No wildcards, no defaults: a missing or
+ * unreadable file denies everything. bulkheadd never passes it.
  * ====================================================================================== */
 int bh_qx_policy_decide(const struct bh_qx_policy_ctx *ctx, const char *source, const char *target,
                         const char *service_full, struct bh_qx_decision *out, bh_error *err)
@@ -22,8 +68,13 @@ int bh_qx_policy_decide(const struct bh_qx_policy_ctx *ctx, const char *source, 
     /* A call to itself is denied, as in Qubes. */
     if (!strcmp(source, target))
         return 0;
-    if (!ctx->stub_allow)
+    if (!ctx->stub_allow) {
+#ifdef BH_HAVE_BHPOLICY
+        return decide_bhpolicy(ctx, source, target, service_full, out, err);
+#else
         return 0;
+#endif
+    }
     _cleanup_fclose_ FILE *f = fopen(ctx->stub_allow, "re");
     if (!f)
         return 0;

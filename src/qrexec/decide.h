@@ -14,7 +14,7 @@ struct bh_qx_decision {
     char target[64];    /* the resolved target qube ("dom0" for the admin domain) */
     char user[64];      /* user to run as in the target; "DEFAULT" when policy says nothing */
     bool autostart;     /* start the target if it is not running */
-    char rule[256];     /* file:line that decided, for logs */
+    char rule[1024];    /* file:line that decided (or why nothing did), for logs */
 };
 
 struct bh_qx_policy_ctx {
