@@ -8,7 +8,9 @@ build=${1:-build}
 scripts/deps.sh --test
 if [ ! -f "$build/build.ninja" ]; then
   if [ "${BULKHEAD_SANITIZE:-0}" = 1 ]; then
-    CC=clang meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+    # clang warns about libseccomp's own macros (missing field initializers): not ours to fix.
+    CC=clang meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dc_args=-Wno-missing-field-initializers >/dev/null
   else
     meson setup "$build" >/dev/null
   fi

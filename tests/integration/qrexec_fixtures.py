@@ -18,6 +18,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
 BIN = BUILD / "src" / "qrexec"
+AGENT = BUILD / "src" / "agent"
 
 MSG = dict(STDIN=0x190, STDOUT=0x191, STDERR=0x192, EXIT=0x193, EXEC=0x200, JUST_EXEC=0x201,
            SERVICE_CONNECT=0x202, REFUSED=0x203, TERMINATED=0x211, TRIGGER3=0x212, TRIGGER4=0x213,
@@ -38,10 +39,11 @@ def trigger3(target, ident, service):
 
 
 def bin_path(name):
-    p = BIN / name
-    if not p.exists():
-        pytest.skip(f"{p} not built")
-    return str(p)
+    """dom0 programs are in src/qrexec, in-qube ones in src/agent (the qubes' programs dir)."""
+    for d in (BIN, BUILD / "src" / "agent"):
+        if (d / name).exists():
+            return str(d / name)
+    raise FileNotFoundError(f"{name} is not built in {BUILD}")
 
 
 class Qube:
@@ -61,7 +63,7 @@ class Qube:
         e = dict(os.environ)
         e.update(VCHAN_SOCKET_DIR=str(self.vchan), VCHAN_DOMAIN=str(self.qid),
                  QREXEC_AGENT_SOCKET=str(self.agent_sock), HOME=str(self.home),
-                 QREXEC_SERVICE_PATH=str(self.world.rpc), PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+                 QREXEC_SERVICE_PATH=str(self.world.rpc), PATH=f"{AGENT}:{BIN}:{os.environ.get('PATH', '')}",
                  TMPDIR=str(self.world.tmp))
         e.update(self.world.agent_env)
         return e
@@ -109,8 +111,8 @@ class World:
         self.procs = []
         self.qubes = {}
         self.agent_env = {}  # extra environment for agents (and so their services)
-        self.service("qubes.Filecopy", f"#!/bin/sh\nexec {BIN}/qfile-unpacker\n")
-        self.service("qubes.OpenInVM", f"#!/bin/sh\nexec {BIN}/qfile-opener\n")
+        self.service("qubes.Filecopy", f"#!/bin/sh\nexec {AGENT}/qfile-unpacker\n")
+        self.service("qubes.OpenInVM", f"#!/bin/sh\nexec {AGENT}/qfile-opener\n")
 
     def service(self, name, script, dom0=False):
         p = (self.dom0_rpc if dom0 else self.rpc) / name

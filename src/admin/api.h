@@ -1,0 +1,48 @@
+/* Admin API method handlers. dispatch.c resolves the method and destination, then
+ * calls a handler with a bh_call; the handler writes the success body into c->out or
+ * fills c->exc and returns -1. */
+#pragma once
+#include "buf.h"
+#include "model.h"
+#include "request.h"
+#include "response.h"
+
+struct bh_call {
+    struct bh_app *app;
+    const struct bh_request *req;
+    struct bh_qube *src;    /* the calling qube (dom0 for local tools) */
+    struct bh_qube *dest;   /* resolved destination qube (dom0 for global calls) */
+    bh_buf *out;            /* success body */
+    struct bh_exc *exc;
+    void *conn;             /* the connection, for streaming calls */
+    bool stream;            /* set by admin.Events: keep the connection open */
+};
+
+typedef int (*bh_handler)(struct bh_call *c);
+
+enum {
+    BH_M_DOM0 = 1,     /* destination must be dom0 */
+    BH_M_NOARG = 2,    /* argument must be empty */
+    BH_M_ARG = 4,      /* argument required */
+    BH_M_NOPAYLOAD = 8 /* payload must be empty */
+};
+
+struct bh_method {
+    const char *name;
+    bh_handler fn;
+    unsigned flags;
+};
+
+/* Dispatches one parsed request; writes the full response (ok/exception) into out.
+ * Returns 1 if the connection becomes a stream (admin.Events), 0 otherwise. */
+int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, void *conn);
+
+/* Tables contributed by each api_*.c file, NULL-name terminated. */
+extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api_meta[], bh_api_firewall[],
+    bh_api_volume[], bh_api_misc[];
+
+/* For admin.Events: implemented by the server. */
+int bh_server_subscribe(void *conn, const char *filter);
+
+/* Shared helpers for handlers. */
+int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */

@@ -1,0 +1,189 @@
+/* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
+#include "api.h"
+#include "cleanup.h"
+#include "lifecycle.h"
+#include "preload.h"
+#include "props.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Plain appends rather than printf: admin.vm.List on dom0 writes a line per qube and
+ * is among the most frequent calls (qvm-ls, every tool's name completion). */
+static int list_one(struct bh_call *c, struct bh_qube *q)
+{
+    if (bh_buf_adds(c->out, q->name) < 0 || bh_buf_adds(c->out, " class=") < 0 ||
+        bh_buf_adds(c->out, bh_klass_name(q->klass)) < 0 || bh_buf_adds(c->out, " state=") < 0 ||
+        bh_buf_adds(c->out, bh_power_state_name(q->rt.state)) < 0 || bh_buf_adds(c->out, " uuid=") < 0 ||
+        bh_buf_adds(c->out, q->uuid) < 0)
+        return -1;
+    return bh_buf_addc(c->out, '\n');
+}
+
+static int vm_list(struct bh_call *c)
+{
+    if (c->dest->klass != BH_ADMINVM)
+        return list_one(c, c->dest) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
+    for (size_t i = 0; i < c->app->nqubes; i++)
+        if (list_one(c, c->app->qubes[i]) < 0)
+            return bh_exc(c->exc, "QubesException", "out of memory");
+    return 0;
+}
+
+/* Payload of Create: "name=N label=L [pool=P] [pool:VOL=P]". */
+static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
+{
+    _cleanup_free_ char *p = NULL;
+    if (bh_api_need_payload_text(c, &p) < 0)
+        return -1;
+    struct bh_create_args a = { .klass = k };
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            return bh_exc(c->exc, "QubesValueError", "Invalid param: %s", tok);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (!strcmp(tok, "name") && !a.name)
+            a.name = v;
+        else if (!strcmp(tok, "label") && !a.label)
+            a.label = v;
+        else if (allow_pool && (!strcmp(tok, "pool") || !strncmp(tok, "pool:", 5))) {
+            if (strcmp(v, "default") != 0)
+                return bh_exc(c->exc, "QubesValueError", "No such pool: %s", v);
+        } else
+            return bh_exc(c->exc, "QubesValueError", "Invalid param name");
+    }
+    if (!a.name || !a.label)
+        return bh_exc(c->exc, "QubesValueError", "Missing name or label");
+    if (c->req->arg[0] && k != BH_APPVM && k != BH_DISPVM)
+        return bh_exc(c->exc, "QubesValueError", "%s cannot be based on template", bh_klass_name(k));
+    a.template_name = c->req->arg[0] ? c->req->arg : NULL;
+    return bh_qube_create(c->app, &a, c->exc) ? 0 : -1;
+}
+
+#define CREATE_FN(fname, klass, pool) \
+    static int fname(struct bh_call *c) { return create(c, klass, pool); }
+CREATE_FN(create_app, BH_APPVM, false)
+CREATE_FN(create_template, BH_TEMPLATEVM, false)
+CREATE_FN(create_standalone, BH_STANDALONEVM, false)
+CREATE_FN(create_disp, BH_DISPVM, false)
+CREATE_FN(createp_app, BH_APPVM, true)
+CREATE_FN(createp_template, BH_TEMPLATEVM, true)
+CREATE_FN(createp_standalone, BH_STANDALONEVM, true)
+CREATE_FN(createp_disp, BH_DISPVM, true)
+
+static int create_disposable(struct bh_call *c)
+{
+    bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
+    if (c->req->payload_len && !want_uuid)
+        return bh_exc(c->exc, "QubesValueError",
+                      "Invalid payload for admin.vm.CreateDisposable: expected the empty string or 'uuid'");
+    struct bh_qube *base = c->dest;
+    _cleanup_free_ char *dflt = NULL;
+    if (base->klass == BH_ADMINVM) {
+        /* As qubesd: the caller's default_dispvm (dom0's defaults to the global one). */
+        dflt = bh_qube_prop(c->app, c->src, "default_dispvm");
+        base = dflt && *dflt ? bh_app_find(c->app, dflt) : NULL;
+        if (!base)
+            return bh_exc(c->exc, "QubesException", "No default disposable template set");
+    }
+    if (!bh_qube_prop_bool(c->app, base, "template_for_dispvms"))
+        return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
+    struct bh_qube *pre = bh_preload_take(c->app, base);
+    if (pre) {
+        if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
+            return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
+        return bh_buf_adds(c->out, pre->name);
+    }
+    char name[32];
+    for (int tries = 0;; tries++) {
+        uint16_t r;
+        if (tries > 1000 || getrandom(&r, sizeof r, 0) != sizeof r)
+            return bh_exc(c->exc, "QubesException", "No free disposable name");
+        snprintf(name, sizeof name, "disp%u", 1u + r % 9999u);
+        if (!bh_app_find(c->app, name))
+            break;
+    }
+    _cleanup_free_ char *label = bh_qube_prop(c->app, base, "label");
+    struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+    struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
+    if (!q)
+        return -1;
+    if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
+        return -1;
+    if (want_uuid)
+        return bh_buf_printf(c->out, "uuid:%s", q->uuid);
+    return bh_buf_adds(c->out, q->name);
+}
+
+static int vm_remove(struct bh_call *c) { return bh_qube_remove(c->app, c->dest, c->exc); }
+
+static int current_state(struct bh_call *c)
+{
+    struct bh_qube_stats st;
+    bh_lifecycle_stats(c->app, c->dest, &st);
+    long long maxmem = c->dest->klass == BH_ADMINVM ? 0 : bh_qube_prop_int(c->app, c->dest, "maxmem");
+    return bh_buf_printf(c->out, "mem=%llu mem_static_max=%lld cputime=%llu power_state=%s",
+                         (unsigned long long)(st.mem_bytes >> 10), bh_qube_is_running(c->dest) ? maxmem << 10 : 0,
+                         (unsigned long long)st.cputime_ns, bh_power_state_name(c->dest->rt.state));
+}
+
+static int not_dom0(struct bh_call *c)
+{
+    if (c->dest->klass == BH_ADMINVM)
+        return bh_exc(c->exc, "QubesVMError", "Cannot change the state of dom0");
+    return 0;
+}
+
+static int vm_start(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    return bh_lifecycle_start(c->app, c->dest, c->exc);
+}
+
+static int vm_shutdown(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    /* Argument: "", "force", "wait", "force+wait". */
+    bool force = false;
+    _cleanup_free_ char *arg = strdup(c->req->arg);
+    char *save = NULL;
+    for (char *t = strtok_r(arg, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
+        if (!strcmp(t, "force"))
+            force = true;
+        else if (strcmp(t, "wait") != 0)
+            return bh_exc(c->exc, "PermissionDenied", "Invalid shutdown argument");
+    }
+    return bh_lifecycle_shutdown(c->app, c->dest, force, c->exc);
+}
+
+static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_kill(c->app, c->dest, c->exc); }
+static int vm_pause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_pause(c->app, c->dest, c->exc); }
+static int vm_unpause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_unpause(c->app, c->dest, c->exc); }
+
+#define NP BH_M_NOPAYLOAD
+#define NA BH_M_NOARG
+const struct bh_method bh_api_vm[] = {
+    { "admin.vm.List", vm_list, NA | NP },
+    { "admin.vm.Create.AppVM", create_app, BH_M_DOM0 },
+    { "admin.vm.Create.TemplateVM", create_template, BH_M_DOM0 },
+    { "admin.vm.Create.StandaloneVM", create_standalone, BH_M_DOM0 },
+    { "admin.vm.Create.DispVM", create_disp, BH_M_DOM0 },
+    { "admin.vm.CreateInPool.AppVM", createp_app, BH_M_DOM0 },
+    { "admin.vm.CreateInPool.TemplateVM", createp_template, BH_M_DOM0 },
+    { "admin.vm.CreateInPool.StandaloneVM", createp_standalone, BH_M_DOM0 },
+    { "admin.vm.CreateInPool.DispVM", createp_disp, BH_M_DOM0 },
+    { "admin.vm.CreateDisposable", create_disposable, NA },
+    { "admin.vm.Remove", vm_remove, NA | NP },
+    { "admin.vm.CurrentState", current_state, NA | NP },
+    { "admin.vm.Start", vm_start, NA | NP },
+    { "admin.vm.Shutdown", vm_shutdown, NP },
+    { "admin.vm.Kill", vm_kill, NA | NP },
+    { "admin.vm.Pause", vm_pause, NA | NP },
+    { "admin.vm.Unpause", vm_unpause, NA | NP },
+    { NULL, NULL, 0 },
+};

@@ -1,0 +1,235 @@
+/* admin.vm.volume.* and admin.pool.*, over the storage pool (src/storage). */
+#include "api.h"
+#include "cleanup.h"
+#include "engine_glue.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static struct bh_pool *need_pool(struct bh_call *c)
+{
+    struct bh_pool *p = bh_glue_pool();
+    if (!p)
+        bh_exc(c->exc, "QubesException", "Storage is not available");
+    return p;
+}
+
+static bool vol_known(const char *v)
+{
+    for (size_t i = 0; bh_volume_names[i]; i++)
+        if (!strcmp(bh_volume_names[i], v))
+            return true;
+    return false;
+}
+
+static int need_vol(struct bh_call *c)
+{
+    if (c->dest->klass == BH_ADMINVM)
+        return bh_exc(c->exc, "QubesException", "dom0 has no volumes");
+    if (!vol_known(c->req->arg))
+        return bh_exc(c->exc, "PermissionDenied", "No such volume: %s", c->req->arg);
+    return 0;
+}
+
+static int v_list(struct bh_call *c)
+{
+    if (c->dest->klass == BH_ADMINVM)
+        return 0;
+    for (size_t i = 0; bh_volume_names[i]; i++)
+        if (bh_buf_printf(c->out, "%s\n", bh_volume_names[i]) < 0)
+            return bh_exc(c->exc, "QubesException", "out of memory");
+    return 0;
+}
+
+#define WITH_SQ(c, body)                                  \
+    do {                                                  \
+        struct bh_sq_buf sqb;                             \
+        bh_glue_sq((c)->app, (c)->dest, &sqb);            \
+        body;                                             \
+        bh_glue_sq_free(&sqb);                            \
+    } while (0)
+
+static int v_info(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p || need_vol(c) < 0)
+        return -1;
+    struct bh_volume_info info;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    info.revisions_to_keep = bh_glue_revisions(c->app, c->dest, c->req->arg);
+    char buf[2048];
+    int n = bh_volume_info_format(&info, buf, sizeof buf);
+    if (n < 0)
+        return bh_exc(c->exc, "QubesException", "volume info too long");
+    return bh_buf_add(c->out, buf, (size_t)n);
+}
+
+static int v_snapshots(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p || need_vol(c) < 0)
+        return -1;
+    _cleanup_free_ char *out = NULL;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_list_snapshots(p, &sqb.sq, c->req->arg, &out, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    return bh_buf_adds(c->out, out ? out : "");
+}
+
+static int need_halted(struct bh_call *c)
+{
+    if (bh_qube_is_running(c->dest))
+        return bh_exc(c->exc, "QubesVMNotHaltedError", "Domain is powered on: %s", c->dest->name);
+    return 0;
+}
+
+static int v_revert(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    _cleanup_free_ char *rev = NULL;
+    if (!p || need_vol(c) < 0 || need_halted(c) < 0 || bh_api_need_payload_text(c, &rev) < 0)
+        return -1;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_revert(p, &sqb.sq, c->req->arg, *rev ? rev : NULL, &err));
+    return r < 0 ? bh_exc(c->exc, "QubesException", "%s", err.msg) : 0;
+}
+
+static int v_resize(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    _cleanup_free_ char *txt = NULL;
+    if (!p || need_vol(c) < 0 || bh_api_need_payload_text(c, &txt) < 0)
+        return -1;
+    uint64_t size;
+    if (bh_size_parse(txt, &size) < 0)
+        return bh_exc(c->exc, "QubesValueError", "Invalid size: %s", txt);
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_resize(p, &sqb.sq, c->req->arg, size, &err));
+    return r < 0 ? bh_exc(c->exc, "QubesException", "%s", err.msg) : 0;
+}
+
+static int v_set_revisions(struct bh_call *c)
+{
+    _cleanup_free_ char *txt = NULL;
+    if (need_vol(c) < 0 || bh_api_need_payload_text(c, &txt) < 0)
+        return -1;
+    char *end;
+    long n = strtol(txt, &end, 10);
+    if (!*txt || *end || n < 0 || n > 100)
+        return bh_exc(c->exc, "QubesValueError", "Invalid value for revisions_to_keep");
+    bh_error err = { 0 };
+    if (bh_glue_set_revisions(c->app, c->dest, c->req->arg, (int)n, &err) < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    return 0;
+}
+
+/* Cloning, as qvm-clone drives it: CloneFrom on the source returns a token, CloneTo on
+ * the new qube takes it. Our pool copies a qube's persistent volumes as one set, so the
+ * first CloneTo of a pair copies them all and the later ones find the work done. */
+struct clone_token {
+    char token[33];
+    uint32_t src_qid, dst_qid;
+    bool done;
+};
+static struct clone_token tokens[16];
+static size_t next_token;
+
+static int v_clone_from(struct bh_call *c)
+{
+    if (need_vol(c) < 0)
+        return -1;
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+        return bh_exc(c->exc, "QubesException", "no randomness");
+    struct clone_token *t = &tokens[next_token++ % BH_ARRAY_SIZE(tokens)];
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < 16; i++)
+        snprintf(t->token + 2 * i, 3, "%02x", rnd[i]);
+    t->src_qid = c->dest->qid;
+    return bh_buf_adds(c->out, t->token);
+}
+
+static int v_clone_to(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p || need_vol(c) < 0 || need_halted(c) < 0)
+        return -1;
+    struct clone_token *t = NULL;
+    for (size_t i = 0; i < BH_ARRAY_SIZE(tokens); i++)
+        if (tokens[i].token[0] && c->req->payload_len == 32 && !memcmp(tokens[i].token, c->req->payload, 32))
+            t = &tokens[i];
+    if (!t)
+        return bh_exc(c->exc, "PermissionDenied", "Invalid clone token");
+    struct bh_qube *src = bh_app_find_qid(c->app, t->src_qid);
+    if (!src)
+        return bh_exc(c->exc, "QubesVMNotFoundError", "Clone source is gone");
+    for (size_t i = 0; i < BH_ARRAY_SIZE(tokens); i++)
+        if (tokens[i].src_qid == t->src_qid && tokens[i].dst_qid == c->dest->qid && tokens[i].done) {
+            t->dst_qid = c->dest->qid;
+            t->done = true;
+            return 0;
+        }
+    struct bh_sq_buf sb, db;
+    bh_glue_sq(c->app, src, &sb);
+    bh_glue_sq(c->app, c->dest, &db);
+    bh_error err = { 0 };
+    /* Replace the fresh volumes of the new qube with copies of the source's. */
+    int r = bh_volumes_remove(p, &db.sq, &err);
+    if (r == 0)
+        r = bh_volumes_clone(p, &sb.sq, &db.sq, &err);
+    bh_glue_sq_free(&sb);
+    bh_glue_sq_free(&db);
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    t->dst_qid = c->dest->qid;
+    t->done = true;
+    return 0;
+}
+
+static int pool_list(struct bh_call *c) { return bh_buf_adds(c->out, "default\n"); }
+
+static int pool_info(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "QubesException", "No such pool: %s", c->req->arg);
+    char buf[2048];
+    int n = bh_pool_info_format(p, buf, sizeof buf);
+    if (n < 0)
+        return bh_exc(c->exc, "QubesException", "pool info too long");
+    return bh_buf_add(c->out, buf, (size_t)n);
+}
+
+static int pool_drivers(struct bh_call *c) { return bh_buf_adds(c->out, "file dir_path revisions_to_keep ephemeral_volatile\n"); }
+
+#define NP BH_M_NOPAYLOAD
+#define NA BH_M_NOARG
+#define A BH_M_ARG
+#define D BH_M_DOM0
+const struct bh_method bh_api_volume[] = {
+    { "admin.vm.volume.List", v_list, NA | NP },
+    { "admin.vm.volume.Info", v_info, A | NP },
+    { "admin.vm.volume.ListSnapshots", v_snapshots, A | NP },
+    { "admin.vm.volume.Revert", v_revert, A },
+    { "admin.vm.volume.Resize", v_resize, A },
+    { "admin.vm.volume.Set.revisions_to_keep", v_set_revisions, A },
+    { "admin.vm.volume.CloneFrom", v_clone_from, A | NP },
+    { "admin.vm.volume.CloneTo", v_clone_to, A },
+    { "admin.pool.List", pool_list, D | NA | NP },
+    { "admin.pool.Info", pool_info, D | A | NP },
+    { "admin.pool.ListDrivers", pool_drivers, D | NA | NP },
+    { NULL, NULL, 0 },
+};

@@ -1,0 +1,73 @@
+#include "api.h"
+#include "cleanup.h"
+#include "log.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const struct bh_method *const tables[] = { bh_api_vm, bh_api_prop, bh_api_label, bh_api_meta,
+                                                  bh_api_firewall, bh_api_volume, bh_api_misc };
+
+static const struct bh_method *find_method(const char *name)
+{
+    for (size_t t = 0; t < BH_ARRAY_SIZE(tables); t++)
+        for (const struct bh_method *m = tables[t]; m->name; m++)
+            if (!strcmp(m->name, name))
+                return m;
+    return NULL;
+}
+
+int bh_api_need_payload_text(struct bh_call *c, char **out)
+{
+    if (memchr(c->req->payload, '\0', c->req->payload_len))
+        return bh_exc(c->exc, "QubesValueError", "Payload contains NUL bytes");
+    *out = strndup(c->req->payload, c->req->payload_len);
+    if (!*out)
+        return bh_exc(c->exc, "QubesException", "out of memory");
+    return 0;
+}
+
+static int run(struct bh_app *app, const struct bh_method *m, struct bh_call *c)
+{
+    const struct bh_request *req = c->req;
+    /* As qubesd: the source must be a qube too (calls forwarded from qubes name it). */
+    c->src = bh_app_find(app, req->src);
+    if (!c->src)
+        return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->src);
+    c->dest = bh_app_find(app, req->dest);
+    if (!c->dest)
+        return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->dest);
+    if ((m->flags & BH_M_DOM0) && c->dest->klass != BH_ADMINVM)
+        return bh_exc(c->exc, "PermissionDenied", "%s must be called on dom0", req->method);
+    if ((m->flags & BH_M_NOARG) && req->arg[0])
+        return bh_exc(c->exc, "PermissionDenied", "%s takes no argument", req->method);
+    if ((m->flags & BH_M_ARG) && !req->arg[0])
+        return bh_exc(c->exc, "PermissionDenied", "%s needs an argument", req->method);
+    if ((m->flags & BH_M_NOPAYLOAD) && req->payload_len)
+        return bh_exc(c->exc, "PermissionDenied", "%s takes no payload", req->method);
+    return m->fn(c);
+}
+
+int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, void *conn)
+{
+    _cleanup_buf_ bh_buf body;
+    bh_buf_init(&body, 0);
+    struct bh_exc exc = { 0 };
+    struct bh_call c = { .app = app, .req = req, .out = &body, .exc = &exc, .conn = conn };
+    const struct bh_method *m = find_method(req->method);
+    int r;
+    if (!m)
+        r = bh_exc(&exc, "ProtocolError", "no such method: '%s'", req->method);
+    else
+        r = run(app, m, &c);
+    if (r < 0) {
+        if (!exc.type)
+            bh_exc(&exc, "QubesException", "internal error");
+        bh_debug("%s+%s %s: %s: %s", req->method, req->arg, req->dest, exc.type, exc.msg);
+        bh_reply_exc(out, &exc);
+        return 0;
+    }
+    if (c.stream)
+        return 1;
+    bh_reply_ok(out, body.data ? body.data : "", body.len);
+    return 0;
+}

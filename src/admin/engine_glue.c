@@ -1,0 +1,167 @@
+#include "engine_glue.h"
+#include "cleanup.h"
+#include "hooks.h"
+#include "props.h"
+#include "store.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static struct bh_pool *pool;
+
+struct bh_pool *bh_glue_pool(void) { return pool; }
+
+void bh_glue_sq(struct bh_app *app, const struct bh_qube *q, struct bh_sq_buf *b)
+{
+    memset(b, 0, sizeof *b);
+    b->sq.name = q->name;
+    b->sq.klass = bh_klass_name(q->klass);
+    if (q->klass == BH_APPVM) {
+        b->tmpl = bh_qube_prop(app, q, "template");
+    } else if (q->klass == BH_DISPVM) {
+        /* A disposable's root is its disposable template's template; its private starts
+         * as a copy of the disposable template's private. */
+        b->disp_tmpl = bh_qube_prop(app, q, "template");
+        struct bh_qube *dt = b->disp_tmpl && *b->disp_tmpl ? bh_app_find(app, b->disp_tmpl) : NULL;
+        if (dt && dt->klass == BH_APPVM)
+            b->tmpl = bh_qube_prop(app, dt, "template");
+    }
+    b->sq.template_name = b->tmpl && *b->tmpl ? b->tmpl : NULL;
+    b->sq.dispvm_template = b->disp_tmpl && *b->disp_tmpl ? b->disp_tmpl : NULL;
+    b->sq.revisions_to_keep = bh_glue_revisions(app, q, "private");
+}
+
+void bh_glue_sq_free(struct bh_sq_buf *b)
+{
+    free(b->tmpl);
+    free(b->disp_tmpl);
+    memset(b, 0, sizeof *b);
+}
+
+/* Each qube gets its own 65536 host UIDs above 2^20; qids are below 65520 so ranges
+ * never overlap or wrap. */
+#define UID_FIRST (1u << 20)
+#define UID_RANGE 65536u
+
+void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->runtime, sizeof b->runtime, "%s/qubes/%s", app->runtime_dir, q->name);
+    snprintf(b->state, sizeof b->state, "%s/qubes/%s", app->root_dir, q->name);
+    struct bh_qube_spec *s = &b->spec;
+    s->name = q->name;
+    s->qid = q->qid;
+    s->klass = bh_klass_name(q->klass);
+    s->runtime_dir = b->runtime;
+    s->state_dir = b->state;
+    s->memory_mib = (uint64_t)bh_qube_prop_int(app, q, "memory");
+    s->maxmem_mib = (uint64_t)bh_qube_prop_int(app, q, "maxmem");
+    if (s->maxmem_mib < s->memory_mib)
+        s->maxmem_mib = s->memory_mib;
+    s->vcpus = (uint32_t)bh_qube_prop_int(app, q, "vcpus");
+    s->uid_base = UID_FIRST + q->qid * UID_RANGE;
+    s->uid_count = UID_RANGE;
+    b->user = bh_qube_prop(app, q, "default_user");
+    s->default_user = b->user;
+    s->debug = bh_qube_prop_bool(app, q, "debug");
+    /* Networking (netvm chains, nftables) is not built yet: a qube gets a network
+     * namespace with loopback only, which is the safe direction. */
+    s->net.enabled = false;
+}
+
+void bh_glue_spec_free(struct bh_spec_buf *b)
+{
+    free(b->user);
+    b->user = NULL;
+}
+
+const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q)
+{
+    _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
+    return bh_driver_get(vm ? vm : "ns");
+}
+
+int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *vol)
+{
+    (void)app;
+    char key[64];
+    snprintf(key, sizeof key, "volume.%s.revisions_to_keep", vol);
+    const char *v = bh_kv_get(&q->props, key);
+    if (v)
+        return atoi(v);
+    /* Revisions cost a full copy where the pool cannot reflink: the pool decides. */
+    return pool && (!strcmp(vol, "private") || !strcmp(vol, "root")) ? bh_pool_default_revisions(pool) : 0;
+}
+
+struct rev_txn {
+    uint32_t qid;
+    const char *key, *value;
+};
+static int rev_store(struct bh_store *s, void *ctx, bh_error *err)
+{
+    struct rev_txn *t = ctx;
+    return bh_store_put_kv(s, "props", t->qid, t->key, t->value, err);
+}
+
+int bh_glue_set_revisions(struct bh_app *app, struct bh_qube *q, const char *vol, int keep, bh_error *err)
+{
+    char key[64], val[16];
+    snprintf(key, sizeof key, "volume.%s.revisions_to_keep", vol);
+    snprintf(val, sizeof val, "%d", keep);
+    struct rev_txn t = { q->qid, key, val };
+    if (bh_store_txn(app->store, rev_store, &t, err) < 0)
+        return -1;
+    return bh_kv_set(&q->props, key, val);
+}
+
+static int hook_create(struct bh_app *app, struct bh_qube *q, bh_error *err)
+{
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    int r = bh_volumes_create(pool, &b.sq, err);
+    bh_glue_sq_free(&b);
+    return r;
+}
+
+static int hook_remove(struct bh_app *app, struct bh_qube *q, bh_error *err)
+{
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    int r = bh_volumes_remove(pool, &b.sq, err);
+    bh_glue_sq_free(&b);
+    return r;
+}
+
+int bh_glue_init(struct bh_app *app, bh_error *err)
+{
+    pool = bh_pool_open(app->root_dir, "default", err);
+    if (!pool)
+        return -1;
+    bool created;
+    if (bh_template_ensure_host(pool, &created, err) < 0)
+        return bh_prefix(err, "building the host template");
+    bh_hooks.volumes_create = hook_create;
+    bh_hooks.volumes_remove = hook_remove;
+    return 0;
+}
+
+int bh_glue_runtime_check(struct bh_app *app, bh_error *err)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", app->runtime_dir);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) < 0)
+            return bh_fail_errno(err, "stat %s", p);
+        if (!(st.st_mode & S_IXOTH))
+            return bh_fail(err, EACCES,
+                           "%s is not searchable by others (mode %o): qubes cannot start under it; chmod o+x it or use another --runtime-dir",
+                           p, st.st_mode & 07777);
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return 0;
+        *slash = '\0';
+    }
+}

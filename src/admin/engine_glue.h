@@ -1,0 +1,38 @@
+/* The daemon's view of storage and engines for one qube: builds the storage
+ * description and the engine spec from the model, and owns the storage pool. */
+#pragma once
+#include "driver/driver.h"
+#include "model.h"
+#include "storage/storage.h"
+
+/* Opens the default pool under app->root_dir, makes sure the `host` template volumes
+ * exist, and installs the volume hooks. */
+int bh_glue_init(struct bh_app *app, bh_error *err);
+struct bh_pool *bh_glue_pool(void);
+
+/* Storage description; strings point into app/q or into buf. */
+struct bh_sq_buf {
+    struct bh_storage_qube sq;
+    char *tmpl, *disp_tmpl; /* malloc'd */
+};
+void bh_glue_sq(struct bh_app *app, const struct bh_qube *q, struct bh_sq_buf *b);
+void bh_glue_sq_free(struct bh_sq_buf *b);
+
+/* Engine spec; volume layout left empty (filled by storage prepare at start). */
+struct bh_spec_buf {
+    struct bh_qube_spec spec;
+    char runtime[4096], state[4096];
+    char *user;
+};
+void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b);
+void bh_glue_spec_free(struct bh_spec_buf *b);
+const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q);
+
+/* Per-volume revisions_to_keep, kept with the qube's explicit values (not a property). */
+int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *vol);
+int bh_glue_set_revisions(struct bh_app *app, struct bh_qube *q, const char *vol, int keep, bh_error *err);
+
+/* A qube's engine assembles its root under the runtime dir as the qube's own
+ * (unprivileged host) UID before pivot_root, so every parent must be searchable by
+ * others; -1 with a clear message if not. */
+int bh_glue_runtime_check(struct bh_app *app, bh_error *err);

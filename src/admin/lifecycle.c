@@ -1,0 +1,446 @@
+/* Qube lifecycle through the engines (driver/driver.h), with Qubes' states and events:
+ * domain-pre-start, domain-start, domain-start-failed, domain-shutdown, domain-paused,
+ * domain-unpaused. The engine's pidfd for a qube's init is watched by the event loop,
+ * so a qube that stops on its own (or crashes) is noticed at once, and its volumes,
+ * qrexec-daemon and disposable leftovers are cleaned up. */
+#include "lifecycle.h"
+#include "cleanup.h"
+#include "engine_glue.h"
+#include "events.h"
+#include "io.h"
+#include "log.h"
+#include "loop.h"
+#include "props.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct bh_app *lc_app;
+
+static void emit(struct bh_qube *q, const char *event, const char *const *kv)
+{
+    static const char *const none[] = { NULL };
+    bh_events_emit(q->name, event, kv ? kv : none);
+}
+
+/* ---- qrexec-daemon, one per running qube ---- */
+
+static int find_program(const char *name, const char *env, char *out, size_t n)
+{
+    const char *e = getenv(env);
+    if (e && *e) {
+        snprintf(out, n, "%s", e);
+        return access(out, X_OK);
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    /* installed side by side, the build tree, or the installed private dir */
+    const char *const cands[] = { "%s/%s", "%s/../qrexec/%s", "%s/../lib/bulkhead/%s" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(cands); i++) {
+        snprintf(out, n, cands[i], exe, name);
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static void qrexec_stop(struct bh_qube *q)
+{
+    if (q->rt.qrexec_pid > 0) {
+        kill(q->rt.qrexec_pid, SIGTERM);
+        /* It exits at once on TERM; don't let a stuck one hold the loop. */
+        for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+        if (waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0) {
+            kill(q->rt.qrexec_pid, SIGKILL);
+            waitpid(q->rt.qrexec_pid, NULL, 0);
+        }
+    }
+    q->rt.qrexec_pid = 0;
+}
+
+/* A qrexec-daemon left by a previous bulkheadd: identified by its pid file and its
+ * command line naming this qube. */
+static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb->runtime);
+    _cleanup_free_ char *s = bh_read_file(path, 32, NULL);
+    if (!s)
+        return;
+    pid_t pid = (pid_t)atoi(s);
+    if (pid <= 1)
+        return;
+    char cpath[64];
+    snprintf(cpath, sizeof cpath, "/proc/%d/cmdline", (int)pid);
+    size_t len;
+    _cleanup_free_ char *cmd = bh_read_file(cpath, 8192, &len);
+    if (!cmd || !strstr(cmd, "qrexec-daemon"))
+        return;
+    bool named = false;
+    for (size_t i = 0; i + 1 < len; i += strlen(cmd + i) + 1)
+        if (!strcmp(cmd + i, "--name") && i + 7 < len && !strcmp(cmd + i + 7, name))
+            named = true;
+    if (named)
+        kill(pid, SIGTERM);
+    unlink(path);
+}
+
+static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
+{
+    char prog[PATH_MAX];
+    if (find_program("qrexec-daemon", "BULKHEAD_QREXEC_DAEMON", prog, sizeof prog) < 0) {
+        bh_warn("%s: qrexec-daemon not found: the qube runs without qrexec", q->name);
+        return 0;
+    }
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return bh_fail_errno(err, "pipe");
+    char qid[16], rfd[16], policy[4200], sock[4200], timeout[16];
+    snprintf(qid, sizeof qid, "%u", q->qid);
+    snprintf(rfd, sizeof rfd, "%d", pfd[1]);
+    snprintf(policy, sizeof policy, "%s/policy.d", app->root_dir);
+    snprintf(sock, sizeof sock, "%s/qubesd.sock", app->runtime_dir);
+    snprintf(timeout, sizeof timeout, "%lld", bh_qube_prop_int(app, q, "qrexec_timeout"));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return bh_fail_errno(err, "fork");
+    }
+    if (pid == 0) {
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        bh_set_cloexec(pfd[1], 0);
+        setenv("BULKHEAD_SOCKET", sock, 1);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        setsid();
+        execl(prog, "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir, "--ready-fd", rfd,
+              "--startup-timeout", timeout, "--default-user", sb->spec.default_user ? sb->spec.default_user : "user",
+              "--policy-dir", policy, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    q->rt.qrexec_pid = pid;
+    struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+    char c = 0;
+    int ms = (int)bh_qube_prop_int(app, q, "qrexec_timeout") * 1000;
+    int r;
+    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    bool ready = r == 1 && read(pfd[0], &c, 1) == 1 && c == '1';
+    close(pfd[0]);
+    if (!ready) {
+        qrexec_stop(q);
+        return bh_fail(err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
+    }
+    char path[4200], pidtxt[16];
+    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb->runtime);
+    int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)pid);
+    (void)bh_write_file_atomic(path, pidtxt, (size_t)n, 0644);
+    return 0;
+}
+
+/* ---- exit handling ---- */
+
+static void on_pidfd(void *ctx, uint32_t ev);
+
+static void watch(struct bh_qube *q, const struct bh_driver *drv, const struct bh_qube_spec *spec)
+{
+    q->rt.pidfd = drv->watch_fd ? drv->watch_fd(spec) : -1;
+    if (q->rt.pidfd >= 0 && bh_loop_add(q->rt.pidfd, EPOLLIN, on_pidfd, (void *)(uintptr_t)q->qid) < 0) {
+        close(q->rt.pidfd);
+        q->rt.pidfd = -1;
+    }
+}
+
+static void unwatch(struct bh_qube *q)
+{
+    if (q->rt.pidfd >= 0) {
+        bh_loop_del(q->rt.pidfd);
+        close(q->rt.pidfd);
+        q->rt.pidfd = -1;
+    }
+}
+
+/* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events. */
+static void halted(struct bh_app *app, struct bh_qube *q)
+{
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    bh_error err = { 0 };
+    bool crashed = false;
+    unwatch(q);
+    if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
+        bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
+    qrexec_stop(q);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
+    unlink(path);
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    if (bh_volumes_stopped(bh_glue_pool(), &b.sq, &err) < 0)
+        bh_warn("%s: volumes after stop: %s", q->name, err.msg);
+    bh_glue_sq_free(&b);
+    bh_glue_spec_free(&sb);
+    bool was_halting = q->rt.state == BH_STATE_HALTING || q->rt.shutdown_requested;
+    q->rt.state = BH_STATE_HALTED;
+    q->rt.shutdown_requested = false;
+    q->rt.start_time = 0;
+    const char *kv[] = { "xid", "-1", NULL };
+    if (crashed && !was_halting)
+        bh_info("%s: stopped unexpectedly", q->name);
+    emit(q, "domain-shutdown", kv);
+    if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup")) {
+        struct bh_exc e = { 0 };
+        if (bh_qube_remove(app, q, &e) < 0)
+            bh_warn("removing disposable: %s", e.msg);
+    }
+}
+
+static void on_pidfd(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (q)
+        halted(lc_app, q);
+}
+
+/* Shutdown deadlines; qrexec-daemons that died on their own are reaped. */
+static void on_tick(void *ctx)
+{
+    (void)ctx;
+    int64_t now = bh_now_ms();
+    for (size_t i = 0; i < lc_app->nqubes; i++) {
+        struct bh_qube *q = lc_app->qubes[i];
+        if (q->rt.qrexec_pid > 0 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == q->rt.qrexec_pid) {
+            bh_warn("%s: qrexec-daemon exited", q->name);
+            q->rt.qrexec_pid = 0;
+        }
+        if (q->rt.state == BH_STATE_HALTING && now > q->rt.shutdown_deadline_ms) {
+            bh_info("%s: did not stop within shutdown_timeout: killing", q->name);
+            struct bh_exc e = { 0 };
+            bh_lifecycle_kill(lc_app, q, &e);
+        }
+    }
+}
+
+/* ---- the calls ---- */
+
+int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
+{
+    if (q->rt.state != BH_STATE_HALTED && q->rt.state != BH_STATE_CRASHED)
+        return 0; /* as qubesd: starting a qube that is not halted does nothing */
+    if (q->klass == BH_DISPVM || q->klass == BH_APPVM) {
+        _cleanup_free_ char *t = bh_qube_prop(app, q, "template");
+        if (!t || !*t || !bh_app_find(app, t))
+            return bh_exc(e, "QubesException", "Cannot start %s: it has no template", q->name);
+    }
+    /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
+    _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
+    struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
+    if (nq && !bh_qube_is_running(nq)) {
+        struct bh_exc ne = { 0 };
+        if (bh_lifecycle_start(app, nq, &ne) < 0)
+            return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
+    }
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (!drv) {
+        _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
+        return bh_exc(e, "QubesException", "Cannot start %s: engine '%s' is not available on this host", q->name, vm);
+    }
+    bh_error err = { 0 };
+    if (bh_glue_runtime_check(app, &err) < 0)
+        return bh_exc(e, "QubesException", "Start failed: %s", err.msg);
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    q->rt.state = BH_STATE_TRANSIENT;
+    emit(q, "domain-pre-start", NULL);
+    int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
+    if (r == 0)
+        r = drv->start(&sb.spec, &err);
+    if (r == 0) {
+        watch(q, drv, &sb.spec);
+        qrexec_kill_stale(&sb, q->name);
+        r = qrexec_start(app, q, &sb, &err);
+        if (r < 0) {
+            bh_error kerr = { 0 };
+            drv->kill(&sb.spec, &kerr);
+        }
+    }
+    bh_volume_layout_free(&sb.spec.vol);
+    if (r < 0) {
+        unwatch(q);
+        q->rt.state = BH_STATE_HALTED;
+        (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
+        bh_glue_sq_free(&b);
+        bh_glue_spec_free(&sb);
+        const char *kv[] = { "reason", err.msg, NULL };
+        emit(q, "domain-start-failed", kv);
+        return bh_exc(e, "QubesException", "Start failed: %s", err.msg);
+    }
+    bh_glue_sq_free(&b);
+    bh_glue_spec_free(&sb);
+    q->rt.state = BH_STATE_RUNNING;
+    q->rt.start_time = (int64_t)time(NULL);
+    char xid[16];
+    snprintf(xid, sizeof xid, "%u", q->qid);
+    const char *kv[] = { "start_guid", "False", NULL };
+    emit(q, "domain-start", kv);
+    return 0;
+}
+
+static int need_running(struct bh_qube *q, struct bh_exc *e)
+{
+    if (!bh_qube_is_running(q))
+        return bh_exc(e, "QubesVMNotStartedError", "Domain is powered off: %s", q->name);
+    return 0;
+}
+
+int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, struct bh_exc *e)
+{
+    if (need_running(q, e) < 0)
+        return -1;
+    if (!force && bh_qube_prop_bool(app, q, "provides_network")) {
+        char users[400] = "";
+        size_t off = 0;
+        for (size_t i = 0; i < app->nqubes; i++) {
+            struct bh_qube *o = app->qubes[i];
+            _cleanup_free_ char *n = bh_qube_is_running(o) && o != q ? bh_qube_prop(app, o, "netvm") : NULL;
+            if (n && !strcmp(n, q->name) && off < sizeof users)
+                off += (size_t)snprintf(users + off, sizeof users - off, "%s%s", off ? ", " : "", o->name);
+        }
+        if (off)
+            return bh_exc(e, "QubesVMError", "There are other VMs connected to this VM: %s", users);
+    }
+    if (q->rt.state == BH_STATE_HALTING)
+        return 0;
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    bh_error err = { 0 };
+    if (q->rt.state == BH_STATE_PAUSED && drv->unpause)
+        drv->unpause(&sb.spec, &err);
+    int r = drv->shutdown(&sb.spec, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return bh_exc(e, "QubesException", "Shutdown failed: %s", err.msg);
+    q->rt.state = BH_STATE_HALTING;
+    q->rt.shutdown_requested = true;
+    q->rt.shutdown_deadline_ms = bh_now_ms() + bh_qube_prop_int(app, q, "shutdown_timeout") * 1000;
+    return 0;
+}
+
+int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
+{
+    if (need_running(q, e) < 0)
+        return -1;
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    bh_error err = { 0 };
+    int r = drv->kill(&sb.spec, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
+    q->rt.state = BH_STATE_DYING;
+    halted(app, q);
+    return 0;
+}
+
+static int set_paused(struct bh_app *app, struct bh_qube *q, bool pause, struct bh_exc *e)
+{
+    if (pause && q->rt.state != BH_STATE_RUNNING)
+        return bh_exc(e, "QubesVMNotRunningError", "Domain is not running: %s", q->name);
+    if (!pause && q->rt.state != BH_STATE_PAUSED)
+        return bh_exc(e, "QubesVMNotPausedError", "Domain is not paused: %s", q->name);
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    bh_error err = { 0 };
+    int r = pause ? drv->pause(&sb.spec, &err) : drv->unpause(&sb.spec, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return bh_exc(e, "QubesException", "%s failed: %s", pause ? "Pause" : "Unpause", err.msg);
+    q->rt.state = pause ? BH_STATE_PAUSED : BH_STATE_RUNNING;
+    emit(q, pause ? "domain-paused" : "domain-unpaused", NULL);
+    return 0;
+}
+
+int bh_lifecycle_pause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) { return set_paused(app, q, true, e); }
+int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) { return set_paused(app, q, false, e); }
+
+void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (q->klass == BH_ADMINVM || !bh_qube_is_running(q))
+        return;
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (!drv || !drv->state)
+        return;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    drv->state(&sb.spec, st);
+    bh_glue_spec_free(&sb);
+}
+
+void bh_lifecycle_boot(struct bh_app *app, bool autostart)
+{
+    lc_app = app;
+    bh_loop_on_tick(on_tick, NULL);
+    /* Adopt qubes left running by a previous bulkheadd. */
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        const struct bh_driver *drv = q->klass == BH_ADMINVM ? NULL : bh_glue_driver(app, q);
+        if (!drv || !drv->adopt)
+            continue;
+        struct bh_spec_buf sb;
+        bh_glue_spec(app, q, &sb);
+        bh_error err = { 0 };
+        int r = drv->adopt(&sb.spec, &err);
+        if (r < 0)
+            bh_warn("%s: adopting: %s", q->name, err.msg);
+        if (r == 1) {
+            enum bh_power_state s = drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_RUNNING;
+            q->rt.state = s == BH_STATE_PAUSED ? BH_STATE_PAUSED : BH_STATE_RUNNING;
+            q->rt.start_time = (int64_t)time(NULL);
+            watch(q, drv, &sb.spec);
+            qrexec_kill_stale(&sb, q->name);
+            if (qrexec_start(app, q, &sb, &err) < 0)
+                bh_warn("%s: qrexec after adopt: %s", q->name, err.msg);
+            bh_info("%s: adopted running qube", q->name);
+        }
+        bh_glue_spec_free(&sb);
+    }
+    /* Then autostart, as Qubes does at boot. */
+    for (size_t i = 0; autostart && i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        if (q->klass == BH_ADMINVM || bh_qube_is_running(q) || !bh_qube_prop_bool(app, q, "autostart"))
+            continue;
+        struct bh_exc e = { 0 };
+        if (bh_lifecycle_start(app, q, &e) < 0)
+            bh_warn("autostart of %s failed: %s", q->name, e.msg);
+    }
+}

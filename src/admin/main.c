@@ -1,0 +1,138 @@
+/* bulkheadd: the admin daemon (Qubes' qubesd). Owns the store, serves the Admin API on
+ * a Unix socket, and runs qubes through their engine. */
+#include "cleanup.h"
+#include "defaults.h"
+#include "engine_glue.h"
+#include "io.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "loop.h"
+#include "model.h"
+#include "policy_install.h"
+#include "preload.h"
+#include "server.h"
+#include "store.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes] [--no-autostart]\n"
+               "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
+               "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
+               "  --no-default-qubes  do not create the default qubes in a new store\n"
+               "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n");
+}
+
+static int sigfd = -1;
+static void on_signal(void *ctx, uint32_t ev)
+{
+    (void)ctx;
+    (void)ev;
+    struct signalfd_siginfo si;
+    if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si && (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+        bh_info("signal %u: stopping (running qubes keep running)", si.ssi_signo);
+        bh_loop_stop();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bh_log_init("bulkheadd");
+    const char *root = "/var/lib/bulkhead", *runtime = "/run/bulkhead";
+    bool defaults = true, autostart = true;
+    static const struct option opts[] = {
+        { "root", required_argument, NULL, 'r' },
+        { "runtime-dir", required_argument, NULL, 'R' },
+        { "no-default-qubes", no_argument, NULL, 'n' },
+        { "no-autostart", no_argument, NULL, 'A' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'r': root = optarg; break;
+        case 'R': runtime = optarg; break;
+        case 'n': defaults = false; break;
+        case 'A': autostart = false; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    umask(022);
+    if (bh_mkdir_p(root, 0700) < 0 || bh_mkdir_p(runtime, 0755) < 0) {
+        bh_err("cannot create %s or %s: %s", root, runtime, strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+
+    chmod(runtime, 0755);
+    bh_error err = { 0 };
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qubes.db", root);
+    struct bh_store *store = bh_store_open(path, &err);
+    if (!store) {
+        bh_err("%s", err.msg);
+        return 1;
+    }
+    bool fresh = bh_store_is_new(store);
+    struct bh_app app = { 0 };
+    app.root_dir = realpath(root, NULL);
+    app.runtime_dir = realpath(runtime, NULL);
+    if (bh_loop_init() < 0) {
+        bh_err("event loop: %s", strerror(errno));
+        return 1;
+    }
+    if (bh_app_load(&app, store, &err) < 0) {
+        bh_err("loading store: %s", err.msg);
+        return 1;
+    }
+    if (bh_policy_install_defaults(app.root_dir, &err) < 0)
+        bh_warn("policy: %s; every qrexec call will be denied until %s/policy.d exists", err.msg, app.root_dir);
+    if (bh_glue_init(&app, &err) < 0) {
+        bh_err("storage: %s", err.msg);
+        return 1;
+    }
+    if (fresh && defaults && bh_defaults_create(&app, &err) < 0) {
+        bh_err("%s", err.msg);
+        return 1;
+    }
+    sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0 || bh_loop_add(sigfd, EPOLLIN, on_signal, NULL) < 0) {
+        bh_err("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/qubesd.sock", app.runtime_dir);
+    if (bh_server_start(&app, path, &err) < 0) {
+        bh_err("%s", err.msg);
+        return 1;
+    }
+    if (bh_glue_runtime_check(&app, &err) < 0)
+        bh_warn("%s", err.msg);
+    bh_lifecycle_boot(&app, autostart);
+    bh_preload_init(&app);
+    bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
+    int rc = bh_loop_run();
+    bh_server_stop();
+    bh_app_free(&app);
+    bh_store_close(store);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,114 @@
+/* The model of qubes that bulkheadd manages (Qubes' qubes.app / qubes.vm): classes,
+ * labels, explicitly set properties, tags, features, notes, firewall rules, plus the
+ * runtime state the engine reports. Every value is kept as the string that goes on the
+ * wire; only explicitly set values are stored, everything else is a computed default.
+ *
+ * Mutations go through model functions that validate, write the store in one
+ * transaction, and only then change memory and emit events, so an acknowledged
+ * change is durable and a refused one changes nothing. */
+#pragma once
+#include "driver/driver.h"
+#include "err.h"
+#include "response.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum bh_klass { BH_ADMINVM, BH_TEMPLATEVM, BH_APPVM, BH_DISPVM, BH_STANDALONEVM, BH_KLASS_COUNT };
+#define BH_KMASK(k) (1u << (k))
+#define BH_K_ALL_VMS (BH_KMASK(BH_TEMPLATEVM) | BH_KMASK(BH_APPVM) | BH_KMASK(BH_DISPVM) | BH_KMASK(BH_STANDALONEVM))
+#define BH_K_ALL (BH_K_ALL_VMS | BH_KMASK(BH_ADMINVM))
+
+const char *bh_klass_name(enum bh_klass k);
+int bh_klass_parse(const char *s, enum bh_klass *out);
+
+/* A small ordered string map (explicit properties, features, tags, globals). Sizes are
+ * small (tens), so a sorted array beats a hash in both code and speed. */
+struct bh_kv {
+    char *key, *value;
+};
+struct bh_kvlist {
+    struct bh_kv *v;
+    size_t n, cap;
+};
+const char *bh_kv_get(const struct bh_kvlist *l, const char *key);
+int bh_kv_set(struct bh_kvlist *l, const char *key, const char *value);
+bool bh_kv_del(struct bh_kvlist *l, const char *key);
+void bh_kv_free(struct bh_kvlist *l);
+
+#define BH_LABEL_MAX 32
+struct bh_label {
+    int index;
+    char name[BH_LABEL_MAX];
+    char color[16]; /* 0xRRGGBB */
+};
+
+struct bh_runtime {
+    enum bh_power_state state;
+    int pidfd;         /* engine's watch fd, -1 when halted */
+    pid_t qrexec_pid;  /* the qube's qrexec-daemon, 0 if none */
+    int64_t start_time;
+    bool shutdown_requested;
+    int64_t shutdown_deadline_ms;
+};
+
+struct bh_qube {
+    uint32_t qid;
+    char name[32];
+    enum bh_klass klass;
+    char uuid[37];
+    struct bh_kvlist props;    /* explicitly set properties */
+    struct bh_kvlist features;
+    struct bh_kvlist tags;     /* values unused ("1") */
+    char *notes;
+    char *firewall;            /* NULL = the default rule set (accept all) */
+    struct bh_runtime rt;
+};
+
+struct bh_store;
+
+struct bh_app {
+    struct bh_qube **qubes; /* sorted by name */
+    size_t nqubes, cap;
+    struct bh_kvlist globals;
+    struct bh_label *labels;
+    size_t nlabels;
+    struct bh_store *store;
+    char *root_dir;
+    char *runtime_dir;
+};
+
+/* Lookup: name, or "uuid:<uuid>". */
+struct bh_qube *bh_app_find(struct bh_app *app, const char *name);
+struct bh_qube *bh_app_find_qid(struct bh_app *app, uint32_t qid);
+const struct bh_label *bh_label_find(const struct bh_app *app, const char *name);
+const struct bh_label *bh_label_of(const struct bh_app *app, const struct bh_qube *q);
+
+/* Loads the model from the store; a new store gets dom0 and the labels. */
+int bh_app_load(struct bh_app *app, struct bh_store *store, bh_error *err);
+void bh_app_free(struct bh_app *app);
+
+/* Creation and removal (validated, stored, events emitted). */
+struct bh_create_args {
+    enum bh_klass klass;
+    const char *name;
+    const char *label;
+    const char *template_name; /* may be NULL */
+    const char *props[32][2];  /* extra properties name/value, NULL-terminated */
+};
+struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *a, struct bh_exc *e);
+int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
+/* Where a qube is still used (template, netvm, default_dispvm, global defaults...);
+ * writes a human-readable list into buf, returns the count. */
+int bh_qube_usage(struct bh_app *app, const struct bh_qube *q, char *buf, size_t cap);
+
+/* Tags, features, notes, firewall, labels. */
+int bh_qube_tag_set(struct bh_app *app, struct bh_qube *q, const char *tag, bool on, struct bh_exc *e);
+int bh_qube_feature_set(struct bh_app *app, struct bh_qube *q, const char *key, const char *value, struct bh_exc *e);
+int bh_qube_feature_del(struct bh_app *app, struct bh_qube *q, const char *key, struct bh_exc *e);
+int bh_qube_notes_set(struct bh_app *app, struct bh_qube *q, const char *text, struct bh_exc *e);
+int bh_qube_firewall_set(struct bh_app *app, struct bh_qube *q, const char *rules, struct bh_exc *e);
+int bh_label_create(struct bh_app *app, const char *name, const char *color, struct bh_exc *e);
+int bh_label_remove(struct bh_app *app, const char *name, struct bh_exc *e);
+
+bool bh_qube_is_running(const struct bh_qube *q); /* not Halted (nor Crashed) */

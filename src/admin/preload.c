@@ -1,0 +1,99 @@
+#include "preload.h"
+#include "cleanup.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "loop.h"
+#include "props.h"
+#include <stdlib.h>
+#include <string.h>
+
+static struct bh_app *pl_app;
+
+static bool is_preloaded_of(struct bh_app *app, struct bh_qube *q, struct bh_qube *base)
+{
+    if (q->klass != BH_DISPVM || !bh_kv_get(&q->features, "preload-dispvm"))
+        return false;
+    const char *t = bh_kv_get(&q->props, "template");
+    (void)app;
+    return t && !strcmp(t, base->name);
+}
+
+struct bh_qube *bh_preload_take(struct bh_app *app, struct bh_qube *base)
+{
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        if (!is_preloaded_of(app, q, base) || q->rt.state != BH_STATE_RUNNING)
+            continue;
+        struct bh_exc e = { 0 };
+        if (bh_qube_feature_del(app, q, "preload-dispvm", &e) < 0)
+            continue;
+        return q;
+    }
+    return NULL;
+}
+
+static long preload_max(struct bh_qube *q)
+{
+    const char *v = bh_kv_get(&q->features, "preload-dispvm-max");
+    if (!v)
+        return 0;
+    long n = strtol(v, NULL, 10);
+    return n < 0 ? 0 : n > 16 ? 16 : n; /* bounded: each one is a running qube */
+}
+
+/* One new preloaded disposable per tick at most, so that filling a pool never stalls
+ * the API for long. */
+static void fill(void *ctx)
+{
+    (void)ctx;
+    struct bh_app *app = pl_app;
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *base = app->qubes[i];
+        long want = preload_max(base);
+        if (!want || !bh_qube_prop_bool(app, base, "template_for_dispvms"))
+            continue;
+        long have = 0;
+        for (size_t j = 0; j < app->nqubes; j++)
+            if (is_preloaded_of(app, app->qubes[j], base))
+                have++;
+        if (have >= want)
+            continue;
+        char name[32];
+        struct bh_exc e = { 0 };
+        struct bh_qube *q = NULL;
+        for (int tries = 0; tries < 100 && !q; tries++) {
+            snprintf(name, sizeof name, "disp%u", 1u + (unsigned)(random() % 9999));
+            if (bh_app_find(app, name))
+                continue;
+            _cleanup_free_ char *label = bh_qube_prop(app, base, "label");
+            struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+            q = bh_qube_create(app, &a, &e);
+            if (!q)
+                break;
+        }
+        if (!q || bh_qube_feature_set(app, q, "internal.auto-cleanup", "1", &e) < 0 ||
+            bh_qube_feature_set(app, q, "preload-dispvm", "1", &e) < 0 || bh_lifecycle_start(app, q, &e) < 0) {
+            bh_warn("preloading a disposable of %s: %s", base->name, e.msg);
+            if (q && !bh_qube_is_running(q))
+                bh_qube_remove(app, q, &e);
+            /* Don't retry in a tight loop: drop the feature's effect until it is set again. */
+            bh_kv_del(&base->features, "preload-dispvm-max");
+        }
+        return;
+    }
+}
+
+void bh_preload_init(struct bh_app *app)
+{
+    pl_app = app;
+    /* Preloaded disposables that did not survive (halted by a crash) are gone for good. */
+    for (size_t i = 0; i < app->nqubes;) {
+        struct bh_qube *q = app->qubes[i];
+        struct bh_exc e = { 0 };
+        if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup") && !bh_qube_is_running(q) &&
+            bh_qube_remove(app, q, &e) == 0)
+            continue;
+        i++;
+    }
+    bh_loop_on_tick(fill, NULL);
+}

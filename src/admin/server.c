@@ -1,0 +1,318 @@
+#include "server.h"
+#include "api.h"
+#include "buf.h"
+#include "cleanup.h"
+#include "events.h"
+#include "io.h"
+#include "log.h"
+#include "loop.h"
+#include "request.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct conn {
+    int fd;
+    bh_buf in, out;
+    bool request_done;  /* EOF seen and request handled */
+    bool streaming;     /* admin.Events */
+    bool in_loop;       /* registered with the event loop */
+    int64_t deadline;
+    struct conn *prev, *next;
+};
+
+static struct bh_app *srv_app;
+static int listen_fd = -1;
+static bool accept_paused; /* out of file descriptors: wait for a connection to close */
+static char *sock_path;
+static struct conn *conns;
+static size_t nconns;
+
+static void on_accept(void *ctx, uint32_t ev);
+
+/* The listening socket stays readable while connections wait in the backlog, so when
+ * accept fails for want of file descriptors we stop watching it (or the loop would
+ * spin) until a descriptor is freed. */
+static void accept_pause(void)
+{
+    static int64_t last_warn = -1;
+    if (accept_paused)
+        return;
+    if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+        bh_warn("out of file descriptors (%zu connections): not accepting until one closes", nconns);
+        last_warn = bh_now_ms();
+    }
+    accept_paused = bh_loop_mod(listen_fd, 0, on_accept, NULL) == 0;
+}
+
+static void accept_resume(void)
+{
+    if (accept_paused && listen_fd >= 0 && bh_loop_mod(listen_fd, EPOLLIN, on_accept, NULL) == 0)
+        accept_paused = false;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->in_loop)
+        bh_loop_del(c->fd);
+    if (c->streaming)
+        bh_events_unsubscribe(c);
+    close(c->fd);
+    bh_buf_free(&c->in);
+    bh_buf_free(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nconns--;
+    free(c);
+    accept_resume();
+}
+
+static void conn_cb(void *ctx, uint32_t ev);
+
+/* What we wait for: input until the request is complete; output while any is queued;
+ * hang-ups always (EPOLLHUP is implicit). After the client's half-close, EPOLLIN and
+ * EPOLLRDHUP stay ready forever, so we stop asking for them. */
+static void conn_rearm(struct conn *c)
+{
+    uint32_t ev = 0;
+    if (!c->request_done)
+        ev |= EPOLLIN;
+    if (c->out.len)
+        ev |= EPOLLOUT;
+    if (bh_loop_mod(c->fd, ev, conn_cb, c) == 0)
+        c->in_loop = true;
+}
+
+/* Writes what it can; returns -1 if the connection is gone. */
+static int conn_flush(struct conn *c)
+{
+    while (c->out.len) {
+        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            return -1;
+        }
+        bh_buf_consume(&c->out, (size_t)w);
+    }
+    if (!c->out.len && c->request_done && !c->streaming)
+        return -1; /* reply fully sent: done */
+    conn_rearm(c);
+    return 0;
+}
+
+static void on_event(void *ctx, const char *subject, const char *event, const char *const *kv)
+{
+    struct conn *c = ctx;
+    if (bh_reply_event(&c->out, subject, event, kv) < 0 || conn_flush(c) < 0) {
+        /* Queue over its bound (a client that does not read) or a dead peer. */
+        bh_debug("dropping event subscriber fd %d", c->fd);
+        conn_close(c);
+    }
+}
+
+int bh_server_subscribe(void *conn, const char *filter)
+{
+    struct conn *c = conn;
+    if (bh_events_subscribe(filter, on_event, c) < 0)
+        return -1;
+    c->streaming = true;
+    return 0;
+}
+
+static void handle_request(struct conn *c)
+{
+    struct bh_request req;
+    bh_error err = { 0 };
+    c->request_done = true;
+    if (bh_request_parse(c->in.data ? c->in.data : "", c->in.len, &req, &err) < 0) {
+        /* As qubesd: a malformed header gets no answer, the connection is dropped. */
+        bh_debug("malformed request on fd %d: %s", c->fd, err.msg);
+        conn_close(c);
+        return;
+    }
+    /* Events and replies go to c->out; its limit bounds a stream that is not read. */
+    int stream = bh_dispatch(srv_app, &req, &c->out, c);
+    bh_buf_free(&c->in);
+    if (stream) {
+        const char *kv[] = { NULL };
+        if (bh_reply_event(&c->out, "", "connection-established", kv) < 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (conn_flush(c) < 0)
+        conn_close(c);
+}
+
+/* Reads what the client has sent; at EOF handles the request. Returns true if the
+ * connection still waits for input (c stays valid), false if it was handled or closed
+ * (c may be gone). */
+static bool conn_read(struct conn *c)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return true;
+            conn_close(c);
+            return false;
+        }
+        if (r == 0) {
+            handle_request(c);
+            return false;
+        }
+        if (bh_buf_add(&c->in, chunk, (size_t)r) < 0) {
+            bh_debug("request over the limit on fd %d: dropped", c->fd);
+            conn_close(c);
+            return false;
+        }
+    }
+}
+
+static void conn_cb(void *ctx, uint32_t ev)
+{
+    struct conn *c = ctx;
+    if (ev & EPOLLIN && !c->request_done) {
+        conn_read(c);
+        return;
+    }
+    if (ev & (EPOLLHUP | EPOLLERR)) {
+        conn_close(c);
+        return;
+    }
+    if (ev & EPOLLOUT && conn_flush(c) < 0)
+        conn_close(c);
+}
+
+/* Connections accepted per wake-up: under a constant stream of clients the loop must
+ * still come back to serve slow connections, events and the tick. */
+#define ACCEPT_BATCH 64
+
+static void on_accept(void *ctx, uint32_t ev)
+{
+    (void)ctx;
+    (void)ev;
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause();
+            else if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            else if (errno != EAGAIN)
+                bh_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (nconns >= BH_SERVER_MAX_CONNS) {
+            close(fd);
+            continue;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        bh_buf_init(&c->in, BH_REQ_MAX);
+        bh_buf_init(&c->out, BH_SERVER_EVENT_QUEUE_MAX);
+        c->deadline = bh_now_ms() + BH_SERVER_REQUEST_TIMEOUT_MS;
+        c->next = conns;
+        if (conns)
+            conns->prev = c;
+        conns = c;
+        nconns++;
+        /* Qubes' clients write the whole request and half-close right after connecting,
+         * so it is usually waiting already: serve it now and spare the epoll
+         * registration. Only a client that has not finished goes to the loop. */
+        if (conn_read(c) && !c->in_loop) {
+            if (bh_loop_add(fd, EPOLLIN, conn_cb, c) < 0)
+                conn_close(c);
+            else
+                c->in_loop = true;
+        }
+    }
+}
+
+/* Drops connections that never finished their request (abandoned or trickling). */
+static void on_tick(void *ctx)
+{
+    (void)ctx;
+    accept_resume(); /* descriptors may have been freed elsewhere in the daemon */
+    int64_t now = bh_now_ms();
+    struct conn *c = conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (!c->request_done && now > c->deadline) {
+            bh_debug("request timeout on fd %d", c->fd);
+            conn_close(c);
+        }
+        c = next;
+    }
+}
+
+int bh_server_start(struct bh_app *app, const char *path, bh_error *err)
+{
+    srv_app = app;
+    /* Room for every connection we allow (the usual soft limit, 1024, is below it). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < BH_SERVER_MAX_CONNS + 256 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < BH_SERVER_MAX_CONNS + 256 ? rl.rlim_max : BH_SERVER_MAX_CONNS + 256;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path)
+        return bh_fail(err, ENAMETOOLONG, "socket path too long: %s", path);
+    strcpy(sa.sun_path, path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bh_fail_errno(err, "socket");
+    /* A socket file left by a dead daemon is removed; a live one is not stolen. */
+    _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return bh_fail(err, EADDRINUSE, "another bulkheadd is already listening on %s", path);
+    unlink(path);
+    mode_t old = umask(0117); /* root (and the socket's group) only */
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (r < 0)
+        return bh_fail_errno(err, "bind %s", path);
+    if (listen(fd, 1024) < 0)
+        return bh_fail_errno(err, "listen");
+    if (bh_loop_add(fd, EPOLLIN, on_accept, NULL) < 0 || bh_loop_on_tick(on_tick, NULL) < 0)
+        return bh_fail_errno(err, "event loop");
+    listen_fd = steal_fd(&fd);
+    sock_path = strdup(path);
+    return 0;
+}
+
+void bh_server_stop(void)
+{
+    while (conns)
+        conn_close(conns);
+    if (listen_fd >= 0) {
+        bh_loop_del(listen_fd);
+        close(listen_fd);
+        listen_fd = -1;
+    }
+    if (sock_path) {
+        unlink(sock_path);
+        free(sock_path);
+        sock_path = NULL;
+    }
+}

@@ -1,0 +1,49 @@
+/* Cgroups: picks v1 or v2 and names the per-daemon parent. Every qube's cgroup sits
+ * under bulkhead-<hash of the daemon's runtime root>/<qube name>, so daemons (and test
+ * runs) side by side never touch each other's cgroups. */
+#include "ns.h"
+#include "cleanup.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+const struct bh_cgroup_ops *bh_cgroup_ops(void)
+{
+    struct statfs sf;
+    if (statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+        return &bh_cgroup_v2;
+    return &bh_cgroup_v1;
+}
+
+void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n)
+{
+    /* runtime_dir is <runtime>/qubes/<name>: hash <runtime>. */
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", spec->runtime_dir);
+    char *root = dirname(dirname(buf));
+    char real[4096];
+    if (realpath(root, real))
+        root = real;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *s = root; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    snprintf(out, n, "bulkhead-%012llx", (unsigned long long)(h & 0xffffffffffffull));
+}
+
+int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bh_fail_errno(err, "open %s", path);
+    size_t len = strlen(val);
+    if (write(fd, val, len) != (ssize_t)len)
+        return bh_fail_errno(err, "write '%s' to %s", val, path);
+    return 0;
+}

@@ -1,0 +1,216 @@
+/* cgroup v1: one hierarchy per controller (this is what the test machines have). */
+#include "ns.h"
+#include "cleanup.h"
+#include "io.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BASE "/sys/fs/cgroup"
+static const char *const ctrls[] = { "memory", "pids", "freezer", "cpu", "cpuacct", "devices" };
+static bool required(const char *c) { return !strcmp(c, "memory") || !strcmp(c, "pids") || !strcmp(c, "freezer"); }
+
+static void cg_dir(char *out, size_t n, const char *ctrl, const char *tag, const char *name)
+{
+    if (name)
+        snprintf(out, n, BASE "/%s/%s/%s", ctrl, tag, name);
+    else
+        snprintf(out, n, BASE "/%s/%s", ctrl, tag);
+}
+
+static bool have(const char *ctrl)
+{
+    char p[256];
+    snprintf(p, sizeof p, BASE "/%s/cgroup.procs", ctrl);
+    return access(p, F_OK) == 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+{
+    char dir[4096], val[64];
+    for (size_t i = 0; i < BH_ARRAY_SIZE(ctrls); i++) {
+        if (!have(ctrls[i])) {
+            if (required(ctrls[i]))
+                return bh_fail(err, ENOENT, "cgroup v1 controller %s is not mounted", ctrls[i]);
+            continue;
+        }
+        /* The shared parent may vanish between our two mkdirs (the daemon's last other
+         * qube being destroyed): try again. */
+        for (int attempt = 0;; attempt++) {
+            cg_dir(dir, sizeof dir, ctrls[i], tag, NULL);
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return bh_fail_errno(err, "mkdir %s", dir);
+            cg_dir(dir, sizeof dir, ctrls[i], tag, spec->name);
+            if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+                break;
+            if (errno != ENOENT || attempt == 3)
+                return bh_fail_errno(err, "mkdir %s", dir);
+        }
+    }
+    uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
+    cg_dir(dir, sizeof dir, "memory", tag, spec->name);
+    if (hard) {
+        snprintf(val, sizeof val, "%llu", (unsigned long long)hard << 20);
+        if (bh_cg_write(dir, "memory.limit_in_bytes", val, err) < 0)
+            return -1;
+        /* With swap accounting, memory+swap gets the same bound: no escape into swap. */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/memory.memsw.limit_in_bytes", dir);
+        if (access(p, F_OK) == 0 && bh_cg_write(dir, "memory.memsw.limit_in_bytes", val, err) < 0)
+            return -1;
+    }
+    if (spec->memory_mib) {
+        snprintf(val, sizeof val, "%llu", (unsigned long long)spec->memory_mib << 20);
+        if (bh_cg_write(dir, "memory.soft_limit_in_bytes", val, err) < 0)
+            return -1;
+    }
+    cg_dir(dir, sizeof dir, "pids", tag, spec->name);
+    snprintf(val, sizeof val, "%u", spec->max_pids ? spec->max_pids : BH_NS_DEFAULT_PIDS);
+    if (bh_cg_write(dir, "pids.max", val, err) < 0)
+        return -1;
+    if (spec->vcpus && have("cpu")) {
+        cg_dir(dir, sizeof dir, "cpu", tag, spec->name);
+        snprintf(val, sizeof val, "%llu", (unsigned long long)spec->vcpus * 100000ull);
+        if (bh_cg_write(dir, "cpu.cfs_period_us", "100000", err) < 0 || bh_cg_write(dir, "cpu.cfs_quota_us", val, err) < 0)
+            return -1;
+    }
+    if (have("devices")) {
+        /* Only the devices of a qube's fixed /dev; a node planted by any other means
+         * still cannot be opened. */
+        static const char *allow[] = { "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                                       "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm" };
+        cg_dir(dir, sizeof dir, "devices", tag, spec->name);
+        if (bh_cg_write(dir, "devices.deny", "a", err) < 0)
+            return -1;
+        for (size_t i = 0; i < BH_ARRAY_SIZE(allow); i++)
+            if (bh_cg_write(dir, "devices.allow", allow[i], err) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int v1_attach(const char *tag, const char *name, pid_t pid, bh_error *err)
+{
+    char dir[4096], val[32];
+    snprintf(val, sizeof val, "%d", (int)pid);
+    for (size_t i = 0; i < BH_ARRAY_SIZE(ctrls); i++) {
+        if (!have(ctrls[i]))
+            continue;
+        cg_dir(dir, sizeof dir, ctrls[i], tag, name);
+        if (bh_cg_write(dir, "cgroup.procs", val, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static char *read_small(const char *ctrl, const char *tag, const char *name, const char *file)
+{
+    char path[4096];
+    snprintf(path, sizeof path, BASE "/%s/%s/%s/%s", ctrl, tag, name, file);
+    return bh_read_file(path, 1 << 16, NULL);
+}
+
+static int v1_frozen(const char *tag, const char *name)
+{
+    _cleanup_free_ char *s = read_small("freezer", tag, name, "freezer.state");
+    if (!s)
+        return -1;
+    return strncmp(s, "FROZEN", 6) == 0;
+}
+
+static int v1_freeze(const char *tag, const char *name, bool frozen, bh_error *err)
+{
+    char dir[4096];
+    cg_dir(dir, sizeof dir, "freezer", tag, name);
+    if (bh_cg_write(dir, "freezer.state", frozen ? "FROZEN" : "THAWED", err) < 0)
+        return -1;
+    /* FREEZING -> FROZEN is asynchronous; pause returns once it holds. */
+    for (int i = 0; frozen && i < 500; i++) {
+        if (v1_frozen(tag, name) == 1)
+            return 0;
+        sleep_ms(10);
+    }
+    return frozen ? bh_fail(err, ETIMEDOUT, "freezing %s did not complete", name) : 0;
+}
+
+static int v1_kill_all(const char *tag, const char *name)
+{
+    /* Freeze, kill every member, thaw: nothing can fork while we walk the list. */
+    int n = 0;
+    for (int round = 0; round < 100; round++) {
+        (void)v1_freeze(tag, name, true, NULL);
+        _cleanup_free_ char *s = read_small("pids", tag, name, "cgroup.procs");
+        if (!s || !*s)
+            break;
+        for (char *p = s, *e; *p; p = e) {
+            long pid = strtol(p, &e, 10);
+            if (e == p)
+                break;
+            if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
+                n++;
+            while (*e == '\n')
+                e++;
+        }
+        (void)v1_freeze(tag, name, false, NULL);
+        sleep_ms(5);
+    }
+    (void)v1_freeze(tag, name, false, NULL);
+    return n;
+}
+
+static int v1_destroy(const char *tag, const char *name, bh_error *err)
+{
+    char dir[4096];
+    int ret = 0;
+    for (size_t i = 0; i < BH_ARRAY_SIZE(ctrls); i++) {
+        if (!have(ctrls[i]))
+            continue;
+        cg_dir(dir, sizeof dir, ctrls[i], tag, name);
+        int tries = 0;
+        while (rmdir(dir) < 0 && errno != ENOENT) {
+            if (errno != EBUSY || ++tries > 200) { /* EBUSY: exiting tasks still counted */
+                ret = bh_fail_errno(err, "rmdir %s", dir);
+                break;
+            }
+            sleep_ms(5);
+        }
+        cg_dir(dir, sizeof dir, ctrls[i], tag, NULL);
+        (void)rmdir(dir); /* the shared parent goes when its last qube does */
+    }
+    return ret;
+}
+
+static int v1_stats(const char *tag, const char *name, struct bh_qube_stats *st)
+{
+    _cleanup_free_ char *m = read_small("memory", tag, name, "memory.usage_in_bytes");
+    _cleanup_free_ char *c = have("cpuacct") ? read_small("cpuacct", tag, name, "cpuacct.usage") : NULL;
+    st->mem_bytes = m ? strtoull(m, NULL, 10) : 0;
+    st->cputime_ns = c ? strtoull(c, NULL, 10) : 0;
+    return m ? 0 : -1;
+}
+
+static bool v1_contains(const char *tag, const char *name, pid_t pid)
+{
+    char path[64], want[512];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    _cleanup_free_ char *s = bh_read_file(path, 1 << 16, NULL);
+    if (!s)
+        return false;
+    snprintf(want, sizeof want, ":pids:/%s/%s\n", tag, name);
+    return strstr(s, want) != NULL;
+}
+
+const struct bh_cgroup_ops bh_cgroup_v1 = {
+    v1_create, v1_attach, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains,
+};

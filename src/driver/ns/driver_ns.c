@@ -1,0 +1,198 @@
+/* struct bh_driver for the `ns` engine: thin glue over the subsystems. */
+#include "ns.h"
+#include "cleanup.h"
+#include "io.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void tag_of(const struct bh_qube_spec *spec, char *tag, size_t n) { bh_cgroup_tag(spec, tag, n); }
+
+static int wait_exit(int pidfd, int ms)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+    int r;
+    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    return r == 1 ? 0 : -1;
+}
+
+static void clean_vchan(const char *dir)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.')
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+}
+
+int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_ns_paths p;
+    char tag[64];
+    if (bh_ns_paths_fill(spec, &p, err) < 0)
+        return -1;
+    tag_of(spec, tag, sizeof tag);
+    const struct bh_cgroup_ops *cg = bh_cgroup_ops();
+    struct bh_init_id id;
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd >= 0) {
+        (void)cg->freeze(tag, spec->name, false, NULL); /* a frozen task cannot die */
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+        (void)wait_exit(pidfd, 10000);
+        (void)waitpid(id.pid, NULL, WNOHANG); /* ours if we started it */
+    }
+    /* Anything left in the cgroup (a start cut short, a lost init) goes too. */
+    cg->kill_all(tag, spec->name);
+    int ret = cg->destroy(tag, spec->name, err);
+    (void)unlink(p.pidfile);
+    (void)unlink(p.shutdown_mark);
+    (void)rmdir(p.staging);
+    clean_vchan(p.vchan);
+    /* the vchan tmpfs (stacked mounts too, from an interrupted earlier start) */
+    while (umount2(p.vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+        ;
+    (void)rmdir(p.vchan);
+    return ret;
+}
+
+static int ns_start(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_init_id id;
+    int fd = bh_init_open_verified(spec, &id);
+    if (fd >= 0) {
+        close(fd);
+        return bh_fail(err, EEXIST, "qube %s is already running", spec->name);
+    }
+    bh_error ignored;
+    (void)bh_ns_cleanup(spec, &ignored); /* leftovers of an earlier life */
+    return bh_ns_spawn(spec, err);
+}
+
+static int ns_shutdown(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_ns_paths p;
+    struct bh_init_id id;
+    char tag[64];
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd < 0 || bh_ns_paths_fill(spec, &p, err) < 0)
+        return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
+    tag_of(spec, tag, sizeof tag);
+    (void)bh_write_file_atomic(p.shutdown_mark, "1\n", 2, 0600);
+    (void)bh_cgroup_ops()->freeze(tag, spec->name, false, NULL);
+    if (pidfd_send_signal(pidfd, SIGTERM, NULL, 0) < 0)
+        return bh_fail_errno(err, "signalling init of %s", spec->name);
+    return 0;
+}
+
+static int ns_kill(const struct bh_qube_spec *spec, bh_error *err)
+{
+    return bh_ns_cleanup(spec, err);
+}
+
+static int set_frozen(const struct bh_qube_spec *spec, bool frozen, bh_error *err)
+{
+    struct bh_init_id id;
+    char tag[64];
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd < 0)
+        return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
+    tag_of(spec, tag, sizeof tag);
+    return bh_cgroup_ops()->freeze(tag, spec->name, frozen, err);
+}
+
+static int ns_pause(const struct bh_qube_spec *spec, bh_error *err) { return set_frozen(spec, true, err); }
+static int ns_unpause(const struct bh_qube_spec *spec, bh_error *err) { return set_frozen(spec, false, err); }
+
+static enum bh_power_state ns_state(const struct bh_qube_spec *spec, struct bh_qube_stats *stats)
+{
+    struct bh_ns_paths p;
+    struct bh_init_id id;
+    char tag[64];
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (bh_ns_paths_fill(spec, &p, NULL) < 0)
+        return BH_STATE_NA;
+    tag_of(spec, tag, sizeof tag);
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    bool asked = access(p.shutdown_mark, F_OK) == 0;
+    if (pidfd < 0) {
+        /* No live init. A record left behind means it ended without reap(). */
+        if (access(p.pidfile, F_OK) != 0)
+            return BH_STATE_HALTED;
+        return asked ? BH_STATE_HALTED : BH_STATE_CRASHED;
+    }
+    if (stats)
+        (void)bh_cgroup_ops()->stats(tag, spec->name, stats);
+    if (bh_cgroup_ops()->frozen(tag, spec->name) == 1)
+        return BH_STATE_PAUSED;
+    return asked ? BH_STATE_HALTING : BH_STATE_RUNNING;
+}
+
+static int ns_adopt(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_init_id id;
+    int fd = bh_init_open_verified(spec, &id);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    return bh_ns_cleanup(spec, err) < 0 ? -1 : 0;
+}
+
+static int ns_watch_fd(const struct bh_qube_spec *spec)
+{
+    struct bh_init_id id;
+    return bh_init_open_verified(spec, &id);
+}
+
+static int ns_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
+{
+    struct bh_ns_paths p;
+    struct bh_init_id id;
+    if (crashed)
+        *crashed = false;
+    if (bh_ns_paths_fill(spec, &p, err) < 0)
+        return -1;
+    if (bh_pidfile_read(p.pidfile, &id) < 0)
+        return 0; /* already cleaned up (kill) */
+    int fd = bh_init_open_verified(spec, &id);
+    if (fd >= 0) {
+        close(fd);
+        return bh_fail(err, EBUSY, "qube %s is still running", spec->name);
+    }
+    bool asked = access(p.shutdown_mark, F_OK) == 0;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    /* Our child: its exit status says how it ended. Adopted: only whether we asked. */
+    if (waitid(P_PID, (id_t)id.pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == id.pid) {
+        bool clean = si.si_code == CLD_EXITED && si.si_status == 0;
+        if (crashed)
+            *crashed = !clean && !asked;
+    } else if (crashed) {
+        *crashed = !asked;
+    }
+    return bh_ns_cleanup(spec, err);
+}
+
+const struct bh_driver bh_driver_ns = {
+    .name = "ns",
+    .start = ns_start,
+    .shutdown = ns_shutdown,
+    .kill = ns_kill,
+    .pause = ns_pause,
+    .unpause = ns_unpause,
+    .state = ns_state,
+    .adopt = ns_adopt,
+    .watch_fd = ns_watch_fd,
+    .reap = ns_reap,
+};

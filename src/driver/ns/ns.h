@@ -1,0 +1,140 @@
+/* The `ns` engine's internal interfaces. Each subsystem lives in its own small file:
+ *
+ *   idmap.c     the qube's user namespace (host UID range) and idmapped mounts
+ *   loopdev.c   private.img -> loop device -> detached, idmapped ext4 mount
+ *   rootfs.c    host-privileged stage: assembles the qube's tree in a private mount ns
+ *   inside.c    in-namespace stage: proc/sys/devpts, /home, pivot_root
+ *   confine.c   capability bounding set, no_new_privs, then landlock.c and seccomp.c
+ *   cgroup.c    limits, freezer, stats (dispatch to cgroup_v1.c / cgroup_v2.c)
+ *   pidfile.c   init.pid: record and verify the qube's init (adopt)
+ *   spawn.c     the start sequence (fork, namespaces, handshake with init)
+ *   exec.c      run a command inside a running qube (bulkhead-ns exec)
+ *   driver_ns.c struct bh_driver glue
+ *
+ * Process shape of a start (all host PIDs):
+ *   bulkheadd ──fork──> stage1 (host root, new mount ns: assembles the root)
+ *                         │ setns(qube userns), unshare(mnt,pid,net,ipc,uts,cgroup,time)
+ *                         └──clone(CLONE_PARENT)──> init (PID 1 in the qube; child of bulkheadd)
+ * stage1 exits at once. Because the qube's mount ns is copied from stage1's (owned by
+ * the host user ns) into one owned by the qube's user ns, the kernel locks every mount
+ * in it: the qube cannot remount read-only binds writable nor unmount to reveal what
+ * is underneath.
+ */
+#pragma once
+#include "driver/driver.h"
+#include "err.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BH_NS_DEFAULT_PIDS 2048
+#define BH_NS_START_TIMEOUT_MS 60000
+#define BH_NS_INIT_PATH "/usr/lib/bulkhead/bulkhead-init"
+#define BH_NS_LIBEXEC_IN_QUBE "/usr/lib/bulkhead"
+#define BH_NS_VCHAN_IN_QUBE "/run/qubes/vchan"
+
+/* ---- idmap.c ---- */
+/* A new user namespace mapping 0..count-1 to host base..base+count-1 (UIDs and GIDs),
+ * returned as an fd; the short-lived process that created it is gone on return. */
+int bh_userns_create(uid_t base, uint32_t count, bh_error *err);
+/* A detached copy of `path` (recursive if rec), idmapped through userns_fd (unless
+ * userns_fd < 0) and with extra MOUNT_ATTR_* flags set. Returns the mount fd. */
+int bh_idmapped_tree(const char *path, int userns_fd, uint64_t attr_set, bool rec, bh_error *err);
+/* Applies the idmap and flags to an already detached mount fd. */
+int bh_mount_setattr_fd(int mfd, int userns_fd, uint64_t attr_set, bh_error *err);
+/* Attaches a detached mount fd at path. */
+int bh_attach(int mfd, const char *path, bh_error *err);
+
+/* ---- loopdev.c ---- */
+/* Attaches img to a free loop device (autoclear) and returns a detached ext4 mount fd. */
+int bh_ext4_image_mount(const char *img, bh_error *err);
+
+/* ---- rootfs.c (runs in stage1: host root, private mount ns) ---- */
+struct bh_ns_paths {
+    char staging[4096];  /* <runtime_dir>/mnt: the tmpfs that holds the tree */
+    char root[4096];     /* <staging>/root: the qube's future "/" */
+    char vchan[4096];    /* <runtime_dir>/vchan */
+    char libexec[4096];  /* host dir with bulkhead-init & co., bound at /usr/lib/bulkhead (spawn only) */
+    char pidfile[4096];  /* <runtime_dir>/init.pid */
+    char shutdown_mark[4096]; /* <runtime_dir>/shutdown-requested */
+};
+int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err);
+int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err);
+/* private_fd: the detached, idmapped mount of private_img, made by the daemon (the loop
+ * device must be opened outside the qube's devices cgroup) while stage 1 assembles. */
+int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err);
+
+/* ---- inside.c (runs as the qube's root inside its namespaces, before init) ---- */
+int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err);
+
+/* ---- confine.c, landlock.c, seccomp.c ---- */
+/* Drops the bounding set entries a qube never needs, sets no_new_privs, applies
+ * Landlock (if the kernel has it) and the seccomp filter. Last step before exec. */
+int bh_confine(bh_error *err);
+int bh_landlock_apply(bh_error *err); /* 0 applied, 1 not supported, -1 error */
+int bh_seccomp_apply(bh_error *err);
+
+/* ---- cgroup.c ---- */
+struct bh_cgroup_ops {
+    int (*create)(const char *tag, const struct bh_qube_spec *spec, bh_error *err);
+    int (*attach)(const char *tag, const char *name, pid_t pid, bh_error *err);
+    int (*freeze)(const char *tag, const char *name, bool frozen, bh_error *err);
+    int (*frozen)(const char *tag, const char *name); /* 1, 0, -1 */
+    int (*kill_all)(const char *tag, const char *name);
+    int (*destroy)(const char *tag, const char *name, bh_error *err);
+    int (*stats)(const char *tag, const char *name, struct bh_qube_stats *st);
+    /* Does /proc/<pid>/cgroup put pid in this qube's cgroup? */
+    bool (*contains)(const char *tag, const char *name, pid_t pid);
+};
+extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
+const struct bh_cgroup_ops *bh_cgroup_ops(void);
+/* Per-daemon cgroup parent name "bulkhead-<hash of runtime root>". */
+void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n);
+/* Writes a small string to dir/file. */
+int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *err);
+
+/* ---- pidfile.c ---- */
+struct bh_init_id {
+    pid_t pid;
+    uint64_t starttime;   /* field 22 of /proc/<pid>/stat */
+    uint64_t userns_ino;  /* inode of /proc/<pid>/ns/user */
+};
+int bh_init_id_read_proc(pid_t pid, struct bh_init_id *id);
+int bh_pidfile_write(const char *path, const struct bh_init_id *id, bh_error *err);
+int bh_pidfile_read(const char *path, struct bh_init_id *id);
+int bh_pidfile_parse(const char *text, struct bh_init_id *id);
+/* Start time (and state letter) from the text of /proc/<pid>/stat. */
+int bh_proc_stat_parse(const char *text, uint64_t *starttime, char *state);
+/* Opens a pidfd to the recorded init after checking that PID is still that process
+ * (start time, user ns) and is in the qube's cgroup; -1 if not. */
+int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id);
+
+/* ---- spawn.c ---- */
+int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
+
+/* ---- exec.c ---- */
+/* Runs argv as the qube's root inside the running qube; returns its exit status as a
+ * shell would (128+sig for a signal), or -1 with err. */
+int bh_ns_exec(const struct bh_qube_spec *spec, char *const argv[], const char *user, bh_error *err);
+
+/* ---- driver_ns.c ---- */
+extern const struct bh_driver bh_driver_ns;
+/* Kills whatever is left of a qube and removes its cgroups, pidfile and staging. */
+int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err);
+
+/* ---- util.c ---- */
+/* out = a "/" b; on overflow out becomes "" (every later use then fails visibly). */
+void bh_path_join(char *out, size_t n, const char *a, const char *b);
+/* Paths inside a qube's tree are resolved by us as host root (stage 1) or as the
+ * qube's root before pivot_root, where an absolute or ".." symlink planted by a qube
+ * would lead into the host's tree. Every such path is opened with openat2
+ * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) from an fd of the tree, and mounts target the
+ * resulting fd through /proc/self/fd/N. A qube root with a symlink where a mount point
+ * belongs does not start. */
+int bh_open_beneath(int dirfd, const char *rel, bool dir); /* O_PATH fd or -1 */
+void bh_fd_path(int fd, char *out, size_t n);
+/* mkdirat of rel's last component in its (safely resolved) parent; EEXIST is success. */
+int bh_mkdir_beneath(int dirfd, const char *rel, unsigned mode, uid_t owner, bool set_owner, bool *created);
+/* Finds user in passwd(5) text (qube-controlled: strict, bounded). 0 found, -1 not
+ * found or malformed entry. */
+int bh_passwd_find(const char *text, size_t len, const char *user, uid_t *uid, gid_t *gid, char *home, size_t homelen);

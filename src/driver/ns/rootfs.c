@@ -1,0 +1,309 @@
+/* Stage 1 (host root, in a private copy of the host's mount namespace): assembles the
+ * qube's tree under <runtime_dir>/mnt/root from spec->vol. Nothing here is visible on
+ * the host (the namespace is made private first) and everything read-only here ends up
+ * locked read-only in the qube (see ns.h). */
+#include "ns.h"
+#include "cleanup.h"
+#include "io.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JOIN(buf, a, b) bh_path_join(buf, sizeof buf, a, b)
+
+/* Makes sure `rel` is a real directory (no symlink on the way) in the qube's tree.
+ * rawfd >= 0: a host dir where a new directory is stored with on-disk ID 0 (an idmapped
+ * persistent root); otherwise it is made through the tree and given to the qube's root. */
+static int ensure_dir(int rootfd, int rawfd, const char *rel, uid_t qroot, bh_error *err)
+{
+    int fd = bh_open_beneath(rootfd, rel, true);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return bh_fail_errno(err, "/%s in the qube's root is not a plain directory", rel);
+    bool raw = rawfd >= 0;
+    if (bh_mkdir_beneath(raw ? rawfd : rootfd, rel, 0755, qroot, !raw, NULL) < 0)
+        return bh_fail_errno(err, "mkdir /%s in the qube's root", rel);
+    return 0;
+}
+
+/* Opens a mount point in the qube's tree and gives its /proc/self/fd path. */
+static int target(int rootfd, const char *rel, char *path, size_t n, bh_error *err)
+{
+    int fd = bh_open_beneath(rootfd, rel, true);
+    if (fd < 0)
+        return bh_fail_errno(err, "/%s in the qube's root", rel);
+    bh_fd_path(fd, path, n);
+    return fd;
+}
+
+static int mount_tmpfs(const char *path, const char *opts, unsigned long flags, bh_error *err)
+{
+    if (mount("tmpfs", path, "tmpfs", flags, opts) < 0)
+        return bh_fail_errno(err, "mount tmpfs on %s", path);
+    return 0;
+}
+
+static int attach_at(int mfd, int rootfd, const char *rel, bh_error *err)
+{
+    _cleanup_close_ int t = bh_open_beneath(rootfd, rel, true);
+    if (t < 0)
+        return bh_fail_errno(err, "/%s in the qube's root", rel);
+    if (move_mount(mfd, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return bh_fail_errno(err, "mount on /%s", rel);
+    return 0;
+}
+
+/* A device node bound from the host into the qube's /dev tmpfs (devfd: ours). */
+static int bind_node(int devfd, const char *name, bh_error *err)
+{
+    char src[64], dst[64];
+    _cleanup_close_ int fd = openat(devfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bh_fail_errno(err, "create /dev/%s", name);
+    snprintf(src, sizeof src, "/dev/%s", name);
+    bh_fd_path(fd, dst, sizeof dst);
+    if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+        return bh_fail_errno(err, "bind %s", src);
+    /* fd is the file under the new mount: reopen to reach the bind itself. */
+    _cleanup_close_ int top = openat(devfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    bh_fd_path(top, dst, sizeof dst);
+    if (top < 0 || mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+        return bh_fail_errno(err, "remount %s", src);
+    return 0;
+}
+
+static bool overlay_safe(const char *s)
+{
+    return !strpbrk(s, ",:\\");
+}
+
+/* Root: an overlay of the idmapped template root with a throwaway or persistent upper,
+ * or the idmapped persistent root itself. */
+static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
+                         int userns_fd, bh_error *err)
+{
+    const struct bh_volume_layout *v = &spec->vol;
+    char lower[4096], upper[4096], work[4096], opts[12400];
+    if (!v->root_lower && !v->root_rw)
+        return bh_fail(err, EINVAL, "no root volume");
+    if (!v->root_lower) {
+        _cleanup_close_ int fd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV, false, err);
+        if (fd < 0 || bh_attach(fd, p->root, err) < 0)
+            return bh_prefix(err, "root");
+        return 0;
+    }
+    JOIN(lower, p->staging, "lower");
+    if (mkdir(lower, 0700) < 0)
+        return bh_fail_errno(err, "mkdir %s", lower);
+    _cleanup_close_ int lfd = bh_idmapped_tree(v->root_lower, userns_fd,
+                                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, false, err);
+    if (lfd < 0)
+        return bh_prefix(err, "template root");
+    if (!v->root_throwaway && !v->root_rw) /* a read-only root: no upper layer at all */
+        return bh_attach(lfd, p->root, err);
+    if (bh_attach(lfd, lower, err) < 0)
+        return -1;
+    struct stat lst;
+    if (stat(lower, &lst) < 0)
+        return bh_fail_errno(err, "stat %s", lower);
+    if (v->root_throwaway) {
+        char vol[4096], o[128];
+        JOIN(vol, p->staging, "vol");
+        uint64_t size = v->volatile_bytes ? v->volatile_bytes : (1ull << 30);
+        snprintf(o, sizeof o, "mode=0700,size=%llu", (unsigned long long)size);
+        if (mkdir(vol, 0700) < 0 || mount_tmpfs(vol, o, MS_NOSUID | MS_NODEV, err) < 0)
+            return bh_prefix(err, "throwaway root layer");
+        JOIN(upper, vol, "upper");
+        JOIN(work, vol, "work");
+        if (mkdir(upper, lst.st_mode & 07777) < 0 || mkdir(work, 0700) < 0)
+            return bh_fail_errno(err, "mkdir in %s", vol);
+        /* The upper's top directory is the qube's "/": it must belong to the qube's root
+         * (lower files keep their idmapped owners when copied up). */
+        if (chown(upper, lst.st_uid, lst.st_gid) < 0)
+            return bh_fail_errno(err, "chown %s", upper);
+    } else {
+        /* A persistent upper on top of a template root (not used by the default
+         * layouts): kept as <root_rw>/upper with on-disk 0-based IDs, idmapped. */
+        char rwl[4096], raw[4096];
+        JOIN(rwl, p->staging, "rwl");
+        JOIN(raw, v->root_rw, "upper");
+        (void)mkdir(raw, 0755);
+        JOIN(raw, v->root_rw, "work");
+        (void)mkdir(raw, 0700);
+        _cleanup_close_ int rfd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV, false, err);
+        if (rfd < 0 || mkdir(rwl, 0700) < 0 || bh_attach(rfd, rwl, err) < 0)
+            return bh_prefix(err, "persistent root layer");
+        JOIN(upper, rwl, "upper");
+        JOIN(work, rwl, "work");
+    }
+    if (!overlay_safe(lower) || !overlay_safe(upper) || !overlay_safe(work))
+        return bh_fail(err, EINVAL, "runtime path unusable for overlayfs: %s", p->staging);
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+    if (mount("overlay", p->root, "overlay", MS_NODEV, opts) < 0)
+        return bh_fail_errno(err, "mount overlay root");
+    return 0;
+}
+
+/* host_usr bound read-only at /usr, idmapped so that the host's root-owned files
+ * appear root-owned in the qube (setuid programs behave as in a VM, within the qube).
+ * When the host's /usr has no lib/bulkhead directory to mount our programs on, a tiny
+ * read-only overlay adds that mount point above it. */
+static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd,
+                        int rootfd, int rawfd, bh_error *err)
+{
+    const char *usr = spec->vol.host_usr;
+    char path[4096];
+    if (ensure_dir(rootfd, rawfd, "usr", spec->uid_base, err) < 0)
+        return -1;
+    _cleanup_close_ int fd = bh_idmapped_tree(usr, userns_fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, true, err);
+    if (fd < 0)
+        return bh_prefix(err, "host_usr");
+    JOIN(path, usr, "lib/bulkhead");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return attach_at(fd, rootfd, "usr", err);
+    char ulow[4096], stub[4096], opts[9000], dst[64];
+    JOIN(ulow, p->staging, "usr");
+    JOIN(stub, p->staging, "usrstub/lib/bulkhead");
+    if (mkdir(ulow, 0700) < 0 || bh_attach(fd, ulow, err) < 0 || bh_mkdir_p(stub, 0755) < 0)
+        return bh_fail_errno(err, "usr stub");
+    /* Stub dirs shadow /usr and /usr/lib's attributes: give them the qube root's IDs. */
+    const char *rels[] = { "usrstub", "usrstub/lib", "usrstub/lib/bulkhead" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(rels); i++) {
+        JOIN(path, p->staging, rels[i]);
+        if (chown(path, spec->uid_base, spec->uid_base) < 0)
+            return bh_fail_errno(err, "chown %s", path);
+    }
+    JOIN(stub, p->staging, "usrstub");
+    if (!overlay_safe(stub) || !overlay_safe(ulow))
+        return bh_fail(err, EINVAL, "runtime path unusable for overlayfs");
+    snprintf(opts, sizeof opts, "lowerdir=%s:%s", stub, ulow);
+    _cleanup_close_ int t = target(rootfd, "usr", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount("overlay", dst, "overlay", MS_RDONLY | MS_NODEV, opts) < 0)
+        return bh_fail_errno(err, "mount /usr overlay");
+    return 0;
+}
+
+static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, bh_error *err)
+{
+    static const char *nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+    char dst[64], o[128];
+    if (ensure_dir(rootfd, rawfd, "dev", spec->uid_base, err) < 0)
+        return -1;
+    {
+        _cleanup_close_ int t = target(rootfd, "dev", dst, sizeof dst, err);
+        snprintf(o, sizeof o, "mode=0755,size=64k,nr_inodes=256,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
+        if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NOEXEC, err) < 0)
+            return -1;
+    }
+    /* From here on /dev is our tmpfs: reopen it to get the new mount. */
+    _cleanup_close_ int dev = bh_open_beneath(rootfd, "dev", true);
+    _cleanup_close_ int devdir = dev < 0 ? -1 : openat(dev, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (devdir < 0)
+        return bh_fail_errno(err, "open /dev");
+    for (size_t i = 0; i < BH_ARRAY_SIZE(nodes); i++)
+        if (bind_node(devdir, nodes[i], err) < 0)
+            return -1;
+    static const char *links[][2] = {
+        { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
+        { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
+    };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(links); i++)
+        if (symlinkat(links[i][1], devdir, links[i][0]) < 0 ||
+            fchownat(devdir, links[i][0], spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0)
+            return bh_fail_errno(err, "symlink /dev/%s", links[i][0]);
+    if (mkdirat(devdir, "pts", 0755) < 0 || mkdirat(devdir, "shm", 0755) < 0)
+        return bh_fail_errno(err, "mkdir in /dev");
+    _cleanup_close_ int t = target(devdir, "shm", dst, sizeof dst, err);
+    snprintf(o, sizeof o, "mode=1777,uid=%u,gid=%u", (unsigned)spec->uid_base, (unsigned)spec->uid_base);
+    if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NODEV, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int assemble_run(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int rootfd, int rawfd, bh_error *err)
+{
+    char dst[64], o[128];
+    static const char *const tmpfs[][2] = { { "tmp", "mode=1777" }, { "run", "mode=0755" } };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(tmpfs); i++) {
+        if (ensure_dir(rootfd, rawfd, tmpfs[i][0], spec->uid_base, err) < 0)
+            return -1;
+        _cleanup_close_ int t = target(rootfd, tmpfs[i][0], dst, sizeof dst, err);
+        snprintf(o, sizeof o, "%s,uid=%u,gid=%u", tmpfs[i][1], (unsigned)spec->uid_base, (unsigned)spec->uid_base);
+        if (t < 0 || mount_tmpfs(dst, o, MS_NOSUID | MS_NODEV, err) < 0)
+            return -1;
+    }
+    /* /run is ours now. */
+    const char *rels[] = { "run/qubes", "run/qubes/vchan" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(rels); i++)
+        if (ensure_dir(rootfd, -1, rels[i], spec->uid_base, err) < 0)
+            return -1;
+    /* The qube's libvchan-socket directory, shared with the host side of qrexec. */
+    _cleanup_close_ int t = target(rootfd, "run/qubes/vchan", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount(p->vchan, dst, NULL, MS_BIND, NULL) < 0)
+        return bh_fail_errno(err, "bind %s", p->vchan);
+    _cleanup_close_ int top = target(rootfd, "run/qubes/vchan", dst, sizeof dst, err);
+    if (top < 0 || mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return bh_fail_errno(err, "remount %s", p->vchan);
+    return 0;
+}
+
+int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err)
+{
+    const struct bh_volume_layout *v = &spec->vol;
+    /* Nothing we mount from here on may propagate back to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return bh_fail_errno(err, "make / private");
+    if (mount_tmpfs(p->staging, "mode=0711,size=1m", MS_NOSUID | MS_NODEV, err) < 0)
+        return -1;
+    if (mkdir(p->root, 0755) < 0)
+        return bh_fail_errno(err, "mkdir %s", p->root);
+    if (assemble_root(spec, p, userns_fd, err) < 0)
+        return -1;
+    _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_fail_errno(err, "open %s", p->root);
+    /* Missing mount points go into the raw persistent root when there is one. */
+    _cleanup_close_ int rawfd = -1;
+    if (!v->root_lower && v->root_rw && (rawfd = open(v->root_rw, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return bh_fail_errno(err, "open %s", v->root_rw);
+    if (v->host_usr && assemble_usr(spec, p, userns_fd, rootfd, rawfd, err) < 0)
+        return -1;
+    if (v->private_img &&
+        (ensure_dir(rootfd, rawfd, "rw", spec->uid_base, err) < 0 || ensure_dir(rootfd, rawfd, "home", spec->uid_base, err) < 0))
+        return -1;
+    if (ensure_dir(rootfd, rawfd, "proc", spec->uid_base, err) < 0 || ensure_dir(rootfd, rawfd, "sys", spec->uid_base, err) < 0)
+        return -1;
+    if (assemble_dev(spec, rootfd, rawfd, err) < 0 || assemble_run(spec, p, rootfd, rawfd, err) < 0)
+        return -1;
+    /* Our in-qube programs, read-only and not idmapped: host-owned, so no one in the
+     * qube (not even its root) can write them. */
+    if (!v->host_usr)
+        for (const char *const *r = (const char *const[]){ "usr", "usr/lib", "usr/lib/bulkhead", NULL }; *r; r++)
+            if (ensure_dir(rootfd, rawfd, *r, spec->uid_base, err) < 0)
+                return -1;
+    _cleanup_close_ int lfd = bh_idmapped_tree(p->libexec, -1, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+    if (lfd < 0 || attach_at(lfd, rootfd, "usr/lib/bulkhead", err) < 0)
+        return bh_prefix(err, "bulkhead programs");
+    return 0;
+}
+
+int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err)
+{
+    _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_fail_errno(err, "open %s", p->root);
+    return attach_at(private_fd, rootfd, "rw", err);
+}

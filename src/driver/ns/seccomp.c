@@ -1,0 +1,137 @@
+/* The seccomp-bpf filter every qube process runs under (libseccomp). Default: allow;
+ * we deny the kernel surfaces a qube never needs. A qube shares the host kernel, so
+ * each entry removes code that a compromised qube root could otherwise reach. Calls
+ * are denied with an errno (never by killing) so programs degrade, not crash.
+ * Only the native ABI is allowed: i386/x32 entry points would bypass argument checks
+ * written for x86_64, so libseccomp's default bad-arch action (kill) stays.
+ *
+ * Deliberately allowed:
+ *  - ptrace, process_vm_*, kcmp, pidfd_*: every process a qube can see is its own (PID
+ *    and user namespaces), debugging inside a qube is normal, and a host process that
+ *    joins a qube (`bulkhead-ns exec`) stays undumpable with a host-owned memory image
+ *    until it execs.
+ *  - setns, unshare of non-user namespaces: only the qube's own namespaces are reachable
+ *    and it owns them; sandboxes inside a qube (unshare -n) keep working.
+ *  - bind/move/remount mount(2) calls: they only rearrange the qube's own (locked) tree;
+ *    Landlock forbids them anyway where the kernel has it. */
+#include "ns.h"
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+
+struct denied { const char *name; int err; const char *why; };
+
+static const struct denied denied[] = {
+    /* Kernel code loading: host-wide by definition. */
+    { "init_module", EPERM, "module loading" },
+    { "finit_module", EPERM, "module loading" },
+    { "delete_module", EPERM, "module unloading" },
+    { "kexec_load", EPERM, "replacing the running kernel" },
+    { "kexec_file_load", EPERM, "replacing the running kernel" },
+    /* eBPF and perf: large, frequently exploited verifier/PMU code; no qube needs them. */
+    { "bpf", EPERM, "eBPF" },
+    { "perf_event_open", EPERM, "perf events (side channels, PMU bugs)" },
+    /* Keyrings are not fully namespaced and are a classic source of kernel bugs. */
+    { "add_key", EPERM, "keyrings" },
+    { "request_key", EPERM, "keyrings" },
+    { "keyctl", EPERM, "keyrings" },
+    /* userfaultfd stretches kernel race windows at will: an exploitation tool. */
+    { "userfaultfd", EPERM, "userfaultfd" },
+    /* File handles bypass the mount tree (the "shocker" container escape). */
+    { "open_by_handle_at", EPERM, "open by file handle" },
+    { "name_to_handle_at", EPERM, "file handles of host filesystems" },
+    /* io_uring runs syscalls that seccomp never sees; ENOSYS makes libraries fall back. */
+    { "io_uring_setup", ENOSYS, "io_uring" },
+    { "io_uring_enter", ENOSYS, "io_uring" },
+    { "io_uring_register", ENOSYS, "io_uring" },
+    /* The clock is the host's; the time namespace only offsets monotonic/boottime. */
+    { "clock_settime", EPERM, "setting the host clock" },
+    { "clock_adjtime", EPERM, "adjusting the host clock" },
+    { "adjtimex", EPERM, "adjusting the host clock" },
+    { "settimeofday", EPERM, "setting the host clock" },
+    /* Host-wide resources and state. */
+    { "swapon", EPERM, "host swap" },
+    { "swapoff", EPERM, "host swap" },
+    { "reboot", EPERM, "reboot (the host shuts a qube down)" },
+    { "acct", EPERM, "process accounting" },
+    { "syslog", EPERM, "kernel log (host addresses, other qubes' messages)" },
+    { "quotactl", EPERM, "host filesystem quotas" },
+    { "quotactl_fd", EPERM, "host filesystem quotas" },
+    { "uselib", EPERM, "obsolete loader call" },
+    { "iopl", EPERM, "I/O ports" },
+    { "ioperm", EPERM, "I/O ports" },
+    { "lookup_dcookie", EPERM, "profiling internals" },
+    /* New filesystem instances: filesystem code is the usual path from a user namespace
+     * root to the host kernel (overlayfs and fsconfig CVEs). Our mounts are made before
+     * init starts; Landlock already forbids mounting, this is the belt to its braces. */
+    { "fsopen", EPERM, "new filesystem" },
+    { "fsconfig", EPERM, "new filesystem" },
+    { "fsmount", EPERM, "new filesystem" },
+    { "fspick", EPERM, "filesystem reconfiguration" },
+    { "mount_setattr", EPERM, "mount attributes/idmaps" },
+    /* clone3 passes flags in memory that seccomp cannot read; without it libc uses
+     * clone, whose flags we can check (CLONE_NEWUSER below). */
+    { "clone3", ENOSYS, "unfilterable clone flags" },
+};
+
+static int add(scmp_filter_ctx ctx, int err, const char *name, unsigned n, const struct scmp_arg_cmp *cmp)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR)
+        return 0; /* unknown to this libseccomp/arch: nothing to deny */
+    return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO((unsigned)err), nr, n, cmp);
+}
+
+int bh_seccomp_apply(bh_error *err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return bh_fail(err, ENOMEM, "seccomp_init");
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof denied / sizeof denied[0]; i++)
+        r = add(ctx, denied[i].err, denied[i].name, 0, NULL);
+
+    /* Nested user namespaces: the gateway of most unprivileged-root kernel exploits; a
+     * qube already is a user namespace and needs no other. Other namespaces (net, mnt,
+     * ...) stay available to the qube's root for its own sandboxes. */
+    struct scmp_arg_cmp nu = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER);
+    if (r == 0) r = add(ctx, EPERM, "clone", 1, &nu);
+    if (r == 0) r = add(ctx, EPERM, "unshare", 1, &nu);
+
+    /* mount(2) of a new filesystem (no bind/remount/move/propagation flag). */
+    const uint64_t rearrange = MS_BIND | MS_REMOUNT | MS_MOVE | MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE;
+    struct scmp_arg_cmp newfs = SCMP_A3(SCMP_CMP_MASKED_EQ, rearrange, 0);
+    if (r == 0) r = add(ctx, EPERM, "mount", 1, &newfs);
+
+    /* TIOCSTI pushes bytes into a terminal's input: from a qube, keystrokes typed into
+     * whatever terminal it was handed. TIOCLINUX can do the same on a VT. The kernel
+     * reads the command as 32 bits, so compare only those (high-bit bypass). */
+    const unsigned long ttycmds[] = { TIOCSTI, TIOCLINUX };
+    for (size_t i = 0; r == 0 && i < 2; i++) {
+        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, ttycmds[i]);
+        r = add(ctx, EPERM, "ioctl", 1, &c);
+    }
+
+    /* Socket families: a qube gets Unix, IP, netlink and packet sockets. Others load
+     * rarely-used protocol modules into the host kernel on first use (DCCP, X.25, AF_ALG,
+     * vsock... a long CVE list). The kernel reads the family as 32 bits; any high bit
+     * makes the value >= AF_PACKET+1 and so denied. */
+    struct scmp_arg_cmp hi = { .arg = 0, .op = SCMP_CMP_GE, .datum_a = AF_PACKET + 1, .datum_b = 0 };
+    if (r == 0) r = add(ctx, EAFNOSUPPORT, "socket", 1, &hi);
+    for (int fam = 0; r == 0 && fam <= AF_PACKET; fam++) {
+        if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK || fam == AF_PACKET)
+            continue;
+        struct scmp_arg_cmp c = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)fam, .datum_b = 0 };
+        r = add(ctx, EAFNOSUPPORT, "socket", 1, &c);
+    }
+    if (r == 0)
+        r = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (r < 0)
+        return bh_fail(err, -r, "seccomp filter: %s", strerror(-r));
+    return 0;
+}

@@ -1,0 +1,361 @@
+/* The start sequence (see ns.h for the process shape).
+ *
+ * Handshake over one SOCK_SEQPACKET pair, every message a struct spawn_msg:
+ *   daemon -> stage1  'G'  the stage is in the qube's cgroups: go on (with a private
+ *                          volume: one byte carrying its mount fd instead)
+ *   stage1 -> daemon  'P'  pid = host PID of the qube's init
+ *   any    -> daemon  'E'  err = why the start failed (then the sender exits)
+ *   init   -> daemon  'R'  (one byte) the qube is ready: agent socket up, or no agent
+ * EOF before 'R' means init died. */
+#include "ns.h"
+#include "cleanup.h"
+#include "io.h"
+#include "log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct spawn_msg {
+    char kind;
+    int32_t pid;
+    bh_error err;
+};
+
+static int find_libexec(char *out, size_t n)
+{
+    const char *env = getenv("BULKHEAD_LIBEXEC");
+    char probe[4200];
+    if (env && *env) {
+        snprintf(out, n, "%s", env);
+        return 0;
+    }
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return -1;
+    exe[len] = '\0';
+    char *dir = dirname(exe);
+    /* next to us (installed together), the build tree, or the installed layout */
+    const char *cands[] = { "", "/../agent", "/../../agent", "/../lib/bulkhead", "/../libexec/bulkhead" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(cands); i++) {
+        snprintf(probe, sizeof probe, "%s%s/bulkhead-init", dir, cands[i]);
+        if (access(probe, X_OK) == 0) {
+            snprintf(probe, sizeof probe, "%s%s", dir, cands[i]);
+            if (!realpath(probe, out))
+                return -1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err)
+{
+    if (!spec->runtime_dir || spec->runtime_dir[0] != '/')
+        return bh_fail(err, EINVAL, "runtime_dir must be an absolute path");
+    if (strlen(spec->runtime_dir) > 3000)
+        return bh_fail(err, ENAMETOOLONG, "runtime_dir too long");
+    bh_path_join(p->staging, sizeof p->staging, spec->runtime_dir, "mnt");
+    bh_path_join(p->root, sizeof p->root, p->staging, "root");
+    bh_path_join(p->vchan, sizeof p->vchan, spec->runtime_dir, "vchan");
+    bh_path_join(p->pidfile, sizeof p->pidfile, spec->runtime_dir, "init.pid");
+    bh_path_join(p->shutdown_mark, sizeof p->shutdown_mark, spec->runtime_dir, "shutdown-requested");
+    p->libexec[0] = '\0'; /* looked up by bh_ns_spawn only */
+    return 0;
+}
+
+static void send_err(int sock, const bh_error *e)
+{
+    struct spawn_msg m = { .kind = 'E' };
+    m.err = *e;
+    (void)!send(sock, &m, sizeof m, MSG_NOSIGNAL);
+}
+
+/* PID 1 of the qube, before it becomes bulkhead-init. */
+static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int sock)
+{
+    bh_error e = { 0 };
+    char qid[16], ready[16];
+    if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&e) < 0)
+        goto fail;
+    /* The daemon's stdio must not reach the qube (and must not be held open by it);
+     * with debug, init's stderr stays the daemon's for diagnosis. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || (!spec->debug && dup2(null, 2) < 0)) {
+        bh_fail_errno(&e, "stdio");
+        goto fail;
+    }
+    /* The handshake socket becomes init's readiness fd (3); every other descriptor
+     * inherited from the daemon is close-on-exec. */
+    if (sock == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(sock, 3) < 0) { /* dup2(3, 3) keeps CLOEXEC */
+        bh_fail_errno(&e, "dup2");
+        goto fail;
+    }
+    snprintf(qid, sizeof qid, "%u", spec->qid);
+    snprintf(ready, sizeof ready, "%d", 3);
+    char name_env[64], user_env[80], qid_env[40], ready_env[40];
+    snprintf(name_env, sizeof name_env, "BULKHEAD_QUBE=%s", spec->name);
+    snprintf(user_env, sizeof user_env, "BULKHEAD_USER=%s", spec->default_user ? spec->default_user : "user");
+    snprintf(qid_env, sizeof qid_env, "BULKHEAD_QID=%s", qid);
+    snprintf(ready_env, sizeof ready_env, "BULKHEAD_READY_FD=%s", ready);
+    char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
+                     "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, name_env, user_env, qid_env, ready_env,
+                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", NULL };
+    char *argv[] = { "bulkhead-init", NULL };
+    execve(BH_NS_INIT_PATH, argv, envp);
+    bh_fail_errno(&e, "exec %s", BH_NS_INIT_PATH);
+fail:
+    send_err(sock, &e);
+    _exit(127);
+}
+
+/* Stage 1: host root in a private mount namespace (see ns.h). */
+static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
+                                             int userns_fd, int netns_fd, int sock)
+{
+    bh_error e = { 0 };
+    struct spawn_msg m;
+    /* Whatever the daemon had open must not reach the qube. */
+    (void)syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    (void)setsid(); /* no controlling terminal, no signals from the daemon's session */
+    if (unshare(CLONE_NEWNS) < 0) {
+        bh_fail_errno(&e, "unshare mount ns");
+        goto fail;
+    }
+    /* Assembly overlaps with the daemon moving us into the qube's cgroups (a cgroup v1
+     * migration waits for an RCU grace period) and mounting the private volume. */
+    if (bh_rootfs_assemble(spec, p, userns_fd, &e) < 0)
+        goto fail;
+    if (spec->vol.private_img) {
+        int priv = bh_recv_fd(sock);
+        if (priv < 0)
+            _exit(1);
+        if (bh_rootfs_attach_private(p, priv, &e) < 0)
+            goto fail;
+        close(priv);
+    } else if (recv(sock, &m, sizeof m, 0) < 1 || m.kind != 'G') {
+        _exit(1);
+    }
+    /* A network prepared by src/net is owned by the host's user namespace: the qube
+     * uses it but cannot reconfigure it. */
+    if (chdir(p->staging) < 0) { /* carried into the copied namespace, see inside.c */
+        bh_fail_errno(&e, "chdir %s", p->staging);
+        goto fail;
+    }
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) {
+        bh_fail_errno(&e, "join network namespace");
+        goto fail;
+    }
+    if (setns(userns_fd, CLONE_NEWUSER) < 0) {
+        bh_fail_errno(&e, "join the qube's user namespace");
+        goto fail;
+    }
+    /* From here on we are the qube's root (host uid_base), no longer host root. */
+    if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0) {
+        bh_fail_errno(&e, "becoming the qube's root");
+        goto fail;
+    }
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWTIME;
+    if (netns_fd < 0)
+        flags |= CLONE_NEWNET;
+    if (unshare(flags) < 0) {
+        bh_fail_errno(&e, "unshare the qube's namespaces");
+        goto fail;
+    }
+    /* CLONE_PARENT: init becomes the daemon's child (it can wait for it), not ours. */
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
+    if (pid < 0) {
+        bh_fail_errno(&e, "clone init");
+        goto fail;
+    }
+    if (pid == 0)
+        init_stage(spec, p, sock);
+    memset(&m, 0, sizeof m);
+    m.kind = 'P';
+    m.pid = pid;
+    _exit(send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0);
+fail:
+    send_err(sock, &e);
+    _exit(1);
+}
+
+/* Stage 1 may fail before it needs the go-ahead: its message explains better than our
+ * failing send or cgroup write. */
+static void take_stage_error(int sock, bh_error *err)
+{
+    struct spawn_msg m;
+    memset(&m, 0, sizeof m);
+    struct pollfd p = { .fd = sock, .events = POLLIN };
+    if (poll(&p, 1, 1000) == 1 && recv(sock, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m && m.kind == 'E' && err) {
+        m.err.msg[sizeof m.err.msg - 1] = '\0';
+        *err = m.err;
+    }
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static int prepare_dirs(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err)
+{
+    if (bh_mkdir_p(spec->runtime_dir, 0755) < 0)
+        return bh_fail_errno(err, "mkdir %s", spec->runtime_dir);
+    if (mkdir(p->staging, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", p->staging);
+    if (mkdir(p->vchan, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", p->vchan);
+    /* The qube writes into its vchan directory (its agent makes sockets there): a tiny
+     * tmpfs of its own, so that the qube cannot fill the host's runtime filesystem. */
+    char opts[128];
+    snprintf(opts, sizeof opts, "mode=0700,size=64k,nr_inodes=64,uid=%u,gid=%u", (unsigned)spec->uid_base,
+             (unsigned)spec->uid_base);
+    if (mount("bulkhead-vchan", p->vchan, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return bh_fail_errno(err, "mount tmpfs on %s", p->vchan);
+    return 0;
+}
+
+int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_ns_paths p;
+    if (bh_ns_paths_fill(spec, &p, err) < 0)
+        return -1;
+    if (find_libexec(p.libexec, sizeof p.libexec) < 0)
+        return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
+    if (prepare_dirs(spec, &p, err) < 0)
+        return -1;
+    char tag[64];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    const struct bh_cgroup_ops *cg = bh_cgroup_ops();
+    if (cg->create(tag, spec, err) < 0)
+        return bh_prefix(err, "cgroups");
+    _cleanup_close_ int userns = bh_userns_create(spec->uid_base, spec->uid_count ? spec->uid_count : 65536, err);
+    if (userns < 0)
+        return -1;
+    _cleanup_close_ int netns = -1;
+    if (spec->net.netns_path && (netns = open(spec->net.netns_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return bh_fail_errno(err, "open %s", spec->net.netns_path);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return bh_fail_errno(err, "socketpair");
+    _cleanup_close_ int sock = sv[0];
+    pid_t s1 = fork();
+    if (s1 < 0) {
+        close(sv[1]);
+        return bh_fail_errno(err, "fork");
+    }
+    if (s1 == 0) {
+        close(sv[0]);
+        stage1(spec, &p, userns, netns, sv[1]);
+    }
+    close(sv[1]);
+    pid_t init = -1;
+    _cleanup_close_ int pidfd = -1;
+    bool ready = false;
+    int ret = -1;
+    struct spawn_msg m = { .kind = 'G' };
+    if (cg->attach(tag, spec->name, s1, err) < 0) {
+        take_stage_error(sock, err);
+        goto out;
+    }
+    if (spec->vol.private_img) {
+        _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
+        if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
+            bh_prefix(err, "private volume");
+            goto out;
+        }
+        if (bh_send_fd(sock, priv) < 0) {
+            bh_fail_errno(err, "starting stage 1");
+            take_stage_error(sock, err);
+            goto out;
+        }
+    } else if (send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
+        bh_fail_errno(err, "starting stage 1");
+        take_stage_error(sock, err);
+        goto out;
+    }
+    long deadline = now_ms() + BH_NS_START_TIMEOUT_MS;
+    while (!ready) {
+        struct pollfd pfd = { .fd = sock, .events = POLLIN };
+        long left = deadline - now_ms();
+        if (left <= 0) {
+            bh_fail(err, ETIMEDOUT, "qube %s did not become ready", spec->name);
+            goto out;
+        }
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            continue;
+        memset(&m, 0, sizeof m);
+        ssize_t n = recv(sock, &m, sizeof m, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            bh_fail(err, ECHILD, "qube %s: init exited during start", spec->name);
+            goto out;
+        }
+        if (m.kind == 'E' && n == (ssize_t)sizeof m) {
+            m.err.msg[sizeof m.err.msg - 1] = '\0';
+            if (err)
+                *err = m.err;
+            goto out;
+        } else if (m.kind == 'P' && n == (ssize_t)sizeof m && init < 0) {
+            init = m.pid;
+            pidfd = pidfd_open(init, 0);
+            if (pidfd < 0) {
+                bh_fail_errno(err, "pidfd_open init");
+                goto out;
+            }
+            struct bh_init_id id;
+            if (bh_init_id_read_proc(init, &id) < 0 || bh_pidfile_write(p.pidfile, &id, err) < 0) {
+                if (!err || !err->msg[0])
+                    bh_fail(err, ESRCH, "init vanished");
+                goto out;
+            }
+            while (waitpid(s1, NULL, 0) < 0 && errno == EINTR)
+                ;
+            s1 = -1;
+        } else if (m.kind == 'R' && init > 0) {
+            ready = true;
+        } else {
+            bh_fail(err, EPROTO, "qube %s: unexpected start message", spec->name);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    if (s1 > 0) {
+        kill(s1, SIGKILL);
+        while (waitpid(s1, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (ret < 0) {
+        bh_error ignored;
+        if (pidfd >= 0) {
+            pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+            while (waitpid(init, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+        (void)bh_ns_cleanup(spec, &ignored);
+    }
+    return ret;
+}

@@ -1,0 +1,93 @@
+/* Internals shared by the parser (parse.c, token.c) and the evaluator (eval.c). */
+#pragma once
+#include "policy.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Qube tokens. Where each may appear (Qubes' multifile-policy table, plus `*` and uuid):
+ *            source target redirect intended(call)
+ *   name       +      +      +        +
+ *   uuid:U     +      +      +        +
+ *   *          +      +      -        -
+ *   @anyvm     +      +      -        -
+ *   @adminvm   +      +      +        +
+ *   @default   -      +      -        +
+ *   @dispvm    -      +      +        +
+ *   @dispvm:N  +      +      +        +
+ *   @dispvm:@tag:T +  +      -        -
+ *   @tag:T     +      +      -        -
+ *   @type:T    +      +      -        -        */
+enum tok_kind {
+    TOK_NAME,
+    TOK_UUID,
+    TOK_WILDCARD,
+    TOK_ANYVM,
+    TOK_ADMINVM,
+    TOK_DEFAULT,
+    TOK_DISPVM,
+    TOK_DISPVM_NAME,
+    TOK_DISPVM_TAG,
+    TOK_TAG,
+    TOK_TYPE,
+};
+
+enum tok_ctx { CTX_SOURCE = 1, CTX_TARGET = 2, CTX_REDIRECT = 4, CTX_INTENDED = 8 };
+
+struct tok {
+    enum tok_kind kind;
+    char *value; /* name, uuid, tag, type or dispvm template; NULL for keywords */
+};
+
+/* Parses s as a token valid in ctx. On failure returns -1 and points *why at a static
+ * message. "dom0" is read as @adminvm, as Qubes does. */
+int tok_parse(const char *s, enum tok_ctx ctx, struct tok *out, const char **why);
+void tok_free(struct tok *t);
+/* Writes the token back in policy syntax (for messages). */
+const char *tok_str(const struct tok *t, char *buf, size_t n);
+
+enum action { ACT_DENY, ACT_ALLOW, ACT_ASK };
+
+struct rule {
+    const char *file;  /* owned by the policy's file-name list */
+    unsigned line;
+    /* A barrier stands where a broken file's rules would have been: a call that gets
+     * this far without a match is denied with `barrier` as the reason. */
+    char *barrier;
+    char *service;     /* NULL = * */
+    char *argument;    /* with its leading '+'; NULL = * */
+    struct tok source, target;
+    enum action action;
+    bool has_redirect, has_default_target;
+    struct tok redirect, default_target;
+    char *user;
+    bool notify, autostart;
+};
+
+/* Index by service name: rules naming a service, sorted by (service, position), so
+ * that a call only looks at the rules that can match it, still in file order. */
+struct svc_ent {
+    const char *svc;
+    size_t idx;
+};
+
+struct bh_policy {
+    struct rule *rules;
+    size_t n_rules, cap_rules;
+    char **files; /* interned paths the rules point at */
+    size_t n_files, cap_files;
+    char **errors;
+    size_t n_errors, cap_errors;
+    size_t first_barrier; /* index of the first barrier rule, or SIZE_MAX */
+    size_t files_read;
+    struct svc_ent *by_svc; /* rules with a service name */
+    size_t n_by_svc;
+    size_t *always;         /* positions of `*`-service rules and barriers */
+    size_t n_always;
+    size_t bytes_read;
+};
+
+/* Characters of service names and arguments (Qubes' RPCNAME_ALLOWED_CHARSET). */
+bool policy_service_char(char c, bool allow_plus);
+
+/* Builds the service index once loading is done; -1 when memory runs out. */
+int policy_build_index(bh_policy *p);

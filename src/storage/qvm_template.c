@@ -1,0 +1,146 @@
+/* qvm-template: builds templates into a pool of the Bulkhead root, offline from the
+ * host (`host`) or with debootstrap (`debian`), and lists the built ones.
+ *   qvm-template [--root DIR] [--pool P] build host NAME
+ *   qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL]
+ *   qvm-template [--root DIR] [--pool P] list
+ * A built template is adopted by bulkheadd when a TemplateVM of that name is created
+ * (qvm-create --class TemplateVM NAME --label black). */
+#include "storage.h"
+#include "log.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: qvm-template [--root DIR] [--pool P] build host NAME\n"
+                    "       qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL]\n"
+                    "       qvm-template [--root DIR] [--pool P] list\n");
+    exit(2);
+}
+
+struct progress {
+    bool tty;
+    char phase[16];
+    unsigned count;
+};
+
+/* Bytes from the network (package names, mirror messages) reach the user's terminal:
+ * printable ASCII only, so no escape sequence gets through. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+}
+
+static void show_progress(const char *line, void *vctx)
+{
+    struct progress *p = vctx;
+    static const struct {
+        const char *prefix, *phase;
+    } steps[] = {
+        { "I: Retrieving ", "download" }, { "I: Extracting ", "extract" },
+        { "I: Unpacking ", "unpack" },    { "I: Configuring ", "configure" },
+    };
+    char buf[200];
+    snprintf(buf, sizeof buf, "%s", line);
+    sanitize(buf);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        size_t n = strlen(steps[i].prefix);
+        if (strncmp(buf, steps[i].prefix, n))
+            continue;
+        if (strcmp(p->phase, steps[i].phase)) {
+            if (p->tty && p->phase[0])
+                fputc('\n', stderr);
+            snprintf(p->phase, sizeof p->phase, "%s", steps[i].phase);
+            p->count = 0;
+        }
+        p->count++;
+        if (p->tty)
+            fprintf(stderr, "\r\033[K[%s %u] %.60s", p->phase, p->count, buf + n);
+        else if (p->count == 1 || p->count % 25 == 0)
+            fprintf(stderr, "[%s %u] %s\n", p->phase, p->count, buf + n);
+        return;
+    }
+    if (!strncmp(buf, "I: Validating", 13) || !buf[0])
+        return;
+    if (p->tty && p->phase[0])
+        fputc('\n', stderr);
+    p->phase[0] = '\0';
+    fprintf(stderr, "%s\n", buf);
+}
+
+int main(int argc, char **argv)
+{
+    bh_log_init("qvm-template");
+    const char *root = getenv("BULKHEAD_ROOT"), *pool = "default", *suite = NULL, *mirror = NULL;
+    if (!root || !*root)
+        root = "/var/lib/bulkhead";
+    static const struct option opts[] = {
+        { "root", required_argument, NULL, 'r' },  { "pool", required_argument, NULL, 'p' },
+        { "suite", required_argument, NULL, 's' }, { "mirror", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': root = optarg; break;
+        case 'p': pool = optarg; break;
+        case 's': suite = optarg; break;
+        case 'm': mirror = optarg; break;
+        default: usage();
+        }
+    }
+    int na = argc - optind;
+    char **a = argv + optind;
+    if (na < 1)
+        usage();
+    bool list = !strcmp(a[0], "list") && na == 1;
+    bool build = !strcmp(a[0], "build") && na == 3 && (!strcmp(a[1], "host") || !strcmp(a[1], "debian"));
+    if (!list && !build)
+        usage();
+    if (build && !strcmp(a[1], "host") && (suite || mirror))
+        usage();
+    bh_error err = { 0 };
+    struct bh_pool *p = bh_pool_open(root, pool, &err);
+    if (!p) {
+        fprintf(stderr, "qvm-template: %s\n", err.msg);
+        return 1;
+    }
+    int r;
+    if (list) {
+        char *out = NULL;
+        r = bh_template_list(p, &out, &err);
+        if (r == 0) {
+            printf("%-31s %-18s %-10s %s\n", "NAME", "ORIGIN", "STATE", "USAGE");
+            for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+                char name[64], origin[64], state[16];
+                unsigned long long usage;
+                if (sscanf(line, "%63s %63s %15s %llu", name, origin, state, &usage) == 4)
+                    printf("%-31s %-18s %-10s %.1f MiB\n", name, origin, state, usage / 1048576.0);
+            }
+        }
+        free(out);
+    } else if (!strcmp(a[1], "host")) {
+        r = bh_template_build_host(p, a[2], &err);
+        if (r == 0)
+            printf("built template %s (host) in %s\n", a[2], bh_pool_path(p));
+    } else {
+        struct progress pr = { .tty = isatty(2) };
+        r = bh_template_build_debian(p, a[2], suite, mirror, show_progress, &pr, &err);
+        if (pr.tty && pr.phase[0])
+            fputc('\n', stderr);
+        if (r == 0)
+            printf("built template %s (debian %s) in %s\n", a[2], suite ? suite : "bookworm", bh_pool_path(p));
+    }
+    bh_pool_close(p);
+    if (r < 0) {
+        sanitize(err.msg);
+        fprintf(stderr, "qvm-template: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,188 @@
+"""A private bulkheadd for tests: its own root and runtime dir, raw Admin API calls."""
+import os
+import signal
+import socket
+import subprocess
+import shutil
+import tempfile
+import time
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
+
+
+class AdminError(Exception):
+    def __init__(self, exc_type, msg):
+        super().__init__(f"{exc_type}: {msg}")
+        self.exc_type = exc_type
+        self.msg = msg
+
+
+def raw_call(sock_path, data, shutdown=True, timeout=10):
+    """Sends raw bytes, half-closes, returns everything the daemon answers."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(sock_path)
+    try:
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        s.close()
+
+
+class Daemon:
+    def __init__(self, tmp, defaults=True, extra_args=()):
+        self.tmp = pathlib.Path(tmp)
+        self.root = self.tmp / "root"
+        # Qubes assemble their root under the runtime dir as their own UID, so it must
+        # not sit below pytest's private (0700) directory.
+        self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-run-"))
+        os.chmod(self.runtime, 0o755)
+        self.sock = str(self.runtime / "qubesd.sock")
+        self.defaults = defaults
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log = self.tmp / "bulkheadd.log"
+        self.preexec = None  # run in the child before exec (e.g. to lower rlimits)
+
+    @property
+    def env(self):
+        e = dict(os.environ)
+        e["BULKHEAD_SOCKET"] = self.sock
+        return e
+
+    def start(self):
+        args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.root), "--runtime-dir", str(self.runtime)]
+        if not self.defaults:
+            args.append("--no-default-qubes")
+        args += self.extra_args
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                     preexec_fn=self.preexec)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bulkheadd exited: {self.log.read_text()}")
+            try:
+                raw_call(self.sock, b"admin.vmclass.List+ dom0 name dom0\0")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("bulkheadd did not come up")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self):
+        """Removes the runtime dir (after every qube is gone)."""
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    def raw(self, data, **kw):
+        return raw_call(self.sock, data, **kw)
+
+    def call(self, method, dest="dom0", payload=b"", arg=""):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if "+" not in method:
+            method = method + "+" + arg
+        out = self.raw(f"{method} dom0 name {dest}".encode() + b"\0" + payload)
+        return parse_reply(out)
+
+    def tool(self, name, *args, check=False, input=None):
+        """Runs a qvm-* tool against this daemon."""
+        exe = BUILD / "src/tools" / name
+        return subprocess.run([str(exe), *args], env=self.env, capture_output=True, text=True,
+                              check=check, input=input, timeout=120)
+
+
+def parse_reply(out):
+    if out.startswith(b"0\0"):
+        return out[2:].decode()
+    if out.startswith(b"2\0"):
+        parts = out[2:].split(b"\0")
+        raise AdminError(parts[0].decode(), parts[2].decode().replace("%%", "%"))
+    raise RuntimeError(f"malformed reply: {out!r}")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+    yield d
+    kill_all(d)
+    d.stop()
+    d.cleanup()
+
+
+@pytest.fixture
+def bare_daemon(tmp_path):
+    d = Daemon(tmp_path, defaults=False).start()
+    yield d
+    d.stop()
+    d.cleanup()
+
+
+def running_qubes(d):
+    out = []
+    for line in d.call("admin.vm.List").splitlines():
+        name, *kv = line.split(" ")
+        props = dict(x.split("=", 1) for x in kv)
+        if props["class"] != "AdminVM" and props["state"] != "Halted":
+            out.append(name)
+    return out
+
+
+def kill_all(d):
+    """Kills every running qube of this daemon (tests clean up what they start)."""
+    for name in running_qubes(d):
+        try:
+            d.call("admin.vm.Kill", name)
+        except AdminError:
+            pass
+
+
+def state_of(d, name):
+    return d.call("admin.vm.CurrentState", name).split("power_state=")[1]
+
+
+def wait_state(d, name, want, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if state_of(d, name) == want:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def engine_daemon(tmp_path):
+    """A daemon with template `host` and app qubes `a` and `b`; every qube is killed and
+    the daemon stopped at the end."""
+    d = Daemon(tmp_path, defaults=False).start()
+    d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+    d.call("admin.property.Set+default_template", payload="host")
+    d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
+    d.call("admin.vm.Create.AppVM+host", payload="name=b label=blue")
+    yield d
+    if d.proc is None:
+        d.start()
+    kill_all(d)
+    d.stop()
+    d.cleanup()

@@ -1,0 +1,183 @@
+"""Qube lifecycle through the Admin API on real ns qubes."""
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, state_of, wait_state  # noqa: F401
+
+
+def events_socket(d, dest="dom0"):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.sock)
+    s.sendall(f"admin.Events+ dom0 name {dest}".encode() + b"\0")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(60)
+    return s
+
+
+def read_until(s, needle, timeout=60):
+    buf = b""
+    deadline = time.time() + timeout
+    while needle not in buf and time.time() < deadline:
+        buf += s.recv(65536)
+    return buf
+
+
+def test_start_pause_shutdown(engine_daemon):
+    d = engine_daemon
+    ev = events_socket(d, "a")
+    read_until(ev, b"connection-established")
+    d.call("admin.vm.Start", "a")
+    assert state_of(d, "a") == "Running"
+    st = d.call("admin.vm.CurrentState", "a")
+    mem = int(st.split("mem=")[1].split()[0])
+    assert mem > 0
+    assert d.call("admin.vm.List", "a").startswith("a class=AppVM state=Running")
+    assert int(d.call("admin.vm.property.Get+xid", "a").split()[-1]) > 0
+    buf = read_until(ev, b"domain-start\0")
+    assert b"\0a\0domain-pre-start\0" in buf and b"\0a\0domain-start\0" in buf
+    d.call("admin.vm.Start", "a")  # already running: nothing happens, as qubesd
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.Remove", "a")
+    assert e.value.exc_type == "QubesVMNotHaltedError"
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.property.Set+memory", "a", "500")
+    assert e.value.exc_type == "QubesVMNotHaltedError"
+    d.call("admin.vm.Pause", "a")
+    assert state_of(d, "a") == "Paused"
+    with pytest.raises(AdminError):
+        d.call("admin.vm.Pause", "a")
+    d.call("admin.vm.Unpause", "a")
+    assert state_of(d, "a") == "Running"
+    d.call("admin.vm.Shutdown", "a")
+    assert wait_state(d, "a", "Halted")
+    assert b"\0a\0domain-shutdown\0" in read_until(ev, b"domain-shutdown")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.Shutdown", "a")
+    assert e.value.exc_type == "QubesVMNotStartedError"
+    ev.close()
+
+
+def test_kill_and_restart(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    d.call("admin.vm.Kill", "a")
+    assert state_of(d, "a") == "Halted"
+    d.call("admin.vm.Start", "a")
+    assert state_of(d, "a") == "Running"
+    d.call("admin.vm.Kill", "a")
+
+
+def test_qube_that_dies_is_noticed(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    pid = int(open(d.runtime / "qubes/a/init.pid").read().split()[0])
+    os.kill(pid, signal.SIGKILL)  # the qube's init, which this test's daemon started
+    assert wait_state(d, "a", "Halted")
+    d.call("admin.vm.Start", "a")  # and it starts again cleanly
+    assert state_of(d, "a") == "Running"
+
+
+def test_daemon_restart_adopts_running_qubes(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    d.call("admin.vm.Start", "b")
+    d.call("admin.vm.Pause", "b")
+    pid_before = open(d.runtime / "qubes/a/init.pid").read()
+    d.stop()
+    d.start()
+    assert state_of(d, "a") == "Running"
+    assert state_of(d, "b") == "Paused"
+    assert open(d.runtime / "qubes/a/init.pid").read() == pid_before
+    d.call("admin.vm.Unpause", "b")
+    d.call("admin.vm.Shutdown", "a")
+    assert wait_state(d, "a", "Halted")
+    d.call("admin.vm.Kill", "b")
+    assert state_of(d, "b") == "Halted"
+
+
+def test_daemon_sigkill_leaves_qubes_adoptable(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    d.stop(signal.SIGKILL)
+    d.start()
+    assert state_of(d, "a") == "Running"
+    d.call("admin.vm.Kill", "a")
+    assert state_of(d, "a") == "Halted"
+
+
+def test_autostart(tmp_path):
+    d = Daemon(tmp_path, defaults=False).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload="name=auto label=red")
+        d.call("admin.vm.property.Set+autostart", "auto", "True")
+        d.stop()
+        d.start()
+        assert state_of(d, "auto") == "Running"
+    finally:
+        kill_all(d)
+        d.stop()
+
+
+def test_disposable_is_destroyed_after_use(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    name = d.call("admin.vm.CreateDisposable", "a")
+    d.call("admin.vm.Start", name)
+    assert state_of(d, name) == "Running"
+    d.call("admin.vm.Kill", name)
+    names = [l.split()[0] for l in d.call("admin.vm.List").splitlines()]
+    assert name not in names
+    assert not (d.root / "pools/default/qubes" / name).exists()
+
+
+def test_netvm_with_clients_needs_force(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.property.Set+provides_network", "a", "True")
+    d.call("admin.vm.property.Set+netvm", "b", "a")
+    d.call("admin.vm.Start", "b")            # starts its netvm first, as Qubes does
+    assert state_of(d, "a") == "Running"
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.Shutdown", "a")
+    assert "connected" in e.value.msg
+    d.call("admin.vm.Shutdown+force", "a")
+    assert wait_state(d, "a", "Halted")
+
+
+def _preloaded(d):
+    out = []
+    for line in d.call("admin.vm.List").splitlines():
+        name = line.split()[0]
+        if "class=DispVM" in line and "state=Running" in line:
+            try:
+                d.call("admin.vm.feature.Get+preload-dispvm", name)
+                out.append(name)
+            except AdminError:
+                pass
+    return out
+
+
+def test_preloaded_disposables(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    ready = _preloaded(d)
+    assert len(ready) == 1
+    got = d.call("admin.vm.CreateDisposable", "a")
+    assert got == ready[0]
+    assert state_of(d, got) == "Running"       # no start to wait for
+    d.call("admin.vm.Start", got)               # qvm-run's Start is a no-op on it
+    d.call("admin.vm.Kill", got)                # one use, then destroyed
+    assert got not in d.call("admin.vm.List")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1               # and the pool is filled again
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")

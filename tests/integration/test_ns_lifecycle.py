@@ -1,0 +1,277 @@
+"""The ns engine's lifecycle on real qubes: start, exec, state, shutdown, kill, pause,
+adopt, cleanup, volumes. Uses bulkhead-ns, which fills the same bh_qube_spec as bulkheadd."""
+import os
+import signal
+import sys
+import time
+import pathlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from ns_fixtures import ns_env, make_root  # noqa: E402,F401
+
+
+def gone(pid):
+    """Exited (a zombie waiting for the host's init to reap it counts as gone)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_start_exec_kill(ns_env):
+    q = ns_env.qube("life1")
+    assert q.state() == "Halted"
+    q.start()
+    assert q.state() == "Running"
+    r = q.sh("id -u; hostname; cat /proc/self/uid_map; echo $$")
+    assert r.returncode == 0, r.stderr
+    uid, host, umap, _ = r.stdout.split("\n", 3)
+    assert uid == "0"
+    assert host == "life1"
+    assert umap.split() == ["0", str(q.uid_base), "65536"]
+    # init is PID 1 of the qube and runs as the qube's root, a host UID of its range
+    pid = q.init_pid()
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    assert f"Uid:\t{q.uid_base}\t" in status
+    assert "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status
+    assert q.sh("cat /proc/1/comm").stdout.strip() == "bulkhead-init"
+    # every namespace kind is the qube's own
+    for ns in ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"):
+        assert os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino, ns
+    # an empty bounding set of host-only capabilities (module, time, boot, rawio, bpf...)
+    bnd = int(status.split("CapBnd:\t")[1].split()[0], 16)
+    for cap in (16, 25, 22, 17, 39, 38, 27):
+        assert not bnd & (1 << cap), cap
+    # exit codes pass through
+    assert q.sh("exit 7").returncode == 7
+    q.kill()
+    assert q.state() == "Halted"
+    assert gone(pid)
+    assert not q.cgroup("pids").exists()
+    assert not (q.runtime_dir / "init.pid").exists()
+
+
+def test_start_twice_refused(ns_env):
+    q = ns_env.qube("twice")
+    q.start()
+    r = q.start(check=False)
+    assert r.returncode != 0 and "already running" in r.stderr
+    assert q.state() == "Running"
+
+
+def test_shutdown_stops_children(ns_env):
+    q = ns_env.qube("shut1")
+    q.start()
+    # a background process that init must stop
+    r = q.sh("sleep 1000 >/dev/null 2>&1 & echo $!")
+    assert r.returncode == 0
+    assert q.sh("kill -0 %s && echo alive" % r.stdout.strip()).stdout.strip() == "alive"
+    init = q.init_pid()
+    assert q.cmd("shutdown").returncode == 0
+    w = q.cmd("wait", "--timeout", "20")
+    assert w.returncode == 0, w.stderr
+    assert w.stdout.strip() == "halted"
+    assert q.state() == "Halted"
+    assert not q.cgroup("pids").exists()
+    assert gone(init)
+
+
+def test_shutdown_kills_after_grace(ns_env):
+    q = ns_env.qube("shut2")
+    q.start(extra_env={})
+    # a process that ignores TERM: init KILLs it after its grace period (5 s)
+    q.sh("trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started")
+    t = time.monotonic()
+    q.cmd("shutdown")
+    w = q.cmd("wait", "--timeout", "30")
+    assert w.returncode == 0 and w.stdout.strip() == "halted"
+    assert time.monotonic() - t < 25
+
+
+def test_crash_is_reported(ns_env):
+    q = ns_env.qube("crash1")
+    q.start()
+    os.kill(q.init_pid(), signal.SIGKILL)
+    w = q.cmd("wait", "--timeout", "10")
+    assert w.stdout.strip() == "crashed"
+    assert q.state() == "Halted"
+    assert not q.cgroup("memory").exists()
+
+
+def test_pause_unpause(ns_env):
+    q = ns_env.qube("pause1")
+    q.start()
+    q.sh("(while :; do date +%s%N > /tmp/tick; sleep 0.05; done) >/dev/null 2>&1 &")
+    time.sleep(0.3)
+    assert q.cmd("pause").returncode == 0
+    assert q.state() == "Paused"
+    assert (q.cgroup("freezer") / "freezer.state").read_text().strip() == "FROZEN"
+    tick = (ns_env.base / "dummy")
+    # read the tick file through the qube's root from the host side: /proc/<init>/root
+    path = pathlib.Path(f"/proc/{q.init_pid()}/root/tmp/tick")
+    a = path.read_text()
+    time.sleep(0.4)
+    assert path.read_text() == a, "a paused qube kept running"
+    assert q.cmd("unpause").returncode == 0
+    assert q.state() == "Running"
+    time.sleep(0.4)
+    assert path.read_text() != a
+    del tick
+
+
+def test_kill_while_paused(ns_env):
+    q = ns_env.qube("pause2")
+    q.start()
+    q.cmd("pause")
+    q.kill()
+    assert q.state() == "Halted"
+    assert not q.cgroup("freezer").exists()
+
+
+def test_adopt_after_daemon_exit(ns_env):
+    # bulkhead-ns exits right after start, as a daemon would on restart: the qube lives on.
+    q = ns_env.qube("adopt1")
+    q.start()
+    pid = q.init_pid()
+    r = q.cmd("adopt")
+    assert r.stdout.strip() == "adopted"
+    assert q.sh("echo ok").stdout.strip() == "ok"
+    assert q.init_pid() == pid
+    # a dead init: adopt reports not running and cleans up
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if q.state() != "Running":
+            break
+        time.sleep(0.05)
+    r = q.cmd("adopt")
+    assert r.stdout.strip() == "not running"
+    assert not q.cgroup("pids").exists()
+
+
+def test_adopt_refuses_foreign_pid(ns_env):
+    q = ns_env.qube("adopt2")
+    q.start()
+    real = (q.runtime_dir / "init.pid").read_text().split()
+    # a recycled or forged record must never make us kill or trust another process
+    victim = os.spawnlp(os.P_NOWAIT, "sleep", "sleep", "30")
+    try:
+        (q.runtime_dir / "init.pid").write_text(f"{victim} {real[1]} {real[2]}\n")
+        assert q.cmd("adopt").stdout.strip() == "not running"
+        os.kill(victim, 0)  # still alive
+        assert q.cmd("exec", "--", "true").returncode != 0
+    finally:
+        os.kill(victim, signal.SIGKILL)
+        os.waitpid(victim, 0)
+
+
+def test_throwaway_root_and_template_changes(ns_env):
+    q = ns_env.qube("vol1")
+    q.start()
+    assert q.sh("echo changed > /etc/hostname && mkdir -p /opt/x && touch /opt/x/f").returncode == 0
+    assert (ns_env.template / "etc/hostname").read_text() == "template\n"
+    assert not (ns_env.template / "opt/x").exists()
+    q.kill()
+    (ns_env.template / "etc/motd").write_text("from the template\n")
+    q.start()
+    assert q.sh("cat /etc/hostname").stdout == "template\n"
+    assert q.sh("test -e /opt/x/f || echo gone").stdout.strip() == "gone"
+    assert q.sh("cat /etc/motd").stdout == "from the template\n"
+    # template files appear root-owned through the idmapped mount
+    assert q.sh("stat -c %u:%g /etc/passwd").stdout.strip() == "0:0"
+
+
+def test_private_volume_persists(ns_env):
+    q = ns_env.qube("vol2")
+    q.start()
+    assert q.sh("stat -c %U /home/user").stdout.strip() == "user"
+    q.sh("echo keep > /home/user/note; echo rw > /rw/config", check=True)
+    q.exec("/bin/sh", "-c", "id -u > /home/user/whoami", user="user", check=True)
+    q.kill()
+    q.start()
+    assert q.sh("cat /home/user/note /rw/config /home/user/whoami").stdout == "keep\nrw\n1000\n"
+    # the image is never mounted on the host (only the qube's small vchan tmpfs is)
+    mounts = [l for l in pathlib.Path("/proc/self/mountinfo").read_text().splitlines() if str(ns_env.base) in l]
+    assert all("bulkhead-vchan" in l for l in mounts), mounts
+
+
+def test_persistent_root_of_template_qube(ns_env):
+    root = make_root(ns_env.base / "tmplroot")
+    q = ns_env.qube("tpl1", root_rw=root, private=False)
+    q.start()
+    q.sh("echo installed > /etc/newpkg && mkdir /opt/pkg", check=True)
+    q.kill()
+    # stored with on-disk IDs 0 (idmapped), so app qubes of any range see root files
+    st = os.stat(root / "etc/newpkg")
+    assert (st.st_uid, st.st_gid) == (0, 0)
+    q.start()
+    assert q.sh("cat /etc/newpkg").stdout == "installed\n"
+
+
+def test_limits_are_applied(ns_env):
+    q = ns_env.qube("lim1", extra=["--memory", "100", "--maxmem", "200", "--vcpus", "1", "--max-pids", "77"])
+    q.start()
+    mem = q.cgroup("memory")
+    assert int((mem / "memory.limit_in_bytes").read_text()) == 200 << 20
+    assert int((mem / "memory.soft_limit_in_bytes").read_text()) == 100 << 20
+    assert (q.cgroup("pids") / "pids.max").read_text().strip() == "77"
+    assert (q.cgroup("cpu") / "cpu.cfs_quota_us").read_text().strip() == "100000"
+    assert q.stats()["mem"] > 0
+    # exec'd commands join the qube's cgroup too
+    r = q.sh("cat /proc/self/cgroup")
+    assert ":pids:/\n" in r.stdout  # cgroup namespace: the qube's cgroup is its root
+
+
+def test_agent_readiness(ns_env, tmp_path):
+    # A stand-in agent: creates its control socket after a delay; start must wait for it.
+    lib = tmp_path / "libexec"
+    lib.mkdir()
+    init = ns_env.run("state", "x")  # noqa: F841 (ensures the binary runs)
+    import shutil
+    from ns_fixtures import BUILD
+    shutil.copy(BUILD / "src/agent/bulkhead-init", lib / "bulkhead-init")
+    agent = lib / "qrexec-agent"
+    agent.write_text("#!/usr/bin/python3\nimport os, socket, time\ntime.sleep(0.5)\n"
+                     "s = socket.socket(socket.AF_UNIX)\n"
+                     "s.bind(os.environ.get('VCHAN_SOCKET_DIR', '/run/qubes/vchan') + '/vchan.%s.0.512.sock' % 9)\n"
+                     "s.listen(1)\ntime.sleep(100000)\n")
+    agent.chmod(0o755)
+    os.chmod(tmp_path, 0o755)
+    q = ns_env.qube("agent1", extra=["--qid", "9"])
+    t = time.monotonic()
+    q.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
+    assert time.monotonic() - t >= 0.5
+    assert (q.runtime_dir / "vchan/vchan.9.0.512.sock").exists()
+    assert "qrexec-agent" in q.sh("ps -eo comm").stdout
+    q.kill()
+    assert not (q.runtime_dir / "vchan/vchan.9.0.512.sock").exists()
+
+    # an agent that dies before it is ready: start fails and leaves nothing behind
+    agent.write_text("#!/bin/sh\nexit 3\n")
+    q2 = ns_env.qube("agent2", extra=["--qid", "10"])
+    r = q2.start(check=False, extra_env={"BULKHEAD_LIBEXEC": str(lib)})
+    assert r.returncode != 0
+    assert q2.state() == "Halted"
+    assert not q2.cgroup("pids").exists()
+
+
+def test_failed_start_leaves_nothing(ns_env):
+    q = ns_env.qube("bad1", private=False)
+    q.args[q.args.index("--root-lower") + 1] = str(ns_env.base / "nonexistent")
+    r = q.start(check=False)
+    assert r.returncode != 0 and "nonexistent" in r.stderr
+    assert not q.cgroup("pids").exists()
+    assert q.state() == "Halted"
+
+
+def test_two_qubes_are_separate(ns_env):
+    a, b = ns_env.qube("sep-a"), ns_env.qube("sep-b")
+    a.start()
+    b.start()
+    assert a.sh("hostname").stdout.strip() == "sep-a"
+    assert b.sh("hostname").stdout.strip() == "sep-b"
+    a.sh("echo secret-a > /home/user/s", check=True)
+    assert b.sh("cat /home/user/s 2>&1").returncode != 0
+    assert os.stat(f"/proc/{a.init_pid()}/ns/user").st_ino != os.stat(f"/proc/{b.init_pid()}/ns/user").st_ino
+    a.kill()
+    assert b.state() == "Running"
