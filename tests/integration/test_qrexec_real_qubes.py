@@ -59,3 +59,15 @@ def test_user_calls_from_a_real_qube(engine_daemon):
         pytest.xfail(f"/run/qubes/vchan is {mode.decode()}: users cannot create qrexec data sockets yet")
     r = qvm_run(d, "-p", "a", "/usr/lib/bulkhead/qrexec-client-vm b qubes.GetDate")
     assert r.returncode == 0, r.stderr
+
+
+def test_call_starts_a_halted_target(engine_daemon):
+    d = engine_daemon
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("qubes.GetDate  *  a  b  allow\n")
+    assert qvm_run(d, "a", "true").returncode == 0
+    assert "state=Halted" in d.call("admin.vm.List", "b")
+    r = qvm_run(d, "-p", "--user", "root", "a", "/usr/lib/bulkhead/qrexec-client-vm b qubes.GetDate")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "state=Running" in d.call("admin.vm.List", "b")
