@@ -36,11 +36,14 @@ static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *sourc
     else
         snprintf(out->rule, sizeof out->rule, "(%.900s)", r.reason);
     /* ask needs a person: until the dom0 prompt is wired here, an ask is a deny. */
-    if (d == BH_POLICY_ALLOW &&
-        (r.target_kind == BH_TARGET_QUBE || r.target_kind == BH_TARGET_ADMINVM)) {
+    if (d == BH_POLICY_ALLOW && r.target_kind != BH_TARGET_NONE) {
         out->verdict = BH_QX_ALLOW;
         snprintf(out->target, sizeof out->target, "%s",
                  r.target_kind == BH_TARGET_ADMINVM ? "dom0" : r.target);
+        if (r.target_kind == BH_TARGET_DISPVM) {
+            out->dispvm = true;
+            snprintf(out->dispvm_template, sizeof out->dispvm_template, "%s", r.dispvm_template);
+        }
         if (r.user[0])
             snprintf(out->user, sizeof out->user, "%s", r.user);
         out->autostart = r.autostart;
@@ -92,6 +95,10 @@ int bh_qx_policy_decide(const struct bh_qx_policy_ctx *ctx, const char *source, 
         snprintf(out->target, sizeof out->target, "%s", n == 4 ? res : target);
         if (!strcmp(out->target, "@adminvm"))
             snprintf(out->target, sizeof out->target, "dom0");
+        if (!strncmp(out->target, "@dispvm:", 8)) {
+            out->dispvm = true;
+            snprintf(out->dispvm_template, sizeof out->dispvm_template, "%s", out->target + 8);
+        }
         snprintf(out->rule, sizeof out->rule, "%s:%d (test stub)", ctx->stub_allow, lineno);
         return 0;
     }

@@ -14,6 +14,8 @@ struct bh_qx_decision {
     char target[64];    /* the resolved target qube ("dom0" for the admin domain) */
     char user[64];      /* user to run as in the target; "DEFAULT" when policy says nothing */
     bool autostart;     /* start the target if it is not running */
+    bool dispvm;        /* a new disposable from dispvm_template serves the call */
+    char dispvm_template[64];
     char rule[1024];    /* file:line that decided (or why nothing did), for logs */
 };
 

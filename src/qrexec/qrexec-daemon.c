@@ -264,6 +264,18 @@ static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, co
     _exit(0);
 }
 
+/* The disposable created for the current call (trigger child only), ended on exit. */
+static char g_disp[64];
+static _Noreturn void call_exit(int code)
+{
+    if (g_disp[0]) {
+        bh_error e = { 0 };
+        struct bh_admin_reply k _cleanup_reply_;
+        bh_admin_call("admin.vm.Kill", "", g_disp, "", 0, &k, &e);
+    }
+    _exit(code);
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -277,15 +289,30 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, ident, dom0_port, service_full, &d);
+    if (d.dispvm) {
+        /* A new disposable serves this one call and is killed when the call ends
+         * (bulkheadd removes it: internal.auto-cleanup). */
+        struct bh_admin_reply rep _cleanup_reply_;
+        if (!bh_qube_name_valid(d.dispvm_template, NULL) ||
+            bh_admin_call("admin.vm.CreateDisposable", "", d.dispvm_template, "", 0, &rep, &err) < 0 || !rep.ok) {
+            bh_warn("cannot create a disposable from %s: %s", d.dispvm_template,
+                    rep.exc_msg ? rep.exc_msg : err.msg);
+            _exit(1);
+        }
+        snprintf(g_disp, sizeof g_disp, "%.*s", (int)strcspn(rep.body, " \n"), rep.body);
+        snprintf(d.target, sizeof d.target, "%s", g_disp);
+        d.autostart = true;
+        bh_info("call %s -> %s runs in new disposable %s", qube_name, target, g_disp);
+    }
     if (!bh_qube_name_valid(d.target, NULL) || !strcmp(d.target, qube_name)) {
         bh_warn("policy resolved to an invalid target '%s'", d.target);
-        _exit(1);
+        call_exit(1);
     }
     _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &err);
     uint32_t ver;
     if (tfd < 0 || bh_qx_handshake(tfd, BH_QX_FROM_CLIENT, &ver, &err) < 0) {
         bh_warn("target %s: %s", d.target, err.msg);
-        _exit(1);
+        call_exit(1);
     }
     set_rcv_timeout(tfd, call_timeout_s);
     char line[BH_QX_MAX_SERVICE + 128];
@@ -294,11 +321,11 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
                 ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
                 : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
     if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
-        _exit(1);
+        call_exit(1);
     uint8_t rep[16];
     if (bh_read_all(tfd, rep, 16) != 16 || get32(rep) != BH_QX_MSG_EXEC_CMDLINE || get32(rep + 4) != 8) {
         bh_warn("target daemon %s did not accept the call", d.target);
-        _exit(1);
+        call_exit(1);
     }
     uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
     /* The target agent connects (as client) to this name in ITS dir; we stand in for the
@@ -308,32 +335,43 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     _cleanup_close_ int lfd = bh_vchan_listen(tdir, qid, tqid, port, &err);
     if (lfd < 0) {
         bh_warn("relay: %s", err.msg);
-        _exit(1);
+        call_exit(1);
     }
     uint8_t msg[8];
     put32(msg, tqid);
     put32(msg + 4, port);
     if (bh_write_all(sp, msg, 8) < 0)
-        _exit(1);
+        call_exit(1);
     close(sp);
     _cleanup_close_ int src = bh_vchan_connect(vchan_dir, qid, tqid, port, call_timeout_s * 1000, &err);
     if (src < 0) {
         bh_warn("relay (source side): %s", err.msg);
-        _exit(0);
+        call_exit(0);
     }
     _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
     if (dst < 0) {
         bh_warn("relay (target side): %s", err.msg);
+        call_exit(0);
+    }
+    /* The relay needs nothing but its two fds: it moves qube bytes as nobody, in a child
+     * of its own, so that this (root) process can still end a disposable afterwards. */
+    pid_t rp = fork();
+    if (rp == 0) {
+        if (geteuid() == 0) {
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                setresuid(65534, 65534, 65534) < 0)
+                _exit(1);
+        }
+        bh_relay(src, dst);
         _exit(0);
     }
-    /* The relay needs nothing but its two fds: it moves qube bytes as nobody. */
-    if (geteuid() == 0) {
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
-            _exit(1);
-    }
-    bh_relay(src, dst);
-    _exit(0);
+    close(src);
+    close(dst);
+    src = dst = -1;
+    if (rp > 0)
+        waitpid(rp, NULL, 0);
+    call_exit(0);
 }
 
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)

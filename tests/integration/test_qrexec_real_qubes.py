@@ -71,3 +71,25 @@ def test_call_starts_a_halted_target(engine_daemon):
     r = qvm_run(d, "-p", "--user", "root", "a", "/usr/lib/bulkhead/qrexec-client-vm b qubes.GetDate")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "state=Running" in d.call("admin.vm.List", "b")
+
+
+def test_call_to_dispvm_runs_in_a_new_disposable(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    d.call("admin.vm.property.Set+default_dispvm", "a", "dvmt")
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("qubes.VMShell  *  a  @dispvm  allow\n")
+    assert qvm_run(d, "a", "true").returncode == 0
+    r = qvm_run(d, "-p", "--user", "root", "a", "echo hostname | /usr/lib/bulkhead/qrexec-client-vm @dispvm qubes.VMShell")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    name = r.stdout.decode().strip()
+    assert name.startswith("disp"), r.stdout
+    # the disposable served one call and is gone
+    import time
+    for _ in range(100):
+        if name not in d.call("admin.vm.List", "dom0"):
+            break
+        time.sleep(0.1)
+    assert name not in d.call("admin.vm.List", "dom0")
