@@ -5,8 +5,68 @@
 #include <string.h>
 
 #ifdef BH_HAVE_BHPOLICY
+#include "io.h"
 #include "policy.h"
 #include "sysinfo.h"
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* `ask` needs a person. The prompt is a program (a terminal or window prompt, or a
+ * test's script): argv = --source S --service SVC --default D -- CHOICE...; its first
+ * output line is the chosen target. No program, no line, or a non-zero exit: deny.
+ * bh_policy_confirm_ask() then refuses anything that was not offered. */
+static int ask_person(const struct bh_qx_policy_ctx *ctx, const char *source, const char *service_full,
+                      const struct bh_policy_result *r, char *answer, size_t size)
+{
+    const char *prog = ctx->ask_program;
+    if (!prog || !*prog || r->n_choices == 0)
+        return -1;
+    char **argv = calloc(r->n_choices + 10, sizeof *argv);
+    if (!argv)
+        return -1;
+    size_t i = 0;
+    argv[i++] = (char *)prog;
+    argv[i++] = (char *)"--source";
+    argv[i++] = (char *)source;
+    argv[i++] = (char *)"--service";
+    argv[i++] = (char *)service_full;
+    argv[i++] = (char *)"--default";
+    argv[i++] = (char *)r->default_target;
+    argv[i++] = (char *)"--";
+    for (size_t k = 0; k < r->n_choices; k++)
+        argv[i++] = r->choices[k];
+    argv[i] = NULL;
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        free(argv);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        int dn = open("/dev/null", O_RDONLY);
+        if (dn >= 0)
+            dup2(dn, 0);
+        execv(prog, argv);
+        _exit(127);
+    }
+    free(argv);
+    close(pfd[1]);
+    ssize_t n = pid > 0 ? bh_read_all(pfd[0], answer, size - 1) : -1;
+    close(pfd[0]);
+    int st = 0;
+    if (pid > 0)
+        waitpid(pid, &st, 0);
+    if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        answer[0] = '\0';
+        return -1;
+    }
+    answer[n] = '\0';
+    answer[strcspn(answer, "\n")] = '\0';
+    return 0;
+}
 
 /* The policy engine: policy.d as it is now, the system as bulkheadd reports it now. */
 static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *source, const char *target,
@@ -35,7 +95,18 @@ static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *sourc
         snprintf(out->rule, sizeof out->rule, "%.900s:%u", r.rule_file, r.rule_line);
     else
         snprintf(out->rule, sizeof out->rule, "(%.900s)", r.reason);
-    /* ask needs a person: until the dom0 prompt is wired here, an ask is a deny. */
+    if (d == BH_POLICY_ASK) {
+        char answer[64] = "";
+        if (ask_person(ctx, source, service_full, &r, answer, sizeof answer) == 0 && answer[0]) {
+            d = bh_policy_confirm_ask(&r, &si, answer);
+            snprintf(out->rule + strlen(out->rule), sizeof out->rule - strlen(out->rule),
+                     " (asked: %s)", answer);
+        } else {
+            d = BH_POLICY_DENY;
+            snprintf(out->rule + strlen(out->rule), sizeof out->rule - strlen(out->rule),
+                     " (ask: no answer)");
+        }
+    }
     if (d == BH_POLICY_ALLOW && r.target_kind != BH_TARGET_NONE) {
         out->verdict = BH_QX_ALLOW;
         snprintf(out->target, sizeof out->target, "%s",

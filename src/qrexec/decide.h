@@ -22,6 +22,7 @@ struct bh_qx_decision {
 struct bh_qx_policy_ctx {
     const char *policy_dir;   /* <root>/policy.d */
     const char *stub_allow;   /* TEST STUB ONLY, see decide.c */
+    const char *ask_program;  /* answers `ask`: --ask-program or $BULKHEAD_QREXEC_ASK */
 };
 
 /* 0 with *out filled (deny included), -1 on an internal error (treated as deny). */

@@ -509,7 +509,7 @@ static void usage(void)
             "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
             "                     [--ready-fd N] [--startup-timeout S] [--call-timeout S]\n"
             "                     [--default-user USER] [--dom0-service-path DIRS]\n"
-            "                     [--policy-dir DIR] [--test-allow FILE]\n");
+            "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n");
     exit(2);
 }
 
@@ -525,6 +525,7 @@ int main(int argc, char **argv)
         { "startup-timeout", required_argument, 0, 'S' }, { "call-timeout", required_argument, 0, 'C' },
         { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
         { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
+        { "ask-program", required_argument, 0, 'K' },
         { 0, 0, 0, 0 } };
     int o;
     char *vd = NULL, *sp = NULL;
@@ -542,9 +543,12 @@ int main(int argc, char **argv)
         case 'D': dom0_service_path = optarg; break;
         case 'P': policy_ctx.policy_dir = optarg; break;
         case 'A': policy_ctx.stub_allow = optarg; break;
+        case 'K': policy_ctx.ask_program = optarg; break;
         default: usage();
         }
     }
+    if (!policy_ctx.ask_program)
+        policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
     if (!qube_name || domid <= 0 || domid > 0xffff || !bh_qube_name_valid(qube_name, NULL))
         usage();
     qid = (uint32_t)domid;

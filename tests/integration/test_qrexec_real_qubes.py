@@ -93,3 +93,34 @@ def test_call_to_dispvm_runs_in_a_new_disposable(engine_daemon):
             break
         time.sleep(0.1)
     assert name not in d.call("admin.vm.List", "dom0")
+
+
+@pytest.fixture
+def ask_script(monkeypatch, tmp_path):
+    """A scriptable prompt: logs its arguments, answers what $ANSWER_FILE says."""
+    log, answer = tmp_path / "ask.log", tmp_path / "answer"
+    prog = tmp_path / "ask"
+    prog.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat {answer}\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
+    return log, answer
+
+
+def test_ask_is_answered_by_the_prompt(ask_script, engine_daemon):
+    log, answer = ask_script
+    d = engine_daemon
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("qubes.GetDate  *  a  @default  ask  default_target=b\n"
+                                        "qubes.GetDate  *  a  b  ask\n")
+    for q in ("a", "b"):
+        assert qvm_run(d, q, "true").returncode == 0
+    call = "/usr/lib/bulkhead/qrexec-client-vm @default qubes.GetDate"
+    answer.write_text("b\n")
+    r = qvm_run(d, "-p", "--user", "root", "a", call)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "--source a --service qubes.GetDate --default b -- b" in log.read_text()
+    answer.write_text("a\n")  # not offered (a call to itself): refused
+    assert qvm_run(d, "-p", "--user", "root", "a", call).returncode == 126
+    answer.write_text("")  # nobody answered
+    assert qvm_run(d, "-p", "--user", "root", "a", call).returncode == 126
