@@ -227,10 +227,9 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     return bh_fail(err, ETIMEDOUT, "%s did not start qrexec in %d s", target, call_timeout_s);
 }
 
-static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, const char *service_full,
+static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, const char *service_full,
                                          const struct bh_qx_decision *d)
 {
-    (void)ident;
     bh_error err = { 0 };
     uint8_t msg[8];
     put32(msg, 0);
@@ -245,8 +244,9 @@ static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, co
         _exit(0);
     }
     char line[BH_QX_MAX_SERVICE + 128];
-    snprintf(line, sizeof line, "%s:QUBESRPC %s %s", strcmp(d->user, "DEFAULT") ? d->user : "root",
-             service_full, qube_name);
+    /* the requested target reaches the service (admin.* calls name their subject so) */
+    snprintf(line, sizeof line, "%s:QUBESRPC %s %s %s %s", strcmp(d->user, "DEFAULT") ? d->user : "root",
+             service_full, qube_name, target[0] == '@' ? "keyword" : "name", target[0] == '@' ? target + 1 : target);
     struct bh_qx_cmd cmd;
     struct bh_qx_stream s = { .sock = sock, .is_service = true, .in_fd = -1, .out_fd = -1, .err_fd = -1,
                               .child = -1, .fixed_exit = 127 };
@@ -288,7 +288,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
-        trigger_child_dom0(sp, ident, dom0_port, service_full, &d);
+        trigger_child_dom0(sp, target, dom0_port, service_full, &d);
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */

@@ -102,12 +102,13 @@ def test_policy_resolves_target(world):
 
 
 def test_qube_to_dom0_service(world):
-    world.service("test.Dom0", "#!/bin/sh\necho \"dom0 got $QREXEC_REMOTE_DOMAIN\"; cat\n", dom0=True)
+    world.service("test.Dom0", "#!/bin/sh\necho \"dom0 got $QREXEC_REMOTE_DOMAIN $QREXEC_REQUESTED_TARGET_KEYWORD\"; cat\n",
+                  dom0=True)
     world.allow_call("test.Dom0", "work", "@adminvm", "dom0")
     work = world.qube("work", 5)
     r = work.run(["qrexec-client-vm", "@adminvm", "test.Dom0"], input=b"x\n")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == b"dom0 got work\nx\n"
+    assert r.stdout == b"dom0 got work adminvm\nx\n"
 
 
 def test_many_calls_release_ports(world):
