@@ -124,3 +124,24 @@ def test_ask_is_answered_by_the_prompt(ask_script, engine_daemon):
     assert qvm_run(d, "-p", "--user", "root", "a", call).returncode == 126
     answer.write_text("")  # nobody answered
     assert qvm_run(d, "-p", "--user", "root", "a", call).returncode == 126
+
+
+def test_admin_api_from_a_qube_only_as_policy_allows(engine_daemon):
+    d = engine_daemon
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("admin.vm.List  *  a  @adminvm  allow  target=dom0\n"
+                                        "admin.vm.property.Get  +label  a  b  allow  target=dom0\n")
+    assert qvm_run(d, "a", "true").returncode == 0
+    cvm = "/usr/lib/bulkhead/qrexec-client-vm"
+    r = qvm_run(d, "-p", "--user", "root", "a", f"{cvm} dom0 admin.vm.List < /dev/null")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"0\0") and b"a class=AppVM state=Running" in r.stdout
+    r = qvm_run(d, "-p", "--user", "root", "a", f"{cvm} b admin.vm.property.Get+label < /dev/null")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"0\0default=False type=label blue"
+    r = qvm_run(d, "-p", "--user", "root", "a", f"{cvm} dom0 admin.vm.Kill < /dev/null")
+    assert r.returncode == 126  # no rule
+    r = qvm_run(d, "-p", "--user", "root", "a", f"{cvm} b admin.vm.property.Get+netvm < /dev/null")
+    assert r.returncode == 126  # only +label was allowed
+    assert "state=Running" in d.call("admin.vm.List", "a")
