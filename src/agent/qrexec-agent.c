@@ -342,9 +342,12 @@ int main(int argc, char **argv)
         }
     }
     if (own_domid < 0) {
+        /* bulkhead-init passes the qid as BULKHEAD_QID; libvchan-socket's name is VCHAN_DOMAIN */
         const char *e = getenv("VCHAN_DOMAIN");
+        if (!e || !*e)
+            e = getenv("BULKHEAD_QID");
         if (!e || !*e) {
-            bh_err("own domain id unknown: set VCHAN_DOMAIN or --domid");
+            bh_err("own domain id unknown: set VCHAN_DOMAIN (or BULKHEAD_QID) or --domid");
             return 1;
         }
         own_domid = atoi(e);

@@ -14,12 +14,15 @@ struct bh_qx_decision {
     char target[64];    /* the resolved target qube ("dom0" for the admin domain) */
     char user[64];      /* user to run as in the target; "DEFAULT" when policy says nothing */
     bool autostart;     /* start the target if it is not running */
-    char rule[256];     /* file:line that decided, for logs */
+    bool dispvm;        /* a new disposable from dispvm_template serves the call */
+    char dispvm_template[64];
+    char rule[1024];    /* file:line that decided (or why nothing did), for logs */
 };
 
 struct bh_qx_policy_ctx {
     const char *policy_dir;   /* <root>/policy.d */
     const char *stub_allow;   /* TEST STUB ONLY, see decide.c */
+    const char *ask_program;  /* answers `ask`: --ask-program or $BULKHEAD_QREXEC_ASK */
 };
 
 /* 0 with *out filled (deny included), -1 on an internal error (treated as deny). */

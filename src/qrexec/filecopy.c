@@ -164,7 +164,7 @@ static int unpack_file(struct in *in, int pfd, const char *last, const struct bh
     _cleanup_close_ int fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return fail(res, errno, "cannot create %s", name);
-    char buf[65536];
+    static char buf[1 << 18];
     uint64_t left = h->filelen;
     while (left) {
         size_t n = left > sizeof buf ? sizeof buf : (size_t)left;

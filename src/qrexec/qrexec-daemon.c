@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -71,10 +73,13 @@ static void put32(uint8_t *p, uint32_t v)
 }
 static uint32_t get32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
+/* Bounds both directions: a peer that stops reading or stalls mid-message makes our
+ * read/write fail instead of blocking the whole daemon. */
 static void set_rcv_timeout(int fd, int sec)
 {
     struct timeval tv = { .tv_sec = sec };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 /* Ports are per daemon, but a qube pair (X, C) has two daemons allocating: as in Qubes,
@@ -222,10 +227,9 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     return bh_fail(err, ETIMEDOUT, "%s did not start qrexec in %d s", target, call_timeout_s);
 }
 
-static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, const char *service_full,
+static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, const char *service_full,
                                          const struct bh_qx_decision *d)
 {
-    (void)ident;
     bh_error err = { 0 };
     uint8_t msg[8];
     put32(msg, 0);
@@ -240,8 +244,9 @@ static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, co
         _exit(0);
     }
     char line[BH_QX_MAX_SERVICE + 128];
-    snprintf(line, sizeof line, "%s:QUBESRPC %s %s", strcmp(d->user, "DEFAULT") ? d->user : "root",
-             service_full, qube_name);
+    /* the requested target reaches the service (admin.* calls name their subject so) */
+    snprintf(line, sizeof line, "%s:QUBESRPC %s %s %s %s", strcmp(d->user, "DEFAULT") ? d->user : "root",
+             service_full, qube_name, target[0] == '@' ? "keyword" : "name", target[0] == '@' ? target + 1 : target);
     struct bh_qx_cmd cmd;
     struct bh_qx_stream s = { .sock = sock, .is_service = true, .in_fd = -1, .out_fd = -1, .err_fd = -1,
                               .child = -1, .fixed_exit = 127 };
@@ -250,6 +255,22 @@ static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, co
                                       .switch_user = false };
         pid_t pid;
         int r = bh_qx_spawn(&cmd, &o, &pid, &s.in_fd, &s.out_fd, &s.err_fd, &err);
+        char self[4096], fwd[4200];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (r == 127 && !strncmp(service_full, "admin.", 6) && n > 0) {
+            /* Admin API over qrexec: no service file of its own -> forward to bulkheadd as
+             * the calling qube (every name here was validated: no shell syntax possible). */
+            self[n] = '\0';
+            *strrchr(self, '/') = '\0';
+            const char *dest = !strcmp(target, "@adminvm") || !strcmp(target, "dom0") ? "dom0" : target;
+            snprintf(fwd, sizeof fwd, "root:exec '%s/qubesd-query' %s %s %s", self, qube_name, service_full, dest);
+            struct bh_qx_cmd fc;
+            if (!strchr(self, '\'') && bh_qube_name_valid(dest[0] == '@' ? "x" : dest, NULL) &&
+                bh_qx_cmd_parse(fwd, &fc, &err) == 0) {
+                r = bh_qx_spawn(&fc, &o, &pid, &s.in_fd, &s.out_fd, &s.err_fd, &err);
+                bh_qx_cmd_free(&fc);
+            }
+        }
         if (r == 0)
             s.child = pid;
         else if (r < 0)
@@ -257,6 +278,18 @@ static _Noreturn void trigger_child_dom0(int sp, const char *ident, int port, co
     }
     bh_qx_stream_run(&s, &err);
     _exit(0);
+}
+
+/* The disposable created for the current call (trigger child only), ended on exit. */
+static char g_disp[64];
+static _Noreturn void call_exit(int code)
+{
+    if (g_disp[0]) {
+        bh_error e = { 0 };
+        struct bh_admin_reply k _cleanup_reply_;
+        bh_admin_call("admin.vm.Kill", "", g_disp, "", 0, &k, &e);
+    }
+    _exit(code);
 }
 
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
@@ -271,16 +304,31 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
-        trigger_child_dom0(sp, ident, dom0_port, service_full, &d);
+        trigger_child_dom0(sp, target, dom0_port, service_full, &d);
+    if (d.dispvm) {
+        /* A new disposable serves this one call and is killed when the call ends
+         * (bulkheadd removes it: internal.auto-cleanup). */
+        struct bh_admin_reply rep _cleanup_reply_;
+        if (!bh_qube_name_valid(d.dispvm_template, NULL) ||
+            bh_admin_call("admin.vm.CreateDisposable", "", d.dispvm_template, "", 0, &rep, &err) < 0 || !rep.ok) {
+            bh_warn("cannot create a disposable from %s: %s", d.dispvm_template,
+                    rep.exc_msg ? rep.exc_msg : err.msg);
+            _exit(1);
+        }
+        snprintf(g_disp, sizeof g_disp, "%.*s", (int)strcspn(rep.body, " \n"), rep.body);
+        snprintf(d.target, sizeof d.target, "%s", g_disp);
+        d.autostart = true;
+        bh_info("call %s -> %s runs in new disposable %s", qube_name, target, g_disp);
+    }
     if (!bh_qube_name_valid(d.target, NULL) || !strcmp(d.target, qube_name)) {
         bh_warn("policy resolved to an invalid target '%s'", d.target);
-        _exit(1);
+        call_exit(1);
     }
     _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &err);
     uint32_t ver;
     if (tfd < 0 || bh_qx_handshake(tfd, BH_QX_FROM_CLIENT, &ver, &err) < 0) {
         bh_warn("target %s: %s", d.target, err.msg);
-        _exit(1);
+        call_exit(1);
     }
     set_rcv_timeout(tfd, call_timeout_s);
     char line[BH_QX_MAX_SERVICE + 128];
@@ -289,11 +337,11 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
                 ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
                 : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
     if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
-        _exit(1);
+        call_exit(1);
     uint8_t rep[16];
     if (bh_read_all(tfd, rep, 16) != 16 || get32(rep) != BH_QX_MSG_EXEC_CMDLINE || get32(rep + 4) != 8) {
         bh_warn("target daemon %s did not accept the call", d.target);
-        _exit(1);
+        call_exit(1);
     }
     uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
     /* The target agent connects (as client) to this name in ITS dir; we stand in for the
@@ -303,26 +351,43 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     _cleanup_close_ int lfd = bh_vchan_listen(tdir, qid, tqid, port, &err);
     if (lfd < 0) {
         bh_warn("relay: %s", err.msg);
-        _exit(1);
+        call_exit(1);
     }
     uint8_t msg[8];
     put32(msg, tqid);
     put32(msg + 4, port);
     if (bh_write_all(sp, msg, 8) < 0)
-        _exit(1);
+        call_exit(1);
     close(sp);
     _cleanup_close_ int src = bh_vchan_connect(vchan_dir, qid, tqid, port, call_timeout_s * 1000, &err);
     if (src < 0) {
         bh_warn("relay (source side): %s", err.msg);
-        _exit(0);
+        call_exit(0);
     }
     _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
     if (dst < 0) {
         bh_warn("relay (target side): %s", err.msg);
+        call_exit(0);
+    }
+    /* The relay needs nothing but its two fds: it moves qube bytes as nobody, in a child
+     * of its own, so that this (root) process can still end a disposable afterwards. */
+    pid_t rp = fork();
+    if (rp == 0) {
+        if (geteuid() == 0) {
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                setresuid(65534, 65534, 65534) < 0)
+                _exit(1);
+        }
+        bh_relay(src, dst);
         _exit(0);
     }
-    bh_relay(src, dst);
-    _exit(0);
+    close(src);
+    close(dst);
+    src = dst = -1;
+    if (rp > 0)
+        waitpid(rp, NULL, 0);
+    call_exit(0);
 }
 
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
@@ -375,6 +440,8 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
             if (trigs[i].pid)
                 close(trigs[i].sp);
         signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -458,7 +525,7 @@ static void usage(void)
             "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
             "                     [--ready-fd N] [--startup-timeout S] [--call-timeout S]\n"
             "                     [--default-user USER] [--dom0-service-path DIRS]\n"
-            "                     [--policy-dir DIR] [--test-allow FILE]\n");
+            "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n");
     exit(2);
 }
 
@@ -474,6 +541,7 @@ int main(int argc, char **argv)
         { "startup-timeout", required_argument, 0, 'S' }, { "call-timeout", required_argument, 0, 'C' },
         { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
         { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
+        { "ask-program", required_argument, 0, 'K' },
         { 0, 0, 0, 0 } };
     int o;
     char *vd = NULL, *sp = NULL;
@@ -491,9 +559,12 @@ int main(int argc, char **argv)
         case 'D': dom0_service_path = optarg; break;
         case 'P': policy_ctx.policy_dir = optarg; break;
         case 'A': policy_ctx.stub_allow = optarg; break;
+        case 'K': policy_ctx.ask_program = optarg; break;
         default: usage();
         }
     }
+    if (!policy_ctx.ask_program)
+        policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
     if (!qube_name || domid <= 0 || domid > 0xffff || !bh_qube_name_valid(qube_name, NULL))
         usage();
     qid = (uint32_t)domid;

@@ -62,6 +62,9 @@ int bh_relay(int a, int b)
             if (d[i].in_pipe)
                 p[1 - i].events |= POLLOUT;       /* to side */
         }
+        for (int i = 0; i < 2; i++) /* an idle side's HUP must not make us spin */
+            if (!p[i].events)
+                p[i].fd = -1;
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;

@@ -182,6 +182,11 @@ int bh_qx_spawn(const struct bh_qx_cmd *c, const struct bh_qx_spawn_opts *o, pid
         bh_fail_errno(err, "pipe");
         goto fail;
     }
+    if (!o->no_stdio) /* bigger pipes: fewer wakeups for bulk data; best effort */
+    {
+        fcntl(pin[1], F_SETPIPE_SZ, 1 << 20);
+        fcntl(pout[1], F_SETPIPE_SZ, 1 << 20);
+    }
     pid_t p = fork();
     if (p < 0) {
         bh_fail_errno(err, "fork");

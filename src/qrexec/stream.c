@@ -13,7 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define OUTQ_HIGH (4 * (BH_QX_MAX_CHUNK + 8)) /* stop reading local fds above this */
+/* Queue sizes: large enough that one wakeup moves many chunks (fewer context switches on
+ * a busy machine), small enough to bound memory per call. */
+#define OUTQ_HIGH (8 * (BH_QX_MAX_CHUNK + 8)) /* stop reading local fds above this */
+#define INQ_HIGH (8 * BH_QX_MAX_CHUNK)        /* stop parsing the socket above this */
+#define RQ_MAX (16 * (BH_QX_MAX_CHUNK + 8))   /* bytes read from the socket, unparsed */
+#define BIG_BUF (1 << 20)
 
 void bh_qx_filter(char *p, size_t n)
 {
@@ -107,7 +112,7 @@ static int write_some(int fd, bh_buf *q)
 static int parse_incoming(struct pump *p, bh_error *err)
 {
     struct bh_qx_stream *s = p->s;
-    while (p->inq.len == 0 && p->rq.len >= 8) {
+    while (p->inq.len < INQ_HIGH && p->rq.len >= 8) {
         struct bh_qx_hdr h;
         bh_qx_hdr_decode((const uint8_t *)p->rq.data, &h);
         if (bh_qx_check_header(&h, BH_QX_FROM_DATA, err) < 0)
@@ -165,11 +170,14 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
     p.s = s;
     p.pidfd = -1;
     bh_buf_init(&p.outq, 0);
-    bh_buf_init(&p.rq, 8 + BH_QX_MAX_CHUNK + 65536);
+    bh_buf_init(&p.rq, RQ_MAX);
     bh_buf_init(&p.inq, 0);
     int rc = 125;
     signal(SIGPIPE, SIG_IGN);
 
+    int big = BIG_BUF;
+    setsockopt(s->sock, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    setsockopt(s->sock, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     bh_set_nonblock(s->sock, 1);
     if (s->in_fd >= 0)
         bh_set_nonblock(s->in_fd, 1);
@@ -239,7 +247,7 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
             rc = p.remote_exit;
             goto out;
         }
-        if (p.sock_eof && p.rq.len < 8 + BH_QX_MAX_CHUNK) {
+        if (p.sock_eof && p.inq.len == 0 && p.rq.len < 8 + BH_QX_MAX_CHUNK) {
             if (!s->is_service) {
                 bh_fail(err, ECONNRESET, "the other end closed the data stream without an exit code");
                 goto out;
@@ -252,7 +260,7 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         struct pollfd fds[5];
         int n = 0, i_sock = -1, i_out = -1, i_err = -1, i_in = -1, i_pid = -1;
         short sev = 0;
-        if (!p.sock_eof && p.inq.len == 0 && p.rq.len < 8 + BH_QX_MAX_CHUNK + 8)
+        if (!p.sock_eof && p.inq.len < INQ_HIGH && p.rq.len + 65536 <= RQ_MAX)
             sev |= POLLIN;
         if (p.outq.len)
             sev |= POLLOUT;
@@ -291,8 +299,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         (void)i_in;
         if (i_sock >= 0 && (fds[i_sock].revents & (POLLIN | POLLHUP | POLLERR))) {
             size_t room = p.rq.limit - p.rq.len;
-            if (room > 65536)
-                room = 65536;
+            if (room > 4 * 65536)
+                room = 4 * 65536;
             if (room && bh_buf_reserve(&p.rq, room) == 0) {
                 ssize_t r = read(s->sock, p.rq.data + p.rq.len, room);
                 if (r > 0)

@@ -29,6 +29,8 @@ const char *bh_vchan_dir(void)
 int bh_vchan_own_domain(const char *dir)
 {
     const char *e = getenv("VCHAN_DOMAIN");
+    if (!e || !*e)
+        e = getenv("BULKHEAD_QID");
     if (e && *e)
         return atoi(e);
     _cleanup_closedir_ DIR *d = opendir(dir);
@@ -166,18 +168,21 @@ int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t
     if (dirfd < 0)
         return bh_fail_errno(err, "vchan dir %s", dir);
     long long deadline = timeout_ms < 0 ? -1 : bh_now_ms() + timeout_ms;
-    int delay = 1;
+    int delay_us = 50;
     for (;;) {
         int fd = connect_nofollow(dirfd, name);
         if (fd >= 0)
             return fd;
         if (errno != ENOENT && errno != ECONNREFUSED)
             return bh_fail_errno(err, "connect %s/%s", dir, name);
-        if (deadline >= 0 && bh_now_ms() >= deadline)
+        long long now = bh_now_ms();
+        if (deadline >= 0 && now >= deadline)
             return bh_fail(err, ETIMEDOUT, "vchan connection timeout (%s/%s)", dir, name);
-        /* Short first waits keep a call fast; Qubes' own retry period is 100 ms. */
-        usleep((useconds_t)delay * 1000);
-        if (delay < 100)
-            delay *= 2;
+        /* The server usually binds within a millisecond of our being told to connect:
+         * poll fast first, then back off (Qubes' libvchan-socket polls every 100 ms).
+         * Not inotify: closing an inotify fd waits for an RCU grace period (~10 ms). */
+        usleep((useconds_t)delay_us);
+        if (delay_us < 20000)
+            delay_us *= 2;
     }
 }

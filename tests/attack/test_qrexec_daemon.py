@@ -223,3 +223,15 @@ def test_hostile_data_stream_to_dom0_client(world):
     th.join(10)
     assert r.returncode == 125
     assert r.stdout == b""
+
+
+def test_agent_speaking_v4_gets_v3(world):
+    from qrexec_fixtures import Qube
+    q = Qube(world, "newer", 8)
+    fa = FakeAgent(q, version=4)
+    d, ready = start_daemon(world, q)
+    fa.accept()
+    assert os.read(ready, 1) == b"1"
+    os.close(ready)
+    assert "agent protocol 3" in world.log_text("daemon-newer")
+    fa.close()

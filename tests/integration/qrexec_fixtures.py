@@ -63,7 +63,9 @@ class Qube:
         e = dict(os.environ)
         e.update(VCHAN_SOCKET_DIR=str(self.vchan), VCHAN_DOMAIN=str(self.qid),
                  QREXEC_AGENT_SOCKET=str(self.agent_sock), HOME=str(self.home),
-                 QREXEC_SERVICE_PATH=str(self.world.rpc), PATH=f"{AGENT}:{BIN}:{os.environ.get('PATH', '')}")
+                 QREXEC_SERVICE_PATH=str(self.world.rpc), PATH=f"{AGENT}:{BIN}:{os.environ.get('PATH', '')}",
+                 TMPDIR=str(self.world.tmp))
+        e.update(self.world.agent_env)
         return e
 
     def start_agent(self):
@@ -108,7 +110,9 @@ class World:
         self.allow.write_text("")
         self.procs = []
         self.qubes = {}
+        self.agent_env = {}  # extra environment for agents (and so their services)
         self.service("qubes.Filecopy", f"#!/bin/sh\nexec {AGENT}/qfile-unpacker\n")
+        self.service("qubes.OpenInVM", f"#!/bin/sh\nexec {AGENT}/qfile-opener\n")
 
     def service(self, name, script, dom0=False):
         p = (self.dom0_rpc if dom0 else self.rpc) / name

@@ -102,12 +102,13 @@ def test_policy_resolves_target(world):
 
 
 def test_qube_to_dom0_service(world):
-    world.service("test.Dom0", "#!/bin/sh\necho \"dom0 got $QREXEC_REMOTE_DOMAIN\"; cat\n", dom0=True)
+    world.service("test.Dom0", "#!/bin/sh\necho \"dom0 got $QREXEC_REMOTE_DOMAIN $QREXEC_REQUESTED_TARGET_KEYWORD\"; cat\n",
+                  dom0=True)
     world.allow_call("test.Dom0", "work", "@adminvm", "dom0")
     work = world.qube("work", 5)
     r = work.run(["qrexec-client-vm", "@adminvm", "test.Dom0"], input=b"x\n")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == b"dom0 got work\nx\n"
+    assert r.stdout == b"dom0 got work adminvm\nx\n"
 
 
 def test_many_calls_release_ports(world):
@@ -197,3 +198,28 @@ def test_qvm_console_runs_a_shell(world):
                        timeout=30)
     assert r.returncode == 0
     assert b"console-42" in r.stdout
+
+
+def test_parallel_calls_do_not_mix(world):
+    import concurrent.futures
+    world.qube("work", 5)
+
+    def one(i):
+        r = world.client("work", f"user:head -c {1000 + i} /dev/zero | tr '\\0' x; echo {i}; exit {i % 50}")
+        return i, r
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        for i, r in ex.map(one, range(60)):
+            assert r.returncode == i % 50
+            assert r.stdout == b"x" * (1000 + i) + f"{i}\n".encode()
+
+
+def test_daemon_restart_is_adopted_by_the_agent(world):
+    work = world.qube("work", 5)
+    assert world.client("work", "user:echo one").stdout == b"one\n"
+    work.daemon.terminate()
+    work.daemon.wait(10)
+    assert not (work.dir / "qrexec.sock").exists()
+    work.start_daemon()
+    assert world.client("work", "user:echo two").stdout == b"two\n"
+    assert work.agent.poll() is None

@@ -1,0 +1,81 @@
+"""The daemon deciding through the real policy engine (bhpolicy) with the system as a
+stand-in bulkheadd reports it. Skipped when the tree has no policy engine yet."""
+import os
+import socket
+import threading
+
+import pytest
+
+from qrexec_fixtures import BIN, World, bin_path
+
+if not (BIN / "policy" / "qrexec-policy-test").exists():
+    pytest.skip("policy engine (bhpolicy) not in this tree", allow_module_level=True)
+
+
+class Admin:
+    def __init__(self, path, qubes):
+        self.qubes = qubes
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(16)
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            data = b""
+            while (d := c.recv(65536)):
+                data += d
+            method = data.split(b"\0")[0].split(b" ")[0].decode().split("+")[0]
+            if method == "admin.vm.List":
+                body = "".join(f"{n} class={k} state=Running\n" for n, k in self.qubes.items())
+                c.sendall(b"0\0" + body.encode())
+            elif method == "admin.vm.property.Get":
+                c.sendall(b"0\0default=True type=vm ")
+            elif method == "admin.vm.tag.List":
+                c.sendall(b"0\0")
+            else:
+                c.sendall(b"2\0ProtocolError\0\0no\0")
+            c.close()
+
+
+@pytest.fixture
+def world():
+    w = World()
+    yield w
+    w.close()
+
+
+def start_daemon(world, q, policy_dir, admin_path):
+    r, wfd = os.pipe()
+    world.spawn([bin_path("qrexec-daemon"), "--name", q.name, "--domid", str(q.qid), "--runtime",
+                 str(world.runtime), "--ready-fd", str(wfd), "--policy-dir", str(policy_dir)],
+                pass_fds=(wfd,), log=f"daemon-{q.name}", env=dict(os.environ, BULKHEAD_SOCKET=admin_path))
+    os.close(wfd)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+
+
+def test_policy_engine_decides(world):
+    admin_path = str(world.tmp / "qubesd.sock")
+    Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"})
+    pol = world.tmp / "policy.d"
+    pol.mkdir()
+    (pol / "30-test.policy").write_text("test.Echo  *  work  personal  allow\n"
+                                        "*  *  @anyvm  @anyvm  deny\n")
+    world.service("test.Echo", "#!/bin/sh\necho \"hi $QREXEC_REMOTE_DOMAIN\"\n")
+    world.service("test.Other", "#!/bin/sh\ntouch \"$HOME/ran\"\n")
+    work = world.qube("work", 5, daemon=False)
+    personal = world.qube("personal", 6, daemon=False)
+    start_daemon(world, work, pol, admin_path)
+    start_daemon(world, personal, pol, admin_path)
+    r = work.run(["qrexec-client-vm", "personal", "test.Echo+x"])
+    assert r.returncode == 0, (r.stderr, world.log_text("daemon-work"))
+    assert r.stdout == b"hi work\n"
+    r = work.run(["qrexec-client-vm", "personal", "test.Other"])
+    assert r.returncode == 126
+    assert not (personal.home / "ran").exists()
+    assert "30-test.policy:2" in world.log_text("daemon-work")
