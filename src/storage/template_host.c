@@ -62,9 +62,9 @@ static const struct tree_file host_files[] = {
     { "etc/profile", 0644, 0,
       "# Written by Bulkhead for the host template.\n"
       "if [ \"$(id -u)\" -eq 0 ]; then\n"
-      "  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+      "  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead\n"
       "else\n"
-      "  PATH=/usr/local/bin:/usr/bin:/bin:/usr/games\n"
+      "  PATH=/usr/local/bin:/usr/bin:/bin:/usr/games:/usr/lib/bulkhead\n"
       "fi\n"
       "export PATH\n"
       "if [ \"${PS1-}\" ] && [ \"${BASH-}\" ] && [ \"$BASH\" != /bin/sh ] && [ -f /etc/bash.bashrc ]; then\n"

@@ -116,7 +116,9 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     snprintf(qid_env, sizeof qid_env, "BULKHEAD_QID=%s", qid);
     snprintf(ready_env, sizeof ready_env, "BULKHEAD_READY_FD=%s", ready);
     snprintf(dom_env, sizeof dom_env, "VCHAN_DOMAIN=%s", qid); /* the agent's own domain id */
-    char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
+    /* /usr/lib/bulkhead last: qvm-copy, qrexec-client-vm & co. without shadowing the
+     * template's own programs. */
+    char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead", "HOME=/root",
                      "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
                      spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", NULL };
     char *argv[] = { "bulkhead-init", NULL };
@@ -248,9 +250,11 @@ static int prepare_dirs(const struct bh_qube_spec *spec, const struct bh_ns_path
     if (mkdir(p->vchan, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", p->vchan);
     /* The qube writes into its vchan directory (its agent makes sockets there): a tiny
-     * tmpfs of its own, so that the qube cannot fill the host's runtime filesystem. */
+     * tmpfs of its own, so that the qube cannot fill the host's runtime filesystem.
+     * Sticky and world-writable inside the qube: qrexec-client-vm run by the qube's user
+     * makes its data sockets here, and cannot remove root's. */
     char opts[128];
-    snprintf(opts, sizeof opts, "mode=0700,size=64k,nr_inodes=64,uid=%u,gid=%u", (unsigned)spec->uid_base,
+    snprintf(opts, sizeof opts, "mode=1777,size=64k,nr_inodes=64,uid=%u,gid=%u", (unsigned)spec->uid_base,
              (unsigned)spec->uid_base);
     if (mount("bulkhead-vchan", p->vchan, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
         return bh_fail_errno(err, "mount tmpfs on %s", p->vchan);
