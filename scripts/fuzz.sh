@@ -16,12 +16,21 @@ fi
 ninja -C $build >/tmp/bulkhead-fuzz-build.log || { cat /tmp/bulkhead-fuzz-build.log; exit 1; }
 secs=${FUZZ_SECONDS:-60}
 rc=0
-for exe in $(find $build -type f -name 'fuzz-*' -perm -u+x | sort); do
-  name=$(basename "$exe"); name=${name#fuzz-}; name=${name//-/_}
+for exe in $(find $build -type f \( -name 'fuzz-*' -o -name 'fuzz_*' \) -perm -u+x | sort); do
+  name=$(basename "$exe"); name=${name#fuzz[-_]}; name=${name//-/_}
   [ $# -gt 0 ] && [[ " $* " != *" $name "* ]] && continue
   corpus=fuzz/corpus-$name; mkdir -p "$corpus"
   seeds=(); [ -d fuzz/seeds/$name ] && seeds=(fuzz/seeds/$name)
   dict=(); [ -f fuzz/$name.dict ] && dict=(-dict=fuzz/$name.dict)
+  if [ "${FUZZ_SMOKE:-0}" = 1 ]; then
+    echo "== fuzz $name: replaying seeds"
+    smoke=$(mktemp -d); [ -d fuzz/seeds/$name ] && cp -r fuzz/seeds/$name/. "$smoke"/
+    if ! "$exe" -runs=0 "${dict[@]}" "$smoke" >fuzz/last-$name.log 2>&1; then
+      echo "FAIL: $name"; tail -30 fuzz/last-$name.log; rc=1
+    fi
+    rm -rf "$smoke"
+    continue
+  fi
   echo "== fuzz $name for ${secs}s"
   if ! "$exe" -max_total_time="$secs" -max_len=70000 -artifact_prefix=fuzz/crash-$name- \
       -print_final_stats=1 "${dict[@]}" "$corpus" "${seeds[@]}" 2>fuzz/last-$name.log; then
