@@ -148,7 +148,9 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
             say("\nNo answer in %d s: denied.\n", timeout_s);
             return V_DENY;
         }
-        struct pollfd p[2] = { { .fd = tty, .events = POLLIN }, { .fd = client, .events = POLLIN } };
+        /* the relay has shut down its sending side already (EOF is readable); only its
+         * full close (POLLHUP) means the call is gone */
+        struct pollfd p[2] = { { .fd = tty, .events = POLLIN }, { .fd = client, .events = 0 } };
         int r = poll(p, 2, (int)left);
         if (r < 0 && errno == EINTR) {
             if (stop)
@@ -157,7 +159,7 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
         }
         if (r < 0)
             return V_DENY;
-        if (p[1].revents) {
+        if (p[1].revents & (POLLHUP | POLLERR)) {
             say("\n(The call was withdrawn.)\n");
             return V_GONE;
         }

@@ -89,6 +89,10 @@ static int ask_agent(int fd, const struct bh_ask_question *q, char *target, size
         bh_warn("the prompt agent did not answer in %d s: denied", timeout_s());
         return -1;
     }
+    if (m == 0) {
+        bh_warn("the prompt agent gave no answer: denied");
+        return -1;
+    }
     int r = bh_ask_parse_answer(q, ans, (size_t)m, target, size);
     if (r < 0)
         bh_warn("the prompt agent's answer is not one of the offered targets: denied");
