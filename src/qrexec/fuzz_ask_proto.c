@@ -1,6 +1,7 @@
 /* libFuzzer: the agent's question parser and the relay's answer parser. A parsed
  * question must be fit to show: every field printable, bounded, the default a choice. */
 #include "ask_proto.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

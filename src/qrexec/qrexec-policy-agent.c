@@ -221,6 +221,10 @@ static void serve(int fd)
         bh_write_all(fd, "deny\n", 5);
         return;
     }
+    /* a relay that gave up while it waited in the queue is not worth a person's time */
+    struct pollfd gone = { .fd = fd, .events = 0 };
+    if (poll(&gone, 1, 0) == 1 && (gone.revents & (POLLHUP | POLLERR)))
+        return;
     char target[BH_ASK_NAME_MAX];
     enum verdict v = ask_person(&q, fd, target, sizeof target);
     if (v == V_ALLOW) {
