@@ -378,3 +378,64 @@ def test_real_hostile_service_never_reaches_the_terminal(ask_qubes, agent_factor
         assert p.returncode != 0 and out == b""
     a.read(0.5)
     assert b"wants to call" not in a.out and b"\x1b" not in a.out and b"pwned" not in a.out
+
+
+# ---- the window fallback (no agent, a display) -------------------------------------------
+# zenity/xmessage are stand-ins here (no X server on the test machine): scripts that log
+# how they were called and answer as a person clicking would. They check that the
+# relay offers exactly the choices with the default selected, and honours only those.
+
+def fake_dialog(tmp_path, name, body):
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    prog = bindir / name
+    prog.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > " + str(tmp_path / "args") +
+                    "\n" + body + "\n")
+    prog.chmod(0o755)
+    return bindir
+
+
+def ask_with_display(tmp_path, bindir, *args):
+    e = dict(os.environ, DISPLAY=":99", PATH=f"{bindir}:/usr/bin:/bin",
+             BULKHEAD_POLICY_AGENT_SOCKET=str(tmp_path / "none.sock"))
+    return subprocess.run([bin_path("qrexec-policy-ask"), *args], env=e, capture_output=True, timeout=30)
+
+
+QARGS = ["--source", "work", "--service", "qubes.OpenInVM", "--default", "c", "--", "b", "c", "@dispvm:dvm"]
+
+
+@pytest.mark.parametrize("said,want", [("c", b"c\n"), ("@dispvm:dvm", b"@dispvm:dvm\n"), ("vault", None)])
+def test_window_zenity_radiolist(tmp_path, said, want):
+    bindir = fake_dialog(tmp_path, "zenity", f"echo '{said}'")
+    r = ask_with_display(tmp_path, bindir, *QARGS)
+    args = (tmp_path / "args").read_text().split("\n")
+    assert "--radiolist" in args and "work wants to call qubes.OpenInVM; choose a target:" in args
+    i = args.index("Target")
+    assert args[i + 1:i + 3] == ["--timeout", "60"]
+    assert args[i + 3:] == ["FALSE", "b", "TRUE", "c", "FALSE", "@dispvm:dvm", ""]
+    if want:
+        assert (r.returncode, r.stdout) == (0, want), r.stderr
+    else:
+        assert (r.returncode, r.stdout) == (1, b"")
+
+
+@pytest.mark.parametrize("code,want", [(101, b"c\n"), (102, b"@dispvm:dvm\n"), (1, None), (0, None), (103, None)])
+def test_window_xmessage_buttons(tmp_path, code, want):
+    bindir = fake_dialog(tmp_path, "xmessage", f"exit {code}")
+    r = ask_with_display(tmp_path, bindir, *QARGS)
+    args = (tmp_path / "args").read_text()
+    assert "-buttons\n1:100,2:101,3:102,Deny:1\n-default\n2\n" in args
+    assert "  1) b\n  2) c  [default]\n  3) @dispvm:dvm\n" in args
+    if want:
+        assert (r.returncode, r.stdout) == (0, want), r.stderr
+    else:
+        assert (r.returncode, r.stdout) == (1, b"")
+
+
+def test_window_without_dialog_program_denies(tmp_path):
+    bindir = tmp_path / "empty"
+    bindir.mkdir()
+    e = dict(os.environ, DISPLAY=":99", PATH=str(bindir),
+             BULKHEAD_POLICY_AGENT_SOCKET=str(tmp_path / "none.sock"))
+    r = subprocess.run([bin_path("qrexec-policy-ask"), *QARGS], env=e, capture_output=True, timeout=30)
+    assert (r.returncode, r.stdout) == (1, b"") and NO_AGENT.encode() in r.stderr
