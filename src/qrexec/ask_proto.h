@@ -19,7 +19,7 @@
 
 #define BH_ASK_MSG_MAX 16384
 #define BH_ASK_NAME_MAX 64     /* a target: a qube name or @dispvm:NAME, with NUL */
-#define BH_ASK_SERVICE_MAX 256 /* SERVICE+ARG, with NUL */
+#define BH_ASK_SERVICE_MAX 1024 /* SERVICE+ARG, with NUL (longer ones are denied unasked) */
 #define BH_ASK_MAX_CHOICES 128
 #define BH_ASK_ANSWER_MAX 128
 

@@ -41,7 +41,7 @@ static int timeout_s = 60;
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-    char buf[1024];
+    char buf[2048]; /* the longest line: two names and a 1023-byte service */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
@@ -184,6 +184,9 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
                 continue;
             }
             line[len] = '\0';
+            /* one line is one answer: whatever else was typed ahead is dropped, before
+             * anything is said (so that a person answers only what was shown) */
+            tcflush(tty, TCIFLUSH);
             int k = overlong ? -2 : interpret(q, line);
             if (overlong)
                 say("That is not one of the offered targets.\n");
@@ -198,9 +201,7 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
                 say("Allowed: %s -> %s.\n", q->source, target);
                 return V_ALLOW;
             }
-            /* ask again; whatever else was typed on this read is dropped */
-            tcflush(tty, TCIFLUSH);
-            break;
+            break; /* ask again */
         }
     }
 }

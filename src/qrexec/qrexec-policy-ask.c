@@ -156,7 +156,7 @@ static int run_dialog(char **argv, char *out, size_t size)
 
 static int ask_window(const struct bh_ask_question *q, char *target, size_t size)
 {
-    char prog[4096], text[512], out[256], tmo[16];
+    char prog[4096], text[1200], out[256], tmo[16];
     snprintf(text, sizeof text, "%s wants to call %s; choose a target:", q->source, q->service);
     snprintf(tmo, sizeof tmo, "%d", timeout_s() < 60 ? timeout_s() : 60);
     static char *argv[2 * BH_ASK_MAX_CHOICES + 32];

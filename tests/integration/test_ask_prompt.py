@@ -212,7 +212,7 @@ def test_hostile_names_are_never_shown(agent_factory):
             assert (p.returncode, out) == (1, b""), err
             assert b"refusing to show a question" in err
     # and the agent refuses them from anyone who talks to its socket directly
-    for h in HOSTILE + ["x" * 300]:
+    for h in HOSTILE + ["x" * 1100]:
         for msg in (f"bulkhead-ask 1\nsource {h}\nservice s\ndefault \nchoice b\nend\n",
                     f"bulkhead-ask 1\nsource a\nservice {h}\ndefault \nchoice b\nend\n",
                     f"bulkhead-ask 1\nsource a\nservice s\ndefault \nchoice b\nchoice {h}\nend\n"):
