@@ -113,7 +113,7 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return bh_fail_errno(err, "pipe");
     /* `ask` answered by a person: qrexec-policy-ask relays to qrexec-policy-agent */
-    char ask[PATH_MAX];
+    char ask[PATH_MAX] = "";
     bool have_ask = find_program("qrexec-policy-ask", "BULKHEAD_QREXEC_ASK", ask, sizeof ask) == 0;
     char qid[16], rfd[16], policy[4200], sock[4200], timeout[16];
     snprintf(qid, sizeof qid, "%u", q->qid);
