@@ -1,5 +1,7 @@
 /* admin.vmclass.List and admin.Events. */
 #include "api.h"
+#include "cleanup.h"
+#include "props.h"
 #include <string.h>
 
 static int vmclass_list(struct bh_call *c)
@@ -16,7 +18,41 @@ static int events(struct bh_call *c)
     return 0;
 }
 
+/* Everything the qrexec policy needs about every qube, in one reply (Qubes has
+ * internal.GetSystemInfo for the same reason): the policy's system-info text format,
+ * one qube a line: NAME CLASS uuid=U state=S tags=a,b default_dispvm=D template=T
+ * template_for_dispvms=yes|no. Every value is a validated name, so no escaping. */
+static int system_info(struct bh_call *c)
+{
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        _cleanup_free_ char *dd = bh_qube_prop(c->app, q, "default_dispvm");
+        if (bh_buf_printf(c->out, "%s %s uuid=%s state=%s", q->name, bh_klass_name(q->klass), q->uuid,
+                          bh_power_state_name(q->rt.state)) < 0)
+            return bh_exc(c->exc, "QubesException", "out of memory");
+        if (q->tags.n) {
+            bh_buf_adds(c->out, " tags=");
+            for (size_t t = 0; t < q->tags.n; t++)
+                bh_buf_printf(c->out, "%s%s", t ? "," : "", q->tags.v[t].key);
+        }
+        if (dd && *dd)
+            bh_buf_printf(c->out, " default_dispvm=%s", dd);
+        if (q->klass == BH_APPVM || q->klass == BH_DISPVM) {
+            const char *t = bh_kv_get(&q->props, "template");
+            if (t)
+                bh_buf_printf(c->out, " template=%s", t);
+        }
+        if (q->klass != BH_ADMINVM)
+            bh_buf_printf(c->out, " template_for_dispvms=%s",
+                          bh_qube_prop_bool(c->app, q, "template_for_dispvms") ? "yes" : "no");
+        if (bh_buf_addc(c->out, '\n') < 0)
+            return bh_exc(c->exc, "QubesException", "out of memory");
+    }
+    return 0;
+}
+
 const struct bh_method bh_api_misc[] = {
+    { "internal.GetSystemInfo", system_info, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.vmclass.List", vmclass_list, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.Events", events, BH_M_NOARG | BH_M_NOPAYLOAD },
     { NULL, NULL, 0 },

@@ -33,6 +33,9 @@ static int run(struct bh_app *app, const struct bh_method *m, struct bh_call *c)
     c->src = bh_app_find(app, req->src);
     if (!c->src)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->src);
+    /* internal.* serve dom0's own components (the qrexec policy); never a qube's call. */
+    if (!strncmp(req->method, "internal.", 9) && c->src->klass != BH_ADMINVM)
+        return bh_exc(c->exc, "PermissionDenied", "%s is for dom0 only", req->method);
     c->dest = bh_app_find(app, req->dest);
     if (!c->dest)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->dest);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "loop.h"
 #include "props.h"
+#include "selfpath.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -41,23 +42,9 @@ static int find_program(const char *name, const char *env, char *out, size_t n)
         snprintf(out, n, "%s", e);
         return access(out, X_OK);
     }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0)
-        return -1;
-    exe[len] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
     /* installed side by side, the build tree, or the installed private dir */
-    const char *const cands[] = { "%s/%s", "%s/../qrexec/%s", "%s/../lib/bulkhead/%s" };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(cands); i++) {
-        snprintf(out, n, cands[i], exe, name);
-        if (access(out, X_OK) == 0)
-            return 0;
-    }
-    return -1;
+    static const char *const rels[] = { ".", "../qrexec", "../lib/bulkhead", NULL };
+    return bh_find_near_self(rels, name, X_OK, out, n);
 }
 
 static void qrexec_stop(struct bh_qube *q)

@@ -1,6 +1,7 @@
 #include "policy_install.h"
 #include "cleanup.h"
 #include "io.h"
+#include "selfpath.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,24 +19,9 @@ static int find_defaults(char *out, size_t n)
         snprintf(out, n, "%s/policy.d", env);
         return access(out, R_OK);
     }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0)
-        return -1;
-    exe[len] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
     /* build tree: <src>/build/src/admin; installed: <prefix>/bin */
-    const char *const cands[] = { "%s/../../../data/policy.d", "%s/../share/bulkhead/policy.d" };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(cands); i++) {
-        char probe[PATH_MAX + 64];
-        snprintf(probe, sizeof probe, cands[i], exe);
-        if (realpath(probe, out) && access(out, R_OK) == 0)
-            return 0;
-    }
-    return -1;
+    static const char *const rels[] = { "../../../data", "../share/bulkhead", NULL };
+    return bh_find_near_self(rels, "policy.d", R_OK, out, n);
 }
 
 /* Copies regular files from src to dst, and one level of subdirectories (include/). */

@@ -447,3 +447,18 @@ def test_second_daemon_refuses_live_socket(tmp_path, daemon):
                         "--runtime-dir", str(daemon.runtime)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "already listening" in r.stderr
     assert names(daemon)
+
+
+def test_system_info_for_policy(daemon):
+    daemon.call("admin.vm.tag.Set+proj", "work")
+    daemon.call("admin.vm.tag.Set+alpha", "work")
+    lines = {l.split()[0]: l for l in daemon.call("internal.GetSystemInfo").splitlines()}
+    assert set(lines) == set(names(daemon))
+    assert lines["work"].startswith("work AppVM uuid=") and " state=Halted" in lines["work"]
+    assert " tags=alpha,proj" in lines["work"] and " default_dispvm=default-dvm" in lines["work"]
+    assert " template=host" in lines["work"] and lines["work"].endswith("template_for_dispvms=no")
+    assert lines["default-dvm"].endswith("template_for_dispvms=yes")
+    assert lines["dom0"].startswith("dom0 AdminVM")
+    # only dom0's own components may ask: a qube's forwarded call is refused
+    out = daemon.raw(b"internal.GetSystemInfo+ work name dom0\0")
+    assert out.startswith(b"2\0PermissionDenied\0")

@@ -144,3 +144,19 @@ def test_admin_api_from_a_qube_only_as_policy_allows(engine_daemon):
     r = qvm_run(d, "-p", "--user", "root", "a", f"{cvm} b admin.vm.property.Get+netvm < /dev/null")
     assert r.returncode == 126  # only +label was allowed
     assert "state=Running" in d.call("admin.vm.List", "a")
+
+
+def test_user_service_in_usr_local_persists_and_is_called(engine_daemon):
+    """A service the user installs in an app qube's /usr/local/etc/qubes-rpc survives a
+    restart (it lives in the private volume, as in Qubes) and answers policy-allowed calls."""
+    d = engine_daemon
+    pol = d.root / "policy.d"
+    (pol / "10-test.policy").write_text("my.Echo  *  a  b  allow\n")
+    svc = "mkdir -p /usr/local/etc/qubes-rpc && printf '#!/bin/sh\\necho from-b:$1:$QREXEC_REMOTE_DOMAIN\\n' > /usr/local/etc/qubes-rpc/my.Echo && chmod +x /usr/local/etc/qubes-rpc/my.Echo"
+    assert qvm_run(d, "--user", "root", "b", svc).returncode == 0
+    d.call("admin.vm.Kill", "b")
+    r = qvm_run(d, "-p", "a", "qrexec-client-vm b my.Echo+xyz")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == b"from-b:xyz:a"
+    # the host's /usr/local is not what the qube sees
+    assert qvm_run(d, "-p", "b", "ls /usr/local").stdout.split() == [b"etc"]

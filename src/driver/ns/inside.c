@@ -76,6 +76,18 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
         if (bind_beneath(rootfd, "rw/home", "home", true, err) < 0)
             return -1;
     }
+    if (spec->vol.private_img && spec->vol.root_throwaway) {
+        /* As in Qubes, an app qube's /usr/local is its own (/rw/usrlocal): programs and
+         * qrexec services the user installs there (/usr/local/etc/qubes-rpc) survive the
+         * throwaway root, and the host's /usr/local (under the host template) is hidden. */
+        _cleanup_close_ int ul = bh_open_beneath(rootfd, "usr/local", true);
+        if (ul >= 0) {
+            if (bh_mkdir_beneath(rootfd, "rw/usrlocal", 0755, 0, false, NULL) < 0)
+                return bh_fail_errno(err, "mkdir /rw/usrlocal");
+            if (bind_beneath(rootfd, "rw/usrlocal", "usr/local", true, err) < 0)
+                return -1;
+        }
+    }
     if (sethostname(spec->name, strlen(spec->name)) < 0)
         return bh_fail_errno(err, "sethostname");
     /* Every mount copied into the qube's namespace is locked, and pivot_root refuses a
