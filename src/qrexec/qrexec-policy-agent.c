@@ -135,9 +135,10 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
     long long deadline = bh_now_ms() + timeout_s * 1000LL;
     char line[256];
     size_t len = 0;
-    bool overlong = false;
+    bool overlong = false, prompt = true;
     for (;;) {
-        if (len == 0 && !overlong) {
+        if (prompt) {
+            prompt = false;
             if (q->deflt[0])
                 say("Target [1-%zu or name; Enter = %s; n = deny; %d s]: ", q->n_choices, q->deflt, timeout_s);
             else
@@ -201,7 +202,8 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
                 say("Allowed: %s -> %s.\n", q->source, target);
                 return V_ALLOW;
             }
-            break; /* ask again */
+            prompt = true; /* ask again */
+            break;
         }
     }
 }
