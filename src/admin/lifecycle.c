@@ -99,6 +99,9 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return bh_fail_errno(err, "pipe");
+    /* `ask` answered by a person: qrexec-policy-ask relays to qrexec-policy-agent */
+    char ask[PATH_MAX] = "";
+    bool have_ask = find_program("qrexec-policy-ask", "BULKHEAD_QREXEC_ASK", ask, sizeof ask) == 0;
     char qid[16], rfd[16], policy[4200], sock[4200], timeout[16];
     snprintf(qid, sizeof qid, "%u", q->qid);
     snprintf(rfd, sizeof rfd, "%d", pfd[1]);
@@ -123,7 +126,7 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
         setsid();
         execl(prog, "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir, "--ready-fd", rfd,
               "--startup-timeout", timeout, "--default-user", sb->spec.default_user ? sb->spec.default_user : "user",
-              "--policy-dir", policy, (char *)NULL);
+              "--policy-dir", policy, have_ask ? "--ask-program" : (char *)NULL, ask, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);

@@ -569,6 +569,8 @@ int main(int argc, char **argv)
         usage();
     qid = (uint32_t)domid;
     runtime = bh_qx_runtime(runtime);
+    /* the ask program finds the prompt agent at <runtime>/policy-agent.sock */
+    setenv("BULKHEAD_RUNTIME", runtime, 1);
     static char vbuf[4096], sbuf[4096];
     if (!vd) {
         bh_qx_qube_path(vbuf, sizeof vbuf, runtime, qube_name, "vchan");

@@ -11,6 +11,7 @@
 #include "daemon_paths.h"
 #include "names.h"
 #include "vchan.h"
+#include "vmexec.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 struct opts {
-    bool passio, autostart, all, dispvm, quiet, service, gui;
+    bool passio, autostart, all, dispvm, quiet, service, gui, no_shell;
     int filter; /* -1 auto */
     const char *user, *dispvm_template, *runtime;
     char **exclude;
@@ -142,7 +143,7 @@ static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s [--pass-io|-p] [--user|-u USER] [--no-autostart|--autostart] [--all [--exclude Q]]\n"
             "       [--dispvm[=TEMPLATE]] [--service] [--filter-escape-chars|--no-filter-escape-chars]\n"
-            "       [-q] [--runtime DIR] QUBE COMMAND\n",
+            "       [--no-shell] [-q] [--runtime DIR] QUBE COMMAND [ARG...]\n",
             prog);
     exit(2);
 }
@@ -167,7 +168,7 @@ int main(int argc, char **argv)
         { "filter-escape-chars", no_argument, 0, 'f' }, { "no-filter-escape-chars", no_argument, 0, 'F' },
         { "quiet", no_argument, 0, 'q' }, { "runtime", required_argument, 0, 'r' },
         { "no-gui", no_argument, 0, 'n' }, { "nogui", no_argument, 0, 'n' }, { "gui", no_argument, 0, 'g' },
-        { "verbose", no_argument, 0, 'v' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+        { "no-shell", no_argument, 0, 'N' }, { "verbose", no_argument, 0, 'v' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     int c;
     while ((c = getopt_long(argc, argv, "+pu:qvh", lo, NULL)) != -1) {
         switch (c) {
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
         case 'r': o.runtime = optarg; break;
         case 'n': o.gui = false; break;
         case 'g': o.gui = true; break;
+        case 'N': o.no_shell = true; break;
         case 'v': break;
         default: usage(prog);
         }
@@ -196,19 +198,39 @@ int main(int argc, char **argv)
     return run_one(&o, argv[optind], "exec /bin/sh -i 2>&1");
 #else
     const char *qube = NULL, *cmd = NULL;
-    if (o.all || o.dispvm) {
-        if (optind != argc - 1)
-            usage(prog);
-        cmd = argv[optind];
-    } else {
-        if (optind != argc - 2)
+    int first = optind; /* the command and its arguments */
+    if (!(o.all || o.dispvm)) {
+        if (optind >= argc)
             usage(prog);
         qube = argv[optind];
-        cmd = argv[optind + 1];
+        first = optind + 1;
         if (!bh_qube_name_valid(qube, NULL)) {
             fprintf(stderr, "qvm-run: no such domain: '%s'\n", qube);
             return 2;
         }
+    }
+    if (first >= argc)
+        usage(prog);
+    cmd = argv[first];
+    /* COMMAND ARG... (or --no-shell): Qubes' exec path, qubes.VMExec+ENCODED-ARGS, which
+     * runs the argv in the qube without a shell */
+    _cleanup_free_ char *exec_svc = NULL;
+    if (argc - first > 1 || o.no_shell) {
+        if (o.service) {
+            fprintf(stderr, "qvm-run: --service takes no arguments\n");
+            return 2;
+        }
+        exec_svc = malloc(BH_VMEXEC_MAX_LEN + 1);
+        if (!exec_svc)
+            return 1;
+        int n = snprintf(exec_svc, BH_VMEXEC_MAX_LEN + 1, "qubes.VMExec+");
+        if (bh_vmexec_encode(argv + first, (size_t)(argc - first), exec_svc + n,
+                             (size_t)(BH_VMEXEC_MAX_LEN + 1 - n)) < 0) {
+            fprintf(stderr, "qvm-run: the command line is too long\n");
+            return 2;
+        }
+        o.service = true;
+        cmd = exec_svc;
     }
     if (o.user && !bh_ident_valid(o.user, 32)) {
         fprintf(stderr, "qvm-run: invalid user name\n");
