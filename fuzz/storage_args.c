@@ -1,7 +1,7 @@
 /* Fuzzes what the Admin API hands storage from a caller: sizes, volume and revision
  * names (through the public calls, on a scratch pool). Must never crash or touch
  * anything outside the pool. */
-#include "storage.h"
+#include "storage/storage.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* libFuzzer harness: init.pid and /proc/<pid>/stat parsing (a stat line carries comm,
  * which a qube's process sets at will). */
-#include "ns.h"
+#include "driver/ns/ns.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* libFuzzer harness: the passwd(5) parser that reads a qube's /etc/passwd. */
-#include "ns.h"
+#include "driver/ns/ns.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
