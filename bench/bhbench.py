@@ -82,6 +82,13 @@ class Bench:
             h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
         return f"bulkhead-{h & 0xFFFFFFFFFFFF:012x}"
 
+    def procs_of(self, name):
+        tag = self.cgroup_tag()
+        for p in (f"/sys/fs/cgroup/{tag}/{name}/cgroup.procs", f"/sys/fs/cgroup/memory/{tag}/{name}/cgroup.procs"):
+            if os.path.exists(p):
+                return open(p).read().split()
+        return []
+
     def memory_of(self, name):
         """(cgroup memory usage, RSS of its processes) of a running qube, in bytes."""
         tag = self.cgroup_tag()
@@ -109,6 +116,17 @@ def rss_kib(pid):
     try:
         for line in open(f"/proc/{pid}/status"):
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kib(pid):
+    """Proportional set size: shared pages divided among their users."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except OSError:
         pass

@@ -16,7 +16,7 @@ export BULKHEAD_BUILD=$(realpath "${1:-${BULKHEAD_BUILD:-build}}")
 exec /usr/bin/python3 - <<'PY'
 import os, sys, time
 sys.path.insert(0, "bench")
-from bhbench import BWRAP, Bench, median_ms, ratio, rss_kib, timed
+from bhbench import BWRAP, Bench, median_ms, pss_kib, ratio, rss_kib, timed
 rounds = int(os.environ.get("BENCH_ROUNDS", "20"))
 idle = int(os.environ.get("BENCH_IDLE", "10"))
 many = int(os.environ.get("BENCH_QUBES", "500"))
@@ -57,10 +57,11 @@ try:
     for n in names:
         u, r, p = b.memory_of(n)
         usage += u; rss += r; procs += p
+    pss = sum(pss_kib(p) for n in names for p in b.procs_of(n)) * 1024
     print(f"(b) idle qube memory (cgroup memory usage, incl. init + agent), mean of {idle}: "
           f"{usage / idle / 2**20:.2f} MiB  (aim: under 2 MiB)")
     print(f"    RSS of its processes: {rss / idle / 2**20:.2f} MiB over {procs / idle:.1f} processes "
-          f"(RSS counts shared library pages in every qube)")
+          f"(RSS counts shared library pages in every qube); PSS {pss / idle / 2**20:.2f} MiB")
     for n in names:
         b.call("admin.vm.Kill", n)
 
@@ -90,7 +91,7 @@ try:
             urss += u; qrss += r
         drss = rss_kib(b.d.proc.pid) * 1024
         # the per-qube qrexec daemons run on the host, outside the qubes' cgroups
-        hrss = 0
+        hrss = hpss = nh = 0
         for p in os.listdir("/proc"):
             if p.isdigit():
                 try:
@@ -99,11 +100,11 @@ try:
                     continue
                 if exe.startswith(os.environ["BULKHEAD_BUILD"] + "/"):
                     if int(p) != b.d.proc.pid:
-                        hrss += rss_kib(p) * 1024
+                        hrss += rss_kib(p) * 1024; hpss += pss_kib(p) * 1024; nh += 1
         mem = dict(l.split(":", 1) for l in open("/proc/meminfo"))
         print(f"    started {started} through admin.vm.Start in {ts:.1f} s ({ts / max(started, 1) * 1000:.1f} ms per qube){err}")
         print(f"    running at once: {running}; cgroup usage total {urss / 2**20:.0f} MiB, RSS inside qubes "
-              f"{qrss / 2**20:.0f} MiB, host-side helpers RSS {hrss / 2**20:.0f} MiB, bulkheadd RSS {drss / 2**20:.1f} MiB; "
+              f"{qrss / 2**20:.0f} MiB, host-side helpers ({nh} processes run from the build dir: the qubes' qrexec daemons...) RSS {hrss / 2**20:.0f} MiB / PSS {hpss / 2**20:.0f} MiB, bulkheadd RSS {drss / 2**20:.1f} MiB; "
               f"host MemAvailable {int(mem['MemAvailable'].split()[0]) // 1024} MiB")
         t0 = time.perf_counter()
         for i in range(started):
