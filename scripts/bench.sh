@@ -36,7 +36,7 @@ for f in bench/*.sh; do
     qrexec_call)           run "$n" "$f" "$build" 200 ;;
     qrexec_call_qube)      run "$n" "$f" "$build" 200 ;;
     qrexec_filecopy)       run "$n" "$f" "$build" 256 ;;
-    qrexec_filecopy_qubes) run "$n" env BENCH_COPY_MIB=1024 BENCH_ROUNDS=2 "$f" "$build" ;;
+    qrexec_filecopy_qubes) run "$n" env BENCH_COPY_MIB=1024 BENCH_ROUNDS=3 "$f" "$build" ;;
     qube_start)            run "$n" env BENCH_ROUNDS=20 BENCH_IDLE=10 BENCH_QUBES=100 "$f" "$build" ;;
     dispvm)                run "$n" env BENCH_ROUNDS=20 "$f" "$build" ;;
     storage_clone)         run "$n" "$f" "$build" 3 128 ;;
