@@ -4,7 +4,7 @@
 # b -> qfile-unpacker into ~/QubesIncoming/a/), beside a plain socketpair copy of the same
 # file's bytes from a's private volume into b's private volume (host-side, through
 # /proc/PID/root), in the same run. Rounds alternate; MiB/s and the ratio of throughputs.
-# Usage: bench/qrexec_filecopy_qubes.sh [BUILD_DIR]   env: BENCH_COPY_MIB=1024 BENCH_ROUNDS=2
+# Usage: bench/qrexec_filecopy_qubes.sh [BUILD_DIR]   env: BENCH_COPY_MIB=1024 BENCH_ROUNDS=3
 # Needs root (the ns engine). Every qube is killed and the daemon stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
