@@ -4,6 +4,7 @@ commands, the bubblewrap peer, and the engine's cgroup paths. Figures only: noth
 passes or fails on speed."""
 import os
 import pathlib
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,12 @@ class Bench:
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bh-bench-", dir="/var/tmp"))
         os.chmod(self.tmp, 0o755)
         self.d = Daemon(self.tmp, defaults=False, extra_args=["--no-autostart"])
+        # Its own session: a TERM/INT sent to our process group (timeout, Ctrl-C) must not
+        # stop the daemon before close() has killed its qubes through it (a stopped
+        # daemon leaves running qubes running, by design).
+        self.d.preexec = os.setsid
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, _exit_on_signal)
         self.d.start()
         self.call = self.d.call
         self.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
@@ -110,6 +117,10 @@ class Bench:
             self.d.stop()
             self.d.cleanup()
             subprocess.run(["rm", "-rf", str(self.tmp)])
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # so that the benches' finally: close() runs
 
 
 def rss_kib(pid):
