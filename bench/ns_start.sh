@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-NS=$PWD/$build/src/driver/bulkhead-ns
+NS=$(realpath "$build")/src/driver/bulkhead-ns
 ITER=${ITER:-20}; IDLE=${IDLE:-10}; MANY=${MANY:-100}
 work=$(mktemp -d /tmp/bh-bench-XXXXXX)
 export BULKHEAD_RUNTIME=$work/rt

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export BULKHEAD_BUILD=$(realpath "${1:-build}")
 N=${2:-200}
 exec /usr/bin/python3 - "$N" <<'PY'
-import os, socket, statistics, subprocess, sys, tempfile, threading, time
+import os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, "tests/integration")
 from admin_fixtures import Daemon, kill_all
 from qrexec_fixtures import BIN
@@ -53,4 +53,5 @@ finally:
     kill_all(d)
     d.stop()
     d.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
 PY

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# A disposable's whole life, `qvm-run --dispvm=dvmt -- true` (create, start, run, kill,
+# remove), cold and preloaded, beside bubblewrap running `true` measured in the same run.
+#  cold:      no preloaded disposable; aim within 3x of bwrap;
+#  preloaded: feature preload-dispvm-max=1 on dvmt; before each round the bench waits
+#             until the preloaded disposable is Running; aim within 1.5x of bwrap.
+# Usage: bench/dispvm.sh [BUILD_DIR]     env: BENCH_ROUNDS=20
+# Needs root (the ns engine). Every qube is killed and the daemon stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BULKHEAD_BUILD=$(realpath "${1:-${BULKHEAD_BUILD:-build}}")
+exec /usr/bin/python3 - <<'PY'
+import os, sys, time
+sys.path.insert(0, "bench")
+from bhbench import BWRAP, AdminError, Bench, median_ms, ratio, timed
+
+rounds = int(os.environ.get("BENCH_ROUNDS", "20"))
+b = Bench()
+
+
+def preloaded_ready():
+    for line in b.call("admin.vm.List").splitlines():
+        name, *kv = line.split(" ")
+        p = dict(x.split("=", 1) for x in kv)
+        if p.get("class") == "DispVM" and p.get("state") == "Running":
+            try:
+                b.call("admin.vm.feature.Get+preload-dispvm", name)
+                return name
+            except AdminError:
+                pass
+    return None
+
+
+def wait_preloaded(timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        n = preloaded_ready()
+        if n:
+            return n
+        time.sleep(0.01)
+    raise RuntimeError("no preloaded disposable became ready")
+
+
+try:
+    b.create_app("dvmt")
+    b.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    run = ["--dispvm=dvmt", "--", "true"]
+    b.qvm_run(*run)  # warm-up
+    timed(BWRAP)
+    # Each measured round is followed by a bwrap round, so background load hits both.
+    cold, peer = [], []
+    for _ in range(rounds):
+        cold.append(b.qvm_run(*run)); peer.append(timed(BWRAP))
+    # The cold life split by API call (the same steps qvm-run --dispvm takes), for the
+    # record of where the time goes.
+    split = {"CreateDisposable": [], "Start": [], "qvm-run true": [], "Kill (+ removal)": []}
+    for _ in range(max(3, rounds // 2)):
+        t0 = time.perf_counter(); name = b.call("admin.vm.CreateDisposable", "dvmt").split()[0]
+        t1 = time.perf_counter(); b.call("admin.vm.Start", name)
+        t2 = time.perf_counter(); b.qvm_run("-p", name, "true")
+        t3 = time.perf_counter(); b.call("admin.vm.Kill", name)
+        t4 = time.perf_counter()
+        for k, v in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            split[k].append(v)
+    b.call("admin.vm.feature.Set+preload-dispvm-max", "dvmt", "1")
+    pre, used = [], set()
+    for _ in range(rounds):
+        used.add(wait_preloaded())
+        pre.append(b.qvm_run(*run)); peer.append(timed(BWRAP))
+    b.call("admin.vm.feature.Remove+preload-dispvm-max", "dvmt")
+    mc, mp, mb = median_ms(cold), median_ms(pre), median_ms(peer)
+    print(f"disposable whole life, qvm-run --dispvm=dvmt -- true, median of {rounds}:")
+    print(f"  cold:      {mc:8.1f} ms  (min {min(cold)*1000:.1f}, max {max(cold)*1000:.1f})  ratio {ratio(mc, mb)}  (aim: within 3x)")
+    print(f"  preloaded: {mp:8.1f} ms  (min {min(pre)*1000:.1f}, max {max(pre)*1000:.1f})  ratio {ratio(mp, mb)}  (aim: within 1.5x)"
+          f"  [{len(used)} distinct preloaded disposables used]")
+    print("  cold split (medians): " + ", ".join(f"{k} {median_ms(v):.1f} ms" for k, v in split.items()))
+    print(f"  peer: bwrap --unshare-all ... true: {mb:8.1f} ms  (median of {len(peer)}, one after each round)")
+finally:
+    b.close()
+PY
