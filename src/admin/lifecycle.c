@@ -146,7 +146,7 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
     char path[4200], pidtxt[16];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb->runtime);
     int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)pid);
-    (void)bh_write_file_atomic(path, pidtxt, (size_t)n, 0644);
+    (void)bh_write_runtime_file(path, pidtxt, (size_t)n, 0644);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -149,7 +150,7 @@ char *bh_read_file(const char *path, size_t limit, size_t *len_out)
     return buf;
 }
 
-int bh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+static int write_replace(const char *path, const void *data, size_t len, unsigned mode, bool durable)
 {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp) {
@@ -159,18 +160,30 @@ int bh_write_file_atomic(const char *path, const void *data, size_t len, unsigne
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -1;
-    if (bh_write_all(fd, data, len) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
+    if (bh_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0) || rename(tmp, path) < 0) {
         int saved = errno;
         unlink(tmp);
         errno = saved;
         return -1;
     }
+    if (!durable)
+        return 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     _cleanup_close_ int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0)
         fsync(dfd);
     return 0;
+}
+
+int bh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+    return write_replace(path, data, len, mode, true);
+}
+
+int bh_write_runtime_file(const char *path, const void *data, size_t len, unsigned mode)
+{
+    return write_replace(path, data, len, mode, false);
 }
 
 int bh_mkdir_p(const char *path, unsigned mode)

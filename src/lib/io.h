@@ -14,5 +14,8 @@ int bh_recv_fd(int sock);
 char *bh_read_file(const char *path, size_t limit, size_t *len_out);
 /* Writes a file atomically: temp file in the same dir, fsync, rename, fsync dir. */
 int bh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* The same without the fsyncs, for runtime files (pid files under /run): readers never
+ * see a half-written file, and nothing there has to survive a power loss. */
+int bh_write_runtime_file(const char *path, const void *data, size_t len, unsigned mode);
 /* mkdir -p; existing directories are fine. */
 int bh_mkdir_p(const char *path, unsigned mode);

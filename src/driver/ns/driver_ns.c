@@ -96,7 +96,7 @@ static int ns_shutdown(const struct bh_qube_spec *spec, bh_error *err)
     if (pidfd < 0 || bh_ns_paths_fill(spec, &p, err) < 0)
         return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
     tag_of(spec, tag, sizeof tag);
-    (void)bh_write_file_atomic(p.shutdown_mark, "1\n", 2, 0600);
+    (void)bh_write_runtime_file(p.shutdown_mark, "1\n", 2, 0600);
     (void)bh_cgroup_ops()->freeze(tag, spec->name, false, NULL);
     if (pidfd_send_signal(pidfd, SIGTERM, NULL, 0) < 0)
         return bh_fail_errno(err, "signalling init of %s", spec->name);

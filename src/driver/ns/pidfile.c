@@ -61,7 +61,7 @@ int bh_pidfile_write(const char *path, const struct bh_init_id *id, bh_error *er
 {
     char buf[128];
     int n = snprintf(buf, sizeof buf, "%d %" PRIu64 " %" PRIu64 "\n", (int)id->pid, id->starttime, id->userns_ino);
-    if (bh_write_file_atomic(path, buf, (size_t)n, 0600) < 0)
+    if (bh_write_runtime_file(path, buf, (size_t)n, 0600) < 0)
         return bh_fail_errno(err, "writing %s", path);
     return 0;
 }
