@@ -172,6 +172,16 @@ static void unwatch(struct bh_qube *q)
     }
 }
 
+static void remove_disposable(void *ctx)
+{
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->klass != BH_DISPVM || bh_qube_is_running(q))
+        return; /* gone already, or started again meanwhile */
+    struct bh_exc e = { 0 };
+    if (bh_qube_remove(lc_app, q, &e) < 0)
+        bh_warn("removing disposable %s: %s", q->name, e.msg);
+}
+
 /* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events. */
 static void halted(struct bh_app *app, struct bh_qube *q)
 {
@@ -201,11 +211,11 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (crashed && !was_halting)
         bh_info("%s: stopped unexpectedly", q->name);
     emit(q, "domain-shutdown", kv);
-    if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup")) {
-        struct bh_exc e = { 0 };
-        if (bh_qube_remove(app, q, &e) < 0)
-            bh_warn("removing disposable: %s", e.msg);
-    }
+    /* A used disposable is destroyed with every byte it wrote, right after the reply
+     * that reported its end (Kill, or the event), so that nobody waits for the
+     * removal of its volumes. */
+    if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup"))
+        bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
 }
 
 static void on_pidfd(void *ctx, uint32_t ev)

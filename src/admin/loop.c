@@ -26,6 +26,11 @@ static struct {
     void *ctx;
 } ticks[16];
 static size_t nticks;
+static struct {
+    bh_tick_cb cb;
+    void *ctx;
+} deferred[256];
+static size_t ndeferred;
 
 #define TICK_MS 200
 
@@ -125,6 +130,26 @@ int bh_loop_on_tick(bh_tick_cb cb, void *ctx)
     return 0;
 }
 
+int bh_loop_defer(bh_tick_cb cb, void *ctx)
+{
+    if (ndeferred == sizeof deferred / sizeof deferred[0]) {
+        cb(ctx); /* full: do it now rather than lose it */
+        return 0;
+    }
+    deferred[ndeferred].cb = cb;
+    deferred[ndeferred].ctx = ctx;
+    ndeferred++;
+    return 0;
+}
+
+void bh_loop_run_deferred(void)
+{
+    /* A deferred callback may defer more: run until the queue is empty. */
+    for (size_t i = 0; i < ndeferred; i++)
+        deferred[i].cb(deferred[i].ctx);
+    ndeferred = 0;
+}
+
 void bh_loop_stop(void) { stopping = true; }
 
 int bh_loop_run(void)
@@ -143,6 +168,7 @@ int bh_loop_run(void)
             if (!r->dead)
                 r->cb(r->ctx, evs[i].events);
         }
+        bh_loop_run_deferred();
         while (graveyard) {
             struct reg *r = graveyard;
             graveyard = r->next;

@@ -6,6 +6,7 @@
 #include "props.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 static struct bh_app *pl_app;
 
@@ -62,7 +63,10 @@ static void fill(void *ctx)
         struct bh_exc e = { 0 };
         struct bh_qube *q = NULL;
         for (int tries = 0; tries < 100 && !q; tries++) {
-            snprintf(name, sizeof name, "disp%u", 1u + (unsigned)(random() % 9999));
+            uint16_t r = 0;
+            if (getrandom(&r, sizeof r, 0) != sizeof r)
+                break;
+            snprintf(name, sizeof name, "disp%u", 1u + r % 9999u);
             if (bh_app_find(app, name))
                 continue;
             _cleanup_free_ char *label = bh_qube_prop(app, base, "label");

@@ -155,6 +155,9 @@ static void handle_request(struct conn *c)
     }
     if (conn_flush(c) < 0)
         conn_close(c);
+    /* Work deferred past this reply (a used disposable's removal) is done before any
+     * further request, even one accepted in the same loop iteration. */
+    bh_loop_run_deferred();
 }
 
 /* Reads what the client has sent; at EOF handles the request. Returns true if the
