@@ -27,5 +27,6 @@ int main(int argc, char **argv)
     int e = errno;
     /* the name is the caller's: not echoed (it may hold anything) */
     bh_err("cannot run the command: %s", strerror(e));
+    free(cmd);
     return e == ENOENT ? 127 : 126;
 }
