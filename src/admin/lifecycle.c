@@ -172,11 +172,22 @@ static void unwatch(struct bh_qube *q)
     }
 }
 
+static void stop_volumes(struct bh_app *app, struct bh_qube *q)
+{
+    bh_error err = { 0 };
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    if (bh_volumes_stopped(bh_glue_pool(), &b.sq, &err) < 0)
+        bh_warn("%s: volumes after stop: %s", q->name, err.msg);
+    bh_glue_sq_free(&b);
+}
+
 static void remove_disposable(void *ctx)
 {
     struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
     if (!q || q->klass != BH_DISPVM || bh_qube_is_running(q))
         return; /* gone already, or started again meanwhile */
+    stop_volumes(lc_app, q);
     struct bh_exc e = { 0 };
     if (bh_qube_remove(lc_app, q, &e) < 0)
         bh_warn("removing disposable %s: %s", q->name, e.msg);
@@ -197,11 +208,9 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
-    struct bh_sq_buf b;
-    bh_glue_sq(app, q, &b);
-    if (bh_volumes_stopped(bh_glue_pool(), &b.sq, &err) < 0)
-        bh_warn("%s: volumes after stop: %s", q->name, err.msg);
-    bh_glue_sq_free(&b);
+    bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
+    if (!dispose)
+        stop_volumes(app, q);
     bh_glue_spec_free(&sb);
     bool was_halting = q->rt.state == BH_STATE_HALTING || q->rt.shutdown_requested;
     q->rt.state = BH_STATE_HALTED;
@@ -214,7 +223,7 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     /* A used disposable is destroyed with every byte it wrote, right after the reply
      * that reported its end (Kill, or the event), so that nobody waits for the
      * removal of its volumes. */
-    if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup"))
+    if (dispose)
         bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
 }
 
