@@ -1,0 +1,21 @@
+"""QA regressions: dom0 tools used the way the README says (only BULKHEAD_SOCKET set)."""
+import os
+import subprocess
+
+from admin_fixtures import engine_daemon  # noqa: F401
+from qrexec_fixtures import bin_path
+
+
+def user_env(d):
+    """What a user following the README has: BULKHEAD_SOCKET, no BULKHEAD_RUNTIME."""
+    e = dict(d.env)
+    e.pop("BULKHEAD_RUNTIME", None)
+    return e
+
+
+def test_qvm_run_finds_qubes_next_to_the_admin_socket(engine_daemon):
+    d = engine_daemon
+    r = subprocess.run([bin_path("qvm-run"), "-p", "a", "echo hi; exit 4"], env=user_env(d),
+                       capture_output=True, timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout == b"hi\n"
