@@ -84,7 +84,17 @@ static int run_one(const struct opts *o, const char *qube, const char *cmd)
     c.filter_err = o->filter < 0 ? isatty(2) : o->filter;
     if (!o->quiet && !o->passio)
         fprintf(stderr, "Running '%s' on %s\n", cmd, qube);
+    /* The stream hands our stdio back as /dev/null when the call ends (EOF for a local
+     * pipeline); with --all the next qube's output must still reach the real stdout. */
+    int saved[3] = { -1, -1, -1 };
+    for (int i = 0; o->passio && o->all && i < 3; i++)
+        saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 3);
     int code = bh_qx_call_run(&c);
+    for (int i = 0; i < 3; i++)
+        if (saved[i] >= 0) {
+            dup2(saved[i], i);
+            close(saved[i]);
+        }
     if (devnull >= 0)
         close(devnull);
     return code;

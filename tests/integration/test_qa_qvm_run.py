@@ -19,3 +19,16 @@ def test_qvm_run_finds_qubes_next_to_the_admin_socket(engine_daemon):
                        capture_output=True, timeout=60)
     assert r.returncode == 4, r.stderr
     assert r.stdout == b"hi\n"
+
+
+def test_qvm_run_all_pass_io_shows_every_qube(engine_daemon):
+    """Each call used to hand stdout back as /dev/null: only the first qube's output showed."""
+    d = engine_daemon
+    e = user_env(d)
+    for q in ("a", "b"):
+        assert subprocess.run([bin_path("qvm-run"), q, "true"], env=e, capture_output=True,
+                              timeout=60).returncode == 0
+    r = subprocess.run([bin_path("qvm-run"), "--all", "-p", "hostname"], env=e,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == [b"a", b"b"]
