@@ -14,6 +14,13 @@ if [ $stop = 1 ]; then
   exit 0
 fi
 mkdir -p "$root" "$runtime"
+# One directory with every dom0 command of the build tree, for PATH.
+mkdir -p "$build/bin"
+for t in "$bin"/tools/qvm-* "$bin"/tools/qubes-prefs "$bin"/qrexec/qvm-run "$bin"/qrexec/qvm-console \
+         "$bin"/qrexec/qrexec-client "$bin"/qrexec/policy/qrexec-policy-lint "$bin"/qrexec/policy/qrexec-policy-test \
+         "$bin"/storage/qvm-template "$bin"/agent/qvm-copy-to-vm "$bin"/agent/qvm-move-to-vm; do
+  if [ -x "$t" ]; then ln -sf "$t" "$build/bin/"; fi
+done
 if ! "$bin/tools/qvm-ls" --raw-list >/dev/null 2>&1; then
   nohup "$bin/admin/bulkheadd" --root "$root" --runtime-dir "$runtime" \
     >>"$runtime/bulkheadd.log" 2>&1 </dev/null &
@@ -21,6 +28,6 @@ if ! "$bin/tools/qvm-ls" --raw-list >/dev/null 2>&1; then
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 fi
 echo "bulkheadd is running (root $root, socket $sock, log $runtime/bulkheadd.log)"
-echo "tools are in $bin/tools; try: export PATH=$bin/tools:\$PATH BULKHEAD_SOCKET=$sock"
+echo "try: export PATH=$PWD/$build/bin:\$PATH BULKHEAD_SOCKET=$sock BULKHEAD_ROOT=$root"
 echo
 "$bin/tools/qvm-ls"

@@ -11,15 +11,14 @@ const char *bh_qx_runtime(const char *opt)
     const char *e = getenv("BULKHEAD_RUNTIME");
     if (e && *e)
         return e;
-    /* bulkheadd keeps its socket in its runtime dir (RUNTIME/qubesd.sock), and users
-     * only export BULKHEAD_SOCKET (README): find the qubes' sockets next to it, so that
-     * qvm-run talks to the same daemon as qvm-start does. */
+    /* The Admin API socket lives at <runtime>/qubesd.sock: a user who points the tools
+     * at a daemon with $BULKHEAD_SOCKET means that daemon's runtime too. */
     static char from_sock[4096];
-    const char *s = getenv("BULKHEAD_SOCKET");
-    const char *slash = s ? strrchr(s, '/') : NULL;
-    if (slash && slash != s && (size_t)(slash - s) < sizeof from_sock) {
-        memcpy(from_sock, s, (size_t)(slash - s));
-        from_sock[slash - s] = '\0';
+    const char *sock = getenv("BULKHEAD_SOCKET");
+    const char *slash = sock ? strrchr(sock, '/') : NULL;
+    if (slash && !strcmp(slash, "/qubesd.sock") && slash > sock && (size_t)(slash - sock) < sizeof from_sock) {
+        memcpy(from_sock, sock, (size_t)(slash - sock));
+        from_sock[slash - sock] = '\0';
         return from_sock;
     }
     return "/run/bulkhead";
