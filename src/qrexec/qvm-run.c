@@ -41,14 +41,20 @@ static int start_qube(const struct opts *o, const char *qube)
 {
     if (qrexec_up(o, qube))
         return 0;
-    if (!o->autostart) {
-        fprintf(stderr, "Qube %s is not running\n", qube);
-        return -1;
-    }
     bh_error err = { 0 };
     struct bh_admin_reply r _cleanup_reply_;
-    if (bh_admin_call("admin.vm.Start", "", qube, "", 0, &r, &err) < 0) {
+    /* without autostart, CurrentState only tells a missing qube from a halted one */
+    if (bh_admin_call(o->autostart ? "admin.vm.Start" : "admin.vm.CurrentState", "", qube, "", 0, &r, &err) < 0) {
         fprintf(stderr, "qvm-run: %s\n", err.msg);
+        return -1;
+    }
+    if (!r.ok && r.exc_type && !strcmp(r.exc_type, "QubesVMNotFoundError")) {
+        /* Qubes' VmNameAction: an argparse error, exit 2 */
+        fprintf(stderr, "qvm-run: error: no such domain: '%s'\n", qube);
+        return -2;
+    }
+    if (!o->autostart) {
+        fprintf(stderr, "Qube %s is not running\n", qube);
         return -1;
     }
     if (!r.ok && strcmp(r.exc_type, "QubesVMNotHaltedError") != 0) {
@@ -69,8 +75,9 @@ static int start_qube(const struct opts *o, const char *qube)
 
 static int run_one(const struct opts *o, const char *qube, const char *cmd)
 {
-    if (start_qube(o, qube) < 0)
-        return 1;
+    int st = start_qube(o, qube);
+    if (st < 0)
+        return st == -2 ? 2 : 1;
     _cleanup_free_ char *line = NULL;
     const char *user = o->user ? o->user : "DEFAULT";
     int n = o->service ? asprintf(&line, "%s:QUBESRPC %s dom0", user, cmd) : asprintf(&line, "%s:%s", user, cmd);

@@ -32,3 +32,16 @@ def test_qvm_run_all_pass_io_shows_every_qube(engine_daemon):
                        capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert sorted(r.stdout.split()) == [b"a", b"b"]
+
+
+def test_qvm_run_unknown_qube_is_a_usage_error(engine_daemon):
+    """Qubes' qvm-run (VmNameAction): 'qvm-run: error: no such domain', exit 2."""
+    d = engine_daemon
+    for extra in ([], ["--no-autostart"]):
+        r = subprocess.run([bin_path("qvm-run"), *extra, "-p", "nosuch", "true"], env=user_env(d),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert "qvm-run: error: no such domain: 'nosuch'" in r.stderr
+    r = subprocess.run([bin_path("qvm-run"), "--no-autostart", "-p", "a", "true"], env=user_env(d),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "not running" in r.stderr
