@@ -45,7 +45,10 @@ static int start_qube(const struct opts *o, const char *qube)
     struct bh_admin_reply r _cleanup_reply_;
     /* without autostart, CurrentState only tells a missing qube from a halted one */
     if (bh_admin_call(o->autostart ? "admin.vm.Start" : "admin.vm.CurrentState", "", qube, "", 0, &r, &err) < 0) {
-        fprintf(stderr, "qvm-run: %s\n", err.msg);
+        if (!o->autostart) /* no daemon to ask: what we know is that qrexec is not up */
+            fprintf(stderr, "Qube %s is not running\n", qube);
+        else
+            fprintf(stderr, "qvm-run: %s\n", err.msg);
         return -1;
     }
     if (!r.ok && r.exc_type && !strcmp(r.exc_type, "QubesVMNotFoundError")) {
