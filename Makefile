@@ -38,6 +38,9 @@ bench: build
 
 install: build
 	@meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX)) >/dev/null
+	@# regenerate (and rebuild what embeds the prefix) before installing: without this,
+	@# install used the previous prefix (e.g. /usr/local) instead of PREFIX
+	@ninja -C $(BUILD) >/dev/null
 	@meson install -C $(BUILD) --no-rebuild >/dev/null
 	@echo "installed under $(abspath $(PREFIX))"
 

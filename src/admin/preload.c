@@ -51,12 +51,25 @@ static void fill(void *ctx)
     for (size_t i = 0; i < app->nqubes; i++) {
         struct bh_qube *base = app->qubes[i];
         long want = preload_max(base);
-        if (!want || !bh_qube_prop_bool(app, base, "template_for_dispvms"))
-            continue;
+        if (!bh_qube_prop_bool(app, base, "template_for_dispvms"))
+            want = 0;
         long have = 0;
+        struct bh_qube *spare = NULL;
         for (size_t j = 0; j < app->nqubes; j++)
-            if (is_preloaded_of(app, app->qubes[j], base))
+            if (is_preloaded_of(app, app->qubes[j], base)) {
                 have++;
+                if (bh_qube_is_running(app->qubes[j]))
+                    spare = app->qubes[j];
+            }
+        if (have > want && spare) {
+            /* The user lowered (or removed) preload-dispvm-max, as Qubes: surplus
+             * preloaded disposables go, one per tick. Killing removes it
+             * (internal.auto-cleanup), so nothing of it may be touched after. */
+            struct bh_exc e = { 0 };
+            if (bh_lifecycle_kill(app, spare, &e) < 0)
+                bh_warn("removing a surplus preloaded disposable of %s: %s", base->name, e.msg);
+            return;
+        }
         if (have >= want)
             continue;
         char name[32];

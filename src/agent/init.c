@@ -74,13 +74,18 @@ static void make_home(const char *user)
     fclose(f);
 }
 
-static pid_t start_agent(const sigset_t *oldmask, const char *qid)
+static pid_t start_agent(const char *qid)
 {
     if (access(AGENT, X_OK) != 0)
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
-        sigprocmask(SIG_SETMASK, oldmask, NULL);
+        /* An empty mask, not the one init started with: the engine execs init with
+         * SIGTERM and SIGINT blocked, and an agent that inherits them ignores the
+         * shutdown TERM, so every shutdown waited the whole grace period. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         setsid();
         /* The agent serves the control channel as this qube's domain id (its qid). */
         char *argv[] = { "qrexec-agent", "--vchan-dir", VCHAN_DIR, "--domid", (char *)(qid ? qid : "0"), NULL };
@@ -154,14 +159,14 @@ int main(void)
     /* As PID 1 of a namespace, a signal with the default action is discarded even when
      * the host sends it: install handlers, block, and read them from a signalfd. */
     static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP };
-    sigset_t mask, old;
+    sigset_t mask;
     sigemptyset(&mask);
     struct sigaction sa = { .sa_handler = nop };
     for (size_t i = 0; i < BH_ARRAY_SIZE(sigs); i++) {
         sigaddset(&mask, sigs[i]);
         sigaction(sigs[i], &sa, NULL);
     }
-    sigprocmask(SIG_BLOCK, &mask, &old);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
         bh_err("signalfd: %s", strerror(errno));
@@ -173,7 +178,7 @@ int main(void)
     char sock[256];
     snprintf(sock, sizeof sock, VCHAN_DIR "/vchan.%s.0.512.sock", qid ? qid : "0");
     int ino = -1;
-    agent_pid = start_agent(&old, qid);
+    agent_pid = start_agent(qid);
     if (agent_pid > 0) {
         ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (ino >= 0)
@@ -192,7 +197,7 @@ int main(void)
             restart_at = 0;
             restarts++;
             unlink(sock); /* a stale socket would look ready */
-            agent_pid = start_agent(&old, qid);
+            agent_pid = start_agent(qid);
             if (agent_pid < 0)
                 agent_died = true;
         }

@@ -1,6 +1,6 @@
 /* qfile-opener: the qubes.OpenInVM service (Qubes' vm-file-editor). Reads a 256-byte
  * zero-padded file name and the file's bytes, saves them in a private temporary dir,
- * opens the file ($BULKHEAD_OPEN_COMMAND, else xdg-open/mimeopen/$EDITOR), waits, and
+ * opens the file ($BULKHEAD_OPEN_COMMAND, else xdg-open/mimeopen/$EDITOR if set), waits, and
  * if the file was changed, sends the new contents back on stdout. The name comes from
  * the caller: it must be a plain file name (no '/', not "." or "..", no control bytes). */
 #include "cleanup.h"
@@ -79,14 +79,23 @@ int main(void)
         } else {
             execlp("xdg-open", "xdg-open", path, (char *)NULL);
             execlp("mimeopen", "mimeopen", "-n", path, (char *)NULL);
+            /* Only an editor the qube's owner chose: a service has no terminal (stdin is
+             * /dev/null), so a default vi would wait forever and keep the (disposable)
+             * qube and the caller hanging. */
             const char *ed = getenv("EDITOR");
-            execlp(ed && *ed ? ed : "vi", ed && *ed ? ed : "vi", path, (char *)NULL);
+            if (ed && *ed)
+                execlp(ed, ed, path, (char *)NULL);
         }
         _exit(127);
     }
     int st;
     if (pid < 0 || waitpid(pid, &st, 0) != pid) {
         perror("qfile-opener: opener");
+        goto out;
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+        fprintf(stderr, "qfile-opener: no program to open %s (xdg-open, mimeopen, $EDITOR or "
+                        "$BULKHEAD_OPEN_COMMAND)\n", name);
         goto out;
     }
     if (lstat(path, &after) == 0 && S_ISREG(after.st_mode) &&

@@ -42,14 +42,23 @@ static int start_qube(const struct opts *o, const char *qube)
 {
     if (qrexec_up(o, qube))
         return 0;
-    if (!o->autostart) {
-        fprintf(stderr, "Qube %s is not running\n", qube);
-        return -1;
-    }
     bh_error err = { 0 };
     struct bh_admin_reply r _cleanup_reply_;
-    if (bh_admin_call("admin.vm.Start", "", qube, "", 0, &r, &err) < 0) {
-        fprintf(stderr, "qvm-run: %s\n", err.msg);
+    /* without autostart, CurrentState only tells a missing qube from a halted one */
+    if (bh_admin_call(o->autostart ? "admin.vm.Start" : "admin.vm.CurrentState", "", qube, "", 0, &r, &err) < 0) {
+        if (!o->autostart) /* no daemon to ask: what we know is that qrexec is not up */
+            fprintf(stderr, "Qube %s is not running\n", qube);
+        else
+            fprintf(stderr, "qvm-run: %s\n", err.msg);
+        return -1;
+    }
+    if (!r.ok && r.exc_type && !strcmp(r.exc_type, "QubesVMNotFoundError")) {
+        /* Qubes' VmNameAction: an argparse error, exit 2 */
+        fprintf(stderr, "qvm-run: error: no such domain: '%s'\n", qube);
+        return -2;
+    }
+    if (!o->autostart) {
+        fprintf(stderr, "Qube %s is not running\n", qube);
         return -1;
     }
     if (!r.ok && strcmp(r.exc_type, "QubesVMNotHaltedError") != 0) {
@@ -70,8 +79,9 @@ static int start_qube(const struct opts *o, const char *qube)
 
 static int run_one(const struct opts *o, const char *qube, const char *cmd)
 {
-    if (start_qube(o, qube) < 0)
-        return 1;
+    int st = start_qube(o, qube);
+    if (st < 0)
+        return st == -2 ? 2 : 1;
     _cleanup_free_ char *line = NULL;
     const char *user = o->user ? o->user : "DEFAULT";
     int n = o->service ? asprintf(&line, "%s:QUBESRPC %s dom0", user, cmd) : asprintf(&line, "%s:%s", user, cmd);
@@ -85,7 +95,17 @@ static int run_one(const struct opts *o, const char *qube, const char *cmd)
     c.filter_err = o->filter < 0 ? isatty(2) : o->filter;
     if (!o->quiet && !o->passio)
         fprintf(stderr, "Running '%s' on %s\n", cmd, qube);
+    /* The stream hands our stdio back as /dev/null when the call ends (EOF for a local
+     * pipeline); with --all the next qube's output must still reach the real stdout. */
+    int saved[3] = { -1, -1, -1 };
+    for (int i = 0; o->passio && o->all && i < 3; i++)
+        saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 3);
     int code = bh_qx_call_run(&c);
+    for (int i = 0; i < 3; i++)
+        if (saved[i] >= 0) {
+            dup2(saved[i], i);
+            close(saved[i]);
+        }
     if (devnull >= 0)
         close(devnull);
     return code;
