@@ -6,6 +6,8 @@
  * A built template is adopted by bulkheadd when a TemplateVM of that name is created
  * (qvm-create --class TemplateVM NAME --label black). */
 #include "storage.h"
+#include "admin_client.h"
+#include "cleanup.h"
 #include "log.h"
 #include <getopt.h>
 #include <stdio.h>
@@ -73,6 +75,31 @@ static void show_progress(const char *line, void *vctx)
     fprintf(stderr, "%s\n", buf);
 }
 
+/* A built template becomes a qube when bulkheadd uses this very pool (its pool's
+ * dir_path is ours): then admin.vm.Create.TemplateVM adopts the volumes just built.
+ * Otherwise say how to register it. */
+static void register_template(struct bh_pool *p, const char *name)
+{
+    bh_error err = { 0 };
+    _cleanup_reply_ struct bh_admin_reply info, made;
+    char want[4200];
+    snprintf(want, sizeof want, "dir_path=%s\n", bh_pool_path(p));
+    bool same = bh_admin_call("admin.pool.Info", "default", "dom0", "", 0, &info, &err) == 0 && info.ok &&
+                info.body && strstr(info.body, want);
+    if (!same) {
+        printf("register it with: qvm-create --class TemplateVM --label black %s\n", name);
+        return;
+    }
+    char payload[128];
+    int n = snprintf(payload, sizeof payload, "name=%s label=black", name);
+    if (bh_admin_call("admin.vm.Create.TemplateVM", "", "dom0", payload, (size_t)n, &made, &err) < 0)
+        printf("register it with: qvm-create --class TemplateVM --label black %s\n", name);
+    else if (made.ok)
+        printf("registered template %s with bulkheadd\n", name);
+    else if (!made.exc_type || strcmp(made.exc_type, "QubesVMAlreadyExistsError") != 0)
+        fprintf(stderr, "qvm-template: registering %s: %s\n", name, made.exc_msg ? made.exc_msg : "?");
+}
+
 int main(int argc, char **argv)
 {
     bh_log_init("qvm-template");
@@ -126,15 +153,19 @@ int main(int argc, char **argv)
         free(out);
     } else if (!strcmp(a[1], "host")) {
         r = bh_template_build_host(p, a[2], &err);
-        if (r == 0)
+        if (r == 0) {
             printf("built template %s (host) in %s\n", a[2], bh_pool_path(p));
+            register_template(p, a[2]);
+        }
     } else {
         struct progress pr = { .tty = isatty(2) };
         r = bh_template_build_debian(p, a[2], suite, mirror, show_progress, &pr, &err);
         if (pr.tty && pr.phase[0])
             fputc('\n', stderr);
-        if (r == 0)
+        if (r == 0) {
             printf("built template %s (debian %s) in %s\n", a[2], suite ? suite : "bookworm", bh_pool_path(p));
+            register_template(p, a[2]);
+        }
     }
     bh_pool_close(p);
     if (r < 0) {
