@@ -38,10 +38,25 @@ static bool qrexec_up(const struct opts *o, const char *qube)
            stat(p, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* A paused qube has a live qrexec socket but cannot answer: say so at once instead of
+ * waiting for a timeout. */
+static bool is_paused(const char *qube)
+{
+    bh_error err = { 0 };
+    struct bh_admin_reply r _cleanup_reply_;
+    return bh_admin_call("admin.vm.CurrentState", "", qube, "", 0, &r, &err) == 0 && r.ok && r.body &&
+           strstr(r.body, "power_state=Paused");
+}
+
 static int start_qube(const struct opts *o, const char *qube)
 {
-    if (qrexec_up(o, qube))
+    if (qrexec_up(o, qube)) {
+        if (is_paused(qube)) {
+            fprintf(stderr, "qvm-run: error: qube %s is paused (unpause it with qvm-unpause)\n", qube);
+            return -1;
+        }
         return 0;
+    }
     bh_error err = { 0 };
     struct bh_admin_reply r _cleanup_reply_;
     /* without autostart, CurrentState only tells a missing qube from a halted one */

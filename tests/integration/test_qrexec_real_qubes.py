@@ -160,3 +160,13 @@ def test_user_service_in_usr_local_persists_and_is_called(engine_daemon):
     assert r.stdout.strip() == b"from-b:xyz:a"
     # the host's /usr/local is not what the qube sees
     assert qvm_run(d, "-p", "b", "ls /usr/local").stdout.split() == [b"etc"]
+
+
+def test_qvm_run_on_a_paused_qube_fails_at_once(engine_daemon):
+    d = engine_daemon
+    assert qvm_run(d, "a", "true").returncode == 0
+    d.call("admin.vm.Pause", "a")
+    r = qvm_run(d, "-p", "a", "true", timeout=20)
+    assert r.returncode == 1 and b"paused" in r.stderr
+    d.call("admin.vm.Unpause", "a")
+    assert qvm_run(d, "-p", "a", "true").returncode == 0
