@@ -501,6 +501,12 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         goto fail;
     } else if (finish_pending_resize(qfd, err) < 0) {
         goto fail;
+    } else if (!st_private_in_use(qfd)) {
+        /* As Qubes: a revision is the volume as it was before this session, so that
+         * `qvm-volume revert` (newest revision) undoes the last session. */
+        if (st_revisions_take(qfd, "private", q->revisions_to_keep, err) < 0 ||
+            (st_own_root(q->klass) && st_revisions_take(qfd, "root", q->revisions_to_keep, err) < 0))
+            goto fail;
     }
     /* The engine mounts over this path: it must be our real directory, not a symlink. */
     if ((mkdirat(qfd, "private-mnt", 0700) < 0 && errno != EEXIST) || !bh_fs_is_dir(qfd, "private-mnt")) {
@@ -559,10 +565,12 @@ int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_er
         fsync(qfd);
         return 0;
     }
-    if (bh_fs_exists(qfd, "private.img") == 1 && st_revisions_take(qfd, "private", q->revisions_to_keep, err) < 0)
+    /* Revisions are taken at start (the state before a session); here only a lowered
+     * revisions_to_keep drops the surplus. */
+    if (st_revisions_prune(qfd, "private", q->revisions_to_keep < 0 ? 0 : q->revisions_to_keep, err) < 0)
         return bh_prefix(err, "%s", q->name);
     if (st_own_root(q->klass)) {
-        if (st_revisions_take(qfd, "root", q->revisions_to_keep, err) < 0)
+        if (st_revisions_prune(qfd, "root", q->revisions_to_keep < 0 ? 0 : q->revisions_to_keep, err) < 0)
             return bh_prefix(err, "%s", q->name);
         if (st_bump_gen(qfd, err) < 0)
             return -1;

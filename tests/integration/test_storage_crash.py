@@ -65,7 +65,7 @@ def test_revert_private_crash(storage):
     setup_pair(storage, revisions=1)
     img = storage.qdir("work") / "private.img"
     marker(img, "old")
-    storage.run("stopped", "work", template="tpl", revisions=1)
+    storage.run("prepare", "work", template="tpl", revisions=1)
     marker(img, "current")
     crash(storage, "revert-before-rename", "revert", "work", "private", template="tpl", revisions=1)
     assert marker(img) == "current"
@@ -78,7 +78,7 @@ def test_revert_root_crash(storage):
     storage.run("create", "tpl", **{"class": "TemplateVM"})
     opts = {"class": "TemplateVM", "revisions": 1}
     (storage.qdir("tpl") / "root/f").write_text("old")
-    storage.run("stopped", "tpl", **opts)
+    storage.run("prepare", "tpl", **opts)
     (storage.qdir("tpl") / "root/f").write_text("current")
     crash(storage, "revert-before-rename", "revert", "tpl", "root", **opts)
     assert (storage.qdir("tpl") / "root/f").read_text() == "current"
@@ -96,7 +96,7 @@ def test_resize_crash(storage):
 
 def test_snapshot_crash(storage):
     setup_pair(storage, revisions=2)
-    crash(storage, "snapshot-before-rename", "stopped", "work", template="tpl", revisions=2)
+    crash(storage, "snapshot-before-rename", "prepare", "work", template="tpl", revisions=2)
     assert storage.run("snapshots", "work", "private", template="tpl").stdout == ""
     reopen(storage)
 
@@ -151,7 +151,7 @@ def test_kill_during_revert(storage, delay):
     img = storage.qdir("work") / "private.img"
     fill_image_data(img, 0x11, 300)
     old = sha(img)
-    storage.run("stopped", "work", template="tpl", revisions=1)
+    storage.run("prepare", "work", template="tpl", revisions=1)
     fill_image_data(img, 0x22, 300)
     cur = sha(img)
     p = subprocess.Popen([storage.exe, "--root", str(storage.root), "--template", "tpl", "--revisions", "1",

@@ -52,7 +52,7 @@ def test_reflink_clone_and_revision_share_blocks(xfs_storage):
         os.fsync(f.fileno())
     before = os.statvfs(s.root)
     s.run("clone", "work", "copy", template="tpl")
-    s.run("stopped", "work", template="tpl", revisions=1)
+    s.run("prepare", "work", template="tpl", revisions=1)
     after = os.statvfs(s.root)
     used = (before.f_bfree - after.f_bfree) * after.f_frsize
     assert used < 16 * MiB, f"clone + revision used {used} bytes: not shared"

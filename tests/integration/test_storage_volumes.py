@@ -143,6 +143,7 @@ def test_revisions_keep_newest_and_revert(storage):
     img = storage.qdir("work") / "private.img"
     for v in ("v1", "v2", "v3"):
         write_marker(img, v)
+        storage.run("prepare", "work", **opts)  # a revision: the volume before this session
         storage.run("stopped", "work", **opts)
     revs = storage.run("snapshots", "work", "private", **opts).stdout.split()
     assert len(revs) == 2 and revs == sorted(revs, key=int) and all(r.isdigit() for r in revs)
@@ -162,7 +163,7 @@ def test_template_root_revert(storage):
     opts = {"class": "TemplateVM", "revisions": 1}
     (storage.qdir("tpl") / "root/etc").mkdir()
     (storage.qdir("tpl") / "root/etc/good").write_text("good")
-    storage.run("stopped", "tpl", **opts)
+    storage.run("prepare", "tpl", **opts)  # the session starts: revision of "good"
     (storage.qdir("tpl") / "root/etc/good").write_text("broken by an upgrade")
     (storage.qdir("tpl") / "root/junk").write_text("junk")
     storage.run("revert", "tpl", "root", **opts)
@@ -276,7 +277,7 @@ def test_disposable_from_running_dvm_template_uses_revision(storage):
         r = storage.run("prepare", "disp1", check=False, **opts)
         assert r.returncode != 0 and "no revision" in r.stderr
     write_marker(dvm_img, "saved at shutdown")
-    storage.run("stopped", "dvm", template="tpl", revisions=1)
+    storage.run("prepare", "dvm", template="tpl", revisions=1)  # its session starts: a revision
     with loop_mounted(dvm_img) as mnt:  # as the engine mounts it: loop device, not in the pool
         (mnt / "marker").write_text("being written")
         storage.layout("disp1", **opts)
