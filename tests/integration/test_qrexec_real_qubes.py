@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from admin_fixtures import engine_daemon  # noqa: F401
+from admin_fixtures import engine_daemon, wait_state  # noqa: F401
 from qrexec_fixtures import bin_path
 
 
@@ -170,3 +170,19 @@ def test_qvm_run_on_a_paused_qube_fails_at_once(engine_daemon):
     assert r.returncode == 1 and b"paused" in r.stderr
     d.call("admin.vm.Unpause", "a")
     assert qvm_run(d, "-p", "a", "true").returncode == 0
+
+
+def test_volume_revert_undoes_the_last_session(engine_daemon):
+    """qvm-volume revert, as in Qubes: the newest revision is the private volume as it was
+    before the last session."""
+    d = engine_daemon
+    d.call("admin.vm.volume.Set.revisions_to_keep+private", "a", "1")
+    assert qvm_run(d, "a", "echo v1 > ~/v").returncode == 0
+    d.call("admin.vm.Shutdown", "a")
+    assert wait_state(d, "a", "Halted")
+    assert qvm_run(d, "a", "echo v2 > ~/v").returncode == 0
+    d.call("admin.vm.Shutdown", "a")
+    assert wait_state(d, "a", "Halted")
+    assert d.call("admin.vm.volume.ListSnapshots+private", "a").strip()
+    d.call("admin.vm.volume.Revert+private", "a", "")
+    assert qvm_run(d, "-p", "a", "cat ~/v").stdout == b"v1\n"
