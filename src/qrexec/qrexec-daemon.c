@@ -213,7 +213,7 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     int fd = bh_unix_connect(path, err);
     if (fd >= 0 || !autostart)
         return fd;
-    struct bh_admin_reply rep _cleanup_reply_;
+    struct bh_admin_reply rep _cleanup_reply_ = { 0 };
     bh_error e2 = { 0 };
     if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
         return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
@@ -286,7 +286,7 @@ static _Noreturn void call_exit(int code)
 {
     if (g_disp[0]) {
         bh_error e = { 0 };
-        struct bh_admin_reply k _cleanup_reply_;
+        struct bh_admin_reply k _cleanup_reply_ = { 0 };
         bh_admin_call("admin.vm.Kill", "", g_disp, "", 0, &k, &e);
     }
     _exit(code);
@@ -308,7 +308,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */
-        struct bh_admin_reply rep _cleanup_reply_;
+        struct bh_admin_reply rep _cleanup_reply_ = { 0 };
         if (!bh_qube_name_valid(d.dispvm_template, NULL) ||
             bh_admin_call("admin.vm.CreateDisposable", "", d.dispvm_template, "", 0, &rep, &err) < 0 || !rep.ok) {
             bh_warn("cannot create a disposable from %s: %s", d.dispvm_template,

@@ -43,7 +43,7 @@ static bool qrexec_up(const struct opts *o, const char *qube)
 static bool is_paused(const char *qube)
 {
     bh_error err = { 0 };
-    struct bh_admin_reply r _cleanup_reply_;
+    struct bh_admin_reply r _cleanup_reply_ = { 0 };
     return bh_admin_call("admin.vm.CurrentState", "", qube, "", 0, &r, &err) == 0 && r.ok && r.body &&
            strstr(r.body, "power_state=Paused");
 }
@@ -58,7 +58,7 @@ static int start_qube(const struct opts *o, const char *qube)
         return 0;
     }
     bh_error err = { 0 };
-    struct bh_admin_reply r _cleanup_reply_;
+    struct bh_admin_reply r _cleanup_reply_ = { 0 };
     /* without autostart, CurrentState only tells a missing qube from a halted one */
     if (bh_admin_call(o->autostart ? "admin.vm.Start" : "admin.vm.CurrentState", "", qube, "", 0, &r, &err) < 0) {
         if (!o->autostart) /* no daemon to ask: what we know is that qrexec is not up */
@@ -129,7 +129,7 @@ static int run_one(const struct opts *o, const char *qube, const char *cmd)
 __attribute__((unused)) static int run_dispvm(const struct opts *o, const char *cmd)
 {
     bh_error err = { 0 };
-    struct bh_admin_reply r _cleanup_reply_;
+    struct bh_admin_reply r _cleanup_reply_ = { 0 };
     const char *dest = o->dispvm_template ? o->dispvm_template : "dom0";
     if (bh_admin_call("admin.vm.CreateDisposable", "", dest, "", 0, &r, &err) < 0 || !r.ok) {
         fprintf(stderr, "qvm-run: cannot create a disposable: %s\n", r.ok || !r.exc_msg ? err.msg : r.exc_msg);
@@ -141,7 +141,7 @@ __attribute__((unused)) static int run_dispvm(const struct opts *o, const char *
     struct opts o2 = *o;
     o2.autostart = true;
     int code = run_one(&o2, name, cmd);
-    struct bh_admin_reply k _cleanup_reply_;
+    struct bh_admin_reply k _cleanup_reply_ = { 0 };
     bh_admin_call("admin.vm.Kill", "", name, "", 0, &k, &err);
     return code;
 }
@@ -149,7 +149,7 @@ __attribute__((unused)) static int run_dispvm(const struct opts *o, const char *
 __attribute__((unused)) static int run_all(const struct opts *o, const char *cmd)
 {
     bh_error err = { 0 };
-    struct bh_admin_reply r _cleanup_reply_;
+    struct bh_admin_reply r _cleanup_reply_ = { 0 };
     if (bh_admin_call("admin.vm.List", "", "dom0", "", 0, &r, &err) < 0 || !r.ok) {
         fprintf(stderr, "qvm-run: cannot list qubes: %s\n", r.exc_msg ? r.exc_msg : err.msg);
         return 1;

@@ -81,7 +81,8 @@ static void show_progress(const char *line, void *vctx)
 static void register_template(struct bh_pool *p, const char *name)
 {
     bh_error err = { 0 };
-    _cleanup_reply_ struct bh_admin_reply info, made;
+    _cleanup_reply_ struct bh_admin_reply info = { 0 };
+    _cleanup_reply_ struct bh_admin_reply made = { 0 };
     char want[4200];
     snprintf(want, sizeof want, "dir_path=%s\n", bh_pool_path(p));
     bool same = bh_admin_call("admin.pool.Info", "default", "dom0", "", 0, &info, &err) == 0 && info.ok &&

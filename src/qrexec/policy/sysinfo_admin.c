@@ -30,7 +30,7 @@ static const char *property_value(const struct bh_admin_reply *rep)
 
 static int get_property(const char *qube, const char *prop, char **out, bh_error *err)
 {
-    _cleanup_reply_ struct bh_admin_reply rep;
+    _cleanup_reply_ struct bh_admin_reply rep = { 0 };
     *out = NULL;
     if (call("admin.vm.property.Get", prop, qube, &rep, err) < 0)
         return -1;
@@ -65,7 +65,7 @@ static int fill_qube(struct bh_qube_info *q, bh_error *err)
                 return -1;
         }
     }
-    _cleanup_reply_ struct bh_admin_reply rep;
+    _cleanup_reply_ struct bh_admin_reply rep = { 0 };
     if (call("admin.vm.tag.List", "", q->name, &rep, err) < 0)
         return -1;
     if (!rep.ok)
@@ -110,7 +110,7 @@ int bh_sysinfo_from_admin(struct bh_sysinfo *si, bh_error *err)
 {
     /* One call where bulkheadd offers it; the per-qube calls below (4N+1 of them) are
      * for a daemon that does not. */
-    _cleanup_reply_ struct bh_admin_reply all;
+    _cleanup_reply_ struct bh_admin_reply all = { 0 };
     if (call("internal.GetSystemInfo", "", "dom0", &all, err) < 0)
         return -1;
     if (all.ok) {
@@ -120,7 +120,7 @@ int bh_sysinfo_from_admin(struct bh_sysinfo *si, bh_error *err)
             return bh_prefix(err, "internal.GetSystemInfo");
         return 0;
     }
-    _cleanup_reply_ struct bh_admin_reply rep;
+    _cleanup_reply_ struct bh_admin_reply rep = { 0 };
     if (call("admin.vm.List", "", "dom0", &rep, err) < 0)
         return -1;
     if (!rep.ok)
