@@ -92,9 +92,11 @@ def test_symlinked_private_img_not_followed(storage, canary):
     img.unlink()
     os.symlink(canary / "secret", img)
     opts = {"template": "tpl", "revisions": 1}
-    for args in (("resize", "work", "private", "4G"), ("clone", "work", "copy"), ("stopped", "work"),
+    # (prepare takes the revision, so it is the step that would copy the target)
+    for args in (("resize", "work", "private", "4G"), ("clone", "work", "copy"),
                  ("prepare", "work"), ("info", "work", "private")):
         assert storage.run(*args, check=False, **opts).returncode != 0, args
+    storage.run("stopped", "work", check=False, **opts)  # reads no image: nothing to follow
     assert_canary_intact(canary)
     # Nothing of the target was copied anywhere in the pool.
     for p in storage.root.rglob("*"):
@@ -148,7 +150,7 @@ def test_links_planted_inside_template_root(storage, canary):
     os.symlink("../../../../../../../../" + str(canary).lstrip("/"), root / "rel")
     (root / "d").mkdir()
     os.symlink(canary / "secret", root / "d/file")
-    storage.run("stopped", "tpl", **opts)  # snapshot of root
+    storage.run("prepare", "tpl", **opts)  # snapshot of root (taken at start)
     storage.run("clone", "tpl", "tpl2", **opts)
     for r in (storage.qdir("tpl2") / "root", next((storage.qdir("tpl") / "revisions/root").iterdir())):
         assert (r / "abs").is_symlink() and (r / "rel").is_symlink() and (r / "d/file").is_symlink()
