@@ -314,8 +314,6 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_spec_free(&sb);
     q->rt.state = BH_STATE_RUNNING;
     q->rt.start_time = (int64_t)time(NULL);
-    char xid[16];
-    snprintf(xid, sizeof xid, "%u", q->qid);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
     return 0;

@@ -9,12 +9,12 @@
  * EOF before 'R' means init died. */
 #include "ns.h"
 #include "cleanup.h"
+#include "selfpath.h"
 #include "io.h"
 #include "log.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <libgen.h>
 #include <linux/close_range.h>
 #include <poll.h>
 #include <sched.h>
@@ -41,29 +41,19 @@ struct spawn_msg {
 static int find_libexec(char *out, size_t n)
 {
     const char *env = getenv("BULKHEAD_LIBEXEC");
-    char probe[4200];
     if (env && *env) {
         snprintf(out, n, "%s", env);
         return 0;
     }
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0)
-        return -1;
-    exe[len] = '\0';
-    char *dir = dirname(exe);
     /* next to us (installed together), the build tree, or the installed layout */
-    const char *cands[] = { "", "/../agent", "/../../agent", "/../lib/bulkhead", "/../libexec/bulkhead" };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(cands); i++) {
-        snprintf(probe, sizeof probe, "%s%s/bulkhead-init", dir, cands[i]);
-        if (access(probe, X_OK) == 0) {
-            snprintf(probe, sizeof probe, "%s%s", dir, cands[i]);
-            if (!realpath(probe, out))
-                return -1;
-            return 0;
-        }
-    }
-    return -1;
+    static const char *const rels[] = { ".", "../agent", "../../agent", "../lib/bulkhead", "../libexec/bulkhead", NULL };
+    if (bh_find_near_self(rels, "bulkhead-init", X_OK, out, n) < 0)
+        return -1;
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0'; /* the directory that holds bulkhead-init */
+    return 0;
 }
 
 int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err)
