@@ -324,8 +324,9 @@ static int chk_virt_mode(struct bh_app *a, struct bh_qube *q, const char *v, str
 {
     (void)a;
     (void)q;
-    if (strcmp(v, "ns") != 0 && strcmp(v, "vm") != 0)
-        return bh_exc(e, "QubesValueError", "Invalid virt_mode '%s' (expected ns or vm)", v);
+    /* pvh and hvm are Qubes' names for a hardware VM: both select the vm engine */
+    if (strcmp(v, "ns") != 0 && strcmp(v, "vm") != 0 && strcmp(v, "pvh") != 0 && strcmp(v, "hvm") != 0)
+        return bh_exc(e, "QubesValueError", "Invalid virt_mode '%s' (expected ns, pvh, hvm or vm)", v);
     return 0;
 }
 
