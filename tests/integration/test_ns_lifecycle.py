@@ -19,6 +19,13 @@ def gone(pid):
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+def comm(pid):
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def test_start_exec_kill(ns_env):
     q = ns_env.qube("life1")
     assert q.state() == "Halted"
@@ -89,7 +96,11 @@ def test_shutdown_kills_after_grace(ns_env):
     r = q.sh("trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started")
     assert r.stdout.strip() == "started"
     procs = q.cgroup("pids") / "cgroup.procs"
-    stubborn = [p for p in procs.read_text().split() if pathlib.Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+    for _ in range(100):  # the background subshell may not have exec'd sleep yet
+        stubborn = [p for p in procs.read_text().split() if comm(p) == "sleep"]
+        if stubborn:
+            break
+        time.sleep(0.02)
     assert len(stubborn) == 1, stubborn
     t = time.monotonic()
     q.cmd("shutdown")
