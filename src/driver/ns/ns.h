@@ -70,9 +70,16 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
 /* ---- confine.c, landlock.c, seccomp.c ---- */
 /* Drops the bounding set entries a qube never needs, sets no_new_privs, applies
  * Landlock (if the kernel has it) and the seccomp filter. Last step before exec. */
-int bh_confine(bh_error *err);
+struct bh_confine_opts {
+    bool raw_net; /* AF_PACKET and raw IP sockets (netvms: provides_network) */
+};
+int bh_confine(const struct bh_confine_opts *o, bh_error *err);
 int bh_landlock_apply(bh_error *err); /* 0 applied, 1 not supported, -1 error */
-int bh_seccomp_apply(bh_error *err);
+int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err);
+/* What spawn recorded for `bulkhead-ns exec` (<runtime_dir>/raw-net, host-only): an
+ * exec'd process must be confined exactly like the rest of the qube. */
+void bh_confine_opts_of(const struct bh_qube_spec *spec, struct bh_confine_opts *o);
+int bh_confine_opts_record(const struct bh_qube_spec *spec, bh_error *err);
 
 /* ---- cgroup.c ---- */
 struct bh_cgroup_ops {
