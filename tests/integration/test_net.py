@@ -150,7 +150,7 @@ def test_netvm_in_use_cannot_stop_unless_forced(net):
     net.run("work", "true")
     with pytest.raises(AdminError) as e:
         net.d.call("admin.vm.Shutdown", "sys-firewall")
-    assert e.value.exc_type == "QubesVMError" and "work" in e.value.msg
+    assert e.value.exc_type == "QubesVMInUseError" and "work" in e.value.msg
     with pytest.raises(AdminError) as e:
         net.d.call("admin.vm.Remove", "sys-firewall")
     net.d.call("admin.vm.Kill", "sys-firewall")
