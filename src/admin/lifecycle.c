@@ -217,6 +217,10 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
+    /* The engine and qrexec-daemon have removed what they made in the qube's runtime
+     * dir: the dir goes too (a start makes it again), or every disposable would leave
+     * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
+    (void)rmdir(sb.runtime);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
     bh_preload_halted(app, q);
     if (!dispose)
