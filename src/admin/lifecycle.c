@@ -15,6 +15,7 @@
 #include "events.h"
 #include "io.h"
 #include "log.h"
+#include "net_glue.h"
 #include "loop.h"
 #include "preload.h"
 #include "props.h"
@@ -357,6 +358,7 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
     qrexec_stop(q);
+    bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
@@ -462,6 +464,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     emit(q, "domain-pre-start", NULL);
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
+        r = bh_net_glue_prestart(app, q, &sb.spec, &err);
+    if (r == 0)
         r = drv->start(&sb.spec, &err);
     if (r == 0) {
         watch(q, drv, &sb.spec);
@@ -476,6 +480,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0) {
         unwatch(q);
         q->rt.state = BH_STATE_HALTED;
+        bh_net_glue_stopped(app, q);
         (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
         bh_glue_sq_free(&b);
         bh_glue_spec_free(&sb);
@@ -487,6 +492,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_spec_free(&sb);
     q->rt.state = BH_STATE_RUNNING;
     q->rt.start_time = (int64_t)time(NULL);
+    bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
     return 0;
@@ -618,6 +624,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         }
         bh_glue_spec_free(&sb);
     }
+    bh_net_glue_adopted(app);
     /* Then autostart, as Qubes does at boot. */
     for (size_t i = 0; autostart && i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];
