@@ -83,7 +83,8 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
 {
     bh_error e = { 0 };
     char qid[16], ready[16];
-    if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&e) < 0)
+    struct bh_confine_opts co = { .raw_net = spec->provides_network };
+    if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&co, &e) < 0)
         goto fail;
     /* The daemon's stdio must not reach the qube (and must not be held open by it);
      * with debug, init's stderr stays the daemon's for diagnosis. */
@@ -108,9 +109,14 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     snprintf(dom_env, sizeof dom_env, "VCHAN_DOMAIN=%s", qid); /* the agent's own domain id */
     /* /usr/lib/bulkhead last: qvm-copy, qrexec-client-vm & co. without shadowing the
      * template's own programs. */
+    /* The qube's resolvers (Qubes' virtual DNS servers), written to /etc/resolv.conf by
+     * init, as Qubes' agent does at boot; none for a qube without network. */
+    char dns_env[96] = "BULKHEAD_DNS=";
+    if (spec->net.enabled && spec->net.dns1)
+        snprintf(dns_env, sizeof dns_env, "BULKHEAD_DNS=%s %s", spec->net.dns1, spec->net.dns2 ? spec->net.dns2 : "");
     char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead", "HOME=/root",
                      "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
-                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", NULL };
+                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", dns_env, NULL };
     char *argv[] = { "bulkhead-init", NULL };
     execve(BH_NS_INIT_PATH, argv, envp);
     bh_fail_errno(&e, "exec %s", BH_NS_INIT_PATH);
@@ -258,7 +264,7 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
         return -1;
     if (find_libexec(p.libexec, sizeof p.libexec) < 0)
         return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
-    if (prepare_dirs(spec, &p, err) < 0)
+    if (prepare_dirs(spec, &p, err) < 0 || bh_confine_opts_record(spec, err) < 0)
         return -1;
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
