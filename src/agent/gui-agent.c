@@ -593,9 +593,24 @@ static int start_xvfb(int display, uint32_t w, uint32_t h)
         _exit(127);
     }
     close(p[1]);
+    /* Xvfb writes the number and then "\n" in a second write: read up to the newline,
+     * or closing the pipe early kills it with EPIPE */
     char buf[16];
-    struct pollfd pf = { .fd = p[0], .events = POLLIN };
-    int ok = poll(&pf, 1, 15000) > 0 && read(p[0], buf, sizeof buf) > 0;
+    size_t got = 0;
+    bool ok = false;
+    while (got < sizeof buf) {
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        if (poll(&pf, 1, 15000) <= 0)
+            break;
+        ssize_t n = read(p[0], buf + got, sizeof buf - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (memchr(buf, '\n', got)) {
+            ok = true;
+            break;
+        }
+    }
     close(p[0]);
     if (!ok)
         return bh_err("Xvfb did not start"), -1;
