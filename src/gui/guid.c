@@ -389,7 +389,9 @@ static int run(struct guid *g)
             return 0;
         struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(g->x), .events = POLLIN },
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
-        if (poll(p, 2, 1000) < 0 && errno != EINTR)
+        /* messages left in our buffer by the budget are served without waiting */
+        bool pending = g->ch.rlen > g->ch.consumed;
+        if (poll(p, 2, pending ? 0 : 1000) < 0 && errno != EINTR)
             return bh_err("poll: %s", strerror(errno)), 1;
         xcb_generic_event_t *ev;
         while ((ev = xcb_poll_for_event(g->x))) {
@@ -404,7 +406,7 @@ static int run(struct guid *g)
             bh_info("%s: %s", g->qube, err.msg);
             return 0;
         }
-        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (pending || (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             int budget = MSG_BUDGET;
             while (budget > 0) {
                 ssize_t n = bh_gui_chan_fill(&g->ch, &err);
