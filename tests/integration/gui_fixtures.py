@@ -34,21 +34,30 @@ class HostDisplay:
     """An Xvfb standing in for the desktop: the display the GUI daemons draw on."""
 
     def __init__(self, width=1024, height=768):
-        r, w = os.pipe()
-        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", f"{width}x{height}x24",
-                                      "-nolisten", "tcp", "-noreset"], pass_fds=(w,),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(w)
-        num = b""
-        deadline = time.time() + 20
-        while not num.endswith(b"\n") and time.time() < deadline:
-            chunk = os.read(r, 16)
-            if not chunk:
+        # a number of its own, well above :0 (which is what every qube's own X server
+        # uses, so a test could not tell the two apart) and unique among parallel tests
+        import random
+        for _ in range(20):
+            n = random.randint(100, 999)
+            if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                continue
+            r, w = os.pipe()
+            self.proc = subprocess.Popen(["Xvfb", f":{n}", "-displayfd", str(w), "-screen", "0",
+                                          f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"], pass_fds=(w,),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.close(w)
+            num = b""
+            deadline = time.time() + 20
+            while not num.endswith(b"\n") and time.time() < deadline:
+                chunk = os.read(r, 16)
+                if not chunk:
+                    break
+                num += chunk
+            os.close(r)
+            if num.strip():
                 break
-            num += chunk
-        os.close(r)
-        if not num.strip():
-            self.proc.kill()
+            self.proc.wait()
+        else:
             pytest.skip("Xvfb did not start")
         self.number = int(num)
         self.display = f":{self.number}"
