@@ -188,7 +188,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_CONFIGURE:
         if (bh_gui_parse_configure(body, len, &r, &orr, &err) < 0)
             refuse(g, "CONFIGURE 0x%x: %s", h->window, err.msg);
-        else if (r.x != w->r.x || r.y != w->r.y || r.w != w->r.w || r.h != w->r.h)
+        else
             guid_win_configure(g, w, &r);
         break;
     case BH_GUI_MSG_SHMIMAGE:
@@ -334,6 +334,10 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         xcb_configure_notify_event_t *e = (void *)ev;
         struct guid_win *w = guid_find_x(g, e->window);
         if (!w || e->window != w->frame || e->width <= 2 * BH_GUID_BORDER || e->height <= 2 * BH_GUID_BORDER)
+            break;
+        /* the echo of one of our own configures that a later one already replaced:
+         * sending it to the qube would undo the later one */
+        if (w->cfg_seq && (int16_t)(uint16_t)(e->sequence - w->cfg_seq) < 0)
             break;
         struct bh_gui_rect r = w->r;
         if ((ev->response_type & 0x80) || !w->reparented) { /* else relative to a WM frame */

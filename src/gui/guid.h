@@ -21,6 +21,7 @@ struct guid_win {
     xcb_window_t frame, content;  /* ours */
     struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
     bool override_redirect, mapped, reparented;
+    uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
     uint32_t transient_for;
     int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
     uint32_t buf_w, buf_h;

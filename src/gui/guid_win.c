@@ -141,6 +141,7 @@ int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r
     clamp(g, &w->r);
     w->frame = xcb_generate_id(g->x);
     w->content = xcb_generate_id(g->x);
+    w->cfg_seq = 0;
     /* the frame: label colour, drawn by the X server from our background pixel */
     uint32_t fvals[] = { g->color, override_redirect,
                          XCB_EVENT_MASK_KEY_PRESS | XCB_EVENT_MASK_KEY_RELEASE | XCB_EVENT_MASK_FOCUS_CHANGE |
@@ -199,12 +200,15 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
 {
     struct bh_gui_rect r = *r0;
     clamp(g, &r);
+    if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
+        return;
     w->r = r;
     uint32_t fv[] = { (uint32_t)(r.x - BH_GUID_BORDER), (uint32_t)(r.y - BH_GUID_BORDER),
                       r.w + 2 * BH_GUID_BORDER, r.h + 2 * BH_GUID_BORDER };
-    xcb_configure_window(g->x, w->frame,
-                         XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH | XCB_CONFIG_WINDOW_HEIGHT,
-                         fv);
+    w->cfg_seq = (uint16_t)xcb_configure_window(g->x, w->frame,
+                                                XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
+                                                    XCB_CONFIG_WINDOW_HEIGHT,
+                                                fv).sequence;
     uint32_t cv[] = { r.w, r.h };
     xcb_configure_window(g->x, w->content, XCB_CONFIG_WINDOW_WIDTH | XCB_CONFIG_WINDOW_HEIGHT, cv);
 }

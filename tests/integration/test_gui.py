@@ -7,7 +7,7 @@ import time
 import pytest
 
 from admin_fixtures import engine_daemon  # noqa: F401
-from gui_fixtures import LABEL_COLOURS, GuiSession, frame_is, host_display  # noqa: F401
+from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display  # noqa: F401
 
 
 @pytest.fixture
@@ -43,6 +43,9 @@ def test_windows_are_framed_in_their_qubes_label_colours(gui):
     # the qube's pixels are there too: xterm's white background inside a's frame
     x, y, w, h = host.geometry(wa)
     assert host.pixel(shot, x + w // 2, y + h - 6) == 0xffffff
+    # where the qube placed them (the frame surrounds the qube's window)
+    assert (x, y) == (20 - BORDER, 20 - BORDER)
+    assert host.geometry(wb)[:2] == (500 - BORDER, 300 - BORDER)
     if os.environ.get("BULKHEAD_GUI_SCREENSHOT"):
         host.save_png(os.environ["BULKHEAD_GUI_SCREENSHOT"])
 
