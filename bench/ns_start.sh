@@ -59,12 +59,27 @@ for i in $(seq "$IDLE"); do
   "$NS" start $n --uid-base $((base + i * 65536)) --root-lower $t --throwaway --host-usr /usr
 done
 sleep 1
+# The qube's memory cgroup, from /proc/<init>/cgroup: v1 (a "memory" hierarchy,
+# memory.usage_in_bytes) or v2 (the unified "0::" line, memory.current).
+cgroup_mount() {  # $1: cgroup (the v1 memory hierarchy) or cgroup2
+  awk -v t="$1" '{ for (i = 7; i <= NF && $i != "-"; i++) ;
+                   if ($(i+1) == t && (t == "cgroup2" || $(i+3) ~ /(^|,)memory(,|$)/)) { print $5; exit } }' /proc/self/mountinfo
+}
+qube_memory() {
+  local pid=$1 line path
+  line=$(grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' /proc/$pid/cgroup || true)
+  if [ -n "$line" ]; then
+    path=${line#*:*:}
+    mnt=$(cgroup_mount cgroup)
+    cat "$mnt$path/memory.usage_in_bytes"
+  else
+    path=$(sed -n 's/^0:://p' /proc/$pid/cgroup)
+    mnt=$(cgroup_mount cgroup2)
+    cat "$mnt$path/memory.current"
+  fi
+}
 for i in $(seq "$IDLE"); do
-  # the qube's memory cgroup, from its init's /proc/PID/cgroup (v1 or v2)
-  pid=$(cut -d' ' -f1 $BULKHEAD_RUNTIME/qubes/idle$i/init.pid)
-  cg=$(grep ':memory:' /proc/$pid/cgroup | cut -d: -f3)
-  if [ -n "$cg" ]; then m=$(cat /sys/fs/cgroup/memory$cg/memory.usage_in_bytes)
-  else m=$(cat /sys/fs/cgroup$(grep '^0::' /proc/$pid/cgroup | cut -d: -f3)/memory.current); fi
+  m=$(qube_memory "$(cut -d' ' -f1 $BULKHEAD_RUNTIME/qubes/idle$i/init.pid)")
   sum=$((sum + m))
 done
 rss=$(awk '/VmRSS/ {print $2}' /proc/$(cut -d' ' -f1 $BULKHEAD_RUNTIME/qubes/idle1/init.pid)/status)

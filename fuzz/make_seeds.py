@@ -30,7 +30,6 @@ def put(harness, name, data):
 DATA_STDIN, DATA_STDOUT, DATA_STDERR, DATA_EXIT_CODE = 0x190, 0x191, 0x192, 0x193
 EXEC_CMDLINE, JUST_EXEC, SERVICE_CONNECT, SERVICE_REFUSED = 0x200, 0x201, 0x202, 0x203
 CONNECTION_TERMINATED, TRIGGER_SERVICE3, TRIGGER_SERVICE4, HELLO = 0x211, 0x212, 0x213, 0x300
-FROM_AGENT, FROM_DAEMON, FROM_CLIENT, FROM_DATA = 0, 1, 2, 3
 
 
 def msg(mtype, body=b""):
@@ -40,24 +39,6 @@ def msg(mtype, body=b""):
 def fixed(s, n):
     b = s.encode() if isinstance(s, str) else s
     return b + b"\0" * (n - len(b))
-
-
-def qrexec_msg():
-    # harness input: 8-byte header, 1 byte naming the sending peer, then the body
-    def m(name, peer, mtype, body):
-        put("qrexec_msg", name, msg(mtype, body)[:8] + bytes([peer]) + body)
-
-    m("hello", FROM_AGENT, HELLO, struct.pack("<I", 3))
-    m("exec_cmdline", FROM_DAEMON, EXEC_CMDLINE, struct.pack("<II", 0, 513) + b"user:QUBESRPC qubes.GetDate dom0\0")
-    m("just_exec", FROM_CLIENT, JUST_EXEC, struct.pack("<II", 2, 514) + b"root:true\0")
-    m("service_connect", FROM_DAEMON, SERVICE_CONNECT, struct.pack("<II", 3, 515) + fixed("SOCKET7", 32))
-    m("refused", FROM_DAEMON, SERVICE_REFUSED, fixed("SOCKET7", 32))
-    m("terminated", FROM_AGENT, CONNECTION_TERMINATED, struct.pack("<II", 0, 513))
-    m("trigger3", FROM_AGENT, TRIGGER_SERVICE3, fixed("@dispvm:default-dvm", 64) + fixed("SOCKET7", 32) + b"qubes.Filecopy+arg\0")
-    m("trigger3_default", FROM_AGENT, TRIGGER_SERVICE3, fixed("@default", 64) + fixed("ident 1", 32) + b"qubes.OpenInVM\0")
-    m("trigger4", FROM_AGENT, TRIGGER_SERVICE4, fixed("work", 64) + fixed("personal", 64) + fixed("SOCKET7", 32) + b"qubes.GetDate\0")
-    m("exit_code", FROM_DATA, DATA_EXIT_CODE, struct.pack("<i", 42))
-    m("stdout", FROM_DATA, DATA_STDOUT, b"output\n")
 
 
 def qrexec_stream():
@@ -235,7 +216,6 @@ def admin_request():
 def main():
     admin_firewall()
     admin_request()
-    qrexec_msg()
     qrexec_stream()
     qfile_unpack()
     policy_eval()

@@ -1,6 +1,7 @@
 #include "engine_glue.h"
 #include "cleanup.h"
 #include "hooks.h"
+#include "log.h"
 #include "props.h"
 #include "store.h"
 #include <errno.h>
@@ -66,6 +67,7 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     b->user = bh_qube_prop(app, q, "default_user");
     s->default_user = b->user;
     s->debug = bh_qube_prop_bool(app, q, "debug");
+    s->provides_network = bh_qube_prop_bool(app, q, "provides_network");
     /* Networking (netvm chains, nftables) is not built yet: a qube gets a network
      * namespace with loopback only, which is the safe direction. */
     s->net.enabled = false;
@@ -116,6 +118,11 @@ int bh_glue_set_revisions(struct bh_app *app, struct bh_qube *q, const char *vol
     return bh_kv_set(&q->props, key, val);
 }
 
+static bool qube_known(const char *name, void *ctx)
+{
+    return bh_app_find(ctx, name) != NULL;
+}
+
 static int hook_create(struct bh_app *app, struct bh_qube *q, bh_error *err)
 {
     struct bh_sq_buf b;
@@ -142,6 +149,12 @@ int bh_glue_init(struct bh_app *app, bh_error *err)
     bool created;
     if (bh_template_ensure_host(pool, &created, err) < 0)
         return bh_prefix(err, "building the host template");
+    /* A crash between making a qube's volumes and its store commit (create, clone), or
+     * between the commit and the delete (remove), leaves volumes the store does not know;
+     * a later create of that name would fail with "already exist" forever. */
+    bh_error oe = { 0 };
+    if (bh_volumes_collect_orphans(pool, qube_known, app, &oe) < 0)
+        bh_warn("collecting orphaned volumes: %s", oe.msg);
     bh_hooks.volumes_create = hook_create;
     bh_hooks.volumes_remove = hook_remove;
     return 0;

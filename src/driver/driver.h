@@ -67,6 +67,7 @@ struct bh_qube_spec {
     const char *default_user; /* "user" */
     struct bh_volume_layout vol;
     struct bh_net_config net;
+    bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
     bool debug;
 };
 

@@ -61,6 +61,14 @@ void bh_pool_close(struct bh_pool *p);
 
 int bh_volumes_create(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);
 int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);
+/* After a crash between making volumes and committing the qube to the store (create,
+ * clone) or between the store commit and the delete (remove), the pool holds volumes of
+ * a qube the store does not know. Removes every such qube directory (known(name, ctx)
+ * false); a built template that was claimed is only unclaimed (it is adopted again by
+ * the next create of that name), an unclaimed one is left waiting. Skips a directory
+ * whose private volume is in use. Returns how many were collected, or -1. */
+int bh_volumes_collect_orphans(struct bh_pool *p, bool (*known)(const char *name, void *ctx), void *ctx,
+                               bh_error *err);
 /* Clone: copy every persistent volume of src to a new qube dst. */
 int bh_volumes_clone(struct bh_pool *p, const struct bh_storage_qube *src, const struct bh_storage_qube *dst, bh_error *err);
 /* Volume names: "root", "private", "volatile", "kernel". */

@@ -4,6 +4,8 @@
 #include "internal.h"
 #include "cleanup.h"
 #include "log.h"
+#include "names.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -169,13 +171,11 @@ fail:
     return bh_prefix(err, "create volumes of %s", q->name);
 }
 
-int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err)
+/* Removes qubes/<name> with the pool lock held. */
+static int remove_locked(struct bh_pool *p, const char *name, bh_error *err)
 {
-    _cleanup_close_ int lock = st_lock(p, err);
-    if (lock < 0)
-        return -1;
     bh_error local;
-    _cleanup_close_ int qfd = st_qube_dir(p, q->name, &local);
+    _cleanup_close_ int qfd = st_qube_dir(p, name, &local);
     if (qfd < 0) {
         if (local.errnum == ENOENT)
             return 0; /* nothing to remove */
@@ -184,16 +184,94 @@ int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
         return -1;
     }
     if (st_private_in_use(qfd))
-        return bh_fail(err, EBUSY, "private volume of %s is in use", q->name);
+        return bh_fail(err, EBUSY, "private volume of %s is in use", name);
     char trash[64];
-    st_tmpname(trash, sizeof trash, "trash", q->name);
+    st_tmpname(trash, sizeof trash, "trash", name);
     /* Gone from view in one step; the slow delete comes after (and is finished by the
      * sweep at the next pool open if we crash meanwhile). */
-    if (renameat2(p->qubes_fd, q->name, p->qubes_fd, trash, RENAME_NOREPLACE) < 0)
-        return bh_fail_errno(err, "remove volumes of %s", q->name);
+    if (renameat2(p->qubes_fd, name, p->qubes_fd, trash, RENAME_NOREPLACE) < 0)
+        return bh_fail_errno(err, "remove volumes of %s", name);
     fsync(p->qubes_fd);
     st_failpoint("remove-after-rename");
     return bh_fs_remove_tree_at(p->qubes_fd, trash, err);
+}
+
+int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err)
+{
+    _cleanup_close_ int lock = st_lock(p, err);
+    if (lock < 0)
+        return -1;
+    return remove_locked(p, q->name, err);
+}
+
+/* One orphan: a built template loses its claim, anything else goes. 1 if collected. */
+static int collect_one(struct bh_pool *p, const char *name, bh_error *err)
+{
+    _cleanup_close_ int qfd = st_qube_dir(p, name, err);
+    if (qfd < 0)
+        return -1;
+    if (bh_fs_exists(qfd, "origin") == 1) {
+        if (bh_fs_exists(qfd, "claimed") != 1)
+            return 0; /* built by qvm-template, waiting for its qube: not an orphan */
+        if (unlinkat(qfd, "claimed", 0) < 0)
+            return bh_fail_errno(err, "unclaim %s", name);
+        bh_fs_fsync_dir(qfd);
+        return 1;
+    }
+    if (st_private_in_use(qfd))
+        return 0;
+    return remove_locked(p, name, err) < 0 ? -1 : 1;
+}
+
+int bh_volumes_collect_orphans(struct bh_pool *p, bool (*known)(const char *name, void *ctx), void *ctx,
+                               bh_error *err)
+{
+    _cleanup_close_ int lock = st_lock(p, err);
+    if (lock < 0)
+        return -1;
+    /* Names first, changes after: renaming while readdir walks the directory could skip
+     * or repeat entries. */
+    int dup = openat(p->qubes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0)
+        return bh_fail_errno(err, "open qubes of pool %s", p->name);
+    _cleanup_closedir_ DIR *d = fdopendir(dup);
+    if (!d) {
+        close(dup);
+        return bh_fail_errno(err, "read qubes of pool %s", p->name);
+    }
+    char(*names)[64] = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!bh_qube_name_valid(e->d_name, NULL) || strlen(e->d_name) >= sizeof *names || known(e->d_name, ctx))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            void *nn = realloc(names, cap * sizeof *names);
+            if (!nn) {
+                free(names);
+                return bh_fail(err, ENOMEM, "out of memory");
+            }
+            names = nn;
+        }
+        snprintf(names[n++], sizeof *names, "%s", e->d_name);
+    }
+    int collected = 0, rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        bh_error one = { 0 };
+        int r = collect_one(p, names[i], &one);
+        if (r < 0) {
+            bh_warn("storage: orphaned volumes of %s: %s", names[i], one.msg);
+            if (err)
+                *err = one;
+            rc = -1;
+        } else if (r > 0) {
+            bh_info("storage: collected the volumes of %s, a qube the store does not know", names[i]);
+            collected++;
+        }
+    }
+    free(names);
+    return rc < 0 ? -1 : collected;
 }
 
 int bh_volumes_clone(struct bh_pool *p, const struct bh_storage_qube *src, const struct bh_storage_qube *dst,

@@ -7,7 +7,7 @@ import pathlib as _pl
 import sys as _sys
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from ns_fixtures import ns_env, make_root, attack, BUILD  # noqa: E402,F401
+from ns_fixtures import ns_env, make_root, attack, cgroup_mounts, BUILD  # noqa: E402,F401
 
 
 def test_host_secrets_unreadable(ns_env):
@@ -16,11 +16,16 @@ def test_host_secrets_unreadable(ns_env):
     marker.write_text("TOPSECRET-HOST-1234\n")
     q = ns_env.qube("fs1")
     q.start()
+    # control: the qube's own copy of the marker is found by the very same searches
+    q.sh("mkdir -p /opt/c && echo TOPSECRET-HOST-QUBE-OWN > /opt/c/host-secret-marker", check=True)
     r = q.sh("cat /etc/shadow /proc/1/root/etc/shadow /root/.bashrc 2>/dev/null; ls -a /root; "
              "grep -rs TOPSECRET-HOST / --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr 2>/dev/null | head -3; "
-             "find / -xdev -path /usr -prune -o -name host-secret-marker -print 2>/dev/null")
-    assert b"TOPSECRET" not in r.stdout.encode()
-    assert "host-secret-marker" not in r.stdout
+             "find / -xdev -path /usr -prune -o -name host-secret-marker -print 2>/dev/null; echo end")
+    assert r.stdout.splitlines()[-1] == "end", r.stdout
+    assert "/opt/c/host-secret-marker:TOPSECRET-HOST-QUBE-OWN\n" in r.stdout, r.stdout  # grep ran
+    assert "\n/opt/c/host-secret-marker\n" in r.stdout, r.stdout  # find ran
+    assert "TOPSECRET-HOST-1234" not in r.stdout
+    assert r.stdout.count("host-secret-marker") == 2, r.stdout  # only the qube's own
     for line in shadow.splitlines()[:3]:
         assert line.decode(errors="replace") not in r.stdout
     # the host's /root is not the qube's /root
@@ -34,11 +39,18 @@ def test_other_qube_private_unreachable(ns_env):
     a.start()
     b.start()
     a.sh("echo A-PRIVATE-DATA > /home/user/secret; echo A-PRIVATE-DATA > /rw/secret", check=True)
+    # control: b's own file with the same content is found by the same search
+    b.sh("echo A-PRIVATE-DATA-OF-B > /home/user/own", check=True)
     r = b.sh("grep -rs A-PRIVATE-DATA / --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr 2>/dev/null; "
-             "ls /proc/*/root/home/user 2>/dev/null; mount | grep -c fs-a-private")
-    assert "A-PRIVATE-DATA" not in r.stdout
-    # and not through the image file either
-    r = b.sh("ls / /run /run/qubes; find / -xdev -name '*.img' 2>/dev/null")
+             "ls /proc/*/root/home/user 2>/dev/null; mount | grep -c fs-a-private; echo end")
+    assert r.stdout.splitlines()[-1] == "end", r.stdout
+    found = [l for l in r.stdout.splitlines() if "A-PRIVATE-DATA" in l]
+    assert found and all(l.endswith("A-PRIVATE-DATA-OF-B") for l in found), r.stdout
+    # and not through the image file either (control: the find ran and lists an image
+    # planted on the same filesystem)
+    b.sh("touch /opt/planted.img", check=True)
+    r = b.sh("ls / /run /run/qubes; find / -xdev -name '*.img' 2>/dev/null; echo end")
+    assert r.stdout.splitlines()[-1] == "end" and "/opt/planted.img" in r.stdout, r.stdout
     assert "fs-a-private.img" not in r.stdout
 
 
@@ -84,9 +96,12 @@ except OSError as e:
     assert "WROTE" not in r.stdout and "RENAMED" not in r.stdout, r.stdout
     assert hashlib.sha256(init.read_bytes()).hexdigest() == before
     # the exec helper's binary, reached through a process that joined the qube
-    r = q.sh("for p in /proc/[0-9]*; do (echo x >> $p/exe) 2>/dev/null && echo WROTE $p; done; echo end")
+    ns_bin = BUILD / "src/driver/bulkhead-ns"
+    ns_before = hashlib.sha256(ns_bin.read_bytes()).hexdigest()
+    r = q.sh("n=0; for p in /proc/[0-9]*; do n=$((n+1)); (echo x >> $p/exe) 2>/dev/null && echo WROTE $p; done; echo tried=$n")
     assert "WROTE" not in r.stdout
-    assert hashlib.sha256((BUILD / "src/driver/bulkhead-ns").read_bytes()).hexdigest()
+    assert int(r.stdout.split("tried=")[1]) >= 2, r.stdout  # the loop ran over real processes
+    assert hashlib.sha256(ns_bin.read_bytes()).hexdigest() == ns_before
 
 
 def test_mounting_is_denied(ns_env):
@@ -98,22 +113,32 @@ for args in "-t proc proc /tmp/m" "-t tmpfs t /tmp/m" "-t sysfs s /tmp/m" "--bin
             "-t cgroup -o memory cg /tmp/m" "-t cgroup2 cg /tmp/m" "-t ext4 /dev/vda /tmp/m" \
             "-t overlay o -olowerdir=/usr,upperdir=/tmp,workdir=/run /tmp/m" "-t devpts d /tmp/m" \
             "-t mqueue m /tmp/m" "-t fuse f /tmp/m"; do
-  if mount $args 2>/dev/null; then echo "MOUNTED $args"; fi
+  if mount $args 2>/dev/null; then echo "MOUNTED $args"; else echo "refused rc=$?"; fi
 done
-unshare -m sh -c 'mount -t tmpfs t /tmp/m && echo MOUNTED-in-new-ns' 2>/dev/null
-unshare -U -r sh -c 'echo NESTED-USERNS' 2>/dev/null
+unshare -m sh -c 'mount -t tmpfs t /tmp/m && echo MOUNTED-in-new-ns' 2>/dev/null; echo "unshare-m rc=$?"
+unshare -U -r -m --propagation unchanged -p -f sh -c 'echo NESTED-USERNS; for t in tmpfs proc sysfs mqueue; do mount -t $t x /tmp/m 2>/dev/null && echo MOUNTED-nested-$t; done; mount --bind / /tmp/m 2>/dev/null && echo MOUNTED-nested-bind; echo nested-done' 2>/dev/null
 echo end
 """)
-    assert "end" in r.stdout
-    assert "MOUNTED" not in r.stdout and "NESTED-USERNS" not in r.stdout, r.stdout
+    assert r.stdout.splitlines()[-1] == "end", r.stdout
+    assert "MOUNTED" not in r.stdout, r.stdout
+    # every attempt ran and failed (mount(8) exits 32 on a failed mount; a missing
+    # mount(8) or shell would show 127 or no lines at all)
+    assert r.stdout.count("refused rc=32") == 11, r.stdout
+    assert "unshare-m rc=1" in r.stdout, r.stdout
+    # Positive control: the nested user namespace (allowed, counted: test_ns_limits.py)
+    # was made, so its mount attempts ran with that namespace's full capabilities.
+    assert "NESTED-USERNS" in r.stdout and "nested-done" in r.stdout, r.stdout
     r = attack(q, """
 for name, nr in (("fsopen", 430), ("fspick", 433), ("mount_setattr", 442)):
     r, e = sc(nr, 0, 0, 0, 0)
     print(name, r, e)
+print("control-getpid", *sc(39))
 """)
-    for line in r.stdout.splitlines():
-        if line.startswith(("fsopen", "fspick", "mount_setattr")):
-            assert line.split()[2] == str(1), r.stdout  # EPERM
+    lines = r.stdout.splitlines()
+    assert [l.split()[0] for l in lines] == ["fsopen", "fspick", "mount_setattr", "control-getpid"], r.stdout + r.stderr
+    for line in lines[:3]:
+        assert line.split()[1:] == ["-1", "1"], r.stdout  # EPERM
+    assert int(lines[3].split()[1]) > 0  # the same syscall path works for an allowed call
 
 
 def test_procfs_and_sysfs_tricks(ns_env):
@@ -140,26 +165,49 @@ echo end
     assert os.uname().nodename == host_name
 
 
+def host_release_agents():
+    """Every release_agent of the host's v1 hierarchies (none on a v2-only host)."""
+    roots = {m for c, m in cgroup_mounts().items() if c}
+    return {str(r): (r / "release_agent").read_text() for r in roots if (r / "release_agent").exists()}
+
+
 def test_cgroup_escape(ns_env):
+    agents = host_release_agents()
     q = ns_env.qube("fs6")
     q.start()
+    own = q.cgroup("memory") if "memory" in q.cgroups else q.cgroup("")
     r = q.sh("""
 mkdir -p /tmp/cg
-mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null && echo MOUNTED
-mount -t cgroup -o rdma cgroup /tmp/cg 2>/dev/null && echo MOUNTED
-for f in /sys/fs/cgroup/*/release_agent /sys/fs/cgroup/release_agent /tmp/cg/release_agent; do
-  [ -e $f ] && echo /tmp/evil > $f 2>/dev/null && echo WROTE $f
+for t in "-t cgroup -o memory" "-t cgroup -o rdma" "-t cgroup -o none,name=evil" "-t cgroup2"; do
+  if mount $t cgroup /tmp/cg 2>/dev/null; then echo "MOUNTED $t"; else echo "refused rc=$?"; fi
 done
-for f in /sys/fs/cgroup/*/notify_on_release /sys/fs/cgroup/*/cgroup.procs; do
-  [ -e $f ] && echo 1 > $f 2>/dev/null && echo WROTE $f
+echo "fs=$(stat -f -c %T /tmp/cg)"
+grep -c ' - cgroup' /proc/self/mountinfo
+# no guard: every write is tried, and says what happened
+for f in /sys/fs/cgroup/memory/release_agent /sys/fs/cgroup/release_agent /sys/fs/cgroup/memory/notify_on_release \
+         /sys/fs/cgroup/memory/cgroup.procs /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/cgroup.subtree_control; do
+  if (echo /tmp/evil > $f) 2>/dev/null; then echo "WROTE $f"; else echo "denied $f"; fi
 done
+# control: the same write works where writing is allowed
+f=/tmp/control; if (echo x > $f) 2>/dev/null; then echo "wrote-control"; fi
 cat /proc/self/cgroup
 echo end
 """)
-    assert "MOUNTED" not in r.stdout and "WROTE" not in r.stdout, r.stdout
-    assert pathlib.Path("/sys/fs/cgroup/memory/release_agent").read_text().strip() != "/tmp/evil"
+    out = r.stdout
+    assert out.splitlines()[-1] == "end", out
+    assert "MOUNTED" not in out and "WROTE" not in out, out
+    assert out.count("refused rc=32") == 4 and out.count("denied ") == 6 and "wrote-control" in out, out
+    assert "fs=tmpfs" in out or "fs=overlayfs" in out or "fs=ext2/ext3" in out, out  # still a plain dir
+    assert "\n0\n" in out, out  # no cgroup filesystem mounted anywhere inside
+    # nothing changed on the host: release agents, and the qube's own cgroup
+    assert host_release_agents() == agents
+    assert all("/tmp/evil" not in v for v in agents.values())
+    if (own / "notify_on_release").exists():
+        assert (own / "notify_on_release").read_text().strip() == "0"
     # its own cgroup appears as the root: nothing above is named
-    assert ns_env.cgroup_tag() not in r.stdout
+    cg_lines = [l for l in out.splitlines() if l.count(":") >= 2 and l.split(":")[0].isdigit()]
+    assert cg_lines and all(l.endswith(":/") for l in cg_lines), out
+    assert ns_env.cgroup_tag() not in out
 
 
 def test_mknod_and_devices(ns_env):
@@ -172,8 +220,10 @@ ls /dev
 head -c 1 /dev/vda 2>/dev/null && echo VDA
 echo end
 """)
+    assert r.stdout.splitlines()[-1] == "end", r.stdout
     assert "MKNOD" not in r.stdout and "VDA" not in r.stdout
     devs = set(r.stdout.split()) - {"end"}
+    assert {"null", "zero", "tty"} <= devs, devs  # control: ls listed the qube's /dev
     assert devs <= {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm",
                     "fd", "stdin", "stdout", "stderr"}, devs
 
@@ -250,11 +300,15 @@ def test_vchan_dir_cannot_fill_host(ns_env):
 def test_proc_host_state_masked(ns_env):
     q = ns_env.qube("fs13", private=False)
     q.start()
-    r = q.sh("for f in keys timer_list sched_debug kallsyms sysrq-trigger; do "
-             "[ -e /proc/$f ] && echo $f $(wc -c < /proc/$f); done; echo end")
-    for line in r.stdout.splitlines():
-        if line != "end":
-            assert line.split()[1] == "0", line
+    r = q.sh("for f in keys timer_list sched_debug kallsyms sysrq-trigger version; do "
+             "[ -e /proc/$f ] && echo $f $(wc -c < /proc/$f 2>/dev/null || echo unreadable); done; echo end")
+    seen = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line != "end")
+    assert r.stdout.splitlines()[-1] == "end", r.stdout
+    assert int(seen["version"]) > 0, r.stdout  # control: an unmasked file reads as usual
+    for f in ("keys", "timer_list", "sched_debug", "kallsyms"):
+        if os.path.exists(f"/proc/{f}"):  # what the host has, the qube sees empty
+            assert seen.get(f) == "0", (f, r.stdout)
+    assert seen.get("sysrq-trigger", "0") in ("0", "unreadable"), r.stdout
 
 
 def test_symlinked_home_on_private_volume(ns_env):

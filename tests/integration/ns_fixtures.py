@@ -18,7 +18,64 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
-CGROUP_V1 = pathlib.Path("/sys/fs/cgroup")
+
+
+# ---- cgroups, v1 or v2, found the way the kernel reports them ----
+# Nothing here assumes a layout: a qube's cgroup is read from /proc/<init>/cgroup and the
+# hierarchies from /proc/self/mountinfo, so the same tests run on a v1 host (one
+# hierarchy per controller) and on a v2 host (one unified hierarchy, Debian's default).
+
+def cgroup_mounts():
+    """{controller: mount point} for v1 hierarchies, plus {"": mount point} for the v2
+    unified hierarchy if one is mounted."""
+    out = {}
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ", 1)
+        mnt = pathlib.Path(left.split()[4])
+        fstype, _src, opts = right.split()[:3]
+        if fstype == "cgroup2":
+            out.setdefault("", mnt)
+        elif fstype == "cgroup":
+            for o in opts.split(","):
+                if o not in ("rw", "ro") and "=" not in o:
+                    out.setdefault(o, mnt)
+    return out
+
+
+def cgroup_v2_host():
+    """True where the engine uses cgroup v2: /sys/fs/cgroup itself is the unified
+    hierarchy (the engine's own test, statfs of /sys/fs/cgroup)."""
+    return cgroup_mounts().get("") == pathlib.Path("/sys/fs/cgroup")
+
+
+def proc_cgroups(pid):
+    """{controller: cgroup directory} of a process in the hierarchies the engine uses
+    (v2: {"": dir}), leaving out those where it sits at the root (hierarchies the
+    engine does not use)."""
+    mounts, out, v2 = cgroup_mounts(), {}, cgroup_v2_host()
+    for line in pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _hid, ctrls, path = line.split(":", 2)
+        if path == "/" or bool(ctrls) == v2:
+            continue
+        for c in (ctrls.split(",") if ctrls else [""]):
+            if c in mounts:
+                out[c] = mounts[c] / path.lstrip("/")
+    return out
+
+
+def cgroup_hierarchy_roots():
+    """Every distinct mount point of a cgroup hierarchy the engine may use."""
+    m = cgroup_mounts()
+    if cgroup_v2_host():
+        return [m[""]]
+    return sorted({v for k, v in m.items() if k})
+
+
+def cgroup_file(dirs, v1, v2):
+    """dirs: a qube's {controller: dir}. v1 = (controller, file), v2 = file."""
+    if cgroup_v2_host():
+        return dirs[""] / v2
+    return dirs[v1[0]] / v1[1]
 
 
 def _bin():
@@ -55,7 +112,16 @@ class Qube:
         r = self.env.run("start", self.name, "--uid-base", str(self.uid_base), *self.args, extra_env=extra_env)
         if check:
             assert r.returncode == 0, r.stderr
+        if r.returncode == 0:
+            self.record_cgroups()
         return r
+
+    def record_cgroups(self):
+        """Where the kernel says the running qube's init is: kept so that after a kill
+        the test can check that exactly these directories are gone."""
+        self.cgroups = proc_cgroups(self.init_pid())
+        assert self.cgroups, "the qube's init is in no cgroup hierarchy we can see"
+        self.env.cgroup_parents.update(d.parent for d in self.cgroups.values())
 
     def exec(self, *cmd, user=None, input=None, timeout=60, check=False):
         opts = ["--user", user] if user else []
@@ -92,7 +158,21 @@ class Qube:
         return int((self.runtime_dir / "init.pid").read_text().split()[0])
 
     def cgroup(self, ctrl):
-        return CGROUP_V1 / ctrl / self.env.cgroup_tag() / self.name
+        """The qube's cgroup directory for a controller (v1) or its v2 cgroup, as
+        recorded at its last start (so it can be checked after the qube is gone)."""
+        dirs = getattr(self, "cgroups", None)
+        assert dirs, f"{self.name} was never started: no cgroup recorded"
+        if cgroup_v2_host():
+            return dirs[""]
+        return dirs[ctrl]
+
+    def cgroup_file(self, v1, v2):
+        return cgroup_file(self.cgroups, v1, v2)
+
+    def frozen(self):
+        if cgroup_v2_host():
+            return "frozen 1" in (self.cgroup("") / "cgroup.events").read_text().splitlines()
+        return (self.cgroup("freezer") / "freezer.state").read_text().strip() == "FROZEN"
 
 
 class NsEnv:
@@ -104,6 +184,17 @@ class NsEnv:
         self.runtime.mkdir()
         self.qubes = []
         self.template = make_root(base / "tmpl")
+        self.cgroup_parents = set()  # the engine's per-runtime parents, as observed
+        self.cgroups_before = self._engine_cgroups()
+
+    @staticmethod
+    def _engine_cgroups():
+        return {p for r in cgroup_hierarchy_roots() for p in r.glob("bulkhead-*/*") if p.is_dir()}
+
+    def cgroups_named(self, name):
+        """Engine cgroups (bulkhead-*/<name>, in any hierarchy) that appeared since this
+        environment was made: what a failed start must not leave."""
+        return sorted(str(p) for p in self._engine_cgroups() - self.cgroups_before if p.name == name)
 
     def run(self, *args, input=None, timeout=60, extra_env=None):
         env = dict(os.environ, BULKHEAD_RUNTIME=str(self.runtime))
@@ -121,14 +212,9 @@ class NsEnv:
         return (NsEnv._next_range % 30000 + 100) * 65536
 
     def cgroup_tag(self):
-        return self._tag_from_engine()
-
-    def _tag_from_engine(self):
-        # Same FNV-1a as bh_cgroup_tag over the runtime root's real path.
-        h = 1469598103934665603
-        for b in os.path.realpath(self.runtime).encode():
-            h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-        return "bulkhead-%012x" % (h & 0xFFFFFFFFFFFF)
+        """The engine's per-runtime parent cgroup name, as observed on a started qube."""
+        assert self.cgroup_parents, "no qube was started: the tag is unknown"
+        return next(iter(self.cgroup_parents)).name
 
     def qube(self, name, private=True, throwaway=True, root_rw=None, host_usr=True, private_mib=32, extra=()):
         args = []
@@ -153,8 +239,9 @@ class NsEnv:
     def cleanup(self):
         for q in self.qubes:
             self.run("kill", q.name)
-        tag = self._tag_from_engine()
-        leftovers = [str(p) for p in CGROUP_V1.glob(f"*/{tag}") if p.exists()]
+        leftovers = [str(p) for p in self.cgroup_parents if p.exists()]
+        names = {q.name for q in self.qubes}
+        leftovers += [str(p) for p in self._engine_cgroups() - self.cgroups_before if p.name in names]
         loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
         ours = [line for line in loops.splitlines() if str(self.base) in line]
         return leftovers, ours

@@ -9,7 +9,9 @@
 #include "ns.h"
 #include <errno.h>
 #include <linux/capability.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 static const int dropped_caps[] = {
     CAP_SYS_MODULE,     /* kernel modules: host-wide */
@@ -26,7 +28,32 @@ static const int dropped_caps[] = {
     38 /* CAP_PERFMON */, 39 /* CAP_BPF */, 40 /* CAP_CHECKPOINT_RESTORE */,
 };
 
-int bh_confine(bh_error *err)
+#define RAW_NET_MARK "raw-net"
+
+void bh_confine_opts_of(const struct bh_qube_spec *spec, struct bh_confine_opts *o)
+{
+    char path[4200];
+    bh_path_join(path, sizeof path, spec->runtime_dir, RAW_NET_MARK);
+    o->raw_net = access(path, F_OK) == 0; /* absent or unreadable: the strict filter */
+}
+
+int bh_confine_opts_record(const struct bh_qube_spec *spec, bh_error *err)
+{
+    char path[4200];
+    bh_path_join(path, sizeof path, spec->runtime_dir, RAW_NET_MARK);
+    if (!spec->provides_network) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return bh_fail_errno(err, "unlink %s", path);
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bh_fail_errno(err, "create %s", path);
+    close(fd);
+    return 0;
+}
+
+int bh_confine(const struct bh_confine_opts *o, bh_error *err)
 {
     for (size_t i = 0; i < sizeof dropped_caps / sizeof dropped_caps[0]; i++)
         if (prctl(PR_CAPBSET_DROP, dropped_caps[i], 0, 0, 0) < 0 && errno != EINVAL)
@@ -38,5 +65,5 @@ int bh_confine(bh_error *err)
         return bh_fail_errno(err, "no_new_privs");
     if (bh_landlock_apply(err) < 0)
         return -1;
-    return bh_seccomp_apply(err);
+    return bh_seccomp_apply(o, err);
 }

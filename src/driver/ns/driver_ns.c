@@ -62,6 +62,10 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     while (umount2(p.vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
         ;
     (void)rmdir(p.vchan);
+    char mark[4200];
+    bh_path_join(mark, sizeof mark, spec->runtime_dir, "raw-net");
+    (void)unlink(mark);
+    (void)rmdir(spec->runtime_dir); /* empty unless qrexec-daemon still has its files */
     return ret;
 }
 

@@ -48,6 +48,8 @@ static __attribute__((noreturn)) void exec_child(const struct bh_qube_spec *spec
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    struct bh_confine_opts co; /* read on the host's side, before setns */
+    bh_confine_opts_of(spec, &co);
     if (bh_cgroup_ops()->attach_self(tag, spec->name, &e) < 0)
         goto fail;
     int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -77,7 +79,7 @@ static __attribute__((noreturn)) void exec_child(const struct bh_qube_spec *spec
         /* A new session: the caller's controlling terminal (through /dev/tty) is not
          * the qube's to open. */
         (void)setsid();
-        if (bh_confine(&e) < 0)
+        if (bh_confine(&co, &e) < 0)
             goto fail;
         if (lookup_user(user ? user : "root", &uid, &gid, home, sizeof home) < 0) {
             bh_fail(&e, ENOENT, "no user %s in the qube", user);

@@ -45,6 +45,91 @@ static int bind_beneath(int rootfd, const char *src, const char *dst, bool dir, 
     return 0;
 }
 
+/* Parts of sysfs a qube's software reads (CPU topology for thread pools, NUMA nodes
+ * for allocators, its own network devices, THP settings). Everything else in sysfs is
+ * the host's hardware and other qubes' disks: /sys/block and /sys/devices/virtual/block
+ * name every loop device with its backing file (another qube's private.img path, hence
+ * its name) and I/O counters; /sys/kernel has vmcoreinfo and boot_params; /sys/firmware
+ * the host's ACPI/DMI tables. */
+static const char *const sys_kept[] = { "devices/system/cpu", "devices/system/node", "class/net",
+                                        "devices/virtual/net", "kernel/mm/transparent_hugepage" };
+
+/* /sys: a read-only tmpfs holding clones of the kept subtrees of a fresh sysfs (which
+ * shows the qube's own network namespace). Some hosts hide parts of /sys from
+ * namespaces (the kernel then refuses a new sysfs): /sys then stays an empty dir. */
+static int mount_sys(int rootfd, bh_error *err)
+{
+    const unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (mount_at(rootfd, "sys", "sysfs", "sysfs", safe | MS_RDONLY, NULL, err) < 0)
+        return err && err->errnum == EPERM ? 0 : -1;
+    int keep[BH_ARRAY_SIZE(sys_kept)];
+    int ret = -1;
+    for (size_t i = 0; i < BH_ARRAY_SIZE(sys_kept); i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "sys/%s", sys_kept[i]);
+        _cleanup_close_ int fd = bh_open_beneath(rootfd, rel, true);
+        keep[i] = fd < 0 ? -1 : open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    }
+    {
+        char dst[64];
+        _cleanup_close_ int t = bh_open_beneath(rootfd, "sys", true);
+        bh_fd_path(t, dst, sizeof dst);
+        if (t < 0 || umount2(dst, MNT_DETACH) < 0) {
+            bh_fail_errno(err, "unmount the full sysfs");
+            goto out;
+        }
+    }
+    if (mount_at(rootfd, "sys", "tmpfs", "tmpfs", safe, "mode=0755,size=16k,nr_inodes=64", err) < 0)
+        goto out;
+    {
+        _cleanup_close_ int sys = bh_open_beneath(rootfd, "sys", true);
+        if (sys < 0 || bh_mkdir_beneath(sys, "fs", 0755, 0, false, NULL) < 0 ||
+            bh_mkdir_beneath(sys, "fs/cgroup", 0755, 0, false, NULL) < 0) {
+            bh_fail_errno(err, "mkdir in /sys");
+            goto out;
+        }
+        for (size_t i = 0; i < BH_ARRAY_SIZE(sys_kept); i++) {
+            if (keep[i] < 0)
+                continue;
+            char part[128];
+            snprintf(part, sizeof part, "%s", sys_kept[i]);
+            for (char *s = part; (s = strchr(s, '/')); s++) {
+                *s = '\0';
+                int r = bh_mkdir_beneath(sys, part, 0755, 0, false, NULL);
+                *s = '/';
+                if (r < 0) {
+                    bh_fail_errno(err, "mkdir /sys/%s", part);
+                    goto out;
+                }
+            }
+            if (bh_mkdir_beneath(sys, part, 0755, 0, false, NULL) < 0) {
+                bh_fail_errno(err, "mkdir /sys/%s", part);
+                goto out;
+            }
+            _cleanup_close_ int t = bh_open_beneath(sys, part, true);
+            if (t < 0 || move_mount(keep[i], "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+                bh_fail_errno(err, "mount /sys/%s", part);
+                goto out;
+            }
+        }
+    }
+    {
+        char dst[64];
+        _cleanup_close_ int t = bh_open_beneath(rootfd, "sys", true);
+        bh_fd_path(t, dst, sizeof dst);
+        if (t < 0 || mount(NULL, dst, NULL, MS_REMOUNT | MS_RDONLY | safe, "mode=0755,size=16k,nr_inodes=64") < 0) {
+            bh_fail_errno(err, "remount /sys read-only");
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    for (size_t i = 0; i < BH_ARRAY_SIZE(sys_kept); i++)
+        if (keep[i] >= 0)
+            close(keep[i]);
+    return ret;
+}
+
 int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err)
 {
     (void)p;
@@ -54,17 +139,26 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
         return bh_fail_errno(err, "open the new root");
     if (mount_at(rootfd, "proc", "proc", "proc", safe, NULL, err) < 0)
         return -1;
-    /* Host-wide kernel state that proc would show a qube: masked as containers do. */
+    /* Host-wide state that proc would show a qube, masked (read as empty):
+     *  - kernel internals and triggers: kcore, keys, timer_list, sched_debug, kallsyms,
+     *    sysrq-trigger, vmallocinfo;
+     *  - other qubes' disk activity and names: diskstats and partitions list every loop
+     *    device (each qube's private volume) with its I/O counters, swaps the host's
+     *    swap files;
+     *  - host facts no software in a qube needs: cmdline (the host's boot command line),
+     *    iomem/ioports (physical layout, used to defeat KASLR), config.gz, modules,
+     *    bootconfig, mdstat. */
     static const char *masked[] = { "proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug",
-                                    "proc/kallsyms", "proc/sysrq-trigger" };
+                                    "proc/kallsyms", "proc/sysrq-trigger", "proc/vmallocinfo",
+                                    "proc/diskstats", "proc/partitions", "proc/swaps",
+                                    "proc/cmdline", "proc/iomem", "proc/ioports", "proc/config.gz",
+                                    "proc/modules", "proc/bootconfig", "proc/mdstat" };
     for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
         _cleanup_close_ int fd = bh_open_beneath(rootfd, masked[i], false);
         if (fd >= 0 && bind_beneath(rootfd, "dev/null", masked[i], false, err) < 0)
             return -1;
     }
-    /* sysfs read-only; it shows the qube's own network devices. Some hosts hide parts
-     * of /sys from namespaces (the kernel then refuses a new sysfs): not fatal. */
-    if (mount_at(rootfd, "sys", "sysfs", "sysfs", safe | MS_RDONLY, NULL, err) < 0 && err && err->errnum != EPERM)
+    if (mount_sys(rootfd, err) < 0)
         return -1;
     if (mount_at(rootfd, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", err) < 0 &&
         mount_at(rootfd, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", err) < 0)

@@ -28,6 +28,13 @@
 #include <sys/types.h>
 
 #define BH_NS_DEFAULT_PIDS 2048
+/* Per-qube kernel object limits (set in the qube's outer user namespace, see idmap.c;
+ * environment variables of the same name as in idmap.c override them). */
+#define BH_NS_MAX_USER_NS 64          /* nested user namespaces (browser sandboxes) */
+#define BH_NS_MAX_NS 128              /* each other namespace type, beyond the qube's own */
+#define BH_NS_MAX_INOTIFY_INSTANCES 512
+#define BH_NS_MAX_INOTIFY_WATCHES 131072
+#define BH_NS_MAX_FANOTIFY_GROUPS 16
 #define BH_NS_START_TIMEOUT_MS 60000
 #define BH_NS_INIT_PATH "/usr/lib/bulkhead/bulkhead-init"
 #define BH_NS_LIBEXEC_IN_QUBE "/usr/lib/bulkhead"
@@ -70,9 +77,16 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
 /* ---- confine.c, landlock.c, seccomp.c ---- */
 /* Drops the bounding set entries a qube never needs, sets no_new_privs, applies
  * Landlock (if the kernel has it) and the seccomp filter. Last step before exec. */
-int bh_confine(bh_error *err);
+struct bh_confine_opts {
+    bool raw_net; /* AF_PACKET and raw IP sockets (netvms: provides_network) */
+};
+int bh_confine(const struct bh_confine_opts *o, bh_error *err);
 int bh_landlock_apply(bh_error *err); /* 0 applied, 1 not supported, -1 error */
-int bh_seccomp_apply(bh_error *err);
+int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err);
+/* What spawn recorded for `bulkhead-ns exec` (<runtime_dir>/raw-net, host-only): an
+ * exec'd process must be confined exactly like the rest of the qube. */
+void bh_confine_opts_of(const struct bh_qube_spec *spec, struct bh_confine_opts *o);
+int bh_confine_opts_record(const struct bh_qube_spec *spec, bh_error *err);
 
 /* ---- cgroup.c ---- */
 struct bh_cgroup_ops {

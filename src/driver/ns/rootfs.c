@@ -80,6 +80,13 @@ static int bind_node(int devfd, const char *name, bh_error *err)
     return 0;
 }
 
+/* path below p->staging, relative to it (the cwd of stage 1 while it assembles). */
+static const char *rel_to_staging(const struct bh_ns_paths *p, const char *path)
+{
+    size_t n = strlen(p->staging);
+    return strncmp(path, p->staging, n) == 0 && path[n] == '/' ? path + n + 1 : path;
+}
+
 static bool overlay_safe(const char *s)
 {
     return !strpbrk(s, ",:\\");
@@ -146,7 +153,10 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
     }
     if (!overlay_safe(lower) || !overlay_safe(upper) || !overlay_safe(work))
         return bh_fail(err, EINVAL, "runtime path unusable for overlayfs: %s", p->staging);
-    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+    /* Paths relative to the staging dir (our cwd): overlayfs shows its options in the
+     * qube's /proc/self/mountinfo, and the host's runtime path is none of its business. */
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", rel_to_staging(p, lower),
+             rel_to_staging(p, upper), rel_to_staging(p, work));
     if (mount("overlay", p->root, "overlay", MS_NODEV, opts) < 0)
         return bh_fail_errno(err, "mount overlay root");
     return 0;
@@ -185,7 +195,7 @@ static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_path
     JOIN(stub, p->staging, "usrstub");
     if (!overlay_safe(stub) || !overlay_safe(ulow))
         return bh_fail(err, EINVAL, "runtime path unusable for overlayfs");
-    snprintf(opts, sizeof opts, "lowerdir=%s:%s", stub, ulow);
+    snprintf(opts, sizeof opts, "lowerdir=%s:%s", rel_to_staging(p, stub), rel_to_staging(p, ulow));
     _cleanup_close_ int t = target(rootfd, "usr", dst, sizeof dst, err);
     if (t < 0)
         return -1;
@@ -268,6 +278,8 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
         return bh_fail_errno(err, "make / private");
     if (mount_tmpfs(p->staging, "mode=0711,size=1m", MS_NOSUID | MS_NODEV, err) < 0)
         return -1;
+    if (chdir(p->staging) < 0) /* overlay options are given relative to it */
+        return bh_fail_errno(err, "chdir %s", p->staging);
     if (mkdir(p->root, 0755) < 0)
         return bh_fail_errno(err, "mkdir %s", p->root);
     if (assemble_root(spec, p, userns_fd, err) < 0)
@@ -294,9 +306,22 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
         for (const char *const *r = (const char *const[]){ "usr", "usr/lib", "usr/lib/bulkhead", NULL }; *r; r++)
             if (ensure_dir(rootfd, rawfd, *r, spec->uid_base, err) < 0)
                 return -1;
-    _cleanup_close_ int lfd = bh_idmapped_tree(p->libexec, -1, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
-    if (lfd < 0 || attach_at(lfd, rootfd, "usr/lib/bulkhead", err) < 0)
-        return bh_prefix(err, "bulkhead programs");
+    /* Through a read-only overlay whose only layer is given as an fd: a bind would
+     * show the host's path of the programs (a build tree, a prefix) in the qube's
+     * /proc/self/mountinfo; this shows "lowerdir=/proc/self/fd/N". */
+    char opts[64], dst[64];
+    _cleanup_close_ int lib = open(p->libexec, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (lib < 0)
+        return bh_fail_errno(err, "bulkhead programs: open %s", p->libexec);
+    /* Without an upper layer overlayfs wants two lower ones: an empty one below. */
+    if (mkdir("libempty", 0755) < 0)
+        return bh_fail_errno(err, "mkdir %s/libempty", p->staging);
+    snprintf(opts, sizeof opts, "lowerdir=/proc/self/fd/%d:libempty", lib);
+    _cleanup_close_ int t = target(rootfd, "usr/lib/bulkhead", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount("bulkhead", dst, "overlay", MS_RDONLY | MS_NODEV | MS_NOSUID, opts) < 0)
+        return bh_fail_errno(err, "mount the bulkhead programs");
     return 0;
 }
 

@@ -10,8 +10,12 @@
  *    and user namespaces), debugging inside a qube is normal, and a host process that
  *    joins a qube (`bulkhead-ns exec`) stays undumpable with a host-owned memory image
  *    until it execs.
- *  - setns, unshare of non-user namespaces: only the qube's own namespaces are reachable
- *    and it owns them; sandboxes inside a qube (unshare -n) keep working.
+ *  - setns, unshare, clone with namespace flags, nested user namespaces included: only
+ *    the qube's own namespaces are reachable and it owns them; a nested user namespace
+ *    gives nothing the qube's root does not already hold in its own, and browsers'
+ *    sandboxes (Chromium, Firefox) are built on user + PID + network namespaces. How
+ *    many the qube may create is bounded from outside (idmap.c: ucount limits of the
+ *    qube's outer user namespace), which bounds the kernel memory they cost.
  *  - bind/move/remount mount(2) calls: they only rearrange the qube's own (locked) tree;
  *    Landlock forbids them anyway where the kernel has it. */
 #include "ns.h"
@@ -21,6 +25,7 @@
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/socket.h>
 
 struct denied { const char *name; int err; const char *why; };
@@ -73,8 +78,8 @@ static const struct denied denied[] = {
     { "fsmount", EPERM, "new filesystem" },
     { "fspick", EPERM, "filesystem reconfiguration" },
     { "mount_setattr", EPERM, "mount attributes/idmaps" },
-    /* clone3 passes flags in memory that seccomp cannot read; without it libc uses
-     * clone, whose flags we can check (CLONE_NEWUSER below). */
+    /* clone3 passes flags in memory that seccomp cannot read; libc falls back to clone,
+     * whose flags a filter can check should a namespace type ever need denying. */
     { "clone3", ENOSYS, "unfilterable clone flags" },
 };
 
@@ -86,7 +91,7 @@ static int add(scmp_filter_ctx ctx, int err, const char *name, unsigned n, const
     return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO((unsigned)err), nr, n, cmp);
 }
 
-int bh_seccomp_apply(bh_error *err)
+int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
@@ -94,13 +99,6 @@ int bh_seccomp_apply(bh_error *err)
     int r = 0;
     for (size_t i = 0; r == 0 && i < sizeof denied / sizeof denied[0]; i++)
         r = add(ctx, denied[i].err, denied[i].name, 0, NULL);
-
-    /* Nested user namespaces: the gateway of most unprivileged-root kernel exploits; a
-     * qube already is a user namespace and needs no other. Other namespaces (net, mnt,
-     * ...) stay available to the qube's root for its own sandboxes. */
-    struct scmp_arg_cmp nu = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER);
-    if (r == 0) r = add(ctx, EPERM, "clone", 1, &nu);
-    if (r == 0) r = add(ctx, EPERM, "unshare", 1, &nu);
 
     /* mount(2) of a new filesystem (no bind/remount/move/propagation flag). */
     const uint64_t rearrange = MS_BIND | MS_REMOUNT | MS_MOVE | MS_PRIVATE | MS_SLAVE | MS_SHARED | MS_UNBINDABLE;
@@ -116,17 +114,43 @@ int bh_seccomp_apply(bh_error *err)
         r = add(ctx, EPERM, "ioctl", 1, &c);
     }
 
-    /* Socket families: a qube gets Unix, IP, netlink and packet sockets. Others load
-     * rarely-used protocol modules into the host kernel on first use (DCCP, X.25, AF_ALG,
-     * vsock... a long CVE list). The kernel reads the family as 32 bits; any high bit
-     * makes the value >= AF_PACKET+1 and so denied. */
+    /* READ_IMPLIES_EXEC makes every readable mapping executable (W^X gone for the
+     * process and what it execs); no current program needs it. The kernel reads the
+     * persona as 32 bits, and 0xffffffff (all bits, READ_IMPLIES_EXEC included) only
+     * queries: deny every value with that bit and at least one other bit clear, one
+     * rule per other bit (libseccomp takes one comparison per argument and rule). */
+    for (int bit = 0; r == 0 && bit < 32; bit++) {
+        if ((1u << bit) == READ_IMPLIES_EXEC)
+            continue;
+        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, READ_IMPLIES_EXEC | (1u << bit), READ_IMPLIES_EXEC);
+        r = add(ctx, EPERM, "personality", 1, &c);
+    }
+
+    /* Socket families: a qube gets Unix, IP and netlink sockets, and a netvm
+     * (provides_network) packet sockets. Others load rarely-used protocol modules into
+     * the host kernel on first use (DCCP, X.25, AF_ALG, vsock... a long CVE list). The
+     * kernel reads the family as 32 bits; any high bit makes the value >= AF_PACKET+1
+     * and so denied. */
     struct scmp_arg_cmp hi = { .arg = 0, .op = SCMP_CMP_GE, .datum_a = AF_PACKET + 1, .datum_b = 0 };
     if (r == 0) r = add(ctx, EAFNOSUPPORT, "socket", 1, &hi);
     for (int fam = 0; r == 0 && fam <= AF_PACKET; fam++) {
-        if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK || fam == AF_PACKET)
+        if (fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK || (fam == AF_PACKET && o->raw_net))
             continue;
         struct scmp_arg_cmp c = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = (uint64_t)fam, .datum_b = 0 };
         r = add(ctx, EAFNOSUPPORT, "socket", 1, &c);
+    }
+    /* Raw IP sockets (SOCK_RAW, and the obsolete SOCK_PACKET) outside a netvm: they
+     * forge any packet and see every packet of the qube's interfaces, and no software
+     * in an app qube needs them (ping falls back to ICMP datagram sockets). The type
+     * carries SOCK_NONBLOCK/SOCK_CLOEXEC in its high bits: compare the low 4 bits only
+     * (the kernel's SOCK_TYPE_MASK). Only for IP: netlink sockets are SOCK_RAW too
+     * (iproute2), and the family was checked on 32 bits above. */
+    static const int rawtypes[] = { SOCK_RAW, SOCK_PACKET };
+    static const int ipfams[] = { AF_INET, AF_INET6 };
+    for (size_t i = 0; r == 0 && !o->raw_net && i < 4; i++) {
+        struct scmp_arg_cmp c[2] = { SCMP_A0(SCMP_CMP_EQ, (uint64_t)ipfams[i / 2]),
+                                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)rawtypes[i % 2]) };
+        r = add(ctx, EPERM, "socket", 2, c);
     }
     if (r == 0)
         r = seccomp_load(ctx);

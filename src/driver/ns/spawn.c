@@ -83,7 +83,8 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
 {
     bh_error e = { 0 };
     char qid[16], ready[16];
-    if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&e) < 0)
+    struct bh_confine_opts co = { .raw_net = spec->provides_network };
+    if (bh_inside_setup(spec, p, &e) < 0 || bh_confine(&co, &e) < 0)
         goto fail;
     /* The daemon's stdio must not reach the qube (and must not be held open by it);
      * with debug, init's stderr stays the daemon's for diagnosis. */
@@ -258,7 +259,7 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
         return -1;
     if (find_libexec(p.libexec, sizeof p.libexec) < 0)
         return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
-    if (prepare_dirs(spec, &p, err) < 0)
+    if (prepare_dirs(spec, &p, err) < 0 || bh_confine_opts_record(spec, err) < 0)
         return -1;
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
