@@ -2,16 +2,25 @@
  * domain-pre-start, domain-start, domain-start-failed, domain-shutdown, domain-paused,
  * domain-unpaused. The engine's pidfd for a qube's init is watched by the event loop,
  * so a qube that stops on its own (or crashes) is noticed at once, and its volumes,
- * qrexec-daemon and disposable leftovers are cleaned up. */
+ * qrexec-daemon and disposable leftovers are cleaned up.
+ *
+ * A running qube always has its qrexec-daemon: bulkheadd watches each daemon's pidfd and,
+ * when one ends while its qube still runs (killed, crashed, or ended because the agent
+ * hung up), starts a new one at once, without blocking the loop: the new daemon's ready
+ * pipe is watched too. A daemon that keeps dying is restarted at most 4 times in any
+ * 10 s (the tick starts the held-back restart when the window allows). */
 #include "lifecycle.h"
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "events.h"
 #include "io.h"
 #include "log.h"
+#include "net_glue.h"
 #include "loop.h"
+#include "preload.h"
 #include "props.h"
 #include "selfpath.h"
+#include "waiters.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,8 +57,23 @@ static int find_program(const char *name, const char *env, char *out, size_t n)
     return bh_find_near_self(rels, name, X_OK, out, n);
 }
 
+static void qrexec_unwatch(struct bh_qube *q)
+{
+    if (q->rt.qrexec_pidfd >= 0) {
+        bh_loop_del(q->rt.qrexec_pidfd);
+        close(q->rt.qrexec_pidfd);
+        q->rt.qrexec_pidfd = -1;
+    }
+    if (q->rt.qrexec_readyfd >= 0) {
+        bh_loop_del(q->rt.qrexec_readyfd);
+        close(q->rt.qrexec_readyfd);
+        q->rt.qrexec_readyfd = -1;
+    }
+}
+
 static void qrexec_stop(struct bh_qube *q)
 {
+    qrexec_unwatch(q); /* an intended stop is not a death to repair */
     if (q->rt.qrexec_pid > 0) {
         kill(q->rt.qrexec_pid, SIGTERM);
         /* It exits at once on TERM; don't let a stuck one hold the loop. */
@@ -89,7 +114,10 @@ static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
     unlink(path);
 }
 
-static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
+/* Forks and execs the qube's qrexec-daemon; *ready_fd gets '1' once it serves. 0 = no
+ * qrexec-daemon installed (the qube runs without qrexec). */
+static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *default_user, int *ready_fd,
+                        bh_error *err)
 {
     char prog[PATH_MAX];
     if (find_program("qrexec-daemon", "BULKHEAD_QREXEC_DAEMON", prog, sizeof prog) < 0) {
@@ -125,29 +153,149 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
             dup2(devnull, 0);
         setsid();
         execl(prog, "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir, "--ready-fd", rfd,
-              "--startup-timeout", timeout, "--default-user", sb->spec.default_user ? sb->spec.default_user : "user",
+              "--startup-timeout", timeout, "--default-user", default_user,
               "--policy-dir", policy, have_ask ? "--ask-program" : (char *)NULL, ask, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
     q->rt.qrexec_pid = pid;
-    struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+    *ready_fd = pfd[0];
+    return 1;
+}
+
+static void qrexec_write_pidfile(struct bh_app *app, struct bh_qube *q)
+{
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    char path[4200], pidtxt[16];
+    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
+    int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)q->rt.qrexec_pid);
+    (void)bh_write_runtime_file(path, pidtxt, (size_t)n, 0644);
+    bh_glue_spec_free(&sb);
+}
+
+static void on_qrexec_exit(void *ctx, uint32_t ev);
+
+/* Watches the daemon's pidfd so that its end is noticed at once (the tick is the fallback
+ * where pidfd_open is missing). */
+static void qrexec_watch(struct bh_qube *q)
+{
+    int fd = -1;
+#ifdef SYS_pidfd_open
+    fd = (int)syscall(SYS_pidfd_open, q->rt.qrexec_pid, 0);
+#endif
+    if (fd >= 0 && bh_loop_add(fd, EPOLLIN, on_qrexec_exit, (void *)(uintptr_t)q->qid) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    q->rt.qrexec_pidfd = fd;
+}
+
+static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
+{
+    int rfd = -1;
+    int r = qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", &rfd, err);
+    if (r <= 0)
+        return r;
+    struct pollfd p = { .fd = rfd, .events = POLLIN };
     char c = 0;
     int ms = (int)bh_qube_prop_int(app, q, "qrexec_timeout") * 1000;
-    int r;
     while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
         ;
-    bool ready = r == 1 && read(pfd[0], &c, 1) == 1 && c == '1';
-    close(pfd[0]);
+    bool ready = r == 1 && read(rfd, &c, 1) == 1 && c == '1';
+    close(rfd);
     if (!ready) {
         qrexec_stop(q);
         return bh_fail(err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
     }
-    char path[4200], pidtxt[16];
-    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb->runtime);
-    int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)pid);
-    (void)bh_write_runtime_file(path, pidtxt, (size_t)n, 0644);
+    qrexec_watch(q);
+    qrexec_write_pidfile(app, q);
     return 0;
+}
+
+/* ---- a dead qrexec-daemon is replaced ---- */
+
+/* The qube's init still runs (its engine watch fd has not fired): a daemon that ended
+ * because the qube is stopping is not replaced; halted() cleans up. */
+static bool qube_alive(struct bh_qube *q)
+{
+    if (q->rt.state != BH_STATE_RUNNING && q->rt.state != BH_STATE_PAUSED)
+        return false;
+    if (q->rt.pidfd < 0)
+        return true;
+    struct pollfd p = { .fd = q->rt.pidfd, .events = POLLIN };
+    return poll(&p, 1, 0) == 0;
+}
+
+static void on_qrexec_ready(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->rt.qrexec_readyfd < 0)
+        return;
+    char c = 0;
+    bool ready = read(q->rt.qrexec_readyfd, &c, 1) == 1 && c == '1';
+    bh_loop_del(q->rt.qrexec_readyfd);
+    close(q->rt.qrexec_readyfd);
+    q->rt.qrexec_readyfd = -1;
+    if (ready) {
+        qrexec_write_pidfile(lc_app, q);
+        bh_info("%s: qrexec-daemon restarted (pid %d)", q->name, (int)q->rt.qrexec_pid);
+    }
+    /* not ready: it exits, and its pidfd brings us back */
+}
+
+static void qrexec_restart(struct bh_qube *q)
+{
+    int64_t now = bh_now_ms();
+    int64_t *t = q->rt.qrexec_restart_ms;
+    if (t[0] && now - t[0] < 10000)
+        return; /* 4 restarts within 10 s: the tick retries when the window allows */
+    memmove(t, t + 1, 3 * sizeof *t);
+    t[3] = now;
+    struct bh_spec_buf sb;
+    bh_glue_spec(lc_app, q, &sb);
+    bh_error err = { 0 };
+    int rfd = -1;
+    int r = qrexec_spawn(lc_app, q, sb.spec.default_user ? sb.spec.default_user : "user", &rfd, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        bh_warn("%s: restarting qrexec-daemon: %s", q->name, err.msg);
+    if (r <= 0)
+        return;
+    if (bh_loop_add(rfd, EPOLLIN, on_qrexec_ready, (void *)(uintptr_t)q->qid) < 0) {
+        close(rfd);
+        rfd = -1;
+    }
+    q->rt.qrexec_readyfd = rfd;
+    qrexec_watch(q);
+}
+
+/* The daemon is gone (pidfd, or the tick's waitpid): reap it, and replace it while the
+ * qube runs. */
+static void qrexec_died(struct bh_qube *q, int status)
+{
+    qrexec_unwatch(q);
+    q->rt.qrexec_pid = 0;
+    if (!qube_alive(q))
+        return;
+    if (WIFSIGNALED(status))
+        bh_warn("%s: qrexec-daemon killed by signal %d; starting a new one", q->name, WTERMSIG(status));
+    else
+        bh_warn("%s: qrexec-daemon exited with %d; starting a new one", q->name, WEXITSTATUS(status));
+    qrexec_restart(q);
+}
+
+static void on_qrexec_exit(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->rt.qrexec_pid <= 0)
+        return;
+    int st = 0;
+    pid_t r = waitpid(q->rt.qrexec_pid, &st, WNOHANG);
+    if (r == q->rt.qrexec_pid || (r < 0 && errno == ECHILD))
+        qrexec_died(q, st);
 }
 
 /* ---- exit handling ---- */
@@ -182,6 +330,11 @@ static void stop_volumes(struct bh_app *app, struct bh_qube *q)
     bh_glue_sq_free(&b);
 }
 
+static void answer_waiters(void *ctx)
+{
+    bh_waiters_halted(lc_app, (uint32_t)(uintptr_t)ctx);
+}
+
 static void remove_disposable(void *ctx)
 {
     struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
@@ -205,10 +358,16 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
     qrexec_stop(q);
+    bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
+    /* The engine and qrexec-daemon have removed what they made in the qube's runtime
+     * dir: the dir goes too (a start makes it again), or every disposable would leave
+     * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
+    (void)rmdir(sb.runtime);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
+    bh_preload_halted(app, q);
     if (!dispose)
         stop_volumes(app, q);
     bh_glue_spec_free(&sb);
@@ -216,15 +375,30 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     q->rt.state = BH_STATE_HALTED;
     q->rt.shutdown_requested = false;
     q->rt.start_time = 0;
-    const char *kv[] = { "xid", "-1", NULL };
     if (crashed && !was_halting)
         bh_info("%s: stopped unexpectedly", q->name);
-    emit(q, "domain-shutdown", kv);
+    /* As qubesd: domain-stopped, then domain-shutdown, neither with arguments; then
+     * the runtime properties read their defaults again. */
+    emit(q, "domain-stopped", NULL);
+    emit(q, "domain-shutdown", NULL);
+    static const char *const prs[] = { "xid", "stubdom_xid", "start_time" };
+    for (size_t i = 0; i < sizeof prs / sizeof *prs; i++) {
+        char ev[48];
+        snprintf(ev, sizeof ev, "property-reset:%s", prs[i]);
+        const char *kv[] = { "name", prs[i], NULL };
+        emit(q, ev, kv);
+    }
     /* A used disposable is destroyed with every byte it wrote, right after the reply
      * that reported its end (Kill, or the event), so that nobody waits for the
      * removal of its volumes. */
     if (dispose)
         bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
+    /* Calls waiting for this halt (Shutdown with wait, a Start during Halting) are
+     * answered once everything above is done, a disposable's removal included. */
+    if (dispose)
+        bh_loop_defer(answer_waiters, (void *)(uintptr_t)q->qid);
+    else
+        bh_waiters_halted(app, q->qid);
 }
 
 static void on_pidfd(void *ctx, uint32_t ev)
@@ -242,10 +416,11 @@ static void on_tick(void *ctx)
     int64_t now = bh_now_ms();
     for (size_t i = 0; i < lc_app->nqubes; i++) {
         struct bh_qube *q = lc_app->qubes[i];
-        if (q->rt.qrexec_pid > 0 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == q->rt.qrexec_pid) {
-            bh_warn("%s: qrexec-daemon exited", q->name);
-            q->rt.qrexec_pid = 0;
-        }
+        int st = 0;
+        if (q->rt.qrexec_pid > 0 && waitpid(q->rt.qrexec_pid, &st, WNOHANG) == q->rt.qrexec_pid)
+            qrexec_died(q, st);
+        else if (q->rt.qrexec_pid <= 0 && q->klass != BH_ADMINVM && qube_alive(q) && q->rt.qrexec_restart_ms[0])
+            qrexec_restart(q); /* a restart held back by the rate limit */
         if (q->rt.state == BH_STATE_HALTING && now > q->rt.shutdown_deadline_ms) {
             bh_info("%s: did not stop within shutdown_timeout: killing", q->name);
             struct bh_exc e = { 0 };
@@ -289,6 +464,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     emit(q, "domain-pre-start", NULL);
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
+        r = bh_net_glue_prestart(app, q, &sb.spec, &err);
+    if (r == 0)
         r = drv->start(&sb.spec, &err);
     if (r == 0) {
         watch(q, drv, &sb.spec);
@@ -303,6 +480,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0) {
         unwatch(q);
         q->rt.state = BH_STATE_HALTED;
+        bh_net_glue_stopped(app, q);
         (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
         bh_glue_sq_free(&b);
         bh_glue_spec_free(&sb);
@@ -314,6 +492,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_spec_free(&sb);
     q->rt.state = BH_STATE_RUNNING;
     q->rt.start_time = (int64_t)time(NULL);
+    bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
     return 0;
@@ -322,7 +501,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 static int need_running(struct bh_qube *q, struct bh_exc *e)
 {
     if (!bh_qube_is_running(q))
-        return bh_exc(e, "QubesVMNotStartedError", "Domain is powered off: %s", q->name);
+        return bh_exc(e, "QubesVMNotStartedError", "Domain is powered off: '%s'", q->name);
     return 0;
 }
 
@@ -335,15 +514,19 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
         size_t off = 0;
         for (size_t i = 0; i < app->nqubes; i++) {
             struct bh_qube *o = app->qubes[i];
-            _cleanup_free_ char *n = bh_qube_is_running(o) && o != q ? bh_qube_prop(app, o, "netvm") : NULL;
+            /* As Qubes: preloaded disposables do not hold their netvm up. */
+            bool preload = o->klass == BH_DISPVM && bh_kv_get(&o->features, "preload-dispvm");
+            _cleanup_free_ char *n = bh_qube_is_running(o) && o != q && !preload ? bh_qube_prop(app, o, "netvm") : NULL;
             if (n && !strcmp(n, q->name) && off < sizeof users)
                 off += (size_t)snprintf(users + off, sizeof users - off, "%s%s", off ? ", " : "", o->name);
         }
         if (off)
-            return bh_exc(e, "QubesVMError", "There are other VMs connected to this VM: %s", users);
+            return bh_exc(e, "QubesVMInUseError", "There are other VMs connected to this VM: %s", users);
     }
     if (q->rt.state == BH_STATE_HALTING)
         return 0;
+    const char *pre[] = { "force", force ? "True" : "False", NULL };
+    emit(q, "domain-pre-shutdown", pre);
     const struct bh_driver *drv = bh_glue_driver(app, q);
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -380,9 +563,9 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 static int set_paused(struct bh_app *app, struct bh_qube *q, bool pause, struct bh_exc *e)
 {
     if (pause && q->rt.state != BH_STATE_RUNNING)
-        return bh_exc(e, "QubesVMNotRunningError", "Domain is not running: %s", q->name);
+        return bh_exc(e, "QubesVMNotRunningError", "Domain not running (either powered off or paused): '%s'", q->name);
     if (!pause && q->rt.state != BH_STATE_PAUSED)
-        return bh_exc(e, "QubesVMNotPausedError", "Domain is not paused: %s", q->name);
+        return bh_exc(e, "QubesVMNotPausedError", "Domain is not paused: '%s'", q->name);
     const struct bh_driver *drv = bh_glue_driver(app, q);
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -441,6 +624,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         }
         bh_glue_spec_free(&sb);
     }
+    bh_net_glue_adopted(app);
     /* Then autostart, as Qubes does at boot. */
     for (size_t i = 0; autostart && i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];
