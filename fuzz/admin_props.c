@@ -4,7 +4,8 @@
  * Start with its netvm chain, Shutdown, Kill, Pause, Unpause, disposables).
  *
  * The lifecycle runs against an in-memory engine and storage, swapped in at link time
- * (-Wl,--wrap, see src/admin/meson.build): no process, file or mount is made. The fake
+ * (-Wl,--wrap, see src/admin/meson.build), and without the network glue (namespaces,
+ * links, nftables: kernel state): no process, file, mount or namespace is made. The fake
  * engine refuses to start a qube whose memory is 1 more than a multiple of 5, the fake
  * storage refuses to prepare a qube whose name ends in "-broken", so that the failure
  * paths are reached too. Checks that every reply is well-formed and that, after every
@@ -24,13 +25,6 @@
 #include <string.h>
 
 static struct bh_app app;
-
-int bh_server_subscribe(void *conn, const char *filter)
-{
-    (void)conn;
-    (void)filter;
-    return -1;
-}
 
 /* ---- the in-memory engine: which qids run, nothing else ---- */
 
@@ -125,6 +119,16 @@ int __wrap_bh_glue_runtime_check(struct bh_app *a, bh_error *err)
     (void)a, (void)err;
     return 0;
 }
+
+/* The network side (namespaces, links, nftables) works on the kernel: not here. */
+int __wrap_bh_net_glue_prestart(struct bh_app *a, struct bh_qube *q, const struct bh_qube_spec *spec, bh_error *err)
+{
+    (void)a, (void)q, (void)spec, (void)err;
+    return 0;
+}
+void __wrap_bh_net_glue_started(struct bh_app *a, struct bh_qube *q) { (void)a, (void)q; }
+void __wrap_bh_net_glue_stopped(struct bh_app *a, struct bh_qube *q) { (void)a, (void)q; }
+void __wrap_bh_net_glue_adopted(struct bh_app *a) { (void)a; }
 
 /* ---- the harness ---- */
 
