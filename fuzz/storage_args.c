@@ -31,9 +31,18 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
         struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20 };
         struct bh_storage_qube w = { .name = "work", .klass = "AppVM", .template_name = "tpl",
                                      .private_size = 16 << 20, .revisions_to_keep = 1 };
+        /* Revisions are taken at start (prepare), so a start and a stop make the one
+         * revision that names are checked against. */
+        struct bh_volume_layout l = { 0 };
         if (bh_volumes_create(pool, &t, NULL) < 0 || bh_volumes_create(pool, &w, NULL) < 0 ||
-            bh_volumes_stopped(pool, &w, NULL) < 0)
+            bh_volumes_prepare(pool, &w, &l, NULL) < 0)
             abort();
+        bh_volume_layout_free(&l);
+        char *revs = NULL;
+        if (bh_volumes_stopped(pool, &w, NULL) < 0 || bh_volume_list_snapshots(pool, &w, "private", &revs, NULL) < 0 ||
+            !revs || !revs[0])
+            abort(); /* no revision: the revision-name paths would never be reached */
+        free(revs);
     }
     char s[256];
     if (n >= sizeof s)
