@@ -6,8 +6,15 @@
  *                                qrexec-client-vm (which is the data stream's server)
  *   SERVICE_REFUSED           -> tell that qrexec-client-vm "refused" (it exits 126)
  * and it forwards the qube's own calls (from qrexec-client-vm on the trigger socket) to the
- * daemon as TRIGGER_SERVICE3. Everything here is the qube's own business: the daemon
- * treats what we send as untrusted. */
+ * daemon as TRIGGER_SERVICE4 (protocol 4) or TRIGGER_SERVICE3 (a version-3 daemon).
+ *
+ * The trigger socket (/run/qubes/qrexec-agent) is Qubes' local interface, byte for byte:
+ * qrexec-client-vm sends {u32 0x213, u32 len} {char source[64]; char target[64];
+ * char ident[32]; char service[]} (Qubes R4.3+; R4.1-R4.2's 0x212 without source is
+ * taken too); the answer is the raw {u32 domain; u32 port} of the data stream, or EOF
+ * when refused. The client closing the socket ends the call (CONNECTION_TERMINATED).
+ * Everything here is the qube's own business: the daemon treats what we send as
+ * untrusted. */
 #include "buf.h"
 #include "cleanup.h"
 #include "io.h"
@@ -31,19 +38,21 @@
 #define DEFAULT_TRIGGER "/run/qubes/qrexec-agent"
 #define MAX_TRIGGERS 64
 #define MAX_CHILDREN 256
-#define TRIGGER_MAX_MSG (8 + 96 + 4096) /* local requests: service names are short */
+/* a local request: the fixed part and a service+arg as long as Qubes allows */
+#define TRIGGER_MAX_MSG (8 + 2 * BH_QX_TARGET_LEN + BH_QX_IDENT_LEN + BH_QX_MAX_SERVICE)
 
 static const char *vchan_dir;
 static int own_domid;
 static struct bh_qx_spawn_opts spawn_opts;
 static int data_timeout_ms = 10000;
 static int ctrl = -1;
+static uint32_t ctrl_version; /* agreed with the daemon */
 
 /* A qrexec-client-vm waiting for its call to be connected or refused. */
 struct trigger {
     int fd;
     bh_buf in;
-    bool sent;               /* TRIGGER_SERVICE3 went to the daemon */
+    bool sent;               /* the trigger went to the daemon */
     char ident[BH_QX_IDENT_LEN];
     uint32_t domain, port;   /* after SERVICE_CONNECT: wait for EOF, then report */
     bool connected;
@@ -268,9 +277,9 @@ static void handle_trigger_input(struct trigger *t)
     struct bh_qx_hdr h;
     bh_error err = { 0 };
     bh_qx_hdr_decode((const uint8_t *)t->in.data, &h);
-    if (h.type != BH_QX_MSG_TRIGGER_SERVICE3 || bh_qx_check_header(&h, BH_QX_FROM_AGENT, &err) < 0 ||
-        h.len > TRIGGER_MAX_MSG - 8) {
-        bh_warn("bad request from qrexec-client-vm");
+    if ((h.type != BH_QX_MSG_TRIGGER_SERVICE4 && h.type != BH_QX_MSG_TRIGGER_SERVICE3) ||
+        bh_qx_check_header(&h, BH_QX_FROM_AGENT, &err) < 0 || h.len > TRIGGER_MAX_MSG - 8) {
+        bh_warn("invalid request received from qrexec-client-vm (type 0x%x, %u bytes)", h.type, h.len);
         trigger_close(t);
         return;
     }
@@ -288,7 +297,17 @@ static void handle_trigger_input(struct trigger *t)
     }
     /* The ident is ours, unique per pending call; the client's is ignored. */
     snprintf(t->ident, sizeof t->ident, "SOCKET%u", ++ident_counter);
-    if (bh_qx_send_trigger3(ctrl, tr.target, t->ident, tr.service) < 0) {
+    int r2;
+    if (ctrl_version >= 4) {
+        r2 = bh_qx_send_trigger4(ctrl, tr.source, tr.target, t->ident, tr.service);
+    } else if (tr.source[0]) {
+        bh_warn("call as %s refused: the daemon speaks protocol 3, which has no source", tr.source);
+        trigger_close(t);
+        return;
+    } else {
+        r2 = bh_qx_send_trigger3(ctrl, tr.target, t->ident, tr.service);
+    }
+    if (r2 < 0) {
         trigger_close(t);
         return;
     }
@@ -416,6 +435,7 @@ int main(int argc, char **argv)
                         close(fd);
                     } else {
                         ctrl = fd;
+                        ctrl_version = ver;
                         bh_info("daemon connected, protocol %u", ver);
                     }
                 }

@@ -24,7 +24,9 @@ static void usage(void)
     fprintf(stderr, "usage: qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]\n"
                     "  -t, --filter-escape-chars-stdout   -T, --filter-escape-chars-stderr\n"
                     "  --no-filter-escape-chars-stdout    --no-filter-escape-chars-stderr\n"
-                    "  --agent-socket=PATH                -w, --timeout=SECONDS\n");
+                    "  --agent-socket=PATH                -w, --timeout=SECONDS\n"
+                    "  -p, --prefix-data=DATA (sent before stdin)\n"
+                    "  -s, --source-qube=QUBE (a RemoteVM's relay only; others are refused)\n");
     exit(2);
 }
 
@@ -34,14 +36,16 @@ int main(int argc, char **argv)
     const char *agent = getenv("QREXEC_AGENT_SOCKET");
     if (!agent || !*agent)
         agent = "/run/qubes/qrexec-agent";
-    int fout = -1, ferr = -1, timeout_s = 10;
+    int fout = -1, ferr = -1, timeout_s = 120; /* Qubes' default: a disposable may start first */
+    const char *prefix = NULL, *source = "";
     static const struct option lo[] = {
         { "filter-escape-chars-stdout", no_argument, 0, 't' }, { "filter-escape-chars-stderr", no_argument, 0, 'T' },
         { "no-filter-escape-chars-stdout", no_argument, 0, 1 }, { "no-filter-escape-chars-stderr", no_argument, 0, 2 },
         { "agent-socket", required_argument, 0, 'a' }, { "timeout", required_argument, 0, 'w' },
-        { "buffer-size", required_argument, 0, 'b' }, { 0, 0, 0, 0 } };
+        { "buffer-size", required_argument, 0, 'b' }, { "prefix-data", required_argument, 0, 'p' },
+        { "source-qube", required_argument, 0, 's' }, { 0, 0, 0, 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "+tTa:w:", lo, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+tTa:w:p:s:", lo, NULL)) != -1) {
         switch (o) {
         case 't': fout = 1; break;
         case 'T': ferr = 1; break;
@@ -50,6 +54,12 @@ int main(int argc, char **argv)
         case 'a': agent = optarg; break;
         case 'w': timeout_s = atoi(optarg); break;
         case 'b': break; /* accepted for compatibility; our buffers are not vchan rings */
+        case 'p':
+            if (prefix)
+                usage();
+            prefix = optarg;
+            break;
+        case 's': source = optarg; break;
         default: usage();
         }
     }
@@ -61,7 +71,8 @@ int main(int argc, char **argv)
     for (char *c = target; *c; c++) /* Qubes' old "$keyword" spelling */
         if (*c == '$')
             *c = '@';
-    if (!bh_qx_target_valid(target) || !bh_qx_service_valid(service)) {
+    if (!bh_qx_target_valid(target) || !bh_qx_service_valid(service) ||
+        (source[0] && !bh_qx_target_valid(source)) || (prefix && strlen(prefix) > BH_QX_MAX_CHUNK)) {
         fprintf(stderr, "qrexec-client-vm: invalid target or service name\n");
         return 2;
     }
@@ -77,7 +88,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "qrexec-client-vm: %s\n", err.msg);
         return 125;
     }
-    if (bh_qx_send_trigger3(tfd, target, "SOCKET", service) < 0) {
+    /* Qubes R4.3's request (the agent answers an R4.2 daemon with TRIGGER_SERVICE3) */
+    if (bh_qx_send_trigger4(tfd, source, target, "SOCKET", service) < 0) {
         perror("qrexec-client-vm: sending request");
         return 125;
     }
@@ -108,6 +120,10 @@ int main(int argc, char **argv)
     uint32_t ver;
     if (bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
         fprintf(stderr, "qrexec-client-vm: %s\n", err.msg);
+        return 125;
+    }
+    if (prefix && *prefix && bh_qx_send(sock, BH_QX_MSG_DATA_STDIN, prefix, strlen(prefix)) < 0) {
+        perror("qrexec-client-vm: sending prefix data");
         return 125;
     }
     struct bh_qx_stream s = { .sock = sock, .is_service = false, .in_fd = 1, .out_fd = 0, .err_fd = 2,

@@ -66,6 +66,8 @@ int bh_qx_check_header(const struct bh_qx_hdr *h, enum bh_qx_peer from, bh_error
         switch (h->type) {
         case BH_QX_MSG_TRIGGER_SERVICE3:
             return range(h, TRIGGER3_FIXED + 1, TRIGGER3_FIXED + BH_QX_MAX_SERVICE, err);
+        case BH_QX_MSG_TRIGGER_SERVICE4:
+            return range(h, TRIGGER4_FIXED + 1, TRIGGER4_FIXED + BH_QX_MAX_SERVICE, err);
         case BH_QX_MSG_CONNECTION_TERMINATED:
             return range(h, 8, 8, err);
         }
@@ -169,6 +171,8 @@ int bh_qx_parse_trigger(uint32_t type, const uint8_t *p, size_t len, struct bh_q
             return -1;
         p += BH_QX_TARGET_LEN;
     }
+    /* The fields are char[N] and "null terminated": past the NUL, Qubes' senders leave
+     * zeros (memset + strncpy), and so do we; the reader only looks up to the NUL. */
     if (fixed_str(out->target, p, BH_QX_TARGET_LEN, "target", err) < 0 ||
         fixed_str(out->ident, p + BH_QX_TARGET_LEN, BH_QX_IDENT_LEN, "ident", err) < 0)
         return -1;
@@ -179,6 +183,8 @@ int bh_qx_parse_trigger(uint32_t type, const uint8_t *p, size_t len, struct bh_q
     out->service = svc;
     if (!bh_qx_target_valid(out->target))
         return bh_fail(err, EINVAL, "invalid target name");
+    if (out->source[0] && !bh_qx_target_valid(out->source))
+        return bh_fail(err, EINVAL, "invalid source name");
     if (!bh_qx_service_valid(out->service))
         return bh_fail(err, EINVAL, "invalid service name");
     /* The ident is the agent's business; Qubes allows spaces in it. */
@@ -279,12 +285,14 @@ int bh_qx_send(int fd, uint32_t type, const void *body, size_t len)
     return bh_qx_send2(fd, type, body, len, NULL, 0);
 }
 
-int bh_qx_send_hello(int fd)
+int bh_qx_send_hello_v(int fd, uint32_t version)
 {
     uint8_t v[4];
-    put32(v, BH_QX_VERSION);
+    put32(v, version);
     return bh_qx_send(fd, BH_QX_MSG_HELLO, v, 4);
 }
+
+int bh_qx_send_hello(int fd) { return bh_qx_send_hello_v(fd, BH_QX_VERSION); }
 
 int bh_qx_send_exec(int fd, uint32_t type, uint32_t domain, uint32_t port, const char *cmdline,
                     size_t n)
@@ -309,6 +317,17 @@ int bh_qx_send_trigger3(int fd, const char *target, const char *ident, const cha
     strncpy((char *)fixed, target, BH_QX_TARGET_LEN - 1);
     strncpy((char *)fixed + BH_QX_TARGET_LEN, ident, BH_QX_IDENT_LEN - 1);
     return bh_qx_send2(fd, BH_QX_MSG_TRIGGER_SERVICE3, fixed, sizeof fixed, service, strlen(service) + 1);
+}
+
+int bh_qx_send_trigger4(int fd, const char *source, const char *target, const char *ident,
+                        const char *service)
+{
+    uint8_t fixed[TRIGGER4_FIXED];
+    memset(fixed, 0, sizeof fixed);
+    strncpy((char *)fixed, source, BH_QX_TARGET_LEN - 1);
+    strncpy((char *)fixed + BH_QX_TARGET_LEN, target, BH_QX_TARGET_LEN - 1);
+    strncpy((char *)fixed + 2 * BH_QX_TARGET_LEN, ident, BH_QX_IDENT_LEN - 1);
+    return bh_qx_send2(fd, BH_QX_MSG_TRIGGER_SERVICE4, fixed, sizeof fixed, service, strlen(service) + 1);
 }
 
 int bh_qx_recv(int fd, enum bh_qx_peer from, struct bh_qx_hdr *h, uint8_t **body, bh_error *err)
@@ -341,8 +360,21 @@ int bh_qx_recv(int fd, enum bh_qx_peer from, struct bh_qx_hdr *h, uint8_t **body
 
 int bh_qx_handshake(int fd, enum bh_qx_peer from, uint32_t *version, bh_error *err)
 {
-    if (bh_qx_send_hello(fd) < 0)
+    return bh_qx_handshake_v(fd, from, BH_QX_VERSION, version, err);
+}
+
+int bh_qx_handshake_v(int fd, enum bh_qx_peer from, uint32_t mine, uint32_t *version, bh_error *err)
+{
+    if (bh_qx_send_hello_v(fd, mine) < 0)
         return bh_fail_errno(err, "sending HELLO");
+    uint32_t theirs = 0;
+    if (bh_qx_recv_hello(fd, from, &theirs, err) < 0)
+        return -1;
+    return bh_qx_negotiate(mine, theirs, version, err);
+}
+
+int bh_qx_recv_hello(int fd, enum bh_qx_peer from, uint32_t *theirs, bh_error *err)
+{
     struct bh_qx_hdr h;
     uint8_t *b;
     int r = bh_qx_recv(fd, from, &h, &b, err);
@@ -350,11 +382,8 @@ int bh_qx_handshake(int fd, enum bh_qx_peer from, uint32_t *version, bh_error *e
         return bh_fail(err, ECONNRESET, "peer closed before HELLO");
     if (r < 0)
         return bh_prefix(err, "HELLO");
-    uint32_t theirs = 0;
-    int ok = h.type == BH_QX_MSG_HELLO ? bh_qx_parse_hello(b, h.len, &theirs, err)
+    int ok = h.type == BH_QX_MSG_HELLO ? bh_qx_parse_hello(b, h.len, theirs, err)
                                        : bh_fail(err, EPROTO, "expected HELLO, got %s", bh_qx_type_name(h.type));
     free(b);
-    if (ok < 0)
-        return -1;
-    return bh_qx_negotiate(BH_QX_VERSION, theirs, version, err);
+    return ok;
 }

@@ -25,7 +25,12 @@ enum {
     BH_QX_MSG_HELLO = 0x300,
 };
 
-#define BH_QX_VERSION 3           /* what we speak (Qubes R4.1+) */
+/* Versions, as qubes-core-qrexec 4.3+ (libqrexec/qrexec.h):
+ *  - agent <-> daemon (control channel) and every data stream: we speak 4 (4 added
+ *    TRIGGER_SERVICE4; 3 is Qubes R4.1-R4.2), both ends use the lower of the two HELLOs;
+ *  - dom0 client <-> daemon socket: always 3 (Qubes' QREXEC_CLIENT_PROTOCOL_VERSION). */
+#define BH_QX_VERSION 4           /* what we speak on control channels and data streams */
+#define BH_QX_CLIENT_VERSION 3    /* what a daemon and its local clients say */
 #define BH_QX_MIN_VERSION 3       /* below: refused (64 KiB chunks and TRIGGER_SERVICE3 needed) */
 #define BH_QX_MAX_CHUNK 65536u    /* data chunk limit for protocol 3+ */
 #define BH_QX_MAX_CMDLINE 65535u  /* Qubes' MAX_QREXEC_CMD_LEN, NUL included */
@@ -96,18 +101,28 @@ bool bh_qx_ident_valid(const char *s);
 /* Writers. All return 0 or -1 with errno. */
 int bh_qx_send(int fd, uint32_t type, const void *body, size_t len);
 int bh_qx_send2(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* HELLO {version}; bh_qx_send_hello() sends BH_QX_VERSION. */
 int bh_qx_send_hello(int fd);
+int bh_qx_send_hello_v(int fd, uint32_t version);
 int bh_qx_send_exec(int fd, uint32_t type, uint32_t domain, uint32_t port, const char *cmdline,
                     size_t cmdline_len_with_nul);
 int bh_qx_send_exit_code(int fd, int32_t code);
 int bh_qx_send_trigger3(int fd, const char *target, const char *ident, const char *service);
+/* source "" = none (the caller is the source; a name is only for a RemoteVM's relay). */
+int bh_qx_send_trigger4(int fd, const char *source, const char *target, const char *ident,
+                        const char *service);
 
 /* Reads one whole message with a blocking fd: header checked for `from`, body into a
  * malloc'd buffer (*body, NUL-appended for convenience). 0 ok, -1 error, 1 clean EOF
  * before any byte. */
 int bh_qx_recv(int fd, enum bh_qx_peer from, struct bh_qx_hdr *h, uint8_t **body, bh_error *err);
 
-/* Both ends send HELLO, then read the other's; returns the negotiated version. */
+/* Both ends send HELLO {BH_QX_VERSION}, then read the other's; returns the negotiated
+ * version (control channel from the agent's side, data streams). */
 int bh_qx_handshake(int fd, enum bh_qx_peer from, uint32_t *version, bh_error *err);
+/* The same with an explicit version to send (a daemon's local clients say 3). */
+int bh_qx_handshake_v(int fd, enum bh_qx_peer from, uint32_t mine, uint32_t *version, bh_error *err);
+/* Reads one HELLO and checks it is one (the side that waits for the peer's HELLO first). */
+int bh_qx_recv_hello(int fd, enum bh_qx_peer from, uint32_t *theirs, bh_error *err);
 
 const char *bh_qx_type_name(uint32_t type);

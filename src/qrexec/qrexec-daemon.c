@@ -1,16 +1,20 @@
 /* qrexec-daemon: the host side of one running qube (bulkheadd spawns one per qube).
  *
- *  - connects to the qube's agent control socket <vchan-dir>/vchan.<qid>.0.512.sock, HELLO;
+ *  - connects to the qube's agent control socket <vchan-dir>/vchan.<qid>.0.512.sock and
+ *    waits for the agent's HELLO, answering with the lower of its version and ours (4);
  *  - listens on <runtime>/qubes/<name>/qrexec.sock for dom0 clients (qrexec-client, and
  *    other daemons connecting calls to this qube); for each EXEC_CMDLINE/JUST_EXEC it
  *    allocates a data port, answers {qid, port} and forwards the command to the agent;
- *  - handles the qube's own calls (TRIGGER_SERVICE3): the source is this daemon's qube,
- *    never a name from the message; policy decides (decide.c); if allowed, a child connects
- *    the call to the target's daemon and relays the two halves of the data stream between
- *    the two qubes' vchan dirs (each qube only ever sees its own dir).
+ *  - handles the qube's own calls (TRIGGER_SERVICE3, and TRIGGER_SERVICE4 under protocol
+ *    4): the source is this daemon's qube, never a name from the message; policy decides
+ *    (decide.c); if allowed, a child connects the call to the target's daemon and relays
+ *    the two halves of the data stream between the two qubes' vchan dirs (each qube only
+ *    ever sees its own dir).
  *
- * Everything from the agent is parsed by proto.c with hard limits; a malformed or
- * stalled message ends the daemon (the qube loses qrexec, nothing else does). */
+ * Everything from the agent is read without blocking (reader.c) and parsed by proto.c
+ * with hard limits. A message that is unknown, breaks a limit or is not valid refuses
+ * that one request (SERVICE_REFUSED when it names one), with a log line naming the qube
+ * and the type; the daemon and the qube's other calls go on. */
 #include "admin_client.h"
 #include "cleanup.h"
 #include "daemon_paths.h"
@@ -19,6 +23,7 @@
 #include "log.h"
 #include "names.h"
 #include "proto.h"
+#include "reader.h"
 #include "relay.h"
 #include "service.h"
 #include "stream.h"
@@ -27,6 +32,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +54,8 @@ static const char *qube_name, *runtime, *vchan_dir, *sock_path, *default_user = 
 static const char *dom0_service_path;
 static uint32_t qid;
 static int ctrl = -1;
+static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
+static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
 static struct bh_qx_policy_ctx policy_ctx;
 
@@ -155,7 +163,7 @@ static void handle_client_cmd(int ci)
     if (clients[ci].st == C_HELLO) {
         uint32_t v, use;
         if (h.type != BH_QX_MSG_HELLO || bh_qx_parse_hello(body, h.len, &v, &err) < 0 ||
-            bh_qx_negotiate(BH_QX_VERSION, v, &use, &err) < 0) {
+            bh_qx_negotiate(BH_QX_CLIENT_VERSION, v, &use, &err) < 0) {
             bh_warn("client HELLO refused: %s", err.msg[0] ? err.msg : "not a HELLO");
             client_close(ci);
             return;
@@ -326,7 +334,8 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &err);
     uint32_t ver;
-    if (tfd < 0 || bh_qx_handshake(tfd, BH_QX_FROM_CLIENT, &ver, &err) < 0) {
+    /* we are that daemon's local client: its HELLO comes first, ours says 3 */
+    if (tfd < 0 || bh_qx_handshake_v(tfd, BH_QX_FROM_CLIENT, BH_QX_CLIENT_VERSION, &ver, &err) < 0) {
         bh_warn("target %s: %s", d.target, err.msg);
         call_exit(1);
     }
@@ -390,19 +399,72 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     call_exit(0);
 }
 
+/* Log lines about a qube's bad messages are the qube's to cause: at most a few per
+ * second reach the log, the rest are counted. */
+static void refusal_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void refusal_log(const char *fmt, ...)
+{
+    static long long window;
+    static unsigned in_window, dropped;
+    long long now = bh_now_ms();
+    if (now - window >= 1000) {
+        if (dropped)
+            bh_warn("%s: %u more refused messages not logged", qube_name, dropped);
+        window = now;
+        in_window = dropped = 0;
+    }
+    if (++in_window > 10) {
+        dropped++;
+        return;
+    }
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    bh_warn("%s", line);
+}
+
+/* A trigger's ident, if the (possibly bad) message has a readable one: the refusal
+ * names the request, so the caller's qrexec-client-vm learns "refused" at once. */
+static bool trigger_ident(uint32_t type, const uint8_t *p, size_t len, char ident[BH_QX_IDENT_LEN])
+{
+    size_t off = type == BH_QX_MSG_TRIGGER_SERVICE4 ? 2 * BH_QX_TARGET_LEN
+               : type == BH_QX_MSG_TRIGGER_SERVICE3 ? BH_QX_TARGET_LEN : 0;
+    if (!off || len < off + BH_QX_IDENT_LEN || !memchr(p + off, 0, BH_QX_IDENT_LEN))
+        return false;
+    memcpy(ident, p + off, BH_QX_IDENT_LEN);
+    return bh_qx_ident_valid(ident);
+}
+
+/* p/len: the message's first bytes (all of it, or what a skipped one kept); total: its
+ * announced length. */
+static void refuse_message(uint32_t type, uint32_t total, const uint8_t *p, size_t len, const char *why)
+{
+    char ident[BH_QX_IDENT_LEN];
+    bool named = trigger_ident(type, p, len, ident);
+    refusal_log("%s: refused %s message (type 0x%x, %u bytes) from its agent: %s%s%s", qube_name,
+                bh_qx_type_name(type), type, total, why, named ? "; refused request " : "", named ? ident : "");
+    if (named)
+        send_refused(ident);
+}
+
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
 {
     bh_error err = { 0 };
     struct bh_qx_trigger t;
+    if (type == BH_QX_MSG_TRIGGER_SERVICE4 && ctrl_version < 4) {
+        refuse_message(type, (uint32_t)len, body, len, "TRIGGER_SERVICE4 needs protocol 4, the agent agreed on 3");
+        return;
+    }
     if (bh_qx_parse_trigger(type, body, len, &t, &err) < 0) {
-        /* The ident may be fine even when the rest is not: refuse that call. */
-        char ident[BH_QX_IDENT_LEN];
-        bh_warn("bad call request from %s: %s", qube_name, err.msg);
-        if (len >= BH_QX_TARGET_LEN + BH_QX_IDENT_LEN &&
-            memchr(body + BH_QX_TARGET_LEN, 0, BH_QX_IDENT_LEN)) {
-            memcpy(ident, body + BH_QX_TARGET_LEN, BH_QX_IDENT_LEN);
-            send_refused(ident);
-        }
+        refuse_message(type, (uint32_t)len, body, len, err.msg);
+        return;
+    }
+    if (t.source[0]) {
+        /* As Qubes' policy: a requested source is only for a RemoteVM whose relay is the
+         * caller. Bulkhead has no RemoteVM, so a qube can only call as itself. */
+        refuse_message(type, (uint32_t)len, body, len, "a requested source is only authorized for a RemoteVM");
         return;
     }
     int slot = -1;
@@ -471,31 +533,57 @@ static void handle_trig_answer(struct trig *t)
         ctrl_fail("send", strerror(errno));
 }
 
-static void handle_agent(void)
+static void dispatch_agent_message(const struct bh_qx_hdr *h, const uint8_t *body)
 {
     bh_error err = { 0 };
-    struct bh_qx_hdr h;
-    _cleanup_free_ uint8_t *body = NULL;
-    int r = bh_qx_recv(ctrl, BH_QX_FROM_AGENT, &h, &body, &err);
-    if (r == 1) {
+    switch (h->type) {
+    case BH_QX_MSG_TRIGGER_SERVICE3:
+    case BH_QX_MSG_TRIGGER_SERVICE4:
+        handle_trigger(body, h->len, h->type);
+        break;
+    case BH_QX_MSG_CONNECTION_TERMINATED: {
+        uint32_t dom, port;
+        if (bh_qx_parse_terminated(body, h->len, &dom, &port, &err) == 0)
+            port_release(dom, port);
+        break;
+    }
+    default: /* HELLO again: the header check lets it through for the handshake only */
+        refuse_message(h->type, h->len, body, h->len, "not expected after the handshake");
+    }
+}
+
+/* Reads what the agent has sent so far (non-blocking) and handles every whole message. */
+static void handle_agent(void)
+{
+    static uint8_t buf[65536];
+    /* never blocks (whatever the agent does); the fd itself stays blocking for writes,
+     * which SO_SNDTIMEO bounds */
+    ssize_t r = recv(ctrl, buf, sizeof buf, MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (r <= 0) {
+        if (r < 0)
+            ctrl_fail("read", strerror(errno));
+        if (bh_qx_reader_partial(&ctrl_reader))
+            bh_warn("agent of %s hung up in the middle of a message", qube_name);
         bh_info("agent of %s disconnected", qube_name);
         unlink(sock_path);
         exit(0);
     }
-    if (r < 0)
-        ctrl_fail("protocol error", err.msg);
-    switch (h.type) {
-    case BH_QX_MSG_TRIGGER_SERVICE3:
-        handle_trigger(body, h.len, h.type);
-        break;
-    case BH_QX_MSG_CONNECTION_TERMINATED: {
-        uint32_t dom, port;
-        if (bh_qx_parse_terminated(body, h.len, &dom, &port, &err) == 0)
-            port_release(dom, port);
-        break;
-    }
-    default:
-        ctrl_fail("unexpected message", bh_qx_type_name(h.type));
+    size_t off = 0;
+    while (off < (size_t)r) {
+        enum bh_qx_read_event ev;
+        long k = bh_qx_reader_feed(&ctrl_reader, buf + off, (size_t)r - off, &ev);
+        if (k < 0)
+            ctrl_fail("reading", "out of memory");
+        off += (size_t)k;
+        if (ev == BH_QX_READ_MSG) {
+            dispatch_agent_message(&ctrl_reader.hdr, ctrl_reader.body);
+            bh_qx_reader_free(&ctrl_reader);
+        } else if (ev == BH_QX_READ_SKIPPED) {
+            refuse_message(ctrl_reader.hdr.type, ctrl_reader.hdr.len, ctrl_reader.prefix, ctrl_reader.prefix_have,
+                           ctrl_reader.why.msg);
+        }
     }
 }
 
@@ -596,12 +684,18 @@ int main(int argc, char **argv)
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    set_rcv_timeout(ctrl, 10); /* a qube that stalls mid-message loses its daemon */
-    uint32_t ver;
-    if (bh_qx_handshake(ctrl, BH_QX_FROM_AGENT, &ver, &err) < 0) {
-        bh_err("agent of %s: %s", qube_name, err.msg);
+    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
+     * that stops reading makes a send fail, not block the daemon). */
+    set_rcv_timeout(ctrl, 10);
+    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
+    uint32_t theirs = 0, ver;
+    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
+        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
         return 1;
     }
+    ctrl_version = ver;
+    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
     _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
@@ -664,7 +758,7 @@ int main(int argc, char **argv)
                         ci = i;
                         break;
                     }
-                if (ci < 0 || bh_qx_send_hello(fd) < 0) {
+                if (ci < 0 || bh_qx_send_hello_v(fd, BH_QX_CLIENT_VERSION) < 0) {
                     close(fd);
                     continue;
                 }

@@ -14,7 +14,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from qrexec_fixtures import MSG, World, bin_path, hello, msg, trigger3  # noqa: E402
+from qrexec_fixtures import MSG, World, bin_path, hello, msg, trigger3, trigger4  # noqa: E402
 
 
 @pytest.fixture
@@ -71,11 +71,11 @@ def start_daemon(world, qube, *extra):
     return d, r
 
 
-def evil_qube(world, name="evil", qid=7):
+def evil_qube(world, name="evil", qid=7, version=3):
     from qrexec_fixtures import Qube
     q = Qube(world, name, qid)
     world.qubes[name] = q
-    fa = FakeAgent(q)
+    fa = FakeAgent(q, version)
     d, ready = start_daemon(world, q)
     fa.accept()
     assert os.read(ready, 1) == b"1"
@@ -117,17 +117,35 @@ def test_source_is_what_the_daemon_knows(world):
     assert (personal.home / "who").read_text() == "evil\n"
 
 
-def test_trigger4_with_a_claimed_source_is_not_taken(world):
+def still_serves(fa, ident="OK1", target="personal"):
+    """The positive control after an attack: the qube's next call is answered."""
+    fa.conn.sendall(trigger3(target, ident, "test.Who"))
+    t, body = fa.recv_msg()
+    assert t in (MSG["SERVICE_CONNECT"], MSG["REFUSED"])
+    assert body[-32:].rstrip(b"\0") == ident.encode()
+    return t
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_trigger4_with_a_claimed_source_is_not_taken(world, version):
+    """A qube can only call as itself: a TRIGGER_SERVICE4 source (Qubes: only a RemoteVM's
+    relay may name one) refuses that call; the daemon goes on."""
     world.service("test.Who", "#!/bin/sh\ntouch \"$HOME/ran\"\n")
     world.allow_call("test.Who", "work", "personal")
+    world.allow_call("test.Who", "evil", "personal")
     world.qube("work", 5)
     personal = world.qube("personal", 6)
-    q, fa, d = evil_qube(world)
-    body = b"work".ljust(64, b"\0") + b"personal".ljust(64, b"\0") + b"ID".ljust(32, b"\0") + b"test.Who\0"
-    fa.conn.sendall(msg(MSG["TRIGGER4"], body))
-    assert d.wait(10) != 0  # protocol violation: the daemon of that qube ends
+    q, fa, d = evil_qube(world, version=version)
+    fa.conn.sendall(trigger4("work", "personal", "ID", "test.Who"))
+    t, body = fa.recv_msg()
+    assert (t, body) == (MSG["REFUSED"], b"ID".ljust(32, b"\0"))
+    assert d.poll() is None
     time.sleep(0.3)
     assert not (personal.home / "ran").exists()
+    log = world.log_text("daemon-evil")
+    assert "evil: refused TRIGGER_SERVICE4 message" in log
+    assert ("RemoteVM" if version == 4 else "needs protocol 4") in log
+    assert still_serves(fa) == MSG["SERVICE_CONNECT"]
 
 
 @pytest.mark.parametrize("service", ["test.Who+x work", "../../bin/sh", "test.Who\nname personal", "a" * 40,
@@ -153,20 +171,66 @@ def test_service_name_injection_refused(world, service):
     assert "denied by" not in log, log
 
 
-def test_oversized_message_ends_only_that_daemon(world):
-    work = world.qube("work", 5)
+@pytest.mark.parametrize("kind", ["unknown", "over-limit", "short", "hello-again", "terminated-len"])
+def test_bad_message_refuses_only_that_message(world, kind):
+    """Unknown type, a length outside its type's limits, a second HELLO: that one message
+    is refused (with its request's ident when it has one) and logged with the qube and
+    the type; the daemon lives and the qube's next call is served."""
+    world.allow_call("test.Who", "evil", "personal")
+    world.qube("personal", 6)
     q, fa, d = evil_qube(world)
-    fa.conn.sendall(struct.pack("<II", MSG["TRIGGER3"], 0xFFFFFFFF))
-    assert d.wait(10) != 0
-    assert not (q.dir / "qrexec.sock").exists()
-    r = world.client("work", "user:echo still-here")
-    assert r.stdout == b"still-here\n"
+    fixed = b"personal".ljust(64, b"\0") + b"BAD1".ljust(32, b"\0")
+    wire, logged, refused = {
+        "unknown": (msg(0x999, b"x" * 100), "refused unknown message (type 0x999, 100 bytes)", False),
+        "over-limit": (msg(MSG["TRIGGER3"], fixed + b"a" * 65001),
+                       "refused TRIGGER_SERVICE3 message (type 0x212, 65097 bytes)", True),
+        "short": (msg(MSG["TRIGGER3"], fixed), "refused TRIGGER_SERVICE3 message (type 0x212", True),
+        "hello-again": (hello(3), "refused HELLO message (type 0x300, 4 bytes)", False),
+        "terminated-len": (msg(MSG["TERMINATED"], b"\0" * 12), "refused CONNECTION_TERMINATED message", False),
+    }[kind]
+    fa.conn.sendall(wire)
+    if refused:
+        assert fa.recv_msg() == (MSG["REFUSED"], b"BAD1".ljust(32, b"\0"))
+    assert still_serves(fa) == MSG["SERVICE_CONNECT"]
+    assert d.poll() is None
+    assert logged in world.log_text("daemon-evil")
 
 
-def test_truncated_message_does_not_stall_forever(world):
+def test_huge_length_costs_only_the_qubes_own_calls(world):
+    """A header announcing 4 GiB is skipped as it arrives, never allocated; meanwhile
+    dom0's commands still reach the qube (the daemon is not blocked on it)."""
     q, fa, d = evil_qube(world)
-    fa.conn.sendall(struct.pack("<II", MSG["TRIGGER3"], 200) + b"x" * 10)
-    assert d.wait(30) != 0  # receive timeout, then exit
+    fa.conn.sendall(struct.pack("<II", MSG["TRIGGER3"], 0xFFFFFFFF) + b"x" * 100000)
+    th = threading.Thread(target=world.client, args=("evil", "user:true"), kwargs=dict(timeout=20))
+    th.start()
+    t, body = fa.recv_msg()
+    assert t == MSG["EXEC"] and body.endswith(b"user:true\0")
+    assert d.poll() is None
+    rss = int(next(line.split()[1] for line in open(f"/proc/{d.pid}/status") if line.startswith("VmRSS")))
+    assert rss < 64 * 1024  # KiB: nothing near the announced size was allocated
+    fa.conn.close()  # the qube hangs up: the daemon ends as for a stopped qube
+    assert d.wait(10) == 0
+    th.join(25)
+
+
+def test_truncated_message_does_not_stall_the_daemon(world):
+    """A qube that stops mid-message stalls nobody: dom0's commands go on, and the message
+    is handled when the rest arrives."""
+    world.allow_call("test.Who", "evil", "personal")
+    world.qube("personal", 6)
+    q, fa, d = evil_qube(world)
+    whole = trigger3("personal", "HALF", "test.Who")
+    fa.conn.sendall(whole[:30])
+    th = threading.Thread(target=world.client, args=("evil", "user:true"), kwargs=dict(timeout=20))
+    th.start()
+    t, body = fa.recv_msg()
+    assert t == MSG["EXEC"]
+    fa.conn.sendall(whole[30:])
+    t, body = fa.recv_msg()
+    assert t == MSG["SERVICE_CONNECT"] and body[8:].rstrip(b"\0") == b"HALF"
+    assert d.poll() is None
+    fa.conn.close()
+    th.join(25)
 
 
 def test_flood_of_calls_costs_only_the_flooder(world):
@@ -238,13 +302,36 @@ def test_hostile_data_stream_to_dom0_client(world):
     assert r.stdout == b""
 
 
-def test_agent_speaking_v4_gets_v3(world):
+@pytest.mark.parametrize("theirs,agreed", [(4, 4), (3, 3), (5, 4)])
+def test_agent_hello_gets_the_lower_version(world, theirs, agreed):
     from qrexec_fixtures import Qube
     q = Qube(world, "newer", 8)
-    fa = FakeAgent(q, version=4)
+    fa = FakeAgent(q, version=theirs)
     d, ready = start_daemon(world, q)
-    fa.accept()
+    fa.srv.settimeout(10)
+    fa.conn, _ = fa.srv.accept()
+    # As Qubes' daemon: it waits for the agent's HELLO, then answers with the agreed version.
+    fa.conn.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        fa.conn.recv(1)
+    fa.conn.sendall(hello(theirs))
+    fa.conn.settimeout(10)
+    assert fa.recv_exact(12) == bytes.fromhex("00030000 04000000") + struct.pack("<I", agreed)
     assert os.read(ready, 1) == b"1"
     os.close(ready)
-    assert "agent protocol 3" in world.log_text("daemon-newer")
+    assert f"agent protocol {agreed}" in world.log_text("daemon-newer")
+    fa.close()
+
+
+def test_agent_below_version_3_is_refused(world):
+    from qrexec_fixtures import Qube
+    q = Qube(world, "old", 8)
+    fa = FakeAgent(q, version=2)
+    d, ready = start_daemon(world, q)
+    fa.srv.settimeout(10)
+    fa.conn, _ = fa.srv.accept()
+    fa.conn.sendall(hello(2))
+    assert d.wait(10) == 1
+    assert os.read(ready, 1) == b""
+    os.close(ready)
     fa.close()

@@ -38,6 +38,12 @@ def trigger3(target, ident, service):
                + service.encode() + b"\0")
 
 
+def trigger4(source, target, ident, service):
+    """Qubes R4.3's MSG_TRIGGER_SERVICE4: {source[64], target[64], ident[32], service\\0}."""
+    return msg(MSG["TRIGGER4"], source.encode().ljust(64, b"\0") + target.encode().ljust(64, b"\0")
+               + ident.encode().ljust(32, b"\0") + service.encode() + b"\0")
+
+
 def bin_path(name):
     """dom0 programs are in src/qrexec, in-qube ones in src/agent (the qubes' programs dir)."""
     for d in (BIN, BUILD / "src" / "agent"):

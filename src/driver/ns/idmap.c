@@ -13,20 +13,143 @@
 #include <stdio.h>
 #include <string.h>
 #include <sched.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int write_map(pid_t pid, const char *file, uid_t base, uint32_t count, bh_error *err)
+static int write_map(pid_t pid, const char *file, uid_t inner, uid_t base, uint32_t count, bh_error *err)
 {
     char path[64], line[64];
     snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
-    int n = snprintf(line, sizeof line, "0 %u %u\n", (unsigned)base, count);
+    int n = snprintf(line, sizeof line, "%u %u %u\n", (unsigned)inner, (unsigned)base, count);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, line, (size_t)n) != n)
         return bh_fail_errno(err, "writing %s", path);
     return 0;
+}
+
+/* Kernel objects a qube's root may create, counted for the whole qube (all its UIDs and
+ * nested namespaces) by the kernel's per-user-namespace ucounts. */
+static const struct { const char *sysctl; const char *env; long def; } limits[] = {
+    { "max_user_namespaces", "BULKHEAD_NS_MAX_USER_NAMESPACES", BH_NS_MAX_USER_NS },
+    { "max_net_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_mnt_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_pid_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_ipc_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_uts_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_cgroup_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_time_namespaces", "BULKHEAD_NS_MAX_NAMESPACES", BH_NS_MAX_NS },
+    { "max_inotify_instances", "BULKHEAD_NS_MAX_INOTIFY_INSTANCES", BH_NS_MAX_INOTIFY_INSTANCES },
+    { "max_inotify_watches", "BULKHEAD_NS_MAX_INOTIFY_WATCHES", BH_NS_MAX_INOTIFY_WATCHES },
+    { "max_fanotify_groups", "BULKHEAD_NS_MAX_FANOTIFY_GROUPS", BH_NS_MAX_FANOTIFY_GROUPS },
+};
+
+static long limit_value(size_t i)
+{
+    const char *e = getenv(limits[i].env);
+    char *end;
+    long v = e && *e ? strtol(e, &end, 10) : -1;
+    if (v < 0 || v > 0x7fffffffL || (e && *end))
+        v = limits[i].def;
+    /* The qube's own namespaces (made by stage 1) count too. */
+    return i <= 7 ? v + 1 : v;
+}
+
+/* The holder, in its outer namespace: sets the limits (the sysctls of /proc/sys/user
+ * are those of the writer's user namespace; its creator has CAP_SYS_RESOURCE there). */
+static int set_limits(void)
+{
+    for (size_t i = 0; i < BH_ARRAY_SIZE(limits); i++) {
+        char path[96], val[32];
+        snprintf(path, sizeof path, "/proc/sys/user/%s", limits[i].sysctl);
+        int n = snprintf(val, sizeof val, "%ld\n", limit_value(i));
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT) /* an older kernel without this counter */
+                continue;
+            return -1;
+        }
+        ssize_t w = write(fd, val, (size_t)n);
+        close(fd);
+        if (w != n)
+            return -1;
+    }
+    return 0;
+}
+
+/* The holder's steps, each answered by the parent (maps written) before the next. */
+/* The qube's namespace's maps are written from its parent (the outer one): the kernel
+ * takes them only from a process in the namespace itself or in its parent. */
+static int map_inner(pid_t holder_pid, uid_t base, uint32_t count, int go)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char c;
+        if (read(go, &c, 1) != 1 || c != 'q')
+            _exit(1);
+        _exit(write_map(holder_pid, "uid_map", 0, base, count, NULL) < 0 ||
+              write_map(holder_pid, "gid_map", 0, base, count, NULL) < 0);
+    }
+    return pid;
+}
+
+static __attribute__((noreturn)) void holder(uid_t base, uint32_t count, int up, int down)
+{
+    char c;
+    /* Owner of the outer namespace: the qube's first host UID, not host root, so that
+     * the kernel's host-wide per-user counters (inotify instances, namespaces, ...) of
+     * this qube are its own and never host root's (which bulkheadd itself needs).
+     * CAP_SYS_ADMIN is kept across the UID change: some kernels allow creating user
+     * namespaces to privileged callers only. */
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2] = { { 0 } };
+    c = 'e';
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresgid(base, base, base) < 0 ||
+        setresuid(base, base, base) < 0)
+        goto out;
+    d[0].permitted = d[0].effective = 1u << CAP_SYS_ADMIN;
+    if (syscall(SYS_capset, &h, d) < 0)
+        goto out;
+    /* The UID change made us undumpable, which gives our /proc files to host root; the
+     * helper that maps the inner namespace (UID base, no host capability) opens them.
+     * No qube process can see this one (PID namespaces). */
+    if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 || unshare(CLONE_NEWUSER) < 0)
+        goto out;
+    c = 'o';
+    if (write(up, &c, 1) != 1 || read(down, &c, 1) != 1 || c != 'g')
+        _exit(1);
+    c = 'e';
+    int go[2];
+    if (set_limits() < 0 || (c = 'p', pipe2(go, O_CLOEXEC) < 0))
+        goto out;
+    c = 'm';
+    pid_t mapper = map_inner(getpid(), base, count, go[0]);
+    if (mapper < 0)
+        goto out;
+    int st = 1;
+    char q = 'q';
+    if (unshare(CLONE_NEWUSER) == 0 && write(go[1], &q, 1) == 1) {
+        while (waitpid(mapper, &st, 0) < 0 && errno == EINTR)
+            ;
+    } else {
+        kill(mapper, SIGKILL);
+        while (waitpid(mapper, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (st == 0)
+        c = 'u';
+out:
+    if (write(up, &c, 1) != 1)
+        _exit(1);
+    (void)!read(down, &c, 1);
+    _exit(0);
 }
 
 int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
@@ -46,23 +169,32 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
         return bh_fail_errno(err, "fork");
     }
     if (pid == 0) {
-        /* Holder: only lives until the parent has the namespace fd. */
-        char c = unshare(CLONE_NEWUSER) == 0 ? 'u' : 'e';
-        if (write(up[1], &c, 1) != 1)
-            _exit(1);
-        (void)!read(down[0], &c, 1);
-        _exit(0);
+        close(up[0]);
+        close(down[1]);
+        holder(base, count, up[1], down[0]);
     }
     close(up[1]);
     close(down[0]);
     int ret = -1;
     char c = 0;
-    if (read(up[0], &c, 1) != 1 || c != 'u') {
-        bh_fail(err, EPERM, "creating the user namespace failed");
+    /* Outer namespace: the qube's range mapped to itself, limits set inside it by the
+     * holder; the qube's root has no capability there, so it cannot raise them. */
+    if (read(up[0], &c, 1) != 1 || c != 'o') {
+        bh_fail(err, EPERM, "creating the qube's outer user namespace failed");
         goto out;
     }
-    if (write_map(pid, "uid_map", base, count, err) < 0 || write_map(pid, "gid_map", base, count, err) < 0)
+    if (write_map(pid, "uid_map", base, base, count, err) < 0 || write_map(pid, "gid_map", base, base, count, err) < 0) {
+        bh_prefix(err, "the qube's outer user namespace");
         goto out;
+    }
+    c = 'g';
+    if (write(down[1], &c, 1) != 1 || read(up[0], &c, 1) != 1 || c != 'u') {
+        bh_fail(err, EPERM, "creating the qube's user namespace failed (%s)",
+                c == 'e' ? "limits" : c == 'm' ? "maps" : "namespace");
+        goto out;
+    }
+    /* The qube's namespace (mapped by the holder's helper): its 0..count-1 are the
+     * outer (= host) base..base+count-1. */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
     ret = open(path, O_RDONLY | O_CLOEXEC);

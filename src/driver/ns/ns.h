@@ -28,6 +28,13 @@
 #include <sys/types.h>
 
 #define BH_NS_DEFAULT_PIDS 2048
+/* Per-qube kernel object limits (set in the qube's outer user namespace, see idmap.c;
+ * environment variables of the same name as in idmap.c override them). */
+#define BH_NS_MAX_USER_NS 64          /* nested user namespaces (browser sandboxes) */
+#define BH_NS_MAX_NS 128              /* each other namespace type, beyond the qube's own */
+#define BH_NS_MAX_INOTIFY_INSTANCES 512
+#define BH_NS_MAX_INOTIFY_WATCHES 131072
+#define BH_NS_MAX_FANOTIFY_GROUPS 16
 #define BH_NS_START_TIMEOUT_MS 60000
 #define BH_NS_INIT_PATH "/usr/lib/bulkhead/bulkhead-init"
 #define BH_NS_LIBEXEC_IN_QUBE "/usr/lib/bulkhead"
