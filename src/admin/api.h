@@ -16,6 +16,7 @@ struct bh_call {
     struct bh_exc *exc;
     void *conn;             /* the connection, for streaming calls */
     bool stream;            /* set by admin.Events: keep the connection open */
+    bool park;              /* set by calls that answer later (waiters.h): no reply now */
 };
 
 typedef int (*bh_handler)(struct bh_call *c);
@@ -35,6 +36,7 @@ struct bh_method {
 
 /* Dispatches one parsed request; writes the full response (ok/exception) into out.
  * Returns 1 if the connection becomes a stream (admin.Events), 0 otherwise. */
+enum { BH_DISPATCH_REPLIED = 0, BH_DISPATCH_STREAM = 1, BH_DISPATCH_PARKED = 2 };
 int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, void *conn);
 
 /* Tables contributed by each api_*.c file, NULL-name terminated. */

@@ -4,6 +4,7 @@
 #include "lifecycle.h"
 #include "preload.h"
 #include "props.h"
+#include "waiters.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,10 +138,30 @@ static int not_dom0(struct bh_call *c)
     return 0;
 }
 
+/* How long a parked call waits: the engine kills a qube at shutdown_timeout, so the
+ * halt comes by then; the margin covers the cleanup. */
+static int64_t halt_wait_ms(struct bh_call *c)
+{
+    return bh_qube_prop_int(c->app, c->dest, "shutdown_timeout") * 1000 + 10000;
+}
+
+static int park(struct bh_call *c, enum bh_wait_kind kind)
+{
+    if (bh_waiters_add(c->dest, kind, c->conn, halt_wait_ms(c), c->exc) < 0)
+        return -1;
+    c->park = true;
+    return 0;
+}
+
 static int vm_start(struct bh_call *c)
 {
     if (not_dom0(c) < 0)
         return -1;
+    /* qubesd would answer at once without starting anything (the qube is not
+     * Halted); a client that shut the qube down and starts it again means "start it
+     * once it is down", so the reply waits for the halt and then for the start. */
+    if (c->dest->rt.state == BH_STATE_HALTING && c->conn)
+        return park(c, BH_WAIT_START);
     return bh_lifecycle_start(c->app, c->dest, c->exc);
 }
 
@@ -149,16 +170,23 @@ static int vm_shutdown(struct bh_call *c)
     if (not_dom0(c) < 0)
         return -1;
     /* Argument: "", "force", "wait", "force+wait". */
-    bool force = false;
+    bool force = false, wait = false;
     _cleanup_free_ char *arg = strdup(c->req->arg);
     char *save = NULL;
     for (char *t = strtok_r(arg, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
         if (!strcmp(t, "force"))
             force = true;
-        else if (strcmp(t, "wait") != 0)
+        else if (!strcmp(t, "wait"))
+            wait = true;
+        else
             return bh_exc(c->exc, "PermissionDenied", "Invalid shutdown argument");
     }
-    return bh_lifecycle_shutdown(c->app, c->dest, force, c->exc);
+    if (bh_lifecycle_shutdown(c->app, c->dest, force, c->exc) < 0)
+        return -1;
+    /* As qubesd: with wait, the reply comes once the qube is Halted and cleaned up. */
+    if (wait && c->conn && bh_qube_is_running(c->dest))
+        return park(c, BH_WAIT_SHUTDOWN);
+    return 0;
 }
 
 static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_kill(c->app, c->dest, c->exc); }

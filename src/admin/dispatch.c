@@ -70,7 +70,9 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
         return 0;
     }
     if (c.stream)
-        return 1;
+        return BH_DISPATCH_STREAM;
+    if (c.park)
+        return BH_DISPATCH_PARKED;
     size_t mark = out->len;
     if (bh_reply_ok(out, body.data ? body.data : "", body.len) < 0) {
         /* Over the connection's output limit: "0\0" with a cut or empty body would

@@ -9,9 +9,12 @@
 #include "events.h"
 #include "io.h"
 #include "log.h"
+#include "net_glue.h"
 #include "loop.h"
+#include "preload.h"
 #include "props.h"
 #include "selfpath.h"
+#include "waiters.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -182,6 +185,11 @@ static void stop_volumes(struct bh_app *app, struct bh_qube *q)
     bh_glue_sq_free(&b);
 }
 
+static void answer_waiters(void *ctx)
+{
+    bh_waiters_halted(lc_app, (uint32_t)(uintptr_t)ctx);
+}
+
 static void remove_disposable(void *ctx)
 {
     struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
@@ -205,10 +213,16 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
     qrexec_stop(q);
+    bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
+    /* The engine and qrexec-daemon have removed what they made in the qube's runtime
+     * dir: the dir goes too (a start makes it again), or every disposable would leave
+     * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
+    (void)rmdir(sb.runtime);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
+    bh_preload_halted(app, q);
     if (!dispose)
         stop_volumes(app, q);
     bh_glue_spec_free(&sb);
@@ -216,15 +230,30 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     q->rt.state = BH_STATE_HALTED;
     q->rt.shutdown_requested = false;
     q->rt.start_time = 0;
-    const char *kv[] = { "xid", "-1", NULL };
     if (crashed && !was_halting)
         bh_info("%s: stopped unexpectedly", q->name);
-    emit(q, "domain-shutdown", kv);
+    /* As qubesd: domain-stopped, then domain-shutdown, neither with arguments; then
+     * the runtime properties read their defaults again. */
+    emit(q, "domain-stopped", NULL);
+    emit(q, "domain-shutdown", NULL);
+    static const char *const prs[] = { "xid", "stubdom_xid", "start_time" };
+    for (size_t i = 0; i < sizeof prs / sizeof *prs; i++) {
+        char ev[48];
+        snprintf(ev, sizeof ev, "property-reset:%s", prs[i]);
+        const char *kv[] = { "name", prs[i], NULL };
+        emit(q, ev, kv);
+    }
     /* A used disposable is destroyed with every byte it wrote, right after the reply
      * that reported its end (Kill, or the event), so that nobody waits for the
      * removal of its volumes. */
     if (dispose)
         bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
+    /* Calls waiting for this halt (Shutdown with wait, a Start during Halting) are
+     * answered once everything above is done, a disposable's removal included. */
+    if (dispose)
+        bh_loop_defer(answer_waiters, (void *)(uintptr_t)q->qid);
+    else
+        bh_waiters_halted(app, q->qid);
 }
 
 static void on_pidfd(void *ctx, uint32_t ev)
@@ -289,6 +318,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     emit(q, "domain-pre-start", NULL);
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
+        r = bh_net_glue_prestart(app, q, &sb.spec, &err);
+    if (r == 0)
         r = drv->start(&sb.spec, &err);
     if (r == 0) {
         watch(q, drv, &sb.spec);
@@ -303,6 +334,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0) {
         unwatch(q);
         q->rt.state = BH_STATE_HALTED;
+        bh_net_glue_stopped(app, q);
         (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
         bh_glue_sq_free(&b);
         bh_glue_spec_free(&sb);
@@ -314,6 +346,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_spec_free(&sb);
     q->rt.state = BH_STATE_RUNNING;
     q->rt.start_time = (int64_t)time(NULL);
+    bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
     return 0;
@@ -322,7 +355,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 static int need_running(struct bh_qube *q, struct bh_exc *e)
 {
     if (!bh_qube_is_running(q))
-        return bh_exc(e, "QubesVMNotStartedError", "Domain is powered off: %s", q->name);
+        return bh_exc(e, "QubesVMNotStartedError", "Domain is powered off: '%s'", q->name);
     return 0;
 }
 
@@ -335,15 +368,19 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
         size_t off = 0;
         for (size_t i = 0; i < app->nqubes; i++) {
             struct bh_qube *o = app->qubes[i];
-            _cleanup_free_ char *n = bh_qube_is_running(o) && o != q ? bh_qube_prop(app, o, "netvm") : NULL;
+            /* As Qubes: preloaded disposables do not hold their netvm up. */
+            bool preload = o->klass == BH_DISPVM && bh_kv_get(&o->features, "preload-dispvm");
+            _cleanup_free_ char *n = bh_qube_is_running(o) && o != q && !preload ? bh_qube_prop(app, o, "netvm") : NULL;
             if (n && !strcmp(n, q->name) && off < sizeof users)
                 off += (size_t)snprintf(users + off, sizeof users - off, "%s%s", off ? ", " : "", o->name);
         }
         if (off)
-            return bh_exc(e, "QubesVMError", "There are other VMs connected to this VM: %s", users);
+            return bh_exc(e, "QubesVMInUseError", "There are other VMs connected to this VM: %s", users);
     }
     if (q->rt.state == BH_STATE_HALTING)
         return 0;
+    const char *pre[] = { "force", force ? "True" : "False", NULL };
+    emit(q, "domain-pre-shutdown", pre);
     const struct bh_driver *drv = bh_glue_driver(app, q);
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -380,9 +417,9 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 static int set_paused(struct bh_app *app, struct bh_qube *q, bool pause, struct bh_exc *e)
 {
     if (pause && q->rt.state != BH_STATE_RUNNING)
-        return bh_exc(e, "QubesVMNotRunningError", "Domain is not running: %s", q->name);
+        return bh_exc(e, "QubesVMNotRunningError", "Domain not running (either powered off or paused): '%s'", q->name);
     if (!pause && q->rt.state != BH_STATE_PAUSED)
-        return bh_exc(e, "QubesVMNotPausedError", "Domain is not paused: %s", q->name);
+        return bh_exc(e, "QubesVMNotPausedError", "Domain is not paused: '%s'", q->name);
     const struct bh_driver *drv = bh_glue_driver(app, q);
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -441,6 +478,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         }
         bh_glue_spec_free(&sb);
     }
+    bh_net_glue_adopted(app);
     /* Then autostart, as Qubes does at boot. */
     for (size_t i = 0; autostart && i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];

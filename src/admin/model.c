@@ -653,6 +653,8 @@ int bh_qube_firewall_set(struct bh_app *app, struct bh_qube *q, const char *rule
     q->firewall = n;
     const char *kv[] = { NULL };
     bh_events_emit(q->name, "firewall-changed", kv);
+    if (bh_hooks.firewall_changed)
+        bh_hooks.firewall_changed(app, q);
     return 0;
 }
 

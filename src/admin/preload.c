@@ -4,11 +4,64 @@
 #include "log.h"
 #include "loop.h"
 #include "props.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 static struct bh_app *pl_app;
+
+/* As Qubes, a pool is refilled when one of its disposables is used, when
+ * preload-dispvm-max changes and at daemon start, not when a preloaded disposable is
+ * shut down unused (as `qvm-shutdown --all` does): that would start new disposables,
+ * and with them their netvms, while everything is going down. */
+static struct paused_pool {
+    uint32_t base_qid; /* 0: free */
+    char max[16];      /* preload-dispvm-max when the refill stopped */
+} paused[64];
+
+static struct paused_pool *paused_find(uint32_t qid)
+{
+    for (size_t i = 0; i < sizeof paused / sizeof *paused; i++)
+        if (paused[i].base_qid == qid)
+            return &paused[i];
+    return NULL;
+}
+
+static void resume_pool(struct bh_qube *base)
+{
+    struct paused_pool *p = paused_find(base->qid);
+    if (p)
+        p->base_qid = 0;
+}
+
+void bh_preload_halted(struct bh_app *app, struct bh_qube *q)
+{
+    const char *t = q->klass == BH_DISPVM && bh_kv_get(&q->features, "preload-dispvm") ? bh_kv_get(&q->props, "template") : NULL;
+    struct bh_qube *base = t ? bh_app_find(app, t) : NULL;
+    if (!base)
+        return;
+    struct paused_pool *p = paused_find(base->qid);
+    if (!p && !(p = paused_find(0)))
+        return;
+    p->base_qid = base->qid;
+    const char *max = bh_kv_get(&base->features, "preload-dispvm-max");
+    snprintf(p->max, sizeof p->max, "%s", max ? max : "");
+}
+
+/* Refill stays stopped until the pool is used or its size is set anew. */
+static bool pool_paused(struct bh_qube *base)
+{
+    struct paused_pool *p = paused_find(base->qid);
+    if (!p)
+        return false;
+    const char *max = bh_kv_get(&base->features, "preload-dispvm-max");
+    if (strcmp(p->max, max ? max : "") != 0) {
+        p->base_qid = 0;
+        return false;
+    }
+    return true;
+}
 
 static bool is_preloaded_of(struct bh_app *app, struct bh_qube *q, struct bh_qube *base)
 {
@@ -28,6 +81,7 @@ struct bh_qube *bh_preload_take(struct bh_app *app, struct bh_qube *base)
         struct bh_exc e = { 0 };
         if (bh_qube_feature_del(app, q, "preload-dispvm", &e) < 0)
             continue;
+        resume_pool(base);
         return q;
     }
     return NULL;
@@ -70,7 +124,7 @@ static void fill(void *ctx)
                 bh_warn("removing a surplus preloaded disposable of %s: %s", base->name, e.msg);
             return;
         }
-        if (have >= want)
+        if (have >= want || pool_paused(base))
             continue;
         char name[32];
         struct bh_exc e = { 0 };

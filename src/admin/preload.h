@@ -8,5 +8,8 @@
 
 /* Hands out a running preloaded disposable of base (and marks it used), or NULL. */
 struct bh_qube *bh_preload_take(struct bh_app *app, struct bh_qube *base);
+/* A qube halted: if it was a preloaded disposable never used, its pool is not refilled
+ * until it is used or preload-dispvm-max is set again (lifecycle calls this). */
+void bh_preload_halted(struct bh_app *app, struct bh_qube *q);
 /* Starts keeping the pools filled (call once the daemon is up). */
 void bh_preload_init(struct bh_app *app);

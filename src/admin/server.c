@@ -7,6 +7,7 @@
 #include "log.h"
 #include "loop.h"
 #include "request.h"
+#include "waiters.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct conn {
     bh_buf in, out;
     bool request_done;  /* EOF seen and request handled */
     bool streaming;     /* admin.Events */
+    bool pending;       /* reply parked until a qube halts (waiters.c) */
     bool in_loop;       /* registered with the event loop */
     int64_t deadline;
     struct conn *prev, *next;
@@ -63,6 +65,8 @@ static void conn_close(struct conn *c)
         bh_loop_del(c->fd);
     if (c->streaming)
         bh_events_unsubscribe(c);
+    if (c->pending)
+        bh_waiters_drop_conn(c);
     close(c->fd);
     bh_buf_free(&c->in);
     bh_buf_free(&c->out);
@@ -107,7 +111,7 @@ static int conn_flush(struct conn *c)
         }
         bh_buf_consume(&c->out, (size_t)w);
     }
-    if (!c->out.len && c->request_done && !c->streaming)
+    if (!c->out.len && c->request_done && !c->streaming && !c->pending)
         return -1; /* reply fully sent: done */
     conn_rearm(c);
     return 0;
@@ -146,7 +150,9 @@ static void handle_request(struct conn *c)
     /* Events and replies go to c->out; its limit bounds a stream that is not read. */
     int stream = bh_dispatch(srv_app, &req, &c->out, c);
     bh_buf_free(&c->in);
-    if (stream) {
+    if (stream == BH_DISPATCH_PARKED)
+        c->pending = true;
+    else if (stream) {
         const char *kv[] = { NULL };
         if (bh_reply_event(&c->out, "", "connection-established", kv) < 0) {
             conn_close(c);
@@ -158,6 +164,15 @@ static void handle_request(struct conn *c)
     /* Work deferred past this reply (a used disposable's removal) is done before any
      * further request, even one accepted in the same loop iteration. */
     bh_loop_run_deferred();
+}
+
+void bh_server_finish(void *conn, const struct bh_exc *e)
+{
+    struct conn *c = conn;
+    c->pending = false;
+    int r = e ? bh_reply_exc(&c->out, e) : bh_reply_ok(&c->out, "", 0);
+    if (r < 0 || conn_flush(c) < 0)
+        conn_close(c);
 }
 
 /* Reads what the client has sent; at EOF handles the request. Returns true if the
@@ -297,7 +312,8 @@ int bh_server_start(struct bh_app *app, const char *path, bh_error *err)
         return bh_fail_errno(err, "bind %s", path);
     if (listen(fd, 1024) < 0)
         return bh_fail_errno(err, "listen");
-    if (bh_loop_add(fd, EPOLLIN, on_accept, NULL) < 0 || bh_loop_on_tick(on_tick, NULL) < 0)
+    if (bh_loop_add(fd, EPOLLIN, on_accept, NULL) < 0 || bh_loop_on_tick(on_tick, NULL) < 0 ||
+        bh_loop_on_tick((bh_tick_cb)bh_waiters_tick, app) < 0)
         return bh_fail_errno(err, "event loop");
     listen_fd = steal_fd(&fd);
     sock_path = strdup(path);

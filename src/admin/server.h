@@ -5,6 +5,7 @@
  * client costs only its own connection. */
 #pragma once
 #include "model.h"
+#include "response.h"
 
 #define BH_SERVER_MAX_CONNS 4096
 #define BH_SERVER_REQUEST_TIMEOUT_MS 10000
@@ -12,3 +13,6 @@
 
 int bh_server_start(struct bh_app *app, const char *socket_path, bh_error *err);
 void bh_server_stop(void);
+/* Sends the reply of a call parked by its handler (c->park): "0\0" when e is NULL,
+ * else the exception. The connection then closes as usual. */
+void bh_server_finish(void *conn, const struct bh_exc *e);

@@ -272,6 +272,9 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             *strrchr(self, '/') = '\0';
             const char *dest = !strcmp(target, "@adminvm") || !strcmp(target, "dom0") ? "dom0" : target;
             snprintf(fwd, sizeof fwd, "root:exec '%s/qubesd-query' %s %s %s", self, qube_name, service_full, dest);
+            /* admin.vm.List is filtered by the same policy (qubesd-query) */
+            if (policy_ctx.policy_dir)
+                setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
             struct bh_qx_cmd fc;
             if (!strchr(self, '\'') && bh_qube_name_valid(dest[0] == '@' ? "x" : dest, NULL) &&
                 bh_qx_cmd_parse(fwd, &fc, &err) == 0) {

@@ -2,20 +2,87 @@
  * (service admin.*, target dom0, allowed by policy), forwarded to bulkheadd with the
  * calling qube as its source (PROTOCOLS.md §1). The payload is stdin (at most 64 KiB);
  * bulkheadd's raw reply goes to stdout, as Qubes' qubesd-query does. The qrexec daemon
- * runs this for admin.* calls that have no dom0 service file of their own. */
+ * runs this for admin.* calls that have no dom0 service file of their own.
+ * admin.vm.List on dom0 is filtered per listed qube by policy (list_filtered). */
 #include "admin_client.h"
 #include "cleanup.h"
 #include "io.h"
 #include "names.h"
+#include "policy.h"
 #include "proto.h"
+#include "sysinfo.h"
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_PAYLOAD 65536
+#define MAX_LIST_REPLY (8 << 20)
+
+/* admin.vm.List on dom0 from a qube lists only the qubes that policy lets that qube
+ * call admin.vm.List on (allow, not ask), as Qubes' admin extension filters it; the
+ * call itself was allowed for target dom0 by the qrexec policy. Fails closed: without
+ * the policy ($BULKHEAD_POLICY_DIR, set by qrexec-daemon) or the system info, the
+ * answer is an error, never the whole list. */
+static int list_filtered(int fd, const char *src)
+{
+    size_t cap = 1 << 16, len = 0;
+    _cleanup_free_ char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            return 1;
+        if (len == cap) {
+            if (cap >= MAX_LIST_REPLY)
+                return 1;
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb)
+                return 1;
+            buf = nb;
+        }
+        ssize_t k = read(fd, buf + len, cap - len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return 1;
+        if (k == 0)
+            break;
+        len += (size_t)k;
+    }
+    if (len < 2 || buf[0] != '0' || buf[1] != '\0') /* an exception: pass it on as is */
+        return bh_write_all(1, buf, len) < 0 || 1;
+    const char *dir = getenv("BULKHEAD_POLICY_DIR");
+    bh_error err = { 0 };
+    _cleanup_policy_ bh_policy *p = dir && *dir ? bh_policy_load_dir(dir) : NULL;
+    struct bh_sysinfo si _cleanup_sysinfo_;
+    bh_sysinfo_init(&si);
+    if (!p || bh_sysinfo_from_admin(&si, &err) < 0) {
+        static const char exc[] = "2\0QubesException\0\0Listing failed: no policy to filter by\0";
+        fprintf(stderr, "qubesd-query: admin.vm.List from %s: %s\n", src, p ? err.msg : "no policy");
+        return bh_write_all(1, exc, sizeof exc - 1) < 0 || 1;
+    }
+    if (bh_write_all(1, buf, 2) < 0)
+        return 1;
+    for (size_t off = 2; off < len;) {
+        char *nl = memchr(buf + off, '\n', len - off);
+        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+        char name[64];
+        size_t n = strcspn(buf + off, " \n");
+        if (n > 0 && n < sizeof name && off + n <= end) {
+            memcpy(name, buf + off, n);
+            name[n] = '\0';
+            struct bh_policy_result r;
+            enum bh_policy_decision d = bh_policy_evaluate(p, &si, src, name, "admin.vm.List", &r);
+            bh_policy_result_free(&r);
+            if (d == BH_POLICY_ALLOW && bh_write_all(1, buf + off, end - off) < 0)
+                return 1;
+        }
+        off = end;
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -51,6 +118,8 @@ int main(int argc, char **argv)
         return 125;
     }
     shutdown(fd, SHUT_WR);
+    if (!strcmp(method, "admin.vm.List") && !strcmp(dest, "dom0"))
+        return list_filtered(fd, src);
     char buf[65536];
     char first = 0;
     for (;;) {

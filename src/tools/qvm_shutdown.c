@@ -78,19 +78,38 @@ int qvm_shutdown_main(int argc, char **argv)
     /* --all shuts down in dependency-free mode: a netvm goes down with its clients. */
     bool force = cli_has(&a, O_FORCE) || (all && !exclude.n);
 
+    /* With --wait, as Qubes: clients go down before their netvms. Each round shuts
+     * down the qubes that no other selected, running qube uses as netvm, and waits for
+     * them; a netvm follows in a later round. A qube that failed (in use by a qube
+     * outside the selection) is retried while rounds make progress. */
     struct vmsel remaining = doms;
-    for (size_t round = 0; round < doms.n && remaining.n; round++) {
-        struct vmsel failed = { 0 }, awaiting = { 0 };
+    for (size_t round = 0; round <= doms.n && remaining.n; round++) {
+        struct vmsel wave = { 0 }, held = { 0 }, failed = { 0 }, awaiting = { 0 };
+        for (size_t i = 0; i < remaining.n; i++) {
+            bool used = false;
+            for (size_t k = 0; wait && k < remaining.n && !used; k++) {
+                const struct vm *y = remaining.v[k];
+                if (y == remaining.v[i] || !vm_is_running(y))
+                    continue;
+                const struct prop *nv = props_find(props_all(y->name), "netvm");
+                used = nv && nv->value && !strcmp(nv->value, remaining.v[i]->name);
+            }
+            vmsel_add(used ? &held : &wave, remaining.v[i]);
+        }
+        if (!wave.n) { /* a netvm loop: nothing to order by */
+            wave = held;
+            held = (struct vmsel){ 0 };
+        }
         if (!dry) {
-            for (size_t i = 0; i < remaining.n; i++) {
+            for (size_t i = 0; i < wave.n; i++) {
                 struct reply r;
-                api_call(&r, remaining.v[i]->name, "admin.vm.Shutdown", force ? "force" : NULL,
+                api_call(&r, wave.v[i]->name, "admin.vm.Shutdown", force ? "force" : NULL,
                          NULL, 0);
                 if (r.ok || exc_not_started(&r))
                     continue;
                 if (!wait)
-                    cli_log_error(remaining.v[i]->name, "Shutdown error: %s", r.exc_msg);
-                vmsel_add(&failed, remaining.v[i]);
+                    cli_log_error(wave.v[i]->name, "Shutdown error: %s", r.exc_msg);
+                vmsel_add(&failed, wave.v[i]);
             }
         }
         if (!wait) {
@@ -98,17 +117,19 @@ int qvm_shutdown_main(int argc, char **argv)
                 cli_runtime_error((int)failed.n, "Failed to shut down: %s", names_of(&failed, NULL));
             return 0;
         }
-        for (size_t i = 0; i < remaining.n; i++) {
+        for (size_t i = 0; i < wave.n; i++) {
             bool f = false;
             for (size_t k = 0; k < failed.n; k++)
-                f |= failed.v[k] == remaining.v[i];
+                f |= failed.v[k] == wave.v[i];
             if (!f)
-                vmsel_add(&awaiting, remaining.v[i]);
+                vmsel_add(&awaiting, wave.v[i]);
         }
-        remaining = failed;
-        if (!awaiting.n)
+        remaining = held;
+        for (size_t k = 0; k < failed.n; k++)
+            vmsel_add(&remaining, failed.v[k]);
+        if (!awaiting.n && !held.n)
             break;
-        if (!wait_for_shutdown(&awaiting, timeout) && !dry) {
+        if (awaiting.n && !wait_for_shutdown(&awaiting, timeout) && !dry) {
             struct vmsel current;
             if (not_halted(&awaiting, &current))
                 cli_log_info("app", "Killing remaining qubes: %s", names_of(&current, NULL));
@@ -119,6 +140,9 @@ int qvm_shutdown_main(int argc, char **argv)
                     cli_runtime_error(1, "%s", r.exc_msg);
             }
         }
+        /* The qubes of this round are down: they hold no netvm up any more. */
+        for (size_t i = 0; i < awaiting.n; i++)
+            ((struct vm *)awaiting.v[i])->state = "Halted";
     }
     struct vmsel failed;
     if (not_halted(&doms, &failed))

@@ -1,0 +1,90 @@
+#include "waiters.h"
+#include "lifecycle.h"
+#include "loop.h"
+#include "server.h"
+#include <stdio.h>
+#include <string.h>
+
+/* Bounded: every waiter is also an open connection, and those are bounded already. */
+#define MAX_WAITERS BH_SERVER_MAX_CONNS
+
+static struct waiter {
+    void *conn; /* NULL: free slot */
+    uint32_t qid;
+    enum bh_wait_kind kind;
+    int64_t deadline;
+    char name[64]; /* for the timeout message, the qube may be gone by then */
+} waiters[MAX_WAITERS];
+static size_t nwaiters; /* slots in use are all below this index */
+
+int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e)
+{
+    size_t i = 0;
+    while (i < nwaiters && waiters[i].conn)
+        i++;
+    if (i == MAX_WAITERS)
+        return bh_exc(e, "QubesException", "Too many calls waiting for qubes to halt");
+    if (i == nwaiters)
+        nwaiters++;
+    waiters[i] = (struct waiter){ .conn = conn, .qid = q->qid, .kind = kind, .deadline = bh_now_ms() + timeout_ms };
+    snprintf(waiters[i].name, sizeof waiters[i].name, "%s", q->name);
+    return 0;
+}
+
+static void finish(struct waiter *w, const struct bh_exc *e)
+{
+    void *conn = w->conn;
+    w->conn = NULL;
+    while (nwaiters && !waiters[nwaiters - 1].conn)
+        nwaiters--;
+    bh_server_finish(conn, e);
+}
+
+void bh_waiters_halted(struct bh_app *app, uint32_t qid)
+{
+    /* Shutdown waiters first, so that a Start waiter's start does not come before the
+     * reply that said the qube had halted. Index loop: finishing may shrink nwaiters,
+     * and a start may fail and halt (re-entering here) — slots are only cleared. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < nwaiters; i++) {
+            struct waiter *w = &waiters[i];
+            if (!w->conn || w->qid != qid || (pass == 0) != (w->kind == BH_WAIT_SHUTDOWN))
+                continue;
+            if (w->kind == BH_WAIT_SHUTDOWN) {
+                finish(w, NULL);
+                continue;
+            }
+            struct bh_exc e = { 0 };
+            struct bh_qube *q = bh_app_find_qid(app, qid);
+            if (!q)
+                bh_exc(&e, "QubesVMNotFoundError", "No such domain: '%s'", w->name);
+            else if (bh_lifecycle_start(app, q, &e) == 0)
+                e.type = NULL;
+            finish(w, e.type ? &e : NULL);
+        }
+}
+
+void bh_waiters_drop_conn(void *conn)
+{
+    for (size_t i = 0; i < nwaiters; i++)
+        if (waiters[i].conn == conn) {
+            waiters[i].conn = NULL;
+            while (nwaiters && !waiters[nwaiters - 1].conn)
+                nwaiters--;
+            return;
+        }
+}
+
+void bh_waiters_tick(struct bh_app *app)
+{
+    (void)app;
+    int64_t now = bh_now_ms();
+    for (size_t i = 0; i < nwaiters; i++) {
+        struct waiter *w = &waiters[i];
+        if (!w->conn || now <= w->deadline)
+            continue;
+        struct bh_exc e = { 0 };
+        bh_exc(&e, "QubesVMShutdownTimeoutError", "Domain shutdown timed out: '%s'", w->name);
+        finish(w, &e);
+    }
+}

@@ -1,0 +1,19 @@
+/* Admin API calls whose reply waits for a qube to halt, as qubesd's awaits do:
+ * admin.vm.Shutdown with `wait` (and `force+wait`) answers only once the qube is Halted,
+ * cleaned up and domain-shutdown has been sent; admin.vm.Start on a qube that is still
+ * Halting waits for the halt, then starts it and answers with the outcome of the start.
+ * A waiter belongs to a connection: if the client goes away, the waiter is dropped. */
+#pragma once
+#include "model.h"
+
+enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START };
+
+/* Parks conn's reply until q halts (or timeout_ms passes: QubesVMShutdownTimeoutError).
+ * Returns -1 with e filled when no more waiters fit. */
+int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e);
+/* q has halted and is cleaned up: answers its waiters (the lifecycle calls it). */
+void bh_waiters_halted(struct bh_app *app, uint32_t qid);
+/* The connection is closing: forget its waiter. */
+void bh_waiters_drop_conn(void *conn);
+/* Replies to waiters whose deadline passed. */
+void bh_waiters_tick(struct bh_app *app);
