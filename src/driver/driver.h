@@ -96,6 +96,15 @@ struct bh_driver {
      * and must then call reap() to clean up and learn whether it crashed. */
     int (*watch_fd)(const struct bh_qube_spec *spec);
     int (*reap)(const struct bh_qube_spec *spec, bool *crashed, bh_error *err);
+    /* Optional, for engines whose start takes seconds (vm under TCG): start_begin sets
+     * up and launches the qube and returns at once with an fd (owned by the engine)
+     * that becomes readable whenever start_finish should be called; -1 on error, with
+     * nothing left behind. start_finish returns 1 "not yet" (keep watching the fd), 0
+     * "started: the agent is ready", or -1 "failed, everything cleaned up"; after 0 or
+     * -1 the fd is gone. kill() during a pending start cancels it. bulkheadd's event
+     * loop watches the fd, so other calls are answered while a qube boots. */
+    int (*start_begin)(const struct bh_qube_spec *spec, bh_error *err);
+    int (*start_finish)(const struct bh_qube_spec *spec, bh_error *err);
 };
 
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */

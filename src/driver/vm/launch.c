@@ -410,46 +410,6 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     return 0;
 }
 
-int bh_vm_wait_ready(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, int timeout_ms, bh_error *err)
-{
-    char ctl[4200];
-    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p->vchan, spec->qid);
-    _cleanup_close_ int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (in < 0 || inotify_add_watch(in, p->vchan, IN_CREATE | IN_MOVED_TO) < 0)
-        return bh_fail_errno(err, "inotify on %s", p->vchan);
-    pid_t qpid = bh_vm_pidfile_check(p->qemu_pid, (uid_t)-1);
-    _cleanup_close_ int pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
-    if (pfd < 0) {
-        char log[4200];
-        snprintf(log, sizeof log, "%s/qemu.log", p->rt);
-        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
-        return bh_fail(err, EIO, "%s: QEMU is gone%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
-    }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        if (access(ctl, F_OK) == 0)
-            return 0;
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long long el = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (el >= timeout_ms)
-            return bh_fail(err, ETIMEDOUT, "%s did not boot within %d s", spec->name, timeout_ms / 1000);
-        struct pollfd fds[2] = { { .fd = in, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
-        int r = poll(fds, pfd >= 0 ? 2 : 1, (int)(timeout_ms - el));
-        if (r > 0 && (fds[1].revents & POLLIN)) {
-            char log[4200];
-            snprintf(log, sizeof log, "%s/qemu.log", p->rt);
-            _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
-            return bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "",
-                           msg ? msg : "");
-        }
-        char buf[4096];
-        while (read(in, buf, sizeof buf) > 0)
-            ;
-    }
-}
-
 static void kill_recorded(const char *pidfile, uid_t uid)
 {
     pid_t pid = bh_vm_pidfile_check(pidfile, uid);
