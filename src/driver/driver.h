@@ -69,6 +69,9 @@ struct bh_qube_spec {
     struct bh_net_config net;
     bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
     bool debug;
+    const char *kernelopts;  /* vm: appended to the guest kernel's command line, or NULL */
+    uint32_t boot_timeout_s; /* vm: how long a boot may take until the agent answers
+                              * (qrexec_timeout); 0 = engine default */
 };
 
 struct bh_qube_stats {

@@ -78,7 +78,7 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
     pp->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     pp->pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
     pp->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-    struct itimerspec its = { .it_value = { BH_VM_START_TIMEOUT_MS / 1000, 0 } };
+    struct itimerspec its = { .it_value = { spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000, 0 } };
     int fds[] = { pp->ifd, pp->pfd, pp->tfd };
     bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 &&
               inotify_add_watch(pp->ifd, p.vchan, IN_CREATE | IN_MOVED_TO) >= 0 &&
@@ -120,7 +120,8 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
         _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
         bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
     } else {
-        bh_fail(err, ETIMEDOUT, "%s did not boot within %d s", spec->name, BH_VM_START_TIMEOUT_MS / 1000);
+        bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout)", spec->name,
+                spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000);
     }
     pending_free(pp);
     bh_vm_cleanup(spec, &p);

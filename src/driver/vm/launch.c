@@ -251,10 +251,11 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
     uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
     arg(a, "-append");
-    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s",
+    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
         spec->default_user ? spec->default_user : "user", (unsigned long long)vol, vfs ? "virtiofs" : "root",
-        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "");
+        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "",
+        spec->kernelopts ? " " : "", spec->kernelopts ? spec->kernelopts : "");
     arg(a, "-qmp");
     arg(a, "unix:%s,server=on,wait=off", p->qmp);
     arg(a, "-chardev");
@@ -330,6 +331,8 @@ static int make_cgroup(const struct bh_qube_spec *spec, const char *tag, bh_erro
 
 int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
 {
+    if (spec->kernelopts && strlen(spec->kernelopts) > 1024)
+        return bh_fail(err, E2BIG, "kernelopts of %s longer than 1024 bytes", spec->name);
     if (!spec->vol.root_lower || !spec->vol.root_throwaway)
         return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
                                      "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
