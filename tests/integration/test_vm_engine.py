@@ -1,7 +1,6 @@
 """The vm engine through bulkheadd: a real QEMU microvm qube (KVM where /dev/kvm opens,
 TCG here), booted once and shared by the tests of this module, in the order written."""
 import os
-import pathlib
 import signal
 import threading
 import time

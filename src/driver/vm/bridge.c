@@ -13,8 +13,9 @@
  * A protocol violation by the other side ends the bridge (that qube loses qrexec);
  * the host bridge also ends when QEMU closes the port socket.
  *
- * The host side sends SYNC (a SHUTDOWN-less "announce again") as its first frame; the
- * guest sends nothing before it, so nothing is lost while the host side connects.
+ * The host side sends SYNC as its first frame and answers every HELLO with one; the
+ * guest repeats HELLO until a SYNC arrives (a frame sent before the guest opened its
+ * port is dropped by the guest kernel), and announces nothing before it.
  * SIGUSR1 on the host side sends SHUTDOWN: the guest side passes SIGTERM to PID 1. */
 #include "mux.h"
 #include <dirent.h>
@@ -444,13 +445,15 @@ static void on_frame(const struct bh_mux_frame *f)
     case BH_MUX_SYNC:
         if (!guest)
             die("SYNC from the guest");
-        /* host (re)connected: forget streams, announce every listener again */
-        for (int i = 0; i < MAX_CONNS; i++)
-            if (conns[i].used)
-                conn_free(&conns[i]);
-        memset(announced, 0, sizeof announced);
+        if (synced)
+            break; /* the answer to a repeated HELLO */
         synced = true;
         scan_dir();
+        break;
+    case BH_MUX_HELLO:
+        if (guest)
+            die("HELLO from the host");
+        send_frame(BH_MUX_SYNC, 0, NULL, 0);
         break;
     case BH_MUX_SHUTDOWN:
         if (!guest)
@@ -565,7 +568,9 @@ int main(int argc, char **argv)
     }
     for (;;) {
         struct epoll_event evs[64];
-        int n = epoll_wait(ep, evs, 64, -1);
+        int n = epoll_wait(ep, evs, 64, guest && !synced ? 200 : -1);
+        if (guest && !synced)
+            send_frame(BH_MUX_HELLO, 0, NULL, 0);
         for (int i = 0; i < n; i++) {
             int kind = (int)(evs[i].data.u64 >> 32), idx = (int)(uint32_t)evs[i].data.u64;
             if (kind == K_TRANSPORT)

@@ -146,6 +146,39 @@ static int wait_path(const char *path, pid_t pid, int ms)
     return -1;
 }
 
+/* fork() whose child is not ours: the helper processes (bridge, virtiofsd) outlive
+ * bulkheadd like the qube, and their exit must not leave zombies in the daemon. In the
+ * grandchild returns 0 after recording its own pid in pidfile; in the caller, the
+ * grandchild's pid (from that file), or -1. */
+static pid_t fork_detached(const char *pidfile)
+{
+    unlink(pidfile);
+    pid_t mid = fork();
+    if (mid < 0)
+        return -1;
+    if (mid == 0) {
+        pid_t pid = fork();
+        if (pid != 0)
+            _exit(pid < 0);
+        setsid();
+        if (bh_vm_pidfile_write(pidfile, getpid()) < 0)
+            _exit(126);
+        return 0;
+    }
+    int ws;
+    while (waitpid(mid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        return -1;
+    for (int i = 0; i < 500; i++) { /* the grandchild writes the file first thing */
+        pid_t pid = bh_vm_pidfile_check(pidfile, (uid_t)-1);
+        if (pid > 0)
+            return pid;
+        usleep(2000);
+    }
+    return -1;
+}
+
 /* ---- virtiofsd for the host's /usr ---- */
 
 static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *prog,
@@ -153,11 +186,10 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm
 {
     char log[4200];
     snprintf(log, sizeof log, "%s/virtiofsd.log", p->rt);
-    pid_t pid = fork();
+    pid_t pid = fork_detached(p->vfs_pid);
     if (pid < 0)
-        return bh_fail_errno(err, "fork");
+        return bh_fail_errno(err, "starting virtiofsd");
     if (pid == 0) {
-        setsid();
         child_stdio(spec->debug ? log : NULL);
         /* read-only view of the host's /usr, in a mount namespace of its own */
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
@@ -172,19 +204,16 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm
               "--rlimit-nofile=4096", (char *)NULL);
         _exit(127);
     }
-    if (wait_path(p->vfs_sock, pid, 10000) < 0) {
+    if (wait_path(p->vfs_sock, -1, 10000) < 0) {
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
         return bh_fail(err, EIO, "virtiofsd for %s did not start", spec->vol.host_usr);
     }
     /* virtiofsd makes its socket 0600 root; QEMU connects as uid_base (nothing of the
      * qube runs yet, so the name is still virtiofsd's) */
     if (fchownat(AT_FDCWD, p->vfs_sock, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0) {
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
         return bh_fail_errno(err, "chown %s", p->vfs_sock);
     }
-    bh_vm_pidfile_write(p->vfs_pid, pid);
     return pid;
 }
 
@@ -394,11 +423,10 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
         return bh_fail(err, EIO, "QEMU did not start: %s", msg ? msg : "?");
     }
-    pid_t bpid = fork();
+    pid_t bpid = fork_detached(p->bridge_pid);
     if (bpid < 0)
-        return bh_fail_errno(err, "fork");
+        return bh_fail_errno(err, "starting the vchan bridge");
     if (bpid == 0) {
-        setsid();
         child_stdio(NULL);
         if (spec->debug) {
             snprintf(log, sizeof log, "%s/bridge.log", p->rt);
@@ -409,7 +437,6 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, (char *)NULL);
         _exit(127);
     }
-    bh_vm_pidfile_write(p->bridge_pid, bpid);
     return 0;
 }
 
