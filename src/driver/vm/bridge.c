@@ -62,7 +62,7 @@ static struct conn conns[MAX_CONNS];
 static struct proxy proxies[MAX_NAMES];
 static char announced[MAX_NAMES][BH_MUX_NAME_MAX];
 static int ep, tfd = -1, infd, sigfd;
-static bool guest, synced;
+static bool guest, synced, heard; /* heard: the host got a frame from the guest */
 static uint32_t next_id;
 static uint8_t *tout;
 static size_t tout_len, tout_cap;
@@ -488,6 +488,7 @@ static void on_transport(uint32_t ev)
             die("malformed frame");
         if (r == 0)
             break;
+        heard = true;
         on_frame(&f);
         off += (size_t)r;
     }
@@ -568,9 +569,23 @@ int main(int argc, char **argv)
     }
     for (;;) {
         struct epoll_event evs[64];
-        int n = epoll_wait(ep, evs, 64, guest && !synced ? 200 : -1);
+        int n = epoll_wait(ep, evs, 64, guest && !synced ? 200 : !guest && !heard ? 2000 : -1);
         if (guest && !synced)
             send_frame(BH_MUX_HELLO, 0, NULL, 0);
+        if (!guest && !heard && n == 0) {
+            /* Nothing from the guest yet: connect again. A connection made while the
+             * guest's virtio-serial driver was still probing can leave the guest
+             * believing the host side is closed; a new one tells it again. */
+            epoll_ctl(ep, EPOLL_CTL_DEL, tfd, NULL);
+            close(tfd);
+            tout_len = 0;
+            tin_len = 0;
+            tfd = open_transport(NULL, sock_path);
+            if (tfd < 0)
+                die("cannot open the transport again");
+            ep_set(tfd, EPOLLIN, K_TRANSPORT, 0, true);
+            send_frame(BH_MUX_SYNC, 0, NULL, 0);
+        }
         for (int i = 0; i < n; i++) {
             int kind = (int)(evs[i].data.u64 >> 32), idx = (int)(uint32_t)evs[i].data.u64;
             if (kind == K_TRANSPORT)
