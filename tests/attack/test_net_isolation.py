@@ -42,6 +42,10 @@ FRAME = textwrap.dedent(r'''
 ''')
 
 
+# waits (up to 10 s, on a loaded machine) until a server started in the background answers
+WAIT_UP = "for i in $(seq 100); do curl -s -o /dev/null -m 1 http://{ip}:{port}/ && break; sleep 0.1; done"
+
+
 def qid(net, q):
     return int(net.d.call("admin.vm.property.Get+qid", q).split()[-1])
 
@@ -87,7 +91,7 @@ def test_forged_address_or_mac_dropped_even_if_the_qube_could_send_them(net, int
 
 def test_no_qube_to_qube(net):
     pip = net.prop("personal", "ip")
-    net.run("personal", "nohup python3 -m http.server 8000 >/dev/null 2>&1 & sleep 0.5")
+    net.run("personal", "nohup python3 -m http.server 8000 >/dev/null 2>&1 & " + WAIT_UP.format(ip=pip, port=8000))
     try:
         # positive control: the service answers at that address
         assert net.run("personal", f"curl -sS -m 2 -o /dev/null -w '%{{http_code}}' http://{pip}:8000/").stdout == "200"
@@ -103,7 +107,7 @@ def test_no_qube_to_qube(net):
 def test_no_qube_to_netvm_services(net):
     for netvm in ("sys-firewall", "sys-net"):
         gw = net.prop(netvm, "ip")
-        net.run(netvm, "nohup python3 -m http.server 8001 >/dev/null 2>&1 & sleep 0.5", user="root")
+        net.run(netvm, "nohup python3 -m http.server 8001 >/dev/null 2>&1 & " + WAIT_UP.format(ip=gw, port=8001), user="root")
         try:
             assert net.run(netvm, f"curl -sS -m 2 -o /dev/null -w '%{{http_code}}' http://{gw}:8001/").stdout == "200"
             r = net.run("work", f"curl -sS -m 2 http://{gw}:8001/; echo rc=$?")
