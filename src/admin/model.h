@@ -47,6 +47,9 @@ struct bh_runtime {
     enum bh_power_state state;
     int pidfd;         /* engine's watch fd, -1 when halted */
     pid_t qrexec_pid;  /* the qube's qrexec-daemon, 0 if none */
+    int qrexec_pidfd;  /* watched: its exit is noticed at once; -1 none */
+    int qrexec_readyfd; /* a restarted daemon's ready pipe, watched; -1 none */
+    int64_t qrexec_restart_ms[4]; /* the last restarts, to slow down a restart loop */
     int64_t start_time;
     bool shutdown_requested;
     int64_t shutdown_deadline_ms;
