@@ -6,6 +6,7 @@ PREFIX ?= /usr/local
 BUILD ?= build
 ROOT ?= /var/lib/bulkhead
 RUNTIME ?= /run/bulkhead
+UPLINK ?= none
 
 .PHONY: all deps build run stop test test-asan fuzz bench install clean
 
@@ -19,7 +20,7 @@ build: deps
 	@ninja -C $(BUILD)
 
 run: build
-	@scripts/run.sh "$(BUILD)" "$(ROOT)" "$(RUNTIME)"
+	@UPLINK="$(UPLINK)" scripts/run.sh "$(BUILD)" "$(ROOT)" "$(RUNTIME)"
 
 stop:
 	@scripts/run.sh --stop "$(BUILD)" "$(ROOT)" "$(RUNTIME)"

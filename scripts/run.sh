@@ -22,7 +22,8 @@ for t in "$bin"/tools/qvm-* "$bin"/tools/qubes-prefs "$bin"/qrexec/qvm-run "$bin
   if [ -x "$t" ]; then ln -sf "$t" "$build/bin/"; fi
 done
 if ! "$bin/tools/qvm-ls" --raw-list >/dev/null 2>&1; then
-  nohup "$bin/admin/bulkheadd" --root "$root" --runtime-dir "$runtime" \
+  # UPLINK=host|none|netns:NAME (make run UPLINK=host): where sys-net's traffic goes
+  nohup "$bin/admin/bulkheadd" --root "$root" --runtime-dir "$runtime" --uplink "${UPLINK:-none}" \
     >>"$runtime/bulkheadd.log" 2>&1 </dev/null &
   echo $! >"$runtime/bulkheadd.pid"
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done

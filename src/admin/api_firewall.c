@@ -1,8 +1,9 @@
 /* admin.vm.firewall.*: rules are validated and stored here; the networking code
- * enforces them in the qube's netvm (it listens for firewall-changed). */
+ * (net_glue.c through bh_hooks) enforces them in the qube's netvm. */
 #include "api.h"
 #include "cleanup.h"
 #include "firewall.h"
+#include "hooks.h"
 #include <time.h>
 
 static int fw_get(struct bh_call *c)
@@ -15,6 +16,8 @@ static int fw_set(struct bh_call *c)
     bh_error err = { 0 };
     _cleanup_free_ char *norm = bh_fw_rules_normalize(c->req->payload, c->req->payload_len, time(NULL), &err);
     if (!norm)
+        return bh_exc(c->exc, "QubesValueError", "Invalid firewall rule: %s", err.msg);
+    if (bh_hooks.firewall_check && bh_hooks.firewall_check(c->app, c->dest, norm, &err) < 0)
         return bh_exc(c->exc, "QubesValueError", "Invalid firewall rule: %s", err.msg);
     return bh_qube_firewall_set(c->app, c->dest, norm, c->exc);
 }

@@ -69,9 +69,7 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     s->debug = bh_qube_prop_bool(app, q, "debug");
     s->provides_network = bh_qube_prop_bool(app, q, "provides_network");
     s->all_qubes_mib = bh_glue_memory_budget_mib();
-    /* Networking (netvm chains, nftables) is not built yet: a qube gets a network
-     * namespace with loopback only, which is the safe direction. */
-    s->net.enabled = false;
+    bh_net_glue_spec(app, q, &s->net, &b->net);
 }
 
 uint64_t bh_glue_memory_budget_mib(void)

@@ -3,6 +3,7 @@
 #pragma once
 #include "driver/driver.h"
 #include "model.h"
+#include "net_glue.h"
 #include "storage/storage.h"
 
 /* Opens the default pool under app->root_dir, makes sure the `host` template volumes
@@ -23,6 +24,7 @@ struct bh_spec_buf {
     struct bh_qube_spec spec;
     char runtime[4096], state[4096];
     char *user;
+    struct bh_net_buf net;
 };
 void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b);
 void bh_glue_spec_free(struct bh_spec_buf *b);

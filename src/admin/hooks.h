@@ -11,5 +11,9 @@ struct bh_hooks {
     int (*volumes_remove)(struct bh_app *app, struct bh_qube *q, bh_error *err);
     /* Called after a property of q changed (e.g. netvm while running). */
     void (*property_changed)(struct bh_app *app, struct bh_qube *q, const char *name);
+    /* Networking: may refuse a firewall rule set it cannot enforce (a dsthost that does
+     * not resolve); told after the rules of q changed. */
+    int (*firewall_check)(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err);
+    void (*firewall_changed)(struct bh_app *app, struct bh_qube *q);
 };
 extern struct bh_hooks bh_hooks;

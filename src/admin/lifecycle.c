@@ -2,13 +2,20 @@
  * domain-pre-start, domain-start, domain-start-failed, domain-shutdown, domain-paused,
  * domain-unpaused. The engine's pidfd for a qube's init is watched by the event loop,
  * so a qube that stops on its own (or crashes) is noticed at once, and its volumes,
- * qrexec-daemon and disposable leftovers are cleaned up. */
+ * qrexec-daemon and disposable leftovers are cleaned up.
+ *
+ * A running qube always has its qrexec-daemon: bulkheadd watches each daemon's pidfd and,
+ * when one ends while its qube still runs (killed, crashed, or ended because the agent
+ * hung up), starts a new one at once, without blocking the loop: the new daemon's ready
+ * pipe is watched too. A daemon that keeps dying is restarted at most 4 times in any
+ * 10 s (the tick starts the held-back restart when the window allows). */
 #include "lifecycle.h"
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "events.h"
 #include "io.h"
 #include "log.h"
+#include "net_glue.h"
 #include "loop.h"
 #include "preload.h"
 #include "props.h"
@@ -23,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,8 +57,23 @@ static int find_program(const char *name, const char *env, char *out, size_t n)
     return bh_find_near_self(rels, name, X_OK, out, n);
 }
 
+static void qrexec_unwatch(struct bh_qube *q)
+{
+    if (q->rt.qrexec_pidfd >= 0) {
+        bh_loop_del(q->rt.qrexec_pidfd);
+        close(q->rt.qrexec_pidfd);
+        q->rt.qrexec_pidfd = -1;
+    }
+    if (q->rt.qrexec_readyfd >= 0) {
+        bh_loop_del(q->rt.qrexec_readyfd);
+        close(q->rt.qrexec_readyfd);
+        q->rt.qrexec_readyfd = -1;
+    }
+}
+
 static void qrexec_stop(struct bh_qube *q)
 {
+    qrexec_unwatch(q); /* an intended stop is not a death to repair */
     if (q->rt.qrexec_pid > 0) {
         kill(q->rt.qrexec_pid, SIGTERM);
         /* It exits at once on TERM; don't let a stuck one hold the loop. */
@@ -91,7 +114,10 @@ static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
     unlink(path);
 }
 
-static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
+/* Forks and execs the qube's qrexec-daemon; *ready_fd gets '1' once it serves. 0 = no
+ * qrexec-daemon installed (the qube runs without qrexec). */
+static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *default_user, int *ready_fd,
+                        bh_error *err)
 {
     char prog[PATH_MAX];
     if (find_program("qrexec-daemon", "BULKHEAD_QREXEC_DAEMON", prog, sizeof prog) < 0) {
@@ -127,29 +153,149 @@ static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_s
             dup2(devnull, 0);
         setsid();
         execl(prog, "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir, "--ready-fd", rfd,
-              "--startup-timeout", timeout, "--default-user", sb->spec.default_user ? sb->spec.default_user : "user",
+              "--startup-timeout", timeout, "--default-user", default_user,
               "--policy-dir", policy, have_ask ? "--ask-program" : (char *)NULL, ask, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
     q->rt.qrexec_pid = pid;
-    struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+    *ready_fd = pfd[0];
+    return 1;
+}
+
+static void qrexec_write_pidfile(struct bh_app *app, struct bh_qube *q)
+{
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    char path[4200], pidtxt[16];
+    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
+    int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)q->rt.qrexec_pid);
+    (void)bh_write_runtime_file(path, pidtxt, (size_t)n, 0644);
+    bh_glue_spec_free(&sb);
+}
+
+static void on_qrexec_exit(void *ctx, uint32_t ev);
+
+/* Watches the daemon's pidfd so that its end is noticed at once (the tick is the fallback
+ * where pidfd_open is missing). */
+static void qrexec_watch(struct bh_qube *q)
+{
+    int fd = -1;
+#ifdef SYS_pidfd_open
+    fd = (int)syscall(SYS_pidfd_open, q->rt.qrexec_pid, 0);
+#endif
+    if (fd >= 0 && bh_loop_add(fd, EPOLLIN, on_qrexec_exit, (void *)(uintptr_t)q->qid) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    q->rt.qrexec_pidfd = fd;
+}
+
+static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
+{
+    int rfd = -1;
+    int r = qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", &rfd, err);
+    if (r <= 0)
+        return r;
+    struct pollfd p = { .fd = rfd, .events = POLLIN };
     char c = 0;
     int ms = (int)bh_qube_prop_int(app, q, "qrexec_timeout") * 1000;
-    int r;
     while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
         ;
-    bool ready = r == 1 && read(pfd[0], &c, 1) == 1 && c == '1';
-    close(pfd[0]);
+    bool ready = r == 1 && read(rfd, &c, 1) == 1 && c == '1';
+    close(rfd);
     if (!ready) {
         qrexec_stop(q);
         return bh_fail(err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
     }
-    char path[4200], pidtxt[16];
-    snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb->runtime);
-    int n = snprintf(pidtxt, sizeof pidtxt, "%d\n", (int)pid);
-    (void)bh_write_runtime_file(path, pidtxt, (size_t)n, 0644);
+    qrexec_watch(q);
+    qrexec_write_pidfile(app, q);
     return 0;
+}
+
+/* ---- a dead qrexec-daemon is replaced ---- */
+
+/* The qube's init still runs (its engine watch fd has not fired): a daemon that ended
+ * because the qube is stopping is not replaced; halted() cleans up. */
+static bool qube_alive(struct bh_qube *q)
+{
+    if (q->rt.state != BH_STATE_RUNNING && q->rt.state != BH_STATE_PAUSED)
+        return false;
+    if (q->rt.pidfd < 0)
+        return true;
+    struct pollfd p = { .fd = q->rt.pidfd, .events = POLLIN };
+    return poll(&p, 1, 0) == 0;
+}
+
+static void on_qrexec_ready(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->rt.qrexec_readyfd < 0)
+        return;
+    char c = 0;
+    bool ready = read(q->rt.qrexec_readyfd, &c, 1) == 1 && c == '1';
+    bh_loop_del(q->rt.qrexec_readyfd);
+    close(q->rt.qrexec_readyfd);
+    q->rt.qrexec_readyfd = -1;
+    if (ready) {
+        qrexec_write_pidfile(lc_app, q);
+        bh_info("%s: qrexec-daemon restarted (pid %d)", q->name, (int)q->rt.qrexec_pid);
+    }
+    /* not ready: it exits, and its pidfd brings us back */
+}
+
+static void qrexec_restart(struct bh_qube *q)
+{
+    int64_t now = bh_now_ms();
+    int64_t *t = q->rt.qrexec_restart_ms;
+    if (t[0] && now - t[0] < 10000)
+        return; /* 4 restarts within 10 s: the tick retries when the window allows */
+    memmove(t, t + 1, 3 * sizeof *t);
+    t[3] = now;
+    struct bh_spec_buf sb;
+    bh_glue_spec(lc_app, q, &sb);
+    bh_error err = { 0 };
+    int rfd = -1;
+    int r = qrexec_spawn(lc_app, q, sb.spec.default_user ? sb.spec.default_user : "user", &rfd, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        bh_warn("%s: restarting qrexec-daemon: %s", q->name, err.msg);
+    if (r <= 0)
+        return;
+    if (bh_loop_add(rfd, EPOLLIN, on_qrexec_ready, (void *)(uintptr_t)q->qid) < 0) {
+        close(rfd);
+        rfd = -1;
+    }
+    q->rt.qrexec_readyfd = rfd;
+    qrexec_watch(q);
+}
+
+/* The daemon is gone (pidfd, or the tick's waitpid): reap it, and replace it while the
+ * qube runs. */
+static void qrexec_died(struct bh_qube *q, int status)
+{
+    qrexec_unwatch(q);
+    q->rt.qrexec_pid = 0;
+    if (!qube_alive(q))
+        return;
+    if (WIFSIGNALED(status))
+        bh_warn("%s: qrexec-daemon killed by signal %d; starting a new one", q->name, WTERMSIG(status));
+    else
+        bh_warn("%s: qrexec-daemon exited with %d; starting a new one", q->name, WEXITSTATUS(status));
+    qrexec_restart(q);
+}
+
+static void on_qrexec_exit(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->rt.qrexec_pid <= 0)
+        return;
+    int st = 0;
+    pid_t r = waitpid(q->rt.qrexec_pid, &st, WNOHANG);
+    if (r == q->rt.qrexec_pid || (r < 0 && errno == ECHILD))
+        qrexec_died(q, st);
 }
 
 /* ---- exit handling ---- */
@@ -212,6 +358,7 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
     qrexec_stop(q);
+    bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
@@ -269,10 +416,11 @@ static void on_tick(void *ctx)
     int64_t now = bh_now_ms();
     for (size_t i = 0; i < lc_app->nqubes; i++) {
         struct bh_qube *q = lc_app->qubes[i];
-        if (q->rt.qrexec_pid > 0 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == q->rt.qrexec_pid) {
-            bh_warn("%s: qrexec-daemon exited", q->name);
-            q->rt.qrexec_pid = 0;
-        }
+        int st = 0;
+        if (q->rt.qrexec_pid > 0 && waitpid(q->rt.qrexec_pid, &st, WNOHANG) == q->rt.qrexec_pid)
+            qrexec_died(q, st);
+        else if (q->rt.qrexec_pid <= 0 && q->klass != BH_ADMINVM && qube_alive(q) && q->rt.qrexec_restart_ms[0])
+            qrexec_restart(q); /* a restart held back by the rate limit */
         if (q->rt.state == BH_STATE_HALTING && now > q->rt.shutdown_deadline_ms) {
             bh_info("%s: did not stop within shutdown_timeout: killing", q->name);
             struct bh_exc e = { 0 };
@@ -332,6 +480,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     emit(q, "domain-pre-start", NULL);
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
+        r = bh_net_glue_prestart(app, q, &sb.spec, &err);
+    if (r == 0)
         r = drv->start(&sb.spec, &err);
     if (r == 0) {
         watch(q, drv, &sb.spec);
@@ -346,6 +496,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0) {
         unwatch(q);
         q->rt.state = BH_STATE_HALTED;
+        bh_net_glue_stopped(app, q);
         (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
         bh_glue_sq_free(&b);
         bh_glue_spec_free(&sb);
@@ -357,6 +508,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_spec_free(&sb);
     q->rt.state = BH_STATE_RUNNING;
     q->rt.start_time = (int64_t)time(NULL);
+    bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
     return 0;
@@ -488,6 +640,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         }
         bh_glue_spec_free(&sb);
     }
+    bh_net_glue_adopted(app);
     /* Then autostart, as Qubes does at boot. */
     for (size_t i = 0; autostart && i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "net_glue.h"
 #include "policy_install.h"
 #include "preload.h"
 #include "server.h"
@@ -26,10 +27,13 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes] [--no-autostart]\n"
+               "                 [--uplink none|host|netns:NAME]\n"
                "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
                "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
                "  --no-default-qubes  do not create the default qubes in a new store\n"
-               "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n");
+               "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n"
+               "  --uplink WHERE      where sys-net's traffic goes: none (default: offline), host (a veth\n"
+               "                      to this host, masqueraded), netns:NAME (the namespace NAME plays the host)\n");
 }
 
 static int sigfd = -1;
@@ -49,11 +53,13 @@ int main(int argc, char **argv)
     bh_log_init("bulkheadd");
     const char *root = "/var/lib/bulkhead", *runtime = "/run/bulkhead";
     bool defaults = true, autostart = true;
+    const char *uplink = "none";
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },
         { "runtime-dir", required_argument, NULL, 'R' },
         { "no-default-qubes", no_argument, NULL, 'n' },
         { "no-autostart", no_argument, NULL, 'A' },
+        { "uplink", required_argument, NULL, 'u' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -64,6 +70,7 @@ int main(int argc, char **argv)
         case 'R': runtime = optarg; break;
         case 'n': defaults = false; break;
         case 'A': autostart = false; break;
+        case 'u': uplink = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -111,6 +118,10 @@ int main(int argc, char **argv)
         bh_err("storage: %s", err.msg);
         return 1;
     }
+    if (bh_net_glue_init(&app, uplink, &err) < 0) {
+        bh_err("network: %s", err.msg);
+        return 1;
+    }
     if (fresh && defaults && bh_defaults_create(&app, &err) < 0) {
         bh_err("%s", err.msg);
         return 1;
@@ -131,6 +142,7 @@ int main(int argc, char **argv)
     bh_preload_init(&app);
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
+    bh_net_glue_fini(&app);
     bh_server_stop();
     bh_app_free(&app);
     bh_store_close(store);

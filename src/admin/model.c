@@ -209,6 +209,8 @@ static struct bh_qube *qube_new(uint32_t qid, const char *name, enum bh_klass k,
     snprintf(q->uuid, sizeof q->uuid, "%s", uuid);
     q->rt.state = BH_STATE_HALTED;
     q->rt.pidfd = -1;
+    q->rt.qrexec_pidfd = -1;
+    q->rt.qrexec_readyfd = -1;
     if (k == BH_ADMINVM)
         q->rt.state = BH_STATE_RUNNING;
     return q;
@@ -653,6 +655,8 @@ int bh_qube_firewall_set(struct bh_app *app, struct bh_qube *q, const char *rule
     q->firewall = n;
     const char *kv[] = { NULL };
     bh_events_emit(q->name, "firewall-changed", kv);
+    if (bh_hooks.firewall_changed)
+        bh_hooks.firewall_changed(app, q);
     return 0;
 }
 

@@ -50,6 +50,9 @@ struct bh_runtime {
     enum bh_power_state state;
     int pidfd;         /* engine's watch fd, -1 when halted */
     pid_t qrexec_pid;  /* the qube's qrexec-daemon, 0 if none */
+    int qrexec_pidfd;  /* watched: its exit is noticed at once; -1 none */
+    int qrexec_readyfd; /* a restarted daemon's ready pipe, watched; -1 none */
+    int64_t qrexec_restart_ms[4]; /* the last restarts, to slow down a restart loop */
     uint32_t disp_caller; /* DispVM: qid of the qube whose call made it (0: dom0/unknown) */
     int64_t start_time;
     bool shutdown_requested;

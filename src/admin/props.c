@@ -288,6 +288,9 @@ static int chk_netvm(struct bh_app *a, struct bh_qube *q, const char *v, struct 
         return -1;
     if (!bh_qube_prop_bool(a, n, "provides_network"))
         return bh_exc(e, "QubesValueError", "VM %s does not provide network (provides_network=False)", v);
+    /* As Qubes: a running qube is re-plugged at once, which needs a running netvm. */
+    if (q && bh_qube_is_running(q) && !bh_qube_is_running(n))
+        return bh_exc(e, "QubesVMNotStartedError", "Cannot dynamically attach to stopped NetVM: %s", v);
     return chk_no_netvm_loop(a, q ? &q->props : &a->globals, q ? "netvm" : "default_netvm", v, e);
 }
 

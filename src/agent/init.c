@@ -74,6 +74,30 @@ static void make_home(const char *user)
     fclose(f);
 }
 
+/* /etc/resolv.conf from BULKHEAD_DNS ("A B", Qubes' virtual DNS servers): what Qubes'
+ * agent writes at boot. The file is the qube's own (its root is its own tree). */
+static void write_resolv_conf(void)
+{
+    const char *dns = getenv("BULKHEAD_DNS");
+    if (!dns || !*dns)
+        return;
+    char buf[128], text[160];
+    snprintf(buf, sizeof buf, "%s", dns);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && n < (int)sizeof text; t = strtok_r(NULL, " ", &save))
+        n += snprintf(text + n, sizeof text - (size_t)n, "nameserver %s\n", t);
+    (void)unlink("/etc/resolv.conf.bulkhead");
+    int fd = open("/etc/resolv.conf.bulkhead", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return;
+    bool ok = n > 0 && n < (int)sizeof text && write(fd, text, (size_t)n) == n;
+    close(fd);
+    if (!ok || rename("/etc/resolv.conf.bulkhead", "/etc/resolv.conf") < 0) {
+        bh_warn("cannot write /etc/resolv.conf: %s", strerror(errno));
+        (void)unlink("/etc/resolv.conf.bulkhead");
+    }
+}
+
 static pid_t start_agent(const char *qid)
 {
     if (access(AGENT, X_OK) != 0)
@@ -174,6 +198,8 @@ int main(void)
     }
     if (user && *user)
         make_home(user);
+    write_resolv_conf();
+    unsetenv("BULKHEAD_DNS");
 
     char sock[256];
     snprintf(sock, sizeof sock, VCHAN_DIR "/vchan.%s.0.512.sock", qid ? qid : "0");

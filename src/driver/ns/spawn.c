@@ -109,9 +109,14 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     snprintf(dom_env, sizeof dom_env, "VCHAN_DOMAIN=%s", qid); /* the agent's own domain id */
     /* /usr/lib/bulkhead last: qvm-copy, qrexec-client-vm & co. without shadowing the
      * template's own programs. */
+    /* The qube's resolvers (Qubes' virtual DNS servers), written to /etc/resolv.conf by
+     * init, as Qubes' agent does at boot; none for a qube without network. */
+    char dns_env[96] = "BULKHEAD_DNS=";
+    if (spec->net.enabled && spec->net.dns1)
+        snprintf(dns_env, sizeof dns_env, "BULKHEAD_DNS=%s %s", spec->net.dns1, spec->net.dns2 ? spec->net.dns2 : "");
     char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead", "HOME=/root",
                      "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
-                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", NULL };
+                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", dns_env, NULL };
     char *argv[] = { "bulkhead-init", NULL };
     execve(BH_NS_INIT_PATH, argv, envp);
     bh_fail_errno(&e, "exec %s", BH_NS_INIT_PATH);

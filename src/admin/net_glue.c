@@ -1,0 +1,484 @@
+#include "net_glue.h"
+#include "cleanup.h"
+#include "hooks.h"
+#include "log.h"
+#include "loop.h"
+#include "props.h"
+#include "net/dns.h"
+#include "net/net.h"
+#include "net/netns.h"
+#include "net/nl.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_QID 65536
+#define RESOLVE_CACHE 64
+#define RESOLVE_TTL 60
+
+static struct bh_app *g_app;
+static enum { UPLINK_NONE, UPLINK_NETNS, UPLINK_HOST } uplink_kind;
+static char uplink_name[220];
+static int peer_ns = -1;
+static uint32_t tag; /* per-daemon: hash of the runtime dir */
+static struct in_addr updns[2];
+static int n_updns;
+/* The netvm each running qube is linked to (qid), 0 = none. */
+static uint32_t plugged[MAX_QID];
+/* Qubes holding an uplink. */
+static bool has_uplink[MAX_QID];
+static time_t next_expire, next_resolve;
+
+struct cache_ent {
+    char host[254];
+    time_t at;
+    int n;
+    struct in_addr a[BH_NET_FW_MAX_ADDRS];
+};
+static struct cache_ent cache[RESOLVE_CACHE];
+
+static uint32_t fnv1a(const char *s, uint32_t h)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+void bh_net_glue_netns_path(struct bh_app *app, const struct bh_qube *q, char *out, size_t n)
+{
+    snprintf(out, n, "%s/net/q%u", app->runtime_dir, q->qid);
+}
+
+static bool running(const struct bh_qube *q) { return q && bh_qube_is_running(q); }
+
+static struct bh_qube *netvm_of(struct bh_app *app, const struct bh_qube *q)
+{
+    _cleanup_free_ char *n = bh_qube_prop(app, q, "netvm");
+    return n && *n ? bh_app_find(app, n) : NULL;
+}
+
+static bool wants_uplink(struct bh_app *app, const struct bh_qube *q)
+{
+    return uplink_kind != UPLINK_NONE && bh_qube_prop_bool(app, q, "provides_network") && !netvm_of(app, q);
+}
+
+void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net_config *net, struct bh_net_buf *b)
+{
+    memset(net, 0, sizeof *net);
+    memset(b, 0, sizeof *b);
+    if (q->klass == BH_ADMINVM)
+        return;
+    /* Every qube gets a namespace of the host's: loopback only while it has no netvm,
+     * so that a netvm set while it runs can be plugged in. */
+    bh_net_glue_netns_path(app, q, b->netns, sizeof b->netns);
+    net->netns_path = b->netns;
+    _cleanup_free_ char *ip = bh_qube_prop(app, q, "visible_ip");
+    _cleanup_free_ char *gw = bh_qube_prop(app, q, "visible_gateway");
+    if (ip && *ip && gw && *gw) {
+        net->enabled = true;
+        snprintf(b->ip, sizeof b->ip, "%s", ip);
+        snprintf(b->gateway, sizeof b->gateway, "%s", gw);
+        net->ip = b->ip;
+        net->gateway = b->gateway;
+        net->netmask = "255.255.255.255";
+        net->dns1 = BH_DNS_VIRT1;
+        net->dns2 = BH_DNS_VIRT2;
+    }
+}
+
+/* ---- dsthost resolution: through the uplink's resolvers, from its namespace ---- */
+
+static int resolve(void *ctx, const char *host, struct in_addr *out, int max)
+{
+    (void)ctx;
+    time_t now = time(NULL);
+    struct cache_ent *slot = &cache[0];
+    for (int i = 0; i < RESOLVE_CACHE; i++) {
+        if (!strcmp(cache[i].host, host) && now - cache[i].at < RESOLVE_TTL) {
+            int n = cache[i].n < max ? cache[i].n : max;
+            memcpy(out, cache[i].a, (size_t)(n > 0 ? n : 0) * sizeof *out);
+            return cache[i].n < 0 ? -1 : n;
+        }
+        if (cache[i].at < slot->at)
+            slot = &cache[i];
+    }
+    if (uplink_kind == UPLINK_NONE)
+        return -1;
+    int n = bh_dns_resolve(peer_ns, updns, n_updns, host, slot->a, BH_NET_FW_MAX_ADDRS);
+    snprintf(slot->host, sizeof slot->host, "%s", host);
+    slot->at = now;
+    slot->n = n;
+    if (n < 0)
+        return -1;
+    n = n < max ? n : max;
+    memcpy(out, slot->a, (size_t)n * sizeof *out);
+    return n;
+}
+
+/* ---- tables ---- */
+
+static int refresh(struct bh_app *app, struct bh_qube *q)
+{
+    if (!running(q) && q->rt.state != BH_STATE_TRANSIENT)
+        return 0;
+    char ns[4200];
+    bh_net_glue_netns_path(app, q, ns, sizeof ns);
+    if (!bh_netns_exists(ns))
+        return 0;
+    struct bh_net_client *cl = calloc(app->nqubes ? app->nqubes : 1, sizeof *cl);
+    _cleanup_free_ char **ips = calloc(app->nqubes ? app->nqubes : 1, sizeof *ips);
+    if (!cl || !ips) {
+        free(cl);
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *c = app->qubes[i];
+        if (c == q || plugged[c->qid % MAX_QID] != q->qid || !(running(c) || c->rt.state == BH_STATE_TRANSIENT))
+            continue;
+        _cleanup_free_ char *ip = bh_qube_prop(app, c, "visible_ip");
+        _cleanup_free_ char *mac = bh_qube_prop(app, c, "mac");
+        struct bh_net_client *x = &cl[n];
+        if (!ip || inet_pton(AF_INET, ip, &x->ip) != 1 || bh_mac_parse(mac, x->mac) < 0)
+            continue;
+        x->qid = c->qid;
+        x->rules = c->firewall;
+        n++;
+    }
+    struct bh_net_table t = {
+        .serves = bh_qube_prop_bool(app, q, "provides_network"),
+        .upstream = has_uplink[q->qid % MAX_QID] || plugged[q->qid % MAX_QID] != 0,
+        .ndns = has_uplink[q->qid % MAX_QID] ? n_updns : 0,
+        .dns = { updns[0], updns[1] },
+        .clients = cl,
+        .nclients = n,
+        .now = time(NULL),
+        .resolve = resolve,
+    };
+    struct bh_net_table_result res;
+    bh_error err = { 0 };
+    int r = bh_net_table_apply(ns, &t, &res, &err);
+    free(cl);
+    if (r < 0) {
+        bh_warn("%s: network rules: %s", q->name, err.msg);
+        return -1;
+    }
+    if (res.next_expire && (!next_expire || res.next_expire < next_expire))
+        next_expire = res.next_expire;
+    if (res.dsthosts && !next_resolve)
+        next_resolve = time(NULL) + RESOLVE_TTL;
+    if (res.blocked)
+        bh_warn("%s: the firewall rules of %u client(s) could not be applied as written: their traffic is blocked",
+                q->name, res.blocked);
+    return 0;
+}
+
+static void refresh_all(struct bh_app *app)
+{
+    next_expire = 0;
+    next_resolve = 0;
+    for (size_t i = 0; i < app->nqubes; i++)
+        if (app->qubes[i]->klass != BH_ADMINVM)
+            (void)refresh(app, app->qubes[i]);
+}
+
+/* ---- links ---- */
+
+static int plug(struct bh_app *app, struct bh_qube *c, struct bh_qube *n, bh_error *err)
+{
+    char cns[4200], nns[4200];
+    bh_net_glue_netns_path(app, c, cns, sizeof cns);
+    bh_net_glue_netns_path(app, n, nns, sizeof nns);
+    _cleanup_free_ char *ip = bh_qube_prop(app, c, "visible_ip");
+    _cleanup_free_ char *gw = bh_qube_prop(app, n, "gateway");
+    _cleanup_free_ char *mac = bh_qube_prop(app, c, "mac");
+    struct bh_net_link l = { .client_netns = cns, .netvm_netns = nns, .client_qid = c->qid };
+    if (!ip || inet_pton(AF_INET, ip, &l.client_ip) != 1 || !gw || inet_pton(AF_INET, gw, &l.gateway) != 1 ||
+        bh_mac_parse(mac, l.client_mac) < 0)
+        return bh_fail(err, EINVAL, "%s has no usable address, gateway or MAC", c->name);
+    if (bh_net_link_plug(&l, err) < 0)
+        return -1;
+    plugged[c->qid % MAX_QID] = n->qid;
+    return 0;
+}
+
+static void unplug(struct bh_app *app, struct bh_qube *c)
+{
+    uint32_t nq = plugged[c->qid % MAX_QID];
+    plugged[c->qid % MAX_QID] = 0;
+    struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
+    if (!n)
+        return;
+    char nns[4200];
+    bh_net_glue_netns_path(app, n, nns, sizeof nns);
+    if (bh_netns_exists(nns)) {
+        bh_error err = { 0 };
+        if (bh_net_link_unplug(nns, c->qid, &err) < 0)
+            bh_warn("%s: unplugging from %s: %s", c->name, n->name, err.msg);
+    }
+}
+
+static void uplink_conf(struct bh_app *app, struct bh_qube *q, struct bh_net_uplink *u, char *ns, size_t nsn,
+                        char *ifname, char *table)
+{
+    memset(u, 0, sizeof *u);
+    bh_net_glue_netns_path(app, q, ns, nsn);
+    snprintf(ifname, 16, "bh%06xu%u", tag & 0xffffff, q->qid % 100000u);
+    snprintf(table, 64, "bulkhead_%06x_%u", tag & 0xffffff, q->qid);
+    u->qube_netns = ns;
+    u->peer_nsfd = peer_ns;
+    u->peer_ifname = ifname;
+    u->table = table;
+    /* a /30 in 100.64.0.0/10, chosen by daemon and qube so that daemons side by side
+     * (each with its own peer) do not collide on one host */
+    char key[32];
+    snprintf(key, sizeof key, "/%u", q->qid);
+    uint32_t block = fnv1a(key, tag) & 0xfffff;
+    uint32_t base = (100u << 24 | 64u << 16) + block * 4;
+    u->peer_addr.s_addr = htonl(base + 1);
+    u->qube_addr.s_addr = htonl(base + 2);
+    _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
+    if (bh_mac_parse(mac, u->qube_mac) < 0)
+        bh_mac_parse("00:16:3e:5e:6c:00", u->qube_mac);
+}
+
+static int uplink_up(struct bh_app *app, struct bh_qube *q, bh_error *err)
+{
+    struct bh_net_uplink u;
+    char ns[4200], ifname[16], table[64];
+    uplink_conf(app, q, &u, ns, sizeof ns, ifname, table);
+    if (bh_net_uplink_plug(&u, err) < 0)
+        return bh_prefix(err, "uplink of %s", q->name);
+    has_uplink[q->qid % MAX_QID] = true;
+    return 0;
+}
+
+static void uplink_down(struct bh_app *app, struct bh_qube *q)
+{
+    if (!has_uplink[q->qid % MAX_QID])
+        return;
+    has_uplink[q->qid % MAX_QID] = false;
+    struct bh_net_uplink u;
+    char ns[4200], ifname[16], table[64];
+    uplink_conf(app, q, &u, ns, sizeof ns, ifname, table);
+    bh_net_uplink_unplug(&u);
+}
+
+/* ---- lifecycle ---- */
+
+int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_qube_spec *spec, bh_error *err)
+{
+    if (!spec->net.netns_path)
+        return 0;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", dir);
+    bool serves = bh_qube_prop_bool(app, q, "provides_network");
+    if (bh_netns_create(spec->net.netns_path, err) < 0 ||
+        bh_net_qube_init(spec->net.netns_path, spec->uid_base, spec->uid_base + (spec->uid_count ? spec->uid_count : 65536) - 1,
+                         serves, err) < 0)
+        goto fail;
+    plugged[q->qid % MAX_QID] = 0;
+    has_uplink[q->qid % MAX_QID] = false;
+    struct bh_qube *n = netvm_of(app, q);
+    if (spec->net.enabled && n && running(n)) {
+        if (plug(app, q, n, err) < 0)
+            goto fail;
+    }
+    if (wants_uplink(app, q) && uplink_up(app, q, err) < 0)
+        goto fail;
+    /* Its own table first (nothing gets in before the rules are there), then its
+     * netvm's with this client's chain. */
+    if (refresh(app, q) < 0) {
+        bh_fail(err, EIO, "cannot apply the network rules of %s", q->name);
+        goto fail;
+    }
+    if (plugged[q->qid % MAX_QID] && n)
+        (void)refresh(app, n);
+    return 0;
+fail:
+    bh_net_glue_stopped(app, q);
+    return -1;
+}
+
+void bh_net_glue_started(struct bh_app *app, struct bh_qube *q)
+{
+    if (!bh_qube_prop_bool(app, q, "provides_network"))
+        return;
+    /* Clients that kept running while this netvm was down get their link back. */
+    bool any = false;
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *c = app->qubes[i];
+        if (c == q || !running(c) || plugged[c->qid % MAX_QID] || netvm_of(app, c) != q)
+            continue;
+        bh_error err = { 0 };
+        if (plug(app, c, q, &err) < 0) {
+            bh_warn("%s: plugging into %s: %s", c->name, q->name, err.msg);
+            continue;
+        }
+        (void)refresh(app, c);
+        any = true;
+    }
+    if (any)
+        (void)refresh(app, q);
+}
+
+void bh_net_glue_stopped(struct bh_app *app, struct bh_qube *q)
+{
+    if (q->klass == BH_ADMINVM)
+        return;
+    uint32_t nq = plugged[q->qid % MAX_QID];
+    unplug(app, q);
+    uplink_down(app, q);
+    /* Its clients lose their link with its namespace. */
+    for (size_t i = 0; i < app->nqubes; i++)
+        if (plugged[app->qubes[i]->qid % MAX_QID] == q->qid)
+            plugged[app->qubes[i]->qid % MAX_QID] = 0;
+    char ns[4200];
+    bh_net_glue_netns_path(app, q, ns, sizeof ns);
+    bh_netns_remove(ns);
+    struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
+    if (n)
+        (void)refresh(app, n);
+}
+
+void bh_net_glue_adopted(struct bh_app *app)
+{
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        if (q->klass == BH_ADMINVM)
+            continue;
+        char ns[4200];
+        bh_net_glue_netns_path(app, q, ns, sizeof ns);
+        if (!running(q)) {
+            bh_netns_remove(ns); /* a pin left by a qube that ended while we were away */
+            continue;
+        }
+        struct bh_qube *n = netvm_of(app, q);
+        plugged[q->qid % MAX_QID] = n && running(n) ? n->qid : 0;
+        bh_error err = { 0 };
+        if (wants_uplink(app, q) && bh_netns_exists(ns) && uplink_up(app, q, &err) < 0)
+            bh_warn("%s", err.msg);
+    }
+    refresh_all(app);
+}
+
+/* ---- changes while running ---- */
+
+static void on_property(struct bh_app *app, struct bh_qube *q, const char *name)
+{
+    if (!running(q))
+        return;
+    if (!strcmp(name, "netvm") || !strcmp(name, "ip") || !strcmp(name, "mac")) {
+        /* Re-plug at once; the qube keeps its address. */
+        struct bh_qube *old = plugged[q->qid % MAX_QID] ? bh_app_find_qid(app, plugged[q->qid % MAX_QID]) : NULL;
+        unplug(app, q);
+        if (old)
+            (void)refresh(app, old);
+        struct bh_qube *n = netvm_of(app, q);
+        _cleanup_free_ char *ip = bh_qube_prop(app, q, "visible_ip");
+        if (n && running(n) && ip && *ip) {
+            bh_error err = { 0 };
+            if (plug(app, q, n, &err) < 0)
+                bh_warn("%s: plugging into %s: %s", q->name, n->name, err.msg);
+            (void)refresh(app, n);
+        }
+        (void)refresh(app, q);
+    } else if (!strcmp(name, "provides_network")) {
+        refresh_all(app);
+    }
+}
+
+static void on_firewall(struct bh_app *app, struct bh_qube *q)
+{
+    uint32_t nq = plugged[q->qid % MAX_QID];
+    struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
+    if (n)
+        (void)refresh(app, n);
+}
+
+static int check_firewall(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err)
+{
+    (void)app;
+    (void)q;
+    if (uplink_kind == UPLINK_NONE)
+        return 0; /* nothing to resolve with: the rules block at apply time instead */
+    size_t len = strlen(rules), pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(rules + pos, '\n', len - pos);
+        size_t l = nl ? (size_t)(nl - (rules + pos)) : len - pos;
+        struct bh_fw_rule r;
+        if (l && bh_fw_rule_parse(rules + pos, l, &r, NULL) == 0 && r.dst_kind == BH_FW_DST_HOST &&
+            !(r.expire && (time_t)r.expire <= time(NULL))) {
+            struct in_addr a[BH_NET_FW_MAX_ADDRS];
+            if (resolve(NULL, r.host, a, BH_NET_FW_MAX_ADDRS) < 0)
+                return bh_fail(err, ENOENT, "dsthost %s does not resolve", r.host);
+        }
+        pos += l + 1;
+    }
+    return 0;
+}
+
+static void on_tick(void *ctx)
+{
+    struct bh_app *app = ctx;
+    time_t now = time(NULL);
+    if ((next_expire && now >= next_expire) || (next_resolve && now >= next_resolve)) {
+        if (next_resolve && now >= next_resolve)
+            memset(cache, 0, sizeof cache);
+        refresh_all(app);
+    }
+}
+
+int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
+{
+    g_app = app;
+    tag = fnv1a(app->runtime_dir, 2166136261u);
+    if (!uplink || !strcmp(uplink, "none")) {
+        uplink_kind = UPLINK_NONE;
+    } else if (!strcmp(uplink, "host")) {
+        uplink_kind = UPLINK_HOST;
+        peer_ns = bh_netns_open_named(NULL, err);
+        if (peer_ns < 0)
+            return -1;
+        n_updns = bh_dns_read_resolv("/etc/resolv.conf", updns, 2);
+    } else if (!strncmp(uplink, "netns:", 6)) {
+        uplink_kind = UPLINK_NETNS;
+        snprintf(uplink_name, sizeof uplink_name, "%s", uplink + 6);
+        peer_ns = bh_netns_open_named(uplink_name, err);
+        if (peer_ns < 0)
+            return -1;
+        /* as `ip netns exec`: the namespace's own resolv.conf if it has one */
+        char p[300];
+        snprintf(p, sizeof p, "/etc/netns/%s/resolv.conf", uplink_name);
+        n_updns = access(p, F_OK) == 0 ? bh_dns_read_resolv(p, updns, 2) : bh_dns_read_resolv("/etc/resolv.conf", updns, 2);
+    } else {
+        return bh_fail(err, EINVAL, "--uplink must be none, host or netns:NAME");
+    }
+    if (uplink_kind != UPLINK_NONE && n_updns == 0)
+        bh_warn("uplink: no IPv4 nameserver found: qubes will have no DNS");
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", dir);
+    bh_hooks.property_changed = on_property;
+    bh_hooks.firewall_changed = on_firewall;
+    bh_hooks.firewall_check = check_firewall;
+    bh_loop_on_tick(on_tick, app);
+    return 0;
+}
+
+void bh_net_glue_fini(struct bh_app *app)
+{
+    for (size_t i = 0; i < app->nqubes; i++)
+        uplink_down(app, app->qubes[i]);
+    if (peer_ns >= 0)
+        close(peer_ns);
+    peer_ns = -1;
+}

@@ -1,0 +1,60 @@
+/* Qubes firewall rules (the normalised qvm-firewall text that bulkheadd stores) turned
+ * into nftables statements. Pure functions, no system calls: unit-tested and fuzzed.
+ *
+ * Semantics follow Qubes (qubes-core-agent-linux, qubesagent/firewall.py): rules are
+ * tried in order and the first match decides; a packet no rule matches is refused
+ * (REJECT with icmp admin-prohibited, as Qubes does); `specialtarget=dns` matches TCP
+ * and UDP port 53 to the virtual DNS servers (10.139.1.1, 10.139.1.2); a `dsthost`
+ * that cannot be resolved blocks all the qube's traffic (Qubes: "blocking traffic");
+ * `dst6` rules never match (the qubes' network is IPv4 only); expired rules are left
+ * out and the caller learns when the next one expires. */
+#pragma once
+#include "buf.h"
+#include "err.h"
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define BH_NET_FW_MAX_RULES 1024
+#define BH_NET_FW_MAX_LINE 1024
+#define BH_NET_FW_MAX_ADDRS 32 /* addresses one dsthost may resolve to */
+
+enum bh_fw_dst { BH_FW_DST_ANY, BH_FW_DST_V4, BH_FW_DST_V6, BH_FW_DST_HOST };
+
+struct bh_fw_rule {
+    bool accept;
+    enum bh_fw_dst dst_kind;
+    struct in_addr dst4;  /* BH_FW_DST_V4 */
+    unsigned prefix;      /* BH_FW_DST_V4 */
+    char host[254];       /* BH_FW_DST_HOST */
+    int proto;            /* 0 any, else IPPROTO_TCP / IPPROTO_UDP / IPPROTO_ICMP */
+    unsigned port_lo, port_hi; /* 0 = any */
+    int icmptype;         /* -1 = any */
+    bool dns;             /* specialtarget=dns */
+    uint64_t expire;      /* 0 = never (absolute seconds since the epoch) */
+};
+
+/* Parses one rule line (normalised form, or anything qvm-firewall accepts; strict and
+ * bounded). */
+int bh_fw_rule_parse(const char *line, size_t len, struct bh_fw_rule *r, bh_error *err);
+
+/* Resolves host to at most max IPv4 addresses; returns the count (0 = no address) or
+ * -1 when the name cannot be resolved now. */
+typedef int (*bh_fw_resolver)(void *ctx, const char *host, struct in_addr *out, int max);
+
+struct bh_fw_result {
+    time_t next_expire;  /* earliest expiry still in the future, 0 if none */
+    bool blocked;        /* the rules could not be applied as written: all traffic refused */
+    char why[200];       /* why blocked */
+    unsigned dsthosts;   /* rules with a dsthost (the caller re-resolves them now and then) */
+};
+
+/* Appends to out the body of an nftables chain (one statement a line, every line
+ * indented by four spaces) that enforces rules (text, one rule a line) for one
+ * qube's traffic. Never fails open: a malformed rule list, or a dsthost that does
+ * not resolve, yields a chain that refuses everything (res->blocked). Returns -1 only
+ * when out cannot grow. */
+int bh_fw_to_nft(const char *rules, size_t len, time_t now, bh_fw_resolver resolve, void *ctx, bh_buf *out,
+                 struct bh_fw_result *res);

@@ -1,0 +1,82 @@
+/* The qubes' network, Qubes' way: routed point-to-point veth links, never a bridge;
+ * NAT at each hop; each qube's network namespace created and configured by the host
+ * (see netns.h), so every address, route and nftables rule in it is out of reach of
+ * the qube's own root — including the per-qube firewall rules, which live in the
+ * netvm's namespace as in Qubes, but where the netvm's root cannot touch them.
+ *
+ * Names inside a qube's namespace: `eth0` leads to its netvm (or, for the qube that
+ * holds the uplink, to the host side); `vif<qid>.0` leads to the client qube <qid>.
+ * One nftables table, `inet bulkhead`, per namespace, replaced whole in one
+ * transaction on every change. */
+#pragma once
+#include "buf.h"
+#include "err.h"
+#include "fwrule.h"
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define BH_NET_NETVM_MAC "fe:ff:ff:ff:ff:ff" /* a netvm's end of every link, as Qubes */
+
+/* Loopback up, IPv6 off, ICMP echo sockets for the qube's GIDs (ping as a normal
+ * user without raw sockets), reverse-path filtering, forwarding if it serves others. */
+int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, bh_error *err);
+
+struct bh_net_link {
+    const char *client_netns, *netvm_netns; /* pinned namespaces */
+    uint32_t client_qid;
+    struct in_addr client_ip, gateway;      /* gateway: the netvm's address */
+    uint8_t client_mac[6];
+};
+/* Plugs a client into its netvm (an old link of the client is replaced). */
+int bh_net_link_plug(const struct bh_net_link *l, bh_error *err);
+/* Unplugs client_qid from the netvm whose namespace is netvm_netns. */
+int bh_net_link_unplug(const char *netvm_netns, uint32_t client_qid, bh_error *err);
+void bh_net_vif_name(uint32_t qid, char out[16]);
+
+struct bh_net_uplink {
+    const char *qube_netns;  /* the qube that holds the uplink (sys-net) */
+    int peer_nsfd;           /* the host's namespace, or the test's netns:NAME */
+    const char *peer_ifname; /* unique per bulkheadd, at most 15 characters */
+    const char *table;       /* nftables table in the peer namespace, unique per bulkheadd */
+    struct in_addr qube_addr, peer_addr; /* a /30 between the two */
+    uint8_t qube_mac[6];
+};
+/* Plugs the uplink: veth, addresses, default route, and in the peer namespace
+ * forwarding on our interface, masquerade of the qube's address, and no way in to
+ * the peer's own services. */
+int bh_net_uplink_plug(const struct bh_net_uplink *u, bh_error *err);
+/* Removes the peer side (interface, nftables table); what it changed is restored. */
+void bh_net_uplink_unplug(const struct bh_net_uplink *u);
+
+/* ---- the nftables table of one qube's namespace (ruleset.c) ---- */
+struct bh_net_client {
+    uint32_t qid;
+    struct in_addr ip;
+    uint8_t mac[6];
+    const char *rules; /* normalised qvm-firewall text; NULL = accept everything */
+};
+struct bh_net_table {
+    bool serves;          /* provides network to the clients below */
+    bool upstream;        /* eth0 exists and leads out */
+    int ndns;             /* upstream resolvers for the DNS DNAT; 0: upstream is virtual */
+    struct in_addr dns[2];
+    const struct bh_net_client *clients;
+    size_t nclients;
+    time_t now;
+    bh_fw_resolver resolve;
+    void *resolve_ctx;
+};
+struct bh_net_table_result {
+    time_t next_expire;   /* earliest rule expiry, 0 none */
+    unsigned dsthosts;    /* rules naming hosts (re-resolved now and then) */
+    unsigned blocked;     /* clients whose rules could not be applied (all refused) */
+};
+/* The whole `inet bulkhead` table for one namespace, as a script that replaces the
+ * previous one atomically. */
+int bh_net_table_script(const struct bh_net_table *t, bh_buf *out, struct bh_net_table_result *res);
+/* Generates and applies it. */
+int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
+                       bh_error *err);

@@ -1,0 +1,113 @@
+/* The nftables table of one qube's namespace. Where each rule sits and why:
+ *
+ *   pre (prerouting, priority raw): anti-spoofing. A client's packets must carry its
+ *       address and its MAC; anything IPv6 is dropped (the network is IPv4 only).
+ *   input: nothing reaches this qube's own services from its links except replies
+ *       and ICMP (no client-to-netvm services, no netvm-to-client connections).
+ *   forward: a client's packets may only go out by eth0 (no qube-to-qube), through
+ *       the client's firewall chain, evaluated on every packet (not only on new
+ *       connections) so that a changed rule cuts established connections at once.
+ *       From eth0 only replies come back in.
+ *   nat: DNS to 10.139.1.1/2 goes to the upstream resolvers where this qube is the
+ *       edge; everything leaving by eth0 is masqueraded (NAT at each hop). */
+#include "net.h"
+#include "dns.h"
+#include "nft.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+static const char *ip4(struct in_addr a, char *b)
+{
+    inet_ntop(AF_INET, &a, b, INET_ADDRSTRLEN);
+    return b;
+}
+
+int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_table_result *res)
+{
+    memset(res, 0, sizeof *res);
+    char a[INET_ADDRSTRLEN], m[20];
+    bh_buf_adds(o, "table inet bulkhead\ndelete table inet bulkhead\ntable inet bulkhead {\n");
+    bh_buf_adds(o, "  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n"
+                   "    meta nfproto ipv6 iif != lo drop\n");
+    for (size_t i = 0; t->serves && i < t->nclients; i++) {
+        const struct bh_net_client *c = &t->clients[i];
+        char vif[16];
+        bh_net_vif_name(c->qid, vif);
+        snprintf(m, sizeof m, "%02x:%02x:%02x:%02x:%02x:%02x", c->mac[0], c->mac[1], c->mac[2], c->mac[3], c->mac[4],
+                 c->mac[5]);
+        bh_buf_printf(o, "    iifname \"%s\" ether saddr != %s drop\n", vif, m);
+        bh_buf_printf(o, "    iifname \"%s\" ip saddr != %s drop\n", vif, ip4(c->ip, a));
+    }
+    bh_buf_adds(o, "  }\n");
+    bh_buf_adds(o, "  chain input {\n    type filter hook input priority filter; policy drop;\n"
+                   "    iif lo accept\n    ct state established,related accept\n    ct state invalid drop\n"
+                   "    meta l4proto icmp accept\n  }\n");
+    bh_buf_adds(o, "  chain output {\n    type filter hook output priority filter; policy accept;\n"
+                   "    meta nfproto ipv6 oif != lo drop\n  }\n");
+    bh_buf_adds(o, "  chain forward {\n    type filter hook forward priority filter; policy drop;\n"
+                   "    ct state invalid drop\n");
+    if (t->serves && t->upstream) {
+        bh_buf_adds(o, "    iifname \"eth0\" oifname \"vif*\" ct state established,related accept\n");
+        for (size_t i = 0; i < t->nclients; i++) {
+            char vif[16];
+            bh_net_vif_name(t->clients[i].qid, vif);
+            bh_buf_printf(o, "    iifname \"%s\" oifname \"eth0\" jump fw_%u\n", vif, t->clients[i].qid);
+        }
+    }
+    bh_buf_adds(o, "  }\n");
+    for (size_t i = 0; t->serves && t->upstream && i < t->nclients; i++) {
+        const struct bh_net_client *c = &t->clients[i];
+        bh_buf_printf(o, "  chain fw_%u {\n", c->qid);
+        struct bh_fw_result fr;
+        const char *rules = c->rules ? c->rules : "action=accept\n";
+        if (bh_fw_to_nft(rules, strlen(rules), t->now, t->resolve, t->resolve_ctx, o, &fr) < 0)
+            return -1;
+        if (fr.next_expire && (!res->next_expire || fr.next_expire < res->next_expire))
+            res->next_expire = fr.next_expire;
+        res->dsthosts += fr.dsthosts;
+        res->blocked += fr.blocked;
+        bh_buf_adds(o, "  }\n");
+    }
+    if (t->serves) {
+        bh_buf_adds(o, "  chain nat_pre {\n    type nat hook prerouting priority dstnat; policy accept;\n");
+        for (int i = 0; i < 2 && t->ndns > 0; i++)
+            bh_buf_printf(o, "    iifname \"vif*\" ip daddr %s meta l4proto { tcp, udp } th dport 53 dnat ip to %s\n",
+                          i ? BH_DNS_VIRT2 : BH_DNS_VIRT1, ip4(t->dns[i < t->ndns ? i : 0], a));
+        bh_buf_adds(o, "  }\n");
+    }
+    bh_buf_adds(o, "  chain nat_out {\n    type nat hook output priority -100; policy accept;\n");
+    for (int i = 0; i < 2 && t->ndns > 0; i++)
+        bh_buf_printf(o, "    ip daddr %s meta l4proto { tcp, udp } th dport 53 dnat ip to %s\n",
+                      i ? BH_DNS_VIRT2 : BH_DNS_VIRT1, ip4(t->dns[i < t->ndns ? i : 0], a));
+    bh_buf_adds(o, "  }\n");
+    if (t->upstream)
+        bh_buf_adds(o, "  chain nat_post {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+                       "    oifname \"eth0\" masquerade\n  }\n");
+    return bh_buf_adds(o, "}\n");
+}
+
+int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
+                       bh_error *err)
+{
+    bh_buf b;
+    bh_buf_init(&b, 0);
+    int r = bh_net_table_script(t, &b, res);
+    if (r == 0 && bh_buf_addc(&b, '\0') == 0) {
+        int fd = open(netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            r = bh_fail_errno(err, "open %s", netns);
+        } else {
+            r = bh_nft_run(fd, b.data, err);
+            close(fd);
+        }
+    } else {
+        r = bh_fail(err, ENOMEM, "building the nftables table");
+    }
+    bh_buf_free(&b);
+    return r;
+}

@@ -1,0 +1,194 @@
+/* Links between qubes' namespaces and the uplink; see net.h. */
+#include "net.h"
+#include "cleanup.h"
+#include "netns.h"
+#include "nft.h"
+#include "nl.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void bh_net_vif_name(uint32_t qid, char out[16]) { snprintf(out, 16, "vif%u.0", qid % 100000000u); }
+
+static int open_ns(const char *path, bh_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bh_fail_errno(err, "open network namespace %s", path);
+    return fd;
+}
+
+int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, bh_error *err)
+{
+    _cleanup_close_ int ns = open_ns(netns, err);
+    if (ns < 0)
+        return -1;
+    char range[64];
+    snprintf(range, sizeof range, "%u %u", (unsigned)gid_lo, (unsigned)gid_hi);
+    /* IPv6 off on every link but loopback: the qubes' network is IPv4 only, and an
+     * address the firewall does not know of must not exist. */
+    if (bh_netns_sysctl(ns, "ipv6/conf/default/disable_ipv6", "1", NULL, 0, err) < 0 ||
+        bh_netns_sysctl(ns, "ipv4/ping_group_range", range, NULL, 0, err) < 0 ||
+        bh_netns_sysctl(ns, "ipv4/conf/default/rp_filter", "1", NULL, 0, err) < 0 ||
+        bh_netns_sysctl(ns, "ipv4/conf/all/rp_filter", "1", NULL, 0, err) < 0 ||
+        bh_netns_sysctl(ns, "ipv4/ip_forward", forwarding ? "1" : "0", NULL, 0, err) < 0)
+        return bh_prefix(err, "network of the qube");
+    struct bh_nl nl;
+    if (bh_nl_open(&nl, ns, err) < 0)
+        return -1;
+    int r = bh_nl_link_up(&nl, 1, err); /* lo is always index 1 in a new namespace */
+    bh_nl_close(&nl);
+    return r;
+}
+
+static int inaddr_host(struct bh_nl *nl, const char *ifname, struct in_addr addr, unsigned prefix,
+                       struct in_addr route_to, unsigned route_prefix, const struct in_addr *gw_default, bh_error *err)
+{
+    int idx = bh_nl_ifindex(nl, ifname);
+    if (idx <= 0)
+        return bh_fail(err, ENODEV, "link %s vanished", ifname);
+    if (bh_nl_link_up(nl, idx, err) < 0)
+        return -1;
+    if (bh_nl_addr_add(nl, idx, addr, prefix, err) < 0)
+        return -1;
+    if (route_prefix && bh_nl_route_add(nl, route_to, route_prefix, NULL, idx, err) < 0)
+        return -1;
+    if (gw_default && bh_nl_route_add(nl, (struct in_addr){ 0 }, 0, gw_default, idx, err) < 0)
+        return -1;
+    return 0;
+}
+
+int bh_net_link_plug(const struct bh_net_link *l, bh_error *err)
+{
+    _cleanup_close_ int cns = open_ns(l->client_netns, err);
+    if (cns < 0)
+        return -1;
+    _cleanup_close_ int nns = open_ns(l->netvm_netns, err);
+    if (nns < 0)
+        return -1;
+    char vif[16];
+    bh_net_vif_name(l->client_qid, vif);
+    uint8_t nmac[6];
+    bh_mac_parse(BH_NET_NETVM_MAC, nmac);
+    struct bh_nl cnl, nnl, host;
+    if (bh_nl_open(&cnl, cns, err) < 0)
+        return -1;
+    int r = -1;
+    if (bh_nl_open(&nnl, nns, err) < 0)
+        goto out_c;
+    if (bh_nl_open(&host, -1, err) < 0)
+        goto out_n;
+    /* A previous link of this client (another netvm, or a lost daemon's) goes first. */
+    if (bh_nl_link_del(&cnl, "eth0", err) < 0 || bh_nl_link_del(&nnl, vif, err) < 0)
+        goto out;
+    struct bh_veth_end a = { "eth0", cns, l->client_mac }, b = { vif, nns, nmac };
+    if (bh_nl_veth_create(&host, &a, &b, err) < 0)
+        goto out;
+    /* client: its address, the gateway on-link, default route through it */
+    if (inaddr_host(&cnl, "eth0", l->client_ip, 32, l->gateway, 32, &l->gateway, err) < 0)
+        goto out;
+    /* netvm: the gateway address on the vif, a host route to the client */
+    if (inaddr_host(&nnl, vif, l->gateway, 32, l->client_ip, 32, NULL, err) < 0)
+        goto out;
+    r = 0;
+out:
+    if (r < 0)
+        (void)bh_nl_link_del(&nnl, vif, NULL);
+    bh_nl_close(&host);
+out_n:
+    bh_nl_close(&nnl);
+out_c:
+    bh_nl_close(&cnl);
+    return r;
+}
+
+int bh_net_link_unplug(const char *netvm_netns, uint32_t client_qid, bh_error *err)
+{
+    _cleanup_close_ int nns = open_ns(netvm_netns, err);
+    if (nns < 0)
+        return -1;
+    char vif[16];
+    bh_net_vif_name(client_qid, vif);
+    struct bh_nl nl;
+    if (bh_nl_open(&nl, nns, err) < 0)
+        return -1;
+    int r = bh_nl_link_del(&nl, vif, err);
+    bh_nl_close(&nl);
+    return r;
+}
+
+static int peer_table(const struct bh_net_uplink *u, bh_error *err)
+{
+    char qa[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &u->qube_addr, qa, sizeof qa);
+    char script[2048];
+    /* The qube's traffic leaves masqueraded; nothing from it reaches the peer's own
+     * services (the host, or the test's stand-in for it); it cannot claim another
+     * source address. Only this table is ours: the peer's other rules are untouched. */
+    snprintf(script, sizeof script,
+             "table ip %1$s\ndelete table ip %1$s\n"
+             "table ip %1$s {\n"
+             "  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n"
+             "    iifname \"%2$s\" ip saddr != %3$s drop\n  }\n"
+             "  chain input {\n    type filter hook input priority filter; policy accept;\n"
+             "    iifname \"%2$s\" ct state established,related accept\n"
+             "    iifname \"%2$s\" drop\n  }\n"
+             "  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+             "    ip saddr %3$s oifname != \"%2$s\" masquerade\n  }\n"
+             "}\n",
+             u->table, u->peer_ifname, qa);
+    return bh_nft_run(u->peer_nsfd, script, err);
+}
+
+int bh_net_uplink_plug(const struct bh_net_uplink *u, bh_error *err)
+{
+    _cleanup_close_ int qns = open_ns(u->qube_netns, err);
+    if (qns < 0)
+        return -1;
+    struct bh_nl qnl, pnl;
+    if (bh_nl_open(&qnl, qns, err) < 0)
+        return -1;
+    int r = -1;
+    if (bh_nl_open(&pnl, u->peer_nsfd, err) < 0)
+        goto out_q;
+    if (bh_nl_link_del(&pnl, u->peer_ifname, err) < 0 || bh_nl_link_del(&qnl, "eth0", err) < 0)
+        goto out;
+    struct bh_veth_end a = { "eth0", qns, u->qube_mac }, b = { u->peer_ifname, u->peer_nsfd, NULL };
+    if (bh_nl_veth_create(&pnl, &a, &b, err) < 0)
+        goto out;
+    if (inaddr_host(&qnl, "eth0", u->qube_addr, 30, (struct in_addr){ 0 }, 0, &u->peer_addr, err) < 0 ||
+        inaddr_host(&pnl, u->peer_ifname, u->peer_addr, 30, (struct in_addr){ 0 }, 0, NULL, err) < 0)
+        goto out;
+    /* Forwarding is per interface in IPv4: on for ours; the namespace-wide switch is
+     * needed too for replies, and is left as found if it was on already. */
+    char key[96], old[16] = "";
+    snprintf(key, sizeof key, "ipv4/conf/%s/forwarding", u->peer_ifname);
+    if (bh_netns_sysctl(u->peer_nsfd, key, "1", NULL, 0, err) < 0 ||
+        bh_netns_sysctl(u->peer_nsfd, "ipv4/ip_forward", "1", old, sizeof old, err) < 0)
+        goto out;
+    if (peer_table(u, err) < 0)
+        goto out;
+    r = 0;
+out:
+    if (r < 0)
+        (void)bh_nl_link_del(&pnl, u->peer_ifname, NULL);
+    bh_nl_close(&pnl);
+out_q:
+    bh_nl_close(&qnl);
+    return r;
+}
+
+void bh_net_uplink_unplug(const struct bh_net_uplink *u)
+{
+    struct bh_nl pnl;
+    if (bh_nl_open(&pnl, u->peer_nsfd, NULL) == 0) {
+        (void)bh_nl_link_del(&pnl, u->peer_ifname, NULL);
+        bh_nl_close(&pnl);
+    }
+    char script[256];
+    snprintf(script, sizeof script, "table ip %1$s\ndelete table ip %1$s\n", u->table);
+    (void)bh_nft_run(u->peer_nsfd, script, NULL);
+}

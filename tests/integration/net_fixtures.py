@@ -1,0 +1,197 @@
+"""A small internet for network tests, in namespaces the test creates and removes:
+
+    qubes ── sys-firewall ── sys-net ══ uplink ══ [inet]  (plays the host: bulkheadd
+                                                     │     --uplink netns:<inet>)
+                                              198.51.100.1
+                                                     │
+                                                  [srv]   198.51.100.80  web :8080, echo :7
+                                                          198.51.100.81  web :8080 ("other")
+                                                          198.51.100.53  DNS (web.test, other.test)
+
+`inet` also listens on 198.51.100.1:9000 (a host service that no qube may reach).
+Every address lives in these namespaces (TEST-NET-2); nothing leaves them.
+
+Use: sys.path.insert(0, <tests/integration>); from net_fixtures import net  # noqa
+"""
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from admin_fixtures import Daemon, BUILD  # noqa: E402
+
+WEB, OTHER, DNS, HOST = "198.51.100.80", "198.51.100.81", "198.51.100.53", "198.51.100.1"
+
+DNS_SERVER = r'''
+import socket, struct, sys
+names = {b"web.test": "198.51.100.80", b"other.test": "198.51.100.81"}
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.51.100.53", 53))
+while True:
+    q, a = s.recvfrom(512)
+    if len(q) < 17: continue
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]]); i += 1 + q[i]
+    name = b".".join(labels).lower(); qtype = q[i + 1:i + 3]
+    question = q[12:i + 5]
+    ip = names.get(name)
+    if ip and qtype == b"\x00\x01":
+        ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04" + socket.inet_aton(ip)
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans, a)
+    else:
+        rcode = b"\x81\x80" if ip else b"\x81\x83"
+        s.sendto(q[:2] + rcode + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question, a)
+'''
+
+# a line-echo server: answers each line at once (for connections kept open)
+ECHO_SERVER = r'''
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.51.100.80", 7)); s.listen(64)
+def serve(c):
+    with c:
+        while True:
+            d = c.recv(4096)
+            if not d: return
+            c.sendall(d)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+HOST_SERVICE = r'''
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"host-secret\n"); c.close()
+'''
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=60, **kw)
+
+
+class Internet:
+    def __init__(self):
+        tag = "%x%03x" % (os.getpid() & 0xfff, random.randrange(4096))
+        self.inet, self.srv = "bhi" + tag, "bhs" + tag
+        self.procs = []
+        sh("ip", "netns", "add", self.inet)
+        sh("ip", "netns", "add", self.srv)
+        a, b = "bha" + tag, "bhb" + tag
+        sh("ip", "link", "add", a, "netns", self.inet, "type", "veth", "peer", "name", b, "netns", self.srv)
+        for ns in (self.inet, self.srv):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.inet, "addr", "add", HOST + "/24", "dev", a)
+        sh("ip", "-n", self.inet, "link", "set", a, "up")
+        for ip in (WEB, OTHER, DNS):
+            sh("ip", "-n", self.srv, "addr", "add", ip + "/24", "dev", b)
+        sh("ip", "-n", self.srv, "link", "set", b, "up")
+        sh("ip", "-n", self.srv, "route", "add", "default", "via", HOST)
+        self.etc = pathlib.Path("/etc/netns") / self.inet
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "resolv.conf").write_text("nameserver %s\n" % DNS)
+        self.webroot = pathlib.Path(f"/tmp/{self.srv}-www")
+        self.webroot.mkdir(exist_ok=True)
+        (self.webroot / "index.html").write_text("hello from the test internet\n")
+        for ip in (WEB, OTHER):
+            self.spawn(self.srv, [sys.executable, "-m", "http.server", "--bind", ip, "--directory", str(self.webroot), "8080"])
+        self.spawn(self.srv, [sys.executable, "-c", DNS_SERVER])
+        self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER])
+        self.spawn(self.inet, [sys.executable, "-c", HOST_SERVICE])
+        self.wait_port(self.srv, WEB, 8080)
+        self.wait_port(self.srv, OTHER, 8080)
+        self.wait_port(self.srv, WEB, 7)
+        self.wait_port(self.inet, HOST, 9000)
+
+    def spawn(self, ns, argv):
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def exec(self, ns, *argv, check=False):
+        return sh("ip", "netns", "exec", ns, *argv, check=check)
+
+    def wait_port(self, ns, ip, port):
+        for _ in range(100):
+            if self.exec(ns, sys.executable, "-c",
+                         f"import socket; socket.create_connection(('{ip}', {port}), 1)").returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{ip}:{port} did not come up")
+
+    def close(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        sh("ip", "netns", "del", self.srv, check=False)
+        sh("ip", "netns", "del", self.inet, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
+        shutil.rmtree(self.webroot, ignore_errors=True)
+
+
+class Net:
+    """A bulkheadd whose sys-net is plugged into a test internet."""
+
+    def __init__(self, tmp, internet):
+        self.internet = internet
+        self.d = Daemon(tmp, extra_args=["--uplink", f"netns:{internet.inet}"]).start()
+        self.sock = self.d.sock
+
+    def run(self, qube, cmd, user=None, timeout=60):
+        args = [str(BUILD / "src/qrexec/qvm-run"), "-p"]
+        if user:
+            args += ["-u", user]
+        args += [qube, cmd]
+        return subprocess.run(args, env=self.d.env, capture_output=True, text=True, timeout=timeout)
+
+    def tool(self, *a, **kw):
+        return self.d.tool(*a, **kw)
+
+    def prop(self, qube, name):
+        return self.d.call("admin.vm.property.Get+" + name, qube).split(" ", 2)[2]
+
+    def curl(self, qube, url, t=3):
+        r = self.run(qube, f"curl -sS -m {t} {url}")
+        return r.returncode == 0 and "hello from the test internet" in r.stdout
+
+    def close(self):
+        from admin_fixtures import kill_all
+        try:
+            kill_all(self.d)
+        finally:
+            self.d.stop()
+            self.d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def internet():
+    i = Internet()
+    yield i
+    i.close()
+
+
+@pytest.fixture(scope="module")
+def net(internet, tmp_path_factory):
+    n = Net(tmp_path_factory.mktemp("net"), internet)
+    yield n
+    n.close()
+
+
+def host_netns_leftovers(tag):
+    """Links and nftables tables in the host's namespace whose names carry tag."""
+    links = sh("ip", "-o", "link").stdout
+    tables = sh("nft", "list", "tables").stdout
+    return [l for l in (links + tables).splitlines() if tag in l]

@@ -1,0 +1,195 @@
+"""The qubes' network end to end: sys-net plugged into a small internet made of
+namespaces this test creates (see net_fixtures.py), sys-firewall, app qubes.
+No traffic leaves those namespaces; no test uses --uplink host."""
+import socket
+import subprocess
+import time
+
+import pytest
+
+from net_fixtures import net, internet, WEB, OTHER, HOST, Internet, Net  # noqa: F401
+from admin_fixtures import AdminError, BUILD, Daemon, kill_all, wait_state
+
+QVM_RUN = str(BUILD / "src/qrexec/qvm-run")
+
+
+@pytest.fixture
+def clean_fw(net):
+    yield
+    for q in ("work", "personal"):
+        net.d.call("admin.vm.firewall.Set", q, "action=accept\n")
+
+
+def test_properties_as_qubes(net):
+    qid = int(net.d.call("admin.vm.property.Get+qid", "work").split()[-1])
+    assert net.prop("work", "ip") == f"10.137.0.{qid}"
+    fw_ip = net.prop("sys-firewall", "ip")
+    assert net.prop("work", "visible_gateway") == fw_ip
+    assert net.prop("sys-firewall", "gateway") == fw_ip
+    assert net.prop("work", "dns") == "10.139.1.1 10.139.1.2"
+    assert net.prop("work", "mac") == "00:16:3e:5e:6c:00"
+    assert net.prop("work", "visible_netmask") == "255.255.255.255"
+    assert net.prop("vault", "ip") == ""
+    # and the qube sees exactly what the properties say
+    r = net.run("work", "ip -4 -o addr show dev eth0; ip route; cat /etc/resolv.conf; cat /sys/class/net/eth0/address 2>/dev/null; ip -o link show eth0")
+    assert r.returncode == 0, r.stderr
+    assert f"inet 10.137.0.{qid}/32" in r.stdout
+    assert f"default via {fw_ip} dev eth0" in r.stdout
+    assert "nameserver 10.139.1.1\nnameserver 10.139.1.2" in r.stdout
+    assert "00:16:3e:5e:6c:00" in r.stdout
+
+
+def test_web_dns_and_ping_as_user(net):
+    r = net.run("work", "id -u; curl -sS -m 5 http://web.test:8080/; ping -c1 -W3 other.test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0] == "1000"
+    assert "hello from the test internet" in r.stdout
+    assert "1 received" in r.stdout
+
+
+def test_offline_qube_has_loopback_only(net):
+    r = net.run("vault", "ip -o link | cut -d: -f2; curl -sS -m 2 http://198.51.100.80:8080/; echo rc=$?")
+    assert r.stdout.split() [0] == "lo" and "eth0" not in r.stdout
+    assert "rc=0" not in r.stdout
+    # positive control: the same command in a networked qube fetches the page
+    assert net.curl("work", f"http://{WEB}:8080/")
+
+
+def test_firewall_rules_enforced(net, clean_fw):
+    assert net.curl("work", f"http://{OTHER}:8080/")
+    assert net.tool("qvm-firewall", "work", "add", "--before", "0", "action=drop", f"dst4={OTHER}").returncode == 0
+    assert not net.curl("work", f"http://{OTHER}:8080/")
+    assert net.curl("work", f"http://{WEB}:8080/")
+    # only the web server by name, and DNS: everything else refused
+    net.d.call("admin.vm.firewall.Set", "work",
+               "action=accept specialtarget=dns\naction=accept dsthost=web.test proto=tcp dstports=8080\naction=drop\n")
+    assert net.curl("work", "http://web.test:8080/")
+    assert not net.curl("work", "http://other.test:8080/")
+    assert net.run("work", "ping -c1 -W2 198.51.100.80").returncode != 0
+    # without the DNS rule, names no longer resolve
+    net.d.call("admin.vm.firewall.Set", "work", f"action=accept dst4={WEB}\naction=drop\n")
+    assert not net.curl("work", "http://web.test:8080/")
+    assert net.curl("work", f"http://{WEB}:8080/")
+    # another qube behind the same firewall is not affected
+    assert net.curl("personal", f"http://{OTHER}:8080/")
+
+
+def test_unresolvable_dsthost_refused_rules_unchanged(net, clean_fw):
+    net.d.call("admin.vm.firewall.Set", "work", "action=drop dst4=198.51.100.81\naction=accept\n")
+    with pytest.raises(AdminError) as e:
+        net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=nowhere.test\naction=drop\n")
+    assert e.value.exc_type == "QubesValueError" and "nowhere.test" in e.value.msg
+    assert net.d.call("admin.vm.firewall.Get", "work") == "action=drop dst4=198.51.100.81/32\naction=accept\n"
+    assert net.curl("work", f"http://{WEB}:8080/") and not net.curl("work", f"http://{OTHER}:8080/")
+
+
+def test_rule_change_cuts_an_open_connection_within_a_second(net, clean_fw):
+    # A connection opened before the rule: lines go out every 100 ms and come back.
+    p = subprocess.Popen([QVM_RUN, "-p", "work",
+                          "python3 -u -c \"import socket,time\n"
+                          "s=socket.create_connection(('198.51.100.80',7)); s.settimeout(0.3)\n"
+                          "for i in range(60):\n"
+                          "  s.sendall(b'x\\\\n')\n"
+                          "  try: s.recv(100); print('ok', time.time(), flush=True)\n"
+                          "  except Exception: print('lost', time.time(), flush=True)\n"
+                          "  time.sleep(0.1)\""],
+                         env=net.d.env, stdout=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        assert first.startswith("ok"), first
+        t0 = time.time()
+        net.d.call("admin.vm.firewall.Set", "work", f"action=drop dst4={WEB}\naction=accept\n")
+        lost_at = None
+        while lost_at is None and time.time() - t0 < 5:
+            line = p.stdout.readline()
+            if line.startswith("lost"):
+                lost_at = float(line.split()[1])
+        assert lost_at is not None, "the open connection still worked 5 s after the rule"
+        assert lost_at - t0 < 1.0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_expire_removes_rule_by_itself(net, clean_fw):
+    net.d.call("admin.vm.firewall.Set", "work", f"action=drop dst4={WEB} expire=+2\naction=accept\n")
+    assert not net.curl("work", f"http://{WEB}:8080/", t=1)
+    time.sleep(2.5)
+    assert net.curl("work", f"http://{WEB}:8080/")
+
+
+def test_live_netvm_change(net):
+    ip = net.prop("work", "ip")
+    try:
+        net.d.call("admin.vm.property.Set+netvm", "work", "sys-net")
+        assert net.prop("work", "ip") == ip
+        r = net.run("work", "ip route")
+        assert f"default via {net.prop('sys-net', 'ip')}" in r.stdout
+        assert net.curl("work", "http://web.test:8080/")
+        net.d.call("admin.vm.property.Set+netvm", "work", "")
+        assert not net.curl("work", f"http://{WEB}:8080/", t=1)
+        assert "eth0" not in net.run("work", "ip -o link").stdout
+    finally:
+        net.d.call("admin.vm.property.Reset+netvm", "work")
+    assert net.prop("work", "ip") == ip
+    assert net.curl("work", "http://web.test:8080/")
+
+
+def test_cannot_attach_to_stopped_netvm(net):
+    net.tool("qvm-create", "--label", "red", "--prop", "provides_network=True", "net-off")
+    try:
+        with pytest.raises(AdminError) as e:
+            net.d.call("admin.vm.property.Set+netvm", "work", "net-off")
+        assert e.value.exc_type == "QubesVMNotStartedError"
+        assert net.prop("work", "netvm") == "sys-firewall"
+    finally:
+        net.tool("qvm-remove", "-f", "net-off")
+
+
+def test_netvm_in_use_cannot_stop_unless_forced(net):
+    net.run("work", "true")
+    with pytest.raises(AdminError) as e:
+        net.d.call("admin.vm.Shutdown", "sys-firewall")
+    assert e.value.exc_type == "QubesVMInUseError" and "work" in e.value.msg
+    with pytest.raises(AdminError) as e:
+        net.d.call("admin.vm.Remove", "sys-firewall")
+    net.d.call("admin.vm.Kill", "sys-firewall")
+    wait_state(net.d, "sys-firewall", "Halted")
+    r = net.run("work", "echo alive; curl -sS -m 2 http://198.51.100.80:8080/ >/dev/null; echo rc=$?")
+    assert "alive" in r.stdout and "rc=0" not in r.stdout
+    net.d.call("admin.vm.Start", "sys-firewall")
+    assert net.curl("work", f"http://{WEB}:8080/")
+
+
+def test_uplink_none_keeps_sys_net_offline(tmp_path, internet):
+    d = Daemon(tmp_path).start()
+    try:
+        r = subprocess.run([QVM_RUN, "-p", "work",
+                            f"curl -sS -m 2 http://{WEB}:8080/; echo rc=$?"],
+                           env=d.env, capture_output=True, text=True, timeout=60)
+        assert "rc=0" not in r.stdout and "rc=" in r.stdout
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
+
+
+def test_daemon_stop_removes_what_it_added(tmp_path):
+    i = Internet()
+    try:
+        n = Net(tmp_path, i)
+        assert n.curl("work", f"http://{WEB}:8080/")
+        links = i.exec(i.inet, "ip", "-o", "link").stdout
+        tables = i.exec(i.inet, "nft", "list", "tables").stdout
+        assert "bulkhead_" in tables and links.count("link/ether") == 2
+        # a rule of someone else in the peer namespace survives us
+        i.exec(i.inet, "nft", "add", "table", "ip", "theirs", check=True)
+        kill_all(n.d)
+        n.d.stop()
+        assert not list((n.d.runtime / "net").glob("q*")), "namespace pins left behind"
+        n.d.cleanup()
+        assert "bulkhead_" not in i.exec(i.inet, "nft", "list", "tables").stdout
+        assert "theirs" in i.exec(i.inet, "nft", "list", "tables").stdout
+        assert i.exec(i.inet, "ip", "-o", "link").stdout.count("link/ether") == 1
+    finally:
+        i.close()

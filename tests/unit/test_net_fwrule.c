@@ -1,0 +1,100 @@
+/* Firewall rules -> nftables: Qubes' semantics, fail-closed on anything odd. */
+#include "net/fwrule.h"
+#include "net/net.h"
+#include "net/dns.h"
+#include "tap.h"
+#include <arpa/inet.h>
+#include <string.h>
+
+static int fake_resolve(void *ctx, const char *host, struct in_addr *out, int max)
+{
+    (void)ctx;
+    if (!strcmp(host, "two.example") && max >= 2) {
+        inet_pton(AF_INET, "192.0.2.1", &out[0]);
+        inet_pton(AF_INET, "192.0.2.2", &out[1]);
+        return 2;
+    }
+    return -1;
+}
+
+static char *conv(const char *rules, time_t now, struct bh_fw_result *res)
+{
+    static bh_buf b;
+    bh_buf_free(&b);
+    bh_buf_init(&b, 0);
+    CHECK(bh_fw_to_nft(rules, strlen(rules), now, fake_resolve, NULL, &b, res) == 0);
+    bh_buf_addc(&b, '\0');
+    return b.data;
+}
+
+int main(void)
+{
+    struct bh_fw_result r;
+    char *s = conv("action=accept\n", 100, &r);
+    CHECK(!strcmp(s, "    accept\n    reject with icmpx type admin-prohibited\n"));
+    s = conv("action=accept dst4=10.1.0.0/16 proto=tcp dstports=80-81\naction=drop proto=icmp icmptype=8\n", 100, &r);
+    CHECK(strstr(s, "ip daddr 10.1.0.0/16 tcp dport 80-81 accept\n") != NULL);
+    CHECK(strstr(s, "icmp type 8 reject") != NULL);
+    CHECK(!r.blocked);
+    /* dsthost: every address; unresolvable: everything refused (fail closed) */
+    s = conv("action=accept dsthost=two.example\n", 100, &r);
+    CHECK(strstr(s, "ip daddr { 192.0.2.1, 192.0.2.2 } accept") != NULL);
+    CHECK(r.dsthosts == 1);
+    s = conv("action=accept dst4=1.2.3.4\naction=accept dsthost=nowhere.example\n", 100, &r);
+    CHECK(r.blocked && !strcmp(s, "    reject with icmpx type admin-prohibited\n"));
+    /* malformed or unknown: fail closed, nothing of the list survives */
+    s = conv("action=accept\nfoo=bar\n", 100, &r);
+    CHECK(r.blocked && !strstr(s, "accept\n"));
+    s = conv("action=accept dstports=80\n", 100, &r);
+    CHECK(r.blocked);
+    s = conv("action=accept dst4=10.0.0.1/8\n", 100, &r);
+    CHECK(r.blocked);
+    /* specialtarget=dns: ports 53 tcp+udp to the virtual servers, matched pre-DNAT */
+    s = conv("action=accept specialtarget=dns\naction=drop\n", 100, &r);
+    CHECK(strstr(s, "ct original ip daddr { 10.139.1.1, 10.139.1.2 } meta l4proto { tcp, udp } th dport 53 accept") != NULL);
+    s = conv("action=accept specialtarget=dns proto=udp dst4=10.139.1.2/32\n", 100, &r);
+    CHECK(strstr(s, "ct original ip daddr { 10.139.1.2 } udp dport 53 accept") != NULL);
+    s = conv("action=accept specialtarget=dns proto=tcp dstports=80\n", 100, &r);
+    CHECK(!strstr(s, "accept\n"));
+    /* expire: expired rules vanish, the next expiry is reported */
+    s = conv("action=drop dst4=1.2.3.4 expire=50\naction=drop dst4=1.2.3.5 expire=200\naction=accept expire=150\n", 100, &r);
+    CHECK(!strstr(s, "1.2.3.4") && strstr(s, "1.2.3.5") && r.next_expire == 150);
+    /* dst6 never matches an IPv4 network */
+    s = conv("action=accept dst6=::1\n", 100, &r);
+    CHECK(!strstr(s, "accept\n") && !r.blocked);
+    /* comments never reach nft */
+    s = conv("action=accept comment=x\"; flush ruleset\n", 100, &r);
+    CHECK(!strstr(s, "flush") && !strstr(s, "\""));
+    /* too many rules: refused as a whole */
+    bh_buf many;
+    bh_buf_init(&many, 0);
+    for (int i = 0; i < BH_NET_FW_MAX_RULES + 1; i++)
+        bh_buf_adds(&many, "action=accept\n");
+    bh_buf_addc(&many, '\0');
+    s = conv(many.data, 100, &r);
+    CHECK(r.blocked);
+    bh_buf_free(&many);
+
+    /* the table: anti-spoofing per client, forwarding only out by eth0 */
+    struct bh_net_client c = { .qid = 7, .mac = { 0, 0x16, 0x3e, 0x5e, 0x6c, 0 }, .rules = "action=drop\n" };
+    inet_pton(AF_INET, "10.137.0.7", &c.ip);
+    struct bh_net_table t = { .serves = true, .upstream = true, .ndns = 1, .clients = &c, .nclients = 1, .now = 100 };
+    inet_pton(AF_INET, "192.0.2.53", &t.dns[0]);
+    bh_buf b;
+    bh_buf_init(&b, 0);
+    struct bh_net_table_result tr;
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "iifname \"vif7.0\" ether saddr != 00:16:3e:5e:6c:00 drop") != NULL);
+    CHECK(strstr(b.data, "iifname \"vif7.0\" ip saddr != 10.137.0.7 drop") != NULL);
+    CHECK(strstr(b.data, "iifname \"vif7.0\" oifname \"eth0\" jump fw_7") != NULL);
+    CHECK(strstr(b.data, "ip daddr 10.139.1.2 meta l4proto { tcp, udp } th dport 53 dnat ip to 192.0.2.53") != NULL);
+    CHECK(strncmp(b.data, "table inet bulkhead\ndelete table inet bulkhead\n", 47) == 0);
+    bh_buf_free(&b);
+
+    struct in_addr ns[2];
+    const char *rc = "# x\nnameserver 192.0.2.1\nnameserver  ::1\nnameserver\t192.0.2.2 # c\nnameserver 192.0.2.3\n";
+    CHECK(bh_dns_parse_resolv(rc, strlen(rc), ns, 2) == 2);
+    CHECK(ns[1].s_addr == inet_addr("192.0.2.2"));
+    return tap_done();
+}
