@@ -136,3 +136,23 @@ def test_stopping_the_qube_closes_its_windows(gui):
     while time.time() < deadline and "[a] bye-a" in host.run("xwininfo", "-root", "-tree").stdout:
         time.sleep(0.2)
     assert "[a] bye-a" not in host.run("xwininfo", "-root", "-tree").stdout
+
+
+def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_display):
+    d = engine_daemon
+    s = GuiSession(d, host_display).start()
+    try:
+        time.sleep(1)  # no qube runs yet: nothing to show
+        assert "started the GUI daemon" not in s.log.read_text()
+        d.call("admin.vm.Start", "b")  # domain-start -> a daemon for b
+        s.wait_gui("b")
+        s.spawn("b", "xterm -T late-b")
+        host_display.find_window("[b] late-b")
+        d.call("admin.vm.Kill", "b")  # domain-shutdown -> the daemon ends, windows go
+        deadline = time.time() + 20
+        while time.time() < deadline and "GUI daemon of b ended" not in s.log.read_text():
+            time.sleep(0.2)
+        assert "GUI daemon of b ended" in s.log.read_text()
+        assert "[b] late-b" not in host_display.run("xwininfo", "-root", "-tree").stdout
+    finally:
+        s.stop()
