@@ -11,9 +11,21 @@ from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_displ
 
 
 @pytest.fixture
-def gui(engine_daemon, host_display):
+def ask_script(monkeypatch, tmp_path):
+    """A scriptable `ask` prompt (as in test_qrexec_real_qubes): logs, answers $answer."""
+    log, answer = tmp_path / "ask.log", tmp_path / "answer"
+    prog = tmp_path / "ask"
+    prog.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat {answer}\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
+    return log, answer
+
+
+@pytest.fixture
+def gui(ask_script, engine_daemon, host_display):
     d = engine_daemon
     s = GuiSession(d, host_display)
+    s.ask_log, s.ask_answer = ask_script
     for q in ("a", "b"):  # a is red, b is blue
         assert s.qvm_run(q, "true").returncode == 0
     s.start()
@@ -125,6 +137,16 @@ def test_clipboard_paste_denied_by_policy(gui):
     assert "10-test.policy:1" in gui.log.read_text()
     assert _b_clipboard(gui) == b""
     assert src.read_text() == "a"  # still there for an allowed paste
+
+
+def test_clipboard_paste_asks_a_person(gui):
+    gui.ask_answer.write_text("b\n")
+    _clip_setup(gui, "qubes.ClipboardPaste  *  a  b  ask\n")
+    deadline = time.time() + 15
+    while time.time() < deadline and _b_clipboard(gui) != b"clip-from-a":
+        time.sleep(0.3)
+    assert _b_clipboard(gui) == b"clip-from-a"
+    assert "--source a --service qubes.ClipboardPaste" in gui.ask_log.read_text()
 
 
 def test_stopping_the_qube_closes_its_windows(gui):
