@@ -395,6 +395,22 @@ static int chk_kbd(struct bh_app *a, struct bh_qube *q, const char *v, struct bh
     return 0;
 }
 
+static int chk_devices_denied(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    (void)q;
+    /* Qubes' pattern: ([bump*][0-9a-f*]{6})* */
+    size_t n = strlen(v);
+    bool ok = n % 7 == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = i % 7 == 0 ? strchr("bump*", v[i]) != NULL : strchr("0123456789abcdef*", v[i]) != NULL;
+    if (!ok || n > 7 * 1024)
+        return bh_exc(e, "QubesPropertyValueError",
+                      "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", "
+                      "\"u\", \"m\", \"p\", \"*\" and h is a hexdigit or \"*\".");
+    return 0;
+}
+
 static int chk_template_for_dispvms(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     /* Refuse to unset while disposables are based on it (they would lose their root). */
@@ -441,6 +457,7 @@ static const struct bh_prop_def qube_props[] = {
     { "debug", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "Debug mode: keep logs and do not hide failures" },
     { "default_dispvm", BH_P_VM, ALL, NUL, d_default_dispvm, chk_dispvm_template, 0, 0, "Default disposable template for this qube's calls" },
     { "default_user", BH_P_STR, VMS, 0, d_default_user, chk_user, 0, 0, "Default user for qrexec commands" },
+    { "devices_denied", BH_P_STR, ALL, 0, d_empty, chk_devices_denied, 0, 0, "List of device interface codes that are denied for this VM." },
     { "dns", BH_P_STR, VMS, NS, d_dns, NULL, 0, 0, "DNS servers set up for this qube" },
     { "gateway", BH_P_STR, VMS, NS, d_gateway, NULL, 0, 0, "Gateway this qube offers to qubes behind it" },
     { "guivm", BH_P_VM, VMS, NUL, d_g_guivm, NULL, 0, 0, "VM that shows this qube's windows" },
