@@ -70,28 +70,34 @@ int bh_fc_symlink_check(const char *linkname, const char *target)
     int ldepth = bh_fc_name_check(linkname);
     if (ldepth < 1)
         return -1;
-    /* Walk: start at the link's directory (depth ldepth-1), apply the target's parts. */
-    int depth = ldepth - 1;
+    /* Qubes' rule: ".." only as leading components, at most ldepth - 2 of them, then at
+     * least one plain name; no "." or empty components. A ".." after a name could climb
+     * through another link of the copy (d/y -> ".", then d/z -> "y/y/../.." resolves
+     * to the parent of the incoming dir): with leading ".." only, every link resolves
+     * inside its own top-level entry, whatever the other links are. */
+    int up = 0, names = 0;
     const char *p = target;
     while (*p) {
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            depth--;
-            /* depth 0 is the incoming dir itself; a nested link must stay below its
-             * top-level entry (depth >= 1); a top-level link may not climb at all */
-            if (depth < 1)
-                return -1;
-        } else if (n > 0 && !(n == 1 && p[0] == '.')) {
-            depth++;
-        }
-        if (depth > BH_FC_MAX_DEPTH * 2)
+        if (n == 0 || (n == 1 && p[0] == '.'))
             return -1;
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (names || ++up > ldepth - 2)
+                return -1;
+        } else {
+            if (n > 255)
+                return -1;
+            names++;
+        }
         p += n;
-        if (*p == '/')
+        if (*p == '/') {
             p++;
+            if (!*p)
+                return -1; /* trailing slash */
+        }
     }
-    return 0;
+    return names > 0 && names <= BH_FC_MAX_DEPTH * 2 ? 0 : -1;
 }
 
 struct in {
@@ -122,65 +128,34 @@ static int fail(struct bh_fc_result *res, int e, const char *fmt, const char *na
     return -1;
 }
 
-/* Opens the directory that will hold `name`'s last component, walking from dirfd with
- * O_NOFOLLOW at every step (a symlink anywhere on the way fails with ELOOP/ENOTDIR).
- * *last points at the last component inside name. */
-static int open_parent(int dirfd, char *name, const char **last)
-{
-    int cur = dup(dirfd);
-    if (cur < 0)
-        return -1;
-    char *p = name;
-    for (;;) {
-        char *slash = strchr(p, '/');
-        if (!slash) {
-            *last = p;
-            return cur;
-        }
-        *slash = '\0';
-        int next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int saved = errno;
-        *slash = '/';
-        close(cur);
-        if (next < 0) {
-            errno = saved;
-            return -1;
-        }
-        cur = next;
-        p = slash + 1;
-    }
-}
+/* ---- the unpacker: the stream's checks, creating entries through a sink ---- */
 
-static void set_times(int fd, const struct bh_fc_hdr *h)
-{
-    struct timespec ts[2] = { { h->atime, h->atime_nsec < 1000000000u ? h->atime_nsec : 0 },
-                              { h->mtime, h->mtime_nsec < 1000000000u ? h->mtime_nsec : 0 } };
-    futimens(fd, ts);
-}
-
-static int unpack_file(struct in *in, int pfd, const char *last, const struct bh_fc_hdr *h,
+static int unpack_file(struct in *in, const struct bh_fc_sink *sink, const struct bh_fc_hdr *h,
                        struct bh_fc_result *res, const char *name)
 {
-    _cleanup_close_ int fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
+    if (sink->file_create(sink->ctx, name, h) < 0)
         return fail(res, errno, "cannot create %s", name);
     static char buf[1 << 18];
     uint64_t left = h->filelen;
+    int rc = 0;
     while (left) {
         size_t n = left > sizeof buf ? sizeof buf : (size_t)left;
-        if (rd(in, buf, n) < 0)
-            return fail(res, EPIPE, "stream ended inside %s", name);
-        if (bh_write_all(fd, buf, n) < 0)
-            return fail(res, errno, "writing %s", name);
+        if (rd(in, buf, n) < 0) {
+            rc = fail(res, EPIPE, "stream ended inside %s", name);
+            break;
+        }
+        if (sink->file_write(sink->ctx, buf, n) < 0) {
+            rc = fail(res, errno, "writing %s", name);
+            break;
+        }
         left -= n;
     }
-    fchmod(fd, h->mode & 0777);
-    set_times(fd, h);
-    return 0;
+    sink->file_done(sink->ctx, h, rc == 0);
+    return rc;
 }
 
-int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
-                 struct bh_fc_result *res)
+int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink, const struct bh_fc_limits *lim,
+                    struct bh_fc_result *res)
 {
     memset(res, 0, sizeof *res);
     struct in in = { r, crc32(0, NULL, 0) };
@@ -221,40 +196,22 @@ int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_lim
             fail(res, EDQUOT, "too many files (at %s)", name);
             goto out;
         }
-        char walk[BH_FC_MAX_NAME];
-        memcpy(walk, name, h.namelen);
-        const char *last;
-        _cleanup_close_ int pfd = open_parent(dirfd, walk, &last);
-        if (pfd < 0) {
-            fail(res, errno, "cannot reach the directory of %s", name);
-            goto out;
-        }
         if (S_ISREG(h.mode)) {
             if (max_bytes && (h.filelen > max_bytes || bytes + h.filelen > max_bytes)) {
                 fail(res, EDQUOT, "size limit reached at %s", name);
                 goto out;
             }
             bytes += h.filelen;
-            if (unpack_file(&in, pfd, last, &h, res, name) < 0)
+            if (unpack_file(&in, sink, &h, res, name) < 0)
                 goto out;
         } else if (S_ISDIR(h.mode)) {
             if (h.filelen != 0) {
                 fail(res, EINVAL, "directory %s with a length", name);
                 goto out;
             }
-            if (mkdirat(pfd, last, 0700) < 0) {
-                if (errno != EEXIST) {
-                    fail(res, errno, "cannot create directory %s", name);
-                    goto out;
-                }
-                /* second header of a directory: its contents are done; set mode and times */
-                _cleanup_close_ int d = openat(pfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (d < 0) {
-                    fail(res, errno, "not a directory: %s", name);
-                    goto out;
-                }
-                fchmod(d, (h.mode & 0777) | 0700);
-                set_times(d, &h);
+            if (sink->dir(sink->ctx, name, &h) < 0) {
+                fail(res, errno, "cannot create directory %s", name);
+                goto out;
             }
         } else if (S_ISLNK(h.mode)) {
             if (h.filelen == 0 || h.filelen >= BH_FC_MAX_NAME) {
@@ -271,7 +228,7 @@ int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_lim
                 fail(res, EINVAL, "refused symlink %s", name);
                 goto out;
             }
-            if (symlinkat(target, pfd, last) < 0) {
+            if (sink->symlink(sink->ctx, name, target) < 0) {
                 fail(res, errno, "cannot create symlink %s", name);
                 goto out;
             }
@@ -284,6 +241,116 @@ int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_lim
 out:
     res->crc = (uint32_t)in.crc;
     return rc;
+}
+
+/* ---- the real sink: entries under a directory fd ---- */
+
+struct fs_sink {
+    int dirfd;
+    int fd; /* the regular file being written */
+};
+
+/* Opens the directory that will hold `name`'s last component, walking from dirfd with
+ * O_NOFOLLOW at every step (a symlink anywhere on the way fails with ELOOP/ENOTDIR).
+ * *last points at the last component inside name. */
+static int open_parent(int dirfd, char *name, const char **last)
+{
+    int cur = dup(dirfd);
+    if (cur < 0)
+        return -1;
+    char *p = name;
+    for (;;) {
+        char *slash = strchr(p, '/');
+        if (!slash) {
+            *last = p;
+            return cur;
+        }
+        *slash = '\0';
+        int next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int saved = errno;
+        *slash = '/';
+        close(cur);
+        if (next < 0) {
+            errno = saved;
+            return -1;
+        }
+        cur = next;
+        p = slash + 1;
+    }
+}
+
+static void set_times(int fd, const struct bh_fc_hdr *h)
+{
+    struct timespec ts[2] = { { h->atime, h->atime_nsec < 1000000000u ? h->atime_nsec : 0 },
+                              { h->mtime, h->mtime_nsec < 1000000000u ? h->mtime_nsec : 0 } };
+    futimens(fd, ts);
+}
+
+/* The parent of name as an fd, and a writable copy of name whose *last is in it. */
+#define WITH_PARENT(fs, name, pfd, last)                                         \
+    char walk_[BH_FC_MAX_NAME];                                                  \
+    snprintf(walk_, sizeof walk_, "%s", name);                                   \
+    const char *last;                                                            \
+    _cleanup_close_ int pfd = open_parent((fs)->dirfd, walk_, &last);            \
+    if (pfd < 0)                                                                 \
+        return -1
+
+static int fs_file_create(void *ctx, const char *name, const struct bh_fc_hdr *h)
+{
+    (void)h;
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    fs->fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    return fs->fd < 0 ? -1 : 0;
+}
+
+static int fs_file_write(void *ctx, const void *p, size_t n)
+{
+    struct fs_sink *fs = ctx;
+    return bh_write_all(fs->fd, p, n) < 0 ? -1 : 0;
+}
+
+static void fs_file_done(void *ctx, const struct bh_fc_hdr *h, bool complete)
+{
+    struct fs_sink *fs = ctx;
+    if (complete) {
+        fchmod(fs->fd, h->mode & 0777);
+        set_times(fs->fd, h);
+    }
+    close(fs->fd);
+    fs->fd = -1;
+}
+
+static int fs_dir(void *ctx, const char *name, const struct bh_fc_hdr *h)
+{
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    if (mkdirat(pfd, last, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    /* second header of a directory: its contents are done; set mode and times */
+    _cleanup_close_ int d = openat(pfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0)
+        return -1;
+    fchmod(d, (h->mode & 0777) | 0700);
+    set_times(d, h);
+    return 0;
+}
+
+static int fs_symlink(void *ctx, const char *name, const char *target)
+{
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    return symlinkat(target, pfd, last);
+}
+
+int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
+                 struct bh_fc_result *res)
+{
+    struct fs_sink fs = { .dirfd = dirfd, .fd = -1 };
+    const struct bh_fc_sink sink = { fs_file_create, fs_file_write, fs_file_done, fs_dir, fs_symlink, &fs };
+    return bh_fc_unpack_to(r, &sink, lim, res);
 }
 
 size_t bh_fc_result_encode(const struct bh_fc_result *res, uint8_t *buf)

@@ -12,6 +12,7 @@
  * limits bound names, depth, entry count and bytes. */
 #pragma once
 #include "err.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -34,8 +35,10 @@ void bh_fc_hdr_decode(const uint8_t in[BH_FC_HDR_SIZE], struct bh_fc_hdr *h);
  * control characters are NOT refused (Qubes allows any byte but '/' and NUL).
  * Returns its depth (number of components) or -1. */
 int bh_fc_name_check(const char *name);
-/* A symlink target is accepted if it is relative and, resolved lexically from the link's
- * directory, stays inside the link's top-level entry (a top-level link may not use ".."). */
+/* A symlink target is accepted as Qubes accepts it: relative, no "." or empty
+ * components, ".." only as leading components and at most (depth of the link - 2) of
+ * them, then at least one name. So every link resolves inside its own top-level entry
+ * (a top-level link to a sibling entry), even through other links of the copy. */
 int bh_fc_symlink_check(const char *linkname, const char *target);
 
 /* Where the unpacker reads from (an fd, or memory in the fuzz harness). */
@@ -56,7 +59,27 @@ struct bh_fc_result {
     char msg[256];
 };
 
-/* Unpacks a whole stream under dirfd. Returns 0 or -1 (res->error set). */
+/* Where the unpacker creates what the stream describes. Every name passed has passed
+ * bh_fc_name_check, every symlink target bh_fc_symlink_check; each call returns 0, or
+ * -1 with errno (the errno is what the sender is told). */
+struct bh_fc_sink {
+    /* a new regular file (never replacing anything), then its data, then done (complete
+     * false: the stream failed inside it; the file is closed either way) */
+    int (*file_create)(void *ctx, const char *name, const struct bh_fc_hdr *h);
+    int (*file_write)(void *ctx, const void *p, size_t n);
+    void (*file_done)(void *ctx, const struct bh_fc_hdr *h, bool complete);
+    /* a directory: created empty, or if it exists (its second header, after its
+     * contents), given its mode and times */
+    int (*dir)(void *ctx, const char *name, const struct bh_fc_hdr *h);
+    int (*symlink)(void *ctx, const char *name, const char *target);
+    void *ctx;
+};
+/* The stream's checks and limits, creating entries through sink (the fuzz harness's is
+ * in memory). Returns 0 or -1 (res->error set). */
+int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink, const struct bh_fc_limits *lim,
+                    struct bh_fc_result *res);
+/* Unpacks a whole stream under dirfd: every path is walked from dirfd with O_NOFOLLOW,
+ * nothing is created through a symlink or replaced. Returns 0 or -1 (res->error set). */
 int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
                  struct bh_fc_result *res);
 /* Encodes the receiver's answer into buf (at least 20 + BH_FC_MAX_NAME); returns size. */

@@ -225,6 +225,8 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     bh_error e2 = { 0 };
     if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
         return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
+    if (!rep.ok) /* refused (not enough memory, no template...): say so now, not in 60 s */
+        return bh_fail(err, EAGAIN, "starting %s: %s", target, rep.exc_msg ? rep.exc_msg : "refused");
     long long deadline = bh_now_ms() + call_timeout_s * 1000LL;
     while (bh_now_ms() < deadline) {
         fd = bh_unix_connect(path, err);
