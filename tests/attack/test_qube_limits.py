@@ -10,6 +10,7 @@ import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import AdminError, engine_daemon  # noqa: E402,F401
+from ns_fixtures import cgroup_file, proc_cgroups  # noqa: E402
 from qrexec_fixtures import bin_path  # noqa: E402
 
 CVM = "/usr/lib/bulkhead/qrexec-client-vm"
@@ -25,13 +26,12 @@ def small_limits(monkeypatch):
     monkeypatch.setenv("BULKHEAD_QUBES_MEMORY_MIB", "1000")
 
 
-def cgroup_limit(d):
-    import os
-    h = 1469598103934665603
-    for b in os.path.realpath(d.runtime).encode():
-        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    p = _pl.Path("/sys/fs/cgroup/memory/bulkhead-%012x/memory.limit_in_bytes" % (h & 0xFFFFFFFFFFFF))
-    return int(p.read_text()) if p.exists() else None
+def all_qubes_memory_limit(d, running):
+    """The memory limit of the cgroup above every qube of this daemon, found through a
+    running qube's init (/proc/<pid>/cgroup), v1 or v2."""
+    pid = int((d.runtime / "qubes" / running / "init.pid").read_text().split()[0])
+    parents = {ctrl: path.parent for ctrl, path in proc_cgroups(pid).items()}
+    return int(cgroup_file(parents, ("memory", "memory.limit_in_bytes"), "memory.max").read_text())
 
 
 def test_qubes_memory_budget(small_limits, engine_daemon):
@@ -45,9 +45,7 @@ def test_qubes_memory_budget(small_limits, engine_daemon):
         d.call("admin.vm.Start", "c")
     assert str(ei.value).startswith("QubesMemoryError: Not enough memory to start domain 'c'"), str(ei.value)
     assert "state=Halted" in d.call("admin.vm.List", "c")
-    limit = cgroup_limit(d)
-    if limit is not None:  # cgroup v1 (this machine); v2 is memory.max
-        assert limit == 1000 << 20
+    assert all_qubes_memory_limit(d, "a") == 1000 << 20
     d.call("admin.vm.Kill", "a")
     d.call("admin.vm.Start", "c")  # room again
     assert "state=Running" in d.call("admin.vm.List", "c")
