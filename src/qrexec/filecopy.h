@@ -12,13 +12,14 @@
  * limits bound names, depth, entry count and bytes. */
 #pragma once
 #include "err.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define BH_FC_HDR_SIZE 32
-#define BH_FC_MAX_NAME 4096       /* namelen limit, NUL included */
-#define BH_FC_MAX_DEPTH 128
+#define BH_FC_MAX_NAME 16384      /* Qubes' MAX_PATH_LENGTH: namelen (NUL included) < this */
+#define BH_FC_LEGAL_EOF 31415926  /* Qubes' status for a stream that ended inside an entry */
 #define BH_FC_DEFAULT_MAX_FILES 1000000ull
 
 struct bh_fc_hdr {
@@ -30,13 +31,30 @@ struct bh_fc_hdr {
 void bh_fc_hdr_encode(uint8_t out[BH_FC_HDR_SIZE], const struct bh_fc_hdr *h);
 void bh_fc_hdr_decode(const uint8_t in[BH_FC_HDR_SIZE], struct bh_fc_hdr *h);
 
-/* A name as the receiver accepts it: relative, no empty, "." or ".." components, no
- * control characters are NOT refused (Qubes allows any byte but '/' and NUL).
- * Returns its depth (number of components) or -1. */
-int bh_fc_name_check(const char *name);
-/* A symlink target is accepted if it is relative and, resolved lexically from the link's
- * directory, stays inside the link's top-level entry (a top-level link may not use ".."). */
-int bh_fc_symlink_check(const char *linkname, const char *target);
+/* Which names the receiver takes: exactly Qubes' receiver's rules (qubes-linux-utils,
+ * qrexec-lib: qubes_pure_validate_file_name_v2 / _symbolic_link_v2).
+ *   - a name: relative, canonical (no empty, "." or ".." component, no "//", no trailing
+ *     '/'), every byte printable ASCII or a UTF-8 character that is safe to display
+ *     (name_allowlist.inc: no control characters, tab, DEL, bidi overrides such as
+ *     U+202E, right-to-left letters, combining marks, non-ASCII spaces, symbols, ...);
+ *     BH_FC_ALLOW_UNSAFE_CHARACTERS (the receiver's opt-in, --allow-all-names) lets any
+ *     byte but '/' and NUL through; refused: -EILSEQ;
+ *   - a symlink: its name as above and at least two components deep; its target
+ *     relative, valid as a name, and with at most depth-2 leading ".." (so it stays
+ *     inside the link's top-level entry); BH_FC_ALLOW_NON_CANONICAL_SYMLINKS (Qubes'
+ *     receiver's default) lets "." and "//" into the target; BH_FC_ALLOW_UNSAFE_SYMLINKS
+ *     skips the target check; refused: -EILSEQ (the name) or -ENOLINK (where it points). */
+enum {
+    BH_FC_ALLOW_UNSAFE_CHARACTERS = 1 << 0,
+    BH_FC_ALLOW_NON_CANONICAL_SYMLINKS = 1 << 1,
+    BH_FC_ALLOW_UNSAFE_SYMLINKS = 1 << 2,
+};
+/* 0, or -EILSEQ */
+int bh_fc_name_check(const char *name, unsigned flags);
+/* 0, -EILSEQ or -ENOLINK */
+int bh_fc_symlink_check(const char *linkname, const char *target, unsigned flags);
+/* One code point is safe to display (the allowlist above). */
+bool bh_fc_code_point_safe(uint32_t cp);
 
 /* Where the unpacker reads from (an fd, or memory in the fuzz harness). */
 struct bh_fc_reader {
@@ -47,6 +65,7 @@ struct bh_fc_reader {
 struct bh_fc_limits {
     uint64_t max_files;  /* entries */
     uint64_t max_bytes;  /* file data in total; 0 = unlimited */
+    unsigned name_flags; /* BH_FC_ALLOW_*; 0 = strictest */
 };
 
 struct bh_fc_result {
@@ -56,7 +75,8 @@ struct bh_fc_result {
     char msg[256];
 };
 
-/* Unpacks a whole stream under dirfd. Returns 0 or -1 (res->error set). */
+/* Unpacks a whole stream under dirfd. Returns 0 or -1 (res->error set: Qubes' status,
+ * an errno value or BH_FC_LEGAL_EOF; Qubes' receiver exits with it). */
 int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
                  struct bh_fc_result *res);
 /* Encodes the receiver's answer into buf (at least 20 + BH_FC_MAX_NAME); returns size. */
