@@ -81,6 +81,44 @@ class Bench:
             time.sleep(0.01)
         raise RuntimeError(f"{name} not {want} after {timeout}s")
 
+    def cpu_ns(self):
+        """CPU time used so far by the daemon and by every qube it runs (its processes,
+        the qubes' cgroups): what is still busy after a call returned."""
+        total = 0
+        try:
+            f = open(f"/proc/{self.d.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) * 10_000_000  # utime..cstime, ticks
+        except (OSError, IndexError, ValueError):
+            pass
+        tag = self.cgroup_tag()
+        for p, scale in ((f"/sys/fs/cgroup/{tag}/cpu.stat", 1000), (f"/sys/fs/cgroup/cpuacct/{tag}/cpuacct.usage", 1)):
+            try:
+                text = open(p).read()
+            except OSError:
+                continue
+            if scale == 1000:
+                text = next((l.split()[1] for l in text.splitlines() if l.startswith("usage_usec")), "0")
+            total += int(text) * scale
+            break
+        return total
+
+    def wait_idle(self, quiet_ms=50, timeout=5.0):
+        """Waits until the daemon and its qubes have used no CPU for quiet_ms (at most
+        timeout s), so that a peer round measured next is not slowed by our leftovers
+        (a disposable still being removed, the next preloaded one still starting).
+        Returns how long it waited."""
+        t0 = time.perf_counter()
+        self.call("admin.vm.List")  # served after the daemon's deferred work
+        last, since = self.cpu_ns(), time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            time.sleep(quiet_ms / 5000)
+            now = self.cpu_ns()
+            if now != last:
+                last, since = now, time.perf_counter()
+            elif time.perf_counter() - since >= quiet_ms / 1000:
+                break
+        return time.perf_counter() - t0
+
     def cgroup_tag(self):
         """The engine's per-daemon cgroup parent (src/driver/ns/cgroup.c: FNV-1a of the
         runtime dir's real path, 48 bits)."""

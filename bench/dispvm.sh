@@ -4,6 +4,10 @@
 #  cold:      no preloaded disposable; aim within 3x of bwrap;
 #  preloaded: feature preload-dispvm-max=1 on dvmt; before each round the bench waits
 #             until the preloaded disposable is Running; aim within 1.5x of bwrap.
+# Rounds are interleaved (ours, then bwrap's), and before every bwrap round the bench
+# waits until the daemon and its qubes are idle (no CPU used for 50 ms: the used
+# disposable removed, the next preloaded one started), so that our own leftover work
+# never slows the peer.
 # Usage: bench/dispvm.sh [BUILD_DIR]     env: BENCH_ROUNDS=20
 # Needs root (the ns engine). Every qube is killed and the daemon stopped at the end.
 set -euo pipefail
@@ -47,10 +51,14 @@ try:
     run = ["--dispvm=dvmt", "--", "true"]
     b.qvm_run(*run)  # warm-up
     timed(BWRAP)
-    # Each measured round is followed by a bwrap round, so background load hits both.
-    cold, peer = [], []
+    # Each measured round is followed by a bwrap round, so background load hits both;
+    # the peer runs once our work is done.
+    cold, peer, waits = [], [], []
+    def peer_round():
+        waits.append(b.wait_idle())
+        peer.append(timed(BWRAP))
     for _ in range(rounds):
-        cold.append(b.qvm_run(*run)); peer.append(timed(BWRAP))
+        cold.append(b.qvm_run(*run)); peer_round()
     # The cold life split by API call (the same steps qvm-run --dispvm takes), for the
     # record of where the time goes.
     split = {"CreateDisposable": [], "Start": [], "qvm-run true": [], "Kill (+ removal)": []}
@@ -66,7 +74,7 @@ try:
     pre, used = [], set()
     for _ in range(rounds):
         used.add(wait_preloaded())
-        pre.append(b.qvm_run(*run)); peer.append(timed(BWRAP))
+        pre.append(b.qvm_run(*run)); peer_round()
     b.call("admin.vm.feature.Remove+preload-dispvm-max", "dvmt")
     mc, mp, mb = median_ms(cold), median_ms(pre), median_ms(peer)
     print(f"disposable whole life, qvm-run --dispvm=dvmt -- true, median of {rounds}:")
@@ -74,7 +82,8 @@ try:
     print(f"  preloaded: {mp:8.1f} ms  (min {min(pre)*1000:.1f}, max {max(pre)*1000:.1f})  ratio {ratio(mp, mb)}  (aim: within 1.5x)"
           f"  [{len(used)} distinct preloaded disposables used]")
     print("  cold split (medians): " + ", ".join(f"{k} {median_ms(v):.1f} ms" for k, v in split.items()))
-    print(f"  peer: bwrap --unshare-all ... true: {mb:8.1f} ms  (median of {len(peer)}, one after each round)")
+    print(f"  peer: bwrap --unshare-all ... true: {mb:8.1f} ms  (median of {len(peer)}, one after each round,"
+          f" once the daemon was idle: waited {median_ms(waits):.0f} ms median for that)")
 finally:
     b.close()
 PY

@@ -2,7 +2,7 @@
 # Bench for the ns engine (figures, not pass/fail). Run as root after building:
 #   bench/ns_start.sh [build-dir]          env: ITER=20 IDLE=10 MANY=100
 # 1. a halted qube to its first command's output (start + exec true), vs bwrap running
-#    true with a comparable sandbox (same run; ratio printed);
+#    true with a comparable sandbox (same run, rounds interleaved; ratio printed);
 # 2. memory per idle qube (its cgroup's memory usage: init, page tables, tmpfs);
 # 3. starting MANY qubes one after another, and how many then run at once.
 set -euo pipefail
@@ -31,9 +31,10 @@ now() { date +%s%N; }
 ms() { awk -v ns="$1" -v n="$2" 'BEGIN { printf "%.2f", ns / n / 1e6 }'; }
 base=$((3000 * 65536))
 
-# 1. start-to-first-output
+# 1. start-to-first-output, interleaved: a qube round, then a bwrap round, so that
+#    background load on a shared machine hits both alike
 names+=(bench1)
-total=0; tstart=0
+total=0; tstart=0; btotal=0
 for i in $(seq "$ITER"); do
   s=$(now)
   "$NS" start bench1 --uid-base $base --root-lower $t --throwaway --host-usr /usr --private-img $work/private.img
@@ -41,9 +42,6 @@ for i in $(seq "$ITER"); do
   "$NS" exec bench1 -- true
   total=$((total + $(now) - s)); tstart=$((tstart + m - s))
   "$NS" kill bench1
-done
-btotal=0
-for i in $(seq "$ITER"); do
   s=$(now)
   bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
         --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --hostname q true

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # qrexec call round trip: `qrexec-client -d work user:true` against a running agent and
 # daemon (real processes, real protocol), median of N, beside two peers measured in the
-# same run: a plain Unix socket request/answer where the server spawns `true` (the same
-# work without qrexec), and spawning the client binary alone (process start cost).
+# same run, rounds interleaved: a plain Unix socket request/answer where the server
+# spawns `true` (the same work without qrexec; here the agent runs on the host too, so
+# the peer's server does as well), and spawning the client binary alone.
 # Usage: bench/qrexec_call.sh [BUILD_DIR] [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,6 @@ try:
     client = [str(BIN / "qrexec-client"), "--runtime", str(w.runtime), "-d", "work", "user:true"]
     for _ in range(10):
         subprocess.run(client, check=True)
-    t_q = []
-    for _ in range(n):
-        t0 = time.perf_counter(); subprocess.run(client, check=True); t_q.append(time.perf_counter() - t0)
-
     path = str(w.tmp / "plain.sock")
     srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(16)
     def serve():
@@ -35,16 +32,17 @@ try:
             rc = subprocess.run(["/bin/sh", "-c", "true"]).returncode
             c.sendall(bytes([rc])); c.close()
     threading.Thread(target=serve, daemon=True).start()
-    t_p = []
+    # Interleaved: a qrexec call, a plain socket round, a bare client start; so that
+    # background load on a shared machine hits all three alike.
+    t_q, t_p, t_s = [], [], []
     for _ in range(n):
+        t0 = time.perf_counter(); subprocess.run(client, check=True); t_q.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         s = socket.socket(socket.AF_UNIX); s.connect(path); s.sendall(b"user:true"); s.recv(1); s.close()
         t_p.append(time.perf_counter() - t0)
-    srv.close()
-    t_s = []
-    for _ in range(n):
         t0 = time.perf_counter(); subprocess.run([str(BIN / "qrexec-client"), "--help"], stderr=subprocess.DEVNULL)
         t_s.append(time.perf_counter() - t0)
+    srv.close()
     mq, mp, ms = (statistics.median(x) * 1000 for x in (t_q, t_p, t_s))
     print(f"qrexec call (qrexec-client -d work user:true), median of {n}: {mq:.3f} ms")
     print(f"plain Unix socket request + spawn of sh -c true, median:      {mp:.3f} ms")

@@ -5,6 +5,10 @@
 #  (2) cloning a qube whose private holds DATA_MIB of data vs cp of that image;
 #  (3) building the `host` template (qvm-template build host) vs `cp -a /etc` (the
 #      naive template: a copy of the host's /etc, secrets included).
+# The peer does the same durability work as ours: the image copies fsync the new file and
+# its directory (`sync FILE DIR`, as volumes.c fsyncs its image and the pool directory),
+# the /etc copy syncs the filesystem (as the template build does, syncfs). Rounds are
+# interleaved (ours, then the peer's).
 # Usage: bench/storage_clone.sh [BUILD_DIR] [RUNS] [DATA_MIB]
 set -euo pipefail
 build=${1:-build}
@@ -24,7 +28,7 @@ img=$root/pools/default/qubes/base/private.img
 t_create=0 t_cpnew=0
 for i in $(seq "$runs"); do
   a=$(now); S --template tpl create "new$i"; b=$(now)
-  cp --sparse=always "$img" "$root/cp-new$i.img"; sync -f "$root/cp-new$i.img"; c=$(now)
+  cp --sparse=always "$img" "$root/cp-new$i.img"; sync "$root/cp-new$i.img" "$root"; c=$(now)
   t_create=$((t_create + b - a)); t_cpnew=$((t_cpnew + c - b))
 done
 
@@ -34,7 +38,7 @@ sync -f "$img"
 t_clone=0 t_cp=0
 for i in $(seq "$runs"); do
   a=$(now); S --template tpl clone base "clone$i"; b=$(now)
-  cp --sparse=always "$img" "$root/cp$i.img"; sync -f "$root/cp$i.img"; c=$(now)
+  cp --sparse=always "$img" "$root/cp$i.img"; sync "$root/cp$i.img" "$root"; c=$(now)
   t_clone=$((t_clone + b - a)); t_cp=$((t_cp + c - b))
 done
 

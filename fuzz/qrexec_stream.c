@@ -1,33 +1,93 @@
-/* libFuzzer: the data-stream parser (stream.c) as a requester receiving arbitrary bytes
- * from the service side: framing, chunk limits, EOFs, exit codes, filtering. */
+/* libFuzzer: the data-stream parser (bh_qx_rx_parse, the code the stream pump runs on
+ * every byte the other end sends): framing, chunk limits, EOFs, exit codes, filtering,
+ * back-pressure. In memory: no sockets, no fds.
+ *
+ * Input: one byte of settings, then the bytes the other end sends. Settings: bit 0 we
+ * run the service (else we are the requester), bit 1 filter stdout, bit 2 filter
+ * stderr, bit 3 nobody takes our input any more (in_fd closed), bits 4-7 how the bytes
+ * arrive (in pieces of 1 << (bits) bytes, like partial socket reads).
+ * Invariants: every byte is consumed in order or left for later, never more than the
+ * back-pressure limit plus one chunk is queued, filtered output has no control
+ * characters, nothing is parsed after the exit code, a closed input queues nothing. */
+#include "proto.h"
 #include "stream.h"
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <string.h>
+
+#define INQ_HIGH (8 * BH_QX_MAX_CHUNK)
+
+static bool shown_safe(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 || c > 0x7e) && c != '\t' && c != '\n' && c != '\r' && c != '\b' && c != '\a')
+            return false;
+    }
+    return true;
+}
+
+static bool filter_err;
+static size_t err_bytes;
+
+static void on_stderr(void *ctx, const char *p, size_t n)
+{
+    (void)ctx;
+    if (n == 0 || n > BH_QX_MAX_CHUNK || (filter_err && !shown_safe(p, n)))
+        abort();
+    err_bytes += n;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 200000)
+    if (size < 1)
         return 0;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        abort();
-    int big = 1 << 20;
-    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-    if (size && write(sv[0], data, size) != (ssize_t)size)
-        abort();
-    shutdown(sv[0], SHUT_WR);
-    struct bh_qx_stream s = { .sock = sv[1], .is_service = false, .in_fd = open("/dev/null", O_WRONLY | O_CLOEXEC),
-                              .out_fd = -1, .err_fd = open("/dev/null", O_WRONLY | O_CLOEXEC), .child = -1,
-                              .filter_out = size & 1, .filter_err = true };
+    uint8_t cfg = data[0];
+    data++, size--;
+    bh_buf rq, inq;
+    bh_buf_init(&rq, 16 * (BH_QX_MAX_CHUNK + 8));
+    bh_buf_init(&inq, 0);
+    filter_err = cfg & 4;
+    err_bytes = 0;
+    struct bh_qx_rx rx = { .is_service = cfg & 1, .filter_out = cfg & 2, .filter_err = filter_err,
+                           .in_open = !(cfg & 8), .inq = &inq, .on_stderr = on_stderr };
+    size_t piece = (size_t)1 << (cfg >> 4), fed = 0, consumed = 0, taken = 0;
     bh_error err = { 0 };
-    bh_qx_stream_run(&s, &err);
-    if (s.err_fd >= 0)
-        close(s.err_fd);
-    close(sv[0]);
-    close(sv[1]);
+    int r = 0;
+    while (r == 0) {
+        /* more bytes arrive, as far as the receive buffer has room */
+        size_t n = size - fed < piece ? size - fed : piece;
+        if (n > rq.limit - rq.len)
+            n = rq.limit - rq.len;
+        if (n && bh_buf_add(&rq, data + fed, n) < 0)
+            abort();
+        fed += n;
+        size_t before = rq.len;
+        bool had_exit = rx.have_exit;
+        r = bh_qx_rx_parse(&rx, &rq, INQ_HIGH, &err);
+        if (rq.len > before || (had_exit && rq.len != before))
+            abort(); /* bytes appeared, or were parsed after the exit code */
+        /* what was consumed is exactly the bytes that came first, in order */
+        consumed += before - rq.len;
+        if (consumed > fed || (rq.len && memcmp(rq.data, data + consumed, rq.len)))
+            abort();
+        if (inq.len > INQ_HIGH + BH_QX_MAX_CHUNK || (!rx.in_open && inq.len))
+            abort();
+        if (!rx.is_service && rx.filter_out && inq.len && !shown_safe(inq.data, inq.len))
+            abort();
+        if (rx.is_service && (rx.have_exit || err_bytes))
+            abort(); /* a service never takes an exit code or stderr from the requester */
+        /* the local reader takes half of what waits (all of it if little) */
+        size_t take = inq.len > 4096 ? inq.len / 2 : inq.len;
+        bh_buf_consume(&inq, take);
+        taken += take;
+        if (rx.have_exit || (n == 0 && before == rq.len && take == 0))
+            break;
+    }
+    if (r < 0 && !err.msg[0])
+        abort(); /* a refusal says why */
+    (void)taken;
+    bh_buf_free(&rq);
+    bh_buf_free(&inq);
     return 0;
 }

@@ -1,7 +1,10 @@
 /* Fuzzes what the Admin API hands storage from a caller: sizes, volume and revision
  * names (through the public calls, on a scratch pool). Must never crash or touch
- * anything outside the pool. */
+ * anything outside the pool. Input: "NAME|VOL|REV" (qube, volume, revision), or
+ * "NAME|ARG" with ARG as both; the whole is also parsed as a size. The pool is made once;
+ * the calls work on its files (a revert that succeeds copies a revision back). */
 #include "storage/storage.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +30,28 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
         pool = bh_pool_open(dir, "default", NULL);
         if (!pool)
             abort();
-        /* Real volumes to aim at: a template and an app qube with one revision. */
-        struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20 };
+        /* Real volumes to aim at: a template and an app qube with two revisions of its
+         * private volume (and the template two of its root), taken the way the daemon
+         * takes them: at each start (prepare), then stop. */
+        struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20,
+                                     .revisions_to_keep = 2 };
         struct bh_storage_qube w = { .name = "work", .klass = "AppVM", .template_name = "tpl",
-                                     .private_size = 16 << 20, .revisions_to_keep = 1 };
-        if (bh_volumes_create(pool, &t, NULL) < 0 || bh_volumes_create(pool, &w, NULL) < 0 ||
-            bh_volumes_stopped(pool, &w, NULL) < 0)
+                                     .private_size = 16 << 20, .revisions_to_keep = 2 };
+        if (bh_volumes_create(pool, &t, NULL) < 0 || bh_volumes_create(pool, &w, NULL) < 0)
             abort();
+        for (int i = 0; i < 2; i++) {
+            struct bh_volume_layout l;
+            if (bh_volumes_prepare(pool, &t, &l, NULL) < 0 || bh_volumes_stopped(pool, &t, NULL) < 0)
+                abort();
+            bh_volume_layout_free(&l);
+            if (bh_volumes_prepare(pool, &w, &l, NULL) < 0 || bh_volumes_stopped(pool, &w, NULL) < 0)
+                abort();
+            bh_volume_layout_free(&l);
+        }
+        char *revs = NULL;
+        if (bh_volume_list_snapshots(pool, &w, "private", &revs, NULL) < 0 || !revs || !strchr(revs, '\n'))
+            abort(); /* the hostile names below must meet real revisions */
+        free(revs);
     }
     char s[256];
     if (n >= sizeof s)
@@ -42,18 +60,26 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
     s[n] = '\0';
     uint64_t v;
     bh_size_parse(s, &v);
-    char *nul = memchr(s, '|', n);
-    const char *name = s, *arg = "";
-    if (nul) {
-        *nul = '\0';
-        arg = nul + 1;
+    /* "NAME|VOL|REV" (or "NAME|ARG": ARG is both): the qube, a volume, a revision */
+    char *bar = memchr(s, '|', n);
+    const char *name = s, *vol = "", *rev = "";
+    if (bar) {
+        *bar = '\0';
+        vol = rev = bar + 1;
+        char *bar2 = strchr(bar + 1, '|');
+        if (bar2) {
+            *bar2 = '\0';
+            rev = bar2 + 1;
+        }
     }
-    struct bh_storage_qube q = { .name = name, .klass = "AppVM", .template_name = arg };
+    bool tpl = !strcmp(name, "tpl");
+    struct bh_storage_qube q = { .name = name, .klass = tpl ? "TemplateVM" : "AppVM", .template_name = tpl ? NULL : "tpl",
+                                 .revisions_to_keep = 2 };
     struct bh_volume_info info;
-    bh_volume_info(pool, &q, arg, &info, NULL);
+    bh_volume_info(pool, &q, vol, &info, NULL);
     char *out = NULL;
-    if (bh_volume_list_snapshots(pool, &q, arg, &out, NULL) == 0)
+    if (bh_volume_list_snapshots(pool, &q, vol, &out, NULL) == 0)
         free(out);
-    bh_volume_revert(pool, &q, "private", arg, NULL);
+    bh_volume_revert(pool, &q, vol, rev, NULL);
     return 0;
 }

@@ -51,7 +51,15 @@ static int system_info(struct bh_call *c)
     return 0;
 }
 
+/* Where this daemon's qrexec policy lives: qrexec-policy-test and -lint read the policy
+ * of the daemon $BULKHEAD_SOCKET names, without a second variable. */
+static int policy_dir(struct bh_call *c)
+{
+    return bh_buf_printf(c->out, "%s/policy.d", c->app->root_dir) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
+}
+
 const struct bh_method bh_api_misc[] = {
+    { "internal.GetPolicyDir", policy_dir, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "internal.GetSystemInfo", system_info, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.vmclass.List", vmclass_list, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.Events", events, BH_M_NOARG | BH_M_NOPAYLOAD },

@@ -52,7 +52,7 @@ static int scan_one(const char *p, const struct stat *st, int flag, struct FTW *
 {
     (void)st, (void)flag, (void)f;
     const char *name = p + top_skip;
-    if (bh_fc_name_check(name, 0) < 0 && bh_fc_name_check(name, BH_FC_ALLOW_UNSAFE_CHARACTERS) == 0) {
+    if (bh_fc_name_check_flags(name, 0) == -EILSEQ && bh_fc_name_check_flags(name, BH_FC_ALLOW_UNSAFE_CHARACTERS) > 0) {
         unsafe_names = true;
         return 1; /* stop: one is enough */
     }

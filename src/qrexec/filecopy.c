@@ -131,13 +131,42 @@ static long validate_path(const unsigned char *s, size_t dotdot, unsigned flags)
     return parts;
 }
 
-int bh_fc_name_check(const char *name, unsigned flags)
+/* Our bounds on top of Qubes' rules: a component is at most NAME_MAX bytes (the
+ * kernel's: Qubes' receiver gets ENAMETOOLONG from it), a name at most
+ * BH_FC_MAX_DEPTH components (ours: walks stay bounded). */
+static int bounds(const char *name)
 {
-    flags &= BH_FC_ALLOW_UNSAFE_CHARACTERS;
-    return validate_path((const unsigned char *)name, 0, flags) > 0 ? 0 : -EILSEQ;
+    long depth = 1, comp = 0;
+    for (const char *p = name; *p; p++) {
+        if (*p == '/') {
+            depth++, comp = 0;
+        } else if (++comp > 255) {
+            return -ENAMETOOLONG;
+        }
+    }
+    return depth > BH_FC_MAX_DEPTH ? -ENAMETOOLONG : (int)depth;
 }
 
-int bh_fc_symlink_check(const char *linkname, const char *target, unsigned flags)
+int bh_fc_name_check_flags(const char *name, unsigned flags)
+{
+    flags &= BH_FC_ALLOW_UNSAFE_CHARACTERS;
+    if (validate_path((const unsigned char *)name, 0, flags) <= 0)
+        return -EILSEQ;
+    return bounds(name);
+}
+
+int bh_fc_name_check(const char *name)
+{
+    int r = bh_fc_name_check_flags(name, 0);
+    return r < 0 ? -1 : r;
+}
+
+int bh_fc_symlink_check(const char *linkname, const char *target)
+{
+    return bh_fc_symlink_check_flags(linkname, target, 0) < 0 ? -1 : 0;
+}
+
+int bh_fc_symlink_check_flags(const char *linkname, const char *target, unsigned flags)
 {
     unsigned cflags = flags & BH_FC_ALLOW_UNSAFE_CHARACTERS;
     long depth = validate_path((const unsigned char *)linkname, 0, cflags);
@@ -152,7 +181,10 @@ int bh_fc_symlink_check(const char *linkname, const char *target, unsigned flags
     if (flags & BH_FC_ALLOW_NON_CANONICAL_SYMLINKS)
         cflags |= NON_CANONICAL;
     long r = validate_path((const unsigned char *)target, (size_t)(depth - 2), cflags | TRAILING_SLASH);
-    return r < 0 ? (int)r : 0;
+    if (r < 0)
+        return (int)r;
+    int b = bounds(target);
+    return b < 0 ? b : 0;
 }
 
 struct in {
@@ -182,6 +214,135 @@ static int fail(struct bh_fc_result *res, int e, const char *fmt, const char *na
     snprintf(res->msg, sizeof res->msg, fmt, name ? name : "");
     return -1;
 }
+
+/* ---- the unpacker: the stream's checks, creating entries through a sink ---- */
+
+static int unpack_file(struct in *in, const struct bh_fc_sink *sink, const struct bh_fc_hdr *h,
+                       struct bh_fc_result *res, const char *name)
+{
+    if (sink->file_create(sink->ctx, name, h) < 0)
+        return fail(res, errno, "cannot create %s", name);
+    static char buf[1 << 18];
+    uint64_t left = h->filelen;
+    int rc = 0;
+    while (left) {
+        size_t n = left > sizeof buf ? sizeof buf : (size_t)left;
+        if (rd(in, buf, n) < 0) {
+            rc = fail(res, BH_FC_LEGAL_EOF, "stream ended inside %s", name);
+            break;
+        }
+        if (sink->file_write(sink->ctx, buf, n) < 0) {
+            rc = fail(res, errno, "writing %s", name);
+            break;
+        }
+        left -= n;
+    }
+    sink->file_done(sink->ctx, h, rc == 0);
+    return rc;
+}
+
+int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink, const struct bh_fc_limits *lim,
+                    struct bh_fc_result *res)
+{
+    memset(res, 0, sizeof *res);
+    struct in in = { r, crc32(0, NULL, 0) };
+    uint64_t files = 0, bytes = 0;
+    uint64_t max_files = lim && lim->max_files ? lim->max_files : BH_FC_DEFAULT_MAX_FILES;
+    uint64_t max_bytes = lim ? lim->max_bytes : 0;
+    unsigned flags = lim ? lim->name_flags : 0;
+    char name[BH_FC_MAX_NAME];
+    int rc = -1;
+    for (;;) {
+        uint8_t raw[BH_FC_HDR_SIZE];
+        if (rd(&in, raw, sizeof raw) < 0) {
+            fail(res, EREMOTEIO, "stream ended without its end marker%s", NULL);
+            goto out;
+        }
+        struct bh_fc_hdr h;
+        bh_fc_hdr_decode(raw, &h);
+        if (h.namelen == 0) /* the end marker (Qubes looks at namelen only) */
+            break;
+        if (h.namelen > BH_FC_MAX_NAME - 1) {
+            fail(res, ENAMETOOLONG, "name too long%s", NULL);
+            goto out;
+        }
+        if (rd(&in, name, h.namelen) < 0) {
+            fail(res, BH_FC_LEGAL_EOF, "stream ended in a name%s", NULL);
+            goto out;
+        }
+        if (name[h.namelen - 1] != '\0' || strlen(name) != h.namelen - 1) {
+            fail(res, EINVAL, "name with a NUL inside%s", NULL);
+            goto out;
+        }
+        snprintf(res->last_name, sizeof res->last_name, "%s", name);
+        /* every name before anything walks it; a symlink's target below */
+        int nc = bh_fc_name_check_flags(name, flags);
+        if (nc < 0) {
+            fail(res, -nc, nc == -EILSEQ ? "refused name %s (unsafe characters or not canonical)"
+                                         : "refused name %s (too long or too deep)", name);
+            goto out;
+        }
+        if (++files > max_files) {
+            fail(res, EDQUOT, "too many files (at %s)", name);
+            goto out;
+        }
+        if (S_ISREG(h.mode)) {
+            if (max_bytes && (h.filelen > max_bytes || bytes + h.filelen > max_bytes)) {
+                fail(res, EDQUOT, "size limit reached at %s", name);
+                goto out;
+            }
+            bytes += h.filelen;
+            if (unpack_file(&in, sink, &h, res, name) < 0)
+                goto out;
+        } else if (S_ISDIR(h.mode)) {
+            if (h.filelen != 0) {
+                fail(res, EINVAL, "directory %s with a length", name);
+                goto out;
+            }
+            if (sink->dir(sink->ctx, name, &h) < 0) {
+                fail(res, errno, "cannot create directory %s", name);
+                goto out;
+            }
+        } else if (S_ISLNK(h.mode)) {
+            if (h.filelen > BH_FC_MAX_NAME - 1) {
+                fail(res, ENAMETOOLONG, "symlink target too long at %s", name);
+                goto out;
+            }
+            char target[BH_FC_MAX_NAME];
+            if (rd(&in, target, (size_t)h.filelen) < 0) {
+                fail(res, BH_FC_LEGAL_EOF, "stream ended in symlink %s", name);
+                goto out;
+            }
+            target[h.filelen] = '\0';
+            int sc = strlen(target) != h.filelen ? -EINVAL : bh_fc_symlink_check_flags(name, target, flags);
+            if (sc == 0 && !*target)
+                sc = -ENOENT; /* what symlinkat() gives Qubes' receiver for an empty target */
+            if (sc < 0) {
+                fail(res, -sc, "refused symlink %s", name);
+                snprintf(res->last_name, sizeof res->last_name, "%s", target); /* as Qubes */
+                goto out;
+            }
+            if (sink->symlink(sink->ctx, name, target) < 0) {
+                fail(res, errno, "cannot create symlink %s", name);
+                goto out;
+            }
+        } else {
+            fail(res, EINVAL, "unsupported file type at %s", name);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    res->crc = (uint32_t)in.crc;
+    return rc;
+}
+
+/* ---- the real sink: entries under a directory fd ---- */
+
+struct fs_sink {
+    int dirfd;
+    int fd; /* the regular file being written */
+};
 
 /* Opens the directory that will hold `name`'s last component, walking from dirfd with
  * O_NOFOLLOW at every step (a symlink anywhere on the way fails with ELOOP/ENOTDIR).
@@ -219,135 +380,71 @@ static void set_times(int fd, const struct bh_fc_hdr *h)
     futimens(fd, ts);
 }
 
-static int unpack_file(struct in *in, int pfd, const char *last, const struct bh_fc_hdr *h,
-                       struct bh_fc_result *res, const char *name)
+/* The parent of name as an fd, and a writable copy of name whose *last is in it. */
+#define WITH_PARENT(fs, name, pfd, last)                                         \
+    char walk_[BH_FC_MAX_NAME];                                                  \
+    snprintf(walk_, sizeof walk_, "%s", name);                                   \
+    const char *last;                                                            \
+    _cleanup_close_ int pfd = open_parent((fs)->dirfd, walk_, &last);            \
+    if (pfd < 0)                                                                 \
+        return -1
+
+static int fs_file_create(void *ctx, const char *name, const struct bh_fc_hdr *h)
 {
-    _cleanup_close_ int fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return fail(res, errno, "cannot create %s", name);
-    static char buf[1 << 18];
-    uint64_t left = h->filelen;
-    while (left) {
-        size_t n = left > sizeof buf ? sizeof buf : (size_t)left;
-        if (rd(in, buf, n) < 0)
-            return fail(res, BH_FC_LEGAL_EOF, "stream ended inside %s", name);
-        if (bh_write_all(fd, buf, n) < 0)
-            return fail(res, errno, "writing %s", name);
-        left -= n;
+    (void)h;
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    fs->fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    return fs->fd < 0 ? -1 : 0;
+}
+
+static int fs_file_write(void *ctx, const void *p, size_t n)
+{
+    struct fs_sink *fs = ctx;
+    return bh_write_all(fs->fd, p, n) < 0 ? -1 : 0;
+}
+
+static void fs_file_done(void *ctx, const struct bh_fc_hdr *h, bool complete)
+{
+    struct fs_sink *fs = ctx;
+    if (complete) {
+        fchmod(fs->fd, h->mode & 0777);
+        set_times(fs->fd, h);
     }
-    fchmod(fd, h->mode & 0777);
-    set_times(fd, h);
+    close(fs->fd);
+    fs->fd = -1;
+}
+
+static int fs_dir(void *ctx, const char *name, const struct bh_fc_hdr *h)
+{
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    if (mkdirat(pfd, last, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    /* second header of a directory: its contents are done; set mode and times */
+    _cleanup_close_ int d = openat(pfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0)
+        return -1;
+    fchmod(d, (h->mode & 0777) | 0700);
+    set_times(d, h);
     return 0;
+}
+
+static int fs_symlink(void *ctx, const char *name, const char *target)
+{
+    struct fs_sink *fs = ctx;
+    WITH_PARENT(fs, name, pfd, last);
+    return symlinkat(target, pfd, last);
 }
 
 int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
                  struct bh_fc_result *res)
 {
-    memset(res, 0, sizeof *res);
-    struct in in = { r, crc32(0, NULL, 0) };
-    uint64_t files = 0, bytes = 0;
-    uint64_t max_files = lim && lim->max_files ? lim->max_files : BH_FC_DEFAULT_MAX_FILES;
-    uint64_t max_bytes = lim ? lim->max_bytes : 0;
-    unsigned flags = lim ? lim->name_flags : 0;
-    char name[BH_FC_MAX_NAME];
-    int rc = -1;
-    for (;;) {
-        uint8_t raw[BH_FC_HDR_SIZE];
-        if (rd(&in, raw, sizeof raw) < 0) {
-            fail(res, EREMOTEIO, "stream ended without its end marker%s", NULL);
-            goto out;
-        }
-        struct bh_fc_hdr h;
-        bh_fc_hdr_decode(raw, &h);
-        if (h.namelen == 0) /* the end marker (Qubes looks at namelen only) */
-            break;
-        if (h.namelen > BH_FC_MAX_NAME - 1) {
-            fail(res, ENAMETOOLONG, "name too long%s", NULL);
-            goto out;
-        }
-        if (rd(&in, name, h.namelen) < 0) {
-            fail(res, BH_FC_LEGAL_EOF, "stream ended in a name%s", NULL);
-            goto out;
-        }
-        if (name[h.namelen - 1] != '\0' || strlen(name) != h.namelen - 1) {
-            fail(res, EINVAL, "name with a NUL inside%s", NULL);
-            goto out;
-        }
-        snprintf(res->last_name, sizeof res->last_name, "%s", name);
-        /* every name before anything walks it; a symlink's target below */
-        if (bh_fc_name_check(name, flags) < 0) {
-            fail(res, EILSEQ, "refused name %s (unsafe characters or not canonical)", name);
-            goto out;
-        }
-        if (++files > max_files) {
-            fail(res, EDQUOT, "too many files (at %s)", name);
-            goto out;
-        }
-        char walk[BH_FC_MAX_NAME];
-        memcpy(walk, name, h.namelen);
-        const char *last;
-        _cleanup_close_ int pfd = open_parent(dirfd, walk, &last);
-        if (pfd < 0) {
-            fail(res, errno, "cannot reach the directory of %s", name);
-            goto out;
-        }
-        if (S_ISREG(h.mode)) {
-            if (max_bytes && (h.filelen > max_bytes || bytes + h.filelen > max_bytes)) {
-                fail(res, EDQUOT, "size limit reached at %s", name);
-                goto out;
-            }
-            bytes += h.filelen;
-            if (unpack_file(&in, pfd, last, &h, res, name) < 0)
-                goto out;
-        } else if (S_ISDIR(h.mode)) {
-            if (h.filelen != 0) {
-                fail(res, EINVAL, "directory %s with a length", name);
-                goto out;
-            }
-            if (mkdirat(pfd, last, 0700) < 0) {
-                if (errno != EEXIST) {
-                    fail(res, errno, "cannot create directory %s", name);
-                    goto out;
-                }
-                /* second header of a directory: its contents are done; set mode and times */
-                _cleanup_close_ int d = openat(pfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (d < 0) {
-                    fail(res, errno, "not a directory: %s", name);
-                    goto out;
-                }
-                fchmod(d, (h.mode & 0777) | 0700);
-                set_times(d, &h);
-            }
-        } else if (S_ISLNK(h.mode)) {
-            if (h.filelen > BH_FC_MAX_NAME - 1) {
-                fail(res, ENAMETOOLONG, "symlink target too long at %s", name);
-                goto out;
-            }
-            char target[BH_FC_MAX_NAME];
-            if (rd(&in, target, (size_t)h.filelen) < 0) {
-                fail(res, BH_FC_LEGAL_EOF, "stream ended in symlink %s", name);
-                goto out;
-            }
-            target[h.filelen] = '\0';
-            int sc = strlen(target) != h.filelen ? -EINVAL : bh_fc_symlink_check(name, target, flags);
-            if (sc < 0) {
-                fail(res, -sc, "refused symlink %s", name);
-                snprintf(res->last_name, sizeof res->last_name, "%s", target); /* as Qubes */
-                goto out;
-            }
-            if (symlinkat(target, pfd, last) < 0) {
-                fail(res, errno, "cannot create symlink %s", name);
-                goto out;
-            }
-        } else {
-            fail(res, EINVAL, "unsupported file type at %s", name);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    res->crc = (uint32_t)in.crc;
-    return rc;
+    struct fs_sink fs = { .dirfd = dirfd, .fd = -1 };
+    const struct bh_fc_sink sink = { fs_file_create, fs_file_write, fs_file_done, fs_dir, fs_symlink, &fs };
+    return bh_fc_unpack_to(r, &sink, lim, res);
 }
 
 size_t bh_fc_result_encode(const struct bh_fc_result *res, uint8_t *buf)

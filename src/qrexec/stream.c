@@ -61,11 +61,10 @@ struct pump {
     bh_buf outq;  /* encoded messages waiting for the socket */
     bh_buf rq;    /* bytes from the socket, not yet parsed */
     bh_buf inq;   /* payload waiting for in_fd */
-    bool in_eof_pending; /* close in_fd once inq drains */
+    struct bh_qx_rx rx; /* rx.in_eof: close in_fd once inq drains */
     bool sock_eof;
     bool out_done, err_done, child_done, exit_sent;
-    int exit_code, remote_exit;
-    bool have_remote_exit;
+    int exit_code;
     int pidfd;
 };
 
@@ -108,49 +107,57 @@ static int write_some(int fd, bh_buf *q)
     return 0;
 }
 
-/* Handles the complete messages in rq. Stops while inq is not drained (back-pressure). */
-static int parse_incoming(struct pump *p, bh_error *err)
+int bh_qx_rx_parse(struct bh_qx_rx *rx, bh_buf *rq, size_t inq_high, bh_error *err)
 {
-    struct bh_qx_stream *s = p->s;
-    while (p->inq.len < INQ_HIGH && p->rq.len >= 8) {
+    while (rx->inq->len < inq_high && rq->len >= 8 && !rx->have_exit) {
         struct bh_qx_hdr h;
-        bh_qx_hdr_decode((const uint8_t *)p->rq.data, &h);
+        bh_qx_hdr_decode((const uint8_t *)rq->data, &h);
         if (bh_qx_check_header(&h, BH_QX_FROM_DATA, err) < 0)
             return -1;
-        if (p->rq.len < 8 + (size_t)h.len)
+        if (rq->len < 8 + (size_t)h.len)
             return 0;
-        char *body = p->rq.data + 8;
-        uint32_t want_in = s->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
+        char *body = rq->data + 8;
+        uint32_t want_in = rx->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
         if (h.type == want_in) {
             if (h.len == 0) {
-                p->in_eof_pending = true;
-            } else if (s->in_fd >= 0 && !p->in_eof_pending) {
-                if (!s->is_service && s->filter_out)
+                rx->in_eof = true;
+            } else if (rx->in_open && !rx->in_eof) {
+                if (!rx->is_service && rx->filter_out)
                     bh_qx_filter(body, h.len);
-                if (bh_buf_add(&p->inq, body, h.len) < 0)
+                if (bh_buf_add(rx->inq, body, h.len) < 0)
                     return bh_fail_errno(err, "buffer");
             }
-        } else if (!s->is_service && h.type == BH_QX_MSG_DATA_STDERR) {
-            if (s->err_fd >= 0 && h.len) {
-                if (s->filter_err)
+        } else if (!rx->is_service && h.type == BH_QX_MSG_DATA_STDERR) {
+            if (rx->on_stderr && h.len) {
+                if (rx->filter_err)
                     bh_qx_filter(body, h.len);
-                if (bh_write_all(s->err_fd, body, h.len) < 0)
-                    close_fd(&s->err_fd);
+                rx->on_stderr(rx->ctx, body, h.len);
             }
-        } else if (!s->is_service && h.type == BH_QX_MSG_DATA_EXIT_CODE) {
-            int32_t code;
-            if (bh_qx_parse_exit_code((const uint8_t *)body, h.len, &code, err) < 0)
+        } else if (!rx->is_service && h.type == BH_QX_MSG_DATA_EXIT_CODE) {
+            if (bh_qx_parse_exit_code((const uint8_t *)body, h.len, &rx->exit_code, err) < 0)
                 return -1;
-            p->remote_exit = code;
-            p->have_remote_exit = true;
+            rx->have_exit = true;
         } else {
             return bh_fail(err, EPROTO, "unexpected %s on the data stream", bh_qx_type_name(h.type));
         }
-        bh_buf_consume(&p->rq, 8 + (size_t)h.len);
-        if (p->have_remote_exit)
-            return 0;
+        bh_buf_consume(rq, 8 + (size_t)h.len);
     }
     return 0;
+}
+
+/* The requester's sink for the other end's stderr: a reader that went away is dropped. */
+static void write_stderr(void *ctx, const char *p, size_t n)
+{
+    struct bh_qx_stream *s = ctx;
+    if (s->err_fd >= 0 && bh_write_all(s->err_fd, p, n) < 0)
+        close_fd(&s->err_fd);
+}
+
+/* Handles the complete messages in rq. Stops while inq is not drained (back-pressure). */
+static int parse_incoming(struct pump *p, bh_error *err)
+{
+    p->rx.in_open = p->s->in_fd >= 0;
+    return bh_qx_rx_parse(&p->rx, &p->rq, INQ_HIGH, err);
 }
 
 static int pidfd_open_(pid_t pid)
@@ -172,6 +179,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
     bh_buf_init(&p.outq, 0);
     bh_buf_init(&p.rq, RQ_MAX);
     bh_buf_init(&p.inq, 0);
+    p.rx = (struct bh_qx_rx){ .is_service = s->is_service, .filter_out = s->filter_out, .filter_err = s->filter_err,
+                              .inq = &p.inq, .on_stderr = write_stderr, .ctx = s };
     int rc = 125;
     signal(SIGPIPE, SIG_IGN);
 
@@ -233,18 +242,18 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                 close_fd(&s->in_fd);
             }
         }
-        if (p.inq.len == 0 && p.in_eof_pending && s->in_fd >= 0)
+        if (p.inq.len == 0 && p.rx.in_eof && s->in_fd >= 0)
             close_fd(&s->in_fd);
         if (parse_incoming(&p, err) < 0)
             goto out;
         /* an EOF parsed just now must close in_fd now: nothing else may wake us later */
-        if (p.inq.len == 0 && p.in_eof_pending && s->in_fd >= 0)
+        if (p.inq.len == 0 && p.rx.in_eof && s->in_fd >= 0)
             close_fd(&s->in_fd);
-        if (p.have_remote_exit && p.inq.len == 0) {
+        if (p.rx.have_exit && p.inq.len == 0) {
             /* flush what is left for the local side before reporting */
             if (s->in_fd >= 0)
                 bh_set_nonblock(s->in_fd, 0);
-            rc = p.remote_exit;
+            rc = p.rx.exit_code;
             goto out;
         }
         if (p.sock_eof && p.inq.len == 0 && p.rq.len < 8 + BH_QX_MAX_CHUNK) {

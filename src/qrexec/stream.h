@@ -4,7 +4,9 @@
  * Chunks are at most 64 KiB. Every fd is pumped without blocking, so that neither end
  * can wedge the other by not reading. */
 #pragma once
+#include "buf.h"
 #include "err.h"
+#include <stdint.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -23,6 +25,25 @@ struct bh_qx_stream {
 /* Runs the stream to its end. Returns the exit code of the call: the service's as sent
  * by the other end (requester), or the child's (service); 125 on a broken stream. */
 int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err);
+
+/* The receiving half of a data stream without any I/O, so that the pump above and the
+ * fuzz harness run the same code: complete messages in, payload out. */
+struct bh_qx_rx {
+    bool is_service;
+    bool filter_out, filter_err; /* requester: as in bh_qx_stream */
+    bool in_open;      /* someone takes our input (in_fd): its payload is queued, else dropped */
+    bool in_eof;       /* the EOF of our input arrived */
+    bool have_exit;    /* requester: the exit code arrived; nothing is parsed after it */
+    int32_t exit_code;
+    bh_buf *inq;       /* where our input's payload is queued */
+    /* requester: the other end's stderr (filtered if asked); NULL drops it */
+    void (*on_stderr)(void *ctx, const char *p, size_t n);
+    void *ctx;
+};
+/* Handles the complete messages at the start of rq and consumes them; stops at a partial
+ * message, after the exit code, or while inq holds inq_high bytes or more (back-pressure).
+ * Returns 0, or -1 with err on anything the protocol does not allow. */
+int bh_qx_rx_parse(struct bh_qx_rx *rx, bh_buf *rq, size_t inq_high, bh_error *err);
 
 /* Qubes' rule for showing a qube's output on a terminal: everything but printable ASCII,
  * tab, newline, carriage return, backspace and bell becomes '_'. */

@@ -79,9 +79,10 @@ def test_existing_name_is_eexist(tmp_path):
 
 @pytest.mark.parametrize("link,target,code", [("l", "x", errno.ENOLINK), ("d/l", "../x", errno.ENOLINK),
                                               ("d/l", "/etc/passwd", errno.ENOLINK), ("d/l", "e/../../x", errno.ENOLINK),
-                                              ("d/l", "./e//f", 0), ("d/l", "e", 0)])
+                                              ("d/l", "./e//f", 0), ("d/l", "e", 0), ("d/l", "", errno.ENOENT),
+                                              ("d/e/u", "..", 0), ("d/l", "e/", 0)])
 def test_symlink_rules(tmp_path, link, target, code):
-    pre = entry("d", DIR) if "/" in link else b""
+    pre = (entry("d", DIR) if "/" in link else b"") + (entry("d/e", DIR) if link.count("/") == 2 else b"")
     r, inc = unpack(tmp_path, pre + entry(link, LNK, target.encode()) + END)
     assert (status(r), r.returncode) == (code, code), r.stderr
     assert os.path.lexists(inc / link) == (code == 0)

@@ -58,9 +58,12 @@ static int kill_all(const char *runtime)
             continue;
         char rd[4096 + 256];
         snprintf(rd, sizeof rd, "%s/%s", dir, de->d_name);
-        struct bh_qube_spec s = { .name = de->d_name, .runtime_dir = rd };
+        struct bh_qube_spec s = { .name = de->d_name, .runtime_dir = rd, .state_dir = rd };
         bh_error err = { 0 };
-        if (bh_driver_get("ns")->kill(&s, &err) < 0) {
+        char qemu_pid[4096 + 300];
+        snprintf(qemu_pid, sizeof qemu_pid, "%s/qemu.pid", rd);
+        const char *engine = access(qemu_pid, F_OK) == 0 ? "vm" : "ns"; /* a VM qube's QEMU */
+        if (bh_driver_get(engine)->kill(&s, &err) < 0) {
             fprintf(stderr, "bulkhead-ns kill %s: %s\n", de->d_name, err.msg);
             ret = 1;
         }

@@ -148,7 +148,7 @@ int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err)
     static const int rawtypes[] = { SOCK_RAW, SOCK_PACKET };
     static const int ipfams[] = { AF_INET, AF_INET6 };
     for (size_t i = 0; r == 0 && !o->raw_net && i < 4; i++) {
-        struct scmp_arg_cmp c[2] = { SCMP_A0(SCMP_CMP_EQ, (uint64_t)ipfams[i / 2]),
+        struct scmp_arg_cmp c[2] = { SCMP_A0(SCMP_CMP_EQ, (uint64_t)ipfams[i / 2], 0),
                                      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (uint64_t)rawtypes[i % 2]) };
         r = add(ctx, EPERM, "socket", 2, c);
     }

@@ -59,6 +59,22 @@ static const struct bh_qube_info *default_dispvm_of(const struct bh_sysinfo *si,
     return src->default_dispvm ? bh_sysinfo_find(si, src->default_dispvm) : NULL;
 }
 
+/* A token value naming q: "uuid:U" by its uuid (compared as written, as Qubes does:
+ * an upper-case uuid names nothing), anything else by its name. */
+static bool value_names(const struct bh_qube_info *q, const char *v)
+{
+    if (!q)
+        return false;
+    if (!strncmp(v, "uuid:", 5))
+        return q->uuid && !strcmp(q->uuid, v + 5);
+    return !strcmp(q->name, v);
+}
+
+static const struct bh_qube_info *find_by_value(const struct bh_sysinfo *si, const char *v)
+{
+    return !strncmp(v, "uuid:", 5) ? bh_sysinfo_find_uuid(si, v + 5) : bh_sysinfo_find(si, v);
+}
+
 static bool match_source(const struct tok *t, const struct bh_sysinfo *si,
                          const struct bh_qube_info *src)
 {
@@ -68,11 +84,13 @@ static bool match_source(const struct tok *t, const struct bh_sysinfo *si,
     case TOK_WILDCARD: return true;
     case TOK_ANYVM: return !is_admin(src);
     case TOK_ADMINVM: return is_admin(src);
-    case TOK_TAG: return !is_admin(src) && bh_qube_has_tag(src, t->value);
-    case TOK_TYPE: return !is_admin(src) && !strcmp(bh_klass_name(src->klass), t->value);
+    /* As Qubes: dom0 too has tags and a type. */
+    case TOK_TAG: return bh_qube_has_tag(src, t->value);
+    case TOK_TYPE: return !strcmp(bh_klass_name(src->klass), t->value);
     /* A disposable as the source: matched by the template it was started from. */
     case TOK_DISPVM_NAME:
-        return src->klass == BH_KLASS_DISPVM && src->template && !strcmp(src->template, t->value);
+        return src->klass == BH_KLASS_DISPVM && src->template &&
+               value_names(bh_sysinfo_find(si, src->template), t->value);
     case TOK_DISPVM_TAG: {
         if (src->klass != BH_KLASS_DISPVM || !src->template)
             return false;
@@ -97,14 +115,13 @@ static bool match_target(const struct tok *t, const struct bh_sysinfo *si,
     case TOK_ADMINVM: return c->k == C_QUBE && is_admin(c->q);
     case TOK_DEFAULT: return c->k == C_DEFAULT;
     case TOK_DISPVM: return c->k == C_DISPVM;
-    case TOK_TAG: return c->k == C_QUBE && !is_admin(c->q) && bh_qube_has_tag(c->q, t->value);
-    case TOK_TYPE:
-        return c->k == C_QUBE && !is_admin(c->q) && !strcmp(bh_klass_name(c->q->klass), t->value);
+    case TOK_TAG: return c->k == C_QUBE && bh_qube_has_tag(c->q, t->value);
+    case TOK_TYPE: return c->k == C_QUBE && !strcmp(bh_klass_name(c->q->klass), t->value);
     case TOK_DISPVM_NAME:
         if (c->k == C_DISPVM_OF)
-            return !strcmp(c->q->name, t->value);
+            return value_names(c->q, t->value);
         /* @dispvm asked for: the source's default disposable template */
-        return c->k == C_DISPVM && src->default_dispvm && !strcmp(src->default_dispvm, t->value);
+        return c->k == C_DISPVM && value_names(default_dispvm_of(si, src), t->value);
     case TOK_DISPVM_TAG: {
         const struct bh_qube_info *tpl = c->k == C_DISPVM_OF ? c->q
                                          : c->k == C_DISPVM  ? default_dispvm_of(si, src)
@@ -142,7 +159,7 @@ static int tok_to_cand(const struct tok *t, const struct bh_sysinfo *si, struct 
         return 0;
     case TOK_DISPVM_NAME:
         c->k = C_DISPVM_OF;
-        c->q = bh_sysinfo_find(si, t->value);
+        c->q = find_by_value(si, t->value);
         if (c->q && !c->q->template_for_dispvms) {
             *why = "not a template for disposables";
             return -1;
@@ -195,9 +212,14 @@ static enum bh_policy_decision finalize(struct bh_policy_result *out, const stru
     if (c.k == C_DISPVM_OF) {
         if (!c.q->template_for_dispvms)
             return deny(out, "%s is not a template for disposables", c.q->name);
-        if (!out->autostart)
-            return deny(out, "autostart=no at %s:%u, and a new disposable would have to start",
-                        out->rule_file, out->rule_line);
+        if (!out->autostart) {
+            /* As Qubes: this refusal notifies as the rule says (no by default). */
+            bool notify = out->notify;
+            deny(out, "autostart=no at %s:%u, and a new disposable would have to start",
+                 out->rule_file, out->rule_line);
+            out->notify = notify;
+            return BH_POLICY_DENY;
+        }
         out->target_kind = BH_TARGET_DISPVM;
         snprintf(out->target, sizeof out->target, "@dispvm:%s", c.q->name);
         snprintf(out->dispvm_template, sizeof out->dispvm_template, "%s", c.q->name);
@@ -205,9 +227,13 @@ static enum bh_policy_decision finalize(struct bh_policy_result *out, const stru
     } else {
         if (c.q == src)
             return deny(out, "a call to itself is denied (%s)", src->name);
-        if (!out->autostart && !c.q->running)
-            return deny(out, "%s is not running, and autostart=no at %s:%u", c.q->name,
-                        out->rule_file, out->rule_line);
+        if (!out->autostart && !c.q->running && !is_admin(c.q)) {
+            bool notify = out->notify;
+            deny(out, "%s is not running, and autostart=no at %s:%u", c.q->name,
+                 out->rule_file, out->rule_line);
+            out->notify = notify;
+            return BH_POLICY_DENY;
+        }
         out->target_kind = is_admin(c.q) ? BH_TARGET_ADMINVM : BH_TARGET_QUBE;
         snprintf(out->target, sizeof out->target, "%s", c.q->name);
         snprintf(out->target_uuid, sizeof out->target_uuid, "%s", c.q->uuid ? c.q->uuid : "");
@@ -317,6 +343,14 @@ static int collect_choices(const bh_policy *p, const struct bh_sysinfo *si,
         if (r->barrier || !rule_matches_call(r, arg, si, src))
             continue;
         bool admit = r->action != ACT_DENY;
+        /* As Qubes: a @dispvm:NAME that names no qube makes the whole collection fail
+         * (its expansion raises), so the ask fails closed. */
+        const struct tok *rt = admit && r->has_redirect ? &r->redirect : &r->target;
+        if (rt->kind == TOK_DISPVM_NAME && !find_by_value(si, rt->value)) {
+            snprintf(out->reason, sizeof out->reason, "%s:%u: no such qube for @dispvm:%s", r->file,
+                     r->line, rt->value);
+            return -2;
+        }
         if (admit && r->has_redirect) {
             struct cand c;
             const char *why;
@@ -410,8 +444,28 @@ static enum bh_policy_decision do_ask(const bh_policy *p, const struct bh_sysinf
         /* The choices depend on every rule: a broken file anywhere fails the ask. */
         if (p->first_barrier != SIZE_MAX)
             return deny(out, "%s", p->rules[p->first_barrier].barrier);
-        if (collect_choices(p, si, src, svc, arg, out) < 0)
+        int rc = collect_choices(p, si, src, svc, arg, out);
+        if (rc == -2) {
+            char why[sizeof out->reason];
+            snprintf(why, sizeof why, "%s", out->reason);
+            return deny(out, "ask at %s:%u: cannot collect targets: %s", r->file, r->line, why);
+        }
+        if (rc < 0)
             return deny(out, "out of memory");
+    }
+    /* As Qubes: autostart=no offers only what runs already (dom0 included), never a
+     * new disposable. */
+    if (!r->autostart) {
+        size_t k = 0;
+        for (size_t i = 0; i < out->n_choices; i++) {
+            const struct bh_qube_info *q =
+                strncmp(out->choices[i], "@dispvm", 7) ? bh_sysinfo_find(si, out->choices[i]) : NULL;
+            if (q && (q->running || is_admin(q)))
+                out->choices[k++] = out->choices[i];
+            else
+                free(out->choices[i]);
+        }
+        out->n_choices = k;
     }
     if (out->n_choices == 0)
         return deny(out, "ask at %s:%u, but no target is available to choose from", r->file,
@@ -478,6 +532,11 @@ enum bh_policy_decision bh_policy_evaluate(const bh_policy *p, const struct bh_s
         return deny(out, "invalid target: %s", why);
     struct cand intended;
     int rc = tok_to_cand(&t, si, &intended, &why);
+    /* As Qubes: a target qube that does not exist is evaluated as @default. */
+    if (rc < 0 && (t.kind == TOK_NAME || t.kind == TOK_UUID)) {
+        intended = (struct cand){ .k = C_DEFAULT };
+        rc = 0;
+    }
     tok_free(&t);
     if (rc < 0)
         return deny(out, "invalid target: %s", why);

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TAG_MAX 255
+/* Longer than any name, uuid, tag or type (the line limit bounds it anyway). */
+#define TOK_VALUE_MAX 255
 
 struct keyword {
     const char *text;
@@ -45,6 +46,10 @@ static int set_value(struct tok *out, enum tok_kind k, const char *v, const char
 int tok_parse(const char *s, enum tok_ctx ctx, struct tok *out, const char **why)
 {
     memset(out, 0, sizeof *out);
+    if (!*s) {
+        *why = "empty token";
+        return -1;
+    }
     if (!strcmp(s, "dom0"))
         s = "@adminvm";
     for (size_t i = 0; i < sizeof exact_keywords / sizeof *exact_keywords; i++) {
@@ -71,34 +76,16 @@ int tok_parse(const char *s, enum tok_ctx ctx, struct tok *out, const char **why
             *why = "empty value in token";
             return -1;
         }
-        switch (kw->kind) {
-        case TOK_DISPVM_NAME:
-            if (!bh_qube_name_valid(v, NULL)) {
-                *why = "invalid qube name in @dispvm: token";
-                return -1;
-            }
-            break;
-        case TOK_DISPVM_TAG:
-        case TOK_TAG:
-            if (!bh_ident_valid(v, TAG_MAX)) {
-                *why = "invalid tag name";
-                return -1;
-            }
-            break;
-        case TOK_TYPE:
-            if (bh_klass_parse(v) < 0) {
-                *why = "unknown qube type (AdminVM, AppVM, TemplateVM, DispVM, StandaloneVM)";
-                return -1;
-            }
-            break;
-        case TOK_UUID:
-            if (!bh_uuid_valid(v)) {
-                *why = "invalid uuid";
-                return -1;
-            }
-            break;
-        default:
-            break;
+        /* As Qubes' parser: the value is not checked against what exists or could
+         * exist (an upper-case uuid, @type:RemoteVM, a name no qube has: each simply
+         * matches nothing); only a value that starts with '@' is not a token. */
+        if (*v == '@') {
+            *why = kw->kind == TOK_DISPVM_NAME ? "invalid @dispvm: token" : "invalid token";
+            return -1;
+        }
+        if (strlen(v) > TOK_VALUE_MAX) {
+            *why = "token too long";
+            return -1;
         }
         return set_value(out, kw->kind, v, why);
     }
@@ -106,8 +93,10 @@ int tok_parse(const char *s, enum tok_ctx ctx, struct tok *out, const char **why
         *why = "unknown @ token";
         return -1;
     }
-    if (!bh_qube_name_valid(s, NULL)) {
-        *why = "invalid qube name";
+    /* Anything else is a qube name to Qubes, valid or not: it matches only a qube of
+     * that name. */
+    if (strlen(s) > TOK_VALUE_MAX) {
+        *why = "token too long";
         return -1;
     }
     return set_value(out, TOK_NAME, s, why);
