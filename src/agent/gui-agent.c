@@ -43,7 +43,7 @@ struct awin {
     int32_t x, y;      /* outer corner (border included) */
     uint32_t w, h;     /* outer size */
     uint16_t bw;       /* X border width */
-    bool or, mapped, input_only;
+    bool or, mapped, input_only, urgent;
     xcb_damage_damage_t dmg;
     xcb_pixmap_t pix;  /* composite pixmap while mapped */
     int memfd;
@@ -207,6 +207,24 @@ static void send_hints(struct awin *w)
         send_msg(BH_GUI_MSG_WINDOW_HINTS, w->id, &m, sizeof m, -1);
     }
     free(r);
+}
+
+/* ICCCM urgency (WM_HINTS flag bit 8) is Qubes' DEMANDS_ATTENTION window flag */
+static void send_urgency(struct awin *w)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, XCB_ATOM_WM_HINTS, XCB_ATOM_WM_HINTS, 0, 1), NULL);
+    uint32_t flags = 0;
+    if (r && xcb_get_property_value_length(r) >= 4)
+        memcpy(&flags, xcb_get_property_value(r), 4);
+    free(r);
+    bool urgent = flags & (1u << 8);
+    if (urgent == w->urgent)
+        return;
+    w->urgent = urgent;
+    struct bh_gui_window_flags f = { urgent ? BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION : 0,
+                                     urgent ? 0 : BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION };
+    send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
 }
 
 static xcb_window_t transient_for(struct awin *w)
@@ -389,6 +407,8 @@ static void x_event(xcb_generic_event_t *ev)
             send_class(w);
         else if (e->atom == XCB_ATOM_WM_NORMAL_HINTS)
             send_hints(w);
+        else if (e->atom == XCB_ATOM_WM_HINTS)
+            send_urgency(w);
         break;
     }
     case XCB_SELECTION_NOTIFY: {

@@ -318,6 +318,10 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
         assert host_display.pixel(host_display.screenshot(), *overlap) == 0x00ff00
         focus = int(host_display.run("xdotool", "getwindowfocus").stdout)
         assert focus == over
+        # what it may do: ask for attention (the window manager decides); not fullscreen
+        under = host_display.find_window("[evil] tried")
+        assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host_display.prop(under, "_NET_WM_STATE")
+        assert "asked for fullscreen: refused" in evil.log_text()
     finally:
         evil.close()
         good.close()
