@@ -1,8 +1,11 @@
 /* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
 #include "api.h"
 #include "cleanup.h"
+#include "io.h"
+#include "log.h"
 #include "lifecycle.h"
 #include "preload.h"
+#include "events.h"
 #include "props.h"
 #include "waiters.h"
 #include <stdio.h>
@@ -30,6 +33,22 @@ static int vm_list(struct bh_call *c)
         if (list_one(c, c->app->qubes[i]) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
     return 0;
+}
+
+/* The tags Qubes adds to a new qube: created-by-CALLER (and disp-created-by-CALLER for
+ * a disposable made by CreateDisposable), guivm-/audiovm- after its properties. The
+ * qube exists already: a failure here is logged, as Qubes' extensions do. */
+static void created_by(struct bh_call *c, struct bh_qube *q, bool disp)
+{
+    char tag[96];
+    struct bh_exc e = { 0 };
+    snprintf(tag, sizeof tag, "created-by-%s", c->src->name);
+    (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    if (disp) {
+        snprintf(tag, sizeof tag, "disp-created-by-%s", c->src->name);
+        (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    }
+    bh_props_sync_tags(c->app, q);
 }
 
 /* Payload of Create: "name=N label=L [pool=P] [pool:VOL=P]". */
@@ -61,7 +80,12 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
     if (c->req->arg[0] && k != BH_APPVM && k != BH_DISPVM)
         return bh_exc(c->exc, "QubesValueError", "%s cannot be based on template", bh_klass_name(k));
     a.template_name = c->req->arg[0] ? c->req->arg : NULL;
-    return bh_qube_create(c->app, &a, c->exc) ? 0 : -1;
+    struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
+    if (!q)
+        return -1;
+    created_by(c, q, false);
+    bh_events_emit(q->name, "domain-create-on-disk", (const char *const[]){ NULL });
+    return 0;
 }
 
 #define CREATE_FN(fname, klass, pool) \
@@ -75,8 +99,51 @@ CREATE_FN(createp_template, BH_TEMPLATEVM, true)
 CREATE_FN(createp_standalone, BH_STANDALONEVM, true)
 CREATE_FN(createp_disp, BH_DISPVM, true)
 
+/* The qube on whose behalf a disposable is asked for: the caller is a qrexec call
+ * process, a child of that qube's qrexec-daemon (bulkheadd started every daemon and
+ * knows its PID; a qube cannot pose as one). NULL for dom0's own tools. */
+static struct bh_qube *disposable_caller(struct bh_call *c)
+{
+    pid_t pid = bh_server_peer_pid(c->conn);
+    if (pid <= 0)
+        return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *st = bh_read_file(path, 4096, NULL);
+    const char *rp = st ? strrchr(st, ')') : NULL;
+    long ppid = 0;
+    if (!rp || sscanf(rp, ") %*c %ld", &ppid) != 1)
+        return NULL;
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        if (q->rt.qrexec_pid > 0 && (q->rt.qrexec_pid == (pid_t)ppid || q->rt.qrexec_pid == pid))
+            return q;
+    }
+    return NULL;
+}
+
+/* Disposables one qube's calls may hold at once ($BULKHEAD_DISPVMS_PER_CALLER). */
+static unsigned dispvms_per_caller(void)
+{
+    const char *e = getenv("BULKHEAD_DISPVMS_PER_CALLER");
+    char *end;
+    long v = e && *e ? strtol(e, &end, 10) : -1;
+    return v >= 0 && v < 100000 && !*end ? (unsigned)v : BH_DISPVMS_PER_CALLER;
+}
+
 static int create_disposable(struct bh_call *c)
 {
+    struct bh_qube *caller = disposable_caller(c);
+    if (caller) {
+        unsigned n = 0, limit = dispvms_per_caller();
+        for (size_t i = 0; i < c->app->nqubes; i++)
+            n += c->app->qubes[i]->klass == BH_DISPVM && c->app->qubes[i]->rt.disp_caller == caller->qid;
+        if (n >= limit) {
+            bh_warn("%s: refused a new disposable: it holds %u already (limit %u)", caller->name, n, limit);
+            return bh_exc(c->exc, "QubesException", "Too many disposables for %s: %u in use (limit %u)",
+                          caller->name, n, limit);
+        }
+    }
     bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
     if (c->req->payload_len && !want_uuid)
         return bh_exc(c->exc, "QubesValueError",
@@ -94,6 +161,8 @@ static int create_disposable(struct bh_call *c)
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
     struct bh_qube *pre = bh_preload_take(c->app, base);
     if (pre) {
+        created_by(c, pre, true);
+        pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
         return bh_buf_adds(c->out, pre->name);
@@ -114,6 +183,8 @@ static int create_disposable(struct bh_call *c)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
+    created_by(c, q, true);
+    q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
     return bh_buf_adds(c->out, q->name);

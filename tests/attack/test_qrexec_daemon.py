@@ -149,13 +149,26 @@ def test_trigger4_with_a_claimed_source_is_not_taken(world, version):
 
 
 @pytest.mark.parametrize("service", ["test.Who+x work", "../../bin/sh", "test.Who\nname personal", "a" * 40,
-                                     "test.Who+a+b c"])
+                                     "test.Who+a+b c", "test.Who+..", ".hidden", "test/Who"])
 def test_service_name_injection_refused(world, service):
-    world.allow_call("test.Who", "evil", "personal")
+    # Policy allows each hostile name exactly where the allow file can say it (no
+    # whitespace): the refusal must come from the daemon's name check, not from
+    # default-deny. The log says which one refused.
+    if not any(c.isspace() for c in service):
+        world.allow_call(service, "evil", "personal")
+    world.allow_call("test.Who+ok", "evil", "personal")
+    world.qube("personal", 6)
     q, fa, d = evil_qube(world)
     fa.conn.sendall(trigger3("personal", "ID9", service))
     t, body = fa.recv_msg()
-    assert t == MSG["REFUSED"]
+    assert t == MSG["REFUSED"] and body.rstrip(b"\0") == b"ID9"
+    # control: a valid name allowed the same way is connected
+    fa.conn.sendall(trigger3("personal", "ID10", "test.Who+ok"))
+    t, body = fa.recv_msg()
+    assert t == MSG["SERVICE_CONNECT"] and body[8:].rstrip(b"\0") == b"ID10"
+    log = world.log_text("daemon-evil")
+    assert "invalid service name" in log, log  # the name check, not policy, refused ID9
+    assert "denied by" not in log, log
 
 
 @pytest.mark.parametrize("kind", ["unknown", "over-limit", "short", "hello-again", "terminated-len"])

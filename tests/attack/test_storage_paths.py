@@ -61,9 +61,16 @@ def test_hostile_volume_names(storage, vol):
 def test_hostile_revision_names(storage, rev):
     storage.run("create", "tpl", **{"class": "TemplateVM"})
     storage.run("create", "work", template="tpl", revisions=1, private_size="16M")
+    # a real revision to aim next to (revisions are taken at start: prepare, then stopped)
+    storage.run("prepare", "work", template="tpl", revisions=1)
     storage.run("stopped", "work", template="tpl", revisions=1)
+    revs = storage.run("snapshots", "work", "private", template="tpl", revisions=1).stdout.split()
+    assert len(revs) == 1, revs
     r = storage.run("revert", "work", "private", rev, check=False, template="tpl", revisions=1)
     assert r.returncode != 0
+    # control: the real revision's name is accepted by the same call
+    r = storage.run("revert", "work", "private", revs[0], check=False, template="tpl", revisions=1)
+    assert r.returncode == 0, r.stderr
 
 
 def test_hostile_sizes(storage):
@@ -108,11 +115,18 @@ def test_symlinked_revisions_not_followed(storage, canary):
     storage.run("create", "tpl", **{"class": "TemplateVM"})
     storage.run("create", "work", template="tpl", revisions=1, private_size="16M")
     revs = storage.qdir("work") / "revisions"
-    os.symlink(canary, revs / "private")
     opts = {"template": "tpl", "revisions": 1}
+    # control: with a real revisions dir, prepare (start) is the step that writes one
+    storage.run("prepare", "work", **opts)
+    storage.run("stopped", "work", **opts)
+    assert len(os.listdir(revs / "private")) == 1
+    import shutil
+    shutil.rmtree(revs / "private")
+    os.symlink(canary, revs / "private")
     assert storage.run("snapshots", "work", "private", check=False, **opts).stdout == ""
     assert storage.run("revert", "work", "private", "1700000000", check=False, **opts).returncode != 0
-    storage.run("stopped", "work", check=False, **opts)  # must not write a revision into the canary
+    storage.run("prepare", "work", check=False, **opts)  # must not write a revision into the canary
+    storage.run("stopped", "work", check=False, **opts)  # nor prune one there
     assert_canary_intact(canary)
     assert (storage.qdir("work") / "private.img").read_bytes()[:16] != b"not a revision"
 

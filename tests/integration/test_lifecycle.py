@@ -99,12 +99,25 @@ def test_daemon_restart_adopts_running_qubes(engine_daemon):
     assert state_of(d, "b") == "Halted"
 
 
+def qvm_run(d, vm, cmd):
+    import subprocess
+    from qrexec_fixtures import bin_path
+    return subprocess.run([bin_path("qvm-run"), "-p", vm, cmd], env=d.env, capture_output=True, text=True, timeout=60)
+
+
 def test_daemon_sigkill_leaves_qubes_adoptable(engine_daemon):
     d = engine_daemon
     d.call("admin.vm.Start", "a")
+    r = qvm_run(d, "a", "echo before-the-kill > /tmp/mark; echo ok")
+    assert r.returncode == 0 and r.stdout == "ok\n", r
+    pid_before = open(d.runtime / "qubes/a/init.pid").read()
     d.stop(signal.SIGKILL)
     d.start()
     assert state_of(d, "a") == "Running"
+    # the adopted qube is the same one (same init, its /tmp intact) and qrexec reaches it
+    assert open(d.runtime / "qubes/a/init.pid").read() == pid_before
+    r = qvm_run(d, "a", "cat /tmp/mark; cat /proc/1/comm")
+    assert r.returncode == 0 and r.stdout == "before-the-kill\nbulkhead-init\n", r
     d.call("admin.vm.Kill", "a")
     assert state_of(d, "a") == "Halted"
 

@@ -6,6 +6,8 @@ import sys
 import time
 import pathlib
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ns_fixtures import ns_env, make_root  # noqa: E402,F401
 
@@ -194,6 +196,55 @@ def test_adopt_refuses_foreign_pid(ns_env):
     finally:
         os.kill(victim, signal.SIGKILL)
         os.waitpid(victim, 0)
+
+
+def _starttime(pid):
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def _join_cgroup(q, pid):
+    for d in q.cgroups.values():
+        (d / "cgroup.procs").write_text(str(pid))
+
+
+@pytest.mark.parametrize("forged", ["userns", "cgroup", "zombie"])
+def test_adopt_checks_each_identity_field(ns_env, forged):
+    """A recycled PID where the record's init was. Each variant passes every check of
+    adoption but one: the user namespace (a host process moved into the qube's cgroup,
+    with its real start time), the cgroup (start time and user namespace are the
+    process's own), or the state (a zombie moved into the qube's cgroup before it died,
+    all else matching). On cgroup v1 the kernel reports an exited task at the root
+    cgroup, so there the cgroup check catches the zombie as well."""
+    import subprocess
+    q = ns_env.qube(f"adopt-{forged}")
+    q.start()
+    real = (q.runtime_dir / "init.pid").read_text().split()
+    host_userns = os.stat("/proc/self/ns/user").st_ino
+    assert q.cmd("adopt").stdout.strip() == "adopted"  # control: the true record adopts
+    v = subprocess.Popen(["sleep", "300"])
+    try:
+        start = _starttime(v.pid)
+        if forged == "userns":
+            _join_cgroup(q, v.pid)
+            record = f"{v.pid} {start} {real[2]}"
+        elif forged == "cgroup":
+            record = f"{v.pid} {start} {host_userns}"
+        else:
+            _join_cgroup(q, v.pid)
+            os.kill(v.pid, signal.SIGKILL)
+            for _ in range(200):
+                if pathlib.Path(f"/proc/{v.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+                time.sleep(0.01)
+            record = f"{v.pid} {start} {host_userns}"
+        (q.runtime_dir / "init.pid").write_text(record + "\n")
+        assert q.cmd("adopt").stdout.strip() == "not running"
+        assert q.cmd("exec", "--", "true").returncode != 0
+        if forged == "cgroup":  # outside the qube: never touched
+            assert v.poll() is None
+    finally:
+        v.kill()
+        v.wait()
 
 
 def test_throwaway_root_and_template_changes(ns_env):

@@ -3,6 +3,7 @@ agent, daemon and clients (PROTOCOLS.md §2)."""
 import os
 import pty
 import subprocess
+import time
 
 from qrexec_fixtures import world, bin_path  # noqa: F401
 
@@ -148,10 +149,17 @@ def test_qvm_run_pass_io_and_exit_code(world):
 
 
 def test_qvm_run_without_pass_io_hides_output(world):
-    world.qube("work", 5)
-    r = _qvm_run(world, ["--no-autostart", "work", "echo $((1000+337)); echo $((2000+337)) >&2"])
+    work = world.qube("work", 5)
+    r = _qvm_run(world, ["--no-autostart", "work",
+                         "echo $((1000+337)); echo $((2000+337)) >&2; echo $((3000+337)) > \"$HOME/ran\""])
     assert r.returncode == 0
     assert b"1337" not in r.stdout + r.stderr and b"2337" not in r.stdout + r.stderr
+    # control: the command did run in the qube (its output just did not come back)
+    for _ in range(100):
+        if (work.home / "ran").exists() and (work.home / "ran").read_text():
+            break
+        time.sleep(0.05)
+    assert (work.home / "ran").read_text() == "3337\n"
 
 
 def test_qvm_run_not_running_without_autostart(world):

@@ -12,10 +12,21 @@ from storage_fixtures import Storage, storage, disk_usage, loop_mounted  # noqa:
 MiB = 1 << 20
 
 
+def xfs_in_kernel():
+    with open("/proc/filesystems") as f:
+        return any(line.split()[-1] == "xfs" for line in f if line.strip())
+
+
 @pytest.fixture
 def xfs_storage(build_dir, tmp_path):
     if not shutil.which("mkfs.xfs"):
         pytest.skip("mkfs.xfs (xfsprogs) not installed")
+    # The kernel must mount XFS: built in or a module that loads (a kernel without it,
+    # or one that loads no modules, cannot run this test at all).
+    if not xfs_in_kernel():
+        subprocess.run(["modprobe", "-q", "xfs"], capture_output=True)
+        if not xfs_in_kernel():
+            pytest.skip("the kernel has no XFS (not in /proc/filesystems, modprobe xfs failed)")
     backing = tmp_path / "xfs.img"
     with open(backing, "wb") as f:
         f.truncate(1 << 30)

@@ -1,5 +1,5 @@
 """qvm-create, qvm-clone and qvm-remove against a real bulkheadd."""
-from tools_fixtures import qd, usage_error  # noqa: F401
+from tools_fixtures import qd, qube_file, require_qubes_start, usage_error  # noqa: F401
 
 
 def names(qd):
@@ -65,6 +65,11 @@ def test_create_errors(qd):
 
 def test_clone(qd):
     assert qd.run("qvm-create", "-l", "orange", "c-src").rc == 0
+    # data in the source's private volume, to be found in the clone's
+    require_qubes_start()
+    assert qd.run("qvm-start", "c-src").rc == 0
+    qube_file(qd, "c-src", "/home/user/marker", write="from c-src")
+    assert qd.run("qvm-shutdown", "--wait", "--timeout", "30", "c-src").rc == 0
     assert qd.run("qvm-prefs", "c-src", "memory", "700").rc == 0
     assert qd.run("qvm-tags", "c-src", "add", "t1", "created-by-test").rc == 0
     assert qd.run("qvm-features", "c-src", "f1", "v1").rc == 0
@@ -77,10 +82,16 @@ def test_clone(qd):
     assert "t1" in tags and "created-by-test" not in tags
     assert qd.call("admin.vm.feature.Get", "c-dst", arg="f1") == "v1"
     assert qd.call("admin.vm.firewall.Get", "c-dst") == qd.call("admin.vm.firewall.Get", "c-src")
-    if qd.has_method("admin.vm.volume.List", "c-dst"):
-        assert "c-dst: Cloning private volume" in r.err
-        vols = qd.call("admin.vm.volume.List", "c-dst").splitlines()
-        assert "private" in vols
+    assert "c-dst: Cloning private volume" in r.err
+    assert "private" in qd.call("admin.vm.volume.List", "c-dst").splitlines()
+    assert qd.run("qvm-start", "c-dst").rc == 0
+    assert qube_file(qd, "c-dst", "/home/user/marker") == "from c-src"
+    qube_file(qd, "c-dst", "/home/user/marker", write="changed in c-dst")
+    assert qd.run("qvm-shutdown", "--wait", "--timeout", "30", "c-dst").rc == 0
+    # a copy, not a share: the source still has its own data
+    assert qd.run("qvm-start", "c-src").rc == 0
+    assert qube_file(qd, "c-src", "/home/user/marker") == "from c-src"
+    assert qd.run("qvm-shutdown", "--wait", "--timeout", "30", "c-src").rc == 0
     # As in Qubes, the clone keeps the source's template, which a standalone cannot have.
     r = qd.run("qvm-clone", "-C", "StandaloneVM", "c-src", "c-dst2")
     assert r.rc == 1 and r.err.startswith("qvm-clone: error: ") and "c-dst2" not in names(qd)

@@ -137,7 +137,7 @@ class ToolsDaemon:
         return b"no such method" not in out
 
     def run(self, tool, *args, input=None, env=None):
-        exe = TOOLS / tool
+        exe = TOOLS / tool if (TOOLS / tool).exists() else BUILD / "src/qrexec" / tool
         proc = subprocess.run([str(exe), *args], env=env or self.env, capture_output=True,
                               text=True, input=input, timeout=120)
         return Result(proc)
@@ -159,6 +159,23 @@ def qd():
     d.stop()
     shutil.rmtree(d.runtime, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def require_qubes_start():
+    """The premise of every test that starts a qube: the ns engine runs as root. Probed
+    up front, so that a start that fails where it should work is a failure, not a skip."""
+    if os.geteuid() != 0:
+        pytest.skip("qubes start only as root (the ns engine)")
+    if not (BUILD / "src/driver/bulkhead-ns").exists():
+        pytest.skip("the ns engine is not built")
+
+
+def qube_file(qd, vm, path, write=None):
+    """Reads (or writes) a file in a running qube through qvm-run."""
+    cmd = f"printf %s '{write}' > {path}" if write is not None else f"cat {path}"
+    r = qd.run("qvm-run", "-p", vm, cmd)
+    assert r.rc == 0, r
+    return r.out
 
 
 def usage_error(res, tool, message):

@@ -58,9 +58,12 @@ static int kill_all(const char *runtime)
             continue;
         char rd[4096 + 256];
         snprintf(rd, sizeof rd, "%s/%s", dir, de->d_name);
-        struct bh_qube_spec s = { .name = de->d_name, .runtime_dir = rd };
+        struct bh_qube_spec s = { .name = de->d_name, .runtime_dir = rd, .state_dir = rd };
         bh_error err = { 0 };
-        if (bh_driver_get("ns")->kill(&s, &err) < 0) {
+        char qemu_pid[4096 + 300];
+        snprintf(qemu_pid, sizeof qemu_pid, "%s/qemu.pid", rd);
+        const char *engine = access(qemu_pid, F_OK) == 0 ? "vm" : "ns"; /* a VM qube's QEMU */
+        if (bh_driver_get(engine)->kill(&s, &err) < 0) {
             fprintf(stderr, "bulkhead-ns kill %s: %s\n", de->d_name, err.msg);
             ret = 1;
         }
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
         { "vcpus", 1, 0, 'v' }, { "max-pids", 1, 0, 'p' }, { "root-lower", 1, 0, 'l' },
         { "root-rw", 1, 0, 'w' }, { "throwaway", 0, 0, 't' }, { "private-img", 1, 0, 'i' },
         { "host-usr", 1, 0, 'U' }, { "volatile-bytes", 1, 0, 'V' }, { "netns", 1, 0, 'n' },
-        { "user", 1, 0, 'e' }, { "provides-network", 0, 0, 'N' }, { "debug", 0, 0, 'd' }, { "timeout", 1, 0, 'T' }, { 0, 0, 0, 0 },
+        { "user", 1, 0, 'e' }, { "provides-network", 0, 0, 'N' }, { "all-qubes-mib", 1, 0, 'A' }, { "debug", 0, 0, 'd' }, { "timeout", 1, 0, 'T' }, { 0, 0, 0, 0 },
     };
     struct bh_qube_spec s = { .klass = "AppVM", .uid_count = 65536, .default_user = "user", .qid = 1 };
     const char *runtime = getenv("BULKHEAD_RUNTIME");
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
         case 'V': s.vol.volatile_bytes = num(optarg); break;
         case 'n': s.net.netns_path = optarg; break;
         case 'N': s.provides_network = true; break;
+        case 'A': s.all_qubes_mib = num(optarg); break;
         case 'e': user = optarg; s.default_user = optarg; break;
         case 'd': s.debug = true; break;
         case 'T': timeout = (int)num(optarg); break;

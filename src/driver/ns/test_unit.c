@@ -11,7 +11,8 @@ int main(void)
     CHECK(!strcmp(bh_power_state_name(BH_STATE_HALTED), "Halted"));
     CHECK(!strcmp(bh_power_state_name((enum bh_power_state)99), "NA"));
     CHECK(bh_driver_get("ns") != NULL);
-    CHECK(bh_driver_get("vm") == NULL);
+    CHECK(bh_driver_get("vm") != NULL && bh_driver_get("pvh") == bh_driver_get("vm") && bh_driver_get("hvm") == bh_driver_get("vm"));
+    CHECK(bh_driver_get("xen") == NULL);
     CHECK(bh_driver_get(NULL) == NULL);
 
     struct bh_qube_spec a = { .name = "work", .runtime_dir = "/tmp/rt-a/qubes/work" };

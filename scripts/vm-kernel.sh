@@ -1,0 +1,36 @@
+#!/bin/bash
+# Fetches the guest kernel of the vm engine into DIR (default: build/vm-kernel):
+# Debian's linux-image-cloud-amd64 (the small kernel for virtual machines), downloaded
+# with apt-get download and unpacked with dpkg-deb into DIR, never installed into the
+# host's /boot. DIR gets vmlinuz, modules/*.ko (only those a Bulkhead guest loads) and
+# modules/order (load order, dependencies first), and version.
+# Runs again only when the package version changed. Needs network access to the
+# Debian mirror the host's apt uses (apt-get update once on a fresh machine).
+set -euo pipefail
+dir=${1:-build/vm-kernel}
+meta=linux-image-cloud-amd64
+ver=$(apt-cache show --no-all-versions $meta 2>/dev/null | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -1)
+[ -n "$ver" ] || { echo "vm-kernel: $meta unknown to apt (run apt-get update)" >&2; exit 1; }
+if [ -f "$dir/version" ] && [ "$(cat "$dir/version")" = "$ver" ] && [ -f "$dir/vmlinuz" ]; then
+  exit 0
+fi
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"   # apt-get download runs as _apt where it can
+( cd "$tmp" && apt-get download "$ver" >/dev/null 2>&1 ) || { echo "vm-kernel: apt-get download $ver failed" >&2; exit 1; }
+dpkg-deb -x "$tmp"/*.deb "$tmp/x"
+mods=$(echo "$tmp"/x/lib/modules/*)
+mkdir -p "$dir/modules.new"
+order=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_mmio.ko
+       kernel/drivers/block/virtio_blk.ko kernel/drivers/char/virtio_console.ko
+       kernel/fs/fuse/fuse.ko kernel/fs/fuse/virtiofs.ko kernel/lib/libcrc32c.ko kernel/fs/erofs/erofs.ko
+       kernel/fs/overlayfs/overlay.ko kernel/drivers/misc/pvpanic/pvpanic.ko kernel/drivers/misc/pvpanic/pvpanic-mmio.ko)
+: > "$dir/modules.new/order"
+for m in "${order[@]}"; do
+  cp "$mods/$m" "$dir/modules.new/"
+  basename "$m" >> "$dir/modules.new/order"
+done
+cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz.new"
+rm -rf "$dir/modules"; mv "$dir/modules.new" "$dir/modules"; mv "$dir/vmlinuz.new" "$dir/vmlinuz"
+chmod -R a+rX "$dir"
+echo "$ver" > "$dir/version"
+echo "vm-kernel: $ver in $dir"

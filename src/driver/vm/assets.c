@@ -1,0 +1,272 @@
+/* What a VM qube boots: the guest kernel (Debian's cloud kernel, unpacked by
+ * scripts/vm-kernel.sh into a vm-kernel directory: vmlinuz, modules/NAME.ko, modules/order),
+ * the initramfs we write ourselves (newc cpio: bulkhead-vminit as /init, the modules,
+ * our in-qube programs under /bhusr/lib/bulkhead), and the template root as an erofs
+ * image (mkfs.erofs), rebuilt only when the tree changed. */
+#include "vm.h"
+#include "cleanup.h"
+#include "io.h"
+#include "selfpath.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int bh_vm_kernel_dir(char *out, size_t n)
+{
+    const char *e = getenv("BULKHEAD_VM_KERNEL_DIR");
+    if (e && *e) {
+        snprintf(out, n, "%s", e);
+    } else {
+        static const char *const rels[] = { "../../vm-kernel", "../vm-kernel", "../lib/bulkhead/vm-kernel", NULL };
+        if (bh_find_near_self(rels, "vmlinuz", R_OK, out, n) < 0)
+            return -1;
+        char *s = strrchr(out, '/');
+        *s = '\0';
+    }
+    char k[PATH_MAX + 16];
+    snprintf(k, sizeof k, "%s/vmlinuz", out);
+    return access(k, R_OK);
+}
+
+static int find_prog(const char *name, char *out, size_t n)
+{
+    static const char *const rels[] = { ".", "../driver", "../../driver", "../lib/bulkhead", "../libexec/bulkhead", NULL };
+    return bh_find_near_self(rels, name, X_OK, out, n);
+}
+
+static int find_libexec(char *out, size_t n)
+{
+    const char *e = getenv("BULKHEAD_LIBEXEC");
+    if (e && *e) {
+        snprintf(out, n, "%s", e);
+        return 0;
+    }
+    static const char *const rels[] = { ".", "../agent", "../../agent", "../lib/bulkhead", "../libexec/bulkhead", NULL };
+    if (bh_find_near_self(rels, "bulkhead-init", X_OK, out, n) < 0)
+        return -1;
+    *strrchr(out, '/') = '\0';
+    return 0;
+}
+
+/* ---- newc cpio writer ---- */
+
+struct cpio {
+    FILE *f;
+    unsigned ino;
+    unsigned long long stamp; /* sum of the inputs' mtimes and sizes: rebuild key */
+};
+
+static void cpio_pad(struct cpio *c)
+{
+    while (ftell(c->f) % 4)
+        fputc(0, c->f);
+}
+
+static void cpio_entry(struct cpio *c, const char *name, unsigned mode, const void *data, size_t len)
+{
+    fprintf(c->f, "070701%08X%08X%08X%08X%08X%08X%08zX%08X%08X%08X%08X%08zX%08X", ++c->ino, mode, 0, 0,
+            S_ISDIR(mode) ? 2 : 1, 0, len, 0, 0, 0, 0, strlen(name) + 1, 0);
+    fwrite(name, 1, strlen(name) + 1, c->f);
+    cpio_pad(c);
+    if (len)
+        fwrite(data, 1, len, c->f);
+    cpio_pad(c);
+}
+
+static int cpio_file(struct cpio *c, const char *name, const char *src, unsigned mode, bh_error *err)
+{
+    struct stat st;
+    if (lstat(src, &st) < 0)
+        return bh_fail_errno(err, "%s", src);
+    if (S_ISLNK(st.st_mode)) {
+        char t[PATH_MAX];
+        ssize_t n = readlink(src, t, sizeof t);
+        if (n < 0)
+            return bh_fail_errno(err, "readlink %s", src);
+        cpio_entry(c, name, S_IFLNK | 0777, t, (size_t)n);
+        return 0;
+    }
+    size_t len;
+    _cleanup_free_ char *data = bh_read_file(src, 256u << 20, &len);
+    if (!data)
+        return bh_fail_errno(err, "reading %s", src);
+    c->stamp += (unsigned long long)st.st_mtime * 31 + (unsigned long long)st.st_size;
+    cpio_entry(c, name, S_IFREG | (mode ? mode : (st.st_mode & 0777)), data, len);
+    return 0;
+}
+
+/* every regular file and symlink of dir (one level) into the archive under prefix */
+static int cpio_dir(struct cpio *c, const char *dir, const char *prefix, bh_error *err)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    if (!d)
+        return bh_fail_errno(err, "opendir %s", dir);
+    cpio_entry(c, prefix, S_IFDIR | 0755, NULL, 0);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || strstr(e->d_name, ".p") == e->d_name + strlen(e->d_name) - 2)
+            continue;
+        char src[PATH_MAX], name[PATH_MAX];
+        snprintf(src, sizeof src, "%s/%s", dir, e->d_name);
+        snprintf(name, sizeof name, "%s/%s", prefix, e->d_name);
+        struct stat st;
+        if (lstat(src, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (!strcmp(e->d_name, "qubes-rpc") && cpio_dir(c, src, name, err) < 0)
+                return -1;
+            continue;
+        }
+        if (S_ISLNK(st.st_mode) || (S_ISREG(st.st_mode) && (st.st_mode & 0111 || strstr(prefix, "qubes-rpc") || !strcmp(prefix, "modules"))))
+            if (cpio_file(c, name, src, 0, err) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int build_initramfs(const char *out, const char *kdir, const char *vminit, const char *bridge,
+                           const char *libexec, bh_error *err)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    struct cpio c = { .f = fopen(tmp, "we") };
+    if (!c.f)
+        return bh_fail_errno(err, "creating %s", tmp);
+    static const char *const dirs[] = { "dev", "proc", "sys", "lower", "newroot", "vol", "hostusr", "bhusr", "bhusr/lib", NULL };
+    for (int i = 0; dirs[i]; i++)
+        cpio_entry(&c, dirs[i], S_IFDIR | 0755, NULL, 0);
+    char path[PATH_MAX + 32];
+    int r = cpio_file(&c, "init", vminit, 0755, err);
+    snprintf(path, sizeof path, "%s/modules", kdir);
+    if (r == 0)
+        r = cpio_dir(&c, path, "modules", err);
+    snprintf(path, sizeof path, "%s/modules/order", kdir);
+    if (r == 0)
+        r = cpio_file(&c, "modules/order", path, 0644, err);
+    if (r == 0)
+        r = cpio_dir(&c, libexec, "bhusr/lib/bulkhead", err);
+    if (r == 0)
+        r = cpio_file(&c, "bhusr/lib/bulkhead/bulkhead-vchan-bridge", bridge, 0755, err);
+    cpio_entry(&c, "TRAILER!!!", 0, NULL, 0);
+    if (fclose(c.f) != 0 && r == 0)
+        r = bh_fail_errno(err, "writing %s", tmp);
+    if (r == 0 && rename(tmp, out) < 0)
+        r = bh_fail_errno(err, "rename %s", out);
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
+/* A cheap key of every input: mtimes and sizes of the programs, modules and kernel. */
+static unsigned long long inputs_key(const char *kdir, const char *vminit, const char *bridge, const char *libexec)
+{
+    unsigned long long k = 0;
+    const char *paths[] = { kdir, vminit, bridge, libexec, NULL };
+    for (int i = 0; paths[i]; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0)
+            k = k * 1000003u + (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec + (unsigned long long)st.st_size;
+    }
+    _cleanup_closedir_ DIR *d = opendir(libexec);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            k = k * 1000003u + (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec;
+    }
+    return k;
+}
+
+int bh_vm_assets(const char *cache_dir, struct bh_vm_assets *a, bh_error *err)
+{
+    char kdir[PATH_MAX], vminit[PATH_MAX], libexec[PATH_MAX];
+    if (bh_vm_kernel_dir(kdir, sizeof kdir) < 0)
+        return bh_fail(err, ENOENT, "no guest kernel: run scripts/vm-kernel.sh (or set BULKHEAD_VM_KERNEL_DIR)");
+    if (find_prog("bulkhead-vminit", vminit, sizeof vminit) < 0 ||
+        find_prog("bulkhead-vchan-bridge", a->bridge, sizeof a->bridge) < 0)
+        return bh_fail(err, ENOENT, "bulkhead-vminit or bulkhead-vchan-bridge not found next to bulkheadd");
+    if (find_libexec(libexec, sizeof libexec) < 0)
+        return bh_fail(err, ENOENT, "our in-qube programs (bulkhead-init) not found");
+    if (strlen(kdir) > sizeof a->kernel - 16)
+        return bh_fail(err, ENAMETOOLONG, "kernel dir path too long");
+    snprintf(a->kernel, sizeof a->kernel, "%.4000s/vmlinuz", kdir);
+    snprintf(a->virtiofsd, sizeof a->virtiofsd, "%s", "/usr/lib/qemu/virtiofsd");
+    if (access(a->virtiofsd, X_OK) < 0)
+        a->virtiofsd[0] = '\0';
+    if (bh_mkdir_p(cache_dir, 0755) < 0)
+        return bh_fail_errno(err, "mkdir %s", cache_dir);
+    unsigned long long key = inputs_key(kdir, vminit, a->bridge, libexec);
+    snprintf(a->initramfs, sizeof a->initramfs, "%s/initramfs-%llx.cpio", cache_dir, key);
+    if (access(a->initramfs, R_OK) == 0)
+        return 0;
+    return build_initramfs(a->initramfs, kdir, vminit, a->bridge, libexec, err);
+}
+
+/* ---- the template root as erofs ---- */
+
+static struct timespec newest;
+static unsigned long long nfiles;
+static int newer(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path, (void)flag, (void)ftw;
+    const struct timespec *ts[] = { &st->st_mtim, &st->st_ctim };
+    for (int i = 0; i < 2; i++)
+        if (ts[i]->tv_sec > newest.tv_sec || (ts[i]->tv_sec == newest.tv_sec && ts[i]->tv_nsec > newest.tv_nsec))
+            newest = *ts[i];
+    nfiles++;
+    return 0;
+}
+
+int bh_vm_root_image(const char *cache_dir, const char *root_dir, char *out, size_t n, bh_error *err)
+{
+    if (bh_mkdir_p(cache_dir, 0700) < 0)
+        return bh_fail_errno(err, "mkdir %s", cache_dir);
+    /* name: the template dir's identity; content key: newest change anywhere in it */
+    struct stat st;
+    if (stat(root_dir, &st) < 0)
+        return bh_fail_errno(err, "template root %s", root_dir);
+    newest = (struct timespec){ 0 };
+    nfiles = 0;
+    if (nftw(root_dir, newer, 64, FTW_PHYS | FTW_MOUNT) < 0)
+        return bh_fail_errno(err, "scanning %s", root_dir);
+    char stamp[128], stamp_path[PATH_MAX];
+    int sl = snprintf(stamp, sizeof stamp, "%lld.%09ld %llu\n", (long long)newest.tv_sec, newest.tv_nsec, nfiles);
+    snprintf(out, n, "%s/root-%llx-%llx.erofs", cache_dir, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    snprintf(stamp_path, sizeof stamp_path, "%s.stamp", out);
+    _cleanup_free_ char *old = bh_read_file(stamp_path, 128, NULL);
+    if (old && !strcmp(old, stamp) && access(out, R_OK) == 0)
+        return 0;
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", out, (int)getpid());
+    pid_t pid = fork();
+    if (pid < 0)
+        return bh_fail_errno(err, "fork");
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        execlp("mkfs.erofs", "mkfs.erofs", "--quiet", tmp, root_dir, (char *)NULL);
+        _exit(127);
+    }
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+        unlink(tmp);
+        return bh_fail(err, EIO, "mkfs.erofs %s failed (status %d; is erofs-utils installed?)", root_dir, ws);
+    }
+    chmod(tmp, 0600);
+    if (rename(tmp, out) < 0)
+        return bh_fail_errno(err, "rename %s", out);
+    if (bh_write_runtime_file(stamp_path, stamp, (size_t)sl, 0600) < 0)
+        return bh_fail_errno(err, "writing %s", stamp_path);
+    return 0;
+}

@@ -1,0 +1,302 @@
+/* bulkhead-vminit: PID 1 of a `vm` qube's guest kernel, from the initramfs Bulkhead
+ * builds (assets.c). It puts together what the `ns` engine builds on the host, then
+ * hands over to the same bulkhead-init that runs in `ns` qubes:
+ *
+ *   1. /dev, /proc, /sys; loads the modules listed in /modules/order (virtio, block,
+ *      console, erofs, overlay, virtiofs: the cloud kernel has them as modules);
+ *   2. root: the template's erofs image (/dev/vda, read-only) under an overlay whose
+ *      upper layer is a tmpfs of bh.vol MiB: every change is gone at the next start;
+ *   3. /usr: the root's own, or the host's /usr shared read-only through virtiofs
+ *      (template `host`), with /usr/lib/bulkhead (our programs, from the initramfs)
+ *      stacked on top read-only;
+ *   4. the private ext4 image (/dev/vdb) at /rw, /home bound from /rw/home;
+ *   5. /run/qubes/vchan and the guest side of bulkhead-vchan-bridge on the
+ *      virtio-serial port `bulkhead.vchan` (qrexec's directory, mirrored on the host);
+ *   6. switch_root; bulkhead-init runs as a child subreaper (it does not need to be
+ *      PID 1) with the environment it gets in an `ns` qube.
+ * SIGTERM (the bridge passes the host's SHUTDOWN) goes on to bulkhead-init. When it
+ * exits 0 the guest powers off (QEMU exits 0: a clean stop); anything else, including
+ * any failure above, ends this process, which panics the kernel: the pvpanic device
+ * makes QEMU exit 1, which the host reports as Crashed.
+ *
+ * The kernel command line is written by the host (driver_vm.c), so it is trusted here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BHUSR "/bhusr" /* initramfs: lib/bulkhead/... */
+
+static bool debug;
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bulkhead-vminit: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (%s)\n", strerror(errno));
+    va_end(ap);
+    exit(1); /* PID 1 exits: kernel panic, QEMU exits 1 */
+}
+
+static void xmount(const char *src, const char *dst, const char *type, unsigned long fl, const char *data)
+{
+    if (mkdir(dst, 0755) < 0 && errno != EEXIST && errno != EROFS)
+        fail("mkdir %s", dst);
+    if (mount(src, dst, type, fl, data) < 0)
+        fail("mount %s on %s", type ? type : src, dst);
+}
+
+static char cmdline[4096];
+static const char *param(const char *key, const char *def)
+{
+    static char val[16][256];
+    static int slot;
+    size_t kl = strlen(key);
+    for (char *p = cmdline; *p;) {
+        while (*p == ' ')
+            p++;
+        if (!strncmp(p, key, kl) && p[kl] == '=') {
+            char *v = val[slot++ % 16];
+            size_t n = strcspn(p + kl + 1, " \n");
+            snprintf(v, 256, "%.*s", (int)n, p + kl + 1);
+            return v;
+        }
+        p += strcspn(p, " ");
+    }
+    return def;
+}
+
+static void load_modules(void)
+{
+    FILE *f = fopen("/modules/order", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!*line)
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "/modules/%s", line);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
+            fail("loading %s", line);
+        close(fd);
+    }
+    fclose(f);
+}
+
+static void wait_for(const char *path)
+{
+    for (int i = 0; i < 1000; i++) { /* devtmpfs fills in as the drivers probe */
+        if (access(path, F_OK) == 0)
+            return;
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+    }
+    errno = ENOENT;
+    fail("waiting for %s", path);
+}
+
+/* /dev/vdX of the virtio disk whose serial the host set (device order is not fixed) */
+static void find_disk(const char *serial, char *out, size_t n)
+{
+    for (int i = 0; i < 1000; i++) {
+        for (char c = 'a'; c <= 'h'; c++) {
+            char path[64], buf[64] = "";
+            snprintf(path, sizeof path, "/sys/block/vd%c/serial", c);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            ssize_t r = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (r > 0 && !strncmp(buf, serial, strlen(serial))) {
+                snprintf(out, n, "/dev/vd%c", c);
+                wait_for(out);
+                return;
+            }
+        }
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+    }
+    errno = ENOENT;
+    fail("no disk with serial %s", serial);
+}
+
+/* /dev/vportNpM of the virtio-serial port with this name (no udev for the symlink) */
+static void find_port(const char *name, char *out, size_t n)
+{
+    for (int i = 0; i < 1000; i++) {
+        for (int d = 0; d < 4; d++)
+            for (int p = 0; p < 4; p++) {
+                char path[96], buf[64] = "";
+                snprintf(path, sizeof path, "/sys/class/virtio-ports/vport%dp%d/name", d, p);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                    continue;
+                ssize_t r = read(fd, buf, sizeof buf - 1);
+                close(fd);
+                if (r > 0 && !strncmp(buf, name, strlen(name)) && (buf[strlen(name)] == '\n' || !buf[strlen(name)])) {
+                    snprintf(out, n, "/dev/vport%dp%d", d, p);
+                    wait_for(out);
+                    return;
+                }
+            }
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+    }
+    errno = ENOENT;
+    fail("no virtio-serial port %s", name);
+}
+
+static volatile sig_atomic_t term;
+static void on_term(int sig) { (void)sig; term = 1; }
+
+int main(void)
+{
+    xmount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+    xmount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    xmount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    int cfd = open("/proc/cmdline", O_RDONLY);
+    ssize_t cl = cfd >= 0 ? read(cfd, cmdline, sizeof cmdline - 1) : -1;
+    if (cl < 0)
+        fail("reading /proc/cmdline");
+    close(cfd);
+    debug = param("bh.debug", NULL) != NULL;
+    int con = open("/dev/console", O_RDWR);
+    if (con >= 0) {
+        dup2(con, 1);
+        dup2(con, 2);
+    }
+    load_modules();
+
+    char opts[512];
+    /* root: template image + throwaway upper on a tmpfs */
+    snprintf(opts, sizeof opts, "size=%sm,mode=0755", param("bh.vol", "1024"));
+    xmount("volatile", "/vol", "tmpfs", MS_NOSUID | MS_NODEV, opts);
+    mkdir("/vol/root", 0755);
+    mkdir("/vol/rwork", 0755);
+    mkdir("/vol/usr", 0755);
+    mkdir("/vol/uwork", 0755);
+    char dev[64];
+    find_disk("bhroot", dev, sizeof dev);
+    xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
+    xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
+    /* /usr: ours on top of the host's (read-only) or the template's (throwaway) */
+    if (!strcmp(param("bh.usr", "root"), "virtiofs")) {
+        xmount("usr", "/hostusr", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
+        xmount("overlay", "/newroot/usr", "overlay", MS_RDONLY | MS_NODEV, "lowerdir=" BHUSR ":/hostusr");
+    } else {
+        xmount("overlay", "/newroot/usr", "overlay", MS_NODEV,
+               "lowerdir=" BHUSR ":/newroot/usr,upperdir=/vol/usr,workdir=/vol/uwork");
+    }
+    /* private volume */
+    const char *priv = param("bh.priv", NULL);
+    if (priv) {
+        find_disk(priv, dev, sizeof dev);
+        xmount(dev, "/newroot/rw", "ext4", MS_NODEV | MS_NOSUID, NULL);
+        mkdir("/newroot/rw/home", 0755);
+        xmount("/newroot/rw/home", "/newroot/home", NULL, MS_BIND, NULL);
+    }
+    xmount("run", "/newroot/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m");
+    xmount("tmp", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    mkdir("/newroot/run/qubes", 0755);
+    xmount("vchan", "/newroot/run/qubes/vchan", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64k");
+    const char *name = param("bh.name", "qube");
+    sethostname(name, strlen(name));
+
+    /* the guest side of the vchan bridge (static, from the initramfs) */
+    char port[64];
+    find_port("bulkhead.vchan", port, sizeof port);
+    /* opened here: the child's /dev moves away with the switch_root below */
+    int portfd = open(port, O_RDWR | O_NOCTTY | O_NONBLOCK);
+    if (portfd < 0)
+        fail("open %s", port);
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", portfd);
+    pid_t bridge = fork();
+    if (bridge == 0) {
+        /* into the directory before the parent moves /newroot to / */
+        if (chdir("/newroot/run/qubes/vchan") < 0)
+            _exit(126);
+        execl(BHUSR "/lib/bulkhead/bulkhead-vchan-bridge", "bulkhead-vchan-bridge", "--guest", "--dir", ".",
+              "--port-fd", portarg, (char *)NULL);
+        _exit(127);
+    }
+
+    /* switch_root */
+    xmount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);
+    xmount("/proc", "/newroot/proc", NULL, MS_MOVE, NULL);
+    xmount("/sys", "/newroot/sys", NULL, MS_MOVE, NULL);
+    mkdir("/newroot/dev/pts", 0755);
+    mount("devpts", "/newroot/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    mkdir("/newroot/dev/shm", 01777);
+    mount("shm", "/newroot/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    if (chdir("/newroot") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        fail("switch_root");
+
+    struct sigaction sa = { .sa_handler = on_term };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGPWR, &sa, NULL);
+    pid_t init = fork();
+    if (init == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        setsid();
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        if (!debug) {
+            dup2(nul, 1);
+            dup2(nul, 2);
+        }
+        char qid[64], user[128], qname[128];
+        snprintf(qid, sizeof qid, "BULKHEAD_QID=%s", param("bh.qid", "0"));
+        snprintf(user, sizeof user, "BULKHEAD_USER=%s", param("bh.user", "user"));
+        snprintf(qname, sizeof qname, "BULKHEAD_QUBE=%s", name);
+        char *envp[] = { qid, user, qname, "VCHAN_SOCKET_DIR=/run/qubes/vchan",
+                         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", NULL };
+        char *argv[] = { "bulkhead-init", NULL };
+        execve("/usr/lib/bulkhead/bulkhead-init", argv, envp);
+        _exit(127);
+    }
+    if (init < 0)
+        fail("fork");
+    close(portfd);
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p < 0 && errno == EINTR) {
+            if (term) {
+                kill(init, SIGTERM);
+                term = 0;
+            }
+            continue;
+        }
+        if (p == init) {
+            sync();
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+                kill(bridge, SIGKILL);
+                reboot(RB_POWER_OFF);
+            }
+            errno = 0;
+            fail("bulkhead-init ended with status %d", st);
+        }
+        if (p < 0)
+            nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    }
+}

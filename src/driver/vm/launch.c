@@ -1,0 +1,492 @@
+/* The processes of a running VM qube, all outliving bulkheadd (as `ns` qubes do):
+ *
+ *   qemu-system-x86_64  as the qube's host UID (uid_base), -sandbox on, in the qube's
+ *                       cgroup; its images come in as fds (-add-fd), so it needs no
+ *                       access to the pool; sockets in <rt>/vm (owned by uid_base)
+ *   bulkhead-vchan-bridge  as uid_base, no_new_privs: the host side of qrexec's dir
+ *   virtiofsd           only for the `host` template: the host's /usr, read-only (a
+ *                       read-only bind in a private mount namespace), in its own
+ *                       namespace sandbox; exits when QEMU goes away
+ *
+ * The kernel command line carries what bulkhead-vminit needs (guest_init.c). */
+#include "vm.h"
+#include "cleanup.h"
+#include "driver/ns/ns.h"
+#include "io.h"
+#include "log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->rt, sizeof p->rt, "%s", spec->runtime_dir);
+    bh_path_join(p->vchan, sizeof p->vchan, p->rt, "vchan");
+    bh_path_join(p->vmdir, sizeof p->vmdir, p->rt, "vm");
+    bh_path_join(p->qmp, sizeof p->qmp, p->vmdir, "qmp.sock");
+    bh_path_join(p->port, sizeof p->port, p->vmdir, "port.sock");
+    bh_path_join(p->vfs_sock, sizeof p->vfs_sock, p->vmdir, "virtiofs.sock");
+    bh_path_join(p->qemu_pid, sizeof p->qemu_pid, p->rt, "qemu.pid");
+    bh_path_join(p->bridge_pid, sizeof p->bridge_pid, p->rt, "bridge.pid");
+    bh_path_join(p->vfs_pid, sizeof p->vfs_pid, p->rt, "virtiofsd.pid");
+    bh_path_join(p->shutdown_mark, sizeof p->shutdown_mark, p->rt, "shutdown-requested");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", spec->runtime_dir);
+    bh_path_join(p->cache, sizeof p->cache, dirname(dirname(buf)), "vm-cache");
+    snprintf(buf, sizeof buf, "%s", spec->state_dir ? spec->state_dir : spec->runtime_dir);
+    bh_path_join(p->images, sizeof p->images, dirname(dirname(buf)), "vm-cache");
+}
+
+bool bh_vm_have_kvm(void)
+{
+    if (getenv("BULKHEAD_VM_NO_KVM"))
+        return false;
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/* ---- pid files: "PID STARTTIME" ---- */
+
+int bh_vm_pidfile_write(const char *path, pid_t pid)
+{
+    struct bh_init_id id = { 0 };
+    if (bh_init_id_read_proc(pid, &id) < 0)
+        return -1;
+    char t[64];
+    int n = snprintf(t, sizeof t, "%d %llu\n", (int)pid, (unsigned long long)id.starttime);
+    return bh_write_runtime_file(path, t, (size_t)n, 0644);
+}
+
+pid_t bh_vm_pidfile_check(const char *path, uid_t uid)
+{
+    _cleanup_free_ char *t = bh_read_file(path, 64, NULL);
+    int pid;
+    unsigned long long start;
+    if (!t || sscanf(t, "%d %llu", &pid, &start) != 2 || pid <= 1)
+        return -1;
+    struct bh_init_id id = { 0 };
+    if (bh_init_id_read_proc(pid, &id) < 0 || id.starttime != start)
+        return -1;
+    char sp[64];
+    snprintf(sp, sizeof sp, "/proc/%d/stat", pid);
+    _cleanup_free_ char *st = bh_read_file(sp, 4096, NULL);
+    char state = 0;
+    uint64_t s2;
+    if (!st || bh_proc_stat_parse(st, &s2, &state) < 0 || state == 'Z' || state == 'X')
+        return -1;
+    if (uid != (uid_t)-1) {
+        struct stat ps;
+        snprintf(sp, sizeof sp, "/proc/%d", pid);
+        if (stat(sp, &ps) < 0 || ps.st_uid != uid)
+            return -1;
+    }
+    return pid;
+}
+
+/* ---- helpers ---- */
+
+static int drop_to(uid_t uid)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+        return -1;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+static void child_stdio(const char *log)
+{
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int lfd = log ? open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    dup2(nul, 0);
+    dup2(lfd >= 0 ? lfd : nul, 1);
+    dup2(lfd >= 0 ? lfd : nul, 2);
+}
+
+static unsigned long tsc_khz(void)
+{
+    /* TCG's TSC runs at the host's rate; without a PIT (microvm) the guest cannot
+     * calibrate it and hangs, so the rate is given (tsc_early_khz). */
+    _cleanup_free_ char *ci = bh_read_file("/proc/cpuinfo", 1 << 20, NULL);
+    const char *m = ci ? strstr(ci, "cpu MHz") : NULL;
+    double mhz = 0;
+    if (m && (m = strchr(m, ':')))
+        mhz = atof(m + 1);
+    return mhz > 100 ? (unsigned long)(mhz * 1000) : 2000000;
+}
+
+static int wait_path(const char *path, pid_t pid, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        if (access(path, F_OK) == 0)
+            return 0;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid)
+            return -1;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* ---- virtiofsd for the host's /usr ---- */
+
+static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *prog,
+                             bh_error *err)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/virtiofsd.log", p->rt);
+    pid_t pid = fork();
+    if (pid < 0)
+        return bh_fail_errno(err, "fork");
+    if (pid == 0) {
+        setsid();
+        child_stdio(spec->debug ? log : NULL);
+        /* read-only view of the host's /usr, in a mount namespace of its own */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount(spec->vol.host_usr, spec->vol.host_usr, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mount(NULL, spec->vol.host_usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+            _exit(126);
+        umask(0); /* the socket: QEMU (uid_base) connects; only uid_base reaches <rt>/vm */
+        char src[4200], sock[4200];
+        snprintf(src, sizeof src, "source=%s", spec->vol.host_usr);
+        snprintf(sock, sizeof sock, "--socket-path=%s", p->vfs_sock);
+        execl(prog, "virtiofsd", sock, "-o", src, "-o", "cache=auto", "-o", "no_posix_lock", "-o", "no_flock",
+              "--rlimit-nofile=4096", (char *)NULL);
+        _exit(127);
+    }
+    if (wait_path(p->vfs_sock, pid, 10000) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return bh_fail(err, EIO, "virtiofsd for %s did not start", spec->vol.host_usr);
+    }
+    /* virtiofsd makes its socket 0600 root; QEMU connects as uid_base (nothing of the
+     * qube runs yet, so the name is still virtiofsd's) */
+    if (fchownat(AT_FDCWD, p->vfs_sock, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return bh_fail_errno(err, "chown %s", p->vfs_sock);
+    }
+    bh_vm_pidfile_write(p->vfs_pid, pid);
+    return pid;
+}
+
+/* ---- QEMU ---- */
+
+#define ARGV_MAX 96
+struct argv {
+    char *v[ARGV_MAX];
+    int n;
+    char store[16384];
+    size_t used;
+};
+__attribute__((format(printf, 2, 3))) static void arg(struct argv *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = a->store + a->used;
+    int len = vsnprintf(dst, sizeof a->store - a->used, fmt, ap);
+    va_end(ap);
+    if (len < 0 || a->used + (size_t)len + 1 > sizeof a->store || a->n + 1 >= ARGV_MAX)
+        abort(); /* fixed set of arguments: only a bug gets here */
+    a->used += (size_t)len + 1;
+    a->v[a->n++] = dst;
+    a->v[a->n] = NULL;
+}
+
+static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const struct bh_vm_paths *p,
+                      const struct bh_vm_assets *as, bool kvm, bool vfs)
+{
+    uint64_t mem = spec->memory_mib ? spec->memory_mib : 400;
+    arg(a, "%s", BH_VM_QEMU);
+    arg(a, "-name");
+    arg(a, "%s", spec->name);
+    arg(a, "-M");
+    arg(a, "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=%s%s", spec->debug ? "on" : "off",
+        vfs ? ",memory-backend=mem" : "");
+    arg(a, "-accel");
+    arg(a, "%s", kvm ? "kvm" : "tcg,tb-size=64");
+    arg(a, "-cpu");
+    arg(a, "%s", kvm ? "host" : "max");
+    arg(a, "-m");
+    arg(a, "%lluM", (unsigned long long)mem);
+    arg(a, "-smp");
+    arg(a, "%u", spec->vcpus ? spec->vcpus : 1);
+    arg(a, "-global"); /* modern virtio-mmio: vhost-user (virtiofsd) refuses legacy devices */
+    arg(a, "virtio-mmio.force-legacy=false");
+    arg(a, "-nodefaults");
+    arg(a, "-no-user-config");
+    arg(a, "-display");
+    arg(a, "none");
+    arg(a, "-no-reboot");
+    arg(a, "-sandbox");
+    arg(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    arg(a, "-device");
+    arg(a, "pvpanic");
+    arg(a, "-action");
+    arg(a, "panic=exit-failure");
+    arg(a, "-kernel");
+    arg(a, "%s", as->kernel);
+    arg(a, "-initrd");
+    arg(a, "%s", as->initramfs);
+    char tsc[64] = "";
+    if (!kvm)
+        snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
+    uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
+    arg(a, "-append");
+    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s",
+        spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
+        spec->default_user ? spec->default_user : "user", (unsigned long long)vol, vfs ? "virtiofs" : "root",
+        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "");
+    arg(a, "-qmp");
+    arg(a, "unix:%s,server=on,wait=off", p->qmp);
+    arg(a, "-chardev");
+    arg(a, "socket,id=vchan,path=%s,server=on,wait=off", p->port);
+    arg(a, "-device");
+    arg(a, "virtio-serial-device,max_ports=2");
+    arg(a, "-device");
+    arg(a, "virtserialport,chardev=vchan,name=bulkhead.vchan");
+    arg(a, "-add-fd");
+    arg(a, "fd=3,set=1");
+    arg(a, "-drive");
+    arg(a, "file=/dev/fdset/1,if=none,id=root,format=raw,readonly=on");
+    arg(a, "-device");
+    arg(a, "virtio-blk-device,drive=root,serial=bhroot");
+    if (spec->vol.private_img) {
+        arg(a, "-add-fd");
+        arg(a, "fd=4,set=2");
+        arg(a, "-add-fd"); /* QEMU opens read-only first to probe: the set needs both modes */
+        arg(a, "fd=5,set=2");
+        arg(a, "-drive");
+        arg(a, "file=/dev/fdset/2,if=none,id=private,format=raw");
+        arg(a, "-device");
+        arg(a, "virtio-blk-device,drive=private,serial=bhprivate");
+    }
+    if (vfs) {
+        arg(a, "-object");
+        arg(a, "memory-backend-memfd,id=mem,size=%lluM,share=on", (unsigned long long)mem);
+        arg(a, "-chardev");
+        arg(a, "socket,id=vfs,path=%s", p->vfs_sock);
+        arg(a, "-device");
+        arg(a, "vhost-user-fs-device,chardev=vfs,tag=usr");
+    }
+    if (spec->debug) {
+        arg(a, "-serial");
+        arg(a, "file:%s/console.log", p->vmdir);
+    }
+}
+
+static int make_dirs(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
+{
+    if (bh_mkdir_p(p->rt, 0755) < 0)
+        return bh_fail_errno(err, "mkdir %s", p->rt);
+    if (mkdir(p->vchan, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", p->vchan);
+    char opts[128];
+    snprintf(opts, sizeof opts, "size=64k,nr_inodes=1024,mode=0700,uid=%u,gid=%u", spec->uid_base, spec->uid_base);
+    if (mount("bulkhead-vchan", p->vchan, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return bh_fail_errno(err, "mount tmpfs on %s", p->vchan);
+    if (mkdir(p->vmdir, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", p->vmdir);
+    if (chown(p->vmdir, spec->uid_base, spec->uid_base) < 0)
+        return bh_fail_errno(err, "chown %s", p->vmdir);
+    return 0;
+}
+
+static int make_cgroup(const struct bh_qube_spec *spec, const char *tag, bh_error *err)
+{
+    /* QEMU's own memory comes on top of the guest's: TCG's translation cache
+     * (tb-size=64), device state, virtiofs queues. */
+    struct bh_qube_spec s = *spec;
+    uint64_t guest = spec->maxmem_mib > spec->memory_mib ? spec->maxmem_mib : spec->memory_mib;
+    s.maxmem_mib = (guest ? guest : 400) + 256;
+    s.memory_mib = s.maxmem_mib;
+    if (bh_cgroup_ops()->create(tag, &s, err) < 0)
+        return -1;
+    /* v1 devices: the ns list plus /dev/kvm for QEMU */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "/sys/fs/cgroup/devices/%s/%s", tag, spec->name);
+    if (access(dir, F_OK) == 0)
+        (void)bh_cg_write(dir, "devices.allow", "c 10:232 rwm", NULL);
+    return 0;
+}
+
+int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
+{
+    if (!spec->vol.root_lower || !spec->vol.root_throwaway)
+        return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
+                                     "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
+    struct bh_vm_assets as;
+    if (bh_vm_assets(p->cache, &as, err) < 0)
+        return -1;
+    char root_img[4096];
+    if (bh_vm_root_image(p->images, spec->vol.root_lower, root_img, sizeof root_img, err) < 0)
+        return -1;
+    bool vfs = spec->vol.host_usr != NULL;
+    if (vfs && !as.virtiofsd[0])
+        return bh_fail(err, ENOENT, "template `host` in a VM needs virtiofsd (qemu-system-common)");
+    bool kvm = bh_vm_have_kvm();
+    if (make_dirs(spec, p, err) < 0)
+        return -1;
+    char tag[128];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    if (make_cgroup(spec, tag, err) < 0)
+        return -1;
+    if (vfs && start_virtiofsd(spec, p, as.virtiofsd, err) < 0)
+        return -1;
+    _cleanup_close_ int rootfd = open(root_img, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int privfd = spec->vol.private_img ? open(spec->vol.private_img, O_RDWR | O_CLOEXEC) : -1;
+    _cleanup_close_ int privro = spec->vol.private_img ? open(spec->vol.private_img, O_RDONLY | O_CLOEXEC) : -1;
+    if (rootfd < 0 || (spec->vol.private_img && (privfd < 0 || privro < 0)))
+        return bh_fail_errno(err, "opening the qube's images");
+    struct argv *a = calloc(1, sizeof *a);
+    if (!a)
+        return bh_fail(err, ENOMEM, "out of memory");
+    qemu_argv(a, spec, p, &as, kvm, vfs);
+    char log[4200];
+    snprintf(log, sizeof log, "%s/qemu.log", p->rt);
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(a);
+        return bh_fail_errno(err, "fork");
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        setsid();
+        child_stdio(log);
+        if (bh_cgroup_ops()->attach_self(tag, spec->name, NULL) < 0)
+            _exit(126);
+        if (dup2(rootfd, 3) < 0 || (privfd >= 0 && (dup2(privfd, 4) < 0 || dup2(privro, 5) < 0)))
+            _exit(126);
+        if (drop_to(spec->uid_base) < 0)
+            _exit(126);
+        execvp(a->v[0], a->v);
+        _exit(127);
+    }
+    free(a);
+    if (bh_vm_pidfile_write(p->qemu_pid, pid) < 0) {
+        kill(pid, SIGKILL);
+        return bh_fail_errno(err, "recording QEMU's pid");
+    }
+    if (wait_path(p->port, pid, 10000) < 0) {
+        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
+        return bh_fail(err, EIO, "QEMU did not start: %s", msg ? msg : "?");
+    }
+    pid_t bpid = fork();
+    if (bpid < 0)
+        return bh_fail_errno(err, "fork");
+    if (bpid == 0) {
+        setsid();
+        child_stdio(NULL);
+        if (spec->debug) {
+            snprintf(log, sizeof log, "%s/bridge.log", p->rt);
+            child_stdio(log);
+        }
+        if (drop_to(spec->uid_base) < 0)
+            _exit(126);
+        execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, (char *)NULL);
+        _exit(127);
+    }
+    bh_vm_pidfile_write(p->bridge_pid, bpid);
+    return 0;
+}
+
+int bh_vm_wait_ready(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, int timeout_ms, bh_error *err)
+{
+    char ctl[4200];
+    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p->vchan, spec->qid);
+    _cleanup_close_ int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (in < 0 || inotify_add_watch(in, p->vchan, IN_CREATE | IN_MOVED_TO) < 0)
+        return bh_fail_errno(err, "inotify on %s", p->vchan);
+    pid_t qpid = bh_vm_pidfile_check(p->qemu_pid, (uid_t)-1);
+    _cleanup_close_ int pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
+    if (pfd < 0) {
+        char log[4200];
+        snprintf(log, sizeof log, "%s/qemu.log", p->rt);
+        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
+        return bh_fail(err, EIO, "%s: QEMU is gone%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (access(ctl, F_OK) == 0)
+            return 0;
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long long el = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (el >= timeout_ms)
+            return bh_fail(err, ETIMEDOUT, "%s did not boot within %d s", spec->name, timeout_ms / 1000);
+        struct pollfd fds[2] = { { .fd = in, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
+        int r = poll(fds, pfd >= 0 ? 2 : 1, (int)(timeout_ms - el));
+        if (r > 0 && (fds[1].revents & POLLIN)) {
+            char log[4200];
+            snprintf(log, sizeof log, "%s/qemu.log", p->rt);
+            _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
+            return bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "",
+                           msg ? msg : "");
+        }
+        char buf[4096];
+        while (read(in, buf, sizeof buf) > 0)
+            ;
+    }
+}
+
+static void kill_recorded(const char *pidfile, uid_t uid)
+{
+    pid_t pid = bh_vm_pidfile_check(pidfile, uid);
+    if (pid > 0) {
+        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pfd >= 0) {
+            syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+            struct pollfd pp = { .fd = pfd, .events = POLLIN };
+            poll(&pp, 1, 2000);
+            close(pfd);
+        }
+        waitpid(pid, NULL, WNOHANG); /* ours if we started it; otherwise its parent's */
+    }
+    unlink(pidfile);
+}
+
+void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
+{
+    /* uid_base 0: a teardown that knows only the runtime dir (bulkhead-ns kill-all) */
+    uid_t uid = spec->uid_base ? spec->uid_base : (uid_t)-1;
+    kill_recorded(p->qemu_pid, uid);
+    kill_recorded(p->bridge_pid, uid);
+    kill_recorded(p->vfs_pid, 0);
+    char tag[128];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    const struct bh_cgroup_ops *cg = bh_cgroup_ops();
+    cg->kill_all(tag, spec->name);
+    (void)cg->destroy(tag, spec->name, NULL);
+    while (umount2(p->vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+        ;
+    rmdir(p->vchan);
+    static const char *const files[] = { "qmp.sock", "port.sock", "virtiofs.sock", NULL };
+    for (int i = 0; files[i]; i++) {
+        char f[4200];
+        snprintf(f, sizeof f, "%s/%s", p->vmdir, files[i]);
+        unlink(f);
+    }
+    rmdir(p->vmdir);
+    unlink(p->shutdown_mark);
+}

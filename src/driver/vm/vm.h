@@ -1,0 +1,75 @@
+/* The `vm` engine's internal interfaces (docs/vm-engine.md).
+ *
+ *   assets.c     the guest kernel (from Debian's linux-image-cloud-amd64, fetched by
+ *                scripts/vm-kernel.sh), the initramfs we build (bulkhead-vminit, our
+ *                in-qube programs, the kernel modules), the template's erofs image
+ *   qmp.c        a bounded QMP client (json-c) for QEMU's control socket
+ *   launch.c     the QEMU command line and the processes of a running VM qube
+ *   driver_vm.c  struct bh_driver glue
+ *   mux.c, bridge.c, guest_init.c: the programs (see mux.h and guest_init.c)
+ *
+ * Runtime files of a VM qube (<runtime>/qubes/<name>/):
+ *   vchan/        the host's side of the qube's vchan directory (same as `ns`)
+ *   vm/           owned by the qube's host UID: qmp.sock, port.sock (QEMU makes them)
+ *   qemu.pid      "PID starttime" of QEMU; bridge.pid, virtiofsd.pid the same
+ *   shutdown-requested  marker while a shutdown is pending
+ */
+#pragma once
+#include "driver/driver.h"
+#include "err.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BH_VM_START_TIMEOUT_MS 120000 /* TCG boots take seconds; a loaded CI machine more */
+#define BH_VM_QEMU "qemu-system-x86_64"
+
+/* ---- assets.c ---- */
+struct bh_vm_assets {
+    char kernel[4096];    /* vmlinuz */
+    char initramfs[4096]; /* cpio, built and cached under <runtime>/vm-cache */
+    char virtiofsd[4096]; /* QEMU's virtiofsd ("" if missing) */
+    char bridge[4096];    /* host copy of bulkhead-vchan-bridge */
+};
+/* Finds the kernel and the programs and (re)builds the initramfs when an input
+ * changed. cache_dir is owned by the daemon (root, 0755). */
+int bh_vm_assets(const char *cache_dir, struct bh_vm_assets *a, bh_error *err);
+/* The kernel's directory ($BULKHEAD_VM_KERNEL_DIR, or vm-kernel next to our programs);
+ * -1 if there is none (the engine is then unavailable). */
+int bh_vm_kernel_dir(char *out, size_t n);
+/* The template root dir as an erofs image in cache_dir, rebuilt only when a file of
+ * the tree changed since the image was made. out: the image path. */
+int bh_vm_root_image(const char *cache_dir, const char *root_dir, char *out, size_t n, bh_error *err);
+
+/* ---- qmp.c ---- */
+/* Runs one QMP command (JSON text of "execute") on the socket; *reply (malloc'd JSON
+ * text of "return") may be NULL. Bounded: at most 64 KiB per line, timeout_ms total;
+ * anything that is not QMP is an error. */
+int bh_qmp_command(const char *sock, const char *cmd, char **reply, int timeout_ms, bh_error *err);
+/* "running", "paused", ... from query-status; -1 on error. */
+int bh_qmp_status(const char *sock, char *out, size_t n, bh_error *err);
+
+/* ---- launch.c ---- */
+struct bh_vm_paths {
+    char rt[4096], vchan[4096], vmdir[4096], qmp[4096], port[4096];
+    char qemu_pid[4096], bridge_pid[4096], vfs_pid[4096], vfs_sock[4096], shutdown_mark[4096];
+    char cache[4096]; /* <runtime>/vm-cache */
+    char images[4096]; /* <root>/vm-cache */
+};
+void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p);
+bool bh_vm_have_kvm(void);
+/* Starts QEMU (and virtiofsd, and the host bridge) for the qube; returns once QEMU
+ * runs. The agent is not ready yet: bh_vm_wait_ready. */
+int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err);
+/* Blocks until the agent's control socket is mirrored into the host's vchan dir, QEMU
+ * dies, or the timeout. */
+int bh_vm_wait_ready(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, int timeout_ms, bh_error *err);
+/* A recorded process, still the same one (start time) and owned by uid (if != -1).
+ * Returns its PID or -1. */
+pid_t bh_vm_pidfile_check(const char *path, uid_t uid);
+int bh_vm_pidfile_write(const char *path, pid_t pid);
+/* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup. */
+void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p);
+
+extern const struct bh_driver bh_driver_vm;

@@ -1,0 +1,87 @@
+/* bulkhead-guid: the host-side GUI daemon of one qube (Qubes' qubes-guid).
+ *
+ * It connects to the qube's gui-agent over the qube's vchan socket (port 6000) and shows
+ * the qube's windows on the host display: every window is a host "frame" window whose
+ * background is the qube's label colour, with the qube's pixels in a child window inset
+ * by BH_GUID_BORDER, so the frame shows under any (or no) window manager and the qube
+ * cannot draw on it. The label colour, name and index come from the command line, which
+ * qvm-start-daemon fills from bulkheadd's store; nothing of it comes from the qube. */
+#pragma once
+#include "chan.h"
+#include "proto.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <xcb/shm.h>
+#include <xcb/xcb.h>
+
+#define BH_GUID_BORDER 2
+
+struct guid_win {
+    uint32_t remote;              /* the agent's window id */
+    xcb_window_t frame, content;  /* ours */
+    struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
+    bool override_redirect, mapped, reparented;
+    uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
+    uint32_t transient_for;
+    int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
+    uint32_t buf_w, buf_h;
+    xcb_shm_seg_t seg;            /* host X attachment of memfd, 0 if none */
+    uint8_t *map;                 /* read-only mapping when the host has no MIT-SHM fds */
+    size_t maplen;
+    bool dirty;
+    int32_t dx0, dy0, dx1, dy1;   /* damaged area not drawn yet */
+    char title[BH_GUI_TITLE_MAX];
+};
+
+struct guid {
+    /* who we are (from dom0) */
+    const char *qube;
+    uint32_t qid;
+    uint32_t color;               /* 0xRRGGBB */
+    const char *label;
+    uint32_t label_index;
+    const char *policy_dir, *ask_program, *clip_dir;
+    /* host display */
+    xcb_connection_t *x;
+    xcb_screen_t *screen;
+    bool have_shm_fd;
+    xcb_gcontext_t gc;
+    xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
+        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient;
+    xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
+    uint8_t min_keycode, keysyms_per_code;
+    int nkeycodes;
+    xcb_font_t cursor_font;
+    /* the qube */
+    struct bh_gui_chan ch;
+    struct guid_win *wins;
+    unsigned nwins;
+    bool clip_copy_pending;
+    unsigned long long refused;   /* messages refused (logged) */
+};
+
+/* guid_win.c: host windows */
+int guid_x_open(struct guid *g, bh_error *err);
+struct guid_win *guid_find_remote(struct guid *g, uint32_t remote);
+struct guid_win *guid_find_x(struct guid *g, xcb_window_t w);
+int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r, bool override_redirect);
+void guid_win_destroy(struct guid *g, struct guid_win *w);
+void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r);
+void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect);
+void guid_win_unmap(struct guid *g, struct guid_win *w);
+void guid_win_title(struct guid *g, struct guid_win *w, const char *title);
+void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const char *name);
+void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h);
+void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
+void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
+/* takes ownership of memfd (closes it on refusal) */
+int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err);
+void guid_win_damage(struct guid_win *w, const struct bh_gui_rect *r);
+void guid_win_draw(struct guid *g, struct guid_win *w);
+xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
+
+/* guid_clip.c: the global clipboard (Ctrl+Shift+C / Ctrl+Shift+V) */
+void guid_clip_copy_request(struct guid *g, uint32_t remote);
+void guid_clip_copy_data(struct guid *g, const uint8_t *data, size_t len);
+void guid_clip_paste(struct guid *g, uint32_t remote);
+void guid_notify(struct guid *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

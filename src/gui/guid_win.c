@@ -1,0 +1,404 @@
+/* bulkhead-guid: the host windows that show a qube's windows (see guid.h).
+ *
+ * Everything here receives values that proto.c already checked; this file adds the
+ * checks that need the host: geometry is clamped to the screen, a buffer must be a
+ * sealed memfd at least as large as its image, and drawing is clipped to the smaller of
+ * window and buffer. */
+#include "guid.h"
+#include "log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static xcb_atom_t atom(xcb_connection_t *x, const char *name)
+{
+    xcb_intern_atom_reply_t *r = xcb_intern_atom_reply(x, xcb_intern_atom(x, 0, (uint16_t)strlen(name), name), NULL);
+    xcb_atom_t a = r ? r->atom : XCB_ATOM_NONE;
+    free(r);
+    return a;
+}
+
+int guid_x_open(struct guid *g, bh_error *err)
+{
+    int sn;
+    g->x = xcb_connect(NULL, &sn);
+    if (!g->x || xcb_connection_has_error(g->x))
+        return bh_fail(err, 0, "cannot open the host display %s", getenv("DISPLAY") ? getenv("DISPLAY") : "(unset)");
+    xcb_screen_iterator_t it = xcb_setup_roots_iterator(xcb_get_setup(g->x));
+    for (int i = 0; i < sn && it.rem; i++)
+        xcb_screen_next(&it);
+    g->screen = it.data;
+    if (g->screen->root_depth != 24)
+        return bh_fail(err, 0, "host display depth %u (need 24)", g->screen->root_depth);
+    g->a_net_wm_name = atom(g->x, "_NET_WM_NAME");
+    g->a_utf8 = atom(g->x, "UTF8_STRING");
+    g->a_wm_protocols = atom(g->x, "WM_PROTOCOLS");
+    g->a_wm_delete = atom(g->x, "WM_DELETE_WINDOW");
+    g->a_vmname = atom(g->x, "_QUBES_VMNAME");
+    g->a_label = atom(g->x, "_QUBES_LABEL");
+    g->a_label_color = atom(g->x, "_QUBES_LABEL_COLOR");
+    g->a_vmwindowid = atom(g->x, "_QUBES_VMWINDOWID");
+    g->a_net_wm_state = atom(g->x, "_NET_WM_STATE");
+    g->a_state_attention = atom(g->x, "_NET_WM_STATE_DEMANDS_ATTENTION");
+    g->a_wm_transient = XCB_ATOM_WM_TRANSIENT_FOR;
+    /* MIT-SHM 1.2 (fd passing): the host X server reads the qube's memfd directly */
+    xcb_shm_query_version_reply_t *v = xcb_shm_query_version_reply(g->x, xcb_shm_query_version(g->x), NULL);
+    g->have_shm_fd = v && (v->major_version > 1 || (v->major_version == 1 && v->minor_version >= 2)) &&
+                     !getenv("BULKHEAD_GUI_NO_SHM");
+    free(v);
+    g->gc = xcb_generate_id(g->x);
+    xcb_create_gc(g->x, g->gc, g->screen->root, XCB_GC_GRAPHICS_EXPOSURES, (uint32_t[]){ 0 });
+    /* keyboard map, for the clipboard keys */
+    const xcb_setup_t *s = xcb_get_setup(g->x);
+    g->min_keycode = s->min_keycode;
+    g->nkeycodes = s->max_keycode - s->min_keycode + 1;
+    xcb_get_keyboard_mapping_reply_t *km = xcb_get_keyboard_mapping_reply(
+        g->x, xcb_get_keyboard_mapping(g->x, s->min_keycode, (uint8_t)g->nkeycodes), NULL);
+    if (km) {
+        int n = xcb_get_keyboard_mapping_keysyms_length(km);
+        g->keysyms = malloc(sizeof(xcb_keysym_t) * (size_t)(n > 0 ? n : 1));
+        if (g->keysyms)
+            memcpy(g->keysyms, xcb_get_keyboard_mapping_keysyms(km), sizeof(xcb_keysym_t) * (size_t)n);
+        g->keysyms_per_code = km->keysyms_per_keycode;
+        free(km);
+    }
+    g->cursor_font = xcb_generate_id(g->x);
+    xcb_open_font(g->x, g->cursor_font, 6, "cursor");
+    xcb_flush(g->x);
+    return 0;
+}
+
+xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode)
+{
+    if (!g->keysyms || keycode < g->min_keycode || keycode - g->min_keycode >= g->nkeycodes)
+        return 0;
+    return g->keysyms[(keycode - g->min_keycode) * g->keysyms_per_code];
+}
+
+struct guid_win *guid_find_remote(struct guid *g, uint32_t remote)
+{
+    for (unsigned i = 0; i < g->nwins; i++)
+        if (g->wins[i].remote == remote)
+            return &g->wins[i];
+    return NULL;
+}
+
+struct guid_win *guid_find_x(struct guid *g, xcb_window_t w)
+{
+    for (unsigned i = 0; i < g->nwins; i++)
+        if (g->wins[i].frame == w || g->wins[i].content == w)
+            return &g->wins[i];
+    return NULL;
+}
+
+/* Keeps the whole framed window on the screen and no larger than it: a qube cannot
+ * cover the screen edge to edge (the frame always shows) nor place windows off it. */
+static void clamp(struct guid *g, struct bh_gui_rect *r)
+{
+    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
+    uint32_t maxw = sw > 2 * BH_GUID_BORDER ? sw - 2 * BH_GUID_BORDER : 1;
+    uint32_t maxh = sh > 2 * BH_GUID_BORDER ? sh - 2 * BH_GUID_BORDER : 1;
+    if (r->w > maxw) r->w = maxw;
+    if (r->h > maxh) r->h = maxh;
+    int32_t maxx = (int32_t)(sw - r->w) - BH_GUID_BORDER, maxy = (int32_t)(sh - r->h) - BH_GUID_BORDER;
+    if (r->x > maxx) r->x = maxx;
+    if (r->y > maxy) r->y = maxy;
+    if (r->x < BH_GUID_BORDER) r->x = BH_GUID_BORDER;
+    if (r->y < BH_GUID_BORDER) r->y = BH_GUID_BORDER;
+}
+
+static void set_prop(struct guid *g, xcb_window_t w, xcb_atom_t prop, xcb_atom_t type, uint8_t fmt, uint32_t n,
+                     const void *data)
+{
+    xcb_change_property(g->x, XCB_PROP_MODE_REPLACE, w, prop, type, fmt, n, data);
+}
+
+int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r0, bool override_redirect)
+{
+    if (guid_find_remote(g, remote)) {
+        bh_warn("%s: CREATE of existing window 0x%x refused", g->qube, remote);
+        return -1;
+    }
+    if (g->nwins >= BH_GUI_MAX_WINDOWS) {
+        bh_warn("%s: more than %u windows: CREATE 0x%x refused", g->qube, BH_GUI_MAX_WINDOWS, remote);
+        return -1;
+    }
+    struct guid_win *nw = realloc(g->wins, sizeof *nw * (g->nwins + 1));
+    if (!nw)
+        return -1;
+    g->wins = nw;
+    struct guid_win *w = &g->wins[g->nwins++];
+    memset(w, 0, sizeof *w);
+    w->remote = remote;
+    w->memfd = -1;
+    w->r = *r0;
+    w->override_redirect = override_redirect;
+    clamp(g, &w->r);
+    w->frame = xcb_generate_id(g->x);
+    w->content = xcb_generate_id(g->x);
+    w->cfg_seq = 0;
+    /* the frame: label colour, drawn by the X server from our background pixel */
+    uint32_t fvals[] = { g->color, override_redirect,
+                         XCB_EVENT_MASK_KEY_PRESS | XCB_EVENT_MASK_KEY_RELEASE | XCB_EVENT_MASK_FOCUS_CHANGE |
+                             XCB_EVENT_MASK_STRUCTURE_NOTIFY };
+    xcb_create_window(g->x, XCB_COPY_FROM_PARENT, w->frame, g->screen->root, (int16_t)(w->r.x - BH_GUID_BORDER),
+                      (int16_t)(w->r.y - BH_GUID_BORDER), (uint16_t)(w->r.w + 2 * BH_GUID_BORDER),
+                      (uint16_t)(w->r.h + 2 * BH_GUID_BORDER), 0, XCB_WINDOW_CLASS_INPUT_OUTPUT,
+                      g->screen->root_visual, XCB_CW_BACK_PIXEL | XCB_CW_OVERRIDE_REDIRECT | XCB_CW_EVENT_MASK, fvals);
+    /* the content: the qube's pixels, inset so they can never cover the frame */
+    uint32_t cvals[] = { g->screen->black_pixel,
+                         XCB_EVENT_MASK_EXPOSURE | XCB_EVENT_MASK_BUTTON_PRESS | XCB_EVENT_MASK_BUTTON_RELEASE |
+                             XCB_EVENT_MASK_POINTER_MOTION | XCB_EVENT_MASK_ENTER_WINDOW |
+                             XCB_EVENT_MASK_LEAVE_WINDOW | XCB_EVENT_MASK_KEY_PRESS | XCB_EVENT_MASK_KEY_RELEASE };
+    xcb_create_window(g->x, XCB_COPY_FROM_PARENT, w->content, w->frame, BH_GUID_BORDER, BH_GUID_BORDER,
+                      (uint16_t)w->r.w, (uint16_t)w->r.h, 0, XCB_WINDOW_CLASS_INPUT_OUTPUT, g->screen->root_visual,
+                      XCB_CW_BACK_PIXEL | XCB_CW_EVENT_MASK, cvals);
+    xcb_map_window(g->x, w->content);
+    set_prop(g, w->frame, g->a_wm_protocols, XCB_ATOM_ATOM, 32, 1, &g->a_wm_delete);
+    set_prop(g, w->frame, g->a_vmname, XCB_ATOM_STRING, 8, (uint32_t)strlen(g->qube), g->qube);
+    set_prop(g, w->frame, g->a_label, XCB_ATOM_CARDINAL, 32, 1, &g->label_index);
+    set_prop(g, w->frame, g->a_label_color, XCB_ATOM_CARDINAL, 32, 1, &g->color);
+    set_prop(g, w->frame, g->a_vmwindowid, XCB_ATOM_WINDOW, 32, 1, &remote);
+    char cls[160];
+    int n = snprintf(cls, sizeof cls, "%s:unknown%c%s:unknown", g->qube, 0, g->qube);
+    set_prop(g, w->frame, XCB_ATOM_WM_CLASS, XCB_ATOM_STRING, 8, (uint32_t)n + 1, cls);
+    guid_win_title(g, w, "");
+    return 0;
+}
+
+static void drop_buffer(struct guid *g, struct guid_win *w)
+{
+    if (w->seg) {
+        xcb_shm_detach(g->x, w->seg);
+        w->seg = 0;
+    }
+    if (w->map) {
+        munmap(w->map, w->maplen);
+        w->map = NULL;
+    }
+    if (w->memfd >= 0) {
+        close(w->memfd);
+        w->memfd = -1;
+    }
+}
+
+void guid_win_destroy(struct guid *g, struct guid_win *w)
+{
+    drop_buffer(g, w);
+    xcb_destroy_window(g->x, w->frame);
+    size_t i = (size_t)(w - g->wins);
+    memmove(&g->wins[i], &g->wins[i + 1], sizeof *w * (g->nwins - i - 1));
+    g->nwins--;
+}
+
+void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r0)
+{
+    struct bh_gui_rect r = *r0;
+    clamp(g, &r);
+    if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
+        return;
+    w->r = r;
+    uint32_t fv[] = { (uint32_t)(r.x - BH_GUID_BORDER), (uint32_t)(r.y - BH_GUID_BORDER),
+                      r.w + 2 * BH_GUID_BORDER, r.h + 2 * BH_GUID_BORDER };
+    w->cfg_seq = (uint16_t)xcb_configure_window(g->x, w->frame,
+                                                XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
+                                                    XCB_CONFIG_WINDOW_HEIGHT,
+                                                fv).sequence;
+    uint32_t cv[] = { r.w, r.h };
+    xcb_configure_window(g->x, w->content, XCB_CONFIG_WINDOW_WIDTH | XCB_CONFIG_WINDOW_HEIGHT, cv);
+}
+
+void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect)
+{
+    if (override_redirect != w->override_redirect) {
+        w->override_redirect = override_redirect;
+        uint32_t v = override_redirect;
+        xcb_change_window_attributes(g->x, w->frame, XCB_CW_OVERRIDE_REDIRECT, &v);
+    }
+    struct guid_win *t = transient_for ? guid_find_remote(g, transient_for) : NULL;
+    if (t) /* only to a window of the same qube: a qube names no one else's */
+        set_prop(g, w->frame, g->a_wm_transient, XCB_ATOM_WINDOW, 32, 1, &t->frame);
+    w->transient_for = t ? transient_for : 0;
+    w->mapped = true;
+    xcb_map_window(g->x, w->frame);
+}
+
+void guid_win_unmap(struct guid *g, struct guid_win *w)
+{
+    w->mapped = false;
+    xcb_unmap_window(g->x, w->frame);
+}
+
+void guid_win_title(struct guid *g, struct guid_win *w, const char *title)
+{
+    /* title is sanitised UTF-8 already; the qube's name comes first and from us */
+    snprintf(w->title, sizeof w->title, "%s", title);
+    char full[BH_GUI_TITLE_MAX + 80];
+    int n = snprintf(full, sizeof full, "[%s] %s", g->qube, title);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof full)
+        n = (int)sizeof full - 1;
+    set_prop(g, w->frame, g->a_net_wm_name, g->a_utf8, 8, (uint32_t)n, full);
+    /* WM_NAME is Latin-1: non-ASCII bytes become '?' there, _NET_WM_NAME has them */
+    for (int i = 0; i < n; i++)
+        if ((unsigned char)full[i] >= 0x80)
+            full[i] = '?';
+    set_prop(g, w->frame, XCB_ATOM_WM_NAME, XCB_ATOM_STRING, 8, (uint32_t)n, full);
+}
+
+void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const char *name)
+{
+    /* Qubes' convention: "qube:class" so that no qube's class equals a dom0 program's */
+    char buf[300];
+    int n = snprintf(buf, sizeof buf, "%s:%s%c%s:%s", g->qube, name, 0, g->qube, cls);
+    if (n > 0 && (size_t)n < sizeof buf)
+        set_prop(g, w->frame, XCB_ATOM_WM_CLASS, XCB_ATOM_STRING, 8, (uint32_t)n + 1, buf);
+}
+
+void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h)
+{
+    /* WM_SIZE_HINTS: flags, pad[4], min w/h, max w/h, inc w/h, aspect[4], base w/h, gravity */
+    uint32_t v[18] = { 0 };
+    v[0] = h->flags;
+    v[5] = h->min_width + 2 * BH_GUID_BORDER;
+    v[6] = h->min_height + 2 * BH_GUID_BORDER;
+    v[7] = h->max_width + 2 * BH_GUID_BORDER;
+    v[8] = h->max_height + 2 * BH_GUID_BORDER;
+    v[9] = h->width_inc;
+    v[10] = h->height_inc;
+    v[15] = h->base_width + 2 * BH_GUID_BORDER;
+    v[16] = h->base_height + 2 * BH_GUID_BORDER;
+    set_prop(g, w->frame, XCB_ATOM_WM_NORMAL_HINTS, XCB_ATOM_WM_SIZE_HINTS, 32, 18, v);
+}
+
+void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
+{
+    /* Fullscreen would let a qube cover the frame: refused, as Qubes' default
+     * (allow_fullscreen = false). Minimise is the window manager's to do. */
+    if (set & BH_GUI_WINDOW_FLAG_FULLSCREEN)
+        bh_info("%s: window 0x%x asked for fullscreen: refused", g->qube, w->remote);
+    if (set & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+        set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, 1, &g->a_state_attention);
+    if (unset & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+        xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
+}
+
+void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)
+{
+    uint32_t c = XCB_NONE;
+    if (cursor != BH_GUI_CURSOR_DEFAULT) {
+        uint16_t glyph = (uint16_t)(cursor - BH_GUI_CURSOR_X11);
+        c = xcb_generate_id(g->x);
+        xcb_create_glyph_cursor(g->x, c, g->cursor_font, g->cursor_font, glyph, (uint16_t)(glyph + 1), 0, 0, 0,
+                                0xffff, 0xffff, 0xffff);
+    }
+    xcb_change_window_attributes(g->x, w->content, XCB_CW_CURSOR, &c);
+    if (c != XCB_NONE)
+        xcb_free_cursor(g->x, c);
+}
+
+int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err)
+{
+    size_t need = (size_t)bw * bh * 4;
+    struct stat st;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(memfd);
+        return bh_fail(err, 0, "window buffer is not a memfd");
+    }
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        close(memfd);
+        return bh_fail(err, 0, "window buffer is not sealed against shrinking");
+    }
+    if ((size_t)st.st_size < need || (size_t)st.st_size > (size_t)BH_GUI_MAX_WIDTH * BH_GUI_MAX_HEIGHT * 4) {
+        close(memfd);
+        return bh_fail(err, 0, "window buffer of %lld bytes for %ux%u", (long long)st.st_size, bw, bh);
+    }
+    drop_buffer(g, w);
+    w->memfd = memfd;
+    w->buf_w = bw;
+    w->buf_h = bh;
+    if (g->have_shm_fd) {
+        int dupfd = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
+        if (dupfd >= 0) {
+            w->seg = xcb_generate_id(g->x);
+            xcb_void_cookie_t ck = xcb_shm_attach_fd_checked(g->x, w->seg, dupfd, 1);
+            xcb_generic_error_t *e = xcb_request_check(g->x, ck);
+            if (e) {
+                free(e);
+                w->seg = 0;
+            }
+        }
+    }
+    if (!w->seg) {
+        w->map = mmap(NULL, need, PROT_READ, MAP_SHARED, memfd, 0);
+        if (w->map == MAP_FAILED) {
+            w->map = NULL;
+            drop_buffer(g, w);
+            return bh_fail_errno(err, "mmap window buffer");
+        }
+        w->maplen = need;
+    }
+    struct bh_gui_rect all = { 0, 0, bw, bh };
+    guid_win_damage(w, &all);
+    return 0;
+}
+
+void guid_win_damage(struct guid_win *w, const struct bh_gui_rect *r)
+{
+    int32_t x1 = r->x + (int32_t)r->w, y1 = r->y + (int32_t)r->h;
+    if (!w->dirty) {
+        w->dx0 = r->x, w->dy0 = r->y, w->dx1 = x1, w->dy1 = y1;
+        w->dirty = true;
+        return;
+    }
+    if (r->x < w->dx0) w->dx0 = r->x;
+    if (r->y < w->dy0) w->dy0 = r->y;
+    if (x1 > w->dx1) w->dx1 = x1;
+    if (y1 > w->dy1) w->dy1 = y1;
+}
+
+void guid_win_draw(struct guid *g, struct guid_win *w)
+{
+    if (!w->dirty)
+        return;
+    w->dirty = false;
+    if (w->memfd < 0)
+        return;
+    /* clip to the buffer and to the window */
+    int32_t mw = (int32_t)(w->buf_w < w->r.w ? w->buf_w : w->r.w);
+    int32_t mh = (int32_t)(w->buf_h < w->r.h ? w->buf_h : w->r.h);
+    int32_t x0 = w->dx0 < 0 ? 0 : w->dx0, y0 = w->dy0 < 0 ? 0 : w->dy0;
+    int32_t x1 = w->dx1 > mw ? mw : w->dx1, y1 = w->dy1 > mh ? mh : w->dy1;
+    if (x1 <= x0 || y1 <= y0)
+        return;
+    if (w->seg) {
+        xcb_shm_put_image(g->x, w->content, g->gc, (uint16_t)w->buf_w, (uint16_t)w->buf_h, (uint16_t)x0, (uint16_t)y0,
+                          (uint16_t)(x1 - x0), (uint16_t)(y1 - y0), (int16_t)x0, (int16_t)y0, 24,
+                          XCB_IMAGE_FORMAT_Z_PIXMAP, 0, w->seg, 0);
+        return;
+    }
+    /* no MIT-SHM: PutImage in strips that fit the request size */
+    uint32_t maxreq = xcb_get_maximum_request_length(g->x) * 4 - 64;
+    uint32_t rowbytes = (uint32_t)(x1 - x0) * 4;
+    uint32_t rows = maxreq / rowbytes;
+    if (rows == 0)
+        return;
+    uint8_t *tmp = malloc((size_t)rowbytes * rows);
+    if (!tmp)
+        return;
+    for (int32_t y = y0; y < y1; y += (int32_t)rows) {
+        int32_t n = y1 - y < (int32_t)rows ? y1 - y : (int32_t)rows;
+        for (int32_t i = 0; i < n; i++)
+            memcpy(tmp + (size_t)i * rowbytes, w->map + ((size_t)(y + i) * w->buf_w + (size_t)x0) * 4, rowbytes);
+        xcb_put_image(g->x, XCB_IMAGE_FORMAT_Z_PIXMAP, w->content, g->gc, (uint16_t)(x1 - x0), (uint16_t)n,
+                      (int16_t)x0, (int16_t)y, 0, 24, rowbytes * (uint32_t)n, tmp);
+    }
+    free(tmp);
+}

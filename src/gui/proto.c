@@ -1,0 +1,364 @@
+/* Parsers and checks for GUI messages (see proto.h). Pure functions on byte buffers, so
+ * that fuzz/gui_msg.c can drive every one of them. */
+#include "proto.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[] = {
+    "KEYPRESS", "BUTTON", "MOTION", "CROSSING", "FOCUS", "RESIZE", "CREATE", "DESTROY", "MAP",
+    "UNMAP", "CONFIGURE", "MFNDUMP", "SHMIMAGE", "CLOSE", "EXECUTE", "CLIPBOARD_REQ",
+    "CLIPBOARD_DATA", "WMNAME", "KEYMAP_NOTIFY", "DOCK", "WINDOW_HINTS", "WINDOW_FLAGS",
+    "WMCLASS", "WINDOW_DUMP", "CURSOR",
+};
+
+const char *bh_gui_msg_name(uint32_t type)
+{
+    if (type > BH_GUI_MSG_MIN && type < BH_GUI_MSG_MAX)
+        return names[type - BH_GUI_MSG_MIN - 1];
+    return "unknown";
+}
+
+long bh_gui_agent_body_len(uint32_t type)
+{
+    switch (type) {
+    case BH_GUI_MSG_CREATE: return sizeof(struct bh_gui_create);
+    case BH_GUI_MSG_DESTROY: return 0;
+    case BH_GUI_MSG_MAP: return sizeof(struct bh_gui_map_info);
+    case BH_GUI_MSG_UNMAP: return 0;
+    case BH_GUI_MSG_CONFIGURE: return sizeof(struct bh_gui_configure);
+    case BH_GUI_MSG_SHMIMAGE: return sizeof(struct bh_gui_shmimage);
+    case BH_GUI_MSG_WMNAME: return sizeof(struct bh_gui_wmname);
+    case BH_GUI_MSG_DOCK: return 0;
+    case BH_GUI_MSG_WINDOW_HINTS: return sizeof(struct bh_gui_window_hints);
+    case BH_GUI_MSG_WINDOW_FLAGS: return sizeof(struct bh_gui_window_flags);
+    case BH_GUI_MSG_WMCLASS: return sizeof(struct bh_gui_wmclass);
+    case BH_GUI_MSG_WINDOW_DUMP: return sizeof(struct bh_gui_window_dump_hdr);
+    case BH_GUI_MSG_CURSOR: return sizeof(struct bh_gui_cursor);
+    default: return -1; /* MFNDUMP (Xen), EXECUTE, input messages, unknown */
+    }
+}
+
+int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err)
+{
+    if (h->type == BH_GUI_MSG_CLIPBOARD_DATA) {
+        if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
+            return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes (limit %u)", h->untrusted_len,
+                           BH_GUI_MAX_CLIPBOARD);
+        return 0;
+    }
+    long want = bh_gui_agent_body_len(h->type);
+    if (want < 0)
+        return bh_fail(err, 0, "message type %u (%s) not allowed from an agent", h->type, bh_gui_msg_name(h->type));
+    if (h->untrusted_len != (uint32_t)want)
+        return bh_fail(err, 0, "%s with length %u (must be %ld)", bh_gui_msg_name(h->type), h->untrusted_len, want);
+    /* window 0 is the agent's own (root) id only for CLIPBOARD_DATA; every other
+     * message names a window */
+    if (h->window == 0)
+        return bh_fail(err, 0, "%s for window 0", bh_gui_msg_name(h->type));
+    return 0;
+}
+
+int bh_gui_check_daemon_hdr(const struct bh_gui_hdr *h, bh_error *err)
+{
+    long want;
+    switch (h->type) {
+    case BH_GUI_MSG_KEYPRESS: want = sizeof(struct bh_gui_keypress); break;
+    case BH_GUI_MSG_BUTTON: want = sizeof(struct bh_gui_button); break;
+    case BH_GUI_MSG_MOTION: want = sizeof(struct bh_gui_motion); break;
+    case BH_GUI_MSG_CROSSING: want = sizeof(struct bh_gui_crossing); break;
+    case BH_GUI_MSG_FOCUS: want = sizeof(struct bh_gui_focus); break;
+    case BH_GUI_MSG_MAP: want = sizeof(struct bh_gui_map_info); break;
+    case BH_GUI_MSG_CONFIGURE: want = sizeof(struct bh_gui_configure); break;
+    case BH_GUI_MSG_CLOSE: want = 0; break;
+    case BH_GUI_MSG_CLIPBOARD_REQ: want = 0; break;
+    case BH_GUI_MSG_KEYMAP_NOTIFY: want = sizeof(struct bh_gui_keymap_notify); break;
+    case BH_GUI_MSG_WINDOW_FLAGS: want = sizeof(struct bh_gui_window_flags); break;
+    case BH_GUI_MSG_CLIPBOARD_DATA:
+        if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
+            return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes", h->untrusted_len);
+        return 0;
+    default: return bh_fail(err, 0, "message type %u from the daemon", h->type);
+    }
+    if (h->untrusted_len != (uint32_t)want)
+        return bh_fail(err, 0, "%s with length %u", bh_gui_msg_name(h->type), h->untrusted_len);
+    return 0;
+}
+
+static int need_len(size_t len, size_t want, const char *what, bh_error *err)
+{
+    if (len != want)
+        return bh_fail(err, 0, "%s body of %zu bytes (must be %zu)", what, len, want);
+    return 0;
+}
+
+/* The agent sends signed coordinates in uint32 fields. */
+static int coord(uint32_t v, int32_t *out, const char *what, bh_error *err)
+{
+    int32_t s = (int32_t)v;
+    if (s < -BH_GUI_MAX_COORD || s > BH_GUI_MAX_COORD)
+        return bh_fail(err, 0, "%s %d out of range", what, s);
+    *out = s;
+    return 0;
+}
+
+static int size_ok(uint32_t w, uint32_t h, bh_error *err)
+{
+    if (w == 0 || h == 0 || w > BH_GUI_MAX_WIDTH || h > BH_GUI_MAX_HEIGHT)
+        return bh_fail(err, 0, "window size %ux%u out of range (1..%ux1..%u)", w, h, BH_GUI_MAX_WIDTH,
+                       BH_GUI_MAX_HEIGHT);
+    return 0;
+}
+
+static int bool_field(uint32_t v, bool *out, bh_error *err)
+{
+    if (v > 1)
+        return bh_fail(err, 0, "override_redirect %u is not 0 or 1", v);
+    *out = v == 1;
+    return 0;
+}
+
+int bh_gui_parse_create(const void *body, size_t len, struct bh_gui_rect *r, bool *override_redirect,
+                        uint32_t *parent, bh_error *err)
+{
+    struct bh_gui_create m;
+    if (need_len(len, sizeof m, "CREATE", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    if (coord(m.x, &r->x, "x", err) < 0 || coord(m.y, &r->y, "y", err) < 0 || size_ok(m.width, m.height, err) < 0 ||
+        bool_field(m.override_redirect, override_redirect, err) < 0)
+        return -1;
+    r->w = m.width;
+    r->h = m.height;
+    *parent = m.parent;
+    return 0;
+}
+
+int bh_gui_parse_configure(const void *body, size_t len, struct bh_gui_rect *r, bool *override_redirect,
+                           bh_error *err)
+{
+    struct bh_gui_configure m;
+    if (need_len(len, sizeof m, "CONFIGURE", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    if (coord(m.x, &r->x, "x", err) < 0 || coord(m.y, &r->y, "y", err) < 0 || size_ok(m.width, m.height, err) < 0 ||
+        bool_field(m.override_redirect, override_redirect, err) < 0)
+        return -1;
+    r->w = m.width;
+    r->h = m.height;
+    return 0;
+}
+
+int bh_gui_parse_map(const void *body, size_t len, uint32_t *transient_for, bool *override_redirect,
+                     bh_error *err)
+{
+    struct bh_gui_map_info m;
+    if (need_len(len, sizeof m, "MAP", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    if (bool_field(m.override_redirect, override_redirect, err) < 0)
+        return -1;
+    *transient_for = m.transient_for;
+    return 0;
+}
+
+int bh_gui_parse_shmimage(const void *body, size_t len, uint32_t win_w, uint32_t win_h,
+                          struct bh_gui_rect *r, bool *empty, bh_error *err)
+{
+    struct bh_gui_shmimage m;
+    if (need_len(len, sizeof m, "SHMIMAGE", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    /* Qubes' daemon clips rather than refuses; so do we, in 64-bit arithmetic. */
+    int64_t x0 = (int32_t)m.x, y0 = (int32_t)m.y;
+    int64_t x1 = x0 + (int64_t)m.width, y1 = y0 + (int64_t)m.height;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x1 > win_w) x1 = win_w;
+    if (y1 > win_h) y1 = win_h;
+    *empty = x1 <= x0 || y1 <= y0;
+    if (*empty) {
+        *r = (struct bh_gui_rect){ 0, 0, 0, 0 };
+        return 0;
+    }
+    *r = (struct bh_gui_rect){ (int32_t)x0, (int32_t)y0, (uint32_t)(x1 - x0), (uint32_t)(y1 - y0) };
+    return 0;
+}
+
+int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *w, uint32_t *h, bh_error *err)
+{
+    struct bh_gui_window_dump_hdr m;
+    if (need_len(len, sizeof m, "WINDOW_DUMP", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    if (m.type != BH_GUI_DUMP_MEMFD)
+        return bh_fail(err, 0, "WINDOW_DUMP type %u (only memfd buffers)", m.type);
+    if (m.bpp != BH_GUI_BPP)
+        return bh_fail(err, 0, "WINDOW_DUMP with %u bpp", m.bpp);
+    if (size_ok(m.width, m.height, err) < 0)
+        return -1;
+    *w = m.width;
+    *h = m.height;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (max n bytes) and its code point; 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xc2 && c <= 0xdf) { len = 2; v = c & 0x1f; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { len = 3; v = c & 0x0f; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { len = 4; v = c & 0x07; min = 0x10000; }
+    else return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+static bool unsafe_cp(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || /* C0, DEL, C1 */
+           (cp >= 0x200b && cp <= 0x200f) ||                          /* zero width, LRM/RLM */
+           (cp >= 0x202a && cp <= 0x202e) ||                          /* embeddings, overrides */
+           (cp >= 0x2066 && cp <= 0x2069) ||                          /* isolates */
+           cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);           /* BOM, annotations */
+}
+
+void bh_gui_sanitize_utf8(const char *in, size_t len, char *out, size_t outsz)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    if (outsz == 0)
+        return;
+    for (size_t i = 0; i < len && s[i];) {
+        uint32_t cp;
+        size_t n = utf8_seq(s + i, len - i, &cp);
+        if (n == 0 || unsafe_cp(cp)) {
+            if (o + 1 >= outsz)
+                break;
+            out[o++] = '_';
+            i += n ? n : 1;
+            continue;
+        }
+        if (o + n >= outsz)
+            break;
+        memcpy(out + o, s + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+}
+
+int bh_gui_parse_wmname(const void *body, size_t len, char *out, size_t outsz, bh_error *err)
+{
+    if (need_len(len, sizeof(struct bh_gui_wmname), "WMNAME", err) < 0)
+        return -1;
+    bh_gui_sanitize_utf8(body, len, out, outsz);
+    return 0;
+}
+
+static void class_name(const char *in, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && in[i] && o + 1 < outsz; i++) {
+        char c = in[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.' || c == '+';
+        out[o++] = ok ? c : '_';
+    }
+    out[o] = '\0';
+}
+
+int bh_gui_parse_wmclass(const void *body, size_t len, char *cls, char *name, size_t outsz, bh_error *err)
+{
+    struct bh_gui_wmclass m;
+    if (need_len(len, sizeof m, "WMCLASS", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    class_name(m.res_class, sizeof m.res_class, cls, outsz);
+    class_name(m.res_name, sizeof m.res_name, name, outsz);
+    return 0;
+}
+
+int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window_hints *out, bh_error *err)
+{
+    if (need_len(len, sizeof *out, "WINDOW_HINTS", err) < 0)
+        return -1;
+    memcpy(out, body, sizeof *out);
+    out->flags &= BH_GUI_HINT_PMINSIZE | BH_GUI_HINT_PMAXSIZE | BH_GUI_HINT_PRESIZEINC | BH_GUI_HINT_PBASESIZE;
+    if (out->min_width > BH_GUI_MAX_WIDTH || out->min_height > BH_GUI_MAX_HEIGHT)
+        out->flags &= ~BH_GUI_HINT_PMINSIZE;
+    if (out->max_width > BH_GUI_MAX_WIDTH || out->max_height > BH_GUI_MAX_HEIGHT || out->max_width == 0 ||
+        out->max_height == 0)
+        out->flags &= ~BH_GUI_HINT_PMAXSIZE;
+    if (out->width_inc > BH_GUI_MAX_WIDTH || out->height_inc > BH_GUI_MAX_HEIGHT)
+        out->flags &= ~BH_GUI_HINT_PRESIZEINC;
+    if (out->base_width > BH_GUI_MAX_WIDTH || out->base_height > BH_GUI_MAX_HEIGHT)
+        out->flags &= ~BH_GUI_HINT_PBASESIZE;
+    return 0;
+}
+
+int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err)
+{
+    struct bh_gui_window_flags m;
+    if (need_len(len, sizeof m, "WINDOW_FLAGS", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    const uint32_t known = BH_GUI_WINDOW_FLAG_FULLSCREEN | BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION |
+                           BH_GUI_WINDOW_FLAG_MINIMIZE;
+    if ((m.flags_set | m.flags_unset) & ~known)
+        return bh_fail(err, 0, "WINDOW_FLAGS with unknown bits %#x", (m.flags_set | m.flags_unset) & ~known);
+    if (m.flags_set & m.flags_unset)
+        return bh_fail(err, 0, "WINDOW_FLAGS sets and unsets %#x", m.flags_set & m.flags_unset);
+    *set = m.flags_set;
+    *unset = m.flags_unset;
+    return 0;
+}
+
+int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err)
+{
+    struct bh_gui_cursor m;
+    if (need_len(len, sizeof m, "CURSOR", err) < 0)
+        return -1;
+    memcpy(&m, body, sizeof m);
+    /* cursor-font glyphs are the even numbers below XC_num_glyphs (154) */
+    if (m.cursor != BH_GUI_CURSOR_DEFAULT &&
+        (m.cursor < BH_GUI_CURSOR_X11 || m.cursor >= BH_GUI_CURSOR_X11_MAX || (m.cursor & 1)))
+        return bh_fail(err, 0, "CURSOR %#x is not a cursor-font glyph", m.cursor);
+    *cursor = m.cursor;
+    return 0;
+}
+
+int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err)
+{
+    (void)body;
+    if (len > BH_GUI_MAX_CLIPBOARD)
+        return bh_fail(err, 0, "clipboard of %zu bytes (limit %u)", len, BH_GUI_MAX_CLIPBOARD);
+    return 0;
+}
+
+long bh_gui_parse_color(const char *s)
+{
+    if (!s || strncmp(s, "0x", 2) || strlen(s) != 8)
+        return -1;
+    long v = 0;
+    for (const char *p = s + 2; *p; p++) {
+        int d = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10
+                : (*p >= 'A' && *p <= 'F') ? *p - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}

@@ -1,0 +1,148 @@
+/* The GUI protocol between a qube's gui-agent and its GUI daemon on the host.
+ *
+ * Qubes' message set and layouts (qubes-gui-common, protocol 1.4): a 12-byte header
+ * {type, window, untrusted_len} in host byte order, then a fixed-size body per type.
+ * The transport is the qube's own vchan socket (port 6000, the qube is the server), a
+ * byte stream. Instead of Xen grant references, a window's pixels live in a sealed
+ * memfd that travels with MSG_WINDOW_DUMP as SCM_RIGHTS ancillary data (dump type
+ * BH_GUI_DUMP_MEMFD); SHMIMAGE then names a damaged rectangle of that buffer.
+ *
+ * Everything an agent sends is untrusted. The daemon never uses untrusted_len to size a
+ * read: each type has one exact body length (CLIPBOARD_DATA: at most
+ * BH_GUI_MAX_CLIPBOARD), and a header whose untrusted_len differs is a protocol error
+ * (Qubes only skips; we are stricter, an honest agent always sends the exact length).
+ * The parse functions below are the only code that turns agent bytes into values; they
+ * check every field and never read past `len`. */
+#pragma once
+#include "err.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BH_GUI_PROTOCOL_VERSION ((1u << 16) | 4u) /* 1.4, as qubes-gui-common */
+#define BH_GUI_VCHAN_PORT 6000u
+
+/* Qubes' limits (qubes-gui-protocol.h) */
+#define BH_GUI_MAX_CLIPBOARD 65000u
+#define BH_GUI_MAX_WIDTH 16384u
+#define BH_GUI_MAX_HEIGHT 6144u
+#define BH_GUI_BPP 32u
+/* Ours: windows a qube may have at once, and the largest coordinate we accept. */
+#define BH_GUI_MAX_WINDOWS 512u
+#define BH_GUI_MAX_COORD 32767
+#define BH_GUI_CURSOR_DEFAULT 0u
+#define BH_GUI_CURSOR_X11 0x100u
+#define BH_GUI_CURSOR_X11_MAX 0x19au
+
+enum bh_gui_msg_type {
+    BH_GUI_MSG_MIN = 123,
+    BH_GUI_MSG_KEYPRESS,      /* 124 daemon -> agent */
+    BH_GUI_MSG_BUTTON,        /* daemon -> agent */
+    BH_GUI_MSG_MOTION,        /* daemon -> agent */
+    BH_GUI_MSG_CROSSING,      /* daemon -> agent */
+    BH_GUI_MSG_FOCUS,         /* daemon -> agent */
+    BH_GUI_MSG_RESIZE,        /* obsolete */
+    BH_GUI_MSG_CREATE,        /* 130 agent -> daemon */
+    BH_GUI_MSG_DESTROY,       /* agent -> daemon */
+    BH_GUI_MSG_MAP,           /* both */
+    BH_GUI_MSG_UNMAP,         /* agent -> daemon */
+    BH_GUI_MSG_CONFIGURE,     /* both */
+    BH_GUI_MSG_MFNDUMP,       /* Xen only: refused */
+    BH_GUI_MSG_SHMIMAGE,      /* agent -> daemon */
+    BH_GUI_MSG_CLOSE,         /* daemon -> agent */
+    BH_GUI_MSG_EXECUTE,       /* obsolete: refused */
+    BH_GUI_MSG_CLIPBOARD_REQ, /* daemon -> agent */
+    BH_GUI_MSG_CLIPBOARD_DATA,/* 140 both */
+    BH_GUI_MSG_WMNAME,        /* agent -> daemon */
+    BH_GUI_MSG_KEYMAP_NOTIFY, /* daemon -> agent */
+    BH_GUI_MSG_DOCK,          /* agent -> daemon */
+    BH_GUI_MSG_WINDOW_HINTS,  /* agent -> daemon */
+    BH_GUI_MSG_WINDOW_FLAGS,  /* both */
+    BH_GUI_MSG_WMCLASS,       /* agent -> daemon */
+    BH_GUI_MSG_WINDOW_DUMP,   /* agent -> daemon, with the buffer's memfd */
+    BH_GUI_MSG_CURSOR,        /* agent -> daemon */
+    BH_GUI_MSG_MAX,
+};
+
+/* Wire layouts (all fields uint32_t in host byte order, as Qubes) */
+struct bh_gui_hdr { uint32_t type, window, untrusted_len; };
+struct bh_gui_map_info { uint32_t transient_for, override_redirect; };
+struct bh_gui_create { uint32_t x, y, width, height, parent, override_redirect; };
+struct bh_gui_keypress { uint32_t type, x, y, state, keycode; };
+struct bh_gui_button { uint32_t type, x, y, state, button; };
+struct bh_gui_motion { uint32_t x, y, state, is_hint; };
+struct bh_gui_crossing { uint32_t type, x, y, state, mode, detail, focus; };
+struct bh_gui_configure { uint32_t x, y, width, height, override_redirect; };
+struct bh_gui_shmimage { uint32_t x, y, width, height; };
+struct bh_gui_focus { uint32_t type, mode, detail; };
+struct bh_gui_version { uint32_t version; };
+struct bh_gui_xconf { uint32_t w, h, depth, mem; };
+struct bh_gui_wmname { char data[128]; };
+struct bh_gui_keymap_notify { char keys[32]; };
+struct bh_gui_window_hints {
+    uint32_t flags, min_width, min_height, max_width, max_height, width_inc, height_inc,
+        base_width, base_height;
+};
+struct bh_gui_window_flags { uint32_t flags_set, flags_unset; };
+struct bh_gui_wmclass { char res_class[64], res_name[64]; };
+struct bh_gui_window_dump_hdr { uint32_t type, width, height, bpp; };
+struct bh_gui_cursor { uint32_t cursor; };
+
+#define BH_GUI_WINDOW_FLAG_FULLSCREEN (1u << 0)
+#define BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION (1u << 1)
+#define BH_GUI_WINDOW_FLAG_MINIMIZE (1u << 2)
+/* WM_NORMAL_HINTS flag bits that carry meaning in msg_window_hints (ICCCM) */
+#define BH_GUI_HINT_PMINSIZE (1u << 4)
+#define BH_GUI_HINT_PMAXSIZE (1u << 5)
+#define BH_GUI_HINT_PRESIZEINC (1u << 6)
+#define BH_GUI_HINT_PBASESIZE (1u << 8)
+
+/* Qubes' WINDOW_DUMP_TYPE_GRANT_REFS is 0; ours is the memfd that comes with the message. */
+#define BH_GUI_DUMP_MEMFD 1u
+
+/* Exact body length of a message from the agent (-1: the agent may not send this type).
+ * CLIPBOARD_DATA is variable: see bh_gui_agent_body_ok(). */
+long bh_gui_agent_body_len(uint32_t type);
+/* Whether a header from the agent is acceptable: a type it may send, and untrusted_len
+ * exactly the body length (CLIPBOARD_DATA: at most BH_GUI_MAX_CLIPBOARD). */
+int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err);
+/* Same for the agent reading what the daemon sends. */
+int bh_gui_check_daemon_hdr(const struct bh_gui_hdr *h, bh_error *err);
+const char *bh_gui_msg_name(uint32_t type);
+
+/* Validated values. Coordinates are signed (Qubes sends them as uint32 holding int). */
+struct bh_gui_rect { int32_t x, y; uint32_t w, h; };
+
+/* CREATE and CONFIGURE: size 1..MAX, position within +-BH_GUI_MAX_COORD. */
+int bh_gui_parse_create(const void *body, size_t len, struct bh_gui_rect *r, bool *override_redirect,
+                        uint32_t *parent, bh_error *err);
+int bh_gui_parse_configure(const void *body, size_t len, struct bh_gui_rect *r, bool *override_redirect,
+                           bh_error *err);
+int bh_gui_parse_map(const void *body, size_t len, uint32_t *transient_for, bool *override_redirect,
+                     bh_error *err);
+/* SHMIMAGE: clipped to a win_w x win_h window; *empty is set when nothing remains. */
+int bh_gui_parse_shmimage(const void *body, size_t len, uint32_t win_w, uint32_t win_h,
+                          struct bh_gui_rect *r, bool *empty, bh_error *err);
+/* WINDOW_DUMP header: our memfd type, 32 bpp, size 1..MAX. */
+int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *w, uint32_t *h, bh_error *err);
+/* WMNAME: out (>= 128*3+1 bytes... use BH_GUI_TITLE_MAX) gets a sanitised UTF-8 title. */
+#define BH_GUI_TITLE_MAX 512
+int bh_gui_parse_wmname(const void *body, size_t len, char *out, size_t outsz, bh_error *err);
+/* WMCLASS: both names reduced to [A-Za-z0-9_.+-] (others become '_'). */
+int bh_gui_parse_wmclass(const void *body, size_t len, char *cls, char *name, size_t outsz, bh_error *err);
+/* WINDOW_HINTS: values outside 0..MAX are dropped from flags. */
+int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window_hints *out, bh_error *err);
+int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err);
+/* CURSOR: 0 (default) or an X11 cursor-font glyph (CURSOR_X11 + even glyph < 154). */
+int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err);
+/* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
+int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
+
+/* Title sanitiser (also for the clipboard notification): copies valid UTF-8 and replaces
+ * control characters (C0, DEL, C1), invalid sequences and bidi/format controls that could
+ * reorder the daemon's "[qube] " prefix with '_'. Stops at the first NUL or at len.
+ * out always NUL-terminated. */
+void bh_gui_sanitize_utf8(const char *in, size_t len, char *out, size_t outsz);
+
+/* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
+long bh_gui_parse_color(const char *s);

@@ -1,0 +1,252 @@
+/* qvm-start-daemon: starts a GUI daemon (bulkhead-guid) for running qubes, as Qubes'
+ * qvm-start-daemon does in the desktop user's session.
+ *
+ *   qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--runtime DIR] [NAME...]
+ *
+ * A qube has a GUI when its `guivm` is dom0 and its `gui` feature (with its template's)
+ * is not false. Each guid starts the qube's gui-agent through qrexec and connects to it.
+ * --watch follows admin.Events: domain-start starts a daemon, domain-shutdown (or the
+ * agent going away) ends it; without --watch the command returns once the daemons run. */
+#include "admin_client.h"
+#include "log.h"
+#include "names.h"
+#include "selfpath.h"
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_QUBES 1024
+
+struct daemon { char name[64]; pid_t pid; };
+static struct daemon daemons[MAX_QUBES];
+static char guid_prog[PATH_MAX];
+static const char *runtime;
+static char **excluded;
+static int nexcluded;
+
+static volatile sig_atomic_t stop;
+static void on_term(int s) { (void)s; stop = 1; }
+
+static bool admin_ok(const char *method, const char *arg, const char *dest, char *out, size_t n)
+{
+    _cleanup_reply_ struct bh_admin_reply r = { 0 };
+    bh_error err;
+    if (bh_admin_call(method, arg, dest, NULL, 0, &r, &err) < 0 || !r.ok)
+        return false;
+    snprintf(out, n, "%s", r.body ? r.body : "");
+    return true;
+}
+
+static bool has_gui(const char *name)
+{
+    char v[256];
+    if (!admin_ok("admin.vm.property.Get", "guivm", name, v, sizeof v))
+        return false;
+    const char *val = strrchr(v, ' ');
+    if (!val || strcmp(val + 1, "dom0"))
+        return false;
+    if (admin_ok("admin.vm.feature.CheckWithTemplate", "gui", name, v, sizeof v) &&
+        (!strcmp(v, "") || !strcmp(v, "0") || !strcasecmp(v, "false")))
+        return false;
+    return true;
+}
+
+static bool is_excluded(const char *name)
+{
+    for (int i = 0; i < nexcluded; i++)
+        if (!strcmp(excluded[i], name))
+            return true;
+    return false;
+}
+
+static void reap(void)
+{
+    int st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+        for (int i = 0; i < MAX_QUBES; i++)
+            if (daemons[i].pid == p) {
+                bh_info("GUI daemon of %s ended (status %d)", daemons[i].name, st);
+                daemons[i].pid = 0;
+            }
+}
+
+static void start_guid(const char *name)
+{
+    if (!bh_qube_name_valid(name, NULL) || !strcmp(name, "dom0") || is_excluded(name))
+        return;
+    int free_slot = -1;
+    for (int i = 0; i < MAX_QUBES; i++) {
+        if (daemons[i].pid && !strcmp(daemons[i].name, name))
+            return; /* already has one */
+        if (!daemons[i].pid && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0 || !has_gui(name))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (runtime)
+            execl(guid_prog, "bulkhead-guid", "--qube", name, "--start-agent", "--runtime", runtime, (char *)NULL);
+        else
+            execl(guid_prog, "bulkhead-guid", "--qube", name, "--start-agent", (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0) {
+        snprintf(daemons[free_slot].name, sizeof daemons[free_slot].name, "%s", name);
+        daemons[free_slot].pid = pid;
+        bh_info("started the GUI daemon of %s (pid %d)", name, pid);
+    }
+}
+
+static void stop_guid(const char *name)
+{
+    for (int i = 0; i < MAX_QUBES; i++)
+        if (daemons[i].pid && !strcmp(daemons[i].name, name))
+            kill(daemons[i].pid, SIGTERM);
+}
+
+/* Running qubes from admin.vm.List ("name class=X state=Y\n" lines). */
+static void start_running(bool all, char **names, int nnames)
+{
+    _cleanup_reply_ struct bh_admin_reply r = { 0 };
+    bh_error err;
+    if (bh_admin_call("admin.vm.List", "", "dom0", NULL, 0, &r, &err) < 0 || !r.ok) {
+        bh_err("admin.vm.List: %s", r.exc_msg ? r.exc_msg : err.msg);
+        return;
+    }
+    for (char *line = r.body, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *sp = strchr(line, ' ');
+        if (!sp || !strstr(sp, "state=Running"))
+            continue;
+        *sp = '\0';
+        bool want = all;
+        for (int i = 0; i < nnames; i++)
+            want |= !strcmp(names[i], line);
+        if (want)
+            start_guid(line);
+    }
+}
+
+/* Events: "1\0subject\0event\0(key\0value\0)*\0". */
+static void watch(bool all, char **names, int nnames)
+{
+    bh_error err;
+    int fd = bh_admin_events_open("dom0", &err);
+    if (fd < 0) {
+        bh_err("admin.Events: %s", err.msg);
+        return;
+    }
+    static char buf[1 << 16];
+    size_t len = 0;
+    while (!stop) {
+        reap();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n <= 0) {
+            bh_err("admin.Events stream ended");
+            break;
+        }
+        len += (size_t)n;
+        for (;;) {
+            /* find the end of one event: an empty field after at least 3 fields */
+            const char *f[3] = { 0 };
+            size_t pos = 0, nf = 0;
+            bool complete = false;
+            while (pos < len) {
+                char *nul = memchr(buf + pos, '\0', len - pos);
+                if (!nul)
+                    break;
+                if (nul == buf + pos && nf >= 3) {
+                    pos++;
+                    complete = true;
+                    break;
+                }
+                if (nf < 3)
+                    f[nf] = buf + pos;
+                nf++;
+                pos = (size_t)(nul - buf) + 1;
+            }
+            if (!complete) {
+                if (len == sizeof buf)
+                    len = 0; /* an event larger than the buffer: drop it */
+                break;
+            }
+            if (!strcmp(f[0], "1")) {
+                bool want = all;
+                for (int i = 0; i < nnames; i++)
+                    want |= !strcmp(names[i], f[1]);
+                if (want && !strcmp(f[2], "domain-start"))
+                    start_guid(f[1]);
+                else if (!strcmp(f[2], "domain-shutdown"))
+                    stop_guid(f[1]);
+            }
+            memmove(buf, buf + pos, len - pos);
+            len -= pos;
+        }
+    }
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    bh_log_init("qvm-start-daemon");
+    static const struct option opts[] = { { "all", no_argument, 0, 'a' }, { "watch", no_argument, 0, 'w' },
+                                          { "exclude", required_argument, 0, 'x' },
+                                          { "runtime", required_argument, 0, 'r' },
+                                          { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+    bool all = false, do_watch = false;
+    excluded = calloc((size_t)argc, sizeof *excluded);
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'a': all = true; break;
+        case 'w': do_watch = true; break;
+        case 'x': excluded[nexcluded++] = optarg; break;
+        case 'r': runtime = optarg; break;
+        case 'h':
+            printf("usage: qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--runtime DIR] [NAME...]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!all && optind == argc) {
+        fprintf(stderr, "qvm-start-daemon: name some qubes or use --all\n");
+        return 2;
+    }
+    static const char *const rels[] = { ".", "../lib/bulkhead", NULL };
+    if (bh_find_near_self(rels, "bulkhead-guid", X_OK, guid_prog, sizeof guid_prog) < 0) {
+        fprintf(stderr, "qvm-start-daemon: bulkhead-guid not found next to this program\n");
+        return 1;
+    }
+    if (!getenv("DISPLAY")) {
+        fprintf(stderr, "qvm-start-daemon: DISPLAY is not set\n");
+        return 1;
+    }
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    start_running(all, argv + optind, argc - optind);
+    if (do_watch) {
+        watch(all, argv + optind, argc - optind);
+        for (int i = 0; i < MAX_QUBES; i++)
+            if (daemons[i].pid)
+                kill(daemons[i].pid, SIGTERM);
+        while (wait(NULL) > 0)
+            ;
+    }
+    return 0;
+}

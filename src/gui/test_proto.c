@@ -1,0 +1,183 @@
+/* Unit tests for the GUI protocol checks (proto.c) and framing (chan.c). */
+#include "../../tests/unit/tap.h"
+#include "chan.h"
+#include "proto.h"
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct bh_gui_hdr hdr(uint32_t t, uint32_t w, uint32_t l) { return (struct bh_gui_hdr){ t, w, l }; }
+
+static void test_headers(void)
+{
+    bh_error e;
+    struct bh_gui_hdr h = hdr(BH_GUI_MSG_CREATE, 5, sizeof(struct bh_gui_create));
+    CHECK(bh_gui_check_agent_hdr(&h, &e) == 0);
+    h.untrusted_len = 1000; /* a lying length is refused, never used to read */
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_KEYPRESS, 5, sizeof(struct bh_gui_keypress)); /* input comes from the daemon only */
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_MFNDUMP, 5, 0);
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_EXECUTE, 5, 255);
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(9999, 5, 0);
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_CLIPBOARD_DATA, 0, BH_GUI_MAX_CLIPBOARD);
+    CHECK(bh_gui_check_agent_hdr(&h, &e) == 0);
+    h.untrusted_len = BH_GUI_MAX_CLIPBOARD + 1;
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_MAP, 0, 8);
+    CHECK(bh_gui_check_agent_hdr(&h, &e) < 0);
+    h = hdr(BH_GUI_MSG_KEYPRESS, 5, sizeof(struct bh_gui_keypress));
+    CHECK(bh_gui_check_daemon_hdr(&h, &e) == 0);
+    CHECK(strcmp(bh_gui_msg_name(BH_GUI_MSG_SHMIMAGE), "SHMIMAGE") == 0);
+}
+
+static void test_create(void)
+{
+    bh_error e;
+    struct bh_gui_rect r;
+    bool orr;
+    uint32_t parent;
+    struct bh_gui_create c = { 10, 20, 300, 200, 0, 0 };
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) == 0 && r.w == 300 && r.x == 10 && !orr);
+    c.x = (uint32_t)-50;
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) == 0 && r.x == -50);
+    c.x = 0x80000000u;
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) < 0);
+    c.x = 0;
+    c.width = 0;
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) < 0);
+    c.width = BH_GUI_MAX_WIDTH + 1;
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) < 0);
+    c.width = (uint32_t)-1; /* "negative" size */
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) < 0);
+    c.width = 10;
+    c.override_redirect = 2;
+    CHECK(bh_gui_parse_create(&c, sizeof c, &r, &orr, &parent, &e) < 0);
+    CHECK(bh_gui_parse_create(&c, sizeof c - 1, &r, &orr, &parent, &e) < 0);
+}
+
+static void test_shmimage(void)
+{
+    bh_error e;
+    struct bh_gui_rect r;
+    bool empty;
+    struct bh_gui_shmimage s = { (uint32_t)-10, 5, 0xffffffffu, 0xffffffffu };
+    CHECK(bh_gui_parse_shmimage(&s, sizeof s, 100, 50, &r, &empty, &e) == 0);
+    /* clipped to the window in 64-bit arithmetic: no wrap-around */
+    CHECK(!empty && r.x == 0 && r.y == 5 && r.w == 100 && r.h == 45);
+    s = (struct bh_gui_shmimage){ 200, 0, 10, 10 };
+    CHECK(bh_gui_parse_shmimage(&s, sizeof s, 100, 50, &r, &empty, &e) == 0 && empty);
+    s = (struct bh_gui_shmimage){ 0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 1 };
+    CHECK(bh_gui_parse_shmimage(&s, sizeof s, 100, 50, &r, &empty, &e) == 0 && empty);
+}
+
+static void test_strings(void)
+{
+    bh_error e;
+    char out[BH_GUI_TITLE_MAX];
+    struct bh_gui_wmname n;
+    memset(&n, 0, sizeof n);
+    strcpy(n.data, "ok\x1b[31mred\x07 \xc3\xa9t\xc3\xa9 \xe2\x80\xae" "evil \xff\xfe end");
+    CHECK(bh_gui_parse_wmname(&n, sizeof n, out, sizeof out, &e) == 0);
+    CHECK(strcmp(out, "ok_[31mred_ \xc3\xa9t\xc3\xa9 _evil __ end") == 0);
+    memset(n.data, 'A', sizeof n.data); /* no NUL: stops at 128 */
+    CHECK(bh_gui_parse_wmname(&n, sizeof n, out, sizeof out, &e) == 0 && strlen(out) == 128);
+    bh_gui_sanitize_utf8("\xc0\x80\xed\xa0\x80", 5, out, sizeof out); /* overlong NUL, surrogate */
+    CHECK(strcmp(out, "_____") == 0 || strcmp(out, "__") == 0 || strspn(out, "_") == strlen(out));
+    struct bh_gui_wmclass c;
+    memset(&c, 0, sizeof c);
+    strcpy(c.res_class, "XTerm");
+    strcpy(c.res_name, "x term\n:dom0");
+    char cls[64], nm[64];
+    CHECK(bh_gui_parse_wmclass(&c, sizeof c, cls, nm, sizeof cls, &e) == 0);
+    CHECK(strcmp(cls, "XTerm") == 0 && strcmp(nm, "x_term__dom0") == 0);
+    CHECK(bh_gui_parse_color("0xcc0000") == 0xcc0000 && bh_gui_parse_color("cc0000") < 0 &&
+          bh_gui_parse_color("0xgg0000") < 0);
+}
+
+static void test_misc(void)
+{
+    bh_error e;
+    uint32_t a, b;
+    struct bh_gui_window_dump_hdr d = { BH_GUI_DUMP_MEMFD, 640, 480, 32 };
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) == 0 && a == 640);
+    d.type = 0; /* Xen grant refs */
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) < 0);
+    d = (struct bh_gui_window_dump_hdr){ BH_GUI_DUMP_MEMFD, 640, 480, 24 };
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) < 0);
+    struct bh_gui_cursor c = { BH_GUI_CURSOR_X11 + 68 };
+    CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) == 0);
+    c.cursor = BH_GUI_CURSOR_X11_MAX;
+    CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) < 0);
+    struct bh_gui_window_flags f = { 1, 1 };
+    CHECK(bh_gui_parse_window_flags(&f, sizeof f, &a, &b, &e) < 0);
+    f = (struct bh_gui_window_flags){ 8, 0 };
+    CHECK(bh_gui_parse_window_flags(&f, sizeof f, &a, &b, &e) < 0);
+    struct bh_gui_window_hints h = { 0xffffffffu, 1, 1, 0xffffffffu, 10, 0, 0, 0, 0 };
+    CHECK(bh_gui_parse_window_hints(&h, sizeof h, &h, &e) == 0);
+    CHECK(!(h.flags & BH_GUI_HINT_PMAXSIZE) && (h.flags & BH_GUI_HINT_PMINSIZE) && !(h.flags & 1));
+}
+
+/* Framing: messages split across reads, an fd with its WINDOW_DUMP, a stray fd. */
+static void test_chan(void)
+{
+    int sv[2];
+    bh_error e;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    static struct bh_gui_chan c;
+    bh_gui_chan_init(&c, sv[0], true);
+    struct bh_gui_hdr h = { BH_GUI_MSG_UNMAP, 7, 0 };
+    struct bh_gui_window_dump_hdr d = { BH_GUI_DUMP_MEMFD, 2, 2, 32 };
+    struct bh_gui_hdr dh = { BH_GUI_MSG_WINDOW_DUMP, 7, sizeof d };
+    uint8_t buf[sizeof dh + sizeof d];
+    memcpy(buf, &dh, sizeof dh);
+    memcpy(buf + sizeof dh, &d, sizeof d);
+    int mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    CHECK(write(sv[1], &h, 5) == 5);
+    const uint8_t *body;
+    int fd;
+    struct bh_gui_hdr got;
+    CHECK(bh_gui_chan_fill(&c, &e) == 5);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) == 0); /* partial header */
+    CHECK(write(sv[1], (char *)&h + 5, sizeof h - 5) == (ssize_t)(sizeof h - 5));
+    CHECK(bh_gui_write_blocking(sv[1], buf, sizeof buf, mfd, &e) == 0);
+    while (bh_gui_chan_fill(&c, &e) > 0)
+        ;
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) == 1 && got.type == BH_GUI_MSG_UNMAP && fd == -1);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) == 1 && got.type == BH_GUI_MSG_WINDOW_DUMP && fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) == 0);
+    /* an fd with a message that is not a WINDOW_DUMP */
+    CHECK(bh_gui_write_blocking(sv[1], &h, sizeof h, mfd, &e) == 0);
+    CHECK(bh_gui_chan_fill(&c, &e) > 0);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) == 1);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) < 0);
+    bh_gui_chan_release(&c);
+    /* a lying length ends the stream before any body byte is used */
+    bh_gui_chan_init(&c, sv[0], true);
+    struct bh_gui_hdr big = { BH_GUI_MSG_CREATE, 7, 0x7fffffff };
+    CHECK(write(sv[1], &big, sizeof big) == sizeof big);
+    CHECK(bh_gui_chan_fill(&c, &e) > 0);
+    CHECK(bh_gui_chan_next(&c, &got, &body, &fd, &e) < 0);
+    bh_gui_chan_release(&c);
+    close(mfd);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+int main(void)
+{
+    test_headers();
+    test_create();
+    test_shmimage();
+    test_strings();
+    test_misc();
+    test_chan();
+    return tap_done();
+}

@@ -1,0 +1,294 @@
+"""A compromised qube controls its own gui-agent. These tests replace the agent with a
+hostile one speaking raw GUI protocol to the real bulkhead-guid, drawing on a private
+Xvfb, and check that the host side holds: sizes and positions are refused or clamped,
+window counts are capped, floods do not starve the daemon, buffers must be sealed
+memfds large enough for their image, titles cannot fake another qube or hide the
+prefix, and framing errors end only that qube's connection, without a crash."""
+import os
+import pathlib
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
+from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display  # noqa: E402,F401
+
+CREATE, DESTROY, MAP, UNMAP, CONFIGURE, SHMIMAGE = 130, 131, 132, 133, 134, 136
+CLIPBOARD_DATA, WMNAME, WINDOW_DUMP, KEYPRESS = 140, 141, 147, 124
+RED = 0xcc0000
+F_ADD_SEALS, F_SEAL_SHRINK, F_SEAL_GROW = 1033, 0x2, 0x4
+
+
+def hdr(t, win, n):
+    return struct.pack("=III", t, win, n)
+
+
+class FakeAgent:
+    """Listens on the qube's vchan socket like a gui-agent; bulkhead-guid connects."""
+
+    def __init__(self, tmp, host, name="evil", qid=7):
+        self.dir = pathlib.Path(tmp) / f"vchan-{name}"
+        self.dir.mkdir()
+        path = self.dir / f"vchan.{qid}.0.6000.sock"
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(str(path))
+        ls.listen(1)
+        ls.settimeout(20)
+        self.log = pathlib.Path(tmp) / f"guid-{name}.log"
+        self.host, self.name = host, name
+        self.proc = subprocess.Popen(
+            [gui_bin("bulkhead-guid"), "--qube", name, "--qid", str(qid), "--color", "0xcc0000", "--label", "red",
+             "--label-index", "1", "--vchan-dir", str(self.dir), "--clipboard-dir", str(pathlib.Path(tmp) / "clip"),
+             "--policy-dir", str(pathlib.Path(tmp) / "policy.d")],
+            env=host.env(), stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.sock, _ = ls.accept()
+        ls.close()
+        self.sock.sendall(struct.pack("=I", 0x10004))
+        got = b""
+        while len(got) < 20:
+            got += self.sock.recv(20 - len(got))
+        self.version, self.w, self.h, self.depth, self.mem = struct.unpack("=5I", got)
+
+    def send(self, t, win, body=b"", fds=()):
+        data = hdr(t, win, len(body)) + body
+        if fds:
+            socket.send_fds(self.sock, [data], list(fds))
+        else:
+            self.sock.sendall(data)
+
+    def create(self, win, x, y, w, h, override_redirect=0):
+        self.send(CREATE, win, struct.pack("=6I", x & 0xffffffff, y & 0xffffffff, w & 0xffffffff,
+                                           h & 0xffffffff, 0, override_redirect))
+
+    def map(self, win):
+        self.send(MAP, win, struct.pack("=II", 0, 0))
+
+    def title(self, win, raw):
+        self.send(WMNAME, win, raw[:127].ljust(128, b"\0"))
+
+    def buffer(self, win, w, h, colour, seal=True, size=None):
+        fd = os.memfd_create("fake-agent", os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, size if size is not None else w * h * 4)
+        px = struct.pack("=I", colour)
+        os.pwrite(fd, px * (w * h) if size is None else px * (size // 4), 0)
+        if seal:
+            import fcntl
+            fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)
+        self.send(WINDOW_DUMP, win, struct.pack("=4I", 1, w, h, 32), fds=[fd])
+        return fd
+
+    def window(self, win, title, x=100, y=100, w=120, h=80, colour=0x00ff00):
+        self.create(win, x, y, w, h)
+        self.title(win, title.encode())
+        self.map(win)
+        fd = self.buffer(win, w, h, colour)
+        self.send(SHMIMAGE, win, struct.pack("=4I", 0, 0, w, h))
+        return fd
+
+    def log_text(self):
+        return self.log.read_text(errors="replace")
+
+    def wait_log(self, text, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in log: {self.log_text()[-3000:]}")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def agent(tmp_path, host_display):
+    a = FakeAgent(tmp_path, host_display)
+    yield a
+    a.close()
+
+
+def alive(agent, win, marker):
+    """The daemon still serves this qube: a fresh title arrives."""
+    agent.title(win, marker.encode())
+    return agent.host.find_window(f"[{agent.name}] {marker}", timeout=10)
+
+
+def test_a_normal_window_is_drawn_from_the_sealed_buffer(agent):
+    """Positive control for the cases below: the fake agent's window shows, framed."""
+    agent.window(1, "normal", colour=0x00ff00)
+    wid = agent.host.find_window("[evil] normal")
+    time.sleep(0.5)
+    shot = agent.host.screenshot()
+    geom = agent.host.geometry(wid)
+    assert frame_is(shot, geom, RED)[0]
+    x, y, w, h = geom
+    assert agent.host.pixel(shot, x + w // 2, y + h // 2) == 0x00ff00
+    # the qube redraws: new pixels in the same buffer, one SHMIMAGE
+    os.pwrite(agent.buffer(1, 120, 80, 0x0000ff), b"", 0)
+    agent.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 120, 80))
+    time.sleep(0.5)
+    assert agent.host.pixel(agent.host.screenshot(), x + w // 2, y + h // 2) == 0x0000ff
+
+
+def test_huge_negative_and_offscreen_geometry(agent):
+    agent.create(2, 10, 10, 0xffffffff, 100)          # "negative" width
+    agent.wait_log("CREATE 0x2: window size 4294967295x100 out of range")
+    agent.create(3, 10, 10, 20000, 20000)             # beyond Qubes' maximum
+    agent.wait_log("CREATE 0x3: window size 20000x20000 out of range")
+    agent.create(4, 0x80000000, 5, 10, 10)            # coordinate out of range
+    agent.wait_log("CREATE 0x4: x -2147483648 out of range")
+    # accepted but clamped: larger than the screen, placed off it
+    agent.create(5, -5000, 30000, 16000, 6000)
+    agent.title(5, b"big")
+    agent.map(5)
+    wid = agent.host.find_window("[evil] big")
+    x, y, w, h = agent.host.geometry(wid)
+    assert (x, y) == (0, 0) and (w, h) == (agent.host.width, agent.host.height)
+    # a qube cannot push its window off the screen later either
+    agent.send(CONFIGURE, 5, struct.pack("=5I", 900, 700, 300, 300, 0))
+    deadline = time.time() + 5
+    while time.time() < deadline and agent.host.geometry(wid)[2] != 300 + 2 * BORDER:
+        time.sleep(0.1)
+    x, y, w, h = agent.host.geometry(wid)
+    assert w == 300 + 2 * BORDER and x + w <= agent.host.width and y + h <= agent.host.height
+    assert agent.proc.poll() is None
+
+
+def test_too_many_windows(agent):
+    for i in range(1, 601):
+        agent.create(i, 10, 10, 20, 20)
+    agent.wait_log("more than 512 windows: CREATE 0x201 refused")
+    agent.send(DESTROY, 1)
+    agent.create(1000, 10, 10, 20, 20)
+    agent.map(1000)
+    alive(agent, 1000, "still-serving")
+    n = agent.host.run("xwininfo", "-root", "-children").stdout.count('"[evil]')
+    assert n == 512
+
+
+def test_damage_flood_does_not_starve_the_daemon(agent):
+    agent.window(1, "flooded")
+    agent.host.find_window("[evil] flooded")
+    flood = (hdr(SHMIMAGE, 1, 16) + struct.pack("=4I", 0, 0, 120, 80)) * 20000
+    t0 = time.time()
+    for _ in range(10):  # 200000 damage messages
+        agent.sock.sendall(flood)
+    alive(agent, 1, "after-flood")
+    assert time.time() - t0 < 30
+    # and damage for unknown windows is refused without flooding the log
+    agent.sock.sendall((hdr(SHMIMAGE, 999, 16) + struct.pack("=4I", 0, 0, 1, 1)) * 5000)
+    alive(agent, 1, "after-unknown")
+    assert agent.log_text().count("for unknown window") <= 60
+
+
+def test_buffers_must_be_sealed_memfds_of_the_right_size(agent, tmp_path):
+    agent.create(1, 50, 50, 100, 100)
+    agent.map(1)
+    fd = agent.buffer(1, 100, 100, 0xffffff, seal=False)
+    agent.wait_log("not sealed against shrinking")
+    os.ftruncate(fd, 0)  # this is what an unsealed buffer would allow mid-draw
+    agent.buffer(1, 100, 100, 0xffffff, size=100 * 4)  # sealed but too small
+    agent.wait_log("window buffer of 400 bytes for 100x100")
+    f = tmp_path / "plain"
+    f.write_bytes(b"\0" * 40000)
+    pfd = os.open(f, os.O_RDONLY)
+    agent.send(WINDOW_DUMP, 1, struct.pack("=4I", 1, 100, 100, 32), fds=[pfd])
+    agent.wait_log("WINDOW_DUMP 0x1: window buffer is not sealed")
+    # a sealed buffer cannot be shrunk afterwards: the daemon's mapping stays valid
+    good = agent.buffer(1, 100, 100, 0x123456)
+    with pytest.raises(PermissionError):
+        os.ftruncate(good, 0)
+    agent.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 100, 100))
+    alive(agent, 1, "sealed-ok")
+    assert agent.proc.poll() is None
+
+
+def test_titles_cannot_fake_another_qube(agent):
+    agent.window(1, "x")
+    agent.host.find_window("[evil] x")
+    agent.title(1, b"\x1b]0;[vault] passwords\x07\xe2\x80\xae\r\ndom0")
+    wid = agent.host.find_window("[evil] _]0;[vault] passwords____dom0")
+    assert agent.host.prop(wid, "_QUBES_VMNAME").endswith('"evil"')
+    name = agent.host.prop(wid, "_NET_WM_NAME")
+    assert name.split(" = ", 1)[1].startswith('"[evil] ')
+    assert frame_is(agent.host.screenshot(), agent.host.geometry(wid), RED)[0]
+
+
+def test_unrequested_and_oversized_clipboard(agent, tmp_path):
+    agent.window(1, "clip")
+    agent.host.find_window("[evil] clip")
+    agent.send(CLIPBOARD_DATA, 0, b"unasked")
+    agent.wait_log("clipboard data nobody asked for")
+    assert not (tmp_path / "clip" / "clipboard.bin").exists()
+    # more than Qubes' 65000 bytes: a framing error ends this qube's connection
+    agent.sock.sendall(hdr(CLIPBOARD_DATA, 0, 70000) + b"A" * 1000)
+    assert agent.proc.wait(10) == 1  # an exit, not a crash
+    assert "CLIPBOARD_DATA of 70000 bytes (limit 65000)" in agent.log_text()
+    assert "[evil] clip" not in agent.host.run("xwininfo", "-root", "-tree").stdout
+
+
+def test_framing_errors_end_only_that_qube(tmp_path, host_display):
+    good = FakeAgent(tmp_path, host_display, name="good", qid=8)
+    bad = FakeAgent(tmp_path, host_display, name="bad", qid=9)
+    try:
+        good.window(1, "unaffected")
+        bad.window(1, "doomed")
+        host_display.find_window("[bad] doomed")
+        bad.send(KEYPRESS, 1, b"\0" * 20)  # input is the daemon's to send, never the agent's
+        assert bad.proc.wait(10) == 1
+        assert "not allowed from an agent" in bad.log_text()
+        # an fd riding on a message that is not a WINDOW_DUMP
+        assert good.proc.poll() is None
+        alive(good, 1, "still-here")
+        bad2 = FakeAgent(tmp_path, host_display, name="bad2", qid=10)
+        bad2.window(1, "doomed2")
+        host_display.find_window("[bad2] doomed2")
+        fd = os.memfd_create("x")
+        bad2.send(UNMAP, 1, b"", fds=[fd])
+        assert bad2.proc.wait(10) == 1
+        assert "file descriptor without a WINDOW_DUMP" in bad2.log_text()
+        bad2.close()
+        alive(good, 1, "still-here-2")
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_override_redirect_and_transient_windows_are_framed_too(agent):
+    """Menus and tooltips (override-redirect) get the frame as well, and a transient
+    window may only name a window of its own qube."""
+    agent.window(1, "main")
+    main = agent.host.find_window("[evil] main")
+    agent.create(2, 200, 200, 80, 60, override_redirect=1)
+    agent.title(2, b"menu")
+    agent.send(MAP, 2, struct.pack("=II", 1, 1))  # transient for window 1
+    agent.buffer(2, 80, 60, 0xffffff)
+    agent.send(SHMIMAGE, 2, struct.pack("=4I", 0, 0, 80, 60))
+    menu = agent.host.find_window("[evil] menu")
+    attrs = agent.host.run("xwininfo", "-id", str(menu)).stdout
+    assert "Override Redirect State: yes" in attrs
+    time.sleep(0.5)
+    assert frame_is(agent.host.screenshot(), agent.host.geometry(menu), RED)[0]
+    assert agent.host.prop(menu, "WM_TRANSIENT_FOR").endswith(hex(main)), attrs
+    # naming a window that is not the qube's own (here: the host's root) is ignored
+    root = int(agent.host.run("xwininfo", "-root").stdout.split("Window id: ")[1].split()[0], 16)
+    agent.create(3, 300, 300, 50, 50)
+    agent.title(3, b"dialog")
+    agent.send(MAP, 3, struct.pack("=II", root, 0))
+    dialog = agent.host.find_window("[evil] dialog")
+    assert "not found" in agent.host.prop(dialog, "WM_TRANSIENT_FOR") or \
+        "no such atom" in agent.host.prop(dialog, "WM_TRANSIENT_FOR")

@@ -1,0 +1,183 @@
+"""GUI test helpers: a private Xvfb as the host display, screenshots, window lookup, and
+the GUI daemons of real ns qubes started with qvm-start-daemon."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from qrexec_fixtures import BUILD, bin_path
+
+
+def gui_bin(name):
+    """bulkhead-guid and qvm-start-daemon are built in src/gui."""
+    return str(BUILD / "src" / "gui" / name)
+
+# Qubes' label colours (qubes-core-admin, also bulkheadd's built-in labels)
+LABEL_COLOURS = {"red": 0xcc0000, "orange": 0xf57900, "yellow": 0xedd400, "green": 0x73d216,
+                 "gray": 0x555753, "blue": 0x3465a4, "purple": 0x75507b, "black": 0x000000}
+BORDER = 2  # BH_GUID_BORDER
+
+NEEDED = ["Xvfb", "xterm", "xeyes", "xdotool", "xwd", "convert", "xprop", "xclip"]
+
+
+def need_gui_tools():
+    missing = [p for p in NEEDED if not shutil.which(p)]
+    if missing:
+        pytest.skip(f"missing GUI test tools: {' '.join(missing)} (scripts/deps.d/gui.txt)")
+    if not os.path.exists(gui_bin("bulkhead-guid")):
+        pytest.skip("bulkhead-guid not built (xcb development files missing)")
+
+
+class HostDisplay:
+    """An Xvfb standing in for the desktop: the display the GUI daemons draw on."""
+
+    def __init__(self, width=1024, height=768):
+        # a number of its own, well above :0 (which is what every qube's own X server
+        # uses, so a test could not tell the two apart) and unique among parallel tests
+        import random
+        for _ in range(20):
+            n = random.randint(100, 999)
+            if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                continue
+            r, w = os.pipe()
+            self.proc = subprocess.Popen(["Xvfb", f":{n}", "-displayfd", str(w), "-screen", "0",
+                                          f"{width}x{height}x24", "-nolisten", "tcp", "-noreset"], pass_fds=(w,),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.close(w)
+            num = b""
+            deadline = time.time() + 20
+            while not num.endswith(b"\n") and time.time() < deadline:
+                chunk = os.read(r, 16)
+                if not chunk:
+                    break
+                num += chunk
+            os.close(r)
+            if num.strip():
+                break
+            self.proc.wait()
+        else:
+            pytest.skip("Xvfb did not start")
+        self.number = int(num)
+        self.display = f":{self.number}"
+        self.width, self.height = width, height
+
+    def env(self, base=None):
+        e = dict(base if base is not None else os.environ)
+        e["DISPLAY"] = self.display
+        e.pop("XAUTHORITY", None)
+        return e
+
+    def run(self, *args, check=True):
+        return subprocess.run(list(args), env=self.env(), capture_output=True, text=True, timeout=30, check=check)
+
+    def screenshot(self):
+        """The whole screen as (width, height, rgb bytes)."""
+        xwd = subprocess.run(["xwd", "-root", "-silent"], env=self.env(), capture_output=True, timeout=30,
+                             check=True).stdout
+        rgb = subprocess.run(["convert", "xwd:-", "-depth", "8", "rgb:-"], input=xwd, capture_output=True,
+                             timeout=30, check=True).stdout
+        assert len(rgb) == self.width * self.height * 3
+        return self.width, self.height, rgb
+
+    def save_png(self, path):
+        xwd = subprocess.run(["xwd", "-root", "-silent"], env=self.env(), capture_output=True, check=True).stdout
+        subprocess.run(["convert", "xwd:-", str(path)], input=xwd, check=True)
+
+    @staticmethod
+    def pixel(shot, x, y):
+        w, _, data = shot
+        o = (y * w + x) * 3
+        return (data[o] << 16) | (data[o + 1] << 8) | data[o + 2]
+
+    def find_window(self, title, timeout=30):
+        """The host window whose name is exactly `title`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.run("xdotool", "search", "--name", f"^{title.replace('[', '.').replace(']', '.')}$",
+                         check=False)
+            for wid in r.stdout.split():
+                if self.run("xprop", "-id", wid, "WM_NAME", check=False).stdout.strip().endswith(f'"{title}"'):
+                    return int(wid)
+            time.sleep(0.2)
+        raise AssertionError(f"no window {title!r}: {self.run('xwininfo', '-root', '-tree').stdout}")
+
+    def geometry(self, wid):
+        r = self.run("xdotool", "getwindowgeometry", "--shell", str(wid))
+        g = dict(line.split("=", 1) for line in r.stdout.split())
+        return int(g["X"]), int(g["Y"]), int(g["WIDTH"]), int(g["HEIGHT"])
+
+    def prop(self, wid, name):
+        return self.run("xprop", "-id", str(wid), name).stdout.strip()
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def frame_is(shot, geom, colour):
+    """Every sampled pixel of the frame's 2-pixel border has the colour."""
+    x, y, w, h = geom
+    pts = []
+    for i in range(BORDER):
+        pts += [(x + w // 2, y + i), (x + w // 2, y + h - 1 - i), (x + i, y + h // 2), (x + w - 1 - i, y + h // 2),
+                (x + i, y + i), (x + w - 1 - i, y + h - 1 - i)]
+    bad = [(p, hex(HostDisplay.pixel(shot, *p))) for p in pts if HostDisplay.pixel(shot, *p) != colour]
+    return not bad, bad
+
+
+class GuiSession:
+    """qvm-start-daemon --all --watch against a bulkheadd, drawing on a HostDisplay."""
+
+    def __init__(self, d, host):
+        self.d, self.host = d, host
+        self.log = d.tmp / "qvm-start-daemon.log"
+        self.env = host.env(dict(d.env, BULKHEAD_RUNTIME=str(d.runtime), BULKHEAD_ROOT=str(d.root)))
+        self.clip_dir = d.runtime / "gui"
+        self.proc = None
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([gui_bin("qvm-start-daemon"), "--all", "--watch"], env=self.env,
+                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        return self
+
+    def qvm_run(self, *args, input=None, timeout=60):
+        return subprocess.run([bin_path("qvm-run"), *args], env=self.env, capture_output=True, input=input,
+                              timeout=timeout)
+
+    def wait_gui(self, qube, timeout=40):
+        """Until the qube's gui-agent has its X server up (the daemon started it)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.qvm_run("-p", qube, "test -S /tmp/.X11-unix/X0").returncode == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{qube}: no GUI after {timeout}s; log: {self.log.read_text()}")
+
+    def spawn(self, qube, cmd):
+        """Starts a GUI program in the qube and returns at once."""
+        r = self.qvm_run(qube, f"{cmd} >/dev/null 2>&1 </dev/null &")
+        assert r.returncode == 0, r.stderr
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def host_display():
+    need_gui_tools()
+    h = HostDisplay()
+    yield h
+    h.close()

@@ -1,0 +1,180 @@
+"""The seamless GUI with real ns qubes: qvm-start-daemon starts a GUI daemon per running
+qube, each qube runs its own Xvfb and gui-agent, and the qubes' windows appear on a
+private Xvfb standing in for the desktop, framed in their label colours."""
+import os
+import time
+
+import pytest
+
+from admin_fixtures import engine_daemon  # noqa: F401
+from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display  # noqa: F401
+
+
+@pytest.fixture
+def ask_script(monkeypatch, tmp_path):
+    """A scriptable `ask` prompt (as in test_qrexec_real_qubes): logs, answers $answer."""
+    log, answer = tmp_path / "ask.log", tmp_path / "answer"
+    prog = tmp_path / "ask"
+    prog.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat {answer}\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
+    return log, answer
+
+
+@pytest.fixture
+def gui(ask_script, engine_daemon, host_display):
+    d = engine_daemon
+    s = GuiSession(d, host_display)
+    s.ask_log, s.ask_answer = ask_script
+    for q in ("a", "b"):  # a is red, b is blue
+        assert s.qvm_run(q, "true").returncode == 0
+    s.start()
+    for q in ("a", "b"):
+        s.wait_gui(q)
+    yield s
+    s.stop()
+
+
+def test_windows_are_framed_in_their_qubes_label_colours(gui):
+    host = gui.host
+    gui.spawn("a", "xterm -T term-a -geometry 40x8+20+20")
+    gui.spawn("b", "xeyes -geometry 200x150+500+300")
+    wa = host.find_window("[a] term-a")
+    wb = host.find_window("[b] xeyes")
+    time.sleep(1)  # let the first frames arrive
+    shot = host.screenshot()
+    ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
+    assert ok, bad
+    ok, bad = frame_is(shot, host.geometry(wb), LABEL_COLOURS["blue"])
+    assert ok, bad
+    # the properties window managers read, from dom0's store
+    assert host.prop(wa, "_QUBES_VMNAME").endswith('"a"')
+    assert host.prop(wa, "_QUBES_LABEL_COLOR").endswith(str(LABEL_COLOURS["red"]))
+    assert host.prop(wb, "_QUBES_LABEL_COLOR").endswith(str(LABEL_COLOURS["blue"]))
+    assert '"b:xeyes"' in host.prop(wb, "WM_CLASS")
+    # the qube's pixels are there too: xterm's white background inside a's frame
+    x, y, w, h = host.geometry(wa)
+    assert host.pixel(shot, x + w // 2, y + h - 6) == 0xffffff
+    # where the qube placed them (the frame surrounds the qube's window)
+    assert (x, y) == (20 - BORDER, 20 - BORDER)
+    assert host.geometry(wb)[:2] == (500 - BORDER, 300 - BORDER)
+    if os.environ.get("BULKHEAD_GUI_SCREENSHOT"):
+        host.save_png(os.environ["BULKHEAD_GUI_SCREENSHOT"])
+
+
+def test_typing_reaches_only_the_focused_qube(gui):
+    host = gui.host
+    for q in ("a", "b"):
+        gui.spawn(q, f"xterm -T type-{q} -geometry 30x5+{20 if q == 'a' else 400}+20 -e sh -c 'cat > /tmp/typed'")
+    wa, wb = host.find_window("[a] type-a"), host.find_window("[b] type-b")
+    time.sleep(1)
+
+    def typed(q):
+        return gui.qvm_run("-p", q, "cat /tmp/typed 2>/dev/null").stdout
+
+    host.run("xdotool", "windowfocus", "--sync", str(wa))
+    host.run("xdotool", "type", "--delay", "30", "secret-for-a")
+    host.run("xdotool", "key", "Return")
+    deadline = time.time() + 15
+    while time.time() < deadline and typed("a") != b"secret-for-a\n":
+        time.sleep(0.2)
+    assert typed("a") == b"secret-for-a\n"
+    assert typed("b") == b""  # b saw none of it
+    # positive control: b's window does receive what is typed while it has the focus
+    host.run("xdotool", "windowfocus", "--sync", str(wb))
+    host.run("xdotool", "type", "--delay", "30", "for-b")
+    host.run("xdotool", "key", "Return")
+    deadline = time.time() + 15
+    while time.time() < deadline and typed("b") != b"for-b\n":
+        time.sleep(0.2)
+    assert typed("b") == b"for-b\n"
+    assert typed("a") == b"secret-for-a\n"
+
+
+def _clip_setup(gui, policy):
+    pol = gui.d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text(policy)
+    host = gui.host
+    for q in ("a", "b"):
+        gui.spawn(q, f"xterm -T clip-{q} -geometry 30x5+{20 if q == 'a' else 400}+20")
+    wa, wb = host.find_window("[a] clip-a"), host.find_window("[b] clip-b")
+    r = gui.qvm_run("a", "printf clip-from-a | xclip -selection clipboard -i >/dev/null 2>&1")
+    assert r.returncode == 0
+    host.run("xdotool", "windowfocus", "--sync", str(wa))
+    host.run("xdotool", "key", "ctrl+shift+c")
+    src = gui.clip_dir / "clipboard.source"
+    deadline = time.time() + 15
+    while time.time() < deadline and not (src.exists() and src.read_text() == "a"):
+        time.sleep(0.2)
+    assert src.read_text() == "a", gui.log.read_text()
+    assert (gui.clip_dir / "clipboard.bin").read_bytes() == b"clip-from-a"
+    host.run("xdotool", "windowfocus", "--sync", str(wb))
+    host.run("xdotool", "key", "ctrl+shift+v")
+    return src
+
+
+def _b_clipboard(gui):
+    return gui.qvm_run("-p", "b", "timeout 5 xclip -selection clipboard -o 2>/dev/null").stdout
+
+
+def test_clipboard_paste_allowed_by_policy(gui):
+    src = _clip_setup(gui, "qubes.ClipboardPaste  *  a  b  allow\n")
+    deadline = time.time() + 15
+    while time.time() < deadline and _b_clipboard(gui) != b"clip-from-a":
+        time.sleep(0.3)
+    assert _b_clipboard(gui) == b"clip-from-a"
+    assert src.read_text() == ""  # pasted once, then emptied
+    assert "Pasted 11 bytes from a into b" in gui.log.read_text()
+
+
+def test_clipboard_paste_denied_by_policy(gui):
+    src = _clip_setup(gui, "qubes.ClipboardPaste  *  a  b  deny\n")
+    deadline = time.time() + 10
+    while time.time() < deadline and "denied by policy" not in gui.log.read_text():
+        time.sleep(0.2)
+    assert "Paste from a into b denied by policy" in gui.log.read_text()
+    assert "10-test.policy:1" in gui.log.read_text()
+    assert _b_clipboard(gui) == b""
+    assert src.read_text() == "a"  # still there for an allowed paste
+
+
+def test_clipboard_paste_asks_a_person(gui):
+    gui.ask_answer.write_text("b\n")
+    _clip_setup(gui, "qubes.ClipboardPaste  *  a  b  ask\n")
+    deadline = time.time() + 15
+    while time.time() < deadline and _b_clipboard(gui) != b"clip-from-a":
+        time.sleep(0.3)
+    assert _b_clipboard(gui) == b"clip-from-a"
+    assert "--source a --service qubes.ClipboardPaste" in gui.ask_log.read_text()
+
+
+def test_stopping_the_qube_closes_its_windows(gui):
+    host = gui.host
+    gui.spawn("a", "xterm -T bye-a")
+    host.find_window("[a] bye-a")
+    gui.d.call("admin.vm.Kill", "a")
+    deadline = time.time() + 20
+    while time.time() < deadline and "[a] bye-a" in host.run("xwininfo", "-root", "-tree").stdout:
+        time.sleep(0.2)
+    assert "[a] bye-a" not in host.run("xwininfo", "-root", "-tree").stdout
+
+
+def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_display):
+    d = engine_daemon
+    s = GuiSession(d, host_display).start()
+    try:
+        time.sleep(1)  # no qube runs yet: nothing to show
+        assert "started the GUI daemon" not in s.log.read_text()
+        d.call("admin.vm.Start", "b")  # domain-start -> a daemon for b
+        s.wait_gui("b")
+        s.spawn("b", "xterm -T late-b")
+        host_display.find_window("[b] late-b")
+        d.call("admin.vm.Kill", "b")  # domain-shutdown -> the daemon ends, windows go
+        deadline = time.time() + 20
+        while time.time() < deadline and "GUI daemon of b ended" not in s.log.read_text():
+            time.sleep(0.2)
+        assert "GUI daemon of b ended" in s.log.read_text()
+        assert "[b] late-b" not in host_display.run("xwininfo", "-root", "-tree").stdout
+    finally:
+        s.stop()
