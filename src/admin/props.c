@@ -398,6 +398,22 @@ static int chk_kbd(struct bh_app *a, struct bh_qube *q, const char *v, struct bh
     return 0;
 }
 
+static int chk_devices_denied(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    (void)q;
+    /* Qubes' pattern: ([bump*][0-9a-f*]{6})* */
+    size_t n = strlen(v);
+    bool ok = n % 7 == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = i % 7 == 0 ? strchr("bump*", v[i]) != NULL : strchr("0123456789abcdef*", v[i]) != NULL;
+    if (!ok || n > 7 * 1024)
+        return bh_exc(e, "QubesPropertyValueError",
+                      "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", "
+                      "\"u\", \"m\", \"p\", \"*\" and h is a hexdigit or \"*\".");
+    return 0;
+}
+
 static int chk_template_for_dispvms(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     /* Refuse to unset while disposables are based on it (they would lose their root). */
@@ -444,6 +460,7 @@ static const struct bh_prop_def qube_props[] = {
     { "debug", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "Debug mode: keep logs and do not hide failures" },
     { "default_dispvm", BH_P_VM, ALL, NUL, d_default_dispvm, chk_dispvm_template, 0, 0, "Default disposable template for this qube's calls" },
     { "default_user", BH_P_STR, VMS, 0, d_default_user, chk_user, 0, 0, "Default user for qrexec commands" },
+    { "devices_denied", BH_P_STR, ALL, 0, d_empty, chk_devices_denied, 0, 0, "List of device interface codes that are denied for this VM." },
     { "dns", BH_P_STR, VMS, NS, d_dns, NULL, 0, 0, "DNS servers set up for this qube" },
     { "gateway", BH_P_STR, VMS, NS, d_gateway, NULL, 0, 0, "Gateway this qube offers to qubes behind it" },
     { "guivm", BH_P_VM, VMS, NUL, d_g_guivm, NULL, 0, 0, "VM that shows this qube's windows" },
@@ -655,10 +672,79 @@ static int prop_store(struct bh_store *s, void *ctx, bh_error *err)
     return bh_store_put_kv(s, t->global ? "globals" : "props", t->qid, t->key, t->value, err);
 }
 
+static void emit(const struct bh_qube *q, const char *prefix, const char *prop, const char *const *kv)
+{
+    char ev[96];
+    snprintf(ev, sizeof ev, "%s%s", prefix, prop);
+    bh_events_emit(q ? q->name : NULL, ev, kv);
+}
+
+/* As qubesd (qubes/__init__.py property.__delete__): a reset fires property-pre-reset
+ * and property-pre-del before, property-reset and property-del after, with the old
+ * value; it does so even when nothing was set. */
+static void reset_events(const struct bh_qube *q, const char *prop, const char *old, bool after)
+{
+    const char *kv[] = { "name", prop, old ? "oldvalue" : NULL, old, NULL };
+    emit(q, after ? "property-reset:" : "property-pre-reset:", prop, kv);
+    emit(q, after ? "property-del:" : "property-pre-del:", prop, kv);
+}
+
+/* Tags that Qubes keeps in step with a property: guivm-NAME, audiovm-NAME (its gui and
+ * audio extensions). Best effort: the property change itself is already done. */
+static void sync_vm_tag(struct bh_app *app, struct bh_qube *q, const char *prop)
+{
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s-", prop);
+    _cleanup_free_ char *v = bh_qube_prop(app, q, prop);
+    char want[96] = "";
+    if (v && *v)
+        snprintf(want, sizeof want, "%s%s", prefix, v);
+    struct bh_exc e = { 0 };
+    for (size_t i = 0; i < q->tags.n;) {
+        const char *t = q->tags.v[i].key;
+        if (!strncmp(t, prefix, strlen(prefix)) && strcmp(t, want) != 0) {
+            _cleanup_free_ char *tc = strdup(t);
+            if (tc && bh_qube_tag_set(app, q, tc, false, &e) == 0)
+                continue;
+        }
+        i++;
+    }
+    if (*want)
+        (void)bh_qube_tag_set(app, q, want, true, &e);
+}
+
+void bh_props_sync_tags(struct bh_app *app, struct bh_qube *q)
+{
+    if (q->klass == BH_ADMINVM)
+        return;
+    sync_vm_tag(app, q, "guivm");
+    sync_vm_tag(app, q, "audiovm");
+}
+
+static void after_change(struct bh_app *app, struct bh_qube *q, const char *prop)
+{
+    if (!q)
+        return;
+    /* As Qubes: the icon is computed from these, so its cached value is dropped. */
+    if (!strcmp(prop, "label") || !strcmp(prop, "template_for_dispvms")) {
+        const char *kv[] = { "name", "icon", NULL };
+        bh_events_emit(q->name, "property-reset:icon", kv);
+    }
+    if (!strcmp(prop, "guivm") || !strcmp(prop, "audiovm"))
+        sync_vm_tag(app, q, prop);
+}
+
 static int prop_write(struct bh_app *app, struct bh_qube *q, const struct bh_prop_def *d, const char *value, struct bh_exc *e)
 {
     bool def, has;
     _cleanup_free_ char *old = bh_prop_value(app, q, d, &def, &has);
+    if (!has)
+        free(steal_pointer(&old));
+    if (value) {
+        const char *kv[] = { "name", d->name, "newvalue", value, old ? "oldvalue" : NULL, old, NULL };
+        emit(q, "property-pre-set:", d->name, kv);
+    } else
+        reset_events(q, d->name, old, false);
     bh_error err = { 0 };
     struct prop_txn t = { q == NULL, q ? q->qid : 0, d->name, value };
     if (bh_store_txn(app->store, prop_store, &t, &err) < 0)
@@ -666,23 +752,14 @@ static int prop_write(struct bh_app *app, struct bh_qube *q, const struct bh_pro
     struct bh_kvlist *l = q ? &q->props : &app->globals;
     if (value ? bh_kv_set(l, d->name, value) < 0 : (bh_kv_del(l, d->name), false))
         return bh_exc(e, "QubesException", "out of memory");
-    char ev[96];
     if (value) {
-        snprintf(ev, sizeof ev, "property-set:%s", d->name);
-        const char *kv[] = { "name", d->name, "newvalue", value, "oldvalue", old ? old : "", NULL };
-        bh_events_emit(q ? q->name : NULL, ev, kv);
-    } else {
-        /* As qubesd: property-reset (what Qubes' client library listens to, to drop
-         * its cached value), then the older name property-del, kept for listeners
-         * written against Qubes 4.0. */
-        const char *kv[] = { "name", d->name, "oldvalue", old ? old : "", NULL };
-        snprintf(ev, sizeof ev, "property-reset:%s", d->name);
-        bh_events_emit(q ? q->name : NULL, ev, kv);
-        snprintf(ev, sizeof ev, "property-del:%s", d->name);
-        bh_events_emit(q ? q->name : NULL, ev, kv);
-    }
+        const char *kv[] = { "name", d->name, "newvalue", value, old ? "oldvalue" : NULL, old, NULL };
+        emit(q, "property-set:", d->name, kv);
+    } else
+        reset_events(q, d->name, old, true);
     if (q && bh_hooks.property_changed)
         bh_hooks.property_changed(app, q, d->name);
+    after_change(app, q, d->name);
     return 0;
 }
 
@@ -704,8 +781,12 @@ int bh_prop_reset(struct bh_app *app, struct bh_qube *q, const struct bh_prop_de
         return bh_exc(e, "QubesValueError", "property '%s' has no default and cannot be reset", d->name);
     if (q && (d->flags & BH_PF_HALTED) && bh_qube_is_running(q))
         return bh_exc(e, "QubesVMNotHaltedError", "Cannot change %s while qube %s is running", d->name, q->name);
-    if (!explicit_value(app, q, d))
+    if (!explicit_value(app, q, d)) {
+        _cleanup_free_ char *cur = bh_prop_default(app, q, d);
+        reset_events(q, d->name, cur, false);
+        reset_events(q, d->name, cur, true);
         return 0;
+    }
     /* The default must pass the same checks as a set value: resetting netvm must not
      * make a loop, and resetting provides_network or template_for_dispvms (both
      * default False) must not pull the ground from under the qubes that use them. */
