@@ -178,3 +178,36 @@ def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_disp
         assert "[b] late-b" not in host_display.run("xwininfo", "-root", "-tree").stdout
     finally:
         s.stop()
+
+
+def test_moving_and_resizing_on_the_desktop_reaches_the_qube(gui):
+    """The user (or window manager) moves and resizes the framed window; the qube's own
+    window follows, and the frame keeps surrounding the new size."""
+    host = gui.host
+    gui.spawn("a", "xterm -T resize-a -geometry 40x8+20+20")
+    wa = host.find_window("[a] resize-a")
+    time.sleep(1)
+    host.run("xdotool", "windowmove", "--sync", str(wa), "300", "200")
+    host.run("xdotool", "windowsize", "--sync", str(wa), "500", "300")
+
+    def in_qube():
+        out = gui.qvm_run("-p", "a", "DISPLAY=:0 xwininfo -name resize-a").stdout.decode()
+        g = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in out.splitlines() if ":" in ln)}
+        return (int(g.get("Absolute upper-left X", -1)), int(g.get("Absolute upper-left Y", -1)),
+                int(g.get("Width", -1)), int(g.get("Height", -1)), int(g.get("Border width", 0)))
+
+    deadline = time.time() + 15
+    want = (300 + BORDER, 200 + BORDER)
+    while time.time() < deadline:
+        x, y, w, h, bw = in_qube()
+        if (x, y, w + 2 * bw, h + 2 * bw) == (*want, 500 - 2 * BORDER, 300 - 2 * BORDER):
+            break
+        time.sleep(0.3)
+    x, y, w, h, bw = in_qube()
+    # (xwininfo's upper-left is the outer corner, border included; its size is without)
+    assert (x, y, w + 2 * bw, h + 2 * bw) == (*want, 500 - 2 * BORDER, 300 - 2 * BORDER)
+    time.sleep(1)
+    shot = host.screenshot()
+    ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
+    assert ok, bad
+    assert host.geometry(wa) == (300, 200, 500, 300)
