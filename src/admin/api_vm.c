@@ -264,6 +264,19 @@ static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecyc
 static int vm_pause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_pause(c->app, c->dest, c->exc); }
 static int vm_unpause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_unpause(c->app, c->dest, c->exc); }
 
+/* As qubesd, where the OS inside cannot suspend to RAM (an ns qube has no kernel of its
+ * own to do it): Suspend pauses the qube, Resume unpauses it. */
+static int vm_suspend(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    if (c->dest->rt.state == BH_STATE_PAUSED)
+        return 0;
+    return bh_lifecycle_pause(c->app, c->dest, c->exc);
+}
+
+static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 const struct bh_method bh_api_vm[] = {
@@ -284,5 +297,7 @@ const struct bh_method bh_api_vm[] = {
     { "admin.vm.Kill", vm_kill, NA | NP },
     { "admin.vm.Pause", vm_pause, NA | NP },
     { "admin.vm.Unpause", vm_unpause, NA | NP },
+    { "admin.vm.Suspend", vm_suspend, NA | NP },
+    { "admin.vm.Resume", vm_resume, NA | NP },
     { NULL, NULL, 0 },
 };
