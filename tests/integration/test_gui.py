@@ -229,3 +229,28 @@ def test_a_bell_asks_for_attention(gui):
     while time.time() < deadline and "DEMANDS_ATTENTION" not in host.prop(wa, "_NET_WM_STATE"):
         time.sleep(0.2)
     assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host.prop(wa, "_NET_WM_STATE")
+
+
+def test_the_qubes_cursor_shape_shows_on_the_desktop(monkeypatch, engine_daemon, host_display):
+    """A themed cursor in the qube (XFIXES names it) reaches the host as a cursor-font
+    glyph: xterm's I-beam is XC_xterm (CURSOR_X11 + 152 = 0x198)."""
+    if not os.path.isdir("/usr/share/icons/whiteglass"):
+        pytest.skip("no cursor theme to name cursors (xcursor-themes)")
+    monkeypatch.setenv("BULKHEAD_LOG", "debug")
+    s = GuiSession(engine_daemon, host_display)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+    try:
+        s.wait_gui("a")
+        s.spawn("a", "XCURSOR_THEME=whiteglass xterm -T cur-a -geometry 40x8+20+20")
+        host_display.find_window("[a] cur-a")
+        time.sleep(1)
+        deadline = time.time() + 15
+        while time.time() < deadline and "cursor 0x198" not in s.log.read_text():
+            host_display.run("xdotool", "mousemove", "500", "500")
+            time.sleep(0.3)
+            host_display.run("xdotool", "mousemove", "100", "60")
+            time.sleep(0.3)
+        assert "cursor 0x198" in s.log.read_text()
+    finally:
+        s.stop()
