@@ -19,7 +19,11 @@
 
 #define MAX_QID 65536
 #define RESOLVE_CACHE 64
-#define RESOLVE_TTL 60
+#define RESOLVE_TTL_DEFAULT 60
+/* How often dsthost names are resolved again (seconds); BULKHEAD_NET_RESOLVE_SECONDS
+ * overrides (tests use a short one). */
+static int resolve_ttl = RESOLVE_TTL_DEFAULT;
+#define RESOLVE_TTL resolve_ttl
 
 static struct bh_app *g_app;
 static enum { UPLINK_NONE, UPLINK_NETNS, UPLINK_HOST } uplink_kind;
@@ -440,6 +444,9 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
 {
     g_app = app;
     tag = fnv1a(app->runtime_dir, 2166136261u);
+    const char *ttl = getenv("BULKHEAD_NET_RESOLVE_SECONDS");
+    if (ttl && atoi(ttl) > 0 && atoi(ttl) <= 86400)
+        resolve_ttl = atoi(ttl);
     if (!uplink || !strcmp(uplink, "none")) {
         uplink_kind = UPLINK_NONE;
     } else if (!strcmp(uplink, "host")) {

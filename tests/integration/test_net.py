@@ -83,6 +83,18 @@ def test_unresolvable_dsthost_refused_rules_unchanged(net, clean_fw):
     assert net.curl("work", f"http://{WEB}:8080/") and not net.curl("work", f"http://{OTHER}:8080/")
 
 
+def test_dsthost_follows_a_changed_resolution(net, internet, clean_fw):
+    internet.flip.write_text(WEB)
+    net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=flip.test\naction=drop\n")
+    assert net.curl("work", f"http://{WEB}:8080/") and not net.curl("work", f"http://{OTHER}:8080/", t=1)
+    internet.flip.write_text(OTHER)  # the name now points elsewhere
+    deadline = time.time() + 10
+    while time.time() < deadline and not net.curl("work", f"http://{OTHER}:8080/", t=1):
+        time.sleep(0.5)
+    assert net.curl("work", f"http://{OTHER}:8080/")
+    assert not net.curl("work", f"http://{WEB}:8080/", t=1)
+
+
 def test_rule_change_cuts_an_open_connection_within_a_second(net, clean_fw):
     # A connection opened before the rule: lines go out every 100 ms and come back.
     p = subprocess.Popen([QVM_RUN, "-p", "work",
