@@ -122,7 +122,7 @@ try:
     for i in range(5):
         t0 = time.perf_counter()
         subprocess.run(
-            ["ip", "netns", "exec", pa, "nft", "-f", "-"], input=f"table inet b\ndelete table inet b\ntable inet b {{ chain f {{ type filter hook forward priority 0; ip daddr 192.0.2.{i+3} drop; }} }}\n",
+            ["ip", "netns", "exec", pa, "nft", "-f", "-"], input=f"table inet b\ndelete table inet b\ntable inet b {{\n chain f {{\n  type filter hook forward priority 0;\n  ip daddr 192.0.2.{i+3} drop\n }}\n}}\n",
             text=True, check=True)
         nft.append(time.perf_counter() - t0)
     e, f = statistics.median(eff), statistics.median(nft)
