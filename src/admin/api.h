@@ -2,6 +2,7 @@
  * calls a handler with a bh_call; the handler writes the success body into c->out or
  * fills c->exc and returns -1. */
 #pragma once
+#include <sys/types.h>
 #include "buf.h"
 #include "model.h"
 #include "request.h"
@@ -45,6 +46,8 @@ extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api
 
 /* For admin.Events: implemented by the server. */
 int bh_server_subscribe(void *conn, const char *filter);
+/* The PID of the process at the other end of a connection (SO_PEERCRED), 0 if unknown. */
+pid_t bh_server_peer_pid(void *conn);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */

@@ -1,6 +1,8 @@
 /* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
 #include "api.h"
 #include "cleanup.h"
+#include "io.h"
+#include "log.h"
 #include "lifecycle.h"
 #include "preload.h"
 #include "props.h"
@@ -75,8 +77,51 @@ CREATE_FN(createp_template, BH_TEMPLATEVM, true)
 CREATE_FN(createp_standalone, BH_STANDALONEVM, true)
 CREATE_FN(createp_disp, BH_DISPVM, true)
 
+/* The qube on whose behalf a disposable is asked for: the caller is a qrexec call
+ * process, a child of that qube's qrexec-daemon (bulkheadd started every daemon and
+ * knows its PID; a qube cannot pose as one). NULL for dom0's own tools. */
+static struct bh_qube *disposable_caller(struct bh_call *c)
+{
+    pid_t pid = bh_server_peer_pid(c->conn);
+    if (pid <= 0)
+        return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *st = bh_read_file(path, 4096, NULL);
+    const char *rp = st ? strrchr(st, ')') : NULL;
+    long ppid = 0;
+    if (!rp || sscanf(rp, ") %*c %ld", &ppid) != 1)
+        return NULL;
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        if (q->rt.qrexec_pid > 0 && (q->rt.qrexec_pid == (pid_t)ppid || q->rt.qrexec_pid == pid))
+            return q;
+    }
+    return NULL;
+}
+
+/* Disposables one qube's calls may hold at once ($BULKHEAD_DISPVMS_PER_CALLER). */
+static unsigned dispvms_per_caller(void)
+{
+    const char *e = getenv("BULKHEAD_DISPVMS_PER_CALLER");
+    char *end;
+    long v = e && *e ? strtol(e, &end, 10) : -1;
+    return v >= 0 && v < 100000 && !*end ? (unsigned)v : BH_DISPVMS_PER_CALLER;
+}
+
 static int create_disposable(struct bh_call *c)
 {
+    struct bh_qube *caller = disposable_caller(c);
+    if (caller) {
+        unsigned n = 0, limit = dispvms_per_caller();
+        for (size_t i = 0; i < c->app->nqubes; i++)
+            n += c->app->qubes[i]->klass == BH_DISPVM && c->app->qubes[i]->rt.disp_caller == caller->qid;
+        if (n >= limit) {
+            bh_warn("%s: refused a new disposable: it holds %u already (limit %u)", caller->name, n, limit);
+            return bh_exc(c->exc, "QubesException", "Too many disposables for %s: %u in use (limit %u)",
+                          caller->name, n, limit);
+        }
+    }
     bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
     if (c->req->payload_len && !want_uuid)
         return bh_exc(c->exc, "QubesValueError",
@@ -94,6 +139,7 @@ static int create_disposable(struct bh_call *c)
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
     struct bh_qube *pre = bh_preload_take(c->app, base);
     if (pre) {
+        pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
         return bh_buf_adds(c->out, pre->name);
@@ -114,6 +160,7 @@ static int create_disposable(struct bh_call *c)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
+    q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
     return bh_buf_adds(c->out, q->name);

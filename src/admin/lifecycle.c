@@ -456,6 +456,22 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_error err = { 0 };
     if (bh_glue_runtime_check(app, &err) < 0)
         return bh_exc(e, "QubesException", "Start failed: %s", err.msg);
+    /* As qmemman: a qube starts only if its initial memory fits in what the running
+     * qubes leave of the budget; the common cgroup enforces the total (engine). */
+    uint64_t budget = bh_glue_memory_budget_mib(), used = 0;
+    uint64_t need = (uint64_t)bh_qube_prop_int(app, q, "memory");
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *o = app->qubes[i];
+        if (o != q && o->klass != BH_ADMINVM && bh_qube_is_running(o))
+            used += (uint64_t)bh_qube_prop_int(app, o, "memory");
+    }
+    if (used + need > budget) {
+        bh_warn("%s: not started: needs %llu MiB, running qubes hold %llu of %llu MiB", q->name,
+                (unsigned long long)need, (unsigned long long)used, (unsigned long long)budget);
+        return bh_exc(e, "QubesMemoryError",
+                      "Not enough memory to start domain '%s': it needs %llu MiB, running qubes hold %llu of the %llu MiB for qubes",
+                      q->name, (unsigned long long)need, (unsigned long long)used, (unsigned long long)budget);
+    }
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
     struct bh_sq_buf b;

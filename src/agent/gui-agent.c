@@ -690,11 +690,8 @@ static void serve(int fd, int display)
     flush_damage();
     xcb_flush(A.x);
     bh_error err;
+    bool chan_ready = false;
     while (A.connected) {
-        struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(A.x), .events = POLLIN },
-                               { .fd = fd, .events = POLLIN } };
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
-            break;
         xcb_generic_event_t *ev;
         while ((ev = xcb_poll_for_event(A.x))) {
             x_event(ev);
@@ -704,7 +701,7 @@ static void serve(int fd, int display)
             bh_err("lost the qube's X server");
             exit(1);
         }
-        if (p[1].revents) {
+        if (chan_ready) {
             ssize_t n;
             while ((n = bh_gui_chan_fill(&A.ch, &err)) > 0) {
                 struct bh_gui_hdr h;
@@ -723,6 +720,19 @@ static void serve(int fd, int display)
         }
         flush_damage();
         xcb_flush(A.x);
+        /* the replies flush_damage waited for may have pulled events off the socket into
+         * xcb's queue: poll() would not see them, so serve them first */
+        if ((ev = xcb_poll_for_queued_event(A.x))) {
+            x_event(ev);
+            free(ev);
+            chan_ready = false;
+            continue;
+        }
+        struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(A.x), .events = POLLIN },
+                               { .fd = fd, .events = POLLIN } };
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        chan_ready = p[1].revents != 0;
     }
     A.connected = false;
     bh_gui_chan_release(&A.ch);

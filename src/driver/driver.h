@@ -68,6 +68,7 @@ struct bh_qube_spec {
     struct bh_volume_layout vol;
     struct bh_net_config net;
     bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
+    uint64_t all_qubes_mib;   /* hard memory limit of all qubes of this daemon together, 0 = none */
     bool debug;
 };
 

@@ -395,6 +395,8 @@ static int run(struct guid *g)
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
         /* messages left in our buffer by the budget are served without waiting */
         bool pending = g->ch.rlen > g->ch.consumed;
+        for (unsigned i = 0; i < g->nwins && !pending; i++)
+            pending = g->wins[i].dirty; /* exposed by events served after the last draw */
         if (poll(p, 2, pending ? 0 : 1000) < 0 && errno != EINTR)
             return bh_err("poll: %s", strerror(errno)), 1;
         xcb_generic_event_t *ev;
@@ -441,6 +443,11 @@ static int run(struct guid *g)
         for (unsigned i = 0; i < g->nwins; i++)
             guid_win_draw(g, &g->wins[i]);
         xcb_flush(g->x);
+        /* events that replies pulled into xcb's queue: poll() would not see them */
+        while ((ev = xcb_poll_for_queued_event(g->x))) {
+            x_event(g, ev);
+            free(ev);
+        }
     }
 }
 
@@ -545,6 +552,8 @@ int main(int argc, char **argv)
     int rc = run(&g);
     while (g.nwins)
         guid_win_destroy(&g, &g.wins[g.nwins - 1]);
+    free(g.wins);
+    free(g.keysyms);
     xcb_flush(g.x);
     bh_gui_chan_release(&g.ch);
     close(fd);

@@ -58,6 +58,15 @@ static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
                 return bh_fail_errno(err, "mkdir %s", dir);
         }
     }
+    if (spec->all_qubes_mib) {
+        /* All qubes together stay below the host's memory (the budget bulkheadd admits
+         * starts against). EBUSY: the qubes already use more; the admission check is
+         * what keeps them under it, so keep going. */
+        bh_error ignored;
+        cg_dir(dir, sizeof dir, "memory", tag, NULL);
+        snprintf(val, sizeof val, "%llu", (unsigned long long)spec->all_qubes_mib << 20);
+        (void)bh_cg_write(dir, "memory.limit_in_bytes", val, &ignored);
+    }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     cg_dir(dir, sizeof dir, "memory", tag, spec->name);
     if (hard) {

@@ -56,6 +56,11 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
         if (errno != ENOENT || attempt == 3)
             return bh_fail_errno(err, "mkdir %s", dir);
     }
+    if (spec->all_qubes_mib) { /* all qubes together: see cgroup_v1.c */
+        cg_dir(dir, sizeof dir, tag, NULL);
+        snprintf(val, sizeof val, "%llu", (unsigned long long)spec->all_qubes_mib << 20);
+        (void)bh_cg_write(dir, "memory.max", val, NULL);
+    }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     if (hard) {
         snprintf(val, sizeof val, "%llu", (unsigned long long)hard << 20);
