@@ -5,6 +5,7 @@
 #include "log.h"
 #include "lifecycle.h"
 #include "preload.h"
+#include "events.h"
 #include "props.h"
 #include "waiters.h"
 #include <stdio.h>
@@ -32,6 +33,22 @@ static int vm_list(struct bh_call *c)
         if (list_one(c, c->app->qubes[i]) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
     return 0;
+}
+
+/* The tags Qubes adds to a new qube: created-by-CALLER (and disp-created-by-CALLER for
+ * a disposable made by CreateDisposable), guivm-/audiovm- after its properties. The
+ * qube exists already: a failure here is logged, as Qubes' extensions do. */
+static void created_by(struct bh_call *c, struct bh_qube *q, bool disp)
+{
+    char tag[96];
+    struct bh_exc e = { 0 };
+    snprintf(tag, sizeof tag, "created-by-%s", c->src->name);
+    (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    if (disp) {
+        snprintf(tag, sizeof tag, "disp-created-by-%s", c->src->name);
+        (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    }
+    bh_props_sync_tags(c->app, q);
 }
 
 /* Payload of Create: "name=N label=L [pool=P] [pool:VOL=P]". */
@@ -63,7 +80,12 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
     if (c->req->arg[0] && k != BH_APPVM && k != BH_DISPVM)
         return bh_exc(c->exc, "QubesValueError", "%s cannot be based on template", bh_klass_name(k));
     a.template_name = c->req->arg[0] ? c->req->arg : NULL;
-    return bh_qube_create(c->app, &a, c->exc) ? 0 : -1;
+    struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
+    if (!q)
+        return -1;
+    created_by(c, q, false);
+    bh_events_emit(q->name, "domain-create-on-disk", (const char *const[]){ NULL });
+    return 0;
 }
 
 #define CREATE_FN(fname, klass, pool) \
@@ -139,6 +161,7 @@ static int create_disposable(struct bh_call *c)
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
     struct bh_qube *pre = bh_preload_take(c->app, base);
     if (pre) {
+        created_by(c, pre, true);
         pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
@@ -160,6 +183,7 @@ static int create_disposable(struct bh_call *c)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
+    created_by(c, q, true);
     q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
@@ -240,6 +264,19 @@ static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecyc
 static int vm_pause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_pause(c->app, c->dest, c->exc); }
 static int vm_unpause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_unpause(c->app, c->dest, c->exc); }
 
+/* As qubesd, where the OS inside cannot suspend to RAM (an ns qube has no kernel of its
+ * own to do it): Suspend pauses the qube, Resume unpauses it. */
+static int vm_suspend(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    if (c->dest->rt.state == BH_STATE_PAUSED)
+        return 0;
+    return bh_lifecycle_pause(c->app, c->dest, c->exc);
+}
+
+static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 const struct bh_method bh_api_vm[] = {
@@ -260,5 +297,7 @@ const struct bh_method bh_api_vm[] = {
     { "admin.vm.Kill", vm_kill, NA | NP },
     { "admin.vm.Pause", vm_pause, NA | NP },
     { "admin.vm.Unpause", vm_unpause, NA | NP },
+    { "admin.vm.Suspend", vm_suspend, NA | NP },
+    { "admin.vm.Resume", vm_resume, NA | NP },
     { NULL, NULL, 0 },
 };

@@ -147,6 +147,14 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         bh_set_cloexec(pfd[1], 0);
+        /* The daemon and every call process it forks for this qube count against the
+         * qube's CPU share (the engine's cgroups), not the host's. */
+        const struct bh_driver *drv = bh_glue_driver(app, q);
+        bh_error cerr = { 0 };
+        struct bh_spec_buf csb;
+        bh_glue_spec(app, q, &csb);
+        if (drv && drv->charge_host_helper && drv->charge_host_helper(&csb.spec, getpid(), &cerr) < 0)
+            bh_warn("%s: qrexec-daemon not charged to the qube: %s", q->name, cerr.msg);
         setenv("BULKHEAD_SOCKET", sock, 1);
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)

@@ -501,6 +501,8 @@ int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     char uses[400];
     if (bh_qube_usage(app, q, uses, sizeof uses) > 0)
         return bh_exc(e, "QubesVMInUseError", "VM %s is still in use: %s", q->name, uses);
+    const char *pkv[] = { "vm", q->name, NULL };
+    bh_events_emit(NULL, "domain-pre-delete", pkv);
     bh_error err = { 0 };
     /* The store first: a crash after this leaves at most orphaned volume files, which
      * the next start can collect; the reverse order could leave a qube without volumes. */
@@ -594,6 +596,10 @@ int bh_qube_feature_set(struct bh_app *app, struct bh_qube *q, const char *key, 
         return bh_exc(e, "QubesValueError", "Invalid feature value");
     const char *old = bh_kv_get(&q->features, key);
     _cleanup_free_ char *oldc = old ? strdup(old) : NULL;
+    const char *pkv[] = { "feature", key, "value", value, oldc ? "oldvalue" : NULL, oldc, NULL };
+    char pev[192];
+    snprintf(pev, sizeof pev, "domain-feature-pre-set:%s", key);
+    bh_events_emit(q->name, pev, pkv);
     bh_error err = { 0 };
     struct kv_txn t = { "features", q->qid, key, value };
     if (bh_store_txn(app->store, kv_store, &t, &err) < 0)
@@ -611,6 +617,10 @@ int bh_qube_feature_del(struct bh_app *app, struct bh_qube *q, const char *key, 
 {
     if (!bh_kv_get(&q->features, key))
         return bh_exc(e, "QubesFeatureNotFoundError", "Feature not set for domain %s: %s", q->name, key);
+    char pev[192];
+    snprintf(pev, sizeof pev, "domain-feature-pre-delete:%s", key);
+    const char *pkv[] = { "feature", key, NULL };
+    bh_events_emit(q->name, pev, pkv);
     bh_error err = { 0 };
     struct kv_txn t = { "features", q->qid, key, NULL };
     if (bh_store_txn(app->store, kv_store, &t, &err) < 0)

@@ -555,16 +555,21 @@ static void flush_damage(void)
         if (!w->dirty || !w->seg || !w->mapped)
             continue;
         w->dirty = false;
+        int32_t x0 = w->dx0 < 0 ? 0 : w->dx0, y0 = w->dy0 < 0 ? 0 : w->dy0;
+        int32_t x1 = w->dx1 > (int32_t)w->buf_w ? (int32_t)w->buf_w : w->dx1;
+        int32_t y1 = w->dy1 > (int32_t)w->buf_h ? (int32_t)w->buf_h : w->dy1;
+        if (x1 <= x0 || y1 <= y0)
+            continue;
+        /* only the damaged rows: full-width rows are contiguous in the buffer, so the
+         * band lands in place at its row offset */
         xcb_shm_get_image_reply_t *r = xcb_shm_get_image_reply(
-            A.x, xcb_shm_get_image(A.x, w->pix, 0, 0, (uint16_t)w->buf_w, (uint16_t)w->buf_h, ~0u,
-                                   XCB_IMAGE_FORMAT_Z_PIXMAP, w->seg, 0), NULL);
+            A.x, xcb_shm_get_image(A.x, w->pix, 0, (int16_t)y0, (uint16_t)w->buf_w, (uint16_t)(y1 - y0), ~0u,
+                                   XCB_IMAGE_FORMAT_Z_PIXMAP, w->seg, (uint32_t)y0 * w->buf_w * 4), NULL);
         if (!r)
             continue;
         free(r);
-        int32_t x0 = w->dx0 < 0 ? 0 : w->dx0, y0 = w->dy0 < 0 ? 0 : w->dy0;
-        struct bh_gui_shmimage s = { (uint32_t)x0, (uint32_t)y0, (uint32_t)(w->dx1 - x0), (uint32_t)(w->dy1 - y0) };
-        if (w->dx1 > x0 && w->dy1 > y0)
-            send_msg(BH_GUI_MSG_SHMIMAGE, w->id, &s, sizeof s, -1);
+        struct bh_gui_shmimage s = { (uint32_t)x0, (uint32_t)y0, (uint32_t)(x1 - x0), (uint32_t)(y1 - y0) };
+        send_msg(BH_GUI_MSG_SHMIMAGE, w->id, &s, sizeof s, -1);
     }
 }
 

@@ -522,8 +522,14 @@ int main(int argc, char **argv)
         snprintf(pbuf, sizeof pbuf, "%s/policy.d", root && *root ? root : "/var/lib/bulkhead");
         g.policy_dir = pbuf;
     }
+    /* `ask` in qubes.ClipboardPaste policy: the same prompt as qrexec's (docs/qrexec.md) */
+    char abuf[PATH_MAX];
+    static const char *const arels[] = { "../qrexec", ".", NULL };
     if (!g.ask_program)
         g.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    if (!g.ask_program && bh_find_near_self(arels, "qrexec-policy-ask", X_OK, abuf, sizeof abuf) == 0)
+        g.ask_program = abuf;
+    setenv("BULKHEAD_RUNTIME", runtime, 0); /* where qrexec-policy-ask finds the agent */
     if (!g.clip_dir) {
         snprintf(cbuf, sizeof cbuf, "%s/gui", runtime);
         g.clip_dir = cbuf;

@@ -189,7 +189,16 @@ class NsEnv:
 
     @staticmethod
     def _engine_cgroups():
-        return {p for r in cgroup_hierarchy_roots() for p in r.glob("bulkhead-*/*") if p.is_dir()}
+        # Other daemons (parallel test runs) create and remove their own bulkhead-* parents
+        # while this scans: a parent that vanishes mid-scan is simply not one of ours.
+        found = set()
+        for r in cgroup_hierarchy_roots():
+            for parent in r.glob("bulkhead-*"):
+                try:
+                    found.update(p for p in parent.iterdir() if p.is_dir())
+                except FileNotFoundError:
+                    pass
+        return found
 
     def cgroups_named(self, name):
         """Engine cgroups (bulkhead-*/<name>, in any hierarchy) that appeared since this

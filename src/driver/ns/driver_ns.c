@@ -197,6 +197,13 @@ static int ns_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     return bh_ns_cleanup(spec, err);
 }
 
+static int ns_charge_host_helper(const struct bh_qube_spec *spec, pid_t pid, bh_error *err)
+{
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    return bh_cgroup_ops()->charge_cpu(tag, spec->name, pid, err);
+}
+
 const struct bh_driver bh_driver_ns = {
     .name = "ns",
     .start = ns_start,
@@ -208,4 +215,5 @@ const struct bh_driver bh_driver_ns = {
     .adopt = ns_adopt,
     .watch_fd = ns_watch_fd,
     .reap = ns_reap,
+    .charge_host_helper = ns_charge_host_helper,
 };
