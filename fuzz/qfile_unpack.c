@@ -207,7 +207,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mem m = { data, size };
     struct bh_fc_reader r = { mread, &m };
     struct bh_fc_sink sink = { m_file_create, m_file_write, m_file_done, m_dir, m_symlink, NULL };
-    struct bh_fc_limits lim = { .max_files = MAX_FILES, .max_bytes = MAX_BYTES };
+    /* Qubes' receiver's defaults (qfile-unpacker): non-canonical symlink targets */
+    struct bh_fc_limits lim = { .max_files = MAX_FILES, .max_bytes = MAX_BYTES,
+                                .name_flags = BH_FC_ALLOW_NON_CANONICAL_SYMLINKS };
     static struct bh_fc_result res;
     ntree = 0;
     data_bytes = 0;

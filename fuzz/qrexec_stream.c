@@ -5,7 +5,8 @@
  * Input: one byte of settings, then the bytes the other end sends. Settings: bit 0 we
  * run the service (else we are the requester), bit 1 filter stdout, bit 2 filter
  * stderr, bit 3 nobody takes our input any more (in_fd closed), bits 4-7 how the bytes
- * arrive (in pieces of 1 << (bits) bytes, like partial socket reads).
+ * arrive (in pieces of 1 << (bits) bytes, like partial socket reads; at least 64 bytes
+ * on inputs over 4 KiB).
  * Invariants: every byte is consumed in order or left for later, never more than the
  * back-pressure limit plus one chunk is queued, filtered output has no control
  * characters, nothing is parsed after the exit code, a closed input queues nothing. */
@@ -51,7 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err_bytes = 0;
     struct bh_qx_rx rx = { .is_service = cfg & 1, .filter_out = cfg & 2, .filter_err = filter_err,
                            .in_open = !(cfg & 8), .inq = &inq, .on_stderr = on_stderr };
-    size_t piece = (size_t)1 << (cfg >> 4), fed = 0, consumed = 0, taken = 0;
+    /* pieces of 1 << bits bytes; at least 64 on big inputs (one byte at a time over
+     * 64 KiB would cost 64 Ki rounds for nothing the small inputs do not reach) */
+    size_t piece = (size_t)1 << ((cfg >> 4) + (size > 4096 ? 6 : 0)), fed = 0, consumed = 0, taken = 0;
     bh_error err = { 0 };
     int r = 0;
     while (r == 0) {
@@ -67,9 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = bh_qx_rx_parse(&rx, &rq, INQ_HIGH, &err);
         if (rq.len > before || (had_exit && rq.len != before))
             abort(); /* bytes appeared, or were parsed after the exit code */
-        /* what was consumed is exactly the bytes that came first, in order */
+        /* what was consumed is exactly the bytes that came first, in order (the head of
+         * what is left is checked when it moves: checking all of it each time would be
+         * quadratic on inputs fed one byte at a time) */
         consumed += before - rq.len;
-        if (consumed > fed || (rq.len && memcmp(rq.data, data + consumed, rq.len)))
+        if (consumed > fed || rq.len != fed - consumed)
+            abort();
+        if (before != rq.len && rq.len && memcmp(rq.data, data + consumed, rq.len < 64 ? rq.len : 64))
             abort();
         if (inq.len > INQ_HIGH + BH_QX_MAX_CHUNK || (!rx.in_open && inq.len))
             abort();

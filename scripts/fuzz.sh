@@ -27,6 +27,8 @@ if [ ! -f $build/build.ninja ]; then
     -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
 # Only the harnesses (and what they link): the rest of the tree is built by make test.
+# Regenerate first, so that harnesses added to a meson.build since the last run are listed.
+ninja -C $build build.ninja >/dev/null
 targets=$(ninja -C $build -t targets all | sed -n 's/^\(\([^:]*\/\)\?fuzz[-_][^:/]*\): .*/\1/p' | grep -v '\.p/' || true)
 # shellcheck disable=SC2086
 ninja -C $build $targets >/tmp/bulkhead-fuzz-build.$$.log 2>&1 || { cat /tmp/bulkhead-fuzz-build.$$.log; exit 1; }

@@ -2,6 +2,7 @@
  * calls a handler with a bh_call; the handler writes the success body into c->out or
  * fills c->exc and returns -1. */
 #pragma once
+#include <sys/types.h>
 #include "buf.h"
 #include "model.h"
 #include "request.h"
@@ -41,10 +42,12 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
 
 /* Tables contributed by each api_*.c file, NULL-name terminated. */
 extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api_meta[], bh_api_firewall[],
-    bh_api_volume[], bh_api_misc[];
+    bh_api_volume[], bh_api_misc[], bh_api_device[];
 
 /* For admin.Events: implemented by the server. */
 int bh_server_subscribe(void *conn, const char *filter);
+/* The PID of the process at the other end of a connection (SO_PEERCRED), 0 if unknown. */
+pid_t bh_server_peer_pid(void *conn);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */

@@ -1,8 +1,11 @@
 /* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
 #include "api.h"
 #include "cleanup.h"
+#include "io.h"
+#include "log.h"
 #include "lifecycle.h"
 #include "preload.h"
+#include "events.h"
 #include "props.h"
 #include "waiters.h"
 #include <stdio.h>
@@ -30,6 +33,50 @@ static int vm_list(struct bh_call *c)
         if (list_one(c, c->app->qubes[i]) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
     return 0;
+}
+
+/* The tags Qubes adds to a new qube: created-by-CALLER (and disp-created-by-CALLER for
+ * a disposable made by CreateDisposable), and guivm-NAME / audiovm-NAME after its
+ * (default) guivm and audiovm. Written with the qube, in its create transaction. */
+struct auto_tags {
+    char v[4][96];
+};
+
+static void auto_tags(struct bh_call *c, struct bh_create_args *a, struct auto_tags *t, bool disp)
+{
+    size_t n = 0;
+    snprintf(t->v[n], sizeof t->v[n], "created-by-%s", c->src->name);
+    a->tags[n] = t->v[n];
+    n++;
+    if (disp) {
+        snprintf(t->v[n], sizeof t->v[n], "disp-created-by-%s", c->src->name);
+        a->tags[n] = t->v[n];
+        n++;
+    }
+    static const char *const g[][2] = { { "guivm", "default_guivm" }, { "audiovm", "default_audiovm" } };
+    for (size_t i = 0; i < 2; i++) {
+        _cleanup_free_ char *v = bh_global_prop(c->app, g[i][1]);
+        if (v && *v) {
+            snprintf(t->v[n], sizeof t->v[n], "%s-%s", g[i][0], v);
+            a->tags[n] = t->v[n];
+            n++;
+        }
+    }
+    a->tags[n] = NULL;
+}
+
+/* A preloaded disposable handed out gets its caller's tags now (it exists already). */
+static void created_by(struct bh_call *c, struct bh_qube *q, bool disp)
+{
+    char tag[96];
+    struct bh_exc e = { 0 };
+    snprintf(tag, sizeof tag, "created-by-%s", c->src->name);
+    (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    if (disp) {
+        snprintf(tag, sizeof tag, "disp-created-by-%s", c->src->name);
+        (void)bh_qube_tag_set(c->app, q, tag, true, &e);
+    }
+    bh_props_sync_tags(c->app, q);
 }
 
 /* Payload of Create: "name=N label=L [pool=P] [pool:VOL=P]". */
@@ -61,7 +108,13 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
     if (c->req->arg[0] && k != BH_APPVM && k != BH_DISPVM)
         return bh_exc(c->exc, "QubesValueError", "%s cannot be based on template", bh_klass_name(k));
     a.template_name = c->req->arg[0] ? c->req->arg : NULL;
-    return bh_qube_create(c->app, &a, c->exc) ? 0 : -1;
+    struct auto_tags at;
+    auto_tags(c, &a, &at, false);
+    struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
+    if (!q)
+        return -1;
+    bh_events_emit(q->name, "domain-create-on-disk", (const char *const[]){ NULL });
+    return 0;
 }
 
 #define CREATE_FN(fname, klass, pool) \
@@ -75,8 +128,51 @@ CREATE_FN(createp_template, BH_TEMPLATEVM, true)
 CREATE_FN(createp_standalone, BH_STANDALONEVM, true)
 CREATE_FN(createp_disp, BH_DISPVM, true)
 
+/* The qube on whose behalf a disposable is asked for: the caller is a qrexec call
+ * process, a child of that qube's qrexec-daemon (bulkheadd started every daemon and
+ * knows its PID; a qube cannot pose as one). NULL for dom0's own tools. */
+static struct bh_qube *disposable_caller(struct bh_call *c)
+{
+    pid_t pid = bh_server_peer_pid(c->conn);
+    if (pid <= 0)
+        return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *st = bh_read_file(path, 4096, NULL);
+    const char *rp = st ? strrchr(st, ')') : NULL;
+    long ppid = 0;
+    if (!rp || sscanf(rp, ") %*c %ld", &ppid) != 1)
+        return NULL;
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        if (q->rt.qrexec_pid > 0 && (q->rt.qrexec_pid == (pid_t)ppid || q->rt.qrexec_pid == pid))
+            return q;
+    }
+    return NULL;
+}
+
+/* Disposables one qube's calls may hold at once ($BULKHEAD_DISPVMS_PER_CALLER). */
+static unsigned dispvms_per_caller(void)
+{
+    const char *e = getenv("BULKHEAD_DISPVMS_PER_CALLER");
+    char *end;
+    long v = e && *e ? strtol(e, &end, 10) : -1;
+    return v >= 0 && v < 100000 && !*end ? (unsigned)v : BH_DISPVMS_PER_CALLER;
+}
+
 static int create_disposable(struct bh_call *c)
 {
+    struct bh_qube *caller = disposable_caller(c);
+    if (caller) {
+        unsigned n = 0, limit = dispvms_per_caller();
+        for (size_t i = 0; i < c->app->nqubes; i++)
+            n += c->app->qubes[i]->klass == BH_DISPVM && c->app->qubes[i]->rt.disp_caller == caller->qid;
+        if (n >= limit) {
+            bh_warn("%s: refused a new disposable: it holds %u already (limit %u)", caller->name, n, limit);
+            return bh_exc(c->exc, "QubesException", "Too many disposables for %s: %u in use (limit %u)",
+                          caller->name, n, limit);
+        }
+    }
     bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
     if (c->req->payload_len && !want_uuid)
         return bh_exc(c->exc, "QubesValueError",
@@ -94,6 +190,8 @@ static int create_disposable(struct bh_call *c)
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
     struct bh_qube *pre = bh_preload_take(c->app, base);
     if (pre) {
+        created_by(c, pre, true);
+        pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
         return bh_buf_adds(c->out, pre->name);
@@ -109,11 +207,14 @@ static int create_disposable(struct bh_call *c)
     }
     _cleanup_free_ char *label = bh_qube_prop(c->app, base, "label");
     struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+    struct auto_tags at;
+    auto_tags(c, &a, &at, true);
     struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
     if (!q)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
+    q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);
     return bh_buf_adds(c->out, q->name);
@@ -209,6 +310,19 @@ static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecyc
 static int vm_pause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_pause(c->app, c->dest, c->exc); }
 static int vm_unpause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_unpause(c->app, c->dest, c->exc); }
 
+/* As qubesd, where the OS inside cannot suspend to RAM (an ns qube has no kernel of its
+ * own to do it): Suspend pauses the qube, Resume unpauses it. */
+static int vm_suspend(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    if (c->dest->rt.state == BH_STATE_PAUSED)
+        return 0;
+    return bh_lifecycle_pause(c->app, c->dest, c->exc);
+}
+
+static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 const struct bh_method bh_api_vm[] = {
@@ -229,5 +343,7 @@ const struct bh_method bh_api_vm[] = {
     { "admin.vm.Kill", vm_kill, NA | NP },
     { "admin.vm.Pause", vm_pause, NA | NP },
     { "admin.vm.Unpause", vm_unpause, NA | NP },
+    { "admin.vm.Suspend", vm_suspend, NA | NP },
+    { "admin.vm.Resume", vm_resume, NA | NP },
     { NULL, NULL, 0 },
 };

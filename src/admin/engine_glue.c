@@ -72,7 +72,29 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     long long qt = bh_qube_prop_int(app, q, "qrexec_timeout");
     s->boot_timeout_s = qt > 0 && qt < 100000 ? (uint32_t)qt : 0;
     s->provides_network = bh_qube_prop_bool(app, q, "provides_network");
+    s->all_qubes_mib = bh_glue_memory_budget_mib();
     bh_net_glue_spec(app, q, &s->net, &b->net);
+}
+
+uint64_t bh_glue_memory_budget_mib(void)
+{
+    const char *e = getenv("BULKHEAD_QUBES_MEMORY_MIB");
+    char *end;
+    if (e && *e) {
+        unsigned long long v = strtoull(e, &end, 10);
+        if (!*end && v > 0)
+            return v;
+    }
+    FILE *f = fopen("/proc/meminfo", "re");
+    unsigned long long kib = 0;
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    uint64_t total = kib >> 10, reserve = total / 10 > BH_HOST_RESERVE_MIB ? total / 10 : BH_HOST_RESERVE_MIB;
+    return total > reserve ? total - reserve : total / 2;
 }
 
 void bh_glue_spec_free(struct bh_spec_buf *b)

@@ -39,3 +39,7 @@ int bh_glue_set_revisions(struct bh_app *app, struct bh_qube *q, const char *vol
  * (unprivileged host) UID before pivot_root, so every parent must be searchable by
  * others; -1 with a clear message if not. */
 int bh_glue_runtime_check(struct bh_app *app, bh_error *err);
+/* Memory all qubes together may be given (MiB): $BULKHEAD_QUBES_MEMORY_MIB, or the
+ * host's MemTotal less max(BH_HOST_RESERVE_MIB, 10%). Admission (qmemman's rule: a qube
+ * starts only if its `memory` fits) and the common cgroup's hard limit. */
+uint64_t bh_glue_memory_budget_mib(void);

@@ -339,6 +339,9 @@ static int create_store(struct bh_store *s, void *ctx, bh_error *err)
     for (size_t i = 0; i < q->props.n; i++)
         if (bh_store_put_kv(s, "props", q->qid, q->props.v[i].key, q->props.v[i].value, err) < 0)
             return -1;
+    for (size_t i = 0; i < q->tags.n; i++)
+        if (bh_store_put_kv(s, "tags", q->qid, q->tags.v[i].key, "1", err) < 0)
+            return -1;
     return 0;
 }
 
@@ -426,6 +429,12 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
             goto fail;
         }
     }
+    /* In the same transaction as the qube: one commit per create. */
+    for (size_t i = 0; i < BH_ARRAY_SIZE(a->tags) && a->tags[i]; i++)
+        if (bh_ident_valid(a->tags[i], 255) && bh_kv_set(&q->tags, a->tags[i], "1") < 0) {
+            bh_exc(e, "QubesException", "out of memory");
+            goto fail;
+        }
     bh_error err = { 0 };
     if (bh_hooks.volumes_create && bh_hooks.volumes_create(app, q, &err) < 0) {
         bh_exc(e, "QubesException", "creating volumes of %s: %s", q->name, err.msg);
@@ -440,6 +449,12 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
     }
     const char *kv[] = { "vm", q->name, NULL };
     bh_events_emit(NULL, "domain-add", kv);
+    for (size_t i = 0; i < q->tags.n; i++) {
+        char ev[300];
+        snprintf(ev, sizeof ev, "domain-tag-add:%s", q->tags.v[i].key);
+        const char *tkv[] = { "tag", q->tags.v[i].key, NULL };
+        bh_events_emit(q->name, ev, tkv);
+    }
     return q;
 fail:
     app_unlink(app, q);
@@ -501,6 +516,8 @@ int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     char uses[400];
     if (bh_qube_usage(app, q, uses, sizeof uses) > 0)
         return bh_exc(e, "QubesVMInUseError", "VM %s is still in use: %s", q->name, uses);
+    const char *pkv[] = { "vm", q->name, NULL };
+    bh_events_emit(NULL, "domain-pre-delete", pkv);
     bh_error err = { 0 };
     /* The store first: a crash after this leaves at most orphaned volume files, which
      * the next start can collect; the reverse order could leave a qube without volumes. */
@@ -594,6 +611,10 @@ int bh_qube_feature_set(struct bh_app *app, struct bh_qube *q, const char *key, 
         return bh_exc(e, "QubesValueError", "Invalid feature value");
     const char *old = bh_kv_get(&q->features, key);
     _cleanup_free_ char *oldc = old ? strdup(old) : NULL;
+    const char *pkv[] = { "feature", key, "value", value, oldc ? "oldvalue" : NULL, oldc, NULL };
+    char pev[192];
+    snprintf(pev, sizeof pev, "domain-feature-pre-set:%s", key);
+    bh_events_emit(q->name, pev, pkv);
     bh_error err = { 0 };
     struct kv_txn t = { "features", q->qid, key, value };
     if (bh_store_txn(app->store, kv_store, &t, &err) < 0)
@@ -611,6 +632,10 @@ int bh_qube_feature_del(struct bh_app *app, struct bh_qube *q, const char *key, 
 {
     if (!bh_kv_get(&q->features, key))
         return bh_exc(e, "QubesFeatureNotFoundError", "Feature not set for domain %s: %s", q->name, key);
+    char pev[192];
+    snprintf(pev, sizeof pev, "domain-feature-pre-delete:%s", key);
+    const char *pkv[] = { "feature", key, NULL };
+    bh_events_emit(q->name, pev, pkv);
     bh_error err = { 0 };
     struct kv_txn t = { "features", q->qid, key, NULL };
     if (bh_store_txn(app->store, kv_store, &t, &err) < 0)

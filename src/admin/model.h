@@ -37,6 +37,9 @@ bool bh_kv_del(struct bh_kvlist *l, const char *key);
 void bh_kv_free(struct bh_kvlist *l);
 
 #define BH_LABEL_MAX 32
+/* Limits of what one qube's calls may cost the host (docs/ns-engine.md, threat model). */
+#define BH_DISPVMS_PER_CALLER 8       /* disposables alive at once per calling qube */
+#define BH_HOST_RESERVE_MIB 1024      /* host memory never budgeted to qubes (at least) */
 struct bh_label {
     int index;
     char name[BH_LABEL_MAX];
@@ -50,6 +53,7 @@ struct bh_runtime {
     int qrexec_pidfd;  /* watched: its exit is noticed at once; -1 none */
     int qrexec_readyfd; /* a restarted daemon's ready pipe, watched; -1 none */
     int64_t qrexec_restart_ms[4]; /* the last restarts, to slow down a restart loop */
+    uint32_t disp_caller; /* DispVM: qid of the qube whose call made it (0: dom0/unknown) */
     int64_t start_time;
     bool shutdown_requested;
     int64_t shutdown_deadline_ms;
@@ -98,6 +102,7 @@ struct bh_create_args {
     const char *label;
     const char *template_name; /* may be NULL */
     const char *props[32][2];  /* extra properties name/value, NULL-terminated */
+    const char *tags[8];       /* tags it is created with (Qubes' automatic ones), NULL-terminated */
 };
 struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *a, struct bh_exc *e);
 int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);

@@ -39,4 +39,7 @@ int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop
 char *bh_qube_prop(struct bh_app *app, const struct bh_qube *q, const char *name);
 bool bh_qube_prop_bool(struct bh_app *app, const struct bh_qube *q, const char *name);
 long long bh_qube_prop_int(struct bh_app *app, const struct bh_qube *q, const char *name);
+/* Adds/removes the tags Qubes keeps in step with guivm and audiovm (guivm-NAME,
+ * audiovm-NAME) after a qube is created or loaded. */
+void bh_props_sync_tags(struct bh_app *app, struct bh_qube *q);
 char *bh_global_prop(struct bh_app *app, const char *name);

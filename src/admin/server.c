@@ -38,6 +38,16 @@ static size_t nconns;
 
 static void on_accept(void *ctx, uint32_t ev);
 
+pid_t bh_server_peer_pid(void *conn)
+{
+    struct conn *c = conn;
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (!c || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return 0;
+    return uc.pid;
+}
+
 /* The listening socket stays readable while connections wait in the backlog, so when
  * accept fails for want of file descriptors we stop watching it (or the loop would
  * spin) until a descriptor is freed. */

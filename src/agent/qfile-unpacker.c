@@ -2,7 +2,16 @@
  * Unpacks stdin into ~/QubesIncoming/<source>/ (source = $QREXEC_REMOTE_DOMAIN, which the
  * agent got from the daemon, not from the sender), then answers on stdout. A hostile
  * stream can fail, but it cannot create anything outside that directory: see filecopy.c.
- *   qfile-unpacker [--dir DIR] [--max-files N] [--max-bytes N]   (--dir: tests and tools) */
+ * It refuses exactly the names Qubes' receiver refuses, and exits as Qubes' does: with
+ * the status it sends (0, or the errno value: 84 EILSEQ for an unsafe or non-canonical
+ * name, 67 ENOLINK for a symlink pointing out of its entry, 17 EEXIST for a name that
+ * exists, 122 EDQUOT past a limit; 121 EREMOTEIO without the end marker; 118 (Qubes'
+ * LEGAL_EOF 31415926) when the stream ends inside an entry); 1 when it cannot start.
+ *   qfile-unpacker [--allow-all-names|--no-allow-all-names]
+ *                  [--allow-unsafe-symlinks|--no-allow-unsafe-symlinks]
+ *                  [--dir DIR] [--max-files N] [--max-bytes N]   (--dir: tests and tools)
+ * --allow-all-names is the receiver's opt-in (qubes.Filecopy+allow-all-names, as policy
+ * allows): names with any byte but '/' and NUL. */
 #include "cleanup.h"
 #include "io.h"
 #include "names.h"
@@ -29,17 +38,29 @@ static int mkdir_open(int dirfd, const char *name)
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    struct bh_fc_limits lim = { 0 };
+    /* Qubes' receiver's defaults: symlink targets may be non-canonical */
+    struct bh_fc_limits lim = { .name_flags = BH_FC_ALLOW_NON_CANONICAL_SYMLINKS };
     static const struct option lo[] = { { "dir", required_argument, 0, 'd' },
                                         { "max-files", required_argument, 0, 'f' },
-                                        { "max-bytes", required_argument, 0, 'b' }, { 0, 0, 0, 0 } };
+                                        { "max-bytes", required_argument, 0, 'b' },
+                                        { "allow-all-names", no_argument, 0, 'A' },
+                                        { "no-allow-all-names", no_argument, 0, 'a' },
+                                        { "allow-unsafe-symlinks", no_argument, 0, 'S' },
+                                        { "no-allow-unsafe-symlinks", no_argument, 0, 's' }, { 0, 0, 0, 0 } };
     int o;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (o) {
         case 'd': dir = optarg; break;
         case 'f': lim.max_files = strtoull(optarg, NULL, 10); break;
         case 'b': lim.max_bytes = strtoull(optarg, NULL, 10); break;
-        default: fprintf(stderr, "usage: qfile-unpacker [--dir DIR] [--max-files N] [--max-bytes N]\n"); return 2;
+        case 'A': lim.name_flags |= BH_FC_ALLOW_UNSAFE_CHARACTERS; break;
+        case 'a': lim.name_flags &= ~(unsigned)BH_FC_ALLOW_UNSAFE_CHARACTERS; break;
+        case 'S': lim.name_flags |= BH_FC_ALLOW_UNSAFE_SYMLINKS; break;
+        case 's': lim.name_flags &= ~(unsigned)BH_FC_ALLOW_UNSAFE_SYMLINKS; break;
+        default:
+            fprintf(stderr, "usage: qfile-unpacker [--allow-all-names] [--allow-unsafe-symlinks] [--dir DIR]\n"
+                            "                      [--max-files N] [--max-bytes N]\n");
+            return 2;
         }
     }
     _cleanup_close_ int dfd = -1;
@@ -67,9 +88,11 @@ int main(int argc, char **argv)
     static struct bh_fc_result res;
     int rc = bh_fc_unpack(&r, dfd, &lim, &res);
     if (rc < 0)
-        fprintf(stderr, "qfile-unpacker: %s (%s)\n", res.msg, strerror(res.error));
+        fprintf(stderr, "qfile-unpacker: %s (%s)\n", res.msg,
+                res.error == BH_FC_LEGAL_EOF ? "stream ended early" : strerror(res.error));
     static uint8_t out[20 + BH_FC_MAX_NAME];
     size_t n = bh_fc_result_encode(&res, out);
     bh_write_all(1, out, n);
-    return rc < 0 ? 1 : 0;
+    /* as Qubes' receiver: exit(status) */
+    return rc < 0 ? ((res.error & 0xff) ? res.error & 0xff : 1) : 0;
 }

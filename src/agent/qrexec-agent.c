@@ -377,6 +377,9 @@ int main(int argc, char **argv)
     setenv("VCHAN_DOMAIN", dom, 1);
     setenv("VCHAN_SOCKET_DIR", vchan_dir, 1);
     setenv("QREXEC_AGENT_SOCKET", trigger_path, 1);
+    char apid[16]; /* as Qubes' agent gives its services */
+    snprintf(apid, sizeof apid, "%d", (int)getpid());
+    setenv("QREXEC_AGENT_PID", apid, 1);
     /* X programs run by qvm-run find the qube's own X server, which the gui-agent
      * starts at :0 (as in a Qubes qube); the host's display is never reachable. */
     if (!getenv("DISPLAY"))

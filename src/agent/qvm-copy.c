@@ -3,9 +3,14 @@
  * qvm-copy-to-vm QUBE FILE...   copy to a named qube (policy still decides)
  * qvm-move-to-vm QUBE FILE...
  * Inside a qube: qrexec-client-vm TARGET qubes.Filecopy qfile-agent FILE...
- * In dom0 (no agent socket): qrexec-client to the qube's daemon, qfile-agent locally. */
+ * In dom0 (no agent socket): qrexec-client to the qube's daemon, qfile-agent locally.
+ * As Qubes' qvm-copy: when a name to send is one the receiver refuses by default
+ * (characters unsafe to display), the call is qubes.Filecopy+allow-all-names, which the
+ * receiver's policy must allow; otherwise plain qubes.Filecopy. */
+#include "admin_client.h"
 #include "cleanup.h"
 #include "qrexec/client.h"
+#include "qrexec/filecopy.h"
 #include <errno.h>
 #include <ftw.h>
 #include <libgen.h>
@@ -41,6 +46,35 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
     return (flag == FTW_DP ? rmdir(p) : unlink(p)) < 0 ? -1 : 0;
 }
 
+/* nftw walk: does any name, as the receiver will see it, need --allow-all-names? */
+static size_t top_skip; /* bytes of the path before the sent top-level name */
+static bool unsafe_names;
+static int scan_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    const char *name = p + top_skip;
+    if (bh_fc_name_check_flags(name, 0) == -EILSEQ && bh_fc_name_check_flags(name, BH_FC_ALLOW_UNSAFE_CHARACTERS) > 0) {
+        unsafe_names = true;
+        return 1; /* stop: one is enough */
+    }
+    return 0;
+}
+
+static bool needs_all_names(char **files, int n)
+{
+    for (int k = 0; k < n && !unsafe_names; k++) {
+        char copy[PATH_MAX];
+        snprintf(copy, sizeof copy, "%s", files[k]);
+        size_t len = strlen(copy);
+        while (len > 1 && copy[len - 1] == '/')
+            copy[--len] = '\0'; /* as Qubes: trailing slashes are stripped */
+        const char *slash = strrchr(copy, '/');
+        top_skip = slash && slash[1] ? (size_t)(slash + 1 - copy) : 0;
+        nftw(copy, scan_one, 16, FTW_PHYS);
+    }
+    return unsafe_names;
+}
+
 int main(int argc, char **argv)
 {
     const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
@@ -65,13 +99,14 @@ int main(int argc, char **argv)
     const char *agent = helper("qfile-agent", "/usr/lib/bulkhead/qfile-agent");
     const char *sock = getenv("QREXEC_AGENT_SOCKET");
     bool in_qube = (sock && *sock) || access("/run/qubes/qrexec-agent", F_OK) == 0;
+    const char *service = needs_all_names(argv + first, nfiles) ? "qubes.Filecopy+allow-all-names" : "qubes.Filecopy";
     int code;
     if (in_qube) {
         _cleanup_free_ char **av = calloc((size_t)nfiles + 6, sizeof *av);
         int i = 0;
         av[i++] = (char *)"qrexec-client-vm";
         av[i++] = (char *)target;
-        av[i++] = (char *)"qubes.Filecopy";
+        av[i++] = (char *)service;
         av[i++] = (char *)agent;
         for (int k = first; k < argc; k++)
             av[i++] = argv[k];
@@ -96,7 +131,19 @@ int main(int argc, char **argv)
         av[0] = (char *)agent;
         for (int k = first; k < argc; k++)
             av[k - first + 1] = argv[k];
-        struct bh_qx_call c = { .qube = target, .cmdline = "DEFAULT:QUBESRPC qubes.Filecopy dom0",
+        /* As Qubes' dom0 qvm-copy-to-vm (qvm-run --service): a halted qube is started
+         * first, through bulkheadd. Without a reachable bulkheadd the call is tried as is. */
+        {
+            _cleanup_reply_ struct bh_admin_reply rep = { 0 };
+            bh_error aerr = { 0 };
+            if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &aerr) == 0 && !rep.ok) {
+                fprintf(stderr, "%s: cannot start %s: %s\n", prog, target, rep.exc_msg ? rep.exc_msg : "?");
+                return 1;
+            }
+        }
+        char cmdline[128];
+        snprintf(cmdline, sizeof cmdline, "DEFAULT:QUBESRPC %s dom0", service);
+        struct bh_qx_call c = { .qube = target, .cmdline = cmdline,
                                 .in_fd = 0, .out_fd = 1, .err_fd = 2, .timeout_s = 30, .local_argv = av,
                                 .filter_err = isatty(2) };
         code = bh_qx_call_run(&c);

@@ -68,6 +68,7 @@ struct bh_qube_spec {
     struct bh_volume_layout vol;
     struct bh_net_config net;
     bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
+    uint64_t all_qubes_mib;   /* hard memory limit of all qubes of this daemon together, 0 = none */
     bool debug;
     const char *kernelopts;  /* vm: appended to the guest kernel's command line, or NULL */
     uint32_t boot_timeout_s; /* vm: how long a boot may take until the agent answers
@@ -108,6 +109,14 @@ struct bh_driver {
      * loop watches the fd, so other calls are answered while a qube boots. */
     int (*start_begin)(const struct bh_qube_spec *spec, bh_error *err);
     int (*start_finish)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Optional (may be NULL): charges a host process that serves only this qube (its
+     * qrexec-daemon, whose call processes inherit it) to the qube's CPU share, so that
+     * host work a qube causes counts against that qube. Called by the process itself. */
+    int (*charge_host_helper)(const struct bh_qube_spec *spec, pid_t pid, bh_error *err);
+    /* Optional: applies spec's memory, maxmem and vcpus to the running qube (Qubes
+     * changes these on a running qube; an engine that cannot leaves them for the next
+     * start). */
+    int (*set_limits)(const struct bh_qube_spec *spec, bh_error *err);
 };
 
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */

@@ -231,8 +231,10 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_CURSOR:
         if (bh_gui_parse_cursor(body, len, &a, &err) < 0)
             refuse(g, "%s", err.msg);
-        else
+        else {
+            bh_debug("%s: window 0x%x cursor %#x", g->qube, h->window, a);
             guid_win_cursor(g, w, a);
+        }
         break;
     case BH_GUI_MSG_DOCK:
         refuse(g, "DOCK (no tray on this host)");
@@ -395,6 +397,8 @@ static int run(struct guid *g)
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
         /* messages left in our buffer by the budget are served without waiting */
         bool pending = g->ch.rlen > g->ch.consumed;
+        for (unsigned i = 0; i < g->nwins && !pending; i++)
+            pending = g->wins[i].dirty; /* exposed by events served after the last draw */
         if (poll(p, 2, pending ? 0 : 1000) < 0 && errno != EINTR)
             return bh_err("poll: %s", strerror(errno)), 1;
         xcb_generic_event_t *ev;
@@ -441,6 +445,11 @@ static int run(struct guid *g)
         for (unsigned i = 0; i < g->nwins; i++)
             guid_win_draw(g, &g->wins[i]);
         xcb_flush(g->x);
+        /* events that replies pulled into xcb's queue: poll() would not see them */
+        while ((ev = xcb_poll_for_queued_event(g->x))) {
+            x_event(g, ev);
+            free(ev);
+        }
     }
 }
 
@@ -515,8 +524,14 @@ int main(int argc, char **argv)
         snprintf(pbuf, sizeof pbuf, "%s/policy.d", root && *root ? root : "/var/lib/bulkhead");
         g.policy_dir = pbuf;
     }
+    /* `ask` in qubes.ClipboardPaste policy: the same prompt as qrexec's (docs/qrexec.md) */
+    char abuf[PATH_MAX];
+    static const char *const arels[] = { "../qrexec", ".", NULL };
     if (!g.ask_program)
         g.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    if (!g.ask_program && bh_find_near_self(arels, "qrexec-policy-ask", X_OK, abuf, sizeof abuf) == 0)
+        g.ask_program = abuf;
+    setenv("BULKHEAD_RUNTIME", runtime, 0); /* where qrexec-policy-ask finds the agent */
     if (!g.clip_dir) {
         snprintf(cbuf, sizeof cbuf, "%s/gui", runtime);
         g.clip_dir = cbuf;
@@ -545,6 +560,8 @@ int main(int argc, char **argv)
     int rc = run(&g);
     while (g.nwins)
         guid_win_destroy(&g, &g.wins[g.nwins - 1]);
+    free(g.wins);
+    free(g.keysyms);
     xcb_flush(g.x);
     bh_gui_chan_release(&g.ch);
     close(fd);

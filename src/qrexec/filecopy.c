@@ -39,65 +39,152 @@ void bh_fc_hdr_decode(const uint8_t i[BH_FC_HDR_SIZE], struct bh_fc_hdr *h)
     h->mtime_nsec = get32(i + 28);
 }
 
-int bh_fc_name_check(const char *name)
+/* Code points safe to display in a received name, as ranges (gen_name_allowlist.c). */
+static const struct { uint32_t lo, hi; } allowlist[] = {
+#include "name_allowlist.inc"
+};
+
+bool bh_fc_code_point_safe(uint32_t cp)
 {
-    if (!*name || name[0] == '/')
-        return -1;
-    int depth = 0;
-    const char *p = name;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return -1;
-        if (n > 255)
-            return -1;
-        depth++;
-        p += n;
+    size_t lo = 0, hi = sizeof allowlist / sizeof *allowlist;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < allowlist[mid].lo)
+            hi = mid;
+        else if (cp > allowlist[mid].hi)
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+/* Length of the UTF-8 character at s if it is safe to display, else 0. Lead bytes as
+ * Qubes reads them: C2-DF, E0 A0-BF, E1-EF, F0 90-BF, F1-F4; then tails 80-BF; ASCII
+ * controls never (they are handled before this). */
+static size_t safe_utf8_len(const unsigned char *s)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xf0 && s[1] < 0x90))
+        return 0; /* overlong */
+    for (size_t i = 1; i < len; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf) /* a NUL ends the check here too */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    return bh_fc_code_point_safe(cp) ? len : 0;
+}
+
+enum { NON_CANONICAL = 1u << 8, TRAILING_SLASH = 1u << 9 };
+
+/* Qubes' path walk: the number of components that are not "..", or -errno. At most
+ * `dotdot` leading ".." components; after any other component, none. */
+static long validate_path(const unsigned char *s, size_t dotdot, unsigned flags)
+{
+    bool loose = flags & NON_CANONICAL;
+    long parts = 0;
+    if (!s[0])
+        return loose ? 0 : -ENOLINK;
+    if (s[0] == '/')
+        return -ENOLINK;
+    size_t i;
+    for (i = 0; s[i]; i++) {
+        if (i == 0 || s[i - 1] == '/') {
+            if (s[i] == '/') {
+                if (loose)
+                    continue;
+                return -EILSEQ;
+            }
+            if (s[i] == '.' && (s[i + 1] == '\0' || s[i + 1] == '/')) {
+                if (loose)
+                    continue;
+                return -EILSEQ;
+            }
+            if (s[i] == '.' && s[i + 1] == '.' && (s[i + 2] == '\0' || s[i + 2] == '/')) {
+                if (dotdot < 1)
+                    return -ENOLINK;
+                dotdot--;
+                i++;
+                continue;
+            }
+            dotdot = 0;
+            parts++;
+        }
+        if ((s[i] >= 0x20 && s[i] <= 0x7e) || (flags & BH_FC_ALLOW_UNSAFE_CHARACTERS))
+            continue;
+        size_t n = safe_utf8_len(s + i);
+        if (!n)
+            return -EILSEQ;
+        i += n - 1;
+    }
+    if (!(flags & TRAILING_SLASH) && s[i - 1] == '/')
+        return -EILSEQ;
+    return parts;
+}
+
+/* A component is at most NAME_MAX bytes: the kernel's bound, which Qubes' receiver
+ * meets as ENAMETOOLONG from openat(); refused here before anything is walked. The
+ * depth is bounded by the name's length (BH_FC_MAX_NAME) only, as in Qubes. */
+static int bounds(const char *name)
+{
+    long depth = 1, comp = 0;
+    for (const char *p = name; *p; p++) {
         if (*p == '/') {
-            p++;
-            if (!*p)
-                return -1; /* trailing slash */
+            depth++, comp = 0;
+        } else if (++comp > 255) {
+            return -ENAMETOOLONG;
         }
     }
-    return depth > BH_FC_MAX_DEPTH ? -1 : depth;
+    return (int)depth;
+}
+
+int bh_fc_name_check_flags(const char *name, unsigned flags)
+{
+    flags &= BH_FC_ALLOW_UNSAFE_CHARACTERS;
+    if (validate_path((const unsigned char *)name, 0, flags) <= 0)
+        return -EILSEQ;
+    return bounds(name);
+}
+
+int bh_fc_name_check(const char *name)
+{
+    int r = bh_fc_name_check_flags(name, 0);
+    return r < 0 ? -1 : r;
 }
 
 int bh_fc_symlink_check(const char *linkname, const char *target)
 {
-    if (!*target || target[0] == '/')
-        return -1;
-    int ldepth = bh_fc_name_check(linkname);
-    if (ldepth < 1)
-        return -1;
-    /* Qubes' rule: ".." only as leading components, at most ldepth - 2 of them, then at
-     * least one plain name; no "." or empty components. A ".." after a name could climb
-     * through another link of the copy (d/y -> ".", then d/z -> "y/y/../.." resolves
-     * to the parent of the incoming dir): with leading ".." only, every link resolves
-     * inside its own top-level entry, whatever the other links are. */
-    int up = 0, names = 0;
-    const char *p = target;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.'))
-            return -1;
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            if (names || ++up > ldepth - 2)
-                return -1;
-        } else {
-            if (n > 255)
-                return -1;
-            names++;
-        }
-        p += n;
-        if (*p == '/') {
-            p++;
-            if (!*p)
-                return -1; /* trailing slash */
-        }
-    }
-    return names > 0 && names <= BH_FC_MAX_DEPTH * 2 ? 0 : -1;
+    return bh_fc_symlink_check_flags(linkname, target, 0) < 0 ? -1 : 0;
+}
+
+int bh_fc_symlink_check_flags(const char *linkname, const char *target, unsigned flags)
+{
+    unsigned cflags = flags & BH_FC_ALLOW_UNSAFE_CHARACTERS;
+    long depth = validate_path((const unsigned char *)linkname, 0, cflags);
+    if (depth < 0)
+        return -EILSEQ;
+    if (flags & BH_FC_ALLOW_UNSAFE_SYMLINKS)
+        return depth > 0 ? 0 : -ENOLINK;
+    /* "a" may not be a link at all, and "a/b" may point at most to a sibling: nothing
+     * in ~/QubesIncoming/SOURCE/a can point outside a */
+    if (depth < 2)
+        return -ENOLINK;
+    if (flags & BH_FC_ALLOW_NON_CANONICAL_SYMLINKS)
+        cflags |= NON_CANONICAL;
+    long r = validate_path((const unsigned char *)target, (size_t)(depth - 2), cflags | TRAILING_SLASH);
+    if (r < 0)
+        return (int)r;
+    int b = bounds(target);
+    return b < 0 ? b : 0;
 }
 
 struct in {
@@ -141,7 +228,7 @@ static int unpack_file(struct in *in, const struct bh_fc_sink *sink, const struc
     while (left) {
         size_t n = left > sizeof buf ? sizeof buf : (size_t)left;
         if (rd(in, buf, n) < 0) {
-            rc = fail(res, EPIPE, "stream ended inside %s", name);
+            rc = fail(res, BH_FC_LEGAL_EOF, "stream ended inside %s", name);
             break;
         }
         if (sink->file_write(sink->ctx, buf, n) < 0) {
@@ -162,25 +249,25 @@ int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink,
     uint64_t files = 0, bytes = 0;
     uint64_t max_files = lim && lim->max_files ? lim->max_files : BH_FC_DEFAULT_MAX_FILES;
     uint64_t max_bytes = lim ? lim->max_bytes : 0;
-    static const uint8_t zero[BH_FC_HDR_SIZE];
+    unsigned flags = lim ? lim->name_flags : 0;
     char name[BH_FC_MAX_NAME];
     int rc = -1;
     for (;;) {
         uint8_t raw[BH_FC_HDR_SIZE];
         if (rd(&in, raw, sizeof raw) < 0) {
-            fail(res, EPIPE, "stream ended without its end marker%s", NULL);
+            fail(res, EREMOTEIO, "stream ended without its end marker%s", NULL);
             goto out;
         }
-        if (!memcmp(raw, zero, sizeof raw))
-            break;
         struct bh_fc_hdr h;
         bh_fc_hdr_decode(raw, &h);
-        if (h.namelen < 2 || h.namelen > BH_FC_MAX_NAME) {
-            fail(res, ENAMETOOLONG, "bad name length%s", NULL);
+        if (h.namelen == 0) /* the end marker (Qubes looks at namelen only) */
+            break;
+        if (h.namelen > BH_FC_MAX_NAME - 1) {
+            fail(res, ENAMETOOLONG, "name too long%s", NULL);
             goto out;
         }
         if (rd(&in, name, h.namelen) < 0) {
-            fail(res, EPIPE, "stream ended in a name%s", NULL);
+            fail(res, BH_FC_LEGAL_EOF, "stream ended in a name%s", NULL);
             goto out;
         }
         if (name[h.namelen - 1] != '\0' || strlen(name) != h.namelen - 1) {
@@ -188,8 +275,11 @@ int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink,
             goto out;
         }
         snprintf(res->last_name, sizeof res->last_name, "%s", name);
-        if (bh_fc_name_check(name) < 0) {
-            fail(res, EINVAL, "refused name %s", name);
+        /* every name before anything walks it; a symlink's target below */
+        int nc = bh_fc_name_check_flags(name, flags);
+        if (nc < 0) {
+            fail(res, -nc, nc == -EILSEQ ? "refused name %s (unsafe characters or not canonical)"
+                                         : "refused name %s (too long or too deep)", name);
             goto out;
         }
         if (++files > max_files) {
@@ -214,18 +304,22 @@ int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink,
                 goto out;
             }
         } else if (S_ISLNK(h.mode)) {
-            if (h.filelen == 0 || h.filelen >= BH_FC_MAX_NAME) {
-                fail(res, ENAMETOOLONG, "bad symlink length at %s", name);
+            if (h.filelen > BH_FC_MAX_NAME - 1) {
+                fail(res, ENAMETOOLONG, "symlink target too long at %s", name);
                 goto out;
             }
             char target[BH_FC_MAX_NAME];
             if (rd(&in, target, (size_t)h.filelen) < 0) {
-                fail(res, EPIPE, "stream ended in symlink %s", name);
+                fail(res, BH_FC_LEGAL_EOF, "stream ended in symlink %s", name);
                 goto out;
             }
             target[h.filelen] = '\0';
-            if (strlen(target) != h.filelen || bh_fc_symlink_check(name, target) < 0) {
-                fail(res, EINVAL, "refused symlink %s", name);
+            int sc = strlen(target) != h.filelen ? -EINVAL : bh_fc_symlink_check_flags(name, target, flags);
+            if (sc == 0 && !*target)
+                sc = -ENOENT; /* what symlinkat() gives Qubes' receiver for an empty target */
+            if (sc < 0) {
+                fail(res, -sc, "refused symlink %s", name);
+                snprintf(res->last_name, sizeof res->last_name, "%s", target); /* as Qubes */
                 goto out;
             }
             if (sink->symlink(sink->ctx, name, target) < 0) {
@@ -247,7 +341,9 @@ out:
 
 struct fs_sink {
     int dirfd;
-    int fd; /* the regular file being written */
+    int fd;         /* the regular file being written */
+    int pfd;        /* its directory, and its name there: an incomplete file is removed */
+    char last[256];
 };
 
 /* Opens the directory that will hold `name`'s last component, walking from dirfd with
@@ -301,7 +397,11 @@ static int fs_file_create(void *ctx, const char *name, const struct bh_fc_hdr *h
     struct fs_sink *fs = ctx;
     WITH_PARENT(fs, name, pfd, last);
     fs->fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    return fs->fd < 0 ? -1 : 0;
+    if (fs->fd < 0)
+        return -1;
+    fs->pfd = dup(pfd);
+    snprintf(fs->last, sizeof fs->last, "%s", last); /* a component: at most NAME_MAX */
+    return 0;
 }
 
 static int fs_file_write(void *ctx, const void *p, size_t n)
@@ -316,9 +416,16 @@ static void fs_file_done(void *ctx, const struct bh_fc_hdr *h, bool complete)
     if (complete) {
         fchmod(fs->fd, h->mode & 0777);
         set_times(fs->fd, h);
+    } else if (fs->pfd >= 0) {
+        /* as Qubes' receiver (which writes into an O_TMPFILE and links it when whole):
+         * a file the stream did not finish does not stay */
+        unlinkat(fs->pfd, fs->last, 0);
     }
     close(fs->fd);
     fs->fd = -1;
+    if (fs->pfd >= 0)
+        close(fs->pfd);
+    fs->pfd = -1;
 }
 
 static int fs_dir(void *ctx, const char *name, const struct bh_fc_hdr *h)
@@ -348,7 +455,7 @@ static int fs_symlink(void *ctx, const char *name, const char *target)
 int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
                  struct bh_fc_result *res)
 {
-    struct fs_sink fs = { .dirfd = dirfd, .fd = -1 };
+    struct fs_sink fs = { .dirfd = dirfd, .fd = -1, .pfd = -1 };
     const struct bh_fc_sink sink = { fs_file_create, fs_file_write, fs_file_done, fs_dir, fs_symlink, &fs };
     return bh_fc_unpack_to(r, &sink, lim, res);
 }

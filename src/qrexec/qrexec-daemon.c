@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -225,6 +226,8 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     bh_error e2 = { 0 };
     if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
         return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
+    if (!rep.ok) /* refused (not enough memory, no template...): say so now, not in 60 s */
+        return bh_fail(err, EAGAIN, "starting %s: %s", target, rep.exc_msg ? rep.exc_msg : "refused");
     long long deadline = bh_now_ms() + call_timeout_s * 1000LL;
     while (bh_now_ms() < deadline) {
         fd = bh_unix_connect(path, err);
@@ -303,6 +306,13 @@ static _Noreturn void call_exit(int code)
     _exit(code);
 }
 
+static void unlink_listen_name(const char *tdir, uint32_t tqid, uint32_t port)
+{
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (bh_vchan_path(path, sizeof path, tdir, qid, tqid, port) == 0)
+        (void)unlink(path);
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -368,17 +378,27 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     uint8_t msg[8];
     put32(msg, tqid);
     put32(msg + 4, port);
-    if (bh_write_all(sp, msg, 8) < 0)
+    if (bh_write_all(sp, msg, 8) < 0) {
+        unlink_listen_name(tdir, tqid, port);
         call_exit(1);
+    }
     close(sp);
+    /* The target's side first: its agent connects at once (it got the command), so the
+     * name in the target's small vchan tmpfs goes away now and never waits on the
+     * caller, who decides when (or whether) its own side shows up. A name that nobody
+     * connected to within the timeout is removed too: what a call holds in the target's
+     * dir is released when the call ends or times out. */
+    _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
+    if (dst < 0) {
+        unlink_listen_name(tdir, tqid, port);
+        bh_warn("relay (target side): %s", err.msg);
+        call_exit(0);
+    }
+    close(lfd); /* a listening socket holds its tmpfs inode even once unlinked */
+    lfd = -1;
     _cleanup_close_ int src = bh_vchan_connect(vchan_dir, qid, tqid, port, call_timeout_s * 1000, &err);
     if (src < 0) {
         bh_warn("relay (source side): %s", err.msg);
-        call_exit(0);
-    }
-    _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
-    if (dst < 0) {
-        bh_warn("relay (target side): %s", err.msg);
         call_exit(0);
     }
     /* The relay needs nothing but its two fds: it moves qube bytes as nobody, in a child
@@ -452,6 +472,32 @@ static void refuse_message(uint32_t type, uint32_t total, const uint8_t *p, size
         send_refused(ident);
 }
 
+/* Calls per second this qube may make (token bucket: sustained rate, burst of 3 s):
+ * each allowed or denied call costs the host a fork, a policy evaluation and Admin API
+ * queries, none of it in the qube's cgroup. Past the bucket a call is refused at once,
+ * before any of that work. $BULKHEAD_QREXEC_CALL_RATE, default BH_QX_CALL_RATE. */
+#define BH_QX_CALL_RATE 10
+static bool call_rate_ok(void)
+{
+    static double tokens = -1, rate;
+    static long long last;
+    long long now = bh_now_ms();
+    if (tokens < 0) {
+        const char *e = getenv("BULKHEAD_QREXEC_CALL_RATE");
+        rate = e && atof(e) > 0 ? atof(e) : BH_QX_CALL_RATE;
+        tokens = 3 * rate;
+        last = now;
+    }
+    tokens += (double)(now - last) * rate / 1000.0;
+    if (tokens > 3 * rate)
+        tokens = 3 * rate;
+    last = now;
+    if (tokens < 1)
+        return false;
+    tokens -= 1;
+    return true;
+}
+
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
 {
     bh_error err = { 0 };
@@ -468,6 +514,11 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         /* As Qubes' policy: a requested source is only for a RemoteVM whose relay is the
          * caller. Bulkhead has no RemoteVM, so a qube can only call as itself. */
         refuse_message(type, (uint32_t)len, body, len, "a requested source is only authorized for a RemoteVM");
+        return;
+    }
+    if (!call_rate_ok()) {
+        refusal_log("%s: call %s to %s refused: over the call rate", qube_name, t.service, t.target);
+        send_refused(t.ident);
         return;
     }
     int slot = -1;

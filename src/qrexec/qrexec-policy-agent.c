@@ -37,6 +37,23 @@ static void on_signal(int s) { (void)s; stop = 1; }
 
 static int tty = -1;
 static int timeout_s = 60;
+static int lfd = -1;
+
+/* Questions wait here, fairly: at most ASK_PER_SOURCE from one source qube (the rest
+ * are denied at once, with a log line), and the next question shown is the oldest one
+ * from a source other than the one just asked about, so one qube's flood of asks never
+ * stands between a person and another qube's question for more than one answer.
+ * Relays connecting while a question is on screen are admitted (or refused) at once. */
+#define ASK_PER_SOURCE 3
+#define ASK_QUEUE_MAX 64
+struct waiting {
+    int fd;
+    struct bh_ask_question q;
+};
+static struct waiting queue[ASK_QUEUE_MAX];
+static size_t queued;
+static char last_source[BH_ASK_NAME_MAX];
+static void admit_all(void);
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -151,8 +168,11 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
         }
         /* the relay has shut down its sending side already (EOF is readable); only its
          * full close (POLLHUP) means the call is gone */
-        struct pollfd p[2] = { { .fd = tty, .events = POLLIN }, { .fd = client, .events = 0 } };
-        int r = poll(p, 2, (int)left);
+        struct pollfd p[3] = { { .fd = tty, .events = POLLIN }, { .fd = client, .events = 0 },
+                               { .fd = lfd, .events = POLLIN } };
+        int r = poll(p, 3, (int)left);
+        if (r > 0 && (p[2].revents & POLLIN)) /* other relays: admitted or refused now */
+            admit_all();
         if (r < 0 && errno == EINTR) {
             if (stop)
                 return V_DENY;
@@ -208,35 +228,82 @@ static enum verdict ask_person(const struct bh_ask_question *q, int client, char
     }
 }
 
-static void serve(int fd)
+static void admit(int fd)
 {
     if (!peer_trusted(fd)) {
         say("\n(Refused a question from a process that is not root.)\n");
+        close(fd);
         return;
     }
     static char msg[BH_ASK_MSG_MAX];
     ssize_t n = read_question(fd, msg, sizeof msg);
-    static struct bh_ask_question q;
+    struct waiting *w = queued < ASK_QUEUE_MAX ? &queue[queued] : NULL;
+    static struct bh_ask_question spare;
+    struct bh_ask_question *q = w ? &w->q : &spare;
     const char *why = "no question";
-    if (n < 0 || bh_ask_parse(msg, (size_t)n, &q, &why) < 0) {
+    if (n < 0 || bh_ask_parse(msg, (size_t)n, q, &why) < 0) {
         /* why is one of our own constant strings: the question itself is not shown */
         say("\n(Refused a malformed question: %s.)\n", why);
         bh_write_all(fd, "deny\n", 5);
+        close(fd);
         return;
     }
-    /* a relay that gave up while it waited in the queue is not worth a person's time */
-    struct pollfd gone = { .fd = fd, .events = 0 };
-    if (poll(&gone, 1, 0) == 1 && (gone.revents & (POLLHUP | POLLERR)))
+    size_t same = 0;
+    for (size_t i = 0; i < queued; i++)
+        same += !strcmp(queue[i].q.source, q->source);
+    if (!w || same >= ASK_PER_SOURCE) {
+        bh_warn("ask from %s for %s denied at once: %zu of its questions already wait%s", q->source, q->service,
+                same, w ? "" : " (queue full)");
+        bh_write_all(fd, "deny\n", 5);
+        close(fd);
         return;
+    }
+    w->fd = fd;
+    queued++;
+}
+
+/* Takes every relay that is waiting to connect (non-blocking listening socket). */
+static void admit_all(void)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        admit(fd);
+    }
+}
+
+static void serve_next(void)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < queued; i++)
+        if (strcmp(queue[i].q.source, last_source)) {
+            k = i;
+            break;
+        }
+    struct waiting w = queue[k];
+    memmove(&queue[k], &queue[k + 1], (queued - k - 1) * sizeof queue[0]);
+    queued--;
+    snprintf(last_source, sizeof last_source, "%s", w.q.source);
+    /* a relay that gave up while it waited in the queue is not worth a person's time */
+    struct pollfd gone = { .fd = w.fd, .events = 0 };
+    if (poll(&gone, 1, 0) == 1 && (gone.revents & (POLLHUP | POLLERR))) {
+        close(w.fd);
+        return;
+    }
     char target[BH_ASK_NAME_MAX];
-    enum verdict v = ask_person(&q, fd, target, sizeof target);
+    enum verdict v = ask_person(&w.q, w.fd, target, sizeof target);
     if (v == V_ALLOW) {
         char ans[BH_ASK_ANSWER_MAX];
         int m = snprintf(ans, sizeof ans, "allow %s\n", target);
-        bh_write_all(fd, ans, (size_t)m);
+        bh_write_all(w.fd, ans, (size_t)m);
     } else if (v == V_DENY) {
-        bh_write_all(fd, "deny\n", 5);
+        bh_write_all(w.fd, "deny\n", 5);
     }
+    close(w.fd);
 }
 
 static void usage(void)
@@ -287,8 +354,8 @@ int main(int argc, char **argv)
         bh_err("another qrexec-policy-agent already answers on %s", sock);
         return 1;
     }
-    _cleanup_close_ int lfd = bh_unix_listen(sock, 0600, &err);
-    if (lfd < 0) {
+    lfd = bh_unix_listen(sock, 0600, &err);
+    if (lfd < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0) {
         bh_err("%s", err.msg);
         return 1;
     }
@@ -311,10 +378,17 @@ int main(int argc, char **argv)
             break; /* the terminal is gone: nobody can answer */
         if (!p[0].revents)
             continue;
-        _cleanup_close_ int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            serve(fd);
+        admit_all();
+        while (queued && !stop) {
+            serve_next();
+            admit_all();
+        }
     }
+    for (size_t i = 0; i < queued; i++) {
+        bh_write_all(queue[i].fd, "deny\n", 5);
+        close(queue[i].fd);
+    }
+    close(lfd);
     unlink(sock);
     say("qrexec-policy-agent: stopped; `ask` calls are denied until it runs again.\n");
     return 0;

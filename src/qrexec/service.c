@@ -145,15 +145,32 @@ static _Noreturn void child_exec(const struct bh_qx_cmd *c, const struct bh_qx_s
         perror("qrexec: exec /bin/sh");
         _exit(127);
     }
-    setenv("QREXEC_REMOTE_DOMAIN", c->source, 1);
-    setenv("QREXEC_SERVICE_FULL_NAME", c->service_full, 1);
-    setenv("QREXEC_SERVICE_ARGUMENT", c->arg, 1);
-    unsetenv("QREXEC_REQUESTED_TARGET");
-    unsetenv("QREXEC_REQUESTED_TARGET_KEYWORD");
+    /* The environment Qubes' agent gives a service (libqrexec exec_qubes_rpc2): every
+     * inherited QREXEC* variable goes, except QREXEC_SERVICE_PATH and QREXEC_AGENT_PID
+     * (and our QREXEC_AGENT_SOCKET, so that a service's qrexec-client-vm finds a
+     * non-default agent socket); then the call's own. */
+    for (;;) {
+        extern char **environ;
+        char **e = environ;
+        while (*e && !(!strncmp(*e, "QREXEC", 6) && strncmp(*e, "QREXEC_SERVICE_PATH=", 20) &&
+                       strncmp(*e, "QREXEC_AGENT_PID=", 17) && strncmp(*e, "QREXEC_AGENT_SOCKET=", 20)))
+            e++;
+        if (!*e)
+            break;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+        if (unsetenv(name) < 0)
+            break;
+    }
+    setenv("QREXEC_REQUESTED_TARGET_TYPE", c->req_target ? "name" : c->req_keyword ? "keyword" : "", 1);
     if (c->req_target)
         setenv("QREXEC_REQUESTED_TARGET", c->req_target, 1);
     if (c->req_keyword)
         setenv("QREXEC_REQUESTED_TARGET_KEYWORD", c->req_keyword, 1);
+    setenv("QREXEC_SERVICE_FULL_NAME", c->service_full, 1);
+    setenv("QREXEC_REMOTE_DOMAIN", c->source, 1);
+    if (strchr(c->service_full, '+')) /* as Qubes: only when the call named an argument */
+        setenv("QREXEC_SERVICE_ARGUMENT", c->arg, 1);
     if (*c->arg)
         execl(svc_path, svc_path, c->arg, (char *)NULL);
     else

@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#define BH_QX_DEFAULT_SERVICE_PATH "/usr/local/etc/qubes-rpc:/etc/qubes-rpc:/usr/lib/bulkhead/qubes-rpc"
+/* Qubes' QREXEC_SERVICE_PATH, then ours */
+#define BH_QX_DEFAULT_SERVICE_PATH "/run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc:/usr/lib/bulkhead/qubes-rpc"
 
 struct bh_qx_cmd {
     char *buf;          /* owned copy of the command line, fields point into it */

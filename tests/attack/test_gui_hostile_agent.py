@@ -266,3 +266,74 @@ def test_framing_errors_end_only_that_qube(tmp_path, host_display):
     finally:
         good.close()
         bad.close()
+
+
+def test_override_redirect_and_transient_windows_are_framed_too(agent):
+    """Menus and tooltips (override-redirect) get the frame as well, and a transient
+    window may only name a window of its own qube."""
+    agent.window(1, "main")
+    main = agent.host.find_window("[evil] main")
+    agent.create(2, 200, 200, 80, 60, override_redirect=1)
+    agent.title(2, b"menu")
+    agent.send(MAP, 2, struct.pack("=II", 1, 1))  # transient for window 1
+    agent.buffer(2, 80, 60, 0xffffff)
+    agent.send(SHMIMAGE, 2, struct.pack("=4I", 0, 0, 80, 60))
+    menu = agent.host.find_window("[evil] menu")
+    attrs = agent.host.run("xwininfo", "-id", str(menu)).stdout
+    assert "Override Redirect State: yes" in attrs
+    time.sleep(0.5)
+    assert frame_is(agent.host.screenshot(), agent.host.geometry(menu), RED)[0]
+    assert agent.host.prop(menu, "WM_TRANSIENT_FOR").endswith(hex(main)), attrs
+    # naming a window that is not the qube's own (here: the host's root) is ignored
+    root = int(agent.host.run("xwininfo", "-root").stdout.split("Window id: ")[1].split()[0], 16)
+    agent.create(3, 300, 300, 50, 50)
+    agent.title(3, b"dialog")
+    agent.send(MAP, 3, struct.pack("=II", root, 0))
+    dialog = agent.host.find_window("[evil] dialog")
+    assert "not found" in agent.host.prop(dialog, "WM_TRANSIENT_FOR") or \
+        "no such atom" in agent.host.prop(dialog, "WM_TRANSIENT_FOR")
+
+
+def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_display):
+    evil = FakeAgent(tmp_path, host_display, name="evil", qid=11)
+    good = FakeAgent(tmp_path, host_display, name="good", qid=12)
+    try:
+        evil.window(1, "under", x=100, y=100, w=200, h=200, colour=0x0000ff)
+        host_display.find_window("[evil] under")
+        good.window(1, "over", x=150, y=150, w=200, h=200, colour=0x00ff00)
+        over = host_display.find_window("[good] over")
+        host_display.run("xdotool", "windowfocus", "--sync", str(over))
+        time.sleep(0.5)
+        overlap = (200, 200)
+        assert host_display.pixel(host_display.screenshot(), *overlap) == 0x00ff00  # control
+        for _ in range(20):  # everything a qube could try to get on top or into focus
+            evil.map(1)
+            evil.send(UNMAP, 1)
+            evil.map(1)
+            evil.send(CONFIGURE, 1, struct.pack("=5I", 150, 150, 200, 200, 0))
+            evil.send(145, 1, struct.pack("=II", 3, 0))  # WINDOW_FLAGS fullscreen + attention
+            evil.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 200, 200))
+        alive(evil, 1, "tried")
+        time.sleep(0.5)
+        assert host_display.pixel(host_display.screenshot(), *overlap) == 0x00ff00
+        focus = int(host_display.run("xdotool", "getwindowfocus").stdout)
+        assert focus == over
+        # what it may do: ask for attention (the window manager decides); not fullscreen
+        under = host_display.find_window("[evil] tried")
+        assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host_display.prop(under, "_NET_WM_STATE")
+        assert "asked for fullscreen: refused" in evil.log_text()
+    finally:
+        evil.close()
+        good.close()
+
+
+def test_cursors_are_cursor_font_glyphs_only(agent):
+    agent.window(1, "cursor")
+    agent.host.find_window("[evil] cursor")
+    agent.send(148, 1, struct.pack("=I", 0x100 + 152))  # XC_xterm: accepted
+    agent.send(148, 1, struct.pack("=I", 0x101))        # not a glyph: refused
+    agent.send(148, 1, struct.pack("=I", 0xffffffff))
+    agent.wait_log("CURSOR 0xffffffff is not a cursor-font glyph")
+    assert "CURSOR 0x101 is not a cursor-font glyph" in agent.log_text()
+    assert "0x198" not in agent.log_text()
+    alive(agent, 1, "cursor-ok")

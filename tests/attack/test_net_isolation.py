@@ -42,6 +42,10 @@ FRAME = textwrap.dedent(r'''
 ''')
 
 
+# waits (up to 10 s, on a loaded machine) until a server started in the background answers
+WAIT_UP = "for i in $(seq 100); do curl -s -o /dev/null -m 1 http://{ip}:{port}/ && break; sleep 0.1; done"
+
+
 def qid(net, q):
     return int(net.d.call("admin.vm.property.Get+qid", q).split()[-1])
 
@@ -67,18 +71,29 @@ def test_forged_address_or_mac_dropped_even_if_the_qube_could_send_them(net, int
     """Beyond the missing capabilities: even a qube whose namespace is fully subverted
     (simulated here by host root sending from inside it) cannot get a frame with another
     address or MAC past its netvm."""
+    assert net.run("work", "true").returncode == 0
     log = tmp_path / "sink.log"
     sink = internet.spawn(internet.srv, [_sys.executable, "-c", SINK, str(log)])
     try:
-        time.sleep(0.3)
+        for _ in range(100):  # the sink creates its log once it listens
+            if log.exists():
+                break
+            time.sleep(0.05)
         ns = net.d.runtime / "net" / f"q{qid(net, 'work')}"
         mine, other = net.prop("work", "ip"), net.prop("personal", "ip")
         mac = "00:16:3e:5e:6c:00"
-        for smac, sip, tag in ((mac, mine, "genuine"), (mac, other, "forged-ip"), ("00:16:3e:11:22:33", mine, "forged-mac"),
-                               (mac, "198.51.100.1", "forged-host-ip")):
+        # the genuine frame last: once it is in, any forged one sent before would be too
+        for smac, sip, tag in ((mac, other, "forged-ip"), ("00:16:3e:11:22:33", mine, "forged-mac"),
+                               (mac, "198.51.100.1", "forged-host-ip"), (mac, mine, "genuine")):
             subprocess.run(["nsenter", f"--net={ns}", _sys.executable, "-c", FRAME, smac, sip, tag], check=True, timeout=30)
-        time.sleep(0.5)
-        got = log.read_text().split() if log.exists() else []
+        got = []
+        for _ in range(100):
+            got = log.read_text().split()
+            if "genuine" in got:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+        got = log.read_text().split()
         assert "genuine" in got  # positive control: hand-made frames do get through
         assert "forged-ip" not in got and "forged-mac" not in got and "forged-host-ip" not in got
     finally:
@@ -87,7 +102,7 @@ def test_forged_address_or_mac_dropped_even_if_the_qube_could_send_them(net, int
 
 def test_no_qube_to_qube(net):
     pip = net.prop("personal", "ip")
-    net.run("personal", "nohup python3 -m http.server 8000 >/dev/null 2>&1 & sleep 0.5")
+    net.run("personal", "nohup python3 -m http.server 8000 >/dev/null 2>&1 & " + WAIT_UP.format(ip=pip, port=8000))
     try:
         # positive control: the service answers at that address
         assert net.run("personal", f"curl -sS -m 2 -o /dev/null -w '%{{http_code}}' http://{pip}:8000/").stdout == "200"
@@ -103,7 +118,7 @@ def test_no_qube_to_qube(net):
 def test_no_qube_to_netvm_services(net):
     for netvm in ("sys-firewall", "sys-net"):
         gw = net.prop(netvm, "ip")
-        net.run(netvm, "nohup python3 -m http.server 8001 >/dev/null 2>&1 & sleep 0.5", user="root")
+        net.run(netvm, "nohup python3 -m http.server 8001 >/dev/null 2>&1 & " + WAIT_UP.format(ip=gw, port=8001), user="root")
         try:
             assert net.run(netvm, f"curl -sS -m 2 -o /dev/null -w '%{{http_code}}' http://{gw}:8001/").stdout == "200"
             r = net.run("work", f"curl -sS -m 2 http://{gw}:8001/; echo rc=$?")

@@ -117,7 +117,9 @@ class World:
         self.procs = []
         self.qubes = {}
         self.agent_env = {}  # extra environment for agents (and so their services)
-        self.service("qubes.Filecopy", f"#!/bin/sh\nexec {AGENT}/qfile-unpacker\n")
+        # the installed service (src/agent/qubes-rpc/qubes.Filecopy), pointing at the build
+        real = (ROOT / "src/agent/qubes-rpc/qubes.Filecopy").read_text()
+        self.service("qubes.Filecopy", real.replace("/usr/lib/bulkhead/", f"{AGENT}/"))
         self.service("qubes.OpenInVM", f"#!/bin/sh\nexec {AGENT}/qfile-opener\n")
 
     def service(self, name, script, dom0=False):

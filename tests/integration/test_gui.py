@@ -11,9 +11,21 @@ from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_displ
 
 
 @pytest.fixture
-def gui(engine_daemon, host_display):
+def ask_script(monkeypatch, tmp_path):
+    """A scriptable `ask` prompt (as in test_qrexec_real_qubes): logs, answers $answer."""
+    log, answer = tmp_path / "ask.log", tmp_path / "answer"
+    prog = tmp_path / "ask"
+    prog.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat {answer}\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
+    return log, answer
+
+
+@pytest.fixture
+def gui(ask_script, engine_daemon, host_display):
     d = engine_daemon
     s = GuiSession(d, host_display)
+    s.ask_log, s.ask_answer = ask_script
     for q in ("a", "b"):  # a is red, b is blue
         assert s.qvm_run(q, "true").returncode == 0
     s.start()
@@ -26,7 +38,11 @@ def gui(engine_daemon, host_display):
 def test_windows_are_framed_in_their_qubes_label_colours(gui):
     host = gui.host
     gui.spawn("a", "xterm -T term-a -geometry 40x8+20+20")
-    gui.spawn("b", "xeyes -geometry 200x150+500+300")
+    # the plain way a person types it: qvm-run QUBE PROGRAM ARGS (it returns when xeyes exits)
+    import subprocess
+    from qrexec_fixtures import bin_path
+    plain = subprocess.Popen([bin_path("qvm-run"), "b", "xeyes", "-geometry", "200x150+500+300"], env=gui.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wa = host.find_window("[a] term-a")
     wb = host.find_window("[b] xeyes")
     time.sleep(1)  # let the first frames arrive
@@ -48,6 +64,8 @@ def test_windows_are_framed_in_their_qubes_label_colours(gui):
     assert host.geometry(wb)[:2] == (500 - BORDER, 300 - BORDER)
     if os.environ.get("BULKHEAD_GUI_SCREENSHOT"):
         host.save_png(os.environ["BULKHEAD_GUI_SCREENSHOT"])
+    gui.qvm_run("b", "pkill -x xeyes")
+    assert plain.wait(20) is not None
 
 
 def test_typing_reaches_only_the_focused_qube(gui):
@@ -127,6 +145,16 @@ def test_clipboard_paste_denied_by_policy(gui):
     assert src.read_text() == "a"  # still there for an allowed paste
 
 
+def test_clipboard_paste_asks_a_person(gui):
+    gui.ask_answer.write_text("b\n")
+    _clip_setup(gui, "qubes.ClipboardPaste  *  a  b  ask\n")
+    deadline = time.time() + 15
+    while time.time() < deadline and _b_clipboard(gui) != b"clip-from-a":
+        time.sleep(0.3)
+    assert _b_clipboard(gui) == b"clip-from-a"
+    assert "--source a --service qubes.ClipboardPaste" in gui.ask_log.read_text()
+
+
 def test_stopping_the_qube_closes_its_windows(gui):
     host = gui.host
     gui.spawn("a", "xterm -T bye-a")
@@ -136,3 +164,93 @@ def test_stopping_the_qube_closes_its_windows(gui):
     while time.time() < deadline and "[a] bye-a" in host.run("xwininfo", "-root", "-tree").stdout:
         time.sleep(0.2)
     assert "[a] bye-a" not in host.run("xwininfo", "-root", "-tree").stdout
+
+
+def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_display):
+    d = engine_daemon
+    s = GuiSession(d, host_display).start()
+    try:
+        time.sleep(1)  # no qube runs yet: nothing to show
+        assert "started the GUI daemon" not in s.log.read_text()
+        d.call("admin.vm.Start", "b")  # domain-start -> a daemon for b
+        s.wait_gui("b")
+        s.spawn("b", "xterm -T late-b")
+        host_display.find_window("[b] late-b")
+        d.call("admin.vm.Kill", "b")  # domain-shutdown -> the daemon ends, windows go
+        deadline = time.time() + 20
+        while time.time() < deadline and "GUI daemon of b ended" not in s.log.read_text():
+            time.sleep(0.2)
+        assert "GUI daemon of b ended" in s.log.read_text()
+        assert "[b] late-b" not in host_display.run("xwininfo", "-root", "-tree").stdout
+    finally:
+        s.stop()
+
+
+def test_moving_and_resizing_on_the_desktop_reaches_the_qube(gui):
+    """The user (or window manager) moves and resizes the framed window; the qube's own
+    window follows, and the frame keeps surrounding the new size."""
+    host = gui.host
+    gui.spawn("a", "xterm -T resize-a -geometry 40x8+20+20")
+    wa = host.find_window("[a] resize-a")
+    time.sleep(1)
+    host.run("xdotool", "windowmove", "--sync", str(wa), "300", "200")
+    host.run("xdotool", "windowsize", "--sync", str(wa), "500", "300")
+
+    def in_qube():
+        out = gui.qvm_run("-p", "a", "DISPLAY=:0 xwininfo -name resize-a").stdout.decode()
+        g = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in out.splitlines() if ":" in ln)}
+        return (int(g.get("Absolute upper-left X", -1)), int(g.get("Absolute upper-left Y", -1)),
+                int(g.get("Width", -1)), int(g.get("Height", -1)), int(g.get("Border width", 0)))
+
+    deadline = time.time() + 15
+    want = (300 + BORDER, 200 + BORDER)
+    while time.time() < deadline:
+        x, y, w, h, bw = in_qube()
+        if (x, y, w + 2 * bw, h + 2 * bw) == (*want, 500 - 2 * BORDER, 300 - 2 * BORDER):
+            break
+        time.sleep(0.3)
+    x, y, w, h, bw = in_qube()
+    # (xwininfo's upper-left is the outer corner, border included; its size is without)
+    assert (x, y, w + 2 * bw, h + 2 * bw) == (*want, 500 - 2 * BORDER, 300 - 2 * BORDER)
+    time.sleep(1)
+    shot = host.screenshot()
+    ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
+    assert ok, bad
+    assert host.geometry(wa) == (300, 200, 500, 300)
+
+
+def test_a_bell_asks_for_attention(gui):
+    """xterm's urgent bell (ICCCM urgency in the qube) becomes Qubes' DEMANDS_ATTENTION."""
+    host = gui.host
+    gui.spawn("a", "xterm -T bell-a -xrm 'XTerm*bellIsUrgent: true' -e sh -c 'sleep 2; printf \"\\a\"; sleep 60'")
+    wa = host.find_window("[a] bell-a")
+    assert "DEMANDS_ATTENTION" not in host.prop(wa, "_NET_WM_STATE")
+    deadline = time.time() + 15
+    while time.time() < deadline and "DEMANDS_ATTENTION" not in host.prop(wa, "_NET_WM_STATE"):
+        time.sleep(0.2)
+    assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host.prop(wa, "_NET_WM_STATE")
+
+
+def test_the_qubes_cursor_shape_shows_on_the_desktop(monkeypatch, engine_daemon, host_display):
+    """A themed cursor in the qube (XFIXES names it) reaches the host as a cursor-font
+    glyph: xterm's I-beam is XC_xterm (CURSOR_X11 + 152 = 0x198)."""
+    if not os.path.isdir("/usr/share/icons/whiteglass"):
+        pytest.skip("no cursor theme to name cursors (xcursor-themes)")
+    monkeypatch.setenv("BULKHEAD_LOG", "debug")
+    s = GuiSession(engine_daemon, host_display)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+    try:
+        s.wait_gui("a")
+        s.spawn("a", "XCURSOR_THEME=whiteglass xterm -T cur-a -geometry 40x8+20+20")
+        host_display.find_window("[a] cur-a")
+        time.sleep(1)
+        deadline = time.time() + 15
+        while time.time() < deadline and "cursor 0x198" not in s.log.read_text():
+            host_display.run("xdotool", "mousemove", "500", "500")
+            time.sleep(0.3)
+            host_display.run("xdotool", "mousemove", "100", "60")
+            time.sleep(0.3)
+        assert "cursor 0x198" in s.log.read_text()
+    finally:
+        s.stop()

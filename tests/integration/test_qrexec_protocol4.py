@@ -193,3 +193,36 @@ def test_client_vm_with_agent_end_to_end_v4(world):
     assert (p.returncode, out) == (7, b"out\n")
     d.close()
     assert recv_msg(fd.c) == (MSG["TERMINATED"], struct.pack("<II", 6, 515))
+
+
+ENV_SERVICE = ('#!/bin/sh\nenv | grep ^QREXEC | grep -v -e ^QREXEC_SERVICE_PATH= -e ^QREXEC_AGENT_SOCKET= | sort\n'
+               'echo "argc=$# 1=${1-}"\n')
+
+
+@pytest.mark.parametrize("cmd,want", [
+    ("user:QUBESRPC test.Env+a1 work name personal",
+     ["QREXEC_AGENT_PID=*", "QREXEC_REMOTE_DOMAIN=work", "QREXEC_REQUESTED_TARGET=personal",
+      "QREXEC_REQUESTED_TARGET_TYPE=name", "QREXEC_SERVICE_ARGUMENT=a1", "QREXEC_SERVICE_FULL_NAME=test.Env+a1",
+      "argc=1 1=a1"]),
+    ("user:QUBESRPC test.Env+ work keyword default",
+     ["QREXEC_AGENT_PID=*", "QREXEC_REMOTE_DOMAIN=work", "QREXEC_REQUESTED_TARGET_KEYWORD=default",
+      "QREXEC_REQUESTED_TARGET_TYPE=keyword", "QREXEC_SERVICE_ARGUMENT=", "QREXEC_SERVICE_FULL_NAME=test.Env+",
+      "argc=0 1="]),
+    ("user:QUBESRPC test.Env dom0",
+     ["QREXEC_AGENT_PID=*", "QREXEC_REMOTE_DOMAIN=dom0", "QREXEC_REQUESTED_TARGET_TYPE=",
+      "QREXEC_SERVICE_FULL_NAME=test.Env", "argc=0 1="]),
+], ids=["name", "keyword", "no-target"])
+def test_service_environment_is_qubes(world, cmd, want):
+    """What a service gets is what Qubes' agent gives it (libqrexec exec_qubes_rpc2):
+    QREXEC_REQUESTED_TARGET_TYPE always, QREXEC_SERVICE_ARGUMENT only with a '+', the
+    argument as $1 only when not empty, QREXEC_AGENT_PID; stray QREXEC* variables gone."""
+    world.service("test.Env", ENV_SERVICE)
+    world.agent_env.update(QREXEC_STRAY="x", QREXEC_REQUESTED_TARGET="forged")
+    world.qube("personal", 6)
+    r = world.client("personal", cmd)
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == len(want), lines
+    for got, exp in zip(lines, want):
+        assert got == exp or (exp.endswith("*") and got.startswith(exp[:-1]) and got[len(exp) - 1:].isdigit()), lines
+    pid = int(lines[0].split("=")[1])
+    assert open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].endswith(b"qrexec-agent")

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         { "vcpus", 1, 0, 'v' }, { "max-pids", 1, 0, 'p' }, { "root-lower", 1, 0, 'l' },
         { "root-rw", 1, 0, 'w' }, { "throwaway", 0, 0, 't' }, { "private-img", 1, 0, 'i' },
         { "host-usr", 1, 0, 'U' }, { "volatile-bytes", 1, 0, 'V' }, { "netns", 1, 0, 'n' },
-        { "user", 1, 0, 'e' }, { "provides-network", 0, 0, 'N' }, { "debug", 0, 0, 'd' }, { "timeout", 1, 0, 'T' }, { 0, 0, 0, 0 },
+        { "user", 1, 0, 'e' }, { "provides-network", 0, 0, 'N' }, { "all-qubes-mib", 1, 0, 'A' }, { "debug", 0, 0, 'd' }, { "timeout", 1, 0, 'T' }, { 0, 0, 0, 0 },
     };
     struct bh_qube_spec s = { .klass = "AppVM", .uid_count = 65536, .default_user = "user", .qid = 1 };
     const char *runtime = getenv("BULKHEAD_RUNTIME");
@@ -119,6 +119,7 @@ int main(int argc, char **argv)
         case 'V': s.vol.volatile_bytes = num(optarg); break;
         case 'n': s.net.netns_path = optarg; break;
         case 'N': s.provides_network = true; break;
+        case 'A': s.all_qubes_mib = num(optarg); break;
         case 'e': user = optarg; s.default_user = optarg; break;
         case 'd': s.debug = true; break;
         case 'T': timeout = (int)num(optarg); break;

@@ -329,6 +329,10 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
         ssize_t n = recv(sock, &m, sizeof m, 0);
         if (n < 0 && errno == EINTR)
             continue;
+        /* A stage that exits with our 'G' unread makes the kernel report ECONNRESET
+         * once, ahead of the messages still queued (its 'E' among them): read on. */
+        if (n < 0 && errno == ECONNRESET)
+            continue;
         if (n <= 0) {
             bh_fail(err, ECHILD, "qube %s: init exited during start", spec->name);
             goto out;

@@ -1,0 +1,39 @@
+"""`ask` prompts are fair across source qubes: one qube that floods asks gets at most a
+few questions waiting (the rest are denied at once, with a log line), and another
+qube's question is shown next, not after the flood."""
+import pathlib as _pl
+import sys as _sys
+import time
+
+_sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
+from test_ask_prompt import agent_factory, ask  # noqa: E402,F401
+
+
+def test_one_qubes_flood_of_asks_does_not_delay_another(agent_factory):
+    a = agent_factory(timeout=60)
+    flood = []
+    for i in range(15):
+        flood.append(ask(a.sock, "--source", "evil", "--service", f"qubes.Flood{i}", "--", "b"))
+        time.sleep(0.02)
+    head, _ = a.question()
+    assert head.startswith("evil wants to call qubes.Flood")  # positive control: the flood arrived
+    time.sleep(0.5)
+    work = ask(a.sock, "--source", "work", "--service", "qubes.Filecopy", "--default", "b", "--", "b")
+    # While the first question is on screen, evil's excess is denied at once.
+    deadline = time.time() + 10
+    while time.time() < deadline and sum(p.poll() is not None for p in flood) < 11:
+        time.sleep(0.1)
+    done = [p for p in flood if p.poll() is not None]
+    assert len(done) >= 11, f"only {len(done)} of evil's 15 asks were refused at once"
+    assert all(p.returncode != 0 and p.stdout.read() == b"" for p in done)
+    time.sleep(2)  # work's relay (a new process) has connected and waits behind evil's
+    a.type("n\n")
+    head, _ = a.question()
+    assert head == "work wants to call qubes.Filecopy; choose a target:", a.out.decode(errors="replace")[-3000:]
+    a.type("\n")
+    out, _ = work.communicate(timeout=10)
+    assert (work.returncode, out) == (0, b"b\n")
+    for p in flood:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

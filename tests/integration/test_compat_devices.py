@@ -1,0 +1,61 @@
+"""Qubes' device API as a Qubes client walks it (Qubes.clone_vm, qvm-device ls):
+admin.deviceclass.List, admin.vm.device.<class>.{Available,Assigned,Attached} answer
+with what exists (nothing is exported yet), attach/assign/detach are refused with
+Qubes' errors, and admin.vm.device.denied.* keep devices_denied as Qubes does
+(sorted, without duplicates, Qubes' validation and error messages). Exact bytes."""
+import pytest
+
+from admin_fixtures import AdminError, daemon  # noqa: F401
+
+
+def test_device_tree_walk(daemon):
+    d = daemon
+    assert d.raw(b"admin.deviceclass.List+ dom0 name dom0\0") == b"0\0pci\nblock\n"
+    for cls in ("pci", "block"):
+        for op in ("Available", "Assigned", "Attached"):
+            assert d.raw(f"admin.vm.device.{cls}.{op}+ dom0 name work\0".encode()) == b"0\0"
+        assert d.raw(f"admin.vm.device.{cls}.Assigned+dom0+loop7 dom0 name work\0".encode()) == b"0\0"
+    # a class Qubes does not have is no method at all
+    assert d.raw(b"admin.vm.device.bogus.Available+ dom0 name work\0").startswith(b"2\0ProtocolError\0")
+    # deviceclass.List is global: on a qube it is refused
+    assert d.raw(b"admin.deviceclass.List+ dom0 name work\0").startswith(b"2\0")
+
+
+def test_attach_detach_errors(daemon):
+    d = daemon
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.block.Attach+dom0+loop7:dev", "work", payload="required='no' attach_automatically='no'")
+    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Cannot attach unknown block device.")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.block.Detach+dom0+loop7", "work")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceNotAssigned", "block device loop7 not attached to work")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.pci.Unassign+dom0+00_1f.2", "work")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceNotAssigned", "pci device 00_1f.2 not assigned to work")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.block.Attach+nosuch+loop7", "work", payload="x")
+    assert e.value.exc_type == "QubesVMNotFoundError"
+
+
+def test_denied_list(daemon):
+    d = daemon
+    assert d.call("admin.vm.device.denied.List", "work") == ""
+    d.call("admin.vm.device.denied.Add", "work", payload="u03****b******")
+    d.call("admin.vm.device.denied.Add", "work", payload="b******p0e0100")   # b****** again: kept once
+    assert d.raw(b"admin.vm.device.denied.List+ dom0 name work\0") == b"0\0b******\np0e0100\nu03****"
+    assert d.call("admin.vm.property.Get+devices_denied", "work") == "default=False type=str b******p0e0100u03****"
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.denied.Add", "work", payload="u03****u03****")
+    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Duplicated device interfaces in payload.")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.denied.Add", "work", payload="u03***")
+    assert e.value.exc_type == "QubesValueError" and "expected multiple of 7" in e.value.msg
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.device.denied.Add", "work", payload="x000000")
+    assert e.value.exc_type == "QubesPropertyValueError"
+    assert e.value.msg.startswith("Interface code list should be in the form chhhhhhchhhhhh...,where c is one of")
+    d.call("admin.vm.device.denied.Remove", "work", payload="p0e0100q123456")   # missing ones ignored
+    assert d.call("admin.vm.device.denied.List", "work") == "b******\nu03****"
+    d.call("admin.vm.device.denied.Remove", "work", payload="all")
+    assert d.call("admin.vm.device.denied.List", "work") == ""
+    assert d.call("admin.vm.property.Get+devices_denied", "dom0") == "default=True type=str "
