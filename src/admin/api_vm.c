@@ -256,8 +256,9 @@ static int park(struct bh_call *c, enum bh_wait_kind kind)
 
 static int park_started(struct bh_call *c)
 {
-    /* the engine gives up on its own at its boot timeout; this is the margin */
-    if (bh_waiters_add(c->dest, BH_WAIT_STARTED, c->conn, 180000, c->exc) < 0)
+    /* the engine gives up on its own at its boot timeout (qrexec_timeout); a margin */
+    int64_t ms = bh_qube_prop_int(c->app, c->dest, "qrexec_timeout") * 1000 + 30000;
+    if (bh_waiters_add(c->dest, BH_WAIT_STARTED, c->conn, ms, c->exc) < 0)
         return -1;
     c->park = true;
     return 0;

@@ -1,5 +1,6 @@
 #include "waiters.h"
 #include "lifecycle.h"
+#include "props.h"
 #include "loop.h"
 #include "server.h"
 #include <stdio.h>
@@ -62,7 +63,7 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid)
                 int r = bh_lifecycle_start(app, q, &e);
                 if (r == BH_LIFECYCLE_STARTING) {
                     w->kind = BH_WAIT_STARTED; /* answered when the boot ends */
-                    w->deadline = bh_now_ms() + 180000;
+                    w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
                     continue;
                 }
                 if (r == 0)

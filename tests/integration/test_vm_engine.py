@@ -90,6 +90,8 @@ def test_pause_unpause(vm_env):
 
 def test_daemon_restart_adopts_the_vm(vm_env):
     d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
     qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
     d.stop()
     assert os.path.exists(f"/proc/{qemu}")  # qubes outlive bulkheadd
@@ -112,7 +114,7 @@ def test_boot_that_never_finishes_is_killed(vm_env):
     with pytest.raises(AdminError) as e:
         start(d, "v")
     assert "did not boot within 1 s" in e.value.msg
-    d.call("admin.vm.property.Reset+qrexec_timeout", "v")
+    d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
     assert state_of(d, "v") == "Halted"
     assert vm_leftovers(d, "v") == []
 
@@ -153,6 +155,7 @@ def test_kill_while_booting(vm_env):
 
 def test_qemu_killed_from_outside_is_noticed(vm_env):
     d = vm_env.d
+    d.call("admin.vm.Start", "n")
     if state_of(d, "v") != "Running":
         start(d, "v")
     qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])

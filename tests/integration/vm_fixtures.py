@@ -55,7 +55,7 @@ def qvm_run(d, *args, input=None, timeout=120):
                           timeout=timeout)
 
 
-def start(d, name, timeout=200):
+def start(d, name, timeout=300):
     """admin.vm.Start, waiting as long as a TCG boot may take."""
     return parse_reply(raw_call(d.sock, f"admin.vm.Start+ dom0 name {name}".encode() + b"\0", timeout=timeout))
 
@@ -110,6 +110,8 @@ class VMEnv:
         d.call("admin.vm.Create.AppVM+host", payload="name=n label=blue")
         d.call("admin.vm.property.Set+virt_mode", "v", "pvh")
         d.call("admin.vm.property.Set+memory", "v", "300")
+        # a TCG boot takes 10-25 s here, far more on a machine busy with other tests
+        d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
 
     def close(self):
         d = self.d

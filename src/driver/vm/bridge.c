@@ -173,6 +173,10 @@ static void conn_abort(struct conn *c)
 static void conn_readable(struct conn *c)
 {
     static uint8_t buf[BH_MUX_DATA_MAX];
+    /* EPOLLHUP/ERR come even when we do not ask for input: with the window full (or
+     * after EOF) there is nothing to read now, and read(fd, buf, 0) would look like EOF */
+    if (c->local_eof || c->unacked >= BH_MUX_WINDOW)
+        return;
     size_t room = BH_MUX_WINDOW - c->unacked;
     if (room > sizeof buf)
         room = sizeof buf;
@@ -445,9 +449,11 @@ static void on_frame(const struct bh_mux_frame *f)
     case BH_MUX_SYNC:
         if (!guest)
             die("SYNC from the guest");
-        if (synced)
-            break; /* the answer to a repeated HELLO */
+        /* first SYNC, the answer to a repeated HELLO, or the host connected again (an
+         * announcement may have been lost meanwhile): announce every listener (again;
+         * the host ignores names it has) */
         synced = true;
+        memset(announced, 0, sizeof announced);
         scan_dir();
         break;
     case BH_MUX_HELLO:
