@@ -84,11 +84,11 @@ static struct bh_qube *qube_ref(struct bh_app *app, const struct bh_qube *q, con
 CONST_DEFAULT(d_true, "True")
 CONST_DEFAULT(d_false, "False")
 CONST_DEFAULT(d_400, "400")
-CONST_DEFAULT(d_4000, "4000")
 CONST_DEFAULT(d_2, "2")
 CONST_DEFAULT(d_3, "3")
 CONST_DEFAULT(d_60, "60")
 CONST_DEFAULT(d_empty, "")
+CONST_DEFAULT(d_default_str, "default")
 CONST_DEFAULT(d_mac, "00:16:3e:5e:6c:00")
 CONST_DEFAULT(d_kbd, "us++")
 CONST_DEFAULT(d_pool, "default")
@@ -162,13 +162,79 @@ static char *d_default_user(struct bh_app *a, const struct bh_qube *q)
 static char *d_include_in_backups(struct bh_app *a, const struct bh_qube *q)
 {
     (void)a;
-    return strdup(q->klass == BH_DISPVM ? "False" : "True");
+    /* As Qubes: a disposable is backed up unless it is destroyed at its halt. */
+    if (q->klass == BH_DISPVM)
+        return strdup(bh_kv_get(&q->features, "internal.auto-cleanup") ? "False" : "True");
+    return strdup("True");
 }
 
 static char *d_updateable(struct bh_app *a, const struct bh_qube *q)
 {
     (void)a;
-    return strdup(q->klass == BH_TEMPLATEVM || q->klass == BH_STANDALONEVM ? "True" : "False");
+    return strdup(q->klass == BH_TEMPLATEVM || q->klass == BH_STANDALONEVM || q->klass == BH_ADMINVM ? "True" : "False");
+}
+
+/* A disposable's auto_cleanup is whether bulkheadd destroys it at its halt (the
+ * internal.auto-cleanup feature that CreateDisposable and preloading set). */
+static char *d_auto_cleanup(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    return strdup(bh_kv_get(&q->features, "internal.auto-cleanup") ? "True" : "False");
+}
+
+static char *d_is_preload(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    return strdup(bh_kv_get(&q->features, "preload-dispvm") ? "True" : "False");
+}
+
+/* As Qubes: the number in a disposable's name "dispN" (its qid if it has no such name). */
+static char *d_dispid(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    const char *n = q->name;
+    if (!strncmp(n, "disp", 4) && n[4] >= '1' && n[4] <= '9' && strspn(n + 4, "0123456789") == strlen(n + 4) &&
+        strlen(n + 4) < 10)
+        return strdup(n + 4);
+    return fmt_ll(q->qid);
+}
+
+/* As Qubes: an app qube boots in its template's appvm_default_bootmode. */
+static char *d_bootmode(struct bh_app *a, const struct bh_qube *q)
+{
+    struct bh_qube *t = (q->klass == BH_APPVM || q->klass == BH_DISPVM) ? qube_ref(a, q, "template") : NULL;
+    if (t && t->klass == BH_TEMPLATEVM)
+        return bh_qube_prop(a, t, "appvm_default_bootmode");
+    return strdup("default");
+}
+
+/* dom0's and the system's memory: the host's, in MiB. */
+static char *d_host_maxmem(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    (void)q;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    return fmt_ll(pages > 0 && psize > 0 ? (long long)pages * psize / (1024 * 1024) : 0);
+}
+
+static char *d_no_cpus(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    (void)q;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return fmt_ll(n > 0 ? n : 1);
+}
+
+static char *d_maxmem(struct bh_app *a, const struct bh_qube *q)
+{
+    return q->klass == BH_ADMINVM ? d_host_maxmem(a, q) : strdup("4000");
+}
+
+static char *d_stubdom_xid(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    (void)q;
+    return strdup("-1");
 }
 
 static bool is_networked(struct bh_app *a, const struct bh_qube *q)
@@ -414,6 +480,26 @@ static int chk_devices_denied(struct bh_app *a, struct bh_qube *q, const char *v
     return 0;
 }
 
+/* Qubes' setter=qubes.property.forbidden: dom0's maxmem is the host's. */
+static int chk_maxmem(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    if (q && q->klass == BH_ADMINVM)
+        return bh_exc(e, "QubesPropertyValueError", "Invalid value '%s' of property 'maxmem' of dom0: property not settable", v);
+    return 0;
+}
+
+static int chk_bootmode(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    (void)q;
+    /* Qubes offers the boot modes a template lists in its boot-mode.* features; the
+     * ns engine has one: "default". */
+    if (strcmp(v, "default") != 0)
+        return bh_exc(e, "QubesPropertyValueError", "Invalid bootmode '%s'", v);
+    return 0;
+}
+
 static int chk_template_for_dispvms(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     /* Refuse to unset while disposables are based on it (they would lose their root). */
@@ -455,19 +541,27 @@ static int chk_provides_network(struct bh_app *a, struct bh_qube *q, const char 
 #define HALT BH_PF_HALTED
 
 static const struct bh_prop_def qube_props[] = {
+    { "appvm_default_bootmode", BH_P_STR, BH_KMASK(BH_TEMPLATEVM), 0, d_default_str, chk_bootmode, 0, 0, "Default boot mode for app qubes based on this template" },
     { "audiovm", BH_P_VM, VMS, NUL, d_g_audiovm, NULL, 0, 0, "VM used for audio" },
+    { "auto_cleanup", BH_P_BOOL, BH_KMASK(BH_DISPVM), NS, d_auto_cleanup, NULL, 0, 0, "automatically remove this qube upon shutdown" },
     { "autostart", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "Start the qube when bulkheadd starts" },
+    { "backup_timestamp", BH_P_INT, VMS, 0, NULL, NULL, 0, LLONG_MAX, "Time of last backup of the qube, in seconds since unix epoch" },
+    { "bootmode", BH_P_STR, VMS, 0, d_bootmode, chk_bootmode, 0, 0, "Active boot mode for this domain" },
     { "debug", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "Debug mode: keep logs and do not hide failures" },
     { "default_dispvm", BH_P_VM, ALL, NUL, d_default_dispvm, chk_dispvm_template, 0, 0, "Default disposable template for this qube's calls" },
     { "default_user", BH_P_STR, VMS, 0, d_default_user, chk_user, 0, 0, "Default user for qrexec commands" },
     { "devices_denied", BH_P_STR, ALL, 0, d_empty, chk_devices_denied, 0, 0, "List of device interface codes that are denied for this VM." },
+    { "dispid", BH_P_INT, BH_KMASK(BH_DISPVM), NS, d_dispid, NULL, 0, 0, "Internal, persistent identifier of particular disposable." },
     { "dns", BH_P_STR, VMS, NS, d_dns, NULL, 0, 0, "DNS servers set up for this qube" },
     { "gateway", BH_P_STR, VMS, NS, d_gateway, NULL, 0, 0, "Gateway this qube offers to qubes behind it" },
+    { "gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "IPv6 gateway this qube offers (none: Bulkhead has no IPv6)" },
     { "guivm", BH_P_VM, VMS, NUL, d_g_guivm, NULL, 0, 0, "VM that shows this qube's windows" },
     { "icon", BH_P_STR, ALL, NS, d_icon, NULL, 0, 0, "Icon name (class and label)" },
-    { "include_in_backups", BH_P_BOOL, VMS, 0, d_include_in_backups, NULL, 0, 0, "Include in backups" },
+    { "include_in_backups", BH_P_BOOL, ALL, 0, d_include_in_backups, NULL, 0, 0, "Include in backups" },
+    { "installed_by_rpm", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "If this domain's image was installed from a package tracked by the package manager" },
     { "ip", BH_P_STR, VMS, 0, d_ip, chk_ip, 0, 0, "IPv4 address of this qube" },
     { "ip6", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "IPv6 address of this qube" },
+    { "is_preload", BH_P_BOOL, BH_KMASK(BH_DISPVM), NS, d_is_preload, NULL, 0, 0, "Whether this disposable is preloaded and not yet used" },
     { "kernel", BH_P_STR, VMS, HALT, d_g_kernel, NULL, 0, 0, "Kernel (vm engine)" },
     { "kernelopts", BH_P_STR, VMS, HALT, d_empty, NULL, 0, 0, "Kernel command line (vm engine)" },
     { "keyboard_layout", BH_P_STR, ALL, 0, d_kbd, chk_kbd, 0, 0, "Keyboard layout, layout+variant+options" },
@@ -475,7 +569,7 @@ static const struct bh_prop_def qube_props[] = {
     { "label", BH_P_LABEL, ALL, 0, d_label, NULL, 0, 0, "Colourful label assigned to the qube" },
     { "mac", BH_P_STR, VMS, 0, d_mac, chk_mac, 0, 0, "MAC address of the qube's network interface" },
     { "management_dispvm", BH_P_VM, ALL, NUL, d_g_mgmt_dispvm, chk_dispvm_template, 0, 0, "Disposable template for management tasks" },
-    { "maxmem", BH_P_INT, VMS, HALT, d_4000, NULL, 0, 1 << 20, "Maximum memory in MiB (hard limit)" },
+    { "maxmem", BH_P_INT, ALL, HALT, d_maxmem, chk_maxmem, 0, 1 << 20, "Maximum memory in MiB (hard limit)" },
     { "memory", BH_P_INT, VMS, HALT, d_400, NULL, 1, 1 << 20, "Initial memory in MiB" },
     { "name", BH_P_STR, ALL, RO, NULL, NULL, 0, 0, "User-assigned name of the qube" },
     { "netvm", BH_P_VM, VMS, NUL, d_netvm, chk_netvm, 0, 0, "Qube that provides network to this one (empty: no network)" },
@@ -484,14 +578,19 @@ static const struct bh_prop_def qube_props[] = {
     { "qrexec_timeout", BH_P_INT, VMS, 0, d_g_qrexec_timeout, NULL, 1, 3600, "Seconds to wait for the qrexec agent" },
     { "shutdown_timeout", BH_P_INT, VMS, 0, d_g_shutdown_timeout, NULL, 1, 3600, "Seconds to wait for a clean shutdown before killing" },
     { "start_time", BH_P_STR, VMS, NS, d_start_time, NULL, 0, 0, "When the qube was started (seconds since the epoch)" },
+    { "stubdom_mem", BH_P_INT, VMS, 0, NULL, NULL, 1, 1 << 20, "Memory amount allocated for the stubdom (none: no stubdomain)" },
+    { "stubdom_uuid", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "UUID of the stubdomain (none)" },
+    { "stubdom_xid", BH_P_INT, VMS, NS, d_stubdom_xid, NULL, 0, 0, "Xen ID of the stubdomain (-1: none)" },
     { "template", BH_P_VM, APP_DISP, HALT, NULL, chk_template, 0, 0, "Template this qube's root comes from" },
     { "template_for_dispvms", BH_P_BOOL, BH_KMASK(BH_APPVM) | BH_KMASK(BH_STANDALONEVM) | BH_KMASK(BH_TEMPLATEVM), 0, d_false, chk_template_for_dispvms, 0, 0, "Disposables may be based on this qube" },
-    { "updateable", BH_P_BOOL, VMS, NS, d_updateable, NULL, 0, 0, "Changes to the root persist (template, standalone)" },
+    { "updateable", BH_P_BOOL, ALL, NS, d_updateable, NULL, 0, 0, "Changes to the root persist (template, standalone)" },
     { "uuid", BH_P_STR, ALL, RO, NULL, NULL, 0, 0, "UUID of the qube" },
     { "vcpus", BH_P_INT, VMS, HALT, d_2, NULL, 1, 256, "Number of virtual CPUs" },
     { "virt_mode", BH_P_STR, VMS, HALT, d_g_virt_mode, chk_virt_mode, 0, 0, "Engine: ns (namespaces) or vm (QEMU)" },
     { "visible_gateway", BH_P_STR, VMS, NS, d_visible_gateway, NULL, 0, 0, "Default gateway as seen by the qube" },
+    { "visible_gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "Default IPv6 gateway as seen by the qube (none)" },
     { "visible_ip", BH_P_STR, VMS, NS, d_visible_ip, NULL, 0, 0, "IP address as seen by the qube" },
+    { "visible_ip6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "IPv6 address as seen by the qube (none)" },
     { "visible_netmask", BH_P_STR, VMS, NS, d_visible_netmask, NULL, 0, 0, "Netmask as seen by the qube" },
     { "xid", BH_P_INT, ALL, NS, d_xid, NULL, 0, 0, "Runtime domain id (-1 when halted)" },
 };
@@ -514,6 +613,8 @@ static const struct bh_prop_def global_props[] = {
     { "default_template", BH_P_VM, 0, NUL, d_empty, chk_default_template, 0, 0, "Default template for new app qubes" },
     { "default_virt_mode", BH_P_STR, 0, 0, d_virt_mode_global, chk_virt_mode, 0, 0, "Default engine for new qubes" },
     { "management_dispvm", BH_P_VM, 0, NUL, d_empty, chk_dispvm_template, 0, 0, "Default disposable template for management" },
+    { "maxmem", BH_P_INT, 0, RO, d_host_maxmem, NULL, 0, 0, "Maximum system memory." },
+    { "no_cpus", BH_P_INT, 0, RO, d_no_cpus, NULL, 0, 0, "Quantity of CPUs" },
     { "stats_interval", BH_P_INT, 0, 0, d_3, NULL, 1, 3600, "Interval between statistics events (seconds)" },
     { "updatevm", BH_P_VM, 0, NUL, d_empty, NULL, 0, 0, "Qube used to download updates for dom0" },
 };
@@ -616,7 +717,12 @@ int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop
         errno = 0;
         long long n = strtoll(v, &end, 10);
         if (!*v || *end || errno || (v[0] == '0' && v[1]) || !((v[0] >= '0' && v[0] <= '9') || v[0] == '-'))
-            return bh_exc(e, "QubesValueError", "Invalid value for property '%s': not an integer", d->name);
+            return bh_exc(e, "QubesValueError", "Failed to parse property value as int");
+        /* Qubes' setters: _setter_positive_int, _setter_non_negative_int. */
+        if (n < d->min && d->min == 1)
+            return bh_exc(e, "QubesPropertyValueError", "%s must be positive", d->name);
+        if (n < d->min && d->min == 0)
+            return bh_exc(e, "QubesPropertyValueError", "%s must be positive or zero", d->name);
         if ((d->min || d->max) && (n < d->min || n > d->max))
             return bh_exc(e, "QubesValueError", "Value of property '%s' out of range (%lld..%lld)", d->name, d->min, d->max);
         free(v);
@@ -626,7 +732,7 @@ int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop
     case BH_P_BOOL: {
         bool b;
         if (parse_bool(v, &b) < 0)
-            return bh_exc(e, "QubesValueError", "Invalid value for property '%s': not a boolean", d->name);
+            return bh_exc(e, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
         free(v);
         v = strdup(b ? "True" : "False");
         break;

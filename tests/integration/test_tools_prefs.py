@@ -58,7 +58,7 @@ def test_errors(qd):
                 "no such property: 'nosuchprop'")
     usage_error(qd.run("qvm-prefs"), "qvm-prefs", "the following arguments are required: VMNAME")
     r = qd.run("qvm-prefs", "work", "memory", "lots")
-    assert r.rc == 1 and r.err.startswith("qvm-prefs: error: ") and "memory" in r.err
+    assert r.rc == 1 and r.err == "qvm-prefs: error: Failed to parse property value as int\n"  # Qubes' words
     assert qd.call("admin.vm.property.Get", "work", arg="memory") == "default=True type=int 400"
     r = qd.run("qvm-prefs", "work", "netvm", "nosuchvm")
     assert r.rc == 1 and r.err.startswith("qvm-prefs: error: ")
