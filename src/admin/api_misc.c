@@ -2,7 +2,21 @@
 #include "api.h"
 #include "cleanup.h"
 #include "props.h"
+#include "stats.h"
+#include <stdio.h>
 #include <string.h>
+
+/* As qubesd: on dom0 every qube's vm-stats, on a qube only its own. */
+static int vm_stats(struct bh_call *c)
+{
+    char filter[96];
+    snprintf(filter, sizeof filter, "stats:%s", c->dest->klass == BH_ADMINVM ? "" : c->dest->name);
+    if (bh_server_subscribe(c->conn, filter) < 0)
+        return bh_exc(c->exc, "QubesException", "cannot subscribe");
+    bh_stats_now();
+    c->stream = true;
+    return 0;
+}
 
 static int vmclass_list(struct bh_call *c)
 {
@@ -63,5 +77,6 @@ const struct bh_method bh_api_misc[] = {
     { "internal.GetSystemInfo", system_info, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.vmclass.List", vmclass_list, BH_M_DOM0 | BH_M_NOARG | BH_M_NOPAYLOAD },
     { "admin.Events", events, BH_M_NOARG | BH_M_NOPAYLOAD },
+    { "admin.vm.Stats", vm_stats, BH_M_NOARG | BH_M_NOPAYLOAD },
     { NULL, NULL, 0 },
 };

@@ -50,8 +50,15 @@ void bh_events_emit(const char *subject, const char *event, const char *const *k
         return;
     if (n)
         memcpy(copy, subs, n * sizeof *copy);
+    /* vm-stats go only to admin.vm.Stats streams (filter "stats:" or "stats:NAME"),
+     * and those get nothing else, as in qubesd. */
+    bool is_stats = !strcmp(event, "vm-stats");
     for (size_t i = 0; i < n; i++) {
-        if (copy[i].filter[0] && strcmp(copy[i].filter, "dom0") != 0 && strcmp(copy[i].filter, subject) != 0)
+        const char *f = copy[i].filter;
+        if (!strncmp(f, "stats:", 6)) {
+            if (!is_stats || (f[6] && strcmp(f + 6, subject) != 0))
+                continue;
+        } else if (is_stats || (f[0] && strcmp(f, "dom0") != 0 && strcmp(f, subject) != 0))
             continue;
         bool still = false;
         for (size_t j = 0; j < nsubs; j++)
@@ -60,4 +67,12 @@ void bh_events_emit(const char *subject, const char *event, const char *const *k
             copy[i].fn(copy[i].ctx, subject, event, kv);
     }
     free(copy);
+}
+
+bool bh_events_have_stats(void)
+{
+    for (size_t i = 0; i < nsubs; i++)
+        if (!strncmp(subs[i].filter, "stats:", 6))
+            return true;
+    return false;
 }

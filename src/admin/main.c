@@ -11,6 +11,7 @@
 #include "net_glue.h"
 #include "policy_install.h"
 #include "preload.h"
+#include "stats.h"
 #include "server.h"
 #include "store.h"
 #include <errno.h>
@@ -140,6 +141,7 @@ int main(int argc, char **argv)
         bh_warn("%s", err.msg);
     bh_lifecycle_boot(&app, autostart);
     bh_preload_init(&app);
+    bh_stats_init(&app);
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
     bh_net_glue_fini(&app);

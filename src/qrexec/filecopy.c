@@ -131,9 +131,9 @@ static long validate_path(const unsigned char *s, size_t dotdot, unsigned flags)
     return parts;
 }
 
-/* Our bounds on top of Qubes' rules: a component is at most NAME_MAX bytes (the
- * kernel's: Qubes' receiver gets ENAMETOOLONG from it), a name at most
- * BH_FC_MAX_DEPTH components (ours: walks stay bounded). */
+/* A component is at most NAME_MAX bytes: the kernel's bound, which Qubes' receiver
+ * meets as ENAMETOOLONG from openat(); refused here before anything is walked. The
+ * depth is bounded by the name's length (BH_FC_MAX_NAME) only, as in Qubes. */
 static int bounds(const char *name)
 {
     long depth = 1, comp = 0;
@@ -144,7 +144,7 @@ static int bounds(const char *name)
             return -ENAMETOOLONG;
         }
     }
-    return depth > BH_FC_MAX_DEPTH ? -ENAMETOOLONG : (int)depth;
+    return (int)depth;
 }
 
 int bh_fc_name_check_flags(const char *name, unsigned flags)
@@ -341,7 +341,9 @@ out:
 
 struct fs_sink {
     int dirfd;
-    int fd; /* the regular file being written */
+    int fd;         /* the regular file being written */
+    int pfd;        /* its directory, and its name there: an incomplete file is removed */
+    char last[256];
 };
 
 /* Opens the directory that will hold `name`'s last component, walking from dirfd with
@@ -395,7 +397,11 @@ static int fs_file_create(void *ctx, const char *name, const struct bh_fc_hdr *h
     struct fs_sink *fs = ctx;
     WITH_PARENT(fs, name, pfd, last);
     fs->fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    return fs->fd < 0 ? -1 : 0;
+    if (fs->fd < 0)
+        return -1;
+    fs->pfd = dup(pfd);
+    snprintf(fs->last, sizeof fs->last, "%s", last); /* a component: at most NAME_MAX */
+    return 0;
 }
 
 static int fs_file_write(void *ctx, const void *p, size_t n)
@@ -410,9 +416,16 @@ static void fs_file_done(void *ctx, const struct bh_fc_hdr *h, bool complete)
     if (complete) {
         fchmod(fs->fd, h->mode & 0777);
         set_times(fs->fd, h);
+    } else if (fs->pfd >= 0) {
+        /* as Qubes' receiver (which writes into an O_TMPFILE and links it when whole):
+         * a file the stream did not finish does not stay */
+        unlinkat(fs->pfd, fs->last, 0);
     }
     close(fs->fd);
     fs->fd = -1;
+    if (fs->pfd >= 0)
+        close(fs->pfd);
+    fs->pfd = -1;
 }
 
 static int fs_dir(void *ctx, const char *name, const struct bh_fc_hdr *h)
@@ -442,7 +455,7 @@ static int fs_symlink(void *ctx, const char *name, const char *target)
 int bh_fc_unpack(const struct bh_fc_reader *r, int dirfd, const struct bh_fc_limits *lim,
                  struct bh_fc_result *res)
 {
-    struct fs_sink fs = { .dirfd = dirfd, .fd = -1 };
+    struct fs_sink fs = { .dirfd = dirfd, .fd = -1, .pfd = -1 };
     const struct bh_fc_sink sink = { fs_file_create, fs_file_write, fs_file_done, fs_dir, fs_symlink, &fs };
     return bh_fc_unpack_to(r, &sink, lim, res);
 }

@@ -19,7 +19,7 @@
 
 #define BH_FC_HDR_SIZE 32
 #define BH_FC_MAX_NAME 16384      /* Qubes' MAX_PATH_LENGTH: namelen (NUL included) < this */
-#define BH_FC_MAX_DEPTH 128       /* components in a name: ours (Qubes has none) */
+#define BH_FC_MAX_DEPTH 128       /* the fuzz harness's resolver depth (the unpacker has no bound) */
 #define BH_FC_LEGAL_EOF 31415926  /* Qubes' status for a stream that ended inside an entry */
 #define BH_FC_DEFAULT_MAX_FILES 1000000ull
 
@@ -34,7 +34,7 @@ void bh_fc_hdr_decode(const uint8_t in[BH_FC_HDR_SIZE], struct bh_fc_hdr *h);
 
 /* Which names the receiver takes: exactly Qubes' receiver's rules (qubes-linux-utils,
  * qrexec-lib: qubes_pure_validate_file_name_v2 / _symbolic_link_v2), plus NAME_MAX per
- * component (the kernel's) and BH_FC_MAX_DEPTH components (ours).
+ * component (the kernel's; Qubes' receiver meets it as ENAMETOOLONG from openat).
  *   - a name: relative, canonical (no empty, "." or ".." component, no "//", no trailing
  *     '/'), every byte printable ASCII or a UTF-8 character that is safe to display
  *     (name_allowlist.inc: no control characters, tab, DEL, bidi overrides such as

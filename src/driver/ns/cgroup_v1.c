@@ -13,6 +13,8 @@
 
 #define BASE "/sys/fs/cgroup"
 static const char *const ctrls[] = { "memory", "pids", "freezer", "cpu", "cpuacct", "devices" };
+/* Controllers a qube's host helpers (qrexec-daemon) are charged to: see charge_cpu. */
+static const char *const cpu_ctrls[] = { "cpu", "cpuacct" };
 static bool required(const char *c) { return !strcmp(c, "memory") || !strcmp(c, "pids") || !strcmp(c, "freezer"); }
 
 static void cg_dir(char *out, size_t n, const char *ctrl, const char *tag, const char *name)
@@ -185,6 +187,23 @@ static int v1_destroy(const char *tag, const char *name, bh_error *err)
         if (!have(ctrls[i]))
             continue;
         cg_dir(dir, sizeof dir, ctrls[i], tag, name);
+        if (!strcmp(ctrls[i], "cpu") || !strcmp(ctrls[i], "cpuacct")) {
+            /* A host helper charged to the qube (its qrexec-daemon, stopping right after
+             * the qube) is not the qube's: back to the root cgroup, uncharged. */
+            _cleanup_free_ char *procs = read_small(ctrls[i], tag, name, "cgroup.procs");
+            char root[256];
+            snprintf(root, sizeof root, BASE "/%s", ctrls[i]);
+            for (char *p = procs, *e; p && *p; p = e) {
+                long pid = strtol(p, &e, 10);
+                if (e == p)
+                    break;
+                char v[32];
+                snprintf(v, sizeof v, "%ld", pid);
+                (void)bh_cg_write(root, "cgroup.procs", v, NULL);
+                while (*e == '\n')
+                    e++;
+            }
+        }
         int tries = 0;
         while (rmdir(dir) < 0 && errno != ENOENT) {
             if (errno != EBUSY || ++tries > 200) { /* EBUSY: exiting tasks still counted */
@@ -219,6 +238,20 @@ static bool v1_contains(const char *tag, const char *name, pid_t pid)
     return strstr(s, want) != NULL;
 }
 
+static int v1_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error *err)
+{
+    char dir[4096], val[32];
+    snprintf(val, sizeof val, "%d", (int)pid);
+    for (size_t i = 0; i < BH_ARRAY_SIZE(cpu_ctrls); i++) {
+        if (!have(cpu_ctrls[i]))
+            continue;
+        cg_dir(dir, sizeof dir, cpu_ctrls[i], tag, name);
+        if (bh_cg_write(dir, "cgroup.procs", val, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 const struct bh_cgroup_ops bh_cgroup_v1 = {
-    v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains,
+    v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains, v1_charge_cpu,
 };

@@ -197,7 +197,26 @@ static int ns_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     return bh_ns_cleanup(spec, err);
 }
 
+static int ns_charge_host_helper(const struct bh_qube_spec *spec, pid_t pid, bh_error *err)
+{
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    return bh_cgroup_ops()->charge_cpu(tag, spec->name, pid, err);
+}
+
+/* The cgroup's limits are what create() writes; creating an existing cgroup again only
+ * rewrites them (the kernel refuses a memory limit below what the qube uses: EBUSY). */
+static int ns_set_limits(const struct bh_qube_spec *spec, bh_error *err)
+{
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    if (bh_cgroup_ops()->frozen(tag, spec->name) < 0)
+        return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
+    return bh_cgroup_ops()->create(tag, spec, err);
+}
+
 const struct bh_driver bh_driver_ns = {
+    .set_limits = ns_set_limits,
     .name = "ns",
     .start = ns_start,
     .shutdown = ns_shutdown,
@@ -208,4 +227,5 @@ const struct bh_driver bh_driver_ns = {
     .adopt = ns_adopt,
     .watch_fd = ns_watch_fd,
     .reap = ns_reap,
+    .charge_host_helper = ns_charge_host_helper,
 };

@@ -102,6 +102,9 @@ struct bh_cgroup_ops {
     int (*stats)(const char *tag, const char *name, struct bh_qube_stats *st);
     /* Does /proc/<pid>/cgroup put pid in this qube's cgroup? */
     bool (*contains)(const char *tag, const char *name, pid_t pid);
+    /* Puts a host process into the qube's CPU accounting only (not memory, pids or
+     * freezer: pausing or killing the qube must not touch it). */
+    int (*charge_cpu)(const char *tag, const char *name, pid_t pid, bh_error *err);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
 const struct bh_cgroup_ops *bh_cgroup_ops(void);

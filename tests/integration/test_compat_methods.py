@@ -1,0 +1,63 @@
+"""Admin API methods that Qubes 4.3 has and Bulkhead gained: admin.vm.Stats (the stream
+the domains widget reads), admin.vm.Suspend / admin.vm.Resume."""
+import re
+import socket
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, engine_daemon, state_of  # noqa: F401
+
+
+def stream(d, method, dest):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.sock)
+    s.sendall(f"{method}+ dom0 name {dest}".encode() + b"\0")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(15)
+    return s
+
+
+def read_for(s, seconds):
+    buf = b""
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def test_stats_stream(engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    ev = stream(d, "admin.Events", "dom0")
+    st = stream(d, "admin.vm.Stats", "dom0")
+    one = stream(d, "admin.vm.Stats", "b")
+    buf = read_for(st, 2.5)
+    assert buf.startswith(b"1\0\0connection-established\0\0"), buf[:80]
+    m = re.search(rb"1\0a\0vm-stats\0memory_kb\0(\d+)\0memory_assigned_total\0(\d+)\0memory_assigned_usable\0\d+\0"
+                  rb"memory_with_swap_used\0\d+\0cpu_time\0(\d+)\0cpu_usage\0(\d+)\0online_vcpus\0(\d+)\0\0", buf)
+    assert m, buf
+    assert int(m.group(1)) > 0 and int(m.group(2)) > 0 and int(m.group(5)) >= 1
+    assert b"vm-stats" not in read_for(ev, 0.5)          # not on admin.Events
+    assert b"\0a\0vm-stats" not in read_for(one, 0.5)     # a Stats stream of b: only b's
+    for s in (ev, st, one):
+        s.close()
+
+
+def test_suspend_resume(engine_daemon):
+    d = engine_daemon
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.Suspend", "a")
+    assert (e.value.exc_type, e.value.msg) == ("QubesVMNotRunningError",
+                                               "Domain not running (either powered off or paused): 'a'")
+    d.call("admin.vm.Start", "a")
+    d.call("admin.vm.Suspend", "a")
+    assert state_of(d, "a") == "Paused"
+    d.call("admin.vm.Resume", "a")
+    assert state_of(d, "a") == "Running"
