@@ -98,6 +98,11 @@ int main(void)
                         "$BULKHEAD_OPEN_COMMAND)\n", name);
         goto out;
     }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        /* The caller's qvm-open-in-(d)vm reports it (our exit code is the call's). */
+        fprintf(stderr, "qfile-opener: opening %s failed\n", name);
+        goto out;
+    }
     if (lstat(path, &after) == 0 && S_ISREG(after.st_mode) &&
         (after.st_mtim.tv_sec != before.st_mtim.tv_sec || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec ||
          after.st_size != before.st_size)) {

@@ -160,9 +160,12 @@ int main(int argc, char **argv)
     int code = bh_qx_stream_run(&s, &err);
     if (err.msg[0])
         fprintf(stderr, "qrexec-client-vm: %s\n", err.msg);
+    /* As Qubes (libqrexec process_io): the remote service's failure is the call's
+     * exit code; with a local program, its code when the remote side succeeded. So
+     * qvm-open-in-dvm fails when the disposable could not open the file. */
     if (child > 0) {
         int st;
-        if (waitpid(child, &st, 0) == child)
+        if (waitpid(child, &st, 0) == child && code == 0)
             code = bh_wait_status_code(st);
     }
     return code;

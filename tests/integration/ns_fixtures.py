@@ -71,6 +71,14 @@ def cgroup_hierarchy_roots():
     return sorted({v for k, v in m.items() if k})
 
 
+def _listdirs(path):
+    try:
+        with os.scandir(path) as it:
+            return [pathlib.Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
 def cgroup_file(dirs, v1, v2):
     """dirs: a qube's {controller: dir}. v1 = (controller, file), v2 = file."""
     if cgroup_v2_host():
@@ -189,15 +197,13 @@ class NsEnv:
 
     @staticmethod
     def _engine_cgroups():
-        # Other daemons (parallel test runs) create and remove their own bulkhead-* parents
-        # while this scans: a parent that vanishes mid-scan is simply not one of ours.
+        """bulkhead-*/<name> cgroup dirs in every hierarchy. Other daemons and test runs
+        create and remove theirs meanwhile: a dir that goes while we list is skipped."""
         found = set()
-        for r in cgroup_hierarchy_roots():
-            for parent in r.glob("bulkhead-*"):
-                try:
-                    found.update(p for p in parent.iterdir() if p.is_dir())
-                except FileNotFoundError:
-                    pass
+        for root in cgroup_hierarchy_roots():
+            for parent in _listdirs(root):
+                if parent.name.startswith("bulkhead-"):
+                    found.update(_listdirs(parent))
         return found
 
     def cgroups_named(self, name):

@@ -34,6 +34,19 @@ def test_unchanged_file_is_left_alone(world):
     assert f.read_text() == "keep" and os.stat(f).st_ino == ino
 
 
+def test_open_that_fails_in_the_target_fails(world):
+    """As Qubes' qrexec-client-vm: the remote service's exit code is the call's."""
+    world.agent_env["BULKHEAD_OPEN_COMMAND"] = "exit 3"
+    world.allow_call("qubes.OpenInVM", "work", "personal")
+    work = world.qube("work", 5)
+    world.qube("personal", 6)
+    f = work.home / "doc.txt"
+    f.write_text("keep")
+    r = work.run(["qvm-open-in-vm", "personal", str(f)])
+    assert r.returncode != 0, r.stderr
+    assert f.read_text() == "keep"
+
+
 def test_denied_open(world):
     work = world.qube("work", 5)
     world.qube("personal", 6)
