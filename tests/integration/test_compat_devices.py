@@ -59,3 +59,16 @@ def test_denied_list(daemon):
     d.call("admin.vm.device.denied.Remove", "work", payload="all")
     assert d.call("admin.vm.device.denied.List", "work") == ""
     assert d.call("admin.vm.property.Get+devices_denied", "dom0") == "default=True type=str "
+
+
+def test_qvm_device_and_qvm_block(daemon):
+    d = daemon
+    for args in (("qvm-block",), ("qvm-block", "ls"), ("qvm-device", "pci", "ls", "work")):
+        r = d.tool(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), args   # nothing is exported
+    r = d.tool("qvm-block", "attach", "work", "dom0:loop7")
+    assert (r.returncode, r.stderr) == (1, "qvm-device: error: Cannot attach unknown block device.\n")
+    r = d.tool("qvm-block", "detach", "work", "dom0:loop7")
+    assert (r.returncode, r.stderr) == (1, "qvm-device: error: block device loop7 not attached to work\n")
+    r = d.tool("qvm-device", "usb", "ls")
+    assert r.returncode == 2 and "invalid choice: 'usb'" in r.stderr
