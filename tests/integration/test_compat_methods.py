@@ -64,3 +64,20 @@ def test_suspend_resume(engine_daemon):
     assert state_of(d, "a") == "Paused"
     d.call("admin.vm.Resume", "a")
     assert state_of(d, "a") == "Running"
+
+
+def test_pool_usage_and_volumes(tmp_path):
+    from admin_fixtures import Daemon
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+    try:
+        out = d.raw(b"admin.pool.UsageDetails+default dom0 name dom0\0")
+        m = re.fullmatch(rb"0\0data_size=(\d+)\ndata_usage=(\d+)\n", out)
+        assert m and int(m.group(1)) >= int(m.group(2)) > 0, out
+        vols = d.call("admin.pool.volume.List+default").splitlines()
+        assert "qubes/work/private" in vols and "qubes/host/root" in vols
+        assert len(vols) == len(set(vols))
+        assert d.raw(b"admin.pool.volume.List+nope dom0 name dom0\0") == \
+            b"2\0PermissionDenied\0\0Argument not in 'pools'\0"
+    finally:
+        d.stop()
+        d.cleanup()
