@@ -67,9 +67,9 @@ def test_qvm_device_and_qvm_block(daemon):
         r = d.tool(*args)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), args   # nothing is exported
     r = d.tool("qvm-block", "attach", "work", "dom0:loop7")
-    assert (r.returncode, r.stderr) == (1, "qvm-device: error: Cannot attach unknown block device.\n")
+    assert (r.returncode, r.stderr) == (1, "qvm-block: error: Cannot attach unknown block device.\n")
     r = d.tool("qvm-block", "detach", "work", "dom0:loop7")
-    assert (r.returncode, r.stderr) == (1, "qvm-device: error: block device loop7 not attached to work\n")
+    assert (r.returncode, r.stderr) == (1, "qvm-block: error: block device loop7 not attached to work\n")
     r = d.tool("qvm-device", "usb", "ls")
     assert r.returncode == 2 and "invalid choice: 'usb'" in r.stderr
 
