@@ -92,6 +92,49 @@ static int need_halted(struct bh_call *c)
     return 0;
 }
 
+/* Qubes' qubes.property.bool spellings. */
+static int payload_bool(struct bh_call *c, bool *out)
+{
+    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
+    char v[8] = "";
+    if (c->req->payload_len >= sizeof v)
+        return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    for (size_t i = 0; i < c->req->payload_len; i++)
+        v[i] = (char)((c->req->payload[i] >= 'A' && c->req->payload[i] <= 'Z') ? c->req->payload[i] + 32 : c->req->payload[i]);
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcmp(v, t[i]))
+            return *out = true, 0;
+        if (!strcmp(v, f[i]))
+            return *out = false, 0;
+    }
+    return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+}
+
+/* Set.rw and Set.ephemeral: Bulkhead's volumes have fixed kinds (docs/storage.md), so a
+ * value is accepted when it is what the volume is, and refused otherwise. */
+static int v_set_flag(struct bh_call *c, bool rw)
+{
+    struct bh_pool *p = need_pool(c);
+    bool want = false;
+    if (!p || need_vol(c) < 0 || payload_bool(c, &want) < 0)
+        return -1;
+    if (rw && need_halted(c) < 0)
+        return -1;
+    struct bh_volume_info info;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if ((rw ? info.rw : info.ephemeral) == want)
+        return 0;
+    return bh_exc(c->exc, "QubesException", "Bulkhead cannot make the %s volume %s%s", c->req->arg,
+                  want ? "" : "not ", rw ? "writable" : "ephemeral");
+}
+
+static int v_set_rw(struct bh_call *c) { return v_set_flag(c, true); }
+static int v_set_ephemeral(struct bh_call *c) { return v_set_flag(c, false); }
+
 static int v_revert(struct bh_call *c)
 {
     struct bh_pool *p = need_pool(c);
@@ -273,6 +316,8 @@ const struct bh_method bh_api_volume[] = {
     { "admin.vm.volume.Resize", v_resize, A },
     { "admin.vm.volume.Set.revisions_to_keep", v_set_revisions, A },
     { "admin.vm.volume.CloneFrom", v_clone_from, A | NP },
+    { "admin.vm.volume.Set.rw", v_set_rw, A },
+    { "admin.vm.volume.Set.ephemeral", v_set_ephemeral, A },
     { "admin.vm.volume.CloneTo", v_clone_to, A },
     { "admin.pool.List", pool_list, D | NA | NP },
     { "admin.pool.Info", pool_info, D | A | NP },

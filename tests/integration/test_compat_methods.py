@@ -81,3 +81,19 @@ def test_pool_usage_and_volumes(tmp_path):
     finally:
         d.stop()
         d.cleanup()
+
+
+def test_volume_set_rw_ephemeral(tmp_path):
+    """Set.rw / Set.ephemeral: accepted when the value is what the volume is; Bulkhead's
+    volume kinds are fixed, so another value is refused (docs/admin.md)."""
+    from admin_fixtures import Daemon
+    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+    try:
+        raw = lambda m, v, p: d.raw(f"admin.vm.volume.Set.{m}+{v} dom0 name work\0{p}".encode())
+        assert raw("rw", "private", "True") == b"0\0"
+        assert raw("ephemeral", "volatile", "yes") == b"0\0"
+        assert raw("rw", "private", "False").startswith(b"2\0QubesException\0")
+        assert raw("rw", "private", "maybe") == b"2\0ProtocolError\0\0Payload is not boolean ASCII\0"
+    finally:
+        d.stop()
+        d.cleanup()
