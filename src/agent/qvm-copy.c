@@ -7,6 +7,7 @@
  * As Qubes' qvm-copy: when a name to send is one the receiver refuses by default
  * (characters unsafe to display), the call is qubes.Filecopy+allow-all-names, which the
  * receiver's policy must allow; otherwise plain qubes.Filecopy. */
+#include "admin_client.h"
 #include "cleanup.h"
 #include "qrexec/client.h"
 #include "qrexec/filecopy.h"
@@ -130,6 +131,16 @@ int main(int argc, char **argv)
         av[0] = (char *)agent;
         for (int k = first; k < argc; k++)
             av[k - first + 1] = argv[k];
+        /* As Qubes' dom0 qvm-copy-to-vm (qvm-run --service): a halted qube is started
+         * first, through bulkheadd. Without a reachable bulkheadd the call is tried as is. */
+        {
+            _cleanup_reply_ struct bh_admin_reply rep = { 0 };
+            bh_error aerr = { 0 };
+            if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &aerr) == 0 && !rep.ok) {
+                fprintf(stderr, "%s: cannot start %s: %s\n", prog, target, rep.exc_msg ? rep.exc_msg : "?");
+                return 1;
+            }
+        }
         char cmdline[128];
         snprintf(cmdline, sizeof cmdline, "DEFAULT:QUBESRPC %s dom0", service);
         struct bh_qx_call c = { .qube = target, .cmdline = cmdline,

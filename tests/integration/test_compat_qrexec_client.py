@@ -26,3 +26,25 @@ def test_socket_dir_and_help(world):
     assert r.returncode == 0 and r.stdout == b"ok\n", r
     r = subprocess.run([bin_path("qrexec-client"), "--help"], capture_output=True, timeout=10)
     assert b"-E, --no-exit-code" in r.stderr and b"--prefix-data" in r.stderr
+
+
+def test_dom0_copy_to_halted_qube(tmp_path):
+    """dom0's qvm-copy-to-vm starts a halted qube first, as Qubes' (qvm-run --service)."""
+    from admin_fixtures import Daemon, kill_all, state_of
+    d = Daemon(tmp_path / "d", defaults=False).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload="name=b label=blue")
+        f = tmp_path / "note.txt"
+        f.write_text("from dom0\n")
+        assert state_of(d, "b") == "Halted"                      # control
+        r = subprocess.run([bin_path("qvm-copy-to-vm"), "b", str(f)], env=d.env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([bin_path("qvm-run"), "-p", "b", "cat ~/QubesIncoming/dom0/note.txt"], env=d.env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout == "from dom0\n", r.stderr
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
