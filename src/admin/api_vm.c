@@ -36,8 +36,36 @@ static int vm_list(struct bh_call *c)
 }
 
 /* The tags Qubes adds to a new qube: created-by-CALLER (and disp-created-by-CALLER for
- * a disposable made by CreateDisposable), guivm-/audiovm- after its properties. The
- * qube exists already: a failure here is logged, as Qubes' extensions do. */
+ * a disposable made by CreateDisposable), and guivm-NAME / audiovm-NAME after its
+ * (default) guivm and audiovm. Written with the qube, in its create transaction. */
+struct auto_tags {
+    char v[4][96];
+};
+
+static void auto_tags(struct bh_call *c, struct bh_create_args *a, struct auto_tags *t, bool disp)
+{
+    size_t n = 0;
+    snprintf(t->v[n], sizeof t->v[n], "created-by-%s", c->src->name);
+    a->tags[n] = t->v[n];
+    n++;
+    if (disp) {
+        snprintf(t->v[n], sizeof t->v[n], "disp-created-by-%s", c->src->name);
+        a->tags[n] = t->v[n];
+        n++;
+    }
+    static const char *const g[][2] = { { "guivm", "default_guivm" }, { "audiovm", "default_audiovm" } };
+    for (size_t i = 0; i < 2; i++) {
+        _cleanup_free_ char *v = bh_global_prop(c->app, g[i][1]);
+        if (v && *v) {
+            snprintf(t->v[n], sizeof t->v[n], "%s-%s", g[i][0], v);
+            a->tags[n] = t->v[n];
+            n++;
+        }
+    }
+    a->tags[n] = NULL;
+}
+
+/* A preloaded disposable handed out gets its caller's tags now (it exists already). */
 static void created_by(struct bh_call *c, struct bh_qube *q, bool disp)
 {
     char tag[96];
@@ -80,10 +108,11 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
     if (c->req->arg[0] && k != BH_APPVM && k != BH_DISPVM)
         return bh_exc(c->exc, "QubesValueError", "%s cannot be based on template", bh_klass_name(k));
     a.template_name = c->req->arg[0] ? c->req->arg : NULL;
+    struct auto_tags at;
+    auto_tags(c, &a, &at, false);
     struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
     if (!q)
         return -1;
-    created_by(c, q, false);
     bh_events_emit(q->name, "domain-create-on-disk", (const char *const[]){ NULL });
     return 0;
 }
@@ -178,12 +207,13 @@ static int create_disposable(struct bh_call *c)
     }
     _cleanup_free_ char *label = bh_qube_prop(c->app, base, "label");
     struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+    struct auto_tags at;
+    auto_tags(c, &a, &at, true);
     struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
     if (!q)
         return -1;
     if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
-    created_by(c, q, true);
     q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)
         return bh_buf_printf(c->out, "uuid:%s", q->uuid);

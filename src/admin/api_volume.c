@@ -213,6 +213,52 @@ static int pool_info(struct bh_call *c)
     return bh_buf_add(c->out, buf, (size_t)n);
 }
 
+/* As qubesd: KEY=VALUE lines of pool.usage_details, sorted (data_size, data_usage). */
+static int pool_usage(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
+    char buf[2048];
+    if (bh_pool_info_format(p, buf, sizeof buf) < 0)
+        return bh_exc(c->exc, "QubesException", "pool info too long");
+    const char *size = strstr(buf, "\nsize="), *usage = strstr(buf, "\nusage=");
+    unsigned long long sz = size ? strtoull(size + 6, NULL, 10) : 0, us = usage ? strtoull(usage + 7, NULL, 10) : 0;
+    return bh_buf_printf(c->out, "data_size=%llu\ndata_usage=%llu\n", sz, us);
+}
+
+/* As qubesd: the vid of every volume in the pool, one a line (ours: qubes/NAME/VOLUME;
+ * an app qube's root is its template's, listed once). */
+static int pool_volumes(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        if (q->klass == BH_ADMINVM)
+            continue;
+        for (size_t v = 0; bh_volume_names[v]; v++) {
+            struct bh_volume_info info;
+            bh_error err = { 0 };
+            int r;
+            struct bh_sq_buf sqb;
+            bh_glue_sq(c->app, q, &sqb);
+            r = bh_volume_info(p, &sqb.sq, bh_volume_names[v], &info, &err);
+            bh_glue_sq_free(&sqb);
+            char own[300];
+            snprintf(own, sizeof own, "qubes/%s/", q->name);
+            if (r == 0 && !strncmp(info.vid, own, strlen(own)) && bh_buf_printf(c->out, "%s\n", info.vid) < 0)
+                return bh_exc(c->exc, "QubesException", "out of memory");
+        }
+    }
+    return 0;
+}
+
 static int pool_drivers(struct bh_call *c) { return bh_buf_adds(c->out, "file dir_path revisions_to_keep ephemeral_volatile\n"); }
 
 #define NP BH_M_NOPAYLOAD
@@ -231,5 +277,7 @@ const struct bh_method bh_api_volume[] = {
     { "admin.pool.List", pool_list, D | NA | NP },
     { "admin.pool.Info", pool_info, D | A | NP },
     { "admin.pool.ListDrivers", pool_drivers, D | NA | NP },
+    { "admin.pool.UsageDetails", pool_usage, D | A | NP },
+    { "admin.pool.volume.List", pool_volumes, D | A | NP },
     { NULL, NULL, 0 },
 };

@@ -15,5 +15,7 @@ struct bh_hooks {
      * not resolve); told after the rules of q changed. */
     int (*firewall_check)(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err);
     void (*firewall_changed)(struct bh_app *app, struct bh_qube *q);
+    /* memory, maxmem or vcpus of a running q changed: apply them where the engine can. */
+    void (*limits_changed)(struct bh_app *app, struct bh_qube *q);
 };
 extern struct bh_hooks bh_hooks;

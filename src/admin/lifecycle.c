@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "events.h"
+#include "hooks.h"
 #include "io.h"
 #include "log.h"
 #include "net_glue.h"
@@ -620,9 +621,25 @@ void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_st
     bh_glue_spec_free(&sb);
 }
 
+/* As Qubes, memory and vcpus may change while a qube runs: the engine applies them at
+ * once where it can (ns: the cgroup's limits), else they count from the next start. */
+static void limits_changed(struct bh_app *app, struct bh_qube *q)
+{
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (!drv || !drv->set_limits)
+        return;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    bh_error err = { 0 };
+    if (drv->set_limits(&sb.spec, &err) < 0)
+        bh_warn("%s: new limits apply at the next start: %s", q->name, err.msg);
+    bh_glue_spec_free(&sb);
+}
+
 void bh_lifecycle_boot(struct bh_app *app, bool autostart)
 {
     lc_app = app;
+    bh_hooks.limits_changed = limits_changed;
     bh_loop_on_tick(on_tick, NULL);
     /* Adopt qubes left running by a previous bulkheadd. */
     for (size_t i = 0; i < app->nqubes; i++) {

@@ -339,6 +339,9 @@ static int create_store(struct bh_store *s, void *ctx, bh_error *err)
     for (size_t i = 0; i < q->props.n; i++)
         if (bh_store_put_kv(s, "props", q->qid, q->props.v[i].key, q->props.v[i].value, err) < 0)
             return -1;
+    for (size_t i = 0; i < q->tags.n; i++)
+        if (bh_store_put_kv(s, "tags", q->qid, q->tags.v[i].key, "1", err) < 0)
+            return -1;
     return 0;
 }
 
@@ -426,6 +429,12 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
             goto fail;
         }
     }
+    /* In the same transaction as the qube: one commit per create. */
+    for (size_t i = 0; i < BH_ARRAY_SIZE(a->tags) && a->tags[i]; i++)
+        if (bh_ident_valid(a->tags[i], 255) && bh_kv_set(&q->tags, a->tags[i], "1") < 0) {
+            bh_exc(e, "QubesException", "out of memory");
+            goto fail;
+        }
     bh_error err = { 0 };
     if (bh_hooks.volumes_create && bh_hooks.volumes_create(app, q, &err) < 0) {
         bh_exc(e, "QubesException", "creating volumes of %s: %s", q->name, err.msg);
@@ -440,6 +449,12 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
     }
     const char *kv[] = { "vm", q->name, NULL };
     bh_events_emit(NULL, "domain-add", kv);
+    for (size_t i = 0; i < q->tags.n; i++) {
+        char ev[300];
+        snprintf(ev, sizeof ev, "domain-tag-add:%s", q->tags.v[i].key);
+        const char *tkv[] = { "tag", q->tags.v[i].key, NULL };
+        bh_events_emit(q->name, ev, tkv);
+    }
     return q;
 fail:
     app_unlink(app, q);

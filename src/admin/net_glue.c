@@ -19,7 +19,11 @@
 
 #define MAX_QID 65536
 #define RESOLVE_CACHE 64
-#define RESOLVE_TTL 60
+#define RESOLVE_TTL_DEFAULT 60
+/* How often dsthost names are resolved again (seconds); BULKHEAD_NET_RESOLVE_SECONDS
+ * overrides (tests use a short one). */
+static int resolve_ttl = RESOLVE_TTL_DEFAULT;
+#define RESOLVE_TTL resolve_ttl
 
 static struct bh_app *g_app;
 static enum { UPLINK_NONE, UPLINK_NETNS, UPLINK_HOST } uplink_kind;
@@ -255,6 +259,15 @@ static int uplink_up(struct bh_app *app, struct bh_qube *q, bh_error *err)
     if (bh_net_uplink_plug(&u, err) < 0)
         return bh_prefix(err, "uplink of %s", q->name);
     has_uplink[q->qid % MAX_QID] = true;
+    /* We turned forwarding on in the peer: remember to turn it off at stop (kept in a
+     * file so that a restarted daemon still knows). */
+    char rec[4200];
+    snprintf(rec, sizeof rec, "%s/net/ip_forward.was-off", app->runtime_dir);
+    if (!strcmp(u.prev_ip_forward, "0")) {
+        int fd = open(rec, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
     return 0;
 }
 
@@ -440,6 +453,9 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
 {
     g_app = app;
     tag = fnv1a(app->runtime_dir, 2166136261u);
+    const char *ttl = getenv("BULKHEAD_NET_RESOLVE_SECONDS");
+    if (ttl && atoi(ttl) > 0 && atoi(ttl) <= 86400)
+        resolve_ttl = atoi(ttl);
     if (!uplink || !strcmp(uplink, "none")) {
         uplink_kind = UPLINK_NONE;
     } else if (!strcmp(uplink, "host")) {
@@ -478,6 +494,12 @@ void bh_net_glue_fini(struct bh_app *app)
 {
     for (size_t i = 0; i < app->nqubes; i++)
         uplink_down(app, app->qubes[i]);
+    char rec[4200];
+    snprintf(rec, sizeof rec, "%s/net/ip_forward.was-off", app->runtime_dir);
+    if (peer_ns >= 0 && access(rec, F_OK) == 0) {
+        (void)bh_netns_sysctl(peer_ns, "ipv4/ip_forward", "0", NULL, 0, NULL);
+        unlink(rec);
+    }
     if (peer_ns >= 0)
         close(peer_ns);
     peer_ns = -1;

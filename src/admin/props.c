@@ -562,15 +562,15 @@ static const struct bh_prop_def qube_props[] = {
     { "ip", BH_P_STR, VMS, 0, d_ip, chk_ip, 0, 0, "IPv4 address of this qube" },
     { "ip6", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "IPv6 address of this qube" },
     { "is_preload", BH_P_BOOL, BH_KMASK(BH_DISPVM), NS, d_is_preload, NULL, 0, 0, "Whether this disposable is preloaded and not yet used" },
-    { "kernel", BH_P_STR, VMS, HALT, d_g_kernel, NULL, 0, 0, "Kernel (vm engine)" },
-    { "kernelopts", BH_P_STR, VMS, HALT, d_empty, NULL, 0, 0, "Kernel command line (vm engine)" },
+    { "kernel", BH_P_STR, VMS, 0, d_g_kernel, NULL, 0, 0, "Kernel (vm engine)" },
+    { "kernelopts", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "Kernel command line (vm engine)" },
     { "keyboard_layout", BH_P_STR, ALL, 0, d_kbd, chk_kbd, 0, 0, "Keyboard layout, layout+variant+options" },
     { "klass", BH_P_STR, ALL, NS, d_klass, NULL, 0, 0, "Class of the qube" },
     { "label", BH_P_LABEL, ALL, 0, d_label, NULL, 0, 0, "Colourful label assigned to the qube" },
     { "mac", BH_P_STR, VMS, 0, d_mac, chk_mac, 0, 0, "MAC address of the qube's network interface" },
     { "management_dispvm", BH_P_VM, ALL, NUL, d_g_mgmt_dispvm, chk_dispvm_template, 0, 0, "Disposable template for management tasks" },
-    { "maxmem", BH_P_INT, ALL, HALT, d_maxmem, chk_maxmem, 0, 1 << 20, "Maximum memory in MiB (hard limit)" },
-    { "memory", BH_P_INT, VMS, HALT, d_400, NULL, 1, 1 << 20, "Initial memory in MiB" },
+    { "maxmem", BH_P_INT, ALL, 0, d_maxmem, chk_maxmem, 0, 1 << 20, "Maximum memory in MiB (hard limit)" },
+    { "memory", BH_P_INT, VMS, 0, d_400, NULL, 1, 1 << 20, "Initial memory in MiB" },
     { "name", BH_P_STR, ALL, RO, NULL, NULL, 0, 0, "User-assigned name of the qube" },
     { "netvm", BH_P_VM, VMS, NUL, d_netvm, chk_netvm, 0, 0, "Qube that provides network to this one (empty: no network)" },
     { "provides_network", BH_P_BOOL, VMS, 0, d_false, chk_provides_network, 0, 0, "This qube provides network to others" },
@@ -585,7 +585,7 @@ static const struct bh_prop_def qube_props[] = {
     { "template_for_dispvms", BH_P_BOOL, BH_KMASK(BH_APPVM) | BH_KMASK(BH_STANDALONEVM) | BH_KMASK(BH_TEMPLATEVM), 0, d_false, chk_template_for_dispvms, 0, 0, "Disposables may be based on this qube" },
     { "updateable", BH_P_BOOL, ALL, NS, d_updateable, NULL, 0, 0, "Changes to the root persist (template, standalone)" },
     { "uuid", BH_P_STR, ALL, RO, NULL, NULL, 0, 0, "UUID of the qube" },
-    { "vcpus", BH_P_INT, VMS, HALT, d_2, NULL, 1, 256, "Number of virtual CPUs" },
+    { "vcpus", BH_P_INT, VMS, 0, d_2, NULL, 1, 256, "Number of virtual CPUs" },
     { "virt_mode", BH_P_STR, VMS, HALT, d_g_virt_mode, chk_virt_mode, 0, 0, "Engine: ns (namespaces) or vm (QEMU)" },
     { "visible_gateway", BH_P_STR, VMS, NS, d_visible_gateway, NULL, 0, 0, "Default gateway as seen by the qube" },
     { "visible_gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "Default IPv6 gateway as seen by the qube (none)" },
@@ -838,6 +838,9 @@ static void after_change(struct bh_app *app, struct bh_qube *q, const char *prop
     }
     if (!strcmp(prop, "guivm") || !strcmp(prop, "audiovm"))
         sync_vm_tag(app, q, prop);
+    if ((!strcmp(prop, "memory") || !strcmp(prop, "maxmem") || !strcmp(prop, "vcpus")) && bh_qube_is_running(q) &&
+        bh_hooks.limits_changed)
+        bh_hooks.limits_changed(app, q);
 }
 
 static int prop_write(struct bh_app *app, struct bh_qube *q, const struct bh_prop_def *d, const char *value, struct bh_exc *e)

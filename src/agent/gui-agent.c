@@ -36,6 +36,7 @@
 #include <xcb/damage.h>
 #include <xcb/shm.h>
 #include <xcb/xcb.h>
+#include <xcb/xfixes.h>
 #include <xcb/xtest.h>
 
 struct awin {
@@ -43,7 +44,7 @@ struct awin {
     int32_t x, y;      /* outer corner (border included) */
     uint32_t w, h;     /* outer size */
     uint16_t bw;       /* X border width */
-    bool or, mapped, input_only;
+    bool or, mapped, input_only, urgent;
     xcb_damage_damage_t dmg;
     xcb_pixmap_t pix;  /* composite pixmap while mapped */
     int memfd;
@@ -58,7 +59,8 @@ struct awin {
 static struct {
     xcb_connection_t *x;
     xcb_screen_t *screen;
-    uint8_t damage_event;
+    uint8_t damage_event, xfixes_event;
+    xcb_window_t pointer_win; /* the window the daemon last moved the pointer in */
     struct awin *w;
     unsigned n;
     struct bh_gui_chan ch;
@@ -69,6 +71,8 @@ static struct {
     size_t cliplen;
     pid_t xvfb;
 } A;
+
+static void cursor_changed(xcb_atom_t name);
 
 static xcb_atom_t atom(const char *name)
 {
@@ -209,6 +213,24 @@ static void send_hints(struct awin *w)
     free(r);
 }
 
+/* ICCCM urgency (WM_HINTS flag bit 8) is Qubes' DEMANDS_ATTENTION window flag */
+static void send_urgency(struct awin *w)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, XCB_ATOM_WM_HINTS, XCB_ATOM_WM_HINTS, 0, 1), NULL);
+    uint32_t flags = 0;
+    if (r && xcb_get_property_value_length(r) >= 4)
+        memcpy(&flags, xcb_get_property_value(r), 4);
+    free(r);
+    bool urgent = flags & (1u << 8);
+    if (urgent == w->urgent)
+        return;
+    w->urgent = urgent;
+    struct bh_gui_window_flags f = { urgent ? BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION : 0,
+                                     urgent ? 0 : BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION };
+    send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
+}
+
 static xcb_window_t transient_for(struct awin *w)
 {
     xcb_get_property_reply_t *r = xcb_get_property_reply(
@@ -307,6 +329,10 @@ static void announce_all(void)
 static void x_event(xcb_generic_event_t *ev)
 {
     uint8_t type = ev->response_type & 0x7f;
+    if (A.xfixes_event && type == A.xfixes_event + XCB_XFIXES_CURSOR_NOTIFY) {
+        cursor_changed(((xcb_xfixes_cursor_notify_event_t *)ev)->name);
+        return;
+    }
     if (type == A.damage_event + XCB_DAMAGE_NOTIFY) {
         xcb_damage_notify_event_t *e = (void *)ev;
         xcb_damage_subtract(A.x, e->damage, XCB_NONE, XCB_NONE);
@@ -389,6 +415,8 @@ static void x_event(xcb_generic_event_t *ev)
             send_class(w);
         else if (e->atom == XCB_ATOM_WM_NORMAL_HINTS)
             send_hints(w);
+        else if (e->atom == XCB_ATOM_WM_HINTS)
+            send_urgency(w);
         break;
     }
     case XCB_SELECTION_NOTIFY: {
@@ -435,6 +463,38 @@ static void x_event(xcb_generic_event_t *ev)
     }
 }
 
+/* X cursor font glyph names (X11/cursorfont.h order; glyph = 2 * index) */
+static const char *const cursor_names[] = {
+    "X_cursor", "arrow", "based_arrow_down", "based_arrow_up", "boat", "bogosity", "bottom_left_corner",
+    "bottom_right_corner", "bottom_side", "bottom_tee", "box_spiral", "center_ptr", "circle", "clock",
+    "coffee_mug", "cross", "cross_reverse", "crosshair", "diamond_cross", "dot", "dotbox", "double_arrow",
+    "draft_large", "draft_small", "draped_box", "exchange", "fleur", "gobbler", "gumby", "hand1", "hand2",
+    "heart", "icon", "iron_cross", "left_ptr", "left_side", "left_tee", "leftbutton", "ll_angle", "lr_angle",
+    "man", "middlebutton", "mouse", "pencil", "pirate", "plus", "question_arrow", "right_ptr", "right_side",
+    "right_tee", "rightbutton", "rtl_logo", "sailboat", "sb_down_arrow", "sb_h_double_arrow", "sb_left_arrow",
+    "sb_right_arrow", "sb_up_arrow", "sb_v_double_arrow", "shuttle", "sizing", "spider", "spraycan", "star",
+    "target", "tcross", "top_left_arrow", "top_left_corner", "top_right_corner", "top_side", "top_tee", "trek",
+    "ul_angle", "umbrella", "ur_angle", "watch", "xterm",
+};
+
+/* The qube's current cursor (XFIXES names it when a cursor theme made it) as a
+ * cursor-font glyph for the daemon; anything else is the default cursor. */
+static void cursor_changed(xcb_atom_t name)
+{
+    uint32_t c = BH_GUI_CURSOR_DEFAULT;
+    xcb_get_atom_name_reply_t *r = name ? xcb_get_atom_name_reply(A.x, xcb_get_atom_name(A.x, name), NULL) : NULL;
+    if (r) {
+        int n = xcb_get_atom_name_name_length(r);
+        const char *s = xcb_get_atom_name_name(r);
+        for (size_t i = 0; i < sizeof cursor_names / sizeof *cursor_names; i++)
+            if ((int)strlen(cursor_names[i]) == n && !memcmp(cursor_names[i], s, (size_t)n))
+                c = BH_GUI_CURSOR_X11 + 2 * (uint32_t)i;
+        free(r);
+    }
+    if (A.pointer_win && find(A.pointer_win))
+        send_msg(BH_GUI_MSG_CURSOR, A.pointer_win, &(struct bh_gui_cursor){ c }, sizeof(struct bh_gui_cursor), -1);
+}
+
 static void fake(uint8_t type, uint8_t detail, int16_t x, int16_t y)
 {
     xcb_test_fake_input(A.x, type, detail, XCB_CURRENT_TIME, A.screen->root, x, y, 0);
@@ -477,8 +537,10 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
     case BH_GUI_MSG_MOTION: {
         struct bh_gui_motion m;
         memcpy(&m, body, sizeof m);
-        if (w)
+        if (w) {
+            A.pointer_win = w->id;
             fake(XCB_MOTION_NOTIFY, 0, (int16_t)(w->x + (int32_t)m.x), (int16_t)(w->y + (int32_t)m.y));
+        }
         break;
     }
     case BH_GUI_MSG_FOCUS: {
@@ -638,6 +700,12 @@ static int open_x(int display)
     xcb_discard_reply(A.x, xcb_damage_query_version(A.x, 1, 1).sequence);
     xcb_discard_reply(A.x, xcb_composite_query_version(A.x, 0, 4).sequence);
     xcb_discard_reply(A.x, xcb_test_get_version(A.x, 2, 2).sequence);
+    const xcb_query_extension_reply_t *xf = xcb_get_extension_data(A.x, &xcb_xfixes_id);
+    if (xf && xf->present) {
+        free(xcb_xfixes_query_version_reply(A.x, xcb_xfixes_query_version(A.x, 4, 0), NULL));
+        A.xfixes_event = xf->first_event;
+        xcb_xfixes_select_cursor_input(A.x, A.screen->root, XCB_XFIXES_CURSOR_NOTIFY_MASK_DISPLAY_CURSOR);
+    }
     xcb_composite_redirect_subwindows(A.x, A.screen->root, XCB_COMPOSITE_REDIRECT_AUTOMATIC);
     uint32_t mask = XCB_EVENT_MASK_SUBSTRUCTURE_NOTIFY;
     xcb_change_window_attributes(A.x, A.screen->root, XCB_CW_EVENT_MASK, &mask);

@@ -101,6 +101,10 @@ struct bh_driver {
      * qrexec-daemon, whose call processes inherit it) to the qube's CPU share, so that
      * host work a qube causes counts against that qube. Called by the process itself. */
     int (*charge_host_helper)(const struct bh_qube_spec *spec, pid_t pid, bh_error *err);
+    /* Optional: applies spec's memory, maxmem and vcpus to the running qube (Qubes
+     * changes these on a running qube; an engine that cannot leaves them for the next
+     * start). */
+    int (*set_limits)(const struct bh_qube_spec *spec, bh_error *err);
 };
 
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */

@@ -231,8 +231,10 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_CURSOR:
         if (bh_gui_parse_cursor(body, len, &a, &err) < 0)
             refuse(g, "%s", err.msg);
-        else
+        else {
+            bh_debug("%s: window 0x%x cursor %#x", g->qube, h->window, a);
             guid_win_cursor(g, w, a);
+        }
         break;
     case BH_GUI_MSG_DOCK:
         refuse(g, "DOCK (no tray on this host)");

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #define BH_NET_NETVM_MAC "fe:ff:ff:ff:ff:ff" /* a netvm's end of every link, as Qubes */
+#define BH_NET_MAX_CONNS 4096 /* tracked connections one client may hold through its netvm */
 
 /* Loopback up, IPv6 off, ICMP echo sockets for the qube's GIDs (ping as a normal
  * user without raw sockets), reverse-path filtering, forwarding if it serves others. */
@@ -43,12 +44,14 @@ struct bh_net_uplink {
     const char *table;       /* nftables table in the peer namespace, unique per bulkheadd */
     struct in_addr qube_addr, peer_addr; /* a /30 between the two */
     uint8_t qube_mac[6];
+    char prev_ip_forward[8]; /* out: net.ipv4.ip_forward of the peer before the plug */
 };
 /* Plugs the uplink: veth, addresses, default route, and in the peer namespace
  * forwarding on our interface, masquerade of the qube's address, and no way in to
  * the peer's own services. */
-int bh_net_uplink_plug(const struct bh_net_uplink *u, bh_error *err);
-/* Removes the peer side (interface, nftables table); what it changed is restored. */
+int bh_net_uplink_plug(struct bh_net_uplink *u, bh_error *err);
+/* Removes the peer side (interface, nftables table). The caller restores
+ * net.ipv4.ip_forward from prev_ip_forward once no uplink of its needs it. */
 void bh_net_uplink_unplug(const struct bh_net_uplink *u);
 
 /* ---- the nftables table of one qube's namespace (ruleset.c) ---- */

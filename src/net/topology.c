@@ -143,7 +143,7 @@ static int peer_table(const struct bh_net_uplink *u, bh_error *err)
     return bh_nft_run(u->peer_nsfd, script, err);
 }
 
-int bh_net_uplink_plug(const struct bh_net_uplink *u, bh_error *err)
+int bh_net_uplink_plug(struct bh_net_uplink *u, bh_error *err)
 {
     _cleanup_close_ int qns = open_ns(u->qube_netns, err);
     if (qns < 0)
@@ -164,10 +164,10 @@ int bh_net_uplink_plug(const struct bh_net_uplink *u, bh_error *err)
         goto out;
     /* Forwarding is per interface in IPv4: on for ours; the namespace-wide switch is
      * needed too for replies, and is left as found if it was on already. */
-    char key[96], old[16] = "";
+    char key[96];
     snprintf(key, sizeof key, "ipv4/conf/%s/forwarding", u->peer_ifname);
     if (bh_netns_sysctl(u->peer_nsfd, key, "1", NULL, 0, err) < 0 ||
-        bh_netns_sysctl(u->peer_nsfd, "ipv4/ip_forward", "1", old, sizeof old, err) < 0)
+        bh_netns_sysctl(u->peer_nsfd, "ipv4/ip_forward", "1", u->prev_ip_forward, sizeof u->prev_ip_forward, err) < 0)
         goto out;
     if (peer_table(u, err) < 0)
         goto out;

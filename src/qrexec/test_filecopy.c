@@ -57,7 +57,7 @@ int main(void)
     static const char *const unsafe[] = {
         "a\tb", "a\nb", "a\rb", "\x1b[31m", "a\x7f", "x\xe2\x80\xaegpj.exe" /* U+202E */,
         "x\xe2\x80\x8f" /* U+200F RLM */, "x\xe2\x81\xa6" /* U+2066 isolate */, "\xd7\x90" /* Hebrew alef */,
-        "\xd8\xa7" /* Arabic alef */, "a\xc2\xa0" "b" /* NBSP */, "e\xcc\x81" /* combining acute */,
+        "\xd8\xa7" /* Arabic alef */, "a\u00a0b" /* NBSP */, "e\xcc\x81" /* combining acute */,
         "\xf0\x9f\x98\x80" /* emoji */, "\xee\x80\x80" /* private use */, "\xc3" /* truncated */,
         "\xc0\xaf" /* overlong */, "\xe0\x80\xaf", "\xed\xa0\x80" /* surrogate */, "\xf4\x90\x80\x80",
         "\xff", "a\xc2\x85" /* NEL */, "\xef\xbb\xbf" /* BOM */ };

@@ -318,6 +318,47 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
         assert host_display.pixel(host_display.screenshot(), *overlap) == 0x00ff00
         focus = int(host_display.run("xdotool", "getwindowfocus").stdout)
         assert focus == over
+        # what it may do: ask for attention (the window manager decides); not fullscreen
+        under = host_display.find_window("[evil] tried")
+        assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host_display.prop(under, "_NET_WM_STATE")
+        assert "asked for fullscreen: refused" in evil.log_text()
     finally:
         evil.close()
         good.close()
+
+
+def test_cursors_are_cursor_font_glyphs_only(agent):
+    agent.window(1, "cursor")
+    agent.host.find_window("[evil] cursor")
+    agent.send(148, 1, struct.pack("=I", 0x100 + 152))  # XC_xterm: accepted
+    agent.send(148, 1, struct.pack("=I", 0x101))        # not a glyph: refused
+    agent.send(148, 1, struct.pack("=I", 0xffffffff))
+    agent.wait_log("CURSOR 0xffffffff is not a cursor-font glyph")
+    assert "CURSOR 0x101 is not a cursor-font glyph" in agent.log_text()
+    assert "0x198" not in agent.log_text()
+    alive(agent, 1, "cursor-ok")
+
+
+def test_an_agent_that_says_nothing(tmp_path, host_display):
+    """An agent that accepts the connection and never answers: the daemon gives up after
+    its handshake timeout (10 s) with a log line, and exits without a crash."""
+    vdir = tmp_path / "vchan-mute"
+    vdir.mkdir()
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(str(vdir / "vchan.13.0.6000.sock"))
+    ls.listen(1)
+    log = tmp_path / "guid-mute.log"
+    p = subprocess.Popen([gui_bin("bulkhead-guid"), "--qube", "mute", "--qid", "13", "--color", "0xcc0000",
+                          "--vchan-dir", str(vdir)], env=host_display.env(), stdout=open(log, "ab"),
+                         stderr=subprocess.STDOUT)
+    try:
+        ls.settimeout(20)
+        conn, _ = ls.accept()
+        assert p.wait(20) == 1
+        assert "agent sent no version within 10 s" in log.read_text()
+        conn.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        ls.close()

@@ -36,6 +36,10 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("198.51.100.53", 53))
 while True:
     q, a = s.recvfrom(512)
+    try:  # flip.test: whatever address the test last wrote to the file (argv[1])
+        names[b"flip.test"] = open(sys.argv[1]).read().strip()
+    except OSError:
+        pass
     if len(q) < 17: continue
     i, labels = 12, []
     while i < len(q) and q[i]:
@@ -104,7 +108,9 @@ class Internet:
         (self.webroot / "index.html").write_text("hello from the test internet\n")
         for ip in (WEB, OTHER):
             self.spawn(self.srv, [sys.executable, "-m", "http.server", "--bind", ip, "--directory", str(self.webroot), "8080"])
-        self.spawn(self.srv, [sys.executable, "-c", DNS_SERVER])
+        self.flip = pathlib.Path(f"/tmp/{self.srv}-flip")
+        self.flip.write_text(WEB)
+        self.spawn(self.srv, [sys.executable, "-c", DNS_SERVER, str(self.flip)])
         self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER])
         self.spawn(self.inet, [sys.executable, "-c", HOST_SERVICE])
         self.wait_port(self.srv, WEB, 8080)
@@ -140,6 +146,7 @@ class Internet:
         sh("ip", "netns", "del", self.inet, check=False)
         shutil.rmtree(self.etc, ignore_errors=True)
         shutil.rmtree(self.webroot, ignore_errors=True)
+        self.flip.unlink(missing_ok=True)
 
 
 class Net:
@@ -147,7 +154,12 @@ class Net:
 
     def __init__(self, tmp, internet):
         self.internet = internet
-        self.d = Daemon(tmp, extra_args=["--uplink", f"netns:{internet.inet}"]).start()
+        # dsthost names resolved again every 2 s (default 60) for the re-resolution test
+        os.environ["BULKHEAD_NET_RESOLVE_SECONDS"] = "2"
+        try:
+            self.d = Daemon(tmp, extra_args=["--uplink", f"netns:{internet.inet}"]).start()
+        finally:
+            del os.environ["BULKHEAD_NET_RESOLVE_SECONDS"]
         self.sock = self.d.sock
 
     def run(self, qube, cmd, user=None, timeout=60):

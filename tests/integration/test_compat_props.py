@@ -86,3 +86,37 @@ def test_errors_as_qubes(daemon):
     with pytest.raises(AdminError) as e:
         d.call("admin.property.Set+no_cpus", payload="3")
     assert e.value.exc_type in ("QubesValueError", "QubesPropertyValueError")
+
+
+def _cg_tag(runtime):
+    h = 1469598103934665603
+    for c in os.path.realpath(runtime).encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "bulkhead-%012x" % (h & 0xFFFFFFFFFFFF)
+
+
+def test_live_limits_on_running_ns_qube(tmp_path):
+    """As Qubes, memory/maxmem/vcpus may be set on a running qube; an ns qube gets them at
+    once in its cgroup (cgroup v1 here; v2 writes memory.max/cpu.max)."""
+    from admin_fixtures import Daemon, kill_all
+    if not os.path.exists("/sys/fs/cgroup/cpu/cgroup.procs"):
+        pytest.skip("needs cgroup v1 with the cpu controller (this test reads its files)")
+    d = Daemon(tmp_path, defaults=False).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
+        d.call("admin.vm.Start", "a")
+        tag = _cg_tag(d.runtime)
+        quota = f"/sys/fs/cgroup/cpu/{tag}/a/cpu.cfs_quota_us"
+        limit = f"/sys/fs/cgroup/memory/{tag}/a/memory.limit_in_bytes"
+        assert open(quota).read().strip() == "200000"            # control: vcpus 2 at start
+        d.call("admin.vm.property.Set+vcpus", "a", "1")
+        assert open(quota).read().strip() == "100000"
+        d.call("admin.vm.property.Set+maxmem", "a", "3000")
+        assert int(open(limit).read()) == 3000 << 20
+        d.call("admin.vm.property.Set+memory", "a", "500")        # accepted while running
+        assert d.call("admin.vm.property.Get+memory", "a") == "default=False type=int 500"
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()

@@ -38,7 +38,11 @@ def gui(ask_script, engine_daemon, host_display):
 def test_windows_are_framed_in_their_qubes_label_colours(gui):
     host = gui.host
     gui.spawn("a", "xterm -T term-a -geometry 40x8+20+20")
-    gui.spawn("b", "xeyes -geometry 200x150+500+300")
+    # the plain way a person types it: qvm-run QUBE PROGRAM ARGS (it returns when xeyes exits)
+    import subprocess
+    from qrexec_fixtures import bin_path
+    plain = subprocess.Popen([bin_path("qvm-run"), "b", "xeyes", "-geometry", "200x150+500+300"], env=gui.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wa = host.find_window("[a] term-a")
     wb = host.find_window("[b] xeyes")
     time.sleep(1)  # let the first frames arrive
@@ -60,6 +64,8 @@ def test_windows_are_framed_in_their_qubes_label_colours(gui):
     assert host.geometry(wb)[:2] == (500 - BORDER, 300 - BORDER)
     if os.environ.get("BULKHEAD_GUI_SCREENSHOT"):
         host.save_png(os.environ["BULKHEAD_GUI_SCREENSHOT"])
+    gui.qvm_run("b", "pkill -x xeyes")
+    assert plain.wait(20) is not None
 
 
 def test_typing_reaches_only_the_focused_qube(gui):
@@ -211,3 +217,56 @@ def test_moving_and_resizing_on_the_desktop_reaches_the_qube(gui):
     ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
     assert ok, bad
     assert host.geometry(wa) == (300, 200, 500, 300)
+
+
+def test_a_bell_asks_for_attention(gui):
+    """xterm's urgent bell (ICCCM urgency in the qube) becomes Qubes' DEMANDS_ATTENTION."""
+    host = gui.host
+    gui.spawn("a", "xterm -T bell-a -xrm 'XTerm*bellIsUrgent: true' -e sh -c 'sleep 2; printf \"\\a\"; sleep 60'")
+    wa = host.find_window("[a] bell-a")
+    assert "DEMANDS_ATTENTION" not in host.prop(wa, "_NET_WM_STATE")
+    deadline = time.time() + 15
+    while time.time() < deadline and "DEMANDS_ATTENTION" not in host.prop(wa, "_NET_WM_STATE"):
+        time.sleep(0.2)
+    assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host.prop(wa, "_NET_WM_STATE")
+
+
+def test_the_qubes_cursor_shape_shows_on_the_desktop(monkeypatch, engine_daemon, host_display):
+    """A themed cursor in the qube (XFIXES names it) reaches the host as a cursor-font
+    glyph: xterm's I-beam is XC_xterm (CURSOR_X11 + 152 = 0x198)."""
+    if not os.path.isdir("/usr/share/icons/whiteglass"):
+        pytest.skip("no cursor theme to name cursors (xcursor-themes)")
+    monkeypatch.setenv("BULKHEAD_LOG", "debug")
+    s = GuiSession(engine_daemon, host_display)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+    try:
+        s.wait_gui("a")
+        s.spawn("a", "XCURSOR_THEME=whiteglass xterm -T cur-a -geometry 40x8+20+20")
+        host_display.find_window("[a] cur-a")
+        time.sleep(1)
+        deadline = time.time() + 15
+        while time.time() < deadline and "cursor 0x198" not in s.log.read_text():
+            host_display.run("xdotool", "mousemove", "500", "500")
+            time.sleep(0.3)
+            host_display.run("xdotool", "mousemove", "100", "60")
+            time.sleep(0.3)
+        assert "cursor 0x198" in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_closing_the_last_window_leaves_the_qube_running(gui):
+    host = gui.host
+    gui.spawn("a", "xterm -T close-a")
+    wa = host.find_window("[a] close-a")
+    host.send_delete(wa)  # the desktop's close button -> CLOSE -> xterm's WM_DELETE_WINDOW
+    deadline = time.time() + 15
+    while time.time() < deadline and "[a] close-a" in host.run("xwininfo", "-root", "-tree").stdout:
+        time.sleep(0.2)
+    assert "[a] close-a" not in host.run("xwininfo", "-root", "-tree").stdout
+    assert gui.qvm_run("-p", "a", "pgrep -x xterm || echo none").stdout == b"none\n"
+    assert "power_state=Running" in gui.d.call("admin.vm.CurrentState", "a")
+    # and the qube's GUI still works
+    gui.spawn("a", "xterm -T again-a")
+    host.find_window("[a] again-a")

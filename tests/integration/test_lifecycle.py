@@ -43,8 +43,9 @@ def test_start_pause_shutdown(engine_daemon):
     with pytest.raises(AdminError) as e:
         d.call("admin.vm.Remove", "a")
     assert e.value.exc_type == "QubesVMNotHaltedError"
+    d.call("admin.vm.property.Set+memory", "a", "500")  # as Qubes: allowed while running
     with pytest.raises(AdminError) as e:
-        d.call("admin.vm.property.Set+memory", "a", "500")
+        d.call("admin.vm.property.Set+template", "a", "host")
     assert e.value.exc_type == "QubesVMNotHaltedError"
     d.call("admin.vm.Pause", "a")
     assert state_of(d, "a") == "Paused"

@@ -83,6 +83,18 @@ def test_unresolvable_dsthost_refused_rules_unchanged(net, clean_fw):
     assert net.curl("work", f"http://{WEB}:8080/") and not net.curl("work", f"http://{OTHER}:8080/")
 
 
+def test_dsthost_follows_a_changed_resolution(net, internet, clean_fw):
+    internet.flip.write_text(WEB)
+    net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=flip.test\naction=drop\n")
+    assert net.curl("work", f"http://{WEB}:8080/") and not net.curl("work", f"http://{OTHER}:8080/", t=1)
+    internet.flip.write_text(OTHER)  # the name now points elsewhere
+    deadline = time.time() + 10
+    while time.time() < deadline and not net.curl("work", f"http://{OTHER}:8080/", t=1):
+        time.sleep(0.5)
+    assert net.curl("work", f"http://{OTHER}:8080/")
+    assert not net.curl("work", f"http://{WEB}:8080/", t=1)
+
+
 def test_rule_change_cuts_an_open_connection_within_a_second(net, clean_fw):
     # A connection opened before the rule: lines go out every 100 ms and come back.
     p = subprocess.Popen([QVM_RUN, "-p", "work",
@@ -182,6 +194,7 @@ def test_daemon_stop_removes_what_it_added(tmp_path):
         links = i.exec(i.inet, "ip", "-o", "link").stdout
         tables = i.exec(i.inet, "nft", "list", "tables").stdout
         assert "bulkhead_" in tables and links.count("link/ether") == 2
+        assert i.exec(i.inet, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
         # a rule of someone else in the peer namespace survives us
         i.exec(i.inet, "nft", "add", "table", "ip", "theirs", check=True)
         kill_all(n.d)
@@ -191,5 +204,39 @@ def test_daemon_stop_removes_what_it_added(tmp_path):
         assert "bulkhead_" not in i.exec(i.inet, "nft", "list", "tables").stdout
         assert "theirs" in i.exec(i.inet, "nft", "list", "tables").stdout
         assert i.exec(i.inet, "ip", "-o", "link").stdout.count("link/ether") == 1
+        # forwarding was off in the peer before us: off again
+        assert i.exec(i.inet, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
     finally:
         i.close()
+
+
+def test_restarted_daemon_plugs_the_uplink_back(tmp_path):
+    i = Internet()
+    try:
+        n = Net(tmp_path, i)
+        try:
+            n.d.call("admin.vm.firewall.Set", "work", f"action=drop dst4={OTHER}\naction=accept\n")
+            assert n.curl("work", f"http://{WEB}:8080/")
+            qid_of = int(n.d.call("admin.vm.property.Get+qid", "work").split()[-1])
+            n.d.stop()  # qubes keep running; the host side goes
+            # with the uplink gone, work is offline (no daemon to qvm-run through: look
+            # from the host into work's namespace)
+            ns = n.d.runtime / "net" / f"q{qid_of}"
+            r = subprocess.run(["nsenter", f"--net={ns}", "curl", "-sS", "-m", "1", f"http://{WEB}:8080/"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode != 0
+            n.d.start()
+            assert n.curl("work", f"http://{WEB}:8080/")
+            assert not n.curl("work", f"http://{OTHER}:8080/", t=1)  # rules re-applied
+        finally:
+            n.close()
+    finally:
+        i.close()
+
+
+def test_disposable_gets_its_own_range(net):
+    r = subprocess.run([QVM_RUN, "--dispvm=default-dvm", "-p", "--",
+                        "ip -4 -o addr show dev eth0; curl -sS -m 5 http://web.test:8080/"],
+                       env=net.d.env, capture_output=True, text=True, timeout=120)
+    assert " 10.138." in r.stdout, r.stdout + r.stderr
+    assert "hello from the test internet" in r.stdout

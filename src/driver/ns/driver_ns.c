@@ -204,7 +204,19 @@ static int ns_charge_host_helper(const struct bh_qube_spec *spec, pid_t pid, bh_
     return bh_cgroup_ops()->charge_cpu(tag, spec->name, pid, err);
 }
 
+/* The cgroup's limits are what create() writes; creating an existing cgroup again only
+ * rewrites them (the kernel refuses a memory limit below what the qube uses: EBUSY). */
+static int ns_set_limits(const struct bh_qube_spec *spec, bh_error *err)
+{
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    if (bh_cgroup_ops()->frozen(tag, spec->name) < 0)
+        return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
+    return bh_cgroup_ops()->create(tag, spec, err);
+}
+
 const struct bh_driver bh_driver_ns = {
+    .set_limits = ns_set_limits,
     .name = "ns",
     .start = ns_start,
     .shutdown = ns_shutdown,
