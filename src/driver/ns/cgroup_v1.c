@@ -206,7 +206,7 @@ static int v1_destroy(const char *tag, const char *name, bh_error *err)
         }
         int tries = 0;
         while (rmdir(dir) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || ++tries > 200) { /* EBUSY: exiting tasks still counted */
+            if (errno != EBUSY || ++tries > 2000) { /* EBUSY: exiting tasks still counted (up to 10 s: a loaded host tears namespaces down slowly) */
                 ret = bh_fail_errno(err, "rmdir %s", dir);
                 break;
             }

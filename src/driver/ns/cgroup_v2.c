@@ -129,7 +129,7 @@ static int v2_destroy(const char *tag, const char *name, bh_error *err)
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
-        if (errno != EBUSY || ++tries > 200)
+        if (errno != EBUSY || ++tries > 2000) /* exiting tasks still counted: up to 10 s under load */
             return bh_fail_errno(err, "rmdir %s", dir);
         sleep_ms(5);
     }
