@@ -61,7 +61,12 @@ int qvm_device_main(int argc, char **argv)
                              *const un_n[] = { "unassign", "u", NULL };
     const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     const char *fixed = !strcmp(prog, "qvm-block") ? "block" : !strcmp(prog, "qvm-pci") ? "pci" : NULL;
-    cli_init(&tool, ERR_RUNTIME);
+    /* qvm-block and qvm-pci speak under their own names, as Qubes' entry points do. */
+    static struct cli_tool named;
+    named = tool;
+    if (fixed)
+        named.name = !strcmp(fixed, "block") ? "qvm-block" : "qvm-pci";
+    cli_init(&named, ERR_RUNTIME);
     struct cli_args a;
     cli_parse(argc, argv, opts, &a);
     size_t p = 0;
