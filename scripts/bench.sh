@@ -40,6 +40,7 @@ for f in bench/*.sh; do
     qube_start)            run "$n" env BENCH_ROUNDS=20 BENCH_IDLE=10 BENCH_QUBES=100 "$f" "$build" ;;
     dispvm)                run "$n" env BENCH_ROUNDS=20 "$f" "$build" ;;
     storage_clone)         run "$n" "$f" "$build" 3 128 ;;
+    flood_isolation)       run "$n" "$f" "$build" 20 15 ;;
     *)                     run "$n" "$f" "$build" ;;
   esac
 done

@@ -6,7 +6,7 @@
 # fuzz/crash-<name>-* and fails the run. See fuzz/README.md.
 #
 #   scripts/fuzz.sh [NAME...]            fuzz each for FUZZ_SECONDS (default 60)
-#   FUZZ_BUDGET=360 scripts/fuzz.sh      split 360 s evenly over all harnesses (CI)
+#   FUZZ_BUDGET=300 scripts/fuzz.sh      split 300 s evenly over all harnesses (CI)
 #   FUZZ_SMOKE=1 scripts/fuzz.sh         replay the committed inputs only
 #   scripts/fuzz.sh --minimise [NAME...] rewrite fuzz/corpus/<name>/ as the smallest set
 #                                        of inputs that keeps the coverage of seeds,

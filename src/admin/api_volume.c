@@ -92,6 +92,49 @@ static int need_halted(struct bh_call *c)
     return 0;
 }
 
+/* Qubes' qubes.property.bool spellings. */
+static int payload_bool(struct bh_call *c, bool *out)
+{
+    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
+    char v[8] = "";
+    if (c->req->payload_len >= sizeof v)
+        return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    for (size_t i = 0; i < c->req->payload_len; i++)
+        v[i] = (char)((c->req->payload[i] >= 'A' && c->req->payload[i] <= 'Z') ? c->req->payload[i] + 32 : c->req->payload[i]);
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcmp(v, t[i]))
+            return *out = true, 0;
+        if (!strcmp(v, f[i]))
+            return *out = false, 0;
+    }
+    return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+}
+
+/* Set.rw and Set.ephemeral: Bulkhead's volumes have fixed kinds (docs/storage.md), so a
+ * value is accepted when it is what the volume is, and refused otherwise. */
+static int v_set_flag(struct bh_call *c, bool rw)
+{
+    struct bh_pool *p = need_pool(c);
+    bool want = false;
+    if (!p || need_vol(c) < 0 || payload_bool(c, &want) < 0)
+        return -1;
+    if (rw && need_halted(c) < 0)
+        return -1;
+    struct bh_volume_info info;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if ((rw ? info.rw : info.ephemeral) == want)
+        return 0;
+    return bh_exc(c->exc, "QubesException", "Bulkhead cannot make the %s volume %s%s", c->req->arg,
+                  want ? "" : "not ", rw ? "writable" : "ephemeral");
+}
+
+static int v_set_rw(struct bh_call *c) { return v_set_flag(c, true); }
+static int v_set_ephemeral(struct bh_call *c) { return v_set_flag(c, false); }
+
 static int v_revert(struct bh_call *c)
 {
     struct bh_pool *p = need_pool(c);
@@ -213,6 +256,52 @@ static int pool_info(struct bh_call *c)
     return bh_buf_add(c->out, buf, (size_t)n);
 }
 
+/* As qubesd: KEY=VALUE lines of pool.usage_details, sorted (data_size, data_usage). */
+static int pool_usage(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
+    char buf[2048];
+    if (bh_pool_info_format(p, buf, sizeof buf) < 0)
+        return bh_exc(c->exc, "QubesException", "pool info too long");
+    const char *size = strstr(buf, "\nsize="), *usage = strstr(buf, "\nusage=");
+    unsigned long long sz = size ? strtoull(size + 6, NULL, 10) : 0, us = usage ? strtoull(usage + 7, NULL, 10) : 0;
+    return bh_buf_printf(c->out, "data_size=%llu\ndata_usage=%llu\n", sz, us);
+}
+
+/* As qubesd: the vid of every volume in the pool, one a line (ours: qubes/NAME/VOLUME;
+ * an app qube's root is its template's, listed once). */
+static int pool_volumes(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        if (q->klass == BH_ADMINVM)
+            continue;
+        for (size_t v = 0; bh_volume_names[v]; v++) {
+            struct bh_volume_info info;
+            bh_error err = { 0 };
+            int r;
+            struct bh_sq_buf sqb;
+            bh_glue_sq(c->app, q, &sqb);
+            r = bh_volume_info(p, &sqb.sq, bh_volume_names[v], &info, &err);
+            bh_glue_sq_free(&sqb);
+            char own[300];
+            snprintf(own, sizeof own, "qubes/%s/", q->name);
+            if (r == 0 && !strncmp(info.vid, own, strlen(own)) && bh_buf_printf(c->out, "%s\n", info.vid) < 0)
+                return bh_exc(c->exc, "QubesException", "out of memory");
+        }
+    }
+    return 0;
+}
+
 static int pool_drivers(struct bh_call *c) { return bh_buf_adds(c->out, "file dir_path revisions_to_keep ephemeral_volatile\n"); }
 
 #define NP BH_M_NOPAYLOAD
@@ -227,9 +316,13 @@ const struct bh_method bh_api_volume[] = {
     { "admin.vm.volume.Resize", v_resize, A },
     { "admin.vm.volume.Set.revisions_to_keep", v_set_revisions, A },
     { "admin.vm.volume.CloneFrom", v_clone_from, A | NP },
+    { "admin.vm.volume.Set.rw", v_set_rw, A },
+    { "admin.vm.volume.Set.ephemeral", v_set_ephemeral, A },
     { "admin.vm.volume.CloneTo", v_clone_to, A },
     { "admin.pool.List", pool_list, D | NA | NP },
     { "admin.pool.Info", pool_info, D | A | NP },
     { "admin.pool.ListDrivers", pool_drivers, D | NA | NP },
+    { "admin.pool.UsageDetails", pool_usage, D | A | NP },
+    { "admin.pool.volume.List", pool_volumes, D | A | NP },
     { NULL, NULL, 0 },
 };

@@ -9,6 +9,7 @@ int qubes_prefs_main(int argc, char **argv);
 int qvm_remove_main(int argc, char **argv);
 int qvm_clone_main(int argc, char **argv);
 int qvm_tags_main(int argc, char **argv);
+int qvm_device_main(int argc, char **argv);
 int qvm_features_main(int argc, char **argv);
 int qvm_service_main(int argc, char **argv);
 int qvm_check_main(int argc, char **argv);

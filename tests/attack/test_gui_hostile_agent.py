@@ -337,3 +337,28 @@ def test_cursors_are_cursor_font_glyphs_only(agent):
     assert "CURSOR 0x101 is not a cursor-font glyph" in agent.log_text()
     assert "0x198" not in agent.log_text()
     alive(agent, 1, "cursor-ok")
+
+
+def test_an_agent_that_says_nothing(tmp_path, host_display):
+    """An agent that accepts the connection and never answers: the daemon gives up after
+    its handshake timeout (10 s) with a log line, and exits without a crash."""
+    vdir = tmp_path / "vchan-mute"
+    vdir.mkdir()
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(str(vdir / "vchan.13.0.6000.sock"))
+    ls.listen(1)
+    log = tmp_path / "guid-mute.log"
+    p = subprocess.Popen([gui_bin("bulkhead-guid"), "--qube", "mute", "--qid", "13", "--color", "0xcc0000",
+                          "--vchan-dir", str(vdir)], env=host_display.env(), stdout=open(log, "ab"),
+                         stderr=subprocess.STDOUT)
+    try:
+        ls.settimeout(20)
+        conn, _ = ls.accept()
+        assert p.wait(20) == 1
+        assert "agent sent no version within 10 s" in log.read_text()
+        conn.close()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        ls.close()

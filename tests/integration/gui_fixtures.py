@@ -111,6 +111,35 @@ class HostDisplay:
     def prop(self, wid, name):
         return self.run("xprop", "-id", str(wid), name).stdout.strip()
 
+    def send_delete(self, wid):
+        """What a window manager's close button does: a WM_DELETE_WINDOW client message
+        (spoken in raw X11, as no tool at hand sends one)."""
+        import socket
+        import struct
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(f"/tmp/.X11-unix/X{self.number}")
+        s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+
+        def recv(n):
+            b = b""
+            while len(b) < n:
+                b += s.recv(n - len(b))
+            return b
+        hdr = recv(8)
+        assert hdr[0] == 1, "X connection refused"
+        recv(struct.unpack("<H", hdr[6:8])[0] * 4)
+
+        def atom(name):
+            n = name.encode()
+            pad = (4 - len(n) % 4) % 4
+            s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
+            return struct.unpack("<I", recv(32)[8:12])[0]
+        protocols, delete = atom("WM_PROTOCOLS"), atom("WM_DELETE_WINDOW")
+        ev = struct.pack("<BBHII5I", 33, 32, 0, wid, protocols, delete, 0, 0, 0, 0)
+        s.sendall(struct.pack("<BBHII", 25, 0, 11, wid, 0) + ev)
+        atom("WM_NAME")  # a round trip: the event went out before we close
+        s.close()
+
     def close(self):
         self.proc.terminate()
         try:

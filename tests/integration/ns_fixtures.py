@@ -252,11 +252,16 @@ class NsEnv:
         return q
 
     def cleanup(self):
+        failed = []
         for q in self.qubes:
-            self.run("kill", q.name)
+            r = self.run("kill", q.name)
+            if r.returncode != 0:
+                failed.append(f"kill {q.name}: {r.stderr.strip()}")
         leftovers = [str(p) for p in self.cgroup_parents if p.exists()]
         names = {q.name for q in self.qubes}
         leftovers += [str(p) for p in self._engine_cgroups() - self.cgroups_before if p.name in names]
+        if leftovers and failed:
+            leftovers += failed  # say why the engine could not remove them
         loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
         ours = [line for line in loops.splitlines() if str(self.base) in line]
         return leftovers, ours

@@ -59,3 +59,53 @@ def test_denied_list(daemon):
     d.call("admin.vm.device.denied.Remove", "work", payload="all")
     assert d.call("admin.vm.device.denied.List", "work") == ""
     assert d.call("admin.vm.property.Get+devices_denied", "dom0") == "default=True type=str "
+
+
+def test_qvm_device_and_qvm_block(daemon):
+    d = daemon
+    for args in (("qvm-block",), ("qvm-block", "ls"), ("qvm-device", "pci", "ls", "work")):
+        r = d.tool(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), args   # nothing is exported
+    r = d.tool("qvm-block", "attach", "work", "dom0:loop7")
+    assert (r.returncode, r.stderr) == (1, "qvm-block: error: Cannot attach unknown block device.\n")
+    r = d.tool("qvm-block", "detach", "work", "dom0:loop7")
+    assert (r.returncode, r.stderr) == (1, "qvm-block: error: block device loop7 not attached to work\n")
+    r = d.tool("qvm-device", "usb", "ls")
+    assert r.returncode == 2 and "invalid choice: 'usb'" in r.stderr
+
+
+def test_clone_sequence_as_qubes_client(daemon):
+    """The calls qubesadmin's Qubes.clone_vm makes (app.py clone_vm), in its order: create,
+    copy non-default properties, tags (not created-by-*), features, notes, firewall, the
+    persistent volumes (CloneFrom/CloneTo), then the devices of every class. Each step
+    succeeds, so no half-made clone is left behind."""
+    d = daemon
+    d.call("admin.vm.property.Set+memory", "work", "700")
+    d.call("admin.vm.tag.Set+proj", "work")
+    d.call("admin.vm.feature.Set+f1", "work", "v")
+    d.call("admin.vm.notes.Set", "work", "notes!")
+    d.call("admin.vm.Create.AppVM+host", payload="name=clone label=blue")
+    skip = {"name", "qid", "template", "label", "uuid", "installed_by_rpm"}
+    for line in d.call("admin.vm.property.GetAll", "work").splitlines():
+        prop, rest = line.split(" ", 1)
+        if prop in skip or rest.startswith("default=True"):
+            continue
+        value = rest.split(" ", 2)[2] if rest.count(" ") >= 2 else ""
+        try:
+            d.call(f"admin.vm.property.Set+{prop}", "clone", value)
+        except AdminError as e:      # read-only values are skipped, as the client's AttributeError
+            assert e.exc_type in ("QubesValueError",), (prop, e)
+    for tag in d.call("admin.vm.tag.List", "work").split():
+        if not tag.startswith("created-by-"):
+            d.call(f"admin.vm.tag.Set+{tag}", "clone")
+    for feat in d.call("admin.vm.feature.List", "work").split():
+        d.call(f"admin.vm.feature.Set+{feat}", "clone", d.call(f"admin.vm.feature.Get+{feat}", "work"))
+    d.call("admin.vm.notes.Set", "clone", d.call("admin.vm.notes.Get", "work"))
+    d.call("admin.vm.firewall.Set", "clone", d.call("admin.vm.firewall.Get", "work"))
+    token = d.call("admin.vm.volume.CloneFrom+private", "work")
+    d.call("admin.vm.volume.CloneTo+private", "clone", token)
+    for cls in d.call("admin.deviceclass.List").split():
+        assert d.call(f"admin.vm.device.{cls}.Assigned", "work") == ""
+    assert d.call("admin.vm.property.Get+memory", "clone") == "default=False type=int 700"
+    assert "proj" in d.call("admin.vm.tag.List", "clone").split()
+    assert d.call("admin.vm.notes.Get", "clone") == "notes!"

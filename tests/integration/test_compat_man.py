@@ -7,7 +7,7 @@ import pytest
 
 from tools_fixtures import ROOT
 
-PAGES = ["qvm-run", "qvm-console", "qvm-template", "qrexec-policy-test", "qrexec-policy-lint"]
+PAGES = ["qvm-device", "qvm-run", "qvm-console", "qvm-template", "qrexec-policy-test", "qrexec-policy-lint"]
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -254,3 +254,19 @@ def test_the_qubes_cursor_shape_shows_on_the_desktop(monkeypatch, engine_daemon,
         assert "cursor 0x198" in s.log.read_text()
     finally:
         s.stop()
+
+
+def test_closing_the_last_window_leaves_the_qube_running(gui):
+    host = gui.host
+    gui.spawn("a", "xterm -T close-a")
+    wa = host.find_window("[a] close-a")
+    host.send_delete(wa)  # the desktop's close button -> CLOSE -> xterm's WM_DELETE_WINDOW
+    deadline = time.time() + 15
+    while time.time() < deadline and "[a] close-a" in host.run("xwininfo", "-root", "-tree").stdout:
+        time.sleep(0.2)
+    assert "[a] close-a" not in host.run("xwininfo", "-root", "-tree").stdout
+    assert gui.qvm_run("-p", "a", "pgrep -x xterm || echo none").stdout == b"none\n"
+    assert "power_state=Running" in gui.d.call("admin.vm.CurrentState", "a")
+    # and the qube's GUI still works
+    gui.spawn("a", "xterm -T again-a")
+    host.find_window("[a] again-a")

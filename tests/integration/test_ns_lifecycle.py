@@ -361,7 +361,10 @@ def test_agent_readiness(ns_env, tmp_path):
                      "s = socket.socket(socket.AF_UNIX)\ns.bind(p)\ns.listen(1)\ntime.sleep(0.2)\n")
     q3 = ns_env.qube("agent3", extra=["--qid", "11"])
     q3.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
-    time.sleep(3)
+    # each restart starts a Python interpreter: slow on a loaded machine, so poll
+    deadline = time.monotonic() + 20
+    while len(q3.sh("cat /run/agent-starts").stdout) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert len(q3.sh("cat /run/agent-starts").stdout) >= 3
     assert q3.state() == "Running"
     q3.kill()

@@ -108,7 +108,7 @@ static int v2_freeze(const char *tag, const char *name, bool frozen, bh_error *e
     cg_dir(dir, sizeof dir, tag, name);
     if (bh_cg_write(dir, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
         return -1;
-    for (int i = 0; frozen && i < 500; i++) {
+    for (int i = 0; frozen && i < 1000; i++) { /* up to 10 s on a loaded host */
         if (v2_frozen(tag, name) == 1)
             return 0;
         sleep_ms(10);
@@ -129,7 +129,7 @@ static int v2_destroy(const char *tag, const char *name, bh_error *err)
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
-        if (errno != EBUSY || ++tries > 200)
+        if (errno != EBUSY || ++tries > 2000) /* exiting tasks still counted: up to 10 s under load */
             return bh_fail_errno(err, "rmdir %s", dir);
         sleep_ms(5);
     }

@@ -224,7 +224,12 @@ static void take_stage_error(int sock, bh_error *err)
     struct spawn_msg m;
     memset(&m, 0, sizeof m);
     struct pollfd p = { .fd = sock, .events = POLLIN };
-    if (poll(&p, 1, 1000) == 1 && recv(sock, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m && m.kind == 'E' && err) {
+    if (poll(&p, 1, 1000) != 1)
+        return;
+    ssize_t n = recv(sock, &m, sizeof m, MSG_DONTWAIT);
+    if (n < 0 && errno == ECONNRESET) /* reported once, ahead of the queued 'E' (see below) */
+        n = recv(sock, &m, sizeof m, MSG_DONTWAIT);
+    if (n == (ssize_t)sizeof m && m.kind == 'E' && err) {
         m.err.msg[sizeof m.err.msg - 1] = '\0';
         *err = m.err;
     }
