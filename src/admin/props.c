@@ -98,7 +98,6 @@ CONST_DEFAULT(d_netmask, "255.255.255.255")
 #define GLOBAL_DEFAULT(fname, gname) \
     static char *fname(struct bh_app *a, const struct bh_qube *q) { (void)q; return bh_global_prop(a, gname); }
 GLOBAL_DEFAULT(d_g_kernel, "default_kernel")
-GLOBAL_DEFAULT(d_g_virt_mode, "default_virt_mode")
 GLOBAL_DEFAULT(d_g_mgmt_dispvm, "management_dispvm")
 GLOBAL_DEFAULT(d_g_qrexec_timeout, "default_qrexec_timeout")
 GLOBAL_DEFAULT(d_g_shutdown_timeout, "default_shutdown_timeout")
@@ -131,6 +130,18 @@ static char *d_netvm(struct bh_app *a, const struct bh_qube *q)
     if (q->klass == BH_TEMPLATEVM || bh_qube_prop_bool(a, q, "provides_network"))
         return strdup("");
     return bh_global_prop(a, "default_netvm");
+}
+
+static char *d_virt_mode(struct bh_app *a, const struct bh_qube *q)
+{
+    /* As Qubes: a disposable runs in its disposable template's engine (a pvh template
+     * gives VM disposables). */
+    if (q->klass == BH_DISPVM) {
+        struct bh_qube *t = qube_ref(a, q, "template");
+        if (t)
+            return bh_qube_prop(a, t, "virt_mode");
+    }
+    return bh_global_prop(a, "default_virt_mode");
 }
 
 static char *d_default_dispvm(struct bh_app *a, const struct bh_qube *q)
@@ -586,7 +597,7 @@ static const struct bh_prop_def qube_props[] = {
     { "updateable", BH_P_BOOL, ALL, NS, d_updateable, NULL, 0, 0, "Changes to the root persist (template, standalone)" },
     { "uuid", BH_P_STR, ALL, RO, NULL, NULL, 0, 0, "UUID of the qube" },
     { "vcpus", BH_P_INT, VMS, 0, d_2, NULL, 1, 256, "Number of virtual CPUs" },
-    { "virt_mode", BH_P_STR, VMS, HALT, d_g_virt_mode, chk_virt_mode, 0, 0, "Engine: ns (namespaces) or vm (QEMU)" },
+    { "virt_mode", BH_P_STR, VMS, HALT, d_virt_mode, chk_virt_mode, 0, 0, "Engine: ns (namespaces) or vm (QEMU)" },
     { "visible_gateway", BH_P_STR, VMS, NS, d_visible_gateway, NULL, 0, 0, "Default gateway as seen by the qube" },
     { "visible_gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "Default IPv6 gateway as seen by the qube (none)" },
     { "visible_ip", BH_P_STR, VMS, NS, d_visible_ip, NULL, 0, 0, "IP address as seen by the qube" },

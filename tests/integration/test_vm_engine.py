@@ -163,3 +163,20 @@ def test_qemu_killed_from_outside_is_noticed(vm_env):
     assert wait_for(lambda: state_of(d, "v") == "Halted", 20)  # the pidfd fired: reaped at once
     assert vm_leftovers(d, "v") == []
     assert "state=Running" in d.call("admin.vm.List", "n")  # nothing else noticed
+
+
+def test_disposable_vm(vm_env):
+    """qvm-run --dispvm from a pvh disposable template: a new VM qube for one call, gone after."""
+    d = vm_env.d
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmv label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmv", "True")
+    d.call("admin.vm.property.Set+virt_mode", "dvmv", "pvh")
+    d.call("admin.vm.property.Set+qrexec_timeout", "dvmv", "240")
+    before = set(d.call("admin.vm.List").split("\n"))
+    r = qvm_run(d, "--dispvm=dvmv", "-p", "--", "uname -r; hostname", timeout=300)
+    assert r.returncode == 0, r.stderr
+    kernel, host = r.stdout.decode().split()
+    assert kernel != os.uname().release and host.startswith("disp")
+    assert wait_for(lambda: host not in d.call("admin.vm.List"), 30)
+    assert vm_leftovers(d, host) == []
+    assert set(d.call("admin.vm.List").split("\n")) == before
