@@ -19,7 +19,6 @@
 #include <time.h>
 
 #define BH_NET_NETVM_MAC "fe:ff:ff:ff:ff:ff" /* a netvm's end of every link, as Qubes */
-#define BH_NET_MAX_CONNS 4096 /* tracked connections one client may hold through its netvm */
 
 /* Loopback up, IPv6 off, ICMP echo sockets for the qube's GIDs (ping as a normal
  * user without raw sockets), reverse-path filtering, forwarding if it serves others. */

@@ -6,8 +6,7 @@
  *       and ICMP (no client-to-netvm services, no netvm-to-client connections).
  *   forward: a client's packets may only go out by eth0 (no qube-to-qube), through
  *       the client's firewall chain, evaluated on every packet (not only on new
- *       connections) so that a changed rule cuts established connections at once,
- *       after a cap on the client's tracked connections.
+ *       connections) so that a changed rule cuts established connections at once.
  *       From eth0 only replies come back in.
  *   nat: DNS to 10.139.1.1/2 goes to the upstream resolvers where this qube is the
  *       edge; everything leaving by eth0 is masqueraded (NAT at each hop). */
@@ -64,10 +63,6 @@ int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_t
     for (size_t i = 0; t->serves && t->upstream && i < t->nclients; i++) {
         const struct bh_net_client *c = &t->clients[i];
         bh_buf_printf(o, "  chain fw_%u {\n", c->qid);
-        /* Connection tracking is shared by the whole host: one client may hold only
-         * so many connections through this netvm, so that it cannot fill the table for
-         * everyone else. */
-        bh_buf_printf(o, "    ct state new ct count over %u reject with icmpx type admin-prohibited\n", BH_NET_MAX_CONNS);
         struct bh_fw_result fr;
         const char *rules = c->rules ? c->rules : "action=accept\n";
         if (bh_fw_to_nft(rules, strlen(rules), t->now, t->resolve, t->resolve_ctx, o, &fr) < 0)

@@ -145,10 +145,15 @@ static int v1_freeze(const char *tag, const char *name, bool frozen, bh_error *e
     cg_dir(dir, sizeof dir, "freezer", tag, name);
     if (bh_cg_write(dir, "freezer.state", frozen ? "FROZEN" : "THAWED", err) < 0)
         return -1;
-    /* FREEZING -> FROZEN is asynchronous; pause returns once it holds. */
-    for (int i = 0; frozen && i < 500; i++) {
+    /* FREEZING -> FROZEN is asynchronous; pause returns once it holds. A task caught in
+     * an uninterruptible wait leaves the cgroup FREEZING until FROZEN is written again
+     * (v1 retries only on a write), so write it again every 100 ms, for up to 10 s on a
+     * loaded host. */
+    for (int i = 0; frozen && i < 1000; i++) {
         if (v1_frozen(tag, name) == 1)
             return 0;
+        if (i % 10 == 9)
+            (void)bh_cg_write(dir, "freezer.state", "FROZEN", NULL);
         sleep_ms(10);
     }
     return frozen ? bh_fail(err, ETIMEDOUT, "freezing %s did not complete", name) : 0;

@@ -108,7 +108,7 @@ static int v2_freeze(const char *tag, const char *name, bool frozen, bh_error *e
     cg_dir(dir, sizeof dir, tag, name);
     if (bh_cg_write(dir, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
         return -1;
-    for (int i = 0; frozen && i < 500; i++) {
+    for (int i = 0; frozen && i < 1000; i++) { /* up to 10 s on a loaded host */
         if (v2_frozen(tag, name) == 1)
             return 0;
         sleep_ms(10);
