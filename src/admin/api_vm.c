@@ -254,6 +254,16 @@ static int park(struct bh_call *c, enum bh_wait_kind kind)
     return 0;
 }
 
+static int park_started(struct bh_call *c)
+{
+    /* the engine gives up on its own at its boot timeout (qrexec_timeout); a margin */
+    int64_t ms = bh_qube_prop_int(c->app, c->dest, "qrexec_timeout") * 1000 + 30000;
+    if (bh_waiters_add(c->dest, BH_WAIT_STARTED, c->conn, ms, c->exc) < 0)
+        return -1;
+    c->park = true;
+    return 0;
+}
+
 static int vm_start(struct bh_call *c)
 {
     if (not_dom0(c) < 0)
@@ -263,7 +273,14 @@ static int vm_start(struct bh_call *c)
      * once it is down", so the reply waits for the halt and then for the start. */
     if (c->dest->rt.state == BH_STATE_HALTING && c->conn)
         return park(c, BH_WAIT_START);
-    return bh_lifecycle_start(c->app, c->dest, c->exc);
+    /* A qube that boots asynchronously (vm engine): the reply comes when it is up, and
+     * a second Start while it boots waits for the same moment. */
+    if (bh_lifecycle_starting(c->dest))
+        return c->conn ? park_started(c) : 0;
+    int r = bh_lifecycle_start(c->app, c->dest, c->exc);
+    if (r == BH_LIFECYCLE_STARTING)
+        return c->conn ? park_started(c) : 0;
+    return r;
 }
 
 static int vm_shutdown(struct bh_call *c)

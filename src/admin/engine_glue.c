@@ -67,6 +67,10 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     b->user = bh_qube_prop(app, q, "default_user");
     s->default_user = b->user;
     s->debug = bh_qube_prop_bool(app, q, "debug");
+    b->kernelopts = bh_qube_prop(app, q, "kernelopts");
+    s->kernelopts = b->kernelopts && *b->kernelopts ? b->kernelopts : NULL;
+    long long qt = bh_qube_prop_int(app, q, "qrexec_timeout");
+    s->boot_timeout_s = qt > 0 && qt < 100000 ? (uint32_t)qt : 0;
     s->provides_network = bh_qube_prop_bool(app, q, "provides_network");
     s->all_qubes_mib = bh_glue_memory_budget_mib();
     bh_net_glue_spec(app, q, &s->net, &b->net);
@@ -97,6 +101,8 @@ void bh_glue_spec_free(struct bh_spec_buf *b)
 {
     free(b->user);
     b->user = NULL;
+    free(b->kernelopts);
+    b->kernelopts = NULL;
 }
 
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q)

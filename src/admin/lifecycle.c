@@ -440,6 +440,114 @@ static void on_tick(void *ctx)
 
 /* ---- the calls ---- */
 
+/* ---- the end of a start (at once, or when an engine's start fd says so) ---- */
+
+/* The engine runs the qube and its agent is ready: watch it, start its qrexec-daemon. */
+static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv, struct bh_spec_buf *sb,
+                       bh_error *err)
+{
+    watch(q, drv, &sb->spec);
+    qrexec_kill_stale(sb, q->name);
+    int r = qrexec_start(app, q, sb, err);
+    if (r < 0) {
+        bh_error kerr = { 0 };
+        drv->kill(&sb->spec, &kerr);
+    }
+    return r;
+}
+
+static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, struct bh_exc *e)
+{
+    struct bh_sq_buf b;
+    bh_glue_sq(app, q, &b);
+    unwatch(q);
+    q->rt.state = BH_STATE_HALTED;
+    bh_net_glue_stopped(app, q);
+    (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
+    bh_glue_sq_free(&b);
+    const char *kv[] = { "reason", err->msg, NULL };
+    emit(q, "domain-start-failed", kv);
+    return bh_exc(e, "QubesException", "Start failed: %s", err->msg);
+}
+
+static void start_done(struct bh_app *app, struct bh_qube *q)
+{
+    q->rt.state = BH_STATE_RUNNING;
+    q->rt.start_time = (int64_t)time(NULL);
+    bh_net_glue_started(app, q);
+    const char *kv[] = { "start_guid", "False", NULL };
+    emit(q, "domain-start", kv);
+}
+
+/* Starts in progress (engines with start_begin), by qid. */
+#define MAX_STARTING 256
+static struct starting {
+    uint32_t qid; /* 0: free */
+    int fd;       /* the engine's */
+} starting[MAX_STARTING];
+
+static struct starting *starting_find(uint32_t qid)
+{
+    for (size_t i = 0; i < MAX_STARTING; i++)
+        if (starting[i].qid == qid)
+            return &starting[i];
+    return NULL;
+}
+
+static void on_start_fd(void *ctx, uint32_t ev);
+
+static int starting_add(struct bh_qube *q, int fd)
+{
+    struct starting *s = starting_find(0);
+    if (!s || bh_loop_add(fd, EPOLLIN, on_start_fd, (void *)(uintptr_t)q->qid) < 0)
+        return -1;
+    *s = (struct starting){ .qid = q->qid, .fd = fd };
+    return 0;
+}
+
+/* Forgets a start in progress (before the engine closes its fd). */
+static bool starting_drop(uint32_t qid)
+{
+    struct starting *s = starting_find(qid);
+    if (!s || !qid)
+        return false;
+    bh_loop_del(s->fd);
+    s->qid = 0;
+    return true;
+}
+
+bool bh_lifecycle_starting(const struct bh_qube *q) { return q->qid && starting_find(q->qid) != NULL; }
+
+static void on_start_fd(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    uint32_t qid = (uint32_t)(uintptr_t)ctx;
+    struct bh_qube *q = bh_app_find_qid(lc_app, qid);
+    const struct bh_driver *drv = q ? bh_glue_driver(lc_app, q) : NULL;
+    if (!q || !drv || !drv->start_finish) {
+        starting_drop(qid);
+        return;
+    }
+    struct bh_spec_buf sb;
+    bh_glue_spec(lc_app, q, &sb);
+    bh_error err = { 0 };
+    int r = drv->start_finish(&sb.spec, &err);
+    if (r == 1) {
+        bh_glue_spec_free(&sb);
+        return; /* still booting */
+    }
+    starting_drop(qid);
+    if (r == 0)
+        r = start_agent(lc_app, q, drv, &sb, &err);
+    bh_glue_spec_free(&sb);
+    struct bh_exc e = { 0 };
+    if (r < 0)
+        start_failed(lc_app, q, &err, &e);
+    else
+        start_done(lc_app, q);
+    bh_waiters_started(lc_app, qid, r < 0 ? &e : NULL);
+}
+
 int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 {
     if (q->rt.state != BH_STATE_HALTED && q->rt.state != BH_STATE_CRASHED)
@@ -490,36 +598,32 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = bh_net_glue_prestart(app, q, &sb.spec, &err);
-    if (r == 0)
-        r = drv->start(&sb.spec, &err);
-    if (r == 0) {
-        watch(q, drv, &sb.spec);
-        qrexec_kill_stale(&sb, q->name);
-        r = qrexec_start(app, q, &sb, &err);
-        if (r < 0) {
+    if (r == 0 && drv->start_begin) {
+        /* an engine that boots for seconds: the loop watches its fd (on_start_fd) */
+        int fd = drv->start_begin(&sb.spec, &err);
+        if (fd >= 0 && starting_add(q, fd) == 0) {
+            bh_volume_layout_free(&sb.spec.vol);
+            bh_glue_sq_free(&b);
+            bh_glue_spec_free(&sb);
+            return BH_LIFECYCLE_STARTING;
+        }
+        if (fd >= 0) {
             bh_error kerr = { 0 };
             drv->kill(&sb.spec, &kerr);
+            bh_fail(&err, EAGAIN, "cannot watch the start of %s", q->name);
         }
+        r = -1;
+    } else if (r == 0) {
+        r = drv->start(&sb.spec, &err);
     }
     bh_volume_layout_free(&sb.spec.vol);
-    if (r < 0) {
-        unwatch(q);
-        q->rt.state = BH_STATE_HALTED;
-        bh_net_glue_stopped(app, q);
-        (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
-        bh_glue_sq_free(&b);
-        bh_glue_spec_free(&sb);
-        const char *kv[] = { "reason", err.msg, NULL };
-        emit(q, "domain-start-failed", kv);
-        return bh_exc(e, "QubesException", "Start failed: %s", err.msg);
-    }
     bh_glue_sq_free(&b);
+    if (r == 0)
+        r = start_agent(app, q, drv, &sb, &err);
     bh_glue_spec_free(&sb);
-    q->rt.state = BH_STATE_RUNNING;
-    q->rt.start_time = (int64_t)time(NULL);
-    bh_net_glue_started(app, q);
-    const char *kv[] = { "start_guid", "False", NULL };
-    emit(q, "domain-start", kv);
+    if (r < 0)
+        return start_failed(app, q, &err, e);
+    start_done(app, q);
     return 0;
 }
 
@@ -576,8 +680,18 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
     bh_error err = { 0 };
+    bool was_starting = starting_drop(q->qid);
     int r = drv->kill(&sb.spec, &err);
     bh_glue_spec_free(&sb);
+    if (was_starting && r == 0) {
+        /* killed while it booted: its start fails, whoever waits for it hears so */
+        bh_error kerr = { 0 };
+        bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
+        struct bh_exc se = { 0 };
+        start_failed(app, q, &kerr, &se);
+        bh_waiters_started(app, q->qid, &se);
+        return 0;
+    }
     if (r < 0)
         return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
     q->rt.state = BH_STATE_DYING;

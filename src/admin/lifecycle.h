@@ -5,7 +5,13 @@
 
 /* Returns 0, or -1 with e filled. done (may be NULL) is called when an asynchronous
  * shutdown with wait completes. */
+/* Start returns BH_LIFECYCLE_STARTING (1) when the engine boots asynchronously: the
+ * qube is Transient until its engine's fd says it is up; then the STARTED waiters
+ * (waiters.h) get the outcome. */
+#define BH_LIFECYCLE_STARTING 1
 int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
+/* Is an asynchronous start of q in progress? */
+bool bh_lifecycle_starting(const struct bh_qube *q);
 int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, struct bh_exc *e);
 int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
 int bh_lifecycle_pause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);

@@ -15,4 +15,5 @@ int bh_lifecycle_pause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) 
 int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e) { (void)app; return no_engine(q, e); }
 void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_stats *st) { (void)app; (void)q; memset(st, 0, sizeof *st); }
 void bh_lifecycle_boot(struct bh_app *app, bool autostart) { (void)app; (void)autostart; }
+bool bh_lifecycle_starting(const struct bh_qube *q) { (void)q; return false; }
 

@@ -1,5 +1,6 @@
 #include "waiters.h"
 #include "lifecycle.h"
+#include "props.h"
 #include "loop.h"
 #include "server.h"
 #include <stdio.h>
@@ -58,10 +59,26 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid)
             struct bh_qube *q = bh_app_find_qid(app, qid);
             if (!q)
                 bh_exc(&e, "QubesVMNotFoundError", "No such domain: '%s'", w->name);
-            else if (bh_lifecycle_start(app, q, &e) == 0)
-                e.type = NULL;
+            else {
+                int r = bh_lifecycle_start(app, q, &e);
+                if (r == BH_LIFECYCLE_STARTING) {
+                    w->kind = BH_WAIT_STARTED; /* answered when the boot ends */
+                    w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+                    continue;
+                }
+                if (r == 0)
+                    e.type = NULL;
+            }
             finish(w, e.type ? &e : NULL);
         }
+}
+
+void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e)
+{
+    (void)app;
+    for (size_t i = 0; i < nwaiters; i++)
+        if (waiters[i].conn && waiters[i].qid == qid && waiters[i].kind == BH_WAIT_STARTED)
+            finish(&waiters[i], e);
 }
 
 void bh_waiters_drop_conn(void *conn)
@@ -84,7 +101,10 @@ void bh_waiters_tick(struct bh_app *app)
         if (!w->conn || now <= w->deadline)
             continue;
         struct bh_exc e = { 0 };
-        bh_exc(&e, "QubesVMShutdownTimeoutError", "Domain shutdown timed out: '%s'", w->name);
+        if (w->kind == BH_WAIT_STARTED)
+            bh_exc(&e, "QubesException", "Start failed: '%s' did not finish starting in time", w->name);
+        else
+            bh_exc(&e, "QubesVMShutdownTimeoutError", "Domain shutdown timed out: '%s'", w->name);
         finish(w, &e);
     }
 }

@@ -6,13 +6,17 @@
 #pragma once
 #include "model.h"
 
-enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START };
+/* BH_WAIT_STARTED: admin.vm.Start of a qube whose engine boots asynchronously (vm):
+ * the reply waits for the end of the boot (bh_waiters_started). */
+enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START, BH_WAIT_STARTED };
 
 /* Parks conn's reply until q halts (or timeout_ms passes: QubesVMShutdownTimeoutError).
  * Returns -1 with e filled when no more waiters fit. */
 int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e);
 /* q has halted and is cleaned up: answers its waiters (the lifecycle calls it). */
 void bh_waiters_halted(struct bh_app *app, uint32_t qid);
+/* q's asynchronous start ended: e NULL (started) or its failure. */
+void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
 /* The connection is closing: forget its waiter. */
 void bh_waiters_drop_conn(void *conn);
 /* Replies to waiters whose deadline passed. */

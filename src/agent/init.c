@@ -150,8 +150,11 @@ static __attribute__((noreturn)) void shutdown_qube(int sfd)
     long deadline = now_ms() + grace;
     for (;;) {
         reap_all();
-        /* kill(-1, 0) fails with ESRCH once we are alone in the PID namespace. */
-        if (kill(-1, 0) < 0 && errno == ESRCH)
+        /* kill(-1, 0) fails with ESRCH once we are alone in the PID namespace. In a VM
+         * qube we are not PID 1 but a child subreaper of bulkhead-vminit, and the
+         * guest kernel's own threads always answer kill(-1, 0): there we are done
+         * when no process of our tree is left. */
+        if (getpid() == 1 ? (kill(-1, 0) < 0 && errno == ESRCH) : (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD))
             break;
         long left = deadline - now_ms();
         if (left <= 0) {

@@ -70,6 +70,9 @@ struct bh_qube_spec {
     bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
     uint64_t all_qubes_mib;   /* hard memory limit of all qubes of this daemon together, 0 = none */
     bool debug;
+    const char *kernelopts;  /* vm: appended to the guest kernel's command line, or NULL */
+    uint32_t boot_timeout_s; /* vm: how long a boot may take until the agent answers
+                              * (qrexec_timeout); 0 = engine default */
 };
 
 struct bh_qube_stats {
@@ -97,6 +100,15 @@ struct bh_driver {
      * and must then call reap() to clean up and learn whether it crashed. */
     int (*watch_fd)(const struct bh_qube_spec *spec);
     int (*reap)(const struct bh_qube_spec *spec, bool *crashed, bh_error *err);
+    /* Optional, for engines whose start takes seconds (vm under TCG): start_begin sets
+     * up and launches the qube and returns at once with an fd (owned by the engine)
+     * that becomes readable whenever start_finish should be called; -1 on error, with
+     * nothing left behind. start_finish returns 1 "not yet" (keep watching the fd), 0
+     * "started: the agent is ready", or -1 "failed, everything cleaned up"; after 0 or
+     * -1 the fd is gone. kill() during a pending start cancels it. bulkheadd's event
+     * loop watches the fd, so other calls are answered while a qube boots. */
+    int (*start_begin)(const struct bh_qube_spec *spec, bh_error *err);
+    int (*start_finish)(const struct bh_qube_spec *spec, bh_error *err);
     /* Optional (may be NULL): charges a host process that serves only this qube (its
      * qrexec-daemon, whose call processes inherit it) to the qube's CPU share, so that
      * host work a qube causes counts against that qube. Called by the process itself. */

@@ -13,8 +13,9 @@
  * A protocol violation by the other side ends the bridge (that qube loses qrexec);
  * the host bridge also ends when QEMU closes the port socket.
  *
- * The host side sends SYNC (a SHUTDOWN-less "announce again") as its first frame; the
- * guest sends nothing before it, so nothing is lost while the host side connects.
+ * The host side sends SYNC as its first frame and answers every HELLO with one; the
+ * guest repeats HELLO until a SYNC arrives (a frame sent before the guest opened its
+ * port is dropped by the guest kernel), and announces nothing before it.
  * SIGUSR1 on the host side sends SHUTDOWN: the guest side passes SIGTERM to PID 1. */
 #include "mux.h"
 #include <dirent.h>
@@ -61,7 +62,7 @@ static struct conn conns[MAX_CONNS];
 static struct proxy proxies[MAX_NAMES];
 static char announced[MAX_NAMES][BH_MUX_NAME_MAX];
 static int ep, tfd = -1, infd, sigfd;
-static bool guest, synced;
+static bool guest, synced, heard; /* heard: the host got a frame from the guest */
 static uint32_t next_id;
 static uint8_t *tout;
 static size_t tout_len, tout_cap;
@@ -172,6 +173,10 @@ static void conn_abort(struct conn *c)
 static void conn_readable(struct conn *c)
 {
     static uint8_t buf[BH_MUX_DATA_MAX];
+    /* EPOLLHUP/ERR come even when we do not ask for input: with the window full (or
+     * after EOF) there is nothing to read now, and read(fd, buf, 0) would look like EOF */
+    if (c->local_eof || c->unacked >= BH_MUX_WINDOW)
+        return;
     size_t room = BH_MUX_WINDOW - c->unacked;
     if (room > sizeof buf)
         room = sizeof buf;
@@ -444,13 +449,17 @@ static void on_frame(const struct bh_mux_frame *f)
     case BH_MUX_SYNC:
         if (!guest)
             die("SYNC from the guest");
-        /* host (re)connected: forget streams, announce every listener again */
-        for (int i = 0; i < MAX_CONNS; i++)
-            if (conns[i].used)
-                conn_free(&conns[i]);
-        memset(announced, 0, sizeof announced);
+        /* first SYNC, the answer to a repeated HELLO, or the host connected again (an
+         * announcement may have been lost meanwhile): announce every listener (again;
+         * the host ignores names it has) */
         synced = true;
+        memset(announced, 0, sizeof announced);
         scan_dir();
+        break;
+    case BH_MUX_HELLO:
+        if (guest)
+            die("HELLO from the host");
+        send_frame(BH_MUX_SYNC, 0, NULL, 0);
         break;
     case BH_MUX_SHUTDOWN:
         if (!guest)
@@ -485,6 +494,7 @@ static void on_transport(uint32_t ev)
             die("malformed frame");
         if (r == 0)
             break;
+        heard = true;
         on_frame(&f);
         off += (size_t)r;
     }
@@ -565,7 +575,23 @@ int main(int argc, char **argv)
     }
     for (;;) {
         struct epoll_event evs[64];
-        int n = epoll_wait(ep, evs, 64, -1);
+        int n = epoll_wait(ep, evs, 64, guest && !synced ? 200 : !guest && !heard ? 2000 : -1);
+        if (guest && !synced)
+            send_frame(BH_MUX_HELLO, 0, NULL, 0);
+        if (!guest && !heard && n == 0) {
+            /* Nothing from the guest yet: connect again. A connection made while the
+             * guest's virtio-serial driver was still probing can leave the guest
+             * believing the host side is closed; a new one tells it again. */
+            epoll_ctl(ep, EPOLL_CTL_DEL, tfd, NULL);
+            close(tfd);
+            tout_len = 0;
+            tin_len = 0;
+            tfd = open_transport(NULL, sock_path);
+            if (tfd < 0)
+                die("cannot open the transport again");
+            ep_set(tfd, EPOLLIN, K_TRANSPORT, 0, true);
+            send_frame(BH_MUX_SYNC, 0, NULL, 0);
+        }
         for (int i = 0; i < n; i++) {
             int kind = (int)(evs[i].data.u64 >> 32), idx = (int)(uint32_t)evs[i].data.u64;
             if (kind == K_TRANSPORT)

@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,20 +27,121 @@ static void warn_tcg_once(void)
     said = true;
 }
 
-static int vm_start(const struct bh_qube_spec *spec, bh_error *err)
+/* Starts in progress: the fds behind the one fd bulkheadd watches. */
+#define MAX_PENDING 256
+static struct pending {
+    bool used;
+    char name[64];
+    int efd, ifd, pfd, tfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout */
+} pend[MAX_PENDING];
+
+static struct pending *pending_find(const char *name)
+{
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (pend[i].used && !strcmp(pend[i].name, name))
+            return &pend[i];
+    return NULL;
+}
+
+static void pending_free(struct pending *pp)
+{
+    int fds[] = { pp->efd, pp->ifd, pp->pfd, pp->tfd };
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    memset(pp, 0, sizeof *pp);
+}
+
+static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     warn_tcg_once();
+    struct pending *old = pending_find(spec->name);
+    if (old)
+        pending_free(old);
+    struct pending *pp = NULL;
+    for (int i = 0; i < MAX_PENDING && !pp; i++)
+        if (!pend[i].used)
+            pp = &pend[i];
+    if (!pp)
+        return bh_fail(err, EAGAIN, "too many VM qubes starting at once");
     bh_vm_cleanup(spec, &p); /* leftovers of an earlier life */
-    int r = bh_vm_launch(spec, &p, err);
-    if (r == 0)
-        r = bh_vm_wait_ready(spec, &p, BH_VM_START_TIMEOUT_MS, err);
-    if (r < 0) {
+    if (bh_vm_launch(spec, &p, err) < 0) {
         bh_vm_cleanup(spec, &p); /* a failed start leaves nothing behind */
         return -1;
     }
-    return 0;
+    *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1 };
+    snprintf(pp->name, sizeof pp->name, "%s", spec->name);
+    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
+    pp->efd = epoll_create1(EPOLL_CLOEXEC);
+    pp->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    pp->pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
+    pp->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    struct itimerspec its = { .it_value = { spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000, 0 } };
+    int fds[] = { pp->ifd, pp->pfd, pp->tfd };
+    bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 &&
+              inotify_add_watch(pp->ifd, p.vchan, IN_CREATE | IN_MOVED_TO) >= 0 &&
+              timerfd_settime(pp->tfd, 0, &its, NULL) == 0;
+    for (int i = 0; ok && i < 3; i++) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+        ok = epoll_ctl(pp->efd, EPOLL_CTL_ADD, fds[i], &ev) == 0;
+    }
+    if (!ok) {
+        int e = errno;
+        pending_free(pp);
+        bh_vm_cleanup(spec, &p);
+        return bh_fail(err, e ? e : EIO, "%s: %s", spec->name, qpid > 0 ? "watching the start failed" : "QEMU is gone");
+    }
+    return pp->efd;
+}
+
+static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct bh_vm_paths p;
+    bh_vm_paths_fill(spec, &p);
+    struct pending *pp = pending_find(spec->name);
+    if (!pp)
+        return bh_fail(err, ENOENT, "%s: no start in progress", spec->name);
+    char buf[4096], ctl[4200];
+    while (read(pp->ifd, buf, sizeof buf) > 0)
+        ;
+    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p.vchan, spec->qid);
+    if (access(ctl, F_OK) == 0) {
+        pending_free(pp);
+        return 0;
+    }
+    struct pollfd pf[2] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN } };
+    if (poll(pf, 2, 0) <= 0)
+        return 1;
+    if (pf[0].revents & POLLIN) {
+        char log[4200];
+        snprintf(log, sizeof log, "%s/qemu.log", p.rt);
+        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
+        bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
+    } else {
+        bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout)", spec->name,
+                spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000);
+    }
+    pending_free(pp);
+    bh_vm_cleanup(spec, &p);
+    return -1;
+}
+
+/* The blocking form (bulkhead tools): the same steps, waiting here. */
+static int vm_start(const struct bh_qube_spec *spec, bh_error *err)
+{
+    int fd = vm_start_begin(spec, err);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+            return bh_fail_errno(err, "poll");
+        int r = vm_start_finish(spec, err);
+        if (r != 1)
+            return r;
+    }
 }
 
 static int vm_shutdown(const struct bh_qube_spec *spec, bh_error *err)
@@ -57,6 +162,9 @@ static int vm_shutdown(const struct bh_qube_spec *spec, bh_error *err)
 static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
     (void)err;
+    struct pending *pp = pending_find(spec->name);
+    if (pp)
+        pending_free(pp); /* a start in progress is cancelled */
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     bh_vm_cleanup(spec, &p);
@@ -171,4 +279,6 @@ const struct bh_driver bh_driver_vm = {
     .adopt = vm_adopt,
     .watch_fd = vm_watch_fd,
     .reap = vm_reap,
+    .start_begin = vm_start_begin,
+    .start_finish = vm_start_finish,
 };

@@ -168,17 +168,22 @@ int main(void)
     xmount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
     xmount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     xmount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    /* Without a console (no serial port unless debug) the kernel starts us with fds
+     * 0-2 closed, and the next files opened would take them: fill them first. */
+    int con = open("/dev/console", O_RDWR);
+    if (con < 0)
+        con = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3 && con >= 0; fd++)
+        if (fd != con)
+            dup2(con, fd);
+    if (con > 2)
+        close(con);
     int cfd = open("/proc/cmdline", O_RDONLY);
     ssize_t cl = cfd >= 0 ? read(cfd, cmdline, sizeof cmdline - 1) : -1;
     if (cl < 0)
         fail("reading /proc/cmdline");
     close(cfd);
     debug = param("bh.debug", NULL) != NULL;
-    int con = open("/dev/console", O_RDWR);
-    if (con >= 0) {
-        dup2(con, 1);
-        dup2(con, 2);
-    }
     load_modules();
 
     char opts[512];

@@ -146,6 +146,39 @@ static int wait_path(const char *path, pid_t pid, int ms)
     return -1;
 }
 
+/* fork() whose child is not ours: the helper processes (bridge, virtiofsd) outlive
+ * bulkheadd like the qube, and their exit must not leave zombies in the daemon. In the
+ * grandchild returns 0 after recording its own pid in pidfile; in the caller, the
+ * grandchild's pid (from that file), or -1. */
+static pid_t fork_detached(const char *pidfile)
+{
+    unlink(pidfile);
+    pid_t mid = fork();
+    if (mid < 0)
+        return -1;
+    if (mid == 0) {
+        pid_t pid = fork();
+        if (pid != 0)
+            _exit(pid < 0);
+        setsid();
+        if (bh_vm_pidfile_write(pidfile, getpid()) < 0)
+            _exit(126);
+        return 0;
+    }
+    int ws;
+    while (waitpid(mid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        return -1;
+    for (int i = 0; i < 500; i++) { /* the grandchild writes the file first thing */
+        pid_t pid = bh_vm_pidfile_check(pidfile, (uid_t)-1);
+        if (pid > 0)
+            return pid;
+        usleep(2000);
+    }
+    return -1;
+}
+
 /* ---- virtiofsd for the host's /usr ---- */
 
 static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *prog,
@@ -153,11 +186,10 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm
 {
     char log[4200];
     snprintf(log, sizeof log, "%s/virtiofsd.log", p->rt);
-    pid_t pid = fork();
+    pid_t pid = fork_detached(p->vfs_pid);
     if (pid < 0)
-        return bh_fail_errno(err, "fork");
+        return bh_fail_errno(err, "starting virtiofsd");
     if (pid == 0) {
-        setsid();
         child_stdio(spec->debug ? log : NULL);
         /* read-only view of the host's /usr, in a mount namespace of its own */
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
@@ -172,19 +204,16 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm
               "--rlimit-nofile=4096", (char *)NULL);
         _exit(127);
     }
-    if (wait_path(p->vfs_sock, pid, 10000) < 0) {
+    if (wait_path(p->vfs_sock, -1, 10000) < 0) {
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
         return bh_fail(err, EIO, "virtiofsd for %s did not start", spec->vol.host_usr);
     }
     /* virtiofsd makes its socket 0600 root; QEMU connects as uid_base (nothing of the
      * qube runs yet, so the name is still virtiofsd's) */
     if (fchownat(AT_FDCWD, p->vfs_sock, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0) {
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
         return bh_fail_errno(err, "chown %s", p->vfs_sock);
     }
-    bh_vm_pidfile_write(p->vfs_pid, pid);
     return pid;
 }
 
@@ -251,10 +280,11 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
     uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
     arg(a, "-append");
-    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s",
+    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
         spec->default_user ? spec->default_user : "user", (unsigned long long)vol, vfs ? "virtiofs" : "root",
-        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "");
+        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "",
+        spec->kernelopts ? " " : "", spec->kernelopts ? spec->kernelopts : "");
     arg(a, "-qmp");
     arg(a, "unix:%s,server=on,wait=off", p->qmp);
     arg(a, "-chardev");
@@ -330,6 +360,8 @@ static int make_cgroup(const struct bh_qube_spec *spec, const char *tag, bh_erro
 
 int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
 {
+    if (spec->kernelopts && strlen(spec->kernelopts) > 1024)
+        return bh_fail(err, E2BIG, "kernelopts of %s longer than 1024 bytes", spec->name);
     if (!spec->vol.root_lower || !spec->vol.root_throwaway)
         return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
                                      "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
@@ -391,11 +423,10 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
         return bh_fail(err, EIO, "QEMU did not start: %s", msg ? msg : "?");
     }
-    pid_t bpid = fork();
+    pid_t bpid = fork_detached(p->bridge_pid);
     if (bpid < 0)
-        return bh_fail_errno(err, "fork");
+        return bh_fail_errno(err, "starting the vchan bridge");
     if (bpid == 0) {
-        setsid();
         child_stdio(NULL);
         if (spec->debug) {
             snprintf(log, sizeof log, "%s/bridge.log", p->rt);
@@ -406,48 +437,7 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, (char *)NULL);
         _exit(127);
     }
-    bh_vm_pidfile_write(p->bridge_pid, bpid);
     return 0;
-}
-
-int bh_vm_wait_ready(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, int timeout_ms, bh_error *err)
-{
-    char ctl[4200];
-    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p->vchan, spec->qid);
-    _cleanup_close_ int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (in < 0 || inotify_add_watch(in, p->vchan, IN_CREATE | IN_MOVED_TO) < 0)
-        return bh_fail_errno(err, "inotify on %s", p->vchan);
-    pid_t qpid = bh_vm_pidfile_check(p->qemu_pid, (uid_t)-1);
-    _cleanup_close_ int pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
-    if (pfd < 0) {
-        char log[4200];
-        snprintf(log, sizeof log, "%s/qemu.log", p->rt);
-        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
-        return bh_fail(err, EIO, "%s: QEMU is gone%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
-    }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        if (access(ctl, F_OK) == 0)
-            return 0;
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long long el = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (el >= timeout_ms)
-            return bh_fail(err, ETIMEDOUT, "%s did not boot within %d s", spec->name, timeout_ms / 1000);
-        struct pollfd fds[2] = { { .fd = in, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
-        int r = poll(fds, pfd >= 0 ? 2 : 1, (int)(timeout_ms - el));
-        if (r > 0 && (fds[1].revents & POLLIN)) {
-            char log[4200];
-            snprintf(log, sizeof log, "%s/qemu.log", p->rt);
-            _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
-            return bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "",
-                           msg ? msg : "");
-        }
-        char buf[4096];
-        while (read(in, buf, sizeof buf) > 0)
-            ;
-    }
 }
 
 static void kill_recorded(const char *pidfile, uid_t uid)

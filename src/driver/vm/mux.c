@@ -66,6 +66,7 @@ long bh_mux_parse(const uint8_t *buf, size_t len, struct bh_mux_frame *out)
     case BH_MUX_CLOSE:
     case BH_MUX_SHUTDOWN:
     case BH_MUX_SYNC:
+    case BH_MUX_HELLO:
         if (f.len != 0)
             return -1;
         break;

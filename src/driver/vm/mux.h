@@ -29,7 +29,9 @@ enum bh_mux_type {
     BH_MUX_CLOSE = 6,    /* id; stream gone (or OPEN failed) */
     BH_MUX_ACK = 7,      /* id, payload: u32 bytes the receiver has delivered */
     BH_MUX_SHUTDOWN = 8, /* host -> guest: stop cleanly (the guest's init gets SIGTERM) */
-    BH_MUX_SYNC = 9,     /* host -> guest, first frame: forget streams, announce again */
+    BH_MUX_SYNC = 9,     /* host -> guest, first frame: announce your listeners */
+    BH_MUX_HELLO = 10,   /* guest -> host, repeated until SYNC comes: a SYNC sent before
+                          * the guest opened its port is dropped by the guest kernel */
 };
 
 struct bh_mux_frame {

@@ -53,7 +53,7 @@ int main(void)
     CHECK(bh_mux_parse(buf, n, &f) == (long)n);
     n = frame(buf, 0, 1, NULL, 0);
     CHECK(bh_mux_parse(buf, n, &f) == -1);
-    n = frame(buf, 10, 1, NULL, 0);
+    n = frame(buf, 11, 1, NULL, 0);
     CHECK(bh_mux_parse(buf, n, &f) == -1);
     n = frame(buf, 0x80000004u, 1, "a", 1);
     CHECK(bh_mux_parse(buf, n, &f) == -1);

@@ -60,11 +60,8 @@ struct bh_vm_paths {
 void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p);
 bool bh_vm_have_kvm(void);
 /* Starts QEMU (and virtiofsd, and the host bridge) for the qube; returns once QEMU
- * runs. The agent is not ready yet: bh_vm_wait_ready. */
+ * runs. The agent is not ready yet (driver_vm.c watches for it). */
 int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err);
-/* Blocks until the agent's control socket is mirrored into the host's vchan dir, QEMU
- * dies, or the timeout. */
-int bh_vm_wait_ready(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, int timeout_ms, bh_error *err);
 /* A recorded process, still the same one (start time) and owned by uid (if != -1).
  * Returns its PID or -1. */
 pid_t bh_vm_pidfile_check(const char *path, uid_t uid);

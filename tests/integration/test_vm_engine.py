@@ -1,0 +1,165 @@
+"""The vm engine through bulkheadd: a real QEMU microvm qube (KVM where /dev/kvm opens,
+TCG here), booted once and shared by the tests of this module, in the order written."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, state_of
+from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, have_kvm, raw_call, parse_reply  # noqa: F401
+
+
+def test_daemon_answers_while_a_vm_boots(vm_env):
+    d = vm_env.d
+    done = {}
+
+    def boot():
+        try:
+            done["reply"] = start(d, "v")
+        except AdminError as e:
+            done["error"] = e
+        done["at"] = time.monotonic()
+
+    t = threading.Thread(target=boot)
+    t.start()
+    assert wait_for(lambda: state_of(d, "v") == "Transient", 30)
+    # every other call is answered while v boots, and an ns qube starts meanwhile
+    listed = d.call("admin.vm.List", "v")
+    d.call("admin.vm.Start", "n")
+    n_started = time.monotonic()
+    assert "state=Running" in d.call("admin.vm.List", "n")
+    t.join(240)
+    assert "error" not in done, done.get("error")
+    assert done["reply"] == ""
+    assert "state=Running" in d.call("admin.vm.List", "v")
+    if not have_kvm():  # a TCG boot takes seconds: the ns qube was up long before
+        assert "state=Transient" in listed
+        assert n_started < done["at"]
+
+
+def test_qvm_run_in_a_vm_qube(vm_env):
+    d = vm_env.d
+    r = qvm_run(d, "-p", "v", "echo hi from $(hostname); id -un; uname -r; exit 3")
+    assert r.returncode == 3, r.stderr
+    host, user, kernel = r.stdout.decode().splitlines()
+    assert (host, user) == ("hi from v", "user")
+    assert kernel != os.uname().release  # its own kernel: a VM, not the host's namespaces
+    data = os.urandom(1 << 20)
+    r = qvm_run(d, "-p", "v", "cat", input=data)
+    assert r.returncode == 0 and r.stdout == data
+
+
+def test_current_state_is_qemu_memory(vm_env):
+    st = dict(kv.split("=") for kv in vm_env.d.call("admin.vm.CurrentState", "v").split())
+    assert st["power_state"] == "Running"
+    assert int(st["mem"]) > 50 * 1024  # kB of QEMU's resident memory: the guest's RAM is in it
+
+
+def test_qvm_copy_between_engines(vm_env):
+    d = vm_env.d
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-vm.policy").write_text("qubes.Filecopy  *  n  v  allow\nqubes.Filecopy  *  v  n  allow\n")
+    payload = os.urandom(300 * 1024).hex()
+    r = qvm_run(d, "-p", "n", f"echo {payload[:64]} > ~/from-n && /usr/lib/bulkhead/qvm-copy-to-vm v ~/from-n")
+    assert r.returncode == 0, r.stderr
+    assert qvm_run(d, "-p", "v", "cat ~/QubesIncoming/n/from-n").stdout.decode().strip() == payload[:64]
+    r = qvm_run(d, "-p", "v", "head -c 600000 /dev/urandom > ~/big && sha256sum < ~/big && "
+                              "/usr/lib/bulkhead/qvm-copy-to-vm n ~/big")
+    assert r.returncode == 0, r.stderr
+    want = r.stdout.split()[0]
+    got = qvm_run(d, "-p", "n", "sha256sum < ~/QubesIncoming/v/big").stdout.split()[0]
+    assert got == want
+    (pol / "10-vm.policy").unlink()
+
+
+def test_pause_unpause(vm_env):
+    d = vm_env.d
+    d.call("admin.vm.Pause", "v")
+    assert state_of(d, "v") == "Paused"
+    cpu = lambda: int(dict(kv.split("=") for kv in d.call("admin.vm.CurrentState", "v").split())["cputime"])  # noqa: E731
+    c0 = cpu()
+    time.sleep(1.5)
+    assert cpu() - c0 < 500_000_000  # a stopped VM burns (almost) no CPU; a running TCG guest does
+    d.call("admin.vm.Unpause", "v")
+    assert state_of(d, "v") == "Running"
+    assert qvm_run(d, "-p", "v", "echo back").stdout == b"back\n"
+
+
+def test_daemon_restart_adopts_the_vm(vm_env):
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+    d.stop()
+    assert os.path.exists(f"/proc/{qemu}")  # qubes outlive bulkheadd
+    d.start()
+    assert state_of(d, "v") == "Running"
+    assert qvm_run(d, "-p", "v", "echo adopted").stdout == b"adopted\n"
+    assert int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0]) == qemu
+
+
+def test_clean_shutdown_leaves_nothing(vm_env):
+    d = vm_env.d
+    assert parse_reply(raw_call(d.sock, b"admin.vm.Shutdown+wait dom0 name v\0", timeout=120)) == ""
+    assert state_of(d, "v") == "Halted"
+    assert vm_leftovers(d, "v") == []
+
+
+def test_boot_that_never_finishes_is_killed(vm_env):
+    d = vm_env.d
+    d.call("admin.vm.property.Set+qrexec_timeout", "v", "1")  # no boot is that fast
+    with pytest.raises(AdminError) as e:
+        start(d, "v")
+    assert "did not boot within 1 s" in e.value.msg
+    d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
+    assert state_of(d, "v") == "Halted"
+    assert vm_leftovers(d, "v") == []
+
+
+def test_guest_kernel_panic_fails_the_start(vm_env):
+    d = vm_env.d
+    d.call("admin.vm.property.Set+kernelopts", "v", "rdinit=/nonexistent")  # no init: the kernel panics
+    with pytest.raises(AdminError) as e:
+        start(d, "v")
+    assert "stopped while booting" in e.value.msg
+    d.call("admin.vm.property.Reset+kernelopts", "v")
+    assert state_of(d, "v") == "Halted"
+    assert vm_leftovers(d, "v") == []
+
+
+def test_kill_while_booting(vm_env):
+    d = vm_env.d
+    res = {}
+
+    def boot():
+        try:
+            res["ok"] = start(d, "v")
+        except AdminError as e:
+            res["err"] = e
+
+    t = threading.Thread(target=boot)
+    t.start()
+    assert wait_for(lambda: state_of(d, "v") == "Transient", 30)
+    if not have_kvm():
+        d.call("admin.vm.Kill", "v")
+        t.join(60)
+        assert "killed while starting" in res["err"].msg
+        assert state_of(d, "v") == "Halted"
+        assert vm_leftovers(d, "v") == []
+    else:  # KVM may have booted already: then it is a plain kill
+        t.join(60)
+
+
+def test_qemu_killed_from_outside_is_noticed(vm_env):
+    d = vm_env.d
+    d.call("admin.vm.Start", "n")
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+    os.kill(qemu, signal.SIGKILL)
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 20)  # the pidfd fired: reaped at once
+    assert vm_leftovers(d, "v") == []
+    assert "state=Running" in d.call("admin.vm.List", "n")  # nothing else noticed
