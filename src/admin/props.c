@@ -840,8 +840,14 @@ void bh_props_sync_tags(struct bh_app *app, struct bh_qube *q)
 
 static void after_change(struct bh_app *app, struct bh_qube *q, const char *prop)
 {
-    if (!q)
+    if (!q) {
+        /* As Qubes' gui/audio extensions: qubes that follow the global default change tags. */
+        if (!strcmp(prop, "default_guivm") || !strcmp(prop, "default_audiovm"))
+            for (size_t i = 0; i < app->nqubes; i++)
+                if (app->qubes[i]->klass != BH_ADMINVM)
+                    sync_vm_tag(app, app->qubes[i], prop + strlen("default_"));
         return;
+    }
     /* As Qubes: the icon is computed from these, so its cached value is dropped. */
     if (!strcmp(prop, "label") || !strcmp(prop, "template_for_dispvms")) {
         const char *kv[] = { "name", "icon", NULL };

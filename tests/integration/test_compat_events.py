@@ -58,6 +58,12 @@ def test_events_and_tags(bare_daemon):
     d.call("admin.vm.property.Set+label", "tpl", "red")
     assert b"1\0tpl\0property-reset:icon\0name\0icon\0\0" in drain(ev, b"property-reset:icon")
 
+    d.call("admin.vm.Create.AppVM+tpl", payload="name=gui label=red")
+    d.call("admin.property.Set+default_audiovm", payload="gui")  # follows the global default
+    assert "audiovm-gui" in d.call("admin.vm.tag.List", "tpl").split()
+    d.call("admin.property.Reset+default_audiovm")
+    assert "audiovm-dom0" in d.call("admin.vm.tag.List", "tpl").split()
+    d.call("admin.vm.Remove", "gui")
     d.call("admin.vm.property.Set+guivm", "tpl", "")        # no GUI VM: no guivm- tag
     drain(ev, b"domain-tag-delete:guivm-dom0")
     assert d.call("admin.vm.tag.List", "tpl") == "audiovm-dom0\ncreated-by-dom0\n"
