@@ -102,6 +102,9 @@ static int parse_ifcs(struct bh_call *c, const char *text, size_t len, char (**o
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)text[i] > 0x7e || (unsigned char)text[i] < 0x20)
             return bh_exc(c->exc, "ProtocolError", "Device interface contains non-ASCII characters");
+    /* Bounded (has_dup is quadratic; devices_denied holds at most as many). */
+    if (len > IFC_LEN * 1024)
+        return bh_exc(c->exc, "QubesValueError", "Too many device interfaces (at most 1024)");
     if (len % IFC_LEN)
         return bh_exc(c->exc, "QubesValueError", "Invalid length of interfaces='%.*s' (is %zu, expected multiple of 7)",
                       (int)(len > 200 ? 200 : len), text, len);

@@ -54,6 +54,9 @@ def test_denied_list(daemon):
         d.call("admin.vm.device.denied.Add", "work", payload="x000000")
     assert e.value.exc_type == "QubesPropertyValueError"
     assert e.value.msg.startswith("Interface code list should be in the form chhhhhhchhhhhh...,where c is one of")
+    with pytest.raises(AdminError) as e:                    # bounded: 1024 interfaces at most
+        d.call("admin.vm.device.denied.Add", "work", payload="".join("b%06x" % i for i in range(1025)))
+    assert e.value.exc_type == "QubesValueError"
     d.call("admin.vm.device.denied.Remove", "work", payload="p0e0100q123456")   # missing ones ignored
     assert d.call("admin.vm.device.denied.List", "work") == "b******\nu03****"
     d.call("admin.vm.device.denied.Remove", "work", payload="all")
