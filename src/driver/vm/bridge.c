@@ -63,6 +63,7 @@ static struct proxy proxies[MAX_NAMES];
 static char announced[MAX_NAMES][BH_MUX_NAME_MAX];
 static int ep, tfd = -1, infd, sigfd;
 static bool guest, synced, heard; /* heard: the host got a frame from the guest */
+static bool retry_out;             /* guest: output waits for the host to connect */
 static uint32_t next_id;
 static uint8_t *tout;
 static size_t tout_len, tout_cap;
@@ -106,6 +107,7 @@ static void send_frame(uint32_t type, uint32_t id, const void *data, uint32_t le
 
 static void flush_transport(void)
 {
+    retry_out = false;
     while (tout_len) {
         ssize_t n = write(tfd, tout, tout_len);
         if (n < 0) {
@@ -113,6 +115,12 @@ static void flush_transport(void)
                 continue;
             if (errno == EAGAIN)
                 break;
+            /* guest: the host side is not connected right now (QEMU's socket has no
+             * client, e.g. while the host bridge connects again): keep it, retry */
+            if (guest && errno == EPIPE) {
+                retry_out = true;
+                break;
+            }
             die("transport write failed");
         }
         memmove(tout, tout + n, tout_len - (size_t)n);
@@ -479,7 +487,7 @@ static void on_transport(uint32_t ev)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        if (guest && n == 0) { /* host side not connected (yet): wait */
+        if (guest) { /* host side not connected (yet, or for a moment): wait */
             nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
             return;
         }
@@ -575,7 +583,7 @@ int main(int argc, char **argv)
     }
     for (;;) {
         struct epoll_event evs[64];
-        int n = epoll_wait(ep, evs, 64, guest && !synced ? 200 : !guest && !heard ? 2000 : -1);
+        int n = epoll_wait(ep, evs, 64, guest && (!synced || retry_out) ? 200 : !guest && !heard ? 2000 : -1);
         if (guest && !synced)
             send_frame(BH_MUX_HELLO, 0, NULL, 0);
         if (!guest && !heard && n == 0) {
