@@ -88,6 +88,14 @@ class Internet:
         tag = "%x%03x" % (os.getpid() & 0xfff, random.randrange(4096))
         self.inet, self.srv = "bhi" + tag, "bhs" + tag
         self.procs = []
+        self.etc = self.etc_srv = self.webroot = self.flip = None
+        try:
+            self._build(tag)
+        except BaseException:
+            self.close()  # a half-made internet leaves nothing behind either
+            raise
+
+    def _build(self, tag):
         sh("ip", "netns", "add", self.inet)
         sh("ip", "netns", "add", self.srv)
         a, b = "bha" + tag, "bhb" + tag
@@ -103,6 +111,14 @@ class Internet:
         self.etc = pathlib.Path("/etc/netns") / self.inet
         self.etc.mkdir(parents=True, exist_ok=True)
         (self.etc / "resolv.conf").write_text("nameserver %s\n" % DNS)
+        # The servers' namespace resolves its own names from files: http.server looks up
+        # its bound address (getfqdn) before it listens, and with the host's resolv.conf
+        # that lookup waits out a resolver it cannot reach (10+ s: the fixture timed out).
+        self.etc_srv = pathlib.Path("/etc/netns") / self.srv
+        self.etc_srv.mkdir(parents=True, exist_ok=True)
+        (self.etc_srv / "resolv.conf").write_text("nameserver %s\n" % DNS)
+        (self.etc_srv / "hosts").write_text("127.0.0.1 localhost\n%s web.test\n%s other.test\n%s dns.test\n"
+                                            "%s host.test\n" % (WEB, OTHER, DNS, HOST))
         self.webroot = pathlib.Path(f"/tmp/{self.srv}-www")
         self.webroot.mkdir(exist_ok=True)
         (self.webroot / "index.html").write_text("hello from the test internet\n")
@@ -144,9 +160,11 @@ class Internet:
             p.wait()
         sh("ip", "netns", "del", self.srv, check=False)
         sh("ip", "netns", "del", self.inet, check=False)
-        shutil.rmtree(self.etc, ignore_errors=True)
-        shutil.rmtree(self.webroot, ignore_errors=True)
-        self.flip.unlink(missing_ok=True)
+        for d in (self.etc, self.etc_srv, self.webroot):
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
+        if self.flip:
+            self.flip.unlink(missing_ok=True)
 
 
 class Net:
