@@ -101,7 +101,7 @@ class HostDisplay:
                 if self.run("xprop", "-id", wid, "WM_NAME", check=False).stdout.strip().endswith(f'"{title}"'):
                     return int(wid)
             time.sleep(0.2)
-        raise AssertionError(f"no window {title!r}: {self.run('xwininfo', '-root', '-tree').stdout}")
+        raise AssertionError(f"no window {title!r}: {self.run('xwininfo', '-root', '-tree', check=False).stdout}")
 
     def geometry(self, wid):
         r = self.run("xdotool", "getwindowgeometry", "--shell", str(wid))

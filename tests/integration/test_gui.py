@@ -10,6 +10,17 @@ from admin_fixtures import engine_daemon  # noqa: F401
 from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display  # noqa: F401
 
 
+def tree(display):
+    """The host display's window tree. xwininfo fails (BadWindow) when a window it is
+    walking is destroyed meanwhile, which is what these tests wait for: read it again."""
+    for _ in range(20):
+        r = display.run("xwininfo", "-root", "-tree", check=False)
+        if r.returncode == 0:
+            return r.stdout
+        time.sleep(0.05)
+    return display.run("xwininfo", "-root", "-tree").stdout
+
+
 @pytest.fixture
 def ask_script(monkeypatch, tmp_path):
     """A scriptable `ask` prompt (as in test_qrexec_real_qubes): logs, answers $answer."""
@@ -161,9 +172,9 @@ def test_stopping_the_qube_closes_its_windows(gui):
     host.find_window("[a] bye-a")
     gui.d.call("admin.vm.Kill", "a")
     deadline = time.time() + 20
-    while time.time() < deadline and "[a] bye-a" in host.run("xwininfo", "-root", "-tree").stdout:
+    while time.time() < deadline and "[a] bye-a" in tree(host):
         time.sleep(0.2)
-    assert "[a] bye-a" not in host.run("xwininfo", "-root", "-tree").stdout
+    assert "[a] bye-a" not in tree(host)
 
 
 def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_display):
@@ -181,7 +192,7 @@ def test_watch_starts_a_daemon_for_a_qube_started_later(engine_daemon, host_disp
         while time.time() < deadline and "GUI daemon of b ended" not in s.log.read_text():
             time.sleep(0.2)
         assert "GUI daemon of b ended" in s.log.read_text()
-        assert "[b] late-b" not in host_display.run("xwininfo", "-root", "-tree").stdout
+        assert "[b] late-b" not in tree(host_display)
     finally:
         s.stop()
 
@@ -262,9 +273,9 @@ def test_closing_the_last_window_leaves_the_qube_running(gui):
     wa = host.find_window("[a] close-a")
     host.send_delete(wa)  # the desktop's close button -> CLOSE -> xterm's WM_DELETE_WINDOW
     deadline = time.time() + 15
-    while time.time() < deadline and "[a] close-a" in host.run("xwininfo", "-root", "-tree").stdout:
+    while time.time() < deadline and "[a] close-a" in tree(host):
         time.sleep(0.2)
-    assert "[a] close-a" not in host.run("xwininfo", "-root", "-tree").stdout
+    assert "[a] close-a" not in tree(host)
     assert gui.qvm_run("-p", "a", "pgrep -x xterm || echo none").stdout == b"none\n"
     assert "power_state=Running" in gui.d.call("admin.vm.CurrentState", "a")
     # and the qube's GUI still works
