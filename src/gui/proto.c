@@ -118,6 +118,18 @@ static int bool_field(uint32_t v, bool *out, bh_error *err)
     return 0;
 }
 
+/* CREATE and CONFIGURE carry the same placement: position, size, override_redirect. */
+static int placement(uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t override_redirect,
+                     struct bh_gui_rect *r, bool *or_out, bh_error *err)
+{
+    if (coord(x, &r->x, "x", err) < 0 || coord(y, &r->y, "y", err) < 0 || size_ok(w, h, err) < 0 ||
+        bool_field(override_redirect, or_out, err) < 0)
+        return -1;
+    r->w = w;
+    r->h = h;
+    return 0;
+}
+
 int bh_gui_parse_create(const void *body, size_t len, struct bh_gui_rect *r, bool *override_redirect,
                         uint32_t *parent, bh_error *err)
 {
@@ -125,11 +137,8 @@ int bh_gui_parse_create(const void *body, size_t len, struct bh_gui_rect *r, boo
     if (need_len(len, sizeof m, "CREATE", err) < 0)
         return -1;
     memcpy(&m, body, sizeof m);
-    if (coord(m.x, &r->x, "x", err) < 0 || coord(m.y, &r->y, "y", err) < 0 || size_ok(m.width, m.height, err) < 0 ||
-        bool_field(m.override_redirect, override_redirect, err) < 0)
+    if (placement(m.x, m.y, m.width, m.height, m.override_redirect, r, override_redirect, err) < 0)
         return -1;
-    r->w = m.width;
-    r->h = m.height;
     *parent = m.parent;
     return 0;
 }
@@ -141,12 +150,7 @@ int bh_gui_parse_configure(const void *body, size_t len, struct bh_gui_rect *r, 
     if (need_len(len, sizeof m, "CONFIGURE", err) < 0)
         return -1;
     memcpy(&m, body, sizeof m);
-    if (coord(m.x, &r->x, "x", err) < 0 || coord(m.y, &r->y, "y", err) < 0 || size_ok(m.width, m.height, err) < 0 ||
-        bool_field(m.override_redirect, override_redirect, err) < 0)
-        return -1;
-    r->w = m.width;
-    r->h = m.height;
-    return 0;
+    return placement(m.x, m.y, m.width, m.height, m.override_redirect, r, override_redirect, err);
 }
 
 int bh_gui_parse_map(const void *body, size_t len, uint32_t *transient_for, bool *override_redirect,
