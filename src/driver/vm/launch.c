@@ -434,7 +434,8 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         }
         if (drop_to(spec->uid_base) < 0)
             _exit(126);
-        execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, (char *)NULL);
+        execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port,
+              spec->debug ? "--trace" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     return 0;
