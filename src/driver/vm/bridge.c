@@ -18,6 +18,7 @@
  * port is dropped by the guest kernel), and announces nothing before it.
  * SIGUSR1 on the host side sends SHUTDOWN: the guest side passes SIGTERM to PID 1. */
 #include "mux.h"
+#include "bridge_supervise.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -561,6 +562,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *port = NULL, *sock_path = NULL;
     int port_fd = -1;
+    pid_t qemu = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--guest"))
             guest = true;
@@ -574,8 +576,10 @@ int main(int argc, char **argv)
             port_fd = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--connect"))
             sock_path = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--qemu-pid"))
+            qemu = (pid_t)atoi(argv[++i]);
         else
-            die("usage: --dir DIR (--port DEV --guest | --connect SOCKET)");
+            die("usage: --dir DIR (--port DEV --guest | --connect SOCKET [--qemu-pid PID])");
     }
     if (port_fd > 2) {
         fcntl(port_fd, F_SETFD, FD_CLOEXEC);
@@ -585,6 +589,8 @@ int main(int argc, char **argv)
     if (!dir || (!port == !sock_path))
         die("usage: --dir DIR (--port DEV --guest | --connect SOCKET)");
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (!guest && qemu > 1)
+        bh_bridge_supervise(qemu); /* returns in the worker */
     signal(SIGPIPE, SIG_IGN);
     if (chdir(dir) < 0)
         die("chdir to the vchan directory");

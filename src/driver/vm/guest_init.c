@@ -184,11 +184,15 @@ static pid_t start_bridge(const char *port)
         fail("preparing the vchan bridge");
     char portarg[16];
     snprintf(portarg, sizeof portarg, "%d", portfd);
+    /* a test knob (kernelopts): a slow child must still be waited for */
+    long delay_ms = atol(param("bh.bridge_delay_ms", "0"));
     pid_t pid = fork();
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
         close(sync[0]);
+        if (delay_ms > 0 && delay_ms < 10000)
+            nanosleep(&(struct timespec){ delay_ms / 1000, (delay_ms % 1000) * 1000000 }, NULL);
         if (fchdir(dirfd) == 0 && fcntl(portfd, F_SETFD, 0) == 0) {
             char *argv[] = { "bulkhead-vchan-bridge", "--guest", "--dir", ".", "--port-fd", portarg,
                              debug ? "--trace" : NULL, NULL };
