@@ -70,6 +70,7 @@ static struct {
     uint8_t *clip;
     size_t cliplen;
     pid_t xvfb;
+    int display;
 } A;
 
 static void cursor_changed(xcb_atom_t name);
@@ -510,6 +511,47 @@ static void focus(struct awin *w)
     xcb_set_input_focus(A.x, XCB_INPUT_FOCUS_POINTER_ROOT, w->id, XCB_CURRENT_TIME);
 }
 
+/* The keyboard layout the daemon chose (Qubes: QubesDB's /keyboard-layout, applied by
+ * qubes-keymap.sh with setxkbmap). Checked again here although the daemon is trusted:
+ * the parts become setxkbmap's arguments (no shell). */
+static void set_layout(const uint8_t *body)
+{
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX], disp[16];
+    bh_error err;
+    if (bh_gui_parse_keyboard_layout((const char *)body, BH_GUI_LAYOUT_MAX, l, v, o, &err) < 0) {
+        bh_warn("keyboard layout: %s", err.msg);
+        return;
+    }
+    snprintf(disp, sizeof disp, ":%d", A.display);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* -option "" clears the options of the previous layout first */
+        execlp("setxkbmap", "setxkbmap", "-display", disp, "-layout", l, "-variant", v, "-option", "",
+               o[0] ? "-option" : (char *)NULL, o, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bh_warn("setxkbmap %s+%s+%s failed (status %d)", l, v, o, st);
+    else
+        bh_info("keyboard layout %s+%s+%s", l, v, o);
+}
+
+/* Keys the qube holds down that the host does not (released while another window had
+ * the focus) are released here, as Qubes' agent does. */
+static void keymap_notify(const uint8_t *remote)
+{
+    xcb_query_keymap_reply_t *r = xcb_query_keymap_reply(A.x, xcb_query_keymap(A.x), NULL);
+    if (!r)
+        return;
+    for (int k = 8; k < 256; k++) {
+        bool local = (r->keys[k / 8] >> (k % 8)) & 1, host = (remote[k / 8] >> (k % 8)) & 1;
+        if (local && !host)
+            fake(XCB_KEY_RELEASE, (uint8_t)k, 0, 0);
+    }
+    free(r);
+}
+
 static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
 {
     struct awin *w = find(h->window);
@@ -604,8 +646,14 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
         xcb_set_selection_owner(A.x, A.helper, XCB_ATOM_PRIMARY, XCB_CURRENT_TIME);
         break;
     }
+    case BH_GUI_MSG_KEYMAP_NOTIFY:
+        keymap_notify(body);
+        break;
+    case BH_GUI_MSG_KEYBOARD_LAYOUT:
+        set_layout(body);
+        break;
     default:
-        break; /* CROSSING, KEYMAP_NOTIFY, MAP, WINDOW_FLAGS: nothing to do here */
+        break; /* CROSSING, MAP, WINDOW_FLAGS: nothing to do here */
     }
 }
 
@@ -754,6 +802,7 @@ static void serve(int fd, int display)
     if (handshake(fd, &xc) < 0)
         return;
     if (!A.x) {
+        A.display = display;
         if (start_xvfb(display, xc.w, xc.h) < 0 || open_x(display) < 0)
             exit(1);
     }

@@ -74,6 +74,7 @@ int bh_gui_check_daemon_hdr(const struct bh_gui_hdr *h, bh_error *err)
     case BH_GUI_MSG_CLIPBOARD_REQ: want = 0; break;
     case BH_GUI_MSG_KEYMAP_NOTIFY: want = sizeof(struct bh_gui_keymap_notify); break;
     case BH_GUI_MSG_WINDOW_FLAGS: want = sizeof(struct bh_gui_window_flags); break;
+    case BH_GUI_MSG_KEYBOARD_LAYOUT: want = sizeof(struct bh_gui_keyboard_layout); break;
     case BH_GUI_MSG_CLIPBOARD_DATA:
         if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
             return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes", h->untrusted_len);
@@ -349,6 +350,65 @@ int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err)
     (void)body;
     if (len > BH_GUI_MAX_CLIPBOARD)
         return bh_fail(err, 0, "clipboard of %zu bytes (limit %u)", len, BH_GUI_MAX_CLIPBOARD);
+    return 0;
+}
+
+static bool layout_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == ',' ||
+           c == ':' || c == '-';
+}
+
+int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *variant, char *options,
+                                 bh_error *err)
+{
+    size_t n = strnlen(s, len);
+    if (n >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "keyboard layout longer than %u bytes", BH_GUI_LAYOUT_MAX - 1);
+    char *part[3] = { layout, variant, options };
+    size_t k = 0, o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            if (k == 2)
+                return bh_fail(err, 0, "keyboard layout with more than three parts");
+            part[k++][o] = '\0';
+            o = 0;
+            continue;
+        }
+        if (!layout_char(s[i]))
+            return bh_fail(err, 0, "keyboard layout with byte 0x%02x", (unsigned char)s[i]);
+        part[k][o++] = s[i];
+    }
+    if (k != 2)
+        return bh_fail(err, 0, "keyboard layout is not layout+variant+options");
+    part[2][o] = '\0';
+    if (!layout[0])
+        return bh_fail(err, 0, "keyboard layout without a layout");
+    return 0;
+}
+
+int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err)
+{
+    const char *f[5];
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        if (off > len)
+            return bh_fail(err, 0, "_XKB_RULES_NAMES has %d fields (need 5)", i);
+        f[i] = names + off;
+        size_t n = strnlen(names + off, len - off);
+        if (off + n == len && i < 4)
+            return bh_fail(err, 0, "_XKB_RULES_NAMES has %d fields (need 5)", i + 1);
+        off += n + 1;
+    }
+    size_t l3 = strnlen(f[2], len - (size_t)(f[2] - names)), l4 = strnlen(f[3], len - (size_t)(f[3] - names));
+    size_t l5 = strnlen(f[4], len - (size_t)(f[4] - names));
+    if (l3 + l4 + l5 + 2 >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "host keyboard layout too long");
+    char buf[BH_GUI_LAYOUT_MAX], a[BH_GUI_LAYOUT_MAX], b[BH_GUI_LAYOUT_MAX], c[BH_GUI_LAYOUT_MAX];
+    snprintf(buf, sizeof buf, "%.*s+%.*s+%.*s", (int)l3, f[2], (int)l4, f[3], (int)l5, f[4]);
+    if (bh_gui_parse_keyboard_layout(buf, sizeof buf, a, b, c, err) < 0)
+        return -1;
+    memcpy(out, buf, strlen(buf) + 1);
     return 0;
 }
 

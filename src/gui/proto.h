@@ -64,6 +64,14 @@ enum bh_gui_msg_type {
     BH_GUI_MSG_MAX,
 };
 
+/* Bulkhead's additions, daemon -> agent only (a qube never sends them, so the daemon
+ * parses nothing new). Qubes passes the keyboard layout through QubesDB
+ * (/keyboard-layout, read by the agent's qubes-keymap.sh); we have no QubesDB, so the
+ * daemon sends the same "layout+variant+options" string on the GUI channel. */
+#define BH_GUI_MSG_KEYBOARD_LAYOUT 0x10001u
+#define BH_GUI_LAYOUT_MAX 256u /* as the keyboard_layout property */
+struct bh_gui_keyboard_layout { char layout[BH_GUI_LAYOUT_MAX]; };
+
 /* Wire layouts (all fields uint32_t in host byte order, as Qubes) */
 struct bh_gui_hdr { uint32_t type, window, untrusted_len; };
 struct bh_gui_map_info { uint32_t transient_for, override_redirect; };
@@ -143,6 +151,17 @@ int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
  * reorder the daemon's "[qube] " prefix with '_'. Stops at the first NUL or at len.
  * out always NUL-terminated. */
 void bh_gui_sanitize_utf8(const char *in, size_t len, char *out, size_t outsz);
+
+/* "layout+variant+options" (Qubes' keyboard_layout): exactly two '+', a non-empty layout,
+ * and only [A-Za-z0-9_,:-] (what setxkbmap names are made of; nothing a shell or
+ * setxkbmap's own option parser would read as more). On success the three parts are
+ * copied to layout, variant, options (each at least BH_GUI_LAYOUT_MAX bytes). */
+int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *variant, char *options,
+                                 bh_error *err);
+/* XKB's _XKB_RULES_NAMES root property (rules, model, layout, variant, options, each
+ * NUL-terminated) -> "layout+variant+options" in out (BH_GUI_LAYOUT_MAX bytes);
+ * -1 when it does not hold a valid layout. */
+int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err);
 
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

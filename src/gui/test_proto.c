@@ -171,8 +171,39 @@ static void test_chan(void)
     close(sv[1]);
 }
 
+static void test_keyboard_layout(void)
+{
+    bh_error e;
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX], out[BH_GUI_LAYOUT_MAX];
+    CHECK(bh_gui_parse_keyboard_layout("de+nodeadkeys+grp:alt_shift_toggle", 64, l, v, o, &e) == 0);
+    CHECK(!strcmp(l, "de") && !strcmp(v, "nodeadkeys") && !strcmp(o, "grp:alt_shift_toggle"));
+    CHECK(bh_gui_parse_keyboard_layout("us++", 4, l, v, o, &e) == 0 && !strcmp(l, "us") && !v[0] && !o[0]);
+    /* what setxkbmap or a shell could read as more than a name */
+    CHECK(bh_gui_parse_keyboard_layout("us+;rm -rf+", 32, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("us+-display:1+", 32, l, v, o, &e) == 0); /* an argument, not an option */
+    CHECK(bh_gui_parse_keyboard_layout("us", 2, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("us+++", 5, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("++", 2, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("fr(oss)++", 9, l, v, o, &e) < 0);
+    char big[BH_GUI_LAYOUT_MAX + 8];
+    memset(big, 'a', sizeof big);
+    big[1] = big[3] = '+';
+    CHECK(bh_gui_parse_keyboard_layout(big, sizeof big, l, v, o, &e) < 0); /* unterminated, too long */
+    big[BH_GUI_LAYOUT_MAX - 1] = '\0';
+    CHECK(bh_gui_parse_keyboard_layout(big, sizeof big, l, v, o, &e) == 0); /* 255 bytes fit */
+    static const char names[] = "evdev\0pc105\0de,us\0nodeadkeys,\0grp:alt_shift_toggle";
+    CHECK(bh_gui_layout_from_xkb_names(names, sizeof names, out, &e) == 0);
+    CHECK(!strcmp(out, "de,us+nodeadkeys,+grp:alt_shift_toggle"));
+    CHECK(bh_gui_layout_from_xkb_names(names, sizeof names - 1, out, &e) == 0); /* last NUL missing */
+    CHECK(bh_gui_layout_from_xkb_names("evdev\0pc105\0de", 15, out, &e) < 0); /* three fields */
+    CHECK(bh_gui_layout_from_xkb_names("", 0, out, &e) < 0);
+    static const char nolayout[] = "evdev\0pc105\0\0\0";
+    CHECK(bh_gui_layout_from_xkb_names(nolayout, sizeof nolayout, out, &e) < 0);
+}
+
 int main(void)
 {
+    test_keyboard_layout();
     test_headers();
     test_create();
     test_shmimage();
