@@ -66,7 +66,7 @@ static struct {
     struct bh_gui_chan ch;
     bool connected;
     xcb_window_t helper, focused;
-    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete;
+    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete, a_net_wm_icon;
     uint8_t *clip;
     size_t cliplen;
     pid_t xvfb;
@@ -232,6 +232,55 @@ static void send_urgency(struct awin *w)
     send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
 }
 
+/* The window's _NET_WM_ICON (as Qubes' icon-sender): of the sizes it offers, the largest
+ * that fits BH_GUI_ICON_MAX, else the smallest, scaled down (nearest pixel, aspect
+ * kept). Windows without one send nothing (legacy WM_HINTS icon pixmaps are not read). */
+#define ICON_READ_MAX (2u + 1024u * 1024u) /* longs: Qubes' icon-sender reads icons up to 1024x1024 */
+static void send_icon(struct awin *w)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, A.a_net_wm_icon, XCB_ATOM_CARDINAL, 0, ICON_READ_MAX), NULL);
+    if (!r)
+        return;
+    size_t n = r->format == 32 ? (size_t)xcb_get_property_value_length(r) / 4 : 0;
+    const uint32_t *v = xcb_get_property_value(r);
+    size_t best = SIZE_MAX, i = 0;
+    uint64_t best_area = 0;
+    bool best_fits = false;
+    while (i + 2 <= n) {
+        uint64_t iw = v[i], ih = v[i + 1];
+        if (iw == 0 || ih == 0 || iw * ih > n - i - 2)
+            break;
+        bool fits = iw <= BH_GUI_ICON_MAX && ih <= BH_GUI_ICON_MAX;
+        if (best == SIZE_MAX || (fits && (!best_fits || iw * ih > best_area)) ||
+            (!fits && !best_fits && iw * ih < best_area))
+            best = i, best_area = iw * ih, best_fits = fits;
+        i += 2 + iw * ih;
+    }
+    if (best != SIZE_MAX) {
+        uint32_t sw = v[best], sh = v[best + 1], dw = sw, dh = sh;
+        if (sw > BH_GUI_ICON_MAX || sh > BH_GUI_ICON_MAX) {
+            if (sw >= sh)
+                dw = BH_GUI_ICON_MAX, dh = (uint32_t)((uint64_t)sh * BH_GUI_ICON_MAX / sw);
+            else
+                dh = BH_GUI_ICON_MAX, dw = (uint32_t)((uint64_t)sw * BH_GUI_ICON_MAX / sh);
+            if (dw == 0) dw = 1;
+            if (dh == 0) dh = 1;
+        }
+        static uint8_t msg[BH_GUI_ICON_MAX_LEN];
+        struct bh_gui_window_icon_hdr ih = { dw, dh };
+        memcpy(msg, &ih, sizeof ih);
+        const uint32_t *src = v + best + 2;
+        for (uint32_t y = 0; y < dh; y++)
+            for (uint32_t x = 0; x < dw; x++) {
+                uint32_t p = src[(size_t)(y * sh / dh) * sw + x * sw / dw];
+                memcpy(msg + sizeof ih + 4 * ((size_t)y * dw + x), &p, 4);
+            }
+        send_msg(BH_GUI_MSG_WINDOW_ICON, w->id, msg, sizeof ih + (size_t)dw * dh * 4, -1);
+    }
+    free(r);
+}
+
 static xcb_window_t transient_for(struct awin *w)
 {
     xcb_get_property_reply_t *r = xcb_get_property_reply(
@@ -254,6 +303,7 @@ static void send_map(struct awin *w)
     send_title(w);
     send_class(w);
     send_hints(w);
+    send_icon(w);
     struct bh_gui_map_info m = { transient_for(w), w->or };
     send_msg(BH_GUI_MSG_MAP, w->id, &m, sizeof m, -1);
     new_buffer(w);
@@ -418,6 +468,8 @@ static void x_event(xcb_generic_event_t *ev)
             send_hints(w);
         else if (e->atom == XCB_ATOM_WM_HINTS)
             send_urgency(w);
+        else if (e->atom == A.a_net_wm_icon)
+            send_icon(w);
         break;
     }
     case XCB_SELECTION_NOTIFY: {
@@ -767,6 +819,7 @@ static int open_x(int display)
     A.a_net_wm_name = atom("_NET_WM_NAME");
     A.a_wm_protocols = atom("WM_PROTOCOLS");
     A.a_wm_delete = atom("WM_DELETE_WINDOW");
+    A.a_net_wm_icon = atom("_NET_WM_ICON");
     xcb_flush(A.x);
     return 0;
 }

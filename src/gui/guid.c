@@ -286,6 +286,14 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_DOCK:
         refuse(g, "DOCK (no tray on this host)");
         break;
+    case BH_GUI_MSG_WINDOW_ICON: {
+        const uint8_t *px;
+        if (bh_gui_parse_window_icon(body, len, &a, &b, &px, &err) < 0)
+            refuse(g, "WINDOW_ICON 0x%x: %s", h->window, err.msg);
+        else
+            guid_win_icon(g, w, a, b, px);
+        break;
+    }
     default:
         return -1; /* bh_gui_check_agent_hdr let nothing else through */
     }

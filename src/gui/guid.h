@@ -47,7 +47,7 @@ struct guid {
     bool have_shm_fd;
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
-        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names;
+        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon;
     xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
@@ -78,6 +78,8 @@ void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const c
 void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h);
 void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
+/* pixels: iw*ih ARGB values (unaligned) already checked by bh_gui_parse_window_icon */
+void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
 /* takes ownership of memfd (closes it on refusal) */
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err);
 void guid_win_damage(struct guid_win *w, const struct bh_gui_rect *r);

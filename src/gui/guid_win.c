@@ -54,6 +54,7 @@ int guid_x_open(struct guid *g, bh_error *err)
     g->gc = xcb_generate_id(g->x);
     xcb_create_gc(g->x, g->gc, g->screen->root, XCB_GC_GRAPHICS_EXPOSURES, (uint32_t[]){ 0 });
     g->a_xkb_names = atom(g->x, "_XKB_RULES_NAMES");
+    g->a_net_wm_icon = atom(g->x, "_NET_WM_ICON");
     guid_load_keymap(g);
     /* the host's layout changes (setxkbmap, a desktop's layout switcher) show as a new
      * _XKB_RULES_NAMES on the root window */
@@ -328,6 +329,21 @@ void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)
     xcb_change_window_attributes(g->x, w->content, XCB_CW_CURSOR, &c);
     if (c != XCB_NONE)
         xcb_free_cursor(g->x, c);
+}
+
+void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels)
+{
+    /* tinted with the label colour by us, as Qubes' icon-receiver does: a qube cannot
+     * show another qube's (or dom0's) icon as it is */
+    uint32_t v[2 + BH_GUI_ICON_MAX * BH_GUI_ICON_MAX];
+    v[0] = iw;
+    v[1] = ih;
+    for (size_t i = 0; i < (size_t)iw * ih; i++) {
+        uint32_t p;
+        memcpy(&p, pixels + 4 * i, 4);
+        v[2 + i] = bh_gui_tint_argb(p, g->color);
+    }
+    set_prop(g, w->frame, g->a_net_wm_icon, XCB_ATOM_CARDINAL, 32, 2 + iw * ih, v);
 }
 
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err)

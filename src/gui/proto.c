@@ -16,6 +16,10 @@ const char *bh_gui_msg_name(uint32_t type)
 {
     if (type > BH_GUI_MSG_MIN && type < BH_GUI_MSG_MAX)
         return names[type - BH_GUI_MSG_MIN - 1];
+    if (type == BH_GUI_MSG_KEYBOARD_LAYOUT)
+        return "KEYBOARD_LAYOUT";
+    if (type == BH_GUI_MSG_WINDOW_ICON)
+        return "WINDOW_ICON";
     return "unknown";
 }
 
@@ -41,6 +45,14 @@ long bh_gui_agent_body_len(uint32_t type)
 
 int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err)
 {
+    if (h->type == BH_GUI_MSG_WINDOW_ICON) {
+        size_t hl = sizeof(struct bh_gui_window_icon_hdr);
+        if (h->untrusted_len < hl + 4 || h->untrusted_len > BH_GUI_ICON_MAX_LEN || (h->untrusted_len - hl) % 4)
+            return bh_fail(err, 0, "WINDOW_ICON with length %u", h->untrusted_len);
+        if (h->window == 0)
+            return bh_fail(err, 0, "WINDOW_ICON for window 0");
+        return 0;
+    }
     if (h->type == BH_GUI_MSG_CLIPBOARD_DATA) {
         if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
             return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes (limit %u)", h->untrusted_len,
@@ -343,6 +355,52 @@ int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error
         return bh_fail(err, 0, "CURSOR %#x is not a cursor-font glyph", m.cursor);
     *cursor = m.cursor;
     return 0;
+}
+
+int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t *h, const uint8_t **pixels,
+                             bh_error *err)
+{
+    struct bh_gui_window_icon_hdr m;
+    if (len < sizeof m || len > BH_GUI_ICON_MAX_LEN)
+        return bh_fail(err, 0, "WINDOW_ICON body of %zu bytes", len);
+    memcpy(&m, body, sizeof m);
+    if (m.width == 0 || m.height == 0 || m.width > BH_GUI_ICON_MAX || m.height > BH_GUI_ICON_MAX)
+        return bh_fail(err, 0, "icon of %ux%u (1..%u each way)", m.width, m.height, BH_GUI_ICON_MAX);
+    if ((size_t)m.width * m.height * 4 != len - sizeof m)
+        return bh_fail(err, 0, "icon of %ux%u with %zu bytes of pixels", m.width, m.height, len - sizeof m);
+    *w = m.width;
+    *h = m.height;
+    *pixels = (const uint8_t *)body + sizeof m;
+    return 0;
+}
+
+uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb)
+{
+    /* integer arithmetic as qubesimgconverter's, so a qube's icon looks the same as in Qubes */
+    uint64_t tr = (label_rgb >> 16) & 0xff, tg = (label_rgb >> 8) & 0xff, tb = label_rgb & 0xff;
+    uint64_t tM = tr > tg ? (tr > tb ? tr : tb) : (tg > tb ? tg : tb);
+    uint64_t tm = tr < tg ? (tr < tb ? tr : tb) : (tg < tb ? tg : tb);
+    uint64_t trn, tgn, tbn, tdn;
+    if (tM == tm)
+        trn = tgn = tbn = 1, tdn = 2;
+    else
+        trn = tr - tm, tgn = tg - tm, tbn = tb - tm, tdn = tM - tm;
+    uint64_t r = (argb >> 16) & 0xff, g = (argb >> 8) & 0xff, b = argb & 0xff;
+    uint64_t M = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    uint64_t m = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    uint64_t c = M - m;
+    const uint64_t Tn = 1, Td = 4;
+    uint64_t c2 = Tn * 255 + (Td - Tn) * c, c2d = Td;
+    uint64_t m2 = (255 * c2d - c2) * m;
+    uint64_t m2d = (255 - c) * c2d;
+    if (m2d < 1)
+        m2d = 1;
+    uint64_t c2d_tdn = tdn * c2d;
+    uint64_t num = m2 * c2d_tdn, den = m2d * c2d_tdn, c2_m2d = c2 * m2d;
+    uint32_t rt = (uint32_t)((num + trn * c2_m2d) / den) & 0xff;
+    uint32_t gt = (uint32_t)((num + tgn * c2_m2d) / den) & 0xff;
+    uint32_t bt = (uint32_t)((num + tbn * c2_m2d) / den) & 0xff;
+    return (argb & 0xff000000u) | (rt << 16) | (gt << 8) | bt;
 }
 
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err)

@@ -72,6 +72,17 @@ enum bh_gui_msg_type {
 #define BH_GUI_LAYOUT_MAX 256u /* as the keyboard_layout property */
 struct bh_gui_keyboard_layout { char layout[BH_GUI_LAYOUT_MAX]; };
 
+/* Agent -> daemon: a window's icon, {width, height} then width*height pixels as in
+ * _NET_WM_ICON (uint32 ARGB, host order). Qubes sends icons through the
+ * qubes.WindowIconUpdater qrexec service to a receiver in the desktop session; Bulkhead's
+ * desktop session has no qrexec service socket, and its GUI daemon already owns the
+ * windows, so the same pixels take the GUI channel. At most BH_GUI_ICON_MAX square (the
+ * agent scales larger ones down), so a message stays small. */
+#define BH_GUI_MSG_WINDOW_ICON 0x10002u
+#define BH_GUI_ICON_MAX 64u
+struct bh_gui_window_icon_hdr { uint32_t width, height; };
+#define BH_GUI_ICON_MAX_LEN (sizeof(struct bh_gui_window_icon_hdr) + BH_GUI_ICON_MAX * BH_GUI_ICON_MAX * 4u)
+
 /* Wire layouts (all fields uint32_t in host byte order, as Qubes) */
 struct bh_gui_hdr { uint32_t type, window, untrusted_len; };
 struct bh_gui_map_info { uint32_t transient_for, override_redirect; };
@@ -143,6 +154,13 @@ int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window
 int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err);
 /* CURSOR: 0 (default) or an X11 cursor-font glyph (CURSOR_X11 + even glyph < 154). */
 int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err);
+/* WINDOW_ICON: size 1..BH_GUI_ICON_MAX each way, exactly width*height pixels after the
+ * header; *pixels points into body (4-byte values, possibly unaligned: use memcpy). */
+int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t *h, const uint8_t **pixels,
+                             bh_error *err);
+/* Qubes' icon tint (qubesimgconverter Image.tint): the pixel keeps its lightness and
+ * alpha, its hue becomes the label colour's, so an icon shows which qube it is from. */
+uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb);
 /* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
 
