@@ -1,6 +1,7 @@
 #include "net_glue.h"
 #include "cleanup.h"
 #include "hooks.h"
+#include "io.h"
 #include "log.h"
 #include "loop.h"
 #include "props.h"
@@ -23,6 +24,10 @@
 /* How often dsthost names are resolved again (seconds); BULKHEAD_NET_RESOLVE_SECONDS
  * overrides (tests use a short one). */
 static int resolve_ttl = RESOLVE_TTL_DEFAULT;
+/* New connections per qube (BULKHEAD_NET_CONN_MAX) and through the uplink for all
+ * qubes together (BULKHEAD_NET_UPLINK_CONN_MAX; default a quarter of the peer's
+ * conntrack table, at most 65536): see net.h. */
+static unsigned conn_max = BH_NET_CONN_MAX_DEFAULT, uplink_conn_max;
 #define RESOLVE_TTL resolve_ttl
 
 static struct bh_app *g_app;
@@ -151,6 +156,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         if (!ip || inet_pton(AF_INET, ip, &x->ip) != 1 || bh_mac_parse(mac, x->mac) < 0)
             continue;
         x->qid = c->qid;
+        x->serves = bh_qube_prop_bool(app, c, "provides_network");
         x->rules = c->firewall;
         n++;
     }
@@ -238,6 +244,7 @@ static void uplink_conf(struct bh_app *app, struct bh_qube *q, struct bh_net_upl
     u->peer_nsfd = peer_ns;
     u->peer_ifname = ifname;
     u->table = table;
+    u->conn_max = uplink_conn_max;
     /* a /30 in 100.64.0.0/10, chosen by daemon and qube so that daemons side by side
      * (each with its own peer) do not collide on one host */
     char key[32];
@@ -295,7 +302,7 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
     bool serves = bh_qube_prop_bool(app, q, "provides_network");
     if (bh_netns_create(spec->net.netns_path, err) < 0 ||
         bh_net_qube_init(spec->net.netns_path, spec->uid_base, spec->uid_base + (spec->uid_count ? spec->uid_count : 65536) - 1,
-                         serves, err) < 0)
+                         serves, conn_max, err) < 0)
         goto fail;
     plugged[q->qid % MAX_QID] = 0;
     has_uplink[q->qid % MAX_QID] = false;
@@ -476,6 +483,19 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
         n_updns = access(p, F_OK) == 0 ? bh_dns_read_resolv(p, updns, 2) : bh_dns_read_resolv("/etc/resolv.conf", updns, 2);
     } else {
         return bh_fail(err, EINVAL, "--uplink must be none, host or netns:NAME");
+    }
+    const char *cm = getenv("BULKHEAD_NET_CONN_MAX");
+    if (cm && atol(cm) > 0 && atol(cm) <= 1000000)
+        conn_max = (unsigned)atol(cm);
+    if (uplink_kind != UPLINK_NONE) {
+        /* one host-wide number (only the initial namespace may set it) */
+        size_t vl = 0;
+        _cleanup_free_ char *v = bh_read_file("/proc/sys/net/netfilter/nf_conntrack_max", 64, &vl);
+        long hostmax = v ? atol(v) : 0;
+        uplink_conn_max = hostmax > 0 && hostmax / 4 < 65536 ? (unsigned)(hostmax / 4) : 65536u;
+        const char *um = getenv("BULKHEAD_NET_UPLINK_CONN_MAX");
+        if (um && atol(um) > 0 && atol(um) <= 10000000)
+            uplink_conn_max = (unsigned)atol(um);
     }
     if (uplink_kind != UPLINK_NONE && n_updns == 0)
         bh_warn("uplink: no IPv4 nameserver found: qubes will have no DNS");

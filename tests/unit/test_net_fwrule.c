@@ -90,6 +90,17 @@ int main(void)
     CHECK(strstr(b.data, "iifname \"vif7.0\" oifname \"eth0\" jump fw_7") != NULL);
     CHECK(strstr(b.data, "ip daddr 10.139.1.2 meta l4proto { tcp, udp } th dport 53 dnat ip to 192.0.2.53") != NULL);
     CHECK(strncmp(b.data, "table inet bulkhead\ndelete table inet bulkhead\n", 47) == 0);
+    /* the connection limits' table is never replaced: only its exempt set changes */
+    CHECK(strstr(b.data, "delete table inet bulkhead_cap") == NULL);
+    CHECK(strstr(b.data, "per_source") == NULL);
+    CHECK(strstr(b.data, "flush set inet bulkhead_cap exempt\n") != NULL);
+    CHECK(strstr(b.data, "add element inet bulkhead_cap exempt") == NULL); /* c is no netvm */
+    bh_buf_free(&b);
+    c.serves = true; /* a netvm as client: exempt (it limits its own clients) */
+    bh_buf_init(&b, 0);
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "add element inet bulkhead_cap exempt { 10.137.0.7 }") != NULL);
     bh_buf_free(&b);
 
     struct in_addr ns[2];
