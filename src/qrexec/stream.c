@@ -203,7 +203,10 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         if (s->is_service)
             queue_msg(&p, BH_QX_MSG_DATA_STDERR, NULL, 0);
     }
-    if (s->is_service && s->child > 0) {
+    if (s->is_service && s->exit_from_fd) {
+        p.pidfd = s->exit_fd; /* polled like a pidfd; read instead of waitpid */
+        s->exit_fd = -1;
+    } else if (s->is_service && s->child > 0) {
         p.pidfd = pidfd_open_(s->child);
         if (p.pidfd < 0) {
             bh_fail_errno(err, "pidfd_open");
@@ -329,7 +332,11 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                 bh_fail_errno(err, "buffer");
                 goto out;
             }
-        if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
+        if (i_pid >= 0 && s->exit_from_fd && (fds[i_pid].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int code;
+            p.child_done = true;
+            p.exit_code = bh_read_all(p.pidfd, &code, sizeof code) == (ssize_t)sizeof code ? code : 125;
+        } else if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
             int st;
             if (waitpid(s->child, &st, WNOHANG) == s->child) {
                 p.child_done = true;

@@ -19,6 +19,10 @@ struct bh_qx_stream {
     int in_fd, out_fd, err_fd;
     pid_t child;     /* service: the process whose exit code is sent; -1 none */
     int fixed_exit;  /* service without child: exit code to send (JUST_EXEC: 0) */
+    /* service whose process another (privileged) process waits for: with exit_from_fd,
+     * its exit code arrives on exit_fd as 4 bytes (native int); EOF without them = 125 */
+    bool exit_from_fd;
+    int exit_fd;
     bool filter_out, filter_err; /* requester: replace control characters (tty safety) */
 };
 
