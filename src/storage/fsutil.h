@@ -29,6 +29,11 @@ char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit);
 int bh_fs_copy_data(int in, int out, bh_error *err);
 /* Copies the regular file sdir/sname to a new file ddir/dname (must not exist). */
 int bh_fs_copy_file_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode, bh_error *err);
+/* The same without fsync, for a copy that no crash may leave in use (a disposable's
+ * private: copied afresh at every start, dropped at its end): its blocks may never
+ * reach the disk at all. */
+int bh_fs_copy_file_throwaway_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode,
+                                 bh_error *err);
 /* Copies the directory tree sdir/sname to a new ddir/dname (cp -a: owners, modes, xattrs,
  * hard links, symlinks as symlinks), then syncs the filesystem. */
 int bh_fs_copy_tree_at(int sdir, const char *sname, int ddir, const char *dname, bh_error *err);
