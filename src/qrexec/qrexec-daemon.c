@@ -43,7 +43,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -51,7 +53,8 @@
 
 #define MAX_PORTS 256
 #define MAX_CLIENTS 128
-#define MAX_TRIGGERS 64
+#define MAX_TRIGGERS 256 /* the most pending calls $BULKHEAD_QREXEC_MAX_PENDING may allow */
+#define DEFAULT_PENDING 64
 #define FIRST_DATA_PORT (BH_QX_VCHAN_BASE_PORT + 1)
 
 static const char *qube_name, *runtime, *vchan_dir, *sock_path, *default_user = "user";
@@ -64,6 +67,7 @@ static void on_term(int s) { (void)s; stop = 1; }
 static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
+static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
 static struct bh_qx_policy_ctx policy_ctx;
 
 struct port { bool used; uint32_t domain; int client; };
@@ -372,6 +376,36 @@ static void unlink_listen_name(const char *tdir, uint32_t tqid, uint32_t port)
         (void)unlink(path);
 }
 
+/* Inodes of a target's vchan dir (a 64-inode tmpfs) that qube-to-qube calls never take:
+ * dom0's calls (qrexec-client binds its data socket there) always find room, however
+ * many calls other qubes hold toward the target. $BULKHEAD_VCHAN_DOM0_RESERVE. */
+#define BH_QX_DOM0_RESERVE 16
+static unsigned long dom0_reserve(void)
+{
+    const char *e = getenv("BULKHEAD_VCHAN_DOM0_RESERVE");
+    return e && *e ? strtoul(e, NULL, 10) : BH_QX_DOM0_RESERVE;
+}
+
+/* Binds this call's name in the target's vchan dir unless that would eat into dom0's
+ * reserve. The check and the bind hold a lock shared by every call process of every daemon, so concurrent calls cannot all pass
+ * the check and then all bind (the lock is the target's runtime dir itself). */
+static int listen_in_target(const char *target, const char *tdir, uint32_t tqid, uint32_t port, bh_error *err)
+{
+    char lock[4096];
+    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "") < 0)
+        return bh_fail_errno(err, "path");
+    _cleanup_close_ int lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (lk < 0 || flock(lk, LOCK_EX) < 0)
+        return bh_fail_errno(err, "lock %s", lock);
+    struct statvfs sv;
+    if (statvfs(tdir, &sv) < 0)
+        return bh_fail_errno(err, "statvfs %s", tdir);
+    if (sv.f_files && sv.f_ffree <= dom0_reserve())
+        return bh_fail(err, ENOSPC, "%s's vchan dir keeps its last %lu inodes for dom0's calls", target,
+                       dom0_reserve());
+    return bh_vchan_listen(tdir, qid, tqid, port, err);
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -429,7 +463,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
      * calling qube's qrexec-client-vm, which listens under the same name in OUR dir. */
     char tdir[4096];
     bh_qx_qube_path(tdir, sizeof tdir, runtime, d.target, "vchan");
-    _cleanup_close_ int lfd = bh_vchan_listen(tdir, qid, tqid, port, &err);
+    _cleanup_close_ int lfd = listen_in_target(d.target, tdir, tqid, port, &err);
     if (lfd < 0) {
         bh_warn("relay: %s", err.msg);
         call_exit(1);
@@ -580,7 +614,7 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         return;
     }
     int slot = -1;
-    for (int i = 0; i < MAX_TRIGGERS; i++)
+    for (int i = 0; i < max_pending; i++)
         if (!trigs[i].busy) {
             slot = i;
             break;
@@ -866,6 +900,11 @@ int main(int argc, char **argv)
     }
     if (!policy_ctx.ask_program)
         policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    const char *mp_env = getenv("BULKHEAD_QREXEC_MAX_PENDING");
+    if (mp_env && *mp_env) {
+        long v = strtol(mp_env, NULL, 10);
+        max_pending = v < 1 ? 1 : v > MAX_TRIGGERS ? MAX_TRIGGERS : (int)v;
+    }
     if (!qube_name || domid <= 0 || domid > 0xffff || !bh_qube_name_valid(qube_name, NULL))
         usage();
     qid = (uint32_t)domid;
