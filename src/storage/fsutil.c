@@ -59,7 +59,8 @@ int bh_fs_fsync_dir(int dirfd)
     return fsync(dirfd);
 }
 
-int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+static int write_replace(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bool durable,
+                         bh_error *err)
 {
     char tmp[300];
     if ((size_t)snprintf(tmp, sizeof tmp, ".tmp-%d-%s", (int)getpid(), name) >= sizeof tmp)
@@ -68,13 +69,24 @@ int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t 
     _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return bh_fail_errno(err, "create %s", tmp);
-    if (bh_write_all(fd, data, len) < 0 || fsync(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+    if (bh_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0) || renameat(dirfd, tmp, dirfd, name) < 0) {
         bh_fail_errno(err, "write %s", name);
         unlinkat(dirfd, tmp, 0);
         return -1;
     }
-    fsync(dirfd);
+    if (durable)
+        fsync(dirfd);
     return 0;
+}
+
+int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+{
+    return write_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int bh_fs_write_runtime_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+{
+    return write_replace(dirfd, name, data, len, mode, false, err);
 }
 
 char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit)

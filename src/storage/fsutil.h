@@ -21,6 +21,9 @@ bool bh_fs_is_dir(int dirfd, const char *name);
 int bh_fs_fsync_dir(int dirfd);
 /* Writes dirfd/name atomically (temp + fsync + rename + fsync dir). */
 int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err);
+/* The same without fsync: replaced in one step for readers, but with no claim to
+ * survive a power loss (state that only means something while qubes run). */
+int bh_fs_write_runtime_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err);
 /* Reads a small regular file (not a symlink) into a NUL-terminated malloc'd string with
  * trailing newlines stripped; NULL with errno set on failure. */
 char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit);

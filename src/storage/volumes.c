@@ -609,7 +609,9 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         goto fail;
     }
     const char *g = gen ? gen : "none";
-    if (bh_fs_write_atomic_at(qfd, "running", g, strlen(g), 0600, err) < 0)
+    /* Which template root this run uses (for is_outdated): only meaningful while the
+     * qube runs, and a power loss ends every run, so it is not fsynced. */
+    if (bh_fs_write_runtime_at(qfd, "running", g, strlen(g), 0600, err) < 0)
         goto fail;
     return 0;
 fail:
