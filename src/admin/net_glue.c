@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "props.h"
+#include "net_resolve.h"
 #include "net/dns.h"
 #include "net/net.h"
 #include "net/netns.h"
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define MAX_QID 65536
-#define RESOLVE_CACHE 64
 #define RESOLVE_TTL_DEFAULT 60
 /* How often dsthost names are resolved again (seconds); BULKHEAD_NET_RESOLVE_SECONDS
  * overrides (tests use a short one). */
@@ -28,7 +28,6 @@ static int resolve_ttl = RESOLVE_TTL_DEFAULT;
  * qubes together (BULKHEAD_NET_UPLINK_CONN_MAX; default a quarter of the peer's
  * conntrack table, at most 65536): see net.h. */
 static unsigned conn_max = BH_NET_CONN_MAX_DEFAULT, uplink_conn_max;
-#define RESOLVE_TTL resolve_ttl
 
 static struct bh_app *g_app;
 static enum { UPLINK_NONE, UPLINK_NETNS, UPLINK_HOST } uplink_kind;
@@ -41,15 +40,8 @@ static int n_updns;
 static uint32_t plugged[MAX_QID];
 /* Qubes holding an uplink. */
 static bool has_uplink[MAX_QID];
-static time_t next_expire, next_resolve;
+static time_t next_expire;
 
-struct cache_ent {
-    char host[254];
-    time_t at;
-    int n;
-    struct in_addr a[BH_NET_FW_MAX_ADDRS];
-};
-static struct cache_ent cache[RESOLVE_CACHE];
 
 static uint32_t fnv1a(const char *s, uint32_t h)
 {
@@ -100,35 +92,6 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
     }
 }
 
-/* ---- dsthost resolution: through the uplink's resolvers, from its namespace ---- */
-
-static int resolve(void *ctx, const char *host, struct in_addr *out, int max)
-{
-    (void)ctx;
-    time_t now = time(NULL);
-    struct cache_ent *slot = &cache[0];
-    for (int i = 0; i < RESOLVE_CACHE; i++) {
-        if (!strcmp(cache[i].host, host) && now - cache[i].at < RESOLVE_TTL) {
-            int n = cache[i].n < max ? cache[i].n : max;
-            memcpy(out, cache[i].a, (size_t)(n > 0 ? n : 0) * sizeof *out);
-            return cache[i].n < 0 ? -1 : n;
-        }
-        if (cache[i].at < slot->at)
-            slot = &cache[i];
-    }
-    if (uplink_kind == UPLINK_NONE)
-        return -1;
-    int n = bh_dns_resolve(peer_ns, updns, n_updns, host, slot->a, BH_NET_FW_MAX_ADDRS);
-    snprintf(slot->host, sizeof slot->host, "%s", host);
-    slot->at = now;
-    slot->n = n;
-    if (n < 0)
-        return -1;
-    n = n < max ? n : max;
-    memcpy(out, slot->a, (size_t)n * sizeof *out);
-    return n;
-}
-
 /* ---- tables ---- */
 
 static int refresh(struct bh_app *app, struct bh_qube *q)
@@ -168,7 +131,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         .clients = cl,
         .nclients = n,
         .now = time(NULL),
-        .resolve = resolve,
+        .resolve = bh_net_resolve_cached,
     };
     struct bh_net_table_result res;
     bh_error err = { 0 };
@@ -180,8 +143,6 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
     }
     if (res.next_expire && (!next_expire || res.next_expire < next_expire))
         next_expire = res.next_expire;
-    if (res.dsthosts && !next_resolve)
-        next_resolve = time(NULL) + RESOLVE_TTL;
     if (res.blocked)
         bh_warn("%s: the firewall rules of %u client(s) could not be applied as written: their traffic is blocked",
                 q->name, res.blocked);
@@ -191,7 +152,6 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
 static void refresh_all(struct bh_app *app)
 {
     next_expire = 0;
-    next_resolve = 0;
     for (size_t i = 0; i < app->nqubes; i++)
         if (app->qubes[i]->klass != BH_ADMINVM)
             (void)refresh(app, app->qubes[i]);
@@ -423,37 +383,17 @@ static void on_firewall(struct bh_app *app, struct bh_qube *q)
         (void)refresh(app, n);
 }
 
-static int check_firewall(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err)
+static int check_firewall(struct bh_app *app, struct bh_qube *q, const char *rules, void *conn, bh_error *err)
 {
-    (void)app;
-    (void)q;
-    if (uplink_kind == UPLINK_NONE)
-        return 0; /* nothing to resolve with: the rules block at apply time instead */
-    size_t len = strlen(rules), pos = 0;
-    while (pos < len) {
-        const char *nl = memchr(rules + pos, '\n', len - pos);
-        size_t l = nl ? (size_t)(nl - (rules + pos)) : len - pos;
-        struct bh_fw_rule r;
-        if (l && bh_fw_rule_parse(rules + pos, l, &r, NULL) == 0 && r.dst_kind == BH_FW_DST_HOST &&
-            !(r.expire && (time_t)r.expire <= time(NULL))) {
-            struct in_addr a[BH_NET_FW_MAX_ADDRS];
-            if (resolve(NULL, r.host, a, BH_NET_FW_MAX_ADDRS) < 0)
-                return bh_fail(err, ENOENT, "dsthost %s does not resolve", r.host);
-        }
-        pos += l + 1;
-    }
-    return 0;
+    return bh_net_resolve_check(app, q, rules, conn, err);
 }
 
 static void on_tick(void *ctx)
 {
     struct bh_app *app = ctx;
-    time_t now = time(NULL);
-    if ((next_expire && now >= next_expire) || (next_resolve && now >= next_resolve)) {
-        if (next_resolve && now >= next_resolve)
-            memset(cache, 0, sizeof cache);
+    if (next_expire && time(NULL) >= next_expire)
         refresh_all(app);
-    }
+    bh_net_resolve_tick();
 }
 
 int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
@@ -503,7 +443,11 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
     snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", dir);
+    if (bh_net_resolve_init(app, uplink_kind == UPLINK_NONE ? -1 : peer_ns, updns, n_updns, resolve_ttl, refresh_all,
+                            err) < 0)
+        return -1;
     bh_hooks.property_changed = on_property;
+    bh_hooks.conn_dropped = bh_net_resolve_drop_conn;
     bh_hooks.firewall_changed = on_firewall;
     bh_hooks.firewall_check = check_firewall;
     bh_loop_on_tick(on_tick, app);
@@ -512,6 +456,7 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
 
 void bh_net_glue_fini(struct bh_app *app)
 {
+    bh_net_resolve_fini();
     for (size_t i = 0; i < app->nqubes; i++)
         uplink_down(app, app->qubes[i]);
     char rec[4200];

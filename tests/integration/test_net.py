@@ -240,3 +240,45 @@ def test_disposable_gets_its_own_range(net):
                        env=net.d.env, capture_output=True, text=True, timeout=120)
     assert " 10.138." in r.stdout, r.stdout + r.stderr
     assert "hello from the test internet" in r.stdout
+
+
+def test_slow_resolver_does_not_stall_the_daemon(net, internet, clean_fw):
+    """A dsthost is resolved off bulkheadd's loop: while a resolver that never answers
+    holds up admin.vm.firewall.Set, other calls are answered; then the Set is refused
+    as Qubes does for a name that does not resolve, the rules in force unchanged."""
+    import re
+    import threading
+    net.d.call("admin.vm.firewall.Set", "work", f"action=drop dst4={OTHER}\naction=accept\n")
+    # the test's DNS goes silent: queries to it are counted and dropped
+    internet.exec(internet.srv, "nft", "add table ip silent; add chain ip silent in "
+                  "{ type filter hook input priority -10; }; add rule ip silent in th dport 53 counter drop", check=True)
+    try:
+        out = {}
+
+        def set_rules():
+            try:
+                net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=slow.test\naction=drop\n")
+                out["ok"] = True
+            except AdminError as e:
+                out["err"] = e
+        t = threading.Thread(target=set_rules)
+        t.start()
+
+        def queries():
+            m = re.search(r"packets (\d+)", internet.exec(internet.srv, "nft", "list", "table", "ip", "silent").stdout)
+            return int(m.group(1)) if m else 0
+        for _ in range(200):  # positive control: the resolution is under way
+            if queries() > 0:
+                break
+            time.sleep(0.02)
+        assert queries() > 0, "no DNS query reached the silent resolver"
+        listing = net.d.call("admin.vm.List")
+        still_pending = t.is_alive()
+        assert "work class=AppVM" in listing
+        assert still_pending, "admin.vm.List was answered only after the resolution ended"
+        t.join(30)
+        assert not t.is_alive()
+        assert "err" in out and out["err"].exc_type == "QubesValueError" and "slow.test" in out["err"].msg, out
+        assert net.d.call("admin.vm.firewall.Get", "work") == f"action=drop dst4={OTHER}/32\naction=accept\n"
+    finally:
+        internet.exec(internet.srv, "nft", "delete", "table", "ip", "silent")
