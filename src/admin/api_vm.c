@@ -246,13 +246,13 @@ static int create_disposable(struct bh_call *c)
             break;
     }
     _cleanup_free_ char *label = bh_qube_prop(c->app, base, "label");
-    struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+    /* auto-cleanup in the create's own commit: one synchronous store write, not two */
+    struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name,
+                                .features = { { "internal.auto-cleanup", "1" } } };
     struct auto_tags at;
     auto_tags(c, &a, &at, true);
     struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
     if (!q)
-        return -1;
-    if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
     q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)

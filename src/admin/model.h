@@ -107,6 +107,8 @@ struct bh_create_args {
     const char *template_name; /* may be NULL */
     const char *props[32][2];  /* extra properties name/value, NULL-terminated */
     const char *tags[8];       /* tags it is created with (Qubes' automatic ones), NULL-terminated */
+    const char *features[4][2]; /* features it is created with (a disposable's internal.auto-cleanup),
+                                 * name/value, NULL-terminated: stored in the create's one commit */
 };
 struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *a, struct bh_exc *e);
 int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
