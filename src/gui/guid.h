@@ -24,7 +24,7 @@ struct guid_win {
     /* a fullscreen request: with allow_fullscreen the qube's pixels cover the whole
      * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
      * window is maximised inside its frame (Qubes turns it into a maximise) */
-    bool fullscreen;
+    bool fullscreen, attention;
     uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
     struct bh_gui_rect saved;     /* geometry before fullscreen */
     uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */

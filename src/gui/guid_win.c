@@ -149,6 +149,8 @@ static void set_prop(struct guid *g, xcb_window_t w, xcb_atom_t prop, xcb_atom_t
     xcb_change_property(g->x, XCB_PROP_MODE_REPLACE, w, prop, type, fmt, n, data);
 }
 
+static void update_state(struct guid *g, struct guid_win *w);
+
 int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r0, bool override_redirect)
 {
     if (guid_find_remote(g, remote)) {
@@ -238,7 +240,7 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
     if (w->fullscreen) {
         /* the qube placed the window itself: fullscreen ends, the frame shows again */
         w->fullscreen = false;
-        xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
+        update_state(g, w);
         if (w->inset != BH_GUID_BORDER) {
             w->inset = BH_GUID_BORDER;
             uint32_t pos[] = { BH_GUID_BORDER, BH_GUID_BORDER };
@@ -338,6 +340,23 @@ static void place(struct guid *g, struct guid_win *w, const struct bh_gui_rect *
                          cv);
 }
 
+/* _NET_WM_STATE from what we decided: fullscreen (allowed) or maximised, attention. */
+static void update_state(struct guid *g, struct guid_win *w)
+{
+    xcb_atom_t st[3];
+    uint32_t n = 0;
+    if (w->fullscreen && w->inset == 0)
+        st[n++] = g->a_state_fullscreen;
+    else if (w->fullscreen)
+        st[n++] = g->a_state_max_vert, st[n++] = g->a_state_max_horz;
+    if (w->attention)
+        st[n++] = g->a_state_attention;
+    if (n)
+        set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, n, st);
+    else
+        xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
+}
+
 bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
 {
     bool moved = false;
@@ -351,13 +370,10 @@ bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t u
         if (g->allow_fullscreen) {
             struct bh_gui_rect r = { 0, 0, sw, sh };
             place(g, w, &r, 0);
-            set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, 1, &g->a_state_fullscreen);
             bh_info("%s: window 0x%x is fullscreen (allowed for this qube)", g->qube, w->remote);
         } else {
             struct bh_gui_rect r = { BH_GUID_BORDER, BH_GUID_BORDER, sw - 2 * BH_GUID_BORDER, sh - 2 * BH_GUID_BORDER };
             place(g, w, &r, BH_GUID_BORDER);
-            xcb_atom_t st[] = { g->a_state_max_vert, g->a_state_max_horz };
-            set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, 2, st);
             bh_info("%s: window 0x%x asked for fullscreen: maximised inside its frame instead", g->qube, w->remote);
         }
         moved = true;
@@ -366,13 +382,13 @@ bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t u
         struct bh_gui_rect r = w->saved;
         clamp(g, &r);
         place(g, w, &r, BH_GUID_BORDER);
-        xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
         moved = true;
     }
     if (set & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
-        set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, 1, &g->a_state_attention);
-    if ((unset & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION) && !w->fullscreen)
-        xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
+        w->attention = true;
+    if (unset & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+        w->attention = false;
+    update_state(g, w);
     return moved;
 }
 

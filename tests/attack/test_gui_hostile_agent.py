@@ -346,7 +346,8 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
         # what it may do: ask for attention (the window manager decides); not fullscreen
         under = host_display.find_window("[evil] tried")
         assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host_display.prop(under, "_NET_WM_STATE")
-        assert "asked for fullscreen: refused" in evil.log_text()
+        assert "asked for fullscreen: maximised inside its frame instead" in evil.log_text()
+        assert "_NET_WM_STATE_FULLSCREEN" not in host_display.prop(under, "_NET_WM_STATE")
     finally:
         evil.close()
         good.close()
