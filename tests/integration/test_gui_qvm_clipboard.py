@@ -21,8 +21,13 @@ def host_clipboard(gui):
 
 
 def set_host_clipboard(gui, text):
+    """xclip serves the desktop's clipboard from a child it forks: wait until it does."""
     subprocess.run(["xclip", "-selection", "clipboard", "-i"], input=text.encode(), env=gui.host.env(), timeout=10,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline and host_clipboard(gui) != text:
+        time.sleep(0.1)
+    assert host_clipboard(gui) == text
 
 
 def policy(gui, text):
