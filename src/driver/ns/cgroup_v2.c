@@ -57,9 +57,13 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
             return bh_fail_errno(err, "mkdir %s", dir);
     }
     if (spec->all_qubes_mib) { /* all qubes together: see cgroup_v1.c */
-        cg_dir(dir, sizeof dir, tag, NULL);
+        /* the parent in a buffer of its own: `dir` names the qube's cgroup from here on
+         * (writing the qube's limits into the parent overwrote the budget and left the
+         * qube unbounded; found by running the tests on a v2 host) */
+        char parent[4096];
+        cg_dir(parent, sizeof parent, tag, NULL);
         snprintf(val, sizeof val, "%llu", (unsigned long long)spec->all_qubes_mib << 20);
-        (void)bh_cg_write(dir, "memory.max", val, NULL);
+        (void)bh_cg_write(parent, "memory.max", val, NULL);
     }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     if (hard) {
