@@ -2,8 +2,8 @@
 # A quiet qube's latency while another qube floods: qrexec calls into the quiet qube
 # (`qrexec-client -d quiet user:true`) and `qvm-ls` (admin.vm.List), median of N, first
 # with nothing else running, then while qube `flood` runs, from inside, CONC loops of
-# denied calls (no policy rule) and one loop of calls into new disposables (allowed,
-# bounded per caller). Rounds are interleaved (a call, then a qvm-ls). Also prints how
+# denied calls (no policy rule) and DISP loops of calls into new disposables (allowed,
+# bounded per caller: alive at once, and new ones per second). Rounds are interleaved (a call, then a qvm-ls). Also prints how
 # many calls the flood made and how many were refused. Aim: within 2x of quiet.
 # Usage: bench/flood_isolation.sh [BUILD_DIR] [N] [FLOOD_SECONDS]   (root, real qubes)
 set -euo pipefail
@@ -12,12 +12,13 @@ export BULKHEAD_BUILD=$(realpath "${1:-build}")
 N=${2:-40}
 SECS=${3:-20}
 CONC=${BENCH_FLOOD_LOOPS:-4}
-exec /usr/bin/python3 - "$N" "$SECS" "$CONC" <<'PY'
+DISP=${BENCH_DISP_LOOPS:-1}
+exec /usr/bin/python3 - "$N" "$SECS" "$CONC" "$DISP" <<'PY'
 import os, shutil, statistics, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, "tests/integration")
 from admin_fixtures import Daemon, kill_all
 from qrexec_fixtures import BIN
-n, secs, conc = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+n, secs, conc, ndisp = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 tmp = tempfile.mkdtemp(prefix="bh-bench-")
 d = Daemon(tmp, defaults=False).start()
 try:
@@ -49,7 +50,7 @@ try:
     cvm = "/usr/lib/bulkhead/qrexec-client-vm"
     denied = f"end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do {cvm} quiet qubes.Nope </dev/null >/dev/null 2>&1; echo x; done | wc -l"
     disp = f"end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do echo true | {cvm} @dispvm:dvmt qubes.VMShell >/dev/null 2>&1 && echo ok || echo no; done | sort | uniq -c | tr '\\n' ' '"
-    script = " & ".join([f"( {denied} )"] * conc + [f"( {disp} )"]) + "; wait"
+    script = " & ".join([f"( {denied} )"] * conc + [f"( {disp} )"] * ndisp) + "; wait"
     res = {}
     flooder = threading.Thread(target=lambda: res.update(r=subprocess.run(
         [str(BIN / "qrexec-client"), "-d", "flood", "root:" + script], env=env, capture_output=True, timeout=secs + 120)))
@@ -61,7 +62,7 @@ try:
     flooder.join()
     out = res["r"].stdout.decode().split()
     print(f"quiet qube, median of {n}: qrexec call {quiet_c:.2f} ms, qvm-ls {quiet_l:.2f} ms")
-    print(f"while `flood` floods ({conc} denied-call loops + 1 disposable loop, {secs} s; measured over {busy:.1f} s):"
+    print(f"while `flood` floods ({conc} denied-call loops + {ndisp} disposable loops, {secs} s; measured over {busy:.1f} s):"
           f" qrexec call {flood_c:.2f} ms, qvm-ls {flood_l:.2f} ms")
     print(f"ratio under flood: qrexec call {flood_c / quiet_c:.2f}x, qvm-ls {flood_l / quiet_l:.2f}x (aim: under 2x)")
     print(f"flood output (denied calls per loop, then disposable calls ok/no): {' '.join(out)}")

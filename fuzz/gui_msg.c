@@ -1,12 +1,14 @@
 /* Feeds bytes to the GUI daemon's parser exactly as a hostile gui-agent would send
  * them: through the channel framing (chan.c, header checks) and then every body parser
- * of proto.c, with window sizes taken from the input. */
+ * of proto.c, with window sizes taken from the input. The bytes go into the channel's
+ * buffer in memory (bh_gui_chan_feed), in pieces whose size the first byte chooses, so
+ * that framing across reads is exercised without a socket per input. The agent's own
+ * parsers of what a daemon sends (keyboard layout) and the host-layout reader are
+ * driven too. */
 #include "gui/chan.h"
 #include "gui/proto.h"
 #include <stdint.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
 {
@@ -15,6 +17,7 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
     bool orr, empty;
     uint32_t a, c;
     char t[BH_GUI_TITLE_MAX], n1[64], n2[64];
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX];
     struct bh_gui_window_hints wh;
     switch (h->type) {
     case BH_GUI_MSG_CREATE: bh_gui_parse_create(b, len, &r, &orr, &a, &e); break;
@@ -26,13 +29,37 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
             __builtin_trap();
         break;
     case BH_GUI_MSG_WINDOW_DUMP: bh_gui_parse_window_dump(b, len, &a, &c, &e); break;
-    case BH_GUI_MSG_WMNAME: bh_gui_parse_wmname(b, len, t, sizeof t, &e); break;
+    case BH_GUI_MSG_WMNAME: bh_gui_parse_wmname(b, len, t, sizeof t, &e);
+        /* the body doubles as a keyboard layout and as _XKB_RULES_NAMES */
+        if (bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e) == 0 &&
+            (strlen(l) + strlen(v) + strlen(o) + 2 >= BH_GUI_LAYOUT_MAX || !l[0]))
+            __builtin_trap();
+        bh_gui_layout_from_xkb_names((const char *)b, len, l, &e);
+        break;
     case BH_GUI_MSG_WMCLASS: bh_gui_parse_wmclass(b, len, n1, n2, sizeof n1, &e); break;
     case BH_GUI_MSG_WINDOW_HINTS: bh_gui_parse_window_hints(b, len, &wh, &e); break;
     case BH_GUI_MSG_WINDOW_FLAGS: bh_gui_parse_window_flags(b, len, &a, &c, &e); break;
     case BH_GUI_MSG_CURSOR: bh_gui_parse_cursor(b, len, &a, &e); break;
     case BH_GUI_MSG_CLIPBOARD_DATA: bh_gui_parse_clipboard(b, len, &e);
-        bh_gui_sanitize_utf8((const char *)b, len, t, sizeof t); break;
+        bh_gui_sanitize_utf8((const char *)b, len, t, sizeof t);
+        bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e);
+        bh_gui_layout_from_xkb_names((const char *)b, len, l, &e);
+        break;
+    case BH_GUI_MSG_WINDOW_ICON: {
+        const uint8_t *px;
+        if (bh_gui_parse_window_icon(b, len, &a, &c, &px, &e) == 0) {
+            if (a == 0 || c == 0 || a > BH_GUI_ICON_MAX || c > BH_GUI_ICON_MAX || px + (size_t)a * c * 4 != b + len)
+                __builtin_trap();
+            uint32_t p, label;
+            memcpy(&label, b, 4);
+            for (size_t i = 0; i < (size_t)a * c; i++) {
+                memcpy(&p, px + 4 * i, 4);
+                if ((bh_gui_tint_argb(p, label & 0xffffff) ^ p) >> 24) /* alpha is kept */
+                    __builtin_trap();
+            }
+        }
+        break;
+    }
     default: break;
     }
 }
@@ -40,42 +67,27 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct bh_gui_chan c;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
-        return 0;
-    bh_gui_chan_init(&c, sv[0], true);
-    /* write in two pieces so that framing across reads is exercised */
-    size_t half = size ? data[0] % (size + 1) : 0;
+    bh_gui_chan_init(&c, -1, true);
     if (size > 200000)
         size = 200000;
-    if (half > size)
-        half = size;
+    /* pieces of 1..256 bytes (0: all at once), chosen by the first byte */
+    size_t piece = size ? data[0] : 0;
+    if (piece == 0)
+        piece = size ? size : 1;
     bh_error e;
     const uint8_t *body;
     struct bh_gui_hdr h;
     int fd, r = 0;
-    for (int piece = 0; piece < 2 && r >= 0; piece++) {
-        const uint8_t *p = piece ? data + half : data;
-        size_t n = piece ? size - half : half;
-        while (n) {
-            ssize_t w = write(sv[1], p, n);
-            if (w <= 0)
-                break;
-            p += w;
-            n -= (size_t)w;
-            for (;;) {
-                ssize_t got = bh_gui_chan_fill(&c, &e);
-                while ((r = bh_gui_chan_next(&c, &h, &body, &fd, &e)) == 1)
-                    parse_body(&h, body, h.untrusted_len);
-                if (r < 0 || got <= 0)
-                    break;
-            }
-            if (r < 0)
-                break;
-        }
+    size_t off = 0;
+    while (off < size && r >= 0) {
+        size_t n = size - off < piece ? size - off : piece;
+        size_t took = bh_gui_chan_feed(&c, data + off, n, &e);
+        if (took == 0)
+            break; /* a full buffer: the daemon ends that connection */
+        off += took;
+        while ((r = bh_gui_chan_next(&c, &h, &body, &fd, &e)) == 1)
+            parse_body(&h, body, h.untrusted_len);
     }
     bh_gui_chan_release(&c);
-    close(sv[0]);
-    close(sv[1]);
     return 0;
 }

@@ -9,7 +9,10 @@
  * on inputs over 4 KiB).
  * Invariants: every byte is consumed in order or left for later, never more than the
  * back-pressure limit plus one chunk is queued, filtered output has no control
- * characters, nothing is parsed after the exit code, a closed input queues nothing. */
+ * characters, nothing is parsed after the exit code, a closed input queues nothing.
+ * On inputs of odd length a direct sink (direct_in) takes half of each payload it is
+ * offered: it is offered only our input's payload, only while nothing is queued before
+ * it, and filtered like the queue. */
 #include "proto.h"
 #include "stream.h"
 #include <stdint.h>
@@ -30,6 +33,16 @@ static bool shown_safe(const char *p, size_t n)
 
 static bool filter_err;
 static size_t err_bytes;
+static struct bh_qx_rx *cur;
+
+static size_t direct_in(void *ctx, const char *p, size_t n)
+{
+    (void)ctx;
+    if (n == 0 || n > BH_QX_MAX_CHUNK || cur->inq->len || !cur->in_open || cur->in_eof ||
+        (!cur->is_service && cur->filter_out && !shown_safe(p, n)))
+        abort();
+    return n / 2;
+}
 
 static void on_stderr(void *ctx, const char *p, size_t n)
 {
@@ -51,7 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     filter_err = cfg & 4;
     err_bytes = 0;
     struct bh_qx_rx rx = { .is_service = cfg & 1, .filter_out = cfg & 2, .filter_err = filter_err,
-                           .in_open = !(cfg & 8), .inq = &inq, .on_stderr = on_stderr };
+                           .in_open = !(cfg & 8), .inq = &inq, .on_stderr = on_stderr,
+                           .direct_in = size & 1 ? direct_in : NULL };
+    cur = &rx;
     /* pieces of 1 << bits bytes; at least 64 on big inputs (one byte at a time over
      * 64 KiB would cost 64 Ki rounds for nothing the small inputs do not reach) */
     size_t piece = (size_t)1 << ((cfg >> 4) + (size > 4096 ? 6 : 0)), fed = 0, consumed = 0, taken = 0;

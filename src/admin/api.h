@@ -51,3 +51,6 @@ pid_t bh_server_peer_pid(void *conn);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */
+
+/* A qube halted: what was attached to it is detached (device-detach events). */
+void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q);

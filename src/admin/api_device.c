@@ -2,12 +2,18 @@
  * per-qube list of denied device interfaces (admin.vm.device.denied.*, stored in the
  * devices_denied property).
  *
- * Bulkhead exports no devices yet: every class answers truthfully that nothing is
- * available, assigned or attached, so that clients which walk the device tree (qvm-clone,
- * Qubes.clone_vm, qvm-device ls) work, and a request to attach or assign is refused
- * with the error Qubes gives for a device that does not exist. */
+ * Class `block`: dom0 exports its free loop devices (blockdev.h); Attach hands one to a
+ * running qube through its engine (read-write unless `read-only` or the device itself
+ * is read-only, as Qubes' block extension), Detach takes it back, and a qube's halt
+ * detaches what it had. Attachments are volatile, as in Qubes. Persistent assignment
+ * (Assign) is not there yet. Class `pci`: nothing exists, and the answers say so. */
 #include "api.h"
+#include "blockdev.h"
 #include "cleanup.h"
+#include "devassign.h"
+#include "engine_glue.h"
+#include "events.h"
+#include "log.h"
 #include "props.h"
 #include <stdlib.h>
 #include <string.h>
@@ -35,22 +41,332 @@ static const char *class_of(const struct bh_call *c)
     return "?";
 }
 
-/* The argument names a device: BACKEND+PORT[:DEVICE_ID], BACKEND an existing qube. */
-static int device_arg(struct bh_call *c, char *port, size_t n)
+static bool is_block(const struct bh_call *c) { return !strcmp(class_of(c), "block"); }
+
+/* The argument names a device: BACKEND+PORT[:DEVICE_ID] (qrexec's spelling of
+ * BACKEND:PORT:DEVICE_ID), BACKEND an existing qube. devid is "*" when not given. */
+struct devarg {
+    char backend[64], port[64], devid[64];
+};
+
+static int device_arg(struct bh_call *c, struct devarg *d)
 {
     const char *plus = strchr(c->req->arg, '+');
     if (!plus || plus == c->req->arg || !plus[1])
         return bh_exc(c->exc, "ProtocolError", "Invalid device argument: expected BACKEND+PORT");
-    char backend[64];
     size_t bl = (size_t)(plus - c->req->arg);
-    if (bl >= sizeof backend)
+    if (bl >= sizeof d->backend)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%.*s'", (int)bl, c->req->arg);
-    memcpy(backend, c->req->arg, bl);
-    backend[bl] = '\0';
-    if (!bh_app_find(c->app, backend))
-        return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", backend);
-    size_t pl = strcspn(plus + 1, ":");
-    snprintf(port, n, "%.*s", (int)pl, plus + 1);
+    memcpy(d->backend, c->req->arg, bl);
+    d->backend[bl] = '\0';
+    if (!bh_app_find(c->app, d->backend))
+        return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", d->backend);
+    /* Qubes turns '+' after the port back into ':' and '_' alone into '*'. */
+    const char *id = plus + 1;
+    size_t pl = strcspn(id, ":+");
+    snprintf(d->port, sizeof d->port, "%.*s", (int)pl, id);
+    snprintf(d->devid, sizeof d->devid, "%s", id[pl] ? id + pl + 1 : "*");
+    for (char *p = d->devid; *p; p++)
+        if (*p == '+')
+            *p = ':';
+    if (!strcmp(d->port, "_"))
+        snprintf(d->port, sizeof d->port, "*");
+    if (!strcmp(d->devid, "_") || !d->devid[0])
+        snprintf(d->devid, sizeof d->devid, "*");
+    return 0;
+}
+
+/* ---- block: attachments (volatile, as Qubes') ---- */
+
+struct attachment {
+    char frontend[64];          /* the qube that has it */
+    char backend[64], port[64]; /* dom0, loopN */
+    char devid[64];
+    unsigned major, minor;
+    bool ro;
+    char node[32];              /* frontend-dev */
+    char devtype[8];            /* "" (disk) or "cdrom" */
+};
+
+static struct attachment *atts;
+static size_t natts;
+
+static struct attachment *find_att(const char *backend, const char *port)
+{
+    for (size_t i = 0; i < natts; i++)
+        if (!strcmp(atts[i].backend, backend) && !strcmp(atts[i].port, port))
+            return &atts[i];
+    return NULL;
+}
+
+static void drop_att(struct attachment *a)
+{
+    size_t i = (size_t)(a - atts);
+    memmove(&atts[i], &atts[i + 1], (natts - i - 1) * sizeof *atts);
+    natts--;
+}
+
+/* str() of Qubes' device objects in events: BACKEND:PORT[:DEVICE_ID]. */
+static void dev_str(char *out, size_t n, const char *backend, const char *port, const char *devid)
+{
+    if (devid)
+        snprintf(out, n, "%s:%s:%s", backend, port, devid);
+    else
+        snprintf(out, n, "%s:%s", backend, port);
+}
+
+static void emit_detach(const struct attachment *a, bool pre)
+{
+    char port[160];
+    dev_str(port, sizeof port, a->backend, a->port, NULL);
+    const char *kv[] = { "port", port, NULL };
+    bh_events_emit(a->frontend, pre ? "device-pre-detach:block" : "device-detach:block", kv);
+}
+
+void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q)
+{
+    (void)app;
+    for (size_t i = natts; i-- > 0;)
+        if (!strcmp(atts[i].frontend, q->name)) {
+            struct attachment a = atts[i];
+            drop_att(&atts[i]);
+            emit_detach(&a, false);
+        }
+}
+
+static int serialize_att(const struct attachment *a, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    bool ok = bh_dev_pack(buf, n, "device_id", a->devid) && bh_dev_pack(buf, n, "port_id", a->port) &&
+              bh_dev_pack(buf, n, "devclass", "block") && bh_dev_pack(buf, n, "backend_domain", a->backend) &&
+              bh_dev_pack(buf, n, "mode", "manual") && bh_dev_pack(buf, n, "frontend_domain", a->frontend) &&
+              bh_dev_pack(buf, n, "_read-only", a->ro ? "yes" : "no") && bh_dev_pack(buf, n, "_frontend-dev", a->node) &&
+              (!a->devtype[0] || bh_dev_pack(buf, n, "_devtype", a->devtype));
+    return ok ? 0 : -1;
+}
+
+static int block_available(struct bh_call *c)
+{
+    if (c->dest->klass != BH_ADMINVM)
+        return 0; /* only dom0 exports block devices here */
+    _cleanup_free_ struct bh_blockdev *devs = NULL;
+    size_t n;
+    if (bh_blockdev_list(&devs, &n) < 0)
+        return bh_exc(c->exc, "QubesException", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const struct bh_blockdev *d = &devs[i];
+        if (c->req->arg[0] && strcmp(c->req->arg, d->port))
+            continue;
+        char line[1024] = "", manuf[128];
+        snprintf(manuf, sizeof manuf, "hosted by %s", c->dest->name);
+        const struct attachment *a = find_att(c->dest->name, d->port);
+        bool ok = bh_dev_pack(line, sizeof line, "device_id", d->device_id) &&
+                  bh_dev_pack(line, sizeof line, "port_id", d->port) &&
+                  bh_dev_pack(line, sizeof line, "devclass", "block") &&
+                  bh_dev_pack(line, sizeof line, "backend_domain", c->dest->name) &&
+                  bh_dev_pack(line, sizeof line, "serial", d->serial) &&
+                  bh_dev_pack(line, sizeof line, "manufacturer", manuf) &&
+                  (!a || bh_dev_pack(line, sizeof line, "attachment", a->frontend)) &&
+                  bh_dev_pack(line, sizeof line, "interfaces", "b******");
+        if (!ok || bh_buf_printf(c->out, "%s:%s %s\n", d->port, d->device_id, line) < 0)
+            return bh_exc(c->exc, "QubesException", "device description too long");
+    }
+    return 0;
+}
+
+static int block_attached(struct bh_call *c)
+{
+    struct devarg want = { 0 };
+    if (c->req->arg[0] && device_arg(c, &want) < 0)
+        return -1;
+    for (size_t i = 0; i < natts; i++) {
+        const struct attachment *a = &atts[i];
+        if (strcmp(a->frontend, c->dest->name))
+            continue;
+        if (c->req->arg[0] && (strcmp(a->backend, want.backend) || strcmp(a->port, want.port)))
+            continue;
+        char line[1024];
+        if (serialize_att(a, line, sizeof line) < 0 ||
+            bh_buf_printf(c->out, "%s+%s:%s %s\n", a->backend, a->port, a->devid, line) < 0)
+            return bh_exc(c->exc, "QubesException", "out of memory");
+    }
+    return 0;
+}
+
+/* qubes.property.bool */
+static int parse_bool(struct bh_call *c, const char *v, bool *out)
+{
+    static const char *const f[] = { "0", "no", "false", "off" }, *const t[] = { "1", "yes", "true", "on" };
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(v, f[i]))
+            return *out = false, 0;
+        if (!strcasecmp(v, t[i]))
+            return *out = true, 0;
+    }
+    return bh_exc(c->exc, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
+}
+
+static bool node_name_ok(const char *v)
+{
+    if ((strncmp(v, "xvd", 3) && strncmp(v, "sd", 2)) || strlen(v) > 31)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+            return false;
+    return true;
+}
+
+/* str() of the options dict as Python prints it (values here are validated words). */
+static void dict_str(char *out, size_t n, const struct bh_dev_props *o)
+{
+    size_t len = (size_t)snprintf(out, n, "{");
+    for (size_t i = 0; i < o->n && len < n; i++)
+        len += (size_t)snprintf(out + len, n - len, "%s'%s': '%s'", i ? ", " : "", o->kv[i].key, o->kv[i].val);
+    if (len < n)
+        snprintf(out + len, n - len, "}");
+}
+
+static void set_opt(struct bh_dev_props *o, const char *k, const char *v)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!strcmp(o->kv[i].key, k)) {
+            snprintf(o->kv[i].val, sizeof o->kv[i].val, "%s", v);
+            return;
+        }
+    if (o->n < BH_DEVA_MAX_PROPS) {
+        snprintf(o->kv[o->n].key, sizeof o->kv[o->n].key, "%s", k);
+        snprintf(o->kv[o->n].val, sizeof o->kv[o->n].val, "%s", v);
+        o->n++;
+    }
+}
+
+static int block_attach(struct bh_call *c)
+{
+    struct devarg d;
+    if (device_arg(c, &d) < 0)
+        return -1;
+    /* load_device_info: the device the argument names, if it exists as named. */
+    struct bh_blockdev dev;
+    bool known = c->app && !strcmp(d.backend, "dom0") && bh_blockdev_get(d.port, &dev) == 0 &&
+                 (!strcmp(d.devid, "*") || !strcmp(d.devid, dev.device_id));
+    struct bh_dev_assignment as;
+    char msg[512];
+    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d.backend, d.port, "block",
+                                known ? dev.device_id : d.devid, &as, msg, sizeof msg) < 0)
+        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    if (!bh_qube_is_running(c->dest))
+        return bh_exc(c->exc, "QubesVMNotRunningError", "VM not running, cannot attach device, do you mean `assign`?");
+    if (!known) /* Qubes' "unknown" error is caught and re-raised as this one */
+        return bh_exc(c->exc, "ProtocolError", "Cannot attach ambiguous block device.");
+    char devs[192];
+    dev_str(devs, sizeof devs, d.backend, d.port, dev.device_id);
+    struct attachment *cur = find_att(d.backend, d.port);
+    if (cur && !strcmp(cur->frontend, c->dest->name))
+        return bh_exc(c->exc, "DeviceAlreadyAttached", "device %s of class block already attached to %s", devs,
+                      c->dest->name);
+    char opts[1024];
+    dict_str(opts, sizeof opts, &as.options);
+    bh_events_emit(c->dest->name, "device-pre-attach:block", (const char *const[]){ "device", devs, "options", opts, NULL });
+    /* The block extension's checks, in its order. */
+    struct attachment a = { 0 };
+    bool ro_given = false;
+    for (size_t i = 0; i < as.options.n; i++) {
+        struct bh_dev_kv *kv = &as.options.kv[i];
+        if (!strcmp(kv->key, "frontend-dev")) {
+            if (!node_name_ok(kv->val))
+                return bh_exc(c->exc, "QubesValueError", "Invalid frontend-dev option value: %s", kv->val);
+            snprintf(a.node, sizeof a.node, "%s", kv->val);
+        } else if (!strcmp(kv->key, "read-only")) {
+            if (parse_bool(c, kv->val, &a.ro) < 0)
+                return -1;
+            snprintf(kv->val, sizeof kv->val, "%s", a.ro ? "yes" : "no");
+            ro_given = true;
+        } else if (!strcmp(kv->key, "devtype")) {
+            if (strcmp(kv->val, "disk") && strcmp(kv->val, "cdrom"))
+                return bh_exc(c->exc, "QubesValueError", "devtype option can only have 'disk' or 'cdrom' value");
+            if (!strcmp(kv->val, "cdrom"))
+                snprintf(a.devtype, sizeof a.devtype, "cdrom");
+        } else {
+            return bh_exc(c->exc, "QubesValueError", "Unsupported option %s", kv->key);
+        }
+    }
+    if (!ro_given) {
+        a.ro = dev.ro;
+        set_opt(&as.options, "read-only", a.ro ? "yes" : "no");
+    }
+    if (!a.ro && dev.ro)
+        return bh_exc(c->exc, "QubesValueError", "This device can be attached only read-only");
+    if (cur)
+        return bh_exc(c->exc, "DeviceAlreadyAttached", "Device %s already attached to %s", devs, cur->frontend);
+    if (!a.node[0]) {
+        /* Storage.AVAILABLE_FRONTENDS: xvdi..xvdz, the first one this qube does not use
+         * (a cdrom prefers xvdd). */
+        static const char letters[] = "dijklmnopqrstuvwxyz";
+        for (const char *l = a.devtype[0] ? letters : letters + 1; *l && !a.node[0]; l++) {
+            char cand[8];
+            snprintf(cand, sizeof cand, "xvd%c", *l);
+            bool used = false;
+            for (size_t i = 0; i < natts; i++)
+                used |= !strcmp(atts[i].frontend, c->dest->name) && !strcmp(atts[i].node, cand);
+            if (!used)
+                snprintf(a.node, sizeof a.node, "%s", cand);
+        }
+        if (!a.node[0])
+            return bh_exc(c->exc, "QubesException", "No free frontend device name left in %s", c->dest->name);
+        set_opt(&as.options, "frontend-dev", a.node);
+    }
+    for (size_t i = 0; i < natts; i++)
+        if (!strcmp(atts[i].frontend, c->dest->name) && !strcmp(atts[i].node, a.node))
+            return bh_exc(c->exc, "QubesException", "%s already has a device at %s", c->dest->name, a.node);
+    const struct bh_driver *drv = bh_glue_driver(c->app, c->dest);
+    if (!drv || !drv->block_attach)
+        return bh_exc(c->exc, "QubesException", "The engine of %s cannot attach block devices", c->dest->name);
+    struct attachment *grown = realloc(atts, (natts + 1) * sizeof *atts);
+    if (!grown)
+        return bh_exc(c->exc, "QubesException", "out of memory");
+    atts = grown;
+    snprintf(a.frontend, sizeof a.frontend, "%s", c->dest->name);
+    snprintf(a.backend, sizeof a.backend, "%s", d.backend);
+    snprintf(a.port, sizeof a.port, "%s", d.port);
+    snprintf(a.devid, sizeof a.devid, "%s", dev.device_id);
+    a.major = dev.major, a.minor = dev.minor;
+    struct bh_spec_buf sb;
+    bh_glue_spec(c->app, c->dest, &sb);
+    bh_error err = { 0 };
+    int r = drv->block_attach(&sb.spec, a.major, a.minor, a.node, !a.ro, &err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "Attaching %s to %s failed: %s", devs, c->dest->name, err.msg);
+    atts[natts++] = a;
+    bh_info("%s: block device %s attached as %s (%s)", c->dest->name, devs, a.node, a.ro ? "read-only" : "read-write");
+    dict_str(opts, sizeof opts, &as.options);
+    bh_events_emit(c->dest->name, "device-attach:block", (const char *const[]){ "device", devs, "options", opts, NULL });
+    return 0;
+}
+
+static int block_detach(struct bh_call *c)
+{
+    struct devarg d;
+    if (device_arg(c, &d) < 0)
+        return -1;
+    struct attachment *a = find_att(d.backend, d.port);
+    if (!a || strcmp(a->frontend, c->dest->name))
+        return bh_exc(c->exc, "DeviceNotAssigned", "block device %s not attached to %s", d.port, c->dest->name);
+    emit_detach(a, true);
+    const struct bh_driver *drv = bh_glue_driver(c->app, c->dest);
+    if (drv && drv->block_detach && bh_qube_is_running(c->dest)) {
+        struct bh_spec_buf sb;
+        bh_glue_spec(c->app, c->dest, &sb);
+        bh_error err = { 0 };
+        int r = drv->block_detach(&sb.spec, a->major, a->minor, a->node, &err);
+        bh_glue_spec_free(&sb);
+        if (r < 0)
+            return bh_exc(c->exc, "QubesException", "Detaching %s:%s from %s failed: %s", a->backend, a->port,
+                          c->dest->name, err.msg);
+    }
+    struct attachment gone = *a;
+    drop_att(a);
+    emit_detach(&gone, false);
     return 0;
 }
 
@@ -58,35 +374,44 @@ static int device_arg(struct bh_call *c, char *port, size_t n)
 static int dev_none(struct bh_call *c)
 {
     /* Available takes a port id; Assigned and Attached take BACKEND+PORT. */
-    char port[128];
-    if (c->req->arg[0] && !strstr(c->req->method, ".Available") && device_arg(c, port, sizeof port) < 0)
+    struct devarg d;
+    if (c->req->arg[0] && !strstr(c->req->method, ".Available") && device_arg(c, &d) < 0)
         return -1;
     return 0;
 }
 
+static int dev_available(struct bh_call *c) { return is_block(c) ? block_available(c) : dev_none(c); }
+static int dev_attached(struct bh_call *c) { return is_block(c) ? block_attached(c) : dev_none(c); }
+
 static int dev_attach(struct bh_call *c)
 {
-    char port[128];
-    if (device_arg(c, port, sizeof port) < 0)
+    if (is_block(c))
+        return block_attach(c);
+    struct devarg d;
+    if (device_arg(c, &d) < 0)
         return -1;
-    return bh_exc(c->exc, "ProtocolError", "Cannot attach unknown %s device.", class_of(c));
+    if (!bh_qube_is_running(c->dest))
+        return bh_exc(c->exc, "QubesVMNotRunningError", "VM not running, cannot attach device, do you mean `assign`?");
+    return bh_exc(c->exc, "ProtocolError", "Cannot attach ambiguous %s device.", class_of(c));
 }
 
 static int dev_assign(struct bh_call *c)
 {
-    char port[128];
-    if (device_arg(c, port, sizeof port) < 0)
+    struct devarg d;
+    if (device_arg(c, &d) < 0)
         return -1;
     return bh_exc(c->exc, "QubesException", "Assigning %s devices is not supported by Bulkhead yet", class_of(c));
 }
 
 static int dev_not_assigned(struct bh_call *c)
 {
-    char port[128];
-    if (device_arg(c, port, sizeof port) < 0)
+    struct devarg d;
+    if (device_arg(c, &d) < 0)
         return -1;
     bool detach = strstr(c->req->method, ".Detach") != NULL;
-    return bh_exc(c->exc, "DeviceNotAssigned", "%s device %s not %s to %s", class_of(c), port,
+    if (detach && is_block(c))
+        return block_detach(c);
+    return bh_exc(c->exc, "DeviceNotAssigned", "%s device %s not %s to %s", class_of(c), d.port,
                   detach ? "attached" : "assigned", c->dest->name);
 }
 
@@ -203,9 +528,9 @@ static int denied_remove(struct bh_call *c)
 #define NA BH_M_NOARG
 #define A BH_M_ARG
 #define CLASS_METHODS(cls)                                              \
-    { "admin.vm.device." cls ".Available", dev_none, NP },             \
+    { "admin.vm.device." cls ".Available", dev_available, NP },        \
     { "admin.vm.device." cls ".Assigned", dev_none, NP },              \
-    { "admin.vm.device." cls ".Attached", dev_none, NP },              \
+    { "admin.vm.device." cls ".Attached", dev_attached, NP },          \
     { "admin.vm.device." cls ".Assign", dev_assign, A },               \
     { "admin.vm.device." cls ".Unassign", dev_not_assigned, A | NP },  \
     { "admin.vm.device." cls ".Attach", dev_attach, A },               \

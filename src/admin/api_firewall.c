@@ -17,8 +17,14 @@ static int fw_set(struct bh_call *c)
     _cleanup_free_ char *norm = bh_fw_rules_normalize(c->req->payload, c->req->payload_len, time(NULL), &err);
     if (!norm)
         return bh_exc(c->exc, "QubesValueError", "Invalid firewall rule: %s", err.msg);
-    if (bh_hooks.firewall_check && bh_hooks.firewall_check(c->app, c->dest, norm, &err) < 0)
+    int r = bh_hooks.firewall_check ? bh_hooks.firewall_check(c->app, c->dest, norm, c->conn, &err) : 0;
+    if (r < 0)
         return bh_exc(c->exc, "QubesValueError", "Invalid firewall rule: %s", err.msg);
+    if (r > 0) {
+        /* names still being resolved (off the loop): the answer comes later */
+        c->park = true;
+        return 0;
+    }
     return bh_qube_firewall_set(c->app, c->dest, norm, c->exc);
 }
 

@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include "log.h"
+#include "loop.h"
 #include "lifecycle.h"
 #include "preload.h"
 #include "events.h"
@@ -160,6 +161,36 @@ static unsigned dispvms_per_caller(void)
     return v >= 0 && v < 100000 && !*end ? (unsigned)v : BH_DISPVMS_PER_CALLER;
 }
 
+/* New disposables per second one qube's calls may make ($BULKHEAD_DISPVM_RATE; burst
+ * BH_DISPVM_BURST): each costs bulkheadd a create, a private-volume copy, a start and a
+ * removal, so churn past this rate is refused at once (the call fails) instead of
+ * slowing every other qube's Admin API requests. */
+static double dispvm_rate(void)
+{
+    const char *e = getenv("BULKHEAD_DISPVM_RATE");
+    char *end;
+    double v = e && *e ? strtod(e, &end) : -1;
+    return v > 0 && v < 1e6 && !*end ? v : BH_DISPVM_RATE;
+}
+
+static bool dispvm_rate_ok(struct bh_qube *caller)
+{
+    double rate = dispvm_rate(), burst = BH_DISPVM_BURST;
+    int64_t now = bh_now_ms();
+    struct bh_runtime *rt = &caller->rt;
+    if (!rt->disp_tokens_ms)
+        rt->disp_tokens = burst;
+    else
+        rt->disp_tokens += (double)(now - rt->disp_tokens_ms) * rate / 1000.0;
+    if (rt->disp_tokens > burst)
+        rt->disp_tokens = burst;
+    rt->disp_tokens_ms = now;
+    if (rt->disp_tokens < 1)
+        return false;
+    rt->disp_tokens -= 1;
+    return true;
+}
+
 static int create_disposable(struct bh_call *c)
 {
     struct bh_qube *caller = disposable_caller(c);
@@ -172,6 +203,15 @@ static int create_disposable(struct bh_call *c)
             return bh_exc(c->exc, "QubesException", "Too many disposables for %s: %u in use (limit %u)",
                           caller->name, n, limit);
         }
+    }
+    if (caller && !dispvm_rate_ok(caller)) {
+        static int64_t logged;
+        if (bh_now_ms() - logged >= 1000) { /* the caller's to cause: at most one line a second */
+            logged = bh_now_ms();
+            bh_warn("%s: refused a new disposable: over %g per second", caller->name, dispvm_rate());
+        }
+        return bh_exc(c->exc, "QubesException", "Too many new disposables for %s: over %g per second",
+                      caller->name, dispvm_rate());
     }
     bool want_uuid = c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4);
     if (c->req->payload_len && !want_uuid)
@@ -206,13 +246,13 @@ static int create_disposable(struct bh_call *c)
             break;
     }
     _cleanup_free_ char *label = bh_qube_prop(c->app, base, "label");
-    struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+    /* auto-cleanup in the create's own commit: one synchronous store write, not two */
+    struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name,
+                                .features = { { "internal.auto-cleanup", "1" } } };
     struct auto_tags at;
     auto_tags(c, &a, &at, true);
     struct bh_qube *q = bh_qube_create(c->app, &a, c->exc);
     if (!q)
-        return -1;
-    if (bh_qube_feature_set(c->app, q, "internal.auto-cleanup", "1", c->exc) < 0)
         return -1;
     q->rt.disp_caller = caller ? caller->qid : 0;
     if (want_uuid)

@@ -12,10 +12,13 @@ struct bh_hooks {
     /* Called after a property of q changed (e.g. netvm while running). */
     void (*property_changed)(struct bh_app *app, struct bh_qube *q, const char *name);
     /* Networking: may refuse a firewall rule set it cannot enforce (a dsthost that does
-     * not resolve); told after the rules of q changed. */
-    int (*firewall_check)(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err);
+     * not resolve): -1 refuse, 0 fine, 1 parked (the hook stores the rules and answers
+     * the call on conn later, with bh_server_finish); told after the rules of q changed. */
+    int (*firewall_check)(struct bh_app *app, struct bh_qube *q, const char *rules, void *conn, bh_error *err);
     void (*firewall_changed)(struct bh_app *app, struct bh_qube *q);
     /* memory, maxmem or vcpus of a running q changed: apply them where the engine can. */
     void (*limits_changed)(struct bh_app *app, struct bh_qube *q);
+    /* The client of a parked call went away (besides waiters.c's own). */
+    void (*conn_dropped)(void *conn);
 };
 extern struct bh_hooks bh_hooks;

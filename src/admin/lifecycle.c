@@ -10,6 +10,7 @@
  * pipe is watched too. A daemon that keeps dying is restarted at most 4 times in any
  * 10 s (the tick starts the held-back restart when the window allows). */
 #include "lifecycle.h"
+#include "api.h"
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "events.h"
@@ -390,6 +391,7 @@ static void halted(struct bh_app *app, struct bh_qube *q)
      * the runtime properties read their defaults again. */
     emit(q, "domain-stopped", NULL);
     emit(q, "domain-shutdown", NULL);
+    bh_devices_qube_stopped(app, q);
     static const char *const prs[] = { "xid", "stubdom_xid", "start_time" };
     for (size_t i = 0; i < sizeof prs / sizeof *prs; i++) {
         char ev[48];

@@ -331,6 +331,9 @@ struct create_txn {
     struct bh_qube *q;
 };
 
+static bool feature_name_ok(const char *k);
+static bool printable(const char *v, size_t max);
+
 static int create_store(struct bh_store *s, void *ctx, bh_error *err)
 {
     struct bh_qube *q = ((struct create_txn *)ctx)->q;
@@ -341,6 +344,9 @@ static int create_store(struct bh_store *s, void *ctx, bh_error *err)
             return -1;
     for (size_t i = 0; i < q->tags.n; i++)
         if (bh_store_put_kv(s, "tags", q->qid, q->tags.v[i].key, "1", err) < 0)
+            return -1;
+    for (size_t i = 0; i < q->features.n; i++)
+        if (bh_store_put_kv(s, "features", q->qid, q->features.v[i].key, q->features.v[i].value, err) < 0)
             return -1;
     return 0;
 }
@@ -435,6 +441,16 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
             bh_exc(e, "QubesException", "out of memory");
             goto fail;
         }
+    for (size_t i = 0; i < BH_ARRAY_SIZE(a->features) && a->features[i][0]; i++) {
+        if (!feature_name_ok(a->features[i][0]) || !printable(a->features[i][1], 4096)) {
+            bh_exc(e, "QubesValueError", "Invalid feature");
+            goto fail;
+        }
+        if (bh_kv_set(&q->features, a->features[i][0], a->features[i][1]) < 0) {
+            bh_exc(e, "QubesException", "out of memory");
+            goto fail;
+        }
+    }
     bh_error err = { 0 };
     if (bh_hooks.volumes_create && bh_hooks.volumes_create(app, q, &err) < 0) {
         bh_exc(e, "QubesException", "creating volumes of %s: %s", q->name, err.msg);
@@ -454,6 +470,15 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
         snprintf(ev, sizeof ev, "domain-tag-add:%s", q->tags.v[i].key);
         const char *tkv[] = { "tag", q->tags.v[i].key, NULL };
         bh_events_emit(q->name, ev, tkv);
+    }
+    /* the events a feature set right after the create gave, in the same order */
+    for (size_t i = 0; i < q->features.n; i++) {
+        char ev[300];
+        const char *fkv[] = { "feature", q->features.v[i].key, "value", q->features.v[i].value, NULL };
+        snprintf(ev, sizeof ev, "domain-feature-pre-set:%s", q->features.v[i].key);
+        bh_events_emit(q->name, ev, fkv);
+        snprintf(ev, sizeof ev, "domain-feature-set:%s", q->features.v[i].key);
+        bh_events_emit(q->name, ev, fkv);
     }
     return q;
 fail:

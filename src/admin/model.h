@@ -39,6 +39,8 @@ void bh_kv_free(struct bh_kvlist *l);
 #define BH_LABEL_MAX 32
 /* Limits of what one qube's calls may cost the host (docs/ns-engine.md, threat model). */
 #define BH_DISPVMS_PER_CALLER 8       /* disposables alive at once per calling qube */
+#define BH_DISPVM_RATE 1.0            /* new disposables per second per calling qube... */
+#define BH_DISPVM_BURST 4.0           /* ...after a burst of this many */
 #define BH_HOST_RESERVE_MIB 1024      /* host memory never budgeted to qubes (at least) */
 struct bh_label {
     int index;
@@ -54,6 +56,8 @@ struct bh_runtime {
     int qrexec_readyfd; /* a restarted daemon's ready pipe, watched; -1 none */
     int64_t qrexec_restart_ms[4]; /* the last restarts, to slow down a restart loop */
     uint32_t disp_caller; /* DispVM: qid of the qube whose call made it (0: dom0/unknown) */
+    double disp_tokens;   /* a caller's disposable-creation bucket (see create_disposable) */
+    int64_t disp_tokens_ms; /* when it was last filled; 0: never used */
     int64_t start_time;
     bool shutdown_requested;
     int64_t shutdown_deadline_ms;
@@ -103,6 +107,8 @@ struct bh_create_args {
     const char *template_name; /* may be NULL */
     const char *props[32][2];  /* extra properties name/value, NULL-terminated */
     const char *tags[8];       /* tags it is created with (Qubes' automatic ones), NULL-terminated */
+    const char *features[4][2]; /* features it is created with (a disposable's internal.auto-cleanup),
+                                 * name/value, NULL-terminated: stored in the create's one commit */
 };
 struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *a, struct bh_exc *e);
 int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);

@@ -1,9 +1,11 @@
 #include "net_glue.h"
 #include "cleanup.h"
 #include "hooks.h"
+#include "io.h"
 #include "log.h"
 #include "loop.h"
 #include "props.h"
+#include "net_resolve.h"
 #include "net/dns.h"
 #include "net/net.h"
 #include "net/netns.h"
@@ -18,12 +20,14 @@
 #include <unistd.h>
 
 #define MAX_QID 65536
-#define RESOLVE_CACHE 64
 #define RESOLVE_TTL_DEFAULT 60
 /* How often dsthost names are resolved again (seconds); BULKHEAD_NET_RESOLVE_SECONDS
  * overrides (tests use a short one). */
 static int resolve_ttl = RESOLVE_TTL_DEFAULT;
-#define RESOLVE_TTL resolve_ttl
+/* New connections per qube (BULKHEAD_NET_CONN_MAX) and through the uplink for all
+ * qubes together (BULKHEAD_NET_UPLINK_CONN_MAX; default a quarter of the peer's
+ * conntrack table, at most 65536): see net.h. */
+static unsigned conn_max = BH_NET_CONN_MAX_DEFAULT, uplink_conn_max;
 
 static struct bh_app *g_app;
 static enum { UPLINK_NONE, UPLINK_NETNS, UPLINK_HOST } uplink_kind;
@@ -36,15 +40,8 @@ static int n_updns;
 static uint32_t plugged[MAX_QID];
 /* Qubes holding an uplink. */
 static bool has_uplink[MAX_QID];
-static time_t next_expire, next_resolve;
+static time_t next_expire;
 
-struct cache_ent {
-    char host[254];
-    time_t at;
-    int n;
-    struct in_addr a[BH_NET_FW_MAX_ADDRS];
-};
-static struct cache_ent cache[RESOLVE_CACHE];
 
 static uint32_t fnv1a(const char *s, uint32_t h)
 {
@@ -95,35 +92,6 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
     }
 }
 
-/* ---- dsthost resolution: through the uplink's resolvers, from its namespace ---- */
-
-static int resolve(void *ctx, const char *host, struct in_addr *out, int max)
-{
-    (void)ctx;
-    time_t now = time(NULL);
-    struct cache_ent *slot = &cache[0];
-    for (int i = 0; i < RESOLVE_CACHE; i++) {
-        if (!strcmp(cache[i].host, host) && now - cache[i].at < RESOLVE_TTL) {
-            int n = cache[i].n < max ? cache[i].n : max;
-            memcpy(out, cache[i].a, (size_t)(n > 0 ? n : 0) * sizeof *out);
-            return cache[i].n < 0 ? -1 : n;
-        }
-        if (cache[i].at < slot->at)
-            slot = &cache[i];
-    }
-    if (uplink_kind == UPLINK_NONE)
-        return -1;
-    int n = bh_dns_resolve(peer_ns, updns, n_updns, host, slot->a, BH_NET_FW_MAX_ADDRS);
-    snprintf(slot->host, sizeof slot->host, "%s", host);
-    slot->at = now;
-    slot->n = n;
-    if (n < 0)
-        return -1;
-    n = n < max ? n : max;
-    memcpy(out, slot->a, (size_t)n * sizeof *out);
-    return n;
-}
-
 /* ---- tables ---- */
 
 static int refresh(struct bh_app *app, struct bh_qube *q)
@@ -151,6 +119,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         if (!ip || inet_pton(AF_INET, ip, &x->ip) != 1 || bh_mac_parse(mac, x->mac) < 0)
             continue;
         x->qid = c->qid;
+        x->serves = bh_qube_prop_bool(app, c, "provides_network");
         x->rules = c->firewall;
         n++;
     }
@@ -162,7 +131,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         .clients = cl,
         .nclients = n,
         .now = time(NULL),
-        .resolve = resolve,
+        .resolve = bh_net_resolve_cached,
     };
     struct bh_net_table_result res;
     bh_error err = { 0 };
@@ -174,8 +143,6 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
     }
     if (res.next_expire && (!next_expire || res.next_expire < next_expire))
         next_expire = res.next_expire;
-    if (res.dsthosts && !next_resolve)
-        next_resolve = time(NULL) + RESOLVE_TTL;
     if (res.blocked)
         bh_warn("%s: the firewall rules of %u client(s) could not be applied as written: their traffic is blocked",
                 q->name, res.blocked);
@@ -185,7 +152,6 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
 static void refresh_all(struct bh_app *app)
 {
     next_expire = 0;
-    next_resolve = 0;
     for (size_t i = 0; i < app->nqubes; i++)
         if (app->qubes[i]->klass != BH_ADMINVM)
             (void)refresh(app, app->qubes[i]);
@@ -238,6 +204,7 @@ static void uplink_conf(struct bh_app *app, struct bh_qube *q, struct bh_net_upl
     u->peer_nsfd = peer_ns;
     u->peer_ifname = ifname;
     u->table = table;
+    u->conn_max = uplink_conn_max;
     /* a /30 in 100.64.0.0/10, chosen by daemon and qube so that daemons side by side
      * (each with its own peer) do not collide on one host */
     char key[32];
@@ -295,7 +262,7 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
     bool serves = bh_qube_prop_bool(app, q, "provides_network");
     if (bh_netns_create(spec->net.netns_path, err) < 0 ||
         bh_net_qube_init(spec->net.netns_path, spec->uid_base, spec->uid_base + (spec->uid_count ? spec->uid_count : 65536) - 1,
-                         serves, err) < 0)
+                         serves, conn_max, err) < 0)
         goto fail;
     plugged[q->qid % MAX_QID] = 0;
     has_uplink[q->qid % MAX_QID] = false;
@@ -416,37 +383,17 @@ static void on_firewall(struct bh_app *app, struct bh_qube *q)
         (void)refresh(app, n);
 }
 
-static int check_firewall(struct bh_app *app, struct bh_qube *q, const char *rules, bh_error *err)
+static int check_firewall(struct bh_app *app, struct bh_qube *q, const char *rules, void *conn, bh_error *err)
 {
-    (void)app;
-    (void)q;
-    if (uplink_kind == UPLINK_NONE)
-        return 0; /* nothing to resolve with: the rules block at apply time instead */
-    size_t len = strlen(rules), pos = 0;
-    while (pos < len) {
-        const char *nl = memchr(rules + pos, '\n', len - pos);
-        size_t l = nl ? (size_t)(nl - (rules + pos)) : len - pos;
-        struct bh_fw_rule r;
-        if (l && bh_fw_rule_parse(rules + pos, l, &r, NULL) == 0 && r.dst_kind == BH_FW_DST_HOST &&
-            !(r.expire && (time_t)r.expire <= time(NULL))) {
-            struct in_addr a[BH_NET_FW_MAX_ADDRS];
-            if (resolve(NULL, r.host, a, BH_NET_FW_MAX_ADDRS) < 0)
-                return bh_fail(err, ENOENT, "dsthost %s does not resolve", r.host);
-        }
-        pos += l + 1;
-    }
-    return 0;
+    return bh_net_resolve_check(app, q, rules, conn, err);
 }
 
 static void on_tick(void *ctx)
 {
     struct bh_app *app = ctx;
-    time_t now = time(NULL);
-    if ((next_expire && now >= next_expire) || (next_resolve && now >= next_resolve)) {
-        if (next_resolve && now >= next_resolve)
-            memset(cache, 0, sizeof cache);
+    if (next_expire && time(NULL) >= next_expire)
         refresh_all(app);
-    }
+    bh_net_resolve_tick();
 }
 
 int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
@@ -477,13 +424,30 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
     } else {
         return bh_fail(err, EINVAL, "--uplink must be none, host or netns:NAME");
     }
+    const char *cm = getenv("BULKHEAD_NET_CONN_MAX");
+    if (cm && atol(cm) > 0 && atol(cm) <= 1000000)
+        conn_max = (unsigned)atol(cm);
+    if (uplink_kind != UPLINK_NONE) {
+        /* one host-wide number (only the initial namespace may set it) */
+        size_t vl = 0;
+        _cleanup_free_ char *v = bh_read_file("/proc/sys/net/netfilter/nf_conntrack_max", 64, &vl);
+        long hostmax = v ? atol(v) : 0;
+        uplink_conn_max = hostmax > 0 && hostmax / 4 < 65536 ? (unsigned)(hostmax / 4) : 65536u;
+        const char *um = getenv("BULKHEAD_NET_UPLINK_CONN_MAX");
+        if (um && atol(um) > 0 && atol(um) <= 10000000)
+            uplink_conn_max = (unsigned)atol(um);
+    }
     if (uplink_kind != UPLINK_NONE && n_updns == 0)
         bh_warn("uplink: no IPv4 nameserver found: qubes will have no DNS");
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", dir);
+    if (bh_net_resolve_init(app, uplink_kind == UPLINK_NONE ? -1 : peer_ns, updns, n_updns, resolve_ttl, refresh_all,
+                            err) < 0)
+        return -1;
     bh_hooks.property_changed = on_property;
+    bh_hooks.conn_dropped = bh_net_resolve_drop_conn;
     bh_hooks.firewall_changed = on_firewall;
     bh_hooks.firewall_check = check_firewall;
     bh_loop_on_tick(on_tick, app);
@@ -492,6 +456,7 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
 
 void bh_net_glue_fini(struct bh_app *app)
 {
+    bh_net_resolve_fini();
     for (size_t i = 0; i < app->nqubes; i++)
         uplink_down(app, app->qubes[i]);
     char rec[4200];

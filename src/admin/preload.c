@@ -137,13 +137,13 @@ static void fill(void *ctx)
             if (bh_app_find(app, name))
                 continue;
             _cleanup_free_ char *label = bh_qube_prop(app, base, "label");
-            struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name };
+            struct bh_create_args a = { .klass = BH_DISPVM, .name = name, .label = label, .template_name = base->name,
+                                        .features = { { "internal.auto-cleanup", "1" }, { "preload-dispvm", "1" } } };
             q = bh_qube_create(app, &a, &e);
             if (!q)
                 break;
         }
-        if (!q || bh_qube_feature_set(app, q, "internal.auto-cleanup", "1", &e) < 0 ||
-            bh_qube_feature_set(app, q, "preload-dispvm", "1", &e) < 0 || bh_lifecycle_start(app, q, &e) < 0) {
+        if (!q || bh_lifecycle_start(app, q, &e) < 0) {
             bh_warn("preloading a disposable of %s: %s", base->name, e.msg);
             if (q && !bh_qube_is_running(q))
                 bh_qube_remove(app, q, &e);

@@ -1,4 +1,5 @@
 #include "waiters.h"
+#include "hooks.h"
 #include "lifecycle.h"
 #include "props.h"
 #include "loop.h"
@@ -83,6 +84,8 @@ void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e
 
 void bh_waiters_drop_conn(void *conn)
 {
+    if (bh_hooks.conn_dropped)
+        bh_hooks.conn_dropped(conn);
     for (size_t i = 0; i < nwaiters; i++)
         if (waiters[i].conn == conn) {
             waiters[i].conn = NULL;

@@ -66,10 +66,11 @@ static struct {
     struct bh_gui_chan ch;
     bool connected;
     xcb_window_t helper, focused;
-    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete;
+    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete, a_net_wm_icon;
     uint8_t *clip;
     size_t cliplen;
     pid_t xvfb;
+    int display;
 } A;
 
 static void cursor_changed(xcb_atom_t name);
@@ -231,6 +232,55 @@ static void send_urgency(struct awin *w)
     send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
 }
 
+/* The window's _NET_WM_ICON (as Qubes' icon-sender): of the sizes it offers, the largest
+ * that fits BH_GUI_ICON_MAX, else the smallest, scaled down (nearest pixel, aspect
+ * kept). Windows without one send nothing (legacy WM_HINTS icon pixmaps are not read). */
+#define ICON_READ_MAX (2u + 1024u * 1024u) /* longs: Qubes' icon-sender reads icons up to 1024x1024 */
+static void send_icon(struct awin *w)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, A.a_net_wm_icon, XCB_ATOM_CARDINAL, 0, ICON_READ_MAX), NULL);
+    if (!r)
+        return;
+    size_t n = r->format == 32 ? (size_t)xcb_get_property_value_length(r) / 4 : 0;
+    const uint32_t *v = xcb_get_property_value(r);
+    size_t best = SIZE_MAX, i = 0;
+    uint64_t best_area = 0;
+    bool best_fits = false;
+    while (i + 2 <= n) {
+        uint64_t iw = v[i], ih = v[i + 1];
+        if (iw == 0 || ih == 0 || iw * ih > n - i - 2)
+            break;
+        bool fits = iw <= BH_GUI_ICON_MAX && ih <= BH_GUI_ICON_MAX;
+        if (best == SIZE_MAX || (fits && (!best_fits || iw * ih > best_area)) ||
+            (!fits && !best_fits && iw * ih < best_area))
+            best = i, best_area = iw * ih, best_fits = fits;
+        i += 2 + iw * ih;
+    }
+    if (best != SIZE_MAX) {
+        uint32_t sw = v[best], sh = v[best + 1], dw = sw, dh = sh;
+        if (sw > BH_GUI_ICON_MAX || sh > BH_GUI_ICON_MAX) {
+            if (sw >= sh)
+                dw = BH_GUI_ICON_MAX, dh = (uint32_t)((uint64_t)sh * BH_GUI_ICON_MAX / sw);
+            else
+                dh = BH_GUI_ICON_MAX, dw = (uint32_t)((uint64_t)sw * BH_GUI_ICON_MAX / sh);
+            if (dw == 0) dw = 1;
+            if (dh == 0) dh = 1;
+        }
+        static uint8_t msg[BH_GUI_ICON_MAX_LEN];
+        struct bh_gui_window_icon_hdr ih = { dw, dh };
+        memcpy(msg, &ih, sizeof ih);
+        const uint32_t *src = v + best + 2;
+        for (uint32_t y = 0; y < dh; y++)
+            for (uint32_t x = 0; x < dw; x++) {
+                uint32_t p = src[(size_t)(y * sh / dh) * sw + x * sw / dw];
+                memcpy(msg + sizeof ih + 4 * ((size_t)y * dw + x), &p, 4);
+            }
+        send_msg(BH_GUI_MSG_WINDOW_ICON, w->id, msg, sizeof ih + (size_t)dw * dh * 4, -1);
+    }
+    free(r);
+}
+
 static xcb_window_t transient_for(struct awin *w)
 {
     xcb_get_property_reply_t *r = xcb_get_property_reply(
@@ -253,6 +303,7 @@ static void send_map(struct awin *w)
     send_title(w);
     send_class(w);
     send_hints(w);
+    send_icon(w);
     struct bh_gui_map_info m = { transient_for(w), w->or };
     send_msg(BH_GUI_MSG_MAP, w->id, &m, sizeof m, -1);
     new_buffer(w);
@@ -417,6 +468,8 @@ static void x_event(xcb_generic_event_t *ev)
             send_hints(w);
         else if (e->atom == XCB_ATOM_WM_HINTS)
             send_urgency(w);
+        else if (e->atom == A.a_net_wm_icon)
+            send_icon(w);
         break;
     }
     case XCB_SELECTION_NOTIFY: {
@@ -508,6 +561,47 @@ static void focus(struct awin *w)
     uint32_t above = XCB_STACK_MODE_ABOVE;
     xcb_configure_window(A.x, w->id, XCB_CONFIG_WINDOW_STACK_MODE, &above);
     xcb_set_input_focus(A.x, XCB_INPUT_FOCUS_POINTER_ROOT, w->id, XCB_CURRENT_TIME);
+}
+
+/* The keyboard layout the daemon chose (Qubes: QubesDB's /keyboard-layout, applied by
+ * qubes-keymap.sh with setxkbmap). Checked again here although the daemon is trusted:
+ * the parts become setxkbmap's arguments (no shell). */
+static void set_layout(const uint8_t *body)
+{
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX], disp[16];
+    bh_error err;
+    if (bh_gui_parse_keyboard_layout((const char *)body, BH_GUI_LAYOUT_MAX, l, v, o, &err) < 0) {
+        bh_warn("keyboard layout: %s", err.msg);
+        return;
+    }
+    snprintf(disp, sizeof disp, ":%d", A.display);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* -option "" clears the options of the previous layout first */
+        execlp("setxkbmap", "setxkbmap", "-display", disp, "-layout", l, "-variant", v, "-option", "",
+               o[0] ? "-option" : (char *)NULL, o, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bh_warn("setxkbmap %s+%s+%s failed (status %d)", l, v, o, st);
+    else
+        bh_info("keyboard layout %s+%s+%s", l, v, o);
+}
+
+/* Keys the qube holds down that the host does not (released while another window had
+ * the focus) are released here, as Qubes' agent does. */
+static void keymap_notify(const uint8_t *remote)
+{
+    xcb_query_keymap_reply_t *r = xcb_query_keymap_reply(A.x, xcb_query_keymap(A.x), NULL);
+    if (!r)
+        return;
+    for (int k = 8; k < 256; k++) {
+        bool local = (r->keys[k / 8] >> (k % 8)) & 1, host = (remote[k / 8] >> (k % 8)) & 1;
+        if (local && !host)
+            fake(XCB_KEY_RELEASE, (uint8_t)k, 0, 0);
+    }
+    free(r);
 }
 
 static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
@@ -604,8 +698,14 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
         xcb_set_selection_owner(A.x, A.helper, XCB_ATOM_PRIMARY, XCB_CURRENT_TIME);
         break;
     }
+    case BH_GUI_MSG_KEYMAP_NOTIFY:
+        keymap_notify(body);
+        break;
+    case BH_GUI_MSG_KEYBOARD_LAYOUT:
+        set_layout(body);
+        break;
     default:
-        break; /* CROSSING, KEYMAP_NOTIFY, MAP, WINDOW_FLAGS: nothing to do here */
+        break; /* CROSSING, MAP, WINDOW_FLAGS: nothing to do here */
     }
 }
 
@@ -719,6 +819,7 @@ static int open_x(int display)
     A.a_net_wm_name = atom("_NET_WM_NAME");
     A.a_wm_protocols = atom("WM_PROTOCOLS");
     A.a_wm_delete = atom("WM_DELETE_WINDOW");
+    A.a_net_wm_icon = atom("_NET_WM_ICON");
     xcb_flush(A.x);
     return 0;
 }
@@ -754,6 +855,7 @@ static void serve(int fd, int display)
     if (handshake(fd, &xc) < 0)
         return;
     if (!A.x) {
+        A.display = display;
         if (start_xvfb(display, xc.w, xc.h) < 0 || open_x(display) < 0)
             exit(1);
     }

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include "qrexec/crc32.h"
 
-static uLong crc;
+static uint32_t crc;
 static bool broken; /* the receiver stopped reading */
 static uint64_t total_bytes;
 
@@ -33,7 +33,7 @@ static int out(const void *p, size_t n)
         broken = true;
         return -1;
     }
-    crc = crc32(crc, p, (uInt)n);
+    crc = bh_crc32(crc, p, n);
     return 0;
 }
 
@@ -148,7 +148,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: qfile-agent FILE...\n");
         return 2;
     }
-    crc = crc32(0, NULL, 0);
+    crc = 0;
     int rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         char path[PATH_MAX], dirbuf[PATH_MAX];

@@ -22,6 +22,7 @@
 #include "qrexec/proto.h"
 #include "qrexec/service.h"
 #include "qrexec/stream.h"
+#include "qrexec/svc_user.h"
 #include "qrexec/vchan.h"
 #include <errno.h>
 #include <getopt.h>
@@ -131,6 +132,23 @@ static _Noreturn void run_call(uint32_t type, const struct bh_qx_exec *ex)
     _exit(code & 0xff);
 }
 
+/* Resolves the call's user here, in the long-lived process, so that the handler forked
+ * next finds it cached (svc_user.c) instead of reading passwd and group on every call. */
+static void warm_user(const char *cmdline)
+{
+    if (!spawn_opts.switch_user || geteuid() != 0)
+        return;
+    if (!strncmp(cmdline, "nogui:", 6))
+        cmdline += 6;
+    size_t n = strcspn(cmdline, ":");
+    char user[256];
+    if (!cmdline[n] || n == 0 || n >= sizeof user)
+        return;
+    memcpy(user, cmdline, n);
+    user[n] = '\0';
+    (void)bh_qx_user_lookup(user);
+}
+
 static void handle_exec(uint32_t type, const uint8_t *body, size_t len)
 {
     bh_error err = { 0 };
@@ -139,6 +157,7 @@ static void handle_exec(uint32_t type, const uint8_t *body, size_t len)
         bh_err("bad %s from daemon: %s", bh_qx_type_name(type), err.msg);
         return;
     }
+    warm_user(ex.cmdline);
     int slot = -1;
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (!children[i].pid) {

@@ -117,6 +117,13 @@ struct bh_driver {
      * changes these on a running qube; an engine that cannot leaves them for the next
      * start). */
     int (*set_limits)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Optional: hands the running qube the host's block device major:minor as a device
+     * node named `node` (Qubes' frontend-dev, e.g. xvdi), writable only if rw;
+     * block_detach takes it away again. */
+    int (*block_attach)(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node, bool rw,
+                        bh_error *err);
+    int (*block_detach)(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node,
+                        bh_error *err);
 };
 
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */

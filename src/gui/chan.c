@@ -24,9 +24,9 @@ void bh_gui_chan_release(struct bh_gui_chan *c)
     c->outlen = c->outcap = 0;
 }
 
-ssize_t bh_gui_chan_fill(struct bh_gui_chan *c, bh_error *err)
+/* Drops what the last message used; fails when no byte more fits. */
+static int make_room(struct bh_gui_chan *c, bh_error *err)
 {
-    /* drop what the last message used */
     if (c->consumed) {
         memmove(c->rbuf, c->rbuf + c->consumed, c->rlen - c->consumed);
         c->rlen -= c->consumed;
@@ -34,6 +34,25 @@ ssize_t bh_gui_chan_fill(struct bh_gui_chan *c, bh_error *err)
     }
     if (c->rlen >= sizeof c->rbuf)
         return bh_fail(err, 0, "receive buffer full (message not taken)");
+    return 0;
+}
+
+size_t bh_gui_chan_feed(struct bh_gui_chan *c, const void *data, size_t n, bh_error *err)
+{
+    if (make_room(c, err) < 0)
+        return 0;
+    size_t room = sizeof c->rbuf - c->rlen;
+    if (n > room)
+        n = room;
+    memcpy(c->rbuf + c->rlen, data, n);
+    c->rlen += n;
+    return n;
+}
+
+ssize_t bh_gui_chan_fill(struct bh_gui_chan *c, bh_error *err)
+{
+    if (make_room(c, err) < 0)
+        return -1;
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int) * BH_GUI_MAX_PENDING_FDS)];

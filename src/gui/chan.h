@@ -39,6 +39,9 @@ void bh_gui_chan_release(struct bh_gui_chan *c);
 /* Reads what is available. Returns bytes read (>0), 0 at EOF, -1 on error (err set),
  * -2 when nothing was available. */
 ssize_t bh_gui_chan_fill(struct bh_gui_chan *c, bh_error *err);
+/* The same from memory (the fuzz harness): appends up to n bytes as if read; returns
+ * how many were taken (0 when the buffer is full, err set). */
+size_t bh_gui_chan_feed(struct bh_gui_chan *c, const void *data, size_t n, bh_error *err);
 /* Takes the next complete message: 1 (h, *body, *fd set; body valid until the next call;
  * *fd is the WINDOW_DUMP's memfd, owned by the caller, else -1), 0 when more bytes are
  * needed, -1 on a protocol error (err set; the channel is unusable). */

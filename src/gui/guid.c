@@ -87,7 +87,54 @@ static int from_store(struct guid *g, char *label, size_t ln, bh_error *err)
     if (admin_value("admin.vm.property.Get", "qid", g->qube, v, sizeof v, err) < 0)
         return -1;
     g->qid = (uint32_t)strtoul(v, NULL, 10);
+    /* keyboard_layout: set for this qube, it is used; left at its default, the qube
+     * follows the host's layout (Qubes: the default is the GUI qube's layout) */
+    _cleanup_reply_ struct bh_admin_reply r = { 0 };
+    if (bh_admin_call("admin.vm.property.Get", "keyboard_layout", g->qube, NULL, 0, &r, err) == 0 && r.ok &&
+        !strncmp(r.body, "default=False ", 14)) {
+        const char *sp = strchr(r.body + 14, ' ');
+        char a[BH_GUI_LAYOUT_MAX], b[BH_GUI_LAYOUT_MAX], c[BH_GUI_LAYOUT_MAX];
+        if (sp && bh_gui_parse_keyboard_layout(sp + 1, strlen(sp + 1), a, b, c, err) == 0)
+            snprintf(g->layout, sizeof g->layout, "%s", sp + 1);
+        else
+            bh_warn("%s: keyboard_layout ignored: %s", g->qube, sp ? err->msg : "no value");
+    }
     return 0;
+}
+
+/* Tells the agent which keyboard layout to load (the qube's own, else the host's), when
+ * it differs from what it was last told. */
+static void send_layout(struct guid *g)
+{
+    struct bh_gui_keyboard_layout m;
+    memset(&m, 0, sizeof m);
+    if (g->layout[0])
+        snprintf(m.layout, sizeof m.layout, "%s", g->layout);
+    else if (guid_host_layout(g, m.layout) < 0)
+        return;
+    if (!strcmp(m.layout, g->sent_layout))
+        return;
+    snprintf(g->sent_layout, sizeof g->sent_layout, "%s", m.layout);
+    bh_info("%s: keyboard layout %s", g->qube, m.layout);
+    bh_error err;
+    if (bh_gui_chan_send(&g->ch, BH_GUI_MSG_KEYBOARD_LAYOUT, 0, &m, sizeof m, -1, &err) < 0)
+        bh_warn("%s: %s", g->qube, err.msg);
+}
+
+/* Which keys are down on the host, sent when a window of the qube gets the focus or the
+ * pointer (as Qubes): the agent releases keys the qube still holds that were let go
+ * while another window had the focus (a Shift held across a focus change). */
+static void send_keymap(struct guid *g)
+{
+    xcb_query_keymap_reply_t *r = xcb_query_keymap_reply(g->x, xcb_query_keymap(g->x), NULL);
+    if (!r)
+        return;
+    struct bh_gui_keymap_notify k;
+    memcpy(k.keys, r->keys, sizeof k.keys);
+    free(r);
+    bh_error err;
+    if (bh_gui_chan_send(&g->ch, BH_GUI_MSG_KEYMAP_NOTIFY, 0, &k, sizeof k, -1, &err) < 0)
+        bh_warn("%s: %s", g->qube, err.msg);
 }
 
 /* Starts the qube's gui-agent through qrexec (it detaches itself inside the qube). */
@@ -239,6 +286,14 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_DOCK:
         refuse(g, "DOCK (no tray on this host)");
         break;
+    case BH_GUI_MSG_WINDOW_ICON: {
+        const uint8_t *px;
+        if (bh_gui_parse_window_icon(body, len, &a, &b, &px, &err) < 0)
+            refuse(g, "WINDOW_ICON 0x%x: %s", h->window, err.msg);
+        else
+            guid_win_icon(g, w, a, b, px);
+        break;
+    }
     default:
         return -1; /* bh_gui_check_agent_hdr let nothing else through */
     }
@@ -316,6 +371,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         struct guid_win *w = guid_find_x(g, e->event);
         if (!w || e->event != w->content)
             break;
+        if (type == XCB_ENTER_NOTIFY)
+            send_keymap(g);
         struct bh_gui_crossing c = { type, (uint32_t)e->event_x, (uint32_t)e->event_y, e->state, e->mode,
                                      e->detail, (uint32_t)(e->same_screen_focus & 1) };
         send_agent(g, BH_GUI_MSG_CROSSING, w->remote, &c, sizeof c);
@@ -327,6 +384,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         struct guid_win *w = guid_find_x(g, e->event);
         if (!w || e->event != w->frame)
             break;
+        if (type == XCB_FOCUS_IN)
+            send_keymap(g);
         struct bh_gui_focus f = { type, e->mode, e->detail };
         send_agent(g, BH_GUI_MSG_FOCUS, w->remote, &f, sizeof f);
         break;
@@ -358,6 +417,14 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         }
         struct bh_gui_configure c = { (uint32_t)r.x, (uint32_t)r.y, r.w, r.h, w->override_redirect };
         send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+        break;
+    }
+    case XCB_PROPERTY_NOTIFY: {
+        xcb_property_notify_event_t *e = (void *)ev;
+        if (e->window == g->screen->root && e->atom == g->a_xkb_names) {
+            guid_load_keymap(g);
+            send_layout(g);
+        }
         break;
     }
     case XCB_REPARENT_NOTIFY: {
@@ -557,6 +624,7 @@ int main(int argc, char **argv)
         return 1;
     }
     bh_info("%s: connected (label %s, colour 0x%06x)", g.qube, g.label, g.color);
+    send_layout(&g);
     int rc = run(&g);
     while (g.nwins)
         guid_win_destroy(&g, &g.wins[g.nwins - 1]);

@@ -47,11 +47,15 @@ struct guid {
     bool have_shm_fd;
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
-        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient;
+        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon;
     xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
     xcb_font_t cursor_font;
+    /* the qube's keyboard_layout when set explicitly in the store ("" = follow the
+     * host's layout, as a Qubes qube follows its GUI qube's) */
+    char layout[BH_GUI_LAYOUT_MAX];
+    char sent_layout[BH_GUI_LAYOUT_MAX]; /* last one sent to the agent */
     /* the qube */
     struct bh_gui_chan ch;
     struct guid_win *wins;
@@ -74,11 +78,17 @@ void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const c
 void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h);
 void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
+/* pixels: iw*ih ARGB values (unaligned) already checked by bh_gui_parse_window_icon */
+void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
 /* takes ownership of memfd (closes it on refusal) */
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err);
 void guid_win_damage(struct guid_win *w, const struct bh_gui_rect *r);
 void guid_win_draw(struct guid *g, struct guid_win *w);
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
+/* (Re)reads the host's keyboard mapping (for the clipboard keys). */
+void guid_load_keymap(struct guid *g);
+/* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
+int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
 
 /* guid_clip.c: the global clipboard (Ctrl+Shift+C / Ctrl+Shift+V) */
 void guid_clip_copy_request(struct guid *g, uint32_t remote);

@@ -53,24 +53,52 @@ int guid_x_open(struct guid *g, bh_error *err)
     free(v);
     g->gc = xcb_generate_id(g->x);
     xcb_create_gc(g->x, g->gc, g->screen->root, XCB_GC_GRAPHICS_EXPOSURES, (uint32_t[]){ 0 });
-    /* keyboard map, for the clipboard keys */
+    g->a_xkb_names = atom(g->x, "_XKB_RULES_NAMES");
+    g->a_net_wm_icon = atom(g->x, "_NET_WM_ICON");
+    guid_load_keymap(g);
+    /* the host's layout changes (setxkbmap, a desktop's layout switcher) show as a new
+     * _XKB_RULES_NAMES on the root window */
+    uint32_t rmask = XCB_EVENT_MASK_PROPERTY_CHANGE;
+    xcb_change_window_attributes(g->x, g->screen->root, XCB_CW_EVENT_MASK, &rmask);
+    g->cursor_font = xcb_generate_id(g->x);
+    xcb_open_font(g->x, g->cursor_font, 6, "cursor");
+    xcb_flush(g->x);
+    return 0;
+}
+
+void guid_load_keymap(struct guid *g)
+{
     const xcb_setup_t *s = xcb_get_setup(g->x);
     g->min_keycode = s->min_keycode;
     g->nkeycodes = s->max_keycode - s->min_keycode + 1;
     xcb_get_keyboard_mapping_reply_t *km = xcb_get_keyboard_mapping_reply(
         g->x, xcb_get_keyboard_mapping(g->x, s->min_keycode, (uint8_t)g->nkeycodes), NULL);
-    if (km) {
-        int n = xcb_get_keyboard_mapping_keysyms_length(km);
-        g->keysyms = malloc(sizeof(xcb_keysym_t) * (size_t)(n > 0 ? n : 1));
-        if (g->keysyms)
-            memcpy(g->keysyms, xcb_get_keyboard_mapping_keysyms(km), sizeof(xcb_keysym_t) * (size_t)n);
+    if (!km)
+        return;
+    int n = xcb_get_keyboard_mapping_keysyms_length(km);
+    xcb_keysym_t *ks = malloc(sizeof(xcb_keysym_t) * (size_t)(n > 0 ? n : 1));
+    if (ks) {
+        memcpy(ks, xcb_get_keyboard_mapping_keysyms(km), sizeof(xcb_keysym_t) * (size_t)(n > 0 ? n : 0));
+        free(g->keysyms);
+        g->keysyms = ks;
         g->keysyms_per_code = km->keysyms_per_keycode;
-        free(km);
     }
-    g->cursor_font = xcb_generate_id(g->x);
-    xcb_open_font(g->x, g->cursor_font, 6, "cursor");
-    xcb_flush(g->x);
-    return 0;
+    free(km);
+}
+
+int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX])
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        g->x, xcb_get_property(g->x, 0, g->screen->root, g->a_xkb_names, XCB_ATOM_STRING, 0, 1024), NULL);
+    if (!r)
+        return -1;
+    bh_error err;
+    int rc = bh_gui_layout_from_xkb_names(xcb_get_property_value(r), (size_t)xcb_get_property_value_length(r), out,
+                                          &err);
+    if (rc < 0)
+        bh_debug("%s: host keyboard layout: %s", g->qube, err.msg);
+    free(r);
+    return rc;
 }
 
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode)
@@ -301,6 +329,21 @@ void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)
     xcb_change_window_attributes(g->x, w->content, XCB_CW_CURSOR, &c);
     if (c != XCB_NONE)
         xcb_free_cursor(g->x, c);
+}
+
+void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels)
+{
+    /* tinted with the label colour by us, as Qubes' icon-receiver does: a qube cannot
+     * show another qube's (or dom0's) icon as it is */
+    uint32_t v[2 + BH_GUI_ICON_MAX * BH_GUI_ICON_MAX];
+    v[0] = iw;
+    v[1] = ih;
+    for (size_t i = 0; i < (size_t)iw * ih; i++) {
+        uint32_t p;
+        memcpy(&p, pixels + 4 * i, 4);
+        v[2 + i] = bh_gui_tint_argb(p, g->color);
+    }
+    set_prop(g, w->frame, g->a_net_wm_icon, XCB_ATOM_CARDINAL, 32, 2 + iw * ih, v);
 }
 
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err)

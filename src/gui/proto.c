@@ -16,6 +16,10 @@ const char *bh_gui_msg_name(uint32_t type)
 {
     if (type > BH_GUI_MSG_MIN && type < BH_GUI_MSG_MAX)
         return names[type - BH_GUI_MSG_MIN - 1];
+    if (type == BH_GUI_MSG_KEYBOARD_LAYOUT)
+        return "KEYBOARD_LAYOUT";
+    if (type == BH_GUI_MSG_WINDOW_ICON)
+        return "WINDOW_ICON";
     return "unknown";
 }
 
@@ -41,6 +45,14 @@ long bh_gui_agent_body_len(uint32_t type)
 
 int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err)
 {
+    if (h->type == BH_GUI_MSG_WINDOW_ICON) {
+        size_t hl = sizeof(struct bh_gui_window_icon_hdr);
+        if (h->untrusted_len < hl + 4 || h->untrusted_len > BH_GUI_ICON_MAX_LEN || (h->untrusted_len - hl) % 4)
+            return bh_fail(err, 0, "WINDOW_ICON with length %u", h->untrusted_len);
+        if (h->window == 0)
+            return bh_fail(err, 0, "WINDOW_ICON for window 0");
+        return 0;
+    }
     if (h->type == BH_GUI_MSG_CLIPBOARD_DATA) {
         if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
             return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes (limit %u)", h->untrusted_len,
@@ -74,6 +86,7 @@ int bh_gui_check_daemon_hdr(const struct bh_gui_hdr *h, bh_error *err)
     case BH_GUI_MSG_CLIPBOARD_REQ: want = 0; break;
     case BH_GUI_MSG_KEYMAP_NOTIFY: want = sizeof(struct bh_gui_keymap_notify); break;
     case BH_GUI_MSG_WINDOW_FLAGS: want = sizeof(struct bh_gui_window_flags); break;
+    case BH_GUI_MSG_KEYBOARD_LAYOUT: want = sizeof(struct bh_gui_keyboard_layout); break;
     case BH_GUI_MSG_CLIPBOARD_DATA:
         if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
             return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes", h->untrusted_len);
@@ -344,11 +357,116 @@ int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error
     return 0;
 }
 
+int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t *h, const uint8_t **pixels,
+                             bh_error *err)
+{
+    struct bh_gui_window_icon_hdr m;
+    if (len < sizeof m || len > BH_GUI_ICON_MAX_LEN)
+        return bh_fail(err, 0, "WINDOW_ICON body of %zu bytes", len);
+    memcpy(&m, body, sizeof m);
+    if (m.width == 0 || m.height == 0 || m.width > BH_GUI_ICON_MAX || m.height > BH_GUI_ICON_MAX)
+        return bh_fail(err, 0, "icon of %ux%u (1..%u each way)", m.width, m.height, BH_GUI_ICON_MAX);
+    if ((size_t)m.width * m.height * 4 != len - sizeof m)
+        return bh_fail(err, 0, "icon of %ux%u with %zu bytes of pixels", m.width, m.height, len - sizeof m);
+    *w = m.width;
+    *h = m.height;
+    *pixels = (const uint8_t *)body + sizeof m;
+    return 0;
+}
+
+uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb)
+{
+    /* integer arithmetic as qubesimgconverter's, so a qube's icon looks the same as in Qubes */
+    uint64_t tr = (label_rgb >> 16) & 0xff, tg = (label_rgb >> 8) & 0xff, tb = label_rgb & 0xff;
+    uint64_t tM = tr > tg ? (tr > tb ? tr : tb) : (tg > tb ? tg : tb);
+    uint64_t tm = tr < tg ? (tr < tb ? tr : tb) : (tg < tb ? tg : tb);
+    uint64_t trn, tgn, tbn, tdn;
+    if (tM == tm)
+        trn = tgn = tbn = 1, tdn = 2;
+    else
+        trn = tr - tm, tgn = tg - tm, tbn = tb - tm, tdn = tM - tm;
+    uint64_t r = (argb >> 16) & 0xff, g = (argb >> 8) & 0xff, b = argb & 0xff;
+    uint64_t M = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    uint64_t m = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    uint64_t c = M - m;
+    const uint64_t Tn = 1, Td = 4;
+    uint64_t c2 = Tn * 255 + (Td - Tn) * c, c2d = Td;
+    uint64_t m2 = (255 * c2d - c2) * m;
+    uint64_t m2d = (255 - c) * c2d;
+    if (m2d < 1)
+        m2d = 1;
+    uint64_t c2d_tdn = tdn * c2d;
+    uint64_t num = m2 * c2d_tdn, den = m2d * c2d_tdn, c2_m2d = c2 * m2d;
+    uint32_t rt = (uint32_t)((num + trn * c2_m2d) / den) & 0xff;
+    uint32_t gt = (uint32_t)((num + tgn * c2_m2d) / den) & 0xff;
+    uint32_t bt = (uint32_t)((num + tbn * c2_m2d) / den) & 0xff;
+    return (argb & 0xff000000u) | (rt << 16) | (gt << 8) | bt;
+}
+
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err)
 {
     (void)body;
     if (len > BH_GUI_MAX_CLIPBOARD)
         return bh_fail(err, 0, "clipboard of %zu bytes (limit %u)", len, BH_GUI_MAX_CLIPBOARD);
+    return 0;
+}
+
+static bool layout_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == ',' ||
+           c == ':' || c == '-';
+}
+
+int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *variant, char *options,
+                                 bh_error *err)
+{
+    size_t n = strnlen(s, len);
+    if (n >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "keyboard layout longer than %u bytes", BH_GUI_LAYOUT_MAX - 1);
+    char *part[3] = { layout, variant, options };
+    size_t k = 0, o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            if (k == 2)
+                return bh_fail(err, 0, "keyboard layout with more than three parts");
+            part[k++][o] = '\0';
+            o = 0;
+            continue;
+        }
+        if (!layout_char(s[i]))
+            return bh_fail(err, 0, "keyboard layout with byte 0x%02x", (unsigned char)s[i]);
+        part[k][o++] = s[i];
+    }
+    if (k != 2)
+        return bh_fail(err, 0, "keyboard layout is not layout+variant+options");
+    part[2][o] = '\0';
+    if (!layout[0])
+        return bh_fail(err, 0, "keyboard layout without a layout");
+    return 0;
+}
+
+int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err)
+{
+    const char *f[5];
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        if (off > len)
+            return bh_fail(err, 0, "_XKB_RULES_NAMES has %d fields (need 5)", i);
+        f[i] = names + off;
+        size_t n = strnlen(names + off, len - off);
+        if (off + n == len && i < 4)
+            return bh_fail(err, 0, "_XKB_RULES_NAMES has %d fields (need 5)", i + 1);
+        off += n + 1;
+    }
+    size_t l3 = strnlen(f[2], len - (size_t)(f[2] - names)), l4 = strnlen(f[3], len - (size_t)(f[3] - names));
+    size_t l5 = strnlen(f[4], len - (size_t)(f[4] - names));
+    if (l3 + l4 + l5 + 2 >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "host keyboard layout too long");
+    char buf[BH_GUI_LAYOUT_MAX], a[BH_GUI_LAYOUT_MAX], b[BH_GUI_LAYOUT_MAX], c[BH_GUI_LAYOUT_MAX];
+    snprintf(buf, sizeof buf, "%.*s+%.*s+%.*s", (int)l3, f[2], (int)l4, f[3], (int)l5, f[4]);
+    if (bh_gui_parse_keyboard_layout(buf, sizeof buf, a, b, c, err) < 0)
+        return -1;
+    memcpy(out, buf, strlen(buf) + 1);
     return 0;
 }
 

@@ -64,6 +64,25 @@ enum bh_gui_msg_type {
     BH_GUI_MSG_MAX,
 };
 
+/* Bulkhead's additions, daemon -> agent only (a qube never sends them, so the daemon
+ * parses nothing new). Qubes passes the keyboard layout through QubesDB
+ * (/keyboard-layout, read by the agent's qubes-keymap.sh); we have no QubesDB, so the
+ * daemon sends the same "layout+variant+options" string on the GUI channel. */
+#define BH_GUI_MSG_KEYBOARD_LAYOUT 0x10001u
+#define BH_GUI_LAYOUT_MAX 256u /* as the keyboard_layout property */
+struct bh_gui_keyboard_layout { char layout[BH_GUI_LAYOUT_MAX]; };
+
+/* Agent -> daemon: a window's icon, {width, height} then width*height pixels as in
+ * _NET_WM_ICON (uint32 ARGB, host order). Qubes sends icons through the
+ * qubes.WindowIconUpdater qrexec service to a receiver in the desktop session; Bulkhead's
+ * desktop session has no qrexec service socket, and its GUI daemon already owns the
+ * windows, so the same pixels take the GUI channel. At most BH_GUI_ICON_MAX square (the
+ * agent scales larger ones down), so a message stays small. */
+#define BH_GUI_MSG_WINDOW_ICON 0x10002u
+#define BH_GUI_ICON_MAX 64u
+struct bh_gui_window_icon_hdr { uint32_t width, height; };
+#define BH_GUI_ICON_MAX_LEN (sizeof(struct bh_gui_window_icon_hdr) + BH_GUI_ICON_MAX * BH_GUI_ICON_MAX * 4u)
+
 /* Wire layouts (all fields uint32_t in host byte order, as Qubes) */
 struct bh_gui_hdr { uint32_t type, window, untrusted_len; };
 struct bh_gui_map_info { uint32_t transient_for, override_redirect; };
@@ -135,6 +154,13 @@ int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window
 int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err);
 /* CURSOR: 0 (default) or an X11 cursor-font glyph (CURSOR_X11 + even glyph < 154). */
 int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err);
+/* WINDOW_ICON: size 1..BH_GUI_ICON_MAX each way, exactly width*height pixels after the
+ * header; *pixels points into body (4-byte values, possibly unaligned: use memcpy). */
+int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t *h, const uint8_t **pixels,
+                             bh_error *err);
+/* Qubes' icon tint (qubesimgconverter Image.tint): the pixel keeps its lightness and
+ * alpha, its hue becomes the label colour's, so an icon shows which qube it is from. */
+uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb);
 /* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
 
@@ -143,6 +169,17 @@ int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
  * reorder the daemon's "[qube] " prefix with '_'. Stops at the first NUL or at len.
  * out always NUL-terminated. */
 void bh_gui_sanitize_utf8(const char *in, size_t len, char *out, size_t outsz);
+
+/* "layout+variant+options" (Qubes' keyboard_layout): exactly two '+', a non-empty layout,
+ * and only [A-Za-z0-9_,:-] (what setxkbmap names are made of; nothing a shell or
+ * setxkbmap's own option parser would read as more). On success the three parts are
+ * copied to layout, variant, options (each at least BH_GUI_LAYOUT_MAX bytes). */
+int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *variant, char *options,
+                                 bh_error *err);
+/* XKB's _XKB_RULES_NAMES root property (rules, model, layout, variant, options, each
+ * NUL-terminated) -> "layout+variant+options" in out (BH_GUI_LAYOUT_MAX bytes);
+ * -1 when it does not hold a valid layout. */
+int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err);
 
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

@@ -171,8 +171,74 @@ static void test_chan(void)
     close(sv[1]);
 }
 
+static void test_keyboard_layout(void)
+{
+    bh_error e;
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX], out[BH_GUI_LAYOUT_MAX];
+    CHECK(bh_gui_parse_keyboard_layout("de+nodeadkeys+grp:alt_shift_toggle", 64, l, v, o, &e) == 0);
+    CHECK(!strcmp(l, "de") && !strcmp(v, "nodeadkeys") && !strcmp(o, "grp:alt_shift_toggle"));
+    CHECK(bh_gui_parse_keyboard_layout("us++", 4, l, v, o, &e) == 0 && !strcmp(l, "us") && !v[0] && !o[0]);
+    /* what setxkbmap or a shell could read as more than a name */
+    CHECK(bh_gui_parse_keyboard_layout("us+;rm -rf+", 32, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("us+-display:1+", 32, l, v, o, &e) == 0); /* an argument, not an option */
+    CHECK(bh_gui_parse_keyboard_layout("us", 2, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("us+++", 5, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("++", 2, l, v, o, &e) < 0);
+    CHECK(bh_gui_parse_keyboard_layout("fr(oss)++", 9, l, v, o, &e) < 0);
+    char big[BH_GUI_LAYOUT_MAX + 8];
+    memset(big, 'a', sizeof big);
+    big[1] = big[3] = '+';
+    CHECK(bh_gui_parse_keyboard_layout(big, sizeof big, l, v, o, &e) < 0); /* unterminated, too long */
+    big[BH_GUI_LAYOUT_MAX - 1] = '\0';
+    CHECK(bh_gui_parse_keyboard_layout(big, sizeof big, l, v, o, &e) == 0); /* 255 bytes fit */
+    static const char names[] = "evdev\0pc105\0de,us\0nodeadkeys,\0grp:alt_shift_toggle";
+    CHECK(bh_gui_layout_from_xkb_names(names, sizeof names, out, &e) == 0);
+    CHECK(!strcmp(out, "de,us+nodeadkeys,+grp:alt_shift_toggle"));
+    CHECK(bh_gui_layout_from_xkb_names(names, sizeof names - 1, out, &e) == 0); /* last NUL missing */
+    CHECK(bh_gui_layout_from_xkb_names("evdev\0pc105\0de", 15, out, &e) < 0); /* three fields */
+    CHECK(bh_gui_layout_from_xkb_names("", 0, out, &e) < 0);
+    static const char nolayout[] = "evdev\0pc105\0\0\0";
+    CHECK(bh_gui_layout_from_xkb_names(nolayout, sizeof nolayout, out, &e) < 0);
+}
+
+static void test_icon(void)
+{
+    bh_error e;
+    uint8_t body[8 + 16];
+    uint32_t hw[2] = { 2, 2 }, w, h;
+    const uint8_t *px;
+    memcpy(body, hw, 8);
+    memset(body + 8, 0x7f, 16);
+    CHECK(bh_gui_parse_window_icon(body, sizeof body, &w, &h, &px, &e) == 0 && w == 2 && h == 2 && px == body + 8);
+    CHECK(bh_gui_parse_window_icon(body, sizeof body - 4, &w, &h, &px, &e) < 0); /* a pixel short */
+    hw[0] = 0;
+    memcpy(body, hw, 8);
+    CHECK(bh_gui_parse_window_icon(body, sizeof body, &w, &h, &px, &e) < 0);
+    hw[0] = 65, hw[1] = 1;
+    memcpy(body, hw, 8);
+    CHECK(bh_gui_parse_window_icon(body, sizeof body, &w, &h, &px, &e) < 0);
+    CHECK(bh_gui_parse_window_icon(body, 4, &w, &h, &px, &e) < 0);
+    struct bh_gui_hdr hd = { BH_GUI_MSG_WINDOW_ICON, 5, 8 + 64 * 64 * 4 };
+    CHECK(bh_gui_check_agent_hdr(&hd, &e) == 0);
+    hd.untrusted_len += 4;
+    CHECK(bh_gui_check_agent_hdr(&hd, &e) < 0);
+    hd.untrusted_len = 8 + 6; /* not whole pixels */
+    CHECK(bh_gui_check_agent_hdr(&hd, &e) < 0);
+    hd.untrusted_len = 8;
+    CHECK(bh_gui_check_agent_hdr(&hd, &e) < 0);
+    hd = (struct bh_gui_hdr){ BH_GUI_MSG_WINDOW_ICON, 0, 12 };
+    CHECK(bh_gui_check_agent_hdr(&hd, &e) < 0);
+    /* tint: values from qubesimgconverter's formula; alpha kept */
+    CHECK(bh_gui_tint_argb(0xff00ff00, 0xcc0000) == 0xffff0000);
+    CHECK(bh_gui_tint_argb(0x80000000, 0xcc0000) == 0x803f0000);
+    CHECK(bh_gui_tint_argb(0x00ffffff, 0x3465a4) == 0x00bfdbff); /* white takes a quarter of the hue */
+    CHECK(bh_gui_tint_argb(0xff808080, 0x555753) == 0xff7f9f60); /* the hue of "gray" (0x555753) at full saturation */
+}
+
 int main(void)
 {
+    test_icon();
+    test_keyboard_layout();
     test_headers();
     test_create();
     test_shmimage();

@@ -108,8 +108,14 @@ int bh_fw_rule_parse(const char *line, size_t len, struct bh_fw_rule *r, bh_erro
                     return bh_fail(err, EINVAL, "invalid dst6");
                 memcpy(a, v, an);
                 a[an] = '\0';
+                n = 128;
                 if (inet_pton(AF_INET6, a, &a6) != 1 || (slash && parse_uint(slash + 1, vn - an - 1, 128, &n) < 0))
                     return bh_fail(err, EINVAL, "invalid dst6");
+                for (unsigned bit = (unsigned)n; bit < 128; bit++)
+                    if (a6.s6_addr[bit / 8] & (0x80u >> (bit % 8)))
+                        return bh_fail(err, EINVAL, "dst6 has host bits set");
+                r->dst6 = a6;
+                r->prefix = (unsigned)n;
                 r->dst_kind = BH_FW_DST_V6;
             } else {
                 if (!host_ok(v, vn))
@@ -215,11 +221,35 @@ static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, in
             bh_buf_adds(out, "meta l4proto { tcp, udp } th dport 53 ");
         return bh_buf_printf(out, "%s\n", action);
     }
+    if (r->proto == IPPROTO_ICMP && r->dst_kind == BH_FW_DST_ANY) {
+        /* one rule per family, as Qubes writes: ICMP for IPv4, ICMPv6 for IPv6 */
+        struct bh_fw_rule v4 = *r, v6 = *r;
+        v4.dst_kind = BH_FW_DST_V4;
+        v4.prefix = 0;
+        v4.dst4.s_addr = 0;
+        v6.dst_kind = BH_FW_DST_V6;
+        v6.prefix = 0;
+        memset(&v6.dst6, 0, sizeof v6.dst6);
+        if (emit_rule(&v4, addrs, naddrs, out) < 0)
+            return -1;
+        return emit_rule(&v6, addrs, naddrs, out);
+    }
     bh_buf_adds(out, "    ");
+    bool v6 = r->dst_kind == BH_FW_DST_V6;
     if (r->dst_kind == BH_FW_DST_V4) {
         char a[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &r->dst4, a, sizeof a);
-        bh_buf_printf(out, "ip daddr %s/%u ", a, r->prefix);
+        if (r->prefix)
+            bh_buf_printf(out, "ip daddr %s/%u ", a, r->prefix);
+        else
+            bh_buf_adds(out, "meta nfproto ipv4 ");
+    } else if (v6) {
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &r->dst6, a, sizeof a);
+        if (r->prefix)
+            bh_buf_printf(out, "ip6 daddr %s/%u ", a, r->prefix);
+        else
+            bh_buf_adds(out, "meta nfproto ipv6 ");
     } else if (r->dst_kind == BH_FW_DST_HOST) {
         bh_buf_adds(out, "ip daddr { ");
         for (int i = 0; i < naddrs; i++) {
@@ -239,9 +269,9 @@ static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, in
             bh_buf_printf(out, "meta l4proto %s ", p);
     } else if (r->proto == IPPROTO_ICMP) {
         if (r->icmptype >= 0)
-            bh_buf_printf(out, "icmp type %d ", r->icmptype);
+            bh_buf_printf(out, "%s type %d ", v6 ? "icmpv6" : "icmp", r->icmptype);
         else
-            bh_buf_adds(out, "meta l4proto icmp ");
+            bh_buf_printf(out, "meta l4proto %s ", v6 ? "ipv6-icmp" : "icmp");
     }
     return bh_buf_printf(out, "%s\n", action);
 }
@@ -278,8 +308,6 @@ int bh_fw_to_nft(const char *rules, size_t len, time_t now, bh_fw_resolver resol
             continue;
         if (r.expire && (!res->next_expire || (time_t)r.expire < res->next_expire))
             res->next_expire = (time_t)r.expire;
-        if (r.dst_kind == BH_FW_DST_V6)
-            continue;
         struct in_addr addrs[BH_NET_FW_MAX_ADDRS];
         int n = 0;
         if (r.dst_kind == BH_FW_DST_HOST) {

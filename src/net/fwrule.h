@@ -6,8 +6,11 @@
  * (REJECT with icmp admin-prohibited, as Qubes does); `specialtarget=dns` matches TCP
  * and UDP port 53 to the virtual DNS servers (10.139.1.1, 10.139.1.2); a `dsthost`
  * that cannot be resolved blocks all the qube's traffic (Qubes: "blocking traffic");
- * `dst6` rules never match (the qubes' network is IPv4 only); expired rules are left
- * out and the caller learns when the next one expires. */
+ * `dst4` rules match IPv4 packets only and `dst6` rules IPv6 packets only, rules with
+ * no destination both (as Qubes, which writes one rule set per family), `proto=icmp`
+ * meaning ICMPv6 for IPv6; a `dsthost` names IPv4 addresses only (its rule never
+ * matches IPv6); expired rules are left out and the caller learns when the next one
+ * expires. */
 #pragma once
 #include "buf.h"
 #include "err.h"
@@ -27,7 +30,8 @@ struct bh_fw_rule {
     bool accept;
     enum bh_fw_dst dst_kind;
     struct in_addr dst4;  /* BH_FW_DST_V4 */
-    unsigned prefix;      /* BH_FW_DST_V4 */
+    unsigned prefix;      /* BH_FW_DST_V4, BH_FW_DST_V6 */
+    struct in6_addr dst6; /* BH_FW_DST_V6 */
     char host[254];       /* BH_FW_DST_HOST */
     int proto;            /* 0 any, else IPPROTO_TCP / IPPROTO_UDP / IPPROTO_ICMP */
     unsigned port_lo, port_hi; /* 0 = any */

@@ -21,8 +21,27 @@
 #define BH_NET_NETVM_MAC "fe:ff:ff:ff:ff:ff" /* a netvm's end of every link, as Qubes */
 
 /* Loopback up, IPv6 off, ICMP echo sockets for the qube's GIDs (ping as a normal
- * user without raw sockets), reverse-path filtering, forwarding if it serves others. */
-int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, bh_error *err);
+ * user without raw sockets), reverse-path filtering, forwarding if it serves others,
+ * and the connection limits (see BH_NET_CAP_TABLE). */
+int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, unsigned conn_max,
+                     bh_error *err);
+
+/* Connection limits live in a table of their own, `inet bulkhead_cap`, made once when
+ * the namespace is made and never replaced: nftables keeps what `ct count` has counted
+ * in the rule (or set element) itself, so a table replaced on every rule change would
+ * forget every open connection and let a flooding qube start over (the first attempt
+ * at this limit failed exactly so). It holds:
+ *   - out: the qube's own new connections (not loopback's) beyond conn_max are refused,
+ *     so a qube fills at most conn_max entries of its own conntrack table;
+ *   - fwd: per source address, a client's new connections beyond conn_max are refused
+ *     in its netvm (which the client's root cannot touch), except for clients that are
+ *     netvms themselves (set `exempt`, kept current by the main table's transaction):
+ *     they limit each of their own clients and themselves the same way;
+ *   - loopback is not tracked at all (nothing filters it).
+ * Conntrack tables are per namespace but nf_conntrack_max is one host-wide number that
+ * only the host can set: a per-namespace count has to be enforced like this. */
+#define BH_NET_CAP_TABLE "bulkhead_cap"
+#define BH_NET_CONN_MAX_DEFAULT 4096u
 
 struct bh_net_link {
     const char *client_netns, *netvm_netns; /* pinned namespaces */
@@ -43,6 +62,7 @@ struct bh_net_uplink {
     const char *table;       /* nftables table in the peer namespace, unique per bulkheadd */
     struct in_addr qube_addr, peer_addr; /* a /30 between the two */
     uint8_t qube_mac[6];
+    unsigned conn_max;       /* new connections the peer forwards for all qubes together; 0 none */
     char prev_ip_forward[8]; /* out: net.ipv4.ip_forward of the peer before the plug */
 };
 /* Plugs the uplink: veth, addresses, default route, and in the peer namespace
@@ -58,6 +78,7 @@ struct bh_net_client {
     uint32_t qid;
     struct in_addr ip;
     uint8_t mac[6];
+    bool serves;       /* a netvm itself: exempt from the per-client limit (it has its own) */
     const char *rules; /* normalised qvm-firewall text; NULL = accept everything */
 };
 struct bh_net_table {

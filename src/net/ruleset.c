@@ -9,7 +9,9 @@
  *       connections) so that a changed rule cuts established connections at once.
  *       From eth0 only replies come back in.
  *   nat: DNS to 10.139.1.1/2 goes to the upstream resolvers where this qube is the
- *       edge; everything leaving by eth0 is masqueraded (NAT at each hop). */
+ *       edge; everything leaving by eth0 is masqueraded (NAT at each hop).
+ * The connection limits are in a separate table that is never replaced (net.h); this
+ * transaction only updates which clients are exempt from them. */
 #include "net.h"
 #include "dns.h"
 #include "nft.h"
@@ -88,7 +90,19 @@ int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_t
     if (t->upstream)
         bh_buf_adds(o, "  chain nat_post {\n    type nat hook postrouting priority srcnat; policy accept;\n"
                        "    oifname \"eth0\" masquerade\n  }\n");
-    return bh_buf_adds(o, "}\n");
+    bh_buf_adds(o, "}\n");
+    /* Clients that are netvms limit their own clients (and themselves): not counted
+     * here as one source. Only this set changes; the limit's counts stay (net.h). */
+    bh_buf_adds(o, "add table inet " BH_NET_CAP_TABLE "\nadd set inet " BH_NET_CAP_TABLE " exempt { type ipv4_addr; }\n"
+                   "flush set inet " BH_NET_CAP_TABLE " exempt\n");
+    bool any = false;
+    for (size_t i = 0; t->serves && i < t->nclients; i++) {
+        if (!t->clients[i].serves)
+            continue;
+        bh_buf_printf(o, "%s%s", any ? ", " : "add element inet " BH_NET_CAP_TABLE " exempt { ", ip4(t->clients[i].ip, a));
+        any = true;
+    }
+    return bh_buf_adds(o, any ? " }\n" : "");
 }
 
 int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,

@@ -21,7 +21,29 @@ static int open_ns(const char *path, bh_error *err)
     return fd;
 }
 
-int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, bh_error *err)
+static int cap_table(int ns, unsigned conn_max, bh_error *err)
+{
+    char script[1536];
+    snprintf(script, sizeof script,
+             "table inet " BH_NET_CAP_TABLE " {\n"
+             "  set per_source { type ipv4_addr; size 65536; flags dynamic; }\n"
+             "  set exempt { type ipv4_addr; }\n"
+             "  chain lo_pre {\n    type filter hook prerouting priority raw - 1; policy accept;\n"
+             "    iif lo notrack\n  }\n"
+             "  chain lo_out {\n    type filter hook output priority raw - 1; policy accept;\n"
+             "    oif lo notrack\n  }\n"
+             "  chain cap_output {\n    type filter hook output priority filter - 1; policy accept;\n"
+             "    ct state new ct count over %1$u reject with icmpx type admin-prohibited\n  }\n"
+             "  chain cap_forward {\n    type filter hook forward priority filter - 1; policy accept;\n"
+             "    iifname \"vif*\" ip saddr != @exempt ct state new "
+             "add @per_source { ip saddr ct count over %1$u } reject with icmpx type admin-prohibited\n  }\n"
+             "}\n",
+             conn_max ? conn_max : BH_NET_CONN_MAX_DEFAULT);
+    return bh_nft_run(ns, script, err);
+}
+
+int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, unsigned conn_max,
+                     bh_error *err)
 {
     _cleanup_close_ int ns = open_ns(netns, err);
     if (ns < 0)
@@ -36,6 +58,8 @@ int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forward
         bh_netns_sysctl(ns, "ipv4/conf/all/rp_filter", "1", NULL, 0, err) < 0 ||
         bh_netns_sysctl(ns, "ipv4/ip_forward", forwarding ? "1" : "0", NULL, 0, err) < 0)
         return bh_prefix(err, "network of the qube");
+    if (cap_table(ns, conn_max, err) < 0)
+        return bh_prefix(err, "connection limits of the qube");
     struct bh_nl nl;
     if (bh_nl_open(&nl, ns, err) < 0)
         return -1;
@@ -136,10 +160,12 @@ static int peer_table(const struct bh_net_uplink *u, bh_error *err)
              "  chain input {\n    type filter hook input priority filter; policy accept;\n"
              "    iifname \"%2$s\" ct state established,related accept\n"
              "    iifname \"%2$s\" drop\n  }\n"
+             "  chain cap_forward {\n    type filter hook forward priority filter - 1; policy accept;\n"
+             "    iifname \"%2$s\" ct state new ct count over %4$u reject with icmp type admin-prohibited\n  }\n"
              "  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n"
              "    ip saddr %3$s oifname != \"%2$s\" masquerade\n  }\n"
              "}\n",
-             u->table, u->peer_ifname, qa);
+             u->table, u->peer_ifname, qa, u->conn_max ? u->conn_max : 65536u);
     return bh_nft_run(u->peer_nsfd, script, err);
 }
 

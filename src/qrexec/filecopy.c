@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include "crc32.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -189,7 +189,7 @@ int bh_fc_symlink_check_flags(const char *linkname, const char *target, unsigned
 
 struct in {
     const struct bh_fc_reader *r;
-    uLong crc;
+    uint32_t crc;
 };
 
 /* Reads exactly n bytes and adds them to the CRC; -1 on EOF/error. */
@@ -202,7 +202,7 @@ static int rd(struct in *in, void *buf, size_t n)
             continue;
         if (k <= 0)
             return -1;
-        in->crc = crc32(in->crc, (const Bytef *)buf + got, (uInt)k);
+        in->crc = bh_crc32(in->crc, (const char *)buf + got, (size_t)k);
         got += (size_t)k;
     }
     return 0;
@@ -245,7 +245,7 @@ int bh_fc_unpack_to(const struct bh_fc_reader *r, const struct bh_fc_sink *sink,
                     struct bh_fc_result *res)
 {
     memset(res, 0, sizeof *res);
-    struct in in = { r, crc32(0, NULL, 0) };
+    struct in in = { r, 0 };
     uint64_t files = 0, bytes = 0;
     uint64_t max_files = lim && lim->max_files ? lim->max_files : BH_FC_DEFAULT_MAX_FILES;
     uint64_t max_bytes = lim ? lim->max_bytes : 0;

@@ -23,12 +23,15 @@
 #include "log.h"
 #include "names.h"
 #include "proto.h"
+#include "monitor_proto.h"
+#include "privsep.h"
 #include "reader.h"
 #include "relay.h"
 #include "service.h"
 #include "stream.h"
 #include "vchan.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,7 +43,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -48,16 +53,21 @@
 
 #define MAX_PORTS 256
 #define MAX_CLIENTS 128
-#define MAX_TRIGGERS 64
+#define MAX_TRIGGERS 256 /* the most pending calls $BULKHEAD_QREXEC_MAX_PENDING may allow */
+#define DEFAULT_PENDING 64
 #define FIRST_DATA_PORT (BH_QX_VCHAN_BASE_PORT + 1)
 
 static const char *qube_name, *runtime, *vchan_dir, *sock_path, *default_user = "user";
 static const char *dom0_service_path;
 static uint32_t qid;
 static int ctrl = -1;
+static int mon = -1;     /* the channel between the unprivileged process and the monitor */
+static volatile sig_atomic_t stop;
+static void on_term(int s) { (void)s; stop = 1; }
 static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
+static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
 static struct bh_qx_policy_ctx policy_ctx;
 
 struct port { bool used; uint32_t domain; int client; };
@@ -68,8 +78,8 @@ struct client { int fd; enum cstate st; int port; };
 static struct client clients[MAX_CLIENTS];
 
 struct trig {
-    pid_t pid;
-    int sp;             /* child -> parent: {domain, port} when connected; EOF = refused */
+    bool busy;          /* asked the monitor for a call process; until it reports DONE */
+    int sp;             /* call process -> us: {domain, port} when connected; EOF = refused */
     char ident[BH_QX_IDENT_LEN];
     int dom0_port;      /* reserved for a dom0 target */
     bool answered, used_dom0;
@@ -134,8 +144,7 @@ static void port_release(uint32_t domain, uint32_t port)
 static void ctrl_fail(const char *what, const char *msg)
 {
     bh_err("agent of %s: %s: %s; exiting", qube_name, what, msg);
-    unlink(sock_path);
-    exit(1);
+    exit(1); /* the monitor removes the socket */
 }
 
 static void send_refused(const char *ident)
@@ -238,6 +247,62 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
     return bh_fail(err, ETIMEDOUT, "%s did not start qrexec in %d s", target, call_timeout_s);
 }
 
+/* The calling qube's bytes (HELLO and the data stream) are parsed by an unprivileged
+ * child; this root process only spawned the dom0 service and waits for it, passing its
+ * exit code on a pipe. When the stream ends first (the caller went away) it stops
+ * waiting: the service gets EOF as it did before. */
+static _Noreturn void run_dom0_stream(struct bh_qx_stream *s)
+{
+    int ep[2] = { -1, -1 };
+    if (s->child > 0 && pipe2(ep, O_CLOEXEC) < 0)
+        _exit(1);
+    pid_t pump = fork();
+    if (pump < 0)
+        _exit(1);
+    if (pump == 0) {
+        bh_error err = { 0 };
+        uint32_t ver;
+        if (ep[1] >= 0)
+            close(ep[1]);
+        if (s->child > 0) {
+            s->exit_from_fd = true;
+            s->exit_fd = ep[0];
+            s->child = -1;
+        }
+        if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0 || bh_qx_seccomp_unpriv(&err) < 0) {
+            bh_err("call to dom0: %s", err.msg);
+            _exit(1);
+        }
+        if (bh_qx_handshake(s->sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
+            bh_err("call to dom0: %s", err.msg);
+            _exit(0);
+        }
+        bh_qx_stream_run(s, &err);
+        _exit(0);
+    }
+    close(s->sock);
+    int *local[] = { &s->in_fd, &s->out_fd, &s->err_fd };
+    for (size_t i = 0; i < 3; i++)
+        if (*local[i] >= 0)
+            close(*local[i]);
+    if (ep[0] >= 0)
+        close(ep[0]);
+    for (;;) {
+        int st;
+        pid_t w = waitpid(-1, &st, 0);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 || w == pump)
+            _exit(0);
+        if (w == s->child) {
+            int code = bh_wait_status_code(st);
+            (void)bh_write_all(ep[1], &code, sizeof code);
+            close(ep[1]);
+            ep[1] = -1;
+        }
+    }
+}
+
 static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, const char *service_full,
                                          const struct bh_qx_decision *d)
 {
@@ -249,8 +314,7 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
         _exit(1);
     close(sp);
     int sock = bh_vchan_connect(vchan_dir, qid, 0, (uint32_t)port, call_timeout_s * 1000, &err);
-    uint32_t ver;
-    if (sock < 0 || bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
+    if (sock < 0) {
         bh_err("call to dom0: %s", err.msg);
         _exit(0);
     }
@@ -290,8 +354,7 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
         else if (r < 0)
             s.fixed_exit = 125;
     }
-    bh_qx_stream_run(&s, &err);
-    _exit(0);
+    run_dom0_stream(&s);
 }
 
 /* The disposable created for the current call (trigger child only), ended on exit. */
@@ -311,6 +374,36 @@ static void unlink_listen_name(const char *tdir, uint32_t tqid, uint32_t port)
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     if (bh_vchan_path(path, sizeof path, tdir, qid, tqid, port) == 0)
         (void)unlink(path);
+}
+
+/* Inodes of a target's vchan dir (a 64-inode tmpfs) that qube-to-qube calls never take:
+ * dom0's calls (qrexec-client binds its data socket there) always find room, however
+ * many calls other qubes hold toward the target. $BULKHEAD_VCHAN_DOM0_RESERVE. */
+#define BH_QX_DOM0_RESERVE 16
+static unsigned long dom0_reserve(void)
+{
+    const char *e = getenv("BULKHEAD_VCHAN_DOM0_RESERVE");
+    return e && *e ? strtoul(e, NULL, 10) : BH_QX_DOM0_RESERVE;
+}
+
+/* Binds this call's name in the target's vchan dir unless that would eat into dom0's
+ * reserve. The check and the bind hold a lock shared by every call process of every daemon, so concurrent calls cannot all pass
+ * the check and then all bind (the lock is the target's runtime dir itself). */
+static int listen_in_target(const char *target, const char *tdir, uint32_t tqid, uint32_t port, bh_error *err)
+{
+    char lock[4096];
+    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "") < 0)
+        return bh_fail_errno(err, "path");
+    _cleanup_close_ int lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (lk < 0 || flock(lk, LOCK_EX) < 0)
+        return bh_fail_errno(err, "lock %s", lock);
+    struct statvfs sv;
+    if (statvfs(tdir, &sv) < 0)
+        return bh_fail_errno(err, "statvfs %s", tdir);
+    if (sv.f_files && sv.f_ffree <= dom0_reserve())
+        return bh_fail(err, ENOSPC, "%s's vchan dir keeps its last %lu inodes for dom0's calls", target,
+                       dom0_reserve());
+    return bh_vchan_listen(tdir, qid, tqid, port, err);
 }
 
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
@@ -370,7 +463,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
      * calling qube's qrexec-client-vm, which listens under the same name in OUR dir. */
     char tdir[4096];
     bh_qx_qube_path(tdir, sizeof tdir, runtime, d.target, "vchan");
-    _cleanup_close_ int lfd = bh_vchan_listen(tdir, qid, tqid, port, &err);
+    _cleanup_close_ int lfd = listen_in_target(d.target, tdir, tqid, port, &err);
     if (lfd < 0) {
         bh_warn("relay: %s", err.msg);
         call_exit(1);
@@ -401,15 +494,14 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         bh_warn("relay (source side): %s", err.msg);
         call_exit(0);
     }
-    /* The relay needs nothing but its two fds: it moves qube bytes as nobody, in a child
-     * of its own, so that this (root) process can still end a disposable afterwards. */
+    /* The relay needs nothing but its two fds: it moves qube bytes unprivileged, in a
+     * child of its own, so that this (root) process can still end a disposable afterwards. */
     pid_t rp = fork();
     if (rp == 0) {
-        if (geteuid() == 0) {
-            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-                setresuid(65534, 65534, 65534) < 0)
-                _exit(1);
+        bh_error perr = { 0 };
+        if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &perr) < 0 || bh_qx_seccomp_unpriv(&perr) < 0) {
+            bh_err("relay: %s", perr.msg);
+            _exit(1);
         }
         bh_relay(src, dst);
         _exit(0);
@@ -522,8 +614,8 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         return;
     }
     int slot = -1;
-    for (int i = 0; i < MAX_TRIGGERS; i++)
-        if (!trigs[i].pid) {
+    for (int i = 0; i < max_pending; i++)
+        if (!trigs[i].busy) {
             slot = i;
             break;
         }
@@ -532,45 +624,21 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         send_refused(t.ident);
         return;
     }
-    int sp[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-        send_refused(t.ident);
-        return;
-    }
     int dport = port_alloc(0, -1);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(sp[0]), close(sp[1]);
+    if (bh_qx_mon_send_call(mon, (uint32_t)slot, dport, t.ident, t.target, t.service) < 0) {
         if (dport > 0)
             port_release(0, (uint32_t)dport);
         send_refused(t.ident);
         return;
     }
-    if (pid == 0) {
-        close(sp[0]);
-        close(ctrl);
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            if (clients[i].fd >= 0)
-                close(clients[i].fd);
-        for (int i = 0; i < MAX_TRIGGERS; i++)
-            if (trigs[i].pid)
-                close(trigs[i].sp);
-        signal(SIGCHLD, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        trigger_child(sp[1], t.ident, t.target, t.service, dport);
-    }
-    close(sp[1]);
-    trigs[slot] = (struct trig){ .pid = pid, .sp = sp[0], .dom0_port = dport };
+    trigs[slot] = (struct trig){ .busy = true, .sp = -1, .dom0_port = dport };
     snprintf(trigs[slot].ident, sizeof trigs[slot].ident, "%s", t.ident);
 }
 
 static void handle_trig_answer(struct trig *t)
 {
     uint8_t m[8];
+    set_rcv_timeout(t->sp, 1); /* the call process is ours, but never block the loop */
     ssize_t r = bh_read_all(t->sp, m, 8);
     close(t->sp);
     t->sp = -1;
@@ -621,7 +689,6 @@ static void handle_agent(void)
         if (bh_qx_reader_partial(&ctrl_reader))
             bh_warn("agent of %s hung up in the middle of a message", qube_name);
         bh_info("agent of %s disconnected", qube_name);
-        unlink(sock_path);
         exit(0);
     }
     size_t off = 0;
@@ -641,25 +708,151 @@ static void handle_agent(void)
     }
 }
 
-static void reap(void)
+/* The monitor's reports: a call process started (with the socket it answers on), or a
+ * call process ended (or never started). */
+static void handle_monitor(void)
 {
-    int st;
-    pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-        for (int i = 0; i < MAX_TRIGGERS; i++)
-            if (trigs[i].pid == pid) {
-                if (trigs[i].sp >= 0) /* died before answering */
-                    handle_trig_answer(&trigs[i]);
-                /* a dom0 call's port is freed by the agent's CONNECTION_TERMINATED */
-                if (trigs[i].dom0_port > 0 && !trigs[i].used_dom0)
-                    ports[trigs[i].dom0_port - FIRST_DATA_PORT] = (struct port){ false, 0, -1 };
-                trigs[i] = (struct trig){ 0 };
-                trigs[i].sp = -1;
-            }
+    struct bh_qx_mon_msg m;
+    int fd = -1;
+    int r = bh_qx_mon_recv(mon, &m, &fd);
+    if (r == 0) { /* the monitor is gone: so are we */
+        bh_warn("%s: monitor gone; exiting", qube_name);
+        exit(1);
+    }
+    if (r < 0 || m.slot >= MAX_TRIGGERS || !trigs[m.slot].busy) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct trig *t = &trigs[m.slot];
+    if (m.op == BH_QX_MON_STARTED) {
+        if (t->sp >= 0 || t->answered || fd < 0) {
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+        t->sp = fd;
+        return;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (m.op != BH_QX_MON_DONE)
+        return;
+    if (!t->answered) {
+        if (t->sp >= 0)
+            handle_trig_answer(t); /* what it wrote before it ended, or EOF = refused */
+        else {
+            t->answered = true;
+            send_refused(t->ident);
+        }
+    }
+    /* a dom0 call's port is freed by the agent's CONNECTION_TERMINATED */
+    if (t->dom0_port > 0 && !t->used_dom0)
+        ports[t->dom0_port - FIRST_DATA_PORT] = (struct port){ false, 0, -1 };
+    *t = (struct trig){ .sp = -1 };
 }
 
-static volatile sig_atomic_t stop;
-static void on_term(int s) { (void)s; stop = 1; }
+
+/* ---- the root monitor ------------------------------------------------------------------ */
+
+/* Call processes by slot, as the monitor knows them (it never trusts the unprivileged
+ * side's idea of which slots are busy). */
+static pid_t call_pids[MAX_TRIGGERS];
+
+static void start_call(const struct bh_qx_mon_call *c)
+{
+    if (call_pids[c->slot]) {
+        bh_warn("%s: call for busy slot %u refused", qube_name, c->slot);
+        return;
+    }
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sp[0]), close(sp[1]);
+        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        return;
+    }
+    if (pid == 0) {
+        close(sp[0]);
+        close(mon);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        trigger_child(sp[1], c->ident, c->target, c->service, c->dom0_port);
+    }
+    close(sp[1]);
+    call_pids[c->slot] = pid;
+    bh_qx_mon_send(mon, BH_QX_MON_STARTED, c->slot, sp[0]);
+    close(sp[0]);
+}
+
+static _Noreturn void monitor_exit(pid_t up, int code)
+{
+    if (up > 0) {
+        kill(up, SIGTERM);
+        int st;
+        if (waitpid(up, &st, 0) == up && WIFEXITED(st) && code < 0)
+            code = WEXITSTATUS(st);
+    }
+    unlink(sock_path);
+    exit(code < 0 ? 1 : code);
+}
+
+/* Root, small: forks the call processes the unprivileged side asks for (after checking
+ * every field again), reports their end, and ends with it. */
+static _Noreturn void monitor_run(pid_t up, int sfd)
+{
+    bh_log_init("qrexec-daemon-monitor");
+    while (!stop) {
+        struct pollfd p[2] = { { .fd = mon, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) > 0)
+                ;
+            int st;
+            pid_t pid;
+            while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                if (pid == up) { /* its exit code is the daemon's (0: the agent hung up) */
+                    unlink(sock_path);
+                    exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+                }
+                for (uint32_t i = 0; i < MAX_TRIGGERS; i++)
+                    if (call_pids[i] == pid) {
+                        call_pids[i] = 0;
+                        bh_qx_mon_send(mon, BH_QX_MON_DONE, i, -1);
+                    }
+            }
+        }
+        if (p[0].revents) {
+            bh_error err = { 0 };
+            struct bh_qx_mon_call c;
+            int r = bh_qx_mon_recv_call(mon, MAX_TRIGGERS, FIRST_DATA_PORT, FIRST_DATA_PORT + MAX_PORTS, &c, &err);
+            if (r == 0)
+                monitor_exit(up, -1);
+            if (r < 0) {
+                bh_warn("%s: monitor refused a request: %s", qube_name, err.msg);
+                if (err.errnum != EINVAL && err.errnum != ERANGE && err.errnum != EPROTO && err.errnum != EMSGSIZE)
+                    monitor_exit(up, -1);
+                continue;
+            }
+            start_call(&c);
+            free(c.service);
+        }
+    }
+    monitor_exit(up, 0);
+}
 
 static void usage(void)
 {
@@ -707,6 +900,11 @@ int main(int argc, char **argv)
     }
     if (!policy_ctx.ask_program)
         policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    const char *mp_env = getenv("BULKHEAD_QREXEC_MAX_PENDING");
+    if (mp_env && *mp_env) {
+        long v = strtol(mp_env, NULL, 10);
+        max_pending = v < 1 ? 1 : v > MAX_TRIGGERS ? MAX_TRIGGERS : (int)v;
+    }
     if (!qube_name || domid <= 0 || domid > 0xffff || !bh_qube_name_valid(qube_name, NULL))
         usage();
     qid = (uint32_t)domid;
@@ -755,25 +953,66 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
+    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
+    /* Privilege separation: a child reads the agent and the dom0 clients from here on,
+     * unprivileged; this process stays root only to fork call processes on request. */
+    int mp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
+        bh_err("socketpair: %s", strerror(errno));
+        unlink(sock_path);
+        return 1;
+    }
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
-    _cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     struct sigaction sa = { .sa_handler = on_term };
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
-    if (ready_fd >= 0) {
-        bh_write_all(ready_fd, "1", 1);
+    pid_t monitor = getpid();
+    pid_t up = fork();
+    if (up < 0) {
+        bh_err("fork: %s", strerror(errno));
+        unlink(sock_path);
+        return 1;
+    }
+    if (up > 0) {
+        close(mp[1]);
+        close(ctrl);
+        ctrl = -1;
+        close(lfd);
+        lfd = -1;
+        mon = mp[0];
+        int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (ready_fd >= 0) {
+            bh_write_all(ready_fd, "1", 1);
+            close(ready_fd);
+        }
+        monitor_run(up, sfd);
+    }
+    close(mp[0]);
+    mon = mp[1];
+    if (ready_fd >= 0)
         close(ready_fd);
+    prctl(PR_SET_NAME, "qrexec-unpriv", 0, 0, 0);
+    if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0) {
+        bh_err("%s: %s", qube_name, err.msg);
+        return 1;
+    }
+    /* the death signal is cleared by the credential change, so set it after; the
+     * monitor's end also shows as EOF on mon */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != monitor)
+        return 1;
+    if (bh_qx_seccomp_unpriv(&err) < 0) {
+        bh_err("%s: %s", qube_name, err.msg);
+        return 1;
     }
 
     while (!stop) {
         struct pollfd p[3 + MAX_CLIENTS + MAX_TRIGGERS];
         int who[3 + MAX_CLIENTS + MAX_TRIGGERS];
         int n = 0;
-        p[n] = (struct pollfd){ .fd = sfd, .events = POLLIN }; who[n++] = -1;
+        p[n] = (struct pollfd){ .fd = mon, .events = POLLIN }; who[n++] = -1;
         p[n] = (struct pollfd){ .fd = ctrl, .events = POLLIN }; who[n++] = -2;
         p[n] = (struct pollfd){ .fd = lfd, .events = POLLIN }; who[n++] = -3;
         for (int i = 0; i < MAX_CLIENTS; i++)
@@ -782,7 +1021,7 @@ int main(int argc, char **argv)
                 who[n++] = i;
             }
         for (int i = 0; i < MAX_TRIGGERS; i++)
-            if (trigs[i].pid && trigs[i].sp >= 0) {
+            if (trigs[i].busy && trigs[i].sp >= 0) {
                 p[n] = (struct pollfd){ .fd = trigs[i].sp, .events = POLLIN };
                 who[n++] = 1000 + i;
             }
@@ -796,10 +1035,7 @@ int main(int argc, char **argv)
                 continue;
             int w = who[k];
             if (w == -1) {
-                struct signalfd_siginfo si;
-                while (read(sfd, &si, sizeof si) > 0)
-                    ;
-                reap();
+                handle_monitor();
             } else if (w == -2) {
                 handle_agent();
             } else if (w == -3) {
@@ -819,7 +1055,7 @@ int main(int argc, char **argv)
                 set_rcv_timeout(fd, 5);
                 clients[ci] = (struct client){ fd, C_HELLO, -1 };
             } else if (w >= 1000) {
-                if (trigs[w - 1000].pid && trigs[w - 1000].sp == p[k].fd)
+                if (trigs[w - 1000].busy && trigs[w - 1000].sp == p[k].fd)
                     handle_trig_answer(&trigs[w - 1000]);
             } else if (clients[w].fd == p[k].fd) {
                 if (clients[w].st == C_RUNNING) {
@@ -831,6 +1067,5 @@ int main(int argc, char **argv)
             }
         }
     }
-    unlink(sock_path);
-    return 0;
+    return 0; /* the monitor removes the socket */
 }

@@ -44,7 +44,8 @@ static int lfd = -1;
  * from a source other than the one just asked about, so one qube's flood of asks never
  * stands between a person and another qube's question for more than one answer.
  * Relays connecting while a question is on screen are admitted (or refused) at once. */
-#define ASK_PER_SOURCE 3
+#define ASK_PER_SOURCE 3 /* default; $BULKHEAD_ASK_PER_SOURCE (1..ASK_QUEUE_MAX) */
+static size_t ask_per_source = ASK_PER_SOURCE;
 #define ASK_QUEUE_MAX 64
 struct waiting {
     int fd;
@@ -251,7 +252,7 @@ static void admit(int fd)
     size_t same = 0;
     for (size_t i = 0; i < queued; i++)
         same += !strcmp(queue[i].q.source, q->source);
-    if (!w || same >= ASK_PER_SOURCE) {
+    if (!w || same >= ask_per_source) {
         bh_warn("ask from %s for %s denied at once: %zu of its questions already wait%s", q->source, q->service,
                 same, w ? "" : " (queue full)");
         bh_write_all(fd, "deny\n", 5);
@@ -316,6 +317,11 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     bh_log_init("qrexec-policy-agent");
+    const char *aps = getenv("BULKHEAD_ASK_PER_SOURCE");
+    if (aps && *aps) {
+        long v = strtol(aps, NULL, 10);
+        ask_per_source = v < 1 ? 1 : v > ASK_QUEUE_MAX ? ASK_QUEUE_MAX : (size_t)v;
+    }
     const char *runtime = NULL, *sock = NULL;
     static const struct option lo[] = { { "runtime", required_argument, 0, 'r' },
                                         { "socket", required_argument, 0, 's' },

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include "svc_user.h"
 
 void bh_qx_cmd_free(struct bh_qx_cmd *c)
 {
@@ -115,68 +117,183 @@ char *bh_qx_find_service(const char *list, const char *full, const char *service
     return NULL;
 }
 
-/* Child side: become the user (as root, when asked), then exec. Never returns. */
-static _Noreturn void child_exec(const struct bh_qx_cmd *c, const struct bh_qx_spawn_opts *o,
-                                 const char *svc_path)
+/* ---- starting the command ------------------------------------------------------------
+ * Everything the child needs (user, groups, argv, environment, fds) is prepared here in
+ * the parent; the child is then made with vfork, so that starting a service costs no
+ * copy of the caller's page tables (the agent's call handler, the daemon's dom0 call).
+ * Between vfork and execve the child shares our memory: it only makes system calls on
+ * what was prepared, and reports a failure through the plan. */
+
+struct envb {
+    char **v;
+    size_t n, cap;
+};
+
+static void envb_free(struct envb *e)
 {
-    signal(SIGPIPE, SIG_DFL);
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i]);
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+static int envb_push(struct envb *e, char *s)
+{
+    if (!s)
+        return -1;
+    if (e->n + 2 > e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 32;
+        char **v = realloc(e->v, cap * sizeof *v);
+        if (!v) {
+            free(s);
+            return -1;
+        }
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n++] = s;
+    e->v[e->n] = NULL;
+    return 0;
+}
+
+/* name=value, replacing an entry of that name */
+static int envb_set(struct envb *e, const char *name, const char *value)
+{
+    size_t nl = strlen(name);
+    char *s = NULL;
+    if (asprintf(&s, "%s=%s", name, value) < 0)
+        return -1;
+    for (size_t i = 0; i < e->n; i++)
+        if (!strncmp(e->v[i], name, nl) && e->v[i][nl] == '=') {
+            free(e->v[i]);
+            e->v[i] = s;
+            return 0;
+        }
+    return envb_push(e, s);
+}
+
+/* The environment Qubes' agent gives a service (libqrexec exec_qubes_rpc2): every
+ * inherited QREXEC* variable goes, except QREXEC_SERVICE_PATH and QREXEC_AGENT_PID
+ * (and our QREXEC_AGENT_SOCKET, so that a service's qrexec-client-vm finds a
+ * non-default agent socket); then the call's own. A user switch sets HOME, USER,
+ * LOGNAME and SHELL. */
+static int build_env(struct envb *e, const struct bh_qx_cmd *c, const struct bh_qx_user *u)
+{
+    extern char **environ;
+    for (char **p = environ; *p; p++) {
+        if (c->rpc && !strncmp(*p, "QREXEC", 6) && strncmp(*p, "QREXEC_SERVICE_PATH=", 20) &&
+            strncmp(*p, "QREXEC_AGENT_PID=", 17) && strncmp(*p, "QREXEC_AGENT_SOCKET=", 20))
+            continue;
+        if (envb_push(e, strdup(*p)) < 0)
+            return -1;
+    }
+    if (u && (envb_set(e, "HOME", u->home) < 0 || envb_set(e, "USER", u->name) < 0 ||
+              envb_set(e, "LOGNAME", u->name) < 0 || envb_set(e, "SHELL", u->shell) < 0))
+        return -1;
+    if (!c->rpc)
+        return 0;
+    if (envb_set(e, "QREXEC_REQUESTED_TARGET_TYPE", c->req_target ? "name" : c->req_keyword ? "keyword" : "") < 0 ||
+        (c->req_target && envb_set(e, "QREXEC_REQUESTED_TARGET", c->req_target) < 0) ||
+        (c->req_keyword && envb_set(e, "QREXEC_REQUESTED_TARGET_KEYWORD", c->req_keyword) < 0) ||
+        envb_set(e, "QREXEC_SERVICE_FULL_NAME", c->service_full) < 0 ||
+        envb_set(e, "QREXEC_REMOTE_DOMAIN", c->source) < 0)
+        return -1;
+    /* as Qubes: only when the call named an argument */
+    if (strchr(c->service_full, '+') && envb_set(e, "QREXEC_SERVICE_ARGUMENT", c->arg) < 0)
+        return -1;
+    return 0;
+}
+
+enum fail_stage { FAIL_NONE, FAIL_USER, FAIL_CHDIR, FAIL_EXEC };
+
+struct plan {
+    int fd[3];                    /* become the child's 0, 1, 2; all > 2 */
+    const struct bh_qx_user *user; /* NULL: no switch */
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    bool shell;                   /* sh -c: exec failure is 127 (as a shell's) */
+    int exit_now;                 /* nonzero: exit with it once stdio is in place */
+    /* written by the child before it exits (shared memory until execve) */
+    volatile int stage;
+    volatile int err;
+};
+
+/* The vfork child: system calls only, on what the plan holds. Never returns. */
+static __attribute__((noinline)) _Noreturn void child_run(struct plan *p)
+{
+    for (int i = 0; i < 3; i++)
+        if (dup2(p->fd[i], i) < 0) {
+            p->stage = FAIL_EXEC;
+            p->err = errno;
+            _exit(125);
+        }
+    if (p->exit_now)
+        _exit(p->exit_now);
+    setsid();
+    /* handlers of the parent must not run here (shared memory), nor survive; SIGPIPE is
+     * ignored by our callers and must be the default for the command */
+    for (int s = 1; s < NSIG; s++) {
+        struct sigaction sa;
+        if (sigaction(s, NULL, &sa) < 0)
+            continue;
+        if (s == SIGPIPE || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)) {
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = SIG_DFL;
+            sigaction(s, &sa, NULL);
+        }
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (o->switch_user && geteuid() == 0) {
-        struct passwd *pw = getpwnam(c->user);
-        if (!pw) {
-            fprintf(stderr, "qrexec: no such user '%s'\n", c->user);
+    if (p->user) {
+        const struct bh_qx_user *u = p->user;
+        /* raw system calls: glibc's set*id wrappers are for the whole (threaded) process */
+        if (syscall(SYS_setgroups, (size_t)u->ngroups, u->groups) < 0 ||
+            syscall(SYS_setresgid, u->gid, u->gid, u->gid) < 0 ||
+            syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0) {
+            p->stage = FAIL_USER;
+            p->err = errno;
             _exit(125);
         }
-        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-            perror("qrexec: switching user");
+        if (chdir(u->home) < 0 && chdir("/") < 0) {
+            p->stage = FAIL_CHDIR;
+            p->err = errno;
             _exit(125);
         }
-        setenv("HOME", pw->pw_dir, 1);
-        setenv("USER", pw->pw_name, 1);
-        setenv("LOGNAME", pw->pw_name, 1);
-        setenv("SHELL", pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh", 1);
-        if (chdir(pw->pw_dir) < 0 && chdir("/") < 0)
-            _exit(125);
     }
-    if (!c->rpc) {
-        execl("/bin/sh", "sh", "-c", c->command, (char *)NULL);
-        perror("qrexec: exec /bin/sh");
-        _exit(127);
-    }
-    /* The environment Qubes' agent gives a service (libqrexec exec_qubes_rpc2): every
-     * inherited QREXEC* variable goes, except QREXEC_SERVICE_PATH and QREXEC_AGENT_PID
-     * (and our QREXEC_AGENT_SOCKET, so that a service's qrexec-client-vm finds a
-     * non-default agent socket); then the call's own. */
-    for (;;) {
-        extern char **environ;
-        char **e = environ;
-        while (*e && !(!strncmp(*e, "QREXEC", 6) && strncmp(*e, "QREXEC_SERVICE_PATH=", 20) &&
-                       strncmp(*e, "QREXEC_AGENT_PID=", 17) && strncmp(*e, "QREXEC_AGENT_SOCKET=", 20)))
-            e++;
-        if (!*e)
-            break;
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
-        if (unsetenv(name) < 0)
-            break;
-    }
-    setenv("QREXEC_REQUESTED_TARGET_TYPE", c->req_target ? "name" : c->req_keyword ? "keyword" : "", 1);
-    if (c->req_target)
-        setenv("QREXEC_REQUESTED_TARGET", c->req_target, 1);
-    if (c->req_keyword)
-        setenv("QREXEC_REQUESTED_TARGET_KEYWORD", c->req_keyword, 1);
-    setenv("QREXEC_SERVICE_FULL_NAME", c->service_full, 1);
-    setenv("QREXEC_REMOTE_DOMAIN", c->source, 1);
-    if (strchr(c->service_full, '+')) /* as Qubes: only when the call named an argument */
-        setenv("QREXEC_SERVICE_ARGUMENT", c->arg, 1);
-    if (*c->arg)
-        execl(svc_path, svc_path, c->arg, (char *)NULL);
-    else
-        execl(svc_path, svc_path, (char *)NULL);
-    fprintf(stderr, "qrexec: exec %s: %s\n", svc_path, strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
+    execve(p->path, p->argv, p->envp);
+    p->stage = FAIL_EXEC;
+    p->err = errno;
+    _exit(p->shell || errno == ENOENT ? 127 : 126);
+}
+
+/* vfork in a frame of its own: nothing of the caller's can be clobbered */
+static __attribute__((noinline)) pid_t start_child(struct plan *plan)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old); /* no handler of ours runs in the child */
+    pid_t p = vfork();
+    if (p == 0)
+        child_run(plan);
+    int saved = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return p;
+}
+
+/* fds the child dup2s onto 0, 1, 2 must not be 0, 1, 2 themselves */
+static int above_stdio(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int n = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (n < 0)
+        return -1;
+    close(*fd);
+    *fd = n;
+    return 0;
 }
 
 int bh_qx_spawn(const struct bh_qx_cmd *c, const struct bh_qx_spawn_opts *o, pid_t *pid,
@@ -194,42 +311,82 @@ int bh_qx_spawn(const struct bh_qx_cmd *c, const struct bh_qx_spawn_opts *o, pid
         if (!svc_path)
             return 127;
     }
-    int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
-    if (!o->no_stdio && (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0)) {
-        bh_fail_errno(err, "pipe");
-        goto fail;
+    const struct bh_qx_user *user = NULL;
+    _cleanup_free_ char *user_msg = NULL;
+    if (o->switch_user && geteuid() == 0) {
+        user = bh_qx_user_lookup(c->user);
+        if (!user && asprintf(&user_msg, errno == ENOENT ? "qrexec: no such user '%s'\n"
+                                                        : "qrexec: looking up user '%s' failed\n", c->user) < 0)
+            return bh_fail_errno(err, "asprintf");
     }
-    if (!o->no_stdio) /* bigger pipes: fewer wakeups for bulk data; best effort */
-    {
+    int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 }, devnull = -1;
+    struct envb env = { 0 };
+    int rc = -1;
+    if (o->no_stdio) {
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0 || above_stdio(&devnull) < 0) {
+            bh_fail_errno(err, "/dev/null");
+            goto out;
+        }
+    } else {
+        if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
+            above_stdio(&pin[0]) < 0 || above_stdio(&pout[1]) < 0 || above_stdio(&perr[1]) < 0) {
+            bh_fail_errno(err, "pipe");
+            goto out;
+        }
+        /* bigger pipes: fewer wakeups for bulk data; best effort */
         fcntl(pin[1], F_SETPIPE_SZ, 1 << 20);
         fcntl(pout[1], F_SETPIPE_SZ, 1 << 20);
     }
-    pid_t p = fork();
-    if (p < 0) {
-        bh_fail_errno(err, "fork");
-        goto fail;
+    if (build_env(&env, c, user) < 0) {
+        bh_fail_errno(err, "environment");
+        goto out;
     }
-    if (p == 0) {
-        if (o->no_stdio) {
-            int n = open("/dev/null", O_RDWR);
-            dup2(n, 0), dup2(n, 1), dup2(n, 2);
-        } else {
-            dup2(pin[0], 0), dup2(pout[1], 1), dup2(perr[1], 2);
-        }
-        setsid();
-        child_exec(c, o, svc_path);
+    char *argv[4];
+    const char *path;
+    if (!c->rpc) {
+        path = "/bin/sh";
+        argv[0] = "sh", argv[1] = "-c", argv[2] = (char *)c->command, argv[3] = NULL;
+    } else {
+        path = svc_path;
+        argv[0] = svc_path, argv[1] = *c->arg ? (char *)c->arg : NULL, argv[2] = NULL;
+    }
+    struct plan plan = { .fd = { o->no_stdio ? devnull : pin[0], o->no_stdio ? devnull : pout[1],
+                                 o->no_stdio ? devnull : perr[1] },
+                         .user = user, .path = path, .argv = argv, .envp = env.v, .shell = !c->rpc,
+                         .exit_now = user_msg ? 125 : 0 }; /* no such user: a child that says so */
+    pid_t p = start_child(&plan);
+    if (p < 0) {
+        bh_fail_errno(err, "vfork");
+        goto out;
+    }
+    /* The child's own failure reaches the caller as its stderr, as a shell's would. */
+    int say = o->no_stdio ? -1 : perr[1];
+    if (user_msg && say >= 0)
+        (void)!write(say, user_msg, strlen(user_msg));
+    else if (plan.stage != FAIL_NONE && say >= 0) {
+        char m[4352];
+        int n = plan.stage == FAIL_USER ? snprintf(m, sizeof m, "qrexec: switching user: %s\n", strerror(plan.err))
+              : plan.stage == FAIL_CHDIR ? snprintf(m, sizeof m, "qrexec: chdir: %s\n", strerror(plan.err))
+              : snprintf(m, sizeof m, "qrexec: exec %s: %s\n", path, strerror(plan.err));
+        if (n > 0)
+            (void)!write(say, m, (size_t)n < sizeof m ? (size_t)n : sizeof m - 1);
     }
     *pid = p;
     if (!o->no_stdio) {
         close(pin[0]), close(pout[1]), close(perr[1]);
         *in_fd = pin[1], *out_fd = pout[0], *err_fd = perr[0];
+        pin[0] = pin[1] = pout[0] = pout[1] = perr[0] = perr[1] = -1;
     }
-    return 0;
-fail:
+    rc = 0;
+out:
+    envb_free(&env);
+    if (devnull >= 0)
+        close(devnull);
     for (int i = 0; i < 2; i++) {
         if (pin[i] >= 0) close(pin[i]);
         if (pout[i] >= 0) close(pout[i]);
         if (perr[i] >= 0) close(perr[i]);
     }
-    return -1;
+    return rc;
 }

@@ -77,11 +77,14 @@ static int queue_msg(struct pump *p, uint32_t type, const void *data, size_t n)
     return 0;
 }
 
-/* Reads one chunk from a local fd into a message; EOF queues the empty message. */
+/* Reads one chunk from a local fd into a message; EOF queues the empty message. The
+ * chunk is read straight into the queue, behind room for its header (no copy). */
 static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done)
 {
-    char buf[BH_QX_MAX_CHUNK];
-    ssize_t r = read(*fd, buf, sizeof buf);
+    if (bh_buf_reserve(&p->outq, 8 + BH_QX_MAX_CHUNK) < 0)
+        return -1;
+    char *at = p->outq.data + p->outq.len;
+    ssize_t r = read(*fd, at + 8, BH_QX_MAX_CHUNK);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (r <= 0) {
@@ -89,7 +92,9 @@ static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done)
         *done = true;
         return queue_msg(p, type, NULL, 0);
     }
-    return queue_msg(p, type, buf, (size_t)r);
+    bh_qx_hdr_encode((uint8_t *)at, type, (uint32_t)r);
+    p->outq.len += 8 + (size_t)r;
+    return 0;
 }
 
 static int write_some(int fd, bh_buf *q)
@@ -107,16 +112,22 @@ static int write_some(int fd, bh_buf *q)
     return 0;
 }
 
+/* Whole messages are handled in place and consumed together at the end (one move of
+ * the partial tail instead of one per message). */
 int bh_qx_rx_parse(struct bh_qx_rx *rx, bh_buf *rq, size_t inq_high, bh_error *err)
 {
-    while (rx->inq->len < inq_high && rq->len >= 8 && !rx->have_exit) {
+    size_t off = 0;
+    int rc = 0;
+    while (rx->inq->len < inq_high && rq->len - off >= 8 && !rx->have_exit) {
         struct bh_qx_hdr h;
-        bh_qx_hdr_decode((const uint8_t *)rq->data, &h);
-        if (bh_qx_check_header(&h, BH_QX_FROM_DATA, err) < 0)
-            return -1;
-        if (rq->len < 8 + (size_t)h.len)
-            return 0;
-        char *body = rq->data + 8;
+        bh_qx_hdr_decode((const uint8_t *)rq->data + off, &h);
+        if (bh_qx_check_header(&h, BH_QX_FROM_DATA, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (rq->len - off < 8 + (size_t)h.len)
+            break;
+        char *body = rq->data + off + 8;
         uint32_t want_in = rx->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
         if (h.type == want_in) {
             if (h.len == 0) {
@@ -124,8 +135,13 @@ int bh_qx_rx_parse(struct bh_qx_rx *rx, bh_buf *rq, size_t inq_high, bh_error *e
             } else if (rx->in_open && !rx->in_eof) {
                 if (!rx->is_service && rx->filter_out)
                     bh_qx_filter(body, h.len);
-                if (bh_buf_add(rx->inq, body, h.len) < 0)
-                    return bh_fail_errno(err, "buffer");
+                size_t took = rx->direct_in && !rx->inq->len ? rx->direct_in(rx->ctx, body, h.len) : 0;
+                if (took > h.len)
+                    took = h.len;
+                if (bh_buf_add(rx->inq, body + took, h.len - took) < 0) {
+                    rc = bh_fail_errno(err, "buffer");
+                    break;
+                }
             }
         } else if (!rx->is_service && h.type == BH_QX_MSG_DATA_STDERR) {
             if (rx->on_stderr && h.len) {
@@ -134,15 +150,19 @@ int bh_qx_rx_parse(struct bh_qx_rx *rx, bh_buf *rq, size_t inq_high, bh_error *e
                 rx->on_stderr(rx->ctx, body, h.len);
             }
         } else if (!rx->is_service && h.type == BH_QX_MSG_DATA_EXIT_CODE) {
-            if (bh_qx_parse_exit_code((const uint8_t *)body, h.len, &rx->exit_code, err) < 0)
-                return -1;
+            if (bh_qx_parse_exit_code((const uint8_t *)body, h.len, &rx->exit_code, err) < 0) {
+                rc = -1;
+                break;
+            }
             rx->have_exit = true;
         } else {
-            return bh_fail(err, EPROTO, "unexpected %s on the data stream", bh_qx_type_name(h.type));
+            rc = bh_fail(err, EPROTO, "unexpected %s on the data stream", bh_qx_type_name(h.type));
+            break;
         }
-        bh_buf_consume(rq, 8 + (size_t)h.len);
+        off += 8 + (size_t)h.len;
     }
-    return 0;
+    bh_buf_consume(rq, off);
+    return rc;
 }
 
 /* The requester's sink for the other end's stderr: a reader that went away is dropped. */
@@ -151,6 +171,30 @@ static void write_stderr(void *ctx, const char *p, size_t n)
     struct bh_qx_stream *s = ctx;
     if (s->err_fd >= 0 && bh_write_all(s->err_fd, p, n) < 0)
         close_fd(&s->err_fd);
+}
+
+/* Our input's payload straight to in_fd while nothing is queued before it (bulk data
+ * then skips inq). A reader that went away gets nothing more, as in write_some's caller. */
+static size_t direct_in(void *ctx, const char *p, size_t n)
+{
+    struct bh_qx_stream *s = ctx;
+    if (s->in_fd < 0)
+        return n;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(s->in_fd, p + done, n - done);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            break;
+        close_fd(&s->in_fd);
+        return n;
+    }
+    return done;
 }
 
 /* Handles the complete messages in rq. Stops while inq is not drained (back-pressure). */
@@ -180,7 +224,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
     bh_buf_init(&p.rq, RQ_MAX);
     bh_buf_init(&p.inq, 0);
     p.rx = (struct bh_qx_rx){ .is_service = s->is_service, .filter_out = s->filter_out, .filter_err = s->filter_err,
-                              .inq = &p.inq, .on_stderr = write_stderr, .ctx = s };
+                              .inq = &p.inq, .on_stderr = write_stderr, .ctx = s,
+                              .direct_in = direct_in };
     int rc = 125;
     signal(SIGPIPE, SIG_IGN);
 
@@ -203,7 +248,10 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         if (s->is_service)
             queue_msg(&p, BH_QX_MSG_DATA_STDERR, NULL, 0);
     }
-    if (s->is_service && s->child > 0) {
+    if (s->is_service && s->exit_from_fd) {
+        p.pidfd = s->exit_fd; /* polled like a pidfd; read instead of waitpid */
+        s->exit_fd = -1;
+    } else if (s->is_service && s->child > 0) {
         p.pidfd = pidfd_open_(s->child);
         if (p.pidfd < 0) {
             bh_fail_errno(err, "pidfd_open");
@@ -329,7 +377,11 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                 bh_fail_errno(err, "buffer");
                 goto out;
             }
-        if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
+        if (i_pid >= 0 && s->exit_from_fd && (fds[i_pid].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int code;
+            p.child_done = true;
+            p.exit_code = bh_read_all(p.pidfd, &code, sizeof code) == (ssize_t)sizeof code ? code : 125;
+        } else if (i_pid >= 0 && (fds[i_pid].revents & POLLIN)) {
             int st;
             if (waitpid(s->child, &st, WNOHANG) == s->child) {
                 p.child_done = true;

@@ -19,6 +19,10 @@ struct bh_qx_stream {
     int in_fd, out_fd, err_fd;
     pid_t child;     /* service: the process whose exit code is sent; -1 none */
     int fixed_exit;  /* service without child: exit code to send (JUST_EXEC: 0) */
+    /* service whose process another (privileged) process waits for: with exit_from_fd,
+     * its exit code arrives on exit_fd as 4 bytes (native int); EOF without them = 125 */
+    bool exit_from_fd;
+    int exit_fd;
     bool filter_out, filter_err; /* requester: replace control characters (tty safety) */
 };
 
@@ -39,6 +43,10 @@ struct bh_qx_rx {
     /* requester: the other end's stderr (filtered if asked); NULL drops it */
     void (*on_stderr)(void *ctx, const char *p, size_t n);
     void *ctx;
+    /* optional: offered our input's payload first while inq is empty, so that bulk data
+     * goes straight to in_fd without a copy into inq; returns how much it took (what it
+     * did not take is queued); NULL queues everything */
+    size_t (*direct_in)(void *ctx, const char *p, size_t n);
 };
 /* Handles the complete messages at the start of rq and consumes them; stops at a partial
  * message, after the exit code, or while inq holds inq_high bytes or more (back-pressure).

@@ -59,7 +59,8 @@ int bh_fs_fsync_dir(int dirfd)
     return fsync(dirfd);
 }
 
-int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+static int write_replace(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bool durable,
+                         bh_error *err)
 {
     char tmp[300];
     if ((size_t)snprintf(tmp, sizeof tmp, ".tmp-%d-%s", (int)getpid(), name) >= sizeof tmp)
@@ -68,13 +69,24 @@ int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t 
     _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return bh_fail_errno(err, "create %s", tmp);
-    if (bh_write_all(fd, data, len) < 0 || fsync(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+    if (bh_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0) || renameat(dirfd, tmp, dirfd, name) < 0) {
         bh_fail_errno(err, "write %s", name);
         unlinkat(dirfd, tmp, 0);
         return -1;
     }
-    fsync(dirfd);
+    if (durable)
+        fsync(dirfd);
     return 0;
+}
+
+int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+{
+    return write_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int bh_fs_write_runtime_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err)
+{
+    return write_replace(dirfd, name, data, len, mode, false, err);
 }
 
 char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit)
@@ -103,14 +115,14 @@ char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit)
     return buf;
 }
 
-int bh_fs_copy_data(int in, int out, bh_error *err)
+static int copy_data(int in, int out, bool durable, bh_error *err)
 {
     struct stat st;
     if (fstat(in, &st) < 0)
         return bh_fail_errno(err, "stat source");
     /* A reflink shares the blocks (btrfs, xfs): instant and crash-safe by construction. */
     if (ioctl(out, FICLONE, in) == 0)
-        return fsync(out) < 0 ? bh_fail_errno(err, "fsync copy") : 0;
+        return durable && fsync(out) < 0 ? bh_fail_errno(err, "fsync copy") : 0;
     if (ftruncate(out, 0) < 0)
         return bh_fail_errno(err, "truncate copy");
     off_t pos = 0;
@@ -163,12 +175,18 @@ int bh_fs_copy_data(int in, int out, bh_error *err)
     }
     if (ftruncate(out, st.st_size) < 0)
         return bh_fail_errno(err, "set copy size");
-    if (fsync(out) < 0)
+    if (durable && fsync(out) < 0)
         return bh_fail_errno(err, "fsync copy");
     return 0;
 }
 
-int bh_fs_copy_file_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode, bh_error *err)
+int bh_fs_copy_data(int in, int out, bh_error *err)
+{
+    return copy_data(in, out, true, err);
+}
+
+static int copy_file_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode, bool durable,
+                        bh_error *err)
 {
     _cleanup_close_ int in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (in < 0)
@@ -181,11 +199,22 @@ int bh_fs_copy_file_at(int sdir, const char *sname, int ddir, const char *dname,
     _cleanup_close_ int out = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (out < 0)
         return bh_fail_errno(err, "create %s", dname);
-    if (bh_fs_copy_data(in, out, err) < 0) {
+    if (copy_data(in, out, durable, err) < 0) {
         unlinkat(ddir, dname, 0);
         return bh_prefix(err, "copy %s", sname);
     }
     return 0;
+}
+
+int bh_fs_copy_file_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode, bh_error *err)
+{
+    return copy_file_at(sdir, sname, ddir, dname, mode, true, err);
+}
+
+int bh_fs_copy_file_throwaway_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode,
+                                 bh_error *err)
+{
+    return copy_file_at(sdir, sname, ddir, dname, mode, false, err);
 }
 
 int bh_fs_copy_tree_at(int sdir, const char *sname, int ddir, const char *dname, bh_error *err)

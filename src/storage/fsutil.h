@@ -21,6 +21,9 @@ bool bh_fs_is_dir(int dirfd, const char *name);
 int bh_fs_fsync_dir(int dirfd);
 /* Writes dirfd/name atomically (temp + fsync + rename + fsync dir). */
 int bh_fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err);
+/* The same without fsync: replaced in one step for readers, but with no claim to
+ * survive a power loss (state that only means something while qubes run). */
+int bh_fs_write_runtime_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode, bh_error *err);
 /* Reads a small regular file (not a symlink) into a NUL-terminated malloc'd string with
  * trailing newlines stripped; NULL with errno set on failure. */
 char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit);
@@ -29,6 +32,11 @@ char *bh_fs_read_small_at(int dirfd, const char *name, size_t limit);
 int bh_fs_copy_data(int in, int out, bh_error *err);
 /* Copies the regular file sdir/sname to a new file ddir/dname (must not exist). */
 int bh_fs_copy_file_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode, bh_error *err);
+/* The same without fsync, for a copy that no crash may leave in use (a disposable's
+ * private: copied afresh at every start, dropped at its end): its blocks may never
+ * reach the disk at all. */
+int bh_fs_copy_file_throwaway_at(int sdir, const char *sname, int ddir, const char *dname, mode_t mode,
+                                 bh_error *err);
 /* Copies the directory tree sdir/sname to a new ddir/dname (cp -a: owners, modes, xattrs,
  * hard links, symlinks as symlinks), then syncs the filesystem. */
 int bh_fs_copy_tree_at(int sdir, const char *sname, int ddir, const char *dname, bh_error *err);

@@ -94,7 +94,9 @@ int st_image_grow(int dirfd, const char *name, uint64_t size, bh_error *err)
 }
 
 /* The loop device (by number) whose backing file is the open image fd, or -1. Matched
- * by device and inode, not by path. */
+ * by device and inode, not by path. Only bound devices are opened: sysfs has
+ * loopN/loop/ only while a file backs the device, and a host keeps every loop device it
+ * ever made (hundreds after many qubes), whose opens would cost milliseconds per scan. */
 static int find_loop_for(int imgfd)
 {
     struct stat st;
@@ -109,6 +111,10 @@ static int find_loop_for(int imgfd)
         char tail;
         if (sscanf(e->d_name, "loop%d%c", &n, &tail) != 1 || n < 0)
             continue;
+        char bound[64];
+        snprintf(bound, sizeof bound, "loop%d/loop", n);
+        if (faccessat(dirfd(d), bound, F_OK, AT_EACCESS) < 0 && errno == ENOENT)
+            continue; /* unbound (any other error: look at the device itself) */
         char dev[32];
         snprintf(dev, sizeof dev, "/dev/loop%d", n);
         _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC);

@@ -567,7 +567,9 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         char tmp[64];
         st_tmpname(tmp, sizeof tmp, "tmp", "private.img");
         unlinkat(qfd, tmp, 0);
-        if (srcdir < 0 || bh_fs_copy_file_at(srcdir, srcname, qfd, tmp, 0600, err) < 0)
+        /* No fsync: nothing of a disposable's private survives it, and a start after a
+         * crash copies it again (this branch), so no torn copy is ever used. */
+        if (srcdir < 0 || bh_fs_copy_file_throwaway_at(srcdir, srcname, qfd, tmp, 0600, err) < 0)
             goto fail;
         if (renameat(qfd, tmp, qfd, "private.img") < 0) {
             unlinkat(qfd, tmp, 0);
@@ -607,7 +609,9 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         goto fail;
     }
     const char *g = gen ? gen : "none";
-    if (bh_fs_write_atomic_at(qfd, "running", g, strlen(g), 0600, err) < 0)
+    /* Which template root this run uses (for is_outdated): only meaningful while the
+     * qube runs, and a power loss ends every run, so it is not fsynced. */
+    if (bh_fs_write_runtime_at(qfd, "running", g, strlen(g), 0600, err) < 0)
         goto fail;
     return 0;
 fail:

@@ -3,16 +3,20 @@
  * tool over admin.vm.device.<class>.* (see src/admin/api_device.c). */
 #include "api.h"
 #include "cli.h"
+#include "table.h"
 #include "tools.h"
+#include "util.h"
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { O_RO = 1, O_PERSISTENT, O_ALL };
+enum { O_RO = 1, O_PERSISTENT, O_ALL, O_OPTION };
 
 static const struct cli_opt opts[] = {
     { "ro", 0, CLI_FLAG, O_RO },
     { "persistent", 'p', CLI_FLAG, O_PERSISTENT },
     { "all", 0, CLI_FLAG, O_ALL },
+    { "option", 'o', CLI_ARG, O_OPTION },
     { NULL, 0, 0, 0 },
 };
 
@@ -25,7 +29,8 @@ static const struct cli_tool tool = {
     "  --verbose, -v         increase verbosity\n"
     "  --quiet, -q           decrease verbosity\n"
     "  --help, -h            show this help message and exit\n"
-    "  --ro                  attach read-only (block devices)\n"
+    "  --ro                  attach read-only (alias for read-only=yes option, takes precedence)\n"
+    "  --option, -o OPTION   set option for the device in opt=value form (can be specified multiple times)\n"
     "  --persistent, -p      (attach) also assign: the device is attached at every start\n\n"
     "commands:\n"
     "    list (ls,l) [VMNAME...]            list devices\n"
@@ -34,6 +39,44 @@ static const struct cli_tool tool = {
     "    assign (s) VMNAME BACKEND:DEVID    assign a device (attached at every start)\n"
     "    unassign (u) VMNAME BACKEND:DEVID  unassign a device\n",
 };
+
+/* One value of a `key='value'` serialisation (Qubes' quoting: \\' inside). */
+static const char *prop_of(const char *line, const char *key)
+{
+    const char *k = qt_printf(" %s='", key);
+    const char *p = strstr(line, k);
+    if (!p)
+        return NULL;
+    p += strlen(k);
+    char *out = qt_alloc(strlen(p) + 1), *o = out;
+    for (; *p && *p != '\''; p++) {
+        if (*p == '\\' && p[1] == '\'')
+            p++;
+        *o++ = *p;
+    }
+    return out;
+}
+
+/* qubesadmin's DeviceInfo.description: "CATEGORY: VENDOR PRODUCT". */
+static const char *device_description(const char *cls, const char *line)
+{
+    const char *prod = NULL, *vendor = NULL;
+    static const char *const prods[] = { "product", "name", "serial" }, *const vendors[] = { "vendor", "manufacturer" };
+    for (size_t i = 0; i < 3 && !prod; i++) {
+        const char *v = prop_of(line, prods[i]);
+        if (v && *v && strcmp(v, "unknown"))
+            prod = v;
+    }
+    for (size_t i = 0; i < 2 && !vendor; i++) {
+        const char *v = prop_of(line, vendors[i]);
+        if (v && *v && strcmp(v, "unknown"))
+            vendor = v;
+    }
+    const char *ifc = prop_of(line, "interfaces");
+    const char *cat = ifc && !strncmp(ifc, "b******", 7) ? "Block_Storage" : qt_printf("%s device", str_upper(cls));
+    return qt_printf("%s: %s %s", cat, vendor ? vendor : "unknown vendor",
+                     prod ? prod : qt_printf("unknown %s device", cls));
+}
 
 static bool is(const char *c, const char *const *names)
 {
@@ -89,6 +132,26 @@ int qvm_device_main(int argc, char **argv)
         const struct vm *all;
         size_t n = vm_list(&all);
         snprintf(method, sizeof method, "admin.vm.device.%s.Available", cls);
+        /* Qubes' table: BACKEND:DEVID, DESCRIPTION, USED BY (the qubes it is attached to). */
+        char att_method[128];
+        snprintf(att_method, sizeof att_method, "admin.vm.device.%s.Attached", cls);
+        struct strv users = { 0 }; /* "BACKEND:PORT\tQUBE" */
+        for (size_t i = 0; i < n; i++) {
+            api_call(&r, all[i].name, att_method, NULL, NULL, 0);
+            struct strv lines = { 0 };
+            if (r.ok)
+                strv_split_lines(&lines, r.body);
+            for (size_t k = 0; k < lines.n; k++) {
+                const char *plus = strchr(lines.v[k], '+');
+                size_t pl = plus ? strcspn(plus + 1, ": ") : 0;
+                if (plus)
+                    strv_push(&users, qt_printf("%.*s:%.*s\t%s", (int)(plus - lines.v[k]), lines.v[k], (int)pl,
+                                                plus + 1, all[i].name));
+            }
+        }
+        struct table t;
+        table_init(&t, 3);
+        struct strv rows = { 0 };
         for (size_t i = 0; i < n; i++) {
             bool named = p == a.pos.n;
             for (size_t k = p; k < a.pos.n; k++)
@@ -102,9 +165,26 @@ int qvm_device_main(int argc, char **argv)
             strv_split_lines(&lines, r.body);
             for (size_t k = 0; k < lines.n; k++) {
                 size_t idlen = strcspn(lines.v[k], " :");
-                printf("%s:%.*s\n", all[i].name, (int)idlen, lines.v[k]);
+                const char *ident = qt_printf("%s:%.*s", all[i].name, (int)idlen, lines.v[k]);
+                const char *desc = device_description(cls, lines.v[k]);
+                struct strv used = { 0 };
+                for (size_t u = 0; u < users.n; u++)
+                    if (str_startswith(users.v[u], ident) && users.v[u][strlen(ident)] == '\t')
+                        strv_push(&used, users.v[u] + strlen(ident) + 1);
+                strv_push(&rows, qt_printf("%s\t%s\t%s", ident, desc, strv_join(&used, ", ")));
             }
         }
+        strv_sort(&rows);
+        if (isatty(1) && rows.n)
+            table_add(&t, (const char *const[]){ "BACKEND:DEVID", "DESCRIPTION", "USED BY" }, 3);
+        for (size_t i = 0; i < rows.n; i++) {
+            char *c1 = qt_strdup(rows.v[i]), *c2 = strchr(c1, '\t'), *c3;
+            *c2++ = '\0';
+            c3 = strchr(c2, '\t');
+            *c3++ = '\0';
+            table_add(&t, (const char *const[]){ c1, c2, c3 }, 3);
+        }
+        table_print(&t, stdout);
         return 0;
     }
     bool at = is(cmd, at_n), dt = is(cmd, dt_n), as = is(cmd, as_n), un = is(cmd, un_n);
@@ -121,11 +201,65 @@ int qvm_device_main(int argc, char **argv)
     const char *dev = qarg(a.pos.v[p]);
     const char *op = at ? (cli_has(&a, O_PERSISTENT) ? "Assign" : "Attach") : dt ? "Detach" : as ? "Assign" : "Unassign";
     snprintf(method, sizeof method, "admin.vm.device.%s.%s", cls, op);
-    char payload[512];
+    char payload[4096];
     const char *colon = strchr(a.pos.v[p], ':');
-    snprintf(payload, sizeof payload, "port_id='%s' devclass='%s' backend_domain='%.*s' mode='%s'%s", colon + 1, cls,
-             (int)(colon - a.pos.v[p]), a.pos.v[p], at && !cli_has(&a, O_PERSISTENT) ? "manual" : "required",
-             cli_has(&a, O_RO) ? " _read-only='yes'" : "");
+    const char *port = colon + 1;
+    size_t portlen = strcspn(port, ":");
+    snprintf(payload, sizeof payload, "port_id='%.*s' devclass='%s' backend_domain='%.*s' mode='%s'", (int)portlen, port,
+             cls, (int)(colon - a.pos.v[p]), a.pos.v[p], at && !cli_has(&a, O_PERSISTENT) ? "manual" : "required");
+    /* -o opt=value (repeatable), `ro=` spelled as read-only, --ro taking precedence. */
+    struct strv o = { 0 }, keys = { 0 }, vals = { 0 };
+    cli_get_all(&a, O_OPTION, &o);
+    for (size_t i = 0; i < o.n; i++) {
+        const char *eq = strchr(o.v[i], '=');
+        if (!eq)
+            cli_usage_error("option %s: expected opt=value", py_repr(o.v[i]));
+        const char *k = qt_strndup(o.v[i], (size_t)(eq - o.v[i])), *v = eq + 1;
+        if (!strcmp(k, "ro")) {
+            const char *lv = str_lower(v);
+            if (!strcmp(lv, "1") || !strcmp(lv, "true") || !strcmp(lv, "yes"))
+                k = "read-only", v = "yes";
+            else if (!strcmp(lv, "0") || !strcmp(lv, "false") || !strcmp(lv, "no"))
+                k = "read-only", v = "no";
+            else
+                cli_runtime_error(1, "Unknown `read-only` option value: %s", v);
+        }
+        size_t at_i = keys.n;
+        for (size_t j = 0; j < keys.n; j++)
+            if (!strcmp(keys.v[j], k))
+                at_i = j;
+        if (at_i == keys.n) {
+            strv_push(&keys, k);
+            strv_push(&vals, v);
+        } else {
+            vals.v[at_i] = qt_strdup(v);
+        }
+    }
+    if (cli_has(&a, O_RO)) {
+        size_t at_i = keys.n;
+        for (size_t j = 0; j < keys.n; j++)
+            if (!strcmp(keys.v[j], "read-only"))
+                at_i = j;
+        if (at_i == keys.n) {
+            strv_push(&keys, "read-only");
+            strv_push(&vals, "yes");
+        } else {
+            vals.v[at_i] = "yes";
+        }
+    }
+    for (size_t i = 0; i < keys.n; i++) {
+        size_t len = strlen(payload);
+        snprintf(payload + len, sizeof payload - len, " _%s='", keys.v[i]);
+        for (const char *c = vals.v[i]; *c && strlen(payload) + 3 < sizeof payload; c++) {
+            len = strlen(payload);
+            if (*c == '\'')
+                payload[len++] = '\\';
+            payload[len++] = *c;
+            payload[len] = '\0';
+        }
+        len = strlen(payload);
+        snprintf(payload + len, sizeof payload - len, "'");
+    }
     bool with_payload = at || as;
     api_call(&r, vm, method, dev, with_payload ? payload : NULL, with_payload ? strlen(payload) : 0);
     if (!r.ok)

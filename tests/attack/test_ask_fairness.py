@@ -37,3 +37,25 @@ def test_one_qubes_flood_of_asks_does_not_delay_another(agent_factory):
         if p.poll() is None:
             p.kill()
         p.wait()
+
+
+def test_asks_per_source_is_a_runtime_knob(agent_factory):
+    """BULKHEAD_ASK_PER_SOURCE=1: one question on screen, one waiting, the rest of the
+    source's asks denied at once (with the default 3, three would wait)."""
+    a = agent_factory(timeout=60, extra_env={"BULKHEAD_ASK_PER_SOURCE": "1"})
+    flood = []
+    for i in range(6):
+        flood.append(ask(a.sock, "--source", "evil", "--service", f"qubes.Flood{i}", "--", "b"))
+        time.sleep(0.02)
+    head, _ = a.question()
+    assert head.startswith("evil wants to call qubes.Flood")  # positive control
+    deadline = time.time() + 10
+    while time.time() < deadline and sum(p.poll() is not None for p in flood) < 4:
+        time.sleep(0.1)
+    time.sleep(0.5)  # nothing more is refused: one is shown, one waits
+    done = [p for p in flood if p.poll() is not None]
+    assert len(done) == 4, f"{len(done)} of 6 asks refused at once, expected 4"
+    for p in flood:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

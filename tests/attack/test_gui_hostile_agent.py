@@ -15,10 +15,11 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display  # noqa: E402,F401
+from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display, tint  # noqa: E402,F401
 
 CREATE, DESTROY, MAP, UNMAP, CONFIGURE, SHMIMAGE = 130, 131, 132, 133, 134, 136
 CLIPBOARD_DATA, WMNAME, WINDOW_DUMP, KEYPRESS = 140, 141, 147, 124
+WINDOW_ICON = 0x10002
 RED = 0xcc0000
 F_ADD_SEALS, F_SEAL_SHRINK, F_SEAL_GROW = 1033, 0x2, 0x4
 
@@ -362,3 +363,35 @@ def test_an_agent_that_says_nothing(tmp_path, host_display):
             p.kill()
             p.wait()
         ls.close()
+
+
+def test_icons_are_limited_checked_and_tinted(agent):
+    """A qube's icon is tinted with its label colour by the daemon (it cannot show
+    another qube's, or dom0's, icon as it is), at most 64x64, and exactly as many pixels
+    as it says; anything else is refused and that qube's other windows go on."""
+    agent.window(1, "icon")
+    wid = agent.host.find_window("[evil] icon")
+    # positive control: a valid 2x2 icon arrives, tinted red
+    px = [0xff00ff00, 0x800000ff, 0xffffffff, 0x00000000]
+    agent.send(WINDOW_ICON, 1, struct.pack("=2I4I", 2, 2, *px))
+    deadline = time.time() + 10
+    while time.time() < deadline and not agent.host.prop32(wid, "_NET_WM_ICON"):
+        time.sleep(0.1)
+    got = agent.host.prop32(wid, "_NET_WM_ICON")
+    assert got == [2, 2] + [tint(p, RED) for p in px]
+    assert got[2] != px[0] and (got[2] >> 16) & 0xff > (got[2] >> 8) & 0xff  # green became red
+    # more pixels or fewer than the size says, and sizes out of 1..64: refused
+    agent.send(WINDOW_ICON, 1, struct.pack("=2I", 3, 3) + b"\0" * 16)
+    agent.wait_log("icon of 3x3 with 16 bytes of pixels")
+    agent.send(WINDOW_ICON, 1, struct.pack("=2I", 0, 4) + b"\0" * 16)
+    agent.wait_log("icon of 0x4")
+    agent.send(WINDOW_ICON, 1, struct.pack("=2I", 4096, 1) + b"\0" * 16384)
+    agent.wait_log("icon of 4096x1")
+    agent.send(WINDOW_ICON, 99, struct.pack("=2I1I", 1, 1, 0))
+    agent.wait_log("WINDOW_ICON for unknown window 0x63")
+    assert agent.host.prop32(wid, "_NET_WM_ICON") == got  # unchanged
+    alive(agent, 1, "icon-still")
+    # a length past the largest icon is a framing error: the connection ends, no crash
+    agent.sock.sendall(hdr(WINDOW_ICON, 1, 8 + 65 * 65 * 4) + b"\0" * 1000)
+    assert agent.proc.wait(10) == 1
+    assert "WINDOW_ICON with length 16908" in agent.log_text()

@@ -170,3 +170,86 @@ def test_compromised_netvm_root_cannot_lift_the_rules(net, victim):
         assert net.curl("work", f"http://{WEB}:8080/")
     finally:
         net.d.call("admin.vm.firewall.Set", "work", "action=accept\n")
+
+
+SINK6 = textwrap.dedent(r'''
+    import select, socket, sys
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind(("2001:db8:80::80", 5555))
+    s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind(("198.51.100.80", 5557))
+    with open(sys.argv[1], "ab", buffering=0) as f:
+        while True:
+            for s in select.select([s6, s4], [], [])[0]:
+                f.write(s.recv(2048) + b"\n")
+''')
+
+# IPv6 UDP datagrams to [2001:db8:80::80]:5555 as hand-made frames from an interface of
+# the namespace it runs in: argv = ifname dst_mac src_mac src_ip6 payload.
+FRAME6 = textwrap.dedent(r'''
+    import socket, struct, sys
+    ifname, dmac, smac, sip, payload = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5].encode()
+    src, dst = socket.inet_pton(socket.AF_INET6, sip), socket.inet_pton(socket.AF_INET6, "2001:db8:80::80")
+    udp = struct.pack("!HHHH", 40000, 5555, 8 + len(payload), 0) + payload
+    pseudo = src + dst + struct.pack("!IxxxB", len(udp), 17) + udp
+    if len(pseudo) % 2: pseudo += b"\0"
+    c = sum(struct.unpack("!%dH" % (len(pseudo) // 2), pseudo)); c = (c >> 16) + (c & 0xffff); c += c >> 16
+    udp = udp[:6] + struct.pack("!H", (~c & 0xffff) or 0xffff) + udp[8:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) + src + dst
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((ifname, 0))
+    s.send(bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", "")) + b"\x86\xdd" + ip6 + udp)
+''')
+
+
+def test_no_ipv6_around_the_firewall(net, internet, tmp_path):
+    """The qubes' network carries IPv4 only (IPv6 is off on every link and dropped by
+    every netvm): a qube cannot reach anything over IPv6, as its root nor beneath its
+    limits, so no IPv6 path bypasses its IPv4 firewall rules. The test's own internet
+    does speak IPv6 (positive control: the same frame sent from the uplink's side
+    arrives)."""
+    import json
+    links = json.loads(internet.exec(internet.srv, "ip", "-j", "link").stdout)
+    b = [l for l in links if l["ifname"] != "lo"][0]
+    links_i = json.loads(internet.exec(internet.inet, "ip", "-j", "link").stdout)
+    a = [l for l in links_i if l["ifname"].startswith("bha")][0]
+    internet.exec(internet.srv, "sysctl", "-qw", f"net.ipv6.conf.{b['ifname']}.disable_ipv6=0", check=True)
+    internet.exec(internet.inet, "sysctl", "-qw", f"net.ipv6.conf.{a['ifname']}.disable_ipv6=0", check=True)
+    internet.exec(internet.srv, "ip", "-6", "addr", "add", "2001:db8:80::80/64", "dev", b["ifname"], "nodad", check=True)
+    internet.exec(internet.inet, "ip", "-6", "addr", "add", "2001:db8:80::1/64", "dev", a["ifname"], "nodad", check=True)
+    log = tmp_path / "sink6.log"
+    sink = internet.spawn(internet.srv, [_sys.executable, "-c", SINK6, str(log)])
+    try:
+        for _ in range(100):
+            if log.exists():
+                break
+            time.sleep(0.05)
+        # as the qube's root: no IPv6 address can be made, nothing can be sent
+        r = net.run("work", "id -u; ip -6 addr add fd09:24ef:4179::a89:99/128 dev eth0; echo addr=$?; "
+                    "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; echo enable=$?; "
+                    "python3 -c \"import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
+                    "s.sendto(b'qube6', ('2001:db8:80::80', 5555))\"; echo send6=$?; "
+                    "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                    "s.sendto(b'qube4', ('198.51.100.80', 5557))\"; echo send4=$?", user="root")
+        out = r.stdout
+        assert out.splitlines()[0] == "0", out  # positive control: the qube's root
+        for k in ("addr", "enable", "send6"):
+            assert f"{k}=0" not in out and f"{k}=" in out, (k, out)
+        # beneath its limits: a hand-made IPv6 frame from its eth0 (host root in its
+        # namespace), with the source address Qubes would give it
+        ns = net.d.runtime / "net" / f"q{qid(net, 'work')}"
+        mac = net.prop("work", "mac")
+        subprocess.run(["nsenter", f"--net={ns}", _sys.executable, "-c", FRAME6, "eth0", "fe:ff:ff:ff:ff:ff", mac,
+                        f"fd09:24ef:4179::a89:{qid(net, 'work'):x}", "beneath6"], check=True, timeout=30)
+        # positive control: the same frame, sent into the test's internet, arrives
+        subprocess.run(["ip", "netns", "exec", internet.inet, _sys.executable, "-c", FRAME6, a["ifname"], b["address"],
+                        a["address"], "2001:db8:80::1", "control6"], check=True, timeout=30)
+        got = []
+        for _ in range(100):
+            got = log.read_text().split()
+            if "control6" in got and "qube4" in got:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        got = log.read_text().split()
+        assert "control6" in got and "qube4" in got, got  # IPv6 works here; IPv4 from the qube too
+        assert "qube6" not in got and "beneath6" not in got, got
+    finally:
+        sink.kill()

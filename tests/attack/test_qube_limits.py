@@ -99,6 +99,35 @@ def test_disposables_bounded_per_calling_qube(two_dispvms, engine_daemon):
     assert "Too many disposables for a" in d.log.read_text()
 
 
+@pytest.fixture
+def many_dispvms(monkeypatch):
+    monkeypatch.setenv("BULKHEAD_DISPVMS_PER_CALLER", "100")  # the rate is what is tested
+
+
+def test_disposable_creation_rate_per_calling_qube(many_dispvms, engine_daemon):
+    """New disposables per calling qube: a burst of 4, then 1 a second; the rest of a
+    burst is refused at once (the call gets 126), another qube is not affected."""
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    for q in ("dvmt", "a", "b"):
+        d.call("admin.vm.property.Set+memory", q, "50")
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("qubes.VMShell  *  @anyvm  @dispvm:dvmt  allow\n")
+    for q in ("a", "b"):
+        assert qvm_run(d, q, "true").returncode == 0
+    burst = ("for i in 1 2 3 4 5 6 7 8 9 10; do (echo hostname | %s @dispvm:dvmt qubes.VMShell > /tmp/o$i 2>&1;"
+             " echo rc=$? >> /tmp/o$i) & done; wait; cat /tmp/o*" % CVM)
+    out = qvm_run(d, "-p", "--user", "root", "a", burst).stdout.decode()
+    ok, refused = out.count("rc=0"), out.count("rc=126")
+    assert ok >= 4 and ok + refused == 10, out  # positive control: the burst ran
+    assert refused >= 2, out
+    assert "refused a new disposable: over 1 per second" in d.log.read_text()
+    r = qvm_run(d, "-p", "--user", "root", "b", "echo hostname | %s @dispvm:dvmt qubes.VMShell" % CVM)
+    assert r.returncode == 0 and r.stdout.startswith(b"disp"), (r.stdout, r.stderr)
+
+
 def test_qrexec_daemon_is_charged_to_its_qube(engine_daemon):
     """The host process that handles a qube's calls (and the call processes it forks)
     counts against that qube's CPU share, and nothing else of the qube's cgroups."""

@@ -111,9 +111,9 @@ class HostDisplay:
     def prop(self, wid, name):
         return self.run("xprop", "-id", str(wid), name).stdout.strip()
 
-    def send_delete(self, wid):
-        """What a window manager's close button does: a WM_DELETE_WINDOW client message
-        (spoken in raw X11, as no tool at hand sends one)."""
+    def _xconn(self):
+        """A raw X11 connection (no tool at hand sends client messages or prints
+        _NET_WM_ICON as numbers): (socket, recv(n), atom(name))."""
         import socket
         import struct
         s = socket.socket(socket.AF_UNIX)
@@ -123,7 +123,9 @@ class HostDisplay:
         def recv(n):
             b = b""
             while len(b) < n:
-                b += s.recv(n - len(b))
+                chunk = s.recv(n - len(b))
+                assert chunk, "X connection closed"
+                b += chunk
             return b
         hdr = recv(8)
         assert hdr[0] == 1, "X connection refused"
@@ -134,11 +136,32 @@ class HostDisplay:
             pad = (4 - len(n) % 4) % 4
             s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
             return struct.unpack("<I", recv(32)[8:12])[0]
+        return s, recv, atom
+
+    def send_delete(self, wid):
+        """What a window manager's close button does: a WM_DELETE_WINDOW client message."""
+        import struct
+        s, recv, atom = self._xconn()
         protocols, delete = atom("WM_PROTOCOLS"), atom("WM_DELETE_WINDOW")
         ev = struct.pack("<BBHII5I", 33, 32, 0, wid, protocols, delete, 0, 0, 0, 0)
         s.sendall(struct.pack("<BBHII", 25, 0, 11, wid, 0) + ev)
         atom("WM_NAME")  # a round trip: the event went out before we close
         s.close()
+
+    def prop32(self, wid, name):
+        """A 32-bit property of a window as a list of numbers ([] when unset)."""
+        import struct
+        s, recv, atom = self._xconn()
+        s.sendall(struct.pack("<BBHIIIII", 20, 0, 6, wid, atom(name), 0, 0, 1 << 20))
+        rep = recv(32)
+        assert rep[0] == 1, f"GetProperty failed: {rep[:2]!r}"
+        extra, = struct.unpack("<I", rep[4:8])
+        fmt, nitems = rep[1], struct.unpack("<I", rep[16:20])[0]
+        data = recv(extra * 4)
+        s.close()
+        if fmt != 32:
+            return []
+        return list(struct.unpack(f"<{nitems}I", data[:nitems * 4]))
 
     def close(self):
         self.proc.terminate()
@@ -147,6 +170,21 @@ class HostDisplay:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def tint(argb, label):
+    """Qubes' icon tint (qubesimgconverter Image.tint), written again from its
+    definition to check the daemon's."""
+    tr, tg, tb = (label >> 16) & 255, (label >> 8) & 255, label & 255
+    tM, tm = max(tr, tg, tb), min(tr, tg, tb)
+    trn, tgn, tbn, tdn = (1, 1, 1, 2) if tM == tm else (tr - tm, tg - tm, tb - tm, tM - tm)
+    r, g, b = (argb >> 16) & 255, (argb >> 8) & 255, argb & 255
+    M, m = max(r, g, b), min(r, g, b)
+    c = M - m
+    c2, c2d = 255 + 3 * c, 4
+    m2, m2d = (255 * c2d - c2) * m, max((255 - c) * c2d, 1)
+    out = [((m2 * tdn * c2d) + tn * c2 * m2d) // (m2d * tdn * c2d) for tn in (trn, tgn, tbn)]
+    return (argb & 0xff000000) | (out[0] << 16) | (out[1] << 8) | out[2]
 
 
 def frame_is(shot, geom, colour):

@@ -170,14 +170,21 @@ class Internet:
 class Net:
     """A bulkheadd whose sys-net is plugged into a test internet."""
 
-    def __init__(self, tmp, internet):
+    def __init__(self, tmp, internet, env=None):
         self.internet = internet
-        # dsthost names resolved again every 2 s (default 60) for the re-resolution test
-        os.environ["BULKHEAD_NET_RESOLVE_SECONDS"] = "2"
+        # dsthost names resolved again every 2 s (default 60) for the re-resolution test;
+        # env: more settings for bulkheadd (BULKHEAD_NET_*)
+        extra = {"BULKHEAD_NET_RESOLVE_SECONDS": "2", **(env or {})}
+        saved = {k: os.environ.get(k) for k in extra}
+        os.environ.update(extra)
         try:
             self.d = Daemon(tmp, extra_args=["--uplink", f"netns:{internet.inet}"]).start()
         finally:
-            del os.environ["BULKHEAD_NET_RESOLVE_SECONDS"]
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.sock = self.d.sock
 
     def run(self, qube, cmd, user=None, timeout=60):
@@ -218,6 +225,13 @@ def net(internet, tmp_path_factory):
     n = Net(tmp_path_factory.mktemp("net"), internet)
     yield n
     n.close()
+
+
+def conntrack_count(netns_path):
+    """Entries in the conntrack table of a network namespace (a path: a qube's pin or
+    /run/netns/NAME)."""
+    r = sh("nsenter", f"--net={netns_path}", "cat", "/proc/sys/net/netfilter/nf_conntrack_count")
+    return int(r.stdout)
 
 
 def host_netns_leftovers(tag):

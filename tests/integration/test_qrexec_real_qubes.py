@@ -187,3 +187,24 @@ def test_volume_revert_undoes_the_last_session(engine_daemon):
     assert d.call("admin.vm.volume.ListSnapshots+private", "a").strip()
     d.call("admin.vm.volume.Revert+private", "a", "")
     assert qvm_run(d, "-p", "a", "cat ~/v").stdout == b"v1\n"
+
+
+def test_service_user_follows_passwd_and_group(engine_daemon):
+    """The agent keeps the users it resolved (svc_user.c); a user added, given a new group
+    or removed inside the qube is seen by the very next call."""
+    d = engine_daemon
+    r = qvm_run(d, "-p", "--user", "root", "a",
+                "echo 'bob:x:1234:1234::/tmp:/bin/sh' >> /etc/passwd && echo 'bob:x:1234:' >> /etc/group")
+    assert r.returncode == 0, r.stderr
+    r = qvm_run(d, "-p", "--user", "bob", "a", "id -u; id -G; echo $HOME $USER")
+    assert (r.returncode, r.stdout) == (0, b"1234\n1234\n/tmp bob\n"), r.stderr
+    # the group file changes (same size would not hide it: ctime/mtime are compared too)
+    r = qvm_run(d, "-p", "--user", "root", "a", "echo 'extra:x:4321:bob' >> /etc/group")
+    assert r.returncode == 0, r.stderr
+    r = qvm_run(d, "-p", "--user", "bob", "a", "id -G")
+    assert (r.returncode, r.stdout) == (0, b"1234 4321\n"), r.stderr
+    r = qvm_run(d, "-p", "--user", "root", "a", "sed -i '/^bob:/d' /etc/passwd")
+    assert r.returncode == 0, r.stderr
+    r = qvm_run(d, "-p", "--user", "bob", "a", "echo ran")
+    assert r.returncode == 125 and r.stdout == b""
+    assert b"no such user 'bob'" in r.stderr

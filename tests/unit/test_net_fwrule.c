@@ -59,9 +59,20 @@ int main(void)
     /* expire: expired rules vanish, the next expiry is reported */
     s = conv("action=drop dst4=1.2.3.4 expire=50\naction=drop dst4=1.2.3.5 expire=200\naction=accept expire=150\n", 100, &r);
     CHECK(!strstr(s, "1.2.3.4") && strstr(s, "1.2.3.5") && r.next_expire == 150);
-    /* dst6 never matches an IPv4 network */
-    s = conv("action=accept dst6=::1\n", 100, &r);
-    CHECK(!strstr(s, "accept\n") && !r.blocked);
+    /* dst6: IPv6 packets only; dst4: IPv4 only; no destination: both families */
+    s = conv("action=drop dst6=2001:db8::/32 proto=tcp dstports=443\naction=accept dst6=2001:db8::1\n"
+             "action=drop dst4=0.0.0.0/0 proto=udp\naction=accept\n", 100, &r);
+    CHECK(!r.blocked);
+    CHECK(strstr(s, "    ip6 daddr 2001:db8::/32 tcp dport 443 reject with icmpx type admin-prohibited\n") != NULL);
+    CHECK(strstr(s, "    ip6 daddr 2001:db8::1/128 accept\n") != NULL);
+    CHECK(strstr(s, "    meta nfproto ipv4 meta l4proto udp reject") != NULL);
+    CHECK(strstr(s, "\n    accept\n") != NULL);
+    s = conv("action=accept dst6=2001:db8::1/64\n", 100, &r); /* host bits: refused, closed */
+    CHECK(r.blocked);
+    /* proto=icmp without a destination: ICMP for IPv4 and ICMPv6 for IPv6 */
+    s = conv("action=accept proto=icmp icmptype=128\naction=accept dst6=::/0 proto=icmp\n", 100, &r);
+    CHECK(strstr(s, "    meta nfproto ipv4 icmp type 128 accept\n") && strstr(s, "    meta nfproto ipv6 icmpv6 type 128 accept\n"));
+    CHECK(strstr(s, "    meta nfproto ipv6 meta l4proto ipv6-icmp accept\n") != NULL);
     /* comments never reach nft */
     s = conv("action=accept comment=x\"; flush ruleset\n", 100, &r);
     CHECK(!strstr(s, "flush") && !strstr(s, "\""));
@@ -90,6 +101,17 @@ int main(void)
     CHECK(strstr(b.data, "iifname \"vif7.0\" oifname \"eth0\" jump fw_7") != NULL);
     CHECK(strstr(b.data, "ip daddr 10.139.1.2 meta l4proto { tcp, udp } th dport 53 dnat ip to 192.0.2.53") != NULL);
     CHECK(strncmp(b.data, "table inet bulkhead\ndelete table inet bulkhead\n", 47) == 0);
+    /* the connection limits' table is never replaced: only its exempt set changes */
+    CHECK(strstr(b.data, "delete table inet bulkhead_cap") == NULL);
+    CHECK(strstr(b.data, "per_source") == NULL);
+    CHECK(strstr(b.data, "flush set inet bulkhead_cap exempt\n") != NULL);
+    CHECK(strstr(b.data, "add element inet bulkhead_cap exempt") == NULL); /* c is no netvm */
+    bh_buf_free(&b);
+    c.serves = true; /* a netvm as client: exempt (it limits its own clients) */
+    bh_buf_init(&b, 0);
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "add element inet bulkhead_cap exempt { 10.137.0.7 }") != NULL);
     bh_buf_free(&b);
 
     struct in_addr ns[2];

@@ -38,7 +38,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+static int create(const char *tag, const struct bh_qube_spec *spec, bool devices, bh_error *err)
 {
     char dir[4096], val[64];
     for (size_t i = 0; i < BH_ARRAY_SIZE(ctrls); i++) {
@@ -96,7 +96,7 @@ static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
         if (bh_cg_write(dir, "cpu.cfs_period_us", "100000", err) < 0 || bh_cg_write(dir, "cpu.cfs_quota_us", val, err) < 0)
             return -1;
     }
-    if (have("devices")) {
+    if (devices && have("devices")) {
         /* Only the devices of a qube's fixed /dev; a node planted by any other means
          * still cannot be opened. */
         static const char *allow[] = { "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
@@ -109,6 +109,28 @@ static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
                 return -1;
     }
     return 0;
+}
+
+static int v1_create(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+{
+    return create(tag, spec, true, err);
+}
+
+/* Limits of a running qube: the device list stays (it may hold attached block devices). */
+static int v1_update_limits(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+{
+    return create(tag, spec, false, err);
+}
+
+static int v1_device_access(const char *tag, const char *name, unsigned major, unsigned minor, const char *access,
+                            bh_error *err)
+{
+    char dir[4096], rule[64];
+    if (!have("devices"))
+        return bh_fail(err, ENOTSUP, "the cgroup v1 devices controller is not mounted");
+    cg_dir(dir, sizeof dir, "devices", tag, name);
+    snprintf(rule, sizeof rule, "b %u:%u %s", major, minor, access ? access : "rwm");
+    return bh_cg_write(dir, access ? "devices.allow" : "devices.deny", rule, err);
 }
 
 static int v1_attach_self(const char *tag, const char *name, bh_error *err)
@@ -259,4 +281,5 @@ static int v1_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error 
 
 const struct bh_cgroup_ops bh_cgroup_v1 = {
     v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains, v1_charge_cpu,
+    v1_update_limits, v1_device_access,
 };

@@ -221,6 +221,16 @@ static void remove_host_dir(const char *tag, const char *name)
         sleep_ms(5);
 }
 
+/* No device controller here (v2 filters devices with BPF programs, which the engine
+ * does not install): block devices cannot be handed to a qube. */
+static int v2_device_access(const char *tag, const char *name, unsigned major, unsigned minor, const char *access,
+                            bh_error *err)
+{
+    (void)tag, (void)name, (void)major, (void)minor, (void)access;
+    return bh_fail(err, ENOTSUP, "block devices need the cgroup v1 devices controller");
+}
+
 const struct bh_cgroup_ops bh_cgroup_v2 = {
     v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains, v2_charge_cpu,
+    v2_create, v2_device_access,
 };

@@ -212,11 +212,13 @@ static int ns_set_limits(const struct bh_qube_spec *spec, bh_error *err)
     tag_of(spec, tag, sizeof tag);
     if (bh_cgroup_ops()->frozen(tag, spec->name) < 0)
         return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
-    return bh_cgroup_ops()->create(tag, spec, err);
+    return bh_cgroup_ops()->update_limits(tag, spec, err);
 }
 
 const struct bh_driver bh_driver_ns = {
     .set_limits = ns_set_limits,
+    .block_attach = bh_ns_block_attach,
+    .block_detach = bh_ns_block_detach,
     .name = "ns",
     .start = ns_start,
     .shutdown = ns_shutdown,

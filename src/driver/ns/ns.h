@@ -105,6 +105,12 @@ struct bh_cgroup_ops {
     /* Puts a host process into the qube's CPU accounting only (not memory, pids or
      * freezer: pausing or killing the qube must not touch it). */
     int (*charge_cpu)(const char *tag, const char *name, pid_t pid, bh_error *err);
+    /* create() for a running qube: its limits again, its device list untouched. */
+    int (*update_limits)(const char *tag, const struct bh_qube_spec *spec, bh_error *err);
+    /* Lets the qube open block device major:minor with access "r" or "rw" (NULL:
+     * no longer at all). */
+    int (*device_access)(const char *tag, const char *name, unsigned major, unsigned minor, const char *access,
+                         bh_error *err);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
 const struct bh_cgroup_ops *bh_cgroup_ops(void);
@@ -136,6 +142,14 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
 /* Runs argv as the qube's root inside the running qube; returns its exit status as a
  * shell would (128+sig for a signal), or -1 with err. */
 int bh_ns_exec(const struct bh_qube_spec *spec, char *const argv[], const char *user, bh_error *err);
+
+/* ---- blockdev.c ---- */
+/* Gives the running qube block device major:minor as /dev/<node> (owned by the qube's
+ * root), openable read-only unless rw; detach takes both away again. */
+int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node, bool rw,
+                       bh_error *err);
+int bh_ns_block_detach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node,
+                       bh_error *err);
 
 /* ---- driver_ns.c ---- */
 extern const struct bh_driver bh_driver_ns;

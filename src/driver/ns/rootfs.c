@@ -101,8 +101,13 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
     char lower[4096], upper[4096], work[4096], opts[12400];
     if (!v->root_lower && !v->root_rw)
         return bh_fail(err, EINVAL, "no root volume");
+    /* nosuid on every root layer: a template's root is written in place on a host
+     * filesystem, and a setuid file it makes must not work from that mount (inside the
+     * qube no_new_privs already stops setuid; this holds without it too, and the flag is
+     * locked in the qube's mount namespace). The pool directory is 0700 root, so no
+     * unprivileged host user can reach such a file either. */
     if (!v->root_lower) {
-        _cleanup_close_ int fd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV, false, err);
+        _cleanup_close_ int fd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
         if (fd < 0 || bh_attach(fd, p->root, err) < 0)
             return bh_prefix(err, "root");
         return 0;
@@ -111,7 +116,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
     if (mkdir(lower, 0700) < 0)
         return bh_fail_errno(err, "mkdir %s", lower);
     _cleanup_close_ int lfd = bh_idmapped_tree(v->root_lower, userns_fd,
-                                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, false, err);
+                                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
     if (lfd < 0)
         return bh_prefix(err, "template root");
     if (!v->root_throwaway && !v->root_rw) /* a read-only root: no upper layer at all */
@@ -145,7 +150,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
         (void)mkdir(raw, 0755);
         JOIN(raw, v->root_rw, "work");
         (void)mkdir(raw, 0700);
-        _cleanup_close_ int rfd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV, false, err);
+        _cleanup_close_ int rfd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
         if (rfd < 0 || mkdir(rwl, 0700) < 0 || bh_attach(rfd, rwl, err) < 0)
             return bh_prefix(err, "persistent root layer");
         JOIN(upper, rwl, "upper");
@@ -157,7 +162,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
      * qube's /proc/self/mountinfo, and the host's runtime path is none of its business. */
     snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", rel_to_staging(p, lower),
              rel_to_staging(p, upper), rel_to_staging(p, work));
-    if (mount("overlay", p->root, "overlay", MS_NODEV, opts) < 0)
+    if (mount("overlay", p->root, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
         return bh_fail_errno(err, "mount overlay root");
     return 0;
 }

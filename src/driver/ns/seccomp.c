@@ -114,6 +114,15 @@ int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err)
         r = add(ctx, EPERM, "ioctl", 1, &c);
     }
 
+    /* Loop-device ioctls (type 'L'): a qube may be handed a block device that is a
+     * loop device of dom0's (qvm-block attach dom0:loopN), and LOOP_CLR_FD,
+     * LOOP_CHANGE_FD or LOOP_SET_FD need no capability, only an open descriptor. A
+     * qube never configures loop devices (it has no loop-control), so all of them go. */
+    if (r == 0) {
+        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFF00u, 0x4C00u);
+        r = add(ctx, EPERM, "ioctl", 1, &c);
+    }
+
     /* READ_IMPLIES_EXEC makes every readable mapping executable (W^X gone for the
      * process and what it execs); no current program needs it. The kernel reads the
      * persona as 32 bits, and 0xffffffff (all bits, READ_IMPLIES_EXEC included) only

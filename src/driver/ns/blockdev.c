@@ -1,0 +1,116 @@
+/* Block devices handed to a running ns qube (Qubes' `qvm-block attach`).
+ *
+ * Two things let a qube use a host block device, and both are needed:
+ *  - the qube's devices cgroup must allow major:minor ("r" for a read-only attach:
+ *    the kernel then refuses every open for writing, whatever the node's mode);
+ *  - a node must exist in its /dev. The qube's root cannot mknod (user namespace), so
+ *    a short-lived child of bulkheadd joins the qube's mount namespace as host root
+ *    and makes the node in /dev, owned by the qube's root.
+ * Detach denies the device first, then removes the node. A file descriptor the qube
+ * opened before the detach stays usable until it is closed (the ns engine cannot
+ * revoke an open block device; see docs/devices.md). */
+#include "ns.h"
+#include "cleanup.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A node name is one path component: lower-case letters and digits only. */
+static bool node_ok(const char *node)
+{
+    size_t n = strlen(node);
+    if (n == 0 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((node[i] >= 'a' && node[i] <= 'z') || (node[i] >= '0' && node[i] <= '9')))
+            return false;
+    return true;
+}
+
+enum { MAKE_NODE, REMOVE_NODE };
+
+/* In a child: join the qube's mount namespace, then make or remove /dev/<node>. The
+ * qube owns its /dev: every path is resolved without following its symlinks, and the
+ * node is created exclusively (an existing name is an error, never reused). */
+static int in_qube_dev(const struct bh_qube_spec *spec, int pidfd, int what, dev_t dev, bool rw, const char *node,
+                       bh_error *err)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return bh_fail_errno(err, "fork");
+    if (pid == 0) {
+        if (setns(pidfd, CLONE_NEWNS) < 0)
+            _exit(100);
+        int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int devdir = root < 0 ? -1 : bh_open_beneath(root, "dev", true);
+        if (devdir < 0)
+            _exit(101);
+        if (what == REMOVE_NODE) {
+            if (unlinkat(devdir, node, 0) < 0 && errno != ENOENT)
+                _exit(102);
+            _exit(0);
+        }
+        if (mknodat(devdir, node, S_IFBLK | (rw ? 0660 : 0440), dev) < 0)
+            _exit(errno == EEXIST ? 103 : 104);
+        if (fchownat(devdir, node, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0) {
+            (void)unlinkat(devdir, node, 0);
+            _exit(105);
+        }
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return bh_fail_errno(err, "waitpid");
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (code == 103)
+        return bh_fail(err, EEXIST, "/dev/%s already exists in qube %s", node, spec->name);
+    return bh_fail(err, EIO, "%s /dev/%s in qube %s failed (step %d)", what == MAKE_NODE ? "creating" : "removing",
+                   node, spec->name, code);
+}
+
+int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node, bool rw,
+                       bh_error *err)
+{
+    if (!node_ok(node))
+        return bh_fail(err, EINVAL, "invalid device node name");
+    struct bh_init_id id;
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd < 0)
+        return bh_fail(err, ESRCH, "qube %s is not running", spec->name);
+    char tag[64];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    const struct bh_cgroup_ops *cg = bh_cgroup_ops();
+    if (cg->device_access(tag, spec->name, major, minor, rw ? "rw" : "r", err) < 0)
+        return -1;
+    if (in_qube_dev(spec, pidfd, MAKE_NODE, makedev(major, minor), rw, node, err) < 0) {
+        bh_error ignored;
+        (void)cg->device_access(tag, spec->name, major, minor, NULL, &ignored);
+        return -1;
+    }
+    return 0;
+}
+
+int bh_ns_block_detach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node,
+                       bh_error *err)
+{
+    if (!node_ok(node))
+        return bh_fail(err, EINVAL, "invalid device node name");
+    char tag[64];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    /* Access goes first: from here on no new open succeeds, node or not. */
+    if (bh_cgroup_ops()->device_access(tag, spec->name, major, minor, NULL, err) < 0)
+        return -1;
+    struct bh_init_id id;
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd < 0)
+        return 0; /* halted meanwhile: its /dev is gone with it */
+    return in_qube_dev(spec, pidfd, REMOVE_NODE, 0, false, node, err);
+}

@@ -1,0 +1,110 @@
+/* Dropping privileges and the allowlist seccomp filter of qrexec-daemon's unprivileged
+ * processes (see privsep.h). The list was taken from strace of the daemon serving
+ * qvm-run, qube-to-qube calls, file copies and disposable calls; each entry says why. */
+#include "privsep.h"
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+uid_t bh_qx_unpriv_id(uint32_t qid)
+{
+    return (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffff));
+}
+
+static bool caps_empty(void)
+{
+    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0)
+        return false;
+    return !d[0].effective && !d[1].effective && !d[0].permitted && !d[1].permitted;
+}
+
+int bh_qx_drop_privileges(uid_t id, bh_error *err)
+{
+    if (geteuid() == 0) {
+        if (setgroups(0, NULL) < 0)
+            return bh_fail_errno(err, "setgroups");
+        if (setresgid((gid_t)id, (gid_t)id, (gid_t)id) < 0)
+            return bh_fail_errno(err, "setresgid %u", (unsigned)id);
+        /* all three UIDs non-zero: the kernel clears every capability set */
+        if (setresuid(id, id, id) < 0)
+            return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+        if (!caps_empty())
+            return bh_fail(err, EPERM, "capabilities left after dropping to %u", (unsigned)id);
+        /* the ambient set needs the permitted one, which is now empty */
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return bh_fail_errno(err, "no_new_privs");
+    /* not dumpable: no ptrace or /proc/PID/mem even by the same UID */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return bh_fail_errno(err, "dumpable");
+    return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BH_SANITIZED 1
+#endif
+#endif
+
+static const char *const allowed[] = {
+    /* moving bytes over the fds the process was given */
+    "read", "write", "readv", "writev", "recvfrom", "recvmsg", "sendto", "sendmsg",
+    "poll", "ppoll", "close", "shutdown",
+    "accept4", "accept",     /* dom0 clients on the inherited listening socket */
+    "setsockopt",            /* send/receive timeouts of an accepted client */
+    "getsockopt",
+    "fcntl",                 /* O_NONBLOCK on fds of the data stream */
+    "pipe2", "pipe", "splice", /* the qube-to-qube relay (relay.c) splices through a pipe */
+    /* memory (malloc) */
+    "brk", "mmap", "munmap", "mremap", "madvise",
+    /* signals: the handlers are set before the filter; TERM ends the loop */
+    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
+    /* time (vDSO normally; the syscalls when it is missing) */
+    "clock_gettime", "gettimeofday", "time", "clock_nanosleep", "nanosleep",
+    /* identity queries glibc makes, harmless */
+    "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",
+    "fstat", "newfstatat", "lseek",
+    "futex", "sched_yield", "getrandom",
+    "exit", "exit_group",
+};
+
+int bh_qx_seccomp_unpriv(bh_error *err)
+{
+#ifdef BH_SANITIZED
+    uint32_t def = SCMP_ACT_LOG; /* ASan/LSan use clone, ptrace, /proc reads at exit */
+#else
+    uint32_t def = SCMP_ACT_KILL_PROCESS;
+#endif
+    scmp_filter_ctx ctx = seccomp_init(def);
+    if (!ctx)
+        return bh_fail(err, ENOMEM, "seccomp_init");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !rc; i++) {
+        int nr = seccomp_syscall_resolve_name(allowed[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    /* mprotect: malloc arenas change protections, but nothing may become executable */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (!rc)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc)
+        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
+    return 0;
+}

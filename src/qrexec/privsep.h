@@ -1,0 +1,27 @@
+/* Privilege separation of qrexec-daemon (OpenSSH's model): the process that reads what
+ * a qube sends runs as an unprivileged host identity of its own, without capabilities,
+ * with no_new_privs, undumpable, under an allowlist seccomp filter. Only a small root
+ * parent (the monitor) keeps what needs root: forking the call processes that reach
+ * bulkheadd, other qubes' daemons and vchan dirs, and dom0 services. */
+#pragma once
+#include "err.h"
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The host UID/GID of a qube's unprivileged qrexec processes: one per qid, outside every
+ * qube's UID range (those start at 2^20) and below it, so that no qube process and no
+ * other qube's daemon shares it (same-UID processes may signal each other). */
+#define BH_QX_UNPRIV_ID_BASE (1u << 19)
+uid_t bh_qx_unpriv_id(uint32_t qid);
+
+/* Drops every privilege for good: supplementary groups, gid/uid (real, effective, saved)
+ * to id, hence every capability; then no_new_privs and not dumpable. Checks that the
+ * effective capability set is empty afterwards. Without root (tests that run the daemon
+ * as a user) only no_new_privs and dumpable apply. */
+int bh_qx_drop_privileges(uid_t id, bh_error *err);
+
+/* The allowlist filter of the unprivileged processes: what they use to move bytes over
+ * fds they were given (read/write/poll/accept/sendmsg...), memory, time, exiting. No
+ * open, no socket, no connect, no fork or exec, no kill. Everything else kills the
+ * process (in sanitizer builds it is logged instead: their runtimes use more). */
+int bh_qx_seccomp_unpriv(bh_error *err);

@@ -1,0 +1,220 @@
+"""qvm-block with a real ns qube: dom0's free loop devices are exported through
+admin.vm.device.block.Available (Qubes' serialisation), `qvm-block attach` gives the
+running qube a real block device node (read-write by default as in Qubes, read-only
+with --ro / read-only=yes), detach takes it away, a halt detaches, and every step
+sends Qubes' device events. Exact bytes where Qubes defines them."""
+import os
+import subprocess
+import sys
+import socket
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, engine_daemon, raw_call, wait_state  # noqa: F401
+from qrexec_fixtures import bin_path
+sys.path.insert(0, os.path.dirname(__file__))
+from ns_fixtures import cgroup_v2_host  # noqa: E402
+
+pytestmark = pytest.mark.skipif(cgroup_v2_host(), reason="block devices need the cgroup v1 devices controller")
+
+PATTERN = b"bulkhead-block-test\n"
+
+
+@pytest.fixture
+def loopdev(tmp_path):
+    """A loop device (not autoclear, as losetup makes them) over a 4 MiB image that
+    starts with PATTERN; detached at the end."""
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.write(PATTERN)
+        f.truncate(4 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True, check=True).stdout.strip()
+    yield os.path.basename(dev), img
+    subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def qrun(d, qube, cmd, user="root"):
+    return subprocess.run([bin_path("qvm-run"), "-p", "-u", user, qube, cmd], env=d.env,
+                          capture_output=True, timeout=60)
+
+
+def subscribe(d):
+    """admin.Events of every qube, once the daemon says the stream is established."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.sock)
+    s.sendall(b"admin.Events+ dom0 name dom0\0")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(10)
+    buf = b""
+    while b"connection-established" not in buf:
+        buf += s.recv(65536)
+    return s
+
+
+def device_events(s, upto):
+    """(subject, event, [k, v, ...]) of the device events read until `upto` was seen
+    (as many times as asked)."""
+    buf, deadline = b"", time.time() + 10
+    while buf.count(upto[0]) < upto[1] and time.time() < deadline:
+        buf += s.recv(65536)
+    out = []
+    for rec in buf.split(b"\0\0"):
+        parts = rec.split(b"\0")
+        if len(parts) >= 3 and parts[0] == b"1" and parts[2].startswith(b"device-"):
+            out.append((parts[1], parts[2], parts[3:]))
+    return out
+
+
+def test_block_attach_detach(engine_daemon, loopdev):
+    d = engine_daemon
+    port, img = loopdev
+    n = port[4:]
+    serial = str(img).replace("_", " ")       # Qubes shows '_' in a description as a space
+    avail = d.call("admin.vm.device.block.Available", "dom0")
+    line = [x for x in avail.splitlines() if x.startswith(port + ":")]
+    assert line == [f"{port}::{n} device_id=':{n}' port_id='{port}' devclass='block' backend_domain='dom0' "
+                    f"serial='{serial}' manufacturer='hosted by dom0' interfaces='b******'"]
+    assert d.call(f"admin.vm.device.block.Available+{port}", "dom0") == line[0] + "\n"
+    assert d.call("admin.vm.device.block.Available", "a") == ""          # only dom0 exports
+
+    # a halted qube: Qubes' error
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="mode='manual'")
+    assert (e.value.exc_type, e.value.msg) == ("QubesVMNotRunningError",
+                                               "VM not running, cannot attach device, do you mean `assign`?")
+    d.call("admin.vm.Start", "a")
+    ev = subscribe(d)
+    r = d.tool("qvm-block", "attach", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    att = d.call("admin.vm.device.block.Attached", "a")
+    assert att == (f"dom0+{port}::{n} device_id=':{n}' port_id='{port}' devclass='block' backend_domain='dom0' "
+                   "mode='manual' frontend_domain='a' _read-only='no' _frontend-dev='xvdi'\n")
+    assert f"attachment='a'" in d.call(f"admin.vm.device.block.Available+{port}", "dom0")
+    r = d.tool("qvm-block", "ls")
+    assert f"dom0:{port}  Block_Storage: hosted by dom0 {serial}  a\n" in r.stdout
+
+    # the qube reads the image through /dev/xvdi, and (read-write) writes to it
+    r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi")
+    assert (r.returncode, r.stdout) == (0, PATTERN), r.stderr
+    r = qrun(d, "a", "printf WRITTEN | dd of=/dev/xvdi bs=1 seek=4096 conv=notrunc,fsync status=none")
+    assert r.returncode == 0, r.stderr
+    with open(img, "rb") as f:
+        f.seek(4096)
+        assert f.read(7) == b"WRITTEN"
+
+    # attached twice: Qubes' error
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceAlreadyAttached",
+                                               f"device dom0:{port}::{n} of class block already attached to a")
+    r = d.tool("qvm-block", "detach", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert d.call("admin.vm.device.block.Attached", "a") == ""
+    r = qrun(d, "a", "test -e /dev/xvdi")
+    assert r.returncode == 1                                             # the node is gone
+
+    # read-only: --ro, then the write fails while the read works
+    r = d.tool("qvm-block", "attach", "--ro", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "_read-only='yes' _frontend-dev='xvdi'" in d.call("admin.vm.device.block.Attached", "a")
+    r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi")
+    assert (r.returncode, r.stdout) == (0, PATTERN), r.stderr
+    r = qrun(d, "a", "printf NOPE | dd of=/dev/xvdi bs=1 seek=8192 conv=notrunc status=none")
+    assert r.returncode != 0
+    with open(img, "rb") as f:
+        f.seek(8192)
+        assert f.read(4) == b"\0\0\0\0"
+
+    # a halt detaches (device-detach as Qubes)
+    d.call("admin.vm.Kill", "a")
+    assert wait_state(d, "a", "Halted")
+    assert d.call("admin.vm.device.block.Attached", "a") == ""
+    evs = device_events(ev, (b"\0device-detach:block\0", 2))
+    ev.close()
+    opts_rw = "{'read-only': 'no', 'frontend-dev': 'xvdi'}"
+    assert evs == [
+        (b"a", b"device-pre-attach:block", [b"device", f"dom0:{port}::{n}".encode(), b"options", b"{}"]),
+        (b"a", b"device-attach:block", [b"device", f"dom0:{port}::{n}".encode(), b"options", opts_rw.encode()]),
+        (b"a", b"device-pre-detach:block", [b"port", f"dom0:{port}".encode()]),
+        (b"a", b"device-detach:block", [b"port", f"dom0:{port}".encode()]),
+        (b"a", b"device-pre-attach:block", [b"device", f"dom0:{port}::{n}".encode(), b"options",
+                                            b"{'read-only': 'yes'}"]),
+        (b"a", b"device-attach:block", [b"device", f"dom0:{port}::{n}".encode(), b"options",
+                                        b"{'read-only': 'yes', 'frontend-dev': 'xvdi'}"]),
+        (b"a", b"device-detach:block", [b"port", f"dom0:{port}".encode()]),
+    ], evs
+
+
+def test_block_attach_errors_and_options(engine_daemon, loopdev):
+    d = engine_daemon
+    port, _img = loopdev
+    n = port[4:]
+    d.call("admin.vm.Start", "a")
+    d.call("admin.vm.Start", "b")
+    call = lambda q, payload, p=port: d.call(f"admin.vm.device.block.Attach+dom0+{p}", q, payload=payload)  # noqa: E731
+    cases = [
+        ("_bogus='1'", "QubesValueError", "Unsupported option bogus"),
+        ("_frontend-dev='hda'", "QubesValueError", "Invalid frontend-dev option value: hda"),
+        ("_frontend-dev='xvd/../x'", "QubesValueError", "Invalid frontend-dev option value: xvd/../x"),
+        ("_read-only='maybe'", "QubesValueError", "Invalid literal for boolean property: 'maybe'"),
+        ("_devtype='floppy'", "QubesValueError", "devtype option can only have 'disk' or 'cdrom' value"),
+        ("backend_domain='b'", "ProtocolError", "Got device exposed by bwhen expected devices from dom0."),
+        ("port_id='loop999'", "ProtocolError", f"Got device from port: loop999 when expected port: {port}."),
+        ("devclass='pci'", "ProtocolError", "Got pci device when expected block."),
+        ("device_id=':1234'", "ProtocolError", f"Unrecognized device identity ':1234' expected ':{n}'"),
+        ("mode='sometimes'", "ProtocolError", "'sometimes' is not a valid AssignmentMode"),
+        ("colour='red'", "ProtocolError", "DeviceAssignment.__init__() got an unexpected keyword argument 'colour'"),
+        ("ke\"y='v'", "ProtocolError", "Invalid chars in property name: {'\"'}"),
+        ("k='\x01'", "ProtocolError", "Invalid chars in property value: {'\\x01'}"),
+        (b"k='\xff'", "ProtocolError", "'ascii' codec can't decode byte 0xff in position 3: ordinal not in range(128)"),
+        ("k='" + "v" * 300 + "'", "ProtocolError", "Property value too long (at most 255 characters)"),
+        ("k='v' " * 1000, "ProtocolError", "Device serialization too long (at most 4096 bytes)"),
+    ]
+    for payload, exc, msg in cases:
+        with pytest.raises(AdminError) as e:
+            call("a", payload)
+        assert (e.value.exc_type, e.value.msg) == (exc, msg), payload
+    with pytest.raises(AdminError) as e:
+        call("a", "", p="loop99999")
+    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Cannot attach ambiguous block device.")
+    assert d.call("admin.vm.device.block.Attached", "a") == ""
+
+    # Qubes' quoting: \' inside a value; options as given (read-only spelled as Qubes
+    # stores it), frontend-dev chosen by the client
+    call("a", "device_id=':%s' port_id='%s' _read-only='True' _frontend-dev='xvdk'" % (n, port))
+    assert d.call("admin.vm.device.block.Attached", "a").endswith("_read-only='yes' _frontend-dev='xvdk'\n")
+    r = subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", "a", "test -b /dev/xvdk"], env=d.env, timeout=60)
+    assert r.returncode == 0
+    # attached to a: b cannot have it too
+    with pytest.raises(AdminError) as e:
+        call("b", "")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceAlreadyAttached", f"Device dom0:{port}::{n} already attached to a")
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Detach+dom0+{port}", "b")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceNotAssigned", f"block device {port} not attached to b")
+    # qvm-block -o ro=no is read-only=no
+    d.call(f"admin.vm.device.block.Detach+dom0+{port}", "a")
+    r = d.tool("qvm-block", "attach", "-o", "ro=no", "b", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "_read-only='no'" in d.call("admin.vm.device.block.Attached", "b")
+
+
+def test_read_only_loop_device_only_read_only(engine_daemon, tmp_path):
+    d = engine_daemon
+    img = tmp_path / "ro.img"
+    img.write_bytes(b"\0" * (1 << 20))
+    dev = subprocess.run(["losetup", "-r", "-f", "--show", str(img)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        port = os.path.basename(dev)
+        d.call("admin.vm.Start", "a")
+        with pytest.raises(AdminError) as e:
+            d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="_read-only='no'")
+        assert (e.value.exc_type, e.value.msg) == ("QubesValueError", "This device can be attached only read-only")
+        d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")   # read-only by default
+        assert "_read-only='yes'" in d.call("admin.vm.device.block.Attached", "a")
+    finally:
+        d.call("admin.vm.Kill", "a")
+        wait_state(d, "a", "Halted")
+        subprocess.run(["losetup", "-d", dev], check=False)

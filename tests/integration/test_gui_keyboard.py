@@ -1,0 +1,79 @@
+"""Keyboards with real ns qubes on an Xvfb host display: a qube types in the host's
+keyboard layout (or in its own keyboard_layout when one is set, as Qubes), and a key let
+go while another window had the focus does not stay held down in the qube."""
+import time
+
+from admin_fixtures import engine_daemon  # noqa: F401
+from gui_fixtures import GuiSession, host_display  # noqa: F401
+from test_gui import ask_script, gui  # noqa: F401
+
+
+def _typed(s, q):
+    return s.qvm_run("-p", q, "cat /tmp/typed 2>/dev/null").stdout
+
+
+def _wait_typed(s, q, want, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline and _typed(s, q) != want:
+        time.sleep(0.2)
+    return _typed(s, q)
+
+
+def _typing_terminal(s, q, x):
+    s.spawn(q, f"xterm -T kbd-{q} -geometry 30x5+{x}+20 -e sh -c 'cat > /tmp/typed'")
+    return s.host.find_window(f"[{q}] kbd-{q}")
+
+
+def _qube_layout(s, q):
+    out = s.qvm_run("-p", q, "setxkbmap -display :0 -query").stdout.decode()
+    return dict((k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in out.splitlines() if ":" in ln))
+
+
+def test_a_qube_types_in_the_hosts_layout_or_its_own(engine_daemon, host_display):
+    d, host = engine_daemon, host_display
+    d.call("admin.vm.property.Set+keyboard_layout", "b", "us++")  # b has a layout of its own
+    host.run("setxkbmap", "us")
+    s = GuiSession(d, host)
+    for q in ("a", "b"):
+        assert s.qvm_run(q, "true").returncode == 0
+    s.start()
+    try:
+        for q in ("a", "b"):
+            s.wait_gui(q)
+        wa, wb = _typing_terminal(s, "a", 20), _typing_terminal(s, "b", 400)
+        # the desktop switches to German while the qubes run: a follows, b keeps its own
+        host.run("setxkbmap", "de")
+        deadline = time.time() + 15
+        while time.time() < deadline and _qube_layout(s, "a").get("layout") != "de":
+            time.sleep(0.3)
+        assert _qube_layout(s, "a").get("layout") == "de", s.log.read_text()
+        assert _qube_layout(s, "b").get("layout") == "us"
+        # German keyboard: Z and Y are swapped against US, and there is a key for ü
+        host.run("xdotool", "windowfocus", "--sync", str(wa))
+        host.run("xdotool", "type", "--delay", "30", "zyü")
+        host.run("xdotool", "key", "Return")
+        got = _wait_typed(s, "a", "zyü\n".encode())
+        assert got in ("zyü\n".encode(), "zyü\n".encode("latin-1")), got
+        # the control: the same keys in b (US) are other characters, so the layout
+        # decides, not the keycodes
+        host.run("xdotool", "windowfocus", "--sync", str(wb))
+        host.run("xdotool", "type", "--delay", "30", "zy")
+        host.run("xdotool", "key", "Return")
+        assert _wait_typed(s, "b", b"yz\n") == b"yz\n"
+    finally:
+        s.stop()
+
+
+def test_a_key_let_go_in_another_window_is_let_go_in_the_qube(gui):
+    host = gui.host
+    wa, wb = _typing_terminal(gui, "a", 20), _typing_terminal(gui, "b", 400)
+    time.sleep(1)
+    host.run("xdotool", "windowfocus", "--sync", str(wa))
+    host.run("xdotool", "keydown", "shift")       # a sees Shift go down...
+    host.run("xdotool", "windowfocus", "--sync", str(wb))
+    host.run("xdotool", "keyup", "shift")         # ...and b sees it come up
+    host.run("xdotool", "windowfocus", "--sync", str(wa))
+    host.run("xdotool", "type", "--delay", "30", "x")
+    host.run("xdotool", "key", "Return")
+    # a is told which keys are down when it gets the focus back: Shift is not
+    assert _wait_typed(gui, "a", b"x\n") == b"x\n"
