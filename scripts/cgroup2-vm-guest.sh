@@ -38,7 +38,11 @@ ln -sf pts/ptmx /dev/ptmx 2>/dev/null || true
 mount -t tmpfs -o mode=1777 shm /dev/shm
 mount -t configfs none /sys/kernel/config 2>/dev/null || true
 # The guest kernel's own modules, from its package's tree (scripts/vm-kernel.sh): the
-# host's /lib/modules is for the host's kernel.
+# host's /lib/modules is for the host's kernel. The kernel loads modules on demand
+# (nftables expressions, conntrack...) through a modprobe that looks there.
+printf '#!/bin/sh\nexec /usr/sbin/modprobe -d %q "$@"\n' "$BH_KDIR" >/run/bh-modprobe
+chmod 755 /run/bh-modprobe
+echo /run/bh-modprobe >/proc/sys/kernel/modprobe
 for m in loop overlay veth nf_tables nft_chain_nat nft_ct nft_masq nft_reject_inet nft_fib_inet erofs; do
   modprobe -d "$BH_KDIR" "$m" 2>/dev/null || echo "cgroup2-vm: module $m not loaded"
 done
