@@ -42,7 +42,7 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
 
 /* Tables contributed by each api_*.c file, NULL-name terminated. */
 extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api_meta[], bh_api_firewall[],
-    bh_api_volume[], bh_api_misc[], bh_api_device[];
+    bh_api_volume[], bh_api_misc[], bh_api_device[], bh_api_features_request[];
 
 /* For admin.Events: implemented by the server. */
 int bh_server_subscribe(void *conn, const char *filter);

@@ -2,6 +2,7 @@
 #include "api.h"
 #include "cleanup.h"
 #include "engine_glue.h"
+#include "events.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -240,6 +241,147 @@ static int v_clone_to(struct bh_call *c)
     return 0;
 }
 
+/* ---- import and clear (Qubes' two-step import: qubes/api/internal.py) ---- */
+
+static void emit_import(struct bh_call *c, bool begin, uint64_t size, bool success)
+{
+    char sz[32];
+    snprintf(sz, sizeof sz, "%" PRIu64, size);
+    if (begin)
+        bh_events_emit(c->dest->name, "domain-volume-import-begin",
+                       (const char *const[]){ "volume", c->req->arg, "size", sz, NULL });
+    else
+        bh_events_emit(c->dest->name, "domain-volume-import-end",
+                       (const char *const[]){ "volume", c->req->arg, "success", success ? "True" : "False", NULL });
+}
+
+/* Qubes' validate_number: decimal ASCII digits only. */
+static int payload_number(struct bh_call *c, const char *name, bool allow_negative, long long *out)
+{
+    const char *s = c->req->payload;
+    size_t n = c->req->payload_len, i = 0;
+    if (allow_negative && n && s[0] == '-')
+        i = 1;
+    if (n == i || n - i > 19)
+        return bh_exc(c->exc, "ProtocolError", "Invalid %s", name);
+    long long v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return bh_exc(c->exc, "ProtocolError", "Invalid %s", name);
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = s[0] == '-' ? -v : v;
+    return 0;
+}
+
+static int import_begin(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (c->dest->klass == BH_ADMINVM || !vol_known(c->req->arg))
+        return bh_exc(c->exc, "ProtocolError", "Argument not in volume names of the destination");
+    if (need_halted(c) < 0)
+        return -1;
+    long long want = 0;
+    if (c->req->payload_len && payload_number(c, "size of new data", false, &want) < 0)
+        return -1;
+    if (c->req->payload_len && want == 0)
+        return bh_exc(c->exc, "QubesValueError", "size of new data must be positive");
+    char path[4096];
+    uint64_t size = 0;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_import_begin(p, &sqb.sq, c->req->arg, (uint64_t)want, path, sizeof path, &size, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    emit_import(c, true, size, false);
+    return bh_buf_printf(c->out, "%" PRIu64 " %s", size, path) < 0 ? bh_exc(c->exc, "QubesException", "out of memory")
+                                                                    : 0;
+}
+
+static int import_end(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p)
+        return -1;
+    if (c->dest->klass == BH_ADMINVM || !vol_known(c->req->arg))
+        return bh_exc(c->exc, "ProtocolError", "Argument not in volume names of the destination");
+    bool ok = c->req->payload_len == 2 && !memcmp(c->req->payload, "ok", 2);
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_import_end(p, &sqb.sq, c->req->arg, ok, &err));
+    if (r < 0) {
+        emit_import(c, false, 0, false);
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    }
+    emit_import(c, false, 0, ok);
+    if (!ok) {
+        const char *nl = memchr(c->req->payload, '\n', c->req->payload_len);
+        size_t ml = nl ? c->req->payload_len - (size_t)(nl + 1 - c->req->payload) : 0;
+        if (ml > 1024)
+            ml = 1024;
+        for (size_t i = 0; nl && i < ml; i++)
+            if ((unsigned char)nl[1 + i] < 0x20 || (unsigned char)nl[1 + i] > 0x7e)
+                return bh_exc(c->exc, "QubesException", "Data import failed: (unprintable message)");
+        return bh_exc(c->exc, "QubesException", "Data import failed: %.*s", (int)ml, nl ? nl + 1 : "");
+    }
+    return 0;
+}
+
+static int v_clear(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    if (!p || need_vol(c) < 0 || need_halted(c) < 0)
+        return -1;
+    struct bh_volume_info info;
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    WITH_SQ(c, r = bh_volume_clear(p, &sqb.sq, c->req->arg, &err));
+    if (r < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    emit_import(c, true, info.size, false);
+    emit_import(c, false, 0, true);
+    return 0;
+}
+
+static int need_pool_arg(struct bh_call *c)
+{
+    if (strcmp(c->req->arg, "default") != 0)
+        return bh_exc(c->exc, "QubesException", "No such pool: %s", c->req->arg);
+    return 0;
+}
+
+static int pool_set_revisions(struct bh_call *c)
+{
+    struct bh_pool *p = need_pool(c);
+    long long v;
+    if (!p || need_pool_arg(c) < 0 || payload_number(c, "revisions to keep", true, &v) < 0)
+        return -1;
+    if (v < -1)
+        return bh_exc(c->exc, "PermissionDenied", "Value can't be lower than -1");
+    if (v > 1000000)
+        return bh_exc(c->exc, "QubesValueError", "Invalid value for revisions_to_keep");
+    bh_error err = { 0 };
+    if (bh_pool_set_default_revisions(p, (int)v, &err) < 0)
+        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    return 0;
+}
+
+/* Volatile volumes are tmpfs (RAM, gone at the halt): always ephemeral. */
+static int pool_set_ephemeral(struct bh_call *c)
+{
+    bool want;
+    if (!need_pool(c) || need_pool_arg(c) < 0 || payload_bool(c, &want) < 0)
+        return -1;
+    if (!want)
+        return bh_exc(c->exc, "QubesException", "Bulkhead's volatile volumes are always ephemeral (tmpfs)");
+    return 0;
+}
+
 static int pool_list(struct bh_call *c) { return bh_buf_adds(c->out, "default\n"); }
 
 static int pool_info(struct bh_call *c)
@@ -319,6 +461,11 @@ const struct bh_method bh_api_volume[] = {
     { "admin.vm.volume.Set.rw", v_set_rw, A },
     { "admin.vm.volume.Set.ephemeral", v_set_ephemeral, A },
     { "admin.vm.volume.CloneTo", v_clone_to, A },
+    { "admin.vm.volume.Clear", v_clear, A | NP },
+    { "internal.vm.volume.ImportBegin", import_begin, A },
+    { "internal.vm.volume.ImportEnd", import_end, A },
+    { "admin.pool.Set.revisions_to_keep", pool_set_revisions, D | A },
+    { "admin.pool.Set.ephemeral_volatile", pool_set_ephemeral, D | A },
     { "admin.pool.List", pool_list, D | NA | NP },
     { "admin.pool.Info", pool_info, D | A | NP },
     { "admin.pool.ListDrivers", pool_drivers, D | NA | NP },

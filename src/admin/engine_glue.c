@@ -120,7 +120,8 @@ int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *v
     if (v)
         return atoi(v);
     /* Revisions cost a full copy where the pool cannot reflink: the pool decides. */
-    return pool && (!strcmp(vol, "private") || !strcmp(vol, "root")) ? bh_pool_default_revisions(pool) : 0;
+    int d = pool && (!strcmp(vol, "private") || !strcmp(vol, "root")) ? bh_pool_default_revisions(pool) : 0;
+    return d < 0 ? 0 : d; /* a pool's -1 (Qubes: no snapshots) keeps none here */
 }
 
 struct rev_txn {

@@ -44,7 +44,7 @@ struct awin {
     int32_t x, y;      /* outer corner (border included) */
     uint32_t w, h;     /* outer size */
     uint16_t bw;       /* X border width */
-    bool or, mapped, input_only, urgent;
+    bool or, mapped, input_only, urgent, fullscreen;
     xcb_damage_damage_t dmg;
     xcb_pixmap_t pix;  /* composite pixmap while mapped */
     int memfd;
@@ -66,7 +66,8 @@ static struct {
     struct bh_gui_chan ch;
     bool connected;
     xcb_window_t helper, focused;
-    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete, a_net_wm_icon;
+    xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete, a_net_wm_icon, a_net_wm_state,
+        a_state_fullscreen;
     uint8_t *clip;
     size_t cliplen;
     pid_t xvfb;
@@ -281,6 +282,32 @@ static void send_icon(struct awin *w)
     free(r);
 }
 
+/* An application's fullscreen wish (EWMH): the _NET_WM_STATE it sets before mapping, or
+ * the _NET_WM_STATE client message it sends to the root window afterwards, becomes
+ * Qubes' WINDOW_FLAGS FULLSCREEN; the daemon decides what happens. */
+static void send_fullscreen(struct awin *w, bool on)
+{
+    if (on == w->fullscreen)
+        return;
+    w->fullscreen = on;
+    struct bh_gui_window_flags f = { on ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0, on ? 0 : BH_GUI_WINDOW_FLAG_FULLSCREEN };
+    send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
+}
+
+static bool wants_fullscreen(struct awin *w)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, A.a_net_wm_state, XCB_ATOM_ATOM, 0, 32), NULL);
+    bool on = false;
+    if (r && r->format == 32) {
+        const xcb_atom_t *a = xcb_get_property_value(r);
+        for (int i = 0; i < xcb_get_property_value_length(r) / 4; i++)
+            on |= a[i] == A.a_state_fullscreen;
+    }
+    free(r);
+    return on;
+}
+
 static xcb_window_t transient_for(struct awin *w)
 {
     xcb_get_property_reply_t *r = xcb_get_property_reply(
@@ -306,6 +333,9 @@ static void send_map(struct awin *w)
     send_icon(w);
     struct bh_gui_map_info m = { transient_for(w), w->or };
     send_msg(BH_GUI_MSG_MAP, w->id, &m, sizeof m, -1);
+    w->fullscreen = false;
+    if (wants_fullscreen(w))
+        send_fullscreen(w, true);
     new_buffer(w);
 }
 
@@ -470,6 +500,17 @@ static void x_event(xcb_generic_event_t *ev)
             send_urgency(w);
         else if (e->atom == A.a_net_wm_icon)
             send_icon(w);
+        break;
+    }
+    case XCB_CLIENT_MESSAGE: {
+        xcb_client_message_event_t *e = (void *)ev;
+        struct awin *w = find(e->window);
+        if (!w || !w->mapped || e->type != A.a_net_wm_state || e->format != 32)
+            break;
+        uint32_t action = e->data.data32[0];
+        if (e->data.data32[1] != A.a_state_fullscreen && e->data.data32[2] != A.a_state_fullscreen)
+            break;
+        send_fullscreen(w, action == 1 ? true : action == 0 ? false : !w->fullscreen);
         break;
     }
     case XCB_SELECTION_NOTIFY: {
@@ -820,6 +861,8 @@ static int open_x(int display)
     A.a_wm_protocols = atom("WM_PROTOCOLS");
     A.a_wm_delete = atom("WM_DELETE_WINDOW");
     A.a_net_wm_icon = atom("_NET_WM_ICON");
+    A.a_net_wm_state = atom("_NET_WM_STATE");
+    A.a_state_fullscreen = atom("_NET_WM_STATE_FULLSCREEN");
     xcb_flush(A.x);
     return 0;
 }

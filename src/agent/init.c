@@ -121,6 +121,37 @@ static pid_t start_agent(const char *qid)
     return pid;
 }
 
+/* A template without network (BULKHEAD_UPDATES_PROXY): its package manager's proxy
+ * 127.0.0.1:8082, forwarded over qrexec to qubes.UpdatesProxy in the updates qube, and
+ * apt told to use it (Qubes' updates-proxy-setup). Not restarted: a template that
+ * kills it only loses its own updates. */
+static void start_updates_forwarder(void)
+{
+    static const char prog[] = "/usr/lib/bulkhead/updates-forwarder";
+    if (access(prog, X_OK) != 0)
+        return;
+    static const char conf[] = "/etc/apt/apt.conf.d/01qubes-proxy";
+    if (access("/etc/apt/apt.conf.d", W_OK) == 0 && access(conf, F_OK) != 0) {
+        int fd = open(conf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        static const char text[] = "Acquire::http::Proxy \"http://127.0.0.1:8082/\";\n";
+        if (fd >= 0) {
+            (void)!write(fd, text, sizeof text - 1);
+            close(fd);
+        }
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        setsid();
+        execl(prog, "updates-forwarder", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        bh_err("fork updates-forwarder: %s", strerror(errno));
+}
+
 static bool agent_socket_ready(const char *path)
 {
     struct stat st;
@@ -203,6 +234,9 @@ int main(void)
         make_home(user);
     write_resolv_conf();
     unsetenv("BULKHEAD_DNS");
+    if (getenv("BULKHEAD_UPDATES_PROXY"))
+        start_updates_forwarder();
+    unsetenv("BULKHEAD_UPDATES_PROXY");
 
     char sock[256];
     snprintf(sock, sizeof sock, VCHAN_DIR "/vchan.%s.0.512.sock", qid ? qid : "0");

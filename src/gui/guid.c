@@ -3,6 +3,7 @@
  *   bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]
  *                 [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]
  *                 [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]
+ *                 [--allow-fullscreen]
  *
  * Without --color, the label, its colour and index and the qid come from bulkheadd
  * (admin.vm.property.Get, admin.label.Get/Index): dom0's store, never the qube.
@@ -272,8 +273,10 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_WINDOW_FLAGS:
         if (bh_gui_parse_window_flags(body, len, &a, &b, &err) < 0)
             refuse(g, "WINDOW_FLAGS: %s", err.msg);
-        else
-            guid_win_flags(g, w, a, b);
+        else if (guid_win_flags(g, w, a, b)) {
+            struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h, w->override_redirect };
+            send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+        }
         break;
     case BH_GUI_MSG_CURSOR:
         if (bh_gui_parse_cursor(body, len, &a, &err) < 0)
@@ -394,7 +397,7 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         /* the window manager or the user moved or resized a frame: tell the qube */
         xcb_configure_notify_event_t *e = (void *)ev;
         struct guid_win *w = guid_find_x(g, e->window);
-        if (!w || e->window != w->frame || e->width <= 2 * BH_GUID_BORDER || e->height <= 2 * BH_GUID_BORDER)
+        if (!w || e->window != w->frame || e->width <= 2 * w->inset || e->height <= 2 * w->inset)
             break;
         /* the echo of one of our own configures that a later one already replaced:
          * sending it to the qube would undo the later one */
@@ -402,11 +405,11 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
             break;
         struct bh_gui_rect r = w->r;
         if ((ev->response_type & 0x80) || !w->reparented) { /* else relative to a WM frame */
-            r.x = e->x + BH_GUID_BORDER;
-            r.y = e->y + BH_GUID_BORDER;
+            r.x = e->x + (int32_t)w->inset;
+            r.y = e->y + (int32_t)w->inset;
         }
-        r.w = e->width - 2u * BH_GUID_BORDER;
-        r.h = e->height - 2u * BH_GUID_BORDER;
+        r.w = e->width - 2u * w->inset;
+        r.h = e->height - 2u * w->inset;
         if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
             break;
         bool size_changed = r.w != w->r.w || r.h != w->r.h;
@@ -524,7 +527,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]\n"
                "         [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]\n"
-               "         [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]\n");
+               "         [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]\n"
+               "         [--allow-fullscreen]\n");
 }
 
 int main(int argc, char **argv)
@@ -538,7 +542,7 @@ int main(int argc, char **argv)
         { "runtime", required_argument, 0, 'r' }, { "start-agent", no_argument, 0, 's' },
         { "policy-dir", required_argument, 0, 'p' }, { "ask-program", required_argument, 0, 'a' },
         { "clipboard-dir", required_argument, 0, 'C' }, { "connect-timeout", required_argument, 0, 't' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+        { "allow-fullscreen", no_argument, 0, 'F' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     const char *color = NULL, *vdir = NULL, *runtime_opt = NULL;
     bool start = false, have_qid = false;
     int timeout = 30000;
@@ -558,6 +562,7 @@ int main(int argc, char **argv)
         case 'a': g.ask_program = optarg; break;
         case 'C': g.clip_dir = optarg; break;
         case 't': timeout = atoi(optarg); break;
+        case 'F': g.allow_fullscreen = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -21,6 +21,12 @@ struct guid_win {
     xcb_window_t frame, content;  /* ours */
     struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
     bool override_redirect, mapped, reparented;
+    /* a fullscreen request: with allow_fullscreen the qube's pixels cover the whole
+     * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
+     * window is maximised inside its frame (Qubes turns it into a maximise) */
+    bool fullscreen, attention;
+    uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
+    struct bh_gui_rect saved;     /* geometry before fullscreen */
     uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
     uint32_t transient_for;
     int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
@@ -47,7 +53,8 @@ struct guid {
     bool have_shm_fd;
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
-        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon;
+        a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon, a_state_fullscreen,
+        a_state_max_vert, a_state_max_horz;
     xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
@@ -61,6 +68,7 @@ struct guid {
     struct guid_win *wins;
     unsigned nwins;
     bool clip_copy_pending;
+    bool allow_fullscreen;        /* Qubes' gui-allow-fullscreen feature */
     unsigned long long refused;   /* messages refused (logged) */
 };
 
@@ -76,7 +84,8 @@ void guid_win_unmap(struct guid *g, struct guid_win *w);
 void guid_win_title(struct guid *g, struct guid_win *w, const char *title);
 void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const char *name);
 void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h);
-void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
+/* Returns true when the window's geometry changed (the agent must be told). */
+bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
 /* pixels: iw*ih ARGB values (unaligned) already checked by bh_gui_parse_window_icon */
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);

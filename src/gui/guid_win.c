@@ -55,6 +55,9 @@ int guid_x_open(struct guid *g, bh_error *err)
     xcb_create_gc(g->x, g->gc, g->screen->root, XCB_GC_GRAPHICS_EXPOSURES, (uint32_t[]){ 0 });
     g->a_xkb_names = atom(g->x, "_XKB_RULES_NAMES");
     g->a_net_wm_icon = atom(g->x, "_NET_WM_ICON");
+    g->a_state_fullscreen = atom(g->x, "_NET_WM_STATE_FULLSCREEN");
+    g->a_state_max_vert = atom(g->x, "_NET_WM_STATE_MAXIMIZED_VERT");
+    g->a_state_max_horz = atom(g->x, "_NET_WM_STATE_MAXIMIZED_HORZ");
     guid_load_keymap(g);
     /* the host's layout changes (setxkbmap, a desktop's layout switcher) show as a new
      * _XKB_RULES_NAMES on the root window */
@@ -146,6 +149,8 @@ static void set_prop(struct guid *g, xcb_window_t w, xcb_atom_t prop, xcb_atom_t
     xcb_change_property(g->x, XCB_PROP_MODE_REPLACE, w, prop, type, fmt, n, data);
 }
 
+static void update_state(struct guid *g, struct guid_win *w);
+
 int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r0, bool override_redirect)
 {
     if (guid_find_remote(g, remote)) {
@@ -164,6 +169,7 @@ int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r
     memset(w, 0, sizeof *w);
     w->remote = remote;
     w->memfd = -1;
+    w->inset = BH_GUID_BORDER;
     w->r = *r0;
     w->override_redirect = override_redirect;
     clamp(g, &w->r);
@@ -227,8 +233,20 @@ void guid_win_destroy(struct guid *g, struct guid_win *w)
 void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r0)
 {
     struct bh_gui_rect r = *r0;
+    if (w->fullscreen && w->inset == 0 && r.x == 0 && r.y == 0 && r.w == g->screen->width_in_pixels &&
+        r.h == g->screen->height_in_pixels)
+        return; /* the qube agrees with its allowed fullscreen */
     clamp(g, &r);
-    if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
+    if (w->fullscreen) {
+        /* the qube placed the window itself: fullscreen ends, the frame shows again */
+        w->fullscreen = false;
+        update_state(g, w);
+        if (w->inset != BH_GUID_BORDER) {
+            w->inset = BH_GUID_BORDER;
+            uint32_t pos[] = { BH_GUID_BORDER, BH_GUID_BORDER };
+            xcb_configure_window(g->x, w->content, XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y, pos);
+        }
+    } else if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
         return;
     w->r = r;
     uint32_t fv[] = { (uint32_t)(r.x - BH_GUID_BORDER), (uint32_t)(r.y - BH_GUID_BORDER),
@@ -305,16 +323,73 @@ void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_wind
     set_prop(g, w->frame, XCB_ATOM_WM_NORMAL_HINTS, XCB_ATOM_WM_SIZE_HINTS, 32, 18, v);
 }
 
-void guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
+/* Places the content at r (host coordinates) with the frame `inset` pixels around it. */
+static void place(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r, uint32_t inset)
 {
-    /* Fullscreen would let a qube cover the frame: refused, as Qubes' default
-     * (allow_fullscreen = false). Minimise is the window manager's to do. */
-    if (set & BH_GUI_WINDOW_FLAG_FULLSCREEN)
-        bh_info("%s: window 0x%x asked for fullscreen: refused", g->qube, w->remote);
-    if (set & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
-        set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, 1, &g->a_state_attention);
-    if (unset & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+    w->r = *r;
+    w->inset = inset;
+    uint32_t fv[] = { (uint32_t)(r->x - (int32_t)inset), (uint32_t)(r->y - (int32_t)inset), r->w + 2 * inset,
+                      r->h + 2 * inset };
+    w->cfg_seq = (uint16_t)xcb_configure_window(g->x, w->frame,
+                                                XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
+                                                    XCB_CONFIG_WINDOW_HEIGHT,
+                                                fv).sequence;
+    uint32_t cv[] = { inset, inset, r->w, r->h };
+    xcb_configure_window(g->x, w->content,
+                         XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH | XCB_CONFIG_WINDOW_HEIGHT,
+                         cv);
+}
+
+/* _NET_WM_STATE from what we decided: fullscreen (allowed) or maximised, attention. */
+static void update_state(struct guid *g, struct guid_win *w)
+{
+    xcb_atom_t st[3];
+    uint32_t n = 0;
+    if (w->fullscreen && w->inset == 0)
+        st[n++] = g->a_state_fullscreen;
+    else if (w->fullscreen)
+        st[n++] = g->a_state_max_vert, st[n++] = g->a_state_max_horz;
+    if (w->attention)
+        st[n++] = g->a_state_attention;
+    if (n)
+        set_prop(g, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 32, n, st);
+    else
         xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
+}
+
+bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
+{
+    bool moved = false;
+    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
+    if ((set & BH_GUI_WINDOW_FLAG_FULLSCREEN) && !w->fullscreen) {
+        /* Fullscreen without its frame only where the user allowed it for this qube
+         * (Qubes' gui-allow-fullscreen); otherwise, as Qubes, a maximise: the window
+         * fills the screen inside its frame, which keeps showing. */
+        w->saved = w->r;
+        w->fullscreen = true;
+        if (g->allow_fullscreen) {
+            struct bh_gui_rect r = { 0, 0, sw, sh };
+            place(g, w, &r, 0);
+            bh_info("%s: window 0x%x is fullscreen (allowed for this qube)", g->qube, w->remote);
+        } else {
+            struct bh_gui_rect r = { BH_GUID_BORDER, BH_GUID_BORDER, sw - 2 * BH_GUID_BORDER, sh - 2 * BH_GUID_BORDER };
+            place(g, w, &r, BH_GUID_BORDER);
+            bh_info("%s: window 0x%x asked for fullscreen: maximised inside its frame instead", g->qube, w->remote);
+        }
+        moved = true;
+    } else if ((unset & BH_GUI_WINDOW_FLAG_FULLSCREEN) && w->fullscreen) {
+        w->fullscreen = false;
+        struct bh_gui_rect r = w->saved;
+        clamp(g, &r);
+        place(g, w, &r, BH_GUID_BORDER);
+        moved = true;
+    }
+    if (set & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+        w->attention = true;
+    if (unset & BH_GUI_WINDOW_FLAG_DEMANDS_ATTENTION)
+        w->attention = false;
+    update_state(g, w);
+    return moved;
 }
 
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)

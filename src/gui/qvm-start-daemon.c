@@ -58,6 +58,20 @@ static bool has_gui(const char *name)
     return true;
 }
 
+/* Qubes' GUI daemon options: the qube's gui-NAME feature, else the GUI qube's (dom0's)
+ * gui-default-NAME. A bool is true when the feature is not empty (Qubes: bool(value)). */
+static bool gui_option_bool(const char *qube, const char *name)
+{
+    char feat[96], v[256];
+    snprintf(feat, sizeof feat, "gui-%s", name);
+    if (admin_ok("admin.vm.feature.Get", feat, qube, v, sizeof v))
+        return v[0] != '\0';
+    snprintf(feat, sizeof feat, "gui-default-%s", name);
+    if (admin_ok("admin.vm.feature.Get", feat, "dom0", v, sizeof v))
+        return v[0] != '\0';
+    return false;
+}
+
 static bool is_excluded(const char *name)
 {
     for (int i = 0; i < nexcluded; i++)
@@ -91,20 +105,31 @@ static void start_guid(const char *name)
     }
     if (free_slot < 0 || !has_gui(name))
         return;
+    bool fullscreen = gui_option_bool(name, "allow-fullscreen");
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
-        if (runtime)
-            execl(guid_prog, "bulkhead-guid", "--qube", name, "--start-agent", "--runtime", runtime, (char *)NULL);
-        else
-            execl(guid_prog, "bulkhead-guid", "--qube", name, "--start-agent", (char *)NULL);
+        const char *argv[10];
+        int n = 0;
+        argv[n++] = "bulkhead-guid";
+        argv[n++] = "--qube";
+        argv[n++] = name;
+        argv[n++] = "--start-agent";
+        if (runtime) {
+            argv[n++] = "--runtime";
+            argv[n++] = runtime;
+        }
+        if (fullscreen)
+            argv[n++] = "--allow-fullscreen";
+        argv[n] = NULL;
+        execv(guid_prog, (char *const *)argv);
         _exit(127);
     }
     if (pid > 0) {
         snprintf(daemons[free_slot].name, sizeof daemons[free_slot].name, "%s", name);
         daemons[free_slot].pid = pid;
-        bh_info("started the GUI daemon of %s (pid %d)", name, pid);
+        bh_info("started the GUI daemon of %s (pid %d)%s", name, pid, fullscreen ? " (fullscreen allowed)" : "");
     }
 }
 

@@ -269,6 +269,7 @@ static _Noreturn void run_dom0_stream(struct bh_qx_stream *s)
             s->exit_fd = ep[0];
             s->child = -1;
         }
+        s->no_splice = true; /* the filter below has no ioctl (stream.c's FIONREAD) */
         if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0 || bh_qx_seccomp_unpriv(&err) < 0) {
             bh_err("call to dom0: %s", err.msg);
             _exit(1);
@@ -332,7 +333,10 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
         int r = bh_qx_spawn(&cmd, &o, &pid, &s.in_fd, &s.out_fd, &s.err_fd, &err);
         char self[4096], fwd[4200];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (r == 127 && !strncmp(service_full, "admin.", 6) && n > 0) {
+        /* Qubes' misc services (qubes/api/misc.py) go to qubesd the same way. */
+        bool misc = !strcmp(service_full, "qubes.FeaturesRequest") || !strcmp(service_full, "qubes.NotifyTools") ||
+                    !strcmp(service_full, "qubes.NotifyUpdates");
+        if (r == 127 && (!strncmp(service_full, "admin.", 6) || misc) && n > 0) {
             /* Admin API over qrexec: no service file of its own -> forward to bulkheadd as
              * the calling qube (every name here was validated: no shell syntax possible). */
             self[n] = '\0';

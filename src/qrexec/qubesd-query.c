@@ -1,5 +1,6 @@
 /* qubesd-query SOURCE METHOD[+ARG] DEST: a qube's Admin API call, arriving over qrexec
- * (service admin.*, target dom0, allowed by policy), forwarded to bulkheadd with the
+ * (service admin.* or qubes.FeaturesRequest/NotifyTools/NotifyUpdates, target dom0,
+ * allowed by policy), forwarded to bulkheadd with the
  * calling qube as its source (PROTOCOLS.md §1). The payload is stdin (at most 64 KiB);
  * bulkheadd's raw reply goes to stdout, as Qubes' qubesd-query does. The qrexec daemon
  * runs this for admin.* calls that have no dom0 service file of their own.
@@ -94,7 +95,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *src = argv[1], *method = argv[2], *dest = argv[3];
-    if (!bh_qube_name_valid(src, NULL) || !bh_qx_service_valid(method) || strncmp(method, "admin.", 6) ||
+    /* admin.* and Qubes' misc calls (qubes/api/misc.py); nothing else reaches bulkheadd. */
+    bool misc = !strcmp(method, "qubes.FeaturesRequest") || !strcmp(method, "qubes.NotifyTools") ||
+                !strcmp(method, "qubes.NotifyUpdates");
+    if (!bh_qube_name_valid(src, NULL) || !bh_qx_service_valid(method) || (strncmp(method, "admin.", 6) && !misc) ||
         (strcmp(dest, "dom0") && !bh_qube_name_valid(dest, NULL))) {
         fprintf(stderr, "qubesd-query: invalid arguments\n");
         return 2;

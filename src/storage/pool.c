@@ -197,7 +197,27 @@ static bool probe_reflink(int pfd)
 
 int bh_pool_default_revisions(const struct bh_pool *p)
 {
+    /* Set by admin.pool.Set.revisions_to_keep (a small file in the pool directory). */
+    _cleanup_free_ char *set = bh_fs_read_small_at(p->fd, "revisions_to_keep", 16);
+    if (set) {
+        char *end;
+        long v = strtol(set, &end, 10);
+        if (end != set && (*end == '\n' || !*end) && v >= -1 && v <= 1000000)
+            return (int)v;
+    }
     return p->reflink ? 1 : 0;
+}
+
+int bh_pool_set_default_revisions(struct bh_pool *p, int keep, bh_error *err)
+{
+    if (keep < -1)
+        return bh_fail(err, EINVAL, "Value can't be lower than -1");
+    _cleanup_close_ int lock = st_lock(p, err);
+    if (lock < 0)
+        return -1;
+    char v[16];
+    int n = snprintf(v, sizeof v, "%d\n", keep);
+    return bh_fs_write_atomic_at(p->fd, "revisions_to_keep", v, (size_t)n, 0644, err);
 }
 
 int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n)

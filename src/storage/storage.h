@@ -99,6 +99,19 @@ int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n);
  * filesystem has reflinks, so that a revision costs no copy; 0 elsewhere, where each
  * revision would be a full copy of the volume's data at every shutdown. */
 int bh_pool_default_revisions(const struct bh_pool *p);
+/* admin.pool.Set.revisions_to_keep: the pool's default from now on (-1 and up), kept in
+ * <pool>/revisions_to_keep. */
+int bh_pool_set_default_revisions(struct bh_pool *p, int keep, bh_error *err);
+
+/* Import (import.c), Qubes' two steps: begin makes an empty file of `size` bytes (0:
+ * the volume's current size) next to the private volume and puts its absolute path in
+ * path; the caller writes the raw data there; end(ok) checks it (a clean ext4) and
+ * renames it over the volume, end(!ok) deletes it. Only `private`, qube halted. */
+int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
+                           char *path, size_t n, uint64_t *size_out, bh_error *err);
+int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bool ok, bh_error *err);
+/* admin.vm.volume.Clear: the private volume becomes a fresh empty filesystem of its size. */
+int bh_volume_clear(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bh_error *err);
 /* <root>/pools/<name>, for messages. */
 const char *bh_pool_path(const struct bh_pool *p);
 

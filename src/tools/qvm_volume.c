@@ -5,9 +5,12 @@
 #include "sizes.h"
 #include "table.h"
 #include "tools.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { O_POOL = 1, O_FULL, O_ALL, O_EXCLUDE, O_FORCE, O_SIZE, O_NO_RESIZE };
@@ -39,7 +42,7 @@ static const struct cli_tool tool = {
     "    resize (extend)     resize volume for domain: resize [-f] VM:VOLUME SIZE\n"
     "    list (ls,l)         list storage volumes: list [-p POOL] [--full] [--all | VMNAME...]\n"
     "    revert (rv,r)       revert volume to previous revision: revert VM:VOLUME [REVISION]\n"
-    "    import              import volume data (not supported by Bulkhead yet)\n",
+    "    import              import data into a volume: import [--size SIZE | --no-resize] VM:VOLUME PATH|-\n",
 };
 
 static bool cmd_is(const char *c, const char *const *names)
@@ -281,6 +284,90 @@ static int do_list(const struct cli_args *a, const struct strv *names)
     return 0;
 }
 
+/* Copies exactly `size` bytes of in into path (made by ImportBegin: opened without
+ * creating, never through a link), leaving holes where the data is zero, as Qubes'
+ * import script does with dd conv=sparse,notrunc,nocreat,fdatasync. NULL or an error. */
+static const char *copy_in(int in, const char *path, unsigned long long size)
+{
+    int out = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (out < 0)
+        return qt_printf("error copying data (%s)", strerror(errno));
+    static char buf[128 << 10];
+    unsigned long long done = 0;
+    while (done < size) {
+        size_t want = size - done < sizeof buf ? (size_t)(size - done) : sizeof buf;
+        ssize_t n = read(in, buf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            close(out);
+            return "error copying data";
+        }
+        if (n == 0)
+            break;
+        bool zero = true;
+        for (ssize_t i = 0; i < n && zero; i++)
+            zero = buf[i] == 0;
+        if (!zero && pwrite(out, buf, (size_t)n, (off_t)done) != n) {
+            close(out);
+            return "error copying data";
+        }
+        done += (unsigned long long)n;
+    }
+    bool synced = fdatasync(out) == 0;
+    close(out);
+    if (!synced)
+        return "error copying data";
+    if (done != size)
+        return qt_printf("not enough data (copied %llu bytes, expected %llu bytes)", done, size);
+    char extra;
+    ssize_t more;
+    while ((more = read(in, &extra, 1)) < 0 && errno == EINTR)
+        ;
+    if (more != 0)
+        return qt_printf("too much data (expected %llu bytes)", size);
+    return NULL;
+}
+
+/* Qubes' admin.vm.volume.Import / ImportWithSize flow, as its dom0 script runs it:
+ * internal.vm.volume.ImportBegin answers "SIZE PATH", the data goes there, and
+ * internal.vm.volume.ImportEnd ("ok" or "fail\nWHY") answers for the whole import. */
+static int do_import(const struct cli_args *a, const struct strv *pos)
+{
+    need_args(pos, 3, 3, "VM:VOLUME, INPUT_PATH");
+    const char *vm, *vol;
+    vm_volume(pos->v[1], &vm, &vol);
+    const char *input = pos->v[2];
+    int in = !strcmp(input, "-") ? 0 : open(input, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        cli_fail("[Errno %d] %s: %s", errno, strerror(errno), py_repr(input));
+    const char *size_payload = NULL;
+    if (!cli_has(a, O_NO_RESIZE)) {
+        unsigned long long size;
+        if (cli_get(a, O_SIZE)) {
+            if (!parse_size(cli_get(a, O_SIZE), &size))
+                cli_fail("Invalid size: %s.", str_upper(cli_get(a, O_SIZE)));
+        } else {
+            struct stat st;
+            if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode))
+                cli_fail("Failed to get %s file size, specify it explicitly with --size, or use --no-resize option",
+                         input);
+            size = (unsigned long long)st.st_size;
+        }
+        size_payload = qt_printf("%llu", size);
+    }
+    char *begin = api_must(vm, "internal.vm.volume.ImportBegin", vol, size_payload,
+                           size_payload ? strlen(size_payload) : 0);
+    char *space = strchr(begin, ' ');
+    unsigned long long size;
+    if (!space || (*space = '\0', !str_to_u64(begin, &size)))
+        cli_fail("unexpected answer to internal.vm.volume.ImportBegin");
+    const char *error = copy_in(in, space + 1, size);
+    const char *status = error ? qt_printf("fail\n%s", error) : "ok";
+    api_must(vm, "internal.vm.volume.ImportEnd", vol, status, strlen(status));
+    return 0;
+}
+
 int qvm_volume_main(int argc, char **argv)
 {
     static const char *const c_info[] = { "info", "i", NULL };
@@ -309,8 +396,7 @@ int qvm_volume_main(int argc, char **argv)
         return do_list(&a, &names);
     }
     if (!strcmp(cmd, "import"))
-        cli_fail("qvm-volume import: streaming volume data is not supported by Bulkhead's "
-                 "Admin API yet");
+        return do_import(&a, &a.pos);
     cli_usage_error("argument command: invalid choice: %s (choose from 'info', 'i', 'config', "
                     "'c', 'set', 's', 'resize', 'extend', 'list', 'ls', 'l', 'revert', 'rv', "
                     "'r', 'import')", py_repr(cmd));

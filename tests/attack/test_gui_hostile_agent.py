@@ -20,6 +20,7 @@ from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display, t
 CREATE, DESTROY, MAP, UNMAP, CONFIGURE, SHMIMAGE = 130, 131, 132, 133, 134, 136
 CLIPBOARD_DATA, WMNAME, WINDOW_DUMP, KEYPRESS = 140, 141, 147, 124
 WINDOW_ICON = 0x10002
+WINDOW_FLAGS, FULLSCREEN = 145, 1
 RED = 0xcc0000
 F_ADD_SEALS, F_SEAL_SHRINK, F_SEAL_GROW = 1033, 0x2, 0x4
 
@@ -31,7 +32,7 @@ def hdr(t, win, n):
 class FakeAgent:
     """Listens on the qube's vchan socket like a gui-agent; bulkhead-guid connects."""
 
-    def __init__(self, tmp, host, name="evil", qid=7):
+    def __init__(self, tmp, host, name="evil", qid=7, extra=()):
         self.dir = pathlib.Path(tmp) / f"vchan-{name}"
         self.dir.mkdir()
         path = self.dir / f"vchan.{qid}.0.6000.sock"
@@ -44,7 +45,7 @@ class FakeAgent:
         self.proc = subprocess.Popen(
             [gui_bin("bulkhead-guid"), "--qube", name, "--qid", str(qid), "--color", "0xcc0000", "--label", "red",
              "--label-index", "1", "--vchan-dir", str(self.dir), "--clipboard-dir", str(pathlib.Path(tmp) / "clip"),
-             "--policy-dir", str(pathlib.Path(tmp) / "policy.d")],
+             "--policy-dir", str(pathlib.Path(tmp) / "policy.d"), *extra],
             env=host.env(), stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         self.sock, _ = ls.accept()
         ls.close()
@@ -89,6 +90,29 @@ class FakeAgent:
         fd = self.buffer(win, w, h, colour)
         self.send(SHMIMAGE, win, struct.pack("=4I", 0, 0, w, h))
         return fd
+
+    def messages(self, timeout=2.0):
+        """What the daemon sent since the last call: [(type, window, body)]."""
+        import select
+        buf = getattr(self, "_rbuf", b"")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                break
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        out = []
+        while len(buf) >= 12:
+            t, win, n = struct.unpack("=III", buf[:12])
+            if len(buf) < 12 + n:
+                break
+            out.append((t, win, buf[12:12 + n]))
+            buf = buf[12 + n:]
+        self._rbuf = buf
+        return out
 
     def log_text(self):
         return self.log.read_text(errors="replace")
@@ -322,7 +346,8 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
         # what it may do: ask for attention (the window manager decides); not fullscreen
         under = host_display.find_window("[evil] tried")
         assert "_NET_WM_STATE_DEMANDS_ATTENTION" in host_display.prop(under, "_NET_WM_STATE")
-        assert "asked for fullscreen: refused" in evil.log_text()
+        assert "asked for fullscreen: maximised inside its frame instead" in evil.log_text()
+        assert "_NET_WM_STATE_FULLSCREEN" not in host_display.prop(under, "_NET_WM_STATE")
     finally:
         evil.close()
         good.close()
@@ -395,3 +420,55 @@ def test_icons_are_limited_checked_and_tinted(agent):
     agent.sock.sendall(hdr(WINDOW_ICON, 1, 8 + 65 * 65 * 4) + b"\0" * 1000)
     assert agent.proc.wait(10) == 1
     assert "WINDOW_ICON with length 16908" in agent.log_text()
+
+
+def _fullscreen(agent, on):
+    agent.send(WINDOW_FLAGS, 1, struct.pack("=II", FULLSCREEN if on else 0, 0 if on else FULLSCREEN))
+
+
+def _configures(agent, win):
+    return [struct.unpack("=5I", b)[:4] for t, w, b in agent.messages() if t == CONFIGURE and w == win]
+
+
+def test_fullscreen_keeps_the_frame_unless_allowed(tmp_path, host_display):
+    """A qube asking for fullscreen to hide its frame gets, as in Qubes, a maximised
+    window whose frame still shows; only a qube the user allowed fullscreen (Qubes'
+    gui-allow-fullscreen) covers the screen, which is the positive control that the
+    request was made and honoured where allowed."""
+    sw, sh = host_display.width, host_display.height
+    evil = FakeAgent(tmp_path, host_display)
+    ok = FakeAgent(tmp_path, host_display, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    try:
+        for a in (evil, ok):
+            a.window(1, "full", x=100, y=100, w=120, h=80, colour=0x00ff00)
+        we, wo = host_display.find_window("[evil] full"), host_display.find_window("[trusted] full")
+        for a in (evil, ok):
+            a.messages(0.5)
+            _fullscreen(a, True)
+        # the refused one: maximised inside its frame, told so
+        assert (BORDER, BORDER, sw - 2 * BORDER, sh - 2 * BORDER) in _configures(evil, 1)
+        evil.wait_log("asked for fullscreen: maximised inside its frame instead")
+        assert host_display.geometry(we) == (0, 0, sw, sh)
+        assert "_NET_WM_STATE_FULLSCREEN" not in host_display.prop(we, "_NET_WM_STATE")
+        # the allowed one covers the screen, frame and all
+        assert (0, 0, sw, sh) in _configures(ok, 1)
+        assert host_display.geometry(wo) == (0, 0, sw, sh)
+        assert "_NET_WM_STATE_FULLSCREEN" in host_display.prop(wo, "_NET_WM_STATE")
+        # stacking: look at each alone
+        host_display.run("xdotool", "windowunmap", "--sync", str(wo))
+        time.sleep(0.5)
+        ok_frame, bad = frame_is(host_display.screenshot(), (0, 0, sw, sh), RED)
+        assert ok_frame, bad  # the refused qube's frame shows on every edge
+        host_display.run("xdotool", "windowmap", "--sync", str(wo))
+        host_display.run("xdotool", "windowunmap", "--sync", str(we))
+        time.sleep(0.5)
+        shot = host_display.screenshot()
+        assert host_display.pixel(shot, 0, 0) == 0x00ff00  # the qube's pixels, no frame
+        # leaving fullscreen brings the window back where it was, framed
+        _fullscreen(ok, False)
+        assert (100, 100, 120, 80) in _configures(ok, 1)
+        assert host_display.geometry(wo) == (100 - BORDER, 100 - BORDER, 120 + 2 * BORDER, 80 + 2 * BORDER)
+        alive(evil, 1, "full-still")
+    finally:
+        evil.close()
+        ok.close()

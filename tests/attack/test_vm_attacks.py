@@ -1,14 +1,16 @@
 """Attacks from inside a VM qube (its root, in its own kernel) on the host side: the
-host's files, the host's /usr. Each has a positive
-control showing the attempt ran."""
+host's files, the host's /usr, the virtio-serial port that carries qrexec (floods,
+garbage, oversized frames). Each has a positive control showing the attempt ran."""
 import os
 import pathlib
 import sys
 
 _sys_path = str(pathlib.Path(__file__).resolve().parents[1] / "integration")
 sys.path.insert(0, _sys_path)
+import pytest  # noqa: E402
+
 from admin_fixtures import state_of  # noqa: E402
-from vm_fixtures import vm_env, qvm_run, start  # noqa: E402,F401
+from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for  # noqa: E402,F401
 
 
 def alive(pid):
@@ -51,3 +53,123 @@ def test_host_usr_is_read_only_in_the_guest(vm_env):
     out = r.stdout.decode()
     assert "control-ok" in out  # the guest's root could write where it may
     assert not os.path.exists(f"/usr/{name}") and not os.path.exists(f"/usr/lib/bulkhead/{name}")
+
+
+def test_only_the_guest_bridge_holds_the_port(vm_env):
+    """The virtio-serial port carries every qrexec frame to the host: a guest process
+    that held it could read them. Only the guest's bridge may have it open (vminit
+    once leaked it into bulkhead-init and so into every process of the qube)."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    r = root(d, "for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q vport && cat $p/comm; done; "
+                "ls -l /proc/self/fd | grep -c vport")
+    assert r.returncode == 1, r.stderr  # grep -c found no port in this shell's own fds
+    holders = r.stdout.decode().split()
+    assert holders[:-1] == ["bulkhead-vchan-"]  # control: the search sees the bridge's fd
+
+
+# Run by the guest's root, detached from the qrexec call that starts it: kills the
+# guest's bridge, takes the virtio-serial port over and writes to the host bridge.
+PORT_WRITER = r"""
+import glob, os, struct, sys, time
+time.sleep(1)  # the qrexec call that started us returns first
+for c in glob.glob("/proc/[0-9]*/comm"):
+    try:
+        if open(c).read().strip() == "bulkhead-vchan-":
+            os.kill(int(c.split("/")[2]), 9)
+    except OSError:
+        pass
+dev = next("/dev/" + n.split("/")[-2] for n in glob.glob("/sys/class/virtio-ports/*/name")
+           if open(n).read().strip() == "bulkhead.vchan")
+for _ in range(500):
+    try:
+        fd = os.open(dev, os.O_RDWR)
+        break
+    except OSError:  # EBUSY until the killed bridge's fd is gone
+        time.sleep(0.01)
+def frame(t, i, payload=b""):
+    return struct.pack("<III", t, i, len(payload)) + payload
+def put(b):
+    while b:
+        b = b[os.write(fd, b[:32768]):]
+put(frame(10, 0))  # HELLO: the host answers, the stream is ours
+mode = sys.argv[1]
+if mode == "garbage":
+    put(bytes([0xff]) * 12 + os.urandom(4096))
+elif mode == "oversized":
+    put(struct.pack("<III", 4, 1, 16 << 20) + os.urandom(65536))
+elif mode == "flood":
+    for i in range(2000):  # more names than the host keeps
+        put(frame(1, 0, b"vchan.9.%d.%d.sock" % (i, i)))
+    chunk = b"".join(frame(4, 999999, os.urandom(65536)) for _ in range(8))
+    for _ in range(64):  # 32 MiB of data for a stream that does not exist
+        put(chunk)
+    put(frame(2, 0, b"vchan.9.0.0.sock") + frame(1, 0, b"vchan.7.7.7.sock"))  # after all of it
+time.sleep(600)
+"""
+
+
+def take_over_port(d, mode):
+    r = root(d, f"cat > /tmp/w.py && setsid -f python3 /tmp/w.py {mode} </dev/null >/dev/null 2>&1; echo started",
+             input=PORT_WRITER.encode())
+    assert r.stdout.decode().strip() == "started", r.stderr
+
+
+def worker_rss_kb(d):
+    """VmRSS of the host bridge's worker (the supervisor's child)."""
+    sup = int((d.runtime / "qubes/v/bridge.pid").read_text().split()[0])
+    kids = pathlib.Path(f"/proc/{sup}/task/{sup}/children").read_text().split()
+    assert len(kids) == 1
+    status = pathlib.Path(f"/proc/{kids[0]}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def test_port_flood_is_bounded(vm_env):
+    """The guest's root floods the host bridge with valid frames: 2000 listener names
+    (the host keeps 256) and 32 MiB of data for a stream that does not exist. The host
+    bridge keeps going with bounded memory; the qube only loses its own qrexec."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    vchan = d.runtime / "qubes/v/vchan"
+    take_over_port(d, "flood")
+    # control: the marker is announced after the whole flood, so all of it was parsed
+    assert wait_for(lambda: (vchan / "vchan.7.7.7.sock").exists(), 240, 0.5)
+    names = [n for n in os.listdir(vchan) if n.startswith("vchan.9.")]
+    assert 200 <= len(names) < 256  # bounded (256 names in all), and the flood arrived
+    assert state_of(d, "v") == "Running"
+    assert worker_rss_kb(d) < 64 * 1024
+    d.call("admin.vm.Kill", "v")
+    assert vm_leftovers(d, "v") == []
+
+
+@pytest.mark.parametrize("mode", ["garbage", "oversized"])
+def test_port_junk_stops_the_qube(vm_env, mode):
+    """Garbage, or a frame longer than the protocol allows: the host bridge refuses it
+    and ends; without it the qube has no qrexec, so it is stopped and reported as
+    stopped unexpectedly (like a guest panic) with nothing left behind."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    take_over_port(d, mode)
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 120, 0.5)
+    log = (d.runtime / "qubes/v/bridge.log").read_text()
+    assert "malformed frame" in log  # control: the junk reached the host bridge's parser
+    assert "stopping the qube" in log
+    assert vm_leftovers(d, "v") == []
+    assert "stopped unexpectedly" in d.log.read_text()
+
+
+def test_host_bridge_killed_from_outside_stops_the_qube(vm_env):
+    """The host bridge's worker killed on the host (OOM, an admin): the qube is stopped
+    cleanly rather than left Running without qrexec."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    sup = int((d.runtime / "qubes/v/bridge.pid").read_text().split()[0])
+    worker = int(pathlib.Path(f"/proc/{sup}/task/{sup}/children").read_text().split()[0])
+    os.kill(worker, 9)
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert "killed (signal 9)" in (d.runtime / "qubes/v/bridge.log").read_text()
+    assert vm_leftovers(d, "v") == []

@@ -1,9 +1,11 @@
 """Window decorations with real ns qubes on an Xvfb host display: a qube's window icon
-reaches the desktop tinted in the qube's label colour and no larger than 64x64."""
+reaches the desktop tinted in the qube's label colour and no larger than 64x64; an
+application's fullscreen request covers the screen only in a qube the user allowed
+(Qubes' gui-allow-fullscreen / gui-default-allow-fullscreen features)."""
 import time
 
 from admin_fixtures import engine_daemon  # noqa: F401
-from gui_fixtures import LABEL_COLOURS, host_display, tint  # noqa: F401
+from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display, tint  # noqa: F401
 from test_gui import ask_script, gui  # noqa: F401
 
 
@@ -66,3 +68,79 @@ def test_window_icons_are_tinted_and_limited(gui):
     got = _host_icon(gui, wid, 2 + 16 * 16)
     assert got == [16, 16] + [tint(0xff3465a4, red)] * 256
     assert tint(0xff3465a4, red) != 0xff3465a4  # (a blue icon is not blue on a red qube)
+
+
+# An EWMH application's fullscreen request: the _NET_WM_STATE client message to the root
+# window (raw X11 in the qube; argv: window, 1 to enter or 0 to leave).
+FULLSCREEN_REQUEST = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
+s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+def recv(n):
+    b = b""
+    while len(b) < n: b += s.recv(n - len(b))
+    return b
+h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
+vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
+root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+def atom(name):
+    n = name.encode(); pad = (4 - len(n) % 4) % 4
+    s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
+    return struct.unpack("<I", recv(32)[8:12])[0]
+state, full = atom("_NET_WM_STATE"), atom("_NET_WM_STATE_FULLSCREEN")
+ev = struct.pack("<BBHII5I", 33, 32, 0, int(sys.argv[1]), state, int(sys.argv[2]), full, 0, 1, 0)
+s.sendall(struct.pack("<BBHII", 25, 0, 11, root, 0x180000) + ev)
+atom("ATOM")
+"""
+
+
+def test_fullscreen_only_where_the_user_allowed_it(engine_daemon, host_display):
+    d, host = engine_daemon, host_display
+    d.call("admin.vm.feature.Set+gui-default-allow-fullscreen", "dom0", "")  # the default: not allowed
+    d.call("admin.vm.feature.Set+gui-allow-fullscreen", "a", "1")            # a: allowed
+    s = GuiSession(d, host)
+    for q in ("a", "b"):
+        assert s.qvm_run(q, "true").returncode == 0
+    s.start()
+    try:
+        wins = {}
+        for q, x in (("a", 20), ("b", 400)):
+            s.wait_gui(q)
+            s.spawn(q, f"xterm -T full-{q} -geometry 30x5+{x}+20")
+            wins[q] = host.find_window(f"[{q}] full-{q}")
+            s.qvm_run(q, f"cat > /tmp/full.py <<'EOF'\n{FULLSCREEN_REQUEST}\nEOF")
+        assert "GUI daemon of a (pid" in s.log.read_text() and "(fullscreen allowed)" in s.log.read_text()
+        for q in ("a", "b"):
+            r = s.qvm_run("-p", q, f"python3 /tmp/full.py $(xdotool search --name '^full-{q}$' | head -1) 1")
+            assert r.returncode == 0, r.stderr
+        sw, sh = host.width, host.height
+
+        def qube_geometry(q):
+            out = s.qvm_run("-p", q, f"xwininfo -name full-{q}").stdout.decode()
+            g = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in out.splitlines() if ":" in ln)}
+            bw = int(g.get("Border width", 0))
+            return (int(g.get("Absolute upper-left X", -1)), int(g.get("Absolute upper-left Y", -1)),
+                    int(g.get("Width", -1)) + 2 * bw, int(g.get("Height", -1)) + 2 * bw)
+        want = {"a": (0, 0, sw, sh), "b": (BORDER, BORDER, sw - 2 * BORDER, sh - 2 * BORDER)}
+        deadline = time.time() + 15
+        while time.time() < deadline and any(qube_geometry(q) != want[q] for q in want):
+            time.sleep(0.3)
+        for q in want:  # the application in the qube was given the whole screen (a) or less (b)
+            assert qube_geometry(q) == want[q], (q, s.log.read_text())
+        assert host.geometry(wins["a"]) == (0, 0, sw, sh) == host.geometry(wins["b"])
+        # b's frame shows on every edge (a, behind or in front, unmapped for the look)
+        host.run("xdotool", "windowunmap", "--sync", str(wins["a"]))
+        time.sleep(1)
+        ok, bad = frame_is(host.screenshot(), (0, 0, sw, sh), LABEL_COLOURS["blue"])
+        assert ok, bad
+        # a covers the screen with its own pixels: no red frame at the edges (xterm's own
+        # 1-pixel black border is there instead), xterm's white just inside
+        host.run("xdotool", "windowmap", "--sync", str(wins["a"]))
+        host.run("xdotool", "windowunmap", "--sync", str(wins["b"]))
+        time.sleep(1)
+        shot = host.screenshot()
+        for p in ((0, 0), (sw - 1, sh - 1), (sw // 2, 0), (0, sh // 2)):
+            assert host.pixel(shot, *p) == 0x000000, p
+        assert host.pixel(shot, 1, 1) == 0xffffff == host.pixel(shot, sw - 2, sh - 2)
+    finally:
+        s.stop()

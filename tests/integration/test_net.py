@@ -282,3 +282,46 @@ def test_slow_resolver_does_not_stall_the_daemon(net, internet, clean_fw):
         assert net.d.call("admin.vm.firewall.Get", "work") == f"action=drop dst4={OTHER}/32\naction=accept\n"
     finally:
         internet.exec(internet.srv, "nft", "delete", "table", "ip", "silent")
+
+
+CONNECT_ECHO = ("python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', 8082), 5); s.settimeout(10); "
+                "s.sendall(b'CONNECT {dst} HTTP/1.1\\r\\nHost: {dst}\\r\\n\\r\\n'); h=b''\n"
+                "while b'\\r\\n\\r\\n' not in h:\n  d=s.recv(1)\n  if not d: break\n  h+=d\n"
+                "print(h.split(b'\\r\\n')[0].decode())\n"
+                "if b' 200 ' in h:\n  s.sendall(b'ping-through-proxy\\n'); print(s.recv(100).decode())\"")
+WAIT_FORWARDER = ("for i in $(seq 100); do curl -s -m 2 -o /dev/null http://127.0.0.1:8082/; "
+                  "[ $? -ne 7 ] && break; sleep 0.1; done; ")
+
+
+def test_template_updates_go_through_the_updates_proxy(net):
+    """A template has no network; its package manager's proxy (127.0.0.1:8082) goes
+    over qrexec to qubes.UpdatesProxy in sys-net, as in Qubes."""
+    assert net.prop("host", "netvm") == ""
+    r = net.run("host", WAIT_FORWARDER + f"curl -sS -m 3 http://{WEB}:8080/; echo direct=$?; "
+                "curl -sS -m 10 -x http://127.0.0.1:8082 http://web.test:8080/; echo proxied=$?; "
+                "cat /etc/apt/apt.conf.d/01qubes-proxy 2>/dev/null || echo no-apt", timeout=120)
+    out = r.stdout
+    assert "direct=0" not in out and "direct=" in out, out  # no network of its own
+    assert "hello from the test internet" in out and "proxied=0" in out, out + r.stderr
+    assert "no-apt" in out or 'Acquire::http::Proxy "http://127.0.0.1:8082/";' in out
+    # CONNECT (how apt reaches https:// repositories): bytes both ways
+    r = net.run("host", CONNECT_ECHO.format(dst=f"{WEB}:7"), timeout=60)
+    assert "HTTP/1.1 200 Connection established" in r.stdout and "ping-through-proxy" in r.stdout, r.stdout + r.stderr
+    # the proxy is no way into sys-net itself, other qubes or the qubes' DNS
+    for dst in ("127.0.0.1:22", f"{net.prop('work', 'ip')}:22", "10.139.1.1:53", "localhost:8082"):
+        r = net.run("host", CONNECT_ECHO.format(dst=dst), timeout=60)
+        assert "502" in r.stdout and "ping" not in r.stdout, (dst, r.stdout)
+    # a head that is not a proxy request: 400
+    r = net.run("host", "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8082/")
+    assert r.stdout == "400", r.stdout
+
+
+def test_only_templates_may_use_the_updates_proxy(net):
+    # policy: qubes.UpdatesProxy only from templates (an app qube has its own netvm)
+    r = net.run("work", "echo 'GET http://web.test:8080/ HTTP/1.1\r\nHost: web.test\r\n\r\n' | "
+                "qrexec-client-vm @default qubes.UpdatesProxy; echo rc=$?", timeout=60)
+    assert "hello from the test internet" not in r.stdout and "rc=0" not in r.stdout, r.stdout
+    # positive control: the same call from the template is answered
+    r = net.run("host", "printf 'GET http://web.test:8080/ HTTP/1.1\\r\\nHost: web.test\\r\\n\\r\\n' | "
+                "qrexec-client-vm @default qubes.UpdatesProxy; echo rc=$?", timeout=60)
+    assert "hello from the test internet" in r.stdout, r.stdout + r.stderr

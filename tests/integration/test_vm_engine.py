@@ -8,7 +8,7 @@ import time
 import pytest
 
 from admin_fixtures import AdminError, state_of
-from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, have_kvm, raw_call, parse_reply  # noqa: F401
+from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, have_kvm, raw_call, parse_reply, SLOW_BRIDGE  # noqa: F401
 
 
 def test_daemon_answers_while_a_vm_boots(vm_env):
@@ -125,7 +125,7 @@ def test_guest_kernel_panic_fails_the_start(vm_env):
     with pytest.raises(AdminError) as e:
         start(d, "v")
     assert "stopped while booting" in e.value.msg
-    d.call("admin.vm.property.Reset+kernelopts", "v")
+    d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
     assert state_of(d, "v") == "Halted"
     assert vm_leftovers(d, "v") == []
 

@@ -18,10 +18,12 @@
  * port is dropped by the guest kernel), and announces nothing before it.
  * SIGUSR1 on the host side sends SHUTDOWN: the guest side passes SIGTERM to PID 1. */
 #include "mux.h"
+#include "bridge_supervise.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,22 @@ static size_t tout_len, tout_cap;
 static uint8_t tin[BH_MUX_HDR + BH_MUX_DATA_MAX + 65536];
 static size_t tin_len;
 
+static bool tracing; /* --trace: what the bridge does, on stderr (debug qubes) */
+
+__attribute__((format(printf, 1, 2))) static void trace(const char *fmt, ...)
+{
+    if (!tracing)
+        return;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    fprintf(stderr, "[%ld.%03ld] bridge (%s): ", (long)t.tv_sec, t.tv_nsec / 1000000, guest ? "guest" : "host");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 static void die(const char *what)
 {
     fprintf(stderr, "bulkhead-vchan-bridge (%s): %s\n", guest ? "guest" : "host", what);
@@ -99,6 +117,8 @@ static void send_frame(uint32_t type, uint32_t id, const void *data, uint32_t le
         tout = n;
         tout_cap = cap;
     }
+    if (type != BH_MUX_DATA && type != BH_MUX_ACK)
+        trace("queue type %u id %u len %u", type, id, len);
     bh_mux_header(tout + tout_len, type, id, len);
     if (len)
         memcpy(tout + tout_len + BH_MUX_HDR, data, len);
@@ -110,6 +130,8 @@ static void flush_transport(void)
     retry_out = false;
     while (tout_len) {
         ssize_t n = write(tfd, tout, tout_len);
+        if (n >= 0 || errno != EAGAIN)
+            trace("write %zu: %zd%s%s", tout_len, n, n < 0 ? " " : "", n < 0 ? strerror(errno) : "");
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -484,6 +506,11 @@ static void on_transport(uint32_t ev)
     if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
     ssize_t n = read(tfd, tin + tin_len, sizeof tin - tin_len);
+    static int last_kind = 2; /* trace changes only: a guest polls EOF 20 times a second */
+    int kind = n > 0 ? 1 : n == 0 ? 0 : -1;
+    if (kind != last_kind || kind < 0)
+        trace("read (events %#x): %zd%s%s", ev, n, n < 0 ? " " : "", n < 0 ? strerror(errno) : "");
+    last_kind = kind;
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -503,6 +530,7 @@ static void on_transport(uint32_t ev)
         if (r == 0)
             break;
         heard = true;
+        trace("frame type %u id %u len %u", f.type, f.id, f.len);
         on_frame(&f);
         off += (size_t)r;
     }
@@ -534,9 +562,12 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *port = NULL, *sock_path = NULL;
     int port_fd = -1;
+    pid_t qemu = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--guest"))
             guest = true;
+        else if (!strcmp(argv[i], "--trace"))
+            tracing = true;
         else if (i + 1 < argc && !strcmp(argv[i], "--dir"))
             dir = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--port"))
@@ -545,8 +576,10 @@ int main(int argc, char **argv)
             port_fd = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--connect"))
             sock_path = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--qemu-pid"))
+            qemu = (pid_t)atoi(argv[++i]);
         else
-            die("usage: --dir DIR (--port DEV --guest | --connect SOCKET)");
+            die("usage: --dir DIR (--port DEV --guest | --connect SOCKET [--qemu-pid PID])");
     }
     if (port_fd > 2) {
         fcntl(port_fd, F_SETFD, FD_CLOEXEC);
@@ -556,6 +589,8 @@ int main(int argc, char **argv)
     if (!dir || (!port == !sock_path))
         die("usage: --dir DIR (--port DEV --guest | --connect SOCKET)");
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (!guest && qemu > 1)
+        bh_bridge_supervise(qemu); /* returns in the worker */
     signal(SIGPIPE, SIG_IGN);
     if (chdir(dir) < 0)
         die("chdir to the vchan directory");
@@ -590,6 +625,7 @@ int main(int argc, char **argv)
             /* Nothing from the guest yet: connect again. A connection made while the
              * guest's virtio-serial driver was still probing can leave the guest
              * believing the host side is closed; a new one tells it again. */
+            trace("nothing heard: connecting again");
             epoll_ctl(ep, EPOLL_CTL_DEL, tfd, NULL);
             close(tfd);
             tout_len = 0;

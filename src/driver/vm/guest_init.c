@@ -160,6 +160,65 @@ static void find_port(const char *name, char *out, size_t n)
     fail("no virtio-serial port %s", name);
 }
 
+/* Starts the guest side of the vchan bridge and returns once it runs (it has exec'd).
+ *
+ * Everything the child needs is opened here, before the fork: the port, the vchan
+ * directory and the program. The parent moves /newroot to / right after (switch_root);
+ * a child that looked up "/newroot/run/qubes/vchan" by name after that move found
+ * nothing and exited, and the qube never became ready. Under TCG on a loaded host the
+ * parent won that race in about one boot in ten (docs/vm-engine.md). Now the child
+ * works only through fds, and the parent waits for its exec (a close-on-exec pipe
+ * that carries the errno of a failure), so a bridge that cannot start fails the boot
+ * at once instead of leaving a qube without qrexec. */
+static pid_t start_bridge(const char *port)
+{
+    /* close-on-exec: bulkhead-init and everything in the qube must not hold these
+     * (a process reading the port would steal the host's frames) */
+    int portfd = open(port, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (portfd < 0)
+        fail("open %s", port);
+    int dirfd = open("/newroot/run/qubes/vchan", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int exe = open(BHUSR "/lib/bulkhead/bulkhead-vchan-bridge", O_PATH | O_CLOEXEC);
+    int sync[2];
+    if (dirfd < 0 || exe < 0 || pipe2(sync, O_CLOEXEC) < 0)
+        fail("preparing the vchan bridge");
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", portfd);
+    /* a test knob (kernelopts): a slow child must still be waited for */
+    long delay_ms = atol(param("bh.bridge_delay_ms", "0"));
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork");
+    if (pid == 0) {
+        close(sync[0]);
+        if (delay_ms > 0 && delay_ms < 10000)
+            nanosleep(&(struct timespec){ delay_ms / 1000, (delay_ms % 1000) * 1000000 }, NULL);
+        if (fchdir(dirfd) == 0 && fcntl(portfd, F_SETFD, 0) == 0) {
+            char *argv[] = { "bulkhead-vchan-bridge", "--guest", "--dir", ".", "--port-fd", portarg,
+                             debug ? "--trace" : NULL, NULL };
+            char *envp[] = { NULL };
+            fexecve(exe, argv, envp);
+        }
+        int e = errno;
+        (void)!write(sync[1], &e, sizeof e);
+        _exit(127);
+    }
+    close(sync[1]);
+    int e = 0;
+    ssize_t r;
+    while ((r = read(sync[0], &e, sizeof e)) < 0 && errno == EINTR)
+        ;
+    if (r > 0) {
+        errno = e;
+        fail("starting the vchan bridge");
+    }
+    close(sync[0]);
+    close(dirfd);
+    close(exe);
+    close(portfd);
+    return pid;
+}
+
 static volatile sig_atomic_t term;
 static void on_term(int sig) { (void)sig; term = 1; }
 
@@ -224,21 +283,7 @@ int main(void)
     /* the guest side of the vchan bridge (static, from the initramfs) */
     char port[64];
     find_port("bulkhead.vchan", port, sizeof port);
-    /* opened here: the child's /dev moves away with the switch_root below */
-    int portfd = open(port, O_RDWR | O_NOCTTY | O_NONBLOCK);
-    if (portfd < 0)
-        fail("open %s", port);
-    char portarg[16];
-    snprintf(portarg, sizeof portarg, "%d", portfd);
-    pid_t bridge = fork();
-    if (bridge == 0) {
-        /* into the directory before the parent moves /newroot to / */
-        if (chdir("/newroot/run/qubes/vchan") < 0)
-            _exit(126);
-        execl(BHUSR "/lib/bulkhead/bulkhead-vchan-bridge", "bulkhead-vchan-bridge", "--guest", "--dir", ".",
-              "--port-fd", portarg, (char *)NULL);
-        _exit(127);
-    }
+    pid_t bridge = start_bridge(port);
 
     /* switch_root */
     xmount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);
@@ -281,7 +326,6 @@ int main(void)
     }
     if (init < 0)
         fail("fork");
-    close(portfd);
     for (;;) {
         int st;
         pid_t p = waitpid(-1, &st, 0);
@@ -295,11 +339,22 @@ int main(void)
         if (p == init) {
             sync();
             if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-                kill(bridge, SIGKILL);
+                if (bridge > 0)
+                    kill(bridge, SIGKILL);
                 reboot(RB_POWER_OFF);
             }
             errno = 0;
             fail("bulkhead-init ended with status %d", st);
+        }
+        if (p == bridge && bridge > 0) {
+            /* the qube keeps running but is unreachable over qrexec: say so where the
+             * guest's log and a debug console show it */
+            int k = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+            if (k >= 0) {
+                dprintf(k, "<3>bulkhead-vminit: the vchan bridge ended (status %d): no qrexec from now on\n", st);
+                close(k);
+            }
+            bridge = -1;
         }
         if (p < 0)
             nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);

@@ -427,14 +427,16 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     if (bpid < 0)
         return bh_fail_errno(err, "starting the vchan bridge");
     if (bpid == 0) {
-        child_stdio(NULL);
-        if (spec->debug) {
-            snprintf(log, sizeof log, "%s/bridge.log", p->rt);
-            child_stdio(log);
-        }
-        if (drop_to(spec->uid_base) < 0)
+        /* its log: why it ended (and, for a debug qube, its trace); in the qube's
+         * cgroup, so that a Kill takes its worker too, at once */
+        snprintf(log, sizeof log, "%s/bridge.log", p->rt);
+        child_stdio(log);
+        if (bh_cgroup_ops()->attach_self(tag, spec->name, NULL) < 0 || drop_to(spec->uid_base) < 0)
             _exit(126);
-        execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, (char *)NULL);
+        char qpid[32];
+        snprintf(qpid, sizeof qpid, "%d", (int)pid);
+        execl(as.bridge, "bulkhead-vchan-bridge", "--dir", p->vchan, "--connect", p->port, "--qemu-pid", qpid,
+              spec->debug ? "--trace" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     return 0;

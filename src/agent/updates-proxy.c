@@ -1,0 +1,154 @@
+/* qubes.UpdatesProxy (in the updates qube, sys-net by default): the other end of a
+ * template's package-manager connection, which arrives over qrexec because a template
+ * has no network of its own (Qubes' design; Qubes runs tinyproxy behind this service).
+ * One request per connection: CONNECT host:port (then bytes both ways), or one plain
+ * http:// request sent on to its host with `Connection: close` (src/net/proxyhead.h).
+ * The head comes from a template, so it is bounded and parsed strictly; loopback, the
+ * qubes' own ranges and other special addresses are refused even if a name leads there.
+ * It runs with the updates qube's network: its firewall, its NAT, its DNS. */
+#include "net/proxyhead.h"
+#include "log.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HEAD_TIMEOUT_MS 30000
+#define CONNECT_TIMEOUT_MS 10000
+#define IDLE_TIMEOUT_MS 300000
+
+static void answer(const char *status)
+{
+    char b[160];
+    int n = snprintf(b, sizeof b, "HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", status);
+    (void)!write(1, b, (size_t)n);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int connect_to(const struct bh_proxy_req *r)
+{
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", r->port);
+    if (getaddrinfo(r->host, port, &hints, &res) != 0)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+        if (bh_proxy_addr_refused(ntohl(sin->sin_addr.s_addr)))
+            continue;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            break;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int e = 0;
+        socklen_t el = sizeof e;
+        if (poll(&p, 1, CONNECT_TIMEOUT_MS) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd >= 0)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
+/* bytes both ways until the server is done (or both sides are) */
+static void relay(int s)
+{
+    bool in_open = true;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p[2] = { { .fd = in_open ? 0 : -1, .events = POLLIN }, { .fd = s, .events = POLLIN } };
+        int n = poll(p, 2, IDLE_TIMEOUT_MS);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        if (p[1].revents) {
+            ssize_t r = read(s, buf, sizeof buf);
+            if (r <= 0 || write_all(1, buf, (size_t)r) < 0)
+                return; /* the server closed: so does the connection */
+        }
+        if (in_open && p[0].revents) {
+            ssize_t r = read(0, buf, sizeof buf);
+            if (r <= 0) {
+                in_open = false;
+                shutdown(s, SHUT_WR);
+            } else if (write_all(s, buf, (size_t)r) < 0) {
+                return;
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    bh_log_init("qubes.UpdatesProxy");
+    signal(SIGPIPE, SIG_IGN);
+    static char head[BH_PROXY_HEAD_MAX];
+    size_t len = 0;
+    long hl = 0;
+    while ((hl = bh_proxy_head_len(head, len)) == 0) {
+        struct pollfd p = { .fd = 0, .events = POLLIN };
+        if (poll(&p, 1, HEAD_TIMEOUT_MS) != 1)
+            return 1;
+        ssize_t r = read(0, head + len, sizeof head - len);
+        if (r <= 0)
+            return 1;
+        len += (size_t)r;
+    }
+    if (hl < 0) {
+        answer("431 Request Header Fields Too Large");
+        return 1;
+    }
+    struct bh_proxy_req req;
+    bh_buf out;
+    bh_buf_init(&out, 0);
+    bh_error err = { 0 };
+    if (bh_proxy_head_parse(head, (size_t)hl, &req, &out, &err) < 0) {
+        bh_warn("refused: %s", err.msg);
+        answer("400 Bad Request");
+        return 1;
+    }
+    int s = connect_to(&req);
+    if (s < 0) {
+        answer("502 Bad Gateway");
+        return 1;
+    }
+    int ok = req.connect ? write_all(1, "HTTP/1.1 200 Connection established\r\n\r\n", 39)
+                         : write_all(s, out.data, out.len);
+    /* bytes the client sent after the head (a TLS hello, a request body) */
+    if (ok == 0 && len > (size_t)hl)
+        ok = write_all(s, head + hl, len - (size_t)hl);
+    bh_buf_free(&out);
+    if (ok == 0)
+        relay(s);
+    close(s);
+    return 0;
+}

@@ -1,0 +1,145 @@
+#include "proxyhead.h"
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+long bh_proxy_head_len(const char *buf, size_t len)
+{
+    size_t n = len < BH_PROXY_HEAD_MAX ? len : BH_PROXY_HEAD_MAX;
+    for (size_t i = 3; i < n; i++)
+        if (buf[i - 3] == '\r' && buf[i - 2] == '\n' && buf[i - 1] == '\r' && buf[i] == '\n')
+            return (long)i + 1;
+    return len >= BH_PROXY_HEAD_MAX ? -1 : 0;
+}
+
+static bool host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+}
+
+/* host[:port] of length n into r (port default def, 0 = required). */
+static int authority(const char *s, size_t n, unsigned def, struct bh_proxy_req *r, bh_error *err)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t hn = colon ? (size_t)(colon - s) : n;
+    if (hn == 0 || hn >= sizeof r->host || s[0] == '-' || s[0] == '.')
+        return bh_fail(err, EINVAL, "bad host");
+    for (size_t i = 0; i < hn; i++)
+        if (!host_char(s[i]))
+            return bh_fail(err, EINVAL, "bad host");
+    memcpy(r->host, s, hn);
+    r->host[hn] = '\0';
+    if (!colon) {
+        if (!def)
+            return bh_fail(err, EINVAL, "port required");
+        r->port = def;
+        return 0;
+    }
+    size_t pn = n - hn - 1;
+    unsigned long p = 0;
+    if (pn == 0 || pn > 5)
+        return bh_fail(err, EINVAL, "bad port");
+    for (size_t i = 0; i < pn; i++) {
+        char c = colon[1 + i];
+        if (c < '0' || c > '9')
+            return bh_fail(err, EINVAL, "bad port");
+        p = p * 10 + (unsigned long)(c - '0');
+    }
+    if (p == 0 || p > 65535)
+        return bh_fail(err, EINVAL, "bad port");
+    r->port = (unsigned)p;
+    return 0;
+}
+
+static bool hop_by_hop(const char *line, size_t n)
+{
+    static const char *const names[] = { "connection:", "keep-alive:", "proxy-connection:", "proxy-authorization:",
+                                         "proxy-authenticate:", "te:", "upgrade:" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t k = strlen(names[i]);
+        if (n >= k && !strncasecmp(line, names[i], k))
+            return true;
+    }
+    return false;
+}
+
+int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *r, bh_buf *out, bh_error *err)
+{
+    memset(r, 0, sizeof r[0]);
+    if (head_len < 4 || head_len > BH_PROXY_HEAD_MAX || memcmp(head + head_len - 4, "\r\n\r\n", 4))
+        return bh_fail(err, EINVAL, "incomplete head");
+    for (size_t i = 0; i < head_len; i++) {
+        unsigned char c = (unsigned char)head[i];
+        if (c == 0 || c >= 0x7f || (c < 0x20 && c != '\r' && c != '\n' && c != '\t'))
+            return bh_fail(err, EINVAL, "invalid byte in head");
+        if ((c == '\n') != (i > 0 && head[i - 1] == '\r' && c == '\n') || (c == '\r' && head[i + 1] != '\n'))
+            return bh_fail(err, EINVAL, "bare CR or LF");
+    }
+    const char *eol = memchr(head, '\r', head_len);
+    size_t ll = (size_t)(eol - head);
+    /* METHOD SP TARGET SP HTTP/1.x */
+    const char *sp1 = memchr(head, ' ', ll);
+    if (!sp1 || sp1 == head)
+        return bh_fail(err, EINVAL, "bad request line");
+    const char *target = sp1 + 1;
+    const char *sp2 = memchr(target, ' ', ll - (size_t)(target - head));
+    if (!sp2 || sp2 == target)
+        return bh_fail(err, EINVAL, "bad request line");
+    size_t vn = ll - (size_t)(sp2 + 1 - head);
+    if (!(vn == 8 && (!memcmp(sp2 + 1, "HTTP/1.1", 8) || !memcmp(sp2 + 1, "HTTP/1.0", 8))))
+        return bh_fail(err, EINVAL, "bad HTTP version");
+    size_t mn = (size_t)(sp1 - head), tn = (size_t)(sp2 - target);
+    for (size_t i = 0; i < mn; i++)
+        if (head[i] < 'A' || head[i] > 'Z')
+            return bh_fail(err, EINVAL, "bad method");
+    unsigned headers = 0;
+    for (size_t i = ll + 2; i + 2 < head_len; i++)
+        if (head[i] == '\n' && ++headers > BH_PROXY_HEADERS_MAX)
+            return bh_fail(err, EINVAL, "too many headers");
+    if (mn == 7 && !memcmp(head, "CONNECT", 7)) {
+        r->connect = true;
+        return authority(target, tn, 0, r, err);
+    }
+    static const char http[] = "http://";
+    if (tn < sizeof http - 1 || strncasecmp(target, http, sizeof http - 1))
+        return bh_fail(err, EINVAL, "only absolute http:// targets and CONNECT are proxied");
+    const char *auth = target + sizeof http - 1;
+    size_t rest = tn - (sizeof http - 1);
+    const char *slash = memchr(auth, '/', rest);
+    size_t an = slash ? (size_t)(slash - auth) : rest;
+    if (memchr(auth, '@', an))
+        return bh_fail(err, EINVAL, "credentials in the target");
+    if (authority(auth, an, 80, r, err) < 0)
+        return -1;
+    if (!out)
+        return 0;
+    /* for the origin: the request line in origin form (not every server takes the
+     * absolute form), Host from the target, the end-to-end headers, one request */
+    bh_buf_add(out, head, mn + 1);
+    if (slash)
+        bh_buf_add(out, slash, rest - an);
+    else
+        bh_buf_adds(out, "/");
+    bh_buf_add(out, sp2, ll - (size_t)(sp2 - head));
+    bh_buf_adds(out, "\r\n");
+    if (r->port == 80)
+        bh_buf_printf(out, "Host: %s\r\n", r->host);
+    else
+        bh_buf_printf(out, "Host: %s:%u\r\n", r->host, r->port);
+    size_t pos = ll + 2;
+    while (pos + 2 < head_len) {
+        const char *nl = memchr(head + pos, '\r', head_len - pos);
+        size_t n = (size_t)(nl - (head + pos));
+        if (!hop_by_hop(head + pos, n) && !(n >= 5 && !strncasecmp(head + pos, "host:", 5)))
+            bh_buf_add(out, head + pos, n + 2);
+        pos += n + 2;
+    }
+    return bh_buf_adds(out, "Connection: close\r\n\r\n");
+}
+
+bool bh_proxy_addr_refused(unsigned long a)
+{
+    unsigned b0 = (unsigned)(a >> 24) & 255, b1 = (unsigned)(a >> 16) & 255;
+    return b0 == 0 || b0 == 127 || (b0 == 169 && b1 == 254) || b0 >= 224 ||
+           (b0 == 10 && (b1 == 137 || b1 == 138 || b1 == 139));
+}

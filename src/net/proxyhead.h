@@ -1,0 +1,34 @@
+/* The request head of the updates proxy (qubes.UpdatesProxy, in the updates qube):
+ * bytes a template sends, so parsed strictly and bounded. Only what a package manager
+ * sends through a proxy is taken:
+ *   CONNECT host:port HTTP/1.x            (TLS to the repository)
+ *   METHOD http://host[:port]/path HTTP/1.x (plain HTTP, absolute form)
+ * host: a DNS name or an IPv4 literal; port 1-65535 (80 for http://). For plain HTTP
+ * the head is rewritten for the origin: the request line in origin form, Host from the
+ * target, hop-by-hop headers (Connection, Keep-Alive, Proxy-*, TE, Upgrade) dropped and
+ * `Connection: close` added, so that each proxied connection
+ * carries exactly one request and no later request can go to another host unparsed. */
+#pragma once
+#include "buf.h"
+#include "err.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BH_PROXY_HEAD_MAX 16384  /* request line and headers */
+#define BH_PROXY_HEADERS_MAX 100
+
+struct bh_proxy_req {
+    bool connect;
+    char host[254];
+    unsigned port;
+};
+
+/* Length of the head in buf (through the empty line), 0 if it is not complete yet, -1
+ * if it cannot be one (longer than BH_PROXY_HEAD_MAX). */
+long bh_proxy_head_len(const char *buf, size_t len);
+/* Parses the head (head_len bytes from bh_proxy_head_len); for plain HTTP appends the
+ * rewritten head to out. Returns 0, or -1 with err (answer 400). */
+int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *r, bh_buf *out, bh_error *err);
+/* Destinations the proxy refuses even when the name resolves there: loopback, "this
+ * network", link-local, multicast/broadcast and the qubes' own ranges (10.137-139.x). */
+bool bh_proxy_addr_refused(unsigned long host_order_ipv4);

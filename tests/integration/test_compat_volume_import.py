@@ -1,0 +1,201 @@
+"""Qubes' volume import flow (admin.vm.volume.Import/ImportWithSize as its dom0 script
+runs it: internal.vm.volume.ImportBegin -> data -> internal.vm.volume.ImportEnd),
+admin.vm.volume.Clear and admin.pool.Set.*, driven through `qvm-volume import` and raw
+calls against a real bulkheadd, with a real qube reading the imported volume."""
+import filecmp
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from admin_fixtures import AdminError, engine_daemon  # noqa: F401
+from qrexec_fixtures import bin_path
+
+
+def make_ext4(path, size_mib, files):
+    """An ext4 image populated from a directory (mkfs.ext4 -d), root-owned files."""
+    src = path.with_suffix(".d")
+    for name, data in files.items():
+        (src / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", str(src), str(path), f"{size_mib}M"],
+                   check=True, capture_output=True)
+    return path
+
+
+def private_img(d, qube):
+    return d.root / "pools/default/qubes" / qube / "private.img"
+
+
+def ident(path):
+    """The volume file's identity: an import or clear renames a new file over it, and
+    nothing else writes it while the qube is halted (its 2 GiB are not read here)."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def subscribe(d):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(d.sock)
+    s.sendall(b"admin.Events+ dom0 name dom0\0")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(10)
+    buf = b""
+    while b"connection-established" not in buf:
+        buf += s.recv(65536)
+    return s
+
+
+def drain(s, needle):
+    buf, deadline = b"", time.time() + 10
+    while needle not in buf and time.time() < deadline:
+        buf += s.recv(65536)
+    return buf
+
+
+def qrun(d, qube, cmd):
+    return subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", qube, cmd], env=d.env, capture_output=True,
+                          timeout=60)
+
+
+def test_import_private_and_read_it_in_the_qube(engine_daemon, tmp_path):
+    d = engine_daemon
+    img = make_ext4(tmp_path / "new.img", 40, {"marker": b"imported-data\n"})
+    ev = subscribe(d)
+    r = d.tool("qvm-volume", "import", "a:private", str(img))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    buf = drain(ev, b"domain-volume-import-end")
+    size = os.path.getsize(img)
+    assert f"1\0a\0domain-volume-import-begin\0volume\0private\0size\0{size}\0\0".encode() in buf
+    assert b"1\0a\0domain-volume-import-end\0volume\0private\0success\0True\0\0" in buf
+    assert filecmp.cmp(img, private_img(d, "a"), shallow=False)           # the bytes, and the new size
+    assert d.call("admin.vm.volume.Info+private", "a").count(f"size={size}\n") == 1
+    assert not [n for n in os.listdir(private_img(d, "a").parent) if n.startswith(".tmp-")]
+    d.call("admin.vm.Start", "a")
+    r = qrun(d, "a", "cat /rw/marker")
+    assert (r.returncode, r.stdout) == (0, b"imported-data\n"), r.stderr
+    # while running: Qubes' error, nothing changes
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportBegin+private", "a")
+    assert (e.value.exc_type, e.value.msg) == ("QubesVMNotHaltedError", "Domain is powered on: a")
+    r = d.tool("qvm-volume", "import", "a:private", str(img))
+    assert r.returncode == 1 and "Domain is powered on: a" in r.stderr
+
+
+def test_import_refusals_leave_the_volume_alone(engine_daemon, tmp_path):
+    d = engine_daemon
+    before = ident(private_img(d, "b"))
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(os.urandom(1 << 20) * 16)                             # 16 MiB, no filesystem
+    r = d.tool("qvm-volume", "import", "b:private", str(junk))
+    assert r.returncode == 1 and "the imported data is not an ext4 filesystem" in r.stderr, r.stderr
+    good = make_ext4(tmp_path / "good.img", 16, {"x": b"x"})
+    r = d.tool("qvm-volume", "import", "--size", str(32 << 20), "b:private", str(good))
+    assert r.returncode == 1
+    assert r.stderr.endswith(f"Data import failed: not enough data (copied {16 << 20} bytes, "
+                             f"expected {32 << 20} bytes)\n"), r.stderr
+    r = d.tool("qvm-volume", "import", "--size", str(12 << 20), "b:private", str(good))
+    assert r.returncode == 1 and r.stderr.endswith(f"Data import failed: too much data (expected {12 << 20} bytes)\n")
+    # a damaged filesystem (superblock right, the rest gone) fails e2fsck
+    broken = tmp_path / "broken.img"
+    data = bytearray(good.read_bytes())
+    data[4096:1 << 20] = b"\xa5" * ((1 << 20) - 4096)
+    broken.write_bytes(bytes(data))
+    r = d.tool("qvm-volume", "import", "b:private", str(broken))
+    assert r.returncode == 1 and "is not clean" in r.stderr, r.stderr
+    assert ident(private_img(d, "b")) == before
+    assert not [n for n in os.listdir(private_img(d, "b").parent) if n.startswith(".tmp-")]
+    # volumes that cannot take data, as Qubes words it where it has words
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportBegin+root", "b")
+    assert e.value.msg == "Can not import into save_on_stop=False volume b:root"
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportBegin+root", "host")
+    assert "directory tree" in e.value.msg
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportBegin+bogus", "b")
+    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Argument not in volume names of the destination")
+    for bad in ("12x", "-5", "", "0"):
+        if bad == "":
+            continue
+        with pytest.raises(AdminError) as e:
+            d.call("internal.vm.volume.ImportBegin+private", "b", payload=bad)
+        assert e.value.exc_type in ("ProtocolError", "QubesValueError"), bad
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportEnd+private", "b", payload="ok")
+    assert "No import in progress" in e.value.msg
+    # a failed import reported by the writer: Qubes' message, the file gone
+    d.call("internal.vm.volume.ImportBegin+private", "b", payload=str(16 << 20))
+    with pytest.raises(AdminError) as e:
+        d.call("internal.vm.volume.ImportEnd+private", "b", payload="fail\nerror copying data")
+    assert (e.value.exc_type, e.value.msg) == ("QubesException", "Data import failed: error copying data")
+    assert ident(private_img(d, "b")) == before
+    # a qube's call of internal.* is refused whatever it is
+    out = d.raw(b"internal.vm.volume.ImportBegin+private a name b\0")
+    assert out.startswith(b"2\0PermissionDenied\0")
+
+
+def test_import_interrupted_by_a_daemon_crash(engine_daemon, tmp_path):
+    d = engine_daemon
+    before = ident(private_img(d, "b"))
+    body = d.call("internal.vm.volume.ImportBegin+private", "b", payload=str(16 << 20))
+    size, path = body.split(" ", 1)
+    assert size == str(16 << 20) and os.path.getsize(path) == 16 << 20
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.proc = None
+    d.start()
+    assert not os.path.exists(path)                                        # swept at the next start
+    assert ident(private_img(d, "b")) == before
+
+
+def test_clear(engine_daemon, tmp_path):
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    assert qrun(d, "a", "echo kept > /rw/marker && sync").returncode == 0
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.volume.Clear+private", "a")
+    assert e.value.exc_type == "QubesVMNotHaltedError"
+    d.call("admin.vm.Kill", "a")
+    deadline = time.time() + 30
+    while "power_state=Halted" not in d.call("admin.vm.CurrentState", "a") and time.time() < deadline:
+        time.sleep(0.1)
+    size = os.path.getsize(private_img(d, "a"))
+    ev = subscribe(d)
+    d.call("admin.vm.volume.Clear+private", "a")
+    buf = drain(ev, b"domain-volume-import-end")
+    assert (f"1\0a\0domain-volume-import-begin\0volume\0private\0size\0{size}\0\0"
+            "1\0a\0domain-volume-import-end\0volume\0private\0success\0True\0\0").encode() in buf
+    assert os.path.getsize(private_img(d, "a")) == size
+    d.call("admin.vm.Start", "a")
+    r = qrun(d, "a", "test -e /rw/marker")
+    assert r.returncode == 1                                              # empty again
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.volume.Clear+volatile", "b")
+    assert e.value.msg == "Can not import into save_on_stop=False volume b:volatile"
+
+
+def test_pool_set(engine_daemon):
+    d = engine_daemon
+    d.call("admin.pool.Set.revisions_to_keep+default", payload="3")
+    assert "revisions_to_keep=3\n" in d.call("admin.pool.Info+default")
+    assert "revisions_to_keep=3\n" in d.call("admin.vm.volume.Info+private", "a")
+    for bad, exc in (("-2", "PermissionDenied"), ("x", "ProtocolError"), ("", "ProtocolError")):
+        with pytest.raises(AdminError) as e:
+            d.call("admin.pool.Set.revisions_to_keep+default", payload=bad)
+        assert e.value.exc_type == exc, bad
+    with pytest.raises(AdminError) as e:
+        d.call("admin.pool.Set.revisions_to_keep+nosuch", payload="1")
+    assert e.value.exc_type == "QubesException"
+    d.call("admin.pool.Set.revisions_to_keep+default", payload="-1")
+    assert "revisions_to_keep=-1\n" in d.call("admin.pool.Info+default")
+    d.call("admin.pool.Set.ephemeral_volatile+default", payload="True")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.pool.Set.ephemeral_volatile+default", payload="False")
+    assert e.value.msg == "Bulkhead's volatile volumes are always ephemeral (tmpfs)"
+    with pytest.raises(AdminError) as e:
+        d.call("admin.pool.Set.ephemeral_volatile+default", payload="maybe")
+    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Payload is not boolean ASCII")

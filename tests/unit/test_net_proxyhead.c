@@ -1,0 +1,73 @@
+/* The updates proxy's request head: what a template may send, and what it may not. */
+#include "net/proxyhead.h"
+#include "tap.h"
+#include <arpa/inet.h>
+#include <string.h>
+
+static int parse(const char *h, struct bh_proxy_req *r, bh_buf *out)
+{
+    bh_buf_free(out);
+    bh_buf_init(out, 0);
+    long n = bh_proxy_head_len(h, strlen(h));
+    if (n <= 0)
+        return -2;
+    int rc = bh_proxy_head_parse(h, (size_t)n, r, out, NULL);
+    bh_buf_addc(out, '\0');
+    return rc;
+}
+
+int main(void)
+{
+    struct bh_proxy_req r;
+    bh_buf o;
+    bh_buf_init(&o, 0);
+    CHECK(parse("GET http://deb.debian.org/debian/x HTTP/1.1\r\nHost: evil\r\nConnection: keep-alive\r\n"
+                "Proxy-Connection: keep-alive\r\nUser-Agent: apt\r\n\r\n", &r, &o) == 0);
+    CHECK(!r.connect && !strcmp(r.host, "deb.debian.org") && r.port == 80);
+    CHECK(!strcmp(o.data, "GET /debian/x HTTP/1.1\r\nHost: deb.debian.org\r\nUser-Agent: apt\r\nConnection: close\r\n\r\n"));
+    CHECK(parse("GET http://a.test:8080 HTTP/1.0\r\n\r\n", &r, &o) == 0 && r.port == 8080);
+    CHECK(!strcmp(o.data, "GET / HTTP/1.0\r\nHost: a.test:8080\r\nConnection: close\r\n\r\n"));
+    CHECK(parse("CONNECT deb.debian.org:443 HTTP/1.1\r\nHost: x\r\n\r\n", &r, &o) == 0 && r.connect && r.port == 443);
+    /* refused */
+    CHECK(parse("CONNECT deb.debian.org HTTP/1.1\r\n\r\n", &r, &o) == -1);           /* no port */
+    CHECK(parse("CONNECT a:0 HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("CONNECT a:65536 HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("CONNECT [::1]:22 HTTP/1.1\r\n\r\n", &r, &o) == -1);                  /* IPv6 literal */
+    CHECK(parse("GET /origin HTTP/1.1\r\nHost: a\r\n\r\n", &r, &o) == -1);            /* not a proxy request */
+    CHECK(parse("GET https://a/ HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("GET http://u:p@a/ HTTP/1.1\r\n\r\n", &r, &o) == -1);                  /* credentials */
+    CHECK(parse("GET http://a_b/ HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("GET http://a/ HTTP/2.0\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("get http://a/ HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("GET http://a/ HTTP/1.1\nX: y\r\n\r\n", &r, &o) == -1);                /* bare LF */
+    CHECK(parse("GET http://a/ HTTP/1.1\r\nX: a\rb\r\n\r\n", &r, &o) == -1);          /* bare CR */
+    CHECK(parse("GET http://a/\x01 HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    CHECK(parse("GET  http://a/ HTTP/1.1\r\n\r\n", &r, &o) == -1);
+    char big[BH_PROXY_HEAD_MAX + 64];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET http://a/ HTTP/1.1\r\nX: ", 27);
+    CHECK(bh_proxy_head_len(big, sizeof big) == -1);                                   /* over the bound */
+    CHECK(bh_proxy_head_len("GET http://a/ HTTP/1.1\r\n", 24) == 0);                   /* not complete */
+    bh_buf many;
+    bh_buf_init(&many, 0);
+    bh_buf_adds(&many, "GET http://a/ HTTP/1.1\r\n");
+    for (int i = 0; i < BH_PROXY_HEADERS_MAX + 1; i++)
+        bh_buf_adds(&many, "X: y\r\n");
+    bh_buf_adds(&many, "\r\n");
+    bh_buf_addc(&many, '\0');
+    CHECK(parse(many.data, &r, &o) == -1);
+    /* a body or a second request after the head is not part of it */
+    CHECK(bh_proxy_head_len("GET http://a/ HTTP/1.1\r\n\r\nGET http://b/ HTTP/1.1\r\n\r\n", 52) == 26);
+    /* destinations refused whatever a name resolves to */
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("127.0.0.53"))));
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("10.137.0.5"))));
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("10.139.1.1"))));
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("169.254.1.1"))));
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("0.0.0.0"))));
+    CHECK(bh_proxy_addr_refused(ntohl(inet_addr("224.0.0.1"))));
+    CHECK(!bh_proxy_addr_refused(ntohl(inet_addr("198.51.100.80"))));
+    CHECK(!bh_proxy_addr_refused(ntohl(inet_addr("10.136.0.1"))));
+    bh_buf_free(&many);
+    bh_buf_free(&o);
+    return tap_done();
+}
