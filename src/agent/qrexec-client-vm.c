@@ -10,6 +10,7 @@
 #include "qrexec/stream.h"
 #include "qrexec/vchan.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -130,9 +131,10 @@ int main(int argc, char **argv)
                               .child = -1, .filter_out = fout, .filter_err = ferr };
     pid_t child = -1;
     if (local) {
-        int a[2], b[2]; /* a: remote -> program stdin; b: program stdout -> remote */
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b) < 0) {
+        /* a: remote -> program stdin; b: program stdout -> remote, a pipe so that the
+         * stream splices its bytes to the data socket without copying them (stream.c) */
+        int a[2], b[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) < 0 || pipe2(b, O_CLOEXEC) < 0) {
             perror("socketpair");
             return 125;
         }
@@ -153,7 +155,7 @@ int main(int argc, char **argv)
         close(b[1]);
         int big = 1 << 20; /* bulk transfers (file copy): fewer wakeups */
         setsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-        setsockopt(b[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        fcntl(b[0], F_SETPIPE_SZ, big);
         s.in_fd = a[0];
         s.out_fd = b[0];
     }

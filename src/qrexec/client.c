@@ -6,6 +6,7 @@
 #include "stream.h"
 #include "vchan.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,19 +32,23 @@ int bh_qx_call_run(const struct bh_qx_call *c)
         fprintf(stderr, "qrexec-client: qube %s: qrexec not available (%s)\n", c->qube, err.msg);
         return 125;
     }
-    uint32_t ver;
-    if (bh_qx_handshake(d, BH_QX_FROM_CLIENT, &ver, &err) < 0) {
-        fprintf(stderr, "qrexec-client: %s\n", err.msg);
-        return 125;
-    }
+    uint32_t ver, theirs = 0;
     size_t n = strlen(c->cmdline) + 1;
     if (n < 2 || n > BH_QX_MAX_CMDLINE) {
         fprintf(stderr, "qrexec-client: command line empty or too long\n");
         return 125;
     }
+    /* Our HELLO and the command go out together, before the daemon's HELLO is read: one
+     * round trip less per call (the command does not depend on the version agreed; a
+     * daemon that refuses our version closes, and we say so below). */
     uint32_t type = c->just_exec ? BH_QX_MSG_JUST_EXEC : BH_QX_MSG_EXEC_CMDLINE;
-    if (bh_qx_send_exec(d, type, 0, 0, c->cmdline, n) < 0) {
+    if (bh_qx_send_hello_v(d, BH_QX_VERSION) < 0 || bh_qx_send_exec(d, type, 0, 0, c->cmdline, n) < 0) {
         perror("qrexec-client: sending command");
+        return 125;
+    }
+    if (bh_qx_recv_hello(d, BH_QX_FROM_CLIENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0) {
+        fprintf(stderr, "qrexec-client: %s\n", err.msg);
         return 125;
     }
     uint8_t rep[16];
@@ -71,9 +76,9 @@ int bh_qx_call_run(const struct bh_qx_call *c)
     if (c->just_exec) {
         s.out_fd = -1;
     } else if (c->local_argv) {
+        /* b (program stdout -> remote) is a pipe: the stream splices it to the socket */
         int a[2], b[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b) < 0) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) < 0 || pipe2(b, O_CLOEXEC) < 0) {
             perror("socketpair");
             close(sock);
             return 125;
@@ -91,7 +96,7 @@ int bh_qx_call_run(const struct bh_qx_call *c)
         close(b[1]);
         int big = 1 << 20; /* bulk transfers (file copy): fewer wakeups */
         setsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-        setsockopt(b[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        fcntl(b[0], F_SETPIPE_SZ, big);
         s.in_fd = a[0];
         s.out_fd = b[0];
     }

@@ -269,6 +269,7 @@ static _Noreturn void run_dom0_stream(struct bh_qx_stream *s)
             s->exit_fd = ep[0];
             s->child = -1;
         }
+        s->no_splice = true; /* the filter below has no ioctl (stream.c's FIONREAD) */
         if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0 || bh_qx_seccomp_unpriv(&err) < 0) {
             bh_err("call to dom0: %s", err.msg);
             _exit(1);

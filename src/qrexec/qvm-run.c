@@ -106,6 +106,10 @@ static int run_one(const struct opts *o, const char *qube, const char *cmd)
     struct bh_qx_call c = { .runtime = o->runtime, .qube = qube, .cmdline = line, .timeout_s = 30,
                             .in_fd = o->passio ? 0 : devnull, .out_fd = o->passio ? 1 : devnull,
                             .err_fd = o->passio ? 2 : devnull };
+    /* As Qubes' qvm-run in dom0: a --service call without --pass-io is only started
+     * (qrexec-client -e, run_service(wait=False)); a command, or anything with
+     * --pass-io, is waited for and its exit code returned. */
+    c.just_exec = o->service && !o->passio && !o->dispvm;
     c.filter_out = o->filter < 0 ? isatty(1) : o->filter;
     c.filter_err = o->filter < 0 ? isatty(2) : o->filter;
     if (!o->quiet && !o->passio)

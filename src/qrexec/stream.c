@@ -8,7 +8,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,6 +68,11 @@ struct pump {
     bool out_done, err_done, child_done, exit_sent;
     int exit_code;
     int pidfd;
+    /* a local pipe's bytes moved to the socket by splice (no copy through us): its header
+     * is the last thing queued, and nothing else is queued until they are all sent */
+    bool out_is_pipe, err_is_pipe;
+    int splice_fd;
+    size_t splice_left;
 };
 
 static int queue_msg(struct pump *p, uint32_t type, const void *data, size_t n)
@@ -77,10 +84,23 @@ static int queue_msg(struct pump *p, uint32_t type, const void *data, size_t n)
     return 0;
 }
 
-/* Reads one chunk from a local fd into a message; EOF queues the empty message. The
- * chunk is read straight into the queue, behind room for its header (no copy). */
-static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done)
+/* Reads one chunk from a local fd into a message; EOF queues the empty message. From a
+ * pipe with nothing queued before it, the chunk is spliced to the socket behind its
+ * header (its size known from FIONREAD: we are the pipe's only reader); otherwise it is
+ * read straight into the queue, behind room for its header. */
+static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done, bool is_pipe)
 {
+    int avail = 0;
+    if (is_pipe && p->outq.len == 0 && ioctl(*fd, FIONREAD, &avail) == 0 && avail > 0) {
+        size_t n = (size_t)avail < BH_QX_MAX_CHUNK ? (size_t)avail : BH_QX_MAX_CHUNK;
+        uint8_t h[8];
+        bh_qx_hdr_encode(h, type, (uint32_t)n);
+        if (bh_buf_add(&p->outq, h, 8) < 0)
+            return -1;
+        p->splice_fd = *fd;
+        p->splice_left = n;
+        return 0;
+    }
     if (bh_buf_reserve(&p->outq, 8 + BH_QX_MAX_CHUNK) < 0)
         return -1;
     char *at = p->outq.data + p->outq.len;
@@ -108,6 +128,31 @@ static int write_some(int fd, bh_buf *q)
         if (w < 0)
             return -1;
         bh_buf_consume(q, (size_t)w);
+    }
+    return 0;
+}
+
+/* Sends what is queued, then the bytes of a pending splice. -1: the socket is broken. */
+static int send_queued(struct pump *p)
+{
+    if (write_some(p->s->sock, &p->outq) < 0)
+        return -1;
+    while (p->splice_left && p->outq.len == 0) {
+        ssize_t n = splice(p->splice_fd, NULL, p->s->sock, NULL, p->splice_left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            p->splice_left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            /* the socket is full (or, never, the pipe is empty: no busy loop then) */
+            struct pollfd q = { .fd = p->splice_fd, .events = POLLIN };
+            if (poll(&q, 1, 0) == 1 && (q.revents & POLLIN))
+                return 0; /* the socket is full: wait for POLLOUT */
+            return -1; /* cannot happen: the bytes were counted in the pipe, we are its only reader */
+        }
+        return -1;
     }
     return 0;
 }
@@ -237,6 +282,10 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         bh_set_nonblock(s->in_fd, 1);
     if (s->out_fd >= 0)
         bh_set_nonblock(s->out_fd, 1);
+    p.splice_fd = -1;
+    struct stat fst;
+    p.out_is_pipe = !s->no_splice && s->out_fd >= 0 && fstat(s->out_fd, &fst) == 0 && S_ISFIFO(fst.st_mode);
+    p.err_is_pipe = !s->no_splice && s->is_service && s->err_fd >= 0 && fstat(s->err_fd, &fst) == 0 && S_ISFIFO(fst.st_mode);
     if (s->is_service && s->err_fd >= 0)
         bh_set_nonblock(s->err_fd, 1);
     if (s->out_fd < 0) {
@@ -263,13 +312,13 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
     }
 
     for (;;) {
-        if (s->is_service && p.out_done && p.err_done && p.child_done && !p.exit_sent) {
+        if (s->is_service && p.out_done && p.err_done && p.child_done && !p.exit_sent && !p.splice_left) {
             int32_t code = p.exit_code;
             uint8_t v[4] = { (uint8_t)code, (uint8_t)(code >> 8), (uint8_t)(code >> 16), (uint8_t)(code >> 24) };
             queue_msg(&p, BH_QX_MSG_DATA_EXIT_CODE, v, 4);
             p.exit_sent = true;
         }
-        if (write_some(s->sock, &p.outq) < 0) {
+        if (send_queued(&p) < 0) {
             if (s->is_service) { /* the requester went away: nobody to tell */
                 rc = p.child_done ? p.exit_code : 125;
                 goto out;
@@ -277,10 +326,11 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
             /* The service may have finished without reading all its input: keep
              * reading, its exit code is still on the way. */
             bh_buf_reset(&p.outq);
+            p.splice_left = 0;
             p.out_done = true;
             close_fd(&s->out_fd);
         }
-        if (s->is_service && p.exit_sent && p.outq.len == 0) {
+        if (s->is_service && p.exit_sent && p.outq.len == 0 && !p.splice_left) {
             rc = p.exit_code;
             goto out;
         }
@@ -319,13 +369,13 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         short sev = 0;
         if (!p.sock_eof && p.inq.len < INQ_HIGH && p.rq.len + 65536 <= RQ_MAX)
             sev |= POLLIN;
-        if (p.outq.len)
+        if (p.outq.len || p.splice_left)
             sev |= POLLOUT;
         if (sev) {
             i_sock = n;
             fds[n++] = (struct pollfd){ .fd = s->sock, .events = sev };
         }
-        if (p.outq.len < OUTQ_HIGH) {
+        if (p.outq.len < OUTQ_HIGH && !p.splice_left) {
             if (!p.out_done && s->out_fd >= 0) {
                 i_out = n;
                 fds[n++] = (struct pollfd){ .fd = s->out_fd, .events = POLLIN };
@@ -368,12 +418,12 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         }
         if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR)))
             if (pump_local(&p, &s->out_fd, s->is_service ? BH_QX_MSG_DATA_STDOUT : BH_QX_MSG_DATA_STDIN,
-                           &p.out_done) < 0) {
+                           &p.out_done, p.out_is_pipe) < 0) {
                 bh_fail_errno(err, "buffer");
                 goto out;
             }
-        if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR)))
-            if (pump_local(&p, &s->err_fd, BH_QX_MSG_DATA_STDERR, &p.err_done) < 0) {
+        if (i_err >= 0 && !p.splice_left && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (pump_local(&p, &s->err_fd, BH_QX_MSG_DATA_STDERR, &p.err_done, p.err_is_pipe) < 0) {
                 bh_fail_errno(err, "buffer");
                 goto out;
             }

@@ -24,6 +24,9 @@ struct bh_qx_stream {
     bool exit_from_fd;
     int exit_fd;
     bool filter_out, filter_err; /* requester: replace control characters (tty safety) */
+    /* plain reads only, no FIONREAD/splice from local pipes: for a pump under a seccomp
+     * filter without ioctl (qrexec-daemon's unprivileged side) */
+    bool no_splice;
 };
 
 /* Runs the stream to its end. Returns the exit code of the call: the service's as sent

@@ -208,3 +208,31 @@ def test_service_user_follows_passwd_and_group(engine_daemon):
     r = qvm_run(d, "-p", "--user", "bob", "a", "echo ran")
     assert r.returncode == 125 and r.stdout == b""
     assert b"no such user 'bob'" in r.stderr
+
+
+def test_bulk_stdout_and_stderr_stay_apart(engine_daemon):
+    """A service's stdout and stderr pipes are spliced to the data socket behind their
+    message headers (stream.c): many large interleaved writes to both arrive whole, in
+    order, each on its own stream; and a local program's output (qrexec-client-vm's
+    pipe) the same way in the other direction."""
+    d = engine_daemon
+    script = ("for i in $(seq 60); do head -c 70001 /dev/zero | tr '\\0' o; "
+              "head -c 30011 /dev/zero | tr '\\0' e >&2; printf '%04d' $i; done")
+    r = qvm_run(d, "-p", "a", script)
+    assert r.returncode == 0, r.stderr[-200:]
+    want = b"".join(b"o" * 70001 + b"%04d" % i for i in range(1, 61))
+    assert r.stdout == want
+    assert r.stderr == b"e" * (30011 * 60)
+    # qube to qube with a local program: qrexec-client-vm's pipe, spliced the same way
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-test.policy").write_text("test.Count  *  a  b  allow\n")
+    assert qvm_run(d, "b", "true").returncode == 0
+    r = qvm_run(d, "-p", "--user", "root", "b",
+                "mkdir -p /etc/qubes-rpc && printf '#!/bin/sh\\nwc -c\\n' > /etc/qubes-rpc/test.Count && "
+                "chmod 755 /etc/qubes-rpc/test.Count")
+    assert r.returncode == 0, r.stderr
+    r = qvm_run(d, "-p", "a", "/usr/lib/bulkhead/qrexec-client-vm b test.Count "
+                "/bin/sh -c 'head -c 5000000 /dev/zero; exec 1>&-; cat >&2'")
+    assert r.returncode == 0, r.stderr[-300:]
+    assert r.stderr.strip() == b"5000000"
