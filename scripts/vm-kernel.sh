@@ -3,7 +3,9 @@
 # Debian's linux-image-cloud-amd64 (the small kernel for virtual machines), downloaded
 # with apt-get download and unpacked with dpkg-deb into DIR, never installed into the
 # host's /boot. DIR gets vmlinuz, modules/*.ko (only those a Bulkhead guest loads) and
-# modules/order (load order, dependencies first), and version.
+# modules/order (load order, dependencies first), and version; also the package's whole
+# module tree with its depmod index in lib/modules/VERSION (scripts/test-cgroup2-vm.sh
+# boots a test VM whose programs load modules with modprobe: loop, veth, nf_tables...).
 # Runs again only when the package version changed. Needs network access to the
 # Debian mirror the host's apt uses (apt-get update once on a fresh machine).
 set -euo pipefail
@@ -11,7 +13,8 @@ dir=${1:-build/vm-kernel}
 meta=linux-image-cloud-amd64
 ver=$(apt-cache show --no-all-versions $meta 2>/dev/null | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -1)
 [ -n "$ver" ] || { echo "vm-kernel: $meta unknown to apt (run apt-get update)" >&2; exit 1; }
-if [ -f "$dir/version" ] && [ "$(cat "$dir/version")" = "$ver" ] && [ -f "$dir/vmlinuz" ]; then
+if [ -f "$dir/version" ] && [ "$(cat "$dir/version")" = "$ver" ] && [ -f "$dir/vmlinuz" ] &&
+   [ -f "$dir/lib/modules/${ver#linux-image-}/modules.dep" ]; then
   exit 0
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -30,7 +33,10 @@ for m in "${order[@]}"; do
   basename "$m" >> "$dir/modules.new/order"
 done
 cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz.new"
-rm -rf "$dir/modules"; mv "$dir/modules.new" "$dir/modules"; mv "$dir/vmlinuz.new" "$dir/vmlinuz"
+kver=$(basename "$mods")
+depmod -b "$tmp/x" "$kver"
+rm -rf "$dir/modules" "$dir/lib"; mv "$dir/modules.new" "$dir/modules"; mv "$dir/vmlinuz.new" "$dir/vmlinuz"
+mkdir -p "$dir/lib/modules"; mv "$mods" "$dir/lib/modules/$kver"
 chmod -R a+rX "$dir"
 echo "$ver" > "$dir/version"
 echo "vm-kernel: $ver in $dir"

@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "events.h"
+#include "props.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,6 +36,23 @@ static int need_vol(struct bh_call *c)
     return 0;
 }
 
+/* Every qube has a `kernel` volume (read-only, pool linux-kernel; storage keeps it empty:
+ * an ns qube runs the host's kernel). For a qube of the vm engine it is, as in Qubes,
+ * the kernel it boots: vid = the `kernel` property, size = its files. Returns that
+ * name (malloc'd), or NULL: the storage's empty volume stands. */
+static char *kernel_volume(struct bh_call *c)
+{
+    const struct bh_driver *drv = bh_glue_driver(c->app, c->dest);
+    if (c->dest->klass == BH_ADMINVM || !drv || strcmp(drv->name, "vm"))
+        return NULL;
+    char *k = bh_qube_prop(c->app, c->dest, "kernel");
+    if (k && !*k) {
+        free(k);
+        k = NULL;
+    }
+    return k;
+}
+
 static int v_list(struct bh_call *c)
 {
     if (c->dest->klass == BH_ADMINVM)
@@ -43,6 +61,18 @@ static int v_list(struct bh_call *c)
         if (bh_buf_printf(c->out, "%s\n", bh_volume_names[i]) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
     return 0;
+}
+
+static int kernel_info(struct bh_call *c, const char *k)
+{
+    uint64_t size = bh_kernel_size(k); /* 0: not installed (the start says so) */
+    struct bh_volume_info info = { .pool = "linux-kernel", .size = size, .usage = size };
+    snprintf(info.vid, sizeof info.vid, "%s", k);
+    char buf[2048];
+    int n = bh_volume_info_format(&info, buf, sizeof buf);
+    if (n < 0)
+        return bh_exc(c->exc, "QubesException", "volume info too long");
+    return bh_buf_add(c->out, buf, (size_t)n);
 }
 
 #define WITH_SQ(c, body)                                  \
@@ -55,6 +85,9 @@ static int v_list(struct bh_call *c)
 
 static int v_info(struct bh_call *c)
 {
+    _cleanup_free_ char *k = !strcmp(c->req->arg, "kernel") ? kernel_volume(c) : NULL;
+    if (k)
+        return kernel_info(c, k);
     struct bh_pool *p = need_pool(c);
     if (!p || need_vol(c) < 0)
         return -1;

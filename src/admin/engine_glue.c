@@ -67,6 +67,8 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     b->user = bh_qube_prop(app, q, "default_user");
     s->default_user = b->user;
     s->debug = bh_qube_prop_bool(app, q, "debug");
+    b->kernel = bh_qube_prop(app, q, "kernel");
+    s->kernel = b->kernel;
     b->kernelopts = bh_qube_prop(app, q, "kernelopts");
     s->kernelopts = b->kernelopts && *b->kernelopts ? b->kernelopts : NULL;
     long long qt = bh_qube_prop_int(app, q, "qrexec_timeout");
@@ -103,6 +105,8 @@ void bh_glue_spec_free(struct bh_spec_buf *b)
     b->user = NULL;
     free(b->kernelopts);
     b->kernelopts = NULL;
+    free(b->kernel);
+    b->kernel = NULL;
 }
 
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q)

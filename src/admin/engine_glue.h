@@ -25,6 +25,7 @@ struct bh_spec_buf {
     char runtime[4096], state[4096];
     char *user;
     char *kernelopts;
+    char *kernel;
     struct bh_net_buf net;
 };
 void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b);

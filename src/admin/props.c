@@ -1,4 +1,5 @@
 #include "props.h"
+#include "driver/driver.h"
 #include "cleanup.h"
 #include "events.h"
 #include "hooks.h"
@@ -114,6 +115,14 @@ static char *d_virt_mode_global(struct bh_app *a, const struct bh_qube *q)
      * own writable root), and every default qube needs one: ns stays the default until
      * it does (docs/vm-engine.md). A qube opts in with virt_mode pvh. */
     return strdup("ns");
+}
+
+static char *d_installed_kernel(struct bh_app *a, const struct bh_qube *q)
+{
+    (void)a;
+    (void)q;
+    char name[256];
+    return strdup(bh_kernel_default(name, sizeof name) == 0 ? name : "");
 }
 
 static char *d_netvm(struct bh_app *a, const struct bh_qube *q)
@@ -421,6 +430,28 @@ static int chk_pool(struct bh_app *a, struct bh_qube *q, const char *v, struct b
     return 0;
 }
 
+/* As Qubes: a qube's kernel is a name (no '/'), checked against the installed kernels
+ * when the qube starts; default_kernel must be installed (or empty). */
+static int chk_kernel(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    (void)q;
+    if (strchr(v, '/'))
+        return bh_exc(e, "QubesPropertyValueError", "Kernel name cannot contain '/'");
+    if (*v && !bh_ident_valid(v, 128))
+        return bh_exc(e, "QubesPropertyValueError", "Invalid kernel name");
+    return 0;
+}
+
+static int chk_default_kernel(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    if (chk_kernel(a, q, v, e) < 0)
+        return -1;
+    if (*v && bh_kernel_find(v, NULL, 0) < 0)
+        return bh_exc(e, "QubesPropertyValueError", "Kernel '%s' not installed", v);
+    return 0;
+}
+
 static int chk_user(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     (void)a;
@@ -573,7 +604,7 @@ static const struct bh_prop_def qube_props[] = {
     { "ip", BH_P_STR, VMS, 0, d_ip, chk_ip, 0, 0, "IPv4 address of this qube" },
     { "ip6", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "IPv6 address of this qube" },
     { "is_preload", BH_P_BOOL, BH_KMASK(BH_DISPVM), NS, d_is_preload, NULL, 0, 0, "Whether this disposable is preloaded and not yet used" },
-    { "kernel", BH_P_STR, VMS, 0, d_g_kernel, NULL, 0, 0, "Kernel (vm engine)" },
+    { "kernel", BH_P_STR, VMS, 0, d_g_kernel, chk_kernel, 0, 0, "Kernel (vm engine)" },
     { "kernelopts", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "Kernel command line (vm engine)" },
     { "keyboard_layout", BH_P_STR, ALL, 0, d_kbd, chk_kbd, 0, 0, "Keyboard layout, layout+variant+options" },
     { "klass", BH_P_STR, ALL, NS, d_klass, NULL, 0, 0, "Class of the qube" },
@@ -612,7 +643,7 @@ static const struct bh_prop_def global_props[] = {
     { "default_audiovm", BH_P_VM, 0, NUL, d_dom0, NULL, 0, 0, "Default audio VM" },
     { "default_dispvm", BH_P_VM, 0, NUL, d_empty, chk_dispvm_template, 0, 0, "Default disposable template" },
     { "default_guivm", BH_P_VM, 0, NUL, d_dom0, NULL, 0, 0, "Default GUI VM" },
-    { "default_kernel", BH_P_STR, 0, 0, d_empty, NULL, 0, 0, "Default kernel (vm engine)" },
+    { "default_kernel", BH_P_STR, 0, 0, d_installed_kernel, chk_default_kernel, 0, 0, "Default kernel (vm engine)" },
     { "default_netvm", BH_P_VM, 0, NUL, d_empty, chk_netvm, 0, 0, "Default netvm for new qubes" },
     { "default_pool", BH_P_STR, 0, 0, d_pool, chk_pool, 0, 0, "Default storage pool" },
     { "default_pool_kernel", BH_P_STR, 0, 0, d_g_pool, chk_pool, 0, 0, "Default pool for kernel volumes" },

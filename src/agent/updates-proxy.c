@@ -138,6 +138,7 @@ int main(void)
     }
     int s = connect_to(&req);
     if (s < 0) {
+        bh_buf_free(&out);
         answer("502 Bad Gateway");
         return 1;
     }

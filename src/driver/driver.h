@@ -70,6 +70,7 @@ struct bh_qube_spec {
     bool provides_network;    /* a netvm: may open AF_PACKET and raw IP sockets */
     uint64_t all_qubes_mib;   /* hard memory limit of all qubes of this daemon together, 0 = none */
     bool debug;
+    const char *kernel;      /* vm: name of the guest kernel (the `kernel` property) */
     const char *kernelopts;  /* vm: appended to the guest kernel's command line, or NULL */
     uint32_t boot_timeout_s; /* vm: how long a boot may take until the agent answers
                               * (qrexec_timeout); 0 = engine default */
@@ -128,3 +129,13 @@ struct bh_driver {
 
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */
 const struct bh_driver *bh_driver_get(const char *virt_mode);
+
+/* Guest kernels for engines that boot one (vm), as Qubes' linux-kernel pool: a kernel
+ * is named by its version ("6.1.0-57-cloud-amd64"). The installed one is the vm-kernel
+ * directory (scripts/vm-kernel.sh; $BULKHEAD_VM_KERNEL_DIR). */
+/* The installed kernel's name into out; -1 if there is none. */
+int bh_kernel_default(char *out, size_t n);
+/* Is name an installed kernel? Its directory into dir (may be NULL). 0 or -1. */
+int bh_kernel_find(const char *name, char *dir, size_t n);
+/* Bytes of the kernel's files (vmlinuz and modules): the kernel volume's size. */
+uint64_t bh_kernel_size(const char *name);

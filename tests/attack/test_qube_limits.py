@@ -10,7 +10,7 @@ import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import AdminError, engine_daemon  # noqa: E402,F401
-from ns_fixtures import cgroup_file, proc_cgroups  # noqa: E402
+from ns_fixtures import cgroup_file, cgroup_v2_host, proc_cgroups  # noqa: E402
 from qrexec_fixtures import bin_path  # noqa: E402
 
 CVM = "/usr/lib/bulkhead/qrexec-client-vm"
@@ -133,8 +133,10 @@ def test_qrexec_daemon_is_charged_to_its_qube(engine_daemon):
     counts against that qube's CPU share, and nothing else of the qube's cgroups."""
     import time
     d = engine_daemon
+    if cgroup_v2_host():
+        return qrexec_daemon_charged_v2(d)
     if not _pl.Path("/sys/fs/cgroup/cpu/cgroup.procs").exists():
-        pytest.skip("no cgroup v1 cpu controller (on v2 the daemon is not charged: docs/ns-engine.md)")
+        pytest.skip("no cgroup v1 cpu controller")
     d.call("admin.vm.Start", "a")
     pid = int((d.runtime / "qubes" / "a" / "qrexec-daemon.pid").read_text())
     cg = dict(line.split(":", 2)[1:] for line in _pl.Path(f"/proc/{pid}/cgroup").read_text().splitlines())
@@ -151,3 +153,30 @@ def test_qrexec_daemon_is_charged_to_its_qube(engine_daemon):
             break
         time.sleep(0.1)
     assert not cpu_dir.exists()
+
+
+def qrexec_daemon_charged_v2(d):
+    """cgroup v2 (one hierarchy): the daemon sits in the qube's sibling "<name>@host" with
+    the qube's CPU quota, outside the qube's cgroup (so pausing or killing the qube never
+    reaches it); both go with the qube."""
+    import time
+    d.call("admin.vm.property.Set+vcpus", "a", "1")
+    d.call("admin.vm.Start", "a")
+    pid = int((d.runtime / "qubes" / "a" / "qrexec-daemon.pid").read_text())
+    init = int((d.runtime / "qubes" / "a" / "init.pid").read_text().split()[0])
+    qube_cg = _pl.Path("/sys/fs/cgroup") / _pl.Path(f"/proc/{init}/cgroup").read_text().strip().split("::", 1)[1].lstrip("/")
+    daemon_cg = _pl.Path("/sys/fs/cgroup") / _pl.Path(f"/proc/{pid}/cgroup").read_text().strip().split("::", 1)[1].lstrip("/")
+    assert daemon_cg == qube_cg.parent / "a@host", (daemon_cg, qube_cg)
+    assert (daemon_cg / "cpu.max").read_text().split()[0] == "100000"
+    assert (daemon_cg / "cpu.max").read_text() == (qube_cg / "cpu.max").read_text()
+    # the qube paused: its daemon is not frozen with it
+    d.call("admin.vm.Pause", "a")
+    assert "frozen 1" in (qube_cg / "cgroup.events").read_text()
+    assert "frozen 0" in (daemon_cg / "cgroup.events").read_text()
+    d.call("admin.vm.Unpause", "a")
+    d.call("admin.vm.Kill", "a")
+    for _ in range(100):
+        if not daemon_cg.exists() and not qube_cg.exists():
+            break
+        time.sleep(0.1)
+    assert not daemon_cg.exists() and not qube_cg.exists()

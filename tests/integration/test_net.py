@@ -1,6 +1,9 @@
 """The qubes' network end to end: sys-net plugged into a small internet made of
 namespaces this test creates (see net_fixtures.py), sys-firewall, app qubes.
 No traffic leaves those namespaces; no test uses --uplink host."""
+import os
+import pathlib
+import signal
 import socket
 import subprocess
 import time
@@ -325,3 +328,30 @@ def test_only_templates_may_use_the_updates_proxy(net):
     r = net.run("host", "printf 'GET http://web.test:8080/ HTTP/1.1\\r\\nHost: web.test\\r\\n\\r\\n' | "
                 "qrexec-client-vm @default qubes.UpdatesProxy; echo rc=$?", timeout=60)
     assert "hello from the test internet" in r.stdout, r.stdout + r.stderr
+
+
+def _resolver_helper(net):
+    """The daemon's dsthost resolver helper: its child that runs as nobody."""
+    pid = net.d.proc.pid
+    for child in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        st = pathlib.Path(f"/proc/{child}/status").read_text()
+        uid = [l.split()[1] for l in st.splitlines() if l.startswith("Uid:")][0]
+        if uid == "65534":
+            return int(child), st
+    return None, None
+
+
+def test_resolver_helper_is_unprivileged_and_replaced(net, clean_fw):
+    pid, st = _resolver_helper(net)
+    assert pid, "no resolver helper"
+    caps = {l.split(":")[0]: l.split()[1] for l in st.splitlines() if l.startswith("Cap")}
+    assert caps["CapEff"] == caps["CapPrm"] == "0000000000000000", caps
+    assert "NoNewPrivs:\t1" in st
+    # in the uplink's namespace, not the host's
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{net.internet.inet}").st_ino
+    os.kill(pid, signal.SIGKILL)
+    # a new one takes over: a name never asked before still resolves
+    net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=other.test\naction=drop\n")
+    assert net.curl("work", f"http://{OTHER}:8080/") and not net.curl("work", f"http://{WEB}:8080/", t=1)
+    new, _ = _resolver_helper(net)
+    assert new and new != pid

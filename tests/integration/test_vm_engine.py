@@ -108,6 +108,37 @@ def test_clean_shutdown_leaves_nothing(vm_env):
     assert vm_leftovers(d, "v") == []
 
 
+def test_kernel_property_and_volume(vm_env):
+    """As Qubes: `kernel` names the kernel a VM qube boots (default: default_kernel, the
+    installed one), and the qube's `kernel` volume is it (pool linux-kernel, read-only).
+    An ns qube runs the host's kernel: its kernel volume stays empty."""
+    d = vm_env.d
+    from vm_fixtures import BUILD
+    installed = (BUILD / "vm-kernel/version").read_text().strip().removeprefix("linux-image-")
+    assert d.call("admin.property.Get+default_kernel") == f"default=True type=str {installed}"
+    assert d.call("admin.vm.property.Get+kernel", "v") == f"default=True type=str {installed}"
+    info = dict(kv.split("=", 1) for kv in d.call("admin.vm.volume.Info+kernel", "v").splitlines())
+    assert (info["pool"], info["vid"], info["rw"]) == ("linux-kernel", installed, "False")
+    assert int(info["size"]) > 5 << 20  # vmlinuz and the modules
+    assert "kernel" in d.call("admin.vm.volume.List", "v").split()
+    ns = dict(kv.split("=", 1) for kv in d.call("admin.vm.volume.Info+kernel", "n").splitlines())
+    assert (ns["pool"], ns["vid"], ns["size"]) == ("linux-kernel", "", "0")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.property.Set+default_kernel", payload="6.6.6-not-here")
+    assert "not installed" in e.value.msg
+    with pytest.raises(AdminError):
+        d.call("admin.vm.property.Set+kernel", "v", "../../etc")
+    d.call("admin.vm.property.Set+kernel", "v", "6.6.6-not-here")
+    assert "vid=6.6.6-not-here" in d.call("admin.vm.volume.Info+kernel", "v")
+    assert state_of(d, "v") == "Halted"
+    with pytest.raises(AdminError) as e:
+        start(d, "v")
+    assert "Kernel '6.6.6-not-here' not installed" in e.value.msg
+    assert state_of(d, "v") == "Halted" and vm_leftovers(d, "v") == []
+    d.call("admin.vm.property.Reset+kernel", "v")
+    assert d.call("admin.vm.property.Get+kernel", "v").endswith(installed)
+
+
 def test_boot_that_never_finishes_is_killed(vm_env):
     d = vm_env.d
     d.call("admin.vm.property.Set+qrexec_timeout", "v", "1")  # no boot is that fast

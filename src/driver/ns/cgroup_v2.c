@@ -57,9 +57,13 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
             return bh_fail_errno(err, "mkdir %s", dir);
     }
     if (spec->all_qubes_mib) { /* all qubes together: see cgroup_v1.c */
-        cg_dir(dir, sizeof dir, tag, NULL);
+        /* the parent in a buffer of its own: `dir` names the qube's cgroup from here on
+         * (writing the qube's limits into the parent overwrote the budget and left the
+         * qube unbounded; found by running the tests on a v2 host) */
+        char parent[4096];
+        cg_dir(parent, sizeof parent, tag, NULL);
         snprintf(val, sizeof val, "%llu", (unsigned long long)spec->all_qubes_mib << 20);
-        (void)bh_cg_write(dir, "memory.max", val, NULL);
+        (void)bh_cg_write(parent, "memory.max", val, NULL);
     }
     uint64_t hard = spec->maxmem_mib ? spec->maxmem_mib : spec->memory_mib;
     if (hard) {
@@ -81,6 +85,11 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
         snprintf(val, sizeof val, "%llu 100000", (unsigned long long)spec->vcpus * 100000ull);
         if (bh_cg_write(dir, "cpu.max", val, err) < 0)
             return -1;
+        /* a live change reaches the qube's host helpers too (v2_charge_cpu) */
+        char host[4200];
+        snprintf(host, sizeof host, "%s@host", dir);
+        if (access(host, F_OK) == 0)
+            (void)bh_cg_write(host, "cpu.max", val, NULL);
     }
     /* Device access on v2 needs a BPF program; the qube's /dev holds only bind-mounted
      * nodes and mknod is impossible in its user namespace, so none is attached. */
@@ -123,9 +132,12 @@ static int v2_kill_all(const char *tag, const char *name)
     return bh_cg_write(dir, "cgroup.kill", "1", NULL) == 0 ? 1 : 0;
 }
 
+static void remove_host_dir(const char *tag, const char *name);
+
 static int v2_destroy(const char *tag, const char *name, bh_error *err)
 {
     char dir[4096];
+    remove_host_dir(tag, name);
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
@@ -161,13 +173,52 @@ static bool v2_contains(const char *tag, const char *name, pid_t pid)
     return strstr(s, want) != NULL;
 }
 
-/* v2 has one hierarchy: a process is in the qube's cgroup for every controller or for
- * none, and the qube's freezer and kill must not reach its host helpers. Not charged
- * (a sibling "<name>.host" cgroup would be the way; v2 is not exercised here). */
+/* v2 has one hierarchy: a process is in one cgroup for every controller, so a host
+ * helper put into the qube's cgroup would be frozen and killed with the qube. The qube's
+ * host helpers (its qrexec-daemon and the call processes it forks) get a sibling,
+ * "<name>@host" ('@' is never in a qube's name), with the qube's CPU quota: the host
+ * work a qube causes is bounded by its own share and weighs in the parent's fair share
+ * next to it, as v1 charges it to the qube's cpu cgroup; memory and pids stay unbounded
+ * there, as on v1. */
+static void host_dir(char *out, size_t n, const char *tag, const char *name)
+{
+    snprintf(out, n, BASE "/%s/%s@host", tag, name);
+}
+
 static int v2_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error *err)
 {
-    (void)tag, (void)name, (void)pid, (void)err;
-    return 0;
+    char dir[4096], val[32];
+    host_dir(dir, sizeof dir, tag, name);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", dir);
+    _cleanup_free_ char *quota = read_small(tag, name, "cpu.max");
+    if (quota && bh_cg_write(dir, "cpu.max", quota, err) < 0)
+        return -1;
+    snprintf(val, sizeof val, "%d", (int)pid);
+    return bh_cg_write(dir, "cgroup.procs", val, err);
+}
+
+/* The helpers outlive nothing of the qube's: back to the root cgroup (as on v1), then the
+ * sibling goes. */
+static void remove_host_dir(const char *tag, const char *name)
+{
+    char dir[4096];
+    host_dir(dir, sizeof dir, tag, name);
+    char procs_path[4200];
+    snprintf(procs_path, sizeof procs_path, "%s/cgroup.procs", dir);
+    _cleanup_free_ char *procs = bh_read_file(procs_path, 1 << 16, NULL);
+    for (char *p = procs, *e; p && *p; p = e) {
+        long pid = strtol(p, &e, 10);
+        if (e == p)
+            break;
+        char v[32];
+        snprintf(v, sizeof v, "%ld", pid);
+        (void)bh_cg_write(BASE, "cgroup.procs", v, NULL);
+        while (*e == '\n')
+            e++;
+    }
+    for (int tries = 0; rmdir(dir) < 0 && errno == EBUSY && tries < 2000; tries++)
+        sleep_ms(5);
 }
 
 /* No device controller here (v2 filters devices with BPF programs, which the engine

@@ -36,6 +36,55 @@ int bh_vm_kernel_dir(char *out, size_t n)
     return access(k, R_OK);
 }
 
+int bh_kernel_default(char *out, size_t n)
+{
+    char dir[PATH_MAX], v[PATH_MAX + 16];
+    if (bh_vm_kernel_dir(dir, sizeof dir) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%s/version", dir);
+    _cleanup_free_ char *t = bh_read_file(v, 256, NULL);
+    if (!t)
+        return -1;
+    t[strcspn(t, "\n")] = '\0';
+    const char *name = strncmp(t, "linux-image-", 12) ? t : t + 12; /* the package's name */
+    if (!*name || strchr(name, '/') || strlen(name) >= n)
+        return -1;
+    snprintf(out, n, "%s", name);
+    return 0;
+}
+
+int bh_kernel_find(const char *name, char *dir, size_t n)
+{
+    char def[256];
+    if (!name || !*name || bh_kernel_default(def, sizeof def) < 0 || strcmp(def, name))
+        return -1;
+    char d[PATH_MAX];
+    if (bh_vm_kernel_dir(d, sizeof d) < 0)
+        return -1;
+    if (dir)
+        snprintf(dir, n, "%s", d);
+    return 0;
+}
+
+static uint64_t tree_bytes;
+static int add_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path, (void)ftw;
+    if (flag == FTW_F)
+        tree_bytes += (uint64_t)st->st_size;
+    return 0;
+}
+
+uint64_t bh_kernel_size(const char *name)
+{
+    char d[PATH_MAX];
+    if (bh_kernel_find(name, d, sizeof d) < 0)
+        return 0;
+    tree_bytes = 0;
+    nftw(d, add_size, 16, FTW_PHYS);
+    return tree_bytes;
+}
+
 static int find_prog(const char *name, char *out, size_t n)
 {
     static const char *const rels[] = { ".", "../driver", "../../driver", "../lib/bulkhead", "../libexec/bulkhead", NULL };
@@ -185,11 +234,18 @@ static unsigned long long inputs_key(const char *kdir, const char *vminit, const
     return k;
 }
 
-int bh_vm_assets(const char *cache_dir, struct bh_vm_assets *a, bh_error *err)
+int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets *a, bh_error *err)
 {
     char kdir[PATH_MAX], vminit[PATH_MAX], libexec[PATH_MAX];
     if (bh_vm_kernel_dir(kdir, sizeof kdir) < 0)
         return bh_fail(err, ENOENT, "no guest kernel: run scripts/vm-kernel.sh (or set BULKHEAD_VM_KERNEL_DIR)");
+    /* as Qubes: an empty `kernel` boots the qube's own kernel from its root, which
+     * the vm engine does not do; any other name must be an installed kernel */
+    if (!kernel || !*kernel)
+        return bh_fail(err, ENOTSUP, "the qube's `kernel` is empty (its own kernel): the vm engine boots an "
+                                     "installed kernel, set `kernel` (qvm-prefs QUBE kernel --default)");
+    if (bh_kernel_find(kernel, kdir, sizeof kdir) < 0)
+        return bh_fail(err, ENOENT, "Kernel '%s' not installed", kernel);
     if (find_prog("bulkhead-vminit", vminit, sizeof vminit) < 0 ||
         find_prog("bulkhead-vchan-bridge", a->bridge, sizeof a->bridge) < 0)
         return bh_fail(err, ENOENT, "bulkhead-vminit or bulkhead-vchan-bridge not found next to bulkheadd");

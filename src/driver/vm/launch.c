@@ -366,7 +366,7 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
                                      "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
     struct bh_vm_assets as;
-    if (bh_vm_assets(p->cache, &as, err) < 0)
+    if (bh_vm_assets(p->cache, spec->kernel, &as, err) < 0)
         return -1;
     char root_img[4096];
     if (bh_vm_root_image(p->images, spec->vol.root_lower, root_img, sizeof root_img, err) < 0)

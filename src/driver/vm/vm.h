@@ -32,9 +32,9 @@ struct bh_vm_assets {
     char virtiofsd[4096]; /* QEMU's virtiofsd ("" if missing) */
     char bridge[4096];    /* host copy of bulkhead-vchan-bridge */
 };
-/* Finds the kernel and the programs and (re)builds the initramfs when an input
+/* Finds the kernel (by name: spec->kernel) and the programs and (re)builds the initramfs when an input
  * changed. cache_dir is owned by the daemon (root, 0755). */
-int bh_vm_assets(const char *cache_dir, struct bh_vm_assets *a, bh_error *err);
+int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets *a, bh_error *err);
 /* The kernel's directory ($BULKHEAD_VM_KERNEL_DIR, or vm-kernel next to our programs);
  * -1 if there is none (the engine is then unavailable). */
 int bh_vm_kernel_dir(char *out, size_t n);
