@@ -82,6 +82,8 @@ try:
     print(f"  preloaded: {mp:8.1f} ms  (min {min(pre)*1000:.1f}, max {max(pre)*1000:.1f})  ratio {ratio(mp, mb)}  (aim: within 1.5x)"
           f"  [{len(used)} distinct preloaded disposables used]")
     print("  cold split (medians): " + ", ".join(f"{k} {median_ms(v):.1f} ms" for k, v in split.items()))
+    print(f"ROW\tdisposable whole life, cold\t{mc:.1f} ms\tbwrap {mb:.1f} ms\t{ratio(mc, mb)}\t<= 3x")
+    print(f"ROW\tdisposable whole life, preloaded\t{mp:.1f} ms\tbwrap {mb:.1f} ms\t{ratio(mp, mb)}\t<= 1.5x")
     print(f"  peer: bwrap --unshare-all ... true: {mb:8.1f} ms  (median of {len(peer)}, one after each round,"
           f" once the daemon was idle: waited {median_ms(waits):.0f} ms median for that)")
 finally:

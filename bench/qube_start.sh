@@ -46,6 +46,9 @@ try:
     print(f"    ratio qube / bwrap: {ratio(mq, mb)}  (aim: within 1.5x)")
     print(f"    split: admin.vm.Start alone {median_ms(t_st):.1f} ms + qvm-run -p a true into the running qube "
           f"{median_ms(t_run):.1f} ms (medians)")
+    # one row of the summary table scripts/bench.sh prints at the end
+    print(f"ROW\thalted qube -> first output (qvm-run -p a true; Start {median_ms(t_st):.1f} + run "
+          f"{median_ms(t_run):.1f} ms)\t{mq:.1f} ms\tbwrap {mb:.1f} ms\t{ratio(mq, mb)}\t<= 1.5x")
 
     # (b) memory per idle qube, agent included
     names = [f"idle{i}" for i in range(idle)]

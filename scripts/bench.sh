@@ -13,11 +13,13 @@ ninja -C "$build" >/dev/null || exit 1
 export BULKHEAD_BUILD=$build
 
 failed=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 run() {  # name, command...
   local name=$1; shift
   printf '\n=== %s  (%s)\n' "$name" "$*"
   local t0=$SECONDS
-  if "$@"; then
+  if "$@" | tee -a "$log"; then
     printf -- '--- %s: %ss\n' "$name" $((SECONDS - t0))
   else
     printf -- '--- %s: FAILED to run (exit %s)\n' "$name" "$?"
@@ -44,6 +46,12 @@ for f in bench/*.sh; do
     *)                     run "$n" "$f" "$build" ;;
   esac
 done
+# The benches' ROW lines (what, ours, peer, ratio, aim): one table of the figures that
+# have aims (docs/bench.md keeps their history).
+echo; echo "=== summary ($(date -u '+%Y-%m-%d %H:%M UTC'), load average now: $(cut -d" " -f1-3 /proc/loadavg))"
+echo "| what | Bulkhead | peer (same run) | ratio | aim |"
+echo "|---|---|---|---|---|"
+grep '^ROW' "$log" | cut -f2- | awk -F'\t' '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }'
 if [ ${#failed[@]} -gt 0 ]; then
   echo; echo "benches that failed to run: ${failed[*]}"; exit 1
 fi

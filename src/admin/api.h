@@ -54,3 +54,5 @@ int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C s
 
 /* A qube halted: what was attached to it is detached (device-detach events). */
 void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q);
+/* A qube started: its assigned block devices are attached (docs/devices.md). */
+void bh_devices_qube_started(struct bh_app *app, struct bh_qube *q);

@@ -479,6 +479,7 @@ static void start_done(struct bh_app *app, struct bh_qube *q)
     bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
+    bh_devices_qube_started(app, q);
 }
 
 /* Starts in progress (engines with start_begin), by qid. */

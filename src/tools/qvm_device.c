@@ -10,13 +10,16 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { O_RO = 1, O_PERSISTENT, O_ALL, O_OPTION };
+enum { O_RO = 1, O_PERSISTENT, O_ALL, O_OPTION, O_REQUIRED, O_ASK };
 
 static const struct cli_opt opts[] = {
     { "ro", 0, CLI_FLAG, O_RO },
     { "persistent", 'p', CLI_FLAG, O_PERSISTENT },
     { "all", 0, CLI_FLAG, O_ALL },
     { "option", 'o', CLI_ARG, O_OPTION },
+    { "required", 0, CLI_FLAG, O_REQUIRED },
+    { "ask-to-attach", 0, CLI_FLAG, O_ASK },
+    { "ask", 0, CLI_FLAG, O_ASK },
     { NULL, 0, 0, 0 },
 };
 
@@ -31,7 +34,9 @@ static const struct cli_tool tool = {
     "  --help, -h            show this help message and exit\n"
     "  --ro                  attach read-only (alias for read-only=yes option, takes precedence)\n"
     "  --option, -o OPTION   set option for the device in opt=value form (can be specified multiple times)\n"
-    "  --persistent, -p      (attach) also assign: the device is attached at every start\n\n"
+    "  --persistent, -p      (attach) also assign it as required (attached at every start)\n"
+    "  --required            (assign) mode required (default: auto-attach)\n"
+    "  --ask-to-attach, --ask (assign) mode ask-to-attach\n\n"
     "commands:\n"
     "    list (ls,l) [VMNAME...]            list devices\n"
     "    attach (at,a) VMNAME BACKEND:DEVID attach a device\n"
@@ -199,14 +204,20 @@ int qvm_device_main(int argc, char **argv)
     if (p >= a.pos.n)
         cli_usage_error("the following arguments are required: BACKEND:DEVICE_ID");
     const char *dev = qarg(a.pos.v[p]);
-    const char *op = at ? (cli_has(&a, O_PERSISTENT) ? "Assign" : "Attach") : dt ? "Detach" : as ? "Assign" : "Unassign";
+    /* Qubes: attach --persistent is attach (its failure ignored) then assign --required. */
+    bool persistent = at && cli_has(&a, O_PERSISTENT);
+    const char *op = at ? "Attach" : dt ? "Detach" : as ? "Assign" : "Unassign";
+    const char *mode = at && !persistent ? "manual"
+                       : persistent || cli_has(&a, O_REQUIRED) ? "required"
+                       : cli_has(&a, O_ASK)                    ? "ask-to-attach"
+                                                               : "auto-attach";
     snprintf(method, sizeof method, "admin.vm.device.%s.%s", cls, op);
     char payload[4096];
     const char *colon = strchr(a.pos.v[p], ':');
     const char *port = colon + 1;
     size_t portlen = strcspn(port, ":");
     snprintf(payload, sizeof payload, "port_id='%.*s' devclass='%s' backend_domain='%.*s' mode='%s'", (int)portlen, port,
-             cls, (int)(colon - a.pos.v[p]), a.pos.v[p], at && !cli_has(&a, O_PERSISTENT) ? "manual" : "required");
+             cls, (int)(colon - a.pos.v[p]), a.pos.v[p], mode);
     /* -o opt=value (repeatable), `ro=` spelled as read-only, --ro taking precedence. */
     struct strv o = { 0 }, keys = { 0 }, vals = { 0 };
     cli_get_all(&a, O_OPTION, &o);
@@ -262,6 +273,10 @@ int qvm_device_main(int argc, char **argv)
     }
     bool with_payload = at || as;
     api_call(&r, vm, method, dev, with_payload ? payload : NULL, with_payload ? strlen(payload) : 0);
+    if (persistent) { /* the attach's failure is ignored, as Qubes' qvm-device does */
+        snprintf(method, sizeof method, "admin.vm.device.%s.Assign", cls);
+        api_call(&r, vm, method, dev, payload, strlen(payload));
+    }
     if (!r.ok)
         cli_runtime_error(1, "%s", r.exc_msg);
     return 0;

@@ -218,3 +218,63 @@ def test_read_only_loop_device_only_read_only(engine_daemon, tmp_path):
         d.call("admin.vm.Kill", "a")
         wait_state(d, "a", "Halted")
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_block_assign_persists_and_attaches_at_start(engine_daemon, loopdev):
+    d = engine_daemon
+    port, _img = loopdev
+    n = port[4:]
+    with pytest.raises(AdminError) as e:                                 # Qubes: assign is for auto-attach
+        d.call(f"admin.vm.device.block.Assign+dom0+{port}", "a", payload="mode='manual'")
+    assert (e.value.exc_type, e.value.msg) == ("QubesValueError", "Only auto-attachable devices can be assigned.")
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Assign+dom0+{port}", "a", payload="mode='auto-attach' _bogus='1'")
+    assert (e.value.exc_type, e.value.msg) == ("QubesValueError", "Unsupported option bogus")
+    ev = subscribe(d)
+    r = d.tool("qvm-block", "assign", "-o", "read-only=yes", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    line = (f"dom0+{port}::{n} device_id=':{n}' port_id='{port}' devclass='block' backend_domain='dom0' "
+            "mode='auto-attach' frontend_domain='a' _read-only='yes'\n")
+    assert d.call("admin.vm.device.block.Assigned", "a") == line
+    assert d.call(f"admin.vm.device.block.Assigned+dom0+{port}", "a") == line
+    assert d.call("admin.vm.device.block.Assigned+dom0+loop99999", "a") == ""
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Assign+dom0+{port}", "a", payload="mode='required'")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceAlreadyAssigned",
+                                               f"block device dom0:{port}::{n} already assigned to a")
+    d.call(f"admin.vm.device.block.Set.assignment+dom0+{port}", "a", payload="required")
+    assert "mode='required'" in d.call("admin.vm.device.block.Assigned", "a")
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Set.assignment+dom0+{port}", "a", payload="manual")
+    assert (e.value.exc_type, e.value.msg) == ("QubesValueError", "Cannot change assignment mode to 'manual'")
+    evs = [(p[1], p[2]) for p in device_events(ev, (b"\0device-assignment-changed:block\0", 1)) if p[0] == b"a"]
+    ev.close()
+    dev = f"dom0:{port}::{n}".encode()
+    assert evs == [
+        (b"device-pre-assign:block", [b"device", dev, b"options", b"{'read-only': 'yes'}"]),
+        (b"device-assign:block", [b"device", dev, b"options", b"{'read-only': 'yes'}"]),
+        (b"device-pre-assign:block", [b"device", dev, b"options", b"{'read-only': 'yes'}"]),
+        (b"device-assignment-changed:block", [b"device", dev]),
+    ], evs
+    # kept across a daemon restart, and attached when the qube starts
+    d.stop()
+    d.start()
+    ev = subscribe(d)
+    assert "mode='required'" in d.call("admin.vm.device.block.Assigned", "a")
+    d.call("admin.vm.Start", "a")
+    assert d.call("admin.vm.device.block.Attached", "a") == (
+        f"dom0+{port}::{n} device_id=':{n}' port_id='{port}' devclass='block' backend_domain='dom0' "
+        "mode='manual' frontend_domain='a' _read-only='yes' _frontend-dev='xvdi'\n")
+    r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi")
+    assert (r.returncode, r.stdout) == (0, PATTERN), r.stderr
+    d.call(f"admin.vm.device.block.Unassign+dom0+{port}", "a")
+    assert d.call("admin.vm.device.block.Assigned", "a") == ""
+    with pytest.raises(AdminError) as e:
+        d.call(f"admin.vm.device.block.Unassign+dom0+{port}", "a")
+    assert (e.value.exc_type, e.value.msg) == ("DeviceNotAssigned", f"block device {port} not assigned to a")
+    evs = [(p[1], p[2]) for p in device_events(ev, (b"\0device-unassign:block\0", 1)) if p[0] == b"a"]
+    ev.close()
+    assert evs == [
+        (b"device-attach:block", [b"device", dev, b"options", b"{'read-only': 'yes', 'frontend-dev': 'xvdi'}"]),
+        (b"device-unassign:block", [b"device", dev]),
+    ], evs
