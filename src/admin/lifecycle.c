@@ -601,8 +601,12 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = bh_net_glue_prestart(app, q, &sb.spec, &err);
-    if (r == 0 && drv->start_begin) {
-        /* an engine that boots for seconds: the loop watches its fd (on_start_fd) */
+    /* An engine that boots for seconds (vm), and disposables on any engine (other qubes'
+     * calls make them at will; their start must not hold up everyone's Admin API
+     * requests): the loop watches the engine's fd (on_start_fd). Other ns qubes start
+     * at once, in line (netvm chains and autostart rely on that order). */
+    bool async = drv->start_begin && (strcmp(drv->name, "ns") || q->klass == BH_DISPVM);
+    if (r == 0 && async) {
         int fd = drv->start_begin(&sb.spec, &err);
         if (fd >= 0 && starting_add(q, fd) == 0) {
             bh_volume_layout_free(&sb.spec.vol);

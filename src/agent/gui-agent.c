@@ -233,18 +233,118 @@ static void send_urgency(struct awin *w)
     send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
 }
 
-/* The window's _NET_WM_ICON (as Qubes' icon-sender): of the sizes it offers, the largest
- * that fits BH_GUI_ICON_MAX, else the smallest, scaled down (nearest pixel, aspect
- * kept). Windows without one send nothing (legacy WM_HINTS icon pixmaps are not read). */
-#define ICON_READ_MAX (2u + 1024u * 1024u) /* longs: Qubes' icon-sender reads icons up to 1024x1024 */
+/* Sends an icon of sw x sh ARGB pixels, scaled down to fit BH_GUI_ICON_MAX (nearest
+ * pixel, aspect kept) when larger. */
+static void send_icon_pixels(struct awin *w, const uint32_t *src, uint32_t sw, uint32_t sh)
+{
+    uint32_t dw = sw, dh = sh;
+    if (sw > BH_GUI_ICON_MAX || sh > BH_GUI_ICON_MAX) {
+        if (sw >= sh)
+            dw = BH_GUI_ICON_MAX, dh = (uint32_t)((uint64_t)sh * BH_GUI_ICON_MAX / sw);
+        else
+            dh = BH_GUI_ICON_MAX, dw = (uint32_t)((uint64_t)sw * BH_GUI_ICON_MAX / sh);
+        if (dw == 0) dw = 1;
+        if (dh == 0) dh = 1;
+    }
+    static uint8_t msg[BH_GUI_ICON_MAX_LEN];
+    struct bh_gui_window_icon_hdr ih = { dw, dh };
+    memcpy(msg, &ih, sizeof ih);
+    for (uint32_t y = 0; y < dh; y++)
+        for (uint32_t x = 0; x < dw; x++) {
+            uint32_t p = src[(size_t)(y * sh / dh) * sw + x * sw / dw];
+            memcpy(msg + sizeof ih + 4 * ((size_t)y * dw + x), &p, 4);
+        }
+    send_msg(BH_GUI_MSG_WINDOW_ICON, w->id, msg, sizeof ih + (size_t)dw * dh * 4, -1);
+}
+
+#define ICON_SIDE_MAX 1024u /* Qubes' icon-sender reads icons up to 1024x1024 */
+
+/* Bit (x, y) of a depth-1 ZPixmap image of `stride` bytes a row (LSB first, as X
+ * servers on this architecture send it and as Qubes' icon-sender reads it). */
+static bool bit_at(const uint8_t *d, size_t len, size_t stride, uint32_t x, uint32_t y)
+{
+    size_t o = (size_t)y * stride + x / 8;
+    return o < len && ((d[o] >> (x % 8)) & 1);
+}
+
+/* An old-style icon (ICCCM WM_HINTS icon pixmap and mask, e.g. xterm's and xeyes'), as
+ * Qubes' icon-sender reads it: depth 24 as it is, depth 1 as grey on transparent, the
+ * mask (depth 1) as alpha. Returns malloc'd pixels, or NULL. */
+static uint32_t *legacy_icon(struct awin *w, uint32_t *ow, uint32_t *oh)
+{
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, XCB_ATOM_WM_HINTS, XCB_ATOM_WM_HINTS, 0, 9), NULL);
+    uint32_t hints[9] = { 0 };
+    if (r && r->format == 32 && xcb_get_property_value_length(r) >= 9 * 4)
+        memcpy(hints, xcb_get_property_value(r), sizeof hints);
+    free(r);
+    if (!(hints[0] & (1u << 2)) || !hints[3]) /* IconPixmapHint */
+        return NULL;
+    xcb_get_geometry_reply_t *g = xcb_get_geometry_reply(A.x, xcb_get_geometry(A.x, hints[3]), NULL);
+    if (!g || (g->depth != 1 && g->depth != 24) || !g->width || !g->height || g->width > ICON_SIDE_MAX ||
+        g->height > ICON_SIDE_MAX) {
+        free(g);
+        return NULL;
+    }
+    uint32_t iw = g->width, ih = g->height, depth = g->depth;
+    free(g);
+    xcb_get_image_reply_t *im = xcb_get_image_reply(
+        A.x, xcb_get_image(A.x, XCB_IMAGE_FORMAT_Z_PIXMAP, hints[3], 0, 0, (uint16_t)iw, (uint16_t)ih, ~0u), NULL);
+    if (!im)
+        return NULL;
+    const uint8_t *d = xcb_get_image_data(im);
+    size_t len = (size_t)xcb_get_image_data_length(im), stride = len / ih;
+    uint32_t *px = malloc((size_t)iw * ih * 4);
+    if (!px || (depth == 24 && stride < (size_t)iw * 4)) {
+        free(px);
+        free(im);
+        return NULL;
+    }
+    for (uint32_t y = 0; y < ih; y++)
+        for (uint32_t x = 0; x < iw; x++) {
+            uint32_t p;
+            if (depth == 24) {
+                memcpy(&p, d + (size_t)y * stride + (size_t)x * 4, 4);
+                p |= 0xff000000u;
+            } else {
+                p = bit_at(d, len, stride, x, y) ? 0xff7f7f7fu : 0;
+            }
+            px[(size_t)y * iw + x] = p;
+        }
+    free(im);
+    if ((hints[0] & (1u << 5)) && hints[7]) { /* IconMaskHint */
+        g = xcb_get_geometry_reply(A.x, xcb_get_geometry(A.x, hints[7]), NULL);
+        if (g && g->depth == 1 && g->width == iw && g->height == ih) {
+            im = xcb_get_image_reply(A.x, xcb_get_image(A.x, XCB_IMAGE_FORMAT_Z_PIXMAP, hints[7], 0, 0, (uint16_t)iw,
+                                                        (uint16_t)ih, ~0u), NULL);
+            if (im) {
+                d = xcb_get_image_data(im);
+                len = (size_t)xcb_get_image_data_length(im);
+                stride = len / ih;
+                for (uint32_t y = 0; y < ih; y++)
+                    for (uint32_t x = 0; x < iw; x++)
+                        if (!bit_at(d, len, stride, x, y))
+                            px[(size_t)y * iw + x] &= 0x00ffffffu;
+                free(im);
+            }
+        }
+        free(g);
+    }
+    *ow = iw;
+    *oh = ih;
+    return px;
+}
+
+/* The window's icon (as Qubes' icon-sender): of the sizes _NET_WM_ICON offers, the
+ * largest that fits BH_GUI_ICON_MAX, else the smallest, scaled down; without one, the
+ * old-style WM_HINTS icon pixmap. */
+#define ICON_READ_MAX (2u + ICON_SIDE_MAX * ICON_SIDE_MAX) /* longs */
 static void send_icon(struct awin *w)
 {
     xcb_get_property_reply_t *r = xcb_get_property_reply(
         A.x, xcb_get_property(A.x, 0, w->id, A.a_net_wm_icon, XCB_ATOM_CARDINAL, 0, ICON_READ_MAX), NULL);
-    if (!r)
-        return;
-    size_t n = r->format == 32 ? (size_t)xcb_get_property_value_length(r) / 4 : 0;
-    const uint32_t *v = xcb_get_property_value(r);
+    size_t n = r && r->format == 32 ? (size_t)xcb_get_property_value_length(r) / 4 : 0;
+    const uint32_t *v = r ? xcb_get_property_value(r) : NULL;
     size_t best = SIZE_MAX, i = 0;
     uint64_t best_area = 0;
     bool best_fits = false;
@@ -259,25 +359,13 @@ static void send_icon(struct awin *w)
         i += 2 + iw * ih;
     }
     if (best != SIZE_MAX) {
-        uint32_t sw = v[best], sh = v[best + 1], dw = sw, dh = sh;
-        if (sw > BH_GUI_ICON_MAX || sh > BH_GUI_ICON_MAX) {
-            if (sw >= sh)
-                dw = BH_GUI_ICON_MAX, dh = (uint32_t)((uint64_t)sh * BH_GUI_ICON_MAX / sw);
-            else
-                dh = BH_GUI_ICON_MAX, dw = (uint32_t)((uint64_t)sw * BH_GUI_ICON_MAX / sh);
-            if (dw == 0) dw = 1;
-            if (dh == 0) dh = 1;
-        }
-        static uint8_t msg[BH_GUI_ICON_MAX_LEN];
-        struct bh_gui_window_icon_hdr ih = { dw, dh };
-        memcpy(msg, &ih, sizeof ih);
-        const uint32_t *src = v + best + 2;
-        for (uint32_t y = 0; y < dh; y++)
-            for (uint32_t x = 0; x < dw; x++) {
-                uint32_t p = src[(size_t)(y * sh / dh) * sw + x * sw / dw];
-                memcpy(msg + sizeof ih + 4 * ((size_t)y * dw + x), &p, 4);
-            }
-        send_msg(BH_GUI_MSG_WINDOW_ICON, w->id, msg, sizeof ih + (size_t)dw * dh * 4, -1);
+        send_icon_pixels(w, v + best + 2, v[best], v[best + 1]);
+    } else {
+        uint32_t lw, lh;
+        uint32_t *px = legacy_icon(w, &lw, &lh);
+        if (px)
+            send_icon_pixels(w, px, lw, lh);
+        free(px);
     }
     free(r);
 }
@@ -496,8 +584,10 @@ static void x_event(xcb_generic_event_t *ev)
             send_class(w);
         else if (e->atom == XCB_ATOM_WM_NORMAL_HINTS)
             send_hints(w);
-        else if (e->atom == XCB_ATOM_WM_HINTS)
+        else if (e->atom == XCB_ATOM_WM_HINTS) {
             send_urgency(w);
+            send_icon(w); /* the icon pixmap may have changed */
+        }
         else if (e->atom == A.a_net_wm_icon)
             send_icon(w);
         break;

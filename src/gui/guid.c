@@ -71,6 +71,24 @@ static int admin_value(const char *method, const char *arg, const char *dest, ch
     return 0;
 }
 
+/* keyboard_layout: set for this qube, it is used; left at its default, the qube follows
+ * the host's layout (Qubes: the default is the GUI qube's layout). */
+static void load_layout(struct guid *g)
+{
+    g->layout[0] = '\0';
+    _cleanup_reply_ struct bh_admin_reply r = { 0 };
+    bh_error err;
+    if (bh_admin_call("admin.vm.property.Get", "keyboard_layout", g->qube, NULL, 0, &r, &err) < 0 || !r.ok ||
+        strncmp(r.body, "default=False ", 14))
+        return;
+    const char *sp = strchr(r.body + 14, ' ');
+    char a[BH_GUI_LAYOUT_MAX], b[BH_GUI_LAYOUT_MAX], c[BH_GUI_LAYOUT_MAX];
+    if (sp && bh_gui_parse_keyboard_layout(sp + 1, strlen(sp + 1), a, b, c, &err) == 0)
+        snprintf(g->layout, sizeof g->layout, "%s", sp + 1);
+    else
+        bh_warn("%s: keyboard_layout ignored: %s", g->qube, sp ? err.msg : "no value");
+}
+
 static int from_store(struct guid *g, char *label, size_t ln, bh_error *err)
 {
     char v[64];
@@ -88,18 +106,7 @@ static int from_store(struct guid *g, char *label, size_t ln, bh_error *err)
     if (admin_value("admin.vm.property.Get", "qid", g->qube, v, sizeof v, err) < 0)
         return -1;
     g->qid = (uint32_t)strtoul(v, NULL, 10);
-    /* keyboard_layout: set for this qube, it is used; left at its default, the qube
-     * follows the host's layout (Qubes: the default is the GUI qube's layout) */
-    _cleanup_reply_ struct bh_admin_reply r = { 0 };
-    if (bh_admin_call("admin.vm.property.Get", "keyboard_layout", g->qube, NULL, 0, &r, err) == 0 && r.ok &&
-        !strncmp(r.body, "default=False ", 14)) {
-        const char *sp = strchr(r.body + 14, ' ');
-        char a[BH_GUI_LAYOUT_MAX], b[BH_GUI_LAYOUT_MAX], c[BH_GUI_LAYOUT_MAX];
-        if (sp && bh_gui_parse_keyboard_layout(sp + 1, strlen(sp + 1), a, b, c, err) == 0)
-            snprintf(g->layout, sizeof g->layout, "%s", sp + 1);
-        else
-            bh_warn("%s: keyboard_layout ignored: %s", g->qube, sp ? err->msg : "no value");
-    }
+    load_layout(g);
     return 0;
 }
 
@@ -454,8 +461,10 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     }
 }
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, reload;
 static void on_term(int s) { (void)s; stop = 1; }
+/* SIGHUP: qvm-start-daemon saw the qube's keyboard_layout change in the store */
+static void on_hup(int s) { (void)s; reload = 1; }
 
 static int run(struct guid *g)
 {
@@ -463,6 +472,12 @@ static int run(struct guid *g)
     for (;;) {
         if (stop)
             return 0;
+        if (reload) {
+            reload = 0;
+            if (g->from_store)
+                load_layout(g);
+            send_layout(g);
+        }
         struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(g->x), .events = POLLIN },
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
         /* messages left in our buffer by the budget are served without waiting */
@@ -534,6 +549,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     bh_log_init("bulkhead-guid");
+    struct sigaction hup = { .sa_handler = on_hup };
+    sigaction(SIGHUP, &hup, NULL); /* no SA_RESTART: poll() returns at once */
     static struct guid g; /* large; zeroed */
     static const struct option opts[] = {
         { "qube", required_argument, 0, 'q' }, { "color", required_argument, 0, 'c' },
@@ -583,7 +600,8 @@ int main(int argc, char **argv)
     } else if (from_store(&g, label, sizeof label, &err) < 0) {
         bh_err("%s: %s", g.qube, err.msg);
         return 1;
-    }
+    } else
+        g.from_store = true;
     const char *runtime = bh_qx_runtime(runtime_opt);
     char vbuf[PATH_MAX], pbuf[PATH_MAX], cbuf[PATH_MAX];
     if (!vdir) {

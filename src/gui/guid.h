@@ -69,6 +69,7 @@ struct guid {
     unsigned nwins;
     bool clip_copy_pending;
     bool allow_fullscreen;        /* Qubes' gui-allow-fullscreen feature */
+    bool from_store;              /* identity and keyboard_layout from bulkheadd */
     unsigned long long refused;   /* messages refused (logged) */
 };
 

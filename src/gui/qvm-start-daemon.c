@@ -110,6 +110,7 @@ static void start_guid(const char *name)
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_IGN); /* until bulkhead-guid has its handler (layout changes) */
         const char *argv[10];
         int n = 0;
         argv[n++] = "bulkhead-guid";
@@ -131,6 +132,13 @@ static void start_guid(const char *name)
         daemons[free_slot].pid = pid;
         bh_info("started the GUI daemon of %s (pid %d)%s", name, pid, fullscreen ? " (fullscreen allowed)" : "");
     }
+}
+
+static void signal_guid(const char *name, int sig)
+{
+    for (int i = 0; i < MAX_QUBES; i++)
+        if (daemons[i].pid && !strcmp(daemons[i].name, name))
+            kill(daemons[i].pid, sig);
 }
 
 static void stop_guid(const char *name)
@@ -219,6 +227,9 @@ static void watch(bool all, char **names, int nnames)
                     start_guid(f[1]);
                 else if (!strcmp(f[2], "domain-shutdown"))
                     stop_guid(f[1]);
+                else if (!strcmp(f[2], "property-set:keyboard_layout") ||
+                         !strcmp(f[2], "property-reset:keyboard_layout"))
+                    signal_guid(f[1], SIGHUP); /* it reads the new layout and tells its agent */
             }
             memmove(buf, buf + pos, len - pos);
             len -= pos;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -68,7 +69,7 @@ static const char *const allowed[] = {
     "fcntl",                 /* O_NONBLOCK on fds of the data stream */
     "pipe2", "pipe", "splice", /* the qube-to-qube relay (relay.c) splices through a pipe */
     /* memory (malloc) */
-    "brk", "mmap", "munmap", "mremap", "madvise",
+    "brk", "munmap", "mremap", "madvise", /* mmap and mprotect below: never executable */
     /* signals: the handlers are set before the filter; TERM ends the loop */
     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
     /* time (vDSO normally; the syscalls when it is missing) */
@@ -97,10 +98,16 @@ int bh_qx_seccomp_unpriv(bh_error *err)
             continue; /* not on this architecture */
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
     }
-    /* mprotect: malloc arenas change protections, but nothing may become executable */
+    /* mmap/mprotect: malloc maps and changes protections, but nothing may become
+     * executable (no code can be brought in) */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    /* ioctl: only FIONREAD (how many bytes a pipe holds: the data stream sizes a chunk) */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
     if (!rc)
         rc = seccomp_load(ctx);
     seccomp_release(ctx);

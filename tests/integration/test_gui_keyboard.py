@@ -60,6 +60,19 @@ def test_a_qube_types_in_the_hosts_layout_or_its_own(engine_daemon, host_display
         host.run("xdotool", "type", "--delay", "30", "zy")
         host.run("xdotool", "key", "Return")
         assert _wait_typed(s, "b", b"yz\n") == b"yz\n"
+        # b's own layout changes while it runs (qvm-prefs b keyboard_layout fr++): it follows
+        d.call("admin.vm.property.Set+keyboard_layout", "b", "fr++")
+        deadline = time.time() + 15
+        while time.time() < deadline and _qube_layout(s, "b").get("layout") != "fr":
+            time.sleep(0.3)
+        assert _qube_layout(s, "b").get("layout") == "fr", s.log.read_text()
+        # and back to the default: the desktop's again
+        d.call("admin.vm.property.Reset+keyboard_layout", "b")
+        deadline = time.time() + 15
+        while time.time() < deadline and _qube_layout(s, "b").get("layout") != "de":
+            time.sleep(0.3)
+        assert _qube_layout(s, "b").get("layout") == "de", s.log.read_text()
+        assert _qube_layout(s, "a").get("layout") == "de"
     finally:
         s.stop()
 

@@ -144,3 +144,24 @@ def test_fullscreen_only_where_the_user_allowed_it(engine_daemon, host_display):
         assert host.pixel(shot, 1, 1) == 0xffffff == host.pixel(shot, sw - 2, sh - 2)
     finally:
         s.stop()
+
+
+def test_old_style_icons_of_xterm_and_xeyes_are_tinted_too(gui):
+    """xterm and xeyes have no _NET_WM_ICON, only an ICCCM icon pixmap and mask
+    (WM_HINTS), which the agent reads as Qubes' icon-sender does."""
+    gui.spawn("a", "xterm -T old-icon-a -geometry 30x5+20+20")
+    gui.spawn("a", "xeyes -geometry 100x80+400+20")
+    for title in ("[a] old-icon-a", "[a] xeyes"):
+        wid = gui.host.find_window(title)
+        deadline = time.time() + 15
+        while time.time() < deadline and not gui.host.prop32(wid, "_NET_WM_ICON"):
+            time.sleep(0.2)
+        icon = gui.host.prop32(wid, "_NET_WM_ICON")
+        assert icon, title
+        w, h, px = icon[0], icon[1], icon[2:]
+        assert 0 < w <= 64 and 0 < h <= 64 and len(px) == w * h, (title, w, h)
+        opaque = [p for p in px if p >> 24]
+        assert opaque and len(opaque) < len(px), title  # the mask made some pixels transparent
+        # every visible pixel has the red label's hue
+        assert all((p >> 16) & 255 >= (p >> 8) & 255 and (p >> 16) & 255 >= p & 255 for p in opaque), title
+        assert any((p >> 16) & 255 > (p >> 8) & 255 for p in opaque), title

@@ -69,7 +69,8 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     return ret;
 }
 
-static int ns_start(const struct bh_qube_spec *spec, bh_error *err)
+/* Leftovers of an earlier life are cleaned up first; 0 = go on. */
+static int before_start(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct bh_init_id id;
     int fd = bh_init_open_verified(spec, &id);
@@ -88,7 +89,22 @@ static int ns_start(const struct bh_qube_spec *spec, bh_error *err)
         bh_error ignored;
         (void)bh_ns_cleanup(spec, &ignored);
     }
-    return bh_ns_spawn(spec, err);
+    return 0;
+}
+
+static int ns_start(const struct bh_qube_spec *spec, bh_error *err)
+{
+    return before_start(spec, err) < 0 ? -1 : bh_ns_spawn(spec, err);
+}
+
+static int ns_start_begin(const struct bh_qube_spec *spec, bh_error *err)
+{
+    return before_start(spec, err) < 0 ? -1 : bh_ns_spawn_begin(spec, err);
+}
+
+static int ns_start_finish(const struct bh_qube_spec *spec, bh_error *err)
+{
+    return bh_ns_spawn_finish(spec, err);
 }
 
 static int ns_shutdown(const struct bh_qube_spec *spec, bh_error *err)
@@ -109,6 +125,7 @@ static int ns_shutdown(const struct bh_qube_spec *spec, bh_error *err)
 
 static int ns_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
+    bh_ns_spawn_abort(spec); /* a start in progress is cancelled */
     return bh_ns_cleanup(spec, err);
 }
 
@@ -221,6 +238,8 @@ const struct bh_driver bh_driver_ns = {
     .block_detach = bh_ns_block_detach,
     .name = "ns",
     .start = ns_start,
+    .start_begin = ns_start_begin,
+    .start_finish = ns_start_finish,
     .shutdown = ns_shutdown,
     .kill = ns_kill,
     .pause = ns_pause,

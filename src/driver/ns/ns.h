@@ -137,6 +137,12 @@ int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id
 
 /* ---- spawn.c ---- */
 int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
+/* The same in two halves for an event loop (driver.h start_begin/start_finish): begin
+ * returns an fd (the engine's) readable whenever finish should be called; finish returns
+ * 1 not yet, 0 ready, -1 failed (cleaned up). abort forgets a pending start (kill). */
+int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err);
+int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err);
+void bh_ns_spawn_abort(const struct bh_qube_spec *spec);
 
 /* ---- exec.c ---- */
 /* Runs argv as the qube's root inside the running qube; returns its exit status as a

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,13 +241,6 @@ static void take_stage_error(int sock, bh_error *err)
     }
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static int prepare_dirs(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err)
 {
     if (bh_mkdir_p(spec->runtime_dir, 0755) < 0)
@@ -266,11 +261,120 @@ static int prepare_dirs(const struct bh_qube_spec *spec, const struct bh_ns_path
     return 0;
 }
 
-int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
+/* A start in progress: what bh_ns_spawn_finish needs between the event loop's calls.
+ * One per qube (keyed by its runtime dir), in the daemon only. */
+struct pending {
+    char key[4096];  /* the qube's runtime dir; "" = free */
+    pid_t s1, init;
+    int sock, pidfd, ep, tfd;
+    char pidfile[4096];
+};
+#define MAX_PENDING 256
+static struct pending pend[MAX_PENDING];
+
+static struct pending *pending_find(const char *key)
+{
+    for (size_t i = 0; i < MAX_PENDING; i++)
+        if (!strcmp(pend[i].key, key))
+            return &pend[i];
+    return NULL;
+}
+
+static void pending_close(struct pending *pd)
+{
+    if (pd->s1 > 0) {
+        kill(pd->s1, SIGKILL);
+        while (waitpid(pd->s1, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    int *fds[] = { &pd->sock, &pd->pidfd, &pd->ep, &pd->tfd };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(fds); i++)
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+    memset(pd, 0, sizeof *pd);
+}
+
+/* Ends a failed start: init (if any) killed and reaped, everything cleaned up. */
+static int pending_fail(struct pending *pd, const struct bh_qube_spec *spec)
+{
+    if (pd->pidfd >= 0) {
+        pidfd_send_signal(pd->pidfd, SIGKILL, NULL, 0);
+        while (waitpid(pd->init, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    pending_close(pd);
+    bh_error ignored;
+    (void)bh_ns_cleanup(spec, &ignored);
+    return -1;
+}
+
+void bh_ns_spawn_abort(const struct bh_qube_spec *spec)
+{
+    struct pending *pd = pending_find(spec->runtime_dir);
+    if (pd && spec->runtime_dir[0])
+        pending_close(pd); /* the caller (kill) cleans up the qube itself */
+}
+
+/* Handles what arrived; 1 = not ready yet, 0 = ready, -1 = failed (cleaned up). */
+static int pending_step(struct pending *pd, const struct bh_qube_spec *spec, bh_error *err)
+{
+    for (;;) {
+        struct spawn_msg m;
+        memset(&m, 0, sizeof m);
+        ssize_t n = recv(pd->sock, &m, sizeof m, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 1;
+        /* A stage that exits with our 'G' unread makes the kernel report ECONNRESET
+         * once, ahead of the messages still queued (its 'E' among them): read on. */
+        if (n < 0 && errno == ECONNRESET)
+            continue;
+        if (n <= 0) {
+            bh_fail(err, ECHILD, "qube %s: init exited during start", spec->name);
+            return pending_fail(pd, spec);
+        }
+        if (m.kind == 'E' && n == (ssize_t)sizeof m) {
+            m.err.msg[sizeof m.err.msg - 1] = '\0';
+            if (err)
+                *err = m.err;
+            return pending_fail(pd, spec);
+        } else if (m.kind == 'P' && n == (ssize_t)sizeof m && pd->init < 0) {
+            pd->init = m.pid;
+            pd->pidfd = pidfd_open(pd->init, 0);
+            if (pd->pidfd < 0) {
+                bh_fail_errno(err, "pidfd_open init");
+                return pending_fail(pd, spec);
+            }
+            struct bh_init_id id;
+            if (bh_init_id_read_proc(pd->init, &id) < 0 || bh_pidfile_write(pd->pidfile, &id, err) < 0) {
+                if (!err || !err->msg[0])
+                    bh_fail(err, ESRCH, "init vanished");
+                return pending_fail(pd, spec);
+            }
+            while (waitpid(pd->s1, NULL, 0) < 0 && errno == EINTR)
+                ;
+            pd->s1 = -1;
+        } else if (m.kind == 'R' && pd->init > 0) {
+            pending_close(pd);
+            return 0;
+        } else {
+            bh_fail(err, EPROTO, "qube %s: unexpected start message", spec->name);
+            return pending_fail(pd, spec);
+        }
+    }
+}
+
+int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct bh_ns_paths p;
     if (bh_ns_paths_fill(spec, &p, err) < 0)
         return -1;
+    if (pending_find(spec->runtime_dir))
+        return bh_fail(err, EBUSY, "qube %s is already starting", spec->name);
+    struct pending *pd = pending_find("");
+    if (!pd || strlen(spec->runtime_dir) >= sizeof pd->key)
+        return bh_fail(err, EAGAIN, "too many qubes starting at once");
     if (find_libexec(p.libexec, sizeof p.libexec) < 0)
         return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
     if (prepare_dirs(spec, &p, err) < 0 || bh_confine_opts_record(spec, err) < 0)
@@ -289,9 +393,9 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return bh_fail_errno(err, "socketpair");
-    _cleanup_close_ int sock = sv[0];
     pid_t s1 = fork();
     if (s1 < 0) {
+        close(sv[0]);
         close(sv[1]);
         return bh_fail_errno(err, "fork");
     }
@@ -300,95 +404,67 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
         stage1(spec, &p, userns, netns, sv[1]);
     }
     close(sv[1]);
-    pid_t init = -1;
-    _cleanup_close_ int pidfd = -1;
-    bool ready = false;
-    int ret = -1;
+    *pd = (struct pending){ .s1 = s1, .init = -1, .sock = sv[0], .pidfd = -1, .ep = -1, .tfd = -1 };
+    snprintf(pd->key, sizeof pd->key, "%s", spec->runtime_dir);
+    snprintf(pd->pidfile, sizeof pd->pidfile, "%s", p.pidfile);
     struct spawn_msg m = { .kind = 'G' };
     if (spec->vol.private_img) {
         _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
         if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
             bh_prefix(err, "private volume");
-            goto out;
+            return pending_fail(pd, spec);
         }
-        if (bh_send_fd(sock, priv) < 0) {
+        if (bh_send_fd(pd->sock, priv) < 0) {
             bh_fail_errno(err, "starting stage 1");
-            take_stage_error(sock, err);
-            goto out;
+            take_stage_error(pd->sock, err);
+            return pending_fail(pd, spec);
         }
-    } else if (send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
+    } else if (send(pd->sock, &m, sizeof m, MSG_NOSIGNAL) < 0) {
         bh_fail_errno(err, "starting stage 1");
-        take_stage_error(sock, err);
-        goto out;
+        take_stage_error(pd->sock, err);
+        return pending_fail(pd, spec);
     }
-    long deadline = now_ms() + BH_NS_START_TIMEOUT_MS;
-    while (!ready) {
-        struct pollfd pfd = { .fd = sock, .events = POLLIN };
-        long left = deadline - now_ms();
-        if (left <= 0) {
-            bh_fail(err, ETIMEDOUT, "qube %s did not become ready", spec->name);
-            goto out;
-        }
-        int r = poll(&pfd, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            continue;
-        memset(&m, 0, sizeof m);
-        ssize_t n = recv(sock, &m, sizeof m, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        /* A stage that exits with our 'G' unread makes the kernel report ECONNRESET
-         * once, ahead of the messages still queued (its 'E' among them): read on. */
-        if (n < 0 && errno == ECONNRESET)
-            continue;
-        if (n <= 0) {
-            bh_fail(err, ECHILD, "qube %s: init exited during start", spec->name);
-            goto out;
-        }
-        if (m.kind == 'E' && n == (ssize_t)sizeof m) {
-            m.err.msg[sizeof m.err.msg - 1] = '\0';
-            if (err)
-                *err = m.err;
-            goto out;
-        } else if (m.kind == 'P' && n == (ssize_t)sizeof m && init < 0) {
-            init = m.pid;
-            pidfd = pidfd_open(init, 0);
-            if (pidfd < 0) {
-                bh_fail_errno(err, "pidfd_open init");
-                goto out;
-            }
-            struct bh_init_id id;
-            if (bh_init_id_read_proc(init, &id) < 0 || bh_pidfile_write(p.pidfile, &id, err) < 0) {
-                if (!err || !err->msg[0])
-                    bh_fail(err, ESRCH, "init vanished");
-                goto out;
-            }
-            while (waitpid(s1, NULL, 0) < 0 && errno == EINTR)
-                ;
-            s1 = -1;
-        } else if (m.kind == 'R' && init > 0) {
-            ready = true;
-        } else {
-            bh_fail(err, EPROTO, "qube %s: unexpected start message", spec->name);
-            goto out;
-        }
+    /* One fd for the loop: readable on a message from the stages or at the deadline. */
+    pd->ep = epoll_create1(EPOLL_CLOEXEC);
+    pd->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    struct itimerspec its = { .it_value = { .tv_sec = BH_NS_START_TIMEOUT_MS / 1000,
+                                            .tv_nsec = (BH_NS_START_TIMEOUT_MS % 1000) * 1000000L } };
+    struct epoll_event e1 = { .events = EPOLLIN, .data.fd = pd->sock }, e2 = { .events = EPOLLIN, .data.fd = pd->tfd };
+    if (pd->ep < 0 || pd->tfd < 0 || timerfd_settime(pd->tfd, 0, &its, NULL) < 0 ||
+        epoll_ctl(pd->ep, EPOLL_CTL_ADD, pd->sock, &e1) < 0 || epoll_ctl(pd->ep, EPOLL_CTL_ADD, pd->tfd, &e2) < 0) {
+        bh_fail_errno(err, "watching the start");
+        return pending_fail(pd, spec);
     }
-    ret = 0;
-out:
-    if (s1 > 0) {
-        kill(s1, SIGKILL);
-        while (waitpid(s1, NULL, 0) < 0 && errno == EINTR)
-            ;
+    return pd->ep;
+}
+
+int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err)
+{
+    struct pending *pd = spec->runtime_dir[0] ? pending_find(spec->runtime_dir) : NULL;
+    if (!pd)
+        return bh_fail(err, ENOENT, "qube %s is not starting", spec->name);
+    int r = pending_step(pd, spec, err);
+    if (r != 1)
+        return r;
+    uint64_t ticks;
+    if (read(pd->tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks) {
+        bh_fail(err, ETIMEDOUT, "qube %s did not become ready", spec->name);
+        return pending_fail(pd, spec);
     }
-    if (ret < 0) {
-        bh_error ignored;
-        if (pidfd >= 0) {
-            pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-            while (waitpid(init, NULL, 0) < 0 && errno == EINTR)
-                ;
-        }
-        (void)bh_ns_cleanup(spec, &ignored);
+    return 1;
+}
+
+int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err)
+{
+    int ep = bh_ns_spawn_begin(spec, err);
+    if (ep < 0)
+        return -1;
+    for (;;) {
+        struct pollfd pfd = { .fd = ep, .events = POLLIN };
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            return bh_fail_errno(err, "poll");
+        int r = bh_ns_spawn_finish(spec, err);
+        if (r != 1)
+            return r;
     }
-    return ret;
 }

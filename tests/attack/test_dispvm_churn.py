@@ -1,0 +1,89 @@
+"""bulkheadd stays responsive while disposables start: a disposable's start (which
+other qubes' calls cause at will) runs beside bulkheadd's event loop, not in it, so a
+quiet qube's Admin API request (qvm-ls) is answered while one boots. The boot is made
+slow on purpose: the in-qube programs come from a copy whose qrexec-agent sleeps 3 s
+before it starts (the qube is ready only once its agent is)."""
+import os
+import pathlib
+import shutil
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
+from admin_fixtures import BUILD, engine_daemon  # noqa: E402,F401
+
+
+@pytest.fixture
+def slow_agent(tmp_path, monkeypatch):
+    src = BUILD / "src/agent"
+    dst = tmp_path / "libexec"
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.name.endswith(".p"):
+            continue
+        (shutil.copytree if f.is_dir() else shutil.copy2)(f, dst / f.name)
+    os.rename(dst / "qrexec-agent", dst / "qrexec-agent.real")
+    (dst / "qrexec-agent").write_text('#!/bin/sh\nsleep 3\nexec /usr/lib/bulkhead/qrexec-agent.real "$@"\n')
+    os.chmod(dst / "qrexec-agent", 0o755)
+    os.chmod(dst, 0o755)
+    monkeypatch.setenv("BULKHEAD_LIBEXEC", str(dst))
+
+
+def test_qvm_ls_answered_while_a_disposable_boots(slow_agent, engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    name = d.call("admin.vm.CreateDisposable", "dvmt").strip()
+    res = {}
+
+    def start():
+        t0 = time.monotonic()
+        res["r"] = d.call("admin.vm.Start", name)
+        res["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=start)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    listing = d.call("admin.vm.List", "dom0")
+    took = time.monotonic() - t0
+    t.join(60)
+    # positive control: the start really took the agent's 3 s, and it did succeed
+    assert res["took"] >= 2.5, res
+    assert f"{name} class=DispVM state=Running" in d.call("admin.vm.List", name)
+    assert "a class=AppVM" in listing
+    assert took < 1.0, f"admin.vm.List took {took:.2f} s while a disposable booted"
+
+
+def test_kill_during_a_disposable_boot_leaves_nothing(slow_agent, engine_daemon):
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    name = d.call("admin.vm.CreateDisposable", "dvmt").strip()
+    res = {}
+
+    def start():
+        try:
+            res["r"] = d.call("admin.vm.Start", name)
+        except Exception as e:  # noqa: BLE001 - the start is expected to fail
+            res["e"] = e
+
+    t = threading.Thread(target=start)
+    t.start()
+    rt = d.runtime / "qubes" / name
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (rt / "init.pid").exists():
+        time.sleep(0.05)
+    assert (rt / "init.pid").exists()  # positive control: it was booting
+    init = int((rt / "init.pid").read_text().split()[0])
+    d.call("admin.vm.Kill", name)
+    t.join(30)
+    assert "e" in res, res  # the parked Start learns that the boot was cancelled
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (os.path.exists(f"/proc/{init}") or rt.exists()):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{init}") and not rt.exists()
+    assert "a class=AppVM" in d.call("admin.vm.List", "dom0")
