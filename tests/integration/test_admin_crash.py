@@ -59,6 +59,11 @@ def test_sigkill_during_writes(tmp_path):
         threads = [threading.Thread(target=writer, args=(d, f"r{rnd}t{t}", acked, stop)) for t in range(4)]
         for t in threads:
             t.start()
+        # kill while writes are under way: after the first acknowledgement (a loaded host
+        # may take longer than the random delay for it), at a random point after that
+        deadline = time.monotonic() + 30
+        while not acked and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(0.3 + rng.random() * 0.7)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait()
