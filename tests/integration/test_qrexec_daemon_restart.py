@@ -55,16 +55,20 @@ def test_killed_qrexec_daemon_is_replaced_within_a_second(engine_daemon, sig):
     old = daemon_pid(d, "a")
     assert old and is_qrexec_daemon_of(old, "a")
     assert reachable(d, "a")  # positive control for the probe
+    # Under the sanitizers a SIGSEGV first runs ASan's report (it symbolizes the stack
+    # before the process dies, seconds on a loaded host): the replacement is measured
+    # from a death that comes later, so the bound there is looser.
+    limit = 10.0 if os.environ.get("BULKHEAD_SANITIZE") == "1" and sig == signal.SIGSEGV else 1.0
     os.kill(old, sig)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 1.0:
+    while time.monotonic() - t0 < limit:
         new = daemon_pid(d, "a")
         if new and new != old and reachable(d, "a"):
             break
         time.sleep(0.02)
     took = time.monotonic() - t0
     assert new != old and is_qrexec_daemon_of(new, "a"), d.log.read_text()[-2000:]
-    assert took < 1.0, took
+    assert took < limit, took
     r = qvm_run(d, "-p", "a", "echo back")
     assert (r.returncode, r.stdout) == (0, b"back\n"), r.stderr
     assert "qrexec-daemon killed by signal" in d.log.read_text() or sig == signal.SIGTERM
