@@ -40,6 +40,10 @@ def raw_call(sock_path, data, shutdown=True, timeout=10):
         s.close()
 
 
+# Every Daemon started, so that tests/conftest.py can stop one a failed test left running.
+LIVE = []
+
+
 class Daemon:
     def __init__(self, tmp, defaults=True, extra_args=()):
         self.tmp = pathlib.Path(tmp)
@@ -70,6 +74,8 @@ class Daemon:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
                                      preexec_fn=self.preexec)
+        if self not in LIVE:
+            LIVE.append(self)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -90,6 +96,8 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self in LIVE:
+            LIVE.remove(self)
 
     def cleanup(self):
         """Removes the runtime dir (after every qube is gone)."""

@@ -7,7 +7,24 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from admin_fixtures import BUILD, AdminError, Daemon
+
+
+@pytest.fixture
+def new_daemon(tmp_path):
+    """Starts a daemon on tmp_path and stops it at the end, also when the test fails
+    half-way (a failed assertion used to leave it running)."""
+    made = []
+
+    def start():
+        d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+        made.append(d)
+        return d
+    yield start
+    for d in made:
+        d.stop()
 
 
 def pool_qubes(d):
@@ -51,8 +68,8 @@ def writer(d, tag, acked, stop):
             time.sleep(0.01)
 
 
-def test_sigkill_during_writes(tmp_path):
-    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+def test_sigkill_during_writes(new_daemon, tmp_path):
+    d = new_daemon()
     rng = random.Random(1234)
     for rnd in range(4):
         acked, stop = [], threading.Event()
@@ -96,11 +113,11 @@ def test_sigkill_during_writes(tmp_path):
     d.stop()
 
 
-def test_orphaned_volumes_are_collected_at_start(tmp_path):
+def test_orphaned_volumes_are_collected_at_start(new_daemon, tmp_path):
     """The state a SIGKILL between volumes_create and the store commit leaves behind, made
     exactly: volumes in the pool for qubes the store does not know. The next start
     collects them, so creating those names works again."""
-    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+    d = new_daemon()
     d.call("admin.vm.Create.AppVM+host", payload="name=kept label=red")
     d.call("admin.vm.Create.TemplateVM", payload="name=tplkept label=black")
     d.proc.send_signal(signal.SIGKILL)
@@ -125,10 +142,10 @@ def test_orphaned_volumes_are_collected_at_start(tmp_path):
     d.stop()
 
 
-def test_claimed_built_template_is_unclaimed_not_deleted(tmp_path):
+def test_claimed_built_template_is_unclaimed_not_deleted(new_daemon, tmp_path):
     """A crash between adopting a template qvm-template built and the store commit: the
     built root stays (it is expensive to make) and the next create adopts it again."""
-    d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
+    d = new_daemon()
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait()
     d.proc = None
