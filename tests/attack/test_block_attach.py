@@ -6,6 +6,7 @@ qube's root. Each attack has a positive control proving that the attempt ran:
 - the loop ioctls that need no capability (LOOP_CLR_FD would detach dom0's loop
   device from its file) are refused; an ordinary block ioctl on the same fd works."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -113,3 +114,24 @@ def test_loop_ioctls_refused(engine_daemon, loopdev):
     assert run_probe(d, "a", "ioctl:/dev/xvdi") == [f"{4 << 20} EPERM"]
     back = open(f"/sys/block/{port}/loop/backing_file").read().strip()
     assert back.endswith("disk.img")                                     # dom0's loop device is intact
+
+
+def test_attachment_does_not_outlive_the_daemon_that_made_it(engine_daemon, loopdev):
+    """A restarted bulkheadd knows of no attachment (the device is listed free again and
+    could go to another qube): the qube it adopts must have lost the device too."""
+    d = engine_daemon
+    port, _ = loopdev
+    d.call("admin.vm.Start", "a")
+    d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")
+    # control: attached and open; the qube's root keeps a hard link of the node
+    assert run_probe(d, "a", "r:/dev/xvdi", "link:/dev/xvdi") == ["ok", "ok"]
+    d.stop(signal.SIGKILL)  # the qube outlives its daemon
+    d.start()
+    assert "state=Running" in d.call("admin.vm.List", "a")
+    assert d.call("admin.vm.device.block.Attached", "a") == ""
+    # its node is gone, and the kept link no longer opens (the cgroup took it back)
+    assert run_probe(d, "a", "r:/dev/xvdi", "r:/dev/xvdi-kept", "w:/dev/xvdi-kept") == ["ENOENT", "EPERM", "EPERM"]
+    # attached again by the new daemon (its first free name again), it opens: the
+    # revocation did not break the qube
+    d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")
+    assert run_probe(d, "a", "r:/dev/xvdi") == ["ok"]

@@ -11,6 +11,7 @@
  * revoke an open block device; see docs/devices.md). */
 #include "ns.h"
 #include "cleanup.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -113,4 +114,39 @@ int bh_ns_block_detach(const struct bh_qube_spec *spec, unsigned major, unsigned
     if (pidfd < 0)
         return 0; /* halted meanwhile: its /dev is gone with it */
     return in_qube_dev(spec, pidfd, REMOVE_NODE, 0, false, node, err);
+}
+
+/* Adoption by a restarted bulkheadd: the qube's cgroup no longer lets it open any block
+ * device (revoke_blocks); its nodes go too, so that the names are free for the new
+ * daemon's attachments. Only block nodes directly in /dev are made by attach. */
+void bh_ns_block_forget_nodes(const struct bh_qube_spec *spec)
+{
+    struct bh_init_id id;
+    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    if (pidfd < 0)
+        return;
+    pid_t pid = fork();
+    if (pid < 0)
+        return;
+    if (pid == 0) {
+        if (setns(pidfd, CLONE_NEWNS) < 0)
+            _exit(100);
+        int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int devdir = root < 0 ? -1 : bh_open_beneath(root, "dev", true);
+        int fd = devdir < 0 ? -1 : openat(devdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = fd < 0 ? NULL : fdopendir(fd);
+        if (!d)
+            _exit(101);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            struct stat st;
+            if (node_ok(e->d_name) && fstatat(devdir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISBLK(st.st_mode))
+                (void)unlinkat(devdir, e->d_name, 0);
+        }
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
 }

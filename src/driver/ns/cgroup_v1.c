@@ -133,6 +133,31 @@ static int v1_device_access(const char *tag, const char *name, unsigned major, u
     return bh_cg_write(dir, access ? "devices.allow" : "devices.deny", rule, err);
 }
 
+static char *read_small(const char *ctrl, const char *tag, const char *name, const char *file);
+
+static int v1_revoke_blocks(const char *tag, const char *name)
+{
+    if (!have("devices"))
+        return 0;
+    char dir[4096];
+    cg_dir(dir, sizeof dir, "devices", tag, name);
+    _cleanup_free_ char *list = read_small("devices", tag, name, "devices.list");
+    int n = 0;
+    for (char *line = list, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        unsigned major, minor;
+        if (sscanf(line, "b %u:%u", &major, &minor) != 2)
+            continue; /* char devices of the fixed /dev; "b *:*" is never allowed */
+        char rule[64];
+        snprintf(rule, sizeof rule, "b %u:%u rwm", major, minor);
+        if (bh_cg_write(dir, "devices.deny", rule, NULL) == 0)
+            n++;
+    }
+    return n;
+}
+
 static int v1_attach_self(const char *tag, const char *name, bh_error *err)
 {
     char dir[4096];
@@ -281,5 +306,5 @@ static int v1_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error 
 
 const struct bh_cgroup_ops bh_cgroup_v1 = {
     v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains, v1_charge_cpu,
-    v1_update_limits, v1_device_access,
+    v1_update_limits, v1_device_access, v1_revoke_blocks,
 };

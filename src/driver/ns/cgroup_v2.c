@@ -230,7 +230,13 @@ static int v2_device_access(const char *tag, const char *name, unsigned major, u
     return bh_fail(err, ENOTSUP, "block devices need the cgroup v1 devices controller");
 }
 
+static int v2_revoke_blocks(const char *tag, const char *name)
+{
+    (void)tag, (void)name;
+    return 0; /* nothing can have been attached (v2_device_access) */
+}
+
 const struct bh_cgroup_ops bh_cgroup_v2 = {
     v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains, v2_charge_cpu,
-    v2_create, v2_device_access,
+    v2_create, v2_device_access, v2_revoke_blocks,
 };

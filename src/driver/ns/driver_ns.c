@@ -1,6 +1,7 @@
 /* struct bh_driver for the `ns` engine: thin glue over the subsystems. */
 #include "ns.h"
 #include "cleanup.h"
+#include "log.h"
 #include "io.h"
 #include <dirent.h>
 #include <errno.h>
@@ -174,6 +175,15 @@ static int ns_adopt(const struct bh_qube_spec *spec, bh_error *err)
     int fd = bh_init_open_verified(spec, &id);
     if (fd >= 0) {
         close(fd);
+        /* Block attachments live in the daemon that made them: the new one knows none
+         * and would offer the device to another qube, so the qube loses them here. */
+        char tag[64];
+        tag_of(spec, tag, sizeof tag);
+        int n = bh_cgroup_ops()->revoke_blocks(tag, spec->name);
+        if (n > 0) {
+            bh_ns_block_forget_nodes(spec);
+            bh_warn("%s: %d block device(s) attached before the restart taken back", spec->name, n);
+        }
         return 1;
     }
     return bh_ns_cleanup(spec, err) < 0 ? -1 : 0;

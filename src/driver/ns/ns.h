@@ -111,6 +111,9 @@ struct bh_cgroup_ops {
      * no longer at all). */
     int (*device_access)(const char *tag, const char *name, unsigned major, unsigned minor, const char *access,
                          bh_error *err);
+    /* Takes back every block device the qube's cgroup allows (adoption: a restarted
+     * bulkheadd knows of no attachment, so none may stay usable). Returns how many. */
+    int (*revoke_blocks)(const char *tag, const char *name);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
 const struct bh_cgroup_ops *bh_cgroup_ops(void);
@@ -152,6 +155,7 @@ int bh_ns_exec(const struct bh_qube_spec *spec, char *const argv[], const char *
 /* ---- blockdev.c ---- */
 /* Gives the running qube block device major:minor as /dev/<node> (owned by the qube's
  * root), openable read-only unless rw; detach takes both away again. */
+void bh_ns_block_forget_nodes(const struct bh_qube_spec *spec);
 int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node, bool rw,
                        bh_error *err);
 int bh_ns_block_detach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node,
