@@ -16,8 +16,12 @@
 #include "log.h"
 #include "props.h"
 #include "store.h"
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 /* As qubes-core-admin registers them (its qubes.devices entry points, in that order). */
 static const char *const classes[] = { "pci", "block" };
@@ -87,6 +91,7 @@ struct attachment {
     bool ro;
     char node[32];              /* frontend-dev */
     char devtype[8];            /* "" (disk) or "cdrom" */
+    int hold;                   /* /dev/<port>, open while attached: see do_attach */
 };
 
 static struct attachment *atts;
@@ -102,6 +107,8 @@ static struct attachment *find_att(const char *backend, const char *port)
 
 static void drop_att(struct attachment *a)
 {
+    if (a->hold >= 0)
+        close(a->hold);
     size_t i = (size_t)(a - atts);
     memmove(&atts[i], &atts[i + 1], (natts - i - 1) * sizeof *atts);
     natts--;
@@ -250,7 +257,7 @@ static int do_attach(struct bh_app *app, struct bh_qube *dest, const char *backe
     char devs[400];
     dev_str(devs, sizeof devs, backend, dev->port, dev->device_id);
     struct attachment *cur = find_att(backend, dev->port);
-    struct attachment a = { 0 };
+    struct attachment a = { .hold = -1 };
     bool ro_given = false;
     for (size_t i = 0; i < opts->n; i++) {
         struct bh_dev_kv *kv = &opts->kv[i];
@@ -312,13 +319,30 @@ static int do_attach(struct bh_app *app, struct bh_qube *dest, const char *backe
     snprintf(a.port, sizeof a.port, "%s", dev->port);
     snprintf(a.devid, sizeof a.devid, "%s", dev->device_id);
     a.major = dev->major, a.minor = dev->minor;
+    /* The qube is allowed a device number, not a device: if dom0 freed the loop device
+     * (losetup -d) while it is attached, the engine could bind another qube's private
+     * image to the same number. An open of it keeps the loop bound (the kernel defers
+     * the clear to the last close) until the detach. */
+    char path[96];
+    snprintf(path, sizeof path, "/dev/%s", dev->port);
+    a.hold = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (a.hold < 0 || fstat(a.hold, &st) < 0 || !S_ISBLK(st.st_mode) || major(st.st_rdev) != a.major ||
+        minor(st.st_rdev) != a.minor) {
+        if (a.hold >= 0)
+            close(a.hold);
+        return bh_exc(exc, "QubesException", "Attaching %s to %s failed: %s is not that device any more", devs,
+                      dest->name, path);
+    }
     struct bh_spec_buf sb;
     bh_glue_spec(app, dest, &sb);
     bh_error err = { 0 };
     int r = drv->block_attach(&sb.spec, a.major, a.minor, a.node, !a.ro, &err);
     bh_glue_spec_free(&sb);
-    if (r < 0)
+    if (r < 0) {
+        close(a.hold);
         return bh_exc(exc, "QubesException", "Attaching %s to %s failed: %s", devs, dest->name, err.msg);
+    }
     atts[natts++] = a;
     bh_info("%s: block device %s attached as %s (%s)", dest->name, devs, a.node, a.ro ? "read-only" : "read-write");
     char os[1024];

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -135,3 +136,26 @@ def test_attachment_does_not_outlive_the_daemon_that_made_it(engine_daemon, loop
     # revocation did not break the qube
     d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")
     assert run_probe(d, "a", "r:/dev/xvdi") == ["ok"]
+
+
+def test_loop_freed_by_dom0_is_not_reused_while_attached(engine_daemon, loopdev):
+    """The qube is allowed a device number: if dom0 frees the loop device (losetup -d)
+    while it is attached, another qube's private image must not land on that number.
+    bulkheadd holds the device open while it is attached, so the kernel defers the clear
+    to the detach."""
+    d = engine_daemon
+    port, dev = loopdev
+    d.call("admin.vm.Start", "a")
+    d.call(f"admin.vm.device.block.Attach+dom0+{port}", "a", payload="")
+    backing = f"/sys/block/{port}/loop/backing_file"
+    subprocess.run(["losetup", "-d", dev], check=True)  # dom0 frees it without a detach
+    assert open(backing).read().strip().endswith("disk.img")  # still bound: not reusable
+    d.call("admin.vm.Start", "b")  # a qube start binds a loop device for its private image
+    assert open(backing).read().strip().endswith("disk.img")
+    d.call(f"admin.vm.device.block.Detach+dom0+{port}", "a")
+    # control: with the attachment gone, the deferred clear happens
+    for _ in range(50):
+        if not os.path.exists(backing):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(backing)

@@ -58,7 +58,15 @@ static int in_qube_dev(const struct bh_qube_spec *spec, int pidfd, int what, dev
         }
         if (mknodat(devdir, node, S_IFBLK | (rw ? 0660 : 0440), dev) < 0)
             _exit(errno == EEXIST ? 103 : 104);
-        if (fchownat(devdir, node, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0) {
+        /* The owner is set through a handle on the node just made, never by name: the
+         * qube's root could put a mount over the name in between (a bind of a host
+         * device node in its /dev), and a chown by name would follow it. The handle
+         * must be our block node, on the qube's own /dev. */
+        struct stat dst, nst;
+        int nfd = openat(devdir, node, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0 || fstat(nfd, &nst) < 0 || fstat(devdir, &dst) < 0 || !S_ISBLK(nst.st_mode) ||
+            nst.st_rdev != dev || nst.st_dev != dst.st_dev ||
+            fchownat(nfd, "", spec->uid_base, spec->uid_base, AT_EMPTY_PATH) < 0) {
             (void)unlinkat(devdir, node, 0);
             _exit(105);
         }
