@@ -531,15 +531,27 @@ static void on_start_fd(void *ctx, uint32_t ev)
         starting_drop(qid);
         return;
     }
+    /* The engine closes its fd when the start ends, inside start_finish: the loop must
+     * forget it first. An fd closed while registered can stay in epoll (a forked child
+     * may still hold the socket) and report events for a registration already freed
+     * (a use-after-free ASan found under disposable churn). */
+    struct starting *s = starting_find(qid);
+    if (!s)
+        return;
+    int fd = s->fd;
+    bh_loop_del(fd);
     struct bh_spec_buf sb;
     bh_glue_spec(lc_app, q, &sb);
     bh_error err = { 0 };
     int r = drv->start_finish(&sb.spec, &err);
     if (r == 1) {
-        bh_glue_spec_free(&sb);
-        return; /* still booting */
+        if (bh_loop_add(fd, EPOLLIN, on_start_fd, (void *)(uintptr_t)qid) == 0) {
+            bh_glue_spec_free(&sb);
+            return; /* still booting */
+        }
+        r = bh_fail(&err, ENOMEM, "watching the start of %s", q->name);
     }
-    starting_drop(qid);
+    s->qid = 0;
     if (r == 0)
         r = start_agent(lc_app, q, drv, &sb, &err);
     bh_glue_spec_free(&sb);
