@@ -3,11 +3,13 @@
  * runs) side by side never touch each other's cgroups. */
 #include "ns.h"
 #include "cleanup.h"
+#include "io.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/magic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -46,4 +48,21 @@ int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *er
     if (write(fd, val, len) != (ssize_t)len)
         return bh_fail_errno(err, "write '%s' to %s", val, path);
     return 0;
+}
+
+void bh_cg_move_procs(const char *from, const char *to)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/cgroup.procs", from);
+    _cleanup_free_ char *procs = bh_read_file(path, 1 << 16, NULL);
+    for (char *p = procs, *e; p && *p; p = e) {
+        long pid = strtol(p, &e, 10);
+        if (e == p)
+            break;
+        char v[32];
+        snprintf(v, sizeof v, "%ld", pid);
+        (void)bh_cg_write(to, "cgroup.procs", v, NULL);
+        while (*e == '\n')
+            e++;
+    }
 }

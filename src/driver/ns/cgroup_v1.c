@@ -242,19 +242,9 @@ static int v1_destroy(const char *tag, const char *name, bh_error *err)
         if (!strcmp(ctrls[i], "cpu") || !strcmp(ctrls[i], "cpuacct")) {
             /* A host helper charged to the qube (its qrexec-daemon, stopping right after
              * the qube) is not the qube's: back to the root cgroup, uncharged. */
-            _cleanup_free_ char *procs = read_small(ctrls[i], tag, name, "cgroup.procs");
             char root[256];
             snprintf(root, sizeof root, BASE "/%s", ctrls[i]);
-            for (char *p = procs, *e; p && *p; p = e) {
-                long pid = strtol(p, &e, 10);
-                if (e == p)
-                    break;
-                char v[32];
-                snprintf(v, sizeof v, "%ld", pid);
-                (void)bh_cg_write(root, "cgroup.procs", v, NULL);
-                while (*e == '\n')
-                    e++;
-            }
+            bh_cg_move_procs(dir, root);
         }
         int tries = 0;
         while (rmdir(dir) < 0 && errno != ENOENT) {

@@ -204,19 +204,7 @@ static void remove_host_dir(const char *tag, const char *name)
 {
     char dir[4096];
     host_dir(dir, sizeof dir, tag, name);
-    char procs_path[4200];
-    snprintf(procs_path, sizeof procs_path, "%s/cgroup.procs", dir);
-    _cleanup_free_ char *procs = bh_read_file(procs_path, 1 << 16, NULL);
-    for (char *p = procs, *e; p && *p; p = e) {
-        long pid = strtol(p, &e, 10);
-        if (e == p)
-            break;
-        char v[32];
-        snprintf(v, sizeof v, "%ld", pid);
-        (void)bh_cg_write(BASE, "cgroup.procs", v, NULL);
-        while (*e == '\n')
-            e++;
-    }
+    bh_cg_move_procs(dir, BASE);
     for (int tries = 0; rmdir(dir) < 0 && errno == EBUSY && tries < 2000; tries++)
         sleep_ms(5);
 }
