@@ -130,14 +130,15 @@ echo "cgroup2-vm: booting $kver (${accel[1]}) with ${mem} MiB, cgroup v2 only: $
   -append "console=ttyS0 quiet panic=-1 reboot=t$tsc bh.stage2=$PWD/scripts/cgroup2-vm-guest.sh bh.env=$work/env" \
   -serial file:"$work/console.log" &
 qemu_pid=$!
-tail -n +1 -F "$work/console.log" 2>/dev/null | sed -u 's/^/  vm| /' &
+# --pid: tail reads to the end of the log after QEMU ends, then stops by itself
+tail --pid="$qemu_pid" -n +1 -F "$work/console.log" 2>/dev/null | sed -u 's/^/  vm| /' &
 tail_pid=$!
 deadline=$(( $(date +%s) + ${BULKHEAD_CGROUP2_VM_TIMEOUT:-1800} ))
 while kill -0 "$qemu_pid" 2>/dev/null; do
-  if [ "$(date +%s)" -gt "$deadline" ]; then echo "cgroup2-vm: timed out"; break; fi
+  if [ "$(date +%s)" -gt "$deadline" ]; then echo "cgroup2-vm: timed out"; kill -9 "$qemu_pid"; break; fi
   sleep 1
 done
-kill "$tail_pid" 2>/dev/null || true
+wait "$tail_pid" 2>/dev/null || true
 rc=$(sed -n 's/.*BH-CGROUP2-VM-RESULT rc=\([0-9]*\).*/\1/p' "$work/console.log" | tail -1)
 [ -n "$rc" ] || { echo "cgroup2-vm: the VM ended without a result"; exit 1; }
 echo "cgroup2-vm: pytest inside the cgroup-v2 VM exited $rc"
