@@ -797,6 +797,18 @@ static void start_call(const struct bh_qx_mon_call *c)
     close(sp[0]);
 }
 
+/* The name of our listening socket, as bound: removed at the end only if it is still
+ * ours (a successor daemon for the same qube may have bound the name since). */
+static dev_t sock_dev;
+static ino_t sock_ino;
+
+static void unlink_own_socket(void)
+{
+    struct stat st;
+    if (sock_ino && lstat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+        (void)unlink(sock_path);
+}
+
 static _Noreturn void monitor_exit(pid_t up, int code)
 {
     if (up > 0) {
@@ -805,7 +817,7 @@ static _Noreturn void monitor_exit(pid_t up, int code)
         if (waitpid(up, &st, 0) == up && WIFEXITED(st) && code < 0)
             code = WEXITSTATUS(st);
     }
-    unlink(sock_path);
+    unlink_own_socket();
     exit(code < 0 ? 1 : code);
 }
 
@@ -829,7 +841,7 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (pid == up) { /* its exit code is the daemon's (0: the agent hung up) */
-                    unlink(sock_path);
+                    unlink_own_socket();
                     exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
                 }
                 for (uint32_t i = 0; i < MAX_TRIGGERS; i++)
@@ -957,13 +969,18 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
+    struct stat sst;
+    if (lstat(sock_path, &sst) == 0) {
+        sock_dev = sst.st_dev;
+        sock_ino = sst.st_ino;
+    }
     bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
     /* Privilege separation: a child reads the agent and the dom0 clients from here on,
      * unprivileged; this process stays root only to fork call processes on request. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     sigset_t mask;
@@ -977,7 +994,7 @@ int main(int argc, char **argv)
     pid_t up = fork();
     if (up < 0) {
         bh_err("fork: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     if (up > 0) {
