@@ -89,7 +89,9 @@ int main(void)
     /* the table: anti-spoofing per client, forwarding only out by eth0 */
     struct bh_net_client c = { .qid = 7, .mac = { 0, 0x16, 0x3e, 0x5e, 0x6c, 0 }, .rules = "action=drop\n" };
     inet_pton(AF_INET, "10.137.0.7", &c.ip);
-    struct bh_net_table t = { .serves = true, .upstream = true, .ndns = 1, .clients = &c, .nclients = 1, .now = 100 };
+    struct bh_net_table t = {
+        .serves = true, .upstream = true, .ndns = 1, .clients = &c, .nclients = 1, .now = 100, .cap_table = true
+    };
     inet_pton(AF_INET, "192.0.2.53", &t.dns[0]);
     bh_buf b;
     bh_buf_init(&b, 0);
@@ -112,6 +114,36 @@ int main(void)
     CHECK(bh_net_table_script(&t, &b, &tr) == 0);
     bh_buf_addc(&b, '\0');
     CHECK(strstr(b.data, "add element inet bulkhead_cap exempt { 10.137.0.7 }") != NULL);
+    CHECK(strstr(b.data, "exempt6 {") && !strstr(b.data, "add element inet bulkhead_cap exempt6"));
+    /* no routed IPv6 anywhere: IPv6 dropped on every link but loopback */
+    CHECK(strstr(b.data, "meta nfproto ipv6 iif != lo drop\n") != NULL);
+    CHECK(strstr(b.data, "meta nfproto ipv6 oif != lo drop\n") != NULL);
+    bh_buf_free(&b);
+    /* routed IPv6 on eth0 and on the client's link: allowed there only, from its ip6 only */
+    c.v6 = true;
+    t.v6_up = true;
+    inet_pton(AF_INET6, "fd09:24ef:4179::a89:7", &c.ip6);
+    bh_buf_init(&b, 0);
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "meta nfproto ipv6 iif != lo iifname != { \"eth0\", \"vif7.0\" } drop\n") != NULL);
+    CHECK(strstr(b.data, "meta nfproto ipv6 oif != lo oifname != { \"eth0\", \"vif7.0\" } drop\n") != NULL);
+    CHECK(strstr(b.data, "iifname \"vif7.0\" ip6 saddr != fd09:24ef:4179::a89:7 drop") != NULL);
+    CHECK(strstr(b.data, "add element inet bulkhead_cap exempt6 { fd09:24ef:4179::a89:7 }") != NULL);
+    bh_buf_free(&b);
+    /* a client's link only */
+    t.v6_up = false;
+    bh_buf_init(&b, 0);
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "meta nfproto ipv6 iif != lo iifname != { \"vif7.0\" } drop\n") != NULL);
+    bh_buf_free(&b);
+    /* without connection counting, the limits' table is not touched at all */
+    t.cap_table = false;
+    bh_buf_init(&b, 0);
+    CHECK(bh_net_table_script(&t, &b, &tr) == 0);
+    bh_buf_addc(&b, '\0');
+    CHECK(strstr(b.data, "bulkhead_cap") == NULL);
     bh_buf_free(&b);
 
     struct in_addr ns[2];
