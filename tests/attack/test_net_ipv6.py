@@ -178,6 +178,24 @@ def test_dst6_rules_hold(net6):
         net6.d.call("admin.vm.firewall.Set", "work", "action=accept\n")
 
 
+def test_dsthost_aaaa_becomes_dst6(net6):
+    """dsthost resolves both A and AAAA (the test's DNS: dual.test = 198.51.100.81 and
+    2001:db8:80::81; six.test = 2001:db8:80::80 only)."""
+    from net_fixtures import OTHER
+    try:
+        net6.d.call("admin.vm.firewall.Set", "work", "action=drop dsthost=dual.test\naction=accept\n")
+        assert not curl6(net6, "work", OTHER6) and not net6.curl("work", f"http://{OTHER}:8080/")
+        assert curl6(net6, "work", WEB6) and net6.curl("work", f"http://{WEB}:8080/")  # the rest passes
+        # a name with AAAA only: accepted over IPv6; IPv4 has no address for it, and
+        # (as Qubes blocks the family it cannot resolve) all IPv4 is refused
+        net6.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=six.test\naction=drop\n")
+        assert curl6(net6, "work", WEB6)
+        assert not curl6(net6, "work", OTHER6)
+        assert not net6.curl("work", f"http://{WEB}:8080/")
+    finally:
+        net6.d.call("admin.vm.firewall.Set", "work", "action=accept\n")
+
+
 def test_forged_ipv6_source_dropped(net6, internet6, tmp_path):
     log = tmp_path / "sink6.log"
     sink = internet6.spawn(internet6.srv, [_sys.executable, "-c", SINK6, str(log)])

@@ -31,7 +31,8 @@ WEB, OTHER, DNS, HOST = "198.51.100.80", "198.51.100.81", "198.51.100.53", "198.
 
 DNS_SERVER = r'''
 import socket, struct, sys
-names = {b"web.test": "198.51.100.80", b"other.test": "198.51.100.81"}
+names = {b"web.test": "198.51.100.80", b"other.test": "198.51.100.81", b"dual.test": "198.51.100.81"}
+names6 = {b"dual.test": "2001:db8:80::81", b"six.test": "2001:db8:80::80"}  # AAAA (IPv6 tests)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("198.51.100.53", 53))
 while True:
@@ -50,8 +51,11 @@ while True:
     if ip and qtype == b"\x00\x01":
         ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04" + socket.inet_aton(ip)
         s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans, a)
+    elif name in names6 and qtype == b"\x00\x1c":
+        ans = b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x05\x00\x10" + socket.inet_pton(socket.AF_INET6, names6[name])
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans, a)
     else:
-        rcode = b"\x81\x80" if ip else b"\x81\x83"
+        rcode = b"\x81\x80" if ip or name in names6 else b"\x81\x83"
         s.sendto(q[:2] + rcode + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question, a)
 '''
 
