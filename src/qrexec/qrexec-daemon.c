@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -502,6 +503,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
      * child of its own, so that this (root) process can still end a disposable afterwards. */
     pid_t rp = fork();
     if (rp == 0) {
+        close(tfd); /* the target daemon's client connection: not the relay's */
         bh_error perr = { 0 };
         if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &perr) < 0 || bh_qx_seccomp_unpriv(&perr) < 0) {
             bh_err("relay: %s", perr.msg);
@@ -763,6 +765,32 @@ static void handle_monitor(void)
  * side's idea of which slots are busy). */
 static pid_t call_pids[MAX_TRIGGERS];
 
+static pid_t mon_up = -1; /* the unprivileged side */
+static int mon_sfd = -1;  /* the monitor's signalfd */
+
+static _Noreturn void monitor_exit(pid_t up, int code);
+
+/* Replies never block the monitor: a side that asks for calls but does not read their
+ * answers fills the socket; it is then broken (or compromised) and is ended. */
+static void mon_reply(uint32_t op, uint32_t slot, int pass_fd)
+{
+    /* A busy but healthy side gets 5 s to make room (its queue holds only a few
+     * messages: max_dgram_qlen) */
+    for (int waited = 0; bh_qx_mon_send(mon, op, slot, pass_fd) < 0; waited++) {
+        if (errno != EAGAIN || waited == 50)
+            goto broken;
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    return;
+broken:
+    bh_warn("%s: the unprivileged side does not take the monitor's answers (%s): ending it", qube_name,
+            strerror(errno));
+    if (mon_up > 0)
+        kill(mon_up, SIGKILL);
+    monitor_exit(mon_up, -1);
+}
+
 static void start_call(const struct bh_qx_mon_call *c)
 {
     if (call_pids[c->slot]) {
@@ -771,18 +799,19 @@ static void start_call(const struct bh_qx_mon_call *c)
     }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
     pid_t pid = fork();
     if (pid < 0) {
         close(sp[0]), close(sp[1]);
-        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
     if (pid == 0) {
         close(sp[0]);
         close(mon);
+        close(mon_sfd);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
@@ -793,19 +822,42 @@ static void start_call(const struct bh_qx_mon_call *c)
     }
     close(sp[1]);
     call_pids[c->slot] = pid;
-    bh_qx_mon_send(mon, BH_QX_MON_STARTED, c->slot, sp[0]);
-    close(sp[0]);
+    int fd = sp[0];
+    mon_reply(BH_QX_MON_STARTED, c->slot, fd);
+    close(fd);
+}
+
+/* The name of our listening socket, as bound: removed at the end only if it is still
+ * ours (a successor daemon for the same qube may have bound the name since). */
+static dev_t sock_dev;
+static ino_t sock_ino;
+
+static void unlink_own_socket(void)
+{
+    struct stat st;
+    if (sock_ino && lstat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+        (void)unlink(sock_path);
 }
 
 static _Noreturn void monitor_exit(pid_t up, int code)
 {
     if (up > 0) {
+        /* SIGTERM, then SIGKILL after 2 s: the unprivileged side may ignore the first */
         kill(up, SIGTERM);
-        int st;
-        if (waitpid(up, &st, 0) == up && WIFEXITED(st) && code < 0)
+        int st = 0;
+        pid_t w = 0;
+        for (int i = 0; i < 200 && (w = waitpid(up, &st, WNOHANG)) == 0; i++) {
+            struct timespec ts = { 0, 10 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        if (w == 0) {
+            kill(up, SIGKILL);
+            w = waitpid(up, &st, 0);
+        }
+        if (w == up && WIFEXITED(st) && code < 0)
             code = WEXITSTATUS(st);
     }
-    unlink(sock_path);
+    unlink_own_socket();
     exit(code < 0 ? 1 : code);
 }
 
@@ -814,6 +866,8 @@ static _Noreturn void monitor_exit(pid_t up, int code)
 static _Noreturn void monitor_run(pid_t up, int sfd)
 {
     bh_log_init("qrexec-daemon-monitor");
+    mon_up = up;
+    mon_sfd = sfd;
     while (!stop) {
         struct pollfd p[2] = { { .fd = mon, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
         if (poll(p, 2, -1) < 0) {
@@ -829,13 +883,13 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (pid == up) { /* its exit code is the daemon's (0: the agent hung up) */
-                    unlink(sock_path);
+                    unlink_own_socket();
                     exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
                 }
                 for (uint32_t i = 0; i < MAX_TRIGGERS; i++)
                     if (call_pids[i] == pid) {
                         call_pids[i] = 0;
-                        bh_qx_mon_send(mon, BH_QX_MON_DONE, i, -1);
+                        mon_reply(BH_QX_MON_DONE, i, -1);
                     }
             }
         }
@@ -957,13 +1011,18 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
+    struct stat sst;
+    if (lstat(sock_path, &sst) == 0) {
+        sock_dev = sst.st_dev;
+        sock_ino = sst.st_ino;
+    }
     bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
     /* Privilege separation: a child reads the agent and the dom0 clients from here on,
      * unprivileged; this process stays root only to fork call processes on request. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     sigset_t mask;
@@ -977,7 +1036,7 @@ int main(int argc, char **argv)
     pid_t up = fork();
     if (up < 0) {
         bh_err("fork: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     if (up > 0) {

@@ -214,9 +214,6 @@ def test_daemon_stop_removes_what_it_added(tmp_path):
 
 
 def test_restarted_daemon_plugs_the_uplink_back(tmp_path):
-    if os.environ.get("BULKHEAD_SANITIZE") == "1":
-        pytest.skip("open problem: in ASan builds, qvm-run into a qube adopted after a bulkheadd restart "
-                    "sometimes hangs (seen 3 times in 2 runs, never in plain builds); see the issue tracker")
     i = Internet()
     try:
         n = Net(tmp_path, i)
