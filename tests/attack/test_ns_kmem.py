@@ -3,10 +3,10 @@ charged to the qube's memory cgroup (so `maxmem` bounds it) and never to the hos
 
 Each vector runs as the qube's root in a qube with maxmem 128 MiB, asks for 3x that
 (384 MiB) and reports, line by line and flushed, how much it has pinned so far. Passing
-means: the attacker stopped (an error, or the memory cgroup's OOM kill) before pinning
-much more than maxmem, AND it did pin a good part of maxmem (the positive control: the
-vector really allocates kernel memory, and the qube's cgroup saw it: its peak shows
-the charge). A vector whose memory the kernel did not charge to the qube
+means: the attacker stopped (an error, another bound such as its open files, or the
+memory cgroup's OOM kill) before pinning much more than maxmem, AND what it pinned
+(32 MiB at least: the positive control that the vector really allocates kernel memory)
+shows in the qube's cgroup (its peak usage). A vector whose memory the kernel did not charge to the qube
 would pin all 384 MiB and fail the test (host memory outside every limit).
 
 Namespaces and inotify (counted, not charged) are in test_ns_limits.py; keyrings,
@@ -181,9 +181,10 @@ def test_kernel_memory_is_charged_to_the_qube(ns_env, vector):
     # The attacker never held (much) more than the qube's limit ...
     assert "held all" not in r.stdout, f"{vector}: pinned {pinned} MiB in a qube with maxmem {MAXMEM}"
     assert pinned <= MAXMEM + 32, f"{vector}: pinned {pinned} MiB in a qube with maxmem {MAXMEM}"
-    # ... and it was the qube's limit that stopped it: the vector pinned real memory and
-    # the qube's cgroup was charged for it (positive control).
-    assert pinned >= MAXMEM // 3, (vector, pinned, r.stdout[-500:], r.stderr[-500:])
-    assert peak >= (MAXMEM * 3 // 4) << 20, (vector, hits, peak >> 20)
+    # ... and what it pinned was charged to the qube (positive control: the vector ran
+    # and pinned real kernel memory; another bound, e.g. its open files or the per-user
+    # pipe pages, may stop it before maxmem).
+    assert pinned >= 32, (vector, pinned, r.stdout[-500:], r.stderr[-500:])
+    assert peak >= (min(pinned, MAXMEM) * 3 // 4) << 20, (vector, pinned, hits, peak >> 20)
     # the qube is still usable afterwards (its other processes were not the ones killed)
     assert q.sh("echo alive").stdout.strip() == "alive"
