@@ -189,7 +189,7 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         if (drv && drv->charge_host_helper && drv->charge_host_helper(&csb.spec, getpid(), &cerr) < 0)
             bh_warn("%s: qrexec-daemon not charged to the qube: %s", q->name, cerr.msg);
         setenv("BULKHEAD_SOCKET", sock, 1);
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC); /* only its dup as stdin goes on */
         if (devnull >= 0)
             dup2(devnull, 0);
         setsid();
