@@ -14,9 +14,6 @@ import pytest
 from admin_fixtures import AdminError, engine_daemon, raw_call, wait_state  # noqa: F401
 from qrexec_fixtures import bin_path
 sys.path.insert(0, os.path.dirname(__file__))
-from ns_fixtures import cgroup_v2_host  # noqa: E402
-
-pytestmark = pytest.mark.skipif(cgroup_v2_host(), reason="block devices need the cgroup v1 devices controller")
 
 PATTERN = b"bulkhead-block-test\n"
 
