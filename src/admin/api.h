@@ -55,4 +55,7 @@ int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C s
 /* A qube halted: what was attached to it is detached (device-detach events). */
 void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q);
 /* A qube started: its assigned block devices are attached (docs/devices.md). */
-void bh_devices_qube_started(struct bh_app *app, struct bh_qube *q);
+/* Start: the check of `required` assignments before anything starts, then their
+ * attachment (required) and that of auto-attach ones once the qube runs. */
+int bh_devices_required_check(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
+int bh_devices_attach_assigned(struct bh_app *app, struct bh_qube *q, bool required, struct bh_exc *e);

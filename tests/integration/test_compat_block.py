@@ -275,3 +275,63 @@ def test_block_assign_persists_and_attaches_at_start(engine_daemon, loopdev):
         (b"device-attach:block", [b"device", dev, b"options", b"{'read-only': 'yes', 'frontend-dev': 'xvdi'}"]),
         (b"device-unassign:block", [b"device", dev]),
     ], evs
+
+
+def test_required_device_missing_or_taken_stops_the_start(engine_daemon, tmp_path):
+    """As QubesVM.start: a `required` assignment whose device is not there fails the start
+    with Qubes' QubesException "Block device dom0:loopN::N not available" (str() of the
+    assignment), after domain-pre-start and with domain-start-failed; the qube stays
+    Halted. A device that another qube has is refused the same way; a free one is attached
+    before domain-start (it is part of the domain Qubes starts)."""
+    d = engine_daemon
+    img = tmp_path / "req.img"
+    with open(img, "wb") as f:
+        f.write(PATTERN)
+        f.truncate(1 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    port = os.path.basename(dev)
+    n = port[4:]
+    try:
+        d.call(f"admin.vm.device.block.Assign+dom0+{port}", "a", payload="mode='required' _read-only='yes'")
+        # taken: b has it
+        d.call("admin.vm.Start", "b")
+        d.call(f"admin.vm.device.block.Attach+dom0+{port}", "b", payload="")
+        ev = subscribe(d)
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Start", "a")
+        msg = f"Block device dom0:{port}::{n} not available"
+        assert (e.value.exc_type, e.value.msg) == ("QubesException", msg)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        buf, deadline = b"", time.time() + 10
+        while b"domain-start-failed" not in buf and time.time() < deadline:
+            buf += ev.recv(65536)
+        ev.close()
+        evs = [r.split(b"\0")[2:] for r in buf.split(b"\0\0") if r.split(b"\0")[1:2] == [b"a"]]
+        assert evs == [[b"domain-pre-start"], [b"domain-start-failed", b"reason", msg.encode()]], evs
+        # free again: the start attaches it (read-only, as assigned) before domain-start
+        d.call(f"admin.vm.device.block.Detach+dom0+{port}", "b")
+        ev = subscribe(d)
+        d.call("admin.vm.Start", "a")
+        buf, deadline = b"", time.time() + 10
+        while b"\0domain-start\0" not in buf and time.time() < deadline:
+            buf += ev.recv(65536)
+        ev.close()
+        names = [r.split(b"\0")[2] for r in buf.split(b"\0\0") if r.split(b"\0")[1:2] == [b"a"]]
+        assert names.index(b"device-attach:block") < names.index(b"domain-start"), names
+        r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi; echo x > /dev/xvdi")
+        assert r.stdout == PATTERN and r.returncode != 0, r     # read-only as assigned
+        d.call("admin.vm.Kill", "a")
+        wait_state(d, "a", "Halted")
+        # gone: dom0 freed the loop device
+        subprocess.run(["losetup", "-d", dev], check=True)
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Start", "a")
+        assert (e.value.exc_type, e.value.msg) == ("QubesException", msg)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        # control: without the requirement the same qube starts
+        d.call(f"admin.vm.device.block.Set.assignment+dom0+{port}", "a", payload="auto-attach")
+        d.call("admin.vm.Start", "a")
+        assert d.call("admin.vm.device.block.Attached", "a") == ""
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
