@@ -6,12 +6,11 @@ sends Qubes' device events. Exact bytes where Qubes defines them."""
 import os
 import subprocess
 import sys
-import socket
-import time
 
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon, raw_call, wait_state  # noqa: F401
+from event_fixtures import drain, records, subscribe
 from qrexec_fixtures import bin_path
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -36,31 +35,10 @@ def qrun(d, qube, cmd, user="root"):
                           capture_output=True, timeout=60)
 
 
-def subscribe(d):
-    """admin.Events of every qube, once the daemon says the stream is established."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(d.sock)
-    s.sendall(b"admin.Events+ dom0 name dom0\0")
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(10)
-    buf = b""
-    while b"connection-established" not in buf:
-        buf += s.recv(65536)
-    return s
-
-
 def device_events(s, upto):
-    """(subject, event, [k, v, ...]) of the device events read until `upto` was seen
-    (as many times as asked)."""
-    buf, deadline = b"", time.time() + 10
-    while buf.count(upto[0]) < upto[1] and time.time() < deadline:
-        buf += s.recv(65536)
-    out = []
-    for rec in buf.split(b"\0\0"):
-        parts = rec.split(b"\0")
-        if len(parts) >= 3 and parts[0] == b"1" and parts[2].startswith(b"device-"):
-            out.append((parts[1], parts[2], parts[3:]))
-    return out
+    """(subject, event, [k, v, ...]) of the device events read until `upto` = (marker,
+    times) was seen."""
+    return records(drain(s, upto[0], upto[1]), prefix=b"device-")
 
 
 def test_block_attach_detach(engine_daemon, loopdev):
@@ -303,21 +281,15 @@ def test_required_device_missing_or_taken_stops_the_start(engine_daemon, tmp_pat
         msg = f"Block device dom0:{port}::{n} not available"
         assert (e.value.exc_type, e.value.msg) == ("QubesException", msg)
         assert "state=Halted" in d.call("admin.vm.List", "a")
-        buf, deadline = b"", time.time() + 10
-        while b"domain-start-failed" not in buf and time.time() < deadline:
-            buf += ev.recv(65536)
+        evs = records(drain(ev, b"domain-start-failed"), subject=b"a")
         ev.close()
-        evs = [r.split(b"\0")[2:] for r in buf.split(b"\0\0") if r.split(b"\0")[1:2] == [b"a"]]
-        assert evs == [[b"domain-pre-start"], [b"domain-start-failed", b"reason", msg.encode()]], evs
+        assert evs == [(b"a", b"domain-pre-start", []), (b"a", b"domain-start-failed", [b"reason", msg.encode()])], evs
         # free again: the start attaches it (read-only, as assigned) before domain-start
         d.call(f"admin.vm.device.block.Detach+dom0+{port}", "b")
         ev = subscribe(d)
         d.call("admin.vm.Start", "a")
-        buf, deadline = b"", time.time() + 10
-        while b"\0domain-start\0" not in buf and time.time() < deadline:
-            buf += ev.recv(65536)
+        names = [r[1] for r in records(drain(ev, b"\0domain-start\0"), subject=b"a")]
         ev.close()
-        names = [r.split(b"\0")[2] for r in buf.split(b"\0\0") if r.split(b"\0")[1:2] == [b"a"]]
         assert names.index(b"device-attach:block") < names.index(b"domain-start"), names
         r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi; echo x > /dev/xvdi")
         assert r.stdout == PATTERN and r.returncode != 0, r     # read-only as assigned

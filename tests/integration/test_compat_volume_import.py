@@ -1,17 +1,17 @@
 """Qubes' volume import flow (admin.vm.volume.Import/ImportWithSize as its dom0 script
 runs it: internal.vm.volume.ImportBegin -> data -> internal.vm.volume.ImportEnd),
-admin.vm.volume.Clear and admin.pool.Set.*, driven through `qvm-volume import` and raw
+admin.vm.volume.Clear, driven through `qvm-volume import` and raw
 calls against a real bulkheadd, with a real qube reading the imported volume."""
 import filecmp
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon  # noqa: F401
+from event_fixtures import drain, subscribe
 from qrexec_fixtures import bin_path
 
 
@@ -35,25 +35,6 @@ def ident(path):
     nothing else writes it while the qube is halted (its 2 GiB are not read here)."""
     st = os.stat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def subscribe(d):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(d.sock)
-    s.sendall(b"admin.Events+ dom0 name dom0\0")
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(10)
-    buf = b""
-    while b"connection-established" not in buf:
-        buf += s.recv(65536)
-    return s
-
-
-def drain(s, needle):
-    buf, deadline = b"", time.time() + 10
-    while needle not in buf and time.time() < deadline:
-        buf += s.recv(65536)
-    return buf
 
 
 def qrun(d, qube, cmd):
@@ -176,26 +157,3 @@ def test_clear(engine_daemon, tmp_path):
     with pytest.raises(AdminError) as e:
         d.call("admin.vm.volume.Clear+volatile", "b")
     assert e.value.msg == "Can not import into save_on_stop=False volume b:volatile"
-
-
-def test_pool_set(engine_daemon):
-    d = engine_daemon
-    d.call("admin.pool.Set.revisions_to_keep+default", payload="3")
-    assert "revisions_to_keep=3\n" in d.call("admin.pool.Info+default")
-    assert "revisions_to_keep=3\n" in d.call("admin.vm.volume.Info+private", "a")
-    for bad, exc in (("-2", "PermissionDenied"), ("x", "ProtocolError"), ("", "ProtocolError")):
-        with pytest.raises(AdminError) as e:
-            d.call("admin.pool.Set.revisions_to_keep+default", payload=bad)
-        assert e.value.exc_type == exc, bad
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.revisions_to_keep+nosuch", payload="1")
-    assert e.value.exc_type == "QubesException"
-    d.call("admin.pool.Set.revisions_to_keep+default", payload="-1")
-    assert "revisions_to_keep=-1\n" in d.call("admin.pool.Info+default")
-    d.call("admin.pool.Set.ephemeral_volatile+default", payload="True")
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.ephemeral_volatile+default", payload="False")
-    assert e.value.msg == "Bulkhead's volatile volumes are always ephemeral (tmpfs)"
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.ephemeral_volatile+default", payload="maybe")
-    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Payload is not boolean ASCII")
