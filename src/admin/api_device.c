@@ -204,14 +204,9 @@ static int block_attached(struct bh_call *c)
 /* qubes.property.bool */
 static int parse_bool(struct bh_exc *exc, const char *v, bool *out)
 {
-    static const char *const f[] = { "0", "no", "false", "off" }, *const t[] = { "1", "yes", "true", "on" };
-    for (size_t i = 0; i < 4; i++) {
-        if (!strcasecmp(v, f[i]))
-            return *out = false, 0;
-        if (!strcasecmp(v, t[i]))
-            return *out = true, 0;
-    }
-    return bh_exc(exc, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
+    if (bh_qubes_bool(v, out) < 0)
+        return bh_exc(exc, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
+    return 0;
 }
 
 static bool node_name_ok(const char *v)
@@ -351,20 +346,30 @@ static int do_attach(struct bh_app *app, struct bh_qube *dest, const char *backe
     return 0;
 }
 
+/* Attach and Assign: the argument's device (load_device_info: the device it names, if
+ * it exists as named: *known) and the payload, Qubes' DeviceAssignment for it. */
+static int device_and_assignment(struct bh_call *c, struct devarg *d, struct bh_blockdev *dev, bool *known,
+                                 struct bh_dev_assignment *as)
+{
+    if (device_arg(c, d) < 0)
+        return -1;
+    *known = !strcmp(d->backend, "dom0") && bh_blockdev_get(d->port, dev) == 0 &&
+             (!strcmp(d->devid, "*") || !strcmp(d->devid, dev->device_id));
+    char msg[512];
+    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d->backend, d->port, "block",
+                                *known ? dev->device_id : d->devid, as, msg, sizeof msg) < 0)
+        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    return 0;
+}
+
 static int block_attach(struct bh_call *c)
 {
     struct devarg d;
-    if (device_arg(c, &d) < 0)
-        return -1;
-    /* load_device_info: the device the argument names, if it exists as named. */
     struct bh_blockdev dev;
-    bool known = c->app && !strcmp(d.backend, "dom0") && bh_blockdev_get(d.port, &dev) == 0 &&
-                 (!strcmp(d.devid, "*") || !strcmp(d.devid, dev.device_id));
     struct bh_dev_assignment as;
-    char msg[512];
-    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d.backend, d.port, "block",
-                                known ? dev.device_id : d.devid, &as, msg, sizeof msg) < 0)
-        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    bool known;
+    if (device_and_assignment(c, &d, &dev, &known, &as) < 0)
+        return -1;
     if (!bh_qube_is_running(c->dest))
         return bh_exc(c->exc, "QubesVMNotRunningError", "VM not running, cannot attach device, do you mean `assign`?");
     if (!known) /* Qubes' "unknown" error is caught and re-raised as this one */
@@ -456,16 +461,11 @@ static int check_options(struct bh_exc *exc, const struct bh_dev_props *o)
 static int block_assign(struct bh_call *c)
 {
     struct devarg d;
-    if (device_arg(c, &d) < 0)
-        return -1;
     struct bh_blockdev dev;
-    bool known = !strcmp(d.backend, "dom0") && bh_blockdev_get(d.port, &dev) == 0 &&
-                 (!strcmp(d.devid, "*") || !strcmp(d.devid, dev.device_id));
     struct bh_dev_assignment as;
-    char msg[512];
-    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d.backend, d.port, "block",
-                                known ? dev.device_id : d.devid, &as, msg, sizeof msg) < 0)
-        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    bool known;
+    if (device_and_assignment(c, &d, &dev, &known, &as) < 0)
+        return -1;
     char devs[400], key[512];
     dev_str(devs, sizeof devs, d.backend, d.port, as.device_id);
     assign_key(key, sizeof key, d.backend, d.port, as.device_id);

@@ -14,6 +14,7 @@
 #include "events.h"
 #include "log.h"
 #include "pool_config.h"
+#include "props.h"
 #include "store.h"
 #include <dirent.h>
 #include <errno.h>
@@ -221,18 +222,6 @@ static int kv_put(struct bh_store *s, void *ctx, bh_error *err)
     return bh_store_put_kv(s, "globals", 0, t->key, t->value, err);
 }
 
-/* Qubes' property bool spellings, for option values. */
-static int opt_bool(const char *v, bool *out)
-{
-    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
-    for (size_t i = 0; i < 4; i++) {
-        if (!strcasecmp(v, t[i]))
-            return *out = true, 0;
-        if (!strcasecmp(v, f[i]))
-            return *out = false, 0;
-    }
-    return -1;
-}
 
 /* dir_path: absolute, normalised (Qubes normpaths it; here a path that needs it is
  * refused), printable, and apart from Bulkhead's own state and every other pool. */
@@ -302,11 +291,11 @@ static int pool_add(struct bh_call *c)
     char *end = NULL;
     if (rev && (!*rev || (keep = strtol(rev, &end, 10), *end) || keep < -1 || keep > 1000000))
         return bh_exc(c->exc, "QubesValueError", "Invalid value for revisions_to_keep: %s", rev);
-    if (eph && opt_bool(eph, &b) < 0)
+    if (eph && bh_qubes_bool(eph, &b) < 0)
         return bh_exc(c->exc, "QubesValueError", "Invalid literal for boolean property: '%s'", eph);
     if (eph && !b)
         return bh_exc(c->exc, "QubesException", "Bulkhead's volatile volumes are always ephemeral (tmpfs)");
-    if (chk && opt_bool(chk, &check) < 0)
+    if (chk && bh_qubes_bool(chk, &check) < 0)
         return bh_exc(c->exc, "QubesValueError", "Invalid literal for boolean property: '%s'", chk);
     if (dir_path_ok(c, dir) < 0)
         return -1;

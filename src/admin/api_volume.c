@@ -83,20 +83,24 @@ static int kernel_info(struct bh_call *c, const char *k)
         bh_glue_sq_free(&sqb);                            \
     } while (0)
 
+/* The argument volume's Info from the pool. */
+static int vol_info(struct bh_call *c, struct bh_pool *p, struct bh_volume_info *info)
+{
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, info, &err));
+    return r < 0 ? bh_exc(c->exc, "QubesException", "%s", err.msg) : 0;
+}
+
 static int v_info(struct bh_call *c)
 {
     _cleanup_free_ char *k = !strcmp(c->req->arg, "kernel") ? kernel_volume(c) : NULL;
     if (k)
         return kernel_info(c, k);
     struct bh_pool *p = need_pool(c);
-    if (!p || need_vol(c) < 0)
-        return -1;
     struct bh_volume_info info;
-    bh_error err = { 0 };
-    int r;
-    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
-    if (r < 0)
-        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if (!p || need_vol(c) < 0 || vol_info(c, p, &info) < 0)
+        return -1;
     info.revisions_to_keep = bh_glue_revisions(c->app, c->dest, c->req->arg);
     char buf[2048];
     int n = bh_volume_info_format(&info, buf, sizeof buf);
@@ -129,19 +133,13 @@ static int need_halted(struct bh_call *c)
 /* Qubes' qubes.property.bool spellings. */
 int bh_api_payload_bool(struct bh_call *c, bool *out)
 {
-    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
     char v[8] = "";
-    if (c->req->payload_len >= sizeof v)
+    if (c->req->payload_len >= sizeof v || memchr(c->req->payload, '\0', c->req->payload_len))
         return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
-    for (size_t i = 0; i < c->req->payload_len; i++)
-        v[i] = (char)((c->req->payload[i] >= 'A' && c->req->payload[i] <= 'Z') ? c->req->payload[i] + 32 : c->req->payload[i]);
-    for (size_t i = 0; i < 4; i++) {
-        if (!strcmp(v, t[i]))
-            return *out = true, 0;
-        if (!strcmp(v, f[i]))
-            return *out = false, 0;
-    }
-    return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    memcpy(v, c->req->payload, c->req->payload_len);
+    if (bh_qubes_bool(v, out) < 0)
+        return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    return 0;
 }
 
 /* Set.rw and Set.ephemeral: Bulkhead's volumes have fixed kinds (docs/storage.md), so a
@@ -152,14 +150,9 @@ static int v_set_flag(struct bh_call *c, bool rw)
     bool want = false;
     if (!p || need_vol(c) < 0 || bh_api_payload_bool(c, &want) < 0)
         return -1;
-    if (rw && need_halted(c) < 0)
-        return -1;
     struct bh_volume_info info;
-    bh_error err = { 0 };
-    int r;
-    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
-    if (r < 0)
-        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if ((rw && need_halted(c) < 0) || vol_info(c, p, &info) < 0)
+        return -1;
     if ((rw ? info.rw : info.ephemeral) == want)
         return 0;
     return bh_exc(c->exc, "QubesException", "Bulkhead cannot make the %s volume %s%s", c->req->arg,
