@@ -34,14 +34,8 @@ static int run(struct bh_app *app, const struct bh_method *m, struct bh_call *c)
     c->src = bh_app_find(app, req->src);
     if (!c->src)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->src);
-    /* internal.* serve dom0's own components (the qrexec policy); never a qube's call.
-     * Except the two halves of a qube's admin.vm.volume.Import, which dom0's import
-     * helper (qubesd-import, run by qrexec once policy allowed that call) makes in the
-     * qube's name, as Qubes' script does: qubesd-query forwards nothing but admin.*
-     * and Qubes' misc calls, so no qube reaches these by itself. */
-    bool import = !strcmp(req->method, "internal.vm.volume.ImportBegin") ||
-                  !strcmp(req->method, "internal.vm.volume.ImportEnd");
-    if (!strncmp(req->method, "internal.", 9) && c->src->klass != BH_ADMINVM && !import)
+    /* internal.* serve dom0's own components (the qrexec policy); never a qube's call. */
+    if (!strncmp(req->method, "internal.", 9) && c->src->klass != BH_ADMINVM)
         return bh_exc(c->exc, "PermissionDenied", "%s is for dom0 only", req->method);
     c->dest = bh_app_find(app, req->dest);
     if (!c->dest)

@@ -3,7 +3,7 @@
  * admin.vm.volume.Import call to DEST runs once the qrexec policy has allowed it. The
  * data can be a whole volume, too much for an Admin API request, so it does not go
  * through bulkheadd: as Qubes' script,
- *   1. internal.vm.volume.ImportBegin (as SOURCE, on DEST; payload: the size line of
+ *   1. internal.vm.volume.ImportBegin (on DEST; payload: the size line of
  *      ImportWithSize, else none) answers "SIZE PATH" (bulkheadd checks the volume and
  *      that DEST is halted, and made PATH: an empty file of SIZE bytes);
  *   2. exactly SIZE bytes of stdin go to PATH (zero blocks skipped: sparse), then
@@ -11,7 +11,11 @@
  *   3. internal.vm.volume.ImportEnd with "ok" or "fail\n<why>" (Qubes' texts), whose
  *      reply is the caller's.
  * qrexec-daemon runs it for those two services when dom0 has no service file of that
- * name. Its exit status: 0 when the import succeeded. */
+ * name. Its exit status: 0 when the import succeeded.
+ * Qubes' script makes the internal calls in SOURCE's name; here they are dom0's own (the
+ * source of a request is not used by these two), because bulkheadd refuses every
+ * internal.* call that names a qube as its source: the qrexec policy has already
+ * decided about SOURCE's admin.vm.volume.Import on DEST. */
 #include "admin_client.h"
 #include "cleanup.h"
 #include "import_size.h"
@@ -155,7 +159,7 @@ int main(int argc, char **argv)
     char method[128];
     snprintf(method, sizeof method, "internal.vm.volume.ImportBegin+%s", vol);
     _cleanup_free_ char *reply = NULL;
-    ssize_t n = query(method, src, dest, line, llen, &reply);
+    ssize_t n = query(method, "dom0", dest, line, llen, &reply);
     if (n < 0)
         return 125;
     uint64_t size;
@@ -170,7 +174,7 @@ int main(int argc, char **argv)
     int slen = why[0] ? snprintf(status, sizeof status, "fail\n%s", why) : snprintf(status, sizeof status, "ok");
     snprintf(method, sizeof method, "internal.vm.volume.ImportEnd+%s", vol);
     _cleanup_free_ char *end = NULL;
-    n = query(method, src, dest, status, (size_t)slen, &end);
+    n = query(method, "dom0", dest, status, (size_t)slen, &end);
     if (n < 0)
         return 125;
     (void)bh_write_all(1, end, (size_t)n);
