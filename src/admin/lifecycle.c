@@ -89,8 +89,22 @@ static void qrexec_stop(struct bh_qube *q)
     q->rt.qrexec_pid = 0;
 }
 
+/* Waits up to ms for the process behind pidfd to end. */
+static bool pidfd_wait_exit(int pidfd, int ms)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+    for (;;) {
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r > 0;
+    }
+}
+
 /* A qrexec-daemon left by a previous bulkheadd: identified by its pid file and its
- * command line naming this qube. */
+ * command line naming this qube. It is ended and waited for before the new one starts:
+ * on its way out it removes its listening socket by name, and if that came after the new
+ * daemon bound the same name, dom0 could no longer reach the qube (seen in slow builds). */
 static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
 {
     char path[4200];
@@ -101,18 +115,35 @@ static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
     pid_t pid = (pid_t)atoi(s);
     if (pid <= 1)
         return;
+    /* The pidfd pins the process: the checks below and the signals concern one process
+     * even if the pid is reused meanwhile. */
+    _cleanup_close_ int pidfd = -1;
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
     char cpath[64];
     snprintf(cpath, sizeof cpath, "/proc/%d/cmdline", (int)pid);
     size_t len;
     _cleanup_free_ char *cmd = bh_read_file(cpath, 8192, &len);
     if (!cmd || !strstr(cmd, "qrexec-daemon"))
-        return;
+        goto done;
     bool named = false;
     for (size_t i = 0; i + 1 < len; i += strlen(cmd + i) + 1)
         if (!strcmp(cmd + i, "--name") && i + 7 < len && !strcmp(cmd + i + 7, name))
             named = true;
-    if (named)
+    if (!named)
+        goto done;
+    if (pidfd < 0) {
         kill(pid, SIGTERM);
+        goto done;
+    }
+    syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
+    if (!pidfd_wait_exit(pidfd, 3000)) {
+        bh_warn("%s: the previous qrexec-daemon ignored SIGTERM: killing it", name);
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void)pidfd_wait_exit(pidfd, 3000);
+    }
+done:
     unlink(path);
 }
 
@@ -158,7 +189,7 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         if (drv && drv->charge_host_helper && drv->charge_host_helper(&csb.spec, getpid(), &cerr) < 0)
             bh_warn("%s: qrexec-daemon not charged to the qube: %s", q->name, cerr.msg);
         setenv("BULKHEAD_SOCKET", sock, 1);
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC); /* only its dup as stdin goes on */
         if (devnull >= 0)
             dup2(devnull, 0);
         setsid();

@@ -196,6 +196,20 @@ static void send_agent(struct guid *g, uint32_t type, uint32_t window, const voi
         bh_warn("%s: %s", g->qube, err.msg);
 }
 
+/* Tells the agent the window's fullscreen state when it changed, as Qubes' daemon does
+ * when the window manager acknowledges it: WINDOW_FLAGS from the daemon, which the agent
+ * turns into _NET_WM_STATE_FULLSCREEN on the application's window, so the application
+ * knows it got fullscreen (or the maximise Qubes gives instead) and when it ended. */
+static void ack_flags(struct guid *g, struct guid_win *w)
+{
+    uint32_t now = w->fullscreen ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0;
+    if (now == w->flags_acked)
+        return;
+    struct bh_gui_window_flags f = { now & ~w->flags_acked, w->flags_acked & ~now };
+    w->flags_acked = now;
+    send_agent(g, BH_GUI_MSG_WINDOW_FLAGS, w->remote, &f, sizeof f);
+}
+
 /* One message from the agent. Returns -1 only for what ends the connection. */
 static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8_t *body, int fd)
 {
@@ -243,8 +257,10 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_CONFIGURE:
         if (bh_gui_parse_configure(body, len, &r, &orr, &err) < 0)
             refuse(g, "CONFIGURE 0x%x: %s", h->window, err.msg);
-        else
+        else {
             guid_win_configure(g, w, &r);
+            ack_flags(g, w); /* placing the window itself ends its fullscreen */
+        }
         break;
     case BH_GUI_MSG_SHMIMAGE:
         if (bh_gui_parse_shmimage(body, len, w->r.w, w->r.h, &r, &empty, &err) < 0)
@@ -262,7 +278,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_WMNAME: {
         char t[BH_GUI_TITLE_MAX];
         if (bh_gui_parse_wmname(body, len, t, sizeof t, &err) == 0)
-            guid_win_title(g, w, t);
+            guid_rate_title(g, w, t);
         break;
     }
     case BH_GUI_MSG_WMCLASS: {
@@ -280,9 +296,13 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_WINDOW_FLAGS:
         if (bh_gui_parse_window_flags(body, len, &a, &b, &err) < 0)
             refuse(g, "WINDOW_FLAGS: %s", err.msg);
-        else if (guid_win_flags(g, w, a, b)) {
-            struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h, w->override_redirect };
-            send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+        else {
+            if (guid_win_flags(g, w, a, b)) {
+                struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h,
+                                              w->override_redirect };
+                send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+            }
+            ack_flags(g, w);
         }
         break;
     case BH_GUI_MSG_CURSOR:
@@ -301,7 +321,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
         if (bh_gui_parse_window_icon(body, len, &a, &b, &px, &err) < 0)
             refuse(g, "WINDOW_ICON 0x%x: %s", h->window, err.msg);
         else
-            guid_win_icon(g, w, a, b, px);
+            guid_rate_icon(g, w, a, b, px);
         break;
     }
     default:
@@ -484,7 +504,8 @@ static int run(struct guid *g)
         bool pending = g->ch.rlen > g->ch.consumed;
         for (unsigned i = 0; i < g->nwins && !pending; i++)
             pending = g->wins[i].dirty; /* exposed by events served after the last draw */
-        if (poll(p, 2, pending ? 0 : 1000) < 0 && errno != EINTR)
+        int wait = guid_rate_tick(g); /* titles and icons held back by the rate limit */
+        if (poll(p, 2, pending ? 0 : wait >= 0 && wait < 1000 ? wait : 1000) < 0 && errno != EINTR)
             return bh_err("poll: %s", strerror(errno)), 1;
         xcb_generic_event_t *ev;
         while ((ev = xcb_poll_for_event(g->x))) {

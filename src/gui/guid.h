@@ -37,7 +37,21 @@ struct guid_win {
     bool dirty;
     int32_t dx0, dy0, dx1, dy1;   /* damaged area not drawn yet */
     char title[BH_GUI_TITLE_MAX];
+    /* rate limits (guid_rate.c): titles and icons applied this second; what came past
+     * the limit waits here, the latest one only, until the next second */
+    uint8_t titles_now, icons_now;
+    bool title_pending;
+    char pending_title[BH_GUI_TITLE_MAX];
+    uint32_t *pending_icon;       /* {w, h, raw ARGB...} or NULL */
+    uint32_t flags_acked;         /* WINDOW_FLAGS the agent was last told (FULLSCREEN) */
 };
+
+/* At most this many title and icon changes of one window reach the host display per
+ * second; a qube that sends more has the excess coalesced (the newest one is kept and
+ * shown in the next second), so it cannot keep the daemon, the X server and the
+ * desktop's taskbar busy with property changes. */
+#define BH_GUID_TITLES_PER_SEC 8
+#define BH_GUID_ICONS_PER_SEC 4
 
 struct guid {
     /* who we are (from dom0) */
@@ -59,6 +73,11 @@ struct guid {
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
     xcb_font_t cursor_font;
+    /* the daemon's own cursor-font cursors, made on first use and kept (Qubes makes them
+     * all at start): a qube's CURSOR only picks one of them */
+    xcb_cursor_t cursors[(BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 + 1) / 2];
+    uint64_t rate_second;         /* the second the rate counters count (CLOCK_MONOTONIC) */
+    unsigned long long rate_dropped; /* title/icon changes coalesced away */
     /* the qube's keyboard_layout when set explicitly in the store ("" = follow the
      * host's layout, as a Qubes qube follows its GUI qube's) */
     char layout[BH_GUI_LAYOUT_MAX];
@@ -99,6 +118,14 @@ xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
 void guid_load_keymap(struct guid *g);
 /* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
 int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
+
+/* guid_rate.c: the per-window limits on title and icon changes */
+void guid_rate_title(struct guid *g, struct guid_win *w, const char *title);
+void guid_rate_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
+/* A new second: the counters start again and what waited is shown. Returns the ms
+ * until the next second when something still waits, else -1. */
+int guid_rate_tick(struct guid *g);
+void guid_rate_forget(struct guid_win *w);
 
 /* guid_clip.c: the global clipboard (Ctrl+Shift+C / Ctrl+Shift+V) */
 void guid_clip_copy_request(struct guid *g, uint32_t remote);

@@ -224,6 +224,7 @@ static void drop_buffer(struct guid *g, struct guid_win *w)
 void guid_win_destroy(struct guid *g, struct guid_win *w)
 {
     drop_buffer(g, w);
+    guid_rate_forget(w);
     xcb_destroy_window(g->x, w->frame);
     size_t i = (size_t)(w - g->wins);
     memmove(&g->wins[i], &g->wins[i + 1], sizeof *w * (g->nwins - i - 1));
@@ -394,16 +395,20 @@ bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t u
 
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)
 {
+    /* proto.c let only CURSOR_DEFAULT and CURSOR_X11 + 0..153 through; an odd number is
+     * a glyph's mask, for which Qubes has no cursor either: the default one */
     uint32_t c = XCB_NONE;
-    if (cursor != BH_GUI_CURSOR_DEFAULT) {
-        uint16_t glyph = (uint16_t)(cursor - BH_GUI_CURSOR_X11);
-        c = xcb_generate_id(g->x);
-        xcb_create_glyph_cursor(g->x, c, g->cursor_font, g->cursor_font, glyph, (uint16_t)(glyph + 1), 0, 0, 0,
-                                0xffff, 0xffff, 0xffff);
+    uint32_t glyph = cursor - BH_GUI_CURSOR_X11;
+    if (cursor != BH_GUI_CURSOR_DEFAULT && glyph < BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 && !(glyph & 1)) {
+        xcb_cursor_t *slot = &g->cursors[glyph / 2];
+        if (!*slot) {
+            *slot = xcb_generate_id(g->x);
+            xcb_create_glyph_cursor(g->x, *slot, g->cursor_font, g->cursor_font, (uint16_t)glyph,
+                                    (uint16_t)(glyph + 1), 0, 0, 0, 0xffff, 0xffff, 0xffff);
+        }
+        c = *slot;
     }
     xcb_change_window_attributes(g->x, w->content, XCB_CW_CURSOR, &c);
-    if (c != XCB_NONE)
-        xcb_free_cursor(g->x, c);
 }
 
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels)

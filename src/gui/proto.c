@@ -349,9 +349,10 @@ int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error
     if (need_len(len, sizeof m, "CURSOR", err) < 0)
         return -1;
     memcpy(&m, body, sizeof m);
-    /* cursor-font glyphs are the even numbers below XC_num_glyphs (154) */
-    if (m.cursor != BH_GUI_CURSOR_DEFAULT &&
-        (m.cursor < BH_GUI_CURSOR_X11 || m.cursor >= BH_GUI_CURSOR_X11_MAX || (m.cursor & 1)))
+    /* As Qubes' daemon: CURSOR_DEFAULT, or CURSOR_X11 + a number below XC_num_glyphs
+     * (154). Cursor-font glyphs are the even numbers; an odd one (a glyph's mask) is
+     * accepted and shows the default cursor, as Qubes' table has no cursor there. */
+    if (m.cursor != BH_GUI_CURSOR_DEFAULT && (m.cursor < BH_GUI_CURSOR_X11 || m.cursor >= BH_GUI_CURSOR_X11_MAX))
         return bh_fail(err, 0, "CURSOR %#x is not a cursor-font glyph", m.cursor);
     *cursor = m.cursor;
     return 0;

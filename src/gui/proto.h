@@ -152,7 +152,8 @@ int bh_gui_parse_wmclass(const void *body, size_t len, char *cls, char *name, si
 /* WINDOW_HINTS: values outside 0..MAX are dropped from flags. */
 int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window_hints *out, bh_error *err);
 int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err);
-/* CURSOR: 0 (default) or an X11 cursor-font glyph (CURSOR_X11 + even glyph < 154). */
+/* CURSOR: 0 (default) or CURSOR_X11 + n, n < 154 (an X11 cursor-font glyph when even;
+ * an odd n is a mask and means the default cursor, as in Qubes). */
 int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err);
 /* WINDOW_ICON: size 1..BH_GUI_ICON_MAX each way, exactly width*height pixels after the
  * header; *pixels points into body (4-byte values, possibly unaligned: use memcpy). */

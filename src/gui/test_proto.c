@@ -114,6 +114,12 @@ static void test_misc(void)
     CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) == 0);
     c.cursor = BH_GUI_CURSOR_X11_MAX;
     CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) < 0);
+    c.cursor = BH_GUI_CURSOR_X11 + 1; /* a mask: accepted, shown as the default (Qubes) */
+    CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) == 0 && a == BH_GUI_CURSOR_X11 + 1);
+    c.cursor = 0xff;
+    CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) < 0);
+    c.cursor = BH_GUI_CURSOR_X11 | 0x10000; /* the bit alone is not enough */
+    CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) < 0);
     struct bh_gui_window_flags f = { 1, 1 };
     CHECK(bh_gui_parse_window_flags(&f, sizeof f, &a, &b, &e) < 0);
     f = (struct bh_gui_window_flags){ 8, 0 };

@@ -356,13 +356,23 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
 def test_cursors_are_cursor_font_glyphs_only(agent):
     agent.window(1, "cursor")
     agent.host.find_window("[evil] cursor")
+    """As Qubes' daemon: CURSOR_DEFAULT or CURSOR_X11 + n, n < 154, map to the daemon's
+    own cursor-font cursors (an odd n, a glyph's mask, is the default cursor); anything
+    else is refused, and a flood of them costs the host nothing new."""
     agent.send(148, 1, struct.pack("=I", 0x100 + 152))  # XC_xterm: accepted
-    agent.send(148, 1, struct.pack("=I", 0x101))        # not a glyph: refused
-    agent.send(148, 1, struct.pack("=I", 0xffffffff))
-    agent.wait_log("CURSOR 0xffffffff is not a cursor-font glyph")
-    assert "CURSOR 0x101 is not a cursor-font glyph" in agent.log_text()
-    assert "0x198" not in agent.log_text()
+    agent.send(148, 1, struct.pack("=I", 0x101))        # a mask: the default cursor
+    for bad in (0xffffffff, 0x19a, 0xff, 0x100 | 0x10000, 0x80000100):
+        agent.send(148, 1, struct.pack("=I", bad))
+    agent.wait_log("CURSOR 0x80000100 is not a cursor-font glyph")
+    for bad in ("0xffffffff", "0x19a", "0xff", "0x10100"):
+        assert f"CURSOR {bad} is not a cursor-font glyph" in agent.log_text()
+    assert "0x198" not in agent.log_text() and "0x101 is not" not in agent.log_text()
+    # 20000 cursor changes over every valid id: served, no X resources pile up (the
+    # daemon's cursors are made once per glyph), the daemon stays with us
+    flood = b"".join(hdr(148, 1, 4) + struct.pack("=I", 0x100 + i % 154) for i in range(20000))
+    agent.sock.sendall(flood)
     alive(agent, 1, "cursor-ok")
+    assert agent.proc.poll() is None
 
 
 def test_an_agent_that_says_nothing(tmp_path, host_display):
@@ -472,3 +482,85 @@ def test_fullscreen_keeps_the_frame_unless_allowed(tmp_path, host_display):
     finally:
         evil.close()
         ok.close()
+
+
+def test_fullscreen_is_acknowledged_to_the_agent(tmp_path, host_display):
+    """As Qubes' daemon (which acks the window manager's fullscreen, or the maximise it
+    gave instead, with WINDOW_FLAGS to the agent): the agent is told the window is
+    fullscreen when the daemon shows it so, and told again when it ends, whether the
+    qube placed the window itself or asked to leave."""
+    ok = FakeAgent(tmp_path, host_display, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    evil = FakeAgent(tmp_path, host_display)
+    try:
+        for a in (ok, evil):
+            a.window(1, "ack", x=100, y=100, w=120, h=80)
+            host_display.find_window(f"[{a.name}] ack")
+            a.messages(0.5)
+
+        def flags(a):
+            return [struct.unpack("=II", b) for t, w, b in a.messages() if t == WINDOW_FLAGS and w == 1]
+        for a in (ok, evil):
+            _fullscreen(a, True)
+            assert flags(a) == [(FULLSCREEN, 0)], a.name  # granted, or the maximise instead
+            _fullscreen(a, True)                           # again: nothing new to say
+            assert flags(a) == []
+        _fullscreen(ok, False)
+        assert flags(ok) == [(0, FULLSCREEN)]
+        # the qube placing its window itself ends the (fake) fullscreen too
+        evil.send(CONFIGURE, 1, struct.pack("=5I", 50, 50, 100, 100, 0))
+        assert flags(evil) == [(0, FULLSCREEN)]
+        alive(evil, 1, "ack-still")
+    finally:
+        ok.close()
+        evil.close()
+
+
+def test_title_and_icon_floods_are_bounded_per_window(agent):
+    """A qube changing a window's title and icon thousands of times a second: the host
+    display sees at most 8 titles and 4 icons per window per second (the newest one
+    waits for the next second, so the window ends up right), and the daemon keeps
+    serving the qube's other windows at once. Positive control: changes at a human
+    pace all arrive, one property change each."""
+    agent.window(1, "flood")
+    wid = agent.host.find_window("[evil] flood")
+    agent.window(2, "other", x=400, y=100)
+    agent.host.find_window("[evil] other")
+    watch = agent.host.watch_properties(wid, ["_NET_WM_NAME", "_NET_WM_ICON"])
+    time.sleep(1.1)  # a fresh second for the control
+    for i in range(3):
+        agent.title(1, f"slow-{i}".encode())
+        agent.send(WINDOW_ICON, 1, struct.pack("=2II", 1, 1, 0xff000000 | i))
+    agent.host.find_window("[evil] slow-2")
+    time.sleep(0.3)
+    assert watch.poll() == {"_NET_WM_NAME": 3, "_NET_WM_ICON": 3}  # every one shown
+    time.sleep(1.1)
+    base = watch.poll()
+    n_titles, n_icons = 5000, 1000
+    msgs = []
+    for i in range(n_titles):
+        t = f"flood-{i}".encode()
+        msgs.append(hdr(WMNAME, 1, 128) + t.ljust(128, b"\0"))
+        if i % 5 == 0:
+            msgs.append(hdr(WINDOW_ICON, 1, 8 + 64 * 64 * 4) + struct.pack("=2I", 64, 64) +
+                        struct.pack("=I", 0xff000000 | i) * (64 * 64))
+    t0 = time.time()
+    agent.sock.sendall(b"".join(msgs))
+    # the daemon serves the other window while the flood is being coalesced
+    alive(agent, 2, "still-serving")
+    responsive = time.time() - t0
+    # the newest title wins, a second later at most
+    agent.host.find_window(f"[evil] flood-{n_titles - 1}", timeout=10)
+    elapsed = time.time() - t0
+    time.sleep(1.2)
+    got = watch.poll()
+    watch.close()
+    titles, icons = got["_NET_WM_NAME"] - base["_NET_WM_NAME"], got["_NET_WM_ICON"] - base["_NET_WM_ICON"]
+    seconds = int(elapsed + 1.2) + 2  # counting seconds the flood may have touched
+    print(f"flood: {n_titles} titles, {n_icons} icons sent; {titles} and {icons} shown in "
+          f"{elapsed:.1f}s; other window served after {responsive:.2f}s")
+    assert 1 <= titles <= 8 * seconds and 1 <= icons <= 4 * seconds, got
+    assert responsive < 5
+    icon = agent.host.prop32(wid, "_NET_WM_ICON")
+    assert icon[:2] == [64, 64] and icon[2] == tint(0xff000000 | (n_titles - 5), RED)  # the newest icon
+    assert "the excess is coalesced" in agent.log_text()
+    assert agent.proc.poll() is None

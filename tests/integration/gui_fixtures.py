@@ -163,6 +163,11 @@ class HostDisplay:
             return []
         return list(struct.unpack(f"<{nitems}I", data[:nitems * 4]))
 
+    def watch_properties(self, wid, names):
+        """Counts PropertyNotify events of a window, per property name, as a window
+        manager or taskbar listening to it would receive them."""
+        return PropertyWatch(self, wid, names)
+
     def close(self):
         self.proc.terminate()
         try:
@@ -170,6 +175,40 @@ class HostDisplay:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class PropertyWatch:
+    def __init__(self, host, wid, names):
+        import struct
+        self.s, recv, atom = host._xconn()
+        self.atoms = {atom(n): n for n in names}
+        self.counts = {n: 0 for n in names}
+        # ChangeWindowAttributes(wid, event-mask = PropertyChange)
+        self.s.sendall(struct.pack("<BBHIII", 2, 0, 4, wid, 1 << 11, 1 << 22))
+        self.s.setblocking(False)
+        self.buf = b""
+
+    def poll(self):
+        """Reads what arrived; returns the counts so far."""
+        import struct
+        while True:
+            try:
+                chunk = self.s.recv(65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        while len(self.buf) >= 32:
+            ev, self.buf = self.buf[:32], self.buf[32:]
+            if ev[0] & 0x7f == 28:  # PropertyNotify
+                a = struct.unpack("<I", ev[8:12])[0]
+                if a in self.atoms:
+                    self.counts[self.atoms[a]] += 1
+        return dict(self.counts)
+
+    def close(self):
+        self.s.close()
 
 
 def tint(argb, label):
