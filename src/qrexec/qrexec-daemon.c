@@ -411,6 +411,43 @@ static int listen_in_target(const char *target, const char *tdir, uint32_t tqid,
     return bh_vchan_listen(tdir, qid, tqid, port, err);
 }
 
+/* Whether the daemon at the other end of fd serves the qube `target` as qid_seen. Asked
+ * of the kernel, not of that daemon: the peer of a connection to a qrexec.sock is the
+ * process that listened on it, the target's root monitor, started by bulkheadd with
+ * --name and --domid on its command line (its unprivileged side, which a compromised
+ * target controls, can change neither that process's memory nor its credentials). */
+static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
+{
+    struct ucred uc;
+    socklen_t ul = sizeof uc;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || uc.uid != 0 || uc.pid <= 1)
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)uc.pid);
+    _cleanup_free_ char *st = bh_read_file(path, 16384, NULL);
+    const char *u = st ? strstr(st, "\nUid:") : NULL;
+    if (!u || strtoul(u + 5, NULL, 10) != 0) /* real uid root: no qube process can be */
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)uc.pid);
+    size_t len = 0;
+    _cleanup_free_ char *cmd = bh_read_file(path, 8192, &len);
+    if (!cmd)
+        return false;
+    const char *name = NULL, *domid = NULL;
+    for (size_t i = 0; i < len; i += strlen(cmd + i) + 1) {
+        size_t next = i + strlen(cmd + i) + 1;
+        if (next >= len)
+            break;
+        if (!strcmp(cmd + i, "--name"))
+            name = cmd + next;
+        else if (!strcmp(cmd + i, "--domid"))
+            domid = cmd + next;
+    }
+    char want[16];
+    snprintf(want, sizeof want, "%u", qid_seen);
+    return name && domid && !strcmp(name, target) && !strcmp(domid, want);
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -464,6 +501,14 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         call_exit(1);
     }
     uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
+    /* The answer comes from the target's unprivileged side, which a compromised target
+     * controls: a foreign qid would point this root relay at the name of one of the
+     * caller's calls to ANOTHER qube (in the caller's own vchan dir) and hand that stream
+     * to this target. The qid must be the target's own. */
+    if (!target_qid_matches(tfd, d.target, tqid) || port < FIRST_DATA_PORT || port >= FIRST_DATA_PORT + MAX_PORTS) {
+        bh_warn("target daemon %s answered a foreign qid %u or port %u: call refused", d.target, tqid, port);
+        call_exit(1);
+    }
     /* The target agent connects (as client) to this name in ITS dir; we stand in for the
      * calling qube's qrexec-client-vm, which listens under the same name in OUR dir. */
     char tdir[4096];
