@@ -1039,18 +1039,6 @@ int main(int argc, char **argv)
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
-     * that stops reading makes a send fail, not block the daemon). */
-    set_rcv_timeout(ctrl, 10);
-    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
-    uint32_t theirs = 0, ver;
-    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
-        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
-        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
-        return 1;
-    }
-    ctrl_version = ver;
-    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
     _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
@@ -1061,9 +1049,9 @@ int main(int argc, char **argv)
         sock_dev = sst.st_dev;
         sock_ino = sst.st_ino;
     }
-    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
-    /* Privilege separation: a child reads the agent and the dom0 clients from here on,
-     * unprivileged; this process stays root only to fork call processes on request. */
+    /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
+     * clients from here on, unprivileged; this process stays root only to fork call
+     * processes on request, and parses no byte the qube sent. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
@@ -1092,16 +1080,12 @@ int main(int argc, char **argv)
         lfd = -1;
         mon = mp[0];
         int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (ready_fd >= 0) {
-            bh_write_all(ready_fd, "1", 1);
+        if (ready_fd >= 0) /* the unprivileged side says ready, after the handshake */
             close(ready_fd);
-        }
         monitor_run(up, sfd);
     }
     close(mp[0]);
     mon = mp[1];
-    if (ready_fd >= 0)
-        close(ready_fd);
     prctl(PR_SET_NAME, "qrexec-unpriv", 0, 0, 0);
     if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
@@ -1114,6 +1098,23 @@ int main(int argc, char **argv)
     if (bh_qx_seccomp_unpriv(&err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
         return 1;
+    }
+    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
+     * that stops reading makes a send fail, not block the daemon). */
+    set_rcv_timeout(ctrl, 10);
+    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
+    uint32_t theirs = 0, ver;
+    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
+        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
+        return 1;
+    }
+    ctrl_version = ver;
+    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
+    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
+    if (ready_fd >= 0) {
+        bh_write_all(ready_fd, "1", 1);
+        close(ready_fd);
     }
 
     while (!stop) {
