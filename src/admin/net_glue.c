@@ -91,6 +91,12 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
         net->netmask = "255.255.255.255";
         net->dns1 = BH_DNS_VIRT1;
         net->dns2 = BH_DNS_VIRT2;
+        _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
+        uint8_t m[6];
+        if (bh_mac_parse(mac, m) == 0) {
+            snprintf(b->mac, sizeof b->mac, "%s", mac);
+            net->mac = b->mac;
+        }
     }
 }
 
@@ -221,12 +227,21 @@ static void unplug(struct bh_app *app, struct bh_qube *c)
     struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
     if (!n)
         return;
-    char nns[4200];
+    char nns[4200], cns[4200];
     bh_net_glue_netns_path(app, n, nns, sizeof nns);
     if (bh_netns_exists(nns)) {
         bh_error err = { 0 };
         if (bh_net_link_unplug(nns, c->qid, &err) < 0)
             bh_warn("%s: unplugging from %s: %s", c->name, n->name, err.msg);
+    }
+    /* a guest's network card in c's namespace is wired to nothing now */
+    bh_net_glue_netns_path(app, c, cns, sizeof cns);
+    int fd = bh_netns_exists(cns) ? open(cns, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        bh_error err = { 0 };
+        if (bh_net_guest_wire(fd, &err) < 0)
+            bh_warn("%s: %s", c->name, err.msg);
+        close(fd);
     }
 }
 

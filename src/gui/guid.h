@@ -11,6 +11,7 @@
 #include "proto.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <xcb/shm.h>
 #include <xcb/xcb.h>
 
@@ -27,6 +28,7 @@ struct guid_win {
     bool fullscreen, attention;
     uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
     struct bh_gui_rect saved;     /* geometry before fullscreen */
+    struct bh_gui_rect fs_rect;   /* where fullscreen (or its maximise) put the content */
     uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
     uint32_t transient_for;
     int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
@@ -76,6 +78,18 @@ struct guid {
     /* the daemon's own cursor-font cursors, made on first use and kept (Qubes makes them
      * all at start): a qube's CURSOR only picks one of them */
     xcb_cursor_t cursors[(BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 + 1) / 2];
+    /* the desktop's monitors (guid_monitors.c) */
+    uint32_t root_w, root_h;      /* the host's root window, followed through RandR */
+    bool have_randr15;
+    uint8_t randr_event;          /* RandR's first event number */
+    struct bh_gui_monitor mons[BH_GUI_MAX_MONITORS];
+    unsigned nmons;
+    uint64_t monitors_read_ms;
+    bool send_monitor_layout;
+    bool monitors_forced;         /* a RandR event came: read them now */     /* to the qube's qubes.SetMonitorLayout (Qubes' default) */
+    bool layout_started, layout_again;
+    pid_t layout_pid;             /* the qrexec call under way, -1 if none */
+    char layout_sent[BH_GUI_LAYOUT_TEXT_MAX];
     uint64_t rate_second;         /* the second the rate counters count (CLOCK_MONOTONIC) */
     unsigned long long rate_dropped; /* title/icon changes coalesced away */
     /* the qube's keyboard_layout when set explicitly in the store ("" = follow the
@@ -118,6 +132,22 @@ xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
 void guid_load_keymap(struct guid *g);
 /* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
 int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
+
+/* Fits a window to the monitors again after they changed (clamped to its monitor,
+ * fullscreen to its monitor's size); true when it moved (the agent must be told). */
+bool guid_win_refit(struct guid *g, struct guid_win *w);
+
+/* guid_monitors.c: the desktop's monitor layout */
+void guid_monitors_init(struct guid *g);
+/* Reads the monitors again; true when they changed. */
+bool guid_monitors_read(struct guid *g);
+/* The monitor a rectangle overlaps most, else the nearest one. */
+const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui_rect *r);
+/* Called every round (forced: RandR event or SIGHUP): reads the monitors when due,
+ * refits the windows and sends the layout to the qube when it changed. */
+void guid_monitors_tick(struct guid *g, bool forced);
+/* guid.c: every window refitted, the agent told of those that moved */
+void guid_windows_replace(struct guid *g);
 
 /* guid_rate.c: the per-window limits on title and icon changes */
 void guid_rate_title(struct guid *g, struct guid_win *w, const char *title);

@@ -564,3 +564,89 @@ def test_title_and_icon_floods_are_bounded_per_window(agent):
     assert icon[:2] == [64, 64] and icon[2] == tint(0xff000000 | (n_titles - 5), RED)  # the newest icon
     assert "the excess is coalesced" in agent.log_text()
     assert agent.proc.poll() is None
+
+
+@pytest.fixture
+def two_monitors():
+    """A 2048x768 desktop with two monitors: L 1024x768 at 0,0 and R 1024x600 at
+    1024,0, so the strip below R (1024..2047 x 600..767) is on the root window but on
+    no monitor."""
+    from gui_fixtures import need_gui_tools
+    need_gui_tools()
+    h = HostDisplay(2048, 768)
+    h.set_monitors([(1024, 768, 0, 0, 271, 203), (1024, 600, 1024, 0, 271, 159)])
+    yield h
+    h.close()
+
+
+def _on(geom, mon):
+    x, y, w, h = geom
+    mx, my, mw, mh = mon
+    return mx <= x and my <= y and x + w <= mx + mw and y + h <= my + mh
+
+
+L, R = (0, 0, 1024, 768), (1024, 0, 1024, 600)
+
+
+def _wait_geometry(host, wid, pred, timeout=8):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not pred(host.geometry(wid)):
+        time.sleep(0.2)
+    return host.geometry(wid)
+
+
+def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
+    """With monitors of different sizes, part of the root window shows on no screen. A
+    window the qube places there, or across monitors, or larger than its monitor is
+    put on one monitor whole (the one it overlaps most, else the nearest), frame
+    included; maximise and fullscreen fill the window's own monitor. The layout is
+    followed live: when R goes away, R's windows move to L and the agent is told.
+    Positive control: with one monitor over the whole root the same window stays
+    where the qube put it."""
+    host = two_monitors
+    agent = FakeAgent(tmp_path, host)
+    full = FakeAgent(tmp_path, host, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    try:
+        agent.wait_log("2 monitors: 1024 768 0 0 ")
+        agent.window(1, "under-r", x=1500, y=650, w=200, h=100)   # on no monitor
+        agent.window(2, "across", x=900, y=100, w=300, h=100)     # more on R than on L
+        agent.window(3, "huge", x=10, y=10, w=2000, h=700)        # mostly on L, wider than it
+        a, b, c = (host.find_window(f"[evil] {t}") for t in ("under-r", "across", "huge"))
+        assert host.geometry(a) == (1500 - BORDER, 600 - 100 - 2 * BORDER, 204, 104)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R) and host.geometry(b)[0] == 1024
+        assert host.geometry(c) == (0, 8, 1024, 704) and _on(host.geometry(c), L)
+        # the qube cannot push it back off later either
+        agent.messages(0.3)
+        agent.send(CONFIGURE, 1, struct.pack("=5I", 1200, 700, 200, 100, 0))
+        agent.send(CONFIGURE, 2, struct.pack("=5I", 2000, 0, 100, 100, 0))
+        time.sleep(0.5)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R)
+        # maximise (fullscreen refused) fills R inside the frame; allowed fullscreen is R
+        agent.send(WINDOW_FLAGS, 2, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, b, lambda g: g == R) == R
+        assert (1024 + BORDER, BORDER, 1024 - 2 * BORDER, 600 - 2 * BORDER) in \
+            [struct.unpack("=5I", m)[:4] for t, w, m in agent.messages() if t == CONFIGURE and w == 2]
+        full.window(1, "fs", x=1100, y=100, w=200, h=100)
+        fs = host.find_window("[trusted] fs")
+        full.send(WINDOW_FLAGS, 1, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, fs, lambda g: g == R) == R
+        # R goes away: its windows come to L, the maximised one fills L; the agent is told
+        agent.messages(0.3)
+        host.set_monitors([(1024, 768, 0, 0, 271, 203)])
+        assert _on(_wait_geometry(host, a, lambda g: _on(g, L)), L)
+        assert _wait_geometry(host, b, lambda g: g == L) == L
+        assert _on(host.geometry(c), L)
+        moved = {w for t, w, m in agent.messages() if t == CONFIGURE}
+        assert {1, 2} <= moved
+        agent.wait_log("1 monitor: 1024 768 0 0 ")
+        # positive control: one monitor over the whole root, and the window at
+        # 1500,650 stays where the qube puts it
+        host.set_monitors([(2048, 768, 0, 0, 542, 203)])
+        agent.wait_log("1 monitor: 2048 768 0 0 ", timeout=10)
+        agent.window(4, "free", x=1500, y=650, w=200, h=100)
+        d = host.find_window("[evil] free")
+        assert host.geometry(d) == (1500 - BORDER, 650 - BORDER, 204, 104)
+        assert agent.proc.poll() is None and full.proc.poll() is None
+    finally:
+        agent.close()
+        full.close()

@@ -163,6 +163,22 @@ class HostDisplay:
             return []
         return list(struct.unpack(f"<{nitems}I", data[:nitems * 4]))
 
+    def set_monitors(self, monitors):
+        """The desktop's monitors, as RandR 1.5 monitors ([(w, h, x, y, w_mm, h_mm)]):
+        Xvfb has one output, so the first monitor takes it (replacing the automatic
+        one) and the others are virtual (`xrandr --setmonitor`, kept by -noreset)."""
+        if not shutil.which("xrandr"):
+            pytest.skip("xrandr missing (x11-xserver-utils, scripts/deps.d/gui.txt)")
+        listed = self.run("xrandr", "--listmonitors").stdout
+        for line in listed.splitlines()[1:]:
+            name = line.split()[1].lstrip("+*")
+            if name.startswith("M") and name[1:].isdigit():
+                self.run("xrandr", "--delmonitor", name)
+        for i, (w, h, x, y, wmm, hmm) in enumerate(monitors):
+            self.run("xrandr", "--setmonitor", f"M{i}", f"{w}/{wmm}x{h}/{hmm}+{x}+{y}", "screen" if i == 0 else "none")
+        got = self.run("xrandr", "--listactivemonitors").stdout
+        assert got.startswith(f"Monitors: {len(monitors)}"), got
+
     def watch_properties(self, wid, names):
         """Counts PropertyNotify events of a window, per property name, as a window
         manager or taskbar listening to it would receive them."""
