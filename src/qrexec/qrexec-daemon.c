@@ -343,7 +343,12 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             self[n] = '\0';
             *strrchr(self, '/') = '\0';
             const char *dest = !strcmp(target, "@adminvm") || !strcmp(target, "dom0") ? "dom0" : target;
-            snprintf(fwd, sizeof fwd, "root:exec '%s/qubesd-query' %s %s %s", self, qube_name, service_full, dest);
+            /* Qubes' dom0 program for admin.vm.volume.Import[WithSize]: the data does not
+             * pass through bulkheadd (qubesd-import.c) */
+            bool import = !strncmp(service_full, "admin.vm.volume.Import+", 23) ||
+                          !strncmp(service_full, "admin.vm.volume.ImportWithSize+", 31);
+            snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self, import ? "qubesd-import" : "qubesd-query",
+                     qube_name, service_full, dest);
             /* admin.vm.List is filtered by the same policy (qubesd-query) */
             if (policy_ctx.policy_dir)
                 setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
