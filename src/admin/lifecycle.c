@@ -482,6 +482,11 @@ static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_dr
     watch(q, drv, &sb->spec);
     qrexec_kill_stale(sb, q->name);
     int r = qrexec_start(app, q, sb, err);
+    /* required devices are part of the domain Qubes starts: one that cannot be
+     * attached (taken since the check) fails the start */
+    struct bh_exc de = { 0 };
+    if (r == 0 && bh_devices_attach_assigned(app, q, true, &de) < 0)
+        r = bh_fail(err, EBUSY, "%s", de.msg);
     if (r < 0) {
         bh_error kerr = { 0 };
         drv->kill(&sb->spec, &kerr);
@@ -495,6 +500,7 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     bh_glue_sq(app, q, &b);
     unwatch(q);
     q->rt.state = BH_STATE_HALTED;
+    bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
     (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
     bh_glue_sq_free(&b);
@@ -510,7 +516,7 @@ static void start_done(struct bh_app *app, struct bh_qube *q)
     bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
-    bh_devices_qube_started(app, q);
+    (void)bh_devices_attach_assigned(app, q, false, NULL);
 }
 
 /* Starts in progress (engines with start_begin), by qid. */
@@ -641,6 +647,15 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_sq(app, q, &b);
     q->rt.state = BH_STATE_TRANSIENT;
     emit(q, "domain-pre-start", NULL);
+    /* as QubesVM.start: required devices are checked first, the failure is Qubes' */
+    if (bh_devices_required_check(app, q, e) < 0) { /* (no volumes prepared yet) */
+        bh_glue_sq_free(&b);
+        bh_glue_spec_free(&sb);
+        q->rt.state = BH_STATE_HALTED;
+        const char *kv[] = { "reason", e->msg, NULL };
+        emit(q, "domain-start-failed", kv);
+        return -1;
+    }
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = bh_net_glue_prestart(app, q, &sb.spec, &err);
