@@ -213,7 +213,27 @@ def admin_request():
         put("admin_request", name, req)
 
 
+def dns_answer(qtype, answers, name=b"\x03web\x04test\x00", rcode=0):
+    """A DNS response: one question, then answers (type, rdata), names compressed."""
+    head = struct.pack("!HHHHHH", 0x1234, 0x8180 | rcode, 1, len(answers), 0, 0)
+    msg = head + name + struct.pack("!HH", qtype, 1)
+    for t, rdata in answers:
+        msg += b"\xc0\x0c" + struct.pack("!HHIH", t, 1, 5, len(rdata)) + rdata
+    return msg
+
+
+def net_dnsans():
+    v6 = bytes.fromhex("20010db8000000000000000000000080")
+    put("net_dnsans", "a_two", dns_answer(1, [(1, bytes([192, 0, 2, 1])), (1, bytes([192, 0, 2, 2]))]))
+    put("net_dnsans", "aaaa_one", dns_answer(28, [(28, v6)]))
+    put("net_dnsans", "mixed_and_wrong_sizes", dns_answer(28, [(5, b"\x03cdn\xc0\x0c"), (28, v6), (1, b"\x01\x02\x03\x04"),
+                                                              (28, b"\x01\x02\x03\x04")]))
+    put("net_dnsans", "nxdomain", dns_answer(1, [], rcode=3))
+    put("net_dnsans", "many", dns_answer(1, [(1, bytes([10, 0, 0, i])) for i in range(8)]))
+
+
 def main():
+    net_dnsans()
     admin_firewall()
     admin_request()
     qrexec_stream()

@@ -8,16 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int resolver(void *ctx, const char *host, struct in_addr *out, int max)
+static int resolver(void *ctx, const char *host, struct bh_fw_addrs *out)
 {
     (void)ctx;
     size_t n = strlen(host);
     if (n % 3 == 0)
         return -1;
-    int k = (int)(n % 5);
-    for (int i = 0; i < k && i < max; i++)
-        out[i].s_addr = htonl(0xc0000200u + (uint32_t)i);
-    return k < max ? k : max;
+    /* every mix: A only, AAAA only, both, and up to the limit (more than it: cut) */
+    out->n4 = (int)(n % 5) - 1;
+    out->n6 = (int)(n % 7) - 2;
+    if (n % 11 == 1)
+        out->n4 = out->n6 = BH_NET_FW_MAX_ADDRS + 3;
+    for (int i = 0; i < BH_NET_FW_MAX_ADDRS; i++) {
+        out->a4[i].s_addr = htonl(0xc0000200u + (uint32_t)i);
+        memset(&out->a6[i], 0, sizeof out->a6[i]);
+        out->a6[i].s6_addr[0] = 0x20;
+        out->a6[i].s6_addr[15] = (uint8_t)i;
+    }
+    return out->n4 < 0 && out->n6 < 0 ? -1 : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -113,8 +113,22 @@ static void qrexec_stop(struct bh_qube *q)
     q->rt.qrexec_pid = 0;
 }
 
+/* Waits up to ms for the process behind pidfd to end. */
+static bool pidfd_wait_exit(int pidfd, int ms)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+    for (;;) {
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r > 0;
+    }
+}
+
 /* A qrexec-daemon left by a previous bulkheadd: identified by its pid file and its
- * command line naming this qube. */
+ * command line naming this qube. It is ended and waited for before the new one starts:
+ * on its way out it removes its listening socket by name, and if that came after the new
+ * daemon bound the same name, dom0 could no longer reach the qube (seen in slow builds). */
 static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
 {
     char path[4200];
@@ -125,18 +139,35 @@ static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
     pid_t pid = (pid_t)atoi(s);
     if (pid <= 1)
         return;
+    /* The pidfd pins the process: the checks below and the signals concern one process
+     * even if the pid is reused meanwhile. */
+    _cleanup_close_ int pidfd = -1;
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
     char cpath[64];
     snprintf(cpath, sizeof cpath, "/proc/%d/cmdline", (int)pid);
     size_t len;
     _cleanup_free_ char *cmd = bh_read_file(cpath, 8192, &len);
     if (!cmd || !strstr(cmd, "qrexec-daemon"))
-        return;
+        goto done;
     bool named = false;
     for (size_t i = 0; i + 1 < len; i += strlen(cmd + i) + 1)
         if (!strcmp(cmd + i, "--name") && i + 7 < len && !strcmp(cmd + i + 7, name))
             named = true;
-    if (named)
+    if (!named)
+        goto done;
+    if (pidfd < 0) {
         kill(pid, SIGTERM);
+        goto done;
+    }
+    syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
+    if (!pidfd_wait_exit(pidfd, 3000)) {
+        bh_warn("%s: the previous qrexec-daemon ignored SIGTERM: killing it", name);
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void)pidfd_wait_exit(pidfd, 3000);
+    }
+done:
     unlink(path);
 }
 
@@ -194,7 +225,7 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         if (drv && drv->charge_host_helper && drv->charge_host_helper(&csb.spec, getpid(), &cerr) < 0)
             bh_warn("%s: qrexec-daemon not charged to the qube: %s", q->name, cerr.msg);
         setenv("BULKHEAD_SOCKET", sock, 1);
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC); /* only its dup as stdin goes on */
         if (devnull >= 0)
             dup2(devnull, 0);
         setsid();
@@ -547,6 +578,11 @@ static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_dr
         qrexec_kill_stale(sb, q->name);
         r = qrexec_start(app, q, sb, err);
     }
+    /* required devices are part of the domain Qubes starts: one that cannot be
+     * attached (taken since the check) fails the start */
+    struct bh_exc de = { 0 };
+    if (r == 0 && bh_devices_attach_assigned(app, q, true, &de) < 0)
+        r = bh_fail(err, EBUSY, "%s", de.msg);
     if (r < 0) {
         bh_error kerr = { 0 };
         drv->kill(&sb->spec, &kerr);
@@ -561,6 +597,7 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     unwatch(q);
     qrexec_stop(q); /* forked with the qube (qrexec_early) */
     q->rt.state = BH_STATE_HALTED;
+    bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
     (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
     bh_glue_sq_free(&b);
@@ -576,7 +613,7 @@ static void start_done(struct bh_app *app, struct bh_qube *q)
     bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
-    bh_devices_qube_started(app, q);
+    (void)bh_devices_attach_assigned(app, q, false, NULL);
 }
 
 /* Starts in progress (engines with start_begin), by qid. */
@@ -707,6 +744,15 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_sq(app, q, &b);
     q->rt.state = BH_STATE_TRANSIENT;
     emit(q, "domain-pre-start", NULL);
+    /* as QubesVM.start: required devices are checked first, the failure is Qubes' */
+    if (bh_devices_required_check(app, q, e) < 0) { /* (no volumes prepared yet) */
+        bh_glue_sq_free(&b);
+        bh_glue_spec_free(&sb);
+        q->rt.state = BH_STATE_HALTED;
+        const char *kv[] = { "reason", e->msg, NULL };
+        emit(q, "domain-start-failed", kv);
+        return -1;
+    }
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = bh_net_glue_prestart(app, q, &sb.spec, &err);

@@ -38,8 +38,9 @@ static struct in_addr updns[2];
 static int n_updns;
 /* The netvm each running qube is linked to (qid), 0 = none. */
 static uint32_t plugged[MAX_QID];
-/* Qubes holding an uplink. */
-static bool has_uplink[MAX_QID];
+/* Qubes holding an uplink; ... that carries IPv6 too. */
+static bool has_uplink[MAX_QID], uplink_v6[MAX_QID];
+static bool warned_host_v6;
 static time_t next_expire;
 
 
@@ -89,10 +90,46 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
         net->netmask = "255.255.255.255";
         net->dns1 = BH_DNS_VIRT1;
         net->dns2 = BH_DNS_VIRT2;
+        _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
+        uint8_t m[6];
+        if (bh_mac_parse(mac, m) == 0) {
+            snprintf(b->mac, sizeof b->mac, "%s", mac);
+            net->mac = b->mac;
+        }
     }
 }
 
+/* Routed IPv6 for q (Qubes' `ipv6` feature, here or on its netvm chain): its own
+ * visible_ip6 and its netvm's gateway6 (visible_gateway6) must both exist. */
+static bool qube_v6(struct bh_app *app, const struct bh_qube *q, struct in6_addr *ip6, struct in6_addr *gw6)
+{
+    _cleanup_free_ char *a = bh_qube_prop(app, q, "visible_ip6");
+    _cleanup_free_ char *g = bh_qube_prop(app, q, "visible_gateway6");
+    struct in6_addr x, y;
+    if (!a || !g || inet_pton(AF_INET6, a, &x) != 1 || inet_pton(AF_INET6, g, &y) != 1)
+        return false;
+    if (ip6)
+        *ip6 = x;
+    if (gw6)
+        *gw6 = y;
+    return true;
+}
+
+/* A netvm offers IPv6 to its clients when it has a gateway6. */
+static bool serves_v6(struct bh_app *app, const struct bh_qube *q)
+{
+    _cleanup_free_ char *g = bh_qube_prop(app, q, "gateway6");
+    return g && *g;
+}
+
 /* ---- tables ---- */
+
+/* The link of client q to its (plugged) netvm carries IPv6. */
+static bool link_v6(struct bh_app *app, const struct bh_qube *q)
+{
+    struct bh_qube *n = plugged[q->qid % MAX_QID] ? bh_app_find_qid(app, plugged[q->qid % MAX_QID]) : NULL;
+    return n && serves_v6(app, n) && qube_v6(app, q, NULL, NULL);
+}
 
 static int refresh(struct bh_app *app, struct bh_qube *q)
 {
@@ -119,6 +156,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         if (!ip || inet_pton(AF_INET, ip, &x->ip) != 1 || bh_mac_parse(mac, x->mac) < 0)
             continue;
         x->qid = c->qid;
+        x->v6 = serves_v6(app, q) && qube_v6(app, c, &x->ip6, NULL);
         x->serves = bh_qube_prop_bool(app, c, "provides_network");
         x->rules = c->firewall;
         n++;
@@ -126,6 +164,9 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
     struct bh_net_table t = {
         .serves = bh_qube_prop_bool(app, q, "provides_network"),
         .upstream = has_uplink[q->qid % MAX_QID] || plugged[q->qid % MAX_QID] != 0,
+        .v6_up = has_uplink[q->qid % MAX_QID] ? uplink_v6[q->qid % MAX_QID]
+                                               : plugged[q->qid % MAX_QID] != 0 && link_v6(app, q),
+        .cap_table = bh_net_ct_count_ok(),
         .ndns = has_uplink[q->qid % MAX_QID] ? n_updns : 0,
         .dns = { updns[0], updns[1] },
         .clients = cl,
@@ -171,6 +212,7 @@ static int plug(struct bh_app *app, struct bh_qube *c, struct bh_qube *n, bh_err
     if (!ip || inet_pton(AF_INET, ip, &l.client_ip) != 1 || !gw || inet_pton(AF_INET, gw, &l.gateway) != 1 ||
         bh_mac_parse(mac, l.client_mac) < 0)
         return bh_fail(err, EINVAL, "%s has no usable address, gateway or MAC", c->name);
+    l.v6 = serves_v6(app, n) && qube_v6(app, c, &l.client_ip6, &l.gateway6);
     if (bh_net_link_plug(&l, err) < 0)
         return -1;
     plugged[c->qid % MAX_QID] = n->qid;
@@ -184,12 +226,21 @@ static void unplug(struct bh_app *app, struct bh_qube *c)
     struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
     if (!n)
         return;
-    char nns[4200];
+    char nns[4200], cns[4200];
     bh_net_glue_netns_path(app, n, nns, sizeof nns);
     if (bh_netns_exists(nns)) {
         bh_error err = { 0 };
         if (bh_net_link_unplug(nns, c->qid, &err) < 0)
             bh_warn("%s: unplugging from %s: %s", c->name, n->name, err.msg);
+    }
+    /* a guest's network card in c's namespace is wired to nothing now */
+    bh_net_glue_netns_path(app, c, cns, sizeof cns);
+    int fd = bh_netns_exists(cns) ? open(cns, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        bh_error err = { 0 };
+        if (bh_net_guest_wire(fd, &err) < 0)
+            bh_warn("%s: %s", c->name, err.msg);
+        close(fd);
     }
 }
 
@@ -213,6 +264,30 @@ static void uplink_conf(struct bh_app *app, struct bh_qube *q, struct bh_net_upl
     uint32_t base = (100u << 24 | 64u << 16) + block * 4;
     u->peer_addr.s_addr = htonl(base + 1);
     u->qube_addr.s_addr = htonl(base + 2);
+    /* IPv6 where sys-net has it (gateway6: the `ipv6` feature): a /64 of unique local
+     * addresses chosen the same way, fd62:6864:<32 bits>::1 (peer) and ::2 (qube). */
+    u->v6 = serves_v6(app, q);
+    uint32_t block6 = fnv1a(key, tag ^ 0x6u);
+    uint8_t *p = u->peer_addr6.s6_addr, *qa = u->qube_addr6.s6_addr;
+    const uint8_t pre[8] = { 0xfd, 0x62, 0x68, 0x64, block6 >> 24, block6 >> 16, block6 >> 8, block6 };
+    memcpy(p, pre, 8);
+    memcpy(qa, pre, 8);
+    p[15] = 1;
+    qa[15] = 2;
+    u->v6_set_forwarding = uplink_kind == UPLINK_NETNS;
+    if (u->v6 && uplink_kind == UPLINK_HOST) {
+        /* The host's IPv6 forwarding is not ours to turn on (it would make the host a
+         * router that ignores router advertisements): IPv6 only if it is on already. */
+        size_t vl = 0;
+        _cleanup_free_ char *v = bh_read_file("/proc/sys/net/ipv6/conf/all/forwarding", 16, &vl);
+        if (!v || atoi(v) != 1) {
+            if (!warned_host_v6)
+                bh_warn("%s has the ipv6 feature but the host does not forward IPv6 "
+                        "(net.ipv6.conf.all.forwarding=0): its qubes get no IPv6 uplink", q->name);
+            warned_host_v6 = true;
+            u->v6 = false;
+        }
+    }
     _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
     if (bh_mac_parse(mac, u->qube_mac) < 0)
         bh_mac_parse("00:16:3e:5e:6c:00", u->qube_mac);
@@ -226,14 +301,18 @@ static int uplink_up(struct bh_app *app, struct bh_qube *q, bh_error *err)
     if (bh_net_uplink_plug(&u, err) < 0)
         return bh_prefix(err, "uplink of %s", q->name);
     has_uplink[q->qid % MAX_QID] = true;
+    uplink_v6[q->qid % MAX_QID] = u.v6;
     /* We turned forwarding on in the peer: remember to turn it off at stop (kept in a
      * file so that a restarted daemon still knows). */
-    char rec[4200];
-    snprintf(rec, sizeof rec, "%s/net/ip_forward.was-off", app->runtime_dir);
-    if (!strcmp(u.prev_ip_forward, "0")) {
-        int fd = open(rec, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0)
-            close(fd);
+    const char *was[2][2] = { { u.prev_ip_forward, "ip_forward.was-off" }, { u.prev_ip6_forward, "ip6_forward.was-off" } };
+    for (int i = 0; i < 2; i++) {
+        char rec[4200];
+        snprintf(rec, sizeof rec, "%s/net/%s", app->runtime_dir, was[i][1]);
+        if (!strcmp(was[i][0], "0")) {
+            int fd = open(rec, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (fd >= 0)
+                close(fd);
+        }
     }
     return 0;
 }
@@ -459,11 +538,15 @@ void bh_net_glue_fini(struct bh_app *app)
     bh_net_resolve_fini();
     for (size_t i = 0; i < app->nqubes; i++)
         uplink_down(app, app->qubes[i]);
-    char rec[4200];
-    snprintf(rec, sizeof rec, "%s/net/ip_forward.was-off", app->runtime_dir);
-    if (peer_ns >= 0 && access(rec, F_OK) == 0) {
-        (void)bh_netns_sysctl(peer_ns, "ipv4/ip_forward", "0", NULL, 0, NULL);
-        unlink(rec);
+    const char *was[2][2] = { { "ip_forward.was-off", "ipv4/ip_forward" },
+                              { "ip6_forward.was-off", "ipv6/conf/all/forwarding" } };
+    for (int i = 0; i < 2; i++) {
+        char rec[4200];
+        snprintf(rec, sizeof rec, "%s/net/%s", app->runtime_dir, was[i][0]);
+        if (peer_ns >= 0 && access(rec, F_OK) == 0) {
+            (void)bh_netns_sysctl(peer_ns, was[i][1], "0", NULL, 0, NULL);
+            unlink(rec);
+        }
     }
     if (peer_ns >= 0)
         close(peer_ns);

@@ -26,8 +26,9 @@ struct ent {
     bool inflight;  /* sent to the helper */
     uint32_t id;    /* of the request in flight */
     time_t at, used;
-    int n;
+    int n, n6; /* A and AAAA records: -1 none */
     struct in_addr a[BH_RESOLVER_MAX_ADDRS];
+    struct in6_addr a6[BH_RESOLVER_MAX_ADDRS];
 };
 
 struct parked {
@@ -164,7 +165,7 @@ static int judge(const char *host, void *ctx)
     }
     e->used = v->now;
     if (fresh(e, v->now) && !e->inflight) {
-        if (e->n < 0) {
+        if (e->n < 0 && e->n6 < 0) {
             snprintf(v->name, sizeof v->name, "%s", host);
             v->unresolved = "does not resolve";
             return 1;
@@ -287,13 +288,17 @@ static void on_helper(void *ctx, uint32_t events)
             continue; /* an answer nobody asked for: ignored */
         e->inflight = false;
         inflight--;
-        int n = a.n;
-        bool same = e->have && e->n == n && (n <= 0 || !memcmp(e->a, a.a, (size_t)n * sizeof a.a[0]));
+        int n = a.n, n6 = a.n6;
+        bool same = e->have && e->n == n && e->n6 == n6 && (n <= 0 || !memcmp(e->a, a.a, (size_t)n * sizeof a.a[0])) &&
+                    (n6 <= 0 || !memcmp(e->a6, a.a6, (size_t)n6 * sizeof a.a6[0]));
         e->have = true;
         e->at = now;
         e->n = n;
+        e->n6 = n6;
         if (n > 0)
             memcpy(e->a, a.a, (size_t)n * sizeof a.a[0]);
+        if (n6 > 0)
+            memcpy(e->a6, a.a6, (size_t)n6 * sizeof a.a6[0]);
         changed |= !same;
     }
     settle();
@@ -301,7 +306,7 @@ static void on_helper(void *ctx, uint32_t events)
         g_changed(g_app);
 }
 
-int bh_net_resolve_cached(void *ctx, const char *host, struct in_addr *out, int max)
+int bh_net_resolve_cached(void *ctx, const char *host, struct bh_fw_addrs *out)
 {
     (void)ctx;
     if (g_peer < 0)
@@ -314,11 +319,15 @@ int bh_net_resolve_cached(void *ctx, const char *host, struct in_addr *out, int 
     if (!fresh(e, now))
         ask(e);
     pump();
-    if (!e->have || e->n < 0)
+    if (!e->have || (e->n < 0 && e->n6 < 0))
         return -1;
-    int n = e->n < max ? e->n : max;
-    memcpy(out, e->a, (size_t)n * sizeof *out);
-    return n;
+    out->n4 = e->n < BH_NET_FW_MAX_ADDRS ? e->n : BH_NET_FW_MAX_ADDRS;
+    out->n6 = e->n6 < BH_NET_FW_MAX_ADDRS ? e->n6 : BH_NET_FW_MAX_ADDRS;
+    if (out->n4 > 0)
+        memcpy(out->a4, e->a, (size_t)out->n4 * sizeof out->a4[0]);
+    if (out->n6 > 0)
+        memcpy(out->a6, e->a6, (size_t)out->n6 * sizeof out->a6[0]);
+    return 0;
 }
 
 void bh_net_resolve_tick(void)

@@ -4,6 +4,7 @@
 #pragma once
 #include "err.h"
 #include "model.h"
+#include "net/fwrule.h"
 #include <netinet/in.h>
 #include <time.h>
 
@@ -15,7 +16,7 @@ void bh_net_resolve_fini(void);
 /* A bh_fw_resolver for building tables; never waits: the cached answer (a stale one is
  * renewed in the background), or -1 for a name not answered yet (it is asked now; the
  * rules naming it block until the answer, then changed() runs). */
-int bh_net_resolve_cached(void *ctx, const char *host, struct in_addr *out, int max);
+int bh_net_resolve_cached(void *ctx, const char *host, struct bh_fw_addrs *out);
 /* admin.vm.firewall.Set's check: 0 every dsthost of rules has a fresh answer, -1 one
  * does not resolve (err), 1 parked: the call on conn is answered later (the rules are
  * stored then, or refused), with the loop free meanwhile. */

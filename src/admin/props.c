@@ -5,6 +5,7 @@
 #include "hooks.h"
 #include "names.h"
 #include "store.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -301,6 +302,47 @@ static char *d_visible_netmask(struct bh_app *a, const struct bh_qube *q)
     return is_networked(a, q) ? d_netmask(a, q) : strdup("");
 }
 
+/* Qubes' features.check_with_netvm("ipv6", False): the qube's own value if it has one,
+ * else its netvm's (recursively); a feature is true when its value is not empty. */
+static bool ipv6_with_netvm(struct bh_app *a, const struct bh_qube *q)
+{
+    for (int hops = 0; q && hops < 64; hops++) {
+        const char *v = bh_kv_get(&q->features, "ipv6");
+        if (v)
+            return *v != '\0';
+        q = qube_ref(a, q, "netvm");
+    }
+    return false;
+}
+
+static char *d_ip6(struct bh_app *a, const struct bh_qube *q)
+{
+    if (!is_networked(a, q) || !ipv6_with_netvm(a, q))
+        return strdup("");
+    /* Qubes' site-local prefix with the IPv4 address's low half (0xa89 is 10.137.,
+     * 0xa8a 10.138. for disposables), so both addresses carry the same number. */
+    char b[64];
+    snprintf(b, sizeof b, "fd09:24ef:4179::%s:%x", q->klass == BH_DISPVM ? "a8a" : "a89", q->qid & 0xffff);
+    return strdup(b);
+}
+
+static char *d_visible_ip6(struct bh_app *a, const struct bh_qube *q) { return bh_qube_prop(a, q, "ip6"); }
+
+static char *d_gateway6(struct bh_app *a, const struct bh_qube *q)
+{
+    if (!ipv6_with_netvm(a, q) || !bh_qube_prop_bool(a, q, "provides_network"))
+        return strdup("");
+    return bh_qube_prop(a, q, "visible_ip6");
+}
+
+static char *d_visible_gateway6(struct bh_app *a, const struct bh_qube *q)
+{
+    if (!ipv6_with_netvm(a, q))
+        return strdup("");
+    struct bh_qube *n = qube_ref(a, q, "netvm");
+    return n ? bh_qube_prop(a, n, "gateway6") : strdup("");
+}
+
 static char *d_xid(struct bh_app *a, const struct bh_qube *q)
 {
     (void)a;
@@ -487,6 +529,16 @@ static int chk_ip(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_
     return 0;
 }
 
+static int chk_ip6(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
+{
+    (void)a;
+    (void)q;
+    struct in6_addr x;
+    if (*v && (strlen(v) > 45 || inet_pton(AF_INET6, v, &x) != 1))
+        return bh_exc(e, "QubesValueError", "Invalid IPv6 address");
+    return 0;
+}
+
 static int chk_kbd(struct bh_app *a, struct bh_qube *q, const char *v, struct bh_exc *e)
 {
     (void)a;
@@ -596,13 +648,13 @@ static const struct bh_prop_def qube_props[] = {
     { "dispid", BH_P_INT, BH_KMASK(BH_DISPVM), NS, d_dispid, NULL, 0, 0, "Internal, persistent identifier of particular disposable." },
     { "dns", BH_P_STR, VMS, NS, d_dns, NULL, 0, 0, "DNS servers set up for this qube" },
     { "gateway", BH_P_STR, VMS, NS, d_gateway, NULL, 0, 0, "Gateway this qube offers to qubes behind it" },
-    { "gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "IPv6 gateway this qube offers (none: Bulkhead has no IPv6)" },
+    { "gateway6", BH_P_STR, VMS, NS, d_gateway6, NULL, 0, 0, "IPv6 gateway this qube offers to qubes behind it" },
     { "guivm", BH_P_VM, VMS, NUL, d_g_guivm, NULL, 0, 0, "VM that shows this qube's windows" },
     { "icon", BH_P_STR, ALL, NS, d_icon, NULL, 0, 0, "Icon name (class and label)" },
     { "include_in_backups", BH_P_BOOL, ALL, 0, d_include_in_backups, NULL, 0, 0, "Include in backups" },
     { "installed_by_rpm", BH_P_BOOL, VMS, 0, d_false, NULL, 0, 0, "If this domain's image was installed from a package tracked by the package manager" },
     { "ip", BH_P_STR, VMS, 0, d_ip, chk_ip, 0, 0, "IPv4 address of this qube" },
-    { "ip6", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "IPv6 address of this qube" },
+    { "ip6", BH_P_STR, VMS, 0, d_ip6, chk_ip6, 0, 0, "IPv6 address of this qube (with the ipv6 feature)" },
     { "is_preload", BH_P_BOOL, BH_KMASK(BH_DISPVM), NS, d_is_preload, NULL, 0, 0, "Whether this disposable is preloaded and not yet used" },
     { "kernel", BH_P_STR, VMS, 0, d_g_kernel, chk_kernel, 0, 0, "Kernel (vm engine)" },
     { "kernelopts", BH_P_STR, VMS, 0, d_empty, NULL, 0, 0, "Kernel command line (vm engine)" },
@@ -630,9 +682,9 @@ static const struct bh_prop_def qube_props[] = {
     { "vcpus", BH_P_INT, VMS, 0, d_2, NULL, 1, 256, "Number of virtual CPUs" },
     { "virt_mode", BH_P_STR, VMS, HALT, d_virt_mode, chk_virt_mode, 0, 0, "Engine: ns (namespaces) or vm (QEMU)" },
     { "visible_gateway", BH_P_STR, VMS, NS, d_visible_gateway, NULL, 0, 0, "Default gateway as seen by the qube" },
-    { "visible_gateway6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "Default IPv6 gateway as seen by the qube (none)" },
+    { "visible_gateway6", BH_P_STR, VMS, NS, d_visible_gateway6, NULL, 0, 0, "Default IPv6 gateway as seen by the qube" },
     { "visible_ip", BH_P_STR, VMS, NS, d_visible_ip, NULL, 0, 0, "IP address as seen by the qube" },
-    { "visible_ip6", BH_P_STR, VMS, NS, d_empty, NULL, 0, 0, "IPv6 address as seen by the qube (none)" },
+    { "visible_ip6", BH_P_STR, VMS, NS, d_visible_ip6, NULL, 0, 0, "IPv6 address as seen by the qube" },
     { "visible_netmask", BH_P_STR, VMS, NS, d_visible_netmask, NULL, 0, 0, "Netmask as seen by the qube" },
     { "xid", BH_P_INT, ALL, NS, d_xid, NULL, 0, 0, "Runtime domain id (-1 when halted)" },
 };
@@ -721,6 +773,18 @@ char *bh_prop_value(struct bh_app *app, const struct bh_qube *q, const struct bh
 }
 
 /* ---- validation and setting ---- */
+
+int bh_qubes_bool(const char *v, bool *out)
+{
+    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(t); i++) {
+        if (!strcasecmp(v, t[i]))
+            return *out = true, 0;
+        if (!strcasecmp(v, f[i]))
+            return *out = false, 0;
+    }
+    return -1;
+}
 
 static int parse_bool(const char *s, bool *out)
 {

@@ -75,6 +75,7 @@ static struct {
 } A;
 
 static void cursor_changed(xcb_atom_t name);
+int gui_set_monitor_layout(int display); /* gui-monitors.c */
 
 static xcb_atom_t atom(const char *name)
 {
@@ -380,6 +381,33 @@ static void send_fullscreen(struct awin *w, bool on)
     w->fullscreen = on;
     struct bh_gui_window_flags f = { on ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0, on ? 0 : BH_GUI_WINDOW_FLAG_FULLSCREEN };
     send_msg(BH_GUI_MSG_WINDOW_FLAGS, w->id, &f, sizeof f, -1);
+}
+
+/* The daemon's answer (Qubes' daemon sends WINDOW_FLAGS when the window manager acks
+ * a state): the application's _NET_WM_STATE says fullscreen exactly while the daemon
+ * shows it so (or as the maximise that stands in for it), which is how an EWMH
+ * application learns that its request was granted and when it ended. */
+static void apply_daemon_flags(struct awin *w, const struct bh_gui_window_flags *f)
+{
+    if (!((f->flags_set | f->flags_unset) & BH_GUI_WINDOW_FLAG_FULLSCREEN))
+        return;
+    bool on = f->flags_set & BH_GUI_WINDOW_FLAG_FULLSCREEN;
+    xcb_get_property_reply_t *r = xcb_get_property_reply(
+        A.x, xcb_get_property(A.x, 0, w->id, A.a_net_wm_state, XCB_ATOM_ATOM, 0, 32), NULL);
+    xcb_atom_t st[33];
+    uint32_t n = 0;
+    if (r && r->format == 32) {
+        const xcb_atom_t *a = xcb_get_property_value(r);
+        int have = xcb_get_property_value_length(r) / 4;
+        for (int i = 0; i < have && n < 32; i++)
+            if (a[i] != A.a_state_fullscreen)
+                st[n++] = a[i];
+    }
+    free(r);
+    if (on)
+        st[n++] = A.a_state_fullscreen;
+    w->fullscreen = on; /* what the daemon now shows: no request goes back for it */
+    xcb_change_property(A.x, XCB_PROP_MODE_REPLACE, w->id, A.a_net_wm_state, XCB_ATOM_ATOM, 32, n, st);
 }
 
 static bool wants_fullscreen(struct awin *w)
@@ -835,8 +863,15 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
     case BH_GUI_MSG_KEYBOARD_LAYOUT:
         set_layout(body);
         break;
+    case BH_GUI_MSG_WINDOW_FLAGS: {
+        struct bh_gui_window_flags f;
+        memcpy(&f, body, sizeof f);
+        if (w)
+            apply_daemon_flags(w, &f);
+        break;
+    }
     default:
-        break; /* CROSSING, MAP, WINDOW_FLAGS: nothing to do here */
+        break; /* CROSSING, MAP: nothing to do here */
     }
 }
 
@@ -1056,12 +1091,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = { { "background", no_argument, 0, 'b' },
                                           { "vchan-dir", required_argument, 0, 'v' },
                                           { "domid", required_argument, 0, 'd' },
-                                          { "display", required_argument, 0, 'D' }, { 0, 0, 0, 0 } };
+                                          { "display", required_argument, 0, 'D' },
+                                          { "set-monitor-layout", no_argument, 0, 'M' }, { 0, 0, 0, 0 } };
     const char *dir = NULL;
     int domid = -1, display = 0, o;
-    bool background = false;
+    bool background = false, set_layout_only = false;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
+        case 'M': set_layout_only = true; break;
         case 'b': background = true; break;
         case 'v': dir = optarg; break;
         case 'd': domid = atoi(optarg); break;
@@ -1069,6 +1106,8 @@ int main(int argc, char **argv)
         default: return 2;
         }
     }
+    if (set_layout_only) /* the qubes.SetMonitorLayout service (gui-monitors.c) */
+        return gui_set_monitor_layout(display);
     if (!dir)
         dir = bh_vchan_dir();
     if (domid < 0)

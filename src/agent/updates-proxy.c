@@ -3,8 +3,10 @@
  * has no network of its own (Qubes' design; Qubes runs tinyproxy behind this service).
  * One request per connection: CONNECT host:port (then bytes both ways), or one plain
  * http:// request sent on to its host with `Connection: close` (src/net/proxyhead.h).
- * The head comes from a template, so it is bounded and parsed strictly; loopback, the
- * qubes' own ranges and other special addresses are refused even if a name leads there.
+ * The head comes from a template, so it is bounded and parsed strictly; CONNECT only
+ * to the ports Qubes' tinyproxy allows (443, 873); loopback, private and link-local
+ * ranges, the qubes' own and other special addresses (IPv4 and IPv6) are refused even
+ * if a name leads there: the proxy reaches repositories, not sys-net's LAN.
  * It runs with the updates qube's network: its firewall, its NAT, its DNS. */
 #include "net/proxyhead.h"
 #include "log.h"
@@ -46,17 +48,25 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int connect_to(const struct bh_proxy_req *r)
 {
-    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
     char port[8];
     snprintf(port, sizeof port, "%u", r->port);
     if (getaddrinfo(r->host, port, &hints, &res) != 0)
         return -1;
     int fd = -1;
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
-        if (bh_proxy_addr_refused(ntohl(sin->sin_addr.s_addr)))
+        /* checked after resolution, on the very address connected to */
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+            if (bh_proxy_addr_refused(ntohl(sin->sin_addr.s_addr)))
+                continue;
+        } else if (ai->ai_family == AF_INET6) {
+            if (bh_proxy_addr6_refused(&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr))
+                continue;
+        } else {
             continue;
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
             break;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
@@ -134,6 +144,12 @@ int main(void)
     if (bh_proxy_head_parse(head, (size_t)hl, &req, &out, &err) < 0) {
         bh_warn("refused: %s", err.msg);
         answer("400 Bad Request");
+        return 1;
+    }
+    if (req.connect && !bh_proxy_connect_port_ok(req.port)) {
+        bh_warn("refused: CONNECT to port %u", req.port);
+        bh_buf_free(&out);
+        answer("403 Forbidden");
         return 1;
     }
     int s = connect_to(&req);

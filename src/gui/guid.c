@@ -3,7 +3,7 @@
  *   bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]
  *                 [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]
  *                 [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]
- *                 [--allow-fullscreen]
+ *                 [--allow-fullscreen] [--no-monitor-layout]
  *
  * Without --color, the label, its colour and index and the qid come from bulkheadd
  * (admin.vm.property.Get, admin.label.Get/Index): dom0's store, never the qube.
@@ -19,6 +19,7 @@
 #include "names.h"
 #include "selfpath.h"
 #include "qrexec/vchan.h"
+#include <xcb/randr.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -173,7 +174,7 @@ static int handshake(struct guid *g, bh_error *err)
         struct bh_gui_version v;
         struct bh_gui_xconf x;
     } out = { { BH_GUI_PROTOCOL_VERSION },
-              { g->screen->width_in_pixels, g->screen->height_in_pixels, 24, 0 } };
+              { g->root_w, g->root_h, 24, 0 } };
     out.x.mem = (uint32_t)((size_t)out.x.w * out.x.h * 4 / 1024);
     if (bh_gui_write_blocking(g->ch.fd, &out, sizeof out, -1, err) < 0)
         return -1;
@@ -194,6 +195,31 @@ static void send_agent(struct guid *g, uint32_t type, uint32_t window, const voi
     bh_error err;
     if (bh_gui_chan_send(&g->ch, type, window, body, len, -1, &err) < 0)
         bh_warn("%s: %s", g->qube, err.msg);
+}
+
+/* Tells the agent the window's fullscreen state when it changed, as Qubes' daemon does
+ * when the window manager acknowledges it: WINDOW_FLAGS from the daemon, which the agent
+ * turns into _NET_WM_STATE_FULLSCREEN on the application's window, so the application
+ * knows it got fullscreen (or the maximise Qubes gives instead) and when it ended. */
+static void ack_flags(struct guid *g, struct guid_win *w)
+{
+    uint32_t now = w->fullscreen ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0;
+    if (now == w->flags_acked)
+        return;
+    struct bh_gui_window_flags f = { now & ~w->flags_acked, w->flags_acked & ~now };
+    w->flags_acked = now;
+    send_agent(g, BH_GUI_MSG_WINDOW_FLAGS, w->remote, &f, sizeof f);
+}
+
+void guid_windows_replace(struct guid *g)
+{
+    for (unsigned i = 0; i < g->nwins; i++) {
+        struct guid_win *w = &g->wins[i];
+        if (!guid_win_refit(g, w))
+            continue;
+        struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h, w->override_redirect };
+        send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+    }
 }
 
 /* One message from the agent. Returns -1 only for what ends the connection. */
@@ -243,8 +269,10 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_CONFIGURE:
         if (bh_gui_parse_configure(body, len, &r, &orr, &err) < 0)
             refuse(g, "CONFIGURE 0x%x: %s", h->window, err.msg);
-        else
+        else {
             guid_win_configure(g, w, &r);
+            ack_flags(g, w); /* placing the window itself ends its fullscreen */
+        }
         break;
     case BH_GUI_MSG_SHMIMAGE:
         if (bh_gui_parse_shmimage(body, len, w->r.w, w->r.h, &r, &empty, &err) < 0)
@@ -262,7 +290,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_WMNAME: {
         char t[BH_GUI_TITLE_MAX];
         if (bh_gui_parse_wmname(body, len, t, sizeof t, &err) == 0)
-            guid_win_title(g, w, t);
+            guid_rate_title(g, w, t);
         break;
     }
     case BH_GUI_MSG_WMCLASS: {
@@ -280,9 +308,13 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
     case BH_GUI_MSG_WINDOW_FLAGS:
         if (bh_gui_parse_window_flags(body, len, &a, &b, &err) < 0)
             refuse(g, "WINDOW_FLAGS: %s", err.msg);
-        else if (guid_win_flags(g, w, a, b)) {
-            struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h, w->override_redirect };
-            send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+        else {
+            if (guid_win_flags(g, w, a, b)) {
+                struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h,
+                                              w->override_redirect };
+                send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+            }
+            ack_flags(g, w);
         }
         break;
     case BH_GUI_MSG_CURSOR:
@@ -301,7 +333,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
         if (bh_gui_parse_window_icon(body, len, &a, &b, &px, &err) < 0)
             refuse(g, "WINDOW_ICON 0x%x: %s", h->window, err.msg);
         else
-            guid_win_icon(g, w, a, b, px);
+            guid_rate_icon(g, w, a, b, px);
         break;
     }
     default:
@@ -457,6 +489,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         break;
     }
     default:
+        if (g->randr_event && type == g->randr_event + XCB_RANDR_SCREEN_CHANGE_NOTIFY)
+            g->monitors_forced = true; /* the screen changed: the monitors are read again */
         break;
     }
 }
@@ -472,19 +506,24 @@ static int run(struct guid *g)
     for (;;) {
         if (stop)
             return 0;
-        if (reload) {
+        bool forced = g->monitors_forced;
+        g->monitors_forced = false;
+        if (reload) { /* SIGHUP, as Qubes' guid: the keyboard and monitor layouts again */
             reload = 0;
+            forced = true;
             if (g->from_store)
                 load_layout(g);
             send_layout(g);
         }
+        guid_monitors_tick(g, forced);
         struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(g->x), .events = POLLIN },
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
         /* messages left in our buffer by the budget are served without waiting */
         bool pending = g->ch.rlen > g->ch.consumed;
         for (unsigned i = 0; i < g->nwins && !pending; i++)
             pending = g->wins[i].dirty; /* exposed by events served after the last draw */
-        if (poll(p, 2, pending ? 0 : 1000) < 0 && errno != EINTR)
+        int wait = guid_rate_tick(g); /* titles and icons held back by the rate limit */
+        if (poll(p, 2, pending ? 0 : wait >= 0 && wait < 1000 ? wait : 1000) < 0 && errno != EINTR)
             return bh_err("poll: %s", strerror(errno)), 1;
         xcb_generic_event_t *ev;
         while ((ev = xcb_poll_for_event(g->x))) {
@@ -543,7 +582,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]\n"
                "         [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]\n"
                "         [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]\n"
-               "         [--allow-fullscreen]\n");
+               "         [--allow-fullscreen] [--no-monitor-layout]\n");
 }
 
 int main(int argc, char **argv)
@@ -559,9 +598,10 @@ int main(int argc, char **argv)
         { "runtime", required_argument, 0, 'r' }, { "start-agent", no_argument, 0, 's' },
         { "policy-dir", required_argument, 0, 'p' }, { "ask-program", required_argument, 0, 'a' },
         { "clipboard-dir", required_argument, 0, 'C' }, { "connect-timeout", required_argument, 0, 't' },
-        { "allow-fullscreen", no_argument, 0, 'F' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+        { "allow-fullscreen", no_argument, 0, 'F' }, { "no-monitor-layout", no_argument, 0, 'M' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     const char *color = NULL, *vdir = NULL, *runtime_opt = NULL;
-    bool start = false, have_qid = false;
+    bool start = false, have_qid = false, no_monitor_layout = false;
     int timeout = 30000;
     g.label = "";
     int o;
@@ -580,6 +620,7 @@ int main(int argc, char **argv)
         case 'C': g.clip_dir = optarg; break;
         case 't': timeout = atoi(optarg); break;
         case 'F': g.allow_fullscreen = true; break;
+        case 'M': no_monitor_layout = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -630,6 +671,10 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
+    /* the monitor layout goes to the qube's qubes.SetMonitorLayout through qrexec, so
+     * only where the daemon reaches the qube that way (it starts the agent with it) */
+    g.send_monitor_layout = start && !no_monitor_layout;
+    guid_monitors_init(&g);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);

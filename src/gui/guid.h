@@ -11,6 +11,7 @@
 #include "proto.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <xcb/shm.h>
 #include <xcb/xcb.h>
 
@@ -27,6 +28,7 @@ struct guid_win {
     bool fullscreen, attention;
     uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
     struct bh_gui_rect saved;     /* geometry before fullscreen */
+    struct bh_gui_rect fs_rect;   /* where fullscreen (or its maximise) put the content */
     uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
     uint32_t transient_for;
     int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
@@ -37,7 +39,21 @@ struct guid_win {
     bool dirty;
     int32_t dx0, dy0, dx1, dy1;   /* damaged area not drawn yet */
     char title[BH_GUI_TITLE_MAX];
+    /* rate limits (guid_rate.c): titles and icons applied this second; what came past
+     * the limit waits here, the latest one only, until the next second */
+    uint8_t titles_now, icons_now;
+    bool title_pending;
+    char pending_title[BH_GUI_TITLE_MAX];
+    uint32_t *pending_icon;       /* {w, h, raw ARGB...} or NULL */
+    uint32_t flags_acked;         /* WINDOW_FLAGS the agent was last told (FULLSCREEN) */
 };
+
+/* At most this many title and icon changes of one window reach the host display per
+ * second; a qube that sends more has the excess coalesced (the newest one is kept and
+ * shown in the next second), so it cannot keep the daemon, the X server and the
+ * desktop's taskbar busy with property changes. */
+#define BH_GUID_TITLES_PER_SEC 8
+#define BH_GUID_ICONS_PER_SEC 4
 
 struct guid {
     /* who we are (from dom0) */
@@ -59,6 +75,23 @@ struct guid {
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
     xcb_font_t cursor_font;
+    /* the daemon's own cursor-font cursors, made on first use and kept (Qubes makes them
+     * all at start): a qube's CURSOR only picks one of them */
+    xcb_cursor_t cursors[(BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 + 1) / 2];
+    /* the desktop's monitors (guid_monitors.c) */
+    uint32_t root_w, root_h;      /* the host's root window, followed through RandR */
+    bool have_randr15;
+    uint8_t randr_event;          /* RandR's first event number */
+    struct bh_gui_monitor mons[BH_GUI_MAX_MONITORS];
+    unsigned nmons;
+    uint64_t monitors_read_ms;
+    bool send_monitor_layout;
+    bool monitors_forced;         /* a RandR event came: read them now */     /* to the qube's qubes.SetMonitorLayout (Qubes' default) */
+    bool layout_started, layout_again;
+    pid_t layout_pid;             /* the qrexec call under way, -1 if none */
+    char layout_sent[BH_GUI_LAYOUT_TEXT_MAX];
+    uint64_t rate_second;         /* the second the rate counters count (CLOCK_MONOTONIC) */
+    unsigned long long rate_dropped; /* title/icon changes coalesced away */
     /* the qube's keyboard_layout when set explicitly in the store ("" = follow the
      * host's layout, as a Qubes qube follows its GUI qube's) */
     char layout[BH_GUI_LAYOUT_MAX];
@@ -99,6 +132,30 @@ xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
 void guid_load_keymap(struct guid *g);
 /* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
 int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
+
+/* Fits a window to the monitors again after they changed (clamped to its monitor,
+ * fullscreen to its monitor's size); true when it moved (the agent must be told). */
+bool guid_win_refit(struct guid *g, struct guid_win *w);
+
+/* guid_monitors.c: the desktop's monitor layout */
+void guid_monitors_init(struct guid *g);
+/* Reads the monitors again; true when they changed. */
+bool guid_monitors_read(struct guid *g);
+/* The monitor a rectangle overlaps most, else the nearest one. */
+const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui_rect *r);
+/* Called every round (forced: RandR event or SIGHUP): reads the monitors when due,
+ * refits the windows and sends the layout to the qube when it changed. */
+void guid_monitors_tick(struct guid *g, bool forced);
+/* guid.c: every window refitted, the agent told of those that moved */
+void guid_windows_replace(struct guid *g);
+
+/* guid_rate.c: the per-window limits on title and icon changes */
+void guid_rate_title(struct guid *g, struct guid_win *w, const char *title);
+void guid_rate_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
+/* A new second: the counters start again and what waited is shown. Returns the ms
+ * until the next second when something still waits, else -1. */
+int guid_rate_tick(struct guid *g);
+void guid_rate_forget(struct guid_win *w);
 
 /* guid_clip.c: the global clipboard (Ctrl+Shift+C / Ctrl+Shift+V) */
 void guid_clip_copy_request(struct guid *g, uint32_t remote);

@@ -127,20 +127,22 @@ struct guid_win *guid_find_x(struct guid *g, xcb_window_t w)
     return NULL;
 }
 
-/* Keeps the whole framed window on the screen and no larger than it: a qube cannot
- * cover the screen edge to edge (the frame always shows) nor place windows off it. */
+/* Keeps the whole framed window on one monitor (the one it overlaps most, else the
+ * nearest) and no larger than it: a qube cannot cover a monitor edge to edge (the
+ * frame always shows) nor place windows off every monitor, where a part of the root
+ * window no screen shows would hide them. With one monitor that is the screen. */
 static void clamp(struct guid *g, struct bh_gui_rect *r)
 {
-    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
-    uint32_t maxw = sw > 2 * BH_GUID_BORDER ? sw - 2 * BH_GUID_BORDER : 1;
-    uint32_t maxh = sh > 2 * BH_GUID_BORDER ? sh - 2 * BH_GUID_BORDER : 1;
+    const struct bh_gui_monitor *m = guid_monitor_of(g, r);
+    uint32_t maxw = m->w > 2 * BH_GUID_BORDER ? m->w - 2 * BH_GUID_BORDER : 1;
+    uint32_t maxh = m->h > 2 * BH_GUID_BORDER ? m->h - 2 * BH_GUID_BORDER : 1;
     if (r->w > maxw) r->w = maxw;
     if (r->h > maxh) r->h = maxh;
-    int32_t maxx = (int32_t)(sw - r->w) - BH_GUID_BORDER, maxy = (int32_t)(sh - r->h) - BH_GUID_BORDER;
+    int32_t maxx = m->x + (int32_t)(m->w - r->w) - BH_GUID_BORDER, maxy = m->y + (int32_t)(m->h - r->h) - BH_GUID_BORDER;
     if (r->x > maxx) r->x = maxx;
     if (r->y > maxy) r->y = maxy;
-    if (r->x < BH_GUID_BORDER) r->x = BH_GUID_BORDER;
-    if (r->y < BH_GUID_BORDER) r->y = BH_GUID_BORDER;
+    if (r->x < m->x + BH_GUID_BORDER) r->x = m->x + BH_GUID_BORDER;
+    if (r->y < m->y + BH_GUID_BORDER) r->y = m->y + BH_GUID_BORDER;
 }
 
 static void set_prop(struct guid *g, xcb_window_t w, xcb_atom_t prop, xcb_atom_t type, uint8_t fmt, uint32_t n,
@@ -224,6 +226,7 @@ static void drop_buffer(struct guid *g, struct guid_win *w)
 void guid_win_destroy(struct guid *g, struct guid_win *w)
 {
     drop_buffer(g, w);
+    guid_rate_forget(w);
     xcb_destroy_window(g->x, w->frame);
     size_t i = (size_t)(w - g->wins);
     memmove(&g->wins[i], &g->wins[i + 1], sizeof *w * (g->nwins - i - 1));
@@ -233,9 +236,8 @@ void guid_win_destroy(struct guid *g, struct guid_win *w)
 void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r0)
 {
     struct bh_gui_rect r = *r0;
-    if (w->fullscreen && w->inset == 0 && r.x == 0 && r.y == 0 && r.w == g->screen->width_in_pixels &&
-        r.h == g->screen->height_in_pixels)
-        return; /* the qube agrees with its allowed fullscreen */
+    if (w->fullscreen && r.x == w->fs_rect.x && r.y == w->fs_rect.y && r.w == w->fs_rect.w && r.h == w->fs_rect.h)
+        return; /* the qube agrees with its fullscreen (or the maximise given for it) */
     clamp(g, &r);
     if (w->fullscreen) {
         /* the qube placed the window itself: fullscreen ends, the frame shows again */
@@ -357,25 +359,48 @@ static void update_state(struct guid *g, struct guid_win *w)
         xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
 }
 
+/* Fullscreen without its frame only where the user allowed it for this qube (Qubes'
+ * gui-allow-fullscreen); otherwise, as Qubes, a maximise: the window fills its monitor
+ * inside its frame, which keeps showing. Either way on the monitor the window is on. */
+static void place_fullscreen(struct guid *g, struct guid_win *w)
+{
+    const struct bh_gui_monitor *m = guid_monitor_of(g, &w->r);
+    struct bh_gui_rect r = { m->x, m->y, m->w, m->h };
+    uint32_t inset = 0;
+    if (!g->allow_fullscreen) {
+        inset = BH_GUID_BORDER;
+        r = (struct bh_gui_rect){ m->x + BH_GUID_BORDER, m->y + BH_GUID_BORDER, m->w - 2 * BH_GUID_BORDER,
+                                  m->h - 2 * BH_GUID_BORDER };
+    }
+    w->fs_rect = r;
+    place(g, w, &r, inset);
+}
+
+bool guid_win_refit(struct guid *g, struct guid_win *w)
+{
+    struct bh_gui_rect r = w->r;
+    if (w->fullscreen) {
+        place_fullscreen(g, w);
+        return r.x != w->r.x || r.y != w->r.y || r.w != w->r.w || r.h != w->r.h;
+    }
+    clamp(g, &r);
+    if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
+        return false;
+    place(g, w, &r, w->inset);
+    return true;
+}
+
 bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
 {
     bool moved = false;
-    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
     if ((set & BH_GUI_WINDOW_FLAG_FULLSCREEN) && !w->fullscreen) {
-        /* Fullscreen without its frame only where the user allowed it for this qube
-         * (Qubes' gui-allow-fullscreen); otherwise, as Qubes, a maximise: the window
-         * fills the screen inside its frame, which keeps showing. */
         w->saved = w->r;
         w->fullscreen = true;
-        if (g->allow_fullscreen) {
-            struct bh_gui_rect r = { 0, 0, sw, sh };
-            place(g, w, &r, 0);
+        place_fullscreen(g, w);
+        if (g->allow_fullscreen)
             bh_info("%s: window 0x%x is fullscreen (allowed for this qube)", g->qube, w->remote);
-        } else {
-            struct bh_gui_rect r = { BH_GUID_BORDER, BH_GUID_BORDER, sw - 2 * BH_GUID_BORDER, sh - 2 * BH_GUID_BORDER };
-            place(g, w, &r, BH_GUID_BORDER);
+        else
             bh_info("%s: window 0x%x asked for fullscreen: maximised inside its frame instead", g->qube, w->remote);
-        }
         moved = true;
     } else if ((unset & BH_GUI_WINDOW_FLAG_FULLSCREEN) && w->fullscreen) {
         w->fullscreen = false;
@@ -394,16 +419,20 @@ bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t u
 
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)
 {
+    /* proto.c let only CURSOR_DEFAULT and CURSOR_X11 + 0..153 through; an odd number is
+     * a glyph's mask, for which Qubes has no cursor either: the default one */
     uint32_t c = XCB_NONE;
-    if (cursor != BH_GUI_CURSOR_DEFAULT) {
-        uint16_t glyph = (uint16_t)(cursor - BH_GUI_CURSOR_X11);
-        c = xcb_generate_id(g->x);
-        xcb_create_glyph_cursor(g->x, c, g->cursor_font, g->cursor_font, glyph, (uint16_t)(glyph + 1), 0, 0, 0,
-                                0xffff, 0xffff, 0xffff);
+    uint32_t glyph = cursor - BH_GUI_CURSOR_X11;
+    if (cursor != BH_GUI_CURSOR_DEFAULT && glyph < BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 && !(glyph & 1)) {
+        xcb_cursor_t *slot = &g->cursors[glyph / 2];
+        if (!*slot) {
+            *slot = xcb_generate_id(g->x);
+            xcb_create_glyph_cursor(g->x, *slot, g->cursor_font, g->cursor_font, (uint16_t)glyph,
+                                    (uint16_t)(glyph + 1), 0, 0, 0, 0xffff, 0xffff, 0xffff);
+        }
+        c = *slot;
     }
     xcb_change_window_attributes(g->x, w->content, XCB_CW_CURSOR, &c);
-    if (c != XCB_NONE)
-        xcb_free_cursor(g->x, c);
 }
 
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels)

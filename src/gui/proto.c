@@ -349,9 +349,10 @@ int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error
     if (need_len(len, sizeof m, "CURSOR", err) < 0)
         return -1;
     memcpy(&m, body, sizeof m);
-    /* cursor-font glyphs are the even numbers below XC_num_glyphs (154) */
-    if (m.cursor != BH_GUI_CURSOR_DEFAULT &&
-        (m.cursor < BH_GUI_CURSOR_X11 || m.cursor >= BH_GUI_CURSOR_X11_MAX || (m.cursor & 1)))
+    /* As Qubes' daemon: CURSOR_DEFAULT, or CURSOR_X11 + a number below XC_num_glyphs
+     * (154). Cursor-font glyphs are the even numbers; an odd one (a glyph's mask) is
+     * accepted and shows the default cursor, as Qubes' table has no cursor there. */
+    if (m.cursor != BH_GUI_CURSOR_DEFAULT && (m.cursor < BH_GUI_CURSOR_X11 || m.cursor >= BH_GUI_CURSOR_X11_MAX))
         return bh_fail(err, 0, "CURSOR %#x is not a cursor-font glyph", m.cursor);
     *cursor = m.cursor;
     return 0;
@@ -483,4 +484,81 @@ long bh_gui_parse_color(const char *s)
         v = v * 16 + d;
     }
     return v;
+}
+
+/* One decimal field of a monitor line: digits only, at most 6 of them. */
+static int layout_field(const char **p, const char *end, uint32_t *v)
+{
+    const char *q = *p;
+    uint32_t n = 0;
+    int digits = 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+        if (++digits > 6)
+            return -1;
+        n = n * 10u + (uint32_t)(*q++ - '0');
+    }
+    if (!digits)
+        return -1;
+    *v = n;
+    *p = q;
+    return 0;
+}
+
+int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor *out, bh_error *err)
+{
+    if (len == 0 || len > BH_GUI_LAYOUT_TEXT_MAX)
+        return bh_fail(err, 0, "monitor layout of %zu bytes (1..%u)", len, BH_GUI_LAYOUT_TEXT_MAX);
+    const char *p = s, *end = s + len;
+    int n = 0;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            return bh_fail(err, 0, "monitor line %d does not end with a newline", n + 1);
+        if (n == BH_GUI_MAX_MONITORS)
+            return bh_fail(err, 0, "more than %u monitors", BH_GUI_MAX_MONITORS);
+        uint32_t v[6] = { 0 };
+        int k = 0;
+        while (p < eol && k < 6) {
+            if (k && *p++ != ' ')
+                return bh_fail(err, 0, "monitor line %d: fields are separated by one space", n + 1);
+            if (layout_field(&p, eol, &v[k]) < 0)
+                return bh_fail(err, 0, "monitor line %d: field %d is not a number", n + 1, k + 1);
+            k++;
+        }
+        if (p != eol || (k != 4 && k != 6))
+            return bh_fail(err, 0, "monitor line %d: want W H X Y [W_MM H_MM]", n + 1);
+        struct bh_gui_monitor m = { (int32_t)v[2], (int32_t)v[3], v[0], v[1], v[4], v[5] };
+        if (m.w < 1 || m.w > BH_GUI_MAX_WIDTH || m.h < 1 || m.h > BH_GUI_MAX_HEIGHT)
+            return bh_fail(err, 0, "monitor %d: size %ux%u out of range", n + 1, m.w, m.h);
+        if (v[2] + m.w > BH_GUI_MAX_COORD || v[3] + m.h > BH_GUI_MAX_COORD)
+            return bh_fail(err, 0, "monitor %d: %ux%u+%u+%u reaches past %d", n + 1, m.w, m.h, v[2], v[3],
+                           BH_GUI_MAX_COORD);
+        if (k == 6 && (m.w_mm < 1 || m.h_mm < 1 || m.w_mm > 100000 || m.h_mm > 100000))
+            return bh_fail(err, 0, "monitor %d: physical size %ux%u mm out of range", n + 1, m.w_mm, m.h_mm);
+        out[n++] = m;
+        p = eol + 1;
+    }
+    return n;
+}
+
+void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && i < BH_GUI_MAX_MONITORS; i++) {
+        char phys[32] = "";
+        if (m[i].w_mm) {
+            /* Qubes' qvm-start-daemon: the DPI, rounded down to a common one, gives the
+             * physical size the qube sees (its fonts scale right, and no real sizes leak) */
+            uint32_t dpi = m[i].w * 254u / m[i].w_mm / 10u;
+            dpi = dpi > 300 ? 300 : dpi > 200 ? 200 : dpi > 150 ? 150 : 96;
+            uint32_t pw = m[i].w * 254u / dpi / 10u, ph = m[i].h * 254u / dpi / 10u;
+            if (pw && ph)
+                snprintf(phys, sizeof phys, " %u %u", pw, ph);
+        }
+        int k = snprintf(out + o, BH_GUI_LAYOUT_TEXT_MAX - o, "%u %u %d %d%s\n", m[i].w, m[i].h, m[i].x, m[i].y, phys);
+        if (k < 0 || (size_t)k >= BH_GUI_LAYOUT_TEXT_MAX - o)
+            break;
+        o += (size_t)k;
+    }
 }

@@ -152,7 +152,8 @@ int bh_gui_parse_wmclass(const void *body, size_t len, char *cls, char *name, si
 /* WINDOW_HINTS: values outside 0..MAX are dropped from flags. */
 int bh_gui_parse_window_hints(const void *body, size_t len, struct bh_gui_window_hints *out, bh_error *err);
 int bh_gui_parse_window_flags(const void *body, size_t len, uint32_t *set, uint32_t *unset, bh_error *err);
-/* CURSOR: 0 (default) or an X11 cursor-font glyph (CURSOR_X11 + even glyph < 154). */
+/* CURSOR: 0 (default) or CURSOR_X11 + n, n < 154 (an X11 cursor-font glyph when even;
+ * an odd n is a mask and means the default cursor, as in Qubes). */
 int bh_gui_parse_cursor(const void *body, size_t len, uint32_t *cursor, bh_error *err);
 /* WINDOW_ICON: size 1..BH_GUI_ICON_MAX each way, exactly width*height pixels after the
  * header; *pixels points into body (4-byte values, possibly unaligned: use memcpy). */
@@ -180,6 +181,22 @@ int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *
  * NUL-terminated) -> "layout+variant+options" in out (BH_GUI_LAYOUT_MAX bytes);
  * -1 when it does not hold a valid layout. */
 int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err);
+
+/* Monitor layout, as Qubes' qubes.SetMonitorLayout service takes it on its stdin: one
+ * line per monitor, "W H X Y" or "W H X Y W_MM H_MM" (decimal, space-separated, "\n"
+ * at the end of each line). dom0 sends it; the qube's side still checks every value:
+ * at most BH_GUI_MAX_MONITORS lines, sizes 1..MAX_WIDTH/MAX_HEIGHT, positions
+ * 0..BH_GUI_MAX_COORD with the monitor's far edge within it too, millimetres 1..100000. */
+#define BH_GUI_MAX_MONITORS 16
+#define BH_GUI_LAYOUT_TEXT_MAX (BH_GUI_MAX_MONITORS * 64)
+struct bh_gui_monitor { int32_t x, y; uint32_t w, h, w_mm, h_mm; /* mm 0: not given */ };
+/* Returns the number of monitors (>= 1), or -1. */
+int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor *out, bh_error *err);
+/* The text for monitors m[0..n) (n <= BH_GUI_MAX_MONITORS); out holds at least
+ * BH_GUI_LAYOUT_TEXT_MAX bytes. Physical sizes go out as Qubes' qvm-start-daemon sends
+ * them: not the real ones (a fingerprint of the user's screens), but the size the
+ * monitor would have at its DPI rounded to 96, 150, 200 or 300. */
+void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out);
 
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

@@ -44,7 +44,7 @@ int bh_dns_read_resolv(const char *path, struct in_addr *out, int max)
     return t ? bh_dns_parse_resolv(t, len, out, max) : 0;
 }
 
-int bh_dns_resolve(int nsfd, const struct in_addr *servers, int n, const char *host, struct in_addr *out, int max)
+int bh_dns_resolve(int nsfd, const struct in_addr *servers, int n, const char *host, int family, void *out, int max)
 {
     if (n <= 0)
         return -1;
@@ -65,22 +65,11 @@ int bh_dns_resolve(int nsfd, const struct in_addr *servers, int n, const char *h
         st.retrans = 1;
         st.retry = 2;
         st.options &= ~(unsigned long)(RES_DNSRCH | RES_DEFNAMES);
-        unsigned char ans[4096];
-        int len = res_nquery(&st, host, ns_c_in, ns_t_a, ans, sizeof ans);
-        ns_msg h;
-        if (len > 0 && ns_initparse(ans, len, &h) == 0) {
-            count = 0;
-            int an = ns_msg_count(h, ns_s_an);
-            for (int i = 0; i < an && count < max; i++) {
-                ns_rr rr;
-                if (ns_parserr(&h, ns_s_an, i, &rr) < 0)
-                    break;
-                if (ns_rr_type(rr) == ns_t_a && ns_rr_class(rr) == ns_c_in && ns_rr_rdlen(rr) == 4)
-                    memcpy(&out[count++], ns_rr_rdata(rr), 4);
-            }
-            if (count == 0)
-                count = -1; /* as getaddrinfo: no address is no resolution */
-        }
+        unsigned char ans[BH_DNS_MSG_MAX];
+        int len = res_nquery(&st, host, ns_c_in, family == AF_INET6 ? ns_t_aaaa : ns_t_a, ans, sizeof ans);
+        if (len > (int)sizeof ans)
+            len = (int)sizeof ans; /* res_nquery returns the full length of a cut answer */
+        count = bh_dns_answer_addrs(ans, len, family, out, max);
         res_nclose(&st);
     }
     bh_netns_leave(saved);

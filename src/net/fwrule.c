@@ -177,7 +177,7 @@ int bh_fw_rule_parse(const char *line, size_t len, struct bh_fw_rule *r, bh_erro
     return 0;
 }
 
-static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, int naddrs, bh_buf *out)
+static int emit_rule(const struct bh_fw_rule *r, const struct bh_fw_addrs *addrs, bh_buf *out)
 {
     /* specialtarget=dns as Qubes: only port 53 (a rule for other ports never matches),
      * only TCP/UDP, only to the DNS servers. Matched on the destination before the
@@ -230,12 +230,23 @@ static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, in
         v6.dst_kind = BH_FW_DST_V6;
         v6.prefix = 0;
         memset(&v6.dst6, 0, sizeof v6.dst6);
-        if (emit_rule(&v4, addrs, naddrs, out) < 0)
+        if (emit_rule(&v4, addrs, out) < 0)
             return -1;
-        return emit_rule(&v6, addrs, naddrs, out);
+        return emit_rule(&v6, addrs, out);
+    }
+    if (r->dst_kind == BH_FW_DST_HOST && !addrs->which) {
+        /* one statement per family with addresses: A records in IPv4, AAAA in IPv6 */
+        struct bh_fw_addrs one = *addrs;
+        one.which = 4;
+        if (addrs->n4 > 0 && emit_rule(r, &one, out) < 0)
+            return -1;
+        one.which = 6;
+        if (addrs->n6 > 0 && emit_rule(r, &one, out) < 0)
+            return -1;
+        return 0;
     }
     bh_buf_adds(out, "    ");
-    bool v6 = r->dst_kind == BH_FW_DST_V6;
+    bool v6 = r->dst_kind == BH_FW_DST_V6 || (r->dst_kind == BH_FW_DST_HOST && addrs->which == 6);
     if (r->dst_kind == BH_FW_DST_V4) {
         char a[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &r->dst4, a, sizeof a);
@@ -243,7 +254,7 @@ static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, in
             bh_buf_printf(out, "ip daddr %s/%u ", a, r->prefix);
         else
             bh_buf_adds(out, "meta nfproto ipv4 ");
-    } else if (v6) {
+    } else if (r->dst_kind == BH_FW_DST_V6) {
         char a[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, &r->dst6, a, sizeof a);
         if (r->prefix)
@@ -251,10 +262,14 @@ static int emit_rule(const struct bh_fw_rule *r, const struct in_addr *addrs, in
         else
             bh_buf_adds(out, "meta nfproto ipv6 ");
     } else if (r->dst_kind == BH_FW_DST_HOST) {
-        bh_buf_adds(out, "ip daddr { ");
-        for (int i = 0; i < naddrs; i++) {
-            char a[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &addrs[i], a, sizeof a);
+        bh_buf_adds(out, v6 ? "ip6 daddr { " : "ip daddr { ");
+        int n = v6 ? addrs->n6 : addrs->n4;
+        for (int i = 0; i < n && i < BH_NET_FW_MAX_ADDRS; i++) {
+            char a[INET6_ADDRSTRLEN];
+            if (v6)
+                inet_ntop(AF_INET6, &addrs->a6[i], a, sizeof a);
+            else
+                inet_ntop(AF_INET, &addrs->a4[i], a, sizeof a);
             bh_buf_printf(out, "%s%s", i ? ", " : "", a);
         }
         bh_buf_adds(out, " } ");
@@ -291,6 +306,8 @@ int bh_fw_to_nft(const char *rules, size_t len, time_t now, bh_fw_resolver resol
     memset(res, 0, sizeof *res);
     size_t start = out->len;
     size_t pos = 0, count = 0;
+    bool fam_blocked[2] = { false, false }; /* IPv4, IPv6: a dsthost without such addresses */
+    char fam_why[2][200];
     while (pos < len) {
         const char *nl = memchr(rules + pos, '\n', len - pos);
         size_t l = nl ? (size_t)(nl - (rules + pos)) : len - pos;
@@ -308,23 +325,43 @@ int bh_fw_to_nft(const char *rules, size_t len, time_t now, bh_fw_resolver resol
             continue;
         if (r.expire && (!res->next_expire || (time_t)r.expire < res->next_expire))
             res->next_expire = (time_t)r.expire;
-        struct in_addr addrs[BH_NET_FW_MAX_ADDRS];
-        int n = 0;
+        struct bh_fw_addrs addrs = { .n4 = -1, .n6 = -1 };
         if (r.dst_kind == BH_FW_DST_HOST) {
             res->dsthosts++;
-            n = resolve ? resolve(ctx, r.host, addrs, BH_NET_FW_MAX_ADDRS) : -1;
-            if (n < 0) {
+            if (!resolve || resolve(ctx, r.host, &addrs) < 0 || (addrs.n4 < 0 && addrs.n6 < 0)) {
                 char why[200];
                 snprintf(why, sizeof why, "cannot resolve %.100s", r.host);
                 return blocked(out, start, res, why);
             }
-            if (n > BH_NET_FW_MAX_ADDRS)
-                n = BH_NET_FW_MAX_ADDRS;
-            if (n == 0)
-                continue; /* a name with no IPv4 address matches nothing */
+            addrs.which = 0;
+            for (int f = 0; f < 2; f++) {
+                int *n = f ? &addrs.n6 : &addrs.n4;
+                if (*n > BH_NET_FW_MAX_ADDRS)
+                    *n = BH_NET_FW_MAX_ADDRS;
+                if (*n <= 0 && !fam_blocked[f]) {
+                    fam_blocked[f] = true;
+                    snprintf(fam_why[f], sizeof fam_why[f], "%.100s has no %s address", r.host, f ? "IPv6" : "IPv4");
+                }
+            }
         }
-        if (emit_rule(&r, addrs, n, out) < 0)
+        if (emit_rule(&r, &addrs, out) < 0)
             return -1;
+    }
+    if (fam_blocked[0] && fam_blocked[1])
+        return blocked(out, start, res, fam_why[0]);
+    for (int f = 0; f < 2; f++) {
+        if (!fam_blocked[f])
+            continue;
+        /* that family refused before any rule (first match decides), as Qubes blocks the
+         * family whose rules it could not resolve */
+        char line[96];
+        int l = snprintf(line, sizeof line, "    meta nfproto %s " REJECT "\n", f ? "ipv6" : "ipv4");
+        if (bh_buf_adds(out, line) < 0)
+            return -1;
+        memmove(out->data + start + l, out->data + start, out->len - start - (size_t)l);
+        memcpy(out->data + start, line, (size_t)l);
+        snprintf(res->why, sizeof res->why, "%.190s", fam_why[f]);
+        res->blocked_family |= 1u << f;
     }
     return bh_buf_adds(out, "    " REJECT "\n");
 }

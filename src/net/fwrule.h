@@ -8,9 +8,11 @@
  * that cannot be resolved blocks all the qube's traffic (Qubes: "blocking traffic");
  * `dst4` rules match IPv4 packets only and `dst6` rules IPv6 packets only, rules with
  * no destination both (as Qubes, which writes one rule set per family), `proto=icmp`
- * meaning ICMPv6 for IPv6; a `dsthost` names IPv4 addresses only (its rule never
- * matches IPv6); expired rules are left out and the caller learns when the next one
- * expires. */
+ * meaning ICMPv6 for IPv6; a `dsthost` matches its A records in IPv4 and its AAAA
+ * records in IPv6, and (as Qubes, which resolves it once per family and blocks that
+ * family's traffic when it fails) a name without addresses of one family blocks all of
+ * that family's traffic; expired rules are left out and the caller learns when the
+ * next one expires. */
 #pragma once
 #include "buf.h"
 #include "err.h"
@@ -44,15 +46,24 @@ struct bh_fw_rule {
  * bounded). */
 int bh_fw_rule_parse(const char *line, size_t len, struct bh_fw_rule *r, bh_error *err);
 
-/* Resolves host to at most max IPv4 addresses; returns the count (0 = no address) or
- * -1 when the name cannot be resolved now. */
-typedef int (*bh_fw_resolver)(void *ctx, const char *host, struct in_addr *out, int max);
+/* What a dsthost resolves to: n4/n6 addresses of each family, -1 for none of it. */
+struct bh_fw_addrs {
+    int n4, n6;
+    int which; /* internal to the translation: 0, or the family (4, 6) being written */
+    struct in_addr a4[BH_NET_FW_MAX_ADDRS];
+    struct in6_addr a6[BH_NET_FW_MAX_ADDRS];
+};
+/* Resolves host (A and AAAA); 0 with out filled, or -1 when the name cannot be
+ * resolved now (no answer yet, or neither family resolves). */
+typedef int (*bh_fw_resolver)(void *ctx, const char *host, struct bh_fw_addrs *out);
 
 struct bh_fw_result {
     time_t next_expire;  /* earliest expiry still in the future, 0 if none */
     bool blocked;        /* the rules could not be applied as written: all traffic refused */
     char why[200];       /* why blocked */
     unsigned dsthosts;   /* rules with a dsthost (the caller re-resolves them now and then) */
+    unsigned blocked_family; /* bit 0 IPv4, bit 1 IPv6: refused whole (a dsthost without
+                              * addresses of that family), the other family as written */
 };
 
 /* Appends to out the body of an nftables chain (one statement a line, every line

@@ -3,6 +3,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/if.h>
 #include <linux/if_link.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <stdio.h>
@@ -154,44 +155,110 @@ int bh_nl_link_del(struct bh_nl *nl, const char *name, bh_error *err)
     return 0;
 }
 
-int bh_nl_addr_add(struct bh_nl *nl, int ifindex, struct in_addr local, unsigned prefix, bh_error *err)
+static int addr_add(struct bh_nl *nl, int family, int ifindex, const void *local, size_t alen, unsigned prefix,
+                    bh_error *err)
 {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     struct nlmsghdr *nlh = start(buf, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
     struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof *ifa);
-    ifa->ifa_family = AF_INET;
+    ifa->ifa_family = (unsigned char)family;
     ifa->ifa_prefixlen = (unsigned char)prefix;
     ifa->ifa_scope = RT_SCOPE_UNIVERSE;
     ifa->ifa_index = (unsigned)ifindex;
-    mnl_attr_put(nlh, IFA_LOCAL, 4, &local);
-    mnl_attr_put(nlh, IFA_ADDRESS, 4, &local);
+    /* IPv6: usable at once, no duplicate detection (both ends of a link are ours) */
+    ifa->ifa_flags = family == AF_INET6 ? IFA_F_NODAD : 0;
+    mnl_attr_put(nlh, IFA_LOCAL, alen, local);
+    mnl_attr_put(nlh, IFA_ADDRESS, alen, local);
     if (talk(nl, nlh, NULL, NULL) < 0)
         return bh_fail_errno(err, "add address to link %d", ifindex);
     return 0;
 }
 
-int bh_nl_route_add(struct bh_nl *nl, struct in_addr dst, unsigned prefix, const struct in_addr *gw, int ifindex,
-                    bh_error *err)
+int bh_nl_addr_add(struct bh_nl *nl, int ifindex, struct in_addr local, unsigned prefix, bh_error *err)
+{
+    return addr_add(nl, AF_INET, ifindex, &local, 4, prefix, err);
+}
+
+int bh_nl_addr_add6(struct bh_nl *nl, int ifindex, const struct in6_addr *local, unsigned prefix, bh_error *err)
+{
+    return addr_add(nl, AF_INET6, ifindex, local, 16, prefix, err);
+}
+
+static int route_add(struct bh_nl *nl, int family, const void *dst, size_t alen, unsigned prefix, const void *gw,
+                     int ifindex, bh_error *err)
 {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     struct nlmsghdr *nlh = start(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
     struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof *rtm);
-    rtm->rtm_family = AF_INET;
+    rtm->rtm_family = (unsigned char)family;
     rtm->rtm_dst_len = (unsigned char)prefix;
     rtm->rtm_table = RT_TABLE_MAIN;
     rtm->rtm_protocol = RTPROT_STATIC;
     rtm->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
     rtm->rtm_type = RTN_UNICAST;
     if (prefix)
-        mnl_attr_put(nlh, RTA_DST, 4, &dst);
+        mnl_attr_put(nlh, RTA_DST, alen, dst);
     if (gw) {
-        mnl_attr_put(nlh, RTA_GATEWAY, 4, gw);
+        mnl_attr_put(nlh, RTA_GATEWAY, alen, gw);
         rtm->rtm_flags |= RTNH_F_ONLINK;
     }
     mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)ifindex);
     if (talk(nl, nlh, NULL, NULL) < 0)
         return bh_fail_errno(err, "add route via link %d", ifindex);
     return 0;
+}
+
+int bh_nl_route_add(struct bh_nl *nl, struct in_addr dst, unsigned prefix, const struct in_addr *gw, int ifindex,
+                    bh_error *err)
+{
+    return route_add(nl, AF_INET, &dst, 4, prefix, gw, ifindex, err);
+}
+
+int bh_nl_route_add6(struct bh_nl *nl, const struct in6_addr *dst, unsigned prefix, const struct in6_addr *gw,
+                     int ifindex, bh_error *err)
+{
+    return route_add(nl, AF_INET6, dst, 16, prefix, gw, ifindex, err);
+}
+
+int bh_nl_neigh_add6(struct bh_nl *nl, int ifindex, const struct in6_addr *addr, const uint8_t mac[6], bh_error *err)
+{
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *nlh = start(buf, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE);
+    struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof *nd);
+    nd->ndm_family = AF_INET6;
+    nd->ndm_ifindex = ifindex;
+    nd->ndm_state = NUD_PERMANENT;
+    mnl_attr_put(nlh, NDA_DST, 16, addr);
+    mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+    if (talk(nl, nlh, NULL, NULL) < 0)
+        return bh_fail_errno(err, "add neighbour on link %d", ifindex);
+    return 0;
+}
+
+static int mac_cb(const struct nlmsghdr *nlh, void *data)
+{
+    if (nlh->nlmsg_type != RTM_NEWLINK)
+        return MNL_CB_OK;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, nlh, sizeof(struct ifinfomsg))
+    {
+        if (mnl_attr_get_type(a) == IFLA_ADDRESS && mnl_attr_get_payload_len(a) == 6)
+            memcpy(data, mnl_attr_get_payload(a), 6);
+    }
+    return MNL_CB_OK;
+}
+
+int bh_nl_link_mac(struct bh_nl *nl, int ifindex, uint8_t mac[6])
+{
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *nlh = start(buf, RTM_GETLINK, 0);
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof *ifi);
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = ifindex;
+    memset(mac, 0, 6);
+    if (talk(nl, nlh, mac_cb, mac) < 0)
+        return -1;
+    return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) ? 0 : -1;
 }
 
 int bh_mac_parse(const char *s, uint8_t mac[6])

@@ -34,5 +34,15 @@ int bh_nl_addr_add(struct bh_nl *nl, int ifindex, struct in_addr local, unsigned
 int bh_nl_route_add(struct bh_nl *nl, struct in_addr dst, unsigned prefix, const struct in_addr *gw, int ifindex,
                     bh_error *err);
 
+/* IPv6: the address is usable at once (no duplicate detection: both ends are ours). */
+int bh_nl_addr_add6(struct bh_nl *nl, int ifindex, const struct in6_addr *local, unsigned prefix, bh_error *err);
+int bh_nl_route_add6(struct bh_nl *nl, const struct in6_addr *dst, unsigned prefix, const struct in6_addr *gw,
+                     int ifindex, bh_error *err);
+/* A permanent neighbour entry (as Qubes sets for the gateway): no neighbour discovery
+ * is needed across a link whose both ends bulkheadd made. */
+int bh_nl_neigh_add6(struct bh_nl *nl, int ifindex, const struct in6_addr *addr, const uint8_t mac[6], bh_error *err);
+/* The MAC of a link; -1 if it has none. */
+int bh_nl_link_mac(struct bh_nl *nl, int ifindex, uint8_t mac[6]);
+
 /* Parses "aa:bb:cc:dd:ee:ff". */
 int bh_mac_parse(const char *s, uint8_t mac[6]);

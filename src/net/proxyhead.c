@@ -1,4 +1,6 @@
 #include "proxyhead.h"
+#include <netinet/in.h>
+#include <stdint.h>
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -139,7 +141,31 @@ int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *
 
 bool bh_proxy_addr_refused(unsigned long a)
 {
-    unsigned b0 = (unsigned)(a >> 24) & 255, b1 = (unsigned)(a >> 16) & 255;
-    return b0 == 0 || b0 == 127 || (b0 == 169 && b1 == 254) || b0 >= 224 ||
-           (b0 == 10 && (b1 == 137 || b1 == 138 || b1 == 139));
+    unsigned b0 = (unsigned)(a >> 24) & 255, b1 = (unsigned)(a >> 16) & 255, b2 = (unsigned)(a >> 8) & 255;
+    return b0 == 0 || b0 == 10 || b0 == 127 || (b0 == 100 && (b1 & 0xc0) == 64) || (b0 == 169 && b1 == 254) ||
+           (b0 == 172 && (b1 & 0xf0) == 16) || (b0 == 192 && b1 == 168) || (b0 == 192 && b1 == 0 && b2 == 0) ||
+           (b0 == 198 && (b1 & 0xfe) == 18) || b0 >= 224;
 }
+
+static unsigned long v4_at(const uint8_t *p)
+{
+    return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+}
+
+bool bh_proxy_addr6_refused(const struct in6_addr *in)
+{
+    const uint8_t *a = in->s6_addr;
+    static const uint8_t zero[12], mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff },
+                                   nat64[12] = { 0, 0x64, 0xff, 0x9b };
+    if (!memcmp(a, zero, 12))
+        return true; /* ::, ::1, IPv4-compatible */
+    if (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))
+        return bh_proxy_addr_refused(v4_at(a + 12));
+    if (a[0] == 0x20 && a[1] == 0x02)
+        return bh_proxy_addr_refused(v4_at(a + 2)); /* 6to4 */
+    if (a[0] == 1 && a[1] == 0 && !a[2] && !a[3] && !a[4] && !a[5] && !a[6] && !a[7])
+        return true; /* 100::/64, discard */
+    return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0x80)) || a[0] == 0xff;
+}
+
+bool bh_proxy_connect_port_ok(unsigned port) { return port == 443 || port == 873; }

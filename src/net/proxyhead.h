@@ -30,5 +30,16 @@ long bh_proxy_head_len(const char *buf, size_t len);
  * rewritten head to out. Returns 0, or -1 with err (answer 400). */
 int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *r, bh_buf *out, bh_error *err);
 /* Destinations the proxy refuses even when the name resolves there: loopback, "this
- * network", link-local, multicast/broadcast and the qubes' own ranges (10.137-139.x). */
+ * network", private ranges (10/8 with the qubes' own 10.137-139.x, 172.16/12,
+ * 192.168/16, 100.64/10 with the uplink's own link), link-local, benchmarking,
+ * multicast, reserved and broadcast. A template reaches the repositories, not the
+ * LAN of the updates qube or anything behind it. */
 bool bh_proxy_addr_refused(unsigned long host_order_ipv4);
+struct in6_addr;
+/* The same for IPv6: unspecified, loopback, IPv4-compatible, unique-local (with the
+ * qubes' fd09:24ef:4179::/48), link- and site-local, multicast, discard; addresses that
+ * embed an IPv4 one (mapped, NAT64 64:ff9b::/96, 6to4) by that IPv4 address. */
+bool bh_proxy_addr6_refused(const struct in6_addr *a);
+/* CONNECT is allowed to the ports Qubes' updates proxy allows (tinyproxy's ConnectPort
+ * 443, and 873 for rsync mirrors) only; plain http:// requests may name any port. */
+bool bh_proxy_connect_port_ok(unsigned port);

@@ -41,9 +41,11 @@ static void helper(int fd, const struct in_addr *servers, int n)
         struct bh_resolver_ans a;
         memset(&a, 0, sizeof a);
         a.id = q.id;
-        a.n = -1;
-        if ((size_t)got == sizeof q && memchr(q.host, '\0', sizeof q.host))
-            a.n = bh_dns_resolve(-1, servers, n, q.host, a.a, BH_RESOLVER_MAX_ADDRS);
+        a.n = a.n6 = -1;
+        if ((size_t)got == sizeof q && memchr(q.host, '\0', sizeof q.host)) {
+            a.n = bh_dns_resolve(-1, servers, n, q.host, AF_INET, a.a, BH_RESOLVER_MAX_ADDRS);
+            a.n6 = bh_dns_resolve(-1, servers, n, q.host, AF_INET6, a.a6, BH_RESOLVER_MAX_ADDRS);
+        }
         if (send(fd, &a, sizeof a, MSG_NOSIGNAL) < 0 && errno != EINTR)
             _exit(1);
     }
@@ -134,7 +136,7 @@ int bh_resolver_recv(struct bh_resolver *r, struct bh_resolver_ans *out)
         if ((size_t)got != sizeof *out)
             return -1; /* not ours to guess at: the helper is treated as gone */
         memcpy(out, buf, sizeof *out);
-        if (out->n < -1 || out->n > BH_RESOLVER_MAX_ADDRS)
+        if (out->n < -1 || out->n > BH_RESOLVER_MAX_ADDRS || out->n6 < -1 || out->n6 > BH_RESOLVER_MAX_ADDRS)
             return -1;
         return 1;
     }

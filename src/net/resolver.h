@@ -1,6 +1,6 @@
 /* dsthost resolution off bulkheadd's event loop: a helper process that resolves one
  * name at a time through the uplink's resolvers, from the uplink's namespace, and
- * answers over a socket the loop watches. A resolver that never answers costs the
+ * answers over a socket the loop watches; each name is asked for A and AAAA records. A resolver that never answers costs the
  * helper (at most BH_RESOLVER_BUDGET_S a name), never the daemon.
  *
  * The helper is forked once, joins the peer namespace, then gives up root (nobody, no
@@ -14,7 +14,7 @@
 
 #define BH_RESOLVER_MAX_ADDRS 32
 #define BH_RESOLVER_HOST_MAX 253
-#define BH_RESOLVER_BUDGET_S 4 /* 1 s a try, one retry, two servers at most */
+#define BH_RESOLVER_BUDGET_S 8 /* A then AAAA: 1 s a try, one retry, two servers at most */
 
 struct bh_resolver_req {
     uint32_t id;
@@ -22,8 +22,10 @@ struct bh_resolver_req {
 };
 struct bh_resolver_ans {
     uint32_t id;
-    int32_t n; /* -1: does not resolve; else the count of addresses */
+    int32_t n;  /* IPv4 (A): -1 none; else the count of addresses */
+    int32_t n6; /* IPv6 (AAAA): the same */
     struct in_addr a[BH_RESOLVER_MAX_ADDRS];
+    struct in6_addr a6[BH_RESOLVER_MAX_ADDRS];
 };
 
 struct bh_resolver {

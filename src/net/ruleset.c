@@ -1,7 +1,9 @@
 /* The nftables table of one qube's namespace. Where each rule sits and why:
  *
  *   pre (prerouting, priority raw): anti-spoofing. A client's packets must carry its
- *       address and its MAC; anything IPv6 is dropped (the network is IPv4 only).
+ *       address and its MAC; IPv6 is dropped on every link but those with routed IPv6
+ *       (Qubes' `ipv6` feature), where a client's IPv6 packets must carry its ip6 (so
+ *       link-local and unspecified sources are dropped too, as in Qubes' antispoof).
  *   input: nothing reaches this qube's own services from its links except replies
  *       and ICMP (no client-to-netvm services, no netvm-to-client connections).
  *   forward: a client's packets may only go out by eth0 (no qube-to-qube), through
@@ -29,13 +31,39 @@ static const char *ip4(struct in_addr a, char *b)
     return b;
 }
 
+static const char *ip6(const struct in6_addr *a, char *b)
+{
+    inet_ntop(AF_INET6, a, b, INET6_ADDRSTRLEN);
+    return b;
+}
+
+/* `meta nfproto ipv6 <dir> != lo <dir>name != { links with IPv6 } drop` */
+static void v6_gate(const struct bh_net_table *t, bh_buf *o, const char *dir)
+{
+    bh_buf_printf(o, "    meta nfproto ipv6 %s != lo ", dir);
+    const char *sep = "name != { ";
+    if (t->v6_up) {
+        bh_buf_printf(o, "%s%s\"eth0\"", dir, sep);
+        sep = ", ";
+    }
+    for (size_t i = 0; t->serves && i < t->nclients; i++) {
+        if (!t->clients[i].v6)
+            continue;
+        char vif[16];
+        bh_net_vif_name(t->clients[i].qid, vif);
+        bh_buf_printf(o, "%s%s\"%s\"", *sep == 'n' ? dir : "", sep, vif);
+        sep = ", ";
+    }
+    bh_buf_adds(o, *sep == 'n' ? "drop\n" : " } drop\n");
+}
+
 int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_table_result *res)
 {
     memset(res, 0, sizeof *res);
-    char a[INET_ADDRSTRLEN], m[20];
+    char a[INET6_ADDRSTRLEN], m[20];
     bh_buf_adds(o, "table inet bulkhead\ndelete table inet bulkhead\ntable inet bulkhead {\n");
-    bh_buf_adds(o, "  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n"
-                   "    meta nfproto ipv6 iif != lo drop\n");
+    bh_buf_adds(o, "  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n");
+    v6_gate(t, o, "iif");
     for (size_t i = 0; t->serves && i < t->nclients; i++) {
         const struct bh_net_client *c = &t->clients[i];
         char vif[16];
@@ -44,13 +72,16 @@ int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_t
                  c->mac[5]);
         bh_buf_printf(o, "    iifname \"%s\" ether saddr != %s drop\n", vif, m);
         bh_buf_printf(o, "    iifname \"%s\" ip saddr != %s drop\n", vif, ip4(c->ip, a));
+        if (c->v6)
+            bh_buf_printf(o, "    iifname \"%s\" ip6 saddr != %s drop\n", vif, ip6(&c->ip6, a));
     }
     bh_buf_adds(o, "  }\n");
     bh_buf_adds(o, "  chain input {\n    type filter hook input priority filter; policy drop;\n"
                    "    iif lo accept\n    ct state established,related accept\n    ct state invalid drop\n"
-                   "    meta l4proto icmp accept\n  }\n");
-    bh_buf_adds(o, "  chain output {\n    type filter hook output priority filter; policy accept;\n"
-                   "    meta nfproto ipv6 oif != lo drop\n  }\n");
+                   "    meta l4proto { icmp, ipv6-icmp } accept\n  }\n");
+    bh_buf_adds(o, "  chain output {\n    type filter hook output priority filter; policy accept;\n");
+    v6_gate(t, o, "oif");
+    bh_buf_adds(o, "  }\n");
     bh_buf_adds(o, "  chain forward {\n    type filter hook forward priority filter; policy drop;\n"
                    "    ct state invalid drop\n");
     if (t->serves && t->upstream) {
@@ -93,16 +124,26 @@ int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_t
     bh_buf_adds(o, "}\n");
     /* Clients that are netvms limit their own clients (and themselves): not counted
      * here as one source. Only this set changes; the limit's counts stay (net.h). */
+    if (!t->cap_table)
+        return 0;
     bh_buf_adds(o, "add table inet " BH_NET_CAP_TABLE "\nadd set inet " BH_NET_CAP_TABLE " exempt { type ipv4_addr; }\n"
-                   "flush set inet " BH_NET_CAP_TABLE " exempt\n");
-    bool any = false;
-    for (size_t i = 0; t->serves && i < t->nclients; i++) {
-        if (!t->clients[i].serves)
-            continue;
-        bh_buf_printf(o, "%s%s", any ? ", " : "add element inet " BH_NET_CAP_TABLE " exempt { ", ip4(t->clients[i].ip, a));
-        any = true;
+                   "flush set inet " BH_NET_CAP_TABLE " exempt\n"
+                   "add set inet " BH_NET_CAP_TABLE " exempt6 { type ipv6_addr; }\n"
+                   "flush set inet " BH_NET_CAP_TABLE " exempt6\n");
+    for (int fam = 4; fam <= 6; fam += 2) {
+        bool any = false;
+        for (size_t i = 0; t->serves && i < t->nclients; i++) {
+            const struct bh_net_client *c = &t->clients[i];
+            if (!c->serves || (fam == 6 && !c->v6))
+                continue;
+            bh_buf_printf(o, "%s%s", any ? ", " : fam == 4 ? "add element inet " BH_NET_CAP_TABLE " exempt { "
+                                                           : "add element inet " BH_NET_CAP_TABLE " exempt6 { ",
+                          fam == 4 ? ip4(c->ip, a) : ip6(&c->ip6, a));
+            any = true;
+        }
+        bh_buf_adds(o, any ? " }\n" : "");
     }
-    return bh_buf_adds(o, any ? " }\n" : "");
+    return 0;
 }
 
 int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,

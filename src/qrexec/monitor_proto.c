@@ -96,8 +96,8 @@ int bh_qx_mon_send(int fd, uint32_t op, uint32_t slot, int pass_fd)
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
     }
-    ssize_t w;
-    while ((w = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    ssize_t w; /* never blocks: the monitor must not wait on the side it supervises */
+    while ((w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
         ;
     return w == (ssize_t)sizeof m ? 0 : -1;
 }

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -342,7 +343,12 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             self[n] = '\0';
             *strrchr(self, '/') = '\0';
             const char *dest = !strcmp(target, "@adminvm") || !strcmp(target, "dom0") ? "dom0" : target;
-            snprintf(fwd, sizeof fwd, "root:exec '%s/qubesd-query' %s %s %s", self, qube_name, service_full, dest);
+            /* Qubes' dom0 program for admin.vm.volume.Import[WithSize]: the data does not
+             * pass through bulkheadd (qubesd-import.c) */
+            bool import = !strncmp(service_full, "admin.vm.volume.Import+", 23) ||
+                          !strncmp(service_full, "admin.vm.volume.ImportWithSize+", 31);
+            snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self, import ? "qubesd-import" : "qubesd-query",
+                     qube_name, service_full, dest);
             /* admin.vm.List is filtered by the same policy (qubesd-query) */
             if (policy_ctx.policy_dir)
                 setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
@@ -410,6 +416,43 @@ static int listen_in_target(const char *target, const char *tdir, uint32_t tqid,
     return bh_vchan_listen(tdir, qid, tqid, port, err);
 }
 
+/* Whether the daemon at the other end of fd serves the qube `target` as qid_seen. Asked
+ * of the kernel, not of that daemon: the peer of a connection to a qrexec.sock is the
+ * process that listened on it, the target's root monitor, started by bulkheadd with
+ * --name and --domid on its command line (its unprivileged side, which a compromised
+ * target controls, can change neither that process's memory nor its credentials). */
+static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
+{
+    struct ucred uc;
+    socklen_t ul = sizeof uc;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || uc.uid != 0 || uc.pid <= 1)
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)uc.pid);
+    _cleanup_free_ char *st = bh_read_file(path, 16384, NULL);
+    const char *u = st ? strstr(st, "\nUid:") : NULL;
+    if (!u || strtoul(u + 5, NULL, 10) != 0) /* real uid root: no qube process can be */
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)uc.pid);
+    size_t len = 0;
+    _cleanup_free_ char *cmd = bh_read_file(path, 8192, &len);
+    if (!cmd)
+        return false;
+    const char *name = NULL, *domid = NULL;
+    for (size_t i = 0; i < len; i += strlen(cmd + i) + 1) {
+        size_t next = i + strlen(cmd + i) + 1;
+        if (next >= len)
+            break;
+        if (!strcmp(cmd + i, "--name"))
+            name = cmd + next;
+        else if (!strcmp(cmd + i, "--domid"))
+            domid = cmd + next;
+    }
+    char want[16];
+    snprintf(want, sizeof want, "%u", qid_seen);
+    return name && domid && !strcmp(name, target) && !strcmp(domid, want);
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -463,6 +506,14 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         call_exit(1);
     }
     uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
+    /* The answer comes from the target's unprivileged side, which a compromised target
+     * controls: a foreign qid would point this root relay at the name of one of the
+     * caller's calls to ANOTHER qube (in the caller's own vchan dir) and hand that stream
+     * to this target. The qid must be the target's own. */
+    if (!target_qid_matches(tfd, d.target, tqid) || port < FIRST_DATA_PORT || port >= FIRST_DATA_PORT + MAX_PORTS) {
+        bh_warn("target daemon %s answered a foreign qid %u or port %u: call refused", d.target, tqid, port);
+        call_exit(1);
+    }
     /* The target agent connects (as client) to this name in ITS dir; we stand in for the
      * calling qube's qrexec-client-vm, which listens under the same name in OUR dir. */
     char tdir[4096];
@@ -502,6 +553,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
      * child of its own, so that this (root) process can still end a disposable afterwards. */
     pid_t rp = fork();
     if (rp == 0) {
+        close(tfd); /* the target daemon's client connection: not the relay's */
         bh_error perr = { 0 };
         if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &perr) < 0 || bh_qx_seccomp_unpriv(&perr) < 0) {
             bh_err("relay: %s", perr.msg);
@@ -763,6 +815,32 @@ static void handle_monitor(void)
  * side's idea of which slots are busy). */
 static pid_t call_pids[MAX_TRIGGERS];
 
+static pid_t mon_up = -1; /* the unprivileged side */
+static int mon_sfd = -1;  /* the monitor's signalfd */
+
+static _Noreturn void monitor_exit(pid_t up, int code);
+
+/* Replies never block the monitor: a side that asks for calls but does not read their
+ * answers fills the socket; it is then broken (or compromised) and is ended. */
+static void mon_reply(uint32_t op, uint32_t slot, int pass_fd)
+{
+    /* A busy but healthy side gets 5 s to make room (its queue holds only a few
+     * messages: max_dgram_qlen) */
+    for (int waited = 0; bh_qx_mon_send(mon, op, slot, pass_fd) < 0; waited++) {
+        if (errno != EAGAIN || waited == 50)
+            goto broken;
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    return;
+broken:
+    bh_warn("%s: the unprivileged side does not take the monitor's answers (%s): ending it", qube_name,
+            strerror(errno));
+    if (mon_up > 0)
+        kill(mon_up, SIGKILL);
+    monitor_exit(mon_up, -1);
+}
+
 static void start_call(const struct bh_qx_mon_call *c)
 {
     if (call_pids[c->slot]) {
@@ -771,18 +849,19 @@ static void start_call(const struct bh_qx_mon_call *c)
     }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
     pid_t pid = fork();
     if (pid < 0) {
         close(sp[0]), close(sp[1]);
-        bh_qx_mon_send(mon, BH_QX_MON_DONE, c->slot, -1);
+        mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
     if (pid == 0) {
         close(sp[0]);
         close(mon);
+        close(mon_sfd);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
@@ -793,19 +872,42 @@ static void start_call(const struct bh_qx_mon_call *c)
     }
     close(sp[1]);
     call_pids[c->slot] = pid;
-    bh_qx_mon_send(mon, BH_QX_MON_STARTED, c->slot, sp[0]);
-    close(sp[0]);
+    int fd = sp[0];
+    mon_reply(BH_QX_MON_STARTED, c->slot, fd);
+    close(fd);
+}
+
+/* The name of our listening socket, as bound: removed at the end only if it is still
+ * ours (a successor daemon for the same qube may have bound the name since). */
+static dev_t sock_dev;
+static ino_t sock_ino;
+
+static void unlink_own_socket(void)
+{
+    struct stat st;
+    if (sock_ino && lstat(sock_path, &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+        (void)unlink(sock_path);
 }
 
 static _Noreturn void monitor_exit(pid_t up, int code)
 {
     if (up > 0) {
+        /* SIGTERM, then SIGKILL after 2 s: the unprivileged side may ignore the first */
         kill(up, SIGTERM);
-        int st;
-        if (waitpid(up, &st, 0) == up && WIFEXITED(st) && code < 0)
+        int st = 0;
+        pid_t w = 0;
+        for (int i = 0; i < 200 && (w = waitpid(up, &st, WNOHANG)) == 0; i++) {
+            struct timespec ts = { 0, 10 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        if (w == 0) {
+            kill(up, SIGKILL);
+            w = waitpid(up, &st, 0);
+        }
+        if (w == up && WIFEXITED(st) && code < 0)
             code = WEXITSTATUS(st);
     }
-    unlink(sock_path);
+    unlink_own_socket();
     exit(code < 0 ? 1 : code);
 }
 
@@ -814,6 +916,8 @@ static _Noreturn void monitor_exit(pid_t up, int code)
 static _Noreturn void monitor_run(pid_t up, int sfd)
 {
     bh_log_init("qrexec-daemon-monitor");
+    mon_up = up;
+    mon_sfd = sfd;
     while (!stop) {
         struct pollfd p[2] = { { .fd = mon, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
         if (poll(p, 2, -1) < 0) {
@@ -829,13 +933,13 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (pid == up) { /* its exit code is the daemon's (0: the agent hung up) */
-                    unlink(sock_path);
+                    unlink_own_socket();
                     exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
                 }
                 for (uint32_t i = 0; i < MAX_TRIGGERS; i++)
                     if (call_pids[i] == pid) {
                         call_pids[i] = 0;
-                        bh_qx_mon_send(mon, BH_QX_MON_DONE, i, -1);
+                        mon_reply(BH_QX_MON_DONE, i, -1);
                     }
             }
         }
@@ -956,30 +1060,23 @@ int main(int argc, char **argv)
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
-     * that stops reading makes a send fail, not block the daemon). */
-    set_rcv_timeout(ctrl, 10);
-    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
-    uint32_t theirs = 0, ver;
-    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
-        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
-        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
-        return 1;
-    }
-    ctrl_version = ver;
-    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
     _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
         return 1;
     }
-    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
-    /* Privilege separation: a child reads the agent and the dom0 clients from here on,
-     * unprivileged; this process stays root only to fork call processes on request. */
+    struct stat sst;
+    if (lstat(sock_path, &sst) == 0) {
+        sock_dev = sst.st_dev;
+        sock_ino = sst.st_ino;
+    }
+    /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
+     * clients from here on, unprivileged; this process stays root only to fork call
+     * processes on request, and parses no byte the qube sent. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     sigset_t mask;
@@ -993,7 +1090,7 @@ int main(int argc, char **argv)
     pid_t up = fork();
     if (up < 0) {
         bh_err("fork: %s", strerror(errno));
-        unlink(sock_path);
+        unlink_own_socket();
         return 1;
     }
     if (up > 0) {
@@ -1004,16 +1101,12 @@ int main(int argc, char **argv)
         lfd = -1;
         mon = mp[0];
         int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (ready_fd >= 0) {
-            bh_write_all(ready_fd, "1", 1);
+        if (ready_fd >= 0) /* the unprivileged side says ready, after the handshake */
             close(ready_fd);
-        }
         monitor_run(up, sfd);
     }
     close(mp[0]);
     mon = mp[1];
-    if (ready_fd >= 0)
-        close(ready_fd);
     prctl(PR_SET_NAME, "qrexec-unpriv", 0, 0, 0);
     if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
@@ -1026,6 +1119,23 @@ int main(int argc, char **argv)
     if (bh_qx_seccomp_unpriv(&err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
         return 1;
+    }
+    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
+     * that stops reading makes a send fail, not block the daemon). */
+    set_rcv_timeout(ctrl, 10);
+    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
+    uint32_t theirs = 0, ver;
+    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
+        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
+        return 1;
+    }
+    ctrl_version = ver;
+    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
+    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
+    if (ready_fd >= 0) {
+        bh_write_all(ready_fd, "1", 1);
+        close(ready_fd);
     }
 
     while (!stop) {

@@ -356,13 +356,23 @@ def test_a_qube_cannot_raise_its_windows_or_take_the_focus(tmp_path, host_displa
 def test_cursors_are_cursor_font_glyphs_only(agent):
     agent.window(1, "cursor")
     agent.host.find_window("[evil] cursor")
+    """As Qubes' daemon: CURSOR_DEFAULT or CURSOR_X11 + n, n < 154, map to the daemon's
+    own cursor-font cursors (an odd n, a glyph's mask, is the default cursor); anything
+    else is refused, and a flood of them costs the host nothing new."""
     agent.send(148, 1, struct.pack("=I", 0x100 + 152))  # XC_xterm: accepted
-    agent.send(148, 1, struct.pack("=I", 0x101))        # not a glyph: refused
-    agent.send(148, 1, struct.pack("=I", 0xffffffff))
-    agent.wait_log("CURSOR 0xffffffff is not a cursor-font glyph")
-    assert "CURSOR 0x101 is not a cursor-font glyph" in agent.log_text()
-    assert "0x198" not in agent.log_text()
+    agent.send(148, 1, struct.pack("=I", 0x101))        # a mask: the default cursor
+    for bad in (0xffffffff, 0x19a, 0xff, 0x100 | 0x10000, 0x80000100):
+        agent.send(148, 1, struct.pack("=I", bad))
+    agent.wait_log("CURSOR 0x80000100 is not a cursor-font glyph")
+    for bad in ("0xffffffff", "0x19a", "0xff", "0x10100"):
+        assert f"CURSOR {bad} is not a cursor-font glyph" in agent.log_text()
+    assert "0x198" not in agent.log_text() and "0x101 is not" not in agent.log_text()
+    # 20000 cursor changes over every valid id: served, no X resources pile up (the
+    # daemon's cursors are made once per glyph), the daemon stays with us
+    flood = b"".join(hdr(148, 1, 4) + struct.pack("=I", 0x100 + i % 154) for i in range(20000))
+    agent.sock.sendall(flood)
     alive(agent, 1, "cursor-ok")
+    assert agent.proc.poll() is None
 
 
 def test_an_agent_that_says_nothing(tmp_path, host_display):
@@ -472,3 +482,171 @@ def test_fullscreen_keeps_the_frame_unless_allowed(tmp_path, host_display):
     finally:
         evil.close()
         ok.close()
+
+
+def test_fullscreen_is_acknowledged_to_the_agent(tmp_path, host_display):
+    """As Qubes' daemon (which acks the window manager's fullscreen, or the maximise it
+    gave instead, with WINDOW_FLAGS to the agent): the agent is told the window is
+    fullscreen when the daemon shows it so, and told again when it ends, whether the
+    qube placed the window itself or asked to leave."""
+    ok = FakeAgent(tmp_path, host_display, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    evil = FakeAgent(tmp_path, host_display)
+    try:
+        for a in (ok, evil):
+            a.window(1, "ack", x=100, y=100, w=120, h=80)
+            host_display.find_window(f"[{a.name}] ack")
+            a.messages(0.5)
+
+        def flags(a):
+            return [struct.unpack("=II", b) for t, w, b in a.messages() if t == WINDOW_FLAGS and w == 1]
+        for a in (ok, evil):
+            _fullscreen(a, True)
+            assert flags(a) == [(FULLSCREEN, 0)], a.name  # granted, or the maximise instead
+            _fullscreen(a, True)                           # again: nothing new to say
+            assert flags(a) == []
+        _fullscreen(ok, False)
+        assert flags(ok) == [(0, FULLSCREEN)]
+        # the qube placing its window itself ends the (fake) fullscreen too
+        evil.send(CONFIGURE, 1, struct.pack("=5I", 50, 50, 100, 100, 0))
+        assert flags(evil) == [(0, FULLSCREEN)]
+        alive(evil, 1, "ack-still")
+    finally:
+        ok.close()
+        evil.close()
+
+
+def test_title_and_icon_floods_are_bounded_per_window(agent):
+    """A qube changing a window's title and icon thousands of times a second: the host
+    display sees at most 8 titles and 4 icons per window per second (the newest one
+    waits for the next second, so the window ends up right), and the daemon keeps
+    serving the qube's other windows at once. Positive control: changes at a human
+    pace all arrive, one property change each."""
+    agent.window(1, "flood")
+    wid = agent.host.find_window("[evil] flood")
+    agent.window(2, "other", x=400, y=100)
+    agent.host.find_window("[evil] other")
+    watch = agent.host.watch_properties(wid, ["_NET_WM_NAME", "_NET_WM_ICON"])
+    time.sleep(1.1)  # a fresh second for the control
+    for i in range(3):
+        agent.title(1, f"slow-{i}".encode())
+        agent.send(WINDOW_ICON, 1, struct.pack("=2II", 1, 1, 0xff000000 | i))
+    agent.host.find_window("[evil] slow-2")
+    time.sleep(0.3)
+    assert watch.poll() == {"_NET_WM_NAME": 3, "_NET_WM_ICON": 3}  # every one shown
+    time.sleep(1.1)
+    base = watch.poll()
+    n_titles, n_icons = 5000, 1000
+    msgs = []
+    for i in range(n_titles):
+        t = f"flood-{i}".encode()
+        msgs.append(hdr(WMNAME, 1, 128) + t.ljust(128, b"\0"))
+        if i % 5 == 0:
+            msgs.append(hdr(WINDOW_ICON, 1, 8 + 64 * 64 * 4) + struct.pack("=2I", 64, 64) +
+                        struct.pack("=I", 0xff000000 | i) * (64 * 64))
+    t0 = time.time()
+    agent.sock.sendall(b"".join(msgs))
+    # the daemon serves the other window while the flood is being coalesced
+    alive(agent, 2, "still-serving")
+    responsive = time.time() - t0
+    # the newest title wins, a second later at most
+    agent.host.find_window(f"[evil] flood-{n_titles - 1}", timeout=10)
+    elapsed = time.time() - t0
+    time.sleep(1.2)
+    got = watch.poll()
+    watch.close()
+    titles, icons = got["_NET_WM_NAME"] - base["_NET_WM_NAME"], got["_NET_WM_ICON"] - base["_NET_WM_ICON"]
+    seconds = int(elapsed + 1.2) + 2  # counting seconds the flood may have touched
+    print(f"flood: {n_titles} titles, {n_icons} icons sent; {titles} and {icons} shown in "
+          f"{elapsed:.1f}s; other window served after {responsive:.2f}s")
+    assert 1 <= titles <= 8 * seconds and 1 <= icons <= 4 * seconds, got
+    assert responsive < 5
+    icon = agent.host.prop32(wid, "_NET_WM_ICON")
+    assert icon[:2] == [64, 64] and icon[2] == tint(0xff000000 | (n_titles - 5), RED)  # the newest icon
+    assert "the excess is coalesced" in agent.log_text()
+    assert agent.proc.poll() is None
+
+
+@pytest.fixture
+def two_monitors():
+    """A 2048x768 desktop with two monitors: L 1024x768 at 0,0 and R 1024x600 at
+    1024,0, so the strip below R (1024..2047 x 600..767) is on the root window but on
+    no monitor."""
+    from gui_fixtures import need_gui_tools
+    need_gui_tools()
+    h = HostDisplay(2048, 768)
+    h.set_monitors([(1024, 768, 0, 0, 271, 203), (1024, 600, 1024, 0, 271, 159)])
+    yield h
+    h.close()
+
+
+def _on(geom, mon):
+    x, y, w, h = geom
+    mx, my, mw, mh = mon
+    return mx <= x and my <= y and x + w <= mx + mw and y + h <= my + mh
+
+
+L, R = (0, 0, 1024, 768), (1024, 0, 1024, 600)
+
+
+def _wait_geometry(host, wid, pred, timeout=8):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not pred(host.geometry(wid)):
+        time.sleep(0.2)
+    return host.geometry(wid)
+
+
+def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
+    """With monitors of different sizes, part of the root window shows on no screen. A
+    window the qube places there, or across monitors, or larger than its monitor is
+    put on one monitor whole (the one it overlaps most, else the nearest), frame
+    included; maximise and fullscreen fill the window's own monitor. The layout is
+    followed live: when R goes away, R's windows move to L and the agent is told.
+    Positive control: with one monitor over the whole root the same window stays
+    where the qube put it."""
+    host = two_monitors
+    agent = FakeAgent(tmp_path, host)
+    full = FakeAgent(tmp_path, host, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    try:
+        agent.wait_log("2 monitors: 1024 768 0 0 ")
+        agent.window(1, "under-r", x=1500, y=650, w=200, h=100)   # on no monitor
+        agent.window(2, "across", x=900, y=100, w=300, h=100)     # more on R than on L
+        agent.window(3, "huge", x=10, y=10, w=2000, h=700)        # mostly on L, wider than it
+        a, b, c = (host.find_window(f"[evil] {t}") for t in ("under-r", "across", "huge"))
+        assert host.geometry(a) == (1500 - BORDER, 600 - 100 - 2 * BORDER, 204, 104)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R) and host.geometry(b)[0] == 1024
+        assert host.geometry(c) == (0, 8, 1024, 704) and _on(host.geometry(c), L)
+        # the qube cannot push it back off later either
+        agent.messages(0.3)
+        agent.send(CONFIGURE, 1, struct.pack("=5I", 1200, 700, 200, 100, 0))
+        agent.send(CONFIGURE, 2, struct.pack("=5I", 2000, 0, 100, 100, 0))
+        time.sleep(0.5)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R)
+        # maximise (fullscreen refused) fills R inside the frame; allowed fullscreen is R
+        agent.send(WINDOW_FLAGS, 2, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, b, lambda g: g == R) == R
+        assert (1024 + BORDER, BORDER, 1024 - 2 * BORDER, 600 - 2 * BORDER) in \
+            [struct.unpack("=5I", m)[:4] for t, w, m in agent.messages() if t == CONFIGURE and w == 2]
+        full.window(1, "fs", x=1100, y=100, w=200, h=100)
+        fs = host.find_window("[trusted] fs")
+        full.send(WINDOW_FLAGS, 1, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, fs, lambda g: g == R) == R
+        # R goes away: its windows come to L, the maximised one fills L; the agent is told
+        agent.messages(0.3)
+        host.set_monitors([(1024, 768, 0, 0, 271, 203)])
+        assert _on(_wait_geometry(host, a, lambda g: _on(g, L)), L)
+        assert _wait_geometry(host, b, lambda g: g == L) == L
+        assert _on(host.geometry(c), L)
+        moved = {w for t, w, m in agent.messages() if t == CONFIGURE}
+        assert {1, 2} <= moved
+        agent.wait_log("1 monitor: 1024 768 0 0 ")
+        # positive control: one monitor over the whole root, and the window at
+        # 1500,650 stays where the qube puts it
+        host.set_monitors([(2048, 768, 0, 0, 542, 203)])
+        agent.wait_log("1 monitor: 2048 768 0 0 ", timeout=10)
+        agent.window(4, "free", x=1500, y=650, w=200, h=100)
+        d = host.find_window("[evil] free")
+        assert host.geometry(d) == (1500 - BORDER, 650 - BORDER, 204, 104)
+        assert agent.proc.poll() is None and full.proc.poll() is None
+    finally:
+        agent.close()
+        full.close()

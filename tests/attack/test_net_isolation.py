@@ -10,7 +10,7 @@ import time
 import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from net_fixtures import net, internet, WEB, OTHER, HOST  # noqa: E402,F401
+from net_fixtures import net, internet, WEB, OTHER, HOST, LAN, CONNECT_ECHO, WAIT_FORWARDER  # noqa: E402,F401
 
 SINK = textwrap.dedent(r'''
     import socket, sys
@@ -141,6 +141,35 @@ def test_no_qube_to_host(net, internet):
     peer_ip = [l.split()[3].split("/")[0] for l in peer.splitlines() if "bh" in l.split()[1]][0]
     r = net.run("sys-net", f"python3 -c \"import socket; socket.create_connection(('{peer_ip}', 9000), 2)\"; echo rc=$?", user="root")
     assert "rc=0" not in r.stdout
+
+
+def test_updates_proxy_reaches_repositories_only(net, internet):
+    """From a template (root in it), the updates proxy in sys-net is no way to the
+    uplink's other services or to private addresses: CONNECT only to 443/873 (Qubes'
+    tinyproxy ConnectPort list), and no private, shared or loopback destination, also
+    when a name resolves there (checked after resolution)."""
+    peer = internet.exec(internet.inet, "ip", "-4", "-o", "addr").stdout
+    peer_ip = [l.split()[3].split("/")[0] for l in peer.splitlines() if l.split()[3].startswith("100.")][0]
+    # positive control: CONNECT to a repository's port carries bytes both ways
+    r = net.run("host", WAIT_FORWARDER + CONNECT_ECHO.format(dst="web.test:443"), user="root", timeout=120)
+    assert "HTTP/1.1 200 Connection established" in r.stdout and "ping-through-proxy" in r.stdout, r.stdout + r.stderr
+    # other ports: refused before any connection (the host service, the echo port)
+    for dst in (f"{HOST}:9000", f"{WEB}:7", "web.test:8080"):
+        r = net.run("host", CONNECT_ECHO.format(dst=dst), user="root", timeout=60)
+        assert "403" in r.stdout and "ping" not in r.stdout, (dst, r.stdout)
+    # private destinations on an allowed port, by address and by a name leading there;
+    # positive control: that private address is reachable through sys-net otherwise
+    r = net.run("work", f"python3 -c \"import socket; s=socket.create_connection(('{LAN}', 443), 5); "
+                "s.sendall(b'lan\\n'); print(s.recv(10).decode())\"")
+    assert "lan" in r.stdout, r.stdout + r.stderr
+    for dst in ("lan.test:443", f"{LAN}:443", f"{peer_ip}:443", "172.16.0.1:443", "127.0.0.1:443"):
+        r = net.run("host", CONNECT_ECHO.format(dst=dst), user="root", timeout=60)
+        assert "502" in r.stdout and "ping" not in r.stdout, (dst, r.stdout)
+    # plain http:// to a private name is refused the same way; to the web server it works
+    r = net.run("host", "curl -sS -m 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8082 http://lan.test:8080/")
+    assert r.stdout == "502", r.stdout
+    r = net.run("host", "curl -sS -m 10 -x http://127.0.0.1:8082 http://web.test:8080/")
+    assert "hello from the test internet" in r.stdout, r.stdout + r.stderr
 
 
 ATTACK = ("nft flush ruleset; echo nft=$?; "

@@ -110,3 +110,40 @@ def test_a_call_between_qubes_is_relayed_unprivileged(engine_daemon):
     assert len(unpriv) >= 2, {p: st["Name"] for p, st in seen.items()}
     for st in unpriv.values():
         assert_unprivileged(st)
+
+
+def test_the_agents_hello_is_read_unprivileged():
+    """The first bytes a qube sends (its agent's HELLO) are parsed by the unprivileged
+    side too: while the daemon waits for them, the process that will read them is already
+    the unprivileged, filtered child (before, the root process read the HELLO and split
+    only after it)."""
+    import os
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from qrexec_fixtures import Qube, World
+    from test_qrexec_daemon import FakeAgent
+    w = World()
+    try:
+        q = Qube(w, "slow", 7)
+        w.qubes["slow"] = q
+        fa = FakeAgent(q, 3)
+        r, wr = os.pipe()
+        p = w.spawn([bin_path("qrexec-daemon"), "--name", "slow", "--domid", "7", "--runtime", str(w.runtime),
+                     "--ready-fd", str(wr), "--startup-timeout", "5"], pass_fds=(wr,), log="daemon-slow")
+        os.close(wr)
+        # accept the daemon's connection but send no HELLO: the daemon waits for it
+        fa.srv.settimeout(10)
+        conn, _ = fa.srv.accept()
+        time.sleep(0.5)
+        kids = descendants(p.pid)
+        assert len(kids) == 1, kids  # positive control: the split happened before the HELLO
+        assert_unprivileged(status(kids[0]))
+
+        # now the HELLO: the unprivileged side answers it and says ready
+        conn.sendall(__import__("struct").pack("<III", 0x300, 4, 3))
+        conn.settimeout(10)
+        assert conn.recv(12)[:4] == (0x300).to_bytes(4, "little")
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        conn.close()
+    finally:
+        w.close()

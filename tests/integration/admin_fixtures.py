@@ -158,12 +158,16 @@ def running_qubes(d):
 
 
 def kill_all(d):
-    """Kills every running qube of this daemon (tests clean up what they start)."""
-    for name in running_qubes(d):
-        try:
-            d.call("admin.vm.Kill", name)
-        except AdminError:
-            pass
+    """Kills every running qube of this daemon (tests clean up what they start), also
+    after a test failed while its daemon was stopped (a new one adopts them first)."""
+    if d.proc is None or d.proc.poll() is not None:
+        d.start()
+    for _ in range(2):  # a netvm refused while a client still ran goes on the second pass
+        for name in running_qubes(d):
+            try:
+                d.call("admin.vm.Kill", name)
+            except AdminError:
+                pass
 
 
 def state_of(d, name):

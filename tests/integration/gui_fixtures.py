@@ -163,6 +163,27 @@ class HostDisplay:
             return []
         return list(struct.unpack(f"<{nitems}I", data[:nitems * 4]))
 
+    def set_monitors(self, monitors):
+        """The desktop's monitors, as RandR 1.5 monitors ([(w, h, x, y, w_mm, h_mm)]):
+        Xvfb has one output, so the first monitor takes it (replacing the automatic
+        one) and the others are virtual (`xrandr --setmonitor`, kept by -noreset)."""
+        if not shutil.which("xrandr"):
+            pytest.skip("xrandr missing (x11-xserver-utils, scripts/deps.d/gui.txt)")
+        listed = self.run("xrandr", "--listmonitors").stdout
+        for line in listed.splitlines()[1:]:
+            name = line.split()[1].lstrip("+*")
+            if name.startswith("M") and name[1:].isdigit():
+                self.run("xrandr", "--delmonitor", name)
+        for i, (w, h, x, y, wmm, hmm) in enumerate(monitors):
+            self.run("xrandr", "--setmonitor", f"M{i}", f"{w}/{wmm}x{h}/{hmm}+{x}+{y}", "screen" if i == 0 else "none")
+        got = self.run("xrandr", "--listactivemonitors").stdout
+        assert got.startswith(f"Monitors: {len(monitors)}"), got
+
+    def watch_properties(self, wid, names):
+        """Counts PropertyNotify events of a window, per property name, as a window
+        manager or taskbar listening to it would receive them."""
+        return PropertyWatch(self, wid, names)
+
     def close(self):
         self.proc.terminate()
         try:
@@ -170,6 +191,40 @@ class HostDisplay:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class PropertyWatch:
+    def __init__(self, host, wid, names):
+        import struct
+        self.s, recv, atom = host._xconn()
+        self.atoms = {atom(n): n for n in names}
+        self.counts = {n: 0 for n in names}
+        # ChangeWindowAttributes(wid, event-mask = PropertyChange)
+        self.s.sendall(struct.pack("<BBHIII", 2, 0, 4, wid, 1 << 11, 1 << 22))
+        self.s.setblocking(False)
+        self.buf = b""
+
+    def poll(self):
+        """Reads what arrived; returns the counts so far."""
+        import struct
+        while True:
+            try:
+                chunk = self.s.recv(65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        while len(self.buf) >= 32:
+            ev, self.buf = self.buf[:32], self.buf[32:]
+            if ev[0] & 0x7f == 28:  # PropertyNotify
+                a = struct.unpack("<I", ev[8:12])[0]
+                if a in self.atoms:
+                    self.counts[self.atoms[a]] += 1
+        return dict(self.counts)
+
+    def close(self):
+        self.s.close()
 
 
 def tint(argb, label):

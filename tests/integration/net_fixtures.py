@@ -28,10 +28,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from admin_fixtures import Daemon, BUILD  # noqa: E402
 
 WEB, OTHER, DNS, HOST = "198.51.100.80", "198.51.100.81", "198.51.100.53", "198.51.100.1"
+LAN = "192.168.77.1"  # a private address in the test's internet (echo on :443), routed by [inet]
 
 DNS_SERVER = r'''
 import socket, struct, sys
-names = {b"web.test": "198.51.100.80", b"other.test": "198.51.100.81"}
+names = {b"web.test": "198.51.100.80", b"other.test": "198.51.100.81", b"dual.test": "198.51.100.81",
+         b"lan.test": "192.168.77.1"}  # lan.test: a private address (the updates proxy refuses it)
+names6 = {b"dual.test": "2001:db8:80::81", b"six.test": "2001:db8:80::80"}  # AAAA (IPv6 tests)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("198.51.100.53", 53))
 while True:
@@ -50,16 +53,20 @@ while True:
     if ip and qtype == b"\x00\x01":
         ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04" + socket.inet_aton(ip)
         s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans, a)
+    elif name in names6 and qtype == b"\x00\x1c":
+        ans = b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x05\x00\x10" + socket.inet_pton(socket.AF_INET6, names6[name])
+        s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + ans, a)
     else:
-        rcode = b"\x81\x80" if ip else b"\x81\x83"
+        rcode = b"\x81\x80" if ip or name in names6 else b"\x81\x83"
         s.sendto(q[:2] + rcode + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question, a)
 '''
 
-# a line-echo server: answers each line at once (for connections kept open)
+# a line-echo server: answers each line at once (for connections kept open); on port 7,
+# and on 443 (where the updates proxy may CONNECT; the bytes need not be TLS)
 ECHO_SERVER = r'''
-import socket, threading
+import socket, sys, threading
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("198.51.100.80", 7)); s.listen(64)
+s.bind((sys.argv[2] if len(sys.argv) > 2 else "198.51.100.80", int(sys.argv[1]))); s.listen(64)
 def serve(c):
     with c:
         while True:
@@ -77,6 +84,16 @@ s.bind(("0.0.0.0", 9000)); s.listen(8)
 while True:
     c, _ = s.accept(); c.sendall(b"host-secret\n"); c.close()
 '''
+
+# In a template: CONNECT {dst} through the updates proxy's forwarder (127.0.0.1:8082),
+# print the status line and, if connected, what the far end echoes of one line.
+CONNECT_ECHO = ("python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', 8082), 5); s.settimeout(10); "
+                "s.sendall(b'CONNECT {dst} HTTP/1.1\\r\\nHost: {dst}\\r\\n\\r\\n'); h=b''\n"
+                "while b'\\r\\n\\r\\n' not in h:\n  d=s.recv(1)\n  if not d: break\n  h+=d\n"
+                "print(h.split(b'\\r\\n')[0].decode())\n"
+                "if b' 200 ' in h:\n  s.sendall(b'ping-through-proxy\\n'); print(s.recv(100).decode())\"")
+WAIT_FORWARDER = ("for i in $(seq 100); do curl -s -m 2 -o /dev/null http://127.0.0.1:8082/; "
+                  "[ $? -ne 7 ] && break; sleep 0.1; done; ")
 
 
 def sh(*args, check=True, **kw):
@@ -108,6 +125,8 @@ class Internet:
             sh("ip", "-n", self.srv, "addr", "add", ip + "/24", "dev", b)
         sh("ip", "-n", self.srv, "link", "set", b, "up")
         sh("ip", "-n", self.srv, "route", "add", "default", "via", HOST)
+        sh("ip", "-n", self.srv, "addr", "add", LAN + "/32", "dev", b)
+        sh("ip", "-n", self.inet, "route", "add", LAN + "/32", "via", WEB)
         self.etc = pathlib.Path("/etc/netns") / self.inet
         self.etc.mkdir(parents=True, exist_ok=True)
         (self.etc / "resolv.conf").write_text("nameserver %s\n" % DNS)
@@ -127,11 +146,15 @@ class Internet:
         self.flip = pathlib.Path(f"/tmp/{self.srv}-flip")
         self.flip.write_text(WEB)
         self.spawn(self.srv, [sys.executable, "-c", DNS_SERVER, str(self.flip)])
-        self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER])
+        self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER, "7"])
+        self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER, "443"])
+        self.spawn(self.srv, [sys.executable, "-c", ECHO_SERVER, "443", LAN])
         self.spawn(self.inet, [sys.executable, "-c", HOST_SERVICE])
         self.wait_port(self.srv, WEB, 8080)
         self.wait_port(self.srv, OTHER, 8080)
         self.wait_port(self.srv, WEB, 7)
+        self.wait_port(self.srv, WEB, 443)
+        self.wait_port(self.srv, LAN, 443)
         self.wait_port(self.inet, HOST, 9000)
 
     def spawn(self, ns, argv):

@@ -127,6 +127,32 @@ def test_fullscreen_only_where_the_user_allowed_it(engine_daemon, host_display):
             time.sleep(0.3)
         for q in want:  # the application in the qube was given the whole screen (a) or less (b)
             assert qube_geometry(q) == want[q], (q, s.log.read_text())
+
+        def qube_state(q):
+            return s.qvm_run("-p", q, f"xprop -name full-{q} _NET_WM_STATE").stdout.decode()
+
+        def wait_state(q, full):
+            deadline = time.time() + 10
+            while time.time() < deadline and ("_NET_WM_STATE_FULLSCREEN" in qube_state(q)) != full:
+                time.sleep(0.3)
+            return qube_state(q)
+        # the daemon's answer (Qubes' fullscreen ack): in both qubes the application's
+        # window says fullscreen, granted (a) or as the maximise that stands in for it (b)
+        for q in want:
+            assert "_NET_WM_STATE_FULLSCREEN" in wait_state(q, True), q
+        # leaving: b asks to leave, is put back and told so
+        r = s.qvm_run("-p", "b", "python3 /tmp/full.py $(xdotool search --name '^full-b$' | head -1) 0")
+        assert r.returncode == 0, r.stderr
+        assert "_NET_WM_STATE_FULLSCREEN" not in wait_state("b", False)
+        deadline = time.time() + 10
+        while time.time() < deadline and host.geometry(wins["b"])[2] == sw:
+            time.sleep(0.3)
+        assert host.geometry(wins["b"])[2] < sw
+        r = s.qvm_run("-p", "b", "python3 /tmp/full.py $(xdotool search --name '^full-b$' | head -1) 1")
+        assert "_NET_WM_STATE_FULLSCREEN" in wait_state("b", True)
+        deadline = time.time() + 10
+        while time.time() < deadline and host.geometry(wins["b"]) != (0, 0, sw, sh):
+            time.sleep(0.3)
         assert host.geometry(wins["a"]) == (0, 0, sw, sh) == host.geometry(wins["b"])
         # b's frame shows on every edge (a, behind or in front, unmapped for the look)
         host.run("xdotool", "windowunmap", "--sync", str(wins["a"]))

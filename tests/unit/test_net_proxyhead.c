@@ -66,7 +66,32 @@ int main(void)
     CHECK(bh_proxy_addr_refused(ntohl(inet_addr("0.0.0.0"))));
     CHECK(bh_proxy_addr_refused(ntohl(inet_addr("224.0.0.1"))));
     CHECK(!bh_proxy_addr_refused(ntohl(inet_addr("198.51.100.80"))));
-    CHECK(!bh_proxy_addr_refused(ntohl(inet_addr("10.136.0.1"))));
+    /* private, shared and special ranges: the updates qube's LAN is no repository */
+    const char *no4[] = { "10.136.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "100.127.255.254",
+                          "192.0.0.8", "198.18.0.1", "198.19.255.255", "240.0.0.1", "255.255.255.255" };
+    for (size_t i = 0; i < sizeof no4 / sizeof *no4; i++)
+        CHECK(bh_proxy_addr_refused(ntohl(inet_addr(no4[i]))));
+    const char *ok4[] = { "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1", "192.169.0.1", "198.17.0.1",
+                          "198.20.0.1", "11.0.0.1", "203.0.113.9" };
+    for (size_t i = 0; i < sizeof ok4 / sizeof *ok4; i++)
+        CHECK(!bh_proxy_addr_refused(ntohl(inet_addr(ok4[i]))));
+    const char *no6[] = { "::", "::1", "::10.0.0.1", "::ffff:127.0.0.1", "::ffff:192.168.0.1", "64:ff9b::a00:1",
+                          "2002:c0a8:101::1", "fd09:24ef:4179::a89:5", "fc00::1", "fe80::1", "febf::1", "fec0::1",
+                          "ff02::1", "100::1" };
+    for (size_t i = 0; i < sizeof no6 / sizeof *no6; i++) {
+        struct in6_addr x;
+        CHECK(inet_pton(AF_INET6, no6[i], &x) == 1 && bh_proxy_addr6_refused(&x));
+    }
+    const char *ok6[] = { "2001:db8:80::80", "2a00:1450::1", "::ffff:198.51.100.80", "64:ff9b::c633:6450", "2002:c633:6450::1",
+                          "100:0:0:1::1" };
+    for (size_t i = 0; i < sizeof ok6 / sizeof *ok6; i++) {
+        struct in6_addr x;
+        CHECK(inet_pton(AF_INET6, ok6[i], &x) == 1 && !bh_proxy_addr6_refused(&x));
+    }
+    /* CONNECT: Qubes' ConnectPort list only */
+    CHECK(bh_proxy_connect_port_ok(443) && bh_proxy_connect_port_ok(873));
+    CHECK(!bh_proxy_connect_port_ok(80) && !bh_proxy_connect_port_ok(22) && !bh_proxy_connect_port_ok(8082) &&
+          !bh_proxy_connect_port_ok(0) && !bh_proxy_connect_port_ok(65536 + 443));
     bh_buf_free(&many);
     bh_buf_free(&o);
     return tap_done();

@@ -30,6 +30,16 @@ int main(void)
     a.n = -2;
     CHECK(send(sv[1], &a, sizeof a, 0) == (ssize_t)sizeof a);
     CHECK(bh_resolver_recv(&r, &got) == -1);
+    a.n = 1; /* the same for the AAAA count */
+    a.n6 = BH_RESOLVER_MAX_ADDRS + 1;
+    CHECK(send(sv[1], &a, sizeof a, 0) == (ssize_t)sizeof a);
+    CHECK(bh_resolver_recv(&r, &got) == -1);
+    a.n6 = -2;
+    CHECK(send(sv[1], &a, sizeof a, 0) == (ssize_t)sizeof a);
+    CHECK(bh_resolver_recv(&r, &got) == -1);
+    a.n6 = 3;
+    CHECK(send(sv[1], &a, sizeof a, 0) == (ssize_t)sizeof a);
+    CHECK(bh_resolver_recv(&r, &got) == 1 && got.n == 1 && got.n6 == 3);
 
     char big[sizeof a + 10];
     memset(big, 0, sizeof big);

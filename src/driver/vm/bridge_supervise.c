@@ -61,16 +61,54 @@ void bh_bridge_supervise(pid_t qemu)
         syscall(SYS_pidfd_send_signal, qfd, SIGKILL, NULL, 0);
         exit(1);
     }
+    exit(bh_bridge_supervise_loop(w, wfd, sfd, qfd));
+}
+
+/* Stops the qube: the worker and QEMU get SIGKILL. */
+static int stop_qube(pid_t w, int qfd)
+{
+    kill(w, SIGKILL);
+    while (waitpid(w, NULL, 0) < 0 && errno == EINTR)
+        ;
+    syscall(SYS_pidfd_send_signal, qfd, SIGKILL, NULL, 0);
+    return 1;
+}
+
+int bh_bridge_supervise_loop(pid_t w, int wfd, int sfd, int qfd)
+{
+    /* poll failing (ENOMEM) is retried with a growing pause, never at full speed; if it
+     * keeps failing for ~15 s the supervisor can no longer do its job: stop the qube. An
+     * error on one of its fds (POLLERR, POLLNVAL) never clears: stop the qube at once,
+     * as for a dead worker (before, both cases spun at 100% CPU forever). */
+    int backoff_ms = 0, failures = 0;
     for (;;) {
         struct pollfd p[2] = { { .fd = wfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        int r = poll(p, 2, -1);
+        if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0) {
+            int e = errno;
+            if (++failures > 40) {
+                say("poll keeps failing (errno %d): stopping the qube, nobody would watch its bridge", e);
+                return stop_qube(w, qfd);
+            }
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 500 ? 500 : backoff_ms * 2) : 10;
+            usleep((useconds_t)backoff_ms * 1000);
+            continue;
+        }
+        failures = 0;
+        backoff_ms = 0;
+        if ((p[0].revents | p[1].revents) & (POLLERR | POLLNVAL)) {
+            say("an fd of the supervisor failed (revents 0x%x): stopping the qube, nobody would watch its bridge",
+                (p[0].revents | p[1].revents) & 0xffff);
+            return stop_qube(w, qfd);
+        }
         if (p[1].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
                 kill(w, SIGUSR1);
         }
-        if (!(p[0].revents & POLLIN))
+        if (!(p[0].revents & (POLLIN | POLLHUP)))
             continue;
         int st = 0;
         while (waitpid(w, &st, 0) < 0 && errno == EINTR)
@@ -79,12 +117,12 @@ void bh_bridge_supervise(pid_t qemu)
         bool qemu_gone = poll(&q, 1, 0) == 1;
         /* exit 0: the worker saw QEMU close the port, the qube is going anyway */
         if (qemu_gone || (WIFEXITED(st) && WEXITSTATUS(st) == 0))
-            exit(0);
+            return 0;
         if (WIFSIGNALED(st))
             say("the bridge was killed (signal %d): stopping the qube, it has no qrexec without it", WTERMSIG(st));
         else
             say("the bridge failed (status %d): stopping the qube, it has no qrexec without it", WEXITSTATUS(st));
         syscall(SYS_pidfd_send_signal, qfd, SIGKILL, NULL, 0);
-        exit(1);
+        return 1;
     }
 }
