@@ -491,6 +491,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     default:
         if (g->randr_event && type == g->randr_event + XCB_RANDR_SCREEN_CHANGE_NOTIFY)
             g->monitors_forced = true; /* the screen changed: the monitors are read again */
+        else if (g->xkb_event && type == g->xkb_event && guid_xkb_event(g, ev))
+            send_layout(g); /* the desktop switched its layout group */
         break;
     }
 }

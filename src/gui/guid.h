@@ -78,6 +78,10 @@ struct guid {
     /* the daemon's own cursor-font cursors, made on first use and kept (Qubes makes them
      * all at start): a qube's CURSOR only picks one of them */
     xcb_cursor_t cursors[(BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 + 1) / 2];
+    /* the desktop's selected XKB group: a qube following the desktop gets that group's
+     * layout only, as Qubes (0 without XKB) */
+    uint8_t xkb_event;            /* XKB's event number, 0 without XKB */
+    unsigned host_group;
     /* the desktop's monitors (guid_monitors.c) */
     uint32_t root_w, root_h;      /* the host's root window, followed through RandR */
     bool have_randr15;
@@ -130,7 +134,10 @@ void guid_win_draw(struct guid *g, struct guid_win *w);
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
 /* (Re)reads the host's keyboard mapping (for the clipboard keys). */
 void guid_load_keymap(struct guid *g);
-/* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
+/* An XKB event: true when the desktop's selected group changed. */
+bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev);
+/* The host display's current XKB layout as "layout+variant+options", of its selected
+ * group only; -1 if unknown. */
 int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
 
 /* Fits a window to the monitors again after they changed (clamped to its monitor,

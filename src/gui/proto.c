@@ -562,3 +562,45 @@ void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, ch
         o += (size_t)k;
     }
 }
+
+/* The n-th comma-separated element of s (empty when there is none). */
+static void list_item(const char *s, unsigned n, char *out, size_t outsz)
+{
+    for (unsigned i = 0; i < n && s; i++) {
+        s = strchr(s, ',');
+        if (s)
+            s++;
+    }
+    size_t len = s ? strcspn(s, ",") : 0;
+    if (len >= outsz)
+        len = outsz - 1;
+    memcpy(out, s ? s : "", len);
+    out[len] = '\0';
+}
+
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err)
+{
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX];
+    if (bh_gui_parse_keyboard_layout(layout, BH_GUI_LAYOUT_MAX, l, v, o, err) < 0)
+        return -1;
+    unsigned groups = 1;
+    for (const char *p = l; (p = strchr(p, ',')); p++)
+        groups++;
+    if (group >= groups)
+        group = 0;
+    char gl[BH_GUI_LAYOUT_MAX], gv[BH_GUI_LAYOUT_MAX];
+    list_item(l, group, gl, sizeof gl);
+    list_item(v, group, gv, sizeof gv);
+    if (!gl[0])
+        return bh_fail(err, 0, "keyboard layout %s has no layout in group %u", l, group + 1);
+    /* the three parts came from one string shorter than BH_GUI_LAYOUT_MAX: they fit */
+    size_t a = strlen(gl), b = strlen(gv), c = strlen(o);
+    if (a + b + c + 2 >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "keyboard layout too long");
+    memcpy(out, gl, a);
+    out[a] = '+';
+    memcpy(out + a + 1, gv, b);
+    out[a + 1 + b] = '+';
+    memcpy(out + a + 2 + b, o, c + 1);
+    return 0;
+}

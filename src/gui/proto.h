@@ -198,5 +198,11 @@ int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor
  * monitor would have at its DPI rounded to 96, 150, 200 or 300. */
 void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out);
 
+/* "l1,l2,..+v1,v2,..+options" -> the layout of one XKB group, "lN+vN+options", as Qubes'
+ * qvm-start-daemon gives a qube the desktop's selected group only (a qube's own XKB
+ * state would otherwise stay in its first group whatever the desktop switched to).
+ * A group past the list is the first one (XKB wraps it). out: BH_GUI_LAYOUT_MAX bytes. */
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err);
+
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

@@ -625,25 +625,41 @@ static void refuse_message(uint32_t type, uint32_t total, const uint8_t *p, size
  * queries, none of it in the qube's cgroup. Past the bucket a call is refused at once,
  * before any of that work. $BULKHEAD_QREXEC_CALL_RATE, default BH_QX_CALL_RATE. */
 #define BH_QX_CALL_RATE 10
+struct rate_bucket {
+    double tokens, rate, burst;
+    long long last;
+};
+
+static double call_rate(void)
+{
+    const char *e = getenv("BULKHEAD_QREXEC_CALL_RATE");
+    return e && atof(e) > 0 ? atof(e) : BH_QX_CALL_RATE;
+}
+
+static bool bucket_take(struct rate_bucket *b, double extra_burst)
+{
+    long long now = bh_now_ms();
+    if (b->rate <= 0) {
+        b->rate = call_rate();
+        b->burst = 3 * b->rate + extra_burst;
+        b->tokens = b->burst;
+        b->last = now;
+    }
+    b->tokens += (double)(now - b->last) * b->rate / 1000.0;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last = now;
+    if (b->tokens < 1)
+        return false;
+    b->tokens -= 1;
+    return true;
+}
+
+/* The unprivileged side's own limit: refuses before asking the monitor. */
 static bool call_rate_ok(void)
 {
-    static double tokens = -1, rate;
-    static long long last;
-    long long now = bh_now_ms();
-    if (tokens < 0) {
-        const char *e = getenv("BULKHEAD_QREXEC_CALL_RATE");
-        rate = e && atof(e) > 0 ? atof(e) : BH_QX_CALL_RATE;
-        tokens = 3 * rate;
-        last = now;
-    }
-    tokens += (double)(now - last) * rate / 1000.0;
-    if (tokens > 3 * rate)
-        tokens = 3 * rate;
-    last = now;
-    if (tokens < 1)
-        return false;
-    tokens -= 1;
-    return true;
+    static struct rate_bucket b;
+    return bucket_take(&b, 0);
 }
 
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
@@ -664,13 +680,19 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         refuse_message(type, (uint32_t)len, body, len, "a requested source is only authorized for a RemoteVM");
         return;
     }
-    if (!call_rate_ok()) {
+    /* BULKHEAD_QREXEC_TEST_UNLIMITED_READER (tests only, set by nothing else): the
+     * unprivileged side skips its limits, as a compromised one would, so that tests can
+     * show the monitor's own limits hold. */
+    static int unlimited = -1;
+    if (unlimited < 0)
+        unlimited = getenv("BULKHEAD_QREXEC_TEST_UNLIMITED_READER") != NULL;
+    if (!unlimited && !call_rate_ok()) {
         refusal_log("%s: call %s to %s refused: over the call rate", qube_name, t.service, t.target);
         send_refused(t.ident);
         return;
     }
     int slot = -1;
-    for (int i = 0; i < max_pending; i++)
+    for (int i = 0; i < (unlimited ? MAX_TRIGGERS : max_pending); i++)
         if (!trigs[i].busy) {
             slot = i;
             break;
@@ -946,7 +968,12 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
         if (p[0].revents) {
             bh_error err = { 0 };
             struct bh_qx_mon_call c;
-            int r = bh_qx_mon_recv_call(mon, MAX_TRIGGERS, FIRST_DATA_PORT, FIRST_DATA_PORT + MAX_PORTS, &c, &err);
+            /* The unprivileged side applies the qube's limits (pending calls, rate) and
+             * says which slot a call takes; a compromised one would not, so the monitor
+             * holds the same limits itself (its bucket starts later and has 2 calls of
+             * slack: an honest side never meets it). */
+            int r = bh_qx_mon_recv_call(mon, (uint32_t)max_pending, FIRST_DATA_PORT, FIRST_DATA_PORT + MAX_PORTS, &c,
+                                        &err);
             if (r == 0)
                 monitor_exit(up, -1);
             if (r < 0) {
@@ -955,7 +982,14 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
                     monitor_exit(up, -1);
                 continue;
             }
-            start_call(&c);
+            static struct rate_bucket mon_bucket;
+            if (!bucket_take(&mon_bucket, 2)) {
+                bh_warn("%s: monitor: call over the rate refused (the unprivileged side should have)", qube_name);
+                if (!call_pids[c.slot])
+                    mon_reply(BH_QX_MON_DONE, c.slot, -1);
+            } else {
+                start_call(&c);
+            }
             free(c.service);
         }
     }
