@@ -1000,7 +1000,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
-            "                     [--ready-fd N] [--startup-timeout S] [--call-timeout S]\n"
+            "                     [--ready-fd N] [--go-fd N] [--startup-timeout S] [--call-timeout S]\n"
             "                     [--default-user USER] [--dom0-service-path DIRS]\n"
             "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n");
     exit(2);
@@ -1009,7 +1009,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     bh_log_init("qrexec-daemon");
-    int ready_fd = -1, startup_timeout = 60;
+    int ready_fd = -1, go_fd = -1, startup_timeout = 60;
     long domid = -1;
     static const struct option lo[] = {
         { "name", required_argument, 0, 'n' }, { "domid", required_argument, 0, 'd' },
@@ -1018,7 +1018,7 @@ int main(int argc, char **argv)
         { "startup-timeout", required_argument, 0, 'S' }, { "call-timeout", required_argument, 0, 'C' },
         { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
         { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
-        { "ask-program", required_argument, 0, 'K' },
+        { "ask-program", required_argument, 0, 'K' }, { "go-fd", required_argument, 0, 'G' },
         { 0, 0, 0, 0 } };
     int o;
     char *vd = NULL, *sp = NULL;
@@ -1030,6 +1030,7 @@ int main(int argc, char **argv)
         case 'v': vd = optarg; break;
         case 's': sp = optarg; break;
         case 'R': ready_fd = atoi(optarg); break;
+        case 'G': go_fd = atoi(optarg); break;
         case 'S': startup_timeout = atoi(optarg); break;
         case 'C': call_timeout_s = atoi(optarg); break;
         case 'u': default_user = optarg; break;
@@ -1073,6 +1074,21 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bh_error err = { 0 };
+    /* Started alongside the qube (bulkheadd overlaps our exec and set-up with its boot):
+     * connect only once bulkheadd says the qube's init reported its agent listening.
+     * EOF or a timeout: the start failed, there is nothing to serve. */
+    if (go_fd >= 0) {
+        struct pollfd gp = { .fd = go_fd, .events = POLLIN };
+        int pr;
+        char go = 0;
+        while ((pr = poll(&gp, 1, startup_timeout * 1000)) < 0 && errno == EINTR)
+            ;
+        if (pr != 1 || read(go_fd, &go, 1) != 1 || go != 'G') {
+            bh_debug("%s: start abandoned before the agent was up", qube_name);
+            return 3;
+        }
+        close(go_fd);
+    }
     ctrl = bh_vchan_connect(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, startup_timeout * 1000, &err);
     if (ctrl < 0) {
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
