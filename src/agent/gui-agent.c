@@ -752,18 +752,41 @@ static const char *const cursor_names[] = {
     "ul_angle", "umbrella", "ur_angle", "watch", "xterm",
 };
 
+/* The names browsers and CSS use (Chromium's cursor loader asks themes for these), and
+ * the cursor-font glyph Qubes' agent shows for each; a name without one is the default. */
+static const struct { const char *css, *glyph; } cursor_aliases[] = {
+    { "pointer", "hand2" }, { "grabbing", "hand2" }, { "all-scroll", "fleur" }, { "v-scroll", "fleur" },
+    { "h-scroll", "fleur" }, { "col-resize", "sb_h_double_arrow" }, { "row-resize", "sb_v_double_arrow" },
+    { "ew-resize", "sb_h_double_arrow" }, { "ns-resize", "sb_v_double_arrow" }, { "n-resize", "top_side" },
+    { "e-resize", "right_side" }, { "s-resize", "bottom_side" }, { "w-resize", "left_side" },
+    { "ne-resize", "top_right_corner" }, { "nw-resize", "top_left_corner" }, { "se-resize", "bottom_right_corner" },
+    { "sw-resize", "bottom_left_corner" }, { "dnd-none", "hand2" }, { "dnd-move", "hand2" },
+    { "dnd-copy", "hand2" }, { "dnd-link", "hand2" },
+};
+
+static uint32_t cursor_by_name(const char *s, int n)
+{
+    for (size_t i = 0; i < sizeof cursor_aliases / sizeof *cursor_aliases; i++)
+        if ((int)strlen(cursor_aliases[i].css) == n && !memcmp(cursor_aliases[i].css, s, (size_t)n)) {
+            s = cursor_aliases[i].glyph;
+            n = (int)strlen(s);
+            break;
+        }
+    for (size_t i = 0; i < sizeof cursor_names / sizeof *cursor_names; i++)
+        if ((int)strlen(cursor_names[i]) == n && !memcmp(cursor_names[i], s, (size_t)n))
+            return BH_GUI_CURSOR_X11 + 2 * (uint32_t)i;
+    return BH_GUI_CURSOR_DEFAULT;
+}
+
 /* The qube's current cursor (XFIXES names it when a cursor theme made it) as a
- * cursor-font glyph for the daemon; anything else is the default cursor. */
+ * cursor-font glyph for the daemon; anything else (an image the application drew
+ * itself) is the default cursor: the protocol has no images, as Qubes'. */
 static void cursor_changed(xcb_atom_t name)
 {
     uint32_t c = BH_GUI_CURSOR_DEFAULT;
     xcb_get_atom_name_reply_t *r = name ? xcb_get_atom_name_reply(A.x, xcb_get_atom_name(A.x, name), NULL) : NULL;
     if (r) {
-        int n = xcb_get_atom_name_name_length(r);
-        const char *s = xcb_get_atom_name_name(r);
-        for (size_t i = 0; i < sizeof cursor_names / sizeof *cursor_names; i++)
-            if ((int)strlen(cursor_names[i]) == n && !memcmp(cursor_names[i], s, (size_t)n))
-                c = BH_GUI_CURSOR_X11 + 2 * (uint32_t)i;
+        c = cursor_by_name(xcb_get_atom_name_name(r), xcb_get_atom_name_name_length(r));
         free(r);
     }
     if (A.pointer_win && find(A.pointer_win))
