@@ -22,6 +22,7 @@ struct guid_win {
     xcb_window_t frame, content;  /* ours */
     struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
     bool override_redirect, mapped, reparented;
+    bool docked;                  /* in the desktop's system tray (guid_tray.c) */
     /* a fullscreen request: with allow_fullscreen the qube's pixels cover the whole
      * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
      * window is maximised inside its frame (Qubes turns it into a maximise) */
@@ -70,7 +71,7 @@ struct guid {
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
         a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon, a_state_fullscreen,
-        a_state_max_vert, a_state_max_horz;
+        a_state_max_vert, a_state_max_horz, a_tray_selection, a_tray_opcode, a_xembed, a_xembed_info, a_manager;
     xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
@@ -155,6 +156,14 @@ const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui
 void guid_monitors_tick(struct guid *g, bool forced);
 /* guid.c: every window refitted, the agent told of those that moved */
 void guid_windows_replace(struct guid *g);
+
+/* guid_tray.c: DOCK, a qube's tray icons in the desktop's system tray */
+void guid_tray_init(struct guid *g, int screen_number);
+void guid_tray_dock(struct guid *g, struct guid_win *w);
+/* A client message on the root window or a docked window: true when it was the tray's. */
+bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *e);
+/* Draws the clipped damage x0..x1, y0..y1 of a docked window, tinted. */
+bool guid_tray_draw(struct guid *g, struct guid_win *w, int32_t x0, int32_t y0, int32_t x1, int32_t y1);
 
 /* guid_rate.c: the per-window limits on title and icon changes */
 void guid_rate_title(struct guid *g, struct guid_win *w, const char *title);

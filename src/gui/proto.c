@@ -1,6 +1,7 @@
 /* Parsers and checks for GUI messages (see proto.h). Pure functions on byte buffers, so
  * that fuzz/gui_msg.c can drive every one of them. */
 #include "proto.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,4 +604,45 @@ int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error 
     out[a + 1 + b] = '+';
     memcpy(out + a + 2 + b, o, c + 1);
     return 0;
+}
+
+/* HLS as the usual definition (Python's colorsys, which Qubes' tray tint follows):
+ * lightness the mean of the largest and smallest channel, saturation relative to it. */
+static void rgb_hls(uint32_t rgb, double *h, double *l, double *s)
+{
+    double r = ((rgb >> 16) & 255) / 255.0, g = ((rgb >> 8) & 255) / 255.0, b = (rgb & 255) / 255.0;
+    double hi = fmax(r, fmax(g, b)), lo = fmin(r, fmin(g, b));
+    *l = (hi + lo) / 2.0;
+    if (hi == lo) {
+        *h = *s = 0.0;
+        return;
+    }
+    double d = hi - lo;
+    *s = *l <= 0.5 ? d / (hi + lo) : d / (2.0 - hi - lo);
+    double rc = (hi - r) / d, gc = (hi - g) / d, bc = (hi - b) / d;
+    double hh = r == hi ? bc - gc : g == hi ? 2.0 + rc - bc : 4.0 + gc - rc;
+    *h = hh / 6.0 - floor(hh / 6.0);
+}
+
+static uint32_t hls_channel(double m1, double m2, double hue)
+{
+    hue -= floor(hue);
+    double v = hue < 1.0 / 6.0 ? m1 + (m2 - m1) * hue * 6.0
+             : hue < 0.5       ? m2
+             : hue < 2.0 / 3.0 ? m1 + (m2 - m1) * (2.0 / 3.0 - hue) * 6.0
+                               : m1;
+    return (uint32_t)(uint8_t)(v * 255.0);
+}
+
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb)
+{
+    double th, ts, h, l, s;
+    rgb_hls(label_rgb, &th, &l, &ts);
+    rgb_hls(rgb, &h, &l, &s);
+    if (ts == 0.0) {
+        uint32_t v = (uint32_t)(uint8_t)(l * 255.0);
+        return v << 16 | v << 8 | v;
+    }
+    double m2 = l <= 0.5 ? l * (1.0 + ts) : l + ts - l * ts, m1 = 2.0 * l - m2;
+    return hls_channel(m1, m2, th + 1.0 / 3.0) << 16 | hls_channel(m1, m2, th) << 8 | hls_channel(m1, m2, th - 1.0 / 3.0);
 }

@@ -162,6 +162,9 @@ int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t
 /* Qubes' icon tint (qubesimgconverter Image.tint): the pixel keeps its lightness and
  * alpha, its hue becomes the label colour's, so an icon shows which qube it is from. */
 uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb);
+/* Qubes' tray-icon tint (qubes-guid's default trayicon_mode "tint"): the pixel keeps its
+ * lightness (HLS), hue and saturation become the label colour's. 0xRRGGBB in and out. */
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb);
 /* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display, tint  # noqa: E402,F401
+from gui_fixtures import BORDER, FakeTray, HostDisplay, frame_is, gui_bin, host_display, tint, tint_tray  # noqa: E402,F401
 
 CREATE, DESTROY, MAP, UNMAP, CONFIGURE, SHMIMAGE = 130, 131, 132, 133, 134, 136
 CLIPBOARD_DATA, WMNAME, WINDOW_DUMP, KEYPRESS = 140, 141, 147, 124
@@ -650,3 +650,55 @@ def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
     finally:
         agent.close()
         full.close()
+
+
+DOCK = 143
+
+
+def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
+    """DOCK as Qubes: a window the qube docks waits, unshown, while the desktop has no
+    tray; when a tray announces itself, the daemon asks it to embed the window, which
+    shows inside the tray with every pixel in the label's hue (no frame fits there), so
+    a qube's icon cannot pass for dom0's; the tray sets the size and the qube is told.
+    A mapped window cannot be docked, nor an unknown one."""
+    host = agent.host
+    agent.create(1, 10, 10, 24, 24)
+    agent.title(1, b"tray-icon")
+    agent.buffer(1, 24, 24, 0x4080c0)
+    agent.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 24, 24))
+    agent.send(DOCK, 1)
+    agent.wait_log("window 0x1 waits for a system tray on the desktop (there is none)")
+    icon = host.find_window("[evil] tray-icon")
+    assert "IsUnMapped" in host.run("xwininfo", "-id", str(icon)).stdout  # shown nowhere yet
+    agent.window(2, "shown")
+    host.find_window("[evil] shown")
+    agent.send(DOCK, 2)                      # mapped already: refused
+    agent.send(DOCK, 77)                     # not a window of the qube
+    agent.wait_log("DOCK of mapped window 0x2 refused")
+    agent.wait_log("DOCK for unknown window 0x4d")
+    tray = FakeTray(host)
+    try:
+        assert tray.dock_requests() == [icon]  # asked once the tray announced itself
+        agent.wait_log("window 0x1 docked in the desktop's tray")
+        deadline = time.time() + 10
+        while time.time() < deadline and "IsViewable" not in host.run("xwininfo", "-id", str(icon)).stdout:
+            time.sleep(0.1)
+        info = host.run("xwininfo", "-id", str(icon)).stdout
+        assert "IsViewable" in info and f"Parent window id: {hex(tray.win)}" in \
+            host.run("xwininfo", "-children", "-id", str(icon)).stdout, info
+        time.sleep(0.5)
+        shot = host.screenshot()
+        got = host.pixel(shot, 500 + 5 + 12, 300 + 5 + 12)
+        assert got == tint_tray(0x4080c0, RED), (hex(got), hex(tint_tray(0x4080c0, RED)))
+        assert got != 0x4080c0 and host.pixel(shot, 500 + 1, 300 + 1) == 0xffffff  # the tray's own
+        # the tray makes it 16x16: the qube is told
+        agent.messages(0.3)
+        tray.resize_icon(icon, 16, 16)
+        deadline = time.time() + 5
+        sizes = []
+        while time.time() < deadline and (16, 16) not in sizes:
+            sizes += [struct.unpack("=5I", b)[2:4] for t, w, b in agent.messages(0.3) if t == CONFIGURE and w == 1]
+        assert (16, 16) in sizes
+        alive(agent, 2, "tray-still")
+    finally:
+        tray.close()
