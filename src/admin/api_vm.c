@@ -99,6 +99,9 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
         else if (!strcmp(tok, "label") && !a.label)
             a.label = v;
         else if (allow_pool && (!strcmp(tok, "pool") || !strncmp(tok, "pool:", 5))) {
+            if (strcmp(v, "default") != 0 && bh_pool_is_added(c->app, v))
+                return bh_exc(c->exc, "QubesException",
+                              "Pool %s holds no qube's volumes: Bulkhead makes volumes in pool default only", v);
             if (strcmp(v, "default") != 0)
                 return bh_exc(c->exc, "QubesValueError", "No such pool: %s", v);
         } else
