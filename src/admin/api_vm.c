@@ -367,6 +367,21 @@ static int vm_suspend(struct bh_call *c)
 
 static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
 
+/* Qubes answers the path of the domain's console pty (Xen's hvc0, which libvirt puts
+ * on a dom0 pty), which /etc/qubes-rpc/admin.vm.Console then connects to the caller.
+ * No engine here gives a qube a console device (an ns qube has no terminal of its own;
+ * a vm qube's serial port goes to a log, and only in debug mode): Qubes' error for a
+ * qube that does not run, else a QubesException that says so and what to use. */
+static int vm_console(struct bh_call *c)
+{
+    if (!bh_qube_is_running(c->dest))
+        return bh_exc(c->exc, "QubesVMNotRunningError", "Domain not running (either powered off or paused): '%s'",
+                      c->dest->name);
+    return bh_exc(c->exc, "QubesException",
+                  "Domain '%s' has no console device in Bulkhead (qvm-console %s opens a shell over qrexec)",
+                  c->dest->name, c->dest->name);
+}
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 const struct bh_method bh_api_vm[] = {
@@ -389,5 +404,6 @@ const struct bh_method bh_api_vm[] = {
     { "admin.vm.Unpause", vm_unpause, NA | NP },
     { "admin.vm.Suspend", vm_suspend, NA | NP },
     { "admin.vm.Resume", vm_resume, NA | NP },
+    { "admin.vm.Console", vm_console, NA | NP },
     { NULL, NULL, 0 },
 };

@@ -66,6 +66,19 @@ def test_suspend_resume(engine_daemon):
     assert state_of(d, "a") == "Running"
 
 
+def test_console(engine_daemon):
+    """admin.vm.Console: Qubes' QubesVMNotRunningError for a halted qube; a running one
+    has no console device here, and the answer says so (docs/admin.md)."""
+    d = engine_daemon
+    assert d.raw(b"admin.vm.Console+ dom0 name a\0") == (
+        b"2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'a'\0")
+    d.call("admin.vm.Start", "a")
+    assert d.raw(b"admin.vm.Console+ dom0 name a\0") == (
+        b"2\0QubesException\0\0Domain 'a' has no console device in Bulkhead (qvm-console a opens a shell "
+        b"over qrexec)\0")
+    assert d.raw(b"admin.vm.Console+x dom0 name a\0").startswith(b"2\0PermissionDenied\0")  # no argument
+
+
 def test_pool_usage_and_volumes(tmp_path):
     from admin_fixtures import Daemon
     d = Daemon(tmp_path, extra_args=["--no-autostart"]).start()
