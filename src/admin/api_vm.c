@@ -369,17 +369,18 @@ static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
 
 /* Qubes answers the path of the domain's console pty (Xen's hvc0, which libvirt puts
  * on a dom0 pty), which /etc/qubes-rpc/admin.vm.Console then connects to the caller.
- * No engine here gives a qube a console device (an ns qube has no terminal of its own;
- * a vm qube's serial port goes to a log, and only in debug mode): Qubes' error for a
- * qube that does not run, else a QubesException that says so and what to use. */
+ * Here: the pty of the qube's console relay (console.c), made at the first call. */
 static int vm_console(struct bh_call *c)
 {
-    if (!bh_qube_is_running(c->dest))
+    if (!bh_qube_is_running(c->dest) || c->dest->rt.state == BH_STATE_PAUSED)
         return bh_exc(c->exc, "QubesVMNotRunningError", "Domain not running (either powered off or paused): '%s'",
                       c->dest->name);
-    return bh_exc(c->exc, "QubesException",
-                  "Domain '%s' has no console device in Bulkhead (qvm-console %s opens a shell over qrexec)",
-                  c->dest->name, c->dest->name);
+    if (c->dest->klass == BH_ADMINVM)
+        return bh_exc(c->exc, "QubesException", "dom0 has no console to connect to");
+    char path[256];
+    if (bh_console_path(c->app, c->dest, path, sizeof path, c->exc) < 0)
+        return -1;
+    return bh_buf_adds(c->out, path) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
 }
 
 #define NP BH_M_NOPAYLOAD
