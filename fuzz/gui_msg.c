@@ -59,7 +59,13 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
         if (bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e) == 0 &&
             (strlen(l) + strlen(v) + strlen(o) + 2 >= BH_GUI_LAYOUT_MAX || !l[0]))
             __builtin_trap();
-        bh_gui_layout_from_xkb_names((const char *)b, len, l, &e);
+        if (bh_gui_layout_from_xkb_names((const char *)b, len, l, &e) == 0) {
+            /* one group of it: still a valid layout, never longer */
+            char one[BH_GUI_LAYOUT_MAX];
+            if (bh_gui_layout_group(l, h->window & 7, one, &e) == 0 &&
+                (strlen(one) > strlen(l) || bh_gui_parse_keyboard_layout(one, sizeof one, v, o, t, &e) < 0))
+                __builtin_trap();
+        }
         break;
     case BH_GUI_MSG_WMCLASS: bh_gui_parse_wmclass(b, len, n1, n2, sizeof n1, &e); break;
     case BH_GUI_MSG_WINDOW_HINTS: bh_gui_parse_window_hints(b, len, &wh, &e); break;

@@ -326,7 +326,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
         }
         break;
     case BH_GUI_MSG_DOCK:
-        refuse(g, "DOCK (no tray on this host)");
+        guid_tray_dock(g, w);
         break;
     case BH_GUI_MSG_WINDOW_ICON: {
         const uint8_t *px;
@@ -478,6 +478,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     }
     case XCB_CLIENT_MESSAGE: {
         xcb_client_message_event_t *e = (void *)ev;
+        if (guid_tray_client_message(g, e))
+            break;
         struct guid_win *w = guid_find_x(g, e->window);
         if (w && e->type == g->a_wm_protocols && e->data.data32[0] == g->a_wm_delete)
             send_agent(g, BH_GUI_MSG_CLOSE, w->remote, NULL, 0);
@@ -491,6 +493,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     default:
         if (g->randr_event && type == g->randr_event + XCB_RANDR_SCREEN_CHANGE_NOTIFY)
             g->monitors_forced = true; /* the screen changed: the monitors are read again */
+        else if (g->xkb_event && type == g->xkb_event && guid_xkb_event(g, ev))
+            send_layout(g); /* the desktop switched its layout group */
         break;
     }
 }

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xcb/xkb.h>
 
 static xcb_atom_t atom(xcb_connection_t *x, const char *name)
 {
@@ -61,8 +62,26 @@ int guid_x_open(struct guid *g, bh_error *err)
     guid_load_keymap(g);
     /* the host's layout changes (setxkbmap, a desktop's layout switcher) show as a new
      * _XKB_RULES_NAMES on the root window */
-    uint32_t rmask = XCB_EVENT_MASK_PROPERTY_CHANGE;
+    guid_tray_init(g, sn);
+    /* STRUCTURE_NOTIFY: a new system tray announces itself with a MANAGER message */
+    uint32_t rmask = XCB_EVENT_MASK_PROPERTY_CHANGE | XCB_EVENT_MASK_STRUCTURE_NOTIFY;
     xcb_change_window_attributes(g->x, g->screen->root, XCB_CW_EVENT_MASK, &rmask);
+    /* the desktop's selected group (a layout switcher, Shift+Alt, ...) as XKB states */
+    const xcb_query_extension_reply_t *xq = xcb_get_extension_data(g->x, &xcb_xkb_id);
+    xcb_xkb_use_extension_reply_t *ue =
+        xq && xq->present ? xcb_xkb_use_extension_reply(g->x, xcb_xkb_use_extension(g->x, 1, 0), NULL) : NULL;
+    if (ue && ue->supported) {
+        g->xkb_event = xq->first_event;
+        xcb_xkb_select_events_details_t det = { .affectState = XCB_XKB_STATE_PART_GROUP_STATE,
+                                                .stateDetails = XCB_XKB_STATE_PART_GROUP_STATE };
+        xcb_xkb_select_events_aux(g->x, XCB_XKB_ID_USE_CORE_KBD, XCB_XKB_EVENT_TYPE_STATE_NOTIFY, 0, 0, 0, 0, &det);
+        xcb_xkb_get_state_reply_t *st =
+            xcb_xkb_get_state_reply(g->x, xcb_xkb_get_state(g->x, XCB_XKB_ID_USE_CORE_KBD), NULL);
+        if (st)
+            g->host_group = st->group;
+        free(st);
+    }
+    free(ue);
     g->cursor_font = xcb_generate_id(g->x);
     xcb_open_font(g->x, g->cursor_font, 6, "cursor");
     xcb_flush(g->x);
@@ -96,12 +115,26 @@ int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX])
     if (!r)
         return -1;
     bh_error err;
-    int rc = bh_gui_layout_from_xkb_names(xcb_get_property_value(r), (size_t)xcb_get_property_value_length(r), out,
+    char all[BH_GUI_LAYOUT_MAX];
+    int rc = bh_gui_layout_from_xkb_names(xcb_get_property_value(r), (size_t)xcb_get_property_value_length(r), all,
                                           &err);
+    if (rc == 0)
+        rc = bh_gui_layout_group(all, g->host_group, out, &err);
     if (rc < 0)
         bh_debug("%s: host keyboard layout: %s", g->qube, err.msg);
     free(r);
     return rc;
+}
+
+bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev)
+{
+    if (ev->pad0 != XCB_XKB_STATE_NOTIFY) /* XKB's own event type is in the second byte */
+        return false;
+    const xcb_xkb_state_notify_event_t *e = (const void *)ev;
+    if (e->group == g->host_group)
+        return false;
+    g->host_group = e->group;
+    return true;
 }
 
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode)
@@ -235,6 +268,8 @@ void guid_win_destroy(struct guid *g, struct guid_win *w)
 
 void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r0)
 {
+    if (w->docked)
+        return; /* the tray decides where its icons go and their size */
     struct bh_gui_rect r = *r0;
     if (w->fullscreen && r.x == w->fs_rect.x && r.y == w->fs_rect.y && r.w == w->fs_rect.w && r.h == w->fs_rect.h)
         return; /* the qube agrees with its fullscreen (or the maximise given for it) */
@@ -263,6 +298,13 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
 
 void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect)
 {
+    if (w->docked) { /* shown by the tray when it embedded it; again after an unmap */
+        if (w->reparented && !w->mapped) {
+            w->mapped = true;
+            xcb_map_window(g->x, w->frame);
+        }
+        return;
+    }
     if (override_redirect != w->override_redirect) {
         w->override_redirect = override_redirect;
         uint32_t v = override_redirect;
@@ -378,6 +420,8 @@ static void place_fullscreen(struct guid *g, struct guid_win *w)
 
 bool guid_win_refit(struct guid *g, struct guid_win *w)
 {
+    if (w->docked)
+        return false;
     struct bh_gui_rect r = w->r;
     if (w->fullscreen) {
         place_fullscreen(g, w);
@@ -525,6 +569,10 @@ void guid_win_draw(struct guid *g, struct guid_win *w)
     int32_t x1 = w->dx1 > mw ? mw : w->dx1, y1 = w->dy1 > mh ? mh : w->dy1;
     if (x1 <= x0 || y1 <= y0)
         return;
+    if (w->docked) {
+        guid_tray_draw(g, w, x0, y0, x1, y1);
+        return;
+    }
     if (w->seg) {
         xcb_shm_put_image(g->x, w->content, g->gc, (uint16_t)w->buf_w, (uint16_t)w->buf_h, (uint16_t)x0, (uint16_t)y0,
                           (uint16_t)(x1 - x0), (uint16_t)(y1 - y0), (int16_t)x0, (int16_t)y0, 24,

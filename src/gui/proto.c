@@ -1,6 +1,7 @@
 /* Parsers and checks for GUI messages (see proto.h). Pure functions on byte buffers, so
  * that fuzz/gui_msg.c can drive every one of them. */
 #include "proto.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -561,4 +562,87 @@ void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, ch
             break;
         o += (size_t)k;
     }
+}
+
+/* The n-th comma-separated element of s (empty when there is none). */
+static void list_item(const char *s, unsigned n, char *out, size_t outsz)
+{
+    for (unsigned i = 0; i < n && s; i++) {
+        s = strchr(s, ',');
+        if (s)
+            s++;
+    }
+    size_t len = s ? strcspn(s, ",") : 0;
+    if (len >= outsz)
+        len = outsz - 1;
+    memcpy(out, s ? s : "", len);
+    out[len] = '\0';
+}
+
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err)
+{
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX];
+    if (bh_gui_parse_keyboard_layout(layout, BH_GUI_LAYOUT_MAX, l, v, o, err) < 0)
+        return -1;
+    unsigned groups = 1;
+    for (const char *p = l; (p = strchr(p, ',')); p++)
+        groups++;
+    if (group >= groups)
+        group = 0;
+    char gl[BH_GUI_LAYOUT_MAX], gv[BH_GUI_LAYOUT_MAX];
+    list_item(l, group, gl, sizeof gl);
+    list_item(v, group, gv, sizeof gv);
+    if (!gl[0])
+        return bh_fail(err, 0, "keyboard layout %s has no layout in group %u", l, group + 1);
+    /* the three parts came from one string shorter than BH_GUI_LAYOUT_MAX: they fit */
+    size_t a = strlen(gl), b = strlen(gv), c = strlen(o);
+    if (a + b + c + 2 >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "keyboard layout too long");
+    memcpy(out, gl, a);
+    out[a] = '+';
+    memcpy(out + a + 1, gv, b);
+    out[a + 1 + b] = '+';
+    memcpy(out + a + 2 + b, o, c + 1);
+    return 0;
+}
+
+/* HLS as the usual definition (Python's colorsys, which Qubes' tray tint follows):
+ * lightness the mean of the largest and smallest channel, saturation relative to it. */
+static void rgb_hls(uint32_t rgb, double *h, double *l, double *s)
+{
+    double r = ((rgb >> 16) & 255) / 255.0, g = ((rgb >> 8) & 255) / 255.0, b = (rgb & 255) / 255.0;
+    double hi = fmax(r, fmax(g, b)), lo = fmin(r, fmin(g, b));
+    *l = (hi + lo) / 2.0;
+    if (hi == lo) {
+        *h = *s = 0.0;
+        return;
+    }
+    double d = hi - lo;
+    *s = *l <= 0.5 ? d / (hi + lo) : d / (2.0 - hi - lo);
+    double rc = (hi - r) / d, gc = (hi - g) / d, bc = (hi - b) / d;
+    double hh = r == hi ? bc - gc : g == hi ? 2.0 + rc - bc : 4.0 + gc - rc;
+    *h = hh / 6.0 - floor(hh / 6.0);
+}
+
+static uint32_t hls_channel(double m1, double m2, double hue)
+{
+    hue -= floor(hue);
+    double v = hue < 1.0 / 6.0 ? m1 + (m2 - m1) * hue * 6.0
+             : hue < 0.5       ? m2
+             : hue < 2.0 / 3.0 ? m1 + (m2 - m1) * (2.0 / 3.0 - hue) * 6.0
+                               : m1;
+    return (uint32_t)(uint8_t)(v * 255.0);
+}
+
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb)
+{
+    double th, ts, h, l, s;
+    rgb_hls(label_rgb, &th, &l, &ts);
+    rgb_hls(rgb, &h, &l, &s);
+    if (ts == 0.0) {
+        uint32_t v = (uint32_t)(uint8_t)(l * 255.0);
+        return v << 16 | v << 8 | v;
+    }
+    double m2 = l <= 0.5 ? l * (1.0 + ts) : l + ts - l * ts, m1 = 2.0 * l - m2;
+    return hls_channel(m1, m2, th + 1.0 / 3.0) << 16 | hls_channel(m1, m2, th) << 8 | hls_channel(m1, m2, th - 1.0 / 3.0);
 }

@@ -162,6 +162,9 @@ int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t
 /* Qubes' icon tint (qubesimgconverter Image.tint): the pixel keeps its lightness and
  * alpha, its hue becomes the label colour's, so an icon shows which qube it is from. */
 uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb);
+/* Qubes' tray-icon tint (qubes-guid's default trayicon_mode "tint"): the pixel keeps its
+ * lightness (HLS), hue and saturation become the label colour's. 0xRRGGBB in and out. */
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb);
 /* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
 
@@ -197,6 +200,12 @@ int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor
  * them: not the real ones (a fingerprint of the user's screens), but the size the
  * monitor would have at its DPI rounded to 96, 150, 200 or 300. */
 void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out);
+
+/* "l1,l2,..+v1,v2,..+options" -> the layout of one XKB group, "lN+vN+options", as Qubes'
+ * qvm-start-daemon gives a qube the desktop's selected group only (a qube's own XKB
+ * state would otherwise stay in its first group whatever the desktop switched to).
+ * A group past the list is the first one (XKB wraps it). out: BH_GUI_LAYOUT_MAX bytes. */
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err);
 
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

@@ -274,8 +274,23 @@ static void test_monitor_layout(void)
     CHECK(!strcmp(text, "3840 2160 0 0 325 182\n"));
 }
 
+static void test_layout_group(void)
+{
+    bh_error e;
+    char out[BH_GUI_LAYOUT_MAX];
+    CHECK(bh_gui_layout_group("us,de+,nodeadkeys+grp:caps_toggle", 1, out, &e) == 0 &&
+          !strcmp(out, "de+nodeadkeys+grp:caps_toggle"));
+    CHECK(bh_gui_layout_group("us,de+,nodeadkeys+grp:caps_toggle", 0, out, &e) == 0 &&
+          !strcmp(out, "us++grp:caps_toggle"));
+    CHECK(bh_gui_layout_group("us,de++", 3, out, &e) == 0 && !strcmp(out, "us++")); /* wraps */
+    CHECK(bh_gui_layout_group("fr++", 0, out, &e) == 0 && !strcmp(out, "fr++"));
+    CHECK(bh_gui_layout_group("us,,de++", 1, out, &e) < 0);   /* an empty group */
+    CHECK(bh_gui_layout_group("us;rm -rf++", 0, out, &e) < 0); /* still checked */
+}
+
 int main(void)
 {
+    test_layout_group();
     test_monitor_layout();
     test_icon();
     test_keyboard_layout();

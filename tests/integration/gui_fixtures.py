@@ -148,6 +148,21 @@ class HostDisplay:
         atom("WM_NAME")  # a round trip: the event went out before we close
         s.close()
 
+    def press_keycode(self, keycode):
+        """Presses and lets go of a key by its keycode with XTEST (xdotool picks keys by
+        keysym and puts the XKB group back after typing, so it cannot switch groups)."""
+        import struct
+        s, recv, atom = self._xconn()
+        name = b"XTEST"
+        s.sendall(struct.pack("<BBHH2x", 98, 0, 2 + (len(name) + 3) // 4, len(name)) + name + b"\0" * 3)
+        rep = recv(32)
+        assert rep[0] == 1 and rep[8], "no XTEST"
+        op = rep[9]
+        for t in (2, 3):  # KeyPress, KeyRelease
+            s.sendall(struct.pack("<BBHBB2xII8xhh7xB", op, 2, 9, t, keycode, 0, 0, 0, 0, 0))
+        atom("ATOM")  # a round trip: both went out before we close
+        s.close()
+
     def prop32(self, wid, name):
         """A 32-bit property of a window as a list of numbers ([] when unset)."""
         import struct

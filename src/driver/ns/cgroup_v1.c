@@ -221,6 +221,13 @@ static int v1_kill_all(const char *tag, const char *name)
     /* Freeze, kill every member, thaw: nothing can fork while we walk the list. */
     int n = 0;
     for (int round = 0; round < 100; round++) {
+        /* An empty cgroup cannot gain a member (only a member's fork could add one):
+         * nothing to freeze. Freezing is not free: each freeze and thaw flips a kernel
+         * static key, a text patch on every CPU (milliseconds on a paravirtualized guest),
+         * and this runs at every qube's end, when init's death has usually emptied it. */
+        _cleanup_free_ char *pre = read_small("pids", tag, name, "cgroup.procs");
+        if (!pre || !*pre)
+            break;
         (void)v1_freeze(tag, name, true, NULL);
         _cleanup_free_ char *s = read_small("pids", tag, name, "cgroup.procs");
         if (!s || !*s)
