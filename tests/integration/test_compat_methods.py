@@ -1,5 +1,6 @@
 """Admin API methods that Qubes 4.3 has and Bulkhead gained: admin.vm.Stats (the stream
-the domains widget reads), admin.vm.Suspend / admin.vm.Resume."""
+the domains widget reads), admin.vm.Suspend / admin.vm.Resume, admin.vm.Console (in dom0
+and over qrexec from a qube)."""
 import os
 import re
 import select
