@@ -4,11 +4,36 @@
  * buffer in memory (bh_gui_chan_feed), in pieces whose size the first byte chooses, so
  * that framing across reads is exercised without a socket per input. The agent's own
  * parsers of what a daemon sends (keyboard layout) and the host-layout reader are
- * driven too. */
+ * driven too, and so is the qube's parser of qubes.SetMonitorLayout's input (with a
+ * print-and-parse-again check). */
 #include "gui/chan.h"
 #include "gui/proto.h"
 #include <stdint.h>
 #include <string.h>
+
+/* The body doubles as qubes.SetMonitorLayout's input (parsed in the qube): what parses
+ * is in range and prints back to the same positions and sizes. */
+static void check_monitor_layout(const uint8_t *b, size_t len)
+{
+    bh_error e;
+    struct bh_gui_monitor m[BH_GUI_MAX_MONITORS], m2[BH_GUI_MAX_MONITORS];
+    int n = bh_gui_parse_monitor_layout((const char *)b, len, m, &e);
+    if (n > BH_GUI_MAX_MONITORS || n == 0)
+        __builtin_trap();
+    for (int i = 0; i < n; i++)
+        if (m[i].w < 1 || m[i].h < 1 || m[i].w > BH_GUI_MAX_WIDTH || m[i].h > BH_GUI_MAX_HEIGHT || m[i].x < 0 ||
+            m[i].y < 0 || m[i].x + (int64_t)m[i].w > BH_GUI_MAX_COORD || m[i].y + (int64_t)m[i].h > BH_GUI_MAX_COORD)
+            __builtin_trap();
+    if (n < 1)
+        return;
+    char text[BH_GUI_LAYOUT_TEXT_MAX];
+    bh_gui_format_monitor_layout(m, (unsigned)n, text);
+    if (bh_gui_parse_monitor_layout(text, strlen(text), m2, &e) != n)
+        __builtin_trap();
+    for (int i = 0; i < n; i++)
+        if (m2[i].x != m[i].x || m2[i].y != m[i].y || m2[i].w != m[i].w || m2[i].h != m[i].h)
+            __builtin_trap();
+}
 
 static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
 {
@@ -34,13 +59,20 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
         if (bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e) == 0 &&
             (strlen(l) + strlen(v) + strlen(o) + 2 >= BH_GUI_LAYOUT_MAX || !l[0]))
             __builtin_trap();
-        bh_gui_layout_from_xkb_names((const char *)b, len, l, &e);
+        if (bh_gui_layout_from_xkb_names((const char *)b, len, l, &e) == 0) {
+            /* one group of it: still a valid layout, never longer */
+            char one[BH_GUI_LAYOUT_MAX];
+            if (bh_gui_layout_group(l, h->window & 7, one, &e) == 0 &&
+                (strlen(one) > strlen(l) || bh_gui_parse_keyboard_layout(one, sizeof one, v, o, t, &e) < 0))
+                __builtin_trap();
+        }
         break;
     case BH_GUI_MSG_WMCLASS: bh_gui_parse_wmclass(b, len, n1, n2, sizeof n1, &e); break;
     case BH_GUI_MSG_WINDOW_HINTS: bh_gui_parse_window_hints(b, len, &wh, &e); break;
     case BH_GUI_MSG_WINDOW_FLAGS: bh_gui_parse_window_flags(b, len, &a, &c, &e); break;
     case BH_GUI_MSG_CURSOR: bh_gui_parse_cursor(b, len, &a, &e); break;
     case BH_GUI_MSG_CLIPBOARD_DATA: bh_gui_parse_clipboard(b, len, &e);
+        check_monitor_layout(b, len);
         bh_gui_sanitize_utf8((const char *)b, len, t, sizeof t);
         bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e);
         bh_gui_layout_from_xkb_names((const char *)b, len, l, &e);

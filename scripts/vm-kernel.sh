@@ -13,8 +13,26 @@ dir=${1:-build/vm-kernel}
 meta=linux-image-cloud-amd64
 ver=$(apt-cache show --no-all-versions $meta 2>/dev/null | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -1)
 [ -n "$ver" ] || { echo "vm-kernel: $meta unknown to apt (run apt-get update)" >&2; exit 1; }
+# The modules a guest loads, dependencies first (the initramfs carries these only).
+# virtio_net (with net_failover, failover) drives the network card of a qube with a
+# netvm; the guest needs no netfilter (its rules live on the host, in the netvm's
+# namespace); af_packet and IPv4 are built into the cloud kernel.
+order=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_mmio.ko
+       kernel/drivers/block/virtio_blk.ko kernel/drivers/char/virtio_console.ko
+       kernel/fs/fuse/fuse.ko kernel/fs/fuse/virtiofs.ko kernel/lib/libcrc32c.ko kernel/fs/erofs/erofs.ko
+       kernel/fs/overlayfs/overlay.ko kernel/drivers/misc/pvpanic/pvpanic.ko kernel/drivers/misc/pvpanic/pvpanic-mmio.ko
+       kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/virtio_net.ko)
+want_order() { for m in "${order[@]}"; do basename "$m"; done; }
+kver=${ver#linux-image-}
 if [ -f "$dir/version" ] && [ "$(cat "$dir/version")" = "$ver" ] && [ -f "$dir/vmlinuz" ] &&
-   [ -f "$dir/lib/modules/${ver#linux-image-}/modules.dep" ]; then
+   [ -f "$dir/lib/modules/$kver/modules.dep" ]; then
+  # the same kernel: only the list of modules may have changed (taken from its tree)
+  if [ "$(cat "$dir/modules/order" 2>/dev/null)" != "$(want_order)" ]; then
+    rm -rf "$dir/modules.new"; mkdir -p "$dir/modules.new"
+    for m in "${order[@]}"; do cp "$dir/lib/modules/$kver/$m" "$dir/modules.new/"; done
+    want_order > "$dir/modules.new/order"
+    rm -rf "$dir/modules"; mv "$dir/modules.new" "$dir/modules"; chmod -R a+rX "$dir/modules"
+  fi
   exit 0
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -23,10 +41,6 @@ chmod 755 "$tmp"   # apt-get download runs as _apt where it can
 dpkg-deb -x "$tmp"/*.deb "$tmp/x"
 mods=$(echo "$tmp"/x/lib/modules/*)
 mkdir -p "$dir/modules.new"
-order=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_mmio.ko
-       kernel/drivers/block/virtio_blk.ko kernel/drivers/char/virtio_console.ko
-       kernel/fs/fuse/fuse.ko kernel/fs/fuse/virtiofs.ko kernel/lib/libcrc32c.ko kernel/fs/erofs/erofs.ko
-       kernel/fs/overlayfs/overlay.ko kernel/drivers/misc/pvpanic/pvpanic.ko kernel/drivers/misc/pvpanic/pvpanic-mmio.ko)
 : > "$dir/modules.new/order"
 for m in "${order[@]}"; do
   cp "$mods/$m" "$dir/modules.new/"

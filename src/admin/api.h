@@ -42,7 +42,7 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
 
 /* Tables contributed by each api_*.c file, NULL-name terminated. */
 extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api_meta[], bh_api_firewall[],
-    bh_api_volume[], bh_api_misc[], bh_api_device[], bh_api_features_request[];
+    bh_api_volume[], bh_api_pool[], bh_api_misc[], bh_api_device[], bh_api_features_request[];
 
 /* For admin.Events: implemented by the server. */
 int bh_server_subscribe(void *conn, const char *filter);
@@ -51,8 +51,15 @@ pid_t bh_server_peer_pid(void *conn);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */
+/* Qubes' validate_number (decimal ASCII, "-" only if allow_negative): ProtocolError
+ * "Invalid NAME" otherwise. */
+int bh_api_payload_number(struct bh_call *c, const char *name, bool allow_negative, long long *out);
+/* Qubes' qubes.property.bool spellings: ProtocolError "Payload is not boolean ASCII". */
+int bh_api_payload_bool(struct bh_call *c, bool *out);
 
 /* A qube halted: what was attached to it is detached (device-detach events). */
 void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q);
-/* A qube started: its assigned block devices are attached (docs/devices.md). */
-void bh_devices_qube_started(struct bh_app *app, struct bh_qube *q);
+/* Start: the check of `required` assignments before anything starts, then their
+ * attachment (required) and that of auto-attach ones once the qube runs. */
+int bh_devices_required_check(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
+int bh_devices_attach_assigned(struct bh_app *app, struct bh_qube *q, bool required, struct bh_exc *e);

@@ -204,14 +204,9 @@ static int block_attached(struct bh_call *c)
 /* qubes.property.bool */
 static int parse_bool(struct bh_exc *exc, const char *v, bool *out)
 {
-    static const char *const f[] = { "0", "no", "false", "off" }, *const t[] = { "1", "yes", "true", "on" };
-    for (size_t i = 0; i < 4; i++) {
-        if (!strcasecmp(v, f[i]))
-            return *out = false, 0;
-        if (!strcasecmp(v, t[i]))
-            return *out = true, 0;
-    }
-    return bh_exc(exc, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
+    if (bh_qubes_bool(v, out) < 0)
+        return bh_exc(exc, "QubesValueError", "Invalid literal for boolean property: '%s'", v);
+    return 0;
 }
 
 static bool node_name_ok(const char *v)
@@ -351,20 +346,30 @@ static int do_attach(struct bh_app *app, struct bh_qube *dest, const char *backe
     return 0;
 }
 
+/* Attach and Assign: the argument's device (load_device_info: the device it names, if
+ * it exists as named: *known) and the payload, Qubes' DeviceAssignment for it. */
+static int device_and_assignment(struct bh_call *c, struct devarg *d, struct bh_blockdev *dev, bool *known,
+                                 struct bh_dev_assignment *as)
+{
+    if (device_arg(c, d) < 0)
+        return -1;
+    *known = !strcmp(d->backend, "dom0") && bh_blockdev_get(d->port, dev) == 0 &&
+             (!strcmp(d->devid, "*") || !strcmp(d->devid, dev->device_id));
+    char msg[512];
+    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d->backend, d->port, "block",
+                                *known ? dev->device_id : d->devid, as, msg, sizeof msg) < 0)
+        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    return 0;
+}
+
 static int block_attach(struct bh_call *c)
 {
     struct devarg d;
-    if (device_arg(c, &d) < 0)
-        return -1;
-    /* load_device_info: the device the argument names, if it exists as named. */
     struct bh_blockdev dev;
-    bool known = c->app && !strcmp(d.backend, "dom0") && bh_blockdev_get(d.port, &dev) == 0 &&
-                 (!strcmp(d.devid, "*") || !strcmp(d.devid, dev.device_id));
     struct bh_dev_assignment as;
-    char msg[512];
-    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d.backend, d.port, "block",
-                                known ? dev.device_id : d.devid, &as, msg, sizeof msg) < 0)
-        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    bool known;
+    if (device_and_assignment(c, &d, &dev, &known, &as) < 0)
+        return -1;
     if (!bh_qube_is_running(c->dest))
         return bh_exc(c->exc, "QubesVMNotRunningError", "VM not running, cannot attach device, do you mean `assign`?");
     if (!known) /* Qubes' "unknown" error is caught and re-raised as this one */
@@ -456,16 +461,11 @@ static int check_options(struct bh_exc *exc, const struct bh_dev_props *o)
 static int block_assign(struct bh_call *c)
 {
     struct devarg d;
-    if (device_arg(c, &d) < 0)
-        return -1;
     struct bh_blockdev dev;
-    bool known = !strcmp(d.backend, "dom0") && bh_blockdev_get(d.port, &dev) == 0 &&
-                 (!strcmp(d.devid, "*") || !strcmp(d.devid, dev.device_id));
     struct bh_dev_assignment as;
-    char msg[512];
-    if (bh_dev_assignment_parse(c->req->payload, c->req->payload_len, d.backend, d.port, "block",
-                                known ? dev.device_id : d.devid, &as, msg, sizeof msg) < 0)
-        return bh_exc(c->exc, "ProtocolError", "%s", msg);
+    bool known;
+    if (device_and_assignment(c, &d, &dev, &known, &as) < 0)
+        return -1;
     char devs[400], key[512];
     dev_str(devs, sizeof devs, d.backend, d.port, as.device_id);
     assign_key(key, sizeof key, d.backend, d.port, as.device_id);
@@ -581,35 +581,80 @@ static int block_set_assignment(struct bh_call *c)
     return 0;
 }
 
-/* At a start, as the block extension's domain-start handler: every assigned device
- * (required or auto-attach; ask-to-attach would need a prompt, which Bulkhead does
- * not have) that dom0 exports and nobody has is attached with its options. */
-void bh_devices_qube_started(struct bh_app *app, struct bh_qube *q)
+/* Assignment i of q's properties, if that property is one: its device and what it says
+ * (id holds the strings backend, port and devid point into). */
+static bool assignment_at(const struct bh_qube *q, size_t i, char id[512], const char **backend, const char **port,
+                          const char **devid, struct bh_dev_assignment *as)
+{
+    const char *k = q->props.v[i].key;
+    if (strncmp(k, ASSIGN_PREFIX, strlen(ASSIGN_PREFIX)))
+        return false;
+    snprintf(id, 512, "%s", k + strlen(ASSIGN_PREFIX));
+    char *plus = strchr(id, '+'), *colon = plus ? strchr(plus, ':') : NULL;
+    if (!plus || !colon)
+        return false;
+    *plus = '\0', *colon = '\0';
+    *backend = id, *port = plus + 1, *devid = colon + 1;
+    char msg[512];
+    return bh_dev_assignment_parse(q->props.v[i].value, strlen(q->props.v[i].value), *backend, *port, "block",
+                                   *devid, as, msg, sizeof msg) == 0;
+}
+
+/* The device an assignment names, if dom0 exports it as named and nobody has it. */
+static bool assigned_device_free(const char *backend, const char *port, const char *devid, struct bh_blockdev *dev)
+{
+    return !strcmp(backend, "dom0") && bh_blockdev_get(port, dev) == 0 &&
+           (!strcmp(devid, "*") || !strcmp(devid, dev->device_id)) && !find_att(backend, port);
+}
+
+/* Qubes' start check (QubesVM.start, before anything is started): a `required`
+ * assignment whose device does not exist stops the start, with Qubes' message
+ * ("Block device dom0:loop7::7 not available", str() of the assignment). A device that
+ * exists but is attached to another qube is refused the same way here (Xen's start of
+ * the domain would fail on it later). */
+int bh_devices_required_check(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
+{
+    (void)app;
+    for (size_t i = 0; i < q->props.n; i++) {
+        char id[512];
+        const char *backend, *port, *devid;
+        struct bh_dev_assignment as;
+        struct bh_blockdev dev;
+        if (assignment_at(q, i, id, &backend, &port, &devid, &as) && !strcmp(as.mode, "required") &&
+            !assigned_device_free(backend, port, devid, &dev))
+            return bh_exc(e, "QubesException", "Block device %s:%s:%s not available", backend, port, devid);
+    }
+    return 0;
+}
+
+/* At a start, as Qubes: `required` assignments are part of the domain it starts (a
+ * failure fails the start: the first error is returned, the caller kills the qube);
+ * `auto-attach` ones are attached by the block extension's domain-start handler (a
+ * failure is logged). `ask-to-attach` would need a device prompt, which Bulkhead does
+ * not have: never attached. */
+int bh_devices_attach_assigned(struct bh_app *app, struct bh_qube *q, bool required, struct bh_exc *e)
 {
     for (size_t i = 0; i < q->props.n; i++) {
-        const char *k = q->props.v[i].key;
-        if (strncmp(k, ASSIGN_PREFIX, strlen(ASSIGN_PREFIX)))
-            continue;
         char id[512];
-        snprintf(id, sizeof id, "%s", k + strlen(ASSIGN_PREFIX));
-        char *plus = strchr(id, '+'), *colon = plus ? strchr(plus, ':') : NULL;
-        if (!plus || !colon)
-            continue;
-        *plus = '\0', *colon = '\0';
-        const char *backend = id, *port = plus + 1, *devid = colon + 1;
+        const char *backend, *port, *devid;
         struct bh_dev_assignment as;
-        char msg[512];
-        if (bh_dev_assignment_parse(q->props.v[i].value, strlen(q->props.v[i].value), backend, port, "block", devid,
-                                    &as, msg, sizeof msg) < 0 || !strcmp(as.mode, "ask-to-attach"))
+        if (!assignment_at(q, i, id, &backend, &port, &devid, &as) ||
+            strcmp(as.mode, required ? "required" : "auto-attach"))
             continue;
         struct bh_blockdev dev;
-        if (strcmp(backend, "dom0") || bh_blockdev_get(port, &dev) < 0 ||
-            (strcmp(devid, "*") && strcmp(devid, dev.device_id)) || find_att(backend, port))
+        if (!assigned_device_free(backend, port, devid, &dev)) {
+            if (required)
+                return bh_exc(e, "QubesException", "Block device %s:%s:%s not available", backend, port, devid);
             continue;
-        struct bh_exc e = { 0 };
-        if (do_attach(app, q, backend, &dev, &as.options, &e) < 0)
-            bh_warn("%s: assigned block device %s:%s not attached: %s", q->name, backend, port, e.msg);
+        }
+        struct bh_exc ae = { 0 };
+        if (do_attach(app, q, backend, &dev, &as.options, &ae) < 0) {
+            if (required)
+                return bh_exc(e, "QubesException", "%s", ae.msg);
+            bh_warn("%s: assigned block device %s:%s not attached: %s", q->name, backend, port, ae.msg);
+        }
     }
+    return 0;
 }
 
 static int block_detach(struct bh_call *c)

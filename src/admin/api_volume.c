@@ -1,4 +1,4 @@
-/* admin.vm.volume.* and admin.pool.*, over the storage pool (src/storage). */
+/* admin.vm.volume.*, over the storage pool (src/storage); admin.pool.* is api_pool.c. */
 #include "api.h"
 #include "cleanup.h"
 #include "engine_glue.h"
@@ -83,20 +83,24 @@ static int kernel_info(struct bh_call *c, const char *k)
         bh_glue_sq_free(&sqb);                            \
     } while (0)
 
+/* The argument volume's Info from the pool. */
+static int vol_info(struct bh_call *c, struct bh_pool *p, struct bh_volume_info *info)
+{
+    bh_error err = { 0 };
+    int r;
+    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, info, &err));
+    return r < 0 ? bh_exc(c->exc, "QubesException", "%s", err.msg) : 0;
+}
+
 static int v_info(struct bh_call *c)
 {
     _cleanup_free_ char *k = !strcmp(c->req->arg, "kernel") ? kernel_volume(c) : NULL;
     if (k)
         return kernel_info(c, k);
     struct bh_pool *p = need_pool(c);
-    if (!p || need_vol(c) < 0)
-        return -1;
     struct bh_volume_info info;
-    bh_error err = { 0 };
-    int r;
-    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
-    if (r < 0)
-        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if (!p || need_vol(c) < 0 || vol_info(c, p, &info) < 0)
+        return -1;
     info.revisions_to_keep = bh_glue_revisions(c->app, c->dest, c->req->arg);
     char buf[2048];
     int n = bh_volume_info_format(&info, buf, sizeof buf);
@@ -127,21 +131,15 @@ static int need_halted(struct bh_call *c)
 }
 
 /* Qubes' qubes.property.bool spellings. */
-static int payload_bool(struct bh_call *c, bool *out)
+int bh_api_payload_bool(struct bh_call *c, bool *out)
 {
-    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
     char v[8] = "";
-    if (c->req->payload_len >= sizeof v)
+    if (c->req->payload_len >= sizeof v || memchr(c->req->payload, '\0', c->req->payload_len))
         return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
-    for (size_t i = 0; i < c->req->payload_len; i++)
-        v[i] = (char)((c->req->payload[i] >= 'A' && c->req->payload[i] <= 'Z') ? c->req->payload[i] + 32 : c->req->payload[i]);
-    for (size_t i = 0; i < 4; i++) {
-        if (!strcmp(v, t[i]))
-            return *out = true, 0;
-        if (!strcmp(v, f[i]))
-            return *out = false, 0;
-    }
-    return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    memcpy(v, c->req->payload, c->req->payload_len);
+    if (bh_qubes_bool(v, out) < 0)
+        return bh_exc(c->exc, "ProtocolError", "Payload is not boolean ASCII");
+    return 0;
 }
 
 /* Set.rw and Set.ephemeral: Bulkhead's volumes have fixed kinds (docs/storage.md), so a
@@ -150,16 +148,11 @@ static int v_set_flag(struct bh_call *c, bool rw)
 {
     struct bh_pool *p = need_pool(c);
     bool want = false;
-    if (!p || need_vol(c) < 0 || payload_bool(c, &want) < 0)
-        return -1;
-    if (rw && need_halted(c) < 0)
+    if (!p || need_vol(c) < 0 || bh_api_payload_bool(c, &want) < 0)
         return -1;
     struct bh_volume_info info;
-    bh_error err = { 0 };
-    int r;
-    WITH_SQ(c, r = bh_volume_info(p, &sqb.sq, c->req->arg, &info, &err));
-    if (r < 0)
-        return bh_exc(c->exc, "QubesException", "%s", err.msg);
+    if ((rw && need_halted(c) < 0) || vol_info(c, p, &info) < 0)
+        return -1;
     if ((rw ? info.rw : info.ephemeral) == want)
         return 0;
     return bh_exc(c->exc, "QubesException", "Bulkhead cannot make the %s volume %s%s", c->req->arg,
@@ -289,7 +282,7 @@ static void emit_import(struct bh_call *c, bool begin, uint64_t size, bool succe
 }
 
 /* Qubes' validate_number: decimal ASCII digits only. */
-static int payload_number(struct bh_call *c, const char *name, bool allow_negative, long long *out)
+int bh_api_payload_number(struct bh_call *c, const char *name, bool allow_negative, long long *out)
 {
     const char *s = c->req->payload;
     size_t n = c->req->payload_len, i = 0;
@@ -317,7 +310,7 @@ static int import_begin(struct bh_call *c)
     if (need_halted(c) < 0)
         return -1;
     long long want = 0;
-    if (c->req->payload_len && payload_number(c, "size of new data", false, &want) < 0)
+    if (c->req->payload_len && bh_api_payload_number(c, "size of new data", false, &want) < 0)
         return -1;
     if (c->req->payload_len && want == 0)
         return bh_exc(c->exc, "QubesValueError", "size of new data must be positive");
@@ -381,104 +374,6 @@ static int v_clear(struct bh_call *c)
     return 0;
 }
 
-static int need_pool_arg(struct bh_call *c)
-{
-    if (strcmp(c->req->arg, "default") != 0)
-        return bh_exc(c->exc, "QubesException", "No such pool: %s", c->req->arg);
-    return 0;
-}
-
-static int pool_set_revisions(struct bh_call *c)
-{
-    struct bh_pool *p = need_pool(c);
-    long long v;
-    if (!p || need_pool_arg(c) < 0 || payload_number(c, "revisions to keep", true, &v) < 0)
-        return -1;
-    if (v < -1)
-        return bh_exc(c->exc, "PermissionDenied", "Value can't be lower than -1");
-    if (v > 1000000)
-        return bh_exc(c->exc, "QubesValueError", "Invalid value for revisions_to_keep");
-    bh_error err = { 0 };
-    if (bh_pool_set_default_revisions(p, (int)v, &err) < 0)
-        return bh_exc(c->exc, "QubesException", "%s", err.msg);
-    return 0;
-}
-
-/* Volatile volumes are tmpfs (RAM, gone at the halt): always ephemeral. */
-static int pool_set_ephemeral(struct bh_call *c)
-{
-    bool want;
-    if (!need_pool(c) || need_pool_arg(c) < 0 || payload_bool(c, &want) < 0)
-        return -1;
-    if (!want)
-        return bh_exc(c->exc, "QubesException", "Bulkhead's volatile volumes are always ephemeral (tmpfs)");
-    return 0;
-}
-
-static int pool_list(struct bh_call *c) { return bh_buf_adds(c->out, "default\n"); }
-
-static int pool_info(struct bh_call *c)
-{
-    struct bh_pool *p = need_pool(c);
-    if (!p)
-        return -1;
-    if (strcmp(c->req->arg, "default") != 0)
-        return bh_exc(c->exc, "QubesException", "No such pool: %s", c->req->arg);
-    char buf[2048];
-    int n = bh_pool_info_format(p, buf, sizeof buf);
-    if (n < 0)
-        return bh_exc(c->exc, "QubesException", "pool info too long");
-    return bh_buf_add(c->out, buf, (size_t)n);
-}
-
-/* As qubesd: KEY=VALUE lines of pool.usage_details, sorted (data_size, data_usage). */
-static int pool_usage(struct bh_call *c)
-{
-    struct bh_pool *p = need_pool(c);
-    if (!p)
-        return -1;
-    if (strcmp(c->req->arg, "default") != 0)
-        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
-    char buf[2048];
-    if (bh_pool_info_format(p, buf, sizeof buf) < 0)
-        return bh_exc(c->exc, "QubesException", "pool info too long");
-    const char *size = strstr(buf, "\nsize="), *usage = strstr(buf, "\nusage=");
-    unsigned long long sz = size ? strtoull(size + 6, NULL, 10) : 0, us = usage ? strtoull(usage + 7, NULL, 10) : 0;
-    return bh_buf_printf(c->out, "data_size=%llu\ndata_usage=%llu\n", sz, us);
-}
-
-/* As qubesd: the vid of every volume in the pool, one a line (ours: qubes/NAME/VOLUME;
- * an app qube's root is its template's, listed once). */
-static int pool_volumes(struct bh_call *c)
-{
-    struct bh_pool *p = need_pool(c);
-    if (!p)
-        return -1;
-    if (strcmp(c->req->arg, "default") != 0)
-        return bh_exc(c->exc, "PermissionDenied", "Argument not in 'pools'");
-    for (size_t i = 0; i < c->app->nqubes; i++) {
-        struct bh_qube *q = c->app->qubes[i];
-        if (q->klass == BH_ADMINVM)
-            continue;
-        for (size_t v = 0; bh_volume_names[v]; v++) {
-            struct bh_volume_info info;
-            bh_error err = { 0 };
-            int r;
-            struct bh_sq_buf sqb;
-            bh_glue_sq(c->app, q, &sqb);
-            r = bh_volume_info(p, &sqb.sq, bh_volume_names[v], &info, &err);
-            bh_glue_sq_free(&sqb);
-            char own[300];
-            snprintf(own, sizeof own, "qubes/%s/", q->name);
-            if (r == 0 && !strncmp(info.vid, own, strlen(own)) && bh_buf_printf(c->out, "%s\n", info.vid) < 0)
-                return bh_exc(c->exc, "QubesException", "out of memory");
-        }
-    }
-    return 0;
-}
-
-static int pool_drivers(struct bh_call *c) { return bh_buf_adds(c->out, "file dir_path revisions_to_keep ephemeral_volatile\n"); }
-
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 #define A BH_M_ARG
@@ -497,12 +392,5 @@ const struct bh_method bh_api_volume[] = {
     { "admin.vm.volume.Clear", v_clear, A | NP },
     { "internal.vm.volume.ImportBegin", import_begin, A },
     { "internal.vm.volume.ImportEnd", import_end, A },
-    { "admin.pool.Set.revisions_to_keep", pool_set_revisions, D | A },
-    { "admin.pool.Set.ephemeral_volatile", pool_set_ephemeral, D | A },
-    { "admin.pool.List", pool_list, D | NA | NP },
-    { "admin.pool.Info", pool_info, D | A | NP },
-    { "admin.pool.ListDrivers", pool_drivers, D | NA | NP },
-    { "admin.pool.UsageDetails", pool_usage, D | A | NP },
-    { "admin.pool.volume.List", pool_volumes, D | A | NP },
     { NULL, NULL, 0 },
 };

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const struct bh_method *const tables[] = { bh_api_vm, bh_api_prop, bh_api_label, bh_api_meta,
-                                                  bh_api_firewall, bh_api_volume, bh_api_misc, bh_api_device,
+                                                  bh_api_firewall, bh_api_volume, bh_api_pool, bh_api_misc, bh_api_device,
                                                   bh_api_features_request };
 
 static const struct bh_method *find_method(const char *name)

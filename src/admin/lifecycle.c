@@ -73,14 +73,38 @@ static void qrexec_unwatch(struct bh_qube *q)
     }
 }
 
+/* A qrexec-daemon forked while its qube boots (see start_agent): told to connect by one
+ * byte on its go pipe. */
+static void qrexec_early_forget(struct bh_qube *q)
+{
+    if (q->rt.qrexec_gofd >= 0)
+        close(q->rt.qrexec_gofd); /* EOF: a daemon still waiting exits */
+    if (q->rt.qrexec_early_rfd >= 0)
+        close(q->rt.qrexec_early_rfd);
+    q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
+}
+
 static void qrexec_stop(struct bh_qube *q)
 {
     qrexec_unwatch(q); /* an intended stop is not a death to repair */
+    qrexec_early_forget(q);
     if (q->rt.qrexec_pid > 0) {
+        int pfd = -1;
+#ifdef SYS_pidfd_open
+        pfd = (int)syscall(SYS_pidfd_open, q->rt.qrexec_pid, 0);
+#endif
         kill(q->rt.qrexec_pid, SIGTERM);
-        /* It exits at once on TERM; don't let a stuck one hold the loop. */
-        for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
-            usleep(10000);
+        /* It exits at once on TERM; don't let a stuck one hold the loop (0.5 s). The
+         * pidfd says when it is gone, without sleeping in steps. */
+        if (pfd >= 0) {
+            struct pollfd p = { .fd = pfd, .events = POLLIN };
+            while (poll(&p, 1, 500) < 0 && errno == EINTR)
+                ;
+            close(pfd);
+        } else {
+            for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
+                usleep(10000);
+        }
         if (waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0) {
             kill(q->rt.qrexec_pid, SIGKILL);
             waitpid(q->rt.qrexec_pid, NULL, 0);
@@ -150,22 +174,28 @@ done:
 /* Forks and execs the qube's qrexec-daemon; *ready_fd gets '1' once it serves. 0 = no
  * qrexec-daemon installed (the qube runs without qrexec). */
 static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *default_user, int *ready_fd,
-                        bh_error *err)
+                        int *go_fd, bh_error *err)
 {
     char prog[PATH_MAX];
     if (find_program("qrexec-daemon", "BULKHEAD_QREXEC_DAEMON", prog, sizeof prog) < 0) {
         bh_warn("%s: qrexec-daemon not found: the qube runs without qrexec", q->name);
         return 0;
     }
-    int pfd[2];
+    int pfd[2], gfd[2] = { -1, -1 };
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return bh_fail_errno(err, "pipe");
+    if (go_fd && pipe2(gfd, O_CLOEXEC) < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return bh_fail_errno(err, "pipe");
+    }
     /* `ask` answered by a person: qrexec-policy-ask relays to qrexec-policy-agent */
     char ask[PATH_MAX] = "";
     bool have_ask = find_program("qrexec-policy-ask", "BULKHEAD_QREXEC_ASK", ask, sizeof ask) == 0;
-    char qid[16], rfd[16], policy[4200], sock[4200], timeout[16];
+    char qid[16], rfd[16], gofd[16], policy[4200], sock[4200], timeout[16];
     snprintf(qid, sizeof qid, "%u", q->qid);
     snprintf(rfd, sizeof rfd, "%d", pfd[1]);
+    snprintf(gofd, sizeof gofd, "%d", gfd[0]);
     snprintf(policy, sizeof policy, "%s/policy.d", app->root_dir);
     snprintf(sock, sizeof sock, "%s/qubesd.sock", app->runtime_dir);
     snprintf(timeout, sizeof timeout, "%lld", bh_qube_prop_int(app, q, "qrexec_timeout"));
@@ -173,6 +203,10 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
     if (pid < 0) {
         close(pfd[0]);
         close(pfd[1]);
+        if (go_fd) {
+            close(gfd[0]);
+            close(gfd[1]);
+        }
         return bh_fail_errno(err, "fork");
     }
     if (pid == 0) {
@@ -180,6 +214,8 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         bh_set_cloexec(pfd[1], 0);
+        if (go_fd)
+            bh_set_cloexec(gfd[0], 0);
         /* The daemon and every call process it forks for this qube count against the
          * qube's CPU share (the engine's cgroups), not the host's. */
         const struct bh_driver *drv = bh_glue_driver(app, q);
@@ -193,15 +229,47 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
         if (devnull >= 0)
             dup2(devnull, 0);
         setsid();
-        execl(prog, "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir, "--ready-fd", rfd,
-              "--startup-timeout", timeout, "--default-user", default_user,
-              "--policy-dir", policy, have_ask ? "--ask-program" : (char *)NULL, ask, (char *)NULL);
+        char *argv[24] = { "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir,
+                           "--ready-fd", rfd, "--startup-timeout", timeout, "--default-user", (char *)default_user,
+                           "--policy-dir", policy };
+        size_t n = 15;
+        if (go_fd) {
+            argv[n++] = "--go-fd";
+            argv[n++] = gofd;
+        }
+        if (have_ask) {
+            argv[n++] = "--ask-program";
+            argv[n++] = ask;
+        }
+        argv[n] = NULL;
+        execv(prog, argv);
         _exit(127);
     }
     close(pfd[1]);
     q->rt.qrexec_pid = pid;
     *ready_fd = pfd[0];
+    if (go_fd) {
+        close(gfd[0]);
+        *go_fd = gfd[1];
+    }
     return 1;
+}
+
+/* Waits for the daemon's ready byte (at most the qube's qrexec_timeout). */
+static int qrexec_await_ready(struct bh_app *app, struct bh_qube *q, int rfd, bh_error *err)
+{
+    struct pollfd p = { .fd = rfd, .events = POLLIN };
+    char c = 0;
+    int r, ms = (int)bh_qube_prop_int(app, q, "qrexec_timeout") * 1000;
+    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    bool ready = r == 1 && read(rfd, &c, 1) == 1 && c == '1';
+    close(rfd);
+    if (!ready) {
+        qrexec_stop(q);
+        return bh_fail(err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
+    }
+    return 0;
 }
 
 static void qrexec_write_pidfile(struct bh_app *app, struct bh_qube *q)
@@ -235,23 +303,33 @@ static void qrexec_watch(struct bh_qube *q)
 static int qrexec_start(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb, bh_error *err)
 {
     int rfd = -1;
-    int r = qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", &rfd, err);
+    int r = qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", &rfd, NULL, err);
     if (r <= 0)
         return r;
-    struct pollfd p = { .fd = rfd, .events = POLLIN };
-    char c = 0;
-    int ms = (int)bh_qube_prop_int(app, q, "qrexec_timeout") * 1000;
-    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
-        ;
-    bool ready = r == 1 && read(rfd, &c, 1) == 1 && c == '1';
-    close(rfd);
-    if (!ready) {
-        qrexec_stop(q);
-        return bh_fail(err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
-    }
+    if (qrexec_await_ready(app, q, rfd, err) < 0)
+        return -1;
     qrexec_watch(q);
     qrexec_write_pidfile(app, q);
     return 0;
+}
+
+/* Forks the qube's qrexec-daemon while the engine boots the qube (right after
+ * start_begin, once the qube's cgroups exist: the daemon is charged to them), so that
+ * its exec and set-up overlap with the boot instead of following it. It connects to the
+ * agent only when start_agent says the qube is up. Failing here is not fatal:
+ * start_agent then starts one the ordinary way. */
+static void qrexec_early(struct bh_app *app, struct bh_qube *q, const struct bh_spec_buf *sb)
+{
+    qrexec_kill_stale(sb, q->name);
+    int rfd = -1, gfd = -1;
+    bh_error err = { 0 };
+    int r = qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", &rfd, &gfd, &err);
+    if (r < 0)
+        bh_warn("%s: qrexec-daemon with the qube: %s", q->name, err.msg);
+    if (r != 1)
+        return;
+    q->rt.qrexec_early_rfd = rfd;
+    q->rt.qrexec_gofd = gfd;
 }
 
 /* ---- a dead qrexec-daemon is replaced ---- */
@@ -298,7 +376,7 @@ static void qrexec_restart(struct bh_qube *q)
     bh_glue_spec(lc_app, q, &sb);
     bh_error err = { 0 };
     int rfd = -1;
-    int r = qrexec_spawn(lc_app, q, sb.spec.default_user ? sb.spec.default_user : "user", &rfd, &err);
+    int r = qrexec_spawn(lc_app, q, sb.spec.default_user ? sb.spec.default_user : "user", &rfd, NULL, &err);
     bh_glue_spec_free(&sb);
     if (r < 0)
         bh_warn("%s: restarting qrexec-daemon: %s", q->name, err.msg);
@@ -479,14 +557,59 @@ static void on_tick(void *ctx)
 
 /* ---- the end of a start (at once, or when an engine's start fd says so) ---- */
 
-/* The engine runs the qube and its agent is ready: watch it, start its qrexec-daemon. */
+/* The engine runs the qube and its agent is ready: watch it, and have its qrexec-daemon
+ * connect (forked with the qube: qrexec_early) or start one now. 1: wait for the
+ * daemon's ready byte on *rfd; 0: no qrexec-daemon is installed; -1: failed (no daemon
+ * left). */
+static int start_agent_begin(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv,
+                             struct bh_spec_buf *sb, int *rfd, bh_error *err)
+{
+    watch(q, drv, &sb->spec);
+    if (q->rt.qrexec_gofd >= 0 && q->rt.qrexec_pid > 0) {
+        *rfd = q->rt.qrexec_early_rfd;
+        q->rt.qrexec_early_rfd = -1;
+        bool told = bh_write_all(q->rt.qrexec_gofd, "G", 1) == 0;
+        close(q->rt.qrexec_gofd);
+        q->rt.qrexec_gofd = -1;
+        if (told)
+            return 1;
+        close(*rfd);
+        *rfd = -1;
+        qrexec_stop(q);
+        return bh_fail(err, EPIPE, "qrexec-daemon for %s ended before its qube was up", q->name);
+    }
+    qrexec_early_forget(q);
+    qrexec_kill_stale(sb, q->name);
+    return qrexec_spawn(app, q, sb->spec.default_user ? sb->spec.default_user : "user", rfd, NULL, err);
+}
+
+/* The daemon said ready (or there is none): the last steps of a start. */
+static int start_agent_end(struct bh_app *app, struct bh_qube *q, bh_error *err)
+{
+    if (q->rt.qrexec_pid > 0) {
+        qrexec_watch(q);
+        qrexec_write_pidfile(app, q);
+    }
+    /* required devices are part of the domain Qubes starts: one that cannot be
+     * attached (taken since the check) fails the start */
+    struct bh_exc de = { 0 };
+    if (bh_devices_attach_assigned(app, q, true, &de) < 0)
+        return bh_fail(err, EBUSY, "%s", de.msg);
+    return 0;
+}
+
+/* Both halves in line (starts that are not asynchronous). */
 static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv, struct bh_spec_buf *sb,
                        bh_error *err)
 {
-    watch(q, drv, &sb->spec);
-    qrexec_kill_stale(sb, q->name);
-    int r = qrexec_start(app, q, sb, err);
+    int rfd = -1;
+    int r = start_agent_begin(app, q, drv, sb, &rfd, err);
+    if (r == 1)
+        r = qrexec_await_ready(app, q, rfd, err);
+    if (r == 0)
+        r = start_agent_end(app, q, err);
     if (r < 0) {
+        qrexec_stop(q);
         bh_error kerr = { 0 };
         drv->kill(&sb->spec, &kerr);
     }
@@ -498,8 +621,9 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     struct bh_sq_buf b;
     bh_glue_sq(app, q, &b);
     unwatch(q);
-    qrexec_stop(q); /* killed in an asynchronous start's agent phase */
+    qrexec_stop(q); /* forked with the qube (qrexec_early), or in an agent phase */
     q->rt.state = BH_STATE_HALTED;
+    bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
     (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
     bh_glue_sq_free(&b);
@@ -515,7 +639,7 @@ static void start_done(struct bh_app *app, struct bh_qube *q)
     bh_net_glue_started(app, q);
     const char *kv[] = { "start_guid", "False", NULL };
     emit(q, "domain-start", kv);
-    bh_devices_qube_started(app, q);
+    (void)bh_devices_attach_assigned(app, q, false, NULL);
 }
 
 /* Starts in progress (engines with start_begin), by qid. */
@@ -596,10 +720,8 @@ static void on_start_fd(void *ctx, uint32_t ev)
         /* The engine is done; the qube's qrexec-daemon is started and its ready pipe
          * watched like the engine's fd was (waiting for it in line held the loop for
          * ~60 ms per disposable). */
-        watch(q, drv, &sb.spec);
-        qrexec_kill_stale(&sb, q->name);
         int rfd = -1;
-        r = qrexec_spawn(lc_app, q, sb.spec.default_user ? sb.spec.default_user : "user", &rfd, &err);
+        r = start_agent_begin(lc_app, q, drv, &sb, &rfd, &err);
         if (r == 1 && bh_loop_add(rfd, EPOLLIN, on_start_agent_ready, (void *)(uintptr_t)qid) == 0) {
             q->rt.qrexec_readyfd = rfd;
             s->fd = rfd;
@@ -610,10 +732,12 @@ static void on_start_fd(void *ctx, uint32_t ev)
         }
         if (r == 1) {
             close(rfd);
-            qrexec_stop(q);
             r = bh_fail(&err, ENOMEM, "watching the qrexec-daemon of %s", q->name);
+        } else if (r == 0) {
+            r = start_agent_end(lc_app, q, &err);
         }
         if (r < 0) {
+            qrexec_stop(q);
             bh_error kerr = { 0 };
             drv->kill(&sb.spec, &kerr);
         }
@@ -647,18 +771,19 @@ static void on_start_agent_ready(void *ctx, uint32_t ev)
     q->rt.qrexec_readyfd = -1;
     s->qid = 0;
     const struct bh_driver *drv = bh_glue_driver(lc_app, q);
+    bh_error err = { 0 };
     if (n == 1 && c == '1') {
-        start_done(lc_app, q);
-        if (q->rt.qrexec_pid > 0) {
-            qrexec_watch(q);
-            qrexec_write_pidfile(lc_app, q);
-        } else {
-            qrexec_restart(q); /* it said ready, then died, and the tick reaped it */
+        bool died = q->rt.qrexec_pid <= 0; /* said ready, then died; the tick reaped it */
+        if (start_agent_end(lc_app, q, &err) < 0) {
+            start_agent_failed(q, drv, &err);
+            return;
         }
+        start_done(lc_app, q);
+        if (died)
+            qrexec_restart(q);
         bh_waiters_started(lc_app, qid, NULL);
         return;
     }
-    bh_error err = { 0 };
     bh_fail(&err, ETIMEDOUT, "qrexec-daemon for %s did not become ready", q->name);
     start_agent_failed(q, drv, &err);
 }
@@ -757,6 +882,15 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_glue_sq(app, q, &b);
     q->rt.state = BH_STATE_TRANSIENT;
     emit(q, "domain-pre-start", NULL);
+    /* as QubesVM.start: required devices are checked first, the failure is Qubes' */
+    if (bh_devices_required_check(app, q, e) < 0) { /* (no volumes prepared yet) */
+        bh_glue_sq_free(&b);
+        bh_glue_spec_free(&sb);
+        q->rt.state = BH_STATE_HALTED;
+        const char *kv[] = { "reason", e->msg, NULL };
+        emit(q, "domain-start-failed", kv);
+        return -1;
+    }
     int r = bh_volumes_prepare(bh_glue_pool(), &b.sq, &sb.spec.vol, &err);
     if (r == 0)
         r = bh_net_glue_prestart(app, q, &sb.spec, &err);
@@ -767,6 +901,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bool async = drv->start_begin && (strcmp(drv->name, "ns") || q->klass == BH_DISPVM);
     if (r == 0 && async) {
         int fd = drv->start_begin(&sb.spec, &err);
+        if (fd >= 0)
+            qrexec_early(app, q, &sb);
         if (fd >= 0 && starting_add(q, fd) == 0) {
             bh_volume_layout_free(&sb.spec.vol);
             bh_glue_sq_free(&b);
@@ -779,6 +915,22 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
             bh_fail(&err, EAGAIN, "cannot watch the start of %s", q->name);
         }
         r = -1;
+    } else if (r == 0 && drv->start_begin) {
+        /* In line, but in the same two halves, so that the qrexec-daemon starts with it. */
+        int fd = drv->start_begin(&sb.spec, &err);
+        r = fd < 0 ? -1 : 1;
+        if (fd >= 0)
+            qrexec_early(app, q, &sb);
+        while (r == 1) {
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+                r = bh_fail_errno(&err, "waiting for the start of %s", q->name);
+                bh_error kerr = { 0 };
+                drv->kill(&sb.spec, &kerr);
+                break;
+            }
+            r = drv->start_finish(&sb.spec, &err);
+        }
     } else if (r == 0) {
         r = drv->start(&sb.spec, &err);
     }

@@ -211,6 +211,8 @@ static struct bh_qube *qube_new(uint32_t qid, const char *name, enum bh_klass k,
     q->rt.pidfd = -1;
     q->rt.qrexec_pidfd = -1;
     q->rt.qrexec_readyfd = -1;
+    q->rt.qrexec_gofd = -1;
+    q->rt.qrexec_early_rfd = -1;
     if (k == BH_ADMINVM)
         q->rt.state = BH_STATE_RUNNING;
     return q;

@@ -54,6 +54,8 @@ struct bh_runtime {
     pid_t qrexec_pid;  /* the qube's qrexec-daemon, 0 if none */
     int qrexec_pidfd;  /* watched: its exit is noticed at once; -1 none */
     int qrexec_readyfd; /* a restarted daemon's ready pipe, watched; -1 none */
+    int qrexec_gofd;    /* a daemon forked with its booting qube: its go pipe, -1 none */
+    int qrexec_early_rfd; /* ... and its ready pipe, -1 none */
     int64_t qrexec_restart_ms[4]; /* the last restarts, to slow down a restart loop */
     uint32_t disp_caller; /* DispVM: qid of the qube whose call made it (0: dom0/unknown) */
     double disp_tokens;   /* a caller's disposable-creation bucket (see create_disposable) */

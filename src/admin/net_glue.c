@@ -35,6 +35,7 @@ static char uplink_name[220];
 static int peer_ns = -1;
 static uint32_t tag; /* per-daemon: hash of the runtime dir */
 static struct in_addr updns[2];
+static char updns_file[300]; /* the resolv.conf they came from */
 static int n_updns;
 /* The netvm each running qube is linked to (qid), 0 = none. */
 static uint32_t plugged[MAX_QID];
@@ -90,6 +91,12 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
         net->netmask = "255.255.255.255";
         net->dns1 = BH_DNS_VIRT1;
         net->dns2 = BH_DNS_VIRT2;
+        _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
+        uint8_t m[6];
+        if (bh_mac_parse(mac, m) == 0) {
+            snprintf(b->mac, sizeof b->mac, "%s", mac);
+            net->mac = b->mac;
+        }
     }
 }
 
@@ -220,12 +227,21 @@ static void unplug(struct bh_app *app, struct bh_qube *c)
     struct bh_qube *n = nq ? bh_app_find_qid(app, nq) : NULL;
     if (!n)
         return;
-    char nns[4200];
+    char nns[4200], cns[4200];
     bh_net_glue_netns_path(app, n, nns, sizeof nns);
     if (bh_netns_exists(nns)) {
         bh_error err = { 0 };
         if (bh_net_link_unplug(nns, c->qid, &err) < 0)
             bh_warn("%s: unplugging from %s: %s", c->name, n->name, err.msg);
+    }
+    /* a guest's network card in c's namespace is wired to nothing now */
+    bh_net_glue_netns_path(app, c, cns, sizeof cns);
+    int fd = bh_netns_exists(cns) ? open(cns, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        bh_error err = { 0 };
+        if (bh_net_guest_wire(fd, &err) < 0)
+            bh_warn("%s: %s", c->name, err.msg);
+        close(fd);
     }
 }
 
@@ -475,6 +491,7 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
         if (peer_ns < 0)
             return -1;
         n_updns = bh_dns_read_resolv("/etc/resolv.conf", updns, 2);
+        snprintf(updns_file, sizeof updns_file, "/etc/resolv.conf");
     } else if (!strncmp(uplink, "netns:", 6)) {
         uplink_kind = UPLINK_NETNS;
         snprintf(uplink_name, sizeof uplink_name, "%s", uplink + 6);
@@ -484,7 +501,8 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
         /* as `ip netns exec`: the namespace's own resolv.conf if it has one */
         char p[300];
         snprintf(p, sizeof p, "/etc/netns/%s/resolv.conf", uplink_name);
-        n_updns = access(p, F_OK) == 0 ? bh_dns_read_resolv(p, updns, 2) : bh_dns_read_resolv("/etc/resolv.conf", updns, 2);
+        snprintf(updns_file, sizeof updns_file, "%s", access(p, F_OK) == 0 ? p : "/etc/resolv.conf");
+        n_updns = bh_dns_read_resolv(updns_file, updns, 2);
     } else {
         return bh_fail(err, EINVAL, "--uplink must be none, host or netns:NAME");
     }
@@ -507,7 +525,7 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
     snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", dir);
-    if (bh_net_resolve_init(app, uplink_kind == UPLINK_NONE ? -1 : peer_ns, updns, n_updns, resolve_ttl, refresh_all,
+    if (bh_net_resolve_init(app, uplink_kind == UPLINK_NONE ? -1 : peer_ns, updns_file, updns, n_updns, resolve_ttl, refresh_all,
                             err) < 0)
         return -1;
     bh_hooks.property_changed = on_property;

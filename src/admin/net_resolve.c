@@ -7,6 +7,7 @@
 #include "net/fwrule.h"
 #include "net/resolver.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -42,6 +43,7 @@ static struct bh_app *g_app;
 static struct bh_resolver helper = { 0, -1 };
 static int g_peer = -1, g_n, g_ttl = 60;
 static struct in_addr g_servers[2];
+static char g_resolv_conf[300]; /* the uplink's, the only file the helper sees */
 static void (*g_changed)(struct bh_app *);
 static struct ent cache[CACHE_MAX];
 static struct parked parked[PARKED_MAX];
@@ -87,7 +89,7 @@ static int helper_start(void)
 {
     bh_error err = { 0 };
     last_start = time(NULL);
-    if (bh_resolver_start(&helper, g_peer, g_servers, g_n, &err) < 0) {
+    if (bh_resolver_start(&helper, g_peer, g_resolv_conf[0] ? g_resolv_conf : NULL, g_servers, g_n, &err) < 0) {
         bh_warn("dsthost resolver: %s", err.msg);
         return -1;
     }
@@ -354,9 +356,10 @@ void bh_net_resolve_drop_conn(void *conn)
         }
 }
 
-int bh_net_resolve_init(struct bh_app *app, int peer_ns, const struct in_addr *servers, int n, int ttl_s,
-                        void (*changed)(struct bh_app *app), bh_error *err)
+int bh_net_resolve_init(struct bh_app *app, int peer_ns, const char *resolv_conf, const struct in_addr *servers, int n,
+                        int ttl_s, void (*changed)(struct bh_app *app), bh_error *err)
 {
+    snprintf(g_resolv_conf, sizeof g_resolv_conf, "%s", resolv_conf ? resolv_conf : "");
     (void)err;
     g_app = app;
     g_peer = peer_ns;

@@ -10,8 +10,8 @@
 
 /* changed(app) runs (on the loop) when an answer differs from the one cached: the
  * tables are rebuilt then. peer_ns < 0: no uplink, nothing ever resolves. */
-int bh_net_resolve_init(struct bh_app *app, int peer_ns, const struct in_addr *servers, int n, int ttl_s,
-                        void (*changed)(struct bh_app *app), bh_error *err);
+int bh_net_resolve_init(struct bh_app *app, int peer_ns, const char *resolv_conf, const struct in_addr *servers, int n,
+                        int ttl_s, void (*changed)(struct bh_app *app), bh_error *err);
 void bh_net_resolve_fini(void);
 /* A bh_fw_resolver for building tables; never waits: the cached answer (a stale one is
  * renewed in the background), or -1 for a name not answered yet (it is asked now; the

@@ -774,6 +774,18 @@ char *bh_prop_value(struct bh_app *app, const struct bh_qube *q, const struct bh
 
 /* ---- validation and setting ---- */
 
+int bh_qubes_bool(const char *v, bool *out)
+{
+    static const char *const t[] = { "1", "yes", "true", "on" }, *const f[] = { "0", "no", "false", "off" };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(t); i++) {
+        if (!strcasecmp(v, t[i]))
+            return *out = true, 0;
+        if (!strcasecmp(v, f[i]))
+            return *out = false, 0;
+    }
+    return -1;
+}
+
 static int parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = { "True", "true", "1", "yes", "on", "Yes", "YES", "TRUE", "On", "ON" };

@@ -38,6 +38,9 @@ int bh_prop_validate(struct bh_app *app, struct bh_qube *q, const struct bh_prop
 /* Convenience getters used across the daemon (default applied). */
 char *bh_qube_prop(struct bh_app *app, const struct bh_qube *q, const char *name);
 bool bh_qube_prop_bool(struct bh_app *app, const struct bh_qube *q, const char *name);
+/* Qubes' qubes.property.bool on a string: 0/1, no/yes, false/true, off/on in any case;
+ * 0 and *out, or -1. */
+int bh_qubes_bool(const char *v, bool *out);
 long long bh_qube_prop_int(struct bh_app *app, const struct bh_qube *q, const char *name);
 /* Adds/removes the tags Qubes keeps in step with guivm and audiovm (guivm-NAME,
  * audiovm-NAME) after a qube is created or loaded. */

@@ -75,6 +75,7 @@ static struct {
 } A;
 
 static void cursor_changed(xcb_atom_t name);
+int gui_set_monitor_layout(int display); /* gui-monitors.c */
 
 static xcb_atom_t atom(const char *name)
 {
@@ -1090,12 +1091,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = { { "background", no_argument, 0, 'b' },
                                           { "vchan-dir", required_argument, 0, 'v' },
                                           { "domid", required_argument, 0, 'd' },
-                                          { "display", required_argument, 0, 'D' }, { 0, 0, 0, 0 } };
+                                          { "display", required_argument, 0, 'D' },
+                                          { "set-monitor-layout", no_argument, 0, 'M' }, { 0, 0, 0, 0 } };
     const char *dir = NULL;
     int domid = -1, display = 0, o;
-    bool background = false;
+    bool background = false, set_layout_only = false;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
+        case 'M': set_layout_only = true; break;
         case 'b': background = true; break;
         case 'v': dir = optarg; break;
         case 'd': domid = atoi(optarg); break;
@@ -1103,6 +1106,8 @@ int main(int argc, char **argv)
         default: return 2;
         }
     }
+    if (set_layout_only) /* the qubes.SetMonitorLayout service (gui-monitors.c) */
+        return gui_set_monitor_layout(display);
     if (!dir)
         dir = bh_vchan_dir();
     if (domid < 0)

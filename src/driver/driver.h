@@ -49,7 +49,11 @@ struct bh_volume_layout {
 struct bh_net_config {
     bool enabled;            /* false: no network device at all (netvm empty) */
     const char *ip, *gateway, *netmask, *dns1, *dns2;
-    const char *netns_path;  /* netns to join, prepared by src/net; NULL = fresh empty netns */
+    const char *mac;         /* the qube's `mac` (an engine with its own network card uses it) */
+    const char *netns_path;  /* netns to join, prepared by src/net; NULL = fresh empty netns.
+                              * Its `eth0` is the qube's end of the link to its netvm. An
+                              * engine that does not join it (vm) puts a network card there
+                              * instead: bh_net_guest_nic_open (src/net/net.h) */
 };
 
 struct bh_qube_spec {

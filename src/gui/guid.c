@@ -3,7 +3,7 @@
  *   bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]
  *                 [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]
  *                 [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]
- *                 [--allow-fullscreen]
+ *                 [--allow-fullscreen] [--no-monitor-layout]
  *
  * Without --color, the label, its colour and index and the qid come from bulkheadd
  * (admin.vm.property.Get, admin.label.Get/Index): dom0's store, never the qube.
@@ -19,6 +19,7 @@
 #include "names.h"
 #include "selfpath.h"
 #include "qrexec/vchan.h"
+#include <xcb/randr.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -173,7 +174,7 @@ static int handshake(struct guid *g, bh_error *err)
         struct bh_gui_version v;
         struct bh_gui_xconf x;
     } out = { { BH_GUI_PROTOCOL_VERSION },
-              { g->screen->width_in_pixels, g->screen->height_in_pixels, 24, 0 } };
+              { g->root_w, g->root_h, 24, 0 } };
     out.x.mem = (uint32_t)((size_t)out.x.w * out.x.h * 4 / 1024);
     if (bh_gui_write_blocking(g->ch.fd, &out, sizeof out, -1, err) < 0)
         return -1;
@@ -208,6 +209,17 @@ static void ack_flags(struct guid *g, struct guid_win *w)
     struct bh_gui_window_flags f = { now & ~w->flags_acked, w->flags_acked & ~now };
     w->flags_acked = now;
     send_agent(g, BH_GUI_MSG_WINDOW_FLAGS, w->remote, &f, sizeof f);
+}
+
+void guid_windows_replace(struct guid *g)
+{
+    for (unsigned i = 0; i < g->nwins; i++) {
+        struct guid_win *w = &g->wins[i];
+        if (!guid_win_refit(g, w))
+            continue;
+        struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h, w->override_redirect };
+        send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+    }
 }
 
 /* One message from the agent. Returns -1 only for what ends the connection. */
@@ -314,7 +326,7 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
         }
         break;
     case BH_GUI_MSG_DOCK:
-        refuse(g, "DOCK (no tray on this host)");
+        guid_tray_dock(g, w);
         break;
     case BH_GUI_MSG_WINDOW_ICON: {
         const uint8_t *px;
@@ -466,6 +478,8 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     }
     case XCB_CLIENT_MESSAGE: {
         xcb_client_message_event_t *e = (void *)ev;
+        if (guid_tray_client_message(g, e))
+            break;
         struct guid_win *w = guid_find_x(g, e->window);
         if (w && e->type == g->a_wm_protocols && e->data.data32[0] == g->a_wm_delete)
             send_agent(g, BH_GUI_MSG_CLOSE, w->remote, NULL, 0);
@@ -477,6 +491,10 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         break;
     }
     default:
+        if (g->randr_event && type == g->randr_event + XCB_RANDR_SCREEN_CHANGE_NOTIFY)
+            g->monitors_forced = true; /* the screen changed: the monitors are read again */
+        else if (g->xkb_event && type == g->xkb_event && guid_xkb_event(g, ev))
+            send_layout(g); /* the desktop switched its layout group */
         break;
     }
 }
@@ -492,12 +510,16 @@ static int run(struct guid *g)
     for (;;) {
         if (stop)
             return 0;
-        if (reload) {
+        bool forced = g->monitors_forced;
+        g->monitors_forced = false;
+        if (reload) { /* SIGHUP, as Qubes' guid: the keyboard and monitor layouts again */
             reload = 0;
+            forced = true;
             if (g->from_store)
                 load_layout(g);
             send_layout(g);
         }
+        guid_monitors_tick(g, forced);
         struct pollfd p[2] = { { .fd = xcb_get_file_descriptor(g->x), .events = POLLIN },
                                { .fd = g->ch.fd, .events = POLLIN | (g->ch.outlen ? POLLOUT : 0) } };
         /* messages left in our buffer by the budget are served without waiting */
@@ -564,7 +586,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]\n"
                "         [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]\n"
                "         [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]\n"
-               "         [--allow-fullscreen]\n");
+               "         [--allow-fullscreen] [--no-monitor-layout]\n");
 }
 
 int main(int argc, char **argv)
@@ -580,9 +602,10 @@ int main(int argc, char **argv)
         { "runtime", required_argument, 0, 'r' }, { "start-agent", no_argument, 0, 's' },
         { "policy-dir", required_argument, 0, 'p' }, { "ask-program", required_argument, 0, 'a' },
         { "clipboard-dir", required_argument, 0, 'C' }, { "connect-timeout", required_argument, 0, 't' },
-        { "allow-fullscreen", no_argument, 0, 'F' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+        { "allow-fullscreen", no_argument, 0, 'F' }, { "no-monitor-layout", no_argument, 0, 'M' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     const char *color = NULL, *vdir = NULL, *runtime_opt = NULL;
-    bool start = false, have_qid = false;
+    bool start = false, have_qid = false, no_monitor_layout = false;
     int timeout = 30000;
     g.label = "";
     int o;
@@ -601,6 +624,7 @@ int main(int argc, char **argv)
         case 'C': g.clip_dir = optarg; break;
         case 't': timeout = atoi(optarg); break;
         case 'F': g.allow_fullscreen = true; break;
+        case 'M': no_monitor_layout = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -651,6 +675,10 @@ int main(int argc, char **argv)
         bh_err("%s", err.msg);
         return 1;
     }
+    /* the monitor layout goes to the qube's qubes.SetMonitorLayout through qrexec, so
+     * only where the daemon reaches the qube that way (it starts the agent with it) */
+    g.send_monitor_layout = start && !no_monitor_layout;
+    guid_monitors_init(&g);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);

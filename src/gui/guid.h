@@ -11,6 +11,7 @@
 #include "proto.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <xcb/shm.h>
 #include <xcb/xcb.h>
 
@@ -21,12 +22,14 @@ struct guid_win {
     xcb_window_t frame, content;  /* ours */
     struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
     bool override_redirect, mapped, reparented;
+    bool docked;                  /* in the desktop's system tray (guid_tray.c) */
     /* a fullscreen request: with allow_fullscreen the qube's pixels cover the whole
      * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
      * window is maximised inside its frame (Qubes turns it into a maximise) */
     bool fullscreen, attention;
     uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
     struct bh_gui_rect saved;     /* geometry before fullscreen */
+    struct bh_gui_rect fs_rect;   /* where fullscreen (or its maximise) put the content */
     uint16_t cfg_seq;             /* our last ConfigureWindow on the frame */
     uint32_t transient_for;
     int memfd;                    /* the sealed buffer, -1 until WINDOW_DUMP */
@@ -68,7 +71,7 @@ struct guid {
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
         a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon, a_state_fullscreen,
-        a_state_max_vert, a_state_max_horz;
+        a_state_max_vert, a_state_max_horz, a_tray_selection, a_tray_opcode, a_xembed, a_xembed_info, a_manager;
     xcb_keysym_t *keysyms;        /* keyboard mapping of the host */
     uint8_t min_keycode, keysyms_per_code;
     int nkeycodes;
@@ -76,6 +79,22 @@ struct guid {
     /* the daemon's own cursor-font cursors, made on first use and kept (Qubes makes them
      * all at start): a qube's CURSOR only picks one of them */
     xcb_cursor_t cursors[(BH_GUI_CURSOR_X11_MAX - BH_GUI_CURSOR_X11 + 1) / 2];
+    /* the desktop's selected XKB group: a qube following the desktop gets that group's
+     * layout only, as Qubes (0 without XKB) */
+    uint8_t xkb_event;            /* XKB's event number, 0 without XKB */
+    unsigned host_group;
+    /* the desktop's monitors (guid_monitors.c) */
+    uint32_t root_w, root_h;      /* the host's root window, followed through RandR */
+    bool have_randr15;
+    uint8_t randr_event;          /* RandR's first event number */
+    struct bh_gui_monitor mons[BH_GUI_MAX_MONITORS];
+    unsigned nmons;
+    uint64_t monitors_read_ms;
+    bool send_monitor_layout;
+    bool monitors_forced;         /* a RandR event came: read them now */     /* to the qube's qubes.SetMonitorLayout (Qubes' default) */
+    bool layout_started, layout_again;
+    pid_t layout_pid;             /* the qrexec call under way, -1 if none */
+    char layout_sent[BH_GUI_LAYOUT_TEXT_MAX];
     uint64_t rate_second;         /* the second the rate counters count (CLOCK_MONOTONIC) */
     unsigned long long rate_dropped; /* title/icon changes coalesced away */
     /* the qube's keyboard_layout when set explicitly in the store ("" = follow the
@@ -116,8 +135,35 @@ void guid_win_draw(struct guid *g, struct guid_win *w);
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);
 /* (Re)reads the host's keyboard mapping (for the clipboard keys). */
 void guid_load_keymap(struct guid *g);
-/* The host display's current XKB layout as "layout+variant+options"; -1 if unknown. */
+/* An XKB event: true when the desktop's selected group changed. */
+bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev);
+/* The host display's current XKB layout as "layout+variant+options", of its selected
+ * group only; -1 if unknown. */
 int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX]);
+
+/* Fits a window to the monitors again after they changed (clamped to its monitor,
+ * fullscreen to its monitor's size); true when it moved (the agent must be told). */
+bool guid_win_refit(struct guid *g, struct guid_win *w);
+
+/* guid_monitors.c: the desktop's monitor layout */
+void guid_monitors_init(struct guid *g);
+/* Reads the monitors again; true when they changed. */
+bool guid_monitors_read(struct guid *g);
+/* The monitor a rectangle overlaps most, else the nearest one. */
+const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui_rect *r);
+/* Called every round (forced: RandR event or SIGHUP): reads the monitors when due,
+ * refits the windows and sends the layout to the qube when it changed. */
+void guid_monitors_tick(struct guid *g, bool forced);
+/* guid.c: every window refitted, the agent told of those that moved */
+void guid_windows_replace(struct guid *g);
+
+/* guid_tray.c: DOCK, a qube's tray icons in the desktop's system tray */
+void guid_tray_init(struct guid *g, int screen_number);
+void guid_tray_dock(struct guid *g, struct guid_win *w);
+/* A client message on the root window or a docked window: true when it was the tray's. */
+bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *e);
+/* Draws the clipped damage x0..x1, y0..y1 of a docked window, tinted. */
+bool guid_tray_draw(struct guid *g, struct guid_win *w, int32_t x0, int32_t y0, int32_t x1, int32_t y1);
 
 /* guid_rate.c: the per-window limits on title and icon changes */
 void guid_rate_title(struct guid *g, struct guid_win *w, const char *title);

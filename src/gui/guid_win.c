@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xcb/xkb.h>
 
 static xcb_atom_t atom(xcb_connection_t *x, const char *name)
 {
@@ -61,8 +62,26 @@ int guid_x_open(struct guid *g, bh_error *err)
     guid_load_keymap(g);
     /* the host's layout changes (setxkbmap, a desktop's layout switcher) show as a new
      * _XKB_RULES_NAMES on the root window */
-    uint32_t rmask = XCB_EVENT_MASK_PROPERTY_CHANGE;
+    guid_tray_init(g, sn);
+    /* STRUCTURE_NOTIFY: a new system tray announces itself with a MANAGER message */
+    uint32_t rmask = XCB_EVENT_MASK_PROPERTY_CHANGE | XCB_EVENT_MASK_STRUCTURE_NOTIFY;
     xcb_change_window_attributes(g->x, g->screen->root, XCB_CW_EVENT_MASK, &rmask);
+    /* the desktop's selected group (a layout switcher, Shift+Alt, ...) as XKB states */
+    const xcb_query_extension_reply_t *xq = xcb_get_extension_data(g->x, &xcb_xkb_id);
+    xcb_xkb_use_extension_reply_t *ue =
+        xq && xq->present ? xcb_xkb_use_extension_reply(g->x, xcb_xkb_use_extension(g->x, 1, 0), NULL) : NULL;
+    if (ue && ue->supported) {
+        g->xkb_event = xq->first_event;
+        xcb_xkb_select_events_details_t det = { .affectState = XCB_XKB_STATE_PART_GROUP_STATE,
+                                                .stateDetails = XCB_XKB_STATE_PART_GROUP_STATE };
+        xcb_xkb_select_events_aux(g->x, XCB_XKB_ID_USE_CORE_KBD, XCB_XKB_EVENT_TYPE_STATE_NOTIFY, 0, 0, 0, 0, &det);
+        xcb_xkb_get_state_reply_t *st =
+            xcb_xkb_get_state_reply(g->x, xcb_xkb_get_state(g->x, XCB_XKB_ID_USE_CORE_KBD), NULL);
+        if (st)
+            g->host_group = st->group;
+        free(st);
+    }
+    free(ue);
     g->cursor_font = xcb_generate_id(g->x);
     xcb_open_font(g->x, g->cursor_font, 6, "cursor");
     xcb_flush(g->x);
@@ -96,12 +115,26 @@ int guid_host_layout(struct guid *g, char out[BH_GUI_LAYOUT_MAX])
     if (!r)
         return -1;
     bh_error err;
-    int rc = bh_gui_layout_from_xkb_names(xcb_get_property_value(r), (size_t)xcb_get_property_value_length(r), out,
+    char all[BH_GUI_LAYOUT_MAX];
+    int rc = bh_gui_layout_from_xkb_names(xcb_get_property_value(r), (size_t)xcb_get_property_value_length(r), all,
                                           &err);
+    if (rc == 0)
+        rc = bh_gui_layout_group(all, g->host_group, out, &err);
     if (rc < 0)
         bh_debug("%s: host keyboard layout: %s", g->qube, err.msg);
     free(r);
     return rc;
+}
+
+bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev)
+{
+    if (ev->pad0 != XCB_XKB_STATE_NOTIFY) /* XKB's own event type is in the second byte */
+        return false;
+    const xcb_xkb_state_notify_event_t *e = (const void *)ev;
+    if (e->group == g->host_group)
+        return false;
+    g->host_group = e->group;
+    return true;
 }
 
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode)
@@ -127,20 +160,22 @@ struct guid_win *guid_find_x(struct guid *g, xcb_window_t w)
     return NULL;
 }
 
-/* Keeps the whole framed window on the screen and no larger than it: a qube cannot
- * cover the screen edge to edge (the frame always shows) nor place windows off it. */
+/* Keeps the whole framed window on one monitor (the one it overlaps most, else the
+ * nearest) and no larger than it: a qube cannot cover a monitor edge to edge (the
+ * frame always shows) nor place windows off every monitor, where a part of the root
+ * window no screen shows would hide them. With one monitor that is the screen. */
 static void clamp(struct guid *g, struct bh_gui_rect *r)
 {
-    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
-    uint32_t maxw = sw > 2 * BH_GUID_BORDER ? sw - 2 * BH_GUID_BORDER : 1;
-    uint32_t maxh = sh > 2 * BH_GUID_BORDER ? sh - 2 * BH_GUID_BORDER : 1;
+    const struct bh_gui_monitor *m = guid_monitor_of(g, r);
+    uint32_t maxw = m->w > 2 * BH_GUID_BORDER ? m->w - 2 * BH_GUID_BORDER : 1;
+    uint32_t maxh = m->h > 2 * BH_GUID_BORDER ? m->h - 2 * BH_GUID_BORDER : 1;
     if (r->w > maxw) r->w = maxw;
     if (r->h > maxh) r->h = maxh;
-    int32_t maxx = (int32_t)(sw - r->w) - BH_GUID_BORDER, maxy = (int32_t)(sh - r->h) - BH_GUID_BORDER;
+    int32_t maxx = m->x + (int32_t)(m->w - r->w) - BH_GUID_BORDER, maxy = m->y + (int32_t)(m->h - r->h) - BH_GUID_BORDER;
     if (r->x > maxx) r->x = maxx;
     if (r->y > maxy) r->y = maxy;
-    if (r->x < BH_GUID_BORDER) r->x = BH_GUID_BORDER;
-    if (r->y < BH_GUID_BORDER) r->y = BH_GUID_BORDER;
+    if (r->x < m->x + BH_GUID_BORDER) r->x = m->x + BH_GUID_BORDER;
+    if (r->y < m->y + BH_GUID_BORDER) r->y = m->y + BH_GUID_BORDER;
 }
 
 static void set_prop(struct guid *g, xcb_window_t w, xcb_atom_t prop, xcb_atom_t type, uint8_t fmt, uint32_t n,
@@ -233,10 +268,11 @@ void guid_win_destroy(struct guid *g, struct guid_win *w)
 
 void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_rect *r0)
 {
+    if (w->docked)
+        return; /* the tray decides where its icons go and their size */
     struct bh_gui_rect r = *r0;
-    if (w->fullscreen && w->inset == 0 && r.x == 0 && r.y == 0 && r.w == g->screen->width_in_pixels &&
-        r.h == g->screen->height_in_pixels)
-        return; /* the qube agrees with its allowed fullscreen */
+    if (w->fullscreen && r.x == w->fs_rect.x && r.y == w->fs_rect.y && r.w == w->fs_rect.w && r.h == w->fs_rect.h)
+        return; /* the qube agrees with its fullscreen (or the maximise given for it) */
     clamp(g, &r);
     if (w->fullscreen) {
         /* the qube placed the window itself: fullscreen ends, the frame shows again */
@@ -262,6 +298,13 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
 
 void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect)
 {
+    if (w->docked) { /* shown by the tray when it embedded it; again after an unmap */
+        if (w->reparented && !w->mapped) {
+            w->mapped = true;
+            xcb_map_window(g->x, w->frame);
+        }
+        return;
+    }
     if (override_redirect != w->override_redirect) {
         w->override_redirect = override_redirect;
         uint32_t v = override_redirect;
@@ -358,25 +401,50 @@ static void update_state(struct guid *g, struct guid_win *w)
         xcb_delete_property(g->x, w->frame, g->a_net_wm_state);
 }
 
+/* Fullscreen without its frame only where the user allowed it for this qube (Qubes'
+ * gui-allow-fullscreen); otherwise, as Qubes, a maximise: the window fills its monitor
+ * inside its frame, which keeps showing. Either way on the monitor the window is on. */
+static void place_fullscreen(struct guid *g, struct guid_win *w)
+{
+    const struct bh_gui_monitor *m = guid_monitor_of(g, &w->r);
+    struct bh_gui_rect r = { m->x, m->y, m->w, m->h };
+    uint32_t inset = 0;
+    if (!g->allow_fullscreen) {
+        inset = BH_GUID_BORDER;
+        r = (struct bh_gui_rect){ m->x + BH_GUID_BORDER, m->y + BH_GUID_BORDER, m->w - 2 * BH_GUID_BORDER,
+                                  m->h - 2 * BH_GUID_BORDER };
+    }
+    w->fs_rect = r;
+    place(g, w, &r, inset);
+}
+
+bool guid_win_refit(struct guid *g, struct guid_win *w)
+{
+    if (w->docked)
+        return false;
+    struct bh_gui_rect r = w->r;
+    if (w->fullscreen) {
+        place_fullscreen(g, w);
+        return r.x != w->r.x || r.y != w->r.y || r.w != w->r.w || r.h != w->r.h;
+    }
+    clamp(g, &r);
+    if (r.x == w->r.x && r.y == w->r.y && r.w == w->r.w && r.h == w->r.h)
+        return false;
+    place(g, w, &r, w->inset);
+    return true;
+}
+
 bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset)
 {
     bool moved = false;
-    uint32_t sw = g->screen->width_in_pixels, sh = g->screen->height_in_pixels;
     if ((set & BH_GUI_WINDOW_FLAG_FULLSCREEN) && !w->fullscreen) {
-        /* Fullscreen without its frame only where the user allowed it for this qube
-         * (Qubes' gui-allow-fullscreen); otherwise, as Qubes, a maximise: the window
-         * fills the screen inside its frame, which keeps showing. */
         w->saved = w->r;
         w->fullscreen = true;
-        if (g->allow_fullscreen) {
-            struct bh_gui_rect r = { 0, 0, sw, sh };
-            place(g, w, &r, 0);
+        place_fullscreen(g, w);
+        if (g->allow_fullscreen)
             bh_info("%s: window 0x%x is fullscreen (allowed for this qube)", g->qube, w->remote);
-        } else {
-            struct bh_gui_rect r = { BH_GUID_BORDER, BH_GUID_BORDER, sw - 2 * BH_GUID_BORDER, sh - 2 * BH_GUID_BORDER };
-            place(g, w, &r, BH_GUID_BORDER);
+        else
             bh_info("%s: window 0x%x asked for fullscreen: maximised inside its frame instead", g->qube, w->remote);
-        }
         moved = true;
     } else if ((unset & BH_GUI_WINDOW_FLAG_FULLSCREEN) && w->fullscreen) {
         w->fullscreen = false;
@@ -501,6 +569,10 @@ void guid_win_draw(struct guid *g, struct guid_win *w)
     int32_t x1 = w->dx1 > mw ? mw : w->dx1, y1 = w->dy1 > mh ? mh : w->dy1;
     if (x1 <= x0 || y1 <= y0)
         return;
+    if (w->docked) {
+        guid_tray_draw(g, w, x0, y0, x1, y1);
+        return;
+    }
     if (w->seg) {
         xcb_shm_put_image(g->x, w->content, g->gc, (uint16_t)w->buf_w, (uint16_t)w->buf_h, (uint16_t)x0, (uint16_t)y0,
                           (uint16_t)(x1 - x0), (uint16_t)(y1 - y0), (int16_t)x0, (int16_t)y0, 24,

@@ -1,6 +1,7 @@
 /* Parsers and checks for GUI messages (see proto.h). Pure functions on byte buffers, so
  * that fuzz/gui_msg.c can drive every one of them. */
 #include "proto.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,4 +485,164 @@ long bh_gui_parse_color(const char *s)
         v = v * 16 + d;
     }
     return v;
+}
+
+/* One decimal field of a monitor line: digits only, at most 6 of them. */
+static int layout_field(const char **p, const char *end, uint32_t *v)
+{
+    const char *q = *p;
+    uint32_t n = 0;
+    int digits = 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+        if (++digits > 6)
+            return -1;
+        n = n * 10u + (uint32_t)(*q++ - '0');
+    }
+    if (!digits)
+        return -1;
+    *v = n;
+    *p = q;
+    return 0;
+}
+
+int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor *out, bh_error *err)
+{
+    if (len == 0 || len > BH_GUI_LAYOUT_TEXT_MAX)
+        return bh_fail(err, 0, "monitor layout of %zu bytes (1..%u)", len, BH_GUI_LAYOUT_TEXT_MAX);
+    const char *p = s, *end = s + len;
+    int n = 0;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            return bh_fail(err, 0, "monitor line %d does not end with a newline", n + 1);
+        if (n == BH_GUI_MAX_MONITORS)
+            return bh_fail(err, 0, "more than %u monitors", BH_GUI_MAX_MONITORS);
+        uint32_t v[6] = { 0 };
+        int k = 0;
+        while (p < eol && k < 6) {
+            if (k && *p++ != ' ')
+                return bh_fail(err, 0, "monitor line %d: fields are separated by one space", n + 1);
+            if (layout_field(&p, eol, &v[k]) < 0)
+                return bh_fail(err, 0, "monitor line %d: field %d is not a number", n + 1, k + 1);
+            k++;
+        }
+        if (p != eol || (k != 4 && k != 6))
+            return bh_fail(err, 0, "monitor line %d: want W H X Y [W_MM H_MM]", n + 1);
+        struct bh_gui_monitor m = { (int32_t)v[2], (int32_t)v[3], v[0], v[1], v[4], v[5] };
+        if (m.w < 1 || m.w > BH_GUI_MAX_WIDTH || m.h < 1 || m.h > BH_GUI_MAX_HEIGHT)
+            return bh_fail(err, 0, "monitor %d: size %ux%u out of range", n + 1, m.w, m.h);
+        if (v[2] + m.w > BH_GUI_MAX_COORD || v[3] + m.h > BH_GUI_MAX_COORD)
+            return bh_fail(err, 0, "monitor %d: %ux%u+%u+%u reaches past %d", n + 1, m.w, m.h, v[2], v[3],
+                           BH_GUI_MAX_COORD);
+        if (k == 6 && (m.w_mm < 1 || m.h_mm < 1 || m.w_mm > 100000 || m.h_mm > 100000))
+            return bh_fail(err, 0, "monitor %d: physical size %ux%u mm out of range", n + 1, m.w_mm, m.h_mm);
+        out[n++] = m;
+        p = eol + 1;
+    }
+    return n;
+}
+
+void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && i < BH_GUI_MAX_MONITORS; i++) {
+        char phys[32] = "";
+        if (m[i].w_mm) {
+            /* Qubes' qvm-start-daemon: the DPI, rounded down to a common one, gives the
+             * physical size the qube sees (its fonts scale right, and no real sizes leak) */
+            uint32_t dpi = m[i].w * 254u / m[i].w_mm / 10u;
+            dpi = dpi > 300 ? 300 : dpi > 200 ? 200 : dpi > 150 ? 150 : 96;
+            uint32_t pw = m[i].w * 254u / dpi / 10u, ph = m[i].h * 254u / dpi / 10u;
+            if (pw && ph)
+                snprintf(phys, sizeof phys, " %u %u", pw, ph);
+        }
+        int k = snprintf(out + o, BH_GUI_LAYOUT_TEXT_MAX - o, "%u %u %d %d%s\n", m[i].w, m[i].h, m[i].x, m[i].y, phys);
+        if (k < 0 || (size_t)k >= BH_GUI_LAYOUT_TEXT_MAX - o)
+            break;
+        o += (size_t)k;
+    }
+}
+
+/* The n-th comma-separated element of s (empty when there is none). */
+static void list_item(const char *s, unsigned n, char *out, size_t outsz)
+{
+    for (unsigned i = 0; i < n && s; i++) {
+        s = strchr(s, ',');
+        if (s)
+            s++;
+    }
+    size_t len = s ? strcspn(s, ",") : 0;
+    if (len >= outsz)
+        len = outsz - 1;
+    memcpy(out, s ? s : "", len);
+    out[len] = '\0';
+}
+
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err)
+{
+    char l[BH_GUI_LAYOUT_MAX], v[BH_GUI_LAYOUT_MAX], o[BH_GUI_LAYOUT_MAX];
+    if (bh_gui_parse_keyboard_layout(layout, BH_GUI_LAYOUT_MAX, l, v, o, err) < 0)
+        return -1;
+    unsigned groups = 1;
+    for (const char *p = l; (p = strchr(p, ',')); p++)
+        groups++;
+    if (group >= groups)
+        group = 0;
+    char gl[BH_GUI_LAYOUT_MAX], gv[BH_GUI_LAYOUT_MAX];
+    list_item(l, group, gl, sizeof gl);
+    list_item(v, group, gv, sizeof gv);
+    if (!gl[0])
+        return bh_fail(err, 0, "keyboard layout %s has no layout in group %u", l, group + 1);
+    /* the three parts came from one string shorter than BH_GUI_LAYOUT_MAX: they fit */
+    size_t a = strlen(gl), b = strlen(gv), c = strlen(o);
+    if (a + b + c + 2 >= BH_GUI_LAYOUT_MAX)
+        return bh_fail(err, 0, "keyboard layout too long");
+    memcpy(out, gl, a);
+    out[a] = '+';
+    memcpy(out + a + 1, gv, b);
+    out[a + 1 + b] = '+';
+    memcpy(out + a + 2 + b, o, c + 1);
+    return 0;
+}
+
+/* HLS as the usual definition (Python's colorsys, which Qubes' tray tint follows):
+ * lightness the mean of the largest and smallest channel, saturation relative to it. */
+static void rgb_hls(uint32_t rgb, double *h, double *l, double *s)
+{
+    double r = ((rgb >> 16) & 255) / 255.0, g = ((rgb >> 8) & 255) / 255.0, b = (rgb & 255) / 255.0;
+    double hi = fmax(r, fmax(g, b)), lo = fmin(r, fmin(g, b));
+    *l = (hi + lo) / 2.0;
+    if (hi == lo) {
+        *h = *s = 0.0;
+        return;
+    }
+    double d = hi - lo;
+    *s = *l <= 0.5 ? d / (hi + lo) : d / (2.0 - hi - lo);
+    double rc = (hi - r) / d, gc = (hi - g) / d, bc = (hi - b) / d;
+    double hh = r == hi ? bc - gc : g == hi ? 2.0 + rc - bc : 4.0 + gc - rc;
+    *h = hh / 6.0 - floor(hh / 6.0);
+}
+
+static uint32_t hls_channel(double m1, double m2, double hue)
+{
+    hue -= floor(hue);
+    double v = hue < 1.0 / 6.0 ? m1 + (m2 - m1) * hue * 6.0
+             : hue < 0.5       ? m2
+             : hue < 2.0 / 3.0 ? m1 + (m2 - m1) * (2.0 / 3.0 - hue) * 6.0
+                               : m1;
+    return (uint32_t)(uint8_t)(v * 255.0);
+}
+
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb)
+{
+    double th, ts, h, l, s;
+    rgb_hls(label_rgb, &th, &l, &ts);
+    rgb_hls(rgb, &h, &l, &s);
+    if (ts == 0.0) {
+        uint32_t v = (uint32_t)(uint8_t)(l * 255.0);
+        return v << 16 | v << 8 | v;
+    }
+    double m2 = l <= 0.5 ? l * (1.0 + ts) : l + ts - l * ts, m1 = 2.0 * l - m2;
+    return hls_channel(m1, m2, th + 1.0 / 3.0) << 16 | hls_channel(m1, m2, th) << 8 | hls_channel(m1, m2, th - 1.0 / 3.0);
 }

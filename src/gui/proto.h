@@ -162,6 +162,9 @@ int bh_gui_parse_window_icon(const void *body, size_t len, uint32_t *w, uint32_t
 /* Qubes' icon tint (qubesimgconverter Image.tint): the pixel keeps its lightness and
  * alpha, its hue becomes the label colour's, so an icon shows which qube it is from. */
 uint32_t bh_gui_tint_argb(uint32_t argb, uint32_t label_rgb);
+/* Qubes' tray-icon tint (qubes-guid's default trayicon_mode "tint"): the pixel keeps its
+ * lightness (HLS), hue and saturation become the label colour's. 0xRRGGBB in and out. */
+uint32_t bh_gui_tint_tray(uint32_t rgb, uint32_t label_rgb);
 /* CLIPBOARD_DATA from an agent: at most BH_GUI_MAX_CLIPBOARD bytes, any content. */
 int bh_gui_parse_clipboard(const void *body, size_t len, bh_error *err);
 
@@ -181,6 +184,28 @@ int bh_gui_parse_keyboard_layout(const char *s, size_t len, char *layout, char *
  * NUL-terminated) -> "layout+variant+options" in out (BH_GUI_LAYOUT_MAX bytes);
  * -1 when it does not hold a valid layout. */
 int bh_gui_layout_from_xkb_names(const char *names, size_t len, char *out, bh_error *err);
+
+/* Monitor layout, as Qubes' qubes.SetMonitorLayout service takes it on its stdin: one
+ * line per monitor, "W H X Y" or "W H X Y W_MM H_MM" (decimal, space-separated, "\n"
+ * at the end of each line). dom0 sends it; the qube's side still checks every value:
+ * at most BH_GUI_MAX_MONITORS lines, sizes 1..MAX_WIDTH/MAX_HEIGHT, positions
+ * 0..BH_GUI_MAX_COORD with the monitor's far edge within it too, millimetres 1..100000. */
+#define BH_GUI_MAX_MONITORS 16
+#define BH_GUI_LAYOUT_TEXT_MAX (BH_GUI_MAX_MONITORS * 64)
+struct bh_gui_monitor { int32_t x, y; uint32_t w, h, w_mm, h_mm; /* mm 0: not given */ };
+/* Returns the number of monitors (>= 1), or -1. */
+int bh_gui_parse_monitor_layout(const char *s, size_t len, struct bh_gui_monitor *out, bh_error *err);
+/* The text for monitors m[0..n) (n <= BH_GUI_MAX_MONITORS); out holds at least
+ * BH_GUI_LAYOUT_TEXT_MAX bytes. Physical sizes go out as Qubes' qvm-start-daemon sends
+ * them: not the real ones (a fingerprint of the user's screens), but the size the
+ * monitor would have at its DPI rounded to 96, 150, 200 or 300. */
+void bh_gui_format_monitor_layout(const struct bh_gui_monitor *m, unsigned n, char *out);
+
+/* "l1,l2,..+v1,v2,..+options" -> the layout of one XKB group, "lN+vN+options", as Qubes'
+ * qvm-start-daemon gives a qube the desktop's selected group only (a qube's own XKB
+ * state would otherwise stay in its first group whatever the desktop switched to).
+ * A group past the list is the first one (XKB wraps it). out: BH_GUI_LAYOUT_MAX bytes. */
+int bh_gui_layout_group(const char *layout, unsigned group, char *out, bh_error *err);
 
 /* Label colour "0xRRGGBB" -> 0xRRGGBB; -1 when malformed. */
 long bh_gui_parse_color(const char *s);

@@ -213,17 +213,27 @@ static void serve_selection(xcb_connection_t *x, xcb_window_t w, const char *dat
     }
 }
 
-/* --paste: the global clipboard to the desktop, if policy allows it into dom0. */
-static int do_paste(const char *policy_dir)
+/* The global clipboard, under its lock: returns the lock's fd (close to unlock), or -1
+ * after saying why. */
+static int lock_and_read(char **src, char **data, size_t *len)
 {
     int lk = lock_dir();
     if (lk < 0) {
         fprintf(stderr, "qvm-clipboard: %s: %s\n", clip_dir, strerror(errno));
-        return 1;
+        return -1;
     }
+    read_clip(src, data, len);
+    return lk;
+}
+
+/* --paste: the global clipboard to the desktop, if policy allows it into dom0. */
+static int do_paste(const char *policy_dir)
+{
     _cleanup_free_ char *src = NULL, *data = NULL;
     size_t len = 0;
-    read_clip(&src, &data, &len);
+    int lk = lock_and_read(&src, &data, &len);
+    if (lk < 0)
+        return 1;
     if (!src || !data) {
         close(lk);
         fprintf(stderr, "qvm-clipboard: the global clipboard is empty\n");
@@ -286,14 +296,11 @@ static int do_paste(const char *policy_dir)
 
 static int do_show(void)
 {
-    int lk = lock_dir();
-    if (lk < 0) {
-        fprintf(stderr, "qvm-clipboard: %s: %s\n", clip_dir, strerror(errno));
-        return 1;
-    }
     _cleanup_free_ char *src = NULL, *data = NULL;
     size_t len = 0;
-    read_clip(&src, &data, &len);
+    int lk = lock_and_read(&src, &data, &len);
+    if (lk < 0)
+        return 1;
     close(lk);
     if (!src)
         printf("The global clipboard is empty\n");

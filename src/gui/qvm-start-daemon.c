@@ -31,8 +31,11 @@ static const char *runtime;
 static char **excluded;
 static int nexcluded;
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, hup;
 static void on_term(int s) { (void)s; stop = 1; }
+/* SIGHUP, as Qubes' launcher: the monitor layout changed; every daemon reads it again
+ * and sends it to its qube */
+static void on_hup(int s) { (void)s; hup = 1; }
 
 static bool admin_ok(const char *method, const char *arg, const char *dest, char *out, size_t n)
 {
@@ -106,6 +109,9 @@ static void start_guid(const char *name)
     if (free_slot < 0 || !has_gui(name))
         return;
     bool fullscreen = gui_option_bool(name, "allow-fullscreen");
+    /* Qubes' no-monitor-layout feature (with the template's): the qube keeps its own */
+    char v[64] = "";
+    bool no_layout = admin_ok("admin.vm.feature.CheckWithTemplate", "no-monitor-layout", name, v, sizeof v) && *v;
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
@@ -123,6 +129,8 @@ static void start_guid(const char *name)
         }
         if (fullscreen)
             argv[n++] = "--allow-fullscreen";
+        if (no_layout)
+            argv[n++] = "--no-monitor-layout";
         argv[n] = NULL;
         execv(guid_prog, (char *const *)argv);
         _exit(127);
@@ -186,6 +194,12 @@ static void watch(bool all, char **names, int nnames)
     size_t len = 0;
     while (!stop) {
         reap();
+        if (hup) {
+            hup = 0;
+            for (int i = 0; i < MAX_QUBES; i++)
+                if (daemons[i].pid)
+                    kill(daemons[i].pid, SIGHUP);
+        }
         struct pollfd p = { .fd = fd, .events = POLLIN };
         if (poll(&p, 1, 1000) <= 0)
             continue;
@@ -275,6 +289,8 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
+    struct sigaction sh = { .sa_handler = on_hup };
+    sigaction(SIGHUP, &sh, NULL); /* no SA_RESTART: poll() returns at once */
     start_running(all, argv + optind, argc - optind);
     if (do_watch) {
         watch(all, argv + optind, argc - optind);

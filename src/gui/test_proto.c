@@ -241,8 +241,57 @@ static void test_icon(void)
     CHECK(bh_gui_tint_argb(0xff808080, 0x555753) == 0xff7f9f60); /* the hue of "gray" (0x555753) at full saturation */
 }
 
+static void test_monitor_layout(void)
+{
+    bh_error e;
+    struct bh_gui_monitor m[BH_GUI_MAX_MONITORS];
+    const char *ok = "1920 1080 0 0 508 285\n1280 1024 1920 0\n";
+    CHECK(bh_gui_parse_monitor_layout(ok, strlen(ok), m, &e) == 2);
+    CHECK(m[0].w == 1920 && m[0].h == 1080 && m[0].w_mm == 508 && m[1].x == 1920 && m[1].w_mm == 0);
+    const char *bad[] = { "", "1920 1080 0 0", "1920 1080 0\n", "1920 1080 0 0 5\n", "1920  1080 0 0\n",
+                          "-1 1080 0 0\n", "0 1080 0 0\n", "20000 1080 0 0\n", "100 100 32700 0\n",
+                          "100 100 0 0 0 10\n", "1920 1080 0 0 1 1 1\n", "1920 1080 0 0\n\n", "1e3 10 0 0\n",
+                          "9999999 10 0 0\n", "10 10 0 0\r\n" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int r = bh_gui_parse_monitor_layout(bad[i], strlen(bad[i]), m, &e);
+        CHECK(r < 0);
+        if (r >= 0)
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+    }
+    char many[BH_GUI_LAYOUT_TEXT_MAX + 64] = "";
+    for (int i = 0; i < 17; i++)
+        strcat(many, "10 10 0 0\n");
+    CHECK(bh_gui_parse_monitor_layout(many, strlen(many), m, &e) < 0); /* 17 monitors */
+    /* what the daemon sends parses back; the physical size follows Qubes' DPI steps:
+     * 1920 px on 600 mm is 81 DPI -> 96 -> 508 x 285 mm */
+    struct bh_gui_monitor in[2] = { { 0, 0, 1920, 1080, 600, 340 }, { 1920, 0, 1280, 1024, 0, 0 } };
+    char text[BH_GUI_LAYOUT_TEXT_MAX];
+    bh_gui_format_monitor_layout(in, 2, text);
+    CHECK(!strcmp(text, "1920 1080 0 0 508 285\n1280 1024 1920 0\n"));
+    CHECK(bh_gui_parse_monitor_layout(text, strlen(text), m, &e) == 2);
+    struct bh_gui_monitor hidpi = { 0, 0, 3840, 2160, 300, 170 }; /* 325 DPI -> 300 */
+    bh_gui_format_monitor_layout(&hidpi, 1, text);
+    CHECK(!strcmp(text, "3840 2160 0 0 325 182\n"));
+}
+
+static void test_layout_group(void)
+{
+    bh_error e;
+    char out[BH_GUI_LAYOUT_MAX];
+    CHECK(bh_gui_layout_group("us,de+,nodeadkeys+grp:caps_toggle", 1, out, &e) == 0 &&
+          !strcmp(out, "de+nodeadkeys+grp:caps_toggle"));
+    CHECK(bh_gui_layout_group("us,de+,nodeadkeys+grp:caps_toggle", 0, out, &e) == 0 &&
+          !strcmp(out, "us++grp:caps_toggle"));
+    CHECK(bh_gui_layout_group("us,de++", 3, out, &e) == 0 && !strcmp(out, "us++")); /* wraps */
+    CHECK(bh_gui_layout_group("fr++", 0, out, &e) == 0 && !strcmp(out, "fr++"));
+    CHECK(bh_gui_layout_group("us,,de++", 1, out, &e) < 0);   /* an empty group */
+    CHECK(bh_gui_layout_group("us;rm -rf++", 0, out, &e) < 0); /* still checked */
+}
+
 int main(void)
 {
+    test_layout_group();
+    test_monitor_layout();
     test_icon();
     test_keyboard_layout();
     test_headers();

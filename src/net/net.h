@@ -58,9 +58,25 @@ struct bh_net_link {
 };
 /* Plugs a client into its netvm (an old link of the client is replaced). */
 int bh_net_link_plug(const struct bh_net_link *l, bh_error *err);
-/* Unplugs client_qid from the netvm whose namespace is netvm_netns. */
+/* Unplugs client_qid from the netvm whose namespace is netvm_netns (the client's
+ * `eth0` goes with it; call bh_net_guest_wire on the client's namespace after). */
 int bh_net_link_unplug(const char *netvm_netns, uint32_t client_qid, bh_error *err);
 void bh_net_vif_name(uint32_t qid, char out[16]);
+
+/* ---- a guest's network card (guestnic.c) ----
+ * An engine that runs a kernel of its own (vm) gets a tap device named
+ * BH_NET_GUEST_NIC in the qube's namespace, wired to that namespace's `eth0` frame for
+ * frame (no bridge, no routing): the guest is then on the link exactly where an `ns`
+ * qube's stack is, and the netvm's rules apply to it unchanged. */
+#define BH_NET_GUEST_NIC "guest0"
+/* Makes the tap in the namespace pinned at netns, brings it up and wires it; returns
+ * its fd (close-on-exec) for the engine to hand on (QEMU's -netdev tap,fd=N). The tap
+ * lives as long as that fd (and the namespace). */
+int bh_net_guest_nic_open(const char *netns, bh_error *err);
+/* (Re)wires the tap of the namespace nsfd to its current `eth0`, or to nothing (every
+ * frame of the guest dropped) when it has none; nothing to do without a tap. Called
+ * whenever the namespace's link changes (bh_net_link_plug does it itself). */
+int bh_net_guest_wire(int nsfd, bh_error *err);
 
 struct bh_net_uplink {
     const char *qube_netns;  /* the qube that holds the uplink (sys-net) */

@@ -3,8 +3,6 @@
 #include "netns.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,18 +11,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static void drop_root(void)
-{
-    /* nobody/nogroup, no capabilities left, nothing regained by exec */
-    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
-        _exit(111);
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    memset(d, 0, sizeof d);
-    if (syscall(SYS_capset, &h, d) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        _exit(111);
-}
 
 static void helper(int fd, const struct in_addr *servers, int n)
 {
@@ -51,7 +37,8 @@ static void helper(int fd, const struct in_addr *servers, int n)
     }
 }
 
-int bh_resolver_start(struct bh_resolver *r, int peer_nsfd, const struct in_addr *servers, int n, bh_error *err)
+int bh_resolver_start(struct bh_resolver *r, int peer_nsfd, const char *resolv_conf, const struct in_addr *servers, int n,
+                      bh_error *err)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -76,7 +63,8 @@ int bh_resolver_start(struct bh_resolver *r, int peer_nsfd, const struct in_addr
             for (int fd = 4; fd < 65536; fd++)
                 close(fd);
         signal(SIGPIPE, SIG_IGN);
-        drop_root();
+        if (bh_resolver_confine(resolv_conf, NULL) < 0)
+            _exit(111);
         helper(sv[1], servers, n);
         _exit(0);
     }

@@ -3,9 +3,11 @@
  * answers over a socket the loop watches; each name is asked for A and AAAA records. A resolver that never answers costs the
  * helper (at most BH_RESOLVER_BUDGET_S a name), never the daemon.
  *
- * The helper is forked once, joins the peer namespace, then gives up root (nobody, no
- * capabilities, no new privileges): the answers it parses come from the network. It
- * answers with fixed-size records that the daemon checks (resolver.c). */
+ * The helper is forked once, joins the peer namespace, then is confined (the answers
+ * it parses come from the network): an empty read-only root with only the uplink's
+ * resolv.conf, nobody with no capabilities and no new privileges, a seccomp allowlist
+ * (resolver_confine.c). It answers with fixed-size records that the daemon checks
+ * (resolver.c). */
 #pragma once
 #include "err.h"
 #include <netinet/in.h>
@@ -33,8 +35,15 @@ struct bh_resolver {
     int fd; /* SOCK_SEQPACKET, non-blocking, close-on-exec */
 };
 
-/* Forks the helper: resolution from inside peer_nsfd through servers[0..n). */
-int bh_resolver_start(struct bh_resolver *r, int peer_nsfd, const struct in_addr *servers, int n, bh_error *err);
+/* Forks the helper: resolution from inside peer_nsfd through servers[0..n);
+ * resolv_conf (NULL: none) is the only file it sees, at /etc/resolv.conf. */
+int bh_resolver_start(struct bh_resolver *r, int peer_nsfd, const char *resolv_conf, const struct in_addr *servers, int n,
+                      bh_error *err);
+/* The helper's confinement, applied to the calling process (root, single-threaded):
+ * a new mount namespace whose root is an empty read-only tmpfs holding resolv_conf as
+ * /etc/resolv.conf, then nobody without capabilities, no new privileges, and a seccomp
+ * allowlist (kill on anything else; sanitizer builds log instead). */
+int bh_resolver_confine(const char *resolv_conf, bh_error *err);
 /* Stops and reaps it. */
 void bh_resolver_stop(struct bh_resolver *r);
 /* Queues a name; -1 (EAGAIN) when the socket is full: ask again later. */

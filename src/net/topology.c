@@ -211,6 +211,9 @@ int bh_net_link_plug(const struct bh_net_link *l, bh_error *err)
             goto out;
         }
     }
+    /* a guest's card in the client's namespace now ends on the new link */
+    if (bh_net_guest_wire(cns, err) < 0)
+        goto out;
     r = 0;
 out:
     if (r < 0)

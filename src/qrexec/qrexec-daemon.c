@@ -343,7 +343,12 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             self[n] = '\0';
             *strrchr(self, '/') = '\0';
             const char *dest = !strcmp(target, "@adminvm") || !strcmp(target, "dom0") ? "dom0" : target;
-            snprintf(fwd, sizeof fwd, "root:exec '%s/qubesd-query' %s %s %s", self, qube_name, service_full, dest);
+            /* Qubes' dom0 program for admin.vm.volume.Import[WithSize]: the data does not
+             * pass through bulkheadd (qubesd-import.c) */
+            bool import = !strncmp(service_full, "admin.vm.volume.Import+", 23) ||
+                          !strncmp(service_full, "admin.vm.volume.ImportWithSize+", 31);
+            snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self, import ? "qubesd-import" : "qubesd-query",
+                     qube_name, service_full, dest);
             /* admin.vm.List is filtered by the same policy (qubesd-query) */
             if (policy_ctx.policy_dir)
                 setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
@@ -620,25 +625,41 @@ static void refuse_message(uint32_t type, uint32_t total, const uint8_t *p, size
  * queries, none of it in the qube's cgroup. Past the bucket a call is refused at once,
  * before any of that work. $BULKHEAD_QREXEC_CALL_RATE, default BH_QX_CALL_RATE. */
 #define BH_QX_CALL_RATE 10
+struct rate_bucket {
+    double tokens, rate, burst;
+    long long last;
+};
+
+static double call_rate(void)
+{
+    const char *e = getenv("BULKHEAD_QREXEC_CALL_RATE");
+    return e && atof(e) > 0 ? atof(e) : BH_QX_CALL_RATE;
+}
+
+static bool bucket_take(struct rate_bucket *b, double extra_burst)
+{
+    long long now = bh_now_ms();
+    if (b->rate <= 0) {
+        b->rate = call_rate();
+        b->burst = 3 * b->rate + extra_burst;
+        b->tokens = b->burst;
+        b->last = now;
+    }
+    b->tokens += (double)(now - b->last) * b->rate / 1000.0;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last = now;
+    if (b->tokens < 1)
+        return false;
+    b->tokens -= 1;
+    return true;
+}
+
+/* The unprivileged side's own limit: refuses before asking the monitor. */
 static bool call_rate_ok(void)
 {
-    static double tokens = -1, rate;
-    static long long last;
-    long long now = bh_now_ms();
-    if (tokens < 0) {
-        const char *e = getenv("BULKHEAD_QREXEC_CALL_RATE");
-        rate = e && atof(e) > 0 ? atof(e) : BH_QX_CALL_RATE;
-        tokens = 3 * rate;
-        last = now;
-    }
-    tokens += (double)(now - last) * rate / 1000.0;
-    if (tokens > 3 * rate)
-        tokens = 3 * rate;
-    last = now;
-    if (tokens < 1)
-        return false;
-    tokens -= 1;
-    return true;
+    static struct rate_bucket b;
+    return bucket_take(&b, 0);
 }
 
 static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
@@ -659,13 +680,19 @@ static void handle_trigger(const uint8_t *body, size_t len, uint32_t type)
         refuse_message(type, (uint32_t)len, body, len, "a requested source is only authorized for a RemoteVM");
         return;
     }
-    if (!call_rate_ok()) {
+    /* BULKHEAD_QREXEC_TEST_UNLIMITED_READER (tests only, set by nothing else): the
+     * unprivileged side skips its limits, as a compromised one would, so that tests can
+     * show the monitor's own limits hold. */
+    static int unlimited = -1;
+    if (unlimited < 0)
+        unlimited = getenv("BULKHEAD_QREXEC_TEST_UNLIMITED_READER") != NULL;
+    if (!unlimited && !call_rate_ok()) {
         refusal_log("%s: call %s to %s refused: over the call rate", qube_name, t.service, t.target);
         send_refused(t.ident);
         return;
     }
     int slot = -1;
-    for (int i = 0; i < max_pending; i++)
+    for (int i = 0; i < (unlimited ? MAX_TRIGGERS : max_pending); i++)
         if (!trigs[i].busy) {
             slot = i;
             break;
@@ -941,7 +968,12 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
         if (p[0].revents) {
             bh_error err = { 0 };
             struct bh_qx_mon_call c;
-            int r = bh_qx_mon_recv_call(mon, MAX_TRIGGERS, FIRST_DATA_PORT, FIRST_DATA_PORT + MAX_PORTS, &c, &err);
+            /* The unprivileged side applies the qube's limits (pending calls, rate) and
+             * says which slot a call takes; a compromised one would not, so the monitor
+             * holds the same limits itself (its bucket starts later and has 2 calls of
+             * slack: an honest side never meets it). */
+            int r = bh_qx_mon_recv_call(mon, (uint32_t)max_pending, FIRST_DATA_PORT, FIRST_DATA_PORT + MAX_PORTS, &c,
+                                        &err);
             if (r == 0)
                 monitor_exit(up, -1);
             if (r < 0) {
@@ -950,7 +982,14 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
                     monitor_exit(up, -1);
                 continue;
             }
-            start_call(&c);
+            static struct rate_bucket mon_bucket;
+            if (!bucket_take(&mon_bucket, 2)) {
+                bh_warn("%s: monitor: call over the rate refused (the unprivileged side should have)", qube_name);
+                if (!call_pids[c.slot])
+                    mon_reply(BH_QX_MON_DONE, c.slot, -1);
+            } else {
+                start_call(&c);
+            }
             free(c.service);
         }
     }
@@ -961,7 +1000,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
-            "                     [--ready-fd N] [--startup-timeout S] [--call-timeout S]\n"
+            "                     [--ready-fd N] [--go-fd N] [--startup-timeout S] [--call-timeout S]\n"
             "                     [--default-user USER] [--dom0-service-path DIRS]\n"
             "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n");
     exit(2);
@@ -970,7 +1009,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     bh_log_init("qrexec-daemon");
-    int ready_fd = -1, startup_timeout = 60;
+    int ready_fd = -1, go_fd = -1, startup_timeout = 60;
     long domid = -1;
     static const struct option lo[] = {
         { "name", required_argument, 0, 'n' }, { "domid", required_argument, 0, 'd' },
@@ -979,7 +1018,7 @@ int main(int argc, char **argv)
         { "startup-timeout", required_argument, 0, 'S' }, { "call-timeout", required_argument, 0, 'C' },
         { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
         { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
-        { "ask-program", required_argument, 0, 'K' },
+        { "ask-program", required_argument, 0, 'K' }, { "go-fd", required_argument, 0, 'G' },
         { 0, 0, 0, 0 } };
     int o;
     char *vd = NULL, *sp = NULL;
@@ -991,6 +1030,7 @@ int main(int argc, char **argv)
         case 'v': vd = optarg; break;
         case 's': sp = optarg; break;
         case 'R': ready_fd = atoi(optarg); break;
+        case 'G': go_fd = atoi(optarg); break;
         case 'S': startup_timeout = atoi(optarg); break;
         case 'C': call_timeout_s = atoi(optarg); break;
         case 'u': default_user = optarg; break;
@@ -1034,23 +1074,26 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bh_error err = { 0 };
+    /* Started alongside the qube (bulkheadd overlaps our exec and set-up with its boot):
+     * connect only once bulkheadd says the qube's init reported its agent listening.
+     * EOF or a timeout: the start failed, there is nothing to serve. */
+    if (go_fd >= 0) {
+        struct pollfd gp = { .fd = go_fd, .events = POLLIN };
+        int pr;
+        char go = 0;
+        while ((pr = poll(&gp, 1, startup_timeout * 1000)) < 0 && errno == EINTR)
+            ;
+        if (pr != 1 || read(go_fd, &go, 1) != 1 || go != 'G') {
+            bh_debug("%s: start abandoned before the agent was up", qube_name);
+            return 3;
+        }
+        close(go_fd);
+    }
     ctrl = bh_vchan_connect(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, startup_timeout * 1000, &err);
     if (ctrl < 0) {
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
-     * that stops reading makes a send fail, not block the daemon). */
-    set_rcv_timeout(ctrl, 10);
-    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
-    uint32_t theirs = 0, ver;
-    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
-        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
-        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
-        return 1;
-    }
-    ctrl_version = ver;
-    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
     _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
@@ -1061,9 +1104,9 @@ int main(int argc, char **argv)
         sock_dev = sst.st_dev;
         sock_ino = sst.st_ino;
     }
-    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
-    /* Privilege separation: a child reads the agent and the dom0 clients from here on,
-     * unprivileged; this process stays root only to fork call processes on request. */
+    /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
+     * clients from here on, unprivileged; this process stays root only to fork call
+     * processes on request, and parses no byte the qube sent. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
@@ -1092,16 +1135,12 @@ int main(int argc, char **argv)
         lfd = -1;
         mon = mp[0];
         int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (ready_fd >= 0) {
-            bh_write_all(ready_fd, "1", 1);
+        if (ready_fd >= 0) /* the unprivileged side says ready, after the handshake */
             close(ready_fd);
-        }
         monitor_run(up, sfd);
     }
     close(mp[0]);
     mon = mp[1];
-    if (ready_fd >= 0)
-        close(ready_fd);
     prctl(PR_SET_NAME, "qrexec-unpriv", 0, 0, 0);
     if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
@@ -1114,6 +1153,23 @@ int main(int argc, char **argv)
     if (bh_qx_seccomp_unpriv(&err) < 0) {
         bh_err("%s: %s", qube_name, err.msg);
         return 1;
+    }
+    /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
+     * that stops reading makes a send fail, not block the daemon). */
+    set_rcv_timeout(ctrl, 10);
+    /* As Qubes' daemon: the agent's HELLO first, then ours, with the version both use. */
+    uint32_t theirs = 0, ver;
+    if (bh_qx_recv_hello(ctrl, BH_QX_FROM_AGENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_VERSION, theirs, &ver, &err) < 0 || bh_qx_send_hello_v(ctrl, ver) < 0) {
+        bh_err("agent of %s: %s", qube_name, err.msg[0] ? err.msg : strerror(errno));
+        return 1;
+    }
+    ctrl_version = ver;
+    bh_qx_reader_init(&ctrl_reader, BH_QX_FROM_AGENT);
+    bh_info("%s (qid %u): agent protocol %u, listening on %s", qube_name, qid, ver, sock_path);
+    if (ready_fd >= 0) {
+        bh_write_all(ready_fd, "1", 1);
+        close(ready_fd);
     }
 
     while (!stop) {

@@ -19,8 +19,9 @@
 #include <string.h>
 
 struct bh_pool {
-    char *path;   /* <root>/pools/<name> */
+    char *path;   /* <root>/pools/<name>, or an added pool's dir_path */
     char name[64];
+    char driver[16]; /* "file" or "file-reflink" (Qubes' driver names: the same code) */
     int fd;       /* the pool directory */
     int qubes_fd; /* <pool>/qubes */
     bool reflink; /* the pool's filesystem can share blocks (FICLONE) */

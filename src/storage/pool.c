@@ -229,10 +229,35 @@ int bh_pool_info_format(struct bh_pool *p, char *buf, size_t n)
         usage = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
     }
     int r = snprintf(buf, n,
-                     "dir_path=%s\ndriver=file\nephemeral_volatile=True\nname=%s\nrevisions_to_keep=%d\n"
+                     "dir_path=%s\ndriver=%s\nephemeral_volatile=True\nname=%s\nrevisions_to_keep=%d\n"
                      "size=%" PRIu64 "\nusage=%" PRIu64 "\n",
-                     p->path, p->name, bh_pool_default_revisions(p), size, usage);
+                     p->path, p->driver, p->name, bh_pool_default_revisions(p), size, usage);
     return r < 0 || (size_t)r >= n ? -1 : r;
+}
+
+/* The pool in directory pfd (path for messages and Info): its qubes/ directory, the
+ * reflink probe, leftovers of a crash swept. Takes pfd. */
+static struct bh_pool *pool_from_fd(int pfd, const char *path, const char *name, bh_error *err)
+{
+    _cleanup_close_ int dfd = pfd;
+    _cleanup_close_ int qfd = bh_fs_mkdir_open(dfd, "qubes", 0700, err);
+    if (qfd < 0)
+        return NULL;
+    struct bh_pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->path = strdup(path))) {
+        free(p);
+        bh_fail(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->driver, sizeof p->driver, "file");
+    p->fd = steal_fd(&dfd);
+    p->qubes_fd = steal_fd(&qfd);
+    p->reflink = probe_reflink(p->fd);
+    _cleanup_close_ int lock = st_lock(p, NULL);
+    if (lock >= 0)
+        sweep_pool(p);
+    return p;
 }
 
 struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
@@ -259,26 +284,46 @@ struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err)
     _cleanup_close_ int pools = bh_fs_mkdir_open(rootfd, "pools", 0700, err);
     if (pools < 0)
         return NULL;
-    _cleanup_close_ int pfd = bh_fs_mkdir_open(pools, name, 0700, err);
+    int pfd = bh_fs_mkdir_open(pools, name, 0700, err);
     if (pfd < 0)
         return NULL;
-    _cleanup_close_ int qfd = bh_fs_mkdir_open(pfd, "qubes", 0700, err);
-    if (qfd < 0)
-        return NULL;
-    struct bh_pool *p = calloc(1, sizeof *p);
-    if (!p || asprintf(&p->path, "%s/pools/%s", root, name) < 0) {
-        free(p);
-        bh_fail(err, ENOMEM, "out of memory");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pools/%s", root, name);
+    return pool_from_fd(pfd, path, name, err);
+}
+
+struct bh_pool *bh_pool_open_dir(const char *dir, const char *name, bool *created, bh_error *err)
+{
+    *created = false;
+    if (!dir || dir[0] != '/') {
+        bh_fail(err, EINVAL, "dir_path must be an absolute path");
         return NULL;
     }
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->fd = steal_fd(&pfd);
-    p->qubes_fd = steal_fd(&qfd);
-    p->reflink = probe_reflink(p->fd);
-    _cleanup_close_ int lock = st_lock(p, NULL);
-    if (lock >= 0)
-        sweep_pool(p);
-    return p;
+    if (!bh_ident_valid(name, 63) || name[0] == '.') {
+        bh_fail(err, EINVAL, "invalid pool name");
+        return NULL;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        if (bh_mkdir_p(dir, 0700) < 0) {
+            bh_fail_errno(err, "create %s", dir);
+            return NULL;
+        }
+        *created = true;
+    }
+    int pfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) {
+        bh_fail_errno(err, "open %s", dir);
+        return NULL;
+    }
+    return pool_from_fd(pfd, dir, name, err);
+}
+
+bool bh_pool_reflinks(const struct bh_pool *p) { return p->reflink; }
+
+void bh_pool_set_driver(struct bh_pool *p, const char *driver)
+{
+    snprintf(p->driver, sizeof p->driver, "%s", driver);
 }
 
 void bh_pool_close(struct bh_pool *p)

@@ -58,6 +58,13 @@ extern const char *const bh_volume_names[5]; /* NULL-terminated */
 /* Opens (creating if needed) the pool `name` under root. */
 struct bh_pool *bh_pool_open(const char *root, const char *name, bh_error *err);
 void bh_pool_close(struct bh_pool *p);
+/* A pool in directory dir (absolute; created with its parents if missing: *created),
+ * as admin.pool.Add makes one. */
+struct bh_pool *bh_pool_open_dir(const char *dir, const char *name, bool *created, bh_error *err);
+/* Can the pool's filesystem share blocks (FICLONE)? */
+bool bh_pool_reflinks(const struct bh_pool *p);
+/* The driver name Info reports (default "file"). */
+void bh_pool_set_driver(struct bh_pool *p, const char *driver);
 
 int bh_volumes_create(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);
 int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);

@@ -23,6 +23,7 @@ static const struct {
     { "qvm-check", qvm_check_main },
     { "qvm-firewall", qvm_firewall_main },
     { "qvm-volume", qvm_volume_main },
+    { "qvm-pool", qvm_pool_main },
     { "qvm-label", qvm_label_main },
     { "qvm-start", qvm_start_main },
     { "qvm-shutdown", qvm_shutdown_main },

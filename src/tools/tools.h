@@ -15,6 +15,7 @@ int qvm_service_main(int argc, char **argv);
 int qvm_check_main(int argc, char **argv);
 int qvm_firewall_main(int argc, char **argv);
 int qvm_volume_main(int argc, char **argv);
+int qvm_pool_main(int argc, char **argv);
 int qvm_label_main(int argc, char **argv);
 int qvm_start_main(int argc, char **argv);
 int qvm_shutdown_main(int argc, char **argv);

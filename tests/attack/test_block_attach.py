@@ -15,10 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from admin_fixtures import engine_daemon, wait_state  # noqa: E402,F401
-from ns_fixtures import cgroup_v2_host  # noqa: E402
 from qrexec_fixtures import bin_path  # noqa: E402
-
-pytestmark = pytest.mark.skipif(cgroup_v2_host(), reason="block devices need the cgroup v1 devices controller")
 
 PROBE = r'''
 import errno, fcntl, os, struct, sys

@@ -564,3 +564,227 @@ def test_title_and_icon_floods_are_bounded_per_window(agent):
     assert icon[:2] == [64, 64] and icon[2] == tint(0xff000000 | (n_titles - 5), RED)  # the newest icon
     assert "the excess is coalesced" in agent.log_text()
     assert agent.proc.poll() is None
+
+
+@pytest.fixture
+def two_monitors():
+    """A 2048x768 desktop with two monitors: L 1024x768 at 0,0 and R 1024x600 at
+    1024,0, so the strip below R (1024..2047 x 600..767) is on the root window but on
+    no monitor."""
+    from gui_fixtures import need_gui_tools
+    need_gui_tools()
+    h = HostDisplay(2048, 768)
+    h.set_monitors([(1024, 768, 0, 0, 271, 203), (1024, 600, 1024, 0, 271, 159)])
+    yield h
+    h.close()
+
+
+def _on(geom, mon):
+    x, y, w, h = geom
+    mx, my, mw, mh = mon
+    return mx <= x and my <= y and x + w <= mx + mw and y + h <= my + mh
+
+
+L, R = (0, 0, 1024, 768), (1024, 0, 1024, 600)
+
+
+def _wait_geometry(host, wid, pred, timeout=8):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not pred(host.geometry(wid)):
+        time.sleep(0.2)
+    return host.geometry(wid)
+
+
+def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
+    """With monitors of different sizes, part of the root window shows on no screen. A
+    window the qube places there, or across monitors, or larger than its monitor is
+    put on one monitor whole (the one it overlaps most, else the nearest), frame
+    included; maximise and fullscreen fill the window's own monitor. The layout is
+    followed live: when R goes away, R's windows move to L and the agent is told.
+    Positive control: with one monitor over the whole root the same window stays
+    where the qube put it."""
+    host = two_monitors
+    agent = FakeAgent(tmp_path, host)
+    full = FakeAgent(tmp_path, host, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    try:
+        agent.wait_log("2 monitors: 1024 768 0 0 ")
+        agent.window(1, "under-r", x=1500, y=650, w=200, h=100)   # on no monitor
+        agent.window(2, "across", x=900, y=100, w=300, h=100)     # more on R than on L
+        agent.window(3, "huge", x=10, y=10, w=2000, h=700)        # mostly on L, wider than it
+        a, b, c = (host.find_window(f"[evil] {t}") for t in ("under-r", "across", "huge"))
+        assert host.geometry(a) == (1500 - BORDER, 600 - 100 - 2 * BORDER, 204, 104)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R) and host.geometry(b)[0] == 1024
+        assert host.geometry(c) == (0, 8, 1024, 704) and _on(host.geometry(c), L)
+        # the qube cannot push it back off later either
+        agent.messages(0.3)
+        agent.send(CONFIGURE, 1, struct.pack("=5I", 1200, 700, 200, 100, 0))
+        agent.send(CONFIGURE, 2, struct.pack("=5I", 2000, 0, 100, 100, 0))
+        time.sleep(0.5)
+        assert _on(host.geometry(a), R) and _on(host.geometry(b), R)
+        # maximise (fullscreen refused) fills R inside the frame; allowed fullscreen is R
+        agent.send(WINDOW_FLAGS, 2, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, b, lambda g: g == R) == R
+        assert (1024 + BORDER, BORDER, 1024 - 2 * BORDER, 600 - 2 * BORDER) in \
+            [struct.unpack("=5I", m)[:4] for t, w, m in agent.messages() if t == CONFIGURE and w == 2]
+        full.window(1, "fs", x=1100, y=100, w=200, h=100)
+        fs = host.find_window("[trusted] fs")
+        full.send(WINDOW_FLAGS, 1, struct.pack("=II", FULLSCREEN, 0))
+        assert _wait_geometry(host, fs, lambda g: g == R) == R
+        # R goes away: its windows come to L, the maximised one fills L; the agent is told
+        agent.messages(0.3)
+        host.set_monitors([(1024, 768, 0, 0, 271, 203)])
+        assert _on(_wait_geometry(host, a, lambda g: _on(g, L)), L)
+        assert _wait_geometry(host, b, lambda g: g == L) == L
+        assert _on(host.geometry(c), L)
+        moved = {w for t, w, m in agent.messages() if t == CONFIGURE}
+        assert {1, 2} <= moved
+        agent.wait_log("1 monitor: 1024 768 0 0 ")
+        # positive control: one monitor over the whole root, and the window at
+        # 1500,650 stays where the qube puts it
+        host.set_monitors([(2048, 768, 0, 0, 542, 203)])
+        agent.wait_log("1 monitor: 2048 768 0 0 ", timeout=10)
+        agent.window(4, "free", x=1500, y=650, w=200, h=100)
+        d = host.find_window("[evil] free")
+        assert host.geometry(d) == (1500 - BORDER, 650 - BORDER, 204, 104)
+        assert agent.proc.poll() is None and full.proc.poll() is None
+    finally:
+        agent.close()
+        full.close()
+
+
+DOCK = 143
+
+
+class FakeTray:
+    """A tiny system tray on the host display (what a desktop's panel does): owns
+    _NET_SYSTEM_TRAY_S0, announces itself with MANAGER, embeds what asks to be docked
+    (XEmbed: reparent into its window, EMBEDDED_NOTIFY) and records the requests."""
+
+    def __init__(self, host, x=500, y=300, w=100, h=40):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(f"/tmp/.X11-unix/X{host.number}")
+        self.s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+        head = self._recv(8)
+        assert head[0] == 1
+        setup = self._recv(struct.unpack("<H", head[6:8])[0] * 4)
+        base = struct.unpack("<I", setup[4:8])[0]
+        vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
+        self.root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+        self.win = base | 1
+        self.events = []
+        sel, self.opcode, self.xembed, manager = (self.atom(n) for n in (
+            "_NET_SYSTEM_TRAY_S0", "_NET_SYSTEM_TRAY_OPCODE", "_XEMBED", "MANAGER"))
+        # CreateWindow (background white), MapWindow, SetSelectionOwner, MANAGER to root
+        self.s.sendall(struct.pack("<BBHIIhhHHHHIII", 1, 0, 10, self.win, self.root, x, y, w, h, 0, 1, 0,
+                                   0x2 | 0x800, 0xffffff) + struct.pack("<I", 1 << 17))
+        self.s.sendall(struct.pack("<BBHI", 8, 0, 2, self.win))
+        self.s.sendall(struct.pack("<BBHIII", 22, 0, 4, self.win, sel, 0))
+        ev = struct.pack("<BBHII5I", 33, 32, 0, self.root, manager, 0, sel, self.win, 0, 0)
+        self.s.sendall(struct.pack("<BBHII", 25, 0, 11, self.root, 1 << 17) + ev)
+        self.atom("ATOM")
+
+    def _recv(self, n):
+        b = b""
+        while len(b) < n:
+            chunk = self.s.recv(n - len(b))
+            assert chunk, "X connection closed"
+            b += chunk
+        return b
+
+    def atom(self, name):
+        n = name.encode()
+        pad = (4 - len(n) % 4) % 4
+        self.s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
+        while True:  # events may come before the reply
+            r = self._recv(32)
+            if r[0] == 1:
+                return struct.unpack("<I", r[8:12])[0]
+            self.events.append(r)
+
+    def dock_requests(self, timeout=10):
+        """Windows that asked to be docked; each is embedded at once."""
+        import select
+        deadline = time.time() + timeout
+        got = []
+        while time.time() < deadline and not got:
+            for ev in self.events:
+                t, data = ev[0] & 0x7f, struct.unpack("<5I", ev[12:32])
+                if t == 33 and struct.unpack("<I", ev[8:12])[0] == self.opcode and data[1] == 0:
+                    got.append(data[2])
+            self.events = []
+            if not got and select.select([self.s], [], [], 0.2)[0]:
+                self.events.append(self._recv(32))
+        for icon in got:
+            # ReparentWindow into the tray at 5,5, then XEMBED_EMBEDDED_NOTIFY
+            self.s.sendall(struct.pack("<BBHIIhh", 7, 0, 4, icon, self.win, 5, 5))
+            ev = struct.pack("<BBHII5I", 33, 32, 0, icon, self.xembed, 0, 0, 0, self.win, 0)
+            self.s.sendall(struct.pack("<BBHII", 25, 0, 11, icon, 0) + ev)
+        self.atom("ATOM")
+        return got
+
+    def resize_icon(self, icon, w, h):
+        self.s.sendall(struct.pack("<BBHIH2xII", 12, 0, 5, icon, 0x4 | 0x8, w, h))
+        self.atom("ATOM")
+
+    def close(self):
+        self.s.close()
+
+
+def tint_tray(rgb, label):
+    """Qubes' tray tint (trayicon_mode "tint"), from its definition: HLS lightness
+    kept, hue and saturation the label's (Python's colorsys is that HLS)."""
+    import colorsys
+    th, _, ts = colorsys.rgb_to_hls(*(((label >> s) & 255) / 255 for s in (16, 8, 0)))
+    _, l, _ = colorsys.rgb_to_hls(*(((rgb >> s) & 255) / 255 for s in (16, 8, 0)))
+    r, g, b = (int(v * 255) for v in colorsys.hls_to_rgb(th, l, ts))
+    return r << 16 | g << 8 | b
+
+
+def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
+    """DOCK as Qubes: a window the qube docks waits, unshown, while the desktop has no
+    tray; when a tray announces itself, the daemon asks it to embed the window, which
+    shows inside the tray with every pixel in the label's hue (no frame fits there), so
+    a qube's icon cannot pass for dom0's; the tray sets the size and the qube is told.
+    A mapped window cannot be docked, nor an unknown one."""
+    host = agent.host
+    agent.create(1, 10, 10, 24, 24)
+    agent.title(1, b"tray-icon")
+    agent.buffer(1, 24, 24, 0x4080c0)
+    agent.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 24, 24))
+    agent.send(DOCK, 1)
+    agent.wait_log("window 0x1 waits for a system tray on the desktop (there is none)")
+    icon = host.find_window("[evil] tray-icon")
+    assert "IsUnMapped" in host.run("xwininfo", "-id", str(icon)).stdout  # shown nowhere yet
+    agent.window(2, "shown")
+    host.find_window("[evil] shown")
+    agent.send(DOCK, 2)                      # mapped already: refused
+    agent.send(DOCK, 77)                     # not a window of the qube
+    agent.wait_log("DOCK of mapped window 0x2 refused")
+    agent.wait_log("DOCK for unknown window 0x4d")
+    tray = FakeTray(host)
+    try:
+        assert tray.dock_requests() == [icon]  # asked once the tray announced itself
+        agent.wait_log("window 0x1 docked in the desktop's tray")
+        deadline = time.time() + 10
+        while time.time() < deadline and "IsViewable" not in host.run("xwininfo", "-id", str(icon)).stdout:
+            time.sleep(0.1)
+        info = host.run("xwininfo", "-id", str(icon)).stdout
+        assert "IsViewable" in info and f"Parent window id: {hex(tray.win)}" in \
+            host.run("xwininfo", "-children", "-id", str(icon)).stdout, info
+        time.sleep(0.5)
+        shot = host.screenshot()
+        got = host.pixel(shot, 500 + 5 + 12, 300 + 5 + 12)
+        assert got == tint_tray(0x4080c0, RED), (hex(got), hex(tint_tray(0x4080c0, RED)))
+        assert got != 0x4080c0 and host.pixel(shot, 500 + 1, 300 + 1) == 0xffffff  # the tray's own
+        # the tray makes it 16x16: the qube is told
+        agent.messages(0.3)
+        tray.resize_icon(icon, 16, 16)
+        deadline = time.time() + 5
+        sizes = []
+        while time.time() < deadline and (16, 16) not in sizes:
+            sizes += [struct.unpack("=5I", b)[2:4] for t, w, b in agent.messages(0.3) if t == CONFIGURE and w == 1]
+        assert (16, 16) in sizes
+        alive(agent, 2, "tray-still")
+    finally:
+        tray.close()

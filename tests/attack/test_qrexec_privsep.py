@@ -110,3 +110,94 @@ def test_a_call_between_qubes_is_relayed_unprivileged(engine_daemon):
     assert len(unpriv) >= 2, {p: st["Name"] for p, st in seen.items()}
     for st in unpriv.values():
         assert_unprivileged(st)
+
+
+def test_the_agents_hello_is_read_unprivileged():
+    """The first bytes a qube sends (its agent's HELLO) are parsed by the unprivileged
+    side too: while the daemon waits for them, the process that will read them is already
+    the unprivileged, filtered child (before, the root process read the HELLO and split
+    only after it)."""
+    import os
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from qrexec_fixtures import Qube, World
+    from test_qrexec_daemon import FakeAgent
+    w = World()
+    try:
+        q = Qube(w, "slow", 7)
+        w.qubes["slow"] = q
+        fa = FakeAgent(q, 3)
+        r, wr = os.pipe()
+        p = w.spawn([bin_path("qrexec-daemon"), "--name", "slow", "--domid", "7", "--runtime", str(w.runtime),
+                     "--ready-fd", str(wr), "--startup-timeout", "5"], pass_fds=(wr,), log="daemon-slow")
+        os.close(wr)
+        # accept the daemon's connection but send no HELLO: the daemon waits for it
+        fa.srv.settimeout(10)
+        conn, _ = fa.srv.accept()
+        time.sleep(0.5)
+        kids = descendants(p.pid)
+        assert len(kids) == 1, kids  # positive control: the split happened before the HELLO
+        assert_unprivileged(status(kids[0]))
+
+        # now the HELLO: the unprivileged side answers it and says ready
+        conn.sendall(__import__("struct").pack("<III", 0x300, 4, 3))
+        conn.settimeout(10)
+        assert conn.recv(12)[:4] == (0x300).to_bytes(4, "little")
+        assert os.read(r, 1) == b"1"
+        os.close(r)
+        conn.close()
+    finally:
+        w.close()
+
+
+def test_the_monitor_holds_the_call_limits_itself():
+    """The unprivileged side applies a qube's call limits (rate, pending calls); one that
+    a qube has compromised would not. With those limits switched off in it (a test-only
+    switch standing in for the compromise), the root monitor still forks no more call
+    processes than the rate's burst and no slot past the pending limit."""
+    import os
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from qrexec_fixtures import MSG, Qube, World, trigger3
+    from test_qrexec_daemon import FakeAgent
+
+    def flood(unlimited):
+        w = World()
+        try:
+            w.service("test.Hold", "#!/bin/sh\nsleep 5\n")
+            w.allow_call("test.Hold", "evil", "work")  # the target need not exist: each call still forks
+            q = Qube(w, "evil", 7)
+            w.qubes["evil"] = q
+            fa = FakeAgent(q, 3)
+            r, wr = os.pipe()
+            env = dict(os.environ, BULKHEAD_QREXEC_CALL_RATE="2", BULKHEAD_QREXEC_MAX_PENDING="16")
+            if unlimited:
+                env["BULKHEAD_QREXEC_TEST_UNLIMITED_READER"] = "1"
+            w.spawn([bin_path("qrexec-daemon"), "--name", "evil", "--domid", "7", "--runtime", str(w.runtime),
+                     "--ready-fd", str(wr), "--startup-timeout", "5", "--call-timeout", "5", "--test-allow",
+                     str(w.allow)], pass_fds=(wr,), env=env, log="daemon-evil")
+            os.close(wr)
+            fa.accept()
+            assert os.read(r, 1) == b"1"
+            os.close(r)
+            n = 40
+            fa.conn.sendall(b"".join(trigger3("work", f"F{i}", "test.Hold") for i in range(n)))
+            got = []
+            fa.conn.settimeout(3)
+            try:
+                while len(got) < n:
+                    got.append(fa.recv_msg(timeout=3)[0])
+            except (TimeoutError, OSError):
+                pass
+            time.sleep(0.5)
+            log = w.log_text("daemon-evil")
+            forked = log.count("call evil -> work")  # each call process logs its decision
+            return forked, got.count(MSG["REFUSED"]), log
+        finally:
+            w.close()
+
+    forked, refused, log = flood(unlimited=True)
+    assert forked <= 3 * 2 + 2, (forked, log[-2000:])  # the monitor's burst
+    assert "monitor: call over the rate refused" in log
+    # positive control: the flood is real, and the honest side refuses it on its own
+    forked_h, refused_h, log_h = flood(unlimited=False)
+    assert forked_h <= 3 * 2 and refused_h >= 40 - 3 * 2, (forked_h, refused_h)
+    assert "monitor: call over the rate" not in log_h

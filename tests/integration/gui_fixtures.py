@@ -148,6 +148,21 @@ class HostDisplay:
         atom("WM_NAME")  # a round trip: the event went out before we close
         s.close()
 
+    def press_keycode(self, keycode):
+        """Presses and lets go of a key by its keycode with XTEST (xdotool picks keys by
+        keysym and puts the XKB group back after typing, so it cannot switch groups)."""
+        import struct
+        s, recv, atom = self._xconn()
+        name = b"XTEST"
+        s.sendall(struct.pack("<BBHH2x", 98, 0, 2 + (len(name) + 3) // 4, len(name)) + name + b"\0" * 3)
+        rep = recv(32)
+        assert rep[0] == 1 and rep[8], "no XTEST"
+        op = rep[9]
+        for t in (2, 3):  # KeyPress, KeyRelease
+            s.sendall(struct.pack("<BBHBB2xII8xhh7xB", op, 2, 9, t, keycode, 0, 0, 0, 0, 0))
+        atom("ATOM")  # a round trip: both went out before we close
+        s.close()
+
     def prop32(self, wid, name):
         """A 32-bit property of a window as a list of numbers ([] when unset)."""
         import struct
@@ -162,6 +177,22 @@ class HostDisplay:
         if fmt != 32:
             return []
         return list(struct.unpack(f"<{nitems}I", data[:nitems * 4]))
+
+    def set_monitors(self, monitors):
+        """The desktop's monitors, as RandR 1.5 monitors ([(w, h, x, y, w_mm, h_mm)]):
+        Xvfb has one output, so the first monitor takes it (replacing the automatic
+        one) and the others are virtual (`xrandr --setmonitor`, kept by -noreset)."""
+        if not shutil.which("xrandr"):
+            pytest.skip("xrandr missing (x11-xserver-utils, scripts/deps.d/gui.txt)")
+        listed = self.run("xrandr", "--listmonitors").stdout
+        for line in listed.splitlines()[1:]:
+            name = line.split()[1].lstrip("+*")
+            if name.startswith("M") and name[1:].isdigit():
+                self.run("xrandr", "--delmonitor", name)
+        for i, (w, h, x, y, wmm, hmm) in enumerate(monitors):
+            self.run("xrandr", "--setmonitor", f"M{i}", f"{w}/{wmm}x{h}/{hmm}+{x}+{y}", "screen" if i == 0 else "none")
+        got = self.run("xrandr", "--listactivemonitors").stdout
+        assert got.startswith(f"Monitors: {len(monitors)}"), got
 
     def watch_properties(self, wid, names):
         """Counts PropertyNotify events of a window, per property name, as a window

@@ -6,17 +6,13 @@ sends Qubes' device events. Exact bytes where Qubes defines them."""
 import os
 import subprocess
 import sys
-import socket
-import time
 
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon, raw_call, wait_state  # noqa: F401
+from event_fixtures import drain, records, subscribe
 from qrexec_fixtures import bin_path
 sys.path.insert(0, os.path.dirname(__file__))
-from ns_fixtures import cgroup_v2_host  # noqa: E402
-
-pytestmark = pytest.mark.skipif(cgroup_v2_host(), reason="block devices need the cgroup v1 devices controller")
 
 PATTERN = b"bulkhead-block-test\n"
 
@@ -39,31 +35,10 @@ def qrun(d, qube, cmd, user="root"):
                           capture_output=True, timeout=60)
 
 
-def subscribe(d):
-    """admin.Events of every qube, once the daemon says the stream is established."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(d.sock)
-    s.sendall(b"admin.Events+ dom0 name dom0\0")
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(10)
-    buf = b""
-    while b"connection-established" not in buf:
-        buf += s.recv(65536)
-    return s
-
-
 def device_events(s, upto):
-    """(subject, event, [k, v, ...]) of the device events read until `upto` was seen
-    (as many times as asked)."""
-    buf, deadline = b"", time.time() + 10
-    while buf.count(upto[0]) < upto[1] and time.time() < deadline:
-        buf += s.recv(65536)
-    out = []
-    for rec in buf.split(b"\0\0"):
-        parts = rec.split(b"\0")
-        if len(parts) >= 3 and parts[0] == b"1" and parts[2].startswith(b"device-"):
-            out.append((parts[1], parts[2], parts[3:]))
-    return out
+    """(subject, event, [k, v, ...]) of the device events read until `upto` = (marker,
+    times) was seen."""
+    return records(drain(s, upto[0], upto[1]), prefix=b"device-")
 
 
 def test_block_attach_detach(engine_daemon, loopdev):
@@ -278,3 +253,57 @@ def test_block_assign_persists_and_attaches_at_start(engine_daemon, loopdev):
         (b"device-attach:block", [b"device", dev, b"options", b"{'read-only': 'yes', 'frontend-dev': 'xvdi'}"]),
         (b"device-unassign:block", [b"device", dev]),
     ], evs
+
+
+def test_required_device_missing_or_taken_stops_the_start(engine_daemon, tmp_path):
+    """As QubesVM.start: a `required` assignment whose device is not there fails the start
+    with Qubes' QubesException "Block device dom0:loopN::N not available" (str() of the
+    assignment), after domain-pre-start and with domain-start-failed; the qube stays
+    Halted. A device that another qube has is refused the same way; a free one is attached
+    before domain-start (it is part of the domain Qubes starts)."""
+    d = engine_daemon
+    img = tmp_path / "req.img"
+    with open(img, "wb") as f:
+        f.write(PATTERN)
+        f.truncate(1 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    port = os.path.basename(dev)
+    n = port[4:]
+    try:
+        d.call(f"admin.vm.device.block.Assign+dom0+{port}", "a", payload="mode='required' _read-only='yes'")
+        # taken: b has it
+        d.call("admin.vm.Start", "b")
+        d.call(f"admin.vm.device.block.Attach+dom0+{port}", "b", payload="")
+        ev = subscribe(d)
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Start", "a")
+        msg = f"Block device dom0:{port}::{n} not available"
+        assert (e.value.exc_type, e.value.msg) == ("QubesException", msg)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        evs = records(drain(ev, b"domain-start-failed"), subject=b"a")
+        ev.close()
+        assert evs == [(b"a", b"domain-pre-start", []), (b"a", b"domain-start-failed", [b"reason", msg.encode()])], evs
+        # free again: the start attaches it (read-only, as assigned) before domain-start
+        d.call(f"admin.vm.device.block.Detach+dom0+{port}", "b")
+        ev = subscribe(d)
+        d.call("admin.vm.Start", "a")
+        names = [r[1] for r in records(drain(ev, b"\0domain-start\0"), subject=b"a")]
+        ev.close()
+        assert names.index(b"device-attach:block") < names.index(b"domain-start"), names
+        r = qrun(d, "a", f"head -c {len(PATTERN)} /dev/xvdi; echo x > /dev/xvdi")
+        assert r.stdout == PATTERN and r.returncode != 0, r     # read-only as assigned
+        d.call("admin.vm.Kill", "a")
+        wait_state(d, "a", "Halted")
+        # gone: dom0 freed the loop device
+        subprocess.run(["losetup", "-d", dev], check=True)
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Start", "a")
+        assert (e.value.exc_type, e.value.msg) == ("QubesException", msg)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        # control: without the requirement the same qube starts
+        d.call(f"admin.vm.device.block.Set.assignment+dom0+{port}", "a", payload="auto-attach")
+        d.call("admin.vm.Start", "a")
+        assert d.call("admin.vm.device.block.Attached", "a") == ""
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)

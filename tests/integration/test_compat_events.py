@@ -4,30 +4,8 @@ property-pre-set/-set with oldvalue only when there was one, property-pre-reset,
 -pre-del, -reset, -del on a reset (also of an unset property), property-reset:icon on
 a label change, domain-feature-pre-set/-pre-delete, domain-create-on-disk,
 domain-pre-delete, and the tags created-by-dom0, guivm-dom0, audiovm-dom0."""
-import socket
-import time
-
 from admin_fixtures import bare_daemon  # noqa: F401
-
-
-def events(d):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(d.sock)
-    s.sendall(b"admin.Events+ dom0 name dom0\0")
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(10)
-    buf = b""
-    while b"connection-established" not in buf:
-        buf += s.recv(65536)
-    return s
-
-
-def drain(s, needle):
-    buf = b""
-    deadline = time.time() + 10
-    while needle not in buf and time.time() < deadline:
-        buf += s.recv(65536)
-    return buf
+from event_fixtures import drain, subscribe as events
 
 
 def test_events_and_tags(bare_daemon):

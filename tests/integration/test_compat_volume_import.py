@@ -1,17 +1,17 @@
 """Qubes' volume import flow (admin.vm.volume.Import/ImportWithSize as its dom0 script
 runs it: internal.vm.volume.ImportBegin -> data -> internal.vm.volume.ImportEnd),
-admin.vm.volume.Clear and admin.pool.Set.*, driven through `qvm-volume import` and raw
+admin.vm.volume.Clear, driven through `qvm-volume import` and raw
 calls against a real bulkheadd, with a real qube reading the imported volume."""
 import filecmp
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon  # noqa: F401
+from event_fixtures import drain, subscribe
 from qrexec_fixtures import bin_path
 
 
@@ -37,28 +37,9 @@ def ident(path):
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def subscribe(d):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(d.sock)
-    s.sendall(b"admin.Events+ dom0 name dom0\0")
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(10)
-    buf = b""
-    while b"connection-established" not in buf:
-        buf += s.recv(65536)
-    return s
-
-
-def drain(s, needle):
-    buf, deadline = b"", time.time() + 10
-    while needle not in buf and time.time() < deadline:
-        buf += s.recv(65536)
-    return buf
-
-
-def qrun(d, qube, cmd):
+def qrun(d, qube, cmd, input=None):
     return subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", qube, cmd], env=d.env, capture_output=True,
-                          timeout=60)
+                          timeout=60, input=input)
 
 
 def test_import_private_and_read_it_in_the_qube(engine_daemon, tmp_path):
@@ -178,24 +159,53 @@ def test_clear(engine_daemon, tmp_path):
     assert e.value.msg == "Can not import into save_on_stop=False volume b:volatile"
 
 
-def test_pool_set(engine_daemon):
+CVM = "/usr/lib/bulkhead/qrexec-client-vm"
+
+
+def test_import_from_a_qube_over_qrexec(engine_daemon, tmp_path):
+    """Qubes' /etc/qubes-rpc/admin.vm.volume.Import[WithSize] as dom0 runs it for a
+    managing qube (qubesadmin's Volume.import_data[_with_size] calls it on the target):
+    allowed by the qrexec policy, the data does not pass through bulkheadd, exactly the
+    announced size is taken (Qubes' 'not enough data' / 'too much data' refusals leave
+    the volume alone), and the qube then reads the imported file."""
     d = engine_daemon
-    d.call("admin.pool.Set.revisions_to_keep+default", payload="3")
-    assert "revisions_to_keep=3\n" in d.call("admin.pool.Info+default")
-    assert "revisions_to_keep=3\n" in d.call("admin.vm.volume.Info+private", "a")
-    for bad, exc in (("-2", "PermissionDenied"), ("x", "ProtocolError"), ("", "ProtocolError")):
-        with pytest.raises(AdminError) as e:
-            d.call("admin.pool.Set.revisions_to_keep+default", payload=bad)
-        assert e.value.exc_type == exc, bad
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.revisions_to_keep+nosuch", payload="1")
-    assert e.value.exc_type == "QubesException"
-    d.call("admin.pool.Set.revisions_to_keep+default", payload="-1")
-    assert "revisions_to_keep=-1\n" in d.call("admin.pool.Info+default")
-    d.call("admin.pool.Set.ephemeral_volatile+default", payload="True")
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.ephemeral_volatile+default", payload="False")
-    assert e.value.msg == "Bulkhead's volatile volumes are always ephemeral (tmpfs)"
-    with pytest.raises(AdminError) as e:
-        d.call("admin.pool.Set.ephemeral_volatile+default", payload="maybe")
-    assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Payload is not boolean ASCII")
+    img = make_ext4(tmp_path / "new.img", 16, {"marker": b"imported-over-qrexec\n"})
+    size = os.path.getsize(img)
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-import.policy").write_text("admin.vm.volume.ImportWithSize  +private  b  a  allow  target=dom0\n")
+    r = qrun(d, "b", "cat > /tmp/img", input=img.read_bytes())
+    assert r.returncode == 0, r.stderr
+    before = ident(private_img(d, "a"))
+
+    def imp(cmd):
+        return qrun(d, "b", cmd)
+    # hostile sizes: short of data, too much data, a size line over Qubes' 21 bytes
+    for cmd, why in ((f"(echo {size + 4096}; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private",
+                      f"not enough data (copied {size} bytes, expected {size + 4096} bytes)"),
+                     (f"(echo {size - 4096}; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private",
+                      f"too much data (expected {size - 4096} bytes)")):
+        r = imp(cmd)
+        assert r.stdout == b"2\0QubesException\0\0Data import failed: " + why.encode() + b"\0", (r.stdout, r.stderr)
+        assert ident(private_img(d, "a")) == before
+    r = imp(f"(printf '%030d\\n' 1; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private")
+    assert r.stdout.startswith(b"2\0ProtocolError\0"), r.stdout
+    # not allowed by policy: Import without size, and another target
+    r = imp(f"{CVM} a admin.vm.volume.Import+private < /tmp/img")
+    assert r.returncode != 0 and not r.stdout.startswith(b"0\0"), r
+    r = imp(f"(echo {size}; cat /tmp/img) | {CVM} b admin.vm.volume.ImportWithSize+private")
+    assert r.returncode != 0 and not r.stdout.startswith(b"0\0"), r
+    assert ident(private_img(d, "a")) == before
+    # control: the allowed call with the right size imports
+    ev = subscribe(d)
+    r = imp(f"(echo {size}; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private")
+    assert r.stdout == b"0\0", (r.stdout, r.stderr)
+    buf = drain(ev, b"domain-volume-import-end")
+    assert f"1\0a\0domain-volume-import-begin\0volume\0private\0size\0{size}\0\0".encode() in buf
+    assert filecmp.cmp(img, private_img(d, "a"), shallow=False)
+    d.call("admin.vm.Start", "a")
+    r = qrun(d, "a", "cat /rw/marker")
+    assert (r.returncode, r.stdout) == (0, b"imported-over-qrexec\n"), r.stderr
+    # a running target: qubesd's refusal comes back as is
+    r = imp(f"(echo {size}; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private")
+    assert r.stdout == b"2\0QubesVMNotHaltedError\0\0Domain is powered on: a\0", r.stdout

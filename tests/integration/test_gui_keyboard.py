@@ -90,3 +90,43 @@ def test_a_key_let_go_in_another_window_is_let_go_in_the_qube(gui):
     host.run("xdotool", "key", "Return")
     # a is told which keys are down when it gets the focus back: Shift is not
     assert _wait_typed(gui, "a", b"x\n") == b"x\n"
+
+
+def test_a_qube_follows_the_desktops_layout_group(engine_daemon, host_display):
+    """A desktop with two layouts (us,de) switched with a key: as Qubes, a qube that
+    follows the desktop gets the selected group's layout only (with the options), and
+    follows the switch, so the same keys type German after it. Without that the qube,
+    given both groups, would stay in its first (US) whatever the desktop shows."""
+    d, host = engine_daemon, host_display
+    host.run("setxkbmap", "-layout", "us,de", "-variant", ",nodeadkeys", "-option", "grp:caps_toggle")
+    s = GuiSession(d, host)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+    try:
+        s.wait_gui("a")
+        wa = _typing_terminal(s, "a", 20)
+
+        def wait_layout(want):
+            deadline = time.time() + 15
+            while time.time() < deadline and _qube_layout(s, "a").get("layout") != want:
+                time.sleep(0.3)
+            return _qube_layout(s, "a")
+        got = wait_layout("us")
+        assert got.get("layout") == "us" and got.get("options") == "grp:caps_toggle", (got, s.log.read_text())
+        host.press_keycode(66)  # Caps Lock, here ISO_Next_Group: the desktop switches to its second group
+        got = wait_layout("de")
+        assert got.get("layout") == "de" and got.get("variant") == "nodeadkeys", (got, s.log.read_text())
+        # the keys of US y and z (keycodes 29 and 52; xdotool would pick keys by keysym
+        # and switch groups itself): German z and y now, in the qube too
+        host.run("xdotool", "windowfocus", "--sync", str(wa))
+        for kc in (29, 52, 36):
+            host.press_keycode(kc)
+        assert _wait_typed(s, "a", b"zy\n") == b"zy\n"
+        host.press_keycode(66)  # and back: the same keys are y and z again
+        assert wait_layout("us").get("layout") == "us", s.log.read_text()
+        for kc in (29, 52, 36):
+            host.press_keycode(kc)
+        assert _wait_typed(s, "a", b"zy\nyz\n") == b"zy\nyz\n"
+    finally:
+        s.stop()
+        host.run("setxkbmap", "us")

@@ -123,6 +123,48 @@ def test_daemon_sigkill_leaves_qubes_adoptable(engine_daemon):
     assert state_of(d, "a") == "Halted"
 
 
+def qrexec_daemons_of(d, vm):
+    """PIDs of the qrexec-daemon processes this daemon runs for qube vm (by command line;
+    each serving daemon has an unprivileged child of the same command line)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qrexec-daemon") and b"--name" in args and str(d.runtime).encode() in args:
+            if args[args.index(b"--name") + 1] == vm.encode():
+                found.append(int(pid))
+    return found
+
+
+def test_failed_start_leaves_no_qrexec_daemon(engine_daemon):
+    # The qube's qrexec-daemon is forked while the qube boots; a boot that fails takes it
+    # down too. The qube's root plants a symlink at /rw/home on its private volume, which
+    # the engine refuses to mount /home from at the next start: init's set-up fails,
+    # after the engine's first half returned and the daemon was forked.
+    import subprocess
+    from qrexec_fixtures import bin_path
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    r = subprocess.run([bin_path("qvm-run"), "-u", "root", "-p", "a", "rm -rf /rw/home && ln -s / /rw/home && echo ok"],
+                       env=d.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "ok\n", r
+    d.call("admin.vm.Kill", "a")
+    with pytest.raises(AdminError) as e:
+        d.call("admin.vm.Start", "a")
+    assert "rw/home" in e.value.msg, e.value.msg
+    assert state_of(d, "a") == "Halted"
+    assert qrexec_daemons_of(d, "a") == []
+    # positive control: qube b starts, with one daemon (and its unprivileged half)
+    d.call("admin.vm.Start", "b")
+    assert len(qrexec_daemons_of(d, "b")) == 2
+    r = qvm_run(d, "b", "echo ok")
+    assert r.returncode == 0 and r.stdout == "ok\n", r
+    d.call("admin.vm.Kill", "b")
+    assert qrexec_daemons_of(d, "b") == []
+
+
 def test_stale_qrexec_daemon_cannot_unplug_its_successor(engine_daemon):
     """The qrexec-daemon of a SIGKILLed bulkheadd ends after its successor bound the
     qube's qrexec socket (it is stopped here until then, as a slow exit is in sanitizer

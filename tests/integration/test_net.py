@@ -338,8 +338,16 @@ def test_resolver_helper_is_unprivileged_and_replaced(net, clean_fw):
     caps = {l.split(":")[0]: l.split()[1] for l in st.splitlines() if l.startswith("Cap")}
     assert caps["CapEff"] == caps["CapPrm"] == "0000000000000000", caps
     assert "NoNewPrivs:\t1" in st
+    assert "Seccomp:\t2" in st  # an allowlist filter (resolver_confine.c)
     # in the uplink's namespace, not the host's
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{net.internet.inet}").st_ino
+    # its own mount namespace: an empty root holding the uplink's resolv.conf only
+    assert os.stat(f"/proc/{pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
+    root = pathlib.Path(f"/proc/{pid}/root")
+    assert sorted(os.listdir(root)) == ["etc"] and os.listdir(root / "etc") == ["resolv.conf"]
+    assert (root / "etc/resolv.conf").read_text() == (net.internet.etc / "resolv.conf").read_text()
+    mounts = pathlib.Path(f"/proc/{pid}/mounts").read_text().splitlines()
+    assert len(mounts) == 2 and all(" ro," in m for m in mounts), mounts
     os.kill(pid, signal.SIGKILL)
     # a new one takes over: a name never asked before still resolves
     net.d.call("admin.vm.firewall.Set", "work", "action=accept dsthost=other.test\naction=drop\n")

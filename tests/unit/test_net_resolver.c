@@ -2,9 +2,53 @@
  * else counts as the helper being gone (it is then replaced). */
 #include "net/resolver.h"
 #include "tap.h"
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BH_SANITIZED 1
+#endif
+#endif
+
+/* The helper's confinement, in a child: 0 = confined as it should be and the forbidden
+ * call (what) returned; a signal number = killed by it; other = what went wrong. */
+static int confined_then(int what)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (bh_resolver_confine("/etc/hosts", NULL) < 0)
+            _exit(100);
+        if (getuid() != 65534 || geteuid() != 65534)
+            _exit(101);
+        if (open("/etc/passwd", O_RDONLY | O_CLOEXEC) >= 0 || open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC) >= 0)
+            _exit(102); /* the host's files are out of sight */
+        if (open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC) < 0)
+            _exit(103); /* the one file it is given */
+        if (socket(AF_INET6, SOCK_DGRAM, 0) < 0)
+            _exit(104); /* what resolving needs still works */
+        if (what == 1)
+            (void)socket(AF_PACKET, SOCK_RAW, 0);
+        else if (what == 2)
+            (void)mkdir("/x", 0700);
+        else if (what == 3)
+            (void)open("/etc/resolv.conf", O_WRONLY | O_CLOEXEC);
+        else if (what == 4)
+            (void)fork();
+        _exit(0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFSIGNALED(st) ? WTERMSIG(st) : WIFEXITED(st) ? (WEXITSTATUS(st) ? 1000 + WEXITSTATUS(st) : 0) : -1;
+}
 
 int main(void)
 {
@@ -60,5 +104,25 @@ int main(void)
     close(sv[1]);
     CHECK(bh_resolver_recv(&r, &got) == -1); /* EOF: gone */
     close(sv[0]);
+
+    /* the confinement (needs root to make a mount namespace; bulkheadd runs as root) */
+    if (geteuid() != 0) {
+        printf("# skip: confinement checks need root\n");
+        return tap_done();
+    }
+    int base = confined_then(0);
+    if (base)
+        fprintf(stderr, "confined child: %d\n", base);
+    CHECK(base == 0);
+    for (int what = 1; what <= 4; what++) {
+        int got_sig = confined_then(what);
+#ifdef BH_SANITIZED
+        CHECK(got_sig == 0); /* sanitizer builds log the call instead of killing */
+#else
+        if (got_sig != SIGSYS)
+            fprintf(stderr, "forbidden call %d: %d\n", what, got_sig);
+        CHECK(got_sig == SIGSYS);
+#endif
+    }
     return tap_done();
 }

@@ -1,7 +1,8 @@
 /* Block devices handed to a running ns qube (Qubes' `qvm-block attach`).
  *
  * Two things let a qube use a host block device, and both are needed:
- *  - the qube's devices cgroup must allow major:minor ("r" for a read-only attach:
+ *  - the qube's device filter must allow major:minor (cgroup v1: devices.allow; v2: the
+ *    BPF device program, devbpf.c) ("r" for a read-only attach:
  *    the kernel then refuses every open for writing, whatever the node's mode);
  *  - a node must exist in its /dev. The qube's root cannot mknod (user namespace), so
  *    a short-lived child of bulkheadd joins the qube's mount namespace as host root

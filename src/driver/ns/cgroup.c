@@ -37,6 +37,12 @@ void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n)
     snprintf(out, n, "bulkhead-%012llx", (unsigned long long)(h & 0xffffffffffffull));
 }
 
+const struct bh_dev_rule bh_cg_base_devices[] = {
+    { 'c', 1, 3, "rwm" }, { 'c', 1, 5, "rwm" }, { 'c', 1, 7, "rwm" }, { 'c', 1, 8, "rwm" }, { 'c', 1, 9, "rwm" },
+    { 'c', 5, 0, "rwm" }, { 'c', 5, 2, "rwm" }, { 'c', 136, -1, "rwm" },
+};
+const size_t bh_cg_base_devices_n = BH_ARRAY_SIZE(bh_cg_base_devices);
+
 int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *err)
 {
     char path[4096];

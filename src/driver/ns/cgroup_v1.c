@@ -106,16 +106,17 @@ static int create(const char *tag, const struct bh_qube_spec *spec, bool devices
             return -1;
     }
     if (devices && have("devices")) {
-        /* Only the devices of a qube's fixed /dev; a node planted by any other means
-         * still cannot be opened. */
-        static const char *allow[] = { "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                                       "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm" };
         cg_dir(dir, sizeof dir, "devices", tag, spec->name);
         if (bh_cg_write(dir, "devices.deny", "a", err) < 0)
             return -1;
-        for (size_t i = 0; i < BH_ARRAY_SIZE(allow); i++)
-            if (bh_cg_write(dir, "devices.allow", allow[i], err) < 0)
+        for (size_t i = 0; i < bh_cg_base_devices_n; i++) {
+            const struct bh_dev_rule *r = &bh_cg_base_devices[i];
+            char rule[64], minor[16];
+            snprintf(minor, sizeof minor, "%d", (int)r->minor);
+            snprintf(rule, sizeof rule, "%c %d:%s %s", r->type, (int)r->major, r->minor < 0 ? "*" : minor, r->access);
+            if (bh_cg_write(dir, "devices.allow", rule, err) < 0)
                 return -1;
+        }
     }
     return 0;
 }
@@ -220,6 +221,13 @@ static int v1_kill_all(const char *tag, const char *name)
     /* Freeze, kill every member, thaw: nothing can fork while we walk the list. */
     int n = 0;
     for (int round = 0; round < 100; round++) {
+        /* An empty cgroup cannot gain a member (only a member's fork could add one):
+         * nothing to freeze. Freezing is not free: each freeze and thaw flips a kernel
+         * static key, a text patch on every CPU (milliseconds on a paravirtualized guest),
+         * and this runs at every qube's end, when init's death has usually emptied it. */
+        _cleanup_free_ char *pre = read_small("pids", tag, name, "cgroup.procs");
+        if (!pre || !*pre)
+            break;
         (void)v1_freeze(tag, name, true, NULL);
         _cleanup_free_ char *s = read_small("pids", tag, name, "cgroup.procs");
         if (!s || !*s)

@@ -2,6 +2,7 @@
 #include "ns.h"
 #include "cleanup.h"
 #include "io.h"
+#include "log.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,53 @@ static void enable(const char *dir)
         (void)bh_cg_write(dir, "cgroup.subtree_control", c[i], NULL);
 }
 
-static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+/* The block devices attached to each running qube, in this daemon's memory: the device
+ * program holds the whole list, so every change rebuilds it from here. A restarted
+ * daemon starts with none, which is what adoption makes true (v2_revoke_blocks). */
+#define MAX_QUBE_BLOCKS 64
+struct qube_blocks {
+    struct qube_blocks *next;
+    unsigned n;
+    struct bh_dev_rule dev[MAX_QUBE_BLOCKS];
+    char key[]; /* tag/name */
+};
+static struct qube_blocks *blocks;
+
+static struct qube_blocks **blocks_find(const char *tag, const char *name)
+{
+    struct qube_blocks **q = &blocks;
+    for (; *q; q = &(*q)->next) {
+        size_t tl = strlen(tag);
+        if (!strncmp((*q)->key, tag, tl) && (*q)->key[tl] == '/' && !strcmp((*q)->key + tl + 1, name))
+            break;
+    }
+    return q;
+}
+
+static void blocks_forget(const char *tag, const char *name)
+{
+    struct qube_blocks **q = blocks_find(tag, name), *dead = *q;
+    if (dead) {
+        *q = dead->next;
+        free(dead);
+    }
+}
+
+/* Installs the qube's device program: the base devices, then its block devices. */
+static int devices_install(const char *tag, const char *name, const struct qube_blocks *qb, bh_error *err)
+{
+    struct bh_dev_rule rules[32 + MAX_QUBE_BLOCKS];
+    size_t n = 0;
+    for (size_t i = 0; i < bh_cg_base_devices_n && n < 32; i++)
+        rules[n++] = bh_cg_base_devices[i];
+    for (unsigned i = 0; qb && i < qb->n; i++)
+        rules[n++] = qb->dev[i];
+    char dir[4096];
+    cg_dir(dir, sizeof dir, tag, name);
+    return bh_devbpf_install(dir, rules, n, err);
+}
+
+static int v2_limits(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
 {
     char dir[4096], val[64];
     enable(BASE);
@@ -91,9 +138,18 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
         if (access(host, F_OK) == 0)
             (void)bh_cg_write(host, "cpu.max", val, NULL);
     }
-    /* Device access on v2 needs a BPF program; the qube's /dev holds only bind-mounted
-     * nodes and mknod is impossible in its user namespace, so none is attached. */
     return 0;
+}
+
+/* A new qube's cgroup: its limits and a device program allowing its base devices only
+ * (the qube's /dev has nothing else and it cannot mknod, but a node reached any other
+ * way must open nothing either, as on v1). */
+static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error *err)
+{
+    if (v2_limits(tag, spec, err) < 0)
+        return -1;
+    blocks_forget(tag, spec->name);
+    return devices_install(tag, spec->name, NULL, err);
 }
 
 static int v2_attach_self(const char *tag, const char *name, bh_error *err)
@@ -138,6 +194,7 @@ static int v2_destroy(const char *tag, const char *name, bh_error *err)
 {
     char dir[4096];
     remove_host_dir(tag, name);
+    blocks_forget(tag, name);
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
@@ -209,22 +266,61 @@ static void remove_host_dir(const char *tag, const char *name)
         sleep_ms(5);
 }
 
-/* No device controller here (v2 filters devices with BPF programs, which the engine
- * does not install): block devices cannot be handed to a qube. */
+/* Allows (access "r"/"rw") or no longer allows (NULL) block device major:minor: the
+ * list changes, and a program built from the new list replaces the old one. */
 static int v2_device_access(const char *tag, const char *name, unsigned major, unsigned minor, const char *access,
                             bh_error *err)
 {
-    (void)tag, (void)name, (void)major, (void)minor, (void)access;
-    return bh_fail(err, ENOTSUP, "block devices need the cgroup v1 devices controller");
+    struct qube_blocks **q = blocks_find(tag, name);
+    if (!*q) {
+        size_t klen = strlen(tag) + 1 + strlen(name) + 1;
+        *q = calloc(1, sizeof **q + klen);
+        if (!*q)
+            return bh_fail(err, ENOMEM, "out of memory");
+        snprintf((*q)->key, klen, "%s/%s", tag, name);
+    }
+    struct qube_blocks *qb = *q, before = *qb;
+    unsigned i = 0;
+    while (i < qb->n && !(qb->dev[i].major == (int32_t)major && qb->dev[i].minor == (int32_t)minor))
+        i++;
+    if (i < qb->n) /* drop the old entry, whatever comes next */
+        qb->dev[i] = qb->dev[--qb->n];
+    if (access) {
+        if (qb->n == MAX_QUBE_BLOCKS)
+            return bh_fail(err, ENOSPC, "qube %s has %d block devices already", name, MAX_QUBE_BLOCKS);
+        qb->dev[qb->n++] = (struct bh_dev_rule){ 'b', (int32_t)major, (int32_t)minor,
+                                                 !strcmp(access, "rw") ? "rw" : "r" };
+    }
+    if (devices_install(tag, name, qb, err) < 0) {
+        /* the old program stays attached (or the intersection of both): the list
+         * remembered is the old one */
+        struct qube_blocks *next = qb->next;
+        *qb = before;
+        qb->next = next;
+        return -1;
+    }
+    return 0;
 }
 
+/* Adoption by a restarted bulkheadd: the predecessor's program (with its block
+ * devices) is replaced by one with the base devices only. Counted from the length of
+ * the old program: each block rule is 8 instructions longer than the base program. */
 static int v2_revoke_blocks(const char *tag, const char *name)
 {
-    (void)tag, (void)name;
-    return 0; /* nothing can have been attached (v2_device_access) */
+    char dir[4096];
+    cg_dir(dir, sizeof dir, tag, name);
+    size_t base = bh_devbpf_build(bh_cg_base_devices, bh_cg_base_devices_n, NULL, BH_DEVBPF_MAX_INSNS);
+    int old = bh_devbpf_attached_len(dir);
+    blocks_forget(tag, name);
+    bh_error e;
+    if (devices_install(tag, name, NULL, &e) < 0)
+        bh_warn("%s: %s", name, e.msg);
+    if (old <= 0 || (size_t)old <= base)
+        return 0;
+    return (int)(((size_t)old - base + 7) / 8);
 }
 
 const struct bh_cgroup_ops bh_cgroup_v2 = {
     v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains, v2_charge_cpu,
-    v2_create, v2_device_access, v2_revoke_blocks,
+    v2_limits, v2_device_access, v2_revoke_blocks,
 };

@@ -116,6 +116,17 @@ struct bh_cgroup_ops {
     int (*revoke_blocks)(const char *tag, const char *name);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
+/* A device rule as cgroup v1's devices.allow takes it: type 'c' or 'b', major and minor
+ * (-1: any), access "r", "rw", "rwm"... */
+struct bh_dev_rule {
+    char type;
+    int32_t major, minor;
+    const char *access;
+};
+/* The devices of a qube's fixed /dev (null, zero, full, random, urandom, tty, ptmx, its
+ * ptys): all any qube may open; a node planted by any other means opens nothing. */
+extern const struct bh_dev_rule bh_cg_base_devices[];
+extern const size_t bh_cg_base_devices_n;
 const struct bh_cgroup_ops *bh_cgroup_ops(void);
 /* Per-daemon cgroup parent name "bulkhead-<hash of runtime root>". */
 void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n);
@@ -123,6 +134,20 @@ void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n);
 /* Moves every process of cgroup dir `from` into cgroup dir `to` (best effort). */
 void bh_cg_move_procs(const char *from, const char *to);
 int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *err);
+
+/* ---- devbpf.c (cgroup v2's device filter) ---- */
+#define BH_DEVBPF_MAX_INSNS 4096
+struct bpf_insn;
+/* The program allowing exactly what one of the rules allows, into out (cap entries;
+ * out NULL: only counted): returns its length, 0 if it does not fit. */
+size_t bh_devbpf_build(const struct bh_dev_rule *rules, size_t n, struct bpf_insn *out, size_t cap);
+/* Loads that program and makes it the only device program attached to cgroup dir
+ * cgdir (attached first, the previous ones detached after: never more allowed than
+ * both lists allow). */
+int bh_devbpf_install(const char *cgdir, const struct bh_dev_rule *rules, size_t n, bh_error *err);
+/* Length in instructions of the longest device program attached to cgdir (0 none, -1
+ * error): how a restarted daemon sees that its predecessor had allowed more. */
+int bh_devbpf_attached_len(const char *cgdir);
 
 /* ---- pidfile.c ---- */
 struct bh_init_id {

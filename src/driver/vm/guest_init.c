@@ -10,6 +10,9 @@
  *      (template `host`), with /usr/lib/bulkhead (our programs, from the initramfs)
  *      stacked on top read-only;
  *   4. the private ext4 image (/dev/vdb) at /rw, /home bound from /rw/home;
+ *   4b. the network: lo up; with a netvm, eth0 (virtio-net, on a tap the host wired to
+ *      the qube's link) gets the qube's address, the gateway and the resolvers
+ *      (bh.ip, bh.gw, bh.mask, bh.dns) as Qubes' vif script and qubes-network set them;
  *   5. /run/qubes/vchan and the guest side of bulkhead-vchan-bridge on the
  *      virtio-serial port `bulkhead.vchan` (qrexec's directory, mirrored on the host);
  *   6. switch_root; bulkhead-init runs as a child subreaper (it does not need to be
@@ -20,8 +23,15 @@
  * makes QEMU exit 1, which the host reports as Crashed.
  *
  * The kernel command line is written by the host (driver_vm.c), so it is trusted here. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -219,6 +229,104 @@ static pid_t start_bridge(const char *port)
     return pid;
 }
 
+/* ---- the guest's network (bh.ip, bh.gw, bh.mask from the host) ----
+ * As Qubes' vif script and qubes-network do in a Qubes VM: the qube's address on eth0
+ * with its netmask (/32), a host route to the gateway on the link, the default route
+ * through it, and the gateway's MAC set once for all: every netvm's end of a link has
+ * fe:ff:ff:ff:ff:ff (as in Qubes), so when the host re-plugs the qube into another
+ * netvm while it runs (`netvm` changed; the new gateway has another address) frames
+ * still go to whichever netvm is at the other end, which routes them by their
+ * destination: the guest needs no word of the change. Plain ioctls: no netlink
+ * library in this static program. */
+static int ifreq_op(int s, unsigned long op, const char *dev, const char *ip)
+{
+    struct ifreq ifr = { 0 };
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", dev);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    if (inet_pton(AF_INET, ip, &sin->sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    return ioctl(s, op, &ifr);
+}
+
+static int link_up(int s, const char *dev)
+{
+    struct ifreq ifr = { 0 };
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", dev);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return -1;
+    ifr.ifr_flags |= IFF_UP;
+    return ioctl(s, SIOCSIFFLAGS, &ifr);
+}
+
+static int route_add(int s, const char *dst, const char *mask, const char *gw, const char *dev)
+{
+    struct rtentry rt = { 0 };
+    struct sockaddr_in *d = (struct sockaddr_in *)&rt.rt_dst, *m = (struct sockaddr_in *)&rt.rt_genmask,
+                       *g = (struct sockaddr_in *)&rt.rt_gateway;
+    d->sin_family = m->sin_family = g->sin_family = AF_INET;
+    if (inet_pton(AF_INET, dst, &d->sin_addr) != 1 || inet_pton(AF_INET, mask, &m->sin_addr) != 1 ||
+        (gw && inet_pton(AF_INET, gw, &g->sin_addr) != 1)) {
+        errno = EINVAL;
+        return -1;
+    }
+    rt.rt_flags = RTF_UP | (gw ? RTF_GATEWAY : RTF_HOST);
+    rt.rt_dev = (char *)dev;
+    return ioctl(s, SIOCADDRT, &rt);
+}
+
+static void write_proc(const char *path, const char *val)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!write(fd, val, strlen(val));
+        close(fd);
+    }
+}
+
+static void setup_network(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail("socket");
+    if (link_up(s, "lo") < 0)
+        fail("bringing up lo");
+    /* the qubes' network is IPv4 only (the netvm drops IPv6 in any case) */
+    write_proc("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+    write_proc("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+    /* ping as the qube's normal user, as in an `ns` qube and in Qubes */
+    write_proc("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+    const char *ip = param("bh.ip", NULL), *gw = param("bh.gw", NULL);
+    if (ip && gw) { /* no netvm: no network card, loopback only */
+        const char *mask = param("bh.mask", "255.255.255.255");
+        wait_for("/sys/class/net/eth0");
+        /* the address, its mask, and no broadcast (SIOCSIFADDR sets a classful one;
+         * `ip addr add IP/32` as Qubes does sets none) */
+        if (ifreq_op(s, SIOCSIFADDR, "eth0", ip) < 0 || ifreq_op(s, SIOCSIFNETMASK, "eth0", mask) < 0 ||
+            ifreq_op(s, SIOCSIFBRDADDR, "eth0", "0.0.0.0") < 0)
+            fail("address %s on eth0", ip);
+        if (link_up(s, "eth0") < 0)
+            fail("bringing up eth0");
+        struct arpreq ar = { 0 };
+        struct sockaddr_in *pa = (struct sockaddr_in *)&ar.arp_pa;
+        pa->sin_family = AF_INET;
+        inet_pton(AF_INET, gw, &pa->sin_addr);
+        ar.arp_ha.sa_family = ARPHRD_ETHER;
+        memset(ar.arp_ha.sa_data, 0xff, 6);
+        ar.arp_ha.sa_data[0] = (char)0xfe;
+        ar.arp_flags = ATF_PERM | ATF_COM;
+        snprintf(ar.arp_dev, sizeof ar.arp_dev, "eth0");
+        if (ioctl(s, SIOCSARP, &ar) < 0)
+            fail("the gateway's MAC");
+        if (route_add(s, gw, "255.255.255.255", NULL, "eth0") < 0 ||
+            route_add(s, "0.0.0.0", "0.0.0.0", gw, "eth0") < 0)
+            fail("routes through %s", gw);
+    }
+    close(s);
+}
+
 static volatile sig_atomic_t term;
 static void on_term(int sig) { (void)sig; term = 1; }
 
@@ -277,6 +385,7 @@ int main(void)
     xmount("tmp", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     mkdir("/newroot/run/qubes", 0755);
     xmount("vchan", "/newroot/run/qubes/vchan", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64k");
+    setup_network();
     const char *name = param("bh.name", "qube");
     sethostname(name, strlen(name));
 
@@ -314,11 +423,16 @@ int main(void)
             dup2(nul, 1);
             dup2(nul, 2);
         }
-        char qid[64], user[128], qname[128];
+        char qid[64], user[128], qname[128], dns[300] = "BULKHEAD_DNS=";
+        /* the resolvers (Qubes' virtual 10.139.1.1/2), written to /etc/resolv.conf by
+         * bulkhead-init as in an `ns` qube; none without a network card */
+        const char *d = param("bh.ip", NULL) ? param("bh.dns", NULL) : NULL;
+        for (size_t i = strlen(dns); d && *d && i + 1 < sizeof dns; d++)
+            dns[i++] = *d == ',' ? ' ' : *d, dns[i] = '\0';
         snprintf(qid, sizeof qid, "BULKHEAD_QID=%s", param("bh.qid", "0"));
         snprintf(user, sizeof user, "BULKHEAD_USER=%s", param("bh.user", "user"));
         snprintf(qname, sizeof qname, "BULKHEAD_QUBE=%s", name);
-        char *envp[] = { qid, user, qname, "VCHAN_SOCKET_DIR=/run/qubes/vchan",
+        char *envp[] = { qid, user, qname, dns, "VCHAN_SOCKET_DIR=/run/qubes/vchan",
                          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", NULL };
         char *argv[] = { "bulkhead-init", NULL };
         execve("/usr/lib/bulkhead/bulkhead-init", argv, envp);

@@ -1,8 +1,11 @@
 /* The processes of a running VM qube, all outliving bulkheadd (as `ns` qubes do):
  *
  *   qemu-system-x86_64  as the qube's host UID (uid_base), -sandbox on, in the qube's
- *                       cgroup; its images come in as fds (-add-fd), so it needs no
- *                       access to the pool; sockets in <rt>/vm (owned by uid_base)
+ *                       cgroup, in an empty network namespace of its own; its images
+ *                       come in as fds (-add-fd), so it needs no access to the pool,
+ *                       and so does its network card (a tap in the qube's namespace,
+ *                       made and wired by src/net: bh_net_guest_nic_open); sockets in
+ *                       <rt>/vm (owned by uid_base)
  *   bulkhead-vchan-bridge  as uid_base, no_new_privs: the host side of qrexec's dir
  *   virtiofsd           only for the `host` template: the host's /usr, read-only (a
  *                       read-only bind in a private mount namespace), in its own
@@ -14,6 +17,7 @@
 #include "driver/ns/ns.h"
 #include "io.h"
 #include "log.h"
+#include "net/net.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -120,6 +124,21 @@ static void child_stdio(const char *log)
     dup2(nul, 0);
     dup2(lfd >= 0 ? lfd : nul, 1);
     dup2(lfd >= 0 ? lfd : nul, 2);
+}
+
+/* In a child before exec: src[i] (or nothing, if -1) becomes fd first + i, inherited.
+ * Through copies above every target first, so that no source is overwritten before
+ * it is placed (dup2 of an fd onto itself would also keep its close-on-exec). */
+static int place_fds(const int *src, int n, int first)
+{
+    int tmp[8];
+    for (int i = 0; i < n && i < 8; i++)
+        if ((tmp[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, first + n) : -1) < 0 && src[i] >= 0)
+            return -1;
+    for (int i = 0; i < n && i < 8; i++)
+        if (tmp[i] >= 0 && dup2(tmp[i], first + i) < 0)
+            return -1;
+    return 0;
 }
 
 static unsigned long tsc_khz(void)
@@ -240,9 +259,16 @@ __attribute__((format(printf, 2, 3))) static void arg(struct argv *a, const char
     a->v[a->n] = NULL;
 }
 
+/* Does the qube get a network card? Only with a netvm (Qubes: no netvm, no vif). */
+static bool has_nic(const struct bh_qube_spec *spec)
+{
+    return spec->net.enabled && spec->net.netns_path && spec->net.ip && spec->net.gateway && spec->net.mac;
+}
+
 static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const struct bh_vm_paths *p,
                       const struct bh_vm_assets *as, bool kvm, bool vfs)
 {
+    bool nic = has_nic(spec);
     uint64_t mem = spec->memory_mib ? spec->memory_mib : 400;
     arg(a, "%s", BH_VM_QEMU);
     arg(a, "-name");
@@ -279,11 +305,17 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
     if (!kvm)
         snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
     uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
+    /* the guest's eth0, as Qubes' vif script and qubes-network set it up (guest_init.c) */
+    char netp[200] = "";
+    if (nic)
+        snprintf(netp, sizeof netp, " bh.ip=%s bh.gw=%s bh.mask=%s bh.dns=%s,%s", spec->net.ip, spec->net.gateway,
+                 spec->net.netmask ? spec->net.netmask : "255.255.255.255", spec->net.dns1 ? spec->net.dns1 : "",
+                 spec->net.dns2 ? spec->net.dns2 : "");
     arg(a, "-append");
-    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s",
+    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
         spec->default_user ? spec->default_user : "user", (unsigned long long)vol, vfs ? "virtiofs" : "root",
-        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "",
+        spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "", netp,
         spec->kernelopts ? " " : "", spec->kernelopts ? spec->kernelopts : "");
     arg(a, "-qmp");
     arg(a, "unix:%s,server=on,wait=off", p->qmp);
@@ -316,6 +348,12 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         arg(a, "socket,id=vfs,path=%s", p->vfs_sock);
         arg(a, "-device");
         arg(a, "vhost-user-fs-device,chardev=vfs,tag=usr");
+    }
+    if (nic) { /* the tap in the qube's namespace, made by us: fd 6 (launch) */
+        arg(a, "-netdev");
+        arg(a, "tap,id=net0,fd=6");
+        arg(a, "-device");
+        arg(a, "virtio-net-device,netdev=net0,mac=%s", spec->net.mac);
     }
     if (spec->debug) {
         arg(a, "-serial");
@@ -362,6 +400,9 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
 {
     if (spec->kernelopts && strlen(spec->kernelopts) > 1024)
         return bh_fail(err, E2BIG, "kernelopts of %s longer than 1024 bytes", spec->name);
+    if (spec->provides_network)
+        return bh_fail(err, ENOTSUP, "%s provides network to other qubes: a netvm runs in the ns engine "
+                                     "(virt_mode ns), its clients may be VMs", spec->name);
     if (!spec->vol.root_lower || !spec->vol.root_throwaway)
         return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
                                      "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
@@ -388,6 +429,11 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     _cleanup_close_ int privro = spec->vol.private_img ? open(spec->vol.private_img, O_RDONLY | O_CLOEXEC) : -1;
     if (rootfd < 0 || (spec->vol.private_img && (privfd < 0 || privro < 0)))
         return bh_fail_errno(err, "opening the qube's images");
+    /* its network card: a tap in the qube's namespace (src/net), wired to the link to
+     * its netvm; QEMU gets only the fd */
+    _cleanup_close_ int tapfd = has_nic(spec) ? bh_net_guest_nic_open(spec->net.netns_path, err) : -1;
+    if (has_nic(spec) && tapfd < 0)
+        return -1;
     struct argv *a = calloc(1, sizeof *a);
     if (!a)
         return bh_fail(err, ENOMEM, "out of memory");
@@ -407,7 +453,13 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
         child_stdio(log);
         if (bh_cgroup_ops()->attach_self(tag, spec->name, NULL) < 0)
             _exit(126);
-        if (dup2(rootfd, 3) < 0 || (privfd >= 0 && (dup2(privfd, 4) < 0 || dup2(privro, 5) < 0)))
+        int src[] = { rootfd, privfd, privro, tapfd };
+        if (place_fds(src, 4, 3) < 0)
+            _exit(126);
+        /* QEMU needs no network of the host's (its guest's card is the tap it was
+         * given): a namespace of its own with nothing in it, so that even a
+         * compromised QEMU reaches no host service over IP */
+        if (unshare(CLONE_NEWNET) < 0)
             _exit(126);
         if (drop_to(spec->uid_base) < 0)
             _exit(126);
