@@ -179,3 +179,45 @@ def test_qvm_ls_answered_while_a_qube_is_killed(engine_daemon):
     # and the qube starts again
     d.call("admin.vm.Start", "a")
     assert d.call("admin.vm.CurrentState", "a").endswith("power_state=Running")
+
+
+def test_qvm_ls_answered_while_a_used_disposable_is_removed(engine_daemon):
+    """A used disposable's removal (waiting for its private volume's loop device, then
+    dropping the private copy) runs beside the loop. Made slow on purpose: this test
+    (host root) keeps the disposable's loop device open for 2 s after the Kill. A
+    listing made meanwhile is answered and still shows the disposable, Halted (in line:
+    answered after the removal, without it); the Kill's reply waits for the removal."""
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    name = d.call("admin.vm.CreateDisposable", "dvmt").strip()
+    d.call("admin.vm.Start", name)
+    img = d.root / "pools/default/qubes" / name / "private.img"
+    loops = [p.parent.parent.name for p in pathlib.Path("/sys/block").glob("loop*/loop/backing_file")
+             if p.read_text().strip() == str(img)]
+    assert loops, "the disposable's private volume is on no loop device"
+    held = os.open(f"/dev/{loops[0]}", os.O_RDONLY)
+    res = {}
+
+    def kill():
+        t0 = time.monotonic()
+        d.call("admin.vm.Kill", name)
+        res["took"] = time.monotonic() - t0
+        res["after"] = d.call("admin.vm.List")
+
+    def release():
+        time.sleep(2)
+        os.close(held)
+
+    k = threading.Thread(target=kill)
+    r = threading.Thread(target=release)
+    k.start()
+    r.start()
+    time.sleep(0.8)
+    listing = d.call("admin.vm.List")
+    k.join(30)
+    r.join(30)
+    assert f"{name} class=DispVM state=Halted" in listing, listing
+    # positive control: the removal waited for the loop device, and it did happen
+    assert res["took"] >= 1.5, res
+    assert name not in res["after"] and not img.parent.exists()
