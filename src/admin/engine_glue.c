@@ -32,6 +32,10 @@ void bh_glue_sq(struct bh_app *app, const struct bh_qube *q, struct bh_sq_buf *b
     b->sq.template_name = b->tmpl && *b->tmpl ? b->tmpl : NULL;
     b->sq.dispvm_template = b->disp_tmpl && *b->disp_tmpl ? b->disp_tmpl : NULL;
     b->sq.revisions_to_keep = bh_glue_revisions(app, q, "private");
+    /* The ns engine layers a disposable's writes over its template's private, read-only;
+     * other engines get a copy of their own. */
+    const struct bh_driver *drv = q->klass == BH_DISPVM ? bh_glue_driver(app, q) : NULL;
+    b->sq.private_layer = drv && !strcmp(drv->name, "ns");
 }
 
 void bh_glue_sq_free(struct bh_sq_buf *b)

@@ -42,6 +42,9 @@ struct bh_volume_layout {
     bool root_throwaway;     /* app qube/disposable: root changes are discarded */
     const char *private_img; /* ext4 image holding /rw (and /home), or NULL */
     const char *private_dir; /* mount point on the host for private_img (engine mounts) */
+    bool private_throwaway;  /* private_img is a read-only base shared with other qubes
+                              * (a disposable template's): the engine must never write
+                              * it, and puts a throwaway layer of the qube's own on top */
     uint64_t volatile_bytes; /* size of the throwaway scratch (tmpfs), 0 = default */
     const char *host_usr;    /* for the `host` template: host dir bound read-only at /usr */
 };

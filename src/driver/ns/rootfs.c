@@ -330,10 +330,54 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
     return 0;
 }
 
-int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err)
+/* A disposable's /rw: the shared read-only base (private_fd, idmapped) as the lower
+ * layer of an overlay whose upper is a tmpfs of this qube's own, charged to its memory
+ * cgroup and gone with its mount namespace. Its writes never reach the base, and no
+ * other qube sees them (each disposable has its own upper). */
+static int attach_private_layered(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int private_fd,
+                                  int rootfd, bh_error *err)
+{
+    char lower[4096], vol[4096], upper[4096], work[4096], o[160], opts[12400], dst[64];
+    JOIN(lower, p->staging, "plower");
+    JOIN(vol, p->staging, "pvol");
+    if (mkdir(lower, 0700) < 0 || bh_attach(private_fd, lower, err) < 0)
+        return bh_prefix(err, "private base");
+    struct stat lst;
+    if (stat(lower, &lst) < 0)
+        return bh_fail_errno(err, "stat %s", lower);
+    struct stat bst;
+    uint64_t size = spec->vol.private_img && stat(spec->vol.private_img, &bst) == 0 && bst.st_size > 0
+                        ? (uint64_t)bst.st_size
+                        : (2ull << 30);
+    snprintf(o, sizeof o, "mode=0700,size=%llu", (unsigned long long)size);
+    if (mkdir(vol, 0700) < 0 || mount_tmpfs(vol, o, MS_NOSUID | MS_NODEV, err) < 0)
+        return bh_prefix(err, "throwaway private layer");
+    JOIN(upper, vol, "upper");
+    JOIN(work, vol, "work");
+    if (mkdir(upper, lst.st_mode & 07777) < 0 || mkdir(work, 0700) < 0)
+        return bh_fail_errno(err, "mkdir in %s", vol);
+    /* The upper's top is /rw: it keeps the base's (idmapped) owner. */
+    if (chown(upper, lst.st_uid, lst.st_gid) < 0)
+        return bh_fail_errno(err, "chown %s", upper);
+    if (!overlay_safe(lower) || !overlay_safe(upper) || !overlay_safe(work))
+        return bh_fail(err, EINVAL, "runtime path unusable for overlayfs: %s", p->staging);
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", rel_to_staging(p, lower),
+             rel_to_staging(p, upper), rel_to_staging(p, work));
+    _cleanup_close_ int t = target(rootfd, "rw", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount("overlay", dst, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
+        return bh_fail_errno(err, "mount the disposable's private layer");
+    return 0;
+}
+
+int bh_rootfs_attach_private(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int private_fd,
+                             bh_error *err)
 {
     _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return bh_fail_errno(err, "open %s", p->root);
+    if (spec->vol.private_throwaway)
+        return attach_private_layered(spec, p, private_fd, rootfd, err);
     return attach_at(private_fd, rootfd, "rw", err);
 }
