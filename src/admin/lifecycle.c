@@ -449,88 +449,24 @@ static void stop_volumes(struct bh_app *app, struct bh_qube *q)
     bh_glue_sq_free(&b);
 }
 
-/* A used disposable's volumes are dropped beside the loop: waiting for its private
- * volume's loop device to be let go and unlinking the private copy (~40-120 ms under
- * load) run in a forked child; the store removal (and the rest of the tree) follow in
- * the loop when it ends. Meanwhile the disposable cannot be started again. Then the
- * calls waiting for its halt are answered. */
-#define MAX_REMOVING 64
-static struct removing {
-    uint32_t qid; /* 0: free */
-    pid_t pid;
-    int pidfd;
-} removing[MAX_REMOVING];
-
-static struct removing *removing_find(uint32_t qid)
+static void answer_waiters(void *ctx)
 {
-    for (size_t i = 0; i < MAX_REMOVING; i++)
-        if (removing[i].qid == qid)
-            return &removing[i];
-    return NULL;
-}
-
-static void remove_disposable_end(uint32_t qid)
-{
-    struct bh_qube *q = bh_app_find_qid(lc_app, qid);
-    if (q && q->klass == BH_DISPVM && !bh_qube_is_running(q)) {
-        struct bh_exc e = { 0 };
-        if (bh_qube_remove(lc_app, q, &e) < 0)
-            bh_warn("removing disposable %s: %s", q->name, e.msg);
-    }
-    bh_waiters_halted(lc_app, qid);
-    bh_waiters_killed(lc_app, qid, NULL);
-}
-
-static void on_removal_done(void *ctx, uint32_t ev)
-{
-    (void)ev;
-    struct removing *r = ctx;
-    while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    bh_loop_del(r->pidfd);
-    close(r->pidfd);
-    uint32_t qid = r->qid;
-    r->qid = 0;
-    remove_disposable_end(qid);
+    bh_waiters_halted(lc_app, (uint32_t)(uintptr_t)ctx);
 }
 
 static void remove_disposable(void *ctx)
 {
-    uint32_t qid = (uint32_t)(uintptr_t)ctx;
-    struct bh_qube *q = bh_app_find_qid(lc_app, qid);
-    if (!q || q->klass != BH_DISPVM || bh_qube_is_running(q)) {
-        bh_waiters_halted(lc_app, qid); /* gone already, or started again meanwhile */
-        bh_waiters_killed(lc_app, qid, NULL);
-        return;
-    }
-    struct removing *r = qid ? removing_find(0) : NULL;
-    pid_t pid = r ? fork() : -1;
-    if (pid == 0) {
-        stop_volumes(lc_app, q);
-        _exit(0);
-    }
-    int fd = -1;
-#ifdef SYS_pidfd_open
-    if (pid > 0)
-        fd = (int)syscall(SYS_pidfd_open, pid, 0);
-#endif
-    if (fd >= 0 && bh_loop_add(fd, EPOLLIN, on_removal_done, r) == 0) {
-        *r = (struct removing){ .qid = qid, .pid = pid, .pidfd = fd };
-        return;
-    }
-    if (fd >= 0)
-        close(fd);
-    if (pid > 0) /* cannot watch it: let it finish; stopping again is harmless */
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+    struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
+    if (!q || q->klass != BH_DISPVM || bh_qube_is_running(q))
+        return; /* gone already, or started again meanwhile */
     stop_volumes(lc_app, q);
-    remove_disposable_end(qid);
+    struct bh_exc e = { 0 };
+    if (bh_qube_remove(lc_app, q, &e) < 0)
+        bh_warn("removing disposable %s: %s", q->name, e.msg);
 }
 
-/* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events.
- * True if a disposable's removal follows (its Kill's reply waits for it: whoever killed
- * it sees it gone). */
-static bool halted(struct bh_app *app, struct bh_qube *q)
+/* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events. */
+static void halted(struct bh_app *app, struct bh_qube *q)
 {
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -575,14 +511,14 @@ static bool halted(struct bh_app *app, struct bh_qube *q)
     /* A used disposable is destroyed with every byte it wrote, right after the reply
      * that reported its end (Kill, or the event), so that nobody waits for the
      * removal of its volumes. */
-    /* Calls waiting for this halt (Shutdown with wait, a Start during Halting) are
-     * answered once everything above is done, a disposable's removal included
-     * (remove_disposable answers them). */
     if (dispose)
         bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
+    /* Calls waiting for this halt (Shutdown with wait, a Start during Halting) are
+     * answered once everything above is done, a disposable's removal included. */
+    if (dispose)
+        bh_loop_defer(answer_waiters, (void *)(uintptr_t)q->qid);
     else
         bh_waiters_halted(app, q->qid);
-    return dispose;
 }
 
 static bool start_agent_phase_ended(struct bh_qube *q, const char *why);
@@ -903,8 +839,6 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 {
     if (q->rt.state != BH_STATE_HALTED && q->rt.state != BH_STATE_CRASHED)
         return 0; /* as qubesd: starting a qube that is not halted does nothing */
-    if (q->qid && removing_find(q->qid))
-        return bh_exc(e, "QubesException", "Cannot start %s: the disposable is being removed", q->name);
     if (q->klass == BH_DISPVM || q->klass == BH_APPVM) {
         _cleanup_free_ char *t = bh_qube_prop(app, q, "template");
         if (!t || !*t || !bh_app_find(app, t))
@@ -1129,8 +1063,8 @@ static void on_kill_done(void *ctx, uint32_t ev)
         }
         bh_glue_spec_free(&sb);
     }
-    if (!halted(lc_app, q))
-        bh_waiters_killed(lc_app, qid, NULL);
+    halted(lc_app, q);
+    bh_waiters_killed(lc_app, qid, NULL);
 }
 
 /* 0: the kill runs in a child; -1: do it in line. */
@@ -1205,7 +1139,8 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0)
         return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
     q->rt.state = BH_STATE_DYING;
-    return halted(app, q) ? BH_LIFECYCLE_KILLING : 0;
+    halted(app, q);
+    return 0;
 }
 
 static int set_paused(struct bh_app *app, struct bh_qube *q, bool pause, struct bh_exc *e)
