@@ -53,6 +53,8 @@ struct bh_net_config {
     bool enabled;            /* false: no network device at all (netvm empty) */
     const char *ip, *gateway, *netmask, *dns1, *dns2;
     const char *mac;         /* the qube's `mac` (an engine with its own network card uses it) */
+    const char *ip6, *gateway6; /* routed IPv6 on the link (Qubes' `ipv6` feature), or NULL;
+                              * like ip/gateway, for an engine whose guest sets its own card */
     const char *netns_path;  /* netns to join, prepared by src/net; NULL = fresh empty netns.
                               * Its `eth0` is the qube's end of the link to its netvm. An
                               * engine that does not join it (vm) puts a network card there

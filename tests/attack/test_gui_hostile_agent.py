@@ -702,3 +702,25 @@ def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
         alive(agent, 2, "tray-still")
     finally:
         tray.close()
+
+
+def test_a_qube_cannot_fill_the_desktops_tray(agent):
+    """The desktop's tray is shared by every qube and dom0: one qube docks at most 16
+    icons; the 17th and later are refused and the daemon goes on. Positive control:
+    the first 16 reach the tray."""
+    tray = FakeTray(agent.host)
+    try:
+        for i in range(1, 41):
+            agent.create(i, 10, 10, 16, 16)
+            agent.send(DOCK, i)
+        agent.wait_log("more than 16 tray icons: DOCK of 0x11 refused")
+        got, deadline = [], time.time() + 10
+        while time.time() < deadline and len(got) < 16:
+            got += tray.dock_requests(timeout=1)
+        time.sleep(0.5)
+        got += tray.dock_requests(timeout=0.5)
+        assert len(got) == 16, got
+        agent.window(100, "after-tray")
+        alive(agent, 100, "tray-full-still")
+    finally:
+        tray.close()
