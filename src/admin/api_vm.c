@@ -350,7 +350,23 @@ static int vm_shutdown(struct bh_call *c)
     return 0;
 }
 
-static int vm_kill(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_kill(c->app, c->dest, c->exc); }
+static int vm_kill(struct bh_call *c)
+{
+    if (not_dom0(c) < 0)
+        return -1;
+    int r = bh_lifecycle_kill(c->app, c->dest, c->exc);
+    /* The engine's work runs beside the loop: the reply comes once the qube is Halted,
+     * as qubesd's. */
+    if (r == BH_LIFECYCLE_KILLING) {
+        if (!c->conn)
+            return 0;
+        if (bh_waiters_add(c->dest, BH_WAIT_KILLED, c->conn, 60000, c->exc) < 0)
+            return -1;
+        c->park = true;
+        return 0;
+    }
+    return r;
+}
 static int vm_pause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_pause(c->app, c->dest, c->exc); }
 static int vm_unpause(struct bh_call *c) { return not_dom0(c) < 0 ? -1 : bh_lifecycle_unpause(c->app, c->dest, c->exc); }
 

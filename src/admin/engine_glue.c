@@ -32,6 +32,10 @@ void bh_glue_sq(struct bh_app *app, const struct bh_qube *q, struct bh_sq_buf *b
     b->sq.template_name = b->tmpl && *b->tmpl ? b->tmpl : NULL;
     b->sq.dispvm_template = b->disp_tmpl && *b->disp_tmpl ? b->disp_tmpl : NULL;
     b->sq.revisions_to_keep = bh_glue_revisions(app, q, "private");
+    /* The ns engine layers a disposable's writes over its template's private, read-only;
+     * other engines get a copy of their own. */
+    const struct bh_driver *drv = q->klass == BH_DISPVM ? bh_glue_driver(app, q) : NULL;
+    b->sq.private_layer = drv && !strcmp(drv->name, "ns");
 }
 
 void bh_glue_sq_free(struct bh_sq_buf *b)
@@ -67,10 +71,16 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     b->user = bh_qube_prop(app, q, "default_user");
     s->default_user = b->user;
     s->debug = bh_qube_prop_bool(app, q, "debug");
-    b->kernel = bh_qube_prop(app, q, "kernel");
-    s->kernel = b->kernel;
-    b->kernelopts = bh_qube_prop(app, q, "kernelopts");
-    s->kernelopts = b->kernelopts && *b->kernelopts ? b->kernelopts : NULL;
+    /* Only an engine that boots a kernel reads these; the default kernel's lookup
+     * (the vm-kernel directory near our executable) is not free, and a spec is built
+     * several times per start and stop. */
+    _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
+    if (vm && strcmp(vm, "ns")) {
+        b->kernel = bh_qube_prop(app, q, "kernel");
+        s->kernel = b->kernel;
+        b->kernelopts = bh_qube_prop(app, q, "kernelopts");
+        s->kernelopts = b->kernelopts && *b->kernelopts ? b->kernelopts : NULL;
+    }
     long long qt = bh_qube_prop_int(app, q, "qrexec_timeout");
     s->boot_timeout_s = qt > 0 && qt < 100000 ? (uint32_t)qt : 0;
     s->provides_network = bh_qube_prop_bool(app, q, "provides_network");
@@ -87,6 +97,10 @@ uint64_t bh_glue_memory_budget_mib(void)
         if (!*end && v > 0)
             return v;
     }
+    /* MemTotal is fixed while we run (no memory hot-plug on the hosts we support). */
+    static uint64_t cached;
+    if (cached)
+        return cached;
     FILE *f = fopen("/proc/meminfo", "re");
     unsigned long long kib = 0;
     char line[128];
@@ -96,7 +110,8 @@ uint64_t bh_glue_memory_budget_mib(void)
     if (f)
         fclose(f);
     uint64_t total = kib >> 10, reserve = total / 10 > BH_HOST_RESERVE_MIB ? total / 10 : BH_HOST_RESERVE_MIB;
-    return total > reserve ? total - reserve : total / 2;
+    cached = total > reserve ? total - reserve : total / 2;
+    return cached;
 }
 
 void bh_glue_spec_free(struct bh_spec_buf *b)

@@ -70,6 +70,9 @@ static bool wants_uplink(struct bh_app *app, const struct bh_qube *q)
     return uplink_kind != UPLINK_NONE && bh_qube_prop_bool(app, q, "provides_network") && !netvm_of(app, q);
 }
 
+static bool qube_v6(struct bh_app *app, const struct bh_qube *q, struct in6_addr *ip6, struct in6_addr *gw6);
+static bool serves_v6(struct bh_app *app, const struct bh_qube *q);
+
 void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net_config *net, struct bh_net_buf *b)
 {
     memset(net, 0, sizeof *net);
@@ -96,6 +99,15 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
         if (bh_mac_parse(mac, m) == 0) {
             snprintf(b->mac, sizeof b->mac, "%s", mac);
             net->mac = b->mac;
+        }
+        /* as the link will carry it (plug): the netvm offers IPv6 and q has it */
+        struct bh_qube *n = netvm_of(app, q);
+        struct in6_addr a6, g6;
+        if (n && serves_v6(app, n) && qube_v6(app, q, &a6, &g6)) {
+            inet_ntop(AF_INET6, &a6, b->ip6, sizeof b->ip6);
+            inet_ntop(AF_INET6, &g6, b->gateway6, sizeof b->gateway6);
+            net->ip6 = b->ip6;
+            net->gateway6 = b->gateway6;
         }
     }
 }

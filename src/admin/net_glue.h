@@ -16,7 +16,7 @@ void bh_net_glue_fini(struct bh_app *app);
 void bh_net_glue_netns_path(struct bh_app *app, const struct bh_qube *q, char *out, size_t n);
 /* Fills spec->net (strings point into buf) for q. */
 struct bh_net_buf {
-    char ip[16], gateway[16], mac[18], netns[4200];
+    char ip[16], gateway[16], mac[18], ip6[46], gateway6[46], netns[4200];
 };
 void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net_config *net, struct bh_net_buf *buf);
 

@@ -54,6 +54,7 @@ struct awin {
     int32_t dx0, dy0, dx1, dy1;
     int32_t want_x, want_y; /* last geometry the daemon asked for: not echoed back */
     uint32_t want_w, want_h;
+    xcb_window_t icon;  /* an embedder of ours: the tray icon it holds (XEmbed) */
 };
 
 static struct {
@@ -67,7 +68,7 @@ static struct {
     bool connected;
     xcb_window_t helper, focused;
     xcb_atom_t a_clipboard, a_utf8, a_targets, a_prop, a_net_wm_name, a_wm_protocols, a_wm_delete, a_net_wm_icon, a_net_wm_state,
-        a_state_fullscreen;
+        a_state_fullscreen, a_tray_selection, a_tray_opcode, a_xembed, a_xembed_info;
     uint8_t *clip;
     size_t cliplen;
     pid_t xvfb;
@@ -75,6 +76,7 @@ static struct {
 } A;
 
 static void cursor_changed(xcb_atom_t name);
+static void remove_window(struct awin *w);
 int gui_set_monitor_layout(int display); /* gui-monitors.c */
 
 static xcb_atom_t atom(const char *name)
@@ -483,6 +485,48 @@ static struct awin *add_window(xcb_window_t id, int32_t x, int32_t y, uint32_t w
     return w;
 }
 
+/* The qube's system tray (Qubes' agent is one too): an application's icon asks to be
+ * docked (SYSTEM_TRAY_REQUEST_DOCK to the owner of _NET_SYSTEM_TRAY_S0); it is
+ * reparented into an embedder window of ours, a top-level like any other, which the
+ * daemon is told to DOCK into the desktop's tray before it is mapped. The embedder's
+ * pixels (the icon's, through the composite pixmap) and input go the usual way. */
+static void dock_request(xcb_window_t icon)
+{
+    if (!icon || icon == A.helper)
+        return;
+    xcb_get_geometry_reply_t *g = xcb_get_geometry_reply(A.x, xcb_get_geometry(A.x, icon), NULL);
+    if (!g)
+        return;
+    uint32_t w = g->width ? g->width : 24, h = g->height ? g->height : 24;
+    free(g);
+    if (w > 256 || h > 256) /* no tray icon is that large */
+        w = h = 24;
+    for (unsigned i = 0; i < A.n; i++)
+        if (A.w[i].icon == icon)
+            return; /* docked already */
+    struct awin *old = find(icon);
+    if (old)
+        remove_window(old); /* it stops being a window of its own */
+    xcb_window_t emb = xcb_generate_id(A.x);
+    uint32_t vals[] = { A.screen->white_pixel, XCB_EVENT_MASK_SUBSTRUCTURE_NOTIFY };
+    xcb_create_window(A.x, XCB_COPY_FROM_PARENT, emb, A.screen->root, 0, 0, (uint16_t)w, (uint16_t)h, 0,
+                      XCB_WINDOW_CLASS_INPUT_OUTPUT, XCB_COPY_FROM_PARENT, XCB_CW_BACK_PIXEL | XCB_CW_EVENT_MASK, vals);
+    struct awin *e = add_window(emb, 0, 0, w, h, 0, false); /* CREATE */
+    if (!e)
+        return;
+    e->icon = icon;
+    send_msg(BH_GUI_MSG_DOCK, emb, NULL, 0, -1);
+    xcb_reparent_window(A.x, icon, emb, 0, 0);
+    xcb_map_window(A.x, icon);
+    xcb_map_window(A.x, emb); /* MAP, and its buffer, once mapped */
+    xcb_client_message_event_t m = { .response_type = XCB_CLIENT_MESSAGE, .format = 32, .window = icon,
+                                     .type = A.a_xembed };
+    m.data.data32[0] = XCB_CURRENT_TIME;
+    m.data.data32[1] = 0; /* XEMBED_EMBEDDED_NOTIFY */
+    m.data.data32[3] = emb;
+    xcb_send_event(A.x, 0, icon, XCB_EVENT_MASK_NO_EVENT, (const char *)&m);
+}
+
 static void remove_window(struct awin *w)
 {
     drop_buffer(w);
@@ -562,6 +606,20 @@ static void x_event(xcb_generic_event_t *ev)
         struct awin *w = find(e->window);
         if (w)
             remove_window(w);
+        for (unsigned i = 0; i < A.n; i++)
+            if (A.w[i].icon == e->window) { /* a tray icon went: its embedder goes too */
+                A.w[i].icon = 0;
+                xcb_destroy_window(A.x, A.w[i].id);
+            }
+        break;
+    }
+    case XCB_REPARENT_NOTIFY: {
+        /* a window of ours that leaves the root (an icon docked in another tray, a
+         * window manager's frame) is no window of its own any more */
+        xcb_reparent_notify_event_t *e = (void *)ev;
+        struct awin *w = find(e->window);
+        if (w && e->parent != A.screen->root)
+            remove_window(w);
         break;
     }
     case XCB_MAP_NOTIFY: {
@@ -622,6 +680,11 @@ static void x_event(xcb_generic_event_t *ev)
     }
     case XCB_CLIENT_MESSAGE: {
         xcb_client_message_event_t *e = (void *)ev;
+        if (e->window == A.helper && e->type == A.a_tray_opcode && e->format == 32) {
+            if (e->data.data32[1] == 0) /* SYSTEM_TRAY_REQUEST_DOCK */
+                dock_request(e->data.data32[2]);
+            break;
+        }
         struct awin *w = find(e->window);
         if (!w || !w->mapped || e->type != A.a_net_wm_state || e->format != 32)
             break;
@@ -689,18 +752,41 @@ static const char *const cursor_names[] = {
     "ul_angle", "umbrella", "ur_angle", "watch", "xterm",
 };
 
+/* The names browsers and CSS use (Chromium's cursor loader asks themes for these), and
+ * the cursor-font glyph Qubes' agent shows for each; a name without one is the default. */
+static const struct { const char *css, *glyph; } cursor_aliases[] = {
+    { "pointer", "hand2" }, { "grabbing", "hand2" }, { "all-scroll", "fleur" }, { "v-scroll", "fleur" },
+    { "h-scroll", "fleur" }, { "col-resize", "sb_h_double_arrow" }, { "row-resize", "sb_v_double_arrow" },
+    { "ew-resize", "sb_h_double_arrow" }, { "ns-resize", "sb_v_double_arrow" }, { "n-resize", "top_side" },
+    { "e-resize", "right_side" }, { "s-resize", "bottom_side" }, { "w-resize", "left_side" },
+    { "ne-resize", "top_right_corner" }, { "nw-resize", "top_left_corner" }, { "se-resize", "bottom_right_corner" },
+    { "sw-resize", "bottom_left_corner" }, { "dnd-none", "hand2" }, { "dnd-move", "hand2" },
+    { "dnd-copy", "hand2" }, { "dnd-link", "hand2" },
+};
+
+static uint32_t cursor_by_name(const char *s, int n)
+{
+    for (size_t i = 0; i < sizeof cursor_aliases / sizeof *cursor_aliases; i++)
+        if ((int)strlen(cursor_aliases[i].css) == n && !memcmp(cursor_aliases[i].css, s, (size_t)n)) {
+            s = cursor_aliases[i].glyph;
+            n = (int)strlen(s);
+            break;
+        }
+    for (size_t i = 0; i < sizeof cursor_names / sizeof *cursor_names; i++)
+        if ((int)strlen(cursor_names[i]) == n && !memcmp(cursor_names[i], s, (size_t)n))
+            return BH_GUI_CURSOR_X11 + 2 * (uint32_t)i;
+    return BH_GUI_CURSOR_DEFAULT;
+}
+
 /* The qube's current cursor (XFIXES names it when a cursor theme made it) as a
- * cursor-font glyph for the daemon; anything else is the default cursor. */
+ * cursor-font glyph for the daemon; anything else (an image the application drew
+ * itself) is the default cursor: the protocol has no images, as Qubes'. */
 static void cursor_changed(xcb_atom_t name)
 {
     uint32_t c = BH_GUI_CURSOR_DEFAULT;
     xcb_get_atom_name_reply_t *r = name ? xcb_get_atom_name_reply(A.x, xcb_get_atom_name(A.x, name), NULL) : NULL;
     if (r) {
-        int n = xcb_get_atom_name_name_length(r);
-        const char *s = xcb_get_atom_name_name(r);
-        for (size_t i = 0; i < sizeof cursor_names / sizeof *cursor_names; i++)
-            if ((int)strlen(cursor_names[i]) == n && !memcmp(cursor_names[i], s, (size_t)n))
-                c = BH_GUI_CURSOR_X11 + 2 * (uint32_t)i;
+        c = cursor_by_name(xcb_get_atom_name_name(r), xcb_get_atom_name_name_length(r));
         free(r);
     }
     if (A.pointer_win && find(A.pointer_win))
@@ -812,6 +898,12 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
             c.height > BH_GUI_MAX_HEIGHT)
             break;
         w->want_x = (int32_t)c.x, w->want_y = (int32_t)c.y, w->want_w = c.width, w->want_h = c.height;
+        if (w->icon) { /* the desktop's tray sized the icon: the icon fills its embedder */
+            uint32_t iv[] = { 0, 0, c.width, c.height };
+            xcb_configure_window(A.x, w->icon,
+                                 XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
+                                     XCB_CONFIG_WINDOW_HEIGHT, iv);
+        }
         uint32_t v[] = { c.x, c.y, c.width - 2u * w->bw, c.height - 2u * w->bw };
         xcb_configure_window(A.x, w->id,
                              XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
@@ -988,6 +1080,18 @@ static int open_x(int display)
     A.a_net_wm_icon = atom("_NET_WM_ICON");
     A.a_net_wm_state = atom("_NET_WM_STATE");
     A.a_state_fullscreen = atom("_NET_WM_STATE_FULLSCREEN");
+    /* the qube's system tray: the helper window owns the selection, and says so */
+    A.a_tray_selection = atom("_NET_SYSTEM_TRAY_S0");
+    A.a_tray_opcode = atom("_NET_SYSTEM_TRAY_OPCODE");
+    A.a_xembed = atom("_XEMBED");
+    A.a_xembed_info = atom("_XEMBED_INFO");
+    xcb_set_selection_owner(A.x, A.helper, A.a_tray_selection, XCB_CURRENT_TIME);
+    xcb_client_message_event_t m = { .response_type = XCB_CLIENT_MESSAGE, .format = 32, .window = A.screen->root,
+                                     .type = atom("MANAGER") };
+    m.data.data32[0] = XCB_CURRENT_TIME;
+    m.data.data32[1] = A.a_tray_selection;
+    m.data.data32[2] = A.helper;
+    xcb_send_event(A.x, 0, A.screen->root, XCB_EVENT_MASK_STRUCTURE_NOTIFY, (const char *)&m);
     xcb_flush(A.x);
     return 0;
 }

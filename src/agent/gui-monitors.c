@@ -83,6 +83,8 @@ static xcb_randr_mode_t find_mode(xcb_connection_t *c, xcb_window_t root, xcb_ra
 
 static uint32_t mm(uint32_t px) { return px * 254u / 960u; } /* at 96 DPI */
 
+static int apply(xcb_connection_t *c, const struct bh_gui_monitor *m, int nm);
+
 int gui_set_monitor_layout(int display)
 {
     char text[BH_GUI_LAYOUT_TEXT_MAX + 1];
@@ -110,6 +112,16 @@ int gui_set_monitor_layout(int display)
     }
     if (!c)
         return bh_err("cannot open the qube's display %s", disp), 1;
+    int rc = apply(c, m, nm);
+    xcb_flush(c);
+    xcb_disconnect(c);
+    return rc;
+}
+
+/* Everything on the server; every reply is freed on every path (the sanitizer builds
+ * count a leak at exit as a failure). */
+static int apply(xcb_connection_t *c, const struct bh_gui_monitor *m, int nm)
+{
     xcb_screen_t *s = xcb_setup_roots_iterator(xcb_get_setup(c)).data;
     xcb_window_t root = s->root;
     xcb_randr_query_version_reply_t *v = xcb_randr_query_version_reply(c, xcb_randr_query_version(c, 1, 5), NULL);
@@ -122,8 +134,11 @@ int gui_set_monitor_layout(int display)
     xcb_randr_get_screen_resources_reply_t *res =
         xcb_randr_get_screen_resources_reply(c, xcb_randr_get_screen_resources(c, root), NULL);
     if (!range || !res || !xcb_randr_get_screen_resources_crtcs_length(res) ||
-        !xcb_randr_get_screen_resources_outputs_length(res))
+        !xcb_randr_get_screen_resources_outputs_length(res)) {
+        free(range);
+        free(res);
         return bh_err("the qube's X server has no CRTC or output"), 1;
+    }
     /* the screen: the bounding box of the monitors, within what the server can hold */
     uint32_t bw = 0, bh = 0;
     for (int i = 0; i < nm; i++) {
@@ -139,8 +154,11 @@ int gui_set_monitor_layout(int display)
     xcb_randr_crtc_t crtc = xcb_randr_get_screen_resources_crtcs(res)[0];
     xcb_randr_output_t output = xcb_randr_get_screen_resources_outputs(res)[0];
     xcb_randr_mode_t mode = find_mode(c, root, res, bw, bh);
-    if (!mode)
+    if (!mode) {
+        free(range);
+        free(res);
         return bh_err("no mode %ux%u", bw, bh), 1;
+    }
     xcb_randr_add_output_mode(c, output, mode); /* BadMatch when it has it already: fine */
     xcb_get_geometry_reply_t *geo = xcb_get_geometry_reply(c, xcb_get_geometry(c, root), NULL);
     uint32_t cw = geo ? geo->width : s->width_in_pixels, ch = geo ? geo->height : s->height_in_pixels;
@@ -180,8 +198,6 @@ int gui_set_monitor_layout(int display)
     }
     free(range);
     free(res);
-    xcb_flush(c);
-    xcb_disconnect(c);
     bh_info("monitor layout: screen %ux%u, %d monitor%s", bw, bh, nm, nm == 1 ? "" : "s");
     return 0;
 }

@@ -42,6 +42,9 @@ struct bh_volume_layout {
     bool root_throwaway;     /* app qube/disposable: root changes are discarded */
     const char *private_img; /* ext4 image holding /rw (and /home), or NULL */
     const char *private_dir; /* mount point on the host for private_img (engine mounts) */
+    bool private_throwaway;  /* private_img is a read-only base shared with other qubes
+                              * (a disposable template's): the engine must never write
+                              * it, and puts a throwaway layer of the qube's own on top */
     uint64_t volatile_bytes; /* size of the throwaway scratch (tmpfs), 0 = default */
     const char *host_usr;    /* for the `host` template: host dir bound read-only at /usr */
 };
@@ -50,6 +53,8 @@ struct bh_net_config {
     bool enabled;            /* false: no network device at all (netvm empty) */
     const char *ip, *gateway, *netmask, *dns1, *dns2;
     const char *mac;         /* the qube's `mac` (an engine with its own network card uses it) */
+    const char *ip6, *gateway6; /* routed IPv6 on the link (Qubes' `ipv6` feature), or NULL;
+                              * like ip/gateway, for an engine whose guest sets its own card */
     const char *netns_path;  /* netns to join, prepared by src/net; NULL = fresh empty netns.
                               * Its `eth0` is the qube's end of the link to its netvm. An
                               * engine that does not join it (vm) puts a network card there

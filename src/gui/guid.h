@@ -55,6 +55,9 @@ struct guid_win {
  * desktop's taskbar busy with property changes. */
 #define BH_GUID_TITLES_PER_SEC 8
 #define BH_GUID_ICONS_PER_SEC 4
+/* Tray icons one qube may have in the desktop's tray (Qubes has no limit but its window
+ * count): the panel is shared by all qubes and dom0. */
+#define BH_GUID_MAX_DOCKED 16
 
 struct guid {
     /* who we are (from dom0) */

@@ -59,6 +59,14 @@ void guid_tray_dock(struct guid *g, struct guid_win *w)
         bh_warn("%s: DOCK of mapped window 0x%x refused", g->qube, w->remote);
         return;
     }
+    /* the desktop's panel is shared by every qube: one cannot fill it */
+    unsigned docked = 0;
+    for (unsigned i = 0; i < g->nwins; i++)
+        docked += g->wins[i].docked;
+    if (docked >= BH_GUID_MAX_DOCKED) {
+        bh_warn("%s: more than %d tray icons: DOCK of 0x%x refused", g->qube, BH_GUID_MAX_DOCKED, w->remote);
+        return;
+    }
     w->docked = true;
     if (w->override_redirect) { /* a tray embeds only managed windows */
         w->override_redirect = false;

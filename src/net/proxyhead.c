@@ -65,6 +65,16 @@ static bool hop_by_hop(const char *line, size_t n)
     return false;
 }
 
+/* Does s[0..n) contain word (case-insensitive)? */
+static bool strcasestr_n(const char *s, size_t n, const char *word)
+{
+    size_t k = strlen(word);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!strncasecmp(s + i, word, k))
+            return true;
+    return false;
+}
+
 int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *r, bh_buf *out, bh_error *err)
 {
     memset(r, 0, sizeof r[0]);
@@ -113,6 +123,26 @@ int bh_proxy_head_parse(const char *head, size_t head_len, struct bh_proxy_req *
         return bh_fail(err, EINVAL, "credentials in the target");
     if (authority(auth, an, 80, r, err) < 0)
         return -1;
+    /* what decides whether the connection to the template can carry another request */
+    r->head = mn == 4 && !memcmp(head, "HEAD", 4);
+    /* HTTP/1.1 stays open unless told to close; HTTP/1.0 closes unless asked to keep */
+    bool v10 = !memcmp(sp2 + 1, "HTTP/1.0", 8), close = false, keep = false;
+    for (size_t pos = ll + 2; pos + 2 < head_len;) {
+        const char *line = head + pos;
+        size_t n = (size_t)((const char *)memchr(line, '\r', head_len - pos) - line);
+        pos += n + 2;
+        if ((n > 15 && !strncasecmp(line, "content-length:", 15)) ||
+            (n > 18 && !strncasecmp(line, "transfer-encoding:", 18)))
+            r->body = true;
+        size_t k = n > 11 && !strncasecmp(line, "connection:", 11)         ? 11
+                   : n > 17 && !strncasecmp(line, "proxy-connection:", 17) ? 17
+                                                                            : 0;
+        if (k) {
+            close |= strcasestr_n(line + k, n - k, "close");
+            keep |= strcasestr_n(line + k, n - k, "keep-alive");
+        }
+    }
+    r->client_close = close || (v10 && !keep);
     if (!out)
         return 0;
     /* for the origin: the request line in origin form (not every server takes the

@@ -115,3 +115,43 @@ int bh_qx_seccomp_unpriv(bh_error *err)
         return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
     return 0;
 }
+
+/* What the root side and the call processes never do (see privsep.h). */
+static const char *const denied_root[] = {
+    /* the mount table and namespaces: host root's, shared by every qube */
+    "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsmount",
+    "fsconfig", "fspick", "mount_setattr", "unshare", "setns",
+    /* other processes' memory and file descriptors */
+    "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    /* the kernel itself */
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "bpf", "perf_event_open",
+    "userfaultfd", "iopl", "ioperm", "syslog", "reboot", "swapon", "swapoff", "acct", "quotactl",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    /* the kernel keyrings (shared by every root process) and file handles that bypass paths */
+    "keyctl", "add_key", "request_key", "open_by_handle_at", "name_to_handle_at",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init", "uselib", "vhangup",
+};
+
+int bh_qx_seccomp_root(bh_error *err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return bh_fail(err, ENOMEM, "seccomp_init");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof denied_root / sizeof *denied_root && !rc; i++) {
+        int nr = seccomp_syscall_resolve_name(denied_root[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    }
+#ifndef BH_SANITIZED /* LeakSanitizer stops the process's threads with ptrace at exit */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0);
+#endif
+    if (!rc)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc)
+        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
+    return 0;
+}

@@ -25,3 +25,10 @@ int bh_qx_drop_privileges(uid_t id, bh_error *err);
  * open, no socket, no connect, no fork or exec, no kill. Everything else kills the
  * process (in sanitizer builds it is logged instead: their runtimes use more). */
 int bh_qx_seccomp_unpriv(bh_error *err);
+
+/* The filter of the root side (the monitor and the call processes it forks, hence the
+ * dom0 services they run): a denylist, since those processes reach bulkheadd, other
+ * qubes' daemons and run programs, but none of them changes mounts or namespaces,
+ * touches another process's memory, loads kernel code or BPF, uses keyrings or io_uring:
+ * those fail with EPERM. Defence in depth: the root side parses no qube byte itself. */
+int bh_qx_seccomp_root(bh_error *err);

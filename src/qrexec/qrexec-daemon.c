@@ -1140,6 +1140,10 @@ int main(int argc, char **argv)
         int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (ready_fd >= 0) /* the unprivileged side says ready, after the handshake */
             close(ready_fd);
+        if (bh_qx_seccomp_root(&err) < 0) {
+            bh_err("%s: %s", qube_name, err.msg);
+            monitor_exit(up, 1);
+        }
         monitor_run(up, sfd);
     }
     close(mp[0]);

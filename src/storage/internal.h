@@ -61,6 +61,11 @@ int st_image_in_use(int dirfd, const char *name);
 bool st_private_in_use(int qfd);
 /* Waits up to ms milliseconds for st_private_in_use to become false. */
 bool st_private_wait_free(int qfd, int ms);
+int st_revisions_open_newest(int qfd, const char *vol, int *dirfd, char *name, size_t n);
+/* The disposable template's shared read-only private base (dispbase.c): made fresh if
+ * the template's private changed since; *usable false if it cannot serve (its journal
+ * needs replaying, or it changed while copied): then copy per disposable. */
+int st_dispbase_prepare(int dfd, const char *tmpl, bool *usable, bh_error *err);
 /* Fills the empty directory rootfd with the `host` template tree (template_host.c). */
 int st_build_host_tree(int rootfd, bh_error *err);
 /* Deletes every block and character device node in the tree rootfd (one filesystem). */

@@ -43,6 +43,8 @@ struct bh_storage_qube {
     const char *dispvm_template;  /* DispVM: the app qube whose private it copies */
     int revisions_to_keep;
     uint64_t private_size;       /* create: size of a new private image; 0 = default (2 GiB) */
+    bool private_layer;          /* DispVM: its engine layers a throwaway upper over a
+                                  * read-only private (bh_volume_layout.private_throwaway) */
 };
 
 /* Defaults (Qubes' sizes). Persistent images are sparse: a new one takes almost no disk. */

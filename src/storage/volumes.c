@@ -546,7 +546,24 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         host_usr = has_origin_host(tfd);
         gen = bh_fs_read_small_at(tfd, "root.gen", 64);
     }
-    if (!strcmp(q->klass, "DispVM")) {
+    bool layered = false;
+    if (!strcmp(q->klass, "DispVM") && q->private_layer) {
+        /* The template's private as a shared read-only base, under a throwaway layer
+         * of this disposable's own (dispbase.c); nothing is copied per disposable. */
+        _cleanup_close_ int dfd = st_qube_dir(p, q->dispvm_template, err);
+        if (dfd < 0 || st_dispbase_prepare(dfd, q->dispvm_template, &layered, err) < 0)
+            goto fail;
+        if (layered) {
+            char ddir[512];
+            snprintf(ddir, sizeof ddir, "%s/qubes/%s", p->path, q->dispvm_template);
+            out->private_img = join(ddir, "dispvm-base.img", "");
+            out->private_throwaway = true;
+            unlinkat(qfd, "private.img", 0); /* a copy left by an older start */
+        }
+    }
+    if (layered) {
+        /* private_img set above */
+    } else if (!strcmp(q->klass, "DispVM")) {
         /* A fresh copy of the disposable template's private at every start. */
         _cleanup_close_ int dfd = st_qube_dir(p, q->dispvm_template, err);
         if (dfd < 0)
@@ -594,11 +611,12 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         goto fail;
     }
     struct stat pst;
-    if (fstatat(qfd, "private.img", &pst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pst.st_mode)) {
+    if (!layered && (fstatat(qfd, "private.img", &pst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pst.st_mode))) {
         bh_fail(err, EINVAL, "private volume of %s is not a regular file", q->name);
         goto fail;
     }
-    out->private_img = join(qdir, "private.img", "");
+    if (!layered)
+        out->private_img = join(qdir, "private.img", "");
     out->private_dir = join(qdir, "private-mnt", "");
     if (read_u64(qfd, "volatile.size", &out->volatile_bytes) < 0)
         out->volatile_bytes = BH_VOLATILE_DEFAULT_SIZE;

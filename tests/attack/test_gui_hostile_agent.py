@@ -15,7 +15,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from gui_fixtures import BORDER, HostDisplay, frame_is, gui_bin, host_display, tint  # noqa: E402,F401
+from gui_fixtures import BORDER, FakeTray, HostDisplay, frame_is, gui_bin, host_display, tint, tint_tray  # noqa: E402,F401
 
 CREATE, DESTROY, MAP, UNMAP, CONFIGURE, SHMIMAGE = 130, 131, 132, 133, 134, 136
 CLIPBOARD_DATA, WMNAME, WINDOW_DUMP, KEYPRESS = 140, 141, 147, 124
@@ -655,92 +655,6 @@ def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
 DOCK = 143
 
 
-class FakeTray:
-    """A tiny system tray on the host display (what a desktop's panel does): owns
-    _NET_SYSTEM_TRAY_S0, announces itself with MANAGER, embeds what asks to be docked
-    (XEmbed: reparent into its window, EMBEDDED_NOTIFY) and records the requests."""
-
-    def __init__(self, host, x=500, y=300, w=100, h=40):
-        import socket
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(f"/tmp/.X11-unix/X{host.number}")
-        self.s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
-        head = self._recv(8)
-        assert head[0] == 1
-        setup = self._recv(struct.unpack("<H", head[6:8])[0] * 4)
-        base = struct.unpack("<I", setup[4:8])[0]
-        vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
-        self.root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
-        self.win = base | 1
-        self.events = []
-        sel, self.opcode, self.xembed, manager = (self.atom(n) for n in (
-            "_NET_SYSTEM_TRAY_S0", "_NET_SYSTEM_TRAY_OPCODE", "_XEMBED", "MANAGER"))
-        # CreateWindow (background white), MapWindow, SetSelectionOwner, MANAGER to root
-        self.s.sendall(struct.pack("<BBHIIhhHHHHIII", 1, 0, 10, self.win, self.root, x, y, w, h, 0, 1, 0,
-                                   0x2 | 0x800, 0xffffff) + struct.pack("<I", 1 << 17))
-        self.s.sendall(struct.pack("<BBHI", 8, 0, 2, self.win))
-        self.s.sendall(struct.pack("<BBHIII", 22, 0, 4, self.win, sel, 0))
-        ev = struct.pack("<BBHII5I", 33, 32, 0, self.root, manager, 0, sel, self.win, 0, 0)
-        self.s.sendall(struct.pack("<BBHII", 25, 0, 11, self.root, 1 << 17) + ev)
-        self.atom("ATOM")
-
-    def _recv(self, n):
-        b = b""
-        while len(b) < n:
-            chunk = self.s.recv(n - len(b))
-            assert chunk, "X connection closed"
-            b += chunk
-        return b
-
-    def atom(self, name):
-        n = name.encode()
-        pad = (4 - len(n) % 4) % 4
-        self.s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
-        while True:  # events may come before the reply
-            r = self._recv(32)
-            if r[0] == 1:
-                return struct.unpack("<I", r[8:12])[0]
-            self.events.append(r)
-
-    def dock_requests(self, timeout=10):
-        """Windows that asked to be docked; each is embedded at once."""
-        import select
-        deadline = time.time() + timeout
-        got = []
-        while time.time() < deadline and not got:
-            for ev in self.events:
-                t, data = ev[0] & 0x7f, struct.unpack("<5I", ev[12:32])
-                if t == 33 and struct.unpack("<I", ev[8:12])[0] == self.opcode and data[1] == 0:
-                    got.append(data[2])
-            self.events = []
-            if not got and select.select([self.s], [], [], 0.2)[0]:
-                self.events.append(self._recv(32))
-        for icon in got:
-            # ReparentWindow into the tray at 5,5, then XEMBED_EMBEDDED_NOTIFY
-            self.s.sendall(struct.pack("<BBHIIhh", 7, 0, 4, icon, self.win, 5, 5))
-            ev = struct.pack("<BBHII5I", 33, 32, 0, icon, self.xembed, 0, 0, 0, self.win, 0)
-            self.s.sendall(struct.pack("<BBHII", 25, 0, 11, icon, 0) + ev)
-        self.atom("ATOM")
-        return got
-
-    def resize_icon(self, icon, w, h):
-        self.s.sendall(struct.pack("<BBHIH2xII", 12, 0, 5, icon, 0x4 | 0x8, w, h))
-        self.atom("ATOM")
-
-    def close(self):
-        self.s.close()
-
-
-def tint_tray(rgb, label):
-    """Qubes' tray tint (trayicon_mode "tint"), from its definition: HLS lightness
-    kept, hue and saturation the label's (Python's colorsys is that HLS)."""
-    import colorsys
-    th, _, ts = colorsys.rgb_to_hls(*(((label >> s) & 255) / 255 for s in (16, 8, 0)))
-    _, l, _ = colorsys.rgb_to_hls(*(((rgb >> s) & 255) / 255 for s in (16, 8, 0)))
-    r, g, b = (int(v * 255) for v in colorsys.hls_to_rgb(th, l, ts))
-    return r << 16 | g << 8 | b
-
-
 def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
     """DOCK as Qubes: a window the qube docks waits, unshown, while the desktop has no
     tray; when a tray announces itself, the daemon asks it to embed the window, which
@@ -786,5 +700,27 @@ def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
             sizes += [struct.unpack("=5I", b)[2:4] for t, w, b in agent.messages(0.3) if t == CONFIGURE and w == 1]
         assert (16, 16) in sizes
         alive(agent, 2, "tray-still")
+    finally:
+        tray.close()
+
+
+def test_a_qube_cannot_fill_the_desktops_tray(agent):
+    """The desktop's tray is shared by every qube and dom0: one qube docks at most 16
+    icons; the 17th and later are refused and the daemon goes on. Positive control:
+    the first 16 reach the tray."""
+    tray = FakeTray(agent.host)
+    try:
+        for i in range(1, 41):
+            agent.create(i, 10, 10, 16, 16)
+            agent.send(DOCK, i)
+        agent.wait_log("more than 16 tray icons: DOCK of 0x11 refused")
+        got, deadline = [], time.time() + 10
+        while time.time() < deadline and len(got) < 16:
+            got += tray.dock_requests(timeout=1)
+        time.sleep(0.5)
+        got += tray.dock_requests(timeout=0.5)
+        assert len(got) == 16, got
+        agent.window(100, "after-tray")
+        alive(agent, 100, "tray-full-still")
     finally:
         tray.close()

@@ -54,6 +54,34 @@ def test_other_qube_private_unreachable(ns_env):
     assert "fs-a-private.img" not in r.stdout
 
 
+def propagating(mountinfo):
+    """mountinfo lines whose mount is in a propagation peer group (shared, or a slave of
+    one): a mount event in a peer would show up there."""
+    out = []
+    for l in mountinfo.splitlines():
+        optional = l.split(" - ")[0].split()[6:]
+        if [o for o in optional if o.startswith(("shared:", "master:", "propagate_from:"))]:
+            out.append(l)
+    return out
+
+
+def test_qubes_share_no_mounts(ns_env):
+    # Two qubes of one template: every mount in b's namespace is a private copy of its
+    # own, in no propagation peer group with a, the host or anything else, so nothing
+    # mounted or unmounted anywhere else can appear in b (and b's own mounts reach no
+    # one). Control for the check: the host's namespace has shared mounts, and the
+    # parser finds them.
+    a, b = ns_env.qube("fs-ma"), ns_env.qube("fs-mb")
+    a.start()
+    b.start()
+    assert propagating(open("/proc/self/mountinfo").read()), "control: the host has shared mounts"
+    for q, other in ((a, "fs-mb"), (b, "fs-ma")):
+        r = q.sh("cat /proc/self/mountinfo")
+        assert len(r.stdout.splitlines()) > 10, r.stdout  # control: its own mounts are listed
+        assert propagating(r.stdout) == [], r.stdout
+        assert other not in r.stdout
+
+
 def test_template_root_not_writable_from_app_qube(ns_env):
     tmpl_passwd = (ns_env.template / "etc/passwd").read_bytes()
     q = ns_env.qube("fs2")

@@ -64,8 +64,9 @@ def test_the_qube_facing_daemon_is_unprivileged_and_filtered(engine_daemon):
     assert qvm_run(d, "a", "true").returncode == 0
     mon = daemon_pid(d, "a")
     mst = status(mon)
-    # positive control: the monitor bulkheadd started is root, so the probe reads real status
-    assert mst and mst["Uid"].split()[0] == "0" and mst["Seccomp"] == "0"
+    # positive control: the monitor bulkheadd started is root, so the probe reads real
+    # status; it has its own (denylist) filter
+    assert mst and mst["Uid"].split()[0] == "0" and mst["Seccomp"] == "2"
     readers = [p for p in descendants(mon) if (status(p) or {}).get("Name") == "qrexec-unpriv"]
     assert len(readers) == 1, descendants(mon)
     st = status(readers[0])
@@ -201,3 +202,28 @@ def test_the_monitor_holds_the_call_limits_itself():
     forked_h, refused_h, log_h = flood(unlimited=False)
     assert forked_h <= 3 * 2 and refused_h >= 40 - 3 * 2, (forked_h, refused_h)
     assert "monitor: call over the rate" not in log_h
+
+
+def test_the_root_side_cannot_touch_mounts_namespaces_or_the_kernel():
+    """The root monitor, its call processes and the dom0 services they run carry a
+    denylist filter: a dom0 service reached by a qube's call cannot mount, unshare, load
+    BPF or use keyrings (EPERM), which the same program can do outside the daemon."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from qrexec_fixtures import World
+    probe = ("for c in 'unshare -m true' 'unshare -n true' 'keyctl show @s' 'mount -t tmpfs none /nonexistent-bh'; "
+             "do $c >/dev/null 2>&1; echo \"$c: $?\"; done")
+    w = World()
+    try:
+        w.service("test.Probe", "#!/bin/sh\n" + probe + "\n", dom0=True)
+        w.allow_call("test.Probe", "work", "@adminvm", "dom0")
+        work = w.qube("work", 5)
+        r = work.run(["qrexec-client-vm", "@adminvm", "test.Probe"])
+        inside = r.stdout.decode()
+        outside = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout
+        # positive control: outside the daemon, unshare works (root on the host)
+        assert "unshare -m true: 0" in outside and "unshare -n true: 0" in outside, outside
+        assert "unshare -m true: 1" in inside and "unshare -n true: 1" in inside, (inside, r.stderr)
+        # mount fails for want of the directory outside, and of the syscall inside
+        assert "mount -t tmpfs none /nonexistent-bh: 0" not in inside
+    finally:
+        w.close()

@@ -15,6 +15,7 @@ from net_fixtures import WEB, OTHER, HOST  # noqa: E402
 from admin_fixtures import BUILD  # noqa: E402
 from vm_net_fixtures import vmnet, booted, VM  # noqa: E402,F401
 from test_net_isolation import FRAME, SINK  # noqa: E402  (the same frames as for ns qubes)
+from test_net_ipv6 import FRAME6, SINK6  # noqa: E402
 
 
 def guest_root(n, cmd, stdin=None, timeout=120):
@@ -54,6 +55,37 @@ def test_guest_root_forged_frames_are_dropped_by_the_netvm(vmnet, tmp_path):
         got = log.read_text().split()
         assert "genuine" in got  # positive control: hand-made frames from the guest do arrive
         assert not {"forged-ip", "forged-mac", "forged-host-ip", "forged-both"} & set(got), got
+    finally:
+        p.kill()
+
+
+def test_guest_root_forged_ipv6_frames_are_dropped_by_the_netvm(vmnet, tmp_path):
+    """The VM has routed IPv6 (sys-net's `ipv6` feature): its IPv6 sources are checked
+    like its IPv4 ones."""
+    n = booted(vmnet)
+    log = tmp_path / "sink6.log"
+    p = n.internet.spawn(n.internet.srv, [_sys.executable, "-c", SINK6, str(log)])
+    try:
+        for _ in range(100):
+            if log.exists():
+                break
+            time.sleep(0.05)
+        mine, mac = n.prop(VM, "ip6"), n.prop(VM, "mac")
+        assert mine
+        other = n.prop("sys-firewall", "ip6")  # the netvm's own address
+        gw = "fe:ff:ff:ff:ff:ff"
+        for smac, sip, tag in ((mac, other, "forged-ip6"), (mac, "fe80::1", "forged-linklocal"),
+                               ("00:16:3e:11:22:33", mine, "forged-mac6"), (mac, mine, "genuine6")):
+            r = guest_root(n, f"python3 - {gw} {smac} {sip} {tag}", stdin=FRAME6)
+            assert r.returncode == 0, r.stderr
+        for _ in range(100):
+            if "genuine6" in log.read_text().split():
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        got = log.read_text().split()
+        assert "genuine6" in got  # positive control
+        assert not {"forged-ip6", "forged-linklocal", "forged-mac6"} & set(got), got
     finally:
         p.kill()
 

@@ -2,6 +2,7 @@
 the GUI daemons of real ns qubes started with qvm-start-daemon."""
 import os
 import shutil
+import struct
 import subprocess
 import time
 
@@ -240,6 +241,92 @@ class PropertyWatch:
 
     def close(self):
         self.s.close()
+
+
+class FakeTray:
+    """A tiny system tray on a display (what a desktop's panel does): owns
+    _NET_SYSTEM_TRAY_S0, announces itself with MANAGER, embeds what asks to be docked
+    (XEmbed: reparent into its window, EMBEDDED_NOTIFY) and records the requests."""
+
+    def __init__(self, host, x=500, y=300, w=100, h=40):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(f"/tmp/.X11-unix/X{host.number}")
+        self.s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+        head = self._recv(8)
+        assert head[0] == 1
+        setup = self._recv(struct.unpack("<H", head[6:8])[0] * 4)
+        base = struct.unpack("<I", setup[4:8])[0]
+        vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
+        self.root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+        self.win = base | 1
+        self.events = []
+        sel, self.opcode, self.xembed, manager = (self.atom(n) for n in (
+            "_NET_SYSTEM_TRAY_S0", "_NET_SYSTEM_TRAY_OPCODE", "_XEMBED", "MANAGER"))
+        # CreateWindow (background white), MapWindow, SetSelectionOwner, MANAGER to root
+        self.s.sendall(struct.pack("<BBHIIhhHHHHIII", 1, 0, 10, self.win, self.root, x, y, w, h, 0, 1, 0,
+                                   0x2 | 0x800, 0xffffff) + struct.pack("<I", 1 << 17))
+        self.s.sendall(struct.pack("<BBHI", 8, 0, 2, self.win))
+        self.s.sendall(struct.pack("<BBHIII", 22, 0, 4, self.win, sel, 0))
+        ev = struct.pack("<BBHII5I", 33, 32, 0, self.root, manager, 0, sel, self.win, 0, 0)
+        self.s.sendall(struct.pack("<BBHII", 25, 0, 11, self.root, 1 << 17) + ev)
+        self.atom("ATOM")
+
+    def _recv(self, n):
+        b = b""
+        while len(b) < n:
+            chunk = self.s.recv(n - len(b))
+            assert chunk, "X connection closed"
+            b += chunk
+        return b
+
+    def atom(self, name):
+        n = name.encode()
+        pad = (4 - len(n) % 4) % 4
+        self.s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)
+        while True:  # events may come before the reply
+            r = self._recv(32)
+            if r[0] == 1:
+                return struct.unpack("<I", r[8:12])[0]
+            self.events.append(r)
+
+    def dock_requests(self, timeout=10):
+        """Windows that asked to be docked; each is embedded at once."""
+        import select
+        deadline = time.time() + timeout
+        got = []
+        while time.time() < deadline and not got:
+            for ev in self.events:
+                t, data = ev[0] & 0x7f, struct.unpack("<5I", ev[12:32])
+                if t == 33 and struct.unpack("<I", ev[8:12])[0] == self.opcode and data[1] == 0:
+                    got.append(data[2])
+            self.events = []
+            if not got and select.select([self.s], [], [], 0.2)[0]:
+                self.events.append(self._recv(32))
+        for icon in got:
+            # ReparentWindow into the tray at 5,5, then XEMBED_EMBEDDED_NOTIFY
+            self.s.sendall(struct.pack("<BBHIIhh", 7, 0, 4, icon, self.win, 5, 5))
+            ev = struct.pack("<BBHII5I", 33, 32, 0, icon, self.xembed, 0, 0, 0, self.win, 0)
+            self.s.sendall(struct.pack("<BBHII", 25, 0, 11, icon, 0) + ev)
+        self.atom("ATOM")
+        return got
+
+    def resize_icon(self, icon, w, h):
+        self.s.sendall(struct.pack("<BBHIH2xII", 12, 0, 5, icon, 0x4 | 0x8, w, h))
+        self.atom("ATOM")
+
+    def close(self):
+        self.s.close()
+
+
+def tint_tray(rgb, label):
+    """Qubes' tray tint (trayicon_mode "tint"), from its definition: HLS lightness
+    kept, hue and saturation the label's (Python's colorsys is that HLS)."""
+    import colorsys
+    th, _, ts = colorsys.rgb_to_hls(*(((label >> s) & 255) / 255 for s in (16, 8, 0)))
+    _, l, _ = colorsys.rgb_to_hls(*(((rgb >> s) & 255) / 255 for s in (16, 8, 0)))
+    r, g, b = (int(v * 255) for v in colorsys.hls_to_rgb(th, l, ts))
+    return r << 16 | g << 8 | b
 
 
 def tint(argb, label):

@@ -281,3 +281,69 @@ def test_closing_the_last_window_leaves_the_qube_running(gui):
     # and the qube's GUI still works
     gui.spawn("a", "xterm -T again-a")
     host.find_window("[a] again-a")
+
+
+# A window whose cursor an application named itself (raw X11 in the qube): a cursor-font
+# glyph named with XFIXES SetCursorName, as a browser's theme cursors are named with CSS
+# names (argv: the name).
+NAMED_CURSOR = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
+s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+def recv(n):
+    b = b""
+    while len(b) < n: b += s.recv(n - len(b))
+    return b
+h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
+base = struct.unpack("<I", setup[4:8])[0]
+vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
+root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+def reply():
+    while True:
+        r = recv(32)
+        if r[0] == 1:
+            return r + recv(struct.unpack("<I", r[4:8])[0] * 4)
+        if r[0] == 0:
+            raise SystemExit("X error %d" % r[1])
+def padded(b):
+    return b + b"\0" * ((4 - len(b) % 4) % 4)
+s.sendall(struct.pack("<BBHH2x", 98, 0, 2 + len(padded(b"XFIXES")) // 4, 6) + padded(b"XFIXES"))
+xfixes = reply()[9]
+s.sendall(struct.pack("<BBHII", xfixes, 0, 3, 4, 0)); reply()
+font, cur, win = base | 1, base | 2, base | 3
+s.sendall(struct.pack("<BBHIH2x", 45, 0, 3 + len(padded(b"cursor")) // 4, font, 6) + padded(b"cursor"))
+s.sendall(struct.pack("<BBHIIIHH6H", 94, 0, 8, cur, font, font, 0, 1, 0, 0, 0, 65535, 65535, 65535))
+name = sys.argv[1].encode()
+s.sendall(struct.pack("<BBHIH2x", xfixes, 23, 3 + len(padded(name)) // 4, cur, len(name)) + padded(name))
+s.sendall(struct.pack("<BBHIIhhHHHHIIII", 1, 0, 10, win, root, 20, 20, 200, 100, 0, 1, 0, 0x2 | 0x4000,
+                      0xffffff, cur))
+s.sendall(struct.pack("<BBHI", 8, 0, 2, win))
+s.sendall(struct.pack("<BBHH2x", 16, 0, 3, 4) + b"ATOM"); reply()
+print("ok", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_css_named_cursor_becomes_its_glyph(monkeypatch, engine_daemon, host_display):
+    """As Qubes' agent: cursors named with the CSS names browsers use ("col-resize")
+    become the cursor-font glyph Qubes gives them (XC_sb_h_double_arrow, CURSOR_X11 +
+    108 = 0x16c); the protocol carries no images."""
+    monkeypatch.setenv("BULKHEAD_LOG", "debug")
+    s = GuiSession(engine_daemon, host_display)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+    try:
+        s.wait_gui("a")
+        s.qvm_run("a", f"cat > /tmp/cur.py <<'EOF'\n{NAMED_CURSOR}\nEOF")
+        r = s.qvm_run("a", "python3 /tmp/cur.py col-resize >/tmp/cur.log 2>&1 </dev/null &")
+        assert r.returncode == 0, r.stderr
+        deadline = time.time() + 20
+        while time.time() < deadline and "cursor 0x16c" not in s.log.read_text():
+            host_display.run("xdotool", "mousemove", "500", "500")
+            time.sleep(0.3)
+            host_display.run("xdotool", "mousemove", "120", "70")
+            time.sleep(0.3)
+        assert "cursor 0x16c" in s.log.read_text(), (s.log.read_text()[-2000:],
+                                                      s.qvm_run("-p", "a", "cat /tmp/cur.log").stdout)
+    finally:
+        s.stop()

@@ -6,6 +6,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -308,6 +309,60 @@ def test_template_updates_go_through_the_updates_proxy(net):
     # a head that is not a proxy request: 400
     r = net.run("host", "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8082/")
     assert r.stdout == "400", r.stdout
+
+
+def test_updates_proxy_keeps_the_connection_alive(net):
+    """Several plain http:// requests on one connection to the proxy (one qrexec call),
+    each answered with its length; a template asking to close gets its close."""
+    cmd = (WAIT_FORWARDER + "curl -sS -v -m 20 -x http://127.0.0.1:8082 http://web.test:8080/ http://other.test:8080/ "
+           "http://web.test:8080/index.html 2>&1")
+    r = net.run("host", cmd, timeout=120)
+    assert r.stdout.count("hello from the test internet") == 3, r.stdout
+    assert r.stdout.count("Re-using existing connection") == 2, r.stdout
+    # the template asks to close: every request on its own connection, all answered
+    r = net.run("host", cmd.replace("curl -sS -v", "curl -H 'Connection: close' -sS -v"), timeout=120)
+    assert r.stdout.count("hello from the test internet") == 3, r.stdout
+    assert "Re-using existing connection" not in r.stdout, r.stdout
+
+
+# An origin that lies: on port 8090 a body longer than its Content-Length (the rest a
+# forged response), on 8091 two different Content-Lengths.
+LYING_ORIGIN = r'''
+import socket, sys, threading
+port = int(sys.argv[1])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.51.100.80", port)); s.listen(16)
+forged = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+def serve(c):
+    with c:
+        c.recv(4096)
+        if port == 8090:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + forged)
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 13\r\n\r\nhello" + forged[:8])
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+
+def test_updates_proxy_frames_each_answer_itself(net, internet):
+    """What an origin sends beyond its answer's length never becomes the answer to the
+    template's next request on the same connection; contradictory lengths: 502."""
+    procs = [internet.spawn(internet.srv, [sys.executable, "-c", LYING_ORIGIN, str(p)]) for p in (8090, 8091)]
+    try:
+        internet.wait_port(internet.srv, WEB, 8090)
+        internet.wait_port(internet.srv, WEB, 8091)
+        r = net.run("host", WAIT_FORWARDER + "curl -sS -v -m 20 -x http://127.0.0.1:8082 http://web.test:8090/ "
+                    "http://web.test:8080/ 2>&1", timeout=120)
+        assert "Re-using existing connection" in r.stdout, r.stdout  # the second rode the same connection
+        assert "hello" in r.stdout and "hello from the test internet" in r.stdout, r.stdout
+        assert "SMUGGLED" not in r.stdout, r.stdout
+        r = net.run("host", "curl -sS -m 20 -o /dev/null -w '%{http_code}' -x http://127.0.0.1:8082 http://web.test:8091/")
+        assert r.stdout == "502", r.stdout
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def test_only_templates_may_use_the_updates_proxy(net):

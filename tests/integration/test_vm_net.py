@@ -17,7 +17,7 @@ import pytest
 from net_fixtures import WEB, OTHER, sh
 from admin_fixtures import state_of
 from vm_fixtures import start, vm_leftovers, wait_for
-from vm_net_fixtures import vmnet, booted, netns_of, VM  # noqa: F401
+from vm_net_fixtures import vmnet, booted, netns_of, VM, WEB6, INET6  # noqa: F401
 
 
 def test_vm_qube_gets_the_addresses_its_properties_report(vmnet):
@@ -33,6 +33,19 @@ def test_vm_qube_gets_the_addresses_its_properties_report(vmnet):
     assert f"default via {gw} dev eth0" in r.stdout
     assert "nameserver 10.139.1.1\nnameserver 10.139.1.2" in r.stdout
     assert mac in r.stdout
+
+
+def test_vm_qube_has_routed_ipv6_as_qubes(vmnet):
+    n = booted(vmnet)
+    ip6, gw6 = n.prop(VM, "ip6"), n.prop(VM, "visible_gateway6")
+    assert ip6.startswith("fd09:24ef:4179::a89:") and gw6 == n.prop("sys-firewall", "gateway6") != ""
+    r = n.run(VM, "ip -6 -o addr show dev eth0; ip -6 route; "
+                  f"curl -sS -g -m 10 http://[{WEB6}]:8080/; ping -6 -c1 -W5 {WEB6}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"inet6 {ip6}/128 scope global" in r.stdout and "fe80:" not in r.stdout  # no link-local
+    assert f"default via {gw6} dev eth0" in r.stdout
+    assert f"hello over ipv6 from {INET6}" in r.stdout  # NAT66 at each hop, as Qubes' netvms
+    assert "1 received" in r.stdout
 
 
 def test_vm_qube_fetches_by_name_and_by_address(vmnet):
@@ -79,6 +92,8 @@ def test_live_netvm_change_replugs_the_vm(vmnet):
         # what the guest learnt of its old gateway expires in time anyway: forget it now
         assert n.run(VM, "ip neigh flush dev eth0", user="root").returncode == 0
         assert n.curl(VM, "http://web.test:8080/", t=10)
+        r = n.run(VM, f"curl -sS -g -m 10 http://[{WEB6}]:8080/")  # and its IPv6 too
+        assert "hello over ipv6" in r.stdout, r.stderr
         d.call("admin.vm.property.Set+netvm", VM, "sys-firewall")
         assert n.curl(VM, "http://web.test:8080/", t=10)
     finally:
@@ -127,7 +142,7 @@ def test_vm_without_netvm_has_no_network_card(vmnet):
     d.call("admin.vm.property.Set+netvm", VM, "")
     try:
         start(d, VM)
-        r = n.run(VM, "ls /sys/class/net; ip route; "
+        r = n.run(VM, "ls /sys/class/net; ip route; ip -6 route; "
                       f"curl -sS -m 3 http://{WEB}:8080/; echo rc=$?")
         assert r.stdout.split()[0] == "lo" and "eth0" not in r.stdout, r.stdout
         assert "default" not in r.stdout and "rc=0" not in r.stdout and "rc=" in r.stdout

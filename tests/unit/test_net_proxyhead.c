@@ -16,6 +16,19 @@ static int parse(const char *h, struct bh_proxy_req *r, bh_buf *out)
     return rc;
 }
 
+/* The origin's answer: 0 with r and the head for the template in out, or -1. */
+static int resp(const char *h, bool head_req, struct bh_proxy_resp *r, bh_buf *out)
+{
+    bh_buf_free(out);
+    bh_buf_init(out, 0);
+    long n = bh_proxy_head_len(h, strlen(h));
+    if (n <= 0)
+        return -2;
+    int rc = bh_proxy_resp_parse(h, (size_t)n, head_req, r, out, NULL);
+    bh_buf_addc(out, '\0');
+    return rc;
+}
+
 int main(void)
 {
     struct bh_proxy_req r;
@@ -92,6 +105,70 @@ int main(void)
     CHECK(bh_proxy_connect_port_ok(443) && bh_proxy_connect_port_ok(873));
     CHECK(!bh_proxy_connect_port_ok(80) && !bh_proxy_connect_port_ok(22) && !bh_proxy_connect_port_ok(8082) &&
           !bh_proxy_connect_port_ok(0) && !bh_proxy_connect_port_ok(65536 + 443));
+    /* what a request says about the connection after it */
+    CHECK(parse("GET http://a.test/ HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", &r, &o) == 0 && !r.client_close &&
+          !r.body && !r.head);
+    CHECK(parse("HEAD http://a.test/ HTTP/1.1\r\nProxy-Connection: Close\r\n\r\n", &r, &o) == 0 && r.client_close && r.head);
+    CHECK(parse("GET http://a.test/ HTTP/1.0\r\n\r\n", &r, &o) == 0 && r.client_close);
+    CHECK(parse("GET http://a.test/ HTTP/1.0\r\nProxy-Connection: Keep-Alive\r\n\r\n", &r, &o) == 0 && !r.client_close);
+    CHECK(parse("GET http://a.test/ HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", &r, &o) == 0 && r.client_close);
+    CHECK(parse("POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\n\r\n", &r, &o) == 0 && r.body);
+    CHECK(parse("POST http://a.test/ HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n", &r, &o) == 0 && r.body);
+
+    /* the origin's answer */
+    struct bh_proxy_resp a;
+    CHECK(resp("HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+               "Server: x\r\n\r\n", false, &a, &o) == 0 && a.status == 200 && a.length == 12);
+    CHECK(!strcmp(o.data, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nServer: x\r\n")); /* hop-by-hop gone, no end */
+    CHECK(resp("HTTP/1.0 200 OK\r\nContent-Length:  7 \r\n\r\n", false, &a, &o) == 0 && a.length == 7);
+    CHECK(!strcmp(o.data, "HTTP/1.1 200 OK\r\nContent-Length:  7 \r\n")); /* the proxy's own version */
+    CHECK(resp("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, &a, &o) == 0 && a.length == -1); /* until close */
+    CHECK(resp("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true, &a, &o) == 0 && a.length == 0); /* HEAD */
+    CHECK(resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false, &a, &o) == 0 && a.length == 0);
+    CHECK(resp("HTTP/1.1 204 No Content\r\n\r\n", false, &a, &o) == 0 && a.length == 0);
+    CHECK(resp("HTTP/1.1 100 Continue\r\n\r\n", false, &a, &o) == 0 && a.length == -1);
+    /* a coding: relayed as it comes until the close; a Content-Length beside it dropped */
+    CHECK(resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false, &a, &o) == 0 &&
+          a.length == -1 && !strstr(o.data, "Content-Length") && strstr(o.data, "Transfer-Encoding: chunked"));
+    CHECK(resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", false, &a, &o) == 0 && a.length == 5);
+    /* hostile answers */
+    const char *bad[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", /* two lengths: smuggling */
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\n", /* past 18 digits */
+        "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n",   /* blank in the name */
+        "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",       /* obsolete folding */
+        "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n",             /* bare LF */
+        "HTTP/1.1 200 OK\r\nX: a\rY: b\r\n\r\n",             /* bare CR */
+        "HTTP/1.1 200 OK\r\nX: \x01\r\n\r\n",
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 600 What\r\n\r\n",
+        "ICY 200 OK\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = resp(bad[i], false, &a, &o);
+        if (rc != -1)
+            fprintf(stderr, "bad answer %zu taken: %d\n", i, rc);
+        CHECK(rc == -1);
+    }
+    /* too many headers, and a head past the bound */
+    bh_buf lots;
+    bh_buf_init(&lots, 0);
+    bh_buf_adds(&lots, "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i <= BH_PROXY_HEADERS_MAX; i++)
+        bh_buf_adds(&lots, "X: y\r\n");
+    bh_buf_adds(&lots, "\r\n");
+    bh_buf_addc(&lots, '\0');
+    CHECK(resp(lots.data, false, &a, &o) == -1);
+    bh_buf_free(&lots);
+    CHECK(bh_proxy_resp_parse("HTTP/1.1 200 OK\r\n\r\n", BH_PROXY_HEAD_MAX + 1, false, &a, NULL, NULL) == -1);
+
     bh_buf_free(&many);
     bh_buf_free(&o);
     return tap_done();

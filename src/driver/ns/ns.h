@@ -55,6 +55,9 @@ int bh_attach(int mfd, const char *path, bh_error *err);
 /* ---- loopdev.c ---- */
 /* Attaches img to a free loop device (autoclear) and returns a detached ext4 mount fd. */
 int bh_ext4_image_mount(const char *img, bh_error *err);
+/* The same, read-only all the way down (read-only backing fd and loop device, ro ext4):
+ * for a base shared by several qubes, which none may write. */
+int bh_ext4_image_mount_ro(const char *img, bh_error *err);
 
 /* ---- rootfs.c (runs in stage1: host root, private mount ns) ---- */
 struct bh_ns_paths {
@@ -69,7 +72,8 @@ int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_
 int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err);
 /* private_fd: the detached, idmapped mount of private_img, made by the daemon (the loop
  * device must be opened outside the qube's devices cgroup) while stage 1 assembles. */
-int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err);
+int bh_rootfs_attach_private(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int private_fd,
+                             bh_error *err);
 
 /* ---- inside.c (runs as the qube's root inside its namespaces, before init) ---- */
 int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define JOIN(buf, a, b) bh_path_join(buf, sizeof buf, a, b)
@@ -61,22 +62,19 @@ static int attach_at(int mfd, int rootfd, const char *rel, bh_error *err)
     return 0;
 }
 
-/* A device node bound from the host into the qube's /dev tmpfs (devfd: ours). */
-static int bind_node(int devfd, const char *name, bh_error *err)
+/* One of the fixed /dev nodes, made in the qube's /dev tmpfs by us (host root, on a
+ * tmpfs of the host's user namespace, so the node works). It is the same device as the
+ * host's node (the devices cgroup, or v2's device program, allows exactly these), owned
+ * by the host's root: the qube can open it, not chmod or chown it, and cannot make one
+ * itself (no CAP_MKNOD). One mknod where a bind of the host's node took a bind and a
+ * remount (12 mount calls per start for six nodes). */
+static int make_node(int devfd, const char *name, unsigned major, unsigned minor, bh_error *err)
 {
-    char src[64], dst[64];
-    _cleanup_close_ int fd = openat(devfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return bh_fail_errno(err, "create /dev/%s", name);
-    snprintf(src, sizeof src, "/dev/%s", name);
-    bh_fd_path(fd, dst, sizeof dst);
-    if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
-        return bh_fail_errno(err, "bind %s", src);
-    /* fd is the file under the new mount: reopen to reach the bind itself. */
-    _cleanup_close_ int top = openat(devfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    bh_fd_path(top, dst, sizeof dst);
-    if (top < 0 || mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC, NULL) < 0)
-        return bh_fail_errno(err, "remount %s", src);
+    if (mknodat(devfd, name, S_IFCHR | 0666, makedev(major, minor)) < 0)
+        return bh_fail_errno(err, "mknod /dev/%s", name);
+    /* mknod applies the umask: the mode is set explicitly */
+    if (fchmodat(devfd, name, 0666, 0) < 0)
+        return bh_fail_errno(err, "chmod /dev/%s", name);
     return 0;
 }
 
@@ -211,7 +209,9 @@ static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_path
 
 static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, bh_error *err)
 {
-    static const char *nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+    static const struct { const char *name; unsigned major, minor; } nodes[] = {
+        { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+    };
     char dst[64], o[128];
     if (ensure_dir(rootfd, rawfd, "dev", spec->uid_base, err) < 0)
         return -1;
@@ -227,7 +227,7 @@ static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, 
     if (devdir < 0)
         return bh_fail_errno(err, "open /dev");
     for (size_t i = 0; i < BH_ARRAY_SIZE(nodes); i++)
-        if (bind_node(devdir, nodes[i], err) < 0)
+        if (make_node(devdir, nodes[i].name, nodes[i].major, nodes[i].minor, err) < 0)
             return -1;
     static const char *links[][2] = {
         { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
@@ -330,10 +330,54 @@ int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths
     return 0;
 }
 
-int bh_rootfs_attach_private(const struct bh_ns_paths *p, int private_fd, bh_error *err)
+/* A disposable's /rw: the shared read-only base (private_fd, idmapped) as the lower
+ * layer of an overlay whose upper is a tmpfs of this qube's own, charged to its memory
+ * cgroup and gone with its mount namespace. Its writes never reach the base, and no
+ * other qube sees them (each disposable has its own upper). */
+static int attach_private_layered(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int private_fd,
+                                  int rootfd, bh_error *err)
+{
+    char lower[4096], vol[4096], upper[4096], work[4096], o[160], opts[12400], dst[64];
+    JOIN(lower, p->staging, "plower");
+    JOIN(vol, p->staging, "pvol");
+    if (mkdir(lower, 0700) < 0 || bh_attach(private_fd, lower, err) < 0)
+        return bh_prefix(err, "private base");
+    struct stat lst;
+    if (stat(lower, &lst) < 0)
+        return bh_fail_errno(err, "stat %s", lower);
+    struct stat bst;
+    uint64_t size = spec->vol.private_img && stat(spec->vol.private_img, &bst) == 0 && bst.st_size > 0
+                        ? (uint64_t)bst.st_size
+                        : (2ull << 30);
+    snprintf(o, sizeof o, "mode=0700,size=%llu", (unsigned long long)size);
+    if (mkdir(vol, 0700) < 0 || mount_tmpfs(vol, o, MS_NOSUID | MS_NODEV, err) < 0)
+        return bh_prefix(err, "throwaway private layer");
+    JOIN(upper, vol, "upper");
+    JOIN(work, vol, "work");
+    if (mkdir(upper, lst.st_mode & 07777) < 0 || mkdir(work, 0700) < 0)
+        return bh_fail_errno(err, "mkdir in %s", vol);
+    /* The upper's top is /rw: it keeps the base's (idmapped) owner. */
+    if (chown(upper, lst.st_uid, lst.st_gid) < 0)
+        return bh_fail_errno(err, "chown %s", upper);
+    if (!overlay_safe(lower) || !overlay_safe(upper) || !overlay_safe(work))
+        return bh_fail(err, EINVAL, "runtime path unusable for overlayfs: %s", p->staging);
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", rel_to_staging(p, lower),
+             rel_to_staging(p, upper), rel_to_staging(p, work));
+    _cleanup_close_ int t = target(rootfd, "rw", dst, sizeof dst, err);
+    if (t < 0)
+        return -1;
+    if (mount("overlay", dst, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
+        return bh_fail_errno(err, "mount the disposable's private layer");
+    return 0;
+}
+
+int bh_rootfs_attach_private(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int private_fd,
+                             bh_error *err)
 {
     _cleanup_close_ int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return bh_fail_errno(err, "open %s", p->root);
+    if (spec->vol.private_throwaway)
+        return attach_private_layered(spec, p, private_fd, rootfd, err);
     return attach_at(private_fd, rootfd, "rw", err);
 }

@@ -155,7 +155,7 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
         int priv = bh_recv_fd(sock);
         if (priv < 0)
             _exit(1);
-        if (bh_rootfs_attach_private(p, priv, &e) < 0)
+        if (bh_rootfs_attach_private(spec, p, priv, &e) < 0)
             goto fail;
         close(priv);
     } else if (recv(sock, &m, sizeof m, 0) < 1 || m.kind != 'G') {
@@ -409,8 +409,10 @@ int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err)
     snprintf(pd->pidfile, sizeof pd->pidfile, "%s", p.pidfile);
     struct spawn_msg m = { .kind = 'G' };
     if (spec->vol.private_img) {
-        _cleanup_close_ int priv = bh_ext4_image_mount(spec->vol.private_img, err);
-        if (priv < 0 || bh_mount_setattr_fd(priv, userns, 0, err) < 0) {
+        bool ro = spec->vol.private_throwaway;
+        _cleanup_close_ int priv = ro ? bh_ext4_image_mount_ro(spec->vol.private_img, err)
+                                      : bh_ext4_image_mount(spec->vol.private_img, err);
+        if (priv < 0 || bh_mount_setattr_fd(priv, userns, ro ? MOUNT_ATTR_RDONLY : 0, err) < 0) {
             bh_prefix(err, "private volume");
             return pending_fail(pd, spec);
         }

@@ -29,6 +29,9 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <net/route.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -286,6 +289,83 @@ static void write_proc(const char *path, const char *val)
     }
 }
 
+/* The gateway's MAC as a permanent IPv6 neighbour: no ioctl does that, so one
+ * rtnetlink request by hand (no library in this static program). */
+static int neigh6_permanent(int ifindex, const struct in6_addr *dst, const uint8_t mac[6])
+{
+    struct {
+        struct nlmsghdr n;
+        struct ndmsg nd;
+        char attrs[64];
+    } req = { 0 };
+    req.n.nlmsg_len = NLMSG_LENGTH(sizeof req.nd);
+    req.n.nlmsg_type = RTM_NEWNEIGH;
+    req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK;
+    req.nd.ndm_family = AF_INET6;
+    req.nd.ndm_ifindex = ifindex;
+    req.nd.ndm_state = NUD_PERMANENT;
+    const struct { unsigned short type, len; const void *data; } at[] = { { NDA_DST, 16, dst }, { NDA_LLADDR, 6, mac } };
+    for (int i = 0; i < 2; i++) {
+        struct rtattr *ra = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.n.nlmsg_len));
+        ra->rta_type = at[i].type;
+        ra->rta_len = (unsigned short)RTA_LENGTH(at[i].len);
+        memcpy(RTA_DATA(ra), at[i].data, at[i].len);
+        req.n.nlmsg_len = NLMSG_ALIGN(req.n.nlmsg_len) + RTA_ALIGN(ra->rta_len);
+    }
+    int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (s < 0)
+        return -1;
+    char buf[512];
+    ssize_t r = -1;
+    if (send(s, &req, req.n.nlmsg_len, 0) == (ssize_t)req.n.nlmsg_len)
+        r = recv(s, buf, sizeof buf, 0);
+    close(s);
+    const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+    if (r < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) || h->nlmsg_type != NLMSG_ERROR)
+        return errno = EIO, -1;
+    int e = ((const struct nlmsgerr *)NLMSG_DATA(h))->error;
+    return e ? (errno = -e, -1) : 0;
+}
+
+/* Routed IPv6 (Qubes' `ipv6` feature; bh.ip6, bh.gw6), as the host sets up an `ns`
+ * qube's end of the link: on eth0 only, no link-local address, no DAD, router
+ * advertisement or autoconfiguration; ip6/128, a host route to the gateway, the
+ * default route through it, the gateway's MAC permanent (which also keeps a live
+ * netvm change working, as for IPv4). */
+static void setup_ipv6(void)
+{
+    const char *ip6 = param("bh.ip6", NULL), *gw6 = param("bh.gw6", NULL);
+    if (!ip6 || !gw6)
+        return;
+    static const char *const off[] = { "addr_gen_mode", "1", "accept_dad", "0", "accept_ra", "0",
+                                       "autoconf", "0", "disable_ipv6", "0", NULL };
+    for (int i = 0; off[i]; i += 2) {
+        char path[96];
+        snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/eth0/%s", off[i]);
+        write_proc(path, off[i + 1]);
+    }
+    struct { /* struct in6_ifreq of <linux/ipv6.h>, which clashes with libc's headers */
+        struct in6_addr addr;
+        uint32_t prefixlen;
+        int ifindex;
+    } ifr = { .prefixlen = 128, .ifindex = (int)if_nametoindex("eth0") };
+    struct in6_rtmsg host = { .rtmsg_dst_len = 128, .rtmsg_metric = 1, .rtmsg_flags = RTF_UP | RTF_HOST,
+                              .rtmsg_ifindex = ifr.ifindex },
+                     def = { .rtmsg_metric = 1, .rtmsg_flags = RTF_UP | RTF_GATEWAY, .rtmsg_ifindex = ifr.ifindex };
+    if (inet_pton(AF_INET6, ip6, &ifr.addr) != 1 || inet_pton(AF_INET6, gw6, &host.rtmsg_dst) != 1)
+        fail("bad IPv6 address");
+    def.rtmsg_gateway = host.rtmsg_dst;
+    const uint8_t mac[6] = { 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff };
+    int s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0 || ioctl(s, SIOCSIFADDR, &ifr) < 0)
+        fail("IPv6 address %s on eth0", ip6);
+    if (neigh6_permanent(ifr.ifindex, &host.rtmsg_dst, mac) < 0)
+        fail("the IPv6 gateway's MAC");
+    if (ioctl(s, SIOCADDRT, &host) < 0 || ioctl(s, SIOCADDRT, &def) < 0)
+        fail("IPv6 routes through %s", gw6);
+    close(s);
+}
+
 static void setup_network(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -323,6 +403,7 @@ static void setup_network(void)
         if (route_add(s, gw, "255.255.255.255", NULL, "eth0") < 0 ||
             route_add(s, "0.0.0.0", "0.0.0.0", gw, "eth0") < 0)
             fail("routes through %s", gw);
+        setup_ipv6();
     }
     close(s);
 }

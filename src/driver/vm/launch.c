@@ -306,11 +306,13 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
     uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
     /* the guest's eth0, as Qubes' vif script and qubes-network set it up (guest_init.c) */
-    char netp[200] = "";
+    char netp[400] = "";
     if (nic)
-        snprintf(netp, sizeof netp, " bh.ip=%s bh.gw=%s bh.mask=%s bh.dns=%s,%s", spec->net.ip, spec->net.gateway,
-                 spec->net.netmask ? spec->net.netmask : "255.255.255.255", spec->net.dns1 ? spec->net.dns1 : "",
-                 spec->net.dns2 ? spec->net.dns2 : "");
+        snprintf(netp, sizeof netp, " bh.ip=%s bh.gw=%s bh.mask=%s bh.dns=%s,%s%s%s%s%s", spec->net.ip,
+                 spec->net.gateway, spec->net.netmask ? spec->net.netmask : "255.255.255.255",
+                 spec->net.dns1 ? spec->net.dns1 : "", spec->net.dns2 ? spec->net.dns2 : "",
+                 spec->net.ip6 && spec->net.gateway6 ? " bh.ip6=" : "", spec->net.ip6 && spec->net.gateway6 ? spec->net.ip6 : "",
+                 spec->net.ip6 && spec->net.gateway6 ? " bh.gw6=" : "", spec->net.ip6 && spec->net.gateway6 ? spec->net.gateway6 : "");
     arg(a, "-append");
     arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
