@@ -142,7 +142,7 @@ static void port_release(uint32_t domain, uint32_t port)
     *p = (struct port){ false, 0, -1 };
 }
 
-static void ctrl_fail(const char *what, const char *msg)
+static _Noreturn void ctrl_fail(const char *what, const char *msg)
 {
     bh_err("agent of %s: %s: %s; exiting", qube_name, what, msg);
     exit(1); /* the monitor removes the socket */
