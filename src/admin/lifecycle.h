@@ -13,6 +13,10 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
 /* Is an asynchronous start of q in progress? */
 bool bh_lifecycle_starting(const struct bh_qube *q);
 int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, struct bh_exc *e);
+/* Kill returns BH_LIFECYCLE_KILLING (2) when the engine's work runs in a child beside
+ * the loop: the qube is Dying until it ends; then it is Halted and the KILLED waiters
+ * (waiters.h) hear the outcome. A Kill of a qube already being killed returns it too. */
+#define BH_LIFECYCLE_KILLING 2
 int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
 int bh_lifecycle_pause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
 int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);

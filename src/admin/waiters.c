@@ -50,8 +50,8 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid)
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < nwaiters; i++) {
             struct waiter *w = &waiters[i];
-            if (!w->conn || w->qid != qid || (pass == 0) != (w->kind == BH_WAIT_SHUTDOWN))
-                continue;
+            if (!w->conn || w->qid != qid || w->kind == BH_WAIT_KILLED || (pass == 0) != (w->kind == BH_WAIT_SHUTDOWN))
+                continue; /* a Kill's reply comes from bh_waiters_killed */
             if (w->kind == BH_WAIT_SHUTDOWN) {
                 finish(w, NULL);
                 continue;
@@ -82,6 +82,14 @@ void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e
             finish(&waiters[i], e);
 }
 
+void bh_waiters_killed(struct bh_app *app, uint32_t qid, const struct bh_exc *e)
+{
+    (void)app;
+    for (size_t i = 0; i < nwaiters; i++)
+        if (waiters[i].conn && waiters[i].qid == qid && waiters[i].kind == BH_WAIT_KILLED)
+            finish(&waiters[i], e);
+}
+
 void bh_waiters_drop_conn(void *conn)
 {
     if (bh_hooks.conn_dropped)
@@ -106,6 +114,8 @@ void bh_waiters_tick(struct bh_app *app)
         struct bh_exc e = { 0 };
         if (w->kind == BH_WAIT_STARTED)
             bh_exc(&e, "QubesException", "Start failed: '%s' did not finish starting in time", w->name);
+        else if (w->kind == BH_WAIT_KILLED)
+            bh_exc(&e, "QubesException", "Kill failed: '%s' did not stop in time", w->name);
         else
             bh_exc(&e, "QubesVMShutdownTimeoutError", "Domain shutdown timed out: '%s'", w->name);
         finish(w, &e);

@@ -8,7 +8,9 @@
 
 /* BH_WAIT_STARTED: admin.vm.Start of a qube whose engine boots asynchronously (vm):
  * the reply waits for the end of the boot (bh_waiters_started). */
-enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START, BH_WAIT_STARTED };
+/* BH_WAIT_KILLED: admin.vm.Kill whose engine work runs beside the loop: the reply
+ * comes once the qube is Halted (bh_waiters_killed). */
+enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START, BH_WAIT_STARTED, BH_WAIT_KILLED };
 
 /* Parks conn's reply until q halts (or timeout_ms passes: QubesVMShutdownTimeoutError).
  * Returns -1 with e filled when no more waiters fit. */
@@ -17,6 +19,8 @@ int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_
 void bh_waiters_halted(struct bh_app *app, uint32_t qid);
 /* q's asynchronous start ended: e NULL (started) or its failure. */
 void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
+/* q's kill ended: e NULL (it is Halted) or the failure. */
+void bh_waiters_killed(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
 /* The connection is closing: forget its waiter. */
 void bh_waiters_drop_conn(void *conn);
 /* Replies to waiters whose deadline passed. */

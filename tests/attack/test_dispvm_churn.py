@@ -87,3 +87,95 @@ def test_kill_during_a_disposable_boot_leaves_nothing(slow_agent, engine_daemon)
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{init}") and not rt.exists()
     assert "a class=AppVM" in d.call("admin.vm.List", "dom0")
+
+
+@pytest.fixture
+def slow_qrexec_daemon(tmp_path, monkeypatch):
+    """qube-side boot at full speed, but the host's qrexec-daemon for each qube starts
+    3 s late (a wrapper that sleeps, then execs the real one with its ready fd)."""
+    real = BUILD / "src/qrexec/qrexec-daemon"
+    w = tmp_path / "slow-qrexec-daemon"
+    w.write_text(f'#!/bin/sh\nsleep 3\nexec {real} "$@"\n')
+    os.chmod(w, 0o755)
+    monkeypatch.setenv("BULKHEAD_QREXEC_DAEMON", str(w))
+
+
+def test_qvm_ls_answered_while_a_disposables_qrexec_daemon_starts(slow_qrexec_daemon, engine_daemon):
+    """The wait for a disposable's qrexec-daemon to be ready runs beside the loop: a
+    listing made meanwhile is answered and shows the disposable still Transient (in
+    line, the loop answered only once the start was over: Running)."""
+    d = engine_daemon
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmt label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    name = d.call("admin.vm.CreateDisposable", "dvmt").strip()
+    res = {}
+
+    def start():
+        t0 = time.monotonic()
+        res["r"] = d.call("admin.vm.Start", name)
+        res["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=start)
+    t.start()
+    rt = d.runtime / "qubes" / name
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (rt / "init.pid").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # the engine is done (a boot here takes < 1 s); the daemon sleeps
+    listing = d.call("admin.vm.List", name)
+    t.join(60)
+    # positive control: the start waited for the slow daemon, and it did succeed
+    assert res["took"] >= 2.5, res
+    assert f"{name} class=DispVM state=Running" in d.call("admin.vm.List", name)
+    assert f"{name} class=DispVM state=Transient" in listing, listing
+    # and the qube is usable through its (late) daemon
+    assert d.call("admin.vm.CurrentState", name).endswith("power_state=Running")
+
+
+PTRACE_SEIZE = 0x4206
+
+
+def test_qvm_ls_answered_while_a_qube_is_killed(engine_daemon):
+    """A Kill's engine work (SIGKILL, waiting for the qube's processes to be gone,
+    unmounting, removing cgroups) runs beside the loop. Made slow on purpose: this test
+    (host root) ptrace-seizes a process of the qube and reaps it only 3 s after the Kill,
+    and the qube's PID namespace cannot end before that. A listing made meanwhile is
+    answered and shows the qube Dying (in line: answered after the kill, Halted)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    init = int((d.runtime / "qubes/a/init.pid").read_text().split()[0])
+    kids = open(f"/proc/{init}/task/{init}/children").read().split()
+    assert kids, "the qube's init has no child to hold"
+    victim = int(kids[0])
+    assert libc.ptrace(PTRACE_SEIZE, victim, None, None) == 0, ctypes.get_errno()
+    released = threading.Event()
+
+    def release():
+        time.sleep(3)
+        os.waitpid(victim, os.WNOHANG | 0x40000000)  # __WALL: reap the traced child
+        released.set()
+
+    res = {}
+
+    def kill():
+        t0 = time.monotonic()
+        res["r"] = d.call("admin.vm.Kill", "a")
+        res["took"] = time.monotonic() - t0
+
+    r = threading.Thread(target=release)
+    k = threading.Thread(target=kill)
+    r.start()
+    k.start()
+    time.sleep(0.7)
+    listing = d.call("admin.vm.List", "a")
+    k.join(30)
+    r.join(30)
+    # positive control: the kill really waited for the held process, and it worked
+    assert res["took"] >= 2.0, res
+    assert d.call("admin.vm.CurrentState", "a").endswith("power_state=Halted")
+    assert "a class=AppVM state=Dying" in listing, listing
+    # and the qube starts again
+    d.call("admin.vm.Start", "a")
+    assert d.call("admin.vm.CurrentState", "a").endswith("power_state=Running")
