@@ -122,6 +122,11 @@ def test_a_qube_follows_the_desktops_layout_group(engine_daemon, host_display):
         for kc in (29, 52, 36):
             host.press_keycode(kc)
         assert _wait_typed(s, "a", b"zy\n") == b"zy\n"
+        # A Caps Lock pressed within moments of the Return above left the desktop's group
+        # (as the daemon saw it) unchanged when other GUI tests had run first (the
+        # keymaps were compiled and cached then); the cause is not found (noted in the
+        # issue): the switch back is made a second after the typing.
+        time.sleep(1)
         host.press_keycode(66)  # and back: the same keys are y and z again
         assert wait_layout("us").get("layout") == "us", s.log.read_text()
         for kc in (29, 52, 36):
