@@ -15,6 +15,7 @@ Run as root after building: bench/vm_net.py [build-dir]
 env: BENCH_VMNET_MB=64 (per transfer), BENCH_VMNET_ROUNDS=3, BENCH_VMNET_CONNS=50."""
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,8 +96,9 @@ def main():
     internet = Internet()
     net = None
     sink = None
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bh-bench-vmnet-", dir="/var/tmp"))
     try:
-        net = Net(pathlib.Path(tempfile.mkdtemp(prefix="bh-bench-vmnet-", dir="/var/tmp")), internet)
+        net = Net(tmp, internet)
         d = net.d
         d.call("admin.vm.Create.AppVM+host", payload="name=vmq label=red")
         d.call("admin.vm.property.Set+virt_mode", "vmq", "pvh")
@@ -132,6 +134,7 @@ def main():
         if net:
             net.close()
         internet.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the daemon's store and log
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ int bh_api_payload_number(struct bh_call *c, const char *name, bool allow_negati
 /* Qubes' qubes.property.bool spellings: ProtocolError "Payload is not boolean ASCII". */
 int bh_api_payload_bool(struct bh_call *c, bool *out);
 
+/* The path of a running qube's console pty, made at the first call (console.c). */
+int bh_console_path(struct bh_app *app, struct bh_qube *q, char *path, size_t n, struct bh_exc *e);
+/* Is name a pool admin.pool.Add made (api_pool.c)? */
+bool bh_pool_is_added(struct bh_app *app, const char *name);
+
 /* A qube halted: what was attached to it is detached (device-detach events). */
 void bh_devices_qube_stopped(struct bh_app *app, struct bh_qube *q);
 /* Start: the check of `required` assignments before anything starts, then their

@@ -383,6 +383,12 @@ static int pool_remove(struct bh_call *c)
     return 0;
 }
 
+bool bh_pool_is_added(struct bh_app *app, const char *name)
+{
+    added_sync(app);
+    return added_find(name) != NULL;
+}
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 #define A BH_M_ARG

@@ -99,6 +99,9 @@ static int create(struct bh_call *c, enum bh_klass k, bool allow_pool)
         else if (!strcmp(tok, "label") && !a.label)
             a.label = v;
         else if (allow_pool && (!strcmp(tok, "pool") || !strncmp(tok, "pool:", 5))) {
+            if (strcmp(v, "default") != 0 && bh_pool_is_added(c->app, v))
+                return bh_exc(c->exc, "QubesException",
+                              "Pool %s holds no qube's volumes: Bulkhead makes volumes in pool default only", v);
             if (strcmp(v, "default") != 0)
                 return bh_exc(c->exc, "QubesValueError", "No such pool: %s", v);
         } else
@@ -380,6 +383,22 @@ static int vm_suspend(struct bh_call *c)
 
 static int vm_resume(struct bh_call *c) { return vm_unpause(c); }
 
+/* Qubes answers the path of the domain's console pty (Xen's hvc0, which libvirt puts
+ * on a dom0 pty), which /etc/qubes-rpc/admin.vm.Console then connects to the caller.
+ * Here: the pty of the qube's console relay (console.c), made at the first call. */
+static int vm_console(struct bh_call *c)
+{
+    if (!bh_qube_is_running(c->dest) || c->dest->rt.state == BH_STATE_PAUSED)
+        return bh_exc(c->exc, "QubesVMNotRunningError", "Domain not running (either powered off or paused): '%s'",
+                      c->dest->name);
+    if (c->dest->klass == BH_ADMINVM)
+        return bh_exc(c->exc, "QubesException", "dom0 has no console to connect to");
+    char path[256];
+    if (bh_console_path(c->app, c->dest, path, sizeof path, c->exc) < 0)
+        return -1;
+    return bh_buf_adds(c->out, path) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
+}
+
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
 const struct bh_method bh_api_vm[] = {
@@ -402,5 +421,6 @@ const struct bh_method bh_api_vm[] = {
     { "admin.vm.Unpause", vm_unpause, NA | NP },
     { "admin.vm.Suspend", vm_suspend, NA | NP },
     { "admin.vm.Resume", vm_resume, NA | NP },
+    { "admin.vm.Console", vm_console, NA | NP },
     { NULL, NULL, 0 },
 };

@@ -5,6 +5,7 @@
 #include "events.h"
 #include "props.h"
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,8 @@ int bh_api_payload_number(struct bh_call *c, const char *name, bool allow_negati
     long long v = 0;
     for (; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
+            return bh_exc(c->exc, "ProtocolError", "Invalid %s", name);
+        if (v > (LLONG_MAX - (s[i] - '0')) / 10) /* 19 digits can pass LLONG_MAX */
             return bh_exc(c->exc, "ProtocolError", "Invalid %s", name);
         v = v * 10 + (s[i] - '0');
     }

@@ -142,7 +142,7 @@ static void port_release(uint32_t domain, uint32_t port)
     *p = (struct port){ false, 0, -1 };
 }
 
-static void ctrl_fail(const char *what, const char *msg)
+static _Noreturn void ctrl_fail(const char *what, const char *msg)
 {
     bh_err("agent of %s: %s: %s; exiting", qube_name, what, msg);
     exit(1); /* the monitor removes the socket */
@@ -347,8 +347,11 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
              * pass through bulkheadd (qubesd-import.c) */
             bool import = !strncmp(service_full, "admin.vm.volume.Import+", 23) ||
                           !strncmp(service_full, "admin.vm.volume.ImportWithSize+", 31);
-            snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self, import ? "qubesd-import" : "qubesd-query",
-                     qube_name, service_full, dest);
+            /* and for admin.vm.Console: the console's relay (qubesd-console.c) */
+            bool console = !strcmp(service_full, "admin.vm.Console") || !strcmp(service_full, "admin.vm.Console+");
+            snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self,
+                     import ? "qubesd-import" : console ? "qubesd-console" : "qubesd-query", qube_name,
+                     console ? "admin.vm.Console" : service_full, dest);
             /* admin.vm.List is filtered by the same policy (qubesd-query) */
             if (policy_ctx.policy_dir)
                 setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);

@@ -7,15 +7,33 @@
  * Only a private volume can take data here: an app qube's root is its template's
  * (Qubes: not save_on_stop), a template's root is a directory tree, volatile is tmpfs.
  * In the ns engine the host kernel mounts a private image, so an imported image must
- * pass `e2fsck -f -n` (a clean ext4 filesystem) before it replaces the volume. */
+ * pass `e2fsck -f -n` (a clean ext4 filesystem) before it replaces the volume. The
+ * image may come from a qube (admin.vm.volume.Import over qrexec), so e2fsck, a large
+ * parser of those bytes, runs confined: an unprivileged host identity of its own, no
+ * new privileges, no network, bounded memory, CPU and wall time (check_ext4). */
 #include "internal.h"
 #include "cleanup.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* The host UID/GID e2fsck runs as: 2^19 - 1, just below qrexec's unprivileged
+ * identities (2^19 + qid) and far below every qube's range (from 2^20): nothing else
+ * runs as it. */
+#define BH_FSCK_ID ((1u << 19) - 1)
+#define BH_FSCK_MEM (1ull << 30)   /* address space */
+#define BH_FSCK_CPU_S 60           /* CPU seconds */
+#define BH_FSCK_WALL_S 120         /* then SIGALRM ends it */
 
 #define IMPORT_NAME "private-import"
 
@@ -86,6 +104,46 @@ int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, c
     return 0;
 }
 
+/* Runs `e2fsck -f -n` on fd as BH_FSCK_ID with the limits above; its exit code, or
+ * 128+signal (a limit ended it), or -1. */
+static int run_fsck_confined(int fd)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 || dup2(fd, 3) < 0)
+            _exit(125);
+        if (close_range(4, ~0U, 0) < 0)
+            _exit(125);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGALRM, SIG_DFL);
+        const struct rlimit mem = { BH_FSCK_MEM, BH_FSCK_MEM }, cpu = { BH_FSCK_CPU_S, BH_FSCK_CPU_S },
+                            core = { 0, 0 };
+        if (setrlimit(RLIMIT_AS, &mem) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
+            _exit(125);
+        if (unshare(CLONE_NEWNET | CLONE_NEWIPC) < 0) /* no network, no shared IPC */
+            _exit(125);
+        if (setgroups(0, NULL) < 0 || setresgid(BH_FSCK_ID, BH_FSCK_ID, BH_FSCK_ID) < 0 ||
+            setresuid(BH_FSCK_ID, BH_FSCK_ID, BH_FSCK_ID) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+            _exit(125);
+        alarm(BH_FSCK_WALL_S); /* survives exec: a stalled check ends */
+        const char *argv[] = { "e2fsck", "-f", "-n", "--", "/proc/self/fd/3", NULL };
+        char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+        bh_fs_exec_system(argv, envp);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /* The imported image may replace the volume only as a clean ext4 filesystem. */
 static int check_ext4(int dirfd, const char *name, bh_error *err)
 {
@@ -96,12 +154,13 @@ static int check_ext4(int dirfd, const char *name, bh_error *err)
     unsigned char magic[2];
     if (pread(fd, magic, 2, 1080) != 2 || magic[0] != 0x53 || magic[1] != 0xEF)
         return bh_fail(err, EINVAL, "the imported data is not an ext4 filesystem");
-    char path[64];
-    bh_fs_fd_path(path, sizeof path, fd, NULL);
-    const int keep[] = { fd, -1 };
-    const char *fsck[] = { "e2fsck", "-f", "-n", "--", path, NULL };
-    bh_error e = { 0 };
-    int code = bh_fs_run_code(fsck, keep, -1, &e);
+    /* The confined e2fsck reopens the image through the fd (its directory is root's
+     * alone); for that the file is readable to it while the check runs. */
+    if (fchmod(fd, 0644) < 0)
+        return bh_fail_errno(err, "chmod the imported data");
+    int code = run_fsck_confined(fd);
+    if (fchmod(fd, 0600) < 0)
+        return bh_fail_errno(err, "chmod the imported data");
     if (code != 0)
         return bh_fail(err, EINVAL, "the imported ext4 filesystem is not clean (e2fsck -f -n: %d)", code);
     return 0;

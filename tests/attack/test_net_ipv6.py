@@ -178,6 +178,25 @@ def test_dst6_rules_hold(net6):
         net6.d.call("admin.vm.firewall.Set", "work", "action=accept\n")
 
 
+def test_compromised_netvm_root_cannot_lift_ipv6_rules(net6):
+    """Root in sys-firewall can change none of the IPv6 setup its clients' rules and
+    anti-spoofing rest on; a dst6 rule keeps holding."""
+    net6.d.call("admin.vm.firewall.Set", "work", f"action=drop dst6={OTHER6}\naction=accept\n")
+    try:
+        assert curl6(net6, "work", WEB6) and not curl6(net6, "work", OTHER6)
+        r = net6.run("sys-firewall", "nft flush ruleset; echo nft=$?; ip -6 route flush table main; echo route=$?; "
+                     "ip -6 addr flush dev eth0; echo addr=$?; ip -6 neigh flush all; echo neigh=$?; "
+                     "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo dis=$?; "
+                     "echo 0 > /proc/sys/net/ipv6/conf/all/forwarding; echo fwd=$?; id -u", user="root")
+        out = r.stdout
+        assert out.splitlines()[-1] == "0", out  # positive control: it ran, as root
+        for k in ("nft", "route", "addr", "dis", "fwd"):
+            assert f"{k}=0" not in out and f"{k}=" in out, (k, out)
+        assert curl6(net6, "work", WEB6) and not curl6(net6, "work", OTHER6)
+    finally:
+        net6.d.call("admin.vm.firewall.Set", "work", "action=accept\n")
+
+
 def test_dsthost_aaaa_becomes_dst6(net6):
     """dsthost resolves both A and AAAA (the test's DNS: dual.test = 198.51.100.81 and
     2001:db8:80::81; six.test = 2001:db8:80::80 only)."""

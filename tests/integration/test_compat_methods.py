@@ -1,12 +1,19 @@
 """Admin API methods that Qubes 4.3 has and Bulkhead gained: admin.vm.Stats (the stream
-the domains widget reads), admin.vm.Suspend / admin.vm.Resume."""
+the domains widget reads), admin.vm.Suspend / admin.vm.Resume, admin.vm.Console (in dom0
+and over qrexec from a qube)."""
+import os
 import re
+import select
 import socket
+import stat
+import subprocess
+import termios
 import time
 
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon, state_of  # noqa: F401
+from qrexec_fixtures import bin_path
 
 
 def stream(d, method, dest):
@@ -64,6 +71,76 @@ def test_suspend_resume(engine_daemon):
     assert state_of(d, "a") == "Paused"
     d.call("admin.vm.Resume", "a")
     assert state_of(d, "a") == "Running"
+
+
+def read_until(fd, needle, timeout=20):
+    buf, deadline = b"", time.time() + timeout
+    while needle not in buf and time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            buf += os.read(fd, 4096)
+    return buf
+
+
+def test_console(engine_daemon):
+    """admin.vm.Console: Qubes' QubesVMNotRunningError for a halted qube; for a running
+    one the path of a dom0 pty (root's, 0600, raw) on which the qube's console, a root
+    shell in it, answers; it stays for the next caller, and goes with the qube."""
+    d = engine_daemon
+    assert d.raw(b"admin.vm.Console+ dom0 name a\0") == (
+        b"2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'a'\0")
+    assert d.raw(b"admin.vm.Console+x dom0 name a\0").startswith(b"2\0PermissionDenied\0")  # no argument
+    d.call("admin.vm.Start", "a")
+    path = d.call("admin.vm.Console", "a")
+    assert path.startswith("/dev/pts/"), path
+    st = os.stat(path)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), stat.S_ISCHR(st.st_mode)) == (0, 0o600, True)
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        assert not termios.tcgetattr(fd)[3] & termios.ECHO                 # raw: no echo
+        os.write(fd, b"echo console-$((6*7)) $(id -u) $(hostname)\n")
+        out = read_until(fd, b"console-42")
+        assert b"console-42 0 a" in out, out                               # the qube's root shell
+        os.write(fd, b"cd /tmp; mark=kept\n")
+    finally:
+        os.close(fd)
+    # the same console for the next caller, its shell state kept
+    assert d.call("admin.vm.Console", "a") == path
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, b"echo $mark $(pwd)\n")
+        out = read_until(fd, b"kept /tmp")
+        assert b"kept /tmp" in out, out
+    finally:
+        os.close(fd)
+    d.call("admin.vm.Kill", "a")
+    for _ in range(100):
+        if not os.path.exists(path):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(path)                                        # gone with the qube
+    assert d.raw(b"admin.vm.Console+ dom0 name a\0").startswith(b"2\0QubesVMNotRunningError\0")
+
+
+def test_console_from_a_qube_over_qrexec(engine_daemon):
+    """Qubes' /etc/qubes-rpc/admin.vm.Console as dom0 runs it for a managing qube (the way
+    qvm-console-dispvm reaches a console): only where policy allows it (Qubes' default is
+    deny), the caller's stdin goes to the console and the console to its stdout."""
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    cvm = "/usr/lib/bulkhead/qrexec-client-vm"
+    script = f"(echo 'echo via-qrexec-$((2+3)) $(hostname)'; sleep 3) | {cvm} a admin.vm.Console"
+
+    def from_b():
+        return subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", "b", script], env=d.env,
+                              capture_output=True, timeout=60)
+    r = from_b()                                                             # no policy: refused
+    assert b"via-qrexec-5" not in r.stdout and r.returncode != 0, r
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-console.policy").write_text("admin.vm.Console  *  b  a  allow  target=dom0\n")
+    r = from_b()
+    assert b"via-qrexec-5 a" in r.stdout, r                                  # control: allowed, it ran in a
 
 
 def test_pool_usage_and_volumes(tmp_path):

@@ -44,6 +44,10 @@ def test_drivers_add_list_info_remove(daemon, tmp_path):
     assert d.call("admin.pool.UsageDetails+p1").startswith("data_size=")
     assert d.call("admin.pool.volume.List+p1") == ""
     assert "qubes/work/private\n" in d.call("admin.pool.volume.List+default")
+    # a qube's volumes go to default only: a create in p1 says so, and nothing is made
+    assert exc(d, "admin.vm.CreateInPool.AppVM+host", "name=inp1 label=red pool=p1") == (
+        "QubesException", "Pool p1 holds no qube's volumes: Bulkhead makes volumes in pool default only")
+    assert "inp1" not in d.call("admin.vm.List")
     d.call("admin.pool.Set.revisions_to_keep+p1", payload="0")
     assert "revisions_to_keep=0\n" in d.call("admin.pool.Info+p1")
     r = d.tool("qvm-pool")

@@ -99,7 +99,7 @@ def test_import_refusals_leave_the_volume_alone(engine_daemon, tmp_path):
     with pytest.raises(AdminError) as e:
         d.call("internal.vm.volume.ImportBegin+bogus", "b")
     assert (e.value.exc_type, e.value.msg) == ("ProtocolError", "Argument not in volume names of the destination")
-    for bad in ("12x", "-5", "", "0"):
+    for bad in ("12x", "-5", "", "0", "9999999999999999999"):
         if bad == "":
             continue
         with pytest.raises(AdminError) as e:
