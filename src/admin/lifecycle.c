@@ -1078,6 +1078,10 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
         bh_loop_del(saved_pidfd);
     pid_t pid = fork();
     if (pid == 0) {
+        /* The engine's kill needs none of our fds: holding them would keep a file the
+         * loop closes alive, and one closed before it was unregistered would stay in
+         * the loop's epoll set (the use-after-free of 3a812c6). */
+        (void)close_range(3, ~0U, 0);
         bh_error err = { 0 };
         if (drv->kill(&sb->spec, &err) < 0) {
             bh_warn("%s: kill: %s", q->name, err.msg);
