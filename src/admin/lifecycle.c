@@ -84,6 +84,18 @@ static void qrexec_early_forget(struct bh_qube *q)
     q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
 }
 
+/* Waits up to ms for the process behind pidfd to end. */
+static bool pidfd_wait_exit(int pidfd, int ms)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+    for (;;) {
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r > 0;
+    }
+}
+
 static void qrexec_stop(struct bh_qube *q)
 {
     qrexec_unwatch(q); /* an intended stop is not a death to repair */
@@ -97,9 +109,7 @@ static void qrexec_stop(struct bh_qube *q)
         /* It exits at once on TERM; don't let a stuck one hold the loop (0.5 s). The
          * pidfd says when it is gone, without sleeping in steps. */
         if (pfd >= 0) {
-            struct pollfd p = { .fd = pfd, .events = POLLIN };
-            while (poll(&p, 1, 500) < 0 && errno == EINTR)
-                ;
+            (void)pidfd_wait_exit(pfd, 500);
             close(pfd);
         } else {
             for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
@@ -111,18 +121,6 @@ static void qrexec_stop(struct bh_qube *q)
         }
     }
     q->rt.qrexec_pid = 0;
-}
-
-/* Waits up to ms for the process behind pidfd to end. */
-static bool pidfd_wait_exit(int pidfd, int ms)
-{
-    struct pollfd p = { .fd = pidfd, .events = POLLIN };
-    for (;;) {
-        int r = poll(&p, 1, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        return r > 0;
-    }
 }
 
 /* A qrexec-daemon left by a previous bulkheadd: identified by its pid file and its
