@@ -81,6 +81,21 @@ static const char *const allowed[] = {
     "exit", "exit_group",
 };
 
+/* One rule with action for each named system call (names this architecture lacks are
+ * skipped); 0 or libseccomp's negative errno. */
+static int add_by_name(scmp_filter_ctx ctx, uint32_t action, const char *const names[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int nr = seccomp_syscall_resolve_name(names[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        int rc = seccomp_rule_add(ctx, action, nr, 0);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int bh_qx_seccomp_unpriv(bh_error *err)
 {
 #ifdef BH_SANITIZED
@@ -91,13 +106,7 @@ int bh_qx_seccomp_unpriv(bh_error *err)
     scmp_filter_ctx ctx = seccomp_init(def);
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = 0;
-    for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !rc; i++) {
-        int nr = seccomp_syscall_resolve_name(allowed[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue; /* not on this architecture */
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-    }
+    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, allowed, sizeof allowed / sizeof *allowed);
     /* mmap/mprotect: malloc maps and changes protections, but nothing may become
      * executable (no code can be brought in) */
     if (!rc)
@@ -137,13 +146,7 @@ int bh_qx_seccomp_root(bh_error *err)
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = 0;
-    for (size_t i = 0; i < sizeof denied_root / sizeof *denied_root && !rc; i++) {
-        int nr = seccomp_syscall_resolve_name(denied_root[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue;
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
-    }
+    int rc = add_by_name(ctx, SCMP_ACT_ERRNO(EPERM), denied_root, sizeof denied_root / sizeof *denied_root);
 #ifndef BH_SANITIZED /* LeakSanitizer stops the process's threads with ptrace at exit */
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0);
