@@ -131,6 +131,8 @@ bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev)
     if (ev->pad0 != XCB_XKB_STATE_NOTIFY) /* XKB's own event type is in the second byte */
         return false;
     const xcb_xkb_state_notify_event_t *e = (const void *)ev;
+    bh_debug("%s: XKB state: group %u base %d latched %d locked %u changed 0x%x (had %u)", g->qube, e->group,
+            e->baseGroup, e->latchedGroup, e->lockedGroup, e->changed, g->host_group);
     if (e->group == g->host_group)
         return false;
     g->host_group = e->group;
