@@ -300,8 +300,8 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
 
 void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect)
 {
-    if (w->docked) { /* shown by the tray when it embedded it; again after an unmap */
-        if (w->reparented && !w->mapped) {
+    if (w->docked) { /* shown only inside a tray that embedded it; again after an unmap */
+        if (w->embedded && !w->mapped) {
             w->mapped = true;
             xcb_map_window(g->x, w->frame);
         }

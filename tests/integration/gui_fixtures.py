@@ -342,6 +342,9 @@ class FakeTray:
             if not got and select.select([self.s], [], [], 0.2)[0]:
                 self.events.append(self._recv(32))
         for icon in got:
+            # ChangeSaveSet(Insert), as embedders do (GtkSocket, trays built on it): if
+            # the tray goes, the X server puts the icon back on the root window, mapped
+            self.s.sendall(struct.pack("<BBHI", 6, 0, 2, icon))
             # ReparentWindow into the tray at 5,5, then XEMBED_EMBEDDED_NOTIFY
             self.s.sendall(struct.pack("<BBHIIhh", 7, 0, 4, icon, self.win, 5, 5))
             ev = struct.pack("<BBHII5I", 33, 32, 0, icon, self.xembed, 0, 0, 0, self.win, 0)
