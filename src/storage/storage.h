@@ -116,9 +116,12 @@ int bh_pool_set_default_revisions(struct bh_pool *p, int keep, bh_error *err);
  * the volume's current size) next to the private volume and puts its absolute path in
  * path; the caller writes the raw data there; end(ok) checks it (a clean ext4) and
  * renames it over the volume, end(!ok) deletes it. Only `private`, qube halted. */
-int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
+/* `importer` names one import among concurrent ones into the same volume (bulkheadd
+ * passes the importing client's PID): begin and end must give the same. */
+int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer, uint64_t size,
                            char *path, size_t n, uint64_t *size_out, bh_error *err);
-int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bool ok, bh_error *err);
+int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer, bool ok,
+                         bh_error *err);
 /* admin.vm.volume.Clear: the private volume becomes a fresh empty filesystem of its size. */
 int bh_volume_clear(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bh_error *err);
 /* <root>/pools/<name>, for messages. */

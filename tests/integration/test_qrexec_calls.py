@@ -55,6 +55,18 @@ def test_large_stream_both_ways(world):
     assert r.stdout == data
 
 
+def test_service_that_stops_reading_its_input_still_ends(world):
+    """The agent splices big input chunks from the data socket straight into the service's
+    stdin pipe; a service that closes its stdin after a few bytes must not wedge the
+    call: the rest is read and dropped, and the exit code and output still arrive."""
+    world.qube("work", 5)
+    data = os.urandom(8 << 20)
+    r = world.client("work", "user:head -c 70000 >/dev/null; exec 0<&-; sleep 0.2; echo read-some; exit 7",
+                     input=data)
+    assert r.stdout == b"read-some\n"
+    assert r.returncode == 7
+
+
 def test_unknown_qube_is_125(world):
     assert world.client("nosuch", "user:true").returncode == 125
 
