@@ -220,3 +220,27 @@ def test_revert_root_swaps_the_image(storage):
     storage.run("revert", "tpl", "root", **opts)
     assert is_mount(q / "root") and (q / "root/v").read_text() == "1\n"
     assert storage.leftovers() == []
+
+
+def test_remount_shares_the_superblock_a_qube_still_holds(storage, tmp_path):
+    """A running qube keeps its own mount of the template's root (here: a bind) after
+    the host mount is gone (daemon crash, admin umount). Mounting the image again must
+    go through the same loop device (one superblock), never a second one: two ext4
+    instances on one image would corrupt it."""
+    storage.run("create", "tpl", **TPL)
+    storage.run("create", "work", template="tpl")
+    q = storage.qdir("tpl")
+    held = tmp_path / "held"
+    held.mkdir()
+    subprocess.run(["mount", "--bind", str(q / "root"), str(held)], check=True)
+    try:
+        subprocess.run(["umount", str(q / "root")], check=True)
+        assert len(loops_backing(q / "root.img")) == 1      # kept alive by the holder
+        storage.layout("work", template="tpl")
+        assert is_mount(q / "root")
+        assert len(loops_backing(q / "root.img")) == 1      # the same device again
+        (held / "written-by-the-holder").write_text("1\n")
+        assert (q / "root/written-by-the-holder").read_text() == "1\n"   # one filesystem
+        storage.run("stopped", "work", template="tpl")
+    finally:
+        subprocess.run(["umount", str(held)], check=True)
