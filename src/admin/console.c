@@ -18,7 +18,6 @@
 #include "cleanup.h"
 #include "engine_glue.h"
 #include "io.h"
-#include "qrexec_ids.h"
 #include "log.h"
 #include "selfpath.h"
 #include <errno.h>
@@ -74,9 +73,7 @@ static _Noreturn void relay(struct bh_app *app, struct bh_qube *q, const char *c
         _exit(120);
     int s = open(name, O_RDWR | O_NOCTTY);
     struct termios t;
-    /* root and qrexec's call processes' group: a qube's admin.vm.Console call (allowed
-     * by policy) is relayed by qubesd-console, run as the call's unprivileged identity */
-    if (s < 0 || fchown(s, 0, BH_QX_CALL_GID) < 0 || fchmod(s, 0660) < 0 || tcgetattr(s, &t) < 0)
+    if (s < 0 || fchown(s, 0, 0) < 0 || fchmod(s, 0600) < 0 || tcgetattr(s, &t) < 0)
         _exit(121);
     cfmakeraw(&t);
     if (tcsetattr(s, TCSANOW, &t) < 0)

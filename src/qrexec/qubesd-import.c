@@ -34,28 +34,6 @@
 #define CHUNK (128 * 1024)
 #define MAX_REPLY 65536
 
-/* The first bytes of a reply, and the fd bulkheadd may send with them (SCM_RIGHTS):
- * ImportBegin's reply carries the import file open for writing. *fd_out: it or -1. */
-static ssize_t recv_first(int fd, char *buf, size_t len, int *fd_out)
-{
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
-    ssize_t r;
-    while ((r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-        ;
-    for (struct cmsghdr *c = r >= 0 ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
-            if (*fd_out >= 0)
-                close(*fd_out);
-            memcpy(fd_out, CMSG_DATA(c), sizeof(int));
-        }
-    return r;
-}
-
 /* The import file as bulkheadd opened it for us, or -1 (then its path is opened: as
  * root, e.g. run by hand). This program runs as a qrexec call's unprivileged identity,
  * which cannot reach the pool. */
@@ -83,7 +61,7 @@ static ssize_t query(const char *method, const char *src, const char *dest, cons
     }
     shutdown(fd, SHUT_WR);
     char *buf = malloc(MAX_REPLY + 1);
-    ssize_t r = buf ? recv_first(fd, buf, MAX_REPLY, &import_fd) : -1;
+    ssize_t r = buf ? bh_recv_with_fd(fd, buf, MAX_REPLY, &import_fd) : -1;
     if (r > 0) {
         ssize_t more = bh_read_all(fd, buf + r, MAX_REPLY - (size_t)r);
         r = more < 0 ? -1 : r + more;
