@@ -13,3 +13,5 @@
  * socket and the console ptys bulkheadd makes (each root:BH_QX_CALL_GID, 0660). */
 #define BH_QX_CALL_ID_BASE (BH_QX_UNPRIV_ID_BASE + 0x10000u)
 #define BH_QX_CALL_GID (BH_QX_UNPRIV_ID_BASE + 0x20000u)
+
+/* Taken beside these: 2^19 + 3 * 2^16 + qid, a qube's bulkhead-procfs (src/driver/ns/ns.h). */
