@@ -133,10 +133,11 @@ const char *bh_pool_path(const struct bh_pool *p);
 /* bulkheadd calls this at start: builds the `host` template volumes if missing; *created
  * tells whether it did (then register a TemplateVM "host" in the store). */
 int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err);
-int bh_template_build_host(struct bh_pool *p, const char *name, bh_error *err);
+/* root_size: bytes of the template's root image, 0 = BH_ROOT_DEFAULT_SIZE. */
+int bh_template_build_host(struct bh_pool *p, const char *name, uint64_t root_size, bh_error *err);
 /* debootstrap SUITE from MIRROR (NULL: Debian's) into a new template NAME; each output
  * line of debootstrap goes to progress (may be NULL). */
 int bh_template_build_debian(struct bh_pool *p, const char *name, const char *suite, const char *mirror,
-                             void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err);
+                             uint64_t root_size, void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err);
 /* "NAME ORIGIN adopted|unclaimed USAGE_BYTES" one a line for every built template. */
 int bh_template_list(struct bh_pool *p, char **out, bh_error *err);

@@ -90,6 +90,22 @@ static bool overlay_safe(const char *s)
     return !strpbrk(s, ",:\\");
 }
 
+/* A template's root is mounted on the host noexec (the host never runs what a template
+ * qube wrote there; storage.md): the qube's own clone of that mount lets it run its
+ * programs. Our clone, made as host root in our own mount namespace, is not locked. */
+static int root_clone(const char *path, int userns_fd, uint64_t attrs, bh_error *err)
+{
+    int fd = bh_idmapped_tree(path, userns_fd, attrs, false, err);
+    if (fd < 0)
+        return -1;
+    struct mount_attr a = { .attr_clr = MOUNT_ATTR_NOEXEC };
+    if (mount_setattr(fd, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+        close(fd);
+        return bh_fail_errno(err, "allow exec on %s", path);
+    }
+    return fd;
+}
+
 /* Root: an overlay of the idmapped template root with a throwaway or persistent upper,
  * or the idmapped persistent root itself. */
 static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
@@ -105,7 +121,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
      * locked in the qube's mount namespace). The pool directory is 0700 root, so no
      * unprivileged host user can reach such a file either. */
     if (!v->root_lower) {
-        _cleanup_close_ int fd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+        _cleanup_close_ int fd = root_clone(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
         if (fd < 0 || bh_attach(fd, p->root, err) < 0)
             return bh_prefix(err, "root");
         return 0;
@@ -113,8 +129,8 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
     JOIN(lower, p->staging, "lower");
     if (mkdir(lower, 0700) < 0)
         return bh_fail_errno(err, "mkdir %s", lower);
-    _cleanup_close_ int lfd = bh_idmapped_tree(v->root_lower, userns_fd,
-                                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+    _cleanup_close_ int lfd = root_clone(v->root_lower, userns_fd,
+                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
     if (lfd < 0)
         return bh_prefix(err, "template root");
     if (!v->root_throwaway && !v->root_rw) /* a read-only root: no upper layer at all */
@@ -148,7 +164,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
         (void)mkdir(raw, 0755);
         JOIN(raw, v->root_rw, "work");
         (void)mkdir(raw, 0700);
-        _cleanup_close_ int rfd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+        _cleanup_close_ int rfd = root_clone(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
         if (rfd < 0 || mkdir(rwl, 0700) < 0 || bh_attach(rfd, rwl, err) < 0)
             return bh_prefix(err, "persistent root layer");
         JOIN(upper, rwl, "upper");
@@ -166,9 +182,16 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
 }
 
 /* host_usr bound read-only at /usr, idmapped so that the host's root-owned files
- * appear root-owned in the qube (setuid programs behave as in a VM, within the qube).
- * When the host's /usr has no lib/bulkhead directory to mount our programs on, a tiny
- * read-only overlay adds that mount point above it. */
+ * appear root-owned in the qube (setuid programs behave as in a VM, within the qube),
+ * under a tiny read-only overlay layer of ours: the lib/bulkhead mount point when the
+ * host's /usr has none, and the names mount(8), umount(8) and libfuse run for a mount
+ * in the qube (mount.ext4 & co., umount.fuse, fusermount), linked to our
+ * bulkhead-fusermount, which mounts through the qube's FUSE broker (docs/devices.md).
+ * They shadow the host's own names in the qube only (a real fusermount cannot mount
+ * in a qube; Debian ships no mount.ext4). */
+static const char *const usr_links[] = { "bin/fusermount", "sbin/mount.ext2", "sbin/mount.ext3", "sbin/mount.ext4",
+                                         "sbin/umount.fuse" };
+
 static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd,
                         int rootfd, int rawfd, bh_error *err)
 {
@@ -179,21 +202,32 @@ static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_path
     _cleanup_close_ int fd = bh_idmapped_tree(usr, userns_fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, true, err);
     if (fd < 0)
         return bh_prefix(err, "host_usr");
-    JOIN(path, usr, "lib/bulkhead");
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return attach_at(fd, rootfd, "usr", err);
     char ulow[4096], stub[4096], opts[9000], dst[64];
     JOIN(ulow, p->staging, "usr");
     JOIN(stub, p->staging, "usrstub/lib/bulkhead");
     if (mkdir(ulow, 0700) < 0 || bh_attach(fd, ulow, err) < 0 || bh_mkdir_p(stub, 0755) < 0)
         return bh_fail_errno(err, "usr stub");
-    /* Stub dirs shadow /usr and /usr/lib's attributes: give them the qube root's IDs. */
-    const char *rels[] = { "usrstub", "usrstub/lib", "usrstub/lib/bulkhead" };
+    JOIN(path, p->staging, "usrstub/bin");
+    if (mkdir(path, 0755) < 0)
+        return bh_fail_errno(err, "usr stub");
+    JOIN(path, p->staging, "usrstub/sbin");
+    if (mkdir(path, 0755) < 0)
+        return bh_fail_errno(err, "usr stub");
+    /* Stub dirs shadow /usr, /usr/lib, /usr/bin and /usr/sbin's attributes: give them the
+     * qube root's IDs (what the host's root-owned dirs show through the idmap). */
+    const char *rels[] = { "usrstub", "usrstub/lib", "usrstub/lib/bulkhead", "usrstub/bin", "usrstub/sbin" };
     for (size_t i = 0; i < BH_ARRAY_SIZE(rels); i++) {
         JOIN(path, p->staging, rels[i]);
-        if (chown(path, spec->uid_base, spec->uid_base) < 0)
+        if (chown(path, spec->uid_base, spec->uid_base) < 0 || chmod(path, 0755) < 0)
             return bh_fail_errno(err, "chown %s", path);
+    }
+    for (size_t i = 0; i < BH_ARRAY_SIZE(usr_links); i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "usrstub/%s", usr_links[i]);
+        JOIN(path, p->staging, rel);
+        if (symlink("/usr/lib/bulkhead/bulkhead-fusermount", path) < 0 ||
+            lchown(path, spec->uid_base, spec->uid_base) < 0)
+            return bh_fail_errno(err, "link %s", path);
     }
     JOIN(stub, p->staging, "usrstub");
     if (!overlay_safe(stub) || !overlay_safe(ulow))
@@ -211,6 +245,7 @@ static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, 
 {
     static const struct { const char *name; unsigned major, minor; } nodes[] = {
         { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+        { "fuse", 10, 229 }, /* FUSE servers in the qube; mounts through its broker (fusebroker.c) */
     };
     char dst[64], o[128];
     if (ensure_dir(rootfd, rawfd, "dev", spec->uid_base, err) < 0)
