@@ -60,3 +60,51 @@ def test_a_host_whose_users_share_bulkheads_ids_is_refused(tmp_path, which, line
             kill_all(d)
         d.stop()
         d.cleanup()
+
+
+CALL_ID_BASE = (1 << 19) + 0x10000  # qrexec_ids.h
+CALL_GID = (1 << 19) + 0x20000
+
+CHILD = r"""
+import os, socket, sys
+d = os.open(sys.argv[1], os.O_PATH | os.O_DIRECTORY)
+os.setgroups([])
+os.setresgid(int(sys.argv[3]), int(sys.argv[3]), int(sys.argv[3]))
+os.setresuid(int(sys.argv[2]), int(sys.argv[2]), int(sys.argv[2]))
+s = socket.socket(socket.AF_UNIX)
+s.connect(f"/proc/self/fd/{d}/{sys.argv[4]}")
+out = b""
+try:
+    s.sendall(b"admin.vm.List+ dom0 name dom0\0")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(10)
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+except (BrokenPipeError, ConnectionResetError):
+    pass  # closed by bulkheadd before it read the request
+print(repr(out[:2]))
+"""
+
+
+def test_the_socket_group_alone_does_not_let_a_process_in(tmp_path):
+    """bulkheadd's socket is root:dom0-qrexec 0660; a process that holds the group but is
+    neither root nor a qube's call identity (as a host user with an overlapping subgid
+    range would be) gets no answer. Control: a call identity in the same group does."""
+    import subprocess
+    d = Daemon(tmp_path / "d", defaults=False).start()
+    try:
+        def ask(uid):
+            r = subprocess.run([sys.executable, "-c", CHILD, os.path.dirname(str(d.sock)), str(uid), str(CALL_GID),
+                                os.path.basename(str(d.sock))], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.strip()
+        assert ask(CALL_ID_BASE + 7) == repr(b"0\0")  # the control: a call identity is served
+        assert ask(4242) == repr(b"")                  # the group alone: closed unanswered
+        assert ask(CALL_ID_BASE - 1) == repr(b"")      # a reader's range, not a call's
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
