@@ -510,8 +510,8 @@ static int session_cookie_copy(void)
 /* The call process gives up root for good, before it evaluates policy: from here on it
  * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
  * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
- * the daemons' sockets, the prompt agent's socket; the runtime, vchan and policy dirs
- * (and the test stub's file) are reached through fds opened here beforehand; the X
+ * the daemons' sockets, the prompt agent's socket; the runtime and vchan dirs
+ * (and the test stub's file) are reached through fds opened here beforehand, policy.d is loaded here; the X
  * session's cookie ($XAUTHORITY, root's) goes to the ask program alone, as a sealed memfd copy.
  * Nothing a call does needs root afterwards: what it does in another qube's vchan dir
  * (a 1777 tmpfs) any user may do. */
