@@ -529,6 +529,11 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
+    /* a qube (or a disposable) serves the call: nothing is executed from here on */
+    if (bh_qx_seccomp_call(&err) < 0) {
+        bh_err("call of %s: %s", qube_name, err.msg);
+        _exit(1);
+    }
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */
