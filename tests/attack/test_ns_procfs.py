@@ -194,6 +194,29 @@ def test_a_reader_stopped_mid_read_sees_one_snapshot(ns_env):
     assert other > then, r.stdout
 
 
+REREAD = """
+import os, time
+f = os.open("/proc/uptime", os.O_RDONLY)
+g = os.open("/proc/stat", os.O_RDONLY)
+a, sa = os.read(f, 100), os.read(g, 100000)
+time.sleep(1.2)
+os.lseek(f, 0, os.SEEK_SET)
+os.lseek(g, 0, os.SEEK_SET)
+b, sb = os.read(f, 100), os.read(g, 100000)
+print(a.split()[0].decode(), b.split()[0].decode(), sa.split()[4].decode(), sb.split()[4].decode())
+"""
+
+
+def test_a_file_kept_open_and_read_again_from_0_is_live(ns_env):
+    """top and vmstat keep /proc/stat open and seek back to 0 before each refresh."""
+    q = ns_env.qube("pfr", private=False)
+    q.start()
+    r = attack(q, REREAD)
+    assert r.returncode == 0, r.stderr
+    up1, up2, idle1, idle2 = (float(x) for x in r.stdout.split())
+    assert up2 >= up1 + 1.0 and idle2 > idle1, r.stdout
+
+
 def test_server_death_fails_reads_cleanly(ns_env):
     a = ns_env.qube("pfd", private=False, extra=["--qid", "45"])
     b = ns_env.qube("pfe", private=False, extra=["--qid", "46"])
