@@ -510,11 +510,12 @@ static int session_cookie_copy(void)
 /* The call process gives up root for good, before it evaluates policy: from here on it
  * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
  * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
- * the daemons' sockets, the prompt agent's socket; the runtime and vchan dirs
- * (and the test stub's file) are reached through fds opened here beforehand, policy.d is loaded here; the X
- * session's cookie ($XAUTHORITY, root's) goes to the ask program alone, as a sealed memfd copy.
- * Nothing a call does needs root afterwards: what it does in another qube's vchan dir
- * (a 1777 tmpfs) any user may do. */
+ * the daemons' sockets and the prompt agent's socket. Done here, as root, beforehand:
+ * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
+ * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
+ * copied into a sealed memfd that only the ask program inherits. Nothing a call does
+ * needs root afterwards: what it does in another qube's vchan dir any user may do (an
+ * ns qube's is a 1777 tmpfs; a vm qube's host side is 1770 with the call group). */
 static void enter_call_identity(void)
 {
     bh_error err = { 0 };
