@@ -5,7 +5,9 @@
 
 OP: `start`  (a halted app qube to `qvm-run -p a true`, then admin.vm.Kill),
     `dispvm` (`qvm-run --dispvm=dvmt -- true`, cold, until the disposable is removed),
-    `call`   (`qrexec-client -d a user:true` into a running qube).
+    `call`   (`qrexec-client -d a user:true` into a running qube),
+    `copy`   (`qvm-copy-to-vm b ~/big` of BENCH_COPY_MIB MiB (256) from qube a, between
+              two running qubes; the received file is removed and `sync` run after each).
 
 On a shared machine wall-clock times move with the neighbours' load, so beside the
 median wall time of each round this prints the CPU time it cost, which load does not
@@ -72,11 +74,20 @@ def worker(op):
     # removed qubes used) until the end.
     b.create_app("keep")
     b.qvm_run("keep", "true")
-    if op in ("start", "call"):
+    if op == "copy":
+        mib = int(os.environ.get("BENCH_COPY_MIB", "256"))
+        (b.d.root / "policy.d").mkdir(exist_ok=True)
+        (b.d.root / "policy.d/10-bench.policy").write_text("qubes.Filecopy  *  a  b  allow\n")
+        b.create_app("b", "blue")
+        b.qvm_run("b", "true")
+    if op in ("start", "call", "copy"):
         b.create_app("a")
         b.qvm_run("-p", "a", "true")  # warm-up
     if op == "start":
         b.call("admin.vm.Kill", "a"); b.wait_state("a", "Halted")
+    if op == "copy":
+        b.qvm_run("-p", "a", f"head -c {mib}M /dev/urandom > ~/big")
+        os.sync()
     if op == "dispvm":
         b.create_app("dvmt")
         b.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
@@ -94,6 +105,10 @@ def worker(op):
             for n in disp_names() - before:
                 wait_gone(n)
             b.wait_idle(quiet_ms=20)
+        elif op == "copy":
+            wall = b.qvm_run("-p", "a", "/usr/lib/bulkhead/qvm-copy-to-vm b ~/big")
+            b.qvm_run("b", "rm ~/QubesIncoming/a/big")
+            os.sync()
         else:
             wall = run([client_bin, "-d", "a", "user:true"])
         return wall

@@ -1,9 +1,13 @@
 """Suite-wide hygiene for tests/integration and tests/attack: a bulkheadd that a test body
 started itself (not a fixture) is stopped when the test ends, also when an assertion
 failed half-way and the test's own stop was never reached."""
+import pathlib
 import sys
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "integration"))
+import mount_cleanup  # noqa: E402
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -16,3 +20,15 @@ def pytest_runtest_call(item):
         return
     for d in [d for d in fixtures.LIVE if id(d) not in before]:
         d.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Template roots stay mounted until their qube is removed: after the test's own
+    teardown, what is still mounted below its private roots goes (mount_cleanup.py)."""
+    yield
+    extra = []
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if tmp is not None:
+        extra.append(tmp)
+    mount_cleanup.unmount_registered(extra)

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define KEY_PREFIX "pool."
@@ -223,9 +225,70 @@ static int kv_put(struct bh_store *s, void *ctx, bh_error *err)
 }
 
 
+/* Is d inside `base`, equal to it, or does it hold it? */
+static bool nested(const char *d, const char *base)
+{
+    size_t n = strlen(d), l = strlen(base), m = l < n ? l : n;
+    return !strncmp(d, base, m) && (d[m] == '/' || !d[m] || m == 1) && (base[m] == '/' || !base[m] || m == 1);
+}
+
+/* The path d leads to: realpath of its longest existing prefix, then the rest as given
+ * (the rest does not exist yet, so it holds no symlink). A component that exists but
+ * does not resolve (a dangling symlink) is refused: mkdir would follow it. */
+static int resolve_dir_path(const char *d, char *out, size_t n)
+{
+    char prefix[PATH_MAX], real[PATH_MAX];
+    if (snprintf(prefix, sizeof prefix, "%s", d) >= (int)sizeof prefix)
+        return -1;
+    for (;;) {
+        if (realpath(prefix, real)) {
+            bool root = !strcmp(prefix, "/");
+            const char *rest = root ? d : d + strlen(prefix);
+            int r = snprintf(out, n, "%s%s", root ? "" : real, rest);
+            return r < 0 || (size_t)r >= n ? -1 : 0;
+        }
+        struct stat st;
+        if (errno != ENOENT || lstat(prefix, &st) == 0)
+            return -1;
+        char *slash = strrchr(prefix, '/');
+        if (!slash)
+            return -1;
+        slash[slash == prefix] = '\0'; /* "/x" becomes "/" */
+    }
+}
+
+/* Checks where a path lies: apart from the system and Bulkhead's own state and pools. */
+static int placement_ok(struct bh_call *c, const char *shown, const char *d)
+{
+    static const char *const system[] = { "/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/usr", "/bin", "/sbin",
+                                          "/lib" };
+    if (!strcmp(d, "/"))
+        return bh_exc(c->exc, "QubesValueError", "dir_path must be an absolute, normalised path: %s", shown);
+    for (size_t i = 0; i < BH_ARRAY_SIZE(system); i++) {
+        size_t l = strlen(system[i]);
+        if (!strncmp(d, system[i], l) && (d[l] == '/' || !d[l]))
+            return bh_exc(c->exc, "QubesValueError", "dir_path %s is inside %s", shown, system[i]);
+    }
+    /* Nested in either direction with Bulkhead's state or another pool: one would hold
+     * the other's files. Each is compared as written and as resolved. */
+    const char *others[MAX_POOLS + 2];
+    size_t no = 0;
+    others[no++] = c->app->root_dir;
+    for (size_t i = 0; i < nadded; i++)
+        if (added[i].pool)
+            others[no++] = bh_pool_path(added[i].pool);
+    for (size_t i = 0; i < no; i++) {
+        char real[PATH_MAX];
+        if (nested(d, others[i]) || (realpath(others[i], real) && nested(d, real)))
+            return bh_exc(c->exc, "QubesValueError", "dir_path %s overlaps %s", shown, others[i]);
+    }
+    return 0;
+}
+
 /* dir_path: absolute, normalised (Qubes normpaths it; here a path that needs it is
- * refused), printable, and apart from Bulkhead's own state and every other pool. */
-static int dir_path_ok(struct bh_call *c, const char *d)
+ * refused), printable, and apart from Bulkhead's own state and every other pool, both
+ * as written and where its symlinks lead (resolved into `real`, which the pool uses). */
+static int dir_path_ok(struct bh_call *c, const char *d, char *real, size_t rn)
 {
     size_t n = strlen(d);
     if (d[0] != '/' || n < 2 || d[n - 1] == '/' || strstr(d, "//") || strstr(d, "/./") || strstr(d, "/../") ||
@@ -234,27 +297,11 @@ static int dir_path_ok(struct bh_call *c, const char *d)
     for (const char *p = d; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             return bh_exc(c->exc, "QubesValueError", "dir_path contains control characters");
-    static const char *const system[] = { "/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/usr", "/bin", "/sbin",
-                                          "/lib" };
-    for (size_t i = 0; i < BH_ARRAY_SIZE(system); i++) {
-        size_t l = strlen(system[i]);
-        if (!strncmp(d, system[i], l) && (d[l] == '/' || !d[l]))
-            return bh_exc(c->exc, "QubesValueError", "dir_path %s is inside %s", d, system[i]);
-    }
-    /* Nested in either direction with Bulkhead's state or another pool: one would hold
-     * the other's files. */
-    const char *others[MAX_POOLS + 2];
-    size_t no = 0;
-    others[no++] = c->app->root_dir;
-    for (size_t i = 0; i < nadded; i++)
-        if (added[i].pool)
-            others[no++] = bh_pool_path(added[i].pool);
-    for (size_t i = 0; i < no; i++) {
-        size_t l = strlen(others[i]), m = l < n ? l : n;
-        if (!strncmp(d, others[i], m) && (d[m] == '/' || !d[m]) && (others[i][m] == '/' || !others[i][m]))
-            return bh_exc(c->exc, "QubesValueError", "dir_path %s overlaps %s", d, others[i]);
-    }
-    return 0;
+    if (placement_ok(c, d, d) < 0)
+        return -1;
+    if (resolve_dir_path(d, real, rn) < 0)
+        return bh_exc(c->exc, "QubesValueError", "dir_path %s does not resolve to a directory path", d);
+    return placement_ok(c, d, real);
 }
 
 static int pool_add(struct bh_call *c)
@@ -297,8 +344,10 @@ static int pool_add(struct bh_call *c)
         return bh_exc(c->exc, "QubesException", "Bulkhead's volatile volumes are always ephemeral (tmpfs)");
     if (chk && bh_qubes_bool(chk, &check) < 0)
         return bh_exc(c->exc, "QubesValueError", "Invalid literal for boolean property: '%s'", chk);
-    if (dir_path_ok(c, dir) < 0)
+    static char real[BH_POOLCFG_VAL + 1];
+    if (dir_path_ok(c, dir, real, sizeof real) < 0)
         return -1;
+    dir = real; /* where it leads: a symlink changed later does not move the pool */
 
     bool created;
     bh_error err = { 0 };

@@ -303,6 +303,14 @@ int bh_api_payload_number(struct bh_call *c, const char *name, bool allow_negati
     return 0;
 }
 
+/* Which import a Begin or End belongs to: the importing client's PID (qubesd-import and
+ * qvm-volume make both calls from one process), so imports into one volume at once each
+ * get their own temporary file. */
+static long import_token(struct bh_call *c)
+{
+    return (long)bh_server_peer_pid(c->conn);
+}
+
 static int import_begin(struct bh_call *c)
 {
     struct bh_pool *p = need_pool(c);
@@ -321,7 +329,8 @@ static int import_begin(struct bh_call *c)
     uint64_t size = 0;
     bh_error err = { 0 };
     int r;
-    WITH_SQ(c, r = bh_volume_import_begin(p, &sqb.sq, c->req->arg, (uint64_t)want, path, sizeof path, &size, &err));
+    long importer = import_token(c);
+    WITH_SQ(c, r = bh_volume_import_begin(p, &sqb.sq, c->req->arg, importer, (uint64_t)want, path, sizeof path, &size, &err));
     if (r < 0)
         return bh_exc(c->exc, "QubesException", "%s", err.msg);
     emit_import(c, true, size, false);
@@ -339,7 +348,8 @@ static int import_end(struct bh_call *c)
     bool ok = c->req->payload_len == 2 && !memcmp(c->req->payload, "ok", 2);
     bh_error err = { 0 };
     int r;
-    WITH_SQ(c, r = bh_volume_import_end(p, &sqb.sq, c->req->arg, ok, &err));
+    long importer = import_token(c);
+    WITH_SQ(c, r = bh_volume_import_end(p, &sqb.sq, c->req->arg, importer, ok, &err));
     if (r < 0) {
         emit_import(c, false, 0, false);
         return bh_exc(c->exc, "QubesException", "%s", err.msg);

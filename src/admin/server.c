@@ -6,6 +6,7 @@
 #include "io.h"
 #include "log.h"
 #include "loop.h"
+#include "qrexec_ids.h"
 #include "request.h"
 #include "waiters.h"
 #include <errno.h>
@@ -320,6 +321,9 @@ int bh_server_start(struct bh_app *app, const char *path, bh_error *err)
     umask(old);
     if (r < 0)
         return bh_fail_errno(err, "bind %s", path);
+    /* the socket's group: qrexec call processes ("dom0 qrexec", docs/qrexec.md) */
+    if (lchown(path, 0, BH_QX_CALL_GID) < 0)
+        return bh_fail_errno(err, "chown %s", path);
     if (listen(fd, 1024) < 0)
         return bh_fail_errno(err, "listen");
     if (bh_loop_add(fd, EPOLLIN, on_accept, NULL) < 0 || bh_loop_on_tick(on_tick, NULL) < 0 ||

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,18 @@ struct child {
     uint32_t domain, port;
 };
 static struct child children[MAX_CHILDREN];
+
+/* A handler forked ahead of time, waiting for the one call it will run: a call then does
+ * not wait for a fork of this process (page tables copied, copy-on-write faults: the
+ * largest single cost of a call on a paravirtualized guest). It is still one fresh
+ * process per call, forked from this one and never reused: it gets the call's message
+ * (type + body, as the daemon sent it) on a SOCK_SEQPACKET pair, parses it again itself,
+ * runs the call and exits. Forked again after a call ends, so that forking it does not
+ * compete with the call for the CPU, and only once this qube has had two calls: a qube
+ * that gets one call (a disposable) never pays for a spare it would not use. */
+static pid_t spare_pid;
+static unsigned calls_run;
+static int spare_fd = -1;
 
 static void send_terminated(uint32_t domain, uint32_t port)
 {
@@ -149,6 +162,80 @@ static void warm_user(const char *cmdline)
     (void)bh_qx_user_lookup(user);
 }
 
+static void close_inherited(void)
+{
+    close(ctrl);
+    for (int i = 0; i < MAX_TRIGGERS; i++)
+        if (triggers[i].fd >= 0)
+            close(triggers[i].fd);
+}
+
+/* The spare's life: one message, or EOF when the agent is gone (or dropped it). */
+static _Noreturn void spare_main(int fd)
+{
+    static uint8_t msg[4 + 8 + BH_QX_MAX_CMDLINE];
+    ssize_t n;
+    do
+        n = recv(fd, msg, sizeof msg, MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    if (n < 4 || (size_t)n > sizeof msg)
+        _exit(0);
+    close(fd);
+    uint32_t type = (uint32_t)msg[0] | (uint32_t)msg[1] << 8 | (uint32_t)msg[2] << 16 | (uint32_t)msg[3] << 24;
+    bh_error err = { 0 };
+    struct bh_qx_exec ex;
+    if ((type != BH_QX_MSG_EXEC_CMDLINE && type != BH_QX_MSG_JUST_EXEC) ||
+        bh_qx_parse_exec(type, msg + 4, (size_t)n - 4, &ex, &err) < 0)
+        _exit(125);
+    run_call(type, &ex);
+}
+
+static void spare_fork(void)
+{
+    if (spare_pid > 0 || ctrl < 0 || calls_run < 2)
+        return;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return;
+    int big = 4 + 8 + BH_QX_MAX_CMDLINE + 4096;
+    setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sp[0]);
+        close_inherited();
+        spare_main(sp[1]);
+    }
+    close(sp[1]);
+    if (pid < 0) {
+        close(sp[0]);
+        return;
+    }
+    spare_pid = pid;
+    spare_fd = sp[0];
+}
+
+static void spare_drop(void)
+{
+    if (spare_fd >= 0)
+        close(spare_fd); /* EOF: it exits; reap() collects it */
+    spare_fd = -1;
+    spare_pid = 0;
+}
+
+/* Hands the call to the spare; its pid, or -1 (none, or it is gone: fork instead). */
+static pid_t spare_take(uint32_t type, const uint8_t *body, size_t len)
+{
+    if (spare_pid <= 0)
+        return -1;
+    uint8_t t[4] = { (uint8_t)type, (uint8_t)(type >> 8), (uint8_t)(type >> 16), (uint8_t)(type >> 24) };
+    struct iovec iov[2] = { { t, 4 }, { (void *)body, len } };
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+    pid_t pid = spare_pid;
+    ssize_t n = sendmsg(spare_fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    spare_drop();
+    return n == (ssize_t)(4 + len) ? pid : -1;
+}
+
 static void handle_exec(uint32_t type, const uint8_t *body, size_t len)
 {
     bh_error err = { 0 };
@@ -169,20 +256,22 @@ static void handle_exec(uint32_t type, const uint8_t *body, size_t len)
         send_terminated(ex.connect_domain, ex.connect_port);
         return;
     }
-    pid_t pid = fork();
+    pid_t pid = spare_take(type, body, len);
+    if (pid < 0)
+        pid = fork();
     if (pid < 0) {
         bh_err("fork: %s", strerror(errno));
         send_terminated(ex.connect_domain, ex.connect_port);
         return;
     }
     if (pid == 0) {
-        close(ctrl);
-        for (int i = 0; i < MAX_TRIGGERS; i++)
-            if (triggers[i].fd >= 0)
-                close(triggers[i].fd);
+        if (spare_fd >= 0)
+            close(spare_fd);
+        close_inherited();
         run_call(type, &ex);
     }
     children[slot] = (struct child){ pid, ex.connect_domain, ex.connect_port };
+    calls_run++;
 }
 
 static struct trigger *find_ident(const char *ident)
@@ -337,12 +426,19 @@ static void reap(void)
 {
     int st;
     pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+    bool ended = false;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid == spare_pid) /* died unused (killed from inside the qube): fork another */
+            spare_drop();
         for (int i = 0; i < MAX_CHILDREN; i++)
             if (children[i].pid == pid) {
                 send_terminated(children[i].domain, children[i].port);
                 children[i].pid = 0;
+                ended = true;
             }
+    }
+    if (ended)
+        spare_fork();
 }
 
 static void usage(void)

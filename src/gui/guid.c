@@ -472,8 +472,18 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
     case XCB_REPARENT_NOTIFY: {
         xcb_reparent_notify_event_t *e = (void *)ev;
         struct guid_win *w = guid_find_x(g, e->window);
-        if (w && e->window == w->frame)
+        if (w && e->window == w->frame) {
             w->reparented = e->parent != g->screen->root;
+            if (w->docked)
+                guid_tray_reparented(g, w, e->parent);
+        }
+        break;
+    }
+    case XCB_MAP_NOTIFY: {
+        xcb_map_notify_event_t *e = (void *)ev;
+        struct guid_win *w = guid_find_x(g, e->window);
+        if (w && w->docked && e->window == w->frame)
+            guid_tray_mapped(g, w);
         break;
     }
     case XCB_CLIENT_MESSAGE: {

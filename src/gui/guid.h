@@ -23,6 +23,8 @@ struct guid_win {
     struct bh_gui_rect r;         /* content geometry on the host screen (clamped) */
     bool override_redirect, mapped, reparented;
     bool docked;                  /* in the desktop's system tray (guid_tray.c) */
+    bool embedded;                /* docked, and the tray said EMBEDDED_NOTIFY since its
+                                   * last reparent: only then may the frameless window show */
     /* a fullscreen request: with allow_fullscreen the qube's pixels cover the whole
      * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
      * window is maximised inside its frame (Qubes turns it into a maximise) */
@@ -165,6 +167,10 @@ void guid_tray_init(struct guid *g, int screen_number);
 void guid_tray_dock(struct guid *g, struct guid_win *w);
 /* A client message on the root window or a docked window: true when it was the tray's. */
 bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *e);
+/* A docked window was reparented (into a tray, or back to the root window when its
+ * tray went) or mapped by someone else: it shows only while a tray holds it. */
+void guid_tray_reparented(struct guid *g, struct guid_win *w, xcb_window_t parent);
+void guid_tray_mapped(struct guid *g, struct guid_win *w);
 /* Draws the clipped damage x0..x1, y0..y1 of a docked window, tinted. */
 bool guid_tray_draw(struct guid *g, struct guid_win *w, int32_t x0, int32_t y0, int32_t x1, int32_t y1);
 

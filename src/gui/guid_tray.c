@@ -107,11 +107,45 @@ bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *
     if (e->type != g->a_xembed || e->format != 32)
         return false;
     struct guid_win *w = guid_find_x(g, e->window);
-    if (w && w->docked && e->window == w->frame && e->data.data32[1] == XEMBED_EMBEDDED_NOTIFY && !w->mapped) {
-        w->mapped = true; /* the tray took it: it shows */
-        xcb_map_window(g->x, w->frame);
+    /* the tray took it (reparented it into itself, then said so): it shows. Never at
+     * the root window, where it would show without a frame. */
+    if (w && w->docked && e->window == w->frame && e->data.data32[1] == XEMBED_EMBEDDED_NOTIFY && w->reparented) {
+        w->embedded = true;
+        if (!w->mapped) {
+            w->mapped = true;
+            xcb_map_window(g->x, w->frame);
+        }
     }
     return true;
+}
+
+static void hide(struct guid *g, struct guid_win *w)
+{
+    w->mapped = false;
+    xcb_unmap_window(g->x, w->frame);
+}
+
+void guid_tray_reparented(struct guid *g, struct guid_win *w, xcb_window_t parent)
+{
+    /* a new parent, a new embedding: shown again only after its EMBEDDED_NOTIFY */
+    w->embedded = false;
+    if (parent == g->screen->root) {
+        /* the tray exited (its save-set hands the icon to the root window and maps it
+         * there) or gave the icon back: no frameless qube pixels on the desktop. It
+         * waits for the next tray, which announces itself with MANAGER. */
+        bh_info("%s: window 0x%x left the desktop's tray: hidden until a tray embeds it", g->qube, w->remote);
+        hide(g, w);
+    }
+}
+
+void guid_tray_mapped(struct guid *g, struct guid_win *w)
+{
+    /* mapped by anyone but a tray that embedded it (the save-set of a tray that
+     * exited, another client): taken down again */
+    if (!w->embedded) {
+        bh_info("%s: window 0x%x mapped outside a tray: unmapped", g->qube, w->remote);
+        hide(g, w);
+    }
 }
 
 bool guid_tray_draw(struct guid *g, struct guid_win *w, int32_t x0, int32_t y0, int32_t x1, int32_t y1)

@@ -131,6 +131,8 @@ bool guid_xkb_event(struct guid *g, const xcb_generic_event_t *ev)
     if (ev->pad0 != XCB_XKB_STATE_NOTIFY) /* XKB's own event type is in the second byte */
         return false;
     const xcb_xkb_state_notify_event_t *e = (const void *)ev;
+    bh_debug("%s: XKB state: group %u base %d latched %d locked %u changed 0x%x (had %u)", g->qube, e->group,
+            e->baseGroup, e->latchedGroup, e->lockedGroup, e->changed, g->host_group);
     if (e->group == g->host_group)
         return false;
     g->host_group = e->group;
@@ -298,8 +300,8 @@ void guid_win_configure(struct guid *g, struct guid_win *w, const struct bh_gui_
 
 void guid_win_map(struct guid *g, struct guid_win *w, uint32_t transient_for, bool override_redirect)
 {
-    if (w->docked) { /* shown by the tray when it embedded it; again after an unmap */
-        if (w->reparented && !w->mapped) {
+    if (w->docked) { /* shown only inside a tray that embedded it; again after an unmap */
+        if (w->embedded && !w->mapped) {
             w->mapped = true;
             xcb_map_window(g->x, w->frame);
         }

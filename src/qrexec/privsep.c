@@ -20,22 +20,37 @@ uid_t bh_qx_unpriv_id(uint32_t qid)
     return (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffff));
 }
 
+uid_t bh_qx_call_uid(uint32_t qid)
+{
+    return (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffff));
+}
+
 static bool caps_empty(void)
 {
     struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct d[2];
     if (syscall(SYS_capget, &h, d) < 0)
         return false;
-    return !d[0].effective && !d[1].effective && !d[0].permitted && !d[1].permitted;
+    return !d[0].effective && !d[1].effective && !d[0].permitted && !d[1].permitted && !d[0].inheritable &&
+           !d[1].inheritable;
 }
 
 int bh_qx_drop_privileges(uid_t id, bh_error *err)
 {
+    return bh_qx_drop_to(id, (gid_t)id, err);
+}
+
+int bh_qx_drop_to(uid_t id, gid_t gid, bh_error *err)
+{
     if (geteuid() == 0) {
+        /* the bounding set too: nothing exec'd later can regain a capability */
+        for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+                return bh_fail_errno(err, "dropping capability %d from the bounding set", cap);
         if (setgroups(0, NULL) < 0)
             return bh_fail_errno(err, "setgroups");
-        if (setresgid((gid_t)id, (gid_t)id, (gid_t)id) < 0)
-            return bh_fail_errno(err, "setresgid %u", (unsigned)id);
+        if (setresgid(gid, gid, gid) < 0)
+            return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
         /* all three UIDs non-zero: the kernel clears every capability set */
         if (setresuid(id, id, id) < 0)
             return bh_fail_errno(err, "setresuid %u", (unsigned)id);

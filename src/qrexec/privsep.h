@@ -5,20 +5,22 @@
  * bulkheadd, other qubes' daemons and vchan dirs, and dom0 services. */
 #pragma once
 #include "err.h"
+#include "qrexec_ids.h"
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The host UID/GID of a qube's unprivileged qrexec processes: one per qid, outside every
- * qube's UID range (those start at 2^20) and below it, so that no qube process and no
- * other qube's daemon shares it (same-UID processes may signal each other). */
-#define BH_QX_UNPRIV_ID_BASE (1u << 19)
+/* The identities (qrexec_ids.h): the reader and relays 2^19 + qid; the call processes
+ * 2^19 + 2^16 + qid in group BH_QX_CALL_GID. */
 uid_t bh_qx_unpriv_id(uint32_t qid);
+uid_t bh_qx_call_uid(uint32_t qid);
 
 /* Drops every privilege for good: supplementary groups, gid/uid (real, effective, saved)
  * to id, hence every capability; then no_new_privs and not dumpable. Checks that the
  * effective capability set is empty afterwards. Without root (tests that run the daemon
  * as a user) only no_new_privs and dumpable apply. */
 int bh_qx_drop_privileges(uid_t id, bh_error *err);
+/* The same to uid and gid (no supplementary groups). */
+int bh_qx_drop_to(uid_t uid, gid_t gid, bh_error *err);
 
 /* The allowlist filter of the unprivileged processes: what they use to move bytes over
  * fds they were given (read/write/poll/accept/sendmsg...), memory, time, exiting. No

@@ -456,6 +456,32 @@ static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
     return name && domid && !strcmp(name, target) && !strcmp(domid, want);
 }
 
+/* The call process gives up root for good: from here on it is the qube's call identity
+ * (bh_qx_call_uid, group BH_QX_CALL_GID), which reaches bulkheadd's socket and the
+ * daemons' sockets through that group, and the runtime and vchan dirs through the
+ * directory fds opened here, as root, beforehand (their parents need not be searchable:
+ * a test's private tmp dir is 0700). Nothing here needs root afterwards: what a call
+ * does in another qube's vchan dir (a 1777 tmpfs) any user may do. */
+static void enter_call_identity(void)
+{
+    static char rbuf[64], vbuf[64];
+    bh_error err = { 0 };
+    int rfd = open(runtime, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int vfd = open(vchan_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0 || vfd < 0) {
+        bh_err("call of %s: runtime %s or vchan dir %s: %s", qube_name, runtime, vchan_dir, strerror(errno));
+        _exit(1);
+    }
+    snprintf(rbuf, sizeof rbuf, "/proc/self/fd/%d", rfd);
+    snprintf(vbuf, sizeof vbuf, "/proc/self/fd/%d", vfd);
+    runtime = rbuf;
+    vchan_dir = vbuf;
+    if (bh_qx_drop_to(bh_qx_call_uid(qid), BH_QX_CALL_GID, &err) < 0) {
+        bh_err("call of %s: %s", qube_name, err.msg);
+        _exit(1);
+    }
+}
+
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
                                     int dom0_port)
 {
@@ -469,6 +495,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
+    enter_call_identity();
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */
@@ -1097,9 +1124,15 @@ int main(int argc, char **argv)
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0600, &err);
+    /* root and the "dom0 qrexec" group: qrexec-client and other qubes' call processes */
+    _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0660, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
+        return 1;
+    }
+    if (geteuid() == 0 && lchown(sock_path, 0, BH_QX_CALL_GID) < 0) {
+        bh_err("chown %s: %s", sock_path, strerror(errno));
+        unlink(sock_path);
         return 1;
     }
     struct stat sst;

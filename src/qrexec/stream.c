@@ -73,6 +73,13 @@ struct pump {
     bool out_is_pipe, err_is_pipe;
     int splice_fd;
     size_t splice_left;
+    /* our input's payload moved from the socket to in_fd (a pipe) by splice, no copy
+     * through us: a big enough message's header is peeked and taken alone, then its
+     * payload (in_left bytes) goes straight from the socket to the pipe. in_wait_pipe:
+     * the last splice stopped on a full pipe (else on an empty socket). If the reader
+     * goes away meanwhile, the rest of the payload is read and dropped. */
+    bool in_is_pipe, in_wait_pipe;
+    size_t in_left;
 };
 
 static int queue_msg(struct pump *p, uint32_t type, const void *data, size_t n)
@@ -249,6 +256,70 @@ static int parse_incoming(struct pump *p, bh_error *err)
     return bh_qx_rx_parse(&p->rx, &p->rq, INQ_HIGH, err);
 }
 
+/* Below this a message's payload is read with the rest (one read for many small
+ * messages); from this size on it is spliced. */
+#define IN_SPLICE_MIN 4096
+
+/* At a message boundary with nothing queued for in_fd: peeks the next header and, if it
+ * is our input's payload of IN_SPLICE_MIN bytes or more, takes the header alone and
+ * arms the splice. Anything else (or a header that fails the checks) is left for the
+ * ordinary read and parse, which will report it. */
+static void in_splice_arm(struct pump *p)
+{
+    uint8_t hb[8];
+    ssize_t r = recv(p->s->sock, hb, sizeof hb, MSG_PEEK | MSG_DONTWAIT);
+    if (r != (ssize_t)sizeof hb)
+        return;
+    struct bh_qx_hdr h;
+    bh_error ignored;
+    bh_qx_hdr_decode(hb, &h);
+    uint32_t want_in = p->s->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
+    if (h.type != want_in || h.len < IN_SPLICE_MIN || bh_qx_check_header(&h, BH_QX_FROM_DATA, &ignored) < 0)
+        return;
+    if (recv(p->s->sock, hb, sizeof hb, MSG_DONTWAIT) != (ssize_t)sizeof hb) {
+        p->sock_eof = true; /* cannot happen: the 8 bytes were there and we are the only reader */
+        return;
+    }
+    p->in_left = h.len;
+    p->in_wait_pipe = false;
+}
+
+/* Moves armed payload from the socket to in_fd (or drops it once in_fd is gone). */
+static void in_splice_move(struct pump *p)
+{
+    struct bh_qx_stream *s = p->s;
+    while (p->in_left) {
+        ssize_t n;
+        if (s->in_fd < 0) {
+            char sink[16384];
+            n = recv(s->sock, sink, p->in_left < sizeof sink ? p->in_left : sizeof sink, MSG_DONTWAIT);
+        } else {
+            n = splice(s->sock, NULL, s->in_fd, NULL, p->in_left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        }
+        if (n > 0) {
+            p->in_left -= (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            p->sock_eof = true; /* inside a message: handled as any early end */
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            struct pollfd q = { .fd = s->in_fd, .events = POLLOUT };
+            p->in_wait_pipe = s->in_fd >= 0 && poll(&q, 1, 0) == 0;
+            return;
+        }
+        if (s->in_fd >= 0 && errno == EPIPE) { /* reader gone: drop the rest, as direct_in */
+            close_fd(&s->in_fd);
+            continue;
+        }
+        p->sock_eof = true;
+        return;
+    }
+}
+
 static int pidfd_open_(pid_t pid)
 {
 #ifdef SYS_pidfd_open
@@ -285,6 +356,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
     p.splice_fd = -1;
     struct stat fst;
     p.out_is_pipe = !s->no_splice && s->out_fd >= 0 && fstat(s->out_fd, &fst) == 0 && S_ISFIFO(fst.st_mode);
+    p.in_is_pipe = !s->no_splice && s->in_fd >= 0 && (s->is_service || !s->filter_out) &&
+                   fstat(s->in_fd, &fst) == 0 && S_ISFIFO(fst.st_mode);
     p.err_is_pipe = !s->no_splice && s->is_service && s->err_fd >= 0 && fstat(s->err_fd, &fst) == 0 && S_ISFIFO(fst.st_mode);
     if (s->is_service && s->err_fd >= 0)
         bh_set_nonblock(s->err_fd, 1);
@@ -367,7 +440,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
         struct pollfd fds[5];
         int n = 0, i_sock = -1, i_out = -1, i_err = -1, i_in = -1, i_pid = -1;
         short sev = 0;
-        if (!p.sock_eof && p.inq.len < INQ_HIGH && p.rq.len + 65536 <= RQ_MAX)
+        if (p.in_left ? !p.sock_eof && !p.in_wait_pipe
+                      : !p.sock_eof && p.inq.len < INQ_HIGH && p.rq.len + 65536 <= RQ_MAX)
             sev |= POLLIN;
         if (p.outq.len || p.splice_left)
             sev |= POLLOUT;
@@ -385,7 +459,7 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                 fds[n++] = (struct pollfd){ .fd = s->err_fd, .events = POLLIN };
             }
         }
-        if (s->in_fd >= 0 && p.inq.len) {
+        if (s->in_fd >= 0 && (p.inq.len || (p.in_left && p.in_wait_pipe))) {
             i_in = n;
             fds[n++] = (struct pollfd){ .fd = s->in_fd, .events = POLLOUT };
         }
@@ -403,8 +477,17 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
             bh_fail_errno(err, "poll");
             goto out;
         }
-        (void)i_in;
-        if (i_sock >= 0 && (fds[i_sock].revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (p.in_left && ((i_in >= 0 && fds[i_in].revents) ||
+                          (i_sock >= 0 && (fds[i_sock].revents & (POLLIN | POLLHUP | POLLERR))))) {
+            in_splice_move(&p);
+        } else if (i_sock >= 0 && (fds[i_sock].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (p.in_is_pipe && s->in_fd >= 0 && p.rq.len == 0 && p.inq.len == 0 && !p.rx.in_eof && !p.rx.have_exit) {
+                in_splice_arm(&p);
+                if (p.in_left) {
+                    in_splice_move(&p);
+                    goto polled_sock;
+                }
+            }
             size_t room = p.rq.limit - p.rq.len;
             if (room > 4 * 65536)
                 room = 4 * 65536;
@@ -416,6 +499,7 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                     p.sock_eof = true;
             }
         }
+    polled_sock:
         if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR)))
             if (pump_local(&p, &s->out_fd, s->is_service ? BH_QX_MSG_DATA_STDOUT : BH_QX_MSG_DATA_STDIN,
                            &p.out_done, p.out_is_pipe) < 0) {

@@ -97,7 +97,7 @@ int st_image_grow(int dirfd, const char *name, uint64_t size, bh_error *err)
  * by device and inode, not by path. Only bound devices are opened: sysfs has
  * loopN/loop/ only while a file backs the device, and a host keeps every loop device it
  * ever made (hundreds after many qubes), whose opens would cost milliseconds per scan. */
-static int find_loop_for(int imgfd)
+int st_image_loop(int imgfd)
 {
     struct stat st;
     if (fstat(imgfd, &st) < 0)
@@ -139,7 +139,7 @@ int st_image_grow_online(int dirfd, const char *name, uint64_t size, bh_error *e
         return bh_fail_errno(err, "stat image");
     if (size < (uint64_t)st.st_size)
         return bh_fail(err, EINVAL, "shrinking a volume is not supported");
-    int n = find_loop_for(fd);
+    int n = st_image_loop(fd);
     if (n < 0)
         return bh_fail(err, EBUSY, "image %s is in use but not through a loop device we can find", name);
     char dev[32];
@@ -165,5 +165,5 @@ int st_image_in_use(int dirfd, const char *name)
     _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return 0;
-    return find_loop_for(fd) >= 0;
+    return st_image_loop(fd) >= 0;
 }

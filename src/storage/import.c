@@ -65,7 +65,18 @@ static int open_qube(struct bh_pool *p, const struct bh_storage_qube *q, const c
     return qfd;
 }
 
-int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
+/* The temporary file of one import: the importer's token in its name, so two imports
+ * into one volume at once each write their own file and neither renames the other's
+ * half-written data over the volume. */
+static void import_tmpname(char *buf, size_t n, long importer)
+{
+    char what[64];
+    snprintf(what, sizeof what, "%s-%ld", IMPORT_NAME, importer);
+    st_tmpname(buf, n, "tmp", what);
+}
+
+int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer,
+                           uint64_t size,
                            char *path, size_t n, uint64_t *size_out, bh_error *err)
 {
     _cleanup_close_ int lock = st_lock(p, err);
@@ -84,8 +95,8 @@ int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, c
         return bh_fail(err, EINVAL, "size %" PRIu64 " out of range (%llu..%llu)", size,
                        (unsigned long long)BH_VOLUME_MIN_SIZE, (unsigned long long)BH_VOLUME_MAX_SIZE);
     char tmp[96];
-    st_tmpname(tmp, sizeof tmp, "tmp", IMPORT_NAME);
-    (void)unlinkat(qfd, tmp, 0); /* an earlier unfinished import of this daemon */
+    import_tmpname(tmp, sizeof tmp, importer);
+    (void)unlinkat(qfd, tmp, 0); /* an earlier unfinished import by the same importer */
     _cleanup_close_ int fd = openat(qfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return bh_fail_errno(err, "create %s", tmp);
@@ -166,7 +177,8 @@ static int check_ext4(int dirfd, const char *name, bh_error *err)
     return 0;
 }
 
-int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bool ok, bh_error *err)
+int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer, bool ok,
+                         bh_error *err)
 {
     _cleanup_close_ int lock = st_lock(p, err);
     if (lock < 0)
@@ -177,7 +189,7 @@ int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, con
     if (qfd < 0)
         return -1;
     char tmp[96];
-    st_tmpname(tmp, sizeof tmp, "tmp", IMPORT_NAME);
+    import_tmpname(tmp, sizeof tmp, importer);
     if (bh_fs_exists(qfd, tmp) != 1)
         return bh_fail(err, ENOENT, "No import in progress for %s:%s", q->name, vol);
     if (!ok) {

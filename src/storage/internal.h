@@ -61,6 +61,33 @@ int st_image_in_use(int dirfd, const char *name);
 bool st_private_in_use(int qfd);
 /* Waits up to ms milliseconds for st_private_in_use to become false. */
 bool st_private_wait_free(int qfd, int ms);
+/* The loop device number serving the open image (matched by device and inode), or -1. */
+int st_image_loop(int imgfd);
+/* The root volume as an image (rootimg.c, docs/storage.md): root.img (sparse ext4 of
+ * root.size) mounted on root/ with nosuid, nodev, noexec. */
+bool st_root_is_image(int qfd);
+/* A new root.img of size bytes and an empty root/ mount point (not mounted). */
+int st_root_image_create(int qfd, uint64_t size, bh_error *err);
+/* Mounts root.img on root/ unless it is already (idempotent; through the loop device
+ * that already serves the image, if any). build: nosuid only, for a builder that runs
+ * the tree's programs (debootstrap); st_root_seal then adds nodev and noexec. */
+int st_root_mount(int qfd, bool build, bh_error *err);
+int st_root_seal(int qfd, bh_error *err);
+/* Detaches the mount on root/ if there is one. */
+int st_root_unmount(int qfd, bh_error *err);
+/* Converts a legacy root directory into root.img once, then mounts it. */
+int st_root_ensure(int qfd, bh_error *err);
+/* Copies sfd's root.img to dfd/dname, frozen while copied if mounted. */
+int st_root_copy_image(int sfd, int dfd, const char *dname, bh_error *err);
+/* A root tree sdir/sname into a new image qfd/dname (at least size bytes). */
+int st_root_image_from_tree(int sdir, const char *sname, int qfd, const char *dname, uint64_t size, bh_error *err);
+/* Unmounts qube dir parent/name's root (if mounted), then removes the whole tree. */
+int st_qube_tree_remove(int parent, const char *name, bh_error *err);
+/* Grows root.img to the size recorded in root.resize (online, or offline when nothing
+ * else has the image); leaves the wish in place when the image is in use. */
+int st_root_grow_pending(int qfd, bh_error *err);
+int st_root_freeze(int qfd);
+void st_root_thaw(int fd);
 int st_revisions_open_newest(int qfd, const char *vol, int *dirfd, char *name, size_t n);
 /* The disposable template's shared read-only private base (dispbase.c): made fresh if
  * the template's private changed since; *usable false if it cannot serve (its journal
@@ -72,7 +99,7 @@ int st_build_host_tree(int rootfd, bh_error *err);
 int st_remove_device_nodes(int rootfd, bh_error *err);
 /* Creates qubes/<name> as a TemplateVM volume set with the given origin, its root filled
  * by fill(rootfd, rootpath, ctx); all under a temporary name, renamed at the end. */
-int st_template_create(struct bh_pool *p, const char *name, const char *origin,
+int st_template_create(struct bh_pool *p, const char *name, const char *origin, uint64_t root_size, bool build_exec,
                        int (*fill)(int rootfd, const char *rootpath, void *ctx, bh_error *err), void *ctx,
                        bh_error *err);
 

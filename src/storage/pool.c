@@ -141,7 +141,7 @@ void st_sweep(int dirfd)
     while ((e = readdir(d))) {
         if (is_dead_leftover(e->d_name)) {
             bh_error err;
-            if (bh_fs_remove_tree_at(dirfd, e->d_name, &err) < 0)
+            if (st_qube_tree_remove(dirfd, e->d_name, &err) < 0)
                 fprintf(stderr, "storage: leftover %s: %s\n", e->d_name, err.msg);
             removed = true;
         }

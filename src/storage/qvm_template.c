@@ -1,7 +1,7 @@
 /* qvm-template: builds templates into a pool of the Bulkhead root, offline from the
  * host (`host`) or with debootstrap (`debian`), and lists the built ones.
- *   qvm-template [--root DIR] [--pool P] build host NAME
- *   qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL]
+ *   qvm-template [--root DIR] [--pool P] build host NAME [--root-size SIZE]
+ *   qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL] [--root-size SIZE]
  *   qvm-template [--root DIR] [--pool P] list
  * A built template is adopted by bulkheadd when a TemplateVM of that name is created
  * (qvm-create --class TemplateVM NAME --label black). */
@@ -17,8 +17,9 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: qvm-template [--root DIR] [--pool P] build host NAME\n"
-                    "       qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL]\n"
+    fprintf(stderr, "usage: qvm-template [--root DIR] [--pool P] build host NAME [--root-size SIZE]\n"
+                    "       qvm-template [--root DIR] [--pool P] build debian NAME [--suite S] [--mirror URL]"
+                    " [--root-size SIZE]\n"
                     "       qvm-template [--root DIR] [--pool P] list\n");
     exit(2);
 }
@@ -105,11 +106,13 @@ int main(int argc, char **argv)
 {
     bh_log_init("qvm-template");
     const char *root = getenv("BULKHEAD_ROOT"), *pool = "default", *suite = NULL, *mirror = NULL;
+    uint64_t root_size = 0; /* default: BH_ROOT_DEFAULT_SIZE */
     if (!root || !*root)
         root = "/var/lib/bulkhead";
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },  { "pool", required_argument, NULL, 'p' },
         { "suite", required_argument, NULL, 's' }, { "mirror", required_argument, NULL, 'm' },
+        { "root-size", required_argument, NULL, 'z' },
         { "help", no_argument, NULL, 'h' },        { NULL, 0, NULL, 0 },
     };
     int c;
@@ -119,6 +122,12 @@ int main(int argc, char **argv)
         case 'p': pool = optarg; break;
         case 's': suite = optarg; break;
         case 'm': mirror = optarg; break;
+        case 'z':
+            if (bh_size_parse(optarg, &root_size) < 0 || root_size < BH_VOLUME_MIN_SIZE) {
+                fprintf(stderr, "qvm-template: invalid --root-size %s\n", optarg);
+                return 2;
+            }
+            break;
         default: usage();
         }
     }
@@ -153,14 +162,14 @@ int main(int argc, char **argv)
         }
         free(out);
     } else if (!strcmp(a[1], "host")) {
-        r = bh_template_build_host(p, a[2], &err);
+        r = bh_template_build_host(p, a[2], root_size, &err);
         if (r == 0) {
             printf("built template %s (host) in %s\n", a[2], bh_pool_path(p));
             register_template(p, a[2]);
         }
     } else {
         struct progress pr = { .tty = isatty(2) };
-        r = bh_template_build_debian(p, a[2], suite, mirror, show_progress, &pr, &err);
+        r = bh_template_build_debian(p, a[2], suite, mirror, root_size, show_progress, &pr, &err);
         if (pr.tty && pr.phase[0])
             fputc('\n', stderr);
         if (r == 0) {

@@ -127,6 +127,7 @@ int st_revisions_take(int qfd, const char *vol, int keep, bh_error *err)
     if (bh_fs_remove_tree_at(vd, tmp, err) < 0)
         return -1;
     int r = !strcmp(vol, "private") ? bh_fs_copy_file_at(qfd, "private.img", vd, tmp, 0600, err)
+            : st_root_is_image(qfd) ? st_root_copy_image(qfd, vd, tmp, err)
                                     : bh_fs_copy_tree_at(qfd, "root", vd, tmp, err);
     if (r < 0) {
         bh_error e2;
@@ -228,7 +229,7 @@ int bh_volume_revert(struct bh_pool *p, const struct bh_storage_qube *q, const c
     if (vd < 0)
         return -1;
     char tmp[64];
-    st_tmpname(tmp, sizeof tmp, "tmp", root ? "root" : "private.img");
+    st_tmpname(tmp, sizeof tmp, "tmp", root ? "root.img" : "private.img");
     if (bh_fs_remove_tree_at(qfd, tmp, err) < 0)
         return -1;
     /* Build the whole copy under a temporary name, then one rename: a crash leaves the
@@ -244,22 +245,36 @@ int bh_volume_revert(struct bh_pool *p, const struct bh_storage_qube *q, const c
         fsync(qfd);
         return 0;
     }
-    if (bh_fs_copy_tree_at(vd, name, qfd, tmp, err) < 0) {
-        bh_error e2;
-        bh_fs_remove_tree_at(qfd, tmp, &e2);
+    /* A root left as a tree by an earlier version becomes an image first. */
+    if (st_root_ensure(qfd, err) < 0)
+        return bh_prefix(err, "revert %s:%s", q->name, vol);
+    /* A revision is an image, or a tree taken by an earlier version: made into one. */
+    struct stat rst;
+    if (fstatat(vd, name, &rst, AT_SYMLINK_NOFOLLOW) < 0)
+        return bh_fail_errno(err, "revision %s", name);
+    uint64_t size = BH_ROOT_DEFAULT_SIZE;
+    _cleanup_free_ char *szs = bh_fs_read_small_at(qfd, "root.size", 64);
+    if (szs)
+        size = strtoull(szs, NULL, 10);
+    unlinkat(qfd, tmp, 0);
+    int r = S_ISDIR(rst.st_mode) ? st_root_image_from_tree(vd, name, qfd, tmp, size, err)
+            : S_ISREG(rst.st_mode) ? bh_fs_copy_file_at(vd, name, qfd, tmp, 0600, err)
+                                   : bh_fail(err, EINVAL, "revision %s is neither image nor tree", name);
+    if (r < 0) {
+        unlinkat(qfd, tmp, 0);
         return bh_prefix(err, "revert %s:%s", q->name, vol);
     }
     st_failpoint("revert-before-rename");
-    /* Directories cannot be renamed over each other: swap them atomically; the old tree
-     * then sits under the temporary name (swept after a crash). */
-    if (renameat2(qfd, tmp, qfd, "root", RENAME_EXCHANGE) < 0)
-        return bh_fail_errno(err, "revert %s:%s", q->name, vol);
+    /* The template is halted (checked above); its app qubes that still run keep the
+     * image they started on (their mounts hold the replaced file). */
+    if (st_root_unmount(qfd, err) < 0 || renameat(qfd, tmp, qfd, "root.img") < 0) {
+        unlinkat(qfd, tmp, 0);
+        bh_error e2;
+        st_root_mount(qfd, false, &e2);
+        return bh_prefix(err, "revert %s:%s", q->name, vol);
+    }
     fsync(qfd);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    char gen[48];
-    int gl = snprintf(gen, sizeof gen, "%lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
-    if (bh_fs_write_atomic_at(qfd, "root.gen", gen, (size_t)gl, 0600, err) < 0)
+    if (st_bump_gen(qfd, err) < 0)
         return -1;
-    return bh_fs_remove_tree_at(qfd, tmp, err);
+    return st_root_mount(qfd, false, err);
 }

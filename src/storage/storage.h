@@ -116,9 +116,12 @@ int bh_pool_set_default_revisions(struct bh_pool *p, int keep, bh_error *err);
  * the volume's current size) next to the private volume and puts its absolute path in
  * path; the caller writes the raw data there; end(ok) checks it (a clean ext4) and
  * renames it over the volume, end(!ok) deletes it. Only `private`, qube halted. */
-int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, uint64_t size,
+/* `importer` names one import among concurrent ones into the same volume (bulkheadd
+ * passes the importing client's PID): begin and end must give the same. */
+int bh_volume_import_begin(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer, uint64_t size,
                            char *path, size_t n, uint64_t *size_out, bh_error *err);
-int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bool ok, bh_error *err);
+int bh_volume_import_end(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, long importer, bool ok,
+                         bh_error *err);
 /* admin.vm.volume.Clear: the private volume becomes a fresh empty filesystem of its size. */
 int bh_volume_clear(struct bh_pool *p, const struct bh_storage_qube *q, const char *vol, bh_error *err);
 /* <root>/pools/<name>, for messages. */
@@ -130,10 +133,11 @@ const char *bh_pool_path(const struct bh_pool *p);
 /* bulkheadd calls this at start: builds the `host` template volumes if missing; *created
  * tells whether it did (then register a TemplateVM "host" in the store). */
 int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err);
-int bh_template_build_host(struct bh_pool *p, const char *name, bh_error *err);
+/* root_size: bytes of the template's root image, 0 = BH_ROOT_DEFAULT_SIZE. */
+int bh_template_build_host(struct bh_pool *p, const char *name, uint64_t root_size, bh_error *err);
 /* debootstrap SUITE from MIRROR (NULL: Debian's) into a new template NAME; each output
  * line of debootstrap goes to progress (may be NULL). */
 int bh_template_build_debian(struct bh_pool *p, const char *name, const char *suite, const char *mirror,
-                             void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err);
+                             uint64_t root_size, void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err);
 /* "NAME ORIGIN adopted|unclaimed USAGE_BYTES" one a line for every built template. */
 int bh_template_list(struct bh_pool *p, char **out, bh_error *err);

@@ -15,13 +15,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int st_template_create(struct bh_pool *p, const char *name, const char *origin,
+int st_template_create(struct bh_pool *p, const char *name, const char *origin, uint64_t root_size, bool build_exec,
                        int (*fill)(int rootfd, const char *rootpath, void *ctx, bh_error *err), void *ctx,
                        bh_error *err)
 {
     const char *why;
     if (!bh_qube_name_valid(name, &why))
         return bh_fail(err, EINVAL, "invalid template name: %s", why);
+    if (!root_size)
+        root_size = BH_ROOT_DEFAULT_SIZE;
+    if (root_size < BH_VOLUME_MIN_SIZE || root_size > BH_VOLUME_MAX_SIZE)
+        return bh_fail(err, EINVAL, "root size %" PRIu64 " out of range", root_size);
     if (bh_fs_exists(p->qubes_fd, name) != 0)
         return bh_fail(err, EEXIST, "volumes of qube %s already exist", name);
     char tmp[64];
@@ -35,17 +39,23 @@ int st_template_create(struct bh_pool *p, const char *name, const char *origin,
         bh_fail(err, ENOMEM, "out of memory");
         goto fail;
     }
-    if (mkdirat(qfd, "root", 0755) < 0) {
-        bh_fail_errno(err, "mkdir root");
+    /* The tree is built inside its image (mounted on root/ of the temporary set), so
+     * the build itself is bounded by the root's size. */
+    if (st_root_image_create(qfd, root_size, err) < 0 || st_root_mount(qfd, build_exec, err) < 0)
         goto fail;
-    }
     rootfd = bh_fs_open_dir(qfd, "root", err);
     if (rootfd < 0)
         goto fail;
     if (fill(rootfd, rootpath, ctx, err) < 0)
         goto fail;
+    if (syncfs(rootfd) < 0) {
+        bh_fail_errno(err, "sync the root image");
+        goto fail;
+    }
+    if (build_exec && st_root_seal(qfd, err) < 0)
+        goto fail;
     char sz[32];
-    int n = snprintf(sz, sizeof sz, "%llu\n", BH_ROOT_DEFAULT_SIZE);
+    int n = snprintf(sz, sizeof sz, "%" PRIu64 "\n", root_size);
     if (st_image_create(qfd, "private.img", BH_PRIVATE_DEFAULT_SIZE, err) < 0 ||
         bh_fs_write_atomic_at(qfd, "root.size", sz, (size_t)n, 0600, err) < 0 ||
         bh_fs_write_atomic_at(qfd, "origin", origin, strlen(origin), 0600, err) < 0 || st_bump_gen(qfd, err) < 0)
@@ -55,6 +65,7 @@ int st_template_create(struct bh_pool *p, const char *name, const char *origin,
         if (lock < 0)
             goto fail;
         st_failpoint("template-before-rename");
+        /* The mount on root/ moves with its directory. */
         if (st_publish_tmpdir(p, qfd, tmp, name, err) < 0)
             goto fail;
     }
@@ -62,7 +73,10 @@ int st_template_create(struct bh_pool *p, const char *name, const char *origin,
 fail:
     {
         bh_error e2;
-        bh_fs_remove_tree_at(p->qubes_fd, tmp, &e2);
+        if (rootfd >= 0)
+            close(rootfd);
+        rootfd = -1;
+        st_qube_tree_remove(p->qubes_fd, tmp, &e2);
     }
     return bh_prefix(err, "build template %s", name);
 }
@@ -72,9 +86,9 @@ static int fill_host(int rootfd, const char *rootpath, void *ctx, bh_error *err)
     return st_build_host_tree(rootfd, err);
 }
 
-int bh_template_build_host(struct bh_pool *p, const char *name, bh_error *err)
+int bh_template_build_host(struct bh_pool *p, const char *name, uint64_t root_size, bh_error *err)
 {
-    return st_template_create(p, name, "host", fill_host, NULL, err);
+    return st_template_create(p, name, "host", root_size, false, fill_host, NULL, err);
 }
 
 int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err)
@@ -87,11 +101,11 @@ int bh_template_ensure_host(struct bh_pool *p, bool *created, bh_error *err)
         _cleanup_close_ int q = st_qube_dir(p, "host", err);
         if (q < 0)
             return -1;
-        if (!bh_fs_is_dir(q, "root"))
+        if (!st_root_is_image(q) && !bh_fs_is_dir(q, "root"))
             return bh_fail(err, EEXIST, "a qube named host exists but has no root of its own");
         return 0;
     }
-    if (bh_template_build_host(p, "host", err) < 0) {
+    if (bh_template_build_host(p, "host", 0, err) < 0) {
         /* Someone else built it meanwhile: as good. */
         if (err && err->errnum == EEXIST)
             return 0;
@@ -234,7 +248,7 @@ static bool mirror_valid(const char *m)
 }
 
 int bh_template_build_debian(struct bh_pool *p, const char *name, const char *suite, const char *mirror,
-                             void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err)
+                             uint64_t root_size, void (*progress)(const char *line, void *ctx), void *ctx, bh_error *err)
 {
     if (!suite)
         suite = "bookworm";
@@ -247,7 +261,7 @@ int bh_template_build_debian(struct bh_pool *p, const char *name, const char *su
     struct debian_ctx c = { suite, mirror, progress, ctx };
     char origin[64];
     snprintf(origin, sizeof origin, "debian %s", suite);
-    return st_template_create(p, name, origin, fill_debian, &c, err);
+    return st_template_create(p, name, origin, root_size, true, fill_debian, &c, err);
 }
 
 int bh_template_list(struct bh_pool *p, char **out, bh_error *err)
@@ -281,7 +295,7 @@ int bh_template_list(struct bh_pool *p, char **out, bh_error *err)
                 *s = '-';
         uint64_t usage = 0;
         bh_error e2;
-        bh_fs_usage_at(q, "root", &usage, &e2);
+        bh_fs_usage_at(q, st_root_is_image(q) ? "root.img" : "root", &usage, &e2);
         fprintf(f, "%s %s %s %" PRIu64 "\n", e->d_name, origin, bh_fs_exists(q, "claimed") == 1 ? "adopted" : "unclaimed",
                 usage);
     }

@@ -207,8 +207,16 @@ int main(void)
     CHECK(!path_exists("qubes/work"));
     CHECK(bh_volumes_remove(p, &app, &err) == 0); /* already gone: fine */
 
+    /* Template roots stay mounted until their qube is removed (rootimg.c). */
+    static const struct bh_storage_qube gone[] = { { .name = "host", .klass = "TemplateVM" },
+                                                   { .name = "tpl", .klass = "TemplateVM" },
+                                                   { .name = "tpl2", .klass = "TemplateVM" } };
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        CHECK(bh_volumes_remove(p, &gone[i], &err) == 0);
     bh_pool_close(p);
     char cmd[128];
+    snprintf(cmd, sizeof cmd, "grep -q ' %s' /proc/self/mountinfo", root);
+    CHECK(system(cmd) != 0); /* nothing of ours is mounted any more */
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
     CHECK(system(cmd) == 0);
     return tap_done();

@@ -85,13 +85,19 @@ int st_publish_tmpdir(struct bh_pool *p, int tmpfd, const char *tmp, const char 
     return 0;
 }
 
-/* Root tree for a new template/standalone: a copy of srcfd's root (with its size and
- * origin) if srcfd >= 0, else empty. */
+/* Root volume for a new template/standalone: a copy of srcfd's root image (with its
+ * size and origin) if srcfd >= 0, else an empty image of the default size. Mounted
+ * once published (st_root_mount_published). */
 static int make_own_root(int srcfd, int qfd, bh_error *err)
 {
     if (srcfd >= 0) {
-        if (bh_fs_copy_tree_at(srcfd, "root", qfd, "root", err) < 0)
+        /* A source left as a directory by an earlier version becomes an image first. */
+        if (st_root_ensure(srcfd, err) < 0)
+            return bh_prefix(err, "root of the source");
+        if (st_root_copy_image(srcfd, qfd, "root.img", err) < 0)
             return -1;
+        if (mkdirat(qfd, "root", 0755) < 0)
+            return bh_fail_errno(err, "mkdir root");
         uint64_t sz;
         if (read_u64(srcfd, "root.size", &sz) == 0 && write_u64(qfd, "root.size", sz, err) < 0)
             return -1;
@@ -99,12 +105,22 @@ static int make_own_root(int srcfd, int qfd, bh_error *err)
         if (o && bh_fs_write_atomic_at(qfd, "origin", o, strlen(o), 0600, err) < 0)
             return -1;
     } else {
-        if (mkdirat(qfd, "root", 0755) < 0)
-            return bh_fail_errno(err, "mkdir root");
+        if (st_root_image_create(qfd, BH_ROOT_DEFAULT_SIZE, err) < 0)
+            return -1;
         if (write_u64(qfd, "root.size", BH_ROOT_DEFAULT_SIZE, err) < 0)
             return -1;
     }
     return st_bump_gen(qfd, err);
+}
+
+/* After publishing a new volume set: its root image mounted on root/. A failure here
+ * leaves a complete volume set; the next start mounts it (st_root_ensure). */
+static void mount_published_root(struct bh_pool *p, const char *name)
+{
+    bh_error e;
+    _cleanup_close_ int qfd = st_qube_dir(p, name, &e);
+    if (qfd < 0 || st_root_mount(qfd, false, &e) < 0)
+        bh_warn("storage: root of %s not mounted yet: %s", name, e.msg);
 }
 
 /* A TemplateVM built by qvm-template waits in the pool, unclaimed, until the daemon
@@ -139,7 +155,7 @@ int bh_volumes_create(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
         tfd = st_qube_dir(p, q->template_name, err);
         if (tfd < 0)
             return bh_prefix(err, "template");
-        if (!bh_fs_is_dir(tfd, "root"))
+        if (!st_root_is_image(tfd) && !bh_fs_is_dir(tfd, "root"))
             return bh_fail(err, EINVAL, "%s has no root volume of its own", q->template_name);
     }
     if (!strcmp(q->klass, "DispVM")) {
@@ -162,11 +178,13 @@ int bh_volumes_create(struct bh_pool *p, const struct bh_storage_qube *q, bh_err
     st_failpoint("create-before-rename");
     if (st_publish_tmpdir(p, qfd, tmp, q->name, err) < 0)
         goto fail;
+    if (st_own_root(q->klass))
+        mount_published_root(p, q->name);
     return 0;
 fail:
     {
         bh_error e2;
-        bh_fs_remove_tree_at(p->qubes_fd, tmp, &e2);
+        st_qube_tree_remove(p->qubes_fd, tmp, &e2);
     }
     return bh_prefix(err, "create volumes of %s", q->name);
 }
@@ -193,7 +211,7 @@ static int remove_locked(struct bh_pool *p, const char *name, bh_error *err)
         return bh_fail_errno(err, "remove volumes of %s", name);
     fsync(p->qubes_fd);
     st_failpoint("remove-after-rename");
-    return bh_fs_remove_tree_at(p->qubes_fd, trash, err);
+    return st_qube_tree_remove(p->qubes_fd, trash, err);
 }
 
 int bh_volumes_remove(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err)
@@ -288,7 +306,7 @@ int bh_volumes_clone(struct bh_pool *p, const struct bh_storage_qube *src, const
     if (bh_fs_exists(p->qubes_fd, dst->name) != 0)
         return bh_fail(err, EEXIST, "volumes of qube %s already exist", dst->name);
     _cleanup_close_ int tfd = -1;
-    if (st_own_root(dst->klass) && !bh_fs_is_dir(sfd, "root")) {
+    if (st_own_root(dst->klass) && !st_root_is_image(sfd) && !bh_fs_is_dir(sfd, "root")) {
         /* An app qube cloned into a standalone gets a copy of its template's root. */
         const char *t = src->template_name ? src->template_name : dst->template_name;
         if (!t)
@@ -313,11 +331,13 @@ int bh_volumes_clone(struct bh_pool *p, const struct bh_storage_qube *src, const
     st_failpoint("clone-before-rename");
     if (st_publish_tmpdir(p, qfd, tmp, dst->name, err) < 0)
         goto fail;
+    if (st_own_root(dst->klass))
+        mount_published_root(p, dst->name);
     return 0;
 fail:
     {
         bh_error e2;
-        bh_fs_remove_tree_at(p->qubes_fd, tmp, &e2);
+        st_qube_tree_remove(p->qubes_fd, tmp, &e2);
     }
     return bh_prefix(err, "clone %s to %s", src->name, dst->name);
 }
@@ -343,7 +363,9 @@ int bh_volume_info(struct bh_pool *p, const struct bh_storage_qube *q, const cha
         if (st_own_root(q->klass)) {
             if (read_u64(qfd, "root.size", &out->size) < 0)
                 out->size = BH_ROOT_DEFAULT_SIZE;
-            if (bh_fs_usage_at(qfd, "root", &out->usage, err) < 0)
+            /* An image: what it takes on the host's disk (as private); a tree left by
+             * an earlier version: du. */
+            if (bh_fs_usage_at(qfd, st_root_is_image(qfd) ? "root.img" : "root", &out->usage, err) < 0)
                 return -1;
             out->save_on_stop = true;
             out->revisions_to_keep = q->revisions_to_keep;
@@ -484,7 +506,19 @@ int bh_volume_resize(struct bh_pool *p, const struct bh_storage_qube *q, const c
         read_u64(qfd, "root.size", &cur);
         if (size < cur)
             return bh_fail(err, EINVAL, "For your own safety, shrinking of root is disabled");
-        return write_u64(qfd, "root.size", size, err);
+        if (size == cur)
+            return 0;
+        if (!st_root_is_image(qfd))
+            return write_u64(qfd, "root.size", size, err); /* converted at its next start */
+        /* The wish first (durable), then the image: a crash in between grows it later. */
+        if (write_u64(qfd, "root.resize", size, err) < 0 || write_u64(qfd, "root.size", size, err) < 0)
+            return -1;
+        bh_error now;
+        if (st_root_grow_pending(qfd, &now) < 0)
+            bh_warn("resize of %s:root: %s; it completes when the qube next starts or stops", q->name, now.msg);
+        else if (bh_fs_exists(qfd, "root.resize") == 1)
+            bh_info("resize of %s:root waits until no qube uses it (next start or stop)", q->name);
+        return 0;
     }
     if (!strcmp(vol, "volatile"))
         return write_u64(qfd, "volatile.size", size, err); /* throwaway: any size is safe */
@@ -528,8 +562,8 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
     bool host_usr;
     _cleanup_free_ char *gen = NULL;
     if (st_own_root(q->klass)) {
-        if (!bh_fs_is_dir(qfd, "root"))
-            return bh_fail(err, ENOENT, "root volume of %s is missing", q->name);
+        if (st_root_ensure(qfd, err) < 0 || st_root_grow_pending(qfd, err) < 0)
+            return bh_prefix(err, "root volume of %s", q->name);
         out->root_rw = join(qdir, "root", "");
         host_usr = has_origin_host(qfd);
         gen = strdup("own");
@@ -537,8 +571,8 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
         _cleanup_close_ int tfd = st_qube_dir(p, q->template_name, err);
         if (tfd < 0)
             return bh_prefix(err, "template");
-        if (!bh_fs_is_dir(tfd, "root"))
-            return bh_fail(err, ENOENT, "root volume of template %s is missing", q->template_name);
+        if (st_root_ensure(tfd, err) < 0)
+            return bh_prefix(err, "root volume of template %s", q->template_name);
         char tdir[512];
         snprintf(tdir, sizeof tdir, "%s/qubes/%s", p->path, q->template_name);
         out->root_lower = join(tdir, "root", "");
@@ -670,6 +704,9 @@ int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_er
     if (st_revisions_prune(qfd, "private", q->revisions_to_keep < 0 ? 0 : q->revisions_to_keep, err) < 0)
         return bh_prefix(err, "%s", q->name);
     if (st_own_root(q->klass)) {
+        bh_error grow;
+        if (st_root_is_image(qfd) && st_root_grow_pending(qfd, &grow) < 0)
+            bh_warn("%s: %s", q->name, grow.msg);
         if (st_revisions_prune(qfd, "root", q->revisions_to_keep < 0 ? 0 : q->revisions_to_keep, err) < 0)
             return bh_prefix(err, "%s", q->name);
         if (st_bump_gen(qfd, err) < 0)

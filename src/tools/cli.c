@@ -332,3 +332,13 @@ void cli_get_all(const struct cli_args *a, int id, struct strv *out)
         if (a->opts[i].id == id && a->opts[i].arg)
             strv_push(out, a->opts[i].arg);
 }
+
+void cli_at_most(const struct strv *pos, size_t max)
+{
+    if (pos->n <= max)
+        return;
+    struct strv extra = { 0 };
+    for (size_t i = max; i < pos->n; i++)
+        strv_push(&extra, pos->v[i]);
+    cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
+}

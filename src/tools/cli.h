@@ -59,6 +59,8 @@ void cli_get_all(const struct cli_args *a, int id, struct strv *out);
 int cli_verbosity(void);
 
 noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* argparse's "unrecognized arguments: ..." (usage error) when pos has more than max. */
+void cli_at_most(const struct strv *pos, size_t max);
 noreturn void cli_runtime_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_print_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reports an error in the tool's style (see cli_init) and exits 1. */

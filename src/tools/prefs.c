@@ -116,12 +116,7 @@ int prefs_run(const char *vm, const struct cli_args *a, const struct strv *pos)
     }
     if (pos->n == 0)
         return list_all(vm, cli_has(a, PO_HIDE_DEFAULT));
-    if (pos->n > 2) {
-        struct strv extra = { 0 };
-        for (size_t i = 2; i < pos->n; i++)
-            strv_push(&extra, pos->v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(pos, 2);
     char *prop = normalise_name(pos->v[0]);
     struct reply r;
     if (pos->n == 2) {

@@ -42,12 +42,7 @@ int qvm_clone_main(int argc, char **argv)
     if (a.pos.n < 2)
         cli_usage_error("the following arguments are required: %s",
                         a.pos.n ? "NEWVM" : "VMNAME, NEWVM");
-    if (a.pos.n > 2) {
-        struct strv extra = { 0 };
-        for (size_t i = 2; i < a.pos.n; i++)
-            strv_push(&extra, a.pos.v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(&a.pos, 2);
     const struct vm *src = vm_arg(&a.pos);
     struct clone_opts co = { .new_class = cli_get(&a, O_CLASS), .pool = cli_get(&a, O_ONE_POOL) };
     struct strv pool_args = { 0 };

@@ -117,12 +117,7 @@ int qvm_create_main(int argc, char **argv)
             puts(classes.v[i]);
         return 0;
     }
-    if (a.pos.n > 1) {
-        struct strv extra = { 0 };
-        for (size_t i = 1; i < a.pos.n; i++)
-            strv_push(&extra, a.pos.v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(&a.pos, 1);
     if (cli_has(&a, O_ROOT_COPY) && cli_has(&a, O_ROOT_MOVE))
         cli_usage_error("argument --root-move-from/-R: not allowed with argument "
                         "--root-copy-from/-r");

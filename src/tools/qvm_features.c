@@ -44,12 +44,7 @@ int qvm_features_main(int argc, char **argv)
     struct cli_args a;
     cli_parse(argc, argv, opts, &a);
     const struct vm *vm = vm_arg(&a.pos);
-    if (a.pos.n > 3) {
-        struct strv extra = { 0 };
-        for (size_t i = 3; i < a.pos.n; i++)
-            strv_push(&extra, a.pos.v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(&a.pos, 3);
     const char *feature = a.pos.n > 1 ? a.pos.v[1] : NULL;
     const char *value = a.pos.n > 2 ? a.pos.v[2] : NULL;
     bool unset = cli_has(&a, O_UNSET);

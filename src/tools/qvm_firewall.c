@@ -153,12 +153,8 @@ int qvm_firewall_main(int argc, char **argv)
         cli_usage_error("unrecognized arguments: --before");
     if (cli_has(&a, O_RULE_NO) && strcmp(cmd, "del"))
         cli_usage_error("unrecognized arguments: --rule-no");
-    if ((!strcmp(cmd, "list") || !strcmp(cmd, "reset")) && a.pos.n > 2) {
-        struct strv extra = { 0 };
-        for (size_t i = 2; i < a.pos.n; i++)
-            strv_push(&extra, a.pos.v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    if (!strcmp(cmd, "list") || !strcmp(cmd, "reset"))
+        cli_at_most(&a.pos, 2);
 
     if (!strcmp(cmd, "add")) {
         if (a.pos.n < 3)

@@ -44,12 +44,7 @@ static void nargs(const struct strv *pos, size_t want, const char *names)
 {
     if (pos->n < want)
         cli_usage_error("the following arguments are required: %s", names);
-    if (pos->n > want) {
-        struct strv extra = { 0 };
-        for (size_t i = want; i < pos->n; i++)
-            strv_push(&extra, pos->v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(pos, want);
 }
 
 static char *call_or_die(const char *method, const char *arg, const char *payload)

@@ -30,16 +30,6 @@ static bool is_cmd(const char *c, const char *const *names)
     return false;
 }
 
-static void extra_args(const struct strv *pos, size_t from)
-{
-    if (pos->n <= from)
-        return;
-    struct strv extra = { 0 };
-    for (size_t i = from; i < pos->n; i++)
-        strv_push(&extra, pos->v[i]);
-    cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-}
-
 int qvm_tags_main(int argc, char **argv)
 {
     static const char *const list_names[] = { "list", "ls", "l", NULL };
@@ -56,7 +46,7 @@ int qvm_tags_main(int argc, char **argv)
                         "'add', 'a', 'set', 'del', 'd', 'unset', 'u')", py_repr(cmd));
     struct reply r;
     if (is_cmd(cmd, list_names)) {
-        extra_args(&a.pos, 3);
+        cli_at_most(&a.pos, 3);
         struct strv tags = { 0 };
         strv_split_lines(&tags, api_must(vm->name, "admin.vm.tag.List", NULL, NULL, 0));
         if (a.pos.n > 2)
@@ -77,7 +67,7 @@ int qvm_tags_main(int argc, char **argv)
         }
         return 0;
     }
-    extra_args(&a.pos, 3);
+    cli_at_most(&a.pos, 3);
     api_call(&r, vm->name, "admin.vm.tag.Remove", a.pos.v[2], NULL, 0);
     /* discard(): removing a tag the qube does not have is fine. */
     if (!r.ok && !exc_is_keyerror(&r))

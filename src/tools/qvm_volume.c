@@ -57,12 +57,7 @@ static void need_args(const struct strv *pos, size_t min, size_t max, const char
 {
     if (pos->n < min)
         cli_usage_error("the following arguments are required: %s", names);
-    if (pos->n > max) {
-        struct strv extra = { 0 };
-        for (size_t i = max; i < pos->n; i++)
-            strv_push(&extra, pos->v[i]);
-        cli_usage_error("unrecognized arguments: %s", strv_join(&extra, " "));
-    }
+    cli_at_most(pos, max);
 }
 
 /* VM:VOLUME as Qubes' VMVolumeAction resolves it. */

@@ -724,3 +724,76 @@ def test_a_qube_cannot_fill_the_desktops_tray(agent):
         alive(agent, 100, "tray-full-still")
     finally:
         tray.close()
+
+
+def _map_state(host, wid):
+    info = host.run("xwininfo", "-id", str(wid)).stdout
+    return "IsViewable" if "IsViewable" in info else "IsUnviewable" if "IsUnviewable" in info else "IsUnMapped"
+
+
+def _wait_map_state(host, wid, want, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and _map_state(host, wid) != want:
+        time.sleep(0.1)
+    return _map_state(host, wid)
+
+
+def test_a_tray_that_exits_leaves_no_unframed_icon_on_the_desktop(agent):
+    """A docked icon has no frame. When the desktop's tray exits, the X server gives
+    the windows in the tray's save-set back to the root window and maps them there:
+    the qube's pixels would show on the desktop without a frame (review finding). The
+    daemon takes the icon down again and shows it only once a tray has embedded it
+    (XEMBED_EMBEDDED_NOTIFY), also when the qube unmaps, docks and maps it again.
+    Positive controls: the icon shows inside the tray first, and again inside the
+    next tray that announces itself."""
+    host = agent.host
+    colour = 0x4080c0
+    tinted = tint_tray(colour, RED)
+    agent.create(1, 10, 10, 24, 24)
+    agent.title(1, b"tray-icon")
+    agent.buffer(1, 24, 24, colour)
+    agent.send(SHMIMAGE, 1, struct.pack("=4I", 0, 0, 24, 24))
+    tray = FakeTray(host)
+    try:
+        agent.send(DOCK, 1)
+        icon = host.find_window("[evil] tray-icon")
+        assert tray.dock_requests() == [icon]
+        assert _wait_map_state(host, icon, "IsViewable") == "IsViewable"  # the control: it shows in the tray
+        time.sleep(0.3)
+        shot = host.screenshot()
+        assert host.pixel(shot, 500 + 5 + 12, 300 + 5 + 12) == tinted
+    finally:
+        tray.close()  # the tray exits: its save-set puts the icon on the root window
+    agent.wait_log("window 0x1 left the desktop's tray: hidden until a tray embeds it")
+    deadline = time.time() + 10
+    while time.time() < deadline and f"Parent window id: {hex(host_root(host))}" not in \
+            host.run("xwininfo", "-children", "-id", str(icon)).stdout:
+        time.sleep(0.1)
+    assert f"Parent window id: {hex(host_root(host))}" in host.run("xwininfo", "-children", "-id", str(icon)).stdout
+    time.sleep(1)
+    assert _map_state(host, icon) == "IsUnMapped"
+    shot = host.screenshot()
+    w, h, _ = shot
+    shown = [(x, y) for y in range(0, h, 2) for x in range(0, w, 2) if host.pixel(shot, x, y) in (tinted, colour)]
+    assert not shown, shown[:5]
+    # the qube unmaps, docks and maps its icon again: still nowhere without a tray
+    agent.send(UNMAP, 1)
+    agent.send(DOCK, 1)
+    agent.map(1)
+    alive(agent, 1, "tray-icon-2")
+    time.sleep(0.5)
+    assert _map_state(host, icon) == "IsUnMapped"
+    # a new tray: the icon is docked there and shows inside it again
+    tray = FakeTray(host, x=600, y=200)
+    try:
+        assert tray.dock_requests() == [icon]
+        assert _wait_map_state(host, icon, "IsViewable") == "IsViewable"
+        assert f"Parent window id: {hex(tray.win)}" in host.run("xwininfo", "-children", "-id", str(icon)).stdout
+    finally:
+        tray.close()
+    assert _wait_map_state(host, icon, "IsUnMapped", timeout=5) == "IsUnMapped"
+
+
+def host_root(host):
+    out = host.run("xwininfo", "-root").stdout
+    return int(out.split("Window id:")[1].split()[0], 16)

@@ -102,6 +102,7 @@ def test_source_is_what_the_daemon_knows(world):
     # be the qube's qrexec-client-vm: serve the data stream in our own vchan dir
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(str(q.vchan / f"vchan.7.{dom}.{port}.sock"))
+    os.chmod(q.vchan / f"vchan.7.{dom}.{port}.sock", 0o666)  # as qrexec-client-vm binds it
     srv.listen(1)
     srv.settimeout(10)
     c, _ = srv.accept()

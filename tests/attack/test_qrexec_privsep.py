@@ -80,7 +80,26 @@ def test_the_qube_facing_daemon_is_unprivileged_and_filtered(engine_daemon):
     assert len(other) == 1 and status(other[0])["Uid"] != st["Uid"]
 
 
-def test_a_call_between_qubes_is_relayed_unprivileged(engine_daemon):
+CALL_ID_BASE = (1 << 19) + (1 << 16)   # qrexec_ids.h: a qube's call processes
+CALL_GID = (1 << 19) + (1 << 17)       # the "dom0 qrexec" group
+
+
+def assert_call_identity(st, qid):
+    """A call process (or what it runs): the qube's call UID in every slot, the dom0
+    qrexec group and no other, no capability in any set, no_new_privs, filtered."""
+    assert_unprivileged(st)
+    assert st["Uid"].split() == [str(CALL_ID_BASE + qid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(CALL_GID)] * 4, st["Gid"]
+    assert st["Groups"] == "", st["Groups"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
+        assert int(st[cap], 16) == 0, (cap, st[cap])
+
+
+def test_a_call_between_qubes_runs_unprivileged(engine_daemon):
+    """The call process the root monitor forks for a qube's call (policy, bulkheadd, the
+    target's daemon and vchan dir) and the relay it forks run as the qube's call
+    identity: not root, no capabilities (bounding set included), no_new_privs,
+    undumpable, filtered."""
     d = engine_daemon
     pol = d.root / "policy.d"
     pol.mkdir(exist_ok=True)
@@ -103,14 +122,17 @@ def test_a_call_between_qubes_is_relayed_unprivileged(engine_daemon):
         time.sleep(0.1)
     t.join()
     assert res["r"].returncode == 0 and res["r"].stdout == b"relayed\n", res["r"].stderr
-    unpriv = {p: st for p, st in seen.items() if st["Uid"].split()[0] != "0"}
-    roots = {p: st for p, st in seen.items() if st["Uid"].split()[0] == "0"}
-    # positive control: the call process (root, it reaches the other qube) was seen
-    assert roots, seen
-    # the reader and the call's relay: everything that moves qube bytes
-    assert len(unpriv) >= 2, {p: st["Name"] for p, st in seen.items()}
-    for st in unpriv.values():
-        assert_unprivileged(st)
+    readers = [st for st in seen.values() if st["Name"] == "qrexec-unpriv"]
+    assert len(readers) == 1, {p: st["Name"] for p, st in seen.items()}
+    qid = int(readers[0]["Uid"].split()[0]) - (1 << 19)
+    calls = {p: st for p, st in seen.items() if st["Name"] != "qrexec-unpriv"}
+    # positive control: the call process and its relay were seen while the call ran
+    assert len(calls) >= 2, {p: st["Name"] for p, st in seen.items()}
+    for st in calls.values():
+        assert_call_identity(st, qid)
+    # the monitor, their parent, is the one root process
+    assert status(mon)["Uid"].split()[0] == "0"
+    assert_unprivileged(readers[0])
 
 
 def test_the_agents_hello_is_read_unprivileged():

@@ -10,6 +10,8 @@ import pathlib
 
 import pytest
 
+import mount_cleanup
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
 
@@ -47,7 +49,7 @@ LIVE = []
 class Daemon:
     def __init__(self, tmp, defaults=True, extra_args=()):
         self.tmp = pathlib.Path(tmp)
-        self.root = self.tmp / "root"
+        self.root = mount_cleanup.register(self.tmp / "root")
         # Qubes assemble their root under the runtime dir as their own UID, so it must
         # not sit below pytest's private (0700) directory.
         self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-run-"))
@@ -102,6 +104,7 @@ class Daemon:
     def cleanup(self):
         """Removes the runtime dir (after every qube is gone)."""
         shutil.rmtree(self.runtime, ignore_errors=True)
+        mount_cleanup.unmount_below(self.root)
 
     def raw(self, data, **kw):
         return raw_call(self.sock, data, **kw)

@@ -60,6 +60,9 @@ class Qube:
         self.home = world.tmp / "home" / name
         self.agent_sock = self.dir / "agent.sock"
         self.vchan.mkdir(parents=True)
+        # as a real qube's vchan tmpfs (mode 1777): the daemon's call processes, which
+        # are not root, bind there
+        self.vchan.chmod(0o1777)
         self.home.mkdir(parents=True)
         self.agent = self.daemon = None
 

@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+import mount_cleanup
+
 INFO_KEYS = ["pool", "vid", "size", "usage", "rw", "source", "save_on_stop", "snap_on_start",
              "revisions_to_keep", "ephemeral", "is_outdated"]
 
@@ -64,9 +66,12 @@ def storage(build_dir):
     root = tempfile.mkdtemp(prefix="bh-storage-")
     s = Storage(build_dir, root)
     yield s
-    # Nothing may stay mounted below the root; then remove it.
-    with open("/proc/self/mountinfo") as f:
-        assert root not in f.read(), "a test left a mount behind"
+    # Template roots stay mounted until their qube is removed; nothing else may stay
+    # mounted below the root. Then remove it.
+    for mp in mount_cleanup.mounts_below(root):
+        if mp.endswith("/root") and os.path.isfile(mp + ".img"):
+            subprocess.run(["umount", "-l", mp], check=True)
+    assert not mount_cleanup.mounts_below(root), "a test left a mount behind"
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -83,6 +88,7 @@ def loop_mounted(image, mountpoint=None, fstype="ext4"):
         try:
             yield mnt
         finally:
+            mount_cleanup.unmount_below(mnt)  # template roots of a pool made in it
             subprocess.run(["umount", str(mnt)], check=True)
     finally:
         subprocess.run(["losetup", "-d", dev], check=True)

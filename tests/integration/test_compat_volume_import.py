@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from admin_fixtures import AdminError, engine_daemon  # noqa: F401
+from admin_fixtures import BUILD, AdminError, engine_daemon  # noqa: F401
 from event_fixtures import drain, subscribe
 from qrexec_fixtures import bin_path
 
@@ -209,3 +209,29 @@ def test_import_from_a_qube_over_qrexec(engine_daemon, tmp_path):
     # a running target: qubesd's refusal comes back as is
     r = imp(f"(echo {size}; cat /tmp/img) | {CVM} a admin.vm.volume.ImportWithSize+private")
     assert r.stdout == b"2\0QubesVMNotHaltedError\0\0Domain is powered on: a\0", r.stdout
+
+
+def test_two_imports_into_one_volume_at_once_keep_their_own_data(engine_daemon, tmp_path):
+    """Review finding: two imports into one volume at once shared one temporary file, so
+    the second's begin removed the first's file and the first ended with "No import in
+    progress" (its data lost). Each import now writes its own file; the one that ends
+    last wins, whole."""
+    d = engine_daemon
+    first = make_ext4(tmp_path / "first.img", 16, {"who": b"first\n"})
+    second = make_ext4(tmp_path / "second.img", 16, {"who": b"second\n"})
+    ev = subscribe(d)
+    slow = subprocess.Popen([str(BUILD / "src/tools/qvm-volume"), "import", "--size", str(first.stat().st_size), "a:private",
+                             "-"], env=d.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"domain-volume-import-begin" in drain(ev, b"domain-volume-import-begin")  # its file exists
+        r = d.tool("qvm-volume", "import", "a:private", str(second))
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        assert filecmp.cmp(second, private_img(d, "a"), shallow=False)
+        out, err = slow.communicate(first.read_bytes(), timeout=60)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    assert (slow.returncode, err) == (0, b""), err
+    assert filecmp.cmp(first, private_img(d, "a"), shallow=False)
+    assert not [n for n in os.listdir(private_img(d, "a").parent) if n.startswith(".tmp-")]

@@ -1,6 +1,7 @@
 """qrexec calls end to end: dom0 -> qube, qube -> qube, qube -> dom0, through the real
 agent, daemon and clients (PROTOCOLS.md §2)."""
 import os
+import signal
 import pty
 import subprocess
 import time
@@ -53,6 +54,64 @@ def test_large_stream_both_ways(world):
     r = world.client("work", "user:cat", input=data)
     assert r.returncode == 0
     assert r.stdout == data
+
+
+def test_service_that_stops_reading_its_input_still_ends(world):
+    """The agent splices big input chunks from the data socket straight into the service's
+    stdin pipe; a service that closes its stdin after a few bytes must not wedge the
+    call: the rest is read and dropped, and the exit code and output still arrive."""
+    world.qube("work", 5)
+    data = os.urandom(8 << 20)
+    r = world.client("work", "user:head -c 70000 >/dev/null; exec 0<&-; sleep 0.2; echo read-some; exit 7",
+                     input=data)
+    assert r.stdout == b"read-some\n"
+    assert r.returncode == 7
+
+
+def test_service_starts_with_default_signals(world):
+    """The agent ignores SIGPIPE and blocks SIGCHLD; a service must start with neither
+    (the spawn resets only the signals the agent catches, plus SIGPIPE)."""
+    world.qube("work", 5)
+    for _ in range(3):  # the first calls fork their handler, later ones use the spare one
+        r = world.client("work", "user:exec cat /proc/self/status")  # cat installs no handler
+        assert r.returncode == 0, r.stderr
+        f = dict(l.split(":\t", 1) for l in r.stdout.decode().splitlines() if l.startswith("Sig"))
+        assert int(f["SigBlk"], 16) == 0
+        assert not int(f["SigIgn"], 16) & (1 << (signal.SIGPIPE - 1)), f
+        assert int(f["SigCgt"], 16) == 0, f
+
+
+def _children(pid):
+    return [int(c) for t in os.listdir(f"/proc/{pid}/task")
+            for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
+
+
+def test_each_call_gets_a_fresh_handler_and_a_killed_spare_is_replaced(world):
+    """After two calls the agent keeps one handler forked ahead of time (the spare); each
+    call still runs in a process of its own that served no other call, and a spare
+    killed from inside the qube only means the next call forks its handler."""
+    q = world.qube("work", 5)
+    handlers = []
+    for _ in range(6):
+        r = world.client("work", "user:echo $PPID")  # the service's parent: the call's handler
+        assert r.returncode == 0, r.stderr
+        handlers.append(int(r.stdout))
+        time.sleep(0.05)  # the handler is reaped and the spare forked
+    assert len(set(handlers)) == len(handlers), handlers
+    deadline = time.time() + 5
+    while time.time() < deadline and len(_children(q.agent.pid)) != 1:
+        time.sleep(0.02)
+    spare = _children(q.agent.pid)
+    assert len(spare) == 1, spare  # idle: the spare and nothing else
+    assert spare[0] not in handlers
+    r = world.client("work", "user:echo $PPID")
+    assert int(r.stdout) == spare[0]  # the next call runs in it
+    time.sleep(0.1)
+    spare = _children(q.agent.pid)
+    assert len(spare) == 1, spare
+    os.kill(spare[0], signal.SIGKILL)
+    r = world.client("work", "user:echo ok")
+    assert r.returncode == 0 and r.stdout == b"ok\n", r
 
 
 def test_unknown_qube_is_125(world):

@@ -101,6 +101,8 @@ def small_fs_storage(build_dir, tmp_path):
     try:
         yield Storage(build_dir, mnt)
     finally:
+        import mount_cleanup
+        mount_cleanup.unmount_below(mnt)  # template roots mounted in the pool
         subprocess.run(["umount", str(mnt)], check=True)
 
 

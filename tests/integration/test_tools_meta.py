@@ -109,3 +109,21 @@ def test_label(qd):
     r = qd.run("qvm-label", "remove", "red")
     assert r.rc == 1 and r.err.startswith("qvm-label: error: ")
     usage_error(qd.run("qvm-label", "get"), "qvm-label", "the following arguments are required: LABEL")
+
+
+def test_extra_positionals_are_argparse_errors(qd):
+    """Every tool that takes a fixed number of positionals names the extra ones as argparse
+    does ("unrecognized arguments: a b"), exit 2 (one helper, cli_at_most, serves them all)."""
+    cases = [
+        (("qvm-features", "work", "f", "v", "x", "y"), "x y"),
+        (("qvm-service", "work", "s", "on", "x"), "x"),
+        (("qvm-prefs", "work", "label", "red", "x"), "x"),
+        (("qubes-prefs", "default_netvm", "", "x"), "x"),
+        (("qvm-tags", "work", "list", "a", "b"), "b"),
+        (("qvm-firewall", "work", "list", "x"), "x"),
+        (("qvm-clone", "work", "work2", "x"), "x"),
+        (("qvm-create", "--label", "red", "n1", "n2"), "n2"),
+        (("qvm-label", "list", "x"), "x"),
+    ]
+    for argv, extra in cases:
+        usage_error(qd.run(*argv), argv[0], f"unrecognized arguments: {extra}")

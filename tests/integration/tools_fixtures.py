@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+import mount_cleanup
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
 TOOLS = BUILD / "src/tools"
@@ -153,11 +155,13 @@ def qd():
         # A daemon that did not come up still leaves nothing behind.
         d.stop()
         shutil.rmtree(d.runtime, ignore_errors=True)
+        mount_cleanup.unmount_below(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     yield d
     d.stop()
     shutil.rmtree(d.runtime, ignore_errors=True)
+    mount_cleanup.unmount_below(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -311,7 +311,17 @@ static int v1_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error 
     return 0;
 }
 
+static void v1_cpu_usage_file(const char *tag, const char *name, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (have("cpuacct")) {
+        char dir[4096];
+        cg_dir(dir, sizeof dir, "cpuacct", tag, name);
+        snprintf(out, n, "%s/cpuacct.usage_all", dir);
+    }
+}
+
 const struct bh_cgroup_ops bh_cgroup_v1 = {
     v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains, v1_charge_cpu,
-    v1_update_limits, v1_device_access, v1_revoke_blocks,
+    v1_update_limits, v1_device_access, v1_revoke_blocks, v1_cpu_usage_file,
 };

@@ -320,7 +320,14 @@ static int v2_revoke_blocks(const char *tag, const char *name)
     return (int)(((size_t)old - base + 7) / 8);
 }
 
+static void v2_cpu_usage_file(const char *tag, const char *name, char *out, size_t n)
+{
+    char dir[4096];
+    cg_dir(dir, sizeof dir, tag, name);
+    snprintf(out, n, "%s/cpu.stat", dir);
+}
+
 const struct bh_cgroup_ops bh_cgroup_v2 = {
     v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains, v2_charge_cpu,
-    v2_limits, v2_device_access, v2_revoke_blocks,
+    v2_limits, v2_device_access, v2_revoke_blocks, v2_cpu_usage_file,
 };

@@ -66,6 +66,9 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     char mark[4200];
     bh_path_join(mark, sizeof mark, spec->runtime_dir, "raw-net");
     (void)unlink(mark);
+    /* bulkhead-procfs ends by itself with the qube's mount (procfs.c) */
+    bh_path_join(mark, sizeof mark, spec->runtime_dir, "procfs.pid");
+    (void)unlink(mark);
     (void)rmdir(spec->runtime_dir); /* empty unless qrexec-daemon still has its files */
     return ret;
 }

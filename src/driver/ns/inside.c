@@ -132,7 +132,6 @@ out:
 
 int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, bh_error *err)
 {
-    (void)p;
     const unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
     _cleanup_close_ int rootfd = open("root", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
@@ -158,6 +157,10 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
         if (fd >= 0 && bind_beneath(rootfd, "dev/null", masked[i], false, err) < 0)
             return -1;
     }
+    /* Host-wide CPU accounting (uptime's idle field, stat's cpu lines, softirqs and
+     * interrupts count from the host's boot): the qube's own figures instead. */
+    if (p->procfs && bh_procfs_bind(rootfd, err) < 0)
+        return -1;
     if (mount_sys(rootfd, err) < 0)
         return -1;
     if (mount_at(rootfd, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", err) < 0 &&

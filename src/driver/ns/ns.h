@@ -67,6 +67,7 @@ struct bh_ns_paths {
     char libexec[4096];  /* host dir with bulkhead-init & co., bound at /usr/lib/bulkhead (spawn only) */
     char pidfile[4096];  /* <runtime_dir>/init.pid */
     char shutdown_mark[4096]; /* <runtime_dir>/shutdown-requested */
+    bool procfs;         /* stage 1 mounted the computed /proc files (procfs.c) */
 };
 int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err);
 int bh_rootfs_assemble(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd, bh_error *err);
@@ -118,6 +119,9 @@ struct bh_cgroup_ops {
     /* Takes back every block device the qube's cgroup allows (adoption: a restarted
      * bulkheadd knows of no attachment, so none may stay usable). Returns how many. */
     int (*revoke_blocks)(const char *tag, const char *name);
+    /* The file with the qube's CPU use per CPU (v1 cpuacct.usage_all) or in total (v2
+     * cpu.stat), for bulkhead-procfs; "" where there is none. */
+    void (*cpu_usage_file)(const char *tag, const char *name, char *out, size_t n);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
 /* A device rule as cgroup v1's devices.allow takes it: type 'c' or 'b', major and minor
@@ -177,6 +181,29 @@ int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
 int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err);
 int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err);
 void bh_ns_spawn_abort(const struct bh_qube_spec *spec);
+
+/* ---- procfs.c (the qube's computed /proc/uptime, stat, softirqs, interrupts) ---- */
+/* The host UID/GID of a qube's bulkhead-procfs: one per qid, below every qube's range
+ * (from 2^20) and apart from qrexec's (src/lib/qrexec_ids.h: 2^19 + qid, 2^19 + 2^16 +
+ * qid, the group 2^19 + 2^17) and e2fsck's (2^19 - 1). */
+#define BH_PROCFS_ID_BASE ((1u << 19) + 0x30000u)
+uid_t bh_procfs_id(uint32_t qid);
+extern const char *const bh_procfs_files[]; /* NULL-terminated names under /proc */
+struct bh_procfs {
+    int fuse;              /* /dev/fuse, for stage 1's mount; -1: no computed files */
+    int go;                /* write end of the server's go pipe */
+    uid_t id;
+    long long boot_offset; /* the qube's boot clock minus the host's, seconds */
+};
+/* Daemon side, before stage 1 forks: starts the server (see procfs.c). On a host
+ * without /dev/fuse, 0 with pf->fuse = -1 (and a warning). */
+int bh_procfs_start(const struct bh_qube_spec *spec, const char *libexec, long long boot_offset,
+                    struct bh_procfs *pf, bh_error *err);
+void bh_procfs_close(struct bh_procfs *pf);
+/* Stage 1, cwd = staging: mounts it on ./procfs and wakes the server; closes pf's fds. */
+int bh_procfs_mount(struct bh_procfs *pf, bh_error *err);
+/* PID 1, cwd = staging: binds ./procfs/<file> over /proc/<file> under rootfd. */
+int bh_procfs_bind(int rootfd, bh_error *err);
 
 /* ---- exec.c ---- */
 /* Runs argv as the qube's root inside the running qube; returns its exit status as a

@@ -90,6 +90,22 @@ static bool overlay_safe(const char *s)
     return !strpbrk(s, ",:\\");
 }
 
+/* A template's root is mounted on the host noexec (the host never runs what a template
+ * qube wrote there; storage.md): the qube's own clone of that mount lets it run its
+ * programs. Our clone, made as host root in our own mount namespace, is not locked. */
+static int root_clone(const char *path, int userns_fd, uint64_t attrs, bh_error *err)
+{
+    int fd = bh_idmapped_tree(path, userns_fd, attrs, false, err);
+    if (fd < 0)
+        return -1;
+    struct mount_attr a = { .attr_clr = MOUNT_ATTR_NOEXEC };
+    if (mount_setattr(fd, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+        close(fd);
+        return bh_fail_errno(err, "allow exec on %s", path);
+    }
+    return fd;
+}
+
 /* Root: an overlay of the idmapped template root with a throwaway or persistent upper,
  * or the idmapped persistent root itself. */
 static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
@@ -105,7 +121,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
      * locked in the qube's mount namespace). The pool directory is 0700 root, so no
      * unprivileged host user can reach such a file either. */
     if (!v->root_lower) {
-        _cleanup_close_ int fd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+        _cleanup_close_ int fd = root_clone(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
         if (fd < 0 || bh_attach(fd, p->root, err) < 0)
             return bh_prefix(err, "root");
         return 0;
@@ -113,8 +129,8 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
     JOIN(lower, p->staging, "lower");
     if (mkdir(lower, 0700) < 0)
         return bh_fail_errno(err, "mkdir %s", lower);
-    _cleanup_close_ int lfd = bh_idmapped_tree(v->root_lower, userns_fd,
-                                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+    _cleanup_close_ int lfd = root_clone(v->root_lower, userns_fd,
+                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
     if (lfd < 0)
         return bh_prefix(err, "template root");
     if (!v->root_throwaway && !v->root_rw) /* a read-only root: no upper layer at all */
@@ -148,7 +164,7 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
         (void)mkdir(raw, 0755);
         JOIN(raw, v->root_rw, "work");
         (void)mkdir(raw, 0700);
-        _cleanup_close_ int rfd = bh_idmapped_tree(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, false, err);
+        _cleanup_close_ int rfd = root_clone(v->root_rw, userns_fd, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID, err);
         if (rfd < 0 || mkdir(rwl, 0700) < 0 || bh_attach(rfd, rwl, err) < 0)
             return bh_prefix(err, "persistent root layer");
         JOIN(upper, rwl, "upper");

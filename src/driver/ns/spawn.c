@@ -133,7 +133,7 @@ fail:
 
 /* Stage 1: host root in a private mount namespace (see ns.h). */
 static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, const struct bh_ns_paths *p,
-                                             int userns_fd, int netns_fd, int sock)
+                                             int userns_fd, int netns_fd, int sock, struct bh_procfs *pf)
 {
     bh_error e = { 0 };
     struct spawn_msg m;
@@ -167,6 +167,8 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
         bh_fail_errno(&e, "chdir %s", p->staging);
         goto fail;
     }
+    if (bh_procfs_mount(pf, &e) < 0)
+        goto fail;
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) {
         bh_fail_errno(&e, "join network namespace");
         goto fail;
@@ -188,14 +190,14 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
         goto fail;
     }
     /* The qube's monotonic and boot clocks start near zero, as a fresh machine's do, and
-     * do not reveal the host's uptime. Offsets can only be set before the first process
-     * enters the time namespace; cosmetic, so a failure is not fatal. */
-    struct timespec mono, boot;
-    if (clock_gettime(CLOCK_MONOTONIC, &mono) == 0 && clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
+     * do not reveal the host's uptime (the boot offset was chosen by the daemon, which
+     * gave the same to bulkhead-procfs). Offsets can only be set before the first
+     * process enters the time namespace; cosmetic, so a failure is not fatal. */
+    struct timespec mono;
+    if (clock_gettime(CLOCK_MONOTONIC, &mono) == 0) {
         char offs[96];
         int n = snprintf(offs, sizeof offs, "monotonic %lld 0\nboottime %lld 0\n",
-                         -(long long)(mono.tv_sec > 1 ? mono.tv_sec - 1 : 0),
-                         -(long long)(boot.tv_sec > 1 ? boot.tv_sec - 1 : 0));
+                         -(long long)(mono.tv_sec > 1 ? mono.tv_sec - 1 : 0), pf->boot_offset);
         /* The UID change left us undumpable, so /proc/self belongs to the host's root;
          * our memory image stays the host's, which no qube process can ptrace. */
         prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
@@ -390,20 +392,34 @@ int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err)
     _cleanup_close_ int netns = -1;
     if (spec->net.netns_path && (netns = open(spec->net.netns_path, O_RDONLY | O_CLOEXEC)) < 0)
         return bh_fail_errno(err, "open %s", spec->net.netns_path);
+    /* The qube's boot clock starts near 0 (stage 1 sets the offset); bulkhead-procfs
+     * computes its uptime from the same offset. */
+    struct timespec boot;
+    long long boot_offset = 0;
+    if (clock_gettime(CLOCK_BOOTTIME, &boot) == 0)
+        boot_offset = -(long long)(boot.tv_sec > 1 ? boot.tv_sec - 1 : 0);
+    struct bh_procfs pf;
+    if (bh_procfs_start(spec, p.libexec, boot_offset, &pf, err) < 0)
+        return -1;
+    p.procfs = pf.fuse >= 0;
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        bh_procfs_close(&pf);
         return bh_fail_errno(err, "socketpair");
+    }
     pid_t s1 = fork();
     if (s1 < 0) {
         close(sv[0]);
         close(sv[1]);
+        bh_procfs_close(&pf);
         return bh_fail_errno(err, "fork");
     }
     if (s1 == 0) {
         close(sv[0]);
-        stage1(spec, &p, userns, netns, sv[1]);
+        stage1(spec, &p, userns, netns, sv[1], &pf);
     }
     close(sv[1]);
+    bh_procfs_close(&pf); /* stage 1 holds them; the server sees EOF if it dies first */
     *pd = (struct pending){ .s1 = s1, .init = -1, .sock = sv[0], .pidfd = -1, .ep = -1, .tfd = -1 };
     snprintf(pd->key, sizeof pd->key, "%s", spec->runtime_dir);
     snprintf(pd->pidfile, sizeof pd->pidfile, "%s", p.pidfile);

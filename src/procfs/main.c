@@ -1,0 +1,358 @@
+/* bulkhead-procfs: one per ns qube, the server of a FUSE filesystem whose files the ns
+ * engine binds over the qube's /proc/uptime, /proc/stat, /proc/softirqs and
+ * /proc/interrupts (what they show: render.h). The engine starts it as host root with
+ * the /dev/fuse fd of the mount it is about to make and a pipe it writes to once that
+ * mount exists; it opens its inputs (the host's /proc files, the qube's cgroup CPU
+ * accounting), reads their state at the qube's start, then drops to a host UID of its
+ * own (no capabilities, no_new_privs, undumpable) under an allowlist seccomp filter
+ * that has no open, socket, fork or exec: a qube that finds a bug here holds an
+ * unprivileged process that can read four host files and nothing else.
+ *
+ * It serves one qube only, so it never has to tell readers apart, and it lives as long
+ * as the qube's mount: when the qube's last process is gone the kernel ends the FUSE
+ * connection and the loop returns.
+ *
+ * usage: bulkhead-procfs --id UID --owner UID --boot-offset SECONDS [--cpu FILE]
+ *        (fd 3: /dev/fuse, fd 4: the go pipe) */
+#define FUSE_USE_VERSION 34
+#include "render.h"
+#include "buf.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <grp.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FUSE_FD 3
+#define GO_FD 4
+#define MAX_INPUT (1u << 20)   /* a host /proc file larger than this is cut: fails the open */
+#define MAX_HANDLES 64         /* files open at once; more: ENFILE (bounds our memory) */
+
+enum { INO_ROOT = 1, INO_UPTIME, INO_STAT, INO_SOFTIRQS, INO_INTERRUPTS, INO_END };
+static const char *const names[] = { [INO_UPTIME] = "uptime", [INO_STAT] = "stat", [INO_SOFTIRQS] = "softirqs",
+                                     [INO_INTERRUPTS] = "interrupts" };
+
+static struct {
+    int stat_fd, softirqs_fd, interrupts_fd, cpu_fd;
+    bool cpu_v2;
+    char *base_stat, *base_softirqs, *base_interrupts;
+    uint64_t btime;
+    long long boot_offset;
+    uid_t owner;
+    unsigned hz;
+    struct bh_pf_cpu cpus[BH_PF_MAX_CPUS];
+    bh_buf open_files[MAX_HANDLES];
+    bool used[MAX_HANDLES];
+} S;
+
+/* The whole of a /proc or cgroup file, read again from its start (seq files render
+ * afresh at offset 0). NUL-terminated; NULL on failure. */
+static char *reread(int fd)
+{
+    bh_buf b;
+    bh_buf_init(&b, MAX_INPUT);
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return NULL;
+    for (;;) {
+        if (bh_buf_reserve(&b, 8192) < 0) {
+            bh_buf_free(&b);
+            return NULL;
+        }
+        ssize_t n = read(fd, b.data + b.len, b.cap - b.len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            bh_buf_free(&b);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        b.len += (size_t)n;
+    }
+    return bh_buf_steal(&b);
+}
+
+static uint64_t age_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    long long s = (long long)t.tv_sec + S.boot_offset;
+    return s < 0 ? 0 : (uint64_t)s * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static int render(fuse_ino_t ino, bh_buf *out)
+{
+    if (ino == INO_SOFTIRQS || ino == INO_INTERRUPTS) {
+        char *cur = reread(ino == INO_SOFTIRQS ? S.softirqs_fd : S.interrupts_fd);
+        int r = cur ? bh_pf_render_delta(out, cur, ino == INO_SOFTIRQS ? S.base_softirqs : S.base_interrupts) : -1;
+        free(cur);
+        return r;
+    }
+    char *st = reread(S.stat_fd);
+    if (!st)
+        return -1;
+    unsigned list[BH_PF_MAX_CPUS], n = bh_pf_stat_cpus(st, list, BH_PF_MAX_CPUS), ncpu = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (list[i] + 1 > ncpu)
+            ncpu = list[i] + 1;
+    /* The qube's CPU use; without cgroup CPU accounting every CPU shows as idle. */
+    memset(S.cpus, 0, sizeof S.cpus);
+    char *cpu = S.cpu_fd >= 0 ? reread(S.cpu_fd) : NULL;
+    if (cpu)
+        (void)(S.cpu_v2 ? bh_pf_parse_cpu_stat(cpu, S.cpus, ncpu) : bh_pf_parse_usage_all(cpu, S.cpus, ncpu));
+    free(cpu);
+    struct bh_pf_view v = { .age_ns = age_ns(), .btime = S.btime, .hz = S.hz, .cpus = S.cpus, .ncpu = ncpu };
+    int r = ino == INO_STAT ? bh_pf_render_stat(out, st, S.base_stat, &v) : bh_pf_render_uptime(out, st, &v);
+    free(st);
+    return r;
+}
+
+static void attr_of(fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = ino == INO_ROOT ? S_IFDIR | 0555 : S_IFREG | 0444;
+    st->st_nlink = ino == INO_ROOT ? 2 : 1;
+    st->st_uid = S.owner;
+    st->st_gid = S.owner;
+    clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+    st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static void pf_init(void *ud, struct fuse_conn_info *conn)
+{
+    (void)ud;
+    /* plain read/writev on /dev/fuse only (the filter allows no splice or pipes) */
+    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+}
+
+static void pf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    for (fuse_ino_t i = INO_UPTIME; parent == INO_ROOT && i < INO_END; i++) {
+        if (!strcmp(name, names[i])) {
+            struct fuse_entry_param e = { .ino = i, .attr_timeout = 86400, .entry_timeout = 86400 };
+            attr_of(i, &e.attr);
+            fuse_reply_entry(req, &e);
+            return;
+        }
+    }
+    fuse_reply_err(req, ENOENT);
+}
+
+static void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct stat st;
+    if (ino < INO_ROOT || ino >= INO_END) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    attr_of(ino, &st);
+    fuse_reply_attr(req, &st, 86400);
+}
+
+/* The text is made once per open, as the kernel's seq files do: a reader that reads in
+ * small pieces sees one consistent snapshot, never a line torn between two. */
+static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if (ino <= INO_ROOT || ino >= INO_END) {
+        fuse_reply_err(req, ino == INO_ROOT ? EISDIR : ENOENT);
+        return;
+    }
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    size_t h = 0;
+    while (h < MAX_HANDLES && S.used[h])
+        h++;
+    if (h == MAX_HANDLES) {
+        fuse_reply_err(req, ENFILE);
+        return;
+    }
+    bh_buf_init(&S.open_files[h], MAX_INPUT);
+    if (render(ino, &S.open_files[h]) < 0) {
+        bh_buf_free(&S.open_files[h]);
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    S.used[h] = true;
+    fi->fh = h;
+    fi->direct_io = 1; /* size 0 in getattr, as /proc: reads must come to us */
+    fi->keep_cache = 0;
+    if (fuse_reply_open(req, fi) != 0) { /* the opener was interrupted: nobody holds it */
+        S.used[h] = false;
+        bh_buf_free(&S.open_files[h]);
+    }
+}
+
+static void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)ino;
+    if (fi->fh >= MAX_HANDLES || !S.used[fi->fh] || off < 0) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    const bh_buf *b = &S.open_files[fi->fh];
+    size_t o = (size_t)off < b->len ? (size_t)off : b->len;
+    size_t n = b->len - o < size ? b->len - o : size;
+    fuse_reply_buf(req, b->data + o, n);
+}
+
+static void pf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    if (fi->fh < MAX_HANDLES && S.used[fi->fh]) {
+        bh_buf_free(&S.open_files[fi->fh]);
+        S.used[fi->fh] = false;
+    }
+    fuse_reply_err(req, 0);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = pf_init,
+    .lookup = pf_lookup,
+    .getattr = pf_getattr,
+    .open = pf_open,
+    .read = pf_read,
+    .release = pf_release,
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BH_SANITIZED 1
+#endif
+#endif
+
+/* What the loop needs, and nothing else: read requests and write answers on /dev/fuse,
+ * reread the already open inputs, memory, clocks, exit. Anything else kills. */
+static int apply_seccomp(void)
+{
+    static const char *const allowed[] = {
+        "read", "write", "writev", "lseek", "close",
+        "brk", "munmap", "mremap", "madvise",
+        "futex", "clock_gettime", "gettimeofday", "getpid", "gettid",
+        "rt_sigreturn", "rt_sigprocmask", "exit", "exit_group",
+    };
+#ifdef BH_SANITIZED
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_LOG); /* ASan/LSan's runtime uses more */
+#else
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+#endif
+    if (!ctx)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !rc; i++) {
+        int nr = seccomp_syscall_resolve_name(allowed[i]);
+        if (nr != __NR_SCMP_ERROR)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    /* malloc maps memory; nothing may become executable */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (!rc)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    return rc;
+}
+
+static int drop_privileges(uid_t id)
+{
+    if (geteuid() == 0) {
+        if (setgroups(0, NULL) < 0 || setresgid(id, id, id) < 0 || setresuid(id, id, id) < 0)
+            return -1;
+    }
+    /* no files beyond what we hold, no processes */
+    struct rlimit none = { 0, 0 };
+    if (setrlimit(RLIMIT_NOFILE, &none) < 0 || setrlimit(RLIMIT_NPROC, &none) < 0)
+        return -1;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return -1;
+    return 0;
+}
+
+static __attribute__((noreturn)) void die(const char *what)
+{
+    fprintf(stderr, "bulkhead-procfs: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    long long id = -1, owner = 0;
+    const char *cpu = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--id"))
+            id = strtoll(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--owner"))
+            owner = strtoll(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--boot-offset"))
+            S.boot_offset = strtoll(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--cpu"))
+            cpu = argv[i + 1];
+        else {
+            errno = EINVAL;
+            die(argv[i]);
+        }
+    }
+    if (id <= 0 || id > 0x7fffffff || owner < 0 || owner > 0x7fffffff || fcntl(FUSE_FD, F_GETFD) < 0 ||
+        fcntl(GO_FD, F_GETFD) < 0) {
+        errno = EINVAL;
+        die("usage: bulkhead-procfs --id UID --owner UID --boot-offset S [--cpu FILE] (fd 3 /dev/fuse, fd 4 go)");
+    }
+    S.owner = (uid_t)owner;
+    long hz = sysconf(_SC_CLK_TCK);
+    S.hz = hz > 0 && hz < 100000 ? (unsigned)hz : 100;
+    S.stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    S.softirqs_fd = open("/proc/softirqs", O_RDONLY | O_CLOEXEC);
+    S.interrupts_fd = open("/proc/interrupts", O_RDONLY | O_CLOEXEC);
+    S.cpu_fd = cpu ? open(cpu, O_RDONLY | O_CLOEXEC) : -1;
+    S.cpu_v2 = cpu && strlen(cpu) >= 8 && !strcmp(cpu + strlen(cpu) - 8, "cpu.stat");
+    if (S.stat_fd < 0 || S.softirqs_fd < 0 || S.interrupts_fd < 0)
+        die("open /proc/stat, /proc/softirqs, /proc/interrupts");
+    /* The host's state at the qube's start: what the counters grow from. */
+    S.base_stat = reread(S.stat_fd);
+    S.base_softirqs = reread(S.softirqs_fd);
+    S.base_interrupts = reread(S.interrupts_fd);
+    if (!S.base_stat || !S.base_softirqs || !S.base_interrupts)
+        die("read the host's /proc");
+    const char *bt = strstr(S.base_stat, "\nbtime ");
+    unsigned long long host_btime = bt ? strtoull(bt + 7, NULL, 10) : 0;
+    /* As the kernel shows btime in a time namespace: the host's minus the offset. */
+    S.btime = (uint64_t)((long long)host_btime - S.boot_offset);
+
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    if (fuse_opt_add_arg(&args, "bulkhead-procfs") < 0)
+        die("fuse args");
+    struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, NULL);
+    if (!se || fuse_session_mount(se, "/dev/fd/3") != 0)
+        die("fuse session");
+    if (drop_privileges((uid_t)id) < 0)
+        die("dropping privileges");
+    if (apply_seccomp() != 0)
+        die("seccomp");
+    /* The engine mounts the filesystem next; a read of /dev/fuse before that fails. */
+    char go;
+    ssize_t n;
+    while ((n = read(GO_FD, &go, 1)) < 0 && errno == EINTR)
+        ;
+    if (n != 1)
+        return 0; /* the start failed before the mount */
+    close(GO_FD);
+    int r = fuse_session_loop(se);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,271 @@
+/* See render.h. Lines are handled as (pointer, length) spans of the input; numbers are
+ * at most 20 digits and saturate instead of overflowing. */
+#include "render.h"
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+struct span {
+    const char *p;
+    size_t n;
+};
+
+/* The next line of *text (without its newline); false at the end. */
+static bool next_line(const char **text, struct span *line)
+{
+    const char *s = *text;
+    if (!s || !*s)
+        return false;
+    const char *nl = strchr(s, '\n');
+    line->p = s;
+    line->n = nl ? (size_t)(nl - s) : strlen(s);
+    *text = nl ? nl + 1 : s + line->n;
+    return true;
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The first token of a line (after leading blanks). */
+static struct span first_token(struct span l)
+{
+    size_t i = 0;
+    while (i < l.n && is_blank(l.p[i]))
+        i++;
+    size_t j = i;
+    while (j < l.n && !is_blank(l.p[j]))
+        j++;
+    return (struct span){ l.p + i, j - i };
+}
+
+static bool starts_with(struct span l, const char *word)
+{
+    size_t n = strlen(word);
+    return l.n >= n && !memcmp(l.p, word, n);
+}
+
+/* A decimal number made of p[0..n) (digits only, n >= 1); saturates. */
+static uint64_t number(const char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d = (uint64_t)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return UINT64_MAX;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+/* Reads the next blank-separated number at l[*pos]; false (pos unchanged) if the next
+ * token is not a plain number. *start gets where its leading blanks begin. */
+static bool next_number(struct span l, size_t *pos, uint64_t *v)
+{
+    size_t i = *pos;
+    while (i < l.n && is_blank(l.p[i]))
+        i++;
+    size_t d = i;
+    while (i < l.n && is_digit(l.p[i]) && i - d < 21)
+        i++;
+    if (i == d || (i < l.n && !is_blank(l.p[i])))
+        return false;
+    *v = number(l.p + d, i - d);
+    *pos = i;
+    return true;
+}
+
+/* The line of text whose first token equals key. */
+static bool find_line(const char *text, struct span key, struct span *out)
+{
+    struct span l;
+    while (next_line(&text, &l)) {
+        struct span k = first_token(l);
+        if (k.n == key.n && !memcmp(k.p, key.p, k.n)) {
+            *out = l;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One line with its first max_nums counts replaced by their growth since the same
+ * line of base (missing there: counted from 0), each right-aligned in the columns the
+ * original number took (the growth never has more digits than the count). */
+static int delta_line(bh_buf *out, struct span l, const char *base, size_t max_nums)
+{
+    struct span key = first_token(l);
+    size_t pos = (size_t)(key.p - l.p) + key.n;
+    struct span bl = { NULL, 0 };
+    bool have_base = base && find_line(base, key, &bl);
+    size_t bpos = have_base ? (size_t)(first_token(bl).p - bl.p) + first_token(bl).n : 0;
+    if (bh_buf_add(out, l.p, pos) < 0)
+        return -1;
+    for (size_t k = 0; k < max_nums; k++) {
+        size_t start = pos;
+        uint64_t cur, was = 0;
+        if (!next_number(l, &pos, &cur))
+            break;
+        if (have_base && !next_number(bl, &bpos, &was))
+            have_base = false, was = 0;
+        uint64_t d = cur >= was ? cur - was : 0;
+        int width = (int)(pos - start);
+        if (bh_buf_printf(out, "%*llu", width, (unsigned long long)d) < 0)
+            return -1;
+    }
+    if (bh_buf_add(out, l.p + pos, l.n - pos) < 0 || bh_buf_addc(out, '\n') < 0)
+        return -1;
+    return 0;
+}
+
+int bh_pf_render_delta(bh_buf *out, const char *cur, const char *base)
+{
+    struct span l;
+    size_t cols = 0;
+    bool header = true;
+    while (next_line(&cur, &l)) {
+        if (header) {
+            /* "   CPU0   CPU1 ...": kept, and it says how many counts a line has */
+            for (size_t i = 0; i < l.n; i++)
+                if ((i == 0 || is_blank(l.p[i - 1])) && l.n - i >= 3 && !memcmp(l.p + i, "CPU", 3))
+                    cols++;
+            header = false;
+            if (bh_buf_add(out, l.p, l.n) < 0 || bh_buf_addc(out, '\n') < 0)
+                return -1;
+            continue;
+        }
+        if (delta_line(out, l, base, cols) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+unsigned bh_pf_stat_cpus(const char *host_stat, unsigned *out, unsigned max)
+{
+    struct span l;
+    unsigned n = 0;
+    while (next_line(&host_stat, &l) && n < max) {
+        if (l.n < 4 || memcmp(l.p, "cpu", 3) || !is_digit(l.p[3]))
+            continue;
+        size_t i = 3;
+        while (i < l.n && is_digit(l.p[i]) && i < 10)
+            i++;
+        uint64_t c = number(l.p + 3, i - 3);
+        if (c < BH_PF_MAX_CPUS)
+            out[n++] = (unsigned)c;
+    }
+    return n;
+}
+
+/* Ticks (USER_HZ) of user, system and idle time of CPU c as the qube sees it. */
+static void cpu_ticks(const struct bh_pf_view *v, unsigned c, uint64_t t[3])
+{
+    uint64_t ns_per_tick = 1000000000ull / (v->hz ? v->hz : 100);
+    uint64_t age = v->age_ns / ns_per_tick;
+    t[0] = c < v->ncpu ? v->cpus[c].user_ns / ns_per_tick : 0;
+    t[1] = c < v->ncpu ? v->cpus[c].system_ns / ns_per_tick : 0;
+    t[2] = age > t[0] + t[1] ? age - t[0] - t[1] : 0;
+}
+
+static int cpu_line(bh_buf *out, const char *name, const uint64_t t[3])
+{
+    return bh_buf_printf(out, "%s %llu 0 %llu %llu 0 0 0 0 0 0\n", name, (unsigned long long)t[0],
+                         (unsigned long long)t[1], (unsigned long long)t[2]);
+}
+
+int bh_pf_render_stat(bh_buf *out, const char *host_stat, const char *base_stat, const struct bh_pf_view *v)
+{
+    static unsigned list[BH_PF_MAX_CPUS];
+    unsigned n = bh_pf_stat_cpus(host_stat, list, BH_PF_MAX_CPUS);
+    uint64_t sum[3] = { 0, 0, 0 };
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t t[3];
+        cpu_ticks(v, list[i], t);
+        for (int k = 0; k < 3; k++)
+            sum[k] += t[k];
+    }
+    if (cpu_line(out, "cpu ", sum) < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t t[3];
+        char name[24];
+        cpu_ticks(v, list[i], t);
+        snprintf(name, sizeof name, "cpu%u", list[i]);
+        if (cpu_line(out, name, t) < 0)
+            return -1;
+    }
+    struct span l;
+    while (next_line(&host_stat, &l)) {
+        int r = 0;
+        if (starts_with(l, "cpu"))
+            continue; /* written above */
+        else if (starts_with(l, "btime "))
+            r = bh_buf_printf(out, "btime %llu\n", (unsigned long long)v->btime);
+        else if (starts_with(l, "intr ") || starts_with(l, "ctxt ") || starts_with(l, "processes ") ||
+                 starts_with(l, "softirq "))
+            r = delta_line(out, l, base_stat, SIZE_MAX);
+        else /* procs_running, procs_blocked: now, not since boot */
+            r = bh_buf_add(out, l.p, l.n) < 0 ? -1 : bh_buf_addc(out, '\n');
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int bh_pf_render_uptime(bh_buf *out, const char *host_stat, const struct bh_pf_view *v)
+{
+    static unsigned list[BH_PF_MAX_CPUS];
+    unsigned n = bh_pf_stat_cpus(host_stat, list, BH_PF_MAX_CPUS);
+    uint64_t idle = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t t[3];
+        cpu_ticks(v, list[i], t);
+        idle += t[2];
+    }
+    unsigned hz = v->hz ? v->hz : 100;
+    uint64_t age_cs = v->age_ns / 10000000ull, idle_cs = idle * 100 / hz;
+    return bh_buf_printf(out, "%llu.%02llu %llu.%02llu\n", (unsigned long long)(age_cs / 100),
+                         (unsigned long long)(age_cs % 100), (unsigned long long)(idle_cs / 100),
+                         (unsigned long long)(idle_cs % 100));
+}
+
+int bh_pf_parse_usage_all(const char *text, struct bh_pf_cpu *cpus, unsigned ncpu)
+{
+    memset(cpus, 0, sizeof *cpus * ncpu);
+    struct span l;
+    if (!next_line(&text, &l) || !starts_with(l, "cpu user system"))
+        return -1;
+    while (next_line(&text, &l)) {
+        size_t pos = 0;
+        uint64_t c, u, s;
+        if (!next_number(l, &pos, &c) || !next_number(l, &pos, &u) || !next_number(l, &pos, &s))
+            return -1;
+        if (c < ncpu)
+            cpus[c] = (struct bh_pf_cpu){ u, s };
+    }
+    return 0;
+}
+
+int bh_pf_parse_cpu_stat(const char *text, struct bh_pf_cpu *cpus, unsigned ncpu)
+{
+    memset(cpus, 0, sizeof *cpus * ncpu);
+    uint64_t user = 0, sys = 0;
+    bool have_u = false, have_s = false;
+    struct span l;
+    while (next_line(&text, &l)) {
+        size_t pos;
+        if (starts_with(l, "user_usec ")) {
+            pos = 9;
+            have_u = next_number(l, &pos, &user);
+        } else if (starts_with(l, "system_usec ")) {
+            pos = 11;
+            have_s = next_number(l, &pos, &sys);
+        }
+    }
+    if (!have_u || !have_s || !ncpu)
+        return -1;
+    for (unsigned c = 0; c < ncpu; c++) {
+        cpus[c].user_ns = user / ncpu * 1000;
+        cpus[c].system_ns = sys / ncpu * 1000;
+    }
+    return 0;
+}
