@@ -69,7 +69,7 @@ static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
 static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
-static struct bh_qx_policy_ctx policy_ctx;
+static struct bh_qx_policy_ctx policy_ctx = { .keep_fd = -1 };
 
 struct port { bool used; uint32_t domain; int client; };
 static struct port ports[MAX_PORTS];
@@ -352,9 +352,17 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self,
                      import ? "qubesd-import" : console ? "qubesd-console" : "qubesd-query", qube_name,
                      console ? "admin.vm.Console" : service_full, dest);
-            /* admin.vm.List is filtered by the same policy (qubesd-query) */
-            if (policy_ctx.policy_dir)
-                setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
+            /* admin.vm.List is filtered by the same policy: this process evaluated it
+             * for each qube bulkheadd has now, qubesd-query lists only those (a qube
+             * made in between is left out; no list at all without a policy) */
+            _cleanup_free_ char *seen = NULL;
+            bh_error le = { 0 };
+            if (!strcmp(service_full, "admin.vm.List") || !strcmp(service_full, "admin.vm.List+")) {
+                if (bh_qx_policy_list_allowed(&policy_ctx, qube_name, &seen, &le) == 0)
+                    setenv("BULKHEAD_LIST_ALLOWED", seen, 1);
+                else
+                    bh_warn("admin.vm.List from %s: %s", qube_name, le.msg);
+            }
             struct bh_qx_cmd fc;
             if (!strchr(self, '\'') && bh_qube_name_valid(dest[0] == '@' ? "x" : dest, NULL) &&
                 bh_qx_cmd_parse(fwd, &fc, &err) == 0) {
@@ -456,26 +464,51 @@ static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
     return name && domid && !strcmp(name, target) && !strcmp(domid, want);
 }
 
-/* The call process gives up root for good: from here on it is the qube's call identity
- * (bh_qx_call_uid, group BH_QX_CALL_GID), which reaches bulkheadd's socket and the
- * daemons' sockets through that group, and the runtime and vchan dirs through the
- * directory fds opened here, as root, beforehand (their parents need not be searchable:
- * a test's private tmp dir is 0700). Nothing here needs root afterwards: what a call
- * does in another qube's vchan dir (a 1777 tmpfs) any user may do. */
-static void enter_call_identity(void)
+/* "/proc/self/fd/N" for a directory or file opened here, as root, before the call
+ * process gives up root: the path through it is checked from that point on only, so
+ * what lies under a parent the call identity may not search (bulkheadd's 0700 state
+ * dir holding policy.d, a test's private tmp dir) stays reachable, and nothing else
+ * there is. */
+static const char *reach_through_fd(const char *path, int flags, int *fd_out)
 {
-    static char rbuf[64], vbuf[64];
-    bh_error err = { 0 };
-    int rfd = open(runtime, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int vfd = open(vchan_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rfd < 0 || vfd < 0) {
-        bh_err("call of %s: runtime %s or vchan dir %s: %s", qube_name, runtime, vchan_dir, strerror(errno));
+    static char bufs[6][32];
+    static int used;
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0 || used == 6) {
+        bh_err("call of %s: %s: %s", qube_name, path, strerror(errno));
         _exit(1);
     }
-    snprintf(rbuf, sizeof rbuf, "/proc/self/fd/%d", rfd);
-    snprintf(vbuf, sizeof vbuf, "/proc/self/fd/%d", vfd);
-    runtime = rbuf;
-    vchan_dir = vbuf;
+    if (fd_out)
+        *fd_out = fd;
+    snprintf(bufs[used], sizeof bufs[used], "/proc/self/fd/%d", fd);
+    return bufs[used++];
+}
+
+
+/* The call process gives up root for good, before it evaluates policy: from here on it
+ * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
+ * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
+ * the daemons' sockets, the prompt agent's socket; the runtime, vchan and policy dirs
+ * (and the test stub's file) are reached through fds opened here beforehand; the X
+ * session's cookie ($XAUTHORITY, root's) is passed to the ask program alone, as an fd.
+ * Nothing a call does needs root afterwards: what it does in another qube's vchan dir
+ * (a 1777 tmpfs) any user may do. */
+static void enter_call_identity(void)
+{
+    bh_error err = { 0 };
+    runtime = reach_through_fd(runtime, O_PATH | O_DIRECTORY, NULL);
+    vchan_dir = reach_through_fd(vchan_dir, O_PATH | O_DIRECTORY, NULL);
+    bh_qx_policy_preload(&policy_ctx);
+    if (policy_ctx.stub_allow)
+        policy_ctx.stub_allow = reach_through_fd(policy_ctx.stub_allow, O_RDONLY, NULL);
+    const char *xa = getenv("XAUTHORITY");
+    int xfd = xa && *xa ? open(xa, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
+    if (xfd >= 0) {
+        char v[32];
+        snprintf(v, sizeof v, "/proc/self/fd/%d", xfd);
+        setenv("XAUTHORITY", v, 1);
+        policy_ctx.keep_fd = xfd;
+    }
     if (bh_qx_drop_to(bh_qx_call_uid(qid), BH_QX_CALL_GID, &err) < 0) {
         bh_err("call of %s: %s", qube_name, err.msg);
         _exit(1);
@@ -488,6 +521,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_log_init("qrexec-daemon-call");
     bh_error err = { 0 };
     struct bh_qx_decision d;
+    enter_call_identity();
     if (bh_qx_policy_decide(&policy_ctx, qube_name, target, service_full, &d, &err) < 0 || d.verdict != BH_QX_ALLOW) {
         bh_info("call %s -> %s %s denied by %s", qube_name, target, service_full, d.rule);
         _exit(1);
@@ -495,7 +529,6 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
-    enter_call_identity();
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */
@@ -1073,6 +1106,8 @@ int main(int argc, char **argv)
     }
     if (!policy_ctx.ask_program)
         policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    if (!dom0_service_path) /* bulkheadd passes its environment on */
+        dom0_service_path = getenv("BULKHEAD_DOM0_SERVICE_PATH");
     const char *mp_env = getenv("BULKHEAD_QREXEC_MAX_PENDING");
     if (mp_env && *mp_env) {
         long v = strtol(mp_env, NULL, 10);

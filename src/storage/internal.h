@@ -2,8 +2,9 @@
  *   <root>/pools/<pool>/qubes/<name>/
  *       private.img     ext4 image (sparse), 0-based UIDs inside
  *       private-mnt/    empty; the engine mounts private.img here while the qube runs
- *       root/           TemplateVM/StandaloneVM: the root tree (persistent directory)
- *       root.size       nominal size of root/ (bytes)
+ *       root.img        TemplateVM/StandaloneVM: ext4 image (sparse) holding the root tree
+ *       root/           its mount point: root.img mounted nosuid,nodev,noexec (rootimg.c)
+ *       root.size       size of root.img (bytes); root.resize: a growth still to do
  *       root.gen        changes whenever root/ may have changed (template stopped)
  *       origin          built templates: "host" or "debian SUITE"; "claimed" once adopted
  *       running         while running: the template's root.gen seen at start

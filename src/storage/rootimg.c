@@ -76,6 +76,24 @@ static int loop_for(int imgfd, char *dev, size_t devlen, bh_error *err)
     return bh_fail(err, EBUSY, "no free loop device");
 }
 
+/* Does the block device dev (a loop device) serve the open image? One open and one
+ * ioctl on that device, instead of scanning every loop device (a host keeps hundreds). */
+static bool loop_dev_serves(dev_t dev, int imgfd)
+{
+    struct stat ist;
+    if (major(dev) != 7 || fstat(imgfd, &ist) < 0)
+        return false;
+    char path[32];
+    snprintf(path, sizeof path, "/dev/loop%u", minor(dev));
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat dst;
+    struct loop_info64 li;
+    if (fd < 0 || fstat(fd, &dst) < 0 || !S_ISBLK(dst.st_mode) || dst.st_rdev != dev ||
+        ioctl(fd, LOOP_GET_STATUS64, &li) < 0)
+        return false;
+    return li.lo_inode == ist.st_ino && li.lo_device == ist.st_dev;
+}
+
 /* Is root/ the mount of root.img (through its loop device)? 1 yes, 0 nothing mounted,
  * -1 something else is mounted there (err set). */
 static int root_mounted(int qfd, int imgfd, bh_error *err)
@@ -84,12 +102,12 @@ static int root_mounted(int qfd, int imgfd, bh_error *err)
     if (m <= 0)
         return m < 0 ? bh_fail_errno(err, "stat root") : 0;
     struct stat rst;
-    int n = st_image_loop(imgfd);
     if (fstatat(qfd, "root", &rst, AT_SYMLINK_NOFOLLOW) < 0)
         return bh_fail_errno(err, "stat root");
-    if (n >= 0 && major(rst.st_dev) == 7 && minor(rst.st_dev) == (unsigned)n)
+    if (loop_dev_serves(rst.st_dev, imgfd))
         return 1;
-    /* Loop minors above 255 use the extended range: compare with the device's node. */
+    /* A host whose loop devices have partitions (max_part) numbers them otherwise. */
+    int n = st_image_loop(imgfd);
     if (n >= 0) {
         char dev[32];
         struct stat dst;
@@ -255,8 +273,13 @@ int st_root_image_from_tree(int sdir, const char *sname, int qfd, const char *dn
         bh_fail_errno(err, "mount new root image");
         goto out;
     }
+    /* Nothing of ours may hold the mount when it is unmounted below. */
     close(loopfd);
     loopfd = -1;
+    close(m);
+    m = -1;
+    close(target);
+    target = -1;
     {
         _cleanup_close_ int top = bh_fs_open_dir(qfd, mnt, err);
         char from[64 + 256], to[64];
@@ -271,7 +294,8 @@ int st_root_image_from_tree(int sdir, const char *sname, int qfd, const char *dn
     }
     char path[64 + 64];
     bh_fs_fd_path(path, sizeof path, qfd, mnt);
-    umount2(path, UMOUNT_NOFOLLOW);
+    if (umount2(path, UMOUNT_NOFOLLOW) < 0 && rc == 0)
+        rc = bh_fail_errno(err, "unmount the new root image");
 out:
     unlinkat(qfd, mnt, AT_REMOVEDIR);
     if (rc < 0)
@@ -373,7 +397,7 @@ int st_root_grow_pending(int qfd, bh_error *err)
     if (st_root_unmount(qfd, err) < 0)
         return -1;
     int rc = 0;
-    if (image_free_wait(qfd, 2000)) {
+    if (image_free_wait(qfd, 3000)) {
         char tmp[64];
         st_tmpname(tmp, sizeof tmp, "tmp", "root.img");
         unlinkat(qfd, tmp, 0);

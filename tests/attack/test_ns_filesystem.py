@@ -270,7 +270,7 @@ echo end
     devs = set(r.stdout.split()) - {"end"}
     assert {"null", "zero", "tty"} <= devs, devs  # control: ls listed the qube's /dev
     assert devs <= {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm",
-                    "fd", "stdin", "stdout", "stderr"}, devs
+                    "fd", "stdin", "stdout", "stderr", "fuse"}, devs
 
 
 def test_disk_fill_is_bounded(ns_env):

@@ -2,7 +2,8 @@
 ns engine mounts (a template's own root, the template root under an app qube, the
 overlay) is nosuid and nodev, locked so: the qube's root cannot remount it suid, so a
 setuid file a template writes never works from it, even without no_new_privs.
-(What a template's root may cost in disk space is not bounded yet: docs/ns-engine.md.)"""
+(What a template's root may cost in disk space, and the host's own mount of it:
+test_template_root_limits.py.)"""
 import pathlib as _pl
 import sys as _sys
 

@@ -116,7 +116,9 @@ def ask(sock, *args, timeout=30, env=None):
 def test_agent_socket_is_private_and_single(agent_factory, tmp_path):
     a = agent_factory()
     st = os.stat(a.sock)
-    assert st.st_mode & 0o777 == 0o600 and st.st_uid == os.geteuid()
+    # root and the group of qrexec's call processes (which run the relay), no one else
+    assert st.st_mode & 0o777 == 0o660 and st.st_uid == os.geteuid() == 0
+    assert st.st_gid == (1 << 19) + (1 << 17)
     r = subprocess.run([bin_path("qrexec-policy-agent"), "--runtime", str(tmp_path)],
                        capture_output=True, timeout=10, stdin=subprocess.DEVNULL, start_new_session=True)
     assert r.returncode == 1  # no terminal: refuses (and leaves the running agent alone)

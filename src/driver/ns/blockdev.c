@@ -12,6 +12,9 @@
  * revoke an open block device; see docs/devices.md). */
 #include "ns.h"
 #include "cleanup.h"
+#include "log.h"
+#include <linux/close_range.h>
+#include <signal.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +89,50 @@ static int in_qube_dev(const struct bh_qube_spec *spec, int pidfd, int what, dev
                    node, spec->name, code);
 }
 
+/* The qube's FUSE mount broker (fusebroker.c), so that it can mount what it was
+ * given: started at each attach, it exits at once when one already serves the qube
+ * (the abstract socket name is taken). A short-lived child of ours joins the qube's
+ * cgroup and execs the broker on the host side (its memory image is the host's, not
+ * the qube's to ptrace); the broker joins the qube's namespaces and forks into its PID
+ * namespace, and this child's wait ends when the broker's first process has. A failure
+ * is logged: the device is attached all the same, only mounting it will not work. */
+static void start_fuse_broker(const struct bh_qube_spec *spec, int pidfd)
+{
+    char dir[4096], path[4200], tag[64];
+    if (bh_ns_libexec_dir(dir, sizeof dir) < 0) {
+        bh_warn("qube %s: no bulkhead-fuse-broker (our programs' directory is unknown)", spec->name);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/bulkhead-fuse-broker", dir);
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    pid_t pid = fork();
+    if (pid < 0)
+        return;
+    if (pid == 0) {
+        bh_error e = { 0 };
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+            _exit(120);
+        if ((pidfd == 3 ? fcntl(3, F_SETFD, 0) : dup2(pidfd, 3)) < 0 || close_range(4, ~0U, 0) < 0)
+            _exit(121);
+        if (bh_cgroup_ops()->attach_self(tag, spec->name, &e) < 0)
+            _exit(122);
+        char *const argv[] = { "bulkhead-fuse-broker", NULL }, *const envp[] = { NULL };
+        execve(path, argv, envp);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bh_warn("qube %s: the FUSE mount broker did not start (status %d)", spec->name,
+                WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
 int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned minor, const char *node, bool rw,
                        bh_error *err)
 {
@@ -105,6 +152,7 @@ int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned
         (void)cg->device_access(tag, spec->name, major, minor, NULL, &ignored);
         return -1;
     }
+    start_fuse_broker(spec, pidfd);
     return 0;
 }
 

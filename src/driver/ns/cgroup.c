@@ -40,6 +40,9 @@ void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n)
 const struct bh_dev_rule bh_cg_base_devices[] = {
     { 'c', 1, 3, "rwm" }, { 'c', 1, 5, "rwm" }, { 'c', 1, 7, "rwm" }, { 'c', 1, 8, "rwm" }, { 'c', 1, 9, "rwm" },
     { 'c', 5, 0, "rwm" }, { 'c', 5, 2, "rwm" }, { 'c', 136, -1, "rwm" },
+    /* /dev/fuse: file systems in user space inside the qube (an attached disk read by
+     * fuse2fs; the mount itself goes through the qube's broker, fusebroker.c). */
+    { 'c', 10, 229, "rwm" },
 };
 const size_t bh_cg_base_devices_n = BH_ARRAY_SIZE(bh_cg_base_devices);
 

@@ -174,6 +174,8 @@ int bh_proc_stat_parse(const char *text, uint64_t *starttime, char *state);
 int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id);
 
 /* ---- spawn.c ---- */
+/* The directory of our in-qube programs on the host (where bulkhead-init is). */
+int bh_ns_libexec_dir(char *out, size_t n);
 int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
 /* The same in two halves for an event loop (driver.h start_begin/start_finish): begin
  * returns an fd (the engine's) readable whenever finish should be called; finish returns

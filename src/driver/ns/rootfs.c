@@ -182,9 +182,16 @@ static int assemble_root(const struct bh_qube_spec *spec, const struct bh_ns_pat
 }
 
 /* host_usr bound read-only at /usr, idmapped so that the host's root-owned files
- * appear root-owned in the qube (setuid programs behave as in a VM, within the qube).
- * When the host's /usr has no lib/bulkhead directory to mount our programs on, a tiny
- * read-only overlay adds that mount point above it. */
+ * appear root-owned in the qube (setuid programs behave as in a VM, within the qube),
+ * under a tiny read-only overlay layer of ours: the lib/bulkhead mount point when the
+ * host's /usr has none, and the names mount(8), umount(8) and libfuse run for a mount
+ * in the qube (mount.ext4 & co., umount.fuse, fusermount), linked to our
+ * bulkhead-fusermount, which mounts through the qube's FUSE broker (docs/devices.md).
+ * They shadow the host's own names in the qube only (a real fusermount cannot mount
+ * in a qube; Debian ships no mount.ext4). */
+static const char *const usr_links[] = { "bin/fusermount", "sbin/mount.ext2", "sbin/mount.ext3", "sbin/mount.ext4",
+                                         "sbin/umount.fuse" };
+
 static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_paths *p, int userns_fd,
                         int rootfd, int rawfd, bh_error *err)
 {
@@ -195,21 +202,32 @@ static int assemble_usr(const struct bh_qube_spec *spec, const struct bh_ns_path
     _cleanup_close_ int fd = bh_idmapped_tree(usr, userns_fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, true, err);
     if (fd < 0)
         return bh_prefix(err, "host_usr");
-    JOIN(path, usr, "lib/bulkhead");
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return attach_at(fd, rootfd, "usr", err);
     char ulow[4096], stub[4096], opts[9000], dst[64];
     JOIN(ulow, p->staging, "usr");
     JOIN(stub, p->staging, "usrstub/lib/bulkhead");
     if (mkdir(ulow, 0700) < 0 || bh_attach(fd, ulow, err) < 0 || bh_mkdir_p(stub, 0755) < 0)
         return bh_fail_errno(err, "usr stub");
-    /* Stub dirs shadow /usr and /usr/lib's attributes: give them the qube root's IDs. */
-    const char *rels[] = { "usrstub", "usrstub/lib", "usrstub/lib/bulkhead" };
+    JOIN(path, p->staging, "usrstub/bin");
+    if (mkdir(path, 0755) < 0)
+        return bh_fail_errno(err, "usr stub");
+    JOIN(path, p->staging, "usrstub/sbin");
+    if (mkdir(path, 0755) < 0)
+        return bh_fail_errno(err, "usr stub");
+    /* Stub dirs shadow /usr, /usr/lib, /usr/bin and /usr/sbin's attributes: give them the
+     * qube root's IDs (what the host's root-owned dirs show through the idmap). */
+    const char *rels[] = { "usrstub", "usrstub/lib", "usrstub/lib/bulkhead", "usrstub/bin", "usrstub/sbin" };
     for (size_t i = 0; i < BH_ARRAY_SIZE(rels); i++) {
         JOIN(path, p->staging, rels[i]);
-        if (chown(path, spec->uid_base, spec->uid_base) < 0)
+        if (chown(path, spec->uid_base, spec->uid_base) < 0 || chmod(path, 0755) < 0)
             return bh_fail_errno(err, "chown %s", path);
+    }
+    for (size_t i = 0; i < BH_ARRAY_SIZE(usr_links); i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "usrstub/%s", usr_links[i]);
+        JOIN(path, p->staging, rel);
+        if (symlink("/usr/lib/bulkhead/bulkhead-fusermount", path) < 0 ||
+            lchown(path, spec->uid_base, spec->uid_base) < 0)
+            return bh_fail_errno(err, "link %s", path);
     }
     JOIN(stub, p->staging, "usrstub");
     if (!overlay_safe(stub) || !overlay_safe(ulow))
@@ -227,6 +245,7 @@ static int assemble_dev(const struct bh_qube_spec *spec, int rootfd, int rawfd, 
 {
     static const struct { const char *name; unsigned major, minor; } nodes[] = {
         { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+        { "fuse", 10, 229 }, /* FUSE servers in the qube; mounts through its broker (fusebroker.c) */
     };
     char dst[64], o[128];
     if (ensure_dir(rootfd, rawfd, "dev", spec->uid_base, err) < 0)

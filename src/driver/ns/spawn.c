@@ -58,6 +58,11 @@ static int find_libexec(char *out, size_t n)
     return 0;
 }
 
+int bh_ns_libexec_dir(char *out, size_t n)
+{
+    return find_libexec(out, n);
+}
+
 int bh_ns_paths_fill(const struct bh_qube_spec *spec, struct bh_ns_paths *p, bh_error *err)
 {
     if (!spec->runtime_dir || spec->runtime_dir[0] != '/')
