@@ -74,7 +74,7 @@ struct pump {
     int splice_fd;
     size_t splice_left;
     /* our input's payload moved from the socket to in_fd (a pipe) by splice, no copy
-     * through us: a big enough message's header is peeked and taken alone, then its
+     * through us: a big enough message's header is read alone, then its
      * payload (in_left bytes) goes straight from the socket to the pipe. in_wait_pipe:
      * the last splice stopped on a full pipe (else on an empty socket). If the reader
      * goes away meanwhile, the rest of the payload is read and dropped. */
@@ -260,28 +260,33 @@ static int parse_incoming(struct pump *p, bh_error *err)
  * messages); from this size on it is spliced. */
 #define IN_SPLICE_MIN 4096
 
-/* At a message boundary with nothing queued for in_fd: peeks the next header and, if it
- * is our input's payload of IN_SPLICE_MIN bytes or more, takes the header alone and
- * arms the splice. Anything else (or a header that fails the checks) is left for the
- * ordinary read and parse, which will report it. */
+/* At a message boundary with nothing queued for in_fd: reads the next header alone and,
+ * if it is our input's payload of IN_SPLICE_MIN bytes or more, arms the splice. Anything
+ * else (a short read, another message, a header that fails the checks) goes to rq for
+ * the ordinary read and parse, which will report it. One read per message, no peek. */
 static void in_splice_arm(struct pump *p)
 {
     uint8_t hb[8];
-    ssize_t r = recv(p->s->sock, hb, sizeof hb, MSG_PEEK | MSG_DONTWAIT);
-    if (r != (ssize_t)sizeof hb)
-        return;
-    struct bh_qx_hdr h;
-    bh_error ignored;
-    bh_qx_hdr_decode(hb, &h);
-    uint32_t want_in = p->s->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
-    if (h.type != want_in || h.len < IN_SPLICE_MIN || bh_qx_check_header(&h, BH_QX_FROM_DATA, &ignored) < 0)
-        return;
-    if (recv(p->s->sock, hb, sizeof hb, MSG_DONTWAIT) != (ssize_t)sizeof hb) {
-        p->sock_eof = true; /* cannot happen: the 8 bytes were there and we are the only reader */
+    ssize_t r = recv(p->s->sock, hb, sizeof hb, MSG_DONTWAIT);
+    if (r < 0)
+        return; /* EAGAIN, or an error the ordinary read will see again */
+    if (r == 0) {
+        p->sock_eof = true;
         return;
     }
-    p->in_left = h.len;
-    p->in_wait_pipe = false;
+    struct bh_qx_hdr h;
+    bh_error ignored;
+    uint32_t want_in = p->s->is_service ? BH_QX_MSG_DATA_STDIN : BH_QX_MSG_DATA_STDOUT;
+    if (r == (ssize_t)sizeof hb) {
+        bh_qx_hdr_decode(hb, &h);
+        if (h.type == want_in && h.len >= IN_SPLICE_MIN && bh_qx_check_header(&h, BH_QX_FROM_DATA, &ignored) == 0) {
+            p->in_left = h.len;
+            p->in_wait_pipe = false;
+            return;
+        }
+    }
+    if (bh_buf_add(&p->rq, hb, (size_t)r) < 0)
+        p->sock_eof = true; /* cannot happen: rq is empty and holds far more than 8 bytes */
 }
 
 /* Moves armed payload from the socket to in_fd (or drops it once in_fd is gone). */
@@ -487,6 +492,8 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
                     in_splice_move(&p);
                     goto polled_sock;
                 }
+                if (p.sock_eof)
+                    goto polled_sock;
             }
             size_t room = p.rq.limit - p.rq.len;
             if (room > 4 * 65536)
