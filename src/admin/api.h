@@ -48,6 +48,8 @@ extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api
 int bh_server_subscribe(void *conn, const char *filter);
 /* The PID of the process at the other end of a connection (SO_PEERCRED), 0 if unknown. */
 pid_t bh_server_peer_pid(void *conn);
+/* fd (taken over) goes to the client with the reply's first bytes (SCM_RIGHTS). */
+void bh_server_pass_fd(void *conn, int fd);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */

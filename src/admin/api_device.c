@@ -14,9 +14,17 @@
 #include "engine_glue.h"
 #include "events.h"
 #include "log.h"
+#include "loop.h"
+#include "selfpath.h"
 #include "props.h"
 #include "store.h"
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -627,24 +635,156 @@ int bh_devices_required_check(struct bh_app *app, struct bh_qube *q, struct bh_e
     return 0;
 }
 
+/* ---- ask-to-attach (Qubes 4.3: the block extension's domain-start handler asks the
+ * person, through the GUI VM's device agent, before it attaches; only the qube the
+ * answer names gets the device). Here the question goes through the same prompt as a
+ * qrexec `ask` (qrexec-policy-ask, relayed to qrexec-policy-agent or a window; see
+ * docs/qrexec.md): source = the backend, service = device.block+PORT, the qube as the
+ * one choice and default. The prompt runs beside the event loop (its stdout on a pipe
+ * the loop watches); the answer is acted on only if the same qube is still running
+ * (same start), the assignment still says ask-to-attach and the device is still free. */
+#define MAX_ASKS 32
+static struct dev_ask {
+    bool used;
+    uint32_t qid;
+    int64_t start_time;
+    pid_t pid;
+    int fd;
+    size_t len;
+    char out[128];
+    char key[512]; /* the assignment's property key */
+} asks[MAX_ASKS];
+
+static struct bh_app *ask_app;
+
+static void ask_end(struct dev_ask *a)
+{
+    bh_loop_del(a->fd);
+    close(a->fd);
+    int st = -1;
+    while (waitpid(a->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    a->used = false;
+    struct bh_qube *q = bh_app_find_qid(ask_app, a->qid);
+    a->out[a->len] = '\0';
+    char *nl = strchr(a->out, '\n');
+    if (nl)
+        *nl = '\0';
+    if (!q || !bh_qube_is_running(q) || q->rt.start_time != a->start_time)
+        return;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strcmp(a->out, q->name)) {
+        bh_info("%s: assigned block device %s not attached: the person did not choose it", q->name,
+                a->key + strlen(ASSIGN_PREFIX));
+        return;
+    }
+    for (size_t i = 0; i < q->props.n; i++) {
+        char id[512];
+        const char *backend, *port, *devid;
+        struct bh_dev_assignment as;
+        struct bh_blockdev dev;
+        if (strcmp(q->props.v[i].key, a->key) || !assignment_at(q, i, id, &backend, &port, &devid, &as) ||
+            strcmp(as.mode, "ask-to-attach"))
+            continue;
+        struct bh_exc ae = { 0 };
+        if (!assigned_device_free(backend, port, devid, &dev))
+            bh_warn("%s: assigned block device %s:%s no longer free", q->name, backend, port);
+        else if (do_attach(ask_app, q, backend, &dev, &as.options, &ae) < 0)
+            bh_warn("%s: assigned block device %s:%s not attached: %s", q->name, backend, port, ae.msg);
+        return;
+    }
+}
+
+static void ask_readable(void *ctx, uint32_t events)
+{
+    struct dev_ask *a = ctx;
+    ssize_t n = read(a->fd, a->out + a->len, sizeof a->out - 1 - a->len);
+    if (n > 0 && a->len + (size_t)n < sizeof a->out - 1) {
+        a->len += (size_t)n;
+        return;
+    }
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n > 0) /* more than a qube name: not an answer */
+        a->len = 0;
+    ask_end(a);
+}
+
+static void ask_to_attach(struct bh_app *app, struct bh_qube *q, const char *key, const char *port)
+{
+    char prog[PATH_MAX];
+    const char *env = getenv("BULKHEAD_QREXEC_ASK");
+    static const char *const rels[] = { ".", "../qrexec", "../lib/bulkhead", NULL };
+    if (env && *env)
+        snprintf(prog, sizeof prog, "%s", env);
+    else if (bh_find_near_self(rels, "qrexec-policy-ask", X_OK, prog, sizeof prog) < 0) {
+        bh_warn("%s: no qrexec-policy-ask to ask about block device %s", q->name, port);
+        return;
+    }
+    struct dev_ask *a = NULL;
+    for (size_t i = 0; i < MAX_ASKS && !a; i++)
+        if (!asks[i].used)
+            a = &asks[i];
+    if (!a) {
+        bh_warn("%s: too many device questions waiting; block device %s not asked for", q->name, port);
+        return;
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return;
+    char service[128];
+    snprintf(service, sizeof service, "device.block+%s", port);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0)
+            _exit(127);
+        char *const argv[] = { prog, "--source", "dom0", "--service", service, "--default", q->name, "--",
+                               q->name, NULL };
+        execv(prog, argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *a = (struct dev_ask){ .used = true, .qid = q->qid, .start_time = q->rt.start_time, .pid = pid, .fd = p[0] };
+    snprintf(a->key, sizeof a->key, "%s", key);
+    ask_app = app;
+    if (bh_loop_add(p[0], EPOLLIN, ask_readable, a) < 0) {
+        ask_end(a);
+        return;
+    }
+    bh_info("%s: asking whether to attach block device dom0:%s", q->name, port);
+}
+
 /* At a start, as Qubes: `required` assignments are part of the domain it starts (a
  * failure fails the start: the first error is returned, the caller kills the qube);
  * `auto-attach` ones are attached by the block extension's domain-start handler (a
- * failure is logged). `ask-to-attach` would need a device prompt, which Bulkhead does
- * not have: never attached. */
+ * failure is logged); `ask-to-attach` ones are asked about first (above). */
 int bh_devices_attach_assigned(struct bh_app *app, struct bh_qube *q, bool required, struct bh_exc *e)
 {
     for (size_t i = 0; i < q->props.n; i++) {
         char id[512];
         const char *backend, *port, *devid;
         struct bh_dev_assignment as;
-        if (!assignment_at(q, i, id, &backend, &port, &devid, &as) ||
-            strcmp(as.mode, required ? "required" : "auto-attach"))
+        if (!assignment_at(q, i, id, &backend, &port, &devid, &as))
+            continue;
+        bool ask = !required && !strcmp(as.mode, "ask-to-attach");
+        if (!ask && strcmp(as.mode, required ? "required" : "auto-attach"))
             continue;
         struct bh_blockdev dev;
         if (!assigned_device_free(backend, port, devid, &dev)) {
             if (required)
                 return bh_exc(e, "QubesException", "Block device %s:%s:%s not available", backend, port, devid);
+            continue;
+        }
+        if (ask) {
+            ask_to_attach(app, q, q->props.v[i].key, port);
             continue;
         }
         struct bh_exc ae = { 0 };

@@ -9,6 +9,7 @@
 #include "events.h"
 #include "props.h"
 #include "waiters.h"
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +397,12 @@ static int vm_console(struct bh_call *c)
     char path[256];
     if (bh_console_path(c->app, c->dest, path, sizeof path, c->exc) < 0)
         return -1;
+    /* The pty stays root's (0600); the reply carries it open (SCM_RIGHTS) for a caller
+     * that is not root: a qube's allowed admin.vm.Console call is relayed by
+     * qubesd-console as the call's unprivileged identity. */
+    int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0)
+        bh_server_pass_fd(c->conn, fd);
     return bh_buf_adds(c->out, path) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
 }
 

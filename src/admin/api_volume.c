@@ -5,6 +5,7 @@
 #include "events.h"
 #include "props.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -334,6 +335,12 @@ static int import_begin(struct bh_call *c)
     if (r < 0)
         return bh_exc(c->exc, "QubesException", "%s", err.msg);
     emit_import(c, true, size, false);
+    /* The importer may be a qrexec call's dom0 program, which is not root and cannot
+     * reach the pool (under the 0700 state dir): it gets the file open for writing,
+     * nothing else; root's tools may use the path. */
+    int wfd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (wfd >= 0)
+        bh_server_pass_fd(c->conn, wfd);
     return bh_buf_printf(c->out, "%" PRIu64 " %s", size, path) < 0 ? bh_exc(c->exc, "QubesException", "out of memory")
                                                                     : 0;
 }

@@ -27,6 +27,7 @@ struct conn {
     bool pending;       /* reply parked until a qube halts (waiters.c) */
     bool in_loop;       /* registered with the event loop */
     int64_t deadline;
+    int pass_fd;        /* sent with the reply's first bytes (SCM_RIGHTS), or -1 */
     struct conn *prev, *next;
 };
 
@@ -79,6 +80,8 @@ static void conn_close(struct conn *c)
     if (c->pending)
         bh_waiters_drop_conn(c);
     close(c->fd);
+    if (c->pass_fd >= 0)
+        close(c->pass_fd);
     bh_buf_free(&c->in);
     bh_buf_free(&c->out);
     if (c->prev)
@@ -109,10 +112,47 @@ static void conn_rearm(struct conn *c)
 }
 
 /* Writes what it can; returns -1 if the connection is gone. */
+/* The reply's first bytes with c->pass_fd attached: the kernel hands the client a
+ * copy of the fd (one that reads the reply with read() gets none: it is dropped). */
+static ssize_t send_with_fd(struct conn *c)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct iovec iov = { .iov_base = c->out.data, .iov_len = c->out.len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &c->pass_fd, sizeof(int));
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+        close(c->pass_fd);
+        c->pass_fd = -1;
+    }
+    return w;
+}
+
+void bh_server_pass_fd(void *conn, int fd)
+{
+    struct conn *c = conn;
+    if (!c) {
+        close(fd);
+        return;
+    }
+    if (c->pass_fd >= 0)
+        close(c->pass_fd);
+    c->pass_fd = fd;
+}
+
 static int conn_flush(struct conn *c)
 {
     while (c->out.len) {
-        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = c->pass_fd >= 0 ? send_with_fd(c)
+                                    : send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -229,6 +269,29 @@ static void conn_cb(void *ctx, uint32_t ev)
         conn_close(c);
 }
 
+/* The socket's mode lets root and the "dom0 qrexec" group in; the group alone is not
+ * trusted as identity (a host whose IDs were given to a user by /etc/subgid, which
+ * bulkheadd refuses at start, is one way to hold it): the peer must also be root or one
+ * of the qubes' call identities (qrexec_ids.h), as the kernel names it. */
+static bool peer_may_connect(int fd)
+{
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return false;
+    if (uc.uid == 0)
+        return true;
+    if (uc.uid >= BH_QX_CALL_ID_BASE && uc.uid < BH_QX_CALL_ID_BASE + 0x10000u && uc.gid == BH_QX_CALL_GID)
+        return true;
+    static int64_t last_warn = -1;
+    if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+        bh_warn("refused a connection from uid %u gid %u pid %d: neither root nor a qrexec call",
+                (unsigned)uc.uid, (unsigned)uc.gid, (int)uc.pid);
+        last_warn = bh_now_ms();
+    }
+    return false;
+}
+
 /* Connections accepted per wake-up: under a constant stream of clients the loop must
  * still come back to serve slow connections, events and the tick. */
 #define ACCEPT_BATCH 64
@@ -248,7 +311,7 @@ static void on_accept(void *ctx, uint32_t ev)
                 bh_warn("accept: %s", strerror(errno));
             return;
         }
-        if (nconns >= BH_SERVER_MAX_CONNS) {
+        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd)) {
             close(fd);
             continue;
         }
@@ -258,6 +321,7 @@ static void on_accept(void *ctx, uint32_t ev)
             continue;
         }
         c->fd = fd;
+        c->pass_fd = -1;
         bh_buf_init(&c->in, BH_REQ_MAX);
         bh_buf_init(&c->out, BH_SERVER_EVENT_QUEUE_MAX);
         c->deadline = bh_now_ms() + BH_SERVER_REQUEST_TIMEOUT_MS;

@@ -203,7 +203,7 @@ static void send_agent(struct guid *g, uint32_t type, uint32_t window, const voi
  * knows it got fullscreen (or the maximise Qubes gives instead) and when it ended. */
 static void ack_flags(struct guid *g, struct guid_win *w)
 {
-    uint32_t now = w->fullscreen ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0;
+    uint32_t now = w->fullscreen || w->wm_fullscreen ? BH_GUI_WINDOW_FLAG_FULLSCREEN : 0;
     if (now == w->flags_acked)
         return;
     struct bh_gui_window_flags f = { now & ~w->flags_acked, w->flags_acked & ~now };
@@ -466,6 +466,21 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         if (e->window == g->screen->root && e->atom == g->a_xkb_names) {
             guid_load_keymap(g);
             send_layout(g);
+            break;
+        }
+        /* a window manager's own fullscreen (the user's F11 on the desktop), or its end:
+         * the agent is told, as Qubes' daemon tells it from the WM's _NET_WM_STATE */
+        struct guid_win *w = e->atom == g->a_net_wm_state ? guid_find_x(g, e->window) : NULL;
+        if (w && e->window == w->frame && !w->docked) {
+            uint32_t inset = w->inset;
+            bool changed = guid_win_wm_state(g, w);
+            if (w->inset != inset) { /* the frame shows again: the qube's window is smaller */
+                struct bh_gui_configure c = { (uint32_t)w->r.x, (uint32_t)w->r.y, w->r.w, w->r.h,
+                                              w->override_redirect };
+                send_agent(g, BH_GUI_MSG_CONFIGURE, w->remote, &c, sizeof c);
+            }
+            if (changed)
+                ack_flags(g, w);
         }
         break;
     }

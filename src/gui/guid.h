@@ -29,6 +29,9 @@ struct guid_win {
      * screen (inset 0, no frame showing, as under Qubes' window manager); without, the
      * window is maximised inside its frame (Qubes turns it into a maximise) */
     bool fullscreen, attention;
+    /* the window manager (the user) made the window fullscreen on its own: the frame's
+     * _NET_WM_STATE has _NET_WM_STATE_FULLSCREEN that the daemon did not put there */
+    bool wm_fullscreen;
     uint32_t inset;               /* where the content sits in the frame: BORDER or 0 */
     struct bh_gui_rect saved;     /* geometry before fullscreen */
     struct bh_gui_rect fs_rect;   /* where fullscreen (or its maximise) put the content */
@@ -130,6 +133,9 @@ void guid_win_class(struct guid *g, struct guid_win *w, const char *cls, const c
 void guid_win_hints(struct guid *g, struct guid_win *w, const struct bh_gui_window_hints *h);
 /* Returns true when the window's geometry changed (the agent must be told). */
 bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t unset);
+/* The frame's _NET_WM_STATE changed (the window manager, or the daemon itself): true
+ * when the window's fullscreen as the desktop has it is not what the agent was told. */
+bool guid_win_wm_state(struct guid *g, struct guid_win *w);
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
 /* pixels: iw*ih ARGB values (unaligned) already checked by bh_gui_parse_window_icon */
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);

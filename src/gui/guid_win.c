@@ -216,7 +216,8 @@ int guid_win_create(struct guid *g, uint32_t remote, const struct bh_gui_rect *r
     /* the frame: label colour, drawn by the X server from our background pixel */
     uint32_t fvals[] = { g->color, override_redirect,
                          XCB_EVENT_MASK_KEY_PRESS | XCB_EVENT_MASK_KEY_RELEASE | XCB_EVENT_MASK_FOCUS_CHANGE |
-                             XCB_EVENT_MASK_STRUCTURE_NOTIFY };
+                             XCB_EVENT_MASK_STRUCTURE_NOTIFY |
+                             XCB_EVENT_MASK_PROPERTY_CHANGE }; /* _NET_WM_STATE from the WM */
     xcb_create_window(g->x, XCB_COPY_FROM_PARENT, w->frame, g->screen->root, (int16_t)(w->r.x - BH_GUID_BORDER),
                       (int16_t)(w->r.y - BH_GUID_BORDER), (uint16_t)(w->r.w + 2 * BH_GUID_BORDER),
                       (uint16_t)(w->r.h + 2 * BH_GUID_BORDER), 0, XCB_WINDOW_CLASS_INPUT_OUTPUT,
@@ -461,6 +462,47 @@ bool guid_win_flags(struct guid *g, struct guid_win *w, uint32_t set, uint32_t u
         w->attention = false;
     update_state(g, w);
     return moved;
+}
+
+bool guid_win_wm_state(struct guid *g, struct guid_win *w)
+{
+    xcb_get_property_reply_t *p = xcb_get_property_reply(
+        g->x, xcb_get_property(g->x, 0, w->frame, g->a_net_wm_state, XCB_ATOM_ATOM, 0, 64), NULL);
+    bool full = false, vert = false, horz = false;
+    if (p && p->format == 32) {
+        const xcb_atom_t *a = xcb_get_property_value(p);
+        for (int i = 0, n = xcb_get_property_value_length(p) / 4; i < n; i++) {
+            full |= a[i] == g->a_state_fullscreen;
+            vert |= a[i] == g->a_state_max_vert;
+            horz |= a[i] == g->a_state_max_horz;
+        }
+    }
+    free(p);
+    /* as Qubes: the maximise given for a refused fullscreen counts as that fullscreen */
+    bool desktop = full || (w->fullscreen && w->inset > 0 && vert && horz);
+    if (w->fullscreen && !desktop) {
+        /* the window manager (the user) ended the qube's fullscreen, or the maximise
+         * given for it: the WM placed the window, and the frame shows again */
+        w->fullscreen = false;
+        if (w->inset != BH_GUID_BORDER) {
+            w->inset = BH_GUID_BORDER;
+            w->r.x += BH_GUID_BORDER, w->r.y += BH_GUID_BORDER;
+            w->r.w = w->r.w > 2 * BH_GUID_BORDER ? w->r.w - 2 * BH_GUID_BORDER : 1;
+            w->r.h = w->r.h > 2 * BH_GUID_BORDER ? w->r.h - 2 * BH_GUID_BORDER : 1;
+            uint32_t cv[] = { BH_GUID_BORDER, BH_GUID_BORDER, w->r.w, w->r.h };
+            xcb_configure_window(g->x, w->content,
+                                 XCB_CONFIG_WINDOW_X | XCB_CONFIG_WINDOW_Y | XCB_CONFIG_WINDOW_WIDTH |
+                                     XCB_CONFIG_WINDOW_HEIGHT,
+                                 cv);
+        }
+        bh_info("%s: window 0x%x: the desktop ended its fullscreen", g->qube, w->remote);
+    }
+    bool was = w->wm_fullscreen;
+    w->wm_fullscreen = full && !w->fullscreen;
+    if (w->wm_fullscreen != was)
+        bh_info("%s: window 0x%x: the desktop %s fullscreen", g->qube, w->remote,
+                w->wm_fullscreen ? "made it" : "took it out of");
+    return (w->fullscreen || w->wm_fullscreen) != ((w->flags_acked & BH_GUI_WINDOW_FLAG_FULLSCREEN) != 0);
 }
 
 void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor)

@@ -214,3 +214,23 @@ int bh_mkdir_p(const char *path, unsigned mode)
     }
     return 0;
 }
+
+ssize_t bh_recv_with_fd(int sock, void *buf, size_t len, int *fd_out)
+{
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
+    ssize_t r;
+    while ((r = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    for (struct cmsghdr *c = r >= 0 ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+            if (*fd_out >= 0)
+                close(*fd_out);
+            memcpy(fd_out, CMSG_DATA(c), sizeof(int));
+        }
+    return r;
+}

@@ -10,6 +10,9 @@ int bh_set_cloexec(int fd, int on);
 /* Sends/receives one fd with one byte of data over a Unix socket. */
 int bh_send_fd(int sock, int fd);
 int bh_recv_fd(int sock);
+/* One recvmsg of up to len bytes; an fd that came with them (SCM_RIGHTS, close-on-exec)
+ * replaces *fd_out (closing the old one). Retries on EINTR. */
+ssize_t bh_recv_with_fd(int sock, void *buf, size_t len, int *fd_out);
 /* Reads a whole small file (at most limit bytes) into a NUL-terminated malloc'd string. */
 char *bh_read_file(const char *path, size_t limit, size_t *len_out);
 /* Writes a file atomically: temp file in the same dir, fsync, rename, fsync dir. */

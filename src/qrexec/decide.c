@@ -49,6 +49,8 @@ static int ask_person(const struct bh_qx_policy_ctx *ctx, const char *source, co
         int dn = open("/dev/null", O_RDONLY);
         if (dn >= 0)
             dup2(dn, 0);
+        if (ctx->keep_fd >= 0) /* opened close-on-exec for every other program */
+            fcntl(ctx->keep_fd, F_SETFD, 0);
         execv(prog, argv);
         _exit(127);
     }
@@ -76,7 +78,8 @@ static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *sourc
         snprintf(out->rule, sizeof out->rule, "(no --policy-dir: deny)");
         return 0;
     }
-    _cleanup_policy_ bh_policy *p = bh_policy_load_dir(ctx->policy_dir);
+    _cleanup_policy_ bh_policy *own = ctx->preloaded ? NULL : bh_policy_load_dir(ctx->policy_dir);
+    bh_policy *p = ctx->preloaded ? ctx->preloaded : own;
     if (!p) {
         snprintf(out->rule, sizeof out->rule, "(policy %s unreadable: deny)", ctx->policy_dir);
         return 0;
@@ -122,6 +125,52 @@ static int decide_bhpolicy(const struct bh_qx_policy_ctx *ctx, const char *sourc
     bh_policy_result_free(&r);
     bh_sysinfo_free(&si);
     return 0;
+}
+
+void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx)
+{
+    if (ctx->policy_dir && !ctx->stub_allow && !ctx->preloaded)
+        ctx->preloaded = bh_policy_load_dir(ctx->policy_dir);
+}
+
+int bh_qx_policy_list_allowed(const struct bh_qx_policy_ctx *ctx, const char *source, char **out, bh_error *err)
+{
+    *out = NULL;
+    if (!ctx->preloaded)
+        return bh_fail(err, ENOENT, "no policy to filter by");
+    struct bh_sysinfo si _cleanup_sysinfo_;
+    bh_sysinfo_init(&si);
+    if (bh_sysinfo_from_admin(&si, err) < 0)
+        return -1;
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < si.n; i++)
+        cap += strlen(si.qubes[i].name) + 1;
+    char *s = malloc(cap);
+    if (!s)
+        return bh_fail(err, ENOMEM, "out of memory");
+    s[0] = '\0';
+    for (size_t i = 0; i < si.n; i++) {
+        struct bh_policy_result r;
+        memset(&r, 0, sizeof r);
+        enum bh_policy_decision d = bh_policy_evaluate(ctx->preloaded, &si, source, si.qubes[i].name, "admin.vm.List", &r);
+        bh_policy_result_free(&r);
+        if (d == BH_POLICY_ALLOW)
+            len += (size_t)snprintf(s + len, cap - len, "%s%s", len ? " " : "", si.qubes[i].name);
+    }
+    *out = s;
+    return 0;
+}
+#else
+void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx)
+{
+    (void)ctx;
+}
+
+int bh_qx_policy_list_allowed(const struct bh_qx_policy_ctx *ctx, const char *source, char **out, bh_error *err)
+{
+    (void)ctx, (void)source;
+    *out = NULL;
+    return bh_fail(err, ENOENT, "no policy engine");
 }
 #endif
 

@@ -23,7 +23,20 @@ struct bh_qx_policy_ctx {
     const char *policy_dir;   /* <root>/policy.d */
     const char *stub_allow;   /* TEST STUB ONLY, see decide.c */
     const char *ask_program;  /* answers `ask`: --ask-program or $BULKHEAD_QREXEC_ASK */
+    int keep_fd;              /* an fd the ask program inherits (its $XAUTHORITY), or -1 */
+    void *preloaded;          /* the policy, loaded by bh_qx_policy_preload() */
 };
+
+/* Loads policy_dir now (the call process does, as root, before it gives up root:
+ * policy.d is dom0's own file tree under bulkheadd's 0700 state dir); later decisions
+ * evaluate that copy. A directory that does not load is decided as before (deny). */
+void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx);
+
+/* The qubes `source` may see in admin.vm.List: those policy lets it call admin.vm.List
+ * on (allow; ask and deny hide them), among the qubes bulkheadd reports now, as one
+ * malloc'd space-separated string (empty when none). -1 without a policy engine, a
+ * preloaded policy or the system information: the caller must then list nothing. */
+int bh_qx_policy_list_allowed(const struct bh_qx_policy_ctx *ctx, const char *source, char **out, bh_error *err);
 
 /* 0 with *out filled (deny included), -1 on an internal error (treated as deny). */
 int bh_qx_policy_decide(const struct bh_qx_policy_ctx *ctx, const char *source, const char *target,

@@ -45,6 +45,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
@@ -69,7 +70,7 @@ static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
 static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
-static struct bh_qx_policy_ctx policy_ctx;
+static struct bh_qx_policy_ctx policy_ctx = { .keep_fd = -1 };
 
 struct port { bool used; uint32_t domain; int client; };
 static struct port ports[MAX_PORTS];
@@ -352,9 +353,17 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
             snprintf(fwd, sizeof fwd, "root:exec '%s/%s' %s %s %s", self,
                      import ? "qubesd-import" : console ? "qubesd-console" : "qubesd-query", qube_name,
                      console ? "admin.vm.Console" : service_full, dest);
-            /* admin.vm.List is filtered by the same policy (qubesd-query) */
-            if (policy_ctx.policy_dir)
-                setenv("BULKHEAD_POLICY_DIR", policy_ctx.policy_dir, 1);
+            /* admin.vm.List is filtered by the same policy: this process evaluated it
+             * for each qube bulkheadd has now, qubesd-query lists only those (a qube
+             * made in between is left out; no list at all without a policy) */
+            _cleanup_free_ char *seen = NULL;
+            bh_error le = { 0 };
+            if (!strcmp(service_full, "admin.vm.List") || !strcmp(service_full, "admin.vm.List+")) {
+                if (bh_qx_policy_list_allowed(&policy_ctx, qube_name, &seen, &le) == 0)
+                    setenv("BULKHEAD_LIST_ALLOWED", seen, 1);
+                else
+                    bh_warn("admin.vm.List from %s: %s", qube_name, le.msg);
+            }
             struct bh_qx_cmd fc;
             if (!strchr(self, '\'') && bh_qube_name_valid(dest[0] == '@' ? "x" : dest, NULL) &&
                 bh_qx_cmd_parse(fwd, &fc, &err) == 0) {
@@ -456,26 +465,72 @@ static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
     return name && domid && !strcmp(name, target) && !strcmp(domid, want);
 }
 
-/* The call process gives up root for good: from here on it is the qube's call identity
- * (bh_qx_call_uid, group BH_QX_CALL_GID), which reaches bulkheadd's socket and the
- * daemons' sockets through that group, and the runtime and vchan dirs through the
- * directory fds opened here, as root, beforehand (their parents need not be searchable:
- * a test's private tmp dir is 0700). Nothing here needs root afterwards: what a call
- * does in another qube's vchan dir (a 1777 tmpfs) any user may do. */
-static void enter_call_identity(void)
+/* "/proc/self/fd/N" for a directory or file opened here, as root, before the call
+ * process gives up root: the path through it is checked from that point on only, so
+ * what lies under a parent the call identity may not search (bulkheadd's 0700 state
+ * dir holding policy.d, a test's private tmp dir) stays reachable, and nothing else
+ * there is. */
+static const char *reach_through_fd(const char *path, int flags, int *fd_out)
 {
-    static char rbuf[64], vbuf[64];
-    bh_error err = { 0 };
-    int rfd = open(runtime, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int vfd = open(vchan_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rfd < 0 || vfd < 0) {
-        bh_err("call of %s: runtime %s or vchan dir %s: %s", qube_name, runtime, vchan_dir, strerror(errno));
+    static char bufs[6][32];
+    static int used;
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0 || used == 6) {
+        bh_err("call of %s: %s: %s", qube_name, path, strerror(errno));
         _exit(1);
     }
-    snprintf(rbuf, sizeof rbuf, "/proc/self/fd/%d", rfd);
-    snprintf(vbuf, sizeof vbuf, "/proc/self/fd/%d", vfd);
-    runtime = rbuf;
-    vchan_dir = vbuf;
+    if (fd_out)
+        *fd_out = fd;
+    snprintf(bufs[used], sizeof bufs[used], "/proc/self/fd/%d", fd);
+    return bufs[used++];
+}
+
+
+/* A copy of the X session's cookie file ($XAUTHORITY: root's, 0600) in a memfd, for the
+ * ask program's window: a program reopens the file by name (/proc/self/fd/N), and a
+ * reopen checks the file's mode, which the memfd's allows. -1 without one. */
+static int session_cookie_copy(void)
+{
+    const char *xa = getenv("XAUTHORITY");
+    if (!xa || !*xa)
+        return -1;
+    size_t len = 0;
+    _cleanup_free_ char *data = bh_read_file(xa, 65536, &len);
+    int fd = data ? memfd_create("xauthority", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
+    if (fd < 0)
+        return -1;
+    if (bh_write_all(fd, data, len) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The call process gives up root for good, before it evaluates policy: from here on it
+ * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
+ * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
+ * the daemons' sockets and the prompt agent's socket. Done here, as root, beforehand:
+ * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
+ * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
+ * copied into a sealed memfd that only the ask program inherits. Nothing a call does
+ * needs root afterwards: what it does in another qube's vchan dir any user may do (an
+ * ns qube's is a 1777 tmpfs; a vm qube's host side is 1770 with the call group). */
+static void enter_call_identity(void)
+{
+    bh_error err = { 0 };
+    runtime = reach_through_fd(runtime, O_PATH | O_DIRECTORY, NULL);
+    vchan_dir = reach_through_fd(vchan_dir, O_PATH | O_DIRECTORY, NULL);
+    bh_qx_policy_preload(&policy_ctx);
+    if (policy_ctx.stub_allow)
+        policy_ctx.stub_allow = reach_through_fd(policy_ctx.stub_allow, O_RDONLY, NULL);
+    int xfd = session_cookie_copy();
+    if (xfd >= 0) {
+        char v[32];
+        snprintf(v, sizeof v, "/proc/self/fd/%d", xfd);
+        setenv("XAUTHORITY", v, 1);
+        policy_ctx.keep_fd = xfd;
+    }
     if (bh_qx_drop_to(bh_qx_call_uid(qid), BH_QX_CALL_GID, &err) < 0) {
         bh_err("call of %s: %s", qube_name, err.msg);
         _exit(1);
@@ -488,14 +543,27 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_log_init("qrexec-daemon-call");
     bh_error err = { 0 };
     struct bh_qx_decision d;
+    enter_call_identity();
     if (bh_qx_policy_decide(&policy_ctx, qube_name, target, service_full, &d, &err) < 0 || d.verdict != BH_QX_ALLOW) {
         bh_info("call %s -> %s %s denied by %s", qube_name, target, service_full, d.rule);
         _exit(1);
     }
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
+    /* The X cookie was for the ask program alone, which has run: the processes that
+     * come next (a relay or pump moving the qube's bytes, a dom0 service) must not be
+     * able to read it from an inherited descriptor. */
+    if (policy_ctx.keep_fd >= 0) {
+        close(policy_ctx.keep_fd);
+        policy_ctx.keep_fd = -1;
+        unsetenv("XAUTHORITY");
+    }
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
-    enter_call_identity();
+    /* a qube (or a disposable) serves the call: nothing is executed from here on */
+    if (bh_qx_seccomp_call(&err) < 0) {
+        bh_err("call of %s: %s", qube_name, err.msg);
+        _exit(1);
+    }
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */
@@ -1073,6 +1141,8 @@ int main(int argc, char **argv)
     }
     if (!policy_ctx.ask_program)
         policy_ctx.ask_program = getenv("BULKHEAD_QREXEC_ASK");
+    if (!dom0_service_path) /* bulkheadd passes its environment on */
+        dom0_service_path = getenv("BULKHEAD_DOM0_SERVICE_PATH");
     const char *mp_env = getenv("BULKHEAD_QREXEC_MAX_PENDING");
     if (mp_env && *mp_env) {
         long v = strtol(mp_env, NULL, 10);

@@ -1,7 +1,7 @@
 /* qrexec-policy-agent: the dom0 prompt for policy `ask`, in a terminal.
  *
  * A person runs it in a dom0 terminal (or a session starts it there). It listens on
- * <runtime>/policy-agent.sock (0600); qrexec-policy-ask, run by qrexec-daemon for each
+ * <runtime>/policy-agent.sock (0660, root and qrexec's "dom0 qrexec" group); qrexec-policy-ask, run by qrexec-daemon for each
  * `ask`, relays one question per connection. The agent shows
  *     SOURCE wants to call SERVICE+ARG; choose a target:
  * with the numbered targets that policy admits and the default preselected (Enter takes
@@ -17,6 +17,7 @@
 #include "vchan.h"
 #include "cleanup.h"
 #include "log.h"
+#include "qrexec_ids.h"
 #include "io.h"
 #include <ctype.h>
 #include <errno.h>
@@ -68,14 +69,15 @@ static void say(const char *fmt, ...)
         bh_write_all(tty, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* Only root (or whoever runs the agent) may put questions to the person. */
+/* Only root, whoever runs the agent, and qrexec's call processes (their group, "dom0
+ * qrexec": they run the relay since they gave up root) may put questions to the person. */
 static bool peer_trusted(int fd)
 {
     struct ucred uc;
     socklen_t len = sizeof uc;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
         return false;
-    return uc.uid == 0 || uc.uid == geteuid();
+    return uc.uid == 0 || uc.uid == geteuid() || uc.gid == BH_QX_CALL_GID;
 }
 
 /* The relay writes its question and shuts down its side: read to EOF, bounded in size
@@ -360,9 +362,15 @@ int main(int argc, char **argv)
         bh_err("another qrexec-policy-agent already answers on %s", sock);
         return 1;
     }
-    lfd = bh_unix_listen(sock, 0600, &err);
+    /* root and the call processes' group (as root; a user's agent keeps it to itself) */
+    bool as_root = geteuid() == 0;
+    lfd = bh_unix_listen(sock, as_root ? 0660 : 0600, &err);
     if (lfd < 0 || fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0) {
         bh_err("%s", err.msg);
+        return 1;
+    }
+    if (as_root && lchown(sock, 0, BH_QX_CALL_GID) < 0) {
+        bh_err("chown %s: %s", sock, strerror(errno));
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -44,7 +44,13 @@ int main(int argc, char **argv)
     }
     shutdown(s, SHUT_WR);
     char reply[1024];
-    ssize_t r = bh_read_all(s, reply, sizeof reply - 1);
+    /* bulkheadd sends the console open with its reply: we are not root, the pty is */
+    _cleanup_close_ int con = -1;
+    ssize_t r = bh_recv_with_fd(s, reply, sizeof reply - 1, &con);
+    if (r > 0) {
+        ssize_t more = bh_read_all(s, reply + r, sizeof reply - 1 - (size_t)r);
+        r = more < 0 ? -1 : r + more;
+    }
     if (r < 2 || reply[0] != '0' || reply[1] != '\0') {
         if (r > 0)
             (void)bh_write_all(1, reply, (size_t)r);
@@ -53,10 +59,11 @@ int main(int argc, char **argv)
     reply[r] = '\0';
     const char *path = reply + 2;
     struct stat st;
-    if (strncmp(path, "/dev/pts/", 9) || strchr(path + 9, '/') || stat(path, &st) < 0 || !S_ISCHR(st.st_mode))
+    if (strncmp(path, "/dev/pts/", 9) || strchr(path + 9, '/'))
         return 1;
-    _cleanup_close_ int con = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (con < 0)
+    if (con < 0) /* no fd with the reply: run by root, open the path */
+        con = stat(path, &st) == 0 && S_ISCHR(st.st_mode) ? open(path, O_RDWR | O_NOCTTY | O_CLOEXEC) : -1;
+    if (con < 0 || fstat(con, &st) < 0 || !S_ISCHR(st.st_mode))
         return 1;
     if (flock(con, LOCK_EX | LOCK_NB) < 0)
         return 200;

@@ -34,6 +34,11 @@
 #define CHUNK (128 * 1024)
 #define MAX_REPLY 65536
 
+/* The import file as bulkheadd opened it for us, or -1 (then its path is opened: as
+ * root, e.g. run by hand). This program runs as a qrexec call's unprivileged identity,
+ * which cannot reach the pool. */
+static int import_fd = -1;
+
 /* One raw Admin API request; the raw reply (malloc'd) in *out. */
 static ssize_t query(const char *method, const char *src, const char *dest, const char *payload, size_t plen,
                      char **out)
@@ -56,7 +61,11 @@ static ssize_t query(const char *method, const char *src, const char *dest, cons
     }
     shutdown(fd, SHUT_WR);
     char *buf = malloc(MAX_REPLY + 1);
-    ssize_t r = buf ? bh_read_all(fd, buf, MAX_REPLY) : -1;
+    ssize_t r = buf ? bh_recv_with_fd(fd, buf, MAX_REPLY, &import_fd) : -1;
+    if (r > 0) {
+        ssize_t more = bh_read_all(fd, buf + r, MAX_REPLY - (size_t)r);
+        r = more < 0 ? -1 : r + more;
+    }
     if (r < 0) {
         free(buf);
         return -1;
@@ -78,7 +87,8 @@ static bool all_zero(const char *b, size_t n)
 static void copy_data(const char *path, uint64_t size, char *why, size_t whylen)
 {
     why[0] = '\0';
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = import_fd >= 0 ? import_fd : open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    import_fd = -1;
     static char buf[CHUNK];
     uint64_t copied = 0;
     if (fd < 0) {

@@ -97,17 +97,63 @@ int st_image_grow(int dirfd, const char *name, uint64_t size, bh_error *err)
  * by device and inode, not by path. Only bound devices are opened: sysfs has
  * loopN/loop/ only while a file backs the device, and a host keeps every loop device it
  * ever made (hundreds after many qubes), whose opens would cost milliseconds per scan. */
+/* Whether loop device n is bound to the file of st. */
+static bool loop_backs(int n, const struct stat *st)
+{
+    char dev[32];
+    snprintf(dev, sizeof dev, "/dev/loop%d", n);
+    _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct loop_info64 li;
+    if (ioctl(fd, LOOP_GET_STATUS64, &li) < 0)
+        return false;
+    return li.lo_inode == st->st_ino && li.lo_device == st->st_dev;
+}
+
+/* Bound loop devices from /proc/partitions, which lists a disk only while it has a size
+ * (an unbound loop device has none): one read instead of a sysfs lookup for each of the
+ * host's loop devices (hundreds where many qubes ran; the scan ran several times per
+ * start). -2: /proc/partitions unreadable (then sysfs is asked). A loop device bound to
+ * an empty file has no size either; no image of ours is empty while a qube uses it. */
+static int loop_from_partitions(const struct stat *st)
+{
+    FILE *f = fopen("/proc/partitions", "re");
+    if (!f)
+        return -2;
+    char line[256];
+    int found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        unsigned maj, min;
+        unsigned long long blocks;
+        char name[64];
+        int n;
+        char tail;
+        if (sscanf(line, " %u %u %llu %63s", &maj, &min, &blocks, name) != 4)
+            continue;
+        if (sscanf(name, "loop%d%c", &n, &tail) != 1 || n < 0)
+            continue;
+        if (loop_backs(n, st))
+            found = n;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    return err && found < 0 ? -2 : found;
+}
+
 int st_image_loop(int imgfd)
 {
     struct stat st;
     if (fstat(imgfd, &st) < 0)
         return -1;
+    int n = loop_from_partitions(&st);
+    if (n != -2)
+        return n;
     _cleanup_closedir_ DIR *d = opendir("/sys/block");
     if (!d)
         return -1;
     struct dirent *e;
     while ((e = readdir(d))) {
-        int n;
         char tail;
         if (sscanf(e->d_name, "loop%d%c", &n, &tail) != 1 || n < 0)
             continue;
@@ -115,15 +161,7 @@ int st_image_loop(int imgfd)
         snprintf(bound, sizeof bound, "loop%d/loop", n);
         if (faccessat(dirfd(d), bound, F_OK, AT_EACCESS) < 0 && errno == ENOENT)
             continue; /* unbound (any other error: look at the device itself) */
-        char dev[32];
-        snprintf(dev, sizeof dev, "/dev/loop%d", n);
-        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        struct loop_info64 li;
-        if (ioctl(fd, LOOP_GET_STATUS64, &li) < 0)
-            continue;
-        if (li.lo_inode == st.st_ino && li.lo_device == st.st_dev)
+        if (loop_backs(n, &st))
             return n;
     }
     return -1;

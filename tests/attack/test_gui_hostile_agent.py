@@ -515,6 +515,71 @@ def test_fullscreen_is_acknowledged_to_the_agent(tmp_path, host_display):
         evil.close()
 
 
+def test_a_window_managers_fullscreen_reaches_the_agent(tmp_path, host_display):
+    """As Qubes' daemon: when the window manager (the user, F11 on the desktop) makes a
+    qube's window fullscreen or ends it, the frame's _NET_WM_STATE changes and the agent
+    is told with WINDOW_FLAGS, so the application knows. The test plays the WM. When
+    the WM ends a fullscreen the qube had (allowed: no frame), the frame shows again.
+    Controls: another state (ABOVE) says nothing; the qube's own request is acked once."""
+    ok = FakeAgent(tmp_path, host_display, name="trusted", qid=8, extra=["--allow-fullscreen"])
+    evil = FakeAgent(tmp_path, host_display)
+    try:
+        wids = {}
+        for a in (ok, evil):
+            a.window(1, "wmfs", x=100, y=100, w=120, h=80, colour=0x00ff00)
+            wids[a.name] = host_display.find_window(f"[{a.name}] wmfs")
+            a.messages(0.5)
+
+        def flags(a):
+            return [struct.unpack("=II", b) for t, w, b in a.messages() if t == WINDOW_FLAGS and w == 1]
+
+        def wm_state(a, *states):
+            """What a WM does: _NET_WM_STATE replaced with these atoms, or deleted
+            (raw X11: xprop would intern "A,B" as one atom)."""
+            s, recv, atom = host_display._xconn()
+            wid, prop = wids[a.name], atom("_NET_WM_STATE")
+            if states:
+                ids = [atom(n) for n in states]
+                s.sendall(struct.pack("<BBHIIIB3xI", 18, 0, 6 + len(ids), wid, prop, 4, 32, len(ids)) +
+                          struct.pack(f"<{len(ids)}I", *ids))
+            else:
+                s.sendall(struct.pack("<BBHII", 19, 0, 3, wid, prop))
+            atom("ATOM")  # a round trip: done before we close
+            s.close()
+        wm_state(evil, "_NET_WM_STATE_ABOVE")           # control: not fullscreen
+        assert flags(evil) == []
+        wm_state(evil, "_NET_WM_STATE_ABOVE", "_NET_WM_STATE_FULLSCREEN")
+        assert flags(evil) == [(FULLSCREEN, 0)]
+        evil.wait_log("window 0x1: the desktop made it fullscreen")
+        wm_state(evil, "_NET_WM_STATE_ABOVE")
+        assert flags(evil) == [(0, FULLSCREEN)]
+        # the qube's own (refused: maximised) fullscreen, then the user un-maximises
+        _fullscreen(evil, True)
+        assert flags(evil) == [(FULLSCREEN, 0)]
+        wm_state(evil)
+        assert flags(evil) == [(0, FULLSCREEN)]
+        # the allowed fullscreen (no frame showing) ended by the WM: the frame is back
+        _fullscreen(ok, True)
+        assert flags(ok) == [(FULLSCREEN, 0)]
+        sw, sh = host_display.width, host_display.height
+        assert host_display.geometry(wids["trusted"]) == (0, 0, sw, sh)
+        wm_state(ok)
+        msgs = ok.messages()
+        assert [struct.unpack("=II", b) for t, w, b in msgs if t == WINDOW_FLAGS and w == 1] == [(0, FULLSCREEN)]
+        assert (BORDER, BORDER, sw - 2 * BORDER, sh - 2 * BORDER) in \
+            [struct.unpack("=5I", b)[:4] for t, w, b in msgs if t == CONFIGURE and w == 1]
+        host_display.run("xdotool", "windowunmap", "--sync", str(wids["trusted"]))
+        host_display.run("xdotool", "windowmap", "--sync", str(wids["trusted"]))
+        host_display.run("xdotool", "windowunmap", "--sync", str(wids["evil"]))
+        time.sleep(0.5)
+        framed, bad = frame_is(host_display.screenshot(), (0, 0, sw, sh), RED)
+        assert framed, bad
+        alive(evil, 1, "wmfs-still")
+    finally:
+        ok.close()
+        evil.close()
+
+
 def test_title_and_icon_floods_are_bounded_per_window(agent):
     """A qube changing a window's title and icon thousands of times a second: the host
     display sees at most 8 titles and 4 icons per window per second (the newest one

@@ -106,9 +106,22 @@ class Qube:
         return subprocess.run(args, env=self.env, **kw)
 
 
+CALL_GID = (1 << 19) + (1 << 17)  # qrexec_ids.h: the "dom0 qrexec" group of call processes
+
+
+def as_dom0_socket(path):
+    """Gives a stand-in's socket the owner and mode bulkheadd's and the daemons' have
+    (root and the dom0 qrexec group, 0660): the daemon's call processes are not root."""
+    os.chown(path, 0, CALL_GID)
+    os.chmod(path, 0o660)
+
+
 class World:
     def __init__(self):
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bh-qrexec-"))
+        # searchable (not listable) by others, as /etc/qubes-rpc is: the daemon's call
+        # processes, which are not root, run the dom0 services in dom0-rpc/
+        self.tmp.chmod(0o711)
         self.runtime = self.tmp / "rt"
         self.rpc = self.tmp / "rpc"
         self.dom0_rpc = self.tmp / "dom0-rpc"

@@ -6,6 +6,7 @@ sends Qubes' device events. Exact bytes where Qubes defines them."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -307,3 +308,45 @@ def test_required_device_missing_or_taken_stops_the_start(engine_daemon, tmp_pat
         assert d.call("admin.vm.device.block.Attached", "a") == ""
     finally:
         subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
+
+
+def test_ask_to_attach_asks_the_person_at_start(engine_daemon, loopdev, tmp_path, monkeypatch):
+    """Qubes 4.3's ask-to-attach: at the qube's start the person is asked (here through
+    the qrexec `ask` prompt program, replaced by a script that records the question and
+    answers from a file); the device is attached only when the answer names the qube."""
+    d = engine_daemon
+    port, img = loopdev
+    n = port[4:]
+    answer, asked = tmp_path / "answer", tmp_path / "asked"
+    prog = tmp_path / "ask.sh"
+    prog.write_text(f"#!/bin/sh\necho \"$*\" >> {asked}\nread a < {answer}\n"
+                    "[ \"$a\" = deny ] && exit 1\necho \"$a\"\n")
+    prog.chmod(0o755)
+    d.stop()
+    monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
+    d.start()
+    r = d.tool("qvm-block", "assign", "--ask-to-attach", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "mode='ask-to-attach'" in d.call("admin.vm.device.block.Assigned", "a")
+
+    answer.write_text("a\n")
+    ev = subscribe(d)
+    d.call("admin.vm.Start", "a")
+    recs = device_events(ev, (b"device-attach:block", 1))
+    assert (b"a", b"device-attach:block") in [(r[0], r[1]) for r in recs], recs
+    assert asked.read_text() == f"--source dom0 --service device.block+{port} --default a -- a\n"
+    assert d.call("admin.vm.device.block.Attached", "a") == (
+        f"dom0+{port}::{n} device_id=':{n}' port_id='{port}' devclass='block' backend_domain='dom0' "
+        "mode='manual' frontend_domain='a' _read-only='no' _frontend-dev='xvdi'\n")
+    d.call("admin.vm.Kill", "a")
+    assert wait_state(d, "a", "Halted")
+
+    answer.write_text("deny\n")
+    d.call("admin.vm.Start", "a")
+    deadline = time.time() + 20
+    while time.time() < deadline and asked.read_text().count("\n") < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)                                    # the answer is read and acted on
+    assert asked.read_text().count("\n") == 2          # asked again at this start
+    assert d.call("admin.vm.device.block.Attached", "a") == ""
+    assert "attachment=" not in d.call(f"admin.vm.device.block.Available+{port}", "dom0")

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from qrexec_fixtures import BIN, World, bin_path
+from qrexec_fixtures import BIN, World, as_dom0_socket, bin_path
 
 if not (BIN / "policy" / "qrexec-policy-test").exists():
     pytest.skip("policy engine (bhpolicy) not in this tree", allow_module_level=True)
@@ -17,6 +17,7 @@ class Admin:
         self.qubes = qubes
         self.srv = socket.socket(socket.AF_UNIX)
         self.srv.bind(path)
+        as_dom0_socket(path)  # as bulkheadd's: the call processes reach it by group
         self.srv.listen(16)
         threading.Thread(target=self.loop, daemon=True).start()
 

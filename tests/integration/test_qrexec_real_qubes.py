@@ -1,6 +1,7 @@
 """qrexec with real ns qubes: bulkheadd starts the qubes and their qrexec daemons; dom0
 runs commands with qvm-run; qubes call each other under policy (bhpolicy)."""
 import os
+import pathlib
 import subprocess
 
 import pytest
@@ -95,14 +96,24 @@ def test_call_to_dispvm_runs_in_a_new_disposable(engine_daemon):
 
 
 @pytest.fixture
-def ask_script(monkeypatch, tmp_path):
-    """A scriptable prompt: logs its arguments, answers what $ANSWER_FILE says."""
-    log, answer = tmp_path / "ask.log", tmp_path / "answer"
-    prog = tmp_path / "ask"
+def ask_script(monkeypatch):
+    """A scriptable prompt: logs its arguments, answers what $ANSWER_FILE says. Where the
+    daemon's call process, which runs it and is not root, can reach it (as the real
+    prompt in /usr/lib/bulkhead): pytest's tmp_path is under 0700 dirs."""
+    import shutil
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="bh-ask-"))
+    d.chmod(0o755)
+    log, answer = d / "ask.log", d / "answer"
+    log.touch(0o666)
+    log.chmod(0o666)
+    answer.touch()
+    prog = d / "ask"
     prog.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat {answer}\n")
     prog.chmod(0o755)
     monkeypatch.setenv("BULKHEAD_QREXEC_ASK", str(prog))
-    return log, answer
+    yield log, answer
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_ask_is_answered_by_the_prompt(ask_script, engine_daemon):
