@@ -540,6 +540,7 @@ static int run(struct guid *g)
         if (reload) { /* SIGHUP, as Qubes' guid: the keyboard and monitor layouts again */
             reload = 0;
             forced = true;
+            guid_monitors_resend(g); /* as Qubes: the layout again, even if unchanged */
             if (g->from_store)
                 load_layout(g);
             send_layout(g);

@@ -165,6 +165,8 @@ const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui
 /* Called every round (forced: RandR event or SIGHUP): reads the monitors when due,
  * refits the windows and sends the layout to the qube when it changed. */
 void guid_monitors_tick(struct guid *g, bool forced);
+/* The next tick sends the monitor layout to the qube even if it has not changed. */
+void guid_monitors_resend(struct guid *g);
 /* guid.c: every window refitted, the agent told of those that moved */
 void guid_windows_replace(struct guid *g);
 
