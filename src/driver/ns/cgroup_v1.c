@@ -301,11 +301,15 @@ static int v1_charge_cpu(const char *tag, const char *name, pid_t pid, bh_error 
 {
     char dir[4096], val[32];
     snprintf(val, sizeof val, "%d", (int)pid);
+    /* A helper charging itself is a single-threaded child between fork and exec: moving
+     * its one thread ("0" to tasks) skips the RCU grace period a cgroup.procs write
+     * waits for (10-20 ms per controller, see attach_self). */
+    bool self = pid == getpid();
     for (size_t i = 0; i < BH_ARRAY_SIZE(cpu_ctrls); i++) {
         if (!have(cpu_ctrls[i]))
             continue;
         cg_dir(dir, sizeof dir, cpu_ctrls[i], tag, name);
-        if (bh_cg_write(dir, "cgroup.procs", val, err) < 0)
+        if (bh_cg_write(dir, self ? "tasks" : "cgroup.procs", self ? "0" : val, err) < 0)
             return -1;
     }
     return 0;

@@ -157,10 +157,6 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
         if (fd >= 0 && bind_beneath(rootfd, "dev/null", masked[i], false, err) < 0)
             return -1;
     }
-    /* Host-wide CPU accounting (uptime's idle field, stat's cpu lines, softirqs and
-     * interrupts count from the host's boot): the qube's own figures instead. */
-    if (p->procfs && bh_procfs_bind(rootfd, err) < 0)
-        return -1;
     if (mount_sys(rootfd, err) < 0)
         return -1;
     if (mount_at(rootfd, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", err) < 0 &&
@@ -187,6 +183,11 @@ int bh_inside_setup(const struct bh_qube_spec *spec, const struct bh_ns_paths *p
     }
     if (sethostname(spec->name, strlen(spec->name)) < 0)
         return bh_fail_errno(err, "sethostname");
+    /* Host-wide CPU accounting (uptime's idle field, stat's cpu lines, softirqs and
+     * interrupts count from the host's boot): the qube's own figures instead. Last,
+     * so that bulkhead-procfs (which must answer the lookups) has had the most time. */
+    if (p->procfs && bh_procfs_bind(rootfd, err) < 0)
+        return -1;
     /* Every mount copied into the qube's namespace is locked, and pivot_root refuses a
      * locked new root: bind the tree onto itself (the bind's top is ours, unlocked; the
      * mounts under it stay locked). */
