@@ -4,10 +4,12 @@
  * relayed by xenconsoled), and its dom0 script connects the caller to that path. A qube
  * here has no console device, so its console is made the first time one is asked for:
  * a dom0 pty whose master side is the stdin and stdout of a qrexec-client running an
- * interactive root shell in the qube (`sh -i`, stderr joined to stdout; qrexec gives
- * it no terminal of its own). The path answered is the pty's slave: whoever opens it
+ * interactive root login shell in the qube on a terminal of the qube's own (script(1)
+ * makes a pty in the qube: job control, Ctrl-C, line editing there, as a getty on
+ * Xen's hvc0 gives). The path answered is the dom0 pty's slave: whoever opens it
  * (Qubes' `socat - OPEN:PATH`) talks to that shell. The slave is root's, mode 0600, raw
- * (no echo, no line editing: the bytes pass as they are, as over a serial line).
+ * (no echo, no line editing in dom0: the bytes pass as they are, as over a serial line,
+ * and the qube's terminal does the rest).
  *
  * Like a Xen console it stays: the relay keeps a slave descriptor of its own, so a
  * caller that disconnects leaves the shell running for the next one; it ends with the
@@ -97,7 +99,15 @@ static _Noreturn void relay(struct bh_app *app, struct bh_qube *q, const char *c
     snprintf(sock, sizeof sock, "%s/qubesd.sock", app->runtime_dir);
     setenv("BULKHEAD_SOCKET", sock, 1);
     setenv("BULKHEAD_RUNTIME", app->runtime_dir, 1);
-    execl(client, "qrexec-client", "-d", q->name, "root:exec /bin/sh -i 2>&1", (char *)NULL);
+    /* In the qube, script(1) (util-linux, in every Debian) gives the shell a pty of the
+     * qube's own devpts as controlling terminal: the qube's line discipline echoes and
+     * edits lines, Ctrl-C and Ctrl-Z reach the foreground job, `tty` names a terminal.
+     * Without script (another distribution's template), the old shell on the stream. */
+    execl(client, "qrexec-client", "-d", q->name,
+          "root:export TERM=vt100; command -v script >/dev/null && exec script -qfec "
+          "'if [ -x /bin/bash ]; then exec /bin/bash -il; else exec /bin/sh -il; fi' /dev/null 2>&1; "
+          "exec /bin/sh -i 2>&1",
+          (char *)NULL);
     _exit(127);
 }
 

@@ -52,7 +52,7 @@ static struct {
     unsigned hz;
     struct bh_pf_cpu cpus[BH_PF_MAX_CPUS];
     bh_buf open_files[MAX_HANDLES];
-    bool used[MAX_HANDLES];
+    bool used[MAX_HANDLES], read_before[MAX_HANDLES];
 } S;
 
 /* The whole of a /proc or cgroup file, read again from its start (seq files render
@@ -161,8 +161,10 @@ static void pf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_attr(req, &st, 86400);
 }
 
-/* The text is made once per open, as the kernel's seq files do: a reader that reads in
- * small pieces sees one consistent snapshot, never a line torn between two. */
+/* The text is made at open and again at each later read from offset 0, as the kernel's
+ * seq files do: a reader that reads in small pieces sees one consistent snapshot, never
+ * a line torn between two, and one that keeps the file open and seeks back to 0 before
+ * each read (top, vmstat) sees fresh figures. */
 static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if (ino <= INO_ROOT || ino >= INO_END) {
@@ -187,6 +189,7 @@ static void pf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     S.used[h] = true;
+    S.read_before[h] = false;
     fi->fh = h;
     fi->direct_io = 1; /* size 0 in getattr, as /proc: reads must come to us */
     fi->keep_cache = 0;
@@ -203,7 +206,15 @@ static void pf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         fuse_reply_err(req, EBADF);
         return;
     }
-    const bh_buf *b = &S.open_files[fi->fh];
+    bh_buf *b = &S.open_files[fi->fh];
+    if (off == 0 && S.read_before[fi->fh]) {
+        bh_buf_reset(b);
+        if (render(ino, b) < 0) {
+            fuse_reply_err(req, EIO);
+            return;
+        }
+    }
+    S.read_before[fi->fh] = true;
     size_t o = (size_t)off < b->len ? (size_t)off : b->len;
     size_t n = b->len - o < size ? b->len - o : size;
     fuse_reply_buf(req, b->data + o, n);

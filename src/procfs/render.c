@@ -89,14 +89,16 @@ static bool find_line(const char *text, struct span key, struct span *out)
 }
 
 /* One line with its first max_nums counts replaced by their growth since the same
- * line of base (missing there: counted from 0), each right-aligned in the columns the
- * original number took (the growth never has more digits than the count). */
+ * line of base, each right-aligned in the columns the original number took (the growth
+ * never has more digits than the count). A line missing from base (an interrupt
+ * registered since the qube's start) counts from 0; a column missing from its base line
+ * (a CPU brought online since) shows 0: its count may go back to the host's boot. */
 static int delta_line(bh_buf *out, struct span l, const char *base, size_t max_nums)
 {
     struct span key = first_token(l);
     size_t pos = (size_t)(key.p - l.p) + key.n;
     struct span bl = { NULL, 0 };
-    bool have_base = base && find_line(base, key, &bl);
+    bool have_base = base && find_line(base, key, &bl), base_short = false;
     size_t bpos = have_base ? (size_t)(first_token(bl).p - bl.p) + first_token(bl).n : 0;
     if (bh_buf_add(out, l.p, pos) < 0)
         return -1;
@@ -105,8 +107,10 @@ static int delta_line(bh_buf *out, struct span l, const char *base, size_t max_n
         uint64_t cur, was = 0;
         if (!next_number(l, &pos, &cur))
             break;
-        if (have_base && !next_number(bl, &bpos, &was))
-            have_base = false, was = 0;
+        if (have_base && !base_short && !next_number(bl, &bpos, &was))
+            base_short = true;
+        if (base_short)
+            was = cur;
         uint64_t d = cur >= was ? cur - was : 0;
         int width = (int)(pos - start);
         if (bh_buf_printf(out, "%*llu", width, (unsigned long long)d) < 0)

@@ -103,6 +103,11 @@ static void test_delta(void)
         fprintf(stderr, "got:\n%s\nwant:\n%s\n", b.data, want);
         abort();
     }
+    /* a column the base line lacks (a CPU brought online since the start): 0, never
+     * the count since the host's boot */
+    bh_buf_reset(&b);
+    assert(bh_pf_render_delta(&b, "   CPU0   CPU1\nLOC:  500  9000\n", "   CPU0\nLOC:  400\n") == 0);
+    assert(!strcmp(s(&b), "   CPU0   CPU1\nLOC:  100     0\n"));
     /* softirqs: the same shape */
     bh_buf_reset(&b);
     assert(bh_pf_render_delta(&b, "                    CPU0       CPU1\n       TIMER:    2189740    1955558\n",

@@ -8,10 +8,12 @@
 #include <seccomp.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -130,6 +132,57 @@ int bh_qx_seccomp_unpriv(bh_error *err)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     /* ioctl: only FIONREAD (how many bytes a pipe holds: the data stream sizes a chunk) */
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
+    if (!rc)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc)
+        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
+    return 0;
+}
+
+/* A call process once its target is a qube (not dom0: no dom0 program runs), and the
+ * relay it forks (which then adds the stricter unprivileged filter). From the kernel's
+ * audit log of the call processes over the qrexec, disposable and attack tests. */
+static const char *const allowed_call[] = {
+    "read", "write", "readv", "writev", "recvfrom", "recvmsg", "sendto", "sendmsg",
+    "poll", "ppoll", "close", "shutdown",
+    /* bulkheadd (start, disposables), the target's daemon, the vchan dirs; socket() is
+     * limited to AF_UNIX below */
+    "connect", "bind", "listen", "accept4", "accept", "getsockopt", "setsockopt",
+    /* the target's runtime dir (its lock), statvfs of its vchan dir, the target monitor's
+     * /proc files, unlinking the call's name there */
+    "openat", "open", "fstat", "newfstatat", "statfs", "fstatfs", "flock", "unlink", "unlinkat",
+    "umask", "lseek", "fcntl",
+    /* the relay child and its filter */
+    "clone", "clone3", "fork", "wait4", "prctl", "seccomp", "pipe2", "pipe", "splice",
+    "brk", "munmap", "mremap", "madvise",
+    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
+    "clock_gettime", "gettimeofday", "time", "clock_nanosleep", "nanosleep",
+    "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    "futex", "sched_yield", "getrandom", "set_robust_list", "rseq",
+    "exit", "exit_group",
+};
+
+int bh_qx_seccomp_call(bh_error *err)
+{
+#ifdef BH_SANITIZED
+    uint32_t def = SCMP_ACT_LOG;
+#else
+    uint32_t def = getenv("BULKHEAD_QREXEC_CALL_FILTER_LOG") ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
+#endif
+    scmp_filter_ctx ctx = seccomp_init(def);
+    if (!ctx)
+        return bh_fail(err, ENOMEM, "seccomp_init");
+    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, allowed_call, sizeof allowed_call / sizeof *allowed_call);
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (!rc)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
     if (!rc)

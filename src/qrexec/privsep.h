@@ -28,6 +28,13 @@ int bh_qx_drop_to(uid_t uid, gid_t gid, bh_error *err);
  * process (in sanitizer builds it is logged instead: their runtimes use more). */
 int bh_qx_seccomp_unpriv(bh_error *err);
 
+/* The allowlist of a call process whose target is a qube (no dom0 program to run):
+ * Unix sockets, the target's runtime and vchan dirs, the relay child; no exec, no
+ * kill, no other socket family. Kills the process on anything else (logs instead in
+ * sanitizer builds, or with $BULKHEAD_QREXEC_CALL_FILTER_LOG set, to find what is
+ * missing). Stacks on the monitor's denylist. */
+int bh_qx_seccomp_call(bh_error *err);
+
 /* The filter of the root side (the monitor and the call processes it forks, hence the
  * dom0 services they run): a denylist, since those processes reach bulkheadd, other
  * qubes' daemons and run programs, but none of them changes mounts or namespaces,

@@ -45,6 +45,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
@@ -485,14 +486,36 @@ static const char *reach_through_fd(const char *path, int flags, int *fd_out)
 }
 
 
+/* A copy of the X session's cookie file ($XAUTHORITY: root's, 0600) in a memfd, for the
+ * ask program's window: a program reopens the file by name (/proc/self/fd/N), and a
+ * reopen checks the file's mode, which the memfd's allows. -1 without one. */
+static int session_cookie_copy(void)
+{
+    const char *xa = getenv("XAUTHORITY");
+    if (!xa || !*xa)
+        return -1;
+    size_t len = 0;
+    _cleanup_free_ char *data = bh_read_file(xa, 65536, &len);
+    int fd = data ? memfd_create("xauthority", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
+    if (fd < 0)
+        return -1;
+    if (bh_write_all(fd, data, len) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* The call process gives up root for good, before it evaluates policy: from here on it
  * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
  * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
- * the daemons' sockets, the prompt agent's socket; the runtime, vchan and policy dirs
- * (and the test stub's file) are reached through fds opened here beforehand; the X
- * session's cookie ($XAUTHORITY, root's) is passed to the ask program alone, as an fd.
- * Nothing a call does needs root afterwards: what it does in another qube's vchan dir
- * (a 1777 tmpfs) any user may do. */
+ * the daemons' sockets and the prompt agent's socket. Done here, as root, beforehand:
+ * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
+ * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
+ * copied into a sealed memfd that only the ask program inherits. Nothing a call does
+ * needs root afterwards: what it does in another qube's vchan dir any user may do (an
+ * ns qube's is a 1777 tmpfs; a vm qube's host side is 1770 with the call group). */
 static void enter_call_identity(void)
 {
     bh_error err = { 0 };
@@ -501,8 +524,7 @@ static void enter_call_identity(void)
     bh_qx_policy_preload(&policy_ctx);
     if (policy_ctx.stub_allow)
         policy_ctx.stub_allow = reach_through_fd(policy_ctx.stub_allow, O_RDONLY, NULL);
-    const char *xa = getenv("XAUTHORITY");
-    int xfd = xa && *xa ? open(xa, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
+    int xfd = session_cookie_copy();
     if (xfd >= 0) {
         char v[32];
         snprintf(v, sizeof v, "/proc/self/fd/%d", xfd);
@@ -529,6 +551,11 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
+    /* a qube (or a disposable) serves the call: nothing is executed from here on */
+    if (bh_qx_seccomp_call(&err) < 0) {
+        bh_err("call of %s: %s", qube_name, err.msg);
+        _exit(1);
+    }
     if (d.dispvm) {
         /* A new disposable serves this one call and is killed when the call ends
          * (bulkheadd removes it: internal.auto-cleanup). */

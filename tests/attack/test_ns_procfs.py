@@ -69,21 +69,23 @@ def test_tools_work_in_a_qube(ns_env):
 
 
 def test_another_qubes_figures_are_never_visible(ns_env):
-    """A qube that burns CPU and a quiet one started later: each sees its own CPU use and
-    age; the quiet one's busy time stays near 0 while the busy one's shows its loop."""
+    """A qube that burns 1.5 s of CPU and a quiet one started after: each sees its own CPU
+    use and age; the quiet one's busy time stays near 0 while the busy one's shows its
+    loop."""
     a = ns_env.qube("pfa", private=False, extra=["--qid", "41"])
     b = ns_env.qube("pfb", private=False, extra=["--qid", "42"])
     a.start()
-    r = a.sh("timeout 4 sh -c 'while :; do :; done'; true")
+    # 1.5 s of CPU, however long a loaded host takes to give it
+    r = a.py("import time\nwhile time.process_time() < 1.5: pass", timeout=120)
     assert r.returncode == 0, r.stderr
     b.start()
     ra, rb = a.exec("cat", "/proc/stat", "/proc/uptime"), b.exec("cat", "/proc/stat", "/proc/uptime")
     assert ra.returncode == 0 and rb.returncode == 0, (ra.stderr, rb.stderr)
     busy_a, busy_b = busy_ticks(ra.stdout), busy_ticks(rb.stdout)
     up_a, up_b = (float(x.stdout.splitlines()[-1].split()[0]) for x in (ra, rb))
-    assert busy_a >= 1.0 * HZ, ("control: the busy qube sees its loop", busy_a)
+    assert busy_a >= 1.4 * HZ, ("control: the busy qube sees its loop", busy_a)
     assert busy_b < 0.5 * HZ, ("the quiet qube sees CPU use that is not its own", busy_b, busy_a)
-    assert up_b < up_a - 3, (up_a, up_b)
+    assert up_b < up_a - 1, (up_a, up_b)
 
 
 HAMMER = """
@@ -155,7 +157,7 @@ def test_a_qube_hammering_its_files_hurts_nobody_else(ns_env):
     assert "after" in ra.stdout  # its own server still answers after the flood
     assert rb.returncode == 0, rb.stderr
     worst = float(rb.stdout.split()[-1])
-    assert worst < 1.0, rb.stdout
+    assert worst < 2.0, rb.stdout  # CPU contention on a loaded host, not a wait on another's server
     assert alive(pid_a) and alive(pid_b)
 
 
@@ -188,10 +190,33 @@ def test_a_reader_stopped_mid_read_sees_one_snapshot(ns_env):
     r = attack(q, STUCK)
     assert r.returncode == 0, r.stderr
     assert f"consistent True cpus {os.cpu_count()}" in r.stdout, r.stdout
-    assert float(re.search(r"lat ([\d.e-]+)", r.stdout).group(1)) < 1.0, r.stdout
+    assert float(re.search(r"lat ([\d.e-]+)", r.stdout).group(1)) < 2.0, r.stdout
     # control: the figures moved while the reader waited (a fresh read shows more idle)
     then, other = (int(x) for x in re.search(r"idle_then (\d+) idle_other (\d+)", r.stdout).groups())
     assert other > then, r.stdout
+
+
+REREAD = """
+import os, time
+f = os.open("/proc/uptime", os.O_RDONLY)
+g = os.open("/proc/stat", os.O_RDONLY)
+a, sa = os.read(f, 100), os.read(g, 100000)
+time.sleep(1.2)
+os.lseek(f, 0, os.SEEK_SET)
+os.lseek(g, 0, os.SEEK_SET)
+b, sb = os.read(f, 100), os.read(g, 100000)
+print(a.split()[0].decode(), b.split()[0].decode(), sa.split()[4].decode(), sb.split()[4].decode())
+"""
+
+
+def test_a_file_kept_open_and_read_again_from_0_is_live(ns_env):
+    """top and vmstat keep /proc/stat open and seek back to 0 before each refresh."""
+    q = ns_env.qube("pfr", private=False)
+    q.start()
+    r = attack(q, REREAD)
+    assert r.returncode == 0, r.stderr
+    up1, up2, idle1, idle2 = (float(x) for x in r.stdout.split())
+    assert up2 >= up1 + 1.0 and idle2 > idle1, r.stdout
 
 
 def test_server_death_fails_reads_cleanly(ns_env):

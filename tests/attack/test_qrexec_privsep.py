@@ -130,8 +130,11 @@ def test_a_call_between_qubes_runs_unprivileged(engine_daemon):
     assert len(calls) >= 2, {p: st["Name"] for p, st in seen.items()}
     for st in calls.values():
         assert_call_identity(st, qid)
-    # the monitor, their parent, is the one root process
-    assert status(mon)["Uid"].split()[0] == "0"
+        # a filter of its own on top of the monitor's: the call process's allowlist (a
+        # qube is the target: nothing to exec), and the relay's on top of that
+        assert int(st["Seccomp_filters"]) >= 2, st["Seccomp_filters"]
+    # the monitor, their parent, is the one root process, with its denylist alone
+    assert status(mon)["Uid"].split()[0] == "0" and status(mon)["Seccomp_filters"] == "1"
     assert_unprivileged(readers[0])
 
 

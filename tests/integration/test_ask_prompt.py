@@ -2,6 +2,7 @@
 through a pty, as a person would type), qrexec-policy-ask relaying each question, and
 bulkheadd wiring it into every qrexec-daemon."""
 import os
+import pathlib
 import pty
 import re
 import select
@@ -441,3 +442,41 @@ def test_window_without_dialog_program_denies(tmp_path):
              BULKHEAD_POLICY_AGENT_SOCKET=str(tmp_path / "none.sock"))
     r = subprocess.run([bin_path("qrexec-policy-ask"), *QARGS], env=e, capture_output=True, timeout=30)
     assert (r.returncode, r.stdout) == (1, b"") and NO_AGENT.encode() in r.stderr
+
+
+def test_real_call_window_reads_the_session_cookie_only_through_its_fd(ask_qubes, monkeypatch, tmp_path):
+    """The call process that asks is not root, but the window must still open on root's
+    display: it passes $XAUTHORITY (root's, 0600, under a 0700 dir) to the prompt program
+    as an fd it opened before giving up root. The stand-in zenity (reachable by the call
+    identity, as /usr/bin's is) reads the cookie through that fd and answers c; the
+    control: the same program cannot open the cookie by its path."""
+    import shutil
+    import tempfile
+    d = ask_qubes
+    cookie = tmp_path / "Xauthority"            # tmp_path: under pytest's 0700 dirs
+    cookie.write_text("cookie-7f3a\n")
+    cookie.chmod(0o600)
+    bindir = pathlib.Path(tempfile.mkdtemp(prefix="bh-zenity-"))
+    try:
+        bindir.chmod(0o755)
+        log = bindir / "log"
+        log.touch()
+        log.chmod(0o666)
+        (bindir / "zenity").write_text(
+            "#!/bin/sh\n"
+            f"echo \"fd: $(cat \"$XAUTHORITY\" 2>&1)\" >> {log}\n"
+            f"if cat {cookie} >/dev/null 2>&1; then echo 'path: read' >> {log}; else echo 'path: denied' >> {log}; fi\n"
+            "echo c\n")
+        (bindir / "zenity").chmod(0o755)
+        monkeypatch.setenv("DISPLAY", ":99")
+        monkeypatch.setenv("XAUTHORITY", str(cookie))
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        d.stop()
+        d.start()  # bulkheadd passes its environment to the daemons
+        p = call_bg(d, "@default", "qubes.VMShell")
+        out, err = p.communicate(timeout=60)
+        text = log.read_text()
+        assert (p.returncode, out) == (0, b"c\n"), (err, text, d.log.read_text()[-1500:])
+        assert "fd: cookie-7f3a" in text and "path: denied" in text, text
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)

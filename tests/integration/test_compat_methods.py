@@ -113,6 +113,29 @@ def test_console(engine_daemon):
         assert b"kept /tmp" in out, out
     finally:
         os.close(fd)
+    # a real terminal in the qube: tty names one, Ctrl-C interrupts the foreground job,
+    # Ctrl-Z stops it (job control), bytes pass the raw dom0 pty unchanged
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, b"tty; echo tty-rc-$?\n")
+        out = read_until(fd, b"tty-rc-0")
+        assert re.search(rb"[\r\n]/dev/pts/\d+\r\ntty-rc-0", out) and b"not a tty" not in out, out
+        os.write(fd, b"sleep 30\n")
+        time.sleep(1)
+        os.write(fd, b"\x03")
+        os.write(fd, b"echo after-intr-$?\n")
+        out = read_until(fd, b"after-intr-1\r")
+        assert b"after-intr-130" in out, out
+        os.write(fd, b"sleep 40\n")
+        time.sleep(1)
+        os.write(fd, b"\x1a")
+        out = read_until(fd, b"Stopped")
+        assert b"Stopped" in out, out
+        os.write(fd, b"jobs; kill -9 %1; echo jobs-done\n")
+        out = read_until(fd, b"jobs-done\r")
+        assert b"sleep 40" in out, out
+    finally:
+        os.close(fd)
     d.call("admin.vm.Kill", "a")
     for _ in range(100):
         if not os.path.exists(path):

@@ -231,8 +231,13 @@ static void conn_writable(struct conn *c)
 {
     if (c->out_len) {
         ssize_t n = write(c->fd, c->out, c->out_len);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            /* the local reader is slow: wait for room (EPOLLOUT). Returning without
+             * asking for it left the rest here unwritten and unacknowledged for
+             * ever, and the peer's window full: the stream hung */
+            conn_update(c);
             return;
+        }
         if (n < 0) {
             conn_abort(c);
             return;

@@ -17,6 +17,7 @@
 #include "driver/ns/ns.h"
 #include "io.h"
 #include "log.h"
+#include "qrexec_ids.h"
 #include "net/net.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -370,7 +371,11 @@ static int make_dirs(const struct bh_qube_spec *spec, const struct bh_vm_paths *
     if (mkdir(p->vchan, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", p->vchan);
     char opts[128];
-    snprintf(opts, sizeof opts, "size=64k,nr_inodes=1024,mode=0700,uid=%u,gid=%u", spec->uid_base, spec->uid_base);
+    /* The bridge (the qube's host UID) owns it; qrexec's call processes, which are not
+     * root, bind and connect there through their group ("dom0 qrexec"); sticky: neither
+     * removes the other's names. No one else on the host gets in. */
+    snprintf(opts, sizeof opts, "size=64k,nr_inodes=1024,mode=1770,uid=%u,gid=%u", spec->uid_base,
+             (unsigned)BH_QX_CALL_GID);
     if (mount("bulkhead-vchan", p->vchan, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
         return bh_fail_errno(err, "mount tmpfs on %s", p->vchan);
     if (mkdir(p->vmdir, 0700) < 0 && errno != EEXIST)
