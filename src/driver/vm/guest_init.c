@@ -73,8 +73,12 @@ static void step(const char *what)
 {
     if (kmsg < 0)
         kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
-    if (kmsg >= 0)
-        dprintf(kmsg, "<7>bulkhead-vminit: step %s\n", what);
+    char line[128];
+    int n = snprintf(line, sizeof line, "<7>bulkhead-vminit: step %s\n", what);
+    /* write(), not dprintf(): glibc's dprintf gives up on /dev/kmsg, whose lseek(SEEK_CUR)
+     * fails, and writes nothing */
+    if (kmsg >= 0 && n > 0)
+        (void)!write(kmsg, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static void xmount(const char *src, const char *dst, const char *type, unsigned long fl, const char *data)
@@ -612,7 +616,10 @@ int main(int argc, char **argv)
              * guest's log and a debug console show it */
             int k = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
             if (k >= 0) {
-                dprintf(k, "<3>bulkhead-vminit: the vchan bridge ended (status %d): no qrexec from now on\n", st);
+                char line[128];
+                int n = snprintf(line, sizeof line,
+                                 "<3>bulkhead-vminit: the vchan bridge ended (status %d): no qrexec from now on\n", st);
+                (void)!write(k, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0); /* not dprintf: see step() */
                 close(k);
             }
             bridge = -1;
