@@ -1,6 +1,7 @@
 #include "engine_glue.h"
 #include "cleanup.h"
 #include "hooks.h"
+#include "host_ids.h"
 #include "log.h"
 #include "props.h"
 #include "store.h"
@@ -45,10 +46,10 @@ void bh_glue_sq_free(struct bh_sq_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Each qube gets its own 65536 host UIDs above 2^20; qids are below 65520 so ranges
- * never overlap or wrap. */
-#define UID_FIRST (1u << 20)
-#define UID_RANGE 65536u
+/* Each qube gets its own 65536 host UIDs above 2^20 (host_ids.h: qids up to
+ * BH_QID_MAX, so ranges never overlap or wrap). */
+#define UID_FIRST BH_QUBE_UID_FIRST
+#define UID_RANGE BH_QUBE_UID_RANGE
 
 void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b)
 {

@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "defaults.h"
 #include "engine_glue.h"
+#include "host_ids.h"
 #include "io.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -14,6 +15,7 @@
 #include "stats.h"
 #include "server.h"
 #include "store.h"
+#include "subid.h"
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -81,6 +83,12 @@ int main(int argc, char **argv)
         return 2;
     }
     umask(022);
+    bh_error idserr = { 0 };
+    if (bh_subid_check("/etc/subuid", BH_HOST_IDS_FIRST, BH_HOST_IDS_END, &idserr) < 0 ||
+        bh_subid_check("/etc/subgid", BH_HOST_IDS_FIRST, BH_HOST_IDS_END, &idserr) < 0) {
+        bh_err("refusing to start: %s", idserr.msg);
+        return 1;
+    }
     if (bh_mkdir_p(root, 0700) < 0 || bh_mkdir_p(runtime, 0755) < 0) {
         bh_err("cannot create %s or %s: %s", root, runtime, strerror(errno));
         return 1;

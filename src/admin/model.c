@@ -2,6 +2,7 @@
 #include "cleanup.h"
 #include "events.h"
 #include "hooks.h"
+#include "host_ids.h"
 #include "log.h"
 #include "names.h"
 #include "props.h"
@@ -319,7 +320,6 @@ static void new_uuid(char out[37])
              b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-#define BH_QID_MAX 65535u
 static uint32_t new_qid(struct bh_app *app)
 {
     /* Lowest unused, as Qubes: qids (and so IPs) of removed qubes are reused. */

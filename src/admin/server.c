@@ -269,6 +269,29 @@ static void conn_cb(void *ctx, uint32_t ev)
         conn_close(c);
 }
 
+/* The socket's mode lets root and the "dom0 qrexec" group in; the group alone is not
+ * trusted as identity (a host whose IDs were given to a user by /etc/subgid, which
+ * bulkheadd refuses at start, is one way to hold it): the peer must also be root or one
+ * of the qubes' call identities (qrexec_ids.h), as the kernel names it. */
+static bool peer_may_connect(int fd)
+{
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return false;
+    if (uc.uid == 0)
+        return true;
+    if (uc.uid >= BH_QX_CALL_ID_BASE && uc.uid < BH_QX_CALL_ID_BASE + 0x10000u && uc.gid == BH_QX_CALL_GID)
+        return true;
+    static int64_t last_warn = -1;
+    if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+        bh_warn("refused a connection from uid %u gid %u pid %d: neither root nor a qrexec call",
+                (unsigned)uc.uid, (unsigned)uc.gid, (int)uc.pid);
+        last_warn = bh_now_ms();
+    }
+    return false;
+}
+
 /* Connections accepted per wake-up: under a constant stream of clients the loop must
  * still come back to serve slow connections, events and the tick. */
 #define ACCEPT_BATCH 64
@@ -288,7 +311,7 @@ static void on_accept(void *ctx, uint32_t ev)
                 bh_warn("accept: %s", strerror(errno));
             return;
         }
-        if (nconns >= BH_SERVER_MAX_CONNS) {
+        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd)) {
             close(fd);
             continue;
         }

@@ -45,7 +45,6 @@ static const char *const names[] = { [INO_UPTIME] = "uptime", [INO_STAT] = "stat
 static struct {
     int stat_fd, softirqs_fd, interrupts_fd, cpu_fd;
     bool cpu_v2;
-    char *base_stat, *base_softirqs, *base_interrupts;
     uint64_t btime;
     long long boot_offset;
     uid_t owner;
@@ -94,7 +93,7 @@ static int render(fuse_ino_t ino, bh_buf *out)
 {
     if (ino == INO_SOFTIRQS || ino == INO_INTERRUPTS) {
         char *cur = reread(ino == INO_SOFTIRQS ? S.softirqs_fd : S.interrupts_fd);
-        int r = cur ? bh_pf_render_delta(out, cur, ino == INO_SOFTIRQS ? S.base_softirqs : S.base_interrupts) : -1;
+        int r = cur ? bh_pf_render_zeroed(out, cur) : -1;
         free(cur);
         return r;
     }
@@ -112,7 +111,7 @@ static int render(fuse_ino_t ino, bh_buf *out)
         (void)(S.cpu_v2 ? bh_pf_parse_cpu_stat(cpu, S.cpus, ncpu) : bh_pf_parse_usage_all(cpu, S.cpus, ncpu));
     free(cpu);
     struct bh_pf_view v = { .age_ns = age_ns(), .btime = S.btime, .hz = S.hz, .cpus = S.cpus, .ncpu = ncpu };
-    int r = ino == INO_STAT ? bh_pf_render_stat(out, st, S.base_stat, &v) : bh_pf_render_uptime(out, st, &v);
+    int r = ino == INO_STAT ? bh_pf_render_stat(out, st, &v) : bh_pf_render_uptime(out, st, &v);
     free(st);
     return r;
 }
@@ -335,16 +334,14 @@ int main(int argc, char **argv)
     S.cpu_v2 = cpu && strlen(cpu) >= 8 && !strcmp(cpu + strlen(cpu) - 8, "cpu.stat");
     if (S.stat_fd < 0 || S.softirqs_fd < 0 || S.interrupts_fd < 0)
         die("open /proc/stat, /proc/softirqs, /proc/interrupts");
-    /* The host's state at the qube's start: what the counters grow from. */
-    S.base_stat = reread(S.stat_fd);
-    S.base_softirqs = reread(S.softirqs_fd);
-    S.base_interrupts = reread(S.interrupts_fd);
-    if (!S.base_stat || !S.base_softirqs || !S.base_interrupts)
-        die("read the host's /proc");
-    const char *bt = strstr(S.base_stat, "\nbtime ");
+    char *host_stat = reread(S.stat_fd);
+    if (!host_stat)
+        die("read the host's /proc/stat");
+    const char *bt = strstr(host_stat, "\nbtime ");
     unsigned long long host_btime = bt ? strtoull(bt + 7, NULL, 10) : 0;
     /* As the kernel shows btime in a time namespace: the host's minus the offset. */
     S.btime = (uint64_t)((long long)host_btime - S.boot_offset);
+    free(host_stat);
 
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     if (fuse_opt_add_arg(&args, "bulkhead-procfs") < 0)

@@ -74,46 +74,24 @@ static bool next_number(struct span l, size_t *pos, uint64_t *v)
     return true;
 }
 
-/* The line of text whose first token equals key. */
-static bool find_line(const char *text, struct span key, struct span *out)
-{
-    struct span l;
-    while (next_line(&text, &l)) {
-        struct span k = first_token(l);
-        if (k.n == key.n && !memcmp(k.p, key.p, k.n)) {
-            *out = l;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* One line with its first max_nums counts replaced by their growth since the same
- * line of base, each right-aligned in the columns the original number took (the growth
- * never has more digits than the count). A line missing from base (an interrupt
- * registered since the qube's start) counts from 0; a column missing from its base line
- * (a CPU brought online since) shows 0: its count may go back to the host's boot. */
-static int delta_line(bh_buf *out, struct span l, const char *base, size_t max_nums)
+/* One line with its first max_nums counts shown as 0, each right-aligned in the
+ * columns the original number took. Why 0 and not the growth since the qube's start:
+ * interrupt, softirq, context-switch and fork counts are the host's, so their growth
+ * carries every other qube's activity (a NIC's or disk's interrupts, keystroke timing
+ * on an input line, forks anywhere): a side channel. Names, chips and layout stay, so
+ * tools that parse the files (vmstat, top) still work. */
+static int zero_line(bh_buf *out, struct span l, size_t max_nums)
 {
     struct span key = first_token(l);
     size_t pos = (size_t)(key.p - l.p) + key.n;
-    struct span bl = { NULL, 0 };
-    bool have_base = base && find_line(base, key, &bl), base_short = false;
-    size_t bpos = have_base ? (size_t)(first_token(bl).p - bl.p) + first_token(bl).n : 0;
     if (bh_buf_add(out, l.p, pos) < 0)
         return -1;
     for (size_t k = 0; k < max_nums; k++) {
         size_t start = pos;
-        uint64_t cur, was = 0;
+        uint64_t cur;
         if (!next_number(l, &pos, &cur))
             break;
-        if (have_base && !base_short && !next_number(bl, &bpos, &was))
-            base_short = true;
-        if (base_short)
-            was = cur;
-        uint64_t d = cur >= was ? cur - was : 0;
-        int width = (int)(pos - start);
-        if (bh_buf_printf(out, "%*llu", width, (unsigned long long)d) < 0)
+        if (bh_buf_printf(out, "%*u", (int)(pos - start), 0u) < 0)
             return -1;
     }
     if (bh_buf_add(out, l.p + pos, l.n - pos) < 0 || bh_buf_addc(out, '\n') < 0)
@@ -121,7 +99,7 @@ static int delta_line(bh_buf *out, struct span l, const char *base, size_t max_n
     return 0;
 }
 
-int bh_pf_render_delta(bh_buf *out, const char *cur, const char *base)
+int bh_pf_render_zeroed(bh_buf *out, const char *cur)
 {
     struct span l;
     size_t cols = 0;
@@ -137,7 +115,7 @@ int bh_pf_render_delta(bh_buf *out, const char *cur, const char *base)
                 return -1;
             continue;
         }
-        if (delta_line(out, l, base, cols) < 0)
+        if (zero_line(out, l, cols) < 0)
             return -1;
     }
     return 0;
@@ -176,7 +154,7 @@ static int cpu_line(bh_buf *out, const char *name, const uint64_t t[3])
                          (unsigned long long)t[1], (unsigned long long)t[2]);
 }
 
-int bh_pf_render_stat(bh_buf *out, const char *host_stat, const char *base_stat, const struct bh_pf_view *v)
+int bh_pf_render_stat(bh_buf *out, const char *host_stat, const struct bh_pf_view *v)
 {
     static unsigned list[BH_PF_MAX_CPUS];
     unsigned n = bh_pf_stat_cpus(host_stat, list, BH_PF_MAX_CPUS);
@@ -206,9 +184,13 @@ int bh_pf_render_stat(bh_buf *out, const char *host_stat, const char *base_stat,
             r = bh_buf_printf(out, "btime %llu\n", (unsigned long long)v->btime);
         else if (starts_with(l, "intr ") || starts_with(l, "ctxt ") || starts_with(l, "processes ") ||
                  starts_with(l, "softirq "))
-            r = delta_line(out, l, base_stat, SIZE_MAX);
-        else /* procs_running, procs_blocked: now, not since boot */
-            r = bh_buf_add(out, l.p, l.n) < 0 ? -1 : bh_buf_addc(out, '\n');
+            r = zero_line(out, l, SIZE_MAX);
+        else if (starts_with(l, "procs_running "))
+            r = bh_buf_printf(out, "procs_running 1\n"); /* the reader; the host's load is not the qube's */
+        else if (starts_with(l, "procs_blocked "))
+            r = bh_buf_printf(out, "procs_blocked 0\n");
+        else /* a line this kernel has and we do not know: not shown */
+            r = 0;
         if (r < 0)
             return -1;
     }

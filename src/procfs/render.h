@@ -40,12 +40,13 @@ struct bh_pf_view {
     unsigned ncpu;            /* entries in cpus */
 };
 
-/* /proc/stat: host_stat now, base_stat as read at the qube's start. */
-int bh_pf_render_stat(bh_buf *out, const char *host_stat, const char *base_stat, const struct bh_pf_view *v);
+/* /proc/stat: the qube's CPU lines and btime; the host-wide counters (intr, ctxt,
+ * processes, softirq) as 0 in the kernel's layout; procs_running 1, procs_blocked 0. */
+int bh_pf_render_stat(bh_buf *out, const char *host_stat, const struct bh_pf_view *v);
 /* /proc/uptime: "AGE IDLE\n", idle summed over the CPUs host_stat lists. */
 int bh_pf_render_uptime(bh_buf *out, const char *host_stat, const struct bh_pf_view *v);
-/* /proc/softirqs and /proc/interrupts: the current text with each per-CPU count
- * replaced by its growth since base (the line with the same label), in the same
- * columns. Only the first N numbers of a line are counts, N = the CPU columns of the
- * header line; the rest (interrupt chip and name) is kept as it is. */
-int bh_pf_render_delta(bh_buf *out, const char *cur, const char *base);
+/* /proc/softirqs and /proc/interrupts: the current text with each per-CPU count shown
+ * as 0, in the same columns (the host's counts carry other qubes' activity). Only the
+ * first N numbers of a line are counts, N = the CPU columns of the header line; the
+ * rest (interrupt chip and name) is kept as it is. */
+int bh_pf_render_zeroed(bh_buf *out, const char *cur);

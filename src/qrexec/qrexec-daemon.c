@@ -549,6 +549,14 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         _exit(1);
     }
     bh_info("call %s -> %s (%s) %s allowed by %s", qube_name, target, d.target, service_full, d.rule);
+    /* The X cookie was for the ask program alone, which has run: the processes that
+     * come next (a relay or pump moving the qube's bytes, a dom0 service) must not be
+     * able to read it from an inherited descriptor. */
+    if (policy_ctx.keep_fd >= 0) {
+        close(policy_ctx.keep_fd);
+        policy_ctx.keep_fd = -1;
+        unsetenv("XAUTHORITY");
+    }
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
     /* a qube (or a disposable) serves the call: nothing is executed from here on */

@@ -73,6 +73,10 @@ struct pump {
     bool out_is_pipe, err_is_pipe;
     int splice_fd;
     size_t splice_left;
+    /* more bytes known to be in that pipe (FIONREAD) after this chunk, and their type:
+     * sent as the next chunks right away, without a poll and FIONREAD for each */
+    size_t splice_more;
+    uint32_t splice_type;
     /* our input's payload moved from the socket to in_fd (a pipe) by splice, no copy
      * through us: a big enough message's header is read alone, then its
      * payload (in_left bytes) goes straight from the socket to the pipe. in_wait_pipe:
@@ -106,6 +110,8 @@ static int pump_local(struct pump *p, int *fd, uint32_t type, bool *done, bool i
             return -1;
         p->splice_fd = *fd;
         p->splice_left = n;
+        p->splice_more = (size_t)avail - n;
+        p->splice_type = type;
         return 0;
     }
     if (bh_buf_reserve(&p->outq, 8 + BH_QX_MAX_CHUNK) < 0)
@@ -139,29 +145,40 @@ static int write_some(int fd, bh_buf *q)
     return 0;
 }
 
-/* Sends what is queued, then the bytes of a pending splice. -1: the socket is broken. */
+/* Sends what is queued, then the bytes of a pending splice, then (while the socket takes
+ * them) the further chunks already known to be in the pipe. -1: the socket is broken. */
 static int send_queued(struct pump *p)
 {
-    if (write_some(p->s->sock, &p->outq) < 0)
-        return -1;
-    while (p->splice_left && p->outq.len == 0) {
-        ssize_t n = splice(p->splice_fd, NULL, p->s->sock, NULL, p->splice_left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) {
-            p->splice_left -= (size_t)n;
-            continue;
+    for (;;) {
+        if (write_some(p->s->sock, &p->outq) < 0)
+            return -1;
+        while (p->splice_left && p->outq.len == 0) {
+            ssize_t n = splice(p->splice_fd, NULL, p->s->sock, NULL, p->splice_left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                p->splice_left -= (size_t)n;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN) {
+                /* the socket is full (or, never, the pipe is empty: no busy loop then) */
+                struct pollfd q = { .fd = p->splice_fd, .events = POLLIN };
+                if (poll(&q, 1, 0) == 1 && (q.revents & POLLIN))
+                    return 0; /* the socket is full: wait for POLLOUT */
+                return -1; /* cannot happen: the bytes were counted in the pipe, we are its only reader */
+            }
+            return -1;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            /* the socket is full (or, never, the pipe is empty: no busy loop then) */
-            struct pollfd q = { .fd = p->splice_fd, .events = POLLIN };
-            if (poll(&q, 1, 0) == 1 && (q.revents & POLLIN))
-                return 0; /* the socket is full: wait for POLLOUT */
-            return -1; /* cannot happen: the bytes were counted in the pipe, we are its only reader */
-        }
-        return -1;
+        if (p->outq.len || p->splice_left || !p->splice_more)
+            return 0;
+        size_t n = p->splice_more < BH_QX_MAX_CHUNK ? p->splice_more : BH_QX_MAX_CHUNK;
+        uint8_t h[8];
+        bh_qx_hdr_encode(h, p->splice_type, (uint32_t)n);
+        if (bh_buf_add(&p->outq, h, 8) < 0)
+            return -1;
+        p->splice_left = n;
+        p->splice_more -= n;
     }
-    return 0;
 }
 
 /* Whole messages are handled in place and consumed together at the end (one move of
@@ -405,6 +422,7 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
              * reading, its exit code is still on the way. */
             bh_buf_reset(&p.outq);
             p.splice_left = 0;
+            p.splice_more = 0;
             p.out_done = true;
             close_fd(&s->out_fd);
         }
@@ -507,6 +525,16 @@ int bh_qx_stream_run(struct bh_qx_stream *s, bh_error *err)
             }
         }
     polled_sock:
+        /* further messages already in the socket: spliced in the same wakeup */
+        for (int k = 0; k < 16 && !p.in_left && !p.sock_eof && p.in_is_pipe && s->in_fd >= 0 && p.rq.len == 0 &&
+                        p.inq.len == 0 && !p.rx.in_eof && !p.rx.have_exit && i_sock >= 0 &&
+                        (fds[i_sock].revents & POLLIN);
+             k++) {
+            in_splice_arm(&p);
+            if (!p.in_left)
+                break;
+            in_splice_move(&p);
+        }
         if (i_out >= 0 && (fds[i_out].revents & (POLLIN | POLLHUP | POLLERR)))
             if (pump_local(&p, &s->out_fd, s->is_service ? BH_QX_MSG_DATA_STDOUT : BH_QX_MSG_DATA_STDIN,
                            &p.out_done, p.out_is_pipe) < 0) {
