@@ -14,6 +14,8 @@ tmp=$(mktemp -d /tmp/bulkhead-bench.XXXXXX)
 pid=
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  # template roots are images mounted in the pool until their qube is removed
+  awk -v d="$tmp/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -16,7 +16,8 @@ runs=${2:-5}
 data_mib=${3:-256}
 exe=$(realpath "$build/src/storage/bulkhead-storage")
 root=$(mktemp -d /var/tmp/bh-bench-storage-XXXXXX)
-trap 'rm -rf "$root"' EXIT
+# template roots are images mounted in the pool until their qube is removed
+trap 'awk -v d="$root/" '"'"'index($5, d) == 1 {print $5}'"'"' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l; rm -rf "$root"' EXIT
 S() { "$exe" --root "$root" "$@"; }
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }

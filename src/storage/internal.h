@@ -82,7 +82,8 @@ int st_root_ensure(int qfd, bh_error *err);
 int st_root_copy_image(int sfd, int dfd, const char *dname, bh_error *err);
 /* A root tree sdir/sname into a new image qfd/dname (at least size bytes). */
 int st_root_image_from_tree(int sdir, const char *sname, int qfd, const char *dname, uint64_t size, bh_error *err);
-/* Unmounts qube dir parent/name's root (if mounted), then removes the whole tree. */
+/* Unmounts qube dir parent/name's root (if mounted; or parent/name itself if it is a
+ * mount point, a conversion's temporary), then removes the whole tree. */
 int st_qube_tree_remove(int parent, const char *name, bh_error *err);
 /* Grows root.img to the size recorded in root.resize (online, or offline when nothing
  * else has the image); leaves the wish in place when the image is in use. */

@@ -292,6 +292,7 @@ int st_root_image_from_tree(int sdir, const char *sname, int qfd, const char *dn
         if (rc == 0 && syncfs(top) < 0)
             rc = bh_fail_errno(err, "sync new root image");
     }
+    st_failpoint("convert-mounted");
     char path[64 + 64];
     bh_fs_fd_path(path, sizeof path, qfd, mnt);
     if (umount2(path, UMOUNT_NOFOLLOW) < 0 && rc == 0)
@@ -351,6 +352,12 @@ int st_root_ensure(int qfd, bh_error *err)
 
 int st_qube_tree_remove(int parent, const char *name, bh_error *err)
 {
+    /* A conversion's temporary mount point (.tmp-<pid>-rootmnt) is itself the mount. */
+    if (bh_fs_is_mountpoint(parent, name) == 1) {
+        char path[64 + 256];
+        if (bh_fs_fd_path(path, sizeof path, parent, name) == 0)
+            umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
+    }
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
         bh_error e;

@@ -9,9 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static char root[64];
+
+/* A builder that runs the tree's programs (as debootstrap): the build mount must allow
+ * exec and devices, and the result is sealed. */
+static int fill_exec_check(int rootfd, const char *rootpath, void *ctx, bh_error *err)
+{
+    struct statvfs sv;
+    int *flags = ctx;
+    if (fstatvfs(rootfd, &sv) < 0)
+        return bh_fail_errno(err, "statvfs");
+    *flags = (int)sv.f_flag;
+    (void)rootpath;
+    return 0;
+}
+
+static unsigned long root_flags(const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/pools/default/%s", root, rel);
+    struct statvfs sv;
+    return statvfs(p, &sv) == 0 ? sv.f_flag : 0;
+}
 
 static bool path_exists(const char *rel)
 {
@@ -125,6 +147,12 @@ int main(void)
     CHECK(bh_template_ensure_host(p, &created, &err) == 0 && !created);
     CHECK(path_exists("qubes/host/root/etc/passwd"));
     CHECK(path_exists("qubes/host/root/usr"));
+    CHECK((root_flags("qubes/host/root") & (ST_NOSUID | ST_NODEV | ST_NOEXEC)) == (ST_NOSUID | ST_NODEV | ST_NOEXEC));
+    int build_flags = 0;
+    CHECK(st_template_create(p, "built", "test", 16 << 20, true, fill_exec_check, &build_flags, &err) == 0);
+    CHECK((build_flags & ST_NOSUID) && !(build_flags & ST_NOEXEC) && !(build_flags & ST_NODEV));
+    CHECK((root_flags("qubes/built/root") & (ST_NOSUID | ST_NODEV | ST_NOEXEC)) == (ST_NOSUID | ST_NODEV | ST_NOEXEC));
+    CHECK(file_size("qubes/built/root.img") == 16 << 20);
 
     struct bh_storage_qube tpl = { .name = "tpl", .klass = "TemplateVM", .revisions_to_keep = 2,
                                    .private_size = 32 << 20 };
@@ -210,7 +238,8 @@ int main(void)
     /* Template roots stay mounted until their qube is removed (rootimg.c). */
     static const struct bh_storage_qube gone[] = { { .name = "host", .klass = "TemplateVM" },
                                                    { .name = "tpl", .klass = "TemplateVM" },
-                                                   { .name = "tpl2", .klass = "TemplateVM" } };
+                                                   { .name = "tpl2", .klass = "TemplateVM" },
+                                                   { .name = "built", .klass = "TemplateVM" } };
     for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
         CHECK(bh_volumes_remove(p, &gone[i], &err) == 0);
     bh_pool_close(p);

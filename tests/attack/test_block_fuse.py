@@ -168,3 +168,55 @@ def test_the_broker_is_not_the_qubes_to_read(engine_daemon, loops):
     assert "maps-read" not in out.replace("own-maps-read", "") and "fds-read" not in out and \
         "environ-read" not in out, out
     assert out.endswith("own-maps-read\n"), out                   # control
+
+
+SELF_DEADLOCK = r'''
+import os, socket, struct, sys, threading, time
+def ask(op, fds, subtype):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(b"\0bulkhead-fuse-mount")
+    socket.send_fds(s, [struct.pack("c3xI32s128s", op, 0, subtype, subtype)], fds)
+    return struct.unpack("i", s.recv(4))[0]
+os.makedirs("/mnt/dl", exist_ok=True)
+fuse = os.open("/dev/fuse", os.O_RDWR)
+assert ask(b"M", [fuse, os.open("/mnt/dl", os.O_PATH | os.O_DIRECTORY)], b"dl") == 0
+buf = os.read(fuse, 1 << 20)                      # FUSE_INIT
+length, opcode, unique = struct.unpack_from("<IIQ", buf)
+assert opcode == 26, opcode
+major, minor, readahead = struct.unpack_from("<III", buf, 40)
+body = struct.pack("<IIIIHHIIHHI28x", 7, min(minor, 31), readahead, 0, 1, 1, 65536, 0, 0, 0, 0)
+os.write(fuse, struct.pack("<IiQ", 16 + len(body), 0, unique) + body)
+threading.Thread(target=lambda: os.stat("/mnt/dl/x"), daemon=True).start()
+req = os.read(fuse, 1 << 20)                      # the thread's request: read, never answered
+open("/run/dl-ready", "w").write("%d\n" % struct.unpack_from("<I", req, 4)[0])
+time.sleep(100000)
+'''
+
+
+def test_a_fuse_server_that_deadlocks_itself_cannot_outlive_kill(engine_daemon, loops):
+    """A FUSE server that reads a request made by another thread of its own process and
+    never answers: after SIGKILL that thread waits for the answer uninterruptibly and the
+    process (holding /dev/fuse itself) cannot exit, so the qube's init would never end.
+    The engine aborts the qube's FUSE connections (fusectl) before it kills: Kill ends
+    the qube, its private image is released, and it starts again."""
+    d = engine_daemon
+    first = loops("one.img")
+    d.call("admin.vm.Start", "a")
+    assert d.tool("qvm-block", "attach", "a", f"dom0:{first}").returncode == 0  # starts the broker
+    r = subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", "a",
+                        "cat > /run/dl.py && (setsid python3 /run/dl.py </dev/null >/run/dl.log 2>&1 &); "
+                        "for i in $(seq 100); do [ -s /run/dl-ready ] && break; sleep 0.1; done; "
+                        "cat /run/dl-ready /run/dl.log"],
+                       input=SELF_DEADLOCK.encode(), env=d.env, capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split(b"\n")[0].isdigit(), r  # control: a request is held
+    pid = init_pid(d, "a")
+    t0 = time.time()
+    d.call("admin.vm.Kill", "a")
+    assert wait_state(d, "a", "Halted", timeout=30)
+    deadline = time.time() + 15
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), "the qube's init outlived Kill"
+    assert time.time() - t0 < 25
+    d.call("admin.vm.Start", "a")  # not "already running"
+    assert qrun(d, "a", "echo back").stdout == b"back\n"

@@ -49,7 +49,7 @@ LIVE = []
 class Daemon:
     def __init__(self, tmp, defaults=True, extra_args=()):
         self.tmp = pathlib.Path(tmp)
-        self.root = mount_cleanup.register(self.tmp / "root")
+        self.root = mount_cleanup.register(self.tmp / "root", owner=self)
         # Qubes assemble their root under the runtime dir as their own UID, so it must
         # not sit below pytest's private (0700) directory.
         self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-run-"))

@@ -7,13 +7,20 @@ touched, never another test run's."""
 import os
 import subprocess
 
-# Directories whose mounts go when the current test ends.
+# (directory, owner): mounts below directory go when the current test ends, unless its
+# owner (a Daemon of a module-scoped fixture) still runs: then at a later test's end,
+# after the fixture stopped it (its own cleanup unmounts too).
 ROOTS = []
 
 
-def register(path):
-    ROOTS.append(str(path))
+def register(path, owner=None):
+    ROOTS.append((str(path), owner))
     return path
+
+
+def _running(owner):
+    proc = getattr(owner, "proc", None)
+    return proc is not None and proc.poll() is None
 
 
 def mounts_below(path):
@@ -36,7 +43,13 @@ def unmount_below(path):
 
 
 def unmount_registered(extra=()):
-    for p in list(ROOTS) + [str(e) for e in extra]:
-        if os.path.exists(p):
+    keep = []
+    for p, owner in ROOTS:
+        if owner is not None and _running(owner):
+            keep.append((p, owner))
+        elif os.path.exists(p):
             unmount_below(p)
-    ROOTS.clear()
+    ROOTS[:] = keep
+    for p in extra:
+        if os.path.exists(str(p)):
+            unmount_below(p)

@@ -188,6 +188,20 @@ def test_legacy_conversion_crash_keeps_the_tree(storage):
     assert storage.leftovers() == []
 
 
+def test_legacy_conversion_crash_while_mounted_is_swept(storage):
+    """Killed while the new image is mounted at its temporary mount point: the next
+    pool open detaches that mount and deletes the temporaries, then converts."""
+    q = make_legacy(storage)
+    r = storage.run("prepare", "tpl", check=False, env={"BH_STORAGE_FAILPOINT": "convert-mounted"}, **TPL)
+    assert r.returncode < 0
+    assert [m for m in mount_cleanup.mounts_below(q) if "rootmnt" in m]    # the crash's state
+    storage.run("prepare", "tpl", **TPL)
+    assert not [m for m in mount_cleanup.mounts_below(q) if "rootmnt" in m]
+    assert is_mount(q / "root") and (q / "root/etc/passwd").is_file()
+    storage.run("stopped", "tpl", **TPL)
+    assert storage.leftovers() == []
+
+
 def test_resize_crash_keeps_the_old_image_and_the_wish(storage):
     storage.run("create", "tpl", **TPL)
     q = storage.qdir("tpl")

@@ -48,6 +48,7 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
     if (pidfd >= 0) {
         (void)cg->freeze(tag, spec->name, false, NULL); /* a frozen task cannot die */
+        bh_ns_abort_fuse(id.pid); /* nor can one waiting on the qube's own FUSE server */
         pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         (void)wait_exit(pidfd, 10000);
         (void)waitpid(id.pid, NULL, WNOHANG); /* ours if we started it */

@@ -225,6 +225,9 @@ int bh_ns_block_detach(const struct bh_qube_spec *spec, unsigned major, unsigned
 extern const struct bh_driver bh_driver_ns;
 /* Kills whatever is left of a qube and removes its cgroups, pidfile and staging. */
 int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err);
+/* Aborts every FUSE connection mounted in init_pid's mount namespace (fuse_abort.c): a
+ * qube's own stuck FUSE server must not keep its processes from dying. */
+void bh_ns_abort_fuse(pid_t init_pid);
 
 /* ---- util.c ---- */
 /* out = a "/" b; on overflow out becomes "" (every later use then fails visibly). */
