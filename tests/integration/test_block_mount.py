@@ -9,6 +9,7 @@ without mounting), umount works, and a read-only attach refuses writes."""
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_read_only_attach_mounts_read_only(engine_daemon, ext4_loop):
     assert r.stdout.endswith(b"1\n"), r
     d.tool("qvm-block", "detach", "a", f"dom0:{port}")
     assert debugfs_cat(img, "/new.txt") == b""
+
+
+def test_attach_to_a_paused_qube_returns_and_mounts_after_unpause(engine_daemon, ext4_loop, tmp_path):
+    """The mount broker's helper would freeze in a paused qube's cgroup before its exec,
+    and bulkheadd with it (unpausing needs bulkheadd): attaching to a paused qube answers
+    at once, and after unpause a detach and attach again give a mountable device."""
+    d = engine_daemon
+    port, img = ext4_loop
+    d.call("admin.vm.Start", "a")
+    d.call("admin.vm.Pause", "a")
+    t0 = time.time()
+    r = d.tool("qvm-block", "attach", "a", f"dom0:{port}")
+    assert (r.returncode, r.stderr) == (0, ""), r
+    assert time.time() - t0 < 10
+    d.call("admin.vm.Unpause", "a")
+    assert d.tool("qvm-block", "detach", "a", f"dom0:{port}").returncode == 0
+    assert d.tool("qvm-block", "attach", "a", f"dom0:{port}").returncode == 0
+    r = qrun(d, "a", "mkdir -p /mnt/removable && mount /dev/xvdi /mnt/removable && cat /mnt/removable/hello.txt "
+                     "&& umount /mnt/removable")
+    assert r.stdout == b"hello from dom0\n", r
+    assert d.tool("qvm-block", "detach", "a", f"dom0:{port}").returncode == 0

@@ -152,7 +152,13 @@ int bh_ns_block_attach(const struct bh_qube_spec *spec, unsigned major, unsigned
         (void)cg->device_access(tag, spec->name, major, minor, NULL, &ignored);
         return -1;
     }
-    start_fuse_broker(spec, pidfd);
+    /* A paused qube's cgroup would freeze the broker's helper before its exec, and this
+     * wait with it (and unpausing needs bulkheadd): the broker comes with the next attach
+     * to the running qube instead. */
+    if (cg->frozen(tag, spec->name) == 1)
+        bh_warn("qube %s is paused: its FUSE mount broker starts at the next attach after unpause", spec->name);
+    else
+        start_fuse_broker(spec, pidfd);
     return 0;
 }
 
