@@ -139,7 +139,12 @@ def profile(d, marks, t0, t_first):
         if up is None or w[0] == "uptime":
             continue
         g = float(w[1]) if w[0] in ("init", "step") else int(w[1]) / hz
-        what = {"init": "kernel runs /init", "step": "bulkhead-vminit: " + " ".join(w[2:])}.get(w[0], f"started {w[2]}")
+        if w[0] == "init":
+            what = "kernel runs /init"
+        elif w[0] == "step":
+            what = "bulkhead-vminit: " + " ".join(w[2:])
+        else:
+            what = "started " + " ".join(w[2:])
         rows.append((t_query - (up - g), f"guest: {what} (guest uptime {g:.2f} s)"))
     if up is not None:
         rows.append((t_query - up, "guest kernel's clock starts (uptime 0)"))

@@ -1,5 +1,6 @@
 #include "net_glue.h"
 #include "cleanup.h"
+#include "engine_glue.h"
 #include "hooks.h"
 #include "io.h"
 #include "log.h"
@@ -83,6 +84,14 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
      * so that a netvm set while it runs can be plugged in. */
     bh_net_glue_netns_path(app, q, b->netns, sizeof b->netns);
     net->netns_path = b->netns;
+    /* the MAC of a guest's own card (vm engine), which it has with or without a
+     * netvm, so that one set while it runs needs no new device */
+    _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
+    uint8_t m[6];
+    if (bh_mac_parse(mac, m) == 0) {
+        snprintf(b->mac, sizeof b->mac, "%s", mac);
+        net->mac = b->mac;
+    }
     _cleanup_free_ char *ip = bh_qube_prop(app, q, "visible_ip");
     _cleanup_free_ char *gw = bh_qube_prop(app, q, "visible_gateway");
     if (ip && *ip && gw && *gw) {
@@ -94,12 +103,6 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
         net->netmask = "255.255.255.255";
         net->dns1 = BH_DNS_VIRT1;
         net->dns2 = BH_DNS_VIRT2;
-        _cleanup_free_ char *mac = bh_qube_prop(app, q, "mac");
-        uint8_t m[6];
-        if (bh_mac_parse(mac, m) == 0) {
-            snprintf(b->mac, sizeof b->mac, "%s", mac);
-            net->mac = b->mac;
-        }
         /* as the link will carry it (plug): the netvm offers IPv6 and q has it */
         struct bh_qube *n = netvm_of(app, q);
         struct in6_addr a6, g6;
@@ -443,6 +446,21 @@ void bh_net_glue_adopted(struct bh_app *app)
 
 /* ---- changes while running ---- */
 
+/* A guest with a kernel of its own (vm engine) sets its card itself: its engine tells
+ * it the new link (as Qubes' guest learns it from the re-attached vif and qubesdb). */
+static void tell_engine(struct bh_app *app, struct bh_qube *q)
+{
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (!drv || !drv->net_changed)
+        return;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    bh_error err = { 0 };
+    if (drv->net_changed(&sb.spec, &err) < 0)
+        bh_warn("%s: telling the guest its new link: %s", q->name, err.msg);
+    bh_glue_spec_free(&sb);
+}
+
 static void on_property(struct bh_app *app, struct bh_qube *q, const char *name)
 {
     if (!running(q))
@@ -462,6 +480,7 @@ static void on_property(struct bh_app *app, struct bh_qube *q, const char *name)
             (void)refresh(app, n);
         }
         (void)refresh(app, q);
+        tell_engine(app, q);
     } else if (!strcmp(name, "provides_network")) {
         refresh_all(app);
     }

@@ -50,7 +50,8 @@ struct bh_volume_layout {
 };
 
 struct bh_net_config {
-    bool enabled;            /* false: no network device at all (netvm empty) */
+    bool enabled;            /* false: no link (netvm empty): an ns qube has loopback
+                              * only; a vm qube's card has no address and no link */
     const char *ip, *gateway, *netmask, *dns1, *dns2;
     const char *mac;         /* the qube's `mac` (an engine with its own network card uses it) */
     const char *ip6, *gateway6; /* routed IPv6 on the link (Qubes' `ipv6` feature), or NULL;
@@ -127,6 +128,10 @@ struct bh_driver {
      * changes these on a running qube; an engine that cannot leaves them for the next
      * start). */
     int (*set_limits)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Optional: the running qube's link changed (its netvm was set, changed or
+     * removed; spec->net is the new one, `enabled` false for none). An engine whose
+     * guest sets up its own network card tells the guest; returns at once. */
+    int (*net_changed)(const struct bh_qube_spec *spec, bh_error *err);
     /* Optional: hands the running qube the host's block device major:minor as a device
      * node named `node` (Qubes' frontend-dev, e.g. xvdi), writable only if rw;
      * block_detach takes it away again. */

@@ -355,6 +355,14 @@ static bool is_clip_key(struct guid *g, const xcb_key_press_event_t *e, char *wh
     return false;
 }
 
+void guid_send_focus(struct guid *g, struct guid_win *w, bool in, uint8_t mode, uint8_t detail)
+{
+    if (in)
+        send_keymap(g);
+    struct bh_gui_focus f = { in ? XCB_FOCUS_IN : XCB_FOCUS_OUT, mode, detail };
+    send_agent(g, BH_GUI_MSG_FOCUS, w->remote, &f, sizeof f);
+}
+
 static void x_event(struct guid *g, xcb_generic_event_t *ev)
 {
     uint8_t type = ev->response_type & 0x7f;
@@ -426,10 +434,7 @@ static void x_event(struct guid *g, xcb_generic_event_t *ev)
         struct guid_win *w = guid_find_x(g, e->event);
         if (!w || e->event != w->frame)
             break;
-        if (type == XCB_FOCUS_IN)
-            send_keymap(g);
-        struct bh_gui_focus f = { type, e->mode, e->detail };
-        send_agent(g, BH_GUI_MSG_FOCUS, w->remote, &f, sizeof f);
+        guid_send_focus(g, w, type == XCB_FOCUS_IN, e->mode, e->detail);
         break;
     }
     case XCB_CONFIGURE_NOTIFY: {
@@ -540,6 +545,7 @@ static int run(struct guid *g)
         if (reload) { /* SIGHUP, as Qubes' guid: the keyboard and monitor layouts again */
             reload = 0;
             forced = true;
+            guid_monitors_resend(g); /* as Qubes: the layout again, even if unchanged */
             if (g->from_store)
                 load_layout(g);
             send_layout(g);

@@ -165,6 +165,8 @@ const struct bh_gui_monitor *guid_monitor_of(struct guid *g, const struct bh_gui
 /* Called every round (forced: RandR event or SIGHUP): reads the monitors when due,
  * refits the windows and sends the layout to the qube when it changed. */
 void guid_monitors_tick(struct guid *g, bool forced);
+/* The next tick sends the monitor layout to the qube even if it has not changed. */
+void guid_monitors_resend(struct guid *g);
 /* guid.c: every window refitted, the agent told of those that moved */
 void guid_windows_replace(struct guid *g);
 
@@ -173,6 +175,9 @@ void guid_tray_init(struct guid *g, int screen_number);
 void guid_tray_dock(struct guid *g, struct guid_win *w);
 /* A client message on the root window or a docked window: true when it was the tray's. */
 bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *e);
+/* The window got (in) or lost the keyboard focus: FOCUS to the agent, after the host's
+ * pressed keys (KEYMAP_NOTIFY) when it got it, as for a FocusIn on the frame. */
+void guid_send_focus(struct guid *g, struct guid_win *w, bool in, uint8_t mode, uint8_t detail);
 /* A docked window was reparented (into a tray, or back to the root window when its
  * tray went) or mapped by someone else: it shows only while a tray holds it. */
 void guid_tray_reparented(struct guid *g, struct guid_win *w, xcb_window_t parent);

@@ -173,6 +173,12 @@ static void send_layout(struct guid *g)
     g->layout_again = false;
 }
 
+void guid_monitors_resend(struct guid *g)
+{
+    g->layout_sent[0] = '\0';
+    g->layout_again = true;
+}
+
 void guid_monitors_tick(struct guid *g, bool forced)
 {
     if (g->layout_pid > 0) {

@@ -19,6 +19,8 @@
 
 #define SYSTEM_TRAY_REQUEST_DOCK 0
 #define XEMBED_EMBEDDED_NOTIFY 0
+#define XEMBED_FOCUS_IN 4
+#define XEMBED_FOCUS_OUT 5
 #define XEMBED_MAPPED 1u
 
 static xcb_atom_t atom(xcb_connection_t *x, const char *name)
@@ -109,6 +111,16 @@ bool guid_tray_client_message(struct guid *g, const xcb_client_message_event_t *
     struct guid_win *w = guid_find_x(g, e->window);
     /* the tray took it (reparented it into itself, then said so): it shows. Never at
      * the root window, where it would show without a frame. */
+    /* the tray gives the icon the keyboard focus (XEmbed: the tray keeps the X focus and
+     * passes keys on to the icon): the qube's icon is told it has it, as Qubes' daemon
+     * does (FocusIn, NotifyNormal, NotifyNonlinear, after KEYMAP_NOTIFY); and when it
+     * loses it (Qubes sends nothing then) */
+    if (w && w->embedded && e->window == w->frame &&
+        (e->data.data32[1] == XEMBED_FOCUS_IN || e->data.data32[1] == XEMBED_FOCUS_OUT)) {
+        guid_send_focus(g, w, e->data.data32[1] == XEMBED_FOCUS_IN, XCB_NOTIFY_MODE_NORMAL,
+                        XCB_NOTIFY_DETAIL_NONLINEAR);
+        return true;
+    }
     if (w && w->docked && e->window == w->frame && e->data.data32[1] == XEMBED_EMBEDDED_NOTIFY && w->reparented) {
         w->embedded = true;
         if (!w->mapped) {

@@ -1,13 +1,18 @@
 /* qvm-start-daemon: starts a GUI daemon (bulkhead-guid) for running qubes, as Qubes'
  * qvm-start-daemon does in the desktop user's session.
  *
- *   qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--runtime DIR] [NAME...]
+ *   qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--pidfile FILE] [--runtime DIR] [NAME...]
+ *   qvm-start-daemon --notify-monitor-layout [--pidfile FILE] [--runtime DIR]
  *
  * A qube has a GUI when its `guivm` is dom0 and its `gui` feature (with its template's)
  * is not false. Each guid starts the qube's gui-agent through qrexec and connects to it.
  * --watch follows admin.Events: domain-start starts a daemon, domain-shutdown (or the
- * agent going away) ends it; without --watch the command returns once the daemons run. */
+ * agent going away) ends it; without --watch the command returns once the daemons run.
+ * As Qubes', one watcher runs (per bulkheadd here: its pid file is in the runtime dir),
+ * and --notify-monitor-layout tells it to send the monitor layout to every qube again
+ * (SIGHUP, which it passes on to its daemons). */
 #include "admin_client.h"
+#include "qrexec/daemon_paths.h"
 #include "log.h"
 #include "names.h"
 #include "selfpath.h"
@@ -17,6 +22,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -252,14 +260,87 @@ static void watch(bool all, char **names, int nnames)
     close(fd);
 }
 
+/* The watcher's pid file: --pidfile, else <runtime>/gui/qvm-start-daemon.pid (Qubes
+ * keeps one per desktop session, in $XDG_RUNTIME_DIR; ours is per bulkheadd). */
+static void pidfile_path(char *out, size_t n, const char *opt)
+{
+    if (opt) {
+        snprintf(out, n, "%s", opt);
+        return;
+    }
+    const char *rt = bh_qx_runtime(runtime);
+    snprintf(out, n, "%s/gui", rt);
+    mkdir(out, 0700); /* also the global clipboard's directory */
+    snprintf(out, n, "%s/gui/qvm-start-daemon.pid", rt);
+}
+
+/* The watcher holds an exclusive lock on its pid file for as long as it runs: a second
+ * watcher is refused, and a notifier signals the pid only while the lock is held, so a
+ * stale file never sends SIGHUP (which ends most programs) to an unrelated process. */
+static int take_pidfile(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "qvm-start-daemon: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int rc, tries = 10; /* a notifier holds a shared lock for a moment */
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK && --tries > 0)
+        usleep(100 * 1000);
+    if (rc < 0) {
+        fprintf(stderr, "qvm-start-daemon: another qvm-start-daemon --watch runs (%s is locked)\n", path);
+        close(fd);
+        return -1;
+    }
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        fprintf(stderr, "qvm-start-daemon: %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int notify_monitor_layout(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        close(fd); /* nobody holds it: the watcher is gone */
+        fd = -1;
+        errno = ESRCH;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "qvm-start-daemon: no qvm-start-daemon --watch runs (%s: %s)\n", path, strerror(errno));
+        return 1;
+    }
+    char buf[24] = { 0 };
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    char *end;
+    long pid = n > 0 ? strtol(buf, &end, 10) : 0;
+    if (pid <= 1 || pid > INT_MAX || *end != '\n') {
+        fprintf(stderr, "qvm-start-daemon: %s holds no pid\n", path);
+        return 1;
+    }
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        fprintf(stderr, "qvm-start-daemon: the watcher (pid %ld): %s\n", pid, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bh_log_init("qvm-start-daemon");
     static const struct option opts[] = { { "all", no_argument, 0, 'a' }, { "watch", no_argument, 0, 'w' },
                                           { "exclude", required_argument, 0, 'x' },
                                           { "runtime", required_argument, 0, 'r' },
+                                          { "pidfile", required_argument, 0, 'p' },
+                                          { "notify-monitor-layout", no_argument, 0, 'n' },
                                           { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-    bool all = false, do_watch = false;
+    bool all = false, do_watch = false, notify = false;
+    const char *pidfile_opt = NULL;
     excluded = calloc((size_t)argc, sizeof *excluded);
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -268,11 +349,24 @@ int main(int argc, char **argv)
         case 'w': do_watch = true; break;
         case 'x': excluded[nexcluded++] = optarg; break;
         case 'r': runtime = optarg; break;
+        case 'p': pidfile_opt = optarg; break;
+        case 'n': notify = true; break;
         case 'h':
-            printf("usage: qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--runtime DIR] [NAME...]\n");
+            printf("usage: qvm-start-daemon [--all] [--exclude NAME]... [--watch] [--pidfile FILE] [--runtime DIR] "
+                   "[NAME...]\n"
+                   "       qvm-start-daemon --notify-monitor-layout [--pidfile FILE] [--runtime DIR]\n");
             return 0;
         default: return 2;
         }
+    }
+    char pidfile[PATH_MAX];
+    pidfile_path(pidfile, sizeof pidfile, pidfile_opt);
+    if (notify) {
+        if (do_watch) {
+            fprintf(stderr, "qvm-start-daemon: --watch cannot be used with --notify-monitor-layout\n");
+            return 2;
+        }
+        return notify_monitor_layout(pidfile);
     }
     if (!all && optind == argc) {
         fprintf(stderr, "qvm-start-daemon: name some qubes or use --all\n");
@@ -291,6 +385,9 @@ int main(int argc, char **argv)
     signal(SIGINT, on_term);
     struct sigaction sh = { .sa_handler = on_hup };
     sigaction(SIGHUP, &sh, NULL); /* no SA_RESTART: poll() returns at once */
+    int lock = do_watch ? take_pidfile(pidfile) : -1;
+    if (do_watch && lock < 0)
+        return 1;
     start_running(all, argv + optind, argc - optind);
     if (do_watch) {
         watch(all, argv + optind, argc - optind);
@@ -299,6 +396,8 @@ int main(int argc, char **argv)
                 kill(daemons[i].pid, SIGTERM);
         while (wait(NULL) > 0)
             ;
+        unlink(pidfile); /* still ours: we hold its lock */
+        close(lock);
     }
     return 0;
 }

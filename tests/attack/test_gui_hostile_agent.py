@@ -718,6 +718,7 @@ def test_a_qube_cannot_place_windows_off_every_monitor(tmp_path, two_monitors):
 
 
 DOCK = 143
+FOCUS, KEYMAP_NOTIFY = 128, 142
 
 
 def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
@@ -756,6 +757,25 @@ def test_tray_icons_dock_in_the_desktops_tray_tinted(agent):
         got = host.pixel(shot, 500 + 5 + 12, 300 + 5 + 12)
         assert got == tint_tray(0x4080c0, RED), (hex(got), hex(tint_tray(0x4080c0, RED)))
         assert got != 0x4080c0 and host.pixel(shot, 500 + 1, 300 + 1) == 0xffffff  # the tray's own
+        # the tray gives the icon the keyboard focus (XEmbed): the qube is told, after
+        # the host's pressed keys, as for a focused window; and when it loses it.
+        # Control: the same message to a window not in a tray says nothing.
+        agent.messages(0.3)
+
+        def focus_messages(want):  # until `want` of them came (a loaded host is slow)
+            got, deadline = [], time.time() + 10
+            while len(got) < want and time.time() < deadline:
+                got += [(t, w, b) for t, w, b in agent.messages(0.5) if t in (FOCUS, KEYMAP_NOTIFY)]
+            return got
+        tray.send_xembed(icon, 4)                 # XEMBED_FOCUS_IN
+        got = focus_messages(2)
+        assert [t for t, _, _ in got] == [KEYMAP_NOTIFY, FOCUS] and got[1][1] == 1 and \
+            struct.unpack("=3I", got[1][2]) == (9, 0, 3), got  # FocusIn, NotifyNormal, Nonlinear
+        tray.send_xembed(icon, 5)                 # XEMBED_FOCUS_OUT
+        got = [(w, struct.unpack("=3I", b)) for t, w, b in focus_messages(1) if t == FOCUS]
+        assert got == [(1, (10, 0, 3))], got
+        tray.send_xembed(host.find_window("[evil] shown"), 4)
+        assert [m for m in agent.messages(1) if m[0] in (FOCUS, KEYMAP_NOTIFY)] == []
         # the tray makes it 16x16: the qube is told
         agent.messages(0.3)
         tray.resize_icon(icon, 16, 16)

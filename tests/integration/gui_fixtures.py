@@ -352,6 +352,12 @@ class FakeTray:
         self.atom("ATOM")
         return got
 
+    def send_xembed(self, icon, message):
+        """An XEmbed message from the tray to an icon (XEMBED_FOCUS_IN is 4)."""
+        ev = struct.pack("<BBHII5I", 33, 32, 0, icon, self.xembed, 0, message, 0, 0, 0)
+        self.s.sendall(struct.pack("<BBHII", 25, 0, 11, icon, 0) + ev)
+        self.atom("ATOM")
+
     def resize_icon(self, icon, w, h):
         self.s.sendall(struct.pack("<BBHIH2xII", 12, 0, 5, icon, 0x4 | 0x8, w, h))
         self.atom("ATOM")

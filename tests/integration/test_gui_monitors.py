@@ -71,3 +71,42 @@ def test_the_qube_gets_the_desktops_monitors_and_follows_them(engine_daemon, wid
         assert y + h <= 600 and x + w <= 1024, (x, y, w, h)
     finally:
         s.stop()
+
+
+def test_notify_monitor_layout_sends_the_layout_again(engine_daemon, wide_display):
+    """Qubes' `qvm-start-daemon --notify-monitor-layout` tells the running watcher (one
+    per bulkheadd here, found by its pid file) to send the monitor layout to every
+    qube again, changed or not. The qube's own screen is changed from inside; the
+    daemon's own polling does not undo that (it sends only changes: the control), the
+    notification does. A second watcher is refused; without one, the notification
+    fails and says so."""
+    from gui_fixtures import gui_bin
+    import subprocess
+    d, host = engine_daemon, wide_display
+    host.set_monitors([(1024, 768, 0, 0, 271, 203), (1024, 600, 1024, 0, 120, 70)])
+    s = GuiSession(d, host)
+    assert s.qvm_run("a", "true").returncode == 0
+    s.start()
+
+    def tool(*args):
+        return subprocess.run([gui_bin("qvm-start-daemon"), *args], env=s.env, capture_output=True, text=True,
+                              timeout=30)
+    try:
+        s.wait_gui("a")
+        want = ("2048x768", ["*DUMMY0 1024/270x768/203+0+0", "DUMMY1 1024/130x600/76+1024+0"])
+        assert _wait_screen(s, "a", want) == want, s.log.read_text()
+        second = tool("--all", "--watch")
+        assert second.returncode == 1 and "another qvm-start-daemon --watch runs" in second.stderr, second
+        # something in the qube drops its second monitor
+        assert s.qvm_run("a", "xrandr -display :0 --delmonitor DUMMY1").returncode == 0
+        drifted = ("2048x768", ["*DUMMY0 1024/270x768/203+0+0"])
+        assert _wait_screen(s, "a", drifted) == drifted
+        time.sleep(4)  # two rounds of the daemon's own look at the desktop
+        assert _qube_screen(s, "a") == drifted
+        r = tool("--notify-monitor-layout")
+        assert r.returncode == 0, r
+        assert _wait_screen(s, "a", want) == want, s.log.read_text()
+    finally:
+        s.stop()
+    r = tool("--notify-monitor-layout")
+    assert r.returncode == 1 and "no qvm-start-daemon --watch runs" in r.stderr, r

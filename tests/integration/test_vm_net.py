@@ -75,26 +75,40 @@ def test_qvm_firewall_drop_rule_applies_to_the_vm(vmnet):
     assert n.curl(VM, f"http://{OTHER}:8080/", t=10)
 
 
+def guest_has_route(n, want, timeout=60):
+    """Waits until the guest's `ip route` shows `want` (a string) or, with want=None,
+    no default route; the host tells the guest beside its own work (over qrexec)."""
+    def ok():
+        r = n.run(VM, "ip -4 route", timeout=30)
+        return (want in r.stdout) if want else ("default" not in r.stdout and r.returncode == 0)
+    return wait_for(ok, timeout, step=1)
+
+
 def test_live_netvm_change_replugs_the_vm(vmnet):
     n = booted(vmnet)
     d = n.d
     # a second firewall qube (ns engine) with another address: the qube's gateway
-    # changes, the guest is told nothing and keeps working
+    # changes, and the guest is told (its routes and neighbours follow)
     d.call("admin.vm.Create.AppVM+host", payload="name=fw2 label=green")
     d.call("admin.vm.property.Set+provides_network", "fw2", "True")
     d.call("admin.vm.property.Set+netvm", "fw2", "sys-net")
     d.call("admin.vm.Start", "fw2")
+    gw1, gw2 = n.prop("sys-firewall", "ip"), n.prop("fw2", "ip")
     try:
+        assert guest_has_route(n, f"default via {gw1} dev eth0", 5)  # control: as booted
         d.call("admin.vm.property.Set+netvm", VM, "")
         assert not n.curl(VM, f"http://{WEB}:8080/", t=3)  # unplugged at once
+        assert guest_has_route(n, None), n.run(VM, "ip route").stdout  # and the guest's link is down
         d.call("admin.vm.property.Set+netvm", VM, "fw2")
-        assert n.prop(VM, "visible_gateway") == n.prop("fw2", "ip") != n.prop("sys-firewall", "ip")
-        # what the guest learnt of its old gateway expires in time anyway: forget it now
-        assert n.run(VM, "ip neigh flush dev eth0", user="root").returncode == 0
+        assert n.prop(VM, "visible_gateway") == gw2 != gw1
+        assert guest_has_route(n, f"default via {gw2} dev eth0"), n.run(VM, "ip route").stdout
+        r = n.run(VM, "ip route; ip neigh show dev eth0")
+        assert gw1 not in r.stdout, r.stdout  # nothing of the old gateway is left
         assert n.curl(VM, "http://web.test:8080/", t=10)
         r = n.run(VM, f"curl -sS -g -m 10 http://[{WEB6}]:8080/")  # and its IPv6 too
         assert "hello over ipv6" in r.stdout, r.stderr
         d.call("admin.vm.property.Set+netvm", VM, "sys-firewall")
+        assert guest_has_route(n, f"default via {gw1} dev eth0")
         assert n.curl(VM, "http://web.test:8080/", t=10)
     finally:
         d.call("admin.vm.property.Set+netvm", VM, "sys-firewall")
@@ -134,7 +148,10 @@ def test_daemon_crash_adopts_the_networked_vm_and_stop_cleans_up(vmnet):
     assert f"vif{n.prop(VM, 'qid')}.0" not in fw  # and the netvm's end of the link
 
 
-def test_vm_without_netvm_has_no_network_card(vmnet):
+def test_vm_booted_without_netvm_gets_its_link_when_one_is_set(vmnet):
+    """A VM booted with `netvm` empty has a card with no link (down, no address, no
+    route; its tap's frames are dropped on the host); a netvm set while it runs plugs
+    the link and tells the guest, with no new device (a microvm has no hot-plug)."""
     n = vmnet.net
     d = n.d
     if state_of(d, VM) != "Halted":
@@ -142,15 +159,28 @@ def test_vm_without_netvm_has_no_network_card(vmnet):
     d.call("admin.vm.property.Set+netvm", VM, "")
     try:
         start(d, VM)
-        r = n.run(VM, "ls /sys/class/net; ip route; ip -6 route; "
+        r = n.run(VM, "ls /sys/class/net; ip -4 addr show dev eth0; ip route; ip -6 route; "
                       f"curl -sS -m 3 http://{WEB}:8080/; echo rc=$?")
-        assert r.stdout.split()[0] == "lo" and "eth0" not in r.stdout, r.stdout
-        assert "default" not in r.stdout and "rc=0" not in r.stdout and "rc=" in r.stdout
+        assert r.stdout.split()[:2] == ["eth0", "lo"], r.stdout
+        assert "inet " not in r.stdout and "default" not in r.stdout, r.stdout
+        assert "rc=0" not in r.stdout and "rc=" in r.stdout
         assert n.prop(VM, "ip") == ""
         # positive control: the same fetch from a networked qube works
         assert n.curl("work", f"http://{WEB}:8080/")
+        # the guest's root brings the card up with an address of its choosing: nothing
+        # gets anywhere (no link behind the tap), then it takes it down again
+        r = n.run(VM, f"ip link set eth0 up && ip addr add {n.prop('work', 'ip')}/32 dev eth0 && "
+                      f"ip route add default dev eth0 && ip route; curl -sS -m 3 http://{WEB}:8080/; echo rc=$?; "
+                      "ip addr flush dev eth0; ip link set eth0 down", user="root")
+        assert "default dev eth0" in r.stdout and "rc=" in r.stdout and "rc=0" not in r.stdout, r.stdout + r.stderr
+        d.call("admin.vm.property.Set+netvm", VM, "sys-firewall")
+        ip, gw = n.prop(VM, "ip"), n.prop(VM, "visible_gateway")
+        assert guest_has_route(n, f"default via {gw} dev eth0"), n.run(VM, "ip route; ip addr").stdout
+        assert f"inet {ip}/32" in n.run(VM, "ip -4 addr show dev eth0").stdout
+        assert n.curl(VM, f"http://{WEB}:8080/", t=10) and n.curl(VM, "http://web.test:8080/", t=10)
         d.call("admin.vm.Kill", VM)
         assert wait_for(lambda: state_of(d, VM) == "Halted", 20)
         assert vm_leftovers(d, VM) == []
+        assert not netns_of(n, VM).exists()
     finally:
         d.call("admin.vm.property.Reset+netvm", VM)

@@ -204,6 +204,8 @@ static int build_initramfs(const char *out, const char *kdir, const char *vminit
         r = cpio_dir(&c, libexec, "bhusr/lib/bulkhead", err);
     if (r == 0)
         r = cpio_file(&c, "bhusr/lib/bulkhead/bulkhead-vchan-bridge", bridge, 0755, err);
+    if (r == 0) /* also reachable after switch_root: `bulkhead-vminit --net` (link changes) */
+        r = cpio_file(&c, "bhusr/lib/bulkhead/bulkhead-vminit", vminit, 0755, err);
     cpio_entry(&c, "TRAILER!!!", 0, NULL, 0);
     if (fclose(c.f) != 0 && r == 0)
         r = bh_fail_errno(err, "writing %s", tmp);

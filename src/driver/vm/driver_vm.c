@@ -281,4 +281,5 @@ const struct bh_driver bh_driver_vm = {
     .reap = vm_reap,
     .start_begin = vm_start_begin,
     .start_finish = vm_start_finish,
+    .net_changed = bh_vm_net_changed,
 };

@@ -65,6 +65,22 @@ static void fail(const char *fmt, ...)
     exit(1); /* PID 1 exits: kernel panic, QEMU exits 1 */
 }
 
+/* Each step of the boot, to the kernel's log (debug level: not on any console; `dmesg`
+ * in the qube shows it with the kernel's timestamps). bench/vm_start.py reads it to
+ * say where a start's time goes. */
+static int kmsg = -1;
+static void step(const char *what)
+{
+    if (kmsg < 0)
+        kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    char line[128];
+    int n = snprintf(line, sizeof line, "<7>bulkhead-vminit: step %s\n", what);
+    /* write(), not dprintf(): glibc's dprintf gives up on /dev/kmsg, whose lseek(SEEK_CUR)
+     * fails, and writes nothing */
+    if (kmsg >= 0 && n > 0)
+        (void)!write(kmsg, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
 static void xmount(const char *src, const char *dst, const char *type, unsigned long fl, const char *data)
 {
     if (mkdir(dst, 0755) < 0 && errno != EEXIST && errno != EROFS)
@@ -366,6 +382,35 @@ static void setup_ipv6(void)
     close(s);
 }
 
+/* eth0 from bh.ip, bh.gw, bh.mask (and bh.ip6, bh.gw6) */
+static void setup_link(int s)
+{
+    const char *ip = param("bh.ip", NULL), *gw = param("bh.gw", NULL);
+    const char *mask = param("bh.mask", "255.255.255.255");
+    /* the address, its mask, and no broadcast (SIOCSIFADDR sets a classful one;
+     * `ip addr add IP/32` as Qubes does sets none) */
+    if (ifreq_op(s, SIOCSIFADDR, "eth0", ip) < 0 || ifreq_op(s, SIOCSIFNETMASK, "eth0", mask) < 0 ||
+        ifreq_op(s, SIOCSIFBRDADDR, "eth0", "0.0.0.0") < 0)
+        fail("address %s on eth0", ip);
+    if (link_up(s, "eth0") < 0)
+        fail("bringing up eth0");
+    struct arpreq ar = { 0 };
+    struct sockaddr_in *pa = (struct sockaddr_in *)&ar.arp_pa;
+    pa->sin_family = AF_INET;
+    if (inet_pton(AF_INET, gw, &pa->sin_addr) != 1)
+        fail("bad gateway %s", gw);
+    ar.arp_ha.sa_family = ARPHRD_ETHER;
+    memset(ar.arp_ha.sa_data, 0xff, 6);
+    ar.arp_ha.sa_data[0] = (char)0xfe;
+    ar.arp_flags = ATF_PERM | ATF_COM;
+    snprintf(ar.arp_dev, sizeof ar.arp_dev, "eth0");
+    if (ioctl(s, SIOCSARP, &ar) < 0)
+        fail("the gateway's MAC");
+    if (route_add(s, gw, "255.255.255.255", NULL, "eth0") < 0 || route_add(s, "0.0.0.0", "0.0.0.0", gw, "eth0") < 0)
+        fail("routes through %s", gw);
+    setup_ipv6();
+}
+
 static void setup_network(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -378,41 +423,56 @@ static void setup_network(void)
     write_proc("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
     /* ping as the qube's normal user, as in an `ns` qube and in Qubes */
     write_proc("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
-    const char *ip = param("bh.ip", NULL), *gw = param("bh.gw", NULL);
-    if (ip && gw) { /* no netvm: no network card, loopback only */
-        const char *mask = param("bh.mask", "255.255.255.255");
+    /* no netvm: the card stays down, without address or routes, until one is set
+     * while the qube runs (net_update) */
+    if (param("bh.ip", NULL) && param("bh.gw", NULL)) {
         wait_for("/sys/class/net/eth0");
-        /* the address, its mask, and no broadcast (SIOCSIFADDR sets a classful one;
-         * `ip addr add IP/32` as Qubes does sets none) */
-        if (ifreq_op(s, SIOCSIFADDR, "eth0", ip) < 0 || ifreq_op(s, SIOCSIFNETMASK, "eth0", mask) < 0 ||
-            ifreq_op(s, SIOCSIFBRDADDR, "eth0", "0.0.0.0") < 0)
-            fail("address %s on eth0", ip);
-        if (link_up(s, "eth0") < 0)
-            fail("bringing up eth0");
-        struct arpreq ar = { 0 };
-        struct sockaddr_in *pa = (struct sockaddr_in *)&ar.arp_pa;
-        pa->sin_family = AF_INET;
-        inet_pton(AF_INET, gw, &pa->sin_addr);
-        ar.arp_ha.sa_family = ARPHRD_ETHER;
-        memset(ar.arp_ha.sa_data, 0xff, 6);
-        ar.arp_ha.sa_data[0] = (char)0xfe;
-        ar.arp_flags = ATF_PERM | ATF_COM;
-        snprintf(ar.arp_dev, sizeof ar.arp_dev, "eth0");
-        if (ioctl(s, SIOCSARP, &ar) < 0)
-            fail("the gateway's MAC");
-        if (route_add(s, gw, "255.255.255.255", NULL, "eth0") < 0 ||
-            route_add(s, "0.0.0.0", "0.0.0.0", gw, "eth0") < 0)
-            fail("routes through %s", gw);
-        setup_ipv6();
+        setup_link(s);
     }
     close(s);
+}
+
+/* bulkhead-vminit --net [bh.ip=... bh.gw=... bh.mask=... bh.ip6=... bh.gw6=...], run
+ * as root in a running qube by the host (the vm engine's net_changed, over qrexec)
+ * when its netvm was set, changed or removed: the guest's view of its link follows,
+ * as a Qubes VM's does when its vif is re-attached with new qubesdb values. The link
+ * goes down first, which drops its routes, neighbours and IPv6 addresses; then it is
+ * set up from the new values as at boot. No values: it stays down (no netvm). */
+static int net_update(int argc, char **argv)
+{
+    size_t off = 0;
+    for (int i = 0; i < argc; i++) {
+        size_t l = strlen(argv[i]);
+        if (strncmp(argv[i], "bh.", 3) || off + l + 2 > sizeof cmdline)
+            return fprintf(stderr, "bulkhead-vminit --net: bad argument\n"), 2;
+        memcpy(cmdline + off, argv[i], l);
+        off += l;
+        cmdline[off++] = ' ';
+    }
+    cmdline[off] = '\0';
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail("socket");
+    struct ifreq ifr = { 0 };
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "eth0");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail("eth0");
+    ifr.ifr_flags &= ~IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        fail("taking eth0 down");
+    if (param("bh.ip", NULL) && param("bh.gw", NULL))
+        setup_link(s);
+    close(s);
+    return 0;
 }
 
 static volatile sig_atomic_t term;
 static void on_term(int sig) { (void)sig; term = 1; }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (getpid() != 1) /* the host's word to a running qube (net_update) */
+        return argc >= 2 && !strcmp(argv[1], "--net") ? net_update(argc - 2, argv + 2) : 2;
     xmount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
     xmount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     xmount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -432,7 +492,9 @@ int main(void)
         fail("reading /proc/cmdline");
     close(cfd);
     debug = param("bh.debug", NULL) != NULL;
+    step("start");
     load_modules();
+    step("modules loaded");
 
     char opts[512];
     /* root: template image + throwaway upper on a tmpfs */
@@ -446,6 +508,7 @@ int main(void)
     find_disk("bhroot", dev, sizeof dev);
     xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
     xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
+    step("root mounted");
     /* /usr: ours on top of the host's (read-only) or the template's (throwaway) */
     if (!strcmp(param("bh.usr", "root"), "virtiofs")) {
         xmount("usr", "/hostusr", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
@@ -454,6 +517,7 @@ int main(void)
         xmount("overlay", "/newroot/usr", "overlay", MS_NODEV,
                "lowerdir=" BHUSR ":/newroot/usr,upperdir=/vol/usr,workdir=/vol/uwork");
     }
+    step("usr mounted");
     /* private volume */
     const char *priv = param("bh.priv", NULL);
     if (priv) {
@@ -466,7 +530,9 @@ int main(void)
     xmount("tmp", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     mkdir("/newroot/run/qubes", 0755);
     xmount("vchan", "/newroot/run/qubes/vchan", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64k");
+    step("private mounted");
     setup_network();
+    step("network set");
     const char *name = param("bh.name", "qube");
     sethostname(name, strlen(name));
 
@@ -474,6 +540,7 @@ int main(void)
     char port[64];
     find_port("bulkhead.vchan", port, sizeof port);
     pid_t bridge = start_bridge(port);
+    step("bridge started");
 
     /* switch_root */
     xmount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);
@@ -521,6 +588,9 @@ int main(void)
     }
     if (init < 0)
         fail("fork");
+    step("bulkhead-init forked");
+    if (kmsg >= 0)
+        close(kmsg), kmsg = -1;
     for (;;) {
         int st;
         pid_t p = waitpid(-1, &st, 0);
@@ -546,7 +616,10 @@ int main(void)
              * guest's log and a debug console show it */
             int k = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
             if (k >= 0) {
-                dprintf(k, "<3>bulkhead-vminit: the vchan bridge ended (status %d): no qrexec from now on\n", st);
+                char line[128];
+                int n = snprintf(line, sizeof line,
+                                 "<3>bulkhead-vminit: the vchan bridge ended (status %d): no qrexec from now on\n", st);
+                (void)!write(k, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0); /* not dprintf: see step() */
                 close(k);
             }
             bridge = -1;

@@ -260,10 +260,28 @@ __attribute__((format(printf, 2, 3))) static void arg(struct argv *a, const char
     a->v[a->n] = NULL;
 }
 
-/* Does the qube get a network card? Only with a netvm (Qubes: no netvm, no vif). */
+/* Does the qube get a network card? Whenever it has a namespace of the host's (every
+ * qube but dom0), with or without a netvm: a microvm has no hot-plug, so a card is
+ * there from the start. Without a netvm its tap has no link (the wire drops every
+ * frame) and the guest leaves it down, without address; a netvm set while it runs
+ * plugs the link and tells the guest (bh_vm_net_changed). */
 static bool has_nic(const struct bh_qube_spec *spec)
 {
-    return spec->net.enabled && spec->net.netns_path && spec->net.ip && spec->net.gateway && spec->net.mac;
+    return spec->net.netns_path && spec->net.mac;
+}
+
+/* The guest's link as kernel parameters: " bh.ip=... bh.gw=... bh.mask=... bh.dns=...
+ * [bh.ip6=... bh.gw6=...]", or "" without a netvm. */
+void bh_vm_net_params(const struct bh_qube_spec *spec, char *out, size_t n)
+{
+    const struct bh_net_config *c = &spec->net;
+    out[0] = '\0';
+    if (!c->enabled || !c->ip || !c->gateway)
+        return;
+    bool v6 = c->ip6 && c->gateway6;
+    snprintf(out, n, " bh.ip=%s bh.gw=%s bh.mask=%s bh.dns=%s,%s%s%s%s%s", c->ip, c->gateway,
+             c->netmask ? c->netmask : "255.255.255.255", c->dns1 ? c->dns1 : "", c->dns2 ? c->dns2 : "",
+             v6 ? " bh.ip6=" : "", v6 ? c->ip6 : "", v6 ? " bh.gw6=" : "", v6 ? c->gateway6 : "");
 }
 
 static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const struct bh_vm_paths *p,
@@ -307,13 +325,8 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         snprintf(tsc, sizeof tsc, " tsc_early_khz=%lu", tsc_khz());
     uint64_t vol = spec->vol.volatile_bytes ? spec->vol.volatile_bytes >> 20 : 1024;
     /* the guest's eth0, as Qubes' vif script and qubes-network set it up (guest_init.c) */
-    char netp[400] = "";
-    if (nic)
-        snprintf(netp, sizeof netp, " bh.ip=%s bh.gw=%s bh.mask=%s bh.dns=%s,%s%s%s%s%s", spec->net.ip,
-                 spec->net.gateway, spec->net.netmask ? spec->net.netmask : "255.255.255.255",
-                 spec->net.dns1 ? spec->net.dns1 : "", spec->net.dns2 ? spec->net.dns2 : "",
-                 spec->net.ip6 && spec->net.gateway6 ? " bh.ip6=" : "", spec->net.ip6 && spec->net.gateway6 ? spec->net.ip6 : "",
-                 spec->net.ip6 && spec->net.gateway6 ? " bh.gw6=" : "", spec->net.ip6 && spec->net.gateway6 ? spec->net.gateway6 : "");
+    char netp[400];
+    bh_vm_net_params(spec, netp, sizeof netp);
     arg(a, "-append");
     arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
@@ -540,4 +553,11 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
     }
     rmdir(p->vmdir);
     unlink(p->shutdown_mark);
+    /* a link change still being told to the guest ends at its next try */
+    static const char *const net[] = { "net.conf", "net.lock", NULL };
+    for (int i = 0; net[i]; i++) {
+        char f[4200];
+        snprintf(f, sizeof f, "%s/%s", p->rt, net[i]);
+        unlink(f);
+    }
 }

@@ -69,4 +69,9 @@ int bh_vm_pidfile_write(const char *path, pid_t pid);
 /* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup. */
 void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p);
 
+/* The guest's link as kernel parameters (" bh.ip=... bh.gw=..."; "" without a netvm). */
+void bh_vm_net_params(const struct bh_qube_spec *spec, char *out, size_t n);
+/* Tells a running guest its new link over qrexec, beside the caller (netupdate.c). */
+int bh_vm_net_changed(const struct bh_qube_spec *spec, bh_error *err);
+
 extern const struct bh_driver bh_driver_vm;
