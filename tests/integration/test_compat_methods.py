@@ -120,20 +120,23 @@ def test_console(engine_daemon):
         os.write(fd, b"tty; echo tty-rc-$?\n")
         out = read_until(fd, b"tty-rc-0")
         assert re.search(rb"[\r\n]/dev/pts/\d+\r\ntty-rc-0", out) and b"not a tty" not in out, out
-        os.write(fd, b"sleep 30\n")
-        time.sleep(1)
+        # each job says when it runs (a marker its command line does not contain: the
+        # terminal echoes what is typed), so the key comes while it is in the foreground,
+        # however slow the machine
+        os.write(fd, b"sh -c 'echo run\"\"ning-1; sleep 30'\n")
+        read_until(fd, b"running-1")
         os.write(fd, b"\x03")
         os.write(fd, b"echo after-intr-$?\n")
         out = read_until(fd, b"after-intr-1\r")
         assert b"after-intr-130" in out, out
-        os.write(fd, b"sleep 40\n")
-        time.sleep(1)
+        os.write(fd, b"sh -c 'echo run\"\"ning-2; sleep 40'\n")
+        read_until(fd, b"running-2")
         os.write(fd, b"\x1a")
         out = read_until(fd, b"Stopped")
         assert b"Stopped" in out, out
-        os.write(fd, b"jobs; kill -9 %1; echo jobs-done\n")
-        out = read_until(fd, b"jobs-done\r")
-        assert b"sleep 40" in out, out
+        os.write(fd, b"jobs; kill -9 %1; echo jobs-do\"\"ne\n")
+        out += read_until(fd, b"jobs-done")   # (the echoed command line does not contain it)
+        assert b"sleep 40" in out.split(b"Stopped", 1)[1], out
     finally:
         os.close(fd)
     d.call("admin.vm.Kill", "a")
