@@ -246,6 +246,9 @@ static int v_clone_to(struct bh_call *c)
     struct bh_qube *src = bh_app_find_qid(c->app, t->src_qid);
     if (!src)
         return bh_exc(c->exc, "QubesVMNotFoundError", "Clone source is gone");
+    bh_error derr = { 0 };
+    if (bh_glue_refuse_dirty_root(src, &derr) < 0)
+        return bh_exc(c->exc, "StoragePoolException", "%s", derr.msg);
     for (size_t i = 0; i < BH_ARRAY_SIZE(tokens); i++)
         if (tokens[i].src_qid == t->src_qid && tokens[i].dst_qid == c->dest->qid && tokens[i].done) {
             t->dst_qid = c->dest->qid;

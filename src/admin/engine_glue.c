@@ -170,8 +170,26 @@ static bool qube_known(const char *name, void *ctx)
     return bh_app_find(ctx, name) != NULL;
 }
 
+/* A running template's or standalone's root is being written: a copy of it would need a
+ * freeze of the filesystem (FIFREEZE), which waits, uninterruptibly and in bulkheadd's
+ * thread, for every writer in it to leave the write path, and a writer in the qube can be
+ * made to never leave (a page fault on its own FUSE mount while it holds the write lock).
+ * So, as Qubes' file driver refuses to copy a dirty volume, the copy waits for the halt. */
+int bh_glue_refuse_dirty_root(const struct bh_qube *src, bh_error *err)
+{
+    if (!src || (src->klass != BH_TEMPLATEVM && src->klass != BH_STANDALONEVM) || !bh_qube_is_running(src))
+        return 0;
+    return bh_fail(err, EBUSY, "Cannot import data from dirty volume qubes/%s/root - start and stop a qube to cleanup",
+                   src->name);
+}
+
 static int hook_create(struct bh_app *app, struct bh_qube *q, bh_error *err)
 {
+    if (q->klass == BH_STANDALONEVM || q->klass == BH_TEMPLATEVM) {
+        _cleanup_free_ char *t = bh_qube_prop(app, q, "template");
+        if (t && *t && bh_glue_refuse_dirty_root(bh_app_find(app, t), err) < 0)
+            return -1;
+    }
     struct bh_sq_buf b;
     bh_glue_sq(app, q, &b);
     int r = bh_volumes_create(pool, &b.sq, err);

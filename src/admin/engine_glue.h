@@ -18,6 +18,9 @@ struct bh_sq_buf {
 };
 void bh_glue_sq(struct bh_app *app, const struct bh_qube *q, struct bh_sq_buf *b);
 void bh_glue_sq_free(struct bh_sq_buf *b);
+/* -1 (Qubes' "dirty volume" message) if src has its own root and is running: its root
+ * cannot be copied without a freeze that a writer in it can hold forever. */
+int bh_glue_refuse_dirty_root(const struct bh_qube *src, bh_error *err);
 
 /* Engine spec; volume layout left empty (filled by storage prepare at start). */
 struct bh_spec_buf {

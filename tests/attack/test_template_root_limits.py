@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,3 +84,23 @@ def test_setuid_written_by_template_is_inert_on_host(small_template):
         assert p.stdout.strip() == "0", f"setuid bit took effect from the host path: euid {p.stdout.strip()}"
     except PermissionError:
         pass  # noexec
+
+
+def test_a_running_templates_root_is_not_copied(small_template):
+    """Copying a template's root needs its filesystem frozen, and a writer in the running
+    template can hold that freeze off forever (a fault on its own FUSE mount inside a
+    write), in bulkheadd's thread. So, as Qubes' file driver refuses a dirty volume,
+    qvm-clone of a running template is refused with Qubes' message; halted, it works
+    (the control)."""
+    d, qdir = small_template
+    assert run(d, "small", "echo up").stdout == "up\n"   # the template runs
+    r = d.tool("qvm-clone", "small", "small2")
+    assert r.returncode != 0 and "Cannot import data from dirty volume qubes/small/root" in r.stderr, r
+    d.call("admin.vm.Kill", "small")
+    for _ in range(100):
+        if d.call("admin.vm.CurrentState", "small").find("power_state=Halted") >= 0:
+            break
+        time.sleep(0.1)
+    r = d.tool("qvm-clone", "small", "small2")
+    assert r.returncode == 0, r.stderr
+    assert "small2" in d.tool("qvm-ls", "--raw-list").stdout.split()
