@@ -474,30 +474,47 @@ def test_real_call_window_reads_the_session_cookie_only_through_its_fd(ask_qubes
         d.stop()
         d.start()  # bulkheadd passes its environment to the daemons
         p = call_bg(d, "@default", "qubes.VMShell", stdin="'sleep 3; hostname'")
-        # While the allowed call runs, what moves its bytes (the call process and its
-        # relay, both the call identity) holds no copy of the cookie: it was the prompt's.
+        # While the allowed call runs, what moves its bytes holds no copy of the cookie:
+        # it was the prompt's. Checked once the relay exists (a fork of the call process,
+        # both qrexec-daemon with the call identity, made after the decision): then
+        # neither the relay nor the call process may hold it.
         call_ids = range((1 << 19) + 0x10000, (1 << 19) + 0x20000)
-        seen, leaked = set(), []
-        deadline = time.time() + 20
-        while p.poll() is None and time.time() < deadline:
+
+        def call_procs():
+            found = {}
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     with open(f"/proc/{pid}/status") as f:
-                        uid = next(int(ln.split()[1]) for ln in f if ln.startswith("Uid:"))
-                    if uid not in call_ids:  # (status, as /proc/PID of an undumpable task is root's)
-                        continue
-                    seen.add(pid)
-                    for fd in os.listdir(f"/proc/{pid}/fd"):
-                        if "xauthority" in os.readlink(f"/proc/{pid}/fd/{fd}"):
-                            leaked.append((pid, fd))
-                except OSError:
+                        st = {ln.split(":")[0]: ln.split()[1] for ln in f if ln.startswith(("Uid:", "PPid:"))}
+                    with open(f"/proc/{pid}/comm") as f:
+                        comm = f.read().strip()
+                except (OSError, IndexError):
                     continue
+                if int(st["Uid"]) in call_ids and comm == "qrexec-daemon":
+                    found[pid] = st["PPid"]
+            return found
+
+        seen, leaked = set(), []
+        deadline = time.time() + 20
+        while p.poll() is None and time.time() < deadline:
+            procs = call_procs()
+            for relay, parent in procs.items():
+                if parent not in procs:
+                    continue  # not a relay
+                seen.add(relay)
+                for pid in (relay, parent):
+                    try:
+                        for fd in os.listdir(f"/proc/{pid}/fd"):
+                            if "xauthority" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                                leaked.append((pid, fd))
+                    except OSError:
+                        continue
             time.sleep(0.1)
         out, err = p.communicate(timeout=60)
         text = log.read_text()
         assert (p.returncode, out) == (0, b"c\n"), (err, text, d.log.read_text()[-1500:])
         assert "fd: cookie-7f3a" in text and "path: denied" in text, text
-        assert seen, "no call-identity process seen while the call ran (control)"
+        assert seen, "no relay seen while the call ran (control)"
         assert not leaked, leaked
     finally:
         shutil.rmtree(bindir, ignore_errors=True)
