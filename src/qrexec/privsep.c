@@ -113,25 +113,22 @@ static int add_by_name(scmp_filter_ctx ctx, uint32_t action, const char *const n
     return 0;
 }
 
-int bh_qx_seccomp_unpriv(bh_error *err)
+/* An allowlist filter (default action def): the names, plus what both allowlists share:
+ * mmap/mprotect that make nothing executable (no code can be brought in), ioctl FIONREAD
+ * only (the data stream sizes a chunk by it), and with unix_socket, socket(AF_UNIX). */
+static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool unix_socket, bh_error *err)
 {
-#ifdef BH_SANITIZED
-    uint32_t def = SCMP_ACT_LOG; /* ASan/LSan use clone, ptrace, /proc reads at exit */
-#else
-    uint32_t def = SCMP_ACT_KILL_PROCESS;
-#endif
     scmp_filter_ctx ctx = seccomp_init(def);
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, allowed, sizeof allowed / sizeof *allowed);
-    /* mmap/mprotect: malloc maps and changes protections, but nothing may become
-     * executable (no code can be brought in) */
+    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, names, n);
+    if (!rc && unix_socket)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    /* ioctl: only FIONREAD (how many bytes a pipe holds: the data stream sizes a chunk) */
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
     if (!rc)
@@ -140,6 +137,16 @@ int bh_qx_seccomp_unpriv(bh_error *err)
     if (rc)
         return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
     return 0;
+}
+
+int bh_qx_seccomp_unpriv(bh_error *err)
+{
+#ifdef BH_SANITIZED
+    uint32_t def = SCMP_ACT_LOG; /* ASan/LSan use clone, ptrace, /proc reads at exit */
+#else
+    uint32_t def = SCMP_ACT_KILL_PROCESS;
+#endif
+    return load_allowlist(def, allowed, sizeof allowed / sizeof *allowed, false, err);
 }
 
 /* A call process once its target is a qube (not dom0: no dom0 program runs), and the
@@ -172,25 +179,7 @@ int bh_qx_seccomp_call(bh_error *err)
 #else
     uint32_t def = getenv("BULKHEAD_QREXEC_CALL_FILTER_LOG") ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
 #endif
-    scmp_filter_ctx ctx = seccomp_init(def);
-    if (!ctx)
-        return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, allowed_call, sizeof allowed_call / sizeof *allowed_call);
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
-    if (!rc)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    if (rc)
-        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
-    return 0;
+    return load_allowlist(def, allowed_call, sizeof allowed_call / sizeof *allowed_call, true, err);
 }
 
 /* What the root side and the call processes never do (see privsep.h). */
