@@ -262,3 +262,33 @@ def test_preloaded_disposables(engine_daemon):
         time.sleep(0.2)
     assert len(_preloaded(d)) == 1               # and the pool is filled again
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+
+
+def test_a_handed_out_preloaded_disposable_stays_handed_out_after_a_crash(engine_daemon):
+    """CreateDisposable hands out a preloaded disposable in one store commit (its
+    preload-dispvm feature goes, its caller's tags come) before it answers: after a
+    SIGKILL of the daemon right after the answer, the restarted daemon adopts it as
+    taken, and never hands it to a second caller."""
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1
+    got = d.call("admin.vm.CreateDisposable", "a")
+    d.stop(signal.SIGKILL)
+    d.start()
+    assert state_of(d, got) == "Running"          # adopted, not removed
+    with pytest.raises(AdminError):
+        d.call("admin.vm.feature.Get+preload-dispvm", got)
+    assert "disp-created-by-dom0" in d.call("admin.vm.tag.List", got).split()
+    deadline = time.time() + 60                     # control: the pool is refilled ...
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1
+    second = d.call("admin.vm.CreateDisposable", "a")
+    assert second != got                            # ... and the next caller gets another
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+    d.call("admin.vm.Kill", got)
+    d.call("admin.vm.Kill", second)
