@@ -224,6 +224,11 @@ static void handle_client_cmd(int ci)
 
 /* ---- the qube's own calls ------------------------------------------------------------ */
 
+/* "SERVICE REQUESTED-TARGET": the call as the caller made it, with which bulkheadd checks
+ * each step a call process asks of it against the policy (it speaks for the calling
+ * qube only: src/admin/call_auth.h). */
+static char g_call_payload[640];
+
 /* Connects to a running qube's daemon (starting the qube first when allowed). */
 static int connect_target_daemon(const char *target, bool autostart, bh_error *err)
 {
@@ -235,7 +240,7 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
         return fd;
     struct bh_admin_reply rep _cleanup_reply_ = { 0 };
     bh_error e2 = { 0 };
-    if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
+    if (bh_admin_call("internal.qrexec.StartTarget", "", target, g_call_payload, strlen(g_call_payload), &rep, &e2) < 0)
         return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
     if (!rep.ok) /* refused (not enough memory, no template...): say so now, not in 60 s */
         return bh_fail(err, EAGAIN, "starting %s: %s", target, rep.exc_msg ? rep.exc_msg : "refused");
@@ -386,7 +391,7 @@ static _Noreturn void call_exit(int code)
     if (g_disp[0]) {
         bh_error e = { 0 };
         struct bh_admin_reply k _cleanup_reply_ = { 0 };
-        bh_admin_call("admin.vm.Kill", "", g_disp, "", 0, &k, &e);
+        bh_admin_call("internal.qrexec.KillDisposable", "", g_disp, "", 0, &k, &e);
     }
     _exit(code);
 }
@@ -535,6 +540,8 @@ static void enter_call_identity(void)
         bh_err("call of %s: %s", qube_name, err.msg);
         _exit(1);
     }
+    /* bulkheadd hears this identity for the qube alone: its requests say so */
+    bh_admin_set_source(qube_name);
 }
 
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
@@ -544,6 +551,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_error err = { 0 };
     struct bh_qx_decision d;
     enter_call_identity();
+    snprintf(g_call_payload, sizeof g_call_payload, "%s %s", service_full, target[0] ? target : "@default");
     if (bh_qx_policy_decide(&policy_ctx, qube_name, target, service_full, &d, &err) < 0 || d.verdict != BH_QX_ALLOW) {
         bh_info("call %s -> %s %s denied by %s", qube_name, target, service_full, d.rule);
         _exit(1);
@@ -569,7 +577,8 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
          * (bulkheadd removes it: internal.auto-cleanup). */
         struct bh_admin_reply rep _cleanup_reply_ = { 0 };
         if (!bh_qube_name_valid(d.dispvm_template, NULL) ||
-            bh_admin_call("admin.vm.CreateDisposable", "", d.dispvm_template, "", 0, &rep, &err) < 0 || !rep.ok) {
+            bh_admin_call("internal.qrexec.CreateDisposable", "", d.dispvm_template, g_call_payload,
+                          strlen(g_call_payload), &rep, &err) < 0 || !rep.ok) {
             bh_warn("cannot create a disposable from %s: %s", d.dispvm_template,
                     rep.exc_msg ? rep.exc_msg : err.msg);
             _exit(1);
