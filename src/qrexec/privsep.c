@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +45,11 @@ int bh_qx_drop_privileges(uid_t id, bh_error *err)
 
 int bh_qx_drop_to(uid_t id, gid_t gid, bh_error *err)
 {
+    return bh_qx_drop_to_keeping(id, gid, id, err);
+}
+
+int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
+{
     if (geteuid() == 0) {
         /* the bounding set too: nothing exec'd later can regain a capability */
         for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
@@ -51,14 +57,27 @@ int bh_qx_drop_to(uid_t id, gid_t gid, bh_error *err)
                 return bh_fail_errno(err, "dropping capability %d from the bounding set", cap);
         if (setgroups(0, NULL) < 0)
             return bh_fail_errno(err, "setgroups");
-        if (setresgid(gid, gid, gid) < 0)
+        if (setresgid(gid, gid, (gid_t)later) < 0)
             return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
         /* all three UIDs non-zero: the kernel clears every capability set */
-        if (setresuid(id, id, id) < 0)
+        if (setresuid(id, id, later) < 0)
             return bh_fail_errno(err, "setresuid %u", (unsigned)id);
         if (!caps_empty())
             return bh_fail(err, EPERM, "capabilities left after dropping to %u", (unsigned)id);
         /* the ambient set needs the permitted one, which is now empty */
+    } else {
+        /* Not root: a parent that dropped with bh_qx_drop_to_keeping(..., id) left us
+         * id as the saved UID and GID; becoming it sheds the parent's identity (a call
+         * process's relay gives up the call identity and its group). */
+        uid_t ru, eu, su;
+        gid_t rg, eg, sg;
+        if (getresuid(&ru, &eu, &su) == 0 && getresgid(&rg, &eg, &sg) == 0 && su == id && sg == gid &&
+            (eu != id || ru != id || eg != gid || rg != gid)) {
+            if (setresgid(gid, gid, gid) < 0)
+                return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+            if (setresuid(id, id, id) < 0)
+                return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+        }
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return bh_fail_errno(err, "no_new_privs");
@@ -116,6 +135,24 @@ static int add_by_name(scmp_filter_ctx ctx, uint32_t action, const char *const n
 /* An allowlist filter (default action def): the names, plus what both allowlists share:
  * mmap/mprotect that make nothing executable (no code can be brought in), ioctl FIONREAD
  * only (the data stream sizes a chunk by it), and with unix_socket, socket(AF_UNIX). */
+/* What clone() may be asked for where a process only forks: the exit signal, the
+ * TID bookkeeping glibc's fork() uses and the CLONE_VM|CLONE_VFORK of posix_spawn; never
+ * a namespace (a user namespace would give its creator every capability in it and the
+ * kernel code behind them) or shared fs/files/threads. */
+#define FORK_CLONE_FLAGS \
+    (0xffull /* CSIGNAL */ | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_VM | CLONE_VFORK)
+/* The namespaces clone() can make (CLONE_NEWTIME only through clone3). */
+static const unsigned long clone_new_flags[] = { CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                                                 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET };
+
+/* clone3's flags are in memory, out of the filter's sight: it fails with ENOSYS, so
+ * glibc (fork, posix_spawn, pthread_create) falls back to clone(), which is checked. */
+static int clone3_unsupported(scmp_filter_ctx ctx)
+{
+    int nr = seccomp_syscall_resolve_name("clone3");
+    return nr == __NR_SCMP_ERROR ? 0 : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+}
+
 static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool unix_socket, bh_error *err)
 {
     scmp_filter_ctx ctx = seccomp_init(def);
@@ -124,6 +161,11 @@ static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool
     int rc = add_by_name(ctx, SCMP_ACT_ALLOW, names, n);
     if (!rc && unix_socket)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+    if (!rc && unix_socket) /* the call process forks its relay */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, ~(scmp_datum_t)FORK_CLONE_FLAGS, 0));
+    if (!rc && unix_socket)
+        rc = clone3_unsupported(ctx);
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (!rc)
@@ -162,12 +204,14 @@ static const char *const allowed_call[] = {
      * /proc files, unlinking the call's name there */
     "openat", "open", "fstat", "newfstatat", "statfs", "fstatfs", "flock", "unlink", "unlinkat",
     "umask", "lseek", "fcntl",
-    /* the relay child and its filter */
-    "clone", "clone3", "fork", "wait4", "prctl", "seccomp", "pipe2", "pipe", "splice",
+    /* the relay child and its filter (clone: fork's flags only, clone3: ENOSYS, below) */
+    "fork", "wait4", "prctl", "seccomp", "pipe2", "pipe", "splice",
     "brk", "munmap", "mremap", "madvise",
     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
     "clock_gettime", "gettimeofday", "time", "clock_nanosleep", "nanosleep",
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    /* the relay sheds the call identity for the saved one (bh_qx_drop_to_keeping) */
+    "getresuid", "getresgid", "setresuid", "setresgid",
     "futex", "sched_yield", "getrandom", "set_robust_list", "rseq",
     "exit", "exit_group",
 };
@@ -204,6 +248,12 @@ int bh_qx_seccomp_root(bh_error *err)
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
     int rc = add_by_name(ctx, SCMP_ACT_ERRNO(EPERM), denied_root, sizeof denied_root / sizeof *denied_root);
+    /* no namespace through clone() either (unshare and setns are denied above) */
+    for (size_t i = 0; !rc && i < sizeof clone_new_flags / sizeof *clone_new_flags; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, clone_new_flags[i], clone_new_flags[i]));
+    if (!rc)
+        rc = clone3_unsupported(ctx);
 #ifndef BH_SANITIZED /* LeakSanitizer stops the process's threads with ptrace at exit */
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0);

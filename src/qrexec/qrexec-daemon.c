@@ -536,7 +536,9 @@ static void enter_call_identity(void)
         setenv("XAUTHORITY", v, 1);
         policy_ctx.keep_fd = xfd;
     }
-    if (bh_qx_drop_to(bh_qx_call_uid(qid), BH_QX_CALL_GID, &err) < 0) {
+    /* the qube's unprivileged identity stays saved: the relay or pump forked later
+     * becomes it, shedding this one */
+    if (bh_qx_drop_to_keeping(bh_qx_call_uid(qid), BH_QX_CALL_GID, bh_qx_unpriv_id(qid), &err) < 0) {
         bh_err("call of %s: %s", qube_name, err.msg);
         _exit(1);
     }
