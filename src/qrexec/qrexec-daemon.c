@@ -413,15 +413,37 @@ static unsigned long dom0_reserve(void)
     return e && *e ? strtoul(e, NULL, 10) : BH_QX_DOM0_RESERVE;
 }
 
+/* The qube's runtime dir (its sockets, pid files, vchan dir) becomes 0711: every call
+ * identity may still reach the names it needs in it (this daemon's socket, the vchan dir,
+ * the lock below) but none may list it, so another qube's calls learn nothing of what is
+ * there. The lock every call toward this qube takes (listen_in_target) is a file of its
+ * own, readable by all, as the dir can no longer be opened for reading. */
+static void hide_runtime_dir(void)
+{
+    char dir[4096], lock[4096];
+    if (bh_qx_qube_path(dir, sizeof dir, runtime, qube_name, "") < 0 ||
+        bh_qx_qube_path(lock, sizeof lock, runtime, qube_name, "call.lock") < 0)
+        return;
+    int fd = open(lock, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || fchmod(fd, 0644) < 0 || chmod(dir, 0711) < 0)
+        bh_warn("%s: runtime dir left listable: %s", qube_name, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Binds this call's name in the target's vchan dir unless that would eat into dom0's
  * reserve. The check and the bind hold a lock shared by every call process of every daemon, so concurrent calls cannot all pass
- * the check and then all bind (the lock is the target's runtime dir itself). */
+ * the check and then all bind (the lock is the target's runtime dir's call.lock). */
 static int listen_in_target(const char *target, const char *tdir, uint32_t tqid, uint32_t port, bh_error *err)
 {
     char lock[4096];
-    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "") < 0)
+    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "call.lock") < 0)
         return bh_fail_errno(err, "path");
-    _cleanup_close_ int lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int lk = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (lk < 0 && errno == ENOENT) { /* a daemon of an older bulkheadd: the dir itself */
+        *strrchr(lock, '/') = '\0';
+        lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    }
     if (lk < 0 || flock(lk, LOCK_EX) < 0)
         return bh_fail_errno(err, "lock %s", lock);
     struct statvfs sv;
@@ -1221,6 +1243,8 @@ int main(int argc, char **argv)
         sock_dev = sst.st_dev;
         sock_ino = sst.st_ino;
     }
+    if (geteuid() == 0)
+        hide_runtime_dir();
     /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
      * clients from here on, unprivileged; this process stays root only to fork call
      * processes on request, and parses no byte the qube sent. */
