@@ -1,6 +1,11 @@
 """Suite-wide hygiene for tests/integration and tests/attack: a bulkheadd that a test body
 started itself (not a fixture) is stopped when the test ends, also when an assertion
-failed half-way and the test's own stop was never reached."""
+failed half-way and the test's own stop was never reached. And the one fixture both
+share, build_dir.
+
+Each area adds its fixtures in its own tests/integration/<area>_fixtures.py and imports
+them from its test files; this file stays small so that areas don't collide in it."""
+import os
 import pathlib
 import sys
 
@@ -8,6 +13,14 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "integration"))
 import mount_cleanup  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    return BUILD
 
 
 @pytest.hookimpl(hookwrapper=True)

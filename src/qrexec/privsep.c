@@ -2,20 +2,14 @@
  * processes (see privsep.h). The list was taken from strace of the daemon serving
  * qvm-run, qube-to-qube calls, file copies and disposable calls; each entry says why. */
 #include "privsep.h"
+#include "confine.h"
 #include <errno.h>
 #include <grp.h>
-#include <linux/capability.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 uid_t bh_qx_unpriv_id(uint32_t qid)
@@ -28,16 +22,6 @@ uid_t bh_qx_call_uid(uint32_t qid)
     return (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffff));
 }
 
-static bool caps_empty(void)
-{
-    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-    struct __user_cap_data_struct d[2];
-    if (syscall(SYS_capget, &h, d) < 0)
-        return false;
-    return !d[0].effective && !d[1].effective && !d[0].permitted && !d[1].permitted && !d[0].inheritable &&
-           !d[1].inheritable;
-}
-
 int bh_qx_drop_privileges(uid_t id, bh_error *err)
 {
     return bh_qx_drop_to(id, (gid_t)id, err);
@@ -48,21 +32,30 @@ int bh_qx_drop_to(uid_t id, gid_t gid, bh_error *err)
     return bh_qx_drop_to_keeping(id, gid, id, err);
 }
 
+/* bh_confine_ids, but with `later` left as the saved UID and GID. */
+static int ids_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
+{
+    if (later == id && (gid_t)later == gid)
+        return bh_confine_ids(id, gid, err);
+    if (setgroups(0, NULL) < 0)
+        return bh_fail_errno(err, "setgroups");
+    if (setresgid(gid, gid, (gid_t)later) < 0)
+        return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+    if (setresuid(id, id, later) < 0)
+        return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+    return 0;
+}
+
 int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
 {
     if (geteuid() == 0) {
         /* the bounding set too: nothing exec'd later can regain a capability */
-        for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-                return bh_fail_errno(err, "dropping capability %d from the bounding set", cap);
-        if (setgroups(0, NULL) < 0)
-            return bh_fail_errno(err, "setgroups");
-        if (setresgid(gid, gid, (gid_t)later) < 0)
-            return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+        if (bh_confine_bounding_set(err) < 0)
+            return -1;
         /* all three UIDs non-zero: the kernel clears every capability set */
-        if (setresuid(id, id, later) < 0)
-            return bh_fail_errno(err, "setresuid %u", (unsigned)id);
-        if (!caps_empty())
+        if (ids_keeping(id, gid, later, err) < 0)
+            return -1;
+        if (!bh_confine_caps_empty())
             return bh_fail(err, EPERM, "capabilities left after dropping to %u", (unsigned)id);
         /* the ambient set needs the permitted one, which is now empty */
     } else {
@@ -79,21 +72,11 @@ int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
                 return bh_fail_errno(err, "setresuid %u", (unsigned)id);
         }
     }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return bh_fail_errno(err, "no_new_privs");
+    if (bh_confine_no_new_privs(err) < 0)
+        return -1;
     /* not dumpable: no ptrace or /proc/PID/mem even by the same UID */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        return bh_fail_errno(err, "dumpable");
-    return 0;
+    return bh_confine_undumpable(err);
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define BH_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BH_SANITIZED 1
-#endif
-#endif
 
 static const char *const allowed[] = {
     /* moving bytes over the fds the process was given */
@@ -105,7 +88,7 @@ static const char *const allowed[] = {
     "fcntl",                 /* O_NONBLOCK on fds of the data stream */
     "pipe2", "pipe", "splice", /* the qube-to-qube relay (relay.c) splices through a pipe */
     /* memory (malloc) */
-    "brk", "munmap", "mremap", "madvise", /* mmap and mprotect below: never executable */
+    "brk", "munmap", "mremap", "madvise", /* mmap and mprotect too, never executable (confine.h) */
     /* signals: the handlers are set before the filter; TERM ends the loop */
     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
     /* time (vDSO normally; the syscalls when it is missing) */
@@ -117,24 +100,10 @@ static const char *const allowed[] = {
     "exit", "exit_group",
 };
 
-/* One rule with action for each named system call (names this architecture lacks are
- * skipped); 0 or libseccomp's negative errno. */
-static int add_by_name(scmp_filter_ctx ctx, uint32_t action, const char *const names[], size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int nr = seccomp_syscall_resolve_name(names[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue; /* not on this architecture */
-        int rc = seccomp_rule_add(ctx, action, nr, 0);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
 /* An allowlist filter (default action def): the names, plus what both allowlists share:
- * mmap/mprotect that make nothing executable (no code can be brought in), ioctl FIONREAD
- * only (the data stream sizes a chunk by it), and with unix_socket, socket(AF_UNIX). */
+ * mmap/mprotect that make nothing executable (confine.h: no code can be brought in),
+ * ioctl FIONREAD only (the data stream sizes a chunk by it), and with unix_socket,
+ * socket(AF_UNIX). */
 /* What clone() may be asked for where a process only forks: the exit signal, the
  * TID bookkeeping glibc's fork() uses and the CLONE_VM|CLONE_VFORK of posix_spawn; never
  * a namespace (a user namespace would give its creator every capability in it and the
@@ -155,11 +124,11 @@ static int clone3_unsupported(scmp_filter_ctx ctx)
 
 static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool unix_socket, bh_error *err)
 {
-    scmp_filter_ctx ctx = seccomp_init(def);
+    scmp_filter_ctx ctx = bh_allowlist_new(def, names, n, err);
     if (!ctx)
-        return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = add_by_name(ctx, SCMP_ACT_ALLOW, names, n);
-    if (!rc && unix_socket)
+        return -1;
+    int rc = 0;
+    if (unix_socket)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
     if (!rc && unix_socket) /* the call process forks its relay */
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
@@ -167,28 +136,15 @@ static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool
     if (!rc && unix_socket)
         rc = clone3_unsupported(ctx);
     if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
-    if (!rc)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    if (rc)
-        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
-    return 0;
+    return bh_seccomp_load(ctx, rc, err);
 }
 
 int bh_qx_seccomp_unpriv(bh_error *err)
 {
-#ifdef BH_SANITIZED
-    uint32_t def = SCMP_ACT_LOG; /* ASan/LSan use clone, ptrace, /proc reads at exit */
-#else
-    uint32_t def = SCMP_ACT_KILL_PROCESS;
-#endif
-    return load_allowlist(def, allowed, sizeof allowed / sizeof *allowed, false, err);
+    /* logs instead of killing in sanitizer builds (ASan/LSan use clone, ptrace, /proc
+     * reads at exit) */
+    return load_allowlist(bh_allowlist_default(), allowed, sizeof allowed / sizeof *allowed, false, err);
 }
 
 /* A call process once its target is a qube (not dom0: no dom0 program runs), and the
@@ -218,11 +174,7 @@ static const char *const allowed_call[] = {
 
 int bh_qx_seccomp_call(bh_error *err)
 {
-#ifdef BH_SANITIZED
-    uint32_t def = SCMP_ACT_LOG;
-#else
-    uint32_t def = getenv("BULKHEAD_QREXEC_CALL_FILTER_LOG") ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
-#endif
+    uint32_t def = getenv("BULKHEAD_QREXEC_CALL_FILTER_LOG") ? SCMP_ACT_LOG : bh_allowlist_default();
     return load_allowlist(def, allowed_call, sizeof allowed_call / sizeof *allowed_call, true, err);
 }
 
@@ -247,7 +199,7 @@ int bh_qx_seccomp_root(bh_error *err)
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = add_by_name(ctx, SCMP_ACT_ERRNO(EPERM), denied_root, sizeof denied_root / sizeof *denied_root);
+    int rc = bh_seccomp_add_names(ctx, SCMP_ACT_ERRNO(EPERM), denied_root, sizeof denied_root / sizeof *denied_root);
     /* no namespace through clone() either (unshare and setns are denied above) */
     for (size_t i = 0; !rc && i < sizeof clone_new_flags / sizeof *clone_new_flags; i++)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
@@ -258,10 +210,5 @@ int bh_qx_seccomp_root(bh_error *err)
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0);
 #endif
-    if (!rc)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    if (rc)
-        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
-    return 0;
+    return bh_seccomp_load(ctx, rc, err);
 }

@@ -1,4 +1,5 @@
 """A private bulkheadd for tests: its own root and runtime dir, raw Admin API calls."""
+import ctypes
 import os
 import signal
 import socket
@@ -40,6 +41,22 @@ def raw_call(sock_path, data, shutdown=True, timeout=10):
             out += chunk
     finally:
         s.close()
+
+
+def bind_over_in_private_mounts(target, replacement):
+    """A preexec function (Daemon.preexec) that puts the child in a mount namespace of
+    its own, private so that nothing propagates back to the host, where replacement is
+    bound over target: the daemon sees a file of the test's in place of a host file,
+    and the host never does. Exits 90/91/92 when a step fails."""
+    def pre():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            os._exit(90)
+        if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC|MS_PRIVATE
+            os._exit(91)
+        if libc.mount(str(replacement).encode(), str(target).encode(), None, 0x1000, None) != 0:  # MS_BIND
+            os._exit(92)
+    return pre
 
 
 # Every Daemon started, so that tests/conftest.py can stop one a failed test left running.
