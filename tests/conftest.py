@@ -25,14 +25,40 @@ def build_dir():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
+    """A daemon the test body started is stopped, its qubes killed; one it made is cleaned
+    up, which fails the test if the daemon left what it made in its runtime dir
+    (Daemon.cleanup)."""
     fixtures = sys.modules.get("admin_fixtures")
     before = {id(d) for d in fixtures.LIVE} if fixtures else set()
+    made_before = {id(d) for d in fixtures.MADE} if fixtures else set()
     yield
     fixtures = sys.modules.get("admin_fixtures")
     if not fixtures:
         return
     for d in [d for d in fixtures.LIVE if id(d) not in before]:
+        try:
+            fixtures.kill_all(d)  # its qubes too: a stopped bulkheadd leaves them running
+        except Exception:  # noqa: BLE001 (a daemon that no longer answers is stopped all the same)
+            pass
         d.stop()
+    for d in [d for d in fixtures.MADE if id(d) not in made_before and d.proc is None]:
+        d.cleanup()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The last word on runtime dirs: every daemon made and stopped has its runtime dir
+    removed, also where a fixture did not clean up; a leftover a clean stop left that no
+    cleanup checked fails the run."""
+    fixtures = sys.modules.get("admin_fixtures")
+    if not fixtures:
+        return
+    unchecked = [(str(d.runtime), d.leftovers) for d in fixtures.MADE if d.leftovers]
+    for d in fixtures.MADE:
+        if d.proc is None:
+            d.cleanup(check=False)
+    if unchecked:
+        print(f"\nbulkheadd left what it made in its runtime dirs: {unchecked}", file=sys.stderr)
+        session.exitstatus = 1
 
 
 @pytest.hookimpl(hookwrapper=True)
