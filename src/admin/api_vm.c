@@ -1,5 +1,6 @@
 /* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
 #include "api.h"
+#include "call_policy.h"
 #include "cleanup.h"
 #include "io.h"
 #include "log.h"
@@ -32,9 +33,14 @@ static int vm_list(struct bh_call *c)
 {
     if (c->dest->klass != BH_ADMINVM)
         return list_one(c, c->dest) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
-    for (size_t i = 0; i < c->app->nqubes; i++)
-        if (list_one(c, c->app->qubes[i]) < 0)
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        /* from a qube's call: only what policy lets it list (Qubes' admin extension) */
+        if (c->list_policy && !bh_call_policy_allows(c->list_policy, c->call_qube->name, q->name, "admin.vm.List"))
+            continue;
+        if (list_one(c, q) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
+    }
     return 0;
 }
 
@@ -139,6 +145,8 @@ CREATE_FN(createp_disp, BH_DISPVM, true)
  * knows its PID; a qube cannot pose as one). NULL for dom0's own tools. */
 static struct bh_qube *disposable_caller(struct bh_call *c)
 {
+    if (c->call_qube)
+        return c->call_qube;
     pid_t pid = bh_server_peer_pid(c->conn);
     if (pid <= 0)
         return NULL;
@@ -421,7 +429,27 @@ static int vm_console(struct bh_call *c)
 
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
+/* The qrexec call process's own steps (call_auth.c checked each against the policy
+ * for the call it serves, and serves it as dom0's, as Qubes' policy daemon makes them):
+ * its payload "SERVICE REQUESTED-TARGET" is for that check, not for the handler. */
+static int qrexec_start(struct bh_call *c) { return vm_start(c); }
+static int qrexec_kill(struct bh_call *c) { return vm_kill(c); }
+static int qrexec_create_disposable(struct bh_call *c)
+{
+    struct bh_request r = *c->req;
+    r.payload = "";
+    r.payload_len = 0;
+    const struct bh_request *orig = c->req;
+    c->req = &r;
+    int ret = create_disposable(c);
+    c->req = orig;
+    return ret;
+}
+
 const struct bh_method bh_api_vm[] = {
+    { "internal.qrexec.StartTarget", qrexec_start, NA },
+    { "internal.qrexec.CreateDisposable", qrexec_create_disposable, NA },
+    { "internal.qrexec.KillDisposable", qrexec_kill, NA | NP },
     { "admin.vm.List", vm_list, NA | NP },
     { "admin.vm.Create.AppVM", create_app, BH_M_DOM0 },
     { "admin.vm.Create.TemplateVM", create_template, BH_M_DOM0 },
