@@ -25,7 +25,8 @@ if missing or not (BUILD / "bench/gui_paint").exists():
     sys.exit(0)
 paint, watch = str(BUILD / "bench/gui_paint"), str(BUILD / "bench/gui_watch")
 host = HostDisplay(2000, 1200)
-d = Daemon(tempfile.mkdtemp(prefix="bh-bench-gui-"), defaults=False).start()
+tmp = tempfile.mkdtemp(prefix="bh-bench-gui-")
+d = Daemon(tmp, defaults=False).start()
 s = GuiSession(d, host)
 procs = []
 PSS = "cat /proc/[0-9]*/smaps_rollup 2>/dev/null | awk '/^Pss:/ {s += $2} END {print s}'"
@@ -109,4 +110,5 @@ finally:
     d.stop()
     d.cleanup()
     host.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # the daemon's store and logs
 PY

@@ -51,6 +51,18 @@ static void on_signal(void *ctx, uint32_t ev)
     }
 }
 
+/* What bulkheadd made in its runtime dir goes when it stops: the qubes' directory once
+ * empty (a qube left running keeps its own there, which the next bulkheadd adopts), and
+ * the runtime dir itself if this bulkheadd made it and nothing is left in it. */
+static void remove_runtime_dirs(const char *runtime, bool made_runtime)
+{
+    char qubes[4200];
+    snprintf(qubes, sizeof qubes, "%s/qubes", runtime);
+    (void)rmdir(qubes);
+    if (made_runtime)
+        (void)rmdir(runtime);
+}
+
 int main(int argc, char **argv)
 {
     bh_log_init("bulkheadd");
@@ -89,6 +101,8 @@ int main(int argc, char **argv)
         bh_err("refusing to start: %s", idserr.msg);
         return 1;
     }
+    struct stat rst;
+    bool made_runtime = stat(runtime, &rst) < 0 && errno == ENOENT;
     if (bh_mkdir_p(root, 0700) < 0 || bh_mkdir_p(runtime, 0755) < 0) {
         bh_err("cannot create %s or %s: %s", root, runtime, strerror(errno));
         return 1;
@@ -154,6 +168,7 @@ int main(int argc, char **argv)
     int rc = bh_loop_run();
     bh_net_glue_fini(&app);
     bh_server_stop();
+    remove_runtime_dirs(app.runtime_dir, made_runtime);
     bh_app_free(&app);
     bh_store_close(store);
     return rc < 0 ? 1 : 0;

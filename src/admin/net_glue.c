@@ -585,4 +585,9 @@ void bh_net_glue_fini(struct bh_app *app)
     if (peer_ns >= 0)
         close(peer_ns);
     peer_ns = -1;
+    /* made by init; a qube left running keeps its namespace pin here for the next
+     * bulkheadd, and then the directory stays */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/net", app->runtime_dir);
+    (void)rmdir(dir);
 }

@@ -4,29 +4,16 @@
  * for its options; the servers themselves are passed in memory), no root, no
  * capabilities, and a seccomp allowlist of the calls a DNS query makes. */
 #include "resolver.h"
+#include "confine.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <sched.h>
-#include <seccomp.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define BH_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BH_SANITIZED 1
-#endif
-#endif
 
 /* A new mount namespace whose root is a small read-only tmpfs with /etc/resolv.conf
  * (bound read-only from resolv_conf, if given) and nothing else. */
@@ -64,13 +51,10 @@ static int empty_root(const char *resolv_conf, bh_error *err)
 static int drop_root(bh_error *err)
 {
     /* nobody/nogroup, no capabilities left, nothing regained by exec */
-    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
-        return bh_fail_errno(err, "drop to nobody");
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    memset(d, 0, sizeof d);
-    if (syscall(SYS_capset, &h, d) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return bh_fail_errno(err, "capabilities");
+    if (bh_confine_ids(65534, 65534, err) < 0)
+        return bh_prefix(err, "drop to nobody");
+    if (bh_confine_clear_caps(err) < 0 || bh_confine_no_new_privs(err) < 0)
+        return -1;
     return 0;
 }
 
@@ -80,7 +64,7 @@ static const char *const allowed[] = {
     "poll", "ppoll", "close", "connect", "setsockopt", "getsockopt", "getsockname", "fcntl",
     /* libresolv reads resolv.conf and host.conf (read-only opens: see below) */
     "newfstatat", "fstat", "lseek", "uname",
-    /* memory (malloc); mmap and mprotect below: never executable */
+    /* memory (malloc); mmap and mprotect too, never executable (confine.h) */
     "brk", "munmap", "mremap", "madvise",
     "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
     "clock_gettime", "gettimeofday", "time", "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",
@@ -90,39 +74,19 @@ static const char *const allowed[] = {
 
 static int filter(bh_error *err)
 {
-#ifdef BH_SANITIZED
-    uint32_t def = SCMP_ACT_LOG; /* ASan and UBSan need more at a report; logged, not killed */
-#else
-    uint32_t def = SCMP_ACT_KILL_PROCESS;
-#endif
-    scmp_filter_ctx ctx = seccomp_init(def);
+    /* ASan and UBSan need more at a report: logged there, not killed (confine.h) */
+    scmp_filter_ctx ctx = bh_allowlist_new(bh_allowlist_default(), allowed, sizeof allowed / sizeof *allowed, err);
     if (!ctx)
-        return bh_fail(err, ENOMEM, "seccomp_init");
-    int rc = 0;
-    for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !rc; i++) {
-        int nr = seccomp_syscall_resolve_name(allowed[i]);
-        if (nr != __NR_SCMP_ERROR)
-            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-    }
+        return -1;
     /* sockets: IPv4 and IPv6 only (no packet, netlink or Unix socket) */
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET, 0));
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET, 0));
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6, 0));
     /* files: read-only opens (the root holds resolv.conf and nothing else anyway) */
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
                               SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    if (rc)
-        return bh_fail(err, -rc, "seccomp: %s", strerror(-rc));
-    return 0;
+    return bh_seccomp_load(ctx, rc, err);
 }
 
 int bh_resolver_confine(const char *resolv_conf, bh_error *err)

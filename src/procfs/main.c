@@ -17,18 +17,14 @@
 #define FUSE_USE_VERSION 34
 #include "render.h"
 #include "buf.h"
+#include "confine.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <grp.h>
-#include <seccomp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,17 +234,10 @@ static const struct fuse_lowlevel_ops ops = {
     .release = pf_release,
 };
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BH_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BH_SANITIZED 1
-#endif
-#endif
-
 /* What the loop needs, and nothing else: read requests and write answers on /dev/fuse,
- * reread the already open inputs, memory, clocks, exit. Anything else kills. */
-static int apply_seccomp(void)
+ * reread the already open inputs, memory (mmap and mprotect never executable: confine.h),
+ * clocks, exit. Anything else kills. */
+static int apply_seccomp(bh_error *err)
 {
     static const char *const allowed[] = {
         "read", "write", "writev", "lseek", "close",
@@ -256,41 +245,19 @@ static int apply_seccomp(void)
         "futex", "clock_gettime", "gettimeofday", "getpid", "gettid",
         "rt_sigreturn", "rt_sigprocmask", "exit", "exit_group",
     };
-#ifdef BH_SANITIZED
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_LOG); /* ASan/LSan's runtime uses more */
-#else
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-#endif
-    if (!ctx)
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !rc; i++) {
-        int nr = seccomp_syscall_resolve_name(allowed[i]);
-        if (nr != __NR_SCMP_ERROR)
-            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-    }
-    /* malloc maps memory; nothing may become executable */
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    if (!rc)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    return rc;
+    scmp_filter_ctx ctx = bh_allowlist_new(bh_allowlist_default(), allowed, sizeof allowed / sizeof *allowed, err);
+    return ctx ? bh_seccomp_load(ctx, 0, err) : -1;
 }
 
-static int drop_privileges(uid_t id)
+static int drop_privileges(uid_t id, bh_error *err)
 {
-    if (geteuid() == 0) {
-        if (setgroups(0, NULL) < 0 || setresgid(id, id, id) < 0 || setresuid(id, id, id) < 0)
-            return -1;
-    }
-    /* no files beyond what we hold, no processes */
-    struct rlimit none = { 0, 0 };
-    if (setrlimit(RLIMIT_NOFILE, &none) < 0 || setrlimit(RLIMIT_NPROC, &none) < 0)
+    if (geteuid() == 0 && bh_confine_ids(id, id, err) < 0)
         return -1;
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    /* no files beyond what we hold, no processes */
+    static const struct bh_rlimit none[] = { { RLIMIT_NOFILE, 0 }, { RLIMIT_NPROC, 0 } };
+    if (bh_confine_rlimits(none, sizeof none / sizeof *none, err) < 0)
+        return -1;
+    if (bh_confine_no_new_privs(err) < 0 || bh_confine_undumpable(err) < 0)
         return -1;
     return 0;
 }
@@ -349,10 +316,11 @@ int main(int argc, char **argv)
     struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, NULL);
     if (!se || fuse_session_mount(se, "/dev/fd/3") != 0)
         die("fuse session");
-    if (drop_privileges((uid_t)id) < 0)
-        die("dropping privileges");
-    if (apply_seccomp() != 0)
-        die("seccomp");
+    bh_error err;
+    if (drop_privileges((uid_t)id, &err) < 0 || apply_seccomp(&err) < 0) {
+        fprintf(stderr, "bulkhead-procfs: %s\n", err.msg);
+        return 1;
+    }
     /* The engine mounts the filesystem next; a read of /dev/fuse before that fails. */
     char go;
     ssize_t n;

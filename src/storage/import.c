@@ -13,16 +13,14 @@
  * new privileges, no network, bounded memory, CPU and wall time (check_ext4). */
 #include "internal.h"
 #include "cleanup.h"
+#include "confine.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -132,15 +130,15 @@ static int run_fsck_confined(int fd)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGALRM, SIG_DFL);
-        const struct rlimit mem = { BH_FSCK_MEM, BH_FSCK_MEM }, cpu = { BH_FSCK_CPU_S, BH_FSCK_CPU_S },
-                            core = { 0, 0 };
-        if (setrlimit(RLIMIT_AS, &mem) < 0 || setrlimit(RLIMIT_CPU, &cpu) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
+        static const struct bh_rlimit limits[] = {
+            { RLIMIT_AS, BH_FSCK_MEM }, { RLIMIT_CPU, BH_FSCK_CPU_S }, { RLIMIT_CORE, 0 }
+        };
+        if (bh_confine_rlimits(limits, sizeof limits / sizeof *limits, NULL) < 0)
             _exit(125);
         if (unshare(CLONE_NEWNET | CLONE_NEWIPC) < 0) /* no network, no shared IPC */
             _exit(125);
-        if (setgroups(0, NULL) < 0 || setresgid(BH_FSCK_ID, BH_FSCK_ID, BH_FSCK_ID) < 0 ||
-            setresuid(BH_FSCK_ID, BH_FSCK_ID, BH_FSCK_ID) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        if (bh_confine_ids(BH_FSCK_ID, BH_FSCK_ID, NULL) < 0 || bh_confine_no_new_privs(NULL) < 0 ||
+            bh_confine_undumpable(NULL) < 0)
             _exit(125);
         alarm(BH_FSCK_WALL_S); /* survives exec: a stalled check ends */
         const char *argv[] = { "e2fsck", "-f", "-n", "--", "/proc/self/fd/3", NULL };

@@ -3,7 +3,6 @@ and bulkheadd checks it with e2fsck before the host kernel ever mounts it: e2fsc
 large parser of those bytes, must not run as host root. Here bulkheadd runs in a mount
 namespace of the test's where /usr/sbin/e2fsck is a wrapper that records who runs it and
 with which limits, then runs the real e2fsck; the import itself must still work."""
-import ctypes
 import os
 import pathlib
 import shutil
@@ -15,22 +14,10 @@ import tempfile
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from admin_fixtures import Daemon, kill_all  # noqa: E402
+from admin_fixtures import Daemon, bind_over_in_private_mounts, kill_all  # noqa: E402
 from test_compat_volume_import import make_ext4  # noqa: E402
 
 E2FSCK = "/usr/sbin/e2fsck"
-
-
-def in_private_mounts(wrapper):
-    def pre():
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-            os._exit(90)
-        if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC|MS_PRIVATE
-            os._exit(91)
-        if libc.mount(str(wrapper).encode(), E2FSCK.encode(), None, 0x1000, None) != 0:  # MS_BIND
-            os._exit(92)
-    return pre
 
 
 def test_e2fsck_on_imported_data_runs_unprivileged_and_bounded(tmp_path):
@@ -52,7 +39,7 @@ def test_e2fsck_on_imported_data_runs_unprivileged_and_bounded(tmp_path):
                            f"exec {real} \"$@\"\n")
         wrapper.chmod(0o755)
         d = Daemon(tmp_path, defaults=False)
-        d.preexec = in_private_mounts(wrapper)
+        d.preexec = bind_over_in_private_mounts(E2FSCK, wrapper)
         d.start()
         try:
             d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")

@@ -14,14 +14,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from qrexec_fixtures import MSG, World, bin_path, hello, msg, trigger3, trigger4  # noqa: E402
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
+from qrexec_fixtures import MSG, bin_path, hello, msg, trigger3, trigger4, world  # noqa: E402,F401
 
 
 class FakeAgent:

@@ -9,19 +9,10 @@ import struct
 import sys
 import time
 
-import pytest
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from qrexec_fixtures import MSG, World, bin_path, trigger3  # noqa: E402
+from qrexec_fixtures import MSG, bin_path, trigger3, world  # noqa: E402,F401
 from test_qrexec_daemon import FakeAgent  # noqa: E402
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
 
 
 def evil(world, *extra, name="evil", qid=7):

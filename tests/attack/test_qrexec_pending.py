@@ -11,17 +11,10 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from qrexec_fixtures import MSG, World, trigger3  # noqa: E402
+from qrexec_fixtures import MSG, trigger3, world  # noqa: E402,F401
 from test_qrexec_daemon import FakeAgent, start_daemon  # noqa: E402
 
 CAP = 64
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
 
 
 def fake_qube(world, name, qid):

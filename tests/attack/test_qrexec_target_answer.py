@@ -15,11 +15,9 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from qrexec_fixtures import MSG, World, bin_path, trigger3  # noqa: E402
+from qrexec_fixtures import MSG, bin_path, trigger3, world  # noqa: E402,F401
 from test_qrexec_daemon import FakeAgent  # noqa: E402
 from qrexec_fixtures import Qube  # noqa: E402
 
@@ -48,13 +46,6 @@ FAKE_TARGET = textwrap.dedent('''
         t, n = struct.unpack("<II", exact(8)); exact(n)  # the call's EXEC_CMDLINE
         c.sendall(struct.pack("<IIII", t, 8, answer, 513))
 ''')
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
 
 
 def call_through_fake_target(world, answer_qid):

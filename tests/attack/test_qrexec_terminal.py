@@ -12,14 +12,7 @@ import termios
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from qrexec_fixtures import World, bin_path  # noqa: E402
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
+from qrexec_fixtures import bin_path, world  # noqa: E402,F401
 
 
 def test_tiocsti_and_escapes_do_not_reach_dom0_terminal(world):

@@ -1,4 +1,5 @@
 """A private bulkheadd for tests: its own root and runtime dir, raw Admin API calls."""
+import ctypes
 import os
 import signal
 import socket
@@ -42,8 +43,39 @@ def raw_call(sock_path, data, shutdown=True, timeout=10):
         s.close()
 
 
-# Every Daemon started, so that tests/conftest.py can stop one a failed test left running.
+def bind_over_in_private_mounts(target, replacement):
+    """A preexec function (Daemon.preexec) that puts the child in a mount namespace of
+    its own, private so that nothing propagates back to the host, where replacement is
+    bound over target: the daemon sees a file of the test's in place of a host file,
+    and the host never does. Exits 90/91/92 when a step fails."""
+    def pre():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            os._exit(90)
+        if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC|MS_PRIVATE
+            os._exit(91)
+        if libc.mount(str(replacement).encode(), str(target).encode(), None, 0x1000, None) != 0:  # MS_BIND
+            os._exit(92)
+    return pre
+
+
+# Every Daemon started, so that tests/conftest.py can stop one a failed test left running;
+# every Daemon made, so that it can remove the runtime dirs nobody cleaned up.
 LIVE = []
+MADE = []
+
+
+def runtime_leftovers(runtime):
+    """What a bulkheadd that stopped cleanly left in its runtime dir that it should have
+    removed: its socket, and the directories it makes (the network's, the qubes', each
+    qube's) where they are empty. A qube left running keeps its namespace pin in net/ and
+    its files in qubes/NAME/ for the next bulkheadd to adopt: those are not leftovers."""
+    runtime = pathlib.Path(runtime)
+    made = [runtime / "qubesd.sock", runtime / "net", runtime / "qubes"]
+    if (runtime / "qubes").is_dir():
+        made += sorted((runtime / "qubes").iterdir())
+    left = [p for p in made if p.exists() and not (p.is_dir() and any(p.iterdir()))]
+    return [str(p.relative_to(runtime)) for p in left]
 
 
 class Daemon:
@@ -60,6 +92,8 @@ class Daemon:
         self.proc = None
         self.log = self.tmp / "bulkheadd.log"
         self.preexec = None  # run in the child before exec (e.g. to lower rlimits)
+        self.leftovers = []  # what a clean stop left behind (runtime_leftovers)
+        MADE.append(self)
 
     @property
     def env(self):
@@ -97,14 +131,21 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            if sig == signal.SIGTERM and self.proc.returncode == 0:
+                self.leftovers += [x for x in runtime_leftovers(self.runtime) if x not in self.leftovers]
         self.proc = None
         if self in LIVE:
             LIVE.remove(self)
 
-    def cleanup(self):
-        """Removes the runtime dir (after every qube is gone)."""
+    def cleanup(self, check=True):
+        """Removes the runtime dir (after every qube is gone). Then, with check, fails if
+        a clean stop of the daemon left anything behind that it made (runtime_leftovers):
+        bulkheadd removes what it made when it stops."""
         shutil.rmtree(self.runtime, ignore_errors=True)
         mount_cleanup.unmount_below(self.root)
+        left, self.leftovers = self.leftovers, []
+        if check:
+            assert not left, f"bulkheadd left in its runtime dir {self.runtime}: {left}"
 
     def raw(self, data, **kw):
         return raw_call(self.sock, data, **kw)

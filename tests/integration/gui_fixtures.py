@@ -20,6 +20,31 @@ LABEL_COLOURS = {"red": 0xcc0000, "orange": 0xf57900, "yellow": 0xedd400, "green
                  "gray": 0x555753, "blue": 0x3465a4, "purple": 0x75507b, "black": 0x000000}
 BORDER = 2  # BH_GUID_BORDER
 
+# The start of a raw X11 client that a test runs in a qube (python3, no Xlib there): it
+# connects to the qube's display and leaves s (the socket), recv(n), setup, base (the
+# resource ID base), root (the root window) and reply() (the next reply; an X error ends
+# the script). A test's script is X11_CLIENT + its own requests.
+X11_CLIENT = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
+s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
+def recv(n):
+    b = b""
+    while len(b) < n: b += s.recv(n - len(b))
+    return b
+h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
+base = struct.unpack("<I", setup[4:8])[0]
+vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
+root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+def reply():
+    while True:
+        r = recv(32)
+        if r[0] == 1:
+            return r + recv(struct.unpack("<I", r[4:8])[0] * 4)
+        if r[0] == 0:
+            raise SystemExit("X error %d" % r[1])
+"""
+
 NEEDED = ["Xvfb", "xterm", "xeyes", "xdotool", "xwd", "convert", "xprop", "xclip"]
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from admin_fixtures import engine_daemon  # noqa: F401
-from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display  # noqa: F401
+from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, X11_CLIENT, frame_is, host_display  # noqa: F401
 
 
 def tree(display):
@@ -286,25 +286,7 @@ def test_closing_the_last_window_leaves_the_qube_running(gui):
 # A window whose cursor an application named itself (raw X11 in the qube): a cursor-font
 # glyph named with XFIXES SetCursorName, as a browser's theme cursors are named with CSS
 # names (argv: the name).
-NAMED_CURSOR = r"""
-import socket, struct, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
-s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
-def recv(n):
-    b = b""
-    while len(b) < n: b += s.recv(n - len(b))
-    return b
-h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
-base = struct.unpack("<I", setup[4:8])[0]
-vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
-root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
-def reply():
-    while True:
-        r = recv(32)
-        if r[0] == 1:
-            return r + recv(struct.unpack("<I", r[4:8])[0] * 4)
-        if r[0] == 0:
-            raise SystemExit("X error %d" % r[1])
+NAMED_CURSOR = X11_CLIENT + r"""
 def padded(b):
     return b + b"\0" * ((4 - len(b) % 4) % 4)
 s.sendall(struct.pack("<BBHH2x", 98, 0, 2 + len(padded(b"XFIXES")) // 4, 6) + padded(b"XFIXES"))

@@ -5,30 +5,12 @@ of the qube's label colour. The desktop's tray here is a small one in the test."
 import time
 
 from admin_fixtures import engine_daemon  # noqa: F401
-from gui_fixtures import LABEL_COLOURS, FakeTray, GuiSession, host_display, tint_tray  # noqa: F401
+from gui_fixtures import LABEL_COLOURS, FakeTray, GuiSession, X11_CLIENT, host_display, tint_tray  # noqa: F401
 
 # A tray icon as an XEmbed client does it (raw X11 in the qube): a 20x20 window of one
 # colour with _XEMBED_INFO, a SYSTEM_TRAY_REQUEST_DOCK to the tray's selection owner,
 # then it stays (argv: colour as 0xRRGGBB).
-TRAY_ICON = r"""
-import socket, struct, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
-s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
-def recv(n):
-    b = b""
-    while len(b) < n: b += s.recv(n - len(b))
-    return b
-h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
-base = struct.unpack("<I", setup[4:8])[0]
-vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
-root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
-def reply():
-    while True:
-        r = recv(32)
-        if r[0] == 1:
-            return r + recv(struct.unpack("<I", r[4:8])[0] * 4)
-        if r[0] == 0:
-            raise SystemExit("X error %d" % r[1])
+TRAY_ICON = X11_CLIENT + r"""
 def atom(name):
     n = name.encode(); pad = (4 - len(n) % 4) % 4
     s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)

@@ -5,21 +5,13 @@ application's fullscreen request covers the screen only in a qube the user allow
 import time
 
 from admin_fixtures import engine_daemon  # noqa: F401
-from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, frame_is, host_display, tint  # noqa: F401
+from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, X11_CLIENT, frame_is, host_display, tint  # noqa: F401
 from test_gui import ask_script, gui  # noqa: F401
 
 
 # Sets a CARDINAL property in the qube's X server (xprop stops at 64 values): raw X11
 # ChangeProperty; argv: window, property; the values (comma-separated) on stdin.
-SET_PROP32 = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
-s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
-def recv(n):
-    b = b""
-    while len(b) < n: b += s.recv(n - len(b))
-    return b
-h = recv(8); assert h[0] == 1; recv(struct.unpack("<H", h[6:8])[0] * 4)
+SET_PROP32 = X11_CLIENT + r"""
 name = sys.argv[2].encode(); pad = (4 - len(name) % 4) % 4
 s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(name) + pad) // 4, len(name)) + name + b"\0" * pad)
 atom = struct.unpack("<I", recv(32)[8:12])[0]
@@ -72,17 +64,7 @@ def test_window_icons_are_tinted_and_limited(gui):
 
 # An EWMH application's fullscreen request: the _NET_WM_STATE client message to the root
 # window (raw X11 in the qube; argv: window, 1 to enter or 0 to leave).
-FULLSCREEN_REQUEST = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect("/tmp/.X11-unix/X0")
-s.sendall(b"l\0" + struct.pack("<HHHH2x", 11, 0, 0, 0))
-def recv(n):
-    b = b""
-    while len(b) < n: b += s.recv(n - len(b))
-    return b
-h = recv(8); assert h[0] == 1; setup = recv(struct.unpack("<H", h[6:8])[0] * 4)
-vlen, nfmt = struct.unpack("<H", setup[16:18])[0], setup[21]
-root = struct.unpack("<I", setup[32 + (vlen + 3) // 4 * 4 + 8 * nfmt:][:4])[0]
+FULLSCREEN_REQUEST = X11_CLIENT + r"""
 def atom(name):
     n = name.encode(); pad = (4 - len(n) % 4) % 4
     s.sendall(struct.pack("<BBHH2x", 16, 0, 2 + (len(n) + pad) // 4, len(n)) + n + b"\0" * pad)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from qrexec_fixtures import BIN, World, as_dom0_socket, bin_path
+from qrexec_fixtures import BIN, as_dom0_socket, bin_path, world  # noqa: F401
 
 if not (BIN / "policy" / "qrexec-policy-test").exists():
     pytest.skip("policy engine (bhpolicy) not in this tree", allow_module_level=True)
@@ -41,13 +41,6 @@ class Admin:
             else:
                 c.sendall(b"2\0ProtocolError\0\0no\0")
             c.close()
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    w.close()
 
 
 def start_daemon(world, q, policy_dir, admin_path):

@@ -1,6 +1,7 @@
 /* The daemon's side of the resolver helper: only well-formed answers are taken; anything
  * else counts as the helper being gone (it is then replaced). */
 #include "net/resolver.h"
+#include "sanitized.h"
 #include "tap.h"
 #include <fcntl.h>
 #include <signal.h>
@@ -9,14 +10,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define BH_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BH_SANITIZED 1
-#endif
-#endif
 
 /* The helper's confinement, in a child: 0 = confined as it should be and the forbidden
  * call (what) returned; a signal number = killed by it; other = what went wrong. */
