@@ -388,7 +388,8 @@ int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err)
         return bh_fail(err, EAGAIN, "too many qubes starting at once");
     if (find_libexec(p.libexec, sizeof p.libexec) < 0)
         return bh_fail(err, ENOENT, "bulkhead-init not found (set BULKHEAD_LIBEXEC)");
-    if (prepare_dirs(spec, &p, err) < 0 || bh_confine_opts_record(spec, err) < 0)
+    struct bh_confine_opts co = { .raw_net = spec->provides_network }; /* as init_stage's */
+    if (prepare_dirs(spec, &p, err) < 0 || bh_confine_opts_record(spec, err) < 0 || bh_seccomp_prepare(&co, err) < 0)
         return -1;
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
