@@ -8,6 +8,8 @@
 #include "request.h"
 #include "response.h"
 
+struct bh_call_policy;
+
 struct bh_call {
     struct bh_app *app;
     const struct bh_request *req;
@@ -18,6 +20,8 @@ struct bh_call {
     void *conn;             /* the connection, for streaming calls */
     bool stream;            /* set by admin.Events: keep the connection open */
     bool park;              /* set by calls that answer later (waiters.h): no reply now */
+    struct bh_qube *call_qube; /* the qube whose qrexec call identity made the request (call_auth.h), or NULL */
+    struct bh_call_policy *list_policy; /* admin.vm.List on dom0 for call_qube: the policy's filter */
 };
 
 typedef int (*bh_handler)(struct bh_call *c);
@@ -48,8 +52,13 @@ extern const struct bh_method bh_api_vm[], bh_api_prop[], bh_api_label[], bh_api
 int bh_server_subscribe(void *conn, const char *filter);
 /* The PID of the process at the other end of a connection (SO_PEERCRED), 0 if unknown. */
 pid_t bh_server_peer_pid(void *conn);
+/* Its UID as the kernel named it at accept; 0 (root) for no connection (tests). */
+uid_t bh_server_peer_uid(void *conn);
 /* fd (taken over) goes to the client with the reply's first bytes (SCM_RIGHTS). */
 void bh_server_pass_fd(void *conn, int fd);
+
+/* The policy's system-info text (internal.GetSystemInfo's body), appended to out. */
+int bh_system_info_text(struct bh_app *app, bh_buf *out);
 
 /* Shared helpers for handlers. */
 int bh_api_need_payload_text(struct bh_call *c, char **out); /* payload as a C string, refuses NULs */

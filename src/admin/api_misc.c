@@ -36,33 +36,38 @@ static int events(struct bh_call *c)
  * internal.GetSystemInfo for the same reason): the policy's system-info text format,
  * one qube a line: NAME CLASS uuid=U state=S tags=a,b default_dispvm=D template=T
  * template_for_dispvms=yes|no. Every value is a validated name, so no escaping. */
-static int system_info(struct bh_call *c)
+int bh_system_info_text(struct bh_app *app, bh_buf *out)
 {
-    for (size_t i = 0; i < c->app->nqubes; i++) {
-        struct bh_qube *q = c->app->qubes[i];
-        _cleanup_free_ char *dd = bh_qube_prop(c->app, q, "default_dispvm");
-        if (bh_buf_printf(c->out, "%s %s uuid=%s state=%s", q->name, bh_klass_name(q->klass), q->uuid,
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        _cleanup_free_ char *dd = bh_qube_prop(app, q, "default_dispvm");
+        if (bh_buf_printf(out, "%s %s uuid=%s state=%s", q->name, bh_klass_name(q->klass), q->uuid,
                           bh_power_state_name(q->rt.state)) < 0)
-            return bh_exc(c->exc, "QubesException", "out of memory");
+            return -1;
         if (q->tags.n) {
-            bh_buf_adds(c->out, " tags=");
+            bh_buf_adds(out, " tags=");
             for (size_t t = 0; t < q->tags.n; t++)
-                bh_buf_printf(c->out, "%s%s", t ? "," : "", q->tags.v[t].key);
+                bh_buf_printf(out, "%s%s", t ? "," : "", q->tags.v[t].key);
         }
         if (dd && *dd)
-            bh_buf_printf(c->out, " default_dispvm=%s", dd);
+            bh_buf_printf(out, " default_dispvm=%s", dd);
         if (q->klass == BH_APPVM || q->klass == BH_DISPVM) {
             const char *t = bh_kv_get(&q->props, "template");
             if (t)
-                bh_buf_printf(c->out, " template=%s", t);
+                bh_buf_printf(out, " template=%s", t);
         }
         if (q->klass != BH_ADMINVM)
-            bh_buf_printf(c->out, " template_for_dispvms=%s",
-                          bh_qube_prop_bool(c->app, q, "template_for_dispvms") ? "yes" : "no");
-        if (bh_buf_addc(c->out, '\n') < 0)
-            return bh_exc(c->exc, "QubesException", "out of memory");
+            bh_buf_printf(out, " template_for_dispvms=%s",
+                          bh_qube_prop_bool(app, q, "template_for_dispvms") ? "yes" : "no");
+        if (bh_buf_addc(out, '\n') < 0)
+            return -1;
     }
     return 0;
+}
+
+static int system_info(struct bh_call *c)
+{
+    return bh_system_info_text(c->app, c->out) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
 }
 
 /* Where this daemon's qrexec policy lives: qrexec-policy-test and -lint read the policy

@@ -1,5 +1,6 @@
 /* admin.vm.List, Create*, CreateDisposable, Remove, CurrentState and lifecycle calls. */
 #include "api.h"
+#include "call_policy.h"
 #include "cleanup.h"
 #include "io.h"
 #include "log.h"
@@ -8,6 +9,7 @@
 #include "preload.h"
 #include "events.h"
 #include "props.h"
+#include "store.h"
 #include "waiters.h"
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,9 +33,14 @@ static int vm_list(struct bh_call *c)
 {
     if (c->dest->klass != BH_ADMINVM)
         return list_one(c, c->dest) < 0 ? bh_exc(c->exc, "QubesException", "out of memory") : 0;
-    for (size_t i = 0; i < c->app->nqubes; i++)
-        if (list_one(c, c->app->qubes[i]) < 0)
+    for (size_t i = 0; i < c->app->nqubes; i++) {
+        struct bh_qube *q = c->app->qubes[i];
+        /* from a qube's call: only what policy lets it list (Qubes' admin extension) */
+        if (c->list_policy && !bh_call_policy_allows(c->list_policy, c->call_qube->name, q->name, "admin.vm.List"))
+            continue;
+        if (list_one(c, q) < 0)
             return bh_exc(c->exc, "QubesException", "out of memory");
+    }
     return 0;
 }
 
@@ -138,6 +145,8 @@ CREATE_FN(createp_disp, BH_DISPVM, true)
  * knows its PID; a qube cannot pose as one). NULL for dom0's own tools. */
 static struct bh_qube *disposable_caller(struct bh_call *c)
 {
+    if (c->call_qube)
+        return c->call_qube;
     pid_t pid = bh_server_peer_pid(c->conn);
     if (pid <= 0)
         return NULL;
@@ -232,9 +241,21 @@ static int create_disposable(struct bh_call *c)
     }
     if (!bh_qube_prop_bool(c->app, base, "template_for_dispvms"))
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
+    /* Handing out a preloaded disposable changes it in the store several times (its
+     * preload-dispvm feature goes, its caller's tags come): one commit for all. */
+    bh_error berr = { 0 };
+    bool batch = bh_store_batch_begin(c->app->store, &berr) == 0;
     struct bh_qube *pre = bh_preload_take(c->app, base);
-    if (pre) {
+    if (pre)
         created_by(c, pre, true);
+    if (batch && bh_store_batch_commit(c->app->store, &berr) < 0 && pre) {
+        /* In memory it is taken, on disk still preloaded: it must serve no one (after a
+         * restart it would be handed out again). Killing removes it (auto-cleanup). */
+        struct bh_exc ke = { 0 };
+        (void)bh_lifecycle_kill(c->app, pre, &ke);
+        return bh_exc(c->exc, "QubesException", "Cannot hand out a preloaded disposable: %s", berr.msg);
+    }
+    if (pre) {
         pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);
@@ -408,7 +429,27 @@ static int vm_console(struct bh_call *c)
 
 #define NP BH_M_NOPAYLOAD
 #define NA BH_M_NOARG
+/* The qrexec call process's own steps (call_auth.c checked each against the policy
+ * for the call it serves, and serves it as dom0's, as Qubes' policy daemon makes them):
+ * its payload "SERVICE REQUESTED-TARGET" is for that check, not for the handler. */
+static int qrexec_start(struct bh_call *c) { return vm_start(c); }
+static int qrexec_kill(struct bh_call *c) { return vm_kill(c); }
+static int qrexec_create_disposable(struct bh_call *c)
+{
+    struct bh_request r = *c->req;
+    r.payload = "";
+    r.payload_len = 0;
+    const struct bh_request *orig = c->req;
+    c->req = &r;
+    int ret = create_disposable(c);
+    c->req = orig;
+    return ret;
+}
+
 const struct bh_method bh_api_vm[] = {
+    { "internal.qrexec.StartTarget", qrexec_start, NA },
+    { "internal.qrexec.CreateDisposable", qrexec_create_disposable, NA },
+    { "internal.qrexec.KillDisposable", qrexec_kill, NA | NP },
     { "admin.vm.List", vm_list, NA | NP },
     { "admin.vm.Create.AppVM", create_app, BH_M_DOM0 },
     { "admin.vm.Create.TemplateVM", create_template, BH_M_DOM0 },

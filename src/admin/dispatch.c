@@ -1,4 +1,6 @@
 #include "api.h"
+#include "call_auth.h"
+#include "call_policy.h"
 #include "cleanup.h"
 #include "log.h"
 #include <stdlib.h>
@@ -34,12 +36,22 @@ static int run(struct bh_app *app, const struct bh_method *m, struct bh_call *c)
     c->src = bh_app_find(app, req->src);
     if (!c->src)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->src);
-    /* internal.* serve dom0's own components (the qrexec policy); never a qube's call. */
-    if (!strncmp(req->method, "internal.", 9) && c->src->klass != BH_ADMINVM)
+    /* A qrexec call's process speaks for its own qube only, whatever source it names. */
+    uid_t peer = bh_server_peer_uid(c->conn);
+    if (peer != 0) {
+        c->call_qube = bh_call_identity_qube(app, peer);
+        if (!c->call_qube)
+            return bh_exc(c->exc, "PermissionDenied", "%s: the calling qube is gone", req->method);
+    }
+    /* internal.* serve dom0's own components (the qrexec policy); a qube's call gets the
+     * few that call_auth.c lets it have. */
+    if (!c->call_qube && !strncmp(req->method, "internal.", 9) && c->src->klass != BH_ADMINVM)
         return bh_exc(c->exc, "PermissionDenied", "%s is for dom0 only", req->method);
     c->dest = bh_app_find(app, req->dest);
     if (!c->dest)
         return bh_exc(c->exc, "QubesVMNotFoundError", "No such domain: '%s'", req->dest);
+    if (c->call_qube && bh_call_auth(c, c->call_qube) < 0)
+        return -1;
     if ((m->flags & BH_M_DOM0) && c->dest->klass != BH_ADMINVM)
         return bh_exc(c->exc, "PermissionDenied", "%s must be called on dom0", req->method);
     if ((m->flags & BH_M_NOARG) && req->arg[0])
@@ -63,6 +75,7 @@ int bh_dispatch(struct bh_app *app, const struct bh_request *req, bh_buf *out, v
         r = bh_exc(&exc, "ProtocolError", "no such method: '%s'", req->method);
     else
         r = run(app, m, &c);
+    bh_call_policy_close(c.list_policy);
     if (r < 0) {
         if (!exc.type)
             bh_exc(&exc, "QubesException", "internal error");

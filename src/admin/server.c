@@ -1,6 +1,7 @@
 #include "server.h"
 #include "api.h"
 #include "buf.h"
+#include "call_auth.h"
 #include "cleanup.h"
 #include "events.h"
 #include "io.h"
@@ -28,6 +29,7 @@ struct conn {
     bool in_loop;       /* registered with the event loop */
     int64_t deadline;
     int pass_fd;        /* sent with the reply's first bytes (SCM_RIGHTS), or -1 */
+    uid_t peer_uid;     /* as the kernel named the peer at accept */
     struct conn *prev, *next;
 };
 
@@ -39,6 +41,12 @@ static struct conn *conns;
 static size_t nconns;
 
 static void on_accept(void *ctx, uint32_t ev);
+
+uid_t bh_server_peer_uid(void *conn)
+{
+    struct conn *c = conn;
+    return c ? c->peer_uid : 0;
+}
 
 pid_t bh_server_peer_pid(void *conn)
 {
@@ -273,15 +281,17 @@ static void conn_cb(void *ctx, uint32_t ev)
  * trusted as identity (a host whose IDs were given to a user by /etc/subgid, which
  * bulkheadd refuses at start, is one way to hold it): the peer must also be root or one
  * of the qubes' call identities (qrexec_ids.h), as the kernel names it. */
-static bool peer_may_connect(int fd)
+static bool peer_may_connect(int fd, uid_t *uid)
 {
     struct ucred uc;
     socklen_t len = sizeof uc;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
         return false;
+    *uid = uc.uid;
     if (uc.uid == 0)
         return true;
-    if (uc.uid >= BH_QX_CALL_ID_BASE && uc.uid < BH_QX_CALL_ID_BASE + 0x10000u && uc.gid == BH_QX_CALL_GID)
+    /* a call identity: each request it makes is then held to its own qube (call_auth.h) */
+    if (bh_uid_is_call_identity(uc.uid) && uc.gid == BH_QX_CALL_GID)
         return true;
     static int64_t last_warn = -1;
     if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
@@ -311,7 +321,8 @@ static void on_accept(void *ctx, uint32_t ev)
                 bh_warn("accept: %s", strerror(errno));
             return;
         }
-        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd)) {
+        uid_t peer_uid = (uid_t)-1;
+        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd, &peer_uid)) {
             close(fd);
             continue;
         }
@@ -322,6 +333,7 @@ static void on_accept(void *ctx, uint32_t ev)
         }
         c->fd = fd;
         c->pass_fd = -1;
+        c->peer_uid = peer_uid;
         bh_buf_init(&c->in, BH_REQ_MAX);
         bh_buf_init(&c->out, BH_SERVER_EVENT_QUEUE_MAX);
         c->deadline = bh_now_ms() + BH_SERVER_REQUEST_TIMEOUT_MS;

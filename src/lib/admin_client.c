@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,6 +21,13 @@ const char *bh_admin_socket_path(void)
 {
     const char *s = getenv("BULKHEAD_SOCKET");
     return s && *s ? s : BH_ADMIN_DEFAULT_SOCKET;
+}
+
+static char admin_source[64] = "dom0";
+
+void bh_admin_set_source(const char *name)
+{
+    snprintf(admin_source, sizeof admin_source, "%s", name);
 }
 
 static int admin_connect(bh_error *err)
@@ -42,7 +50,7 @@ static int send_request(int fd, const char *method, const char *arg, const char 
 {
     _cleanup_buf_ bh_buf b;
     bh_buf_init(&b, 0);
-    if (bh_buf_printf(&b, "%s+%s dom0 name %s", method, arg ? arg : "", dest) < 0 ||
+    if (bh_buf_printf(&b, "%s+%s %s name %s", method, arg ? arg : "", admin_source, dest) < 0 ||
         bh_buf_addc(&b, '\0') < 0 || bh_buf_add(&b, payload, plen) < 0)
         return bh_fail_errno(err, "building request");
     if (bh_write_all(fd, b.data, b.len) < 0)

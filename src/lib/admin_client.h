@@ -19,6 +19,9 @@ void bh_admin_reply_free(struct bh_admin_reply *r);
 
 /* Socket path: $BULKHEAD_SOCKET or the default. */
 const char *bh_admin_socket_path(void);
+/* The source every later request names: "dom0" (the default) for dom0's tools; a
+ * qrexec call process names its own qube, which is all bulkheadd lets it speak for. */
+void bh_admin_set_source(const char *name);
 /* Calls method+arg on dest ("dom0" for global calls) with an optional payload.
  * Returns 0 when a reply (success or exception) was received, -1 on transport error. */
 int bh_admin_call(const char *method, const char *arg, const char *dest,

@@ -4,6 +4,8 @@
 #include "privsep.h"
 #include "confine.h"
 #include <errno.h>
+#include <grp.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -27,16 +29,48 @@ int bh_qx_drop_privileges(uid_t id, bh_error *err)
 
 int bh_qx_drop_to(uid_t id, gid_t gid, bh_error *err)
 {
+    return bh_qx_drop_to_keeping(id, gid, id, err);
+}
+
+/* bh_confine_ids, but with `later` left as the saved UID and GID. */
+static int ids_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
+{
+    if (later == id && (gid_t)later == gid)
+        return bh_confine_ids(id, gid, err);
+    if (setgroups(0, NULL) < 0)
+        return bh_fail_errno(err, "setgroups");
+    if (setresgid(gid, gid, (gid_t)later) < 0)
+        return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+    if (setresuid(id, id, later) < 0)
+        return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+    return 0;
+}
+
+int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
+{
     if (geteuid() == 0) {
         /* the bounding set too: nothing exec'd later can regain a capability */
         if (bh_confine_bounding_set(err) < 0)
             return -1;
         /* all three UIDs non-zero: the kernel clears every capability set */
-        if (bh_confine_ids(id, gid, err) < 0)
+        if (ids_keeping(id, gid, later, err) < 0)
             return -1;
         if (!bh_confine_caps_empty())
             return bh_fail(err, EPERM, "capabilities left after dropping to %u", (unsigned)id);
         /* the ambient set needs the permitted one, which is now empty */
+    } else {
+        /* Not root: a parent that dropped with bh_qx_drop_to_keeping(..., id) left us
+         * id as the saved UID and GID; becoming it sheds the parent's identity (a call
+         * process's relay gives up the call identity and its group). */
+        uid_t ru, eu, su;
+        gid_t rg, eg, sg;
+        if (getresuid(&ru, &eu, &su) == 0 && getresgid(&rg, &eg, &sg) == 0 && su == id && sg == gid &&
+            (eu != id || ru != id || eg != gid || rg != gid)) {
+            if (setresgid(gid, gid, gid) < 0)
+                return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+            if (setresuid(id, id, id) < 0)
+                return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+        }
     }
     if (bh_confine_no_new_privs(err) < 0)
         return -1;
@@ -70,6 +104,24 @@ static const char *const allowed[] = {
  * mmap/mprotect that make nothing executable (confine.h: no code can be brought in),
  * ioctl FIONREAD only (the data stream sizes a chunk by it), and with unix_socket,
  * socket(AF_UNIX). */
+/* What clone() may be asked for where a process only forks: the exit signal, the
+ * TID bookkeeping glibc's fork() uses and the CLONE_VM|CLONE_VFORK of posix_spawn; never
+ * a namespace (a user namespace would give its creator every capability in it and the
+ * kernel code behind them) or shared fs/files/threads. */
+#define FORK_CLONE_FLAGS \
+    (0xffull /* CSIGNAL */ | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_VM | CLONE_VFORK)
+/* The namespaces clone() can make (CLONE_NEWTIME only through clone3). */
+static const unsigned long clone_new_flags[] = { CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                                                 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET };
+
+/* clone3's flags are in memory, out of the filter's sight: it fails with ENOSYS, so
+ * glibc (fork, posix_spawn, pthread_create) falls back to clone(), which is checked. */
+static int clone3_unsupported(scmp_filter_ctx ctx)
+{
+    int nr = seccomp_syscall_resolve_name("clone3");
+    return nr == __NR_SCMP_ERROR ? 0 : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+}
+
 static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool unix_socket, bh_error *err)
 {
     scmp_filter_ctx ctx = bh_allowlist_new(def, names, n, err);
@@ -78,6 +130,11 @@ static int load_allowlist(uint32_t def, const char *const *names, size_t n, bool
     int rc = 0;
     if (unix_socket)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+    if (!rc && unix_socket) /* the call process forks its relay */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, ~(scmp_datum_t)FORK_CLONE_FLAGS, 0));
+    if (!rc && unix_socket)
+        rc = clone3_unsupported(ctx);
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
     return bh_seccomp_load(ctx, rc, err);
@@ -103,12 +160,14 @@ static const char *const allowed_call[] = {
      * /proc files, unlinking the call's name there */
     "openat", "open", "fstat", "newfstatat", "statfs", "fstatfs", "flock", "unlink", "unlinkat",
     "umask", "lseek", "fcntl",
-    /* the relay child and its filter */
-    "clone", "clone3", "fork", "wait4", "prctl", "seccomp", "pipe2", "pipe", "splice",
+    /* the relay child and its filter (clone: fork's flags only, clone3: ENOSYS, below) */
+    "fork", "wait4", "prctl", "seccomp", "pipe2", "pipe", "splice",
     "brk", "munmap", "mremap", "madvise",
     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
     "clock_gettime", "gettimeofday", "time", "clock_nanosleep", "nanosleep",
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    /* the relay sheds the call identity for the saved one (bh_qx_drop_to_keeping) */
+    "getresuid", "getresgid", "setresuid", "setresgid",
     "futex", "sched_yield", "getrandom", "set_robust_list", "rseq",
     "exit", "exit_group",
 };
@@ -141,6 +200,12 @@ int bh_qx_seccomp_root(bh_error *err)
     if (!ctx)
         return bh_fail(err, ENOMEM, "seccomp_init");
     int rc = bh_seccomp_add_names(ctx, SCMP_ACT_ERRNO(EPERM), denied_root, sizeof denied_root / sizeof *denied_root);
+    /* no namespace through clone() either (unshare and setns are denied above) */
+    for (size_t i = 0; !rc && i < sizeof clone_new_flags / sizeof *clone_new_flags; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, clone_new_flags[i], clone_new_flags[i]));
+    if (!rc)
+        rc = clone3_unsupported(ctx);
 #ifndef BH_SANITIZED /* LeakSanitizer stops the process's threads with ptrace at exit */
     if (!rc)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0);

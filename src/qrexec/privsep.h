@@ -16,11 +16,18 @@ uid_t bh_qx_call_uid(uint32_t qid);
 
 /* Drops every privilege for good: supplementary groups, gid/uid (real, effective, saved)
  * to id, hence every capability; then no_new_privs and not dumpable. Checks that the
- * effective capability set is empty afterwards. Without root (tests that run the daemon
- * as a user) only no_new_privs and dumpable apply. */
+ * effective capability set is empty afterwards. Without root: the switch to the saved
+ * IDs a bh_qx_drop_to_keeping parent left (else, in tests that run the daemon as a user,
+ * only no_new_privs and dumpable apply). */
 int bh_qx_drop_privileges(uid_t id, bh_error *err);
 /* The same to uid and gid (no supplementary groups). */
 int bh_qx_drop_to(uid_t uid, gid_t gid, bh_error *err);
+/* The same, but `later` stays the saved UID and GID: a fork of this process (never a
+ * program it executes: execve makes the saved IDs the effective ones) can then become
+ * `later` for good with bh_qx_drop_privileges(later), without root. A call process keeps
+ * its qube's unprivileged identity so, for the relay and dom0 pump it forks, which must
+ * not keep the call identity (bulkheadd's socket, the daemons'). */
+int bh_qx_drop_to_keeping(uid_t uid, gid_t gid, uid_t later, bh_error *err);
 
 /* The allowlist filter of the unprivileged processes: what they use to move bytes over
  * fds they were given (read/write/poll/accept/sendmsg...), memory, time, exiting. No

@@ -224,6 +224,11 @@ static void handle_client_cmd(int ci)
 
 /* ---- the qube's own calls ------------------------------------------------------------ */
 
+/* "SERVICE REQUESTED-TARGET": the call as the caller made it, with which bulkheadd checks
+ * each step a call process asks of it against the policy (it speaks for the calling
+ * qube only: src/admin/call_auth.h). */
+static char g_call_payload[640];
+
 /* Connects to a running qube's daemon (starting the qube first when allowed). */
 static int connect_target_daemon(const char *target, bool autostart, bh_error *err)
 {
@@ -235,7 +240,7 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
         return fd;
     struct bh_admin_reply rep _cleanup_reply_ = { 0 };
     bh_error e2 = { 0 };
-    if (bh_admin_call("admin.vm.Start", "", target, "", 0, &rep, &e2) < 0)
+    if (bh_admin_call("internal.qrexec.StartTarget", "", target, g_call_payload, strlen(g_call_payload), &rep, &e2) < 0)
         return bh_fail(err, e2.errnum, "starting %s: %s", target, e2.msg);
     if (!rep.ok) /* refused (not enough memory, no template...): say so now, not in 60 s */
         return bh_fail(err, EAGAIN, "starting %s: %s", target, rep.exc_msg ? rep.exc_msg : "refused");
@@ -386,7 +391,7 @@ static _Noreturn void call_exit(int code)
     if (g_disp[0]) {
         bh_error e = { 0 };
         struct bh_admin_reply k _cleanup_reply_ = { 0 };
-        bh_admin_call("admin.vm.Kill", "", g_disp, "", 0, &k, &e);
+        bh_admin_call("internal.qrexec.KillDisposable", "", g_disp, "", 0, &k, &e);
     }
     _exit(code);
 }
@@ -408,15 +413,37 @@ static unsigned long dom0_reserve(void)
     return e && *e ? strtoul(e, NULL, 10) : BH_QX_DOM0_RESERVE;
 }
 
+/* The qube's runtime dir (its sockets, pid files, vchan dir) becomes 0711: every call
+ * identity may still reach the names it needs in it (this daemon's socket, the vchan dir,
+ * the lock below) but none may list it, so another qube's calls learn nothing of what is
+ * there. The lock every call toward this qube takes (listen_in_target) is a file of its
+ * own, readable by all, as the dir can no longer be opened for reading. */
+static void hide_runtime_dir(void)
+{
+    char dir[4096], lock[4096];
+    if (bh_qx_qube_path(dir, sizeof dir, runtime, qube_name, "") < 0 ||
+        bh_qx_qube_path(lock, sizeof lock, runtime, qube_name, "call.lock") < 0)
+        return;
+    int fd = open(lock, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || fchmod(fd, 0644) < 0 || chmod(dir, 0711) < 0)
+        bh_warn("%s: runtime dir left listable: %s", qube_name, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Binds this call's name in the target's vchan dir unless that would eat into dom0's
  * reserve. The check and the bind hold a lock shared by every call process of every daemon, so concurrent calls cannot all pass
- * the check and then all bind (the lock is the target's runtime dir itself). */
+ * the check and then all bind (the lock is the target's runtime dir's call.lock). */
 static int listen_in_target(const char *target, const char *tdir, uint32_t tqid, uint32_t port, bh_error *err)
 {
     char lock[4096];
-    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "") < 0)
+    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "call.lock") < 0)
         return bh_fail_errno(err, "path");
-    _cleanup_close_ int lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int lk = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (lk < 0 && errno == ENOENT) { /* a daemon of an older bulkheadd: the dir itself */
+        *strrchr(lock, '/') = '\0';
+        lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    }
     if (lk < 0 || flock(lk, LOCK_EX) < 0)
         return bh_fail_errno(err, "lock %s", lock);
     struct statvfs sv;
@@ -531,10 +558,14 @@ static void enter_call_identity(void)
         setenv("XAUTHORITY", v, 1);
         policy_ctx.keep_fd = xfd;
     }
-    if (bh_qx_drop_to(bh_qx_call_uid(qid), BH_QX_CALL_GID, &err) < 0) {
+    /* the qube's unprivileged identity stays saved: the relay or pump forked later
+     * becomes it, shedding this one */
+    if (bh_qx_drop_to_keeping(bh_qx_call_uid(qid), BH_QX_CALL_GID, bh_qx_unpriv_id(qid), &err) < 0) {
         bh_err("call of %s: %s", qube_name, err.msg);
         _exit(1);
     }
+    /* bulkheadd hears this identity for the qube alone: its requests say so */
+    bh_admin_set_source(qube_name);
 }
 
 static _Noreturn void trigger_child(int sp, const char *ident, const char *target, const char *service_full,
@@ -544,6 +575,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     bh_error err = { 0 };
     struct bh_qx_decision d;
     enter_call_identity();
+    snprintf(g_call_payload, sizeof g_call_payload, "%s %s", service_full, target[0] ? target : "@default");
     if (bh_qx_policy_decide(&policy_ctx, qube_name, target, service_full, &d, &err) < 0 || d.verdict != BH_QX_ALLOW) {
         bh_info("call %s -> %s %s denied by %s", qube_name, target, service_full, d.rule);
         _exit(1);
@@ -569,7 +601,8 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
          * (bulkheadd removes it: internal.auto-cleanup). */
         struct bh_admin_reply rep _cleanup_reply_ = { 0 };
         if (!bh_qube_name_valid(d.dispvm_template, NULL) ||
-            bh_admin_call("admin.vm.CreateDisposable", "", d.dispvm_template, "", 0, &rep, &err) < 0 || !rep.ok) {
+            bh_admin_call("internal.qrexec.CreateDisposable", "", d.dispvm_template, g_call_payload,
+                          strlen(g_call_payload), &rep, &err) < 0 || !rep.ok) {
             bh_warn("cannot create a disposable from %s: %s", d.dispvm_template,
                     rep.exc_msg ? rep.exc_msg : err.msg);
             _exit(1);
@@ -1210,6 +1243,8 @@ int main(int argc, char **argv)
         sock_dev = sst.st_dev;
         sock_ino = sst.st_ino;
     }
+    if (geteuid() == 0)
+        hide_runtime_dir();
     /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
      * clients from here on, unprivileged; this process stays root only to fork call
      * processes on request, and parses no byte the qube sent. */

@@ -12,10 +12,10 @@
  *      reply is the caller's.
  * qrexec-daemon runs it for those two services when dom0 has no service file of that
  * name. Its exit status: 0 when the import succeeded.
- * Qubes' script makes the internal calls in SOURCE's name; here they are dom0's own (the
- * source of a request is not used by these two), because bulkheadd refuses every
- * internal.* call that names a qube as its source: the qrexec policy has already
- * decided about SOURCE's admin.vm.volume.Import on DEST. */
+ * As Qubes' script, the internal calls name SOURCE as their source: run as SOURCE's call
+ * identity, this program may speak for SOURCE only, and bulkheadd serves them only while
+ * the qrexec policy allows SOURCE's admin.vm.volume.Import[WithSize] on DEST (as Qubes'
+ * ImportBegin fires admin-permission:admin.vm.volume.Import on the source). */
 #include "admin_client.h"
 #include "cleanup.h"
 #include "import_size.h"
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
     char method[128];
     snprintf(method, sizeof method, "internal.vm.volume.ImportBegin+%s", vol);
     _cleanup_free_ char *reply = NULL;
-    ssize_t n = query(method, "dom0", dest, line, llen, &reply);
+    ssize_t n = query(method, src, dest, line, llen, &reply);
     if (n < 0)
         return 125;
     uint64_t size;
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
     int slen = why[0] ? snprintf(status, sizeof status, "fail\n%s", why) : snprintf(status, sizeof status, "ok");
     snprintf(method, sizeof method, "internal.vm.volume.ImportEnd+%s", vol);
     _cleanup_free_ char *end = NULL;
-    n = query(method, "dom0", dest, status, (size_t)slen, &end);
+    n = query(method, src, dest, status, (size_t)slen, &end);
     if (n < 0)
         return 125;
     (void)bh_write_all(1, end, (size_t)n);

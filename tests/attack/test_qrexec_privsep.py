@@ -84,12 +84,15 @@ CALL_ID_BASE = (1 << 19) + (1 << 16)   # qrexec_ids.h: a qube's call processes
 CALL_GID = (1 << 19) + (1 << 17)       # the "dom0 qrexec" group
 
 
-def assert_call_identity(st, qid):
-    """A call process (or what it runs): the qube's call UID in every slot, the dom0
-    qrexec group and no other, no capability in any set, no_new_privs, filtered."""
+def assert_call_identity(st, qid, saved=None):
+    """A call process (or what it runs): the qube's call UID in every slot (the saved
+    one, for the call process itself, may be `saved`: the qube's unprivileged ID its
+    relay becomes), the dom0 qrexec group and no other, no capability in any set,
+    no_new_privs, filtered."""
     assert_unprivileged(st)
-    assert st["Uid"].split() == [str(CALL_ID_BASE + qid)] * 4, st["Uid"]
-    assert st["Gid"].split() == [str(CALL_GID)] * 4, st["Gid"]
+    call, grp = str(CALL_ID_BASE + qid), str(CALL_GID)
+    assert st["Uid"].split() == [call, call, saved or call, call], st["Uid"]
+    assert st["Gid"].split() == [grp, grp, saved or grp, grp], st["Gid"]
     assert st["Groups"] == "", st["Groups"]
     for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
         assert int(st[cap], 16) == 0, (cap, st[cap])
@@ -128,8 +131,21 @@ def test_a_call_between_qubes_runs_unprivileged(engine_daemon):
     calls = {p: st for p, st in seen.items() if st["Name"] != "qrexec-unpriv"}
     # positive control: the call process and its relay were seen while the call ran
     assert len(calls) >= 2, {p: st["Name"] for p, st in seen.items()}
+    unpriv = str((1 << 19) + qid)
+    relays = [st for st in calls.values() if st["Uid"].split()[0] == unpriv]
+    callers = [st for st in calls.values() if st["Uid"].split()[0] != unpriv]
+    assert relays and callers, {p: (st["Name"], st["Uid"]) for p, st in calls.items()}
+    for st in callers:
+        # the call identity, with the qube's unprivileged ID saved for its relay
+        assert_call_identity(st, qid, saved=unpriv)
+    for st in relays:
+        # the relay moves the qube's bytes and needs no socket: it sheds the call
+        # identity and its group (bulkheadd's and the daemons' sockets) for the qube's
+        # unprivileged one, in every slot
+        assert_unprivileged(st)
+        assert st["Uid"].split() == [unpriv] * 4 and st["Gid"].split() == [unpriv] * 4, (st["Uid"], st["Gid"])
+        assert st["Groups"] == "", st["Groups"]
     for st in calls.values():
-        assert_call_identity(st, qid)
         # a filter of its own on top of the monitor's: the call process's allowlist (a
         # qube is the target: nothing to exec), and the relay's on top of that
         assert int(st["Seccomp_filters"]) >= 2, st["Seccomp_filters"]

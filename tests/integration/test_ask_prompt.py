@@ -476,9 +476,10 @@ def test_real_call_window_reads_the_session_cookie_only_through_its_fd(ask_qubes
         p = call_bg(d, "@default", "qubes.VMShell", stdin="'sleep 3; hostname'")
         # While the allowed call runs, what moves its bytes holds no copy of the cookie:
         # it was the prompt's. Checked once the relay exists (a fork of the call process,
-        # both qrexec-daemon with the call identity, made after the decision): then
-        # neither the relay nor the call process may hold it.
+        # made after the decision: the call process has the call identity, the relay the
+        # qube's unprivileged one): then neither the relay nor the call process may hold it.
         call_ids = range((1 << 19) + 0x10000, (1 << 19) + 0x20000)
+        relay_ids = range(1 << 19, (1 << 19) + 0x10000)
 
         def call_procs():
             found = {}
@@ -490,17 +491,17 @@ def test_real_call_window_reads_the_session_cookie_only_through_its_fd(ask_qubes
                         comm = f.read().strip()
                 except (OSError, IndexError):
                     continue
-                if int(st["Uid"]) in call_ids and comm == "qrexec-daemon":
-                    found[pid] = st["PPid"]
+                if comm == "qrexec-daemon" and (int(st["Uid"]) in call_ids or int(st["Uid"]) in relay_ids):
+                    found[pid] = (st["PPid"], int(st["Uid"]) in call_ids)
             return found
 
         seen, leaked = set(), []
         deadline = time.time() + 20
         while p.poll() is None and time.time() < deadline:
             procs = call_procs()
-            for relay, parent in procs.items():
-                if parent not in procs:
-                    continue  # not a relay
+            for relay, (parent, is_call) in procs.items():
+                if is_call or parent not in procs or not procs[parent][1]:
+                    continue  # not a relay (a fork of a call process)
                 seen.add(relay)
                 for pid in (relay, parent):
                     try:

@@ -86,7 +86,7 @@ static bool match_source(const struct tok *t, const struct bh_sysinfo *si,
     case TOK_ADMINVM: return is_admin(src);
     /* As Qubes: dom0 too has tags and a type. */
     case TOK_TAG: return bh_qube_has_tag(src, t->value);
-    case TOK_TYPE: return !strcmp(bh_klass_name(src->klass), t->value);
+    case TOK_TYPE: return !strcmp(bh_policy_klass_name(src->klass), t->value);
     /* A disposable as the source: matched by the template it was started from. */
     case TOK_DISPVM_NAME:
         return src->klass == BH_KLASS_DISPVM && src->template &&
@@ -116,7 +116,7 @@ static bool match_target(const struct tok *t, const struct bh_sysinfo *si,
     case TOK_DEFAULT: return c->k == C_DEFAULT;
     case TOK_DISPVM: return c->k == C_DISPVM;
     case TOK_TAG: return c->k == C_QUBE && bh_qube_has_tag(c->q, t->value);
-    case TOK_TYPE: return c->k == C_QUBE && !strcmp(bh_klass_name(c->q->klass), t->value);
+    case TOK_TYPE: return c->k == C_QUBE && !strcmp(bh_policy_klass_name(c->q->klass), t->value);
     case TOK_DISPVM_NAME:
         if (c->k == C_DISPVM_OF)
             return value_names(c->q, t->value);

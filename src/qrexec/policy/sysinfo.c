@@ -13,7 +13,7 @@ static const char *const klass_names[] = {
     [BH_KLASS_STANDALONEVM] = "StandaloneVM",
 };
 
-int bh_klass_parse(const char *s)
+int bh_policy_klass_parse(const char *s)
 {
     for (size_t i = 0; i < BH_ARRAY_SIZE(klass_names); i++)
         if (!strcmp(s, klass_names[i]))
@@ -21,7 +21,7 @@ int bh_klass_parse(const char *s)
     return -1;
 }
 
-const char *bh_klass_name(enum bh_klass k)
+const char *bh_policy_klass_name(enum bh_klass k)
 {
     return (size_t)k < BH_ARRAY_SIZE(klass_names) ? klass_names[k] : "?";
 }
@@ -248,7 +248,7 @@ int bh_sysinfo_parse(struct bh_sysinfo *si, const char *text, bh_error *err)
         if (!name || name[0] == '#')
             continue;
         char *klass = strtok_r(NULL, " \t", &save);
-        int k = klass ? bh_klass_parse(klass) : -1;
+        int k = klass ? bh_policy_klass_parse(klass) : -1;
         if (k < 0)
             return bh_fail(err, EINVAL, "line %u: expected NAME CLASS", lineno);
         char *fields[16];

@@ -52,8 +52,8 @@ const struct bh_qube_info *bh_sysinfo_find_uuid(const struct bh_sysinfo *si, con
 const struct bh_qube_info *bh_sysinfo_adminvm(const struct bh_sysinfo *si);
 
 /* "AppVM" -> BH_KLASS_APPVM; -1 for an unknown class. */
-int bh_klass_parse(const char *s);
-const char *bh_klass_name(enum bh_klass k);
+int bh_policy_klass_parse(const char *s);
+const char *bh_policy_klass_name(enum bh_klass k);
 /* Qubes' power states that can serve a call without a start. */
 bool bh_power_state_running(const char *state);
 bool bh_uuid_valid(const char *s);

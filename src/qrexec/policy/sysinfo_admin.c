@@ -93,7 +93,7 @@ static int parse_list_line(struct bh_sysinfo *si, char *line, bh_error *err)
         else if (!strncmp(f, "uuid=", 5))
             uuid = f + 5;
     }
-    int k = klass ? bh_klass_parse(klass) : -1;
+    int k = klass ? bh_policy_klass_parse(klass) : -1;
     if (k < 0)
         return bh_fail(err, EBADMSG, "admin.vm.List: %.32s: unknown class", name);
     if (uuid && !*uuid)

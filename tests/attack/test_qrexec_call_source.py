@@ -1,0 +1,173 @@
+"""A qube's qrexec call identity speaks to bulkheadd for that qube only.
+
+Every host process a qube's call starts (the call process, the dom0 services it runs,
+qubesd-query/-import/-console) is the qube's call identity (UID 2^19 + 2^16 + qid).
+Such a process taken over by the qube (a bug in a dom0 program that handles the qube's
+bytes) must not be dom0 towards the Admin API: a request naming dom0 or another qube as
+its source is refused, so is anything only dom0 may do, and what it asks in its own
+qube's name is what the qrexec policy lets that qube have. Positive controls: the same
+probe gets answers where policy allows, and root (dom0's tools) is served as before."""
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from admin_fixtures import engine_daemon  # noqa: E402,F401
+from qrexec_fixtures import bin_path  # noqa: E402
+from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
+
+# Each request: a name, then the raw header (SOURCE filled in), then the payload. The
+# probe prints "NAME: <reply code> <exception type>" per request and an end marker.
+REQUESTS = [
+    ("dom0-list", "admin.vm.List+ dom0 name dom0", ""),
+    ("dom0-kill-b", "admin.vm.Kill+ dom0 name b", ""),
+    ("dom0-create", "admin.vm.Create.AppVM+host dom0 name dom0", "name=evil label=red"),
+    ("dom0-sysinfo", "internal.GetSystemInfo+ dom0 name dom0", ""),
+    ("b-list", "admin.vm.List+ b name dom0", ""),
+    ("b-state-b", "admin.vm.CurrentState+ b name b", ""),
+    ("own-kill-b", "admin.vm.Kill+ A name b", ""),
+    ("own-create", "admin.vm.Create.AppVM+host A name dom0", "name=evil label=red"),
+    ("own-import-b", "internal.vm.volume.ImportBegin+private A name b", ""),
+    ("own-start-b", "internal.qrexec.StartTarget+ A name b", "qubes.VMShell b"),
+    ("own-disp", "internal.qrexec.CreateDisposable+ A name host", "qubes.VMShell @dispvm:host"),
+    ("own-kill-disp", "internal.qrexec.KillDisposable+ A name b", ""),
+    ("own-events-dom0", "admin.Events+ A name dom0", ""),
+    ("own-policy-dir", "internal.GetPolicyDir+ A name dom0", ""),
+    # positive controls: what policy gives qube a, and what every call process needs
+    ("own-state-b", "admin.vm.CurrentState+ A name b", ""),
+    ("own-sysinfo", "internal.GetSystemInfo+ A name dom0", ""),
+    ("own-list", "admin.vm.List+ A name dom0", ""),
+]
+
+PROBE = r"""
+import socket, sys
+sock, me = sys.argv[1], sys.argv[2]
+for name, head, payload in REQUESTS:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(head.replace(" A ", " " + me + " ").encode() + b"\0" + payload.encode())
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(20)
+    out = b""
+    try:
+        while len(out) < 65536:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+            if name == "own-events-dom0":
+                break
+    except socket.timeout:
+        pass
+    s.close()
+    parts = out.split(b"\0")
+    code = parts[0].decode() if parts else ""
+    info = parts[1].decode() if code == "2" and len(parts) > 1 else out[2:200].decode(errors="replace").replace("\n", "|")
+    if name == "own-list":
+        info = ",".join(sorted(l.split()[0] for l in out[2:].decode().splitlines() if l))
+    print(f"{name}: {code} {info}", flush=True)
+print("probe-end")
+"""
+
+
+def probe_source(sock):
+    return f"REQUESTS = {REQUESTS!r}\n" + PROBE.replace("sock, me = sys.argv[1], sys.argv[2]",
+                                                        f"sock, me = {sock!r}, sys.argv[1] if len(sys.argv) > 1 else 'a'")
+
+
+POLICY = ("admin.vm.CurrentState  *  a  b  allow  target=dom0\n"
+          "admin.vm.List  *  a  @adminvm  allow  target=dom0\n"
+          "admin.vm.List  *  a  b  allow  target=dom0\n"
+          "admin.Events  *  a  @adminvm  allow  target=dom0\n"
+          "test.SourceProbe  *  a  @adminvm  allow\n")
+
+
+def results(out):
+    assert "probe-end" in out, out
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def check(res):
+    refused = [n for n, _, _ in REQUESTS if not n.startswith(("own-state", "own-sysinfo", "own-list"))]
+    for n in refused:
+        assert res[n].startswith("2 "), (n, res[n], res)
+        assert res[n] == "2 PermissionDenied", (n, res[n])
+    # the positive controls: answered, and admin.vm.List filtered by policy (a's own
+    # filter, applied by bulkheadd: b by its rule, dom0 by @adminvm; not a, not host)
+    assert res["own-state-b"].startswith("0 ") and "power_state=Running" in res["own-state-b"], res
+    assert res["own-sysinfo"].startswith("0 "), res
+    assert res["own-list"] == "0 b,dom0", res
+
+
+@pytest.fixture
+def service_dir(monkeypatch):
+    d = pathlib.Path(tempfile.mkdtemp(prefix="bh-dom0rpc-"))
+    d.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def qvm_run(d, *args, timeout=120):
+    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
+    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
+
+
+def start_qubes(d):
+    (d.root / "policy.d").mkdir(exist_ok=True)
+    (d.root / "policy.d" / "10-test.policy").write_text(POLICY)
+    for q in ("a", "b"):
+        assert qvm_run(d, q, "true").returncode == 0
+
+
+def test_a_dom0_service_run_for_a_qube_speaks_for_that_qube_only(service_dir, engine_daemon):
+    d = engine_daemon
+    start_qubes(d)
+    svc = service_dir / "test.SourceProbe"
+    svc.write_text(f"#!{sys.executable}\n" + probe_source(d.sock))
+    svc.chmod(0o755)
+    r = qvm_run(d, "-p", "--user", "root", "a", "/usr/lib/bulkhead/qrexec-client-vm @adminvm test.SourceProbe")
+    out = r.stdout.decode()
+    check(results(out + "\n" + r.stderr.decode()))
+    # nothing of it happened: b runs, no qube "evil"
+    assert "b class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
+    assert "evil" not in d.call("admin.vm.List", "dom0")
+    # dom0's tools (root) are served as before: the same requests in dom0's name
+    assert d.call("internal.GetSystemInfo", "dom0").startswith("a AppVM")
+    assert "host" in d.call("admin.vm.List", "dom0")
+
+
+def test_a_process_with_a_call_uid_speaks_for_that_qube_only(engine_daemon):
+    d = engine_daemon
+    start_qubes(d)
+    qid = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    sockdir = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
+    try:
+        src = probe_source(f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}")
+
+        def as_call_identity(uid):
+            def pre():
+                os.setgroups([])
+                os.setresgid(CALL_GID, CALL_GID, CALL_GID)
+                os.setresuid(uid, uid, uid)
+            return subprocess.run([sys.executable, "-c", src, "a"], preexec_fn=pre, pass_fds=(sockdir,),
+                                  capture_output=True, text=True, timeout=120)
+
+        r = as_call_identity(CALL_ID_BASE + qid)
+        check(results(r.stdout + r.stderr))
+        # another qube's call identity may not speak for a either (b's UID, source a)
+        qid_b = int(d.call("admin.vm.property.Get+qid", "b").split()[-1])
+        r = as_call_identity(CALL_ID_BASE + qid_b)
+        res = results(r.stdout + r.stderr)
+        assert res["own-state-b"] == "2 PermissionDenied" and res["own-sysinfo"] == "2 PermissionDenied", res
+    finally:
+        os.close(sockdir)
+    assert "b class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
