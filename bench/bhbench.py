@@ -43,6 +43,30 @@ def bwrap_times(n):
     return [timed(BWRAP) for _ in range(n)]
 
 
+def preloaded_ready(b):
+    """The name of a Running preloaded disposable of bench `b`'s daemon, or None."""
+    for line in b.call("admin.vm.List").splitlines():
+        name, *kv = line.split(" ")
+        p = dict(x.split("=", 1) for x in kv)
+        if p.get("class") == "DispVM" and p.get("state") == "Running":
+            try:
+                b.call("admin.vm.feature.Get+preload-dispvm", name)
+                return name
+            except AdminError:
+                pass
+    return None
+
+
+def wait_preloaded(b, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        n = preloaded_ready(b)
+        if n:
+            return n
+        time.sleep(0.01)
+    raise RuntimeError("no preloaded disposable became ready")
+
+
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "n/a"
 

@@ -5,6 +5,11 @@
 
 OP: `start`  (a halted app qube to `qvm-run -p a true`, then admin.vm.Kill),
     `dispvm` (`qvm-run --dispvm=dvmt -- true`, cold, until the disposable is removed),
+    `preload` (the same served by a preloaded disposable, preload-dispvm-max=1: the
+              round waits for the next one to be Running and the daemon idle first, and
+              the CPU window ends once the used one is removed, before the refill),
+    `kill`   (admin.vm.Kill of running app qube a, after one call into it; started again
+              outside the window),
     `call`   (`qrexec-client -d a user:true` into a running qube),
     `copy`   (`qvm-copy-to-vm b ~/big` of BENCH_COPY_MIB MiB (256) from qube a, between
               two running qubes; the received file is removed and `sync` run after each).
@@ -32,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def worker(op):
     sys.path.insert(0, HERE)
-    from bhbench import Bench, QVM_RUN, BUILD  # noqa: E402 (BULKHEAD_BUILD is set by the parent)
+    from bhbench import Bench, QVM_RUN, BUILD, wait_preloaded  # noqa: E402 (BULKHEAD_BUILD is set by the parent)
 
     cg = f"/sys/fs/cgroup/cpuacct/bh-cost-{os.getpid()}"
     b = Bench()
@@ -80,7 +85,7 @@ def worker(op):
         (b.d.root / "policy.d/10-bench.policy").write_text("qubes.Filecopy  *  a  b  allow\n")
         b.create_app("b", "blue")
         b.qvm_run("b", "true")
-    if op in ("start", "call", "copy"):
+    if op in ("start", "call", "copy", "kill"):
         b.create_app("a")
         b.qvm_run("-p", "a", "true")  # warm-up
     if op == "start":
@@ -88,11 +93,23 @@ def worker(op):
     if op == "copy":
         b.qvm_run("-p", "a", f"head -c {mib}M /dev/urandom > ~/big")
         os.sync()
-    if op == "dispvm":
+    if op in ("dispvm", "preload"):
         b.create_app("dvmt")
         b.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
         b.qvm_run("--dispvm=dvmt", "--", "true")  # warm-up
         b.wait_idle()
+    if op == "preload":
+        b.call("admin.vm.feature.Set+preload-dispvm-max", "dvmt", "1")
+
+    def prepare():
+        """what must be ready before a round (outside its CPU window)"""
+        if op == "preload":
+            wait_preloaded(b)
+            b.wait_idle(quiet_ms=20)
+        if op == "kill":
+            if "state=Running" not in b.call("admin.vm.CurrentState", "a").replace("power_state", "state"):
+                b.qvm_run("a", "true")
+            b.wait_idle(quiet_ms=20)
 
     def one_round():
         """wall seconds of the operation; the CPU window covers its whole cost"""
@@ -105,6 +122,18 @@ def worker(op):
             for n in disp_names() - before:
                 wait_gone(n)
             b.wait_idle(quiet_ms=20)
+        elif op == "preload":
+            before = disp_names()
+            wall = b.qvm_run("--dispvm=dvmt", "--", "true")
+            for n in before:
+                wait_gone(n)
+            if disp_names():
+                return None  # the refill began inside the window: measure again
+        elif op == "kill":
+            t0 = time.perf_counter()
+            b.call("admin.vm.Kill", "a")
+            wall = time.perf_counter() - t0
+            b.wait_state("a", "Halted")
         elif op == "copy":
             wall = b.qvm_run("-p", "a", "/usr/lib/bulkhead/qvm-copy-to-vm b ~/big")
             b.qvm_run("b", "rm ~/QubesIncoming/a/big")
@@ -117,17 +146,21 @@ def worker(op):
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "round":
-            c0 = cpu_ns()
-            wall = one_round()
-            c1 = cpu_ns()
+            wall = None
+            while wall is None:
+                prepare()
+                c0 = cpu_ns()
+                wall = one_round()
+                c1 = cpu_ns()
             print(json.dumps({"wall": wall, "cpu": [c1[i] - c0[i] for i in range(3)]}), flush=True)
         elif cmd == "strace":
             out = f"/tmp/bh-cost-strace-{os.getpid()}.txt"
+            prepare()
             st = subprocess.Popen(["strace", "-c", "-f", "-qq", "-o", out, "-p", str(b.d.proc.pid)],
                                   stderr=subprocess.DEVNULL)
             time.sleep(0.5)  # attached
             one_round()
-            time.sleep(0.2)
+            time.sleep(0.2 if op != "preload" else 0)  # preload: before the refill's tick
             st.send_signal(2); st.wait()
             counts = {}
             for l in open(out).read().splitlines():

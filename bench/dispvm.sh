@@ -16,33 +16,10 @@ export BULKHEAD_BUILD=$(realpath "${1:-${BULKHEAD_BUILD:-build}}")
 exec /usr/bin/python3 - <<'PY'
 import os, sys, time
 sys.path.insert(0, "bench")
-from bhbench import BWRAP, AdminError, Bench, median_ms, ratio, timed
+from bhbench import BWRAP, Bench, median_ms, ratio, timed, wait_preloaded
 
 rounds = int(os.environ.get("BENCH_ROUNDS", "20"))
 b = Bench()
-
-
-def preloaded_ready():
-    for line in b.call("admin.vm.List").splitlines():
-        name, *kv = line.split(" ")
-        p = dict(x.split("=", 1) for x in kv)
-        if p.get("class") == "DispVM" and p.get("state") == "Running":
-            try:
-                b.call("admin.vm.feature.Get+preload-dispvm", name)
-                return name
-            except AdminError:
-                pass
-    return None
-
-
-def wait_preloaded(timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        n = preloaded_ready()
-        if n:
-            return n
-        time.sleep(0.01)
-    raise RuntimeError("no preloaded disposable became ready")
 
 
 try:
@@ -73,7 +50,7 @@ try:
     b.call("admin.vm.feature.Set+preload-dispvm-max", "dvmt", "1")
     pre, used = [], set()
     for _ in range(rounds):
-        used.add(wait_preloaded())
+        used.add(wait_preloaded(b))
         pre.append(b.qvm_run(*run)); peer_round()
     b.call("admin.vm.feature.Remove+preload-dispvm-max", "dvmt")
     mc, mp, mb = median_ms(cold), median_ms(pre), median_ms(peer)

@@ -9,6 +9,7 @@
 #include "preload.h"
 #include "events.h"
 #include "props.h"
+#include "store.h"
 #include "waiters.h"
 #include <fcntl.h>
 #include <stdio.h>
@@ -240,9 +241,21 @@ static int create_disposable(struct bh_call *c)
     }
     if (!bh_qube_prop_bool(c->app, base, "template_for_dispvms"))
         return bh_exc(c->exc, "QubesException", "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False");
+    /* Handing out a preloaded disposable changes it in the store several times (its
+     * preload-dispvm feature goes, its caller's tags come): one commit for all. */
+    bh_error berr = { 0 };
+    bool batch = bh_store_batch_begin(c->app->store, &berr) == 0;
     struct bh_qube *pre = bh_preload_take(c->app, base);
-    if (pre) {
+    if (pre)
         created_by(c, pre, true);
+    if (batch && bh_store_batch_commit(c->app->store, &berr) < 0 && pre) {
+        /* In memory it is taken, on disk still preloaded: it must serve no one (after a
+         * restart it would be handed out again). Killing removes it (auto-cleanup). */
+        struct bh_exc ke = { 0 };
+        (void)bh_lifecycle_kill(c->app, pre, &ke);
+        return bh_exc(c->exc, "QubesException", "Cannot hand out a preloaded disposable: %s", berr.msg);
+    }
+    if (pre) {
         pre->rt.disp_caller = caller ? caller->qid : 0;
         if (c->req->payload_len == 4 && !memcmp(c->req->payload, "uuid", 4))
             return bh_buf_printf(c->out, "uuid:%s", pre->uuid);

@@ -10,6 +10,7 @@
 struct bh_store {
     sqlite3 *db;
     bool is_new;
+    bool batch; /* inside bh_store_batch_begin: transactions are savepoints in it */
 };
 
 static const char schema[] =
@@ -84,16 +85,44 @@ void bh_store_close(struct bh_store *s)
 
 bool bh_store_is_new(struct bh_store *s) { return s->is_new; }
 
-int bh_store_begin(struct bh_store *s, bh_error *err) { return exec(s, "BEGIN IMMEDIATE;", err); }
+int bh_store_begin(struct bh_store *s, bh_error *err)
+{
+    return exec(s, s->batch ? "SAVEPOINT bh;" : "BEGIN IMMEDIATE;", err);
+}
 int bh_store_commit(struct bh_store *s, bh_error *err)
 {
-    if (exec(s, "COMMIT;", err) < 0) {
+    if (exec(s, s->batch ? "RELEASE bh;" : "COMMIT;", err) < 0) {
         bh_store_rollback(s);
         return -1;
     }
     return 0;
 }
-void bh_store_rollback(struct bh_store *s) { sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL); }
+void bh_store_rollback(struct bh_store *s)
+{
+    sqlite3_exec(s->db, s->batch ? "ROLLBACK TO bh; RELEASE bh;" : "ROLLBACK;", NULL, NULL, NULL);
+}
+
+int bh_store_batch_begin(struct bh_store *s, bh_error *err)
+{
+    if (s->batch)
+        return bh_fail(err, EBUSY, "store: a batch is open already");
+    if (exec(s, "BEGIN IMMEDIATE;", err) < 0)
+        return -1;
+    s->batch = true;
+    return 0;
+}
+
+int bh_store_batch_commit(struct bh_store *s, bh_error *err)
+{
+    if (!s->batch)
+        return bh_fail(err, EINVAL, "store: no batch is open");
+    s->batch = false;
+    if (exec(s, "COMMIT;", err) < 0) {
+        sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
 
 /* Runs one statement with text/int parameters given as a printf-like spec:
  * 'i' = uint32, 't' = text (NULL binds NULL). */

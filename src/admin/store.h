@@ -28,5 +28,12 @@ int bh_store_put_label(struct bh_store *s, int index, const char *name, const ch
 /* Loads everything into app (qubes, props, features, tags, notes, firewall, globals, labels). */
 int bh_store_load(struct bh_store *s, struct bh_app *app, bh_error *err);
 
+/* A batch: every transaction begun until bh_store_batch_commit is a savepoint of one
+ * SQLite transaction, so several model changes of one API call cost one synchronous
+ * commit instead of one each. The caller replies only after the batch's commit, and
+ * must undo (or make harmless) what it changed in memory when that commit fails. */
+int bh_store_batch_begin(struct bh_store *s, bh_error *err);
+int bh_store_batch_commit(struct bh_store *s, bh_error *err);
+
 /* One-shot helper: begin, run fn, commit (rollback on failure). */
 int bh_store_txn(struct bh_store *s, int (*fn)(struct bh_store *, void *, bh_error *), void *ctx, bh_error *err);

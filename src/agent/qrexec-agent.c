@@ -76,9 +76,15 @@ static struct child children[MAX_CHILDREN];
  * (type + body, as the daemon sent it) on a SOCK_SEQPACKET pair, parses it again itself,
  * runs the call and exits. Forked again after a call ends, so that forking it does not
  * compete with the call for the CPU, and only once this qube has had two calls: a qube
- * that gets one call (a disposable) never pays for a spare it would not use. */
+ * that gets one call (a disposable) never pays for a spare it would not use. Except its
+ * first one: a disposable (BULKHEAD_DISPOSABLE=1 from the engine) forks one spare as
+ * soon as its daemon connects, its default user already looked up. A preloaded
+ * disposable so has its handler ready before it is handed out (the fork is done while
+ * it waits, not in the call), a cold one forks it while its start is answered, and
+ * neither forks another after the call. */
 static pid_t spare_pid;
 static unsigned calls_run;
+static bool disposable;
 static int spare_fd = -1;
 
 static void send_terminated(uint32_t domain, uint32_t port)
@@ -192,7 +198,7 @@ static _Noreturn void spare_main(int fd)
 
 static void spare_fork(void)
 {
-    if (spare_pid > 0 || ctrl < 0 || calls_run < 2)
+    if (spare_pid > 0 || ctrl < 0 || (calls_run < 2 && !(disposable && calls_run == 0)))
         return;
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -486,6 +492,9 @@ int main(int argc, char **argv)
         }
         own_domid = atoi(e);
     }
+    const char *disp = getenv("BULKHEAD_DISPOSABLE");
+    disposable = disp && !strcmp(disp, "1");
+    unsetenv("BULKHEAD_DISPOSABLE");
     /* Services started by us inherit these, so qrexec-client-vm finds its way. */
     char dom[16];
     snprintf(dom, sizeof dom, "%d", own_domid);
@@ -559,6 +568,13 @@ int main(int argc, char **argv)
                         ctrl = fd;
                         ctrl_version = ver;
                         bh_info("daemon connected, protocol %u", ver);
+                        if (disposable && calls_run == 0) {
+                            const char *u = getenv("BULKHEAD_USER");
+                            char line[80];
+                            snprintf(line, sizeof line, "%s:", u && *u ? u : "user");
+                            warm_user(line);
+                            spare_fork();
+                        }
                     }
                 }
             } else if (handle_ctrl() < 0) {

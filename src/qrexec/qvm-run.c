@@ -24,6 +24,7 @@
 
 struct opts {
     bool passio, autostart, all, dispvm, quiet, service, gui, no_shell;
+    bool fresh; /* the qube is a disposable CreateDisposable just gave us */
     int filter; /* -1 auto */
     const char *user, *dispvm_template, *runtime;
     char **exclude;
@@ -51,7 +52,8 @@ static bool is_paused(const char *qube)
 static int start_qube(const struct opts *o, const char *qube)
 {
     if (qrexec_up(o, qube)) {
-        if (is_paused(qube)) {
+        /* A preloaded disposable is handed out Running (never Paused): no need to ask. */
+        if (!o->fresh && is_paused(qube)) {
             fprintf(stderr, "qvm-run: error: qube %s is paused (unpause it with qvm-unpause)\n", qube);
             return -1;
         }
@@ -144,6 +146,7 @@ __attribute__((unused)) static int run_dispvm(const struct opts *o, const char *
     name[strcspn(name, "\n ")] = '\0';
     struct opts o2 = *o;
     o2.autostart = true;
+    o2.fresh = true;
     int code = run_one(&o2, name, cmd);
     struct bh_admin_reply k _cleanup_reply_ = { 0 };
     bh_admin_call("admin.vm.Kill", "", name, "", 0, &k, &err);

@@ -262,3 +262,80 @@ def test_preloaded_disposables(engine_daemon):
         time.sleep(0.2)
     assert len(_preloaded(d)) == 1               # and the pool is filled again
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+
+
+def _children(pid):
+    return [int(c) for t in os.listdir(f"/proc/{pid}/task")
+            for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
+
+
+def _agent_of(d, name):
+    init = int(open(d.runtime / "qubes" / name / "init.pid").read().split()[0])
+    return next(c for c in _children(init) if open(f"/proc/{c}/comm").read().strip() == "qrexec-agent")
+
+
+def _wait_children(pid, n, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(_children(pid)) != n:
+        time.sleep(0.02)
+    return _children(pid)
+
+
+def test_a_disposable_has_its_call_handler_forked_before_its_call(engine_daemon):
+    """A disposable's agent forks its one call's handler as soon as its qrexec-daemon
+    connects (a preloaded one while it waits to be handed out): the call runs in that
+    process, and no further spare is forked after it. An app qube forks none before
+    its second call (control)."""
+    d = engine_daemon
+    d.call("admin.vm.Start", "b")
+    assert qvm_run(d, "b", "echo ok").stdout == "ok\n"
+    time.sleep(0.3)
+    assert _children(_agent_of(d, "b")) == []        # control: one call, no spare
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    name = _preloaded(d)[0]
+    agent = _agent_of(d, name)
+    spare = _wait_children(agent, 1)
+    assert len(spare) == 1, spare                     # forked while it waited
+    nspid = [l.split()[-1] for l in open(f"/proc/{spare[0]}/status") if l.startswith("NSpid:")][0]
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+    assert d.call("admin.vm.CreateDisposable", "a") == name
+    r = qvm_run(d, name, "echo $PPID")                # the service's parent: its handler
+    assert r.returncode == 0 and r.stdout.strip() == nspid, (r, nspid)
+    time.sleep(0.3)
+    assert _children(agent) == []                     # none forked after the call
+    d.call("admin.vm.Kill", name)
+    d.call("admin.vm.Kill", "b")
+
+
+def test_a_handed_out_preloaded_disposable_stays_handed_out_after_a_crash(engine_daemon):
+    """CreateDisposable hands out a preloaded disposable in one store commit (its
+    preload-dispvm feature goes, its caller's tags come) before it answers: after a
+    SIGKILL of the daemon right after the answer, the restarted daemon adopts it as
+    taken, and never hands it to a second caller."""
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1
+    got = d.call("admin.vm.CreateDisposable", "a")
+    d.stop(signal.SIGKILL)
+    d.start()
+    assert state_of(d, got) == "Running"          # adopted, not removed
+    with pytest.raises(AdminError):
+        d.call("admin.vm.feature.Get+preload-dispvm", got)
+    assert "disp-created-by-dom0" in d.call("admin.vm.tag.List", got).split()
+    deadline = time.time() + 60                     # control: the pool is refilled ...
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1
+    second = d.call("admin.vm.CreateDisposable", "a")
+    assert second != got                            # ... and the next caller gets another
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+    d.call("admin.vm.Kill", got)
+    d.call("admin.vm.Kill", second)

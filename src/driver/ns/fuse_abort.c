@@ -6,9 +6,12 @@
  * would find the qube "already running" and its private image would stay bound. The
  * kernel's fusectl filesystem aborts a connection on request (every waiter gets
  * ENOTCONN), so the engine aborts each FUSE mount of the qube's mount namespace before
- * it kills. fusectl is mounted in a short-lived child's private mount namespace, so the
- * host's mount table is not changed (systemd usually has it at /sys/fs/fuse/connections,
- * a host without systemd may not). */
+ * it kills. fusectl is reached through a detached mount (fsopen + fsmount: a mount fd
+ * attached to no mount namespace, gone when closed), so the host's mount table is not
+ * changed (systemd usually has it at /sys/fs/fuse/connections, a host without systemd
+ * may not). Where the new mount API is refused, a short-lived child mounts it in a
+ * private mount namespace instead: a fork of bulkheadd and an unshare(CLONE_NEWNS),
+ * ~10 ms at every kill on this guest, against ~0.2 ms for the detached mount. */
 #include "ns.h"
 #include "io.h"
 #include "log.h"
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,6 +57,38 @@ static size_t fuse_minors(const char *mi, unsigned *out, size_t max)
     return n;
 }
 
+/* Writes "1" to each connection's abort file under the fusectl root dirfd; how many failed. */
+static int abort_each(int ctl, const unsigned *minors, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "%u/abort", minors[i]);
+        int fd = openat(ctl, p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || write(fd, "1", 1) != 1)
+            bad++;
+        if (fd >= 0)
+            close(fd);
+    }
+    return bad;
+}
+
+/* A detached fusectl mount: its root as an fd, or -1 (errno) where the new mount API
+ * is not available or refused. fusectl has one superblock for the whole host. */
+static int fusectl_detached(void)
+{
+    int fs = (int)syscall(SYS_fsopen, "fusectl", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    int m = -1;
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        m = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    int e = errno;
+    close(fs);
+    errno = e;
+    return m;
+}
+
 void bh_ns_abort_fuse(pid_t init_pid)
 {
     char path[64];
@@ -66,6 +102,14 @@ void bh_ns_abort_fuse(pid_t init_pid)
     free(mi);
     if (!n)
         return;
+    int ctl = fusectl_detached();
+    if (ctl >= 0) {
+        int bad = abort_each(ctl, minors, n);
+        close(ctl);
+        if (bad)
+            bh_warn("aborting %d of %zu FUSE connection(s) of a dying qube failed", bad, n);
+        return;
+    }
     pid_t c = fork();
     if (c < 0) {
         bh_warn("aborting the FUSE connections of a dying qube: fork: %s", strerror(errno));
@@ -74,20 +118,11 @@ void bh_ns_abort_fuse(pid_t init_pid)
     if (c == 0) {
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             _exit(1);
-        const char *ctl = "/sys/fs/fuse/connections";
-        if (mount("fusectl", ctl, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+        const char *path = "/sys/fs/fuse/connections";
+        if (mount("fusectl", path, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
             _exit(2);
-        int bad = 0;
-        for (size_t i = 0; i < n; i++) {
-            char p[96];
-            snprintf(p, sizeof p, "%s/%u/abort", ctl, minors[i]);
-            int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-            if (fd < 0 || write(fd, "1", 1) != 1)
-                bad++;
-            if (fd >= 0)
-                close(fd);
-        }
-        _exit(bad ? 3 : 0);
+        int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _exit(dir < 0 ? 2 : abort_each(dir, minors, n) ? 3 : 0);
     }
     int st;
     while (waitpid(c, &st, 0) < 0 && errno == EINTR)

@@ -121,13 +121,17 @@ static __attribute__((noreturn)) void init_stage(const struct bh_qube_spec *spec
     char dns_env[96] = "BULKHEAD_DNS=";
     if (spec->net.enabled && spec->net.dns1)
         snprintf(dns_env, sizeof dns_env, "BULKHEAD_DNS=%s %s", spec->net.dns1, spec->net.dns2 ? spec->net.dns2 : "");
-    char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead", "HOME=/root",
-                     "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
-                     spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", dns_env,
-                     /* a template has no network: its updates go over qrexec (init) */
-                     spec->klass && !strcmp(spec->klass, "TemplateVM") && !spec->net.enabled ? "BULKHEAD_UPDATES_PROXY=1"
-                                                                                              : NULL,
-                     NULL };
+    char *envp[16] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/bulkhead", "HOME=/root",
+                       "VCHAN_SOCKET_DIR=" BH_NS_VCHAN_IN_QUBE, dom_env, name_env, user_env, qid_env, ready_env,
+                       spec->debug ? "BULKHEAD_LOG=debug" : "BULKHEAD_LOG=info", dns_env };
+    size_t nenv = 10;
+    /* a template has no network: its updates go over qrexec (init) */
+    if (spec->klass && !strcmp(spec->klass, "TemplateVM") && !spec->net.enabled)
+        envp[nenv++] = "BULKHEAD_UPDATES_PROXY=1";
+    /* the agent forks a disposable's call handler ahead of its call (qrexec-agent.c) */
+    if (spec->klass && !strcmp(spec->klass, "DispVM"))
+        envp[nenv++] = "BULKHEAD_DISPOSABLE=1";
+    envp[nenv] = NULL;
     char *argv[] = { "bulkhead-init", NULL };
     execve(BH_NS_INIT_PATH, argv, envp);
     bh_fail_errno(&e, "exec %s", BH_NS_INIT_PATH);
