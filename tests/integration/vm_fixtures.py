@@ -90,8 +90,10 @@ def vm_leftovers(d, name):
             left.append("process " + (pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()[:60]).decode(errors="replace"))
         except OSError:
             pass
-    if str(rt / "vchan") in pathlib.Path("/proc/self/mountinfo").read_text():
-        left.append("vchan mount")
+    # the vchan tmpfs and (template `host`) the guest RAM's tmpfs in vm/mem
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        if str(rt) + "/" in line:
+            left.append("mount " + line.split()[4])
     tag = cgroup_tag(d)
     for cg in pathlib.Path("/sys/fs/cgroup").glob(f"*/{tag}/{name}"):
         left.append(f"cgroup {cg}")

@@ -283,25 +283,87 @@ static int newer(const char *path, const struct stat *st, int flag, struct FTW *
     return 0;
 }
 
+/* FNV-1a of the template root's path: the image's name. Not the root's device and
+ * inode: a template's root is a mount of its image, whose loop device (and so st_dev)
+ * changes with every mount, and each new name left the last image behind. */
+static unsigned long long path_key(const char *path)
+{
+    unsigned long long h = 1469598103934665603ull;
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    return h;
+}
+
+/* One current image per template root: removes images whose template root is gone
+ * (the stamp's second line names it) or is this one's under another name, images of
+ * the old naming (no path in the stamp,
+ * or no stamp), and temporary files of builds that died. A running VM keeps the image
+ * it opened (QEMU holds its fd). */
+static void prune_images(const char *cache_dir, const char *keep, const char *keep_src)
+{
+    _cleanup_closedir_ DIR *d = opendir(cache_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const char *n = e->d_name;
+        size_t l = strlen(n);
+        if (strncmp(n, "root-", 5))
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", cache_dir, n) >= (int)sizeof path || !strcmp(path, keep))
+            continue;
+        const char *tmp = strstr(n, ".erofs.");
+        if (tmp && l > 4 && !strcmp(n + l - 4, ".tmp")) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/%d", atoi(tmp + 7));
+            if (access(proc, F_OK) < 0)
+                unlinkat(dirfd(d), n, 0);
+            continue;
+        }
+        if (l < 6 || strcmp(n + l - 6, ".erofs"))
+            continue;
+        char stamp_path[PATH_MAX + 8];
+        snprintf(stamp_path, sizeof stamp_path, "%s.stamp", path);
+        _cleanup_free_ char *st = bh_read_file(stamp_path, 8192, NULL);
+        char *src = st ? strchr(st, '\n') : NULL;
+        if (src && src[1]) {
+            src++;
+            src[strcspn(src, "\n")] = '\0';
+            struct stat sb;
+            if (strcmp(src, keep_src) && stat(src, &sb) == 0 && S_ISDIR(sb.st_mode))
+                continue; /* another template's current image */
+        }
+        unlink(path);
+        unlink(stamp_path);
+    }
+}
+
 int bh_vm_root_image(const char *cache_dir, const char *root_dir, char *out, size_t n, bh_error *err)
 {
     if (bh_mkdir_p(cache_dir, 0700) < 0)
         return bh_fail_errno(err, "mkdir %s", cache_dir);
-    /* name: the template dir's identity; content key: newest change anywhere in it */
+    /* name: the template root's path; content key: newest change anywhere in it, and
+     * the number of files */
     struct stat st;
     if (stat(root_dir, &st) < 0)
         return bh_fail_errno(err, "template root %s", root_dir);
+    if (strchr(root_dir, '\n'))
+        return bh_fail(err, EINVAL, "template root path with a newline");
     newest = (struct timespec){ 0 };
     nfiles = 0;
     if (nftw(root_dir, newer, 64, FTW_PHYS | FTW_MOUNT) < 0)
         return bh_fail_errno(err, "scanning %s", root_dir);
-    char stamp[128], stamp_path[PATH_MAX];
-    int sl = snprintf(stamp, sizeof stamp, "%lld.%09ld %llu\n", (long long)newest.tv_sec, newest.tv_nsec, nfiles);
-    snprintf(out, n, "%s/root-%llx-%llx.erofs", cache_dir, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    char stamp[PATH_MAX + 128], stamp_path[PATH_MAX];
+    int sl = snprintf(stamp, sizeof stamp, "%lld.%09ld %llu\n%s\n", (long long)newest.tv_sec, newest.tv_nsec, nfiles,
+                      root_dir);
+    if (sl < 0 || sl >= (int)sizeof stamp)
+        return bh_fail(err, ENAMETOOLONG, "template root path too long");
+    snprintf(out, n, "%s/root-%016llx.erofs", cache_dir, path_key(root_dir));
     snprintf(stamp_path, sizeof stamp_path, "%s.stamp", out);
-    _cleanup_free_ char *old = bh_read_file(stamp_path, 128, NULL);
-    if (old && !strcmp(old, stamp) && access(out, R_OK) == 0)
+    _cleanup_free_ char *old = bh_read_file(stamp_path, sizeof stamp, NULL);
+    if (old && !strcmp(old, stamp) && access(out, R_OK) == 0) {
+        prune_images(cache_dir, out, root_dir);
         return 0;
+    }
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", out, (int)getpid());
     pid_t pid = fork();
@@ -326,5 +388,6 @@ int bh_vm_root_image(const char *cache_dir, const char *root_dir, char *out, siz
         return bh_fail_errno(err, "rename %s", out);
     if (bh_write_runtime_file(stamp_path, stamp, (size_t)sl, 0600) < 0)
         return bh_fail_errno(err, "writing %s", stamp_path);
+    prune_images(cache_dir, out, root_dir);
     return 0;
 }

@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -34,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,13 +283,20 @@ static void proxy_add(const char *name)
     for (int i = 0; i < MAX_NAMES; i++) {
         if (proxies[i].used)
             continue;
+        /* bound and listening under a name nobody looks for, then moved into place
+         * (never over an existing name): a client that sees the name can connect at
+         * once, instead of meeting ECONNREFUSED between bind and listen */
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         struct sockaddr_un a = { .sun_family = AF_UNIX };
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", name);
+        snprintf(a.sun_path, sizeof a.sun_path, ".proxy.%s", name);
+        unlink(a.sun_path);
         mode_t old = umask(0);
         int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&a, sizeof a);
         umask(old);
-        if (r < 0 || listen(fd, 16) < 0 || fstat(fd, &st) < 0 || lstat(name, &st) < 0) {
+        if (r < 0 || listen(fd, 16) < 0 || lstat(a.sun_path, &st) < 0 ||
+            syscall(SYS_renameat2, AT_FDCWD, a.sun_path, AT_FDCWD, name, RENAME_NOREPLACE) < 0) {
+            if (r == 0)
+                unlink(a.sun_path);
             if (fd >= 0)
                 close(fd);
             return;
@@ -619,6 +628,11 @@ int main(int argc, char **argv)
         send_frame(BH_MUX_SYNC, 0, NULL, 0);
         synced = true;
         scan_dir();
+        flush_transport();
+    } else {
+        /* at once, not after the first 200 ms wait: the host has been connected since
+         * long before the guest booted, and its SYNC is the answer to this */
+        send_frame(BH_MUX_HELLO, 0, NULL, 0);
         flush_transport();
     }
     for (;;) {

@@ -3,7 +3,8 @@
  * hands over to the same bulkhead-init that runs in `ns` qubes:
  *
  *   1. /dev, /proc, /sys; loads the modules listed in /modules/order (virtio, block,
- *      console, erofs, overlay, virtiofs: the cloud kernel has them as modules);
+ *      console, erofs, overlay, virtiofs: the cloud kernel has them as modules), in
+ *      the background while the steps below wait for the ones they need;
  *   2. root: the template's erofs image (/dev/vda, read-only) under an overlay whose
  *      upper layer is a tmpfs of bh.vol MiB: every change is gone at the next start;
  *   3. /usr: the root's own, or the host's /usr shared read-only through virtiofs
@@ -26,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <net/route.h>
@@ -109,24 +111,150 @@ static const char *param(const char *key, const char *def)
     return def;
 }
 
-static void load_modules(void)
+/* ---- kernel modules, loaded in the background ----
+ * The cloud kernel has virtio, erofs, overlay, virtiofs, ... as modules (/modules/order,
+ * dependencies first). Under TCG each load costs tens of milliseconds (the module's
+ * signature is checked, its devices probed), and one after another they took ~0.5 s
+ * of the boot. So a thread loads them in the background, each module once every
+ * module it needs (its .modinfo `depends=`, among ours) is in, while the main thread
+ * goes on and waits only for the ones its next step needs (module_wait): the network
+ * card's and pvpanic's modules load while the disks are mounted. A module that fails
+ * to load fails the boot as before. */
+#define MODS_MAX 32
+#define MOD_DEPS 8
+static struct mod {
+    char file[64], name[64];
+    int deps[MOD_DEPS], ndeps;
+    int state; /* 0 waiting, 1 loading, 2 loaded */
+} mods[MODS_MAX];
+static int nmods;
+static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mod_cond = PTHREAD_COND_INITIALIZER;
+
+static void mod_name(char *out, size_t n, const char *s, size_t len)
+{
+    snprintf(out, n, "%.*s", (int)len, s);
+    for (char *c = out; *c; c++)
+        if (*c == '-')
+            *c = '_';
+}
+
+/* the module's `depends=` (its .modinfo, a NUL-terminated string in the file) */
+static void mod_deps(struct mod *m, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (64 << 20))
+        fail("reading %s", path);
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf || read(fd, buf, (size_t)st.st_size) != st.st_size)
+        fail("reading %s", path);
+    close(fd);
+    buf[st.st_size] = '\0';
+    static const char key[] = "depends=";
+    for (char *p = buf; (p = memmem(p, (size_t)(buf + st.st_size - p), key, sizeof key - 1));) {
+        if (p > buf && p[-1] != '\0') { /* not the start of a .modinfo string */
+            p++;
+            continue;
+        }
+        for (char *d = p + sizeof key - 1; *d;) {
+            size_t l = strcspn(d, ",");
+            char dn[64];
+            mod_name(dn, sizeof dn, d, l);
+            for (int i = 0; i < nmods; i++) /* only earlier ones: the order has deps first */
+                if (!strcmp(mods[i].name, dn) && m->ndeps < MOD_DEPS)
+                    m->deps[m->ndeps++] = i;
+            d += l + (d[l] == ',');
+        }
+        break;
+    }
+    free(buf);
+}
+
+static void *mod_worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mod_lock);
+    for (;;) {
+        int pick = -1, left = 0;
+        for (int i = 0; i < nmods && pick < 0; i++) {
+            if (mods[i].state != 0)
+                continue;
+            left++;
+            bool ready = true;
+            for (int k = 0; k < mods[i].ndeps; k++)
+                ready = ready && mods[mods[i].deps[k]].state == 2;
+            if (ready)
+                pick = i;
+        }
+        if (pick < 0 && !left)
+            break;
+        if (pick < 0) {
+            pthread_cond_wait(&mod_cond, &mod_lock);
+            continue;
+        }
+        mods[pick].state = 1;
+        pthread_mutex_unlock(&mod_lock);
+        char path[128];
+        snprintf(path, sizeof path, "/modules/%s", mods[pick].file);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
+            fail("loading %s", mods[pick].file);
+        close(fd);
+        pthread_mutex_lock(&mod_lock);
+        mods[pick].state = 2;
+        pthread_cond_broadcast(&mod_cond);
+    }
+    pthread_mutex_unlock(&mod_lock);
+    return NULL;
+}
+
+static void modules_start(void)
 {
     FILE *f = fopen("/modules/order", "r");
     if (!f)
         return;
     char line[256];
-    while (fgets(line, sizeof line, f)) {
+    while (nmods < MODS_MAX && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
-        if (!*line)
+        size_t l = strlen(line);
+        if (l < 4 || l >= sizeof mods[0].file || strcmp(line + l - 3, ".ko"))
             continue;
-        char path[300];
+        struct mod *m = &mods[nmods];
+        snprintf(m->file, sizeof m->file, "%s", line);
+        mod_name(m->name, sizeof m->name, line, l - 3);
+        char path[128];
         snprintf(path, sizeof path, "/modules/%s", line);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
-            fail("loading %s", line);
-        close(fd);
+        mod_deps(m, path);
+        nmods++;
     }
     fclose(f);
+    /* one loader per vCPU that the main thread leaves: more only fought over the
+     * vCPUs (a loaded host showed it); at most 2 */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = cpus > 2 ? 2 : 1;
+    for (int i = 0; i < nth; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, mod_worker, NULL) != 0)
+            fail("starting the module loader");
+        pthread_detach(t);
+    }
+}
+
+/* Waits until the module (by name, e.g. "virtio_blk"; NULL: every one) is loaded. */
+static void module_wait(const char *name)
+{
+    pthread_mutex_lock(&mod_lock);
+    for (;;) {
+        bool done = true;
+        for (int i = 0; i < nmods; i++)
+            if ((!name || !strcmp(mods[i].name, name)) && mods[i].state != 2)
+                done = false;
+        if (done)
+            break;
+        pthread_cond_wait(&mod_cond, &mod_lock);
+    }
+    pthread_mutex_unlock(&mod_lock);
 }
 
 static void wait_for(const char *path)
@@ -493,8 +621,7 @@ int main(int argc, char **argv)
     close(cfd);
     debug = param("bh.debug", NULL) != NULL;
     step("start");
-    load_modules();
-    step("modules loaded");
+    modules_start();
 
     char opts[512];
     /* root: template image + throwaway upper on a tmpfs */
@@ -505,12 +632,16 @@ int main(int argc, char **argv)
     mkdir("/vol/usr", 0755);
     mkdir("/vol/uwork", 0755);
     char dev[64];
+    module_wait("virtio_blk");
+    module_wait("erofs");
+    module_wait("overlay");
     find_disk("bhroot", dev, sizeof dev);
     xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
     xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
     step("root mounted");
     /* /usr: ours on top of the host's (read-only) or the template's (throwaway) */
     if (!strcmp(param("bh.usr", "root"), "virtiofs")) {
+        module_wait("virtiofs");
         xmount("usr", "/hostusr", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
         xmount("overlay", "/newroot/usr", "overlay", MS_RDONLY | MS_NODEV, "lowerdir=" BHUSR ":/hostusr");
     } else {
@@ -537,6 +668,9 @@ int main(int argc, char **argv)
     sethostname(name, strlen(name));
 
     /* the guest side of the vchan bridge (static, from the initramfs) */
+    /* every module in (pvpanic too: a panic from here on is reported) */
+    module_wait(NULL);
+    step("modules loaded");
     char port[64];
     find_port("bulkhead.vchan", port, sizeof port);
     pid_t bridge = start_bridge(port);

@@ -49,6 +49,7 @@ void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
     bh_path_join(p->qmp, sizeof p->qmp, p->vmdir, "qmp.sock");
     bh_path_join(p->port, sizeof p->port, p->vmdir, "port.sock");
     bh_path_join(p->vfs_sock, sizeof p->vfs_sock, p->vmdir, "virtiofs.sock");
+    bh_path_join(p->mem, sizeof p->mem, p->vmdir, "mem");
     bh_path_join(p->qemu_pid, sizeof p->qemu_pid, p->rt, "qemu.pid");
     bh_path_join(p->bridge_pid, sizeof p->bridge_pid, p->rt, "bridge.pid");
     bh_path_join(p->vfs_pid, sizeof p->vfs_pid, p->rt, "virtiofsd.pid");
@@ -359,7 +360,13 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
     }
     if (vfs) {
         arg(a, "-object");
-        arg(a, "memory-backend-memfd,id=mem,size=%lluM,share=on", (unsigned long long)mem);
+        /* shared with virtiofsd (vhost-user), so not QEMU's anonymous memory: a file on
+         * a tmpfs of huge pages (make_mem_dir), aligned so that the guest's RAM is
+         * mapped in 2 MiB pages as anonymous RAM is (madvise). A memfd is shmem without
+         * huge pages (shmem_enabled is `never` on most hosts): the guest's first touch
+         * of its RAM then took 30000 more page faults, ~0.6 s of CPU per TCG boot */
+        arg(a, "memory-backend-file,id=mem,size=%lluM,share=on,align=2M,mem-path=%s", (unsigned long long)mem,
+            p->mem);
         arg(a, "-chardev");
         arg(a, "socket,id=vfs,path=%s", p->vfs_sock);
         arg(a, "-device");
@@ -396,6 +403,26 @@ static int make_dirs(const struct bh_qube_spec *spec, const struct bh_vm_paths *
     if (chown(p->vmdir, spec->uid_base, spec->uid_base) < 0)
         return bh_fail_errno(err, "chown %s", p->vmdir);
     return 0;
+}
+
+/* The guest's RAM, when it is shared with virtiofsd: a tmpfs of the guest's size
+ * (QEMU's file is all it holds), owned by the qube's host UID, with huge pages where
+ * the host's kernel has them for tmpfs (otherwise plain pages: same function). */
+static int make_mem_dir(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
+{
+    uint64_t mem = spec->memory_mib ? spec->memory_mib : 400;
+    if (mkdir(p->mem, 0700) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", p->mem);
+    char opts[160];
+    for (int huge = 1; huge >= 0; huge--) {
+        snprintf(opts, sizeof opts, "size=%lluM,nr_inodes=8,mode=0700,uid=%u,gid=%u%s", (unsigned long long)mem + 2,
+                 spec->uid_base, spec->uid_base, huge ? ",huge=always" : "");
+        if (mount("bulkhead-vmmem", p->mem, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) == 0)
+            return 0;
+        if (errno != EINVAL)
+            break;
+    }
+    return bh_fail_errno(err, "mount tmpfs on %s", p->mem);
 }
 
 static int make_cgroup(const struct bh_qube_spec *spec, const char *tag, bh_error *err)
@@ -442,7 +469,7 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     bh_cgroup_tag(spec, tag, sizeof tag);
     if (make_cgroup(spec, tag, err) < 0)
         return -1;
-    if (vfs && start_virtiofsd(spec, p, as.virtiofsd, err) < 0)
+    if (vfs && (make_mem_dir(spec, p, err) < 0 || start_virtiofsd(spec, p, as.virtiofsd, err) < 0))
         return -1;
     _cleanup_close_ int rootfd = open(root_img, O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int privfd = spec->vol.private_img ? open(spec->vol.private_img, O_RDWR | O_CLOEXEC) : -1;
@@ -551,6 +578,9 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
         snprintf(f, sizeof f, "%s/%s", p->vmdir, files[i]);
         unlink(f);
     }
+    while (umount2(p->mem, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+        ;
+    rmdir(p->mem);
     rmdir(p->vmdir);
     unlink(p->shutdown_mark);
     /* a link change still being told to the guest ends at its next try */
