@@ -22,7 +22,7 @@ import time
 import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from net_fixtures import Internet, Net, WEB  # noqa: E402
+from net_fixtures import Internet, Net, WEB, sink, words_received  # noqa: E402
 from admin_fixtures import wait_state  # noqa: E402
 
 WEB6, OTHER6, INET6 = "2001:db8:80::80", "2001:db8:80::81", "2001:db8:80::1"
@@ -217,12 +217,7 @@ def test_dsthost_aaaa_becomes_dst6(net6):
 
 def test_forged_ipv6_source_dropped(net6, internet6, tmp_path):
     log = tmp_path / "sink6.log"
-    sink = internet6.spawn(internet6.srv, [_sys.executable, "-c", SINK6, str(log)])
-    try:
-        for _ in range(100):
-            if log.exists():
-                break
-            time.sleep(0.05)
+    with sink(internet6, SINK6, log):
         time.sleep(0.2)
         ns = net6.d.runtime / "net" / f"q{qid(net6, 'work')}"
         mac = net6.prop("work", "mac")
@@ -243,15 +238,6 @@ def test_forged_ipv6_source_dropped(net6, internet6, tmp_path):
         # positive control: the same frame with the qube's own source arrives
         subprocess.run(["nsenter", f"--net={ns}", _sys.executable, "-c", FRAME6, "fe:ff:ff:ff:ff:ff", mac, own,
                         "genuine"], check=True, timeout=30)
-        got = []
-        for _ in range(100):
-            got = log.read_text().split()
-            if "genuine" in got:
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
-        got = log.read_text().split()
+        got = words_received(log, "genuine", settle=0.3)
         assert "genuine" in got, got
         assert not [g for g in got if g.startswith("forged")], got
-    finally:
-        sink.kill()

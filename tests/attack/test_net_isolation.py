@@ -5,12 +5,11 @@ import pathlib as _pl
 import subprocess
 import sys as _sys
 import textwrap
-import time
 
 import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from net_fixtures import net, internet, WEB, OTHER, HOST, LAN, CONNECT_ECHO, WAIT_FORWARDER  # noqa: E402,F401
+from net_fixtures import net, internet, sink, words_received, WEB, OTHER, HOST, LAN, CONNECT_ECHO, WAIT_FORWARDER  # noqa: E402,F401
 
 SINK = textwrap.dedent(r'''
     import socket, sys
@@ -73,12 +72,7 @@ def test_forged_address_or_mac_dropped_even_if_the_qube_could_send_them(net, int
     address or MAC past its netvm."""
     assert net.run("work", "true").returncode == 0
     log = tmp_path / "sink.log"
-    sink = internet.spawn(internet.srv, [_sys.executable, "-c", SINK, str(log)])
-    try:
-        for _ in range(100):  # the sink creates its log once it listens
-            if log.exists():
-                break
-            time.sleep(0.05)
+    with sink(internet, SINK, log):
         ns = net.d.runtime / "net" / f"q{qid(net, 'work')}"
         mine, other = net.prop("work", "ip"), net.prop("personal", "ip")
         mac = "00:16:3e:5e:6c:00"
@@ -86,18 +80,9 @@ def test_forged_address_or_mac_dropped_even_if_the_qube_could_send_them(net, int
         for smac, sip, tag in ((mac, other, "forged-ip"), ("00:16:3e:11:22:33", mine, "forged-mac"),
                                (mac, "198.51.100.1", "forged-host-ip"), (mac, mine, "genuine")):
             subprocess.run(["nsenter", f"--net={ns}", _sys.executable, "-c", FRAME, smac, sip, tag], check=True, timeout=30)
-        got = []
-        for _ in range(100):
-            got = log.read_text().split()
-            if "genuine" in got:
-                break
-            time.sleep(0.1)
-        time.sleep(0.2)
-        got = log.read_text().split()
+        got = words_received(log, "genuine", settle=0.2)
         assert "genuine" in got  # positive control: hand-made frames do get through
         assert "forged-ip" not in got and "forged-mac" not in got and "forged-host-ip" not in got
-    finally:
-        sink.kill()
 
 
 def test_no_qube_to_qube(net):
@@ -244,12 +229,7 @@ def test_no_ipv6_around_the_firewall(net, internet, tmp_path):
     internet.exec(internet.srv, "ip", "-6", "addr", "add", "2001:db8:80::80/64", "dev", b["ifname"], "nodad", check=True)
     internet.exec(internet.inet, "ip", "-6", "addr", "add", "2001:db8:80::1/64", "dev", a["ifname"], "nodad", check=True)
     log = tmp_path / "sink6.log"
-    sink = internet.spawn(internet.srv, [_sys.executable, "-c", SINK6, str(log)])
-    try:
-        for _ in range(100):
-            if log.exists():
-                break
-            time.sleep(0.05)
+    with sink(internet, SINK6, log):
         # as the qube's root: no IPv6 address can be made, nothing can be sent
         r = net.run("work", "id -u; ip -6 addr add fd09:24ef:4179::a89:99/128 dev eth0; echo addr=$?; "
                     "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; echo enable=$?; "
@@ -270,15 +250,6 @@ def test_no_ipv6_around_the_firewall(net, internet, tmp_path):
         # positive control: the same frame, sent into the test's internet, arrives
         subprocess.run(["ip", "netns", "exec", internet.inet, _sys.executable, "-c", FRAME6, a["ifname"], b["address"],
                         a["address"], "2001:db8:80::1", "control6"], check=True, timeout=30)
-        got = []
-        for _ in range(100):
-            got = log.read_text().split()
-            if "control6" in got and "qube4" in got:
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
-        got = log.read_text().split()
+        got = words_received(log, "control6", "qube4", settle=0.3)
         assert "control6" in got and "qube4" in got, got  # IPv6 works here; IPv4 from the qube too
         assert "qube6" not in got and "beneath6" not in got, got
-    finally:
-        sink.kill()

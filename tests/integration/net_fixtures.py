@@ -13,6 +13,7 @@ Every address lives in these namespaces (TEST-NET-2); nothing leaves them.
 
 Use: sys.path.insert(0, <tests/integration>); from net_fixtures import net  # noqa
 """
+import contextlib
 import os
 import pathlib
 import random
@@ -248,6 +249,32 @@ def net(internet, tmp_path_factory):
     n = Net(tmp_path_factory.mktemp("net"), internet)
     yield n
     n.close()
+
+
+@contextlib.contextmanager
+def sink(internet, script, log):
+    """A receiver in the test's internet for as long as the with-block runs (script: it
+    writes each word it receives to log, its argv[1], which it creates once it listens)."""
+    p = internet.spawn(internet.srv, [sys.executable, "-c", script, str(log)])
+    try:
+        for _ in range(100):  # the sink creates its log once it listens
+            if log.exists():
+                break
+            time.sleep(0.05)
+        yield
+    finally:
+        p.kill()
+
+
+def words_received(log, *want, settle):
+    """The words in a sink's log once every wanted word is in (10 s at most), read again
+    settle seconds later: frames sent before the last wanted one have arrived too."""
+    for _ in range(100):
+        if set(want) <= set(log.read_text().split()):
+            break
+        time.sleep(0.1)
+    time.sleep(settle)
+    return log.read_text().split()
 
 
 def conntrack_count(netns_path):

@@ -7,7 +7,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,7 @@ import time
 import pytest
 
 import mount_cleanup
+from admin_fixtures import raw_call
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
@@ -102,20 +102,7 @@ class ToolsDaemon:
         return env
 
     def raw(self, data):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
-        try:
-            s.connect(self.sock)
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return out
-                out += chunk
-        finally:
-            s.close()
+        return raw_call(self.sock, data, timeout=20)
 
     def call(self, method, dest="dom0", payload=b"", arg=""):
         """An Admin API call; returns the body or raises AssertionError with the error."""
