@@ -22,6 +22,7 @@ struct bh_call {
     bool park;              /* set by calls that answer later (waiters.h): no reply now */
     struct bh_qube *call_qube; /* the qube whose qrexec call identity made the request (call_auth.h), or NULL */
     struct bh_call_policy *list_policy; /* admin.vm.List on dom0 for call_qube: the policy's filter */
+    char call_user[64];     /* internal.qrexec.ConnectTarget: the user the policy runs the call as */
 };
 
 typedef int (*bh_handler)(struct bh_call *c);

@@ -7,6 +7,7 @@
 #include "loop.h"
 #include "lifecycle.h"
 #include "preload.h"
+#include "qrexec_connect.h"
 #include "events.h"
 #include "props.h"
 #include "store.h"
@@ -450,6 +451,7 @@ const struct bh_method bh_api_vm[] = {
     { "internal.qrexec.StartTarget", qrexec_start, NA },
     { "internal.qrexec.CreateDisposable", qrexec_create_disposable, NA },
     { "internal.qrexec.KillDisposable", qrexec_kill, NA | NP },
+    { "internal.qrexec.ConnectTarget", bh_qrexec_connect_target, NA },
     { "admin.vm.List", vm_list, NA | NP },
     { "admin.vm.Create.AppVM", create_app, BH_M_DOM0 },
     { "admin.vm.Create.TemplateVM", create_template, BH_M_DOM0 },

@@ -67,8 +67,8 @@ bool bh_call_payload_parse(const char *p, size_t len, char *svc, size_t sn, char
     return true;
 }
 
-/* The qrexec call process's steps: start the target, make the call's disposable, end
- * it. Each must follow from the policy for this qube's call as the caller made it. */
+/* The qrexec call process's steps: start the target, make the call's disposable, connect
+ * to the target's daemon (bulkheadd does it: api_qrexec.c), end the disposable. Each must follow from the policy for this qube's call as the caller made it. */
 static int qrexec_step(struct bh_call *c, struct bh_qube *q)
 {
     const struct bh_request *r = c->req;
@@ -89,9 +89,19 @@ static int qrexec_step(struct bh_call *c, struct bh_qube *q)
     if (c->dest->klass == BH_ADMINVM)
         return refuse(c, q, "names dom0");
     bool disp = !strcmp(r->method, "internal.qrexec.CreateDisposable");
-    snprintf(actual, sizeof actual, "%s%s", disp ? "@dispvm:" : "", c->dest->name);
+    bool connect = !strcmp(r->method, "internal.qrexec.ConnectTarget");
+    if (connect && own_disp) {
+        /* the call's own disposable: the policy must lead this very call (the service
+         * run in it, and its user) to a disposable of that template */
+        const char *tpl = bh_kv_get(&c->dest->props, "template");
+        if (!tpl)
+            return refuse(c, q, "the disposable has no template");
+        snprintf(actual, sizeof actual, "@dispvm:%s", tpl);
+    } else {
+        snprintf(actual, sizeof actual, "%s%s", disp ? "@dispvm:" : "", c->dest->name);
+    }
     struct bh_call_policy *p = policy_now(c);
-    bool ok = p && bh_call_policy_reaches(p, q->name, requested, svc, actual);
+    bool ok = p && bh_call_policy_reaches_as(p, q->name, requested, svc, actual, c->call_user, sizeof c->call_user);
     bh_call_policy_close(p);
     if (!ok)
         return refuse(c, q, "the qrexec policy does not lead this call there");

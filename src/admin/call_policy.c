@@ -1,6 +1,7 @@
 #include "call_policy.h"
 #include "policy.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,12 @@ static bool target_is(const struct bh_policy_result *r, const char *actual)
 bool bh_call_policy_reaches(const struct bh_call_policy *p, const char *source, const char *requested,
                             const char *service_and_arg, const char *actual)
 {
+    return bh_call_policy_reaches_as(p, source, requested, service_and_arg, actual, NULL, 0);
+}
+
+bool bh_call_policy_reaches_as(const struct bh_call_policy *p, const char *source, const char *requested,
+                               const char *service_and_arg, const char *actual, char *user, size_t user_size)
+{
     struct bh_policy_result r;
     memset(&r, 0, sizeof r);
     enum bh_policy_decision d = bh_policy_evaluate(p->pol, &p->si, source, requested, service_and_arg, &r);
@@ -61,6 +68,8 @@ bool bh_call_policy_reaches(const struct bh_call_policy *p, const char *source, 
     else if (d == BH_POLICY_ASK)
         for (size_t i = 0; i < r.n_choices && !ok; i++)
             ok = !actual || !strcmp(r.choices[i], actual);
+    if (ok && user)
+        snprintf(user, user_size, "%s", r.user[0] ? r.user : "DEFAULT");
     bh_policy_result_free(&r);
     return ok;
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include "err.h"
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bh_call_policy;
 
@@ -18,6 +19,10 @@ void bh_call_policy_close(struct bh_call_policy *p);
  * disposable is "@dispvm:TEMPLATE". */
 bool bh_call_policy_reaches(const struct bh_call_policy *p, const char *source, const char *requested,
                             const char *service_and_arg, const char *actual);
+/* The same; when it does, *user gets the rule's user= ("DEFAULT" without one: the
+ * target's default user), as the call's command line names it. */
+bool bh_call_policy_reaches_as(const struct bh_call_policy *p, const char *source, const char *requested,
+                               const char *service_and_arg, const char *actual, char *user, size_t user_size);
 /* Whether the policy allows (not asks) it: admin.vm.List's per-qube filter, as Qubes'
  * admin extension, which does not count an ask as allow. */
 bool bh_call_policy_allows(const struct bh_call_policy *p, const char *source, const char *target,

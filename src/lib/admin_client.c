@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,15 @@ static char *unescape_pct(const char *s)
 int bh_admin_call(const char *method, const char *arg, const char *dest,
                   const void *payload, size_t plen, struct bh_admin_reply *out, bh_error *err)
 {
+    return bh_admin_call_fd(method, arg, dest, payload, plen, out, NULL, err);
+}
+
+int bh_admin_call_fd(const char *method, const char *arg, const char *dest, const void *payload, size_t plen,
+                     struct bh_admin_reply *out, int *fd_out, bh_error *err)
+{
     memset(out, 0, sizeof *out);
+    if (fd_out)
+        *fd_out = -1;
     _cleanup_close_ int fd = admin_connect(err);
     if (fd < 0)
         return -1;
@@ -86,8 +95,9 @@ int bh_admin_call(const char *method, const char *arg, const char *dest,
     _cleanup_buf_ bh_buf b;
     bh_buf_init(&b, BH_ADMIN_MAX_RESPONSE);
     char chunk[16384];
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof chunk);
+    for (bool first = true;; first = false) {
+        /* bulkheadd sends a passed fd with the reply's first bytes */
+        ssize_t r = first && fd_out ? bh_recv_with_fd(fd, chunk, sizeof chunk, fd_out) : read(fd, chunk, sizeof chunk);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)

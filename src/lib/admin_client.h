@@ -27,5 +27,9 @@ void bh_admin_set_source(const char *name);
 int bh_admin_call(const char *method, const char *arg, const char *dest,
                   const void *payload, size_t payload_len,
                   struct bh_admin_reply *out, bh_error *err);
+/* The same, and an fd bulkheadd passes with the reply (SCM_RIGHTS) in *fd_out (-1 when
+ * none; the caller closes it, also when the reply is an exception). */
+int bh_admin_call_fd(const char *method, const char *arg, const char *dest, const void *payload, size_t payload_len,
+                     struct bh_admin_reply *out, int *fd_out, bh_error *err);
 /* Opens an admin.Events stream; returns the fd (caller reads events) or -1. */
 int bh_admin_events_open(const char *dest, bh_error *err);

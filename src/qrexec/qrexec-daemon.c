@@ -229,14 +229,47 @@ static void handle_client_cmd(int ci)
  * qube only: src/admin/call_auth.h). */
 static char g_call_payload[640];
 
-/* Connects to a running qube's daemon (starting the qube first when allowed). */
-static int connect_target_daemon(const char *target, bool autostart, bh_error *err)
+/* The target's daemon, connected by bulkheadd (internal.qrexec.ConnectTarget): the
+ * daemons' sockets are root's, and a daemon runs whatever line its client sends, so
+ * the call process (which the calling qube may have taken over) never speaks to one
+ * itself. bulkheadd checks the call against the policy, connects, sends the client's
+ * HELLO and the QUBESRPC line it builds (this qube's name, the service and requested
+ * target of g_call_payload, the policy's user), and passes the socket back: what is
+ * left here is to read the daemon's HELLO and its answer. *not_running: the target
+ * has no daemon (yet). */
+static int connect_through_bulkheadd(const char *target, bool *not_running, bh_error *err)
+{
+    struct bh_admin_reply rep _cleanup_reply_ = { 0 };
+    int fd = -1;
+    *not_running = false;
+    if (bh_admin_call_fd("internal.qrexec.ConnectTarget", "", target, g_call_payload, strlen(g_call_payload), &rep,
+                         &fd, err) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (rep.ok && fd >= 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    *not_running = rep.exc_type && !strcmp(rep.exc_type, "QubesVMNotRunningError");
+    return bh_fail(err, *not_running ? ENOENT : EACCES, "connecting to %s: %s", target,
+                   rep.ok ? "no socket in bulkheadd's reply" : rep.exc_msg ? rep.exc_msg : "refused");
+}
+
+/* Connects to a running qube's daemon (starting the qube first when allowed); *sent:
+ * the client's HELLO and the call's line went out already (through bulkheadd). Only
+ * the test stub's world (--test-allow: no bulkheadd, sockets left to the dom0-qrexec
+ * group) connects directly. */
+static int connect_target_daemon(const char *target, bool autostart, bool *sent, bh_error *err)
 {
     char path[4096];
+    bool not_running = false;
+    *sent = !policy_ctx.stub_allow;
     if (bh_qx_qube_path(path, sizeof path, runtime, target, "qrexec.sock") < 0)
         return bh_fail_errno(err, "path");
-    int fd = bh_unix_connect(path, err);
-    if (fd >= 0 || !autostart)
+    int fd = *sent ? connect_through_bulkheadd(target, &not_running, err) : bh_unix_connect(path, err);
+    if (fd >= 0 || !autostart || (*sent && !not_running))
         return fd;
     struct bh_admin_reply rep _cleanup_reply_ = { 0 };
     bh_error e2 = { 0 };
@@ -246,8 +279,8 @@ static int connect_target_daemon(const char *target, bool autostart, bh_error *e
         return bh_fail(err, EAGAIN, "starting %s: %s", target, rep.exc_msg ? rep.exc_msg : "refused");
     long long deadline = bh_now_ms() + call_timeout_s * 1000LL;
     while (bh_now_ms() < deadline) {
-        fd = bh_unix_connect(path, err);
-        if (fd >= 0)
+        fd = *sent ? connect_through_bulkheadd(target, &not_running, err) : bh_unix_connect(path, err);
+        if (fd >= 0 || (*sent && !not_running))
             return fd;
         usleep(50 * 1000);
     }
@@ -616,21 +649,31 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         bh_warn("policy resolved to an invalid target '%s'", d.target);
         call_exit(1);
     }
-    _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &err);
-    uint32_t ver;
-    /* we are that daemon's local client: its HELLO comes first, ours says 3 */
-    if (tfd < 0 || bh_qx_handshake_v(tfd, BH_QX_FROM_CLIENT, BH_QX_CLIENT_VERSION, &ver, &err) < 0) {
+    bool sent = false;
+    _cleanup_close_ int tfd = connect_target_daemon(d.target, d.autostart, &sent, &err);
+    if (tfd < 0) {
         bh_warn("target %s: %s", d.target, err.msg);
         call_exit(1);
     }
     set_rcv_timeout(tfd, call_timeout_s);
-    char line[BH_QX_MAX_SERVICE + 128];
-    /* The target as the caller asked for it, for the service's QREXEC_REQUESTED_TARGET*. */
-    int n = target[0] == '@'
-                ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
-                : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
-    if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
+    uint32_t theirs = 0, ver;
+    /* we are that daemon's local client: its HELLO comes first, ours says 3 (sent by
+     * bulkheadd with the call's line, or here in the stub's world) */
+    if ((!sent && bh_qx_send_hello_v(tfd, BH_QX_CLIENT_VERSION) < 0) ||
+        bh_qx_recv_hello(tfd, BH_QX_FROM_CLIENT, &theirs, &err) < 0 ||
+        bh_qx_negotiate(BH_QX_CLIENT_VERSION, theirs, &ver, &err) < 0) {
+        bh_warn("target %s: %s", d.target, err.msg[0] ? err.msg : strerror(errno));
         call_exit(1);
+    }
+    if (!sent) {
+        char line[BH_QX_MAX_SERVICE + 128];
+        /* The target as the caller asked for it, for the service's QREXEC_REQUESTED_TARGET*. */
+        int n = target[0] == '@'
+                    ? snprintf(line, sizeof line, "%s:QUBESRPC %s %s keyword %s", d.user, service_full, qube_name, target + 1)
+                    : snprintf(line, sizeof line, "%s:QUBESRPC %s %s name %s", d.user, service_full, qube_name, target);
+        if (bh_qx_send_exec(tfd, BH_QX_MSG_EXEC_CMDLINE, qid, 0, line, (size_t)n + 1) < 0)
+            call_exit(1);
+    }
     uint8_t rep[16];
     if (bh_read_all(tfd, rep, 16) != 16 || get32(rep) != BH_QX_MSG_EXEC_CMDLINE || get32(rep + 4) != 8) {
         bh_warn("target daemon %s did not accept the call", d.target);
@@ -1227,13 +1270,15 @@ int main(int argc, char **argv)
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;
     }
-    /* root and the "dom0 qrexec" group: qrexec-client and other qubes' call processes */
-    _cleanup_close_ int lfd = bh_unix_listen(sock_path, 0660, &err);
+    /* root's alone: dom0's tools (qrexec-client, qvm-run) and bulkheadd, which connects
+     * the other qubes' calls (internal.qrexec.ConnectTarget). Only the test stub's
+     * world, which has no bulkheadd, lets the call processes' group connect. */
+    _cleanup_close_ int lfd = bh_unix_listen(sock_path, policy_ctx.stub_allow ? 0660 : 0600, &err);
     if (lfd < 0) {
         bh_err("%s", err.msg);
         return 1;
     }
-    if (geteuid() == 0 && lchown(sock_path, 0, BH_QX_CALL_GID) < 0) {
+    if (geteuid() == 0 && policy_ctx.stub_allow && lchown(sock_path, 0, BH_QX_CALL_GID) < 0) {
         bh_err("chown %s: %s", sock_path, strerror(errno));
         unlink(sock_path);
         return 1;
