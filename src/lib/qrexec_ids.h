@@ -9,9 +9,10 @@
 /* A qube's call processes and the dom0 services they run: UID 2^19 + 2^16 + qid (one
  * per qube: two qubes' calls cannot signal each other, nor can the qube's reader), in
  * the group BH_QX_CALL_GID ("dom0 qrexec", 2^19 + 2^17), which is given exactly what a
- * call needs: bulkheadd's socket, every qrexec-daemon's socket and the prompt agent's
- * socket (each root:BH_QX_CALL_GID, 0660). What else a call's dom0 program needs comes
- * as an fd with bulkheadd's reply (a console pty, an import file). */
+ * call needs: bulkheadd's socket and the prompt agent's socket (each
+ * root:BH_QX_CALL_GID, 0660). What else a call's dom0 program needs comes as an fd with
+ * bulkheadd's reply (a console pty, an import file, the target daemon's connection:
+ * the daemons' sockets are root's, 0600). */
 #define BH_QX_CALL_ID_BASE (BH_QX_UNPRIV_ID_BASE + 0x10000u)
 #define BH_QX_CALL_GID (BH_QX_UNPRIV_ID_BASE + 0x20000u)
 

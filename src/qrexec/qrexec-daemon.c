@@ -227,7 +227,8 @@ static void handle_client_cmd(int ci)
 /* "SERVICE REQUESTED-TARGET": the call as the caller made it, with which bulkheadd checks
  * each step a call process asks of it against the policy (it speaks for the calling
  * qube only: src/admin/call_auth.h). */
-static char g_call_payload[640];
+#define BH_CALL_SERVICE_MAX 520 /* SERVICE[+ARG] with its NUL, as bulkheadd's call_auth.c takes it */
+static char g_call_payload[BH_CALL_SERVICE_MAX + BH_QX_TARGET_LEN + 8];
 
 /* The target's daemon, connected by bulkheadd (internal.qrexec.ConnectTarget): the
  * daemons' sockets are root's, and a daemon runs whatever line its client sends, so
@@ -569,8 +570,9 @@ static int session_cookie_copy(void)
 
 /* The call process gives up root for good, before it evaluates policy: from here on it
  * is the qube's call identity (bh_qx_call_uid, group BH_QX_CALL_GID), and so is every
- * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket,
- * the daemons' sockets and the prompt agent's socket. Done here, as root, beforehand:
+ * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket
+ * and the prompt agent's socket (not the daemons': bulkheadd connects a call to its
+ * target, connect_through_bulkheadd). Done here, as root, beforehand:
  * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
  * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
  * copied into a sealed memfd that only the ask program inherits. Nothing a call does
@@ -624,6 +626,13 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     if (!strcmp(d.target, "dom0"))
         trigger_child_dom0(sp, target, dom0_port, service_full, &d);
+    /* bulkheadd checks (and builds the target's line from) the call as g_call_payload
+     * names it: a service name it cannot hold whole is refused, not cut short */
+    if (!policy_ctx.stub_allow && strlen(service_full) >= BH_CALL_SERVICE_MAX) {
+        bh_warn("call %s -> %s: service name longer than %d bytes refused", qube_name, d.target,
+                BH_CALL_SERVICE_MAX - 1);
+        _exit(1);
+    }
     /* a qube (or a disposable) serves the call: nothing is executed from here on */
     if (bh_qx_seccomp_call(&err) < 0) {
         bh_err("call of %s: %s", qube_name, err.msg);

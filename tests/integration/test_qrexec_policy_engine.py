@@ -2,6 +2,7 @@
 stand-in bulkheadd reports it. Skipped when the tree has no policy engine yet."""
 import os
 import socket
+import struct
 import threading
 
 import pytest
@@ -13,8 +14,9 @@ if not (BIN / "policy" / "qrexec-policy-test").exists():
 
 
 class Admin:
-    def __init__(self, path, qubes):
+    def __init__(self, path, qubes, runtime=None, qids=None):
         self.qubes = qubes
+        self.runtime, self.qids = runtime, qids or {}
         self.srv = socket.socket(socket.AF_UNIX)
         self.srv.bind(path)
         as_dom0_socket(path)  # as bulkheadd's: the call processes reach it by group
@@ -38,9 +40,28 @@ class Admin:
                 c.sendall(b"0\0default=True type=vm ")
             elif method == "admin.vm.tag.List":
                 c.sendall(b"0\0")
+            elif method == "internal.qrexec.ConnectTarget" and self.runtime:
+                self.connect_target(c, data)
             else:
                 c.sendall(b"2\0ProtocolError\0\0no\0")
             c.close()
+
+
+    def connect_target(self, c, data):
+        """As bulkheadd (which also checks the call against the policy, and takes the
+        source from the peer's UID): connects to the target's daemon (root's socket),
+        sends the client's HELLO and the call's QUBESRPC line, passes the socket back."""
+        head, payload = data.split(b"\0", 1)
+        _, src, _, dest = head.decode().split(" ")
+        svc, req = payload.decode().split(" ")
+        line = (f"DEFAULT:QUBESRPC {svc} {src} {'keyword' if req[0] == '@' else 'name'} {req.lstrip('@')}"
+                .encode() + b"\0")
+        t = socket.socket(socket.AF_UNIX)
+        t.connect(str(self.runtime / "qubes" / dest / "qrexec.sock"))
+        t.sendall(struct.pack("<III", 0x300, 4, 3) + struct.pack("<IIII", 0x200, 8 + len(line), self.qids[src], 0)
+                  + line)
+        socket.send_fds(c, [b"0\0"], [t.fileno()])
+        t.close()
 
 
 def start_daemon(world, q, policy_dir, admin_path):
@@ -55,7 +76,8 @@ def start_daemon(world, q, policy_dir, admin_path):
 
 def test_policy_engine_decides(world):
     admin_path = str(world.tmp / "qubesd.sock")
-    Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"})
+    Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"}, world.runtime,
+          {"work": 5, "personal": 6})
     pol = world.tmp / "policy.d"
     pol.mkdir()
     (pol / "30-test.policy").write_text("test.Echo  *  work  personal  allow\n"
