@@ -68,7 +68,8 @@ bool bh_call_payload_parse(const char *p, size_t len, char *svc, size_t sn, char
 }
 
 /* The qrexec call process's steps: start the target, make the call's disposable, connect
- * to the target's daemon (bulkheadd does it: api_qrexec.c), end the disposable. Each must follow from the policy for this qube's call as the caller made it. */
+ * to the target's daemon (bulkheadd does it: qrexec_connect.c), end the disposable. Each
+ * must follow from the policy for this qube's call as the caller made it. */
 static int qrexec_step(struct bh_call *c, struct bh_qube *q)
 {
     const struct bh_request *r = c->req;

@@ -38,7 +38,7 @@ static void put32(uint8_t *p, uint32_t v)
 static bool build_messages(uint8_t *out, size_t size, size_t *len, uint32_t caller_qid, const char *line)
 {
     size_t n = strlen(line) + 1;
-    if (16 + 16 + n > size)
+    if (28 + n > size)
         return false;
     put32(out, BH_QX_MSG_HELLO);
     put32(out + 4, 4);
