@@ -88,6 +88,9 @@ struct bh_confine_opts {
 int bh_confine(const struct bh_confine_opts *o, bh_error *err);
 int bh_landlock_apply(bh_error *err); /* 0 applied, 1 not supported, -1 error */
 int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err);
+/* Compiles the filter of o's profile once per process (kept for every later apply,
+ * in this process and the children it forks after): call before forking qubes. */
+int bh_seccomp_prepare(const struct bh_confine_opts *o, bh_error *err);
 /* What spawn recorded for `bulkhead-ns exec` (<runtime_dir>/raw-net, host-only): an
  * exec'd process must be confined exactly like the rest of the qube. */
 void bh_confine_opts_of(const struct bh_qube_spec *spec, struct bh_confine_opts *o);
