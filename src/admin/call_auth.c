@@ -48,23 +48,22 @@ static struct bh_call_policy *policy_now(struct bh_call *c)
     return p;
 }
 
-/* "SERVICE[+ARG] REQUESTED": the call as its caller made it (internal.qrexec.*). */
-static bool call_payload(const struct bh_request *r, char *svc, size_t sn, char *req, size_t rn)
+bool bh_call_payload_parse(const char *p, size_t len, char *svc, size_t sn, char *req, size_t rn)
 {
-    const char *p = r->payload, *sp = memchr(p, ' ', r->payload_len);
-    if (!sp || sp == p || (size_t)(sp - p) >= sn || r->payload_len - (size_t)(sp - p) - 1 >= rn ||
-        r->payload_len == (size_t)(sp - p) + 1)
+    const char *sp = memchr(p, ' ', len);
+    if (!sp || sp == p)
         return false;
-    for (size_t i = 0; i < r->payload_len; i++)
-        if ((unsigned char)p[i] < 0x21 && p + i != sp)
+    size_t a = (size_t)(sp - p), b = len - a - 1;
+    if (a >= sn || b == 0 || b >= rn)
+        return false;
+    /* printable ASCII, no blank but the one separator (service names and targets have none) */
+    for (size_t i = 0; i < len; i++)
+        if (i != a && ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f))
             return false;
-    for (size_t i = 0; i < r->payload_len; i++)
-        if ((unsigned char)p[i] >= 0x7f)
-            return false;
-    memcpy(svc, p, (size_t)(sp - p));
-    svc[sp - p] = '\0';
-    memcpy(req, sp + 1, r->payload_len - (size_t)(sp - p) - 1);
-    req[r->payload_len - (size_t)(sp - p) - 1] = '\0';
+    memcpy(svc, p, a);
+    svc[a] = '\0';
+    memcpy(req, sp + 1, b);
+    req[b] = '\0';
     return true;
 }
 
@@ -85,7 +84,7 @@ static int qrexec_step(struct bh_call *c, struct bh_qube *q)
         return 0;
     }
     char svc[520], requested[80], actual[80];
-    if (!call_payload(r, svc, sizeof svc, requested, sizeof requested))
+    if (!bh_call_payload_parse(r->payload, r->payload_len, svc, sizeof svc, requested, sizeof requested))
         return refuse(c, q, "payload is not 'SERVICE REQUESTED-TARGET'");
     if (c->dest->klass == BH_ADMINVM)
         return refuse(c, q, "names dom0");

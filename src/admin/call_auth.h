@@ -22,3 +22,9 @@ struct bh_qube *bh_call_identity_qube(struct bh_app *app, uid_t uid);
  * dom0), as Qubes' policy daemon makes them; admin.vm.List on dom0 gets the policy's
  * per-qube filter (c->list_policy). */
 int bh_call_auth(struct bh_call *c, struct bh_qube *q);
+
+/* The payload of internal.qrexec.StartTarget/CreateDisposable, "SERVICE[+ARG]
+ * REQUESTED-TARGET" (bytes from a call process, which a qube may have taken over): one
+ * space, printable ASCII otherwise, each part non-empty and shorter than its buffer
+ * (sn, rn bytes with the NUL). false for anything else. */
+bool bh_call_payload_parse(const char *p, size_t len, char *svc, size_t sn, char *req, size_t rn);

@@ -147,14 +147,20 @@ static bool link_v6(struct bh_app *app, const struct bh_qube *q)
     return n && serves_v6(app, n) && qube_v6(app, q, NULL, NULL);
 }
 
-static int refresh(struct bh_app *app, struct bh_qube *q)
+/* prelude: nftables commands to apply in the same transaction, first (at a start:
+ * the qube's connection-limit table); applied alone when the table is not due. */
+static int refresh_with(struct bh_app *app, struct bh_qube *q, const char *prelude)
 {
-    if (!running(q) && q->rt.state != BH_STATE_TRANSIENT)
-        return 0;
     char ns[4200];
     bh_net_glue_netns_path(app, q, ns, sizeof ns);
-    if (!bh_netns_exists(ns))
+    if ((!running(q) && q->rt.state != BH_STATE_TRANSIENT) || !bh_netns_exists(ns)) {
+        bh_error err = { 0 };
+        if (prelude && bh_net_script_apply(ns, prelude, &err) < 0) {
+            bh_warn("%s: connection limits: %s", q->name, err.msg);
+            return -1;
+        }
         return 0;
+    }
     struct bh_net_client *cl = calloc(app->nqubes ? app->nqubes : 1, sizeof *cl);
     _cleanup_free_ char **ips = calloc(app->nqubes ? app->nqubes : 1, sizeof *ips);
     if (!cl || !ips) {
@@ -189,6 +195,7 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
         .nclients = n,
         .now = time(NULL),
         .resolve = bh_net_resolve_cached,
+        .prelude = prelude,
     };
     struct bh_net_table_result res;
     bh_error err = { 0 };
@@ -205,6 +212,8 @@ static int refresh(struct bh_app *app, struct bh_qube *q)
                 q->name, res.blocked);
     return 0;
 }
+
+static int refresh(struct bh_app *app, struct bh_qube *q) { return refresh_with(app, q, NULL); }
 
 static void refresh_all(struct bh_app *app)
 {
@@ -355,9 +364,10 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return bh_fail_errno(err, "mkdir %s", dir);
     bool serves = bh_qube_prop_bool(app, q, "provides_network");
+    _cleanup_free_ char *cap = NULL; /* the connection limits, loaded with its own table below */
     if (bh_netns_create(spec->net.netns_path, err) < 0 ||
         bh_net_qube_init(spec->net.netns_path, spec->uid_base, spec->uid_base + (spec->uid_count ? spec->uid_count : 65536) - 1,
-                         serves, conn_max, err) < 0)
+                         serves, conn_max, &cap, err) < 0)
         goto fail;
     plugged[q->qid % MAX_QID] = 0;
     has_uplink[q->qid % MAX_QID] = false;
@@ -368,9 +378,9 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
     }
     if (wants_uplink(app, q) && uplink_up(app, q, err) < 0)
         goto fail;
-    /* Its own table first (nothing gets in before the rules are there), then its
-     * netvm's with this client's chain. */
-    if (refresh(app, q) < 0) {
+    /* Its own table first (nothing gets in before the rules are there; the qube runs
+     * nothing yet), then its netvm's with this client's chain. */
+    if (refresh_with(app, q, cap) < 0) {
         bh_fail(err, EIO, "cannot apply the network rules of %s", q->name);
         goto fail;
     }

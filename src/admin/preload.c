@@ -49,6 +49,43 @@ void bh_preload_halted(struct bh_app *app, struct bh_qube *q)
     snprintf(p->max, sizeof p->max, "%s", max ? max : "");
 }
 
+/* A disposable just handed out: its pool is refilled once it has ended, or after
+ * HANDOUT_GRACE_MS if it is still in use. A refill is a qube start, most of whose
+ * steps run in this process's loop: begun while the caller's disposable runs its
+ * call and its Kill (tens of milliseconds), it would take the CPU from that life and
+ * hold up the Kill's answer behind it. The pool's size is unchanged; only when the
+ * next one is made moves. */
+#define HANDOUT_GRACE_MS 2000
+static struct handout {
+    uint32_t base_qid, disp_qid; /* 0: free */
+    int64_t at_ms;
+} handouts[64];
+
+static void handout_note(struct bh_qube *base, struct bh_qube *q)
+{
+    struct handout *h = NULL;
+    for (size_t i = 0; i < sizeof handouts / sizeof *handouts && !h; i++)
+        if (handouts[i].base_qid == 0 || handouts[i].base_qid == base->qid)
+            h = &handouts[i];
+    if (h)
+        *h = (struct handout){ base->qid, q->qid, bh_now_ms() };
+}
+
+/* True while a disposable of this pool handed out less than the grace ago still runs. */
+static bool handout_in_use(struct bh_app *app, struct bh_qube *base)
+{
+    for (size_t i = 0; i < sizeof handouts / sizeof *handouts; i++) {
+        struct handout *h = &handouts[i];
+        if (h->base_qid != base->qid)
+            continue;
+        struct bh_qube *q = bh_app_find_qid(app, h->disp_qid);
+        if (q && bh_qube_is_running(q) && bh_now_ms() - h->at_ms < HANDOUT_GRACE_MS)
+            return true;
+        h->base_qid = 0;
+    }
+    return false;
+}
+
 /* Refill stays stopped until the pool is used or its size is set anew. */
 static bool pool_paused(struct bh_qube *base)
 {
@@ -82,6 +119,7 @@ struct bh_qube *bh_preload_take(struct bh_app *app, struct bh_qube *base)
         if (bh_qube_feature_del(app, q, "preload-dispvm", &e) < 0)
             continue;
         resume_pool(base);
+        handout_note(base, q);
         return q;
     }
     return NULL;
@@ -124,7 +162,7 @@ static void fill(void *ctx)
                 bh_warn("removing a surplus preloaded disposable of %s: %s", base->name, e.msg);
             return;
         }
-        if (have >= want || pool_paused(base))
+        if (have >= want || pool_paused(base) || handout_in_use(app, base))
             continue;
         char name[32];
         struct bh_exc e = { 0 };

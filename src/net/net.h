@@ -23,9 +23,13 @@
 /* Loopback up, IPv6 off (on every link made later, until a link with routed IPv6
  * turns it on for itself), ICMP echo sockets for the qube's GIDs (ping as a normal
  * user without raw sockets), reverse-path filtering, forwarding if it serves others,
- * and the connection limits (see BH_NET_CAP_TABLE). */
+ * and the connection limits (see BH_NET_CAP_TABLE). With cap_script, once a first
+ * load has shown that the limits load here, their table is not loaded but returned in
+ * *cap_script (malloc'd; NULL if loaded or skipped) for the caller to load as the
+ * prelude of the namespace's first firewall transaction: one nftables transaction
+ * (one libnftables context and cache fill) per start instead of two. */
 int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, unsigned conn_max,
-                     bh_error *err);
+                     char **cap_script, bh_error *err);
 
 /* Connection limits live in a table of their own, `inet bulkhead_cap`, made once when
  * the namespace is made and never replaced: nftables keeps what `ct count` has counted
@@ -124,6 +128,7 @@ struct bh_net_table {
     time_t now;
     bh_fw_resolver resolve;
     void *resolve_ctx;
+    const char *prelude;  /* applied first in the same transaction (bh_net_qube_init's cap_script), or NULL */
 };
 struct bh_net_table_result {
     time_t next_expire;   /* earliest rule expiry, 0 none */
@@ -133,6 +138,8 @@ struct bh_net_table_result {
 /* The whole `inet bulkhead` table for one namespace, as a script that replaces the
  * previous one atomically. */
 int bh_net_table_script(const struct bh_net_table *t, bh_buf *out, struct bh_net_table_result *res);
-/* Generates and applies it. */
+/* Generates and applies it (after t->prelude, in one transaction). */
 int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
                        bh_error *err);
+/* Applies an nftables script in the namespace pinned at netns. */
+int bh_net_script_apply(const char *netns, const char *script, bh_error *err);

@@ -151,18 +151,23 @@ int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct b
 {
     bh_buf b;
     bh_buf_init(&b, 0);
+    if (t->prelude)
+        bh_buf_adds(&b, t->prelude);
     int r = bh_net_table_script(t, &b, res);
-    if (r == 0 && bh_buf_addc(&b, '\0') == 0) {
-        int fd = open(netns, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            r = bh_fail_errno(err, "open %s", netns);
-        } else {
-            r = bh_nft_run(fd, b.data, err);
-            close(fd);
-        }
-    } else {
+    if (r == 0 && bh_buf_addc(&b, '\0') == 0)
+        r = bh_net_script_apply(netns, b.data, err);
+    else
         r = bh_fail(err, ENOMEM, "building the nftables table");
-    }
     bh_buf_free(&b);
+    return r;
+}
+
+int bh_net_script_apply(const char *netns, const char *script, bh_error *err)
+{
+    int fd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bh_fail_errno(err, "open %s", netns);
+    int r = bh_nft_run(fd, script, err);
+    close(fd);
     return r;
 }

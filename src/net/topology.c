@@ -39,7 +39,9 @@ static int ct_count_missing(bh_error *err)
     return 0;
 }
 
-static int cap_table(int ns, unsigned conn_max, bh_error *err)
+/* defer: where the script goes instead of being loaded, once probing has shown that
+ * it loads (the caller loads it in the namespace's first firewall transaction). */
+static int cap_table(int ns, unsigned conn_max, char **defer, bh_error *err)
 {
     if (ct_count_state == 0) {
         const char *knob = getenv("BULKHEAD_NET_CT_COUNT");
@@ -68,6 +70,11 @@ static int cap_table(int ns, unsigned conn_max, bh_error *err)
              "add @per_source6 { ip6 saddr ct count over %1$u } reject with icmpx type admin-prohibited\n  }\n"
              "}\n",
              conn_max ? conn_max : BH_NET_CONN_MAX_DEFAULT);
+    if (defer && ct_count_state == 1) {
+        if (!(*defer = strdup(script)))
+            return bh_fail(err, ENOMEM, "connection-limit table");
+        return 0;
+    }
     bh_error first = { 0 };
     if (bh_nft_run(ns, script, &first) == 0) {
         ct_count_state = 1;
@@ -91,8 +98,10 @@ static int cap_table(int ns, unsigned conn_max, bh_error *err)
 }
 
 int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forwarding, unsigned conn_max,
-                     bh_error *err)
+                     char **cap_script, bh_error *err)
 {
+    if (cap_script)
+        *cap_script = NULL;
     _cleanup_close_ int ns = open_ns(netns, err);
     if (ns < 0)
         return -1;
@@ -112,7 +121,7 @@ int bh_net_qube_init(const char *netns, gid_t gid_lo, gid_t gid_hi, bool forward
         bh_netns_sysctl(ns, "ipv4/conf/all/rp_filter", "1", NULL, 0, err) < 0 ||
         bh_netns_sysctl(ns, "ipv4/ip_forward", forwarding ? "1" : "0", NULL, 0, err) < 0)
         return bh_prefix(err, "network of the qube");
-    if (cap_table(ns, conn_max, err) < 0)
+    if (cap_table(ns, conn_max, cap_script, err) < 0)
         return bh_prefix(err, "connection limits of the qube");
     struct bh_nl nl;
     if (bh_nl_open(&nl, ns, err) < 0)

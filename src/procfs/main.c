@@ -1,12 +1,13 @@
 /* bulkhead-procfs: one per ns qube, the server of a FUSE filesystem whose files the ns
- * engine binds over the qube's /proc/uptime, /proc/stat, /proc/softirqs and
- * /proc/interrupts (what they show: render.h). The engine starts it as host root with
+ * engine binds over the qube's /proc/uptime, /proc/stat, /proc/softirqs,
+ * /proc/interrupts, /proc/vmstat, /proc/schedstat and /proc/pressure/{cpu,io,memory} (what they show:
+ * render.h). The engine starts it as host root with
  * the /dev/fuse fd of the mount it is about to make and a pipe it writes to once that
  * mount exists; it opens its inputs (the host's /proc files, the qube's cgroup CPU
  * accounting), reads their state at the qube's start, then drops to a host UID of its
  * own (no capabilities, no_new_privs, undumpable) under an allowlist seccomp filter
  * that has no open, socket, fork or exec: a qube that finds a bug here holds an
- * unprivileged process that can read four host files and nothing else.
+ * unprivileged process that can read these host files and nothing else.
  *
  * It serves one qube only, so it never has to tell readers apart, and it lives as long
  * as the qube's mount: when the qube's last process is gone the kernel ends the FUSE
@@ -34,12 +35,18 @@
 #define MAX_INPUT (1u << 20)   /* a host /proc file larger than this is cut: fails the open */
 #define MAX_HANDLES 64         /* files open at once; more: ENFILE (bounds our memory) */
 
-enum { INO_ROOT = 1, INO_UPTIME, INO_STAT, INO_SOFTIRQS, INO_INTERRUPTS, INO_END };
+enum { INO_ROOT = 1, INO_UPTIME, INO_STAT, INO_SOFTIRQS, INO_INTERRUPTS, INO_VMSTAT, INO_SCHEDSTAT,
+       INO_PRESSURE_CPU, INO_PRESSURE_IO, INO_PRESSURE_MEMORY, INO_END };
+/* The names in this filesystem; the engine binds each over /proc/<name> ('-' for '/':
+ * pressure-cpu is /proc/pressure/cpu; src/driver/ns/procfs.c). */
 static const char *const names[] = { [INO_UPTIME] = "uptime", [INO_STAT] = "stat", [INO_SOFTIRQS] = "softirqs",
-                                     [INO_INTERRUPTS] = "interrupts" };
+                                     [INO_INTERRUPTS] = "interrupts", [INO_VMSTAT] = "vmstat",
+                                     [INO_SCHEDSTAT] = "schedstat", [INO_PRESSURE_CPU] = "pressure-cpu",
+                                     [INO_PRESSURE_IO] = "pressure-io", [INO_PRESSURE_MEMORY] = "pressure-memory" };
 
 static struct {
     int stat_fd, softirqs_fd, interrupts_fd, cpu_fd;
+    int host_fd[INO_END]; /* the host's file of a zeroed one (vmstat...), -1 if it has none */
     bool cpu_v2;
     uint64_t btime;
     long long boot_offset;
@@ -87,6 +94,14 @@ static uint64_t age_ns(void)
 
 static int render(fuse_ino_t ino, bh_buf *out)
 {
+    if (ino >= INO_VMSTAT && ino < INO_END) {
+        char *cur = S.host_fd[ino] >= 0 ? reread(S.host_fd[ino]) : NULL;
+        int r = !cur ? -1
+                : ino >= INO_PRESSURE_CPU ? bh_pf_render_pressure(out, cur)
+                                          : bh_pf_render_counts_zeroed(out, cur);
+        free(cur);
+        return r;
+    }
     if (ino == INO_SOFTIRQS || ino == INO_INTERRUPTS) {
         char *cur = reread(ino == INO_SOFTIRQS ? S.softirqs_fd : S.interrupts_fd);
         int r = cur ? bh_pf_render_zeroed(out, cur) : -1;
@@ -134,7 +149,7 @@ static void pf_init(void *ud, struct fuse_conn_info *conn)
 static void pf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     for (fuse_ino_t i = INO_UPTIME; parent == INO_ROOT && i < INO_END; i++) {
-        if (!strcmp(name, names[i])) {
+        if (!strcmp(name, names[i]) && (i < INO_VMSTAT || S.host_fd[i] >= 0)) {
             struct fuse_entry_param e = { .ino = i, .attr_timeout = 86400, .entry_timeout = 86400 };
             attr_of(i, &e.attr);
             fuse_reply_entry(req, &e);
@@ -301,6 +316,15 @@ int main(int argc, char **argv)
     S.cpu_v2 = cpu && strlen(cpu) >= 8 && !strcmp(cpu + strlen(cpu) - 8, "cpu.stat");
     if (S.stat_fd < 0 || S.softirqs_fd < 0 || S.interrupts_fd < 0)
         die("open /proc/stat, /proc/softirqs, /proc/interrupts");
+    /* optional: a kernel without schedstats or PSI has no such file (nor has the qube) */
+    for (int i = INO_VMSTAT; i < INO_END; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%s", names[i]);
+        for (char *c = path + 6; *c; c++)
+            if (*c == '-')
+                *c = '/';
+        S.host_fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+    }
     char *host_stat = reread(S.stat_fd);
     if (!host_stat)
         die("read the host's /proc/stat");

@@ -2,6 +2,7 @@
  * at most 20 digits and saturate instead of overflowing. */
 #include "render.h"
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,10 +81,21 @@ static bool next_number(struct span l, size_t *pos, uint64_t *v)
  * carries every other qube's activity (a NIC's or disk's interrupts, keystroke timing
  * on an input line, forks anywhere): a side channel. Names, chips and layout stay, so
  * tools that parse the files (vmstat, top) still work. */
+static int zero_from(bh_buf *out, struct span l, size_t pos, size_t max_nums, bool keep_width);
+
 static int zero_line(bh_buf *out, struct span l, size_t max_nums)
 {
     struct span key = first_token(l);
-    size_t pos = (size_t)(key.p - l.p) + key.n;
+    return zero_from(out, l, (size_t)(key.p - l.p) + key.n, max_nums, true);
+}
+
+/* l[0..pos) as it is, then up to max_nums numbers as 0, then the rest as it is. With
+ * keep_width each 0 fills the columns its number took (files the kernel pads into
+ * columns); else it keeps the blanks before the number and is one digit wide (files the
+ * kernel writes with single spaces: a padded 0 would show how many digits the host's
+ * number had). */
+static int zero_from(bh_buf *out, struct span l, size_t pos, size_t max_nums, bool keep_width)
+{
     if (bh_buf_add(out, l.p, pos) < 0)
         return -1;
     for (size_t k = 0; k < max_nums; k++) {
@@ -91,7 +103,11 @@ static int zero_line(bh_buf *out, struct span l, size_t max_nums)
         uint64_t cur;
         if (!next_number(l, &pos, &cur))
             break;
-        if (bh_buf_printf(out, "%*u", (int)(pos - start), 0u) < 0)
+        size_t blanks = 0;
+        while (start + blanks < pos && is_blank(l.p[start + blanks]))
+            blanks++;
+        if (keep_width ? bh_buf_printf(out, "%*u", (int)(pos - start), 0u) < 0
+                       : bh_buf_add(out, l.p + start, blanks) < 0 || bh_buf_addc(out, '0') < 0)
             return -1;
     }
     if (bh_buf_add(out, l.p + pos, l.n - pos) < 0 || bh_buf_addc(out, '\n') < 0)
@@ -252,6 +268,61 @@ int bh_pf_parse_cpu_stat(const char *text, struct bh_pf_cpu *cpus, unsigned ncpu
     for (unsigned c = 0; c < ncpu; c++) {
         cpus[c].user_ns = user / ncpu * 1000;
         cpus[c].system_ns = sys / ncpu * 1000;
+    }
+    return 0;
+}
+
+int bh_pf_render_counts_zeroed(bh_buf *out, const char *cur)
+{
+    struct span l;
+    while (next_line(&cur, &l)) {
+        struct span key = first_token(l);
+        size_t pos = (size_t)(key.p - l.p) + key.n;
+        if (key.n == 7 && !memcmp(key.p, "version", 7)) { /* schedstat's format version */
+            if (bh_buf_add(out, l.p, l.n) < 0 || bh_buf_addc(out, '\n') < 0)
+                return -1;
+            continue;
+        }
+        if (starts_with(key, "domain")) { /* schedstat: "domainN CPUMASK counts...": the mask stays */
+            struct span rest = { l.p + pos, l.n - pos };
+            struct span mask = first_token(rest);
+            pos = (size_t)(mask.p - l.p) + mask.n;
+        }
+        if (zero_from(out, l, pos, SIZE_MAX, false) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int bh_pf_render_pressure(bh_buf *out, const char *cur)
+{
+    struct span l;
+    while (next_line(&cur, &l)) {
+        struct span key = first_token(l);
+        size_t pos = (size_t)(key.p - l.p) + key.n;
+        if (bh_buf_add(out, l.p, pos) < 0)
+            return -1;
+        /* " NAME=VALUE" tokens: the value as 0 in its own form (avg "0.00", total "0") */
+        while (pos < l.n) {
+            struct span rest = { l.p + pos, l.n - pos };
+            struct span t = first_token(rest);
+            if (!t.n)
+                break;
+            const char *eq = memchr(t.p, '=', t.n);
+            if (bh_buf_add(out, l.p + pos, (size_t)(t.p - (l.p + pos))) < 0)
+                return -1;
+            if (!eq) {
+                if (bh_buf_add(out, t.p, t.n) < 0)
+                    return -1;
+            } else {
+                bool decimal = memchr(eq, '.', t.n - (size_t)(eq - t.p)) != NULL;
+                if (bh_buf_add(out, t.p, (size_t)(eq - t.p) + 1) < 0 || bh_buf_adds(out, decimal ? "0.00" : "0") < 0)
+                    return -1;
+            }
+            pos = (size_t)(t.p - l.p) + t.n;
+        }
+        if (bh_buf_addc(out, '\n') < 0)
+            return -1;
     }
     return 0;
 }

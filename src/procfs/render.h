@@ -50,3 +50,12 @@ int bh_pf_render_uptime(bh_buf *out, const char *host_stat, const struct bh_pf_v
  * first N numbers of a line are counts, N = the CPU columns of the header line; the
  * rest (interrupt chip and name) is kept as it is. */
 int bh_pf_render_zeroed(bh_buf *out, const char *cur);
+/* /proc/vmstat and /proc/schedstat: every number as 0 in the kernel's layout (names,
+ * schedstat's version line and its domains' CPU masks kept). vmstat's counters count
+ * from the host's boot and its gauges (free pages, dirty pages, ...) are the host's:
+ * both carry other qubes' activity and the host's uptime; so do schedstat's timestamp
+ * (jiffies since boot) and run/wait times. */
+int bh_pf_render_counts_zeroed(bh_buf *out, const char *cur);
+/* /proc/pressure/{cpu,io,memory}: "some|full avg10=0.00 avg60=0.00 avg300=0.00 total=0":
+ * the stall averages and total (microseconds since the host's boot) are host-wide. */
+int bh_pf_render_pressure(bh_buf *out, const char *cur);

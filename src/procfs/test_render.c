@@ -100,8 +100,31 @@ static void test_zeroed(void)
     bh_buf_free(&b);
 }
 
+static void test_counts_and_pressure(void)
+{
+    bh_buf b;
+    bh_buf_init(&b, 1 << 16);
+    assert(bh_pf_render_counts_zeroed(&b, "nr_free_pages 5072910\npgpgin 88811234\nnuma_hit 981640043\n") == 0);
+    assert(!strcmp(s(&b), "nr_free_pages 0\npgpgin 0\nnuma_hit 0\n"));
+    bh_buf_free(&b);
+    bh_buf_init(&b, 1 << 16);
+    assert(bh_pf_render_counts_zeroed(&b, "version 15\ntimestamp 4298331234\n"
+                                          "cpu0 0 0 0 0 0 0 8123456789 912345 4567\n"
+                                          "domain0 00000003 1 2 3 0 0 0\ndomain1 ff,00000003 7 8\n") == 0);
+    assert(!strcmp(s(&b), "version 15\ntimestamp 0\ncpu0 0 0 0 0 0 0 0 0 0\n"
+                          "domain0 00000003 0 0 0 0 0 0\ndomain1 ff,00000003 0 0\n"));
+    bh_buf_free(&b);
+    bh_buf_init(&b, 1 << 16);
+    assert(bh_pf_render_pressure(&b, "some avg10=78.90 avg60=75.42 avg300=69.55 total=24713219530\n"
+                                     "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n") == 0);
+    assert(!strcmp(s(&b), "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+                          "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"));
+    bh_buf_free(&b);
+}
+
 int main(void)
 {
+    test_counts_and_pressure();
     test_stat();
     test_cpu_stat_v2();
     test_zeroed();

@@ -8,6 +8,7 @@ every call process and dom0 service inherits, denied unshare and setns but not c
 with CLONE_NEW* flags: now it does. Positive controls: fork and a plain clone work
 under both filters, and a dom0 service run for a qube's call still forks."""
 import ctypes
+import os
 import pathlib
 import shutil
 import subprocess
@@ -47,8 +48,11 @@ def userns_allowed_here():
 def test_the_call_filter_lets_clone_fork_only():
     assert probe("call", "fork") == "exit 0"          # controls: the relay's fork works
     assert probe("call", "clone-plain") == "exit 0"
+    # the allowlist kills; in sanitizer builds its default action logs instead (their
+    # runtimes use more), so there the call goes through, logged
+    sanitized = os.environ.get("BULKHEAD_SANITIZE") == "1"
     for op in ("clone-newuser", "clone-newns", "clone-newnet", "clone-files"):
-        assert probe("call", op) == f"signal {SIGSYS}", op
+        assert probe("call", op) == ("exit 0" if sanitized else f"signal {SIGSYS}"), op
     assert probe("call", "clone3") == "exit 2"        # ENOSYS: glibc falls back to clone
 
 

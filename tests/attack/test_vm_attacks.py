@@ -185,3 +185,38 @@ def test_host_bridge_killed_from_outside_stops_the_qube(vm_env):
     assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
     assert "killed (signal 9)" in (d.runtime / "qubes/v/bridge.log").read_text()
     assert vm_leftovers(d, "v") == []
+
+
+def test_whole_host_bridge_killed_is_reported_and_the_qube_starts_again(vm_env):
+    """The host bridge's supervisor SIGKILLed (its worker follows it): QEMU alone would
+    run on, Running without qrexec, and stay so. bulkheadd watches the bridge beside
+    QEMU: the qube is stopped, reported as stopped unexpectedly, the reason is logged,
+    nothing is left, and it starts and answers again. Also the same while bulkheadd is
+    down: the restarted daemon does not adopt a VM without its bridge."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo before").stdout == b"before\n"  # control: qrexec worked
+    qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+    sup = int((d.runtime / "qubes/v/bridge.pid").read_text().split()[0])
+    os.kill(sup, 9)
+    assert wait_for(lambda: not alive(sup), 10, 0.1)  # control: the kill landed
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert not alive(qemu)
+    assert "vchan bridge ended while the qube ran" in (d.runtime / "qubes/v/bridge.log").read_text()
+    assert "stopped unexpectedly" in d.log.read_text()
+    assert vm_leftovers(d, "v") == []
+    start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
+    # bulkheadd away while the bridge dies
+    qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+    sup = int((d.runtime / "qubes/v/bridge.pid").read_text().split()[0])
+    d.stop(9)
+    assert alive(qemu)  # control: the VM outlives bulkheadd
+    os.kill(sup, 9)
+    assert wait_for(lambda: not alive(sup), 10, 0.1)
+    d.start()
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert not alive(qemu)
+    assert "while bulkheadd was not running" in (d.runtime / "qubes/v/bridge.log").read_text()
+    assert vm_leftovers(d, "v") == []

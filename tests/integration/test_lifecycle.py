@@ -264,6 +264,27 @@ def test_preloaded_disposables(engine_daemon):
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
 
 
+def test_a_pool_is_refilled_once_its_handed_out_disposable_has_ended(engine_daemon):
+    """The next preloaded disposable is not started while the one just handed out is
+    in use (its call and Kill would share the CPU and the daemon's loop with that
+    start), but once it has ended."""
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
+    deadline = time.time() + 60
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    got = d.call("admin.vm.CreateDisposable", "a")
+    time.sleep(1.0)                                   # five refill ticks
+    disps = [l.split()[0] for l in d.call("admin.vm.List").splitlines() if "class=DispVM" in l]
+    assert disps == [got], disps
+    d.call("admin.vm.Kill", got)
+    deadline = time.time() + 60                       # control: refilled after its end
+    while not _preloaded(d) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_preloaded(d)) == 1
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
+
 def _children(pid):
     return [int(c) for t in os.listdir(f"/proc/{pid}/task")
             for c in open(f"/proc/{pid}/task/{t}/children").read().split()]

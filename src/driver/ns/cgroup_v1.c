@@ -256,9 +256,10 @@ static int v1_destroy(const char *tag, const char *name, bh_error *err)
         if (!have(ctrls[i]))
             continue;
         cg_dir(dir, sizeof dir, ctrls[i], tag, name);
-        if (!strcmp(ctrls[i], "cpu") || !strcmp(ctrls[i], "cpuacct")) {
+        if (!strcmp(ctrls[i], "cpu") || !strcmp(ctrls[i], "cpuacct") || !strcmp(ctrls[i], "memory")) {
             /* A host helper charged to the qube (its qrexec-daemon, stopping right after
-             * the qube) is not the qube's: back to the root cgroup, uncharged. */
+             * the qube; bulkhead-procfs, ending with the qube's mount) is not the
+             * qube's: back to the root cgroup, uncharged. */
             char root[256];
             snprintf(root, sizeof root, BASE "/%s", ctrls[i]);
             bh_cg_move_procs(dir, root);
@@ -325,7 +326,18 @@ static void v1_cpu_usage_file(const char *tag, const char *name, char *out, size
     }
 }
 
+/* v1's memory hierarchy is its own: the helper's pages count against the qube's
+ * memory.limit_in_bytes (it is charged before it allocates: called between fork and
+ * exec), while its freezer and pids stay the root's. */
+static int v1_charge_memory(const char *tag, const char *name, pid_t pid, bh_error *err)
+{
+    char dir[4096], val[32];
+    snprintf(val, sizeof val, "%d", (int)pid);
+    cg_dir(dir, sizeof dir, "memory", tag, name);
+    return bh_cg_write(dir, pid == getpid() ? "tasks" : "cgroup.procs", pid == getpid() ? "0" : val, err);
+}
+
 const struct bh_cgroup_ops bh_cgroup_v1 = {
     v1_create, v1_attach_self, v1_freeze, v1_frozen, v1_kill_all, v1_destroy, v1_stats, v1_contains, v1_charge_cpu,
-    v1_update_limits, v1_device_access, v1_revoke_blocks, v1_cpu_usage_file,
+    v1_update_limits, v1_device_access, v1_revoke_blocks, v1_cpu_usage_file, v1_charge_memory,
 };

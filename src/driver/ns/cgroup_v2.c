@@ -327,7 +327,16 @@ static void v2_cpu_usage_file(const char *tag, const char *name, char *out, size
     snprintf(out, n, "%s/cpu.stat", dir);
 }
 
+/* Not on v2: one cgroup for every controller, and in the qube's the helper would freeze
+ * with the qube while a reader of the qube waits on it (a FUSE wait cannot be frozen,
+ * so the qube would never report frozen). It stays in "<name>@host" (charge_cpu). */
+static int v2_charge_memory(const char *tag, const char *name, pid_t pid, bh_error *err)
+{
+    (void)tag, (void)name, (void)pid, (void)err;
+    return 0;
+}
+
 const struct bh_cgroup_ops bh_cgroup_v2 = {
     v2_create, v2_attach_self, v2_freeze, v2_frozen, v2_kill_all, v2_destroy, v2_stats, v2_contains, v2_charge_cpu,
-    v2_limits, v2_device_access, v2_revoke_blocks, v2_cpu_usage_file,
+    v2_limits, v2_device_access, v2_revoke_blocks, v2_cpu_usage_file, v2_charge_memory,
 };

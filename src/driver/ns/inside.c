@@ -8,6 +8,8 @@
  * the qube's own persistent data and may hold any symlink the qube's root planted. */
 #include "ns.h"
 #include "cleanup.h"
+#include "log.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -53,6 +55,38 @@ static int bind_beneath(int rootfd, const char *src, const char *dst, bool dir, 
  * the host's ACPI/DMI tables. */
 static const char *const sys_kept[] = { "devices/system/cpu", "devices/system/node", "class/net",
                                         "devices/virtual/net", "kernel/mm/transparent_hugepage" };
+
+/* cpuidle's per-CPU state times and counts run from the host's boot (an estimate of
+ * its uptime and of every other qube's load): each CPU's cpuidle dir in the qube is
+ * covered by an empty read-only tmpfs. No qube software needs them (powertop and
+ * turbostat read them). A failure leaves them visible, with a warning: not worth a
+ * failed start. Hosts without a cpuidle driver have none. */
+static void mask_cpuidle(int rootfd)
+{
+    int cpus = bh_open_beneath(rootfd, "sys/devices/system/cpu", true);
+    DIR *d = cpus < 0 ? NULL : fdopendir(cpus);
+    if (!d) {
+        if (cpus >= 0)
+            close(cpus);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || n > 12 || strncmp(e->d_name, "cpu", 3) || strspn(e->d_name + 3, "0123456789") != n - 3)
+            continue;
+        char rel[96];
+        snprintf(rel, sizeof rel, "sys/devices/system/cpu/%.12s/cpuidle", e->d_name);
+        int fd = bh_open_beneath(rootfd, rel, true);
+        if (fd < 0)
+            continue;
+        close(fd);
+        bh_error err = { 0 };
+        if (mount_at(rootfd, rel, "tmpfs", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "size=4k,nr_inodes=2,mode=0555", &err) < 0)
+            bh_warn("/%s stays visible: %s", rel, err.msg);
+    }
+    closedir(d);
+}
 
 /* /sys: a read-only tmpfs holding clones of the kept subtrees of a fresh sysfs (which
  * shows the qube's own network namespace). Some hosts hide parts of /sys from
@@ -113,6 +147,7 @@ static int mount_sys(int rootfd, bh_error *err)
             }
         }
     }
+    mask_cpuidle(rootfd);
     {
         char dst[64];
         _cleanup_close_ int t = bh_open_beneath(rootfd, "sys", true);

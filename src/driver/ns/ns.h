@@ -88,6 +88,9 @@ struct bh_confine_opts {
 int bh_confine(const struct bh_confine_opts *o, bh_error *err);
 int bh_landlock_apply(bh_error *err); /* 0 applied, 1 not supported, -1 error */
 int bh_seccomp_apply(const struct bh_confine_opts *o, bh_error *err);
+/* Compiles the filter of o's profile once per process (kept for every later apply,
+ * in this process and the children it forks after): call before forking qubes. */
+int bh_seccomp_prepare(const struct bh_confine_opts *o, bh_error *err);
 /* What spawn recorded for `bulkhead-ns exec` (<runtime_dir>/raw-net, host-only): an
  * exec'd process must be confined exactly like the rest of the qube. */
 void bh_confine_opts_of(const struct bh_qube_spec *spec, struct bh_confine_opts *o);
@@ -122,6 +125,10 @@ struct bh_cgroup_ops {
     /* The file with the qube's CPU use per CPU (v1 cpuacct.usage_all) or in total (v2
      * cpu.stat), for bulkhead-procfs; "" where there is none. */
     void (*cpu_usage_file)(const char *tag, const char *name, char *out, size_t n);
+    /* Charges a host helper's memory to the qube (bulkhead-procfs: its buffers are the
+     * qube's reads) without putting it under the qube's freezer or pids: v1 only (on v2
+     * a process is in one cgroup for every controller; 0 without doing anything). */
+    int (*charge_memory)(const char *tag, const char *name, pid_t pid, bh_error *err);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;
 /* A device rule as cgroup v1's devices.allow takes it: type 'c' or 'b', major and minor

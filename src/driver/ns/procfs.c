@@ -1,4 +1,5 @@
-/* The qube's computed /proc files (uptime, stat, softirqs, interrupts): host-wide CPU
+/* The qube's computed /proc files (uptime, stat, softirqs, interrupts; vmstat,
+ * schedstat and pressure/{cpu,io,memory} as zeros in the kernel's layout): host-wide CPU
  * accounting counts from the host's boot, so the real files show the host's uptime
  * however the time namespace shifts the clocks. A per-qube FUSE server
  * (src/procfs/main.c, bulkhead-procfs) computes them from the qube's own age and CPU
@@ -30,7 +31,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-const char *const bh_procfs_files[] = { "uptime", "stat", "softirqs", "interrupts", NULL };
+/* Under /proc; the server names each with '-' for '/' (pressure/cpu: pressure-cpu). */
+const char *const bh_procfs_files[] = { "uptime", "stat", "softirqs", "interrupts", "vmstat", "schedstat",
+                                        "pressure/cpu", "pressure/io", "pressure/memory", NULL };
 
 uid_t bh_procfs_id(uint32_t qid)
 {
@@ -58,6 +61,9 @@ static __attribute__((noreturn)) void exec_server(const struct bh_qube_spec *spe
     /* its reads are the qube's work (the qube's CPU share; not its freezer or pids) */
     if (bh_cgroup_ops()->charge_cpu(tag, spec->name, getpid(), &e) < 0)
         bh_warn("%s: bulkhead-procfs not charged to the qube: %s", spec->name, e.msg);
+    /* and its memory (v1: its buffers count against the qube's limit) */
+    if (bh_cgroup_ops()->charge_memory(tag, spec->name, getpid(), &e) < 0)
+        bh_warn("%s: bulkhead-procfs's memory not charged to the qube: %s", spec->name, e.msg);
     bh_path_join(pidfile, sizeof pidfile, spec->runtime_dir, "procfs.pid");
     int pfd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (pfd >= 0) {
@@ -165,6 +171,9 @@ int bh_procfs_bind(int rootfd, bh_error *err)
             continue; /* this kernel has no such file */
         char rel[64];
         snprintf(rel, sizeof rel, "procfs/%s", bh_procfs_files[i]);
+        for (char *c = rel + 7; *c; c++)
+            if (*c == '/')
+                *c = '-';
         _cleanup_close_ int s = open(rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (s < 0)
             return bh_fail_errno(err, "the qube's computed /%s", dst_rel);

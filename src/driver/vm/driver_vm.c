@@ -32,7 +32,7 @@ static void warn_tcg_once(void)
 static struct pending {
     bool used;
     char name[64];
-    int efd, ifd, pfd, tfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout */
+    int efd, ifd, pfd, tfd, bfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout, the host bridge's pidfd */
 } pend[MAX_PENDING];
 
 static struct pending *pending_find(const char *name)
@@ -45,11 +45,58 @@ static struct pending *pending_find(const char *name)
 
 static void pending_free(struct pending *pp)
 {
-    int fds[] = { pp->efd, pp->ifd, pp->pfd, pp->tfd };
-    for (int i = 0; i < 4; i++)
+    int fds[] = { pp->efd, pp->ifd, pp->pfd, pp->tfd, pp->bfd };
+    for (int i = 0; i < 5; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     memset(pp, 0, sizeof *pp);
+}
+
+/* The host's vchan bridge (supervisor and worker) is gone while QEMU runs: the qube has
+ * no qrexec any more, and nothing would start a bridge again (see bridge_supervise.c
+ * for why its worker is not restarted). Said in bridge.log and bulkheadd's log; the
+ * caller then stops the qube (reported as stopped unexpectedly: Crashed). */
+static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *when)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/bridge.log", p->rt);
+    int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        dprintf(fd, "bulkheadd: the host's vchan bridge ended %s: stopping the qube (no qrexec without it)\n", when);
+        close(fd);
+    }
+    fprintf(stderr, "bulkhead: %s: the host's vchan bridge ended %s: stopping the qube (no qrexec without it)\n",
+            spec->name, when);
+}
+
+/* The bridge's end was seen: is QEMU ending too? When QEMU dies, the bridge sees its
+ * port close (QEMU's fds close early in its exit) and can be gone before QEMU's own
+ * exit is visible: QEMU then gets 0.3 s to show it (the cause is QEMU's; a rare path,
+ * the only wait in the loop). */
+static bool qemu_ends_soon(int qfd)
+{
+    struct pollfd pf = { .fd = qfd, .events = POLLIN };
+    return qfd >= 0 && poll(&pf, 1, 300) > 0;
+}
+
+/* What bulkheadd watches for a running VM qube (watch_fd): an epoll fd over the pidfds
+ * of QEMU and of the host bridge, kept open here (an fd closed leaves epoll) until
+ * reap or kill. */
+static struct watch {
+    char name[64];
+    int qfd, bfd;
+} watches[MAX_PENDING];
+
+static void watch_forget(const char *name)
+{
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (watches[i].name[0] && !strcmp(watches[i].name, name)) {
+            if (watches[i].qfd >= 0)
+                close(watches[i].qfd);
+            if (watches[i].bfd >= 0)
+                close(watches[i].bfd);
+            memset(&watches[i], 0, sizeof watches[i]);
+        }
 }
 
 static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
@@ -71,19 +118,22 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
         bh_vm_cleanup(spec, &p); /* a failed start leaves nothing behind */
         return -1;
     }
-    *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1 };
+    *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1, .bfd = -1 };
     snprintf(pp->name, sizeof pp->name, "%s", spec->name);
     pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
+    /* just forked by us (it may not have dropped to uid_base yet): by PID and start time */
+    pid_t bpid = bh_vm_pidfile_check(p.bridge_pid, (uid_t)-1);
     pp->efd = epoll_create1(EPOLL_CLOEXEC);
     pp->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     pp->pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
     pp->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    pp->bfd = bpid > 0 ? (int)syscall(SYS_pidfd_open, bpid, 0) : -1;
     struct itimerspec its = { .it_value = { spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000, 0 } };
-    int fds[] = { pp->ifd, pp->pfd, pp->tfd };
-    bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 &&
+    int fds[] = { pp->ifd, pp->pfd, pp->tfd, pp->bfd };
+    bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 && pp->bfd >= 0 &&
               inotify_add_watch(pp->ifd, p.vchan, IN_CREATE | IN_MOVED_TO) >= 0 &&
               timerfd_settime(pp->tfd, 0, &its, NULL) == 0;
-    for (int i = 0; ok && i < 3; i++) {
+    for (int i = 0; ok && i < 4; i++) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
         ok = epoll_ctl(pp->efd, EPOLL_CTL_ADD, fds[i], &ev) == 0;
     }
@@ -91,7 +141,8 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
         int e = errno;
         pending_free(pp);
         bh_vm_cleanup(spec, &p);
-        return bh_fail(err, e ? e : EIO, "%s: %s", spec->name, qpid > 0 ? "watching the start failed" : "QEMU is gone");
+        return bh_fail(err, e ? e : EIO, "%s: %s", spec->name,
+                       qpid <= 0 ? "QEMU is gone" : bpid <= 0 ? "the host's vchan bridge is gone" : "watching the start failed");
     }
     return pp->efd;
 }
@@ -111,10 +162,14 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
         pending_free(pp);
         return 0;
     }
-    struct pollfd pf[2] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN } };
-    if (poll(pf, 2, 0) <= 0)
+    struct pollfd pf[3] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN },
+                            { .fd = pp->bfd, .events = POLLIN } };
+    if (poll(pf, 3, 0) <= 0)
         return 1;
-    if (pf[0].revents & POLLIN) {
+    if (!(pf[0].revents & POLLIN) && (pf[2].revents & POLLIN) && !qemu_ends_soon(pp->pfd)) {
+        bridge_gone(spec, &p, "while it was booting");
+        bh_fail(err, EIO, "%s: the host's vchan bridge ended while it was booting (%s/bridge.log)", spec->name, p.rt);
+    } else if ((pf[0].revents & POLLIN) || (pf[2].revents & POLLIN)) {
         char log[4200];
         snprintf(log, sizeof log, "%s/qemu.log", p.rt);
         _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
@@ -165,6 +220,7 @@ static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
     struct pending *pp = pending_find(spec->name);
     if (pp)
         pending_free(pp); /* a start in progress is cancelled */
+    watch_forget(spec->name);
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     bh_vm_cleanup(spec, &p);
@@ -235,8 +291,13 @@ static int vm_adopt(const struct bh_qube_spec *spec, bh_error *err)
         bh_vm_cleanup(spec, &p);
         return 0;
     }
-    /* QEMU runs; a bridge that died meanwhile is started again by nobody yet: the
-     * qube is adopted, and qrexec works again once a bridge reconnects */
+    if (bh_vm_pidfile_check(p.bridge_pid, spec->uid_base) < 0) {
+        /* QEMU runs without its host bridge (it died while bulkheadd was away): a qube
+         * without qrexec is not adopted as Running */
+        bridge_gone(spec, &p, "while bulkheadd was not running");
+        bh_vm_cleanup(spec, &p);
+        return 0;
+    }
     return 1;
 }
 
@@ -245,7 +306,34 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     pid_t pid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
-    return pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    pid_t bpid = bh_vm_pidfile_check(p.bridge_pid, spec->uid_base);
+    if (pid <= 0)
+        return -1;
+    int qfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int bfd = bpid > 0 ? (int)syscall(SYS_pidfd_open, bpid, 0) : -1;
+    int efd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN };
+    struct watch *w = NULL;
+    watch_forget(spec->name);
+    for (int i = 0; i < MAX_PENDING && !w; i++)
+        if (!watches[i].name[0])
+            w = &watches[i];
+    if (qfd < 0 || bfd < 0 || efd < 0 || !w || epoll_ctl(efd, EPOLL_CTL_ADD, qfd, (ev.data.fd = qfd, &ev)) < 0 ||
+        epoll_ctl(efd, EPOLL_CTL_ADD, bfd, (ev.data.fd = bfd, &ev)) < 0) {
+        /* QEMU's pidfd alone, as before (a bridge already gone: reap stops the qube) */
+        if (bfd >= 0)
+            close(bfd);
+        if (efd >= 0)
+            close(efd);
+        if (qfd >= 0 && bpid <= 0) {
+            bridge_gone(spec, &p, "as the qube started");
+            kill(pid, SIGKILL);
+        }
+        return qfd;
+    }
+    *w = (struct watch){ .qfd = qfd, .bfd = bfd };
+    snprintf(w->name, sizeof w->name, "%s", spec->name);
+    return efd;
 }
 
 static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
@@ -258,6 +346,19 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     if (!t)
         return 0; /* killed and cleaned already */
     bool asked = access(p.shutdown_mark, F_OK) == 0;
+    watch_forget(spec->name);
+    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
+    int qfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
+    bool bridge_only = qpid > 0 && bh_vm_pidfile_check(p.bridge_pid, spec->uid_base) < 0 && !qemu_ends_soon(qfd);
+    if (qfd >= 0)
+        close(qfd);
+    if (bridge_only) {
+        /* woken by the bridge's end, QEMU still running: stopped here (Crashed) */
+        bridge_gone(spec, &p, "while the qube ran");
+        bh_vm_cleanup(spec, &p);
+        *crashed = !asked;
+        return 0;
+    }
     int pid = atoi(t), ws = 0;
     pid_t r = pid > 1 ? waitpid(pid, &ws, WNOHANG) : -1;
     if (r == pid)
