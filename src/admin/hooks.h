@@ -16,6 +16,8 @@ struct bh_hooks {
      * the call on conn later, with bh_server_finish); told after the rules of q changed. */
     int (*firewall_check)(struct bh_app *app, struct bh_qube *q, const char *rules, void *conn, bh_error *err);
     void (*firewall_changed)(struct bh_app *app, struct bh_qube *q);
+    /* A feature of q was set or deleted (e.g. `ipv6` while qubes run). */
+    void (*feature_changed)(struct bh_app *app, struct bh_qube *q, const char *key);
     /* memory, maxmem or vcpus of a running q changed: apply them where the engine can. */
     void (*limits_changed)(struct bh_app *app, struct bh_qube *q);
     /* The client of a parked call went away (besides waiters.c's own). */

@@ -652,6 +652,8 @@ int bh_qube_feature_set(struct bh_app *app, struct bh_qube *q, const char *key, 
     snprintf(ev, sizeof ev, "domain-feature-set:%s", key);
     const char *kv[] = { "feature", key, "value", value, oldc ? "oldvalue" : NULL, oldc, NULL };
     bh_events_emit(q->name, ev, kv);
+    if (bh_hooks.feature_changed)
+        bh_hooks.feature_changed(app, q, key);
     return 0;
 }
 
@@ -672,6 +674,8 @@ int bh_qube_feature_del(struct bh_app *app, struct bh_qube *q, const char *key, 
     snprintf(ev, sizeof ev, "domain-feature-delete:%s", key);
     const char *kv[] = { "feature", key, NULL };
     bh_events_emit(q->name, ev, kv);
+    if (bh_hooks.feature_changed)
+        bh_hooks.feature_changed(app, q, key);
     return 0;
 }
 

@@ -471,6 +471,34 @@ static void tell_engine(struct bh_app *app, struct bh_qube *q)
     bh_glue_spec_free(&sb);
 }
 
+/* Is x in q's chain of netvms (q itself included)? */
+static bool chain_has(struct bh_app *app, struct bh_qube *q, const struct bh_qube *x)
+{
+    for (int i = 0; q && i < 64; i++, q = netvm_of(app, q))
+        if (q == x)
+            return true;
+    return false;
+}
+
+static void on_property(struct bh_app *app, struct bh_qube *q, const char *name);
+
+/* Qubes' `ipv6` feature of q changed (set, emptied, deleted): whether q and every qube
+ * behind it (check_with_netvm) have routed IPv6 may have changed. Each running client
+ * link in that part of the tree is plugged again, as for a netvm change (both ends get
+ * or lose IPv6), and a VM is told its new link (net_changed). A netvm's own uplink is
+ * not redone: the feature on the qube that holds the uplink takes effect at its next
+ * start. */
+static void on_feature(struct bh_app *app, struct bh_qube *q, const char *key)
+{
+    if (strcmp(key, "ipv6"))
+        return;
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *c = app->qubes[i];
+        if (c->klass != BH_ADMINVM && running(c) && plugged[c->qid % MAX_QID] && chain_has(app, c, q))
+            on_property(app, c, "netvm");
+    }
+}
+
 static void on_property(struct bh_app *app, struct bh_qube *q, const char *name)
 {
     if (!running(q))
@@ -570,6 +598,7 @@ int bh_net_glue_init(struct bh_app *app, const char *uplink, bh_error *err)
                             err) < 0)
         return -1;
     bh_hooks.property_changed = on_property;
+    bh_hooks.feature_changed = on_feature;
     bh_hooks.conn_dropped = bh_net_resolve_drop_conn;
     bh_hooks.firewall_changed = on_firewall;
     bh_hooks.firewall_check = check_firewall;

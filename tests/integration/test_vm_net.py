@@ -48,6 +48,32 @@ def test_vm_qube_has_routed_ipv6_as_qubes(vmnet):
     assert "1 received" in r.stdout
 
 
+def test_ipv6_feature_changed_while_the_vm_runs(vmnet):
+    """Qubes' `ipv6` feature of the running VM switched off ('') and back (deleted: it
+    follows sys-net's again): the link is plugged again and the guest told, as for a
+    netvm change, so its eth0 loses and regains its ip6 and default route."""
+    n = booted(vmnet)
+    ip6 = n.prop(VM, "ip6")
+    show = "ip -6 -o addr show dev eth0; ip -6 route"
+
+    def v6():
+        r = n.run(VM, show)
+        return r.returncode == 0 and f"inet6 {ip6}/128" in r.stdout and "default via" in r.stdout
+
+    assert v6()  # control: it has IPv6 now (sys-net's feature)
+    try:
+        n.d.call("admin.vm.feature.Set+ipv6", VM, "")
+        assert n.prop(VM, "ip6") == ""
+        assert wait_for(lambda: not v6(), 120, 1)
+        r = n.run(VM, f"curl -sS -g -m 5 http://[{WEB6}]:8080/")
+        assert "hello over ipv6" not in r.stdout
+    finally:
+        n.d.call("admin.vm.feature.Remove+ipv6", VM)
+    assert wait_for(v6, 120, 1)
+    r = n.run(VM, f"curl -sS -g -m 10 http://[{WEB6}]:8080/")
+    assert f"hello over ipv6 from {INET6}" in r.stdout, r.stdout + r.stderr
+
+
 def test_vm_qube_fetches_by_name_and_by_address(vmnet):
     n = booted(vmnet)
     r = n.run(VM, f"id -u; curl -sS -m 10 http://web.test:8080/; curl -sS -m 10 http://{OTHER}:8080/; "
