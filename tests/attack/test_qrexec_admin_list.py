@@ -1,20 +1,13 @@
 """A qube that policy allows to call admin.vm.List learns only about the qubes policy
 lets it list (as Qubes filters the list per listed qube), never the whole system."""
 import pathlib as _pl
-import subprocess
 import sys as _sys
 import time
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from admin_fixtures import engine_daemon  # noqa: F401
-from qrexec_fixtures import bin_path
+from admin_fixtures import engine_daemon, qvm_run  # noqa: F401
 
 CVM = "/usr/lib/bulkhead/qrexec-client-vm"
-
-
-def qvm_run(d, *args, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def listed(out):

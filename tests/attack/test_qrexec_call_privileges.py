@@ -12,7 +12,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -20,8 +19,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE, daemon_pid, descendants, status  # noqa: E402
 
 # One line per attempt, "NAME: STATUS", and an end marker: the probe ran to its end.
@@ -61,11 +59,6 @@ def dom0_service(monkeypatch):
     monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def qvm_run(d, *args, timeout=60):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def reader_of(d, name):

@@ -20,8 +20,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
 
 # Each request: a name, then the raw header (SOURCE filled in), then the payload. The
@@ -114,11 +113,6 @@ def service_dir(monkeypatch):
     monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def qvm_run(d, *args, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def start_qubes(d):

@@ -11,13 +11,8 @@ import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
+from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
 from qrexec_fixtures import bin_path  # noqa: E402
-
-
-def qvm_run(d, *args, timeout=60):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def status(pid):

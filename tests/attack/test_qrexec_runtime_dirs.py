@@ -12,8 +12,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
 
 CHILD = r"""
@@ -35,11 +34,6 @@ for name in sys.argv[2:]:
         print(f"reach-{name}: {e.strerror}")
 print("end")
 """
-
-
-def qvm_run(d, *args, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def test_another_qubes_runtime_dir_is_not_listable_by_a_call_identity(engine_daemon):

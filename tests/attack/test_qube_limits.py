@@ -2,23 +2,16 @@
 memory all qubes together may be given (qmemman's rule: a qube that cannot get its
 `memory` does not start, with a clear error)."""
 import pathlib as _pl
-import subprocess
 import sys as _sys
 import threading
 
 import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from admin_fixtures import AdminError, engine_daemon  # noqa: E402,F401
+from admin_fixtures import AdminError, engine_daemon, qvm_run  # noqa: E402,F401
 from ns_fixtures import cgroup_file, cgroup_v2_host, proc_cgroups  # noqa: E402
-from qrexec_fixtures import bin_path  # noqa: E402
 
 CVM = "/usr/lib/bulkhead/qrexec-client-vm"
-
-
-def qvm_run(d, *args, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -165,6 +165,14 @@ class Daemon:
                               check=check, input=input, timeout=120)
 
 
+def qvm_run(d, *args, input=None, timeout=120):
+    """qvm-run against daemon d (its socket, and its runtime dir where the qubes' qrexec
+    sockets are); output as bytes."""
+    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
+    return subprocess.run([str(BUILD / "src/qrexec/qvm-run"), *args], env=e, capture_output=True, input=input,
+                          timeout=timeout)
+
+
 def parse_reply(out):
     if out.startswith(b"0\0"):
         return out[2:].decode()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from admin_fixtures import engine_daemon  # noqa: F401
+from admin_fixtures import engine_daemon, qvm_run  # noqa: F401
 from qrexec_fixtures import bin_path
 
 NO_AGENT = "no prompt agent: run qrexec-policy-agent in a dom0 terminal"
@@ -292,11 +292,6 @@ def test_relay_refuses_an_answer_that_was_not_offered(tmp_path):
 
 
 # ---- with real qubes under bulkheadd ---------------------------------------------------
-
-def qvm_run(d, *args, input=None, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, input=input, timeout=timeout)
-
 
 def call_bg(d, target, service, stdin="hostname"):
     e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))

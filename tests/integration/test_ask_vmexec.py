@@ -1,12 +1,10 @@
 """qubes.VMExec: qvm-run's exec path (QUBE COMMAND ARG... runs the argv in the qube
 without a shell; arguments travel encoded as Qubes does: '+'-separated, '-XX' escapes),
 from dom0 and from another qube under policy, and hostile encodings from a qube."""
-import subprocess
 
 import pytest
 
-from admin_fixtures import engine_daemon  # noqa: F401
-from qrexec_fixtures import bin_path
+from admin_fixtures import engine_daemon, qvm_run  # noqa: F401
 
 
 def encode(args):
@@ -24,11 +22,6 @@ def encode(args):
                 part += "-%02X" % b
         out.append(part)
     return "+".join(out)
-
-
-def qvm_run(d, *args, input=None, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, input=input, timeout=timeout)
 
 
 ARGS = ["a b", "$HOME", "", "x-y", "--", "semi;colon", "quote'\"", "\u00fc", "new\nline", "+plus+", "*"]

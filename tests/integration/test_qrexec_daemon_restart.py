@@ -5,18 +5,11 @@ stops is not given a new daemon."""
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from admin_fixtures import engine_daemon, wait_state  # noqa: F401
-from qrexec_fixtures import bin_path
-
-
-def qvm_run(d, *args, timeout=60):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
+from admin_fixtures import engine_daemon, wait_state, qvm_run  # noqa: F401
 
 
 def daemon_pid(d, name):

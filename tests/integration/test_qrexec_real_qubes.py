@@ -2,17 +2,10 @@
 runs commands with qvm-run; qubes call each other under policy (bhpolicy)."""
 import os
 import pathlib
-import subprocess
 
 import pytest
 
-from admin_fixtures import engine_daemon, wait_state  # noqa: F401
-from qrexec_fixtures import bin_path
-
-
-def qvm_run(d, *args, input=None, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, input=input, timeout=timeout)
+from admin_fixtures import engine_daemon, wait_state, qvm_run  # noqa: F401
 
 
 def test_qvm_run_in_a_real_qube(engine_daemon):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from admin_fixtures import Daemon, kill_all, raw_call, parse_reply, state_of  # noqa: F401
+from admin_fixtures import Daemon, kill_all, raw_call, parse_reply, state_of, qvm_run  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
@@ -53,12 +53,6 @@ def vm_premises():
     if r.returncode != 0:
         return "no guest kernel: " + r.stderr.strip()
     return None
-
-
-def qvm_run(d, *args, input=None, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([str(BUILD / "src/qrexec/qvm-run"), *args], env=e, capture_output=True, input=input,
-                          timeout=timeout)
 
 
 def start(d, name, timeout=300):
