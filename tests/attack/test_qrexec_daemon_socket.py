@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
+from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
 from qrexec_fixtures import bin_path  # noqa: E402
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
 
@@ -71,11 +71,6 @@ say("cmdline", connect_target(b"root:touch@/tmp/pwn b"))
 say("getdate", connect_target(b"qubes.GetDate b"))
 print("probe-end", flush=True)
 """
-
-
-def qvm_run(d, *args, timeout=120):
-    e = dict(d.env, BULKHEAD_RUNTIME=str(d.runtime))
-    return subprocess.run([bin_path("qvm-run"), *args], env=e, capture_output=True, timeout=timeout)
 
 
 def results(out):
