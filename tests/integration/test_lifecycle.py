@@ -322,8 +322,10 @@ def test_a_disposable_has_its_call_handler_forked_before_its_call(engine_daemon)
     spare = _wait_children(agent, 1)
     assert len(spare) == 1, spare                     # forked while it waited
     nspid = [l.split()[-1] for l in open(f"/proc/{spare[0]}/status") if l.startswith("NSpid:")][0]
-    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
     assert d.call("admin.vm.CreateDisposable", "a") == name
+    # (after the handout: lowering the pool's size first removes the waiting disposable,
+    # and the handout raced that removal)
+    d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
     r = qvm_run(d, name, "echo $PPID")                # the service's parent: its handler
     assert r.returncode == 0 and r.stdout.strip() == nspid, (r, nspid)
     time.sleep(0.3)
