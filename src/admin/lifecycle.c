@@ -231,6 +231,12 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
                            "--ready-fd", rfd, "--startup-timeout", timeout, "--default-user", (char *)default_user,
                            "--policy-dir", policy };
         size_t n = 15;
+        /* the qube's agent (ns: root of its user namespace) or VM bridge runs as
+         * uid_base: the daemon takes no other listener on the qube's vchan names */
+        char auid[16];
+        snprintf(auid, sizeof auid, "%u", (unsigned)csb.spec.uid_base);
+        argv[n++] = "--agent-uid";
+        argv[n++] = auid;
         if (go_fd) {
             argv[n++] = "--go-fd";
             argv[n++] = gofd;

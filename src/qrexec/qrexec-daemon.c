@@ -69,6 +69,10 @@ static void on_term(int s) { (void)s; stop = 1; }
 static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
+/* The host UID that must be listening on this qube's vchan names (--agent-uid: the
+ * qube's uid_base, as which its agent or VM bridge runs); (uid_t)-1: not checked (the
+ * test stub's world, agents of any UID). */
+static uid_t agent_uid = (uid_t)-1;
 static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
 static struct bh_qx_policy_ctx policy_ctx = { .keep_fd = -1 };
 
@@ -355,7 +359,7 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
     if (bh_write_all(sp, msg, 8) < 0)
         _exit(1);
     close(sp);
-    int sock = bh_vchan_connect(vchan_dir, qid, 0, (uint32_t)port, call_timeout_s * 1000, &err);
+    int sock = bh_vchan_connect_peer(vchan_dir, qid, 0, (uint32_t)port, agent_uid, call_timeout_s * 1000, &err);
     if (sock < 0) {
         bh_err("call to dom0: %s", err.msg);
         _exit(0);
@@ -727,7 +731,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     close(lfd); /* a listening socket holds its tmpfs inode even once unlinked */
     lfd = -1;
-    _cleanup_close_ int src = bh_vchan_connect(vchan_dir, qid, tqid, port, call_timeout_s * 1000, &err);
+    _cleanup_close_ int src = bh_vchan_connect_peer(vchan_dir, qid, tqid, port, agent_uid, call_timeout_s * 1000, &err);
     if (src < 0) {
         bh_warn("relay (source side): %s", err.msg);
         call_exit(0);
@@ -1185,7 +1189,8 @@ static void usage(void)
             "usage: qrexec-daemon --name NAME --domid QID [--runtime DIR] [--vchan-dir DIR] [--socket PATH]\n"
             "                     [--ready-fd N] [--go-fd N] [--startup-timeout S] [--call-timeout S]\n"
             "                     [--default-user USER] [--dom0-service-path DIRS]\n"
-            "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n");
+            "                     [--policy-dir DIR] [--ask-program PROG] [--test-allow FILE]\n"
+            "                     [--agent-uid UID]\n");
     exit(2);
 }
 
@@ -1202,7 +1207,7 @@ int main(int argc, char **argv)
         { "default-user", required_argument, 0, 'u' }, { "dom0-service-path", required_argument, 0, 'D' },
         { "policy-dir", required_argument, 0, 'P' }, { "test-allow", required_argument, 0, 'A' },
         { "ask-program", required_argument, 0, 'K' }, { "go-fd", required_argument, 0, 'G' },
-        { 0, 0, 0, 0 } };
+        { "agent-uid", required_argument, 0, 'U' }, { 0, 0, 0, 0 } };
     int o;
     char *vd = NULL, *sp = NULL;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1214,6 +1219,7 @@ int main(int argc, char **argv)
         case 's': sp = optarg; break;
         case 'R': ready_fd = atoi(optarg); break;
         case 'G': go_fd = atoi(optarg); break;
+        case 'U': agent_uid = (uid_t)strtoul(optarg, NULL, 10); break;
         case 'S': startup_timeout = atoi(optarg); break;
         case 'C': call_timeout_s = atoi(optarg); break;
         case 'u': default_user = optarg; break;
@@ -1274,7 +1280,7 @@ int main(int argc, char **argv)
         }
         close(go_fd);
     }
-    ctrl = bh_vchan_connect(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, startup_timeout * 1000, &err);
+    ctrl = bh_vchan_connect_peer(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, agent_uid, startup_timeout * 1000, &err);
     if (ctrl < 0) {
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,12 @@ static int connect_nofollow(int dirfd, const char *name)
 int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,
                      int timeout_ms, bh_error *err)
 {
+    return bh_vchan_connect_peer(dir, server, client, port, (uid_t)-1, timeout_ms, err);
+}
+
+int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                          uid_t want_uid, int timeout_ms, bh_error *err)
+{
     char name[64];
     snprintf(name, sizeof name, "vchan.%u.%u.%u.sock", server, client, port);
     _cleanup_close_ int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -169,15 +176,35 @@ int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t
         return bh_fail_errno(err, "vchan dir %s", dir);
     long long deadline = timeout_ms < 0 ? -1 : bh_now_ms() + timeout_ms;
     int delay_us = 50;
+    long wrong_uid = -2; /* the last refused listener's UID (-2: none refused) */
     for (;;) {
+        bool refused = false;
         int fd = connect_nofollow(dirfd, name);
+        if (fd >= 0 && want_uid != (uid_t)-1) {
+            /* Anyone who may create names in the dir (the VM engine's group, the ns
+             * engine's sticky 1777 dir) could have bound this one first: the listener
+             * must be the qube's own host identity, or it is not the qube's side. */
+            struct ucred uc;
+            socklen_t ul = sizeof uc;
+            bool got = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0;
+            if (!got || uc.uid != want_uid) {
+                wrong_uid = got ? (long)uc.uid : -1;
+                close(fd);
+                fd = -1;
+                refused = true;
+            }
+        }
         if (fd >= 0)
             return fd;
-        if (errno != ENOENT && errno != ECONNREFUSED)
+        if (!refused && errno != ENOENT && errno != ECONNREFUSED)
             return bh_fail_errno(err, "connect %s/%s", dir, name);
         long long now = bh_now_ms();
-        if (deadline >= 0 && now >= deadline)
+        if (deadline >= 0 && now >= deadline) {
+            if (wrong_uid != -2)
+                return bh_fail(err, EACCES, "%s/%s is bound by UID %ld, not the qube's %u: refused",
+                               dir, name, wrong_uid, (unsigned)want_uid);
             return bh_fail(err, ETIMEDOUT, "vchan connection timeout (%s/%s)", dir, name);
+        }
         /* The server usually binds within a millisecond of our being told to connect:
          * poll fast first, then back off (Qubes' libvchan-socket polls every 100 ms).
          * Not inotify: closing an inotify fd waits for an RCU grace period (~10 ms). */

@@ -10,6 +10,7 @@
 #include "err.h"
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define BH_VCHAN_DEFAULT_DIR "/run/qubes/vchan"
 
@@ -31,6 +32,10 @@ int bh_vchan_accept(int lfd, const char *dir, uint32_t server, uint32_t client, 
  * up to timeout_ms (-1: forever). Never follows a symlink at the final name. */
 int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,
                      int timeout_ms, bh_error *err);
+/* The same, and the listener (SO_PEERCRED) must be want_uid ((uid_t)-1: anyone): a
+ * listener of another UID is refused (closed, retried until timeout_ms, then EACCES). */
+int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                          uid_t want_uid, int timeout_ms, bh_error *err);
 /* Plain host-side Unix sockets (daemon sockets in host-only dirs). */
 int bh_unix_listen(const char *path, unsigned mode, bh_error *err);
 int bh_unix_connect(const char *path, bh_error *err);

@@ -158,7 +158,11 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
     while (read(pp->ifd, buf, sizeof buf) > 0)
         ;
     snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p.vchan, spec->qid);
-    if (access(ctl, F_OK) == 0) {
+    /* Booted once the bridge (uid_base) has bound the agent's name; anyone of the VM
+     * dir's group (every qube's call processes) could create that name, so its owner is
+     * what counts, as it is for qrexec-daemon's peer check (--agent-uid). */
+    struct stat cst;
+    if (lstat(ctl, &cst) == 0 && S_ISSOCK(cst.st_mode) && cst.st_uid == spec->uid_base) {
         pending_free(pp);
         return 0;
     }
