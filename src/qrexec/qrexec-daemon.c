@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "daemon_paths.h"
 #include "decide.h"
+#include "host_ids.h"
 #include "io.h"
 #include "log.h"
 #include "names.h"
@@ -69,9 +70,10 @@ static void on_term(int s) { (void)s; stop = 1; }
 static uint32_t ctrl_version;          /* negotiated with the agent: 3 or 4 */
 static struct bh_qx_reader ctrl_reader;
 static int call_timeout_s = 60;
-/* The host UID that must be listening on this qube's vchan names (--agent-uid: the
- * qube's uid_base, as which its agent or VM bridge runs); (uid_t)-1: not checked (the
- * test stub's world, agents of any UID). */
+/* The host UID that must be listening on this qube's agent name (--agent-uid: the
+ * qube's uid_base, as which its agent or VM bridge runs); its data names may be bound by
+ * any of the qube's UIDs (a call's process in the qube, as the call's user binds them).
+ * (uid_t)-1: not checked (the test stub's world, agents of any UID). */
 static uid_t agent_uid = (uid_t)-1;
 static int max_pending = DEFAULT_PENDING; /* calls of this qube in flight at once */
 static struct bh_qx_policy_ctx policy_ctx = { .keep_fd = -1 };
@@ -359,7 +361,7 @@ static _Noreturn void trigger_child_dom0(int sp, const char *target, int port, c
     if (bh_write_all(sp, msg, 8) < 0)
         _exit(1);
     close(sp);
-    int sock = bh_vchan_connect_peer(vchan_dir, qid, 0, (uint32_t)port, agent_uid, call_timeout_s * 1000, &err);
+    int sock = bh_vchan_connect_peer(vchan_dir, qid, 0, (uint32_t)port, agent_uid, BH_QUBE_UID_RANGE, call_timeout_s * 1000, &err);
     if (sock < 0) {
         bh_err("call to dom0: %s", err.msg);
         _exit(0);
@@ -731,7 +733,7 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
     }
     close(lfd); /* a listening socket holds its tmpfs inode even once unlinked */
     lfd = -1;
-    _cleanup_close_ int src = bh_vchan_connect_peer(vchan_dir, qid, tqid, port, agent_uid, call_timeout_s * 1000, &err);
+    _cleanup_close_ int src = bh_vchan_connect_peer(vchan_dir, qid, tqid, port, agent_uid, BH_QUBE_UID_RANGE, call_timeout_s * 1000, &err);
     if (src < 0) {
         bh_warn("relay (source side): %s", err.msg);
         call_exit(0);
@@ -1280,7 +1282,7 @@ int main(int argc, char **argv)
         }
         close(go_fd);
     }
-    ctrl = bh_vchan_connect_peer(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, agent_uid, startup_timeout * 1000, &err);
+    ctrl = bh_vchan_connect_peer(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, agent_uid, 1, startup_timeout * 1000, &err);
     if (ctrl < 0) {
         bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
         return 3;

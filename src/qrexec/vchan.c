@@ -163,11 +163,11 @@ static int connect_nofollow(int dirfd, const char *name)
 int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,
                      int timeout_ms, bh_error *err)
 {
-    return bh_vchan_connect_peer(dir, server, client, port, (uid_t)-1, timeout_ms, err);
+    return bh_vchan_connect_peer(dir, server, client, port, (uid_t)-1, 0, timeout_ms, err);
 }
 
 int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uint32_t port,
-                          uid_t want_uid, int timeout_ms, bh_error *err)
+                          uid_t want_uid, uint32_t uid_count, int timeout_ms, bh_error *err)
 {
     char name[64];
     snprintf(name, sizeof name, "vchan.%u.%u.%u.sock", server, client, port);
@@ -187,7 +187,7 @@ int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uin
             struct ucred uc;
             socklen_t ul = sizeof uc;
             bool got = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0;
-            if (!got || uc.uid != want_uid) {
+            if (!got || uc.uid < want_uid || (uint64_t)uc.uid - want_uid >= (uid_count ? uid_count : 1)) {
                 wrong_uid = got ? (long)uc.uid : -1;
                 close(fd);
                 fd = -1;
@@ -201,8 +201,8 @@ int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uin
         long long now = bh_now_ms();
         if (deadline >= 0 && now >= deadline) {
             if (wrong_uid != -2)
-                return bh_fail(err, EACCES, "%s/%s is bound by UID %ld, not the qube's %u: refused",
-                               dir, name, wrong_uid, (unsigned)want_uid);
+                return bh_fail(err, EACCES, "%s/%s is bound by UID %ld, not the qube's %u%s: refused",
+                               dir, name, wrong_uid, (unsigned)want_uid, uid_count > 1 ? " range" : "");
             return bh_fail(err, ETIMEDOUT, "vchan connection timeout (%s/%s)", dir, name);
         }
         /* The server usually binds within a millisecond of our being told to connect:

@@ -32,10 +32,11 @@ int bh_vchan_accept(int lfd, const char *dir, uint32_t server, uint32_t client, 
  * up to timeout_ms (-1: forever). Never follows a symlink at the final name. */
 int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,
                      int timeout_ms, bh_error *err);
-/* The same, and the listener (SO_PEERCRED) must be want_uid ((uid_t)-1: anyone): a
- * listener of another UID is refused (closed, retried until timeout_ms, then EACCES). */
+/* The same, and the listener's UID (SO_PEERCRED) must be in [want_uid, want_uid +
+ * uid_count) (uid_count 0 = 1; want_uid (uid_t)-1: anyone): a listener of another UID is
+ * refused (closed, retried until timeout_ms, then EACCES). */
 int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uint32_t port,
-                          uid_t want_uid, int timeout_ms, bh_error *err);
+                          uid_t want_uid, uint32_t uid_count, int timeout_ms, bh_error *err);
 /* Plain host-side Unix sockets (daemon sockets in host-only dirs). */
 int bh_unix_listen(const char *path, unsigned mode, bh_error *err);
 int bh_unix_connect(const char *path, bh_error *err);
