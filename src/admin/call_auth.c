@@ -102,10 +102,14 @@ static int qrexec_step(struct bh_call *c, struct bh_qube *q)
         snprintf(actual, sizeof actual, "%s%s", disp ? "@dispvm:" : "", c->dest->name);
     }
     struct bh_call_policy *p = policy_now(c);
-    bool ok = p && bh_call_policy_reaches_as(p, q->name, requested, svc, actual, c->call_user, sizeof c->call_user);
+    bool autostart = false;
+    bool ok = p && bh_call_policy_reaches_as(p, q->name, requested, svc, actual, c->call_user, sizeof c->call_user,
+                                             &autostart);
     bh_call_policy_close(p);
     if (!ok)
         return refuse(c, q, "the qrexec policy does not lead this call there");
+    if (!strcmp(r->method, "internal.qrexec.StartTarget") && !autostart)
+        return refuse(c, q, "the qrexec policy's rule says autostart=no");
     c->src = bh_app_find(c->app, "dom0");
     return 0;
 }

@@ -53,11 +53,12 @@ static bool target_is(const struct bh_policy_result *r, const char *actual)
 bool bh_call_policy_reaches(const struct bh_call_policy *p, const char *source, const char *requested,
                             const char *service_and_arg, const char *actual)
 {
-    return bh_call_policy_reaches_as(p, source, requested, service_and_arg, actual, NULL, 0);
+    return bh_call_policy_reaches_as(p, source, requested, service_and_arg, actual, NULL, 0, NULL);
 }
 
 bool bh_call_policy_reaches_as(const struct bh_call_policy *p, const char *source, const char *requested,
-                               const char *service_and_arg, const char *actual, char *user, size_t user_size)
+                               const char *service_and_arg, const char *actual, char *user, size_t user_size,
+                               bool *autostart)
 {
     struct bh_policy_result r;
     memset(&r, 0, sizeof r);
@@ -70,6 +71,8 @@ bool bh_call_policy_reaches_as(const struct bh_call_policy *p, const char *sourc
             ok = !actual || !strcmp(r.choices[i], actual);
     if (ok && user)
         snprintf(user, user_size, "%s", r.user[0] ? r.user : "DEFAULT");
+    if (autostart)
+        *autostart = ok && r.autostart;
     bh_policy_result_free(&r);
     return ok;
 }

@@ -20,9 +20,11 @@ void bh_call_policy_close(struct bh_call_policy *p);
 bool bh_call_policy_reaches(const struct bh_call_policy *p, const char *source, const char *requested,
                             const char *service_and_arg, const char *actual);
 /* The same; when it does, *user gets the rule's user= ("DEFAULT" without one: the
- * target's default user), as the call's command line names it. */
+ * target's default user), as the call's command line names it, and *autostart (when
+ * not NULL) the rule's autostart= (a target it may not start is not started for it). */
 bool bh_call_policy_reaches_as(const struct bh_call_policy *p, const char *source, const char *requested,
-                               const char *service_and_arg, const char *actual, char *user, size_t user_size);
+                               const char *service_and_arg, const char *actual, char *user, size_t user_size,
+                               bool *autostart);
 /* Whether the policy allows (not asks) it: admin.vm.List's per-qube filter, as Qubes'
  * admin extension, which does not count an ask as allow. */
 bool bh_call_policy_allows(const struct bh_call_policy *p, const char *source, const char *target,

@@ -302,6 +302,28 @@ static bool peer_may_connect(int fd, uid_t *uid)
     return false;
 }
 
+/* One qube's call identity may hold at most this many connections at once (as many as
+ * it may have calls in flight): the 4096 of all together must not be one qube's to take
+ * from dom0's tools and the other qubes. Root (dom0's tools) has no cap of its own. */
+#define BH_SERVER_MAX_CONNS_PER_CALLER 64
+
+static bool over_uid_cap(uid_t uid)
+{
+    if (uid == 0)
+        return false;
+    unsigned n = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->peer_uid == uid && ++n >= BH_SERVER_MAX_CONNS_PER_CALLER) {
+            static int64_t last_warn = -1;
+            if (last_warn < 0 || bh_now_ms() - last_warn > 10000) {
+                last_warn = bh_now_ms();
+                bh_warn("UID %u holds %u connections: refusing more", (unsigned)uid, n);
+            }
+            return true;
+        }
+    return false;
+}
+
 /* Connections accepted per wake-up: under a constant stream of clients the loop must
  * still come back to serve slow connections, events and the tick. */
 #define ACCEPT_BATCH 64
@@ -322,7 +344,7 @@ static void on_accept(void *ctx, uint32_t ev)
             return;
         }
         uid_t peer_uid = (uid_t)-1;
-        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd, &peer_uid)) {
+        if (nconns >= BH_SERVER_MAX_CONNS || !peer_may_connect(fd, &peer_uid) || over_uid_cap(peer_uid)) {
             close(fd);
             continue;
         }

@@ -272,23 +272,52 @@ int bh_pf_parse_cpu_stat(const char *text, struct bh_pf_cpu *cpus, unsigned ncpu
     return 0;
 }
 
+/* A token of decimal digits only. */
+static bool all_digits(struct span t)
+{
+    if (!t.n)
+        return false;
+    for (size_t i = 0; i < t.n; i++)
+        if (!is_digit(t.p[i]))
+            return false;
+    return true;
+}
+
 int bh_pf_render_counts_zeroed(bh_buf *out, const char *cur)
 {
     struct span l;
+    unsigned long version = 0;
     while (next_line(&cur, &l)) {
         struct span key = first_token(l);
         size_t pos = (size_t)(key.p - l.p) + key.n;
         if (key.n == 7 && !memcmp(key.p, "version", 7)) { /* schedstat's format version */
+            struct span v = first_token((struct span){ l.p + pos, l.n - pos });
+            version = all_digits(v) && v.n < 6 ? (unsigned long)number(v.p, v.n) : 0;
             if (bh_buf_add(out, l.p, l.n) < 0 || bh_buf_addc(out, '\n') < 0)
                 return -1;
             continue;
         }
-        if (starts_with(key, "domain")) { /* schedstat: "domainN CPUMASK counts...": the mask stays */
-            struct span rest = { l.p + pos, l.n - pos };
-            struct span mask = first_token(rest);
-            pos = (size_t)(mask.p - l.p) + mask.n;
+        if (bh_buf_add(out, l.p, pos) < 0)
+            return -1;
+        /* schedstat's "domainN CPUMASK counts..." (version 17 and later: "domainN NAME
+         * CPUMASK counts..."): the name and mask stay; every other all-digit token is a
+         * count and reads 0, and a token that is not one (a name, a mask with hex
+         * letters or commas) stays as it is without ending the zeroing. */
+        unsigned keep = starts_with(key, "domain") ? (version >= 17 ? 2 : 1) : 0;
+        while (pos < l.n) {
+            struct span t = first_token((struct span){ l.p + pos, l.n - pos });
+            if (!t.n)
+                break;
+            if (bh_buf_add(out, l.p + pos, (size_t)(t.p - (l.p + pos))) < 0)
+                return -1;
+            bool count = !keep && all_digits(t);
+            if (keep)
+                keep--;
+            if (count ? bh_buf_addc(out, '0') < 0 : bh_buf_add(out, t.p, t.n) < 0)
+                return -1;
+            pos = (size_t)(t.p - l.p) + t.n;
         }
-        if (zero_from(out, l, pos, SIZE_MAX, false) < 0)
+        if (bh_buf_add(out, l.p + pos, l.n - pos) < 0 || bh_buf_addc(out, '\n') < 0)
             return -1;
     }
     return 0;

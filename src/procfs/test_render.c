@@ -114,6 +114,15 @@ static void test_counts_and_pressure(void)
     assert(!strcmp(s(&b), "version 15\ntimestamp 0\ncpu0 0 0 0 0 0 0 0 0 0\n"
                           "domain0 00000003 0 0 0 0 0 0\ndomain1 ff,00000003 0 0\n"));
     bh_buf_free(&b);
+    /* version 17 (Linux 6.13): the domain's name before its mask; a token that is not a
+     * count does not end the zeroing */
+    bh_buf_init(&b, 1 << 16);
+    assert(bh_pf_render_counts_zeroed(&b, "version 17\ntimestamp 4298331234\n"
+                                          "domain0 MC 00000003 1 2 3\ndomain1 PKG ff,0000000f 7 8\n"
+                                          "cpu1 5 x 6\n") == 0);
+    assert(!strcmp(s(&b), "version 17\ntimestamp 0\n"
+                          "domain0 MC 00000003 0 0 0\ndomain1 PKG ff,0000000f 0 0\ncpu1 0 x 0\n"));
+    bh_buf_free(&b);
     bh_buf_init(&b, 1 << 16);
     assert(bh_pf_render_pressure(&b, "some avg10=78.90 avg60=75.42 avg300=69.55 total=24713219530\n"
                                      "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n") == 0);

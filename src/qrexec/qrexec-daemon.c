@@ -448,45 +448,38 @@ static unsigned long dom0_reserve(void)
 }
 
 /* The qube's runtime dir (its sockets, pid files, vchan dir) becomes 0711: every call
- * identity may still reach the names it needs in it (this daemon's socket, the vchan dir,
- * the lock below) but none may list it, so another qube's calls learn nothing of what is
- * there. The lock every call toward this qube takes (listen_in_target) is a file of its
- * own, readable by all, as the dir can no longer be opened for reading. */
+ * identity may still reach the names it needs in it (this daemon's socket's name, the
+ * vchan dir) but none may list it, so another qube's calls learn nothing of what is
+ * there. */
 static void hide_runtime_dir(void)
 {
-    char dir[4096], lock[4096];
-    if (bh_qx_qube_path(dir, sizeof dir, runtime, qube_name, "") < 0 ||
-        bh_qx_qube_path(lock, sizeof lock, runtime, qube_name, "call.lock") < 0)
+    char dir[4096];
+    if (bh_qx_qube_path(dir, sizeof dir, runtime, qube_name, "") < 0)
         return;
-    int fd = open(lock, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0 || fchmod(fd, 0644) < 0 || chmod(dir, 0711) < 0)
+    if (chmod(dir, 0711) < 0)
         bh_warn("%s: runtime dir left listable: %s", qube_name, strerror(errno));
-    if (fd >= 0)
-        close(fd);
 }
 
 /* Binds this call's name in the target's vchan dir unless that would eat into dom0's
- * reserve. The check and the bind hold a lock shared by every call process of every daemon, so concurrent calls cannot all pass
- * the check and then all bind (the lock is the target's runtime dir's call.lock). */
+ * reserve. Bound first, counted after: a name that left fewer free inodes than the
+ * reserve is removed again and the call refused. Concurrent calls then see each other's
+ * names and refuse more, never fewer, and no lock is needed (a lock that every qube's
+ * call processes take could be held forever by one that a qube has taken over, and
+ * every call into the target would hang). */
 static int listen_in_target(const char *target, const char *tdir, uint32_t tqid, uint32_t port, bh_error *err)
 {
-    char lock[4096];
-    if (bh_qx_qube_path(lock, sizeof lock, runtime, target, "call.lock") < 0)
-        return bh_fail_errno(err, "path");
-    _cleanup_close_ int lk = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (lk < 0 && errno == ENOENT) { /* a daemon of an older bulkheadd: the dir itself */
-        *strrchr(lock, '/') = '\0';
-        lk = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    }
-    if (lk < 0 || flock(lk, LOCK_EX) < 0)
-        return bh_fail_errno(err, "lock %s", lock);
+    int fd = bh_vchan_listen(tdir, qid, tqid, port, err);
+    if (fd < 0)
+        return -1;
     struct statvfs sv;
-    if (statvfs(tdir, &sv) < 0)
-        return bh_fail_errno(err, "statvfs %s", tdir);
-    if (sv.f_files && sv.f_ffree <= dom0_reserve())
-        return bh_fail(err, ENOSPC, "%s's vchan dir keeps its last %lu inodes for dom0's calls", target,
-                       dom0_reserve());
-    return bh_vchan_listen(tdir, qid, tqid, port, err);
+    bool full = statvfs(tdir, &sv) < 0 || (sv.f_files && sv.f_ffree < dom0_reserve());
+    if (!full)
+        return fd;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (bh_vchan_path(path, sizeof path, tdir, qid, tqid, port) == 0)
+        unlink(path);
+    close(fd);
+    return bh_fail(err, ENOSPC, "%s's vchan dir keeps its last %lu inodes for dom0's calls", target, dom0_reserve());
 }
 
 /* Whether the daemon at the other end of fd serves the qube `target` as qid_seen. Asked

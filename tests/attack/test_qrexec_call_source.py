@@ -165,3 +165,59 @@ def test_a_process_with_a_call_uid_speaks_for_that_qube_only(engine_daemon):
     finally:
         os.close(sockdir)
     assert "b class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
+
+
+HOLD = r"""
+import socket, sys, time
+sock = sys.argv[1]
+held, closed = [], 0
+for i in range(100):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    held.append(s)
+time.sleep(0.5)
+for s in held:  # the ones bulkheadd refused are closed: recv gives EOF at once
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except BlockingIOError:
+        pass
+print(f"held {len(held) - closed} closed {closed}", flush=True)
+sys.stdin.read()  # hold them until the test is done
+"""
+
+
+def test_a_call_identity_cannot_take_every_connection(engine_daemon):
+    """One qube's call identity holds at most 64 connections to bulkheadd at once (as many
+    as its calls in flight); dom0's tools and another qube's call identity are still
+    served while it holds them."""
+    d = engine_daemon
+    start_qubes(d)
+    qid = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    qid_b = int(d.call("admin.vm.property.Get+qid", "b").split()[-1])
+    sockdir = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
+    path = f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}"
+
+    def as_call_identity(uid):
+        os.setgroups([])
+        os.setresgid(CALL_GID, CALL_GID, CALL_GID)
+        os.setresuid(uid, uid, uid)
+
+    p = subprocess.Popen([sys.executable, "-c", HOLD, path], preexec_fn=lambda: as_call_identity(CALL_ID_BASE + qid),
+                         pass_fds=(sockdir,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        m = re.fullmatch(r"held (\d+) closed (\d+)\n", line)
+        assert m, line
+        assert int(m.group(1)) == 64 and int(m.group(2)) == 36, line   # the cap, and the attempt ran
+        # dom0's tools are served, and so is b's call identity
+        assert "b class=AppVM" in d.call("admin.vm.List", "dom0")
+        r = subprocess.run([sys.executable, "-c", probe_source(path), "b"], pass_fds=(sockdir,),
+                           preexec_fn=lambda: as_call_identity(CALL_ID_BASE + qid_b),
+                           capture_output=True, text=True, timeout=120)
+        assert results(r.stdout + r.stderr)["own-sysinfo"].startswith("0 "), r.stdout
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+        os.close(sockdir)

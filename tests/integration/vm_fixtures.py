@@ -84,7 +84,7 @@ def vm_leftovers(d, name):
             left.append("process " + (pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()[:60]).decode(errors="replace"))
         except OSError:
             pass
-    # the vchan tmpfs and (template `host`) the guest RAM's tmpfs in vm/mem
+    # the vchan tmpfs and (template `host`) the guest RAM's tmpfs in vm-mem
     for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
         if str(rt) + "/" in line:
             left.append("mount " + line.split()[4])

@@ -51,7 +51,7 @@ void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
     bh_path_join(p->qmp, sizeof p->qmp, p->vmdir, "qmp.sock");
     bh_path_join(p->port, sizeof p->port, p->vmdir, "port.sock");
     bh_path_join(p->vfs_sock, sizeof p->vfs_sock, p->vmdir, "virtiofs.sock");
-    bh_path_join(p->mem, sizeof p->mem, p->vmdir, "mem");
+    bh_path_join(p->mem, sizeof p->mem, p->rt, "vm-mem");
     bh_path_join(p->qemu_pid, sizeof p->qemu_pid, p->rt, "qemu.pid");
     bh_path_join(p->bridge_pid, sizeof p->bridge_pid, p->rt, "bridge.pid");
     bh_path_join(p->vfs_pid, sizeof p->vfs_pid, p->rt, "virtiofsd.pid");
@@ -426,8 +426,13 @@ static int make_dirs(const struct bh_qube_spec *spec, const struct bh_vm_paths *
 static int make_mem_dir(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
 {
     uint64_t mem = spec->memory_mib ? spec->memory_mib : 400;
-    if (mkdir(p->mem, 0700) < 0 && errno != EEXIST)
-        return bh_fail_errno(err, "mkdir %s", p->mem);
+    /* In the root-owned <rt>, not in vm/ (QEMU's UID owns that: a QEMU taken over could
+     * leave a symlink there for root's mount to follow onto any host directory); a
+     * directory left by an earlier run must be ours and not a link. */
+    struct stat st;
+    if (mkdir(p->mem, 0700) < 0 &&
+        (errno != EEXIST || lstat(p->mem, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0))
+        return bh_fail(err, EEXIST, "mkdir %s: exists and is not root's directory", p->mem);
     char opts[160];
     for (int huge = 1; huge >= 0; huge--) {
         snprintf(opts, sizeof opts, "size=%lluM,nr_inodes=8,mode=0700,uid=%u,gid=%u%s", (unsigned long long)mem + 2,

@@ -11,7 +11,8 @@
  * Runtime files of a VM qube (<runtime>/qubes/<name>/):
  *   vchan/        the host's side of the qube's vchan directory (same as `ns`)
  *   vm/           owned by the qube's host UID: qmp.sock, port.sock (QEMU makes them);
- *                 mem/ (template `host`: the guest's RAM, shared with virtiofsd)
+ *   vm-mem/       template `host`: the guest's RAM, shared with virtiofsd (a tmpfs
+ *                 mounted by root on a root-owned dir, owned inside by the qube's UID)
  *   qemu.pid      "PID starttime" of QEMU; bridge.pid, virtiofsd.pid the same
  *   shutdown-requested  marker while a shutdown is pending
  */
@@ -55,7 +56,7 @@ int bh_qmp_status(const char *sock, char *out, size_t n, bh_error *err);
 struct bh_vm_paths {
     char rt[4096], vchan[4096], vmdir[4096], qmp[4096], port[4096];
     char qemu_pid[4096], bridge_pid[4096], vfs_pid[4096], vfs_sock[4096], shutdown_mark[4096];
-    char mem[4096];   /* <rt>/vm/mem: a tmpfs with huge pages for the guest's shared RAM */
+    char mem[4096];   /* <rt>/vm-mem (root's <rt>, not QEMU's vm/): a tmpfs with huge pages for the guest's shared RAM */
     char cache[4096]; /* <runtime>/vm-cache */
     char images[4096]; /* <root>/vm-cache */
 };
