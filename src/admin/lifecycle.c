@@ -18,6 +18,7 @@
 #include "io.h"
 #include "log.h"
 #include "net_glue.h"
+#include "qube_ids_reap.h"
 #include "loop.h"
 #include "preload.h"
 #include "props.h"
@@ -481,6 +482,9 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
     qrexec_stop(q);
+    /* Before the qid can be anyone else's: nothing of the qube's qrexec identities may
+     * outlive it, or it would be served as the next qube with this qid (call_auth.c). */
+    (void)bh_qube_ids_reap(q->qid);
     bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
@@ -628,6 +632,7 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     bh_glue_sq(app, q, &b);
     unwatch(q);
     qrexec_stop(q); /* forked with the qube (qrexec_early), or in an agent phase */
+    (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
     q->rt.state = BH_STATE_HALTED;
     bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
@@ -1213,8 +1218,11 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
     for (size_t i = 0; i < app->nqubes; i++) {
         struct bh_qube *q = app->qubes[i];
         const struct bh_driver *drv = q->klass == BH_ADMINVM ? NULL : bh_glue_driver(app, q);
-        if (!drv || !drv->adopt)
+        if (!drv || !drv->adopt) {
+            if (q->klass != BH_ADMINVM)
+                (void)bh_qube_ids_reap(q->qid); /* not running here: found halted */
             continue;
+        }
         struct bh_spec_buf sb;
         bh_glue_spec(app, q, &sb);
         bh_error err = { 0 };
@@ -1230,6 +1238,10 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
             if (qrexec_start(app, q, &sb, &err) < 0)
                 bh_warn("%s: qrexec after adopt: %s", q->name, err.msg);
             bh_info("%s: adopted running qube", q->name);
+        } else {
+            /* Found halted (crash sweep): what its qrexec identities left running while
+             * no bulkheadd watched goes before the qid can be reused (see halted). */
+            (void)bh_qube_ids_reap(q->qid);
         }
         bh_glue_spec_free(&sb);
     }
