@@ -189,6 +189,8 @@ static void on_event(void *ctx, const char *subject, const char *event, const ch
 int bh_server_subscribe(void *conn, const char *filter)
 {
     struct conn *c = conn;
+    if (!c) /* a request without a connection (tests, the fuzz harness): nothing to stream to */
+        return -1;
     if (bh_events_subscribe(filter, on_event, c) < 0)
         return -1;
     c->streaming = true;
