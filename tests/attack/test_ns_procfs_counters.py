@@ -15,14 +15,7 @@ import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from ns_fixtures import ns_env  # noqa: E402,F401
-
-
-@pytest.fixture(autouse=True)
-def fuse_host():
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as e:
-        pytest.skip(f"no usable /dev/fuse on this host ({e.strerror}): qubes get the kernel's files")
+from test_ns_procfs import fuse_host  # noqa: E402,F401  (autouse: skips without /dev/fuse)
 
 
 def host(path):

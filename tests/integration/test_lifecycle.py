@@ -242,13 +242,23 @@ def _preloaded(d):
     return out
 
 
-def test_preloaded_disposables(engine_daemon):
-    d = engine_daemon
+def _preload_one(d):
+    """Makes a a disposable template with a pool of one, and waits (60 s at most) for
+    the pool's disposable to wait to be handed out."""
     d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
     d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
-    deadline = time.time() + 60
+    wait_preloaded(d)
+
+
+def wait_preloaded(d, timeout=60):
+    deadline = time.time() + timeout
     while not _preloaded(d) and time.time() < deadline:
         time.sleep(0.2)
+
+
+def test_preloaded_disposables(engine_daemon):
+    d = engine_daemon
+    _preload_one(d)
     ready = _preloaded(d)
     assert len(ready) == 1
     got = d.call("admin.vm.CreateDisposable", "a")
@@ -257,9 +267,7 @@ def test_preloaded_disposables(engine_daemon):
     d.call("admin.vm.Start", got)               # qvm-run's Start is a no-op on it
     d.call("admin.vm.Kill", got)                # one use, then destroyed
     assert got not in d.call("admin.vm.List")
-    deadline = time.time() + 60
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_preloaded(d)
     assert len(_preloaded(d)) == 1               # and the pool is filled again
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
 
@@ -269,19 +277,13 @@ def test_a_pool_is_refilled_once_its_handed_out_disposable_has_ended(engine_daem
     in use (its call and Kill would share the CPU and the daemon's loop with that
     start), but once it has ended."""
     d = engine_daemon
-    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
-    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
-    deadline = time.time() + 60
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    _preload_one(d)
     got = d.call("admin.vm.CreateDisposable", "a")
     time.sleep(1.0)                                   # five refill ticks
     disps = [l.split()[0] for l in d.call("admin.vm.List").splitlines() if "class=DispVM" in l]
     assert disps == [got], disps
     d.call("admin.vm.Kill", got)
-    deadline = time.time() + 60                       # control: refilled after its end
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_preloaded(d)  # control: refilled after its end
     assert len(_preloaded(d)) == 1
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
 
@@ -312,11 +314,7 @@ def test_a_disposable_has_its_call_handler_forked_before_its_call(engine_daemon)
     assert qvm_run(d, "b", "echo ok").stdout == "ok\n"
     time.sleep(0.3)
     assert _children(_agent_of(d, "b")) == []        # control: one call, no spare
-    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
-    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
-    deadline = time.time() + 60
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    _preload_one(d)
     name = _preloaded(d)[0]
     agent = _agent_of(d, name)
     spare = _wait_children(agent, 1)
@@ -340,11 +338,7 @@ def test_a_handed_out_preloaded_disposable_stays_handed_out_after_a_crash(engine
     SIGKILL of the daemon right after the answer, the restarted daemon adopts it as
     taken, and never hands it to a second caller."""
     d = engine_daemon
-    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
-    d.call("admin.vm.feature.Set+preload-dispvm-max", "a", "1")
-    deadline = time.time() + 60
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    _preload_one(d)
     assert len(_preloaded(d)) == 1
     got = d.call("admin.vm.CreateDisposable", "a")
     d.stop(signal.SIGKILL)
@@ -353,9 +347,7 @@ def test_a_handed_out_preloaded_disposable_stays_handed_out_after_a_crash(engine
     with pytest.raises(AdminError):
         d.call("admin.vm.feature.Get+preload-dispvm", got)
     assert "disp-created-by-dom0" in d.call("admin.vm.tag.List", got).split()
-    deadline = time.time() + 60                     # control: the pool is refilled ...
-    while not _preloaded(d) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_preloaded(d)  # control: the pool is refilled ...
     assert len(_preloaded(d)) == 1
     second = d.call("admin.vm.CreateDisposable", "a")
     assert second != got                            # ... and the next caller gets another
