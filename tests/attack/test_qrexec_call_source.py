@@ -89,6 +89,13 @@ POLICY = ("admin.vm.CurrentState  *  a  b  allow  target=dom0\n"
           "test.SourceProbe  *  a  @adminvm  allow\n")
 
 
+def become_call_identity(uid):
+    """preexec: the process is a qube's call identity (no groups but dom0-qrexec)."""
+    os.setgroups([])
+    os.setresgid(CALL_GID, CALL_GID, CALL_GID)
+    os.setresuid(uid, uid, uid)
+
+
 def results(out):
     assert "probe-end" in out, out
     return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
@@ -148,12 +155,8 @@ def test_a_process_with_a_call_uid_speaks_for_that_qube_only(engine_daemon):
         src = probe_source(f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}")
 
         def as_call_identity(uid):
-            def pre():
-                os.setgroups([])
-                os.setresgid(CALL_GID, CALL_GID, CALL_GID)
-                os.setresuid(uid, uid, uid)
-            return subprocess.run([sys.executable, "-c", src, "a"], preexec_fn=pre, pass_fds=(sockdir,),
-                                  capture_output=True, text=True, timeout=120)
+            return subprocess.run([sys.executable, "-c", src, "a"], preexec_fn=lambda: become_call_identity(uid),
+                                  pass_fds=(sockdir,), capture_output=True, text=True, timeout=120)
 
         r = as_call_identity(CALL_ID_BASE + qid)
         check(results(r.stdout + r.stderr))
@@ -199,12 +202,7 @@ def test_a_call_identity_cannot_take_every_connection(engine_daemon):
     sockdir = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
     path = f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}"
 
-    def as_call_identity(uid):
-        os.setgroups([])
-        os.setresgid(CALL_GID, CALL_GID, CALL_GID)
-        os.setresuid(uid, uid, uid)
-
-    p = subprocess.Popen([sys.executable, "-c", HOLD, path], preexec_fn=lambda: as_call_identity(CALL_ID_BASE + qid),
+    p = subprocess.Popen([sys.executable, "-c", HOLD, path], preexec_fn=lambda: become_call_identity(CALL_ID_BASE + qid),
                          pass_fds=(sockdir,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
@@ -214,7 +212,7 @@ def test_a_call_identity_cannot_take_every_connection(engine_daemon):
         # dom0's tools are served, and so is b's call identity
         assert "b class=AppVM" in d.call("admin.vm.List", "dom0")
         r = subprocess.run([sys.executable, "-c", probe_source(path), "b"], pass_fds=(sockdir,),
-                           preexec_fn=lambda: as_call_identity(CALL_ID_BASE + qid_b),
+                           preexec_fn=lambda: become_call_identity(CALL_ID_BASE + qid_b),
                            capture_output=True, text=True, timeout=120)
         assert results(r.stdout + r.stderr)["own-sysinfo"].startswith("0 "), r.stdout
     finally:
