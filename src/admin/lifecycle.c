@@ -489,7 +489,7 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
     unlink(path);
-    snprintf(path, sizeof path, "%s/call.lock", sb.runtime); /* qrexec-daemon's (hide_runtime_dir) */
+    snprintf(path, sizeof path, "%s/call.lock", sb.runtime); /* made by the qrexec-daemon of earlier versions (a qube adopted across an upgrade) */
     unlink(path);
     /* The engine and qrexec-daemon have removed what they made in the qube's runtime
      * dir: the dir goes too (a start makes it again), or every disposable would leave
