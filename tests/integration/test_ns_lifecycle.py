@@ -132,25 +132,39 @@ def test_crash_is_reported(ns_env):
     assert not q.cgroup("memory").exists()
 
 
+def _read_when(path, pred, timeout=20.0):
+    """Poll a file until pred(content) holds; the qube's shell loop may take
+    seconds to start under TCG (the cgroup-v2 VM stage of CI)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = None
+        if (text is not None and pred(text)) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def test_pause_unpause(ns_env):
     q = ns_env.qube("pause1")
     q.start()
-    q.sh("(while :; do date +%s%N > /tmp/tick; sleep 0.05; done) >/dev/null 2>&1 &")
-    time.sleep(0.3)
+    # rename, not truncate-and-write: a pause between the two would leave ""
+    q.sh("(while :; do date +%s%N > /tmp/tick.n; mv /tmp/tick.n /tmp/tick;"
+         " sleep 0.05; done) >/dev/null 2>&1 &")
+    # read the tick file through the qube's root from the host side: /proc/<init>/root
+    path = pathlib.Path(f"/proc/{q.init_pid()}/root/tmp/tick")
+    assert _read_when(path, bool), "the qube's tick loop never wrote"
     assert q.cmd("pause").returncode == 0
     assert q.state() == "Paused"
     assert q.frozen()
-    tick = (ns_env.base / "dummy")
-    # read the tick file through the qube's root from the host side: /proc/<init>/root
-    path = pathlib.Path(f"/proc/{q.init_pid()}/root/tmp/tick")
     a = path.read_text()
+    assert a
     time.sleep(0.4)
     assert path.read_text() == a, "a paused qube kept running"
     assert q.cmd("unpause").returncode == 0
     assert q.state() == "Running" and not q.frozen()
-    time.sleep(0.4)
-    assert path.read_text() != a
-    del tick
+    assert _read_when(path, lambda t: t != a) != a, "an unpaused qube stayed stopped"
 
 
 def test_kill_while_paused(ns_env):
