@@ -82,22 +82,64 @@ static int set_limits(void)
     return 0;
 }
 
-/* The holder's steps, each answered by the parent (maps written) before the next. */
-/* The qube's namespace's maps are written from its parent (the outer one): the kernel
- * takes them only from a process in the namespace itself or in its parent. */
-static int map_inner(pid_t holder_pid, uid_t base, uint32_t count, int go)
+/* The qube's namespace is made by a child of the holder that shares the holder's memory
+ * (clone(CLONE_VM | CLONE_NEWUSER), its own small stack): the holder stays in the outer
+ * namespace, the parent of the child's, where it may write the child's maps (the kernel
+ * takes them only from a process in that namespace or its parent, holding CAP_SETUID in
+ * the parent), then joins the child's namespace itself. It used to be the other way round
+ * (the holder unshared, a forked helper in the outer namespace wrote its maps): a fork of
+ * the holder, itself a copy of bulkheadd, with its page tables copied and torn down again
+ * at every start. The child shares only the holder's memory (already a copy of the
+ * daemon's, and the holder is as exposed as before); it makes no library calls: raw
+ * system calls on its own stack, no errno, no TLS of its own. */
+struct inner_child {
+    int go[2]; /* the child reads go[0]: EOF releases it */
+};
+
+static int inner_child_main(void *arg)
 {
-    pid_t pid = fork();
-    if (pid < 0)
+    const struct inner_child *a = arg;
+    char c;
+    /* its own copy of the fd table (no CLONE_FILES): drop the write end, or no EOF */
+    (void)syscall(SYS_close, a->go[1]);
+    (void)syscall(SYS_read, a->go[0], &c, 1);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+static _Alignas(16) char inner_stack[16384];
+
+static int make_inner(uid_t base, uint32_t count, char *step)
+{
+    int go[2];
+    *step = 'p';
+    if (pipe2(go, O_CLOEXEC) < 0)
         return -1;
-    if (pid == 0) {
-        char c;
-        if (read(go, &c, 1) != 1 || c != 'q')
-            _exit(1);
-        _exit(write_map(holder_pid, "uid_map", 0, base, count, NULL) < 0 ||
-              write_map(holder_pid, "gid_map", 0, base, count, NULL) < 0);
+    struct inner_child a = { .go = { go[0], go[1] } };
+    *step = 'n';
+    pid_t child = clone(inner_child_main, inner_stack + sizeof inner_stack, CLONE_VM | CLONE_NEWUSER | SIGCHLD, &a);
+    if (child < 0) {
+        close(go[0]), close(go[1]);
+        return -1;
     }
-    return pid;
+    close(go[0]);
+    *step = 'm';
+    int r = -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+    if (write_map(child, "uid_map", 0, base, count, NULL) == 0 &&
+        write_map(child, "gid_map", 0, base, count, NULL) == 0) {
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        *step = 'n';
+        if (ns >= 0 && setns(ns, CLONE_NEWUSER) == 0)
+            r = 0;
+        if (ns >= 0)
+            close(ns);
+    }
+    close(go[1]); /* EOF: the child exits */
+    while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    return r;
 }
 
 static __attribute__((noreturn)) void holder(uid_t base, uint32_t count, int up, int down)
@@ -117,8 +159,8 @@ static __attribute__((noreturn)) void holder(uid_t base, uint32_t count, int up,
     d[0].permitted = d[0].effective = 1u << CAP_SYS_ADMIN;
     if (syscall(SYS_capset, &h, d) < 0)
         goto out;
-    /* The UID change made us undumpable, which gives our /proc files to host root; the
-     * helper that maps the inner namespace (UID base, no host capability) opens them.
+    /* The UID change made us undumpable, which gives our /proc files to host root; we
+     * (UID base, no host capability) open our child's uid_map, and bulkheadd writes ours.
      * No qube process can see this one (PID namespaces). */
     if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 || unshare(CLONE_NEWUSER) < 0)
         goto out;
@@ -126,24 +168,7 @@ static __attribute__((noreturn)) void holder(uid_t base, uint32_t count, int up,
     if (write(up, &c, 1) != 1 || read(down, &c, 1) != 1 || c != 'g')
         _exit(1);
     c = 'e';
-    int go[2];
-    if (set_limits() < 0 || (c = 'p', pipe2(go, O_CLOEXEC) < 0))
-        goto out;
-    c = 'm';
-    pid_t mapper = map_inner(getpid(), base, count, go[0]);
-    if (mapper < 0)
-        goto out;
-    int st = 1;
-    char q = 'q';
-    if (unshare(CLONE_NEWUSER) == 0 && write(go[1], &q, 1) == 1) {
-        while (waitpid(mapper, &st, 0) < 0 && errno == EINTR)
-            ;
-    } else {
-        kill(mapper, SIGKILL);
-        while (waitpid(mapper, NULL, 0) < 0 && errno == EINTR)
-            ;
-    }
-    if (st == 0)
+    if (set_limits() == 0 && make_inner(base, count, &c) == 0)
         c = 'u';
 out:
     if (write(up, &c, 1) != 1)
@@ -190,11 +215,11 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
     c = 'g';
     if (write(down[1], &c, 1) != 1 || read(up[0], &c, 1) != 1 || c != 'u') {
         bh_fail(err, EPERM, "creating the qube's user namespace failed (%s)",
-                c == 'e' ? "limits" : c == 'm' ? "maps" : "namespace");
+                c == 'e' ? "limits" : c == 'm' ? "maps" : c == 'p' ? "pipe" : "namespace");
         goto out;
     }
-    /* The qube's namespace (mapped by the holder's helper): its 0..count-1 are the
-     * outer (= host) base..base+count-1. */
+    /* The qube's namespace (made by the holder's child, mapped by the holder, joined by
+     * the holder): its 0..count-1 are the outer (= host) base..base+count-1. */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
     ret = open(path, O_RDONLY | O_CLOEXEC);
