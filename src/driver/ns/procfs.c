@@ -19,12 +19,14 @@
 #include "cleanup.h"
 #include "log.h"
 #include "selfpath.h"
+#include "stack.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -91,6 +93,53 @@ static __attribute__((noreturn)) void exec_server(const struct bh_qube_spec *spe
     _exit(127);
 }
 
+/* The launch without copies of the daemon: a detaching child and the server's own
+ * process each share the daemon's memory (CLONE_VM | CLONE_VFORK: each parent waits until
+ * its child has exec'd or exited, as after vfork) instead of getting a copy of it; two
+ * copies of the daemon's page tables, their teardown and the wait for it, per start,
+ * saved. Both run host root's code of ours until the exec, as the forked ones did; the
+ * server drops to its own ID itself. Each has its own stack with a guard below it (an
+ * overflow faults instead of writing into the daemon's memory). */
+struct launch {
+    const struct bh_qube_spec *spec;
+    const char *bin;
+    const struct bh_procfs *pf;
+    int go[2];
+    struct bh_stack server_stack;
+};
+
+static int server_entry(void *arg)
+{
+    const struct launch *l = arg;
+    close(l->go[1]); /* its own fd table (no CLONE_FILES) */
+    exec_server(l->spec, l->bin, l->pf, l->go[0]);
+}
+
+/* setsid and the server's start, then exit: the server is then nobody's child but
+ * init's (or the subreaper's), as with the double fork, and in a session of its own. */
+static int detach_entry(void *arg)
+{
+    struct launch *l = arg;
+    (void)setsid();
+    pid_t b = clone(server_entry, bh_stack_top(&l->server_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, l);
+    _exit(b < 0);
+}
+
+static pid_t launch_shared(struct launch *l)
+{
+    struct bh_stack detach_stack;
+    if (bh_stack_alloc(&detach_stack, 64 * 1024) < 0)
+        return -1;
+    if (bh_stack_alloc(&l->server_stack, 256 * 1024) < 0) {
+        bh_stack_free(&detach_stack);
+        return -1;
+    }
+    pid_t a = clone(detach_entry, bh_stack_top(&detach_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, l);
+    bh_stack_free(&detach_stack);
+    bh_stack_free(&l->server_stack);
+    return a;
+}
+
 int bh_procfs_start(const struct bh_qube_spec *spec, const char *libexec, long long boot_offset,
                     struct bh_procfs *pf, bh_error *err)
 {
@@ -107,23 +156,27 @@ int bh_procfs_start(const struct bh_qube_spec *spec, const char *libexec, long l
         }
         return bh_fail_errno(err, "open /dev/fuse");
     }
-    int go[2];
-    if (pipe2(go, O_CLOEXEC) < 0) {
+    struct launch l = { .spec = spec, .bin = bin, .pf = pf };
+    if (pipe2(l.go, O_CLOEXEC) < 0) {
         bh_procfs_close(pf);
         return bh_fail_errno(err, "pipe");
     }
-    pid_t a = fork();
-    if (a == 0) {
-        (void)setsid();
-        pid_t b = fork();
-        if (b == 0) {
-            close(go[1]);
-            exec_server(spec, bin, pf, go[0]);
+    pid_t a = launch_shared(&l);
+    if (a < 0) {
+        /* a kernel that refuses (or no memory for the stacks): the double fork */
+        a = fork();
+        if (a == 0) {
+            (void)setsid();
+            pid_t b = fork();
+            if (b == 0) {
+                close(l.go[1]);
+                exec_server(spec, bin, pf, l.go[0]);
+            }
+            _exit(b < 0);
         }
-        _exit(b < 0);
     }
-    close(go[0]);
-    pf->go = go[1];
+    close(l.go[0]);
+    pf->go = l.go[1];
     int st = 1;
     while (a > 0 && waitpid(a, &st, 0) < 0 && errno == EINTR)
         ;
