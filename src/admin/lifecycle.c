@@ -23,11 +23,13 @@
 #include "preload.h"
 #include "props.h"
 #include "selfpath.h"
+#include "stack.h"
 #include "waiters.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +172,61 @@ done:
     unlink(path);
 }
 
-/* Forks and execs the qube's qrexec-daemon; *ready_fd gets '1' once it serves. 0 = no
- * qrexec-daemon installed (the qube runs without qrexec). */
+/* What the qrexec-daemon's process does before its exec: system calls on what the
+ * parent prepared (it shares the parent's memory: nothing of the daemon's may change). */
+struct qrexec_child {
+    const struct bh_driver *drv;
+    const struct bh_qube_spec *spec;
+    const char *prog;
+    char **argv, **envp;
+    int keep[2]; /* fds that go on (cloexec cleared), or -1 */
+};
+
+static int qrexec_child_run(void *arg)
+{
+    const struct qrexec_child *c = arg;
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int i = 0; i < 2; i++)
+        if (c->keep[i] >= 0)
+            bh_set_cloexec(c->keep[i], 0);
+    /* The daemon and every call process it forks for this qube count against the
+     * qube's CPU share (the engine's cgroups), not the host's. */
+    bh_error cerr = { 0 };
+    if (c->drv && c->drv->charge_host_helper && c->drv->charge_host_helper(c->spec, getpid(), &cerr) < 0)
+        bh_warn("%s: qrexec-daemon not charged to the qube: %s", c->spec->name, cerr.msg);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC); /* only its dup as stdin goes on */
+    if (devnull >= 0)
+        dup2(devnull, 0);
+    setsid();
+    execve(c->prog, c->argv, c->envp);
+    _exit(127);
+}
+
+/* Our environment with BULKHEAD_SOCKET set to sock (the child cannot setenv: it shares
+ * our memory). The strings stay ours; free only the array. */
+static char **env_with_socket(char *sock_var)
+{
+    size_t n = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **v = calloc(n + 2, sizeof *v);
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "BULKHEAD_SOCKET=", 16))
+            v[k++] = *e;
+    v[k++] = sock_var;
+    v[k] = NULL;
+    return v;
+}
+
+/* Starts the qube's qrexec-daemon; *ready_fd gets '1' once it serves. 0 = no
+ * qrexec-daemon installed (the qube runs without qrexec). Its process shares our memory
+ * until its exec (CLONE_VM | CLONE_VFORK: we wait, as after vfork) instead of getting a
+ * copy of the daemon's (page tables copied and torn down at the exec, per start). */
 static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *default_user, int *ready_fd,
                         int *go_fd, bh_error *err)
 {
@@ -191,14 +246,50 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
     /* `ask` answered by a person: qrexec-policy-ask relays to qrexec-policy-agent */
     char ask[PATH_MAX] = "";
     bool have_ask = find_program("qrexec-policy-ask", "BULKHEAD_QREXEC_ASK", ask, sizeof ask) == 0;
-    char qid[16], rfd[16], gofd[16], policy[4200], sock[4200], timeout[16];
+    char qid[16], rfd[16], gofd[16], policy[4200], sock[4200 + 16], timeout[16], auid[16];
     snprintf(qid, sizeof qid, "%u", q->qid);
     snprintf(rfd, sizeof rfd, "%d", pfd[1]);
     snprintf(gofd, sizeof gofd, "%d", gfd[0]);
     snprintf(policy, sizeof policy, "%s/policy.d", app->root_dir);
-    snprintf(sock, sizeof sock, "%s/qubesd.sock", app->runtime_dir);
+    snprintf(sock, sizeof sock, "BULKHEAD_SOCKET=%s/qubesd.sock", app->runtime_dir);
     snprintf(timeout, sizeof timeout, "%lld", bh_qube_prop_int(app, q, "qrexec_timeout"));
-    pid_t pid = fork();
+    struct bh_spec_buf csb;
+    bh_glue_spec(app, q, &csb);
+    char *argv[24] = { "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir,
+                       "--ready-fd", rfd, "--startup-timeout", timeout, "--default-user", (char *)default_user,
+                       "--policy-dir", policy };
+    size_t n = 15;
+    /* the qube's agent (ns: root of its user namespace) or VM bridge runs as uid_base:
+     * the daemon takes no other listener on the qube's vchan names */
+    snprintf(auid, sizeof auid, "%u", (unsigned)csb.spec.uid_base);
+    argv[n++] = "--agent-uid";
+    argv[n++] = auid;
+    if (go_fd) {
+        argv[n++] = "--go-fd";
+        argv[n++] = gofd;
+    }
+    if (have_ask) {
+        argv[n++] = "--ask-program";
+        argv[n++] = ask;
+    }
+    argv[n] = NULL;
+    _cleanup_free_ char **envp = env_with_socket(sock);
+    struct qrexec_child c = { .drv = bh_glue_driver(app, q), .spec = &csb.spec, .prog = prog, .argv = argv,
+                              .envp = envp, .keep = { pfd[1], go_fd ? gfd[0] : -1 } };
+    pid_t pid = -1;
+    struct bh_stack stack;
+    if (envp && bh_stack_alloc(&stack, 256 * 1024) == 0) {
+        pid = clone(qrexec_child_run, bh_stack_top(&stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+        bh_stack_free(&stack);
+    }
+    if (pid < 0 && envp) {
+        /* a kernel that refuses: a copy of this process, as before */
+        pid = fork();
+        if (pid == 0)
+            qrexec_child_run(&c);
+    }
+    int saved = errno;
+    bh_glue_spec_free(&csb);
     if (pid < 0) {
         close(pfd[0]);
         close(pfd[1]);
@@ -206,49 +297,8 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
             close(gfd[0]);
             close(gfd[1]);
         }
-        return bh_fail_errno(err, "fork");
-    }
-    if (pid == 0) {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        bh_set_cloexec(pfd[1], 0);
-        if (go_fd)
-            bh_set_cloexec(gfd[0], 0);
-        /* The daemon and every call process it forks for this qube count against the
-         * qube's CPU share (the engine's cgroups), not the host's. */
-        const struct bh_driver *drv = bh_glue_driver(app, q);
-        bh_error cerr = { 0 };
-        struct bh_spec_buf csb;
-        bh_glue_spec(app, q, &csb);
-        if (drv && drv->charge_host_helper && drv->charge_host_helper(&csb.spec, getpid(), &cerr) < 0)
-            bh_warn("%s: qrexec-daemon not charged to the qube: %s", q->name, cerr.msg);
-        setenv("BULKHEAD_SOCKET", sock, 1);
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC); /* only its dup as stdin goes on */
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        setsid();
-        char *argv[24] = { "qrexec-daemon", "--name", q->name, "--domid", qid, "--runtime", app->runtime_dir,
-                           "--ready-fd", rfd, "--startup-timeout", timeout, "--default-user", (char *)default_user,
-                           "--policy-dir", policy };
-        size_t n = 15;
-        /* the qube's agent (ns: root of its user namespace) or VM bridge runs as
-         * uid_base: the daemon takes no other listener on the qube's vchan names */
-        char auid[16];
-        snprintf(auid, sizeof auid, "%u", (unsigned)csb.spec.uid_base);
-        argv[n++] = "--agent-uid";
-        argv[n++] = auid;
-        if (go_fd) {
-            argv[n++] = "--go-fd";
-            argv[n++] = gofd;
-        }
-        if (have_ask) {
-            argv[n++] = "--ask-program";
-            argv[n++] = ask;
-        }
-        argv[n] = NULL;
-        execv(prog, argv);
-        _exit(127);
+        errno = envp ? saved : ENOMEM;
+        return bh_fail_errno(err, "starting qrexec-daemon");
     }
     close(pfd[1]);
     q->rt.qrexec_pid = pid;
