@@ -1063,6 +1063,62 @@ static void start_call(const struct bh_qx_mon_call *c)
     close(fd);
 }
 
+/* The monitor's one hand-off to the unprivileged side at start: the agent's connection
+ * and the clients' listening socket, as one message 'S' with the two fds. */
+static int send_setup_fds(int sock, int a, int b)
+{
+    char tag = 'S';
+    struct iovec iov = { &tag, 1 };
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    int fds[2] = { a, b };
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ssize_t n;
+    while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n == 1 ? 0 : -1;
+}
+
+static int recv_setup_fds(int sock, int *a, int *b)
+{
+    char tag = 0;
+    struct iovec iov = { &tag, 1 };
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    ssize_t n;
+    while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR && !stop)
+        ;
+    struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+    if (!c || tag != 'S' || (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || c->cmsg_level != SOL_SOCKET ||
+        c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(2 * sizeof(int))) {
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            /* close whatever came */
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            int fds[8];
+            memcpy(fds, CMSG_DATA(c), (k < 8 ? k : 8) * sizeof(int));
+            for (size_t i = 0; i < k && i < 8; i++)
+                close(fds[i]);
+        }
+        return -1;
+    }
+    int fds[2];
+    memcpy(fds, CMSG_DATA(c), sizeof fds);
+    *a = fds[0];
+    *b = fds[1];
+    return 0;
+}
+
 /* The name of our listening socket, as bound: removed at the end only if it is still
  * ours (a successor daemon for the same qube may have bound the name since). */
 static dev_t sock_dev;
@@ -1160,6 +1216,64 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
     monitor_exit(up, 0);
 }
 
+/* The monitor's part of the start, before it serves: wait for bulkheadd's word that the
+ * agent is listening (when started alongside the qube), connect to the agent, bind the
+ * clients' socket, and hand both to the unprivileged side. 0, or the exit code. */
+static int monitor_setup(int go_fd, int startup_timeout)
+{
+    bh_error err = { 0 };
+    /* Started alongside the qube (bulkheadd overlaps our exec and set-up with its boot):
+     * connect only once bulkheadd says the qube's init reported its agent listening.
+     * EOF or a timeout: the start failed, there is nothing to serve. */
+    if (go_fd >= 0) {
+        struct pollfd gp = { .fd = go_fd, .events = POLLIN };
+        int pr;
+        char go = 0;
+        /* (TERM's handler is set by now: a TERM ends the wait as it ended the process) */
+        while ((pr = poll(&gp, 1, startup_timeout * 1000)) < 0 && errno == EINTR && !stop)
+            ;
+        if (pr != 1 || read(go_fd, &go, 1) != 1 || go != 'G') {
+            bh_debug("%s: start abandoned before the agent was up", qube_name);
+            return 3;
+        }
+        close(go_fd);
+    }
+    ctrl = bh_vchan_connect_peer(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, agent_uid, 1, startup_timeout * 1000, &err);
+    if (ctrl < 0) {
+        bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
+        return 3;
+    }
+    /* root's alone: dom0's tools (qrexec-client, qvm-run) and bulkheadd, which connects
+     * the other qubes' calls (internal.qrexec.ConnectTarget). Only the test stub's
+     * world, which has no bulkheadd, lets the call processes' group connect. */
+    int lfd = bh_unix_listen(sock_path, policy_ctx.stub_allow ? 0660 : 0600, &err);
+    if (lfd < 0) {
+        bh_err("%s", err.msg);
+        return 1;
+    }
+    struct stat sst;
+    if (lstat(sock_path, &sst) == 0) {
+        sock_dev = sst.st_dev;
+        sock_ino = sst.st_ino;
+    }
+    if (geteuid() == 0 && policy_ctx.stub_allow && lchown(sock_path, 0, BH_QX_CALL_GID) < 0) {
+        bh_err("chown %s: %s", sock_path, strerror(errno));
+        close(lfd);
+        return 1;
+    }
+    if (geteuid() == 0)
+        hide_runtime_dir();
+    int r = send_setup_fds(mon, ctrl, lfd);
+    close(ctrl);
+    ctrl = -1;
+    close(lfd);
+    if (r < 0) {
+        bh_err("%s: handing the agent to the unprivileged side: %s", qube_name, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -1242,53 +1356,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bh_error err = { 0 };
-    /* Started alongside the qube (bulkheadd overlaps our exec and set-up with its boot):
-     * connect only once bulkheadd says the qube's init reported its agent listening.
-     * EOF or a timeout: the start failed, there is nothing to serve. */
-    if (go_fd >= 0) {
-        struct pollfd gp = { .fd = go_fd, .events = POLLIN };
-        int pr;
-        char go = 0;
-        while ((pr = poll(&gp, 1, startup_timeout * 1000)) < 0 && errno == EINTR)
-            ;
-        if (pr != 1 || read(go_fd, &go, 1) != 1 || go != 'G') {
-            bh_debug("%s: start abandoned before the agent was up", qube_name);
-            return 3;
-        }
-        close(go_fd);
-    }
-    ctrl = bh_vchan_connect_peer(vchan_dir, qid, 0, BH_QX_VCHAN_BASE_PORT, agent_uid, 1, startup_timeout * 1000, &err);
-    if (ctrl < 0) {
-        bh_err("cannot connect to the agent of %s: %s", qube_name, err.msg);
-        return 3;
-    }
-    /* root's alone: dom0's tools (qrexec-client, qvm-run) and bulkheadd, which connects
-     * the other qubes' calls (internal.qrexec.ConnectTarget). Only the test stub's
-     * world, which has no bulkheadd, lets the call processes' group connect. */
-    _cleanup_close_ int lfd = bh_unix_listen(sock_path, policy_ctx.stub_allow ? 0660 : 0600, &err);
-    if (lfd < 0) {
-        bh_err("%s", err.msg);
-        return 1;
-    }
-    if (geteuid() == 0 && policy_ctx.stub_allow && lchown(sock_path, 0, BH_QX_CALL_GID) < 0) {
-        bh_err("chown %s: %s", sock_path, strerror(errno));
-        unlink(sock_path);
-        return 1;
-    }
-    struct stat sst;
-    if (lstat(sock_path, &sst) == 0) {
-        sock_dev = sst.st_dev;
-        sock_ino = sst.st_ino;
-    }
-    if (geteuid() == 0)
-        hide_runtime_dir();
     /* Privilege separation: a child reads the agent (its HELLO included) and the dom0
-     * clients from here on, unprivileged; this process stays root only to fork call
-     * processes on request, and parses no byte the qube sent. */
+     * clients, unprivileged; this process stays root only to fork call processes on
+     * request, and parses no byte the qube sent. Both halves are made and confined
+     * (fork, ID drop, seccomp filters) before the agent is up: started alongside the
+     * qube, that overlaps the qube's boot instead of following it. The monitor then
+     * connects to the agent and binds the clients' socket (root's work) and hands both
+     * to the child. */
     int mp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mp) < 0) {
         bh_err("socketpair: %s", strerror(errno));
-        unlink_own_socket();
         return 1;
     }
     sigset_t mask;
@@ -1302,26 +1379,30 @@ int main(int argc, char **argv)
     pid_t up = fork();
     if (up < 0) {
         bh_err("fork: %s", strerror(errno));
-        unlink_own_socket();
         return 1;
     }
     if (up > 0) {
         close(mp[1]);
-        close(ctrl);
-        ctrl = -1;
-        close(lfd);
-        lfd = -1;
         mon = mp[0];
         int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (ready_fd >= 0) /* the unprivileged side says ready, after the handshake */
             close(ready_fd);
+        /* a denylist: what follows (connect, bind, chmod) is not on it */
         if (bh_qx_seccomp_root(&err) < 0) {
             bh_err("%s: %s", qube_name, err.msg);
             monitor_exit(up, 1);
         }
+        int code = monitor_setup(go_fd, startup_timeout);
+        if (code) {
+            close(mon); /* EOF: the unprivileged side, still waiting for its fds, exits */
+            mon = -1;
+            monitor_exit(up, code);
+        }
         monitor_run(up, sfd);
     }
     close(mp[0]);
+    if (go_fd >= 0)
+        close(go_fd);
     mon = mp[1];
     prctl(PR_SET_NAME, "qrexec-unpriv", 0, 0, 0);
     if (bh_qx_drop_privileges(bh_qx_unpriv_id(qid), &err) < 0) {
@@ -1336,6 +1417,11 @@ int main(int argc, char **argv)
         bh_err("%s: %s", qube_name, err.msg);
         return 1;
     }
+    /* the agent's connection and the clients' listening socket, from the monitor; EOF:
+     * the start was abandoned or the monitor failed (it said why) */
+    int lfd = -1;
+    if (recv_setup_fds(mon, &ctrl, &lfd) < 0)
+        return 3;
     /* Until the handshake is done, reads wait at most 10 s; writes always do (an agent
      * that stops reading makes a send fail, not block the daemon). */
     set_rcv_timeout(ctrl, 10);
