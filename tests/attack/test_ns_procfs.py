@@ -284,3 +284,23 @@ def test_files_stay_served_across_a_bulkheadd_restart(engine_daemon):
     assert server_pid(rt) == pid and alive(pid)  # the same server, never restarted
     d.call("admin.vm.Kill", "a")
     assert wait_gone(pid)
+
+
+def test_server_is_detached_from_bulkheadd(engine_daemon):
+    """bulkhead-procfs is started through a detaching child (docs/ns-engine.md): it is
+    not bulkheadd's child (nothing for bulkheadd to reap, it survives a bulkheadd
+    restart) and runs in a session of its own that it does not lead (signals to
+    bulkheadd's session do not reach it, it can acquire no controlling terminal)."""
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    r = qvm_run(d, "a", "cat /proc/uptime")
+    assert r.returncode == 0 and float(r.stdout.split()[0]) >= 0, r  # the server serves
+    pid = server_pid(d.runtime / "qubes/a")
+    assert alive(pid)
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ppid, sid = int(fields[1]), int(fields[3])
+    assert ppid != d.proc.pid, "bulkhead-procfs is bulkheadd's child"
+    assert sid != os.getsid(d.proc.pid), "bulkhead-procfs shares bulkheadd's session"
+    assert sid != pid, "bulkhead-procfs leads its session"
+    d.call("admin.vm.Kill", "a")
+    assert wait_gone(pid)
