@@ -8,6 +8,7 @@ import pytest
 
 from admin_fixtures import engine_daemon  # noqa: F401
 from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, X11_CLIENT, frame_is, host_display  # noqa: F401
+from waiting import wait_for
 
 
 def tree(display):
@@ -56,7 +57,9 @@ def test_windows_are_framed_in_their_qubes_label_colours(gui):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wa = host.find_window("[a] term-a")
     wb = host.find_window("[b] xeyes")
-    time.sleep(1)  # let the first frames arrive
+    # the first frames arrive when they do: polled for both frames (was: 1 s, one look)
+    wait_for(lambda: (lambda shot: frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])[0] and
+                      frame_is(shot, host.geometry(wb), LABEL_COLOURS["blue"])[0])(host.screenshot()), step=0.2)
     shot = host.screenshot()
     ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
     assert ok, bad
@@ -223,7 +226,7 @@ def test_moving_and_resizing_on_the_desktop_reaches_the_qube(gui):
     x, y, w, h, bw = in_qube()
     # (xwininfo's upper-left is the outer corner, border included; its size is without)
     assert (x, y, w + 2 * bw, h + 2 * bw) == (*want, 500 - 2 * BORDER, 300 - 2 * BORDER)
-    time.sleep(1)
+    wait_for(lambda: frame_is(host.screenshot(), host.geometry(wa), LABEL_COLOURS["red"])[0], step=0.2)
     shot = host.screenshot()
     ok, bad = frame_is(shot, host.geometry(wa), LABEL_COLOURS["red"])
     assert ok, bad

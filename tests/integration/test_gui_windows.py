@@ -7,6 +7,7 @@ import time
 from admin_fixtures import engine_daemon  # noqa: F401
 from gui_fixtures import BORDER, LABEL_COLOURS, GuiSession, X11_CLIENT, frame_is, host_display, tint  # noqa: F401
 from test_gui import ask_script, gui  # noqa: F401
+from waiting import wait_for
 
 
 # Sets a CARDINAL property in the qube's X server (xprop stops at 64 values): raw X11
@@ -138,14 +139,14 @@ def test_fullscreen_only_where_the_user_allowed_it(engine_daemon, host_display):
         assert host.geometry(wins["a"]) == (0, 0, sw, sh) == host.geometry(wins["b"])
         # b's frame shows on every edge (a, behind or in front, unmapped for the look)
         host.run("xdotool", "windowunmap", "--sync", str(wins["a"]))
-        time.sleep(1)
+        wait_for(lambda: frame_is(host.screenshot(), (0, 0, sw, sh), LABEL_COLOURS["blue"])[0], step=0.2)
         ok, bad = frame_is(host.screenshot(), (0, 0, sw, sh), LABEL_COLOURS["blue"])
         assert ok, bad
         # a covers the screen with its own pixels: no red frame at the edges (xterm's own
         # 1-pixel black border is there instead), xterm's white just inside
         host.run("xdotool", "windowmap", "--sync", str(wins["a"]))
         host.run("xdotool", "windowunmap", "--sync", str(wins["b"]))
-        time.sleep(1)
+        wait_for(lambda: host.pixel(host.screenshot(), 1, 1) == 0xffffff, step=0.2)
         shot = host.screenshot()
         for p in ((0, 0), (sw - 1, sh - 1), (sw // 2, 0), (0, sh // 2)):
             assert host.pixel(shot, *p) == 0x000000, p
