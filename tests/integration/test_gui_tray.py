@@ -20,7 +20,7 @@ s.sendall(struct.pack("<BBHIIhhHHHHII", 1, 0, 9, win, root, 0, 0, 20, 20, 0, 1, 
           struct.pack("<I", int(sys.argv[1], 16)))
 info, sel, op = atom("_XEMBED_INFO"), atom("_NET_SYSTEM_TRAY_S0"), atom("_NET_SYSTEM_TRAY_OPCODE")
 s.sendall(struct.pack("<BBHIIIB3xI", 18, 0, 8, win, info, info, 32, 2) + struct.pack("<II", 0, 1))
-for _ in range(100):  # the tray comes up with the agent
+for _ in range(600):  # the tray comes up with the agent
     s.sendall(struct.pack("<BBHI", 23, 0, 2, sel))
     owner = struct.unpack("<I", reply()[8:12])[0]
     if owner:

@@ -277,7 +277,7 @@ def test_slow_resolver_does_not_stall_the_daemon(net, internet, clean_fw):
         def queries():
             m = re.search(r"packets (\d+)", internet.exec(internet.srv, "nft", "list", "table", "ip", "silent").stdout)
             return int(m.group(1)) if m else 0
-        for _ in range(200):  # positive control: the resolution is under way
+        for _ in range(3000):  # positive control: the resolution is under way
             if queries() > 0:
                 break
             time.sleep(0.02)
