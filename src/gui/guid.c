@@ -15,6 +15,7 @@
 #include "qrexec/daemon_paths.h"
 #include "admin_client.h"
 #include "guid.h"
+#include "host_ids.h"
 #include "log.h"
 #include "names.h"
 #include "selfpath.h"
@@ -617,7 +618,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: bulkhead-guid --qube NAME [--color 0xRRGGBB --label NAME --label-index N --qid N]\n"
                "         [--vchan-dir DIR] [--runtime DIR] [--start-agent] [--policy-dir DIR]\n"
                "         [--ask-program PROG] [--clipboard-dir DIR] [--connect-timeout MS]\n"
-               "         [--allow-fullscreen] [--no-monitor-layout]\n");
+               "         [--allow-fullscreen] [--no-monitor-layout] [--agent-uid UID]\n");
 }
 
 int main(int argc, char **argv)
@@ -634,8 +635,9 @@ int main(int argc, char **argv)
         { "policy-dir", required_argument, 0, 'p' }, { "ask-program", required_argument, 0, 'a' },
         { "clipboard-dir", required_argument, 0, 'C' }, { "connect-timeout", required_argument, 0, 't' },
         { "allow-fullscreen", no_argument, 0, 'F' }, { "no-monitor-layout", no_argument, 0, 'M' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+        { "agent-uid", required_argument, 0, 'U' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     const char *color = NULL, *vdir = NULL, *runtime_opt = NULL;
+    uid_t agent_uid = (uid_t)-1;
     bool start = false, have_qid = false, no_monitor_layout = false;
     int timeout = 30000;
     g.label = "";
@@ -656,6 +658,7 @@ int main(int argc, char **argv)
         case 't': timeout = atoi(optarg); break;
         case 'F': g.allow_fullscreen = true; break;
         case 'M': no_monitor_layout = true; break;
+        case 'U': agent_uid = (uid_t)strtoul(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -678,6 +681,15 @@ int main(int argc, char **argv)
         return 1;
     } else
         g.from_store = true;
+    /* Who must be listening on the qube's GUI name: one of the qube's own host UIDs.
+     * bulkheadd gives qube qid the range from BH_QUBE_UID_FIRST + qid * BH_QUBE_UID_RANGE
+     * (engine_glue.c), so a qube of the store has it; --agent-uid names it otherwise. */
+    if (g.from_store && g.qid > BH_QID_MAX) {
+        bh_err("%s: qid %u out of range", g.qube, g.qid);
+        return 1;
+    }
+    if (agent_uid == (uid_t)-1 && g.from_store)
+        agent_uid = (uid_t)(BH_QUBE_UID_FIRST + (uint64_t)g.qid * BH_QUBE_UID_RANGE);
     const char *runtime = bh_qx_runtime(runtime_opt);
     char vbuf[PATH_MAX], pbuf[PATH_MAX], cbuf[PATH_MAX];
     if (!vdir) {
@@ -716,7 +728,11 @@ int main(int argc, char **argv)
     signal(SIGCHLD, SIG_DFL);
     if (start)
         start_agent(&g, runtime_opt ? runtime_opt : getenv("BULKHEAD_RUNTIME"));
-    int fd = bh_vchan_connect(vdir, g.qid, 0, BH_GUI_VCHAN_PORT, timeout, &err);
+    /* Another qube's call process may create names in the qube's vchan dir (1777, or
+     * 1770 with the call group) and bind this one first, posing as the qube's agent
+     * (its windows drawn with this qube's label, its clipboard): a listener of another
+     * UID is refused. */
+    int fd = bh_vchan_connect_peer(vdir, g.qid, 0, BH_GUI_VCHAN_PORT, agent_uid, BH_QUBE_UID_RANGE, timeout, &err);
     if (fd < 0) {
         bh_err("%s: gui-agent not reachable: %s", g.qube, err.msg);
         return 1;

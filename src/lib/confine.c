@@ -25,6 +25,21 @@ int bh_confine_ids(uid_t uid, gid_t gid, bh_error *err)
         return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
     if (setresuid(uid, uid, uid) < 0)
         return bh_fail_errno(err, "setresuid %u", (unsigned)uid);
+    if (getgroups(0, NULL) != 0)
+        return bh_fail(err, EPERM, "supplementary groups left after dropping to %u", (unsigned)uid);
+    return bh_confine_ids_are(uid, gid, uid, gid, err);
+}
+
+int bh_confine_ids_are(uid_t uid, gid_t gid, uid_t saved_uid, gid_t saved_gid, bh_error *err)
+{
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+    if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0)
+        return bh_fail_errno(err, "reading back the IDs");
+    if (ru != uid || eu != uid || su != saved_uid || rg != gid || eg != gid || sg != saved_gid)
+        return bh_fail(err, EPERM, "IDs are uid %u/%u/%u gid %u/%u/%u, not uid %u/%u/%u gid %u/%u/%u", (unsigned)ru,
+                       (unsigned)eu, (unsigned)su, (unsigned)rg, (unsigned)eg, (unsigned)sg, (unsigned)uid,
+                       (unsigned)uid, (unsigned)saved_uid, (unsigned)gid, (unsigned)gid, (unsigned)saved_gid);
     return 0;
 }
 

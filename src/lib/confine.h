@@ -21,8 +21,13 @@ int bh_confine_bounding_set(bh_error *err);
 
 /* Drops to uid/gid for good: no supplementary groups, then the GID, then the UID (real,
  * effective and saved). With all three UIDs non-zero the kernel clears the effective
- * and permitted capability sets (not the inheritable one: bh_confine_clear_caps). */
+ * and permitted capability sets (not the inheritable one: bh_confine_clear_caps).
+ * Checks afterwards that no supplementary group is left and every ID is the new one. */
 int bh_confine_ids(uid_t uid, gid_t gid, bh_error *err);
+/* Whether the real and effective UID are uid and the saved one saved_uid, and the same
+ * for the GIDs, read back from the kernel (getresuid/getresgid): every ID switch checks
+ * that it took before the process goes on, and fails closed otherwise. */
+int bh_confine_ids_are(uid_t uid, gid_t gid, uid_t saved_uid, gid_t saved_gid, bh_error *err);
 
 /* Empties the effective, permitted and inheritable capability sets. */
 int bh_confine_clear_caps(bh_error *err);

@@ -1,6 +1,8 @@
 #include "client.h"
 #include "cleanup.h"
 #include "daemon_paths.h"
+#include "daemon_peer.h"
+#include "host_ids.h"
 #include "io.h"
 #include "proto.h"
 #include "stream.h"
@@ -57,12 +59,25 @@ int bh_qx_call_run(const struct bh_qx_call *c)
         return 125;
     }
     uint32_t qid = get32(rep + 8), port = get32(rep + 12);
+    /* Who may connect to our data socket: the qube's side only (its agent or VM bridge,
+     * one of its host UIDs, which bulkheadd gave its daemon as --agent-uid). Another
+     * qube's call process reaches the qube's vchan dir too (1777, or 1770 with the call
+     * group) and would otherwise take this command's stream: it is dropped. A daemon
+     * without --agent-uid (no bulkheadd: the test stub's world) names no UIDs. */
+    struct bh_qx_daemon_peer peer = { .agent_uid = (uid_t)-1 };
+    bool known = bh_qx_daemon_peer(d, &peer) == 0;
+    if (known && peer.agent_uid != (uid_t)-1 && peer.qid != qid) {
+        fprintf(stderr, "qrexec-client: the daemon of %s answered qid %u, not its %u: refused\n", c->qube, qid,
+                peer.qid);
+        return 125;
+    }
     _cleanup_close_ int lfd = bh_vchan_listen(vdir, 0, qid, port, &err);
     if (lfd < 0) {
         fprintf(stderr, "qrexec-client: %s\n", err.msg);
         return 125;
     }
-    int sock = bh_vchan_accept(lfd, vdir, 0, qid, port, c->timeout_s > 0 ? c->timeout_s * 1000 : -1, &err);
+    int sock = bh_vchan_accept_peer(lfd, vdir, 0, qid, port, known ? peer.agent_uid : (uid_t)-1, BH_QUBE_UID_RANGE,
+                                    c->timeout_s > 0 ? c->timeout_s * 1000 : -1, &err);
     if (sock < 0 || bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
         fprintf(stderr, "qrexec-client: %s\n", err.msg);
         if (sock >= 0)

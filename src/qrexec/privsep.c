@@ -43,7 +43,9 @@ static int ids_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
         return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
     if (setresuid(id, id, later) < 0)
         return bh_fail_errno(err, "setresuid %u", (unsigned)id);
-    return 0;
+    if (getgroups(0, NULL) != 0)
+        return bh_fail(err, EPERM, "supplementary groups left after dropping to %u", (unsigned)id);
+    return bh_confine_ids_are(id, gid, later, (gid_t)later, err);
 }
 
 int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
@@ -61,16 +63,22 @@ int bh_qx_drop_to_keeping(uid_t id, gid_t gid, uid_t later, bh_error *err)
     } else {
         /* Not root: a parent that dropped with bh_qx_drop_to_keeping(..., id) left us
          * id as the saved UID and GID; becoming it sheds the parent's identity (a call
-         * process's relay gives up the call identity and its group). */
+         * process's relay gives up the call identity and its group). Anything else is
+         * refused, not run as whoever we are: a relay that stayed the call identity
+         * would keep its reach (bulkheadd's socket) while moving the qube's bytes. */
         uid_t ru, eu, su;
         gid_t rg, eg, sg;
-        if (getresuid(&ru, &eu, &su) == 0 && getresgid(&rg, &eg, &sg) == 0 && su == id && sg == gid &&
-            (eu != id || ru != id || eg != gid || rg != gid)) {
-            if (setresgid(gid, gid, gid) < 0)
-                return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
-            if (setresuid(id, id, id) < 0)
-                return bh_fail_errno(err, "setresuid %u", (unsigned)id);
-        }
+        if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0)
+            return bh_fail_errno(err, "reading the IDs");
+        if (su != id || sg != gid)
+            return bh_fail(err, EPERM, "cannot become %u: the saved IDs are uid %u gid %u", (unsigned)id,
+                           (unsigned)su, (unsigned)sg);
+        if (setresgid(gid, gid, gid) < 0)
+            return bh_fail_errno(err, "setresgid %u", (unsigned)gid);
+        if (setresuid(id, id, id) < 0)
+            return bh_fail_errno(err, "setresuid %u", (unsigned)id);
+        if (bh_confine_ids_are(id, gid, id, gid, err) < 0)
+            return -1;
     }
     if (bh_confine_no_new_privs(err) < 0)
         return -1;

@@ -17,8 +17,8 @@ uid_t bh_qx_call_uid(uint32_t qid);
 /* Drops every privilege for good: supplementary groups, gid/uid (real, effective, saved)
  * to id, hence every capability; then no_new_privs and not dumpable. Checks that the
  * effective capability set is empty afterwards. Without root: the switch to the saved
- * IDs a bh_qx_drop_to_keeping parent left (else, in tests that run the daemon as a user,
- * only no_new_privs and dumpable apply). */
+ * IDs a bh_qx_drop_to_keeping parent left; with other saved IDs it fails (the daemon
+ * must run as root). Every switch is read back (getresuid/getresgid) before it counts. */
 int bh_qx_drop_privileges(uid_t id, bh_error *err);
 /* The same to uid and gid (no supplementary groups). */
 int bh_qx_drop_to(uid_t uid, gid_t gid, bh_error *err);

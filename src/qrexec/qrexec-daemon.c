@@ -18,6 +18,7 @@
 #include "admin_client.h"
 #include "cleanup.h"
 #include "daemon_paths.h"
+#include "daemon_peer.h"
 #include "decide.h"
 #include "host_ids.h"
 #include "io.h"
@@ -488,41 +489,16 @@ static int listen_in_target(const char *target, const char *tdir, uint32_t tqid,
     return bh_fail(err, ENOSPC, "%s's vchan dir keeps its last %lu inodes for dom0's calls", target, dom0_reserve());
 }
 
-/* Whether the daemon at the other end of fd serves the qube `target` as qid_seen. Asked
- * of the kernel, not of that daemon: the peer of a connection to a qrexec.sock is the
- * process that listened on it, the target's root monitor, started by bulkheadd with
- * --name and --domid on its command line (its unprivileged side, which a compromised
- * target controls, can change neither that process's memory nor its credentials). */
-static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen)
+/* Whether the daemon at the other end of fd serves the qube `target` as qid_seen
+ * (daemon_peer.h: asked of the kernel, not of that daemon); *uid_out: the host UID its
+ * agent runs as (the first of the target's range), (uid_t)-1 if not known. */
+static bool target_qid_matches(int fd, const char *target, uint32_t qid_seen, uid_t *uid_out)
 {
-    struct ucred uc;
-    socklen_t ul = sizeof uc;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || uc.uid != 0 || uc.pid <= 1)
+    struct bh_qx_daemon_peer p;
+    if (bh_qx_daemon_peer(fd, &p) < 0 || strcmp(p.name, target) || p.qid != qid_seen)
         return false;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)uc.pid);
-    _cleanup_free_ char *st = bh_read_file(path, 16384, NULL);
-    const char *u = st ? strstr(st, "\nUid:") : NULL;
-    if (!u || strtoul(u + 5, NULL, 10) != 0) /* real uid root: no qube process can be */
-        return false;
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)uc.pid);
-    size_t len = 0;
-    _cleanup_free_ char *cmd = bh_read_file(path, 8192, &len);
-    if (!cmd)
-        return false;
-    const char *name = NULL, *domid = NULL;
-    for (size_t i = 0; i < len; i += strlen(cmd + i) + 1) {
-        size_t next = i + strlen(cmd + i) + 1;
-        if (next >= len)
-            break;
-        if (!strcmp(cmd + i, "--name"))
-            name = cmd + next;
-        else if (!strcmp(cmd + i, "--domid"))
-            domid = cmd + next;
-    }
-    char want[16];
-    snprintf(want, sizeof want, "%u", qid_seen);
-    return name && domid && !strcmp(name, target) && !strcmp(domid, want);
+    *uid_out = p.agent_uid;
+    return true;
 }
 
 /* "/proc/self/fd/N" for a directory or file opened here, as root, before the call
@@ -572,7 +548,7 @@ static int session_cookie_copy(void)
  * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket
  * and the prompt agent's socket (not the daemons': bulkheadd connects a call to its
  * target, connect_through_bulkheadd). Done here, as root, beforehand:
- * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
+ * policy.d is loaded (the root side did, before the fork: bh_qx_policy_refresh); the runtime and vchan dirs (and the test stub's file) are opened,
  * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
  * copied into a sealed memfd that only the ask program inherits. Nothing a call does
  * needs root afterwards: what it does in another qube's vchan dir any user may do (an
@@ -688,11 +664,12 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
         call_exit(1);
     }
     uint32_t tqid = get32(rep + 8), port = get32(rep + 12);
+    uid_t target_uid = (uid_t)-1;
     /* The answer comes from the target's unprivileged side, which a compromised target
      * controls: a foreign qid would point this root relay at the name of one of the
      * caller's calls to ANOTHER qube (in the caller's own vchan dir) and hand that stream
      * to this target. The qid must be the target's own. */
-    if (!target_qid_matches(tfd, d.target, tqid) || port < FIRST_DATA_PORT || port >= FIRST_DATA_PORT + MAX_PORTS) {
+    if (!target_qid_matches(tfd, d.target, tqid, &target_uid) || port < FIRST_DATA_PORT || port >= FIRST_DATA_PORT + MAX_PORTS) {
         bh_warn("target daemon %s answered a foreign qid %u or port %u: call refused", d.target, tqid, port);
         call_exit(1);
     }
@@ -717,8 +694,13 @@ static _Noreturn void trigger_child(int sp, const char *ident, const char *targe
      * name in the target's small vchan tmpfs goes away now and never waits on the
      * caller, who decides when (or whether) its own side shows up. A name that nobody
      * connected to within the timeout is removed too: what a call holds in the target's
-     * dir is released when the call ends or times out. */
-    _cleanup_close_ int dst = bh_vchan_accept(lfd, tdir, qid, tqid, port, call_timeout_s * 1000, &err);
+     * dir is released when the call ends or times out. Only the target's side may
+     * connect (its agent or VM bridge, as one of the target's host UIDs): another
+     * qube's call process can reach the name too (the dir is 1777, or 1770 with the
+     * call group), and would otherwise take the caller's stream and answer for the
+     * target; it is dropped and the name stays for the target. */
+    _cleanup_close_ int dst = bh_vchan_accept_peer(lfd, tdir, qid, tqid, port, target_uid, BH_QUBE_UID_RANGE,
+                                                   call_timeout_s * 1000, &err);
     if (dst < 0) {
         unlink_listen_name(tdir, tqid, port);
         bh_warn("relay (target side): %s", err.msg);
@@ -1056,6 +1038,9 @@ static void start_call(const struct bh_qx_mon_call *c)
         mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
+    /* policy.d as it is now, loaded again only if it changed since the last call: the
+     * call process inherits it (bh_qx_policy_preload then has nothing to do) */
+    bh_qx_policy_refresh(&policy_ctx);
     pid_t pid = fork();
     if (pid < 0) {
         close(sp[0]), close(sp[1]);

@@ -1,5 +1,6 @@
 #include "vchan.h"
 #include "cleanup.h"
+#include "log.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,22 +117,69 @@ int bh_vchan_listen(const char *dir, uint32_t server, uint32_t client, uint32_t 
 int bh_vchan_accept(int lfd, const char *dir, uint32_t server, uint32_t client, uint32_t port,
                     int timeout_ms, bh_error *err)
 {
-    struct pollfd p = { .fd = lfd, .events = POLLIN };
+    return bh_vchan_accept_peer(lfd, dir, server, client, port, (uid_t)-1, 0, timeout_ms, err);
+}
+
+static bool uid_in(uid_t uid, uid_t first, uint32_t count)
+{
+    return uid >= first && (uint64_t)uid - first < (count ? count : 1);
+}
+
+int bh_vchan_accept_peer(int lfd, const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                         uid_t want_uid, uint32_t uid_count, int timeout_ms, bh_error *err)
+{
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    bool have_path = bh_vchan_path(path, sizeof path, dir, server, client, port) == 0;
+    long long deadline = timeout_ms < 0 ? -1 : bh_now_ms() + timeout_ms;
+    unsigned dropped = 0;
+    long wrong_uid = -1;
+    int fd = -1;
     for (;;) {
-        int r = poll(&p, 1, timeout_ms);
+        int wait_ms = -1;
+        if (deadline >= 0) {
+            long long left = deadline - bh_now_ms();
+            wait_ms = left > 0 ? (int)(left > 0x7fffffff ? 0x7fffffff : left) : 0;
+        }
+        struct pollfd p = { .fd = lfd, .events = POLLIN };
+        int r = poll(&p, 1, wait_ms);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return bh_fail_errno(err, "poll");
         if (r == 0)
-            return bh_fail(err, ETIMEDOUT, "vchan connection timeout");
-        break;
+            break;
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+                continue;
+            return bh_fail_errno(err, "accept");
+        }
+        if (want_uid == (uid_t)-1)
+            break;
+        /* Anyone who may reach the dir (the ns engine's is 1777, the VM engine's host
+         * side 1770 with the call group every qube's call processes have) could connect
+         * first: only the expected qube's side gets the stream. */
+        struct ucred uc = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+        socklen_t ul = sizeof uc;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0 && uid_in(uc.uid, want_uid, uid_count))
+            break;
+        if (!dropped++)
+            bh_warn("%s/vchan.%u.%u.%u.sock: connection from UID %ld (pid %ld), not the qube's %u%s: dropped",
+                    dir, server, client, port, (long)uc.uid, (long)uc.pid, (unsigned)want_uid,
+                    uid_count > 1 ? " range" : "");
+        wrong_uid = (long)uc.uid;
+        close(fd);
+        fd = -1;
     }
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0)
-        return bh_fail_errno(err, "accept");
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (bh_vchan_path(path, sizeof path, dir, server, client, port) == 0)
+    if (dropped > 1)
+        bh_warn("%s/vchan.%u.%u.%u.sock: %u connections of other UIDs dropped", dir, server, client, port, dropped);
+    if (fd < 0) {
+        if (dropped)
+            return bh_fail(err, EACCES, "vchan connection timeout: only UID %ld connected, not the qube's %u%s",
+                           wrong_uid, (unsigned)want_uid, uid_count > 1 ? " range" : "");
+        return bh_fail(err, ETIMEDOUT, "vchan connection timeout");
+    }
+    if (have_path)
         unlink(path);
     return fd;
 }
@@ -187,7 +235,7 @@ int bh_vchan_connect_peer(const char *dir, uint32_t server, uint32_t client, uin
             struct ucred uc;
             socklen_t ul = sizeof uc;
             bool got = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0;
-            if (!got || uc.uid < want_uid || (uint64_t)uc.uid - want_uid >= (uid_count ? uid_count : 1)) {
+            if (!got || !uid_in(uc.uid, want_uid, uid_count)) {
                 wrong_uid = got ? (long)uc.uid : -1;
                 close(fd);
                 fd = -1;

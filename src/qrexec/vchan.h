@@ -28,6 +28,12 @@ int bh_vchan_listen(const char *dir, uint32_t server, uint32_t client, uint32_t 
 /* Accepts one connection within timeout_ms (-1: forever), then removes the name. */
 int bh_vchan_accept(int lfd, const char *dir, uint32_t server, uint32_t client, uint32_t port,
                     int timeout_ms, bh_error *err);
+/* The same, and the connecting process's UID (SO_PEERCRED) must be in [want_uid, want_uid
+ * + uid_count) (uid_count 0 = 1; want_uid (uid_t)-1: anyone): a peer of another UID is
+ * closed unused with a log line (the first; the rest are counted) and the name stays for
+ * the right peer until timeout_ms (then ETIMEDOUT, or EACCES if only others came). */
+int bh_vchan_accept_peer(int lfd, const char *dir, uint32_t server, uint32_t client, uint32_t port,
+                         uid_t want_uid, uint32_t uid_count, int timeout_ms, bh_error *err);
 /* Connects, retrying while the server is not there yet (as libvchan-socket does),
  * up to timeout_ms (-1: forever). Never follows a symlink at the final name. */
 int bh_vchan_connect(const char *dir, uint32_t server, uint32_t client, uint32_t port,

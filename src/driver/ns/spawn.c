@@ -10,6 +10,7 @@
 #include "ns.h"
 #include "cleanup.h"
 #include "selfpath.h"
+#include "stack.h"
 #include "io.h"
 #include "log.h"
 #include <errno.h>
@@ -242,11 +243,12 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
     pid_t pid = -1;
     int tns = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
     if (tns >= 0 && setns(tns, CLONE_NEWTIME) == 0) {
-        size_t stack_size = 1u << 20;
-        char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        /* with a guard below it: an overflow faults instead of writing into our
+         * memory (which init shares) below the stack */
+        struct bh_stack stack;
         struct init_args a = { spec, p, sock };
-        if (stack != MAP_FAILED)
-            pid = clone(init_entry, stack + stack_size, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
+        if (bh_stack_alloc(&stack, 1u << 20) == 0)
+            pid = clone(init_entry, bh_stack_top(&stack), CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
     }
     if (tns >= 0)
         close(tns);
