@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from qrexec_fixtures import CALL_GID, CALL_ID_BASE, bin_path  # noqa: E402,F401
 
 
 def status(pid):
@@ -75,8 +75,6 @@ def test_the_qube_facing_daemon_is_unprivileged_and_filtered(engine_daemon):
     assert len(other) == 1 and status(other[0])["Uid"] != st["Uid"]
 
 
-CALL_ID_BASE = (1 << 19) + (1 << 16)   # qrexec_ids.h: a qube's call processes
-CALL_GID = (1 << 19) + (1 << 17)       # the "dom0 qrexec" group
 
 
 def assert_call_identity(st, qid, saved=None):
@@ -111,7 +109,7 @@ def test_a_call_between_qubes_runs_unprivileged(engine_daemon):
         "echo 'sleep 3; echo relayed' | /usr/lib/bulkhead/qrexec-client-vm b qubes.VMShell")))
     t.start()
     seen = {}
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while t.is_alive() and time.time() < deadline:
         for p in descendants(mon):
             st = status(p)
@@ -170,7 +168,9 @@ def test_the_agents_hello_is_read_unprivileged():
         # accept the daemon's connection but send no HELLO: the daemon waits for it
         fa.srv.settimeout(10)
         conn, _ = fa.srv.accept()
-        time.sleep(0.5)
+        deadline = time.time() + 60  # the split is polled for (was: 0.5 s, then one look)
+        while not descendants(p.pid) and time.time() < deadline:
+            time.sleep(0.05)
         kids = descendants(p.pid)
         assert len(kids) == 1, kids  # positive control: the split happened before the HELLO
         assert_unprivileged(status(kids[0]))
