@@ -1225,6 +1225,18 @@ static _Noreturn void monitor_run(pid_t up, int sfd)
 static int monitor_setup(int go_fd, int startup_timeout)
 {
     bh_error err = { 0 };
+    /* Nothing of the qube's is reached before its reader is confined: the unprivileged
+     * side says 'C' once its IDs are dropped and its filter is loaded (EOF: it failed,
+     * and said why). */
+    struct pollfd cp = { .fd = mon, .events = POLLIN };
+    char confined = 0;
+    int cr;
+    while ((cr = poll(&cp, 1, startup_timeout * 1000)) < 0 && errno == EINTR && !stop)
+        ;
+    if (cr != 1 || recv(mon, &confined, 1, 0) != 1 || confined != 'C') {
+        bh_err("%s: the unprivileged side did not start", qube_name);
+        return 1;
+    }
     /* Started alongside the qube (bulkheadd overlaps our exec and set-up with its boot):
      * connect only once bulkheadd says the qube's init reported its agent listening.
      * EOF or a timeout: the start failed, there is nothing to serve. */
@@ -1420,6 +1432,8 @@ int main(int argc, char **argv)
         bh_err("%s: %s", qube_name, err.msg);
         return 1;
     }
+    if (send(mon, "C", 1, MSG_NOSIGNAL) != 1)
+        return 1;
     /* the agent's connection and the clients' listening socket, from the monitor; EOF:
      * the start was abandoned or the monitor failed (it said why) */
     int lfd = -1;
