@@ -60,7 +60,14 @@ def proc_cgroups(pid):
         for c in (ctrls.split(",") if ctrls else [""]):
             if c in mounts:
                 out[c] = mounts[c] / path.lstrip("/")
+    # v2: a qube's processes are in its cgroup's "@qube" leaf (cgroup_v2.c); its limits
+    # and totals are its cgroup's
+    if v2 and "" in out and out[""].name == V2_QUBE_LEAF:
+        out[""] = out[""].parent
     return out
+
+
+V2_QUBE_LEAF = "@qube"  # cgroup_v2.c: where a qube's processes are, under its cgroup
 
 
 def cgroup_hierarchy_roots():
@@ -179,7 +186,7 @@ class Qube:
 
     def frozen(self):
         if cgroup_v2_host():
-            return "frozen 1" in (self.cgroup("") / "cgroup.events").read_text().splitlines()
+            return "frozen 1" in (self.cgroup("") / V2_QUBE_LEAF / "cgroup.events").read_text().splitlines()
         return (self.cgroup("freezer") / "freezer.state").read_text().strip() == "FROZEN"
 
 
