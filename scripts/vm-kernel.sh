@@ -13,14 +13,17 @@ dir=${1:-build/vm-kernel}
 meta=linux-image-cloud-amd64
 ver=$(apt-cache show --no-all-versions $meta 2>/dev/null | sed -n 's/^Depends: \(linux-image-[^ ,]*\).*/\1/p' | head -1)
 [ -n "$ver" ] || { echo "vm-kernel: $meta unknown to apt (run apt-get update)" >&2; exit 1; }
-# The modules a guest loads, dependencies first (the initramfs carries these only).
+# The modules a guest loads, dependencies first (the initramfs carries these only),
+# in the order its init needs them: the root's disk and file systems first (its first
+# step waits for them), then virtiofs (/usr), the console port, pvpanic, the network.
 # virtio_net (with net_failover, failover) drives the network card of a qube with a
 # netvm; the guest needs no netfilter (its rules live on the host, in the netvm's
 # namespace); af_packet and IPv4 are built into the cloud kernel.
 order=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_mmio.ko
-       kernel/drivers/block/virtio_blk.ko kernel/drivers/char/virtio_console.ko
-       kernel/fs/fuse/fuse.ko kernel/fs/fuse/virtiofs.ko kernel/lib/libcrc32c.ko kernel/fs/erofs/erofs.ko
-       kernel/fs/overlayfs/overlay.ko kernel/drivers/misc/pvpanic/pvpanic.ko kernel/drivers/misc/pvpanic/pvpanic-mmio.ko
+       kernel/drivers/block/virtio_blk.ko kernel/lib/libcrc32c.ko kernel/fs/erofs/erofs.ko
+       kernel/fs/overlayfs/overlay.ko kernel/fs/fuse/fuse.ko kernel/fs/fuse/virtiofs.ko
+       kernel/drivers/char/virtio_console.ko kernel/drivers/misc/pvpanic/pvpanic.ko
+       kernel/drivers/misc/pvpanic/pvpanic-mmio.ko
        kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/virtio_net.ko)
 want_order() { for m in "${order[@]}"; do basename "$m"; done; }
 kver=${ver#linux-image-}

@@ -22,7 +22,9 @@ struct bh_call_policy *bh_call_policy_open(const char *policy_dir, const char *s
         bh_call_policy_close(p);
         return NULL;
     }
-    p->pol = bh_policy_load_dir(policy_dir);
+    /* bulkheadd serves one root: one cache, checked (a few stat calls) per request */
+    static struct bh_policy_cache cache;
+    p->pol = bh_policy_cache_get(&cache, policy_dir);
     if (!p->pol) {
         bh_fail(err, ENOMEM, "loading %s", policy_dir);
         bh_call_policy_close(p);

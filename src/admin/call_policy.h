@@ -8,8 +8,9 @@
 
 struct bh_call_policy;
 
-/* Loads policy_dir (every call: policy.d may have changed since the last) and the
- * system-info text. NULL with *err on failure (then nothing is authorised). */
+/* policy_dir as it is now (loaded again only when it changed since the last request:
+ * bh_policy_cache_get) and the system-info text. NULL with *err on failure (then
+ * nothing is authorised). */
 struct bh_call_policy *bh_call_policy_open(const char *policy_dir, const char *sysinfo_text, bh_error *err);
 void bh_call_policy_close(struct bh_call_policy *p);
 

@@ -100,35 +100,46 @@ static void test_zeroed(void)
     bh_buf_free(&b);
 }
 
+/* Counters that grow with the whole host's activity read as 0, names and columns kept. */
 static void test_counts_and_pressure(void)
 {
-    bh_buf b;
-    bh_buf_init(&b, 1 << 16);
-    assert(bh_pf_render_counts_zeroed(&b, "nr_free_pages 5072910\npgpgin 88811234\nnuma_hit 981640043\n") == 0);
-    assert(!strcmp(s(&b), "nr_free_pages 0\npgpgin 0\nnuma_hit 0\n"));
-    bh_buf_free(&b);
-    bh_buf_init(&b, 1 << 16);
-    assert(bh_pf_render_counts_zeroed(&b, "version 15\ntimestamp 4298331234\n"
-                                          "cpu0 0 0 0 0 0 0 8123456789 912345 4567\n"
-                                          "domain0 00000003 1 2 3 0 0 0\ndomain1 ff,00000003 7 8\n") == 0);
-    assert(!strcmp(s(&b), "version 15\ntimestamp 0\ncpu0 0 0 0 0 0 0 0 0 0\n"
-                          "domain0 00000003 0 0 0 0 0 0\ndomain1 ff,00000003 0 0\n"));
-    bh_buf_free(&b);
-    /* version 17 (Linux 6.13): the domain's name before its mask; a token that is not a
-     * count does not end the zeroing */
-    bh_buf_init(&b, 1 << 16);
-    assert(bh_pf_render_counts_zeroed(&b, "version 17\ntimestamp 4298331234\n"
-                                          "domain0 MC 00000003 1 2 3\ndomain1 PKG ff,0000000f 7 8\n"
-                                          "cpu1 5 x 6\n") == 0);
-    assert(!strcmp(s(&b), "version 17\ntimestamp 0\n"
-                          "domain0 MC 00000003 0 0 0\ndomain1 PKG ff,0000000f 0 0\ncpu1 0 x 0\n"));
-    bh_buf_free(&b);
-    bh_buf_init(&b, 1 << 16);
-    assert(bh_pf_render_pressure(&b, "some avg10=78.90 avg60=75.42 avg300=69.55 total=24713219530\n"
-                                     "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n") == 0);
-    assert(!strcmp(s(&b), "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
-                          "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"));
-    bh_buf_free(&b);
+    static const struct {
+        int (*render)(bh_buf *, const char *);
+        const char *why, *in, *want;
+    } cases[] = {
+        { bh_pf_render_counts_zeroed, "vmstat",
+          "nr_free_pages 5072910\npgpgin 88811234\nnuma_hit 981640043\n",
+          "nr_free_pages 0\npgpgin 0\nnuma_hit 0\n" },
+        { bh_pf_render_counts_zeroed, "schedstat version 15",
+          "version 15\ntimestamp 4298331234\n"
+          "cpu0 0 0 0 0 0 0 8123456789 912345 4567\n"
+          "domain0 00000003 1 2 3 0 0 0\ndomain1 ff,00000003 7 8\n",
+          "version 15\ntimestamp 0\ncpu0 0 0 0 0 0 0 0 0 0\n"
+          "domain0 00000003 0 0 0 0 0 0\ndomain1 ff,00000003 0 0\n" },
+        /* version 17 (Linux 6.13): the domain's name before its mask; a token that is
+         * not a count does not end the zeroing */
+        { bh_pf_render_counts_zeroed, "schedstat version 17",
+          "version 17\ntimestamp 4298331234\n"
+          "domain0 MC 00000003 1 2 3\ndomain1 PKG ff,0000000f 7 8\n"
+          "cpu1 5 x 6\n",
+          "version 17\ntimestamp 0\n"
+          "domain0 MC 00000003 0 0 0\ndomain1 PKG ff,0000000f 0 0\ncpu1 0 x 0\n" },
+        { bh_pf_render_pressure, "pressure",
+          "some avg10=78.90 avg60=75.42 avg300=69.55 total=24713219530\n"
+          "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+          "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+          "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bh_buf b;
+        bh_buf_init(&b, 1 << 16);
+        assert(cases[i].render(&b, cases[i].in) == 0);
+        if (strcmp(s(&b), cases[i].want)) {
+            fprintf(stderr, "%s: got:\n%s\nwant:\n%s\n", cases[i].why, b.data, cases[i].want);
+            abort();
+        }
+        bh_buf_free(&b);
+    }
 }
 
 int main(void)

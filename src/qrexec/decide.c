@@ -133,6 +133,15 @@ void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx)
         ctx->preloaded = bh_policy_load_dir(ctx->policy_dir);
 }
 
+void bh_qx_policy_refresh(struct bh_qx_policy_ctx *ctx)
+{
+    static struct bh_policy_cache cache;
+    if (!ctx->policy_dir || ctx->stub_allow)
+        return;
+    bh_policy_free(ctx->preloaded);
+    ctx->preloaded = bh_policy_cache_get(&cache, ctx->policy_dir);
+}
+
 int bh_qx_policy_list_allowed(const struct bh_qx_policy_ctx *ctx, const char *source, char **out, bh_error *err)
 {
     *out = NULL;
@@ -162,6 +171,11 @@ int bh_qx_policy_list_allowed(const struct bh_qx_policy_ctx *ctx, const char *so
 }
 #else
 void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx)
+{
+    (void)ctx;
+}
+
+void bh_qx_policy_refresh(struct bh_qx_policy_ctx *ctx)
 {
     (void)ctx;
 }

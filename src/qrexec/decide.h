@@ -31,6 +31,10 @@ struct bh_qx_policy_ctx {
  * policy.d is dom0's own file tree under bulkheadd's 0700 state dir); later decisions
  * evaluate that copy. A directory that does not load is decided as before (deny). */
 void bh_qx_policy_preload(struct bh_qx_policy_ctx *ctx);
+/* Sets ctx->preloaded to policy_dir as a load now would give it, reusing the last load
+ * while policy.d is unchanged (bh_policy_cache_get): the qrexec-daemon's root side does
+ * it before forking each call process, which then finds the policy loaded. */
+void bh_qx_policy_refresh(struct bh_qx_policy_ctx *ctx);
 
 /* The qubes `source` may see in admin.vm.List: those policy lets it call admin.vm.List
  * on (allow; ask and deny hide them), among the qubes bulkheadd reports now, as one

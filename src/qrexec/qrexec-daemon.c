@@ -548,7 +548,7 @@ static int session_cookie_copy(void)
  * program it runs (the ask prompt, dom0 services). The group reaches bulkheadd's socket
  * and the prompt agent's socket (not the daemons': bulkheadd connects a call to its
  * target, connect_through_bulkheadd). Done here, as root, beforehand:
- * policy.d is loaded; the runtime and vchan dirs (and the test stub's file) are opened,
+ * policy.d is loaded (the root side did, before the fork: bh_qx_policy_refresh); the runtime and vchan dirs (and the test stub's file) are opened,
  * to be reached through those fds; the X session's cookie ($XAUTHORITY, root's) is
  * copied into a sealed memfd that only the ask program inherits. Nothing a call does
  * needs root afterwards: what it does in another qube's vchan dir any user may do (an
@@ -1038,6 +1038,9 @@ static void start_call(const struct bh_qx_mon_call *c)
         mon_reply(BH_QX_MON_DONE, c->slot, -1);
         return;
     }
+    /* policy.d as it is now, loaded again only if it changed since the last call: the
+     * call process inherits it (bh_qx_policy_preload then has nothing to do) */
+    bh_qx_policy_refresh(&policy_ctx);
     pid_t pid = fork();
     if (pid < 0) {
         close(sp[0]), close(sp[1]);

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from admin_fixtures import engine_daemon, wait_state  # noqa: E402,F401
 from qrexec_fixtures import bin_path  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 PROBE = r'''
 import errno, fcntl, os, struct, sys
@@ -151,8 +152,4 @@ def test_loop_freed_by_dom0_is_not_reused_while_attached(engine_daemon, loopdev)
     assert open(backing).read().strip().endswith("disk.img")
     d.call(f"admin.vm.device.block.Detach+dom0+{port}", "a")
     # control: with the attachment gone, the deferred clear happens
-    for _ in range(50):
-        if not os.path.exists(backing):
-            break
-        time.sleep(0.1)
-    assert not os.path.exists(backing)
+    assert wait_for(lambda: not os.path.exists(backing))

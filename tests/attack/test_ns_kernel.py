@@ -49,7 +49,7 @@ def test_host_time_unchanged(ns_env):
     before = time.time()
     r = q.sh("date -s '2001-01-01 00:00:00' 2>&1; hwclock --set --date 2001-01-01 2>&1; echo end")
     assert "end" in r.stdout
-    assert abs(time.time() - before) < 60
+    assert 0 <= time.time() - before < 3600  # set, it would be decades off
     assert q.sh("date +%Y").stdout.strip() != "2001"
 
 

@@ -9,6 +9,7 @@ import sys as _sys
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from ns_fixtures import ns_env, attack  # noqa: E402,F401
+from waiting import wait_for  # noqa: E402
 
 
 def test_cannot_see_or_signal_host_or_other_qubes(ns_env):
@@ -83,7 +84,8 @@ import os, ctypes, time
 libc = ctypes.CDLL(None, use_errno=True)
 me = os.getpid()
 seen = set()
-end = time.time() + 6
+open('/tmp/watching', 'w').close()
+end = time.time() + 6  # what it attached to (the qube's own processes) goes on when it ends
 while time.time() < end:
     for p in os.listdir('/proc'):
         if p.isdigit() and int(p) not in (me, 1) and p not in seen:
@@ -99,7 +101,11 @@ while time.time() < end:
                 open('/proc/%s/mem' % p, 'rb').read(1)
             except OSError:
                 pass
+EOF
 python3 /tmp/watch.py >/dev/null 2>&1 &""", check=True)
+    # the watcher runs before the helpers come (its Python may start slowly; before
+    # this wait the heredoc had no end line, and the watcher never ran at all)
+    assert wait_for(lambda: q.sh("test -e /tmp/watching && echo yes").stdout.strip() == "yes", step=0.2)
     for _ in range(20):
         q.exec("true")
     time.sleep(0.5)
@@ -114,9 +120,10 @@ def test_fork_bomb_is_contained(ns_env):
     q.start()
     other.start()
     q.sh("(bomb() { bomb | bomb & }; bomb) >/dev/null 2>&1 &")
-    time.sleep(2)
-    cur = int(q.cgroup_file(("pids", "pids.current"), "pids.current").read_text())
-    assert 50 < cur <= 100, cur  # the bomb ran, and stopped at the cap
+    pids = q.cgroup_file(("pids", "pids.current"), "pids.current")
+    # the bomb ran (however slowly it grows here), and stopped at the cap
+    cur = wait_for(lambda: int(pids.read_text()) > 50 and int(pids.read_text()))
+    assert cur and cur <= 100, cur
     # the host and the other qube keep working
     assert subprocess.run(["true"]).returncode == 0
     assert other.sh("echo fine").stdout.strip() == "fine"

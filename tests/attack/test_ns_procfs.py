@@ -42,7 +42,7 @@ def alive(pid):
         return False
 
 
-def wait_gone(pid, timeout=15):
+def wait_gone(pid, timeout=60):
     deadline = time.time() + timeout
     while alive(pid) and time.time() < deadline:
         time.sleep(0.1)
@@ -75,8 +75,9 @@ def test_another_qubes_figures_are_never_visible(ns_env):
     a = ns_env.qube("pfa", private=False, extra=["--qid", "41"])
     b = ns_env.qube("pfb", private=False, extra=["--qid", "42"])
     a.start()
-    # 1.5 s of CPU, however long a loaded host takes to give it
-    r = a.py("import time\nwhile time.process_time() < 1.5: pass", timeout=120)
+    # 3 s of CPU, however long a loaded host takes to give it (b's own start costs it
+    # CPU time too, ten times more under TCG: a wide margin between the two)
+    r = a.py("import time\nwhile time.process_time() < 3: pass", timeout=180)
     assert r.returncode == 0, r.stderr
     # a's age leads b's by 1.5 s of CPU at least; a qube's age is shown through a boot
     # offset in whole seconds (up to 1 s off each), so give the comparison room
@@ -86,8 +87,8 @@ def test_another_qubes_figures_are_never_visible(ns_env):
     assert ra.returncode == 0 and rb.returncode == 0, (ra.stderr, rb.stderr)
     busy_a, busy_b = busy_ticks(ra.stdout), busy_ticks(rb.stdout)
     up_a, up_b = (float(x.stdout.splitlines()[-1].split()[0]) for x in (ra, rb))
-    assert busy_a >= 1.4 * HZ, ("control: the busy qube sees its loop", busy_a)
-    assert busy_b < 0.5 * HZ, ("the quiet qube sees CPU use that is not its own", busy_b, busy_a)
+    assert busy_a >= 2.9 * HZ, ("control: the busy qube sees its loop", busy_a)
+    assert busy_b < 1.5 * HZ, ("the quiet qube sees CPU use that is not its own", busy_b, busy_a)
     assert up_b < up_a - 1, (up_a, up_b)
 
 
@@ -193,7 +194,9 @@ def test_a_reader_stopped_mid_read_sees_one_snapshot(ns_env):
     r = attack(q, STUCK)
     assert r.returncode == 0, r.stderr
     assert f"consistent True cpus {os.cpu_count()}" in r.stdout, r.stdout
-    assert float(re.search(r"lat ([\d.e-]+)", r.stdout).group(1)) < 2.0, r.stdout
+    # a reader held up by the stopped one would wait for ever (until attack's timeout):
+    # the bound only says the read came back, however slow the machine
+    assert float(re.search(r"lat ([\d.e-]+)", r.stdout).group(1)) < 20.0, r.stdout
     # control: the figures moved while the reader waited (a fresh read shows more idle)
     then, other = (int(x) for x in re.search(r"idle_then (\d+) idle_other (\d+)", r.stdout).groups())
     assert other > then, r.stdout
@@ -232,8 +235,10 @@ def test_server_death_fails_reads_cleanly(ns_env):
     os.kill(pid, signal.SIGKILL)
     assert wait_gone(pid)
     t = time.monotonic()
-    r = a.exec("cat", "/proc/uptime", timeout=30)
-    assert time.monotonic() - t < 10
+    r = a.exec("cat", "/proc/uptime", timeout=120)
+    # fails at once instead of hanging (a hung read would meet exec's timeout): generous,
+    # an exec takes well under a second even in a TCG guest
+    assert time.monotonic() - t < 60
     assert r.returncode != 0 and "Transport endpoint is not connected" in r.stderr, (r.stdout, r.stderr)
     assert a.sh("echo alive").stdout == "alive\n"      # the qube itself runs on
     rb = b.exec("cat", "/proc/uptime")                 # and another qube's files are served

@@ -17,8 +17,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from qrexec_fixtures import Qube, bin_path, hello, world  # noqa: E402,F401
-from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
+from qrexec_fixtures import CALL_GID, CALL_ID_BASE, Qube, bin_path, hello, world  # noqa: E402,F401
 
 UID_FIRST, UID_RANGE = 1 << 20, 1 << 16  # host_ids.h: qube qid's host UIDs
 # qids no other test uses: tests running alongside clean up the processes of their

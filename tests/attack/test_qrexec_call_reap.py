@@ -10,7 +10,6 @@ The attacker here is a detached process (own session) with a's call UID, and one
 a's daemon UID, started while a runs. Positive control: both are alive before the kill
 (and keep running while a runs); after admin.vm.Kill a both are gone, killed by SIGKILL.
 Processes of b's call UID and root's are untouched by a's halt."""
-import os
 import pathlib
 import signal
 import subprocess
@@ -20,18 +19,12 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
-
-UNPRIV_ID_BASE = 1 << 19  # qrexec_ids.h: a qube's daemon-side unprivileged processes
+from qrexec_fixtures import CALL_GID, CALL_ID_BASE, UNPRIV_ID_BASE, become  # noqa: E402
 
 
 def detached(uid, gid):
     """A process of `uid` in a session of its own, as a taken-over call would leave."""
-    def pre():
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-    return subprocess.Popen(["sleep", "600"], preexec_fn=pre, start_new_session=True,
+    return subprocess.Popen(["sleep", "600"], preexec_fn=become(uid, gid), start_new_session=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

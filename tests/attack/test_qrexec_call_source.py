@@ -10,18 +10,15 @@ probe gets answers where policy allows, and root (dom0's tools) is served as bef
 import os
 import pathlib
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-
-import pytest
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
+from qrexec_fixtures import become_call_identity, dom0_service_dir  # noqa: E402,F401
 
 # Each request: a name, then the raw header (SOURCE filled in), then the payload. The
 # probe prints "NAME: <reply code> <exception type>" per request and an end marker.
@@ -89,13 +86,6 @@ POLICY = ("admin.vm.CurrentState  *  a  b  allow  target=dom0\n"
           "test.SourceProbe  *  a  @adminvm  allow\n")
 
 
-def become_call_identity(uid):
-    """preexec: the process is a qube's call identity (no groups but dom0-qrexec)."""
-    os.setgroups([])
-    os.setresgid(CALL_GID, CALL_GID, CALL_GID)
-    os.setresuid(uid, uid, uid)
-
-
 def results(out):
     assert "probe-end" in out, out
     return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
@@ -113,15 +103,6 @@ def check(res):
     assert res["own-list"] == "0 b,dom0", res
 
 
-@pytest.fixture
-def service_dir(monkeypatch):
-    d = pathlib.Path(tempfile.mkdtemp(prefix="bh-dom0rpc-"))
-    d.chmod(0o755)
-    monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def start_qubes(d):
     (d.root / "policy.d").mkdir(exist_ok=True)
     (d.root / "policy.d" / "10-test.policy").write_text(POLICY)
@@ -129,10 +110,10 @@ def start_qubes(d):
         assert qvm_run(d, q, "true").returncode == 0
 
 
-def test_a_dom0_service_run_for_a_qube_speaks_for_that_qube_only(service_dir, engine_daemon):
+def test_a_dom0_service_run_for_a_qube_speaks_for_that_qube_only(dom0_service_dir, engine_daemon):
     d = engine_daemon
     start_qubes(d)
-    svc = service_dir / "test.SourceProbe"
+    svc = dom0_service_dir / "test.SourceProbe"
     svc.write_text(f"#!{sys.executable}\n" + probe_source(d.sock))
     svc.chmod(0o755)
     r = qvm_run(d, "-p", "--user", "root", "a", "/usr/lib/bulkhead/qrexec-client-vm @adminvm test.SourceProbe")
@@ -154,15 +135,15 @@ def test_a_process_with_a_call_uid_speaks_for_that_qube_only(engine_daemon):
     try:
         src = probe_source(f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}")
 
-        def as_call_identity(uid):
-            return subprocess.run([sys.executable, "-c", src, "a"], preexec_fn=lambda: become_call_identity(uid),
+        def as_call_identity(qid):
+            return subprocess.run([sys.executable, "-c", src, "a"], preexec_fn=become_call_identity(qid),
                                   pass_fds=(sockdir,), capture_output=True, text=True, timeout=120)
 
-        r = as_call_identity(CALL_ID_BASE + qid)
+        r = as_call_identity(qid)
         check(results(r.stdout + r.stderr))
         # another qube's call identity may not speak for a either (b's UID, source a)
         qid_b = int(d.call("admin.vm.property.Get+qid", "b").split()[-1])
-        r = as_call_identity(CALL_ID_BASE + qid_b)
+        r = as_call_identity(qid_b)
         res = results(r.stdout + r.stderr)
         assert res["own-state-b"] == "2 PermissionDenied" and res["own-sysinfo"] == "2 PermissionDenied", res
     finally:
@@ -202,7 +183,7 @@ def test_a_call_identity_cannot_take_every_connection(engine_daemon):
     sockdir = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
     path = f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}"
 
-    p = subprocess.Popen([sys.executable, "-c", HOLD, path], preexec_fn=lambda: become_call_identity(CALL_ID_BASE + qid),
+    p = subprocess.Popen([sys.executable, "-c", HOLD, path], preexec_fn=become_call_identity(qid),
                          pass_fds=(sockdir,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
@@ -212,10 +193,85 @@ def test_a_call_identity_cannot_take_every_connection(engine_daemon):
         # dom0's tools are served, and so is b's call identity
         assert "b class=AppVM" in d.call("admin.vm.List", "dom0")
         r = subprocess.run([sys.executable, "-c", probe_source(path), "b"], pass_fds=(sockdir,),
-                           preexec_fn=lambda: become_call_identity(CALL_ID_BASE + qid_b),
+                           preexec_fn=become_call_identity(qid_b),
                            capture_output=True, text=True, timeout=120)
         assert results(r.stdout + r.stderr)["own-sysinfo"].startswith("0 "), r.stdout
     finally:
         p.stdin.close()
         p.wait(timeout=30)
+        os.close(sockdir)
+
+
+ASK_STATE = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"admin.vm.CurrentState+ a name b\0")
+s.shutdown(socket.SHUT_WR)
+s.settimeout(20)
+out = b""
+while (b := s.recv(65536)):
+    out += b
+print(out.split(b"\0")[0].decode() + " " + (out.split(b"\0")[1].decode() if out[:1] == b"2" else "") if out else "no answer")
+"""
+
+
+def settled(paths):
+    """Waits until every path was last changed more than 3 s ago: bulkheadd keeps a
+    loaded policy only then (a change within the same timestamp tick would not show),
+    so a request after this one is served from the kept load."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        newest = max(os.stat(p).st_ctime for p in paths)
+        if time.time() > newest + 3.2:
+            return
+        time.sleep(0.2)
+    raise AssertionError("policy files never settled")
+
+
+def test_a_policy_change_takes_effect_on_the_next_request(engine_daemon):
+    """bulkheadd reuses the loaded policy.d while nothing in it changed; any change is
+    seen by the very next request of a qube's call identity: a rule edited in place from
+    allow to deny (same size, mtime set back as `cp -p` does), a file added before it, and
+    that file removed again. Each change is made after a request that was served from the
+    kept load."""
+    d = engine_daemon
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    f = pol / "10-test.policy"
+    f.write_text(POLICY)
+    qid = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    sockdir = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
+    path = f"/proc/self/fd/{sockdir}/{os.path.basename(d.sock)}"
+
+    def ask():
+        r = subprocess.run([sys.executable, "-c", ASK_STATE, path], pass_fds=(sockdir,),
+                           preexec_fn=become_call_identity(qid),
+                           capture_output=True, text=True, timeout=60)
+        # a probe ended by a signal says so (parallel test runs on one host share the
+        # per-qid call UIDs, and a halt there ends this UID's processes: docs/qrexec.md)
+        return r.stdout.strip() + r.stderr + (f" (exit {r.returncode})" if r.returncode else "")
+
+    try:
+        assert ask() == "0", "positive control: policy allows a CurrentState of b"
+        settled([pol, f])
+        assert ask() == "0"
+        st = os.stat(f)
+        allow = "admin.vm.CurrentState  *  a  b  allow  target=dom0\n"
+        deny = "admin.vm.CurrentState  *  a  b  deny".ljust(len(allow) - 1) + "\n"
+        with open(f, "r+") as fh:  # in place: same inode, same size
+            fh.write(POLICY.replace(allow, deny))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(f).st_size == st.st_size and os.stat(f).st_mtime_ns == st.st_mtime_ns
+        assert ask() == "2 PermissionDenied", "an in-place edit to deny decides the next request"
+        settled([pol, f])
+        assert ask() == "2 PermissionDenied"
+        early = pol / "05-early.policy"
+        early.write_text(allow)
+        assert ask() == "0", "a file added decides the next request"
+        settled([pol, f, early])
+        assert ask() == "0"
+        early.unlink()
+        assert ask() == "2 PermissionDenied", "a file removed decides the next request"
+    finally:
         os.close(sockdir)

@@ -13,13 +13,12 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import BUILD, engine_daemon  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from qrexec_fixtures import become, bin_path, dom0_service_dir  # noqa: E402,F401
 
 PROBE = BUILD / "src/qrexec/test-qrexec-filter-probe"
 SIGSYS = 31
@@ -37,11 +36,7 @@ def userns_allowed_here():
     if not shutil.which("unshare"):
         return False
 
-    def nobody():
-        os.setgroups([])
-        os.setresgid(65534, 65534, 65534)
-        os.setresuid(65534, 65534, 65534)
-    r = subprocess.run(["unshare", "-U", "true"], preexec_fn=nobody, capture_output=True, timeout=30)
+    r = subprocess.run(["unshare", "-U", "true"], preexec_fn=become(65534, 65534), capture_output=True, timeout=30)
     return r.returncode == 0
 
 
@@ -83,26 +78,16 @@ print("probe-end", flush=True)
 """
 
 
-@pytest.fixture
-def service_dir(monkeypatch):
-    """A dom0 service dir for the daemon started after it (it passes the variable on)."""
-    d = pathlib.Path(tempfile.mkdtemp(prefix="bh-dom0rpc-"))
-    d.chmod(0o755)
-    monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 @pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8 or not pathlib.Path("/proc/sys/user").exists(),
                     reason="x86_64 clone numbering and user namespaces needed")
-def test_a_dom0_service_run_for_a_qube_makes_no_user_namespace(service_dir, engine_daemon):
+def test_a_dom0_service_run_for_a_qube_makes_no_user_namespace(dom0_service_dir, engine_daemon):
     import os
     if os.uname().machine != "x86_64":
         pytest.skip("the service uses x86_64's clone number")
     if not userns_allowed_here():
         pytest.skip("this host lets no unprivileged process make a user namespace: nothing to deny")
     d = engine_daemon
-    svc = service_dir / "test.CloneProbe"
+    svc = dom0_service_dir / "test.CloneProbe"
     svc.write_text(SERVICE.replace("PYTHON", sys.executable))
     svc.chmod(0o755)
     (d.root / "policy.d").mkdir(exist_ok=True)

@@ -16,8 +16,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
-from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
+from qrexec_fixtures import become_call_identity, bin_path  # noqa: E402
 
 POLICY = "qubes.GetDate  *  a  b  allow\n"
 
@@ -91,13 +90,9 @@ def test_a_call_identity_reaches_another_qubes_daemon_only_through_policy(engine
     qubes = os.open(d.runtime / "qubes", os.O_PATH | os.O_DIRECTORY)
     admin = os.open(os.path.dirname(d.sock), os.O_PATH | os.O_DIRECTORY)
     try:
-        def pre():
-            os.setgroups([])
-            os.setresgid(CALL_GID, CALL_GID, CALL_GID)
-            os.setresuid(CALL_ID_BASE + qid, CALL_ID_BASE + qid, CALL_ID_BASE + qid)
         r = subprocess.run([sys.executable, "-c", PROBE, f"/proc/self/fd/{qubes}",
                             f"/proc/self/fd/{admin}/{os.path.basename(d.sock)}"],
-                           preexec_fn=pre, pass_fds=(qubes, admin), capture_output=True, text=True, timeout=120)
+                           preexec_fn=become_call_identity(qid), pass_fds=(qubes, admin), capture_output=True, text=True, timeout=120)
     finally:
         os.close(qubes)
         os.close(admin)

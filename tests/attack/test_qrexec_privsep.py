@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from qrexec_fixtures import bin_path  # noqa: E402
+from qrexec_fixtures import CALL_GID, CALL_ID_BASE, bin_path  # noqa: E402,F401
 
 
 def status(pid):
@@ -75,8 +75,6 @@ def test_the_qube_facing_daemon_is_unprivileged_and_filtered(engine_daemon):
     assert len(other) == 1 and status(other[0])["Uid"] != st["Uid"]
 
 
-CALL_ID_BASE = (1 << 19) + (1 << 16)   # qrexec_ids.h: a qube's call processes
-CALL_GID = (1 << 19) + (1 << 17)       # the "dom0 qrexec" group
 
 
 def assert_call_identity(st, qid, saved=None):

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from admin_fixtures import engine_daemon, qvm_run  # noqa: E402,F401
-from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
+from qrexec_fixtures import become_call_identity  # noqa: E402
 
 CHILD = r"""
 import os, sys
@@ -45,11 +45,7 @@ def test_another_qubes_runtime_dir_is_not_listable_by_a_call_identity(engine_dae
     qid = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
     rt = os.open(str(d.runtime), os.O_PATH | os.O_DIRECTORY)
     try:
-        def pre():
-            os.setgroups([])
-            os.setresgid(CALL_GID, CALL_GID, CALL_GID)
-            os.setresuid(CALL_ID_BASE + qid, CALL_ID_BASE + qid, CALL_ID_BASE + qid)
-        r = subprocess.run([sys.executable, "-c", CHILD, f"/proc/self/fd/{rt}/qubes", "b", "a"], preexec_fn=pre,
+        r = subprocess.run([sys.executable, "-c", CHILD, f"/proc/self/fd/{rt}/qubes", "b", "a"], preexec_fn=become_call_identity(qid),
                            pass_fds=(rt,), capture_output=True, text=True, timeout=60)
     finally:
         os.close(rt)

@@ -10,6 +10,7 @@ import pytest
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import AdminError, engine_daemon, qvm_run  # noqa: E402,F401
 from ns_fixtures import cgroup_file, cgroup_v2_host, proc_cgroups  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 CVM = "/usr/lib/bulkhead/qrexec-client-vm"
 
@@ -51,7 +52,9 @@ def test_qubes_memory_budget(small_limits, engine_daemon):
     import time
     t0 = time.monotonic()
     r = qvm_run(d, "-p", "--user", "root", "b", "echo hostname | %s @dispvm:dvmt qubes.VMShell" % CVM)
-    assert r.returncode == 126 and time.monotonic() - t0 < 30, (r.stdout, r.stderr)
+    # the bound is the behaviour: refused well before the 60 s qrexec timeout, however
+    # slow the machine (a refusal takes well under a second here)
+    assert r.returncode == 126 and time.monotonic() - t0 < 50, (r.stdout, r.stderr)
     assert "Not enough memory to start domain 'disp" in d.log.read_text()
 
 
@@ -77,12 +80,8 @@ def test_disposables_bounded_per_calling_qube(two_dispvms, engine_daemon):
     res = {}
     t = threading.Thread(target=lambda: res.update(a=qvm_run(d, "-p", "--user", "root", "a", holds)))
     t.start()
-    import time
-    for _ in range(100):
-        disp = [line.split()[0] for line in d.call("admin.vm.List", "dom0").splitlines() if line.startswith("disp")]
-        if len(disp) >= 2:
-            break
-        time.sleep(0.1)
+    wait_for(lambda: len([ln for ln in d.call("admin.vm.List", "dom0").splitlines() if ln.startswith("disp")]) >= 2,
+             step=0.1)
     # another qube still gets its disposable while a is at its limit
     r = qvm_run(d, "-p", "--user", "root", "b", "echo hostname | %s @dispvm:dvmt qubes.VMShell" % CVM)
     assert r.returncode == 0 and r.stdout.startswith(b"disp"), (r.stdout, r.stderr)
@@ -141,11 +140,7 @@ def test_qrexec_daemon_is_charged_to_its_qube(engine_daemon):
     assert str(pid) in (cpu_dir / "cgroup.procs").read_text().split()
     # After the qube is gone its cgroup is removed although its daemon was in it.
     d.call("admin.vm.Kill", "a")
-    for _ in range(50):
-        if not cpu_dir.exists():
-            break
-        time.sleep(0.1)
-    assert not cpu_dir.exists()
+    assert wait_for(lambda: not cpu_dir.exists())
 
 
 def qrexec_daemon_charged_v2(d):
@@ -168,8 +163,4 @@ def qrexec_daemon_charged_v2(d):
     assert "frozen 0" in (daemon_cg / "cgroup.events").read_text()
     d.call("admin.vm.Unpause", "a")
     d.call("admin.vm.Kill", "a")
-    for _ in range(100):
-        if not daemon_cg.exists() and not qube_cg.exists():
-            break
-        time.sleep(0.1)
-    assert not daemon_cg.exists() and not qube_cg.exists()
+    assert wait_for(lambda: not daemon_cg.exists() and not qube_cg.exists()), (daemon_cg, qube_cg)

@@ -44,6 +44,39 @@ def trigger4(source, target, ident, service):
                + ident.encode().ljust(32, b"\0") + service.encode() + b"\0")
 
 
+# qrexec_ids.h: a qube's daemon-side unprivileged processes (2^19 + qid), its call
+# processes (2^19 + 2^16 + qid) and their "dom0 qrexec" group
+UNPRIV_ID_BASE = 1 << 19
+CALL_ID_BASE = UNPRIV_ID_BASE + (1 << 16)
+CALL_GID = UNPRIV_ID_BASE + (1 << 17)
+
+
+def become(uid, gid):
+    """A preexec_fn: the child is uid and gid in every slot (real, effective, saved), with
+    no supplementary groups, as bulkheadd's drop to a qube's identity leaves it."""
+    def pre():
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    return pre
+
+
+def become_call_identity(qid):
+    """A preexec_fn: the child is the call identity of the qube with this qid."""
+    return become(CALL_ID_BASE + qid, CALL_GID)
+
+
+@pytest.fixture
+def dom0_service_dir(monkeypatch):
+    """A dom0 service dir (BULKHEAD_DOM0_SERVICE_PATH) for a daemon started after it: it
+    passes the variable on to the calls it runs."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="bh-dom0rpc-"))
+    d.chmod(0o755)
+    monkeypatch.setenv("BULKHEAD_DOM0_SERVICE_PATH", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def bin_path(name):
     """dom0 programs are in src/qrexec, in-qube ones in src/agent (the qubes' programs dir)."""
     for d in (BIN, BUILD / "src" / "agent"):

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ns_fixtures import ns_env, make_root  # noqa: E402,F401
+from waiting import wait_for  # noqa: E402
 
 
 def gone(pid):
@@ -29,6 +30,7 @@ def comm(pid):
 
 
 def test_start_exec_kill(ns_env):
+    began = time.monotonic()
     q = ns_env.qube("life1")
     assert q.state() == "Halted"
     q.start()
@@ -52,11 +54,15 @@ def test_start_exec_kill(ns_env):
     bnd = int(status.split("CapBnd:\t")[1].split()[0], 16)
     for cap in (16, 25, 22, 17, 39, 38, 27):
         assert not bnd & (1 << cap), cap
-    # time namespace: the qube's uptime starts near zero, the wall clock is the host's
+    # time namespace: the qube's uptime starts near zero (it is no older than the time
+    # since this test began, with the boot offset's whole-second rounding), the wall clock is the
+    # host's (read between two host readings)
     up = float(q.sh("cut -d' ' -f1 /proc/uptime").stdout)
     host_up = float(pathlib.Path("/proc/uptime").read_text().split()[0])
-    assert up < 30 and (host_up > 60 or up <= host_up)
-    assert abs(int(q.sh("date +%s").stdout) - time.time()) < 5
+    assert up <= time.monotonic() - began + 3 and (host_up > 60 or up <= host_up), (up, host_up)
+    before = time.time()
+    now = int(q.sh("date +%s").stdout)
+    assert int(before) - 1 <= now <= time.time() + 1, (before, now)
     # exit codes pass through
     assert q.sh("exit 7").returncode == 7
     q.kill()
@@ -83,7 +89,7 @@ def test_shutdown_stops_children(ns_env):
     assert q.sh("kill -0 %s && echo alive" % r.stdout.strip()).stdout.strip() == "alive"
     init = q.init_pid()
     assert q.cmd("shutdown").returncode == 0
-    w = q.cmd("wait", "--timeout", "20")
+    w = q.cmd("wait", "--timeout", "60")
     assert w.returncode == 0, w.stderr
     assert w.stdout.strip() == "halted"
     assert q.state() == "Halted"
@@ -98,41 +104,43 @@ def test_shutdown_kills_after_grace(ns_env):
     r = q.sh("trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started")
     assert r.stdout.strip() == "started"
     procs = q.proc_cgroups.get("pids", q.proc_cgroups.get("")) / "cgroup.procs"
-    for _ in range(100):  # the background subshell may not have exec'd sleep yet
-        stubborn = [p for p in procs.read_text().split() if comm(p) == "sleep"]
-        if stubborn:
-            break
-        time.sleep(0.02)
+    # the background subshell may not have exec'd sleep yet
+    stubborn = wait_for(lambda: [p for p in procs.read_text().split() if comm(p) == "sleep"])
     assert len(stubborn) == 1, stubborn
     t = time.monotonic()
     q.cmd("shutdown")
-    time.sleep(3)
-    assert not gone(int(stubborn[0])), "KILLed before the grace period was over"
-    w = q.cmd("wait", "--timeout", "30")
+    # still there 2.5 s after the shutdown began (checked only while that is under the
+    # grace period's 5 s: on a machine this slow the check would say nothing)
+    time.sleep(max(0.0, 2.5 - (time.monotonic() - t)))
+    if time.monotonic() - t < 4.5:
+        assert not gone(int(stubborn[0])), "KILLed before the grace period was over"
+    w = q.cmd("wait", "--timeout", "60")
     took = time.monotonic() - t
     assert w.returncode == 0 and w.stdout.strip() == "halted"
     assert gone(int(stubborn[0]))
-    assert 4.5 <= took < 25, took
-    # control: without a stubborn process the same shutdown is quick, so the wait above
-    # was the grace period
+    assert took >= 4.5, took
+    # control: without a stubborn process the same shutdown does not wait out the grace
+    # period, so the wait above was it. Compared with the run above, not with a fixed
+    # time: both pay the same machine's overhead, only the stubborn one the 5 s.
     q.start()
     t = time.monotonic()
     q.cmd("shutdown")
-    assert q.cmd("wait", "--timeout", "30").stdout.strip() == "halted"
-    assert time.monotonic() - t < 4
+    assert q.cmd("wait", "--timeout", "60").stdout.strip() == "halted"
+    plain = time.monotonic() - t
+    assert plain < took - 2.5, (plain, took)
 
 
 def test_crash_is_reported(ns_env):
     q = ns_env.qube("crash1")
     q.start()
     os.kill(q.init_pid(), signal.SIGKILL)
-    w = q.cmd("wait", "--timeout", "10")
+    w = q.cmd("wait", "--timeout", "60")
     assert w.stdout.strip() == "crashed"
     assert q.state() == "Halted"
     assert not q.cgroup("memory").exists()
 
 
-def _read_when(path, pred, timeout=20.0):
+def _read_when(path, pred, timeout=60.0):
     """Poll a file until pred(content) holds; the qube's shell loop may take
     seconds to start under TCG (the cgroup-v2 VM stage of CI)."""
     deadline = time.monotonic() + timeout
@@ -187,10 +195,7 @@ def test_adopt_after_daemon_exit(ns_env):
     assert q.init_pid() == pid
     # a dead init: adopt reports not running and cleans up
     os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
-        if q.state() != "Running":
-            break
-        time.sleep(0.05)
+    wait_for(lambda: q.state() != "Running")
     r = q.cmd("adopt")
     assert r.stdout.strip() == "not running"
     assert not q.cgroup("pids").exists()
@@ -246,10 +251,8 @@ def test_adopt_checks_each_identity_field(ns_env, forged):
         else:
             _join_cgroup(q, v.pid)
             os.kill(v.pid, signal.SIGKILL)
-            for _ in range(200):
-                if pathlib.Path(f"/proc/{v.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-                time.sleep(0.01)
+            wait_for(lambda: pathlib.Path(f"/proc/{v.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+                     step=0.01)
             record = f"{v.pid} {start} {host_userns}"
         (q.runtime_dir / "init.pid").write_text(record + "\n")
         assert q.cmd("adopt").stdout.strip() == "not running"
@@ -335,10 +338,10 @@ def test_limits_are_applied(ns_env):
     # CPU: two busy loops get at most the one CPU of --vcpus 1 between them
     r = q.py("import os, time\n"
              "def spin(end):\n    while time.time() < end: pass\n"
-             "end = time.time() + 1.5\n"
+             "t0 = time.time(); end = t0 + 1.5\n"
              "kids = [os.fork() for _ in range(2)]\n"
              "if 0 in kids: spin(end); os._exit(0)\n"
-             "t0 = time.time(); [os.waitpid(k, 0) for k in kids]\n"
+             "[os.waitpid(k, 0) for k in kids]\n"
              "t = os.times(); print(t.children_user + t.children_system, time.time() - t0)", timeout=60)
     used, wall = map(float, r.stdout.split())
     assert wall >= 1.4 and used <= 1.15 * wall, (used, wall)
@@ -376,10 +379,7 @@ def test_agent_readiness(ns_env, tmp_path):
     q3 = ns_env.qube("agent3", extra=["--qid", "11"])
     q3.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
     # each restart starts a Python interpreter: slow on a loaded machine, so poll
-    deadline = time.monotonic() + 20
-    while len(q3.sh("cat /run/agent-starts").stdout) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(q3.sh("cat /run/agent-starts").stdout) >= 3
+    assert wait_for(lambda: len(q3.sh("cat /run/agent-starts").stdout) >= 3, step=0.2)
     assert q3.state() == "Running"
     q3.kill()
 
@@ -420,10 +420,7 @@ def test_start_after_unreaped_crash(ns_env):
     q.start()
     q.sh("sleep 1000 >/dev/null 2>&1 &")
     os.kill(q.init_pid(), signal.SIGKILL)
-    for _ in range(100):
-        if q.state() != "Running":
-            break
-        time.sleep(0.05)
+    wait_for(lambda: q.state() != "Running")
     assert q.state() == "Crashed"
     q.start()
     assert q.state() == "Running"

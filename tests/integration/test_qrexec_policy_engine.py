@@ -4,6 +4,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -95,3 +96,35 @@ def test_policy_engine_decides(world):
     assert r.returncode == 126
     assert not (personal.home / "ran").exists()
     assert "30-test.policy:2" in world.log_text("daemon-work")
+
+
+def test_policy_change_decides_the_next_call(world):
+    """The daemon keeps the loaded policy.d between calls while nothing in it changed;
+    a rule edited in place from allow to deny (same size, mtime set back as `cp -p`
+    does), after a call served from the kept load, decides the very next call. (The
+    stand-in bulkheadd here checks nothing: the daemon's decision alone is tested.)"""
+    admin_path = str(world.tmp / "qubesd.sock")
+    Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"}, world.runtime,
+          {"work": 5, "personal": 6})
+    pol = world.tmp / "policy.d"
+    pol.mkdir()
+    f = pol / "30-test.policy"
+    allow = "test.Echo  *  work  personal  allow\n"
+    f.write_text(allow)
+    world.service("test.Echo", "#!/bin/sh\necho \"hi $QREXEC_REMOTE_DOMAIN\"\n")
+    work = world.qube("work", 5, daemon=False)
+    personal = world.qube("personal", 6, daemon=False)
+    start_daemon(world, work, pol, admin_path)
+    start_daemon(world, personal, pol, admin_path)
+    deadline = time.time() + 60  # kept only once its files are 3 s old
+    while time.time() < deadline and time.time() < max(os.stat(p).st_ctime for p in (pol, f)) + 3.2:
+        time.sleep(0.2)
+    for _ in range(2):
+        r = work.run(["qrexec-client-vm", "personal", "test.Echo"])
+        assert r.returncode == 0 and r.stdout == b"hi work\n", (r.stderr, world.log_text("daemon-work"))
+    st = os.stat(f)
+    with open(f, "r+") as fh:
+        fh.write("test.Echo  *  work  personal  deny".ljust(len(allow) - 1) + "\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = work.run(["qrexec-client-vm", "personal", "test.Echo"])
+    assert r.returncode == 126 and r.stdout == b"", (r.stdout, world.log_text("daemon-work"))

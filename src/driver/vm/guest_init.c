@@ -2,7 +2,7 @@
  * builds (assets.c). It puts together what the `ns` engine builds on the host, then
  * hands over to the same bulkhead-init that runs in `ns` qubes:
  *
- *   1. /dev, /proc, /sys; loads the modules listed in /modules/order (virtio, block,
+ *   1. /dev, /proc, /sys; loads the modules listed in /modules/load (virtio, block,
  *      console, erofs, overlay, virtiofs: the cloud kernel has them as modules), in
  *      the background while the steps below wait for the ones they need;
  *   2. root: the template's erofs image (/dev/vda, read-only) under an overlay whose
@@ -11,13 +11,16 @@
  *      (template `host`), with /usr/lib/bulkhead (our programs, from the initramfs)
  *      stacked on top read-only;
  *   4. the private ext4 image (/dev/vdb) at /rw, /home bound from /rw/home;
- *   4b. the network: lo up; with a netvm, eth0 (virtio-net, on a tap the host wired to
+ *   5. switch_root; bulkhead-init runs as a child subreaper (it does not need to be
+ *      PID 1) with the environment it gets in an `ns` qube, and starts the qrexec
+ *      agent while the steps below run;
+ *   6. the network: lo up; with a netvm, eth0 (virtio-net, on a tap the host wired to
  *      the qube's link) gets the qube's address, the gateway and the resolvers
  *      (bh.ip, bh.gw, bh.mask, bh.dns) as Qubes' vif script and qubes-network set them;
- *   5. /run/qubes/vchan and the guest side of bulkhead-vchan-bridge on the
- *      virtio-serial port `bulkhead.vchan` (qrexec's directory, mirrored on the host);
- *   6. switch_root; bulkhead-init runs as a child subreaper (it does not need to be
- *      PID 1) with the environment it gets in an `ns` qube.
+ *   7. once every module is in, the guest side of bulkhead-vchan-bridge on the
+ *      virtio-serial port `bulkhead.vchan`, in /run/qubes/vchan (qrexec's directory,
+ *      mirrored on the host): only from then on can the host reach the agent, so no
+ *      call runs before the network is set.
  * SIGTERM (the bridge passes the host's SHUTDOWN) goes on to bulkhead-init. When it
  * exits 0 the guest powers off (QEMU exits 0: a clean stop); anything else, including
  * any failure above, ends this process, which panics the kernel: the pvpanic device
@@ -112,13 +115,16 @@ static const char *param(const char *key, const char *def)
 }
 
 /* ---- kernel modules, loaded in the background ----
- * The cloud kernel has virtio, erofs, overlay, virtiofs, ... as modules (/modules/order,
- * dependencies first). Under TCG each load costs tens of milliseconds (the module's
- * signature is checked, its devices probed), and one after another they took ~0.5 s
- * of the boot. So a thread loads them in the background, each module once every
- * module it needs (its .modinfo `depends=`, among ours) is in, while the main thread
+ * The cloud kernel has virtio, erofs, overlay, virtiofs, ... as modules. Under TCG each
+ * load costs tens of milliseconds (its devices probed, its code relocated), and one
+ * after another they took ~0.5 s of the boot. So a thread loads them in the
+ * background, each module once every module it needs is in, while the main thread
  * goes on and waits only for the ones its next step needs (module_wait): the network
- * card's and pvpanic's modules load while the disks are mounted. A module that fails
+ * card's and pvpanic's modules load while the disks are mounted. The host wrote the
+ * list into the initramfs (/modules/load: "FILE DEPS" per line, dependencies first,
+ * DEPS the names of the modules it needs or "-"; assets.c), with the modules'
+ * signatures taken off: reading every module here for its .modinfo took ~0.1 s before
+ * the first load, and checking a signature ~10-40 ms per module. A module that fails
  * to load fails the boot as before. */
 #define MODS_MAX 32
 #define MOD_DEPS 8
@@ -128,6 +134,9 @@ static struct mod {
     int state; /* 0 waiting, 1 loading, 2 loaded */
 } mods[MODS_MAX];
 static int nmods;
+/* the initramfs's /modules: the last loads may come after switch_root, when that path
+ * names nothing */
+static int mods_dir = -1;
 static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mod_cond = PTHREAD_COND_INITIALIZER;
 
@@ -139,36 +148,19 @@ static void mod_name(char *out, size_t n, const char *s, size_t len)
             *c = '_';
 }
 
-/* the module's `depends=` (its .modinfo, a NUL-terminated string in the file) */
-static void mod_deps(struct mod *m, const char *path)
+/* DEPS of a /modules/load line: names of earlier modules (the list has dependencies
+ * first; a name not in it is built into the kernel) */
+static void mod_deps(struct mod *m, const char *deps)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (64 << 20))
-        fail("reading %s", path);
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf || read(fd, buf, (size_t)st.st_size) != st.st_size)
-        fail("reading %s", path);
-    close(fd);
-    buf[st.st_size] = '\0';
-    static const char key[] = "depends=";
-    for (char *p = buf; (p = memmem(p, (size_t)(buf + st.st_size - p), key, sizeof key - 1));) {
-        if (p > buf && p[-1] != '\0') { /* not the start of a .modinfo string */
-            p++;
-            continue;
-        }
-        for (char *d = p + sizeof key - 1; *d;) {
-            size_t l = strcspn(d, ",");
-            char dn[64];
-            mod_name(dn, sizeof dn, d, l);
-            for (int i = 0; i < nmods; i++) /* only earlier ones: the order has deps first */
-                if (!strcmp(mods[i].name, dn) && m->ndeps < MOD_DEPS)
-                    m->deps[m->ndeps++] = i;
-            d += l + (d[l] == ',');
-        }
-        break;
+    for (const char *d = deps; *d && strcmp(d, "-");) {
+        size_t l = strcspn(d, ",");
+        char dn[64];
+        mod_name(dn, sizeof dn, d, l);
+        for (int i = 0; i < nmods; i++)
+            if (!strcmp(mods[i].name, dn) && m->ndeps < MOD_DEPS)
+                m->deps[m->ndeps++] = i;
+        d += l + (d[l] == ',');
     }
-    free(buf);
 }
 
 static void *mod_worker(void *arg)
@@ -195,9 +187,7 @@ static void *mod_worker(void *arg)
         }
         mods[pick].state = 1;
         pthread_mutex_unlock(&mod_lock);
-        char path[128];
-        snprintf(path, sizeof path, "/modules/%s", mods[pick].file);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = openat(mods_dir, mods[pick].file, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
             fail("loading %s", mods[pick].file);
         close(fd);
@@ -211,26 +201,30 @@ static void *mod_worker(void *arg)
 
 static void modules_start(void)
 {
-    FILE *f = fopen("/modules/order", "r");
+    mods_dir = open("/modules", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    FILE *f = mods_dir >= 0 ? fopen("/modules/load", "re") : NULL;
     if (!f)
         return;
-    char line[256];
+    char line[768];
     while (nmods < MODS_MAX && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
+        char *deps = strchr(line, ' ');
+        if (deps)
+            *deps++ = '\0';
         size_t l = strlen(line);
         if (l < 4 || l >= sizeof mods[0].file || strcmp(line + l - 3, ".ko"))
             continue;
         struct mod *m = &mods[nmods];
         snprintf(m->file, sizeof m->file, "%s", line);
         mod_name(m->name, sizeof m->name, line, l - 3);
-        char path[128];
-        snprintf(path, sizeof path, "/modules/%s", line);
-        mod_deps(m, path);
+        mod_deps(m, deps ? deps : "-");
         nmods++;
     }
     fclose(f);
-    /* one loader per vCPU that the main thread leaves: more only fought over the
-     * vCPUs (a loaded host showed it); at most 2 */
+    /* one loader per vCPU that the main thread leaves, at most 2: two loaders on a
+     * 2-vCPU guest made /init to bulkhead-init 0.63-0.87 s -> 1.10-1.50 s (3 boots
+     * each, alternated, TCG, load 8): loads serialise in the kernel and fight over
+     * the vCPUs */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int nth = cpus > 2 ? 2 : 1;
     for (int i = 0; i < nth; i++) {
@@ -319,25 +313,23 @@ static void find_port(const char *name, char *out, size_t n)
 
 /* Starts the guest side of the vchan bridge and returns once it runs (it has exec'd).
  *
- * Everything the child needs is opened here, before the fork: the port, the vchan
- * directory and the program. The parent moves /newroot to / right after (switch_root);
- * a child that looked up "/newroot/run/qubes/vchan" by name after that move found
- * nothing and exited, and the qube never became ready. Under TCG on a loaded host the
- * parent won that race in about one boot in ten (docs/vm-engine.md). Now the child
- * works only through fds, and the parent waits for its exec (a close-on-exec pipe
- * that carries the errno of a failure), so a bridge that cannot start fails the boot
- * at once instead of leaving a qube without qrexec. */
-static pid_t start_bridge(const char *port)
+ * Everything the child needs is opened before the fork: the port here, the vchan
+ * directory and the program (dirfd, exe) before switch_root. The child works only
+ * through fds (a child that once looked up "/newroot/run/qubes/vchan" by name while
+ * the parent moved /newroot to / found nothing in about one boot in ten under TCG on
+ * a loaded host, and the qube never became ready: docs/vm-engine.md), and the parent
+ * waits for its exec (a close-on-exec pipe that carries the errno of a failure), so a
+ * bridge that cannot start fails the boot at once instead of leaving a qube without
+ * qrexec. */
+static pid_t start_bridge(const char *port, int dirfd, int exe)
 {
     /* close-on-exec: bulkhead-init and everything in the qube must not hold these
      * (a process reading the port would steal the host's frames) */
     int portfd = open(port, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (portfd < 0)
         fail("open %s", port);
-    int dirfd = open("/newroot/run/qubes/vchan", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int exe = open(BHUSR "/lib/bulkhead/bulkhead-vchan-bridge", O_PATH | O_CLOEXEC);
     int sync[2];
-    if (dirfd < 0 || exe < 0 || pipe2(sync, O_CLOEXEC) < 0)
+    if (pipe2(sync, O_CLOEXEC) < 0)
         fail("preparing the vchan bridge");
     char portarg[16];
     snprintf(portarg, sizeof portarg, "%d", portfd);
@@ -370,8 +362,6 @@ static pid_t start_bridge(const char *port)
         fail("starting the vchan bridge");
     }
     close(sync[0]);
-    close(dirfd);
-    close(exe);
     close(portfd);
     return pid;
 }
@@ -662,19 +652,13 @@ int main(int argc, char **argv)
     mkdir("/newroot/run/qubes", 0755);
     xmount("vchan", "/newroot/run/qubes/vchan", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64k");
     step("private mounted");
-    setup_network();
-    step("network set");
     const char *name = param("bh.name", "qube");
     sethostname(name, strlen(name));
-
-    /* the guest side of the vchan bridge (static, from the initramfs) */
-    /* every module in (pvpanic too: a panic from here on is reported) */
-    module_wait(NULL);
-    step("modules loaded");
-    char port[64];
-    find_port("bulkhead.vchan", port, sizeof port);
-    pid_t bridge = start_bridge(port);
-    step("bridge started");
+    /* what the guest's vchan bridge will need, opened while their paths are these */
+    int vchan_dir = open("/newroot/run/qubes/vchan", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int bridge_exe = open(BHUSR "/lib/bulkhead/bulkhead-vchan-bridge", O_PATH | O_CLOEXEC);
+    if (vchan_dir < 0 || bridge_exe < 0)
+        fail("preparing the vchan bridge");
 
     /* switch_root */
     xmount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);
@@ -686,7 +670,6 @@ int main(int argc, char **argv)
     mount("shm", "/newroot/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     if (chdir("/newroot") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
         fail("switch_root");
-
     struct sigaction sa = { .sa_handler = on_term };
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -723,18 +706,32 @@ int main(int argc, char **argv)
     if (init < 0)
         fail("fork");
     step("bulkhead-init forked");
+    /* bulkhead-init starts the qrexec agent (a dynamic program: its exec and start
+     * under TCG take ~0.1 s) while the last modules load and the network is set up;
+     * nothing reaches the qube before its bridge runs, so no call sees it without its
+     * network (/init to the bridge: 0.38-0.43 s with the agent after it) */
+    setup_network();
+    step("network set");
+    /* every module in (pvpanic too: a panic from here on is reported) */
+    module_wait(NULL);
+    step("modules loaded");
+    char port[64];
+    find_port("bulkhead.vchan", port, sizeof port);
+    pid_t bridge = start_bridge(port, vchan_dir, bridge_exe);
+    close(vchan_dir);
+    close(bridge_exe);
+    step("bridge started");
     if (kmsg >= 0)
         close(kmsg), kmsg = -1;
     for (;;) {
+        if (term) { /* also one that came while the network and the bridge were set up */
+            kill(init, SIGTERM);
+            term = 0;
+        }
         int st;
         pid_t p = waitpid(-1, &st, 0);
-        if (p < 0 && errno == EINTR) {
-            if (term) {
-                kill(init, SIGTERM);
-                term = 0;
-            }
+        if (p < 0 && errno == EINTR)
             continue;
-        }
         if (p == init) {
             sync();
             if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {

@@ -37,6 +37,8 @@ struct bh_vm_assets {
 /* Finds the kernel (by name: spec->kernel) and the programs and (re)builds the initramfs when an input
  * changed. cache_dir is owned by the daemon (root, 0755). */
 int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets *a, bh_error *err);
+/* A kernel module's length without its appended signature (len if it has none). */
+size_t bh_vm_module_unsigned_len(const unsigned char *data, size_t len);
 /* The kernel's directory ($BULKHEAD_VM_KERNEL_DIR, or vm-kernel next to our programs);
  * -1 if there is none (the engine is then unavailable). */
 int bh_vm_kernel_dir(char *out, size_t n);

@@ -24,6 +24,14 @@ struct loader {
     bool unit_failed;                        /* the current top-level file has an error */
     char unit_msg[768];                      /* its first error: the barrier's reason */
     bool oom;
+    /* Files already read in this load, by real path: a file included many times (Qubes'
+     * admin-default includes four files 46 times) is read once, and every inclusion of
+     * it parses the same bytes. */
+    struct read_memo {
+        char *path, *data;
+        size_t len;
+    } *memo;
+    size_t n_memo, cap_memo;
 };
 
 bool policy_service_char(char c, bool allow_plus)
@@ -126,14 +134,17 @@ static struct rule *new_rule(struct loader *L, const char *file, unsigned line)
 
 /* Reads a policy file: a regular file (a FIFO or device would block or never end),
  * at most BH_POLICY_MAX_FILE_SIZE bytes. */
-static char *read_policy_file(const char *path, size_t *len, const char **why)
+static char *read_policy_file(struct policy_footprint *fp, const char *path, size_t *len, const char **why)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
         *why = strerror(errno);
+        fp_note_failure(fp);
         return NULL;
     }
+    /* the file as opened: what stat(path) must show again for this read to still hold */
+    fp_note_stat(fp, path, &st);
     if (!S_ISREG(st.st_mode)) {
         *why = "not a regular file";
         return NULL;
@@ -155,6 +166,7 @@ static char *read_policy_file(const char *path, size_t *len, const char **why)
             continue;
         if (r < 0) {
             *why = strerror(errno);
+            fp_note_failure(fp);
             free(buf);
             return NULL;
         }
@@ -163,6 +175,7 @@ static char *read_policy_file(const char *path, size_t *len, const char **why)
         n += (size_t)r;
         if (n == cap) {
             *why = "file changed while reading";
+            fp_note_failure(fp);
             free(buf);
             return NULL;
         }
@@ -192,10 +205,15 @@ static char **list_policy_files(struct loader *L, const char *dir, const char *e
                                 unsigned errline, size_t *count)
 {
     _cleanup_closedir_ DIR *d = opendir(dir);
-    if (!d) {
+    struct stat dst;
+    if (!d || fstat(dirfd(d), &dst) < 0) {
         note_error(L, errfile, errline, "cannot open directory %s: %s", dir, strerror(errno));
+        fp_note_failure(&L->p->fp);
         return NULL;
     }
+    /* the listing holds while the directory's mtime and ctime do (an entry added,
+     * removed or renamed changes both) */
+    fp_note_stat(&L->p->fp, dir, &dst);
     char **names = NULL;
     size_t n = 0, cap = 0;
     bool bad = false;
@@ -207,6 +225,13 @@ static char **list_policy_files(struct loader *L, const char *dir, const char *e
             continue;
         struct stat st;
         int sr = fstatat(dirfd(d), nm, &st, 0);
+        if (L->p->fp.recording) {
+            char ep[PATH_MAX];
+            if (sr < 0 || (size_t)snprintf(ep, sizeof ep, "%s/%s", dir, nm) >= sizeof ep)
+                fp_note_failure(&L->p->fp);
+            else
+                fp_note_stat(&L->p->fp, ep, &st); /* a symlink's target may change type */
+        }
         if (sr == 0 && S_ISDIR(st.st_mode))
             continue;
         if (sr < 0 || !S_ISREG(st.st_mode)) {
@@ -271,9 +296,18 @@ static char *resolve_include(struct loader *L, const char *path, bool want_dir,
         snprintf(joined, sizeof joined, "%s", path);
     else
         snprintf(joined, sizeof joined, "%s/%s", L->root, path);
-    char *real = realpath(joined, NULL);
-    if (!real) {
-        note_error(L, file, line, "cannot include %.256s: %s", path, strerror(errno));
+    bool seen = false;
+    char *real = fp_seen_realpath(&L->p->fp, joined, &seen);
+    if (!seen) {
+        real = realpath(joined, NULL);
+        if (!real) {
+            note_error(L, file, line, "cannot include %.256s: %s", path, strerror(errno));
+            fp_note_failure(&L->p->fp);
+            return NULL;
+        }
+        fp_note_realpath(&L->p->fp, joined, real);
+    } else if (!real) {
+        L->oom = true;
         return NULL;
     }
     size_t rl = strlen(L->root);
@@ -284,12 +318,45 @@ static char *resolve_include(struct loader *L, const char *path, bool want_dir,
         return NULL;
     }
     struct stat st;
-    if (stat(real, &st) < 0 || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))) {
+    int sr = stat(real, &st);
+    if (sr < 0)
+        fp_note_failure(&L->p->fp);
+    else
+        fp_note_stat(&L->p->fp, real, &st);
+    if (sr < 0 || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))) {
         note_error(L, file, line, "%.256s: not a %s", path, want_dir ? "directory" : "regular file");
         free(real);
         return NULL;
     }
     return real;
+}
+
+/* The bytes of the file at path, read once per load (the limits still count each
+ * inclusion: files_read, bytes_read). NULL with *why when it cannot be read. */
+static const char *memo_read(struct loader *L, const char *path, size_t *len, const char **why)
+{
+    for (size_t i = 0; i < L->n_memo; i++) {
+        if (!strcmp(L->memo[i].path, path)) {
+            *len = L->memo[i].len;
+            return L->memo[i].data;
+        }
+    }
+    char *data = read_policy_file(&L->p->fp, path, len, why);
+    if (!data)
+        return NULL;
+    struct read_memo *nm = grow(L->memo, &L->cap_memo, L->n_memo, sizeof *nm);
+    char *pc = nm ? strdup(path) : NULL;
+    if (!pc) {
+        if (nm)
+            L->memo = nm;
+        free(data);
+        L->oom = true;
+        *why = "out of memory";
+        return NULL;
+    }
+    L->memo = nm;
+    L->memo[L->n_memo++] = (struct read_memo){ .path = pc, .data = data, .len = *len };
+    return data;
 }
 
 /* Parses one file at `path` (already resolved when included). */
@@ -313,7 +380,7 @@ static void parse_file(struct loader *L, const char *path, enum fmt fmt, const c
     L->p->files_read++;
     const char *why = NULL;
     size_t len = 0;
-    _cleanup_free_ char *data = read_policy_file(path, &len, &why);
+    const char *data = memo_read(L, path, &len, &why);
     if (!data) {
         if (from_file)
             note_error(L, from_file, from_line, "cannot read %s: %s", path, why);
@@ -764,10 +831,20 @@ static bh_policy *policy_new(struct loader *L, const char *dir, bool dir_require
     bh_policy *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->refs = 1;
     p->first_barrier = SIZE_MAX;
     L->p = p;
+    /* the directory's load is what a cache may keep (policy_cache.c): record it */
+    p->fp.recording = dir_required;
+    clock_gettime(CLOCK_REALTIME, &p->fp.started);
     if (dir) {
         L->root = realpath(dir, NULL);
+        if (dir_required) {
+            if (L->root)
+                fp_note_realpath(&p->fp, dir, L->root);
+            else
+                fp_note_failure(&p->fp);
+        }
         if (!L->root && dir_required) {
             note_error(L, dir, 0, "cannot open policy directory: %s", strerror(errno));
             push_barrier(L, dir, 0);
@@ -779,6 +856,11 @@ static bh_policy *policy_new(struct loader *L, const char *dir, bool dir_require
 static bh_policy *policy_finish(struct loader *L)
 {
     free(L->root);
+    for (size_t i = 0; i < L->n_memo; i++) {
+        free(L->memo[i].path);
+        free(L->memo[i].data);
+    }
+    free(L->memo);
     if (!L->oom && policy_build_index(L->p) < 0)
         L->oom = true;
     if (L->oom) {
@@ -844,8 +926,9 @@ bh_policy *bh_policy_load_file(const char *path, const char *dir)
 
 void bh_policy_free(bh_policy *p)
 {
-    if (!p)
+    if (!p || --p->refs > 0)
         return;
+    fp_free(&p->fp);
     for (size_t i = 0; i < p->n_rules; i++)
         rule_free(&p->rules[i]);
     free(p->rules);

@@ -8,7 +8,8 @@
  *   3. bh_policy_evaluate(): first matching rule decides; the result names the rule.
  *
  * The policy is immutable after loading: evaluations do not change it, so one loaded
- * policy can serve any number of calls (reload it when policy.d changes). */
+ * policy can serve any number of calls (bh_policy_cache_get reloads it when policy.d
+ * changes). */
 #pragma once
 #include "err.h"
 #include "sysinfo.h"
@@ -38,7 +39,23 @@ bh_policy *bh_policy_load_buffer(const char *name, const void *data, size_t len,
                                  const char *dir);
 /* Parses one file (lint of FILE...), includes resolved relative to dir. */
 bh_policy *bh_policy_load_file(const char *path, const char *dir);
+/* Drops a reference (a load gives one; bh_policy_ref and the cache add more). */
 void bh_policy_free(bh_policy *p);
+bh_policy *bh_policy_ref(bh_policy *p);
+
+/* A directory's loaded policy, reused while nothing the load looked at has changed
+ * (policy_cache.c says how that is known, exactly, with stat and realpath). Zero it to
+ * start. Not for use from several threads at once. */
+struct bh_policy_cache {
+    char *dir;
+    bh_policy *policy;
+    unsigned long loads, hits; /* for tests and benchmarks */
+};
+/* The policy of dir as a load now would give it: the kept one when it still holds, a
+ * new load otherwise (kept for the next call when it can be checked). A reference:
+ * bh_policy_free() it. NULL only when memory runs out. */
+bh_policy *bh_policy_cache_get(struct bh_policy_cache *c, const char *dir);
+void bh_policy_cache_clear(struct bh_policy_cache *c);
 #define _cleanup_policy_ __attribute__((cleanup(bh_policy_freep)))
 static inline void bh_policy_freep(bh_policy **p) { if (*p) bh_policy_free(*p); }
 

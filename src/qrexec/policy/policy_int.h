@@ -3,6 +3,8 @@
 #include "policy.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
+#include <time.h>
 
 /* Qube tokens. Where each may appear (Qubes' multifile-policy table, plus `*` and uuid):
  *            source target redirect intended(call)
@@ -70,7 +72,30 @@ struct svc_ent {
     size_t idx;
 };
 
+/* What a load of a policy directory looked at, to tell later, by looking again,
+ * whether a new load would see the same thing (policy_cache.c). */
+enum fp_kind { FP_STAT, FP_REALPATH };
+struct fp_entry {
+    enum fp_kind kind;
+    char *path;
+    char *real;       /* FP_REALPATH: what realpath(path) gave */
+    dev_t dev;        /* FP_STAT: what stat(path) gave */
+    ino_t ino;
+    mode_t mode;
+    off_t size;
+    struct timespec mtime, ctime;
+};
+struct policy_footprint {
+    struct fp_entry *e;
+    size_t n, cap;
+    struct timespec started; /* CLOCK_REALTIME when the load began */
+    bool recording;          /* load_dir records; buffers and single files do not */
+    bool untrusted;          /* something may change unseen: never reuse this load */
+};
+
 struct bh_policy {
+    unsigned refs; /* bh_policy_ref / bh_policy_free */
+    struct policy_footprint fp;
     struct rule *rules;
     size_t n_rules, cap_rules;
     char **files; /* interned paths the rules point at */
@@ -91,3 +116,13 @@ bool policy_service_char(char c, bool allow_plus);
 
 /* Builds the service index once loading is done; -1 when memory runs out. */
 int policy_build_index(bh_policy *p);
+
+/* The footprint (policy_cache.c). Recording notes what the loader saw; a result that a
+ * later look could not reproduce exactly (an error, a timestamp too recent to rely on)
+ * marks the footprint untrusted. */
+void fp_note_stat(struct policy_footprint *fp, const char *path, const struct stat *st);
+void fp_note_realpath(struct policy_footprint *fp, const char *path, const char *real);
+void fp_note_failure(struct policy_footprint *fp);
+/* realpath(path) as already seen in this load (a malloc'd copy), NULL if not seen. */
+char *fp_seen_realpath(const struct policy_footprint *fp, const char *path, bool *seen);
+void fp_free(struct policy_footprint *fp);
