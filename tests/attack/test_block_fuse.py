@@ -77,16 +77,18 @@ def test_a_stuck_fuse_server_hangs_nothing_outside_its_qube(engine_daemon, loops
     assert r.returncode == 0 and "a|Running" in r.stdout, r
     assert d.tool("qvm-block", "attach", "a", f"dom0:{second}").returncode == 0     # a node in its /dev
     assert d.tool("qvm-block", "detach", "a", f"dom0:{second}").returncode == 0
-    r = subprocess.run(["timeout", "10", "ls", f"/proc/{init_pid(d, 'a')}/root/mnt/removable"],
+    r = subprocess.run(["timeout", "60", "ls", f"/proc/{init_pid(d, 'a')}/root/mnt/removable"],
                        capture_output=True, text=True)
     assert r.returncode not in (0, 124) and "Permission denied" in r.stderr, r    # refused, not waiting
-    assert time.time() - t0 < 20
+    # a wait on the stopped server would last until the qube is killed: the bound only
+    # says nothing waited, however slow the machine (each step takes < 1 s here)
+    assert time.time() - t0 < 100
     img_loop = subprocess.run(["losetup", "-j", str(d.root / "pools/default/qubes/a/private.img")],
                               capture_output=True, text=True).stdout
     assert img_loop, "the private volume should be on a loop device while the qube runs"
     d.call("admin.vm.Kill", "a")
-    assert wait_state(d, "a", "Halted", timeout=30)
-    deadline = time.time() + 10
+    assert wait_state(d, "a", "Halted", timeout=60)
+    deadline = time.time() + 60
     while time.time() < deadline and subprocess.run(
             ["losetup", "-j", str(d.root / "pools/default/qubes/a/private.img")], capture_output=True,
             text=True).stdout:
@@ -205,18 +207,16 @@ def test_a_fuse_server_that_deadlocks_itself_cannot_outlive_kill(engine_daemon, 
     assert d.tool("qvm-block", "attach", "a", f"dom0:{first}").returncode == 0  # starts the broker
     r = subprocess.run([bin_path("qvm-run"), "-p", "-u", "root", "a",
                         "cat > /run/dl.py && (setsid python3 /run/dl.py </dev/null >/run/dl.log 2>&1 &); "
-                        "for i in $(seq 100); do [ -s /run/dl-ready ] && break; sleep 0.1; done; "
+                        "for i in $(seq 600); do [ -s /run/dl-ready ] && break; sleep 0.1; done; "
                         "cat /run/dl-ready /run/dl.log"],
-                       input=SELF_DEADLOCK.encode(), env=d.env, capture_output=True, timeout=60)
+                       input=SELF_DEADLOCK.encode(), env=d.env, capture_output=True, timeout=120)
     assert r.returncode == 0 and r.stdout.split(b"\n")[0].isdigit(), r  # control: a request is held
     pid = init_pid(d, "a")
-    t0 = time.time()
     d.call("admin.vm.Kill", "a")
-    assert wait_state(d, "a", "Halted", timeout=30)
-    deadline = time.time() + 15
+    assert wait_state(d, "a", "Halted", timeout=60)
+    deadline = time.time() + 60  # without the abort, init would never end
     while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}"), "the qube's init outlived Kill"
-    assert time.time() - t0 < 25
     d.call("admin.vm.Start", "a")  # not "already running"
     assert qrun(d, "a", "echo back").stdout == b"back\n"

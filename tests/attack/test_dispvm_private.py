@@ -89,7 +89,7 @@ def test_disposable_writes_stay_in_the_disposable(engine_daemon):
     d.call("admin.vm.Kill", d1)
     d.call("admin.vm.Kill", d2)
     for disp in (d1, d2):
-        for _ in range(500):
+        for _ in range(3000):
             if disp not in d.call("admin.vm.List"):
                 break
             __import__("time").sleep(0.02)

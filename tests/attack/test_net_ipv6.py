@@ -83,7 +83,7 @@ def internet6():
         i.exec(i.inet, "ip", "-6", "addr", "add", INET6 + "/64", "dev", a, "nodad", check=True)
         i.spawn(i.srv, [_sys.executable, "-c", WEB6_SERVER, WEB6, OTHER6])
         for ip in (WEB6, OTHER6):
-            for _ in range(100):
+            for _ in range(1200):
                 if i.exec(i.srv, _sys.executable, "-c",
                           f"import socket; socket.create_connection(('{ip}', 8080), 1)").returncode == 0:
                     break

@@ -279,7 +279,7 @@ def test_hostile_data_stream_to_dom0_client(world):
         dom, port = struct.unpack("<II", body[:8])
         c = socket.socket(socket.AF_UNIX)
         path = q.vchan / f"vchan.{dom}.7.{port}.sock"
-        for _ in range(200):
+        for _ in range(3000):
             try:
                 c.connect(str(path))
                 break

@@ -60,7 +60,7 @@ def call_through_fake_target(world, answer_qid):
                  "--socket", str(evil / "qrexec.sock"), "--answer-qid", str(answer_qid), "--ready", str(ready)],
                 log="fake-evil")
     import time
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while not ready.exists() and time.time() < deadline:
         time.sleep(0.02)
     work = Qube(world, "work", 7)

@@ -80,8 +80,8 @@ def test_disposables_bounded_per_calling_qube(two_dispvms, engine_daemon):
     res = {}
     t = threading.Thread(target=lambda: res.update(a=qvm_run(d, "-p", "--user", "root", "a", holds)))
     t.start()
-    wait_for(lambda: len([ln for ln in d.call("admin.vm.List", "dom0").splitlines() if ln.startswith("disp")]) >= 2,
-             step=0.1)
+    assert wait_for(lambda: len([ln for ln in d.call("admin.vm.List", "dom0").splitlines()
+                                 if ln.startswith("disp")]) >= 2, step=0.1), "a's two disposables never ran"
     # another qube still gets its disposable while a is at its limit
     r = qvm_run(d, "-p", "--user", "root", "b", "echo hostname | %s @dispvm:dvmt qubes.VMShell" % CVM)
     assert r.returncode == 0 and r.stdout.startswith(b"disp"), (r.stdout, r.stderr)

@@ -97,7 +97,7 @@ def test_a_running_templates_root_is_not_copied(small_template):
     r = d.tool("qvm-clone", "small", "small2")
     assert r.returncode != 0 and "Cannot import data from dirty volume qubes/small/root" in r.stderr, r
     d.call("admin.vm.Kill", "small")
-    for _ in range(100):
+    for _ in range(600):
         if d.call("admin.vm.CurrentState", "small").find("power_state=Halted") >= 0:
             break
         time.sleep(0.1)

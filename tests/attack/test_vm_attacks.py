@@ -94,7 +94,7 @@ for c in glob.glob("/proc/[0-9]*/comm"):
         pass
 dev = next("/dev/" + n.split("/")[-2] for n in glob.glob("/sys/class/virtio-ports/*/name")
            if open(n).read().strip() == "bulkhead.vchan")
-for _ in range(500):
+for _ in range(6000):
     try:
         fd = os.open(dev, os.O_RDWR)
         break

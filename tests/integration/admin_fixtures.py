@@ -24,8 +24,9 @@ class AdminError(Exception):
         self.msg = msg
 
 
-def raw_call(sock_path, data, shutdown=True, timeout=10):
-    """Sends raw bytes, half-closes, returns everything the daemon answers."""
+def raw_call(sock_path, data, shutdown=True, timeout=60):
+    """Sends raw bytes, half-closes, returns everything the daemon answers. The timeout
+    is per read: a Start or Kill may take long on a slow machine (a TCG guest)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(sock_path)
@@ -112,7 +113,7 @@ class Daemon:
                                      preexec_fn=self.preexec)
         if self not in LIVE:
             LIVE.append(self)
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bulkheadd exited: {self.log.read_text()}")

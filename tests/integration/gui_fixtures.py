@@ -73,7 +73,7 @@ class HostDisplay:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             os.close(w)
             num = b""
-            deadline = time.time() + 20
+            deadline = time.time() + 60
             while not num.endswith(b"\n") and time.time() < deadline:
                 chunk = os.read(r, 16)
                 if not chunk:
@@ -199,7 +199,7 @@ class HostDisplay:
             # keyboard to its XTEST device and may take the press only after a release
             # sent at once (a round trip is not enough), which leaves the key down: the
             # next press of it is then no press (no group switch) and only lets it go.
-            deadline = time.time() + 5
+            deadline = time.time() + 60
             while down() != want:
                 assert time.time() < deadline, f"the display did not take key {keycode} {'down' if want else 'up'}"
                 time.sleep(0.01)

@@ -257,7 +257,7 @@ def sink(internet, script, log):
     writes each word it receives to log, its argv[1], which it creates once it listens)."""
     p = internet.spawn(internet.srv, [sys.executable, "-c", script, str(log)])
     try:
-        for _ in range(100):  # the sink creates its log once it listens
+        for _ in range(1200):  # the sink creates its log once it listens
             if log.exists():
                 break
             time.sleep(0.05)
@@ -269,7 +269,7 @@ def sink(internet, script, log):
 def words_received(log, *want, settle):
     """The words in a sink's log once every wanted word is in (10 s at most), read again
     settle seconds later: frames sent before the last wanted one have arrived too."""
-    for _ in range(100):
+    for _ in range(600):
         if set(want) <= set(log.read_text().split()):
             break
         time.sleep(0.1)

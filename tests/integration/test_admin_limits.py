@@ -23,7 +23,7 @@ def answer_or_hangup(sock_path, data):
     """The reply, or b"" when the daemon hangs up unanswered (EOF, reset, or a broken
     pipe while still sending: it closed without reading)."""
     try:
-        return raw_call(sock_path, data, timeout=5)
+        return raw_call(sock_path, data, timeout=30)
     except (ConnectionResetError, BrokenPipeError):
         return b""
 
@@ -44,26 +44,28 @@ def test_connection_cap(daemon):
             s.connect(daemon.sock)
             s.sendall(b"admin.vm.List+ dom0 na")
             idle.append(s)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while open_fds(daemon.proc.pid) < base + MAX_CONNS and time.monotonic() < deadline:
             time.sleep(0.05)
         assert open_fds(daemon.proc.pid) >= base + MAX_CONNS, "the daemon did not take 4096 connections"
         # the 4097th is closed at once, unanswered
         t = time.monotonic()
         assert answer_or_hangup(daemon.sock, b"admin.vm.List+ dom0 name dom0\0") == b""
-        assert time.monotonic() - t < 3
+        # closed, not kept waiting for a slot: one frees within the others' 10 s request
+        # deadline, and a connection that waited for it would have been answered
+        assert time.monotonic() - t < 9
         # one slot free again: served
         idle.pop().close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while open_fds(daemon.proc.pid) >= base + MAX_CONNS and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert raw_call(daemon.sock, b"admin.vm.List+ dom0 name dom0\0", timeout=5).startswith(b"0\0")
+        assert raw_call(daemon.sock, b"admin.vm.List+ dom0 name dom0\0", timeout=60).startswith(b"0\0")
     finally:
         for s in idle:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     # and all of them go: the daemon is back to its own descriptors
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while open_fds(daemon.proc.pid) > base + 8 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_fds(daemon.proc.pid) <= base + 8

@@ -491,7 +491,7 @@ def test_real_call_window_reads_the_session_cookie_only_through_its_fd(ask_qubes
             return found
 
         seen, leaked = set(), []
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while p.poll() is None and time.time() < deadline:
             procs = call_procs()
             for relay, (parent, is_call) in procs.items():

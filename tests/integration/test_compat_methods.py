@@ -146,7 +146,7 @@ def test_console(engine_daemon):
     finally:
         os.close(fd)
     d.call("admin.vm.Kill", "a")
-    for _ in range(100):
+    for _ in range(600):
         if not os.path.exists(path):
             break
         time.sleep(0.1)

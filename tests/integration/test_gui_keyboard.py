@@ -44,7 +44,7 @@ def test_a_qube_types_in_the_hosts_layout_or_its_own(engine_daemon, host_display
         wa, wb = _typing_terminal(s, "a", 20), _typing_terminal(s, "b", 400)
         # the desktop switches to German while the qubes run: a follows, b keeps its own
         host.run("setxkbmap", "de")
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while time.time() < deadline and _qube_layout(s, "a").get("layout") != "de":
             time.sleep(0.3)
         assert _qube_layout(s, "a").get("layout") == "de", s.log.read_text()
@@ -63,13 +63,13 @@ def test_a_qube_types_in_the_hosts_layout_or_its_own(engine_daemon, host_display
         assert _wait_typed(s, "b", b"yz\n") == b"yz\n"
         # b's own layout changes while it runs (qvm-prefs b keyboard_layout fr++): it follows
         d.call("admin.vm.property.Set+keyboard_layout", "b", "fr++")
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while time.time() < deadline and _qube_layout(s, "b").get("layout") != "fr":
             time.sleep(0.3)
         assert _qube_layout(s, "b").get("layout") == "fr", s.log.read_text()
         # and back to the default: the desktop's again
         d.call("admin.vm.property.Reset+keyboard_layout", "b")
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         while time.time() < deadline and _qube_layout(s, "b").get("layout") != "de":
             time.sleep(0.3)
         assert _qube_layout(s, "b").get("layout") == "de", s.log.read_text()
@@ -108,7 +108,7 @@ def test_a_qube_follows_the_desktops_layout_group(engine_daemon, host_display):
         wa = _typing_terminal(s, "a", 20)
 
         def wait_layout(want):
-            deadline = time.time() + 15
+            deadline = time.time() + 60
             while time.time() < deadline and _qube_layout(s, "a").get("layout") != want:
                 time.sleep(0.3)
             return _qube_layout(s, "a")

@@ -24,7 +24,7 @@ def set_host_clipboard(gui, text):
     """xclip serves the desktop's clipboard from a child it forks: wait until it does."""
     subprocess.run(["xclip", "-selection", "clipboard", "-i"], input=text.encode(), env=gui.host.env(), timeout=10,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while time.time() < deadline and host_clipboard(gui) != text:
         time.sleep(0.1)
     assert host_clipboard(gui) == text
@@ -56,7 +56,7 @@ def test_the_desktops_clipboard_into_a_qube_by_policy(gui):
     assert (gui.clip_dir / "clipboard.bin").read_bytes() == b"from-the-desktop"
     assert qvm_clipboard(gui).stdout == "16 bytes from dom0\n"
     paste_into_b(gui)
-    deadline = time.time() + 15
+    deadline = time.time() + 60
     while time.time() < deadline and b_clipboard(gui) != b"from-the-desktop":
         time.sleep(0.3)
     assert b_clipboard(gui) == b"from-the-desktop"
@@ -72,7 +72,7 @@ def test_the_desktops_clipboard_is_denied_by_policy_and_limited(gui):
     set_host_clipboard(gui, "not-for-b")
     assert qvm_clipboard(gui, "--copy").returncode == 0
     paste_into_b(gui)
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while time.time() < deadline and "denied by policy" not in gui.log.read_text():
         time.sleep(0.2)
     assert "Paste from dom0 into b denied by policy (" in gui.log.read_text()
@@ -87,7 +87,7 @@ def _copy_from_a(gui):
     gui.host.run("xdotool", "windowfocus", "--sync", str(wa))
     gui.host.run("xdotool", "key", "ctrl+shift+c")
     src = gui.clip_dir / "clipboard.source"
-    deadline = time.time() + 15
+    deadline = time.time() + 60
     while time.time() < deadline and not (src.exists() and src.read_text() == "a"):
         time.sleep(0.2)
     assert src.read_text() == "a", gui.log.read_text()

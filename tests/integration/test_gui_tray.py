@@ -20,7 +20,7 @@ s.sendall(struct.pack("<BBHIIhhHHHHII", 1, 0, 9, win, root, 0, 0, 20, 20, 0, 1, 
           struct.pack("<I", int(sys.argv[1], 16)))
 info, sel, op = atom("_XEMBED_INFO"), atom("_NET_SYSTEM_TRAY_S0"), atom("_NET_SYSTEM_TRAY_OPCODE")
 s.sendall(struct.pack("<BBHIIIB3xI", 18, 0, 8, win, info, info, 32, 2) + struct.pack("<II", 0, 1))
-for _ in range(100):  # the tray comes up with the agent
+for _ in range(600):  # the tray comes up with the agent
     s.sendall(struct.pack("<BBHI", 23, 0, 2, sel))
     owner = struct.unpack("<I", reply()[8:12])[0]
     if owner:
@@ -48,12 +48,12 @@ def test_a_qubes_tray_icon_shows_in_the_desktops_tray_tinted(engine_daemon, host
         assert r.returncode == 0, r.stderr
         got = tray.dock_requests(timeout=20)
         assert len(got) == 1, (s.log.read_text(), s.qvm_run("-p", "a", "cat /tmp/icon.log").stdout)
-        deadline = time.time() + 10
+        deadline = time.time() + 60
         while time.time() < deadline and "IsViewable" not in host.run("xwininfo", "-id", str(got[0])).stdout:
             time.sleep(0.2)
         assert "IsViewable" in host.run("xwininfo", "-id", str(got[0])).stdout, s.log.read_text()
         want = tint_tray(0x4080c0, LABEL_COLOURS["red"])
-        deadline = time.time() + 10
+        deadline = time.time() + 60
         while time.time() < deadline and host.pixel(host.screenshot(), 500 + 5 + 10, 300 + 5 + 10) != want:
             time.sleep(0.3)
         shot = host.screenshot()

@@ -40,7 +40,7 @@ def test_just_exec(world):
     marker = world.qubes["work"].home / "ran"
     r = world.client("work", f"user:touch {marker}", args=("-e",))
     assert r.returncode == 0
-    for _ in range(100):
+    for _ in range(3000):
         if marker.exists():
             break
         import time
@@ -98,7 +98,7 @@ def test_each_call_gets_a_fresh_handler_and_a_killed_spare_is_replaced(world):
         handlers.append(int(r.stdout))
         time.sleep(0.05)  # the handler is reaped and the spare forked
     assert len(set(handlers)) == len(handlers), handlers
-    deadline = time.time() + 5
+    deadline = time.time() + 60
     while time.time() < deadline and len(_children(q.agent.pid)) != 1:
         time.sleep(0.02)
     spare = _children(q.agent.pid)
@@ -106,7 +106,10 @@ def test_each_call_gets_a_fresh_handler_and_a_killed_spare_is_replaced(world):
     assert spare[0] not in handlers
     r = world.client("work", "user:echo $PPID")
     assert int(r.stdout) == spare[0]  # the next call runs in it
-    time.sleep(0.1)
+    # a new spare is forked (polled: was 0.1 s, then one look)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_children(q.agent.pid)) != 1:
+        time.sleep(0.02)
     spare = _children(q.agent.pid)
     assert len(spare) == 1, spare
     os.kill(spare[0], signal.SIGKILL)
@@ -175,7 +178,12 @@ def test_many_calls_release_ports(world):
     world.qube("work", 5)
     for _ in range(300):  # more than the 256 data ports: each must be released
         assert world.client("work", "user:true").returncode == 0
-    assert sorted(os.listdir(world.qubes["work"].vchan)) == ["vchan.5.0.512.sock"]
+    # the last call's data socket may go a moment after its client returned: polled
+    vchan = world.qubes["work"].vchan
+    deadline = time.time() + 60
+    while time.time() < deadline and sorted(os.listdir(vchan)) != ["vchan.5.0.512.sock"]:
+        time.sleep(0.05)
+    assert sorted(os.listdir(vchan)) == ["vchan.5.0.512.sock"]
 
 
 def test_daemon_refuses_old_protocol_agent(world):
@@ -214,7 +222,7 @@ def test_qvm_run_without_pass_io_hides_output(world):
     assert r.returncode == 0
     assert b"1337" not in r.stdout + r.stderr and b"2337" not in r.stdout + r.stderr
     # control: the command did run in the qube (its output just did not come back)
-    for _ in range(100):
+    for _ in range(1200):
         if (work.home / "ran").exists() and (work.home / "ran").read_text():
             break
         time.sleep(0.05)

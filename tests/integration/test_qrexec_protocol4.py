@@ -41,7 +41,7 @@ class FakeDaemon:
     def __init__(self, qube, version):
         self.c = socket.socket(socket.AF_UNIX)
         path = qube.vchan / f"vchan.{qube.qid}.0.512.sock"
-        for _ in range(200):
+        for _ in range(3000):
             try:
                 self.c.connect(str(path))
                 break
@@ -174,7 +174,7 @@ def test_client_vm_with_agent_end_to_end_v4(world):
     ident = body[128:160]
     fd.c.sendall(msg(MSG["SERVICE_CONNECT"], struct.pack("<II", 6, 515) + ident))
     d = socket.socket(socket.AF_UNIX)
-    for _ in range(200):
+    for _ in range(3000):
         try:
             d.connect(str(work.vchan / "vchan.5.6.515.sock"))
             break

@@ -81,7 +81,7 @@ def test_call_to_dispvm_runs_in_a_new_disposable(engine_daemon):
     assert name.startswith("disp"), r.stdout
     # the disposable served one call and is gone
     import time
-    for _ in range(100):
+    for _ in range(600):
         if name not in d.call("admin.vm.List", "dom0"):
             break
         time.sleep(0.1)

@@ -117,7 +117,7 @@ def test_remove_unmounts_and_frees_the_loop_device(storage):
     storage.run("remove", "tpl")
     assert not q.exists()
     assert not mount_cleanup.mounts_below(storage.root)
-    for _ in range(100):
+    for _ in range(1200):
         if not loops_backing(img):
             break
         import time

@@ -54,7 +54,7 @@ class ToolsDaemon:
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         self.pid = self.proc.pid
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("bulkheadd exited: " + (self.tmp / "bulkheadd.log").read_text())

@@ -31,7 +31,7 @@ def add_ipv6(i):
     i.exec(i.inet, "ip", "-6", "addr", "add", INET6 + "/64", "dev", a, "nodad", check=True)
     i.spawn(i.srv, [sys.executable, "-c", WEB6_SERVER, WEB6, OTHER6])
     for ip in (WEB6, OTHER6):
-        for _ in range(100):
+        for _ in range(1200):
             if i.exec(i.srv, sys.executable, "-c", f"import socket; socket.create_connection(('{ip}', 8080), 1)").returncode == 0:
                 break
             time.sleep(0.05)
