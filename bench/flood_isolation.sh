@@ -4,7 +4,15 @@
 # with nothing else running, then while qube `flood` runs, from inside, CONC loops of
 # denied calls (no policy rule) and DISP loops of calls into new disposables (allowed,
 # bounded per caller: alive at once, and new ones per second). Rounds are interleaved (a call, then a qvm-ls). Also prints how
-# many calls the flood made and how many were refused. Aim: within 2x of quiet.
+# many calls the flood made and how many were refused, and the host CPU time the flood
+# cost (bulkheadd and every host process under it, from /proc: user+system, own and of
+# reaped children; processes inside a qube's PID namespace apart) per flooded call.
+# Aim: within 2x of quiet.
+# BENCH_QID_FROM=Q: the bench's qubes get qids from Q up (placeholders made and removed
+# first). Two bulkheadd on one host share the per-qid host UIDs, and a halt in one ends
+# that UID's processes in the other: on a machine where tests run beside the bench,
+# qids above theirs keep the quiet and flooding qubes' daemons alive (disposables still
+# take the lowest free qids).
 # Usage: bench/flood_isolation.sh [BUILD_DIR] [N] [FLOOD_SECONDS]   (root, real qubes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +32,14 @@ d = Daemon(tmp, defaults=False).start()
 try:
     d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
     d.call("admin.property.Set+default_template", payload="host")
+    skip = [f"skip{i}" for i in range(2, int(os.environ.get("BENCH_QID_FROM", "0")))]
+    for name in skip:
+        d.call("admin.vm.Create.AppVM+host", payload=f"name={name} label=red")
     for name in ("quiet", "flood", "dvmt"):
         d.call("admin.vm.Create.AppVM+host", payload=f"name={name} label=red")
     d.call("admin.vm.property.Set+template_for_dispvms", "dvmt", "True")
+    for name in skip:
+        d.call("admin.vm.Remove", name)
     (d.root / "policy.d").mkdir(exist_ok=True)
     (d.root / "policy.d" / "10-bench.policy").write_text("qubes.VMShell  *  flood  @dispvm:dvmt  allow\n")
     d.call("admin.vm.Start", "quiet")
@@ -35,6 +48,37 @@ try:
     call = [str(BIN / "qrexec-client"), "-d", "quiet", "user:true"]
     ls_bin = os.path.join(os.environ["BULKHEAD_BUILD"], "src/tools/qvm-ls")
     ls_env = dict(d.env)
+
+    hz = os.sysconf("SC_CLK_TCK")
+    host_ns = os.readlink(f"/proc/{d.proc.pid}/ns/pid")
+
+    def tree_cpu():
+        """CPU seconds of bulkheadd's tree: {"bulkheadd": its own, "host": host processes
+        (own + reaped children), "qube": processes in a qube's PID namespace}."""
+        procs = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    st = f.read()
+                ns = os.readlink(f"/proc/{pid}/ns/pid")
+            except OSError:
+                continue
+            fl = st[st.rindex(")") + 2:].split()
+            comm = st[st.index("(") + 1:st.rindex(")")]
+            procs[int(pid)] = (int(fl[1]), [int(x) / hz for x in fl[11:15]], ns != host_ns, comm)
+        kids = {}
+        for pid, (pp, _, _, _) in procs.items():
+            kids.setdefault(pp, []).append(pid)
+        out = {"bulkheadd": sum(procs[d.proc.pid][1][:2]), "host": 0.0, "qube": 0.0}
+        todo = [d.proc.pid]
+        while todo:
+            pid = todo.pop()
+            _, t, in_qube, comm = procs[pid]
+            out["qube" if in_qube else "host"] += sum(t)
+            if not in_qube:
+                out["by " + comm] = out.get("by " + comm, 0.0) + sum(t)
+            todo += kids.get(pid, [])
+        return out
 
     def measure():
         t_c, t_l = [], []
@@ -54,18 +98,30 @@ try:
     res = {}
     flooder = threading.Thread(target=lambda: res.update(r=subprocess.run(
         [str(BIN / "qrexec-client"), "-d", "flood", "root:" + script], env=env, capture_output=True, timeout=secs + 120)))
+    cpu0, w0 = tree_cpu(), time.time()
     flooder.start()
     time.sleep(2)
     t0 = time.time()
     flood_c, flood_l = measure()
     busy = time.time() - t0
     flooder.join()
+    cpu1, w1 = tree_cpu(), time.time()
     out = res["r"].stdout.decode().split()
     print(f"quiet qube, median of {n}: qrexec call {quiet_c:.2f} ms, qvm-ls {quiet_l:.2f} ms")
     print(f"while `flood` floods ({conc} denied-call loops + {ndisp} disposable loops, {secs} s; measured over {busy:.1f} s):"
           f" qrexec call {flood_c:.2f} ms, qvm-ls {flood_l:.2f} ms")
     print(f"ratio under flood: qrexec call {flood_c / quiet_c:.2f}x, qvm-ls {flood_l / quiet_l:.2f}x (aim: under 2x)")
     print(f"flood output (denied calls per loop, then disposable calls ok/no): {' '.join(out)}")
+    # the flood's calls: each denied loop prints its count, the disposable loop "N ok M no"
+    calls = sum(int(w) for w in out if w.isdigit())
+    dcpu = {k: cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in set(cpu0) | set(cpu1)}
+    print(f"host CPU over the flood ({w1 - w0:.1f} s, {calls} flooded calls; the quiet qube's measured rounds"
+          f" included): bulkheadd {dcpu['bulkheadd'] * 1000:.0f} ms ({dcpu['bulkheadd'] * 1e3 / max(calls, 1):.2f} ms"
+          f" per flooded call), all host processes {dcpu['host'] * 1000:.0f} ms"
+          f" ({dcpu['host'] * 1e3 / max(calls, 1):.2f} ms per call), in qubes {dcpu['qube'] * 1000:.0f} ms")
+    top = sorted((k for k in dcpu if k.startswith("by ")), key=lambda k: -dcpu[k])[:6]
+    print("host CPU by process name (own and reaped children's, ms): "
+          + ", ".join(f"{k[3:]} {dcpu[k] * 1000:.0f}" for k in top))
     if busy > secs:
         print("note: the measurement outlasted the flood; raise FLOOD_SECONDS for a fair figure")
 finally:

@@ -30,5 +30,5 @@ if [ $# -le 1 ] && [ "${BULKHEAD_SANITIZE:-0}" != 1 ] && [ "${BULKHEAD_CGROUP2_V
     tests/integration/test_admin_qube_limits.py tests/attack/test_ns_limits.py \
     tests/attack/test_qube_limits.py tests/attack/test_ns_filesystem.py \
     tests/attack/test_ns_processes.py tests/attack/test_ns_kernel.py tests/attack/test_block_attach.py \
-    tests/attack/test_ns_procfs.py
+    tests/attack/test_ns_procfs.py tests/attack/test_ns_procfs_counters.py
 fi

@@ -658,7 +658,12 @@ int main(int argc, char **argv)
         case 't': timeout = atoi(optarg); break;
         case 'F': g.allow_fullscreen = true; break;
         case 'M': no_monitor_layout = true; break;
-        case 'U': agent_uid = (uid_t)strtoul(optarg, NULL, 10); break;
+        case 'U':
+            if (!bh_parse_host_uid(optarg, &agent_uid)) {
+                fprintf(stderr, "bulkhead-guid: --agent-uid: not a UID: %s\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -8,7 +8,11 @@
  *                                   qube (qrexec_ids.h)
  *   [2^20, 2^20 + 2^16 * (qid+1))   qube qid's 65536 UIDs/GIDs (its user namespace) */
 #pragma once
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
 
 #define BH_HOST_IDS_FIRST (1u << 19)
 #define BH_QUBE_UID_FIRST (1u << 20)
@@ -18,3 +22,19 @@
 #define BH_QID_MAX 65518u
 #define BH_HOST_IDS_END ((uint64_t)BH_QUBE_UID_FIRST + (uint64_t)(BH_QID_MAX + 1) * BH_QUBE_UID_RANGE)
 _Static_assert(BH_HOST_IDS_END < 0xffffffffull, "qube ID ranges must not reach (uid_t)-1");
+
+/* A host UID given on a command line (--agent-uid): decimal digits only, below
+ * (uid_t)-1. strtoul alone reads "" or "x" as 0, and a peer check against the range
+ * from 0 would take root and every system UID as the qube. */
+static inline bool bh_parse_host_uid(const char *s, uid_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v >= (unsigned long long)(uid_t)-1)
+        return false;
+    *out = (uid_t)v;
+    return true;
+}

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,10 +79,18 @@ int bh_qx_call_run(const struct bh_qx_call *c)
     }
     int sock = bh_vchan_accept_peer(lfd, vdir, 0, qid, port, known ? peer.agent_uid : (uid_t)-1, BH_QUBE_UID_RANGE,
                                     c->timeout_s > 0 ? c->timeout_s * 1000 : -1, &err);
-    if (sock < 0 || bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
+    if (sock < 0) {
+        /* nobody (or only refused peers) came within the timeout: the name is taken out
+         * of the qube's small vchan tmpfs again (dom0's reserved inodes there are few) */
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        if (bh_vchan_path(path, sizeof path, vdir, 0, qid, port) == 0)
+            (void)unlink(path);
         fprintf(stderr, "qrexec-client: %s\n", err.msg);
-        if (sock >= 0)
-            close(sock);
+        return 125;
+    }
+    if (bh_qx_handshake(sock, BH_QX_FROM_DATA, &ver, &err) < 0) {
+        fprintf(stderr, "qrexec-client: %s\n", err.msg);
+        close(sock);
         return 125;
     }
     struct bh_qx_stream s = { .sock = sock, .is_service = false, .in_fd = c->out_fd, .out_fd = c->in_fd,

@@ -1199,7 +1199,12 @@ int main(int argc, char **argv)
         case 's': sp = optarg; break;
         case 'R': ready_fd = atoi(optarg); break;
         case 'G': go_fd = atoi(optarg); break;
-        case 'U': agent_uid = (uid_t)strtoul(optarg, NULL, 10); break;
+        case 'U':
+            if (!bh_parse_host_uid(optarg, &agent_uid)) {
+                fprintf(stderr, "qrexec-daemon: --agent-uid: not a UID: %s\n", optarg);
+                return 2;
+            }
+            break;
         case 'S': startup_timeout = atoi(optarg); break;
         case 'C': call_timeout_s = atoi(optarg); break;
         case 'u': default_user = optarg; break;

@@ -119,8 +119,15 @@ def test_qvm_ls_answered_while_a_disposables_qrexec_daemon_starts(slow_qrexec_da
     t.start()
     rt = d.runtime / "qubes" / name
     wait_for(lambda: (rt / "init.pid").exists())
-    time.sleep(0.5)  # the engine is done (a boot here takes < 1 s); the daemon sleeps
-    listing = d.call("admin.vm.List", name)
+    # The listing is asked while the start waits for the late daemon; polled, not one
+    # look after a fixed sleep (a slow machine's listing may come late): with the wait in
+    # line, every listing would be answered only once the start was over (Running, the
+    # thread done), so this loop would end without ever seeing Transient.
+    while True:
+        listing = d.call("admin.vm.List", name)
+        if "state=Transient" in listing or not t.is_alive():
+            break
+        time.sleep(0.1)
     t.join(120)
     # positive control: the start waited for the slow daemon, and it did succeed
     assert res["took"] >= 2.5, res

@@ -85,8 +85,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 me = os.getpid()
 seen = set()
 open('/tmp/watching', 'w').close()
-end = time.time() + 6  # what it attached to (the qube's own processes) goes on when it ends
-while time.time() < end:
+end = time.time() + 600  # a bound only; the test ends it with /tmp/stop
+while time.time() < end and not os.path.exists('/tmp/stop'):
     for p in os.listdir('/proc'):
         if p.isdigit() and int(p) not in (me, 1) and p not in seen:
             seen.add(p)
@@ -94,21 +94,38 @@ while time.time() < end:
                 comm = open('/proc/%s/comm' % p).read().strip()
             except OSError:
                 continue
-            if libc.ptrace(16, int(p), 0, 0) == 0 and comm == 'bulkhead-ns':
-                open('/tmp/hijacked', 'a').write(p + '\\n')
+            open('/tmp/seen', 'a').write(comm + '\\n')
+            # only the helper is attacked: an attached process stays stopped while the
+            # watcher lives (the test's own commands must go on)
+            if comm == 'bulkhead-ns' and libc.ptrace(16, int(p), 0, 0) == 0:
+                try:  # attached to what it has become (it may have exec'd since)?
+                    still = open('/proc/%s/comm' % p).read().strip() == 'bulkhead-ns'
+                except OSError:
+                    still = True
+                if still:
+                    open('/tmp/hijacked', 'a').write(p + '\\n')
             try:
                 os.listdir('/proc/%s/fd' % p)
                 open('/proc/%s/mem' % p, 'rb').read(1)
             except OSError:
                 pass
+open('/tmp/done', 'w').close()
 EOF
 python3 /tmp/watch.py >/dev/null 2>&1 &""", check=True)
-    # the watcher runs before the helpers come (its Python may start slowly; before
-    # this wait the heredoc had no end line, and the watcher never ran at all)
+    # the watcher runs before the helpers come (its Python may start slowly) and until
+    # the test stops it (a fixed lifetime could end before the helpers came on a slow
+    # machine: CI runs this file in a TCG VM too)
     assert wait_for(lambda: q.sh("test -e /tmp/watching && echo yes").stdout.strip() == "yes", step=0.2)
-    for _ in range(20):
+    # positive control: the watcher saw helpers as they were before their exec (comm
+    # bulkhead-ns) and tried them; at least 20 runs, more until it has seen one
+    seen_helper = lambda: "bulkhead-ns" in q.sh("cat /tmp/seen 2>/dev/null").stdout.split()  # noqa: E731
+    for i in range(200):
         q.exec("true")
-    time.sleep(0.5)
+        if i >= 19 and seen_helper():
+            break
+    q.sh("touch /tmp/stop")
+    assert wait_for(lambda: q.sh("test -e /tmp/done && echo yes").stdout.strip() == "yes", step=0.2)
+    assert seen_helper(), "the watcher never saw an exec helper"
     assert q.sh("cat /tmp/hijacked 2>/dev/null | wc -l").stdout.strip() == "0"
     # what must never be traced is a helper before its exec: every run still succeeded
     assert q.exec("echo", "ok").stdout.strip() == "ok"

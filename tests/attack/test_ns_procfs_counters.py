@@ -4,7 +4,7 @@ timestamp in jiffies since boot, per-CPU run and wait times) and /proc/pressure/
 (host-wide stall averages and their total in microseconds since boot) carry other
 qubes' activity and the host's uptime. bulkhead-procfs serves them in the kernel's
 layout with every value 0 (names, schedstat's version and CPU masks kept), so tools that
-parse them still work. And bulkhead-procfs's memory is charged to the qube (cgroup v1).
+parse them still work. And bulkhead-procfs's memory is charged to the qube (cgroup v1 and v2).
 Positive controls: the host's own files have the same names and non-zero values."""
 import os
 import pathlib as _pl
@@ -14,7 +14,7 @@ import sys as _sys
 import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
-from ns_fixtures import ns_env  # noqa: E402,F401
+from ns_fixtures import cgroup_v2_host, ns_env, proc_cgroups  # noqa: E402,F401
 from test_ns_procfs import fuse_host  # noqa: E402,F401  (autouse: skips without /dev/fuse)
 
 
@@ -65,9 +65,10 @@ def test_host_wide_counters_read_as_zeros(ns_env):
 
 
 def test_the_servers_memory_is_charged_to_the_qube(ns_env):
+    if cgroup_v2_host():
+        return servers_memory_charged_v2(ns_env)
     if not os.path.isdir("/sys/fs/cgroup/memory"):
-        pytest.skip("cgroup v2 (or no memory controller): bulkhead-procfs stays in the qube's @host "
-                    "sibling cgroup, not charged to its memory (docs/ns-engine.md)")
+        pytest.skip("no memory controller")
     q = ns_env.qube("pfm", private=False)
     q.start()
     assert q.exec("cat", "/proc/vmstat").returncode == 0
@@ -83,6 +84,28 @@ def test_the_servers_memory_is_charged_to_the_qube(ns_env):
     assert mine["memory"] == qubes["memory"], (mine, qubes)
     # its freezer and pids stay the root's: pausing or killing the qube does not touch it
     assert mine.get("freezer", "/") == "/" and mine.get("pids", "/") == "/", mine
+
+
+def servers_memory_charged_v2(ns_env):
+    """v2 (one cgroup per process for every controller): the server is in the qube's
+    cgroup's "@procfs" leaf, the qube's processes in "@qube"; the qube's cgroup gives its
+    children no controller, so both are charged to its memory.max (and pids, CPU).
+    Pausing freezes "@qube" only: the server keeps answering."""
+    q = ns_env.qube("pfm", private=False)
+    q.start()
+    assert q.exec("cat", "/proc/vmstat").returncode == 0
+    pid = int((q.runtime_dir / "procfs.pid").read_text())
+    qube = q.cgroup("")
+    raw = host(f"/proc/{q.init_pid()}/cgroup").strip().split("::", 1)[1]
+    assert raw.endswith(f"/{q.name}/@qube"), raw  # control: init is in the qube's leaf
+    assert proc_cgroups(pid)[""] == qube / "@procfs", (proc_cgroups(pid), qube)
+    assert (qube / "memory.max").exists() and (qube / "cgroup.subtree_control").read_text().strip() == ""
+    assert q.cmd("pause").returncode == 0
+    try:
+        assert "frozen 1" in (qube / "@qube" / "cgroup.events").read_text()
+        assert "frozen 0" in (qube / "@procfs" / "cgroup.events").read_text()
+    finally:
+        q.cmd("unpause")
 
 
 def test_cpuidle_times_are_not_visible(ns_env):

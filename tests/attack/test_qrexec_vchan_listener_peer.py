@@ -156,3 +156,23 @@ def test_control_without_the_check_the_dom0_command_is_taken(world):
     report, r = attack(world, b, DOM0_NAME, dom0_call(world))
     assert report != "got 0", report
     assert r.stdout == b"forged\n", r
+
+
+def test_a_dom0_command_nobody_answers_leaves_no_name(world):
+    """A target that never connects to a dom0 command (stopped, or a taken-over agent that
+    ignores it) must not keep dom0's listening names in its 64-inode vchan dir: each would
+    use up one of the inodes reserved for dom0's calls there. qrexec-client removes its
+    name when its wait ends without a connection, as the relay's call process does."""
+    _, b = two_qubes(world, check=True)
+    names = lambda: [n for n in os.listdir(b.vchan) if re.fullmatch(DOM0_NAME, n)]  # noqa: E731
+    os.kill(b.agent.pid, signal.SIGSTOP)
+    try:
+        r = world.client("b", "user:echo real", args=("-w", "2"), timeout=60)
+        # positive control: the command did wait for b and gave up (nothing answered)
+        assert r.returncode != 0 and b"timeout" in r.stderr, r
+        assert names() == [], names()
+    finally:
+        os.kill(b.agent.pid, signal.SIGCONT)
+    # b still answers dom0 afterwards
+    r = world.client("b", "user:echo real", timeout=60)
+    assert r.returncode == 0 and r.stdout == b"real\n", r

@@ -80,8 +80,8 @@ def test_disposables_bounded_per_calling_qube(two_dispvms, engine_daemon):
     res = {}
     t = threading.Thread(target=lambda: res.update(a=qvm_run(d, "-p", "--user", "root", "a", holds)))
     t.start()
-    wait_for(lambda: len([ln for ln in d.call("admin.vm.List", "dom0").splitlines() if ln.startswith("disp")]) >= 2,
-             step=0.1)
+    assert wait_for(lambda: len([ln for ln in d.call("admin.vm.List", "dom0").splitlines()
+                                 if ln.startswith("disp")]) >= 2, step=0.1), "a's two disposables never ran"
     # another qube still gets its disposable while a is at its limit
     r = qvm_run(d, "-p", "--user", "root", "b", "echo hostname | %s @dispvm:dvmt qubes.VMShell" % CVM)
     assert r.returncode == 0 and r.stdout.startswith(b"disp"), (r.stdout, r.stderr)
@@ -152,14 +152,14 @@ def qrexec_daemon_charged_v2(d):
     d.call("admin.vm.Start", "a")
     pid = int((d.runtime / "qubes" / "a" / "qrexec-daemon.pid").read_text())
     init = int((d.runtime / "qubes" / "a" / "init.pid").read_text().split()[0])
-    qube_cg = _pl.Path("/sys/fs/cgroup") / _pl.Path(f"/proc/{init}/cgroup").read_text().strip().split("::", 1)[1].lstrip("/")
+    qube_cg = proc_cgroups(init)[""]  # the qube's cgroup (its processes are in its "@qube" leaf)
     daemon_cg = _pl.Path("/sys/fs/cgroup") / _pl.Path(f"/proc/{pid}/cgroup").read_text().strip().split("::", 1)[1].lstrip("/")
     assert daemon_cg == qube_cg.parent / "a@host", (daemon_cg, qube_cg)
     assert (daemon_cg / "cpu.max").read_text().split()[0] == "100000"
     assert (daemon_cg / "cpu.max").read_text() == (qube_cg / "cpu.max").read_text()
     # the qube paused: its daemon is not frozen with it
     d.call("admin.vm.Pause", "a")
-    assert "frozen 1" in (qube_cg / "cgroup.events").read_text()
+    assert "frozen 1" in (qube_cg / "@qube" / "cgroup.events").read_text()
     assert "frozen 0" in (daemon_cg / "cgroup.events").read_text()
     d.call("admin.vm.Unpause", "a")
     d.call("admin.vm.Kill", "a")

@@ -48,10 +48,11 @@ def cgroup_v2_host():
     return cgroup_mounts().get("") == pathlib.Path("/sys/fs/cgroup")
 
 
-def proc_cgroups(pid):
+def proc_cgroups(pid, leaf=False):
     """{controller: cgroup directory} of a process in the hierarchies the engine uses
     (v2: {"": dir}), leaving out those where it sits at the root (hierarchies the
-    engine does not use)."""
+    engine does not use). For a qube's process on v2, the qube's cgroup, or with leaf
+    the "@qube" leaf where its processes are."""
     mounts, out, v2 = cgroup_mounts(), {}, cgroup_v2_host()
     for line in pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _hid, ctrls, path = line.split(":", 2)
@@ -60,7 +61,14 @@ def proc_cgroups(pid):
         for c in (ctrls.split(",") if ctrls else [""]):
             if c in mounts:
                 out[c] = mounts[c] / path.lstrip("/")
+    # v2: a qube's processes are in its cgroup's "@qube" leaf (cgroup_v2.c); its limits
+    # and totals are its cgroup's
+    if v2 and not leaf and "" in out and out[""].name == V2_QUBE_LEAF:
+        out[""] = out[""].parent
     return out
+
+
+V2_QUBE_LEAF = "@qube"  # cgroup_v2.c: where a qube's processes are, under its cgroup
 
 
 def cgroup_hierarchy_roots():
@@ -128,6 +136,7 @@ class Qube:
         """Where the kernel says the running qube's init is: kept so that after a kill
         the test can check that exactly these directories are gone."""
         self.cgroups = proc_cgroups(self.init_pid())
+        self.proc_cgroups = proc_cgroups(self.init_pid(), leaf=True)  # where its processes are
         assert self.cgroups, "the qube's init is in no cgroup hierarchy we can see"
         self.env.cgroup_parents.update(d.parent for d in self.cgroups.values())
 
@@ -179,7 +188,7 @@ class Qube:
 
     def frozen(self):
         if cgroup_v2_host():
-            return "frozen 1" in (self.cgroup("") / "cgroup.events").read_text().splitlines()
+            return "frozen 1" in (self.cgroup("") / V2_QUBE_LEAF / "cgroup.events").read_text().splitlines()
         return (self.cgroup("freezer") / "freezer.state").read_text().strip() == "FROZEN"
 
 

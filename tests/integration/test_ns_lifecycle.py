@@ -103,7 +103,7 @@ def test_shutdown_kills_after_grace(ns_env):
     # a process that ignores TERM: init KILLs it after its grace period (5 s), not before
     r = q.sh("trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started")
     assert r.stdout.strip() == "started"
-    procs = q.cgroup("pids") / "cgroup.procs"
+    procs = q.proc_cgroups.get("pids", q.proc_cgroups.get("")) / "cgroup.procs"
     # the background subshell may not have exec'd sleep yet
     stubborn = wait_for(lambda: [p for p in procs.read_text().split() if comm(p) == "sleep"])
     assert len(stubborn) == 1, stubborn
@@ -222,7 +222,7 @@ def _starttime(pid):
 
 
 def _join_cgroup(q, pid):
-    for d in q.cgroups.values():
+    for d in q.proc_cgroups.values():  # where the qube's processes are (v2: its "@qube" leaf)
         (d / "cgroup.procs").write_text(str(pid))
 
 

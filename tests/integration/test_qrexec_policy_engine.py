@@ -104,16 +104,18 @@ def test_policy_change_decides_the_next_call(world):
     does), after a call served from the kept load, decides the very next call. (The
     stand-in bulkheadd here checks nothing: the daemon's decision alone is tested.)"""
     admin_path = str(world.tmp / "qubesd.sock")
+    # qids no other test uses: a halt of a qube with the same qid under another bulkheadd
+    # on this host (a test run beside this one) ends that qid's call processes
     Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"}, world.runtime,
-          {"work": 5, "personal": 6})
+          {"work": 141, "personal": 142})
     pol = world.tmp / "policy.d"
     pol.mkdir()
     f = pol / "30-test.policy"
     allow = "test.Echo  *  work  personal  allow\n"
     f.write_text(allow)
     world.service("test.Echo", "#!/bin/sh\necho \"hi $QREXEC_REMOTE_DOMAIN\"\n")
-    work = world.qube("work", 5, daemon=False)
-    personal = world.qube("personal", 6, daemon=False)
+    work = world.qube("work", 141, daemon=False)
+    personal = world.qube("personal", 142, daemon=False)
     start_daemon(world, work, pol, admin_path)
     start_daemon(world, personal, pol, admin_path)
     deadline = time.time() + 60  # kept only once its files are 3 s old

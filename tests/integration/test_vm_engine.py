@@ -213,3 +213,40 @@ def test_disposable_vm(vm_env):
     assert wait_for(lambda: host not in d.call("admin.vm.List"), 30)
     assert vm_leftovers(d, host) == []
     assert set(d.call("admin.vm.List").split("\n")) == before
+
+
+def test_dispvm_from_a_qubes_policy(vm_env):
+    """@dispvm:DVM asked for by a qube (an ns qube here) through qrexec policy, DVM a pvh
+    disposable template: the call runs in a new VM qube (the guest's kernel, a disp
+    name), which is gone afterwards with nothing left behind."""
+    d = vm_env.d
+    if state_of(d, "n") != "Running":
+        start(d, "n")
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmp label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmp", "True")
+    d.call("admin.vm.property.Set+virt_mode", "dvmp", "pvh")
+    d.call("admin.vm.property.Set+qrexec_timeout", "dvmp", "240")
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    (pol / "10-dispvm.policy").write_text("qubes.VMShell  *  n  @dispvm:dvmp  allow\n")
+    before = set(d.call("admin.vm.List").split("\n"))
+    try:
+        r = qvm_run(d, "-p", "n", "echo 'uname -r; hostname' | /usr/lib/bulkhead/qrexec-client-vm @dispvm:dvmp "
+                                  "qubes.VMShell", timeout=300)
+        assert r.returncode == 0, r.stderr
+        kernel, host = r.stdout.decode().split()
+        assert kernel != os.uname().release  # a VM's kernel: the disposable is a VM qube
+        assert host.startswith("disp") and host != "dvmp"
+        assert wait_for(lambda: host not in d.call("admin.vm.List"), 60)
+        assert vm_leftovers(d, host) == []
+        assert set(d.call("admin.vm.List").split("\n")) == before
+    finally:
+        (pol / "10-dispvm.policy").unlink()
+
+        def removed():  # refused while a disposable of it still ends (a failed check above)
+            try:
+                d.call("admin.vm.Remove", "dvmp")
+                return True
+            except AdminError:
+                return False
+        assert wait_for(removed, 60)

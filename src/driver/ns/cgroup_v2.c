@@ -27,6 +27,31 @@ static void cg_dir(char *out, size_t n, const char *tag, const char *name)
         snprintf(out, n, BASE "/%s", tag);
 }
 
+/* Inside the qube's cgroup "<tag>/<name>": its own processes in the leaf "@qube", its
+ * bulkhead-procfs in "@procfs" ('@' is never in a qube's name). "<name>" enables no
+ * controller for its children, so both are charged to it: its memory.max, pids.max and
+ * cpu.max bound the qube and the server of its /proc files together, as on v1, where
+ * the server joins the qube's memory and cpu cgroups. Pausing freezes "@qube" alone (a
+ * reader in the qube waiting on the server in FUSE cannot be frozen, so the server
+ * must keep answering), and killing kills "@qube" alone (the server ends with the
+ * qube's mount, as on v1). */
+#define QUBE_LEAF "@qube"
+#define PROCFS_LEAF "@procfs"
+
+static void leaf_dir(char *out, size_t n, const char *tag, const char *name, const char *leaf)
+{
+    snprintf(out, n, BASE "/%s/%s/%s", tag, name, leaf);
+}
+
+/* Where the qube's processes are: its leaf, or the cgroup itself for a qube that an
+ * earlier version started (adopted by a restarted daemon). */
+static void procs_dir(char *out, size_t n, const char *tag, const char *name)
+{
+    leaf_dir(out, n, tag, name, QUBE_LEAF);
+    if (access(out, F_OK) < 0)
+        cg_dir(out, n, tag, name);
+}
+
 static char *read_small(const char *tag, const char *name, const char *file)
 {
     char path[4096];
@@ -149,19 +174,28 @@ static int v2_create(const char *tag, const struct bh_qube_spec *spec, bh_error 
     if (v2_limits(tag, spec, err) < 0)
         return -1;
     blocks_forget(tag, spec->name);
-    return devices_install(tag, spec->name, NULL, err);
+    if (devices_install(tag, spec->name, NULL, err) < 0)
+        return -1;
+    char dir[4096];
+    leaf_dir(dir, sizeof dir, tag, spec->name, QUBE_LEAF);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", dir);
+    return 0;
 }
 
 static int v2_attach_self(const char *tag, const char *name, bh_error *err)
 {
     char dir[4096];
-    cg_dir(dir, sizeof dir, tag, name);
+    procs_dir(dir, sizeof dir, tag, name);
     return bh_cg_write(dir, "cgroup.procs", "0", err);
 }
 
 static int v2_frozen(const char *tag, const char *name)
 {
-    _cleanup_free_ char *s = read_small(tag, name, "cgroup.events");
+    char dir[4096], path[4200];
+    procs_dir(dir, sizeof dir, tag, name);
+    snprintf(path, sizeof path, "%s/cgroup.events", dir);
+    _cleanup_free_ char *s = bh_read_file(path, 1 << 16, NULL);
     if (!s)
         return -1;
     return strstr(s, "frozen 1") != NULL;
@@ -170,7 +204,7 @@ static int v2_frozen(const char *tag, const char *name)
 static int v2_freeze(const char *tag, const char *name, bool frozen, bh_error *err)
 {
     char dir[4096];
-    cg_dir(dir, sizeof dir, tag, name);
+    procs_dir(dir, sizeof dir, tag, name);
     if (bh_cg_write(dir, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
         return -1;
     for (int i = 0; frozen && i < 1000; i++) { /* up to 10 s on a loaded host */
@@ -184,7 +218,7 @@ static int v2_freeze(const char *tag, const char *name, bool frozen, bh_error *e
 static int v2_kill_all(const char *tag, const char *name)
 {
     char dir[4096];
-    cg_dir(dir, sizeof dir, tag, name);
+    procs_dir(dir, sizeof dir, tag, name);
     return bh_cg_write(dir, "cgroup.kill", "1", NULL) == 0 ? 1 : 0;
 }
 
@@ -195,6 +229,16 @@ static int v2_destroy(const char *tag, const char *name, bh_error *err)
     char dir[4096];
     remove_host_dir(tag, name);
     blocks_forget(tag, name);
+    /* the server of its /proc files is not the qube's: back to the root cgroup (as on
+     * v1), uncharged; then the leaves go, then the qube's cgroup */
+    leaf_dir(dir, sizeof dir, tag, name, PROCFS_LEAF);
+    bh_cg_move_procs(dir, BASE);
+    static const char *const leaves[] = { PROCFS_LEAF, QUBE_LEAF };
+    for (size_t i = 0; i < BH_ARRAY_SIZE(leaves); i++) {
+        leaf_dir(dir, sizeof dir, tag, name, leaves[i]);
+        for (int t = 0; rmdir(dir) < 0 && errno == EBUSY && t < 2000; t++) /* exiting tasks: up to 10 s */
+            sleep_ms(5);
+    }
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
@@ -226,7 +270,10 @@ static bool v2_contains(const char *tag, const char *name, pid_t pid)
     _cleanup_free_ char *s = bh_read_file(path, 1 << 16, NULL);
     if (!s)
         return false;
-    snprintf(want, sizeof want, "0::/%s/%s\n", tag, name);
+    snprintf(want, sizeof want, "0::/%s/%s/" QUBE_LEAF "\n", tag, name);
+    if (strstr(s, want))
+        return true;
+    snprintf(want, sizeof want, "0::/%s/%s\n", tag, name); /* started by an earlier version */
     return strstr(s, want) != NULL;
 }
 
@@ -320,20 +367,29 @@ static int v2_revoke_blocks(const char *tag, const char *name)
     return (int)(((size_t)old - base + 7) / 8);
 }
 
+/* The qube's processes' own CPU use, for its /proc/stat: its "@qube" leaf (cpu.stat's
+ * usage fields exist in every v2 cgroup, with or without the cpu controller), not the
+ * qube's cgroup, which also counts its bulkhead-procfs: the server's time spent
+ * answering reads is charged to the qube's quota but is no CPU use of the qube's own
+ * programs (under TCG it showed as ~0.5 s of "busy" in an idle qube). */
 static void v2_cpu_usage_file(const char *tag, const char *name, char *out, size_t n)
 {
     char dir[4096];
-    cg_dir(dir, sizeof dir, tag, name);
+    procs_dir(dir, sizeof dir, tag, name);
     snprintf(out, n, "%s/cpu.stat", dir);
 }
 
-/* Not on v2: one cgroup for every controller, and in the qube's the helper would freeze
- * with the qube while a reader of the qube waits on it (a FUSE wait cannot be frozen,
- * so the qube would never report frozen). It stays in "<name>@host" (charge_cpu). */
+/* bulkhead-procfs: into "<name>/@procfs", charged to the qube's cgroup with the qube
+ * (memory, pids and CPU: the leaf has no controller of its own), never frozen or
+ * killed with it (see QUBE_LEAF). It was in "<name>@host" (charge_cpu) until now. */
 static int v2_charge_memory(const char *tag, const char *name, pid_t pid, bh_error *err)
 {
-    (void)tag, (void)name, (void)pid, (void)err;
-    return 0;
+    char dir[4096], val[32];
+    leaf_dir(dir, sizeof dir, tag, name, PROCFS_LEAF);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return bh_fail_errno(err, "mkdir %s", dir);
+    snprintf(val, sizeof val, "%d", (int)pid);
+    return bh_cg_write(dir, "cgroup.procs", val, err);
 }
 
 const struct bh_cgroup_ops bh_cgroup_v2 = {

@@ -126,8 +126,10 @@ struct bh_cgroup_ops {
      * cpu.stat), for bulkhead-procfs; "" where there is none. */
     void (*cpu_usage_file)(const char *tag, const char *name, char *out, size_t n);
     /* Charges a host helper's memory to the qube (bulkhead-procfs: its buffers are the
-     * qube's reads) without putting it under the qube's freezer or pids: v1 only (on v2
-     * a process is in one cgroup for every controller; 0 without doing anything). */
+     * qube's reads) without putting it under the qube's freezer: v1 joins the qube's
+     * memory cgroup only; v2 (one cgroup for every controller) moves it into the qube
+     * cgroup's "@procfs" leaf, charged with the qube (memory, pids, CPU), while the
+     * qube's processes are in "@qube", which alone is frozen and killed. */
     int (*charge_memory)(const char *tag, const char *name, pid_t pid, bh_error *err);
 };
 extern const struct bh_cgroup_ops bh_cgroup_v1, bh_cgroup_v2;

@@ -584,6 +584,18 @@ static int net_update(int argc, char **argv)
     return 0;
 }
 
+/* The private volume (the disk whose serial is arg) at /newroot/rw, /home bound from
+ * /rw/home; a failure ends the boot as any other (fail: exit). */
+static void *mount_private(void *arg)
+{
+    char dev[64];
+    find_disk(arg, dev, sizeof dev);
+    xmount(dev, "/newroot/rw", "ext4", MS_NODEV | MS_NOSUID, NULL);
+    mkdir("/newroot/rw/home", 0755);
+    xmount("/newroot/rw/home", "/newroot/home", NULL, MS_BIND, NULL);
+    return NULL;
+}
+
 static volatile sig_atomic_t term;
 static void on_term(int sig) { (void)sig; term = 1; }
 
@@ -629,6 +641,14 @@ int main(int argc, char **argv)
     xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
     xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
     step("root mounted");
+    /* the private volume in a second thread, while this one mounts /usr (virtiofs: a
+     * round trip to the host's virtiofsd) and the tmpfs's: both waited one after the
+     * other before; joined before switch_root moves /newroot */
+    pthread_t priv_thread;
+    static char priv[64]; /* its own copy: param()'s buffers are reused */
+    snprintf(priv, sizeof priv, "%s", param("bh.priv", ""));
+    if (*priv && pthread_create(&priv_thread, NULL, mount_private, priv) != 0)
+        fail("starting the private volume's mount");
     /* /usr: ours on top of the host's (read-only) or the template's (throwaway) */
     if (!strcmp(param("bh.usr", "root"), "virtiofs")) {
         module_wait("virtiofs");
@@ -639,18 +659,12 @@ int main(int argc, char **argv)
                "lowerdir=" BHUSR ":/newroot/usr,upperdir=/vol/usr,workdir=/vol/uwork");
     }
     step("usr mounted");
-    /* private volume */
-    const char *priv = param("bh.priv", NULL);
-    if (priv) {
-        find_disk(priv, dev, sizeof dev);
-        xmount(dev, "/newroot/rw", "ext4", MS_NODEV | MS_NOSUID, NULL);
-        mkdir("/newroot/rw/home", 0755);
-        xmount("/newroot/rw/home", "/newroot/home", NULL, MS_BIND, NULL);
-    }
     xmount("run", "/newroot/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m");
     xmount("tmp", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     mkdir("/newroot/run/qubes", 0755);
     xmount("vchan", "/newroot/run/qubes/vchan", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64k");
+    if (*priv && pthread_join(priv_thread, NULL) != 0)
+        fail("the private volume's mount");
     step("private mounted");
     const char *name = param("bh.name", "qube");
     sethostname(name, strlen(name));
