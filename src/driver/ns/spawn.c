@@ -413,7 +413,9 @@ static int pending_step(struct pending *pd, const struct bh_qube_spec *spec, bh_
         } else if (m.kind == 'R' && !pd->ready && n == 1) {
             pd->ready = true;
         } else {
-            bh_fail(err, EPROTO, "qube %s: unexpected start message", spec->name);
+            /* seen once in ~1000 starts under load, not reproduced: say what came */
+            bh_fail(err, EPROTO, "qube %s: unexpected start message (kind %d, %zd bytes; init %d, ready %d)",
+                    spec->name, (int)(unsigned char)m.kind, n, (int)pd->init, (int)pd->ready);
             return pending_fail(pd, spec);
         }
     }
