@@ -23,6 +23,7 @@
 #include "preload.h"
 #include "props.h"
 #include "selfpath.h"
+#include "sanitized.h"
 #include "stack.h"
 #include "waiters.h"
 #include <errno.h>
@@ -278,7 +279,7 @@ static int qrexec_spawn(struct bh_app *app, struct bh_qube *q, const char *defau
                               .envp = envp, .keep = { pfd[1], go_fd ? gfd[0] : -1 } };
     pid_t pid = -1;
     struct bh_stack stack;
-    if (envp && bh_stack_alloc(&stack, 256 * 1024) == 0) {
+    if (BH_SHARED_LAUNCH_OK && envp && bh_stack_alloc(&stack, 256 * 1024) == 0) {
         pid = clone(qrexec_child_run, bh_stack_top(&stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
         bh_stack_free(&stack);
     }

@@ -18,6 +18,7 @@
 #include "ns.h"
 #include "cleanup.h"
 #include "log.h"
+#include "sanitized.h"
 #include "selfpath.h"
 #include "stack.h"
 #include <errno.h>
@@ -127,6 +128,11 @@ static int detach_entry(void *arg)
 
 static pid_t launch_shared(struct launch *l)
 {
+    if (!BH_SHARED_LAUNCH_OK) { /* sanitizer builds: the double fork (sanitized.h) */
+        (void)l;
+        errno = ENOSYS;
+        return -1;
+    }
     struct bh_stack detach_stack;
     if (bh_stack_alloc(&detach_stack, 64 * 1024) < 0)
         return -1;
