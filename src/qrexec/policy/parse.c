@@ -40,7 +40,7 @@ bool policy_service_char(char c, bool allow_plus)
            c == '-' || c == '.' || c == '_' || (allow_plus && c == '+');
 }
 
-static void *grow(void *arr, size_t *cap, size_t n, size_t size)
+void *policy_grow(void *arr, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)
         return arr;
@@ -71,7 +71,7 @@ static void note_error(struct loader *L, const char *file, unsigned line, const 
     bh_policy *p = L->p;
     if (p->n_errors >= BH_POLICY_MAX_ERRORS)
         return;
-    char **ne = grow(p->errors, &p->cap_errors, p->n_errors, sizeof *ne);
+    char **ne = policy_grow(p->errors, &p->cap_errors, p->n_errors, sizeof *ne);
     if (!ne || !(ne[p->n_errors] = strdup(full))) {
         if (ne)
             p->errors = ne;
@@ -87,7 +87,7 @@ static const char *intern_file(struct loader *L, const char *path)
     bh_policy *p = L->p;
     if (p->n_files && !strcmp(p->files[p->n_files - 1], path))
         return p->files[p->n_files - 1];
-    char **nf = grow(p->files, &p->cap_files, p->n_files, sizeof *nf);
+    char **nf = policy_grow(p->files, &p->cap_files, p->n_files, sizeof *nf);
     if (!nf)
         goto oom;
     p->files = nf;
@@ -118,7 +118,7 @@ static struct rule *new_rule(struct loader *L, const char *file, unsigned line)
         note_error(L, file, line, "too many rules (limit %d)", BH_POLICY_MAX_RULES);
         return NULL;
     }
-    struct rule *nr = grow(p->rules, &p->cap_rules, p->n_rules, sizeof *nr);
+    struct rule *nr = policy_grow(p->rules, &p->cap_rules, p->n_rules, sizeof *nr);
     const char *f = intern_file(L, file);
     if (!nr || !f) {
         L->oom = true;
@@ -251,7 +251,7 @@ static char **list_policy_files(struct loader *L, const char *dir, const char *e
             bad = true;
             break;
         }
-        char **nn = grow(names, &cap, n, sizeof *nn);
+        char **nn = policy_grow(names, &cap, n, sizeof *nn);
         if (!nn || !(nn[n] = strdup(nm))) {
             if (nn)
                 names = nn;
@@ -344,7 +344,7 @@ static const char *memo_read(struct loader *L, const char *path, size_t *len, co
     char *data = read_policy_file(&L->p->fp, path, len, why);
     if (!data)
         return NULL;
-    struct read_memo *nm = grow(L->memo, &L->cap_memo, L->n_memo, sizeof *nm);
+    struct read_memo *nm = policy_grow(L->memo, &L->cap_memo, L->n_memo, sizeof *nm);
     char *pc = nm ? strdup(path) : NULL;
     if (!pc) {
         if (nm)

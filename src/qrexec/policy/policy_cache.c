@@ -61,16 +61,12 @@ static struct fp_entry *fp_add(struct policy_footprint *fp, enum fp_kind kind, c
         fp->untrusted = true;
         return NULL;
     }
-    if (fp->n == fp->cap) {
-        size_t nc = fp->cap ? fp->cap * 2 : 32;
-        struct fp_entry *ne = realloc(fp->e, nc * sizeof *ne);
-        if (!ne) {
-            fp->untrusted = true;
-            return NULL;
-        }
-        fp->e = ne;
-        fp->cap = nc;
+    struct fp_entry *ne = policy_grow(fp->e, &fp->cap, fp->n, sizeof *ne);
+    if (!ne) {
+        fp->untrusted = true;
+        return NULL;
     }
+    fp->e = ne;
     struct fp_entry *e = &fp->e[fp->n];
     memset(e, 0, sizeof *e);
     e->kind = kind;

@@ -122,6 +122,9 @@ int policy_build_index(bh_policy *p);
  * marks the footprint untrusted. */
 void fp_note_stat(struct policy_footprint *fp, const char *path, const struct stat *st);
 void fp_note_realpath(struct policy_footprint *fp, const char *path, const char *real);
+/* arr with room for at least n + 1 elements of size bytes (capacity doubled as it
+ * grows; *cap updated), or NULL with arr untouched when memory runs out. */
+void *policy_grow(void *arr, size_t *cap, size_t n, size_t size);
 void fp_note_failure(struct policy_footprint *fp);
 /* realpath(path) as already seen in this load (a malloc'd copy), NULL if not seen. */
 char *fp_seen_realpath(const struct policy_footprint *fp, const char *path, bool *seen);
