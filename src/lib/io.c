@@ -59,26 +59,35 @@ int bh_set_cloexec(int fd, int on)
     return fcntl(fd, F_SETFD, fl);
 }
 
-int bh_send_fd(int sock, int fd)
+int bh_send_fds(int sock, char tag, const int *fds, size_t n)
 {
-    char byte = 0;
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    if (n == 0 || n > BH_SEND_FDS_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec iov = { .iov_base = &tag, .iov_len = 1 };
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(BH_SEND_FDS_MAX * sizeof(int))];
     } u;
     memset(&u, 0, sizeof u);
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                          .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
     ssize_t r;
     do
         r = sendmsg(sock, &msg, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     return r == 1 ? 0 : -1;
+}
+
+int bh_send_fd(int sock, int fd)
+{
+    return bh_send_fds(sock, 0, &fd, 1);
 }
 
 int bh_recv_fd(int sock)

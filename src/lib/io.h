@@ -9,6 +9,9 @@ int bh_set_nonblock(int fd, int on);
 int bh_set_cloexec(int fd, int on);
 /* Sends/receives one fd with one byte of data over a Unix socket. */
 int bh_send_fd(int sock, int fd);
+/* Sends n fds (1..BH_SEND_FDS_MAX) in one message whose one byte of data is tag. */
+#define BH_SEND_FDS_MAX 4
+int bh_send_fds(int sock, char tag, const int *fds, size_t n);
 int bh_recv_fd(int sock);
 /* One recvmsg of up to len bytes; an fd that came with them (SCM_RIGHTS, close-on-exec)
  * replaces *fd_out (closing the old one). Retries on EINTR. */

@@ -1067,29 +1067,7 @@ static void start_call(const struct bh_qx_mon_call *c)
 }
 
 /* The monitor's one hand-off to the unprivileged side at start: the agent's connection
- * and the clients' listening socket, as one message 'S' with the two fds. */
-static int send_setup_fds(int sock, int a, int b)
-{
-    char tag = 'S';
-    struct iovec iov = { &tag, 1 };
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(2 * sizeof(int));
-    int fds[2] = { a, b };
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    ssize_t n;
-    while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-        ;
-    return n == 1 ? 0 : -1;
-}
-
+ * and the clients' listening socket, as one message 'S' with the two fds (bh_send_fds). */
 static int recv_setup_fds(int sock, int *a, int *b)
 {
     char tag = 0;
@@ -1278,7 +1256,7 @@ static int monitor_setup(int go_fd, int startup_timeout)
     }
     if (geteuid() == 0)
         hide_runtime_dir();
-    int r = send_setup_fds(mon, ctrl, lfd);
+    int r = bh_send_fds(mon, 'S', (const int[]){ ctrl, lfd }, 2);
     close(ctrl);
     ctrl = -1;
     close(lfd);
