@@ -168,3 +168,22 @@ def test_base_from_the_environment_and_the_option_wins(tmp_path):
         del os.environ["BULKHEAD_QID_BASE"]
         d.stop()
         d.cleanup()
+
+
+def test_a_qube_high_in_the_qid_range_starts_and_runs(tmp_path):
+    """Qids from 32753 up put the qube's host UIDs (2^20 + 2^16 * qid) above 2^31: every
+    helper must take them as unsigned (bulkhead-procfs refused them once, and no such
+    qube could start). A qid near the top of the range (65518)."""
+    d = engine(Daemon(tmp_path, defaults=False, qid_base=65400).start())
+    try:
+        q = qid(d, "a")
+        assert (1 << 20) + (q << 16) >= 1 << 31
+        d.call("admin.vm.Start", "a")
+        r = subprocess.run([str(BUILD / "src/qrexec/qvm-run"), "-p", "a", "cat /proc/uptime; id -u"],
+                           env=dict(d.env, BULKHEAD_RUNTIME=str(d.runtime)), capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout.split()) == 3  # the qube's own /proc/uptime, served by its procfs
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
