@@ -4,17 +4,27 @@
  * "NAME|ARG" with ARG as both; the whole is also parsed as a size. The pool is made once;
  * the calls work on its files (a revert that succeeds copies a revision back). */
 #include "storage/storage.h"
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 static struct bh_pool *pool;
 static char dir[] = "/tmp/bh-fuzz-storage-XXXXXX";
+static const struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20,
+                                          .revisions_to_keep = 2 };
+static const struct bh_storage_qube w = { .name = "work", .klass = "AppVM", .template_name = "tpl",
+                                          .private_size = 16 << 20, .revisions_to_keep = 2 };
 
 static void cleanup(void)
 {
+    /* the template's root image is mounted: removing the qubes unmounts it */
+    bh_volumes_remove(pool, &w, NULL);
+    bh_volumes_remove(pool, &t, NULL);
+    bh_pool_close(pool);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
@@ -24,6 +34,13 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
 {
     if (!pool) {
+        /* The pool's mounts (the template's root image, on a loop device that frees
+         * itself with its last mount) live in a mount namespace of this process only:
+         * however it ends (a crash skips cleanup), they end with it. */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+            perror("fuzz-storage-args: a private mount namespace (run as root)");
+            abort();
+        }
         if (!mkdtemp(dir))
             abort();
         atexit(cleanup);
@@ -33,10 +50,6 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
         /* Real volumes to aim at: a template and an app qube with two revisions of its
          * private volume (and the template two of its root), taken the way the daemon
          * takes them: at each start (prepare), then stop. */
-        struct bh_storage_qube t = { .name = "tpl", .klass = "TemplateVM", .private_size = 16 << 20,
-                                     .revisions_to_keep = 2 };
-        struct bh_storage_qube w = { .name = "work", .klass = "AppVM", .template_name = "tpl",
-                                     .private_size = 16 << 20, .revisions_to_keep = 2 };
         if (bh_volumes_create(pool, &t, NULL) < 0 || bh_volumes_create(pool, &w, NULL) < 0)
             abort();
         for (int i = 0; i < 2; i++) {

@@ -1,6 +1,7 @@
 /* bulkheadd: the admin daemon (Qubes' qubesd). Owns the store, serves the Admin API on
  * a Unix socket, and runs qubes through their engine. */
 #include "cleanup.h"
+#include "daemon_priority.h"
 #include "defaults.h"
 #include "engine_glue.h"
 #include "host_ids.h"
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    bh_daemon_priority_raise();
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);

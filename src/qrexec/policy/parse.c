@@ -19,6 +19,9 @@ enum fmt { FMT_V5, FMT_SERVICE };
 struct loader {
     bh_policy *p;
     char *root;                              /* realpath of the policy dir, or NULL */
+    /* A directory that only resolves includes (not the policy itself) is resolved at
+     * the first include: most single files and buffers include nothing. */
+    const char *include_dir;
     const char *stack[BH_POLICY_MAX_DEPTH + 2]; /* files being parsed (include loops) */
     size_t depth;
     bool unit_failed;                        /* the current top-level file has an error */
@@ -283,6 +286,10 @@ static void parse_buffer(struct loader *L, const char *file, const char *data, s
 static char *resolve_include(struct loader *L, const char *path, bool want_dir,
                              const char *file, unsigned line)
 {
+    if (!L->root && L->include_dir) {
+        L->root = realpath(L->include_dir, NULL);
+        L->include_dir = NULL;
+    }
     if (!L->root) {
         note_error(L, file, line, "includes are not available here (no policy directory)");
         return NULL;
@@ -299,10 +306,16 @@ static char *resolve_include(struct loader *L, const char *path, bool want_dir,
     bool seen = false;
     char *real = fp_seen_realpath(&L->p->fp, joined, &seen);
     if (!seen) {
-        real = realpath(joined, NULL);
-        if (!real) {
+        /* into a buffer, then a copy of its length (realpath(p, NULL) costs a PATH_MAX
+         * allocation, filled and quarantined under the sanitizers) */
+        char rbuf[PATH_MAX];
+        if (!realpath(joined, rbuf)) {
             note_error(L, file, line, "cannot include %.256s: %s", path, strerror(errno));
             fp_note_failure(&L->p->fp);
+            return NULL;
+        }
+        if (!(real = strdup(rbuf))) {
+            L->oom = true;
             return NULL;
         }
         fp_note_realpath(&L->p->fp, joined, real);
@@ -837,15 +850,15 @@ static bh_policy *policy_new(struct loader *L, const char *dir, bool dir_require
     /* the directory's load is what a cache may keep (policy_cache.c): record it */
     p->fp.recording = dir_required;
     clock_gettime(CLOCK_REALTIME, &p->fp.started);
-    if (dir) {
+    if (dir && !dir_required)
+        L->include_dir = dir;
+    if (dir && dir_required) {
         L->root = realpath(dir, NULL);
-        if (dir_required) {
-            if (L->root)
-                fp_note_realpath(&p->fp, dir, L->root);
-            else
-                fp_note_failure(&p->fp);
-        }
-        if (!L->root && dir_required) {
+        if (L->root)
+            fp_note_realpath(&p->fp, dir, L->root);
+        else
+            fp_note_failure(&p->fp);
+        if (!L->root) {
             note_error(L, dir, 0, "cannot open policy directory: %s", strerror(errno));
             push_barrier(L, dir, 0);
         }

@@ -390,6 +390,24 @@ static void test_hostile(void)
     p = bh_policy_load_buffer("b.policy", "!include x\n", 11, NULL);
     CHECK(err_has(p, "includes are not available"));
     bh_policy_free(p);
+    /* a buffer with a directory for its includes (resolved at the first include): they
+     * are read from it, and one leading outside it is refused as from a directory load */
+    reset_dir();
+    put("include/inc", "s * work personal allow\n");
+    snprintf(link, sizeof link, "%s/include/evil", pdir);
+    CHECK(symlink(outside, link) == 0);
+    p = bh_policy_load_buffer("b.policy", "!include include/inc\n", 21, pdir);
+    CHECK(bh_policy_error_count(p) == 0);
+    CHECK(ev(p, "work", "personal", "s", &r) == BH_POLICY_ALLOW);
+    CHECK(strstr(r.rule_file, "include/inc") && r.rule_line == 1);
+    bh_policy_free(p);
+    p = bh_policy_load_buffer("b.policy", "!include include/evil\n", 22, pdir);
+    CHECK(err_has(p, "include outside the policy directory"));
+    CHECK(bh_policy_error_count(p) == 1);
+    bh_policy_free(p);
+    p = bh_policy_load_buffer("b.policy", "!include include/inc\n", 21, "/nonexistent-policy-dir");
+    CHECK(err_has(p, "includes are not available"));
+    bh_policy_free(p);
 
     /* huge file */
     reset_dir();
