@@ -13,6 +13,7 @@
 #include "net_glue.h"
 #include "policy_install.h"
 #include "preload.h"
+#include "qid_claim.h"
 #include "stats.h"
 #include "server.h"
 #include "store.h"
@@ -31,13 +32,25 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bulkheadd [--root DIR] [--runtime-dir DIR] [--no-default-qubes] [--no-autostart]\n"
-               "                 [--uplink none|host|netns:NAME]\n"
+               "                 [--uplink none|host|netns:NAME] [--qid-base N]\n"
                "  --root DIR          state: store, policy, pools (default /var/lib/bulkhead)\n"
                "  --runtime-dir DIR   sockets and runtime state (default /run/bulkhead)\n"
                "  --no-default-qubes  do not create the default qubes in a new store\n"
                "  --no-autostart      do not start autostart qubes (running ones are still adopted)\n"
                "  --uplink WHERE      where sys-net's traffic goes: none (default: offline), host (a veth\n"
-               "                      to this host, masqueraded), netns:NAME (the namespace NAME plays the host)\n");
+               "                      to this host, masqueraded), netns:NAME (the namespace NAME plays the host)\n"
+               "  --qid-base N        the first qid given to a new qube (default: $BULKHEAD_QID_BASE, else 1);\n"
+               "                      qids held by another bulkheadd on this host are skipped\n");
+}
+
+/* A qid base: decimal, 1 to BH_QID_MAX. */
+static bool parse_qid_base(const char *s, uint32_t *out)
+{
+    uid_t v;
+    if (!bh_parse_host_uid(s, &v) || v < 1 || v > BH_QID_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
 }
 
 static int sigfd = -1;
@@ -70,12 +83,14 @@ int main(int argc, char **argv)
     const char *root = "/var/lib/bulkhead", *runtime = "/run/bulkhead";
     bool defaults = true, autostart = true;
     const char *uplink = "none";
+    const char *qid_base = getenv("BULKHEAD_QID_BASE");
     static const struct option opts[] = {
         { "root", required_argument, NULL, 'r' },
         { "runtime-dir", required_argument, NULL, 'R' },
         { "no-default-qubes", no_argument, NULL, 'n' },
         { "no-autostart", no_argument, NULL, 'A' },
         { "uplink", required_argument, NULL, 'u' },
+        { "qid-base", required_argument, NULL, 'Q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -87,12 +102,18 @@ int main(int argc, char **argv)
         case 'n': defaults = false; break;
         case 'A': autostart = false; break;
         case 'u': uplink = optarg; break;
+        case 'Q': qid_base = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind != argc) {
         usage(stderr);
+        return 2;
+    }
+    uint32_t first_qid = 1;
+    if (qid_base && *qid_base && !parse_qid_base(qid_base, &first_qid)) {
+        bh_err("--qid-base / BULKHEAD_QID_BASE: '%s' is not a qid from 1 to %u", qid_base, (unsigned)BH_QID_MAX);
         return 2;
     }
     umask(022);
@@ -135,6 +156,14 @@ int main(int argc, char **argv)
     }
     if (bh_app_load(&app, store, &err) < 0) {
         bh_err("loading store: %s", err.msg);
+        return 1;
+    }
+    /* Before anything acts on a qid (the boot's sweep of halted qubes' UIDs, the default
+     * qubes): this daemon's qids are its own on this host (qid_claim.h). */
+    app.qid_base = first_qid;
+    int claims = bh_qid_claims_open(BH_QID_CLAIMS_PATH, &err);
+    if (claims < 0 || bh_app_claim_qids(&app, claims, &err) < 0) {
+        bh_err("refusing to start: %s", err.msg);
         return 1;
     }
     if (bh_policy_install_defaults(app.root_dir, &err) < 0)

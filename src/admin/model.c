@@ -6,6 +6,7 @@
 #include "log.h"
 #include "names.h"
 #include "props.h"
+#include "qid_claim.h"
 #include "store.h"
 #include <errno.h>
 #include <stdio.h>
@@ -320,12 +321,44 @@ static void new_uuid(char out[37])
              b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-static uint32_t new_qid(struct bh_app *app)
+int bh_app_claim_qids(struct bh_app *app, int claims_fd, bh_error *err)
 {
-    /* Lowest unused, as Qubes: qids (and so IPs) of removed qubes are reused. */
-    for (uint32_t qid = 1; qid <= BH_QID_MAX; qid++)
-        if (!bh_app_find_qid(app, qid))
+    app->claims_fd = claims_fd;
+    app->claims_on = true;
+    for (size_t i = 0; i < app->nqubes; i++) {
+        const struct bh_qube *q = app->qubes[i];
+        if (q->qid != 0 && bh_qid_claim(claims_fd, q->qid, err) < 0)
+            return bh_prefix(err, "qube %s", q->name);
+    }
+    return 0;
+}
+
+static void release_qid(struct bh_app *app, uint32_t qid)
+{
+    if (app->claims_on && qid != 0)
+        bh_qid_release(app->claims_fd, qid);
+}
+
+/* Lowest unused from the base, as Qubes (qids, and so IPs, of removed qubes are
+ * reused), skipping those another bulkheadd on this host holds; claimed on return.
+ * 0: none left (err says why). */
+static uint32_t new_qid(struct bh_app *app, bh_error *err)
+{
+    uint32_t first = app->qid_base ? app->qid_base : 1;
+    for (uint32_t qid = first; qid <= BH_QID_MAX; qid++) {
+        if (bh_app_find_qid(app, qid))
+            continue;
+        if (!app->claims_on)
             return qid;
+        bh_error ce = { 0 };
+        if (bh_qid_claim(app->claims_fd, qid, &ce) == 0)
+            return qid;
+        if (ce.errnum != EAGAIN) {
+            *err = ce;
+            return 0;
+        }
+    }
+    bh_fail(err, ENOSPC, "no unused qube ID left from %u to %u", (unsigned)first, (unsigned)BH_QID_MAX);
     return 0;
 }
 
@@ -372,14 +405,11 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
         bh_exc(e, "QubesLabelNotFoundError", "Label does not exist: %s", a->label ? a->label : "");
         return NULL;
     }
-    uint32_t qid = new_qid(app);
-    if (!qid) {
-        bh_exc(e, "QubesException", "No unused qube ID left");
-        return NULL;
-    }
     char uuid[37];
     new_uuid(uuid);
-    struct bh_qube *q = qube_new(qid, a->name, a->klass, uuid);
+    /* its qid comes last, just before it joins the model: a claim is only taken for a
+     * qube that gets that far (and given back on every failure after) */
+    struct bh_qube *q = qube_new(0, a->name, a->klass, uuid);
     if (!q) {
         bh_exc(e, "QubesException", "out of memory");
         return NULL;
@@ -417,9 +447,17 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
         qube_free(q);
         return NULL;
     }
+    bh_error qe = { 0 };
+    q->qid = new_qid(app, &qe);
+    if (!q->qid) {
+        bh_exc(e, "QubesException", "No unused qube ID left: %s", qe.msg);
+        qube_free(q);
+        return NULL;
+    }
     /* Insert first so that property validation sees the qube (netvm loops etc.). */
     if (app_insert(app, q) < 0) {
         bh_exc(e, "QubesException", "out of memory");
+        release_qid(app, q->qid);
         qube_free(q);
         return NULL;
     }
@@ -485,6 +523,7 @@ struct bh_qube *bh_qube_create(struct bh_app *app, const struct bh_create_args *
     return q;
 fail:
     app_unlink(app, q);
+    release_qid(app, q->qid);
     qube_free(q);
     return NULL;
 }
@@ -555,6 +594,7 @@ int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     char name[32];
     snprintf(name, sizeof name, "%s", q->name);
     app_unlink(app, q);
+    release_qid(app, q->qid);
     qube_free(q);
     const char *kv[] = { "vm", name, NULL };
     bh_events_emit(NULL, "domain-delete", kv);

@@ -89,6 +89,12 @@ struct bh_app {
     struct bh_store *store;
     char *root_dir;
     char *runtime_dir;
+    /* qids: a new qube gets the lowest free qid from qid_base (0 counts as 1) that no
+     * other bulkheadd on this host holds. With claims_on, every qid in the model but
+     * dom0's is claimed on claims_fd (qid_claim.h); off (tests, fuzzers): no host claims. */
+    uint32_t qid_base;
+    bool claims_on;
+    int claims_fd;
 };
 
 /* Lookup: name, or "uuid:<uuid>". */
@@ -99,6 +105,11 @@ const struct bh_label *bh_label_of(const struct bh_app *app, const struct bh_qub
 
 /* Loads the model from the store; a new store gets dom0 and the labels. */
 int bh_app_load(struct bh_app *app, struct bh_store *store, bh_error *err);
+/* Turns host-wide qid claims on (claims_fd: bh_qid_claims_open) and claims the qid of
+ * every qube loaded but dom0. -1 when one is held by another bulkheadd or process on
+ * this host: the stores of two daemons running side by side give one qid twice, and
+ * their qubes would share host identities (the error names the qube). */
+int bh_app_claim_qids(struct bh_app *app, int claims_fd, bh_error *err);
 void bh_app_free(struct bh_app *app);
 
 /* Creation and removal (validated, stored, events emitted). */

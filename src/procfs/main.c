@@ -19,6 +19,7 @@
 #include "render.h"
 #include "buf.h"
 #include "confine.h"
+#include "host_ids.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -285,13 +286,16 @@ static __attribute__((noreturn)) void die(const char *what)
 
 int main(int argc, char **argv)
 {
-    long long id = -1, owner = 0;
+    long long id = -1;
+    /* the qube's root: 2^20 + 2^16 * qid, above 2^31 from qid 32753 on (host_ids.h) */
+    uid_t owner = 0;
+    bool owner_ok = false;
     const char *cpu = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--id"))
             id = strtoll(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--owner"))
-            owner = strtoll(argv[i + 1], NULL, 10);
+            owner_ok = bh_parse_host_uid(argv[i + 1], &owner);
         else if (!strcmp(argv[i], "--boot-offset"))
             S.boot_offset = strtoll(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--cpu"))
@@ -301,12 +305,12 @@ int main(int argc, char **argv)
             die(argv[i]);
         }
     }
-    if (id <= 0 || id > 0x7fffffff || owner < 0 || owner > 0x7fffffff || fcntl(FUSE_FD, F_GETFD) < 0 ||
+    if (id <= 0 || id > 0x7fffffff || !owner_ok || fcntl(FUSE_FD, F_GETFD) < 0 ||
         fcntl(GO_FD, F_GETFD) < 0) {
         errno = EINVAL;
         die("usage: bulkhead-procfs --id UID --owner UID --boot-offset S [--cpu FILE] (fd 3 /dev/fuse, fd 4 go)");
     }
-    S.owner = (uid_t)owner;
+    S.owner = owner;
     long hz = sysconf(_SC_CLK_TCK);
     S.hz = hz > 0 && hz < 100000 ? (unsigned)hz : 100;
     S.stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);

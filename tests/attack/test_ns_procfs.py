@@ -72,8 +72,8 @@ def test_another_qubes_figures_are_never_visible(ns_env):
     """A qube that burns 1.5 s of CPU and a quiet one started after: each sees its own CPU
     use and age; the quiet one's busy time stays near 0 while the busy one's shows its
     loop."""
-    a = ns_env.qube("pfa", private=False, extra=["--qid", "41"])
-    b = ns_env.qube("pfb", private=False, extra=["--qid", "42"])
+    a = ns_env.qube("pfa", private=False)
+    b = ns_env.qube("pfb", private=False)
     a.start()
     # 3 s of CPU, however long a loaded host takes to give it (b's own start costs it
     # CPU time too, ten times more under TCG: a wide margin between the two)
@@ -142,8 +142,8 @@ print("reads", n, "worst", worst)
 
 
 def test_a_qube_hammering_its_files_hurts_nobody_else(ns_env):
-    a = ns_env.qube("pfh", private=False, extra=["--qid", "43"])
-    b = ns_env.qube("pfq", private=False, extra=["--qid", "44"])
+    a = ns_env.qube("pfh", private=False)
+    b = ns_env.qube("pfq", private=False)
     a.start()
     b.start()
     pid_a, pid_b = server_pid(a.runtime_dir), server_pid(b.runtime_dir)
@@ -226,8 +226,8 @@ def test_a_file_kept_open_and_read_again_from_0_is_live(ns_env):
 
 
 def test_server_death_fails_reads_cleanly(ns_env):
-    a = ns_env.qube("pfd", private=False, extra=["--qid", "45"])
-    b = ns_env.qube("pfe", private=False, extra=["--qid", "46"])
+    a = ns_env.qube("pfd", private=False)
+    b = ns_env.qube("pfe", private=False)
     a.start()
     b.start()
     assert a.exec("cat", "/proc/uptime").returncode == 0  # control
@@ -246,15 +246,15 @@ def test_server_death_fails_reads_cleanly(ns_env):
 
 
 def test_server_is_confined_and_ends_with_its_qube(ns_env):
-    q = ns_env.qube("pfc", private=False, extra=["--qid", "47"])
+    q = ns_env.qube("pfc", private=False)
     q.start()
     assert q.exec("cat", "/proc/uptime").returncode == 0
     pid = server_pid(q.runtime_dir)
     status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines())
     uids = {int(x) for x in status["Uid"].split()}
     gids = {int(x) for x in status["Gid"].split()}
-    assert uids == gids == {PROCFS_ID_BASE + 47}, (uids, gids)
-    assert not q.uid_base <= PROCFS_ID_BASE + 47 < q.uid_base + 65536
+    assert uids == gids == {PROCFS_ID_BASE + q.qid}, (uids, gids)
+    assert not q.uid_base <= PROCFS_ID_BASE + q.qid < q.uid_base + 65536
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status["CapEff"]
     assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2", status
     assert status["Groups"].strip() == ""

@@ -12,6 +12,7 @@ import pathlib
 import pytest
 
 import mount_cleanup
+import qid_slots
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
@@ -80,8 +81,10 @@ def runtime_leftovers(runtime):
 
 
 class Daemon:
-    def __init__(self, tmp, defaults=True, extra_args=()):
+    def __init__(self, tmp, defaults=True, extra_args=(), qid_base=None):
         self.tmp = pathlib.Path(tmp)
+        # a slot of qids of its own, kept across restarts (qid_slots.py)
+        self.qid_base = qid_base or qid_slots.next_base()
         self.root = mount_cleanup.register(self.tmp / "root", owner=self)
         # Qubes assemble their root under the runtime dir as their own UID, so it must
         # not sit below pytest's private (0700) directory.
@@ -104,6 +107,8 @@ class Daemon:
 
     def start(self):
         args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.root), "--runtime-dir", str(self.runtime)]
+        if self.qid_base is not None:  # (None: bulkheadd's default, or $BULKHEAD_QID_BASE)
+            args += ["--qid-base", str(self.qid_base)]
         if not self.defaults:
             args.append("--no-default-qubes")
         args += self.extra_args

@@ -9,12 +9,13 @@ Use from another directory with:
 """
 import os
 import pathlib
-import random
 import shutil
 import subprocess
 import tempfile
 
 import pytest
+
+import qid_slots
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
@@ -193,8 +194,6 @@ class Qube:
 
 
 class NsEnv:
-    _next_range = random.randrange(40, 200)
-
     def __init__(self, base: pathlib.Path):
         self.base = base
         self.runtime = base / "rt"
@@ -228,13 +227,6 @@ class NsEnv:
         return subprocess.run([str(_bin()), *args], input=input, capture_output=True, text=isinstance(input, str) or input is None,
                               timeout=timeout, env=env)
 
-    def uid_range(self):
-        # Disjoint 65536-ID ranges well above normal host users; random start so that
-        # parallel test runs rarely share one (sharing would not break isolation tests
-        # of a single run, but we avoid it).
-        NsEnv._next_range += 1
-        return (NsEnv._next_range % 30000 + 100) * 65536
-
     def cgroup_tag(self):
         """The engine's per-runtime parent cgroup name, as observed on a started qube."""
         assert self.cgroup_parents, "no qube was started: the tag is unknown"
@@ -255,8 +247,12 @@ class NsEnv:
             if not img.exists():
                 make_image(img, private_mib)
             args += ["--private-img", str(img)]
-        args += list(extra)
-        q = Qube(self, name, self.uid_range(), args)
+        # a qid of this test process's own (claimed on the host: no daemon or other run
+        # gives it to a qube meanwhile) and the UID range bulkheadd would give it
+        qid = qid_slots.take()
+        args += ["--qid", str(qid), *extra]
+        q = Qube(self, name, qid_slots.uid_base(qid), args)
+        q.qid = qid
         self.qubes.append(q)
         return q
 

@@ -187,14 +187,17 @@ def test_create_and_remove(daemon):
 
 
 def test_qid_ip_allocation(bare_daemon):
+    """The lowest free qid from the daemon's base (--qid-base), reused after a remove."""
     d = bare_daemon
+    b = d.qid_base
     d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
     d.call("admin.vm.Create.AppVM+t", payload="name=a label=red")
     d.call("admin.vm.Create.AppVM+t", payload="name=b label=red")
-    assert d.call("admin.vm.property.Get+qid", "a") == "default=False type=int 2"
+    assert d.call("admin.vm.property.Get+qid", "t") == f"default=False type=int {b}"
+    assert d.call("admin.vm.property.Get+qid", "a") == f"default=False type=int {b + 1}"
     d.call("admin.vm.Remove", "a")
     d.call("admin.vm.Create.AppVM+t", payload="name=c label=red")
-    assert d.call("admin.vm.property.Get+qid", "c") == "default=False type=int 2"
+    assert d.call("admin.vm.property.Get+qid", "c") == f"default=False type=int {b + 1}"
     u1 = d.call("admin.vm.property.Get+uuid", "b").split()[-1]
     u2 = d.call("admin.vm.property.Get+uuid", "c").split()[-1]
     assert u1 != u2 and len(u1) == 36

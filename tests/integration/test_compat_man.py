@@ -7,12 +7,12 @@ import pytest
 
 from tools_fixtures import ROOT
 
-PAGES = ["qvm-device", "qvm-run", "qvm-console", "qvm-template", "qrexec-policy-test", "qrexec-policy-lint"]
+PAGES = ["qvm-device", "qvm-run", "qvm-console", "qvm-template", "qrexec-policy-test", "qrexec-policy-lint", "bulkheadd"]
 
 
 @pytest.mark.parametrize("name", PAGES)
 def test_man_page(name):
-    page = ROOT / "docs/man" / f"{name}.1"
+    page = next((ROOT / "docs/man").glob(f"{name}.[18]"))
     text = page.read_text()
     for section in (".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH OPTIONS", ".SH EXIT STATUS"):
         assert section in text

@@ -356,27 +356,28 @@ def test_agent_readiness(ns_env, tmp_path):
     from ns_fixtures import BUILD
     shutil.copy(BUILD / "src/agent/bulkhead-init", lib / "bulkhead-init")
     agent = lib / "qrexec-agent"
+    q = ns_env.qube("agent1")  # (each with a qid of the test's own: ns_fixtures)
     agent.write_text("#!/usr/bin/python3\nimport os, socket, time\ntime.sleep(0.5)\n"
                      "s = socket.socket(socket.AF_UNIX)\n"
-                     "s.bind(os.environ.get('VCHAN_SOCKET_DIR', '/run/qubes/vchan') + '/vchan.%s.0.512.sock' % 9)\n"
+                     "s.bind(os.environ.get('VCHAN_SOCKET_DIR', '/run/qubes/vchan') + '/vchan.%s.0.512.sock' % "
+                     f"{q.qid})\n"
                      "s.listen(1)\ntime.sleep(100000)\n")
     agent.chmod(0o755)
     os.chmod(tmp_path, 0o755)
-    q = ns_env.qube("agent1", extra=["--qid", "9"])
     t = time.monotonic()
     q.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
     assert time.monotonic() - t >= 0.5
-    assert (q.runtime_dir / "vchan/vchan.9.0.512.sock").exists()
+    assert (q.runtime_dir / f"vchan/vchan.{q.qid}.0.512.sock").exists()
     assert "qrexec-agent" in q.sh("ps -eo comm").stdout
     q.kill()
-    assert not (q.runtime_dir / "vchan/vchan.9.0.512.sock").exists()
+    assert not (q.runtime_dir / f"vchan/vchan.{q.qid}.0.512.sock").exists()
 
     # an agent that dies after it was ready is started again
+    q3 = ns_env.qube("agent3")
     agent.write_text("#!/usr/bin/python3\nimport os, socket, time\n"
                      "open('/run/agent-starts', 'a').write('x')\n"
-                     "p = '/run/qubes/vchan/vchan.11.0.512.sock'\n"
+                     f"p = '/run/qubes/vchan/vchan.{q3.qid}.0.512.sock'\n"
                      "s = socket.socket(socket.AF_UNIX)\ns.bind(p)\ns.listen(1)\ntime.sleep(0.2)\n")
-    q3 = ns_env.qube("agent3", extra=["--qid", "11"])
     q3.start(extra_env={"BULKHEAD_LIBEXEC": str(lib)})
     # each restart starts a Python interpreter: slow on a loaded machine, so poll
     assert wait_for(lambda: len(q3.sh("cat /run/agent-starts").stdout) >= 3, step=0.2)
@@ -385,7 +386,7 @@ def test_agent_readiness(ns_env, tmp_path):
 
     # an agent that dies before it is ready: start fails and leaves nothing behind
     agent.write_text("#!/bin/sh\nexit 3\n")
-    q2 = ns_env.qube("agent2", extra=["--qid", "10"])
+    q2 = ns_env.qube("agent2")
     r = q2.start(check=False, extra_env={"BULKHEAD_LIBEXEC": str(lib)})
     assert r.returncode != 0
     assert q2.state() == "Halted"

@@ -75,6 +75,42 @@ def test_qvm_copy_between_engines(vm_env):
     (pol / "10-vm.policy").unlink()
 
 
+def test_vm_qube_calls_a_disposable(vm_env):
+    """A VM qube as the caller of `@dispvm` (here an ns disposable template): refused
+    without a policy rule (no disposable made), and with one the call runs in a new
+    disposable, whose name the VM sees, and which is gone afterwards."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    d.call("admin.vm.Create.AppVM+host", payload="name=dvmn label=red")
+    d.call("admin.vm.property.Set+template_for_dispvms", "dvmn", "True")
+    pol = d.root / "policy.d"
+    pol.mkdir(exist_ok=True)
+    call = "echo hostname | /usr/lib/bulkhead/qrexec-client-vm @dispvm:dvmn qubes.VMShell"
+    before = set(d.call("admin.vm.List").split("\n"))
+    try:
+        r = qvm_run(d, "-p", "v", call, timeout=300)
+        assert r.returncode != 0 and r.stdout == b"", r  # no rule: refused
+        assert set(d.call("admin.vm.List").split("\n")) == before
+        (pol / "10-vmdisp.policy").write_text("qubes.VMShell  *  v  @dispvm:dvmn  allow\n")
+        r = qvm_run(d, "-p", "v", call, timeout=300)
+        assert r.returncode == 0, r.stderr
+        host = r.stdout.decode().strip()
+        assert host.startswith("disp") and host != "dvmn", host
+        assert wait_for(lambda: host not in d.call("admin.vm.List"), 60)
+        assert set(d.call("admin.vm.List").split("\n")) == before
+    finally:
+        (pol / "10-vmdisp.policy").unlink(missing_ok=True)
+
+        def removed():  # refused while a disposable of it still ends (a failed check above)
+            try:
+                d.call("admin.vm.Remove", "dvmn")
+                return True
+            except AdminError:
+                return False
+        assert wait_for(removed, 60)
+
+
 def test_pause_unpause(vm_env):
     d = vm_env.d
     d.call("admin.vm.Pause", "v")

@@ -23,7 +23,8 @@ from vm_net_fixtures import vmnet, booted, netns_of, VM, WEB6, INET6  # noqa: F4
 def test_vm_qube_gets_the_addresses_its_properties_report(vmnet):
     n = booted(vmnet)
     ip, gw, mac = n.prop(VM, "ip"), n.prop(VM, "visible_gateway"), n.prop(VM, "mac")
-    assert ip.startswith("10.137.0.") and gw == n.prop("sys-firewall", "ip")
+    qid = int(n.prop(VM, "qid"))
+    assert ip == f"10.137.{qid >> 8}.{qid & 255}" and gw == n.prop("sys-firewall", "ip")
     assert n.prop(VM, "dns") == "10.139.1.1 10.139.1.2"
     r = n.run(VM, "uname -r; ip -4 -o addr show dev eth0; ip route; cat /etc/resolv.conf; "
                   "cat /sys/class/net/eth0/address")

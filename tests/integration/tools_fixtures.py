@@ -14,6 +14,7 @@ import time
 import pytest
 
 import mount_cleanup
+import qid_slots
 from admin_fixtures import raw_call
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ class ToolsDaemon:
 
     def __init__(self, tmp, defaults=True):
         self.tmp = pathlib.Path(tmp)
+        self.qid_base = qid_slots.next_base()  # apart from other runs' daemons (qid_slots.py)
         # Qubes assemble their root under the runtime dir as their own UID, so it must be
         # traversable (the state root stays private).
         self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="bh-tools-run-"))
@@ -47,7 +49,7 @@ class ToolsDaemon:
 
     def start(self):
         args = [str(BUILD / "src/admin/bulkheadd"), "--root", str(self.tmp / "root"),
-                "--runtime-dir", str(self.runtime), "--no-autostart"]
+                "--runtime-dir", str(self.runtime), "--no-autostart", "--qid-base", str(self.qid_base)]
         if not self.defaults:
             args.append("--no-default-qubes")
         log = open(self.tmp / "bulkheadd.log", "ab")

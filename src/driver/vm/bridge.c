@@ -557,7 +557,9 @@ static int open_transport(const char *port, const char *sock_path)
 {
     if (port)
         return open(port, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    for (int i = 0; i < 600; i++) { /* QEMU makes the socket soon after it starts */
+    /* QEMU makes the socket soon after it starts (bulkheadd starts us without waiting
+     * for it): try every 10 ms for 30 s */
+    for (int i = 0; i < 3000; i++) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un a = { .sun_family = AF_UNIX };
         snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path);
@@ -567,7 +569,7 @@ static int open_transport(const char *port, const char *sock_path)
         }
         if (fd >= 0)
             close(fd);
-        nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
     }
     return -1;
 }

@@ -120,8 +120,9 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
     }
     *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1, .bfd = -1 };
     snprintf(pp->name, sizeof pp->name, "%s", spec->name);
-    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
-    /* just forked by us (it may not have dropped to uid_base yet): by PID and start time */
+    /* both just forked by us (they may not have dropped to uid_base yet): by PID and
+     * start time */
+    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, (uid_t)-1);
     pid_t bpid = bh_vm_pidfile_check(p.bridge_pid, (uid_t)-1);
     pp->efd = epoll_create1(EPOLL_CLOEXEC);
     pp->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
