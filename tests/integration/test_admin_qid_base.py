@@ -187,3 +187,21 @@ def test_a_qube_high_in_the_qid_range_starts_and_runs(tmp_path):
         kill_all(d)
         d.stop()
         d.cleanup()
+
+
+def test_the_qrexec_worlds_qids_are_skipped_by_a_daemon(tmp_path):
+    """The qrexec test world runs qrexec-daemons for its qubes directly, with qids it
+    claims (256 of them, qrexec_fixtures.World); a bulkheadd whose base falls among them
+    gives its qubes none of them."""
+    from qrexec_fixtures import World
+    w = World()
+    d = Daemon(tmp_path, defaults=False, qid_base=w.qid(5)).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+        assert qid(d, "t") >= w.qid_first + World.QIDS
+    finally:
+        d.stop()
+        d.cleanup()
+        w.close()
+    # given back when the world closes
+    assert not qid_slots.held_elsewhere(w.qid(5))
