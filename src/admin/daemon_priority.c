@@ -2,10 +2,16 @@
  * starts). When qubes keep every CPU busy (their `vcpus` share is theirs to use), that
  * loop must not queue behind them, or one busy qube slows every other qube's calls and
  * `qvm-ls` (bench/flood_isolation.sh). So bulkheadd runs at a higher CPU weight than
- * qubes: nice -5 by default, ~3x a nice-0 task's weight in the scheduler. That weight
- * counts against the qubes' common cgroup where the daemon's cgroup is its parent (the
- * daemon started from a shell, cgroup v1's root on the test machines); a service manager
- * that puts the daemon in a cgroup of its own weighs that cgroup instead. Its work for any one qube is bounded per caller (call
+ * qubes: nice -5 by default, ~3x a nice-0 task's weight in the scheduler. Where that
+ * weight counts: against the qubes' common cgroup where both are children of the same
+ * cgroup and autogroup is off; with autogroup (kernel.sched_autogroup_enabled=1, as on
+ * Debian and the test machines), tasks of the root cgroup are weighed per session, so
+ * it ranks the daemon inside the session that started it, above the helpers it forks
+ * for the qubes (engine stages, mkfs, network set-up, sweeps), which is where the
+ * flood bench found its loop waiting; under a service manager, the daemon's cgroup
+ * weighs. Taking a session of its own with the raised autogroup weight was measured
+ * too and not kept: its helpers then share that weight, and a quiet qube's calls (which
+ * do not pass through the daemon) got slower under the flood. Its work for any one qube is bounded per caller (call
  * rates, disposable rates; docs/ns-engine.md), so the weight buys responsiveness, not a
  * way for a qube to take more CPU.
  *

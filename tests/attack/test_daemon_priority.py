@@ -23,6 +23,11 @@ def _can_raise():
 pytestmark = pytest.mark.skipif(not _can_raise(), reason="root cannot raise a process's CPU weight here (no CAP_SYS_NICE)")
 
 
+@pytest.fixture(autouse=True)
+def _default_weight(monkeypatch):
+    monkeypatch.delenv("BULKHEAD_DAEMON_NICE", raising=False)
+
+
 def nice_of(pid):
     with open(f"/proc/{pid}/stat") as f:
         st = f.read()

@@ -183,9 +183,25 @@ def test_boot_that_never_finishes_is_killed(vm_env):
     with pytest.raises(AdminError) as e:
         start(d, "v")
     assert "did not boot within 1 s" in e.value.msg
+    assert qemu_zombies(d) == []
     d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
     assert state_of(d, "v") == "Halted"
     assert vm_leftovers(d, "v") == []
+
+
+def qemu_zombies(d):
+    """bulkheadd's children that are QEMUs it has not reaped."""
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fl = st[st.rindex(")") + 2:].split()
+        if int(fl[1]) == d.proc.pid and fl[0] == "Z" and "qemu" in st[st.index("(") + 1:st.rindex(")")]:
+            out.append(int(p))
+    return out
 
 
 def test_guest_kernel_panic_fails_the_start(vm_env):
@@ -194,6 +210,7 @@ def test_guest_kernel_panic_fails_the_start(vm_env):
     with pytest.raises(AdminError) as e:
         start(d, "v")
     assert "stopped while booting" in e.value.msg
+    assert qemu_zombies(d) == []  # the QEMU that ended by itself was reaped
     d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
     assert state_of(d, "v") == "Halted"
     assert vm_leftovers(d, "v") == []

@@ -140,10 +140,14 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
     }
     if (!ok) {
         int e = errno;
+        char log[4200];
+        snprintf(log, sizeof log, "%s/qemu.log", p.rt);
+        _cleanup_free_ char *msg = qpid <= 0 ? bh_read_file(log, 400, NULL) : NULL;
         pending_free(pp);
         bh_vm_cleanup(spec, &p);
-        return bh_fail(err, e ? e : EIO, "%s: %s", spec->name,
-                       qpid <= 0 ? "QEMU is gone" : bpid <= 0 ? "the host's vchan bridge is gone" : "watching the start failed");
+        return bh_fail(err, e ? e : EIO, "%s: %s%s%s", spec->name,
+                       qpid <= 0 ? "QEMU is gone" : bpid <= 0 ? "the host's vchan bridge is gone" : "watching the start failed",
+                       msg && *msg ? ": " : "", msg ? msg : "");
     }
     return pp->efd;
 }

@@ -554,9 +554,37 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     return 0;
 }
 
+/* A recorded process that has already ended and is our child (a QEMU that died while
+ * booting): reaped, or it stays a zombie for the daemon's life. The start time must
+ * match the record, so a reused pid (another child of ours) is never waited for. */
+static void reap_recorded(const char *pidfile)
+{
+    _cleanup_free_ char *t = bh_read_file(pidfile, 64, NULL);
+    int pid;
+    unsigned long long start;
+    if (!t || sscanf(t, "%d %llu", &pid, &start) != 2 || pid <= 1)
+        return;
+    struct bh_init_id id = { 0 };
+    char sp[64];
+    snprintf(sp, sizeof sp, "/proc/%d/stat", pid);
+    _cleanup_free_ char *st = bh_read_file(sp, 4096, NULL);
+    char state = 0;
+    uint64_t s2;
+    if (bh_init_id_read_proc(pid, &id) == 0 && id.starttime == start && st && bh_proc_stat_parse(st, &s2, &state) == 0 &&
+        state == 'Z')
+        waitpid(pid, NULL, WNOHANG);
+}
+
 static void kill_recorded(const char *pidfile, uid_t uid)
 {
     pid_t pid = bh_vm_pidfile_check(pidfile, uid);
+    /* just started (a Kill, or a failed start, right after the launch): still root,
+     * before its drop to the qube's UID; the record (root's file in a root dir) and its
+     * start time name it */
+    if (pid < 0 && uid != (uid_t)-1 && uid != 0)
+        pid = bh_vm_pidfile_check(pidfile, 0);
+    if (pid < 0)
+        reap_recorded(pidfile);
     if (pid > 0) {
         int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pfd >= 0) {
