@@ -8,20 +8,71 @@
  * How: a child drops to the UID (real, effective and saved; with it every capability)
  * and calls kill(-1, SIGKILL), which reaches exactly the processes whose real or saved
  * UID is that UID (kill(2)'s permission rule for an unprivileged sender), never itself,
- * root's or another UID's. Repeated until nothing is left to signal: a process with
- * SIGKILL pending cannot fork, and kill(-1) walks the process list under the lock that
- * fork takes, so a fork bomb is ended within a few passes. */
+ * root's or another UID's. Repeated until /proc shows no live process of the UID: a
+ * process with SIGKILL pending cannot fork, and kill(-1) walks the process list under
+ * the lock that fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own
+ * result cannot tell when to stop: it is 0 whenever any other process exists, even if
+ * none could be signalled (Linux counts every process it tried), so a loop waiting for
+ * ESRCH ran all its passes and warned at every halt. Zombies are not counted: they run
+ * nothing, and their parent (a relay, qrexec-daemon) collects them. */
 #include "qube_ids_reap.h"
 #include "log.h"
 #include "qrexec_ids.h"
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REAP_PASSES 64
+
+/* Whether /proc/<pid>/status is of a live (not zombie or dead) process whose real or
+ * saved UID is uid: the ones kill(-1) as uid reaches. */
+static bool status_is_live_of(const char *pid, uid_t uid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%s/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* gone meanwhile */
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *st = strstr(buf, "\nState:\t");
+    if (st && (st[8] == 'Z' || st[8] == 'X'))
+        return false;
+    const char *u = strstr(buf, "\nUid:\t");
+    unsigned long real, eff, saved;
+    if (!u || sscanf(u + 6, "%lu %lu %lu", &real, &eff, &saved) != 3)
+        return true; /* unreadable: assume the worst, another pass */
+    return real == uid || saved == uid;
+}
+
+/* In the dropped child: is any live process of uid left but this one? */
+static bool uid_has_processes(uid_t uid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return true;
+    char self[24];
+    snprintf(self, sizeof self, "%d", (int)getpid());
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)))
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && strcmp(e->d_name, self) != 0)
+            found = status_is_live_of(e->d_name, uid);
+    closedir(d);
+    return found;
+}
 
 static int reap_uid(uid_t uid)
 {
@@ -36,10 +87,17 @@ static int reap_uid(uid_t uid)
             _exit(2);
         if (getuid() != uid || geteuid() != uid)
             _exit(2);
-        for (int i = 0; i < REAP_PASSES; i++)
-            if (kill(-1, SIGKILL) < 0)
-                _exit(errno == ESRCH ? 0 : 3);
-        _exit(4); /* still something to signal after every pass */
+        for (int i = 0; i < REAP_PASSES; i++) {
+            if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
+                _exit(3);
+            if (!uid_has_processes(uid))
+                _exit(0);
+            /* a killed process still tearing down its memory is listed a little
+             * longer: from the fourth pass on, give it a millisecond */
+            if (i >= 3)
+                nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        }
+        _exit(4); /* still something alive after every pass */
     }
     int st = 0;
     while (waitpid(pid, &st, 0) < 0)

@@ -9,19 +9,20 @@ qube's range (SO_PEERCRED; from the store's qid as bulkheadd assigns it, or
 --agent-uid). Controls: without a known range the same impostor IS the agent, and a
 listener of the qube's own UID is served."""
 import pathlib
-import random
 import socket
 import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import qid_slots  # noqa: E402
 from gui_fixtures import gui_bin, host_display  # noqa: E402,F401
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
 
 UID_FIRST, UID_RANGE = 1 << 20, 1 << 16  # host_ids.h
-QID = 13
-C_QID = random.randrange(40000, 50000)  # the impostor's qube (a qid no other test uses)
+# the victim's and the impostor's qids: this test process's own on the host (qid_slots.py)
+QID = qid_slots.take()
+C_QID = qid_slots.take()
 
 # Listens (as its own UID: the kernel records the listener's credentials at listen())
 # on the socket the test bound, and reports each connection and the bytes it brought

@@ -11,7 +11,6 @@ another UID (SO_PEERCRED). Positive controls: without the check the same imposto
 taken as the agent (the attack is real), and a listener of the right UID is served."""
 import os
 import pathlib
-import random
 import subprocess
 import sys
 
@@ -20,10 +19,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from qrexec_fixtures import CALL_GID, CALL_ID_BASE, Qube, bin_path, hello, world  # noqa: E402,F401
 
 UID_FIRST, UID_RANGE = 1 << 20, 1 << 16  # host_ids.h: qube qid's host UIDs
-# qids no other test uses: tests running alongside clean up the processes of their
-# qubes' identities (the low qids)
-A_QID = random.randrange(30000, 40000)
-B_QID = A_QID + 1
+# the world's numbers for the two qubes (World.qid: qids of the world's own on this host)
+A, B = 1, 2
 
 # Binds the agent's name, answers the daemon's HELLO as an agent would, and reports
 # how many bytes the daemon sent it (its HELLO is 12).
@@ -81,7 +78,7 @@ def scenario(w, name, qid, listener_uid, listener_gid, check):
     for p in (w.runtime, w.runtime / "qubes", q.dir):  # the listener (not root) reaches the dir
         p.chmod(p.stat().st_mode | 0o011)
     lst = listen_as(q, listener_uid, listener_gid)
-    extra = ("--agent-uid", str(UID_FIRST + qid * UID_RANGE)) if check else ()
+    extra = ("--agent-uid", str(UID_FIRST + q.qid * UID_RANGE)) if check else ()
     d, ready = run_daemon(w, q, *extra)
     try:
         line = lst.stdout.readline().strip() or lst.stdout.read()
@@ -95,20 +92,20 @@ def scenario(w, name, qid, listener_uid, listener_gid, check):
 
 
 def test_another_qubes_call_identity_is_not_taken_as_the_agent(world):
-    line, ok, rc, log = scenario(world, "b", B_QID, CALL_ID_BASE + A_QID, CALL_GID, check=True)
+    line, ok, rc, log = scenario(world, "b", B, CALL_ID_BASE + world.qid(A), CALL_GID, check=True)
     assert line == "daemon-bytes 0", (line, log)  # not one byte of b's daemon reached a
     assert ok != b"1" and rc == 3, (ok, rc, log)  # b's start fails ...
-    assert f"bound by UID {CALL_ID_BASE + A_QID}, not the qube's {UID_FIRST + B_QID * UID_RANGE}" in log, log
+    assert f"bound by UID {CALL_ID_BASE + world.qid(A)}, not the qube's {UID_FIRST + world.qid(B) * UID_RANGE}" in log, log
 
 
 def test_control_without_the_check_the_impostor_is_the_agent(world):
-    line, ok, _, log = scenario(world, "b", B_QID, CALL_ID_BASE + A_QID, CALL_GID, check=False)
+    line, ok, _, log = scenario(world, "b", B, CALL_ID_BASE + world.qid(A), CALL_GID, check=False)
     assert line == "daemon-bytes 12" and ok == b"1", (line, ok, log)
 
 
 def test_control_the_qubes_own_uid_is_served(world):
-    uid = UID_FIRST + B_QID * UID_RANGE
-    line, ok, _, log = scenario(world, "b", B_QID, uid, uid, check=True)
+    uid = UID_FIRST + world.qid(B) * UID_RANGE
+    line, ok, _, log = scenario(world, "b", B, uid, uid, check=True)
     assert line == "daemon-bytes 12" and ok == b"1", (line, ok, log)
 
 

@@ -10,6 +10,7 @@ The attacker here is a detached process (own session) with a's call UID, and one
 a's daemon UID, started while a runs. Positive control: both are alive before the kill
 (and keep running while a runs); after admin.vm.Kill a both are gone, killed by SIGKILL.
 Processes of b's call UID and root's are untouched by a's halt."""
+import os
 import pathlib
 import signal
 import subprocess
@@ -67,6 +68,9 @@ def test_a_halted_qubes_call_and_daemon_uid_processes_are_ended(engine_daemon):
         # ended by the halt (SIGKILL), not later: the Kill's reply comes after it
         assert call_a.wait(timeout=10) == -signal.SIGKILL
         assert unpriv_a.wait(timeout=10) == -signal.SIGKILL
+        # and the sweep knew it was done: it stops once /proc shows none of the UIDs
+        # left (kill(-1)'s result cannot say; a sweep that ran out of passes warns)
+        assert "the sweep did not finish" not in d.log.read_text()
         # another qube's call identity and root's processes are untouched
         assert call_b.poll() is None and mine.poll() is None
         assert "b class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
@@ -76,3 +80,52 @@ def test_a_halted_qubes_call_and_daemon_uid_processes_are_ended(engine_daemon):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def live_of(uid):
+    """pids of live (not zombie) processes whose real or saved UID is uid."""
+    out = []
+    for p in pathlib.Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            st = (p / "status").read_text()
+        except OSError:
+            continue
+        state = st.split("\nState:\t", 1)[1][0]
+        u = [int(x) for x in st.split("\nUid:\t", 1)[1].split()[:3]]
+        if state not in "ZX" and (u[0] == uid or u[2] == uid):
+            out.append(int(p.name))
+    return out
+
+
+def test_a_forking_leftover_of_a_halted_qube_is_ended_to_the_last_child(engine_daemon):
+    """A taken-over call that keeps forking (bounded here: 400 children, then it waits)
+    while the qube halts: every one of them is gone after the halt, and the sweep says
+    it finished."""
+    d = engine_daemon
+    assert qvm_run(d, "a", "true").returncode == 0
+    uid = CALL_ID_BASE + int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    forker = subprocess.Popen(["sh", "-c", "i=0; while [ $i -lt 400 ]; do sleep 600 & i=$((i+1)); done; wait"],
+                              preexec_fn=become(uid, CALL_GID), start_new_session=True,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # positive control: it forks, as the call identity
+        deadline = time.monotonic() + 60
+        while len(live_of(uid)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(live_of(uid)) >= 20
+        d.call("admin.vm.Kill", "a")
+        assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
+        assert forker.wait(timeout=10) == -signal.SIGKILL
+        assert live_of(uid) == []
+        assert "the sweep did not finish" not in d.log.read_text()
+    finally:
+        if forker.poll() is None:
+            forker.kill()
+            forker.wait()
+        for pid in live_of(uid):  # only ours: this test made every process of this UID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -94,8 +94,8 @@ def test_source_is_what_the_daemon_knows(world):
     assert body[8:].rstrip(b"\0") == b"ID2"
     # be the qube's qrexec-client-vm: serve the data stream in our own vchan dir
     srv = socket.socket(socket.AF_UNIX)
-    srv.bind(str(q.vchan / f"vchan.7.{dom}.{port}.sock"))
-    os.chmod(q.vchan / f"vchan.7.{dom}.{port}.sock", 0o666)  # as qrexec-client-vm binds it
+    srv.bind(str(q.vchan / f"vchan.{q.qid}.{dom}.{port}.sock"))
+    os.chmod(q.vchan / f"vchan.{q.qid}.{dom}.{port}.sock", 0o666)  # as qrexec-client-vm binds it
     srv.listen(1)
     srv.settimeout(30)  # a loaded machine: the call process forks and connects first
     c, _ = srv.accept()
@@ -263,7 +263,7 @@ def test_planted_symlink_for_the_control_socket(world):
     from qrexec_fixtures import Qube
     q = Qube(world, "evil", 7)
     # the qube points its control socket name at another qube's agent (host path)
-    os.symlink(str(work.vchan / "vchan.5.0.512.sock"), q.vchan / "vchan.7.0.512.sock")
+    os.symlink(str(work.vchan / f"vchan.{work.qid}.0.512.sock"), q.vchan / f"vchan.{q.qid}.0.512.sock")
     d, ready = start_daemon(world, q)
     assert d.wait(20) == 3
     os.close(ready)
@@ -278,7 +278,7 @@ def test_hostile_data_stream_to_dom0_client(world):
         t, body = fa.recv_msg()
         dom, port = struct.unpack("<II", body[:8])
         c = socket.socket(socket.AF_UNIX)
-        path = q.vchan / f"vchan.{dom}.7.{port}.sock"
+        path = q.vchan / f"vchan.{dom}.{q.qid}.{port}.sock"
         for _ in range(3000):
             try:
                 c.connect(str(path))

@@ -21,7 +21,7 @@ def evil(world, *extra, name="evil", qid=7):
     world.qubes[name] = q
     fa = FakeAgent(q, 3)
     r, w = os.pipe()
-    d = world.spawn([bin_path("qrexec-daemon"), "--name", name, "--domid", str(qid), "--runtime",
+    d = world.spawn([bin_path("qrexec-daemon"), "--name", name, "--domid", str(q.qid), "--runtime",
                      str(world.runtime), "--ready-fd", str(w), "--startup-timeout", "5", "--test-allow",
                      str(world.allow), *extra], pass_fds=(w,), log=f"daemon-{name}")
     os.close(w)

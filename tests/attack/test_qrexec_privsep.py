@@ -162,7 +162,7 @@ def test_the_agents_hello_is_read_unprivileged():
         w.qubes["slow"] = q
         fa = FakeAgent(q, 3)
         r, wr = os.pipe()
-        p = w.spawn([bin_path("qrexec-daemon"), "--name", "slow", "--domid", "7", "--runtime", str(w.runtime),
+        p = w.spawn([bin_path("qrexec-daemon"), "--name", "slow", "--domid", str(q.qid), "--runtime", str(w.runtime),
                      "--ready-fd", str(wr), "--startup-timeout", "5"], pass_fds=(wr,), log="daemon-slow")
         os.close(wr)
         # accept the daemon's connection but send no HELLO: the daemon waits for it
@@ -208,7 +208,7 @@ def test_the_monitor_holds_the_call_limits_itself():
             env = dict(os.environ, BULKHEAD_QREXEC_CALL_RATE="2", BULKHEAD_QREXEC_MAX_PENDING="16")
             if unlimited:
                 env["BULKHEAD_QREXEC_TEST_UNLIMITED_READER"] = "1"
-            w.spawn([bin_path("qrexec-daemon"), "--name", "evil", "--domid", "7", "--runtime", str(w.runtime),
+            w.spawn([bin_path("qrexec-daemon"), "--name", "evil", "--domid", str(q.qid), "--runtime", str(w.runtime),
                      "--ready-fd", str(wr), "--startup-timeout", "5", "--call-timeout", "5", "--test-allow",
                      str(w.allow)], pass_fds=(wr,), env=env, log="daemon-evil")
             os.close(wr)

@@ -49,14 +49,16 @@ FAKE_TARGET = textwrap.dedent('''
 
 
 def call_through_fake_target(world, answer_qid):
-    """work (qid 7, hostile agent) calls evil (qid 9, stand-in daemon answering
-    answer_qid); returns the message work's agent gets back and the call's log."""
+    """work (the world's qid 7, hostile agent) calls evil (its qid 9, stand-in daemon
+    answering the world's qid answer_qid); returns the message work's agent gets back and
+    the call's log."""
+    answer_qid = world.qid(answer_qid)
     world.allow_call("test.X", "work", "evil")
     evil = world.runtime / "qubes" / "evil"
     (evil / "vchan").mkdir(parents=True)
     os.chmod(evil / "vchan", 0o1777)
     ready = world.tmp / "fake-ready"
-    world.spawn(["/usr/bin/python3", "-c", FAKE_TARGET, "--name", "evil", "--domid", "9",
+    world.spawn(["/usr/bin/python3", "-c", FAKE_TARGET, "--name", "evil", "--domid", str(world.qid(9)),
                  "--socket", str(evil / "qrexec.sock"), "--answer-qid", str(answer_qid), "--ready", str(ready)],
                 log="fake-evil")
     import time
@@ -67,7 +69,7 @@ def call_through_fake_target(world, answer_qid):
     world.qubes["work"] = work
     fa = FakeAgent(work, 3)
     r, w = os.pipe()
-    world.spawn([bin_path("qrexec-daemon"), "--name", "work", "--domid", "7", "--runtime", str(world.runtime),
+    world.spawn([bin_path("qrexec-daemon"), "--name", "work", "--domid", str(work.qid), "--runtime", str(world.runtime),
                  "--ready-fd", str(w), "--startup-timeout", "5", "--call-timeout", "5", "--test-allow",
                  str(world.allow)], pass_fds=(w,), log="daemon-work")
     os.close(w)
@@ -82,11 +84,11 @@ def call_through_fake_target(world, answer_qid):
 def test_a_foreign_qid_from_the_target_is_refused(world):
     t, body, log = call_through_fake_target(world, answer_qid=11)
     assert t == MSG["REFUSED"], (hex(t), body, log)
-    assert "foreign qid 11" in log
+    assert f"foreign qid {world.qid(11)}" in log
 
 
 def test_the_targets_own_qid_is_accepted(world):
     """Positive control: the same stand-in, answering its own qid, gets the call wired."""
     t, body, log = call_through_fake_target(world, answer_qid=9)
     assert t == MSG["SERVICE_CONNECT"], (hex(t), body, log)
-    assert struct.unpack("<II", body[:8]) == (9, 513)
+    assert struct.unpack("<II", body[:8]) == (world.qid(9), 513)

@@ -16,7 +16,6 @@ the same impostor gets a's bytes and its forged answer is what the caller prints
 attack is real); with the check, b's real answer arrives after the impostor was dropped."""
 import os
 import pathlib
-import random
 import re
 import signal
 import struct
@@ -29,9 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from qrexec_fixtures import MSG, hello, msg, world  # noqa: E402,F401
 from test_qrexec_privsep import CALL_GID, CALL_ID_BASE  # noqa: E402
 
-# qids no other test uses (tests alongside end the processes of their qubes' identities)
-A_QID = random.randrange(40000, 50000)
-B_QID, C_QID = A_QID + 1, A_QID + 2
+# the world's numbers for qubes a, b and the impostor c (World.qid: qids of its own)
+A_QID, B_QID, C_QID = 1, 2, 3
 
 # As qube c's call identity: waits for a name matching the pattern in b's vchan dir,
 # connects, answers as b's service would ("forged", exit 0) and reports how many bytes
@@ -78,7 +76,7 @@ FORGED = (hello(3) + msg(MSG["STDOUT"], b"forged\n") + msg(MSG["STDOUT"]) + msg(
 
 def impostor(w, q, pattern):
     return subprocess.Popen([sys.executable, "-c", IMPOSTOR, str(q.vchan), pattern, FORGED.hex()],
-                            user=CALL_ID_BASE + C_QID, group=CALL_GID, extra_groups=[], stdin=subprocess.DEVNULL,
+                            user=CALL_ID_BASE + w.qid(C_QID), group=CALL_GID, extra_groups=[], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -122,38 +120,42 @@ def dom0_call(w):
     return lambda: w.client("b", "user:echo real", timeout=60)
 
 
-RELAY_NAME = rf"vchan\.{A_QID}\.{B_QID}\.\d+\.sock"
-DOM0_NAME = rf"vchan\.0\.{B_QID}\.\d+\.sock"
+def relay_name(w):
+    return rf"vchan\.{w.qid(A_QID)}\.{w.qid(B_QID)}\.\d+\.sock"
+
+
+def dom0_name(w):
+    return rf"vchan\.0\.{w.qid(B_QID)}\.\d+\.sock"
 
 
 def test_another_qubes_call_identity_cannot_take_a_relayed_call(world):
     a, b = two_qubes(world, check=True)
-    report, r = attack(world, b, RELAY_NAME, qube_call(a))
+    report, r = attack(world, b, relay_name(world), qube_call(a))
     assert report == "got 0", report  # not one byte of a's call reached c
     assert r.returncode == 0 and r.stdout == b"real\n", r  # b answered, not c
     log = world.log_text("daemon-a")
-    assert re.search(rf"connection from UID {CALL_ID_BASE + C_QID} \(pid \d+\), not the qube's 0 range: dropped",
+    assert re.search(rf"connection from UID {CALL_ID_BASE + world.qid(C_QID)} \(pid \d+\), not the qube's 0 range: dropped",
                      log), log
 
 
 def test_control_without_the_check_the_relayed_call_is_taken(world):
     a, b = two_qubes(world, check=False)
-    report, r = attack(world, b, RELAY_NAME, qube_call(a))
+    report, r = attack(world, b, relay_name(world), qube_call(a))
     assert report != "got 0", report  # c read a's side of the stream
     assert r.stdout == b"forged\n", r  # and answered for b
 
 
 def test_another_qubes_call_identity_cannot_take_a_dom0_command(world):
     _, b = two_qubes(world, check=True)
-    report, r = attack(world, b, DOM0_NAME, dom0_call(world))
+    report, r = attack(world, b, dom0_name(world), dom0_call(world))
     assert report == "got 0", report
     assert r.returncode == 0 and r.stdout == b"real\n", r
-    assert f"connection from UID {CALL_ID_BASE + C_QID}" in r.stderr.decode(), r.stderr
+    assert f"connection from UID {CALL_ID_BASE + world.qid(C_QID)}" in r.stderr.decode(), r.stderr
 
 
 def test_control_without_the_check_the_dom0_command_is_taken(world):
     _, b = two_qubes(world, check=False)
-    report, r = attack(world, b, DOM0_NAME, dom0_call(world))
+    report, r = attack(world, b, dom0_name(world), dom0_call(world))
     assert report != "got 0", report
     assert r.stdout == b"forged\n", r
 
@@ -164,7 +166,7 @@ def test_a_dom0_command_nobody_answers_leaves_no_name(world):
     use up one of the inodes reserved for dom0's calls there. qrexec-client removes its
     name when its wait ends without a connection, as the relay's call process does."""
     _, b = two_qubes(world, check=True)
-    names = lambda: [n for n in os.listdir(b.vchan) if re.fullmatch(DOM0_NAME, n)]  # noqa: E731
+    names = lambda: [n for n in os.listdir(b.vchan) if re.fullmatch(dom0_name(world), n)]  # noqa: E731
     os.kill(b.agent.pid, signal.SIGSTOP)
     try:
         r = world.client("b", "user:echo real", args=("-w", "2"), timeout=60)

@@ -46,7 +46,7 @@ def hostile_caller(world, name, qid):
     fa = FakeAgent(q, 3)
     r, w = os.pipe()
     env = dict(os.environ, BULKHEAD_QREXEC_CALL_RATE="10000")  # the rate limit is not what is tested
-    world.spawn([bin_path("qrexec-daemon"), "--name", name, "--domid", str(qid), "--runtime", str(world.runtime),
+    world.spawn([bin_path("qrexec-daemon"), "--name", name, "--domid", str(q.qid), "--runtime", str(world.runtime),
                  "--ready-fd", str(w), "--startup-timeout", "5", "--call-timeout", "30", "--test-allow",
                  str(world.allow)], pass_fds=(w,), env=env, log=f"daemon-{name}")
     os.close(w)
@@ -67,7 +67,7 @@ def test_calls_from_another_qube_leave_room_for_dom0(world):
         n = 64  # the caller's whole quota of pending calls: more than the dir holds
         fa.conn.sendall(b"".join(trigger3("work", f"H{i}", "test.Wait") for i in range(n)))
         got = [fa.recv_msg(timeout=30)[0] for _ in range(n)]
-        held = [x for x in os.listdir(work.vchan) if x.startswith("vchan.7.5.")]
+        held = [x for x in os.listdir(work.vchan) if x.startswith(f"vchan.{world.qid(7)}.{work.qid}.")]
         # positive control: the flood really took most of the target's dir
         assert got.count(MSG["SERVICE_CONNECT"]) >= 40 and len(held) >= 40, (got.count(MSG["SERVICE_CONNECT"]),
                                                                              len(held))
@@ -77,7 +77,7 @@ def test_calls_from_another_qube_leave_room_for_dom0(world):
                                    "user:echo dom0 still gets in"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while time.time() < deadline and client.poll() is None and \
-                not any(x.startswith("vchan.0.5.") for x in os.listdir(work.vchan)):
+                not any(x.startswith(f"vchan.0.{work.qid}.") for x in os.listdir(work.vchan)):
             time.sleep(0.05)
         assert client.poll() is None, client.communicate()  # it did not fail at bind (ENOSPC)
     finally:

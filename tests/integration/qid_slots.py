@@ -11,8 +11,10 @@ is left to the tests:
   (separate pytest processes) practically never meet, and a daemon that stops and starts
   again finds its stored qids free (a daemon refuses to start when another holds one).
 - An engine or qrexec-daemon a test starts directly (bulkhead-ns --qid, qrexec-daemon
-  --domid) is given a qid that this process claims with the same lock (claim), so that
-  no daemon hands it to a qube meanwhile and no other run uses it.
+  --domid) is given a qid that this process claims with the same lock (take, claim), so
+  that no daemon hands it to a qube meanwhile and no other run uses it. The qrexec test
+  world (qrexec_fixtures.World) claims 256 qids and maps the small numbers its tests
+  name (world.qube("work", 5)) into them: world.qid(5).
 """
 import fcntl
 import os
@@ -22,7 +24,8 @@ import struct
 CLAIMS = "/run/bulkhead-qids"
 SLOT = 64            # qids per slot: far more than the qubes one test's daemon makes (defaults: 9)
 FIRST_SLOT = 16      # qids below 1024 stay for daemons started without a base (make run)
-LAST_SLOT = 65472 // SLOT - 1   # the last whole slot below BH_QID_MAX (65518)
+QID_MAX = 65518      # BH_QID_MAX (src/lib/host_ids.h)
+LAST_SLOT = (QID_MAX + 1) // SLOT - 1   # the last whole slot below it
 
 _next = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).randrange(FIRST_SLOT, LAST_SLOT + 1)
 _fd = None
@@ -64,12 +67,19 @@ def claim(n):
     fd = _claims_fd()
     for _ in range(LAST_SLOT - FIRST_SLOT + 1):
         base = next_base()
+        if base + n - 1 > QID_MAX:
+            continue
         try:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, base, n))
             return base
         except OSError:
             continue
     raise RuntimeError("no free qid slot on this host")
+
+
+def release(first, n):
+    """Gives back a claim(n) that returned first."""
+    fcntl.fcntl(_claims_fd(), fcntl.F_OFD_SETLK, _flock(fcntl.F_UNLCK, first, n))
 
 
 QUBE_UID_FIRST = 1 << 20   # src/lib/host_ids.h: qube qid's UIDs start at 2^20 + 2^16 * qid

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+import qid_slots
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
 BIN = BUILD / "src" / "qrexec"
@@ -87,7 +89,9 @@ def bin_path(name):
 
 class Qube:
     def __init__(self, world, name, qid):
-        self.world, self.name, self.qid = world, name, qid
+        """qid: the test's number for the qube (1-255), mapped to a qid of the world's own
+        (World.qid): self.qid is the one the qube really has."""
+        self.world, self.name, self.qid = world, name, world.qid(qid)
         self.dir = world.runtime / "qubes" / name
         self.vchan = self.dir / "vchan"
         self.home = world.tmp / "home" / name
@@ -150,7 +154,12 @@ def as_dom0_socket(path):
 
 
 class World:
+    QIDS = 256
+
     def __init__(self):
+        # qids of this world's own, claimed on the host (qid_slots.py): two test runs side
+        # by side never give two qubes one host identity, nor does a bulkheadd beside them
+        self.qid_first = qid_slots.claim(self.QIDS)
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="bh-qrexec-"))
         # searchable (not listable) by others, as /etc/qubes-rpc is: the daemon's call
         # processes, which are not root, run the dom0 services in dom0-rpc/
@@ -170,6 +179,11 @@ class World:
         real = (ROOT / "src/agent/qubes-rpc/qubes.Filecopy").read_text()
         self.service("qubes.Filecopy", real.replace("/usr/lib/bulkhead/", f"{AGENT}/"))
         self.service("qubes.OpenInVM", f"#!/bin/sh\nexec {AGENT}/qfile-opener\n")
+
+    def qid(self, n):
+        """The qid of the qube the test numbers n (1 to 255; 0 is dom0, and stays 0)."""
+        assert 0 <= n < self.QIDS, n
+        return self.qid_first - 1 + n if n else 0
 
     def service(self, name, script, dom0=False):
         p = (self.dom0_rpc if dom0 else self.rpc) / name
@@ -231,6 +245,7 @@ class World:
                                                                       "LeakSanitizer"))]
         reports = {n: self.log_text(n[:-4])[-3000:] for n in bad}
         shutil.rmtree(self.tmp, ignore_errors=True)
+        qid_slots.release(self.qid_first, self.QIDS)
         assert not bad, f"sanitizer reports: {reports}"
 
 

@@ -187,3 +187,32 @@ def test_a_qube_high_in_the_qid_range_starts_and_runs(tmp_path):
         kill_all(d)
         d.stop()
         d.cleanup()
+
+
+def test_the_qrexec_worlds_qids_are_skipped_by_a_daemon(tmp_path):
+    """The qrexec test world runs qrexec-daemons for its qubes directly, with qids it
+    claims (256 of them, qrexec_fixtures.World); a bulkheadd whose base falls among them
+    gives its qubes none of them."""
+    from qrexec_fixtures import World
+    w = World()
+    d = Daemon(tmp_path, defaults=False, qid_base=w.qid(5)).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+        assert qid(d, "t") >= w.qid_first + World.QIDS
+    finally:
+        d.stop()
+        d.cleanup()
+        w.close()
+    # given back when the world closes
+    assert not qid_slots.held_elsewhere(w.qid(5))
+
+
+@pytest.mark.parametrize("bad", ["0", "65519", "70000"])
+def test_the_ns_engine_refuses_a_qid_out_of_range(tmp_path, bad):
+    """bulkhead-ns --qid used directly: 0 is dom0's, and past 65518 the qube's host IDs
+    would wrap onto another qube's (its procfs UID is 2^19 + 3 * 2^16 + qid)."""
+    r = subprocess.run([str(BUILD / "src/driver/bulkhead-ns"), "--runtime", str(tmp_path / "rt"), "start", "x",
+                        "--uid-base", str(qid_slots.uid_base(qid_slots.take())), "--qid", bad],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a qid from 1 to 65518" in r.stderr, r.stderr
+    assert not (tmp_path / "rt" / "qubes" / "x").exists()

@@ -181,18 +181,19 @@ def test_many_calls_release_ports(world):
     # the last call's data socket may go a moment after its client returned: polled
     vchan = world.qubes["work"].vchan
     deadline = time.time() + 60
-    while time.time() < deadline and sorted(os.listdir(vchan)) != ["vchan.5.0.512.sock"]:
+    ctl = f"vchan.{world.qid(5)}.0.512.sock"
+    while time.time() < deadline and sorted(os.listdir(vchan)) != [ctl]:
         time.sleep(0.05)
-    assert sorted(os.listdir(vchan)) == ["vchan.5.0.512.sock"]
+    assert sorted(os.listdir(vchan)) == [ctl]
 
 
 def test_daemon_refuses_old_protocol_agent(world):
     import socket
     q = world.qube("old", 9, agent=False, daemon=False)
     srv = socket.socket(socket.AF_UNIX)
-    srv.bind(str(q.vchan / "vchan.9.0.512.sock"))
+    srv.bind(str(q.vchan / f"vchan.{q.qid}.0.512.sock"))
     srv.listen(1)
-    d = world.spawn([bin_path("qrexec-daemon"), "--name", "old", "--domid", "9", "--runtime", str(world.runtime),
+    d = world.spawn([bin_path("qrexec-daemon"), "--name", "old", "--domid", str(q.qid), "--runtime", str(world.runtime),
                      "--startup-timeout", "5"], log="daemon-old")
     c, _ = srv.accept()
     from qrexec_fixtures import hello

@@ -78,7 +78,7 @@ def start_daemon(world, q, policy_dir, admin_path):
 def test_policy_engine_decides(world):
     admin_path = str(world.tmp / "qubesd.sock")
     Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"}, world.runtime,
-          {"work": 5, "personal": 6})
+          {"work": world.qid(5), "personal": world.qid(6)})
     pol = world.tmp / "policy.d"
     pol.mkdir()
     (pol / "30-test.policy").write_text("test.Echo  *  work  personal  allow\n"
@@ -104,10 +104,9 @@ def test_policy_change_decides_the_next_call(world):
     does), after a call served from the kept load, decides the very next call. (The
     stand-in bulkheadd here checks nothing: the daemon's decision alone is tested.)"""
     admin_path = str(world.tmp / "qubesd.sock")
-    # qids no other test uses: a halt of a qube with the same qid under another bulkheadd
-    # on this host (a test run beside this one) ends that qid's call processes
+    # (the world's qids are its own on this host: qid_slots.py)
     Admin(admin_path, {"dom0": "AdminVM", "work": "AppVM", "personal": "AppVM"}, world.runtime,
-          {"work": 141, "personal": 142})
+          {"work": world.qid(141), "personal": world.qid(142)})
     pol = world.tmp / "policy.d"
     pol.mkdir()
     f = pol / "30-test.policy"

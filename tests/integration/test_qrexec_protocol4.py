@@ -176,7 +176,7 @@ def test_client_vm_with_agent_end_to_end_v4(world):
     d = socket.socket(socket.AF_UNIX)
     for _ in range(3000):
         try:
-            d.connect(str(work.vchan / "vchan.5.6.515.sock"))
+            d.connect(str(work.vchan / f"vchan.{work.qid}.6.515.sock"))
             break
         except OSError:
             time.sleep(0.02)

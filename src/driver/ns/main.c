@@ -7,6 +7,7 @@
  *
  * The qube's runtime dir is DIR/qubes/NAME (DIR: --runtime, $BULKHEAD_RUNTIME, or
  * /run/bulkhead). The options fill a struct bh_qube_spec exactly as bulkheadd would. */
+#include "host_ids.h"
 #include "ns.h"
 #include "log.h"
 #include "names.h"
@@ -105,7 +106,17 @@ int main(int argc, char **argv)
         case 'R': runtime = optarg; break;
         case 'u': s.uid_base = (uid_t)num(optarg); break;
         case 'c': s.uid_count = (uint32_t)num(optarg); break;
-        case 'q': s.qid = (uint32_t)num(optarg); break;
+        case 'q': {
+            /* its host IDs follow from it (host_ids.h): 0 is dom0's, and past the top
+             * the procfs UID would wrap onto another qube's */
+            uint64_t q = num(optarg);
+            if (q < 1 || q > BH_QID_MAX) {
+                fprintf(stderr, "bulkhead-ns: --qid %s: not a qid from 1 to %u\n", optarg, (unsigned)BH_QID_MAX);
+                return 2;
+            }
+            s.qid = (uint32_t)q;
+            break;
+        }
         case 'k': s.klass = optarg; break;
         case 'm': s.memory_mib = num(optarg); break;
         case 'M': s.maxmem_mib = num(optarg); break;
