@@ -1,19 +1,18 @@
 /* One event loop answers dom0's tools and every qube's calls (policy checks, disposables'
- * starts). When qubes keep every CPU busy (their `vcpus` share is theirs to use), that
- * loop must not queue behind them, or one busy qube slows every other qube's calls and
- * `qvm-ls` (bench/flood_isolation.sh). So bulkheadd runs at a higher CPU weight than
- * qubes: nice -5 by default, ~3x a nice-0 task's weight in the scheduler. Where that
+ * starts). On a host where qubes keep every CPU busy, an administrator may want that
+ * loop not to queue behind them: BULKHEAD_DAEMON_NICE=-5 (say) gives the daemon ~3x a
+ * nice-0 task's weight. Off by default: on the 2-core test machine, alternated runs of
+ * bench/flood_isolation.sh (2026-12-05 18:30-18:41, quiet otherwise) gave the quiet
+ * qube's call 1.83-2.28x at -5 against 1.74-1.88x at 0, and `qvm-ls` 1.80-2.39x against
+ * 1.89-2.17x: no gain shown (earlier runs under other load had suggested one). Where the
  * weight counts: against the qubes' common cgroup where both are children of the same
  * cgroup and autogroup is off; with autogroup (kernel.sched_autogroup_enabled=1, as on
- * Debian and the test machines), tasks of the root cgroup are weighed per session, so
- * it ranks the daemon inside the session that started it, above the helpers it forks
- * for the qubes (engine stages, mkfs, network set-up, sweeps), which is where the
- * flood bench found its loop waiting; under a service manager, the daemon's cgroup
- * weighs. Taking a session of its own with the raised autogroup weight was measured
- * too and not kept: its helpers then share that weight, and a quiet qube's calls (which
- * do not pass through the daemon) got slower under the flood. Its work for any one qube is bounded per caller (call
- * rates, disposable rates; docs/ns-engine.md), so the weight buys responsiveness, not a
- * way for a qube to take more CPU.
+ * Debian), tasks of the root cgroup are weighed per session, so it ranks the daemon
+ * within the session that started it, above the helpers it forks for the qubes (engine
+ * stages, mkfs, network set-up, sweeps); under a service manager, the daemon's cgroup
+ * weighs. Its work for any one qube is bounded per caller (call rates, disposable
+ * rates; docs/ns-engine.md), so the weight buys responsiveness, not a way for a qube to
+ * take more CPU.
  *
  * Nothing the daemon starts keeps that weight: SCHED_RESET_ON_FORK (sched(7)) puts every
  * child back to nice 0 at its creation (the kernel does it in the clone itself, before
@@ -29,7 +28,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#define DEFAULT_NICE (-5)
+#define DEFAULT_NICE 0
 
 static int wanted_nice(void)
 {
