@@ -2,7 +2,7 @@
  * starts). On a host where qubes keep every CPU busy, an administrator may want that
  * loop not to queue behind them: BULKHEAD_DAEMON_NICE=-5 (say) gives the daemon ~3x a
  * nice-0 task's weight. Off by default: on the 2-core test machine, alternated runs of
- * bench/flood_isolation.sh (2026-12-05 18:30-18:41, quiet otherwise) gave the quiet
+ * bench/flood_isolation.sh (2026-12-05 18:30-18:35, quiet otherwise) gave the quiet
  * qube's call 1.83-2.28x at -5 against 1.74-1.88x at 0, and `qvm-ls` 1.80-2.39x against
  * 1.89-2.17x: no gain shown (earlier runs under other load had suggested one). Where the
  * weight counts: against the qubes' common cgroup where both are children of the same
