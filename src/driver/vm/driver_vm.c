@@ -99,6 +99,14 @@ static void watch_forget(const char *name)
         }
 }
 
+/* The head of QEMU's log (why it ended), for an error message; NULL if none. */
+static char *qemu_log(const struct bh_vm_paths *p)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/qemu.log", p->rt);
+    return bh_read_file(log, 400, NULL);
+}
+
 static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct bh_vm_paths p;
@@ -140,9 +148,7 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
     }
     if (!ok) {
         int e = errno;
-        char log[4200];
-        snprintf(log, sizeof log, "%s/qemu.log", p.rt);
-        _cleanup_free_ char *msg = qpid <= 0 ? bh_read_file(log, 400, NULL) : NULL;
+        _cleanup_free_ char *msg = qpid <= 0 ? qemu_log(&p) : NULL;
         pending_free(pp);
         bh_vm_cleanup(spec, &p);
         return bh_fail(err, e ? e : EIO, "%s: %s%s%s", spec->name,
@@ -179,9 +185,7 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
         bridge_gone(spec, &p, "while it was booting");
         bh_fail(err, EIO, "%s: the host's vchan bridge ended while it was booting (%s/bridge.log)", spec->name, p.rt);
     } else if ((pf[0].revents & POLLIN) || (pf[2].revents & POLLIN)) {
-        char log[4200];
-        snprintf(log, sizeof log, "%s/qemu.log", p.rt);
-        _cleanup_free_ char *msg = bh_read_file(log, 400, NULL);
+        _cleanup_free_ char *msg = qemu_log(&p);
         bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
     } else {
         bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout)", spec->name,

@@ -86,7 +86,9 @@ int bh_vm_pidfile_write(const char *path, pid_t pid)
     return bh_write_runtime_file(path, t, (size_t)n, 0644);
 }
 
-pid_t bh_vm_pidfile_check(const char *path, uid_t uid)
+/* The process a pidfile records (its PID and start time), if that process is still the
+ * one recorded, live or not yet reaped; its state letter in *state. Else -1. */
+static pid_t recorded_pid(const char *path, char *state)
 {
     _cleanup_free_ char *t = bh_read_file(path, 64, NULL);
     int pid;
@@ -99,11 +101,20 @@ pid_t bh_vm_pidfile_check(const char *path, uid_t uid)
     char sp[64];
     snprintf(sp, sizeof sp, "/proc/%d/stat", pid);
     _cleanup_free_ char *st = bh_read_file(sp, 4096, NULL);
-    char state = 0;
     uint64_t s2;
-    if (!st || bh_proc_stat_parse(st, &s2, &state) < 0 || state == 'Z' || state == 'X')
+    if (!st || bh_proc_stat_parse(st, &s2, state) < 0)
+        return -1;
+    return pid;
+}
+
+pid_t bh_vm_pidfile_check(const char *path, uid_t uid)
+{
+    char state = 0;
+    pid_t pid = recorded_pid(path, &state);
+    if (pid < 0 || state == 'Z' || state == 'X')
         return -1;
     if (uid != (uid_t)-1) {
+        char sp[64];
         struct stat ps;
         snprintf(sp, sizeof sp, "/proc/%d", pid);
         if (stat(sp, &ps) < 0 || ps.st_uid != uid)
@@ -559,19 +570,9 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
  * match the record, so a reused pid (another child of ours) is never waited for. */
 static void reap_recorded(const char *pidfile)
 {
-    _cleanup_free_ char *t = bh_read_file(pidfile, 64, NULL);
-    int pid;
-    unsigned long long start;
-    if (!t || sscanf(t, "%d %llu", &pid, &start) != 2 || pid <= 1)
-        return;
-    struct bh_init_id id = { 0 };
-    char sp[64];
-    snprintf(sp, sizeof sp, "/proc/%d/stat", pid);
-    _cleanup_free_ char *st = bh_read_file(sp, 4096, NULL);
     char state = 0;
-    uint64_t s2;
-    if (bh_init_id_read_proc(pid, &id) == 0 && id.starttime == start && st && bh_proc_stat_parse(st, &s2, &state) == 0 &&
-        state == 'Z')
+    pid_t pid = recorded_pid(pidfile, &state);
+    if (pid > 0 && state == 'Z')
         waitpid(pid, NULL, WNOHANG);
 }
 
