@@ -2,7 +2,6 @@
 src/admin/daemon_priority.c). The boundary: nothing it starts may keep that weight. A qube, its init, its qrexec daemon and
 call processes, a disposable and everything in them run at nice 0, and root in a qube
 cannot raise its own weight above that."""
-import os
 import pathlib as _pl
 import subprocess
 import sys as _sys
@@ -11,6 +10,7 @@ import pytest
 
 _sys.path.insert(0, str(_pl.Path(__file__).resolve().parents[1] / "integration"))
 from admin_fixtures import Daemon, engine_daemon, kill_all, qvm_run  # noqa: E402,F401
+from procstat import all_stats, stat_of  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
 
@@ -28,22 +28,14 @@ def _raised_weight(monkeypatch):
 
 
 def nice_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        st = f.read()
-    return int(st[st.rindex(")") + 2:].split()[16])
+    return int(stat_of(pid)[1][16])
 
 
 def descendants(root):
     """Every live process under root (by parent PID), with its nice value and name."""
     kids = {}
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fl = st[st.rindex(")") + 2:].split()
-        kids.setdefault(int(fl[1]), []).append((int(p), int(fl[16]), st[st.index("(") + 1:st.rindex(")")]))
+    for p, (name, fl) in all_stats().items():
+        kids.setdefault(int(fl[1]), []).append((p, int(fl[16]), name))
     out, todo = [], [root]
     while todo:
         for k in kids.get(todo.pop(), []):

@@ -8,7 +8,18 @@ import time
 import pytest
 
 from admin_fixtures import AdminError, state_of
+from procstat import all_stats
 from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, have_kvm, raw_call, parse_reply, SLOW_BRIDGE  # noqa: F401
+
+
+def removed(d, name):
+    """Whether name could be removed: refused while a disposable of it still ends (after a
+    failed check in the test that made it)."""
+    try:
+        d.call("admin.vm.Remove", name)
+        return True
+    except AdminError:
+        return False
 
 
 def test_daemon_answers_while_a_vm_boots(vm_env):
@@ -101,14 +112,7 @@ def test_vm_qube_calls_a_disposable(vm_env):
         assert set(d.call("admin.vm.List").split("\n")) == before
     finally:
         (pol / "10-vmdisp.policy").unlink(missing_ok=True)
-
-        def removed():  # refused while a disposable of it still ends (a failed check above)
-            try:
-                d.call("admin.vm.Remove", "dvmn")
-                return True
-            except AdminError:
-                return False
-        assert wait_for(removed, 60)
+        assert wait_for(lambda: removed(d, "dvmn"), 60)
 
 
 def test_pause_unpause(vm_env):
@@ -191,17 +195,8 @@ def test_boot_that_never_finishes_is_killed(vm_env):
 
 def qemu_zombies(d):
     """bulkheadd's children that are QEMUs it has not reaped."""
-    out = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fl = st[st.rindex(")") + 2:].split()
-        if int(fl[1]) == d.proc.pid and fl[0] == "Z" and "qemu" in st[st.index("(") + 1:st.rindex(")")]:
-            out.append(int(p))
-    return out
+    return [p for p, (name, fl) in all_stats().items()
+            if int(fl[1]) == d.proc.pid and fl[0] == "Z" and "qemu" in name]
 
 
 def test_guest_kernel_panic_fails_the_start(vm_env):
@@ -295,11 +290,4 @@ def test_dispvm_from_a_qubes_policy(vm_env):
         assert set(d.call("admin.vm.List").split("\n")) == before
     finally:
         (pol / "10-dispvm.policy").unlink()
-
-        def removed():  # refused while a disposable of it still ends (a failed check above)
-            try:
-                d.call("admin.vm.Remove", "dvmp")
-                return True
-            except AdminError:
-                return False
-        assert wait_for(removed, 60)
+        assert wait_for(lambda: removed(d, "dvmp"), 60)
