@@ -80,18 +80,23 @@ int bh_admin_call(const char *method, const char *arg, const char *dest,
     return bh_admin_call_fd(method, arg, dest, payload, plen, out, NULL, err);
 }
 
-int bh_admin_call_fd(const char *method, const char *arg, const char *dest, const void *payload, size_t plen,
-                     struct bh_admin_reply *out, int *fd_out, bh_error *err)
+int bh_admin_send(const char *method, const char *arg, const char *dest, const void *payload, size_t plen,
+                  bh_error *err)
 {
-    memset(out, 0, sizeof *out);
-    if (fd_out)
-        *fd_out = -1;
     _cleanup_close_ int fd = admin_connect(err);
     if (fd < 0)
         return -1;
     if (send_request(fd, method, arg, dest, payload, plen, err) < 0)
         return -1;
     shutdown(fd, SHUT_WR);
+    return steal_fd(&fd);
+}
+
+int bh_admin_recv(int fd, struct bh_admin_reply *out, int *fd_out, bh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (fd_out)
+        *fd_out = -1;
     _cleanup_buf_ bh_buf b;
     bh_buf_init(&b, BH_ADMIN_MAX_RESPONSE);
     char chunk[16384];
@@ -140,13 +145,19 @@ int bh_admin_call_fd(const char *method, const char *arg, const char *dest, cons
     return bh_fail(err, EBADMSG, "malformed reply");
 }
 
-int bh_admin_events_open(const char *dest, bh_error *err)
+int bh_admin_call_fd(const char *method, const char *arg, const char *dest, const void *payload, size_t plen,
+                     struct bh_admin_reply *out, int *fd_out, bh_error *err)
 {
-    _cleanup_close_ int fd = admin_connect(err);
+    memset(out, 0, sizeof *out);
+    if (fd_out)
+        *fd_out = -1;
+    _cleanup_close_ int fd = bh_admin_send(method, arg, dest, payload, plen, err);
     if (fd < 0)
         return -1;
-    if (send_request(fd, "admin.Events", "", dest, "", 0, err) < 0)
-        return -1;
-    shutdown(fd, SHUT_WR);
-    return steal_fd(&fd);
+    return bh_admin_recv(fd, out, fd_out, err);
+}
+
+int bh_admin_events_open(const char *dest, bh_error *err)
+{
+    return bh_admin_send("admin.Events", "", dest, "", 0, err);
 }

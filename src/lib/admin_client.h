@@ -31,5 +31,13 @@ int bh_admin_call(const char *method, const char *arg, const char *dest,
  * none; the caller closes it, also when the reply is an exception). */
 int bh_admin_call_fd(const char *method, const char *arg, const char *dest, const void *payload, size_t payload_len,
                      struct bh_admin_reply *out, int *fd_out, bh_error *err);
+/* The two halves of a call, for a client with several calls in flight (the Admin API
+ * takes one request per connection, so concurrent calls are concurrent connections):
+ * bh_admin_send connects, sends the request and half-closes (returns the fd or -1);
+ * bh_admin_recv reads and parses its reply (0 for a reply, -1 on transport error; fd_out
+ * as for bh_admin_call_fd, or NULL). The caller closes the fd. */
+int bh_admin_send(const char *method, const char *arg, const char *dest, const void *payload, size_t payload_len,
+                  bh_error *err);
+int bh_admin_recv(int fd, struct bh_admin_reply *out, int *fd_out, bh_error *err);
 /* Opens an admin.Events stream; returns the fd (caller reads events) or -1. */
 int bh_admin_events_open(const char *dest, bh_error *err);

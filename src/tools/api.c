@@ -4,28 +4,37 @@
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A reply as the tools keep it (their allocator; a Qubes exception as type and message). */
+static void reply_from_raw(struct reply *r, const struct bh_admin_reply *raw)
+{
+    memset(r, 0, sizeof *r);
+    r->ok = raw->ok;
+    if (raw->ok) {
+        r->len = raw->len;
+        r->body = qt_alloc(raw->len + 1);
+        memcpy(r->body, raw->body, raw->len);
+    } else {
+        r->exc_type = qt_strdup(raw->exc_type);
+        r->exc_msg = qt_strdup(raw->exc_msg);
+    }
+}
+
+/* Qubes' QubesDaemonCommunicationError, reported in the tool's usual style. */
+static _Noreturn void transport_fail(const bh_error *err)
+{
+    cli_fail("Failed to connect to qubesd service: %s", err->msg);
+}
 
 void api_call(struct reply *r, const char *dest, const char *method, const char *arg,
               const void *payload, size_t plen)
 {
-    struct bh_admin_reply raw;
+    _cleanup_reply_ struct bh_admin_reply raw;
     bh_error err = { 0 };
-    memset(r, 0, sizeof *r);
-    if (bh_admin_call(method, arg ? arg : "", dest, payload ? payload : "", plen, &raw, &err) < 0) {
-        bh_admin_reply_free(&raw);
-        /* Qubes' QubesDaemonCommunicationError, reported in the tool's usual style. */
-        cli_fail("Failed to connect to qubesd service: %s", err.msg);
-    }
-    r->ok = raw.ok;
-    if (raw.ok) {
-        r->len = raw.len;
-        r->body = qt_alloc(raw.len + 1);
-        memcpy(r->body, raw.body, raw.len);
-    } else {
-        r->exc_type = qt_strdup(raw.exc_type);
-        r->exc_msg = qt_strdup(raw.exc_msg);
-    }
-    bh_admin_reply_free(&raw);
+    if (bh_admin_call(method, arg ? arg : "", dest, payload ? payload : "", plen, &raw, &err) < 0)
+        transport_fail(&err);
+    reply_from_raw(r, &raw);
 }
 
 char *api_must(const char *dest, const char *method, const char *arg, const void *payload,
@@ -262,32 +271,97 @@ bool props_parse_all(const char *body, struct props *out)
 
 struct props_cache {
     char *vm;
+    bool parsed;        /* props holds the parse of reply */
+    struct reply reply; /* admin.(vm.)property.GetAll's */
     struct props props;
     struct props_cache *next;
 };
 static struct props_cache *pcache;
 
+static struct props_cache *cache_find(const char *key)
+{
+    for (struct props_cache *c = pcache; c; c = c->next)
+        if (!strcmp(c->vm, key))
+            return c;
+    return NULL;
+}
+
+static struct props_cache *cache_add(const char *key, const struct reply *r)
+{
+    struct props_cache *c = qt_alloc(sizeof *c);
+    c->vm = qt_strdup(key);
+    c->reply = *r;
+    c->next = pcache;
+    pcache = c;
+    return c;
+}
+
+static void getall_send(const char *vm, int *fd)
+{
+    bh_error err = { 0 };
+    *fd = bh_admin_send(vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", "", vm ? vm : "dom0", "", 0,
+                        &err);
+    if (*fd < 0)
+        transport_fail(&err);
+}
+
+/* Requests in flight at once: well under what bulkheadd lets one caller hold (a qrexec
+ * call process runs these tools too, and its UID may hold 64 connections). */
+#define PREFETCH_WINDOW 16
+
+void props_prefetch(const struct vm *const *v, size_t n)
+{
+    const char **todo = qt_alloc((n + 1) * sizeof *todo);
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool dup = cache_find(v[i]->name) != NULL;
+        for (size_t k = 0; k < nt && !dup; k++)
+            dup = !strcmp(todo[k], v[i]->name);
+        if (!dup)
+            todo[nt++] = v[i]->name;
+    }
+    /* Replies are read in the order of the requests; a window of them is always queued at
+     * bulkheadd, which serves every waiting connection in one wake-up. */
+    int fds[PREFETCH_WINDOW];
+    size_t sent = 0;
+    for (; sent < nt && sent < PREFETCH_WINDOW; sent++)
+        getall_send(todo[sent], &fds[sent]);
+    for (size_t i = 0; i < nt; i++) {
+        int *fd = &fds[i % PREFETCH_WINDOW];
+        _cleanup_reply_ struct bh_admin_reply raw;
+        bh_error err = { 0 };
+        int rc = bh_admin_recv(*fd, &raw, NULL, &err);
+        close(*fd);
+        if (rc < 0)
+            transport_fail(&err);
+        struct reply r;
+        reply_from_raw(&r, &raw);
+        cache_add(todo[i], &r);
+        if (sent < nt)
+            getall_send(todo[sent++], fd);
+    }
+}
+
 const struct props *props_all(const char *vm)
 {
     const char *key = vm ? vm : "";
-    for (struct props_cache *c = pcache; c; c = c->next)
-        if (!strcmp(c->vm, key))
-            return &c->props;
-    struct props_cache *c = qt_alloc(sizeof *c);
-    c->vm = qt_strdup(key);
-    struct reply r;
-    api_call(&r, vm ? vm : "dom0", vm ? "admin.vm.property.GetAll" : "admin.property.GetAll",
-             NULL, NULL, 0);
+    struct props_cache *c = cache_find(key);
+    if (!c) {
+        struct reply r;
+        api_call(&r, vm ? vm : "dom0", vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", NULL, NULL, 0);
+        c = cache_add(key, &r);
+    }
+    if (c->parsed)
+        return &c->props;
     /* A qube removed since the list was read has no properties (Qubes' qvm-ls skips
      * such rows without failing). */
-    if (!r.ok && !exc_is(&r, "QubesVMNotFoundError"))
-        cli_fail("%s", r.exc_msg);
-    if (!r.ok)
+    if (!c->reply.ok && !exc_is(&c->reply, "QubesVMNotFoundError"))
+        cli_fail("%s", c->reply.exc_msg);
+    if (!c->reply.ok)
         memset(&c->props, 0, sizeof c->props);
-    else if (!props_parse_all(r.body, &c->props))
+    else if (!props_parse_all(c->reply.body, &c->props))
         cli_fail("Invalid response format");
-    c->next = pcache;
-    pcache = c;
+    c->parsed = true;
     return &c->props;
 }
 

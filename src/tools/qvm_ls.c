@@ -679,6 +679,14 @@ int qvm_ls_main(int argc, char **argv)
             vmsel_add(&sel, &vl[i]);
     }
 
+    /* Every column but these reads the qubes' properties: fetch them all at once rather
+     * than a round trip to bulkheadd per row. */
+    for (size_t c = 0; c < ncols; c++)
+        if (strcmp(cols[c].head, "NAME") && strcmp(cols[c].head, "STATE") && strcmp(cols[c].head, "CLASS")) {
+            props_prefetch(sel.v, sel.n);
+            break;
+        }
+
     /* Sorted by name, then filtered. */
     struct vmsel doms = { 0 };
     const struct vm *vl;
