@@ -126,3 +126,26 @@ def test_multicall_names(qd):
         assert p.returncode == 0 and p.stdout.splitlines() == DEFAULT_QUBES
     p = subprocess.run([str(TOOLS / "qvm"), "nosuchtool"], capture_output=True, text=True)
     assert p.returncode == 2 and "qvm-ls" in p.stderr
+
+
+def test_many_qubes_every_row_its_own_properties(qd):
+    # qvm-ls fetches the qubes' properties with several requests in flight (16 at most):
+    # with 3x that many qubes, every row must still show its own qube's values.
+    names = [f"many-{i:02d}" for i in range(48)]
+    labels = ["red", "orange", "yellow", "green", "gray", "blue", "purple", "black"]
+    try:
+        for i, n in enumerate(names):
+            qd.call("admin.vm.Create.AppVM", arg="host", payload=f"name={n} label={labels[i % 8]}")
+            qd.call("admin.vm.property.Set", n, arg="maxmem", payload=str(3000 + i))
+        r = qd.run("qvm-ls", "--raw-data", "-O", "name,label,maxmem,template")
+        assert r.rc == 0 and r.err == ""
+        rows = {l.split("|")[0]: l for l in r.out.splitlines()}
+        for i, n in enumerate(names):
+            assert rows[n] == f"{n}|{labels[i % 8]}|{3000 + i}|host"
+        assert sorted(rows) == sorted(DEFAULT_QUBES + names)
+    finally:
+        for n in names:
+            try:
+                qd.call("admin.vm.Remove", n)
+            except AssertionError:
+                pass
