@@ -8,7 +8,9 @@
  * How: a child drops to the UID (real, effective and saved; with it every capability)
  * and calls kill(-1, SIGKILL), which reaches exactly the processes whose real or saved
  * UID is that UID (kill(2)'s permission rule for an unprivileged sender), never itself,
- * root's or another UID's. Repeated until /proc shows no live process of the UID: a
+ * root's or another UID's. Repeated until the UID has no other task (uid_alone: one
+ * vfork) or /proc shows no live process of it (a zombie fails the first test, not the
+ * second); the two identities are swept at once. A
  * process with SIGKILL pending cannot fork, and kill(-1) walks the process list under
  * the lock that fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own
  * result cannot tell when to stop: it is 0 whenever any other process exists, even if
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,7 +77,26 @@ static bool uid_has_processes(uid_t uid)
     return found;
 }
 
-static int reap_uid(uid_t uid)
+/* In the dropped child, whose RLIMIT_NPROC is 2: is it the only task of its UID? The
+ * kernel counts every task of a user (threads and zombies too) against that limit, so a
+ * child can be made only while no other exists: one vfork instead of reading every
+ * /proc/<pid>/status. It counts the tasks whose credentials are of this UID in the
+ * initial user namespace (and those in namespaces such tasks made); a task of another
+ * namespace mapped onto the UID is not counted, which is why a failed vfork only sends
+ * the caller to the /proc scan: the call and daemon identities are in no qube's map. */
+static bool uid_alone(void)
+{
+    pid_t p = vfork();
+    if (p == 0)
+        _exit(0);
+    if (p < 0)
+        return false;
+    while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return true;
+}
+
+static pid_t reap_begin(uid_t uid)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -87,10 +109,11 @@ static int reap_uid(uid_t uid)
             _exit(2);
         if (getuid() != uid || geteuid() != uid)
             _exit(2);
+        (void)setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 });
         for (int i = 0; i < REAP_PASSES; i++) {
             if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
                 _exit(3);
-            if (!uid_has_processes(uid))
+            if (uid_alone() || !uid_has_processes(uid))
                 _exit(0);
             /* a killed process still tearing down its memory is listed a little
              * longer: from the fourth pass on, give it a millisecond */
@@ -99,6 +122,11 @@ static int reap_uid(uid_t uid)
         }
         _exit(4); /* still something alive after every pass */
     }
+    return pid;
+}
+
+static int reap_end(pid_t pid, uid_t uid)
+{
     int st = 0;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) {
@@ -116,10 +144,15 @@ int bh_qube_ids_reap(uint32_t qid)
 {
     if (qid == 0)
         return 0; /* dom0 never halts; its UID 2^19 + 2^16 has no call of a qube's */
+    /* both identities at once: the two sweeps share nothing */
+    uid_t uids[2] = { (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)), (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)) };
+    pid_t pids[2];
     int r = 0;
-    if (reap_uid((uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu))) < 0)
-        r = -1;
-    if (reap_uid((uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu))) < 0)
-        r = -1;
+    for (int i = 0; i < 2; i++)
+        if ((pids[i] = reap_begin(uids[i])) < 0)
+            r = -1;
+    for (int i = 0; i < 2; i++)
+        if (pids[i] > 0 && reap_end(pids[i], uids[i]) < 0)
+            r = -1;
     return r;
 }
