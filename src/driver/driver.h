@@ -100,6 +100,11 @@ struct bh_driver {
     int (*shutdown)(const struct bh_qube_spec *spec, bh_error *err);
     /* Stops the qube at once and cleans up everything it had (mounts, cgroups, netns). */
     int (*kill)(const struct bh_qube_spec *spec, bh_error *err);
+    /* Optional (may be NULL): kill()'s first, quick part, the signal that ends the qube,
+     * for a caller that runs kill() in a child of its own: sent first, the qube dies
+     * while the child is being made. kill() must still be called (it repeats this
+     * harmlessly, then waits and cleans up). */
+    void (*kill_now)(const struct bh_qube_spec *spec);
     int (*pause)(const struct bh_qube_spec *spec, bh_error *err);
     int (*unpause)(const struct bh_qube_spec *spec, bh_error *err);
     /* Current state from the system itself (not from a cache); stats may be NULL. */

@@ -36,6 +36,27 @@ static void clean_vchan(const char *dir)
             (void)unlinkat(dirfd(d), de->d_name, 0);
 }
 
+/* SIGKILL to the qube's init (verified by PID and start time), which takes every process
+ * of its PID namespace with it; returns init's pidfd, or -1 when there is no init. */
+static int signal_init(const struct bh_qube_spec *spec, const char *tag, struct bh_init_id *id)
+{
+    int pidfd = bh_init_open_verified(spec, id);
+    if (pidfd >= 0) {
+        (void)bh_cgroup_ops()->freeze(tag, spec->name, false, NULL); /* a frozen task cannot die */
+        bh_ns_abort_fuse(id->pid); /* nor can one waiting on the qube's own FUSE server */
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+    }
+    return pidfd;
+}
+
+static void ns_kill_now(const struct bh_qube_spec *spec)
+{
+    char tag[64];
+    tag_of(spec, tag, sizeof tag);
+    struct bh_init_id id;
+    _cleanup_close_ int pidfd = signal_init(spec, tag, &id);
+}
+
 int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct bh_ns_paths p;
@@ -45,11 +66,10 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     tag_of(spec, tag, sizeof tag);
     const struct bh_cgroup_ops *cg = bh_cgroup_ops();
     struct bh_init_id id;
-    _cleanup_close_ int pidfd = bh_init_open_verified(spec, &id);
+    _cleanup_close_ int pidfd = signal_init(spec, tag, &id);
+    if (pidfd < 0)
+        pidfd = bh_init_open_dying(spec, &id); /* signalled already (kill_now): wait all the same */
     if (pidfd >= 0) {
-        (void)cg->freeze(tag, spec->name, false, NULL); /* a frozen task cannot die */
-        bh_ns_abort_fuse(id.pid); /* nor can one waiting on the qube's own FUSE server */
-        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         (void)wait_exit(pidfd, 10000);
         (void)waitpid(id.pid, NULL, WNOHANG); /* ours if we started it */
     }
@@ -256,6 +276,7 @@ const struct bh_driver bh_driver_ns = {
     .start_finish = ns_start_finish,
     .shutdown = ns_shutdown,
     .kill = ns_kill,
+    .kill_now = ns_kill_now,
     .pause = ns_pause,
     .unpause = ns_unpause,
     .state = ns_state,

@@ -181,6 +181,11 @@ int bh_proc_stat_parse(const char *text, uint64_t *starttime, char *state);
 /* Opens a pidfd to the recorded init after checking that PID is still that process
  * (start time, user ns) and is in the qube's cgroup; -1 if not. */
 int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id);
+/* The recorded init for waiting on only, also while it dies (signalled by the engine's
+ * kill_now: its namespaces and cgroup go before it ends, so bh_init_open_verified no
+ * longer accepts it): the same PID and start time suffice to know it is that process.
+ * A pidfd, or -1 when it is gone. Never signal through it. */
+int bh_init_open_dying(const struct bh_qube_spec *spec, struct bh_init_id *id);
 
 /* ---- spawn.c ---- */
 /* The directory of our in-qube programs on the host (where bulkhead-init is). */

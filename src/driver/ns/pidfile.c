@@ -105,3 +105,15 @@ int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id
         return -1;
     return steal_fd(&pfd);
 }
+
+int bh_init_open_dying(const struct bh_qube_spec *spec, struct bh_init_id *id)
+{
+    struct bh_ns_paths p;
+    if (bh_ns_paths_fill(spec, &p, NULL) < 0 || bh_pidfile_read(p.pidfile, id) < 0)
+        return -1;
+    _cleanup_close_ int pfd = pidfd_open(id->pid, 0);
+    uint64_t now = 0;
+    if (pfd < 0 || read_starttime(id->pid, &now, NULL) < 0 || now != id->starttime)
+        return -1;
+    return steal_fd(&pfd);
+}
