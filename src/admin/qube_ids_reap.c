@@ -9,14 +9,14 @@
  * and calls kill(-1, SIGKILL), which reaches exactly the processes whose real or saved
  * UID is that UID (kill(2)'s permission rule for an unprivileged sender), never itself,
  * root's or another UID's. Repeated until the UID has no other task (uid_alone: one
- * vfork) or /proc shows no live process of it (a zombie fails the first test, not the
- * second); the two identities are swept at once. A
- * process with SIGKILL pending cannot fork, and kill(-1) walks the process list under
- * the lock that fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own
- * result cannot tell when to stop: it is 0 whenever any other process exists, even if
- * none could be signalled (Linux counts every process it tried), so a loop waiting for
- * ESRCH ran all its passes and warned at every halt. Zombies are not counted: they run
- * nothing, and their parent (a relay, qrexec-daemon) collects them. */
+ * vfork) or, failing that, /proc shows no live process of it; the two identities are
+ * swept at once. A process with SIGKILL pending cannot fork, and kill(-1) walks the
+ * process list under the lock that fork takes, so a fork bomb is ended within a few
+ * passes. kill(-1)'s own result cannot tell when to stop: it is 0 whenever any other
+ * process exists, even if none could be signalled (Linux counts every process it tried),
+ * so a loop waiting for ESRCH ran all its passes and warned at every halt. The /proc
+ * scan does not count zombies: they run nothing, and their parent (a relay,
+ * qrexec-daemon) collects them. */
 #include "qube_ids_reap.h"
 #include "log.h"
 #include "qrexec_ids.h"
@@ -24,12 +24,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,12 +80,14 @@ static bool uid_has_processes(uid_t uid)
 }
 
 /* In the dropped child, whose RLIMIT_NPROC is 2: is it the only task of its UID? The
- * kernel counts every task of a user (threads and zombies too) against that limit, so a
- * child can be made only while no other exists: one vfork instead of reading every
- * /proc/<pid>/status. It counts the tasks whose credentials are of this UID in the
- * initial user namespace (and those in namespaces such tasks made); a task of another
- * namespace mapped onto the UID is not counted, which is why a failed vfork only sends
- * the caller to the /proc scan: the call and daemon identities are in no qube's map. */
+ * kernel counts every task whose real UID is this one (threads and zombies too, and the
+ * tasks of user namespaces such tasks made) against that limit, so the vfork succeeds
+ * only while no other exists: one system call instead of reading every
+ * /proc/<pid>/status. kill(-1) also reaches tasks whose saved UID alone is this one, and
+ * the count misses tasks of a namespace that someone else made and mapped onto the UID;
+ * neither comes from the identities' own processes: every call and daemon process runs
+ * with no_new_privs (no set-user-ID exec can lend it a UID) and the identities are in no
+ * qube's map. A zombie fails this test and sends the caller to the /proc scan. */
 static bool uid_alone(void)
 {
     pid_t p = vfork();
@@ -109,11 +113,12 @@ static pid_t reap_begin(uid_t uid)
             _exit(2);
         if (getuid() != uid || geteuid() != uid)
             _exit(2);
-        (void)setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 });
+        /* without the limit a vfork always succeeds: the fast test would say "alone" */
+        bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
         for (int i = 0; i < REAP_PASSES; i++) {
             if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
                 _exit(3);
-            if (uid_alone() || !uid_has_processes(uid))
+            if ((fast && uid_alone()) || !uid_has_processes(uid))
                 _exit(0);
             /* a killed process still tearing down its memory is listed a little
              * longer: from the fourth pass on, give it a millisecond */
@@ -125,8 +130,32 @@ static pid_t reap_begin(uid_t uid)
     return pid;
 }
 
+/* The sweep child runs as the UID it sweeps, so a process of that UID can stop it
+ * (SIGSTOP) in the moment between its drop and its first kill(-1), and bulkheadd would
+ * wait for it forever. A sweep takes milliseconds: one that has not ended within this is
+ * killed and started again. */
+#define REAP_DEADLINE_MS 2000
+#define REAP_TRIES 3
+
+/* 0 done, -1 failed, 1 held past the deadline (killed: try again) */
 static int reap_end(pid_t pid, uid_t uid)
 {
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd >= 0) {
+        struct pollfd p = { .fd = pfd, .events = POLLIN };
+        int r;
+        while ((r = poll(&p, 1, REAP_DEADLINE_MS)) < 0 && errno == EINTR)
+            ;
+        close(pfd);
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+            bh_warn("ending processes of uid %u: the sweep was held for %d ms (stopped by one of them?): killed",
+                    (unsigned)uid, REAP_DEADLINE_MS);
+            return 1;
+        }
+    }
     int st = 0;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) {
@@ -146,13 +175,15 @@ int bh_qube_ids_reap(uint32_t qid)
         return 0; /* dom0 never halts; its UID 2^19 + 2^16 has no call of a qube's */
     /* both identities at once: the two sweeps share nothing */
     uid_t uids[2] = { (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)), (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)) };
-    pid_t pids[2];
-    int r = 0;
-    for (int i = 0; i < 2; i++)
-        if ((pids[i] = reap_begin(uids[i])) < 0)
-            r = -1;
-    for (int i = 0; i < 2; i++)
-        if (pids[i] > 0 && reap_end(pids[i], uids[i]) < 0)
-            r = -1;
-    return r;
+    int res[2] = { 1, 1 };
+    for (int t = 0; t < REAP_TRIES && (res[0] == 1 || res[1] == 1); t++) {
+        pid_t pids[2] = { -1, -1 };
+        for (int i = 0; i < 2; i++)
+            if (res[i] == 1 && (pids[i] = reap_begin(uids[i])) < 0)
+                res[i] = -1;
+        for (int i = 0; i < 2; i++)
+            if (pids[i] > 0)
+                res[i] = reap_end(pids[i], uids[i]);
+    }
+    return res[0] == 0 && res[1] == 0 ? 0 : -1;
 }
