@@ -46,6 +46,24 @@ static int admin_connect(bh_error *err)
     return steal_fd(&fd);
 }
 
+/* send(2) with MSG_NOSIGNAL: a daemon that closed the connection (going away, or past
+ * a caller's connection cap) is an error to report, not a SIGPIPE that ends the tool
+ * without a word. */
+static int send_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
 static int send_request(int fd, const char *method, const char *arg, const char *dest,
                         const void *payload, size_t plen, bh_error *err)
 {
@@ -54,7 +72,7 @@ static int send_request(int fd, const char *method, const char *arg, const char 
     if (bh_buf_printf(&b, "%s+%s %s name %s", method, arg ? arg : "", admin_source, dest) < 0 ||
         bh_buf_addc(&b, '\0') < 0 || bh_buf_add(&b, payload, plen) < 0)
         return bh_fail_errno(err, "building request");
-    if (bh_write_all(fd, b.data, b.len) < 0)
+    if (send_all(fd, b.data, b.len) < 0)
         return bh_fail_errno(err, "sending request");
     return 0;
 }

@@ -296,17 +296,17 @@ static struct props_cache *cache_add(const char *key, const struct reply *r)
     return c;
 }
 
-static void getall_send(const char *vm, int *fd)
+static int getall_send(const char *vm)
 {
     bh_error err = { 0 };
-    *fd = bh_admin_send(vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", "", vm ? vm : "dom0", "", 0,
-                        &err);
-    if (*fd < 0)
-        transport_fail(&err);
+    return bh_admin_send(vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", "", vm ? vm : "dom0", "", 0,
+                         &err);
 }
 
-/* Requests in flight at once: well under what bulkheadd lets one caller hold (a qrexec
- * call process runs these tools too, and its UID may hold 64 connections). */
+/* Requests in flight at once. A failure here is never the tool's error: what could not
+ * be fetched ahead is fetched by props_all when a row needs it, as without the prefetch
+ * (so a qube the filters drop, or a daemon that refuses a connection, fails nothing
+ * that would have worked). */
 #define PREFETCH_WINDOW 16
 
 void props_prefetch(const struct vm *const *v, size_t n)
@@ -320,25 +320,33 @@ void props_prefetch(const struct vm *const *v, size_t n)
         if (!dup)
             todo[nt++] = v[i]->name;
     }
-    /* Replies are read in the order of the requests; a window of them is always queued at
-     * bulkheadd, which serves every waiting connection in one wake-up. */
+    /* Replies are read in the order of the requests (request i uses slot i % window); a
+     * window of them is always queued at bulkheadd, which serves every waiting
+     * connection in one wake-up. */
     int fds[PREFETCH_WINDOW];
     size_t sent = 0;
+    bool refill = true;
     for (; sent < nt && sent < PREFETCH_WINDOW; sent++)
-        getall_send(todo[sent], &fds[sent]);
-    for (size_t i = 0; i < nt; i++) {
+        if ((fds[sent] = getall_send(todo[sent])) < 0) {
+            refill = false;
+            break;
+        }
+    for (size_t i = 0; i < sent; i++) {
         int *fd = &fds[i % PREFETCH_WINDOW];
         _cleanup_reply_ struct bh_admin_reply raw;
         bh_error err = { 0 };
-        int rc = bh_admin_recv(*fd, &raw, NULL, &err);
+        if (bh_admin_recv(*fd, &raw, NULL, &err) == 0) {
+            struct reply r;
+            reply_from_raw(&r, &raw);
+            cache_add(todo[i], &r);
+        }
         close(*fd);
-        if (rc < 0)
-            transport_fail(&err);
-        struct reply r;
-        reply_from_raw(&r, &raw);
-        cache_add(todo[i], &r);
-        if (sent < nt)
-            getall_send(todo[sent++], fd);
+        if (refill && sent < nt) {
+            if ((*fd = getall_send(todo[sent])) < 0)
+                refill = false;
+            else
+                sent++;
+        }
     }
 }
 

@@ -431,6 +431,20 @@ static void check_yn(const char *opt, const char *v)
                         opt, py_repr(v));
 }
 
+/* Whether a column or filter reads the qubes' properties (admin.vm.property.GetAll):
+ * every property column (name and class come from the list), FLAGS and GATEWAY, and the
+ * --label, --template-source, --netvm-is and --prefs filters (keep()). */
+static bool reads_props(const struct column *cols, size_t ncols, const struct cli_args *a)
+{
+    for (size_t c = 0; c < ncols; c++) {
+        const struct column *col = &cols[c];
+        if (col->special ? !strcmp(col->head, "FLAGS") || !strcmp(col->head, "GATEWAY")
+                         : strcmp(col->attr, "name") && strcmp(col->attr, "klass"))
+            return true;
+    }
+    return cli_has(a, O_LABEL) || cli_has(a, O_TEMPLATE_SOURCE) || cli_has(a, O_NETVM_IS) || cli_has(a, O_PREFS);
+}
+
 static bool keep(const struct vm *vm, const struct cli_args *a)
 {
     struct strv l = { 0 };
@@ -679,13 +693,10 @@ int qvm_ls_main(int argc, char **argv)
             vmsel_add(&sel, &vl[i]);
     }
 
-    /* Every column but these reads the qubes' properties: fetch them all at once rather
-     * than a round trip to bulkheadd per row. */
-    for (size_t c = 0; c < ncols; c++)
-        if (strcmp(cols[c].head, "NAME") && strcmp(cols[c].head, "STATE") && strcmp(cols[c].head, "CLASS")) {
-            props_prefetch(sel.v, sel.n);
-            break;
-        }
+    /* The qubes' properties, when a column or filter reads them, are fetched all at once
+     * rather than in a round trip to bulkheadd per row. */
+    if (reads_props(cols, ncols, &a))
+        props_prefetch(sel.v, sel.n);
 
     /* Sorted by name, then filtered. */
     struct vmsel doms = { 0 };

@@ -139,7 +139,7 @@ def test_many_qubes_every_row_its_own_properties(qd):
             qd.call("admin.vm.property.Set", n, arg="maxmem", payload=str(3000 + i))
         r = qd.run("qvm-ls", "--raw-data", "-O", "name,label,maxmem,template")
         assert r.rc == 0 and r.err == ""
-        rows = {l.split("|")[0]: l for l in r.out.splitlines()}
+        rows = {line.split("|")[0]: line for line in r.out.splitlines()}
         for i, n in enumerate(names):
             assert rows[n] == f"{n}|{labels[i % 8]}|{3000 + i}|host"
         assert sorted(rows) == sorted(DEFAULT_QUBES + names)
