@@ -19,16 +19,13 @@
  * qrexec-daemon) collects them. */
 #include "qube_ids_reap.h"
 #include "log.h"
+#include "proc_ids.h"
 #include "qrexec_ids.h"
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -38,45 +35,27 @@
 
 #define REAP_PASSES 64
 
-/* Whether /proc/<pid>/status is of a live (not zombie or dead) process whose real or
- * saved UID is uid: the ones kill(-1) as uid reaches. */
-static bool status_is_live_of(const char *pid, uid_t uid)
+/* Whether p is one kill(-1) as uid reaches (its real or saved UID is uid); a status
+ * that did not parse counts as one: assume the worst, another pass. */
+struct uid_search {
+    uid_t uid;
+    bool found;
+};
+
+static bool of_uid(const struct bh_proc_ids *p, void *ctx)
 {
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%s/status", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false; /* gone meanwhile */
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *st = strstr(buf, "\nState:\t");
-    if (st && (st[8] == 'Z' || st[8] == 'X'))
-        return false;
-    const char *u = strstr(buf, "\nUid:\t");
-    unsigned long real, eff, saved;
-    if (!u || sscanf(u + 6, "%lu %lu %lu", &real, &eff, &saved) != 3)
-        return true; /* unreadable: assume the worst, another pass */
-    return real == uid || saved == uid;
+    struct uid_search *c = ctx;
+    c->found = !p->known || p->real == c->uid || p->saved == c->uid;
+    return !c->found;
 }
 
 /* In the dropped child: is any live process of uid left but this one? */
 static bool uid_has_processes(uid_t uid)
 {
-    DIR *d = opendir("/proc");
-    if (!d)
+    struct uid_search c = { uid, false };
+    if (bh_proc_each(getpid(), of_uid, &c) < 0)
         return true;
-    char self[24];
-    snprintf(self, sizeof self, "%d", (int)getpid());
-    bool found = false;
-    struct dirent *e;
-    while (!found && (e = readdir(d)))
-        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && strcmp(e->d_name, self) != 0)
-            found = status_is_live_of(e->d_name, uid);
-    closedir(d);
-    return found;
+    return c.found;
 }
 
 /* In the dropped child, whose RLIMIT_NPROC is 2: is it the only task of its UID? The

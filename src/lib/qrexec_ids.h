@@ -16,4 +16,7 @@
 #define BH_QX_CALL_ID_BASE (BH_QX_UNPRIV_ID_BASE + 0x10000u)
 #define BH_QX_CALL_GID (BH_QX_UNPRIV_ID_BASE + 0x20000u)
 
-/* Taken beside these: 2^19 + 3 * 2^16 + qid, a qube's bulkhead-procfs (src/driver/ns/ns.h). */
+/* The host UID/GID of a qube's bulkhead-procfs (src/driver/ns/procfs.c): one per qid,
+ * below every qube's range (from 2^20) and apart from the ones above and e2fsck's
+ * (2^19 - 1). */
+#define BH_PROCFS_ID_BASE (BH_QX_UNPRIV_ID_BASE + 0x30000u)

@@ -23,6 +23,7 @@
 #pragma once
 #include "driver/driver.h"
 #include "err.h"
+#include "qrexec_ids.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -199,10 +200,7 @@ int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err);
 void bh_ns_spawn_abort(const struct bh_qube_spec *spec);
 
 /* ---- procfs.c (the qube's computed /proc/uptime, stat, softirqs, interrupts) ---- */
-/* The host UID/GID of a qube's bulkhead-procfs: one per qid, below every qube's range
- * (from 2^20) and apart from qrexec's (src/lib/qrexec_ids.h: 2^19 + qid, 2^19 + 2^16 +
- * qid, the group 2^19 + 2^17) and e2fsck's (2^19 - 1). */
-#define BH_PROCFS_ID_BASE ((1u << 19) + 0x30000u)
+/* The host UID/GID of a qube's bulkhead-procfs: BH_PROCFS_ID_BASE + qid (qrexec_ids.h). */
 uid_t bh_procfs_id(uint32_t qid);
 extern const char *const bh_procfs_files[]; /* NULL-terminated names under /proc */
 struct bh_procfs {

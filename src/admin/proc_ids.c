@@ -1,0 +1,110 @@
+#include "proc_ids.h"
+#include "qrexec_ids.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* /proc/<pid>/status of one process: false when it is gone, a zombie or dead. A stack
+ * buffer: the Uid line is within the first 1 KiB (no status line before it is long). */
+static bool read_status(const char *pid, struct bh_proc_ids *p)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%s/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* gone meanwhile */
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *st = strstr(buf, "\nState:\t");
+    if (st && (st[8] == 'Z' || st[8] == 'X'))
+        return false;
+    const char *u = strstr(buf, "\nUid:\t");
+    unsigned long real, eff, saved;
+    p->known = u && sscanf(u + 6, "%lu %lu %lu", &real, &eff, &saved) == 3;
+    if (p->known) {
+        p->real = (uid_t)real;
+        p->eff = (uid_t)eff;
+        p->saved = (uid_t)saved;
+    }
+    return true;
+}
+
+int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx), void *ctx)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    bool more = true;
+    while (more && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        struct bh_proc_ids p = { .pid = (pid_t)strtol(e->d_name, NULL, 10) };
+        if (p.pid != skip && read_status(e->d_name, &p))
+            more = fn(&p, ctx);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* The qid whose identity host UID uid is, or -1: its UID range, or (qrexec_too) its
+ * qrexec-daemon, call or procfs UID. */
+static int64_t qid_of(uid_t uid, bool qrexec_too)
+{
+    if (uid >= BH_QUBE_UID_FIRST && (uint64_t)uid < BH_HOST_IDS_END)
+        return (uid - BH_QUBE_UID_FIRST) / BH_QUBE_UID_RANGE;
+    if (!qrexec_too)
+        return -1;
+    const uint32_t bases[] = { BH_QX_UNPRIV_ID_BASE, BH_QX_CALL_ID_BASE, BH_PROCFS_ID_BASE };
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++)
+        if (uid >= bases[i] && uid - bases[i] <= BH_QID_MAX)
+            return uid - bases[i];
+    return -1;
+}
+
+struct live_ctx {
+    struct bh_qid_set *set; /* mark every qid found; or */
+    int64_t want;           /* stop at the first process of this qid */
+    pid_t found;
+    bool qrexec_too;
+};
+
+static bool mark(const struct bh_proc_ids *p, void *ctx)
+{
+    struct live_ctx *c = ctx;
+    if (!p->known)
+        return true; /* no UIDs read: nothing to say of any qid */
+    const uid_t ids[] = { p->real, p->eff, p->saved };
+    for (size_t i = 0; i < 3; i++) {
+        int64_t q = qid_of(ids[i], c->qrexec_too);
+        if (q < 0)
+            continue;
+        if (c->set)
+            c->set->w[q / 64] |= 1ull << (q % 64);
+        else if (q == c->want) {
+            c->found = p->pid;
+            return false;
+        }
+    }
+    return true;
+}
+
+int bh_qids_live(struct bh_qid_set *s, bool qrexec_too)
+{
+    memset(s, 0, sizeof *s);
+    struct live_ctx c = { .set = s, .qrexec_too = qrexec_too };
+    return bh_proc_each(0, mark, &c);
+}
+
+pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too)
+{
+    struct live_ctx c = { .want = qid, .qrexec_too = qrexec_too };
+    (void)bh_proc_each(0, mark, &c);
+    return c.found;
+}
