@@ -21,6 +21,7 @@
 #include "qube_ids_reap.h"
 #include "loop.h"
 #include "preload.h"
+#include "proc_ids.h"
 #include "props.h"
 #include "selfpath.h"
 #include "sanitized.h"
@@ -1263,6 +1264,38 @@ static void limits_changed(struct bh_app *app, struct bh_qube *q)
     if (drv->set_limits(&sb.spec, &err) < 0)
         bh_warn("%s: new limits apply at the next start: %s", q->name, err.msg);
     bh_glue_spec_free(&sb);
+}
+
+int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
+{
+    /* The range only: a qrexec UID of a qube of ours found halted may still have a call
+     * that outlived it while no daemon watched, which the boot's sweep ends. */
+    struct bh_qid_set live;
+    if (bh_qids_live(&live, false) < 0)
+        return bh_fail_errno(err, "reading which host UIDs are in use (/proc)");
+    for (size_t i = 0; i < app->nqubes; i++) {
+        struct bh_qube *q = app->qubes[i];
+        if (q->klass == BH_ADMINVM || !bh_qid_set_has(&live, q->qid))
+            continue;
+        const struct bh_driver *drv = bh_glue_driver(app, q);
+        enum bh_power_state s = BH_STATE_NA;
+        if (drv && drv->state) {
+            struct bh_spec_buf sb;
+            bh_glue_spec(app, q, &sb);
+            s = drv->state(&sb.spec, NULL);
+            bh_glue_spec_free(&sb);
+        }
+        if (s != BH_STATE_HALTED && s != BH_STATE_CRASHED && s != BH_STATE_NA)
+            continue; /* ours, running: adopted next */
+        pid_t pid = bh_qid_live_pid(q->qid, false);
+        if (pid == 0)
+            continue; /* ended meanwhile */
+        return bh_fail(err, EBUSY,
+                       "qube %s: the host UIDs of its qid %u are in use by process %d, not a qube of this "
+                       "bulkheadd (another bulkheadd's qube, left running while that daemon is stopped?)",
+                       q->name, (unsigned)q->qid, (int)pid);
+    }
+    return 0;
 }
 
 void bh_lifecycle_boot(struct bh_app *app, bool autostart)

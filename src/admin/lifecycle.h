@@ -23,4 +23,11 @@ int bh_lifecycle_unpause(struct bh_app *app, struct bh_qube *q, struct bh_exc *e
 /* Current memory/cputime of a running qube (zeros when halted). */
 void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_stats *st);
 /* Start every autostart qube, adopt running ones (daemon start). */
+/* At start, after the qids are claimed and before anything acts on a qube: -1 (err
+ * names the qube and a process) when a qube of the store that this daemon's engine does
+ * not find running has host UIDs (its qid's range) that a live process holds: another
+ * daemon's qube, given that qid while this daemon was stopped and left running by it.
+ * Starting that qube would share its UIDs, and the boot's sweep of it would kill that
+ * qube's qrexec processes (docs/architecture.md, "Host identities"). */
+int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err);
 void bh_lifecycle_boot(struct bh_app *app, bool autostart);

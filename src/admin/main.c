@@ -40,7 +40,8 @@ static void usage(FILE *f)
                "  --uplink WHERE      where sys-net's traffic goes: none (default: offline), host (a veth\n"
                "                      to this host, masqueraded), netns:NAME (the namespace NAME plays the host)\n"
                "  --qid-base N        the first qid given to a new qube (default: $BULKHEAD_QID_BASE, else 1);\n"
-               "                      qids held by another bulkheadd on this host are skipped\n");
+               "                      qids held by another bulkheadd on this host, or whose host UIDs\n"
+               "                      a live process has, are skipped\n");
 }
 
 /* A qid base: decimal, 1 to BH_QID_MAX. */
@@ -183,6 +184,10 @@ int main(int argc, char **argv)
     sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sigfd < 0 || bh_loop_add(sigfd, EPOLLIN, on_signal, NULL) < 0) {
         bh_err("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    if (bh_lifecycle_check_ids(&app, &err) < 0) {
+        bh_err("refusing to start: %s", err.msg);
         return 1;
     }
     snprintf(path, sizeof path, "%s/qubesd.sock", app.runtime_dir);

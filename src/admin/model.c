@@ -6,6 +6,7 @@
 #include "log.h"
 #include "names.h"
 #include "props.h"
+#include "proc_ids.h"
 #include "qid_claim.h"
 #include "store.h"
 #include <errno.h>
@@ -340,26 +341,44 @@ static void release_qid(struct bh_app *app, uint32_t qid)
 }
 
 /* Lowest unused from the base, as Qubes (qids, and so IPs, of removed qubes are
- * reused), skipping those another bulkheadd on this host holds; claimed on return.
+ * reused), skipping those another bulkheadd on this host holds, and those whose host
+ * identities a live process still has: the qubes of a daemon that is stopped keep
+ * running and hold no claim until it adopts them again (docs/architecture.md, "Host
+ * identities"). One walk of /proc per pick, not per qid. Claimed on return.
  * 0: none left (err says why). */
 static uint32_t new_qid(struct bh_app *app, bh_error *err)
 {
     uint32_t first = app->qid_base ? app->qid_base : 1;
-    for (uint32_t qid = first; qid <= BH_QID_MAX; qid++) {
+    struct bh_qid_set live; /* 8 KiB */
+    bool scanned = false;
+    uint32_t qid = first;
+    for (; qid <= BH_QID_MAX; qid++) {
         if (bh_app_find_qid(app, qid))
             continue;
         if (!app->claims_on)
-            return qid;
+            break;
+        if (!scanned) {
+            if (bh_qids_live(&live, true) < 0) {
+                bh_fail_errno(err, "reading which host UIDs are in use (/proc)");
+                return 0;
+            }
+            scanned = true;
+        }
+        if (bh_qid_set_has(&live, qid))
+            continue;
         bh_error ce = { 0 };
         if (bh_qid_claim(app->claims_fd, qid, &ce) == 0)
-            return qid;
+            break;
         if (ce.errnum != EAGAIN) {
             *err = ce;
             return 0;
         }
     }
-    bh_fail(err, ENOSPC, "no unused qube ID left from %u to %u", (unsigned)first, (unsigned)BH_QID_MAX);
-    return 0;
+    if (qid > BH_QID_MAX) {
+        bh_fail(err, ENOSPC, "no unused qube ID left from %u to %u", (unsigned)first, (unsigned)BH_QID_MAX);
+        return 0;
+    }
+    return qid;
 }
 
 struct create_txn {

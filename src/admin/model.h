@@ -90,7 +90,8 @@ struct bh_app {
     char *root_dir;
     char *runtime_dir;
     /* qids: a new qube gets the lowest free qid from qid_base (0 counts as 1) that no
-     * other bulkheadd on this host holds. With claims_on, every qid in the model but
+     * other bulkheadd on this host holds and whose host UIDs no live process has (with
+     * claims_on: proc_ids.h). With claims_on, every qid in the model but
      * dom0's is claimed on claims_fd (qid_claim.h); off (tests, fuzzers): no host claims. */
     uint32_t qid_base;
     bool claims_on;

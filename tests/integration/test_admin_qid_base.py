@@ -2,8 +2,10 @@
 (docs/architecture.md, "Host identities"): --qid-base gives each its own range, and every
 qid a daemon holds is claimed on the host (src/admin/qid_claim.c), so a second daemon
 skips it even when given the same base, and refuses to start with a store whose qid
-another daemon holds. What depends on it: a halted qube's sweep of its qrexec UIDs
-(qube_ids_reap.c) must never reach another daemon's qube."""
+another daemon holds. A stopped daemon's qubes, left running, hold no claim: their live
+processes keep their qids from other daemons (src/admin/proc_ids.c). What depends on it:
+a halted qube's sweep of its qrexec UIDs (qube_ids_reap.c) must never reach another
+daemon's qube, and two qubes must never share host UIDs."""
 import os
 import signal
 import subprocess
@@ -216,3 +218,75 @@ def test_the_ns_engine_refuses_a_qid_out_of_range(tmp_path, bad):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "not a qid from 1 to 65518" in r.stderr, r.stderr
     assert not (tmp_path / "rt" / "qubes" / "x").exists()
+
+
+def range_holders(q):
+    """Live processes with a host UID (real, effective or saved) in qid q's range: a
+    running qube of that qid."""
+    lo = qid_slots.uid_base(q)
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        state = status.split("\nState:\t")[1][0]
+        uids = [int(u) for u in status.split("\nUid:\t")[1].split()[:3]]
+        if state not in "ZX" and any(lo <= u < lo + qid_slots.QUBE_UID_RANGE for u in uids):
+            out.append(int(pid))
+    return out
+
+
+def test_a_stopped_daemons_running_qube_keeps_its_host_ids(two):
+    """A daemon's running qubes outlive its stop (`make stop`) and hold no claim until it
+    starts again and adopts them. Meanwhile another daemon with an overlapping base must
+    not give one of their qids to a new qube (the two qubes would share host UIDs: signals,
+    /proc, files), and a daemon whose store holds a qid that a stopped daemon's qube runs
+    on must not start (its sweep of that qid would end the other's qrexec processes, and
+    starting its own qube there would share the UIDs). Then each adopts its own again."""
+    a, b = two
+    engine(a.start())
+    base, qa = a.qid_base, qid(a, "a")
+    assert (qid(a, "host"), qa) == (base, base + 1)
+    a.call("admin.vm.Start", "a")
+    a.stop()
+    try:
+        assert range_holders(qa), "A's qube did not outlive A's stop"
+        engine(b.start())
+        # the template takes base (A's halted one's: unused on the host), the app qube
+        # skips A's running qube's qid
+        qt, qb = qid(b, "host"), qid(b, "a")
+        assert qt == base and qb != qa, f"B's new qube was given qid {qb}, that of A's running qube"
+        b.call("admin.vm.Start", "a")
+        b.call("admin.vm.Start", "host")
+        assert range_holders(qb) and range_holders(qt)
+        assert not set(range_holders(qb)) & set(range_holders(qa))
+        # A's store holds B's running template's qid (A's template, halted): refused
+        # while B runs (the claim) and, the new case, while B is stopped and its qube runs
+        b.stop()
+        t_procs = range_holders(qt)
+        with pytest.raises(RuntimeError) as e:
+            a.start()
+        assert f"refusing to start: qube host: the host UIDs of its qid {qt} are in use by process" in str(e.value)
+        assert set(t_procs) <= set(range_holders(qt)), "A's refused start ended B's qube's processes"
+        # B adopts its qubes again and ends them; then A adopts its qube
+        b.start()
+        assert wait_state(b, "host", "Running", timeout=5) and wait_state(b, "a", "Running", timeout=5)
+        kill_all(b)
+        assert wait_state(b, "host", "Halted", timeout=60) and wait_state(b, "a", "Halted", timeout=60)
+        b.stop()
+        a.start()
+        assert wait_state(a, "a", "Running", timeout=5), "A did not adopt its running qube"
+        assert qid(a, "a") == qa and qid_slots.held_elsewhere(qa)
+        r = subprocess.run([str(BUILD / "src/qrexec/qvm-run"), "-p", "a", "id -u"],
+                           env=dict(a.env, BULKHEAD_RUNTIME=str(a.runtime)), capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    finally:
+        # every qube of both ends (each daemon adopts and kills its own, one at a time)
+        for d in (a, b, a):
+            d.stop()
+            try:
+                kill_all(d)
+            except (RuntimeError, OSError):
+                pass
+            d.stop()
