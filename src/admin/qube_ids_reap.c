@@ -87,6 +87,10 @@ static pid_t reap_begin(uid_t uid)
         return -1;
     }
     if (pid == 0) {
+        /* It becomes the qube's UID: it holds none of bulkheadd's fds (close-on-exec does
+         * nothing here, the child never execs); stdio stays. */
+        if (close_range(3, ~0U, 0) < 0)
+            _exit(2);
         /* gid first, while still root; then the uid, which drops every capability */
         if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
             _exit(2);

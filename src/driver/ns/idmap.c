@@ -194,8 +194,16 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
         return bh_fail_errno(err, "fork");
     }
     if (pid == 0) {
+        /* The holder runs as the qube's first host UID and is dumpable: it keeps its two
+         * pipe ends and stdio, none of the caller's fds (bulkheadd's socket, store,
+         * claims; close-on-exec does nothing here, the holder never execs). */
         close(up[0]);
         close(down[1]);
+        int lo = up[1] < down[0] ? up[1] : down[0], hi = up[1] < down[0] ? down[0] : up[1];
+        if ((lo > 3 && close_range(3, (unsigned)lo - 1, 0) < 0) ||
+            (hi > lo + 1 && close_range((unsigned)lo + 1, (unsigned)hi - 1, 0) < 0) ||
+            close_range((unsigned)hi + 1, ~0U, 0) < 0)
+            _exit(1);
         holder(base, count, up[1], down[0]);
     }
     close(up[1]);

@@ -1,0 +1,108 @@
+"""The daemon's children that take a qube's host identity hold none of bulkheadd's fds.
+
+Two children of bulkheadd become a qube's host UID without exec'ing (so close-on-exec
+does nothing for them): the user namespace holder (src/driver/ns/idmap.c: the qube's
+first host UID, dumpable, at every start) and the halt's sweep of the qube's qrexec
+UIDs (src/admin/qube_ids_reap.c: the qube's call and daemon UIDs). Holding the daemon's
+fds (its Admin API socket, its store, the host's qid claims) as a qube's UID would hand
+them to whatever can reach a process of that UID. Each closes every fd but stdio and
+the holder's two pipe ends.
+
+To see them, strace holds the daemon's and its children's unshare() and kill() calls
+at entry for 1 s (the holder's unshare(CLONE_NEWUSER), the sweep's kill(-1); below the
+sweep's 2 s deadline, qube_ids_reap.c), and the test lists the fds of every process of
+those UIDs meanwhile."""
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
+from admin_fixtures import engine_daemon  # noqa: E402,F401
+import qid_slots  # noqa: E402
+from qrexec_fixtures import CALL_ID_BASE, UNPRIV_ID_BASE  # noqa: E402
+
+STRACE = "/usr/bin/strace"
+
+
+def real_uid(pid):
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(status.split("\nUid:\t")[1].split()[0])
+
+
+def fds_of_uid(uids, seen):
+    """Adds to seen {pid: {fd: target}} every copy of bulkheadd (a child that did not
+    exec) in the host's user namespace whose real UID is in uids. (The qube's first stage,
+    also a copy and of the qube's first UID, seen from the host, is in the qube's user
+    namespace: its fds are close-on-exec and go when it execs the qube's init.)"""
+    mine = os.readlink("/proc/self/ns/user")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if real_uid(pid) not in uids:
+            continue
+        try:
+            if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() != "bulkheadd":
+                continue
+            if os.readlink(f"/proc/{pid}/ns/user") != mine:
+                continue
+            fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        seen.setdefault(int(pid), {}).update(fds)
+
+
+def watch(d, action, uids, timeout=120):
+    """Runs action (an Admin API call) in a thread under strace's delays; returns the fds
+    of every process of uids seen meanwhile."""
+    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=kill,unshare",
+                               "-e", "inject=kill,unshare:delay_enter=1000000", "-p", str(d.proc.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, err = {}, []
+    try:
+        deadline = time.time() + 30
+        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text():
+            assert time.time() < deadline and tracer.poll() is None, "strace did not attach"
+            time.sleep(0.05)
+        t = threading.Thread(target=lambda: err.append(None) if action() is None else err.append(None))
+        t.start()
+        deadline = time.time() + timeout
+        while t.is_alive() and time.time() < deadline:
+            fds_of_uid(uids, seen)
+            time.sleep(0.05)
+        t.join(timeout=max(1, deadline - time.time()))
+    finally:
+        tracer.terminate()  # detaches
+        tracer.wait()
+    return seen
+
+
+def daemons_own(fds):
+    """What of the daemon's shows among fds: beyond stdio, the holder's pipes and the
+    sweep's own walk of /proc (proc_ids.c)."""
+    return {fd: t for fd, t in fds.items() if fd > 2 and not t.startswith("pipe:")
+            and t != "/proc" and not t.startswith("/proc/")}
+
+
+@pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
+def test_children_that_become_a_qube_hold_no_daemon_fds(engine_daemon):
+    d = engine_daemon
+    q = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    base = qid_slots.uid_base(q)
+    holder = watch(d, lambda: d.call("admin.vm.Start", "a"), {base})
+    assert "a class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
+    # positive control: the holder was seen (it waits in unshare() under strace)
+    assert holder, "no process of the qube's first host UID was seen during the start"
+    for pid, fds in holder.items():
+        assert not daemons_own(fds), f"the user namespace holder {pid} holds the daemon's fds: {fds}"
+        assert len([fd for fd in fds if fd > 2]) <= 2, fds
+    sweep = watch(d, lambda: d.call("admin.vm.Kill", "a"), {CALL_ID_BASE + q, UNPRIV_ID_BASE + q})
+    assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
+    assert sweep, "no process of the qube's qrexec UIDs was seen during the halt's sweep"
+    for pid, fds in sweep.items():
+        assert not daemons_own(fds), f"the sweep {pid} holds the daemon's fds: {fds}"
