@@ -54,7 +54,9 @@ static void ns_kill_now(const struct bh_qube_spec *spec)
     char tag[64];
     tag_of(spec, tag, sizeof tag);
     struct bh_init_id id;
-    _cleanup_close_ int pidfd = signal_init(spec, tag, &id);
+    int pidfd = signal_init(spec, tag, &id); /* signalled; the pidfd is not kept */
+    if (pidfd >= 0)
+        close(pidfd);
 }
 
 int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
