@@ -1287,7 +1287,14 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
         }
         if (s != BH_STATE_HALTED && s != BH_STATE_CRASHED && s != BH_STATE_NA)
             continue; /* ours, running: adopted next */
+        /* Processes still dying count as held for a moment: a daemon restarted right after
+         * its own crash may find its qube's last processes (an engine helper outside the
+         * qube's PID namespace) on their way out. Refused only if held for 2 s. */
         pid_t pid = bh_qid_live_pid(q->qid, false);
+        for (int t = 0; pid > 0 && t < 20; t++) {
+            nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+            pid = bh_qid_live_pid(q->qid, false);
+        }
         if (pid == 0)
             continue; /* ended meanwhile */
         return bh_fail(err, EBUSY,
