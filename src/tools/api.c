@@ -296,11 +296,24 @@ static struct props_cache *cache_add(const char *key, const struct reply *r)
     return c;
 }
 
-static int getall_send(const char *vm)
+/* admin.vm.property.GetAll of qube vm (admin.property.GetAll, the global ones, for NULL):
+ * the request sent, its fd; -1 on a transport error (err). */
+static int getall_send(const char *vm, bh_error *err)
 {
-    bh_error err = { 0 };
-    return bh_admin_send(vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", "", vm ? vm : "dom0", "", 0,
-                         &err);
+    return bh_admin_send(vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", "", vm ? vm : "dom0", "", 0, err);
+}
+
+/* Its reply, kept under key for props_all; closes fd. NULL on a transport error (err). */
+static struct props_cache *getall_finish(int fd, const char *key, bh_error *err)
+{
+    _cleanup_reply_ struct bh_admin_reply raw;
+    int rc = bh_admin_recv(fd, &raw, NULL, err);
+    close(fd);
+    if (rc < 0)
+        return NULL;
+    struct reply r;
+    reply_from_raw(&r, &raw);
+    return cache_add(key, &r);
 }
 
 /* Requests in flight at once. A failure here is never the tool's error: what could not
@@ -326,23 +339,17 @@ void props_prefetch(const struct vm *const *v, size_t n)
     int fds[PREFETCH_WINDOW];
     size_t sent = 0;
     bool refill = true;
+    bh_error err = { 0 }; /* ignored: see above */
     for (; sent < nt && sent < PREFETCH_WINDOW; sent++)
-        if ((fds[sent] = getall_send(todo[sent])) < 0) {
+        if ((fds[sent] = getall_send(todo[sent], &err)) < 0) {
             refill = false;
             break;
         }
     for (size_t i = 0; i < sent; i++) {
         int *fd = &fds[i % PREFETCH_WINDOW];
-        _cleanup_reply_ struct bh_admin_reply raw;
-        bh_error err = { 0 };
-        if (bh_admin_recv(*fd, &raw, NULL, &err) == 0) {
-            struct reply r;
-            reply_from_raw(&r, &raw);
-            cache_add(todo[i], &r);
-        }
-        close(*fd);
+        (void)getall_finish(*fd, todo[i], &err);
         if (refill && sent < nt) {
-            if ((*fd = getall_send(todo[sent])) < 0)
+            if ((*fd = getall_send(todo[sent], &err)) < 0)
                 refill = false;
             else
                 sent++;
@@ -355,9 +362,10 @@ const struct props *props_all(const char *vm)
     const char *key = vm ? vm : "";
     struct props_cache *c = cache_find(key);
     if (!c) {
-        struct reply r;
-        api_call(&r, vm ? vm : "dom0", vm ? "admin.vm.property.GetAll" : "admin.property.GetAll", NULL, NULL, 0);
-        c = cache_add(key, &r);
+        bh_error err = { 0 };
+        int fd = getall_send(vm, &err);
+        if (fd < 0 || !(c = getall_finish(fd, key, &err)))
+            transport_fail(&err);
     }
     if (c->parsed)
         return &c->props;
