@@ -84,23 +84,33 @@ int bh_pidfile_parse(const char *s, struct bh_init_id *id)
     return 0;
 }
 
-int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id)
+/* The recorded init, opened first (once the pidfd exists the PID cannot be reused) and
+ * then checked to be the recorded process by its start time; its state letter in *state
+ * (may be NULL). A pidfd, or -1. */
+static int open_recorded(const struct bh_qube_spec *spec, struct bh_init_id *id, char *state)
 {
     struct bh_ns_paths p;
     if (bh_ns_paths_fill(spec, &p, NULL) < 0 || bh_pidfile_read(p.pidfile, id) < 0)
         return -1;
-    /* Open first, verify after: once the pidfd exists the PID cannot be reused. */
     _cleanup_close_ int pfd = pidfd_open(id->pid, 0);
-    if (pfd < 0)
+    uint64_t now = 0;
+    if (pfd < 0 || read_starttime(id->pid, &now, state) < 0 || now != id->starttime)
         return -1;
-    struct bh_init_id now;
+    return steal_fd(&pfd);
+}
+
+int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id)
+{
     char state = 0;
+    _cleanup_close_ int pfd = open_recorded(spec, id, &state);
+    if (pfd < 0 || state == 'Z')
+        return -1;
+    /* still in the qube's user namespace and cgroup */
+    struct bh_init_id now;
+    if (bh_init_id_read_proc(id->pid, &now) < 0 || now.userns_ino != id->userns_ino)
+        return -1;
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
-    if (bh_init_id_read_proc(id->pid, &now) < 0 || read_starttime(id->pid, &now.starttime, &state) < 0)
-        return -1;
-    if (now.starttime != id->starttime || now.userns_ino != id->userns_ino || state == 'Z')
-        return -1;
     if (!bh_cgroup_ops()->contains(tag, spec->name, id->pid))
         return -1;
     return steal_fd(&pfd);
@@ -108,12 +118,5 @@ int bh_init_open_verified(const struct bh_qube_spec *spec, struct bh_init_id *id
 
 int bh_init_open_dying(const struct bh_qube_spec *spec, struct bh_init_id *id)
 {
-    struct bh_ns_paths p;
-    if (bh_ns_paths_fill(spec, &p, NULL) < 0 || bh_pidfile_read(p.pidfile, id) < 0)
-        return -1;
-    _cleanup_close_ int pfd = pidfd_open(id->pid, 0);
-    uint64_t now = 0;
-    if (pfd < 0 || read_starttime(id->pid, &now, NULL) < 0 || now != id->starttime)
-        return -1;
-    return steal_fd(&pfd);
+    return open_recorded(spec, id, NULL);
 }
