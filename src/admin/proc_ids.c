@@ -1,11 +1,10 @@
 #include "proc_ids.h"
+#include "io.h"
 #include "qrexec_ids.h"
 #include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* /proc/<pid>/status of one process: false when it is gone, a zombie or dead. A stack
  * buffer: the Uid line is within the first 1 KiB (no status line before it is long). */
@@ -13,14 +12,8 @@ static bool read_status(const char *pid, struct bh_proc_ids *p)
 {
     char path[64], buf[2048];
     snprintf(path, sizeof path, "/proc/%s/status", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (bh_read_small(path, buf, sizeof buf) <= 0)
         return false; /* gone meanwhile */
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
     const char *st = strstr(buf, "\nState:\t");
     if (st && (st[8] == 'Z' || st[8] == 'X'))
         return false;

@@ -118,6 +118,17 @@ int bh_recv_fd(int sock)
     return fd;
 }
 
+ssize_t bh_read_small(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
 char *bh_read_file(const char *path, size_t limit, size_t *len_out)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

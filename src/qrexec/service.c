@@ -1,5 +1,6 @@
 #include "service.h"
 #include "cleanup.h"
+#include "io.h"
 #include "proto.h"
 #include <errno.h>
 #include <stdbool.h>
@@ -284,15 +285,9 @@ static __attribute__((noinline)) _Noreturn void child_run(struct plan *p)
 /* The SigCgt line of /proc/self/status: the signals this process has handlers for. */
 static bool caught_signals(uint64_t *out)
 {
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
     char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
+    if (bh_read_small("/proc/self/status", buf, sizeof buf) <= 0)
         return false;
-    buf[n] = '\0';
     const char *l = strstr(buf, "\nSigCgt:");
     if (!l)
         return false;
