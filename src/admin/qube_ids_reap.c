@@ -35,13 +35,13 @@
 
 #define REAP_PASSES 64
 
-/* Whether p is one kill(-1) as uid reaches (its real or saved UID is uid); a status
- * that did not parse counts as one: assume the worst, another pass. */
 struct uid_search {
     uid_t uid;
     bool found;
 };
 
+/* Whether p is one kill(-1) as uid reaches (its real or saved UID is uid); a status
+ * that did not parse counts as one: assume the worst, another pass. */
 static bool of_uid(const struct bh_proc_ids *p, void *ctx)
 {
     struct uid_search *c = ctx;
