@@ -89,18 +89,6 @@ static void qrexec_early_forget(struct bh_qube *q)
     q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
 }
 
-/* Waits up to ms for the process behind pidfd to end. */
-static bool pidfd_wait_exit(int pidfd, int ms)
-{
-    struct pollfd p = { .fd = pidfd, .events = POLLIN };
-    for (;;) {
-        int r = poll(&p, 1, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        return r > 0;
-    }
-}
-
 static void qrexec_stop(struct bh_qube *q)
 {
     qrexec_unwatch(q); /* an intended stop is not a death to repair */
@@ -114,7 +102,7 @@ static void qrexec_stop(struct bh_qube *q)
         /* It exits at once on TERM; don't let a stuck one hold the loop (0.5 s). The
          * pidfd says when it is gone, without sleeping in steps. */
         if (pfd >= 0) {
-            (void)pidfd_wait_exit(pfd, 500);
+            (void)bh_pidfd_wait(pfd, 500);
             close(pfd);
         } else {
             for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
@@ -165,10 +153,10 @@ static void qrexec_kill_stale(const struct bh_spec_buf *sb, const char *name)
         goto done;
     }
     syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
-    if (!pidfd_wait_exit(pidfd, 3000)) {
+    if (bh_pidfd_wait(pidfd, 3000) <= 0) {
         bh_warn("%s: the previous qrexec-daemon ignored SIGTERM: killing it", name);
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        (void)pidfd_wait_exit(pidfd, 3000);
+        (void)bh_pidfd_wait(pidfd, 3000);
     }
 done:
     unlink(path);

@@ -18,12 +18,12 @@
  * scan does not count zombies: they run nothing, and their parent (a relay,
  * qrexec-daemon) collects them. */
 #include "qube_ids_reap.h"
+#include "io.h"
 #include "log.h"
 #include "proc_ids.h"
 #include "qrexec_ids.h"
 #include <errno.h>
 #include <grp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
@@ -125,10 +125,7 @@ static int reap_end(pid_t pid, uid_t uid)
 {
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pfd >= 0) {
-        struct pollfd p = { .fd = pfd, .events = POLLIN };
-        int r;
-        while ((r = poll(&p, 1, REAP_DEADLINE_MS)) < 0 && errno == EINTR)
-            ;
+        int r = bh_pidfd_wait(pfd, REAP_DEADLINE_MS);
         close(pfd);
         if (r == 0) {
             kill(pid, SIGKILL);

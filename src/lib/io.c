@@ -2,6 +2,7 @@
 #include "cleanup.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <libgen.h>
 #include <stdbool.h>
 #include <string.h>
@@ -116,6 +117,15 @@ int bh_recv_fd(int sock)
     int fd;
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
     return fd;
+}
+
+int bh_pidfd_wait(int pidfd, int ms)
+{
+    struct pollfd p = { .fd = pidfd, .events = POLLIN };
+    int r;
+    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    return r > 0 ? 1 : r;
 }
 
 ssize_t bh_read_small(const char *path, char *buf, size_t size)

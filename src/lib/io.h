@@ -16,6 +16,9 @@ int bh_recv_fd(int sock);
 /* One recvmsg of up to len bytes; an fd that came with them (SCM_RIGHTS, close-on-exec)
  * replaces *fd_out (closing the old one). Retries on EINTR. */
 ssize_t bh_recv_with_fd(int sock, void *buf, size_t len, int *fd_out);
+/* Waits up to ms for the process behind pidfd to end (poll, retried on EINTR): 1 it
+ * ended, 0 not yet, -1 error. */
+int bh_pidfd_wait(int pidfd, int ms);
 /* One read of up to size - 1 bytes of a small file (a /proc entry) into buf, then a NUL:
  * for callers that read often or must not allocate. The length read, or -1. */
 ssize_t bh_read_small(const char *path, char *buf, size_t size);

@@ -18,15 +18,6 @@
 
 static void tag_of(const struct bh_qube_spec *spec, char *tag, size_t n) { bh_cgroup_tag(spec, tag, n); }
 
-static int wait_exit(int pidfd, int ms)
-{
-    struct pollfd p = { .fd = pidfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
-        ;
-    return r == 1 ? 0 : -1;
-}
-
 static void clean_vchan(const char *dir)
 {
     _cleanup_closedir_ DIR *d = opendir(dir);
@@ -72,7 +63,7 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
     if (pidfd < 0)
         pidfd = bh_init_open_dying(spec, &id); /* signalled already (kill_now): wait all the same */
     if (pidfd >= 0) {
-        (void)wait_exit(pidfd, 10000);
+        (void)bh_pidfd_wait(pidfd, 10000);
         (void)waitpid(id.pid, NULL, WNOHANG); /* ours if we started it */
     }
     /* Anything left in the cgroup (a start cut short, a lost init) goes too. */
