@@ -510,8 +510,9 @@ static void remove_disposable(void *ctx)
         bh_warn("removing disposable %s: %s", q->name, e.msg);
 }
 
-/* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events. */
-static void halted(struct bh_app *app, struct bh_qube *q)
+/* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events.
+ * swept: the qube's qrexec identities were swept already (by the Kill's child). */
+static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
 {
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -524,7 +525,8 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     qrexec_stop(q);
     /* Before the qid can be anyone else's: nothing of the qube's qrexec identities may
      * outlive it, or it would be served as the next qube with this qid (call_auth.c). */
-    (void)bh_qube_ids_reap(q->qid);
+    if (!swept)
+        (void)bh_qube_ids_reap(q->qid);
     bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
@@ -570,6 +572,8 @@ static void halted(struct bh_app *app, struct bh_qube *q)
     else
         bh_waiters_halted(app, q->qid);
 }
+
+static void halted(struct bh_app *app, struct bh_qube *q) { halted_swept(app, q, false); }
 
 static bool start_agent_phase_ended(struct bh_qube *q, const char *why);
 static void starting_tick(int64_t now);
@@ -1048,14 +1052,35 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
  * a running ns qube (all of it is in its runtime dir, cgroups and mounts), so the child
  * can do the whole job; a start in progress (whose state is in our memory) is killed in
  * line. The qube's init is no longer watched while the child works: its end is the
- * child's doing, and halted() runs once, after the child. */
+ * child's doing, and halted() runs once, after the child.
+ *
+ * The child also sweeps the qube's qrexec identities (qube_ids_reap.c) while the qube
+ * dies, instead of the loop doing it after: its qrexec-daemon, the only maker of
+ * processes of those identities, is told to end before the fork, and the child waits
+ * for that end before its sweeps begin, so that nothing of them can appear after. */
 #define MAX_KILLING 64
 static struct killing {
     uint32_t qid; /* 0: free */
     pid_t pid;
     int pidfd;
     int init_pidfd; /* the qube's init (our child): reaped here, the child cannot */
+    pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
 } killing[MAX_KILLING];
+
+/* The child's exit status: a bit per step that failed. */
+#define KILL_FAILED 1
+#define KILL_NOT_SWEPT 2
+
+/* A qrexec-daemon that was told to end: gone for good and reaped (it ends at once on
+ * TERM, so the KILL is for one that is stuck). */
+static void qrexec_reap(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -1083,13 +1108,15 @@ static void on_kill_done(void *ctx, uint32_t ev)
         (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &si, WEXITED | WNOHANG);
         close(k->init_pidfd);
     }
+    qrexec_reap(k->qrexec_pid);
+    bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
     k->qid = 0;
     struct bh_qube *q = bh_app_find_qid(lc_app, qid);
     if (!q)
         return;
     struct bh_exc e = { 0 };
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    if (!WIFEXITED(st) || (WEXITSTATUS(st) & KILL_FAILED)) {
         /* The child failed (its reason went to our log): once more in line, for the
          * error to report; the qube stays as the engine leaves it. */
         const struct bh_driver *drv = bh_glue_driver(lc_app, q);
@@ -1104,17 +1131,18 @@ static void on_kill_done(void *ctx, uint32_t ev)
             if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED) {
                 q->rt.state = now; /* still there: watched again, as before the Kill */
                 watch(q, drv, &sb.spec);
+                qrexec_restart(q); /* and reachable again: its qrexec-daemon was ended */
             }
             bh_glue_spec_free(&sb);
             bh_waiters_killed(lc_app, qid, &e);
             if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED)
                 return;
-            halted(lc_app, q);
+            halted_swept(lc_app, q, swept);
             return;
         }
         bh_glue_spec_free(&sb);
     }
-    halted(lc_app, q);
+    halted_swept(lc_app, q, swept);
     bh_waiters_killed(lc_app, qid, NULL);
 }
 
@@ -1132,26 +1160,58 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
      * milliseconds to run on a guest where page faults trap). */
     if (drv->kill_now)
         drv->kill_now(&sb->spec);
+    /* Its qrexec-daemon is told to end (an intended stop, not a death to repair); the
+     * child waits for that before it sweeps. */
+    qrexec_unwatch(q);
+    qrexec_early_forget(q);
+    pid_t qx_pid = q->rt.qrexec_pid;
+    int qx_fd = -1;
+    if (qx_pid > 0) {
+#ifdef SYS_pidfd_open
+        qx_fd = (int)syscall(SYS_pidfd_open, qx_pid, 0);
+#endif
+        kill(qx_pid, SIGTERM);
+    }
+    q->rt.qrexec_pid = 0;
     pid_t pid = fork();
     if (pid == 0) {
         /* The engine's kill needs none of our fds: holding them would keep a file the
          * loop closes alive, and one closed before it was unregistered would stay in
-         * the loop's epoll set (the use-after-free of 3a812c6). */
-        (void)close_range(3, ~0U, 0);
+         * the loop's epoll set (the use-after-free of 3a812c6). Only the
+         * qrexec-daemon's pidfd stays, as fd 3. */
+        int qx = -1;
+        if (qx_fd >= 0 && dup2(qx_fd, 3) == 3)
+            qx = 3;
+        (void)close_range(qx == 3 ? 4 : 3, ~0U, 0);
+        int rc = 0;
+        if (qx_pid > 0 && qx < 0)
+            rc |= KILL_NOT_SWEPT; /* cannot tell when it is gone: the loop sweeps after */
+        if (qx >= 0 && bh_pidfd_wait(qx, 500) != 1) {
+            (void)syscall(SYS_pidfd_send_signal, qx, SIGKILL, NULL, 0);
+            if (bh_pidfd_wait(qx, 2000) != 1)
+                rc |= KILL_NOT_SWEPT;
+        }
+        struct bh_ids_sweep sweep;
+        if (!(rc & KILL_NOT_SWEPT))
+            bh_qube_ids_reap_begin(q->qid, &sweep);
         bh_error err = { 0 };
         if (drv->kill(&sb->spec, &err) < 0) {
             bh_warn("%s: kill: %s", q->name, err.msg);
-            _exit(1);
+            rc |= KILL_FAILED;
         }
-        _exit(0);
+        if (!(rc & KILL_NOT_SWEPT) && bh_qube_ids_reap_end(&sweep) < 0)
+            rc |= KILL_NOT_SWEPT;
+        _exit(rc);
     }
+    if (qx_fd >= 0)
+        close(qx_fd);
     int fd = -1;
 #ifdef SYS_pidfd_open
     if (pid > 0)
         fd = (int)syscall(SYS_pidfd_open, pid, 0);
 #endif
     if (pid > 0 && fd >= 0 && bh_loop_add(fd, EPOLLIN, on_kill_done, k) == 0) {
-        *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd };
+        *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd, .qrexec_pid = qx_pid };
         q->rt.pidfd = -1;
         (void)app;
         return 0;
@@ -1162,6 +1222,7 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
+    qrexec_reap(qx_pid); /* halted() sweeps in line, after it */
     if (saved_pidfd >= 0 && bh_loop_add(saved_pidfd, EPOLLIN, on_pidfd, (void *)(uintptr_t)q->qid) < 0) {
         close(saved_pidfd);
         q->rt.pidfd = -1;

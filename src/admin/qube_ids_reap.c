@@ -149,21 +149,42 @@ static int reap_end(pid_t pid, uid_t uid)
     return 0;
 }
 
+void bh_qube_ids_reap_begin(uint32_t qid, struct bh_ids_sweep *s)
+{
+    /* both identities at once: the two sweeps share nothing */
+    *s = (struct bh_ids_sweep){ .uids = { (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)),
+                                          (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)) },
+                                .pids = { -1, -1 },
+                                .res = { 1, 1 } };
+    if (qid == 0) {
+        s->res[0] = s->res[1] = 0; /* dom0 never halts; its UID 2^19 + 2^16 has no call of a qube's */
+        return;
+    }
+    for (int i = 0; i < 2; i++)
+        if ((s->pids[i] = reap_begin(s->uids[i])) < 0)
+            s->res[i] = -1;
+}
+
+int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
+{
+    for (int t = 0;; t++) {
+        for (int i = 0; i < 2; i++)
+            if (s->pids[i] > 0) {
+                s->res[i] = reap_end(s->pids[i], s->uids[i]);
+                s->pids[i] = -1;
+            }
+        if (t + 1 >= REAP_TRIES || (s->res[0] != 1 && s->res[1] != 1))
+            break;
+        for (int i = 0; i < 2; i++) /* held past the deadline: once more */
+            if (s->res[i] == 1 && (s->pids[i] = reap_begin(s->uids[i])) < 0)
+                s->res[i] = -1;
+    }
+    return s->res[0] == 0 && s->res[1] == 0 ? 0 : -1;
+}
+
 int bh_qube_ids_reap(uint32_t qid)
 {
-    if (qid == 0)
-        return 0; /* dom0 never halts; its UID 2^19 + 2^16 has no call of a qube's */
-    /* both identities at once: the two sweeps share nothing */
-    uid_t uids[2] = { (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)), (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)) };
-    int res[2] = { 1, 1 };
-    for (int t = 0; t < REAP_TRIES && (res[0] == 1 || res[1] == 1); t++) {
-        pid_t pids[2] = { -1, -1 };
-        for (int i = 0; i < 2; i++)
-            if (res[i] == 1 && (pids[i] = reap_begin(uids[i])) < 0)
-                res[i] = -1;
-        for (int i = 0; i < 2; i++)
-            if (pids[i] > 0)
-                res[i] = reap_end(pids[i], uids[i]);
-    }
-    return res[0] == 0 && res[1] == 0 ? 0 : -1;
+    struct bh_ids_sweep s;
+    bh_qube_ids_reap_begin(qid, &s);
+    return bh_qube_ids_reap_end(&s);
 }
