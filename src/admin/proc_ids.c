@@ -6,8 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* /proc/<pid>/status of one process: false when it is gone, a zombie or dead. A stack
- * buffer: the Uid line is within the first 1 KiB (no status line before it is long). */
+/* A zombie leader whose group still has live threads: the leader exited alone
+ * (pthread_exit, or SYS_exit, in the main thread) and stays State Z until the last
+ * thread ends, while those threads run on with the group's UIDs. Its Threads count (the
+ * group's nr_threads) still includes them; a group that has wholly exited and waits
+ * only to be reaped shows 1. No Threads line within the buffer (only a long Groups line
+ * can push it out, and our identities have none) counts as live: a dead zombie taken for
+ * live costs a skipped qid or another sweep pass until its parent reaps it, a live group
+ * taken for dead would give its UIDs to a second qube. */
+static bool zombie_group_lives(const char *buf)
+{
+    const char *t = strstr(buf, "\nThreads:\t");
+    unsigned long n;
+    return !t || sscanf(t + 10, "%lu", &n) != 1 || n > 1;
+}
+
+/* /proc/<pid>/status of one process: false when it is gone, dead, or a zombie whose
+ * whole thread group has exited. A stack buffer: the Uid line is within the first 1 KiB
+ * (no status line before it is long); a zombie has no Vm lines, so its Threads line is
+ * within ~1 KiB too. */
 static bool read_status(const char *pid, struct bh_proc_ids *p)
 {
     char path[64], buf[2048];
@@ -15,7 +32,7 @@ static bool read_status(const char *pid, struct bh_proc_ids *p)
     if (bh_read_small(path, buf, sizeof buf) <= 0)
         return false; /* gone meanwhile */
     const char *st = strstr(buf, "\nState:\t");
-    if (st && (st[8] == 'Z' || st[8] == 'X'))
+    if (st && (st[8] == 'X' || (st[8] == 'Z' && !zombie_group_lives(buf))))
         return false;
     const char *u = strstr(buf, "\nUid:\t");
     unsigned long real, eff, saved;

@@ -15,9 +15,11 @@ struct bh_proc_ids {
     uid_t real, eff, saved;
 };
 
-/* Calls fn for every live (not zombie, not dead) process in /proc but skip (0: none),
- * until fn returns false. -1 when /proc cannot be listed. Allocates nothing but
- * opendir's directory stream: it also runs in the sweep's child, dropped to a UID. */
+/* Calls fn for every live process in /proc but skip (0: none), until fn returns false.
+ * Live: not dead, and not a zombie unless it is the leader of a thread group whose other
+ * threads still run (its Threads count above 1: they hold its UIDs). -1 when /proc
+ * cannot be listed. Allocates nothing but opendir's directory stream: it also runs in
+ * the sweep's child, dropped to a UID. */
 int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx), void *ctx);
 
 /* A set of qids, one bit each (8 KiB). */

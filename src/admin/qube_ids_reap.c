@@ -16,7 +16,8 @@
  * process exists, even if none could be signalled (Linux counts every process it tried),
  * so a loop waiting for ESRCH ran all its passes and warned at every halt. The /proc
  * scan does not count zombies: they run nothing, and their parent (a relay,
- * qrexec-daemon) collects them. */
+ * qrexec-daemon) collects them; but a zombie leader whose other threads still run counts
+ * (they do run, with its UIDs: proc_ids.c). */
 #include "qube_ids_reap.h"
 #include "io.h"
 #include "log.h"

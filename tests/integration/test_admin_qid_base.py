@@ -9,6 +9,7 @@ daemon's qube, and two qubes must never share host UIDs."""
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +38,65 @@ def sleeper(preexec):
 
 def alive(p):
     return p.poll() is None
+
+
+# The main thread ends alone (SYS_exit, not exit_group) while another sleeps: the
+# process's leader is then a zombie (State Z) and its other thread runs on with its UIDs.
+SYS_EXIT = {"x86_64": 60, "aarch64": 93}[os.uname().machine]
+HALF_DEAD = f"""
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(600,)).start()
+ctypes.CDLL(None).syscall({SYS_EXIT}, 0)
+"""
+
+
+def half_dead(preexec):
+    """A process of some identity whose leader has exited while a thread of it lives on
+    (proc_ids.c must count it: its Threads count is 2, a wholly dead zombie's is 1)."""
+    p = subprocess.Popen([sys.executable, "-c", HALF_DEAD], preexec_fn=preexec, stdin=subprocess.DEVNULL)
+
+    def leader_gone():
+        s = open(f"/proc/{p.pid}/status").read()
+        return "\nState:\tZ" in s and int(s.split("\nThreads:\t")[1].split()[0]) > 1
+    assert wait_for(leader_gone), "the helper's main thread did not end alone"
+    return p
+
+
+def range_identity(q):
+    return become(qid_slots.uid_base(q), qid_slots.uid_base(q))
+
+
+@pytest.mark.parametrize("identity", [range_identity, become_call_identity], ids=["range", "call"])
+def test_a_qid_held_by_a_zombie_leaders_live_thread_is_skipped(bare_daemon, identity):
+    """A process whose main thread exited first shows State Z in /proc while its other
+    threads run on with its UIDs: the qid those UIDs belong to is still held."""
+    d = bare_daemon
+    p = half_dead(identity(d.qid_base))
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+        assert qid(d, "t") == d.qid_base + 1, "a qid whose UIDs a live thread holds was handed out"
+        assert alive(p)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_daemon_refuses_a_qube_whose_range_a_zombie_leaders_thread_holds(bare_daemon):
+    """The start's check (bh_lifecycle_check_ids, bh_qid_live_pid) counts the same
+    process: a halted qube of the store whose range it holds is not this daemon's to run."""
+    d = bare_daemon
+    d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+    q = qid(d, "t")
+    d.stop()
+    p = half_dead(range_identity(q))
+    try:
+        with pytest.raises(RuntimeError) as e:
+            d.start()
+        assert f"refusing to start: qube t: the host UIDs of its qid {q} are in use by process {p.pid}" in str(e.value)
+    finally:
+        p.kill()
+        p.wait()
+    d.start()
 
 
 @pytest.fixture
