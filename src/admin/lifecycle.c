@@ -1346,6 +1346,8 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
         }
         if (pid == 0)
             continue; /* ended meanwhile */
+        if (pid < 0)
+            return bh_fail_errno(err, "reading which host UIDs are in use (/proc)");
         return bh_fail(err, EBUSY,
                        "qube %s: the host UIDs of its qid %u are in use by process %d, not a qube of this "
                        "bulkheadd (another bulkheadd's qube, left running while that daemon is stopped?)",

@@ -2,6 +2,7 @@
 #include "io.h"
 #include "qrexec_ids.h"
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,17 +51,28 @@ int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx),
     DIR *d = opendir("/proc");
     if (!d)
         return -1;
-    struct dirent *e;
     bool more = true;
-    while (more && (e = readdir(d))) {
+    int ret = 0;
+    while (more) {
+        /* readdir's NULL is both the end and an error: only errno tells them apart, and
+         * a walk cut short must not pass for a complete one (a held qid handed out, a
+         * sweep ended with processes left) */
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            ret = errno ? -1 : 0;
+            break;
+        }
         if (e->d_name[0] < '1' || e->d_name[0] > '9')
             continue;
         struct bh_proc_ids p = { .pid = (pid_t)strtol(e->d_name, NULL, 10) };
         if (p.pid != skip && read_status(e->d_name, &p))
             more = fn(&p, ctx);
     }
+    int saved = errno;
     closedir(d);
-    return 0;
+    errno = saved;
+    return ret;
 }
 
 /* The qid whose identity host UID uid is, or -1: its UID range, or (qrexec_too) its
@@ -88,8 +100,13 @@ struct live_ctx {
 static bool mark(const struct bh_proc_ids *p, void *ctx)
 {
     struct live_ctx *c = ctx;
+    /* No UIDs read: nothing to say of any qid. Not taken as "holds every qid": a status
+     * that was read at all has its Uid line (the kernel writes it within the first
+     * ~300 bytes; a process gone mid-read reads as gone, ESRCH), so this is reached only
+     * if the kernel's format changed, and then for every process at once: the
+     * conservative answer would refuse every new qube on that host for good. */
     if (!p->known)
-        return true; /* no UIDs read: nothing to say of any qid */
+        return true;
     const uid_t ids[] = { p->real, p->eff, p->saved };
     for (size_t i = 0; i < 3; i++) {
         int64_t q = qid_of(ids[i], c->qrexec_too);
@@ -115,6 +132,7 @@ int bh_qids_live(struct bh_qid_set *s, bool qrexec_too)
 pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too)
 {
     struct live_ctx c = { .want = qid, .qrexec_too = qrexec_too };
-    (void)bh_proc_each(0, mark, &c);
+    if (bh_proc_each(0, mark, &c) < 0 && c.found == 0)
+        return -1;
     return c.found;
 }

@@ -17,9 +17,10 @@ struct bh_proc_ids {
 
 /* Calls fn for every live process in /proc but skip (0: none), until fn returns false.
  * Live: not dead, and not a zombie unless it is the leader of a thread group whose other
- * threads still run (its Threads count above 1: they hold its UIDs). -1 when /proc
- * cannot be listed. Allocates nothing but opendir's directory stream: it also runs in
- * the sweep's child, dropped to a UID. */
+ * threads still run (its Threads count above 1: they hold its UIDs). -1 (errno set) when
+ * /proc cannot be listed or its listing fails part way (fn has then seen only some).
+ * Allocates nothing but opendir's directory stream: it also runs in the sweep's child,
+ * dropped to a UID. */
 int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx), void *ctx);
 
 /* A set of qids, one bit each (8 KiB). */
@@ -37,5 +38,6 @@ static inline bool bh_qid_set_has(const struct bh_qid_set *s, uint32_t qid)
  * -1 (errno set) when /proc cannot be read. */
 int bh_qids_live(struct bh_qid_set *s, bool qrexec_too);
 
-/* The first live process found holding qid's identities (as bh_qids_live), or 0. */
+/* The first live process found holding qid's identities (as bh_qids_live), 0 if none,
+ * -1 (errno set) when /proc could not be read through without finding one. */
 pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too);

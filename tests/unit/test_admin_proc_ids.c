@@ -1,7 +1,10 @@
-/* proc_ids.c: which processes the /proc walk counts as live. */
+/* proc_ids.c: which processes the /proc walk counts as live, and that a walk cut short
+ * by a readdir error fails instead of passing for a complete one. */
 #include "tap.h"
 #include "proc_ids.h"
 #include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -10,6 +13,23 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* readdir as proc_ids.c calls it (the header redirects it to readdir64 under
+ * _FILE_OFFSET_BITS=64, this definition with it), failing with EIO once armed */
+static int fail_after = -1; /* entries read before the failure; -1: never */
+struct dirent *readdir(DIR *d)
+{
+    static struct dirent *(*real)(DIR *);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "readdir64");
+    if (fail_after == 0) {
+        errno = EIO;
+        return NULL;
+    }
+    if (fail_after > 0)
+        fail_after--;
+    return real(d);
+}
 
 struct find {
     pid_t pid;
@@ -92,5 +112,19 @@ int main(void)
     CHECK(!seen(c));
     CHECK(waitpid(c, NULL, 0) == c);
 
+    /* readdir failing part way: -1 and its errno, not a short walk taken as whole */
+    struct find f = { .pid = -1 };
+    fail_after = 5;
+    errno = 0;
+    CHECK(bh_proc_each(0, find_pid, &f) == -1 && errno == EIO);
+    CHECK(f.calls <= 5);
+    struct bh_qid_set s;
+    fail_after = 5;
+    CHECK(bh_qids_live(&s, true) == -1 && errno == EIO);
+    fail_after = 0;
+    CHECK(bh_qid_live_pid(BH_QID_MAX, true) == -1 && errno == EIO);
+    fail_after = -1;
+    f = (struct find){ .pid = -1 };
+    CHECK(bh_proc_each(0, find_pid, &f) == 0 && f.calls > 0);
     return tap_done();
 }
