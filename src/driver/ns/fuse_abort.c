@@ -89,6 +89,21 @@ static int fusectl_detached(void)
     return m;
 }
 
+/* The detached fusectl mount, made once per process and kept: closing it unmounts it,
+ * and an unmount waits for an RCU grace period (1-2 ms here, in the Kill's path before
+ * its SIGKILL). Kept by the process that made it only: a forked child (the Kill's, which
+ * closes every inherited fd) makes its own. */
+static int fusectl_root(void)
+{
+    static int fd = -1;
+    static pid_t owner;
+    if (fd >= 0 && owner == getpid())
+        return fd;
+    fd = fusectl_detached();
+    owner = getpid();
+    return fd;
+}
+
 void bh_ns_abort_fuse(pid_t init_pid)
 {
     char path[64];
@@ -102,10 +117,9 @@ void bh_ns_abort_fuse(pid_t init_pid)
     free(mi);
     if (!n)
         return;
-    int ctl = fusectl_detached();
+    int ctl = fusectl_root();
     if (ctl >= 0) {
         int bad = abort_each(ctl, minors, n);
-        close(ctl);
         if (bad)
             bh_warn("aborting %d of %zu FUSE connection(s) of a dying qube failed", bad, n);
         return;
