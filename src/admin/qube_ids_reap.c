@@ -80,6 +80,34 @@ static bool uid_alone(void)
     return true;
 }
 
+/* The sweep child's exit status: which step failed, named in bulkheadd's warning. A
+ * step that fails with an errno (the setup: close_range, the drop) also logs it from the
+ * child, whose stdio is still bulkheadd's. */
+enum {
+    SWEEP_DONE = 0,
+    SWEEP_FDS = 2,  /* close_range of bulkheadd's fds (EPERM: a seccomp filter that does
+                     * not know the call, as some container runtimes have) */
+    SWEEP_DROP = 3, /* setgroups/setresgid/setresuid to the UID */
+    SWEEP_KILL = 4, /* kill(-1) itself */
+    SWEEP_LEFT = 5, /* processes of the UID still alive after every pass */
+};
+
+static const char *sweep_failed(int code)
+{
+    switch (code) {
+    case SWEEP_FDS:
+        return "its child could not close bulkheadd's fds (close_range)";
+    case SWEEP_DROP:
+        return "its child could not drop to the UID";
+    case SWEEP_KILL:
+        return "kill(-1) as the UID failed";
+    case SWEEP_LEFT:
+        return "processes of the UID were still alive after every pass";
+    default:
+        return "its child ended unexpectedly";
+    }
+}
+
 static pid_t reap_begin(uid_t uid)
 {
     pid_t pid = fork();
@@ -90,26 +118,30 @@ static pid_t reap_begin(uid_t uid)
     if (pid == 0) {
         /* It becomes the qube's UID: it holds none of bulkheadd's fds (close-on-exec does
          * nothing here, the child never execs); stdio stays. */
-        if (close_range(3, ~0U, 0) < 0)
-            _exit(2);
+        if (close_range(3, ~0U, 0) < 0) {
+            bh_warn("ending processes of uid %u: close_range: %s", (unsigned)uid, strerror(errno));
+            _exit(SWEEP_FDS);
+        }
         /* gid first, while still root; then the uid, which drops every capability */
-        if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
-            _exit(2);
+        if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0) {
+            bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
+            _exit(SWEEP_DROP);
+        }
         if (getuid() != uid || geteuid() != uid)
-            _exit(2);
+            _exit(SWEEP_DROP);
         /* without the limit a vfork always succeeds: the fast test would say "alone" */
         bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
         for (int i = 0; i < REAP_PASSES; i++) {
             if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
-                _exit(3);
+                _exit(SWEEP_KILL);
             if ((fast && uid_alone()) || !uid_has_processes(uid))
-                _exit(0);
+                _exit(SWEEP_DONE);
             /* a killed process still tearing down its memory is listed a little
              * longer: from the fourth pass on, give it a millisecond */
             if (i >= 3)
                 nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
         }
-        _exit(4); /* still something alive after every pass */
+        _exit(SWEEP_LEFT);
     }
     return pid;
 }
@@ -143,8 +175,14 @@ static int reap_end(pid_t pid, uid_t uid)
             bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uid, strerror(errno));
             return -1;
         }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        bh_warn("ending processes of uid %u: the sweep did not finish (status %d)", (unsigned)uid, st);
+    if (WIFSIGNALED(st)) {
+        bh_warn("ending processes of uid %u: the sweep failed: its child was killed (signal %d)", (unsigned)uid,
+                WTERMSIG(st));
+        return -1;
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != SWEEP_DONE) {
+        bh_warn("ending processes of uid %u: the sweep failed: %s", (unsigned)uid,
+                sweep_failed(WIFEXITED(st) ? WEXITSTATUS(st) : -1));
         return -1;
     }
     return 0;
