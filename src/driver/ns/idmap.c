@@ -196,14 +196,21 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
     if (pid == 0) {
         /* The holder runs as the qube's first host UID and is dumpable: it keeps its two
          * pipe ends and stdio, none of the caller's fds (bulkheadd's socket, store,
-         * claims; close-on-exec does nothing here, the holder never execs). */
+         * claims; close-on-exec does nothing here, the holder never execs). Its stdio
+         * cannot hold a caller's pipe open past the caller: it lives only within this
+         * call (killed and reaped before it returns) and, should the caller die first,
+         * ends on EOF of down. */
         close(up[0]);
         close(down[1]);
         int lo = up[1] < down[0] ? up[1] : down[0], hi = up[1] < down[0] ? down[0] : up[1];
         if ((lo > 3 && close_range(3, (unsigned)lo - 1, 0) < 0) ||
             (hi > lo + 1 && close_range((unsigned)lo + 1, (unsigned)hi - 1, 0) < 0) ||
-            close_range((unsigned)hi + 1, ~0U, 0) < 0)
+            close_range((unsigned)hi + 1, ~0U, 0) < 0) {
+            /* said to the caller, or its message would blame the namespace: 'c', errno */
+            char m[2] = { 'c', (char)errno }; /* every errno is below 256 */
+            (void)!write(up[1], m, sizeof m);
             _exit(1);
+        }
         holder(base, count, up[1], down[0]);
     }
     close(up[1]);
@@ -213,7 +220,12 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
     /* Outer namespace: the qube's range mapped to itself, limits set inside it by the
      * holder; the qube's root has no capability there, so it cannot raise them. */
     if (read(up[0], &c, 1) != 1 || c != 'o') {
-        bh_fail(err, EPERM, "creating the qube's outer user namespace failed");
+        unsigned char e = 0;
+        if (c == 'c' && read(up[0], &e, 1) == 1)
+            bh_fail(err, e, "the user namespace holder could not close the caller's fds (close_range: %s)",
+                    strerror(e));
+        else
+            bh_fail(err, EPERM, "creating the qube's outer user namespace failed");
         goto out;
     }
     if (write_map(pid, "uid_map", base, base, count, err) < 0 || write_map(pid, "gid_map", base, base, count, err) < 0) {
