@@ -93,6 +93,8 @@ def test_a_daemon_refuses_a_qube_whose_range_a_zombie_leaders_thread_holds(bare_
         with pytest.raises(RuntimeError) as e:
             d.start()
         assert f"refusing to start: qube t: the host UIDs of its qid {q} are in use by process {p.pid}" in str(e.value)
+        # the refusal made nothing of the qube's (review finding: no runtime dir is left)
+        assert not (d.runtime / "qubes" / "t").exists()
     finally:
         p.kill()
         p.wait()
