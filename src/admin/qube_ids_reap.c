@@ -122,6 +122,10 @@ static pid_t reap_begin(uid_t uid)
             bh_warn("ending processes of uid %u: close_range: %s", (unsigned)uid, strerror(errno));
             _exit(SWEEP_FDS);
         }
+        /* without the limit a vfork always succeeds: the fast test would say "alone". Set
+         * before the drop: from the drop on, every process of the UID may signal this
+         * one, so its first kill(-1) comes right after it. */
+        bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
         /* gid first, while still root; then the uid, which drops every capability */
         if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0) {
             bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
@@ -129,8 +133,6 @@ static pid_t reap_begin(uid_t uid)
         }
         if (getuid() != uid || geteuid() != uid)
             _exit(SWEEP_DROP);
-        /* without the limit a vfork always succeeds: the fast test would say "alone" */
-        bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
         for (int i = 0; i < REAP_PASSES; i++) {
             if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
                 _exit(SWEEP_KILL);
@@ -153,7 +155,8 @@ static pid_t reap_begin(uid_t uid)
 #define REAP_DEADLINE_MS 2000
 #define REAP_TRIES 3
 
-/* 0 done, -1 failed, 1 held past the deadline (killed: try again) */
+/* 0 done, -1 failed, 1 to run again (held past the deadline and killed, or killed by a
+ * process of the UID) */
 static int reap_end(pid_t pid, uid_t uid)
 {
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -176,9 +179,11 @@ static int reap_end(pid_t pid, uid_t uid)
             return -1;
         }
     if (WIFSIGNALED(st)) {
-        bh_warn("ending processes of uid %u: the sweep failed: its child was killed (signal %d)", (unsigned)uid,
+        /* once dropped, the child is the UID's too: a process of it can kill it before
+         * its first kill(-1) (a leftover that loops on kill(-1) itself); try again */
+        bh_warn("ending processes of uid %u: the sweep's child was killed (signal %d): once more", (unsigned)uid,
                 WTERMSIG(st));
-        return -1;
+        return 1;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != SWEEP_DONE) {
         bh_warn("ending processes of uid %u: the sweep failed: %s", (unsigned)uid,
