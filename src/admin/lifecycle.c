@@ -108,6 +108,11 @@ static void qrexec_stop(struct bh_qube *q)
             for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
                 usleep(10000);
         }
+        /* A call process it forked is root until it drops to the qube's call identity,
+         * so the halt's sweep of that identity would miss one caught in between: they
+         * are in its process group (its own, setsid in qrexec_child_run), whose ID
+         * stays its own until it is reaped. */
+        kill(-q->rt.qrexec_pid, SIGKILL);
         if (waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0) {
             kill(q->rt.qrexec_pid, SIGKILL);
             waitpid(q->rt.qrexec_pid, NULL, 0);
@@ -1056,8 +1061,9 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
  *
  * The child also sweeps the qube's qrexec identities (qube_ids_reap.c) while the qube
  * dies, instead of the loop doing it after: its qrexec-daemon, the only maker of
- * processes of those identities, is told to end before the fork, and the child waits
- * for that end before its sweeps begin, so that nothing of them can appear after. */
+ * processes of those identities, is ended by the child first, then what is left of its
+ * process group (call processes not yet dropped to the call identity), so that nothing
+ * of them can appear after the sweeps. */
 #define MAX_KILLING 64
 static struct killing {
     uint32_t qid; /* 0: free */
@@ -1078,6 +1084,7 @@ static void qrexec_reap(pid_t pid)
     if (pid <= 0)
         return;
     kill(pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    kill(-pid, SIGKILL); /* and its group's (see qrexec_stop) */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
 }
@@ -1113,8 +1120,11 @@ static void on_kill_done(void *ctx, uint32_t ev)
     uint32_t qid = k->qid;
     k->qid = 0;
     struct bh_qube *q = bh_app_find_qid(lc_app, qid);
-    if (!q)
+    if (!q) {
+        if (!swept)
+            (void)bh_qube_ids_reap(qid);
         return;
+    }
     struct bh_exc e = { 0 };
     if (!WIFEXITED(st) || (WEXITSTATUS(st) & KILL_FAILED)) {
         /* The child failed (its reason went to our log): once more in line, for the
@@ -1160,19 +1170,17 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
      * milliseconds to run on a guest where page faults trap). */
     if (drv->kill_now)
         drv->kill_now(&sb->spec);
-    /* Its qrexec-daemon is told to end (an intended stop, not a death to repair); the
-     * child waits for that before it sweeps. */
-    qrexec_unwatch(q);
-    qrexec_early_forget(q);
+    /* Its qrexec-daemon is ended by the child, which waits for that before it sweeps;
+     * here it is forgotten only once the child is watched (an intended stop, not a
+     * death to repair). Until then it stays ours: a Kill that cannot run beside the
+     * loop runs in line, and halted() (or, if the kill fails, its watcher) does the
+     * rest as before. */
     pid_t qx_pid = q->rt.qrexec_pid;
     int qx_fd = -1;
-    if (qx_pid > 0) {
 #ifdef SYS_pidfd_open
+    if (qx_pid > 0)
         qx_fd = (int)syscall(SYS_pidfd_open, qx_pid, 0);
 #endif
-        kill(qx_pid, SIGTERM);
-    }
-    q->rt.qrexec_pid = 0;
     pid_t pid = fork();
     if (pid == 0) {
         /* The engine's kill needs none of our fds: holding them would keep a file the
@@ -1180,16 +1188,23 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
          * the loop's epoll set (the use-after-free of 3a812c6). Only the
          * qrexec-daemon's pidfd stays, as fd 3. */
         int qx = -1;
-        if (qx_fd >= 0 && dup2(qx_fd, 3) == 3)
+        if (qx_fd == 3 || (qx_fd >= 0 && dup3(qx_fd, 3, O_CLOEXEC) == 3))
             qx = 3;
         (void)close_range(qx == 3 ? 4 : 3, ~0U, 0);
         int rc = 0;
         if (qx_pid > 0 && qx < 0)
             rc |= KILL_NOT_SWEPT; /* cannot tell when it is gone: the loop sweeps after */
-        if (qx >= 0 && bh_pidfd_wait(qx, 500) != 1) {
-            (void)syscall(SYS_pidfd_send_signal, qx, SIGKILL, NULL, 0);
-            if (bh_pidfd_wait(qx, 2000) != 1)
-                rc |= KILL_NOT_SWEPT;
+        if (qx >= 0) {
+            (void)syscall(SYS_pidfd_send_signal, qx, SIGTERM, NULL, 0);
+            if (bh_pidfd_wait(qx, 500) != 1) {
+                (void)syscall(SYS_pidfd_send_signal, qx, SIGKILL, NULL, 0);
+                if (bh_pidfd_wait(qx, 2000) != 1)
+                    rc |= KILL_NOT_SWEPT;
+            }
+            /* its call processes still root, before their drop to the call identity
+             * (see qrexec_stop): the sweep could not reach them */
+            if (!(rc & KILL_NOT_SWEPT))
+                (void)kill(-qx_pid, SIGKILL);
         }
         struct bh_ids_sweep sweep;
         if (!(rc & KILL_NOT_SWEPT))
@@ -1213,6 +1228,9 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     if (pid > 0 && fd >= 0 && bh_loop_add(fd, EPOLLIN, on_kill_done, k) == 0) {
         *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd, .qrexec_pid = qx_pid };
         q->rt.pidfd = -1;
+        qrexec_unwatch(q);
+        qrexec_early_forget(q);
+        q->rt.qrexec_pid = 0;
         (void)app;
         return 0;
     }
@@ -1222,7 +1240,6 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
-    qrexec_reap(qx_pid); /* halted() sweeps in line, after it */
     if (saved_pidfd >= 0 && bh_loop_add(saved_pidfd, EPOLLIN, on_pidfd, (void *)(uintptr_t)q->qid) < 0) {
         close(saved_pidfd);
         q->rt.pidfd = -1;

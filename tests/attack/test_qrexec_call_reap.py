@@ -129,3 +129,77 @@ def test_a_forking_leftover_of_a_halted_qube_is_ended_to_the_last_child(engine_d
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def stopped_children(ppid):
+    """pids of stopped processes whose parent is ppid."""
+    out = []
+    for p in pathlib.Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            st = (p / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(l.split(":\t", 1) for l in st.splitlines() if ":\t" in l)
+        if int(fields.get("PPid", "0")) == ppid and fields.get("State", " ")[0] == "T":
+            out.append(int(p.name))
+    return out
+
+
+def test_a_call_process_still_root_is_ended_by_the_halt(tmp_path, monkeypatch):
+    """A call process is root from its fork by the qube's qrexec-daemon until it drops
+    to the call identity, so no sweep of that identity reaches it in between; held
+    there (a test switch stops it; a busy host can delay it as well), it would drop
+    after the halt and run the halted qube's call as whichever qube gets the qid next.
+    The halt ends the daemon's whole process group. Fails when only the identities are
+    swept: the held process stays, still root, after the Kill."""
+    from admin_fixtures import BUILD, Daemon, kill_all  # noqa: E402
+    monkeypatch.setenv("BULKHEAD_QREXEC_TEST_CALL_STOP", "1")
+    d = Daemon(tmp_path, defaults=False).start()
+    caller = None
+    held = []
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.property.Set+default_template", payload="host")
+        d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
+        d.call("admin.vm.Start", "a")
+        monitor = int((d.runtime / "qubes" / "a" / "qrexec-daemon.pid").read_text().split()[0])
+        # a call from inside a (any service: the process is forked before the policy)
+        caller = subprocess.Popen(
+            [str(BUILD / "src/qrexec/qrexec-client"),
+             "-d", "a", "root:/usr/lib/bulkhead/qrexec-client-vm dom0 qubes.Nope </dev/null"],
+            env=dict(d.env, BULKHEAD_RUNTIME=str(d.runtime)), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while not held and time.time() < deadline:
+            held = stopped_children(monitor)
+            time.sleep(0.05)
+        assert held, "no call process was held in its root phase"
+        pid = held[0]
+        assert uid_of(pid) == [0, 0, 0, 0]  # positive control: still root, stopped
+        d.call("admin.vm.Kill", "a")
+        assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                state = pathlib.Path(f"/proc/{pid}/status").read_text().split("\nState:\t", 1)[1][0]
+            except (OSError, IndexError):
+                break
+            if state in "ZX":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"call process {pid} outlived its qube's halt, still {uid_of(pid)}")
+    finally:
+        for pid in held:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if caller is not None:
+            caller.kill()
+            caller.wait()
+        kill_all(d)
+        d.stop()
+        d.cleanup()
