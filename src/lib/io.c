@@ -5,9 +5,11 @@
 #include <poll.h>
 #include <libgen.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 ssize_t bh_read_all(int fd, void *buf, size_t n)
@@ -122,10 +124,22 @@ int bh_recv_fd(int sock)
 int bh_pidfd_wait(int pidfd, int ms)
 {
     struct pollfd p = { .fd = pidfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
-        ;
-    return r > 0 ? 1 : r;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int left = ms;;) {
+        int r = poll(&p, 1, left);
+        if (r >= 0 || errno != EINTR)
+            return r > 0 ? 1 : r;
+        if (ms < 0)
+            continue;
+        /* a signal does not restart the whole wait: the limit stays the caller's */
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t spent = (int64_t)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (spent >= ms)
+            return 0;
+        left = ms - (int)spent;
+    }
 }
 
 ssize_t bh_read_small(const char *path, char *buf, size_t size)
