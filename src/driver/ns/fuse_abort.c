@@ -93,15 +93,24 @@ static int fusectl_detached(void)
  * and an unmount waits for an RCU grace period (1-2 ms here, in the Kill's path before
  * its SIGKILL). Kept by the process that made it only: a forked child (the Kill's, which
  * closes every inherited fd) makes its own. */
+static int fusectl_fd = -1;
+static pid_t fusectl_owner;
+
 static int fusectl_root(void)
 {
-    static int fd = -1;
-    static pid_t owner;
-    if (fd >= 0 && owner == getpid())
-        return fd;
-    fd = fusectl_detached();
-    owner = getpid();
-    return fd;
+    if (fusectl_fd >= 0 && fusectl_owner == getpid())
+        return fusectl_fd;
+    fusectl_fd = fusectl_detached();
+    fusectl_owner = getpid();
+    return fusectl_fd;
+}
+
+void bh_ns_fusectl_forget_inherited(void)
+{
+    if (fusectl_fd >= 0 && fusectl_owner != getpid()) {
+        close(fusectl_fd); /* the daemon's copy stays: no unmount here */
+        fusectl_fd = -1;
+    }
 }
 
 void bh_ns_abort_fuse(pid_t init_pid)

@@ -240,6 +240,9 @@ int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err);
 /* Aborts every FUSE connection mounted in init_pid's mount namespace (fuse_abort.c): a
  * qube's own stuck FUSE server must not keep its processes from dying. */
 void bh_ns_abort_fuse(pid_t init_pid);
+/* In a forked child of the daemon (a qube's stage 1): closes the daemon's fusectl mount
+ * that bh_ns_abort_fuse keeps, which the child has no use for. */
+void bh_ns_fusectl_forget_inherited(void);
 
 /* ---- util.c ---- */
 /* out = a "/" b; on overflow out becomes "" (every later use then fails visibly). */

@@ -164,6 +164,7 @@ static __attribute__((noreturn)) void stage1(const struct bh_qube_spec *spec, co
     struct spawn_msg m;
     /* Whatever the daemon had open must not reach the qube. */
     (void)syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    bh_ns_fusectl_forget_inherited(); /* not even until init's exec */
     (void)setsid(); /* no controlling terminal, no signals from the daemon's session */
     char tag[64];
     bh_cgroup_tag(spec, tag, sizeof tag);
