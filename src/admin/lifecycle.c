@@ -89,6 +89,21 @@ static void qrexec_early_forget(struct bh_qube *q)
     q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
 }
 
+/* A qrexec-daemon that was told to end: gone for good and reaped (it ends at once on
+ * TERM, so the KILL is for one that is stuck). A call process it forked is root until it
+ * drops to the qube's call identity, so the halt's sweep of that identity would miss one
+ * caught in between: they are in its process group (its own, setsid in
+ * qrexec_child_run), whose ID stays its own until it is reaped, so the group goes too. */
+static void qrexec_reap(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 static void qrexec_stop(struct bh_qube *q)
 {
     qrexec_unwatch(q); /* an intended stop is not a death to repair */
@@ -105,18 +120,15 @@ static void qrexec_stop(struct bh_qube *q)
             (void)bh_pidfd_wait(pfd, 500);
             close(pfd);
         } else {
-            for (int i = 0; i < 50 && waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0; i++)
+            /* WNOWAIT: not reaped here, so its PID and group stay its own for the reap */
+            for (int i = 0; i < 50; i++) {
+                siginfo_t si = { 0 };
+                if (waitid(P_PID, (id_t)q->rt.qrexec_pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid)
+                    break;
                 usleep(10000);
+            }
         }
-        /* A call process it forked is root until it drops to the qube's call identity,
-         * so the halt's sweep of that identity would miss one caught in between: they
-         * are in its process group (its own, setsid in qrexec_child_run), whose ID
-         * stays its own until it is reaped. */
-        kill(-q->rt.qrexec_pid, SIGKILL);
-        if (waitpid(q->rt.qrexec_pid, NULL, WNOHANG) == 0) {
-            kill(q->rt.qrexec_pid, SIGKILL);
-            waitpid(q->rt.qrexec_pid, NULL, 0);
-        }
+        qrexec_reap(q->rt.qrexec_pid);
     }
     q->rt.qrexec_pid = 0;
 }
@@ -1076,18 +1088,6 @@ static struct killing {
 /* The child's exit status: a bit per step that failed. */
 #define KILL_FAILED 1
 #define KILL_NOT_SWEPT 2
-
-/* A qrexec-daemon that was told to end: gone for good and reaped (it ends at once on
- * TERM, so the KILL is for one that is stuck). */
-static void qrexec_reap(pid_t pid)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGKILL); /* our unreaped child: the PID is still its own */
-    kill(-pid, SIGKILL); /* and its group's (see qrexec_stop) */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-}
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
