@@ -29,11 +29,27 @@ def detached(uid, gid):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def status_of(pid):
+    """/proc/<pid>/status as {field: value}, or None once the process is gone."""
+    try:
+        st = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return dict(l.split(":\t", 1) for l in st.splitlines() if ":\t" in l)
+
+
+def statuses():
+    """(pid, status) of every process still there while /proc is read."""
+    for p in pathlib.Path("/proc").iterdir():
+        if p.name.isdigit():
+            st = status_of(p.name)
+            if st is not None:
+                yield int(p.name), st
+
+
 def uid_of(pid):
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return [int(x) for x in line.split()[1:]]
-    return None
+    st = status_of(pid)
+    return [int(x) for x in st["Uid"].split()] if st else None
 
 
 def test_a_halted_qubes_call_and_daemon_uid_processes_are_ended(engine_daemon):
@@ -85,17 +101,10 @@ def test_a_halted_qubes_call_and_daemon_uid_processes_are_ended(engine_daemon):
 def live_of(uid):
     """pids of live (not zombie) processes whose real or saved UID is uid."""
     out = []
-    for p in pathlib.Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            st = (p / "status").read_text()
-        except OSError:
-            continue
-        state = st.split("\nState:\t", 1)[1][0]
-        u = [int(x) for x in st.split("\nUid:\t", 1)[1].split()[:3]]
-        if state not in "ZX" and (u[0] == uid or u[2] == uid):
-            out.append(int(p.name))
+    for pid, st in statuses():
+        u = [int(x) for x in st["Uid"].split()[:3]]
+        if st["State"][0] not in "ZX" and (u[0] == uid or u[2] == uid):
+            out.append(pid)
     return out
 
 
@@ -133,18 +142,7 @@ def test_a_forking_leftover_of_a_halted_qube_is_ended_to_the_last_child(engine_d
 
 def stopped_children(ppid):
     """pids of stopped processes whose parent is ppid."""
-    out = []
-    for p in pathlib.Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            st = (p / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(l.split(":\t", 1) for l in st.splitlines() if ":\t" in l)
-        if int(fields.get("PPid", "0")) == ppid and fields.get("State", " ")[0] == "T":
-            out.append(int(p.name))
-    return out
+    return [pid for pid, st in statuses() if int(st["PPid"]) == ppid and st["State"][0] == "T"]
 
 
 def test_a_call_process_still_root_is_ended_by_the_halt(tmp_path, monkeypatch):
@@ -182,11 +180,8 @@ def test_a_call_process_still_root_is_ended_by_the_halt(tmp_path, monkeypatch):
         assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
         deadline = time.time() + 5
         while time.time() < deadline:
-            try:
-                state = pathlib.Path(f"/proc/{pid}/status").read_text().split("\nState:\t", 1)[1][0]
-            except (OSError, IndexError):
-                break
-            if state in "ZX":
+            st = status_of(pid)
+            if st is None or st["State"][0] in "ZX":
                 break
             time.sleep(0.05)
         else:
