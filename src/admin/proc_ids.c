@@ -122,17 +122,29 @@ static bool mark(const struct bh_proc_ids *p, void *ctx)
     return true;
 }
 
+/* A walk that readdir cut short is made again from the start: one transient error
+ * (ENOMEM, say) need not refuse a create or the daemon's start. Only a walk that fails
+ * every time fails (-1 and the last errno). */
+#define WALK_TRIES 3
+
 int bh_qids_live(struct bh_qid_set *s, bool qrexec_too)
 {
-    memset(s, 0, sizeof *s);
-    struct live_ctx c = { .set = s, .qrexec_too = qrexec_too };
-    return bh_proc_each(0, mark, &c);
+    for (int t = 0; t < WALK_TRIES; t++) {
+        memset(s, 0, sizeof *s);
+        struct live_ctx c = { .set = s, .qrexec_too = qrexec_too };
+        if (bh_proc_each(0, mark, &c) == 0)
+            return 0;
+    }
+    return -1;
 }
 
 pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too)
 {
-    struct live_ctx c = { .want = qid, .qrexec_too = qrexec_too };
-    if (bh_proc_each(0, mark, &c) < 0 && c.found == 0)
-        return -1;
-    return c.found;
+    for (int t = 0; t < WALK_TRIES; t++) {
+        struct live_ctx c = { .want = qid, .qrexec_too = qrexec_too };
+        int r = bh_proc_each(0, mark, &c);
+        if (c.found > 0 || r == 0)
+            return c.found; /* a holder seen is one, even in a walk cut short */
+    }
+    return -1;
 }

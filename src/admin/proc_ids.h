@@ -35,9 +35,11 @@ static inline bool bh_qid_set_has(const struct bh_qid_set *s, uint32_t qid)
 /* Which qids' identities live processes hold, in one walk: a qid is in s when a live
  * process has as real, effective or saved UID one in its UID range (2^20 + 2^16 * qid,
  * host_ids.h) or, with qrexec_too, its qrexec-daemon, call or procfs UID (qrexec_ids.h).
- * -1 (errno set) when /proc cannot be read. */
+ * -1 (errno set) when /proc cannot be read through (a walk cut short is made again,
+ * up to three times). */
 int bh_qids_live(struct bh_qid_set *s, bool qrexec_too);
 
 /* The first live process found holding qid's identities (as bh_qids_live), 0 if none,
- * -1 (errno set) when /proc could not be read through without finding one. */
+ * -1 (errno set) when /proc could not be read through without finding one (three
+ * walks, as bh_qids_live). */
 pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too);

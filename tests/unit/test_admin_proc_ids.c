@@ -17,12 +17,15 @@
 /* readdir as proc_ids.c calls it (the header redirects it to readdir64 under
  * _FILE_OFFSET_BITS=64, this definition with it), failing with EIO once armed */
 static int fail_after = -1; /* entries read before the failure; -1: never */
+static bool fail_once;      /* disarmed by its failure: the next walk reads through */
 struct dirent *readdir(DIR *d)
 {
     static struct dirent *(*real)(DIR *);
     if (!real)
         *(void **)&real = dlsym(RTLD_NEXT, "readdir64");
     if (fail_after == 0) {
+        if (fail_once)
+            fail_after = -1;
         errno = EIO;
         return NULL;
     }
@@ -126,5 +129,15 @@ int main(void)
     fail_after = -1;
     f = (struct find){ .pid = -1 };
     CHECK(bh_proc_each(0, find_pid, &f) == 0 && f.calls > 0);
+
+    /* one transient failure: the walk is made again, and answers */
+    fail_once = true;
+    fail_after = 5;
+    CHECK(bh_qids_live(&s, true) == 0);
+    CHECK(fail_after == -1);
+    fail_after = 0;
+    CHECK(bh_qid_live_pid(BH_QID_MAX, true) == 0);
+    CHECK(fail_after == -1);
+    fail_once = false;
     return tap_done();
 }
