@@ -94,12 +94,47 @@ static void qrexec_early_forget(struct bh_qube *q)
  * drops to the qube's call identity, so the halt's sweep of that identity would miss one
  * caught in between: they are in its process group (its own, setsid in
  * qrexec_child_run), whose ID stays its own until it is reaped, so the group goes too. */
+/* Daemons that outlived their SIGKILL (blocked in the kernel, state D): reaped by the
+ * tick once they are gone, so that the loop never waits in waitpid for one. Its PID stays
+ * its own until then (our unreaped child). */
+#define MAX_LATE_REAPS 64
+static pid_t late_reaps[MAX_LATE_REAPS];
+
+static void late_reaps_tick(void)
+{
+    for (size_t i = 0; i < MAX_LATE_REAPS; i++)
+        if (late_reaps[i] > 0 && waitpid(late_reaps[i], NULL, WNOHANG) != 0)
+            late_reaps[i] = 0; /* reaped (or not ours any more: nothing to wait for) */
+}
+
+/* How long the loop waits for a daemon's death after its SIGKILL: one that is not stuck
+ * in the kernel is gone in a few milliseconds. */
+#define REAP_WAIT_MS 500
+
 static void qrexec_reap(pid_t pid)
 {
     if (pid <= 0)
         return;
+    int pfd = -1;
+#ifdef SYS_pidfd_open
+    pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
     kill(pid, SIGKILL); /* our unreaped child: the PID is still its own */
     kill(-pid, SIGKILL);
+    if (pfd >= 0) {
+        int gone = bh_pidfd_wait(pfd, REAP_WAIT_MS);
+        close(pfd);
+        if (gone != 1) {
+            for (size_t i = 0; i < MAX_LATE_REAPS; i++)
+                if (late_reaps[i] <= 0) {
+                    late_reaps[i] = pid;
+                    bh_warn("qrexec-daemon %d did not end on SIGKILL within %d ms: reaped once it does",
+                            (int)pid, REAP_WAIT_MS);
+                    return;
+                }
+            /* every slot taken by a stuck daemon: wait, as before */
+        }
+    }
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
 }
@@ -609,6 +644,7 @@ static void on_tick(void *ctx)
     (void)ctx;
     int64_t now = bh_now_ms();
     starting_tick(now);
+    late_reaps_tick();
     for (size_t i = 0; i < lc_app->nqubes; i++) {
         struct bh_qube *q = lc_app->qubes[i];
         int st = 0;

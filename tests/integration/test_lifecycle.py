@@ -1,12 +1,13 @@
 """Qube lifecycle through the Admin API on real ns qubes."""
 import os
+import pathlib
 import signal
 import socket
 import time
 
 import pytest
 
-from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, state_of, wait_state  # noqa: F401
+from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, parse_reply, state_of, wait_state  # noqa: F401
 
 
 def events_socket(d, dest="dom0"):
@@ -74,6 +75,10 @@ def test_kill_and_restart(engine_daemon):
 
 def test_qube_that_dies_is_noticed(engine_daemon):
     d = engine_daemon
+
+    def call(method, dest):  # a loop held in waitpid answers nothing: 30 s, not 60
+        return parse_reply(d.raw(f"{method}+ dom0 name {dest}".encode() + b"\0", timeout=30))
+
     d.call("admin.vm.Start", "a")
     pid = int(open(d.runtime / "qubes/a/init.pid").read().split()[0])
     os.kill(pid, signal.SIGKILL)  # the qube's init, which this test's daemon started
@@ -354,3 +359,55 @@ def test_a_handed_out_preloaded_disposable_stays_handed_out_after_a_crash(engine
     d.call("admin.vm.feature.Remove+preload-dispvm-max", "a")
     d.call("admin.vm.Kill", got)
     d.call("admin.vm.Kill", second)
+
+
+def test_a_qrexec_daemon_stuck_past_sigkill_does_not_hold_the_loop(engine_daemon):
+    """A qube's qrexec-daemon that does not die on SIGKILL (here: frozen by the test in a
+    cgroup v1 freezer of its own, where a signal waits for the thaw; in life, a process
+    blocked in the kernel) once held bulkheadd's loop in waitpid for as long as it lived:
+    the Kill was never answered, nor anything else. Now the loop waits 0.5 s for it, then
+    reaps it on a later tick, once it has died."""
+    freezer = pathlib.Path("/sys/fs/cgroup/freezer")
+    if not (freezer / "cgroup.procs").exists():
+        pytest.skip("needs the cgroup v1 freezer (a v2 freezer lets SIGKILL through)")
+    d = engine_daemon
+
+    def call(method, dest):  # a loop held in waitpid answers nothing: 30 s, not 60
+        return parse_reply(d.raw(f"{method}+ dom0 name {dest}".encode() + b"\0", timeout=30))
+
+    d.call("admin.vm.Start", "a")
+    pid = int((pathlib.Path(d.runtime) / "qubes/a/qrexec-daemon.pid").read_text().split()[0])
+    assert "qrexec-daemon" in pathlib.Path(f"/proc/{pid}/cmdline").read_text()
+    cg = freezer / f"bh-test-stuck-{os.getpid()}"
+    cg.mkdir()
+    try:
+        (cg / "cgroup.procs").write_text(str(pid))
+        (cg / "freezer.state").write_text("FROZEN")
+        deadline = time.time() + 10
+        while (cg / "freezer.state").read_text().strip() != "FROZEN" and time.time() < deadline:
+            time.sleep(0.02)
+        assert (cg / "freezer.state").read_text().strip() == "FROZEN"
+        call("admin.vm.Kill", "a")  # answered, though the daemon lives
+        assert state_of(d, "a") == "Halted"
+        assert pathlib.Path(f"/proc/{pid}").exists()  # not reaped: it has not died yet
+        call("admin.vm.Start", "b")  # the loop serves everything else
+        call("admin.vm.Kill", "b")
+        (cg / "freezer.state").write_text("THAWED")
+        deadline = time.time() + 15
+        while pathlib.Path(f"/proc/{pid}").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert not pathlib.Path(f"/proc/{pid}").exists()  # died, and was reaped by the tick
+    finally:
+        (cg / "freezer.state").write_text("THAWED")
+        for p in (cg / "cgroup.procs").read_text().split():
+            try:
+                (freezer / "cgroup.procs").write_text(p)
+            except OSError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
