@@ -89,11 +89,6 @@ static void qrexec_early_forget(struct bh_qube *q)
     q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
 }
 
-/* A qrexec-daemon that was told to end: gone for good and reaped (it ends at once on
- * TERM, so the KILL is for one that is stuck). A call process it forked is root until it
- * drops to the qube's call identity, so the halt's sweep of that identity would miss one
- * caught in between: they are in its process group (its own, setsid in
- * qrexec_child_run), whose ID stays its own until it is reaped, so the group goes too. */
 /* Daemons that outlived their SIGKILL (blocked in the kernel, state D): reaped by the
  * tick once they are gone, so that the loop never waits in waitpid for one. Its PID stays
  * its own until then (our unreaped child). */
@@ -111,6 +106,11 @@ static void late_reaps_tick(void)
  * in the kernel is gone in a few milliseconds. */
 #define REAP_WAIT_MS 500
 
+/* A qrexec-daemon that was told to end: gone for good and reaped (it ends at once on
+ * TERM, so the KILL is for one that is stuck). A call process it forked is root until it
+ * drops to the qube's call identity, so the halt's sweep of that identity would miss one
+ * caught in between: they are in its process group (its own, setsid in
+ * qrexec_child_run), whose ID stays its own until it is reaped, so the group goes too. */
 static void qrexec_reap(pid_t pid)
 {
     if (pid <= 0)
@@ -582,6 +582,10 @@ static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
     bh_net_glue_stopped(app, q);
     char path[4200];
     snprintf(path, sizeof path, "%s/qrexec-daemon.pid", sb.runtime);
+    unlink(path);
+    /* A daemon that ended on TERM removed its socket; one that needed SIGKILL did not,
+     * and a socket left there reads as "qrexec is up" (qvm-run would not start the qube). */
+    snprintf(path, sizeof path, "%s/qrexec.sock", sb.runtime);
     unlink(path);
     snprintf(path, sizeof path, "%s/call.lock", sb.runtime); /* made by the qrexec-daemon of earlier versions (a qube adopted across an upgrade) */
     unlink(path);
