@@ -11,6 +11,7 @@
 #include "loop.h"
 #include "model.h"
 #include "net_glue.h"
+#include "net/nft.h"
 #include "policy_install.h"
 #include "preload.h"
 #include "qid_claim.h"
@@ -137,6 +138,11 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, NULL);
+    /* Forked now, while this process is small and holds nothing (nft_helper.c says why
+     * nftables runs there). */
+    bh_error herr = { 0 };
+    if (bh_nft_helper_start(&herr) < 0)
+        bh_warn("%s: running nftables in bulkheadd", herr.msg);
 
     chmod(runtime, 0755);
     bh_error err = { 0 };

@@ -4,7 +4,7 @@
 #include <nftables/libnftables.h>
 #include <string.h>
 
-int bh_nft_run(int nsfd, const char *script, bh_error *err)
+int bh_nft_run_here(int nsfd, const char *script, bh_error *err)
 {
     int saved = -1;
     if (nsfd >= 0 && bh_netns_enter(nsfd, &saved, err) < 0)

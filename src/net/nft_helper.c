@@ -1,0 +1,186 @@
+/* libnftables runs in a long-lived helper process forked once at bulkheadd's start,
+ * instead of in bulkheadd itself.
+ *
+ * Why: each fork of bulkheadd (a qube's start forks it four times, a Kill once) leaves
+ * its memory shared copy-on-write, and afterwards the first write to each page takes a
+ * fault (~15 us each on the paravirtualized 2-core test machine). A libnftables run
+ * writes a few hundred pages (its cache's hash tables alone are 128 KiB each): in a
+ * process that had just forked it took ~4 ms, against ~0.3 ms in one that had not
+ * forked since its last run (docs/bench.md, eighth round). The helper never forks, so
+ * its pages stay its own and warm. Same library, same scripts, one transaction each, as
+ * before: only the process that runs them changed.
+ *
+ * It is root (setns into the target namespace needs CAP_SYS_ADMIN, nftables
+ * CAP_NET_ADMIN), holds no fd of bulkheadd's but its end of a socketpair, reads
+ * nothing but bulkheadd's requests from it, and ends when that end closes (or when
+ * bulkheadd dies: PR_SET_PDEATHSIG). A helper that fails (died, or no answer within
+ * HELPER_TIMEOUT_MS) is killed and reaped, and bulkheadd runs nftables itself from
+ * then on, as before (said once in its log). */
+#include "nft.h"
+#include "io.h"
+#include "log.h"
+#include "netns.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define HELPER_TIMEOUT_MS 30000
+#define SCRIPT_MAX (16u << 20) /* far above any ruleset we make; bounds the helper's buffer */
+
+struct req_head {
+    uint32_t len; /* script bytes that follow; the namespace's fd comes with this head */
+};
+
+struct reply {
+    int32_t rc;
+    int32_t errnum;
+    char msg[sizeof(((bh_error *)0)->msg)];
+};
+
+static int helper_fd = -1;
+static pid_t helper_pid = -1;
+static pid_t helper_owner = -1; /* the process that started it: a child forked from it
+                                  * has a copy of helper_fd, and two writers would mix
+                                  * their requests on the one stream */
+
+static void serve(int sock)
+{
+    for (;;) {
+        struct req_head h;
+        int nsfd = -1;
+        ssize_t n = bh_recv_with_fd(sock, &h, sizeof h, &nsfd);
+        if (n != (ssize_t)sizeof h || h.len > SCRIPT_MAX || nsfd < 0)
+            _exit(n == 0 ? 0 : 1); /* bulkheadd closed its end (or broke the protocol) */
+        char *script = malloc((size_t)h.len + 1);
+        if (!script || bh_read_all(sock, script, h.len) != (ssize_t)h.len)
+            _exit(1);
+        script[h.len] = '\0';
+        bh_error err = { 0 };
+        struct reply r = { 0 };
+        r.rc = bh_nft_run_here(nsfd, script, &err);
+        if (r.rc < 0) {
+            r.errnum = err.errnum;
+            snprintf(r.msg, sizeof r.msg, "%s", err.msg);
+        }
+        free(script);
+        close(nsfd);
+        if (bh_write_all(sock, &r, sizeof r) < 0)
+            _exit(1);
+    }
+}
+
+int bh_nft_helper_start(bh_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return bh_fail_errno(err, "nftables helper: socketpair");
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        errno = e;
+        return bh_fail_errno(err, "nftables helper: fork");
+    }
+    if (pid == 0) {
+        /* Nothing of bulkheadd's but stderr (its log) and this socket, as fd 3. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(1);
+        if (dup3(sv[1], 3, 0) != 3 || close_range(4, ~0U, 0) < 0)
+            _exit(1);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            if (devnull > 2 && devnull != 3)
+                close(devnull);
+        }
+        (void)prctl(PR_SET_NAME, "bulkheadd-nft");
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        serve(3);
+    }
+    close(sv[1]);
+    helper_fd = sv[0];
+    helper_pid = pid;
+    helper_owner = parent;
+    return 0;
+}
+
+static void helper_stop(const char *why)
+{
+    bh_warn("nftables helper %s: running nftables in bulkheadd from now on", why);
+    close(helper_fd);
+    helper_fd = -1;
+    kill(helper_pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    while (waitpid(helper_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    helper_pid = -1;
+}
+
+/* 1: answered (*rc, err filled); 0: the helper failed (stopped now): run it here. */
+static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
+{
+    size_t len = strlen(script);
+    if (len > SCRIPT_MAX)
+        return 0;
+    /* Always a namespace: -1 means the caller's own, which is this thread's. */
+    int own = -1;
+    if (nsfd < 0 && (nsfd = own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    struct req_head h = { .len = (uint32_t)len };
+    struct iovec iov = { .iov_base = &h, .iov_len = sizeof h };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } c;
+    memset(&c, 0, sizeof c);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &nsfd, sizeof(int));
+    ssize_t sent;
+    while ((sent = sendmsg(helper_fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (own >= 0)
+        close(own);
+    if (sent != (ssize_t)sizeof h || bh_write_all(helper_fd, script, len) < 0) {
+        helper_stop("cannot be reached");
+        return 0;
+    }
+    struct pollfd p = { .fd = helper_fd, .events = POLLIN };
+    int pr;
+    while ((pr = poll(&p, 1, HELPER_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    struct reply r;
+    if (pr != 1 || bh_read_all(helper_fd, &r, sizeof r) != (ssize_t)sizeof r) {
+        helper_stop(pr == 0 ? "did not answer in time" : "ended");
+        return 0;
+    }
+    r.msg[sizeof r.msg - 1] = '\0';
+    *rc = r.rc < 0 ? bh_fail(err, r.errnum ? r.errnum : EINVAL, "%s", r.msg) : 0;
+    return 1;
+}
+
+int bh_nft_run(int nsfd, const char *script, bh_error *err)
+{
+    int rc;
+    if (helper_fd >= 0 && getpid() == helper_owner && ask_helper(nsfd, script, &rc, err))
+        return rc;
+    return bh_nft_run_here(nsfd, script, err);
+}
+
+pid_t bh_nft_helper_pid(void) { return helper_pid; }
