@@ -15,7 +15,17 @@
  * nothing but bulkheadd's requests from it, and ends when that end closes (or when
  * bulkheadd dies: PR_SET_PDEATHSIG). A helper that fails (died, or no answer within
  * HELPER_TIMEOUT_MS) is killed and reaped, and bulkheadd runs nftables itself from
- * then on, as before (said once in its log). */
+ * then on, as before (said once in its log).
+ *
+ * The helper lives in a network namespace of its own holding one inert table (accept
+ * policies, nothing to match: no link but a loopback that is down) whose base chains sit
+ * on every IPv4 and IPv6 hook the qubes' tables use, with connection tracking. The
+ * kernel turns its per-hook fast-path switches (static keys) on when the first
+ * namespace anywhere registers such a hook and off when the last one goes, by patching
+ * its own code: ~3 ms a time on the test machine. Without this table, every qube start
+ * while no networked qube ran paid it (a Kill had just removed the last hooks); with it,
+ * a start's transaction took ~0.25 ms (C loop, same script). On a host with a netvm
+ * running the switches are on anyway. */
 #include "nft.h"
 #include "io.h"
 #include "log.h"
@@ -23,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,8 +63,29 @@ static pid_t helper_owner = -1; /* the process that started it: a child forked f
                                   * has a copy of helper_fd, and two writers would mix
                                   * their requests on the one stream */
 
+/* The hooks of the qubes' tables (topology.c, ruleset.c, fwrule.c) and conntrack. */
+static const char keep_hooks_on[] =
+    "table inet bulkhead_hooks {\n"
+    "  chain h_pre_raw { type filter hook prerouting priority raw - 1; policy accept; }\n"
+    "  chain h_out_raw { type filter hook output priority raw - 1; policy accept; }\n"
+    "  chain h_pre { type filter hook prerouting priority filter; policy accept; ct state new accept; }\n"
+    "  chain h_in { type filter hook input priority filter; policy accept; }\n"
+    "  chain h_fwd { type filter hook forward priority filter - 1; policy accept; }\n"
+    "  chain h_out { type filter hook output priority filter - 1; policy accept; }\n"
+    "  chain h_post { type filter hook postrouting priority filter; policy accept; }\n"
+    "  chain h_dnat { type nat hook prerouting priority dstnat; policy accept; }\n"
+    "  chain h_snat { type nat hook postrouting priority srcnat; policy accept; }\n"
+    "}\n";
+
 static void serve(int sock)
 {
+    /* A home of its own (why: the comment at the top); if it cannot be had, the
+     * helper works from bulkheadd's namespace, only slower at times. */
+    bh_error herr = { 0 };
+    if (unshare(CLONE_NEWNET) < 0 || bh_nft_run_here(-1, keep_hooks_on, &herr) < 0)
+        bh_warn("nftables helper: no namespace of its own to keep the hooks' switches on (%s)",
+                herr.msg[0] ? herr.msg : strerror(errno));
+
     for (;;) {
         struct req_head h;
         int nsfd = -1;

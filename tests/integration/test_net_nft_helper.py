@@ -56,6 +56,12 @@ def test_the_helper_runs_the_rules_and_bulkheadd_carries_on_without_it(engine_da
     d = engine_daemon
     helper = helper_of(d)
     assert helper, "bulkheadd has no bulkheadd-nft child"
+    # it lives in a namespace of its own whose inert table keeps the kernel's hook
+    # switches on (nft_helper.c), not in bulkheadd's
+    assert os.readlink(f"/proc/{helper}/ns/net") != os.readlink(f"/proc/{d.proc.pid}/ns/net")
+    r = subprocess.run(["nsenter", f"--net=/proc/{helper}/ns/net", "nft", "list", "tables"], capture_output=True,
+                       text=True, timeout=30)
+    assert "table inet bulkhead_hooks" in r.stdout, r.stdout + r.stderr
     before = run_ns(helper)
     d.call("admin.vm.Start", "a")
     assert "bulkhead_cap" in tables(d, "a")  # the qube's connection limits are loaded
