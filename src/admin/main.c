@@ -209,6 +209,7 @@ int main(int argc, char **argv)
     bh_info("ready: %zu qubes, socket %s", app.nqubes, path);
     int rc = bh_loop_run();
     bh_net_glue_fini(&app);
+    bh_nft_helper_stop(); /* after the last transaction (the network's teardown) */
     bh_server_stop();
     remove_runtime_dirs(app.runtime_dir, made_runtime);
     bh_app_free(&app);

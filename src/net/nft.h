@@ -17,5 +17,8 @@ int bh_nft_run_here(int nsfd, const char *script, bh_error *err);
  * (why: nft_helper.c). Without it (or once it failed) runs are made in process. */
 int bh_nft_helper_start(bh_error *err);
 
+/* bulkheadd's clean exit: closes the helper's socket (it ends on EOF) and reaps it. */
+void bh_nft_helper_stop(void);
+
 /* The helper's PID, -1 without one (for tests through the log, and shutdown). */
 pid_t bh_nft_helper_pid(void);

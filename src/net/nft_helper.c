@@ -15,7 +15,8 @@
  * nothing but bulkheadd's requests from it, and ends when that end closes (or when
  * bulkheadd dies: PR_SET_PDEATHSIG). A helper that fails (died, or no answer within
  * HELPER_TIMEOUT_MS) is killed and reaped, and bulkheadd runs nftables itself from
- * then on, as before (said once in its log).
+ * then on, as before (said once in its log); the transaction it was given then is
+ * reported failed unless it never had all of it (ask_helper).
  *
  * The helper lives in a network namespace of its own holding one inert table (accept
  * policies, nothing to match: no link but a loopback that is down) whose base chains sit
@@ -41,7 +42,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HELPER_TIMEOUT_MS 30000
@@ -128,7 +131,7 @@ int bh_nft_helper_start(bh_error *err)
         /* Nothing of bulkheadd's but stderr (its log) and this socket, as fd 3. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
             _exit(1);
-        if (dup3(sv[1], 3, 0) != 3 || close_range(4, ~0U, 0) < 0)
+        if ((sv[1] != 3 && dup3(sv[1], 3, 0) != 3) || close_range(4, ~0U, 0) < 0)
             _exit(1);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) {
@@ -138,6 +141,11 @@ int bh_nft_helper_start(bh_error *err)
                 close(devnull);
         }
         (void)prctl(PR_SET_NAME, "bulkheadd-nft");
+        /* A terminal's signals to bulkheadd's group are not for it: it ends on EOF,
+         * after bulkheadd's last transaction, or with bulkheadd (PDEATHSIG). */
+        static const int quiet[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < sizeof quiet / sizeof *quiet; i++)
+            signal(quiet[i], SIG_IGN);
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
@@ -150,18 +158,92 @@ int bh_nft_helper_start(bh_error *err)
     return 0;
 }
 
+/* Ends the helper and reaps it if it is gone within half a second (one stuck in the
+ * kernel is left unreaped rather than holding bulkheadd: its PID stays its own). */
+static void helper_end(void)
+{
+    close(helper_fd);
+    helper_fd = -1;
+    int pfd = (int)syscall(SYS_pidfd_open, helper_pid, 0);
+    kill(helper_pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    if (pfd < 0 || bh_pidfd_wait(pfd, 500) == 1)
+        while (waitpid(helper_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    if (pfd >= 0)
+        close(pfd);
+    helper_pid = -1;
+}
+
 static void helper_stop(const char *why)
 {
     bh_warn("nftables helper %s: running nftables in bulkheadd from now on", why);
+    helper_end();
+}
+
+void bh_nft_helper_stop(void)
+{
+    if (helper_fd < 0 || getpid() != helper_owner)
+        return;
+    /* EOF ends it; it is reaped here, not left to whoever inherits it */
     close(helper_fd);
     helper_fd = -1;
-    kill(helper_pid, SIGKILL); /* our unreaped child: the PID is still its own */
+    int pfd = (int)syscall(SYS_pidfd_open, helper_pid, 0);
+    if (pfd >= 0 && bh_pidfd_wait(pfd, 1000) != 1)
+        kill(helper_pid, SIGKILL);
+    if (pfd >= 0)
+        close(pfd);
     while (waitpid(helper_pid, NULL, 0) < 0 && errno == EINTR)
         ;
     helper_pid = -1;
 }
 
-/* 1: answered (*rc, err filled); 0: the helper failed (stopped now): run it here. */
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Waits for ev on the helper's socket until deadline: 1 ready, 0 timed out, -1 error. */
+static int wait_for(short ev, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = { .fd = helper_fd, .events = ev };
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r < 0 ? -1 : r > 0;
+    }
+}
+
+/* The script, whole, by the deadline (the socket's buffer is smaller than a large
+ * ruleset: a helper that stopped reading must not hold bulkheadd). */
+static int send_script(const char *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        ssize_t w = send(helper_fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(POLLOUT, deadline) != 1)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 1: answered (*rc, err filled); 0: nothing of it reached the helper, which is stopped
+ * now: run it here. A helper that fails after it had the whole script may have
+ * committed it: that run is reported failed (EIO), never made a second time (a script
+ * that only adds would add twice). */
 static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
 {
     size_t len = strlen(script);
@@ -184,23 +266,31 @@ static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &nsfd, sizeof(int));
+    int64_t deadline = now_ms() + HELPER_TIMEOUT_MS;
     ssize_t sent;
     while ((sent = sendmsg(helper_fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
+    int e = errno;
     if (own >= 0)
         close(own);
-    if (sent != (ssize_t)sizeof h || bh_write_all(helper_fd, script, len) < 0) {
+    if (sent < 0 && e != EPIPE && e != ECONNRESET) {
+        /* nothing was sent (a bad fd, say): the stream is as it was, the helper fine */
+        errno = e;
+        *rc = bh_fail_errno(err, "nftables helper: sending a request");
+        return 1;
+    }
+    if (sent != (ssize_t)sizeof h || send_script(script, len, deadline) < 0) {
+        /* it runs nothing until it has the whole script */
         helper_stop("cannot be reached");
         return 0;
     }
-    struct pollfd p = { .fd = helper_fd, .events = POLLIN };
-    int pr;
-    while ((pr = poll(&p, 1, HELPER_TIMEOUT_MS)) < 0 && errno == EINTR)
-        ;
     struct reply r;
-    if (pr != 1 || bh_read_all(helper_fd, &r, sizeof r) != (ssize_t)sizeof r) {
-        helper_stop(pr == 0 ? "did not answer in time" : "ended");
-        return 0;
+    int ready = wait_for(POLLIN, deadline);
+    if (ready != 1 || bh_read_all(helper_fd, &r, sizeof r) != (ssize_t)sizeof r) {
+        helper_stop(ready == 0 ? "did not answer in time" : "ended during a transaction");
+        *rc = bh_fail(err, EIO, "nftables: the helper ended during the transaction (it may or may not have "
+                                "taken effect)");
+        return 1;
     }
     r.msg[sizeof r.msg - 1] = '\0';
     *rc = r.rc < 0 ? bh_fail(err, r.errnum ? r.errnum : EINVAL, "%s", r.msg) : 0;
