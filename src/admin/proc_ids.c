@@ -142,9 +142,8 @@ pid_t bh_qid_live_pid(uint32_t qid, bool qrexec_too)
 {
     for (int t = 0; t < WALK_TRIES; t++) {
         struct live_ctx c = { .want = qid, .qrexec_too = qrexec_too };
-        int r = bh_proc_each(0, mark, &c);
-        if (c.found > 0 || r == 0)
-            return c.found; /* a holder seen is one, even in a walk cut short */
+        if (bh_proc_each(0, mark, &c) == 0) /* also when it stopped at a holder */
+            return c.found;
     }
     return -1;
 }

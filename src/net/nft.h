@@ -3,8 +3,6 @@
 #pragma once
 #include "err.h"
 
-#include <sys/types.h>
-
 /* Runs script (nft syntax) as one transaction inside nsfd (-1: the caller's
  * namespace). Either all of it takes effect or none. Through the helper process when
  * bh_nft_helper_start made one (nft_helper.c), else in this process. */
@@ -20,5 +18,3 @@ int bh_nft_helper_start(bh_error *err);
 /* bulkheadd's clean exit: closes the helper's socket (it ends on EOF) and reaps it. */
 void bh_nft_helper_stop(void);
 
-/* The helper's PID, -1 without one (for tests through the log, and shutdown). */
-pid_t bh_nft_helper_pid(void);

@@ -36,6 +36,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +51,9 @@
 #define HELPER_TIMEOUT_MS 30000
 #define SCRIPT_MAX (16u << 20) /* far above any ruleset we make; bounds the helper's buffer */
 
-struct req_head {
-    uint32_t len; /* script bytes that follow; the namespace's fd comes with this head */
-};
+/* A request: one byte REQ_TAG with the namespace's fd (bh_send_fds), then the script's
+ * length (uint32_t) and the script on the stream. */
+#define REQ_TAG 'R'
 
 struct reply {
     int32_t rc;
@@ -90,15 +91,17 @@ static void serve(int sock)
                 herr.msg[0] ? herr.msg : strerror(errno));
 
     for (;;) {
-        struct req_head h;
+        char tag = 0;
         int nsfd = -1;
-        ssize_t n = bh_recv_with_fd(sock, &h, sizeof h, &nsfd);
-        if (n != (ssize_t)sizeof h || h.len > SCRIPT_MAX || nsfd < 0)
+        uint32_t len = 0;
+        ssize_t n = bh_recv_with_fd(sock, &tag, 1, &nsfd);
+        if (n != 1 || tag != REQ_TAG || nsfd < 0 || bh_read_all(sock, &len, sizeof len) != (ssize_t)sizeof len ||
+            len > SCRIPT_MAX)
             _exit(n == 0 ? 0 : 1); /* bulkheadd closed its end (or broke the protocol) */
-        char *script = malloc((size_t)h.len + 1);
-        if (!script || bh_read_all(sock, script, h.len) != (ssize_t)h.len)
+        char *script = malloc((size_t)len + 1);
+        if (!script || bh_read_all(sock, script, len) != (ssize_t)len)
             _exit(1);
-        script[h.len] = '\0';
+        script[len] = '\0';
         bh_error err = { 0 };
         struct reply r = { 0 };
         r.rc = bh_nft_run_here(nsfd, script, &err);
@@ -158,15 +161,20 @@ int bh_nft_helper_start(bh_error *err)
     return 0;
 }
 
-/* Ends the helper and reaps it if it is gone within half a second (one stuck in the
- * kernel is left unreaped rather than holding bulkheadd: its PID stays its own). */
-static void helper_end(void)
+/* Closes the helper's socket (EOF ends it), gives it grace_ms to end so, SIGKILLs it
+ * otherwise, and reaps it if it is gone within half a second after that (one stuck in
+ * the kernel is left unreaped rather than holding bulkheadd: its PID stays its own). */
+static void helper_end(int grace_ms)
 {
     close(helper_fd);
     helper_fd = -1;
     int pfd = (int)syscall(SYS_pidfd_open, helper_pid, 0);
-    kill(helper_pid, SIGKILL); /* our unreaped child: the PID is still its own */
-    if (pfd < 0 || bh_pidfd_wait(pfd, 500) == 1)
+    bool gone = pfd >= 0 && grace_ms > 0 && bh_pidfd_wait(pfd, grace_ms) == 1;
+    if (!gone) {
+        kill(helper_pid, SIGKILL); /* our unreaped child: the PID is still its own */
+        gone = pfd < 0 || bh_pidfd_wait(pfd, 500) == 1;
+    }
+    if (gone)
         while (waitpid(helper_pid, NULL, 0) < 0 && errno == EINTR)
             ;
     if (pfd >= 0)
@@ -177,24 +185,13 @@ static void helper_end(void)
 static void helper_stop(const char *why)
 {
     bh_warn("nftables helper %s: running nftables in bulkheadd from now on", why);
-    helper_end();
+    helper_end(0);
 }
 
 void bh_nft_helper_stop(void)
 {
-    if (helper_fd < 0 || getpid() != helper_owner)
-        return;
-    /* EOF ends it; it is reaped here, not left to whoever inherits it */
-    close(helper_fd);
-    helper_fd = -1;
-    int pfd = (int)syscall(SYS_pidfd_open, helper_pid, 0);
-    if (pfd >= 0 && bh_pidfd_wait(pfd, 1000) != 1)
-        kill(helper_pid, SIGKILL);
-    if (pfd >= 0)
-        close(pfd);
-    while (waitpid(helper_pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    helper_pid = -1;
+    if (helper_fd >= 0 && getpid() == helper_owner)
+        helper_end(1000); /* reaped here, not left to whoever inherits it */
 }
 
 static int64_t now_ms(void)
@@ -219,9 +216,9 @@ static int wait_for(short ev, int64_t deadline)
     }
 }
 
-/* The script, whole, by the deadline (the socket's buffer is smaller than a large
+/* n bytes, whole, by the deadline (the socket's buffer is smaller than a large
  * ruleset: a helper that stopped reading must not hold bulkheadd). */
-static int send_script(const char *p, size_t n, int64_t deadline)
+static int send_until(const char *p, size_t n, int64_t deadline)
 {
     while (n) {
         ssize_t w = send(helper_fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -253,23 +250,8 @@ static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
     int own = -1;
     if (nsfd < 0 && (nsfd = own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
         return 0;
-    struct req_head h = { .len = (uint32_t)len };
-    struct iovec iov = { .iov_base = &h, .iov_len = sizeof h };
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } c;
-    memset(&c, 0, sizeof c);
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf };
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &nsfd, sizeof(int));
     int64_t deadline = now_ms() + HELPER_TIMEOUT_MS;
-    ssize_t sent;
-    while ((sent = sendmsg(helper_fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-        ;
+    int sent = bh_send_fds(helper_fd, REQ_TAG, &nsfd, 1);
     int e = errno;
     if (own >= 0)
         close(own);
@@ -279,7 +261,9 @@ static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
         *rc = bh_fail_errno(err, "nftables helper: sending a request");
         return 1;
     }
-    if (sent != (ssize_t)sizeof h || send_script(script, len, deadline) < 0) {
+    uint32_t len32 = (uint32_t)len;
+    if (sent < 0 || send_until((const char *)&len32, sizeof len32, deadline) < 0 ||
+        send_until(script, len, deadline) < 0) {
         /* it runs nothing until it has the whole script */
         helper_stop("cannot be reached");
         return 0;
@@ -304,5 +288,3 @@ int bh_nft_run(int nsfd, const char *script, bh_error *err)
         return rc;
     return bh_nft_run_here(nsfd, script, err);
 }
-
-pid_t bh_nft_helper_pid(void) { return helper_pid; }
