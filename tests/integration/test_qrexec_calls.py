@@ -86,6 +86,20 @@ def _children(pid):
             for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
 
 
+def _idle_spare(agent, handlers, timeout=60):
+    """The agent's children once they are one process that ran no call (the spare), or
+    the last look. Polled and judged on one look: a handler that ended is listed until
+    the agent reaps it, and for a moment after that nothing is, until the agent has
+    forked the next spare (a first look at the old handler and a second at that gap
+    failed a CI run)."""
+    deadline = time.time() + timeout
+    while True:
+        c = _children(agent)
+        if (len(c) == 1 and c[0] not in handlers) or time.time() > deadline:
+            return c
+        time.sleep(0.02)
+
+
 def test_each_call_gets_a_fresh_handler_and_a_killed_spare_is_replaced(world):
     """After two calls the agent keeps one handler forked ahead of time (the spare); each
     call still runs in a process of its own that served no other call, and a spare
@@ -98,19 +112,13 @@ def test_each_call_gets_a_fresh_handler_and_a_killed_spare_is_replaced(world):
         handlers.append(int(r.stdout))
         time.sleep(0.05)  # the handler is reaped and the spare forked
     assert len(set(handlers)) == len(handlers), handlers
-    deadline = time.time() + 60
-    while time.time() < deadline and len(_children(q.agent.pid)) != 1:
-        time.sleep(0.02)
-    spare = _children(q.agent.pid)
+    spare = _idle_spare(q.agent.pid, handlers)
     assert len(spare) == 1, spare  # idle: the spare and nothing else
     assert spare[0] not in handlers
     r = world.client("work", "user:echo $PPID")
     assert int(r.stdout) == spare[0]  # the next call runs in it
-    # a new spare is forked (polled: was 0.1 s, then one look)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(_children(q.agent.pid)) != 1:
-        time.sleep(0.02)
-    spare = _children(q.agent.pid)
+    handlers.append(spare[0])
+    spare = _idle_spare(q.agent.pid, handlers)  # a new spare is forked
     assert len(spare) == 1, spare
     os.kill(spare[0], signal.SIGKILL)
     r = world.client("work", "user:echo ok")
