@@ -7,6 +7,8 @@
  *      the background while the steps below wait for the ones they need;
  *   2. root: the template's erofs image (/dev/vda, read-only) under an overlay whose
  *      upper layer is a tmpfs of bh.vol MiB: every change is gone at the next start;
+ *      a template or standalone (bh.root=virtiofs) mounts its own tree instead,
+ *      shared writable by the host's virtiofsd (tag "root"), and keeps its changes;
  *   3. /usr: the root's own, or the host's /usr shared read-only through virtiofs
  *      (template `host`), with /usr/lib/bulkhead (our programs, from the initramfs)
  *      stacked on top read-only;
@@ -634,12 +636,20 @@ int main(int argc, char **argv)
     mkdir("/vol/usr", 0755);
     mkdir("/vol/uwork", 0755);
     char dev[64];
+    /* a template's or standalone's own root: its tree on the host, shared writable
+     * through virtiofs (tag "root"); what the guest changes there stays */
+    bool own_root = !strcmp(param("bh.root", "image"), "virtiofs");
     module_wait("virtio_blk");
-    module_wait("erofs");
     module_wait("overlay");
-    find_disk("bhroot", dev, sizeof dev);
-    xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
-    xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
+    if (own_root) {
+        module_wait("virtiofs");
+        xmount("root", "/newroot", "virtiofs", 0, NULL);
+    } else {
+        module_wait("erofs");
+        find_disk("bhroot", dev, sizeof dev);
+        xmount(dev, "/lower", "erofs", MS_RDONLY, NULL);
+        xmount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/vol/root,workdir=/vol/rwork");
+    }
     step("root mounted");
     /* the private volume in a second thread, while this one mounts /usr (virtiofs: a
      * round trip to the host's virtiofsd) and the tmpfs's: both waited one after the
@@ -654,6 +664,13 @@ int main(int argc, char **argv)
         module_wait("virtiofs");
         xmount("usr", "/hostusr", "virtiofs", MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
         xmount("overlay", "/newroot/usr", "overlay", MS_RDONLY | MS_NODEV, "lowerdir=" BHUSR ":/hostusr");
+    } else if (own_root) {
+        /* the root's own /usr stays writable (the template installs software there);
+         * only our programs' directory is bound over, read-only */
+        mkdir("/newroot/usr", 0755);
+        mkdir("/newroot/usr/lib", 0755);
+        xmount(BHUSR "/lib/bulkhead", "/newroot/usr/lib/bulkhead", NULL, MS_BIND, NULL);
+        xmount(NULL, "/newroot/usr/lib/bulkhead", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV, NULL);
     } else {
         xmount("overlay", "/newroot/usr", "overlay", MS_NODEV,
                "lowerdir=" BHUSR ":/newroot/usr,upperdir=/vol/usr,workdir=/vol/uwork");

@@ -7,9 +7,12 @@
  *                       made and wired by src/net: bh_net_guest_nic_open); sockets in
  *                       <rt>/vm (owned by uid_base)
  *   bulkhead-vchan-bridge  as uid_base, no_new_privs: the host side of qrexec's dir
- *   virtiofsd           only for the `host` template: the host's /usr, read-only (a
- *                       read-only bind in a private mount namespace), in its own
- *                       namespace sandbox; exits when QEMU goes away
+ *   virtiofsd           for the `host` template: the host's /usr, read-only; for a
+ *                       template or standalone: its own root tree, writable. Each as
+ *                       the qube's root in the qube's user namespace (host UID
+ *                       uid_base) on an idmapped view of the directory, in its own
+ *                       namespace sandbox, in the qube's cgroup; exits when QEMU goes
+ *                       away
  *
  * The kernel command line carries what bulkhead-vminit needs (guest_init.c). */
 #include "vm.h"
@@ -55,6 +58,8 @@ void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
     bh_path_join(p->qemu_pid, sizeof p->qemu_pid, p->rt, "qemu.pid");
     bh_path_join(p->bridge_pid, sizeof p->bridge_pid, p->rt, "bridge.pid");
     bh_path_join(p->vfs_pid, sizeof p->vfs_pid, p->rt, "virtiofsd.pid");
+    bh_path_join(p->root_sock, sizeof p->root_sock, p->vmdir, "virtiofs-root.sock");
+    bh_path_join(p->root_pid, sizeof p->root_pid, p->rt, "virtiofsd-root.pid");
     bh_path_join(p->shutdown_mark, sizeof p->shutdown_mark, p->rt, "shutdown-requested");
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", spec->runtime_dir);
@@ -201,41 +206,76 @@ static pid_t fork_detached(const char *pidfile)
     return -1;
 }
 
-/* ---- virtiofsd for the host's /usr ---- */
+/* ---- virtiofsd: a host directory shared with the guest ---- */
 
-static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *prog,
-                             bh_error *err)
+/* One share: the host's /usr (template `host`, read-only, tag "usr") or a template's or
+ * standalone's own root tree (writable, tag "root"). */
+struct vfs_share {
+    const char *dir, *at, *sock, *pidfile, *log; /* at: where virtiofsd sees dir */
+    bool writable;
+};
+
+/* virtiofsd runs as the qube's root in the qube's own user namespace (host UID
+ * uid_base, no capability on the host), on an idmapped clone of the directory in a
+ * mount namespace of its own: the tree's IDs 0..65535 are the namespace's, so the
+ * guest's root owns its template's files and nothing else, exactly as an `ns`
+ * template's root does, and a virtiofsd taken over by a hostile guest (it parses the
+ * guest's FUSE requests) is no more than that qube's root on the host. */
+static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct vfs_share *sh, const char *prog,
+                             int userns_fd, bh_error *err)
 {
-    char log[4200];
-    snprintf(log, sizeof log, "%s/virtiofsd.log", p->rt);
     /* Its listening socket is made here and handed over (--fd): QEMU can connect the
      * moment it starts (the connection waits in the backlog until virtiofsd accepts),
      * so nobody waits for virtiofsd to come up (20-30 ms polled before each QEMU);
      * if virtiofsd dies instead, the socket closes with it and QEMU fails to start.
      * Owned by uid_base (QEMU connects as it; only uid_base reaches <rt>/vm). */
-    unlink(p->vfs_sock);
+    unlink(sh->sock);
     _cleanup_close_ int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(p->vfs_sock) >= sizeof sa.sun_path)
-        return bh_fail(err, ENAMETOOLONG, "%s: path too long", p->vfs_sock);
-    memcpy(sa.sun_path, p->vfs_sock, strlen(p->vfs_sock) + 1);
+    if (strlen(sh->sock) >= sizeof sa.sun_path)
+        return bh_fail(err, ENAMETOOLONG, "%s: path too long", sh->sock);
+    memcpy(sa.sun_path, sh->sock, strlen(sh->sock) + 1);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4) < 0 ||
-        fchownat(AT_FDCWD, p->vfs_sock, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0 ||
-        fchmodat(AT_FDCWD, p->vfs_sock, 0600, 0) < 0)
-        return bh_fail_errno(err, "virtiofsd's socket %s", p->vfs_sock);
-    pid_t pid = fork_detached(p->vfs_pid);
+        fchownat(AT_FDCWD, sh->sock, spec->uid_base, spec->uid_base, AT_SYMLINK_NOFOLLOW) < 0 ||
+        fchmodat(AT_FDCWD, sh->sock, 0600, 0) < 0)
+        return bh_fail_errno(err, "virtiofsd's socket %s", sh->sock);
+    char tag[128];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    pid_t pid = fork_detached(sh->pidfile);
     if (pid < 0)
         return bh_fail_errno(err, "starting virtiofsd");
     if (pid == 0) {
-        child_stdio(spec->debug ? log : NULL);
-        /* read-only view of the host's /usr, in a mount namespace of its own */
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            mount(spec->vol.host_usr, spec->vol.host_usr, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            mount(NULL, spec->vol.host_usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        child_stdio(sh->log);
+        bh_error e = { 0 };
+        uint64_t attr = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (sh->writable ? 0 : MOUNT_ATTR_RDONLY);
+        /* in the qube's cgroup (its memory, and a Kill ends it with the rest); the
+         * idmapped view over the directory's own path, in a mount namespace of its own */
+        if (bh_cgroup_ops()->attach_self(tag, spec->name, NULL) < 0 || unshare(CLONE_NEWNS) < 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             _exit(126);
+        int mfd = bh_idmapped_tree(sh->dir, userns_fd, attr, true, &e);
+        if (mfd < 0 || bh_attach(mfd, sh->at, &e) < 0) {
+            fprintf(stderr, "bulkheadd: virtiofsd's view of %s: %s\n", sh->dir, e.msg);
+            _exit(126);
+        }
+        close(mfd);
         int src_fd[] = { lfd };
         if (place_fds(src_fd, 1, 3) < 0)
             _exit(126);
+        /* the qube's root in the qube's namespace: all of virtiofsd's own steps
+         * (its sandbox's namespaces, pivot_root, dropping capabilities) work there */
+        if (setns(userns_fd, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 ||
+            setresuid(0, 0, 0) < 0) {
+            fprintf(stderr, "bulkheadd: virtiofsd into the qube's user namespace: %s\n", strerror(errno));
+            _exit(126);
+        }
+        char src[4200];
+        snprintf(src, sizeof src, "source=%s", sh->at);
+        if (sh->writable)
+            /* cache=auto: the guest asks again after a second; xattr: file
+             * capabilities that packages set (setcap) are kept */
+            execl(prog, "virtiofsd", "--fd=3", "-o", src, "-o", "cache=auto", "-o", "xattr", "-o", "no_posix_lock",
+                  "-o", "no_flock", "--rlimit-nofile=4096", (char *)NULL);
         /* cache=always: the guest keeps what it looked up and read for as long as it
          * runs. With cache=auto it asked virtiofsd again after a second for every path
          * component of every exec (/lib, /lib/x86_64-linux-gnu, libc.so.6, ...), each
@@ -243,8 +283,6 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct bh_vm
          * of QEMU's CPU; with cache=always 0.15 s, 0.13 s. The share is read-only and
          * the host changes /usr by replacing files (dpkg renames): a running VM keeps
          * seeing the /usr it started with, as a Qubes app qube sees its template's */
-        char src[4200];
-        snprintf(src, sizeof src, "source=%s", spec->vol.host_usr);
         execl(prog, "virtiofsd", "--fd=3", "-o", src, "-o", "cache=always", "-o", "no_posix_lock", "-o", "no_flock",
               "--rlimit-nofile=4096", (char *)NULL);
         _exit(127);
@@ -300,16 +338,17 @@ void bh_vm_net_params(const struct bh_qube_spec *spec, char *out, size_t n)
 }
 
 static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const struct bh_vm_paths *p,
-                      const struct bh_vm_assets *as, bool kvm, bool vfs)
+                      const struct bh_vm_assets *as, bool kvm, bool vfs, bool own_root)
 {
     bool nic = has_nic(spec);
+    bool shared_mem = vfs || own_root;
     uint64_t mem = spec->memory_mib ? spec->memory_mib : 400;
     arg(a, "%s", BH_VM_QEMU);
     arg(a, "-name");
     arg(a, "%s", spec->name);
     arg(a, "-M");
     arg(a, "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=%s%s", spec->debug ? "on" : "off",
-        vfs ? ",memory-backend=mem" : "");
+        shared_mem ? ",memory-backend=mem" : "");
     arg(a, "-accel");
     arg(a, "%s", kvm ? "kvm" : "tcg,tb-size=64");
     arg(a, "-cpu");
@@ -348,9 +387,10 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
     char netp[400];
     bh_vm_net_params(spec, netp, sizeof netp);
     arg(a, "-append");
-    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s%s",
+    arg(a, "console=ttyS0 %s panic=-1 reboot=t%s bh.name=%s bh.qid=%u bh.user=%s bh.vol=%llu bh.usr=%s%s%s%s%s%s%s",
         spec->debug ? "loglevel=4" : "quiet", tsc, spec->name, spec->qid,
         spec->default_user ? spec->default_user : "user", (unsigned long long)vol, vfs ? "virtiofs" : "root",
+        own_root ? " bh.root=virtiofs" : "",
         spec->vol.private_img ? " bh.priv=bhprivate" : "", spec->debug ? " bh.debug=1" : "", netp,
         spec->kernelopts ? " " : "", spec->kernelopts ? spec->kernelopts : "");
     arg(a, "-qmp");
@@ -361,12 +401,14 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
     arg(a, "virtio-serial-device,max_ports=2");
     arg(a, "-device");
     arg(a, "virtserialport,chardev=vchan,name=bulkhead.vchan");
-    arg(a, "-add-fd");
-    arg(a, "fd=3,set=1");
-    arg(a, "-drive");
-    arg(a, "file=/dev/fdset/1,if=none,id=root,format=raw,readonly=on");
-    arg(a, "-device");
-    arg(a, "virtio-blk-device,drive=root,serial=bhroot");
+    if (!own_root) { /* the template's erofs image: fd 3 (launch) */
+        arg(a, "-add-fd");
+        arg(a, "fd=3,set=1");
+        arg(a, "-drive");
+        arg(a, "file=/dev/fdset/1,if=none,id=root,format=raw,readonly=on");
+        arg(a, "-device");
+        arg(a, "virtio-blk-device,drive=root,serial=bhroot");
+    }
     if (spec->vol.private_img) {
         arg(a, "-add-fd");
         arg(a, "fd=4,set=2");
@@ -377,7 +419,7 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
         arg(a, "-device");
         arg(a, "virtio-blk-device,drive=private,serial=bhprivate");
     }
-    if (vfs) {
+    if (shared_mem) {
         arg(a, "-object");
         /* shared with virtiofsd (vhost-user), so not QEMU's anonymous memory: a file on
          * a tmpfs of huge pages (make_mem_dir), aligned so that the guest's RAM is
@@ -386,6 +428,14 @@ static void qemu_argv(struct argv *a, const struct bh_qube_spec *spec, const str
          * of its RAM then took 30000 more page faults, ~0.6 s of CPU per TCG boot */
         arg(a, "memory-backend-file,id=mem,size=%lluM,share=on,align=2M,mem-path=%s", (unsigned long long)mem,
             p->mem);
+    }
+    if (own_root) {
+        arg(a, "-chardev");
+        arg(a, "socket,id=vfsroot,path=%s", p->root_sock);
+        arg(a, "-device");
+        arg(a, "vhost-user-fs-device,chardev=vfsroot,tag=root");
+    }
+    if (vfs) {
         arg(a, "-chardev");
         arg(a, "socket,id=vfs,path=%s", p->vfs_sock);
         arg(a, "-device");
@@ -474,18 +524,21 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     if (spec->provides_network)
         return bh_fail(err, ENOTSUP, "%s provides network to other qubes: a netvm runs in the ns engine "
                                      "(virt_mode ns), its clients may be VMs", spec->name);
-    if (!spec->vol.root_lower || !spec->vol.root_throwaway)
-        return bh_fail(err, ENOTSUP, "the vm engine runs app qubes and disposables (a template's or standalone's "
-                                     "own root in a VM is not supported yet): use virt_mode ns for %s", spec->name);
+    /* an app qube or disposable: the template's tree as an erofs image under a
+     * throwaway layer; a template or standalone: its own tree, shared writable */
+    bool own_root = !spec->vol.root_lower && spec->vol.root_rw;
+    if (!own_root && !(spec->vol.root_lower && spec->vol.root_throwaway))
+        return bh_fail(err, EINVAL, "%s: no root volume", spec->name);
     struct bh_vm_assets as;
     if (bh_vm_assets(p->cache, spec->kernel, &as, err) < 0)
         return -1;
-    char root_img[4096];
-    if (bh_vm_root_image(p->images, spec->vol.root_lower, root_img, sizeof root_img, err) < 0)
+    char root_img[4096] = "";
+    if (!own_root && bh_vm_root_image(p->images, spec->vol.root_lower, root_img, sizeof root_img, err) < 0)
         return -1;
     bool vfs = spec->vol.host_usr != NULL;
-    if (vfs && !as.virtiofsd[0])
-        return bh_fail(err, ENOENT, "template `host` in a VM needs virtiofsd (qemu-system-common)");
+    if ((vfs || own_root) && !as.virtiofsd[0])
+        return bh_fail(err, ENOENT, "%s in a VM needs virtiofsd (qemu-system-common)",
+                       own_root ? "a template's or standalone's own root" : "template `host`");
     bool kvm = bh_vm_have_kvm();
     if (make_dirs(spec, p, err) < 0)
         return -1;
@@ -493,12 +546,34 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     bh_cgroup_tag(spec, tag, sizeof tag);
     if (make_cgroup(spec, tag, err) < 0)
         return -1;
-    if (vfs && (make_mem_dir(spec, p, err) < 0 || start_virtiofsd(spec, p, as.virtiofsd, err) < 0))
-        return -1;
-    _cleanup_close_ int rootfd = open(root_img, O_RDONLY | O_CLOEXEC);
+    if (vfs || own_root) {
+        if (make_mem_dir(spec, p, err) < 0)
+            return -1;
+        _cleanup_close_ int userns = bh_userns_create(spec->uid_base, spec->uid_count ? spec->uid_count : 65536, err);
+        if (userns < 0)
+            return bh_prefix(err, "virtiofsd's user namespace");
+        char ulog[4200], rlog[4200];
+        snprintf(ulog, sizeof ulog, "%s/virtiofsd.log", p->rt);
+        snprintf(rlog, sizeof rlog, "%s/virtiofsd-root.log", p->rt);
+        /* the root tree's own path is in the pool, behind root's directories: its view
+         * goes on <rt>/vfs-root, root's like <rt> (not in vm/, which QEMU's UID owns) */
+        char at[4200];
+        snprintf(at, sizeof at, "%s/vfs-root", p->rt);
+        struct stat st;
+        if (own_root && mkdir(at, 0755) < 0 &&
+            (errno != EEXIST || lstat(at, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0))
+            return bh_fail(err, EEXIST, "mkdir %s: exists and is not root's directory", at);
+        struct vfs_share usr = { spec->vol.host_usr, spec->vol.host_usr, p->vfs_sock, p->vfs_pid,
+                                 spec->debug ? ulog : NULL, false };
+        struct vfs_share root = { spec->vol.root_rw, at, p->root_sock, p->root_pid, rlog, true };
+        if ((own_root && start_virtiofsd(spec, &root, as.virtiofsd, userns, err) < 0) ||
+            (vfs && start_virtiofsd(spec, &usr, as.virtiofsd, userns, err) < 0))
+            return -1;
+    }
+    _cleanup_close_ int rootfd = own_root ? -1 : open(root_img, O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int privfd = spec->vol.private_img ? open(spec->vol.private_img, O_RDWR | O_CLOEXEC) : -1;
     _cleanup_close_ int privro = spec->vol.private_img ? open(spec->vol.private_img, O_RDONLY | O_CLOEXEC) : -1;
-    if (rootfd < 0 || (spec->vol.private_img && (privfd < 0 || privro < 0)))
+    if ((!own_root && rootfd < 0) || (spec->vol.private_img && (privfd < 0 || privro < 0)))
         return bh_fail_errno(err, "opening the qube's images");
     /* its network card: a tap in the qube's namespace (src/net), wired to the link to
      * its netvm; QEMU gets only the fd */
@@ -508,7 +583,7 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     struct argv *a = calloc(1, sizeof *a);
     if (!a)
         return bh_fail(err, ENOMEM, "out of memory");
-    qemu_argv(a, spec, p, &as, kvm, vfs);
+    qemu_argv(a, spec, p, &as, kvm, vfs, own_root);
     char log[4200];
     snprintf(log, sizeof log, "%s/qemu.log", p->rt);
     pid_t pid = fork();
@@ -605,7 +680,8 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
     uid_t uid = spec->uid_base ? spec->uid_base : (uid_t)-1;
     kill_recorded(p->qemu_pid, uid);
     kill_recorded(p->bridge_pid, uid);
-    kill_recorded(p->vfs_pid, 0);
+    kill_recorded(p->vfs_pid, uid); /* falls back to root's: one from before it ran as uid_base */
+    kill_recorded(p->root_pid, uid);
     char tag[128];
     bh_cgroup_tag(spec, tag, sizeof tag);
     const struct bh_cgroup_ops *cg = bh_cgroup_ops();
@@ -614,7 +690,7 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
     while (umount2(p->vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
         ;
     rmdir(p->vchan);
-    static const char *const files[] = { "qmp.sock", "port.sock", "virtiofs.sock", NULL };
+    static const char *const files[] = { "qmp.sock", "port.sock", "virtiofs.sock", "virtiofs-root.sock", NULL };
     for (int i = 0; files[i]; i++) {
         char f[4200];
         snprintf(f, sizeof f, "%s/%s", p->vmdir, files[i]);
@@ -623,6 +699,9 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
     while (umount2(p->mem, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
         ;
     rmdir(p->mem);
+    char at[4200];
+    snprintf(at, sizeof at, "%s/vfs-root", p->rt);
+    rmdir(at); /* a mount point in virtiofsd's namespace only: empty on the host */
     rmdir(p->vmdir);
     unlink(p->shutdown_mark);
     /* a link change still being told to the guest ends at its next try */

@@ -58,6 +58,7 @@ int bh_qmp_status(const char *sock, char *out, size_t n, bh_error *err);
 struct bh_vm_paths {
     char rt[4096], vchan[4096], vmdir[4096], qmp[4096], port[4096];
     char qemu_pid[4096], bridge_pid[4096], vfs_pid[4096], vfs_sock[4096], shutdown_mark[4096];
+    char root_pid[4096], root_sock[4096]; /* virtiofsd of a template's/standalone's own root */
     char mem[4096];   /* <rt>/vm-mem (root's <rt>, not QEMU's vm/): a tmpfs with huge pages for the guest's shared RAM */
     char cache[4096]; /* <runtime>/vm-cache */
     char images[4096]; /* <root>/vm-cache */
