@@ -111,11 +111,9 @@ static char *d_virt_mode_global(struct bh_app *a, const struct bh_qube *q)
 {
     (void)a;
     (void)q;
-    /* The strongest engine the host offers (ARCHITECTURE.md) would be pvh where KVM
-     * works; but the vm engine does not yet run template or standalone roots (their
-     * own writable root), and every default qube needs one: ns stays the default until
-     * it does (docs/vm-engine.md). A qube opts in with virt_mode pvh. */
-    return strdup("ns");
+    /* The strongest engine the host offers at a desktop's speed: pvh where KVM works
+     * and the vm engine can run, else ns (docs/vm-engine.md, "How to choose"). */
+    return strdup(bh_driver_default_virt_mode());
 }
 
 static char *d_installed_kernel(struct bh_app *a, const struct bh_qube *q)
@@ -151,6 +149,10 @@ static char *d_virt_mode(struct bh_app *a, const struct bh_qube *q)
         if (t)
             return bh_qube_prop(a, t, "virt_mode");
     }
+    /* A qube that provides network runs in namespaces: the vm engine cannot be a
+     * netvm (docs/vm-engine.md); its clients may be VMs. */
+    if (bh_qube_prop_bool(a, q, "provides_network"))
+        return strdup("ns");
     return bh_global_prop(a, "default_virt_mode");
 }
 

@@ -149,6 +149,13 @@ struct bh_driver {
 /* Engine lookup by virt_mode ("ns", "vm"); NULL if unknown or not built. */
 const struct bh_driver *bh_driver_get(const char *virt_mode);
 
+/* The engine new qubes get when nothing else says (default_virt_mode): "pvh" where a VM
+ * is both safe and fast, i.e. /dev/kvm opens, QEMU, virtiofsd and mkfs.erofs are
+ * installed and so is a guest kernel; "ns" elsewhere (under TCG a VM isolates as well
+ * but boots in seconds). $BULKHEAD_DEFAULT_VIRT_MODE (ns, pvh, hvm or vm) decides
+ * instead. Probed once per process. */
+const char *bh_driver_default_virt_mode(void);
+
 /* Guest kernels for engines that boot one (vm), as Qubes' linux-kernel pool: a kernel
  * is named by its version ("6.1.0-57-cloud-amd64"). The installed one is the vm-kernel
  * directory (scripts/vm-kernel.sh; $BULKHEAD_VM_KERNEL_DIR). */

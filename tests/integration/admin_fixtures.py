@@ -96,6 +96,7 @@ class Daemon:
         self.proc = None
         self.log = self.tmp / "bulkheadd.log"
         self.preexec = None  # run in the child before exec (e.g. to lower rlimits)
+        self.environ = None  # bulkheadd's environment (None: the test's)
         self.leftovers = []  # what a clean stop left behind (runtime_leftovers)
         MADE.append(self)
 
@@ -115,7 +116,7 @@ class Daemon:
         self.tmp.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
-                                     preexec_fn=self.preexec)
+                                     preexec_fn=self.preexec, env=self.environ)
         if self not in LIVE:
             LIVE.append(self)
         deadline = time.time() + 60

@@ -5,6 +5,7 @@
 #include "io.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,6 +381,34 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
         *crashed = !asked; /* adopted: not our child, its status is not ours to read */
     bh_vm_cleanup(spec, &p);
     return 0;
+}
+
+static bool in_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char buf[PATH_MAX];
+    for (const char *d = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; *d;) {
+        size_t n = strcspn(d, ":");
+        if (n && snprintf(buf, sizeof buf, "%.*s/%s", (int)n, d, prog) < (int)sizeof buf && access(buf, X_OK) == 0)
+            return true;
+        d += n + (d[n] == ':');
+    }
+    return false;
+}
+
+const char *bh_driver_default_virt_mode(void)
+{
+    const char *e = getenv("BULKHEAD_DEFAULT_VIRT_MODE");
+    if (e && (!strcmp(e, "ns") || !strcmp(e, "pvh") || !strcmp(e, "hvm") || !strcmp(e, "vm")))
+        return e;
+    static const char *mode;
+    if (!mode) {
+        char k[256];
+        bool ok = bh_vm_have_kvm() && in_path(BH_VM_QEMU) && in_path("mkfs.erofs") &&
+                  access("/usr/lib/qemu/virtiofsd", X_OK) == 0 && bh_kernel_default(k, sizeof k) == 0;
+        mode = ok ? "pvh" : "ns";
+    }
+    return mode;
 }
 
 const struct bh_driver bh_driver_vm = {

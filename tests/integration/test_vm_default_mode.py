@@ -1,0 +1,78 @@
+"""default_virt_mode as the host decides it (not the suite's BULKHEAD_DEFAULT_VIRT_MODE):
+pvh where a VM is both safe and fast (/dev/kvm opens, QEMU, virtiofsd, mkfs.erofs and a
+guest kernel are installed), ns elsewhere; a qube that provides network is ns whatever
+the default, since the vm engine cannot be a netvm. On this machine the test checks
+whichever of the two applies, from the same premises the daemon probes."""
+import os
+import shutil
+
+import pytest
+
+from admin_fixtures import Daemon, daemon, kill_all, qvm_run  # noqa: F401
+from vm_fixtures import have_kvm, start, vm_premises
+
+
+def prop(d, name, qube=None):
+    r = d.call(f"admin.vm.property.Get+{name}", qube) if qube else d.call(f"admin.property.Get+{name}")
+    return r.split(" ", 2)[2]
+
+
+def test_default_engine_is_pvh_only_where_kvm_works(tmp_path):
+    d = Daemon(tmp_path, defaults=False)
+    d.environ = {k: v for k, v in os.environ.items() if k != "BULKHEAD_DEFAULT_VIRT_MODE"}
+    d.start()
+    try:
+        kernel = prop(d, "default_kernel")
+        fast_vm = (have_kvm() and bool(kernel) and bool(shutil.which("qemu-system-x86_64"))
+                   and bool(shutil.which("mkfs.erofs")) and os.access("/usr/lib/qemu/virtiofsd", os.X_OK))
+        expect = "pvh" if fast_vm else "ns"
+        assert prop(d, "default_virt_mode") == expect
+        d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+        d.call("admin.vm.Create.AppVM+t", payload="name=a label=red")
+        d.call("admin.vm.Create.AppVM+t", payload="name=net label=red")
+        d.call("admin.vm.property.Set+provides_network", "net", "True")
+        assert (prop(d, "virt_mode", "t"), prop(d, "virt_mode", "a")) == (expect, expect)
+        assert prop(d, "virt_mode", "net") == "ns"
+        # the default set by hand: every qube follows it but the netvm
+        d.call("admin.property.Set+default_virt_mode", payload="pvh")
+        assert (prop(d, "virt_mode", "t"), prop(d, "virt_mode", "a"), prop(d, "virt_mode", "net")) == \
+            ("pvh", "pvh", "ns")
+        d.call("admin.property.Reset+default_virt_mode")
+        assert prop(d, "default_virt_mode") == expect
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+def test_the_suite_keeps_its_qubes_in_namespaces(daemon):
+    """The suite's own daemons inherit BULKHEAD_DEFAULT_VIRT_MODE=ns (tests/conftest.py),
+    also on a machine with KVM."""
+    assert prop(daemon, "default_virt_mode") == "ns"
+
+
+def test_default_qubes_with_default_virt_mode_pvh(tmp_path):
+    """What a first start gives on a machine with KVM (here under TCG where there is
+    none): the netvms in namespaces, every other default qube a VM, networked through
+    them."""
+    why = vm_premises()
+    if why:
+        pytest.skip(why)
+    d = Daemon(tmp_path, defaults=True)
+    d.environ = dict(os.environ, BULKHEAD_DEFAULT_VIRT_MODE="pvh")
+    d.start()
+    try:
+        modes = {line.split()[0]: prop(d, "virt_mode", line.split()[0])
+                 for line in d.call("admin.vm.List").splitlines() if not line.startswith("dom0 ")}
+        assert modes["sys-net"] == modes["sys-firewall"] == "ns", modes
+        assert modes["work"] == modes["host"] == modes["default-dvm"] == "pvh", modes
+        d.call("admin.vm.property.Set+qrexec_timeout", "work", "240")
+        assert start(d, "work") == ""
+        r = qvm_run(d, "-p", "work", "uname -r; ip -4 -br addr show eth0")
+        assert r.returncode == 0, r.stderr
+        kernel, addr = r.stdout.decode().splitlines()
+        assert kernel != os.uname().release
+        assert prop(d, "ip", "work") + "/32" in addr
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
