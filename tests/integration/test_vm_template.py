@@ -6,10 +6,12 @@ it). KVM where /dev/kvm opens, TCG otherwise; one daemon for the module, tests i
 the order written."""
 import os
 import pathlib
+import subprocess
 
 import pytest
 
 from admin_fixtures import Daemon, kill_all, raw_call, parse_reply, state_of, qvm_run
+from tools_fixtures import TOOLS
 from vm_fixtures import SLOW_BRIDGE, start, vm_leftovers, vm_premises, wait_for
 
 
@@ -130,3 +132,26 @@ def test_kill_of_a_template_vm_leaves_nothing(env):
     assert wait_for(lambda: state_of(d, "host") == "Halted", 60)
     assert vm_leftovers(d, "host") == []
     assert virtiofsd_pids(d, "host") == []
+
+
+def test_standalone_switches_engines_and_keeps_root_and_private(env):
+    """A standalone made from template `host` (its own copy of the tree): what it writes
+    to its root and its home in a VM is there when it runs in namespaces, and the
+    template's tree does not have it."""
+    d = env.d
+    r = subprocess.run([str(TOOLS / "qvm-create"), "--standalone", "-t", "host", "-l", "purple", "sa"],
+                       env=dict(os.environ, BULKHEAD_SOCKET=d.sock), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr  # a clone of the template's root, as Qubes' qvm-create
+    for k, v in (("virt_mode", "pvh"), ("memory", "300"), ("qrexec_timeout", "240")):
+        d.call(f"admin.vm.property.Set+{k}", "sa", v)
+    assert start(d, "sa") == ""
+    r = qvm_run(d, "-p", "-u", "root", "sa", "echo vm-root > /etc/bh-sa; echo vm-home > /home/user/bh-sa; sync")
+    assert r.returncode == 0, r.stderr
+    shutdown(d, "sa")
+    d.call("admin.vm.property.Set+virt_mode", "sa", "ns")
+    r = qvm_run(d, "-p", "sa", "cat /etc/bh-sa /home/user/bh-sa; uname -r")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == ["vm-root", "vm-home", os.uname().release]
+    assert not (env.tree / "etc/bh-sa").exists()
+    shutdown(d, "sa")
+    assert vm_leftovers(d, "sa") == []
