@@ -12,8 +12,6 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# namespace qubes, also where KVM would make new qubes VMs by default (scripts/bench.sh)
-os.environ.setdefault("BULKHEAD_DEFAULT_VIRT_MODE", "ns")
 sys.path.insert(0, str(ROOT / "tests/integration"))
 from admin_fixtures import BUILD, AdminError, Daemon, kill_all, state_of  # noqa: E402,F401
 

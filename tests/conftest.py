@@ -20,7 +20,7 @@ BUILD = pathlib.Path(os.environ.get("BULKHEAD_BUILD", ROOT / "build"))
 # Where KVM works, new qubes would be VMs by default (default_virt_mode pvh); the
 # suite's hundreds of qubes stay namespaces, and its VM tests ask for pvh by name.
 # test_vm_default_mode.py starts its daemons without this to check the real default.
-os.environ.setdefault("BULKHEAD_DEFAULT_VIRT_MODE", "ns")
+os.environ["BULKHEAD_DEFAULT_VIRT_MODE"] = "ns"
 
 
 @pytest.fixture(scope="session")

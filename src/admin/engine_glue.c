@@ -2,6 +2,7 @@
 #include "cleanup.h"
 #include "hooks.h"
 #include "host_ids.h"
+#include "io.h"
 #include "log.h"
 #include "props.h"
 #include "store.h"
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static struct bh_pool *pool;
 
@@ -125,10 +127,76 @@ void bh_glue_spec_free(struct bh_spec_buf *b)
     b->kernel = NULL;
 }
 
+/* <runtime>/engines/<name>: the engine a qube was started in. */
+static void pin_path(struct bh_app *app, const struct bh_qube *q, char *out, size_t n)
+{
+    snprintf(out, n, "%s/engines/%s", app->runtime_dir, q->name);
+}
+
+void bh_glue_engine_pin(struct bh_app *app, const struct bh_qube *q, const struct bh_driver *drv)
+{
+    char path[4096], dir[4096];
+    snprintf(dir, sizeof dir, "%s/engines", app->runtime_dir);
+    pin_path(app, q, path, sizeof path);
+    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+        bh_write_runtime_file(path, drv->name, strlen(drv->name), 0600) < 0)
+        bh_warn("%s: recording its engine in %s: %s", q->name, path, strerror(errno));
+}
+
+void bh_glue_engine_unpin(struct bh_app *app, const struct bh_qube *q)
+{
+    char path[4096];
+    pin_path(app, q, path, sizeof path);
+    (void)unlink(path);
+}
+
+void bh_glue_engine_discover(struct bh_app *app, const struct bh_qube *q)
+{
+    char path[4096];
+    pin_path(app, q, path, sizeof path);
+    if (access(path, F_OK) == 0)
+        return;
+    /* left running by a bulkheadd that recorded no engine (an older version) */
+    static const char *const engines[] = { "ns", "vm" };
+    for (size_t i = 0; i < sizeof engines / sizeof *engines; i++) {
+        const struct bh_driver *drv = bh_driver_get(engines[i]);
+        if (!drv || !drv->state)
+            continue;
+        struct bh_spec_buf sb;
+        bh_glue_spec(app, q, &sb);
+        enum bh_power_state st = drv->state(&sb.spec, NULL);
+        bh_glue_spec_free(&sb);
+        if (st != BH_STATE_HALTED && st != BH_STATE_NA) {
+            bh_glue_engine_pin(app, q, drv);
+            return;
+        }
+    }
+}
+
+/* The engine of a qube: the one it was started in while it has not halted (recorded
+ * at start, kept across a restart of bulkheadd), else its virt_mode's. virt_mode's
+ * default follows the host (default_virt_mode: KVM, an installed kernel, the
+ * environment) and provides_network, so it can change under a running qube; asking
+ * the other engine would find it halted, and a restarted bulkheadd would refuse to
+ * start (its IDs in use) or clean up a qube that runs. */
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q)
 {
     _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
-    return bh_driver_get(vm ? vm : "ns");
+    const struct bh_driver *want = bh_driver_get(vm ? vm : "ns");
+    char path[4096];
+    pin_path(app, q, path, sizeof path);
+    _cleanup_free_ char *pin = bh_read_file(path, 16, NULL);
+    const struct bh_driver *pinned = pin ? bh_driver_get(pin) : NULL;
+    if (!pinned || pinned == want)
+        return want;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    enum bh_power_state st = pinned->state(&sb.spec, NULL);
+    bh_glue_spec_free(&sb);
+    if (st != BH_STATE_HALTED)
+        return pinned;
+    unlink(path); /* halted: its next start takes virt_mode's engine */
+    return want;
 }
 
 int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *vol)

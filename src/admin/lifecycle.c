@@ -593,6 +593,7 @@ static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
      * dir: the dir goes too (a start makes it again), or every disposable would leave
      * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
     (void)rmdir(sb.runtime);
+    bh_glue_engine_unpin(app, q);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
     bh_preload_halted(app, q);
     if (!dispose)
@@ -735,6 +736,7 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     qrexec_stop(q); /* forked with the qube (qrexec_early), or in an agent phase */
     (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
     q->rt.state = BH_STATE_HALTED;
+    bh_glue_engine_unpin(app, q); /* (its engine cleaned up: start_agent, or its own failure) */
     bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
     (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
@@ -1011,6 +1013,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
      * requests): the loop watches the engine's fd (on_start_fd). Other ns qubes start
      * at once, in line (netvm chains and autostart rely on that order). */
     bool async = drv->start_begin && (strcmp(drv->name, "ns") || q->klass == BH_DISPVM);
+    if (r == 0)
+        bh_glue_engine_pin(app, q, drv);
     if (r == 0 && async) {
         int fd = drv->start_begin(&sb.spec, &err);
         if (fd >= 0)
@@ -1383,6 +1387,7 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
         struct bh_qube *q = app->qubes[i];
         if (q->klass == BH_ADMINVM || !bh_qid_set_has(&live, q->qid))
             continue;
+        bh_glue_engine_discover(app, q);
         const struct bh_driver *drv = bh_glue_driver(app, q);
         enum bh_power_state s = BH_STATE_NA;
         if (drv && drv->state) {

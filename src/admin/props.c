@@ -144,15 +144,15 @@ static char *d_virt_mode(struct bh_app *a, const struct bh_qube *q)
 {
     /* As Qubes: a disposable runs in its disposable template's engine (a pvh template
      * gives VM disposables). */
+    /* A qube that provides network runs in namespaces: the vm engine cannot be a
+     * netvm (docs/vm-engine.md); its clients may be VMs. (A disposable netvm too.) */
+    if (bh_qube_prop_bool(a, q, "provides_network"))
+        return strdup("ns");
     if (q->klass == BH_DISPVM) {
         struct bh_qube *t = qube_ref(a, q, "template");
         if (t)
             return bh_qube_prop(a, t, "virt_mode");
     }
-    /* A qube that provides network runs in namespaces: the vm engine cannot be a
-     * netvm (docs/vm-engine.md); its clients may be VMs. */
-    if (bh_qube_prop_bool(a, q, "provides_network"))
-        return strdup("ns");
     return bh_global_prop(a, "default_virt_mode");
 }
 

@@ -61,6 +61,12 @@ def bind_over_in_private_mounts(target, replacement):
     return pre
 
 
+
+# Where KVM works new qubes would be VMs by default (default_virt_mode pvh): the
+# suite's and the benches' daemons keep theirs in namespaces unless a test says pvh
+# (test_vm_default_mode.py gives its daemons an environment without this).
+os.environ["BULKHEAD_DEFAULT_VIRT_MODE"] = "ns"
+
 # Every Daemon started, so that tests/conftest.py can stop one a failed test left running;
 # every Daemon made, so that it can remove the runtime dirs nobody cleaned up.
 LIVE = []

@@ -5,6 +5,7 @@ the default, since the vm engine cannot be a netvm. On this machine the test che
 whichever of the two applies, from the same premises the daemon probes."""
 import os
 import shutil
+import time
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_default_engine_is_pvh_only_where_kvm_works(tmp_path):
     d.start()
     try:
         kernel = prop(d, "default_kernel")
-        fast_vm = (have_kvm() and bool(kernel) and bool(shutil.which("qemu-system-x86_64"))
+        fast_vm = (have_kvm() and not os.environ.get("BULKHEAD_VM_NO_KVM") and bool(kernel) and bool(shutil.which("qemu-system-x86_64"))
                    and bool(shutil.which("mkfs.erofs")) and os.access("/usr/lib/qemu/virtiofsd", os.X_OK))
         expect = "pvh" if fast_vm else "ns"
         assert prop(d, "default_virt_mode") == expect
@@ -72,6 +73,42 @@ def test_default_qubes_with_default_virt_mode_pvh(tmp_path):
         kernel, addr = r.stdout.decode().splitlines()
         assert kernel != os.uname().release
         assert prop(d, "ip", "work") + "/32" in addr
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
+
+
+def test_a_running_qube_keeps_its_engine_when_the_default_changes(tmp_path):
+    """virt_mode's default can change while a qube runs (KVM or a guest kernel appears,
+    bulkheadd's environment, provides_network): the qube stays in the engine it started
+    in until it halts, also across a restart of bulkheadd, and also when the bulkheadd
+    that started it recorded no engine (an older version): a restart with the other
+    default adopts both ns qubes instead of refusing to start or cleaning them up."""
+    d = Daemon(tmp_path, defaults=False)
+    d.start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        for q in ("a", "b"):
+            d.call("admin.vm.Create.AppVM+host", payload=f"name={q} label=red")
+            d.call("admin.vm.Start", q)
+        assert (d.runtime / "engines/a").read_text() == "ns"
+        d.stop()
+        (d.runtime / "engines/b").unlink()  # as left by a bulkheadd that recorded none
+        d.environ = dict(os.environ, BULKHEAD_DEFAULT_VIRT_MODE="pvh")
+        d.start()
+        for q in ("a", "b"):
+            assert f"{q} class=AppVM state=Running" in d.call("admin.vm.List", q)
+            assert prop(d, "virt_mode", q) == "pvh"  # what its next start takes
+            r = qvm_run(d, "-p", q, "echo still-ns; uname -r")
+            assert r.stdout.decode().split() == ["still-ns", os.uname().release], r.stderr
+        assert (d.runtime / "engines/b").read_text() == "ns"  # found running, recorded
+        d.call("admin.vm.Kill", "a")
+        deadline = time.time() + 30
+        while time.time() < deadline and "state=Halted" not in d.call("admin.vm.List", "a"):
+            time.sleep(0.1)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        assert not (d.runtime / "engines/a").exists()  # halted: the record goes
     finally:
         kill_all(d)
         d.stop()

@@ -4,8 +4,10 @@ template changes stays, and its app qubes see it at their next start in either e
 (an `ns` qube through the tree itself, a VM qube through the erofs image rebuilt from
 it). KVM where /dev/kvm opens, TCG otherwise; one daemon for the module, tests in
 the order written."""
+import fcntl
 import os
 import pathlib
+import struct
 import subprocess
 
 import pytest
@@ -64,8 +66,7 @@ def virtiofsd_pids(d, name):
             cmd = (p / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmd.startswith(b"virtiofsd\0") and str(d.root).encode() in cmd or \
-                cmd.startswith(b"virtiofsd\0") and str(rt).encode() in cmd:
+        if cmd.startswith(b"virtiofsd\0") and str(rt).encode() in cmd:  # source=<rt>/vfs-root
             out.append(int(p.name))
     return out
 
@@ -117,6 +118,14 @@ def test_virtiofsd_is_the_qubes_root_not_the_hosts(env):
         uids = {int(u) for u in status["Uid"].split()}
         assert 0 not in uids, status["Uid"]
         assert os.readlink(f"/proc/{pid}/ns/user") != me
+        # owned by host root, not by the qube's UID (QEMU's and the bridge's): as owner
+        # they would hold every capability over virtiofsd's namespace
+        fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+        try:
+            owner = struct.unpack("I", fcntl.ioctl(fd, 0xb704, bytes(4)))[0]  # NS_GET_OWNER_UID
+        finally:
+            os.close(fd)
+        assert owner == 0, owner
     r = qvm_run(d, "-p", "-u", "root", "host",
                 "touch /etc/bh-far; chown 70000 /etc/bh-far && echo chown-ok; "
                 "mknod /etc/bh-null c 1 3 && echo mknod-ok; ls -ln /etc/bh-far | cut -d' ' -f3; true")

@@ -254,6 +254,50 @@ out:
     return ret;
 }
 
+int bh_userns_create_rooted(uid_t base, uint32_t count, bh_error *err)
+{
+    if (base == 0 || count == 0 || (uint64_t)base + count > 0xFFFFFFFFull)
+        return bh_fail(err, EINVAL, "bad UID range %u+%u", (unsigned)base, count);
+    int up[2], down[2];
+    if (pipe2(up, O_CLOEXEC) < 0)
+        return bh_fail_errno(err, "pipe");
+    if (pipe2(down, O_CLOEXEC) < 0) {
+        close(up[0]), close(up[1]);
+        return bh_fail_errno(err, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(up[0]), close(up[1]), close(down[0]), close(down[1]);
+        return bh_fail_errno(err, "fork");
+    }
+    if (pid == 0) {
+        /* lives only within this call (killed and reaped before it returns; EOF on
+         * down if the caller dies first) and never execs */
+        char c = unshare(CLONE_NEWUSER) == 0 ? 'o' : 'e';
+        if (write(up[1], &c, 1) != 1)
+            _exit(1);
+        (void)!read(down[0], &c, 1);
+        _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    int ret = -1;
+    char c = 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    if (read(up[0], &c, 1) != 1 || c != 'o')
+        bh_fail(err, EPERM, "creating a user namespace failed");
+    else if (write_map(pid, "uid_map", 0, base, count, err) == 0 && write_map(pid, "gid_map", 0, base, count, err) == 0 &&
+             (ret = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        bh_fail_errno(err, "open %s", path);
+    close(up[0]);
+    close(down[1]);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return ret;
+}
+
 int bh_mount_setattr_fd(int mfd, int userns_fd, uint64_t attr_set, bh_error *err)
 {
     struct mount_attr attr = { .attr_set = attr_set };

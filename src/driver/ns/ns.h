@@ -45,6 +45,11 @@
 /* A new user namespace mapping 0..count-1 to host base..base+count-1 (UIDs and GIDs),
  * returned as an fd; the short-lived process that created it is gone on return. */
 int bh_userns_create(uid_t base, uint32_t count, bh_error *err);
+/* The same mapping in one user namespace owned by host root, not by base: for a helper
+ * of a VM qube (virtiofsd) that must not be in the power of the qube's other host
+ * processes (QEMU and the bridge run as host UID base: as owner of bh_userns_create's
+ * outer namespace they would hold every capability in it). No limits are set in it. */
+int bh_userns_create_rooted(uid_t base, uint32_t count, bh_error *err);
 /* A detached copy of `path` (recursive if rec), idmapped through userns_fd (unless
  * userns_fd < 0) and with extra MOUNT_ATTR_* flags set. Returns the mount fd. */
 int bh_idmapped_tree(const char *path, int userns_fd, uint64_t attr_set, bool rec, bh_error *err);

@@ -669,8 +669,13 @@ int main(int argc, char **argv)
          * only our programs' directory is bound over, read-only */
         mkdir("/newroot/usr", 0755);
         mkdir("/newroot/usr/lib", 0755);
+        /* our mount point; anything else of that name (a link the template's root
+         * left there would be followed into this initramfs) goes */
+        struct stat st;
+        if (lstat("/newroot/usr/lib/bulkhead", &st) == 0 && !S_ISDIR(st.st_mode))
+            unlink("/newroot/usr/lib/bulkhead");
         xmount(BHUSR "/lib/bulkhead", "/newroot/usr/lib/bulkhead", NULL, MS_BIND, NULL);
-        xmount(NULL, "/newroot/usr/lib/bulkhead", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV, NULL);
+        xmount(NULL, "/newroot/usr/lib/bulkhead", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV | MS_NOSUID, NULL);
     } else {
         xmount("overlay", "/newroot/usr", "overlay", MS_NODEV,
                "lowerdir=" BHUSR ":/newroot/usr,upperdir=/vol/usr,workdir=/vol/uwork");

@@ -37,6 +37,7 @@
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -210,6 +211,8 @@ static pid_t fork_detached(const char *pidfile)
 
 /* One share: the host's /usr (template `host`, read-only, tag "usr") or a template's or
  * standalone's own root tree (writable, tag "root"). */
+#define VFSD_NOFILE (1 << 20) /* virtiofsd's own default is 1000000 */
+
 struct vfs_share {
     const char *dir, *at, *sock, *pidfile, *log; /* at: where virtiofsd sees dir */
     bool writable;
@@ -253,7 +256,9 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct vfs_s
         if (bh_cgroup_ops()->attach_self(tag, spec->name, NULL) < 0 || unshare(CLONE_NEWNS) < 0 ||
             mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             _exit(126);
-        int mfd = bh_idmapped_tree(sh->dir, userns_fd, attr, true, &e);
+        /* a root tree without what is mounted below it (only its own file system is
+         * shared writable); the host's /usr with its submounts, as the ns engine */
+        int mfd = bh_idmapped_tree(sh->dir, userns_fd, attr, !sh->writable, &e);
         if (mfd < 0 || bh_attach(mfd, sh->at, &e) < 0) {
             fprintf(stderr, "bulkheadd: virtiofsd's view of %s: %s\n", sh->dir, e.msg);
             _exit(126);
@@ -262,6 +267,20 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct vfs_s
         int src_fd[] = { lfd };
         if (place_fds(src_fd, 1, 3) < 0)
             _exit(126);
+        /* virtiofsd holds an O_PATH fd for every inode the guest has looked up and not
+         * forgotten (a dpkg run in a template: tens of thousands); set while we are
+         * still host root, since the namespace's root cannot raise the hard limit. Its
+         * fds' memory is charged to the qube's cgroup. */
+        struct rlimit nofile = { VFSD_NOFILE, VFSD_NOFILE };
+        _cleanup_free_ char *nr_open = bh_read_file("/proc/sys/fs/nr_open", 32, NULL);
+        if (nr_open && strtoul(nr_open, NULL, 10) > 0 && strtoul(nr_open, NULL, 10) < VFSD_NOFILE)
+            nofile.rlim_cur = nofile.rlim_max = strtoul(nr_open, NULL, 10);
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0 && getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+            /* without CAP_SYS_RESOURCE (a host that withholds it from bulkheadd): as
+             * far as the hard limit we have */
+            nofile.rlim_cur = nofile.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &nofile);
+        }
         /* the qube's root in the qube's namespace: all of virtiofsd's own steps
          * (its sandbox's namespaces, pivot_root, dropping capabilities) work there */
         if (setns(userns_fd, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 ||
@@ -275,7 +294,7 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct vfs_s
             /* cache=auto: the guest asks again after a second; xattr: file
              * capabilities that packages set (setcap) are kept */
             execl(prog, "virtiofsd", "--fd=3", "-o", src, "-o", "cache=auto", "-o", "xattr", "-o", "no_posix_lock",
-                  "-o", "no_flock", "--rlimit-nofile=4096", (char *)NULL);
+                  "-o", "no_flock", "--rlimit-nofile=0", (char *)NULL);
         /* cache=always: the guest keeps what it looked up and read for as long as it
          * runs. With cache=auto it asked virtiofsd again after a second for every path
          * component of every exec (/lib, /lib/x86_64-linux-gnu, libc.so.6, ...), each
@@ -284,7 +303,7 @@ static pid_t start_virtiofsd(const struct bh_qube_spec *spec, const struct vfs_s
          * the host changes /usr by replacing files (dpkg renames): a running VM keeps
          * seeing the /usr it started with, as a Qubes app qube sees its template's */
         execl(prog, "virtiofsd", "--fd=3", "-o", src, "-o", "cache=always", "-o", "no_posix_lock", "-o", "no_flock",
-              "--rlimit-nofile=4096", (char *)NULL);
+              "--rlimit-nofile=0", (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -549,7 +568,8 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     if (vfs || own_root) {
         if (make_mem_dir(spec, p, err) < 0)
             return -1;
-        _cleanup_close_ int userns = bh_userns_create(spec->uid_base, spec->uid_count ? spec->uid_count : 65536, err);
+        _cleanup_close_ int userns =
+            bh_userns_create_rooted(spec->uid_base, spec->uid_count ? spec->uid_count : 65536, err);
         if (userns < 0)
             return bh_prefix(err, "virtiofsd's user namespace");
         char ulog[4200], rlog[4200];
