@@ -53,7 +53,29 @@ static void parse_body(const struct bh_gui_hdr *h, const uint8_t *b, size_t len)
                        (uint32_t)r.y + r.h > ((h->window >> 14) & 0x1fff)))
             __builtin_trap();
         break;
-    case BH_GUI_MSG_WINDOW_DUMP: bh_gui_parse_window_dump(b, len, &a, &c, &e); break;
+    case BH_GUI_MSG_WINDOW_DUMP: {
+        uint32_t dt;
+        if (bh_gui_parse_window_dump(b, len, &dt, &a, &c, &e) == 0 &&
+            ((dt != BH_GUI_DUMP_MEMFD && dt != BH_GUI_DUMP_INLINE) || dt != bh_gui_window_dump_type(b, len)))
+            __builtin_trap();
+        break;
+    }
+    case BH_GUI_MSG_PIXELS: {
+        /* the buffer's size from the window field, as for SHMIMAGE */
+        uint32_t bw = h->window & 0x3fff, bh = (h->window >> 14) & 0x1fff;
+        const uint8_t *px;
+        if (bh_gui_parse_pixels(b, len, bw, bh, &r, &px, &e) == 0) {
+            if (r.x < 0 || r.y < 0 || r.w == 0 || r.h == 0 || (uint64_t)(uint32_t)r.x + r.w > bw ||
+                (uint64_t)(uint32_t)r.y + r.h > bh || px + (size_t)r.w * r.h * 4 != b + len)
+                __builtin_trap();
+            /* what the daemon then copies: every row inside the buffer and the body */
+            volatile uint8_t sink = 0;
+            for (uint32_t row = 0; row < r.h; row++)
+                sink ^= px[(size_t)row * r.w * 4 + (size_t)r.w * 4 - 1];
+            (void)sink;
+        }
+        break;
+    }
     case BH_GUI_MSG_WMNAME: bh_gui_parse_wmname(b, len, t, sizeof t, &e);
         /* the body doubles as a keyboard layout and as _XKB_RULES_NAMES */
         if (bh_gui_parse_keyboard_layout((const char *)b, len, l, v, o, &e) == 0 &&

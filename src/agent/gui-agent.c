@@ -50,6 +50,7 @@ struct awin {
     int memfd;
     uint32_t buf_w, buf_h;
     xcb_shm_seg_t seg;
+    const uint8_t *map; /* inline mode: our read-only view of memfd */
     bool dirty;
     int32_t dx0, dy0, dx1, dy1;
     int32_t want_x, want_y; /* last geometry the daemon asked for: not echoed back */
@@ -73,6 +74,7 @@ static struct {
     size_t cliplen;
     pid_t xvfb;
     int display;
+    bool inline_px; /* pixels in PIXELS messages, not a memfd (see in_a_vm) */
 } A;
 
 static void cursor_changed(xcb_atom_t name);
@@ -118,6 +120,10 @@ static void drop_buffer(struct awin *w)
         xcb_shm_detach(A.x, w->seg);
         w->seg = 0;
     }
+    if (w->map) {
+        munmap((void *)w->map, (size_t)w->buf_w * w->buf_h * 4);
+        w->map = NULL;
+    }
     if (w->memfd >= 0) {
         close(w->memfd);
         w->memfd = -1;
@@ -151,6 +157,15 @@ static void new_buffer(struct awin *w)
             close(fd);
         return;
     }
+    if (A.inline_px) {
+        void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            bh_warn("window buffer: mmap: %s", strerror(errno));
+            close(fd);
+            return;
+        }
+        w->map = m;
+    }
     w->memfd = fd;
     w->buf_w = w->w;
     w->buf_h = w->h;
@@ -158,8 +173,8 @@ static void new_buffer(struct awin *w)
     xcb_shm_attach_fd(A.x, w->seg, fcntl(fd, F_DUPFD_CLOEXEC, 3), 0);
     w->pix = xcb_generate_id(A.x);
     xcb_composite_name_window_pixmap(A.x, w->id, w->pix);
-    struct bh_gui_window_dump_hdr d = { BH_GUI_DUMP_MEMFD, w->w, w->h, BH_GUI_BPP };
-    send_msg(BH_GUI_MSG_WINDOW_DUMP, w->id, &d, sizeof d, fd);
+    struct bh_gui_window_dump_hdr d = { A.inline_px ? BH_GUI_DUMP_INLINE : BH_GUI_DUMP_MEMFD, w->w, w->h, BH_GUI_BPP };
+    send_msg(BH_GUI_MSG_WINDOW_DUMP, w->id, &d, sizeof d, A.inline_px ? -1 : fd);
     damage_all(w);
 }
 
@@ -967,6 +982,49 @@ static void daemon_message(const struct bh_gui_hdr *h, const uint8_t *body)
     }
 }
 
+/* In a VM qube (its kernel was booted by Bulkhead's vm engine, whose command line names
+ * the qube: bh.qid=) the channel to the daemon crosses the virtio-serial bridge, which
+ * carries bytes and no file descriptors: the pixels go inline. BULKHEAD_GUI_INLINE=0/1
+ * decides instead. */
+static bool in_a_vm(void)
+{
+    const char *e = getenv("BULKHEAD_GUI_INLINE");
+    if (e && *e)
+        return strcmp(e, "0") != 0;
+    char line[4096] = "";
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, line, sizeof line - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    line[n > 0 ? n : 0] = '\0';
+    return !strncmp(line, "bh.qid=", 7) || strstr(line, " bh.qid=");
+}
+
+/* Inline mode: the damaged rectangle's pixels, in pieces of at most
+ * BH_GUI_PIXELS_MAX_LEN bytes (bands of whole rows of the rectangle, or parts of one
+ * row for a window wider than a piece). */
+static void send_pixels(struct awin *w, int32_t x0, int32_t y0, int32_t x1, int32_t y1)
+{
+    static uint8_t msg[BH_GUI_PIXELS_MAX_LEN];
+    const uint32_t room = (BH_GUI_PIXELS_MAX_LEN - sizeof(struct bh_gui_pixels_hdr)) / 4; /* pixels */
+    for (int32_t y = y0; y < y1;) {
+        uint32_t cols = (uint32_t)(x1 - x0) < room ? (uint32_t)(x1 - x0) : room;
+        uint32_t rows = room / cols;
+        if (rows > (uint32_t)(y1 - y))
+            rows = (uint32_t)(y1 - y);
+        for (int32_t x = x0; x < x1; x += (int32_t)cols) {
+            uint32_t c = (uint32_t)(x1 - x) < cols ? (uint32_t)(x1 - x) : cols;
+            struct bh_gui_pixels_hdr h = { (uint32_t)x, (uint32_t)y, c, rows };
+            memcpy(msg, &h, sizeof h);
+            for (uint32_t i = 0; i < rows; i++)
+                memcpy(msg + sizeof h + (size_t)i * c * 4, w->map + (((size_t)y + i) * w->buf_w + (size_t)x) * 4,
+                       (size_t)c * 4);
+            send_msg(BH_GUI_MSG_PIXELS, w->id, msg, sizeof h + (size_t)c * rows * 4, -1);
+        }
+        y += (int32_t)rows;
+    }
+}
+
 /* Copies damaged windows into their buffers and tells the daemon. */
 static void flush_damage(void)
 {
@@ -988,6 +1046,10 @@ static void flush_damage(void)
         if (!r)
             continue;
         free(r);
+        if (A.inline_px) {
+            send_pixels(w, x0, y0, x1, y1);
+            continue;
+        }
         struct bh_gui_shmimage s = { (uint32_t)x0, (uint32_t)y0, (uint32_t)(x1 - x0), (uint32_t)(y1 - y0) };
         send_msg(BH_GUI_MSG_SHMIMAGE, w->id, &s, sizeof s, -1);
     }
@@ -1212,6 +1274,7 @@ int main(int argc, char **argv)
     }
     if (set_layout_only) /* the qubes.SetMonitorLayout service (gui-monitors.c) */
         return gui_set_monitor_layout(display);
+    A.inline_px = in_a_vm();
     if (!dir)
         dir = bh_vchan_dir();
     if (domid < 0)

@@ -111,7 +111,9 @@ int bh_gui_chan_next(struct bh_gui_chan *c, struct bh_gui_hdr *h, const uint8_t 
     size_t total = sizeof *h + h->untrusted_len; /* checked: <= BH_GUI_RBUF */
     if (c->rlen < total)
         return 0;
-    if (h->type == BH_GUI_MSG_WINDOW_DUMP) {
+    /* a memfd comes with a WINDOW_DUMP of that type; an inline one has none */
+    if (h->type == BH_GUI_MSG_WINDOW_DUMP &&
+        bh_gui_window_dump_type(c->rbuf + sizeof *h, h->untrusted_len) != BH_GUI_DUMP_INLINE) {
         if (c->nfds == 0)
             return bh_fail(err, 0, "WINDOW_DUMP without a buffer");
         *fd = c->fds[0];

@@ -281,13 +281,24 @@ static int agent_message(struct guid *g, const struct bh_gui_hdr *h, const uint8
         else if (!empty)
             guid_win_damage(w, &r);
         break;
-    case BH_GUI_MSG_WINDOW_DUMP:
-        if (bh_gui_parse_window_dump(body, len, &a, &b, &err) < 0) {
-            close(fd);
+    case BH_GUI_MSG_WINDOW_DUMP: {
+        uint32_t dt;
+        if (bh_gui_parse_window_dump(body, len, &dt, &a, &b, &err) < 0) {
+            if (fd >= 0)
+                close(fd);
             refuse(g, "WINDOW_DUMP 0x%x: %s", h->window, err.msg);
-        } else if (guid_win_buffer(g, w, fd, a, b, &err) < 0)
+        } else if (dt == BH_GUI_DUMP_INLINE ? guid_win_buffer_inline(g, w, a, b, &err) < 0
+                                            : guid_win_buffer(g, w, fd, a, b, &err) < 0)
             refuse(g, "WINDOW_DUMP 0x%x: %s", h->window, err.msg);
         break;
+    }
+    case BH_GUI_MSG_PIXELS: {
+        const uint8_t *px;
+        if (bh_gui_parse_pixels(body, len, w->buf_w, w->buf_h, &r, &px, &err) < 0 ||
+            guid_win_pixels(w, &r, px, &err) < 0)
+            refuse(g, "PIXELS 0x%x: %s", h->window, err.msg);
+        break;
+    }
     case BH_GUI_MSG_WMNAME: {
         char t[BH_GUI_TITLE_MAX];
         if (bh_gui_parse_wmname(body, len, t, sizeof t, &err) == 0)

@@ -42,6 +42,7 @@ struct guid_win {
     xcb_shm_seg_t seg;            /* host X attachment of memfd, 0 if none */
     uint8_t *map;                 /* read-only mapping when the host has no MIT-SHM fds */
     size_t maplen;
+    uint8_t *inl;                 /* inline buffer (VM agent): our writable mapping of memfd */
     bool dirty;
     int32_t dx0, dy0, dx1, dy1;   /* damaged area not drawn yet */
     char title[BH_GUI_TITLE_MAX];
@@ -141,6 +142,10 @@ void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
 /* takes ownership of memfd (closes it on refusal) */
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err);
+/* A buffer of our own for an agent that sends its pixels inline (PIXELS). */
+int guid_win_buffer_inline(struct guid *g, struct guid_win *w, uint32_t bw, uint32_t bh, bh_error *err);
+/* PIXELS: the rectangle's rows into the inline buffer, then drawn. */
+int guid_win_pixels(struct guid_win *w, const struct bh_gui_rect *r, const uint8_t *pixels, bh_error *err);
 void guid_win_damage(struct guid_win *w, const struct bh_gui_rect *r);
 void guid_win_draw(struct guid *g, struct guid_win *w);
 xcb_keysym_t guid_keysym(struct guid *g, uint8_t keycode);

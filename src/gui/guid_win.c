@@ -253,6 +253,10 @@ static void drop_buffer(struct guid *g, struct guid_win *w)
         munmap(w->map, w->maplen);
         w->map = NULL;
     }
+    if (w->inl) {
+        munmap(w->inl, (size_t)w->buf_w * w->buf_h * 4);
+        w->inl = NULL;
+    }
     if (w->memfd >= 0) {
         close(w->memfd);
         w->memfd = -1;
@@ -582,6 +586,44 @@ int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, 
     }
     struct bh_gui_rect all = { 0, 0, bw, bh };
     guid_win_damage(w, &all);
+    return 0;
+}
+
+int guid_win_buffer_inline(struct guid *g, struct guid_win *w, uint32_t bw, uint32_t bh, bh_error *err)
+{
+    /* the same kind of buffer an ns agent hands over, made here (charged to this
+     * daemon, at most BH_GUI_MAX_WIDTH x BH_GUI_MAX_HEIGHT, as parse_window_dump
+     * checked), so that drawing is the same code */
+    size_t need = (size_t)bw * bh * 4;
+    int fd = memfd_create("bulkhead-guid-inline", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, (off_t)need) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return bh_fail(err, e, "inline window buffer: %s", strerror(e));
+    }
+    uint8_t *m = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        close(fd);
+        return bh_fail_errno(err, "mmap inline window buffer");
+    }
+    if (guid_win_buffer(g, w, fd, bw, bh, err) < 0) {
+        munmap(m, need);
+        return -1;
+    }
+    w->inl = m;
+    return 0;
+}
+
+int guid_win_pixels(struct guid_win *w, const struct bh_gui_rect *r, const uint8_t *pixels, bh_error *err)
+{
+    if (!w->inl)
+        return bh_fail(err, 0, "PIXELS without an inline WINDOW_DUMP");
+    /* the rectangle was checked against this buffer (bh_gui_parse_pixels) */
+    for (uint32_t row = 0; row < r->h; row++)
+        memcpy(w->inl + (((size_t)r->y + row) * w->buf_w + (size_t)r->x) * 4, pixels + (size_t)row * r->w * 4,
+               (size_t)r->w * 4);
+    guid_win_damage(w, r);
     return 0;
 }
 

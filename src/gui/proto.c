@@ -21,6 +21,8 @@ const char *bh_gui_msg_name(uint32_t type)
         return "KEYBOARD_LAYOUT";
     if (type == BH_GUI_MSG_WINDOW_ICON)
         return "WINDOW_ICON";
+    if (type == BH_GUI_MSG_PIXELS)
+        return "PIXELS";
     return "unknown";
 }
 
@@ -52,6 +54,14 @@ int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err)
             return bh_fail(err, 0, "WINDOW_ICON with length %u", h->untrusted_len);
         if (h->window == 0)
             return bh_fail(err, 0, "WINDOW_ICON for window 0");
+        return 0;
+    }
+    if (h->type == BH_GUI_MSG_PIXELS) {
+        size_t hl = sizeof(struct bh_gui_pixels_hdr);
+        if (h->untrusted_len < hl + 4 || h->untrusted_len > BH_GUI_PIXELS_MAX_LEN || (h->untrusted_len - hl) % 4)
+            return bh_fail(err, 0, "PIXELS with length %u", h->untrusted_len);
+        if (h->window == 0)
+            return bh_fail(err, 0, "PIXELS for window 0");
         return 0;
     }
     if (h->type == BH_GUI_MSG_CLIPBOARD_DATA) {
@@ -203,14 +213,42 @@ int bh_gui_parse_shmimage(const void *body, size_t len, uint32_t win_w, uint32_t
     return 0;
 }
 
-int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *w, uint32_t *h, bh_error *err)
+uint32_t bh_gui_window_dump_type(const void *body, size_t len)
+{
+    struct bh_gui_window_dump_hdr m;
+    if (len < sizeof m)
+        return 0;
+    memcpy(&m, body, sizeof m);
+    return m.type;
+}
+
+int bh_gui_parse_pixels(const void *body, size_t len, uint32_t buf_w, uint32_t buf_h, struct bh_gui_rect *r,
+                        const uint8_t **pixels, bh_error *err)
+{
+    struct bh_gui_pixels_hdr m;
+    if (len < sizeof m || len > BH_GUI_PIXELS_MAX_LEN)
+        return bh_fail(err, 0, "PIXELS of %zu bytes", len);
+    memcpy(&m, body, sizeof m);
+    /* 64-bit: no field may wrap another */
+    if (m.width == 0 || m.height == 0 || (uint64_t)m.x + m.width > buf_w || (uint64_t)m.y + m.height > buf_h)
+        return bh_fail(err, 0, "PIXELS %ux%u at %u,%u outside the %ux%u buffer", m.width, m.height, m.x, m.y, buf_w,
+                       buf_h);
+    if ((uint64_t)m.width * m.height * 4 != len - sizeof m)
+        return bh_fail(err, 0, "PIXELS %ux%u with %zu bytes of pixels", m.width, m.height, len - sizeof m);
+    *r = (struct bh_gui_rect){ (int32_t)m.x, (int32_t)m.y, m.width, m.height };
+    *pixels = (const uint8_t *)body + sizeof m;
+    return 0;
+}
+
+int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *type, uint32_t *w, uint32_t *h, bh_error *err)
 {
     struct bh_gui_window_dump_hdr m;
     if (need_len(len, sizeof m, "WINDOW_DUMP", err) < 0)
         return -1;
     memcpy(&m, body, sizeof m);
-    if (m.type != BH_GUI_DUMP_MEMFD)
-        return bh_fail(err, 0, "WINDOW_DUMP type %u (only memfd buffers)", m.type);
+    if (m.type != BH_GUI_DUMP_MEMFD && m.type != BH_GUI_DUMP_INLINE)
+        return bh_fail(err, 0, "WINDOW_DUMP type %u (only memfd or inline buffers)", m.type);
+    *type = m.type;
     if (m.bpp != BH_GUI_BPP)
         return bh_fail(err, 0, "WINDOW_DUMP with %u bpp", m.bpp);
     if (size_ok(m.width, m.height, err) < 0)

@@ -83,6 +83,17 @@ struct bh_gui_keyboard_layout { char layout[BH_GUI_LAYOUT_MAX]; };
 struct bh_gui_window_icon_hdr { uint32_t width, height; };
 #define BH_GUI_ICON_MAX_LEN (sizeof(struct bh_gui_window_icon_hdr) + BH_GUI_ICON_MAX * BH_GUI_ICON_MAX * 4u)
 
+/* Agent -> daemon, from an agent that cannot pass file descriptors: a VM qube, whose
+ * channel crosses the virtio-serial bridge, which carries bytes only (Qubes shares the
+ * pixels as Xen grant pages). Its WINDOW_DUMP has type BH_GUI_DUMP_INLINE and comes
+ * without a memfd: the daemon makes the window's buffer itself, and PIXELS carries a
+ * rectangle of it, {x, y, width, height} then width*height pixels (uint32, host order,
+ * row after row), whole within the buffer and at most BH_GUI_PIXELS_MAX_LEN bytes in
+ * all (the agent splits larger damage); the daemon then draws it as after a SHMIMAGE. */
+#define BH_GUI_MSG_PIXELS 0x10003u
+struct bh_gui_pixels_hdr { uint32_t x, y, width, height; };
+#define BH_GUI_PIXELS_MAX_LEN BH_GUI_MAX_CLIPBOARD
+
 /* Wire layouts (all fields uint32_t in host byte order, as Qubes) */
 struct bh_gui_hdr { uint32_t type, window, untrusted_len; };
 struct bh_gui_map_info { uint32_t transient_for, override_redirect; };
@@ -116,8 +127,10 @@ struct bh_gui_cursor { uint32_t cursor; };
 #define BH_GUI_HINT_PRESIZEINC (1u << 6)
 #define BH_GUI_HINT_PBASESIZE (1u << 8)
 
-/* Qubes' WINDOW_DUMP_TYPE_GRANT_REFS is 0; ours is the memfd that comes with the message. */
+/* Qubes' WINDOW_DUMP_TYPE_GRANT_REFS is 0; ours is the memfd that comes with the
+ * message, or no memfd and the pixels in PIXELS messages. */
 #define BH_GUI_DUMP_MEMFD 1u
+#define BH_GUI_DUMP_INLINE 2u
 
 /* Exact body length of a message from the agent (-1: the agent may not send this type).
  * CLIPBOARD_DATA is variable: see bh_gui_agent_body_ok(). */
@@ -142,8 +155,15 @@ int bh_gui_parse_map(const void *body, size_t len, uint32_t *transient_for, bool
 /* SHMIMAGE: clipped to a win_w x win_h window; *empty is set when nothing remains. */
 int bh_gui_parse_shmimage(const void *body, size_t len, uint32_t win_w, uint32_t win_h,
                           struct bh_gui_rect *r, bool *empty, bh_error *err);
-/* WINDOW_DUMP header: our memfd type, 32 bpp, size 1..MAX. */
-int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *w, uint32_t *h, bh_error *err);
+/* WINDOW_DUMP header: our memfd or inline type (into *type), 32 bpp, size 1..MAX. */
+int bh_gui_parse_window_dump(const void *body, size_t len, uint32_t *type, uint32_t *w, uint32_t *h, bh_error *err);
+/* PIXELS for a buf_w x buf_h buffer: a rectangle of 1.. pixels each way wholly inside it,
+ * exactly width*height pixels after the header; *pixels points into body. */
+int bh_gui_parse_pixels(const void *body, size_t len, uint32_t buf_w, uint32_t buf_h, struct bh_gui_rect *r,
+                        const uint8_t **pixels, bh_error *err);
+/* The WINDOW_DUMP type in a complete message body (the channel asks, to know whether a
+ * memfd belongs to it); 0 if the body is too short. */
+uint32_t bh_gui_window_dump_type(const void *body, size_t len);
 /* WMNAME: out (>= 128*3+1 bytes... use BH_GUI_TITLE_MAX) gets a sanitised UTF-8 title. */
 #define BH_GUI_TITLE_MAX 512
 int bh_gui_parse_wmname(const void *body, size_t len, char *out, size_t outsz, bh_error *err);

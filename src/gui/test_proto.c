@@ -103,13 +103,44 @@ static void test_strings(void)
 static void test_misc(void)
 {
     bh_error e;
-    uint32_t a, b;
+    uint32_t a, b, t;
     struct bh_gui_window_dump_hdr d = { BH_GUI_DUMP_MEMFD, 640, 480, 32 };
-    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) == 0 && a == 640);
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &t, &a, &b, &e) == 0 && a == 640 && t == BH_GUI_DUMP_MEMFD);
+    d.type = BH_GUI_DUMP_INLINE;
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &t, &a, &b, &e) == 0 && t == BH_GUI_DUMP_INLINE);
+    CHECK(bh_gui_window_dump_type(&d, sizeof d) == BH_GUI_DUMP_INLINE && bh_gui_window_dump_type(&d, 3) == 0);
     d.type = 0; /* Xen grant refs */
-    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) < 0);
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &t, &a, &b, &e) < 0);
+    d.type = 3;
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &t, &a, &b, &e) < 0);
     d = (struct bh_gui_window_dump_hdr){ BH_GUI_DUMP_MEMFD, 640, 480, 24 };
-    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &a, &b, &e) < 0);
+    CHECK(bh_gui_parse_window_dump(&d, sizeof d, &t, &a, &b, &e) < 0);
+    /* PIXELS: a rectangle wholly inside the buffer, exactly its pixels */
+    struct {
+        struct bh_gui_pixels_hdr h;
+        uint32_t px[6];
+    } pm = { { 2, 3, 3, 2 }, { 1, 2, 3, 4, 5, 6 } };
+    struct bh_gui_rect r;
+    const uint8_t *px;
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm, 5, 5, &r, &px, &e) == 0 && r.x == 2 && r.y == 3 && r.w == 3 &&
+          r.h == 2 && px == (const uint8_t *)pm.px);
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm, 4, 5, &r, &px, &e) < 0);     /* x + width past the edge */
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm, 5, 4, &r, &px, &e) < 0);     /* y + height past it */
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm - 4, 5, 5, &r, &px, &e) < 0); /* a pixel short */
+    pm.h = (struct bh_gui_pixels_hdr){ 0xffffffffu, 0, 2, 1 };             /* x wraps */
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm.h + 8, 5, 5, &r, &px, &e) < 0);
+    pm.h = (struct bh_gui_pixels_hdr){ 0, 0, 0x40000000u, 1 };             /* width*4 wraps 32 bits */
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm, 0xffffffffu, 5, &r, &px, &e) < 0);
+    pm.h = (struct bh_gui_pixels_hdr){ 0, 0, 0, 1 };
+    CHECK(bh_gui_parse_pixels(&pm, sizeof pm.h, 5, 5, &r, &px, &e) < 0);
+    struct bh_gui_hdr ph = { BH_GUI_MSG_PIXELS, 7, sizeof pm };
+    CHECK(bh_gui_check_agent_hdr(&ph, &e) == 0);
+    ph.untrusted_len = BH_GUI_PIXELS_MAX_LEN + 4;
+    CHECK(bh_gui_check_agent_hdr(&ph, &e) < 0);
+    ph.untrusted_len = sizeof pm.h + 3;
+    CHECK(bh_gui_check_agent_hdr(&ph, &e) < 0);
+    ph = (struct bh_gui_hdr){ BH_GUI_MSG_PIXELS, 0, sizeof pm };
+    CHECK(bh_gui_check_agent_hdr(&ph, &e) < 0);
     struct bh_gui_cursor c = { BH_GUI_CURSOR_X11 + 68 };
     CHECK(bh_gui_parse_cursor(&c, sizeof c, &a, &e) == 0);
     c.cursor = BH_GUI_CURSOR_X11_MAX;

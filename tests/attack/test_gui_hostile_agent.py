@@ -885,3 +885,52 @@ def test_a_tray_that_exits_leaves_no_unframed_icon_on_the_desktop(agent):
 def host_root(host):
     out = host.run("xwininfo", "-root").stdout
     return int(out.split("Window id:")[1].split()[0], 16)
+
+
+PIXELS = 0x10003
+
+
+def pixels(agent, win, x, y, w, h, colour, n=None):
+    """A PIXELS message of w x h pixels at x,y (n pixels sent instead, if given)."""
+    agent.send(PIXELS, win, struct.pack("=4I", x & 0xffffffff, y & 0xffffffff, w, h) +
+               struct.pack("=I", colour) * (w * h if n is None else n))
+
+
+def test_inline_pixels_are_bounded_to_their_buffer(agent):
+    """An agent that cannot pass memfds (a VM qube's) sends a WINDOW_DUMP of the inline
+    type without one and its pixels in PIXELS messages: the daemon keeps the buffer
+    itself, and a rectangle must lie wholly inside it and carry exactly its pixels."""
+    agent.create(1, 100, 100, 100, 80)
+    agent.title(1, b"inline")
+    agent.map(1)
+    agent.send(WINDOW_DUMP, 1, struct.pack("=4I", 2, 100, 80, 32))  # inline: no fd
+    for y in range(0, 80, 40):  # in pieces, as the agent splits them
+        pixels(agent, 1, 0, y, 100, 40, 0x00ff00)
+    wid = agent.host.find_window("[evil] inline")
+    geom = agent.host.geometry(wid)
+    x, y, w, h = geom
+    assert shows(lambda: (lambda shot: frame_is(shot, geom, RED)[0] and
+                          agent.host.pixel(shot, x + w // 2, y + h // 2) == 0x00ff00)(agent.host.screenshot()))
+    pixels(agent, 1, 90, 0, 20, 1, 0xff0000)  # past the right edge
+    agent.wait_log("PIXELS 0x1: PIXELS 20x1 at 90,0 outside the 100x80 buffer")
+    pixels(agent, 1, 0, 0xffffffff, 1, 2, 0xff0000)  # y wraps
+    agent.wait_log("outside the 100x80 buffer")
+    pixels(agent, 1, 0, 0, 10, 10, 0xff0000, n=5)  # fewer pixels than the rectangle
+    agent.wait_log("PIXELS 10x10 with 20 bytes of pixels")
+    agent.create(2, 300, 100, 50, 50)
+    agent.map(2)
+    agent.buffer(2, 50, 50, 0x0000ff)  # a memfd buffer: PIXELS do not write into it
+    pixels(agent, 2, 0, 0, 10, 10, 0xff0000)
+    agent.wait_log("PIXELS 0x2: PIXELS without an inline WINDOW_DUMP")
+    agent.create(3, 50, 300, 40, 40)
+    agent.send(WINDOW_DUMP, 3, struct.pack("=4I", 2, 16385, 40, 32))  # wider than any window
+    agent.wait_log("WINDOW_DUMP 0x3")
+    # none of it reached the screen, and the daemon still serves the qube
+    alive(agent, 1, "inline-ok")
+    assert shows(lambda: agent.host.pixel(agent.host.screenshot(), x + w // 2, y + h // 2) == 0x00ff00)
+    shot = agent.host.screenshot()
+    assert agent.host.pixel(shot, x + w - 4, y + 4) == 0x00ff00
+    assert agent.proc.poll() is None
+    # a message longer than the limit is a framing error: this qube's channel ends
+    agent.send(PIXELS, 1, struct.pack("=4I", 0, 0, 100, 1) + b"\0" * 65004)
+    agent.wait_log("PIXELS with length 65020")
