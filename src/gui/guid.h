@@ -77,6 +77,7 @@ struct guid {
     xcb_connection_t *x;
     xcb_screen_t *screen;
     bool have_shm_fd;
+    size_t inline_bytes;          /* buffers made for an inline agent (ours, not the qube's) */
     xcb_gcontext_t gc;
     xcb_atom_t a_net_wm_name, a_utf8, a_wm_protocols, a_wm_delete, a_vmname, a_label, a_label_color,
         a_vmwindowid, a_net_wm_state, a_state_attention, a_wm_transient, a_xkb_names, a_net_wm_icon, a_state_fullscreen,
@@ -142,7 +143,9 @@ void guid_win_cursor(struct guid *g, struct guid_win *w, uint32_t cursor);
 void guid_win_icon(struct guid *g, struct guid_win *w, uint32_t iw, uint32_t ih, const uint8_t *pixels);
 /* takes ownership of memfd (closes it on refusal) */
 int guid_win_buffer(struct guid *g, struct guid_win *w, int memfd, uint32_t bw, uint32_t bh, bh_error *err);
-/* A buffer of our own for an agent that sends its pixels inline (PIXELS). */
+/* A buffer of our own for an agent that sends its pixels inline (PIXELS); all of a
+ * qube's together at most BH_GUID_INLINE_MAX bytes (a 4K screen is 32 MiB). */
+#define BH_GUID_INLINE_MAX ((size_t)256 << 20)
 int guid_win_buffer_inline(struct guid *g, struct guid_win *w, uint32_t bw, uint32_t bh, bh_error *err);
 /* PIXELS: the rectangle's rows into the inline buffer, then drawn. */
 int guid_win_pixels(struct guid_win *w, const struct bh_gui_rect *r, const uint8_t *pixels, bh_error *err);

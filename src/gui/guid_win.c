@@ -254,8 +254,10 @@ static void drop_buffer(struct guid *g, struct guid_win *w)
         w->map = NULL;
     }
     if (w->inl) {
-        munmap(w->inl, (size_t)w->buf_w * w->buf_h * 4);
+        size_t len = (size_t)w->buf_w * w->buf_h * 4;
+        munmap(w->inl, len);
         w->inl = NULL;
+        g->inline_bytes -= len;
     }
     if (w->memfd >= 0) {
         close(w->memfd);
@@ -595,6 +597,13 @@ int guid_win_buffer_inline(struct guid *g, struct guid_win *w, uint32_t bw, uint
      * daemon, at most BH_GUI_MAX_WIDTH x BH_GUI_MAX_HEIGHT, as parse_window_dump
      * checked), so that drawing is the same code */
     size_t need = (size_t)bw * bh * 4;
+    /* An agent that hands over memfds pays for its buffers (the qube's memory); these
+     * are the daemon's, in the desktop session: bounded per qube. The window's old
+     * buffer goes first (guid_win_buffer drops it), so it does not count. */
+    size_t old = w->inl ? (size_t)w->buf_w * w->buf_h * 4 : 0;
+    if (g->inline_bytes - old + need > BH_GUID_INLINE_MAX)
+        return bh_fail(err, ENOMEM, "inline buffers of %zu MiB in all (limit %u MiB)",
+                       (g->inline_bytes - old + need) >> 20, (unsigned)(BH_GUID_INLINE_MAX >> 20));
     int fd = memfd_create("bulkhead-guid-inline", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0 || ftruncate(fd, (off_t)need) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
         int e = errno;
@@ -612,6 +621,7 @@ int guid_win_buffer_inline(struct guid *g, struct guid_win *w, uint32_t bw, uint
         return -1;
     }
     w->inl = m;
+    g->inline_bytes += need;
     return 0;
 }
 

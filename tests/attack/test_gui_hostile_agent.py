@@ -931,6 +931,16 @@ def test_inline_pixels_are_bounded_to_their_buffer(agent):
     shot = agent.host.screenshot()
     assert agent.host.pixel(shot, x + w - 4, y + 4) == 0x00ff00
     assert agent.proc.poll() is None
+    # inline buffers are the daemon's memory, not the qube's: 256 MiB in all per qube
+    for win in (10, 11, 12):
+        agent.create(win, 0, 0, 6144, 4096)
+        agent.send(WINDOW_DUMP, win, struct.pack("=4I", 2, 6144, 4096, 32))  # 96 MiB each
+    agent.wait_log("WINDOW_DUMP 0xc: inline buffers of 288 MiB in all (limit 256 MiB)")
+    assert "WINDOW_DUMP 0xb" not in agent.log_text()
+    agent.send(DESTROY, 10)  # its buffer goes: room for another
+    agent.send(WINDOW_DUMP, 12, struct.pack("=4I", 2, 6144, 4096, 32))
+    alive(agent, 1, "inline-ok2")
+    assert agent.log_text().count("inline buffers of") == 1
     # a message longer than the limit is a framing error: this qube's channel ends
     agent.send(PIXELS, 1, struct.pack("=4I", 0, 0, 100, 1) + b"\0" * 65004)
     agent.wait_log("PIXELS with length 65020")
