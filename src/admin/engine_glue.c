@@ -127,15 +127,17 @@ void bh_glue_spec_free(struct bh_spec_buf *b)
     b->kernel = NULL;
 }
 
-/* <runtime>/engines/<name>: the engine a qube was started in. */
+/* <runtime>/engines/<name>: the engine a qube was started in, for the next bulkheadd
+ * should this one stop while the qube runs. */
 static void pin_path(struct bh_app *app, const struct bh_qube *q, char *out, size_t n)
 {
     snprintf(out, n, "%s/engines/%s", app->runtime_dir, q->name);
 }
 
-void bh_glue_engine_pin(struct bh_app *app, const struct bh_qube *q, const struct bh_driver *drv)
+void bh_glue_engine_pin(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv)
 {
     char path[4096], dir[4096];
+    q->rt.engine = drv;
     snprintf(dir, sizeof dir, "%s/engines", app->runtime_dir);
     pin_path(app, q, path, sizeof path);
     if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
@@ -143,20 +145,24 @@ void bh_glue_engine_pin(struct bh_app *app, const struct bh_qube *q, const struc
         bh_warn("%s: recording its engine in %s: %s", q->name, path, strerror(errno));
 }
 
-void bh_glue_engine_unpin(struct bh_app *app, const struct bh_qube *q)
+void bh_glue_engine_unpin(struct bh_app *app, struct bh_qube *q)
 {
     char path[4096];
+    q->rt.engine = NULL;
     pin_path(app, q, path, sizeof path);
     (void)unlink(path);
 }
 
-void bh_glue_engine_discover(struct bh_app *app, const struct bh_qube *q)
+void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q)
 {
     char path[4096];
     pin_path(app, q, path, sizeof path);
-    if (access(path, F_OK) == 0)
+    _cleanup_free_ char *pin = bh_read_file(path, 16, NULL);
+    q->rt.engine = pin ? bh_driver_get(pin) : NULL;
+    if (q->rt.engine)
         return;
-    /* left running by a bulkheadd that recorded no engine (an older version) */
+    /* none (or not ours): left running by a bulkheadd that recorded none (an older
+     * version)? The engine that finds it running is its engine. */
     static const char *const engines[] = { "ns", "vm" };
     for (size_t i = 0; i < sizeof engines / sizeof *engines; i++) {
         const struct bh_driver *drv = bh_driver_get(engines[i]);
@@ -173,30 +179,19 @@ void bh_glue_engine_discover(struct bh_app *app, const struct bh_qube *q)
     }
 }
 
-/* The engine of a qube: the one it was started in while it has not halted (recorded
- * at start, kept across a restart of bulkheadd), else its virt_mode's. virt_mode's
- * default follows the host (default_virt_mode: KVM, an installed kernel, the
- * environment) and provides_network, so it can change under a running qube; asking
- * the other engine would find it halted, and a restarted bulkheadd would refuse to
- * start (its IDs in use) or clean up a qube that runs. */
+/* The engine of a qube: the one it was started in until it has halted and been cleaned
+ * up (recorded at start, forgotten by the halt's cleanup; a restarted bulkheadd reads
+ * the record), else its virt_mode's. virt_mode's default follows the host
+ * (default_virt_mode: KVM, an installed kernel, the environment) and provides_network,
+ * so it can change under a running qube: asking the other engine would find it halted
+ * and clean up nothing, and a restarted bulkheadd would refuse to start (its IDs in
+ * use) or clean up a qube that runs. */
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q)
 {
+    if (q->rt.engine)
+        return q->rt.engine;
     _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
-    const struct bh_driver *want = bh_driver_get(vm ? vm : "ns");
-    char path[4096];
-    pin_path(app, q, path, sizeof path);
-    _cleanup_free_ char *pin = bh_read_file(path, 16, NULL);
-    const struct bh_driver *pinned = pin ? bh_driver_get(pin) : NULL;
-    if (!pinned || pinned == want)
-        return want;
-    struct bh_spec_buf sb;
-    bh_glue_spec(app, q, &sb);
-    enum bh_power_state st = pinned->state(&sb.spec, NULL);
-    bh_glue_spec_free(&sb);
-    if (st != BH_STATE_HALTED)
-        return pinned;
-    unlink(path); /* halted: its next start takes virt_mode's engine */
-    return want;
+    return bh_driver_get(vm ? vm : "ns");
 }
 
 int bh_glue_revisions(struct bh_app *app, const struct bh_qube *q, const char *vol)

@@ -34,12 +34,12 @@ struct bh_spec_buf {
 void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_buf *b);
 void bh_glue_spec_free(struct bh_spec_buf *b);
 /* Records the engine a qube starts in (bh_glue_driver keeps to it until it halts). */
-void bh_glue_engine_pin(struct bh_app *app, const struct bh_qube *q, const struct bh_driver *drv);
-/* Forgets it once the qube has halted (after its engine's cleanup). */
-void bh_glue_engine_unpin(struct bh_app *app, const struct bh_qube *q);
-/* For a qube whose IDs are in use at bulkheadd's start and that has no engine recorded
- * (started by an older bulkheadd): records the engine that finds it running, if any. */
-void bh_glue_engine_discover(struct bh_app *app, const struct bh_qube *q);
+void bh_glue_engine_pin(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv);
+/* Forgets it once the qube has halted and its engine has cleaned up. */
+void bh_glue_engine_unpin(struct bh_app *app, struct bh_qube *q);
+/* At bulkheadd's start: the record a previous bulkheadd left; for a qube without one,
+ * the engine that finds it running (started by an older bulkheadd), if any. */
+void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q);
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q);
 
 /* Per-volume revisions_to_keep, kept with the qube's explicit values (not a property). */

@@ -966,6 +966,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         if (bh_lifecycle_start(app, nq, &ne) < 0)
             return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
     }
+    if (q->rt.engine && q->rt.state == BH_STATE_HALTED)
+        bh_glue_engine_unpin(app, q); /* (none is left on a halt; a start takes virt_mode's) */
     const struct bh_driver *drv = bh_glue_driver(app, q);
     if (!drv) {
         _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
@@ -1380,6 +1382,10 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
 {
     /* The range only: a qrexec UID of a qube of ours found halted may still have a call
      * that outlived it while no daemon watched, which the boot's sweep ends. */
+    /* which engine each qube was started in (a record of the last bulkheadd) */
+    for (size_t i = 0; i < app->nqubes; i++)
+        if (app->qubes[i]->klass != BH_ADMINVM)
+            bh_glue_engine_load(app, app->qubes[i]);
     struct bh_qid_set live;
     if (bh_qids_live(&live, false) < 0)
         return bh_fail_errno(err, "reading which host UIDs are in use (/proc)");
@@ -1387,7 +1393,6 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
         struct bh_qube *q = app->qubes[i];
         if (q->klass == BH_ADMINVM || !bh_qid_set_has(&live, q->qid))
             continue;
-        bh_glue_engine_discover(app, q);
         const struct bh_driver *drv = bh_glue_driver(app, q);
         enum bh_power_state s = BH_STATE_NA;
         if (drv && drv->state) {
@@ -1428,8 +1433,10 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         struct bh_qube *q = app->qubes[i];
         const struct bh_driver *drv = q->klass == BH_ADMINVM ? NULL : bh_glue_driver(app, q);
         if (!drv || !drv->adopt) {
-            if (q->klass != BH_ADMINVM)
+            if (q->klass != BH_ADMINVM) {
                 (void)bh_qube_ids_reap(q->qid); /* not running here: found halted */
+                bh_glue_engine_unpin(app, q);
+            }
             continue;
         }
         struct bh_spec_buf sb;
@@ -1451,6 +1458,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
             /* Found halted (crash sweep): what its qrexec identities left running while
              * no bulkheadd watched goes before the qid can be reused (see halted). */
             (void)bh_qube_ids_reap(q->qid);
+            bh_glue_engine_unpin(app, q); /* its engine has cleaned up (adopt) */
         }
         bh_glue_spec_free(&sb);
     }

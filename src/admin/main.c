@@ -75,6 +75,8 @@ static void remove_runtime_dirs(const char *runtime, bool made_runtime)
     char qubes[4200];
     snprintf(qubes, sizeof qubes, "%s/qubes", runtime);
     (void)rmdir(qubes);
+    snprintf(qubes, sizeof qubes, "%s/engines", runtime); /* empty: no qube runs */
+    (void)rmdir(qubes);
     if (made_runtime)
         (void)rmdir(runtime);
 }

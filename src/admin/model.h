@@ -63,6 +63,9 @@ struct bh_runtime {
     int64_t start_time;
     bool shutdown_requested;
     int64_t shutdown_deadline_ms;
+    /* the engine it was started in, until it has halted and been cleaned up (its
+     * virt_mode's default may change meanwhile); NULL: virt_mode's (engine_glue.c) */
+    const struct bh_driver *engine;
 };
 
 struct bh_qube {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from admin_fixtures import Daemon, daemon, kill_all, qvm_run  # noqa: F401
+from admin_fixtures import Daemon, daemon, kill_all, parse_reply, qvm_run, raw_call  # noqa: F401
 from vm_fixtures import have_kvm, start, vm_premises
 
 
@@ -103,6 +103,12 @@ def test_a_running_qube_keeps_its_engine_when_the_default_changes(tmp_path):
             r = qvm_run(d, "-p", q, "echo still-ns; uname -r")
             assert r.stdout.decode().split() == ["still-ns", os.uname().release], r.stderr
         assert (d.runtime / "engines/b").read_text() == "ns"  # found running, recorded
+        # a clean shutdown is cleaned up by the engine it ran in: nothing of b is left
+        # (the other engine would have found nothing to do)
+        assert parse_reply(raw_call(d.sock, b"admin.vm.Shutdown+wait dom0 name b\0", timeout=60)) == ""
+        assert "state=Halted" in d.call("admin.vm.List", "b")
+        assert not (d.runtime / "qubes/b").exists(), sorted(p.name for p in (d.runtime / "qubes/b").iterdir())
+        assert not (d.runtime / "engines/b").exists()
         d.call("admin.vm.Kill", "a")
         deadline = time.time() + 30
         while time.time() < deadline and "state=Halted" not in d.call("admin.vm.List", "a"):
