@@ -112,8 +112,11 @@ int bh_gui_chan_next(struct bh_gui_chan *c, struct bh_gui_hdr *h, const uint8_t 
     if (c->rlen < total)
         return 0;
     /* a memfd comes with a WINDOW_DUMP of that type; an inline one has none */
-    if (h->type == BH_GUI_MSG_WINDOW_DUMP &&
-        bh_gui_window_dump_type(c->rbuf + sizeof *h, h->untrusted_len) != BH_GUI_DUMP_INLINE) {
+    bool inline_dump = h->type == BH_GUI_MSG_WINDOW_DUMP &&
+                       bh_gui_window_dump_type(c->rbuf + sizeof *h, h->untrusted_len) == BH_GUI_DUMP_INLINE;
+    if (inline_dump && c->nfds > 0)
+        return bh_fail(err, 0, "file descriptor with an inline WINDOW_DUMP");
+    if (h->type == BH_GUI_MSG_WINDOW_DUMP && !inline_dump) {
         if (c->nfds == 0)
             return bh_fail(err, 0, "WINDOW_DUMP without a buffer");
         *fd = c->fds[0];

@@ -941,6 +941,18 @@ def test_inline_pixels_are_bounded_to_their_buffer(agent):
     agent.send(WINDOW_DUMP, 12, struct.pack("=4I", 2, 6144, 4096, 32))
     alive(agent, 1, "inline-ok2")
     assert agent.log_text().count("inline buffers of") == 1
-    # a message longer than the limit is a framing error: this qube's channel ends
+    # a message longer than the limit is a framing error: this qube's daemon ends
     agent.send(PIXELS, 1, struct.pack("=4I", 0, 0, 100, 1) + b"\0" * 65004)
-    agent.wait_log("PIXELS with length 65020")
+    assert agent.proc.wait(10) == 1
+    assert "PIXELS with length 65020" in agent.log_text()
+
+
+def test_a_descriptor_with_an_inline_dump_ends_the_channel(agent):
+    """An inline WINDOW_DUMP has no buffer of the agent's: a descriptor sent with it is a
+    protocol error (it would otherwise wait for the next memfd dump)."""
+    agent.create(1, 100, 100, 50, 50)
+    agent.map(1)
+    fd = os.memfd_create("stray")
+    agent.send(WINDOW_DUMP, 1, struct.pack("=4I", 2, 50, 50, 32), fds=[fd])
+    assert agent.proc.wait(10) == 1  # the daemon of this qube ends, as on any framing error
+    assert "file descriptor with an inline WINDOW_DUMP" in agent.log_text()
