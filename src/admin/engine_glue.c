@@ -162,21 +162,31 @@ void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q)
     if (q->rt.engine)
         return;
     /* none (or not ours): left running by a bulkheadd that recorded none (an older
-     * version)? The engine that finds it running is its engine. */
+     * version)? Every engine keeps a running qube's files in <runtime>/qubes/NAME: with
+     * no such directory there is nothing to ask. Else the engine that finds it alive
+     * is its engine; one that finds only a crashed qube's leftovers, failing that. */
+    char rt[4200];
+    struct stat st;
+    snprintf(rt, sizeof rt, "%s/qubes/%s", app->runtime_dir, q->name); /* as bh_glue_spec */
+    if (stat(rt, &st) < 0)
+        return;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
     static const char *const engines[] = { "ns", "vm" };
-    for (size_t i = 0; i < sizeof engines / sizeof *engines; i++) {
+    const struct bh_driver *found = NULL;
+    bool alive = false;
+    for (size_t i = 0; i < sizeof engines / sizeof *engines && !alive; i++) {
         const struct bh_driver *drv = bh_driver_get(engines[i]);
-        if (!drv || !drv->state)
+        enum bh_power_state ps = drv && drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_NA;
+        if (ps == BH_STATE_HALTED || ps == BH_STATE_NA)
             continue;
-        struct bh_spec_buf sb;
-        bh_glue_spec(app, q, &sb);
-        enum bh_power_state st = drv->state(&sb.spec, NULL);
-        bh_glue_spec_free(&sb);
-        if (st != BH_STATE_HALTED && st != BH_STATE_NA) {
-            bh_glue_engine_pin(app, q, drv);
-            return;
-        }
+        alive = ps != BH_STATE_CRASHED;
+        if (alive || !found)
+            found = drv;
     }
+    bh_glue_spec_free(&sb);
+    if (found)
+        bh_glue_engine_pin(app, q, found);
 }
 
 /* The engine of a qube: the one it was started in until it has halted and been cleaned

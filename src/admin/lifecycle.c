@@ -966,8 +966,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         if (bh_lifecycle_start(app, nq, &ne) < 0)
             return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
     }
-    if (q->rt.engine && q->rt.state == BH_STATE_HALTED)
-        bh_glue_engine_unpin(app, q); /* (none is left on a halt; a start takes virt_mode's) */
+    if (q->rt.engine)
+        bh_glue_engine_unpin(app, q); /* (halted here: none is left; a start takes virt_mode's) */
     const struct bh_driver *drv = bh_glue_driver(app, q);
     if (!drv) {
         _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
