@@ -46,24 +46,24 @@ long bh_gui_agent_body_len(uint32_t type)
     }
 }
 
+/* Our two messages of a header and then pixels (4 bytes each, at least one), up to max
+ * bytes in all, for a window. */
+static int check_pixel_msg(const struct bh_gui_hdr *h, size_t hl, size_t max, bh_error *err)
+{
+    const char *name = bh_gui_msg_name(h->type);
+    if (h->untrusted_len < hl + 4 || h->untrusted_len > max || (h->untrusted_len - hl) % 4)
+        return bh_fail(err, 0, "%s with length %u", name, h->untrusted_len);
+    if (h->window == 0)
+        return bh_fail(err, 0, "%s for window 0", name);
+    return 0;
+}
+
 int bh_gui_check_agent_hdr(const struct bh_gui_hdr *h, bh_error *err)
 {
-    if (h->type == BH_GUI_MSG_WINDOW_ICON) {
-        size_t hl = sizeof(struct bh_gui_window_icon_hdr);
-        if (h->untrusted_len < hl + 4 || h->untrusted_len > BH_GUI_ICON_MAX_LEN || (h->untrusted_len - hl) % 4)
-            return bh_fail(err, 0, "WINDOW_ICON with length %u", h->untrusted_len);
-        if (h->window == 0)
-            return bh_fail(err, 0, "WINDOW_ICON for window 0");
-        return 0;
-    }
-    if (h->type == BH_GUI_MSG_PIXELS) {
-        size_t hl = sizeof(struct bh_gui_pixels_hdr);
-        if (h->untrusted_len < hl + 4 || h->untrusted_len > BH_GUI_PIXELS_MAX_LEN || (h->untrusted_len - hl) % 4)
-            return bh_fail(err, 0, "PIXELS with length %u", h->untrusted_len);
-        if (h->window == 0)
-            return bh_fail(err, 0, "PIXELS for window 0");
-        return 0;
-    }
+    if (h->type == BH_GUI_MSG_WINDOW_ICON)
+        return check_pixel_msg(h, sizeof(struct bh_gui_window_icon_hdr), BH_GUI_ICON_MAX_LEN, err);
+    if (h->type == BH_GUI_MSG_PIXELS)
+        return check_pixel_msg(h, sizeof(struct bh_gui_pixels_hdr), BH_GUI_PIXELS_MAX_LEN, err);
     if (h->type == BH_GUI_MSG_CLIPBOARD_DATA) {
         if (h->untrusted_len > BH_GUI_MAX_CLIPBOARD)
             return bh_fail(err, 0, "CLIPBOARD_DATA of %u bytes (limit %u)", h->untrusted_len,

@@ -14,6 +14,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include "log.h"
+#include "selfpath.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -101,23 +102,6 @@ static int ask_agent(int fd, const struct bh_ask_question *q, char *target, size
 
 /* ---- a window, when nobody runs the terminal agent but a display is there ---------- */
 
-static bool find_in_path(const char *name, char *out, size_t size)
-{
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t len = strcspn(path, ":");
-        if (len > 0 && (size_t)snprintf(out, size, "%.*s/%s", (int)len, path, name) < size &&
-            access(out, X_OK) == 0)
-            return true;
-        path += len;
-        if (*path == ':')
-            path++;
-    }
-    return false;
-}
-
 /* Runs argv with stdout on a pipe; returns the exit status (or -1) and its output. */
 static int run_dialog(char **argv, char *out, size_t size)
 {
@@ -161,7 +145,7 @@ static int ask_window(const struct bh_ask_question *q, char *target, size_t size
     snprintf(tmo, sizeof tmo, "%d", timeout_s() < 60 ? timeout_s() : 60);
     static char *argv[2 * BH_ASK_MAX_CHOICES + 32];
     size_t i = 0;
-    if (find_in_path("zenity", prog, sizeof prog)) {
+    if (bh_find_in_path("zenity", prog, sizeof prog)) {
         /* a radio list: exactly the offered targets, the default already selected */
         const char *head[] = { prog, "--list", "--radiolist", "--title", "qrexec: ask", "--text", text,
                                "--column", "", "--column", "Target", "--timeout", tmo };
@@ -181,7 +165,7 @@ static int ask_window(const struct bh_ask_question *q, char *target, size_t size
         snprintf(target, size, "%s", q->choices[k]);
         return 1;
     }
-    if (find_in_path("xmessage", prog, sizeof prog)) {
+    if (bh_find_in_path("xmessage", prog, sizeof prog)) {
         /* buttons are numbers (names like @dispvm:x would break xmessage's label:value);
          * exit status 100+k picks choice k, 1 denies, 0 is xmessage's own timeout */
         static char body[BH_ASK_MSG_MAX], buttons[BH_ASK_MAX_CHOICES * 12 + 16], dflt[24] = "Deny";

@@ -12,32 +12,23 @@ import subprocess
 
 import pytest
 
-from admin_fixtures import Daemon, kill_all, raw_call, parse_reply, state_of, qvm_run
+from admin_fixtures import raw_call, parse_reply, state_of, qvm_run
 from tools_fixtures import TOOLS
-from vm_fixtures import SLOW_BRIDGE, start, vm_leftovers, vm_premises, wait_for
+from vm_fixtures import SLOW_BRIDGE, VMEnv, start, vm_leftovers, vm_premises, wait_for
 
 
-class Env:
+class Env(VMEnv):
+    """vm_fixtures' daemon (template `host`, ns qube `n`, VM qube `v`) with the template
+    itself set to run as a VM, as `v` is."""
+
     def __init__(self, tmp):
-        self.d = d = Daemon(tmp, defaults=False).start()
-        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
-        d.call("admin.property.Set+default_template", payload="host")
-        d.call("admin.vm.Create.AppVM+host", payload="name=n label=blue")
-        d.call("admin.vm.Create.AppVM+host", payload="name=v label=red")
-        for q in ("host", "v"):
-            d.call("admin.vm.property.Set+virt_mode", q, "pvh")
-            d.call("admin.vm.property.Set+memory", q, "300")
-            d.call("admin.vm.property.Set+qrexec_timeout", q, "240")
-            d.call("admin.vm.property.Set+kernelopts", q, SLOW_BRIDGE)
-        self.tree = d.root / "pools/default/qubes/host/root"
-
-    def close(self):
+        super().__init__(tmp)
         d = self.d
-        if d.proc is None:
-            d.start()
-        kill_all(d)
-        d.stop()
-        d.cleanup()
+        d.call("admin.vm.property.Set+virt_mode", "host", "pvh")
+        d.call("admin.vm.property.Set+memory", "host", "300")
+        d.call("admin.vm.property.Set+qrexec_timeout", "host", "240")
+        d.call("admin.vm.property.Set+kernelopts", "host", SLOW_BRIDGE)
+        self.tree = d.root / "pools/default/qubes/host/root"
 
 
 @pytest.fixture(scope="module")

@@ -177,11 +177,14 @@ out:
     _exit(0);
 }
 
-int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
+/* The short-lived child both creators below use, and its pipes: up (child to caller)
+ * and down (caller to child; its EOF releases the child). Returns the child's pid in
+ * the caller, which keeps up[0] and down[1]; 0 in the child, which keeps up[1] and
+ * down[0]; -1 (nothing left open) on failure. */
+static pid_t helper_fork(uid_t base, uint32_t count, int up[2], int down[2], bh_error *err)
 {
     if (base == 0 || count == 0 || (uint64_t)base + count > 0xFFFFFFFFull)
         return bh_fail(err, EINVAL, "bad UID range %u+%u", (unsigned)base, count);
-    int up[2], down[2];
     if (pipe2(up, O_CLOEXEC) < 0)
         return bh_fail_errno(err, "pipe");
     if (pipe2(down, O_CLOEXEC) < 0) {
@@ -193,6 +196,28 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
         close(up[0]), close(up[1]), close(down[0]), close(down[1]);
         return bh_fail_errno(err, "fork");
     }
+    close(pid == 0 ? up[0] : up[1]);
+    close(pid == 0 ? down[1] : down[0]);
+    return pid;
+}
+
+/* The caller's end of helper_fork: its pipe ends closed (EOF releases the child), the
+ * child killed and reaped. */
+static void helper_end(pid_t pid, int up0, int down1)
+{
+    close(up0);
+    close(down1);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
+{
+    int up[2], down[2];
+    pid_t pid = helper_fork(base, count, up, down, err);
+    if (pid < 0)
+        return -1;
     if (pid == 0) {
         /* The holder runs as the qube's first host UID and is dumpable: it keeps its two
          * pipe ends and stdio, none of the caller's fds (bulkheadd's socket, store,
@@ -200,8 +225,6 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
          * cannot hold a caller's pipe open past the caller: it lives only within this
          * call (killed and reaped before it returns) and, should the caller die first,
          * ends on EOF of down. */
-        close(up[0]);
-        close(down[1]);
         int lo = up[1] < down[0] ? up[1] : down[0], hi = up[1] < down[0] ? down[0] : up[1];
         if ((lo > 3 && close_range(3, (unsigned)lo - 1, 0) < 0) ||
             (hi > lo + 1 && close_range((unsigned)lo + 1, (unsigned)hi - 1, 0) < 0) ||
@@ -213,8 +236,6 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
         }
         holder(base, count, up[1], down[0]);
     }
-    close(up[1]);
-    close(down[0]);
     int ret = -1;
     char c = 0;
     /* Outer namespace: the qube's range mapped to itself, limits set inside it by the
@@ -246,30 +267,16 @@ int bh_userns_create(uid_t base, uint32_t count, bh_error *err)
     if (ret < 0)
         bh_fail_errno(err, "open %s", path);
 out:
-    close(up[0]);
-    close(down[1]); /* EOF releases the holder */
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    helper_end(pid, up[0], down[1]); /* EOF releases the holder */
     return ret;
 }
 
 int bh_userns_create_rooted(uid_t base, uint32_t count, bh_error *err)
 {
-    if (base == 0 || count == 0 || (uint64_t)base + count > 0xFFFFFFFFull)
-        return bh_fail(err, EINVAL, "bad UID range %u+%u", (unsigned)base, count);
     int up[2], down[2];
-    if (pipe2(up, O_CLOEXEC) < 0)
-        return bh_fail_errno(err, "pipe");
-    if (pipe2(down, O_CLOEXEC) < 0) {
-        close(up[0]), close(up[1]);
-        return bh_fail_errno(err, "pipe");
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(up[0]), close(up[1]), close(down[0]), close(down[1]);
-        return bh_fail_errno(err, "fork");
-    }
+    pid_t pid = helper_fork(base, count, up, down, err);
+    if (pid < 0)
+        return -1;
     if (pid == 0) {
         /* lives only within this call (killed and reaped before it returns; EOF on
          * down if the caller dies first) and never execs */
@@ -279,8 +286,6 @@ int bh_userns_create_rooted(uid_t base, uint32_t count, bh_error *err)
         (void)!read(down[0], &c, 1);
         _exit(0);
     }
-    close(up[1]);
-    close(down[0]);
     int ret = -1;
     char c = 0;
     char path[64];
@@ -290,11 +295,7 @@ int bh_userns_create_rooted(uid_t base, uint32_t count, bh_error *err)
     else if (write_map(pid, "uid_map", 0, base, count, err) == 0 && write_map(pid, "gid_map", 0, base, count, err) == 0 &&
              (ret = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         bh_fail_errno(err, "open %s", path);
-    close(up[0]);
-    close(down[1]);
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    helper_end(pid, up[0], down[1]);
     return ret;
 }
 

@@ -343,7 +343,7 @@ int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets 
     if (strlen(kdir) > sizeof a->kernel - 16)
         return bh_fail(err, ENAMETOOLONG, "kernel dir path too long");
     snprintf(a->kernel, sizeof a->kernel, "%.4000s/vmlinuz", kdir);
-    snprintf(a->virtiofsd, sizeof a->virtiofsd, "%s", "/usr/lib/qemu/virtiofsd");
+    snprintf(a->virtiofsd, sizeof a->virtiofsd, "%s", BH_VM_VIRTIOFSD);
     if (access(a->virtiofsd, X_OK) < 0)
         a->virtiofsd[0] = '\0';
     if (bh_mkdir_p(cache_dir, 0755) < 0)

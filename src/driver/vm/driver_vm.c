@@ -3,6 +3,7 @@
 #include "vm.h"
 #include "cleanup.h"
 #include "io.h"
+#include "selfpath.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -383,19 +384,6 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     return 0;
 }
 
-static bool in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[PATH_MAX];
-    for (const char *d = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; *d;) {
-        size_t n = strcspn(d, ":");
-        if (n && snprintf(buf, sizeof buf, "%.*s/%s", (int)n, d, prog) < (int)sizeof buf && access(buf, X_OK) == 0)
-            return true;
-        d += n + (d[n] == ':');
-    }
-    return false;
-}
-
 const char *bh_driver_default_virt_mode(void)
 {
     const char *e = getenv("BULKHEAD_DEFAULT_VIRT_MODE");
@@ -403,9 +391,10 @@ const char *bh_driver_default_virt_mode(void)
         return e;
     static const char *mode;
     if (!mode) {
-        char k[256];
-        bool ok = bh_vm_have_kvm() && in_path(BH_VM_QEMU) && in_path("mkfs.erofs") &&
-                  access("/usr/lib/qemu/virtiofsd", X_OK) == 0 && bh_kernel_default(k, sizeof k) == 0;
+        char k[256], prog[PATH_MAX];
+        bool ok = bh_vm_have_kvm() && bh_find_in_path(BH_VM_QEMU, prog, sizeof prog) &&
+                  bh_find_in_path("mkfs.erofs", prog, sizeof prog) && access(BH_VM_VIRTIOFSD, X_OK) == 0 &&
+                  bh_kernel_default(k, sizeof k) == 0;
         mode = ok ? "pvh" : "ns";
     }
     return mode;

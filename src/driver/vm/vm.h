@@ -26,6 +26,7 @@
 
 #define BH_VM_START_TIMEOUT_MS 120000 /* TCG boots take seconds; a loaded CI machine more */
 #define BH_VM_QEMU "qemu-system-x86_64"
+#define BH_VM_VIRTIOFSD "/usr/lib/qemu/virtiofsd" /* Debian's qemu-system-common */
 
 /* ---- assets.c ---- */
 struct bh_vm_assets {
