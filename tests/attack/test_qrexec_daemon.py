@@ -94,8 +94,13 @@ def test_source_is_what_the_daemon_knows(world):
     assert body[8:].rstrip(b"\0") == b"ID2"
     # be the qube's qrexec-client-vm: serve the data stream in our own vchan dir
     srv = socket.socket(socket.AF_UNIX)
-    srv.bind(str(q.vchan / f"vchan.{q.qid}.{dom}.{port}.sock"))
-    os.chmod(q.vchan / f"vchan.{q.qid}.{dom}.{port}.sock", 0o666)  # as qrexec-client-vm binds it
+    # created 0666 as qrexec-client-vm creates it (umask around bind): a chmod after the
+    # bind left a moment in which the call process's connect got EACCES and gave up
+    old = os.umask(0o111)
+    try:
+        srv.bind(str(q.vchan / f"vchan.{q.qid}.{dom}.{port}.sock"))
+    finally:
+        os.umask(old)
     srv.listen(1)
     srv.settimeout(30)  # a loaded machine: the call process forks and connects first
     c, _ = srv.accept()

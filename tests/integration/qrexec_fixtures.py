@@ -244,6 +244,10 @@ class World:
                if any(k in f.read_text(errors="replace") for k in ("AddressSanitizer", "runtime error:",
                                                                       "LeakSanitizer"))]
         reports = {n: self.log_text(n[:-4])[-3000:] for n in bad}
+        # pytest shows a test's captured output only when it failed: the daemons' and
+        # agents' own words are the evidence of a failure that does not reproduce
+        for f in sorted(self.logs.glob("*.log")):
+            print(f"--- {f.name} (last 3000 bytes) ---\n{f.read_text(errors='replace')[-3000:]}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         qid_slots.release(self.qid_first, self.QIDS)
         assert not bad, f"sanitizer reports: {reports}"
