@@ -220,3 +220,38 @@ def test_whole_host_bridge_killed_is_reported_and_the_qube_starts_again(vm_env):
     assert not alive(qemu)
     assert "while bulkheadd was not running" in (d.runtime / "qubes/v/bridge.log").read_text()
     assert vm_leftovers(d, "v") == []
+
+
+def test_virtiofsd_killed_from_outside_stops_the_qube(vm_env):
+    """The virtiofsd that serves the guest's /usr killed on the host (the qube's OOM, an
+    admin): without it every file access of the guest on /usr hangs, so a qube left
+    Running would answer nothing. bulkheadd watches it beside QEMU: the qube is stopped,
+    reported as stopped unexpectedly with the reason, nothing is left, and it starts and
+    answers again. Also while bulkheadd is down: the restarted daemon does not adopt it."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo before").stdout == b"before\n"  # control: the qube works
+    rt = d.runtime / "qubes/v"
+    qemu = int((rt / "qemu.pid").read_text().split()[0])
+    vfs = int((rt / "virtiofsd.pid").read_text().split()[0])
+    assert alive(vfs)  # control: template `host` shares /usr through this virtiofsd
+    os.kill(vfs, 9)
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert not alive(qemu)
+    assert "virtiofsd of /usr ended while the qube ran" in (rt / "virtiofsd.log").read_text()
+    assert "stopped unexpectedly" in d.log.read_text()
+    assert vm_leftovers(d, "v") == []
+    start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
+    qemu = int((rt / "qemu.pid").read_text().split()[0])
+    vfs = int((rt / "virtiofsd.pid").read_text().split()[0])
+    d.stop(9)
+    assert alive(qemu)  # control: the VM outlives bulkheadd
+    os.kill(vfs, 9)
+    assert wait_for(lambda: not alive(vfs), 10, 0.1)
+    d.start()
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert not alive(qemu)
+    assert "while bulkheadd was not running" in (rt / "virtiofsd.log").read_text()
+    assert vm_leftovers(d, "v") == []

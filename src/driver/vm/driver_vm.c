@@ -54,21 +54,72 @@ static void pending_free(struct pending *pp)
     memset(pp, 0, sizeof *pp);
 }
 
-/* The host's vchan bridge (supervisor and worker) is gone while QEMU runs: the qube has
- * no qrexec any more, and nothing would start a bridge again (see bridge_supervise.c
- * for why its worker is not restarted). Said in bridge.log and bulkheadd's log; the
- * caller then stops the qube (reported as stopped unexpectedly: Crashed). */
-static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *when)
+/* The helpers a running VM qube needs beside QEMU: the host's vchan bridge (supervisor
+ * and worker: without it the qube has no qrexec, and nothing would start a bridge again,
+ * see bridge_supervise.c) and the virtiofsd of each share it was started with (without
+ * it every file access of the guest on that share hangs: a guest whose root or /usr is
+ * gone would be Running and answer nothing). A virtiofsd's record exists only for the
+ * shares the qube has. */
+struct vm_helper {
+    const char *pidfile, *what, *why, *log;
+    bool was_root; /* an older bulkheadd ran it as host root */
+};
+
+static int vm_helpers(const struct bh_vm_paths *p, struct vm_helper h[3])
+{
+    int n = 0;
+    h[n++] = (struct vm_helper){ p->bridge_pid, "the host's vchan bridge", "no qrexec without it", "bridge.log",
+                                 false };
+    if (access(p->vfs_pid, F_OK) == 0)
+        h[n++] = (struct vm_helper){ p->vfs_pid, "virtiofsd of /usr", "the guest's /usr hangs without it",
+                                     "virtiofsd.log", true };
+    if (access(p->root_pid, F_OK) == 0)
+        h[n++] = (struct vm_helper){ p->root_pid, "virtiofsd of the qube's root", "the guest's / hangs without it",
+                                     "virtiofsd-root.log", true };
+    return n;
+}
+
+/* A helper's PID, or -1 when it is gone. A virtiofsd started by an older bulkheadd ran
+ * as host root (its record's start time names it, as for bh_vm_cleanup). */
+static pid_t helper_pid(const struct bh_qube_spec *spec, const struct vm_helper *h)
+{
+    pid_t pid = bh_vm_pidfile_check(h->pidfile, spec->uid_base);
+    if (pid < 0 && h->was_root)
+        pid = bh_vm_pidfile_check(h->pidfile, 0);
+    return pid;
+}
+
+/* The first helper of a qube that is gone, or NULL when all run. */
+static const struct vm_helper *helper_gone(const struct bh_qube_spec *spec, const struct bh_vm_paths *p,
+                                           struct vm_helper h[3])
+{
+    int n = vm_helpers(p, h);
+    for (int i = 0; i < n; i++)
+        if (helper_pid(spec, &h[i]) < 0)
+            return &h[i];
+    return NULL;
+}
+
+/* Said in the helper's own log and bulkheadd's; the caller then stops the qube
+ * (reported as stopped unexpectedly: Crashed). */
+static void helper_gone_say(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const struct vm_helper *h,
+                            const char *when)
 {
     char log[4200];
-    snprintf(log, sizeof log, "%s/bridge.log", p->rt);
+    snprintf(log, sizeof log, "%s/%s", p->rt, h->log);
     int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
-        dprintf(fd, "bulkheadd: the host's vchan bridge ended %s: stopping the qube (no qrexec without it)\n", when);
+        dprintf(fd, "bulkheadd: %s ended %s: stopping the qube (%s)\n", h->what, when, h->why);
         close(fd);
     }
-    fprintf(stderr, "bulkhead: %s: the host's vchan bridge ended %s: stopping the qube (no qrexec without it)\n",
-            spec->name, when);
+    fprintf(stderr, "bulkhead: %s: %s ended %s: stopping the qube (%s)\n", spec->name, h->what, when, h->why);
+}
+
+static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *when)
+{
+    struct vm_helper h[3];
+    vm_helpers(p, h);
+    helper_gone_say(spec, p, &h[0], when);
 }
 
 /* The bridge's end was seen: is QEMU ending too? When QEMU dies, the bridge sees its
@@ -82,21 +133,20 @@ static bool qemu_ends_soon(int qfd)
 }
 
 /* What bulkheadd watches for a running VM qube (watch_fd): an epoll fd over the pidfds
- * of QEMU and of the host bridge, kept open here (an fd closed leaves epoll) until
- * reap or kill. */
+ * of QEMU and of its helpers (vm_helpers), kept open here (an fd closed leaves epoll)
+ * until reap or kill. */
 static struct watch {
     char name[64];
-    int qfd, bfd;
+    int fds[4]; /* QEMU's, then the helpers'; -1 when unused */
 } watches[MAX_PENDING];
 
 static void watch_forget(const char *name)
 {
     for (int i = 0; i < MAX_PENDING; i++)
         if (watches[i].name[0] && !strcmp(watches[i].name, name)) {
-            if (watches[i].qfd >= 0)
-                close(watches[i].qfd);
-            if (watches[i].bfd >= 0)
-                close(watches[i].bfd);
+            for (int j = 0; j < 4; j++)
+                if (watches[i].fds[j] >= 0)
+                    close(watches[i].fds[j]);
             memset(&watches[i], 0, sizeof watches[i]);
         }
 }
@@ -306,10 +356,12 @@ static int vm_adopt(const struct bh_qube_spec *spec, bh_error *err)
         bh_vm_cleanup(spec, &p);
         return 0;
     }
-    if (bh_vm_pidfile_check(p.bridge_pid, spec->uid_base) < 0) {
-        /* QEMU runs without its host bridge (it died while bulkheadd was away): a qube
-         * without qrexec is not adopted as Running */
-        bridge_gone(spec, &p, "while bulkheadd was not running");
+    struct vm_helper h[3];
+    const struct vm_helper *gone = helper_gone(spec, &p, h);
+    if (gone) {
+        /* QEMU runs without its host bridge or a virtiofsd (it died while bulkheadd was
+         * away): a qube without qrexec or its files is not adopted as Running */
+        helper_gone_say(spec, &p, gone, "while bulkheadd was not running");
         bh_vm_cleanup(spec, &p);
         return 0;
     }
@@ -321,33 +373,45 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     pid_t pid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
-    pid_t bpid = bh_vm_pidfile_check(p.bridge_pid, spec->uid_base);
     if (pid <= 0)
         return -1;
     int qfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    int bfd = bpid > 0 ? (int)syscall(SYS_pidfd_open, bpid, 0) : -1;
-    int efd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = { .events = EPOLLIN };
+    if (qfd < 0)
+        return -1;
+    struct vm_helper h[3];
+    const struct vm_helper *gone = helper_gone(spec, &p, h);
+    if (gone) {
+        /* gone already: QEMU's pidfd alone, and QEMU ends (reap stops the qube) */
+        helper_gone_say(spec, &p, gone, "as the qube started");
+        kill(pid, SIGKILL);
+        return qfd;
+    }
+    int n = vm_helpers(&p, h);
     struct watch *w = NULL;
     watch_forget(spec->name);
     for (int i = 0; i < MAX_PENDING && !w; i++)
         if (!watches[i].name[0])
             w = &watches[i];
-    if (qfd < 0 || bfd < 0 || efd < 0 || !w || epoll_ctl(efd, EPOLL_CTL_ADD, qfd, (ev.data.fd = qfd, &ev)) < 0 ||
-        epoll_ctl(efd, EPOLL_CTL_ADD, bfd, (ev.data.fd = bfd, &ev)) < 0) {
-        /* QEMU's pidfd alone, as before (a bridge already gone: reap stops the qube) */
-        if (bfd >= 0)
-            close(bfd);
-        if (efd >= 0)
-            close(efd);
-        if (qfd >= 0 && bpid <= 0) {
-            bridge_gone(spec, &p, "as the qube started");
-            kill(pid, SIGKILL);
-        }
-        return qfd;
-    }
-    *w = (struct watch){ .qfd = qfd, .bfd = bfd };
+    int efd = w ? epoll_create1(EPOLL_CLOEXEC) : -1;
+    if (efd < 0)
+        return qfd; /* QEMU's alone, as before the helpers were watched */
+    *w = (struct watch){ .fds = { qfd, -1, -1, -1 } };
     snprintf(w->name, sizeof w->name, "%s", spec->name);
+    for (int i = 0; i < n; i++) {
+        pid_t hp = helper_pid(spec, &h[i]);
+        w->fds[i + 1] = hp > 0 ? (int)syscall(SYS_pidfd_open, hp, 0) : -1;
+    }
+    for (int i = 0; i < n + 1; i++) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->fds[i] };
+        if (w->fds[i] < 0 || epoll_ctl(efd, EPOLL_CTL_ADD, w->fds[i], &ev) < 0) {
+            /* a helper that cannot be watched: QEMU's pidfd alone (it is kept by the
+             * caller; the watch's copy of it must not close it) */
+            w->fds[0] = -1;
+            watch_forget(spec->name);
+            close(efd);
+            return qfd;
+        }
+    }
     return efd;
 }
 
@@ -364,12 +428,14 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     watch_forget(spec->name);
     pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
     int qfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
-    bool bridge_only = qpid > 0 && bh_vm_pidfile_check(p.bridge_pid, spec->uid_base) < 0 && !qemu_ends_soon(qfd);
+    struct vm_helper h[3];
+    const struct vm_helper *gone = qpid > 0 ? helper_gone(spec, &p, h) : NULL;
+    bool helper_only = gone && !qemu_ends_soon(qfd);
     if (qfd >= 0)
         close(qfd);
-    if (bridge_only) {
-        /* woken by the bridge's end, QEMU still running: stopped here (Crashed) */
-        bridge_gone(spec, &p, "while the qube ran");
+    if (helper_only) {
+        /* woken by a helper's end, QEMU still running: stopped here (Crashed) */
+        helper_gone_say(spec, &p, gone, "while the qube ran");
         bh_vm_cleanup(spec, &p);
         *crashed = !asked;
         return 0;
