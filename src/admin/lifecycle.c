@@ -563,8 +563,9 @@ static void remove_disposable(void *ctx)
 }
 
 /* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events.
- * swept: the qube's qrexec identities were swept already (by the Kill's child). */
-static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
+ * swept: the qube's qrexec identities were swept already (by the Kill's child).
+ * engine_failed: the engine's cleanup failed already (a Kill's). */
+static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool engine_failed)
 {
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -572,8 +573,11 @@ static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
     bh_error err = { 0 };
     bool crashed = false;
     unwatch(q);
-    if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0)
+    bool cleaned = !engine_failed;
+    if (drv && drv->reap && drv->reap(&sb.spec, &crashed, &err) < 0) {
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
+        cleaned = false;
+    }
     qrexec_stop(q);
     /* Before the qid can be anyone else's: nothing of the qube's qrexec identities may
      * outlive it, or it would be served as the next qube with this qid (call_auth.c). */
@@ -593,7 +597,10 @@ static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
      * dir: the dir goes too (a start makes it again), or every disposable would leave
      * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
     (void)rmdir(sb.runtime);
-    bh_glue_engine_unpin(app, q);
+    /* An engine that could not clean up stays this qube's (and recorded): the next
+     * Start cleans its leftovers first, whatever virt_mode says then. */
+    if (cleaned)
+        bh_glue_engine_unpin(app, q);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
     bh_preload_halted(app, q);
     if (!dispose)
@@ -630,6 +637,7 @@ static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept)
         bh_waiters_halted(app, q->qid);
 }
 
+static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept) { halted_after(app, q, swept, false); }
 static void halted(struct bh_app *app, struct bh_qube *q) { halted_swept(app, q, false); }
 
 static bool start_agent_phase_ended(struct bh_qube *q, const char *why);
@@ -966,8 +974,20 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         if (bh_lifecycle_start(app, nq, &ne) < 0)
             return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
     }
-    if (q->rt.engine)
-        bh_glue_engine_unpin(app, q); /* (halted here: none is left; a start takes virt_mode's) */
+    if (q->rt.engine) {
+        /* Halted with an engine still its own: that engine's cleanup failed at the halt
+         * (halted_swept), or a restarted bulkheadd found leftovers. It cleans up first:
+         * a start in the other engine (virt_mode's now) would never clean them. */
+        struct bh_spec_buf ob;
+        bh_glue_spec(app, q, &ob);
+        bh_error kerr = { 0 };
+        int kr = q->rt.engine->kill(&ob.spec, &kerr);
+        bh_glue_spec_free(&ob);
+        if (kr < 0)
+            return bh_exc(e, "QubesException", "Start failed: what %s's last run left in engine '%s' cannot be cleaned up: %s",
+                          q->name, q->rt.engine->name, kerr.msg);
+        bh_glue_engine_unpin(app, q);
+    }
     const struct bh_driver *drv = bh_glue_driver(app, q);
     if (!drv) {
         _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
@@ -1193,7 +1213,7 @@ static void on_kill_done(void *ctx, uint32_t ev)
             bh_waiters_killed(lc_app, qid, &e);
             if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED)
                 return;
-            halted_swept(lc_app, q, swept);
+            halted_after(lc_app, q, swept, true); /* its engine keeps it: the next Start cleans up */
             return;
         }
         bh_glue_spec_free(&sb);

@@ -4,6 +4,7 @@ guest kernel are installed), ns elsewhere; a qube that provides network is ns wh
 the default, since the vm engine cannot be a netvm. On this machine the test checks
 whichever of the two applies, from the same premises the daemon probes."""
 import os
+import pathlib
 import shutil
 import subprocess
 import time
@@ -136,3 +137,58 @@ def stop_all(d):
         kill_all(d)
     d.stop()
     d.cleanup()
+
+
+def qube_cgroups(d, name):
+    """The qube's cgroup directories (v1: one per controller; v2: one)."""
+    from vm_fixtures import cgroup_tag
+    tag = cgroup_tag(d)
+    root = pathlib.Path("/sys/fs/cgroup")
+    return [p for p in [*root.glob(f"*/{tag}/{name}"), root / tag / name] if p.is_dir()]
+
+
+def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_start(tmp_path):
+    """A Kill whose engine cannot clean up (here: a cgroup of the host's inside the
+    qube's, so the qube's cgroup cannot go) leaves the qube Halted but still its
+    engine's (recorded): its next Start, though virt_mode now names the other engine,
+    first has that engine clean up, and is refused with the reason while it cannot.
+    Before, the Start forgot the engine and began the qube in the other one, and what
+    the first left was never cleaned."""
+    why = vm_premises()
+    if why:
+        pytest.skip(why)
+    d = Daemon(tmp_path, defaults=False)
+    d.start()
+    stuck = None
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
+        d.call("admin.vm.property.Set+qrexec_timeout", "a", "240")
+        d.call("admin.vm.Start", "a")
+        assert (d.runtime / "engines/a").read_text() == "ns"
+        cgs = qube_cgroups(d, "a")
+        assert cgs  # control: the qube's cgroup is where the test looks
+        stuck = cgs[0] / "bh-test-stuck"
+        stuck.mkdir()
+        with pytest.raises(Exception) as e:
+            d.call("admin.vm.Kill", "a")
+        assert "Kill failed" in str(e.value)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        assert (d.runtime / "engines/a").read_text() == "ns"  # still ns's to clean
+        d.call("admin.vm.property.Set+virt_mode", "a", "pvh")
+        with pytest.raises(Exception) as e:
+            d.call("admin.vm.Start", "a")
+        assert "left in engine 'ns'" in str(e.value)
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+        assert not (d.runtime / "qubes/a/qemu.pid").exists()  # no VM was started
+        stuck.rmdir()
+        stuck = None
+        start(d, "a")  # ns cleans up first, then the VM starts
+        assert (d.runtime / "engines/a").read_text() == "vm"
+        assert qvm_run(d, "-p", "a", "cat /proc/cmdline").stdout.count(b"bh.qid=") == 1
+        d.call("admin.vm.Kill", "a")
+        assert not (d.runtime / "engines/a").exists()
+    finally:
+        if stuck is not None and stuck.exists():
+            stuck.rmdir()
+        stop_all(d)
