@@ -148,9 +148,27 @@ void bh_glue_engine_pin(struct bh_app *app, struct bh_qube *q, const struct bh_d
 void bh_glue_engine_unpin(struct bh_app *app, struct bh_qube *q)
 {
     char path[4096];
+    if (q->rt.engine_dirty)
+        return; /* its engine's cleanup failed: kept (bh_glue_engine_clean) */
     q->rt.engine = NULL;
     pin_path(app, q, path, sizeof path);
     (void)unlink(path);
+}
+
+int bh_glue_engine_clean(struct bh_app *app, struct bh_qube *q, bh_error *err)
+{
+    if (!q->rt.engine)
+        return 0;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    int r = q->rt.engine->kill(&sb.spec, err);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return bh_prefix(err, "what %s's last run left in engine '%s' cannot be cleaned up", q->name,
+                         q->rt.engine->name);
+    q->rt.engine_dirty = false;
+    bh_glue_engine_unpin(app, q);
+    return 0;
 }
 
 void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q)

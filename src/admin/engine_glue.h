@@ -35,8 +35,12 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
 void bh_glue_spec_free(struct bh_spec_buf *b);
 /* Records the engine a qube starts in (bh_glue_driver keeps to it until it halts). */
 void bh_glue_engine_pin(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv);
-/* Forgets it once the qube has halted and its engine has cleaned up. */
+/* Forgets it once the qube has halted and its engine has cleaned up; not while
+ * q->rt.engine_dirty (a cleanup of it failed). */
 void bh_glue_engine_unpin(struct bh_app *app, struct bh_qube *q);
+/* A halted qube's kept engine (a cleanup of it failed, or a restarted bulkheadd found
+ * leftovers) cleans up again (its kill), then is forgotten; -1 (err) while it cannot. */
+int bh_glue_engine_clean(struct bh_app *app, struct bh_qube *q, bh_error *err);
 /* At bulkheadd's start: the record a previous bulkheadd left; for a qube without one,
  * the engine that finds it running (started by an older bulkheadd), if any. */
 void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q);

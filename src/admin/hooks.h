@@ -20,6 +20,9 @@ struct bh_hooks {
     void (*feature_changed)(struct bh_app *app, struct bh_qube *q, const char *key);
     /* memory, maxmem or vcpus of a running q changed: apply them where the engine can. */
     void (*limits_changed)(struct bh_app *app, struct bh_qube *q);
+    /* A halted qube's engine, kept after a cleanup that failed, cleans up (before the
+     * qube is removed); -1 with the reason while it cannot. */
+    int (*engine_clean)(struct bh_app *app, struct bh_qube *q, bh_error *err);
     /* The client of a parked call went away (besides waiters.c's own). */
     void (*conn_dropped)(void *conn);
 };

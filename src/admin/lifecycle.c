@@ -578,6 +578,10 @@ static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool
         bh_warn("%s: cleanup after exit: %s", q->name, err.msg);
         cleaned = false;
     }
+    if (!cleaned && drv) {
+        bh_glue_engine_pin(app, q, drv);
+        q->rt.engine_dirty = true;
+    }
     qrexec_stop(q);
     /* Before the qid can be anyone else's: nothing of the qube's qrexec identities may
      * outlive it, or it would be served as the next qube with this qid (call_auth.c). */
@@ -597,10 +601,9 @@ static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool
      * dir: the dir goes too (a start makes it again), or every disposable would leave
      * an empty <runtime>/qubes/dispNNNN behind. Not empty: something is still in use. */
     (void)rmdir(sb.runtime);
-    /* An engine that could not clean up stays this qube's (and recorded): the next
-     * Start cleans its leftovers first, whatever virt_mode says then. */
-    if (cleaned)
-        bh_glue_engine_unpin(app, q);
+    /* An engine that could not clean up stays this qube's (and recorded: engine_dirty):
+     * the next Start cleans its leftovers first, whatever virt_mode says then. */
+    bh_glue_engine_unpin(app, q);
     bool dispose = q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup");
     bh_preload_halted(app, q);
     if (!dispose)
@@ -731,7 +734,8 @@ static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_dr
     if (r < 0) {
         qrexec_stop(q);
         bh_error kerr = { 0 };
-        drv->kill(&sb->spec, &kerr);
+        if (drv->kill(&sb->spec, &kerr) < 0)
+            q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
     }
     return r;
 }
@@ -861,7 +865,8 @@ static void on_start_fd(void *ctx, uint32_t ev)
         if (r < 0) {
             qrexec_stop(q);
             bh_error kerr = { 0 };
-            drv->kill(&sb.spec, &kerr);
+            if (drv->kill(&sb.spec, &kerr) < 0)
+                q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
         }
     }
     s->qid = 0;
@@ -949,8 +954,8 @@ static void start_agent_failed(struct bh_qube *q, const struct bh_driver *drv, b
     struct bh_spec_buf sb;
     bh_glue_spec(lc_app, q, &sb);
     bh_error kerr = { 0 };
-    if (drv)
-        drv->kill(&sb.spec, &kerr);
+    if (drv && drv->kill(&sb.spec, &kerr) < 0)
+        q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
     bh_glue_spec_free(&sb);
     struct bh_exc e = { 0 };
     start_failed(lc_app, q, err, &e);
@@ -966,6 +971,13 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         if (!t || !*t || !bh_app_find(app, t))
             return bh_exc(e, "QubesException", "Cannot start %s: it has no template", q->name);
     }
+    /* Halted with an engine still its own: a cleanup of it failed (a Kill's, a halt's,
+     * a start's), or a restarted bulkheadd found leftovers. It cleans up first: a start
+     * in the other engine (virt_mode's now) would never clean them. Before the netvm
+     * starts: a refused Start starts nothing. */
+    bh_error cerr = { 0 };
+    if (bh_glue_engine_clean(app, q, &cerr) < 0)
+        return bh_exc(e, "QubesException", "Start failed: %s", cerr.msg);
     /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
     _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
     struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
@@ -973,20 +985,6 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         struct bh_exc ne = { 0 };
         if (bh_lifecycle_start(app, nq, &ne) < 0)
             return bh_exc(e, "QubesException", "Start failed: cannot start netvm %s: %s", nq->name, ne.msg);
-    }
-    if (q->rt.engine) {
-        /* Halted with an engine still its own: that engine's cleanup failed at the halt
-         * (halted_swept), or a restarted bulkheadd found leftovers. It cleans up first:
-         * a start in the other engine (virt_mode's now) would never clean them. */
-        struct bh_spec_buf ob;
-        bh_glue_spec(app, q, &ob);
-        bh_error kerr = { 0 };
-        int kr = q->rt.engine->kill(&ob.spec, &kerr);
-        bh_glue_spec_free(&ob);
-        if (kr < 0)
-            return bh_exc(e, "QubesException", "Start failed: what %s's last run left in engine '%s' cannot be cleaned up: %s",
-                          q->name, q->rt.engine->name, kerr.msg);
-        bh_glue_engine_unpin(app, q);
     }
     const struct bh_driver *drv = bh_glue_driver(app, q);
     if (!drv) {
@@ -1049,7 +1047,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         }
         if (fd >= 0) {
             bh_error kerr = { 0 };
-            drv->kill(&sb.spec, &kerr);
+            if (drv->kill(&sb.spec, &kerr) < 0)
+                q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
             bh_fail(&err, EAGAIN, "cannot watch the start of %s", q->name);
         }
         r = -1;
@@ -1064,7 +1063,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
             if (poll(&p, 1, -1) < 0 && errno != EINTR) {
                 r = bh_fail_errno(&err, "waiting for the start of %s", q->name);
                 bh_error kerr = { 0 };
-                drv->kill(&sb.spec, &kerr);
+                if (drv->kill(&sb.spec, &kerr) < 0)
+                    q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
                 break;
             }
             r = drv->start_finish(&sb.spec, &err);
@@ -1331,17 +1331,30 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     }
     int r = drv->kill(&sb.spec, &err);
     bh_glue_spec_free(&sb);
-    if (was_starting && r == 0) {
-        /* killed while it booted: its start fails, whoever waits for it hears so */
+    if (was_starting) {
+        /* killed while it booted: its start fails, whoever waits for it hears so; also
+         * when the engine's cleanup failed (the start is no longer watched: the qube
+         * would stay Transient), then with the engine kept for the next Start to clean
+         * up first (as halted_after) */
         bh_error kerr = { 0 };
-        bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
+        if (r == 0)
+            bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
+        else
+            bh_fail(&kerr, err.errnum ? err.errnum : EIO, "%s was killed while starting; its cleanup failed: %s", q->name,
+                    err.msg);
         struct bh_exc se = { 0 };
+        if (r < 0)
+            q->rt.engine_dirty = true;
         start_failed(app, q, &kerr, &se);
         bh_waiters_started(app, q->qid, &se);
+        if (r < 0)
+            return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
         return 0;
     }
-    if (r < 0)
+    if (r < 0) {
+        q->rt.engine_dirty = true; /* the halt that may follow keeps the engine */
         return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
+    }
     q->rt.state = BH_STATE_DYING;
     halted(app, q);
     return 0;
@@ -1447,6 +1460,7 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
 {
     lc_app = app;
     bh_hooks.limits_changed = limits_changed;
+    bh_hooks.engine_clean = bh_glue_engine_clean;
     bh_loop_on_tick(on_tick, NULL);
     /* Adopt qubes left running by a previous bulkheadd. */
     for (size_t i = 0; i < app->nqubes; i++) {
@@ -1463,8 +1477,13 @@ void bh_lifecycle_boot(struct bh_app *app, bool autostart)
         bh_glue_spec(app, q, &sb);
         bh_error err = { 0 };
         int r = drv->adopt(&sb.spec, &err);
-        if (r < 0)
+        if (r < 0) {
             bh_warn("%s: adopting: %s", q->name, err.msg);
+            /* found halted, but its engine could not clean up: kept for the next
+             * Start (bh_glue_engine_clean) */
+            bh_glue_engine_pin(app, q, drv);
+            q->rt.engine_dirty = true;
+        }
         if (r == 1) {
             enum bh_power_state s = drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_RUNNING;
             q->rt.state = s == BH_STATE_PAUSED ? BH_STATE_PAUSED : BH_STATE_RUNNING;

@@ -601,9 +601,13 @@ int bh_qube_remove(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     char uses[400];
     if (bh_qube_usage(app, q, uses, sizeof uses) > 0)
         return bh_exc(e, "QubesVMInUseError", "VM %s is still in use: %s", q->name, uses);
+    bh_error err = { 0 };
+    /* what its last run left behind goes with it, or the qube stays (leftovers of a
+     * removed qube would never be cleaned up) */
+    if (q->rt.engine && bh_hooks.engine_clean && bh_hooks.engine_clean(app, q, &err) < 0)
+        return bh_exc(e, "QubesException", "%s", err.msg);
     const char *pkv[] = { "vm", q->name, NULL };
     bh_events_emit(NULL, "domain-pre-delete", pkv);
-    bh_error err = { 0 };
     /* The store first: a crash after this leaves at most orphaned volume files, which
      * the next start can collect; the reverse order could leave a qube without volumes. */
     if (bh_store_txn(app->store, remove_store, q, &err) < 0)

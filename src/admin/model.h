@@ -66,6 +66,9 @@ struct bh_runtime {
     /* the engine it was started in, until it has halted and been cleaned up (its
      * virt_mode's default may change meanwhile); NULL: virt_mode's (engine_glue.c) */
     const struct bh_driver *engine;
+    /* a cleanup of that engine failed (a Kill's, a start's): it stays the qube's until
+     * a later cleanup succeeds (the next Start has it clean up first) */
+    bool engine_dirty;
 };
 
 struct bh_qube {

@@ -6,6 +6,7 @@ whichever of the two applies, from the same premises the daemon probes."""
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import time
 
@@ -147,6 +148,22 @@ def qube_cgroups(d, name):
     return [p for p in [*root.glob(f"*/{tag}/{name}"), root / tag / name] if p.is_dir()]
 
 
+def unstick(d, stuck, name):
+    """The test's cleanup, also after a failure between the stray cgroup and the
+    qube's next start: the stray cgroup, then the qubes, then what the failed cleanup
+    left of the qube's cgroups."""
+    try:
+        if stuck is not None and stuck.exists():
+            stuck.rmdir()
+    finally:
+        stop_all(d)
+        for cg in qube_cgroups(d, name):
+            try:
+                cg.rmdir()
+            except OSError:
+                pass
+
+
 def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_start(tmp_path):
     """A Kill whose engine cannot clean up (here: a cgroup of the host's inside the
     qube's, so the qube's cgroup cannot go) leaves the qube Halted but still its
@@ -175,6 +192,9 @@ def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_st
         assert "Kill failed" in str(e.value)
         assert "state=Halted" in d.call("admin.vm.List", "a")
         assert (d.runtime / "engines/a").read_text() == "ns"  # still ns's to clean
+        with pytest.raises(Exception) as e:  # nor may it be removed with its leftovers
+            d.call("admin.vm.Remove", "a")
+        assert "cannot be cleaned up" in str(e.value)
         d.call("admin.vm.property.Set+virt_mode", "a", "pvh")
         with pytest.raises(Exception) as e:
             d.call("admin.vm.Start", "a")
@@ -189,6 +209,53 @@ def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_st
         d.call("admin.vm.Kill", "a")
         assert not (d.runtime / "engines/a").exists()
     finally:
-        if stuck is not None and stuck.exists():
-            stuck.rmdir()
-        stop_all(d)
+        unstick(d, stuck, "a")
+
+
+def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tmp_path):
+    """A Kill that arrives while a VM qube boots ends the start; when the engine's
+    cleanup then fails (the same stray cgroup as above), the qube used to stay Transient
+    for good (its start no longer watched, the Kill refused). Now the Start's caller
+    hears that it was killed, the Kill's caller that its cleanup failed, the qube is
+    Halted, and its next Start has the engine clean up first."""
+    why = vm_premises()
+    if why:
+        pytest.skip(why)
+    d = Daemon(tmp_path, defaults=False)
+    d.start()
+    stuck = None
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload="name=v label=red")
+        d.call("admin.vm.property.Set+virt_mode", "v", "pvh")
+        d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
+        # the guest's bridge held back: the boot lasts long enough for the Kill
+        d.call("admin.vm.property.Set+kernelopts", "v", "bh.bridge_delay_ms=5000")
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(300)
+        s.connect(d.sock)
+        s.sendall(b"admin.vm.Start+ dom0 name v\0")
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.time() + 60
+        while time.time() < deadline and not qube_cgroups(d, "v"):
+            time.sleep(0.05)
+        assert "state=Transient" in d.call("admin.vm.List", "v")  # control: still booting
+        stuck = qube_cgroups(d, "v")[0] / "bh-test-stuck"
+        stuck.mkdir()
+        with pytest.raises(Exception) as e:
+            d.call("admin.vm.Kill", "v")
+        assert "Kill failed" in str(e.value)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+        s.close()
+        assert b"killed while starting" in reply, reply
+        assert "state=Halted" in d.call("admin.vm.List", "v")
+        assert (d.runtime / "engines/v").read_text() == "vm"  # kept for the next Start
+        stuck.rmdir()
+        stuck = None
+        d.call("admin.vm.property.Reset+kernelopts", "v")
+        start(d, "v")
+        assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
+    finally:
+        unstick(d, stuck, "v")

@@ -89,8 +89,10 @@ def vm_leftovers(d, name):
         if str(rt) + "/" in line:
             left.append("mount " + line.split()[4])
     tag = cgroup_tag(d)
-    for cg in pathlib.Path("/sys/fs/cgroup").glob(f"*/{tag}/{name}"):
-        left.append(f"cgroup {cg}")
+    root = pathlib.Path("/sys/fs/cgroup")
+    for cg in [*root.glob(f"*/{tag}/{name}"), root / tag / name]:  # v1 (per controller), v2
+        if cg.is_dir():
+            left.append(f"cgroup {cg}")
     return left
 
 

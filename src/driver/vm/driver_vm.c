@@ -122,14 +122,16 @@ static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_path
     helper_gone_say(spec, p, &h[0], when);
 }
 
-/* The bridge's end was seen: is QEMU ending too? When QEMU dies, the bridge sees its
- * port close (QEMU's fds close early in its exit) and can be gone before QEMU's own
- * exit is visible: QEMU then gets 0.3 s to show it (the cause is QEMU's; a rare path,
- * the only wait in the loop). */
+/* A helper's end was seen: is QEMU ending too? When QEMU exits, the bridge sees its
+ * port close and virtiofsd its vhost-user socket (QEMU's fds close early in its exit,
+ * before it frees the guest's RAM) and either can be gone before QEMU's own exit is
+ * visible: QEMU then gets up to 2 s to show it (a loaded host frees a large guest
+ * slowly; a clean poweroff must not be taken for a crash). Paid in full only when QEMU
+ * really runs on without the helper: a rare path, the only wait in the loop. */
 static bool qemu_ends_soon(int qfd)
 {
     struct pollfd pf = { .fd = qfd, .events = POLLIN };
-    return qfd >= 0 && poll(&pf, 1, 300) > 0;
+    return qfd >= 0 && poll(&pf, 1, 2000) > 0;
 }
 
 /* What bulkheadd watches for a running VM qube (watch_fd): an epoll fd over the pidfds
@@ -173,9 +175,10 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
             pp = &pend[i];
     if (!pp)
         return bh_fail(err, EAGAIN, "too many VM qubes starting at once");
-    bh_vm_cleanup(spec, &p); /* leftovers of an earlier life */
+    if (bh_vm_cleanup(spec, &p, err) < 0) /* leftovers of an earlier life */
+        return bh_prefix(err, "%s: cleaning up what its last run left", spec->name);
     if (bh_vm_launch(spec, &p, err) < 0) {
-        bh_vm_cleanup(spec, &p); /* a failed start leaves nothing behind */
+        bh_vm_cleanup(spec, &p, NULL); /* a failed start leaves nothing behind */
         return -1;
     }
     *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1, .bfd = -1 };
@@ -202,7 +205,7 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
         int e = errno;
         _cleanup_free_ char *msg = qpid <= 0 ? qemu_log(&p) : NULL;
         pending_free(pp);
-        bh_vm_cleanup(spec, &p);
+        bh_vm_cleanup(spec, &p, NULL);
         return bh_fail(err, e ? e : EIO, "%s: %s%s%s", spec->name,
                        qpid <= 0 ? "QEMU is gone" : bpid <= 0 ? "the host's vchan bridge is gone" : "watching the start failed",
                        msg && *msg ? ": " : "", msg ? msg : "");
@@ -244,7 +247,7 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
                 spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000);
     }
     pending_free(pp);
-    bh_vm_cleanup(spec, &p);
+    bh_vm_cleanup(spec, &p, NULL);
     return -1;
 }
 
@@ -281,15 +284,13 @@ static int vm_shutdown(const struct bh_qube_spec *spec, bh_error *err)
 
 static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
-    (void)err;
     struct pending *pp = pending_find(spec->name);
     if (pp)
         pending_free(pp); /* a start in progress is cancelled */
     watch_forget(spec->name);
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
-    bh_vm_cleanup(spec, &p);
-    return 0;
+    return bh_vm_cleanup(spec, &p, err);
 }
 
 static int qmp_simple(const struct bh_qube_spec *spec, const char *cmd, bh_error *err)
@@ -349,21 +350,17 @@ static enum bh_power_state vm_state(const struct bh_qube_spec *spec, struct bh_q
 
 static int vm_adopt(const struct bh_qube_spec *spec, bh_error *err)
 {
-    (void)err;
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
-    if (bh_vm_pidfile_check(p.qemu_pid, spec->uid_base) < 0) {
-        bh_vm_cleanup(spec, &p);
-        return 0;
-    }
+    if (bh_vm_pidfile_check(p.qemu_pid, spec->uid_base) < 0)
+        return bh_vm_cleanup(spec, &p, err) < 0 ? -1 : 0;
     struct vm_helper h[3];
     const struct vm_helper *gone = helper_gone(spec, &p, h);
     if (gone) {
         /* QEMU runs without its host bridge or a virtiofsd (it died while bulkheadd was
          * away): a qube without qrexec or its files is not adopted as Running */
         helper_gone_say(spec, &p, gone, "while bulkheadd was not running");
-        bh_vm_cleanup(spec, &p);
-        return 0;
+        return bh_vm_cleanup(spec, &p, err) < 0 ? -1 : 0;
     }
     return 1;
 }
@@ -400,6 +397,15 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
     for (int i = 0; i < n; i++) {
         pid_t hp = helper_pid(spec, &h[i]);
         w->fds[i + 1] = hp > 0 ? (int)syscall(SYS_pidfd_open, hp, 0) : -1;
+        if (w->fds[i + 1] < 0 && (hp <= 0 || errno == ESRCH)) {
+            /* it ended since helper_gone looked: as above */
+            w->fds[0] = -1;
+            watch_forget(spec->name);
+            close(efd);
+            helper_gone_say(spec, &p, &h[i], "as the qube started");
+            kill(pid, SIGKILL);
+            return qfd;
+        }
     }
     for (int i = 0; i < n + 1; i++) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->fds[i] };
@@ -417,7 +423,6 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
 
 static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
 {
-    (void)err;
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     *crashed = false;
@@ -436,9 +441,8 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     if (helper_only) {
         /* woken by a helper's end, QEMU still running: stopped here (Crashed) */
         helper_gone_say(spec, &p, gone, "while the qube ran");
-        bh_vm_cleanup(spec, &p);
         *crashed = !asked;
-        return 0;
+        return bh_vm_cleanup(spec, &p, err);
     }
     int pid = atoi(t), ws = 0;
     pid_t r = pid > 1 ? waitpid(pid, &ws, WNOHANG) : -1;
@@ -446,8 +450,7 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
         *crashed = !asked && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     else
         *crashed = !asked; /* adopted: not our child, its status is not ours to read */
-    bh_vm_cleanup(spec, &p);
-    return 0;
+    return bh_vm_cleanup(spec, &p, err);
 }
 
 const char *bh_driver_default_virt_mode(void)

@@ -694,7 +694,7 @@ static void kill_recorded(const char *pidfile, uid_t uid)
     unlink(pidfile);
 }
 
-void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
+int bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)
 {
     /* uid_base 0: a teardown that knows only the runtime dir (bulkhead-ns kill-all) */
     uid_t uid = spec->uid_base ? spec->uid_base : (uid_t)-1;
@@ -706,7 +706,7 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
     bh_cgroup_tag(spec, tag, sizeof tag);
     const struct bh_cgroup_ops *cg = bh_cgroup_ops();
     cg->kill_all(tag, spec->name);
-    (void)cg->destroy(tag, spec->name, NULL);
+    int ret = cg->destroy(tag, spec->name, err);
     while (umount2(p->vchan, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
         ;
     rmdir(p->vchan);
@@ -731,4 +731,5 @@ void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p)
         snprintf(f, sizeof f, "%s/%s", p->rt, net[i]);
         unlink(f);
     }
+    return ret;
 }

@@ -73,8 +73,10 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
  * Returns its PID or -1. */
 pid_t bh_vm_pidfile_check(const char *path, uid_t uid);
 int bh_vm_pidfile_write(const char *path, pid_t pid);
-/* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup. */
-void bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p);
+/* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup.
+ * Everything is tried; -1 (err) when the cgroup could not be removed (something of the
+ * qube may still be in it). */
+int bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err);
 
 /* The guest's link as kernel parameters (" bh.ip=... bh.gw=..."; "" without a netvm). */
 void bh_vm_net_params(const struct bh_qube_spec *spec, char *out, size_t n);
