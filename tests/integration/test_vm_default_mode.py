@@ -21,6 +21,35 @@ def prop(d, name, qube=None):
     return r.split(" ", 2)[2]
 
 
+def guest_programs_static():
+    """bulkhead-vminit and the bridge run in the guest: static, but in a sanitizer build."""
+    return all(b"ld-linux" not in (BUILD / "src/driver" / p).read_bytes()[:4096]
+               for p in ("bulkhead-vminit", "bulkhead-vchan-bridge"))
+
+
+def test_a_build_whose_guest_programs_are_dynamic_says_so(tmp_path):
+    """A sanitizer build links bulkhead-vminit dynamically: its VMs could not boot (the
+    guest has no loader of ours). Such a build never defaults to VMs, and a VM qube's
+    Start says why instead of a guest that panics at /init."""
+    if guest_programs_static():
+        pytest.skip("the guest programs are static here (not a sanitizer build)")
+    d = Daemon(tmp_path, defaults=False)
+    d.environ = {k: v for k, v in os.environ.items() if k != "BULKHEAD_DEFAULT_VIRT_MODE"}
+    d.start()
+    try:
+        assert prop(d, "default_virt_mode") == "ns"
+        d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")
+        d.call("admin.vm.Create.AppVM+t", payload="name=a label=red")
+        d.call("admin.vm.property.Set+virt_mode", "a", "pvh")
+        r = raw_call(d.sock, b"admin.vm.Start+ dom0 name a\0", timeout=120)
+        assert b"must be static executables" in r, r
+        assert "state=Halted" in d.call("admin.vm.List", "a")
+    finally:
+        kill_all(d)
+        d.stop()
+        d.cleanup()
+
+
 def test_default_engine_is_pvh_only_where_kvm_works(tmp_path):
     d = Daemon(tmp_path, defaults=False)
     d.environ = {k: v for k, v in os.environ.items() if k != "BULKHEAD_DEFAULT_VIRT_MODE"}
@@ -28,7 +57,8 @@ def test_default_engine_is_pvh_only_where_kvm_works(tmp_path):
     try:
         kernel = prop(d, "default_kernel")
         fast_vm = (have_kvm() and not os.environ.get("BULKHEAD_VM_NO_KVM") and bool(kernel) and bool(shutil.which("qemu-system-x86_64"))
-                   and bool(shutil.which("mkfs.erofs")) and os.access("/usr/lib/qemu/virtiofsd", os.X_OK))
+                   and bool(shutil.which("mkfs.erofs")) and os.access("/usr/lib/qemu/virtiofsd", os.X_OK)
+                   and guest_programs_static())
         expect = "pvh" if fast_vm else "ns"
         assert prop(d, "default_virt_mode") == expect
         d.call("admin.vm.Create.TemplateVM", payload="name=t label=black")

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "selfpath.h"
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -89,6 +90,32 @@ static int find_prog(const char *name, char *out, size_t n)
 {
     static const char *const rels[] = { ".", "../driver", "../../driver", "../lib/bulkhead", "../libexec/bulkhead", NULL };
     return bh_find_near_self(rels, name, X_OK, out, n);
+}
+
+/* A 64-bit ELF executable without a program interpreter (PT_INTERP): it runs in the
+ * guest, where no dynamic loader or library of the host's is. A sanitizer build links
+ * every program dynamically (its runtime is a shared library). */
+static bool elf_static(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    Elf64_Ehdr eh;
+    if (fd < 0 || pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+        eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256)
+        return false;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph ||
+            ph.p_type == PT_INTERP)
+            return false;
+    }
+    return true;
+}
+
+bool bh_vm_guest_programs_ok(void)
+{
+    char vminit[PATH_MAX], bridge[PATH_MAX];
+    return find_prog("bulkhead-vminit", vminit, sizeof vminit) == 0 &&
+           find_prog("bulkhead-vchan-bridge", bridge, sizeof bridge) == 0 && elf_static(vminit) && elf_static(bridge);
 }
 
 static int find_libexec(char *out, size_t n)
@@ -326,6 +353,14 @@ static unsigned long long inputs_key(const char *kdir, const char *vminit, const
 int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets *a, bh_error *err)
 {
     char kdir[PATH_MAX], vminit[PATH_MAX], libexec[PATH_MAX];
+    if (find_prog("bulkhead-vminit", vminit, sizeof vminit) < 0 ||
+        find_prog("bulkhead-vchan-bridge", a->bridge, sizeof a->bridge) < 0)
+        return bh_fail(err, ENOENT, "bulkhead-vminit or bulkhead-vchan-bridge not found next to bulkheadd");
+    if (!elf_static(vminit) || !elf_static(a->bridge))
+        return bh_fail(err, ENOEXEC, "%s and %s must be static executables (they run in the guest, which has "
+                                     "no dynamic loader of ours); this build linked them dynamically (a sanitizer "
+                                     "build?): the vm engine needs a build without sanitizers",
+                       vminit, a->bridge);
     if (bh_vm_kernel_dir(kdir, sizeof kdir) < 0)
         return bh_fail(err, ENOENT, "no guest kernel: run scripts/vm-kernel.sh (or set BULKHEAD_VM_KERNEL_DIR)");
     /* as Qubes: an empty `kernel` boots the qube's own kernel from its root, which
@@ -335,9 +370,6 @@ int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets 
                                      "installed kernel, set `kernel` (qvm-prefs QUBE kernel --default)");
     if (bh_kernel_find(kernel, kdir, sizeof kdir) < 0)
         return bh_fail(err, ENOENT, "Kernel '%s' not installed", kernel);
-    if (find_prog("bulkhead-vminit", vminit, sizeof vminit) < 0 ||
-        find_prog("bulkhead-vchan-bridge", a->bridge, sizeof a->bridge) < 0)
-        return bh_fail(err, ENOENT, "bulkhead-vminit or bulkhead-vchan-bridge not found next to bulkheadd");
     if (find_libexec(libexec, sizeof libexec) < 0)
         return bh_fail(err, ENOENT, "our in-qube programs (bulkhead-init) not found");
     if (strlen(kdir) > sizeof a->kernel - 16)

@@ -463,7 +463,7 @@ const char *bh_driver_default_virt_mode(void)
         char k[256], prog[PATH_MAX];
         bool ok = bh_vm_have_kvm() && bh_find_in_path(BH_VM_QEMU, prog, sizeof prog) &&
                   bh_find_in_path("mkfs.erofs", prog, sizeof prog) && access(BH_VM_VIRTIOFSD, X_OK) == 0 &&
-                  bh_kernel_default(k, sizeof k) == 0;
+                  bh_kernel_default(k, sizeof k) == 0 && bh_vm_guest_programs_ok();
         mode = ok ? "pvh" : "ns";
     }
     return mode;

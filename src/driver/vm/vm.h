@@ -38,6 +38,9 @@ struct bh_vm_assets {
 /* Finds the kernel (by name: spec->kernel) and the programs and (re)builds the initramfs when an input
  * changed. cache_dir is owned by the daemon (root, 0755). */
 int bh_vm_assets(const char *cache_dir, const char *kernel, struct bh_vm_assets *a, bh_error *err);
+/* bulkhead-vminit and bulkhead-vchan-bridge are found and static (they run in the
+ * guest): false in a sanitizer build, whose VMs could not boot. */
+bool bh_vm_guest_programs_ok(void);
 /* A kernel module's length without its appended signature (len if it has none). */
 size_t bh_vm_module_unsigned_len(const unsigned char *data, size_t len);
 /* The kernel's directory ($BULKHEAD_VM_KERNEL_DIR, or vm-kernel next to our programs);
