@@ -157,8 +157,10 @@ void bh_glue_engine_unpin(struct bh_app *app, struct bh_qube *q)
 
 int bh_glue_engine_clean(struct bh_app *app, struct bh_qube *q, bh_error *err)
 {
-    if (!q->rt.engine)
+    if (!q->rt.engine) {
+        q->rt.engine_dirty = false;
         return 0;
+    }
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
     int r = q->rt.engine->kill(&sb.spec, err);

@@ -748,7 +748,20 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     qrexec_stop(q); /* forked with the qube (qrexec_early), or in an agent phase */
     (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
     q->rt.state = BH_STATE_HALTED;
-    bh_glue_engine_unpin(app, q); /* (its engine cleaned up: start_agent, or its own failure) */
+    /* The engine cleaned up after its own failure, or start_agent had it (kill): that
+     * it did is checked once more (idempotent; engines ignore some cleanup errors on
+     * their failure paths): one that cannot is kept for the next Start. */
+    if (q->rt.engine && !q->rt.engine_dirty) {
+        struct bh_spec_buf sb;
+        bh_glue_spec(app, q, &sb);
+        bh_error kerr = { 0 };
+        if (q->rt.engine->kill(&sb.spec, &kerr) < 0) {
+            bh_warn("%s: cleanup after a failed start: %s", q->name, kerr.msg);
+            q->rt.engine_dirty = true;
+        }
+        bh_glue_spec_free(&sb);
+    }
+    bh_glue_engine_unpin(app, q);
     bh_devices_qube_stopped(app, q); /* required devices attached before the failure */
     bh_net_glue_stopped(app, q);
     (void)bh_volumes_stopped(bh_glue_pool(), &b.sq, NULL);
@@ -1204,14 +1217,15 @@ static void on_kill_done(void *ctx, uint32_t ev)
             enum bh_power_state now = drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_NA;
             bh_warn("%s: kill failed: %s", q->name, err.msg);
             bh_exc(&e, "QubesException", "Kill failed: %s", err.msg);
-            if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED) {
+            bool there = now == BH_STATE_RUNNING || now == BH_STATE_PAUSED || now == BH_STATE_HALTING;
+            if (there) {
                 q->rt.state = now; /* still there: watched again, as before the Kill */
                 watch(q, drv, &sb.spec);
                 qrexec_restart(q); /* and reachable again: its qrexec-daemon was ended */
             }
             bh_glue_spec_free(&sb);
             bh_waiters_killed(lc_app, qid, &e);
-            if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED)
+            if (there)
                 return;
             halted_after(lc_app, q, swept, true); /* its engine keeps it: the next Start cleans up */
             return;
@@ -1330,6 +1344,12 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         return BH_LIFECYCLE_KILLING;
     }
     int r = drv->kill(&sb.spec, &err);
+    enum bh_power_state now = r < 0 && drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_NA;
+    if (r < 0 && !was_starting && (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED || now == BH_STATE_HALTING)) {
+        /* still there (as on_kill_done): watched again, its engine's watch may be gone */
+        unwatch(q);
+        watch(q, drv, &sb.spec);
+    }
     bh_glue_spec_free(&sb);
     if (was_starting) {
         /* killed while it booted: its start fails, whoever waits for it hears so; also
@@ -1353,7 +1373,14 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     }
     if (r < 0) {
         q->rt.engine_dirty = true; /* the halt that may follow keeps the engine */
-        return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
+        bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
+        if (now != BH_STATE_RUNNING && now != BH_STATE_PAUSED && now != BH_STATE_HALTING) {
+            /* gone, though not all cleaned up (the vm engine ends QEMU before its cgroup
+             * fails to go; nothing would watch it now): Halted, its engine kept */
+            q->rt.state = BH_STATE_DYING;
+            halted_after(app, q, false, true);
+        }
+        return -1;
     }
     q->rt.state = BH_STATE_DYING;
     halted(app, q);

@@ -287,5 +287,20 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
         d.call("admin.vm.property.Reset+kernelopts", "v")
         start(d, "v")
         assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
+        # the same Kill of the running VM: QEMU ends before the cgroup fails to go, and
+        # the qube was left Running with nothing watching it (its QEMU gone)
+        qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+        stuck = qube_cgroups(d, "v")[0] / "bh-test-stuck"
+        stuck.mkdir()
+        with pytest.raises(Exception) as e:
+            d.call("admin.vm.Kill", "v")
+        assert "Kill failed" in str(e.value)
+        assert not os.path.exists(f"/proc/{qemu}")
+        assert "state=Halted" in d.call("admin.vm.List", "v")
+        assert (d.runtime / "engines/v").read_text() == "vm"
+        stuck.rmdir()
+        stuck = None
+        start(d, "v")
+        assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
     finally:
         unstick(d, stuck, "v")

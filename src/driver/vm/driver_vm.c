@@ -435,12 +435,15 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     int qfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
     struct vm_helper h[3];
     const struct vm_helper *gone = qpid > 0 ? helper_gone(spec, &p, h) : NULL;
-    bool helper_only = gone && !qemu_ends_soon(qfd);
+    /* asked to shut down: QEMU ends anyway (a helper ends once QEMU has closed its
+     * side, after the guest's disks were flushed), nothing to tell apart: not waited */
+    bool helper_only = gone && (asked || !qemu_ends_soon(qfd));
     if (qfd >= 0)
         close(qfd);
     if (helper_only) {
         /* woken by a helper's end, QEMU still running: stopped here (Crashed) */
-        helper_gone_say(spec, &p, gone, "while the qube ran");
+        if (!asked)
+            helper_gone_say(spec, &p, gone, "while the qube ran");
         *crashed = !asked;
         return bh_vm_cleanup(spec, &p, err);
     }
