@@ -674,6 +674,23 @@ static void on_tick(void *ctx)
             bh_lifecycle_kill(lc_app, q, &e);
         }
     }
+    /* A disposable whose removal was refused because its engine could not clean up
+     * (halted_after: engine_dirty) is tried again now and then: what blocked it (a
+     * cgroup of someone else's, a busy mount) may be gone. One per round. */
+    static int64_t next_dirty_ms;
+    if (now < next_dirty_ms)
+        return;
+    next_dirty_ms = now + 30000;
+    for (size_t i = 0; i < lc_app->nqubes; i++) {
+        struct bh_qube *q = lc_app->qubes[i];
+        if (q->klass == BH_DISPVM && q->rt.engine_dirty && !bh_qube_is_running(q) &&
+            bh_kv_get(&q->features, "internal.auto-cleanup")) {
+            struct bh_exc e = { 0 };
+            if (bh_qube_remove(lc_app, q, &e) < 0)
+                bh_warn("removing disposable %s: %s", q->name, e.msg);
+            break; /* (q may be gone, and the array changed) */
+        }
+    }
 }
 
 /* ---- the calls ---- */

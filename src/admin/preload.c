@@ -148,10 +148,11 @@ static void fill(void *ctx)
         long have = 0;
         struct bh_qube *spare = NULL;
         for (size_t j = 0; j < app->nqubes; j++)
-            if (is_preloaded_of(app, app->qubes[j], base)) {
+            if (is_preloaded_of(app, app->qubes[j], base) && bh_qube_is_running(app->qubes[j])) {
+                /* (a halted one is being removed, or its removal waits for its
+                 * engine's cleanup: not one of the pool) */
                 have++;
-                if (bh_qube_is_running(app->qubes[j]))
-                    spare = app->qubes[j];
+                spare = app->qubes[j];
             }
         if (have > want && spare) {
             /* The user lowered (or removed) preload-dispvm-max, as Qubes: surplus

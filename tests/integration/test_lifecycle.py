@@ -8,6 +8,7 @@ import time
 import pytest
 
 from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, parse_reply, state_of, wait_state  # noqa: F401
+from vm_fixtures import qube_cgroups
 
 
 def events_socket(d, dest="dom0"):
@@ -215,6 +216,44 @@ def test_disposable_is_destroyed_after_use(engine_daemon):
     names = [l.split()[0] for l in d.call("admin.vm.List").splitlines()]
     assert name not in names
     assert not (d.root / "pools/default/qubes" / name).exists()
+
+
+def test_a_disposable_whose_cleanup_failed_is_removed_once_it_can_be(engine_daemon):
+    """A used disposable goes with everything it wrote. When its engine cannot clean up
+    (a cgroup of the host's inside the qube's), its Kill says so and it stays, Halted,
+    and cannot be removed while what it left is there; once the cause is gone, bulkheadd
+    removes it by itself (tried again every 30 s), leftovers and all."""
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    name = d.call("admin.vm.CreateDisposable", "a")
+    d.call("admin.vm.Start", name)
+    cgs = qube_cgroups(d, name)
+    assert cgs  # control: the qube's cgroup is where the test looks
+    stuck = cgs[0] / "bh-test-stuck"
+    stuck.mkdir()
+    try:
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Kill", name)
+        assert "Kill failed" in str(e.value) and "not the qube's" in str(e.value)
+        assert state_of(d, name) == "Halted"
+        with pytest.raises(AdminError) as e:
+            d.call("admin.vm.Remove", name)
+        assert "cannot be cleaned up" in str(e.value)
+        stuck.rmdir()
+        deadline = time.time() + 60
+        while time.time() < deadline and name in d.call("admin.vm.List"):
+            time.sleep(0.5)
+        assert name not in d.call("admin.vm.List")
+        assert qube_cgroups(d, name) == []
+        assert not (d.root / "pools/default/qubes" / name).exists()
+    finally:
+        if stuck.exists():
+            stuck.rmdir()
+        for cg in qube_cgroups(d, name):  # a failure above left the halted qube's
+            try:
+                cg.rmdir()
+            except OSError:
+                pass
 
 
 def test_netvm_with_clients_needs_force(engine_daemon):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from admin_fixtures import BUILD, Daemon, daemon, kill_all, parse_reply, qvm_run, raw_call  # noqa: F401
-from vm_fixtures import have_kvm, start, vm_premises
+from vm_fixtures import have_kvm, qube_cgroups, start, vm_premises
 
 
 def prop(d, name, qube=None):
@@ -168,14 +168,6 @@ def stop_all(d):
         kill_all(d)
     d.stop()
     d.cleanup()
-
-
-def qube_cgroups(d, name):
-    """The qube's cgroup directories (v1: one per controller; v2: one)."""
-    from vm_fixtures import cgroup_tag
-    tag = cgroup_tag(d)
-    root = pathlib.Path("/sys/fs/cgroup")
-    return [p for p in [*root.glob(f"*/{tag}/{name}"), root / tag / name] if p.is_dir()]
 
 
 def unstick(d, stuck, name):

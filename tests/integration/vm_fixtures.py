@@ -88,12 +88,16 @@ def vm_leftovers(d, name):
     for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
         if str(rt) + "/" in line:
             left.append("mount " + line.split()[4])
+    for cg in qube_cgroups(d, name):
+        left.append(f"cgroup {cg}")
+    return left
+
+
+def qube_cgroups(d, name):
+    """The qube's cgroup directories that exist (v1: one per controller; v2: one)."""
     tag = cgroup_tag(d)
     root = pathlib.Path("/sys/fs/cgroup")
-    for cg in [*root.glob(f"*/{tag}/{name}"), root / tag / name]:  # v1 (per controller), v2
-        if cg.is_dir():
-            left.append(f"cgroup {cg}")
-    return left
+    return [p for p in [*root.glob(f"*/{tag}/{name}"), root / tag / name] if p.is_dir()]
 
 
 def cgroup_tag(d):

@@ -4,6 +4,7 @@
 #include "ns.h"
 #include "cleanup.h"
 #include "io.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -57,6 +58,15 @@ int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *er
     if (write(fd, val, len) != (ssize_t)len)
         return bh_fail_errno(err, "write '%s' to %s", val, path);
     return 0;
+}
+
+bool bh_cg_has_children(const char *dir)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            return true;
+    return false;
 }
 
 void bh_cg_move_procs(const char *from, const char *to)

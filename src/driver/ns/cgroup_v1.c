@@ -266,8 +266,14 @@ static int v1_destroy(const char *tag, const char *name, bh_error *err)
         }
         int tries = 0;
         while (rmdir(dir) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || ++tries > 2000) { /* EBUSY: exiting tasks still counted (up to 10 s: a loaded host tears namespaces down slowly) */
-                ret = bh_fail_errno(err, "rmdir %s", dir);
+            /* EBUSY: exiting tasks still counted (up to 10 s: a loaded host tears
+             * namespaces down slowly); not waited for when cgroups that are not ours
+             * are in it (that lasts) */
+            int e = errno;
+            bool children = e == EBUSY && bh_cg_has_children(dir);
+            errno = e;
+            if (errno != EBUSY || children || ++tries > 2000) {
+                ret = bh_fail_errno(err, "rmdir %s%s", dir, children ? " (it holds cgroups that are not the qube's)" : "");
                 break;
             }
             sleep_ms(5);

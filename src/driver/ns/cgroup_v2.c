@@ -242,8 +242,13 @@ static int v2_destroy(const char *tag, const char *name, bh_error *err)
     cg_dir(dir, sizeof dir, tag, name);
     int tries = 0;
     while (rmdir(dir) < 0 && errno != ENOENT) {
-        if (errno != EBUSY || ++tries > 2000) /* exiting tasks still counted: up to 10 s under load */
-            return bh_fail_errno(err, "rmdir %s", dir);
+        /* exiting tasks still counted: up to 10 s under load; not waited for when
+         * cgroups that are not ours are in it (that lasts) */
+        int e = errno;
+        bool children = e == EBUSY && bh_cg_has_children(dir);
+        errno = e;
+        if (errno != EBUSY || children || ++tries > 2000)
+            return bh_fail_errno(err, "rmdir %s%s", dir, children ? " (it holds cgroups that are not the qube's)" : "");
         sleep_ms(5);
     }
     cg_dir(dir, sizeof dir, tag, NULL);
