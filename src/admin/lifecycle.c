@@ -655,6 +655,50 @@ static void on_pidfd(void *ctx, uint32_t ev)
 }
 
 /* Shutdown deadlines; qrexec-daemons that died on their own are reaped. */
+/* A disposable whose removal was refused because its engine could not clean up
+ * (halted_after: engine_dirty) is tried again now and then: what blocked it (a cgroup
+ * of someone else's, a busy mount) may be gone. An engine's cleanup runs in line and a
+ * failing one can take seconds, so: one disposable per round, in turn (one that never
+ * goes does not keep the others waiting), and the rounds back off from 30 s to an hour
+ * while nothing succeeds. */
+static void dirty_disposables_tick(int64_t now)
+{
+    static int64_t next_ms, pause_ms = 30000;
+    static uint32_t last_qid;
+    if (now < next_ms)
+        return;
+    struct bh_qube *pick = NULL, *first = NULL;
+    for (size_t i = 0; i < lc_app->nqubes; i++) {
+        struct bh_qube *q = lc_app->qubes[i];
+        if (q->klass != BH_DISPVM || !q->rt.engine_dirty || bh_qube_is_running(q) ||
+            !bh_kv_get(&q->features, "internal.auto-cleanup"))
+            continue;
+        if (!first || q->qid < first->qid)
+            first = q;
+        if (q->qid > last_qid && (!pick || q->qid < pick->qid))
+            pick = q;
+    }
+    if (!pick)
+        pick = first;
+    if (!pick) {
+        pause_ms = 30000;
+        next_ms = now + pause_ms;
+        return;
+    }
+    last_qid = pick->qid;
+    struct bh_exc e = { 0 };
+    char name[32];
+    snprintf(name, sizeof name, "%s", pick->name);
+    if (bh_qube_remove(lc_app, pick, &e) < 0) { /* (pick is gone when it succeeded) */
+        bh_warn("removing disposable %s: %s (tried again in %lld s)", name, e.msg, (long long)pause_ms / 1000);
+        next_ms = bh_now_ms() + pause_ms;
+        pause_ms = pause_ms * 2 > 3600000 ? 3600000 : pause_ms * 2;
+    } else {
+        pause_ms = 30000;
+        next_ms = bh_now_ms() + pause_ms;
+    }
+}
+
 static void on_tick(void *ctx)
 {
     (void)ctx;
@@ -674,23 +718,7 @@ static void on_tick(void *ctx)
             bh_lifecycle_kill(lc_app, q, &e);
         }
     }
-    /* A disposable whose removal was refused because its engine could not clean up
-     * (halted_after: engine_dirty) is tried again now and then: what blocked it (a
-     * cgroup of someone else's, a busy mount) may be gone. One per round. */
-    static int64_t next_dirty_ms;
-    if (now < next_dirty_ms)
-        return;
-    next_dirty_ms = now + 30000;
-    for (size_t i = 0; i < lc_app->nqubes; i++) {
-        struct bh_qube *q = lc_app->qubes[i];
-        if (q->klass == BH_DISPVM && q->rt.engine_dirty && !bh_qube_is_running(q) &&
-            bh_kv_get(&q->features, "internal.auto-cleanup")) {
-            struct bh_exc e = { 0 };
-            if (bh_qube_remove(lc_app, q, &e) < 0)
-                bh_warn("removing disposable %s: %s", q->name, e.msg);
-            break; /* (q may be gone, and the array changed) */
-        }
-    }
+    dirty_disposables_tick(now);
 }
 
 /* ---- the calls ---- */
@@ -1363,7 +1391,11 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     int r = drv->kill(&sb.spec, &err);
     enum bh_power_state now = r < 0 && drv->state ? drv->state(&sb.spec, NULL) : BH_STATE_NA;
     if (r < 0 && !was_starting && (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED || now == BH_STATE_HALTING)) {
-        /* still there (as on_kill_done): watched again, its engine's watch may be gone */
+        /* still there (as on_kill_done): watched again, its engine's watch may be gone;
+         * in the state it is in (a kill took its shutdown mark: not Halting with a
+         * deadline that would have the tick kill it again at once) */
+        q->rt.state = now == BH_STATE_HALTING ? BH_STATE_RUNNING : now;
+        q->rt.shutdown_requested = false;
         unwatch(q);
         watch(q, drv, &sb.spec);
     }

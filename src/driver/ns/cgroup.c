@@ -64,7 +64,7 @@ bool bh_cg_has_children(const char *dir)
 {
     _cleanup_closedir_ DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' && e->d_name[0] != '@') /* '@': our v2 leaves */
             return true;
     return false;
 }

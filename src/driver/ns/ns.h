@@ -153,11 +153,12 @@ extern const size_t bh_cg_base_devices_n;
 const struct bh_cgroup_ops *bh_cgroup_ops(void);
 /* Per-daemon cgroup parent name "bulkhead-<hash of runtime root>". */
 void bh_cgroup_tag(const struct bh_qube_spec *spec, char *out, size_t n);
-/* Writes a small string to dir/file. */
-/* The cgroup dir holds cgroups of its own (none of ours: its rmdir's EBUSY then lasts). */
+/* The cgroup dir holds cgroups not made by us (our v2 leaves start with '@'): its
+ * rmdir's EBUSY then lasts. */
 bool bh_cg_has_children(const char *dir);
 /* Moves every process of cgroup dir `from` into cgroup dir `to` (best effort). */
 void bh_cg_move_procs(const char *from, const char *to);
+/* Writes a small string to dir/file. */
 int bh_cg_write(const char *dir, const char *file, const char *val, bh_error *err);
 
 /* ---- devbpf.c (cgroup v2's device filter) ---- */
