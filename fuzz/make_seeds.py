@@ -4,7 +4,7 @@
 Each seed is a well-formed input that reaches one deep path of its harness (a valid
 message of each type, a whole file-copy tree, an allowed policy call, ...) so that the
 fuzzer mutates from there instead of from nothing. Binary formats are built here from
-their definitions (PROTOCOLS.md) rather than kept as opaque blobs; run this script again
+their definitions (docs/admin.md, docs/qrexec.md) rather than kept as opaque blobs; run this script again
 after changing a format, then `scripts/fuzz.sh --minimise NAME`.
 
 Seeds already in fuzz/seeds/ that this script does not write (older hand-written ones)
@@ -26,7 +26,7 @@ def put(harness, name, data):
         f.write(data)
 
 
-# ---- qrexec messages (PROTOCOLS.md §2): {u32 type; u32 len} little-endian, then body ----
+# ---- qrexec messages (docs/qrexec.md): {u32 type; u32 len} little-endian, then body ----
 DATA_STDIN, DATA_STDOUT, DATA_STDERR, DATA_EXIT_CODE = 0x190, 0x191, 0x192, 0x193
 EXEC_CMDLINE, JUST_EXEC, SERVICE_CONNECT, SERVICE_REFUSED = 0x200, 0x201, 0x202, 0x203
 CONNECTION_TERMINATED, TRIGGER_SERVICE3, TRIGGER_SERVICE4, HELLO = 0x211, 0x212, 0x213, 0x300
@@ -55,7 +55,7 @@ def qrexec_stream():
     put("qrexec_stream", "stdin_from_service", msg(DATA_STDIN, b"not for us") + msg(DATA_EXIT_CODE, struct.pack("<i", 0)))
 
 
-# ---- qubes.Filecopy (PROTOCOLS.md §4) ----
+# ---- qubes.Filecopy (docs/qrexec.md, "File copy") ----
 S_IFREG, S_IFDIR, S_IFLNK = 0o100000, 0o040000, 0o120000
 
 

@@ -1,4 +1,4 @@
-/* The Admin API request header (PROTOCOLS.md §1):
+/* The Admin API request header (docs/admin.md):
  *   <method>+<argument> <source> name|keyword <destination>\0<payload>
  * Parsed from bytes any local client may send, so every field has a hard limit and
  * anything malformed is refused as a whole. */

@@ -1,4 +1,4 @@
-/* Admin API responses (PROTOCOLS.md §1): success `0\0body`, error
+/* Admin API responses (docs/admin.md): success `0\0body`, error
  * `2\0Exc\0\0message\0` (message %-escaped, since Qubes' client %-formats it), and
  * events `1\0subject\0event\0k\0v\0...\0`. */
 #pragma once

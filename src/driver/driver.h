@@ -10,7 +10,7 @@
  *
  * Runtime layout (engine-owned, under spec->runtime_dir = <runtime>/qubes/<name>/):
  *   init.pid      host PID of the qube's PID 1, written atomically after start
- *   vchan/        the qube's libvchan-socket directory (PROTOCOLS.md §2), bind-mounted
+ *   vchan/        the qube's libvchan-socket directory (docs/qrexec.md), bind-mounted
  *                 into the qube at /run/qubes/vchan; the agent listens on
  *                 vchan.<qid>.0.512.sock there (server = qube, client = dom0 (0))
  * Persistent layout (storage-owned, see storage/storage.h).

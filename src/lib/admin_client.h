@@ -1,4 +1,4 @@
-/* Client side of the Admin API (PROTOCOLS.md §1): one request per connection.
+/* Client side of the Admin API (docs/admin.md): one request per connection.
  * Used by the qvm-* tools, the qrexec daemon (policy's view of the system) and tests. */
 #pragma once
 #include "err.h"

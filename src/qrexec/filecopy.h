@@ -1,4 +1,4 @@
-/* The qubes.Filecopy stream (PROTOCOLS.md §4), byte-compatible with Qubes.
+/* The qubes.Filecopy stream (docs/qrexec.md, "File copy"), byte-compatible with Qubes.
  *
  * Per entry a 32-byte little-endian header
  *   {u32 namelen (with NUL); u32 mode; u64 filelen; u32 atime, atime_nsec, mtime, mtime_nsec}

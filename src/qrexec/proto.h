@@ -1,4 +1,4 @@
-/* qrexec messages (PROTOCOLS.md §2), byte-compatible with Qubes OS.
+/* qrexec messages (docs/qrexec.md), byte-compatible with Qubes OS.
  *
  * Every message is a little-endian {u32 type; u32 len;} header followed by len bytes.
  * This file is the only place that knows the layouts; every byte that comes from a

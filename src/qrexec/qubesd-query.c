@@ -1,7 +1,7 @@
 /* qubesd-query SOURCE METHOD[+ARG] DEST: a qube's Admin API call, arriving over qrexec
  * (service admin.* or qubes.FeaturesRequest/NotifyTools/NotifyUpdates, target dom0,
  * allowed by policy), forwarded to bulkheadd with the
- * calling qube as its source (PROTOCOLS.md §1). The payload is stdin (at most 64 KiB);
+ * calling qube as its source (docs/admin.md). The payload is stdin (at most 64 KiB);
  * bulkheadd's raw reply goes to stdout, as Qubes' qubesd-query does. The qrexec daemon
  * runs this for admin.* calls that have no dom0 service file of their own.
  * admin.vm.List on dom0 is filtered per listed qube by policy (list_filtered). */

@@ -1,4 +1,4 @@
-/* The data stream of one qrexec call (PROTOCOLS.md §2): after both ends' HELLO, the
+/* The data stream of one qrexec call (docs/qrexec.md): after both ends' HELLO, the
  * requesting side sends MSG_DATA_STDIN chunks (length 0 = EOF); the side running the
  * service sends MSG_DATA_STDOUT / STDERR chunks, their EOFs, then MSG_DATA_EXIT_CODE.
  * Chunks are at most 64 KiB. Every fd is pumped without blocking, so that neither end

@@ -1,4 +1,4 @@
-/* The libvchan-socket transport (PROTOCOLS.md §2): a plain AF_UNIX byte stream at
+/* The libvchan-socket transport (docs/qrexec.md): a plain AF_UNIX byte stream at
  *   <dir>/vchan.<server domid>.<client domid>.<port>.sock
  * For an `ns` qube, <dir> is the host's <runtime>/qubes/<name>/vchan, which the qube sees
  * at /run/qubes/vchan and nothing else: a qube can only reach sockets in its own dir.

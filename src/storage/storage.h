@@ -1,4 +1,4 @@
-/* Storage pools and volumes (ARCHITECTURE.md "Volumes"). One pool interface; the first
+/* Storage pools and volumes (docs/storage.md). One pool interface; the first
  * pool driver is `file` (a directory of ext4 images and plain directories) at
  * <root>/pools/<pool>/. bulkheadd calls these; the engine only consumes the resulting
  * bh_volume_layout (driver/driver.h).
@@ -96,7 +96,7 @@ int bh_volumes_prepare(struct bh_pool *p, const struct bh_storage_qube *q, struc
 int bh_volumes_stopped(struct bh_pool *p, const struct bh_storage_qube *q, bh_error *err);
 /* Frees the strings bh_volumes_prepare put into *l (they are malloc'd) and zeroes it. */
 void bh_volume_layout_free(struct bh_volume_layout *l);
-/* Qubes' admin.vm.volume.Info body: "key=value\n" lines in PROTOCOLS.md's order, with
+/* Qubes' admin.vm.volume.Info body: "key=value\n" lines in Qubes' order, with
  * booleans as True/False. Returns the length, or -1 if buf is too small. */
 int bh_volume_info_format(const struct bh_volume_info *i, char *buf, size_t n);
 /* Parses "1073741824", "512M", "2G", "1T" (binary units) into bytes. */

@@ -1,4 +1,4 @@
-"""The Admin API, driven with raw bytes on a real bulkheadd (PROTOCOLS.md §1)."""
+"""The Admin API, driven with raw bytes on a real bulkheadd (docs/admin.md)."""
 import os
 import socket
 import time

@@ -1,4 +1,4 @@
-"""Regressions found reviewing bulkheadd against qubesd's behaviour (PROTOCOLS.md §1)."""
+"""Regressions found reviewing bulkheadd against qubesd's behaviour (docs/admin.md)."""
 import resource
 import socket
 import time

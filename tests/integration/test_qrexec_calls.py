@@ -1,5 +1,5 @@
 """qrexec calls end to end: dom0 -> qube, qube -> qube, qube -> dom0, through the real
-agent, daemon and clients (PROTOCOLS.md §2)."""
+agent, daemon and clients (docs/qrexec.md)."""
 import os
 import signal
 import pty

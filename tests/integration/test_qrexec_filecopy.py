@@ -1,4 +1,4 @@
-"""qubes.Filecopy (PROTOCOLS.md §4): qvm-copy / qvm-move / qvm-copy-to-vm through qrexec,
+"""qubes.Filecopy (docs/qrexec.md, "File copy"): qvm-copy / qvm-move / qvm-copy-to-vm through qrexec,
 and the packer against a receiver that lies."""
 import os
 import struct

@@ -1,5 +1,5 @@
 """qvm-run's Admin API side (autostart, --all, --dispvm) against a stand-in bulkheadd that
-speaks the real Admin API framing (PROTOCOLS.md §1) and "starts" qubes by starting their
+speaks the real Admin API framing (docs/admin.md) and "starts" qubes by starting their
 real agent and daemon."""
 import os
 import socket

@@ -1,4 +1,4 @@
-/* The qrexec policy engine: Qubes policy format 5 (PROTOCOLS.md §3, docs/policy.md).
+/* The qrexec policy engine: Qubes policy format 5 (docs/policy.md).
  *
  * Three steps, each its own unit:
  *   1. a "system info" snapshot of the qubes (sysinfo.h): filled from the Admin API by

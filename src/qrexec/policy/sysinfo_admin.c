@@ -1,4 +1,4 @@
-/* Filling the system-info snapshot from bulkheadd over the Admin API (PROTOCOLS.md §1):
+/* Filling the system-info snapshot from bulkheadd over the Admin API (docs/admin.md):
  * admin.vm.List for names, classes, states and uuids; then per qube the properties
  * the policy needs and its tags. */
 #include "sysinfo.h"
