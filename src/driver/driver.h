@@ -98,7 +98,8 @@ struct bh_driver {
     int (*start)(const struct bh_qube_spec *spec, bh_error *err);
     /* Asks init to stop cleanly; returns at once. */
     int (*shutdown)(const struct bh_qube_spec *spec, bh_error *err);
-    /* Stops the qube at once and cleans up everything it had (mounts, cgroups, netns). */
+    /* Stops the qube at once and cleans up everything it had (mounts, cgroups, netns);
+     * on a halted qube, what its last run left (the lifecycle calls it then too). */
     int (*kill)(const struct bh_qube_spec *spec, bh_error *err);
     /* Optional (may be NULL): kill()'s first, quick part, the signal that ends the qube,
      * for a caller that runs kill() in a child of its own: sent first, the qube dies
