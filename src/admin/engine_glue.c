@@ -6,6 +6,7 @@
 #include "log.h"
 #include "props.h"
 #include "store.h"
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,30 @@ int bh_glue_engine_clean(struct bh_app *app, struct bh_qube *q, bh_error *err)
     q->rt.engine_dirty = false;
     bh_glue_engine_unpin(app, q);
     return 0;
+}
+
+void bh_glue_engine_sweep_records(struct bh_app *app)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/engines", app->runtime_dir);
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        struct bh_qube *q = bh_app_find(app, e->d_name);
+        if (q && q->klass != BH_ADMINVM)
+            continue;
+        /* a qube removed while no record could go (a bulkheadd stopped in between), or a
+         * write's temporary file: a qube created later under that name would be taken for
+         * one started in that engine at the next bulkheadd's start */
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0)
+            bh_warn("%s/%s: removing the engine record of no qube: %s", dir, e->d_name, strerror(errno));
+        else
+            bh_info("%s/%s: an engine record of no qube: removed", dir, e->d_name);
+    }
 }
 
 void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q)

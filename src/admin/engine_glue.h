@@ -44,6 +44,9 @@ int bh_glue_engine_clean(struct bh_app *app, struct bh_qube *q, bh_error *err);
 /* At bulkheadd's start: the record a previous bulkheadd left; for a qube without one,
  * the engine that finds it running (started by an older bulkheadd), if any. */
 void bh_glue_engine_load(struct bh_app *app, struct bh_qube *q);
+/* At bulkheadd's start, before any load: removes the records of names that are no qube
+ * of the store (what a removal could not take away). */
+void bh_glue_engine_sweep_records(struct bh_app *app);
 const struct bh_driver *bh_glue_driver(struct bh_app *app, const struct bh_qube *q);
 
 /* Per-volume revisions_to_keep, kept with the qube's explicit values (not a property). */

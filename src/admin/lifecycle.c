@@ -1492,6 +1492,7 @@ int bh_lifecycle_check_ids(struct bh_app *app, bh_error *err)
     /* The range only: a qrexec UID of a qube of ours found halted may still have a call
      * that outlived it while no daemon watched, which the boot's sweep ends. */
     /* which engine each qube was started in (a record of the last bulkheadd) */
+    bh_glue_engine_sweep_records(app);
     for (size_t i = 0; i < app->nqubes; i++)
         if (app->qubes[i]->klass != BH_ADMINVM)
             bh_glue_engine_load(app, app->qubes[i]);

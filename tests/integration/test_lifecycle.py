@@ -206,6 +206,38 @@ def test_autostart(tmp_path):
         d.stop()
 
 
+def test_an_engine_record_of_no_qube_is_swept_at_start(tmp_path):
+    """<runtime>/engines/NAME records the engine a qube runs in, for the next bulkheadd.
+    One left for a name that is no qube (a removal that a stopped bulkheadd could not
+    finish, a write's temporary file) is removed at bulkheadd's start. Before, it stayed,
+    and once a qube of that name had been created, the next bulkheadd took it for one
+    started in the recorded engine: its next Start ran there, whatever its virt_mode."""
+    d = Daemon(tmp_path, defaults=False).start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.stop()
+        engines = d.runtime / "engines"
+        engines.mkdir(exist_ok=True)
+        (engines / "b").write_text("vm")  # of a qube b that is gone
+        (engines / "b.tmp.4242").write_text("ns")  # a write that never finished
+        d.start()
+        assert sorted(p.name for p in engines.iterdir()) == []
+        log = d.log.read_text()
+        assert "engines/b: an engine record of no qube: removed" in log
+        assert "engines/b.tmp.4242: an engine record of no qube: removed" in log
+        d.call("admin.vm.Create.AppVM+host", payload="name=b label=red")
+        d.call("admin.vm.property.Set+virt_mode", "b", "ns")
+        d.stop()
+        d.start()
+        d.call("admin.vm.Start", "b")
+        assert (engines / "b").read_text() == "ns"
+        d.call("admin.vm.Kill", "b")
+        assert not (engines / "b").exists()
+    finally:
+        kill_all(d)
+        d.stop()
+
+
 def test_disposable_is_destroyed_after_use(engine_daemon):
     d = engine_daemon
     d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
