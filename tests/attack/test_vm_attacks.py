@@ -173,6 +173,25 @@ def test_port_junk_stops_the_qube(vm_env, mode):
     assert "stopped unexpectedly" in d.log.read_text()
 
 
+def helper_dies_while_bulkheadd_is_away(d, pid_file, log_name):
+    """What the tests of a host helper of the running qube v killed from outside share:
+    the helper (its pid in v's pid_file) dies while bulkheadd is away; the restarted
+    bulkheadd does not adopt a VM without it: v is reported Halted, its QEMU is gone,
+    the helper's log_name says why, nothing is left."""
+    rt = d.runtime / "qubes/v"
+    qemu = int((rt / "qemu.pid").read_text().split()[0])
+    helper = int((rt / pid_file).read_text().split()[0])
+    d.stop(9)
+    assert alive(qemu)  # control: the VM outlives bulkheadd
+    os.kill(helper, 9)
+    assert wait_for(lambda: not alive(helper), 10, 0.1)
+    d.start()
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
+    assert not alive(qemu)
+    assert "while bulkheadd was not running" in (rt / log_name).read_text()
+    assert vm_leftovers(d, "v") == []
+
+
 def test_host_bridge_killed_from_outside_stops_the_qube(vm_env):
     """The host bridge's worker killed on the host (OOM, an admin): the qube is stopped
     cleanly rather than left Running without qrexec."""
@@ -209,18 +228,7 @@ def test_whole_host_bridge_killed_is_reported_and_the_qube_starts_again(vm_env):
     assert vm_leftovers(d, "v") == []
     start(d, "v")
     assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
-    # bulkheadd away while the bridge dies
-    qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
-    sup = int((d.runtime / "qubes/v/bridge.pid").read_text().split()[0])
-    d.stop(9)
-    assert alive(qemu)  # control: the VM outlives bulkheadd
-    os.kill(sup, 9)
-    assert wait_for(lambda: not alive(sup), 10, 0.1)
-    d.start()
-    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
-    assert not alive(qemu)
-    assert "while bulkheadd was not running" in (d.runtime / "qubes/v/bridge.log").read_text()
-    assert vm_leftovers(d, "v") == []
+    helper_dies_while_bulkheadd_is_away(d, "bridge.pid", "bridge.log")
 
 
 def test_virtiofsd_killed_from_outside_stops_the_qube(vm_env):
@@ -246,14 +254,4 @@ def test_virtiofsd_killed_from_outside_stops_the_qube(vm_env):
     assert vm_leftovers(d, "v") == []
     start(d, "v")
     assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
-    qemu = int((rt / "qemu.pid").read_text().split()[0])
-    vfs = int((rt / "virtiofsd.pid").read_text().split()[0])
-    d.stop(9)
-    assert alive(qemu)  # control: the VM outlives bulkheadd
-    os.kill(vfs, 9)
-    assert wait_for(lambda: not alive(vfs), 10, 0.1)
-    d.start()
-    assert wait_for(lambda: state_of(d, "v") == "Halted", 60, 0.2)
-    assert not alive(qemu)
-    assert "while bulkheadd was not running" in (rt / "virtiofsd.log").read_text()
-    assert vm_leftovers(d, "v") == []
+    helper_dies_while_bulkheadd_is_away(d, "virtiofsd.pid", "virtiofsd.log")

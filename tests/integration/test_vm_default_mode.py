@@ -3,6 +3,7 @@ pvh where a VM is both safe and fast (/dev/kvm opens, QEMU, virtiofsd, mkfs.erof
 guest kernel are installed), ns elsewhere; a qube that provides network is ns whatever
 the default, since the vm engine cannot be a netvm. On this machine the test checks
 whichever of the two applies, from the same premises the daemon probes."""
+import contextlib
 import os
 import pathlib
 import shutil
@@ -170,13 +171,18 @@ def stop_all(d):
     d.cleanup()
 
 
-def unstick(d, stuck, name):
+# the stray cgroup a test puts in a qube's: the qube's cgroup cannot go while it is there
+STRAY = "bh-test-stuck"
+
+
+def unstick(d, name):
     """The test's cleanup, also after a failure between the stray cgroup and the
     qube's next start: the stray cgroup, then the qubes, then what the failed cleanup
     left of the qube's cgroups."""
     try:
-        if stuck is not None and stuck.exists():
-            stuck.rmdir()
+        for cg in qube_cgroups(d, name):
+            if (cg / STRAY).exists():
+                (cg / STRAY).rmdir()
     finally:
         stop_all(d)
         for cg in qube_cgroups(d, name):
@@ -186,6 +192,29 @@ def unstick(d, stuck, name):
                 pass
 
 
+@contextlib.contextmanager
+def vm_qube_with_stray_cgroup(tmp_path, name, virt_mode=None):
+    """For the tests of a cleanup that fails: skipped where VM qubes cannot run, else a
+    started daemon (defaults=False) with template `host` and an app qube called name
+    (its virt_mode where given, a qrexec_timeout a TCG boot keeps within). Afterwards,
+    also when the test failed: unstick (the stray cgroup the test may have left in the
+    qube's, the qubes and the daemon, what the failed cleanup left of the qube)."""
+    why = vm_premises()
+    if why:
+        pytest.skip(why)
+    d = Daemon(tmp_path, defaults=False)
+    d.start()
+    try:
+        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
+        d.call("admin.vm.Create.AppVM+host", payload=f"name={name} label=red")
+        if virt_mode is not None:
+            d.call("admin.vm.property.Set+virt_mode", name, virt_mode)
+        d.call("admin.vm.property.Set+qrexec_timeout", name, "240")
+        yield d
+    finally:
+        unstick(d, name)
+
+
 def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_start(tmp_path):
     """A Kill whose engine cannot clean up (here: a cgroup of the host's inside the
     qube's, so the qube's cgroup cannot go) leaves the qube Halted but still its
@@ -193,21 +222,12 @@ def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_st
     first has that engine clean up, and is refused with the reason while it cannot.
     Before, the Start forgot the engine and began the qube in the other one, and what
     the first left was never cleaned."""
-    why = vm_premises()
-    if why:
-        pytest.skip(why)
-    d = Daemon(tmp_path, defaults=False)
-    d.start()
-    stuck = None
-    try:
-        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
-        d.call("admin.vm.Create.AppVM+host", payload="name=a label=red")
-        d.call("admin.vm.property.Set+qrexec_timeout", "a", "240")
+    with vm_qube_with_stray_cgroup(tmp_path, "a") as d:
         d.call("admin.vm.Start", "a")
         assert (d.runtime / "engines/a").read_text() == "ns"
         cgs = qube_cgroups(d, "a")
         assert cgs  # control: the qube's cgroup is where the test looks
-        stuck = cgs[0] / "bh-test-stuck"
+        stuck = cgs[0] / STRAY
         stuck.mkdir()
         with pytest.raises(Exception) as e:
             d.call("admin.vm.Kill", "a")
@@ -224,14 +244,11 @@ def test_a_qube_whose_cleanup_failed_is_cleaned_by_its_engine_before_the_next_st
         assert "state=Halted" in d.call("admin.vm.List", "a")
         assert not (d.runtime / "qubes/a/qemu.pid").exists()  # no VM was started
         stuck.rmdir()
-        stuck = None
         start(d, "a")  # ns cleans up first, then the VM starts
         assert (d.runtime / "engines/a").read_text() == "vm"
         assert qvm_run(d, "-p", "a", "cat /proc/cmdline").stdout.count(b"bh.qid=") == 1
         d.call("admin.vm.Kill", "a")
         assert not (d.runtime / "engines/a").exists()
-    finally:
-        unstick(d, stuck, "a")
 
 
 def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tmp_path):
@@ -240,17 +257,7 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
     for good (its start no longer watched, the Kill refused). Now the Start's caller
     hears that it was killed, the Kill's caller that its cleanup failed, the qube is
     Halted, and its next Start has the engine clean up first."""
-    why = vm_premises()
-    if why:
-        pytest.skip(why)
-    d = Daemon(tmp_path, defaults=False)
-    d.start()
-    stuck = None
-    try:
-        d.call("admin.vm.Create.TemplateVM", payload="name=host label=black")
-        d.call("admin.vm.Create.AppVM+host", payload="name=v label=red")
-        d.call("admin.vm.property.Set+virt_mode", "v", "pvh")
-        d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
+    with vm_qube_with_stray_cgroup(tmp_path, "v", virt_mode="pvh") as d:
         # the guest's bridge held back: the boot lasts long enough for the Kill
         d.call("admin.vm.property.Set+kernelopts", "v", "bh.bridge_delay_ms=5000")
         s = socket.socket(socket.AF_UNIX)
@@ -262,7 +269,7 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
         while time.time() < deadline and not qube_cgroups(d, "v"):
             time.sleep(0.05)
         assert "state=Transient" in d.call("admin.vm.List", "v")  # control: still booting
-        stuck = qube_cgroups(d, "v")[0] / "bh-test-stuck"
+        stuck = qube_cgroups(d, "v")[0] / STRAY
         stuck.mkdir()
         with pytest.raises(Exception) as e:
             d.call("admin.vm.Kill", "v")
@@ -275,14 +282,13 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
         assert "state=Halted" in d.call("admin.vm.List", "v")
         assert (d.runtime / "engines/v").read_text() == "vm"  # kept for the next Start
         stuck.rmdir()
-        stuck = None
         d.call("admin.vm.property.Reset+kernelopts", "v")
         start(d, "v")
         assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
         # the same Kill of the running VM: QEMU ends before the cgroup fails to go, and
         # the qube was left Running with nothing watching it (its QEMU gone)
         qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
-        stuck = qube_cgroups(d, "v")[0] / "bh-test-stuck"
+        stuck = qube_cgroups(d, "v")[0] / STRAY
         stuck.mkdir()
         with pytest.raises(Exception) as e:
             d.call("admin.vm.Kill", "v")
@@ -291,8 +297,5 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
         assert "state=Halted" in d.call("admin.vm.List", "v")
         assert (d.runtime / "engines/v").read_text() == "vm"
         stuck.rmdir()
-        stuck = None
         start(d, "v")
         assert qvm_run(d, "-p", "v", "echo again").stdout == b"again\n"
-    finally:
-        unstick(d, stuck, "v")
