@@ -9,14 +9,15 @@
  * + qid). Returns 0, or -1 if a UID could not be swept (warned). */
 int bh_qube_ids_reap(uint32_t qid);
 
-/* The same in two steps, for a caller with other work to do while the sweeps run (the
- * Kill's child: the qube dies meanwhile). begin forks both sweeps and never waits; end
- * waits for them (each retried if held past its deadline) and gives what
- * bh_qube_ids_reap would. */
+/* The same in two steps, for a caller with other work to do while the sweep runs (the
+ * Kill's child: the qube dies meanwhile). begin forks the sweep's child and never waits;
+ * end waits for it (retried if held past its deadline) and gives what bh_qube_ids_reap
+ * would. */
 struct bh_ids_sweep {
     uid_t uids[2];
-    pid_t pids[2];
     int res[2]; /* 0 done, -1 failed, 1 to run (again) */
+    pid_t pid;  /* the child sweeping the UIDs of run[0..n-1] */
+    int run[2], n;
 };
 void bh_qube_ids_reap_begin(uint32_t qid, struct bh_ids_sweep *s);
 int bh_qube_ids_reap_end(struct bh_ids_sweep *s);

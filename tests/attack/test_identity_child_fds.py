@@ -12,6 +12,7 @@ To see them, strace holds the daemon's and its children's unshare() and kill() c
 at entry for 1 s (the holder's unshare(CLONE_NEWUSER), the sweep's kill(-1); below the
 sweep's 2 s deadline, qube_ids_reap.c), and the test lists the fds of every process of
 those UIDs meanwhile."""
+import errno
 import os
 import pathlib
 import subprocess
@@ -106,3 +107,88 @@ def test_children_that_become_a_qube_hold_no_daemon_fds(engine_daemon):
     assert sweep, "no process of the qube's qrexec UIDs was seen during the halt's sweep"
     for pid, fds in sweep.items():
         assert not daemons_own(fds), f"the sweep {pid} holds the daemon's fds: {fds}"
+
+
+def reach_from_uid(pid, uid):
+    """From a process of uid (no groups, no capabilities): can it read pid's memory
+    (/proc/PID/mem, which takes the same check as ptrace and process_vm_readv)? Returns
+    None when the process was gone before the try, else (reached, errno name)."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        out = b"gone"
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            try:
+                fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+                os.close(fd)
+                out = b"reached"
+            except PermissionError:
+                out = b"EACCES"
+            except (ProcessLookupError, FileNotFoundError):  # ended meanwhile
+                out = b"gone"
+            except OSError as e:
+                out = (errno.errorcode.get(e.errno, str(e.errno))).encode()
+        finally:
+            os.write(w, out)
+            os._exit(0)
+    os.close(w)
+    out = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(child, 0)
+    if out == "gone":
+        return None
+    return out == "reached", out
+
+
+@pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
+def test_the_sweep_cannot_be_read_by_the_uids_it_sweeps(engine_daemon):
+    """The halt's sweep is one child of bulkheadd that takes the qube's call identity and
+    then its daemon identity (keeping 0 as its saved UID until the second, so that it can
+    go from one to the other): a process of either UID can signal it, as kill(2) allows,
+    but must never reach its memory (a copy of bulkheadd's). strace holds its kill(-1)
+    for 1 s at each UID; meanwhile a process of that UID tries /proc/PID/mem."""
+    d = engine_daemon
+    q = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    d.call("admin.vm.Start", "a")
+    uids = {CALL_ID_BASE + q, UNPRIV_ID_BASE + q}
+    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=kill",
+                               "-e", "inject=kill:delay_enter=1000000", "-p", str(d.proc.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tried = {}  # uid -> [(pid, result)]
+    try:
+        deadline = time.time() + 30
+        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text():
+            assert time.time() < deadline and tracer.poll() is None, "strace did not attach"
+            time.sleep(0.05)
+        t = threading.Thread(target=lambda: d.call("admin.vm.Kill", "a"))
+        t.start()
+        deadline = time.time() + 120
+        while t.is_alive() and time.time() < deadline:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                uid = real_uid(pid)
+                if uid not in uids:
+                    continue
+                try:
+                    if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() != "bulkheadd":
+                        continue
+                except OSError:
+                    continue
+                res = reach_from_uid(int(pid), uid)
+                if res is not None:
+                    tried.setdefault(uid, []).append((int(pid), res))
+            time.sleep(0.05)
+        t.join(timeout=max(1, deadline - time.time()))
+    finally:
+        tracer.terminate()
+        tracer.wait()
+    assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
+    # positive control: the sweep was seen at each UID (held in its kill(-1) there)
+    assert set(tried) == uids, f"the sweep was not seen at every UID: {tried}"
+    for uid, results in tried.items():
+        for pid, (reached, how) in results:
+            assert not reached, f"a process of uid {uid} read the memory of the sweep {pid}"
+            assert how == "EACCES", (uid, pid, how)
