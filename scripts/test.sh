@@ -26,7 +26,7 @@ export BULKHEAD_BUILD=$PWD/$build
 # scripts/test-cgroup2-vm.sh. Not under the sanitizers (the same code, twice the time);
 # BULKHEAD_CGROUP2_VM=0 leaves it out.
 if [ $# -le 1 ] && [ "${BULKHEAD_SANITIZE:-0}" != 1 ] && [ "${BULKHEAD_CGROUP2_VM:-1}" != 0 ]; then
-  scripts/test-cgroup2-vm.sh "$build" tests/integration/test_ns_lifecycle.py \
+  scripts/test-cgroup2-vm.sh "$build" tests/integration/test_ns_lifecycle.py tests/integration/test_lifecycle.py \
     tests/integration/test_admin_qube_limits.py tests/attack/test_ns_limits.py \
     tests/attack/test_qube_limits.py tests/attack/test_ns_filesystem.py \
     tests/attack/test_ns_processes.py tests/attack/test_ns_kernel.py tests/attack/test_block_attach.py \
