@@ -1199,7 +1199,7 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
  * dies, instead of the loop doing it after: its qrexec-daemon, the only maker of
  * processes of those identities, is ended by the child first, then what is left of its
  * process group (call processes not yet dropped to the call identity), so that nothing
- * of them can appear after the sweeps. */
+ * of them can appear after the sweep. */
 #define MAX_KILLING 64
 static struct killing {
     uint32_t qid; /* 0: free */

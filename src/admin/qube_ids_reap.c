@@ -10,7 +10,8 @@
  * whose real or saved UID is that UID (kill(2)'s permission rule for an unprivileged
  * sender), never itself, root's or another UID's. Repeated until the UID has no other
  * task (uid_alone: one vfork) or, failing that, /proc shows no live process of it. One
- * child sweeps both identities, one after the other (reap_begin). A process with
+ * child sweeps both identities, one after the other, and what it could not finish runs
+ * again in a child per UID (reap_begin). A process with
  * SIGKILL pending cannot fork, and kill(-1) walks the process list under the lock that
  * fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own result cannot
  * tell when to stop: it is 0 whenever any other process exists, even if none could be
@@ -24,10 +25,14 @@
 #include "proc_ids.h"
 #include "qrexec_ids.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -108,12 +113,28 @@ static const char *sweep_failed(int code)
     }
 }
 
-/* One pass set of the sweep as uid: kill(-1) until the UID has no other process. The
- * child's real and effective UID are uid; its saved UID is uid too, or 0 while another
- * UID is still to be swept (below). */
+/* Whether any capability is left in the effective set: kill(-1) with one (CAP_KILL)
+ * would reach every process of the host. A drop of the effective UID clears the set
+ * unless the process inherited SECBIT_NO_SETUID_FIXUP (a service manager's SecureBits=,
+ * say); this does not take that on trust. */
+static bool caps_effective(void)
+{
+    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &h, d) < 0)
+        return true;
+    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+        if (d[i].effective)
+            return true;
+    return false;
+}
+
+/* The sweep as uid: kill(-1) until the UID has no other process. The child's real and
+ * effective UID are uid; its saved UID is uid too, or 0 while another UID is still to
+ * be swept (below). */
 static int sweep_uid(uid_t uid, bool fast)
 {
-    if (getuid() != uid || geteuid() != uid)
+    if (getuid() != uid || geteuid() != uid || caps_effective())
         return SWEEP_DROP;
     for (int i = 0; i < REAP_PASSES; i++) {
         if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
@@ -128,30 +149,49 @@ static int sweep_uid(uid_t uid, bool fast)
     return SWEEP_LEFT;
 }
 
-/* The child's exit status holds a result per UID, 3 bits each, in the order given. */
+/* The child's exit status holds a result per UID, 3 bits each, in the order given; it
+ * also writes each UID's result to its progress pipe (fd 3) as soon as it has one, a
+ * byte of index << 4 | result, so that a child held or killed in its second UID still
+ * tells how its first went. */
 #define SWEEP_BITS 3
 #define SWEEP_MASK 7
+
+static void tell(int i, int r)
+{
+    uint8_t b = (uint8_t)(i << 4 | r);
+    (void)!write(3, &b, 1);
+}
 
 /* One child sweeps the n UIDs one after the other (a fork of bulkheadd costs
  * milliseconds on a guest where page faults trap; one pass of a sweep with nothing left
  * to end, a kill(-1) and a vfork, costs tens of microseconds). For every UID but the
- * last it keeps 0 as its saved UID, so that it can become root again and drop to the
- * next: kill(-1) reaches the same processes (kill(2)'s rule looks at the sender's real
- * and effective UID, and every capability is out of its effective set meanwhile), and a
- * process of the swept UID cannot ptrace it (the tracer's UID must equal all three of
- * the target's) or take its memory (the change of effective UID made it non-dumpable). */
-static pid_t reap_begin(const uid_t *uids, int n)
+ * last it keeps 0 as its saved UID and GID, so that it can become root again and drop to
+ * the next: kill(-1) reaches the same processes (kill(2)'s rule looks at the sender's
+ * real and effective UID; its effective capability set is empty meanwhile, which
+ * sweep_uid checks), and a process of that UID cannot trace it or read its memory (a
+ * tracer's UID must equal all three of the target's; and it is made non-dumpable at
+ * every change). Meanwhile it holds root's permitted capabilities: it runs nothing but
+ * the loop below and reads nothing of the qube's but /proc's status lines (proc_ids.c).
+ * The last UID it takes entirely. A process of the UID it holds can signal it (its real
+ * UID is that UID): stop it before its kill(-1), or kill it; a process of the other UID
+ * cannot while it holds the first. bulkheadd's caller (bh_qube_ids_reap_end) then sweeps
+ * what was left in a child per UID, so that one UID's processes never keep the other's
+ * from being swept. The daemon identity goes first: the call identity, which a qube's
+ * calls to dom0 run as, cannot hold the child there. */
+static pid_t reap_begin(const uid_t *uids, int n, int progress)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        bh_warn("ending processes of uid %u: fork: %s", (unsigned)uids[0], strerror(errno));
+        for (int i = 0; i < n; i++)
+            bh_warn("ending processes of uid %u: fork: %s", (unsigned)uids[i], strerror(errno));
         return -1;
     }
     if (pid == 0) {
         int code = 0;
         /* It becomes the qube's UIDs: it holds none of bulkheadd's fds (close-on-exec does
-         * nothing here, the child never execs); stdio stays. */
-        if (close_range(3, ~0U, 0) < 0) {
+         * nothing here, the child never execs) but its progress pipe, as fd 3; stdio
+         * stays. */
+        if ((progress != 3 && dup2(progress, 3) != 3) || close_range(4, ~0U, 0) < 0) {
             bh_warn("ending processes of uid %u: close_range: %s", (unsigned)uids[0], strerror(errno));
             for (int i = 0; i < n; i++)
                 code |= SWEEP_FDS << (SWEEP_BITS * i);
@@ -161,130 +201,174 @@ static pid_t reap_begin(const uid_t *uids, int n)
          * before the drop: from the drop on, every process of the UID may signal this
          * one, so its first kill(-1) comes right after it. */
         bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
-        bool dropped = setgroups(0, NULL) == 0;
+        bool root = setgroups(0, NULL) == 0;
+        if (!root)
+            bh_warn("ending processes of uid %u: setgroups: %s", (unsigned)uids[0], strerror(errno));
         for (int i = 0; i < n; i++) {
             uid_t uid = uids[i], keep = i + 1 < n ? 0 : uid;
-            int r;
+            int r = SWEEP_DROP;
             /* gid first, while still root; then the uid, which takes every capability out
              * of the effective set (and, with the last UID, out of every set) */
-            if (!dropped || setresgid(uid, uid, keep) < 0 || setresuid(uid, uid, keep) < 0) {
+            if (!root)
+                ;
+            else if (setresgid(uid, uid, keep) < 0 || setresuid(uid, uid, keep) < 0)
                 bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
-                r = SWEEP_DROP;
-            } else {
+            else if (prctl(PR_SET_DUMPABLE, 0) < 0) /* whatever fs.suid_dumpable says */
+                bh_warn("ending processes of uid %u: PR_SET_DUMPABLE: %s", (unsigned)uid, strerror(errno));
+            else
                 r = sweep_uid(uid, fast);
-            }
             code |= r << (SWEEP_BITS * i);
+            tell(i, r);
             /* back to root for the next UID (allowed: 0 is the saved UID) */
-            if (i + 1 < n && (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0))
-                dropped = false;
+            if (i + 1 < n && root && (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0)) {
+                bh_warn("ending processes of uid %u: back to root after it: %s", (unsigned)uid, strerror(errno));
+                root = false;
+            }
         }
         _exit(code);
     }
     return pid;
 }
 
-/* The sweep child runs as the UIDs it sweeps, so a process of one can stop it (SIGSTOP)
- * in the moment between its drop and its first kill(-1), and bulkheadd would wait for it
- * forever. A sweep takes milliseconds: one that has not ended within this (per UID) is
- * killed and started again. */
+/* A sweep takes milliseconds: a child that has not ended within this is killed (held by
+ * a process of a UID it had taken, see reap_begin) and what it had not done is run
+ * again. */
 #define REAP_DEADLINE_MS 2000
 #define REAP_TRIES 3
 
-/* Waits for the child sweeping the n UIDs and sets res[i] for each: 0 done, -1 failed,
- * 1 to run again (held past the deadline and killed, or killed by a process of a UID) */
-static void reap_end(pid_t pid, const uid_t *uids, int n, int *res)
+/* Reads what the child told of its UIDs (res[i] set for those it finished). */
+static void read_progress(int fd, int n, int *res)
 {
+    uint8_t b[8];
+    ssize_t got;
+    while ((got = read(fd, b, sizeof b)) > 0)
+        for (ssize_t k = 0; k < got; k++)
+            if ((b[k] >> 4) < n)
+                res[b[k] >> 4] = b[k] & 0xf;
+}
+
+/* Waits for the child sweeping the n UIDs and sets res[i] for each: 0 done, -1 failed,
+ * 1 to run again (held past the deadline and killed, or killed by a process of a UID,
+ * before it had finished that UID) */
+static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int *res)
+{
+    int told[2] = { -1, -1 }, st = 0;
+    bool held = false, waited = true;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pfd >= 0) {
-        int r = bh_pidfd_wait(pfd, REAP_DEADLINE_MS * n);
+        int r = bh_pidfd_wait(pfd, REAP_DEADLINE_MS);
         close(pfd);
         if (r == 0) {
             kill(pid, SIGKILL);
-            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-            for (int i = 0; i < n; i++) {
-                bh_warn("ending processes of uid %u: the sweep was held for %d ms (stopped by one of them?): killed",
-                        (unsigned)uids[i], REAP_DEADLINE_MS * n);
-                res[i] = 1;
-            }
-            return;
+            held = true;
         }
     }
-    int st = 0;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) {
-            for (int i = 0; i < n; i++) {
+            for (int i = 0; i < n; i++)
                 bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uids[i], strerror(errno));
-                res[i] = -1;
-            }
-            return;
+            waited = false;
+            break;
         }
+    read_progress(progress, n, told);
     for (int i = 0; i < n; i++) {
-        if (WIFSIGNALED(st)) {
+        /* its exit status when it ended by itself; else what it told before it was held
+         * or killed */
+        int code = waited && WIFEXITED(st) ? WEXITSTATUS(st) >> (SWEEP_BITS * i) & SWEEP_MASK : told[i];
+        if (code == SWEEP_DONE) {
+            res[i] = 0;
+        } else if (code > 0 || !waited) {
+            bh_warn("ending processes of uid %u: the sweep failed: %s", (unsigned)uids[i], sweep_failed(code));
+            res[i] = -1;
+        } else if (held) {
+            bh_warn("ending processes of uid %u: the sweep was held for %d ms (stopped by one of them?): killed",
+                    (unsigned)uids[i], REAP_DEADLINE_MS);
+            res[i] = 1;
+        } else {
             /* once dropped, the child is the UID's too: a process of it can kill it before
              * its first kill(-1) (a leftover that loops on kill(-1) itself); try again */
             bh_warn("ending processes of uid %u: the sweep's child was killed (signal %d): once more",
-                    (unsigned)uids[i], WTERMSIG(st));
+                    (unsigned)uids[i], WIFSIGNALED(st) ? WTERMSIG(st) : 0);
             res[i] = 1;
-            continue;
-        }
-        int code = WIFEXITED(st) ? WEXITSTATUS(st) >> (SWEEP_BITS * i) & SWEEP_MASK : -1;
-        if (code != SWEEP_DONE) {
-            bh_warn("ending processes of uid %u: the sweep failed: %s", (unsigned)uids[i], sweep_failed(code));
-            res[i] = -1;
-        } else {
-            res[i] = 0;
         }
     }
 }
 
-/* Forks the child for the UIDs still to run (res 1); their pid goes to s->pid. */
-static void sweep_start(struct bh_ids_sweep *s)
+/* Forks the children for the UIDs still to run (res 1): one for all of them on the first
+ * try, one per UID on the next (so that a UID whose processes hold the child cannot keep
+ * the other from being swept). */
+static void sweep_start(struct bh_ids_sweep *s, bool apart)
 {
-    s->n = 0;
-    for (int i = 0; i < 2; i++)
-        if (s->res[i] == 1)
-            s->run[s->n++] = i;
-    s->pid = -1;
-    if (!s->n)
-        return;
-    uid_t uids[2];
-    for (int i = 0; i < s->n; i++)
-        uids[i] = s->uids[s->run[i]];
-    if ((s->pid = reap_begin(uids, s->n)) < 0)
-        for (int i = 0; i < s->n; i++)
-            s->res[s->run[i]] = -1;
+    s->nkids = 0;
+    for (int i = 0; i < 2; i++) {
+        if (s->res[i] != 1)
+            continue;
+        struct bh_ids_kid *k = apart || s->nkids == 0 ? &s->kids[s->nkids++] : &s->kids[0];
+        if (k->n == 0 || apart)
+            *k = (struct bh_ids_kid){ .pid = -1, .progress = -1 };
+        k->run[k->n++] = i;
+    }
+    for (int j = 0; j < s->nkids; j++) {
+        struct bh_ids_kid *k = &s->kids[j];
+        uid_t uids[2];
+        for (int i = 0; i < k->n; i++)
+            uids[i] = s->uids[k->run[i]];
+        int p[2];
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+            for (int i = 0; i < k->n; i++) {
+                bh_warn("ending processes of uid %u: pipe: %s", (unsigned)uids[i], strerror(errno));
+                s->res[k->run[i]] = -1;
+            }
+            k->n = 0;
+            continue;
+        }
+        k->pid = reap_begin(uids, k->n, p[1]);
+        close(p[1]);
+        k->progress = p[0];
+        if (k->pid < 0) {
+            for (int i = 0; i < k->n; i++)
+                s->res[k->run[i]] = -1;
+            close(k->progress);
+            k->progress = -1;
+            k->n = 0;
+        }
+    }
 }
 
 void bh_qube_ids_reap_begin(uint32_t qid, struct bh_ids_sweep *s)
 {
-    *s = (struct bh_ids_sweep){ .uids = { (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)),
-                                          (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)) },
-                                .pid = -1,
+    /* the daemon identity first (see reap_begin) */
+    *s = (struct bh_ids_sweep){ .uids = { (uid_t)(BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu)),
+                                          (uid_t)(BH_QX_CALL_ID_BASE + (qid & 0xffffu)) },
                                 .res = { 1, 1 } };
     if (qid == 0) {
         s->res[0] = s->res[1] = 0; /* dom0 never halts; its UID 2^19 + 2^16 has no call of a qube's */
         return;
     }
-    sweep_start(s);
+    sweep_start(s, false);
 }
 
 int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
 {
     for (int t = 0;; t++) {
-        if (s->pid > 0) {
+        for (int j = 0; j < s->nkids; j++) {
+            struct bh_ids_kid *k = &s->kids[j];
+            if (k->n == 0)
+                continue;
             uid_t uids[2];
             int res[2];
-            for (int i = 0; i < s->n; i++)
-                uids[i] = s->uids[s->run[i]];
-            reap_end(s->pid, uids, s->n, res);
-            for (int i = 0; i < s->n; i++)
-                s->res[s->run[i]] = res[i];
-            s->pid = -1;
+            for (int i = 0; i < k->n; i++)
+                uids[i] = s->uids[k->run[i]];
+            reap_end(k->pid, k->progress, uids, k->n, res);
+            close(k->progress);
+            for (int i = 0; i < k->n; i++)
+                s->res[k->run[i]] = res[i];
+            k->n = 0;
         }
+        s->nkids = 0;
         if (t + 1 >= REAP_TRIES || (s->res[0] != 1 && s->res[1] != 1))
             break;
-        sweep_start(s); /* held past the deadline, or killed: once more */
+        sweep_start(s, true); /* held past the deadline, or killed: once more, a child per UID */
     }
     return s->res[0] == 0 && s->res[1] == 0 ? 0 : -1;
 }

@@ -13,11 +13,16 @@ int bh_qube_ids_reap(uint32_t qid);
  * Kill's child: the qube dies meanwhile). begin forks the sweep's child and never waits;
  * end waits for it (retried if held past its deadline) and gives what bh_qube_ids_reap
  * would. */
+struct bh_ids_kid {
+    pid_t pid;    /* the child sweeping the UIDs of run[0..n-1] (n 0: none) */
+    int progress; /* the read end of its progress pipe */
+    int run[2], n;
+};
 struct bh_ids_sweep {
     uid_t uids[2];
     int res[2]; /* 0 done, -1 failed, 1 to run (again) */
-    pid_t pid;  /* the child sweeping the UIDs of run[0..n-1] */
-    int run[2], n;
+    struct bh_ids_kid kids[2];
+    int nkids;
 };
 void bh_qube_ids_reap_begin(uint32_t qid, struct bh_ids_sweep *s);
 int bh_qube_ids_reap_end(struct bh_ids_sweep *s);

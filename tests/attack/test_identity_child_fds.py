@@ -146,11 +146,13 @@ def reach_from_uid(pid, uid):
 
 @pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
 def test_the_sweep_cannot_be_read_by_the_uids_it_sweeps(engine_daemon):
-    """The halt's sweep is one child of bulkheadd that takes the qube's call identity and
-    then its daemon identity (keeping 0 as its saved UID until the second, so that it can
-    go from one to the other): a process of either UID can signal it, as kill(2) allows,
-    but must never reach its memory (a copy of bulkheadd's). strace holds its kill(-1)
-    for 1 s at each UID; meanwhile a process of that UID tries /proc/PID/mem."""
+    """The halt's sweep is one child of bulkheadd that takes the qube's daemon identity
+    and then its call identity (keeping 0 as its saved UID until the second, so that it
+    can go from one to the other): a process of the UID it holds can signal it, as
+    kill(2) allows, but must never reach its memory (a copy of bulkheadd's): at the first
+    UID its saved UID 0 keeps a tracer out, at the second its being non-dumpable (a
+    build that made it dumpable fails here). strace holds its kill(-1) for 1 s at each
+    UID; meanwhile a process of that UID tries /proc/PID/mem."""
     d = engine_daemon
     q = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
     d.call("admin.vm.Start", "a")

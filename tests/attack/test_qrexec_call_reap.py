@@ -198,3 +198,54 @@ def test_a_call_process_still_root_is_ended_by_the_halt(tmp_path, monkeypatch):
         kill_all(d)
         d.stop()
         d.cleanup()
+
+
+# Two threads (ctypes lets go of the GIL in the call) looping on kill(-1, SIGSTOP): one
+# process, so that they never stop each other (kill(-1) spares the caller).
+STOPPER = ("import ctypes, signal, threading\n"
+           "libc = ctypes.CDLL(None, use_errno=True)\n"
+           "def loop():\n"
+           "    while True:\n"
+           "        libc.kill(-1, signal.SIGSTOP)\n"
+           "threading.Thread(target=loop, daemon=True).start()\n"
+           "loop()\n")
+
+
+def test_a_leftover_that_stops_the_sweep_does_not_save_the_other_identity(engine_daemon):
+    """A leftover of a's call identity that loops on kill(-1, SIGSTOP) stops whatever of
+    its UID it can reach, the sweep's child too once that takes the UID. The sweep of a's
+    daemon identity must not depend on it: a leftover of that UID is ended all the same,
+    and the Kill is answered (the call identity's sweep, held, is given up with a warning
+    after its tries). Before, one child swept both identities, the call UID first: held
+    there, it never reached the daemon UID (the stopper has to hit the moment between the
+    child's drop and its own kill(-1): this caught that in about one run of three here;
+    it never fails where the daemon identity's sweep is out of the call UID's reach)."""
+    d = engine_daemon
+    assert qvm_run(d, "a", "true").returncode == 0
+    qid = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
+    procs = []
+    try:
+        unpriv = detached(UNPRIV_ID_BASE + qid, UNPRIV_ID_BASE + qid)
+        procs.append(unpriv)
+        stopper = subprocess.Popen([sys.executable, "-c", STOPPER], preexec_fn=become(CALL_ID_BASE + qid, CALL_GID),
+                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        procs.append(stopper)
+        time.sleep(0.5)
+        # positive control: both run, as the identities meant
+        assert uid_of(stopper.pid) == [CALL_ID_BASE + qid] * 4
+        assert uid_of(unpriv.pid) == [UNPRIV_ID_BASE + qid] * 4
+        assert stopper.poll() is None and unpriv.poll() is None
+        t0 = time.monotonic()
+        d.call("admin.vm.Kill", "a")
+        took = time.monotonic() - t0
+        assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
+        assert unpriv.wait(timeout=10) == -signal.SIGKILL
+        # the held sweep is given up in bounded time (tries with a deadline each, in the
+        # Kill's child and once more in bulkheadd)
+        assert took < 30, took
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

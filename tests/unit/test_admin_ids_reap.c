@@ -1,22 +1,58 @@
-/* qube_ids_reap.c: a sweep whose child cannot set itself up says which step failed. */
+/* qube_ids_reap.c: a sweep whose child cannot set itself up says which step failed, and
+ * says it of the UID it failed for: one child sweeps both identities, each UID's result
+ * is its own, and a UID a child could not finish is swept again in a child of its own. */
 #include "tap.h"
 #include "host_ids.h"
+#include "qrexec_ids.h"
 #include "qube_ids_reap.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* close_range as the sweep's child calls it, failing as under a seccomp filter that does
- * not know the call (EPERM) once armed; never passed on (nothing here needs it) */
+ * not know the call (EPERM) once armed; else the kernel's */
 static bool fail_close_range;
 int close_range(unsigned int first, unsigned int last, int flags)
 {
-    (void)first, (void)last, (void)flags;
-    errno = fail_close_range ? EPERM : ENOSYS;
-    return -1;
+    if (fail_close_range) {
+        errno = EPERM;
+        return -1;
+    }
+    return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+/* setresuid refused for this real UID (0: none), as for a UID a policy forbids */
+static uid_t refuse_uid;
+int setresuid(uid_t r, uid_t e, uid_t s)
+{
+    if (refuse_uid && r == refuse_uid) {
+        errno = EPERM;
+        return -1;
+    }
+    return (int)syscall(SYS_setresuid, r, e, s);
+}
+
+/* kill(-1) as this UID (0: none) kills the sweep's child itself, once (a marker file
+ * remembers across its forks), as a process of the UID can just before the sweep's own
+ * kill(-1) */
+static uid_t die_as_uid;
+static char marker[64];
+int kill(pid_t pid, int sig)
+{
+    if (pid == -1 && die_as_uid && getuid() == die_as_uid) {
+        int fd = open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd);
+            syscall(SYS_kill, getpid(), SIGKILL);
+        }
+    }
+    return (int)syscall(SYS_kill, pid, sig);
 }
 
 /* What bh_qube_ids_reap(qid) writes to stderr. */
@@ -29,22 +65,78 @@ static char *reap_log(uint32_t qid, int *ret)
     *ret = bh_qube_ids_reap(qid);
     dup2(saved, 2);
     close(saved);
-    static char buf[4096];
+    static char buf[8192];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = '\0';
     close(fd);
     return buf;
 }
 
+static bool has(const char *log, const char *fmt, unsigned uid)
+{
+    char want[256];
+    snprintf(want, sizeof want, fmt, uid);
+    return strstr(log, want) != NULL;
+}
+
 int main(void)
 {
-    fail_close_range = true;
+    uint32_t qid = BH_QID_MAX; /* no process holds its identities */
+    unsigned daemon_uid = BH_QX_UNPRIV_ID_BASE + (qid & 0xffffu), call_uid = BH_QX_CALL_ID_BASE + (qid & 0xffffu);
     int r;
-    const char *log = reap_log(BH_QID_MAX, &r);
+
+    fail_close_range = true;
+    const char *log = reap_log(qid, &r);
     CHECK(r == -1);
     CHECK(strstr(log, "the sweep failed: its child could not close bulkheadd's fds (close_range)") != NULL);
     CHECK(strstr(log, "close_range: Operation not permitted") != NULL);
+    fail_close_range = false;
     if (tap_failed)
+        fprintf(stderr, "log:\n%s", log);
+
+    if (geteuid() != 0) {
+        printf("# the drops need root: the rest skipped\n");
+        return tap_done();
+    }
+    int before = tap_failed;
+    log = reap_log(qid, &r);
+    CHECK(r == 0); /* control: both swept */
+    CHECK(strstr(log, "ending processes") == NULL);
+
+    /* the first UID refused: the second is swept all the same, and only the first is
+     * named */
+    refuse_uid = daemon_uid;
+    log = reap_log(qid, &r);
+    CHECK(r == -1);
+    CHECK(has(log, "uid %u: the sweep failed: its child could not drop to the UID", daemon_uid));
+    CHECK(!has(log, "uid %u: the sweep failed", call_uid));
+    /* the second refused: the first was swept */
+    refuse_uid = call_uid;
+    log = reap_log(qid, &r);
+    CHECK(r == -1);
+    CHECK(has(log, "uid %u: the sweep failed: its child could not drop to the UID", call_uid));
+    CHECK(!has(log, "uid %u: the sweep failed", daemon_uid));
+    refuse_uid = 0;
+
+    /* the child killed as the second UID, once: the first UID's result came through its
+     * progress pipe and is kept; the second is swept again in a child of its own */
+    snprintf(marker, sizeof marker, "/tmp/bh-ids-reap-died-%d", (int)getpid());
+    die_as_uid = call_uid;
+    log = reap_log(qid, &r);
+    CHECK(r == 0);
+    CHECK(has(log, "uid %u: the sweep's child was killed (signal 9): once more", call_uid));
+    CHECK(!has(log, "uid %u: the sweep", daemon_uid));
+    CHECK(access(marker, F_OK) == 0); /* control: it did die once */
+    unlink(marker);
+    /* killed as the first UID: both run again, apart */
+    die_as_uid = daemon_uid;
+    log = reap_log(qid, &r);
+    CHECK(r == 0);
+    CHECK(has(log, "uid %u: the sweep's child was killed (signal 9): once more", daemon_uid));
+    CHECK(has(log, "uid %u: the sweep's child was killed (signal 9): once more", call_uid));
+    unlink(marker);
+    die_as_uid = 0;
+    if (tap_failed > before)
         fprintf(stderr, "log:\n%s", log);
     return tap_done();
 }
