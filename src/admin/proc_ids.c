@@ -46,6 +46,14 @@ static bool read_status(const char *pid, struct bh_proc_ids *p)
     return true;
 }
 
+bool bh_proc_ids_of(pid_t pid, struct bh_proc_ids *p)
+{
+    char name[24];
+    snprintf(name, sizeof name, "%d", (int)pid);
+    *p = (struct bh_proc_ids){ .pid = pid };
+    return read_status(name, p);
+}
+
 int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx), void *ctx)
 {
     DIR *d = opendir("/proc");

@@ -23,6 +23,9 @@ struct bh_proc_ids {
  * dropped to a UID. */
 int bh_proc_each(pid_t skip, bool (*fn)(const struct bh_proc_ids *p, void *ctx), void *ctx);
 
+/* The one process pid, as bh_proc_each sees it; false when it is not live. */
+bool bh_proc_ids_of(pid_t pid, struct bh_proc_ids *p);
+
 /* A set of qids, one bit each (8 KiB). */
 struct bh_qid_set {
     uint64_t w[(BH_QID_MAX + 64) / 64];

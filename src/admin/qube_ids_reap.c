@@ -11,7 +11,8 @@
  * sender), never itself, root's or another UID's. Repeated until the UID has no other
  * task (uid_alone: one vfork) or, failing that, /proc shows no live process of it. One
  * child sweeps both identities, one after the other, and what it could not finish runs
- * again in a child per UID (reap_begin). A process with
+ * again in a child per UID, which first ends what it can as root
+ * (bh_qube_ids_reap_end, reap_begin, root_sweep). A process with
  * SIGKILL pending cannot fork, and kill(-1) walks the process list under the lock that
  * fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own result cannot
  * tell when to stop: it is 0 whenever any other process exists, even if none could be
@@ -26,7 +27,7 @@
 #include "qrexec_ids.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
+#include <linux/securebits.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -95,6 +96,8 @@ enum {
     SWEEP_DROP = 3, /* setgroups/setresgid/setresuid to the UID */
     SWEEP_KILL = 4, /* kill(-1) itself */
     SWEEP_LEFT = 5, /* processes of the UID still alive after every pass */
+    SWEEP_ODD = 6,  /* (bulkheadd's own) an exit status that says done where the child
+                     * did not tell so */
 };
 
 static const char *sweep_failed(int code)
@@ -113,28 +116,12 @@ static const char *sweep_failed(int code)
     }
 }
 
-/* Whether any capability is left in the effective set: kill(-1) with one (CAP_KILL)
- * would reach every process of the host. A drop of the effective UID clears the set
- * unless the process inherited SECBIT_NO_SETUID_FIXUP (a service manager's SecureBits=,
- * say); this does not take that on trust. */
-static bool caps_effective(void)
-{
-    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
-    if (syscall(SYS_capget, &h, d) < 0)
-        return true;
-    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
-        if (d[i].effective)
-            return true;
-    return false;
-}
-
 /* The sweep as uid: kill(-1) until the UID has no other process. The child's real and
  * effective UID are uid; its saved UID is uid too, or 0 while another UID is still to
  * be swept (below). */
 static int sweep_uid(uid_t uid, bool fast)
 {
-    if (getuid() != uid || geteuid() != uid || caps_effective())
+    if (geteuid() != uid)
         return SWEEP_DROP;
     for (int i = 0; i < REAP_PASSES; i++) {
         if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
@@ -162,6 +149,42 @@ static void tell(int i, int r)
     (void)!write(3, &b, 1);
 }
 
+/* A retry's pass as root, before any drop (a process of the UID held or killed the last
+ * child in the moment between its drop and its kill(-1)): every process whose real or
+ * saved UID is uid, found in /proc, gets SIGKILL through a pidfd, its UIDs read again
+ * once the pidfd pins it (the pid may have been reused since the walk read them). No
+ * process of the UID can signal root: nothing holds this pass. A few passes end what
+ * they forked meanwhile; kill(-1) as the UID does the rest. */
+struct root_pass {
+    uid_t uid;
+    int hit;
+};
+
+static bool root_kill(const struct bh_proc_ids *p, void *ctx)
+{
+    struct root_pass *c = ctx;
+    if (!p->known || (p->real != c->uid && p->saved != c->uid))
+        return true;
+    int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (fd < 0)
+        return true;
+    struct bh_proc_ids now;
+    if (bh_proc_ids_of(p->pid, &now) && now.known && (now.real == c->uid || now.saved == c->uid) &&
+        syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == 0)
+        c->hit++;
+    close(fd);
+    return true;
+}
+
+static void root_sweep(uid_t uid)
+{
+    for (int i = 0; i < 4; i++) {
+        struct root_pass c = { uid, 0 };
+        if (bh_proc_each(getpid(), root_kill, &c) < 0 || c.hit == 0)
+            break;
+    }
+}
+
 /* One child sweeps the n UIDs one after the other (a fork of bulkheadd costs
  * milliseconds on a guest where page faults trap; one pass of a sweep with nothing left
  * to end, a kill(-1) and a vfork, costs tens of microseconds). For every UID but the
@@ -178,7 +201,7 @@ static void tell(int i, int r)
  * what was left in a child per UID, so that one UID's processes never keep the other's
  * from being swept. The daemon identity goes first: the call identity, which a qube's
  * calls to dom0 run as, cannot hold the child there. */
-static pid_t reap_begin(const uid_t *uids, int n, int progress)
+static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -201,26 +224,47 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress)
          * before the drop: from the drop on, every process of the UID may signal this
          * one, so its first kill(-1) comes right after it. */
         bool fast = setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 2 }) == 0;
-        bool root = setgroups(0, NULL) == 0;
+        /* the drop must empty the effective capability set (kill(-1) with CAP_KILL would
+         * reach every process of the host): it does unless SECBIT_NO_SETUID_FIXUP was
+         * inherited (a service manager's SecureBits=, say) */
+        int secbits = prctl(PR_GET_SECUREBITS);
+        bool root = secbits >= 0 && !(secbits & SECBIT_NO_SETUID_FIXUP);
         if (!root)
+            bh_warn("ending processes of uid %u: securebits 0x%x keep capabilities across a drop", (unsigned)uids[0],
+                    (unsigned)secbits);
+        else if (setgroups(0, NULL) < 0) {
             bh_warn("ending processes of uid %u: setgroups: %s", (unsigned)uids[0], strerror(errno));
+            root = false;
+        }
+        /* what runs between the drop and the first kill(-1) is what a process of the UID
+         * can stop: its code is touched once here, while no such process can */
+        (void)prctl(PR_GET_DUMPABLE);
+        (void)geteuid();
+        for (int i = 0; root && root_first && i < n; i++)
+            root_sweep(uids[i]);
         for (int i = 0; i < n; i++) {
-            uid_t uid = uids[i], keep = i + 1 < n ? 0 : uid;
+            uid_t uid = uids[i];
+            bool last = i + 1 == n;
             int r = SWEEP_DROP;
             /* gid first, while still root; then the uid, which takes every capability out
-             * of the effective set (and, with the last UID, out of every set) */
+             * of the effective set; its saved UID stays 0 until the child is non-dumpable
+             * (a change of effective UID resets that to fs.suid_dumpable, and with saved
+             * UID 0 no process of the UID can trace it meanwhile), and for the last UID it
+             * then goes too, with every capability */
             if (!root)
                 ;
-            else if (setresgid(uid, uid, keep) < 0 || setresuid(uid, uid, keep) < 0)
+            else if (setresgid(uid, uid, last ? uid : 0) < 0 || setresuid(uid, uid, 0) < 0)
                 bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
-            else if (prctl(PR_SET_DUMPABLE, 0) < 0) /* whatever fs.suid_dumpable says */
+            else if (prctl(PR_SET_DUMPABLE, 0) < 0)
                 bh_warn("ending processes of uid %u: PR_SET_DUMPABLE: %s", (unsigned)uid, strerror(errno));
+            else if (last && setresuid(uid, uid, uid) < 0)
+                bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
             else
                 r = sweep_uid(uid, fast);
             code |= r << (SWEEP_BITS * i);
             tell(i, r);
             /* back to root for the next UID (allowed: 0 is the saved UID) */
-            if (i + 1 < n && root && (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0)) {
+            if (!last && root && (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0)) {
                 bh_warn("ending processes of uid %u: back to root after it: %s", (unsigned)uid, strerror(errno));
                 root = false;
             }
@@ -253,28 +297,44 @@ static void read_progress(int fd, int n, int *res)
 static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int *res)
 {
     int told[2] = { -1, -1 }, st = 0;
-    bool held = false, waited = true;
+    bool held = false, waited = false;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pfd >= 0) {
         int r = bh_pidfd_wait(pfd, REAP_DEADLINE_MS);
         close(pfd);
-        if (r == 0) {
-            kill(pid, SIGKILL);
-            held = true;
+        held = r == 0;
+    } else {
+        /* no pidfd (EMFILE, a kernel before 5.3): the same deadline, by polling */
+        for (int ms = 0; ms < REAP_DEADLINE_MS && !waited; ms++) {
+            pid_t w = waitpid(pid, &st, WNOHANG);
+            if (w == pid)
+                waited = true;
+            else if (w < 0 && errno != EINTR)
+                break;
+            else
+                nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
         }
+        held = !waited;
     }
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) {
-            for (int i = 0; i < n; i++)
-                bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uids[i], strerror(errno));
-            waited = false;
-            break;
-        }
+    if (held)
+        kill(pid, SIGKILL);
+    while (!waited && waitpid(pid, &st, 0) < 0) {
+        if (errno == EINTR)
+            continue;
+        for (int i = 0; i < n; i++)
+            bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uids[i], strerror(errno));
+        break;
+    }
+    waited = waited || WIFEXITED(st) || WIFSIGNALED(st);
     read_progress(progress, n, told);
     for (int i = 0; i < n; i++) {
-        /* its exit status when it ended by itself; else what it told before it was held
-         * or killed */
-        int code = waited && WIFEXITED(st) ? WEXITSTATUS(st) >> (SWEEP_BITS * i) & SWEEP_MASK : told[i];
+        /* its exit status when it ended by itself (a UID counts as swept only when it
+         * also told so); else what it told before it was held or killed */
+        int code = told[i];
+        if (waited && WIFEXITED(st)) {
+            int ex = WEXITSTATUS(st) >> (SWEEP_BITS * i) & SWEEP_MASK;
+            code = ex == SWEEP_DONE && told[i] != SWEEP_DONE ? SWEEP_ODD : ex;
+        }
         if (code == SWEEP_DONE) {
             res[i] = 0;
         } else if (code > 0 || !waited) {
@@ -296,7 +356,8 @@ static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int *res
 
 /* Forks the children for the UIDs still to run (res 1): one for all of them on the first
  * try, one per UID on the next (so that a UID whose processes hold the child cannot keep
- * the other from being swept). */
+ * the other from being swept), which then first ends what it finds of its UID as root
+ * (root_sweep: nothing of the UID can hold that). */
 static void sweep_start(struct bh_ids_sweep *s, bool apart)
 {
     s->nkids = 0;
@@ -322,7 +383,7 @@ static void sweep_start(struct bh_ids_sweep *s, bool apart)
             k->n = 0;
             continue;
         }
-        k->pid = reap_begin(uids, k->n, p[1]);
+        k->pid = reap_begin(uids, k->n, p[1], apart);
         close(p[1]);
         k->progress = p[0];
         if (k->pid < 0) {
@@ -370,6 +431,9 @@ int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
             break;
         sweep_start(s, true); /* held past the deadline, or killed: once more, a child per UID */
     }
+    for (int i = 0; i < 2; i++)
+        if (s->res[i] == 1)
+            bh_warn("ending processes of uid %u: not swept after %d tries", (unsigned)s->uids[i], REAP_TRIES);
     return s->res[0] == 0 && s->res[1] == 0 ? 0 : -1;
 }
 

@@ -1,6 +1,8 @@
 /* qube_ids_reap.c: a sweep whose child cannot set itself up says which step failed, and
  * says it of the UID it failed for: one child sweeps both identities, each UID's result
- * is its own, and a UID a child could not finish is swept again in a child of its own. */
+ * is its own, a UID a child could not finish is swept again in a child of its own, and
+ * that child first ends as root what it finds of the UID (a leftover that kills every
+ * child before its kill(-1) is ended all the same). */
 #include "tap.h"
 #include "host_ids.h"
 #include "qrexec_ids.h"
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* close_range as the sweep's child calls it, failing as under a seccomp filter that does
@@ -42,11 +45,12 @@ int setresuid(uid_t r, uid_t e, uid_t s)
  * remembers across its forks), as a process of the UID can just before the sweep's own
  * kill(-1) */
 static uid_t die_as_uid;
+static bool die_always;
 static char marker[64];
 int kill(pid_t pid, int sig)
 {
     if (pid == -1 && die_as_uid && getuid() == die_as_uid) {
-        int fd = open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        int fd = die_always ? 0 : open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
         if (fd >= 0) {
             close(fd);
             syscall(SYS_kill, getpid(), SIGKILL);
@@ -135,6 +139,33 @@ int main(void)
     CHECK(has(log, "uid %u: the sweep's child was killed (signal 9): once more", daemon_uid));
     CHECK(has(log, "uid %u: the sweep's child was killed (signal 9): once more", call_uid));
     unlink(marker);
+
+    /* a leftover of the call UID that wins the race against every try (each child dies
+     * before its kill(-1) as the UID): the retries' pass as root ends it all the same */
+    pid_t victim = fork();
+    if (victim == 0) {
+        if (syscall(SYS_setgroups, 0, NULL) == 0 && syscall(SYS_setresgid, call_uid, call_uid, call_uid) == 0 &&
+            syscall(SYS_setresuid, call_uid, call_uid, call_uid) == 0)
+            pause();
+        _exit(1);
+    }
+    CHECK(victim > 0);
+    usleep(100 * 1000);
+    die_as_uid = call_uid;
+    die_always = true;
+    log = reap_log(qid, &r);
+    CHECK(r == -1); /* its own kill(-1) never ran */
+    CHECK(has(log, "uid %u: not swept after 3 tries", call_uid));
+    int vst = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 100 && (w = waitpid(victim, &vst, WNOHANG)) == 0; i++)
+        usleep(10 * 1000);
+    CHECK(w == victim && WIFSIGNALED(vst) && WTERMSIG(vst) == SIGKILL);
+    if (w == 0) {
+        syscall(SYS_kill, victim, SIGKILL);
+        waitpid(victim, NULL, 0);
+    }
+    die_always = false;
     die_as_uid = 0;
     if (tap_failed > before)
         fprintf(stderr, "log:\n%s", log);
