@@ -6,9 +6,10 @@
  * a qube has halted, every process of both UIDs is ended.
  *
  * How: a child drops to the UID (real and effective; with it every capability out of
- * its effective set) and calls kill(-1, SIGKILL), which reaches exactly the processes
- * whose real or saved UID is that UID (kill(2)'s permission rule for an unprivileged
- * sender), never itself, root's or another UID's. Repeated until the UID has no other
+ * its effective set) and calls kill(-1, SIGKILL), which reaches the processes whose
+ * real or saved UID is that UID (kill(2)'s permission rule for an unprivileged sender)
+ * and those in a user namespace that UID owns, never itself, nor root's or another
+ * UID's otherwise. Repeated until the UID has no other
  * task (uid_alone: one vfork) or, failing that, /proc shows no live process of it. One
  * child sweeps both identities, one after the other, and what it could not finish runs
  * again in a child per UID, which first ends what it can as root
@@ -158,7 +159,19 @@ static void tell(int i, int r)
 struct root_pass {
     uid_t uid;
     int hit;
+    struct timespec until;
 };
+
+/* The pass's own bound: processes that fork ahead of a walk in pid order could keep it
+ * going; kill(-1) as the UID (atomic against fork) ends what it leaves. */
+#define ROOT_PASS_MS 200
+
+static bool past(const struct timespec *until)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec > until->tv_sec || (t.tv_sec == until->tv_sec && t.tv_nsec >= until->tv_nsec);
+}
 
 static bool root_kill(const struct bh_proc_ids *p, void *ctx)
 {
@@ -173,13 +186,18 @@ static bool root_kill(const struct bh_proc_ids *p, void *ctx)
         syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == 0)
         c->hit++;
     close(fd);
-    return true;
+    return !past(&c->until);
 }
 
 static void root_sweep(uid_t uid)
 {
-    for (int i = 0; i < 4; i++) {
-        struct root_pass c = { uid, 0 };
+    struct root_pass c = { .uid = uid };
+    clock_gettime(CLOCK_MONOTONIC, &c.until);
+    c.until.tv_nsec += ROOT_PASS_MS * 1000000L;
+    c.until.tv_sec += c.until.tv_nsec / 1000000000L;
+    c.until.tv_nsec %= 1000000000L;
+    for (int i = 0; i < 4 && !past(&c.until); i++) {
+        c.hit = 0;
         if (bh_proc_each(getpid(), root_kill, &c) < 0 || c.hit == 0)
             break;
     }
@@ -190,10 +208,10 @@ static void root_sweep(uid_t uid)
  * to end, a kill(-1) and a vfork, costs tens of microseconds). For every UID but the
  * last it keeps 0 as its saved UID and GID, so that it can become root again and drop to
  * the next: kill(-1) reaches the same processes (kill(2)'s rule looks at the sender's
- * real and effective UID; its effective capability set is empty meanwhile, which
- * sweep_uid checks), and a process of that UID cannot trace it or read its memory (a
- * tracer's UID must equal all three of the target's; and it is made non-dumpable at
- * every change). Meanwhile it holds root's permitted capabilities: it runs nothing but
+ * real and effective UID; its effective capability set is empty meanwhile: it drops
+ * only from euid 0 without SECBIT_NO_SETUID_FIXUP, and such a drop empties it), and a
+ * process of that UID cannot trace it or read its memory (a tracer's UID must equal all
+ * three of the target's; and it is made non-dumpable while its saved UID is 0). Meanwhile it holds root's permitted capabilities: it runs nothing but
  * the loop below and reads nothing of the qube's but /proc's status lines (proc_ids.c).
  * The last UID it takes entirely. A process of the UID it holds can signal it (its real
  * UID is that UID): stop it before its kill(-1), or kill it; a process of the other UID
@@ -228,16 +246,23 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
          * reach every process of the host): it does unless SECBIT_NO_SETUID_FIXUP was
          * inherited (a service manager's SecureBits=, say) */
         int secbits = prctl(PR_GET_SECUREBITS);
-        bool root = secbits >= 0 && !(secbits & SECBIT_NO_SETUID_FIXUP);
+        bool root = geteuid() == 0 && secbits >= 0 && !(secbits & SECBIT_NO_SETUID_FIXUP);
         if (!root)
-            bh_warn("ending processes of uid %u: securebits 0x%x keep capabilities across a drop", (unsigned)uids[0],
-                    (unsigned)secbits);
+            bh_warn("ending processes of uid %u: a drop from euid %u with securebits 0x%x would keep capabilities",
+                    (unsigned)uids[0], (unsigned)geteuid(), (unsigned)secbits);
         else if (setgroups(0, NULL) < 0) {
             bh_warn("ending processes of uid %u: setgroups: %s", (unsigned)uids[0], strerror(errno));
             root = false;
         }
-        /* what runs between the drop and the first kill(-1) is what a process of the UID
-         * can stop: its code is touched once here, while no such process can */
+        /* Signals: a process of the UID can send them once the child has dropped; none
+         * but SIGKILL and SIGSTOP do anything here (the deadline covers those), and no
+         * core of it is ever written. What runs between the drop and the first kill(-1)
+         * is what such a process can stop: its first system calls are made once here,
+         * while none can. */
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        (void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
         (void)prctl(PR_GET_DUMPABLE);
         (void)geteuid();
         for (int i = 0; root && root_first && i < n; i++)
@@ -274,9 +299,9 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
     return pid;
 }
 
-/* A sweep takes milliseconds: a child that has not ended within this is killed (held by
- * a process of a UID it had taken, see reap_begin) and what it had not done is run
- * again. */
+/* A sweep takes milliseconds: a try whose children have not ended within this is over
+ * (they are killed: held by a process of a UID they had taken, see reap_begin) and what
+ * they had not done is run again. */
 #define REAP_DEADLINE_MS 2000
 #define REAP_TRIES 3
 
@@ -291,41 +316,41 @@ static void read_progress(int fd, int n, int *res)
                 res[b[k] >> 4] = b[k] & 0xf;
 }
 
-/* Waits for the child sweeping the n UIDs and sets res[i] for each: 0 done, -1 failed,
- * 1 to run again (held past the deadline and killed, or killed by a process of a UID,
- * before it had finished that UID) */
-static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int *res)
+/* Waits up to ms for the child sweeping the n UIDs and sets res[i] for each: 0 done, -1
+ * failed, 1 to run again (held past the deadline and killed, or killed by a process of a
+ * UID, before it had finished that UID) */
+static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int ms, int *res)
 {
     int told[2] = { -1, -1 }, st = 0;
     bool held = false, waited = false;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pfd >= 0) {
-        int r = bh_pidfd_wait(pfd, REAP_DEADLINE_MS);
+        held = bh_pidfd_wait(pfd, ms) != 1;
         close(pfd);
-        held = r == 0;
     } else {
-        /* no pidfd (EMFILE, a kernel before 5.3): the same deadline, by polling */
-        for (int ms = 0; ms < REAP_DEADLINE_MS && !waited; ms++) {
-            pid_t w = waitpid(pid, &st, WNOHANG);
-            if (w == pid)
-                waited = true;
-            else if (w < 0 && errno != EINTR)
-                break;
-            else
+        /* no pidfd (EMFILE): the same deadline, by polling */
+        pid_t w = 0;
+        for (int t = 0; t <= ms && w == 0; t++) {
+            w = waitpid(pid, &st, WNOHANG);
+            if (w < 0 && errno == EINTR)
+                w = 0;
+            if (w == 0)
                 nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
         }
-        held = !waited;
+        waited = w == pid;
+        held = w == 0;
     }
     if (held)
         kill(pid, SIGKILL);
-    while (!waited && waitpid(pid, &st, 0) < 0) {
-        if (errno == EINTR)
-            continue;
-        for (int i = 0; i < n; i++)
-            bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uids[i], strerror(errno));
-        break;
+    while (!waited) {
+        if (waitpid(pid, &st, 0) == pid) {
+            waited = true;
+        } else if (errno != EINTR) {
+            for (int i = 0; i < n; i++)
+                bh_warn("ending processes of uid %u: waitpid: %s", (unsigned)uids[i], strerror(errno));
+            break;
+        }
     }
-    waited = waited || WIFEXITED(st) || WIFSIGNALED(st);
     read_progress(progress, n, told);
     for (int i = 0; i < n; i++) {
         /* its exit status when it ended by itself (a UID counts as swept only when it
@@ -412,6 +437,9 @@ void bh_qube_ids_reap_begin(uint32_t qid, struct bh_ids_sweep *s)
 int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
 {
     for (int t = 0;; t++) {
+        /* one deadline per try, whatever number of children it has */
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int j = 0; j < s->nkids; j++) {
             struct bh_ids_kid *k = &s->kids[j];
             if (k->n == 0)
@@ -420,7 +448,10 @@ int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
             int res[2];
             for (int i = 0; i < k->n; i++)
                 uids[i] = s->uids[k->run[i]];
-            reap_end(k->pid, k->progress, uids, k->n, res);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t spent = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+            int left = spent >= REAP_DEADLINE_MS ? 0 : REAP_DEADLINE_MS - (int)spent;
+            reap_end(k->pid, k->progress, uids, k->n, left, res);
             close(k->progress);
             for (int i = 0; i < k->n; i++)
                 s->res[k->run[i]] = res[i];

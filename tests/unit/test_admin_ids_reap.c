@@ -59,6 +59,34 @@ int kill(pid_t pid, int sig)
     return (int)syscall(SYS_kill, pid, sig);
 }
 
+/* A process of uid (0: root's) that waits; returned once it has its identity. */
+static pid_t as_uid(uid_t uid)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        if (uid == 0 || (syscall(SYS_setgroups, 0, NULL) == 0 && syscall(SYS_setresgid, uid, uid, uid) == 0 &&
+                         syscall(SYS_setresuid, uid, uid, uid) == 0)) {
+            (void)!write(p[1], "x", 1);
+            close(p[1]);
+            pause();
+        }
+        _exit(1);
+    }
+    close(p[1]);
+    char c;
+    bool ok = pid > 0 && read(p[0], &c, 1) == 1;
+    close(p[0]);
+    if (pid > 0 && !ok) {
+        syscall(SYS_kill, pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return ok ? pid : -1;
+}
+
 /* What bh_qube_ids_reap(qid) writes to stderr. */
 static char *reap_log(uint32_t qid, int *ret)
 {
@@ -141,16 +169,10 @@ int main(void)
     unlink(marker);
 
     /* a leftover of the call UID that wins the race against every try (each child dies
-     * before its kill(-1) as the UID): the retries' pass as root ends it all the same */
-    pid_t victim = fork();
-    if (victim == 0) {
-        if (syscall(SYS_setgroups, 0, NULL) == 0 && syscall(SYS_setresgid, call_uid, call_uid, call_uid) == 0 &&
-            syscall(SYS_setresuid, call_uid, call_uid, call_uid) == 0)
-            pause();
-        _exit(1);
-    }
-    CHECK(victim > 0);
-    usleep(100 * 1000);
+     * before its kill(-1) as the UID): the retries' pass as root ends it all the same,
+     * and nothing else: a process of the next qid's call UID and one of root's stay */
+    pid_t victim = as_uid(call_uid), other = as_uid(call_uid - 1), mine = as_uid(0);
+    CHECK(victim > 0 && other > 0 && mine > 0);
     die_as_uid = call_uid;
     die_always = true;
     log = reap_log(qid, &r);
@@ -161,10 +183,12 @@ int main(void)
     for (int i = 0; i < 100 && (w = waitpid(victim, &vst, WNOHANG)) == 0; i++)
         usleep(10 * 1000);
     CHECK(w == victim && WIFSIGNALED(vst) && WTERMSIG(vst) == SIGKILL);
-    if (w == 0) {
-        syscall(SYS_kill, victim, SIGKILL);
-        waitpid(victim, NULL, 0);
-    }
+    CHECK(waitpid(other, NULL, WNOHANG) == 0 && waitpid(mine, NULL, WNOHANG) == 0);
+    for (pid_t *p = (pid_t[]){ victim, other, mine, 0 }; *p; p++)
+        if (*p > 0 && (*p != victim || w == 0)) {
+            syscall(SYS_kill, *p, SIGKILL);
+            waitpid(*p, NULL, 0);
+        }
     die_always = false;
     die_as_uid = 0;
     if (tap_failed > before)
