@@ -5,25 +5,26 @@
  * took over, forked and detached) would be served as the next qube with that qid. When
  * a qube has halted, every process of both UIDs is ended.
  *
- * How: a child drops to the UID (real and effective; with it every capability out of
- * its effective set) and calls kill(-1, SIGKILL), which reaches the processes whose
- * real or saved UID is that UID (kill(2)'s permission rule for an unprivileged sender)
- * and those in a user namespace that UID owns, never itself, nor root's or another
- * UID's otherwise. Repeated until the UID has no other
- * task (uid_alone: one vfork) or, failing that, /proc shows no live process of it. One
- * child sweeps both identities, one after the other, and what it could not finish runs
- * again in a child per UID, which first ends what it can as root
- * (bh_qube_ids_reap_end, reap_begin, root_sweep). A process with
- * SIGKILL pending cannot fork, and kill(-1) walks the process list under the lock that
- * fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own result cannot
- * tell when to stop: it is 0 whenever any other process exists, even if none could be
- * signalled (Linux counts every process it tried), so a loop waiting for ESRCH ran all
- * its passes and warned at every halt. The /proc scan does not count zombies: they run
- * nothing, and their parent (a relay, qrexec-daemon) collects them; but a zombie leader
- * whose other threads still run counts (they do run, with its UIDs: proc_ids.c). */
+ * How: a child drops to the UID (real and effective; with it every capability out of its
+ * effective set) and calls kill(-1, SIGKILL), which reaches the processes whose real or
+ * saved UID is that UID (kill(2)'s permission rule for an unprivileged sender) and those
+ * in a user namespace that UID owns, never itself, nor root's or another UID's
+ * otherwise. Repeated until the UID has no other task (uid_alone: one vfork) or, failing
+ * that, /proc shows no live process of it. One child sweeps both identities, one after
+ * the other, and what it could not finish runs again in a child per UID, which first
+ * ends what it can as root (bh_qube_ids_reap_end, reap_begin, root_sweep). A process
+ * with SIGKILL pending cannot fork, and kill(-1) walks the process list under the lock
+ * that fork takes, so a fork bomb is ended within a few passes. kill(-1)'s own result
+ * cannot tell when to stop: it is 0 whenever any other process exists, even if none
+ * could be signalled (Linux counts every process it tried), so a loop waiting for ESRCH
+ * ran all its passes and warned at every halt. The /proc scan does not count zombies:
+ * they run nothing, and their parent (a relay, qrexec-daemon) collects them; but a
+ * zombie leader whose other threads still run counts (they do run, with its UIDs:
+ * proc_ids.c). */
 #include "qube_ids_reap.h"
 #include "io.h"
 #include "log.h"
+#include "loop.h"
 #include "proc_ids.h"
 #include "qrexec_ids.h"
 #include <errno.h>
@@ -97,8 +98,8 @@ enum {
     SWEEP_DROP = 3, /* setgroups/setresgid/setresuid to the UID */
     SWEEP_KILL = 4, /* kill(-1) itself */
     SWEEP_LEFT = 5, /* processes of the UID still alive after every pass */
-    SWEEP_ODD = 6,  /* (bulkheadd's own) an exit status that says done where the child
-                     * did not tell so */
+    SWEEP_ODD = 6,  /* (bulkheadd's own) the child ended by itself without a result for
+                     * the UID */
 };
 
 static const char *sweep_failed(int code)
@@ -137,13 +138,10 @@ static int sweep_uid(uid_t uid, bool fast)
     return SWEEP_LEFT;
 }
 
-/* The child's exit status holds a result per UID, 3 bits each, in the order given; it
- * also writes each UID's result to its progress pipe (fd 3) as soon as it has one, a
+/* The child gives each UID's result on its progress pipe (fd 3) as soon as it has one, a
  * byte of index << 4 | result, so that a child held or killed in its second UID still
- * tells how its first went. */
-#define SWEEP_BITS 3
-#define SWEEP_MASK 7
-
+ * tells how its first went; only a result told counts. Its exit status is SWEEP_FDS when
+ * it could not set itself up (nothing told), else 0. */
 static void tell(int i, int r)
 {
     uint8_t b = (uint8_t)(i << 4 | r);
@@ -159,19 +157,12 @@ static void tell(int i, int r)
 struct root_pass {
     uid_t uid;
     int hit;
-    struct timespec until;
+    int64_t until; /* bh_now_ms */
 };
 
 /* The pass's own bound: processes that fork ahead of a walk in pid order could keep it
  * going; kill(-1) as the UID (atomic against fork) ends what it leaves. */
 #define ROOT_PASS_MS 200
-
-static bool past(const struct timespec *until)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec > until->tv_sec || (t.tv_sec == until->tv_sec && t.tv_nsec >= until->tv_nsec);
-}
 
 static bool root_kill(const struct bh_proc_ids *p, void *ctx)
 {
@@ -186,17 +177,13 @@ static bool root_kill(const struct bh_proc_ids *p, void *ctx)
         syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == 0)
         c->hit++;
     close(fd);
-    return !past(&c->until);
+    return bh_now_ms() < c->until;
 }
 
 static void root_sweep(uid_t uid)
 {
-    struct root_pass c = { .uid = uid };
-    clock_gettime(CLOCK_MONOTONIC, &c.until);
-    c.until.tv_nsec += ROOT_PASS_MS * 1000000L;
-    c.until.tv_sec += c.until.tv_nsec / 1000000000L;
-    c.until.tv_nsec %= 1000000000L;
-    for (int i = 0; i < 4 && !past(&c.until); i++) {
+    struct root_pass c = { .uid = uid, .until = bh_now_ms() + ROOT_PASS_MS };
+    for (int i = 0; i < 4 && bh_now_ms() < c.until; i++) {
         c.hit = 0;
         if (bh_proc_each(getpid(), root_kill, &c) < 0 || c.hit == 0)
             break;
@@ -208,17 +195,18 @@ static void root_sweep(uid_t uid)
  * to end, a kill(-1) and a vfork, costs tens of microseconds). For every UID but the
  * last it keeps 0 as its saved UID and GID, so that it can become root again and drop to
  * the next: kill(-1) reaches the same processes (kill(2)'s rule looks at the sender's
- * real and effective UID; its effective capability set is empty meanwhile: it drops
- * only from euid 0 without SECBIT_NO_SETUID_FIXUP, and such a drop empties it), and a
- * process of that UID cannot trace it or read its memory (a tracer's UID must equal all
- * three of the target's; and it is made non-dumpable while its saved UID is 0). Meanwhile it holds root's permitted capabilities: it runs nothing but
- * the loop below and reads nothing of the qube's but /proc's status lines (proc_ids.c).
- * The last UID it takes entirely. A process of the UID it holds can signal it (its real
- * UID is that UID): stop it before its kill(-1), or kill it; a process of the other UID
- * cannot while it holds the first. bulkheadd's caller (bh_qube_ids_reap_end) then sweeps
- * what was left in a child per UID, so that one UID's processes never keep the other's
- * from being swept. The daemon identity goes first: the call identity, which a qube's
- * calls to dom0 run as, cannot hold the child there. */
+ * real and effective UID; its effective capability set is empty meanwhile: it drops only
+ * from euid 0 without SECBIT_NO_SETUID_FIXUP, and such a drop empties it), and a process
+ * of that UID cannot trace it or read its memory (a tracer's UID must equal all three of
+ * the target's; and it is made non-dumpable while its saved UID is 0). Meanwhile it
+ * holds root's permitted capabilities: it runs nothing but the loop below and reads
+ * nothing of the qube's but /proc's status lines (proc_ids.c). The last UID it takes
+ * entirely. A process of the UID it holds can signal it (its real UID is that UID): stop
+ * it before its kill(-1), or kill it; a process of the other UID cannot while it holds
+ * the first. bulkheadd's caller (bh_qube_ids_reap_end) then sweeps what was left in a
+ * child per UID, so that one UID's processes never keep the other's from being swept.
+ * The daemon identity goes first: the call identity, which a qube's calls to dom0 run
+ * as, cannot hold the child there. */
 static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
 {
     pid_t pid = fork();
@@ -228,15 +216,12 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
         return -1;
     }
     if (pid == 0) {
-        int code = 0;
         /* It becomes the qube's UIDs: it holds none of bulkheadd's fds (close-on-exec does
          * nothing here, the child never execs) but its progress pipe, as fd 3; stdio
          * stays. */
         if ((progress != 3 && dup2(progress, 3) != 3) || close_range(4, ~0U, 0) < 0) {
             bh_warn("ending processes of uid %u: close_range: %s", (unsigned)uids[0], strerror(errno));
-            for (int i = 0; i < n; i++)
-                code |= SWEEP_FDS << (SWEEP_BITS * i);
-            _exit(code);
+            _exit(SWEEP_FDS);
         }
         /* without the limit a vfork always succeeds: the fast test would say "alone". Set
          * before the drop: from the drop on, every process of the UID may signal this
@@ -286,7 +271,6 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
                 bh_warn("ending processes of uid %u: dropping to it: %s", (unsigned)uid, strerror(errno));
             else
                 r = sweep_uid(uid, fast);
-            code |= r << (SWEEP_BITS * i);
             tell(i, r);
             /* back to root for the next UID (allowed: 0 is the saved UID) */
             if (!last && root && (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0)) {
@@ -294,7 +278,7 @@ static pid_t reap_begin(const uid_t *uids, int n, int progress, bool root_first)
                 root = false;
             }
         }
-        _exit(code);
+        _exit(0);
     }
     return pid;
 }
@@ -353,13 +337,11 @@ static void reap_end(pid_t pid, int progress, const uid_t *uids, int n, int ms, 
     }
     read_progress(progress, n, told);
     for (int i = 0; i < n; i++) {
-        /* its exit status when it ended by itself (a UID counts as swept only when it
-         * also told so); else what it told before it was held or killed */
+        /* what it told; nothing told by a child that ended by itself is a failure (its
+         * exit status says which), by one held or killed a try to run again */
         int code = told[i];
-        if (waited && WIFEXITED(st)) {
-            int ex = WEXITSTATUS(st) >> (SWEEP_BITS * i) & SWEEP_MASK;
-            code = ex == SWEEP_DONE && told[i] != SWEEP_DONE ? SWEEP_ODD : ex;
-        }
+        if (code < 0 && waited && WIFEXITED(st))
+            code = WEXITSTATUS(st) ? WEXITSTATUS(st) : SWEEP_ODD;
         if (code == SWEEP_DONE) {
             res[i] = 0;
         } else if (code > 0 || !waited) {
@@ -389,9 +371,9 @@ static void sweep_start(struct bh_ids_sweep *s, bool apart)
     for (int i = 0; i < 2; i++) {
         if (s->res[i] != 1)
             continue;
-        struct bh_ids_kid *k = apart || s->nkids == 0 ? &s->kids[s->nkids++] : &s->kids[0];
-        if (k->n == 0 || apart)
-            *k = (struct bh_ids_kid){ .pid = -1, .progress = -1 };
+        if (apart || s->nkids == 0)
+            s->kids[s->nkids++] = (struct bh_ids_kid){ .pid = -1, .progress = -1 };
+        struct bh_ids_kid *k = &s->kids[s->nkids - 1];
         k->run[k->n++] = i;
     }
     for (int j = 0; j < s->nkids; j++) {
@@ -438,8 +420,7 @@ int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
 {
     for (int t = 0;; t++) {
         /* one deadline per try, whatever number of children it has */
-        struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int64_t t0 = bh_now_ms();
         for (int j = 0; j < s->nkids; j++) {
             struct bh_ids_kid *k = &s->kids[j];
             if (k->n == 0)
@@ -448,8 +429,7 @@ int bh_qube_ids_reap_end(struct bh_ids_sweep *s)
             int res[2];
             for (int i = 0; i < k->n; i++)
                 uids[i] = s->uids[k->run[i]];
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            int64_t spent = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+            int64_t spent = bh_now_ms() - t0;
             int left = spent >= REAP_DEADLINE_MS ? 0 : REAP_DEADLINE_MS - (int)spent;
             reap_end(k->pid, k->progress, uids, k->n, left, res);
             close(k->progress);
