@@ -38,33 +38,44 @@ def real_uid(pid):
     return int(status.split("\nUid:\t")[1].split()[0])
 
 
-def fds_of_uid(uids, seen):
-    """Adds to seen {pid: {fd: target}} every copy of bulkheadd (a child that did not
-    exec) in the host's user namespace whose real UID is in uids. (The qube's first stage,
-    also a copy and of the qube's first UID, seen from the host, is in the qube's user
-    namespace: its fds are close-on-exec and go when it execs the qube's init.)"""
+def daemon_copies(uids):
+    """(pid, real UID) of every copy of bulkheadd (a child that did not exec) in the
+    host's user namespace whose real UID is in uids. (The qube's first stage, also a copy
+    and of the qube's first UID, seen from the host, is in the qube's user namespace: its
+    fds are close-on-exec and go when it execs the qube's init.)"""
     mine = os.readlink("/proc/self/ns/user")
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        if real_uid(pid) not in uids:
+        uid = real_uid(pid)
+        if uid not in uids:
             continue
         try:
             if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() != "bulkheadd":
                 continue
             if os.readlink(f"/proc/{pid}/ns/user") != mine:
                 continue
+        except OSError:
+            continue
+        yield int(pid), uid
+
+
+def fds_of_uid(uids, seen):
+    """Adds to seen {pid: {fd: target}} the fds of every copy of bulkheadd of uids."""
+    for pid, _ in daemon_copies(uids):
+        try:
             fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         except OSError:
             continue
-        seen.setdefault(int(pid), {}).update(fds)
+        seen.setdefault(pid, {}).update(fds)
 
 
-def watch(d, action, uids, timeout=120):
-    """Runs action (an Admin API call) in a thread under strace's delays; returns the fds
-    of every process of uids seen meanwhile."""
-    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=kill,unshare",
-                               "-e", "inject=kill,unshare:delay_enter=1000000", "-p", str(d.proc.pid)],
+def watch(d, action, look, calls="kill,unshare", timeout=120):
+    """Runs action (an Admin API call) in a thread while strace holds the daemon's and its
+    children's calls (system call names) at entry for 1 s each; calls look() every 50 ms
+    meanwhile."""
+    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={calls}",
+                               "-e", f"inject={calls}:delay_enter=1000000", "-p", str(d.proc.pid)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen, err = {}, []
+    err = []
     try:
         deadline = time.time() + 30
         while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text():
@@ -74,13 +85,12 @@ def watch(d, action, uids, timeout=120):
         t.start()
         deadline = time.time() + timeout
         while t.is_alive() and time.time() < deadline:
-            fds_of_uid(uids, seen)
+            look()
             time.sleep(0.05)
         t.join(timeout=max(1, deadline - time.time()))
     finally:
         tracer.terminate()  # detaches
         tracer.wait()
-    return seen
 
 
 def daemons_own(fds):
@@ -95,14 +105,16 @@ def test_children_that_become_a_qube_hold_no_daemon_fds(engine_daemon):
     d = engine_daemon
     q = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
     base = qid_slots.uid_base(q)
-    holder = watch(d, lambda: d.call("admin.vm.Start", "a"), {base})
+    holder = {}
+    watch(d, lambda: d.call("admin.vm.Start", "a"), lambda: fds_of_uid({base}, holder))
     assert "a class=AppVM state=Running" in d.call("admin.vm.List", "dom0")
     # positive control: the holder was seen (it waits in unshare() under strace)
     assert holder, "no process of the qube's first host UID was seen during the start"
     for pid, fds in holder.items():
         assert not daemons_own(fds), f"the user namespace holder {pid} holds the daemon's fds: {fds}"
         assert len([fd for fd in fds if fd > 2]) <= 2, fds
-    sweep = watch(d, lambda: d.call("admin.vm.Kill", "a"), {CALL_ID_BASE + q, UNPRIV_ID_BASE + q})
+    sweep = {}
+    watch(d, lambda: d.call("admin.vm.Kill", "a"), lambda: fds_of_uid({CALL_ID_BASE + q, UNPRIV_ID_BASE + q}, sweep))
     assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
     assert sweep, "no process of the qube's qrexec UIDs was seen during the halt's sweep"
     for pid, fds in sweep.items():
@@ -157,36 +169,15 @@ def test_the_sweep_cannot_be_read_by_the_uids_it_sweeps(engine_daemon):
     q = int(d.call("admin.vm.property.Get+qid", "a").split()[-1])
     d.call("admin.vm.Start", "a")
     uids = {CALL_ID_BASE + q, UNPRIV_ID_BASE + q}
-    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=kill",
-                               "-e", "inject=kill:delay_enter=1000000", "-p", str(d.proc.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tried = {}  # uid -> [(pid, result)]
-    try:
-        deadline = time.time() + 30
-        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text():
-            assert time.time() < deadline and tracer.poll() is None, "strace did not attach"
-            time.sleep(0.05)
-        t = threading.Thread(target=lambda: d.call("admin.vm.Kill", "a"))
-        t.start()
-        deadline = time.time() + 120
-        while t.is_alive() and time.time() < deadline:
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                uid = real_uid(pid)
-                if uid not in uids:
-                    continue
-                try:
-                    if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() != "bulkheadd":
-                        continue
-                except OSError:
-                    continue
-                res = reach_from_uid(int(pid), uid)
-                if res is not None:
-                    tried.setdefault(uid, []).append((int(pid), res))
-            time.sleep(0.05)
-        t.join(timeout=max(1, deadline - time.time()))
-    finally:
-        tracer.terminate()
-        tracer.wait()
+
+    def look():
+        for pid, uid in daemon_copies(uids):
+            res = reach_from_uid(pid, uid)
+            if res is not None:
+                tried.setdefault(uid, []).append((pid, res))
+
+    watch(d, lambda: d.call("admin.vm.Kill", "a"), look, calls="kill")
     assert "a class=AppVM state=Halted" in d.call("admin.vm.List", "dom0")
     # positive control: the sweep was seen at each UID (held in its kill(-1) there)
     assert set(tried) == uids, f"the sweep was not seen at every UID: {tried}"
