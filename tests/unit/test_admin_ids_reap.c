@@ -42,7 +42,7 @@ int setresuid(uid_t r, uid_t e, uid_t s)
 }
 
 /* kill(-1) as this UID (0: none) kills the sweep's child itself, once (a marker file
- * remembers across its forks), as a process of the UID can just before the sweep's own
+ * remembers across its forks) or, with die_always, every time, as a process of the UID can just before the sweep's own
  * kill(-1) */
 static uid_t die_as_uid;
 static bool die_always;
@@ -50,11 +50,11 @@ static char marker[64];
 int kill(pid_t pid, int sig)
 {
     if (pid == -1 && die_as_uid && getuid() == die_as_uid) {
-        int fd = die_always ? 0 : open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-        if (fd >= 0) {
+        int fd = die_always ? -1 : open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0)
             close(fd);
+        if (die_always || fd >= 0)
             syscall(SYS_kill, getpid(), SIGKILL);
-        }
     }
     return (int)syscall(SYS_kill, pid, sig);
 }
