@@ -42,8 +42,8 @@ int setresuid(uid_t r, uid_t e, uid_t s)
 }
 
 /* kill(-1) as this UID (0: none) kills the sweep's child itself, once (a marker file
- * remembers across its forks) or, with die_always, every time, as a process of the UID can just before the sweep's own
- * kill(-1) */
+ * remembers across its forks) or, with die_always, every time, as a process of the UID
+ * can just before the sweep's own kill(-1) */
 static uid_t die_as_uid;
 static bool die_always;
 static char marker[64];
