@@ -1186,14 +1186,16 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
     return 0;
 }
 
-/* Kills running beside the loop: the ns engine's kill (signals, waiting for the qube's
- * processes to end, unmounting, removing cgroups: ~50-90 ms under load) runs in a forked
- * child of bulkheadd; the loop watches its pidfd (on_kill_done) and goes on answering
- * other qubes' requests meanwhile. The engine keeps no state in bulkheadd's memory for
- * a running ns qube (all of it is in its runtime dir, cgroups and mounts), so the child
- * can do the whole job; a start in progress (whose state is in our memory) is killed in
- * line. The qube's init is no longer watched while the child works: its end is the
- * child's doing, and halted() runs once, after the child.
+/* Kills running beside the loop: an engine's kill (signals, waiting for the qube's
+ * processes to end, unmounting, removing cgroups: ~50-90 ms under load for an ns qube,
+ * ~30 ms for a small VM's QEMU and helpers, more for a large guest's RAM) runs in a
+ * forked child of bulkheadd; the loop watches its pidfd (on_kill_done) and goes on
+ * answering other qubes' requests meanwhile. What an engine keeps in bulkheadd's memory
+ * for a running qube (the vm engine's watch fds) its kill_now() drops here, and a child
+ * of ours that the kill ends (QEMU) is reaped here; the rest (runtime dir, cgroups,
+ * mounts) the child can do. An engine without kill_now, and a start in progress (whose
+ * state is in our memory), is killed in line. The qube is no longer watched while the
+ * child works: its end is the child's doing, and halted() runs once, after the child.
  *
  * The child also sweeps the qube's qrexec identities (qube_ids_reap.c) while the qube
  * dies, instead of the loop doing it after: its qrexec-daemon, the only maker of
@@ -1205,7 +1207,8 @@ static struct killing {
     uint32_t qid; /* 0: free */
     pid_t pid;
     int pidfd;
-    int init_pidfd; /* the qube's init (our child): reaped here, the child cannot */
+    int init_pidfd; /* what watch_fd gave (ns: init, our child): reaped here, the child cannot */
+    int child_pidfd; /* another child of ours the kill ends (kill_now: vm's QEMU), reaped here */
     pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
 } killing[MAX_KILLING];
 
@@ -1225,6 +1228,27 @@ static struct killing *killing_find(uint32_t qid)
     return NULL;
 }
 
+/* A child of ours that a kill run in another process ended: reaped once it has ended
+ * (the kill waited for that, but not beyond its bound); the pidfd goes with it. */
+static void on_child_ended(void *ctx, uint32_t ev)
+{
+    (void)ev;
+    int fd = (int)(intptr_t)ctx;
+    siginfo_t si = { 0 };
+    (void)waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+    bh_loop_del(fd);
+    close(fd);
+}
+
+static void reap_when_ended(int fd)
+{
+    siginfo_t si = { 0 };
+    int r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+    if (r == 0 && si.si_pid == 0 && bh_loop_add(fd, EPOLLIN, on_child_ended, (void *)(intptr_t)fd) == 0)
+        return; /* not ended yet: when it has */
+    close(fd); /* reaped, or not ours to reap (adopted after a restart of bulkheadd) */
+}
+
 static void on_kill_done(void *ctx, uint32_t ev)
 {
     (void)ev;
@@ -1239,6 +1263,8 @@ static void on_kill_done(void *ctx, uint32_t ev)
         (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &si, WEXITED | WNOHANG);
         close(k->init_pidfd);
     }
+    if (k->child_pidfd >= 0)
+        reap_when_ended(k->child_pidfd);
     qrexec_reap(k->qrexec_pid);
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
@@ -1285,7 +1311,7 @@ static void on_kill_done(void *ctx, uint32_t ev)
 static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv, const struct bh_spec_buf *sb)
 {
     struct killing *k = killing_find(0);
-    if (!k || strcmp(drv->name, "ns"))
+    if (!k || !drv->kill_now)
         return -1;
     int saved_pidfd = q->rt.pidfd;
     if (saved_pidfd >= 0)
@@ -1293,8 +1319,7 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     /* The signal first, in line (a few system calls): the qube dies while the child that
      * waits for it and cleans up is forked, instead of after (a fork of bulkheadd takes
      * milliseconds to run on a guest where page faults trap). */
-    if (drv->kill_now)
-        drv->kill_now(&sb->spec);
+    int child_fd = drv->kill_now(&sb->spec);
     /* Its qrexec-daemon is ended by the child, which waits for that before it sweeps;
      * here it is forgotten only once the child is watched (an intended stop, not a
      * death to repair). Until then it stays ours: a Kill that cannot run beside the
@@ -1351,7 +1376,8 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
         fd = (int)syscall(SYS_pidfd_open, pid, 0);
 #endif
     if (pid > 0 && fd >= 0 && bh_loop_add(fd, EPOLLIN, on_kill_done, k) == 0) {
-        *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd, .qrexec_pid = qx_pid };
+        *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd,
+                               .child_pidfd = child_fd, .qrexec_pid = qx_pid };
         q->rt.pidfd = -1;
         qrexec_unwatch(q);
         qrexec_early_forget(q);
@@ -1361,6 +1387,8 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     }
     if (fd >= 0)
         close(fd);
+    if (child_fd >= 0)
+        close(child_fd); /* the kill in line reaps it (its engine's kill() does, in our process) */
     if (pid > 0) { /* cannot watch it: let it finish, then kill in line (idempotent) */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;

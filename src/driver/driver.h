@@ -101,11 +101,15 @@ struct bh_driver {
     /* Stops the qube at once and cleans up everything it had (mounts, cgroups, netns);
      * on a halted qube, what its last run left (the lifecycle calls it then too). */
     int (*kill)(const struct bh_qube_spec *spec, bh_error *err);
-    /* Optional (may be NULL): kill()'s first, quick part, the signal that ends the qube,
-     * for a caller that runs kill() in a child of its own: sent first, the qube dies
-     * while the child is being made. kill() must still be called (it repeats this
-     * harmlessly, then waits and cleans up). */
-    void (*kill_now)(const struct bh_qube_spec *spec);
+    /* Optional (may be NULL): kill()'s first, quick part, for a caller that runs kill()
+     * in a child of its own: the signal that ends the qube (sent first, the qube dies
+     * while the child is being made), and the engine forgets in the caller's process
+     * what it kept there for the qube (fds of a watch: the child's copy cannot). kill()
+     * must still be called (it repeats this harmlessly, then waits and cleans up).
+     * Returns a pidfd of the process it signalled when that is the caller's own child
+     * and not the one watch_fd() watched (vm: QEMU), for the caller to reap (waitid
+     * P_PIDFD) once it has ended: the child that runs kill() cannot; else -1. */
+    int (*kill_now)(const struct bh_qube_spec *spec);
     int (*pause)(const struct bh_qube_spec *spec, bh_error *err);
     int (*unpause)(const struct bh_qube_spec *spec, bh_error *err);
     /* Current state from the system itself (not from a cache); stats may be NULL. */

@@ -1,7 +1,9 @@
 """The vm engine through bulkheadd: a real QEMU microvm qube (KVM where /dev/kvm opens,
 TCG here), booted once and shared by the tests of this module, in the order written."""
 import os
+import pathlib
 import signal
+import subprocess
 import threading
 import time
 
@@ -242,8 +244,58 @@ def test_qemu_killed_from_outside_is_noticed(vm_env):
     qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
     os.kill(qemu, signal.SIGKILL)
     assert wait_for(lambda: state_of(d, "v") == "Halted", 20)  # the pidfd fired: reaped at once
+    # reaped: QEMU's leader shows as a zombie before its last thread has ended, and the
+    # helper that ended first woke the reap before the group could be waited for
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
     assert vm_leftovers(d, "v") == []
     assert "state=Running" in d.call("admin.vm.List", "n")  # nothing else noticed
+
+
+@pytest.mark.skipif(not os.access("/usr/bin/strace", os.X_OK), reason="needs strace")
+def test_daemon_answers_while_a_vm_is_killed(vm_env):
+    """A Kill's cleanup (QEMU's end and its helpers', the vchan and guest-RAM mounts, the
+    cgroups) runs beside bulkheadd's loop, not in it: strace holds each umount2() of the
+    qube's vchan and guest-RAM mounts by the daemon or its children for 1 s, so the Kill
+    takes seconds, and admin.vm.List is answered meanwhile (with the cleanup in the loop,
+    a List waited for it). QEMU, bulkheadd's own child, is reaped after."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    rt = d.runtime / "qubes/v"
+    tracer = subprocess.Popen(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", str(rt / "vchan"),
+                               "-P", str(rt / "vm-mem"), "-e", "trace=umount2",
+                               "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    took, waits = [], []
+    try:
+        assert wait_for(lambda: "\nTracerPid:\t0\n" not in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text()
+                        or tracer.poll() is not None, 30)
+        assert tracer.poll() is None, "strace did not attach"
+
+        def kill():
+            t0 = time.monotonic()
+            d.call("admin.vm.Kill", "v")
+            took.append(time.monotonic() - t0)
+
+        t = threading.Thread(target=kill)
+        t.start()
+        time.sleep(0.3)  # the Kill is under way
+        while t.is_alive():
+            t0 = time.monotonic()
+            d.call("admin.vm.List", "n")
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        t.join()
+    finally:
+        tracer.terminate()  # detaches
+        tracer.wait()
+    # positive control: the cleanup's umount2() calls were held (two or more, 1 s each)
+    assert took and took[0] >= 2.0, took
+    assert waits, "the Kill ended before a List was sent"
+    assert max(waits) < 0.8, f"admin.vm.List waited for the Kill's cleanup: {waits}"
+    assert state_of(d, "v") == "Halted"
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
+    assert vm_leftovers(d, "v") == []
 
 
 def test_disposable_vm(vm_env):

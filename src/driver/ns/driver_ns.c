@@ -40,7 +40,7 @@ static int signal_init(const struct bh_qube_spec *spec, const char *tag, struct 
     return pidfd;
 }
 
-static void ns_kill_now(const struct bh_qube_spec *spec)
+static int ns_kill_now(const struct bh_qube_spec *spec)
 {
     char tag[64];
     tag_of(spec, tag, sizeof tag);
@@ -48,6 +48,7 @@ static void ns_kill_now(const struct bh_qube_spec *spec)
     int pidfd = signal_init(spec, tag, &id); /* signalled; the pidfd is not kept */
     if (pidfd >= 0)
         close(pidfd);
+    return -1; /* init, our child, is what watch_fd() watched: the caller reaps it by that */
 }
 
 int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)

@@ -293,6 +293,21 @@ static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
     return bh_vm_cleanup(spec, &p, err);
 }
 
+/* kill()'s first part, in bulkheadd when kill() runs in a child of it (lifecycle.c):
+ * the fds of the qube's watch (and of a start in progress) are this process's, so they
+ * are closed here; QEMU is ended here and its pidfd handed back, as only bulkheadd, its
+ * parent, can reap it. */
+static int vm_kill_now(const struct bh_qube_spec *spec)
+{
+    struct pending *pp = pending_find(spec->name);
+    if (pp)
+        pending_free(pp);
+    watch_forget(spec->name);
+    struct bh_vm_paths p;
+    bh_vm_paths_fill(spec, &p);
+    return bh_vm_qemu_end(&p);
+}
+
 static int qmp_simple(const struct bh_qube_spec *spec, const char *cmd, bh_error *err)
 {
     struct bh_vm_paths p;
@@ -447,12 +462,12 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
         *crashed = !asked;
         return bh_vm_cleanup(spec, &p, err);
     }
-    int pid = atoi(t), ws = 0;
-    pid_t r = pid > 1 ? waitpid(pid, &ws, WNOHANG) : -1;
-    if (r == pid)
+    int ws = 0;
+    if (bh_vm_pidfile_reap(p.qemu_pid, &ws) > 0)
         *crashed = !asked && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     else
-        *crashed = !asked; /* adopted: not our child, its status is not ours to read */
+        *crashed = !asked; /* adopted (not our child: its status is not ours to read), or
+                            * still running (the cleanup ends it) */
     return bh_vm_cleanup(spec, &p, err);
 }
 
@@ -477,6 +492,7 @@ const struct bh_driver bh_driver_vm = {
     .start = vm_start,
     .shutdown = vm_shutdown,
     .kill = vm_kill,
+    .kill_now = vm_kill_now,
     .pause = vm_pause,
     .unpause = vm_unpause,
     .state = vm_state,

@@ -46,6 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
 void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
 {
     memset(p, 0, sizeof *p);
@@ -660,15 +664,33 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     return 0;
 }
 
-/* A recorded process that has already ended and is our child (a QEMU that died while
- * booting): reaped, or it stays a zombie for the daemon's life. The start time must
- * match the record, so a reused pid (another child of ours) is never waited for. */
-static void reap_recorded(const char *pidfile)
+pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws)
 {
     char state = 0;
     pid_t pid = recorded_pid(pidfile, &state);
-    if (pid > 0 && state == 'Z')
-        waitpid(pid, NULL, WNOHANG);
+    if (pid <= 0 || state != 'Z')
+        return -1;
+    _cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0 || recorded_pid(pidfile, &state) != pid) /* pinned: still the recorded one? */
+        return -1;
+    /* its leader shows 'Z' as soon as it has exited, but the group can be reaped only once
+     * its last thread has ended too (QEMU's take a while): the pidfd tells when */
+    struct pollfd pp = { .fd = pfd, .events = POLLIN };
+    (void)poll(&pp, 1, 2000);
+    siginfo_t si = { 0 };
+    if (waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid != pid)
+        return -1; /* not ours (adopted after a restart), or its threads still end */
+    if (ws)
+        *ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
+    return pid;
+}
+
+/* A recorded process that has already ended and is our child (a QEMU that died while
+ * booting, or was killed from outside): reaped, or it stays a zombie for the daemon's
+ * life. */
+static void reap_recorded(const char *pidfile)
+{
+    (void)bh_vm_pidfile_reap(pidfile, NULL);
 }
 
 static void kill_recorded(const char *pidfile, uid_t uid)
@@ -692,6 +714,21 @@ static void kill_recorded(const char *pidfile, uid_t uid)
         waitpid(pid, NULL, WNOHANG); /* ours if we started it; otherwise its parent's */
     }
     unlink(pidfile);
+}
+
+int bh_vm_qemu_end(const struct bh_vm_paths *p)
+{
+    pid_t pid = recorded_pid(p->qemu_pid, &(char){ 0 });
+    int pfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (pfd < 0)
+        return -1;
+    /* the pidfd pins the process: is it still the recorded one (not a reused PID)? */
+    if (recorded_pid(p->qemu_pid, &(char){ 0 }) != pid) {
+        close(pfd);
+        return -1;
+    }
+    syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+    return pfd;
 }
 
 int bh_vm_cleanup(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bh_error *err)

@@ -76,6 +76,14 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
  * Returns its PID or -1. */
 pid_t bh_vm_pidfile_check(const char *path, uid_t uid);
 int bh_vm_pidfile_write(const char *path, pid_t pid);
+/* A recorded process (start time) that has ended and is our child: waited for until its
+ * last thread has ended too (up to 2 s), then reaped, its wait status in *ws (may be
+ * NULL). Returns its PID, or -1 when there is none, it runs, or it is not ours. */
+pid_t bh_vm_pidfile_reap(const char *path, int *ws);
+/* Sends SIGKILL to the recorded QEMU, live or ended and not yet reaped, and returns a
+ * pidfd of it, for a caller that runs bh_vm_cleanup in a child: QEMU is the caller's
+ * child, which only the caller can reap. -1 when no recorded QEMU is there. */
+int bh_vm_qemu_end(const struct bh_vm_paths *p);
 /* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup.
  * Everything is tried; -1 (err) when the cgroup could not be removed (something of the
  * qube may still be in it). */
