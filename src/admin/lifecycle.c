@@ -10,6 +10,7 @@
  * pipe is watched too. A daemon that keeps dying is restarted at most 4 times in any
  * 10 s (the tick starts the held-back restart when the window allows). */
 #include "lifecycle.h"
+#include "late_reap.h"
 #include "api.h"
 #include "cleanup.h"
 #include "engine_glue.h"
@@ -89,19 +90,6 @@ static void qrexec_early_forget(struct bh_qube *q)
     q->rt.qrexec_gofd = q->rt.qrexec_early_rfd = -1;
 }
 
-/* Daemons that outlived their SIGKILL (blocked in the kernel, state D): reaped by the
- * tick once they are gone, so that the loop never waits in waitpid for one. Its PID stays
- * its own until then (our unreaped child). */
-#define MAX_LATE_REAPS 64
-static pid_t late_reaps[MAX_LATE_REAPS];
-
-static void late_reaps_tick(void)
-{
-    for (size_t i = 0; i < MAX_LATE_REAPS; i++)
-        if (late_reaps[i] > 0 && waitpid(late_reaps[i], NULL, WNOHANG) != 0)
-            late_reaps[i] = 0; /* reaped (or not ours any more: nothing to wait for) */
-}
-
 /* How long the loop waits for a daemon's death after its SIGKILL: one that is not stuck
  * in the kernel is gone in a few milliseconds. */
 #define REAP_WAIT_MS 500
@@ -123,16 +111,18 @@ static void qrexec_reap(pid_t pid)
     kill(-pid, SIGKILL);
     if (pfd >= 0) {
         int gone = bh_pidfd_wait(pfd, REAP_WAIT_MS);
-        close(pfd);
-        if (gone != 1) {
-            for (size_t i = 0; i < MAX_LATE_REAPS; i++)
-                if (late_reaps[i] <= 0) {
-                    late_reaps[i] = pid;
-                    bh_warn("qrexec-daemon %d did not end on SIGKILL within %d ms: reaped once it does",
-                            (int)pid, REAP_WAIT_MS);
-                    return;
-                }
-            /* every slot taken by a stuck daemon: wait, as before */
+        if (gone == 1) {
+            close(pfd);
+        } else {
+            /* outlived its SIGKILL (blocked in the kernel, state D): reaped by the tick
+             * once it is gone, so that the loop never waits in waitpid for it */
+            int r = bh_late_reap(pfd);
+            if (r == 0)
+                bh_warn("qrexec-daemon %d did not end on SIGKILL within %d ms: reaped once it does",
+                        (int)pid, REAP_WAIT_MS);
+            if (r >= 0)
+                return;
+            /* every slot taken by a stuck process: wait, as before */
         }
     }
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -704,7 +694,7 @@ static void on_tick(void *ctx)
     (void)ctx;
     int64_t now = bh_now_ms();
     starting_tick(now);
-    late_reaps_tick();
+    bh_late_reap_tick();
     for (size_t i = 0; i < lc_app->nqubes; i++) {
         struct bh_qube *q = lc_app->qubes[i];
         int st = 0;
@@ -1228,27 +1218,6 @@ static struct killing *killing_find(uint32_t qid)
     return NULL;
 }
 
-/* A child of ours that a kill run in another process ended: reaped once it has ended
- * (the kill waited for that, but not beyond its bound); the pidfd goes with it. */
-static void on_child_ended(void *ctx, uint32_t ev)
-{
-    (void)ev;
-    int fd = (int)(intptr_t)ctx;
-    siginfo_t si = { 0 };
-    (void)waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-    bh_loop_del(fd);
-    close(fd);
-}
-
-static void reap_when_ended(int fd)
-{
-    siginfo_t si = { 0 };
-    int r = waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-    if (r == 0 && si.si_pid == 0 && bh_loop_add(fd, EPOLLIN, on_child_ended, (void *)(intptr_t)fd) == 0)
-        return; /* not ended yet: when it has */
-    close(fd); /* reaped, or not ours to reap (adopted after a restart of bulkheadd) */
-}
-
 static void on_kill_done(void *ctx, uint32_t ev)
 {
     (void)ev;
@@ -1263,8 +1232,8 @@ static void on_kill_done(void *ctx, uint32_t ev)
         (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &si, WEXITED | WNOHANG);
         close(k->init_pidfd);
     }
-    if (k->child_pidfd >= 0)
-        reap_when_ended(k->child_pidfd);
+    if (k->child_pidfd >= 0 && bh_late_reap(k->child_pidfd) < 0) /* now, or once it has ended */
+        bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
     qrexec_reap(k->qrexec_pid);
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
@@ -1387,8 +1356,10 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     }
     if (fd >= 0)
         close(fd);
-    if (child_fd >= 0)
-        close(child_fd); /* the kill in line reaps it (its engine's kill() does, in our process) */
+    /* the child may have run the engine's kill() already and dropped its records: the
+     * kill in line would not find it again */
+    if (child_fd >= 0 && bh_late_reap(child_fd) < 0)
+        bh_warn("%s: cannot keep a pidfd to reap its process later", q->name);
     if (pid > 0) { /* cannot watch it: let it finish, then kill in line (idempotent) */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;

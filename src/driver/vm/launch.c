@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "driver/ns/ns.h"
 #include "io.h"
+#include "late_reap.h"
 #include "log.h"
 #include "qrexec_ids.h"
 #include "net/net.h"
@@ -678,8 +679,18 @@ pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws)
     struct pollfd pp = { .fd = pfd, .events = POLLIN };
     (void)poll(&pp, 1, 2000);
     siginfo_t si = { 0 };
-    if (waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid != pid)
-        return -1; /* not ours (adopted after a restart), or its threads still end */
+    if (waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | WNOHANG) < 0)
+        return -1; /* not ours (adopted after a restart): its parent reaps it */
+    if (si.si_pid != pid) {
+        /* its threads still end after 2 s (a large guest's RAM on a loaded host): the
+         * daemon's tick reaps it once they have, and the record goes, so that no one
+         * waits for it again */
+        syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+        (void)bh_late_reap(pfd);
+        pfd = -1;
+        unlink(pidfile);
+        return -1;
+    }
     if (ws)
         *ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
     return pid;
@@ -705,13 +716,18 @@ static void kill_recorded(const char *pidfile, uid_t uid)
         reap_recorded(pidfile);
     if (pid > 0) {
         int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pfd >= 0 && recorded_pid(pidfile, &(char){ 0 }) != pid) { /* pinned: still the recorded one? */
+            close(pfd);
+            pfd = -1;
+        }
         if (pfd >= 0) {
             syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
             struct pollfd pp = { .fd = pfd, .events = POLLIN };
             poll(&pp, 1, 2000);
-            close(pfd);
+            /* reaped if ours (we started it) and ended; if ours and not ended within the
+             * bound, later, by the daemon's tick; otherwise its parent's */
+            (void)bh_late_reap(pfd);
         }
-        waitpid(pid, NULL, WNOHANG); /* ours if we started it; otherwise its parent's */
     }
     unlink(pidfile);
 }
