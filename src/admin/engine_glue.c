@@ -77,9 +77,10 @@ void bh_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_spec_bu
     s->debug = bh_qube_prop_bool(app, q, "debug");
     /* Only an engine that boots a kernel reads these; the default kernel's lookup
      * (the vm-kernel directory near our executable) is not free, and a spec is built
-     * several times per start and stop. */
-    _cleanup_free_ char *vm = bh_qube_prop(app, q, "virt_mode");
-    if (vm && strcmp(vm, "ns")) {
+     * several times per start and stop. The engine is the one the qube runs in (or
+     * was left in), not what virt_mode says now. */
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (drv && strcmp(drv->name, "ns")) {
         b->kernel = bh_qube_prop(app, q, "kernel");
         s->kernel = b->kernel;
         b->kernelopts = bh_qube_prop(app, q, "kernelopts");

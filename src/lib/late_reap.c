@@ -10,24 +10,41 @@
 
 #define MAX_LATE 64
 static int held[MAX_LATE]; /* pidfd + 1; 0: free */
+static pid_t owner;        /* the process whose table it is (a fork's copy is not its own) */
 
-/* 1 reaped (or not ours: nothing to reap), 0 not ended yet. */
+/* 1 reaped (or not ours: nothing to reap), 0 not ended yet, -1 cannot tell (a kernel
+ * without P_PIDFD). */
 static int try_reap(int pidfd)
 {
     siginfo_t si = { 0 };
     int r;
     while ((r = waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
         ;
-    return r < 0 || si.si_pid != 0;
+    if (r < 0)
+        return errno == ECHILD ? 1 : -1;
+    return si.si_pid != 0;
+}
+
+/* A forked child's copy of the table names its parent's fds (closed, or copies that the
+ * child does not own): forgotten, never closed or waited for. */
+static void own_table(void)
+{
+    if (owner != getpid()) {
+        for (int i = 0; i < MAX_LATE; i++)
+            held[i] = 0;
+        owner = getpid();
+    }
 }
 
 int bh_late_reap(int pidfd)
 {
     if (pidfd < 0)
         return 1;
-    if (try_reap(pidfd)) {
+    own_table();
+    int r = try_reap(pidfd);
+    if (r != 0) {
         close(pidfd);
-        return 1;
+        return r;
     }
     for (int i = 0; i < MAX_LATE; i++)
         if (!held[i]) {
@@ -40,8 +57,9 @@ int bh_late_reap(int pidfd)
 
 void bh_late_reap_tick(void)
 {
+    own_table();
     for (int i = 0; i < MAX_LATE; i++)
-        if (held[i] && try_reap(held[i] - 1)) {
+        if (held[i] && try_reap(held[i] - 1) != 0) {
             close(held[i] - 1);
             held[i] = 0;
         }
@@ -49,6 +67,7 @@ void bh_late_reap_tick(void)
 
 int bh_late_reap_pending(void)
 {
+    own_table();
     int n = 0;
     for (int i = 0; i < MAX_LATE; i++)
         n += held[i] != 0;

@@ -7,8 +7,9 @@
 
 /* Reaps the process behind pidfd now if it has ended, else keeps pidfd (taking it) for
  * bh_late_reap_tick. Not a child of ours (adopted, reaped by its own parent): just closed.
- * 1 reaped or closed now, 0 kept, -1 the list is full (pidfd closed: it stays a zombie
- * until this process ends). */
+ * 1 reaped or closed now, 0 kept, -1 the list is full or the kernel cannot wait by
+ * pidfd (pidfd closed: the caller waits as it did before, or the process stays a zombie
+ * until this process ends). A forked child starts with an empty list of its own. */
 int bh_late_reap(int pidfd);
 /* Reaps what has ended since; called every tick. */
 void bh_late_reap_tick(void);

@@ -1,6 +1,7 @@
 /* struct bh_driver for the `vm` engine: a QEMU microvm per qube (launch.c), controlled
  * over QMP (qmp.c), watched through a pidfd on QEMU. */
 #include "vm.h"
+#include "late_reap.h"
 #include "cleanup.h"
 #include "io.h"
 #include "selfpath.h"
@@ -462,13 +463,23 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
         *crashed = !asked;
         return bh_vm_cleanup(spec, &p, err);
     }
-    int ws = 0;
-    if (bh_vm_pidfile_reap(p.qemu_pid, &ws) > 0)
+    int ws = 0, ending = -1;
+    pid_t r = bh_vm_pidfile_reap(p.qemu_pid, &ws, &ending);
+    int ret = bh_vm_cleanup(spec, &p, err);
+    /* one still ending (its threads outlived the wait) has ended once its cgroup could
+     * go: its status is read now, else the daemon's tick reaps it */
+    if (ending >= 0 && bh_vm_reap_pidfd(ending, &ws) == 1) {
+        r = 1;
+        close(ending);
+    } else if (ending >= 0) {
+        (void)bh_late_reap(ending);
+    }
+    if (r > 0)
         *crashed = !asked && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     else
         *crashed = !asked; /* adopted (not our child: its status is not ours to read), or
-                            * still running (the cleanup ends it) */
-    return bh_vm_cleanup(spec, &p, err);
+                            * still running (the cleanup ended it) */
+    return ret;
 }
 
 const char *bh_driver_default_virt_mode(void)

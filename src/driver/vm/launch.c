@@ -665,7 +665,22 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     return 0;
 }
 
-pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws)
+int bh_vm_reap_pidfd(int pidfd, int *ws)
+{
+    siginfo_t si = { 0 };
+    int r;
+    while ((r = waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r < 0)
+        return -1;
+    if (si.si_pid == 0)
+        return 0;
+    if (ws)
+        *ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
+    return 1;
+}
+
+pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws, int *ending)
 {
     char state = 0;
     pid_t pid = recorded_pid(pidfile, &state);
@@ -678,22 +693,22 @@ pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws)
      * its last thread has ended too (QEMU's take a while): the pidfd tells when */
     struct pollfd pp = { .fd = pfd, .events = POLLIN };
     (void)poll(&pp, 1, 2000);
-    siginfo_t si = { 0 };
-    if (waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | WNOHANG) < 0)
+    int r = bh_vm_reap_pidfd(pfd, ws);
+    if (r < 0)
         return -1; /* not ours (adopted after a restart): its parent reaps it */
-    if (si.si_pid != pid) {
-        /* its threads still end after 2 s (a large guest's RAM on a loaded host): the
-         * daemon's tick reaps it once they have, and the record goes, so that no one
-         * waits for it again */
-        syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+    if (r == 1)
+        return pid;
+    /* its threads still end after 2 s (a large guest's RAM on a loaded host): the caller
+     * or the daemon's tick reaps it once they have, and the record goes, so that no one
+     * waits for it again */
+    syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+    unlink(pidfile);
+    if (ending)
+        *ending = pfd;
+    else
         (void)bh_late_reap(pfd);
-        pfd = -1;
-        unlink(pidfile);
-        return -1;
-    }
-    if (ws)
-        *ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
-    return pid;
+    pfd = -1;
+    return 0;
 }
 
 /* A recorded process that has already ended and is our child (a QEMU that died while
@@ -701,7 +716,7 @@ pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws)
  * life. */
 static void reap_recorded(const char *pidfile)
 {
-    (void)bh_vm_pidfile_reap(pidfile, NULL);
+    (void)bh_vm_pidfile_reap(pidfile, NULL, NULL);
 }
 
 static void kill_recorded(const char *pidfile, uid_t uid)

@@ -78,8 +78,13 @@ pid_t bh_vm_pidfile_check(const char *path, uid_t uid);
 int bh_vm_pidfile_write(const char *path, pid_t pid);
 /* A recorded process (start time) that has ended and is our child: waited for until its
  * last thread has ended too (up to 2 s), then reaped, its wait status in *ws (may be
- * NULL). Returns its PID, or -1 when there is none, it runs, or it is not ours. */
-pid_t bh_vm_pidfile_reap(const char *path, int *ws);
+ * NULL). Returns its PID; 0 when it is ours but still ending after that (its record is
+ * removed and its pidfd, SIGKILLed, goes to *ending for the caller to reap, or to
+ * bh_late_reap when ending is NULL); -1 when there is none, it runs, or it is not ours. */
+pid_t bh_vm_pidfile_reap(const char *path, int *ws, int *ending);
+/* waitid(P_PIDFD, WNOHANG): 1 reaped (wait status in *ws, may be NULL), 0 not ended yet,
+ * -1 not ours or an error. */
+int bh_vm_reap_pidfd(int pidfd, int *ws);
 /* Sends SIGKILL to the recorded QEMU, live or ended and not yet reaped, and returns a
  * pidfd of it, for a caller that runs bh_vm_cleanup in a child: QEMU is the caller's
  * child, which only the caller can reap. -1 when no recorded QEMU is there. */
