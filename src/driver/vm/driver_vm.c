@@ -466,8 +466,12 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
     int ws = 0, ending = -1;
     pid_t r = bh_vm_pidfile_reap(p.qemu_pid, &ws, &ending);
     int ret = bh_vm_cleanup(spec, &p, err);
-    /* one still ending (its threads outlived the wait) has ended once its cgroup could
-     * go: its status is read now, else the daemon's tick reaps it */
+    /* one still ending (its threads outlived the wait) has left its cgroup once that
+     * could go, but the kernel takes a thread out of its cgroup before its exit is
+     * reapable (cgroup_exit before exit_notify): a short wait for that, then its status
+     * is read now, else the daemon's tick reaps it */
+    if (ending >= 0)
+        (void)bh_pidfd_wait(ending, 200);
     if (ending >= 0 && bh_vm_reap_pidfd(ending, &ws) == 1) {
         r = 1;
         close(ending);

@@ -639,7 +639,13 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     }
     free(a);
     if (bh_vm_pidfile_write(p->qemu_pid, pid) < 0) {
+        int e = errno;
+        /* unrecorded, no cleanup would find it again: reaped here (it has just been
+         * forked and ends at once) */
         kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        errno = e;
         return bh_fail_errno(err, "recording QEMU's pid");
     }
     /* Not waiting here for QEMU to make its port socket (0.1-0.2 s, more under load, on
