@@ -337,8 +337,8 @@ static int vm_start(struct bh_call *c)
     /* qubesd would answer at once without starting anything (the qube is not
      * Halted); a client that shut the qube down and starts it again means "start it
      * once it is down", so the reply waits for the halt and then for the start. */
-    if (c->dest->rt.state == BH_STATE_HALTING && c->conn)
-        return park(c, BH_WAIT_START);
+    if ((c->dest->rt.state == BH_STATE_HALTING || c->dest->rt.state == BH_STATE_DYING) && c->conn)
+        return park(c, BH_WAIT_START); /* Dying: a Kill's or a halt's cleanup runs */
     /* A qube that boots asynchronously (vm engine): the reply comes when it is up, and
      * a second Start while it boots waits for the same moment. */
     if (bh_lifecycle_starting(c->dest))

@@ -554,8 +554,9 @@ static void remove_disposable(void *ctx)
 
 /* Everything after a qube's init is gone: engine cleanup, volumes, qrexec, events.
  * swept: the qube's qrexec identities were swept already (by the Kill's child).
- * engine_failed: the engine's cleanup failed already (a Kill's). */
-static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool engine_failed)
+ * engine_failed: the engine's cleanup failed already (a Kill's).
+ * crashed_seen: it ended on its own, not cleanly (its cleanup ran as a Kill's). */
+static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool engine_failed, bool crashed_seen)
 {
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
@@ -603,7 +604,7 @@ static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool
     q->rt.state = BH_STATE_HALTED;
     q->rt.shutdown_requested = false;
     q->rt.start_time = 0;
-    if (crashed && !was_halting)
+    if ((crashed || crashed_seen) && !was_halting)
         bh_info("%s: stopped unexpectedly", q->name);
     /* As qubesd: domain-stopped, then domain-shutdown, neither with arguments; then
      * the runtime properties read their defaults again. */
@@ -630,17 +631,17 @@ static void halted_after(struct bh_app *app, struct bh_qube *q, bool swept, bool
         bh_waiters_halted(app, q->qid);
 }
 
-static void halted_swept(struct bh_app *app, struct bh_qube *q, bool swept) { halted_after(app, q, swept, false); }
-static void halted(struct bh_app *app, struct bh_qube *q) { halted_swept(app, q, false); }
+static void halted(struct bh_app *app, struct bh_qube *q) { halted_after(app, q, false, false, false); }
 
 static bool start_agent_phase_ended(struct bh_qube *q, const char *why);
 static void starting_tick(int64_t now);
+static bool end_begin(struct bh_app *app, struct bh_qube *q);
 
 static void on_pidfd(void *ctx, uint32_t ev)
 {
     (void)ev;
     struct bh_qube *q = bh_app_find_qid(lc_app, (uint32_t)(uintptr_t)ctx);
-    if (q && !start_agent_phase_ended(q, "its init ended while its qrexec-daemon started"))
+    if (q && !start_agent_phase_ended(q, "its init ended while its qrexec-daemon started") && !end_begin(lc_app, q))
         halted(lc_app, q);
 }
 
@@ -1156,8 +1157,8 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
         if (off)
             return bh_exc(e, "QubesVMInUseError", "There are other VMs connected to this VM: %s", users);
     }
-    if (q->rt.state == BH_STATE_HALTING)
-        return 0;
+    if (q->rt.state == BH_STATE_HALTING || q->rt.state == BH_STATE_DYING)
+        return 0; /* on its way down already (a Kill's or a halt's cleanup runs) */
     const char *pre[] = { "force", force ? "True" : "False", NULL };
     emit(q, "domain-pre-shutdown", pre);
     const struct bh_driver *drv = bh_glue_driver(app, q);
@@ -1186,6 +1187,8 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
  * mounts) the child can do. An engine without kill_now, and a start in progress (whose
  * state is in our memory), is killed in line. The qube is no longer watched while the
  * child works: its end is the child's doing, and halted() runs once, after the child.
+ * A qube that ended on its own is cleaned up the same way (end_begin), and its exit
+ * status, read once the child is done, says whether it crashed.
  *
  * The child also sweeps the qube's qrexec identities (qube_ids_reap.c) while the qube
  * dies, instead of the loop doing it after: its qrexec-daemon, the only maker of
@@ -1200,6 +1203,7 @@ static struct killing {
     int init_pidfd; /* what watch_fd gave (ns: init, our child): reaped here, the child cannot */
     int child_pidfd; /* another child of ours the kill ends (kill_now: vm's QEMU), reaped here */
     pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
+    bool ended; /* not a Kill: the qube ended on its own (end_begin) */
 } killing[MAX_KILLING];
 
 /* The child's exit status: a bit per step that failed. */
@@ -1227,13 +1231,29 @@ static void on_kill_done(void *ctx, uint32_t ev)
         ;
     bh_loop_del(k->pidfd);
     close(k->pidfd);
+    /* How the qube's own process ended (ns: init; vm: QEMU, the second): what tells a
+     * qube that ended on its own cleanly from one that crashed. Not ours (adopted after a
+     * restart of bulkheadd): unknown, taken as not clean. */
+    siginfo_t how = { 0 };
     if (k->init_pidfd >= 0) {
-        siginfo_t si;
-        (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &si, WEXITED | WNOHANG);
+        (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &how, WEXITED | WNOHANG);
         close(k->init_pidfd);
     }
-    if (k->child_pidfd >= 0 && bh_late_reap(k->child_pidfd) < 0) /* now, or once it has ended */
-        bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
+    if (k->child_pidfd >= 0) {
+        siginfo_t si = { 0 };
+        /* a QEMU that ended on its own has left its cgroup, which the child waited for, a
+         * moment before it can be reaped (the kernel's cgroup_exit comes before
+         * exit_notify): its status is what tells a clean poweroff from a crash */
+        if (k->ended)
+            (void)bh_pidfd_wait(k->child_pidfd, 200);
+        if (waitid(P_PIDFD, (id_t)k->child_pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid > 0) {
+            how = si;
+            close(k->child_pidfd);
+        } else if (bh_late_reap(k->child_pidfd) < 0) { /* once it has ended */
+            bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
+        }
+    }
+    bool crashed = k->ended && !(how.si_pid > 0 && how.si_code == CLD_EXITED && how.si_status == 0);
     qrexec_reap(k->qrexec_pid);
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
@@ -1267,12 +1287,12 @@ static void on_kill_done(void *ctx, uint32_t ev)
             bh_waiters_killed(lc_app, qid, &e);
             if (there)
                 return;
-            halted_after(lc_app, q, swept, true); /* its engine keeps it: the next Start cleans up */
+            halted_after(lc_app, q, swept, true, crashed); /* its engine keeps it: the next Start cleans up */
             return;
         }
         bh_glue_spec_free(&sb);
     }
-    halted_swept(lc_app, q, swept);
+    halted_after(lc_app, q, swept, false, crashed);
     bh_waiters_killed(lc_app, qid, NULL);
 }
 
@@ -1346,7 +1366,7 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
 #endif
     if (pid > 0 && fd >= 0 && bh_loop_add(fd, EPOLLIN, on_kill_done, k) == 0) {
         *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd,
-                               .child_pidfd = child_fd, .qrexec_pid = qx_pid };
+                               .child_pidfd = child_fd, .qrexec_pid = qx_pid, .ended = false };
         q->rt.pidfd = -1;
         qrexec_unwatch(q);
         qrexec_early_forget(q);
@@ -1369,6 +1389,32 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
         q->rt.pidfd = -1;
     }
     return -1;
+}
+
+/* A running qube's watch said it ended on its own (its init exited, QEMU or a helper of
+ * it ended): its cleanup runs as a Kill's, beside the loop (a halt's engine cleanup is a
+ * Kill's work: unmounting, removing cgroups, a VM's helpers and guest RAM; and the sweep
+ * of its qrexec identities), the kill itself a no-op on what has ended. The qube is Dying
+ * meanwhile; on_kill_done tells from the exit status whether it crashed. false: clean up
+ * in line (halted()). */
+static bool end_begin(struct bh_app *app, struct bh_qube *q)
+{
+    if (killing_find(q->qid))
+        return true; /* a Kill's child is at work already */
+    const struct bh_driver *drv = bh_glue_driver(app, q);
+    if (!drv || !drv->kill_now)
+        return false;
+    struct bh_spec_buf sb;
+    bh_glue_spec(app, q, &sb);
+    if (drv->ended)
+        drv->ended(&sb.spec);
+    int r = kill_begin(app, q, drv, &sb);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return false;
+    killing_find(q->qid)->ended = true;
+    q->rt.state = BH_STATE_DYING;
+    return true;
 }
 
 int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
@@ -1426,7 +1472,7 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
             /* gone, though not all cleaned up (the vm engine ends QEMU before its cgroup
              * fails to go; nothing would watch it now): Halted, its engine kept */
             q->rt.state = BH_STATE_DYING;
-            halted_after(app, q, false, true);
+            halted_after(app, q, false, true, false);
         }
         return -1;
     }

@@ -118,9 +118,15 @@ struct bh_driver {
      * running and is adopted, 0 if it is not running (leftovers cleaned), -1 on error. */
     int (*adopt)(const struct bh_qube_spec *spec, bh_error *err);
     /* A pidfd (or -1) that becomes readable when the qube's init exits; the caller owns it
-     * and must then call reap() to clean up and learn whether it crashed. */
+     * and must then call reap() to clean up and learn whether it crashed (or clean up
+     * as a Kill does: ended() below). */
     int (*watch_fd)(const struct bh_qube_spec *spec);
     int (*reap)(const struct bh_qube_spec *spec, bool *crashed, bh_error *err);
+    /* Optional: watch_fd() said the qube ended, and its cleanup is about to run as a
+     * Kill's (kill_now(), then kill() in a child of the caller's): the engine notes here,
+     * in the caller's process and before anything is ended, why the qube ended when its
+     * exit status cannot tell (vm: a helper of QEMU's that ended first). */
+    void (*ended)(const struct bh_qube_spec *spec);
     /* Optional, for engines whose start takes seconds (vm under TCG): start_begin sets
      * up and launches the qube and returns at once with an fd (owned by the engine)
      * that becomes readable whenever start_finish should be called; -1 on error, with

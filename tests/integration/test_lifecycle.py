@@ -3,6 +3,8 @@ import os
 import pathlib
 import signal
 import socket
+import subprocess
+import threading
 import time
 
 import pytest
@@ -77,11 +79,78 @@ def test_kill_and_restart(engine_daemon):
 def test_qube_that_dies_is_noticed(engine_daemon):
     d = engine_daemon
     d.call("admin.vm.Start", "a")
+    log_at = d.log.stat().st_size
     pid = int(open(d.runtime / "qubes/a/init.pid").read().split()[0])
     os.kill(pid, signal.SIGKILL)  # the qube's init, which this test's daemon started
     assert wait_state(d, "a", "Halted")
+    # told from its exit status, which its cleanup (a Kill's, in a child) cannot read
+    assert "a: stopped unexpectedly" in d.log.read_bytes()[log_at:].decode(errors="replace")
     d.call("admin.vm.Start", "a")  # and it starts again cleanly
     assert state_of(d, "a") == "Running"
+
+
+def test_a_halt_is_cleaned_up_beside_the_loop(engine_daemon):
+    """A qube that ends on its own (here asked to shut down: its init exits) is cleaned up
+    as a Kill is, by a child of bulkheadd, not in its loop: strace holds each umount2() of
+    the qube's vchan mount for 1 s, so the halt takes seconds, and admin.vm.List calls
+    are answered meanwhile (with the cleanup in the loop, they waited for it); a Start sent while the qube is Dying is answered once it has
+    halted, and starts it again. A clean end is not reported as a crash."""
+    strace = "/usr/bin/strace"
+    if not os.access(strace, os.X_OK):
+        pytest.skip("needs strace")
+    d = engine_daemon
+    d.call("admin.vm.Start", "a")
+    log_at = d.log.stat().st_size
+    vchan = d.runtime / "qubes/a/vchan"
+    tracer = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-P", str(vchan), "-e", "trace=umount2",
+                               "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waits, states, started = [], set(), []
+    try:
+        deadline = time.time() + 30
+        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text() and tracer.poll() is None:
+            assert time.time() < deadline, "strace did not attach"
+            time.sleep(0.05)
+        assert tracer.poll() is None, "strace did not attach"
+        def timed_state():
+            t1 = time.monotonic()
+            st = state_of(d, "a")
+            waits.append(time.monotonic() - t1)
+            return st
+
+        t0 = time.monotonic()
+        d.call("admin.vm.Shutdown", "a")
+        while timed_state() not in ("Dying", "Halted") and time.monotonic() - t0 < 30:
+            time.sleep(0.01)
+        starter = None
+        while True:
+            st = timed_state()
+            states.add(st)
+            if st == "Dying" and starter is None:
+                def start():
+                    d.call("admin.vm.Start", "a")
+                    started.append(state_of(d, "a"))
+                starter = threading.Thread(target=start)
+                starter.start()
+            if st != "Dying":
+                break
+            t1 = time.monotonic()
+            d.call("admin.vm.List", "b")
+            waits.append(time.monotonic() - t1)
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        if starter:
+            starter.join(60)
+    finally:
+        tracer.terminate()  # detaches
+        tracer.wait()
+    # positive control: the cleanup's umount2() calls were held (two, 1 s each)
+    assert took >= 1.5, took
+    assert max(waits) < 0.8, f"an Admin API call waited for the halt's cleanup: {waits}"
+    assert "Dying" in states, states
+    assert started == ["Running"], started
+    assert "a: stopped unexpectedly" not in d.log.read_bytes()[log_at:].decode(errors="replace")
+    d.call("admin.vm.Kill", "a")
 
 
 def test_daemon_restart_adopts_running_qubes(engine_daemon):

@@ -150,6 +150,23 @@ def test_clean_shutdown_leaves_nothing(vm_env):
     assert vm_leftovers(d, "v") == []
 
 
+def test_a_guest_that_stops_itself_is_not_a_crash(vm_env):
+    """A guest that ends on its own and cleanly (its init told to stop from inside, as a
+    guest's own poweroff: no Shutdown was asked) halts as cleanly: its cleanup runs as a
+    Kill's, beside bulkheadd's loop, and QEMU's exit status, read after it, tells a clean
+    end from a crash (a QEMU killed from outside is one: the test below)."""
+    d = vm_env.d
+    if state_of(d, "v") != "Running":
+        start(d, "v")
+    log_at = d.log.stat().st_size
+    qvm_run(d, "-u", "root", "v", "kill -TERM 1")  # its end may cut the call short
+    assert wait_for(lambda: state_of(d, "v") == "Halted", 120)
+    log = d.log.read_bytes()[log_at:].decode(errors="replace")
+    assert "v: stopped unexpectedly" not in log, log
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
+    assert vm_leftovers(d, "v") == []
+
+
 def test_kernel_property_and_volume(vm_env):
     """As Qubes: `kernel` names the kernel a VM qube boots (default: default_kernel, the
     installed one), and the qube's `kernel` volume is it (pool linux-kernel, read-only).
@@ -242,8 +259,10 @@ def test_qemu_killed_from_outside_is_noticed(vm_env):
     if state_of(d, "v") != "Running":
         start(d, "v")
     qemu = int((d.runtime / "qubes/v/qemu.pid").read_text().split()[0])
+    log_at = d.log.stat().st_size
     os.kill(qemu, signal.SIGKILL)
     assert wait_for(lambda: state_of(d, "v") == "Halted", 20)  # the pidfd fired: reaped at once
+    assert "v: stopped unexpectedly" in d.log.read_bytes()[log_at:].decode(errors="replace")
     # reaped: QEMU's leader shows as a zombie before its last thread has ended, and the
     # helper that ended first woke the reap before the group could be waited for
     assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)

@@ -437,6 +437,29 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
     return efd;
 }
 
+/* The qube's watch said it ended and its cleanup runs as a Kill's (vm_kill_now, then
+ * vm_kill beside the loop): QEMU's exit status tells a clean poweroff from a crash, but a
+ * helper that ended while QEMU ran on is said here, before the kill ends QEMU too. */
+static void vm_ended(const struct bh_qube_spec *spec)
+{
+    struct bh_vm_paths p;
+    bh_vm_paths_fill(spec, &p);
+    if (access(p.shutdown_mark, F_OK) == 0)
+        return; /* asked to stop: QEMU ends anyway */
+    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
+    if (qpid <= 0)
+        return; /* QEMU has exited: its status says how */
+    struct vm_helper h[3];
+    const struct vm_helper *gone = helper_gone(spec, &p, h);
+    if (!gone)
+        return;
+    int qfd = (int)syscall(SYS_pidfd_open, qpid, 0);
+    if (!qemu_ends_soon(qfd))
+        helper_gone_say(spec, &p, gone, "while the qube ran");
+    if (qfd >= 0)
+        close(qfd);
+}
+
 static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
 {
     struct bh_vm_paths p;
@@ -514,6 +537,7 @@ const struct bh_driver bh_driver_vm = {
     .adopt = vm_adopt,
     .watch_fd = vm_watch_fd,
     .reap = vm_reap,
+    .ended = vm_ended,
     .start_begin = vm_start_begin,
     .start_finish = vm_start_finish,
     .net_changed = bh_vm_net_changed,
