@@ -1030,6 +1030,9 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
     _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
     struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
+    if (nq && nq->rt.state == BH_STATE_DYING)
+        return bh_exc(e, "QubesException", "Start failed: its netvm %s is stopping; start it again once %s has halted",
+                      nq->name, nq->name);
     if (nq && !bh_qube_is_running(nq)) {
         struct bh_exc ne = { 0 };
         if (bh_lifecycle_start(app, nq, &ne) < 0)
@@ -1204,6 +1207,7 @@ static struct killing {
     int child_pidfd; /* another child of ours the kill ends (kill_now: vm's QEMU), reaped here */
     pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
     bool ended; /* not a Kill: the qube ended on its own (end_begin) */
+    bool asked; /* ... after a stop was asked (the engine's ended()) */
 } killing[MAX_KILLING];
 
 /* The child's exit status: a bit per step that failed. */
@@ -1236,8 +1240,14 @@ static void on_kill_done(void *ctx, uint32_t ev)
      * restart of bulkheadd): unknown, taken as not clean. */
     siginfo_t how = { 0 };
     if (k->init_pidfd >= 0) {
-        (void)waitid(P_PIDFD, (id_t)k->init_pidfd, &how, WEXITED | WNOHANG);
-        close(k->init_pidfd);
+        /* ns: init, our child unless adopted; vm: an epoll of pidfds, EINVAL. Not ended
+         * yet (stuck in the kernel past the child's wait): reaped once it has. */
+        if (waitid(P_PIDFD, (id_t)k->init_pidfd, &how, WEXITED | WNOHANG) == 0 && how.si_pid == 0) {
+            if (bh_late_reap(k->init_pidfd) < 0)
+                bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
+        } else {
+            close(k->init_pidfd);
+        }
     }
     if (k->child_pidfd >= 0) {
         siginfo_t si = { 0 };
@@ -1253,7 +1263,7 @@ static void on_kill_done(void *ctx, uint32_t ev)
             bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
         }
     }
-    bool crashed = k->ended && !(how.si_pid > 0 && how.si_code == CLD_EXITED && how.si_status == 0);
+    bool crashed = k->ended && !k->asked && !(how.si_pid > 0 && how.si_code == CLD_EXITED && how.si_status == 0);
     qrexec_reap(k->qrexec_pid);
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
@@ -1285,8 +1295,10 @@ static void on_kill_done(void *ctx, uint32_t ev)
             }
             bh_glue_spec_free(&sb);
             bh_waiters_killed(lc_app, qid, &e);
-            if (there)
+            if (there) {
+                bh_waiters_still_running(lc_app, qid, &e);
                 return;
+            }
             halted_after(lc_app, q, swept, true, crashed); /* its engine keeps it: the next Start cleans up */
             return;
         }
@@ -1366,7 +1378,7 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
 #endif
     if (pid > 0 && fd >= 0 && bh_loop_add(fd, EPOLLIN, on_kill_done, k) == 0) {
         *k = (struct killing){ .qid = q->qid, .pid = pid, .pidfd = fd, .init_pidfd = saved_pidfd,
-                               .child_pidfd = child_fd, .qrexec_pid = qx_pid, .ended = false };
+                               .child_pidfd = child_fd, .qrexec_pid = qx_pid };
         q->rt.pidfd = -1;
         qrexec_unwatch(q);
         qrexec_early_forget(q);
@@ -1402,17 +1414,22 @@ static bool end_begin(struct bh_app *app, struct bh_qube *q)
     if (killing_find(q->qid))
         return true; /* a Kill's child is at work already */
     const struct bh_driver *drv = bh_glue_driver(app, q);
-    if (!drv || !drv->kill_now)
-        return false;
+    if (!drv || !drv->kill_now || !killing_find(0))
+        return false; /* in line: the engine's reap() tells all of it there */
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
-    if (drv->ended)
-        drv->ended(&sb.spec);
+    /* asked to stop: by this bulkheadd (shutdown_requested), or by one before a
+     * restart (the engine's mark, which its cleanup removes) */
+    bool asked = q->rt.state == BH_STATE_HALTING || q->rt.shutdown_requested;
+    if (drv->ended && drv->ended(&sb.spec))
+        asked = true;
     int r = kill_begin(app, q, drv, &sb);
     bh_glue_spec_free(&sb);
     if (r < 0)
         return false;
-    killing_find(q->qid)->ended = true;
+    struct killing *k = killing_find(q->qid);
+    k->ended = true;
+    k->asked = asked;
     q->rt.state = BH_STATE_DYING;
     return true;
 }

@@ -82,6 +82,20 @@ void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e
             finish(&waiters[i], e);
 }
 
+void bh_waiters_still_running(struct bh_app *app, uint32_t qid, const struct bh_exc *e)
+{
+    (void)app;
+    for (size_t i = 0; i < nwaiters; i++) {
+        struct waiter *w = &waiters[i];
+        if (!w->conn || w->qid != qid)
+            continue;
+        if (w->kind == BH_WAIT_START)
+            finish(w, NULL); /* as qubesd: a Start of a running qube does nothing */
+        else if (w->kind == BH_WAIT_SHUTDOWN)
+            finish(w, e);
+    }
+}
+
 void bh_waiters_killed(struct bh_app *app, uint32_t qid, const struct bh_exc *e)
 {
     (void)app;

@@ -125,8 +125,10 @@ struct bh_driver {
     /* Optional: watch_fd() said the qube ended, and its cleanup is about to run as a
      * Kill's (kill_now(), then kill() in a child of the caller's): the engine notes here,
      * in the caller's process and before anything is ended, why the qube ended when its
-     * exit status cannot tell (vm: a helper of QEMU's that ended first). */
-    void (*ended)(const struct bh_qube_spec *spec);
+     * exit status cannot tell (vm: a helper of QEMU's that ended first). Returns whether
+     * a stop was asked (shutdown(), perhaps by a bulkheadd before a restart), which the
+     * cleanup forgets. */
+    bool (*ended)(const struct bh_qube_spec *spec);
     /* Optional, for engines whose start takes seconds (vm under TCG): start_begin sets
      * up and launches the qube and returns at once with an fd (owned by the engine)
      * that becomes readable whenever start_finish should be called; -1 on error, with

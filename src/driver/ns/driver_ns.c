@@ -213,6 +213,15 @@ static int ns_watch_fd(const struct bh_qube_spec *spec)
     return bh_init_open_verified(spec, &id);
 }
 
+/* Its cleanup runs as a Kill's, which removes the shutdown mark: whether a stop was
+ * asked is read first (init's exit status tells the rest). */
+static bool ns_ended(const struct bh_qube_spec *spec)
+{
+    struct bh_ns_paths p;
+    bh_error err = { 0 };
+    return bh_ns_paths_fill(spec, &p, &err) == 0 && access(p.shutdown_mark, F_OK) == 0;
+}
+
 static int ns_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
 {
     struct bh_ns_paths p;
@@ -277,5 +286,6 @@ const struct bh_driver bh_driver_ns = {
     .adopt = ns_adopt,
     .watch_fd = ns_watch_fd,
     .reap = ns_reap,
+    .ended = ns_ended,
     .charge_host_helper = ns_charge_host_helper,
 };

@@ -440,24 +440,25 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
 /* The qube's watch said it ended and its cleanup runs as a Kill's (vm_kill_now, then
  * vm_kill beside the loop): QEMU's exit status tells a clean poweroff from a crash, but a
  * helper that ended while QEMU ran on is said here, before the kill ends QEMU too. */
-static void vm_ended(const struct bh_qube_spec *spec)
+static bool vm_ended(const struct bh_qube_spec *spec)
 {
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
     if (access(p.shutdown_mark, F_OK) == 0)
-        return; /* asked to stop: QEMU ends anyway */
+        return true; /* asked to stop: QEMU ends anyway */
     pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
     if (qpid <= 0)
-        return; /* QEMU has exited: its status says how */
+        return false; /* QEMU has exited: its status says how */
     struct vm_helper h[3];
     const struct vm_helper *gone = helper_gone(spec, &p, h);
     if (!gone)
-        return;
+        return false;
     int qfd = (int)syscall(SYS_pidfd_open, qpid, 0);
     if (!qemu_ends_soon(qfd))
         helper_gone_say(spec, &p, gone, "while the qube ran");
     if (qfd >= 0)
         close(qfd);
+    return false;
 }
 
 static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err)
