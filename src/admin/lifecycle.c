@@ -1030,9 +1030,6 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
     _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
     struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
-    if (nq && nq->rt.state == BH_STATE_DYING)
-        return bh_exc(e, "QubesException", "Start failed: its netvm %s is stopping; start it again once %s has halted",
-                      nq->name, nq->name);
     if (nq && !bh_qube_is_running(nq)) {
         struct bh_exc ne = { 0 };
         if (bh_lifecycle_start(app, nq, &ne) < 0)
@@ -1289,7 +1286,11 @@ static void on_kill_done(void *ctx, uint32_t ev)
             bh_exc(&e, "QubesException", "Kill failed: %s", err.msg);
             bool there = now == BH_STATE_RUNNING || now == BH_STATE_PAUSED || now == BH_STATE_HALTING;
             if (there) {
-                q->rt.state = now; /* still there: watched again, as before the Kill */
+                /* still there: watched again, as before the Kill, and (as the in-line
+                 * Kill) not Halting: a kill took its shutdown mark, and a deadline
+                 * would have the tick kill it again at once */
+                q->rt.state = now == BH_STATE_HALTING ? BH_STATE_RUNNING : now;
+                q->rt.shutdown_requested = false;
                 watch(q, drv, &sb.spec);
                 qrexec_restart(q); /* and reachable again: its qrexec-daemon was ended */
             }
