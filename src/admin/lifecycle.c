@@ -1211,16 +1211,27 @@ static struct killing {
 #define KILL_FAILED 1
 #define KILL_NOT_SWEPT 2
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 static struct killing *killing_find(uint32_t qid)
 {
     for (size_t i = 0; i < MAX_KILLING; i++)
         if (killing[i].qid == qid)
             return &killing[i];
     return NULL;
+}
+
+/* A process of ours the Kill ended: its status into *how if it has ended (reaped, fd
+ * closed); else, if ours, held for the tick to reap once it has (stuck in the kernel
+ * past the child's wait); not ours, or not a pidfd (the vm engine's epoll): closed. */
+static void reap_ended(int fd, uint32_t qid, siginfo_t *how)
+{
+    siginfo_t si;
+    int r = bh_pidfd_try_reap(fd, &si);
+    if (r == 1)
+        *how = si;
+    if (r != 0)
+        close(fd);
+    else if (bh_late_reap(fd) < 0)
+        bh_warn("cannot keep a pidfd to reap a process of %u later", qid);
 }
 
 static void on_kill_done(void *ctx, uint32_t ev)
@@ -1236,29 +1247,15 @@ static void on_kill_done(void *ctx, uint32_t ev)
      * qube that ended on its own cleanly from one that crashed. Not ours (adopted after a
      * restart of bulkheadd): unknown, taken as not clean. */
     siginfo_t how = { 0 };
-    if (k->init_pidfd >= 0) {
-        /* ns: init, our child unless adopted; vm: an epoll of pidfds, EINVAL. Not ended
-         * yet (stuck in the kernel past the child's wait): reaped once it has. */
-        if (waitid(P_PIDFD, (id_t)k->init_pidfd, &how, WEXITED | WNOHANG) == 0 && how.si_pid == 0) {
-            if (bh_late_reap(k->init_pidfd) < 0)
-                bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
-        } else {
-            close(k->init_pidfd);
-        }
-    }
+    if (k->init_pidfd >= 0) /* ns: init, our child unless adopted; vm: an epoll */
+        reap_ended(k->init_pidfd, k->qid, &how);
     if (k->child_pidfd >= 0) {
-        siginfo_t si = { 0 };
         /* a QEMU that ended on its own has left its cgroup, which the child waited for, a
          * moment before it can be reaped (the kernel's cgroup_exit comes before
          * exit_notify): its status is what tells a clean poweroff from a crash */
         if (k->ended)
             (void)bh_pidfd_wait(k->child_pidfd, 200);
-        if (waitid(P_PIDFD, (id_t)k->child_pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid > 0) {
-            how = si;
-            close(k->child_pidfd);
-        } else if (bh_late_reap(k->child_pidfd) < 0) { /* once it has ended */
-            bh_warn("cannot keep a pidfd to reap a process of %u later", k->qid);
-        }
+        reap_ended(k->child_pidfd, k->qid, &how);
     }
     bool crashed = k->ended && !k->asked && !(how.si_pid > 0 && how.si_code == CLD_EXITED && how.si_status == 0);
     qrexec_reap(k->qrexec_pid);

@@ -12,17 +12,25 @@
 static int held[MAX_LATE]; /* pidfd + 1; 0: free */
 static pid_t owner;        /* the process whose table it is (a fork's copy is not its own) */
 
+int bh_pidfd_try_reap(int pidfd, siginfo_t *si)
+{
+    siginfo_t own = { 0 };
+    siginfo_t *s = si ? si : &own;
+    *s = (siginfo_t){ 0 };
+    int r;
+    while ((r = waitid(P_PIDFD, (id_t)pidfd, s, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r < 0)
+        return -1;
+    return s->si_pid != 0;
+}
+
 /* 1 reaped (or not ours: nothing to reap), 0 not ended yet, -1 cannot tell (a kernel
  * without P_PIDFD). */
 static int try_reap(int pidfd)
 {
-    siginfo_t si = { 0 };
-    int r;
-    while ((r = waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
-        ;
-    if (r < 0)
-        return errno == ECHILD ? 1 : -1;
-    return si.si_pid != 0;
+    int r = bh_pidfd_try_reap(pidfd, NULL);
+    return r < 0 && errno == ECHILD ? 1 : r;
 }
 
 /* A forked child's copy of the table names its parent's fds (closed, or copies that the

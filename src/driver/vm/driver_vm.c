@@ -135,6 +135,30 @@ static bool qemu_ends_soon(int qfd)
     return qfd >= 0 && poll(&pf, 1, 2000) > 0;
 }
 
+/* Woken while QEMU still runs, with one of its helpers gone: true when QEMU does not
+ * follow within qemu_ends_soon's grace, said in the helper's log and bulkheadd's. Asked
+ * to shut down: QEMU ends anyway (a helper ends once QEMU has closed its side, after the
+ * guest's disks were flushed), nothing to tell apart: true without a wait. */
+static bool helper_ended_first(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, bool asked)
+{
+    pid_t qpid = bh_vm_pidfile_check(p->qemu_pid, spec->uid_base);
+    if (qpid <= 0)
+        return false; /* QEMU has exited: its status says how */
+    struct vm_helper h[3];
+    const struct vm_helper *gone = helper_gone(spec, p, h);
+    if (!gone)
+        return false;
+    if (asked)
+        return true;
+    int qfd = (int)syscall(SYS_pidfd_open, qpid, 0);
+    bool follows = qemu_ends_soon(qfd);
+    if (qfd >= 0)
+        close(qfd);
+    if (!follows)
+        helper_gone_say(spec, p, gone, "while the qube ran");
+    return !follows;
+}
+
 /* What bulkheadd watches for a running VM qube (watch_fd): an epoll fd over the pidfds
  * of QEMU and of its helpers (vm_helpers), kept open here (an fd closed leaves epoll)
  * until reap or kill. */
@@ -446,18 +470,7 @@ static bool vm_ended(const struct bh_qube_spec *spec)
     bh_vm_paths_fill(spec, &p);
     if (access(p.shutdown_mark, F_OK) == 0)
         return true; /* asked to stop: QEMU ends anyway */
-    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
-    if (qpid <= 0)
-        return false; /* QEMU has exited: its status says how */
-    struct vm_helper h[3];
-    const struct vm_helper *gone = helper_gone(spec, &p, h);
-    if (!gone)
-        return false;
-    int qfd = (int)syscall(SYS_pidfd_open, qpid, 0);
-    if (!qemu_ends_soon(qfd))
-        helper_gone_say(spec, &p, gone, "while the qube ran");
-    if (qfd >= 0)
-        close(qfd);
+    (void)helper_ended_first(spec, &p, false);
     return false;
 }
 
@@ -471,19 +484,8 @@ static int vm_reap(const struct bh_qube_spec *spec, bool *crashed, bh_error *err
         return 0; /* killed and cleaned already */
     bool asked = access(p.shutdown_mark, F_OK) == 0;
     watch_forget(spec->name);
-    pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, spec->uid_base);
-    int qfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
-    struct vm_helper h[3];
-    const struct vm_helper *gone = qpid > 0 ? helper_gone(spec, &p, h) : NULL;
-    /* asked to shut down: QEMU ends anyway (a helper ends once QEMU has closed its
-     * side, after the guest's disks were flushed), nothing to tell apart: not waited */
-    bool helper_only = gone && (asked || !qemu_ends_soon(qfd));
-    if (qfd >= 0)
-        close(qfd);
-    if (helper_only) {
+    if (helper_ended_first(spec, &p, asked)) {
         /* woken by a helper's end, QEMU still running: stopped here (Crashed) */
-        if (!asked)
-            helper_gone_say(spec, &p, gone, "while the qube ran");
         *crashed = !asked;
         return bh_vm_cleanup(spec, &p, err);
     }

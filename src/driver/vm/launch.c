@@ -47,10 +47,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 void bh_vm_paths_fill(const struct bh_qube_spec *spec, struct bh_vm_paths *p)
 {
     memset(p, 0, sizeof *p);
@@ -671,16 +667,24 @@ int bh_vm_launch(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, b
     return 0;
 }
 
+/* A pidfd of pid, once it pins the process: -1 unless the record still names it then
+ * (a PID reused between the record's check and the open is not signalled or waited for). */
+static int recorded_pidfd(const char *pidfile, pid_t pid)
+{
+    int pfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (pfd >= 0 && recorded_pid(pidfile, &(char){ 0 }) != pid) {
+        close(pfd);
+        return -1;
+    }
+    return pfd;
+}
+
 int bh_vm_reap_pidfd(int pidfd, int *ws)
 {
-    siginfo_t si = { 0 };
-    int r;
-    while ((r = waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
-        ;
-    if (r < 0)
-        return -1;
-    if (si.si_pid == 0)
-        return 0;
+    siginfo_t si;
+    int r = bh_pidfd_try_reap(pidfd, &si);
+    if (r <= 0)
+        return r;
     if (ws)
         *ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
     return 1;
@@ -692,8 +696,8 @@ pid_t bh_vm_pidfile_reap(const char *pidfile, int *ws, int *ending)
     pid_t pid = recorded_pid(pidfile, &state);
     if (pid <= 0 || state != 'Z')
         return -1;
-    _cleanup_close_ int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pfd < 0 || recorded_pid(pidfile, &state) != pid) /* pinned: still the recorded one? */
+    _cleanup_close_ int pfd = recorded_pidfd(pidfile, pid);
+    if (pfd < 0)
         return -1;
     /* its leader shows 'Z' as soon as it has exited, but the group can be reaped only once
      * its last thread has ended too (QEMU's take a while): the pidfd tells when */
@@ -736,11 +740,7 @@ static void kill_recorded(const char *pidfile, uid_t uid)
     if (pid < 0)
         reap_recorded(pidfile);
     if (pid > 0) {
-        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (pfd >= 0 && recorded_pid(pidfile, &(char){ 0 }) != pid) { /* pinned: still the recorded one? */
-            close(pfd);
-            pfd = -1;
-        }
+        int pfd = recorded_pidfd(pidfile, pid);
         if (pfd >= 0) {
             syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
             struct pollfd pp = { .fd = pfd, .events = POLLIN };
@@ -755,15 +755,9 @@ static void kill_recorded(const char *pidfile, uid_t uid)
 
 int bh_vm_qemu_end(const struct bh_vm_paths *p)
 {
-    pid_t pid = recorded_pid(p->qemu_pid, &(char){ 0 });
-    int pfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    int pfd = recorded_pidfd(p->qemu_pid, recorded_pid(p->qemu_pid, &(char){ 0 }));
     if (pfd < 0)
         return -1;
-    /* the pidfd pins the process: is it still the recorded one (not a reused PID)? */
-    if (recorded_pid(p->qemu_pid, &(char){ 0 }) != pid) {
-        close(pfd);
-        return -1;
-    }
     syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
     return pfd;
 }
