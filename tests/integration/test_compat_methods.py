@@ -162,9 +162,11 @@ def test_console_from_a_qube_over_qrexec(engine_daemon):
     d.call("admin.vm.Start", "a")
     cvm = "/usr/lib/bulkhead/qrexec-client-vm"
     # the caller's stdin stays open until the console's answer came back (or the call
-    # ended): closing it after a fixed time lost the answer on a slow machine
+    # ended): closing it after a fixed time lost the answer on a slow machine. The file is
+    # removed first: the left side of the pipe may look at it before the right side's `>`
+    # truncates it, and the refused run's "call-ended 1" then closed stdin at once (CI).
     out = "/tmp/console-out"
-    script = (f"(echo 'echo via-qrexec-$((2+3)) $(hostname)'; i=0; while [ $i -lt 600 ] && "
+    script = (f"rm -f {out}; (echo 'echo via-qrexec-$((2+3)) $(hostname)'; i=0; while [ $i -lt 600 ] && "
               f"! grep -qe 'via-qrexec-5 a' -e call-ended {out} 2>/dev/null; do sleep 0.1; i=$((i+1)); done)"
               f" | {{ {cvm} a admin.vm.Console; echo call-ended $?; }} >{out}; cat {out};"
               f" exit $(sed -n 's/^call-ended //p' {out})")
