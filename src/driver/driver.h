@@ -125,7 +125,8 @@ struct bh_driver {
     /* Optional: watch_fd() said the qube ended, and its cleanup is about to run as a
      * Kill's (kill_now(), then kill() in a child of the caller's): the engine notes here,
      * in the caller's process and before anything is ended, why the qube ended when its
-     * exit status cannot tell (vm: a helper of QEMU's that ended first). Returns whether
+     * exit status cannot tell (vm: a helper of QEMU's that ended while QEMU ran, which
+     * kill_now then leaves for kill() to give its grace, beside the caller). Returns whether
      * a stop was asked (shutdown(), perhaps by a bulkheadd before a restart), which the
      * cleanup forgets. */
     bool (*ended)(const struct bh_qube_spec *spec);

@@ -128,7 +128,8 @@ static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_path
  * before it frees the guest's RAM) and either can be gone before QEMU's own exit is
  * visible: QEMU then gets up to 2 s to show it (a loaded host frees a large guest
  * slowly; a clean poweroff must not be taken for a crash). Paid in full only when QEMU
- * really runs on without the helper: a rare path, the only wait in the loop. */
+ * really runs on without the helper; in the Kill's child (vm_kill), and in the loop only
+ * on vm_reap's path (no child could be made for the cleanup). */
 static bool qemu_ends_soon(int qfd)
 {
     struct pollfd pf = { .fd = qfd, .events = POLLIN };
@@ -307,6 +308,17 @@ static int vm_shutdown(const struct bh_qube_spec *spec, bh_error *err)
     return bh_qmp_command(p.qmp, "{\"execute\":\"system_powerdown\"}\n", NULL, 2000, err);
 }
 
+/* A qube whose watch woke for a helper's end while its QEMU still ran, not asked to
+ * stop (vm_ended): its QEMU may be ending cleanly (the helper saw QEMU close its side
+ * first) or running on without the helper. Telling the two apart takes up to 2 s
+ * (qemu_ends_soon): too long for bulkheadd's loop, where a guest that makes its bridge
+ * end (junk on its port) would hold every other call, so vm_kill_now leaves such a QEMU
+ * unsignalled and the Kill's child (vm_kill, beside the loop) waits for it, says what
+ * ended first if QEMU did not follow, then kills. ended_early is set by vm_ended and read
+ * by the vm_kill_now that follows it in the same loop turn; kill_grace is vm_kill_now's
+ * verdict for the kill() it precedes (the child's copy of it is the child's). */
+static char ended_early[64], kill_grace[64];
+
 static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
     struct pending *pp = pending_find(spec->name);
@@ -315,6 +327,11 @@ static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
     watch_forget(spec->name);
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
+    if (!strcmp(kill_grace, spec->name)) {
+        /* its QEMU outlived a helper (vm_ended): given its grace here, beside the loop */
+        kill_grace[0] = '\0';
+        (void)helper_ended_first(spec, &p, false);
+    }
     return bh_vm_cleanup(spec, &p, err);
 }
 
@@ -330,7 +347,10 @@ static int vm_kill_now(const struct bh_qube_spec *spec)
     watch_forget(spec->name);
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
-    return bh_vm_qemu_end(&p);
+    bool grace = !strcmp(ended_early, spec->name);
+    ended_early[0] = '\0';
+    snprintf(kill_grace, sizeof kill_grace, "%s", grace ? spec->name : "");
+    return bh_vm_qemu_end(&p, !grace);
 }
 
 static int qmp_simple(const struct bh_qube_spec *spec, const char *cmd, bh_error *err)
@@ -462,15 +482,18 @@ static int vm_watch_fd(const struct bh_qube_spec *spec)
 }
 
 /* The qube's watch said it ended and its cleanup runs as a Kill's (vm_kill_now, then
- * vm_kill beside the loop): QEMU's exit status tells a clean poweroff from a crash, but a
- * helper that ended while QEMU ran on is said here, before the kill ends QEMU too. */
+ * vm_kill beside the loop): QEMU's exit status tells a clean poweroff from a crash
+ * (QEMU killed once its grace is over is a crash). */
 static bool vm_ended(const struct bh_qube_spec *spec)
 {
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
+    ended_early[0] = '\0';
     if (access(p.shutdown_mark, F_OK) == 0)
         return true; /* asked to stop: QEMU ends anyway */
-    (void)helper_ended_first(spec, &p, false);
+    struct vm_helper h[3];
+    if (bh_vm_pidfile_check(p.qemu_pid, spec->uid_base) > 0 && helper_gone(spec, &p, h))
+        snprintf(ended_early, sizeof ended_early, "%s", spec->name);
     return false;
 }
 

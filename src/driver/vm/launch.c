@@ -753,12 +753,13 @@ static void kill_recorded(const char *pidfile, uid_t uid)
     unlink(pidfile);
 }
 
-int bh_vm_qemu_end(const struct bh_vm_paths *p)
+int bh_vm_qemu_end(const struct bh_vm_paths *p, bool signal)
 {
     int pfd = recorded_pidfd(p->qemu_pid, recorded_pid(p->qemu_pid, &(char){ 0 }));
     if (pfd < 0)
         return -1;
-    syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+    if (signal)
+        syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
     return pfd;
 }
 

@@ -85,10 +85,11 @@ pid_t bh_vm_pidfile_reap(const char *path, int *ws, int *ending);
 /* waitid(P_PIDFD, WNOHANG): 1 reaped (wait status in *ws, may be NULL), 0 not ended yet,
  * -1 not ours or an error. */
 int bh_vm_reap_pidfd(int pidfd, int *ws);
-/* Sends SIGKILL to the recorded QEMU, live or ended and not yet reaped, and returns a
- * pidfd of it, for a caller that runs bh_vm_cleanup in a child: QEMU is the caller's
- * child, which only the caller can reap. -1 when no recorded QEMU is there. */
-int bh_vm_qemu_end(const struct bh_vm_paths *p);
+/* Sends SIGKILL (if signal) to the recorded QEMU, live or ended and not yet reaped, and
+ * returns a pidfd of it, for a caller that runs bh_vm_cleanup in a child: QEMU is the
+ * caller's child, which only the caller can reap. -1 when no recorded QEMU is there.
+ * Without signal, the child's cleanup ends it. */
+int bh_vm_qemu_end(const struct bh_vm_paths *p, bool signal);
 /* Kills QEMU, the bridge and virtiofsd; removes the qube's runtime files and cgroup.
  * Everything is tried; -1 (err) when the cgroup could not be removed (something of the
  * qube may still be in it). */
