@@ -129,7 +129,8 @@ static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_path
  * visible: QEMU then gets up to 2 s to show it (a loaded host frees a large guest
  * slowly; a clean poweroff must not be taken for a crash). Paid in full only when QEMU
  * really runs on without the helper; in the Kill's child (vm_kill), and in the loop only
- * on vm_reap's path (no child could be made for the cleanup). */
+ * when no child can run the cleanup (vm_reap's path; a child that cannot be watched, or
+ * that was itself killed before it ended QEMU, whose kill() the loop then runs). */
 static bool qemu_ends_soon(int qfd)
 {
     struct pollfd pf = { .fd = qfd, .events = POLLIN };
@@ -316,8 +317,14 @@ static int vm_shutdown(const struct bh_qube_spec *spec, bh_error *err)
  * unsignalled and the Kill's child (vm_kill, beside the loop) waits for it, says what
  * ended first if QEMU did not follow, then kills. ended_early is set by vm_ended and read
  * by the vm_kill_now that follows it in the same loop turn; kill_grace is vm_kill_now's
- * verdict for the kill() it precedes (the child's copy of it is the child's). */
-static char ended_early[64], kill_grace[64];
+ * verdict for the kill() it precedes, in the child. bulkheadd's own copy outlives the
+ * fork: it names the very QEMU (its PID, checked against the qube's pid file) so that a
+ * later kill() in the loop (a next run's failed start) never waits for another. */
+static char ended_early[64];
+static struct {
+    char name[64];
+    pid_t qemu;
+} kill_grace;
 
 static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
@@ -327,17 +334,19 @@ static int vm_kill(const struct bh_qube_spec *spec, bh_error *err)
     watch_forget(spec->name);
     struct bh_vm_paths p;
     bh_vm_paths_fill(spec, &p);
-    if (!strcmp(kill_grace, spec->name)) {
-        /* its QEMU outlived a helper (vm_ended): given its grace here, beside the loop */
-        kill_grace[0] = '\0';
+    bool grace = !strcmp(kill_grace.name, spec->name) &&
+                 bh_vm_pidfile_check(p.qemu_pid, spec->uid_base) == kill_grace.qemu;
+    if (!strcmp(kill_grace.name, spec->name))
+        kill_grace.name[0] = '\0';
+    if (grace) /* its QEMU outlived a helper (vm_ended): given its grace here, beside the loop */
         (void)helper_ended_first(spec, &p, false);
-    }
     return bh_vm_cleanup(spec, &p, err);
 }
 
 /* kill()'s first part, in bulkheadd when kill() runs in a child of it (lifecycle.c):
  * the fds of the qube's watch (and of a start in progress) are this process's, so they
- * are closed here; QEMU is ended here and its pidfd handed back, as only bulkheadd, its
+ * are closed here; QEMU is signalled here (unless it outlived a helper: kill() gives it
+ * its grace first, see kill_grace) and its pidfd handed back, as only bulkheadd, its
  * parent, can reap it. */
 static int vm_kill_now(const struct bh_qube_spec *spec)
 {
@@ -349,7 +358,9 @@ static int vm_kill_now(const struct bh_qube_spec *spec)
     bh_vm_paths_fill(spec, &p);
     bool grace = !strcmp(ended_early, spec->name);
     ended_early[0] = '\0';
-    snprintf(kill_grace, sizeof kill_grace, "%s", grace ? spec->name : "");
+    kill_grace.qemu = grace ? bh_vm_pidfile_check(p.qemu_pid, spec->uid_base) : 0;
+    grace = grace && kill_grace.qemu > 0;
+    snprintf(kill_grace.name, sizeof kill_grace.name, "%s", grace ? spec->name : "");
     return bh_vm_qemu_end(&p, !grace);
 }
 
