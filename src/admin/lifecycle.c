@@ -776,13 +776,15 @@ static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_dr
     return r;
 }
 
-static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, struct bh_exc *e)
+/* swept: the qube's qrexec identities were swept already (by a Kill's child). */
+static int start_failed_swept(struct bh_app *app, struct bh_qube *q, bh_error *err, struct bh_exc *e, bool swept)
 {
     struct bh_sq_buf b;
     bh_glue_sq(app, q, &b);
     unwatch(q);
     qrexec_stop(q); /* forked with the qube (qrexec_early), or in an agent phase */
-    (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
+    if (!swept)
+        (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
     q->rt.state = BH_STATE_HALTED;
     /* The engine cleaned up after its own failure, or start_agent had it (kill): that
      * it did is checked once more (idempotent; engines ignore some cleanup errors on
@@ -805,6 +807,29 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     const char *kv[] = { "reason", err->msg, NULL };
     emit(q, "domain-start-failed", kv);
     return bh_exc(e, "QubesException", "Start failed: %s", err->msg);
+}
+
+static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, struct bh_exc *e)
+{
+    return start_failed_swept(app, q, err, e, false);
+}
+
+/* A Kill came while the qube booted and its engine's cleanup is done (r: its result,
+ * err its error): the start fails, whoever waits for it hears so; a cleanup that failed
+ * keeps the engine for the next Start to clean up first (as halted_after). */
+static void start_killed(struct bh_app *app, struct bh_qube *q, int r, const bh_error *err, bool swept)
+{
+    bh_error kerr = { 0 };
+    if (r == 0)
+        bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
+    else
+        bh_fail(&kerr, err->errnum ? err->errnum : EIO, "%s was killed while starting; its cleanup failed: %s", q->name,
+                err->msg);
+    if (r < 0)
+        q->rt.engine_dirty = true;
+    struct bh_exc se = { 0 };
+    start_failed_swept(app, q, &kerr, &se, swept);
+    bh_waiters_started(app, q->qid, &se);
 }
 
 static void start_done(struct bh_app *app, struct bh_qube *q)
@@ -1184,9 +1209,11 @@ int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, str
  * answering other qubes' requests meanwhile. What an engine keeps in bulkheadd's memory
  * for a running qube (the vm engine's watch fds) its kill_now() drops here, and a child
  * of ours that the kill ends (QEMU) is reaped here; the rest (runtime dir, cgroups,
- * mounts) the child can do. An engine without kill_now, and a start in progress (whose
- * state is in our memory), is killed in line. The qube is no longer watched while the
- * child works: its end is the child's doing, and halted() runs once, after the child.
+ * mounts) the child can do. A start in progress goes the same way: kill_now frees the
+ * engine's part of it here (and hands back an ns init that no watch had yet), and the
+ * start fails once the child is done (start_killed). An engine without kill_now is
+ * killed in line. The qube is no longer watched while the child works: its end is the
+ * child's doing, and halted() (or start_killed) runs once, after the child.
  * A qube that ended on its own is cleaned up the same way (end_begin), and its exit
  * status, read once the child is done, says whether it crashed.
  *
@@ -1201,9 +1228,11 @@ static struct killing {
     pid_t pid;
     int pidfd;
     int init_pidfd; /* what watch_fd gave (ns: init, our child): reaped here, the child cannot */
-    int child_pidfd; /* another child of ours the kill ends (kill_now: vm's QEMU), reaped here */
+    int child_pidfd; /* another child of ours the kill ends (kill_now: vm's QEMU, an ns
+                      * init still starting), reaped here */
     pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
     bool ended; /* not a Kill: the qube ended on its own (end_begin) */
+    bool starting; /* killed while it booted: its start fails (start_killed), no halt */
     bool asked; /* ... after a stop was asked (the engine's ended()) */
 } killing[MAX_KILLING];
 
@@ -1261,6 +1290,7 @@ static void on_kill_done(void *ctx, uint32_t ev)
     qrexec_reap(k->qrexec_pid);
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
+    bool starting = k->starting;
     k->qid = 0;
     struct bh_qube *q = bh_app_find_qid(lc_app, qid);
     if (!q) {
@@ -1269,6 +1299,27 @@ static void on_kill_done(void *ctx, uint32_t ev)
         return;
     }
     struct bh_exc e = { 0 };
+    if (starting) {
+        /* killed while it booted: no halt, its start fails; the child's failure (its
+         * reason went to our log) is retried in line for the error to report */
+        int r = 0;
+        bh_error err = { 0 };
+        if (!WIFEXITED(st) || (WEXITSTATUS(st) & KILL_FAILED)) {
+            const struct bh_driver *drv = bh_glue_driver(lc_app, q);
+            struct bh_spec_buf sb;
+            bh_glue_spec(lc_app, q, &sb);
+            r = drv->kill(&sb.spec, &err);
+            bh_glue_spec_free(&sb);
+            if (r < 0)
+                bh_warn("%s: kill failed: %s", q->name, err.msg);
+        }
+        start_killed(lc_app, q, r, &err, swept);
+        if (r < 0)
+            bh_exc(&e, "QubesException", "Kill failed: %s", err.msg);
+        bh_waiters_killed(lc_app, qid, r < 0 ? &e : NULL);
+        bh_waiters_halted(lc_app, qid); /* a Shutdown with wait, a Start sent meanwhile */
+        return;
+    }
     if (!WIFEXITED(st) || (WEXITSTATUS(st) & KILL_FAILED)) {
         /* The child failed (its reason went to our log): once more in line, for the
          * error to report; the qube stays as the engine leaves it. */
@@ -1315,9 +1366,10 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     int saved_pidfd = q->rt.pidfd;
     if (saved_pidfd >= 0)
         bh_loop_del(saved_pidfd); /* its death is the Kill's, not a crash to report */
-    /* The signal first, in line (a few system calls): the qube dies while the child that
-     * waits for it and cleans up is forked, instead of after (a fork of bulkheadd takes
-     * milliseconds to run on a guest where page faults trap). */
+    /* The signal first, in line (a few system calls; the vm engine holds it back for a
+     * QEMU that outlived a helper, whose grace the child gives): the qube dies while
+     * the child that waits for it and cleans up is forked, instead of after (a fork of
+     * bulkheadd takes milliseconds to run on a guest where page faults trap). */
     int child_fd = drv->kill_now(&sb->spec);
     /* Its qrexec-daemon is ended by the child, which waits for that before it sweeps;
      * here it is forgotten only once the child is watched (an intended stop, not a
@@ -1442,9 +1494,12 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     struct bh_spec_buf sb;
     bh_glue_spec(app, q, &sb);
     bh_error err = { 0 };
+    /* A start in progress is forgotten here (the engine's kill_now cancels its part);
+     * its failure is told once the child is done (on_kill_done). */
     bool was_starting = starting_drop(q->qid);
-    if (!was_starting && kill_begin(app, q, drv, &sb) == 0) {
+    if (kill_begin(app, q, drv, &sb) == 0) {
         bh_glue_spec_free(&sb);
+        killing_find(q->qid)->starting = was_starting;
         q->rt.state = BH_STATE_DYING;
         return BH_LIFECYCLE_KILLING;
     }
@@ -1461,21 +1516,10 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     }
     bh_glue_spec_free(&sb);
     if (was_starting) {
-        /* killed while it booted: its start fails, whoever waits for it hears so; also
-         * when the engine's cleanup failed (the start is no longer watched: the qube
-         * would stay Transient), then with the engine kept for the next Start to clean
-         * up first (as halted_after) */
-        bh_error kerr = { 0 };
-        if (r == 0)
-            bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
-        else
-            bh_fail(&kerr, err.errnum ? err.errnum : EIO, "%s was killed while starting; its cleanup failed: %s", q->name,
-                    err.msg);
-        struct bh_exc se = { 0 };
-        if (r < 0)
-            q->rt.engine_dirty = true;
-        start_failed(app, q, &kerr, &se);
-        bh_waiters_started(app, q->qid, &se);
+        /* killed while it booted (in line: no child could be made): its start fails,
+         * also when the engine's cleanup failed (the start is no longer watched: the
+         * qube would stay Transient) */
+        start_killed(app, q, r, &err, false);
         if (r < 0)
             return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
         return 0;

@@ -1,6 +1,7 @@
 """Qube lifecycle through the Admin API on real ns qubes."""
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, parse_reply, state_of, wait_state  # noqa: F401
-from vm_fixtures import qube_cgroups
+from vm_fixtures import qube_cgroups, wait_for
 
 
 def events_socket(d, dest="dom0"):
@@ -158,6 +159,93 @@ def test_a_halt_is_cleaned_up_beside_the_loop(engine_daemon):
     assert started == ["Running"], started
     assert "a: stopped unexpectedly" not in d.log.read_bytes()[log_at:].decode(errors="replace")
     d.call("admin.vm.Kill", "a")
+
+
+def children(pid, zombies=False):
+    """pid's children (only those that ended and were not reaped, with zombies), as
+    {pid: /proc/PID/status}."""
+    out = {}
+    for st in pathlib.Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = st.read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in text and (not zombies or "\nState:\tZ" in text):
+            out[int(st.parent.name)] = text
+    return out
+
+
+def test_a_disposable_killed_while_it_starts_is_cleaned_up_beside_the_loop(engine_daemon):
+    """An ns disposable starts beside bulkheadd's loop (other ns qubes start in line); a
+    Kill that comes meanwhile cancels the start there and cleans up as a running qube's
+    Kill does, in a child: strace holds every umount2() of bulkheadd and its children
+    1.5 s, which holds the start (its init's umount of the old root) and the cleanup (the
+    vchan mount's). The Start's caller hears that the qube was killed while starting,
+    admin.vm.List is answered while the qube is Dying (in line, the loop was held and
+    the qube never seen Dying), its init (bulkheadd's child, not yet watched) is reaped,
+    and nothing of it is left. The Kill comes while stage 1 waits for init's exec, so
+    init was never reported: it is found among bulkheadd's children."""
+    strace = "/usr/bin/strace"
+    if not os.access(strace, os.X_OK):
+        pytest.skip("needs strace")
+    d = engine_daemon
+    d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
+    disp = d.call("admin.vm.CreateDisposable", "a")
+    tracer = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=umount2",
+                               "-e", "inject=umount2:delay_enter=1500000", "-p", str(d.proc.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res, calls = {}, []
+    try:
+        deadline = time.time() + 30
+        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text() and tracer.poll() is None:
+            assert time.time() < deadline, "strace did not attach"
+            time.sleep(0.05)
+        assert tracer.poll() is None, "strace did not attach"
+
+        def start():
+            try:
+                d.call("admin.vm.Start", disp)
+                res["ok"] = True
+            except AdminError as e:
+                res["err"] = str(e)
+        starter = threading.Thread(target=start)
+        starter.start()
+        deadline = time.time() + 30
+        while state_of(d, disp) != "Transient":
+            assert time.time() < deadline and starter.is_alive(), res
+            time.sleep(0.01)
+        # its init is made (bulkheadd's child, in a PID namespace of its own) and held in
+        # its umount2 before its exec, so stage 1 has not reported it yet
+        deadline = time.time() + 30
+        while not [p for p, t in children(d.proc.pid).items() if re.search(r"\nNSpid:\t\d+\t1\n", t)]:
+            assert time.time() < deadline and starter.is_alive(), res
+            time.sleep(0.01)
+        killer = threading.Thread(target=lambda: res.setdefault("kill", d.raw(f"admin.vm.Kill+ dom0 name {disp}\0".encode())))
+        t0 = time.monotonic()
+        killer.start()
+        while time.monotonic() - t0 < 60:
+            t1 = time.monotonic()
+            d.call("admin.vm.List", "b")
+            st = state_of(d, disp)
+            calls.append((time.monotonic() - t1, st))
+            if st not in ("Transient", "Dying"):
+                break
+            time.sleep(0.05)
+        killer.join(60)
+        starter.join(60)
+    finally:
+        tracer.terminate()  # detaches
+        tracer.wait()
+    assert res.get("kill") == b"0\0", res
+    assert "killed while starting" in res.get("err", ""), res
+    waits = [w for w, st in calls if st == "Dying"]
+    assert waits, calls  # in line, the loop was held until the qube was Halted
+    assert max(waits) < 1.0, f"an Admin API call waited for the Kill's cleanup: {calls}"
+    assert state_of(d, disp) == "Halted"
+    # its init, bulkheadd's child that stage 1 never reported, was reaped
+    assert wait_for(lambda: children(d.proc.pid, zombies=True) == {}, 5), children(d.proc.pid, zombies=True)
+    assert not (d.runtime / "qubes" / disp / "vchan").exists()
+    assert qube_cgroups(d, disp) == []
 
 
 def test_daemon_restart_adopts_running_qubes(engine_daemon):

@@ -317,6 +317,71 @@ def test_daemon_answers_while_a_vm_is_killed(vm_env):
     assert vm_leftovers(d, "v") == []
 
 
+@pytest.mark.skipif(not os.access("/usr/bin/strace", os.X_OK), reason="needs strace")
+def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
+    """A Kill that comes while a VM qube boots (its guest's bridge held back 30 s) ends
+    the start beside bulkheadd's loop, as a running qube's Kill: with each umount2() of
+    the qube's vchan and guest-RAM mounts held 1 s, admin.vm.List is answered while the
+    qube is Dying (in line, the loop was held and the qube never seen Dying); the
+    Start's caller hears that the qube was killed while starting, QEMU is reaped,
+    nothing is left, and the qube boots again."""
+    d = vm_env.d
+    if state_of(d, "v") != "Halted":
+        d.call("admin.vm.Kill", "v")
+    d.call("admin.vm.property.Set+kernelopts", "v", "bh.bridge_delay_ms=30000")
+    rt = d.runtime / "qubes/v"
+    res, calls, tracer = {}, [], None
+    try:
+        def boot():
+            try:
+                d.call("admin.vm.Start", "v")
+                res["ok"] = True
+            except AdminError as e:
+                res["err"] = e.msg
+        starter = threading.Thread(target=boot)
+        starter.start()
+        assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
+        # attached once QEMU runs: strace -f follows only the children forked after
+        tracer = subprocess.Popen(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", str(rt / "vchan"),
+                                   "-P", str(rt / "vm-mem"), "-e", "trace=umount2",
+                                   "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: "\nTracerPid:\t0\n" not in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text()
+                        or tracer.poll() is not None, 30)
+        assert tracer.poll() is None, "strace did not attach"
+        assert state_of(d, "v") == "Transient", res  # control: still booting
+        killer = threading.Thread(target=lambda: res.setdefault("kill", raw_call(d.sock, b"admin.vm.Kill+ dom0 name v\0")))
+        t0 = time.monotonic()
+        killer.start()
+        while time.monotonic() - t0 < 60:
+            t1 = time.monotonic()
+            d.call("admin.vm.List", "n")
+            st = state_of(d, "v")
+            calls.append((time.monotonic() - t1, st))
+            if st not in ("Transient", "Dying"):
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        killer.join(60)
+        starter.join(60)
+    finally:
+        if tracer:
+            tracer.terminate()  # detaches
+            tracer.wait()
+        d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
+    assert res.get("kill") == b"0\0", res
+    assert "killed while starting" in res.get("err", ""), res
+    assert took >= 1.5, took  # positive control: the cleanup's umount2() calls were held
+    waits = [w for w, st in calls if st == "Dying"]
+    assert waits, calls  # in line, the loop was held until the qube was Halted
+    assert max(waits) < 0.8, f"an Admin API call waited for the Kill's cleanup: {calls}"
+    assert state_of(d, "v") == "Halted"
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
+    assert vm_leftovers(d, "v") == []
+    start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
+
+
 def test_disposable_vm(vm_env):
     """qvm-run --dispvm from a pvh disposable template: a new VM qube for one call, gone after."""
     d = vm_env.d

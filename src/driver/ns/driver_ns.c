@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "io.h"
+#include "late_reap.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,13 +43,16 @@ static int signal_init(const struct bh_qube_spec *spec, const char *tag, struct 
 
 static int ns_kill_now(const struct bh_qube_spec *spec)
 {
+    /* A start in progress is cancelled here, where its state is: its init, our child,
+     * was watched by no watch_fd() yet, so its pidfd goes to the caller to reap. */
+    int starting = bh_ns_spawn_cancel(spec);
     char tag[64];
     tag_of(spec, tag, sizeof tag);
     struct bh_init_id id;
     int pidfd = signal_init(spec, tag, &id); /* signalled; the pidfd is not kept */
     if (pidfd >= 0)
         close(pidfd);
-    return -1; /* init, our child, is what watch_fd() watched: the caller reaps it by that */
+    return starting; /* else init, our child, is what watch_fd() watched: the caller reaps it by that */
 }
 
 int bh_ns_cleanup(const struct bh_qube_spec *spec, bh_error *err)
@@ -144,8 +148,17 @@ static int ns_shutdown(const struct bh_qube_spec *spec, bh_error *err)
 
 static int ns_kill(const struct bh_qube_spec *spec, bh_error *err)
 {
-    bh_ns_spawn_abort(spec); /* a start in progress is cancelled */
-    return bh_ns_cleanup(spec, err);
+    /* A start in progress is cancelled (only where its state is: in the daemon, when the
+     * kill runs in line); its init, our child that nothing watched, is reaped once the
+     * cleanup has ended it, or by the daemon's tick. */
+    int starting = bh_ns_spawn_cancel(spec);
+    int r = bh_ns_cleanup(spec, err);
+    if (starting >= 0) {
+        (void)bh_pidfd_wait(starting, 1000);
+        if (bh_late_reap(starting) < 0)
+            close(starting);
+    }
+    return r;
 }
 
 static int set_frozen(const struct bh_qube_spec *spec, bool frozen, bh_error *err)

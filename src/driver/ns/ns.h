@@ -202,10 +202,13 @@ int bh_ns_libexec_dir(char *out, size_t n);
 int bh_ns_spawn(const struct bh_qube_spec *spec, bh_error *err);
 /* The same in two halves for an event loop (driver.h start_begin/start_finish): begin
  * returns an fd (the engine's) readable whenever finish should be called; finish returns
- * 1 not yet, 0 ready, -1 failed (cleaned up). abort forgets a pending start (kill). */
+ * 1 not yet, 0 ready, -1 failed (cleaned up). */
 int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err);
 int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err);
-void bh_ns_spawn_abort(const struct bh_qube_spec *spec);
+/* Cancels a pending start (kill, kill_now): it is forgotten, stage 1 ended, its init
+ * SIGKILLed, also one that stage 1 had made but not yet reported, and its pidfd returned
+ * (init is the daemon's child: the caller reaps it once it has ended); -1 without one. */
+int bh_ns_spawn_cancel(const struct bh_qube_spec *spec);
 
 /* ---- procfs.c (the qube's computed /proc/uptime, stat, softirqs, interrupts) ---- */
 /* The host UID/GID of a qube's bulkhead-procfs: BH_PROCFS_ID_BASE + qid (qrexec_ids.h). */

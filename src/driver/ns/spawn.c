@@ -12,6 +12,7 @@
 #include "selfpath.h"
 #include "stack.h"
 #include "io.h"
+#include "late_reap.h"
 #include "log.h"
 #include "sanitized.h"
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -344,25 +346,87 @@ static void pending_close(struct pending *pd)
     memset(pd, 0, sizeof *pd);
 }
 
-/* Ends a failed start: init (if any) killed and reaped, everything cleaned up. */
+static int unreported_init(const struct bh_qube_spec *spec);
+
+/* Ends a failed start: init (if any, also one stage 1 made but did not report) killed
+ * and reaped, everything cleaned up. */
 static int pending_fail(struct pending *pd, const struct bh_qube_spec *spec)
 {
+    bool unreported = pd->init < 0 && pd->s1 > 0;
     if (pd->pidfd >= 0) {
         pidfd_send_signal(pd->pidfd, SIGKILL, NULL, 0);
         while (waitpid(pd->init, NULL, 0) < 0 && errno == EINTR)
             ;
     }
     pending_close(pd);
+    int fd = unreported ? unreported_init(spec) : -1;
+    if (fd >= 0)
+        pidfd_send_signal(fd, SIGKILL, NULL, 0);
     bh_error ignored;
     (void)bh_ns_cleanup(spec, &ignored);
+    if (fd >= 0) {
+        (void)bh_pidfd_wait(fd, 1000);
+        if (bh_late_reap(fd) < 0)
+            close(fd);
+    }
     return -1;
 }
 
-void bh_ns_spawn_abort(const struct bh_qube_spec *spec)
+/* A start cancelled while stage 1 waited (vfork) for init's exec: init exists, stage 1's
+ * CLONE_PARENT child and so ours, but it was never reported ('P' comes after its exec),
+ * and nothing would reap it. Found among our children (a scan of /proc: this kernel may
+ * lack /proc/PID/task/TID/children; a rare path) as the one in a PID namespace of its
+ * own (NSpid ends in 1: our qrexec-daemons and helpers are in ours) and in this qube's
+ * cgroups, checked again once its pidfd pins it. */
+static bool is_unreported_init(long pid, const char *tag, const char *name)
 {
-    struct pending *pd = pending_find(spec->runtime_dir);
-    if (pd && spec->runtime_dir[0])
-        pending_close(pd); /* the caller (kill) cleans up the qube itself */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    _cleanup_free_ char *st = bh_read_file(path, 8192, NULL);
+    const char *pp = st ? strstr(st, "\nPPid:\t") : NULL;
+    const char *ns = st ? strstr(st, "\nNSpid:\t") : NULL;
+    const char *nl = ns ? strchr(ns + 1, '\n') : NULL;
+    return pp && nl && atol(pp + 7) == (long)getpid() && nl - ns > 3 && !memcmp(nl - 2, "\t1", 2) &&
+           bh_cgroup_ops()->contains(tag, name, (pid_t)pid);
+}
+
+static int unreported_init(const struct bh_qube_spec *spec)
+{
+    _cleanup_closedir_ DIR *dir = opendir("/proc");
+    if (!dir)
+        return -1;
+    char tag[64];
+    bh_cgroup_tag(spec, tag, sizeof tag);
+    int found = -1;
+    struct dirent *de;
+    while (found < 0 && (de = readdir(dir))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1 || !is_unreported_init(pid, tag, spec->name))
+            continue;
+        int fd = pidfd_open((pid_t)pid, 0);
+        if (fd >= 0 && is_unreported_init(pid, tag, spec->name))
+            found = fd;
+        else if (fd >= 0)
+            close(fd);
+    }
+    return found;
+}
+
+int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
+{
+    struct pending *pd = spec->runtime_dir[0] ? pending_find(spec->runtime_dir) : NULL;
+    if (!pd)
+        return -1;
+    int fd = pd->pidfd;
+    bool unreported = pd->init < 0 && pd->s1 > 0;
+    pd->pidfd = -1;
+    pending_close(pd); /* stage 1 killed and reaped: it makes no init any more */
+    if (unreported)
+        fd = unreported_init(spec);
+    if (fd >= 0)
+        pidfd_send_signal(fd, SIGKILL, NULL, 0);
+    return fd;
 }
 
 /* Handles what arrived; 1 = not ready yet, 0 = ready, -1 = failed (cleaned up). */
