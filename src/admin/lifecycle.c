@@ -786,6 +786,7 @@ static int start_failed_swept(struct bh_app *app, struct bh_qube *q, bh_error *e
     if (!swept)
         (void)bh_qube_ids_reap(q->qid); /* calls it made meanwhile (see halted) */
     q->rt.state = BH_STATE_HALTED;
+    q->rt.shutdown_requested = false; /* a Shutdown sent while it booted */
     /* The engine cleaned up after its own failure, or start_agent had it (kill): that
      * it did is checked once more (idempotent; engines ignore some cleanup errors on
      * their failure paths): one that cannot is kept for the next Start. */
@@ -806,6 +807,11 @@ static int start_failed_swept(struct bh_app *app, struct bh_qube *q, bh_error *e
     bh_glue_sq_free(&b);
     const char *kv[] = { "reason", err->msg, NULL };
     emit(q, "domain-start-failed", kv);
+    /* As qubesd's DispVM.start: a disposable that cleans up after itself does so also
+     * when its start failed (else nothing would remove it until bulkheadd restarts;
+     * one whose engine could not clean up is removed by dirty_disposables_tick) */
+    if (q->klass == BH_DISPVM && bh_kv_get(&q->features, "internal.auto-cleanup") && !q->rt.engine_dirty)
+        bh_loop_defer(remove_disposable, (void *)(uintptr_t)q->qid);
     return bh_exc(e, "QubesException", "Start failed: %s", err->msg);
 }
 
@@ -828,8 +834,10 @@ static void start_killed(struct bh_app *app, struct bh_qube *q, int r, const bh_
     if (r < 0)
         q->rt.engine_dirty = true;
     struct bh_exc se = { 0 };
+    uint32_t qid = q->qid;
     start_failed_swept(app, q, &kerr, &se, swept);
-    bh_waiters_started(app, q->qid, &se);
+    bh_waiters_started(app, qid, &se);
+    bh_waiters_halted(app, qid); /* a Shutdown with wait, a Start sent meanwhile */
 }
 
 static void start_done(struct bh_app *app, struct bh_qube *q)
@@ -1317,7 +1325,6 @@ static void on_kill_done(void *ctx, uint32_t ev)
         if (r < 0)
             bh_exc(&e, "QubesException", "Kill failed: %s", err.msg);
         bh_waiters_killed(lc_app, qid, r < 0 ? &e : NULL);
-        bh_waiters_halted(lc_app, qid); /* a Shutdown with wait, a Start sent meanwhile */
         return;
     }
     if (!WIFEXITED(st) || (WEXITSTATUS(st) & KILL_FAILED)) {

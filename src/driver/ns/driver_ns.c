@@ -155,8 +155,7 @@ static int ns_kill(const struct bh_qube_spec *spec, bh_error *err)
     int r = bh_ns_cleanup(spec, err);
     if (starting >= 0) {
         (void)bh_pidfd_wait(starting, 1000);
-        if (bh_late_reap(starting) < 0)
-            close(starting);
+        (void)bh_late_reap(starting); /* takes the fd, or closes it */
     }
     return r;
 }

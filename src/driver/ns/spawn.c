@@ -346,28 +346,28 @@ static void pending_close(struct pending *pd)
     memset(pd, 0, sizeof *pd);
 }
 
-static int unreported_init(const struct bh_qube_spec *spec);
+static unsigned long long stage1_start(const struct pending *pd);
+static int unreported_init(const struct bh_qube_spec *spec, unsigned long long since);
 
 /* Ends a failed start: init (if any, also one stage 1 made but did not report) killed
  * and reaped, everything cleaned up. */
 static int pending_fail(struct pending *pd, const struct bh_qube_spec *spec)
 {
-    bool unreported = pd->init < 0 && pd->s1 > 0;
+    unsigned long long s1 = stage1_start(pd);
     if (pd->pidfd >= 0) {
         pidfd_send_signal(pd->pidfd, SIGKILL, NULL, 0);
         while (waitpid(pd->init, NULL, 0) < 0 && errno == EINTR)
             ;
     }
     pending_close(pd);
-    int fd = unreported ? unreported_init(spec) : -1;
+    int fd = s1 ? unreported_init(spec, s1) : -1;
     if (fd >= 0)
         pidfd_send_signal(fd, SIGKILL, NULL, 0);
     bh_error ignored;
     (void)bh_ns_cleanup(spec, &ignored);
     if (fd >= 0) {
         (void)bh_pidfd_wait(fd, 1000);
-        if (bh_late_reap(fd) < 0)
-            close(fd);
+        (void)bh_late_reap(fd); /* takes fd, or closes it */
     }
     return -1;
 }
@@ -375,22 +375,39 @@ static int pending_fail(struct pending *pd, const struct bh_qube_spec *spec)
 /* A start cancelled while stage 1 waited (vfork) for init's exec: init exists, stage 1's
  * CLONE_PARENT child and so ours, but it was never reported ('P' comes after its exec),
  * and nothing would reap it. Found among our children (a scan of /proc: this kernel may
- * lack /proc/PID/task/TID/children; a rare path) as the one in a PID namespace of its
+ * lack /proc/PID/task/TID/children; a rare path) as the one made since stage 1 was (an
+ * earlier init of the same qube may still wait for its reap), in a PID namespace of its
  * own (NSpid ends in 1: our qrexec-daemons and helpers are in ours) and in this qube's
  * cgroups, checked again once its pidfd pins it. */
-static bool is_unreported_init(long pid, const char *tag, const char *name)
+
+/* The parent and start time (clock ticks since boot) of pid from /proc/PID/stat. */
+static bool proc_parent_start(long pid, long *ppid, unsigned long long *start)
 {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    _cleanup_free_ char *st = bh_read_file(path, 1024, NULL);
+    const char *rp = st ? strrchr(st, ')') : NULL;
+    /* after the name: state (3), ppid (4) ... starttime (22) */
+    return rp && sscanf(rp + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", ppid,
+                        start) == 2;
+}
+
+static bool is_unreported_init(long pid, unsigned long long since, const char *tag, const char *name)
+{
+    long ppid = 0;
+    unsigned long long start = 0;
+    if (!proc_parent_start(pid, &ppid, &start) || ppid != (long)getpid() || start < since)
+        return false;
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/status", pid);
     _cleanup_free_ char *st = bh_read_file(path, 8192, NULL);
-    const char *pp = st ? strstr(st, "\nPPid:\t") : NULL;
     const char *ns = st ? strstr(st, "\nNSpid:\t") : NULL;
     const char *nl = ns ? strchr(ns + 1, '\n') : NULL;
-    return pp && nl && atol(pp + 7) == (long)getpid() && nl - ns > 3 && !memcmp(nl - 2, "\t1", 2) &&
-           bh_cgroup_ops()->contains(tag, name, (pid_t)pid);
+    return nl && nl - ns > 3 && !memcmp(nl - 2, "\t1", 2) && bh_cgroup_ops()->contains(tag, name, (pid_t)pid);
 }
 
-static int unreported_init(const struct bh_qube_spec *spec)
+/* since: stage 1's start time (init cannot be older). */
+static int unreported_init(const struct bh_qube_spec *spec, unsigned long long since)
 {
     _cleanup_closedir_ DIR *dir = opendir("/proc");
     if (!dir)
@@ -402,15 +419,26 @@ static int unreported_init(const struct bh_qube_spec *spec)
     while (found < 0 && (de = readdir(dir))) {
         char *end;
         long pid = strtol(de->d_name, &end, 10);
-        if (*end || pid <= 1 || !is_unreported_init(pid, tag, spec->name))
+        if (*end || pid <= 1 || !is_unreported_init(pid, since, tag, spec->name))
             continue;
         int fd = pidfd_open((pid_t)pid, 0);
-        if (fd >= 0 && is_unreported_init(pid, tag, spec->name))
+        if (fd >= 0 && is_unreported_init(pid, since, tag, spec->name))
             found = fd;
         else if (fd >= 0)
             close(fd);
     }
     return found;
+}
+
+/* What unreported_init needs, read before stage 1 is reaped: its start time, or 0 when
+ * no unreported init can exist (init reported, or no stage 1). */
+static unsigned long long stage1_start(const struct pending *pd)
+{
+    long ppid = 0;
+    unsigned long long start = 0;
+    if (pd->init >= 0 || pd->s1 <= 0 || !proc_parent_start(pd->s1, &ppid, &start))
+        return 0;
+    return start ? start : 1;
 }
 
 int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
@@ -419,11 +447,11 @@ int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
     if (!pd)
         return -1;
     int fd = pd->pidfd;
-    bool unreported = pd->init < 0 && pd->s1 > 0;
+    unsigned long long s1 = stage1_start(pd);
     pd->pidfd = -1;
     pending_close(pd); /* stage 1 killed and reaped: it makes no init any more */
-    if (unreported)
-        fd = unreported_init(spec);
+    if (s1)
+        fd = unreported_init(spec, s1);
     if (fd >= 0)
         pidfd_send_signal(fd, SIGKILL, NULL, 0);
     return fd;
