@@ -86,7 +86,13 @@ def test_only_the_guest_bridge_holds_the_port(vm_env):
 # guest's bridge, takes the virtio-serial port over and writes to the host bridge.
 PORT_WRITER = r"""
 import glob, os, struct, sys, time
-time.sleep(1)  # the qrexec call that started us returns first
+# the qrexec call that started us returns first: its shell (argv[2]) has ended, and its
+# exit status has had time to cross the bridge (a loaded TCG guest is slow)
+for _ in range(1200):
+    if not os.path.exists("/proc/%s" % sys.argv[2]):
+        break
+    time.sleep(0.05)
+time.sleep(1)
 for c in glob.glob("/proc/[0-9]*/comm"):
     try:
         if open(c).read().strip() == "bulkhead-vchan-":
@@ -124,7 +130,7 @@ time.sleep(600)
 
 
 def take_over_port(d, mode):
-    r = root(d, f"cat > /tmp/w.py && setsid -f python3 /tmp/w.py {mode} </dev/null >/dev/null 2>&1; echo started",
+    r = root(d, f"cat > /tmp/w.py && setsid -f python3 /tmp/w.py {mode} $$ </dev/null >/dev/null 2>&1; echo started",
              input=PORT_WRITER.encode())
     assert r.stdout.decode().strip() == "started", r.stderr
 

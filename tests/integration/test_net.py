@@ -104,7 +104,7 @@ def test_rule_change_cuts_an_open_connection(net, clean_fw):
     # A connection opened before the rule: lines go out every 100 ms and come back.
     p = subprocess.Popen([QVM_RUN, "-p", "work",
                           "python3 -u -c \"import socket,time\n"
-                          "s=socket.create_connection(('198.51.100.80',7)); s.settimeout(0.3)\n"
+                          "s=socket.create_connection(('198.51.100.80',7)); s.settimeout(2)\n"
                           "for i in range(600):\n"
                           "  s.sendall(b'x\\\\n')\n"
                           "  try: s.recv(100); print('ok', time.time(), flush=True)\n"
@@ -112,8 +112,11 @@ def test_rule_change_cuts_an_open_connection(net, clean_fw):
                           "  time.sleep(0.1)\""],
                          env=net.d.env, stdout=subprocess.PIPE, text=True)
     try:
-        first = p.stdout.readline()
-        assert first.startswith("ok"), first
+        # an echo may be late on a loaded machine: the connection works once one comes back
+        first = [p.stdout.readline() for _ in range(1)]
+        while not first[-1].startswith("ok") and len(first) < 20 and first[-1]:
+            first.append(p.stdout.readline())
+        assert first[-1].startswith("ok"), first
         t0 = time.time()
         net.d.call("admin.vm.firewall.Set", "work", f"action=drop dst4={WEB}\naction=accept\n")
         lost_at = None
@@ -121,7 +124,7 @@ def test_rule_change_cuts_an_open_connection(net, clean_fw):
         # a minute at least): the bound is generous, cut at once is well under a second
         while lost_at is None and time.time() - t0 < 30:
             line = p.stdout.readline()
-            if line.startswith("lost"):
+            if line.startswith("lost") and float(line.split()[1]) > t0:  # not a late echo from before
                 lost_at = float(line.split()[1])
         assert lost_at is not None, "the open connection still worked 30 s after the rule"
         assert lost_at - t0 < 20, lost_at - t0

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from admin_fixtures import BUILD, Daemon, daemon, kill_all, parse_reply, qvm_run, raw_call  # noqa: F401
-from vm_fixtures import have_kvm, qube_cgroups, start, vm_premises
+from vm_fixtures import have_kvm, qube_cgroups, start, vm_premises, wait_for
 
 
 def prop(d, name, qube=None):
@@ -259,7 +259,7 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
     Halted, and its next Start has the engine clean up first."""
     with vm_qube_with_stray_cgroup(tmp_path, "v", virt_mode="pvh") as d:
         # the guest's bridge held back: the boot lasts long enough for the Kill
-        d.call("admin.vm.property.Set+kernelopts", "v", "bh.bridge_delay_ms=5000")
+        d.call("admin.vm.property.Set+kernelopts", "v", "bh.bridge_delay_ms=30000")  # booting under KVM too
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(300)
         s.connect(d.sock)
@@ -293,7 +293,7 @@ def test_a_kill_while_booting_whose_cleanup_fails_does_not_leave_it_transient(tm
         with pytest.raises(Exception) as e:
             d.call("admin.vm.Kill", "v")
         assert "Kill failed" in str(e.value)
-        assert not os.path.exists(f"/proc/{qemu}")
+        assert wait_for(lambda: not os.path.exists(f"/proc/{qemu}"), 10)  # ended and reaped
         assert "state=Halted" in d.call("admin.vm.List", "v")
         assert (d.runtime / "engines/v").read_text() == "vm"
         stuck.rmdir()
