@@ -3,7 +3,6 @@
 #include "cleanup.h"
 #include "log.h"
 #include "io.h"
-#include "late_reap.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -153,10 +152,7 @@ static int ns_kill(const struct bh_qube_spec *spec, bh_error *err)
      * cleanup has ended it, or by the daemon's tick. */
     int starting = bh_ns_spawn_cancel(spec);
     int r = bh_ns_cleanup(spec, err);
-    if (starting >= 0) {
-        (void)bh_pidfd_wait(starting, 1000);
-        (void)bh_late_reap(starting); /* takes the fd, or closes it */
-    }
+    bh_ns_reap_cancelled(starting);
     return r;
 }
 

@@ -209,6 +209,9 @@ int bh_ns_spawn_finish(const struct bh_qube_spec *spec, bh_error *err);
  * SIGKILLed, also one that stage 1 had made but not yet reported, and its pidfd returned
  * (init is the daemon's child: the caller reaps it once it has ended); -1 without one. */
 int bh_ns_spawn_cancel(const struct bh_qube_spec *spec);
+/* After the qube's cleanup: the init a cancel returned (-1: none) reaped once it has
+ * ended, else held for the daemon's tick to reap (late_reap.h). */
+void bh_ns_reap_cancelled(int fd);
 
 /* ---- procfs.c (the qube's computed /proc/uptime, stat, softirqs, interrupts) ---- */
 /* The host UID/GID of a qube's bulkhead-procfs: BH_PROCFS_ID_BASE + qid (qrexec_ids.h). */

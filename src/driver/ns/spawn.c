@@ -346,29 +346,16 @@ static void pending_close(struct pending *pd)
     memset(pd, 0, sizeof *pd);
 }
 
-static unsigned long long stage1_start(const struct pending *pd);
-static int unreported_init(const struct bh_qube_spec *spec, unsigned long long since);
+static int cancel_pending(struct pending *pd, const struct bh_qube_spec *spec);
 
 /* Ends a failed start: init (if any, also one stage 1 made but did not report) killed
  * and reaped, everything cleaned up. */
 static int pending_fail(struct pending *pd, const struct bh_qube_spec *spec)
 {
-    unsigned long long s1 = stage1_start(pd);
-    if (pd->pidfd >= 0) {
-        pidfd_send_signal(pd->pidfd, SIGKILL, NULL, 0);
-        while (waitpid(pd->init, NULL, 0) < 0 && errno == EINTR)
-            ;
-    }
-    pending_close(pd);
-    int fd = s1 ? unreported_init(spec, s1) : -1;
-    if (fd >= 0)
-        pidfd_send_signal(fd, SIGKILL, NULL, 0);
+    int fd = cancel_pending(pd, spec);
     bh_error ignored;
     (void)bh_ns_cleanup(spec, &ignored);
-    if (fd >= 0) {
-        (void)bh_pidfd_wait(fd, 1000);
-        (void)bh_late_reap(fd); /* takes fd, or closes it */
-    }
+    bh_ns_reap_cancelled(fd);
     return -1;
 }
 
@@ -385,11 +372,12 @@ static bool proc_parent_start(long pid, long *ppid, unsigned long long *start)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    _cleanup_free_ char *st = bh_read_file(path, 1024, NULL);
-    const char *rp = st ? strrchr(st, ')') : NULL;
-    /* after the name: state (3), ppid (4) ... starttime (22) */
-    return rp && sscanf(rp + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", ppid,
-                        start) == 2;
+    _cleanup_free_ char *st = bh_read_file(path, 4096, NULL);
+    uint64_t t = 0;
+    if (!st || bh_proc_stat_parse(st, &t, NULL) < 0 || sscanf(strrchr(st, ')'), ") %*c %ld", ppid) != 1)
+        return false;
+    *start = t;
+    return true;
 }
 
 static bool is_unreported_init(long pid, unsigned long long since, const char *tag, const char *name)
@@ -441,11 +429,9 @@ static unsigned long long stage1_start(const struct pending *pd)
     return start ? start : 1;
 }
 
-int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
+/* bh_ns_spawn_cancel's work on a found pending start. */
+static int cancel_pending(struct pending *pd, const struct bh_qube_spec *spec)
 {
-    struct pending *pd = spec->runtime_dir[0] ? pending_find(spec->runtime_dir) : NULL;
-    if (!pd)
-        return -1;
     int fd = pd->pidfd;
     unsigned long long s1 = stage1_start(pd);
     pd->pidfd = -1;
@@ -455,6 +441,20 @@ int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
     if (fd >= 0)
         pidfd_send_signal(fd, SIGKILL, NULL, 0);
     return fd;
+}
+
+int bh_ns_spawn_cancel(const struct bh_qube_spec *spec)
+{
+    struct pending *pd = spec->runtime_dir[0] ? pending_find(spec->runtime_dir) : NULL;
+    return pd ? cancel_pending(pd, spec) : -1;
+}
+
+void bh_ns_reap_cancelled(int fd)
+{
+    if (fd < 0)
+        return;
+    (void)bh_pidfd_wait(fd, 1000);
+    (void)bh_late_reap(fd); /* takes fd, or closes it */
 }
 
 /* Handles what arrived; 1 = not ready yet, 0 = ready, -1 = failed (cleaned up). */
