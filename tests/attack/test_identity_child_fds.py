@@ -15,7 +15,6 @@ those UIDs meanwhile."""
 import errno
 import os
 import pathlib
-import subprocess
 import sys
 import threading
 import time
@@ -23,11 +22,9 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from admin_fixtures import engine_daemon  # noqa: E402,F401
+from admin_fixtures import STRACE, engine_daemon, syscalls_held  # noqa: E402,F401
 import qid_slots  # noqa: E402
 from qrexec_fixtures import CALL_ID_BASE, UNPRIV_ID_BASE  # noqa: E402
-
-STRACE = "/usr/bin/strace"
 
 
 def real_uid(pid):
@@ -72,15 +69,8 @@ def watch(d, action, look, calls="kill,unshare", timeout=120):
     """Runs action (an Admin API call) in a thread while strace holds the daemon's and its
     children's calls (system call names) at entry for 1 s each; calls look() every 50 ms
     meanwhile."""
-    tracer = subprocess.Popen([STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={calls}",
-                               "-e", f"inject={calls}:delay_enter=1000000", "-p", str(d.proc.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     err = []
-    try:
-        deadline = time.time() + 30
-        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text():
-            assert time.time() < deadline and tracer.poll() is None, "strace did not attach"
-            time.sleep(0.05)
+    with syscalls_held(d.proc.pid, calls, 1000):
         t = threading.Thread(target=lambda: err.append(None) if action() is None else err.append(None))
         t.start()
         deadline = time.time() + timeout
@@ -88,9 +78,6 @@ def watch(d, action, look, calls="kill,unshare", timeout=120):
             look()
             time.sleep(0.05)
         t.join(timeout=max(1, deadline - time.time()))
-    finally:
-        tracer.terminate()  # detaches
-        tracer.wait()
 
 
 def daemons_own(fds):

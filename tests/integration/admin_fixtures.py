@@ -1,4 +1,5 @@
 """A private bulkheadd for tests: its own root and runtime dir, raw Admin API calls."""
+import contextlib
 import ctypes
 import os
 import signal
@@ -246,6 +247,50 @@ def wait_state(d, name, want, timeout=30):
             return True
         time.sleep(0.1)
     return False
+
+
+STRACE = "/usr/bin/strace"
+
+
+@contextlib.contextmanager
+def syscalls_held(pid, calls, ms, paths=()):
+    """strace attached to pid and every child it forks from now on, holding each of calls
+    (comma-separated names) ms at its entry, only on paths when any are given; the block
+    runs once strace is attached, and strace detaches at its end. Callers check STRACE."""
+    args = [STRACE, "-f", "-qq", "-o", "/dev/null"]
+    for p in paths:
+        args += ["-P", str(p)]
+    args += ["-e", f"trace={calls}", "-e", f"inject={calls}:delay_enter={ms * 1000}", "-p", str(pid)]
+    tracer = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{pid}/status").read_text() and tracer.poll() is None:
+            assert time.time() < deadline, "strace did not attach"
+            time.sleep(0.05)
+        assert tracer.poll() is None, "strace did not attach"
+        yield tracer
+    finally:
+        tracer.terminate()  # detaches
+        tracer.wait()
+
+
+def list_waits_while(d, name, states, list_dest, timeout=60):
+    """While name's state is one of states: admin.vm.List of list_dest, timed, then name's
+    state (untimed; "removed" once it is gone), every 50 ms. [(seconds, state after)]."""
+    calls, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        t1 = time.monotonic()
+        d.call("admin.vm.List", list_dest)
+        w = time.monotonic() - t1
+        try:
+            st = state_of(d, name)  # after the timed call: it was still in that state then
+        except AdminError:
+            st = "removed"
+        calls.append((w, st))
+        if st not in states:
+            break
+        time.sleep(0.05)
+    return calls
 
 
 @pytest.fixture

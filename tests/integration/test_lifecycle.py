@@ -4,13 +4,13 @@ import pathlib
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from admin_fixtures import AdminError, Daemon, engine_daemon, kill_all, parse_reply, state_of, wait_state  # noqa: F401
+from admin_fixtures import (AdminError, Daemon, STRACE, engine_daemon, kill_all, list_waits_while,  # noqa: F401
+                            parse_reply, state_of, syscalls_held, wait_state)
 from vm_fixtures import qube_cgroups, wait_for
 
 
@@ -96,23 +96,14 @@ def test_a_halt_is_cleaned_up_beside_the_loop(engine_daemon):
     the qube's vchan mount for 1 s, so the halt takes seconds, and admin.vm.List calls
     are answered meanwhile (with the cleanup in the loop, they waited for it); a Start sent while the qube is Dying is answered once it has
     halted, and starts it again. A clean end is not reported as a crash."""
-    strace = "/usr/bin/strace"
-    if not os.access(strace, os.X_OK):
+    if not os.access(STRACE, os.X_OK):
         pytest.skip("needs strace")
     d = engine_daemon
     d.call("admin.vm.Start", "a")
     log_at = d.log.stat().st_size
     vchan = d.runtime / "qubes/a/vchan"
-    tracer = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-P", str(vchan), "-e", "trace=umount2",
-                               "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     states, started = set(), []
-    try:
-        deadline = time.time() + 30
-        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text() and tracer.poll() is None:
-            assert time.time() < deadline, "strace did not attach"
-            time.sleep(0.05)
-        assert tracer.poll() is None, "strace did not attach"
+    with syscalls_held(d.proc.pid, "umount2", 1000, paths=[vchan]):
         calls = []  # (seconds it waited, the qube's state seen right after it)
 
         def timed(fn):
@@ -145,9 +136,6 @@ def test_a_halt_is_cleaned_up_beside_the_loop(engine_daemon):
         took = time.monotonic() - t0
         if starter:
             starter.join(60)
-    finally:
-        tracer.terminate()  # detaches
-        tracer.wait()
     # positive control: the cleanup's umount2() calls were held (two, 1 s each)
     assert took >= 1.5, took
     assert "Dying" in states, states
@@ -186,23 +174,13 @@ def test_a_disposable_killed_while_it_starts_is_cleaned_up_beside_the_loop(engin
     nothing of it is left, and the disposable is removed. The Kill comes while stage 1
     waits for init's exec, so init was never reported: it is found among bulkheadd's
     children."""
-    strace = "/usr/bin/strace"
-    if not os.access(strace, os.X_OK):
+    if not os.access(STRACE, os.X_OK):
         pytest.skip("needs strace")
     d = engine_daemon
     d.call("admin.vm.property.Set+template_for_dispvms", "a", "True")
     disp = d.call("admin.vm.CreateDisposable", "a")
-    tracer = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=umount2",
-                               "-e", "inject=umount2:delay_enter=1500000", "-p", str(d.proc.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    res, calls = {}, []
-    try:
-        deadline = time.time() + 30
-        while "\nTracerPid:\t0\n" in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text() and tracer.poll() is None:
-            assert time.time() < deadline, "strace did not attach"
-            time.sleep(0.05)
-        assert tracer.poll() is None, "strace did not attach"
-
+    res = {}
+    with syscalls_held(d.proc.pid, "umount2", 1500):
         def start():
             try:
                 d.call("admin.vm.Start", disp)
@@ -222,25 +200,10 @@ def test_a_disposable_killed_while_it_starts_is_cleaned_up_beside_the_loop(engin
             assert time.time() < deadline and starter.is_alive(), res
             time.sleep(0.01)
         killer = threading.Thread(target=lambda: res.setdefault("kill", d.raw(f"admin.vm.Kill+ dom0 name {disp}\0".encode())))
-        t0 = time.monotonic()
         killer.start()
-        while time.monotonic() - t0 < 60:
-            t1 = time.monotonic()
-            d.call("admin.vm.List", "b")
-            w = time.monotonic() - t1
-            try:
-                st = state_of(d, disp)  # after the timed call: it was still Dying then
-            except AdminError:
-                st = "removed"
-            calls.append((w, st))
-            if st not in ("Transient", "Dying"):
-                break
-            time.sleep(0.05)
+        calls = list_waits_while(d, disp, ("Transient", "Dying"), "b")
         killer.join(60)
         starter.join(60)
-    finally:
-        tracer.terminate()  # detaches
-        tracer.wait()
     assert res.get("kill") == b"0\0", res
     assert "killed while starting" in res.get("err", ""), res
     waits = [w for w, st in calls if st == "Dying"]

@@ -1,17 +1,15 @@
 """The vm engine through bulkheadd: a real QEMU microvm qube (KVM where /dev/kvm opens,
 TCG here), booted once and shared by the tests of this module, in the order written."""
 import os
-import pathlib
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from admin_fixtures import AdminError, state_of
+from admin_fixtures import STRACE, AdminError, list_waits_while, state_of, syscalls_held
 from procstat import all_stats
-from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, have_kvm, raw_call, parse_reply, SLOW_BRIDGE  # noqa: F401
+from vm_fixtures import vm_env, qvm_run, start, vm_leftovers, wait_for, raw_call, parse_reply, SLOW_BRIDGE  # noqa: F401
 
 
 def removed(d, name):
@@ -290,7 +288,7 @@ def test_qemu_killed_from_outside_is_noticed(vm_env):
     assert "state=Running" in d.call("admin.vm.List", "n")  # nothing else noticed
 
 
-@pytest.mark.skipif(not os.access("/usr/bin/strace", os.X_OK), reason="needs strace")
+@pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
 def test_daemon_answers_while_a_vm_is_killed(vm_env):
     """A Kill's cleanup (QEMU's end and its helpers', the vchan and guest-RAM mounts, the
     cgroups) runs beside bulkheadd's loop, not in it: strace holds each umount2() of the
@@ -301,16 +299,8 @@ def test_daemon_answers_while_a_vm_is_killed(vm_env):
     if state_of(d, "v") != "Running":
         start(d, "v")
     rt = d.runtime / "qubes/v"
-    tracer = subprocess.Popen(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", str(rt / "vchan"),
-                               "-P", str(rt / "vm-mem"), "-e", "trace=umount2",
-                               "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     took, waits = [], []
-    try:
-        assert wait_for(lambda: "\nTracerPid:\t0\n" not in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text()
-                        or tracer.poll() is not None, 30)
-        assert tracer.poll() is None, "strace did not attach"
-
+    with syscalls_held(d.proc.pid, "umount2", 1000, paths=[rt / "vchan", rt / "vm-mem"]):
         def kill():
             t0 = time.monotonic()
             d.call("admin.vm.Kill", "v")
@@ -325,9 +315,6 @@ def test_daemon_answers_while_a_vm_is_killed(vm_env):
             waits.append(time.monotonic() - t0)
             time.sleep(0.05)
         t.join()
-    finally:
-        tracer.terminate()  # detaches
-        tracer.wait()
     # positive control: the cleanup's umount2() calls were held (two or more, 1 s each)
     assert took and took[0] >= 2.0, took
     assert waits, "the Kill ended before a List was sent"
@@ -337,7 +324,7 @@ def test_daemon_answers_while_a_vm_is_killed(vm_env):
     assert vm_leftovers(d, "v") == []
 
 
-@pytest.mark.skipif(not os.access("/usr/bin/strace", os.X_OK), reason="needs strace")
+@pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
 def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
     """A Kill that comes while a VM qube boots (its guest's bridge held back 30 s) ends
     the start beside bulkheadd's loop, as a running qube's Kill: with each umount2() of
@@ -350,7 +337,7 @@ def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
         d.call("admin.vm.Kill", "v")
     d.call("admin.vm.property.Set+kernelopts", "v", HELD_BOOT)
     rt = d.runtime / "qubes/v"
-    res, calls, tracer = {}, [], None
+    res = {}
     try:
         def boot():
             try:
@@ -362,33 +349,16 @@ def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
         starter.start()
         assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
         # attached once QEMU runs: strace -f follows only the children forked after
-        tracer = subprocess.Popen(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", str(rt / "vchan"),
-                                   "-P", str(rt / "vm-mem"), "-e", "trace=umount2",
-                                   "-e", "inject=umount2:delay_enter=1000000", "-p", str(d.proc.pid)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_for(lambda: "\nTracerPid:\t0\n" not in pathlib.Path(f"/proc/{d.proc.pid}/status").read_text()
-                        or tracer.poll() is not None, 30)
-        assert tracer.poll() is None, "strace did not attach"
-        assert state_of(d, "v") == "Transient", res  # control: still booting
-        killer = threading.Thread(target=lambda: res.setdefault("kill", raw_call(d.sock, b"admin.vm.Kill+ dom0 name v\0")))
-        t0 = time.monotonic()
-        killer.start()
-        while time.monotonic() - t0 < 60:
-            t1 = time.monotonic()
-            d.call("admin.vm.List", "n")
-            w = time.monotonic() - t1
-            st = state_of(d, "v")  # after the timed call: it was still Dying then
-            calls.append((w, st))
-            if st not in ("Transient", "Dying"):
-                break
-            time.sleep(0.05)
-        took = time.monotonic() - t0
-        killer.join(60)
-        starter.join(60)
+        with syscalls_held(d.proc.pid, "umount2", 1000, paths=[rt / "vchan", rt / "vm-mem"]):
+            assert state_of(d, "v") == "Transient", res  # control: still booting
+            killer = threading.Thread(target=lambda: res.setdefault("kill", raw_call(d.sock, b"admin.vm.Kill+ dom0 name v\0")))
+            t0 = time.monotonic()
+            killer.start()
+            calls = list_waits_while(d, "v", ("Transient", "Dying"), "n")
+            took = time.monotonic() - t0
+            killer.join(60)
+            starter.join(60)
     finally:
-        if tracer:
-            tracer.terminate()  # detaches
-            tracer.wait()
         d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
     assert res.get("kill") == b"0\0", res
     assert "killed while starting" in res.get("err", ""), res
