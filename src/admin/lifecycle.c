@@ -1044,6 +1044,21 @@ static void start_agent_failed(struct bh_qube *q, const struct bh_driver *drv, b
     bh_waiters_started(lc_app, qid, &e);
 }
 
+/* spec.before_run of a start: q's network rules are in force (net_glue.c). Called
+ * once more after the engine's start, when nothing is left to wait for unless an
+ * engine did not call it. */
+static int rules_in(void *q, bh_error *err) { return bh_net_glue_rules_wait(q, err); }
+
+/* An engine started q without waiting for its network rules, and they failed: q must
+ * not run. The engine's kill also cancels a pending start. Returns -1. */
+static int start_undo(struct bh_qube *q, const struct bh_driver *drv, const struct bh_qube_spec *spec)
+{
+    bh_error kerr = { 0 };
+    if (drv->kill(spec, &kerr) < 0)
+        q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+    return -1;
+}
+
 int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 {
     if (q->rt.state != BH_STATE_HALTED && q->rt.state != BH_STATE_CRASHED)
@@ -1117,8 +1132,14 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bool async = drv->start_begin && (strcmp(drv->name, "ns") || q->klass == BH_DISPVM);
     if (r == 0)
         bh_glue_engine_pin(app, q, drv);
+    /* The network rules that prestart handed over go in while the engine prepares the
+     * qube; the engine waits for them before the qube's first process runs. */
+    sb.spec.before_run = rules_in;
+    sb.spec.before_run_ctx = q;
     if (r == 0 && async) {
         int fd = drv->start_begin(&sb.spec, &err);
+        if (fd >= 0 && rules_in(q, &err) < 0)
+            fd = start_undo(q, drv, &sb.spec);
         if (fd >= 0)
             qrexec_early(app, q, &sb);
         if (fd >= 0 && starting_add(q, fd) == 0) {
@@ -1137,6 +1158,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     } else if (r == 0 && drv->start_begin) {
         /* In line, but in the same two halves, so that the qrexec-daemon starts with it. */
         int fd = drv->start_begin(&sb.spec, &err);
+        if (fd >= 0 && rules_in(q, &err) < 0)
+            fd = start_undo(q, drv, &sb.spec);
         r = fd < 0 ? -1 : 1;
         if (fd >= 0)
             qrexec_early(app, q, &sb);
@@ -1153,6 +1176,8 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         }
     } else if (r == 0) {
         r = drv->start(&sb.spec, &err);
+        if (r == 0 && rules_in(q, &err) < 0)
+            r = start_undo(q, drv, &sb.spec);
     }
     bh_volume_layout_free(&sb.spec.vol);
     bh_glue_sq_free(&b);

@@ -10,6 +10,7 @@
 #include "net/dns.h"
 #include "net/net.h"
 #include "net/netns.h"
+#include "net/nft.h"
 #include "net/nl.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -148,18 +149,24 @@ static bool link_v6(struct bh_app *app, const struct bh_qube *q)
 }
 
 /* prelude: nftables commands to apply in the same transaction, first (at a start:
- * the qube's connection-limit table); applied alone when the table is not due. */
-static int refresh_with(struct bh_app *app, struct bh_qube *q, const char *prelude)
+ * the qube's connection-limit table); applied alone when the table is not due.
+ * Handed to nftables without waiting: the ticket to collect (refresh_end), 0 when
+ * nothing was due, -1 (said in the log) when it could not be handed over. */
+static bool table_due(const struct bh_qube *q, const char *ns)
+{
+    return (running(q) || q->rt.state == BH_STATE_TRANSIENT) && bh_netns_exists(ns);
+}
+
+static int refresh_begin(struct bh_app *app, struct bh_qube *q, const char *prelude)
 {
     char ns[4200];
     bh_net_glue_netns_path(app, q, ns, sizeof ns);
-    if ((!running(q) && q->rt.state != BH_STATE_TRANSIENT) || !bh_netns_exists(ns)) {
+    if (!table_due(q, ns)) {
         bh_error err = { 0 };
-        if (prelude && bh_net_script_apply(ns, prelude, &err) < 0) {
+        int id = prelude ? bh_net_script_submit(ns, prelude, &err) : 0;
+        if (id < 0)
             bh_warn("%s: connection limits: %s", q->name, err.msg);
-            return -1;
-        }
-        return 0;
+        return id;
     }
     struct bh_net_client *cl = calloc(app->nqubes ? app->nqubes : 1, sizeof *cl);
     _cleanup_free_ char **ips = calloc(app->nqubes ? app->nqubes : 1, sizeof *ips);
@@ -199,18 +206,40 @@ static int refresh_with(struct bh_app *app, struct bh_qube *q, const char *prelu
     };
     struct bh_net_table_result res;
     bh_error err = { 0 };
-    int r = bh_net_table_apply(ns, &t, &res, &err);
+    int id = bh_net_table_submit(ns, &t, &res, &err);
     free(cl);
-    if (r < 0) {
+    if (id < 0) {
         bh_warn("%s: network rules: %s", q->name, err.msg);
         return -1;
     }
+    /* what the script holds, whether or not it takes */
     if (res.next_expire && (!next_expire || res.next_expire < next_expire))
         next_expire = res.next_expire;
     if (res.blocked)
         bh_warn("%s: the firewall rules of %u client(s) could not be applied as written: their traffic is blocked",
                 q->name, res.blocked);
+    return id;
+}
+
+/* Waits for what refresh_begin handed over: 0 in, -1 (said in the log) not. */
+static int refresh_end(struct bh_qube *q, int id, bool table)
+{
+    if (id <= 0)
+        return id;
+    bh_error err = { 0 };
+    if (bh_nft_collect(id, &err) < 0) {
+        bh_warn("%s: %s: %s", q->name, table ? "network rules" : "connection limits", err.msg);
+        return -1;
+    }
     return 0;
+}
+
+static int refresh_with(struct bh_app *app, struct bh_qube *q, const char *prelude)
+{
+    char ns[4200];
+    bh_net_glue_netns_path(app, q, ns, sizeof ns);
+    bool table = table_due(q, ns);
+    return refresh_end(q, refresh_begin(app, q, prelude), table);
 }
 
 static int refresh(struct bh_app *app, struct bh_qube *q) { return refresh_with(app, q, NULL); }
@@ -355,6 +384,39 @@ static void uplink_down(struct bh_app *app, struct bh_qube *q)
 
 /* ---- lifecycle ---- */
 
+/* The nftables transactions of a start, handed over at its prestart and waited for
+ * once the engine is about to let the qube run. Starts are made one at a time in
+ * bulkheadd's loop; the room is for a start whose engine never waited. */
+struct rules_pending {
+    uint32_t qid; /* 0: free */
+    int own, netvm; /* tickets (bh_nft_submit), 0: none */
+    bool own_table;
+    char netvm_name[64];
+};
+static struct rules_pending pending_rules[8];
+
+static struct rules_pending *rules_find(uint32_t qid)
+{
+    for (size_t i = 0; qid && i < sizeof pending_rules / sizeof *pending_rules; i++)
+        if (pending_rules[i].qid == qid)
+            return &pending_rules[i];
+    return NULL;
+}
+
+static struct rules_pending *rules_slot(uint32_t qid)
+{
+    struct rules_pending *p = rules_find(qid);
+    if (p) { /* an earlier start's, never waited for */
+        bh_nft_forget(p->own);
+        bh_nft_forget(p->netvm);
+        return p;
+    }
+    for (size_t i = 0; i < sizeof pending_rules / sizeof *pending_rules; i++)
+        if (!pending_rules[i].qid)
+            return &pending_rules[i];
+    return NULL;
+}
+
 int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_qube_spec *spec, bh_error *err)
 {
     if (!spec->net.netns_path)
@@ -378,18 +440,45 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
     }
     if (wants_uplink(app, q) && uplink_up(app, q, err) < 0)
         goto fail;
-    /* Its own table first (nothing gets in before the rules are there; the qube runs
-     * nothing yet), then its netvm's with this client's chain. */
-    if (refresh_with(app, q, cap) < 0) {
+    /* Its own table first, then its netvm's with this client's chain: handed over
+     * now, in force before anything of the qube runs (the engine waits for them,
+     * bh_net_glue_rules_wait, before it lets the qube's first process go): nothing gets
+     * in or out before the rules are there. Meanwhile the engine prepares the qube. */
+    struct rules_pending *rp = rules_slot(q->qid);
+    if (!rp) {
+        bh_fail(err, EAGAIN, "too many qubes starting at once");
+        goto fail;
+    }
+    *rp = (struct rules_pending){ .qid = q->qid };
+    if ((rp->own = refresh_begin(app, q, cap)) < 0) {
+        rp->qid = 0;
         bh_fail(err, EIO, "cannot apply the network rules of %s", q->name);
         goto fail;
     }
+    rp->own_table = table_due(q, spec->net.netns_path);
     if (plugged[q->qid % MAX_QID] && n)
-        (void)refresh(app, n);
+        rp->netvm = refresh_begin(app, n, NULL); /* its failure is said, not fatal: as before */
+    snprintf(rp->netvm_name, sizeof rp->netvm_name, "%s", n ? n->name : "its netvm");
     return 0;
 fail:
     bh_net_glue_stopped(app, q);
     return -1;
+}
+
+int bh_net_glue_rules_wait(struct bh_qube *q, bh_error *err)
+{
+    struct rules_pending *rp = rules_find(q->qid);
+    if (!rp)
+        return 0;
+    struct rules_pending p = *rp;
+    *rp = (struct rules_pending){ 0 };
+    int own = refresh_end(q, p.own, p.own_table);
+    if (p.netvm > 0) {
+        bh_error e = { 0 };
+        if (bh_nft_collect(p.netvm, &e) < 0)
+            bh_warn("%s: network rules: %s", p.netvm_name, e.msg);
+    }
+    return own < 0 ? bh_fail(err, EIO, "cannot apply the network rules of %s", q->name) : 0;
 }
 
 void bh_net_glue_started(struct bh_app *app, struct bh_qube *q)
@@ -418,6 +507,12 @@ void bh_net_glue_stopped(struct bh_app *app, struct bh_qube *q)
 {
     if (q->klass == BH_ADMINVM)
         return;
+    struct rules_pending *rp = rules_find(q->qid);
+    if (rp) { /* a start that failed before its engine waited for them */
+        bh_nft_forget(rp->own);
+        bh_nft_forget(rp->netvm);
+        *rp = (struct rules_pending){ 0 };
+    }
     uint32_t nq = plugged[q->qid % MAX_QID];
     unplug(app, q);
     uplink_down(app, q);

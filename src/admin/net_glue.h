@@ -22,6 +22,11 @@ void bh_net_glue_spec(struct bh_app *app, const struct bh_qube *q, struct bh_net
 
 /* Before the engine starts q: its namespace, its link to its netvm, its uplink. */
 int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_qube_spec *spec, bh_error *err);
+/* Waits until the nftables rules that prestart handed over for q are in force: the
+ * engine calls it (through spec->before_run) before anything of q runs; the lifecycle
+ * once more after the engine's start (nothing left by then). -1 (err): they are not,
+ * and q must not run. */
+int bh_net_glue_rules_wait(struct bh_qube *q, bh_error *err);
 /* After q started (its clients that run get plugged back), or failed/stopped. */
 void bh_net_glue_started(struct bh_app *app, struct bh_qube *q);
 void bh_net_glue_stopped(struct bh_app *app, struct bh_qube *q);

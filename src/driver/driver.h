@@ -84,6 +84,13 @@ struct bh_qube_spec {
     const char *kernelopts;  /* vm: appended to the guest kernel's command line, or NULL */
     uint32_t boot_timeout_s; /* vm: how long a boot may take until the agent answers
                               * (qrexec_timeout); 0 = engine default */
+    /* A start only (NULL: nothing to wait for): the engine calls it once, after its
+     * own preparation and before the first process of the qube runs (ns: before stage
+     * 1 makes init; vm: before QEMU is launched), and fails the start if it fails.
+     * bulkheadd uses it for what it set up beside the engine's preparation and that
+     * must be in force before the qube runs: the qube's nftables rules. */
+    int (*before_run)(void *ctx, bh_error *err);
+    void *before_run_ctx;
 };
 
 struct bh_qube_stats {

@@ -143,3 +143,7 @@ int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct b
                        bh_error *err);
 /* Applies an nftables script in the namespace pinned at netns. */
 int bh_net_script_apply(const char *netns, const char *script, bh_error *err);
+/* The same two, handed over without waiting: a ticket for bh_nft_collect (nft.h). */
+int bh_net_table_submit(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
+                        bh_error *err);
+int bh_net_script_submit(const char *netns, const char *script, bh_error *err);

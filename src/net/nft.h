@@ -8,6 +8,20 @@
  * bh_nft_helper_start made one (nft_helper.c), else in this process. */
 int bh_nft_run(int nsfd, const char *script, bh_error *err);
 
+/* The same in two halves, for a caller with other work to do while the transaction
+ * runs (a qube's start: its table goes in while the engine prepares the qube).
+ * bh_nft_submit hands the script over and returns at once with a ticket (> 0); the
+ * helper runs transactions in the order they were handed over, so one submitted
+ * before a later bh_nft_run takes effect first. Without a helper it runs here at once
+ * and the ticket holds its result. -1 (err): nothing was submitted. */
+int bh_nft_submit(int nsfd, const char *script, bh_error *err);
+/* Waits for the ticket's transaction: its result as bh_nft_run's. The ticket is gone
+ * after (also a ticket that is not, or no longer, known: -1). */
+int bh_nft_collect(int ticket, bh_error *err);
+/* The ticket's result will not be collected (its caller gave up): it is dropped when
+ * it comes, a failure said in the log. */
+void bh_nft_forget(int ticket);
+
 /* The same, always in this process (the helper's own runs). */
 int bh_nft_run_here(int nsfd, const char *script, bh_error *err);
 

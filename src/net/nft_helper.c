@@ -15,8 +15,12 @@
  * nothing but bulkheadd's requests from it, and ends when that end closes (or when
  * bulkheadd dies: PR_SET_PDEATHSIG). A helper that fails (died, or no answer within
  * HELPER_TIMEOUT_MS) is killed and reaped, and bulkheadd runs nftables itself from
- * then on, as before (said once in its log); the transaction it was given then is
- * reported failed unless it never had all of it (ask_helper).
+ * then on, as before (said once in its log); the transactions it was given then are
+ * reported failed unless it never had all of one (fail_unanswered, send_request).
+ *
+ * Transactions can be handed over without waiting (bh_nft_submit, then
+ * bh_nft_collect): a qube's start does, so that its table goes in while the engine
+ * prepares the qube. The helper answers in the order it was asked.
  *
  * The helper lives in a network namespace of its own holding one inert table (accept
  * policies, nothing to match: no link but a loopback that is down) whose base chains sit
@@ -161,6 +165,62 @@ int bh_nft_helper_start(bh_error *err)
     return 0;
 }
 
+/* Transactions handed to the helper and not yet collected, in the order they were
+ * sent (the helper answers in that order: each answer is the oldest unanswered one's).
+ * A start has two at most in flight (the qube's table, its netvm's); the room is for
+ * callers that forget theirs. */
+#define MAX_TICKETS 16
+
+struct ticket {
+    int id; /* 0: a free slot */
+    bool answered, forgotten;
+    uint64_t seq; /* order of sending */
+    int64_t deadline; /* for handing it over whole */
+    int rc;
+    bh_error err;
+};
+
+static struct ticket tickets[MAX_TICKETS];
+static int last_id;
+static uint64_t last_seq;
+
+static void ticket_free(struct ticket *t)
+{
+    if (t->rc < 0 && t->forgotten)
+        bh_warn("nftables: a transaction nobody waited for failed: %s", t->err.msg);
+    memset(t, 0, sizeof *t);
+}
+
+static void ticket_answer(struct ticket *t, int rc, const bh_error *err)
+{
+    t->answered = true;
+    t->rc = rc;
+    if (rc < 0 && err)
+        t->err = *err;
+    if (t->forgotten)
+        ticket_free(t);
+}
+
+static struct ticket *oldest_unanswered(void)
+{
+    struct ticket *o = NULL;
+    for (int i = 0; i < MAX_TICKETS; i++)
+        if (tickets[i].id && !tickets[i].answered && (!o || tickets[i].seq < o->seq))
+            o = &tickets[i];
+    return o;
+}
+
+/* A helper that failed may have committed what it had whole: those transactions are
+ * reported failed (EIO), never made a second time (a script that only adds would add
+ * twice). */
+static void fail_unanswered(void)
+{
+    bh_error e = { 0 };
+    bh_fail(&e, EIO, "nftables: the helper ended during the transaction (it may or may not have taken effect)");
+    for (struct ticket *t; (t = oldest_unanswered());)
+        ticket_answer(t, -1, &e);
+}
+
 /* Closes the helper's socket (EOF ends it), gives it grace_ms to end so, SIGKILLs it
  * otherwise, and reaps it if it is gone within half a second after that (one stuck in
  * the kernel is left unreaped rather than holding bulkheadd: its PID stays its own). */
@@ -168,6 +228,7 @@ static void helper_end(int grace_ms)
 {
     close(helper_fd);
     helper_fd = -1;
+    fail_unanswered();
     int pfd = (int)syscall(SYS_pidfd_open, helper_pid, 0);
     bool gone = pfd >= 0 && grace_ms > 0 && bh_pidfd_wait(pfd, grace_ms) == 1;
     if (!gone) {
@@ -237,11 +298,35 @@ static int send_until(const char *p, size_t n, int64_t deadline)
     return 0;
 }
 
-/* 1: answered (*rc, err filled); 0: nothing of it reached the helper, which is stopped
- * now: run it here. A helper that fails after it had the whole script may have
- * committed it: that run is reported failed (EIO), never made a second time (a script
- * that only adds would add twice). */
-static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
+/* Reads the helper's next answer, the oldest unanswered transaction's; a helper that
+ * does not give it by that transaction's deadline is stopped (fail_unanswered). */
+static void read_answer(void)
+{
+    struct ticket *t = oldest_unanswered();
+    if (!t)
+        return;
+    if (helper_fd < 0 || getpid() != helper_owner) {
+        fail_unanswered(); /* none can come (a fork's copy of the table: not ours to read) */
+        return;
+    }
+    /* HELPER_TIMEOUT_MS from now: the clock of a transaction queued behind others (or
+     * forgotten and read only at the next one) starts when it is the one awaited */
+    struct reply r;
+    int ready = wait_for(POLLIN, now_ms() + HELPER_TIMEOUT_MS);
+    if (ready != 1 || bh_read_all(helper_fd, &r, sizeof r) != (ssize_t)sizeof r) {
+        helper_stop(ready == 0 ? "did not answer in time" : "ended during a transaction");
+        return;
+    }
+    r.msg[sizeof r.msg - 1] = '\0';
+    bh_error e = { 0 };
+    if (r.rc < 0)
+        bh_fail(&e, r.errnum ? r.errnum : EINVAL, "%s", r.msg);
+    ticket_answer(t, r.rc < 0 ? -1 : 0, &e);
+}
+
+/* Sends the request: 1 sent (t awaits its answer); 0 nothing of it reached the helper,
+ * which is stopped now: run it here; 2 not sent, the helper still fine (t answered). */
+static int send_request(int nsfd, const char *script, struct ticket *t)
 {
     size_t len = strlen(script);
     if (len > SCRIPT_MAX)
@@ -250,41 +335,110 @@ static int ask_helper(int nsfd, const char *script, int *rc, bh_error *err)
     int own = -1;
     if (nsfd < 0 && (nsfd = own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
         return 0;
-    int64_t deadline = now_ms() + HELPER_TIMEOUT_MS;
     int sent = bh_send_fds(helper_fd, REQ_TAG, &nsfd, 1);
     int e = errno;
     if (own >= 0)
         close(own);
     if (sent < 0 && e != EPIPE && e != ECONNRESET) {
         /* nothing was sent (a bad fd, say): the stream is as it was, the helper fine */
+        bh_error err = { 0 };
         errno = e;
-        *rc = bh_fail_errno(err, "nftables helper: sending a request");
-        return 1;
+        bh_fail_errno(&err, "nftables helper: sending a request");
+        ticket_answer(t, -1, &err);
+        return 2;
     }
     uint32_t len32 = (uint32_t)len;
-    if (sent < 0 || send_until((const char *)&len32, sizeof len32, deadline) < 0 ||
-        send_until(script, len, deadline) < 0) {
+    if (sent < 0 || send_until((const char *)&len32, sizeof len32, t->deadline) < 0 ||
+        send_until(script, len, t->deadline) < 0) {
         /* it runs nothing until it has the whole script */
+        t->answered = true; /* not this one's failure: fail_unanswered leaves it be */
         helper_stop("cannot be reached");
+        t->answered = false;
         return 0;
     }
-    struct reply r;
-    int ready = wait_for(POLLIN, deadline);
-    if (ready != 1 || bh_read_all(helper_fd, &r, sizeof r) != (ssize_t)sizeof r) {
-        helper_stop(ready == 0 ? "did not answer in time" : "ended during a transaction");
-        *rc = bh_fail(err, EIO, "nftables: the helper ended during the transaction (it may or may not have "
-                                "taken effect)");
-        return 1;
-    }
-    r.msg[sizeof r.msg - 1] = '\0';
-    *rc = r.rc < 0 ? bh_fail(err, r.errnum ? r.errnum : EINVAL, "%s", r.msg) : 0;
     return 1;
+}
+
+/* A free slot; with none, the oldest answers are read first, then the oldest result
+ * nobody collected is dropped. */
+static struct ticket *ticket_new(void)
+{
+    for (int round = 0; round < 2 * MAX_TICKETS + 1; round++) {
+        for (int i = 0; i < MAX_TICKETS; i++)
+            if (!tickets[i].id)
+                return &tickets[i];
+        if (oldest_unanswered()) {
+            read_answer();
+            continue;
+        }
+        struct ticket *o = &tickets[0];
+        for (int i = 1; i < MAX_TICKETS; i++)
+            if (tickets[i].seq < o->seq)
+                o = &tickets[i];
+        bh_warn("nftables: dropping the result of a transaction nobody collected");
+        o->forgotten = true;
+        ticket_free(o);
+    }
+    return NULL;
+}
+
+int bh_nft_submit(int nsfd, const char *script, bh_error *err)
+{
+    struct ticket *t = ticket_new();
+    if (!t)
+        return bh_fail(err, EAGAIN, "nftables: too many transactions in flight");
+    if (++last_id <= 0)
+        last_id = 1;
+    *t = (struct ticket){ .id = last_id, .seq = ++last_seq, .deadline = now_ms() + HELPER_TIMEOUT_MS };
+    int sent = helper_fd >= 0 && getpid() == helper_owner ? send_request(nsfd, script, t) : 0;
+    if (sent == 0) {
+        /* run here, after what the helper still has: transactions take effect in the
+         * order they were handed over (t is in no queue: kept out of the wait) */
+        t->answered = true;
+        while (oldest_unanswered())
+            read_answer();
+        t->answered = false;
+        bh_error e = { 0 };
+        int rc = bh_nft_run_here(nsfd, script, &e);
+        ticket_answer(t, rc, &e);
+    }
+    return t->id;
+}
+
+static struct ticket *ticket_find(int id)
+{
+    for (int i = 0; id > 0 && i < MAX_TICKETS; i++)
+        if (tickets[i].id == id && !tickets[i].forgotten)
+            return &tickets[i];
+    return NULL;
+}
+
+int bh_nft_collect(int id, bh_error *err)
+{
+    struct ticket *t = ticket_find(id);
+    if (!t)
+        return bh_fail(err, ENOENT, "nftables: no such transaction");
+    while (!t->answered)
+        read_answer(); /* the older ones first; at worst the helper is stopped */
+    int rc = t->rc;
+    if (rc < 0 && err)
+        *err = t->err;
+    memset(t, 0, sizeof *t);
+    return rc;
+}
+
+void bh_nft_forget(int id)
+{
+    struct ticket *t = ticket_find(id);
+    if (!t)
+        return;
+    t->forgotten = true;
+    if (t->answered)
+        ticket_free(t);
 }
 
 int bh_nft_run(int nsfd, const char *script, bh_error *err)
 {
-    int rc;
-    if (helper_fd >= 0 && getpid() == helper_owner && ask_helper(nsfd, script, &rc, err))
-        return rc;
-    return bh_nft_run_here(nsfd, script, err);
+    int id = bh_nft_submit(nsfd, script, err);
+    return id < 0 ? -1 : bh_nft_collect(id, err);
 }

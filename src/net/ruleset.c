@@ -146,8 +146,8 @@ int bh_net_table_script(const struct bh_net_table *t, bh_buf *o, struct bh_net_t
     return 0;
 }
 
-int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
-                       bh_error *err)
+int bh_net_table_submit(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
+                        bh_error *err)
 {
     bh_buf b;
     bh_buf_init(&b, 0);
@@ -155,19 +155,32 @@ int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct b
         bh_buf_adds(&b, t->prelude);
     int r = bh_net_table_script(t, &b, res);
     if (r == 0 && bh_buf_addc(&b, '\0') == 0)
-        r = bh_net_script_apply(netns, b.data, err);
+        r = bh_net_script_submit(netns, b.data, err);
     else
         r = bh_fail(err, ENOMEM, "building the nftables table");
     bh_buf_free(&b);
     return r;
 }
 
-int bh_net_script_apply(const char *netns, const char *script, bh_error *err)
+int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
+                       bh_error *err)
+{
+    int id = bh_net_table_submit(netns, t, res, err);
+    return id < 0 ? -1 : bh_nft_collect(id, err);
+}
+
+int bh_net_script_submit(const char *netns, const char *script, bh_error *err)
 {
     int fd = open(netns, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return bh_fail_errno(err, "open %s", netns);
-    int r = bh_nft_run(fd, script, err);
+    int id = bh_nft_submit(fd, script, err); /* the namespace's fd went with the request */
     close(fd);
-    return r;
+    return id;
+}
+
+int bh_net_script_apply(const char *netns, const char *script, bh_error *err)
+{
+    int id = bh_net_script_submit(netns, script, err);
+    return id < 0 ? -1 : bh_nft_collect(id, err);
 }

@@ -5,9 +5,12 @@ that bulkheadd carries on without it when it fails, and that it never outlives b
 import os
 import signal
 import subprocess
+import threading
 import time
 
-from admin_fixtures import engine_daemon, state_of  # noqa: F401
+import pytest
+
+from admin_fixtures import AdminError, engine_daemon, state_of  # noqa: F401
 
 
 def helper_of(d):
@@ -88,6 +91,114 @@ def test_the_helper_runs_the_rules_and_bulkheadd_carries_on_without_it(engine_da
     assert "bulkhead_cap" in tables(d, "b")
     assert "running nftables in bulkheadd from now on" in d.log.read_text()
     assert gone(helper)  # reaped by bulkheadd
+
+
+def in_netns(ns):
+    """PIDs of the processes in the network namespace pinned at ns."""
+    want = os.stat(ns).st_ino
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}/ns/net").st_ino == want:
+                    pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def start_in_thread(d, qube):
+    """admin.vm.Start of qube in a thread (an ns app qube starts in line: the call
+    returns once it runs); the thread's outcome in the returned dict."""
+    out = {}
+
+    def run():
+        try:
+            out["reply"] = d.call("admin.vm.Start", qube)
+        except AdminError as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    out["thread"] = t
+    return out
+
+
+def netns_of(d, qube):
+    qid = int(d.call("admin.vm.property.Get+qid", qube).split()[-1])
+    return d.runtime / "net" / f"q{qid}"
+
+
+def wait_for(cond, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_nothing_of_a_qube_runs_before_its_rules_are_in(engine_daemon):
+    """A start hands the qube's nftables table to the helper and prepares the qube
+    meanwhile; its first process runs only once the table is in (spec.before_run).
+    With the helper held, the start waits before anything enters the qube's network
+    namespace; let go, it finishes with the table in."""
+    d = engine_daemon
+    helper = helper_of(d)
+    assert helper
+    # bulkheadd's first start probes nftables' connection counting in line
+    # (topology.c): a start after it takes the path a qube's start takes
+    d.call("admin.vm.Start", "b")
+    ns = netns_of(d, "a")
+    os.kill(helper, signal.SIGSTOP)  # this test's daemon's helper
+    try:
+        st = start_in_thread(d, "a")
+        assert wait_for(ns.exists), "the start never made the qube's namespace"
+        time.sleep(1.5)  # a start takes ~50 ms here: long done, but for the table
+        assert st["thread"].is_alive(), st
+        assert in_netns(str(ns)) == [], "a process is in the qube's namespace before its table"
+        # (no Admin API call here: an ns app qube's start holds bulkheadd's loop)
+        # the engine prepared the qube meanwhile (its vchan mount is made after the
+        # network's prestart): the table's transaction is not waited for in line
+        vchan = str(d.runtime / "qubes" / "a" / "vchan")
+        assert any(line.split()[4] == vchan for line in open("/proc/self/mountinfo")), \
+            "the engine waited for the table before preparing the qube"
+    finally:
+        os.kill(helper, signal.SIGCONT)
+    st["thread"].join(60)
+    assert "error" not in st, st
+    assert state_of(d, "a") == "Running"
+    assert "table inet bulkhead" in tables(d, "a") and "bulkhead_cap" in tables(d, "a")
+
+
+def test_a_start_whose_rules_fail_runs_nothing_and_leaves_nothing(engine_daemon):
+    """The helper dies while it holds a start's whole table: it may or may not have
+    committed it, so the transaction is reported failed and the start fails before
+    anything of the qube ran, and is cleaned up. The next start runs nftables in
+    bulkheadd and works."""
+    d = engine_daemon
+    helper = helper_of(d)
+    assert helper
+    d.call("admin.vm.Start", "a")  # past the first start's probe, as above
+    ns = netns_of(d, "b")
+    os.kill(helper, signal.SIGSTOP)
+    try:
+        st = start_in_thread(d, "b")
+        assert wait_for(ns.exists)
+        time.sleep(1.0)  # the request is in the helper's socket by now
+        assert in_netns(str(ns)) == []
+    finally:
+        os.kill(helper, signal.SIGKILL)  # the helper this test's daemon started
+    st["thread"].join(60)
+    assert not st["thread"].is_alive()
+    assert "error" in st, st
+    assert "network rules" in str(st["error"]), st["error"]
+    assert state_of(d, "b") == "Halted"
+    assert not ns.exists(), "the failed start left its namespace"
+    assert gone(helper)
+    d.call("admin.vm.Start", "b")
+    assert state_of(d, "b") == "Running"
+    assert "bulkhead_cap" in tables(d, "b")
 
 
 def test_the_helper_never_outlives_bulkheadd(engine_daemon):

@@ -573,14 +573,20 @@ int bh_ns_spawn_begin(const struct bh_qube_spec *spec, bh_error *err)
     snprintf(pd->key, sizeof pd->key, "%s", spec->runtime_dir);
     snprintf(pd->pidfile, sizeof pd->pidfile, "%s", p.pidfile);
     struct spawn_msg m = { .kind = 'G' };
+    _cleanup_close_ int priv = -1;
     if (spec->vol.private_img) {
         bool ro = spec->vol.private_throwaway;
-        _cleanup_close_ int priv = ro ? bh_ext4_image_mount_ro(spec->vol.private_img, err)
-                                      : bh_ext4_image_mount(spec->vol.private_img, err);
+        priv = ro ? bh_ext4_image_mount_ro(spec->vol.private_img, err) : bh_ext4_image_mount(spec->vol.private_img, err);
         if (priv < 0 || bh_mount_setattr_fd(priv, userns, ro ? MOUNT_ATTR_RDONLY : 0, err) < 0) {
             bh_prefix(err, "private volume");
             return pending_fail(pd, spec);
         }
+    }
+    /* Stage 1 makes init only once it has 'G' (or the private volume): what must be in
+     * force before the qube runs (its nftables rules) was made meanwhile. */
+    if (spec->before_run && spec->before_run(spec->before_run_ctx, err) < 0)
+        return pending_fail(pd, spec);
+    if (priv >= 0) {
         if (bh_send_fd(pd->sock, priv) < 0) {
             bh_fail_errno(err, "starting stage 1");
             take_stage_error(pd->sock, err);

@@ -204,6 +204,8 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
         return bh_fail(err, EAGAIN, "too many VM qubes starting at once");
     if (bh_vm_cleanup(spec, &p, err) < 0) /* leftovers of an earlier life */
         return bh_prefix(err, "%s: cleaning up what its last run left", spec->name);
+    if (spec->before_run && spec->before_run(spec->before_run_ctx, err) < 0)
+        return -1;
     if (bh_vm_launch(spec, &p, err) < 0) {
         bh_vm_cleanup(spec, &p, NULL); /* a failed start leaves nothing behind */
         return -1;
