@@ -149,19 +149,16 @@ static bool link_v6(struct bh_app *app, const struct bh_qube *q)
 }
 
 /* prelude: nftables commands to apply in the same transaction, first (at a start:
- * the qube's connection-limit table); applied alone when the table is not due.
- * Handed to nftables without waiting: the ticket to collect (refresh_end), 0 when
- * nothing was due, -1 (said in the log) when it could not be handed over. */
-static bool table_due(const struct bh_qube *q, const char *ns)
-{
-    return (running(q) || q->rt.state == BH_STATE_TRANSIENT) && bh_netns_exists(ns);
-}
-
-static int refresh_begin(struct bh_app *app, struct bh_qube *q, const char *prelude)
+ * the qube's connection-limit table); applied alone when the table is not due
+ * (*table says which it was). Handed to nftables without waiting: the ticket to
+ * collect (refresh_end), 0 when nothing was due, -1 (said in the log) when it could
+ * not be handed over. */
+static int refresh_begin(struct bh_app *app, struct bh_qube *q, const char *prelude, bool *table)
 {
     char ns[4200];
     bh_net_glue_netns_path(app, q, ns, sizeof ns);
-    if (!table_due(q, ns)) {
+    *table = (running(q) || q->rt.state == BH_STATE_TRANSIENT) && bh_netns_exists(ns);
+    if (!*table) {
         bh_error err = { 0 };
         int id = prelude ? bh_net_script_submit(ns, prelude, &err) : 0;
         if (id < 0)
@@ -221,14 +218,15 @@ static int refresh_begin(struct bh_app *app, struct bh_qube *q, const char *prel
     return id;
 }
 
-/* Waits for what refresh_begin handed over: 0 in, -1 (said in the log) not. */
-static int refresh_end(struct bh_qube *q, int id, bool table)
+/* Waits for what refresh_begin handed over for qube `name`: 0 in, -1 (said in the
+ * log) not. */
+static int refresh_end(const char *name, int id, bool table)
 {
     if (id <= 0)
         return id;
     bh_error err = { 0 };
     if (bh_nft_collect(id, &err) < 0) {
-        bh_warn("%s: %s: %s", q->name, table ? "network rules" : "connection limits", err.msg);
+        bh_warn("%s: %s: %s", name, table ? "network rules" : "connection limits", err.msg);
         return -1;
     }
     return 0;
@@ -236,10 +234,9 @@ static int refresh_end(struct bh_qube *q, int id, bool table)
 
 static int refresh_with(struct bh_app *app, struct bh_qube *q, const char *prelude)
 {
-    char ns[4200];
-    bh_net_glue_netns_path(app, q, ns, sizeof ns);
-    bool table = table_due(q, ns);
-    return refresh_end(q, refresh_begin(app, q, prelude), table);
+    bool table;
+    int id = refresh_begin(app, q, prelude, &table);
+    return refresh_end(q->name, id, table);
 }
 
 static int refresh(struct bh_app *app, struct bh_qube *q) { return refresh_with(app, q, NULL); }
@@ -390,7 +387,7 @@ static void uplink_down(struct bh_app *app, struct bh_qube *q)
 struct rules_pending {
     uint32_t qid; /* 0: free */
     int own, netvm; /* tickets (bh_nft_submit), 0: none */
-    bool own_table;
+    bool own_table, netvm_table;
     char netvm_name[64];
 };
 static struct rules_pending pending_rules[8];
@@ -403,12 +400,19 @@ static struct rules_pending *rules_find(uint32_t qid)
     return NULL;
 }
 
+/* Its tickets will not be collected (the start failed first): forgotten, slot free. */
+static void rules_drop(struct rules_pending *p)
+{
+    bh_nft_forget(p->own);
+    bh_nft_forget(p->netvm);
+    *p = (struct rules_pending){ 0 };
+}
+
 static struct rules_pending *rules_slot(uint32_t qid)
 {
     struct rules_pending *p = rules_find(qid);
     if (p) { /* an earlier start's, never waited for */
-        bh_nft_forget(p->own);
-        bh_nft_forget(p->netvm);
+        rules_drop(p);
         return p;
     }
     for (size_t i = 0; i < sizeof pending_rules / sizeof *pending_rules; i++)
@@ -450,14 +454,13 @@ int bh_net_glue_prestart(struct bh_app *app, struct bh_qube *q, const struct bh_
         goto fail;
     }
     *rp = (struct rules_pending){ .qid = q->qid };
-    if ((rp->own = refresh_begin(app, q, cap)) < 0) {
+    if ((rp->own = refresh_begin(app, q, cap, &rp->own_table)) < 0) {
         rp->qid = 0;
         bh_fail(err, EIO, "cannot apply the network rules of %s", q->name);
         goto fail;
     }
-    rp->own_table = table_due(q, spec->net.netns_path);
-    if (plugged[q->qid % MAX_QID] && n)
-        rp->netvm = refresh_begin(app, n, NULL); /* its failure is said, not fatal: as before */
+    if (plugged[q->qid % MAX_QID] && n) /* its failure is said, not fatal: as before */
+        rp->netvm = refresh_begin(app, n, NULL, &rp->netvm_table);
     snprintf(rp->netvm_name, sizeof rp->netvm_name, "%s", n ? n->name : "its netvm");
     return 0;
 fail:
@@ -472,12 +475,8 @@ int bh_net_glue_rules_wait(struct bh_qube *q, bh_error *err)
         return 0;
     struct rules_pending p = *rp;
     *rp = (struct rules_pending){ 0 };
-    int own = refresh_end(q, p.own, p.own_table);
-    if (p.netvm > 0) {
-        bh_error e = { 0 };
-        if (bh_nft_collect(p.netvm, &e) < 0)
-            bh_warn("%s: network rules: %s", p.netvm_name, e.msg);
-    }
+    int own = refresh_end(q->name, p.own, p.own_table);
+    (void)refresh_end(p.netvm_name, p.netvm, p.netvm_table);
     return own < 0 ? bh_fail(err, EIO, "cannot apply the network rules of %s", q->name) : 0;
 }
 
@@ -508,11 +507,8 @@ void bh_net_glue_stopped(struct bh_app *app, struct bh_qube *q)
     if (q->klass == BH_ADMINVM)
         return;
     struct rules_pending *rp = rules_find(q->qid);
-    if (rp) { /* a start that failed before its engine waited for them */
-        bh_nft_forget(rp->own);
-        bh_nft_forget(rp->netvm);
-        *rp = (struct rules_pending){ 0 };
-    }
+    if (rp) /* a start that failed before its engine waited for them */
+        rules_drop(rp);
     uint32_t nq = plugged[q->qid % MAX_QID];
     unplug(app, q);
     uplink_down(app, q);

@@ -138,12 +138,9 @@ struct bh_net_table_result {
 /* The whole `inet bulkhead` table for one namespace, as a script that replaces the
  * previous one atomically. */
 int bh_net_table_script(const struct bh_net_table *t, bh_buf *out, struct bh_net_table_result *res);
-/* Generates and applies it (after t->prelude, in one transaction). */
-int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
-                       bh_error *err);
-/* Applies an nftables script in the namespace pinned at netns. */
-int bh_net_script_apply(const char *netns, const char *script, bh_error *err);
-/* The same two, handed over without waiting: a ticket for bh_nft_collect (nft.h). */
+/* Generates it (after t->prelude, in one transaction) and hands it to nftables in the
+ * namespace pinned at netns without waiting: a ticket for bh_nft_collect (nft.h). */
 int bh_net_table_submit(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
                         bh_error *err);
+/* The same for an nftables script. */
 int bh_net_script_submit(const char *netns, const char *script, bh_error *err);

@@ -162,13 +162,6 @@ int bh_net_table_submit(const char *netns, const struct bh_net_table *t, struct 
     return r;
 }
 
-int bh_net_table_apply(const char *netns, const struct bh_net_table *t, struct bh_net_table_result *res,
-                       bh_error *err)
-{
-    int id = bh_net_table_submit(netns, t, res, err);
-    return id < 0 ? -1 : bh_nft_collect(id, err);
-}
-
 int bh_net_script_submit(const char *netns, const char *script, bh_error *err)
 {
     int fd = open(netns, O_RDONLY | O_CLOEXEC);
@@ -177,10 +170,4 @@ int bh_net_script_submit(const char *netns, const char *script, bh_error *err)
     int id = bh_nft_submit(fd, script, err); /* the namespace's fd went with the request */
     close(fd);
     return id;
-}
-
-int bh_net_script_apply(const char *netns, const char *script, bh_error *err)
-{
-    int id = bh_net_script_submit(netns, script, err);
-    return id < 0 ? -1 : bh_nft_collect(id, err);
 }
