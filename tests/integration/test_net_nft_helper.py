@@ -11,6 +11,7 @@ import time
 import pytest
 
 from admin_fixtures import AdminError, engine_daemon, state_of  # noqa: F401
+from waiting import wait_for
 
 
 def helper_of(d):
@@ -35,10 +36,8 @@ def run_ns(pid):
 
 
 def tables(d, qube):
-    qid = int(d.call("admin.vm.property.Get+qid", qube).split()[-1])
-    ns = d.runtime / "net" / f"q{qid}"
-    r = subprocess.run(["nsenter", f"--net={ns}", "nft", "list", "tables"], capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(["nsenter", f"--net={netns_of(d, qube)}", "nft", "list", "tables"], capture_output=True,
+                       text=True, timeout=30)
     return r.stdout
 
 
@@ -129,15 +128,6 @@ def netns_of(d, qube):
     return d.runtime / "net" / f"q{qid}"
 
 
-def wait_for(cond, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_nothing_of_a_qube_runs_before_its_rules_are_in(engine_daemon):
     """A start hands the qube's nftables table to the helper and prepares the qube
     meanwhile; its first process runs only once the table is in (spec.before_run).
@@ -153,7 +143,7 @@ def test_nothing_of_a_qube_runs_before_its_rules_are_in(engine_daemon):
     os.kill(helper, signal.SIGSTOP)  # this test's daemon's helper
     try:
         st = start_in_thread(d, "a")
-        assert wait_for(ns.exists), "the start never made the qube's namespace"
+        assert wait_for(ns.exists, timeout=30), "the start never made the qube's namespace"
         time.sleep(1.5)  # a start takes ~50 ms here: long done, but for the table
         assert st["thread"].is_alive(), st
         assert in_netns(str(ns)) == [], "a process is in the qube's namespace before its table"
@@ -184,7 +174,7 @@ def test_a_start_whose_rules_fail_runs_nothing_and_leaves_nothing(engine_daemon)
     os.kill(helper, signal.SIGSTOP)
     try:
         st = start_in_thread(d, "b")
-        assert wait_for(ns.exists)
+        assert wait_for(ns.exists, timeout=30)
         time.sleep(1.0)  # the request is in the helper's socket by now
         assert in_netns(str(ns)) == []
     finally:

@@ -1,18 +1,8 @@
 """QA regression: lowering or removing preload-dispvm-max removes the surplus preloaded
 disposables (they are running qubes: left alone they hold memory forever)."""
-import time
-
 from admin_fixtures import engine_daemon  # noqa: F401
 from test_lifecycle import _preloaded
-
-
-def wait_for(pred, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
+from waiting import wait_for
 
 
 def test_lowering_preload_max_removes_surplus(engine_daemon):
