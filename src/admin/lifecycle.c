@@ -820,13 +820,20 @@ static int start_failed(struct bh_app *app, struct bh_qube *q, bh_error *err, st
     return start_failed_swept(app, q, err, e, false);
 }
 
-/* A Kill came while the qube booted and its engine's cleanup is done (r: its result,
- * err its error): the start fails, whoever waits for it hears so; a cleanup that failed
- * keeps the engine for the next Start to clean up first (as halted_after). */
-static void start_killed(struct bh_app *app, struct bh_qube *q, int r, const bh_error *err, bool swept)
+/* A Kill came while the qube booted, or its start failed with the qube still there
+ * (why: the start's own failure, start_fail_beside), and its engine's cleanup is done
+ * (r: its result, err its error): the start fails, whoever waits for it hears so; a
+ * cleanup that failed keeps the engine for the next Start to clean up first (as
+ * halted_after). */
+static void start_killed(struct bh_app *app, struct bh_qube *q, int r, const bh_error *err, bool swept,
+                         const bh_error *why)
 {
     bh_error kerr = { 0 };
-    if (r == 0)
+    if (why && r == 0)
+        kerr = *why;
+    else if (why)
+        bh_fail(&kerr, why->errnum ? why->errnum : EIO, "%s; its cleanup failed: %s", why->msg, err->msg);
+    else if (r == 0)
         bh_fail(&kerr, EINTR, "%s was killed while starting", q->name);
     else
         bh_fail(&kerr, err->errnum ? err->errnum : EIO, "%s was killed while starting; its cleanup failed: %s", q->name,
@@ -869,6 +876,7 @@ static struct starting *starting_find(uint32_t qid)
 
 static void on_start_fd(void *ctx, uint32_t ev);
 static void on_start_agent_ready(void *ctx, uint32_t ev);
+static int start_fail_beside(struct bh_qube *q, const struct bh_driver *drv, const bh_error *why);
 
 static int starting_add(struct bh_qube *q, int fd)
 {
@@ -917,6 +925,17 @@ static void on_start_fd(void *ctx, uint32_t ev)
     bh_glue_spec(lc_app, q, &sb);
     bh_error err = { 0 };
     int r = drv->start_finish(&sb.spec, &err);
+    if (r == BH_START_FAILED_KILL) {
+        s->qid = 0;
+        if (start_fail_beside(q, drv, &err) == 0) {
+            bh_glue_spec_free(&sb);
+            return; /* its start fails once the qube is gone (on_kill_done) */
+        }
+        bh_error kerr = { 0 };
+        if (drv->kill(&sb.spec, &kerr) < 0)
+            q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+        r = -1;
+    }
     if (r == 1) {
         if (bh_loop_add(fd, EPOLLIN, on_start_fd, (void *)(uintptr_t)qid) == 0) {
             bh_glue_spec_free(&sb);
@@ -1032,6 +1051,8 @@ static void start_agent_failed(struct bh_qube *q, const struct bh_driver *drv, b
 {
     uint32_t qid = q->qid;
     starting_drop(qid);
+    if (drv && start_fail_beside(q, drv, err) == 0)
+        return; /* its start fails once the qube is gone (on_kill_done) */
     qrexec_stop(q);
     struct bh_spec_buf sb;
     bh_glue_spec(lc_app, q, &sb);
@@ -1173,6 +1194,12 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
                 break;
             }
             r = drv->start_finish(&sb.spec, &err);
+            if (r == BH_START_FAILED_KILL) {
+                bh_error kerr = { 0 };
+                if (drv->kill(&sb.spec, &kerr) < 0)
+                    q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+                r = -1;
+            }
         }
     } else if (r == 0) {
         r = drv->start(&sb.spec, &err);
@@ -1266,6 +1293,8 @@ static struct killing {
     pid_t qrexec_pid; /* its qrexec-daemon (our child), ended by the child, reaped here */
     bool ended; /* not a Kill: the qube ended on its own (end_begin) */
     bool starting; /* killed while it booted: its start fails (start_killed), no halt */
+    bool failed;   /* ... not a Kill: the start failed on its own (start_fail_beside) */
+    bh_error why;  /* ... and this is why */
     bool asked; /* ... after a stop was asked (the engine's ended()) */
 } killing[MAX_KILLING];
 
@@ -1324,6 +1353,8 @@ static void on_kill_done(void *ctx, uint32_t ev)
     bool swept = WIFEXITED(st) && !(WEXITSTATUS(st) & KILL_NOT_SWEPT);
     uint32_t qid = k->qid;
     bool starting = k->starting;
+    bh_error why = k->why;
+    bool failed = k->failed;
     k->qid = 0;
     struct bh_qube *q = bh_app_find_qid(lc_app, qid);
     if (!q) {
@@ -1346,7 +1377,7 @@ static void on_kill_done(void *ctx, uint32_t ev)
             if (r < 0)
                 bh_warn("%s: kill failed: %s", q->name, err.msg);
         }
-        start_killed(lc_app, q, r, &err, swept);
+        start_killed(lc_app, q, r, &err, swept, failed ? &why : NULL);
         if (r < 0)
             bh_exc(&e, "QubesException", "Kill failed: %s", err.msg);
         bh_waiters_killed(lc_app, qid, r < 0 ? &e : NULL);
@@ -1485,6 +1516,28 @@ static int kill_begin(struct bh_app *app, struct bh_qube *q, const struct bh_dri
     return -1;
 }
 
+/* A start that failed with what it made still there (the engine's BH_START_FAILED_KILL,
+ * or an agent phase that failed) is ended as a Kill during the boot is, beside the loop:
+ * its cleanup waits for the qube's processes to end (a large guest's QEMU takes a while
+ * to free its RAM), and every other call is answered meanwhile. The qube is Dying; the
+ * start fails with why once the child is done (on_kill_done, start_killed). Returns 0
+ * when the child runs; -1 when it cannot: the caller cleans up in line. */
+static int start_fail_beside(struct bh_qube *q, const struct bh_driver *drv, const bh_error *why)
+{
+    struct bh_spec_buf sb;
+    bh_glue_spec(lc_app, q, &sb);
+    int r = kill_begin(lc_app, q, drv, &sb);
+    bh_glue_spec_free(&sb);
+    if (r < 0)
+        return -1;
+    struct killing *k = killing_find(q->qid);
+    k->starting = true;
+    k->failed = true;
+    k->why = *why;
+    q->rt.state = BH_STATE_DYING;
+    return 0;
+}
+
 /* A running qube's watch said it ended on its own (its init exited, QEMU or a helper of
  * it ended): its cleanup runs as a Kill's, beside the loop (a halt's engine cleanup is a
  * Kill's work: unmounting, removing cgroups, a VM's helpers and guest RAM; and the sweep
@@ -1551,7 +1604,7 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
         /* killed while it booted (in line: no child could be made): its start fails,
          * also when the engine's cleanup failed (the start is no longer watched: the
          * qube would stay Transient) */
-        start_killed(app, q, r, &err, false);
+        start_killed(app, q, r, &err, false, NULL);
         if (r < 0)
             return bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
         return 0;

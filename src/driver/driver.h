@@ -98,6 +98,10 @@ struct bh_qube_stats {
     uint64_t cputime_ns;
 };
 
+/* start_finish's answer for a start that failed with the qube's processes still there
+ * (see start_begin below). */
+#define BH_START_FAILED_KILL (-2)
+
 struct bh_driver {
     const char *name; /* "ns" or "vm" */
     /* Sets up and starts the qube; returns when the agent is ready (or fails and leaves
@@ -141,8 +145,11 @@ struct bh_driver {
      * up and launches the qube and returns at once with an fd (owned by the engine)
      * that becomes readable whenever start_finish should be called; -1 on error, with
      * nothing left behind. start_finish returns 1 "not yet" (keep watching the fd), 0
-     * "started: the agent is ready", or -1 "failed, everything cleaned up"; after 0 or
-     * -1 the fd is gone. kill() during a pending start cancels it. bulkheadd's event
+     * "started: the agent is ready", -1 "failed, everything cleaned up", or
+     * BH_START_FAILED_KILL "failed (err says why), what the start made is still there":
+     * the caller ends it as a kill() during the start (an engine with kill_now only;
+     * its cleanup may take long enough to run beside the caller's loop). After any but
+     * 1 the fd is gone. kill() during a pending start cancels it. bulkheadd's event
      * loop watches the fd, so other calls are answered while a qube boots. */
     int (*start_begin)(const struct bh_qube_spec *spec, bh_error *err);
     int (*start_finish)(const struct bh_qube_spec *spec, bh_error *err);

@@ -373,6 +373,53 @@ def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
     assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
 
 
+@pytest.mark.skipif(not os.access(STRACE, os.X_OK), reason="needs strace")
+def test_daemon_answers_while_a_failed_boot_is_cleaned_up(vm_env):
+    """A start that fails on its own (a guest not booted within its qrexec_timeout: its
+    bridge is held back 30 s) is cleaned up beside bulkheadd's loop, as a Kill during the
+    boot is: with each umount2() of the qube's vchan and guest-RAM mounts held 1 s,
+    admin.vm.List is answered while the qube is Dying (in line, the loop was held and the
+    qube never seen Dying); the Start's caller hears why the start failed, not that it
+    was killed; QEMU is reaped, nothing is left, and the qube boots again."""
+    d = vm_env.d
+    if state_of(d, "v") != "Halted":
+        d.call("admin.vm.Kill", "v")
+    d.call("admin.vm.property.Set+kernelopts", "v", HELD_BOOT)
+    d.call("admin.vm.property.Set+qrexec_timeout", "v", "4")  # strace attaches meanwhile
+    rt = d.runtime / "qubes/v"
+    res = {}
+    try:
+        def boot():
+            try:
+                d.call("admin.vm.Start", "v")
+                res["ok"] = True
+            except AdminError as e:
+                res["err"] = e.msg
+        starter = threading.Thread(target=boot)
+        t0 = time.monotonic()
+        starter.start()
+        assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
+        with syscalls_held(d.proc.pid, "umount2", 1000, paths=[rt / "vchan", rt / "vm-mem"]):
+            assert state_of(d, "v") == "Transient", res  # control: still booting
+            calls = list_waits_while(d, "v", ("Transient", "Dying"), "n")
+            starter.join(60)
+        took = time.monotonic() - t0
+    finally:
+        d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
+        d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
+    assert "did not boot within 4 s" in res.get("err", ""), res
+    assert "killed" not in res["err"], res
+    assert took >= 4 + 1.5, took  # positive control: the cleanup's umount2() calls were held
+    waits = [w for w, st in calls if st == "Dying"]
+    assert waits, calls  # in line, the loop was held until the qube was Halted
+    assert max(waits) < 0.8, f"an Admin API call waited for the failed start's cleanup: {calls}"
+    assert state_of(d, "v") == "Halted"
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
+    assert vm_leftovers(d, "v") == []
+    start(d, "v")
+    assert qvm_run(d, "-p", "v", "echo up").stdout == b"up\n"
+
+
 def test_disposable_vm(vm_env):
     """qvm-run --dispvm from a pvh disposable template: a new VM qube for one call, gone after."""
     d = vm_env.d

@@ -36,6 +36,7 @@ static struct pending {
     bool used;
     char name[64];
     int efd, ifd, pfd, tfd, bfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout, the host bridge's pidfd */
+    bool bridge_ended; /* seen with QEMU still running: tfd now times QEMU's grace */
 } pend[MAX_PENDING];
 
 static struct pending *pending_find(const char *name)
@@ -265,19 +266,35 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
                             { .fd = pp->bfd, .events = POLLIN } };
     if (poll(pf, 3, 0) <= 0)
         return 1;
-    if (!(pf[0].revents & POLLIN) && (pf[2].revents & POLLIN) && !qemu_ends_soon(pp->pfd)) {
+    bool qemu_ended = pf[0].revents & POLLIN;
+    if (!qemu_ended && (pf[2].revents & POLLIN) && !pp->bridge_ended) {
+        /* The bridge ended first. When QEMU exits, its bridge sees the port close and
+         * may be gone before QEMU's own exit shows: QEMU gets qemu_ends_soon's grace to
+         * follow, timed here (the bridge leaves the watch, the timer is re-armed) so that
+         * bulkheadd's loop does not wait for it. */
+        struct itimerspec grace = { .it_value = { 2, 0 } };
+        pp->bridge_ended = true;
+        if (epoll_ctl(pp->efd, EPOLL_CTL_DEL, pp->bfd, NULL) == 0 && timerfd_settime(pp->tfd, 0, &grace, NULL) == 0)
+            return 1;
+        qemu_ended = qemu_ends_soon(pp->pfd); /* cannot be timed beside the loop */
+    } else if (!qemu_ended && pp->bridge_ended && !(pf[1].revents & POLLIN)) {
+        return 1; /* within QEMU's grace (woken by something else) */
+    }
+    if (!qemu_ended && pp->bridge_ended) {
         bridge_gone(spec, &p, "while it was booting");
         bh_fail(err, EIO, "%s: the host's vchan bridge ended while it was booting (%s/bridge.log)", spec->name, p.rt);
-    } else if ((pf[0].revents & POLLIN) || (pf[2].revents & POLLIN)) {
+    } else if (qemu_ended) {
         _cleanup_free_ char *msg = qemu_log(&p);
         bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
     } else {
         bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout)", spec->name,
                 spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000);
     }
+    /* QEMU and its helpers end as in a Kill during the boot: the caller's kill_now and
+     * kill(), the latter beside bulkheadd's loop (it waits for each process to end: a
+     * large guest's QEMU takes a while to free its RAM) */
     pending_free(pp);
-    bh_vm_cleanup(spec, &p, NULL);
-    return -1;
+    return BH_START_FAILED_KILL;
 }
 
 /* The blocking form (bulkhead tools): the same steps, waiting here. */
@@ -291,6 +308,12 @@ static int vm_start(const struct bh_qube_spec *spec, bh_error *err)
         if (poll(&pf, 1, -1) < 0 && errno != EINTR)
             return bh_fail_errno(err, "poll");
         int r = vm_start_finish(spec, err);
+        if (r == BH_START_FAILED_KILL) {
+            struct bh_vm_paths p;
+            bh_vm_paths_fill(spec, &p);
+            bh_vm_cleanup(spec, &p, NULL); /* a failed start leaves nothing behind */
+            return -1;
+        }
         if (r != 1)
             return r;
     }

@@ -342,7 +342,7 @@ static pid_t start_bridge(const char *port, int dirfd, int exe)
         fail("fork");
     if (pid == 0) {
         close(sync[0]);
-        if (delay_ms > 0 && delay_ms < 10000)
+        if (delay_ms > 0 && delay_ms <= 60000) /* the tests hold a boot 30 s */
             nanosleep(&(struct timespec){ delay_ms / 1000, (delay_ms % 1000) * 1000000 }, NULL);
         if (fchdir(dirfd) == 0 && fcntl(portfd, F_SETFD, 0) == 0) {
             char *argv[] = { "bulkhead-vchan-bridge", "--guest", "--dir", ".", "--port-fd", portarg,
