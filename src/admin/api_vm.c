@@ -343,6 +343,17 @@ static int vm_start(struct bh_call *c)
      * a second Start while it boots waits for the same moment. */
     if (bh_lifecycle_starting(c->dest))
         return c->conn ? park_started(c) : 0;
+    /* A netvm of its chain on its way down (a Kill or Shutdown of it in progress): the
+     * qube would be linked to it and lose its link at once. The reply waits for that
+     * netvm's halt, then the qube starts and its chain with it (that netvm again). */
+    struct bh_qube *down = c->conn && !bh_qube_is_running(c->dest) ? bh_lifecycle_netvm_stopping(c->app, c->dest) : NULL;
+    if (down) {
+        int64_t ms = bh_qube_prop_int(c->app, down, "shutdown_timeout") * 1000 + 10000;
+        if (bh_waiters_add_start_after(down, c->dest, c->conn, ms, c->exc) < 0)
+            return -1;
+        c->park = true;
+        return 0;
+    }
     int r = bh_lifecycle_start(c->app, c->dest, c->exc);
     if (r == BH_LIFECYCLE_STARTING)
         return c->conn ? park_started(c) : 0;

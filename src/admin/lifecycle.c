@@ -1080,6 +1080,20 @@ static int start_undo(struct bh_qube *q, const struct bh_driver *drv, const stru
     return -1;
 }
 
+struct bh_qube *bh_lifecycle_netvm_stopping(struct bh_app *app, struct bh_qube *q)
+{
+    struct bh_qube *n = q;
+    for (int hop = 0; hop < 64; hop++) { /* bounded: the netvm property refuses loops */
+        _cleanup_free_ char *name = bh_qube_prop(app, n, "netvm");
+        n = name && *name ? bh_app_find(app, name) : NULL;
+        if (!n || n == q)
+            return NULL;
+        if (n->rt.state == BH_STATE_HALTING || n->rt.state == BH_STATE_DYING)
+            return n;
+    }
+    return NULL;
+}
+
 int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
 {
     if (q->rt.state != BH_STATE_HALTED && q->rt.state != BH_STATE_CRASHED)
@@ -1096,7 +1110,14 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     bh_error cerr = { 0 };
     if (bh_glue_engine_clean(app, q, &cerr) < 0)
         return bh_exc(e, "QubesException", "Start failed: %s", cerr.msg);
-    /* As Qubes: the qube's netvm (and so the whole chain) starts first. */
+    /* As Qubes: the qube's netvm (and so the whole chain) starts first. One on its way
+     * down would be taken as running and the qube linked to it lose its link at once:
+     * an Admin API Start waits for its halt (api_vm.c); a start with no one to wait
+     * (autostart, a disposable for a call) is refused with the reason. */
+    struct bh_qube *down = bh_lifecycle_netvm_stopping(app, q);
+    if (down)
+        return bh_exc(e, "QubesException", "Start failed: its netvm %s is stopping; start %s once %s has halted",
+                      down->name, q->name, down->name);
     _cleanup_free_ char *netvm = bh_qube_prop(app, q, "netvm");
     struct bh_qube *nq = netvm && *netvm ? bh_app_find(app, netvm) : NULL;
     if (nq && !bh_qube_is_running(nq)) {

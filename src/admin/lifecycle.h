@@ -12,6 +12,9 @@
 int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e);
 /* Is an asynchronous start of q in progress? */
 bool bh_lifecycle_starting(const struct bh_qube *q);
+/* The first qube of q's netvm chain that is on its way down (Halting, Dying), or NULL:
+ * q started now would be linked to a netvm that is going away. */
+struct bh_qube *bh_lifecycle_netvm_stopping(struct bh_app *app, struct bh_qube *q);
 int bh_lifecycle_shutdown(struct bh_app *app, struct bh_qube *q, bool force, struct bh_exc *e);
 /* Kill returns BH_LIFECYCLE_KILLING (2) when the engine's work runs in a child beside
  * the loop: the qube is Dying until it ends; then it is Halted and the KILLED waiters

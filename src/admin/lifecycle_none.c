@@ -17,3 +17,4 @@ void bh_lifecycle_stats(struct bh_app *app, struct bh_qube *q, struct bh_qube_st
 void bh_lifecycle_boot(struct bh_app *app, bool autostart) { (void)app; (void)autostart; }
 bool bh_lifecycle_starting(const struct bh_qube *q) { (void)q; return false; }
 
+struct bh_qube *bh_lifecycle_netvm_stopping(struct bh_app *app, struct bh_qube *q) { (void)app; (void)q; return NULL; }

@@ -13,6 +13,7 @@
 static struct waiter {
     void *conn; /* NULL: free slot */
     uint32_t qid;
+    uint32_t start_qid; /* BH_WAIT_START: the qube to start when qid halts; 0: qid itself */
     enum bh_wait_kind kind;
     int64_t deadline;
     char name[64]; /* for the timeout message, the qube may be gone by then */
@@ -32,6 +33,25 @@ int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_
     snprintf(waiters[i].name, sizeof waiters[i].name, "%s", q->name);
     return 0;
 }
+
+int bh_waiters_add_start_after(struct bh_qube *down, struct bh_qube *start, void *conn, int64_t timeout_ms,
+                               struct bh_exc *e)
+{
+    if (bh_waiters_add(down, BH_WAIT_START, conn, timeout_ms, e) < 0)
+        return -1;
+    for (size_t i = 0; i < nwaiters; i++)
+        if (waiters[i].conn == conn && waiters[i].qid == down->qid && waiters[i].kind == BH_WAIT_START &&
+            !waiters[i].start_qid) {
+            waiters[i].start_qid = start->qid;
+            snprintf(waiters[i].name, sizeof waiters[i].name, "%s", start->name);
+            break;
+        }
+    return 0;
+}
+
+/* A BH_WAIT_START waiter's qube starts now: answered with the outcome, or (a boot that
+ * goes on beside the loop) turned into a wait for its end. */
+static void start_now(struct bh_app *app, struct waiter *w);
 
 static void finish(struct waiter *w, const struct bh_exc *e)
 {
@@ -56,22 +76,29 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid)
                 finish(w, NULL);
                 continue;
             }
-            struct bh_exc e = { 0 };
-            struct bh_qube *q = bh_app_find_qid(app, qid);
-            if (!q)
-                bh_exc(&e, "QubesVMNotFoundError", "No such domain: '%s'", w->name);
-            else {
-                int r = bh_lifecycle_start(app, q, &e);
-                if (r == BH_LIFECYCLE_STARTING) {
-                    w->kind = BH_WAIT_STARTED; /* answered when the boot ends */
-                    w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
-                    continue;
-                }
-                if (r == 0)
-                    e.type = NULL;
-            }
-            finish(w, e.type ? &e : NULL);
+            start_now(app, w);
         }
+}
+
+static void start_now(struct bh_app *app, struct waiter *w)
+{
+    struct bh_exc e = { 0 };
+    struct bh_qube *q = bh_app_find_qid(app, w->start_qid ? w->start_qid : w->qid);
+    if (!q) {
+        bh_exc(&e, "QubesVMNotFoundError", "No such domain: '%s'", w->name);
+    } else {
+        int r = bh_lifecycle_start(app, q, &e);
+        if (r == BH_LIFECYCLE_STARTING) {
+            w->kind = BH_WAIT_STARTED; /* answered when the boot ends */
+            w->qid = q->qid;
+            w->start_qid = 0;
+            w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+            return;
+        }
+        if (r == 0)
+            e.type = NULL;
+    }
+    finish(w, e.type ? &e : NULL);
 }
 
 void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e)
@@ -89,7 +116,9 @@ void bh_waiters_still_running(struct bh_app *app, uint32_t qid, const struct bh_
         struct waiter *w = &waiters[i];
         if (!w->conn || w->qid != qid)
             continue;
-        if (w->kind == BH_WAIT_START)
+        if (w->kind == BH_WAIT_START && w->start_qid)
+            start_now(app, w); /* its netvm stays up after all: the qube starts behind it */
+        else if (w->kind == BH_WAIT_START)
             finish(w, NULL); /* as qubesd: a Start of a running qube does nothing */
         else if (w->kind == BH_WAIT_SHUTDOWN)
             finish(w, e);

@@ -15,6 +15,11 @@ enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START, BH_WAIT_STARTED, BH_WAIT_KI
 /* Parks conn's reply until q halts (or timeout_ms passes: QubesVMShutdownTimeoutError).
  * Returns -1 with e filled when no more waiters fit. */
 int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e);
+/* admin.vm.Start of `start` parked until `down` (a netvm of its chain that is on its way
+ * down) halts, or is running again after a failed kill: then `start` starts (its chain
+ * with it) as a BH_WAIT_START waiter's qube does. */
+int bh_waiters_add_start_after(struct bh_qube *down, struct bh_qube *start, void *conn, int64_t timeout_ms,
+                               struct bh_exc *e);
 /* q has halted and is cleaned up: answers its waiters (the lifecycle calls it). */
 void bh_waiters_halted(struct bh_app *app, uint32_t qid);
 /* q's asynchronous start ended: e NULL (started) or its failure. */

@@ -7,12 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from net_fixtures import net, internet, WEB, OTHER, HOST, Internet, Net, CONNECT_ECHO, WAIT_FORWARDER  # noqa: F401
-from admin_fixtures import AdminError, BUILD, Daemon, kill_all, wait_state
+from admin_fixtures import STRACE, AdminError, BUILD, Daemon, kill_all, state_of, syscalls_held, wait_state
+from waiting import wait_for
 
 QVM_RUN = str(BUILD / "src/qrexec/qvm-run")
 
@@ -185,6 +187,33 @@ def test_netvm_in_use_cannot_stop_unless_forced(net):
     assert "alive" in r.stdout and "rc=0" not in r.stdout
     net.d.call("admin.vm.Start", "sys-firewall")
     assert net.curl("work", f"http://{WEB}:8080/")
+
+
+def test_start_behind_a_netvm_that_is_stopping_waits_for_its_halt(net):
+    """A Start of a qube whose netvm is on its way down (sys-firewall killed, its cleanup
+    held by strace: Dying for seconds) would link the qube to a netvm that is going away
+    and leave it without network. The reply waits for that netvm's halt; then the qube
+    starts, its netvm with it, and its network works."""
+    if not os.access(STRACE, os.X_OK):
+        pytest.skip("needs strace")
+    d = net.d
+    if state_of(d, "work") != "Halted":
+        d.call("admin.vm.Kill", "work")
+        wait_state(d, "work", "Halted")
+    assert state_of(d, "sys-firewall") == "Running"
+    killed, seen = [], []
+    with syscalls_held(d.proc.pid, "umount2", 1000, paths=[d.runtime / "qubes/sys-firewall/vchan"]):
+        killer = threading.Thread(target=lambda: killed.append(d.call("admin.vm.Kill", "sys-firewall")))
+        killer.start()
+        assert wait_for(lambda: state_of(d, "sys-firewall") == "Dying", 20)
+        d.call("admin.vm.Start", "work")  # sent while sys-firewall is Dying
+        seen = [state_of(d, "sys-firewall"), state_of(d, "work")]
+        killer.join(60)
+    assert killed == [""]
+    assert seen == ["Running", "Running"], seen  # before: work Running behind a Dying netvm
+    ip = net.prop("work", "ip")
+    assert f"default via {net.prop('work', 'visible_gateway')}" in net.run("work", "ip route").stdout, ip
+    assert net.curl("work", f"http://{WEB}:8080/", t=10)
 
 
 def test_uplink_none_keeps_sys_net_offline(tmp_path, internet):
