@@ -1,6 +1,7 @@
 """The vm engine through bulkheadd: a real QEMU microvm qube (KVM where /dev/kvm opens,
 TCG here), booted once and shared by the tests of this module, in the order written."""
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -220,8 +221,59 @@ def test_boot_that_never_finishes_is_killed(vm_env):
         d.call("admin.vm.property.Set+qrexec_timeout", "v", "240")
         d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
     assert "did not boot within 1 s" in e.value.msg
+    assert "nothing was heard from it" in e.value.msg  # its bridge is held back
     assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
     assert state_of(d, "v") == "Halted"
+    assert vm_leftovers(d, "v") == []
+
+
+def virtiofsd_listens(pid):
+    """Whether virtiofsd (pid) still waits for QEMU's connection: its socket is listening
+    (flag __SO_ACCEPTCON in /proc/net/unix)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{f}")[8:-1] for f in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{f}").startswith("socket:[")}
+    for line in pathlib.Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 7 and f[6] in inodes and f[3] == "00010000":
+            return True
+    return False
+
+
+def test_virtiofsd_gone_while_booting_fails_the_start(vm_env):
+    """The helpers are watched during the boot as while the qube runs: a virtiofsd that
+    ends while its guest boots fails the start at once, with the reason (unwatched, the
+    guest went on booting without /usr and the start failed only once its bridge spoke,
+    as "qrexec-daemon for v did not become ready"); nothing is left."""
+    d = vm_env.d
+    if state_of(d, "v") != "Halted":
+        d.call("admin.vm.Kill", "v")
+    d.call("admin.vm.property.Set+kernelopts", "v", HELD_BOOT)
+    res = {}
+    try:
+        def boot():
+            try:
+                start(d, "v")
+                res["ok"] = True
+            except AdminError as e:
+                res["err"] = e.msg
+        starter = threading.Thread(target=boot)
+        starter.start()
+        assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
+        pid = int((d.runtime / "qubes/v/virtiofsd.pid").read_text().split()[0])
+        # QEMU has connected (else QEMU fails at its start): virtiofsd serves one
+        # connection, its listening socket is gone
+        assert wait_for(lambda: not virtiofsd_listens(pid), 25), res
+        assert state_of(d, "v") == "Transient", res
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        starter.join(60)
+        took = time.monotonic() - t0
+    finally:
+        d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
+    assert "virtiofsd of /usr ended while it was booting" in res.get("err", ""), res
+    assert took < 20, took  # not at qrexec_timeout
+    assert state_of(d, "v") == "Halted"
+    assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
     assert vm_leftovers(d, "v") == []
 
 

@@ -67,6 +67,7 @@ static struct proxy proxies[MAX_NAMES];
 static char announced[MAX_NAMES][BH_MUX_NAME_MAX];
 static int ep, tfd = -1, infd, sigfd;
 static bool guest, synced, heard; /* heard: the host got a frame from the guest */
+static unsigned connections;       /* host: to QEMU's port so far (again while nothing is heard) */
 static bool retry_out;             /* guest: output waits for the host to connect */
 static uint32_t next_id;
 static uint8_t *tout;
@@ -543,6 +544,9 @@ static void on_transport(uint32_t ev)
             die("malformed frame");
         if (r == 0)
             break;
+        if (!guest && !heard) /* one line per boot: what a boot that never ends got to */
+            fprintf(stderr, "bulkhead-vchan-bridge: the guest's bridge spoke (connection %u to QEMU's port)\n",
+                    connections);
         heard = true;
         trace("frame type %u id %u len %u", f.type, f.id, f.len);
         on_frame(&f);
@@ -565,6 +569,7 @@ static int open_transport(const char *port, const char *sock_path)
         snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            connections++;
             return fd;
         }
         if (fd >= 0)

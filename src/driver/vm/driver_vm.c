@@ -35,8 +35,10 @@ static void warn_tcg_once(void)
 static struct pending {
     bool used;
     char name[64];
-    int efd, ifd, pfd, tfd, bfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout, the host bridge's pidfd */
-    bool bridge_ended; /* seen with QEMU still running: tfd now times QEMU's grace */
+    int efd, ifd, pfd, tfd; /* epoll of: inotify on vchan/, QEMU's pidfd, timeout, and hfd */
+    int hfd[3];             /* pidfds of QEMU's helpers (vm_helpers' order: the host bridge first) */
+    int helper_ended;       /* 1 + the index of one seen ended with QEMU running (tfd then times
+                             * QEMU's grace); 0: none */
 } pend[MAX_PENDING];
 
 static struct pending *pending_find(const char *name)
@@ -49,8 +51,8 @@ static struct pending *pending_find(const char *name)
 
 static void pending_free(struct pending *pp)
 {
-    int fds[] = { pp->efd, pp->ifd, pp->pfd, pp->tfd, pp->bfd };
-    for (int i = 0; i < 5; i++)
+    int fds[] = { pp->efd, pp->ifd, pp->pfd, pp->tfd, pp->hfd[0], pp->hfd[1], pp->hfd[2] };
+    for (int i = 0; i < 7; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     memset(pp, 0, sizeof *pp);
@@ -115,13 +117,6 @@ static void helper_gone_say(const struct bh_qube_spec *spec, const struct bh_vm_
         close(fd);
     }
     fprintf(stderr, "bulkhead: %s: %s ended %s: stopping the qube (%s)\n", spec->name, h->what, when, h->why);
-}
-
-static void bridge_gone(const struct bh_qube_spec *spec, const struct bh_vm_paths *p, const char *when)
-{
-    struct vm_helper h[3];
-    vm_helpers(p, h);
-    helper_gone_say(spec, p, &h[0], when);
 }
 
 /* A helper's end was seen: is QEMU ending too? When QEMU exits, the bridge sees its
@@ -211,34 +206,42 @@ static int vm_start_begin(const struct bh_qube_spec *spec, bh_error *err)
         bh_vm_cleanup(spec, &p, NULL); /* a failed start leaves nothing behind */
         return -1;
     }
-    *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1, .bfd = -1 };
+    *pp = (struct pending){ .used = true, .efd = -1, .ifd = -1, .pfd = -1, .tfd = -1, .hfd = { -1, -1, -1 } };
     snprintf(pp->name, sizeof pp->name, "%s", spec->name);
-    /* both just forked by us (they may not have dropped to uid_base yet): by PID and
-     * start time */
+    /* all just forked by us (they may not have dropped to uid_base yet): by PID and
+     * start time. The helpers are watched during the boot as while the qube runs: a
+     * guest whose virtiofsd is gone would hang in its mount until qrexec_timeout. */
     pid_t qpid = bh_vm_pidfile_check(p.qemu_pid, (uid_t)-1);
-    pid_t bpid = bh_vm_pidfile_check(p.bridge_pid, (uid_t)-1);
+    struct vm_helper h[3];
+    int nh = vm_helpers(&p, h);
     pp->efd = epoll_create1(EPOLL_CLOEXEC);
     pp->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     pp->pfd = qpid > 0 ? (int)syscall(SYS_pidfd_open, qpid, 0) : -1;
     pp->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-    pp->bfd = bpid > 0 ? (int)syscall(SYS_pidfd_open, bpid, 0) : -1;
+    for (int i = 0; i < nh; i++) {
+        pid_t hp = bh_vm_pidfile_check(h[i].pidfile, (uid_t)-1);
+        pp->hfd[i] = hp > 0 ? (int)syscall(SYS_pidfd_open, hp, 0) : -1;
+    }
     struct itimerspec its = { .it_value = { spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000, 0 } };
-    int fds[] = { pp->ifd, pp->pfd, pp->tfd, pp->bfd };
-    bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 && pp->bfd >= 0 &&
+    int fds[] = { pp->ifd, pp->pfd, pp->tfd, pp->hfd[0], pp->hfd[1], pp->hfd[2] };
+    bool ok = pp->efd >= 0 && pp->ifd >= 0 && pp->pfd >= 0 && pp->tfd >= 0 &&
               inotify_add_watch(pp->ifd, p.vchan, IN_CREATE | IN_MOVED_TO) >= 0 &&
               timerfd_settime(pp->tfd, 0, &its, NULL) == 0;
-    for (int i = 0; ok && i < 4; i++) {
+    for (int i = 0; ok && i < 3 + nh; i++) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
-        ok = epoll_ctl(pp->efd, EPOLL_CTL_ADD, fds[i], &ev) == 0;
+        ok = fds[i] >= 0 && epoll_ctl(pp->efd, EPOLL_CTL_ADD, fds[i], &ev) == 0;
     }
     if (!ok) {
         int e = errno;
         _cleanup_free_ char *msg = qpid <= 0 ? qemu_log(&p) : NULL;
+        const char *gone = NULL;
+        for (int i = 0; i < nh && !gone; i++)
+            if (pp->hfd[i] < 0)
+                gone = h[i].what;
         pending_free(pp);
         bh_vm_cleanup(spec, &p, NULL);
-        return bh_fail(err, e ? e : EIO, "%s: %s%s%s", spec->name,
-                       qpid <= 0 ? "QEMU is gone" : bpid <= 0 ? "the host's vchan bridge is gone" : "watching the start failed",
-                       msg && *msg ? ": " : "", msg ? msg : "");
+        return bh_fail(err, e ? e : EIO, "%s: %s%s%s%s", spec->name, qpid <= 0 ? "QEMU is gone" : gone ? gone : "watching the start failed",
+                       qpid > 0 && gone ? " is gone" : "", msg && *msg ? ": " : "", msg ? msg : "");
     }
     return pp->efd;
 }
@@ -262,33 +265,51 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
         pending_free(pp);
         return 0;
     }
-    struct pollfd pf[3] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN },
-                            { .fd = pp->bfd, .events = POLLIN } };
-    if (poll(pf, 3, 0) <= 0)
+    struct pollfd pf[5] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN },
+                            { .fd = pp->hfd[0], .events = POLLIN }, { .fd = pp->hfd[1], .events = POLLIN },
+                            { .fd = pp->hfd[2], .events = POLLIN } };
+    if (poll(pf, 5, 0) <= 0)
         return 1;
     bool qemu_ended = pf[0].revents & POLLIN;
-    if (!qemu_ended && (pf[2].revents & POLLIN) && !pp->bridge_ended) {
-        /* The bridge ended first. When QEMU exits, its bridge sees the port close and
-         * may be gone before QEMU's own exit shows: QEMU gets qemu_ends_soon's grace to
-         * follow, timed here (the bridge leaves the watch, the timer is re-armed) so that
-         * bulkheadd's loop does not wait for it. */
+    int ended = 0;
+    for (int i = 0; i < 3 && !ended; i++)
+        if (pp->hfd[i] >= 0 && (pf[2 + i].revents & POLLIN))
+            ended = 1 + i;
+    if (!qemu_ended && ended && !pp->helper_ended) {
+        /* A helper ended first. When QEMU exits, its bridge sees the port close (a
+         * virtiofsd its socket) and may be gone before QEMU's own exit shows: QEMU gets
+         * qemu_ends_soon's grace to follow, timed here (the helpers leave the watch, the
+         * timer is re-armed) so that bulkheadd's loop does not wait for it. */
         struct itimerspec grace = { .it_value = { 2, 0 } };
-        pp->bridge_ended = true;
-        if (epoll_ctl(pp->efd, EPOLL_CTL_DEL, pp->bfd, NULL) == 0 && timerfd_settime(pp->tfd, 0, &grace, NULL) == 0)
+        pp->helper_ended = ended;
+        bool timed = timerfd_settime(pp->tfd, 0, &grace, NULL) == 0;
+        for (int i = 0; i < 3; i++)
+            if (pp->hfd[i] >= 0 && epoll_ctl(pp->efd, EPOLL_CTL_DEL, pp->hfd[i], NULL) < 0)
+                timed = false;
+        if (timed)
             return 1;
         qemu_ended = qemu_ends_soon(pp->pfd); /* cannot be timed beside the loop */
-    } else if (!qemu_ended && pp->bridge_ended && !(pf[1].revents & POLLIN)) {
+    } else if (!qemu_ended && pp->helper_ended && !(pf[1].revents & POLLIN)) {
         return 1; /* within QEMU's grace (woken by something else) */
     }
-    if (!qemu_ended && pp->bridge_ended) {
-        bridge_gone(spec, &p, "while it was booting");
-        bh_fail(err, EIO, "%s: the host's vchan bridge ended while it was booting (%s/bridge.log)", spec->name, p.rt);
+    if (!qemu_ended && pp->helper_ended) {
+        struct vm_helper h[3];
+        vm_helpers(&p, h);
+        const struct vm_helper *gone = &h[pp->helper_ended - 1];
+        helper_gone_say(spec, &p, gone, "while it was booting");
+        bh_fail(err, EIO, "%s: %s ended while it was booting (%s/%s)", spec->name, gone->what, p.rt, gone->log);
     } else if (qemu_ended) {
         _cleanup_free_ char *msg = qemu_log(&p);
         bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
     } else {
-        bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout)", spec->name,
-                spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000);
+        /* how far the guest got, from the host bridge's one line (bridge.c) */
+        char blog[4200], head[4096];
+        snprintf(blog, sizeof blog, "%s/bridge.log", p.rt);
+        bool spoke = bh_read_small(blog, head, sizeof head) > 0 && strstr(head, "the guest's bridge spoke");
+        bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout): %s", spec->name,
+                spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000,
+                spoke ? "its vchan bridge spoke, its qrexec agent never listened"
+                      : "nothing was heard from it (its kernel or init never reached its vchan bridge)");
     }
     /* QEMU and its helpers end as in a Kill during the boot: the caller's kill_now and
      * kill(), the latter beside bulkheadd's loop (it waits for each process to end: a
