@@ -1633,7 +1633,9 @@ int bh_lifecycle_kill(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
     if (r < 0) {
         q->rt.engine_dirty = true; /* the halt that may follow keeps the engine */
         bh_exc(e, "QubesException", "Kill failed: %s", err.msg);
-        if (now != BH_STATE_RUNNING && now != BH_STATE_PAUSED && now != BH_STATE_HALTING) {
+        if (now == BH_STATE_RUNNING || now == BH_STATE_PAUSED || now == BH_STATE_HALTING)
+            bh_waiters_still_running(app, q->qid, e); /* as on_kill_done: calls parked on its halt */
+        else {
             /* gone, though not all cleaned up (the vm engine ends QEMU before its cgroup
              * fails to go; nothing would watch it now): Halted, its engine kept */
             q->rt.state = BH_STATE_DYING;

@@ -165,6 +165,8 @@ static void fill(void *ctx)
         }
         if (have >= want || pool_paused(base) || handout_in_use(app, base))
             continue;
+        if (bh_lifecycle_netvm_stopping(app, base))
+            continue; /* its start would be refused for now: filled once that netvm is down */
         char name[32];
         struct bh_exc e = { 0 };
         struct bh_qube *q = NULL;

@@ -80,19 +80,44 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid)
         }
 }
 
+/* w waits for `down` to halt before its qube starts (again). */
+static void wait_for_halt(struct bh_app *app, struct waiter *w, struct bh_qube *down, uint32_t start_qid)
+{
+    w->kind = BH_WAIT_START;
+    w->qid = down->qid;
+    w->start_qid = start_qid;
+    w->deadline = bh_now_ms() + bh_qube_prop_int(app, down, "shutdown_timeout") * 1000 + 10000;
+}
+
+/* w's qube boots beside the loop: w is answered when the boot ends. */
+static void wait_for_boot(struct bh_app *app, struct waiter *w, struct bh_qube *q)
+{
+    w->kind = BH_WAIT_STARTED;
+    w->qid = q->qid;
+    w->start_qid = 0;
+    w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+}
+
 static void start_now(struct bh_app *app, struct waiter *w)
 {
     struct bh_exc e = { 0 };
     struct bh_qube *q = bh_app_find_qid(app, w->start_qid ? w->start_qid : w->qid);
+    struct bh_qube *down = NULL;
     if (!q) {
         bh_exc(&e, "QubesVMNotFoundError", "No such domain: '%s'", w->name);
+    } else if (bh_lifecycle_starting(q)) {
+        wait_for_boot(app, w, q); /* another waiter's start of it boots: one end answers both */
+        return;
+    } else if (q->rt.state == BH_STATE_HALTING || q->rt.state == BH_STATE_DYING) {
+        wait_for_halt(app, w, q, 0); /* on its way down (again): started once it has halted */
+        return;
+    } else if (!bh_qube_is_running(q) && (down = bh_lifecycle_netvm_stopping(app, q))) {
+        wait_for_halt(app, w, down, q->qid); /* another netvm of its chain is going down */
+        return;
     } else {
         int r = bh_lifecycle_start(app, q, &e);
         if (r == BH_LIFECYCLE_STARTING) {
-            w->kind = BH_WAIT_STARTED; /* answered when the boot ends */
-            w->qid = q->qid;
-            w->start_qid = 0;
-            w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+            wait_for_boot(app, w, q);
             return;
         }
         if (r == 0)
@@ -148,15 +173,18 @@ void bh_waiters_drop_conn(void *conn)
 
 void bh_waiters_tick(struct bh_app *app)
 {
-    (void)app;
     int64_t now = bh_now_ms();
     for (size_t i = 0; i < nwaiters; i++) {
         struct waiter *w = &waiters[i];
         if (!w->conn || now <= w->deadline)
             continue;
         struct bh_exc e = { 0 };
+        struct bh_qube *down = w->kind == BH_WAIT_START && w->start_qid ? bh_app_find_qid(app, w->qid) : NULL;
         if (w->kind == BH_WAIT_STARTED)
             bh_exc(&e, "QubesException", "Start failed: '%s' did not finish starting in time", w->name);
+        else if (w->kind == BH_WAIT_START && w->start_qid)
+            bh_exc(&e, "QubesException", "Start failed: '%s' waited for its netvm %s to halt, in vain", w->name,
+                   down ? down->name : "(removed)");
         else if (w->kind == BH_WAIT_KILLED)
             bh_exc(&e, "QubesException", "Kill failed: '%s' did not stop in time", w->name);
         else

@@ -26,8 +26,9 @@ void bh_waiters_halted(struct bh_app *app, uint32_t qid);
 void bh_waiters_started(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
 /* q's kill ended: e NULL (it is Halted) or the failure. */
 void bh_waiters_killed(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
-/* q was to halt (a Kill's child ran) but is still there, running again: a Start that
- * waited for the halt is answered as one of a running qube, a Shutdown that did with e. */
+/* q was to halt (a Kill ran) but is still there, running again: a Start that waited for
+ * the halt is answered as one of a running qube (one that waited for q as its netvm
+ * starts its qube now), a Shutdown that did with e. */
 void bh_waiters_still_running(struct bh_app *app, uint32_t qid, const struct bh_exc *e);
 /* The connection is closing: forget its waiter. */
 void bh_waiters_drop_conn(void *conn);

@@ -256,25 +256,29 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
     char buf[4096], ctl[4200];
     while (read(pp->ifd, buf, sizeof buf) > 0)
         ;
-    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p.vchan, spec->qid);
-    /* Booted once the bridge (uid_base) has bound the agent's name; anyone of the VM
-     * dir's group (every qube's call processes) could create that name, so its owner is
-     * what counts, as it is for qrexec-daemon's peer check (--agent-uid). */
-    struct stat cst;
-    if (lstat(ctl, &cst) == 0 && S_ISSOCK(cst.st_mode) && cst.st_uid == spec->uid_base) {
-        pending_free(pp);
-        return 0;
-    }
     struct pollfd pf[5] = { { .fd = pp->pfd, .events = POLLIN }, { .fd = pp->tfd, .events = POLLIN },
                             { .fd = pp->hfd[0], .events = POLLIN }, { .fd = pp->hfd[1], .events = POLLIN },
                             { .fd = pp->hfd[2], .events = POLLIN } };
-    if (poll(pf, 5, 0) <= 0)
-        return 1;
-    bool qemu_ended = pf[0].revents & POLLIN;
+    bool any = poll(pf, 5, 0) > 0;
+    bool qemu_ended = any && (pf[0].revents & POLLIN);
     int ended = 0;
-    for (int i = 0; i < 3 && !ended; i++)
+    for (int i = 0; any && i < 3 && !ended; i++)
         if (pp->hfd[i] >= 0 && (pf[2 + i].revents & POLLIN))
             ended = 1 + i;
+    /* Booted once the bridge (uid_base) has bound the agent's name, with QEMU and every
+     * helper still there (one gone would have the qube stopped at once: no success to
+     * report); anyone of the VM dir's group (every qube's call processes) could create
+     * that name, so its owner is what counts, as it is for qrexec-daemon's peer check
+     * (--agent-uid). */
+    snprintf(ctl, sizeof ctl, "%s/vchan.%u.0.512.sock", p.vchan, spec->qid);
+    struct stat cst;
+    if (!qemu_ended && !ended && !pp->helper_ended && lstat(ctl, &cst) == 0 && S_ISSOCK(cst.st_mode) &&
+        cst.st_uid == spec->uid_base) {
+        pending_free(pp);
+        return 0;
+    }
+    if (!any)
+        return 1;
     if (!qemu_ended && ended && !pp->helper_ended) {
         /* A helper ended first. When QEMU exits, its bridge sees the port close (a
          * virtiofsd its socket) and may be gone before QEMU's own exit shows: QEMU gets
@@ -302,10 +306,12 @@ static int vm_start_finish(const struct bh_qube_spec *spec, bh_error *err)
         _cleanup_free_ char *msg = qemu_log(&p);
         bh_fail(err, EIO, "%s stopped while booting%s%s", spec->name, msg && *msg ? ": " : "", msg ? msg : "");
     } else {
-        /* how far the guest got, from the host bridge's one line (bridge.c) */
-        char blog[4200], head[4096];
+        /* how far the guest got, from the host bridge's one line (bridge.c); its log's
+         * head (a debug qube's trace adds a few lines every 2 s before that line) */
+        char blog[4200];
         snprintf(blog, sizeof blog, "%s/bridge.log", p.rt);
-        bool spoke = bh_read_small(blog, head, sizeof head) > 0 && strstr(head, "the guest's bridge spoke");
+        _cleanup_free_ char *head = malloc(65536);
+        bool spoke = head && bh_read_small(blog, head, 65536) > 0 && strstr(head, "the guest's bridge spoke");
         bh_fail(err, ETIMEDOUT, "%s did not boot within %u s (qrexec_timeout): %s", spec->name,
                 spec->boot_timeout_s ? spec->boot_timeout_s : BH_VM_START_TIMEOUT_MS / 1000,
                 spoke ? "its vchan bridge spoke, its qrexec agent never listened"
