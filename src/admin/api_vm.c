@@ -305,16 +305,9 @@ static int not_dom0(struct bh_call *c)
     return 0;
 }
 
-/* How long a parked call waits: the engine kills a qube at shutdown_timeout, so the
- * halt comes by then; the margin covers the cleanup. */
-static int64_t halt_wait_ms(struct bh_call *c)
-{
-    return bh_qube_prop_int(c->app, c->dest, "shutdown_timeout") * 1000 + 10000;
-}
-
 static int park(struct bh_call *c, enum bh_wait_kind kind)
 {
-    if (bh_waiters_add(c->dest, kind, c->conn, halt_wait_ms(c), c->exc) < 0)
+    if (bh_waiters_add(c->dest, kind, c->conn, bh_waiters_halt_ms(c->app, c->dest), c->exc) < 0)
         return -1;
     c->park = true;
     return 0;
@@ -322,9 +315,7 @@ static int park(struct bh_call *c, enum bh_wait_kind kind)
 
 static int park_started(struct bh_call *c)
 {
-    /* the engine gives up on its own at its boot timeout (qrexec_timeout); a margin */
-    int64_t ms = bh_qube_prop_int(c->app, c->dest, "qrexec_timeout") * 1000 + 30000;
-    if (bh_waiters_add(c->dest, BH_WAIT_STARTED, c->conn, ms, c->exc) < 0)
+    if (bh_waiters_add(c->dest, BH_WAIT_STARTED, c->conn, bh_waiters_boot_ms(c->app, c->dest), c->exc) < 0)
         return -1;
     c->park = true;
     return 0;
@@ -348,8 +339,7 @@ static int vm_start(struct bh_call *c)
      * netvm's halt, then the qube starts and its chain with it (that netvm again). */
     struct bh_qube *down = c->conn && !bh_qube_is_running(c->dest) ? bh_lifecycle_netvm_stopping(c->app, c->dest) : NULL;
     if (down) {
-        int64_t ms = bh_qube_prop_int(c->app, down, "shutdown_timeout") * 1000 + 10000;
-        if (bh_waiters_add_start_after(down, c->dest, c->conn, ms, c->exc) < 0)
+        if (bh_waiters_add_start_after(down, c->dest, c->conn, bh_waiters_halt_ms(c->app, down), c->exc) < 0)
             return -1;
         c->park = true;
         return 0;

@@ -757,6 +757,18 @@ static int start_agent_end(struct bh_app *app, struct bh_qube *q, bh_error *err)
     return 0;
 }
 
+/* A start failed, or must not go on (its network rules failed after an engine started q
+ * without waiting for them): what the engine made goes, in line. Its kill also cancels
+ * a pending start; one that fails keeps the engine, for the next Start to clean up
+ * first. Returns -1. */
+static int start_undo(struct bh_qube *q, const struct bh_driver *drv, const struct bh_qube_spec *spec)
+{
+    bh_error kerr = { 0 };
+    if (drv->kill(spec, &kerr) < 0)
+        q->rt.engine_dirty = true;
+    return -1;
+}
+
 /* Both halves in line (starts that are not asynchronous). */
 static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_driver *drv, struct bh_spec_buf *sb,
                        bh_error *err)
@@ -769,9 +781,7 @@ static int start_agent(struct bh_app *app, struct bh_qube *q, const struct bh_dr
         r = start_agent_end(app, q, err);
     if (r < 0) {
         qrexec_stop(q);
-        bh_error kerr = { 0 };
-        if (drv->kill(&sb->spec, &kerr) < 0)
-            q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+        start_undo(q, drv, &sb->spec);
     }
     return r;
 }
@@ -931,10 +941,7 @@ static void on_start_fd(void *ctx, uint32_t ev)
             bh_glue_spec_free(&sb);
             return; /* its start fails once the qube is gone (on_kill_done) */
         }
-        bh_error kerr = { 0 };
-        if (drv->kill(&sb.spec, &kerr) < 0)
-            q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
-        r = -1;
+        r = start_undo(q, drv, &sb.spec);
     }
     if (r == 1) {
         if (bh_loop_add(fd, EPOLLIN, on_start_fd, (void *)(uintptr_t)qid) == 0) {
@@ -965,9 +972,7 @@ static void on_start_fd(void *ctx, uint32_t ev)
         }
         if (r < 0) {
             qrexec_stop(q);
-            bh_error kerr = { 0 };
-            if (drv->kill(&sb.spec, &kerr) < 0)
-                q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+            start_undo(q, drv, &sb.spec);
         }
     }
     s->qid = 0;
@@ -1056,9 +1061,8 @@ static void start_agent_failed(struct bh_qube *q, const struct bh_driver *drv, b
     qrexec_stop(q);
     struct bh_spec_buf sb;
     bh_glue_spec(lc_app, q, &sb);
-    bh_error kerr = { 0 };
-    if (drv && drv->kill(&sb.spec, &kerr) < 0)
-        q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+    if (drv)
+        start_undo(q, drv, &sb.spec);
     bh_glue_spec_free(&sb);
     struct bh_exc e = { 0 };
     start_failed(lc_app, q, err, &e);
@@ -1070,15 +1074,6 @@ static void start_agent_failed(struct bh_qube *q, const struct bh_driver *drv, b
  * engine did not call it. */
 static int rules_in(void *q, bh_error *err) { return bh_net_glue_rules_wait(q, err); }
 
-/* An engine started q without waiting for its network rules, and they failed: q must
- * not run. The engine's kill also cancels a pending start. Returns -1. */
-static int start_undo(struct bh_qube *q, const struct bh_driver *drv, const struct bh_qube_spec *spec)
-{
-    bh_error kerr = { 0 };
-    if (drv->kill(spec, &kerr) < 0)
-        q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
-    return -1;
-}
 
 struct bh_qube *bh_lifecycle_netvm_stopping(struct bh_app *app, struct bh_qube *q)
 {
@@ -1191,9 +1186,7 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
             return BH_LIFECYCLE_STARTING;
         }
         if (fd >= 0) {
-            bh_error kerr = { 0 };
-            if (drv->kill(&sb.spec, &kerr) < 0)
-                q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+            start_undo(q, drv, &sb.spec);
             bh_fail(&err, EAGAIN, "cannot watch the start of %s", q->name);
         }
         r = -1;
@@ -1209,17 +1202,12 @@ int bh_lifecycle_start(struct bh_app *app, struct bh_qube *q, struct bh_exc *e)
             struct pollfd p = { .fd = fd, .events = POLLIN };
             if (poll(&p, 1, -1) < 0 && errno != EINTR) {
                 r = bh_fail_errno(&err, "waiting for the start of %s", q->name);
-                bh_error kerr = { 0 };
-                if (drv->kill(&sb.spec, &kerr) < 0)
-                    q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
+                start_undo(q, drv, &sb.spec);
                 break;
             }
             r = drv->start_finish(&sb.spec, &err);
             if (r == BH_START_FAILED_KILL) {
-                bh_error kerr = { 0 };
-                if (drv->kill(&sb.spec, &kerr) < 0)
-                    q->rt.engine_dirty = true; /* kept: the next Start cleans up first */
-                r = -1;
+                r = start_undo(q, drv, &sb.spec);
             }
         }
     } else if (r == 0) {

@@ -20,32 +20,46 @@ static struct waiter {
 } waiters[MAX_WAITERS];
 static size_t nwaiters; /* slots in use are all below this index */
 
-int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e)
+int64_t bh_waiters_halt_ms(struct bh_app *app, struct bh_qube *q)
+{
+    return bh_qube_prop_int(app, q, "shutdown_timeout") * 1000 + 10000;
+}
+
+int64_t bh_waiters_boot_ms(struct bh_app *app, struct bh_qube *q)
+{
+    return bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+}
+
+/* conn's waiter on q, in a free slot; NULL (e filled) when none is left. */
+static struct waiter *add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e)
 {
     size_t i = 0;
     while (i < nwaiters && waiters[i].conn)
         i++;
-    if (i == MAX_WAITERS)
-        return bh_exc(e, "QubesException", "Too many calls waiting for qubes to halt");
+    if (i == MAX_WAITERS) {
+        bh_exc(e, "QubesException", "Too many calls waiting for qubes to halt");
+        return NULL;
+    }
     if (i == nwaiters)
         nwaiters++;
     waiters[i] = (struct waiter){ .conn = conn, .qid = q->qid, .kind = kind, .deadline = bh_now_ms() + timeout_ms };
     snprintf(waiters[i].name, sizeof waiters[i].name, "%s", q->name);
-    return 0;
+    return &waiters[i];
+}
+
+int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e)
+{
+    return add(q, kind, conn, timeout_ms, e) ? 0 : -1;
 }
 
 int bh_waiters_add_start_after(struct bh_qube *down, struct bh_qube *start, void *conn, int64_t timeout_ms,
                                struct bh_exc *e)
 {
-    if (bh_waiters_add(down, BH_WAIT_START, conn, timeout_ms, e) < 0)
+    struct waiter *w = add(down, BH_WAIT_START, conn, timeout_ms, e);
+    if (!w)
         return -1;
-    for (size_t i = 0; i < nwaiters; i++)
-        if (waiters[i].conn == conn && waiters[i].qid == down->qid && waiters[i].kind == BH_WAIT_START &&
-            !waiters[i].start_qid) {
-            waiters[i].start_qid = start->qid;
-            snprintf(waiters[i].name, sizeof waiters[i].name, "%s", start->name);
-            break;
-        }
+    w->start_qid = start->qid;
+    snprintf(w->name, sizeof w->name, "%s", start->name); /* the qube its reply is about */
     return 0;
 }
 
@@ -86,7 +100,7 @@ static void wait_for_halt(struct bh_app *app, struct waiter *w, struct bh_qube *
     w->kind = BH_WAIT_START;
     w->qid = down->qid;
     w->start_qid = start_qid;
-    w->deadline = bh_now_ms() + bh_qube_prop_int(app, down, "shutdown_timeout") * 1000 + 10000;
+    w->deadline = bh_now_ms() + bh_waiters_halt_ms(app, down);
 }
 
 /* w's qube boots beside the loop: w is answered when the boot ends. */
@@ -95,7 +109,7 @@ static void wait_for_boot(struct bh_app *app, struct waiter *w, struct bh_qube *
     w->kind = BH_WAIT_STARTED;
     w->qid = q->qid;
     w->start_qid = 0;
-    w->deadline = bh_now_ms() + bh_qube_prop_int(app, q, "qrexec_timeout") * 1000 + 30000;
+    w->deadline = bh_now_ms() + bh_waiters_boot_ms(app, q);
 }
 
 static void start_now(struct bh_app *app, struct waiter *w)

@@ -12,6 +12,12 @@
  * comes once the qube is Halted (bh_waiters_killed). */
 enum bh_wait_kind { BH_WAIT_SHUTDOWN, BH_WAIT_START, BH_WAIT_STARTED, BH_WAIT_KILLED };
 
+/* How long a call parked on q's halt waits: the engine kills a qube at its
+ * shutdown_timeout, so the halt comes by then; the margin covers the cleanup. */
+int64_t bh_waiters_halt_ms(struct bh_app *app, struct bh_qube *q);
+/* ... and one parked on the end of q's boot: the engine gives up on its own at its
+ * boot timeout (qrexec_timeout); a margin. */
+int64_t bh_waiters_boot_ms(struct bh_app *app, struct bh_qube *q);
 /* Parks conn's reply until q halts (or timeout_ms passes: QubesVMShutdownTimeoutError).
  * Returns -1 with e filled when no more waiters fit. */
 int bh_waiters_add(struct bh_qube *q, enum bh_wait_kind kind, void *conn, int64_t timeout_ms, struct bh_exc *e);

@@ -227,6 +227,20 @@ def test_boot_that_never_finishes_is_killed(vm_env):
     assert vm_leftovers(d, "v") == []
 
 
+def start_in_background(d, res):
+    """admin.vm.Start of v in a thread, started: once it is answered, res["ok"] is True or
+    res["err"] the error's message."""
+    def boot():
+        try:
+            start(d, "v")
+            res["ok"] = True
+        except AdminError as e:
+            res["err"] = e.msg
+    t = threading.Thread(target=boot)
+    t.start()
+    return t
+
+
 def virtiofsd_listens(pid):
     """Whether virtiofsd (pid) still waits for QEMU's connection: its socket is listening
     (flag __SO_ACCEPTCON in /proc/net/unix)."""
@@ -250,14 +264,7 @@ def test_virtiofsd_gone_while_booting_fails_the_start(vm_env):
     d.call("admin.vm.property.Set+kernelopts", "v", HELD_BOOT)
     res = {}
     try:
-        def boot():
-            try:
-                start(d, "v")
-                res["ok"] = True
-            except AdminError as e:
-                res["err"] = e.msg
-        starter = threading.Thread(target=boot)
-        starter.start()
+        starter = start_in_background(d, res)
         assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
         pid = int((d.runtime / "qubes/v/virtiofsd.pid").read_text().split()[0])
         # QEMU has connected (else QEMU fails at its start): virtiofsd serves one
@@ -303,23 +310,15 @@ def test_guest_kernel_panic_fails_the_start(vm_env):
 def test_kill_while_booting(vm_env):
     d = vm_env.d
     res = {}
-
-    def boot():
-        try:
-            res["ok"] = start(d, "v")
-        except AdminError as e:
-            res["err"] = e
-
     d.call("admin.vm.property.Set+kernelopts", "v", HELD_BOOT)  # still booting with KVM too
-    t = threading.Thread(target=boot)
-    t.start()
+    t = start_in_background(d, res)
     try:
         assert wait_for(lambda: state_of(d, "v") == "Transient", 30)
         d.call("admin.vm.Kill", "v")
         t.join(60)
     finally:
         d.call("admin.vm.property.Set+kernelopts", "v", SLOW_BRIDGE)
-    assert "killed while starting" in res["err"].msg
+    assert "killed while starting" in res.get("err", ""), res
     assert state_of(d, "v") == "Halted"
     assert wait_for(lambda: qemu_zombies(d) == [], 10), qemu_zombies(d)
     assert vm_leftovers(d, "v") == []
@@ -393,14 +392,7 @@ def test_daemon_answers_while_a_booting_vm_is_killed(vm_env):
     rt = d.runtime / "qubes/v"
     res = {}
     try:
-        def boot():
-            try:
-                d.call("admin.vm.Start", "v")
-                res["ok"] = True
-            except AdminError as e:
-                res["err"] = e.msg
-        starter = threading.Thread(target=boot)
-        starter.start()
+        starter = start_in_background(d, res)
         assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
         # attached once QEMU runs: strace -f follows only the children forked after
         with syscalls_held(d.proc.pid, "umount2", 1000, paths=[rt / "vchan", rt / "vm-mem"]):
@@ -443,15 +435,8 @@ def test_daemon_answers_while_a_failed_boot_is_cleaned_up(vm_env):
     rt = d.runtime / "qubes/v"
     res = {}
     try:
-        def boot():
-            try:
-                d.call("admin.vm.Start", "v")
-                res["ok"] = True
-            except AdminError as e:
-                res["err"] = e.msg
-        starter = threading.Thread(target=boot)
         t0 = time.monotonic()
-        starter.start()
+        starter = start_in_background(d, res)
         assert wait_for(lambda: state_of(d, "v") == "Transient", 30), res
         with syscalls_held(d.proc.pid, "umount2", 1000, paths=[rt / "vchan", rt / "vm-mem"]):
             assert state_of(d, "v") == "Transient", res  # control: still booting
